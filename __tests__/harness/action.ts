@@ -1,0 +1,113 @@
+// Running the action in tests: the inputs a workflow step would give for a harness registry,
+// in-process (through the same input reading as the runner) or as the committed bundle.
+import { randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { run, type ExecResult } from './exec.js';
+import type { Registry } from './registry.js';
+import type { TestImage } from './images.js';
+
+export type Inputs = Record<string, string>;
+
+/** The inputs of a release workflow step publishing `image` to `registry`, host key pinned. */
+export function inputsFor(
+  registry: Registry,
+  image: Pick<TestImage, 'metadata' | 'rootfs'>,
+  extra: Inputs = {},
+): Inputs {
+  return {
+    metadata: image.metadata,
+    rootfs: image.rootfs,
+    host: registry.host,
+    port: String(registry.sshPort),
+    username: registry.username,
+    'ssh-key': registry.privateKey,
+    'ssh-key-passphrase': '',
+    'host-fingerprint': registry.hostKeyFingerprint,
+    'known-hosts': '',
+    'upload-dir': registry.uploadDir,
+    'simplestreams-dir': registry.simplestreamsDir,
+    aliases: '',
+    'default-alias': 'false',
+    ...extra,
+  };
+}
+
+/** INPUT_* variables as the runner sets them (name upper-cased, spaces to underscores). */
+export function inputEnv(inputs: Inputs): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(inputs)) env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value;
+  return env;
+}
+
+/** Replaces the INPUT_* variables of this process (for in-process runs). */
+export function setProcessInputs(inputs: Inputs): void {
+  for (const name of Object.keys(process.env)) if (name.startsWith('INPUT_')) delete process.env[name];
+  Object.assign(process.env, inputEnv(inputs));
+}
+
+/** Reads a GITHUB_OUTPUT file (`name<<delimiter` blocks, as @actions/core writes them). */
+export function parseGithubOutput(text: string): Record<string, string> {
+  const outputs: Record<string, string> = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const match = /^([^<=]+)<<(.+)$/.exec(lines[i] ?? '');
+    if (match) {
+      const [, name, delimiter] = match as unknown as [string, string, string];
+      const value: string[] = [];
+      for (i++; i < lines.length && lines[i] !== delimiter; i++) value.push(lines[i] ?? '');
+      outputs[name] = value.join('\n');
+    } else if (/^[^=]+=/.test(lines[i] ?? '')) {
+      const [name, ...rest] = (lines[i] ?? '').split('=');
+      outputs[name as string] = rest.join('=');
+    }
+  }
+  return outputs;
+}
+
+export interface BundleRun extends ExecResult {
+  outputs: Record<string, string>;
+  summary: string;
+}
+
+/**
+ * Runs the committed dist/index.js as the runner does: a fresh node process, inputs as INPUT_*
+ * variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, the workspace as working directory.
+ */
+export async function runBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}): Promise<BundleRun> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-runner-'));
+  try {
+    const outputFile = path.join(dir, 'github_output');
+    const summaryFile = path.join(dir, 'step_summary');
+    await fsp.writeFile(outputFile, '');
+    await fsp.writeFile(summaryFile, '');
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env['PATH'],
+      HOME: process.env['HOME'],
+      GITHUB_ACTIONS: 'true',
+      GITHUB_OUTPUT: outputFile,
+      GITHUB_STEP_SUMMARY: summaryFile,
+      GITHUB_RUN_ID: String(Date.now()),
+      GITHUB_RUN_ATTEMPT: '1',
+      RUNNER_TEMP: dir,
+      GITHUB_WORKSPACE: process.cwd(),
+      ...inputEnv(inputs),
+      ...extraEnv,
+    };
+    const bundle = path.resolve('dist/index.js');
+    const result = await run(process.execPath, [bundle], { env, cwd: process.cwd(), timeoutMs: 120_000 });
+    return {
+      ...result,
+      outputs: parseGithubOutput(await fsp.readFile(outputFile, 'utf8')),
+      summary: await fsp.readFile(summaryFile, 'utf8'),
+    };
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A unique marker path for proving that an injected command never ran. */
+export function markerPath(): string {
+  return path.join(os.tmpdir(), `lxc-publish-pwned-${randomUUID()}`);
+}

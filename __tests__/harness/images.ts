@@ -1,0 +1,258 @@
+// Builds small split Incus images as distrobuilder would: a metadata tarball (metadata.yaml +
+// templates/) plus rootfs.squashfs (container) or disk.qcow2 (VM).
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { once } from 'node:events';
+import { runOk } from './exec.js';
+
+export interface TestImage {
+  dir: string;
+  metadata: string;
+  rootfs: string;
+  fingerprint: string;
+  os: string;
+  release: string;
+  variant: string;
+  architecture: string;
+  creationDate: number;
+  description: string;
+}
+
+export interface ImageOptions {
+  os?: string;
+  release?: string;
+  variant?: string;
+  /** Incus architecture name, e.g. 'x86_64', 'aarch64'. */
+  architecture?: string;
+  /** Unix seconds; defaults to a fixed base plus one minute per image made in this process. */
+  creationDate?: number;
+  description?: string;
+  /** Size of the random payload file in the rootfs (container) or of the raw disk data (VM). */
+  rootfsBytes?: number;
+  /** Metadata tarball compression (incus.tar.xz / incus.tar.gz) and squashfs compressor. */
+  compression?: 'xz' | 'gzip';
+}
+
+export interface MetadataOptions {
+  os: string;
+  release: string;
+  variant: string;
+  architecture: string;
+  creationDate: number;
+  description: string;
+  expiryDate?: number;
+  serial?: string;
+  name?: string;
+  /** Distribution architecture name in properties; derived from architecture by default. */
+  distroArchitecture?: string;
+  /** Include the templates section (default true). */
+  templates?: boolean;
+}
+
+const ARCH_MAP: Record<string, string> = {
+  x86_64: 'amd64',
+  i686: 'i386',
+  aarch64: 'arm64',
+  armv7l: 'armhf',
+  armv6l: 'armel',
+  ppc64le: 'ppc64el',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+  loongarch64: 'loong64',
+};
+
+/** Distribution-style architecture name (amd64, arm64…) for an Incus architecture name. */
+export function distroArchitecture(incusArch: string): string {
+  return ARCH_MAP[incusArch] ?? incusArch;
+}
+
+/** distrobuilder's serial: creation time in UTC as YYYYMMDD_hh:mm. */
+export function distrobuilderSerial(unixSeconds: number): string {
+  const d = new Date(unixSeconds * 1000);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}_${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
+}
+
+/** The serial incus-simplestreams derives (YYYYMMDDhhmm, with TZ=UTC). */
+export function simplestreamsSerial(unixSeconds: number): string {
+  return distrobuilderSerial(unixSeconds).replace(/[_:]/g, '');
+}
+
+const HOSTNAME_TEMPLATE = '{{ instance.name }}\n';
+
+export function metadataYaml(opts: MetadataOptions): string {
+  const serial = opts.serial ?? distrobuilderSerial(opts.creationDate);
+  const arch = opts.distroArchitecture ?? distroArchitecture(opts.architecture);
+  const name = opts.name ?? `${opts.os.toLowerCase()}-${opts.release}-${arch}-${opts.variant}-${serial}`;
+  // Strings are written JSON-quoted (valid YAML double-quoted scalars) so that values such as the
+  // serial "20260101_00:00" can never be read back as numbers by any YAML parser.
+  const q = (s: string) => JSON.stringify(s);
+  const lines = [
+    `architecture: ${q(opts.architecture)}`,
+    `creation_date: ${Math.trunc(opts.creationDate)}`,
+    `expiry_date: ${Math.trunc(opts.expiryDate ?? opts.creationDate + 30 * 24 * 3600)}`,
+    'properties:',
+    `  architecture: ${q(arch)}`,
+    `  description: ${q(opts.description)}`,
+    `  name: ${q(name)}`,
+    `  os: ${q(opts.os)}`,
+    `  release: ${q(opts.release)}`,
+    `  serial: ${q(serial)}`,
+    `  variant: ${q(opts.variant)}`,
+  ];
+  if (opts.templates === false) {
+    lines.push('templates: {}');
+  } else {
+    lines.push(
+      'templates:',
+      '  /etc/hostname:',
+      '    when:',
+      '    - create',
+      '    - copy',
+      '    create_only: false',
+      '    template: hostname.tpl',
+      '    properties: {}',
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+// Fixed base (2026-01-01T00:00:00Z) + one minute per image: distinct serials within a process.
+const BASE_CREATION_DATE = 1767225600;
+let imageCounter = 0;
+
+function resolveOptions(opts: ImageOptions) {
+  const os = opts.os ?? 'Crynux';
+  const release = opts.release ?? 'bookworm';
+  const architecture = opts.architecture ?? 'x86_64';
+  return {
+    os,
+    release,
+    variant: opts.variant ?? 'default',
+    architecture,
+    creationDate: opts.creationDate ?? BASE_CREATION_DATE + imageCounter++ * 60,
+    description: opts.description ?? `${os} ${release} ${distroArchitecture(architecture)} (test)`,
+    compression: opts.compression ?? 'xz',
+  };
+}
+
+/** Writes `bytes` random bytes to file in 1 MiB chunks (constant memory). */
+async function writeRandomFile(file: string, bytes: number): Promise<void> {
+  const out = createWriteStream(file);
+  const chunk = 1 << 20;
+  try {
+    for (let left = bytes; left > 0; left -= chunk) {
+      if (!out.write(randomBytes(Math.min(chunk, left)))) await once(out, 'drain');
+    }
+  } finally {
+    out.end();
+    await once(out, 'close');
+  }
+}
+
+async function sha256Files(files: string[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const f of files) {
+    for await (const b of createReadStream(f, { highWaterMark: 1 << 20 })) hash.update(b as Buffer);
+  }
+  return hash.digest('hex');
+}
+
+async function buildMetadataTarball(dir: string, yamlText: string, compression: 'xz' | 'gzip'): Promise<string> {
+  const staging = path.join(dir, '.meta-staging');
+  await fsp.rm(staging, { recursive: true, force: true });
+  await fsp.mkdir(path.join(staging, 'templates'), { recursive: true });
+  await fsp.writeFile(path.join(staging, 'metadata.yaml'), yamlText);
+  await fsp.writeFile(path.join(staging, 'templates', 'hostname.tpl'), HOSTNAME_TEMPLATE);
+  const out = path.join(dir, compression === 'xz' ? 'incus.tar.xz' : 'incus.tar.gz');
+  await runOk('tar', [
+    '-C',
+    staging,
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--sort=name',
+    compression === 'xz' ? '-cJf' : '-czf',
+    out,
+    'metadata.yaml',
+    'templates',
+  ]);
+  await fsp.rm(staging, { recursive: true, force: true });
+  return out;
+}
+
+async function makeImage(dir: string, opts: ImageOptions, vm: boolean): Promise<TestImage> {
+  const o = resolveOptions(opts);
+  await fsp.mkdir(dir, { recursive: true });
+  const yamlText = metadataYaml({
+    os: o.os,
+    release: o.release,
+    variant: o.variant,
+    architecture: o.architecture,
+    creationDate: o.creationDate,
+    description: o.description,
+  });
+  const metaPromise = buildMetadataTarball(dir, yamlText, o.compression);
+
+  let rootfs: string;
+  if (!vm) {
+    const staging = path.join(dir, '.rootfs-staging');
+    await fsp.rm(staging, { recursive: true, force: true });
+    await fsp.mkdir(path.join(staging, 'etc'), { recursive: true });
+    await fsp.writeFile(
+      path.join(staging, 'etc', 'os-release'),
+      `NAME="${o.os}"\nID=${o.os.toLowerCase()}\nVERSION_CODENAME=${o.release}\nPRETTY_NAME="${o.description}"\n`,
+    );
+    await fsp.writeFile(path.join(staging, 'etc', 'hostname'), 'localhost\n');
+    const bytes = opts.rootfsBytes ?? 4096;
+    await writeRandomFile(path.join(staging, 'payload.bin'), bytes);
+    rootfs = path.join(dir, 'rootfs.squashfs');
+    // Random data does not compress: store data blocks and fragments uncompressed when large.
+    const big = bytes > 1 << 20 ? ['-noD', '-noF'] : [];
+    await runOk('mksquashfs', [
+      staging,
+      rootfs,
+      '-noappend',
+      '-quiet',
+      '-no-progress',
+      '-comp',
+      o.compression,
+      ...big,
+      '-all-root',
+    ]);
+    await fsp.rm(staging, { recursive: true, force: true });
+  } else {
+    rootfs = path.join(dir, 'disk.qcow2');
+    if (opts.rootfsBytes && opts.rootfsBytes > 0) {
+      const raw = path.join(dir, '.disk.raw');
+      await writeRandomFile(raw, Math.ceil(opts.rootfsBytes / 512) * 512);
+      await runOk('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, rootfs]);
+      await fsp.rm(raw, { force: true });
+    } else {
+      await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', rootfs, '64M']);
+    }
+  }
+  const metadata = await metaPromise;
+  const fingerprint = await sha256Files([metadata, rootfs]);
+  return {
+    dir,
+    metadata,
+    rootfs,
+    fingerprint,
+    os: o.os,
+    release: o.release,
+    variant: o.variant,
+    architecture: o.architecture,
+    creationDate: o.creationDate,
+    description: o.description,
+  };
+}
+
+export function makeSplitContainerImage(dir: string, opts: ImageOptions = {}): Promise<TestImage> {
+  return makeImage(dir, opts, false);
+}
+
+export function makeSplitVmImage(dir: string, opts: ImageOptions = {}): Promise<TestImage> {
+  return makeImage(dir, opts, true);
+}

@@ -1,0 +1,173 @@
+// Publishing through src/ against the real loopback registry: sshd, incus-simplestreams, nginx,
+// and the real incus client reading the result.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { existsSync, promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { publish } from '../../src/main.js';
+import { readSettings } from '../../src/inputs.js';
+import { inputsFor, markerPath, setProcessInputs, type Inputs } from '../harness/action.js';
+import { makeSplitContainerImage, makeSplitVmImage, type TestImage } from '../harness/images.js';
+import { startRegistry, type Registry } from '../harness/registry.js';
+
+let registry: Registry;
+let work: string;
+let logged: string[];
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-test-'));
+});
+afterAll(async () => {
+  await registry?.stop();
+  await fsp.rm(work, { recursive: true, force: true });
+});
+
+const savedEnv = { ...process.env };
+beforeEach(() => {
+  logged = [];
+  jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    logged.push(chunk.toString());
+    return true;
+  });
+});
+afterEach(() => {
+  jest.restoreAllMocks();
+  process.env = { ...savedEnv };
+});
+
+let imageCount = 0;
+async function newImage(make = makeSplitContainerImage, opts = {}): Promise<TestImage> {
+  const dir = path.join(work, `image-${imageCount++}`);
+  await fsp.mkdir(dir);
+  return make(dir, opts);
+}
+
+async function publishWith(inputs: Inputs) {
+  setProcessInputs(inputs);
+  return publish(readSettings());
+}
+
+/** Everything under a directory, for proving a failed run left nothing behind. */
+async function listTree(dir: string): Promise<string[]> {
+  const entries = await fsp.readdir(dir, { recursive: true });
+  return entries.map(String).sort();
+}
+
+describe('publish', () => {
+  it('publishes a split container image that the incus client lists under the requested aliases', async () => {
+    const image = await newImage(makeSplitContainerImage, { os: 'Crynux', release: 'bookworm', variant: 'node' });
+    const result = await publishWith(inputsFor(registry, image, { aliases: 'crynux-node:v2.6.0\ncrynux-node:latest' }));
+
+    expect(result).toEqual({
+      status: 'published',
+      fingerprint: image.fingerprint,
+      product: 'Crynux:bookworm:node:amd64',
+      serial: expect.stringMatching(/^\d{12}$/),
+      aliases: ['crynux-node:v2.6.0', 'crynux-node:latest'],
+      imageType: 'container',
+      size: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size,
+    });
+
+    const listed = await registry.incusList();
+    const mine = listed.find((entry) => entry.fingerprint === image.fingerprint);
+    expect(mine).toBeDefined();
+    expect(mine?.type).toBe('container');
+    expect(mine?.aliases).toEqual(expect.arrayContaining(['crynux-node:v2.6.0', 'crynux-node:latest']));
+    // no default {os}/{release}/{variant} alias unless asked for
+    expect(mine?.aliases).not.toContain('Crynux/bookworm/node');
+
+    // what `incus launch crynux:crynux-node:v2.6.0` resolves
+    const info = await registry.incusImageInfo('crynux-node:v2.6.0');
+    expect(info).toContain(`Fingerprint: ${image.fingerprint}`);
+
+    // the run's upload directory is gone
+    expect(await listTree(registry.uploadDir)).toEqual([]);
+    // the log shows the phases as groups
+    expect(logged.join('')).toMatch(/::group::Upload/);
+  });
+
+  it('adds the default alias only when default-alias is true', async () => {
+    const image = await newImage(makeSplitContainerImage, { os: 'Crynux', release: 'trixie', variant: 'default' });
+    const result = await publishWith(inputsFor(registry, image, { 'default-alias': 'true' }));
+    expect(result.aliases).toEqual(['Crynux/trixie/default']);
+    const listed = await registry.incusList();
+    expect(listed.find((entry) => entry.fingerprint === image.fingerprint)?.aliases).toContain('Crynux/trixie/default');
+  });
+
+  it('publishes a split VM image as virtual-machine', async () => {
+    const image = await newImage(makeSplitVmImage, { os: 'Crynux', release: 'bookworm', variant: 'vm' });
+    const result = await publishWith(inputsFor(registry, image, { aliases: 'crynux-node-vm' }));
+    expect(result.imageType).toBe('virtual-machine');
+    expect(result.fingerprint).toBe(image.fingerprint);
+    const listed = await registry.incusList();
+    expect(listed.find((entry) => entry.fingerprint === image.fingerprint)?.type).toBe('virtual-machine');
+  });
+
+  it('passes hostile aliases as data: nothing runs on the server and the alias is listed verbatim', async () => {
+    const marker = markerPath();
+    const hostile = [`$(touch\${IFS}${marker})`, `\`touch\${IFS}${marker}\``, `x;touch\${IFS}${marker}`, `'"|&<>`];
+    const image = await newImage(makeSplitContainerImage, { os: 'Crynux', release: 'hostile', variant: 'default' });
+    const result = await publishWith(inputsFor(registry, image, { aliases: hostile.join('\n') }));
+    expect(existsSync(marker)).toBe(false);
+    expect(result.aliases).toEqual(hostile);
+    const listed = await registry.incusList();
+    expect(listed.find((entry) => entry.fingerprint === image.fingerprint)?.aliases).toEqual(
+      expect.arrayContaining(hostile),
+    );
+  });
+
+  it('accepts a known-hosts pin instead of a fingerprint', async () => {
+    const image = await newImage();
+    const result = await publishWith(
+      inputsFor(registry, image, { 'host-fingerprint': '', 'known-hosts': registry.knownHostsLine }),
+    );
+    expect(result.fingerprint).toBe(image.fingerprint);
+    expect(logged.join('')).toContain(`Host key verified: ssh-ed25519 ${registry.hostKeyFingerprint}`);
+  });
+
+  it('without a pin, publishes and warns with the fingerprint to pin', async () => {
+    const image = await newImage();
+    await publishWith(inputsFor(registry, image, { 'host-fingerprint': '' }));
+    const warning = logged.find((line) => line.startsWith('::warning'));
+    expect(warning).toContain(`host-fingerprint: ${registry.hostKeyFingerprint}`);
+  });
+});
+
+describe('refusals', () => {
+  it('stops before any upload when the pinned host key does not match, naming the presented key', async () => {
+    const image = await newImage();
+    const before = await listTree(path.dirname(registry.uploadDir));
+    const wrong = 'SHA256:' + 'A'.repeat(43);
+    await expect(publishWith(inputsFor(registry, image, { 'host-fingerprint': wrong }))).rejects.toThrow(
+      new RegExp(`presented ssh-ed25519 ${registry.hostKeyFingerprint.replace(/[+/]/g, '\\$&')}.*Nothing was uploaded`),
+    );
+    expect(await listTree(path.dirname(registry.uploadDir))).toEqual(before);
+  });
+
+  it('stops when known-hosts lists another key for this host', async () => {
+    const image = await newImage();
+    const otherKey = 'AAAAC3NzaC1lZDI1NTE5AAAAIHcA2P7ViF7LrnOwVA1hI0HgNDa8g/0Zb4wN3aN6wjQg';
+    const knownHosts = `[${registry.host}]:${registry.sshPort} ssh-ed25519 ${otherKey}`;
+    await expect(
+      publishWith(inputsFor(registry, image, { 'host-fingerprint': '', 'known-hosts': knownHosts })),
+    ).rejects.toThrow(/known-hosts does not allow/);
+  });
+
+  it("fails with the tool's stderr when incus-simplestreams refuses, and removes the upload", async () => {
+    const image = await newImage();
+    await publishWith(inputsFor(registry, image));
+    // Same product and serial again: the 6.0 tool refuses to add a second squashfs.
+    await expect(publishWith(inputsFor(registry, image))).rejects.toThrow(
+      /incus-simplestreams add .* failed on the server: it exited with status 1\.\n.*Already have/s,
+    );
+    expect(await listTree(registry.uploadDir)).toEqual([]);
+  });
+
+  it('names simplestreams-dir when it does not exist on the server', async () => {
+    const image = await newImage();
+    await expect(
+      publishWith(inputsFor(registry, image, { 'simplestreams-dir': path.join(registry.root, 'missing') })),
+    ).rejects.toThrow(/simplestreams-dir.*\n.*\n?Hint: the directory does not exist/s);
+  });
+});

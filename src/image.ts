@@ -1,0 +1,250 @@
+/**
+ * Local inspection of the image files before any network: what they are, what metadata.yaml
+ * says, and the fingerprint clients will see.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { constants, createReadStream } from 'node:fs';
+import { access, open, stat } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { ActionError, describeError } from './errors.js';
+
+export type DataKind = 'squashfs' | 'qcow2';
+export type ImageType = 'container' | 'virtual-machine';
+export type Compression = 'xz' | 'gzip' | 'bzip2' | 'zstd' | 'none';
+
+export interface ImageMetadata {
+  architecture: string;
+  creationDate: number;
+  os: string;
+  release: string;
+  variant: string;
+  propertiesArchitecture: string;
+  description: string;
+}
+
+export interface LocalFile {
+  path: string;
+  size: number;
+}
+
+export interface LocalImage {
+  /** The metadata tarball, or the unified tarball. */
+  metadata: LocalFile & { compression: Compression };
+  /** The data file of a split image; absent for a unified tarball. */
+  data?: LocalFile & { kind: DataKind };
+  imageType: ImageType;
+  properties: ImageMetadata;
+  /** Total bytes to publish. */
+  size: number;
+}
+
+const MAGIC: { kind: Compression | DataKind | 'tar-xz-rootfs'; bytes: Buffer; offset: number }[] = [
+  { kind: 'xz', bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), offset: 0 },
+  { kind: 'gzip', bytes: Buffer.from([0x1f, 0x8b]), offset: 0 },
+  { kind: 'bzip2', bytes: Buffer.from('BZh'), offset: 0 },
+  { kind: 'zstd', bytes: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), offset: 0 },
+  { kind: 'none', bytes: Buffer.from('ustar'), offset: 257 },
+  { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
+  { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
+];
+
+/** Identifies a file from its first bytes. */
+export function detectContent(head: Buffer): Compression | DataKind | undefined {
+  const match = MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes));
+  return match?.kind as Compression | DataKind | undefined;
+}
+
+/** Checks that the path is a readable, non-empty regular file. */
+export async function checkFile(path: string, input: string): Promise<LocalFile> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    throw new ActionError(
+      `${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`,
+      input,
+    );
+  }
+  if (!info.isFile()) {
+    throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
+  }
+  try {
+    await access(path, constants.R_OK);
+  } catch {
+    throw new ActionError(
+      `${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`,
+      input,
+    );
+  }
+  if (info.size === 0) {
+    throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
+  }
+  return { path, size: info.size };
+}
+
+async function readHead(path: string): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(512);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+function runTar(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('tar', args, { maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (error) reject(new Error(stderr.trim() || error.message));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Reads metadata.yaml out of a tarball, whatever its compression (GNU tar detects it). */
+async function readMetadataYaml(path: string): Promise<string | undefined> {
+  for (const member of ['metadata.yaml', './metadata.yaml']) {
+    try {
+      // --occurrence stops at the first match instead of reading the whole (possibly large) archive.
+      return await runTar(['--occurrence=1', '-xOf', path, member]);
+    } catch {
+      // not under this name; try the next
+    }
+  }
+  return undefined;
+}
+
+/** Whether a unified tarball holds a VM disk (rootfs.img) rather than a rootfs/ tree. */
+async function unifiedIsVirtualMachine(path: string): Promise<boolean> {
+  const listing = await runTar(['-tf', path]);
+  return listing.split('\n').some((name) => name === 'rootfs.img' || name === './rootfs.img');
+}
+
+function requireString(value: unknown, field: string, path: string): string {
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ActionError(
+      `metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
+        `(build-incus or pack-incus), or add "${field}" to the image definition.`,
+      'metadata',
+    );
+  }
+  return value;
+}
+
+/** Checks metadata.yaml for what `incus-simplestreams add` needs. */
+export function parseMetadataYaml(text: string, path: string): ImageMetadata {
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    throw new ActionError(
+      `metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`,
+      'metadata',
+    );
+  }
+  if (typeof document !== 'object' || document === null) {
+    throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
+  }
+  const root = document as Record<string, unknown>;
+  const creationDate = root['creation_date'];
+  if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
+    throw new ActionError(
+      `metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`,
+      'metadata',
+    );
+  }
+  const properties = root['properties'];
+  if (typeof properties !== 'object' || properties === null) {
+    throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
+  }
+  const props = properties as Record<string, unknown>;
+  return {
+    architecture: requireString(root['architecture'], 'architecture', path),
+    creationDate,
+    os: requireString(props['os'], 'properties.os', path),
+    release: requireString(props['release'], 'properties.release', path),
+    variant: requireString(props['variant'], 'properties.variant', path),
+    propertiesArchitecture: requireString(props['architecture'], 'properties.architecture', path),
+    description: requireString(props['description'], 'properties.description', path),
+  };
+}
+
+async function inspectMetadataTarball(path: string): Promise<{ compression: Compression; yaml: string }> {
+  const content = detectContent(await readHead(path));
+  if (content === 'squashfs' || content === 'qcow2') {
+    throw new ActionError(
+      `metadata: "${path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`,
+      'metadata',
+    );
+  }
+  if (content === undefined) {
+    throw new ActionError(
+      `metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`,
+      'metadata',
+    );
+  }
+  const yaml = await readMetadataYaml(path);
+  if (yaml === undefined) {
+    throw new ActionError(
+      `metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
+        'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.',
+      'metadata',
+    );
+  }
+  return { compression: content, yaml };
+}
+
+async function inspectDataFile(path: string): Promise<LocalFile & { kind: DataKind }> {
+  const file = await checkFile(path, 'rootfs');
+  const content = detectContent(await readHead(path));
+  if (content !== 'squashfs' && content !== 'qcow2') {
+    const what =
+      content === undefined ? 'an unknown kind of file' : `a ${content === 'none' ? 'tar' : content} archive`;
+    throw new ActionError(
+      `rootfs: "${path}" is ${what}. Give the squashfs (containers) or qcow2 (VMs) file that distrobuilder build-incus wrote.`,
+      'rootfs',
+    );
+  }
+  return { ...file, kind: content };
+}
+
+/** Inspects the image files named by the metadata and rootfs inputs. */
+export async function inspectImage(metadataPath: string, rootfsPath: string): Promise<LocalImage> {
+  const metadataFile = await checkFile(metadataPath, 'metadata');
+  const data = rootfsPath === '' ? undefined : await inspectDataFile(rootfsPath);
+  const { compression, yaml } = await inspectMetadataTarball(metadataPath);
+  const properties = parseMetadataYaml(yaml, metadataPath);
+  let imageType: ImageType;
+  if (data) {
+    imageType = data.kind === 'qcow2' ? 'virtual-machine' : 'container';
+  } else {
+    imageType = (await unifiedIsVirtualMachine(metadataPath)) ? 'virtual-machine' : 'container';
+  }
+  return {
+    metadata: { ...metadataFile, compression },
+    ...(data ? { data } : {}),
+    imageType,
+    properties,
+    size: metadataFile.size + (data?.size ?? 0),
+  };
+}
+
+/**
+ * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
+ * by the data file (split image), or over the tarball alone (unified image).
+ */
+export async function computeFingerprint(paths: string[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const path of paths) {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+      hash.update(chunk as Buffer);
+    }
+  }
+  return hash.digest('hex');
+}
+
+export function imageFiles(image: LocalImage): LocalFile[] {
+  return image.data ? [image.metadata, image.data] : [image.metadata];
+}

@@ -1,0 +1,177 @@
+/**
+ * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
+ * Everything here is local: a bad input is reported before any file is read or any connection made.
+ */
+import * as core from '@actions/core';
+import { posix } from 'node:path';
+import { ActionError } from './errors.js';
+import { parseFingerprints, parseKnownHosts, type HostKeyPins } from './hostkeys.js';
+import { normalisePrivateKey, preparePrivateKey } from './keys.js';
+
+export interface Settings {
+  metadataPath: string;
+  /** Empty for a unified tarball. */
+  rootfsPath: string;
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  passphrase: string;
+  hostKeyPins: HostKeyPins;
+  uploadDir: string;
+  simplestreamsDir: string;
+  aliases: string[];
+  defaultAlias: boolean;
+}
+
+export const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
+export const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
+
+/** Reads the settings from the action's inputs (INPUT_* variables). */
+export function readSettings(): Settings {
+  // Secrets first, so that nothing printed while checking the rest can reveal them.
+  const rawKey = core.getInput('ssh-key');
+  const passphrase = core.getInput('ssh-key-passphrase');
+  maskSecrets([rawKey, passphrase]);
+
+  const host = parseHost(core.getInput('host', { required: true }));
+  const port = parsePort(core.getInput('port'));
+  const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
+  // A PKCS#8 key comes back re-encoded: mask that form too.
+  if (privateKey !== normalisePrivateKey(rawKey)) maskSecrets([privateKey]);
+
+  return {
+    metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
+    rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
+    host,
+    port,
+    username: parseUsername(core.getInput('username', { required: true })),
+    privateKey,
+    passphrase: keyPassphrase,
+    hostKeyPins: {
+      fingerprints: parseFingerprints(core.getInput('host-fingerprint')),
+      knownKeys: parseKnownHosts(core.getInput('known-hosts'), host, port),
+    },
+    uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+    simplestreamsDir: parseRemoteDir(
+      core.getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR,
+      'simplestreams-dir',
+    ),
+    aliases: parseAliases(core.getInput('aliases')),
+    defaultAlias: core.getInput('default-alias') === '' ? false : core.getBooleanInput('default-alias'),
+  };
+}
+
+/**
+ * Masks secrets in the log: each whole value, and each line of it, since the runner matches
+ * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
+ */
+function maskSecrets(values: string[]): void {
+  const masks = new Set<string>();
+  for (const value of values) {
+    if (value === '') continue;
+    masks.add(value);
+    for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
+      if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line)) masks.add(line);
+    }
+  }
+  for (const mask of masks) core.setSecret(mask);
+}
+
+function hasControlCharacters(value: string): boolean {
+  return /[\u0000-\u001f\u007f]/.test(value);
+}
+
+export function parseLocalPath(value: string, input: string): string {
+  const path = value.trim();
+  if (path === '') {
+    throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
+  }
+  if (path.includes('\0') || path.includes('\n')) {
+    throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
+  }
+  return path;
+}
+
+export function parseHost(value: string): string {
+  const host = value.trim();
+  if (host.includes('@')) {
+    throw new ActionError(
+      `host: "${host}" contains "@". Put the user name in the username input and only the host name or address here.`,
+      'host',
+    );
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
+    throw new ActionError(`host: "${host}" is a URL. Give only the host name or IP address.`, 'host');
+  }
+  const bracketless = host.replace(/^\[(.*)\]$/, '$1');
+  const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
+  const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && bracketless.includes(':');
+  if (!isHostName && !isIPv6) {
+    throw new ActionError(
+      `host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`,
+      'host',
+    );
+  }
+  return bracketless;
+}
+
+export function parsePort(value: string): number {
+  const text = value.trim();
+  // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
+  if (text === '') return 22;
+  const port = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ActionError(`port: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, 'port');
+  }
+  return port;
+}
+
+export function parseUsername(value: string): string {
+  const username = value.trim();
+  if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
+    throw new ActionError(
+      `username: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`,
+      'username',
+    );
+  }
+  return username;
+}
+
+export function parseRemoteDir(value: string, input: string): string {
+  const dir = value.trim();
+  if (!dir.startsWith('/')) {
+    throw new ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
+  }
+  if (hasControlCharacters(dir)) {
+    throw new ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
+  }
+  const normalised = posix.normalize(dir).replace(/(.)\/+$/, '$1');
+  if (normalised === '/') {
+    throw new ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
+  }
+  return normalised;
+}
+
+/**
+ * Aliases: newline- or comma-separated. The index stores a product's aliases as one
+ * comma-separated string, so a comma cannot be part of one; blanks and control characters could
+ * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
+ * one off as the remote (`crynux:crynux-node:v2.6.0`).
+ */
+export function parseAliases(value: string): string[] {
+  const aliases: string[] = [];
+  for (const raw of value.split(/[\n,]/)) {
+    const alias = raw.trim();
+    if (alias === '') continue;
+    if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
+      throw new ActionError(
+        `aliases: "${alias.replace(/[\u0000-\u001f\u007f]/g, '?')}" is not a valid image alias ` +
+          '(no blanks or control characters; at most 255 characters).',
+        'aliases',
+      );
+    }
+    if (!aliases.includes(alias)) aliases.push(alias);
+  }
+  return aliases;
+}

@@ -1,0 +1,54 @@
+/**
+ * A pass-through stream that counts bytes and reports progress (percent and MB/s) every few
+ * seconds, so long uploads show that they are moving.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+
+export interface ProgressReport {
+  label: string;
+  sent: number;
+  total: number;
+  elapsedSeconds: number;
+}
+
+export function formatProgress({ label, sent, total, elapsedSeconds }: ProgressReport): string {
+  const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
+  const megabytes = (bytes: number): string => (bytes / 1e6).toFixed(1);
+  const rate = elapsedSeconds > 0 ? sent / 1e6 / elapsedSeconds : 0;
+  return `${label}: ${percent}% (${megabytes(sent)} of ${megabytes(total)} MB), ${rate.toFixed(1)} MB/s`;
+}
+
+export class ProgressCounter extends Transform {
+  private sent = 0;
+  private readonly started = Date.now();
+  private lastReport = Date.now();
+
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly report: (line: string) => void,
+    private readonly intervalMs = 5000,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.sent += chunk.length;
+    const now = Date.now();
+    if (now - this.lastReport >= this.intervalMs) {
+      this.lastReport = now;
+      this.report(formatProgress(this.snapshot()));
+    }
+    callback(null, chunk);
+  }
+
+  /** Bytes passed so far and time since the start. */
+  snapshot(): ProgressReport {
+    return {
+      label: this.label,
+      sent: this.sent,
+      total: this.total,
+      elapsedSeconds: (Date.now() - this.started) / 1000,
+    };
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The SSH session: connecting with a pinned (or reported) host key, running quoted commands with
+ * their exit status checked, and streaming files to the server.
+ */
+import * as core from '@actions/core';
+import { NodeSSH } from 'node-ssh';
+import type { ClientChannel } from 'ssh2';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { ActionError, describeError } from './errors.js';
+import { describePresentedKey, hasPins, hostKeyAllowed, type HostKeyPins, type PresentedHostKey } from './hostkeys.js';
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  passphrase: string;
+  hostKeyPins: HostKeyPins;
+  /** Seconds to wait for the TCP connection and SSH handshake. */
+  connectTimeout?: number;
+}
+
+export interface CommandResult {
+  code: number | null;
+  signal: string | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Keeps only the end of a long stderr, which is where tools say what went wrong. */
+function tail(text: string, lines = 20): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+export class RemoteSession {
+  private constructor(
+    private readonly ssh: NodeSSH,
+    readonly hostKey: PresentedHostKey,
+  ) {}
+
+  /** Connects and authenticates; on a host key mismatch, stops before anything is sent. */
+  static async connect(options: ConnectOptions): Promise<RemoteSession> {
+    const ssh = new NodeSSH();
+    let presented: PresentedHostKey | undefined;
+    let rejected = false;
+    try {
+      await ssh.connect({
+        host: options.host,
+        port: options.port,
+        username: options.username,
+        privateKey: options.privateKey,
+        ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
+        readyTimeout: (options.connectTimeout ?? 30) * 1000,
+        keepaliveInterval: 15000,
+        keepaliveCountMax: 4,
+        hostVerifier: (key: Buffer): boolean => {
+          presented = describePresentedKey(key);
+          rejected = hasPins(options.hostKeyPins) && !hostKeyAllowed(options.hostKeyPins, key);
+          return !rejected;
+        },
+      });
+    } catch (error) {
+      ssh.dispose();
+      if (rejected && presented) throw hostKeyMismatch(options, presented);
+      throw connectionError(error, options);
+    }
+    if (!presented) {
+      ssh.dispose();
+      throw new ActionError(`The server ${options.host} presented no host key; cannot verify it.`, 'host');
+    }
+    if (!hasPins(options.hostKeyPins)) {
+      core.warning(
+        `The host key of ${options.host}:${options.port} was not verified. It presented ${presented.type} ` +
+          `${presented.fingerprint}. Pin it: add "host-fingerprint: ${presented.fingerprint}" to the step ` +
+          '(after checking it on the server with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).',
+        { title: 'Host key not pinned' },
+      );
+    } else {
+      core.info(`Host key verified: ${presented.type} ${presented.fingerprint}`);
+    }
+    return new RemoteSession(ssh, presented);
+  }
+
+  private channel(command: string): Promise<ClientChannel> {
+    const connection = this.ssh.connection;
+    if (!connection) return Promise.reject(new Error('the SSH connection is closed'));
+    return new Promise((resolve, reject) => {
+      connection.exec(command, (error, channel) => (error ? reject(error) : resolve(channel)));
+    });
+  }
+
+  /**
+   * Runs a command (built with shell.ts) and collects its output. `stdin`, when given, is streamed
+   * to the command with back-pressure, so large files pass through without being held in memory.
+   */
+  async exec(command: string, stdin?: Readable): Promise<CommandResult> {
+    const channel = await this.channel(command);
+    const stdout: Buffer[] = [];
+    let stderr = '';
+    let code: number | null = null;
+    let signal: string | null = null;
+    channel.on('data', (chunk: Buffer) => stdout.push(chunk));
+    channel.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-64 * 1024);
+    });
+    channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
+      code = exitCode ?? null;
+      signal = exitSignal ?? null;
+    });
+    const closed = new Promise<void>((resolve) => channel.on('close', () => resolve()));
+    if (stdin) {
+      try {
+        await pipeline(stdin, channel);
+      } catch (error) {
+        channel.close();
+        await closed;
+        // A command that failed early (a full disk, a directory it cannot write) closes its side
+        // first: its exit status and stderr say more than the broken pipe does.
+        if (code === null || code === 0) throw error;
+        return { code, signal, stdout: Buffer.concat(stdout), stderr };
+      }
+    } else {
+      channel.end();
+    }
+    await closed;
+    return { code, signal, stdout: Buffer.concat(stdout), stderr };
+  }
+
+  /** Runs a command and fails with its stderr unless it exits with status 0. */
+  async run(command: string, what: string, stdin?: Readable): Promise<Buffer> {
+    const result = await this.exec(command, stdin);
+    if (result.code !== 0) {
+      throw new ActionError(remoteFailure(what, result));
+    }
+    return result.stdout;
+  }
+
+  dispose(): void {
+    this.ssh.dispose();
+  }
+}
+
+function remoteFailure(what: string, result: CommandResult): string {
+  const status =
+    result.signal !== null
+      ? `was killed by signal ${result.signal}`
+      : result.code === null
+        ? 'ended without an exit status'
+        : `exited with status ${result.code}`;
+  const stderr = tail(result.stderr);
+  return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
+}
+
+/** Hints for the usual causes of a failing remote step. */
+function hintFor(stderr: string, code: number | null): string {
+  if (/No space left on device/i.test(stderr)) {
+    return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
+  }
+  if (/Permission denied/i.test(stderr)) {
+    return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
+  }
+  if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
+    return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
+  }
+  if (code === 127 || /incus-simplestreams: (command )?not found/i.test(stderr)) {
+    return '\nHint: incus-simplestreams is not installed on the server. Install the incus-extra package (Debian bookworm-backports, Ubuntu 24.04).';
+  }
+  return '';
+}
+
+function hostKeyMismatch(options: ConnectOptions, presented: PresentedHostKey): ActionError {
+  const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
+  return new ActionError(
+    `Host key verification failed for ${options.host}:${options.port}: the server presented ${presented.type} ` +
+      `${presented.fingerprint}, which ${input} does not allow. Nothing was uploaded. If the server's key ` +
+      `was changed on purpose, update ${input}; otherwise someone may be intercepting the connection.`,
+    input,
+  );
+}
+
+function connectionError(error: unknown, options: ConnectOptions): ActionError {
+  const message = describeError(error);
+  const target = `${options.host}:${options.port}`;
+  const code = (error as { code?: string }).code;
+  if (code === 'ECONNREFUSED') {
+    return new ActionError(
+      `Connection to ${target} was refused. Check the host and port inputs, and that sshd runs.`,
+      'port',
+    );
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new ActionError(`The host name "${options.host}" cannot be resolved. Check the host input.`, 'host');
+  }
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+    return new ActionError(
+      `${target} cannot be reached from the runner. Check the host input and the server's firewall.`,
+      'host',
+    );
+  }
+  if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
+    return new ActionError(
+      `Connecting to ${target} timed out. Check the host and port inputs and that the server accepts SSH from the runner.`,
+      'host',
+    );
+  }
+  if (/authentication methods failed/i.test(message)) {
+    return new ActionError(
+      `The server ${target} refused the key for user "${options.username}". Check the username input and that ` +
+        "the key's public half is in that user's ~/.ssh/authorized_keys on the server.",
+      'ssh-key',
+    );
+  }
+  return new ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
+}

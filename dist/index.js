@@ -57712,11 +57712,20 @@ var external_node_stream_ = __nccwpck_require__(7075);
  * seconds, so long uploads show that they are moving.
  */
 
+/** Sizes in the units that MB/s uses (decimal). */
+function decimalSize(bytes) {
+    if (bytes >= 1e9)
+        return `${(bytes / 1e9).toFixed(2)} GB`;
+    if (bytes >= 1e6)
+        return `${(bytes / 1e6).toFixed(1)} MB`;
+    if (bytes >= 1e3)
+        return `${(bytes / 1e3).toFixed(1)} kB`;
+    return `${bytes} bytes`;
+}
 function formatProgress({ label, sent, total, elapsedSeconds }) {
     const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
-    const megabytes = (bytes) => (bytes / 1e6).toFixed(1);
     const rate = elapsedSeconds > 0 ? sent / 1e6 / elapsedSeconds : 0;
-    return `${label}: ${percent}% (${megabytes(sent)} of ${megabytes(total)} MB), ${rate.toFixed(1)} MB/s`;
+    return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
 }
 class ProgressCounter extends external_node_stream_.Transform {
     label;

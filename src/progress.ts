@@ -11,11 +11,18 @@ export interface ProgressReport {
   elapsedSeconds: number;
 }
 
+/** Sizes in the units that MB/s uses (decimal). */
+function decimalSize(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(1)} kB`;
+  return `${bytes} bytes`;
+}
+
 export function formatProgress({ label, sent, total, elapsedSeconds }: ProgressReport): string {
   const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
-  const megabytes = (bytes: number): string => (bytes / 1e6).toFixed(1);
   const rate = elapsedSeconds > 0 ? sent / 1e6 / elapsedSeconds : 0;
-  return `${label}: ${percent}% (${megabytes(sent)} of ${megabytes(total)} MB), ${rate.toFixed(1)} MB/s`;
+  return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
 }
 
 export class ProgressCounter extends Transform {

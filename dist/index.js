@@ -54007,7 +54007,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1457);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2820);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -54017,7 +54017,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1457:
+/***/ 2820:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56534,14 +56534,14 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  */
 function exec_exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = tr.argStringToArray(commandLine);
+        const commandArgs = argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
+        const runner = new ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -56561,8 +56561,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
@@ -56991,8 +56991,6 @@ function describeError(error) {
     return error instanceof Error ? error.message : String(error);
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:fs"
@@ -57006,6 +57004,7 @@ var dist = __nccwpck_require__(8815);
  * Local inspection of the image files before any network: what they are, what metadata.yaml
  * says, and the fingerprint clients will see.
  */
+
 
 
 
@@ -57060,15 +57059,16 @@ async function readHead(path) {
         await handle.close();
     }
 }
-function runTar(args) {
-    return new Promise((resolve, reject) => {
-        (0,external_node_child_process_namespaceObject.execFile)('tar', args, { maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
-            if (error)
-                reject(new Error(stderr.trim() || error.message));
-            else
-                resolve(stdout);
-        });
-    });
+/** Runs GNU tar quietly and returns its stdout; fails with its stderr. */
+async function runTar(args) {
+    const tar = await which('tar', false);
+    if (!tar) {
+        throw new ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.');
+    }
+    const result = await getExecOutput(tar, args, { silent: true, ignoreReturnCode: true });
+    if (result.exitCode !== 0)
+        throw new Error(result.stderr.trim() || `tar exited with status ${result.exitCode}`);
+    return result.stdout;
 }
 /** Reads metadata.yaml out of a tarball, whatever its compression (GNU tar detects it). */
 async function readMetadataYaml(path) {

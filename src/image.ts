@@ -2,7 +2,8 @@
  * Local inspection of the image files before any network: what they are, what metadata.yaml
  * says, and the fingerprint clients will see.
  */
-import { execFile } from 'node:child_process';
+import { getExecOutput } from '@actions/exec';
+import { which } from '@actions/io';
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { access, open, stat } from 'node:fs/promises';
@@ -94,13 +95,17 @@ async function readHead(path: string): Promise<Buffer> {
   }
 }
 
-function runTar(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('tar', args, { maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
-      if (error) reject(new Error(stderr.trim() || error.message));
-      else resolve(stdout);
-    });
-  });
+/** Runs GNU tar quietly and returns its stdout; fails with its stderr. */
+async function runTar(args: string[]): Promise<string> {
+  const tar = await which('tar', false);
+  if (!tar) {
+    throw new ActionError(
+      'tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.',
+    );
+  }
+  const result = await getExecOutput(tar, args, { silent: true, ignoreReturnCode: true });
+  if (result.exitCode !== 0) throw new Error(result.stderr.trim() || `tar exited with status ${result.exitCode}`);
+  return result.stdout;
 }
 
 /** Reads metadata.yaml out of a tarball, whatever its compression (GNU tar detects it). */

@@ -1,0 +1,53 @@
+// Keeps the README's inputs and outputs tables in step with action.yml, the action's contract.
+//   npx tsx scripts/action-docs.ts          rewrite the tables in README.md
+//   npx tsx scripts/action-docs.ts --check  fail when README.md differs from action.yml
+import { readFileSync, writeFileSync } from 'node:fs';
+import { format, resolveConfig } from 'prettier';
+import { parse } from 'yaml';
+
+interface ActionYaml {
+  inputs: Record<string, { description: string; required?: boolean; default?: string }>;
+  outputs: Record<string, { description: string }>;
+}
+
+const action = parse(readFileSync('action.yml', 'utf8')) as ActionYaml;
+const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ').trim();
+
+const inputs = [
+  '| Input | Required | Default | Description |',
+  '| --- | --- | --- | --- |',
+  ...Object.entries(action.inputs).map(
+    ([name, input]) =>
+      `| \`${name}\` | ${input.required ? 'yes' : 'no'} | ${input.default ? `\`${input.default}\`` : ''} | ${cell(input.description)} |`,
+  ),
+].join('\n');
+const outputs = [
+  '| Output | Description |',
+  '| --- | --- |',
+  ...Object.entries(action.outputs).map(([name, output]) => `| \`${name}\` | ${cell(output.description)} |`),
+].join('\n');
+
+function replaceBetween(text: string, marker: string, body: string): string {
+  const start = `<!-- ${marker}:start (generated from action.yml by scripts/action-docs.ts) -->`;
+  const end = `<!-- ${marker}:end -->`;
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`README.md lacks the ${marker} markers`);
+  return `${text.slice(0, from + start.length)}\n${body}\n${text.slice(to)}`;
+}
+
+const readme = readFileSync('README.md', 'utf8');
+// Formatted as `prettier --check` expects it, so the two checks agree.
+const updated = await format(replaceBetween(replaceBetween(readme, 'inputs', inputs), 'outputs', outputs), {
+  ...(await resolveConfig('README.md')),
+  parser: 'markdown',
+});
+if (process.argv.includes('--check')) {
+  if (updated !== readme) {
+    console.error('README.md inputs/outputs tables differ from action.yml: run `npm run docs`.');
+    process.exit(1);
+  }
+  console.log('README.md tables match action.yml.');
+} else {
+  writeFileSync('README.md', updated);
+}

@@ -57826,9 +57826,7 @@ async function uploadFile(session, localPath, size, remotePath, log) {
             throw error;
         throw new ActionError(`Uploading ${localPath} to ${remotePath} failed: ${describeError(error)}`);
     }
-    const done = counter.snapshot();
-    log(formatProgress(done));
-    return done.elapsedSeconds;
+    log(formatProgress(counter.snapshot()));
 }
 /** The `incus-simplestreams add` invocation, as an argument list (pure, unit tested). */
 function convertCommand(options, remoteFiles) {

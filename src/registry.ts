@@ -70,7 +70,7 @@ export async function uploadFile(
   size: number,
   remotePath: string,
   log: (line: string) => void,
-): Promise<number> {
+): Promise<void> {
   const partial = `${remotePath}.partial`;
   const counter = new ProgressCounter(posix.basename(remotePath), size, log);
   const source = createReadStream(localPath, { highWaterMark: 256 * 1024 });
@@ -81,9 +81,7 @@ export async function uploadFile(
     if (error instanceof ActionError) throw error;
     throw new ActionError(`Uploading ${localPath} to ${remotePath} failed: ${describeError(error)}`);
   }
-  const done = counter.snapshot();
-  log(formatProgress(done));
-  return done.elapsedSeconds;
+  log(formatProgress(counter.snapshot()));
 }
 
 export interface ConvertOptions {

@@ -8,13 +8,14 @@ const common = {
 };
 
 export default {
+  // Integration tests start servers and publish real images; unit tests finish far sooner.
+  testTimeout: 180000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts'] },
     {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/__tests__/integration/**/*.test.ts'],
-      testTimeout: 180000,
     },
   ],
 };

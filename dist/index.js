@@ -54007,7 +54007,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2820);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4231);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -54017,7 +54017,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2820:
+/***/ 4231:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56973,6 +56973,10 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+;// CONCATENATED MODULE: external "node:timers/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * An error the user can act on: the message says what failed and what to do.
@@ -56996,7 +57000,7 @@ var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/image.ts
@@ -57029,7 +57033,7 @@ function detectContent(head) {
 async function checkFile(path, input) {
     let info;
     try {
-        info = await (0,promises_namespaceObject.stat)(path);
+        info = await (0,external_node_fs_promises_namespaceObject.stat)(path);
     }
     catch {
         throw new ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
@@ -57038,7 +57042,7 @@ async function checkFile(path, input) {
         throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
     }
     try {
-        await (0,promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
+        await (0,external_node_fs_promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
     }
     catch {
         throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
@@ -57049,7 +57053,7 @@ async function checkFile(path, input) {
     return { path, size: info.size };
 }
 async function readHead(path) {
-    const handle = await (0,promises_namespaceObject.open)(path, 'r');
+    const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
     try {
         const buffer = Buffer.alloc(512);
         const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
@@ -57173,13 +57177,27 @@ async function inspectImage(metadataPath, rootfsPath) {
     };
 }
 /**
- * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
- * by the data file (split image), or over the tarball alone (unified image).
+ * Hashes the image in one pass over its files: the fingerprint (sha256 over the metadata tarball
+ * followed by the data file, or over a unified tarball alone) and each file's own sha256.
  */
-async function computeFingerprint(paths) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
+async function hashImage(paths) {
+    const combined = (0,external_node_crypto_.createHash)('sha256');
+    const files = [];
     for (const path of paths) {
+        const own = (0,external_node_crypto_.createHash)('sha256');
         for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { highWaterMark: 1024 * 1024 })) {
+            combined.update(chunk);
+            own.update(chunk);
+        }
+        files.push(own.digest('hex'));
+    }
+    return { fingerprint: combined.digest('hex'), files };
+}
+/** sha256 of the first `length` bytes of a file (to check an upload to resume). */
+async function hashPrefix(path, length) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    if (length > 0) {
+        for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })) {
             hash.update(chunk);
         }
     }
@@ -57189,8 +57207,6 @@ function imageFiles(image) {
     return image.data ? [image.metadata, image.data] : [image.metadata];
 }
 
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
 ;// CONCATENATED MODULE: ./src/hostkeys.ts
 /**
  * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
@@ -57484,7 +57500,10 @@ function readSettings() {
         uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
         simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         aliases: parseAliases(getInput('aliases')),
-        defaultAlias: getInput('default-alias') === '' ? false : getBooleanInput('default-alias'),
+        defaultAlias: readBoolean('default-alias'),
+        lockTimeout: parseWholeNumber(getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
+        replace: readBoolean('replace'),
+        retries: parseWholeNumber(getInput('retries'), 'retries', 3, 0, 20),
     };
 }
 /**
@@ -57507,6 +57526,27 @@ function maskSecrets(values) {
 }
 function hasControlCharacters(value) {
     return /[\u0000-\u001f\u007f]/.test(value);
+}
+/** A boolean input; empty means false. Typos are refused rather than read as false. */
+function readBoolean(name) {
+    if (getInput(name) === '')
+        return false;
+    try {
+        return getBooleanInput(name);
+    }
+    catch {
+        throw new ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
+    }
+}
+function parseWholeNumber(value, input, fallback, min, max) {
+    const text = value.trim();
+    if (text === '')
+        return fallback;
+    const number = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(number) || number < min || number > max) {
+        throw new ActionError(`${input}: "${text}" is not a whole number from ${min} to ${max}.`, input);
+    }
+    return number;
 }
 function parseLocalPath(value, input) {
     const path = value.trim();
@@ -57588,6 +57628,8 @@ function parseAliases(value) {
     return aliases;
 }
 
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/shell.ts
 /**
  * The one place where remote shell commands are put together. Every argument is quoted for a
@@ -57703,9 +57745,146 @@ function serialFor(creationDate) {
         pad(date.getUTCHours()) +
         pad(date.getUTCMinutes()));
 }
+function stagedVersion(staged) {
+    const products = Object.entries(staged.products);
+    const [entry] = products;
+    const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
+    const [versionEntry] = versions;
+    if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
+        throw new Error('the staging index does not hold exactly one product version');
+    }
+    const { versions: _versions, ...productFields } = entry[1];
+    return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
+}
+/** A deep copy, so that planning never changes the index it was given. */
+function clone(index) {
+    return JSON.parse(JSON.stringify(index));
+}
+/** An empty images.json, as incus-simplestreams starts one. */
+function emptyImagesIndex() {
+    return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
+}
+/**
+ * Puts the aliases on one product and takes them off every other product of the same
+ * architecture, so that an alias such as `latest` names exactly one image per architecture.
+ * Returns whether anything changed.
+ */
+function moveAliases(index, productName, aliases) {
+    const target = index.products[productName];
+    if (!target || aliases.length === 0)
+        return false;
+    let changed = false;
+    for (const [name, product] of Object.entries(index.products)) {
+        if (name === productName || product.arch !== target.arch)
+            continue;
+        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
+        if (kept.length !== productAliases(product).length) {
+            setAliases(product, kept);
+            changed = true;
+        }
+    }
+    const current = productAliases(target);
+    const missing = aliases.filter((alias) => !current.includes(alias));
+    if (missing.length > 0) {
+        setAliases(target, [...current, ...missing]);
+        changed = true;
+    }
+    return changed;
+}
+function setAliases(product, aliases) {
+    if (aliases.length > 0)
+        product.aliases = aliases.join(',');
+    else
+        delete product.aliases;
+}
+/** Every file path the index names. */
+function referencedPaths(index) {
+    const paths = new Set();
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            for (const item of Object.values(version.items))
+                paths.add(item.path);
+        }
+    }
+    return paths;
+}
+class SerialConflictError extends Error {
+    product;
+    serial;
+    existingFingerprint;
+    constructor(product, serial, existingFingerprint) {
+        super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
+        this.product = product;
+        this.serial = serial;
+        this.existingFingerprint = existingFingerprint;
+        this.name = 'SerialConflictError';
+    }
+}
+/**
+ * What publishing the staged version onto the live index means: nothing (already published, at
+ * most aliases to move), a new version, or the replacement of a version with the same serial.
+ */
+function planPublication(live, staged, fingerprint, aliases, replace) {
+    if (findFingerprint(live, fingerprint)) {
+        const index = planAliasUpdate(live, fingerprint, aliases);
+        return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
+    }
+    const next = clone(live);
+    const product = next.products[staged.product];
+    const clash = product?.versions?.[staged.serial];
+    let status = 'published';
+    const retired = [];
+    if (clash) {
+        if (!replace)
+            throw new SerialConflictError(staged.product, staged.serial, versionFingerprint(clash) ?? 'unknown');
+        status = 'replaced';
+        retired.push(...Object.values(clash.items).map((item) => item.path));
+    }
+    if (product) {
+        product.versions = { ...product.versions, [staged.serial]: staged.version };
+    }
+    else {
+        next.products[staged.product] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
+    }
+    moveAliases(next, staged.product, aliases);
+    const stillNamed = referencedPaths(next);
+    return { status, index: next, retired: retired.filter((path) => !stillNamed.has(path)) };
+}
+/** The product key incus-simplestreams gives an image: `{os}:{release}:{variant}:{arch}`. */
+function productKey(os, release, variant, architecture) {
+    return `${os}:${release}:${variant}:${architecture}`;
+}
+/** The fingerprint published under this product and serial, if it is not `fingerprint`. */
+function conflictingFingerprint(index, product, serial, fingerprint) {
+    const version = index.products[product]?.versions?.[serial];
+    if (!version)
+        return undefined;
+    const existing = versionFingerprint(version) ?? 'unknown';
+    return existing === fingerprint ? undefined : existing;
+}
+/** Aliases only: for a fingerprint that is already published. */
+function planAliasUpdate(live, fingerprint, aliases) {
+    const next = clone(live);
+    const existing = findFingerprint(next, fingerprint);
+    if (!existing)
+        return undefined;
+    return moveAliases(next, existing.product, aliases) ? next : undefined;
+}
+/** streams/v1/index.json for an images.json, as incus-simplestreams writes it. */
+function buildStreamsIndex(images) {
+    return {
+        format: 'index:1.0',
+        index: {
+            images: {
+                datatype: 'image-downloads',
+                path: 'streams/v1/images.json',
+                format: 'products:1.0',
+                products: Object.keys(images.products).sort(),
+            },
+        },
+    };
+}
 
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/progress.ts
 /**
  * A pass-through stream that counts bytes and reports progress (percent and MB/s) every few
@@ -57722,9 +57901,9 @@ function decimalSize(bytes) {
         return `${(bytes / 1e3).toFixed(1)} kB`;
     return `${bytes} bytes`;
 }
-function formatProgress({ label, sent, total, elapsedSeconds }) {
+function formatProgress({ label, sent, sentThisPass, total, elapsedSeconds }) {
     const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
-    const rate = elapsedSeconds > 0 ? sent / 1e6 / elapsedSeconds : 0;
+    const rate = elapsedSeconds > 0 ? (sentThisPass ?? sent) / 1e6 / elapsedSeconds : 0;
     return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
 }
 class ProgressCounter extends external_node_stream_.Transform {
@@ -57732,15 +57911,19 @@ class ProgressCounter extends external_node_stream_.Transform {
     total;
     report;
     intervalMs;
-    sent = 0;
+    alreadySent;
+    sent;
     started = Date.now();
     lastReport = Date.now();
-    constructor(label, total, report, intervalMs = 5000) {
+    /** `alreadySent`: bytes the server held before this pass (a resumed upload). */
+    constructor(label, total, report, intervalMs = 5000, alreadySent = 0) {
         super();
         this.label = label;
         this.total = total;
         this.report = report;
         this.intervalMs = intervalMs;
+        this.alreadySent = alreadySent;
+        this.sent = alreadySent;
     }
     _transform(chunk, _encoding, callback) {
         this.sent += chunk.length;
@@ -57751,110 +57934,16 @@ class ProgressCounter extends external_node_stream_.Transform {
         }
         callback(null, chunk);
     }
-    /** Bytes passed so far and time since the start. */
+    /** Bytes passed so far (including those already sent) and time since the start. */
     snapshot() {
         return {
             label: this.label,
             sent: this.sent,
+            sentThisPass: this.sent - this.alreadySent,
             total: this.total,
             elapsedSeconds: (Date.now() - this.started) / 1000,
         };
     }
-}
-
-;// CONCATENATED MODULE: ./src/registry.ts
-/**
- * The steps this action runs on the registry server. Every command is built from argument lists
- * by shell.ts; file contents travel over the SSH channel's stdin, never through a command line.
- */
-
-
-
-
-
-
-
-const TARBALL_EXTENSIONS = {
-    xz: '.tar.xz',
-    gzip: '.tar.gz',
-    bzip2: '.tar.bz2',
-    zstd: '.tar.zst',
-    none: '.tar',
-};
-/**
- * A directory of this run's own under upload-dir: the fingerprint names the image, the run id and
- * a random part keep parallel runs (and re-runs) apart. Remote names are fixed, so nothing from
- * the runner's file names reaches the server.
- */
-function planUpload(image, fingerprint, uploadDir, runId) {
-    const dir = external_node_path_.posix.join(uploadDir, `${fingerprint.slice(0, 16)}-${runId}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`);
-    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
-    const files = [{ localPath: image.metadata.path, size: image.metadata.size, remoteName: metadataName }];
-    if (image.data) {
-        const dataName = image.data.kind === 'qcow2' ? 'disk.qcow2' : 'rootfs.squashfs';
-        files.push({ localPath: image.data.path, size: image.data.size, remoteName: dataName });
-    }
-    return { dir, files };
-}
-/** A run id for upload directory names: the workflow run and attempt, or "local". */
-function runIdentifier(env = process.env) {
-    const id = env['GITHUB_RUN_ID'];
-    const attempt = env['GITHUB_RUN_ATTEMPT'] ?? '1';
-    return id && /^\d+$/.test(id) && /^\d+$/.test(attempt) ? `${id}.${attempt}` : 'local';
-}
-async function createUploadDir(session, uploadDir, dir) {
-    // mkdir without -p for the run's own directory: it fails rather than share a directory.
-    await session.run(commandChain([
-        ['mkdir', '-p', '--', uploadDir],
-        ['mkdir', '-m', '0755', '--', dir],
-    ]), `Creating the upload directory ${dir} (upload-dir)`);
-}
-/**
- * Streams one file to the server under a temporary name and renames it once it is complete, so a
- * partial file never carries the final name.
- */
-async function uploadFile(session, localPath, size, remotePath, log) {
-    const partial = `${remotePath}.partial`;
-    const counter = new ProgressCounter(external_node_path_.posix.basename(remotePath), size, log);
-    const source = (0,external_node_fs_namespaceObject.createReadStream)(localPath, { highWaterMark: 256 * 1024 });
-    const command = `${commandLine(['cat'])} > ${quoteArg(partial)} && ${commandLine(['mv', '--', partial, remotePath])}`;
-    try {
-        await session.run(command, `Uploading ${localPath} to ${remotePath}`, source.pipe(counter));
-    }
-    catch (error) {
-        if (error instanceof ActionError)
-            throw error;
-        throw new ActionError(`Uploading ${localPath} to ${remotePath} failed: ${describeError(error)}`);
-    }
-    log(formatProgress(counter.snapshot()));
-}
-/** The `incus-simplestreams add` invocation, as an argument list (pure, unit tested). */
-function convertCommand(options, remoteFiles) {
-    const add = ['env', 'TZ=UTC', 'incus-simplestreams', 'add'];
-    if (!options.defaultAlias)
-        add.push('--no-default-alias');
-    for (const alias of options.aliases)
-        add.push('--alias', alias);
-    add.push('--', ...remoteFiles);
-    // No mkdir: a missing registry directory is a wrong simplestreams-dir, not something to create.
-    return commandChain([['cd', '--', options.simplestreamsDir], add]);
-}
-async function convert(session, options, remoteFiles) {
-    await session.run(convertCommand(options, remoteFiles), `incus-simplestreams add in ${options.simplestreamsDir} (simplestreams-dir)`);
-}
-/** Reads streams/v1/images.json back from the server. */
-async function readImagesIndex(session, simplestreamsDir) {
-    const path = external_node_path_.posix.join(simplestreamsDir, 'streams/v1/images.json');
-    const text = await session.run(commandLine(['cat', '--', path]), `Reading ${path}`);
-    try {
-        return parseImagesIndex(text.toString('utf8'));
-    }
-    catch (error) {
-        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
-    }
-}
-async function removeDir(session, dir) {
-    await session.run(commandLine(['rm', '-rf', '--', dir]), `Removing ${dir}`);
 }
 
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
@@ -58749,6 +58838,15 @@ const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createR
 
 
 
+/** A held command ended before printing its first line; `result` says how. */
+class HeldCommandEnded extends Error {
+    result;
+    constructor(result) {
+        super(remoteFailure('A held command', result));
+        this.result = result;
+        this.name = 'HeldCommandEnded';
+    }
+}
 /** Keeps only the end of a long stderr, which is where tools say what went wrong. */
 function tail(text, lines = 20) {
     return text.trimEnd().split('\n').slice(-lines).join('\n');
@@ -58756,9 +58854,22 @@ function tail(text, lines = 20) {
 class RemoteSession {
     ssh;
     hostKey;
+    closed = false;
     constructor(ssh, hostKey) {
         this.ssh = ssh;
         this.hostKey = hostKey;
+        // Without a listener, a reset connection would be an unhandled 'error' event and end the
+        // process; here it only marks the session as gone, and the command in flight fails.
+        ssh.connection?.on('error', () => {
+            this.closed = true;
+        });
+        ssh.connection?.on('close', () => {
+            this.closed = true;
+        });
+    }
+    /** Whether the connection is still up (false once the server or the network dropped it). */
+    isConnected() {
+        return !this.closed && this.ssh.isConnected();
     }
     /** Connects and authenticates; on a host key mismatch, stops before anything is sent. */
     static async connect(options) {
@@ -58849,6 +58960,46 @@ class RemoteSession {
         await closed;
         return { code, signal, stdout: Buffer.concat(stdout), stderr };
     }
+    /**
+     * Starts a command that keeps running until released, and resolves once it has printed its
+     * first line (for example a lock holder announcing that it holds the lock). Releasing closes
+     * its stdin; a dropped connection does the same on the server side.
+     */
+    async startHeld(command) {
+        const channel = await this.channel(command);
+        let stdout = '';
+        let stderr = '';
+        let code = null;
+        let signal = null;
+        channel.stderr.on('data', (chunk) => {
+            stderr = (stderr + chunk.toString('utf8')).slice(-64 * 1024);
+        });
+        channel.on('exit', (exitCode, exitSignal) => {
+            code = exitCode ?? null;
+            signal = exitSignal ?? null;
+        });
+        const closed = new Promise((resolve) => channel.on('close', () => resolve({ code, signal, stdout: Buffer.from(stdout), stderr })));
+        const firstLine = await new Promise((resolve, reject) => {
+            const onData = (chunk) => {
+                stdout += chunk.toString('utf8');
+                const end = stdout.indexOf('\n');
+                if (end >= 0) {
+                    channel.off('data', onData);
+                    channel.on('data', () => undefined);
+                    resolve(stdout.slice(0, end));
+                }
+            };
+            channel.on('data', onData);
+            void closed.then((result) => reject(new HeldCommandEnded(result)));
+        });
+        return {
+            firstLine,
+            release: async () => {
+                channel.end();
+                await closed;
+            },
+        };
+    }
     /** Runs a command and fails with its stderr unless it exits with status 0. */
     async run(command, what, stdin) {
         const result = await this.exec(command, stdin);
@@ -58915,6 +59066,309 @@ function connectionError(error, options) {
     return new ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
 }
 
+;// CONCATENATED MODULE: ./src/registry.ts
+/**
+ * The steps this action runs on the registry server. Commands are built from argument lists by
+ * shell.ts; the few server-side scripts below are constants that take every value as a quoted
+ * positional argument; file contents travel over the SSH channel's stdin.
+ *
+ * Server-side layout (all under simplestreams-dir, on the same file system as the live tree so
+ * that renames are atomic):
+ *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/staging/<fp>/      where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
+ * and under upload-dir:
+ *   <fp>/.lock, <fp>/<name>[.partial]   one directory per image, locked by the run uploading it
+ */
+
+
+
+
+
+
+
+
+const STATE_DIR = '.lxc-publish';
+/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
+const RETIRE_GRACE_SECONDS = 2 * 3600;
+/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
+const UPLOAD_GRACE_SECONDS = 24 * 3600;
+const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
+const stagingDir = (paths, fingerprint) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', fingerprint);
+const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+const imageUploadDir = (paths, fingerprint) => external_node_path_.posix.join(paths.uploadDir, fingerprint);
+const TARBALL_EXTENSIONS = {
+    xz: '.tar.xz',
+    gzip: '.tar.gz',
+    bzip2: '.tar.bz2',
+    zstd: '.tar.zst',
+    none: '.tar',
+};
+/** Fixed remote names, so nothing from the runner's file names reaches the server. */
+function remoteNames(image) {
+    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
+    if (!image.data)
+        return [metadataName];
+    return [metadataName, image.data.kind === 'qcow2' ? 'disk.qcow2' : 'rootfs.squashfs'];
+}
+// ---------------------------------------------------------------------------------------------
+// Locks
+/**
+ * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
+ * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
+ * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
+ * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
+ * locked a deleted file, and takes the lock again on the current one.
+ */
+const HOLD_LOCK_SCRIPT = `lock=$1 timeout=$2
+mkdir -p -- "\${lock%/*}" || exit 1
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$lock" -ef "/proc/$$/fd/9" ] && break
+  exec 9>&-
+done
+echo "locked $$"
+exec cat >/dev/null`;
+async function holdLock(session, path, timeoutSeconds, busyMessage) {
+    try {
+        const held = await session.startHeld(commandLine(['sh', '-c', HOLD_LOCK_SCRIPT, 'lxc-publish-lock', path, String(timeoutSeconds)]));
+        const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
+        if (!Number.isInteger(pid)) {
+            await held.release();
+            throw new ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
+        }
+        return { pid, release: () => held.release() };
+    }
+    catch (error) {
+        if (error instanceof HeldCommandEnded) {
+            if (error.result.code === 75)
+                throw new ActionError(busyMessage, 'lock-timeout');
+            throw new ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
+        }
+        throw error;
+    }
+}
+// ---------------------------------------------------------------------------------------------
+// Upload
+/**
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent).
+ * It first takes the image's write lock: a writer left over from a dropped connection may still
+ * be draining into a partial file, and its size is only final once that writer is gone.
+ */
+const UPLOAD_STATE_SCRIPT = `dir=$1 timeout=$2; shift 2
+mkdir -p -- "$dir" || exit 1
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+for name; do
+  final=-1 partial=-1
+  [ -f "$dir/$name" ] && final=$(stat -c %s -- "$dir/$name")
+  [ -f "$dir/$name.partial" ] && partial=$(stat -c %s -- "$dir/$name.partial")
+  printf '%s %s %s\\n' "$name" "$final" "$partial"
+done`;
+/**
+ * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
+ * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ */
+const WRITE_SCRIPT = `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
+partial=$dir/$name.partial
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+if [ "$restart" = 1 ]; then : > "$partial" || exit 1; fi
+cat >> "$partial" || exit 1
+got=$(stat -c %s -- "$partial") || exit 1
+if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
+mv -f -- "$partial" "$dir/$name"`;
+async function uploadState(session, dir, names, timeoutSeconds) {
+    const output = await session.run(commandLine(['sh', '-c', UPLOAD_STATE_SCRIPT, 'lxc-publish-state', dir, String(timeoutSeconds), ...names]), `Checking earlier uploads in ${dir}`);
+    const states = new Map();
+    for (const line of output.toString('utf8').trim().split('\n')) {
+        const [name, final, partial] = line.split(' ');
+        if (name)
+            states.set(name, { final: Number(final), partial: Number(partial) });
+    }
+    return states;
+}
+async function remoteSha256(session, path) {
+    const output = await session.run(commandLine(['sha256sum', '--', path]), `Hashing ${path} on the server`);
+    return output.toString('utf8').split(' ')[0] ?? '';
+}
+/**
+ * Streams a file (from `offset`, to resume) onto `<name>.partial`, and renames it to its final
+ * name once complete, so a partial file never carries the final name.
+ */
+async function sendFile(session, file, dir, offset, timeoutSeconds, log) {
+    const counter = new ProgressCounter(file.remoteName, file.size, log, 5000, offset);
+    const source = (0,external_node_fs_namespaceObject.createReadStream)(file.localPath, { start: offset, highWaterMark: 256 * 1024 });
+    const restart = offset === 0 ? '1' : '0';
+    await session.run(commandLine([
+        'sh',
+        '-c',
+        WRITE_SCRIPT,
+        'lxc-publish-write',
+        dir,
+        file.remoteName,
+        String(timeoutSeconds),
+        restart,
+        String(file.size),
+    ]), `Uploading ${file.localPath} to ${external_node_path_.posix.join(dir, file.remoteName)}`, source.pipe(counter));
+    log(formatProgress(counter.snapshot()));
+}
+// ---------------------------------------------------------------------------------------------
+// Convert and publish
+/** Runs incus-simplestreams add in an empty staging tree of the image's own. */
+function stageCommand(staging, remoteFiles) {
+    return commandChain([
+        ['rm', '-rf', '--', staging],
+        ['mkdir', '-p', '--', staging],
+        ['cd', '--', staging],
+        // Aliases are applied by the action when it merges the version into the live index.
+        ['env', 'TZ=UTC', 'incus-simplestreams', 'add', '--no-default-alias', '--', ...remoteFiles],
+    ]);
+}
+async function stage(session, staging, remoteFiles) {
+    await session.run(stageCommand(staging, remoteFiles), 'incus-simplestreams add (in the staging tree)');
+    return readIndexFile(session, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
+}
+async function readIndexFile(session, path) {
+    const text = await session.run(commandLine(['cat', '--', path]), `Reading ${path}`);
+    try {
+        return parseImagesIndex(text.toString('utf8'));
+    }
+    catch (error) {
+        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
+    }
+}
+/** The live images.json, or an empty index when the registry has none yet. */
+async function readLiveIndex(session, simplestreamsDir) {
+    const path = external_node_path_.posix.join(simplestreamsDir, 'streams/v1/images.json');
+    const result = await session.exec(commandChain([
+        ['test', '-e', path],
+        ['cat', '--', path],
+    ]));
+    if (result.code === 1 && result.stdout.length === 0 && result.stderr === '') {
+        const dirCheck = await session.exec(commandLine(['test', '-d', simplestreamsDir]));
+        if (dirCheck.code !== 0) {
+            throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+        }
+        return emptyImagesIndex();
+    }
+    if (result.code !== 0)
+        throw new ActionError(remoteFailure(`Reading ${path}`, result));
+    try {
+        return parseImagesIndex(result.stdout.toString('utf8'));
+    }
+    catch (error) {
+        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
+    }
+}
+/**
+ * Makes a new index live, under the registry lock: image files first, then images.json, then
+ * index.json, each by rename. Before the renames it checks that the lock holder is still alive,
+ * so a run whose session died mid-way changes nothing. The names of the files moved into
+ * images/ are recorded in the staging tree first: if the run dies before the index names them,
+ * a later run removes them.
+ */
+const COMMIT_SCRIPT = `set -eu
+ss=$1 next=$2 staging=$3 holder=$4; shift 4
+cat > "$next/index.json"
+kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
+mkdir -p -- "$ss/images" "$ss/streams/v1"
+for json in images.json index.json; do
+  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
+done
+if [ -n "$staging" ] && [ -d "$staging/images" ]; then
+  ls -A -- "$staging/images" > "$staging/moved"
+  for file in "$staging"/images/*; do
+    [ -e "$file" ] || continue
+    mv -f -- "$file" "$ss/images/"
+  done
+fi
+mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
+mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+now=$(date +%s)
+for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`;
+async function commit(session, options) {
+    const next = nextDir(options.paths);
+    // Two round trips: images.json goes over the first command's stdin, index.json over the commit's.
+    await session.run(`${commandChain([
+        ['rm', '-rf', '--', next],
+        ['mkdir', '-p', '--', next],
+    ])} && ${commandLine(['cat'])} > ${quoteArg(external_node_path_.posix.join(next, 'images.json'))}`, `Writing the new images.json in ${next}`, external_node_stream_.Readable.from([JSON.stringify(options.index)]));
+    const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
+    await session.run(commandLine([
+        'sh',
+        '-c',
+        COMMIT_SCRIPT,
+        'lxc-publish-commit',
+        options.paths.simplestreamsDir,
+        next,
+        options.staging ?? '',
+        String(options.lock.pid),
+        ...retired,
+    ]), `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`, external_node_stream_.Readable.from([JSON.stringify(buildStreamsIndex(options.index))]));
+}
+// ---------------------------------------------------------------------------------------------
+// Housekeeping, under the registry lock
+/**
+ * Removes what runs that died left behind: staging trees whose image is no longer being worked
+ * on (its upload lock is free), with any file they had moved into images/ that no index names;
+ * upload directories untouched for a day; files of replaced versions past their grace time.
+ */
+const HOUSEKEEPING_SCRIPT = `set -u
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4
+state=$ss/.lxc-publish
+live=$ss/streams/v1/images.json
+now=$(date +%s)
+named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
+for dir in "$state"/staging/*/; do
+  [ -d "$dir" ] || continue
+  dir=\${dir%/}; fp=\${dir##*/}
+  if [ -d "$up/$fp" ] && ! flock -n "$up/$fp/.lock" true; then continue; fi
+  if [ -f "$dir/moved" ]; then
+    while IFS= read -r name; do
+      named "images/$name" || rm -f -- "$ss/images/$name"
+    done < "$dir/moved"
+  fi
+  rm -rf -- "$dir"
+done
+if [ -d "$up" ]; then
+  find "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
+    flock -n "$dir/.lock" rm -rf -- "$dir" || true
+  done
+fi
+if [ -f "$state/retired" ]; then
+  : > "$state/retired.next"
+  while read -r when path; do
+    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
+    named "$path" && continue
+    if [ $((now - when)) -ge "$retire_grace" ]; then
+      rm -f -- "$ss/$path"
+    else
+      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
+    fi
+  done < "$state/retired"
+  mv -f -- "$state/retired.next" "$state/retired"
+fi
+exit 0`;
+async function housekeeping(session, paths) {
+    await session.run(commandLine([
+        'sh',
+        '-c',
+        HOUSEKEEPING_SCRIPT,
+        'lxc-publish-housekeeping',
+        paths.simplestreamsDir,
+        paths.uploadDir,
+        String(RETIRE_GRACE_SECONDS),
+        String(UPLOAD_GRACE_SECONDS / 60),
+    ]), 'Cleaning up after earlier runs');
+}
+async function removeDirs(session, dirs) {
+    await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`);
+}
+
 ;// CONCATENATED MODULE: ./src/summary.ts
 /** The job summary: what was published, and how to use it. */
 
@@ -58940,7 +59394,7 @@ function launchCommand(result, remote) {
 }
 async function writeSummary(result, remote = 'REMOTE') {
     summary
-        .addHeading('Image published', 2)
+        .addHeading(result.status === 'unchanged' ? 'Image already published' : 'Image published', 2)
         .addTable([
         [
             { data: 'Field', header: true },
@@ -58961,8 +59415,9 @@ async function writeSummary(result, remote = 'REMOTE') {
 
 ;// CONCATENATED MODULE: ./src/main.ts
 /**
- * Orchestration: inspect locally, connect, upload, convert, verify, report. Each phase is a log
- * group; each side effect lives in its own module.
+ * Orchestration: inspect locally, connect, upload (resumable, retried), stage the conversion,
+ * then publish under the registry lock, verify, report. Each phase is a log group; each side
+ * effect lives in its own module.
  */
 
 
@@ -58973,51 +59428,212 @@ async function writeSummary(result, remote = 'REMOTE') {
 
 
 
+
+/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
+function requestedAliases(settings, image) {
+    const { os, release, variant } = image.properties;
+    const aliases = [...settings.aliases];
+    if (settings.defaultAlias)
+        aliases.push(`${os}/${release}/${variant}`);
+    return [...new Set(aliases)];
+}
+function serialConflictError(product, serial, existing, fingerprint) {
+    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
+        'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
+        'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
+}
+/** The SSH connection, replaced when it drops during the upload. */
+class Connection {
+    session;
+    settings;
+    constructor(session, settings) {
+        this.session = session;
+        this.settings = settings;
+    }
+    async reconnect() {
+        this.session.dispose();
+        this.session = await RemoteSession.connect(this.settings);
+    }
+    dispose() {
+        this.session.dispose();
+    }
+}
+/** Sends the files that are not already on the server, resuming partial ones. */
+async function transferFiles(session, dir, files, timeoutSeconds) {
+    const names = files.map((file) => file.remoteName);
+    const states = await uploadState(session, dir, names, timeoutSeconds);
+    for (const file of files) {
+        const remotePath = external_node_path_.posix.join(dir, file.remoteName);
+        const state = states.get(file.remoteName) ?? { final: -1, partial: -1 };
+        if (state.final === file.size && (await remoteSha256(session, remotePath)) === file.sha256) {
+            info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
+            continue;
+        }
+        let offset = 0;
+        if (state.partial > 0 && state.partial <= file.size) {
+            const [remote, local] = await Promise.all([
+                remoteSha256(session, `${remotePath}.partial`),
+                hashPrefix(file.localPath, state.partial),
+            ]);
+            if (remote === local) {
+                offset = state.partial;
+                info(`${file.remoteName}: resuming after ${offset} bytes already on the server`);
+            }
+        }
+        await sendFile(session, file, dir, offset, timeoutSeconds, info);
+    }
+}
+/**
+ * Uploads under the image's own lock, retrying when the connection drops. Returns the lock,
+ * which stays held until the publication is done (it also marks the staging tree as in use).
+ */
+async function upload(connection, settings, dir, files, fingerprint) {
+    for (let attempt = 0;; attempt++) {
+        let lock;
+        try {
+            lock = await holdLock(connection.session, external_node_path_.posix.join(dir, '.lock'), settings.lockTimeout, `Another run has been uploading this same image (${fingerprint}) to ${dir} for more than ` +
+                `${settings.lockTimeout} seconds (lock-timeout). Try again when it is done.`);
+            await transferFiles(connection.session, dir, files, settings.lockTimeout);
+            return lock;
+        }
+        catch (error) {
+            await lock?.release().catch(() => undefined);
+            if (connection.session.isConnected() || attempt >= settings.retries)
+                throw error;
+            const delay = Math.min(30, 2 ** attempt);
+            warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
+                `(retry ${attempt + 1} of ${settings.retries}); the upload resumes where it stopped.`);
+            await (0,promises_namespaceObject.setTimeout)(delay * 1000);
+            await connection.reconnect();
+        }
+    }
+}
+/** The locked part: re-read the live index, decide, commit, clean up after earlier runs. */
+async function publishUnderLock(session, settings, paths, fingerprint, aliases, staging) {
+    const lock = await holdLock(session, lockPath(paths), settings.lockTimeout, `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+        `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`);
+    try {
+        const live = await readLiveIndex(session, paths.simplestreamsDir);
+        let plan;
+        if (staging) {
+            try {
+                plan = planPublication(live, staging.version, fingerprint, aliases, settings.replace);
+            }
+            catch (error) {
+                if (error instanceof SerialConflictError) {
+                    throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+                }
+                throw error;
+            }
+        }
+        else {
+            const index = planAliasUpdate(live, fingerprint, aliases);
+            plan = { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
+        }
+        if (plan.index) {
+            await commit(session, {
+                paths,
+                lock,
+                index: plan.index,
+                ...(staging && plan.status !== 'unchanged' ? { staging: staging.dir } : {}),
+                retired: plan.retired,
+            });
+        }
+        info(plan.status === 'unchanged'
+            ? `Already published; ${plan.index ? 'aliases updated' : 'aliases already in place, nothing to change'}`
+            : `Index updated (${plan.status})`);
+        await housekeeping(session, paths);
+        return { status: plan.status };
+    }
+    finally {
+        await lock.release();
+    }
+}
 /** Publishes the image the settings name and returns what the registry now serves. */
 async function publish(settings) {
-    const { image, fingerprint } = await group('Inspect the image', async () => {
+    const { image, hashes } = await group('Inspect the image', async () => {
         const image = await inspectImage(settings.metadataPath, settings.rootfsPath);
         const { os, release, variant, propertiesArchitecture } = image.properties;
         info(`${image.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${image.size} bytes`);
-        const fingerprint = await computeFingerprint(imageFiles(image).map((file) => file.path));
-        info(`Fingerprint: ${fingerprint}`);
-        return { image, fingerprint };
+        const hashes = await hashImage(imageFiles(image).map((file) => file.path));
+        info(`Fingerprint: ${hashes.fingerprint}`);
+        return { image, hashes };
     });
-    const session = await group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings));
+    const fingerprint = hashes.fingerprint;
+    const paths = { simplestreamsDir: settings.simplestreamsDir, uploadDir: settings.uploadDir };
+    const aliases = requestedAliases(settings, image);
+    const connection = new Connection(await group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)), settings);
     try {
-        const plan = planUpload(image, fingerprint, settings.uploadDir, runIdentifier());
-        const remoteFiles = plan.files.map((file) => external_node_path_.posix.join(plan.dir, file.remoteName));
-        try {
-            await group('Upload', async () => {
-                await createUploadDir(session, settings.uploadDir, plan.dir);
-                for (const [index, file] of plan.files.entries()) {
-                    await uploadFile(session, file.localPath, file.size, remoteFiles[index], info);
-                }
-            });
-            await group('Convert with incus-simplestreams', () => convert(session, settings, remoteFiles));
+        const live = await readLiveIndex(connection.session, paths.simplestreamsDir);
+        let publication;
+        if (findFingerprint(live, fingerprint)) {
+            publication = await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases));
         }
-        finally {
-            await removeDir(session, plan.dir).catch((error) => warning(`Could not remove the upload directory ${plan.dir}: ${describeError(error)}`));
+        else {
+            const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+            const product = productKey(os, release, variant, propertiesArchitecture);
+            const serial = serialFor(creationDate);
+            const existing = conflictingFingerprint(live, product, serial, fingerprint);
+            if (existing && !settings.replace)
+                throw serialConflictError(product, serial, existing, fingerprint);
+            publication = await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases);
         }
-        return await group('Verify the index', async () => {
-            const index = await readImagesIndex(session, settings.simplestreamsDir);
-            const published = findFingerprint(index, fingerprint);
-            if (!published) {
-                throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after incus-simplestreams add. ` +
-                    'Check simplestreams-dir and the server log; the image is not published.');
-            }
-            const missing = settings.aliases.filter((alias) => !published.aliases.includes(alias));
-            if (missing.length > 0) {
-                warning(`Aliases ${missing.join(', ')} are not on ${published.product}: incus-simplestreams applies aliases only ` +
-                    'when it creates a product, and this product already existed.');
-            }
-            info(`Published ${published.product} version ${published.serial}`);
-            return { status: 'published', fingerprint, ...published };
-        });
+        return await group('Verify the index', () => verify(connection.session, paths, fingerprint, aliases, publication.status));
     }
     finally {
-        session.dispose();
+        connection.dispose();
     }
+}
+async function publishNew(connection, settings, paths, image, fileHashes, fingerprint, aliases) {
+    const dir = imageUploadDir(paths, fingerprint);
+    const names = remoteNames(image);
+    const files = imageFiles(image).map((file, index) => ({
+        localPath: file.path,
+        size: file.size,
+        sha256: fileHashes[index],
+        remoteName: names[index],
+    }));
+    const imageLock = await group('Upload', () => upload(connection, settings, dir, files, fingerprint));
+    const staging = stagingDir(paths, fingerprint);
+    try {
+        const version = await group('Convert with incus-simplestreams', async () => {
+            const staged = stagedVersion(await stage(connection.session, staging, names.map((name) => external_node_path_.posix.join(dir, name))));
+            const stagedFingerprint = versionFingerprint(staged.version);
+            if (stagedFingerprint !== fingerprint) {
+                await removeDirs(connection.session, [dir]);
+                throw new ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+                    'the upload was damaged. It was removed; run the step again.');
+            }
+            info(`Staged ${staged.product} version ${staged.serial}`);
+            return staged;
+        });
+        const publication = await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { dir: staging, version }));
+        // Done with this image's files. A failed run keeps its upload for the next one to resume.
+        await removeDirs(connection.session, [dir, staging]);
+        return publication;
+    }
+    catch (error) {
+        if (connection.session.isConnected())
+            await removeDirs(connection.session, [staging]).catch(() => undefined);
+        throw error;
+    }
+    finally {
+        await imageLock.release().catch(() => undefined);
+    }
+}
+async function verify(session, paths, fingerprint, aliases, status) {
+    const published = findFingerprint(await readLiveIndex(session, paths.simplestreamsDir), fingerprint);
+    if (!published) {
+        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
+            'Another writer may have changed the index without the lock; publish again.');
+    }
+    const missing = aliases.filter((alias) => !published.aliases.includes(alias));
+    if (missing.length > 0) {
+        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Another writer may have ` +
+            'changed the index without the lock; publish again.');
+    }
+    info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
+    return { status, fingerprint, ...published };
 }
 function setOutputs(result) {
     setOutput('fingerprint', result.fingerprint);

@@ -236,14 +236,36 @@ export async function inspectImage(metadataPath: string, rootfsPath: string): Pr
   };
 }
 
+export interface ImageHashes {
+  /** The image fingerprint Incus shows and clients verify. */
+  fingerprint: string;
+  /** sha256 of each file, in the order given. */
+  files: string[];
+}
+
 /**
- * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
- * by the data file (split image), or over the tarball alone (unified image).
+ * Hashes the image in one pass over its files: the fingerprint (sha256 over the metadata tarball
+ * followed by the data file, or over a unified tarball alone) and each file's own sha256.
  */
-export async function computeFingerprint(paths: string[]): Promise<string> {
-  const hash = createHash('sha256');
+export async function hashImage(paths: string[]): Promise<ImageHashes> {
+  const combined = createHash('sha256');
+  const files: string[] = [];
   for (const path of paths) {
+    const own = createHash('sha256');
     for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+      combined.update(chunk as Buffer);
+      own.update(chunk as Buffer);
+    }
+    files.push(own.digest('hex'));
+  }
+  return { fingerprint: combined.digest('hex'), files };
+}
+
+/** sha256 of the first `length` bytes of a file (to check an upload to resume). */
+export async function hashPrefix(path: string, length: number): Promise<string> {
+  const hash = createHash('sha256');
+  if (length > 0) {
+    for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })) {
       hash.update(chunk as Buffer);
     }
   }

@@ -22,6 +22,12 @@ export interface Settings {
   simplestreamsDir: string;
   aliases: string[];
   defaultAlias: boolean;
+  /** Seconds to wait for the registry lock. */
+  lockTimeout: number;
+  /** Whether a different image may replace a published version with the same serial. */
+  replace: boolean;
+  /** How often a dropped connection during upload is retried. */
+  retries: number;
 }
 
 export const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
@@ -58,7 +64,10 @@ export function readSettings(): Settings {
       'simplestreams-dir',
     ),
     aliases: parseAliases(core.getInput('aliases')),
-    defaultAlias: core.getInput('default-alias') === '' ? false : core.getBooleanInput('default-alias'),
+    defaultAlias: readBoolean('default-alias'),
+    lockTimeout: parseWholeNumber(core.getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
+    replace: readBoolean('replace'),
+    retries: parseWholeNumber(core.getInput('retries'), 'retries', 3, 0, 20),
   };
 }
 
@@ -80,6 +89,26 @@ function maskSecrets(values: string[]): void {
 
 function hasControlCharacters(value: string): boolean {
   return /[\u0000-\u001f\u007f]/.test(value);
+}
+
+/** A boolean input; empty means false. Typos are refused rather than read as false. */
+function readBoolean(name: string): boolean {
+  if (core.getInput(name) === '') return false;
+  try {
+    return core.getBooleanInput(name);
+  } catch {
+    throw new ActionError(`${name}: "${core.getInput(name)}" is not a boolean; use true or false.`, name);
+  }
+}
+
+export function parseWholeNumber(value: string, input: string, fallback: number, min: number, max: number): number {
+  const text = value.trim();
+  if (text === '') return fallback;
+  const number = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(number) || number < min || number > max) {
+    throw new ActionError(`${input}: "${text}" is not a whole number from ${min} to ${max}.`, input);
+  }
+  return number;
 }
 
 export function parseLocalPath(value: string, input: string): string {

@@ -7,6 +7,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 export interface ProgressReport {
   label: string;
   sent: number;
+  /** Bytes sent in this pass; the rate is computed from these. Defaults to `sent`. */
+  sentThisPass?: number;
   total: number;
   elapsedSeconds: number;
 }
@@ -19,24 +21,27 @@ function decimalSize(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-export function formatProgress({ label, sent, total, elapsedSeconds }: ProgressReport): string {
+export function formatProgress({ label, sent, sentThisPass, total, elapsedSeconds }: ProgressReport): string {
   const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
-  const rate = elapsedSeconds > 0 ? sent / 1e6 / elapsedSeconds : 0;
+  const rate = elapsedSeconds > 0 ? (sentThisPass ?? sent) / 1e6 / elapsedSeconds : 0;
   return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
 }
 
 export class ProgressCounter extends Transform {
-  private sent = 0;
+  private sent: number;
   private readonly started = Date.now();
   private lastReport = Date.now();
 
+  /** `alreadySent`: bytes the server held before this pass (a resumed upload). */
   constructor(
     private readonly label: string,
     private readonly total: number,
     private readonly report: (line: string) => void,
     private readonly intervalMs = 5000,
+    private readonly alreadySent = 0,
   ) {
     super();
+    this.sent = alreadySent;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -49,11 +54,12 @@ export class ProgressCounter extends Transform {
     callback(null, chunk);
   }
 
-  /** Bytes passed so far and time since the start. */
+  /** Bytes passed so far (including those already sent) and time since the start. */
   snapshot(): ProgressReport {
     return {
       label: this.label,
       sent: this.sent,
+      sentThisPass: this.sent - this.alreadySent,
       total: this.total,
       elapsedSeconds: (Date.now() - this.started) / 1000,
     };

@@ -1,21 +1,51 @@
 /**
- * The steps this action runs on the registry server. Every command is built from argument lists
- * by shell.ts; file contents travel over the SSH channel's stdin, never through a command line.
+ * The steps this action runs on the registry server. Commands are built from argument lists by
+ * shell.ts; the few server-side scripts below are constants that take every value as a quoted
+ * positional argument; file contents travel over the SSH channel's stdin.
+ *
+ * Server-side layout (all under simplestreams-dir, on the same file system as the live tree so
+ * that renames are atomic):
+ *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/staging/<fp>/      where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
+ * and under upload-dir:
+ *   <fp>/.lock, <fp>/<name>[.partial]   one directory per image, locked by the run uploading it
  */
 import { createReadStream } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { posix } from 'node:path';
 import { ActionError, describeError } from './errors.js';
 import { commandChain, commandLine, quoteArg } from './shell.js';
-import { parseImagesIndex, type ImagesIndex } from './simplestreams.js';
+import { buildStreamsIndex, emptyImagesIndex, parseImagesIndex, type ImagesIndex } from './simplestreams.js';
 import { ProgressCounter, formatProgress } from './progress.js';
-import type { RemoteSession } from './ssh.js';
+import { HeldCommandEnded, remoteFailure, type RemoteSession } from './ssh.js';
 import type { Compression, LocalImage } from './image.js';
 
-/** Where one run's files sit on the server, and under which names. */
-export interface UploadPlan {
-  dir: string;
-  files: { localPath: string; size: number; remoteName: string }[];
+export const STATE_DIR = '.lxc-publish';
+/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
+export const RETIRE_GRACE_SECONDS = 2 * 3600;
+/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
+export const UPLOAD_GRACE_SECONDS = 24 * 3600;
+
+export interface RegistryPaths {
+  simplestreamsDir: string;
+  uploadDir: string;
+}
+
+export const lockPath = (paths: RegistryPaths): string => posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
+export const stagingDir = (paths: RegistryPaths, fingerprint: string): string =>
+  posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', fingerprint);
+export const nextDir = (paths: RegistryPaths): string => posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+export const imageUploadDir = (paths: RegistryPaths, fingerprint: string): string =>
+  posix.join(paths.uploadDir, fingerprint);
+
+/** One file to upload: where it is, what it must hash to, and its fixed name on the server. */
+export interface UploadFile {
+  localPath: string;
+  size: number;
+  sha256: string;
+  remoteName: string;
 }
 
 const TARBALL_EXTENSIONS: Record<Compression, string> = {
@@ -26,90 +56,181 @@ const TARBALL_EXTENSIONS: Record<Compression, string> = {
   none: '.tar',
 };
 
-/**
- * A directory of this run's own under upload-dir: the fingerprint names the image, the run id and
- * a random part keep parallel runs (and re-runs) apart. Remote names are fixed, so nothing from
- * the runner's file names reaches the server.
- */
-export function planUpload(image: LocalImage, fingerprint: string, uploadDir: string, runId: string): UploadPlan {
-  const dir = posix.join(uploadDir, `${fingerprint.slice(0, 16)}-${runId}-${randomBytes(4).toString('hex')}`);
+/** Fixed remote names, so nothing from the runner's file names reaches the server. */
+export function remoteNames(image: LocalImage): string[] {
   const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
-  const files = [{ localPath: image.metadata.path, size: image.metadata.size, remoteName: metadataName }];
-  if (image.data) {
-    const dataName = image.data.kind === 'qcow2' ? 'disk.qcow2' : 'rootfs.squashfs';
-    files.push({ localPath: image.data.path, size: image.data.size, remoteName: dataName });
+  if (!image.data) return [metadataName];
+  return [metadataName, image.data.kind === 'qcow2' ? 'disk.qcow2' : 'rootfs.squashfs'];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks
+
+/**
+ * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
+ * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
+ * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
+ * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
+ * locked a deleted file, and takes the lock again on the current one.
+ */
+const HOLD_LOCK_SCRIPT = `lock=$1 timeout=$2
+mkdir -p -- "\${lock%/*}" || exit 1
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$lock" -ef "/proc/$$/fd/9" ] && break
+  exec 9>&-
+done
+echo "locked $$"
+exec cat >/dev/null`;
+
+export interface HeldLock {
+  /** PID of the server-side holder, checked before the commit renames. */
+  pid: number;
+  release(): Promise<void>;
+}
+
+export async function holdLock(
+  session: RemoteSession,
+  path: string,
+  timeoutSeconds: number,
+  busyMessage: string,
+): Promise<HeldLock> {
+  try {
+    const held = await session.startHeld(
+      commandLine(['sh', '-c', HOLD_LOCK_SCRIPT, 'lxc-publish-lock', path, String(timeoutSeconds)]),
+    );
+    const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
+    if (!Number.isInteger(pid)) {
+      await held.release();
+      throw new ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
+    }
+    return { pid, release: () => held.release() };
+  } catch (error) {
+    if (error instanceof HeldCommandEnded) {
+      if (error.result.code === 75) throw new ActionError(busyMessage, 'lock-timeout');
+      throw new ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
+    }
+    throw error;
   }
-  return { dir, files };
 }
 
-/** A run id for upload directory names: the workflow run and attempt, or "local". */
-export function runIdentifier(env: NodeJS.ProcessEnv = process.env): string {
-  const id = env['GITHUB_RUN_ID'];
-  const attempt = env['GITHUB_RUN_ATTEMPT'] ?? '1';
-  return id && /^\d+$/.test(id) && /^\d+$/.test(attempt) ? `${id}.${attempt}` : 'local';
+// ---------------------------------------------------------------------------------------------
+// Upload
+
+/**
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent).
+ * It first takes the image's write lock: a writer left over from a dropped connection may still
+ * be draining into a partial file, and its size is only final once that writer is gone.
+ */
+const UPLOAD_STATE_SCRIPT = `dir=$1 timeout=$2; shift 2
+mkdir -p -- "$dir" || exit 1
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+for name; do
+  final=-1 partial=-1
+  [ -f "$dir/$name" ] && final=$(stat -c %s -- "$dir/$name")
+  [ -f "$dir/$name.partial" ] && partial=$(stat -c %s -- "$dir/$name.partial")
+  printf '%s %s %s\\n' "$name" "$final" "$partial"
+done`;
+
+/**
+ * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
+ * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ */
+const WRITE_SCRIPT = `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
+partial=$dir/$name.partial
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+if [ "$restart" = 1 ]; then : > "$partial" || exit 1; fi
+cat >> "$partial" || exit 1
+got=$(stat -c %s -- "$partial") || exit 1
+if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
+mv -f -- "$partial" "$dir/$name"`;
+
+export interface RemoteFileState {
+  /** Size of the complete file, or -1. */
+  final: number;
+  /** Size of the partial file, or -1. */
+  partial: number;
 }
 
-export async function createUploadDir(session: RemoteSession, uploadDir: string, dir: string): Promise<void> {
-  // mkdir without -p for the run's own directory: it fails rather than share a directory.
-  await session.run(
-    commandChain([
-      ['mkdir', '-p', '--', uploadDir],
-      ['mkdir', '-m', '0755', '--', dir],
-    ]),
-    `Creating the upload directory ${dir} (upload-dir)`,
+export async function uploadState(
+  session: RemoteSession,
+  dir: string,
+  names: string[],
+  timeoutSeconds: number,
+): Promise<Map<string, RemoteFileState>> {
+  const output = await session.run(
+    commandLine(['sh', '-c', UPLOAD_STATE_SCRIPT, 'lxc-publish-state', dir, String(timeoutSeconds), ...names]),
+    `Checking earlier uploads in ${dir}`,
   );
+  const states = new Map<string, RemoteFileState>();
+  for (const line of output.toString('utf8').trim().split('\n')) {
+    const [name, final, partial] = line.split(' ');
+    if (name) states.set(name, { final: Number(final), partial: Number(partial) });
+  }
+  return states;
+}
+
+export async function remoteSha256(session: RemoteSession, path: string): Promise<string> {
+  const output = await session.run(commandLine(['sha256sum', '--', path]), `Hashing ${path} on the server`);
+  return output.toString('utf8').split(' ')[0] ?? '';
 }
 
 /**
- * Streams one file to the server under a temporary name and renames it once it is complete, so a
- * partial file never carries the final name.
+ * Streams a file (from `offset`, to resume) onto `<name>.partial`, and renames it to its final
+ * name once complete, so a partial file never carries the final name.
  */
-export async function uploadFile(
+export async function sendFile(
   session: RemoteSession,
-  localPath: string,
-  size: number,
-  remotePath: string,
+  file: UploadFile,
+  dir: string,
+  offset: number,
+  timeoutSeconds: number,
   log: (line: string) => void,
 ): Promise<void> {
-  const partial = `${remotePath}.partial`;
-  const counter = new ProgressCounter(posix.basename(remotePath), size, log);
-  const source = createReadStream(localPath, { highWaterMark: 256 * 1024 });
-  const command = `${commandLine(['cat'])} > ${quoteArg(partial)} && ${commandLine(['mv', '--', partial, remotePath])}`;
-  try {
-    await session.run(command, `Uploading ${localPath} to ${remotePath}`, source.pipe(counter));
-  } catch (error) {
-    if (error instanceof ActionError) throw error;
-    throw new ActionError(`Uploading ${localPath} to ${remotePath} failed: ${describeError(error)}`);
-  }
+  const counter = new ProgressCounter(file.remoteName, file.size, log, 5000, offset);
+  const source = createReadStream(file.localPath, { start: offset, highWaterMark: 256 * 1024 });
+  const restart = offset === 0 ? '1' : '0';
+  await session.run(
+    commandLine([
+      'sh',
+      '-c',
+      WRITE_SCRIPT,
+      'lxc-publish-write',
+      dir,
+      file.remoteName,
+      String(timeoutSeconds),
+      restart,
+      String(file.size),
+    ]),
+    `Uploading ${file.localPath} to ${posix.join(dir, file.remoteName)}`,
+    source.pipe(counter),
+  );
   log(formatProgress(counter.snapshot()));
 }
 
-export interface ConvertOptions {
-  simplestreamsDir: string;
-  aliases: string[];
-  defaultAlias: boolean;
+// ---------------------------------------------------------------------------------------------
+// Convert and publish
+
+/** Runs incus-simplestreams add in an empty staging tree of the image's own. */
+export function stageCommand(staging: string, remoteFiles: string[]): string {
+  return commandChain([
+    ['rm', '-rf', '--', staging],
+    ['mkdir', '-p', '--', staging],
+    ['cd', '--', staging],
+    // Aliases are applied by the action when it merges the version into the live index.
+    ['env', 'TZ=UTC', 'incus-simplestreams', 'add', '--no-default-alias', '--', ...remoteFiles],
+  ]);
 }
 
-/** The `incus-simplestreams add` invocation, as an argument list (pure, unit tested). */
-export function convertCommand(options: ConvertOptions, remoteFiles: string[]): string {
-  const add = ['env', 'TZ=UTC', 'incus-simplestreams', 'add'];
-  if (!options.defaultAlias) add.push('--no-default-alias');
-  for (const alias of options.aliases) add.push('--alias', alias);
-  add.push('--', ...remoteFiles);
-  // No mkdir: a missing registry directory is a wrong simplestreams-dir, not something to create.
-  return commandChain([['cd', '--', options.simplestreamsDir], add]);
+export async function stage(session: RemoteSession, staging: string, remoteFiles: string[]): Promise<ImagesIndex> {
+  await session.run(stageCommand(staging, remoteFiles), 'incus-simplestreams add (in the staging tree)');
+  return readIndexFile(session, posix.join(staging, 'streams/v1/images.json'));
 }
 
-export async function convert(session: RemoteSession, options: ConvertOptions, remoteFiles: string[]): Promise<void> {
-  await session.run(
-    convertCommand(options, remoteFiles),
-    `incus-simplestreams add in ${options.simplestreamsDir} (simplestreams-dir)`,
-  );
-}
-
-/** Reads streams/v1/images.json back from the server. */
-export async function readImagesIndex(session: RemoteSession, simplestreamsDir: string): Promise<ImagesIndex> {
-  const path = posix.join(simplestreamsDir, 'streams/v1/images.json');
+async function readIndexFile(session: RemoteSession, path: string): Promise<ImagesIndex> {
   const text = await session.run(commandLine(['cat', '--', path]), `Reading ${path}`);
   try {
     return parseImagesIndex(text.toString('utf8'));
@@ -118,6 +239,161 @@ export async function readImagesIndex(session: RemoteSession, simplestreamsDir: 
   }
 }
 
-export async function removeDir(session: RemoteSession, dir: string): Promise<void> {
-  await session.run(commandLine(['rm', '-rf', '--', dir]), `Removing ${dir}`);
+/** The live images.json, or an empty index when the registry has none yet. */
+export async function readLiveIndex(session: RemoteSession, simplestreamsDir: string): Promise<ImagesIndex> {
+  const path = posix.join(simplestreamsDir, 'streams/v1/images.json');
+  const result = await session.exec(
+    commandChain([
+      ['test', '-e', path],
+      ['cat', '--', path],
+    ]),
+  );
+  if (result.code === 1 && result.stdout.length === 0 && result.stderr === '') {
+    const dirCheck = await session.exec(commandLine(['test', '-d', simplestreamsDir]));
+    if (dirCheck.code !== 0) {
+      throw new ActionError(
+        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
+        'simplestreams-dir',
+      );
+    }
+    return emptyImagesIndex();
+  }
+  if (result.code !== 0) throw new ActionError(remoteFailure(`Reading ${path}`, result));
+  try {
+    return parseImagesIndex(result.stdout.toString('utf8'));
+  } catch (error) {
+    throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
+  }
+}
+
+/**
+ * Makes a new index live, under the registry lock: image files first, then images.json, then
+ * index.json, each by rename. Before the renames it checks that the lock holder is still alive,
+ * so a run whose session died mid-way changes nothing. The names of the files moved into
+ * images/ are recorded in the staging tree first: if the run dies before the index names them,
+ * a later run removes them.
+ */
+const COMMIT_SCRIPT = `set -eu
+ss=$1 next=$2 staging=$3 holder=$4; shift 4
+cat > "$next/index.json"
+kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
+mkdir -p -- "$ss/images" "$ss/streams/v1"
+for json in images.json index.json; do
+  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
+done
+if [ -n "$staging" ] && [ -d "$staging/images" ]; then
+  ls -A -- "$staging/images" > "$staging/moved"
+  for file in "$staging"/images/*; do
+    [ -e "$file" ] || continue
+    mv -f -- "$file" "$ss/images/"
+  done
+fi
+mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
+mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+now=$(date +%s)
+for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`;
+
+export interface CommitOptions {
+  paths: RegistryPaths;
+  lock: HeldLock;
+  index: ImagesIndex;
+  /** Staging tree whose images/ holds the new files, if any. */
+  staging?: string;
+  /** Files the new index no longer names (kept for a while, then removed). */
+  retired: string[];
+}
+
+export async function commit(session: RemoteSession, options: CommitOptions): Promise<void> {
+  const next = nextDir(options.paths);
+  // Two round trips: images.json goes over the first command's stdin, index.json over the commit's.
+  await session.run(
+    `${commandChain([
+      ['rm', '-rf', '--', next],
+      ['mkdir', '-p', '--', next],
+    ])} && ${commandLine(['cat'])} > ${quoteArg(posix.join(next, 'images.json'))}`,
+    `Writing the new images.json in ${next}`,
+    Readable.from([JSON.stringify(options.index)]),
+  );
+  const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
+  await session.run(
+    commandLine([
+      'sh',
+      '-c',
+      COMMIT_SCRIPT,
+      'lxc-publish-commit',
+      options.paths.simplestreamsDir,
+      next,
+      options.staging ?? '',
+      String(options.lock.pid),
+      ...retired,
+    ]),
+    `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`,
+    Readable.from([JSON.stringify(buildStreamsIndex(options.index))]),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Housekeeping, under the registry lock
+
+/**
+ * Removes what runs that died left behind: staging trees whose image is no longer being worked
+ * on (its upload lock is free), with any file they had moved into images/ that no index names;
+ * upload directories untouched for a day; files of replaced versions past their grace time.
+ */
+const HOUSEKEEPING_SCRIPT = `set -u
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4
+state=$ss/.lxc-publish
+live=$ss/streams/v1/images.json
+now=$(date +%s)
+named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
+for dir in "$state"/staging/*/; do
+  [ -d "$dir" ] || continue
+  dir=\${dir%/}; fp=\${dir##*/}
+  if [ -d "$up/$fp" ] && ! flock -n "$up/$fp/.lock" true; then continue; fi
+  if [ -f "$dir/moved" ]; then
+    while IFS= read -r name; do
+      named "images/$name" || rm -f -- "$ss/images/$name"
+    done < "$dir/moved"
+  fi
+  rm -rf -- "$dir"
+done
+if [ -d "$up" ]; then
+  find "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
+    flock -n "$dir/.lock" rm -rf -- "$dir" || true
+  done
+fi
+if [ -f "$state/retired" ]; then
+  : > "$state/retired.next"
+  while read -r when path; do
+    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
+    named "$path" && continue
+    if [ $((now - when)) -ge "$retire_grace" ]; then
+      rm -f -- "$ss/$path"
+    else
+      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
+    fi
+  done < "$state/retired"
+  mv -f -- "$state/retired.next" "$state/retired"
+fi
+exit 0`;
+
+export async function housekeeping(session: RemoteSession, paths: RegistryPaths): Promise<void> {
+  await session.run(
+    commandLine([
+      'sh',
+      '-c',
+      HOUSEKEEPING_SCRIPT,
+      'lxc-publish-housekeeping',
+      paths.simplestreamsDir,
+      paths.uploadDir,
+      String(RETIRE_GRACE_SECONDS),
+      String(UPLOAD_GRACE_SECONDS / 60),
+    ]),
+    'Cleaning up after earlier runs',
+  );
+}
+
+export async function removeDirs(session: RemoteSession, dirs: string[]): Promise<void> {
+  await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`);
 }

@@ -127,3 +127,173 @@ export function serialFor(creationDate: number): string {
     pad(date.getUTCMinutes())
   );
 }
+
+/** The one product version `incus-simplestreams add` wrote into an empty staging tree. */
+export interface StagedVersion {
+  product: string;
+  /** The product's fields other than versions (arch, os, release, variant, …). */
+  productFields: Omit<SimplestreamsProduct, 'versions'>;
+  serial: string;
+  version: SimplestreamsVersion;
+}
+
+export function stagedVersion(staged: ImagesIndex): StagedVersion {
+  const products = Object.entries(staged.products);
+  const [entry] = products;
+  const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
+  const [versionEntry] = versions;
+  if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
+    throw new Error('the staging index does not hold exactly one product version');
+  }
+  const { versions: _versions, ...productFields } = entry[1];
+  return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
+}
+
+/** A deep copy, so that planning never changes the index it was given. */
+function clone(index: ImagesIndex): ImagesIndex {
+  return JSON.parse(JSON.stringify(index)) as ImagesIndex;
+}
+
+/** An empty images.json, as incus-simplestreams starts one. */
+export function emptyImagesIndex(): ImagesIndex {
+  return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
+}
+
+/**
+ * Puts the aliases on one product and takes them off every other product of the same
+ * architecture, so that an alias such as `latest` names exactly one image per architecture.
+ * Returns whether anything changed.
+ */
+export function moveAliases(index: ImagesIndex, productName: string, aliases: string[]): boolean {
+  const target = index.products[productName];
+  if (!target || aliases.length === 0) return false;
+  let changed = false;
+  for (const [name, product] of Object.entries(index.products)) {
+    if (name === productName || product.arch !== target.arch) continue;
+    const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
+    if (kept.length !== productAliases(product).length) {
+      setAliases(product, kept);
+      changed = true;
+    }
+  }
+  const current = productAliases(target);
+  const missing = aliases.filter((alias) => !current.includes(alias));
+  if (missing.length > 0) {
+    setAliases(target, [...current, ...missing]);
+    changed = true;
+  }
+  return changed;
+}
+
+function setAliases(product: SimplestreamsProduct, aliases: string[]): void {
+  if (aliases.length > 0) product.aliases = aliases.join(',');
+  else delete product.aliases;
+}
+
+/** Every file path the index names. */
+export function referencedPaths(index: ImagesIndex): Set<string> {
+  const paths = new Set<string>();
+  for (const product of Object.values(index.products)) {
+    for (const version of Object.values(product.versions ?? {})) {
+      for (const item of Object.values(version.items)) paths.add(item.path);
+    }
+  }
+  return paths;
+}
+
+export type PublicationStatus = 'published' | 'unchanged' | 'replaced';
+
+export interface PublicationPlan {
+  status: PublicationStatus;
+  /** The index to write; undefined when the live one already says everything. */
+  index?: ImagesIndex;
+  /** Files no longer named by the new index (of a replaced version). */
+  retired: string[];
+}
+
+export class SerialConflictError extends Error {
+  constructor(
+    readonly product: string,
+    readonly serial: string,
+    readonly existingFingerprint: string,
+  ) {
+    super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
+    this.name = 'SerialConflictError';
+  }
+}
+
+/**
+ * What publishing the staged version onto the live index means: nothing (already published, at
+ * most aliases to move), a new version, or the replacement of a version with the same serial.
+ */
+export function planPublication(
+  live: ImagesIndex,
+  staged: StagedVersion,
+  fingerprint: string,
+  aliases: string[],
+  replace: boolean,
+): PublicationPlan {
+  if (findFingerprint(live, fingerprint)) {
+    const index = planAliasUpdate(live, fingerprint, aliases);
+    return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
+  }
+  const next = clone(live);
+  const product = next.products[staged.product];
+  const clash = product?.versions?.[staged.serial];
+  let status: PublicationStatus = 'published';
+  const retired: string[] = [];
+  if (clash) {
+    if (!replace) throw new SerialConflictError(staged.product, staged.serial, versionFingerprint(clash) ?? 'unknown');
+    status = 'replaced';
+    retired.push(...Object.values(clash.items).map((item) => item.path));
+  }
+  if (product) {
+    product.versions = { ...product.versions, [staged.serial]: staged.version };
+  } else {
+    next.products[staged.product] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
+  }
+  moveAliases(next, staged.product, aliases);
+  const stillNamed = referencedPaths(next);
+  return { status, index: next, retired: retired.filter((path) => !stillNamed.has(path)) };
+}
+
+/** The product key incus-simplestreams gives an image: `{os}:{release}:{variant}:{arch}`. */
+export function productKey(os: string, release: string, variant: string, architecture: string): string {
+  return `${os}:${release}:${variant}:${architecture}`;
+}
+
+/** The fingerprint published under this product and serial, if it is not `fingerprint`. */
+export function conflictingFingerprint(
+  index: ImagesIndex,
+  product: string,
+  serial: string,
+  fingerprint: string,
+): string | undefined {
+  const version = index.products[product]?.versions?.[serial];
+  if (!version) return undefined;
+  const existing = versionFingerprint(version) ?? 'unknown';
+  return existing === fingerprint ? undefined : existing;
+}
+
+/** Aliases only: for a fingerprint that is already published. */
+export function planAliasUpdate(live: ImagesIndex, fingerprint: string, aliases: string[]): ImagesIndex | undefined {
+  const next = clone(live);
+  const existing = findFingerprint(next, fingerprint);
+  if (!existing) return undefined;
+  return moveAliases(next, existing.product, aliases) ? next : undefined;
+}
+
+/** streams/v1/index.json for an images.json, as incus-simplestreams writes it. */
+export function buildStreamsIndex(images: ImagesIndex): object {
+  return {
+    format: 'index:1.0',
+    index: {
+      images: {
+        datatype: 'image-downloads',
+        path: 'streams/v1/images.json',
+        format: 'products:1.0',
+        products: Object.keys(images.products).sort(),
+      },
+    },
+  };
+}

@@ -28,16 +28,45 @@ export interface CommandResult {
   stderr: string;
 }
 
+export interface HeldCommand {
+  firstLine: string;
+  release(): Promise<void>;
+}
+
+/** A held command ended before printing its first line; `result` says how. */
+export class HeldCommandEnded extends Error {
+  constructor(readonly result: CommandResult) {
+    super(remoteFailure('A held command', result));
+    this.name = 'HeldCommandEnded';
+  }
+}
+
 /** Keeps only the end of a long stderr, which is where tools say what went wrong. */
 function tail(text: string, lines = 20): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
 export class RemoteSession {
+  private closed = false;
+
   private constructor(
     private readonly ssh: NodeSSH,
     readonly hostKey: PresentedHostKey,
-  ) {}
+  ) {
+    // Without a listener, a reset connection would be an unhandled 'error' event and end the
+    // process; here it only marks the session as gone, and the command in flight fails.
+    ssh.connection?.on('error', () => {
+      this.closed = true;
+    });
+    ssh.connection?.on('close', () => {
+      this.closed = true;
+    });
+  }
+
+  /** Whether the connection is still up (false once the server or the network dropped it). */
+  isConnected(): boolean {
+    return !this.closed && this.ssh.isConnected();
+  }
 
   /** Connects and authenticates; on a host key mismatch, stops before anything is sent. */
   static async connect(options: ConnectOptions): Promise<RemoteSession> {
@@ -127,6 +156,49 @@ export class RemoteSession {
     return { code, signal, stdout: Buffer.concat(stdout), stderr };
   }
 
+  /**
+   * Starts a command that keeps running until released, and resolves once it has printed its
+   * first line (for example a lock holder announcing that it holds the lock). Releasing closes
+   * its stdin; a dropped connection does the same on the server side.
+   */
+  async startHeld(command: string): Promise<HeldCommand> {
+    const channel = await this.channel(command);
+    let stdout = '';
+    let stderr = '';
+    let code: number | null = null;
+    let signal: string | null = null;
+    channel.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-64 * 1024);
+    });
+    channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
+      code = exitCode ?? null;
+      signal = exitSignal ?? null;
+    });
+    const closed = new Promise<CommandResult>((resolve) =>
+      channel.on('close', () => resolve({ code, signal, stdout: Buffer.from(stdout), stderr })),
+    );
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      const onData = (chunk: Buffer): void => {
+        stdout += chunk.toString('utf8');
+        const end = stdout.indexOf('\n');
+        if (end >= 0) {
+          channel.off('data', onData);
+          channel.on('data', () => undefined);
+          resolve(stdout.slice(0, end));
+        }
+      };
+      channel.on('data', onData);
+      void closed.then((result) => reject(new HeldCommandEnded(result)));
+    });
+    return {
+      firstLine,
+      release: async (): Promise<void> => {
+        channel.end();
+        await closed;
+      },
+    };
+  }
+
   /** Runs a command and fails with its stderr unless it exits with status 0. */
   async run(command: string, what: string, stdin?: Readable): Promise<Buffer> {
     const result = await this.exec(command, stdin);
@@ -141,7 +213,7 @@ export class RemoteSession {
   }
 }
 
-function remoteFailure(what: string, result: CommandResult): string {
+export function remoteFailure(what: string, result: CommandResult): string {
   const status =
     result.signal !== null
       ? `was killed by signal ${result.signal}`

@@ -2,7 +2,7 @@
 import * as core from '@actions/core';
 
 export interface PublishResult {
-  status: 'published';
+  status: 'published' | 'unchanged' | 'replaced';
   fingerprint: string;
   product: string;
   serial: string;
@@ -36,7 +36,7 @@ export function launchCommand(result: PublishResult, remote: string): string {
 
 export async function writeSummary(result: PublishResult, remote = 'REMOTE'): Promise<void> {
   core.summary
-    .addHeading('Image published', 2)
+    .addHeading(result.status === 'unchanged' ? 'Image already published' : 'Image published', 2)
     .addTable([
       [
         { data: 'Field', header: true },

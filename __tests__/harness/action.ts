@@ -1,7 +1,8 @@
 // Running the action in tests: the inputs a workflow step would give for a harness registry,
 // in-process (through the same input reading as the runner) or as the committed bundle.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { mkdtempSync, promises as fsp, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run, type ExecResult } from './exec.js';
@@ -110,4 +111,72 @@ export async function runBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}
 /** A unique marker path for proving that an injected command never ran. */
 export function markerPath(): string {
   return path.join(os.tmpdir(), `lxc-publish-pwned-${randomUUID()}`);
+}
+
+export interface StartedBundle {
+  /** The node process running dist/index.js (kill it to simulate a runner that dies). */
+  child: ChildProcess;
+  /** Settles when the process has exited, killed or not, with its output and outputs file. */
+  done: Promise<BundleRun>;
+}
+
+/**
+ * Like runBundle, but returns at once with the child process, so a test can kill it mid-run.
+ * A killed process resolves with code 128 + signal number (137 for SIGKILL).
+ */
+export function startBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): StartedBundle {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'lxc-publish-runner-'));
+  const outputFile = path.join(dir, 'github_output');
+  const summaryFile = path.join(dir, 'step_summary');
+  writeFileSync(outputFile, '');
+  writeFileSync(summaryFile, '');
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env['PATH'],
+    HOME: process.env['HOME'],
+    GITHUB_ACTIONS: 'true',
+    GITHUB_OUTPUT: outputFile,
+    GITHUB_STEP_SUMMARY: summaryFile,
+    GITHUB_RUN_ID: String(Date.now()),
+    GITHUB_RUN_ATTEMPT: '1',
+    RUNNER_TEMP: dir,
+    GITHUB_WORKSPACE: process.cwd(),
+    ...inputEnv(inputs),
+    ...extraEnv,
+  };
+  const child = spawn(process.execPath, [path.resolve('dist/index.js')], {
+    env,
+    cwd: process.cwd(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout!.on('data', (b: Buffer) => out.push(b));
+  child.stderr!.on('data', (b: Buffer) => err.push(b));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const done = new Promise<BundleRun>((resolve, reject) => {
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      void (async () => {
+        try {
+          resolve({
+            code: code ?? (signal === 'SIGKILL' ? 137 : signal === 'SIGTERM' ? 143 : -1),
+            stdout: Buffer.concat(out).toString('utf8'),
+            stderr: Buffer.concat(err).toString('utf8'),
+            outputs: parseGithubOutput(await fsp.readFile(outputFile, 'utf8')),
+            summary: await fsp.readFile(summaryFile, 'utf8'),
+          });
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      })();
+    });
+  });
+  return { child, done };
 }

@@ -154,20 +154,22 @@ describe('refusals', () => {
     ).rejects.toThrow(/known-hosts does not allow/);
   });
 
-  it("fails with the tool's stderr when incus-simplestreams refuses, and removes the upload", async () => {
-    const image = await newImage();
-    await publishWith(inputsFor(registry, image));
-    // Same product and serial again: the 6.0 tool refuses to add a second squashfs.
+  it("fails with the tool's stderr when incus-simplestreams refuses, leaving the live index as it was", async () => {
+    const liveIndex = path.join(registry.simplestreamsDir, 'streams/v1/images.json');
+    await publishWith(inputsFor(registry, await newImage())); // so that there is a live index
+    const before = await fsp.readFile(liveIndex);
+    const image = await newImage(makeSplitContainerImage, { architecture: 'foo64' });
     await expect(publishWith(inputsFor(registry, image))).rejects.toThrow(
-      /incus-simplestreams add .* failed on the server: it exited with status 1\.\n.*Already have/s,
+      /incus-simplestreams add \(in the staging tree\) failed on the server: it exited with status 1\.\n.*Architecture isn't supported: foo64/s,
     );
-    expect(await listTree(registry.uploadDir)).toEqual([]);
+    expect(await fsp.readFile(liveIndex)).toEqual(before);
+    expect(await listTree(path.join(registry.simplestreamsDir, '.lxc-publish/staging'))).toEqual([]);
   });
 
   it('names simplestreams-dir when it does not exist on the server', async () => {
     const image = await newImage();
     await expect(
       publishWith(inputsFor(registry, image, { 'simplestreams-dir': path.join(registry.root, 'missing') })),
-    ).rejects.toThrow(/simplestreams-dir.*\n.*\n?Hint: the directory does not exist/s);
+    ).rejects.toThrow(/simplestreams-dir: .*missing does not exist on the server/);
   });
 });

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { computeFingerprint, detectContent, inspectImage, parseMetadataYaml } from '../../src/image.js';
+import { detectContent, hashImage, hashPrefix, inspectImage, parseMetadataYaml } from '../../src/image.js';
 
 let dir: string;
 const path = (name: string): string => join(dir, name);
@@ -168,21 +168,26 @@ describe('inspectImage', () => {
   });
 });
 
-describe('computeFingerprint', () => {
-  it('is the sha256 of the files one after the other, as `cat a b | sha256sum` prints', async () => {
-    const expected = execFileSync('sh', [
-      '-c',
-      'cat "$1" "$2" | sha256sum',
-      'sh',
-      path('incus.tar.xz'),
-      path('rootfs.squashfs'),
-    ])
+describe('hashImage', () => {
+  const sha256sum = (...files: string[]): string =>
+    execFileSync('sh', ['-c', 'cat "$@" | sha256sum', 'sh', ...files])
+      .toString()
+      .split(' ')[0] as string;
+
+  it("gives the fingerprint as `cat a b | sha256sum` prints it, and each file's sha256, in one pass", async () => {
+    const files = [path('incus.tar.xz'), path('rootfs.squashfs')];
+    expect(await hashImage(files)).toEqual({
+      fingerprint: sha256sum(...files),
+      files: files.map((file) => sha256sum(file)),
+    });
+    expect((await hashImage([path('unified.tar.xz')])).fingerprint).toBe(sha256sum(path('unified.tar.xz')));
+  });
+
+  it('hashes a prefix for resuming uploads', async () => {
+    const expected = execFileSync('sh', ['-c', 'head -c 100 "$1" | sha256sum', 'sh', path('rootfs.squashfs')])
       .toString()
       .split(' ')[0];
-    expect(await computeFingerprint([path('incus.tar.xz'), path('rootfs.squashfs')])).toBe(expected);
-    const single = execFileSync('sha256sum', [path('unified.tar.xz')])
-      .toString()
-      .split(' ')[0];
-    expect(await computeFingerprint([path('unified.tar.xz')])).toBe(single);
+    expect(await hashPrefix(path('rootfs.squashfs'), 100)).toBe(expected);
+    expect(await hashPrefix(path('rootfs.squashfs'), 0)).toBe(sha256sum('/dev/null'));
   });
 });

@@ -58847,6 +58847,38 @@ class HeldCommandEnded extends Error {
         this.name = 'HeldCommandEnded';
     }
 }
+/** A command's channel, with its output, exit status and end collected from the start. */
+class RunningCommand {
+    channel;
+    stdout = [];
+    stderr = '';
+    code = null;
+    signal = null;
+    stdoutListeners = [];
+    closed;
+    constructor(channel) {
+        this.channel = channel;
+        channel.on('data', (chunk) => {
+            this.stdout.push(chunk);
+            for (const listener of this.stdoutListeners)
+                listener();
+        });
+        channel.stderr.on('data', (chunk) => {
+            this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
+        });
+        channel.on('exit', (code, signal) => {
+            this.code = code ?? null;
+            this.signal = signal ?? null;
+        });
+        this.closed = new Promise((resolve) => channel.on('close', () => resolve()));
+    }
+    onStdout(listener) {
+        this.stdoutListeners.push(listener);
+    }
+    result() {
+        return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
+    }
+}
 /** Keeps only the end of a long stderr, which is where tools say what went wrong. */
 function tail(text, lines = 20) {
     return text.trimEnd().split('\n').slice(-lines).join('\n');
@@ -58913,12 +58945,17 @@ class RemoteSession {
         }
         return new RemoteSession(ssh, presented);
     }
-    channel(command) {
+    /**
+     * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
+     * fast command's output, exit status and close can arrive in the same read as the channel's
+     * confirmation, and would be missed by listeners attached a tick later.
+     */
+    start(command) {
         const connection = this.ssh.connection;
-        if (!connection)
+        if (!connection || this.closed)
             return Promise.reject(new Error('the SSH connection is closed'));
         return new Promise((resolve, reject) => {
-            connection.exec(command, (error, channel) => (error ? reject(error) : resolve(channel)));
+            connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
         });
     }
     /**
@@ -58926,39 +58963,27 @@ class RemoteSession {
      * to the command with back-pressure, so large files pass through without being held in memory.
      */
     async exec(command, stdin) {
-        const channel = await this.channel(command);
-        const stdout = [];
-        let stderr = '';
-        let code = null;
-        let signal = null;
-        channel.on('data', (chunk) => stdout.push(chunk));
-        channel.stderr.on('data', (chunk) => {
-            stderr = (stderr + chunk.toString('utf8')).slice(-64 * 1024);
-        });
-        channel.on('exit', (exitCode, exitSignal) => {
-            code = exitCode ?? null;
-            signal = exitSignal ?? null;
-        });
-        const closed = new Promise((resolve) => channel.on('close', () => resolve()));
+        const running = await this.start(command);
         if (stdin) {
             try {
-                await (0,external_node_stream_promises_namespaceObject.pipeline)(stdin, channel);
+                await (0,external_node_stream_promises_namespaceObject.pipeline)(stdin, running.channel);
             }
             catch (error) {
-                channel.close();
-                await closed;
+                running.channel.close();
+                await running.closed;
                 // A command that failed early (a full disk, a directory it cannot write) closes its side
                 // first: its exit status and stderr say more than the broken pipe does.
-                if (code === null || code === 0)
+                const result = running.result();
+                if (result.code === null || result.code === 0)
                     throw error;
-                return { code, signal, stdout: Buffer.concat(stdout), stderr };
+                return result;
             }
         }
         else {
-            channel.end();
+            running.channel.end();
         }
-        await closed;
-        return { code, signal, stdout: Buffer.concat(stdout), stderr };
+        await running.closed;
+        return running.result();
     }
     /**
      * Starts a command that keeps running until released, and resolves once it has printed its
@@ -58966,37 +58991,23 @@ class RemoteSession {
      * its stdin; a dropped connection does the same on the server side.
      */
     async startHeld(command) {
-        const channel = await this.channel(command);
-        let stdout = '';
-        let stderr = '';
-        let code = null;
-        let signal = null;
-        channel.stderr.on('data', (chunk) => {
-            stderr = (stderr + chunk.toString('utf8')).slice(-64 * 1024);
-        });
-        channel.on('exit', (exitCode, exitSignal) => {
-            code = exitCode ?? null;
-            signal = exitSignal ?? null;
-        });
-        const closed = new Promise((resolve) => channel.on('close', () => resolve({ code, signal, stdout: Buffer.from(stdout), stderr })));
+        const running = await this.start(command);
         const firstLine = await new Promise((resolve, reject) => {
-            const onData = (chunk) => {
-                stdout += chunk.toString('utf8');
-                const end = stdout.indexOf('\n');
-                if (end >= 0) {
-                    channel.off('data', onData);
-                    channel.on('data', () => undefined);
-                    resolve(stdout.slice(0, end));
-                }
+            const check = () => {
+                const text = Buffer.concat(running.stdout).toString('utf8');
+                const end = text.indexOf('\n');
+                if (end >= 0)
+                    resolve(text.slice(0, end));
             };
-            channel.on('data', onData);
-            void closed.then((result) => reject(new HeldCommandEnded(result)));
+            running.onStdout(check);
+            check();
+            void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
         });
         return {
             firstLine,
             release: async () => {
-                channel.end();
-                await closed;
+                running.channel.end();
+                await running.closed;
             },
         };
     }

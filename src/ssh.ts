@@ -41,6 +41,39 @@ export class HeldCommandEnded extends Error {
   }
 }
 
+/** A command's channel, with its output, exit status and end collected from the start. */
+class RunningCommand {
+  readonly stdout: Buffer[] = [];
+  private stderr = '';
+  private code: number | null = null;
+  private signal: string | null = null;
+  private readonly stdoutListeners: (() => void)[] = [];
+  readonly closed: Promise<void>;
+
+  constructor(readonly channel: ClientChannel) {
+    channel.on('data', (chunk: Buffer) => {
+      this.stdout.push(chunk);
+      for (const listener of this.stdoutListeners) listener();
+    });
+    channel.stderr.on('data', (chunk: Buffer) => {
+      this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
+    });
+    channel.on('exit', (code: number | null, signal?: string) => {
+      this.code = code ?? null;
+      this.signal = signal ?? null;
+    });
+    this.closed = new Promise((resolve) => channel.on('close', () => resolve()));
+  }
+
+  onStdout(listener: () => void): void {
+    this.stdoutListeners.push(listener);
+  }
+
+  result(): CommandResult {
+    return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
+  }
+}
+
 /** Keeps only the end of a long stderr, which is where tools say what went wrong. */
 function tail(text: string, lines = 20): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
@@ -111,11 +144,16 @@ export class RemoteSession {
     return new RemoteSession(ssh, presented);
   }
 
-  private channel(command: string): Promise<ClientChannel> {
+  /**
+   * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
+   * fast command's output, exit status and close can arrive in the same read as the channel's
+   * confirmation, and would be missed by listeners attached a tick later.
+   */
+  private start(command: string): Promise<RunningCommand> {
     const connection = this.ssh.connection;
-    if (!connection) return Promise.reject(new Error('the SSH connection is closed'));
+    if (!connection || this.closed) return Promise.reject(new Error('the SSH connection is closed'));
     return new Promise((resolve, reject) => {
-      connection.exec(command, (error, channel) => (error ? reject(error) : resolve(channel)));
+      connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
     });
   }
 
@@ -124,36 +162,24 @@ export class RemoteSession {
    * to the command with back-pressure, so large files pass through without being held in memory.
    */
   async exec(command: string, stdin?: Readable): Promise<CommandResult> {
-    const channel = await this.channel(command);
-    const stdout: Buffer[] = [];
-    let stderr = '';
-    let code: number | null = null;
-    let signal: string | null = null;
-    channel.on('data', (chunk: Buffer) => stdout.push(chunk));
-    channel.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-64 * 1024);
-    });
-    channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
-      code = exitCode ?? null;
-      signal = exitSignal ?? null;
-    });
-    const closed = new Promise<void>((resolve) => channel.on('close', () => resolve()));
+    const running = await this.start(command);
     if (stdin) {
       try {
-        await pipeline(stdin, channel);
+        await pipeline(stdin, running.channel);
       } catch (error) {
-        channel.close();
-        await closed;
+        running.channel.close();
+        await running.closed;
         // A command that failed early (a full disk, a directory it cannot write) closes its side
         // first: its exit status and stderr say more than the broken pipe does.
-        if (code === null || code === 0) throw error;
-        return { code, signal, stdout: Buffer.concat(stdout), stderr };
+        const result = running.result();
+        if (result.code === null || result.code === 0) throw error;
+        return result;
       }
     } else {
-      channel.end();
+      running.channel.end();
     }
-    await closed;
-    return { code, signal, stdout: Buffer.concat(stdout), stderr };
+    await running.closed;
+    return running.result();
   }
 
   /**
@@ -162,39 +188,22 @@ export class RemoteSession {
    * its stdin; a dropped connection does the same on the server side.
    */
   async startHeld(command: string): Promise<HeldCommand> {
-    const channel = await this.channel(command);
-    let stdout = '';
-    let stderr = '';
-    let code: number | null = null;
-    let signal: string | null = null;
-    channel.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-64 * 1024);
-    });
-    channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
-      code = exitCode ?? null;
-      signal = exitSignal ?? null;
-    });
-    const closed = new Promise<CommandResult>((resolve) =>
-      channel.on('close', () => resolve({ code, signal, stdout: Buffer.from(stdout), stderr })),
-    );
+    const running = await this.start(command);
     const firstLine = await new Promise<string>((resolve, reject) => {
-      const onData = (chunk: Buffer): void => {
-        stdout += chunk.toString('utf8');
-        const end = stdout.indexOf('\n');
-        if (end >= 0) {
-          channel.off('data', onData);
-          channel.on('data', () => undefined);
-          resolve(stdout.slice(0, end));
-        }
+      const check = (): void => {
+        const text = Buffer.concat(running.stdout).toString('utf8');
+        const end = text.indexOf('\n');
+        if (end >= 0) resolve(text.slice(0, end));
       };
-      channel.on('data', onData);
-      void closed.then((result) => reject(new HeldCommandEnded(result)));
+      running.onStdout(check);
+      check();
+      void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
     });
     return {
       firstLine,
       release: async (): Promise<void> => {
-        channel.end();
-        await closed;
+        running.channel.end();
+        await running.closed;
       },
     };
   }

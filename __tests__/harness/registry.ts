@@ -258,6 +258,20 @@ function splitExtraConfig(extra: string | undefined): { head: string; tail: stri
   };
 }
 
+const PUBLISHING_USER = 'lxcpublish';
+
+/** Creates the publishing user once per machine (useradd exits 9 when another run just did it). */
+async function ensurePublishingUser(): Promise<string> {
+  if ((await run('id', ['-u', PUBLISHING_USER])).code !== 0) {
+    const result = await run('useradd', ['--create-home', '--shell', '/bin/bash', PUBLISHING_USER]);
+    if (result.code !== 0 && result.code !== 9) throw new Error(`useradd failed: ${result.stderr}`);
+  }
+  // useradd locks the password ("!"), and sshd without PAM refuses locked accounts even with a
+  // key: "*" means no password login, but not locked.
+  await runOk('usermod', ['-p', '*', PUBLISHING_USER]);
+  return PUBLISHING_USER;
+}
+
 /** Whether this sshd knows an option (PerSourcePenalties exists from OpenSSH 9.8 on). */
 async function sshdSupports(option: string): Promise<boolean> {
   const result = await run('/usr/sbin/sshd', ['-G', '-f', '/dev/null', '-o', option]);
@@ -267,7 +281,9 @@ async function sshdSupports(option: string): Promise<boolean> {
 export async function startRegistry(options: { sshExtraConfig?: string } = {}): Promise<Registry> {
   const root = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-registry-')));
   const isRoot = process.getuid?.() === 0;
-  const username = os.userInfo().username;
+  // As root, publish as a dedicated user, as a registry server would have: it owns only the
+  // registry directories, and logs in with a stock shell setup (root's own may be slow to start).
+  const username = isRoot ? await ensurePublishingUser() : os.userInfo().username;
   const dirs = {
     ssh: path.join(root, 'ssh'),
     logs: path.join(root, 'logs'),
@@ -288,7 +304,11 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
         fsp.mkdir(d, { recursive: true, mode: 0o755 }),
       ),
     );
-    if (isRoot) await fsp.mkdir('/run/sshd', { recursive: true, mode: 0o755 }); // privsep chroot
+    if (isRoot) {
+      await fsp.mkdir('/run/sshd', { recursive: true, mode: 0o755 }); // privsep chroot
+      await fsp.chmod(root, 0o755); // mkdtemp makes it 0700; the publishing user must get through
+      await runOk('chown', ['-R', `${username}:`, path.join(root, 'srv')]);
+    }
 
     const hostKey = path.join(dirs.ssh, 'ssh_host_ed25519_key');
     const clientKey = path.join(dirs.ssh, 'id_ed25519');
@@ -310,6 +330,8 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
     if (!hostKeyFingerprint.startsWith('SHA256:')) throw new Error(`unexpected ssh-keygen -l output: ${fpOut.stdout}`);
     const authorizedKeys = path.join(dirs.ssh, 'authorized_keys');
     await fsp.writeFile(authorizedKeys, clientPub, { mode: 0o600 });
+    // sshd reads it with the user's own rights.
+    if (isRoot) await runOk('chown', [`${username}:`, authorizedKeys]);
     const hostKeyText = hostPub.trim().split(/\s+/).slice(0, 2).join(' ');
 
     // --- sshd -------------------------------------------------------------------------------

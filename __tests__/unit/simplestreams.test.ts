@@ -1,11 +1,20 @@
 import { describe, expect, it } from '@jest/globals';
 import {
+  SerialConflictError,
+  buildStreamsIndex,
+  conflictingFingerprint,
+  emptyImagesIndex,
   findFingerprint,
   parseImagesIndex,
+  planAliasUpdate,
+  planPublication,
   productAliases,
+  referencedPaths,
   serialFor,
+  stagedVersion,
   versionFingerprint,
   type ImagesIndex,
+  type StagedVersion,
 } from '../../src/simplestreams.js';
 
 const fingerprint = 'a'.repeat(64);
@@ -123,5 +132,168 @@ describe('serialFor', () => {
   it('formats creation_date in UTC as YYYYMMDDhhmm', () => {
     expect(serialFor(1764000000)).toBe('202511241600');
     expect(serialFor(Date.UTC(2026, 0, 2, 3, 4, 59) / 1000)).toBe('202601020304');
+  });
+});
+
+describe('publication planning', () => {
+  const item = (path: string, sha256: string, size: number, extra: Record<string, unknown> = {}) => ({
+    ftype: path.endsWith('.squashfs') ? 'squashfs' : 'incus.tar.xz',
+    path,
+    sha256,
+    size,
+    ...extra,
+  });
+  /** A split container version whose files are named after `meta`, with fingerprint `fp`. */
+  const version = (meta: string, fp: string) => ({
+    items: {
+      'incus.tar.xz': item(`images/${meta}.incus.tar.xz`, meta, 1, { combined_squashfs_sha256: fp }),
+      squashfs: item(`images/${meta}.squashfs`, 'f'.repeat(64), 2),
+    },
+  });
+  const product = (
+    arch: string,
+    aliases: string | undefined,
+    versions: Record<string, ReturnType<typeof version>>,
+  ) => ({
+    arch,
+    os: 'Crynux',
+    release: 'bookworm',
+    variant: 'node',
+    ...(aliases === undefined ? {} : { aliases }),
+    versions,
+  });
+  const fp = (c: string) => c.repeat(64);
+
+  function live(): ImagesIndex {
+    return {
+      ...emptyImagesIndex(),
+      products: {
+        'Crynux:bookworm:node:amd64': product('amd64', 'crynux-node:latest,crynux-node:vA', {
+          '202601010000': version('a1', fp('a')),
+        }),
+        'Crynux:bookworm:node:arm64': product('arm64', 'crynux-node:latest', {
+          '202601010000': version('b1', fp('b')),
+        }),
+        'Crynux:trixie:node:amd64': product('amd64', undefined, {}),
+      },
+    };
+  }
+  const staged = (productName: string, serial: string, meta: string, fingerprint: string): StagedVersion => ({
+    product: productName,
+    productFields: { arch: productName.split(':')[3] as string, os: 'Crynux', release: 'x', variant: 'node' },
+    serial,
+    version: version(meta, fingerprint),
+  });
+
+  it('adds a new version and moves the alias off other products of the same architecture only', () => {
+    const before = live();
+    const plan = planPublication(
+      before,
+      staged('Crynux:trixie:node:amd64', '202602010000', 'c1', fp('c')),
+      fp('c'),
+      ['crynux-node:latest', 'crynux-node:vC'],
+      false,
+    );
+    expect(plan.status).toBe('published');
+    expect(plan.retired).toEqual([]);
+    const products = plan.index?.products ?? {};
+    expect(products['Crynux:trixie:node:amd64']?.aliases).toBe('crynux-node:latest,crynux-node:vC');
+    expect(products['Crynux:bookworm:node:amd64']?.aliases).toBe('crynux-node:vA');
+    expect(products['Crynux:bookworm:node:arm64']?.aliases).toBe('crynux-node:latest');
+    expect(findFingerprint(plan.index as ImagesIndex, fp('c'))?.serial).toBe('202602010000');
+    // the live index given is not changed
+    expect(before).toEqual(live());
+  });
+
+  it('creates a product that does not exist yet, with the staged product fields', () => {
+    const plan = planPublication(
+      live(),
+      staged('Crynux:sid:node:riscv64', '202603010000', 'd1', fp('d')),
+      fp('d'),
+      [],
+      false,
+    );
+    expect(plan.index?.products['Crynux:sid:node:riscv64']).toEqual({
+      arch: 'riscv64',
+      os: 'Crynux',
+      release: 'x',
+      variant: 'node',
+      versions: { '202603010000': version('d1', fp('d')) },
+    });
+  });
+
+  it('is unchanged for a published fingerprint, writing only when aliases must move', () => {
+    const already = staged('Crynux:bookworm:node:amd64', '202601010000', 'a1', fp('a'));
+    expect(planPublication(live(), already, fp('a'), ['crynux-node:vA'], false)).toEqual({
+      status: 'unchanged',
+      retired: [],
+    });
+    const moved = planPublication(live(), already, fp('a'), ['crynux-node:stable'], false);
+    expect(moved.status).toBe('unchanged');
+    expect(moved.index?.products['Crynux:bookworm:node:amd64']?.aliases).toBe(
+      'crynux-node:latest,crynux-node:vA,crynux-node:stable',
+    );
+    expect(planAliasUpdate(live(), fp('a'), ['crynux-node:latest'])).toBeUndefined();
+    expect(planAliasUpdate(live(), fp('z'), ['x'])).toBeUndefined();
+  });
+
+  it('refuses another image under a published serial unless replace is set', () => {
+    const other = staged('Crynux:bookworm:node:amd64', '202601010000', 'e1', fp('e'));
+    expect(() => planPublication(live(), other, fp('e'), [], false)).toThrow(SerialConflictError);
+    expect(conflictingFingerprint(live(), 'Crynux:bookworm:node:amd64', '202601010000', fp('e'))).toBe(fp('a'));
+    expect(conflictingFingerprint(live(), 'Crynux:bookworm:node:amd64', '202601010000', fp('a'))).toBeUndefined();
+    const plan = planPublication(live(), other, fp('e'), [], true);
+    expect(plan.status).toBe('replaced');
+    expect(findFingerprint(plan.index as ImagesIndex, fp('a'))).toBeUndefined();
+    expect(findFingerprint(plan.index as ImagesIndex, fp('e'))?.aliases).toEqual([
+      'crynux-node:latest',
+      'crynux-node:vA',
+    ]);
+    expect(plan.retired.sort()).toEqual(['images/a1.incus.tar.xz', 'images/a1.squashfs']);
+  });
+
+  it('does not retire a file the new version names again', () => {
+    // Same metadata tarball, different rootfs: the files keep their names.
+    const sameNames = staged('Crynux:bookworm:node:amd64', '202601010000', 'a1', fp('e'));
+    expect(planPublication(live(), sameNames, fp('e'), [], true).retired).toEqual([]);
+  });
+});
+
+describe('stagedVersion', () => {
+  it('takes the one version of a staging index, and refuses anything else', () => {
+    const index = { ...emptyImagesIndex(), products: { p: { arch: 'amd64', versions: { s: { items: {} } } } } };
+    expect(stagedVersion(index)).toEqual({
+      product: 'p',
+      productFields: { arch: 'amd64' },
+      serial: 's',
+      version: { items: {} },
+    });
+    expect(() => stagedVersion(emptyImagesIndex())).toThrow(/exactly one/);
+  });
+});
+
+describe('buildStreamsIndex and referencedPaths', () => {
+  it('lists the products, sorted, as incus-simplestreams writes index.json', () => {
+    const index = { ...emptyImagesIndex(), products: { b: { versions: {} }, a: { versions: {} } } };
+    expect(buildStreamsIndex(index)).toEqual({
+      format: 'index:1.0',
+      index: {
+        images: {
+          datatype: 'image-downloads',
+          path: 'streams/v1/images.json',
+          format: 'products:1.0',
+          products: ['a', 'b'],
+        },
+      },
+    });
+  });
+
+  it('collects every file path an index names', () => {
+    expect([...referencedPaths(sampleIndex())].sort()).toEqual([
+      `images/${metaSha}.incus.tar.xz`,
+      `images/${metaSha}.squashfs`,
+      'images/x.incus.tar.xz',
+      'images/x.qcow2',
+    ]);
   });
 });

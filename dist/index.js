@@ -59251,19 +59251,19 @@ async function readIndexFile(session, path) {
         throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
     }
 }
+/** Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing. */
+const READ_LIVE_SCRIPT = `if [ -e "$1/streams/v1/images.json" ]; then exec cat -- "$1/streams/v1/images.json"; fi
+[ -d "$1" ] || exit 4
+exit 3`;
 /** The live images.json, or an empty index when the registry has none yet. */
 async function readLiveIndex(session, simplestreamsDir) {
     const path = external_node_path_.posix.join(simplestreamsDir, 'streams/v1/images.json');
-    const result = await session.exec(commandChain([
-        ['test', '-e', path],
-        ['cat', '--', path],
-    ]));
-    if (result.code === 1 && result.stdout.length === 0 && result.stderr === '') {
-        const dirCheck = await session.exec(commandLine(['test', '-d', simplestreamsDir]));
-        if (dirCheck.code !== 0) {
-            throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
-        }
+    // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
+    const result = await session.exec(commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]));
+    if (result.code === 3)
         return emptyImagesIndex();
+    if (result.code === 4) {
+        throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
     }
     if (result.code !== 0)
         throw new ActionError(remoteFailure(`Reading ${path}`, result));
@@ -59271,7 +59271,8 @@ async function readLiveIndex(session, simplestreamsDir) {
         return parseImagesIndex(result.stdout.toString('utf8'));
     }
     catch (error) {
-        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
+        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+            "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
     }
 }
 /**
@@ -59519,7 +59520,11 @@ async function upload(connection, settings, dir, files, fingerprint) {
         }
     }
 }
-/** The locked part: re-read the live index, decide, commit, clean up after earlier runs. */
+/**
+ * The locked part: re-read the live index, decide, commit, read it back to verify, and clean up
+ * after earlier runs. Verifying before the lock is released means a later run moving an alias
+ * away cannot be mistaken for a failure of this one.
+ */
 async function publishUnderLock(session, settings, paths, fingerprint, aliases, staging) {
     const lock = await holdLock(session, lockPath(paths), settings.lockTimeout, `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
         `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`);
@@ -59553,8 +59558,9 @@ async function publishUnderLock(session, settings, paths, fingerprint, aliases, 
         info(plan.status === 'unchanged'
             ? `Already published; ${plan.index ? 'aliases updated' : 'aliases already in place, nothing to change'}`
             : `Index updated (${plan.status})`);
+        const result = await verify(session, paths, fingerprint, aliases, plan.status);
         await housekeeping(session, paths);
-        return { status: plan.status };
+        return result;
     }
     finally {
         await lock.release();
@@ -59576,20 +59582,16 @@ async function publish(settings) {
     const connection = new Connection(await group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)), settings);
     try {
         const live = await readLiveIndex(connection.session, paths.simplestreamsDir);
-        let publication;
         if (findFingerprint(live, fingerprint)) {
-            publication = await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases));
+            return await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases));
         }
-        else {
-            const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
-            const product = productKey(os, release, variant, propertiesArchitecture);
-            const serial = serialFor(creationDate);
-            const existing = conflictingFingerprint(live, product, serial, fingerprint);
-            if (existing && !settings.replace)
-                throw serialConflictError(product, serial, existing, fingerprint);
-            publication = await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases);
-        }
-        return await group('Verify the index', () => verify(connection.session, paths, fingerprint, aliases, publication.status));
+        const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+        const product = productKey(os, release, variant, propertiesArchitecture);
+        const serial = serialFor(creationDate);
+        const existing = conflictingFingerprint(live, product, serial, fingerprint);
+        if (existing && !settings.replace)
+            throw serialConflictError(product, serial, existing, fingerprint);
+        return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases);
     }
     finally {
         connection.dispose();
@@ -59618,10 +59620,10 @@ async function publishNew(connection, settings, paths, image, fileHashes, finger
             info(`Staged ${staged.product} version ${staged.serial}`);
             return staged;
         });
-        const publication = await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { dir: staging, version }));
+        const published = await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { dir: staging, version }));
         // Done with this image's files. A failed run keeps its upload for the next one to resume.
         await removeDirs(connection.session, [dir, staging]);
-        return publication;
+        return published;
     }
     catch (error) {
         if (connection.session.isConnected())
@@ -59636,12 +59638,12 @@ async function verify(session, paths, fingerprint, aliases, status) {
     const published = findFingerprint(await readLiveIndex(session, paths.simplestreamsDir), fingerprint);
     if (!published) {
         throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-            'Another writer may have changed the index without the lock; publish again.');
+            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
     const missing = aliases.filter((alias) => !published.aliases.includes(alias));
     if (missing.length > 0) {
-        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Another writer may have ` +
-            'changed the index without the lock; publish again.');
+        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
     info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
     return { status, fingerprint, ...published };

@@ -144,11 +144,11 @@ async function upload(
   }
 }
 
-interface Publication {
-  status: PublicationStatus;
-}
-
-/** The locked part: re-read the live index, decide, commit, clean up after earlier runs. */
+/**
+ * The locked part: re-read the live index, decide, commit, read it back to verify, and clean up
+ * after earlier runs. Verifying before the lock is released means a later run moving an alias
+ * away cannot be mistaken for a failure of this one.
+ */
 async function publishUnderLock(
   session: RemoteSession,
   settings: Settings,
@@ -156,7 +156,7 @@ async function publishUnderLock(
   fingerprint: string,
   aliases: string[],
   staging?: { dir: string; version: ReturnType<typeof stagedVersion> },
-): Promise<Publication> {
+): Promise<PublishResult> {
   const lock = await holdLock(
     session,
     lockPath(paths),
@@ -194,8 +194,9 @@ async function publishUnderLock(
         ? `Already published; ${plan.index ? 'aliases updated' : 'aliases already in place, nothing to change'}`
         : `Index updated (${plan.status})`,
     );
+    const result = await verify(session, paths, fingerprint, aliases, plan.status);
     await housekeeping(session, paths);
-    return { status: plan.status };
+    return result;
   } finally {
     await lock.release();
   }
@@ -221,22 +222,17 @@ export async function publish(settings: Settings): Promise<PublishResult> {
   );
   try {
     const live = await readLiveIndex(connection.session, paths.simplestreamsDir);
-    let publication: Publication;
     if (findFingerprint(live, fingerprint)) {
-      publication = await core.group('Already published: put the aliases in place', () =>
+      return await core.group('Already published: put the aliases in place', () =>
         publishUnderLock(connection.session, settings, paths, fingerprint, aliases),
       );
-    } else {
-      const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
-      const product = productKey(os, release, variant, propertiesArchitecture);
-      const serial = serialFor(creationDate);
-      const existing = conflictingFingerprint(live, product, serial, fingerprint);
-      if (existing && !settings.replace) throw serialConflictError(product, serial, existing, fingerprint);
-      publication = await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases);
     }
-    return await core.group('Verify the index', () =>
-      verify(connection.session, paths, fingerprint, aliases, publication.status),
-    );
+    const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+    const product = productKey(os, release, variant, propertiesArchitecture);
+    const serial = serialFor(creationDate);
+    const existing = conflictingFingerprint(live, product, serial, fingerprint);
+    if (existing && !settings.replace) throw serialConflictError(product, serial, existing, fingerprint);
+    return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases);
   } finally {
     connection.dispose();
   }
@@ -250,7 +246,7 @@ async function publishNew(
   fileHashes: string[],
   fingerprint: string,
   aliases: string[],
-): Promise<Publication> {
+): Promise<PublishResult> {
   const dir = imageUploadDir(paths, fingerprint);
   const names = remoteNames(image);
   const files: UploadFile[] = imageFiles(image).map((file, index) => ({
@@ -281,12 +277,12 @@ async function publishNew(
       core.info(`Staged ${staged.product} version ${staged.serial}`);
       return staged;
     });
-    const publication = await core.group('Publish under the registry lock', () =>
+    const published = await core.group('Publish under the registry lock', () =>
       publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { dir: staging, version }),
     );
     // Done with this image's files. A failed run keeps its upload for the next one to resume.
     await removeDirs(connection.session, [dir, staging]);
-    return publication;
+    return published;
   } catch (error) {
     if (connection.session.isConnected()) await removeDirs(connection.session, [staging]).catch(() => undefined);
     throw error;
@@ -306,14 +302,14 @@ async function verify(
   if (!published) {
     throw new ActionError(
       `The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-        'Another writer may have changed the index without the lock; publish again.',
+        'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
     );
   }
   const missing = aliases.filter((alias) => !published.aliases.includes(alias));
   if (missing.length > 0) {
     throw new ActionError(
-      `Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Another writer may have ` +
-        'changed the index without the lock; publish again.',
+      `Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+        'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
     );
   }
   core.info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);

@@ -239,30 +239,31 @@ async function readIndexFile(session: RemoteSession, path: string): Promise<Imag
   }
 }
 
+/** Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing. */
+const READ_LIVE_SCRIPT = `if [ -e "$1/streams/v1/images.json" ]; then exec cat -- "$1/streams/v1/images.json"; fi
+[ -d "$1" ] || exit 4
+exit 3`;
+
 /** The live images.json, or an empty index when the registry has none yet. */
 export async function readLiveIndex(session: RemoteSession, simplestreamsDir: string): Promise<ImagesIndex> {
   const path = posix.join(simplestreamsDir, 'streams/v1/images.json');
-  const result = await session.exec(
-    commandChain([
-      ['test', '-e', path],
-      ['cat', '--', path],
-    ]),
-  );
-  if (result.code === 1 && result.stdout.length === 0 && result.stderr === '') {
-    const dirCheck = await session.exec(commandLine(['test', '-d', simplestreamsDir]));
-    if (dirCheck.code !== 0) {
-      throw new ActionError(
-        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
-        'simplestreams-dir',
-      );
-    }
-    return emptyImagesIndex();
+  // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
+  const result = await session.exec(commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]));
+  if (result.code === 3) return emptyImagesIndex();
+  if (result.code === 4) {
+    throw new ActionError(
+      `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
+      'simplestreams-dir',
+    );
   }
   if (result.code !== 0) throw new ActionError(remoteFailure(`Reading ${path}`, result));
   try {
     return parseImagesIndex(result.stdout.toString('utf8'));
   } catch (error) {
-    throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
+    throw new ActionError(
+      `${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+        "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.",
+    );
   }
 }
 

@@ -128,6 +128,16 @@ async function expectVerifies(registry: Registry): Promise<void> {
   }
 }
 
+/**
+ * Files in images/ that the live index does not name: incus-simplestreams prune would delete
+ * them, and nothing this action leaves behind after a completed run may be among them.
+ */
+async function unreferencedImageFiles(registry: Registry): Promise<string[]> {
+  const named = new Set(itemPaths(await readImagesJson(registry)));
+  const files = await fsp.readdir(path.join(registry.simplestreamsDir, 'images')).catch(() => [] as string[]);
+  return files.map((file) => `images/${file}`).filter((file) => !named.has(file));
+}
+
 async function listedByIncus(registry: Registry): Promise<string[]> {
   return (await registry.incusList()).map((image) => image.fingerprint);
 }
@@ -205,6 +215,7 @@ describe('concurrent writers', () => {
         images.map((image) => image.fingerprint).sort(),
       );
       await expectVerifies(registry);
+      expect(await unreferencedImageFiles(registry)).toEqual([]);
       expect(await uploadLeftovers(registry)).toEqual([]);
       expect(await stagingLeftovers(registry)).toEqual([]);
     },
@@ -347,6 +358,7 @@ describe('a runner killed mid-run', () => {
       expect(again.outputs['fingerprint']).toBe(big.fingerprint);
       expect(await listedByIncus(registry)).toContain(big.fingerprint);
       await expectVerifies(registry);
+      expect(await unreferencedImageFiles(registry)).toEqual([]);
       expect(await uploadLeftovers(registry)).toEqual([]);
       expect(await stagingLeftovers(registry)).toEqual([]);
     },
@@ -399,6 +411,7 @@ describe('a runner killed mid-run', () => {
       const final = await readImagesJson(registry);
       expect(await missingFiles(registry, final)).toEqual([]);
       await expectVerifies(registry);
+      expect(await unreferencedImageFiles(registry)).toEqual([]);
       expect(await uploadLeftovers(registry)).toEqual([]);
       expect(await stagingLeftovers(registry)).toEqual([]);
     },

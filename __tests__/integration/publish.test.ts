@@ -134,6 +134,29 @@ describe('publish', () => {
   });
 });
 
+describe('a login shell that talks', () => {
+  // As root the harness publishes as its own user, whose ~/.bashrc this test may change for a moment.
+  const asRoot = process.getuid?.() === 0;
+  (asRoot ? it : it.skip)('does not break a first publish when shell startup prints to stderr', async () => {
+    const talkative = await startRegistry();
+    const home = (await talkative.ssh('printf %s "$HOME"')).stdout;
+    const rc = path.join(home, '.bashrc');
+    const original = await fsp.readFile(rc).catch(() => Buffer.from(''));
+    try {
+      await fsp.writeFile(rc, Buffer.concat([Buffer.from('echo "welcome (startup noise)" >&2\n'), original]));
+      const check = await talkative.ssh('true');
+      expect(check.stderr).toContain('startup noise'); // the noise really is there
+      const image = await newImage();
+      const result = await publishWith(inputsFor(talkative, image));
+      expect(result.status).toBe('published');
+      expect(result.fingerprint).toBe(image.fingerprint);
+    } finally {
+      await fsp.writeFile(rc, original);
+      await talkative.stop();
+    }
+  });
+});
+
 describe('refusals', () => {
   it('stops before any upload when the pinned host key does not match, naming the presented key', async () => {
     const image = await newImage();

@@ -54007,7 +54007,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4231);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(566);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -54017,7 +54017,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4231:
+/***/ 566:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56870,7 +56870,7 @@ function error(message, properties = {}) {
  * @param message warning issue message. Errors will be converted to string via toString()
  * @param properties optional properties to add to the annotation.
  */
-function warning(message, properties = {}) {
+function core_warning(message, properties = {}) {
     command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
@@ -57026,8 +57026,7 @@ const MAGIC = [
 ];
 /** Identifies a file from its first bytes. */
 function detectContent(head) {
-    const match = MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes));
-    return match?.kind;
+    return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
 }
 /** Checks that the path is a readable, non-empty regular file. */
 async function checkFile(path, input) {
@@ -57149,11 +57148,12 @@ async function inspectMetadataTarball(path) {
 async function inspectDataFile(path) {
     const file = await checkFile(path, 'rootfs');
     const content = detectContent(await readHead(path));
-    if (content !== 'squashfs' && content !== 'qcow2') {
-        const what = content === undefined ? 'an unknown kind of file' : `a ${content === 'none' ? 'tar' : content} archive`;
-        throw new ActionError(`rootfs: "${path}" is ${what}. Give the squashfs (containers) or qcow2 (VMs) file that distrobuilder build-incus wrote.`, 'rootfs');
-    }
-    return { ...file, kind: content };
+    if (content === 'squashfs' || content === 'qcow2')
+        return { ...file, kind: content };
+    if (content !== undefined)
+        return { ...file, kind: 'rootfs-tarball', compression: content };
+    throw new ActionError(`rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+        'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
 }
 /** Inspects the image files named by the metadata and rootfs inputs. */
 async function inspectImage(metadataPath, rootfsPath) {
@@ -57461,175 +57461,9 @@ function preparePrivateKey(text, passphrase) {
     return { privateKey: key, passphrase };
 }
 
-;// CONCATENATED MODULE: ./src/inputs.ts
-/**
- * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
- * Everything here is local: a bad input is reported before any file is read or any connection made.
- */
-
-
-
-
-
-const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
-const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
-/** Reads the settings from the action's inputs (INPUT_* variables). */
-function readSettings() {
-    // Secrets first, so that nothing printed while checking the rest can reveal them.
-    const rawKey = getInput('ssh-key');
-    const passphrase = getInput('ssh-key-passphrase');
-    maskSecrets([rawKey, passphrase]);
-    const host = parseHost(getInput('host', { required: true }));
-    const port = parsePort(getInput('port'));
-    const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
-    // A PKCS#8 key comes back re-encoded: mask that form too.
-    if (privateKey !== normalisePrivateKey(rawKey))
-        maskSecrets([privateKey]);
-    return {
-        metadataPath: parseLocalPath(getInput('metadata', { required: true }), 'metadata'),
-        rootfsPath: getInput('rootfs') === '' ? '' : parseLocalPath(getInput('rootfs'), 'rootfs'),
-        host,
-        port,
-        username: parseUsername(getInput('username', { required: true })),
-        privateKey,
-        passphrase: keyPassphrase,
-        hostKeyPins: {
-            fingerprints: parseFingerprints(getInput('host-fingerprint')),
-            knownKeys: parseKnownHosts(getInput('known-hosts'), host, port),
-        },
-        uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
-        simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
-        aliases: parseAliases(getInput('aliases')),
-        defaultAlias: readBoolean('default-alias'),
-        lockTimeout: parseWholeNumber(getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
-        replace: readBoolean('replace'),
-        retries: parseWholeNumber(getInput('retries'), 'retries', 3, 0, 20),
-    };
-}
-/**
- * Masks secrets in the log: each whole value, and each line of it, since the runner matches
- * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
- */
-function maskSecrets(values) {
-    const masks = new Set();
-    for (const value of values) {
-        if (value === '')
-            continue;
-        masks.add(value);
-        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
-            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
-                masks.add(line);
-        }
-    }
-    for (const mask of masks)
-        core_setSecret(mask);
-}
-function hasControlCharacters(value) {
-    return /[\u0000-\u001f\u007f]/.test(value);
-}
-/** A boolean input; empty means false. Typos are refused rather than read as false. */
-function readBoolean(name) {
-    if (getInput(name) === '')
-        return false;
-    try {
-        return getBooleanInput(name);
-    }
-    catch {
-        throw new ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
-    }
-}
-function parseWholeNumber(value, input, fallback, min, max) {
-    const text = value.trim();
-    if (text === '')
-        return fallback;
-    const number = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(number) || number < min || number > max) {
-        throw new ActionError(`${input}: "${text}" is not a whole number from ${min} to ${max}.`, input);
-    }
-    return number;
-}
-function parseLocalPath(value, input) {
-    const path = value.trim();
-    if (path === '') {
-        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
-    }
-    if (path.includes('\0') || path.includes('\n')) {
-        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
-    }
-    return path;
-}
-function parseHost(value) {
-    const host = value.trim();
-    if (host.includes('@')) {
-        throw new ActionError(`host: "${host}" contains "@". Put the user name in the username input and only the host name or address here.`, 'host');
-    }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-        throw new ActionError(`host: "${host}" is a URL. Give only the host name or IP address.`, 'host');
-    }
-    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
-    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
-    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && bracketless.includes(':');
-    if (!isHostName && !isIPv6) {
-        throw new ActionError(`host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`, 'host');
-    }
-    return bracketless;
-}
-function parsePort(value) {
-    const text = value.trim();
-    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
-    if (text === '')
-        return 22;
-    const port = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new ActionError(`port: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, 'port');
-    }
-    return port;
-}
-function parseUsername(value) {
-    const username = value.trim();
-    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
-        throw new ActionError(`username: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, 'username');
-    }
-    return username;
-}
-function parseRemoteDir(value, input) {
-    const dir = value.trim();
-    if (!dir.startsWith('/')) {
-        throw new ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
-    }
-    if (hasControlCharacters(dir)) {
-        throw new ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
-    }
-    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
-    if (normalised === '/') {
-        throw new ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
-    }
-    return normalised;
-}
-/**
- * Aliases: newline- or comma-separated. The index stores a product's aliases as one
- * comma-separated string, so a comma cannot be part of one; blanks and control characters could
- * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
- * one off as the remote (`crynux:crynux-node:v2.6.0`).
- */
-function parseAliases(value) {
-    const aliases = [];
-    for (const raw of value.split(/[\n,]/)) {
-        const alias = raw.trim();
-        if (alias === '')
-            continue;
-        if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
-            throw new ActionError(`aliases: "${alias.replace(/[\u0000-\u001f\u007f]/g, '?')}" is not a valid image alias ` +
-                '(no blanks or control characters; at most 255 characters).', 'aliases');
-        }
-        if (!aliases.includes(alias))
-            aliases.push(alias);
-    }
-    return aliases;
-}
-
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:https"
+const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
 ;// CONCATENATED MODULE: ./src/shell.ts
 /**
  * The one place where remote shell commands are put together. Every argument is quoted for a
@@ -57884,7 +57718,660 @@ function buildStreamsIndex(images) {
         },
     };
 }
+/**
+ * Keeps the newest `keep` (at least 1) versions of every product, and never drops the version with
+ * `fingerprint` (the one just published, even if its serial is older). An alias names a product
+ * and clients resolve it to the product's newest version, which is always kept, so every alias
+ * keeps its target. Files are retired only when no remaining version names them.
+ */
+function applyRetention(index, keep, fingerprint) {
+    const next = clone(index);
+    const dropped = [];
+    const droppedPaths = [];
+    if (keep <= 0)
+        return { index: next, dropped, retired: [] };
+    for (const [name, product] of Object.entries(next.products)) {
+        const serials = Object.keys(product.versions ?? {})
+            .sort()
+            .reverse();
+        serials.forEach((serial, position) => {
+            const version = product.versions[serial];
+            if (position < keep || versionFingerprint(version) === fingerprint)
+                return;
+            delete product.versions[serial];
+            dropped.push(`${name} ${serial}`);
+            droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+        });
+    }
+    const stillNamed = referencedPaths(next);
+    return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
+}
 
+;// CONCATENATED MODULE: ./src/public.ts
+/**
+ * The registry as the public sees it: the `public-url` and `remote-name` inputs, the check that
+ * the published image is served there over HTTPS (through whatever CDN or cache sits in front),
+ * and the client commands the job summary shows.
+ *
+ * The check uses node:https rather than fetch so that it can demand what the Incus client demands:
+ * TLS 1.3 and a certificate the system trusts (NODE_EXTRA_CA_CERTS adds CAs, as for fetch).
+ */
+
+
+
+
+
+const PUBLIC_URL_INPUT = 'public-url';
+const REMOTE_NAME_INPUT = 'remote-name';
+// ------------------------------------------------------------------------------------------------
+// Inputs
+/**
+ * The registry's public address as the clients use it: `https://host[:port][/path]`, without a
+ * trailing slash. Blank text gives '' (no public URL). Only https: `incus remote add
+ * --protocol=simplestreams` refuses anything else ("Only https URLs are supported"), even on
+ * loopback, so an http URL could never be launched from.
+ */
+function validatePublicUrl(text) {
+    const value = text.trim();
+    if (value === '')
+        return '';
+    const shown = value.replace(/[\u0000-\u001f\u007f]/g, '?');
+    const fail = (why) => {
+        throw new ActionError(`${PUBLIC_URL_INPUT}: "${shown}" ${why}`, PUBLIC_URL_INPUT);
+    };
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        return fail("is not a URL. Give the registry's HTTPS address, for example https://lxc.example.com.");
+    }
+    if (url.protocol !== 'https:') {
+        fail(`is not an https:// address. Incus and LXD clients only add simplestreams remotes over HTTPS; ` +
+            `serve the registry with TLS and give its https:// address.`);
+    }
+    if (url.username !== '' || url.password !== '') {
+        fail('holds a user name or password. Give the public address without credentials (it is shown in the job summary).');
+    }
+    if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
+        fail("has a query (?...) or fragment (#...). Give the address of the registry's root directory only.");
+    }
+    const path = url.pathname.replace(/\/+$/, '');
+    if (/(^|\/)streams(\/|$)/.test(path)) {
+        fail("points inside streams/. Give the registry's root, the directory that holds streams/ and images/ " +
+            '(for example https://lxc.example.com, not https://lxc.example.com/streams/v1/index.json).');
+    }
+    return `${url.protocol}//${url.host}${path}`;
+}
+/** Remotes that stock incus or lxc clients already have: `remote add` of these fails. */
+const RESERVED_REMOTES = new Set([
+    'local',
+    'images',
+    'ubuntu',
+    'ubuntu-daily',
+    'ubuntu-minimal',
+    'ubuntu-minimal-daily',
+]);
+/** Host labels that say "an image server" rather than whose it is. */
+const GENERIC_LABELS = new Set([
+    'lxc',
+    'lxd',
+    'incus',
+    'image',
+    'images',
+    'img',
+    'www',
+    'registry',
+    'containers',
+    'simplestreams',
+    'streams',
+    'cdn',
+    'dl',
+    'download',
+    'downloads',
+    'mirror',
+    'mirrors',
+    'repo',
+    'repos',
+    'static',
+    'files',
+]);
+const FALLBACK_REMOTE = 'registry';
+/**
+ * The remote name the summary's commands use when `remote-name` is empty, from the URL's host:
+ * the host's labels without the last one (the TLD), lowercased, each reduced to [a-z0-9-]; the
+ * first that is not a generic word (lxc, lxd, incus, images, www, registry, cdn, mirror, …) nor
+ * a remote stock clients already have (local, images, ubuntu…). Without one, the first label that
+ * is not such a remote; for an IP address, `localhost` or nothing usable: `registry`.
+ *
+ * https://lxc.crynux.io → crynux; https://images.example.co.uk → example;
+ * https://crynux.io → crynux; https://lxc.io → lxc; https://127.0.0.1:8443 → registry.
+ */
+function defaultRemoteName(url) {
+    let host;
+    try {
+        host = new URL(url).hostname.toLowerCase().replace(/\.+$/, '');
+    }
+    catch {
+        return FALLBACK_REMOTE;
+    }
+    if (host === '' || host === 'localhost' || host.startsWith('[') || /^[0-9.]+$/.test(host))
+        return FALLBACK_REMOTE;
+    const labels = host.split('.');
+    const candidates = (labels.length > 1 ? labels.slice(0, -1) : labels)
+        .map((label) => label.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, ''))
+        .filter((label) => label !== '' && !RESERVED_REMOTES.has(label));
+    return candidates.find((label) => !GENERIC_LABELS.has(label)) ?? candidates[0] ?? FALLBACK_REMOTE;
+}
+/**
+ * A remote name given in `remote-name`, trimmed. Incus refuses ':' (it separates remote and
+ * image) and a name is also a file name in the client's config ('/'); the summary's commands must
+ * paste into a shell as they are. So: letters, digits, '.', '_' and '-', starting with a letter
+ * or digit, at most 64 characters, and not a remote stock clients already define.
+ */
+function validateRemoteName(name) {
+    const value = name.trim();
+    const shown = value.replace(/[\u0000-\u001f\u007f]/g, '?');
+    if (value === '') {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
+    }
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
+            `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
+    }
+    if (RESERVED_REMOTES.has(value.toLowerCase())) {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
+            `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
+    }
+    return value;
+}
+const INSTANCE_PLACEHOLDER = 'my-instance';
+/**
+ * Copy-paste lines for both clients: add the registry as a remote, launch the image (by its
+ * first alias, or by the fingerprint's first 12 digits, as `incus image list` shows it). Every
+ * word is shell-quoted when it needs to be.
+ */
+function public_clientCommands(remote, url, result) {
+    const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
+    const lines = (client) => [
+        [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(quoteArg).join(' '),
+        [
+            client,
+            'launch',
+            `${remote}:${reference}`,
+            INSTANCE_PLACEHOLDER,
+            ...(result.imageType === 'virtual-machine' ? ['--vm'] : []),
+        ]
+            .map(quoteArg)
+            .join(' '),
+    ];
+    return { incus: lines('incus'), lxc: lines('lxc') };
+}
+/** What must be served for `fingerprint`, per images.json; undefined when it does not list it. */
+function expectedVersion(images, fingerprint) {
+    const found = findFingerprint(images, fingerprint);
+    const version = found ? images.products[found.product]?.versions?.[found.serial] : undefined;
+    if (!found || !version)
+        return undefined;
+    const files = new Map();
+    for (const item of Object.values(version.items))
+        if (!files.has(item.path))
+            files.set(item.path, item.size);
+    return {
+        product: found.product,
+        serial: found.serial,
+        files: [...files].map(([path, size]) => ({ path, size })),
+    };
+}
+/** The products index.json names (in any of its entries). */
+function indexProducts(document) {
+    const entries = document?.index;
+    if (typeof entries !== 'object' || entries === null)
+        return [];
+    const products = [];
+    for (const entry of Object.values(entries)) {
+        const list = entry?.products;
+        if (Array.isArray(list))
+            products.push(...list.filter((name) => typeof name === 'string'));
+    }
+    return products;
+}
+/** A status other than 200 on `what`. */
+function statusProblem(what, status) {
+    return status === 404
+        ? { kind: 'missing', message: `${what}: not served (HTTP 404)` }
+        : { kind: 'http', message: `${what}: HTTP ${status}` };
+}
+/** What a HEAD answer for `file` says is wrong, if anything. */
+function fileProblem(file, status, contentLength) {
+    if (status !== 200)
+        return statusProblem(file.path, status);
+    if (contentLength === undefined || !/^\d+$/.test(contentLength.trim())) {
+        return { kind: 'size', message: `${file.path}: answered without a Content-Length (expected ${file.size} bytes)` };
+    }
+    const served = Number(contentLength.trim());
+    if (served !== file.size) {
+        return { kind: 'size', message: `${file.path}: wrong size, ${served} bytes served instead of ${file.size}` };
+    }
+    return undefined;
+}
+/** What the indexes say is missing, given index.json's products and the version images.json lists. */
+function indexProblems(fingerprint, products, version) {
+    if (!version) {
+        return [
+            { kind: 'stale', message: `streams/v1/images.json does not list fingerprint ${fingerprint} (not served yet)` },
+        ];
+    }
+    if (!products.includes(version.product)) {
+        return [
+            { kind: 'stale', message: `streams/v1/index.json does not name product ${version.product} (not served yet)` },
+        ];
+    }
+    return [];
+}
+const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|EPROTO$)|CERT|SIGNATURE|ISSUER/;
+const TLS_VERSION = /PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS|WRONG_VERSION|protocol version|unsupported protocol/i;
+/** A failed request (no HTTP answer) on `what`, as a problem. */
+function requestProblem(what, error) {
+    const code = error?.code;
+    // Errors of node's own modules may come from another realm (test runners): no instanceof.
+    const message = error?.message;
+    const text = typeof message === 'string' ? message : describeError(error);
+    const detail = typeof code === 'string' && !text.includes(code) ? `${text} (${code})` : text;
+    if ((typeof code === 'string' && TLS_CODE.test(code)) || /\b(ssl|tls|certificate)\b/i.test(text)) {
+        return {
+            kind: 'tls',
+            message: `${what}: TLS error: ${detail}`,
+            tlsVersion: TLS_VERSION.test(`${String(code)} ${text}`),
+        };
+    }
+    return { kind: 'network', message: `${what}: ${detail}` };
+}
+const HINTS = {
+    stale: 'The index on the server was updated over SSH; a CDN or cache in front of the registry may still serve an ' +
+        'older copy of streams/v1/*.json. Purge streams/v1/ in the CDN or shorten its cache time for those files, ' +
+        'or raise public-check-timeout.',
+    missing: "Check that public-url is the address of simplestreams-dir (the web server's root for the registry, with " +
+        'streams/ and images/ under it), and purge the CDN if it cached a 404.',
+    size: 'A cache is serving another (older or truncated) copy of the file, or the file on the server is damaged: ' +
+        'purge the CDN, or publish again.',
+    http: "Check the web server's configuration for streams/ and images/ (access rules, redirects, authentication).",
+    network: 'Check the host name, DNS and firewall: the runner must reach the registry as the public does.',
+    invalid: "The web server answered something other than the registry's JSON: check that public-url serves simplestreams-dir.",
+    tls: '',
+};
+const TLS_VERSION_HINT = 'The Incus client requires TLS 1.3: enable it on the web server (nginx: ssl_protocols TLSv1.2 TLSv1.3;).';
+const TLS_CERT_HINT = 'The certificate must be trusted by a stock client: issued by a public CA (or a CA the runner trusts through ' +
+    'NODE_EXTRA_CA_CERTS), valid now, for this host name, and served with its full chain (nginx: fullchain.pem).';
+/** The step's error when the check gave up: what was wrong last, and what to do about it. */
+function timeoutMessage(url, fingerprint, timeoutSeconds, attempts, problems) {
+    const shown = problems.slice(0, 5).map((problem) => problem.message);
+    if (problems.length > shown.length)
+        shown.push(`and ${problems.length - shown.length} more`);
+    const kinds = new Set(problems.map((problem) => problem.kind));
+    const hints = [...kinds].filter((kind) => kind !== 'tls').map((kind) => HINTS[kind]);
+    const tls = problems.filter((problem) => problem.kind === 'tls');
+    if (tls.some((problem) => problem.tlsVersion))
+        hints.push(TLS_VERSION_HINT);
+    if (tls.some((problem) => !problem.tlsVersion))
+        hints.push(TLS_CERT_HINT, TLS_VERSION_HINT);
+    const tries = attempts === 1 ? 'checked once' : `checked ${attempts} times over ${timeoutSeconds} s`;
+    return (`${PUBLIC_URL_INPUT}: ${url} does not serve image ${fingerprint} (${tries}, public-check-timeout ` +
+        `${timeoutSeconds} s). Last problems: ${shown.join('; ')}. ${[...new Set(hints)].join(' ')}`).trim();
+}
+/** The most a JSON index may weigh here; a registry's images.json is far smaller. */
+const MAX_BODY_BYTES = 64 << 20;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** One request. */
+function requestOnce(agent, url, method, timeoutMs) {
+    return new Promise((resolve, reject) => {
+        const req = external_node_https_default().request(url, {
+            method,
+            agent,
+            headers: {
+                // Ask every cache on the way to revalidate; no cache-busting query: the check must see
+                // what clients, which send none, are served.
+                'Cache-Control': 'no-cache',
+                Pragma: 'no-cache',
+                // Content-Length must be the file's own length, not that of a compressed encoding.
+                'Accept-Encoding': 'identity',
+                'User-Agent': 'lxc-publish',
+            },
+        }, (res) => {
+            const chunks = [];
+            let bytes = 0;
+            res.on('data', (chunk) => {
+                bytes += chunk.length;
+                if (bytes > MAX_BODY_BYTES)
+                    req.destroy(new Error(`the answer is larger than ${MAX_BODY_BYTES} bytes`));
+                else
+                    chunks.push(chunk);
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+            res.on('error', reject);
+        });
+        const timer = setTimeout(() => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+        req.on('close', () => clearTimeout(timer));
+        req.on('error', reject);
+        req.end();
+    });
+}
+const MAX_REDIRECTS = 5;
+/** A request that follows redirects to https addresses, as the clients (Go's HTTP client) do. */
+async function request(agent, url, method, timeoutMs) {
+    let target = url;
+    for (let redirects = 0;; redirects++) {
+        const answer = await requestOnce(agent, target, method, timeoutMs);
+        const location = answer.headers.location;
+        if (![301, 302, 303, 307, 308].includes(answer.status) || !location || redirects >= MAX_REDIRECTS)
+            return answer;
+        target = new URL(location, target).href;
+        if (!target.startsWith('https://'))
+            throw new Error(`redirected to ${target}, which is not an https:// address`);
+    }
+}
+async function getText(agent, base, path, timeoutMs) {
+    try {
+        const answer = await request(agent, `${base}/${path}`, 'GET', timeoutMs);
+        return answer.status === 200
+            ? { ok: true, text: answer.body }
+            : { ok: false, problem: statusProblem(path, answer.status) };
+    }
+    catch (error) {
+        return { ok: false, problem: requestProblem(path, error) };
+    }
+}
+/** One pass over everything a client needs; the problems found, and the version when listed. */
+async function checkOnce(agent, url, fingerprint, timeoutMs) {
+    const [index, images] = await Promise.all([
+        getText(agent, url, 'streams/v1/index.json', timeoutMs),
+        getText(agent, url, 'streams/v1/images.json', timeoutMs),
+    ]);
+    if (!index.ok || !images.ok) {
+        return { problems: [index, images].flatMap((fetched) => (fetched.ok ? [] : [fetched.problem])) };
+    }
+    let products;
+    try {
+        products = indexProducts(JSON.parse(index.text));
+    }
+    catch {
+        return { problems: [{ kind: 'invalid', message: 'streams/v1/index.json: not JSON' }] };
+    }
+    let parsed;
+    try {
+        parsed = parseImagesIndex(images.text);
+    }
+    catch (error) {
+        return { problems: [{ kind: 'invalid', message: `streams/v1/images.json: ${describeError(error)}` }] };
+    }
+    const version = expectedVersion(parsed, fingerprint);
+    const listed = indexProblems(fingerprint, products, version);
+    if (listed.length > 0 || !version)
+        return { problems: listed };
+    const answers = await Promise.all(version.files.map(async (file) => {
+        try {
+            const answer = await request(agent, `${url}/${file.path}`, 'HEAD', timeoutMs);
+            const length = answer.headers['content-length'];
+            return fileProblem(file, answer.status, Array.isArray(length) ? length[0] : length);
+        }
+        catch (error) {
+            return requestProblem(file.path, error);
+        }
+    }));
+    return { problems: answers.filter((problem) => problem !== undefined), version };
+}
+/**
+ * Checks, over HTTPS as a client would, that the registry at `url` serves the image: index.json
+ * names its product, images.json lists its fingerprint, and each of its files answers a HEAD
+ * with 200 and the size images.json gives. Retries every `retryDelayMs` until `timeoutSeconds`
+ * have passed, the last attempt at the deadline (a CDN may serve cached indexes for a while),
+ * logging what is still missing; then
+ * throws an ActionError (input public-url) saying what was wrong last and how to fix it.
+ */
+async function checkPublicRegistry(options) {
+    const { url, fingerprint, log } = options;
+    const retryDelayMs = options.retryDelayMs ?? 5000;
+    const started = Date.now();
+    const deadline = started + Math.max(0, options.timeoutSeconds) * 1000;
+    // TLS 1.3 at least, as the Incus client demands; keep-alive for the few requests of a pass.
+    const agent = new (external_node_https_default()).Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.3' });
+    let previous = '';
+    try {
+        for (let attempt = 1;; attempt++) {
+            const timeoutMs = Math.min(REQUEST_TIMEOUT_MS, Math.max(5000, deadline - Date.now()));
+            const { problems, version } = await checkOnce(agent, url, fingerprint, timeoutMs);
+            const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
+            if (problems.length === 0 && version) {
+                log(`${url} serves ${fingerprint} (${version.product} ${version.serial}): index.json, images.json and ` +
+                    `${version.files.length} file${version.files.length === 1 ? '' : 's'} with the right sizes` +
+                    (attempt > 1 ? ` (after ${attempt} attempts, ${elapsedSeconds} s)` : ''));
+                return { url, fingerprint, ...version, attempts: attempt, elapsedSeconds };
+            }
+            if (Date.now() >= deadline) {
+                throw new ActionError(timeoutMessage(url, fingerprint, options.timeoutSeconds, attempt, problems), PUBLIC_URL_INPUT);
+            }
+            const summary = problems.map((problem) => problem.message).join('; ');
+            const left = Math.ceil((deadline - Date.now()) / 1000);
+            log(summary === previous
+                ? `Still not served (attempt ${attempt}, ${left} s left)`
+                : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`);
+            previous = summary;
+            // The last attempt runs at the deadline.
+            await (0,promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
+        }
+    }
+    finally {
+        agent.destroy();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/inputs.ts
+/**
+ * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
+ * Everything here is local: a bad input is reported before any file is read or any connection made.
+ */
+
+
+
+
+
+
+const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
+const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
+/** Reads the settings from the action's inputs (INPUT_* variables). */
+function readSettings() {
+    // Secrets first, so that nothing printed while checking the rest can reveal them.
+    const rawKey = getInput('ssh-key');
+    const passphrase = getInput('ssh-key-passphrase');
+    maskSecrets([rawKey, passphrase]);
+    const host = parseHost(getInput('host', { required: true }));
+    const port = parsePort(getInput('port'));
+    const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
+    // A PKCS#8 key comes back re-encoded: mask that form too.
+    if (privateKey !== normalisePrivateKey(rawKey))
+        maskSecrets([privateKey]);
+    const publicUrl = getInput('public-url') ? validatePublicUrl(getInput('public-url')) : '';
+    return {
+        metadataPath: parseLocalPath(getInput('metadata', { required: true }), 'metadata'),
+        rootfsPath: getInput('rootfs') === '' ? '' : parseLocalPath(getInput('rootfs'), 'rootfs'),
+        host,
+        port,
+        username: parseUsername(getInput('username', { required: true })),
+        privateKey,
+        passphrase: keyPassphrase,
+        hostKeyPins: {
+            fingerprints: parseFingerprints(getInput('host-fingerprint')),
+            knownKeys: parseKnownHosts(getInput('known-hosts'), host, port),
+        },
+        uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+        simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
+        aliases: parseAliases(getInput('aliases')),
+        defaultAlias: readBoolean('default-alias'),
+        lockTimeout: parseWholeNumber(getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
+        replace: readBoolean('replace'),
+        retries: parseWholeNumber(getInput('retries'), 'retries', 3, 0, 20),
+        lxdCompat: getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
+        keepVersions: parseWholeNumber(getInput('keep-versions'), 'keep-versions', 0, 0, 100000),
+        convertCommand: parseConvertCommand(getInput('convert-command')),
+        convertRootfs: parseChoice(getInput('convert-rootfs'), 'convert-rootfs', ['auto', 'always', 'never'], 'auto'),
+        publicUrl,
+        remoteName: getInput('remote-name')
+            ? validateRemoteName(getInput('remote-name').trim())
+            : publicUrl
+                ? defaultRemoteName(publicUrl)
+                : '',
+        publicCheckTimeout: parseWholeNumber(getInput('public-check-timeout'), 'public-check-timeout', 300, 0, 3600),
+    };
+}
+/**
+ * Masks secrets in the log: each whole value, and each line of it, since the runner matches
+ * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
+ */
+function maskSecrets(values) {
+    const masks = new Set();
+    for (const value of values) {
+        if (value === '')
+            continue;
+        masks.add(value);
+        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
+            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
+                masks.add(line);
+        }
+    }
+    for (const mask of masks)
+        core_setSecret(mask);
+}
+function hasControlCharacters(value) {
+    return /[\u0000-\u001f\u007f]/.test(value);
+}
+/** A boolean input; empty means false. Typos are refused rather than read as false. */
+function readBoolean(name) {
+    if (getInput(name) === '')
+        return false;
+    try {
+        return getBooleanInput(name);
+    }
+    catch {
+        throw new ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
+    }
+}
+function parseWholeNumber(value, input, fallback, min, max) {
+    const text = value.trim();
+    if (text === '')
+        return fallback;
+    const number = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(number) || number < min || number > max) {
+        throw new ActionError(`${input}: "${text}" is not a whole number from ${min} to ${max}.`, input);
+    }
+    return number;
+}
+function parseChoice(value, input, choices, fallback) {
+    const text = value.trim().toLowerCase();
+    if (text === '')
+        return fallback;
+    if (!choices.includes(text)) {
+        throw new ActionError(`${input}: "${value.trim()}" is not one of ${choices.join(', ')}.`, input);
+    }
+    return text;
+}
+/**
+ * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
+ * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
+ * input is ever parsed as shell code.
+ */
+function parseConvertCommand(value) {
+    const command = value.trim();
+    if (command === '')
+        return '';
+    if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
+        throw new ActionError(`convert-command: "${command.replace(/[\u0000-\u001f]/g, '?')}" is not the path of an executable. Give only the ` +
+            "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
+            'in that script.', 'convert-command');
+    }
+    return command;
+}
+function parseLocalPath(value, input) {
+    const path = value.trim();
+    if (path === '') {
+        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
+    }
+    if (path.includes('\0') || path.includes('\n')) {
+        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
+    }
+    return path;
+}
+function parseHost(value) {
+    const host = value.trim();
+    if (host.includes('@')) {
+        throw new ActionError(`host: "${host}" contains "@". Put the user name in the username input and only the host name or address here.`, 'host');
+    }
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
+        throw new ActionError(`host: "${host}" is a URL. Give only the host name or IP address.`, 'host');
+    }
+    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
+    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
+    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && bracketless.includes(':');
+    if (!isHostName && !isIPv6) {
+        throw new ActionError(`host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`, 'host');
+    }
+    return bracketless;
+}
+function parsePort(value) {
+    const text = value.trim();
+    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
+    if (text === '')
+        return 22;
+    const port = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new ActionError(`port: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, 'port');
+    }
+    return port;
+}
+function parseUsername(value) {
+    const username = value.trim();
+    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
+        throw new ActionError(`username: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, 'username');
+    }
+    return username;
+}
+function parseRemoteDir(value, input) {
+    const dir = value.trim();
+    if (!dir.startsWith('/')) {
+        throw new ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
+    }
+    if (hasControlCharacters(dir)) {
+        throw new ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
+    }
+    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
+    if (normalised === '/') {
+        throw new ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
+    }
+    return normalised;
+}
+/**
+ * Aliases: newline- or comma-separated. The index stores a product's aliases as one
+ * comma-separated string, so a comma cannot be part of one; blanks and control characters could
+ * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
+ * one off as the remote (`crynux:crynux-node:v2.6.0`).
+ */
+function parseAliases(value) {
+    const aliases = [];
+    for (const raw of value.split(/[\n,]/)) {
+        const alias = raw.trim();
+        if (alias === '')
+            continue;
+        if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
+            throw new ActionError(`aliases: "${alias.replace(/[\u0000-\u001f\u007f]/g, '?')}" is not a valid image alias ` +
+                '(no blanks or control characters; at most 255 characters).', 'aliases');
+        }
+        if (!aliases.includes(alias))
+            aliases.push(alias);
+    }
+    return aliases;
+}
+
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/progress.ts
 /**
  * A pass-through stream that counts bytes and reports progress (percent and MB/s) every few
@@ -58936,7 +59423,7 @@ class RemoteSession {
             throw new ActionError(`The server ${options.host} presented no host key; cannot verify it.`, 'host');
         }
         if (!hasPins(options.hostKeyPins)) {
-            warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${presented.type} ` +
+            core_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${presented.type} ` +
                 `${presented.fingerprint}. Pin it: add "host-fingerprint: ${presented.fingerprint}" to the step ` +
                 '(after checking it on the server with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).', { title: 'Host key not pinned' });
         }
@@ -59121,7 +59608,57 @@ function remoteNames(image) {
     const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
     if (!image.data)
         return [metadataName];
-    return [metadataName, image.data.kind === 'qcow2' ? 'disk.qcow2' : 'rootfs.squashfs'];
+    const dataNames = {
+        squashfs: 'rootfs.squashfs',
+        qcow2: 'disk.qcow2',
+        'rootfs-tarball': `rootfs${TARBALL_EXTENSIONS[image.data.compression ?? 'none']}`,
+    };
+    return [metadataName, dataNames[image.data.kind]];
+}
+/** The version of incus-simplestreams on the server (for example "6.0.4"). */
+async function serverToolVersion(session) {
+    const output = await session.run(commandLine(['incus-simplestreams', '--version']), 'Asking the server for its incus-simplestreams version');
+    return output.toString('utf8').trim();
+}
+/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
+const ROOTFS_TARBALL_SINCE = [7, 0, 1];
+function versionAtLeast(version, minimum) {
+    const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
+    for (const [index, wanted] of minimum.entries()) {
+        const have = parts[index] ?? 0;
+        if (Number.isNaN(have))
+            return false;
+        if (have !== wanted)
+            return have > wanted;
+    }
+    return true;
+}
+/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
+function rootfsDecision(mode, serverVersion) {
+    if (mode === 'always')
+        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
+    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
+    if (takesTarball) {
+        return {
+            convert: false,
+            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
+        };
+    }
+    if (mode === 'never') {
+        throw new ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
+            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
+    }
+    return {
+        convert: true,
+        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
+    };
+}
+/** The owner's convert-command, run in simplestreams-dir with documented, quoted arguments. */
+function customConvertCommand(command, simplestreamsDir, args) {
+    return commandChain([
+        ['cd', '--', simplestreamsDir],
+        ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
+    ]);
 }
 // ---------------------------------------------------------------------------------------------
 // Locks
@@ -59381,12 +59918,221 @@ async function removeDirs(session, dirs) {
     await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`);
 }
 
-;// CONCATENATED MODULE: ./src/summary.ts
-/** The job summary: what was published, and how to use it. */
+;// CONCATENATED MODULE: ./src/lxd.ts
+/** Each Incus item type and the LXD item type that copies it. */
+const LXD_COPIES = [
+    ['incus.tar.xz', 'lxd.tar.xz'],
+    ['incus_combined.tar.gz', 'lxd_combined.tar.gz'],
+];
+const LXD_TYPES = new Set(LXD_COPIES.map(([, lxd]) => lxd));
+function isLxdItem(key, item) {
+    return LXD_TYPES.has(key) || (item !== undefined && LXD_TYPES.has(item.ftype));
+}
+function withLxdVersion(version) {
+    const items = {};
+    // Drop every LXD item first: a copy is rebuilt from the current Incus item, and one whose Incus
+    // item is gone (a removed or replaced image) must not keep pointing at its files.
+    for (const [key, item] of Object.entries(version.items)) {
+        if (!isLxdItem(key, item))
+            items[key] = item;
+    }
+    for (const [incus, lxd] of LXD_COPIES) {
+        const source = version.items[incus];
+        if (source)
+            items[lxd] = { ...source, ftype: lxd };
+    }
+    return { ...version, items };
+}
+/**
+ * A copy of the index in which every `incus.tar.xz` item has an `lxd.tar.xz` twin and every
+ * `incus_combined.tar.gz` item an `lxd_combined.tar.gz` twin (same path, hashes, size and
+ * combined fields), so that LXD clients list and resolve the same images, fingerprints and
+ * aliases as Incus clients. LXD items whose Incus item no longer exists are removed; nothing else
+ * changes. Idempotent; the index given is not modified.
+ */
+function withLxdItems(index) {
+    const copy = JSON.parse(JSON.stringify(index));
+    for (const product of Object.values(copy.products)) {
+        if (!product.versions)
+            continue;
+        for (const [serial, version] of Object.entries(product.versions)) {
+            if (version?.items)
+                product.versions[serial] = withLxdVersion(version);
+        }
+    }
+    return copy;
+}
+/**
+ * What an LXD user cannot do with an image of this kind, published with LXD items: one message
+ * per problem, for the log (empty when LXD users can launch it).
+ */
+function lxdWarnings(imageType, unified) {
+    const warnings = [];
+    if (imageType === 'virtual-machine' && unified) {
+        warnings.push('LXD treats unified (single tarball) images as containers: it lists this virtual-machine image as a ' +
+            'container, `lxc launch --vm` does not find it, and launching it as a container fails. LXD users ' +
+            'cannot launch it. To publish a VM for LXD users, build it as a split image (distrobuilder ' +
+            'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
+    }
+    return warnings;
+}
 
+;// CONCATENATED MODULE: ./src/kinds.ts
+const UNIFIED_ITEMS = ['incus_combined.tar.gz', 'lxd_combined.tar.gz'];
+/**
+ * A copy of the index in which the unified item(s) of the version with this fingerprint say
+ * `combined_type: "virtual-machine"`, as incus-simplestreams 7.0.1+ writes it. Apply it to a
+ * unified VM image's index (the staging one, or any index written after it): this action's own
+ * reading of the index (findFingerprint, the image-type output) then types it right, as it does
+ * for trees written by incus-simplestreams 7.0.1+. Harmless elsewhere: the Incus 6.0 client,
+ * LXD 5.0 and `incus-simplestreams verify` ignore the field (checked). Note that 6.0's own `add`,
+ * `remove` and `prune`, run by hand, rewrite images.json without it (they drop unknown fields).
+ * Idempotent; the index given is not modified.
+ */
+function markUnifiedVm(index, fingerprint) {
+    const copy = JSON.parse(JSON.stringify(index));
+    for (const product of Object.values(copy.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            const unified = version.items?.['incus_combined.tar.gz'];
+            if (!unified || unified.sha256 !== fingerprint)
+                continue;
+            for (const key of UNIFIED_ITEMS) {
+                const item = version.items[key];
+                if (item)
+                    item['combined_type'] = 'virtual-machine';
+            }
+        }
+    }
+    return copy;
+}
+/**
+ * What a user of an Incus 6.0 client (Debian 12 backports, Debian 13, Ubuntu 24.04) cannot do
+ * with an image of this kind: one message per problem, for the log.
+ */
+function incusWarnings(imageType, unified) {
+    if (imageType !== 'virtual-machine' || !unified)
+        return [];
+    return [
+        'Incus clients up to 6.0 list unified (single tarball) images as containers: they show this ' +
+            'virtual-machine image as CONTAINER and `incus launch --vm` does not find it. To reach every client, ' +
+            'publish the VM as a split image (distrobuilder ' +
+            'build-incus --vm, without --type=unified: incus.tar.xz as metadata, disk.qcow2 as rootfs).',
+    ];
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/rootfs.ts
+/**
+ * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
+ * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
+ * and device nodes come from the tar headers, so no root is needed; the result is the same for
+ * the same tarball, so a republish finds the same fingerprint.
+ */
+
+
+
+
+
+
+
+
+const DECOMPRESSORS = {
+    xz: ['xz', '-dc'],
+    gzip: ['gzip', '-dc'],
+    bzip2: ['bzip2', '-dc'],
+    zstd: ['zstd', '-dcq'],
+    none: ['cat'],
+};
+/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
+const MKSQUASHFS_TAR_VERSION = [4, 6];
+/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
+async function findSquashfsTool() {
+    const tar2sqfs = await which('tar2sqfs', false);
+    if (tar2sqfs)
+        return { name: 'tar2sqfs', path: tar2sqfs };
+    const mksquashfs = await which('mksquashfs', false);
+    if (mksquashfs) {
+        const { stdout } = await getExecOutput(mksquashfs, ['-version'], { silent: true, ignoreReturnCode: true });
+        const [major = 0, minor = 0] = (/version (\d+)\.(\d+)/.exec(stdout) ?? []).slice(1).map(Number);
+        const [needMajor = 4, needMinor = 6] = MKSQUASHFS_TAR_VERSION;
+        if (major > needMajor || (major === needMajor && minor >= needMinor))
+            return { name: 'mksquashfs', path: mksquashfs };
+    }
+    throw new ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
+        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
+        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
+}
+/** The command that reads an uncompressed tar on stdin and writes `output`. */
+function squashfsCommand(tool, output) {
+    return tool.name === 'tar2sqfs'
+        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
+        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
+}
+/** Runs `decompress < tarball | tool > output`, failing with whichever side's stderr. */
+function pipe(decompress, convert, env) {
+    return new Promise((resolve, reject) => {
+        const [decompressor = '', ...decompressArgs] = decompress;
+        const [converter = '', ...convertArgs] = convert;
+        const source = (0,external_node_child_process_namespaceObject.spawn)(decompressor, decompressArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
+        let errors = '';
+        source.stderr.on('data', (chunk) => (errors += chunk.toString()));
+        sink.stderr.on('data', (chunk) => (errors += chunk.toString()));
+        source.stdout.pipe(sink.stdin);
+        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
+        let pending = 2;
+        let failed = '';
+        const done = (name) => (code) => {
+            if (code !== 0 && !failed)
+                failed = `${name} exited with status ${code ?? 'none'}`;
+            if (--pending === 0) {
+                if (failed)
+                    reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
+                else
+                    resolve();
+            }
+        };
+        source.on('error', reject);
+        sink.on('error', reject);
+        source.on('close', done(decompressor));
+        sink.on('close', done(converter));
+    });
+}
+/**
+ * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size. The
+ * squashfs carries `creationDate` as its time, so the same tarball always gives the same bytes.
+ */
+async function convertRootfsTarball(tarball, compression, creationDate) {
+    const tool = await findSquashfsTool();
+    const dir = await (0,external_node_fs_promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
+    const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
+    const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
+    try {
+        await pipe([...DECOMPRESSORS[compression], tarball], squashfsCommand(tool, output), env);
+    }
+    catch (error) {
+        throw new ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
+            'Check that the file is a complete tar archive.', 'rootfs');
+    }
+    return { path: output, size: (await (0,external_node_fs_promises_namespaceObject.stat)(output)).size };
+}
+
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
+;// CONCATENATED MODULE: ./src/summary.ts
+/** The job summary: what was published, where it is served, and how to use it. */
+
+
+const REMOTE_PLACEHOLDER = 'REMOTE';
+const URL_PLACEHOLDER = 'https://your-registry.example';
+function escapeHtml(text) {
+    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
 function code(text) {
-    const escaped = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-    return `<code>${escaped}</code>`;
+    return `<code>${escapeHtml(text)}</code>`;
 }
 function formatSize(bytes) {
     const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -59400,29 +60146,71 @@ function formatSize(bytes) {
 }
 /** The command a user runs to start the image from a remote called `remote`. */
 function launchCommand(result, remote) {
-    const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
-    const vm = result.imageType === 'virtual-machine' ? ' --vm' : '';
-    return `incus launch ${remote}:${reference} my-instance${vm}`;
+    return clientCommands(remote, URL_PLACEHOLDER, result).incus[1];
 }
-async function writeSummary(result, remote = 'REMOTE') {
-    summary
-        .addHeading(result.status === 'unchanged' ? 'Image already published' : 'Image published', 2)
-        .addTable([
-        [
-            { data: 'Field', header: true },
-            { data: 'Value', header: true },
-        ],
-        ['Status', result.status],
+/** A fenced code block that no line of `lines` can close early. */
+function codeBlock(lines, lang) {
+    const longest = Math.max(0, ...(lines
+        .join('\n')
+        .match(/`+/g)
+        ?.map((run) => run.length) ?? []));
+    const fence = '`'.repeat(Math.max(3, longest + 1));
+    return `${fence}${lang}\n${lines.join('\n')}\n${fence}`;
+}
+function servedText(check) {
+    if (!check)
+        return 'yes';
+    const files = `${check.files.length} file${check.files.length === 1 ? '' : 's'}`;
+    const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
+    return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
+}
+/** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
+function buildSummary(result, options = {}) {
+    const publicUrl = options.publicUrl ?? '';
+    const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
+    const rows = [
+        ['Status', escapeHtml(result.status)],
         ['Fingerprint', code(result.fingerprint)],
         ['Product', code(result.product)],
-        ['Serial', result.serial],
+        ['Serial', escapeHtml(result.serial)],
         ['Aliases', result.aliases.length > 0 ? result.aliases.map(code).join(', ') : '(none)'],
-        ['Type', result.imageType],
-        ['Size', formatSize(result.size)],
-    ])
-        .addRaw(`Launch it (after <code>incus remote add</code> of the registry as ${code(remote)}):`, true)
-        .addCodeBlock(launchCommand(result, remote), 'sh');
-    await summary.write();
+        ['Type', escapeHtml(result.imageType)],
+        ['Size', escapeHtml(formatSize(result.size))],
+    ];
+    if (publicUrl) {
+        rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
+        rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
+    }
+    const table = [
+        '<table>',
+        '<tr><th>Field</th><th>Value</th></tr>',
+        ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
+        '</table>',
+    ].join('\n');
+    const commands = public_clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
+    const intro = publicUrl
+        ? `Add the registry as ${code(remote)} and launch the image:`
+        : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
+            `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
+    const parts = [
+        `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+        table,
+        '### Use it',
+        intro,
+        'With Incus:',
+        codeBlock(commands.incus, 'sh'),
+    ];
+    if (options.lxd ?? true)
+        parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
+    return parts.join('\n\n') + '\n';
+}
+/**
+ * Writes the job summary. `options` may also be a remote name, as in the earlier signature
+ * `writeSummary(result, remote)`.
+ */
+async function writeSummary(result, options = {}) {
+    const resolved = typeof options === 'string' ? { remoteName: options } : options;
+    await summary.addRaw(buildSummary(result, resolved)).write();
 }
 
 ;// CONCATENATED MODULE: ./src/main.ts
@@ -59431,6 +60219,11 @@ async function writeSummary(result, remote = 'REMOTE') {
  * then publish under the registry lock, verify, report. Each phase is a log group; each side
  * effect lives in its own module.
  */
+
+
+
+
+
 
 
 
@@ -59513,7 +60306,7 @@ async function upload(connection, settings, dir, files, fingerprint) {
             if (connection.session.isConnected() || attempt >= settings.retries)
                 throw error;
             const delay = Math.min(30, 2 ** attempt);
-            warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
+            core_warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
                 `(retry ${attempt + 1} of ${settings.retries}); the upload resumes where it stopped.`);
             await (0,promises_namespaceObject.setTimeout)(delay * 1000);
             await connection.reconnect();
@@ -59521,19 +60314,39 @@ async function upload(connection, settings, dir, files, fingerprint) {
     }
 }
 /**
- * The locked part: re-read the live index, decide, commit, read it back to verify, and clean up
- * after earlier runs. Verifying before the lock is released means a later run moving an alias
- * away cannot be mistaken for a failure of this one.
+ * What the action adds to every index it writes: retention (keep-versions) and the LXD items
+ * (lxd-compat). Returns undefined when `proposed` (or, without one, `base`) needs nothing more
+ * and nothing differs from `base`.
  */
-async function publishUnderLock(session, settings, paths, fingerprint, aliases, staging) {
+function finishIndex(settings, base, proposed, fingerprint) {
+    let next = proposed ?? base;
+    const retired = [];
+    if (settings.keepVersions > 0) {
+        const retention = applyRetention(next, settings.keepVersions, fingerprint);
+        if (retention.dropped.length > 0) {
+            info(`keep-versions ${settings.keepVersions}: dropping ${retention.dropped.join(', ')}`);
+            next = retention.index;
+            retired.push(...retention.retired);
+        }
+    }
+    if (settings.lxdCompat)
+        next = withLxdItems(next);
+    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
+}
+/**
+ * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * clean up after earlier runs. Verifying before the lock is released means a later run moving an
+ * alias away cannot be mistaken for a failure of this one.
+ */
+async function publishUnderLock(session, settings, paths, fingerprint, aliases, change) {
     const lock = await holdLock(session, lockPath(paths), settings.lockTimeout, `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
         `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`);
     try {
-        const live = await readLiveIndex(session, paths.simplestreamsDir);
+        let base = await readLiveIndex(session, paths.simplestreamsDir);
         let plan;
-        if (staging) {
+        if (change.kind === 'staged') {
             try {
-                plan = planPublication(live, staging.version, fingerprint, aliases, settings.replace);
+                plan = planPublication(base, change.version, fingerprint, aliases, settings.replace);
             }
             catch (error) {
                 if (error instanceof SerialConflictError) {
@@ -59543,20 +60356,29 @@ async function publishUnderLock(session, settings, paths, fingerprint, aliases, 
             }
         }
         else {
-            const index = planAliasUpdate(live, fingerprint, aliases);
-            plan = { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
+            if (change.kind === 'custom') {
+                await change.run();
+                base = await readLiveIndex(session, paths.simplestreamsDir);
+                if (!findFingerprint(base, fingerprint)) {
+                    throw new ActionError(`convert-command ${settings.convertCommand} succeeded, but images.json does not list fingerprint ` +
+                        `${fingerprint}. Check that the script adds the image to ${paths.simplestreamsDir}.`, 'convert-command');
+                }
+            }
+            const index = planAliasUpdate(base, fingerprint, aliases);
+            plan = { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] };
         }
-        if (plan.index) {
+        const finished = finishIndex(settings, base, plan.index, fingerprint);
+        if (finished.index) {
             await commit(session, {
                 paths,
                 lock,
-                index: plan.index,
-                ...(staging && plan.status !== 'unchanged' ? { staging: staging.dir } : {}),
-                retired: plan.retired,
+                index: finished.index,
+                ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
+                retired: [...plan.retired, ...finished.retired],
             });
         }
         info(plan.status === 'unchanged'
-            ? `Already published; ${plan.index ? 'aliases updated' : 'aliases already in place, nothing to change'}`
+            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
         const result = await verify(session, paths, fingerprint, aliases, plan.status);
         await housekeeping(session, paths);
@@ -59566,24 +60388,54 @@ async function publishUnderLock(session, settings, paths, fingerprint, aliases, 
         await lock.release();
     }
 }
+/**
+ * A raw rootfs tarball: upload it as it is when the server's incus-simplestreams takes one
+ * (7.0.1 and later), or convert it into a squashfs on the runner (convert-rootfs).
+ */
+async function prepareRootfsTarball(session, settings, image) {
+    const data = image.data;
+    if (!data || data.kind !== 'rootfs-tarball')
+        return image;
+    const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(session);
+    const decision = rootfsDecision(settings.convertRootfs, version);
+    info(decision.reason);
+    if (!decision.convert)
+        return image;
+    const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+    info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
+    return {
+        ...image,
+        data: { path: converted.path, size: converted.size, kind: 'squashfs' },
+        size: image.metadata.size + converted.size,
+    };
+}
 /** Publishes the image the settings name and returns what the registry now serves. */
 async function publish(settings) {
-    const { image, hashes } = await group('Inspect the image', async () => {
+    const inspected = await group('Inspect the image', async () => {
         const image = await inspectImage(settings.metadataPath, settings.rootfsPath);
         const { os, release, variant, propertiesArchitecture } = image.properties;
         info(`${image.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${image.size} bytes`);
-        const hashes = await hashImage(imageFiles(image).map((file) => file.path));
-        info(`Fingerprint: ${hashes.fingerprint}`);
-        return { image, hashes };
+        return image;
     });
-    const fingerprint = hashes.fingerprint;
+    const warnings = incusWarnings(inspected.imageType, !inspected.data);
+    if (settings.lxdCompat)
+        warnings.push(...lxdWarnings(inspected.imageType, !inspected.data));
+    for (const warning of warnings)
+        core_warning(warning);
     const paths = { simplestreamsDir: settings.simplestreamsDir, uploadDir: settings.uploadDir };
-    const aliases = requestedAliases(settings, image);
+    const aliases = requestedAliases(settings, inspected);
     const connection = new Connection(await group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)), settings);
     try {
+        const { image, hashes } = await group('Fingerprint', async () => {
+            const image = await prepareRootfsTarball(connection.session, settings, inspected);
+            const hashes = await hashImage(imageFiles(image).map((file) => file.path));
+            info(`Fingerprint: ${hashes.fingerprint}`);
+            return { image, hashes };
+        });
+        const fingerprint = hashes.fingerprint;
         const live = await readLiveIndex(connection.session, paths.simplestreamsDir);
         if (findFingerprint(live, fingerprint)) {
-            return await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases));
+            return await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { kind: 'aliases' }));
         }
         const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
         const product = productKey(os, release, variant, propertiesArchitecture);
@@ -59591,15 +60443,16 @@ async function publish(settings) {
         const existing = conflictingFingerprint(live, product, serial, fingerprint);
         if (existing && !settings.replace)
             throw serialConflictError(product, serial, existing, fingerprint);
-        return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases);
+        return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases, serial);
     }
     finally {
         connection.dispose();
     }
 }
-async function publishNew(connection, settings, paths, image, fileHashes, fingerprint, aliases) {
+async function publishNew(connection, settings, paths, image, fileHashes, fingerprint, aliases, serial) {
     const dir = imageUploadDir(paths, fingerprint);
     const names = remoteNames(image);
+    const remoteFiles = names.map((name) => external_node_path_.posix.join(dir, name));
     const files = imageFiles(image).map((file, index) => ({
         localPath: file.path,
         size: file.size,
@@ -59609,18 +60462,40 @@ async function publishNew(connection, settings, paths, image, fileHashes, finger
     const imageLock = await group('Upload', () => upload(connection, settings, dir, files, fingerprint));
     const staging = stagingDir(paths, fingerprint);
     try {
-        const version = await group('Convert with incus-simplestreams', async () => {
-            const staged = stagedVersion(await stage(connection.session, staging, names.map((name) => external_node_path_.posix.join(dir, name))));
-            const stagedFingerprint = versionFingerprint(staged.version);
-            if (stagedFingerprint !== fingerprint) {
-                await removeDirs(connection.session, [dir]);
-                throw new ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
-                    'the upload was damaged. It was removed; run the step again.');
-            }
-            info(`Staged ${staged.product} version ${staged.serial}`);
-            return staged;
-        });
-        const published = await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { dir: staging, version }));
+        let change;
+        if (settings.convertCommand) {
+            const command = customConvertCommand(settings.convertCommand, paths.simplestreamsDir, {
+                metadata: remoteFiles[0],
+                data: image.data ? remoteFiles[1] : '',
+                fingerprint,
+                serial,
+                aliases,
+            });
+            change = {
+                kind: 'custom',
+                run: () => connection.session
+                    .run(command, `convert-command ${settings.convertCommand}`)
+                    .then((output) => info(output.toString('utf8').trim())),
+            };
+        }
+        else {
+            const version = await group('Convert with incus-simplestreams', async () => {
+                const stagedIndex = await stage(connection.session, staging, remoteFiles);
+                // The 6.0 tool does not record that a unified tarball holds a VM; 7.0.1 and later do.
+                const unifiedVm = !image.data && image.imageType === 'virtual-machine';
+                const staged = stagedVersion(unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
+                const stagedFingerprint = versionFingerprint(staged.version);
+                if (stagedFingerprint !== fingerprint) {
+                    await removeDirs(connection.session, [dir]);
+                    throw new ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+                        'the upload was damaged. It was removed; run the step again.');
+                }
+                info(`Staged ${staged.product} version ${staged.serial}`);
+                return staged;
+            });
+            change = { kind: 'staged', dir: staging, version };
+        }
+        const published = await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, change));
         // Done with this image's files. A failed run keeps its upload for the next one to resume.
         await removeDirs(connection.session, [dir, staging]);
         return published;
@@ -59663,7 +60538,25 @@ async function run() {
         const settings = readSettings();
         const result = await publish(settings);
         setOutputs(result);
-        await writeSummary(result);
+        let publicCheck;
+        try {
+            if (settings.publicUrl) {
+                publicCheck = await group(`Check ${settings.publicUrl}`, () => checkPublicRegistry({
+                    url: settings.publicUrl,
+                    fingerprint: result.fingerprint,
+                    timeoutSeconds: settings.publicCheckTimeout,
+                    log: info,
+                }));
+            }
+        }
+        finally {
+            // The summary says "served" only when the public check passed.
+            await writeSummary(result, {
+                ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+                ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
+                lxd: settings.lxdCompat,
+            });
+        }
     }
     catch (error) {
         // ActionError messages already name the input and the fix; anything else is unexpected.

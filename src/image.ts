@@ -10,7 +10,8 @@ import { access, open, stat } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { ActionError, describeError } from './errors.js';
 
-export type DataKind = 'squashfs' | 'qcow2';
+/** A data file: squashfs (container), qcow2 (VM), or a raw rootfs tarball (container). */
+export type DataKind = 'squashfs' | 'qcow2' | 'rootfs-tarball';
 export type ImageType = 'container' | 'virtual-machine';
 export type Compression = 'xz' | 'gzip' | 'bzip2' | 'zstd' | 'none';
 
@@ -29,18 +30,26 @@ export interface LocalFile {
   size: number;
 }
 
+export interface DataFile extends LocalFile {
+  kind: DataKind;
+  /** Of a rootfs tarball. */
+  compression?: Compression;
+}
+
 export interface LocalImage {
   /** The metadata tarball, or the unified tarball. */
   metadata: LocalFile & { compression: Compression };
   /** The data file of a split image; absent for a unified tarball. */
-  data?: LocalFile & { kind: DataKind };
+  data?: DataFile;
   imageType: ImageType;
   properties: ImageMetadata;
   /** Total bytes to publish. */
   size: number;
 }
 
-const MAGIC: { kind: Compression | DataKind | 'tar-xz-rootfs'; bytes: Buffer; offset: number }[] = [
+type Content = Compression | 'squashfs' | 'qcow2';
+
+const MAGIC: { kind: Content; bytes: Buffer; offset: number }[] = [
   { kind: 'xz', bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), offset: 0 },
   { kind: 'gzip', bytes: Buffer.from([0x1f, 0x8b]), offset: 0 },
   { kind: 'bzip2', bytes: Buffer.from('BZh'), offset: 0 },
@@ -51,9 +60,8 @@ const MAGIC: { kind: Compression | DataKind | 'tar-xz-rootfs'; bytes: Buffer; of
 ];
 
 /** Identifies a file from its first bytes. */
-export function detectContent(head: Buffer): Compression | DataKind | undefined {
-  const match = MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes));
-  return match?.kind as Compression | DataKind | undefined;
+export function detectContent(head: Buffer): Content | undefined {
+  return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
 }
 
 /** Checks that the path is a readable, non-empty regular file. */
@@ -201,18 +209,16 @@ async function inspectMetadataTarball(path: string): Promise<{ compression: Comp
   return { compression: content, yaml };
 }
 
-async function inspectDataFile(path: string): Promise<LocalFile & { kind: DataKind }> {
+async function inspectDataFile(path: string): Promise<DataFile> {
   const file = await checkFile(path, 'rootfs');
   const content = detectContent(await readHead(path));
-  if (content !== 'squashfs' && content !== 'qcow2') {
-    const what =
-      content === undefined ? 'an unknown kind of file' : `a ${content === 'none' ? 'tar' : content} archive`;
-    throw new ActionError(
-      `rootfs: "${path}" is ${what}. Give the squashfs (containers) or qcow2 (VMs) file that distrobuilder build-incus wrote.`,
-      'rootfs',
-    );
-  }
-  return { ...file, kind: content };
+  if (content === 'squashfs' || content === 'qcow2') return { ...file, kind: content };
+  if (content !== undefined) return { ...file, kind: 'rootfs-tarball', compression: content };
+  throw new ActionError(
+    `rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+      'distrobuilder build-incus wrote, or a rootfs.tar.xz.',
+    'rootfs',
+  );
 }
 
 /** Inspects the image files named by the metadata and rootfs inputs. */

@@ -7,6 +7,7 @@ import { posix } from 'node:path';
 import { ActionError } from './errors.js';
 import { parseFingerprints, parseKnownHosts, type HostKeyPins } from './hostkeys.js';
 import { normalisePrivateKey, preparePrivateKey } from './keys.js';
+import { defaultRemoteName, validatePublicUrl, validateRemoteName } from './public.js';
 
 export interface Settings {
   metadataPath: string;
@@ -28,6 +29,20 @@ export interface Settings {
   replace: boolean;
   /** How often a dropped connection during upload is retried. */
   retries: number;
+  /** Whether every version also carries items for LXD clients. */
+  lxdCompat: boolean;
+  /** Versions kept per product after a publish; 0 keeps all. */
+  keepVersions: number;
+  /** An executable on the server that replaces the built-in convert step; '' for the built-in one. */
+  convertCommand: string;
+  /** When a raw rootfs tarball is turned into a squashfs on the runner. */
+  convertRootfs: 'auto' | 'always' | 'never';
+  /** The registry's public HTTPS address to check after publishing; '' to skip the check. */
+  publicUrl: string;
+  /** The remote name the job summary's commands use. */
+  remoteName: string;
+  /** How long the public check keeps retrying (CDN caches). */
+  publicCheckTimeout: number;
 }
 
 export const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
@@ -45,6 +60,8 @@ export function readSettings(): Settings {
   const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
   // A PKCS#8 key comes back re-encoded: mask that form too.
   if (privateKey !== normalisePrivateKey(rawKey)) maskSecrets([privateKey]);
+
+  const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
 
   return {
     metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
@@ -68,6 +85,17 @@ export function readSettings(): Settings {
     lockTimeout: parseWholeNumber(core.getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
     replace: readBoolean('replace'),
     retries: parseWholeNumber(core.getInput('retries'), 'retries', 3, 0, 20),
+    lxdCompat: core.getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
+    keepVersions: parseWholeNumber(core.getInput('keep-versions'), 'keep-versions', 0, 0, 100000),
+    convertCommand: parseConvertCommand(core.getInput('convert-command')),
+    convertRootfs: parseChoice(core.getInput('convert-rootfs'), 'convert-rootfs', ['auto', 'always', 'never'], 'auto'),
+    publicUrl,
+    remoteName: core.getInput('remote-name')
+      ? validateRemoteName(core.getInput('remote-name').trim())
+      : publicUrl
+        ? defaultRemoteName(publicUrl)
+        : '',
+    publicCheckTimeout: parseWholeNumber(core.getInput('public-check-timeout'), 'public-check-timeout', 300, 0, 3600),
   };
 }
 
@@ -109,6 +137,34 @@ export function parseWholeNumber(value: string, input: string, fallback: number,
     throw new ActionError(`${input}: "${text}" is not a whole number from ${min} to ${max}.`, input);
   }
   return number;
+}
+
+export function parseChoice<T extends string>(value: string, input: string, choices: readonly T[], fallback: T): T {
+  const text = value.trim().toLowerCase();
+  if (text === '') return fallback;
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new ActionError(`${input}: "${value.trim()}" is not one of ${choices.join(', ')}.`, input);
+  }
+  return text as T;
+}
+
+/**
+ * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
+ * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
+ * input is ever parsed as shell code.
+ */
+export function parseConvertCommand(value: string): string {
+  const command = value.trim();
+  if (command === '') return '';
+  if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
+    throw new ActionError(
+      `convert-command: "${command.replace(/[\u0000-\u001f]/g, '?')}" is not the path of an executable. Give only the ` +
+        "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
+        'in that script.',
+      'convert-command',
+    );
+  }
+  return command;
 }
 
 export function parseLocalPath(value: string, input: string): string {

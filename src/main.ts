@@ -11,7 +11,10 @@ import { hashImage, hashPrefix, imageFiles, inspectImage, type LocalImage } from
 import { readSettings, type Settings } from './inputs.js';
 import {
   commit,
+  customConvertCommand,
   holdLock,
+  rootfsDecision,
+  serverToolVersion,
   housekeeping,
   imageUploadDir,
   lockPath,
@@ -29,6 +32,7 @@ import {
 } from './registry.js';
 import {
   SerialConflictError,
+  applyRetention,
   conflictingFingerprint,
   findFingerprint,
   planAliasUpdate,
@@ -37,8 +41,16 @@ import {
   serialFor,
   stagedVersion,
   versionFingerprint,
+  type ImagesIndex,
+  type PublicationPlan,
   type PublicationStatus,
+  type StagedVersion,
 } from './simplestreams.js';
+import { lxdWarnings, withLxdItems } from './lxd.js';
+import { incusWarnings, markUnifiedVm } from './kinds.js';
+import { convertRootfsTarball } from './rootfs.js';
+import { isDeepStrictEqual } from 'node:util';
+import { checkPublicRegistry, type PublicCheckResult } from './public.js';
 import { RemoteSession } from './ssh.js';
 import { writeSummary, type PublishResult } from './summary.js';
 
@@ -144,10 +156,44 @@ async function upload(
   }
 }
 
+/** What a run changes under the lock. */
+type Change =
+  /** The fingerprint is already published: aliases at most. */
+  | { kind: 'aliases' }
+  /** incus-simplestreams add wrote the version into a staging tree. */
+  | { kind: 'staged'; dir: string; version: StagedVersion }
+  /** The owner's convert-command writes the live tree itself. */
+  | { kind: 'custom'; run: () => Promise<void> };
+
 /**
- * The locked part: re-read the live index, decide, commit, read it back to verify, and clean up
- * after earlier runs. Verifying before the lock is released means a later run moving an alias
- * away cannot be mistaken for a failure of this one.
+ * What the action adds to every index it writes: retention (keep-versions) and the LXD items
+ * (lxd-compat). Returns undefined when `proposed` (or, without one, `base`) needs nothing more
+ * and nothing differs from `base`.
+ */
+function finishIndex(
+  settings: Settings,
+  base: ImagesIndex,
+  proposed: ImagesIndex | undefined,
+  fingerprint: string,
+): { index?: ImagesIndex; retired: string[] } {
+  let next = proposed ?? base;
+  const retired: string[] = [];
+  if (settings.keepVersions > 0) {
+    const retention = applyRetention(next, settings.keepVersions, fingerprint);
+    if (retention.dropped.length > 0) {
+      core.info(`keep-versions ${settings.keepVersions}: dropping ${retention.dropped.join(', ')}`);
+      next = retention.index;
+      retired.push(...retention.retired);
+    }
+  }
+  if (settings.lxdCompat) next = withLxdItems(next);
+  return isDeepStrictEqual(next, base) ? { retired } : { index: next, retired };
+}
+
+/**
+ * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * clean up after earlier runs. Verifying before the lock is released means a later run moving an
+ * alias away cannot be mistaken for a failure of this one.
  */
 async function publishUnderLock(
   session: RemoteSession,
@@ -155,7 +201,7 @@ async function publishUnderLock(
   paths: RegistryPaths,
   fingerprint: string,
   aliases: string[],
-  staging?: { dir: string; version: ReturnType<typeof stagedVersion> },
+  change: Change,
 ): Promise<PublishResult> {
   const lock = await holdLock(
     session,
@@ -165,11 +211,11 @@ async function publishUnderLock(
       `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
   );
   try {
-    const live = await readLiveIndex(session, paths.simplestreamsDir);
-    let plan;
-    if (staging) {
+    let base = await readLiveIndex(session, paths.simplestreamsDir);
+    let plan: PublicationPlan;
+    if (change.kind === 'staged') {
       try {
-        plan = planPublication(live, staging.version, fingerprint, aliases, settings.replace);
+        plan = planPublication(base, change.version, fingerprint, aliases, settings.replace);
       } catch (error) {
         if (error instanceof SerialConflictError) {
           throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
@@ -177,21 +223,33 @@ async function publishUnderLock(
         throw error;
       }
     } else {
-      const index = planAliasUpdate(live, fingerprint, aliases);
-      plan = { status: 'unchanged' as const, ...(index ? { index } : {}), retired: [] };
+      if (change.kind === 'custom') {
+        await change.run();
+        base = await readLiveIndex(session, paths.simplestreamsDir);
+        if (!findFingerprint(base, fingerprint)) {
+          throw new ActionError(
+            `convert-command ${settings.convertCommand} succeeded, but images.json does not list fingerprint ` +
+              `${fingerprint}. Check that the script adds the image to ${paths.simplestreamsDir}.`,
+            'convert-command',
+          );
+        }
+      }
+      const index = planAliasUpdate(base, fingerprint, aliases);
+      plan = { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] };
     }
-    if (plan.index) {
+    const finished = finishIndex(settings, base, plan.index, fingerprint);
+    if (finished.index) {
       await commit(session, {
         paths,
         lock,
-        index: plan.index,
-        ...(staging && plan.status !== 'unchanged' ? { staging: staging.dir } : {}),
-        retired: plan.retired,
+        index: finished.index,
+        ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
+        retired: [...plan.retired, ...finished.retired],
       });
     }
     core.info(
       plan.status === 'unchanged'
-        ? `Already published; ${plan.index ? 'aliases updated' : 'aliases already in place, nothing to change'}`
+        ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`,
     );
     const result = await verify(session, paths, fingerprint, aliases, plan.status);
@@ -202,29 +260,60 @@ async function publishUnderLock(
   }
 }
 
+/**
+ * A raw rootfs tarball: upload it as it is when the server's incus-simplestreams takes one
+ * (7.0.1 and later), or convert it into a squashfs on the runner (convert-rootfs).
+ */
+async function prepareRootfsTarball(
+  session: RemoteSession,
+  settings: Settings,
+  image: LocalImage,
+): Promise<LocalImage> {
+  const data = image.data;
+  if (!data || data.kind !== 'rootfs-tarball') return image;
+  const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(session);
+  const decision = rootfsDecision(settings.convertRootfs, version);
+  core.info(decision.reason);
+  if (!decision.convert) return image;
+  const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+  core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
+  return {
+    ...image,
+    data: { path: converted.path, size: converted.size, kind: 'squashfs' },
+    size: image.metadata.size + converted.size,
+  };
+}
+
 /** Publishes the image the settings name and returns what the registry now serves. */
 export async function publish(settings: Settings): Promise<PublishResult> {
-  const { image, hashes } = await core.group('Inspect the image', async () => {
+  const inspected = await core.group('Inspect the image', async () => {
     const image = await inspectImage(settings.metadataPath, settings.rootfsPath);
     const { os, release, variant, propertiesArchitecture } = image.properties;
     core.info(`${image.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${image.size} bytes`);
-    const hashes = await hashImage(imageFiles(image).map((file) => file.path));
-    core.info(`Fingerprint: ${hashes.fingerprint}`);
-    return { image, hashes };
+    return image;
   });
-  const fingerprint = hashes.fingerprint;
+  const warnings = incusWarnings(inspected.imageType, !inspected.data);
+  if (settings.lxdCompat) warnings.push(...lxdWarnings(inspected.imageType, !inspected.data));
+  for (const warning of warnings) core.warning(warning);
   const paths: RegistryPaths = { simplestreamsDir: settings.simplestreamsDir, uploadDir: settings.uploadDir };
-  const aliases = requestedAliases(settings, image);
+  const aliases = requestedAliases(settings, inspected);
 
   const connection = new Connection(
     await core.group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)),
     settings,
   );
   try {
+    const { image, hashes } = await core.group('Fingerprint', async () => {
+      const image = await prepareRootfsTarball(connection.session, settings, inspected);
+      const hashes = await hashImage(imageFiles(image).map((file) => file.path));
+      core.info(`Fingerprint: ${hashes.fingerprint}`);
+      return { image, hashes };
+    });
+    const fingerprint = hashes.fingerprint;
     const live = await readLiveIndex(connection.session, paths.simplestreamsDir);
     if (findFingerprint(live, fingerprint)) {
       return await core.group('Already published: put the aliases in place', () =>
-        publishUnderLock(connection.session, settings, paths, fingerprint, aliases),
+        publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { kind: 'aliases' }),
       );
     }
     const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
@@ -232,7 +321,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     const serial = serialFor(creationDate);
     const existing = conflictingFingerprint(live, product, serial, fingerprint);
     if (existing && !settings.replace) throw serialConflictError(product, serial, existing, fingerprint);
-    return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases);
+    return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases, serial);
   } finally {
     connection.dispose();
   }
@@ -246,9 +335,11 @@ async function publishNew(
   fileHashes: string[],
   fingerprint: string,
   aliases: string[],
+  serial: string,
 ): Promise<PublishResult> {
   const dir = imageUploadDir(paths, fingerprint);
   const names = remoteNames(image);
+  const remoteFiles = names.map((name) => posix.join(dir, name));
   const files: UploadFile[] = imageFiles(image).map((file, index) => ({
     localPath: file.path,
     size: file.size,
@@ -258,27 +349,43 @@ async function publishNew(
   const imageLock = await core.group('Upload', () => upload(connection, settings, dir, files, fingerprint));
   const staging = stagingDir(paths, fingerprint);
   try {
-    const version = await core.group('Convert with incus-simplestreams', async () => {
-      const staged = stagedVersion(
-        await stage(
-          connection.session,
-          staging,
-          names.map((name) => posix.join(dir, name)),
-        ),
-      );
-      const stagedFingerprint = versionFingerprint(staged.version);
-      if (stagedFingerprint !== fingerprint) {
-        await removeDirs(connection.session, [dir]);
-        throw new ActionError(
-          `The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
-            'the upload was damaged. It was removed; run the step again.',
-        );
-      }
-      core.info(`Staged ${staged.product} version ${staged.serial}`);
-      return staged;
-    });
+    let change: Change;
+    if (settings.convertCommand) {
+      const command = customConvertCommand(settings.convertCommand, paths.simplestreamsDir, {
+        metadata: remoteFiles[0] as string,
+        data: image.data ? (remoteFiles[1] as string) : '',
+        fingerprint,
+        serial,
+        aliases,
+      });
+      change = {
+        kind: 'custom',
+        run: () =>
+          connection.session
+            .run(command, `convert-command ${settings.convertCommand}`)
+            .then((output) => core.info(output.toString('utf8').trim())),
+      };
+    } else {
+      const version = await core.group('Convert with incus-simplestreams', async () => {
+        const stagedIndex = await stage(connection.session, staging, remoteFiles);
+        // The 6.0 tool does not record that a unified tarball holds a VM; 7.0.1 and later do.
+        const unifiedVm = !image.data && image.imageType === 'virtual-machine';
+        const staged = stagedVersion(unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
+        const stagedFingerprint = versionFingerprint(staged.version);
+        if (stagedFingerprint !== fingerprint) {
+          await removeDirs(connection.session, [dir]);
+          throw new ActionError(
+            `The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+              'the upload was damaged. It was removed; run the step again.',
+          );
+        }
+        core.info(`Staged ${staged.product} version ${staged.serial}`);
+        return staged;
+      });
+      change = { kind: 'staged', dir: staging, version };
+    }
     const published = await core.group('Publish under the registry lock', () =>
-      publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { dir: staging, version }),
+      publishUnderLock(connection.session, settings, paths, fingerprint, aliases, change),
     );
     // Done with this image's files. A failed run keeps its upload for the next one to resume.
     await removeDirs(connection.session, [dir, staging]);
@@ -332,7 +439,26 @@ export async function run(): Promise<void> {
     const settings = readSettings();
     const result = await publish(settings);
     setOutputs(result);
-    await writeSummary(result);
+    let publicCheck: PublicCheckResult | undefined;
+    try {
+      if (settings.publicUrl) {
+        publicCheck = await core.group(`Check ${settings.publicUrl}`, () =>
+          checkPublicRegistry({
+            url: settings.publicUrl,
+            fingerprint: result.fingerprint,
+            timeoutSeconds: settings.publicCheckTimeout,
+            log: core.info,
+          }),
+        );
+      }
+    } finally {
+      // The summary says "served" only when the public check passed.
+      await writeSummary(result, {
+        ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+        ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
+        lxd: settings.lxdCompat,
+      });
+    }
   } catch (error) {
     // ActionError messages already name the input and the fix; anything else is unexpected.
     core.setFailed(error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`);

@@ -60,7 +60,73 @@ const TARBALL_EXTENSIONS: Record<Compression, string> = {
 export function remoteNames(image: LocalImage): string[] {
   const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
   if (!image.data) return [metadataName];
-  return [metadataName, image.data.kind === 'qcow2' ? 'disk.qcow2' : 'rootfs.squashfs'];
+  const dataNames = {
+    squashfs: 'rootfs.squashfs',
+    qcow2: 'disk.qcow2',
+    'rootfs-tarball': `rootfs${TARBALL_EXTENSIONS[image.data.compression ?? 'none']}`,
+  };
+  return [metadataName, dataNames[image.data.kind]];
+}
+
+/** The version of incus-simplestreams on the server (for example "6.0.4"). */
+export async function serverToolVersion(session: RemoteSession): Promise<string> {
+  const output = await session.run(
+    commandLine(['incus-simplestreams', '--version']),
+    'Asking the server for its incus-simplestreams version',
+  );
+  return output.toString('utf8').trim();
+}
+
+/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
+export const ROOTFS_TARBALL_SINCE = [7, 0, 1];
+
+function versionAtLeast(version: string, minimum: number[]): boolean {
+  const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
+  for (const [index, wanted] of minimum.entries()) {
+    const have = parts[index] ?? 0;
+    if (Number.isNaN(have)) return false;
+    if (have !== wanted) return have > wanted;
+  }
+  return true;
+}
+
+/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
+export function rootfsDecision(
+  mode: 'auto' | 'always' | 'never',
+  serverVersion: string | undefined,
+): { convert: boolean; reason: string } {
+  if (mode === 'always')
+    return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
+  const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
+  if (takesTarball) {
+    return {
+      convert: false,
+      reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
+    };
+  }
+  if (mode === 'never') {
+    throw new ActionError(
+      `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
+        `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`,
+      'convert-rootfs',
+    );
+  }
+  return {
+    convert: true,
+    reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
+  };
+}
+
+/** The owner's convert-command, run in simplestreams-dir with documented, quoted arguments. */
+export function customConvertCommand(
+  command: string,
+  simplestreamsDir: string,
+  args: { metadata: string; data: string; fingerprint: string; serial: string; aliases: string[] },
+): string {
+  return commandChain([
+    ['cd', '--', simplestreamsDir],
+    ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-/** The job summary: what was published, and how to use it. */
+/** The job summary: what was published, where it is served, and how to use it. */
 import * as core from '@actions/core';
+import { clientCommands, defaultRemoteName, type PublicCheckResult } from './public.js';
 
 export interface PublishResult {
   status: 'published' | 'unchanged' | 'replaced';
@@ -11,9 +12,29 @@ export interface PublishResult {
   size: number;
 }
 
+export interface SummaryOptions {
+  /**
+   * The public URL the image was checked at (checkPublicRegistry resolved): shown in the table as
+   * served, and used in the commands. '' or absent: placeholders in the commands.
+   */
+  publicUrl?: string;
+  /** Remote name for the commands; default: derived from publicUrl, or REMOTE without one. */
+  remoteName?: string;
+  /** The check's result, for the details of the "Served" row. */
+  publicCheck?: PublicCheckResult;
+  /** Show the `lxc` commands (default true; LXD clients see the image only with lxd-compat). */
+  lxd?: boolean;
+}
+
+export const REMOTE_PLACEHOLDER = 'REMOTE';
+export const URL_PLACEHOLDER = 'https://your-registry.example';
+
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
 function code(text: string): string {
-  const escaped = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-  return `<code>${escaped}</code>`;
+  return `<code>${escapeHtml(text)}</code>`;
 }
 
 export function formatSize(bytes: number): string {
@@ -29,28 +50,74 @@ export function formatSize(bytes: number): string {
 
 /** The command a user runs to start the image from a remote called `remote`. */
 export function launchCommand(result: PublishResult, remote: string): string {
-  const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
-  const vm = result.imageType === 'virtual-machine' ? ' --vm' : '';
-  return `incus launch ${remote}:${reference} my-instance${vm}`;
+  return clientCommands(remote, URL_PLACEHOLDER, result).incus[1] as string;
 }
 
-export async function writeSummary(result: PublishResult, remote = 'REMOTE'): Promise<void> {
-  core.summary
-    .addHeading(result.status === 'unchanged' ? 'Image already published' : 'Image published', 2)
-    .addTable([
-      [
-        { data: 'Field', header: true },
-        { data: 'Value', header: true },
-      ],
-      ['Status', result.status],
-      ['Fingerprint', code(result.fingerprint)],
-      ['Product', code(result.product)],
-      ['Serial', result.serial],
-      ['Aliases', result.aliases.length > 0 ? result.aliases.map(code).join(', ') : '(none)'],
-      ['Type', result.imageType],
-      ['Size', formatSize(result.size)],
-    ])
-    .addRaw(`Launch it (after <code>incus remote add</code> of the registry as ${code(remote)}):`, true)
-    .addCodeBlock(launchCommand(result, remote), 'sh');
-  await core.summary.write();
+/** A fenced code block that no line of `lines` can close early. */
+function codeBlock(lines: readonly string[], lang: string): string {
+  const longest = Math.max(
+    0,
+    ...(lines
+      .join('\n')
+      .match(/`+/g)
+      ?.map((run) => run.length) ?? []),
+  );
+  const fence = '`'.repeat(Math.max(3, longest + 1));
+  return `${fence}${lang}\n${lines.join('\n')}\n${fence}`;
+}
+
+function servedText(check: PublicCheckResult | undefined): string {
+  if (!check) return 'yes';
+  const files = `${check.files.length} file${check.files.length === 1 ? '' : 's'}`;
+  const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
+  return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
+}
+
+/** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
+export function buildSummary(result: PublishResult, options: SummaryOptions = {}): string {
+  const publicUrl = options.publicUrl ?? '';
+  const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
+  const rows: [string, string][] = [
+    ['Status', escapeHtml(result.status)],
+    ['Fingerprint', code(result.fingerprint)],
+    ['Product', code(result.product)],
+    ['Serial', escapeHtml(result.serial)],
+    ['Aliases', result.aliases.length > 0 ? result.aliases.map(code).join(', ') : '(none)'],
+    ['Type', escapeHtml(result.imageType)],
+    ['Size', escapeHtml(formatSize(result.size))],
+  ];
+  if (publicUrl) {
+    rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
+    rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
+  }
+  const table = [
+    '<table>',
+    '<tr><th>Field</th><th>Value</th></tr>',
+    ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
+    '</table>',
+  ].join('\n');
+  const commands = clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
+  const intro = publicUrl
+    ? `Add the registry as ${code(remote)} and launch the image:`
+    : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
+      `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
+  const parts = [
+    `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+    table,
+    '### Use it',
+    intro,
+    'With Incus:',
+    codeBlock(commands.incus, 'sh'),
+  ];
+  if (options.lxd ?? true) parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
+  return parts.join('\n\n') + '\n';
+}
+
+/**
+ * Writes the job summary. `options` may also be a remote name, as in the earlier signature
+ * `writeSummary(result, remote)`.
+ */
+export async function writeSummary(result: PublishResult, options: SummaryOptions | string = {}): Promise<void> {
+  const resolved = typeof options === 'string' ? { remoteName: options } : options;
+  await core.summary.addRaw(buildSummary(result, resolved)).write();
 }

@@ -256,3 +256,99 @@ export function makeSplitContainerImage(dir: string, opts: ImageOptions = {}): P
 export function makeSplitVmImage(dir: string, opts: ImageOptions = {}): Promise<TestImage> {
   return makeImage(dir, opts, true);
 }
+
+/** Compression of a unified tarball: distrobuilder's `--compression` (xz by default), or none. */
+export type UnifiedCompression = 'xz' | 'gzip' | 'bzip2' | 'zstd' | 'none';
+
+export interface UnifiedImageOptions extends Omit<ImageOptions, 'compression'> {
+  /** A VM image: the tarball holds rootfs.img (a qcow2 disk) instead of a rootfs/ tree. */
+  vm?: boolean;
+  /** Tarball compression (default xz, as distrobuilder writes `<name>.tar.xz`). */
+  compression?: UnifiedCompression;
+}
+
+const UNIFIED_TAR: Record<UnifiedCompression, { flag: string[]; extension: string }> = {
+  xz: { flag: ['-J'], extension: '.tar.xz' },
+  gzip: { flag: ['-z'], extension: '.tar.gz' },
+  bzip2: { flag: ['-j'], extension: '.tar.bz2' },
+  zstd: { flag: ['--zstd'], extension: '.tar.zst' },
+  none: { flag: [], extension: '.tar' },
+};
+
+/**
+ * A unified image as `distrobuilder build-incus --type=unified` writes it: one tarball holding
+ * metadata.yaml, templates/ and rootfs/ (container) or rootfs.img (VM, a qcow2 disk). Its
+ * fingerprint is the sha256 of the tarball. `metadata` is the tarball and `rootfs` is '' (the
+ * inputs a workflow passes for a unified image).
+ */
+export async function makeUnifiedImage(dir: string, opts: UnifiedImageOptions = {}): Promise<TestImage> {
+  const o = resolveOptions({ ...opts, compression: 'xz' });
+  const compression = opts.compression ?? 'xz';
+  await fsp.mkdir(dir, { recursive: true });
+  const staging = path.join(dir, '.unified-staging');
+  await fsp.rm(staging, { recursive: true, force: true });
+  await fsp.mkdir(path.join(staging, 'templates'), { recursive: true });
+  await fsp.writeFile(
+    path.join(staging, 'metadata.yaml'),
+    metadataYaml({
+      os: o.os,
+      release: o.release,
+      variant: o.variant,
+      architecture: o.architecture,
+      creationDate: o.creationDate,
+      description: o.description,
+    }),
+  );
+  await fsp.writeFile(path.join(staging, 'templates', 'hostname.tpl'), HOSTNAME_TEMPLATE);
+  let data: string;
+  if (opts.vm) {
+    data = 'rootfs.img';
+    const disk = path.join(staging, data);
+    if (opts.rootfsBytes && opts.rootfsBytes > 0) {
+      const raw = path.join(dir, '.disk.raw');
+      await writeRandomFile(raw, Math.ceil(opts.rootfsBytes / 512) * 512);
+      await runOk('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, disk]);
+      await fsp.rm(raw, { force: true });
+    } else {
+      await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+    }
+  } else {
+    data = 'rootfs';
+    await fsp.mkdir(path.join(staging, data, 'etc'), { recursive: true });
+    await fsp.writeFile(
+      path.join(staging, data, 'etc', 'os-release'),
+      `NAME="${o.os}"\nID=${o.os.toLowerCase()}\nVERSION_CODENAME=${o.release}\nPRETTY_NAME="${o.description}"\n`,
+    );
+    await fsp.writeFile(path.join(staging, data, 'etc', 'hostname'), 'localhost\n');
+    await writeRandomFile(path.join(staging, data, 'payload.bin'), opts.rootfsBytes ?? 4096);
+  }
+  const { flag, extension } = UNIFIED_TAR[compression];
+  const tarball = path.join(dir, `${o.os.toLowerCase()}-${o.release}-${o.variant}${extension}`);
+  await runOk('tar', [
+    '-C',
+    staging,
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--sort=name',
+    ...flag,
+    '-cf',
+    tarball,
+    'metadata.yaml',
+    'templates',
+    data,
+  ]);
+  await fsp.rm(staging, { recursive: true, force: true });
+  return {
+    dir,
+    metadata: tarball,
+    rootfs: '',
+    fingerprint: await sha256Files([tarball]),
+    os: o.os,
+    release: o.release,
+    variant: o.variant,
+    architecture: o.architecture,
+    creationDate: o.creationDate,
+    description: o.description,
+  };
+}

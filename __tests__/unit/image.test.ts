@@ -143,14 +143,14 @@ describe('inspectImage', () => {
   });
 
   it('detects the data file kind from its content, and refuses other kinds', async () => {
-    await expect(inspectImage(path('incus.tar.xz'), path('rootfs.tar.xz'))).rejects.toThrow(
-      /rootfs: .*rootfs\.tar\.xz" is a xz archive/,
-    );
+    const tarball = await inspectImage(path('incus.tar.xz'), path('rootfs.tar.xz'));
+    expect(tarball.data).toMatchObject({ kind: 'rootfs-tarball', compression: 'xz' });
+    expect(tarball.imageType).toBe('container');
     await expect(inspectImage(path('incus.tar.xz'), path('random.bin'))).rejects.toThrow(/an unknown kind of file/);
-    await expect(inspectImage(path('rootfs.squashfs'), path('incus.tar.xz'))).rejects.toThrow(/rootfs: /);
     await expect(inspectImage(path('rootfs.squashfs'), path('disk.qcow2'))).rejects.toThrow(
       /metadata: .* is a squashfs file, not a metadata tarball/,
     );
+    await expect(inspectImage(path('rootfs.squashfs'), path('incus.tar.xz'))).rejects.toThrow(/metadata: .*squashfs/);
     await expect(inspectImage(path('random.bin'), path('rootfs.squashfs'))).rejects.toThrow(
       /metadata: .*not a tarball/,
     );

@@ -1,5 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
-import { imageUploadDir, lockPath, remoteNames, stageCommand, stagingDir } from '../../src/registry.js';
+import {
+  customConvertCommand,
+  imageUploadDir,
+  lockPath,
+  remoteNames,
+  rootfsDecision,
+  stageCommand,
+  stagingDir,
+} from '../../src/registry.js';
 import type { LocalImage } from '../../src/image.js';
 
 const properties = {
@@ -55,5 +63,53 @@ describe('stageCommand', () => {
         'cd -- /s/.lxc-publish/staging/x && env TZ=UTC incus-simplestreams add --no-default-alias -- ' +
         "/u/x/metadata.tar.xz '/u/x/it'\\''s.squashfs'",
     );
+  });
+});
+
+describe('rootfsDecision', () => {
+  it('uploads the tarball as it is only when the server tool takes it (7.0.1 and later)', () => {
+    expect(rootfsDecision('auto', '7.0.1').convert).toBe(false);
+    expect(rootfsDecision('auto', '7.1.0').convert).toBe(false);
+    expect(rootfsDecision('auto', '6.0.4').convert).toBe(true);
+    expect(rootfsDecision('auto', '7.0.0').convert).toBe(true);
+    expect(rootfsDecision('auto', undefined).convert).toBe(true);
+    expect(rootfsDecision('auto', '6.0.4').reason).toMatch(/6\.0\.4 cannot take a rootfs tarball .* converting/);
+    expect(rootfsDecision('always', '7.2.0').convert).toBe(true);
+    expect(rootfsDecision('never', '7.0.1').convert).toBe(false);
+    expect(() => rootfsDecision('never', '6.0.4')).toThrow(/6\.0\.4 cannot take .*convert-rootfs: auto/);
+  });
+
+  it('names raw tarballs by their compression', () => {
+    const tarball: LocalImage = {
+      ...split,
+      data: { path: '/w/rootfs.tar.xz', size: 1, kind: 'rootfs-tarball', compression: 'xz' },
+    };
+    expect(remoteNames(tarball)).toEqual(['metadata.tar.xz', 'rootfs.tar.xz']);
+  });
+});
+
+describe('customConvertCommand', () => {
+  it('runs the owner script in the registry with TZ=UTC and documented, quoted arguments', () => {
+    expect(
+      customConvertCommand('/usr/local/bin/process-lxc-images.sh', '/var/www/lxc/simplestreams', {
+        metadata: '/u/f/metadata.tar.xz',
+        data: '/u/f/rootfs.squashfs',
+        fingerprint,
+        serial: '202601010000',
+        aliases: ['crynux-node:v2.6.0', "it's"],
+      }),
+    ).toBe(
+      'cd -- /var/www/lxc/simplestreams && env TZ=UTC /usr/local/bin/process-lxc-images.sh ' +
+        `/u/f/metadata.tar.xz /u/f/rootfs.squashfs ${fingerprint} 202601010000 crynux-node:v2.6.0 'it'\\''s'`,
+    );
+    expect(
+      customConvertCommand('convert', '/s', {
+        metadata: '/u/i.tar.xz',
+        data: '',
+        fingerprint,
+        serial: '1',
+        aliases: [],
+      }),
+    ).toBe(`cd -- /s && env TZ=UTC convert /u/i.tar.xz '' ${fingerprint} 1`);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import {
   SerialConflictError,
+  applyRetention,
   buildStreamsIndex,
   conflictingFingerprint,
   emptyImagesIndex,
@@ -295,5 +296,68 @@ describe('buildStreamsIndex and referencedPaths', () => {
       'images/x.incus.tar.xz',
       'images/x.qcow2',
     ]);
+  });
+});
+
+describe('applyRetention', () => {
+  const version = (meta: string, fingerprint: string) => ({
+    items: {
+      'incus.tar.xz': {
+        ftype: 'incus.tar.xz',
+        path: `images/${meta}.incus.tar.xz`,
+        sha256: meta,
+        size: 1,
+        combined_squashfs_sha256: fingerprint,
+      },
+      squashfs: { ftype: 'squashfs', path: `images/${meta}.squashfs`, sha256: 's', size: 1 },
+    },
+  });
+  const index = (): ImagesIndex => ({
+    ...emptyImagesIndex(),
+    products: {
+      node: {
+        arch: 'amd64',
+        aliases: 'crynux-node:latest',
+        versions: {
+          '1': version('m1', 'f1'),
+          '2': version('m2', 'f2'),
+          '3': version('m3', 'f3'),
+          '4': version('m4', 'f4'),
+        },
+      },
+      other: { arch: 'amd64', versions: { '1': version('o1', 'g1'), '2': version('o2', 'g2') } },
+    },
+  });
+
+  it('keeps the newest N versions of every product and retires the files of the others', () => {
+    const result = applyRetention(index(), 2, 'f4');
+    expect(Object.keys(result.index.products['node']?.versions ?? {}).sort()).toEqual(['3', '4']);
+    expect(Object.keys(result.index.products['other']?.versions ?? {}).sort()).toEqual(['1', '2']);
+    expect(result.dropped).toEqual(['node 2', 'node 1']);
+    expect(result.retired.sort()).toEqual([
+      'images/m1.incus.tar.xz',
+      'images/m1.squashfs',
+      'images/m2.incus.tar.xz',
+      'images/m2.squashfs',
+    ]);
+  });
+
+  it('never drops the version just published, even with an older serial', () => {
+    const result = applyRetention(index(), 1, 'f1');
+    expect(Object.keys(result.index.products['node']?.versions ?? {}).sort()).toEqual(['1', '4']);
+  });
+
+  it('keeps the version an alias resolves to (the newest of its product)', () => {
+    const result = applyRetention(index(), 1, 'g2');
+    expect(findFingerprint(result.index, 'f4')?.aliases).toEqual(['crynux-node:latest']);
+  });
+
+  it('retires no file that a kept version still names, and 0 keeps everything', () => {
+    const shared = index();
+    const node = shared.products['node'];
+    if (node?.versions['4'])
+      node.versions['4'].items['squashfs'] = { ftype: 'squashfs', path: 'images/m1.squashfs', sha256: 's', size: 1 };
+    expect(applyRetention(shared, 1, 'f4').retired).not.toContain('images/m1.squashfs');
+    expect(applyRetention(index(), 0, 'f4').dropped).toEqual([]);
   });
 });

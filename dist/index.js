@@ -58207,6 +58207,8 @@ function readSettings() {
         simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         aliases: parseAliases(getInput('aliases')),
         defaultAlias: readBoolean('default-alias'),
+        strictHostKey: readBoolean('strict-host-key'),
+        connectTimeout: parseWholeNumber(getInput('connect-timeout'), 'connect-timeout', 30, 1, 600),
         lockTimeout: parseWholeNumber(getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
         replace: readBoolean('replace'),
         retries: parseWholeNumber(getInput('retries'), 'retries', 3, 0, 20),
@@ -59325,6 +59327,8 @@ const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createR
 
 
 
+/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
+const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
 /** A held command ended before printing its first line; `result` says how. */
 class HeldCommandEnded extends Error {
     result;
@@ -59333,6 +59337,77 @@ class HeldCommandEnded extends Error {
         this.result = result;
         this.name = 'HeldCommandEnded';
     }
+}
+/** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
+const HOST_KEY_ALGORITHMS = {
+    'ssh-ed25519': ['ssh-ed25519'],
+    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+};
+/**
+ * The host key algorithm lists to offer, one per connection attempt (undefined: ssh2's defaults).
+ * known-hosts pins: only their types, once. Fingerprints only: the defaults first, then each type.
+ */
+function hostKeyAlgorithmAttempts(pins) {
+    const knownTypes = [...new Set(pins.knownKeys.filter((key) => !key.revoked).map((key) => key.type))];
+    if (knownTypes.length > 0 && pins.fingerprints.length === 0) {
+        return [knownTypes.flatMap((type) => HOST_KEY_ALGORITHMS[type] ?? [type])];
+    }
+    if (pins.fingerprints.length === 0)
+        return [undefined];
+    const ecdsa = Object.entries(HOST_KEY_ALGORITHMS)
+        .filter(([type]) => type.startsWith('ecdsa-'))
+        .flatMap(([, names]) => names);
+    return [undefined, HOST_KEY_ALGORITHMS['ssh-ed25519'], ecdsa, HOST_KEY_ALGORITHMS['ssh-rsa']];
+}
+/** Whether an attempt would only ask again for a key type the server already presented. */
+function alreadyPresented(algorithms, presented) {
+    if (!algorithms)
+        return false;
+    return presented.some((key) => (HOST_KEY_ALGORITHMS[key.type] ?? []).some((name) => algorithms.includes(name)));
+}
+/** One connection attempt offering `algorithms` as host key types. */
+async function attemptConnection(options, algorithms) {
+    const ssh = new NodeSSH();
+    const pinned = hasPins(options.hostKeyPins);
+    let presented;
+    let verdict;
+    try {
+        await ssh.connect({
+            host: options.host,
+            port: options.port,
+            username: options.username,
+            privateKey: options.privateKey,
+            ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
+            readyTimeout: (options.connectTimeout ?? 30) * 1000,
+            keepaliveInterval: 15000,
+            keepaliveCountMax: 4,
+            ...(algorithms ? { algorithms: { serverHostKey: algorithms } } : {}),
+            hostVerifier: (key) => {
+                presented = describePresentedKey(key);
+                if (pinned && !hostKeyAllowed(options.hostKeyPins, key))
+                    verdict = 'mismatch';
+                else if (!pinned && options.strictHostKey)
+                    verdict = 'unpinned';
+                return verdict === undefined;
+            },
+        });
+    }
+    catch (error) {
+        ssh.dispose();
+        if (verdict && presented)
+            return { kind: verdict, presented };
+        if (algorithms && /no matching host ?key/i.test(describeError(error)))
+            return { kind: 'unsupported' };
+        throw connectionError(error, options);
+    }
+    if (!presented) {
+        ssh.dispose();
+        throw new ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, 'host');
+    }
+    return { kind: 'connected', ssh, presented };
 }
 /** A command's channel, with its output, exit status and end collected from the start. */
 class RunningCommand {
@@ -59390,47 +59465,41 @@ class RemoteSession {
     isConnected() {
         return !this.closed && this.ssh.isConnected();
     }
-    /** Connects and authenticates; on a host key mismatch, stops before anything is sent. */
+    /**
+     * Connects and authenticates; on a host key mismatch, stops before anything is sent. Only the
+     * pinned key types are offered when known-hosts names them. With fingerprints alone the types
+     * are not known: when the server presents a key of another type than the pinned one (it may
+     * hold several), each other type is asked for in turn.
+     */
     static async connect(options) {
-        const ssh = new NodeSSH();
-        let presented;
-        let rejected = false;
-        try {
-            await ssh.connect({
-                host: options.host,
-                port: options.port,
-                username: options.username,
-                privateKey: options.privateKey,
-                ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
-                readyTimeout: (options.connectTimeout ?? 30) * 1000,
-                keepaliveInterval: 15000,
-                keepaliveCountMax: 4,
-                hostVerifier: (key) => {
-                    presented = describePresentedKey(key);
-                    rejected = hasPins(options.hostKeyPins) && !hostKeyAllowed(options.hostKeyPins, key);
-                    return !rejected;
-                },
-            });
+        const pinned = hasPins(options.hostKeyPins);
+        const presentedKeys = [];
+        for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
+            if (alreadyPresented(algorithms, presentedKeys))
+                continue;
+            const attempt = await attemptConnection(options, algorithms);
+            if (attempt.kind === 'connected') {
+                if (!pinned) {
+                    const { type, fingerprint } = attempt.presented;
+                    core_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+                        `Pin it: add "host-fingerprint: ${fingerprint}" to the step (after checking it on the server with ` +
+                        '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.', { title: 'Host key not pinned' });
+                }
+                else {
+                    info(`Host key verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+                }
+                return new RemoteSession(attempt.ssh, attempt.presented);
+            }
+            if (attempt.kind === 'unpinned') {
+                throw new ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
+                    `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
+                    `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`, 'host-fingerprint');
+            }
+            if (attempt.kind === 'mismatch')
+                presentedKeys.push(attempt.presented);
+            // 'unsupported': the server holds no key of the types asked for; try the next.
         }
-        catch (error) {
-            ssh.dispose();
-            if (rejected && presented)
-                throw hostKeyMismatch(options, presented);
-            throw connectionError(error, options);
-        }
-        if (!presented) {
-            ssh.dispose();
-            throw new ActionError(`The server ${options.host} presented no host key; cannot verify it.`, 'host');
-        }
-        if (!hasPins(options.hostKeyPins)) {
-            core_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${presented.type} ` +
-                `${presented.fingerprint}. Pin it: add "host-fingerprint: ${presented.fingerprint}" to the step ` +
-                '(after checking it on the server with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).', { title: 'Host key not pinned' });
-        }
-        else {
-            info(`Host key verified: ${presented.type} ${presented.fingerprint}`);
-        }
-        return new RemoteSession(ssh, presented);
+        throw hostKeyMismatch(options, presentedKeys);
     }
     /**
      * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
@@ -59449,8 +59518,30 @@ class RemoteSession {
      * Runs a command (built with shell.ts) and collects its output. `stdin`, when given, is streamed
      * to the command with back-pressure, so large files pass through without being held in memory.
      */
-    async exec(command, stdin) {
+    async exec(command, stdin, timeoutSeconds = 0) {
         const running = await this.start(command);
+        if (timeoutSeconds <= 0)
+            return this.finish(running, stdin);
+        let timer;
+        // sshd does not end a command when its channel is closed, and may ignore signals: the run
+        // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
+        const timedOut = new Promise((resolve) => {
+            timer = setTimeout(() => {
+                running.channel.signal('KILL');
+                running.channel.close();
+                resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
+            }, timeoutSeconds * 1000);
+        });
+        const finishing = this.finish(running, stdin);
+        finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
+        try {
+            return await Promise.race([finishing, timedOut]);
+        }
+        finally {
+            clearTimeout(timer);
+        }
+    }
+    async finish(running, stdin) {
         if (stdin) {
             try {
                 await (0,external_node_stream_promises_namespaceObject.pipeline)(stdin, running.channel);
@@ -59499,8 +59590,8 @@ class RemoteSession {
         };
     }
     /** Runs a command and fails with its stderr unless it exits with status 0. */
-    async run(command, what, stdin) {
-        const result = await this.exec(command, stdin);
+    async run(command, what, stdin, timeoutSeconds = 0) {
+        const result = await this.exec(command, stdin, timeoutSeconds);
         if (result.code !== 0) {
             throw new ActionError(remoteFailure(what, result));
         }
@@ -59511,11 +59602,13 @@ class RemoteSession {
     }
 }
 function remoteFailure(what, result) {
-    const status = result.signal !== null
-        ? `was killed by signal ${result.signal}`
-        : result.code === null
-            ? 'ended without an exit status'
-            : `exited with status ${result.code}`;
+    const status = result.timedOutAfter !== undefined
+        ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
+        : result.signal !== null
+            ? `was killed by signal ${result.signal}`
+            : result.code === null
+                ? 'ended without an exit status'
+                : `exited with status ${result.code}`;
     const stderr = tail(result.stderr);
     return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
 }
@@ -59530,16 +59623,23 @@ function hintFor(stderr, code) {
     if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
         return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
     }
-    if (code === 127 || /incus-simplestreams: (command )?not found/i.test(stderr)) {
-        return '\nHint: incus-simplestreams is not installed on the server. Install the incus-extra package (Debian bookworm-backports, Ubuntu 24.04).';
+    const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
+    if (code === 127 || missing) {
+        if (missing === undefined || missing === 'incus-simplestreams') {
+            return '\nHint: incus-simplestreams is not installed on the server. Install the incus-extra package (Debian bookworm-backports, Ubuntu 24.04).';
+        }
+        if (missing === 'flock')
+            return '\nHint: flock is not installed on the server. Install util-linux.';
+        return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
     }
     return '';
 }
 function hostKeyMismatch(options, presented) {
     const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
-    return new ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${presented.type} ` +
-        `${presented.fingerprint}, which ${input} does not allow. Nothing was uploaded. If the server's key ` +
-        `was changed on purpose, update ${input}; otherwise someone may be intercepting the connection.`, input);
+    const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
+    return new ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+        `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
+        `${input}; otherwise someone may be intercepting the connection.`, input);
 }
 function connectionError(error, options) {
     const message = describeError(error);
@@ -59617,7 +59717,7 @@ function remoteNames(image) {
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
 async function serverToolVersion(session) {
-    const output = await session.run(commandLine(['incus-simplestreams', '--version']), 'Asking the server for its incus-simplestreams version');
+    const output = await session.run(commandLine(['incus-simplestreams', '--version']), 'Asking the server for its incus-simplestreams version', undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
     return output.toString('utf8').trim();
 }
 /** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
@@ -59729,7 +59829,7 @@ got=$(stat -c %s -- "$partial") || exit 1
 if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
 mv -f -- "$partial" "$dir/$name"`;
 async function uploadState(session, dir, names, timeoutSeconds) {
-    const output = await session.run(commandLine(['sh', '-c', UPLOAD_STATE_SCRIPT, 'lxc-publish-state', dir, String(timeoutSeconds), ...names]), `Checking earlier uploads in ${dir}`);
+    const output = await session.run(commandLine(['sh', '-c', UPLOAD_STATE_SCRIPT, 'lxc-publish-state', dir, String(timeoutSeconds), ...names]), `Checking earlier uploads in ${dir}`, undefined, timeoutSeconds + SHORT_COMMAND_TIMEOUT_SECONDS);
     const states = new Map();
     for (const line of output.toString('utf8').trim().split('\n')) {
         const [name, final, partial] = line.split(' ');
@@ -59780,7 +59880,7 @@ async function stage(session, staging, remoteFiles) {
     return readIndexFile(session, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
 }
 async function readIndexFile(session, path) {
-    const text = await session.run(commandLine(['cat', '--', path]), `Reading ${path}`);
+    const text = await session.run(commandLine(['cat', '--', path]), `Reading ${path}`, undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
     try {
         return parseImagesIndex(text.toString('utf8'));
     }
@@ -59796,7 +59896,7 @@ exit 3`;
 async function readLiveIndex(session, simplestreamsDir) {
     const path = external_node_path_.posix.join(simplestreamsDir, 'streams/v1/images.json');
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await session.exec(commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]));
+    const result = await session.exec(commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]), undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
     if (result.code === 3)
         return emptyImagesIndex();
     if (result.code === 4) {
@@ -59844,7 +59944,7 @@ async function commit(session, options) {
     await session.run(`${commandChain([
         ['rm', '-rf', '--', next],
         ['mkdir', '-p', '--', next],
-    ])} && ${commandLine(['cat'])} > ${quoteArg(external_node_path_.posix.join(next, 'images.json'))}`, `Writing the new images.json in ${next}`, external_node_stream_.Readable.from([JSON.stringify(options.index)]));
+    ])} && ${commandLine(['cat'])} > ${quoteArg(external_node_path_.posix.join(next, 'images.json'))}`, `Writing the new images.json in ${next}`, external_node_stream_.Readable.from([JSON.stringify(options.index)]), SHORT_COMMAND_TIMEOUT_SECONDS);
     const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
     await session.run(commandLine([
         'sh',
@@ -59856,7 +59956,7 @@ async function commit(session, options) {
         options.staging ?? '',
         String(options.lock.pid),
         ...retired,
-    ]), `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`, external_node_stream_.Readable.from([JSON.stringify(buildStreamsIndex(options.index))]));
+    ]), `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`, external_node_stream_.Readable.from([JSON.stringify(buildStreamsIndex(options.index))]), SHORT_COMMAND_TIMEOUT_SECONDS);
 }
 // ---------------------------------------------------------------------------------------------
 // Housekeeping, under the registry lock
@@ -59912,10 +60012,10 @@ async function housekeeping(session, paths) {
         paths.uploadDir,
         String(RETIRE_GRACE_SECONDS),
         String(UPLOAD_GRACE_SECONDS / 60),
-    ]), 'Cleaning up after earlier runs');
+    ]), 'Cleaning up after earlier runs', undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
 }
 async function removeDirs(session, dirs) {
-    await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`);
+    await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`, undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
 }
 
 ;// CONCATENATED MODULE: ./src/lxd.ts

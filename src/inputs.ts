@@ -23,6 +23,10 @@ export interface Settings {
   simplestreamsDir: string;
   aliases: string[];
   defaultAlias: boolean;
+  /** Refuse an unpinned host key instead of warning. */
+  strictHostKey: boolean;
+  /** Seconds to wait for the TCP connection and SSH handshake. */
+  connectTimeout: number;
   /** Seconds to wait for the registry lock. */
   lockTimeout: number;
   /** Whether a different image may replace a published version with the same serial. */
@@ -82,6 +86,8 @@ export function readSettings(): Settings {
     ),
     aliases: parseAliases(core.getInput('aliases')),
     defaultAlias: readBoolean('default-alias'),
+    strictHostKey: readBoolean('strict-host-key'),
+    connectTimeout: parseWholeNumber(core.getInput('connect-timeout'), 'connect-timeout', 30, 1, 600),
     lockTimeout: parseWholeNumber(core.getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
     replace: readBoolean('replace'),
     retries: parseWholeNumber(core.getInput('retries'), 'retries', 3, 0, 20),

@@ -19,7 +19,7 @@ import { ActionError, describeError } from './errors.js';
 import { commandChain, commandLine, quoteArg } from './shell.js';
 import { buildStreamsIndex, emptyImagesIndex, parseImagesIndex, type ImagesIndex } from './simplestreams.js';
 import { ProgressCounter, formatProgress } from './progress.js';
-import { HeldCommandEnded, remoteFailure, type RemoteSession } from './ssh.js';
+import { HeldCommandEnded, SHORT_COMMAND_TIMEOUT_SECONDS, remoteFailure, type RemoteSession } from './ssh.js';
 import type { Compression, LocalImage } from './image.js';
 
 export const STATE_DIR = '.lxc-publish';
@@ -73,6 +73,8 @@ export async function serverToolVersion(session: RemoteSession): Promise<string>
   const output = await session.run(
     commandLine(['incus-simplestreams', '--version']),
     'Asking the server for its incus-simplestreams version',
+    undefined,
+    SHORT_COMMAND_TIMEOUT_SECONDS,
   );
   return output.toString('utf8').trim();
 }
@@ -230,6 +232,8 @@ export async function uploadState(
   const output = await session.run(
     commandLine(['sh', '-c', UPLOAD_STATE_SCRIPT, 'lxc-publish-state', dir, String(timeoutSeconds), ...names]),
     `Checking earlier uploads in ${dir}`,
+    undefined,
+    timeoutSeconds + SHORT_COMMAND_TIMEOUT_SECONDS,
   );
   const states = new Map<string, RemoteFileState>();
   for (const line of output.toString('utf8').trim().split('\n')) {
@@ -297,7 +301,12 @@ export async function stage(session: RemoteSession, staging: string, remoteFiles
 }
 
 async function readIndexFile(session: RemoteSession, path: string): Promise<ImagesIndex> {
-  const text = await session.run(commandLine(['cat', '--', path]), `Reading ${path}`);
+  const text = await session.run(
+    commandLine(['cat', '--', path]),
+    `Reading ${path}`,
+    undefined,
+    SHORT_COMMAND_TIMEOUT_SECONDS,
+  );
   try {
     return parseImagesIndex(text.toString('utf8'));
   } catch (error) {
@@ -314,7 +323,11 @@ exit 3`;
 export async function readLiveIndex(session: RemoteSession, simplestreamsDir: string): Promise<ImagesIndex> {
   const path = posix.join(simplestreamsDir, 'streams/v1/images.json');
   // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-  const result = await session.exec(commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]));
+  const result = await session.exec(
+    commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]),
+    undefined,
+    SHORT_COMMAND_TIMEOUT_SECONDS,
+  );
   if (result.code === 3) return emptyImagesIndex();
   if (result.code === 4) {
     throw new ActionError(
@@ -380,6 +393,7 @@ export async function commit(session: RemoteSession, options: CommitOptions): Pr
     ])} && ${commandLine(['cat'])} > ${quoteArg(posix.join(next, 'images.json'))}`,
     `Writing the new images.json in ${next}`,
     Readable.from([JSON.stringify(options.index)]),
+    SHORT_COMMAND_TIMEOUT_SECONDS,
   );
   const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
   await session.run(
@@ -396,6 +410,7 @@ export async function commit(session: RemoteSession, options: CommitOptions): Pr
     ]),
     `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`,
     Readable.from([JSON.stringify(buildStreamsIndex(options.index))]),
+    SHORT_COMMAND_TIMEOUT_SECONDS,
   );
 }
 
@@ -458,9 +473,16 @@ export async function housekeeping(session: RemoteSession, paths: RegistryPaths)
       String(UPLOAD_GRACE_SECONDS / 60),
     ]),
     'Cleaning up after earlier runs',
+    undefined,
+    SHORT_COMMAND_TIMEOUT_SECONDS,
   );
 }
 
 export async function removeDirs(session: RemoteSession, dirs: string[]): Promise<void> {
-  await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`);
+  await session.run(
+    commandLine(['rm', '-rf', '--', ...dirs]),
+    `Removing ${dirs.join(', ')}`,
+    undefined,
+    SHORT_COMMAND_TIMEOUT_SECONDS,
+  );
 }

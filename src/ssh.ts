@@ -4,7 +4,7 @@
  */
 import * as core from '@actions/core';
 import { NodeSSH } from 'node-ssh';
-import type { ClientChannel } from 'ssh2';
+import type { ClientChannel, ServerHostKeyAlgorithm } from 'ssh2';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ActionError, describeError } from './errors.js';
@@ -17,6 +17,8 @@ export interface ConnectOptions {
   privateKey: string;
   passphrase: string;
   hostKeyPins: HostKeyPins;
+  /** Refuse a server whose host key is not pinned (instead of warning). */
+  strictHostKey?: boolean;
   /** Seconds to wait for the TCP connection and SSH handshake. */
   connectTimeout?: number;
 }
@@ -26,7 +28,12 @@ export interface CommandResult {
   signal: string | null;
   stdout: Buffer;
   stderr: string;
+  /** Set when the command was stopped for running longer than this many seconds. */
+  timedOutAfter?: number;
 }
+
+/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
+export const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
 
 export interface HeldCommand {
   firstLine: string;
@@ -39,6 +46,81 @@ export class HeldCommandEnded extends Error {
     super(remoteFailure('A held command', result));
     this.name = 'HeldCommandEnded';
   }
+}
+
+/** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
+const HOST_KEY_ALGORITHMS: Record<string, string[]> = {
+  'ssh-ed25519': ['ssh-ed25519'],
+  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+};
+
+/**
+ * The host key algorithm lists to offer, one per connection attempt (undefined: ssh2's defaults).
+ * known-hosts pins: only their types, once. Fingerprints only: the defaults first, then each type.
+ */
+export function hostKeyAlgorithmAttempts(pins: HostKeyPins): (string[] | undefined)[] {
+  const knownTypes = [...new Set(pins.knownKeys.filter((key) => !key.revoked).map((key) => key.type))];
+  if (knownTypes.length > 0 && pins.fingerprints.length === 0) {
+    return [knownTypes.flatMap((type) => HOST_KEY_ALGORITHMS[type] ?? [type])];
+  }
+  if (pins.fingerprints.length === 0) return [undefined];
+  const ecdsa = Object.entries(HOST_KEY_ALGORITHMS)
+    .filter(([type]) => type.startsWith('ecdsa-'))
+    .flatMap(([, names]) => names);
+  return [undefined, HOST_KEY_ALGORITHMS['ssh-ed25519'], ecdsa, HOST_KEY_ALGORITHMS['ssh-rsa']] as (
+    string[] | undefined
+  )[];
+}
+
+/** Whether an attempt would only ask again for a key type the server already presented. */
+function alreadyPresented(algorithms: string[] | undefined, presented: PresentedHostKey[]): boolean {
+  if (!algorithms) return false;
+  return presented.some((key) => (HOST_KEY_ALGORITHMS[key.type] ?? []).some((name) => algorithms.includes(name)));
+}
+
+type Attempt =
+  | { kind: 'connected'; ssh: NodeSSH; presented: PresentedHostKey }
+  | { kind: 'mismatch' | 'unpinned'; presented: PresentedHostKey }
+  | { kind: 'unsupported' };
+
+/** One connection attempt offering `algorithms` as host key types. */
+async function attemptConnection(options: ConnectOptions, algorithms: string[] | undefined): Promise<Attempt> {
+  const ssh = new NodeSSH();
+  const pinned = hasPins(options.hostKeyPins);
+  let presented: PresentedHostKey | undefined;
+  let verdict: 'mismatch' | 'unpinned' | undefined;
+  try {
+    await ssh.connect({
+      host: options.host,
+      port: options.port,
+      username: options.username,
+      privateKey: options.privateKey,
+      ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
+      readyTimeout: (options.connectTimeout ?? 30) * 1000,
+      keepaliveInterval: 15000,
+      keepaliveCountMax: 4,
+      ...(algorithms ? { algorithms: { serverHostKey: algorithms as ServerHostKeyAlgorithm[] } } : {}),
+      hostVerifier: (key: Buffer): boolean => {
+        presented = describePresentedKey(key);
+        if (pinned && !hostKeyAllowed(options.hostKeyPins, key)) verdict = 'mismatch';
+        else if (!pinned && options.strictHostKey) verdict = 'unpinned';
+        return verdict === undefined;
+      },
+    });
+  } catch (error) {
+    ssh.dispose();
+    if (verdict && presented) return { kind: verdict, presented };
+    if (algorithms && /no matching host ?key/i.test(describeError(error))) return { kind: 'unsupported' };
+    throw connectionError(error, options);
+  }
+  if (!presented) {
+    ssh.dispose();
+    throw new ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, 'host');
+  }
+  return { kind: 'connected', ssh, presented };
 }
 
 /** A command's channel, with its output, exit status and end collected from the start. */
@@ -101,47 +183,44 @@ export class RemoteSession {
     return !this.closed && this.ssh.isConnected();
   }
 
-  /** Connects and authenticates; on a host key mismatch, stops before anything is sent. */
+  /**
+   * Connects and authenticates; on a host key mismatch, stops before anything is sent. Only the
+   * pinned key types are offered when known-hosts names them. With fingerprints alone the types
+   * are not known: when the server presents a key of another type than the pinned one (it may
+   * hold several), each other type is asked for in turn.
+   */
   static async connect(options: ConnectOptions): Promise<RemoteSession> {
-    const ssh = new NodeSSH();
-    let presented: PresentedHostKey | undefined;
-    let rejected = false;
-    try {
-      await ssh.connect({
-        host: options.host,
-        port: options.port,
-        username: options.username,
-        privateKey: options.privateKey,
-        ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
-        readyTimeout: (options.connectTimeout ?? 30) * 1000,
-        keepaliveInterval: 15000,
-        keepaliveCountMax: 4,
-        hostVerifier: (key: Buffer): boolean => {
-          presented = describePresentedKey(key);
-          rejected = hasPins(options.hostKeyPins) && !hostKeyAllowed(options.hostKeyPins, key);
-          return !rejected;
-        },
-      });
-    } catch (error) {
-      ssh.dispose();
-      if (rejected && presented) throw hostKeyMismatch(options, presented);
-      throw connectionError(error, options);
+    const pinned = hasPins(options.hostKeyPins);
+    const presentedKeys: PresentedHostKey[] = [];
+    for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
+      if (alreadyPresented(algorithms, presentedKeys)) continue;
+      const attempt = await attemptConnection(options, algorithms);
+      if (attempt.kind === 'connected') {
+        if (!pinned) {
+          const { type, fingerprint } = attempt.presented;
+          core.warning(
+            `The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+              `Pin it: add "host-fingerprint: ${fingerprint}" to the step (after checking it on the server with ` +
+              '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.',
+            { title: 'Host key not pinned' },
+          );
+        } else {
+          core.info(`Host key verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+        }
+        return new RemoteSession(attempt.ssh, attempt.presented);
+      }
+      if (attempt.kind === 'unpinned') {
+        throw new ActionError(
+          `The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
+            `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
+            `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`,
+          'host-fingerprint',
+        );
+      }
+      if (attempt.kind === 'mismatch') presentedKeys.push(attempt.presented);
+      // 'unsupported': the server holds no key of the types asked for; try the next.
     }
-    if (!presented) {
-      ssh.dispose();
-      throw new ActionError(`The server ${options.host} presented no host key; cannot verify it.`, 'host');
-    }
-    if (!hasPins(options.hostKeyPins)) {
-      core.warning(
-        `The host key of ${options.host}:${options.port} was not verified. It presented ${presented.type} ` +
-          `${presented.fingerprint}. Pin it: add "host-fingerprint: ${presented.fingerprint}" to the step ` +
-          '(after checking it on the server with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).',
-        { title: 'Host key not pinned' },
-      );
-    } else {
-      core.info(`Host key verified: ${presented.type} ${presented.fingerprint}`);
-    }
-    return new RemoteSession(ssh, presented);
+    throw hostKeyMismatch(options, presentedKeys);
   }
 
   /**
@@ -161,8 +240,29 @@ export class RemoteSession {
    * Runs a command (built with shell.ts) and collects its output. `stdin`, when given, is streamed
    * to the command with back-pressure, so large files pass through without being held in memory.
    */
-  async exec(command: string, stdin?: Readable): Promise<CommandResult> {
+  async exec(command: string, stdin?: Readable, timeoutSeconds = 0): Promise<CommandResult> {
     const running = await this.start(command);
+    if (timeoutSeconds <= 0) return this.finish(running, stdin);
+    let timer: NodeJS.Timeout | undefined;
+    // sshd does not end a command when its channel is closed, and may ignore signals: the run
+    // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
+    const timedOut = new Promise<CommandResult>((resolve) => {
+      timer = setTimeout(() => {
+        running.channel.signal('KILL');
+        running.channel.close();
+        resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
+      }, timeoutSeconds * 1000);
+    });
+    const finishing = this.finish(running, stdin);
+    finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
+    try {
+      return await Promise.race([finishing, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async finish(running: RunningCommand, stdin?: Readable): Promise<CommandResult> {
     if (stdin) {
       try {
         await pipeline(stdin, running.channel);
@@ -209,8 +309,8 @@ export class RemoteSession {
   }
 
   /** Runs a command and fails with its stderr unless it exits with status 0. */
-  async run(command: string, what: string, stdin?: Readable): Promise<Buffer> {
-    const result = await this.exec(command, stdin);
+  async run(command: string, what: string, stdin?: Readable, timeoutSeconds = 0): Promise<Buffer> {
+    const result = await this.exec(command, stdin, timeoutSeconds);
     if (result.code !== 0) {
       throw new ActionError(remoteFailure(what, result));
     }
@@ -224,11 +324,13 @@ export class RemoteSession {
 
 export function remoteFailure(what: string, result: CommandResult): string {
   const status =
-    result.signal !== null
-      ? `was killed by signal ${result.signal}`
-      : result.code === null
-        ? 'ended without an exit status'
-        : `exited with status ${result.code}`;
+    result.timedOutAfter !== undefined
+      ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
+      : result.signal !== null
+        ? `was killed by signal ${result.signal}`
+        : result.code === null
+          ? 'ended without an exit status'
+          : `exited with status ${result.code}`;
   const stderr = tail(result.stderr);
   return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
 }
@@ -244,18 +346,24 @@ function hintFor(stderr: string, code: number | null): string {
   if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
     return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
   }
-  if (code === 127 || /incus-simplestreams: (command )?not found/i.test(stderr)) {
-    return '\nHint: incus-simplestreams is not installed on the server. Install the incus-extra package (Debian bookworm-backports, Ubuntu 24.04).';
+  const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
+  if (code === 127 || missing) {
+    if (missing === undefined || missing === 'incus-simplestreams') {
+      return '\nHint: incus-simplestreams is not installed on the server. Install the incus-extra package (Debian bookworm-backports, Ubuntu 24.04).';
+    }
+    if (missing === 'flock') return '\nHint: flock is not installed on the server. Install util-linux.';
+    return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
   }
   return '';
 }
 
-function hostKeyMismatch(options: ConnectOptions, presented: PresentedHostKey): ActionError {
+function hostKeyMismatch(options: ConnectOptions, presented: PresentedHostKey[]): ActionError {
   const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
+  const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
   return new ActionError(
-    `Host key verification failed for ${options.host}:${options.port}: the server presented ${presented.type} ` +
-      `${presented.fingerprint}, which ${input} does not allow. Nothing was uploaded. If the server's key ` +
-      `was changed on purpose, update ${input}; otherwise someone may be intercepting the connection.`,
+    `Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+      `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
+      `${input}; otherwise someone may be intercepting the connection.`,
     input,
   );
 }

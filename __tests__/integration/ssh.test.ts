@@ -1,0 +1,120 @@
+// The SSH session against the real loopback sshd: host key negotiation when the server holds
+// several keys, strict host key checking, and commands that run too long.
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { promises as fsp, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseFingerprints, parseKnownHosts } from '../../src/hostkeys.js';
+import { RemoteSession, type ConnectOptions } from '../../src/ssh.js';
+import { startRegistry, type Registry } from '../harness/registry.js';
+
+let registry: Registry;
+let keysDir: string;
+let rsaFingerprint: string;
+let rsaPublic: string;
+
+beforeAll(async () => {
+  // sshd runs as root and reads its host keys itself: a private dir is fine.
+  keysDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-hostkeys-'));
+  const rsaKey = path.join(keysDir, 'ssh_host_rsa_key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-f', rsaKey]);
+  rsaFingerprint = execFileSync('ssh-keygen', ['-lf', `${rsaKey}.pub`])
+    .toString()
+    .split(' ')[1] as string;
+  rsaPublic = readFileSync(`${rsaKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+  // The server holds an Ed25519 key (the harness's, preferred in negotiation) and an RSA key.
+  registry = await startRegistry({ sshExtraConfig: `HostKey ${rsaKey}` });
+  jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+});
+afterAll(async () => {
+  jest.restoreAllMocks();
+  await registry?.stop();
+  await fsp.rm(keysDir, { recursive: true, force: true });
+});
+
+function options(
+  pins: { fingerprint?: string; knownHosts?: string },
+  extra: Partial<ConnectOptions> = {},
+): ConnectOptions {
+  return {
+    host: registry.host,
+    port: registry.sshPort,
+    username: registry.username,
+    privateKey: registry.privateKey,
+    passphrase: '',
+    hostKeyPins: {
+      fingerprints: parseFingerprints(pins.fingerprint ?? ''),
+      knownKeys: parseKnownHosts(pins.knownHosts ?? '', registry.host, registry.sshPort),
+    },
+    ...extra,
+  };
+}
+
+describe('host keys', () => {
+  it('negotiates the Ed25519 key by default', async () => {
+    const session = await RemoteSession.connect(options({ fingerprint: registry.hostKeyFingerprint }));
+    expect(session.hostKey.type).toBe('ssh-ed25519');
+    session.dispose();
+  });
+
+  it('connects when only the RSA fingerprint is pinned, though the server prefers to offer Ed25519', async () => {
+    const session = await RemoteSession.connect(options({ fingerprint: rsaFingerprint }));
+    expect(session.hostKey).toEqual({ type: 'ssh-rsa', fingerprint: rsaFingerprint });
+    session.dispose();
+  });
+
+  it('offers only the types known-hosts pins', async () => {
+    const knownHosts = `[${registry.host}]:${registry.sshPort} ${rsaPublic}`;
+    const session = await RemoteSession.connect(options({ knownHosts }));
+    expect(session.hostKey.type).toBe('ssh-rsa');
+    session.dispose();
+  });
+
+  it('names every key the server presented when none matches', async () => {
+    const wrong = `SHA256:${'C'.repeat(43)}`;
+    await expect(RemoteSession.connect(options({ fingerprint: wrong }))).rejects.toThrow(
+      new RegExp(
+        `presented ssh-ed25519 ${registry.hostKeyFingerprint.replace(/[+/]/g, '\\$&')}, ssh-rsa ${rsaFingerprint.replace(/[+/]/g, '\\$&')}, which host-fingerprint does not allow`,
+      ),
+    );
+  });
+
+  it('refuses an unpinned server with strict-host-key, naming the value to pin', async () => {
+    await expect(RemoteSession.connect(options({}, { strictHostKey: true }))).rejects.toThrow(
+      /strict-host-key is true .* set host-fingerprint: SHA256:/,
+    );
+  });
+});
+
+describe('commands', () => {
+  it('stops a command that runs past its time, and says so', async () => {
+    const session = await RemoteSession.connect(options({ fingerprint: registry.hostKeyFingerprint }));
+    try {
+      const started = Date.now();
+      const result = await session.exec('sleep 30', undefined, 1);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(result.timedOutAfter).toBe(1);
+      await expect(session.run('sleep 30', 'Waiting', undefined, 1)).rejects.toThrow(
+        /Waiting failed on the server: it did not finish within 1 seconds and was stopped/,
+      );
+    } finally {
+      session.dispose();
+    }
+  });
+
+  it('reports a command killed by a signal, and one that exits non-zero, with its stderr', async () => {
+    const session = await RemoteSession.connect(options({ fingerprint: registry.hostKeyFingerprint }));
+    try {
+      await expect(session.run('kill -TERM $$', 'Signalled')).rejects.toThrow(
+        /Signalled failed on the server: it was killed by signal (SIG)?TERM/,
+      );
+      await expect(session.run('echo "No space left on device" >&2; exit 1', 'Writing')).rejects.toThrow(
+        /exited with status 1\.\nNo space left on device\nHint: the server's disk is full/,
+      );
+      await expect(session.run('exec incus-simplestreams-missing', 'Converting')).rejects.toThrow(/status 127/);
+    } finally {
+      session.dispose();
+    }
+  });
+});

@@ -56985,10 +56985,16 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
 class ActionError extends Error {
     input;
     constructor(message, input) {
-        super(message);
+        // Messages quote inputs and server output: no control character (a terminal escape, say)
+        // reaches the log as it is. Line breaks and tabs stay.
+        super(withoutControlCharacters(message));
         this.input = input;
         this.name = 'ActionError';
     }
+}
+/** Replaces control characters other than newline and tab with "?". */
+function withoutControlCharacters(text) {
+    return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
 }
 /** Text of any thrown value, for messages. */
 function describeError(error) {
@@ -57091,6 +57097,41 @@ async function unifiedIsVirtualMachine(path) {
     const listing = await runTar(['-tf', path]);
     return listing.split('\n').some((name) => name === 'rootfs.img' || name === './rootfs.img');
 }
+/**
+ * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
+ * it maps to them (as in Incus's osarch package).
+ */
+const INCUS_ARCHITECTURES = new Set([
+    'i686',
+    'x86_64',
+    'armv6l',
+    'armv7l',
+    'armv8l',
+    'aarch64',
+    'ppc',
+    'ppc64',
+    'ppc64le',
+    's390x',
+    'mips',
+    'mips64',
+    'riscv32',
+    'riscv64',
+    'loongarch64',
+    'i386',
+    'i586',
+    'amd64',
+    'x64',
+    'armel',
+    'armhf',
+    'arm64',
+    'arm64be',
+    'powerpc',
+    'powerpc64',
+    'ppc64el',
+    'mipsel',
+    'mips64el',
+    'loong64',
+]);
 function requireString(value, field, path) {
     if (typeof value !== 'string' || value.trim() === '') {
         throw new ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
@@ -57107,7 +57148,7 @@ function parseMetadataYaml(text, path) {
     catch (error) {
         throw new ActionError(`metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`, 'metadata');
     }
-    if (typeof document !== 'object' || document === null) {
+    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
         throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
     }
     const root = document;
@@ -57120,8 +57161,13 @@ function parseMetadataYaml(text, path) {
         throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
     }
     const props = properties;
+    const architecture = requireString(root['architecture'], 'architecture', path);
+    if (!INCUS_ARCHITECTURES.has(architecture)) {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
+            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).', 'metadata');
+    }
     return {
-        architecture: requireString(root['architecture'], 'architecture', path),
+        architecture,
         creationDate,
         os: requireString(props['os'], 'properties.os', path),
         release: requireString(props['release'], 'properties.release', path),
@@ -57193,14 +57239,60 @@ async function hashImage(paths) {
     }
     return { fingerprint: combined.digest('hex'), files };
 }
+/** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
+async function hashFileInto(path, hashes, length) {
+    if (length === 0)
+        return;
+    const range = length === undefined ? {} : { start: 0, end: length - 1 };
+    for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { ...range, highWaterMark: 1024 * 1024 })) {
+        for (const hash of hashes)
+            hash.update(chunk);
+    }
+}
 /** sha256 of the first `length` bytes of a file (to check an upload to resume). */
 async function hashPrefix(path, length) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    if (length > 0) {
-        for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })) {
-            hash.update(chunk);
-        }
+    const hash = createHash('sha256');
+    await hashFileInto(path, [hash], length);
+    return hash.digest('hex');
+}
+/**
+ * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
+ * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
+ * after a dropped connection need not read the files already sent again.
+ */
+class UploadHashes {
+    done = [];
+    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
+    before(index) {
+        return index === 0
+            ? (0,external_node_crypto_.createHash)('sha256')
+            : this.done[index - 1].fingerprintSoFar.copy();
     }
+    isDone(index) {
+        return this.done[index] !== undefined;
+    }
+    /** Records file `index`, given its own hash and the fingerprint hash, both fed with all its bytes. */
+    finish(index, own, fingerprintSoFar) {
+        const sha256 = own.digest('hex');
+        this.done[index] = { sha256, fingerprintSoFar: fingerprintSoFar.copy() };
+        return sha256;
+    }
+    fingerprint() {
+        const last = this.done.at(-1);
+        if (!last)
+            throw new Error('no file has been hashed');
+        return last.fingerprintSoFar.copy().digest('hex');
+    }
+}
+/**
+ * Names the server-side upload directory of an image before its fingerprint is known (it is
+ * computed while uploading): the file sizes and the start of the metadata tarball, which holds
+ * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
+ * resumed upload keeps is checked byte for byte.
+ */
+async function uploadKey(image) {
+    const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
+    await hashFileInto(image.metadata.path, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
     return hash.digest('hex');
 }
 function imageFiles(image) {
@@ -58312,7 +58404,8 @@ function parseHost(value) {
     }
     const bracketless = host.replace(/^\[(.*)\]$/, '$1');
     const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
-    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && bracketless.includes(':');
+    // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
+    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
     if (!isHostName && !isIPv6) {
         throw new ActionError(`host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`, 'host');
     }
@@ -58375,10 +58468,6 @@ function parseAliases(value) {
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/progress.ts
-/**
- * A pass-through stream that counts bytes and reports progress (percent and MB/s) every few
- * seconds, so long uploads show that they are moving.
- */
 
 /** Sizes in the units that MB/s uses (decimal). */
 function decimalSize(bytes) {
@@ -58401,21 +58490,25 @@ class ProgressCounter extends external_node_stream_.Transform {
     report;
     intervalMs;
     alreadySent;
+    hashes;
     sent;
     started = Date.now();
     lastReport = Date.now();
     /** `alreadySent`: bytes the server held before this pass (a resumed upload). */
-    constructor(label, total, report, intervalMs = 5000, alreadySent = 0) {
+    constructor(label, total, report, intervalMs = 5000, alreadySent = 0, hashes = []) {
         super();
         this.label = label;
         this.total = total;
         this.report = report;
         this.intervalMs = intervalMs;
         this.alreadySent = alreadySent;
+        this.hashes = hashes;
         this.sent = alreadySent;
     }
     _transform(chunk, _encoding, callback) {
         this.sent += chunk.length;
+        for (const hash of this.hashes)
+            hash.update(chunk);
         const now = Date.now();
         if (now - this.lastReport >= this.intervalMs) {
             this.lastReport = now;
@@ -59665,20 +59758,6 @@ function connectionError(error, options) {
 }
 
 ;// CONCATENATED MODULE: ./src/registry.ts
-/**
- * The steps this action runs on the registry server. Commands are built from argument lists by
- * shell.ts; the few server-side scripts below are constants that take every value as a quoted
- * positional argument; file contents travel over the SSH channel's stdin.
- *
- * Server-side layout (all under simplestreams-dir, on the same file system as the live tree so
- * that renames are atomic):
- *   .lxc-publish/lock               the registry lock: one writer at a time
- *   .lxc-publish/staging/<fp>/      where incus-simplestreams add writes a new image's files
- *   .lxc-publish/next/              the next images.json and index.json, before their rename
- *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
- * and under upload-dir:
- *   <fp>/.lock, <fp>/<name>[.partial]   one directory per image, locked by the run uploading it
- */
 
 
 
@@ -59846,9 +59925,10 @@ async function remoteSha256(session, path) {
  * Streams a file (from `offset`, to resume) onto `<name>.partial`, and renames it to its final
  * name once complete, so a partial file never carries the final name.
  */
-async function sendFile(session, file, dir, offset, timeoutSeconds, log) {
-    const counter = new ProgressCounter(file.remoteName, file.size, log, 5000, offset);
+async function sendFile(session, file, dir, offset, timeoutSeconds, log, hashes = []) {
+    const counter = new ProgressCounter(file.remoteName, file.size, log, 5000, offset, hashes);
     const source = (0,external_node_fs_namespaceObject.createReadStream)(file.localPath, { start: offset, highWaterMark: 256 * 1024 });
+    source.on('error', (error) => counter.destroy(error));
     const restart = offset === 0 ? '1' : '0';
     await session.run(commandLine([
         'sh',
@@ -59888,22 +59968,61 @@ async function readIndexFile(session, path) {
         throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
     }
 }
-/** Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing. */
-const READ_LIVE_SCRIPT = `if [ -e "$1/streams/v1/images.json" ]; then exec cat -- "$1/streams/v1/images.json"; fi
-[ -d "$1" ] || exit 4
+/**
+ * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
+ * Before a publish it first checks what the server must offer, so that a missing tool or an
+ * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be.
+ */
+const READ_LIVE_SCRIPT = `ss=$1 up=$2 tool=$3
+[ -d "$ss" ] || exit 4
+if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+if [ -n "$up" ]; then
+  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
+    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
+  done
+fi
+if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
 exit 3`;
-/** The live images.json, or an empty index when the registry has none yet. */
-async function readLiveIndex(session, simplestreamsDir) {
+/**
+ * The live images.json, or an empty index when the registry has none yet. With `preflight`, it
+ * also checks the server before anything is uploaded.
+ */
+async function readLiveIndex(session, simplestreamsDir, preflight) {
     const path = external_node_path_.posix.join(simplestreamsDir, 'streams/v1/images.json');
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await session.exec(commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]), undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
-    if (result.code === 3)
-        return emptyImagesIndex();
-    if (result.code === 4) {
-        throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+    const result = await session.exec(commandLine([
+        'sh',
+        '-c',
+        READ_LIVE_SCRIPT,
+        'lxc-publish-read',
+        simplestreamsDir,
+        preflight?.uploadDir ?? '',
+        preflight?.tool ?? '',
+    ]), undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
+    switch (result.code) {
+        case 3:
+            return emptyImagesIndex();
+        case 4:
+            throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+        case 5:
+            throw new ActionError(preflight?.tool === 'incus-simplestreams'
+                ? "incus-simplestreams is not installed on the server (or not on the SSH user's PATH). Install the " +
+                    'incus-extra package (Debian bookworm-backports, Debian 13, Ubuntu 24.04). Nothing was uploaded.'
+                : `convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, preflight?.tool === 'incus-simplestreams' ? 'simplestreams-dir' : 'convert-command');
+        case 6:
+            throw new ActionError(`upload-dir: the SSH user cannot write (or create) ${preflight?.uploadDir ?? ''} on the server. Give it ` +
+                "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
+        case 7:
+            throw new ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+                "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
+                'Nothing was uploaded.', 'simplestreams-dir');
+        case 0:
+            break;
+        default:
+            throw new ActionError(remoteFailure(`Reading ${path}`, result));
     }
-    if (result.code !== 0)
-        throw new ActionError(remoteFailure(`Reading ${path}`, result));
     try {
         return parseImagesIndex(result.stdout.toString('utf8'));
     }
@@ -60334,6 +60453,11 @@ async function writeSummary(result, options = {}) {
 
 
 
+
+const indent = (text) => text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
 /** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
 function requestedAliases(settings, image) {
     const { os, release, variant } = image.properties;
@@ -60363,42 +60487,60 @@ class Connection {
         this.session.dispose();
     }
 }
-/** Sends the files that are not already on the server, resuming partial ones. */
-async function transferFiles(session, dir, files, timeoutSeconds) {
-    const names = files.map((file) => file.remoteName);
-    const states = await uploadState(session, dir, names, timeoutSeconds);
-    for (const file of files) {
+/**
+ * Sends the files that are not already on the server, resuming partial ones, and hashes them as
+ * they go: a first upload reads each file once. Reusing or resuming an earlier run's upload
+ * reads the part already sent locally, to check it against the server's copy.
+ */
+async function transferFiles(session, dir, files, timeoutSeconds, hashes) {
+    const states = await uploadState(session, dir, files.map((file) => file.remoteName), timeoutSeconds);
+    for (const [index, file] of files.entries()) {
+        if (hashes.isDone(index))
+            continue; // sent before the connection dropped
         const remotePath = external_node_path_.posix.join(dir, file.remoteName);
         const state = states.get(file.remoteName) ?? { final: -1, partial: -1 };
-        if (state.final === file.size && (await remoteSha256(session, remotePath)) === file.sha256) {
-            info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
-            continue;
+        if (state.final === file.size) {
+            const own = (0,external_node_crypto_.createHash)('sha256');
+            const fingerprint = hashes.before(index);
+            await hashFileInto(file.localPath, [own, fingerprint]);
+            if ((await remoteSha256(session, remotePath)) === own.copy().digest('hex')) {
+                hashes.finish(index, own, fingerprint);
+                info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
+                continue;
+            }
         }
         let offset = 0;
+        let own = (0,external_node_crypto_.createHash)('sha256');
+        let fingerprint = hashes.before(index);
         if (state.partial > 0 && state.partial <= file.size) {
-            const [remote, local] = await Promise.all([
+            const prefixOwn = (0,external_node_crypto_.createHash)('sha256');
+            const prefixFingerprint = hashes.before(index);
+            const [remote] = await Promise.all([
                 remoteSha256(session, `${remotePath}.partial`),
-                hashPrefix(file.localPath, state.partial),
+                hashFileInto(file.localPath, [prefixOwn, prefixFingerprint], state.partial),
             ]);
-            if (remote === local) {
+            if (remote === prefixOwn.copy().digest('hex')) {
                 offset = state.partial;
+                own = prefixOwn;
+                fingerprint = prefixFingerprint;
                 info(`${file.remoteName}: resuming after ${offset} bytes already on the server`);
             }
         }
-        await sendFile(session, file, dir, offset, timeoutSeconds, info);
+        await sendFile(session, file, dir, offset, timeoutSeconds, info, [own, fingerprint]);
+        hashes.finish(index, own, fingerprint);
     }
 }
 /**
  * Uploads under the image's own lock, retrying when the connection drops. Returns the lock,
  * which stays held until the publication is done (it also marks the staging tree as in use).
  */
-async function upload(connection, settings, dir, files, fingerprint) {
+async function upload(connection, settings, dir, files, hashes) {
     for (let attempt = 0;; attempt++) {
         let lock;
         try {
-            lock = await holdLock(connection.session, external_node_path_.posix.join(dir, '.lock'), settings.lockTimeout, `Another run has been uploading this same image (${fingerprint}) to ${dir} for more than ` +
+            lock = await holdLock(connection.session, external_node_path_.posix.join(dir, '.lock'), settings.lockTimeout, `Another run has been uploading this same image to ${dir} for more than ` +
                 `${settings.lockTimeout} seconds (lock-timeout). Try again when it is done.`);
-            await transferFiles(connection.session, dir, files, settings.lockTimeout);
+            await transferFiles(connection.session, dir, files, settings.lockTimeout, hashes);
             return lock;
         }
         catch (error) {
@@ -60526,41 +60668,58 @@ async function publish(settings) {
     const aliases = requestedAliases(settings, inspected);
     const connection = new Connection(await group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)), settings);
     try {
-        const { image, hashes } = await group('Fingerprint', async () => {
-            const image = await prepareRootfsTarball(connection.session, settings, inspected);
-            const hashes = await hashImage(imageFiles(image).map((file) => file.path));
-            info(`Fingerprint: ${hashes.fingerprint}`);
-            return { image, hashes };
+        const image = await prepareRootfsTarball(connection.session, settings, inspected);
+        const live = await readLiveIndex(connection.session, paths.simplestreamsDir, {
+            uploadDir: paths.uploadDir,
+            tool: settings.convertCommand || 'incus-simplestreams',
         });
-        const fingerprint = hashes.fingerprint;
-        const live = await readLiveIndex(connection.session, paths.simplestreamsDir);
-        if (findFingerprint(live, fingerprint)) {
-            return await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { kind: 'aliases' }));
-        }
         const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
         const product = productKey(os, release, variant, propertiesArchitecture);
         const serial = serialFor(creationDate);
-        const existing = conflictingFingerprint(live, product, serial, fingerprint);
-        if (existing && !settings.replace)
-            throw serialConflictError(product, serial, existing, fingerprint);
-        return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases, serial);
+        // A fingerprint can only be published under its own product and serial (they come from its
+        // metadata). Only when that version exists is it worth a hash pass before uploading anything;
+        // otherwise the fingerprint is computed while the files are uploaded.
+        let knownFingerprint;
+        if (live.products[product]?.versions?.[serial]) {
+            knownFingerprint = await group('Fingerprint', async () => {
+                const { fingerprint } = await hashImage(imageFiles(image).map((file) => file.path));
+                info(`Fingerprint: ${fingerprint}; ${product} already has version ${serial}`);
+                return fingerprint;
+            });
+            if (findFingerprint(live, knownFingerprint)) {
+                const fingerprint = knownFingerprint;
+                return await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { kind: 'aliases' }));
+            }
+            const existing = conflictingFingerprint(live, product, serial, knownFingerprint);
+            if (existing && !settings.replace)
+                throw serialConflictError(product, serial, existing, knownFingerprint);
+        }
+        return await publishNew(connection, settings, paths, image, aliases, serial, knownFingerprint);
     }
     finally {
         connection.dispose();
     }
 }
-async function publishNew(connection, settings, paths, image, fileHashes, fingerprint, aliases, serial) {
-    const dir = imageUploadDir(paths, fingerprint);
+async function publishNew(connection, settings, paths, image, aliases, serial, knownFingerprint) {
+    const key = await uploadKey(image);
+    const dir = imageUploadDir(paths, key);
     const names = remoteNames(image);
     const remoteFiles = names.map((name) => external_node_path_.posix.join(dir, name));
     const files = imageFiles(image).map((file, index) => ({
         localPath: file.path,
         size: file.size,
-        sha256: fileHashes[index],
         remoteName: names[index],
     }));
-    const imageLock = await group('Upload', () => upload(connection, settings, dir, files, fingerprint));
-    const staging = stagingDir(paths, fingerprint);
+    const hashes = new UploadHashes();
+    const imageLock = await group('Upload', () => upload(connection, settings, dir, files, hashes));
+    const fingerprint = hashes.fingerprint();
+    info(`Fingerprint: ${fingerprint}`);
+    if (knownFingerprint && knownFingerprint !== fingerprint) {
+        await imageLock.release().catch(() => undefined);
+        throw new ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${fingerprint}). ` +
+            'Make sure nothing writes them during the publish, and run it again.', 'metadata');
+    }
+    const staging = stagingDir(paths, key);
     try {
         let change;
         if (settings.convertCommand) {
@@ -60575,7 +60734,8 @@ async function publishNew(connection, settings, paths, image, fileHashes, finger
                 kind: 'custom',
                 run: () => connection.session
                     .run(command, `convert-command ${settings.convertCommand}`)
-                    .then((output) => info(output.toString('utf8').trim())),
+                    // Indented, so that no line of the script's output can pass for a workflow command.
+                    .then((output) => info(indent(withoutControlCharacters(output.toString('utf8').trim())))),
             };
         }
         else {
@@ -60650,12 +60810,14 @@ async function run() {
             }
         }
         finally {
-            // The summary says "served" only when the public check passed.
-            await writeSummary(result, {
-                ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
-                ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
-                lxd: settings.lxdCompat,
-            });
+            // The summary says "served" only when the public check passed. Outside a runner (a local
+            // run) there is no summary file: the log has everything.
+            if (process.env['GITHUB_STEP_SUMMARY'])
+                await writeSummary(result, {
+                    ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+                    ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
+                    lxd: settings.lxdCompat,
+                });
         }
     }
     catch (error) {

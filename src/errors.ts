@@ -7,9 +7,16 @@ export class ActionError extends Error {
     message: string,
     readonly input?: string,
   ) {
-    super(message);
+    // Messages quote inputs and server output: no control character (a terminal escape, say)
+    // reaches the log as it is. Line breaks and tabs stay.
+    super(withoutControlCharacters(message));
     this.name = 'ActionError';
   }
+}
+
+/** Replaces control characters other than newline and tab with "?". */
+export function withoutControlCharacters(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
 }
 
 /** Text of any thrown value, for messages. */

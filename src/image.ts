@@ -4,7 +4,7 @@
  */
 import { getExecOutput } from '@actions/exec';
 import { which } from '@actions/io';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { access, open, stat } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
@@ -135,6 +135,42 @@ async function unifiedIsVirtualMachine(path: string): Promise<boolean> {
   return listing.split('\n').some((name) => name === 'rootfs.img' || name === './rootfs.img');
 }
 
+/**
+ * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
+ * it maps to them (as in Incus's osarch package).
+ */
+export const INCUS_ARCHITECTURES = new Set([
+  'i686',
+  'x86_64',
+  'armv6l',
+  'armv7l',
+  'armv8l',
+  'aarch64',
+  'ppc',
+  'ppc64',
+  'ppc64le',
+  's390x',
+  'mips',
+  'mips64',
+  'riscv32',
+  'riscv64',
+  'loongarch64',
+  'i386',
+  'i586',
+  'amd64',
+  'x64',
+  'armel',
+  'armhf',
+  'arm64',
+  'arm64be',
+  'powerpc',
+  'powerpc64',
+  'ppc64el',
+  'mipsel',
+  'mips64el',
+  'loong64',
+]);
+
 function requireString(value: unknown, field: string, path: string): string {
   if (typeof value !== 'string' || value.trim() === '') {
     throw new ActionError(
@@ -157,7 +193,7 @@ export function parseMetadataYaml(text: string, path: string): ImageMetadata {
       'metadata',
     );
   }
-  if (typeof document !== 'object' || document === null) {
+  if (typeof document !== 'object' || document === null || Array.isArray(document)) {
     throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
   }
   const root = document as Record<string, unknown>;
@@ -173,8 +209,16 @@ export function parseMetadataYaml(text: string, path: string): ImageMetadata {
     throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
   }
   const props = properties as Record<string, unknown>;
+  const architecture = requireString(root['architecture'], 'architecture', path);
+  if (!INCUS_ARCHITECTURES.has(architecture)) {
+    throw new ActionError(
+      `metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
+        'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).',
+      'metadata',
+    );
+  }
   return {
-    architecture: requireString(root['architecture'], 'architecture', path),
+    architecture,
     creationDate,
     os: requireString(props['os'], 'properties.os', path),
     release: requireString(props['release'], 'properties.release', path),
@@ -267,14 +311,64 @@ export async function hashImage(paths: string[]): Promise<ImageHashes> {
   return { fingerprint: combined.digest('hex'), files };
 }
 
+/** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
+export async function hashFileInto(path: string, hashes: Hash[], length?: number): Promise<void> {
+  if (length === 0) return;
+  const range = length === undefined ? {} : { start: 0, end: length - 1 };
+  for await (const chunk of createReadStream(path, { ...range, highWaterMark: 1024 * 1024 })) {
+    for (const hash of hashes) hash.update(chunk as Buffer);
+  }
+}
+
 /** sha256 of the first `length` bytes of a file (to check an upload to resume). */
 export async function hashPrefix(path: string, length: number): Promise<string> {
   const hash = createHash('sha256');
-  if (length > 0) {
-    for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })) {
-      hash.update(chunk as Buffer);
-    }
+  await hashFileInto(path, [hash], length);
+  return hash.digest('hex');
+}
+
+/**
+ * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
+ * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
+ * after a dropped connection need not read the files already sent again.
+ */
+export class UploadHashes {
+  private readonly done: { sha256: string; fingerprintSoFar: Hash }[] = [];
+
+  /** The fingerprint hash as it stands before file `index` (a fresh copy). */
+  before(index: number): Hash {
+    return index === 0
+      ? createHash('sha256')
+      : (this.done[index - 1] as { fingerprintSoFar: Hash }).fingerprintSoFar.copy();
   }
+
+  isDone(index: number): boolean {
+    return this.done[index] !== undefined;
+  }
+
+  /** Records file `index`, given its own hash and the fingerprint hash, both fed with all its bytes. */
+  finish(index: number, own: Hash, fingerprintSoFar: Hash): string {
+    const sha256 = own.digest('hex');
+    this.done[index] = { sha256, fingerprintSoFar: fingerprintSoFar.copy() };
+    return sha256;
+  }
+
+  fingerprint(): string {
+    const last = this.done.at(-1);
+    if (!last) throw new Error('no file has been hashed');
+    return last.fingerprintSoFar.copy().digest('hex');
+  }
+}
+
+/**
+ * Names the server-side upload directory of an image before its fingerprint is known (it is
+ * computed while uploading): the file sizes and the start of the metadata tarball, which holds
+ * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
+ * resumed upload keeps is checked byte for byte.
+ */
+export async function uploadKey(image: LocalImage): Promise<string> {
+  const hash = createHash('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
+  await hashFileInto(image.metadata.path, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
   return hash.digest('hex');
 }
 

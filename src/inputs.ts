@@ -197,7 +197,8 @@ export function parseHost(value: string): string {
   }
   const bracketless = host.replace(/^\[(.*)\]$/, '$1');
   const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
-  const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && bracketless.includes(':');
+  // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
+  const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
   if (!isHostName && !isIPv6) {
     throw new ActionError(
       `host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`,

@@ -6,8 +6,17 @@
 import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ActionError, describeError } from './errors.js';
-import { hashImage, hashPrefix, imageFiles, inspectImage, type LocalImage } from './image.js';
+import { ActionError, describeError, withoutControlCharacters } from './errors.js';
+import {
+  UploadHashes,
+  hashFileInto,
+  hashImage,
+  imageFiles,
+  inspectImage,
+  uploadKey,
+  type LocalImage,
+} from './image.js';
+import { createHash } from 'node:crypto';
 import { readSettings, type Settings } from './inputs.js';
 import {
   commit,
@@ -54,6 +63,12 @@ import { checkPublicRegistry, type PublicCheckResult } from './public.js';
 import { RemoteSession } from './ssh.js';
 import { writeSummary, type PublishResult } from './summary.js';
 
+const indent = (text: string): string =>
+  text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
+
 /** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
 function requestedAliases(settings: Settings, image: LocalImage): string[] {
   const { os, release, variant } = image.properties;
@@ -88,34 +103,57 @@ class Connection {
   }
 }
 
-/** Sends the files that are not already on the server, resuming partial ones. */
+/**
+ * Sends the files that are not already on the server, resuming partial ones, and hashes them as
+ * they go: a first upload reads each file once. Reusing or resuming an earlier run's upload
+ * reads the part already sent locally, to check it against the server's copy.
+ */
 async function transferFiles(
   session: RemoteSession,
   dir: string,
   files: UploadFile[],
   timeoutSeconds: number,
+  hashes: UploadHashes,
 ): Promise<void> {
-  const names = files.map((file) => file.remoteName);
-  const states = await uploadState(session, dir, names, timeoutSeconds);
-  for (const file of files) {
+  const states = await uploadState(
+    session,
+    dir,
+    files.map((file) => file.remoteName),
+    timeoutSeconds,
+  );
+  for (const [index, file] of files.entries()) {
+    if (hashes.isDone(index)) continue; // sent before the connection dropped
     const remotePath = posix.join(dir, file.remoteName);
     const state = states.get(file.remoteName) ?? { final: -1, partial: -1 };
-    if (state.final === file.size && (await remoteSha256(session, remotePath)) === file.sha256) {
-      core.info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
-      continue;
+    if (state.final === file.size) {
+      const own = createHash('sha256');
+      const fingerprint = hashes.before(index);
+      await hashFileInto(file.localPath, [own, fingerprint]);
+      if ((await remoteSha256(session, remotePath)) === own.copy().digest('hex')) {
+        hashes.finish(index, own, fingerprint);
+        core.info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
+        continue;
+      }
     }
     let offset = 0;
+    let own = createHash('sha256');
+    let fingerprint = hashes.before(index);
     if (state.partial > 0 && state.partial <= file.size) {
-      const [remote, local] = await Promise.all([
+      const prefixOwn = createHash('sha256');
+      const prefixFingerprint = hashes.before(index);
+      const [remote] = await Promise.all([
         remoteSha256(session, `${remotePath}.partial`),
-        hashPrefix(file.localPath, state.partial),
+        hashFileInto(file.localPath, [prefixOwn, prefixFingerprint], state.partial),
       ]);
-      if (remote === local) {
+      if (remote === prefixOwn.copy().digest('hex')) {
         offset = state.partial;
+        own = prefixOwn;
+        fingerprint = prefixFingerprint;
         core.info(`${file.remoteName}: resuming after ${offset} bytes already on the server`);
       }
     }
-    await sendFile(session, file, dir, offset, timeoutSeconds, core.info);
+    await sendFile(session, file, dir, offset, timeoutSeconds, core.info, [own, fingerprint]);
+    hashes.finish(index, own, fingerprint);
   }
 }
 
@@ -128,7 +166,7 @@ async function upload(
   settings: Settings,
   dir: string,
   files: UploadFile[],
-  fingerprint: string,
+  hashes: UploadHashes,
 ): Promise<HeldLock> {
   for (let attempt = 0; ; attempt++) {
     let lock: HeldLock | undefined;
@@ -137,10 +175,10 @@ async function upload(
         connection.session,
         posix.join(dir, '.lock'),
         settings.lockTimeout,
-        `Another run has been uploading this same image (${fingerprint}) to ${dir} for more than ` +
+        `Another run has been uploading this same image to ${dir} for more than ` +
           `${settings.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
       );
-      await transferFiles(connection.session, dir, files, settings.lockTimeout);
+      await transferFiles(connection.session, dir, files, settings.lockTimeout, hashes);
       return lock;
     } catch (error) {
       await lock?.release().catch(() => undefined);
@@ -303,25 +341,34 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     settings,
   );
   try {
-    const { image, hashes } = await core.group('Fingerprint', async () => {
-      const image = await prepareRootfsTarball(connection.session, settings, inspected);
-      const hashes = await hashImage(imageFiles(image).map((file) => file.path));
-      core.info(`Fingerprint: ${hashes.fingerprint}`);
-      return { image, hashes };
+    const image = await prepareRootfsTarball(connection.session, settings, inspected);
+    const live = await readLiveIndex(connection.session, paths.simplestreamsDir, {
+      uploadDir: paths.uploadDir,
+      tool: settings.convertCommand || 'incus-simplestreams',
     });
-    const fingerprint = hashes.fingerprint;
-    const live = await readLiveIndex(connection.session, paths.simplestreamsDir);
-    if (findFingerprint(live, fingerprint)) {
-      return await core.group('Already published: put the aliases in place', () =>
-        publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { kind: 'aliases' }),
-      );
-    }
     const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
     const product = productKey(os, release, variant, propertiesArchitecture);
     const serial = serialFor(creationDate);
-    const existing = conflictingFingerprint(live, product, serial, fingerprint);
-    if (existing && !settings.replace) throw serialConflictError(product, serial, existing, fingerprint);
-    return await publishNew(connection, settings, paths, image, hashes.files, fingerprint, aliases, serial);
+    // A fingerprint can only be published under its own product and serial (they come from its
+    // metadata). Only when that version exists is it worth a hash pass before uploading anything;
+    // otherwise the fingerprint is computed while the files are uploaded.
+    let knownFingerprint: string | undefined;
+    if (live.products[product]?.versions?.[serial]) {
+      knownFingerprint = await core.group('Fingerprint', async () => {
+        const { fingerprint } = await hashImage(imageFiles(image).map((file) => file.path));
+        core.info(`Fingerprint: ${fingerprint}; ${product} already has version ${serial}`);
+        return fingerprint;
+      });
+      if (findFingerprint(live, knownFingerprint)) {
+        const fingerprint = knownFingerprint;
+        return await core.group('Already published: put the aliases in place', () =>
+          publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { kind: 'aliases' }),
+        );
+      }
+      const existing = conflictingFingerprint(live, product, serial, knownFingerprint);
+      if (existing && !settings.replace) throw serialConflictError(product, serial, existing, knownFingerprint);
+    }
+    return await publishNew(connection, settings, paths, image, aliases, serial, knownFingerprint);
   } finally {
     connection.dispose();
   }
@@ -332,22 +379,32 @@ async function publishNew(
   settings: Settings,
   paths: RegistryPaths,
   image: LocalImage,
-  fileHashes: string[],
-  fingerprint: string,
   aliases: string[],
   serial: string,
+  knownFingerprint: string | undefined,
 ): Promise<PublishResult> {
-  const dir = imageUploadDir(paths, fingerprint);
+  const key = await uploadKey(image);
+  const dir = imageUploadDir(paths, key);
   const names = remoteNames(image);
   const remoteFiles = names.map((name) => posix.join(dir, name));
   const files: UploadFile[] = imageFiles(image).map((file, index) => ({
     localPath: file.path,
     size: file.size,
-    sha256: fileHashes[index] as string,
     remoteName: names[index] as string,
   }));
-  const imageLock = await core.group('Upload', () => upload(connection, settings, dir, files, fingerprint));
-  const staging = stagingDir(paths, fingerprint);
+  const hashes = new UploadHashes();
+  const imageLock = await core.group('Upload', () => upload(connection, settings, dir, files, hashes));
+  const fingerprint = hashes.fingerprint();
+  core.info(`Fingerprint: ${fingerprint}`);
+  if (knownFingerprint && knownFingerprint !== fingerprint) {
+    await imageLock.release().catch(() => undefined);
+    throw new ActionError(
+      `The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${fingerprint}). ` +
+        'Make sure nothing writes them during the publish, and run it again.',
+      'metadata',
+    );
+  }
+  const staging = stagingDir(paths, key);
   try {
     let change: Change;
     if (settings.convertCommand) {
@@ -363,7 +420,8 @@ async function publishNew(
         run: () =>
           connection.session
             .run(command, `convert-command ${settings.convertCommand}`)
-            .then((output) => core.info(output.toString('utf8').trim())),
+            // Indented, so that no line of the script's output can pass for a workflow command.
+            .then((output) => core.info(indent(withoutControlCharacters(output.toString('utf8').trim())))),
       };
     } else {
       const version = await core.group('Convert with incus-simplestreams', async () => {
@@ -452,12 +510,14 @@ export async function run(): Promise<void> {
         );
       }
     } finally {
-      // The summary says "served" only when the public check passed.
-      await writeSummary(result, {
-        ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
-        ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
-        lxd: settings.lxdCompat,
-      });
+      // The summary says "served" only when the public check passed. Outside a runner (a local
+      // run) there is no summary file: the log has everything.
+      if (process.env['GITHUB_STEP_SUMMARY'])
+        await writeSummary(result, {
+          ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+          ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
+          lxd: settings.lxdCompat,
+        });
     }
   } catch (error) {
     // ActionError messages already name the input and the fix; anything else is unexpected.

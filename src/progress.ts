@@ -1,7 +1,9 @@
 /**
  * A pass-through stream that counts bytes and reports progress (percent and MB/s) every few
- * seconds, so long uploads show that they are moving.
+ * seconds, so long uploads show that they are moving. It also feeds the bytes to hashes, so that
+ * an upload computes the fingerprint without a second read of the file.
  */
+import type { Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 
 export interface ProgressReport {
@@ -39,6 +41,7 @@ export class ProgressCounter extends Transform {
     private readonly report: (line: string) => void,
     private readonly intervalMs = 5000,
     private readonly alreadySent = 0,
+    private readonly hashes: Hash[] = [],
   ) {
     super();
     this.sent = alreadySent;
@@ -46,6 +49,7 @@ export class ProgressCounter extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.sent += chunk.length;
+    for (const hash of this.hashes) hash.update(chunk);
     const now = Date.now();
     if (now - this.lastReport >= this.intervalMs) {
       this.lastReport = now;

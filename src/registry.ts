@@ -12,6 +12,7 @@
  * and under upload-dir:
  *   <fp>/.lock, <fp>/<name>[.partial]   one directory per image, locked by the run uploading it
  */
+import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { posix } from 'node:path';
@@ -40,11 +41,10 @@ export const nextDir = (paths: RegistryPaths): string => posix.join(paths.simple
 export const imageUploadDir = (paths: RegistryPaths, fingerprint: string): string =>
   posix.join(paths.uploadDir, fingerprint);
 
-/** One file to upload: where it is, what it must hash to, and its fixed name on the server. */
+/** One file to upload: where it is and its fixed name on the server. */
 export interface UploadFile {
   localPath: string;
   size: number;
-  sha256: string;
   remoteName: string;
 }
 
@@ -259,9 +259,11 @@ export async function sendFile(
   offset: number,
   timeoutSeconds: number,
   log: (line: string) => void,
+  hashes: Hash[] = [],
 ): Promise<void> {
-  const counter = new ProgressCounter(file.remoteName, file.size, log, 5000, offset);
+  const counter = new ProgressCounter(file.remoteName, file.size, log, 5000, offset, hashes);
   const source = createReadStream(file.localPath, { start: offset, highWaterMark: 256 * 1024 });
+  source.on('error', (error) => counter.destroy(error));
   const restart = offset === 0 ? '1' : '0';
   await session.run(
     commandLine([
@@ -314,28 +316,88 @@ async function readIndexFile(session: RemoteSession, path: string): Promise<Imag
   }
 }
 
-/** Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing. */
-const READ_LIVE_SCRIPT = `if [ -e "$1/streams/v1/images.json" ]; then exec cat -- "$1/streams/v1/images.json"; fi
-[ -d "$1" ] || exit 4
+/**
+ * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
+ * Before a publish it first checks what the server must offer, so that a missing tool or an
+ * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be.
+ */
+const READ_LIVE_SCRIPT = `ss=$1 up=$2 tool=$3
+[ -d "$ss" ] || exit 4
+if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+if [ -n "$up" ]; then
+  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
+    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
+  done
+fi
+if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
 exit 3`;
 
-/** The live images.json, or an empty index when the registry has none yet. */
-export async function readLiveIndex(session: RemoteSession, simplestreamsDir: string): Promise<ImagesIndex> {
+export interface Preflight {
+  uploadDir: string;
+  /** The convert tool that must be on the server's PATH: incus-simplestreams or convert-command. */
+  tool: string;
+}
+
+/**
+ * The live images.json, or an empty index when the registry has none yet. With `preflight`, it
+ * also checks the server before anything is uploaded.
+ */
+export async function readLiveIndex(
+  session: RemoteSession,
+  simplestreamsDir: string,
+  preflight?: Preflight,
+): Promise<ImagesIndex> {
   const path = posix.join(simplestreamsDir, 'streams/v1/images.json');
   // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
   const result = await session.exec(
-    commandLine(['sh', '-c', READ_LIVE_SCRIPT, 'lxc-publish-read', simplestreamsDir]),
+    commandLine([
+      'sh',
+      '-c',
+      READ_LIVE_SCRIPT,
+      'lxc-publish-read',
+      simplestreamsDir,
+      preflight?.uploadDir ?? '',
+      preflight?.tool ?? '',
+    ]),
     undefined,
     SHORT_COMMAND_TIMEOUT_SECONDS,
   );
-  if (result.code === 3) return emptyImagesIndex();
-  if (result.code === 4) {
-    throw new ActionError(
-      `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
-      'simplestreams-dir',
-    );
+  switch (result.code) {
+    case 3:
+      return emptyImagesIndex();
+    case 4:
+      throw new ActionError(
+        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
+        'simplestreams-dir',
+      );
+    case 5:
+      throw new ActionError(
+        preflight?.tool === 'incus-simplestreams'
+          ? "incus-simplestreams is not installed on the server (or not on the SSH user's PATH). Install the " +
+              'incus-extra package (Debian bookworm-backports, Debian 13, Ubuntu 24.04). Nothing was uploaded.'
+          : `convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`,
+        preflight?.tool === 'incus-simplestreams' ? 'simplestreams-dir' : 'convert-command',
+      );
+    case 6:
+      throw new ActionError(
+        `upload-dir: the SSH user cannot write (or create) ${preflight?.uploadDir ?? ''} on the server. Give it ` +
+          "ownership of that directory (see the README's server setup). Nothing was uploaded.",
+        'upload-dir',
+      );
+    case 7:
+      throw new ActionError(
+        `simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+          "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
+          'Nothing was uploaded.',
+        'simplestreams-dir',
+      );
+    case 0:
+      break;
+    default:
+      throw new ActionError(remoteFailure(`Reading ${path}`, result));
   }
-  if (result.code !== 0) throw new ActionError(remoteFailure(`Reading ${path}`, result));
   try {
     return parseImagesIndex(result.stdout.toString('utf8'));
   } catch (error) {

@@ -166,10 +166,12 @@ incus-simplestreams add --no-default-alias "$@" "$metadata" "$data"`,
     expect(result.status).toBe('published');
     expect(result.fingerprint).toBe(image.fingerprint);
     const args = (await fsp.readFile(argsLog, 'utf8')).trim().split('\n');
+    // The uploads sit in the image's own directory under upload-dir.
+    const uploaded = new RegExp(`^${registry.uploadDir}/[0-9a-f]{64}/`);
     expect(args).toEqual([
       registry.simplestreamsDir,
-      path.join(registry.uploadDir, image.fingerprint, 'metadata.tar.xz'),
-      path.join(registry.uploadDir, image.fingerprint, 'rootfs.squashfs'),
+      expect.stringMatching(new RegExp(`${uploaded.source}metadata\\.tar\\.xz$`)),
+      expect.stringMatching(new RegExp(`${uploaded.source}rootfs\\.squashfs$`)),
       image.fingerprint,
       result.serial,
       'UTC',

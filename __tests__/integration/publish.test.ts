@@ -177,16 +177,31 @@ describe('refusals', () => {
     ).rejects.toThrow(/known-hosts does not allow/);
   });
 
-  it("fails with the tool's stderr when incus-simplestreams refuses, leaving the live index as it was", async () => {
+  it('refuses before any upload when the staging area is not writable, leaving the live index as it was', async () => {
     const liveIndex = path.join(registry.simplestreamsDir, 'streams/v1/images.json');
     await publishWith(inputsFor(registry, await newImage())); // so that there is a live index
     const before = await fsp.readFile(liveIndex);
-    const image = await newImage(makeSplitContainerImage, { architecture: 'foo64' });
-    await expect(publishWith(inputsFor(registry, image))).rejects.toThrow(
-      /incus-simplestreams add \(in the staging tree\) failed on the server: it exited with status 1\.\n.*Architecture isn't supported: foo64/s,
-    );
+    // A staging area the SSH user cannot write (as root: owned by root, read-only for others).
+    const stagingRoot = path.join(registry.simplestreamsDir, '.lxc-publish/staging');
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) await fsp.chown(stagingRoot, 0, 0);
+    await fsp.chmod(stagingRoot, 0o555);
+    try {
+      await expect(publishWith(inputsFor(registry, await newImage()))).rejects.toThrow(
+        /^simplestreams-dir: the SSH user cannot write .*\.lxc-publish\/staging on the server\. .*Nothing was uploaded\./,
+      );
+      expect(await listTree(registry.uploadDir)).toEqual([]);
+    } finally {
+      await fsp.chmod(stagingRoot, 0o755);
+      if (asRoot)
+        await fsp.chown(
+          stagingRoot,
+          (await fsp.stat(registry.uploadDir)).uid,
+          (await fsp.stat(registry.uploadDir)).gid,
+        );
+    }
     expect(await fsp.readFile(liveIndex)).toEqual(before);
-    expect(await listTree(path.join(registry.simplestreamsDir, '.lxc-publish/staging'))).toEqual([]);
+    expect(await listTree(stagingRoot)).toEqual([]);
   });
 
   it('names simplestreams-dir when it does not exist on the server', async () => {

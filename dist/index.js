@@ -1,4 +1,4 @@
-import './sourcemap-register.cjs';import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
+import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
 /***/ 6656:
@@ -57264,24 +57264,20 @@ class UploadHashes {
     done = [];
     /** The fingerprint hash as it stands before file `index` (a fresh copy). */
     before(index) {
-        return index === 0
-            ? (0,external_node_crypto_.createHash)('sha256')
-            : this.done[index - 1].fingerprintSoFar.copy();
+        return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
     }
     isDone(index) {
         return this.done[index] !== undefined;
     }
-    /** Records file `index`, given its own hash and the fingerprint hash, both fed with all its bytes. */
-    finish(index, own, fingerprintSoFar) {
-        const sha256 = own.digest('hex');
-        this.done[index] = { sha256, fingerprintSoFar: fingerprintSoFar.copy() };
-        return sha256;
+    /** Records file `index`, given the fingerprint hash fed with all its bytes. */
+    finish(index, fingerprintSoFar) {
+        this.done[index] = fingerprintSoFar.copy();
     }
     fingerprint() {
         const last = this.done.at(-1);
         if (!last)
             throw new Error('no file has been hashed');
-        return last.fingerprintSoFar.copy().digest('hex');
+        return last.copy().digest('hex');
     }
 }
 /**
@@ -59408,6 +59404,9 @@ class NodeSSH {
     }
 }
 
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 ;// CONCATENATED MODULE: ./src/ssh.ts
@@ -59415,6 +59414,7 @@ const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createR
  * The SSH session: connecting with a pinned (or reported) host key, running quoted commands with
  * their exit status checked, and streaming files to the server.
  */
+
 
 
 
@@ -59467,8 +59467,14 @@ async function attemptConnection(options, algorithms) {
     const pinned = hasPins(options.hostKeyPins);
     let presented;
     let verdict;
+    // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
+    // our own it is off from the first byte, which makes every command's round trip (and the
+    // handshake's) tens of milliseconds shorter.
+    const sock = external_node_net_default().connect({ host: options.host, port: options.port });
+    sock.setNoDelay(true);
     try {
         await ssh.connect({
+            sock,
             host: options.host,
             port: options.port,
             username: options.username,
@@ -59490,6 +59496,7 @@ async function attemptConnection(options, algorithms) {
     }
     catch (error) {
         ssh.dispose();
+        sock.destroy();
         if (verdict && presented)
             return { kind: verdict, presented };
         if (algorithms && /no matching host ?key/i.test(describeError(error)))
@@ -59956,16 +59963,17 @@ function stageCommand(staging, remoteFiles) {
     ]);
 }
 async function stage(session, staging, remoteFiles) {
-    await session.run(stageCommand(staging, remoteFiles), 'incus-simplestreams add (in the staging tree)');
-    return readIndexFile(session, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
+    // One round trip: the tool's index is printed once the tool has written it.
+    const output = await session.run(`${stageCommand(staging, remoteFiles)} >&2 && ${commandLine(['cat', '--', 'streams/v1/images.json'])}`, 'incus-simplestreams add (in the staging tree)');
+    return parseIndexText(output, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
 }
-async function readIndexFile(session, path) {
-    const text = await session.run(commandLine(['cat', '--', path]), `Reading ${path}`, undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
+function parseIndexText(text, path) {
     try {
         return parseImagesIndex(text.toString('utf8'));
     }
     catch (error) {
-        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
+        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+            "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
     }
 }
 /**
@@ -60019,16 +60027,9 @@ async function readLiveIndex(session, simplestreamsDir, preflight) {
                 "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
                 'Nothing was uploaded.', 'simplestreams-dir');
         case 0:
-            break;
+            return parseIndexText(result.stdout, path);
         default:
             throw new ActionError(remoteFailure(`Reading ${path}`, result));
-    }
-    try {
-        return parseImagesIndex(result.stdout.toString('utf8'));
-    }
-    catch (error) {
-        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
-            "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
     }
 }
 /**
@@ -60039,8 +60040,11 @@ async function readLiveIndex(session, simplestreamsDir, preflight) {
  * a later run removes them.
  */
 const COMMIT_SCRIPT = `set -eu
-ss=$1 next=$2 staging=$3 holder=$4; shift 4
-cat > "$next/index.json"
+ss=$1 next=$2 staging=$3 holder=$4 index_json=$5; shift 5
+rm -rf -- "$next"
+mkdir -p -- "$next"
+cat > "$next/images.json"
+printf '%s' "$index_json" > "$next/index.json"
 kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
 mkdir -p -- "$ss/images" "$ss/streams/v1"
 for json in images.json index.json; do
@@ -60058,12 +60062,7 @@ mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
 now=$(date +%s)
 for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`;
 async function commit(session, options) {
-    const next = nextDir(options.paths);
-    // Two round trips: images.json goes over the first command's stdin, index.json over the commit's.
-    await session.run(`${commandChain([
-        ['rm', '-rf', '--', next],
-        ['mkdir', '-p', '--', next],
-    ])} && ${commandLine(['cat'])} > ${quoteArg(external_node_path_.posix.join(next, 'images.json'))}`, `Writing the new images.json in ${next}`, external_node_stream_.Readable.from([JSON.stringify(options.index)]), SHORT_COMMAND_TIMEOUT_SECONDS);
+    // One round trip: images.json goes over stdin, the (small) index.json as an argument.
     const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
     await session.run(commandLine([
         'sh',
@@ -60071,11 +60070,12 @@ async function commit(session, options) {
         COMMIT_SCRIPT,
         'lxc-publish-commit',
         options.paths.simplestreamsDir,
-        next,
+        nextDir(options.paths),
         options.staging ?? '',
         String(options.lock.pid),
+        JSON.stringify(buildStreamsIndex(options.index)),
         ...retired,
-    ]), `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`, external_node_stream_.Readable.from([JSON.stringify(buildStreamsIndex(options.index))]), SHORT_COMMAND_TIMEOUT_SECONDS);
+    ]), `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`, external_node_stream_.Readable.from([JSON.stringify(options.index)]), SHORT_COMMAND_TIMEOUT_SECONDS);
 }
 // ---------------------------------------------------------------------------------------------
 // Housekeeping, under the registry lock
@@ -60085,7 +60085,7 @@ async function commit(session, options) {
  * upload directories untouched for a day; files of replaced versions past their grace time.
  */
 const HOUSEKEEPING_SCRIPT = `set -u
-ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
 state=$ss/.lxc-publish
 live=$ss/streams/v1/images.json
 now=$(date +%s)
@@ -60120,9 +60120,15 @@ if [ -f "$state/retired" ]; then
   done < "$state/retired"
   mv -f -- "$state/retired.next" "$state/retired"
 fi
-exit 0`;
-async function housekeeping(session, paths) {
-    await session.run(commandLine([
+# This run's own upload and staging directories, done with.
+[ $# -gt 0 ] && rm -rf -- "$@"
+exec cat -- "$live"`;
+/**
+ * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
+ * live index as it now stands: one round trip, under the registry lock.
+ */
+async function housekeepAndRead(session, paths, done = []) {
+    const output = await session.run(commandLine([
         'sh',
         '-c',
         HOUSEKEEPING_SCRIPT,
@@ -60131,7 +60137,9 @@ async function housekeeping(session, paths) {
         paths.uploadDir,
         String(RETIRE_GRACE_SECONDS),
         String(UPLOAD_GRACE_SECONDS / 60),
-    ]), 'Cleaning up after earlier runs', undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
+        ...done,
+    ]), 'Cleaning up after earlier runs and reading the index back', undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
+    return parseIndexText(output, external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json'));
 }
 async function removeDirs(session, dirs) {
     await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`, undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
@@ -60503,31 +60511,30 @@ async function transferFiles(session, dir, files, timeoutSeconds, hashes) {
             const own = (0,external_node_crypto_.createHash)('sha256');
             const fingerprint = hashes.before(index);
             await hashFileInto(file.localPath, [own, fingerprint]);
-            if ((await remoteSha256(session, remotePath)) === own.copy().digest('hex')) {
-                hashes.finish(index, own, fingerprint);
+            if ((await remoteSha256(session, remotePath)) === own.digest('hex')) {
+                hashes.finish(index, fingerprint);
                 info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
                 continue;
             }
         }
         let offset = 0;
-        let own = (0,external_node_crypto_.createHash)('sha256');
         let fingerprint = hashes.before(index);
         if (state.partial > 0 && state.partial <= file.size) {
-            const prefixOwn = (0,external_node_crypto_.createHash)('sha256');
+            const prefix = (0,external_node_crypto_.createHash)('sha256');
             const prefixFingerprint = hashes.before(index);
             const [remote] = await Promise.all([
                 remoteSha256(session, `${remotePath}.partial`),
-                hashFileInto(file.localPath, [prefixOwn, prefixFingerprint], state.partial),
+                hashFileInto(file.localPath, [prefix, prefixFingerprint], state.partial),
             ]);
-            if (remote === prefixOwn.copy().digest('hex')) {
+            if (remote === prefix.digest('hex')) {
                 offset = state.partial;
-                own = prefixOwn;
                 fingerprint = prefixFingerprint;
                 info(`${file.remoteName}: resuming after ${offset} bytes already on the server`);
             }
         }
-        await sendFile(session, file, dir, offset, timeoutSeconds, info, [own, fingerprint]);
-        hashes.finish(index, own, fingerprint);
+        // One hash over the bytes as they go: the fingerprint, without a second read of the file.
+        await sendFile(session, file, dir, offset, timeoutSeconds, info, [fingerprint]);
+        hashes.finish(index, fingerprint);
     }
 }
 /**
@@ -60580,7 +60587,9 @@ function finishIndex(settings, base, proposed, fingerprint) {
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
  * alias away cannot be mistaken for a failure of this one.
  */
-async function publishUnderLock(session, settings, paths, fingerprint, aliases, change) {
+async function publishUnderLock(session, settings, paths, fingerprint, aliases, change, 
+/** This run's own server-side directories, removed once the index is live. */
+done = []) {
     const lock = await holdLock(session, lockPath(paths), settings.lockTimeout, `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
         `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`);
     try {
@@ -60622,9 +60631,8 @@ async function publishUnderLock(session, settings, paths, fingerprint, aliases, 
         info(plan.status === 'unchanged'
             ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
-        const result = await verify(session, paths, fingerprint, aliases, plan.status);
-        await housekeeping(session, paths);
-        return result;
+        const live = await housekeepAndRead(session, paths, done);
+        return verify(live, fingerprint, aliases, plan.status);
     }
     finally {
         await lock.release();
@@ -60755,10 +60763,9 @@ async function publishNew(connection, settings, paths, image, aliases, serial, k
             });
             change = { kind: 'staged', dir: staging, version };
         }
-        const published = await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, change));
-        // Done with this image's files. A failed run keeps its upload for the next one to resume.
-        await removeDirs(connection.session, [dir, staging]);
-        return published;
+        // Done with this image's files once published. A failed run keeps its upload for the next
+        // one to resume.
+        return await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, change, [dir, staging]));
     }
     catch (error) {
         if (connection.session.isConnected())
@@ -60769,8 +60776,9 @@ async function publishNew(connection, settings, paths, image, aliases, serial, k
         await imageLock.release().catch(() => undefined);
     }
 }
-async function verify(session, paths, fingerprint, aliases, status) {
-    const published = findFingerprint(await readLiveIndex(session, paths.simplestreamsDir), fingerprint);
+/** Checks the live index, read back under the lock, against what this run published. */
+function verify(live, fingerprint, aliases, status) {
+    const published = findFingerprint(live, fingerprint);
     if (!published) {
         throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
             'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');

@@ -333,30 +333,26 @@ export async function hashPrefix(path: string, length: number): Promise<string> 
  * after a dropped connection need not read the files already sent again.
  */
 export class UploadHashes {
-  private readonly done: { sha256: string; fingerprintSoFar: Hash }[] = [];
+  private readonly done: Hash[] = [];
 
   /** The fingerprint hash as it stands before file `index` (a fresh copy). */
   before(index: number): Hash {
-    return index === 0
-      ? createHash('sha256')
-      : (this.done[index - 1] as { fingerprintSoFar: Hash }).fingerprintSoFar.copy();
+    return index === 0 ? createHash('sha256') : (this.done[index - 1] as Hash).copy();
   }
 
   isDone(index: number): boolean {
     return this.done[index] !== undefined;
   }
 
-  /** Records file `index`, given its own hash and the fingerprint hash, both fed with all its bytes. */
-  finish(index: number, own: Hash, fingerprintSoFar: Hash): string {
-    const sha256 = own.digest('hex');
-    this.done[index] = { sha256, fingerprintSoFar: fingerprintSoFar.copy() };
-    return sha256;
+  /** Records file `index`, given the fingerprint hash fed with all its bytes. */
+  finish(index: number, fingerprintSoFar: Hash): void {
+    this.done[index] = fingerprintSoFar.copy();
   }
 
   fingerprint(): string {
     const last = this.done.at(-1);
     if (!last) throw new Error('no file has been hashed');
-    return last.fingerprintSoFar.copy().digest('hex');
+    return last.copy().digest('hex');
   }
 }
 

@@ -24,7 +24,7 @@ import {
   holdLock,
   rootfsDecision,
   serverToolVersion,
-  housekeeping,
+  housekeepAndRead,
   imageUploadDir,
   lockPath,
   readLiveIndex,
@@ -129,31 +129,30 @@ async function transferFiles(
       const own = createHash('sha256');
       const fingerprint = hashes.before(index);
       await hashFileInto(file.localPath, [own, fingerprint]);
-      if ((await remoteSha256(session, remotePath)) === own.copy().digest('hex')) {
-        hashes.finish(index, own, fingerprint);
+      if ((await remoteSha256(session, remotePath)) === own.digest('hex')) {
+        hashes.finish(index, fingerprint);
         core.info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
         continue;
       }
     }
     let offset = 0;
-    let own = createHash('sha256');
     let fingerprint = hashes.before(index);
     if (state.partial > 0 && state.partial <= file.size) {
-      const prefixOwn = createHash('sha256');
+      const prefix = createHash('sha256');
       const prefixFingerprint = hashes.before(index);
       const [remote] = await Promise.all([
         remoteSha256(session, `${remotePath}.partial`),
-        hashFileInto(file.localPath, [prefixOwn, prefixFingerprint], state.partial),
+        hashFileInto(file.localPath, [prefix, prefixFingerprint], state.partial),
       ]);
-      if (remote === prefixOwn.copy().digest('hex')) {
+      if (remote === prefix.digest('hex')) {
         offset = state.partial;
-        own = prefixOwn;
         fingerprint = prefixFingerprint;
         core.info(`${file.remoteName}: resuming after ${offset} bytes already on the server`);
       }
     }
-    await sendFile(session, file, dir, offset, timeoutSeconds, core.info, [own, fingerprint]);
-    hashes.finish(index, own, fingerprint);
+    // One hash over the bytes as they go: the fingerprint, without a second read of the file.
+    await sendFile(session, file, dir, offset, timeoutSeconds, core.info, [fingerprint]);
+    hashes.finish(index, fingerprint);
   }
 }
 
@@ -240,6 +239,8 @@ async function publishUnderLock(
   fingerprint: string,
   aliases: string[],
   change: Change,
+  /** This run's own server-side directories, removed once the index is live. */
+  done: string[] = [],
 ): Promise<PublishResult> {
   const lock = await holdLock(
     session,
@@ -290,9 +291,8 @@ async function publishUnderLock(
         ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`,
     );
-    const result = await verify(session, paths, fingerprint, aliases, plan.status);
-    await housekeeping(session, paths);
-    return result;
+    const live = await housekeepAndRead(session, paths, done);
+    return verify(live, fingerprint, aliases, plan.status);
   } finally {
     await lock.release();
   }
@@ -442,12 +442,11 @@ async function publishNew(
       });
       change = { kind: 'staged', dir: staging, version };
     }
-    const published = await core.group('Publish under the registry lock', () =>
-      publishUnderLock(connection.session, settings, paths, fingerprint, aliases, change),
+    // Done with this image's files once published. A failed run keeps its upload for the next
+    // one to resume.
+    return await core.group('Publish under the registry lock', () =>
+      publishUnderLock(connection.session, settings, paths, fingerprint, aliases, change, [dir, staging]),
     );
-    // Done with this image's files. A failed run keeps its upload for the next one to resume.
-    await removeDirs(connection.session, [dir, staging]);
-    return published;
   } catch (error) {
     if (connection.session.isConnected()) await removeDirs(connection.session, [staging]).catch(() => undefined);
     throw error;
@@ -456,14 +455,9 @@ async function publishNew(
   }
 }
 
-async function verify(
-  session: RemoteSession,
-  paths: RegistryPaths,
-  fingerprint: string,
-  aliases: string[],
-  status: PublicationStatus,
-): Promise<PublishResult> {
-  const published = findFingerprint(await readLiveIndex(session, paths.simplestreamsDir), fingerprint);
+/** Checks the live index, read back under the lock, against what this run published. */
+function verify(live: ImagesIndex, fingerprint: string, aliases: string[], status: PublicationStatus): PublishResult {
+  const published = findFingerprint(live, fingerprint);
   if (!published) {
     throw new ActionError(
       `The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +

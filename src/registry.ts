@@ -298,21 +298,22 @@ export function stageCommand(staging: string, remoteFiles: string[]): string {
 }
 
 export async function stage(session: RemoteSession, staging: string, remoteFiles: string[]): Promise<ImagesIndex> {
-  await session.run(stageCommand(staging, remoteFiles), 'incus-simplestreams add (in the staging tree)');
-  return readIndexFile(session, posix.join(staging, 'streams/v1/images.json'));
+  // One round trip: the tool's index is printed once the tool has written it.
+  const output = await session.run(
+    `${stageCommand(staging, remoteFiles)} >&2 && ${commandLine(['cat', '--', 'streams/v1/images.json'])}`,
+    'incus-simplestreams add (in the staging tree)',
+  );
+  return parseIndexText(output, posix.join(staging, 'streams/v1/images.json'));
 }
 
-async function readIndexFile(session: RemoteSession, path: string): Promise<ImagesIndex> {
-  const text = await session.run(
-    commandLine(['cat', '--', path]),
-    `Reading ${path}`,
-    undefined,
-    SHORT_COMMAND_TIMEOUT_SECONDS,
-  );
+function parseIndexText(text: Buffer, path: string): ImagesIndex {
   try {
     return parseImagesIndex(text.toString('utf8'));
   } catch (error) {
-    throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}`);
+    throw new ActionError(
+      `${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+        "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.",
+    );
   }
 }
 
@@ -394,17 +395,9 @@ export async function readLiveIndex(
         'simplestreams-dir',
       );
     case 0:
-      break;
+      return parseIndexText(result.stdout, path);
     default:
       throw new ActionError(remoteFailure(`Reading ${path}`, result));
-  }
-  try {
-    return parseImagesIndex(result.stdout.toString('utf8'));
-  } catch (error) {
-    throw new ActionError(
-      `${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
-        "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.",
-    );
   }
 }
 
@@ -416,8 +409,11 @@ export async function readLiveIndex(
  * a later run removes them.
  */
 const COMMIT_SCRIPT = `set -eu
-ss=$1 next=$2 staging=$3 holder=$4; shift 4
-cat > "$next/index.json"
+ss=$1 next=$2 staging=$3 holder=$4 index_json=$5; shift 5
+rm -rf -- "$next"
+mkdir -p -- "$next"
+cat > "$next/images.json"
+printf '%s' "$index_json" > "$next/index.json"
 kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
 mkdir -p -- "$ss/images" "$ss/streams/v1"
 for json in images.json index.json; do
@@ -446,17 +442,7 @@ export interface CommitOptions {
 }
 
 export async function commit(session: RemoteSession, options: CommitOptions): Promise<void> {
-  const next = nextDir(options.paths);
-  // Two round trips: images.json goes over the first command's stdin, index.json over the commit's.
-  await session.run(
-    `${commandChain([
-      ['rm', '-rf', '--', next],
-      ['mkdir', '-p', '--', next],
-    ])} && ${commandLine(['cat'])} > ${quoteArg(posix.join(next, 'images.json'))}`,
-    `Writing the new images.json in ${next}`,
-    Readable.from([JSON.stringify(options.index)]),
-    SHORT_COMMAND_TIMEOUT_SECONDS,
-  );
+  // One round trip: images.json goes over stdin, the (small) index.json as an argument.
   const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
   await session.run(
     commandLine([
@@ -465,13 +451,14 @@ export async function commit(session: RemoteSession, options: CommitOptions): Pr
       COMMIT_SCRIPT,
       'lxc-publish-commit',
       options.paths.simplestreamsDir,
-      next,
+      nextDir(options.paths),
       options.staging ?? '',
       String(options.lock.pid),
+      JSON.stringify(buildStreamsIndex(options.index)),
       ...retired,
     ]),
     `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`,
-    Readable.from([JSON.stringify(buildStreamsIndex(options.index))]),
+    Readable.from([JSON.stringify(options.index)]),
     SHORT_COMMAND_TIMEOUT_SECONDS,
   );
 }
@@ -485,7 +472,7 @@ export async function commit(session: RemoteSession, options: CommitOptions): Pr
  * upload directories untouched for a day; files of replaced versions past their grace time.
  */
 const HOUSEKEEPING_SCRIPT = `set -u
-ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
 state=$ss/.lxc-publish
 live=$ss/streams/v1/images.json
 now=$(date +%s)
@@ -520,10 +507,20 @@ if [ -f "$state/retired" ]; then
   done < "$state/retired"
   mv -f -- "$state/retired.next" "$state/retired"
 fi
-exit 0`;
+# This run's own upload and staging directories, done with.
+[ $# -gt 0 ] && rm -rf -- "$@"
+exec cat -- "$live"`;
 
-export async function housekeeping(session: RemoteSession, paths: RegistryPaths): Promise<void> {
-  await session.run(
+/**
+ * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
+ * live index as it now stands: one round trip, under the registry lock.
+ */
+export async function housekeepAndRead(
+  session: RemoteSession,
+  paths: RegistryPaths,
+  done: string[] = [],
+): Promise<ImagesIndex> {
+  const output = await session.run(
     commandLine([
       'sh',
       '-c',
@@ -533,11 +530,13 @@ export async function housekeeping(session: RemoteSession, paths: RegistryPaths)
       paths.uploadDir,
       String(RETIRE_GRACE_SECONDS),
       String(UPLOAD_GRACE_SECONDS / 60),
+      ...done,
     ]),
-    'Cleaning up after earlier runs',
+    'Cleaning up after earlier runs and reading the index back',
     undefined,
     SHORT_COMMAND_TIMEOUT_SECONDS,
   );
+  return parseIndexText(output, posix.join(paths.simplestreamsDir, 'streams/v1/images.json'));
 }
 
 export async function removeDirs(session: RemoteSession, dirs: string[]): Promise<void> {

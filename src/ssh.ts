@@ -5,6 +5,7 @@
 import * as core from '@actions/core';
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel, ServerHostKeyAlgorithm } from 'ssh2';
+import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ActionError, describeError } from './errors.js';
@@ -92,8 +93,14 @@ async function attemptConnection(options: ConnectOptions, algorithms: string[] |
   const pinned = hasPins(options.hostKeyPins);
   let presented: PresentedHostKey | undefined;
   let verdict: 'mismatch' | 'unpinned' | undefined;
+  // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
+  // our own it is off from the first byte, which makes every command's round trip (and the
+  // handshake's) tens of milliseconds shorter.
+  const sock = net.connect({ host: options.host, port: options.port });
+  sock.setNoDelay(true);
   try {
     await ssh.connect({
+      sock,
       host: options.host,
       port: options.port,
       username: options.username,
@@ -112,6 +119,7 @@ async function attemptConnection(options: ConnectOptions, algorithms: string[] |
     });
   } catch (error) {
     ssh.dispose();
+    sock.destroy();
     if (verdict && presented) return { kind: verdict, presented };
     if (algorithms && /no matching host ?key/i.test(describeError(error))) return { kind: 'unsupported' };
     throw connectionError(error, options);

@@ -17,7 +17,7 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { posix } from 'node:path';
 import { ActionError, describeError } from './errors.js';
-import { commandChain, commandLine, quoteArg } from './shell.js';
+import { commandChain, commandLine } from './shell.js';
 import { buildStreamsIndex, emptyImagesIndex, parseImagesIndex, type ImagesIndex } from './simplestreams.js';
 import { ProgressCounter, formatProgress } from './progress.js';
 import { HeldCommandEnded, SHORT_COMMAND_TIMEOUT_SECONDS, remoteFailure, type RemoteSession } from './ssh.js';

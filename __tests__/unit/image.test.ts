@@ -191,3 +191,33 @@ describe('hashImage', () => {
     expect(await hashPrefix(path('rootfs.squashfs'), 0)).toBe(sha256sum('/dev/null'));
   });
 });
+
+describe('UploadHashes and uploadKey', () => {
+  it('gives the fingerprint of the files fed in order, and restarts a file from the state before it', async () => {
+    const { UploadHashes } = await import('../../src/image.js');
+    const hashes = new UploadHashes();
+    const first = hashes.before(0);
+    first.update('metadata');
+    hashes.finish(0, first);
+    // A retry of the second file starts again from the state after the first one.
+    const abandoned = hashes.before(1);
+    abandoned.update('half of the rootf');
+    const second = hashes.before(1);
+    second.update('rootfs');
+    hashes.finish(1, second);
+    expect(hashes.isDone(1)).toBe(true);
+    const expected = execFileSync('sh', ['-c', 'printf metadatarootfs | sha256sum']).toString().split(' ')[0];
+    expect(hashes.fingerprint()).toBe(expected);
+  });
+
+  it('names an upload by the file sizes and the metadata tarball, before any full hash', async () => {
+    const { uploadKey } = await import('../../src/image.js');
+    const image = await inspectImage(path('incus.tar.xz'), path('rootfs.squashfs'));
+    const key = await uploadKey(image);
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    expect(await uploadKey(image)).toBe(key);
+    expect(await uploadKey({ ...image, data: { ...image.data!, size: image.data!.size + 1 } })).not.toBe(key);
+    const other = await inspectImage(path('incus.tar.gz'), path('rootfs.squashfs'));
+    expect(await uploadKey(other)).not.toBe(key);
+  });
+});

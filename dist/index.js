@@ -56839,7 +56839,7 @@ function setCommandEcho(enabled) {
  */
 function setFailed(message) {
     process.exitCode = ExitCode.Failure;
-    error(message);
+    core_error(message);
 }
 //-----------------------------------------------------------------------
 // Logging Commands
@@ -56862,7 +56862,7 @@ function core_debug(message) {
  * @param message error issue message. Errors will be converted to string via toString()
  * @param properties optional properties to add to the annotation.
  */
-function error(message, properties = {}) {
+function core_error(message, properties = {}) {
     command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
@@ -60439,6 +60439,11 @@ async function writeSummary(result, options = {}) {
     const resolved = typeof options === 'string' ? { remoteName: options } : options;
     await summary.addRaw(buildSummary(result, resolved)).write();
 }
+/** The job summary of a failed run: what went wrong and what to do, as the error says. */
+async function writeFailureSummary(message) {
+    summary.addHeading('Image not published', 2).addCodeBlock(message);
+    await summary.write();
+}
 
 ;// CONCATENATED MODULE: ./src/main.ts
 /**
@@ -60830,7 +60835,12 @@ async function run() {
     }
     catch (error) {
         // ActionError messages already name the input and the fix; anything else is unexpected.
-        setFailed(error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`);
+        const message = error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`;
+        const input = error instanceof ActionError ? error.input : undefined;
+        core_error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
+        process.exitCode = ExitCode.Failure;
+        if (process.env['GITHUB_STEP_SUMMARY'])
+            await writeFailureSummary(message).catch(() => undefined);
     }
 }
 

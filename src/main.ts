@@ -61,7 +61,7 @@ import { convertRootfsTarball } from './rootfs.js';
 import { isDeepStrictEqual } from 'node:util';
 import { checkPublicRegistry, type PublicCheckResult } from './public.js';
 import { RemoteSession } from './ssh.js';
-import { writeSummary, type PublishResult } from './summary.js';
+import { writeFailureSummary, writeSummary, type PublishResult } from './summary.js';
 
 const indent = (text: string): string =>
   text
@@ -515,6 +515,10 @@ export async function run(): Promise<void> {
     }
   } catch (error) {
     // ActionError messages already name the input and the fix; anything else is unexpected.
-    core.setFailed(error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`);
+    const message = error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`;
+    const input = error instanceof ActionError ? error.input : undefined;
+    core.error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
+    process.exitCode = core.ExitCode.Failure;
+    if (process.env['GITHUB_STEP_SUMMARY']) await writeFailureSummary(message).catch(() => undefined);
   }
 }

@@ -121,3 +121,9 @@ export async function writeSummary(result: PublishResult, options: SummaryOption
   const resolved = typeof options === 'string' ? { remoteName: options } : options;
   await core.summary.addRaw(buildSummary(result, resolved)).write();
 }
+
+/** The job summary of a failed run: what went wrong and what to do, as the error says. */
+export async function writeFailureSummary(message: string): Promise<void> {
+  core.summary.addHeading('Image not published', 2).addCodeBlock(message);
+  await core.summary.write();
+}

@@ -69,7 +69,10 @@ describe('dist/index.js', () => {
     const before = await fsp.readdir(registry.uploadDir);
     const result = await runBundle(inputsFor(registry, refused, { 'host-fingerprint': `SHA256:${'B'.repeat(43)}` }));
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/::error::Host key verification failed .*presented ssh-ed25519 SHA256:/);
+    expect(result.stdout).toMatch(
+      /::error title=lxc-publish%3A check the host-fingerprint input::Host key verification failed .*presented ssh-ed25519 SHA256:/,
+    );
+    expect(result.summary).toMatch(/Image not published[\s\S]*Host key verification failed/);
     expect(result.outputs).toEqual({});
     expect(await fsp.readdir(registry.uploadDir)).toEqual(before);
     const listed = await registry.incusList();
@@ -79,6 +82,8 @@ describe('dist/index.js', () => {
   it('reports a bad input without connecting', async () => {
     const result = await runBundle({ ...inputsFor(registry, { metadata: 'missing.tar.xz', rootfs: '' }) });
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/::error::metadata: "missing.tar.xz" does not exist/);
+    expect(result.stdout).toMatch(
+      /::error title=lxc-publish%3A check the metadata input::metadata: "missing.tar.xz" does not exist/,
+    );
   });
 });

@@ -5,27 +5,21 @@
 import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { ActionError } from './errors.js';
-import { parseFingerprints, parseKnownHosts, type HostKeyPins } from './hostkeys.js';
+import { parseFingerprints, parseKnownHosts } from './hostkeys.js';
+import type { ConnectOptions } from './ssh.js';
 import { normalisePrivateKey, preparePrivateKey } from './keys.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from './public.js';
 
-export interface Settings {
+/** Everything the action does is decided by this object, read from the inputs. */
+export interface Settings extends ConnectOptions {
   metadataPath: string;
   /** Empty for a unified tarball. */
   rootfsPath: string;
-  host: string;
-  port: number;
-  username: string;
-  privateKey: string;
-  passphrase: string;
-  hostKeyPins: HostKeyPins;
   uploadDir: string;
   simplestreamsDir: string;
   aliases: string[];
   defaultAlias: boolean;
-  /** Refuse an unpinned host key instead of warning. */
   strictHostKey: boolean;
-  /** Seconds to wait for the TCP connection and SSH handshake. */
   connectTimeout: number;
   /** Seconds to wait for the registry lock. */
   lockTimeout: number;

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, promises as fsp, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run, type ExecResult } from './exec.js';
+import type { ExecResult } from './exec.js';
 import type { Registry } from './registry.js';
 import type { TestImage } from './images.js';
 
@@ -77,35 +77,7 @@ export interface BundleRun extends ExecResult {
  * variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, the workspace as working directory.
  */
 export async function runBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}): Promise<BundleRun> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-runner-'));
-  try {
-    const outputFile = path.join(dir, 'github_output');
-    const summaryFile = path.join(dir, 'step_summary');
-    await fsp.writeFile(outputFile, '');
-    await fsp.writeFile(summaryFile, '');
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env['PATH'],
-      HOME: process.env['HOME'],
-      GITHUB_ACTIONS: 'true',
-      GITHUB_OUTPUT: outputFile,
-      GITHUB_STEP_SUMMARY: summaryFile,
-      GITHUB_RUN_ID: String(Date.now()),
-      GITHUB_RUN_ATTEMPT: '1',
-      RUNNER_TEMP: dir,
-      GITHUB_WORKSPACE: process.cwd(),
-      ...inputEnv(inputs),
-      ...extraEnv,
-    };
-    const bundle = path.resolve('dist/index.js');
-    const result = await run(process.execPath, [bundle], { env, cwd: process.cwd(), timeoutMs: 120_000 });
-    return {
-      ...result,
-      outputs: parseGithubOutput(await fsp.readFile(outputFile, 'utf8')),
-      summary: await fsp.readFile(summaryFile, 'utf8'),
-    };
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  return startBundle(inputs, extraEnv).done;
 }
 
 /** A unique marker path for proving that an injected command never ran. */

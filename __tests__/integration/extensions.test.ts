@@ -1,19 +1,17 @@
 // Raw rootfs tarballs, retention and the owner's own convert script, through src/ against the
 // real loopback registry (incus-simplestreams 6.0, which cannot take a rootfs tarball itself).
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { publish } from '../../src/main.js';
-import { readSettings } from '../../src/inputs.js';
-import { inputsFor, setProcessInputs, type Inputs } from '../harness/action.js';
+import { inputsFor } from '../harness/action.js';
+import { inProcessPublisher } from '../harness/in-process.js';
 import { makeSplitContainerImage, type ImageOptions, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 
 let registry: Registry;
 let work: string;
-let logged: string[];
 
 beforeAll(async () => {
   registry = await startRegistry();
@@ -24,29 +22,13 @@ afterAll(async () => {
   await fsp.rm(work, { recursive: true, force: true });
 });
 
-const savedEnv = { ...process.env };
-beforeEach(() => {
-  logged = [];
-  jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    logged.push(chunk.toString());
-    return true;
-  });
-});
-afterEach(() => {
-  jest.restoreAllMocks();
-  process.env = { ...savedEnv };
-});
+const { log, publishWith } = inProcessPublisher();
 
 let count = 0;
 async function newImage(opts: ImageOptions = {}): Promise<TestImage> {
   const dir = path.join(work, `image-${count++}`);
   await fsp.mkdir(dir);
   return makeSplitContainerImage(dir, { os: 'Crynux', release: 'bookworm', ...opts });
-}
-
-async function publishWith(inputs: Inputs) {
-  setProcessInputs(inputs);
-  return publish(readSettings());
 }
 
 const imagesJson = async () =>
@@ -73,7 +55,7 @@ describe('a raw rootfs.tar.xz', () => {
   it('is converted on the runner for the 6.0 tool, and a republish finds the same fingerprint', async () => {
     const image = await tarballImage('tarball');
     const result = await publishWith(inputsFor(registry, { metadata: image.metadata, rootfs: image.tarball }));
-    expect(logged.join('')).toMatch(/incus-simplestreams 6\.0\.\d+ cannot take a rootfs tarball .*converting/);
+    expect(log().join('')).toMatch(/incus-simplestreams 6\.0\.\d+ cannot take a rootfs tarball .*converting/);
     expect(result.status).toBe('published');
     expect(result.imageType).toBe('container');
     // What was published: the metadata and a squashfs, not the tarball.

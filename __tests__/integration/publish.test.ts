@@ -1,18 +1,16 @@
 // Publishing through src/ against the real loopback registry: sshd, incus-simplestreams, nginx,
 // and the real incus client reading the result.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { publish } from '../../src/main.js';
-import { readSettings } from '../../src/inputs.js';
-import { inputsFor, markerPath, setProcessInputs, type Inputs } from '../harness/action.js';
+import { inputsFor, markerPath } from '../harness/action.js';
+import { inProcessPublisher } from '../harness/in-process.js';
 import { makeSplitContainerImage, makeSplitVmImage, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 
 let registry: Registry;
 let work: string;
-let logged: string[];
 
 beforeAll(async () => {
   registry = await startRegistry();
@@ -23,29 +21,13 @@ afterAll(async () => {
   await fsp.rm(work, { recursive: true, force: true });
 });
 
-const savedEnv = { ...process.env };
-beforeEach(() => {
-  logged = [];
-  jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    logged.push(chunk.toString());
-    return true;
-  });
-});
-afterEach(() => {
-  jest.restoreAllMocks();
-  process.env = { ...savedEnv };
-});
+const { log, publishWith } = inProcessPublisher();
 
 let imageCount = 0;
 async function newImage(make = makeSplitContainerImage, opts = {}): Promise<TestImage> {
   const dir = path.join(work, `image-${imageCount++}`);
   await fsp.mkdir(dir);
   return make(dir, opts);
-}
-
-async function publishWith(inputs: Inputs) {
-  setProcessInputs(inputs);
-  return publish(readSettings());
 }
 
 /** Everything under a directory, for proving a failed run left nothing behind. */
@@ -84,7 +66,7 @@ describe('publish', () => {
     // the run's upload directory is gone
     expect(await listTree(registry.uploadDir)).toEqual([]);
     // the log shows the phases as groups
-    expect(logged.join('')).toMatch(/::group::Upload/);
+    expect(log().join('')).toMatch(/::group::Upload/);
   });
 
   it('adds the default alias only when default-alias is true', async () => {
@@ -123,13 +105,13 @@ describe('publish', () => {
       inputsFor(registry, image, { 'host-fingerprint': '', 'known-hosts': registry.knownHostsLine }),
     );
     expect(result.fingerprint).toBe(image.fingerprint);
-    expect(logged.join('')).toContain(`Host key verified: ssh-ed25519 ${registry.hostKeyFingerprint}`);
+    expect(log().join('')).toContain(`Host key verified: ssh-ed25519 ${registry.hostKeyFingerprint}`);
   });
 
   it('without a pin, publishes and warns with the fingerprint to pin', async () => {
     const image = await newImage();
     await publishWith(inputsFor(registry, image, { 'host-fingerprint': '' }));
-    const warning = logged.find((line) => line.startsWith('::warning'));
+    const warning = log().find((line) => line.startsWith('::warning'));
     expect(warning).toContain(`host-fingerprint: ${registry.hostKeyFingerprint}`);
   });
 });

@@ -57431,6 +57431,7 @@ function hostKeyAllowed(pins, keyBlob) {
 
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
 var lib = __nccwpck_require__(5472);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./src/keys.ts
 /**
  * Private key handling: undo what pasting into a secret does, read every common format, and
@@ -57538,7 +57539,7 @@ function preparePrivateKey(text, passphrase) {
     if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
         return { privateKey: pkcs8ToSsh2(key, passphrase), passphrase: '' };
     }
-    const parsed = lib.utils.parseKey(key, passphrase === '' ? undefined : passphrase);
+    const parsed = lib_default().utils.parseKey(key, passphrase === '' ? undefined : passphrase);
     if (parsed instanceof Error) {
         if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '')
             throw keyError('missing-passphrase');

@@ -3,7 +3,7 @@
  * explain each kind of bad key. Keys stay in memory; nothing is written to disk.
  */
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
-import { utils as ssh2Utils } from 'ssh2';
+import ssh2 from 'ssh2';
 import { ActionError } from './errors.js';
 
 /**
@@ -137,7 +137,7 @@ export function preparePrivateKey(text: string, passphrase: string): UsableKey {
   if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
     return { privateKey: pkcs8ToSsh2(key, passphrase), passphrase: '' };
   }
-  const parsed = ssh2Utils.parseKey(key, passphrase === '' ? undefined : passphrase);
+  const parsed = ssh2.utils.parseKey(key, passphrase === '' ? undefined : passphrase);
   if (parsed instanceof Error) {
     if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '') throw keyError('missing-passphrase');
     if (/passphrase|decrypt/i.test(parsed.message)) throw keyError('wrong-passphrase');

@@ -7,6 +7,7 @@ import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { descendants, exists, isAlive, run, runOk, sleep, type ExecResult } from './exec.js';
 import { makeTestPki } from './tls.js';
 
@@ -67,6 +68,19 @@ export interface Registry {
 }
 
 const HOST = '127.0.0.1';
+
+/** The nginx server block of the server guide (docs/server-setup.md), with __PLACEHOLDERS__. */
+export const NGINX_SERVER_BLOCK = fileURLToPath(new URL('../../docs/nginx/lxc-registry.conf', import.meta.url));
+
+/** Fills in the guide's placeholders (__LISTEN__ and so on); fails if one is left unfilled. */
+export function renderServerBlock(template: string, values: Record<string, string>): string {
+  const text = template.replace(/__([A-Z_]+)__/g, (whole, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`no value for ${whole} in ${NGINX_SERVER_BLOCK}`);
+    return value;
+  });
+  return text.trimEnd() + '\n';
+}
 const REMOTE = 'harness';
 const START_TIMEOUT_MS = 15_000;
 
@@ -383,6 +397,7 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
 
     // --- nginx ------------------------------------------------------------------------------
     const caPem = await fsp.readFile(pki.caFile, 'utf8');
+    const serverBlockTemplate = await fsp.readFile(NGINX_SERVER_BLOCK, 'utf8');
     const nginxConf = path.join(dirs.nginx, 'nginx.conf');
     const nginxErrorLogFile = path.join(dirs.logs, 'nginx-error.log');
     const tmp = path.join(dirs.nginx, 'tmp');
@@ -406,19 +421,14 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
           `  fastcgi_temp_path ${tmp}/fastcgi;`,
           `  uwsgi_temp_path ${tmp}/uwsgi;`,
           `  scgi_temp_path ${tmp}/scgi;`,
-          '  types { application/json json; }',
-          '  default_type application/octet-stream;',
-          '  sendfile on;',
-          '  server_tokens off;',
-          '  server {',
-          `    listen ${HOST}:${httpsPort} ssl;`,
-          `    ssl_certificate ${pki.certFile};`,
-          `    ssl_certificate_key ${pki.keyFile};`,
-          '    ssl_protocols TLSv1.2 TLSv1.3;',
-          `    root ${simplestreamsDir};`,
-          '    autoindex off;',
-          '    location / { limit_except GET { deny all; } }',
-          '  }',
+          // The server block is the one docs/server-setup.md gives, placeholders filled in.
+          renderServerBlock(serverBlockTemplate, {
+            LISTEN: `${HOST}:${httpsPort}`,
+            SERVER_NAME: HOST,
+            ROOT: simplestreamsDir,
+            CERT: pki.certFile,
+            KEY: pki.keyFile,
+          }).replace(/^(?=.)/gm, '  '),
           '}',
           '',
         ].join('\n'),

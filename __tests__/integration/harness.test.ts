@@ -3,6 +3,7 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import https from 'node:https';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { shellJoin, isAlive, runOk } from '../harness/exec.js';
@@ -25,6 +26,29 @@ function httpsGet(url: string, ca: string): Promise<{ status: number; rawHeaders
         res.on('error', reject);
       })
       .on('error', reject);
+  });
+}
+
+function httpsRequest(
+  url: string,
+  ca: string,
+  method: string,
+): Promise<{ status: number; headers: (name: string) => string[] }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { ca, agent: false, method }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        const raw = res.rawHeaders;
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: (name) =>
+            raw.flatMap((h, i) => (i % 2 === 0 && h.toLowerCase() === name.toLowerCase() ? [raw[i + 1]!] : [])),
+        });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(method === 'POST' ? '{}' : undefined);
   });
 }
 
@@ -138,6 +162,70 @@ describe('loopback registry harness', () => {
     expect(contentTypes).toEqual(['application/json']);
     const doc = JSON.parse(res.body) as { products: Record<string, { aliases: string }> };
     expect(doc.products['Crynux:bookworm:default:amd64']?.aliases).toBe('test-alias');
+  });
+
+  // The nginx config is the server guide's (docs/nginx/lxc-registry.conf): what it promises holds.
+  describe("the guide's nginx config", () => {
+    let ca: string;
+    let squashfs: string;
+    beforeAll(async () => {
+      ca = await fsp.readFile(reg.caFile, 'utf8');
+      const files = await fsp.readdir(path.join(reg.simplestreamsDir, 'images'));
+      squashfs = files.find((f) => f.endsWith('.squashfs'))!;
+      expect(squashfs).toBeDefined();
+    });
+
+    it('sends one Content-Type and long immutable caching on image files', async () => {
+      for (const method of ['GET', 'HEAD']) {
+        const res = await httpsRequest(`${reg.httpsUrl}/images/${squashfs}`, ca, method);
+        expect(res.status).toBe(200);
+        expect(res.headers('content-type')).toEqual(['application/octet-stream']);
+        expect(res.headers('cache-control')).toEqual(['public, max-age=31536000, immutable']);
+      }
+      const meta = (await fsp.readdir(path.join(reg.simplestreamsDir, 'images'))).find((f) => f.endsWith('.tar.xz'))!;
+      const res = await httpsRequest(`${reg.httpsUrl}/images/${meta}`, ca, 'HEAD');
+      expect(res.headers('content-type')).toEqual(['application/octet-stream']);
+    });
+
+    it('sends one application/json Content-Type and short caching on the index', async () => {
+      for (const file of ['index.json', 'images.json']) {
+        const res = await httpsRequest(`${reg.httpsUrl}/streams/v1/${file}`, ca, 'GET');
+        expect(res.status).toBe(200);
+        expect(res.headers('content-type')).toEqual(['application/json']);
+        expect(res.headers('cache-control')).toEqual(['public, max-age=60']);
+      }
+    });
+
+    it('answers only GET and HEAD', async () => {
+      for (const url of [`${reg.httpsUrl}/streams/v1/images.json`, `${reg.httpsUrl}/images/${squashfs}`]) {
+        for (const method of ['POST', 'PUT', 'DELETE']) {
+          expect([method, (await httpsRequest(url, ca, method)).status]).toEqual([method, 405]);
+        }
+      }
+    });
+
+    it("refuses the action's state directory", async () => {
+      await fsp.mkdir(path.join(reg.simplestreamsDir, '.lxc-publish'), { recursive: true });
+      await fsp.writeFile(path.join(reg.simplestreamsDir, '.lxc-publish', 'lock'), '');
+      for (const p of ['/.lxc-publish/lock', '/.lxc-publish/', '/.lxc-publish']) {
+        expect([p, (await httpsRequest(`${reg.httpsUrl}${p}`, ca, 'GET')).status]).toEqual([p, 403]);
+      }
+    });
+
+    it('offers TLS 1.3 (the Incus client requires it) and TLS 1.2', async () => {
+      const port = Number(new URL(reg.httpsUrl).port);
+      const handshake = (minVersion: tls.SecureVersion, maxVersion: tls.SecureVersion) =>
+        new Promise<string | null>((resolve, reject) => {
+          const sock = tls.connect({ host: reg.host, port, ca, minVersion, maxVersion }, () => {
+            const version = sock.getProtocol();
+            sock.end();
+            resolve(version);
+          });
+          sock.on('error', reject);
+        });
+      await expect(handshake('TLSv1.3', 'TLSv1.3')).resolves.toBe('TLSv1.3');
+      await expect(handshake('TLSv1.2', 'TLSv1.2')).resolves.toBe('TLSv1.2');
+    });
   });
 
   it('LXD client lists nothing from an incus-only tree', async () => {

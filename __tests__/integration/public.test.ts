@@ -270,6 +270,8 @@ describe('dist/index.js with public-url', () => {
       { NODE_EXTRA_CA_CERTS: registry.caFile },
     );
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/::error::public-url: .*\/elsewhere does not serve image .*not served \(HTTP 404\)/);
+    expect(result.stdout).toMatch(
+      /::error title=lxc-publish%3A check the public-url input::public-url: .*\/elsewhere does not serve image .*not served \(HTTP 404\)/,
+    );
   });
 });

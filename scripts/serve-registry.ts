@@ -3,7 +3,10 @@
 // and keeps the registry up until it is stopped (SIGTERM/SIGINT). Used by the workflow that runs
 // the action with `uses: ./`, and handy for trying the action by hand.
 //
-//   npx tsx scripts/serve-registry.ts OUTPUT_FILE
+//   npx tsx scripts/serve-registry.ts OUTPUT_FILE [ENV_FILE]
+//
+// With ENV_FILE it also writes the action's inputs for this registry as a dotenv file (the
+// format of .env.example), for `node --env-file=ENV_FILE dist/index.js` or @github/local-action.
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
@@ -45,6 +48,23 @@ const lines = Object.entries(values).map(([name, value]) => {
   return `${name}<<${delimiter}\n${value}\n${delimiter}\n`;
 });
 await fsp.appendFile(outputFile, lines.join(''));
+const envFile = process.argv[3];
+if (envFile) {
+  const inputs = [
+    'metadata',
+    'rootfs',
+    'host',
+    'port',
+    'username',
+    'ssh-key',
+    'host-fingerprint',
+    'upload-dir',
+    'simplestreams-dir',
+  ];
+  const dotenv = inputs.map((name) => `INPUT_${name.toUpperCase()}=${JSON.stringify(values[name])}`);
+  dotenv.push('INPUT_ALIASES="crynux-node:local"');
+  await fsp.writeFile(envFile, `${dotenv.join('\n')}\n`, { mode: 0o600 });
+}
 console.log(`registry up: ssh ${registry.host}:${registry.sshPort}, ${registry.httpsUrl}; image ${image.fingerprint}`);
 
 const stop = async (): Promise<void> => {

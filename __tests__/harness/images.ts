@@ -182,6 +182,18 @@ async function buildMetadataTarball(dir: string, yamlText: string, compression: 
   return out;
 }
 
+/** A qcow2 disk: `bytes` of random data, or an empty 64 MiB disk. */
+async function makeQcow2Disk(disk: string, scratchDir: string, bytes?: number): Promise<void> {
+  if (bytes && bytes > 0) {
+    const raw = path.join(scratchDir, '.disk.raw');
+    await writeRandomFile(raw, Math.ceil(bytes / 512) * 512);
+    await runOk('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, disk]);
+    await fsp.rm(raw, { force: true });
+  } else {
+    await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+  }
+}
+
 async function makeImage(dir: string, opts: ImageOptions, vm: boolean): Promise<TestImage> {
   const o = resolveOptions(opts);
   await fsp.mkdir(dir, { recursive: true });
@@ -224,14 +236,7 @@ async function makeImage(dir: string, opts: ImageOptions, vm: boolean): Promise<
     await fsp.rm(staging, { recursive: true, force: true });
   } else {
     rootfs = path.join(dir, 'disk.qcow2');
-    if (opts.rootfsBytes && opts.rootfsBytes > 0) {
-      const raw = path.join(dir, '.disk.raw');
-      await writeRandomFile(raw, Math.ceil(opts.rootfsBytes / 512) * 512);
-      await runOk('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, rootfs]);
-      await fsp.rm(raw, { force: true });
-    } else {
-      await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', rootfs, '64M']);
-    }
+    await makeQcow2Disk(rootfs, dir, opts.rootfsBytes);
   }
   const metadata = await metaPromise;
   const fingerprint = await sha256Files([metadata, rootfs]);
@@ -303,15 +308,7 @@ export async function makeUnifiedImage(dir: string, opts: UnifiedImageOptions = 
   let data: string;
   if (opts.vm) {
     data = 'rootfs.img';
-    const disk = path.join(staging, data);
-    if (opts.rootfsBytes && opts.rootfsBytes > 0) {
-      const raw = path.join(dir, '.disk.raw');
-      await writeRandomFile(raw, Math.ceil(opts.rootfsBytes / 512) * 512);
-      await runOk('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, disk]);
-      await fsp.rm(raw, { force: true });
-    } else {
-      await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
-    }
+    await makeQcow2Disk(path.join(staging, data), dir, opts.rootfsBytes);
   } else {
     data = 'rootfs';
     await fsp.mkdir(path.join(staging, data, 'etc'), { recursive: true });

@@ -57249,12 +57249,6 @@ async function hashFileInto(path, hashes, length) {
             hash.update(chunk);
     }
 }
-/** sha256 of the first `length` bytes of a file (to check an upload to resume). */
-async function hashPrefix(path, length) {
-    const hash = createHash('sha256');
-    await hashFileInto(path, [hash], length);
-    return hash.digest('hex');
-}
 /**
  * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
  * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
@@ -59780,9 +59774,9 @@ const RETIRE_GRACE_SECONDS = 2 * 3600;
 /** Partial uploads of runs that never came back are removed after this long (until then they resume). */
 const UPLOAD_GRACE_SECONDS = 24 * 3600;
 const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
-const stagingDir = (paths, fingerprint) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', fingerprint);
+const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
 const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
-const imageUploadDir = (paths, fingerprint) => external_node_path_.posix.join(paths.uploadDir, fingerprint);
+const imageUploadDir = (paths, uploadKey) => external_node_path_.posix.join(paths.uploadDir, uploadKey);
 const TARBALL_EXTENSIONS = {
     xz: '.tar.xz',
     gzip: '.tar.gz',

@@ -320,13 +320,6 @@ export async function hashFileInto(path: string, hashes: Hash[], length?: number
   }
 }
 
-/** sha256 of the first `length` bytes of a file (to check an upload to resume). */
-export async function hashPrefix(path: string, length: number): Promise<string> {
-  const hash = createHash('sha256');
-  await hashFileInto(path, [hash], length);
-  return hash.digest('hex');
-}
-
 /**
  * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
  * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry

@@ -6,11 +6,13 @@
  * Server-side layout (all under simplestreams-dir, on the same file system as the live tree so
  * that renames are atomic):
  *   .lxc-publish/lock               the registry lock: one writer at a time
- *   .lxc-publish/staging/<fp>/      where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
  *   .lxc-publish/next/              the next images.json and index.json, before their rename
  *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
  * and under upload-dir:
- *   <fp>/.lock, <fp>/<name>[.partial]   one directory per image, locked by the run uploading it
+ *   <key>/.lock, <key>/<name>[.partial]   one directory per image, locked by the run uploading it
+ * where <key> is the image's upload key (image.ts: known before the fingerprint, which is
+ * computed while uploading).
  */
 import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -35,11 +37,11 @@ export interface RegistryPaths {
 }
 
 export const lockPath = (paths: RegistryPaths): string => posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
-export const stagingDir = (paths: RegistryPaths, fingerprint: string): string =>
-  posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', fingerprint);
+export const stagingDir = (paths: RegistryPaths, uploadKey: string): string =>
+  posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
 export const nextDir = (paths: RegistryPaths): string => posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
-export const imageUploadDir = (paths: RegistryPaths, fingerprint: string): string =>
-  posix.join(paths.uploadDir, fingerprint);
+export const imageUploadDir = (paths: RegistryPaths, uploadKey: string): string =>
+  posix.join(paths.uploadDir, uploadKey);
 
 /** One file to upload: where it is and its fixed name on the server. */
 export interface UploadFile {

@@ -50,8 +50,9 @@ describe('remote names', () => {
 
 describe('server-side paths', () => {
   it('keep one upload directory per image, and state beside the live tree', () => {
-    expect(imageUploadDir(paths, fingerprint)).toBe(`/var/www/lxc/uploads/${fingerprint}`);
-    expect(stagingDir(paths, fingerprint)).toBe(`/var/www/lxc/simplestreams/.lxc-publish/staging/${fingerprint}`);
+    const key = 'cd'.repeat(32); // an upload key (image.ts)
+    expect(imageUploadDir(paths, key)).toBe(`/var/www/lxc/uploads/${key}`);
+    expect(stagingDir(paths, key)).toBe(`/var/www/lxc/simplestreams/.lxc-publish/staging/${key}`);
     expect(lockPath(paths)).toBe('/var/www/lxc/simplestreams/.lxc-publish/lock');
   });
 });

@@ -54007,7 +54007,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(566);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(584);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -54017,7 +54017,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 566:
+/***/ 584:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56975,8 +56975,6 @@ function getIDToken(aud) {
 //# sourceMappingURL=core.js.map
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-;// CONCATENATED MODULE: external "node:timers/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * An error the user can act on: the message says what failed and what to do.
@@ -57006,7 +57004,7 @@ var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:fs/promises"
-const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/image.ts
@@ -57038,7 +57036,7 @@ function detectContent(head) {
 async function checkFile(path, input) {
     let info;
     try {
-        info = await (0,external_node_fs_promises_namespaceObject.stat)(path);
+        info = await (0,promises_namespaceObject.stat)(path);
     }
     catch {
         throw new ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
@@ -57047,7 +57045,7 @@ async function checkFile(path, input) {
         throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
     }
     try {
-        await (0,external_node_fs_promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
+        await (0,promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
     }
     catch {
         throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
@@ -57058,7 +57056,7 @@ async function checkFile(path, input) {
     return { path, size: info.size };
 }
 async function readHead(path) {
-    const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
+    const handle = await (0,promises_namespaceObject.open)(path, 'r');
     try {
         const buffer = Buffer.alloc(512);
         const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
@@ -57547,6 +57545,8 @@ function preparePrivateKey(text, passphrase) {
 ;// CONCATENATED MODULE: external "node:https"
 const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
 var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/shell.ts
 /**
  * The one place where remote shell commands are put together. Every argument is quoted for a
@@ -58240,7 +58240,7 @@ async function checkPublicRegistry(options) {
                 : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`);
             previous = summary;
             // The last attempt runs at the deadline.
-            await (0,promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
         }
     }
     finally {
@@ -58456,6 +58456,110 @@ function parseAliases(value) {
     return aliases;
 }
 
+;// CONCATENATED MODULE: ./src/kinds.ts
+const UNIFIED_ITEMS = ['incus_combined.tar.gz', 'lxd_combined.tar.gz'];
+/**
+ * A copy of the index in which the unified item(s) of the version with this fingerprint say
+ * `combined_type: "virtual-machine"`, as incus-simplestreams 7.0.1+ writes it. Apply it to a
+ * unified VM image's index (the staging one, or any index written after it): this action's own
+ * reading of the index (findFingerprint, the image-type output) then types it right, as it does
+ * for trees written by incus-simplestreams 7.0.1+. Harmless elsewhere: the Incus 6.0 client,
+ * LXD 5.0 and `incus-simplestreams verify` ignore the field (checked). Note that 6.0's own `add`,
+ * `remove` and `prune`, run by hand, rewrite images.json without it (they drop unknown fields).
+ * Idempotent; the index given is not modified.
+ */
+function markUnifiedVm(index, fingerprint) {
+    const copy = JSON.parse(JSON.stringify(index));
+    for (const product of Object.values(copy.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            const unified = version.items?.['incus_combined.tar.gz'];
+            if (!unified || unified.sha256 !== fingerprint)
+                continue;
+            for (const key of UNIFIED_ITEMS) {
+                const item = version.items[key];
+                if (item)
+                    item['combined_type'] = 'virtual-machine';
+            }
+        }
+    }
+    return copy;
+}
+/**
+ * What a user of an Incus 6.0 client (Debian 12 backports, Debian 13, Ubuntu 24.04) cannot do
+ * with an image of this kind: one message per problem, for the log.
+ */
+function incusWarnings(imageType, unified) {
+    if (imageType !== 'virtual-machine' || !unified)
+        return [];
+    return [
+        'Incus clients up to 6.0 list unified (single tarball) images as containers: they show this ' +
+            'virtual-machine image as CONTAINER and `incus launch --vm` does not find it. To reach every client, ' +
+            'publish the VM as a split image (distrobuilder ' +
+            'build-incus --vm, without --type=unified: incus.tar.xz as metadata, disk.qcow2 as rootfs).',
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/lxd.ts
+/** Each Incus item type and the LXD item type that copies it. */
+const LXD_COPIES = [
+    ['incus.tar.xz', 'lxd.tar.xz'],
+    ['incus_combined.tar.gz', 'lxd_combined.tar.gz'],
+];
+const LXD_TYPES = new Set(LXD_COPIES.map(([, lxd]) => lxd));
+function isLxdItem(key, item) {
+    return LXD_TYPES.has(key) || (item !== undefined && LXD_TYPES.has(item.ftype));
+}
+function withLxdVersion(version) {
+    const items = {};
+    // Drop every LXD item first: a copy is rebuilt from the current Incus item, and one whose Incus
+    // item is gone (a removed or replaced image) must not keep pointing at its files.
+    for (const [key, item] of Object.entries(version.items)) {
+        if (!isLxdItem(key, item))
+            items[key] = item;
+    }
+    for (const [incus, lxd] of LXD_COPIES) {
+        const source = version.items[incus];
+        if (source)
+            items[lxd] = { ...source, ftype: lxd };
+    }
+    return { ...version, items };
+}
+/**
+ * A copy of the index in which every `incus.tar.xz` item has an `lxd.tar.xz` twin and every
+ * `incus_combined.tar.gz` item an `lxd_combined.tar.gz` twin (same path, hashes, size and
+ * combined fields), so that LXD clients list and resolve the same images, fingerprints and
+ * aliases as Incus clients. LXD items whose Incus item no longer exists are removed; nothing else
+ * changes. Idempotent; the index given is not modified.
+ */
+function withLxdItems(index) {
+    const copy = JSON.parse(JSON.stringify(index));
+    for (const product of Object.values(copy.products)) {
+        if (!product.versions)
+            continue;
+        for (const [serial, version] of Object.entries(product.versions)) {
+            if (version?.items)
+                product.versions[serial] = withLxdVersion(version);
+        }
+    }
+    return copy;
+}
+/**
+ * What an LXD user cannot do with an image of this kind, published with LXD items: one message
+ * per problem, for the log (empty when LXD users can launch it).
+ */
+function lxdWarnings(imageType, unified) {
+    const warnings = [];
+    if (imageType === 'virtual-machine' && unified) {
+        warnings.push('LXD treats unified (single tarball) images as containers: it lists this virtual-machine image as a ' +
+            'container, `lxc launch --vm` does not find it, and launching it as a container fails. LXD users ' +
+            'cannot launch it. To publish a VM for LXD users, build it as a split image (distrobuilder ' +
+            'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
+    }
+    return warnings;
+}
+
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/progress.ts
@@ -60140,106 +60244,113 @@ async function removeDirs(session, dirs) {
     await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`, undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
 }
 
-;// CONCATENATED MODULE: ./src/lxd.ts
-/** Each Incus item type and the LXD item type that copies it. */
-const LXD_COPIES = [
-    ['incus.tar.xz', 'lxd.tar.xz'],
-    ['incus_combined.tar.gz', 'lxd_combined.tar.gz'],
-];
-const LXD_TYPES = new Set(LXD_COPIES.map(([, lxd]) => lxd));
-function isLxdItem(key, item) {
-    return LXD_TYPES.has(key) || (item !== undefined && LXD_TYPES.has(item.ftype));
-}
-function withLxdVersion(version) {
-    const items = {};
-    // Drop every LXD item first: a copy is rebuilt from the current Incus item, and one whose Incus
-    // item is gone (a removed or replaced image) must not keep pointing at its files.
-    for (const [key, item] of Object.entries(version.items)) {
-        if (!isLxdItem(key, item))
-            items[key] = item;
-    }
-    for (const [incus, lxd] of LXD_COPIES) {
-        const source = version.items[incus];
-        if (source)
-            items[lxd] = { ...source, ftype: lxd };
-    }
-    return { ...version, items };
+;// CONCATENATED MODULE: ./src/publication.ts
+/**
+ * The part of a publish that runs under the registry lock: re-read the live index, make the
+ * change (a staged version, the owner's convert-command, or aliases only), add retention and the
+ * LXD items, commit, read back and verify, clean up after earlier runs.
+ */
+
+
+
+
+
+
+function serialConflictError(product, serial, existing, fingerprint) {
+    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
+        'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
+        'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
 }
 /**
- * A copy of the index in which every `incus.tar.xz` item has an `lxd.tar.xz` twin and every
- * `incus_combined.tar.gz` item an `lxd_combined.tar.gz` twin (same path, hashes, size and
- * combined fields), so that LXD clients list and resolve the same images, fingerprints and
- * aliases as Incus clients. LXD items whose Incus item no longer exists are removed; nothing else
- * changes. Idempotent; the index given is not modified.
+ * What the action adds to every index it writes: retention (keep-versions) and the LXD items
+ * (lxd-compat). Returns undefined when `proposed` (or, without one, `base`) needs nothing more
+ * and nothing differs from `base`.
  */
-function withLxdItems(index) {
-    const copy = JSON.parse(JSON.stringify(index));
-    for (const product of Object.values(copy.products)) {
-        if (!product.versions)
-            continue;
-        for (const [serial, version] of Object.entries(product.versions)) {
-            if (version?.items)
-                product.versions[serial] = withLxdVersion(version);
+function finishIndex(settings, base, proposed, fingerprint) {
+    let next = proposed ?? base;
+    const retired = [];
+    if (settings.keepVersions > 0) {
+        const retention = applyRetention(next, settings.keepVersions, fingerprint);
+        if (retention.dropped.length > 0) {
+            info(`keep-versions ${settings.keepVersions}: dropping ${retention.dropped.join(', ')}`);
+            next = retention.index;
+            retired.push(...retention.retired);
         }
     }
-    return copy;
+    if (settings.lxdCompat)
+        next = withLxdItems(next);
+    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
 }
 /**
- * What an LXD user cannot do with an image of this kind, published with LXD items: one message
- * per problem, for the log (empty when LXD users can launch it).
+ * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * clean up after earlier runs. Verifying before the lock is released means a later run moving an
+ * alias away cannot be mistaken for a failure of this one.
  */
-function lxdWarnings(imageType, unified) {
-    const warnings = [];
-    if (imageType === 'virtual-machine' && unified) {
-        warnings.push('LXD treats unified (single tarball) images as containers: it lists this virtual-machine image as a ' +
-            'container, `lxc launch --vm` does not find it, and launching it as a container fails. LXD users ' +
-            'cannot launch it. To publish a VM for LXD users, build it as a split image (distrobuilder ' +
-            'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
-    }
-    return warnings;
-}
-
-;// CONCATENATED MODULE: ./src/kinds.ts
-const UNIFIED_ITEMS = ['incus_combined.tar.gz', 'lxd_combined.tar.gz'];
-/**
- * A copy of the index in which the unified item(s) of the version with this fingerprint say
- * `combined_type: "virtual-machine"`, as incus-simplestreams 7.0.1+ writes it. Apply it to a
- * unified VM image's index (the staging one, or any index written after it): this action's own
- * reading of the index (findFingerprint, the image-type output) then types it right, as it does
- * for trees written by incus-simplestreams 7.0.1+. Harmless elsewhere: the Incus 6.0 client,
- * LXD 5.0 and `incus-simplestreams verify` ignore the field (checked). Note that 6.0's own `add`,
- * `remove` and `prune`, run by hand, rewrite images.json without it (they drop unknown fields).
- * Idempotent; the index given is not modified.
- */
-function markUnifiedVm(index, fingerprint) {
-    const copy = JSON.parse(JSON.stringify(index));
-    for (const product of Object.values(copy.products)) {
-        for (const version of Object.values(product.versions ?? {})) {
-            const unified = version.items?.['incus_combined.tar.gz'];
-            if (!unified || unified.sha256 !== fingerprint)
-                continue;
-            for (const key of UNIFIED_ITEMS) {
-                const item = version.items[key];
-                if (item)
-                    item['combined_type'] = 'virtual-machine';
+async function publishUnderLock(session, settings, paths, fingerprint, aliases, change, 
+/** This run's own server-side directories, removed once the index is live. */
+done = []) {
+    const lock = await holdLock(session, lockPath(paths), settings.lockTimeout, `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+        `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`);
+    try {
+        let base = await readLiveIndex(session, paths.simplestreamsDir);
+        let plan;
+        if (change.kind === 'staged') {
+            try {
+                plan = planPublication(base, change.version, fingerprint, aliases, settings.replace);
+            }
+            catch (error) {
+                if (error instanceof SerialConflictError) {
+                    throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+                }
+                throw error;
             }
         }
+        else {
+            if (change.kind === 'custom') {
+                await change.run();
+                base = await readLiveIndex(session, paths.simplestreamsDir);
+                if (!findFingerprint(base, fingerprint)) {
+                    throw new ActionError(`convert-command ${settings.convertCommand} succeeded, but images.json does not list fingerprint ` +
+                        `${fingerprint}. Check that the script adds the image to ${paths.simplestreamsDir}.`, 'convert-command');
+                }
+            }
+            const index = planAliasUpdate(base, fingerprint, aliases);
+            plan = { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] };
+        }
+        const finished = finishIndex(settings, base, plan.index, fingerprint);
+        if (finished.index) {
+            await commit(session, {
+                paths,
+                lock,
+                index: finished.index,
+                ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
+                retired: [...plan.retired, ...finished.retired],
+            });
+        }
+        info(plan.status === 'unchanged'
+            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
+            : `Index updated (${plan.status})`);
+        const live = await housekeepAndRead(session, paths, done);
+        return verify(live, fingerprint, aliases, plan.status);
     }
-    return copy;
+    finally {
+        await lock.release();
+    }
 }
-/**
- * What a user of an Incus 6.0 client (Debian 12 backports, Debian 13, Ubuntu 24.04) cannot do
- * with an image of this kind: one message per problem, for the log.
- */
-function incusWarnings(imageType, unified) {
-    if (imageType !== 'virtual-machine' || !unified)
-        return [];
-    return [
-        'Incus clients up to 6.0 list unified (single tarball) images as containers: they show this ' +
-            'virtual-machine image as CONTAINER and `incus launch --vm` does not find it. To reach every client, ' +
-            'publish the VM as a split image (distrobuilder ' +
-            'build-incus --vm, without --type=unified: incus.tar.xz as metadata, disk.qcow2 as rootfs).',
-    ];
+/** Checks the live index, read back under the lock, against what this run published. */
+function verify(live, fingerprint, aliases, status) {
+    const published = findFingerprint(live, fingerprint);
+    if (!published) {
+        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
+            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+    }
+    const missing = aliases.filter((alias) => !published.aliases.includes(alias));
+    if (missing.length > 0) {
+        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+    }
+    info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
+    return { status, fingerprint, ...published };
 }
 
 ;// CONCATENATED MODULE: external "node:child_process"
@@ -60329,7 +60440,7 @@ function pipe(decompress, convert, env) {
  */
 async function convertRootfsTarball(tarball, compression, creationDate) {
     const tool = await findSquashfsTool();
-    const dir = await (0,external_node_fs_promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
+    const dir = await (0,promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
     const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
     const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
     try {
@@ -60339,11 +60450,9 @@ async function convertRootfsTarball(tarball, compression, creationDate) {
         throw new ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
             'Check that the file is a complete tar archive.', 'rootfs');
     }
-    return { path: output, size: (await (0,external_node_fs_promises_namespaceObject.stat)(output)).size };
+    return { path: output, size: (await (0,promises_namespaceObject.stat)(output)).size };
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/summary.ts
 /** The job summary: what was published, where it is served, and how to use it. */
 
@@ -60440,11 +60549,10 @@ async function writeFailureSummary(message) {
     await summary.write();
 }
 
-;// CONCATENATED MODULE: ./src/main.ts
+;// CONCATENATED MODULE: ./src/upload.ts
 /**
- * Orchestration: inspect locally, connect, upload (resumable, retried), stage the conversion,
- * then publish under the registry lock, verify, report. Each phase is a log group; each side
- * effect lives in its own module.
+ * The upload: an SSH connection that is re-opened when it drops, and files sent under the image's
+ * own lock, resumed where an earlier attempt stopped, hashed as they go.
  */
 
 
@@ -60454,31 +60562,6 @@ async function writeFailureSummary(message) {
 
 
 
-
-
-
-
-
-
-
-
-const indent = (text) => text
-    .split('\n')
-    .map((line) => `  ${line}`)
-    .join('\n');
-/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
-function requestedAliases(settings, image) {
-    const { os, release, variant } = image.properties;
-    const aliases = [...settings.aliases];
-    if (settings.defaultAlias)
-        aliases.push(`${os}/${release}/${variant}`);
-    return [...new Set(aliases)];
-}
-function serialConflictError(product, serial, existing, fingerprint) {
-    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
-        'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
-        'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
-}
 /** The SSH connection, replaced when it drops during the upload. */
 class Connection {
     session;
@@ -60557,86 +60640,44 @@ async function upload(connection, settings, dir, files, hashes) {
             const delay = Math.min(30, 2 ** attempt);
             core_warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
                 `(retry ${attempt + 1} of ${settings.retries}); the upload resumes where it stopped.`);
-            await (0,promises_namespaceObject.setTimeout)(delay * 1000);
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
             await connection.reconnect();
         }
     }
 }
+
+;// CONCATENATED MODULE: ./src/main.ts
 /**
- * What the action adds to every index it writes: retention (keep-versions) and the LXD items
- * (lxd-compat). Returns undefined when `proposed` (or, without one, `base`) needs nothing more
- * and nothing differs from `base`.
+ * Orchestration: inspect locally, connect, upload (upload.ts), stage the conversion, publish
+ * under the registry lock (publication.ts), report. Each phase is a log group; each side effect
+ * lives in its own module.
  */
-function finishIndex(settings, base, proposed, fingerprint) {
-    let next = proposed ?? base;
-    const retired = [];
-    if (settings.keepVersions > 0) {
-        const retention = applyRetention(next, settings.keepVersions, fingerprint);
-        if (retention.dropped.length > 0) {
-            info(`keep-versions ${settings.keepVersions}: dropping ${retention.dropped.join(', ')}`);
-            next = retention.index;
-            retired.push(...retention.retired);
-        }
-    }
-    if (settings.lxdCompat)
-        next = withLxdItems(next);
-    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
-}
-/**
- * The locked part: re-read the live index, make the change, commit, read it back to verify, and
- * clean up after earlier runs. Verifying before the lock is released means a later run moving an
- * alias away cannot be mistaken for a failure of this one.
- */
-async function publishUnderLock(session, settings, paths, fingerprint, aliases, change, 
-/** This run's own server-side directories, removed once the index is live. */
-done = []) {
-    const lock = await holdLock(session, lockPath(paths), settings.lockTimeout, `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-        `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`);
-    try {
-        let base = await readLiveIndex(session, paths.simplestreamsDir);
-        let plan;
-        if (change.kind === 'staged') {
-            try {
-                plan = planPublication(base, change.version, fingerprint, aliases, settings.replace);
-            }
-            catch (error) {
-                if (error instanceof SerialConflictError) {
-                    throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
-                }
-                throw error;
-            }
-        }
-        else {
-            if (change.kind === 'custom') {
-                await change.run();
-                base = await readLiveIndex(session, paths.simplestreamsDir);
-                if (!findFingerprint(base, fingerprint)) {
-                    throw new ActionError(`convert-command ${settings.convertCommand} succeeded, but images.json does not list fingerprint ` +
-                        `${fingerprint}. Check that the script adds the image to ${paths.simplestreamsDir}.`, 'convert-command');
-                }
-            }
-            const index = planAliasUpdate(base, fingerprint, aliases);
-            plan = { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] };
-        }
-        const finished = finishIndex(settings, base, plan.index, fingerprint);
-        if (finished.index) {
-            await commit(session, {
-                paths,
-                lock,
-                index: finished.index,
-                ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
-                retired: [...plan.retired, ...finished.retired],
-            });
-        }
-        info(plan.status === 'unchanged'
-            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
-            : `Index updated (${plan.status})`);
-        const live = await housekeepAndRead(session, paths, done);
-        return verify(live, fingerprint, aliases, plan.status);
-    }
-    finally {
-        await lock.release();
-    }
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+const indent = (text) => text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
+/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
+function requestedAliases(settings, image) {
+    const { os, release, variant } = image.properties;
+    const aliases = [...settings.aliases];
+    if (settings.defaultAlias)
+        aliases.push(`${os}/${release}/${variant}`);
+    return [...new Set(aliases)];
 }
 /**
  * A raw rootfs tarball: upload it as it is when the server's incus-simplestreams takes one
@@ -60775,21 +60816,6 @@ async function publishNew(connection, settings, paths, image, aliases, serial, k
     finally {
         await imageLock.release().catch(() => undefined);
     }
-}
-/** Checks the live index, read back under the lock, against what this run published. */
-function verify(live, fingerprint, aliases, status) {
-    const published = findFingerprint(live, fingerprint);
-    if (!published) {
-        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
-    }
-    const missing = aliases.filter((alias) => !published.aliases.includes(alias));
-    if (missing.length > 0) {
-        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
-            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
-    }
-    info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
-    return { status, fingerprint, ...published };
 }
 function setOutputs(result) {
     setOutput('fingerprint', result.fingerprint);

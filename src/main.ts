@@ -1,67 +1,42 @@
 /**
- * Orchestration: inspect locally, connect, upload (resumable, retried), stage the conversion,
- * then publish under the registry lock, verify, report. Each phase is a log group; each side
- * effect lives in its own module.
+ * Orchestration: inspect locally, connect, upload (upload.ts), stage the conversion, publish
+ * under the registry lock (publication.ts), report. Each phase is a log group; each side effect
+ * lives in its own module.
  */
 import * as core from '@actions/core';
 import { posix } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ActionError, describeError, withoutControlCharacters } from './errors.js';
-import {
-  UploadHashes,
-  hashFileInto,
-  hashImage,
-  imageFiles,
-  inspectImage,
-  uploadKey,
-  type LocalImage,
-} from './image.js';
-import { createHash } from 'node:crypto';
+import { hashImage, imageFiles, inspectImage, uploadKey, UploadHashes, type LocalImage } from './image.js';
 import { readSettings, type Settings } from './inputs.js';
+import { incusWarnings, markUnifiedVm } from './kinds.js';
+import { lxdWarnings } from './lxd.js';
+import { publishUnderLock, serialConflictError, type Change } from './publication.js';
+import { checkPublicRegistry, type PublicCheckResult } from './public.js';
 import {
-  commit,
   customConvertCommand,
-  holdLock,
-  rootfsDecision,
-  serverToolVersion,
-  housekeepAndRead,
   imageUploadDir,
-  lockPath,
   readLiveIndex,
   remoteNames,
-  remoteSha256,
   removeDirs,
-  sendFile,
+  rootfsDecision,
+  serverToolVersion,
   stage,
   stagingDir,
-  uploadState,
-  type HeldLock,
   type RegistryPaths,
   type UploadFile,
 } from './registry.js';
+import { convertRootfsTarball } from './rootfs.js';
 import {
-  SerialConflictError,
-  applyRetention,
   conflictingFingerprint,
   findFingerprint,
-  planAliasUpdate,
-  planPublication,
   productKey,
   serialFor,
   stagedVersion,
   versionFingerprint,
-  type ImagesIndex,
-  type PublicationPlan,
-  type PublicationStatus,
-  type StagedVersion,
 } from './simplestreams.js';
-import { lxdWarnings, withLxdItems } from './lxd.js';
-import { incusWarnings, markUnifiedVm } from './kinds.js';
-import { convertRootfsTarball } from './rootfs.js';
-import { isDeepStrictEqual } from 'node:util';
-import { checkPublicRegistry, type PublicCheckResult } from './public.js';
 import { RemoteSession } from './ssh.js';
 import { writeFailureSummary, writeSummary, type PublishResult } from './summary.js';
+import { Connection, upload } from './upload.js';
 
 const indent = (text: string): string =>
   text
@@ -75,227 +50,6 @@ function requestedAliases(settings: Settings, image: LocalImage): string[] {
   const aliases = [...settings.aliases];
   if (settings.defaultAlias) aliases.push(`${os}/${release}/${variant}`);
   return [...new Set(aliases)];
-}
-
-function serialConflictError(product: string, serial: string, existing: string, fingerprint: string): ActionError {
-  return new ActionError(
-    `${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
-      'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
-      'image (a later creation_date gives a new serial), or set replace: true to replace the published version.',
-    'replace',
-  );
-}
-
-/** The SSH connection, replaced when it drops during the upload. */
-class Connection {
-  constructor(
-    public session: RemoteSession,
-    private readonly settings: Settings,
-  ) {}
-
-  async reconnect(): Promise<void> {
-    this.session.dispose();
-    this.session = await RemoteSession.connect(this.settings);
-  }
-
-  dispose(): void {
-    this.session.dispose();
-  }
-}
-
-/**
- * Sends the files that are not already on the server, resuming partial ones, and hashes them as
- * they go: a first upload reads each file once. Reusing or resuming an earlier run's upload
- * reads the part already sent locally, to check it against the server's copy.
- */
-async function transferFiles(
-  session: RemoteSession,
-  dir: string,
-  files: UploadFile[],
-  timeoutSeconds: number,
-  hashes: UploadHashes,
-): Promise<void> {
-  const states = await uploadState(
-    session,
-    dir,
-    files.map((file) => file.remoteName),
-    timeoutSeconds,
-  );
-  for (const [index, file] of files.entries()) {
-    if (hashes.isDone(index)) continue; // sent before the connection dropped
-    const remotePath = posix.join(dir, file.remoteName);
-    const state = states.get(file.remoteName) ?? { final: -1, partial: -1 };
-    if (state.final === file.size) {
-      const own = createHash('sha256');
-      const fingerprint = hashes.before(index);
-      await hashFileInto(file.localPath, [own, fingerprint]);
-      if ((await remoteSha256(session, remotePath)) === own.digest('hex')) {
-        hashes.finish(index, fingerprint);
-        core.info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
-        continue;
-      }
-    }
-    let offset = 0;
-    let fingerprint = hashes.before(index);
-    if (state.partial > 0 && state.partial <= file.size) {
-      const prefix = createHash('sha256');
-      const prefixFingerprint = hashes.before(index);
-      const [remote] = await Promise.all([
-        remoteSha256(session, `${remotePath}.partial`),
-        hashFileInto(file.localPath, [prefix, prefixFingerprint], state.partial),
-      ]);
-      if (remote === prefix.digest('hex')) {
-        offset = state.partial;
-        fingerprint = prefixFingerprint;
-        core.info(`${file.remoteName}: resuming after ${offset} bytes already on the server`);
-      }
-    }
-    // One hash over the bytes as they go: the fingerprint, without a second read of the file.
-    await sendFile(session, file, dir, offset, timeoutSeconds, core.info, [fingerprint]);
-    hashes.finish(index, fingerprint);
-  }
-}
-
-/**
- * Uploads under the image's own lock, retrying when the connection drops. Returns the lock,
- * which stays held until the publication is done (it also marks the staging tree as in use).
- */
-async function upload(
-  connection: Connection,
-  settings: Settings,
-  dir: string,
-  files: UploadFile[],
-  hashes: UploadHashes,
-): Promise<HeldLock> {
-  for (let attempt = 0; ; attempt++) {
-    let lock: HeldLock | undefined;
-    try {
-      lock = await holdLock(
-        connection.session,
-        posix.join(dir, '.lock'),
-        settings.lockTimeout,
-        `Another run has been uploading this same image to ${dir} for more than ` +
-          `${settings.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
-      );
-      await transferFiles(connection.session, dir, files, settings.lockTimeout, hashes);
-      return lock;
-    } catch (error) {
-      await lock?.release().catch(() => undefined);
-      if (connection.session.isConnected() || attempt >= settings.retries) throw error;
-      const delay = Math.min(30, 2 ** attempt);
-      core.warning(
-        `The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
-          `(retry ${attempt + 1} of ${settings.retries}); the upload resumes where it stopped.`,
-      );
-      await sleep(delay * 1000);
-      await connection.reconnect();
-    }
-  }
-}
-
-/** What a run changes under the lock. */
-type Change =
-  /** The fingerprint is already published: aliases at most. */
-  | { kind: 'aliases' }
-  /** incus-simplestreams add wrote the version into a staging tree. */
-  | { kind: 'staged'; dir: string; version: StagedVersion }
-  /** The owner's convert-command writes the live tree itself. */
-  | { kind: 'custom'; run: () => Promise<void> };
-
-/**
- * What the action adds to every index it writes: retention (keep-versions) and the LXD items
- * (lxd-compat). Returns undefined when `proposed` (or, without one, `base`) needs nothing more
- * and nothing differs from `base`.
- */
-function finishIndex(
-  settings: Settings,
-  base: ImagesIndex,
-  proposed: ImagesIndex | undefined,
-  fingerprint: string,
-): { index?: ImagesIndex; retired: string[] } {
-  let next = proposed ?? base;
-  const retired: string[] = [];
-  if (settings.keepVersions > 0) {
-    const retention = applyRetention(next, settings.keepVersions, fingerprint);
-    if (retention.dropped.length > 0) {
-      core.info(`keep-versions ${settings.keepVersions}: dropping ${retention.dropped.join(', ')}`);
-      next = retention.index;
-      retired.push(...retention.retired);
-    }
-  }
-  if (settings.lxdCompat) next = withLxdItems(next);
-  return isDeepStrictEqual(next, base) ? { retired } : { index: next, retired };
-}
-
-/**
- * The locked part: re-read the live index, make the change, commit, read it back to verify, and
- * clean up after earlier runs. Verifying before the lock is released means a later run moving an
- * alias away cannot be mistaken for a failure of this one.
- */
-async function publishUnderLock(
-  session: RemoteSession,
-  settings: Settings,
-  paths: RegistryPaths,
-  fingerprint: string,
-  aliases: string[],
-  change: Change,
-  /** This run's own server-side directories, removed once the index is live. */
-  done: string[] = [],
-): Promise<PublishResult> {
-  const lock = await holdLock(
-    session,
-    lockPath(paths),
-    settings.lockTimeout,
-    `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-      `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
-  );
-  try {
-    let base = await readLiveIndex(session, paths.simplestreamsDir);
-    let plan: PublicationPlan;
-    if (change.kind === 'staged') {
-      try {
-        plan = planPublication(base, change.version, fingerprint, aliases, settings.replace);
-      } catch (error) {
-        if (error instanceof SerialConflictError) {
-          throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
-        }
-        throw error;
-      }
-    } else {
-      if (change.kind === 'custom') {
-        await change.run();
-        base = await readLiveIndex(session, paths.simplestreamsDir);
-        if (!findFingerprint(base, fingerprint)) {
-          throw new ActionError(
-            `convert-command ${settings.convertCommand} succeeded, but images.json does not list fingerprint ` +
-              `${fingerprint}. Check that the script adds the image to ${paths.simplestreamsDir}.`,
-            'convert-command',
-          );
-        }
-      }
-      const index = planAliasUpdate(base, fingerprint, aliases);
-      plan = { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] };
-    }
-    const finished = finishIndex(settings, base, plan.index, fingerprint);
-    if (finished.index) {
-      await commit(session, {
-        paths,
-        lock,
-        index: finished.index,
-        ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
-        retired: [...plan.retired, ...finished.retired],
-      });
-    }
-    core.info(
-      plan.status === 'unchanged'
-        ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
-        : `Index updated (${plan.status})`,
-    );
-    const live = await housekeepAndRead(session, paths, done);
-    return verify(live, fingerprint, aliases, plan.status);
-  } finally {
-    await lock.release();
-  }
 }
 
 /**
@@ -453,26 +207,6 @@ async function publishNew(
   } finally {
     await imageLock.release().catch(() => undefined);
   }
-}
-
-/** Checks the live index, read back under the lock, against what this run published. */
-function verify(live: ImagesIndex, fingerprint: string, aliases: string[], status: PublicationStatus): PublishResult {
-  const published = findFingerprint(live, fingerprint);
-  if (!published) {
-    throw new ActionError(
-      `The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-        'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
-    );
-  }
-  const missing = aliases.filter((alias) => !published.aliases.includes(alias));
-  if (missing.length > 0) {
-    throw new ActionError(
-      `Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
-        'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
-    );
-  }
-  core.info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
-  return { status, fingerprint, ...published };
 }
 
 function setOutputs(result: PublishResult): void {

@@ -60371,7 +60371,6 @@ const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import
 
 
 
-
 const DECOMPRESSORS = {
     xz: ['xz', '-dc'],
     gzip: ['gzip', '-dc'],
@@ -60435,22 +60434,25 @@ function pipe(decompress, convert, env) {
     });
 }
 /**
- * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size. The
- * squashfs carries `creationDate` as its time, so the same tarball always gives the same bytes.
+ * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
+ * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
+ * always gives the same bytes.
  */
 async function convertRootfsTarball(tarball, compression, creationDate) {
     const tool = await findSquashfsTool();
     const dir = await (0,promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
+    const remove = () => (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
     const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
     const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
     try {
         await pipe([...DECOMPRESSORS[compression], tarball], squashfsCommand(tool, output), env);
     }
     catch (error) {
+        await remove();
         throw new ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
             'Check that the file is a complete tar archive.', 'rootfs');
     }
-    return { path: output, size: (await (0,promises_namespaceObject.stat)(output)).size };
+    return { path: output, size: (await (0,promises_namespaceObject.stat)(output)).size, remove };
 }
 
 ;// CONCATENATED MODULE: ./src/summary.ts
@@ -60683,7 +60685,7 @@ function requestedAliases(settings, image) {
  * A raw rootfs tarball: upload it as it is when the server's incus-simplestreams takes one
  * (7.0.1 and later), or convert it into a squashfs on the runner (convert-rootfs).
  */
-async function prepareRootfsTarball(session, settings, image) {
+async function prepareRootfsTarball(session, settings, image, onCleanup) {
     const data = image.data;
     if (!data || data.kind !== 'rootfs-tarball')
         return image;
@@ -60693,6 +60695,7 @@ async function prepareRootfsTarball(session, settings, image) {
     if (!decision.convert)
         return image;
     const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+    onCleanup(converted.remove);
     info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
     return {
         ...image,
@@ -60716,8 +60719,9 @@ async function publish(settings) {
     const paths = { simplestreamsDir: settings.simplestreamsDir, uploadDir: settings.uploadDir };
     const aliases = requestedAliases(settings, inspected);
     const connection = new Connection(await group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)), settings);
+    const cleanups = [];
     try {
-        const image = await prepareRootfsTarball(connection.session, settings, inspected);
+        const image = await prepareRootfsTarball(connection.session, settings, inspected, (cleanup) => cleanups.push(cleanup));
         const live = await readLiveIndex(connection.session, paths.simplestreamsDir, {
             uploadDir: paths.uploadDir,
             tool: settings.convertCommand || 'incus-simplestreams',
@@ -60747,6 +60751,9 @@ async function publish(settings) {
     }
     finally {
         connection.dispose();
+        // A squashfs converted from a rootfs tarball is not needed once the run is over.
+        for (const cleanup of cleanups)
+            await cleanup().catch(() => undefined);
     }
 }
 async function publishNew(connection, settings, paths, image, aliases, serial, knownFingerprint) {

@@ -60,6 +60,7 @@ async function prepareRootfsTarball(
   session: RemoteSession,
   settings: Settings,
   image: LocalImage,
+  onCleanup: (cleanup: () => Promise<void>) => void,
 ): Promise<LocalImage> {
   const data = image.data;
   if (!data || data.kind !== 'rootfs-tarball') return image;
@@ -68,6 +69,7 @@ async function prepareRootfsTarball(
   core.info(decision.reason);
   if (!decision.convert) return image;
   const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+  onCleanup(converted.remove);
   core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
   return {
     ...image,
@@ -94,8 +96,11 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     await core.group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)),
     settings,
   );
+  const cleanups: (() => Promise<void>)[] = [];
   try {
-    const image = await prepareRootfsTarball(connection.session, settings, inspected);
+    const image = await prepareRootfsTarball(connection.session, settings, inspected, (cleanup) =>
+      cleanups.push(cleanup),
+    );
     const live = await readLiveIndex(connection.session, paths.simplestreamsDir, {
       uploadDir: paths.uploadDir,
       tool: settings.convertCommand || 'incus-simplestreams',
@@ -125,6 +130,8 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     return await publishNew(connection, settings, paths, image, aliases, serial, knownFingerprint);
   } finally {
     connection.dispose();
+    // A squashfs converted from a rootfs tarball is not needed once the run is over.
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
   }
 }
 

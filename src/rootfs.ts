@@ -5,8 +5,7 @@
  * the same tarball, so a republish finds the same fingerprint.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { which } from '@actions/io';
@@ -86,26 +85,29 @@ function pipe(decompress: string[], convert: string[], env: NodeJS.ProcessEnv): 
 }
 
 /**
- * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size. The
- * squashfs carries `creationDate` as its time, so the same tarball always gives the same bytes.
+ * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
+ * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
+ * always gives the same bytes.
  */
 export async function convertRootfsTarball(
   tarball: string,
   compression: Compression,
   creationDate: number,
-): Promise<{ path: string; size: number }> {
+): Promise<{ path: string; size: number; remove: () => Promise<void> }> {
   const tool = await findSquashfsTool();
   const dir = await mkdtemp(join(process.env['RUNNER_TEMP'] || tmpdir(), 'lxc-publish-rootfs-'));
+  const remove = (): Promise<void> => rm(dir, { recursive: true, force: true });
   const output = join(dir, 'rootfs.squashfs');
   const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
   try {
     await pipe([...DECOMPRESSORS[compression], tarball], squashfsCommand(tool, output), env);
   } catch (error) {
+    await remove();
     throw new ActionError(
       `rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${(error as Error).message}. ` +
         'Check that the file is a complete tar archive.',
       'rootfs',
     );
   }
-  return { path: output, size: (await stat(output)).size };
+  return { path: output, size: (await stat(output)).size, remove };
 }

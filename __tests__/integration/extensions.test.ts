@@ -54,7 +54,12 @@ describe('a raw rootfs.tar.xz', () => {
 
   it('is converted on the runner for the 6.0 tool, and a republish finds the same fingerprint', async () => {
     const image = await tarballImage('tarball');
+    const conversions = async () =>
+      (await fsp.readdir(os.tmpdir())).filter((name) => name.startsWith('lxc-publish-rootfs-')).length;
+    const before = await conversions();
     const result = await publishWith(inputsFor(registry, { metadata: image.metadata, rootfs: image.tarball }));
+    // The converted squashfs is removed once the run is over.
+    expect(await conversions()).toBe(before);
     expect(log().join('')).toMatch(/incus-simplestreams 6\.0\.\d+ cannot take a rootfs tarball .*converting/);
     expect(result.status).toBe('published');
     expect(result.imageType).toBe('container');

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convertRootfsTarball, findSquashfsTool, squashfsCommand } from '../../src/rootfs.js';
@@ -52,22 +52,29 @@ describe('convertRootfsTarball', () => {
     expect(readFileSync(first.path).subarray(0, 4).toString()).toBe('hsqs');
 
     const listing = execFileSync('unsquashfs', ['-lln', first.path]).toString();
+    await second.remove();
+    expect(existsSync(second.path)).toBe(false);
     expect(listing).toMatch(/^crw-rw-rw- 0\/0 +1, +3 .* squashfs-root\/dev\/null$/m);
     expect(listing).toMatch(/^-rwsr-xr-x 0\/0 .* squashfs-root\/usr\/bin\/sudo$/m);
     expect(listing).toMatch(/^drwx------ 1000\/1000 .* squashfs-root\/home\/crynux$/m);
     expect(listing).toMatch(/^-rw------- 1000\/1000 .* squashfs-root\/home\/crynux\/notes$/m);
     expect(listing).toMatch(/^lrwxrwxrwx 0\/0 .* squashfs-root\/bin -> usr\/bin$/m);
+    await first.remove();
   });
 
   it('reads gzip tarballs too', async () => {
     const converted = await convertRootfsTarball(makeTarball('rootfs.tar.gz', 'gz'), 'gzip', 1764000000);
     expect(converted.size).toBeGreaterThan(0);
+    await converted.remove();
   });
 
   it('names the rootfs input when the tarball is damaged', async () => {
     const damaged = join(dir, 'damaged.tar.xz');
     execFileSync('sh', ['-c', 'head -c 100 "$1" > "$2"', 'sh', makeTarball('whole.tar.xz', 'xz'), damaged]);
+    const before = readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length;
     await expect(convertRootfsTarball(damaged, 'xz', 1764000000)).rejects.toThrow(/^rootfs: converting .* failed/);
+    // A failed conversion leaves no directory behind.
+    expect(readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length).toBe(before);
   });
 });
 

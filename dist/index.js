@@ -57221,21 +57221,14 @@ async function inspectImage(metadataPath, rootfsPath) {
     };
 }
 /**
- * Hashes the image in one pass over its files: the fingerprint (sha256 over the metadata tarball
- * followed by the data file, or over a unified tarball alone) and each file's own sha256.
+ * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
+ * by the data file, or over a unified tarball alone. One hash, one read of each file.
  */
-async function hashImage(paths) {
-    const combined = (0,external_node_crypto_.createHash)('sha256');
-    const files = [];
-    for (const path of paths) {
-        const own = (0,external_node_crypto_.createHash)('sha256');
-        for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { highWaterMark: 1024 * 1024 })) {
-            combined.update(chunk);
-            own.update(chunk);
-        }
-        files.push(own.digest('hex'));
-    }
-    return { fingerprint: combined.digest('hex'), files };
+async function fingerprintOf(paths) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    for (const path of paths)
+        await hashFileInto(path, [hash]);
+    return hash.digest('hex');
 }
 /** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
 async function hashFileInto(path, hashes, length) {
@@ -57296,7 +57289,7 @@ function imageFiles(image) {
 
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
 /** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */
-function fingerprintOf(keyBlob) {
+function hostkeys_fingerprintOf(keyBlob) {
     return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
 }
 /** The key type named inside an SSH public key blob (its first string). */
@@ -57307,7 +57300,7 @@ function keyTypeOf(keyBlob) {
     return keyBlob.subarray(4, 4 + length).toString('latin1');
 }
 function describePresentedKey(keyBlob) {
-    return { type: keyTypeOf(keyBlob), fingerprint: fingerprintOf(keyBlob) };
+    return { type: keyTypeOf(keyBlob), fingerprint: hostkeys_fingerprintOf(keyBlob) };
 }
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
 function parseFingerprints(text) {
@@ -57417,7 +57410,7 @@ function hostKeyAllowed(pins, keyBlob) {
     const base64 = keyBlob.toString('base64');
     if (pins.knownKeys.some((known) => known.revoked && known.key === base64))
         return false;
-    const fingerprint = fingerprintOf(keyBlob);
+    const fingerprint = hostkeys_fingerprintOf(keyBlob);
     return (pins.fingerprints.includes(fingerprint) || pins.knownKeys.some((known) => !known.revoked && known.key === base64));
 }
 
@@ -60735,7 +60728,7 @@ async function publish(settings) {
         let knownFingerprint;
         if (live.products[product]?.versions?.[serial]) {
             knownFingerprint = await group('Fingerprint', async () => {
-                const { fingerprint } = await hashImage(imageFiles(image).map((file) => file.path));
+                const fingerprint = await fingerprintOf(imageFiles(image).map((file) => file.path));
                 info(`Fingerprint: ${fingerprint}; ${product} already has version ${serial}`);
                 return fingerprint;
             });

@@ -286,29 +286,14 @@ export async function inspectImage(metadataPath: string, rootfsPath: string): Pr
   };
 }
 
-export interface ImageHashes {
-  /** The image fingerprint Incus shows and clients verify. */
-  fingerprint: string;
-  /** sha256 of each file, in the order given. */
-  files: string[];
-}
-
 /**
- * Hashes the image in one pass over its files: the fingerprint (sha256 over the metadata tarball
- * followed by the data file, or over a unified tarball alone) and each file's own sha256.
+ * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
+ * by the data file, or over a unified tarball alone. One hash, one read of each file.
  */
-export async function hashImage(paths: string[]): Promise<ImageHashes> {
-  const combined = createHash('sha256');
-  const files: string[] = [];
-  for (const path of paths) {
-    const own = createHash('sha256');
-    for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
-      combined.update(chunk as Buffer);
-      own.update(chunk as Buffer);
-    }
-    files.push(own.digest('hex'));
-  }
-  return { fingerprint: combined.digest('hex'), files };
+export async function fingerprintOf(paths: string[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const path of paths) await hashFileInto(path, [hash]);
+  return hash.digest('hex');
 }
 
 /** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */

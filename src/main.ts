@@ -6,7 +6,7 @@
 import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { ActionError, describeError, withoutControlCharacters } from './errors.js';
-import { hashImage, imageFiles, inspectImage, uploadKey, UploadHashes, type LocalImage } from './image.js';
+import { fingerprintOf, imageFiles, inspectImage, uploadKey, UploadHashes, type LocalImage } from './image.js';
 import { readSettings, type Settings } from './inputs.js';
 import { incusWarnings, markUnifiedVm } from './kinds.js';
 import { lxdWarnings } from './lxd.js';
@@ -114,7 +114,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     let knownFingerprint: string | undefined;
     if (live.products[product]?.versions?.[serial]) {
       knownFingerprint = await core.group('Fingerprint', async () => {
-        const { fingerprint } = await hashImage(imageFiles(image).map((file) => file.path));
+        const fingerprint = await fingerprintOf(imageFiles(image).map((file) => file.path));
         core.info(`Fingerprint: ${fingerprint}; ${product} already has version ${serial}`);
         return fingerprint;
       });

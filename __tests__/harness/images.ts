@@ -159,6 +159,22 @@ async function sha256Files(files: string[]): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Tars `members` of `dir` owned by root, in name order, compressed as `compression` says. */
+async function reproducibleTar(dir: string, out: string, compression: string[], members: string[]): Promise<void> {
+  await runOk('tar', [
+    '-C',
+    dir,
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--sort=name',
+    ...compression,
+    '-cf',
+    out,
+    ...members,
+  ]);
+}
+
 async function buildMetadataTarball(dir: string, yamlText: string, compression: 'xz' | 'gzip'): Promise<string> {
   const staging = path.join(dir, '.meta-staging');
   await fsp.rm(staging, { recursive: true, force: true });
@@ -166,18 +182,7 @@ async function buildMetadataTarball(dir: string, yamlText: string, compression: 
   await fsp.writeFile(path.join(staging, 'metadata.yaml'), yamlText);
   await fsp.writeFile(path.join(staging, 'templates', 'hostname.tpl'), HOSTNAME_TEMPLATE);
   const out = path.join(dir, compression === 'xz' ? 'incus.tar.xz' : 'incus.tar.gz');
-  await runOk('tar', [
-    '-C',
-    staging,
-    '--owner=0',
-    '--group=0',
-    '--numeric-owner',
-    '--sort=name',
-    compression === 'xz' ? '-cJf' : '-czf',
-    out,
-    'metadata.yaml',
-    'templates',
-  ]);
+  await reproducibleTar(staging, out, [compression === 'xz' ? '-J' : '-z'], ['metadata.yaml', 'templates']);
   await fsp.rm(staging, { recursive: true, force: true });
   return out;
 }
@@ -321,20 +326,7 @@ export async function makeUnifiedImage(dir: string, opts: UnifiedImageOptions = 
   }
   const { flag, extension } = UNIFIED_TAR[compression];
   const tarball = path.join(dir, `${o.os.toLowerCase()}-${o.release}-${o.variant}${extension}`);
-  await runOk('tar', [
-    '-C',
-    staging,
-    '--owner=0',
-    '--group=0',
-    '--numeric-owner',
-    '--sort=name',
-    ...flag,
-    '-cf',
-    tarball,
-    'metadata.yaml',
-    'templates',
-    data,
-  ]);
+  await reproducibleTar(staging, tarball, flag, ['metadata.yaml', 'templates', data]);
   await fsp.rm(staging, { recursive: true, force: true });
   return {
     dir,

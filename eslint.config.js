@@ -4,11 +4,15 @@ import tseslint from 'typescript-eslint';
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'build/'] },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
   {
+    // Type-aware rules for every TypeScript file: among them no-floating-promises and
+    // no-misused-promises, which catch a forgotten await on a remote command.
     files: ['**/*.ts'],
+    extends: [...tseslint.configs.recommendedTypeChecked],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-floating-promises': 'error',
       'no-control-regex': 'off',
     },
   },
@@ -19,6 +23,5 @@ export default tseslint.config(
   {
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { process: 'readonly', require: 'readonly' } },
-    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

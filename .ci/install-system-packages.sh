@@ -5,7 +5,7 @@ set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
-stable=(openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils qemu-utils lxd-client procps)
+stable=(openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils qemu-utils lxd-client procps shellcheck)
 backports=(incus-extra incus-client)
 
 missing_from() {

@@ -53983,41 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6065:
-/***/ ((__unused_webpack_module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
-
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3136);
-/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_1__);
-/**
- * ssh2's optional native-module loader reads `__dirname`, which an ESM bundle does not define.
- * This module is imported first by index.ts so the name exists before ssh2 loads.
- */
-
-
-const scope = globalThis;
-scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_url__WEBPACK_IMPORTED_MODULE_1__.fileURLToPath)(import.meta.url));
-
-
-/***/ }),
-
-/***/ 9407:
-/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
-
-__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(584);
-
-
-await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
-
-__webpack_async_result__();
-} catch(e) { __webpack_async_result__(e); } }, 1);
-
-/***/ }),
-
-/***/ 584:
+/***/ 6462:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56973,9 +56939,10 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-;// CONCATENATED MODULE: ./src/errors.ts
+;// CONCATENATED MODULE: ./src/common/errors.ts
+/**
+ * Errors the user can act on, and the one sanitiser for text that reaches the log or a message.
+ */
 /**
  * An error the user can act on: the message says what failed and what to do.
  * `input` names the action input involved, when there is one.
@@ -56990,297 +56957,570 @@ class ActionError extends Error {
         this.name = 'ActionError';
     }
 }
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
+/** Whether the text holds any control character (newline and tab included). */
+function hasControlCharacters(text) {
+    return CONTROL_CHARACTERS.test(text);
+}
 /** Replaces control characters other than newline and tab with "?". */
 function withoutControlCharacters(text) {
-    return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
+    return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
+}
+/** One line of text for a message: every control character, newline and tab included, as "?". */
+function oneLine(text) {
+    return text.replace(new RegExp(CONTROL_CHARACTERS.source, 'g'), '?');
 }
 /** Text of any thrown value, for messages. */
 function describeError(error) {
     return error instanceof Error ? error.message : String(error);
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/image.ts
+;// CONCATENATED MODULE: external "node:https"
+const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
+;// CONCATENATED MODULE: external "node:timers/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
 /**
- * Local inspection of the image files before any network: what they are, what metadata.yaml
- * says, and the fingerprint clients will see.
+ * The simplestreams index (`streams/v1/images.json`) as incus-simplestreams writes it: types,
+ * parsing, and reading what a version is. Pure; see the project's notes on the format: products
+ * keyed `{os}:{release}:{variant}:{arch}`, versions keyed by serial, items keyed by file type.
  */
-
-
-
-
-
-
-
-const MAGIC = [
-    { kind: 'xz', bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), offset: 0 },
-    { kind: 'gzip', bytes: Buffer.from([0x1f, 0x8b]), offset: 0 },
-    { kind: 'bzip2', bytes: Buffer.from('BZh'), offset: 0 },
-    { kind: 'zstd', bytes: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), offset: 0 },
-    { kind: 'none', bytes: Buffer.from('ustar'), offset: 257 },
-    { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
-    { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
+/** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
+const COMBINED_HASH_FIELDS = [
+    'combined_squashfs_sha256',
+    'combined_disk-kvm-img_sha256',
+    'combined_rootxz_sha256',
+    'combined_sha256',
 ];
-/** Identifies a file from its first bytes. */
-function detectContent(head) {
-    return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
+/** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
+const METADATA_ITEM = 'incus.tar.xz';
+const UNIFIED_ITEM = 'incus_combined.tar.gz';
+/** Parses images.json, checking the shape this action relies on. */
+function parseImagesIndex(text) {
+    const document = JSON.parse(text);
+    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
+        throw new Error('images.json is not a JSON object');
+    }
+    const products = document.products;
+    if (typeof products !== 'object' || products === null || Array.isArray(products)) {
+        throw new Error('images.json has no "products" object');
+    }
+    return document;
 }
-/** Checks that the path is a readable, non-empty regular file. */
-async function checkFile(path, input) {
-    let info;
-    try {
-        info = await (0,promises_namespaceObject.stat)(path);
-    }
-    catch {
-        throw new ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
-    }
-    if (!info.isFile()) {
-        throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
-    }
-    try {
-        await (0,promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
-    }
-    catch {
-        throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
-    }
-    if (info.size === 0) {
-        throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
-    }
-    return { path, size: info.size };
+/** An empty images.json, as incus-simplestreams starts one. */
+function emptyImagesIndex() {
+    return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
 }
-async function readHead(path) {
-    const handle = await (0,promises_namespaceObject.open)(path, 'r');
-    try {
-        const buffer = Buffer.alloc(512);
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-        return buffer.subarray(0, bytesRead);
-    }
-    finally {
-        await handle.close();
-    }
+/** A deep copy, so that planning never changes the index it was given. */
+function cloneIndex(index) {
+    return JSON.parse(JSON.stringify(index));
 }
-/** Runs GNU tar quietly and returns its stdout; fails with its stderr. */
-async function runTar(args) {
-    const tar = await which('tar', false);
-    if (!tar) {
-        throw new ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.');
-    }
-    const result = await getExecOutput(tar, args, { silent: true, ignoreReturnCode: true });
-    if (result.exitCode !== 0)
-        throw new Error(result.stderr.trim() || `tar exited with status ${result.exitCode}`);
-    return result.stdout;
+/** streams/v1/index.json for an images.json, as incus-simplestreams writes it. */
+function buildStreamsIndex(images) {
+    return {
+        format: 'index:1.0',
+        index: {
+            images: {
+                datatype: 'image-downloads',
+                path: 'streams/v1/images.json',
+                format: 'products:1.0',
+                products: Object.keys(images.products).sort(),
+            },
+        },
+    };
 }
-/** Reads metadata.yaml out of a tarball, whatever its compression (GNU tar detects it). */
-async function readMetadataYaml(path) {
-    for (const member of ['metadata.yaml', './metadata.yaml']) {
-        try {
-            // --occurrence stops at the first match instead of reading the whole (possibly large) archive.
-            return await runTar(['--occurrence=1', '-xOf', path, member]);
-        }
-        catch {
-            // not under this name; try the next
+/** Splits a product's comma-separated alias list. */
+function productAliases(product) {
+    return (product.aliases ?? '')
+        .split(',')
+        .map((alias) => alias.trim())
+        .filter((alias) => alias !== '');
+}
+/** The fingerprint clients compute for a version, or undefined when it has no Incus items. */
+function versionFingerprint(version) {
+    const unified = version.items[UNIFIED_ITEM];
+    if (unified)
+        return unified.sha256;
+    const metadata = version.items[METADATA_ITEM];
+    if (!metadata)
+        return undefined;
+    for (const field of COMBINED_HASH_FIELDS) {
+        const value = metadata[field];
+        if (typeof value === 'string' && value !== '')
+            return value;
+    }
+    return undefined;
+}
+function versionImageType(version) {
+    if (version.items['disk-kvm.img'])
+        return 'virtual-machine';
+    const unified = version.items[UNIFIED_ITEM];
+    if (unified && unified['combined_type'] === 'virtual-machine')
+        return 'virtual-machine';
+    return 'container';
+}
+/** Finds the version that carries this fingerprint. */
+function findFingerprint(index, fingerprint) {
+    for (const [productName, product] of Object.entries(index.products)) {
+        for (const [serial, version] of Object.entries(product.versions ?? {})) {
+            if (versionFingerprint(version) !== fingerprint)
+                continue;
+            // Items of other clients' types may point at the same files: count each file once.
+            const sizeByPath = new Map(Object.values(version.items).map((item) => [item.path, item.size]));
+            const size = [...sizeByPath.values()].reduce((total, itemSize) => total + itemSize, 0);
+            return {
+                product: productName,
+                serial,
+                aliases: productAliases(product),
+                size,
+                imageType: versionImageType(version),
+            };
         }
     }
     return undefined;
 }
-/** Whether a unified tarball holds a VM disk (rootfs.img) rather than a rootfs/ tree. */
-async function unifiedIsVirtualMachine(path) {
-    const listing = await runTar(['-tf', path]);
-    return listing.split('\n').some((name) => name === 'rootfs.img' || name === './rootfs.img');
+/** Every file path the index names. */
+function referencedPaths(index) {
+    const paths = new Set();
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            for (const item of Object.values(version.items))
+                paths.add(item.path);
+        }
+    }
+    return paths;
+}
+/** The product key incus-simplestreams gives an image: `{os}:{release}:{variant}:{arch}`. */
+function productKey(os, release, variant, architecture) {
+    return `${os}:${release}:${variant}:${architecture}`;
+}
+/** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
+function serialFor(creationDate) {
+    const date = new Date(creationDate * 1000);
+    const pad = (value) => String(value).padStart(2, '0');
+    return (String(date.getUTCFullYear()) +
+        pad(date.getUTCMonth() + 1) +
+        pad(date.getUTCDate()) +
+        pad(date.getUTCHours()) +
+        pad(date.getUTCMinutes()));
+}
+
+;// CONCATENATED MODULE: ./src/public/problems.ts
+/**
+ * The public check's pure parts: what must be served for a fingerprint, what each answer says is
+ * wrong, and the step's error with a hint per kind of problem.
+ */
+
+
+const PUBLIC_URL_INPUT = 'public-url';
+/** What must be served for `fingerprint`, per images.json; undefined when it does not list it. */
+function expectedVersion(images, fingerprint) {
+    const found = findFingerprint(images, fingerprint);
+    const version = found ? images.products[found.product]?.versions?.[found.serial] : undefined;
+    if (!found || !version)
+        return undefined;
+    const files = new Map();
+    for (const item of Object.values(version.items))
+        if (!files.has(item.path))
+            files.set(item.path, item.size);
+    return {
+        product: found.product,
+        serial: found.serial,
+        files: [...files].map(([path, size]) => ({ path, size })),
+    };
+}
+/** The products index.json names (in any of its entries). */
+function indexProducts(document) {
+    const entries = document?.index;
+    if (typeof entries !== 'object' || entries === null)
+        return [];
+    const products = [];
+    for (const entry of Object.values(entries)) {
+        const list = entry?.products;
+        if (Array.isArray(list))
+            products.push(...list.filter((name) => typeof name === 'string'));
+    }
+    return products;
+}
+/** A status other than 200 on `what`. */
+function statusProblem(what, status) {
+    return status === 404
+        ? { kind: 'missing', message: `${what}: not served (HTTP 404)` }
+        : { kind: 'http', message: `${what}: HTTP ${status}` };
+}
+/** What a HEAD answer for `file` says is wrong, if anything. */
+function fileProblem(file, status, contentLength) {
+    if (status !== 200)
+        return statusProblem(file.path, status);
+    if (contentLength === undefined || !/^\d+$/.test(contentLength.trim())) {
+        return { kind: 'size', message: `${file.path}: answered without a Content-Length (expected ${file.size} bytes)` };
+    }
+    const served = Number(contentLength.trim());
+    if (served !== file.size) {
+        return { kind: 'size', message: `${file.path}: wrong size, ${served} bytes served instead of ${file.size}` };
+    }
+    return undefined;
+}
+/** What the indexes say is missing, given index.json's products and the version images.json lists. */
+function indexProblems(fingerprint, products, version) {
+    if (!version) {
+        return [
+            { kind: 'stale', message: `streams/v1/images.json does not list fingerprint ${fingerprint} (not served yet)` },
+        ];
+    }
+    if (!products.includes(version.product)) {
+        return [
+            { kind: 'stale', message: `streams/v1/index.json does not name product ${version.product} (not served yet)` },
+        ];
+    }
+    return [];
+}
+const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|EPROTO$)|CERT|SIGNATURE|ISSUER/;
+const TLS_VERSION = /PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS|WRONG_VERSION|protocol version|unsupported protocol/i;
+/** A failed request (no HTTP answer) on `what`, as a problem. */
+function requestProblem(what, error) {
+    const code = error?.code;
+    // Errors of node's own modules may come from another realm (test runners): no instanceof.
+    const message = error?.message;
+    const text = typeof message === 'string' ? message : describeError(error);
+    const detail = typeof code === 'string' && !text.includes(code) ? `${text} (${code})` : text;
+    if ((typeof code === 'string' && TLS_CODE.test(code)) || /\b(ssl|tls|certificate)\b/i.test(text)) {
+        return {
+            kind: 'tls',
+            message: `${what}: TLS error: ${detail}`,
+            tlsVersion: TLS_VERSION.test(`${String(code)} ${text}`),
+        };
+    }
+    return { kind: 'network', message: `${what}: ${detail}` };
+}
+const HINTS = {
+    stale: 'The index on the server was updated over SSH; a CDN or cache in front of the registry may still serve an ' +
+        'older copy of streams/v1/*.json. Purge streams/v1/ in the CDN or shorten its cache time for those files, ' +
+        'or raise public-check-timeout.',
+    missing: "Check that public-url is the address of simplestreams-dir (the web server's root for the registry, with " +
+        'streams/ and images/ under it), and purge the CDN if it cached a 404.',
+    size: 'A cache is serving another (older or truncated) copy of the file, or the file on the server is damaged: ' +
+        'purge the CDN, or publish again.',
+    http: "Check the web server's configuration for streams/ and images/ (access rules, redirects, authentication).",
+    network: 'Check the host name, DNS and firewall: the runner must reach the registry as the public does.',
+    invalid: "The web server answered something other than the registry's JSON: check that public-url serves simplestreams-dir.",
+    tls: '',
+};
+const TLS_VERSION_HINT = 'The Incus client requires TLS 1.3: enable it on the web server (nginx: ssl_protocols TLSv1.2 TLSv1.3;).';
+const TLS_CERT_HINT = 'The certificate must be trusted by a stock client: issued by a public CA (or a CA the runner trusts through ' +
+    'NODE_EXTRA_CA_CERTS), valid now, for this host name, and served with its full chain (nginx: fullchain.pem).';
+/** The step's error when the check gave up: what was wrong last, and what to do about it. */
+function timeoutMessage(url, fingerprint, timeoutSeconds, attempts, problems) {
+    const shown = problems.slice(0, 5).map((problem) => problem.message);
+    if (problems.length > shown.length)
+        shown.push(`and ${problems.length - shown.length} more`);
+    const kinds = new Set(problems.map((problem) => problem.kind));
+    const hints = [...kinds].filter((kind) => kind !== 'tls').map((kind) => HINTS[kind]);
+    const tls = problems.filter((problem) => problem.kind === 'tls');
+    if (tls.some((problem) => problem.tlsVersion))
+        hints.push(TLS_VERSION_HINT);
+    if (tls.some((problem) => !problem.tlsVersion))
+        hints.push(TLS_CERT_HINT, TLS_VERSION_HINT);
+    const tries = attempts === 1 ? 'checked once' : `checked ${attempts} times over ${timeoutSeconds} s`;
+    return (`${PUBLIC_URL_INPUT}: ${url} does not serve image ${fingerprint} (${tries}, public-check-timeout ` +
+        `${timeoutSeconds} s). Last problems: ${shown.join('; ')}. ${[...new Set(hints)].join(' ')}`).trim();
+}
+
+;// CONCATENATED MODULE: ./src/public/check.ts
+/**
+ * The check that the published image is served at public-url over HTTPS, as clients fetch it
+ * (through whatever CDN or cache sits in front).
+ *
+ * The check uses node:https rather than fetch so that it can demand what the Incus client demands:
+ * TLS 1.3 and a certificate the system trusts (NODE_EXTRA_CA_CERTS adds CAs, as for fetch).
+ */
+
+
+
+
+
+const check_PUBLIC_URL_INPUT = 'public-url';
+/** The most a JSON index may weigh here; a registry's images.json is far smaller. */
+const MAX_BODY_BYTES = 64 << 20;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** One request. */
+function requestOnce(agent, url, method, timeoutMs) {
+    return new Promise((resolve, reject) => {
+        const req = external_node_https_default().request(url, {
+            method,
+            agent,
+            headers: {
+                // Ask every cache on the way to revalidate; no cache-busting query: the check must see
+                // what clients, which send none, are served.
+                'Cache-Control': 'no-cache',
+                Pragma: 'no-cache',
+                // Content-Length must be the file's own length, not that of a compressed encoding.
+                'Accept-Encoding': 'identity',
+                'User-Agent': 'lxc-publish',
+            },
+        }, (res) => {
+            const chunks = [];
+            let bytes = 0;
+            res.on('data', (chunk) => {
+                bytes += chunk.length;
+                if (bytes > MAX_BODY_BYTES)
+                    req.destroy(new Error(`the answer is larger than ${MAX_BODY_BYTES} bytes`));
+                else
+                    chunks.push(chunk);
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+            res.on('error', reject);
+        });
+        const timer = setTimeout(() => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+        req.on('close', () => clearTimeout(timer));
+        req.on('error', reject);
+        req.end();
+    });
+}
+const MAX_REDIRECTS = 5;
+/** A request that follows redirects to https addresses, as the clients (Go's HTTP client) do. */
+async function request(agent, url, method, timeoutMs) {
+    let target = url;
+    for (let redirects = 0;; redirects++) {
+        const answer = await requestOnce(agent, target, method, timeoutMs);
+        const location = answer.headers.location;
+        if (![301, 302, 303, 307, 308].includes(answer.status) || !location || redirects >= MAX_REDIRECTS)
+            return answer;
+        target = new URL(location, target).href;
+        if (!target.startsWith('https://'))
+            throw new Error(`redirected to ${target}, which is not an https:// address`);
+    }
+}
+async function getText(agent, base, path, timeoutMs) {
+    try {
+        const answer = await request(agent, `${base}/${path}`, 'GET', timeoutMs);
+        return answer.status === 200
+            ? { ok: true, text: answer.body }
+            : { ok: false, problem: statusProblem(path, answer.status) };
+    }
+    catch (error) {
+        return { ok: false, problem: requestProblem(path, error) };
+    }
+}
+/** One pass over everything a client needs; the problems found, and the version when listed. */
+async function checkOnce(agent, url, fingerprint, timeoutMs) {
+    const [index, images] = await Promise.all([
+        getText(agent, url, 'streams/v1/index.json', timeoutMs),
+        getText(agent, url, 'streams/v1/images.json', timeoutMs),
+    ]);
+    if (!index.ok || !images.ok) {
+        return { problems: [index, images].flatMap((fetched) => (fetched.ok ? [] : [fetched.problem])) };
+    }
+    let products;
+    try {
+        products = indexProducts(JSON.parse(index.text));
+    }
+    catch {
+        return { problems: [{ kind: 'invalid', message: 'streams/v1/index.json: not JSON' }] };
+    }
+    let parsed;
+    try {
+        parsed = parseImagesIndex(images.text);
+    }
+    catch (error) {
+        return { problems: [{ kind: 'invalid', message: `streams/v1/images.json: ${describeError(error)}` }] };
+    }
+    const version = expectedVersion(parsed, fingerprint);
+    const listed = indexProblems(fingerprint, products, version);
+    if (listed.length > 0 || !version)
+        return { problems: listed };
+    const answers = await Promise.all(version.files.map(async (file) => {
+        try {
+            const answer = await request(agent, `${url}/${file.path}`, 'HEAD', timeoutMs);
+            return fileProblem(file, answer.status, answer.headers['content-length']);
+        }
+        catch (error) {
+            return requestProblem(file.path, error);
+        }
+    }));
+    return { problems: answers.filter((problem) => problem !== undefined), version };
 }
 /**
- * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
- * it maps to them (as in Incus's osarch package).
+ * Checks, over HTTPS as a client would, that the registry at `url` serves the image: index.json
+ * names its product, images.json lists its fingerprint, and each of its files answers a HEAD
+ * with 200 and the size images.json gives. Retries every `retryDelayMs` until `timeoutSeconds`
+ * have passed, the last attempt at the deadline (a CDN may serve cached indexes for a while),
+ * logging what is still missing; then
+ * throws an ActionError (input public-url) saying what was wrong last and how to fix it.
  */
-const INCUS_ARCHITECTURES = new Set([
-    'i686',
-    'x86_64',
-    'armv6l',
-    'armv7l',
-    'armv8l',
-    'aarch64',
-    'ppc',
-    'ppc64',
-    'ppc64le',
-    's390x',
-    'mips',
-    'mips64',
-    'riscv32',
-    'riscv64',
-    'loongarch64',
-    'i386',
-    'i586',
-    'amd64',
-    'x64',
-    'armel',
-    'armhf',
-    'arm64',
-    'arm64be',
-    'powerpc',
-    'powerpc64',
-    'ppc64el',
-    'mipsel',
-    'mips64el',
-    'loong64',
+async function checkPublicRegistry(options) {
+    const { url, fingerprint, log } = options;
+    const retryDelayMs = options.retryDelayMs ?? 5000;
+    const started = Date.now();
+    const deadline = started + Math.max(0, options.timeoutSeconds) * 1000;
+    // TLS 1.3 at least, as the Incus client demands; keep-alive for the few requests of a pass.
+    const agent = new (external_node_https_default()).Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.3' });
+    let previous = '';
+    try {
+        for (let attempt = 1;; attempt++) {
+            const timeoutMs = Math.min(REQUEST_TIMEOUT_MS, Math.max(5000, deadline - Date.now()));
+            const { problems, version } = await checkOnce(agent, url, fingerprint, timeoutMs);
+            const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
+            if (problems.length === 0 && version) {
+                log(`${url} serves ${fingerprint} (${version.product} ${version.serial}): index.json, images.json and ` +
+                    `${version.files.length} file${version.files.length === 1 ? '' : 's'} with the right sizes` +
+                    (attempt > 1 ? ` (after ${attempt} attempts, ${elapsedSeconds} s)` : ''));
+                return { url, fingerprint, ...version, attempts: attempt, elapsedSeconds };
+            }
+            if (Date.now() >= deadline) {
+                throw new ActionError(timeoutMessage(url, fingerprint, options.timeoutSeconds, attempt, problems), check_PUBLIC_URL_INPUT);
+            }
+            const summary = problems.map((problem) => problem.message).join('; ');
+            const left = Math.ceil((deadline - Date.now()) / 1000);
+            log(summary === previous
+                ? `Still not served (attempt ${attempt}, ${left} s left)`
+                : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`);
+            previous = summary;
+            // The last attempt runs at the deadline.
+            await (0,promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
+        }
+    }
+    finally {
+        agent.destroy();
+    }
+}
+
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+;// CONCATENATED MODULE: ./src/public/remote.ts
+/**
+ * The registry's public address and the remote name clients give it: the `public-url` and
+ * `remote-name` inputs, checked, and the name derived from the URL when none is given.
+ */
+
+const remote_PUBLIC_URL_INPUT = 'public-url';
+const REMOTE_NAME_INPUT = 'remote-name';
+/**
+ * The registry's public address as the clients use it: `https://host[:port][/path]`, without a
+ * trailing slash. Blank text gives '' (no public URL). Only https: `incus remote add
+ * --protocol=simplestreams` refuses anything else ("Only https URLs are supported"), even on
+ * loopback, so an http URL could never be launched from.
+ */
+function validatePublicUrl(text) {
+    const value = text.trim();
+    if (value === '')
+        return '';
+    const shown = oneLine(value);
+    const fail = (why) => {
+        throw new ActionError(`${remote_PUBLIC_URL_INPUT}: "${shown}" ${why}`, remote_PUBLIC_URL_INPUT);
+    };
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        return fail("is not a URL. Give the registry's HTTPS address, for example https://lxc.example.com.");
+    }
+    if (url.protocol !== 'https:') {
+        fail(`is not an https:// address. Incus and LXD clients only add simplestreams remotes over HTTPS; ` +
+            `serve the registry with TLS and give its https:// address.`);
+    }
+    if (url.username !== '' || url.password !== '') {
+        fail('holds a user name or password. Give the public address without credentials (it is shown in the job summary).');
+    }
+    if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
+        fail("has a query (?...) or fragment (#...). Give the address of the registry's root directory only.");
+    }
+    const path = url.pathname.replace(/\/+$/, '');
+    if (/(^|\/)streams(\/|$)/.test(path)) {
+        fail("points inside streams/. Give the registry's root, the directory that holds streams/ and images/ " +
+            '(for example https://lxc.example.com, not https://lxc.example.com/streams/v1/index.json).');
+    }
+    return `${url.protocol}//${url.host}${path}`;
+}
+/** Remotes that stock incus or lxc clients already have: `remote add` of these fails. */
+const RESERVED_REMOTES = new Set([
+    'local',
+    'images',
+    'ubuntu',
+    'ubuntu-daily',
+    'ubuntu-minimal',
+    'ubuntu-minimal-daily',
 ]);
-function requireString(value, field, path) {
-    if (typeof value !== 'string' || value.trim() === '') {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
-            `(build-incus or pack-incus), or add "${field}" to the image definition.`, 'metadata');
+/** Host labels that say "an image server" rather than whose it is. */
+const GENERIC_LABELS = new Set([
+    'lxc',
+    'lxd',
+    'incus',
+    'image',
+    'images',
+    'img',
+    'www',
+    'registry',
+    'containers',
+    'simplestreams',
+    'streams',
+    'cdn',
+    'dl',
+    'download',
+    'downloads',
+    'mirror',
+    'mirrors',
+    'repo',
+    'repos',
+    'static',
+    'files',
+]);
+const FALLBACK_REMOTE = 'registry';
+/**
+ * The remote name the summary's commands use when `remote-name` is empty, from the URL's host:
+ * the host's labels without the last one (the TLD), lowercased, each reduced to [a-z0-9-]; the
+ * first that is not a generic word (lxc, lxd, incus, images, www, registry, cdn, mirror, …) nor
+ * a remote stock clients already have (local, images, ubuntu…). Without one, the first label that
+ * is not such a remote; for an IP address, `localhost` or nothing usable: `registry`.
+ *
+ * https://lxc.crynux.io → crynux; https://images.example.co.uk → example;
+ * https://crynux.io → crynux; https://lxc.io → lxc; https://127.0.0.1:8443 → registry.
+ */
+function defaultRemoteName(url) {
+    let host;
+    try {
+        host = new URL(url).hostname.toLowerCase().replace(/\.+$/, '');
+    }
+    catch {
+        return FALLBACK_REMOTE;
+    }
+    if (host === '' || host === 'localhost' || host.startsWith('[') || /^[0-9.]+$/.test(host))
+        return FALLBACK_REMOTE;
+    const labels = host.split('.');
+    const candidates = (labels.length > 1 ? labels.slice(0, -1) : labels)
+        .map((label) => label.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, ''))
+        .filter((label) => label !== '' && !RESERVED_REMOTES.has(label));
+    return candidates.find((label) => !GENERIC_LABELS.has(label)) ?? candidates[0] ?? FALLBACK_REMOTE;
+}
+/**
+ * A remote name given in `remote-name`, trimmed. Incus refuses ':' (it separates remote and
+ * image) and a name is also a file name in the client's config ('/'); the summary's commands must
+ * paste into a shell as they are. So: letters, digits, '.', '_' and '-', starting with a letter
+ * or digit, at most 64 characters, and not a remote stock clients already define.
+ */
+function validateRemoteName(name) {
+    const value = name.trim();
+    const shown = oneLine(value);
+    if (value === '') {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
+    }
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
+            `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
+    }
+    if (RESERVED_REMOTES.has(value.toLowerCase())) {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
+            `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
     }
     return value;
 }
-/** Checks metadata.yaml for what `incus-simplestreams add` needs. */
-function parseMetadataYaml(text, path) {
-    let document;
-    try {
-        document = (0,dist/* parse */.qg)(text);
-    }
-    catch (error) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`, 'metadata');
-    }
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
-    }
-    const root = document;
-    const creationDate = root['creation_date'];
-    if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`, 'metadata');
-    }
-    const properties = root['properties'];
-    if (typeof properties !== 'object' || properties === null) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
-    }
-    const props = properties;
-    const architecture = requireString(root['architecture'], 'architecture', path);
-    if (!INCUS_ARCHITECTURES.has(architecture)) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
-            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).', 'metadata');
-    }
-    return {
-        architecture,
-        creationDate,
-        os: requireString(props['os'], 'properties.os', path),
-        release: requireString(props['release'], 'properties.release', path),
-        variant: requireString(props['variant'], 'properties.variant', path),
-        propertiesArchitecture: requireString(props['architecture'], 'properties.architecture', path),
-        description: requireString(props['description'], 'properties.description', path),
-    };
-}
-async function inspectMetadataTarball(path) {
-    const content = detectContent(await readHead(path));
-    if (content === 'squashfs' || content === 'qcow2') {
-        throw new ActionError(`metadata: "${path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
-    }
-    if (content === undefined) {
-        throw new ActionError(`metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
-    }
-    const yaml = await readMetadataYaml(path);
-    if (yaml === undefined) {
-        throw new ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
-            'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
-    }
-    return { compression: content, yaml };
-}
-async function inspectDataFile(path) {
-    const file = await checkFile(path, 'rootfs');
-    const content = detectContent(await readHead(path));
-    if (content === 'squashfs' || content === 'qcow2')
-        return { ...file, kind: content };
-    if (content !== undefined)
-        return { ...file, kind: 'rootfs-tarball', compression: content };
-    throw new ActionError(`rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
-        'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
-}
-/** Inspects the image files named by the metadata and rootfs inputs. */
-async function inspectImage(metadataPath, rootfsPath) {
-    const metadataFile = await checkFile(metadataPath, 'metadata');
-    const data = rootfsPath === '' ? undefined : await inspectDataFile(rootfsPath);
-    const { compression, yaml } = await inspectMetadataTarball(metadataPath);
-    const properties = parseMetadataYaml(yaml, metadataPath);
-    let imageType;
-    if (data) {
-        imageType = data.kind === 'qcow2' ? 'virtual-machine' : 'container';
-    }
-    else {
-        imageType = (await unifiedIsVirtualMachine(metadataPath)) ? 'virtual-machine' : 'container';
-    }
-    return {
-        metadata: { ...metadataFile, compression },
-        ...(data ? { data } : {}),
-        imageType,
-        properties,
-        size: metadataFile.size + (data?.size ?? 0),
-    };
-}
-/**
- * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
- * by the data file, or over a unified tarball alone. One hash, one read of each file.
- */
-async function fingerprintOf(paths) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    for (const path of paths)
-        await hashFileInto(path, [hash]);
-    return hash.digest('hex');
-}
-/** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
-async function hashFileInto(path, hashes, length) {
-    if (length === 0)
-        return;
-    const range = length === undefined ? {} : { start: 0, end: length - 1 };
-    for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { ...range, highWaterMark: 1024 * 1024 })) {
-        for (const hash of hashes)
-            hash.update(chunk);
-    }
-}
-/**
- * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
- * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
- * after a dropped connection need not read the files already sent again.
- */
-class UploadHashes {
-    done = [];
-    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
-    before(index) {
-        return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
-    }
-    isDone(index) {
-        return this.done[index] !== undefined;
-    }
-    /** Records file `index`, given the fingerprint hash fed with all its bytes. */
-    finish(index, fingerprintSoFar) {
-        this.done[index] = fingerprintSoFar.copy();
-    }
-    fingerprint() {
-        const last = this.done.at(-1);
-        if (!last)
-            throw new Error('no file has been hashed');
-        return last.copy().digest('hex');
-    }
-}
-/**
- * Names the server-side upload directory of an image before its fingerprint is known (it is
- * computed while uploading): the file sizes and the start of the metadata tarball, which holds
- * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
- * resumed upload keeps is checked byte for byte.
- */
-async function uploadKey(image) {
-    const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
-    await hashFileInto(image.metadata.path, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
-    return hash.digest('hex');
-}
-function imageFiles(image) {
-    return image.data ? [image.metadata, image.data] : [image.metadata];
-}
 
-;// CONCATENATED MODULE: ./src/hostkeys.ts
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/ssh/hostkeys.ts
 /**
  * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
  * presents against them. Pure functions; the SSH module calls them from ssh2's host verifier.
@@ -57289,7 +57529,7 @@ function imageFiles(image) {
 
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
 /** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */
-function hostkeys_fingerprintOf(keyBlob) {
+function fingerprintOf(keyBlob) {
     return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
 }
 /** The key type named inside an SSH public key blob (its first string). */
@@ -57300,7 +57540,7 @@ function keyTypeOf(keyBlob) {
     return keyBlob.subarray(4, 4 + length).toString('latin1');
 }
 function describePresentedKey(keyBlob) {
-    return { type: keyTypeOf(keyBlob), fingerprint: hostkeys_fingerprintOf(keyBlob) };
+    return { type: keyTypeOf(keyBlob), fingerprint: fingerprintOf(keyBlob) };
 }
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
 function parseFingerprints(text) {
@@ -57410,14 +57650,14 @@ function hostKeyAllowed(pins, keyBlob) {
     const base64 = keyBlob.toString('base64');
     if (pins.knownKeys.some((known) => known.revoked && known.key === base64))
         return false;
-    const fingerprint = hostkeys_fingerprintOf(keyBlob);
+    const fingerprint = fingerprintOf(keyBlob);
     return (pins.fingerprints.includes(fingerprint) || pins.knownKeys.some((known) => !known.revoked && known.key === base64));
 }
 
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
 var lib = __nccwpck_require__(5472);
 var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
-;// CONCATENATED MODULE: ./src/keys.ts
+;// CONCATENATED MODULE: ./src/ssh/keys.ts
 /**
  * Private key handling: undo what pasting into a secret does, read every common format, and
  * explain each kind of bad key. Keys stay in memory; nothing is written to disk.
@@ -57535,713 +57775,7 @@ function preparePrivateKey(text, passphrase) {
     return { privateKey: key, passphrase };
 }
 
-;// CONCATENATED MODULE: external "node:https"
-const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
-var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
-;// CONCATENATED MODULE: external "node:timers/promises"
-const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/shell.ts
-/**
- * The one place where remote shell commands are put together. Every argument is quoted for a
- * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
- */
-/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
-function quoteArg(arg) {
-    if (arg.includes('\0')) {
-        throw new Error('a shell argument cannot contain a NUL byte');
-    }
-    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
-        return arg;
-    }
-    return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-/** One simple command: every word quoted. */
-function commandLine(argv) {
-    if (argv.length === 0) {
-        throw new Error('a command needs at least one word');
-    }
-    return argv.map(quoteArg).join(' ');
-}
-/** Several commands, each run only when the previous one succeeded. */
-function commandChain(commands) {
-    return commands.map(commandLine).join(' && ');
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams.ts
-/**
- * Pure functions over the simplestreams index (`streams/v1/images.json`) that
- * incus-simplestreams writes. See the project's notes on the format: products keyed
- * `{os}:{release}:{variant}:{arch}`, versions keyed by serial, items keyed by file type.
- */
-/** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
-const COMBINED_HASH_FIELDS = [
-    'combined_squashfs_sha256',
-    'combined_disk-kvm-img_sha256',
-    'combined_rootxz_sha256',
-    'combined_sha256',
-];
-/** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
-const METADATA_ITEM = 'incus.tar.xz';
-const UNIFIED_ITEM = 'incus_combined.tar.gz';
-/** Parses images.json, checking the shape this action relies on. */
-function parseImagesIndex(text) {
-    const document = JSON.parse(text);
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-        throw new Error('images.json is not a JSON object');
-    }
-    const products = document.products;
-    if (typeof products !== 'object' || products === null || Array.isArray(products)) {
-        throw new Error('images.json has no "products" object');
-    }
-    return document;
-}
-/** Splits a product's comma-separated alias list. */
-function productAliases(product) {
-    return (product.aliases ?? '')
-        .split(',')
-        .map((alias) => alias.trim())
-        .filter((alias) => alias !== '');
-}
-/** The fingerprint clients compute for a version, or undefined when it has no Incus items. */
-function versionFingerprint(version) {
-    const unified = version.items[UNIFIED_ITEM];
-    if (unified)
-        return unified.sha256;
-    const metadata = version.items[METADATA_ITEM];
-    if (!metadata)
-        return undefined;
-    for (const field of COMBINED_HASH_FIELDS) {
-        const value = metadata[field];
-        if (typeof value === 'string' && value !== '')
-            return value;
-    }
-    return undefined;
-}
-function versionImageType(version) {
-    if (version.items['disk-kvm.img'])
-        return 'virtual-machine';
-    const unified = version.items[UNIFIED_ITEM];
-    if (unified && unified['combined_type'] === 'virtual-machine')
-        return 'virtual-machine';
-    return 'container';
-}
-/** Finds the version that carries this fingerprint. */
-function findFingerprint(index, fingerprint) {
-    for (const [productName, product] of Object.entries(index.products)) {
-        for (const [serial, version] of Object.entries(product.versions ?? {})) {
-            if (versionFingerprint(version) !== fingerprint)
-                continue;
-            // Items of other clients' types may point at the same files: count each file once.
-            const sizeByPath = new Map(Object.values(version.items).map((item) => [item.path, item.size]));
-            const size = [...sizeByPath.values()].reduce((total, itemSize) => total + itemSize, 0);
-            return {
-                product: productName,
-                serial,
-                aliases: productAliases(product),
-                size,
-                imageType: versionImageType(version),
-            };
-        }
-    }
-    return undefined;
-}
-/** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
-function serialFor(creationDate) {
-    const date = new Date(creationDate * 1000);
-    const pad = (value) => String(value).padStart(2, '0');
-    return (String(date.getUTCFullYear()) +
-        pad(date.getUTCMonth() + 1) +
-        pad(date.getUTCDate()) +
-        pad(date.getUTCHours()) +
-        pad(date.getUTCMinutes()));
-}
-function stagedVersion(staged) {
-    const products = Object.entries(staged.products);
-    const [entry] = products;
-    const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
-    const [versionEntry] = versions;
-    if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
-        throw new Error('the staging index does not hold exactly one product version');
-    }
-    const { versions: _versions, ...productFields } = entry[1];
-    return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
-}
-/** A deep copy, so that planning never changes the index it was given. */
-function clone(index) {
-    return JSON.parse(JSON.stringify(index));
-}
-/** An empty images.json, as incus-simplestreams starts one. */
-function emptyImagesIndex() {
-    return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
-}
-/**
- * Puts the aliases on one product and takes them off every other product of the same
- * architecture, so that an alias such as `latest` names exactly one image per architecture.
- * Returns whether anything changed.
- */
-function moveAliases(index, productName, aliases) {
-    const target = index.products[productName];
-    if (!target || aliases.length === 0)
-        return false;
-    let changed = false;
-    for (const [name, product] of Object.entries(index.products)) {
-        if (name === productName || product.arch !== target.arch)
-            continue;
-        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
-        if (kept.length !== productAliases(product).length) {
-            setAliases(product, kept);
-            changed = true;
-        }
-    }
-    const current = productAliases(target);
-    const missing = aliases.filter((alias) => !current.includes(alias));
-    if (missing.length > 0) {
-        setAliases(target, [...current, ...missing]);
-        changed = true;
-    }
-    return changed;
-}
-function setAliases(product, aliases) {
-    if (aliases.length > 0)
-        product.aliases = aliases.join(',');
-    else
-        delete product.aliases;
-}
-/** Every file path the index names. */
-function referencedPaths(index) {
-    const paths = new Set();
-    for (const product of Object.values(index.products)) {
-        for (const version of Object.values(product.versions ?? {})) {
-            for (const item of Object.values(version.items))
-                paths.add(item.path);
-        }
-    }
-    return paths;
-}
-class SerialConflictError extends Error {
-    product;
-    serial;
-    existingFingerprint;
-    constructor(product, serial, existingFingerprint) {
-        super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
-        this.product = product;
-        this.serial = serial;
-        this.existingFingerprint = existingFingerprint;
-        this.name = 'SerialConflictError';
-    }
-}
-/**
- * What publishing the staged version onto the live index means: nothing (already published, at
- * most aliases to move), a new version, or the replacement of a version with the same serial.
- */
-function planPublication(live, staged, fingerprint, aliases, replace) {
-    if (findFingerprint(live, fingerprint)) {
-        const index = planAliasUpdate(live, fingerprint, aliases);
-        return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
-    }
-    const next = clone(live);
-    const product = next.products[staged.product];
-    const clash = product?.versions?.[staged.serial];
-    let status = 'published';
-    const retired = [];
-    if (clash) {
-        if (!replace)
-            throw new SerialConflictError(staged.product, staged.serial, versionFingerprint(clash) ?? 'unknown');
-        status = 'replaced';
-        retired.push(...Object.values(clash.items).map((item) => item.path));
-    }
-    if (product) {
-        product.versions = { ...product.versions, [staged.serial]: staged.version };
-    }
-    else {
-        next.products[staged.product] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
-    }
-    moveAliases(next, staged.product, aliases);
-    const stillNamed = referencedPaths(next);
-    return { status, index: next, retired: retired.filter((path) => !stillNamed.has(path)) };
-}
-/** The product key incus-simplestreams gives an image: `{os}:{release}:{variant}:{arch}`. */
-function productKey(os, release, variant, architecture) {
-    return `${os}:${release}:${variant}:${architecture}`;
-}
-/** The fingerprint published under this product and serial, if it is not `fingerprint`. */
-function conflictingFingerprint(index, product, serial, fingerprint) {
-    const version = index.products[product]?.versions?.[serial];
-    if (!version)
-        return undefined;
-    const existing = versionFingerprint(version) ?? 'unknown';
-    return existing === fingerprint ? undefined : existing;
-}
-/** Aliases only: for a fingerprint that is already published. */
-function planAliasUpdate(live, fingerprint, aliases) {
-    const next = clone(live);
-    const existing = findFingerprint(next, fingerprint);
-    if (!existing)
-        return undefined;
-    return moveAliases(next, existing.product, aliases) ? next : undefined;
-}
-/** streams/v1/index.json for an images.json, as incus-simplestreams writes it. */
-function buildStreamsIndex(images) {
-    return {
-        format: 'index:1.0',
-        index: {
-            images: {
-                datatype: 'image-downloads',
-                path: 'streams/v1/images.json',
-                format: 'products:1.0',
-                products: Object.keys(images.products).sort(),
-            },
-        },
-    };
-}
-/**
- * Keeps the newest `keep` (at least 1) versions of every product, and never drops the version with
- * `fingerprint` (the one just published, even if its serial is older). An alias names a product
- * and clients resolve it to the product's newest version, which is always kept, so every alias
- * keeps its target. Files are retired only when no remaining version names them.
- */
-function applyRetention(index, keep, fingerprint) {
-    const next = clone(index);
-    const dropped = [];
-    const droppedPaths = [];
-    if (keep <= 0)
-        return { index: next, dropped, retired: [] };
-    for (const [name, product] of Object.entries(next.products)) {
-        const serials = Object.keys(product.versions ?? {})
-            .sort()
-            .reverse();
-        serials.forEach((serial, position) => {
-            const version = product.versions[serial];
-            if (position < keep || versionFingerprint(version) === fingerprint)
-                return;
-            delete product.versions[serial];
-            dropped.push(`${name} ${serial}`);
-            droppedPaths.push(...Object.values(version.items).map((item) => item.path));
-        });
-    }
-    const stillNamed = referencedPaths(next);
-    return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
-}
-
-;// CONCATENATED MODULE: ./src/public.ts
-/**
- * The registry as the public sees it: the `public-url` and `remote-name` inputs, the check that
- * the published image is served there over HTTPS (through whatever CDN or cache sits in front),
- * and the client commands the job summary shows.
- *
- * The check uses node:https rather than fetch so that it can demand what the Incus client demands:
- * TLS 1.3 and a certificate the system trusts (NODE_EXTRA_CA_CERTS adds CAs, as for fetch).
- */
-
-
-
-
-
-const PUBLIC_URL_INPUT = 'public-url';
-const REMOTE_NAME_INPUT = 'remote-name';
-// ------------------------------------------------------------------------------------------------
-// Inputs
-/**
- * The registry's public address as the clients use it: `https://host[:port][/path]`, without a
- * trailing slash. Blank text gives '' (no public URL). Only https: `incus remote add
- * --protocol=simplestreams` refuses anything else ("Only https URLs are supported"), even on
- * loopback, so an http URL could never be launched from.
- */
-function validatePublicUrl(text) {
-    const value = text.trim();
-    if (value === '')
-        return '';
-    const shown = value.replace(/[\u0000-\u001f\u007f]/g, '?');
-    const fail = (why) => {
-        throw new ActionError(`${PUBLIC_URL_INPUT}: "${shown}" ${why}`, PUBLIC_URL_INPUT);
-    };
-    let url;
-    try {
-        url = new URL(value);
-    }
-    catch {
-        return fail("is not a URL. Give the registry's HTTPS address, for example https://lxc.example.com.");
-    }
-    if (url.protocol !== 'https:') {
-        fail(`is not an https:// address. Incus and LXD clients only add simplestreams remotes over HTTPS; ` +
-            `serve the registry with TLS and give its https:// address.`);
-    }
-    if (url.username !== '' || url.password !== '') {
-        fail('holds a user name or password. Give the public address without credentials (it is shown in the job summary).');
-    }
-    if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
-        fail("has a query (?...) or fragment (#...). Give the address of the registry's root directory only.");
-    }
-    const path = url.pathname.replace(/\/+$/, '');
-    if (/(^|\/)streams(\/|$)/.test(path)) {
-        fail("points inside streams/. Give the registry's root, the directory that holds streams/ and images/ " +
-            '(for example https://lxc.example.com, not https://lxc.example.com/streams/v1/index.json).');
-    }
-    return `${url.protocol}//${url.host}${path}`;
-}
-/** Remotes that stock incus or lxc clients already have: `remote add` of these fails. */
-const RESERVED_REMOTES = new Set([
-    'local',
-    'images',
-    'ubuntu',
-    'ubuntu-daily',
-    'ubuntu-minimal',
-    'ubuntu-minimal-daily',
-]);
-/** Host labels that say "an image server" rather than whose it is. */
-const GENERIC_LABELS = new Set([
-    'lxc',
-    'lxd',
-    'incus',
-    'image',
-    'images',
-    'img',
-    'www',
-    'registry',
-    'containers',
-    'simplestreams',
-    'streams',
-    'cdn',
-    'dl',
-    'download',
-    'downloads',
-    'mirror',
-    'mirrors',
-    'repo',
-    'repos',
-    'static',
-    'files',
-]);
-const FALLBACK_REMOTE = 'registry';
-/**
- * The remote name the summary's commands use when `remote-name` is empty, from the URL's host:
- * the host's labels without the last one (the TLD), lowercased, each reduced to [a-z0-9-]; the
- * first that is not a generic word (lxc, lxd, incus, images, www, registry, cdn, mirror, …) nor
- * a remote stock clients already have (local, images, ubuntu…). Without one, the first label that
- * is not such a remote; for an IP address, `localhost` or nothing usable: `registry`.
- *
- * https://lxc.crynux.io → crynux; https://images.example.co.uk → example;
- * https://crynux.io → crynux; https://lxc.io → lxc; https://127.0.0.1:8443 → registry.
- */
-function defaultRemoteName(url) {
-    let host;
-    try {
-        host = new URL(url).hostname.toLowerCase().replace(/\.+$/, '');
-    }
-    catch {
-        return FALLBACK_REMOTE;
-    }
-    if (host === '' || host === 'localhost' || host.startsWith('[') || /^[0-9.]+$/.test(host))
-        return FALLBACK_REMOTE;
-    const labels = host.split('.');
-    const candidates = (labels.length > 1 ? labels.slice(0, -1) : labels)
-        .map((label) => label.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, ''))
-        .filter((label) => label !== '' && !RESERVED_REMOTES.has(label));
-    return candidates.find((label) => !GENERIC_LABELS.has(label)) ?? candidates[0] ?? FALLBACK_REMOTE;
-}
-/**
- * A remote name given in `remote-name`, trimmed. Incus refuses ':' (it separates remote and
- * image) and a name is also a file name in the client's config ('/'); the summary's commands must
- * paste into a shell as they are. So: letters, digits, '.', '_' and '-', starting with a letter
- * or digit, at most 64 characters, and not a remote stock clients already define.
- */
-function validateRemoteName(name) {
-    const value = name.trim();
-    const shown = value.replace(/[\u0000-\u001f\u007f]/g, '?');
-    if (value === '') {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
-    }
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
-            `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
-    }
-    if (RESERVED_REMOTES.has(value.toLowerCase())) {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
-            `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
-    }
-    return value;
-}
-const INSTANCE_PLACEHOLDER = 'my-instance';
-/**
- * Copy-paste lines for both clients: add the registry as a remote, launch the image (by its
- * first alias, or by the fingerprint's first 12 digits, as `incus image list` shows it). Every
- * word is shell-quoted when it needs to be.
- */
-function public_clientCommands(remote, url, result) {
-    const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
-    const lines = (client) => [
-        [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(quoteArg).join(' '),
-        [
-            client,
-            'launch',
-            `${remote}:${reference}`,
-            INSTANCE_PLACEHOLDER,
-            ...(result.imageType === 'virtual-machine' ? ['--vm'] : []),
-        ]
-            .map(quoteArg)
-            .join(' '),
-    ];
-    return { incus: lines('incus'), lxc: lines('lxc') };
-}
-/** What must be served for `fingerprint`, per images.json; undefined when it does not list it. */
-function expectedVersion(images, fingerprint) {
-    const found = findFingerprint(images, fingerprint);
-    const version = found ? images.products[found.product]?.versions?.[found.serial] : undefined;
-    if (!found || !version)
-        return undefined;
-    const files = new Map();
-    for (const item of Object.values(version.items))
-        if (!files.has(item.path))
-            files.set(item.path, item.size);
-    return {
-        product: found.product,
-        serial: found.serial,
-        files: [...files].map(([path, size]) => ({ path, size })),
-    };
-}
-/** The products index.json names (in any of its entries). */
-function indexProducts(document) {
-    const entries = document?.index;
-    if (typeof entries !== 'object' || entries === null)
-        return [];
-    const products = [];
-    for (const entry of Object.values(entries)) {
-        const list = entry?.products;
-        if (Array.isArray(list))
-            products.push(...list.filter((name) => typeof name === 'string'));
-    }
-    return products;
-}
-/** A status other than 200 on `what`. */
-function statusProblem(what, status) {
-    return status === 404
-        ? { kind: 'missing', message: `${what}: not served (HTTP 404)` }
-        : { kind: 'http', message: `${what}: HTTP ${status}` };
-}
-/** What a HEAD answer for `file` says is wrong, if anything. */
-function fileProblem(file, status, contentLength) {
-    if (status !== 200)
-        return statusProblem(file.path, status);
-    if (contentLength === undefined || !/^\d+$/.test(contentLength.trim())) {
-        return { kind: 'size', message: `${file.path}: answered without a Content-Length (expected ${file.size} bytes)` };
-    }
-    const served = Number(contentLength.trim());
-    if (served !== file.size) {
-        return { kind: 'size', message: `${file.path}: wrong size, ${served} bytes served instead of ${file.size}` };
-    }
-    return undefined;
-}
-/** What the indexes say is missing, given index.json's products and the version images.json lists. */
-function indexProblems(fingerprint, products, version) {
-    if (!version) {
-        return [
-            { kind: 'stale', message: `streams/v1/images.json does not list fingerprint ${fingerprint} (not served yet)` },
-        ];
-    }
-    if (!products.includes(version.product)) {
-        return [
-            { kind: 'stale', message: `streams/v1/index.json does not name product ${version.product} (not served yet)` },
-        ];
-    }
-    return [];
-}
-const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|EPROTO$)|CERT|SIGNATURE|ISSUER/;
-const TLS_VERSION = /PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS|WRONG_VERSION|protocol version|unsupported protocol/i;
-/** A failed request (no HTTP answer) on `what`, as a problem. */
-function requestProblem(what, error) {
-    const code = error?.code;
-    // Errors of node's own modules may come from another realm (test runners): no instanceof.
-    const message = error?.message;
-    const text = typeof message === 'string' ? message : describeError(error);
-    const detail = typeof code === 'string' && !text.includes(code) ? `${text} (${code})` : text;
-    if ((typeof code === 'string' && TLS_CODE.test(code)) || /\b(ssl|tls|certificate)\b/i.test(text)) {
-        return {
-            kind: 'tls',
-            message: `${what}: TLS error: ${detail}`,
-            tlsVersion: TLS_VERSION.test(`${String(code)} ${text}`),
-        };
-    }
-    return { kind: 'network', message: `${what}: ${detail}` };
-}
-const HINTS = {
-    stale: 'The index on the server was updated over SSH; a CDN or cache in front of the registry may still serve an ' +
-        'older copy of streams/v1/*.json. Purge streams/v1/ in the CDN or shorten its cache time for those files, ' +
-        'or raise public-check-timeout.',
-    missing: "Check that public-url is the address of simplestreams-dir (the web server's root for the registry, with " +
-        'streams/ and images/ under it), and purge the CDN if it cached a 404.',
-    size: 'A cache is serving another (older or truncated) copy of the file, or the file on the server is damaged: ' +
-        'purge the CDN, or publish again.',
-    http: "Check the web server's configuration for streams/ and images/ (access rules, redirects, authentication).",
-    network: 'Check the host name, DNS and firewall: the runner must reach the registry as the public does.',
-    invalid: "The web server answered something other than the registry's JSON: check that public-url serves simplestreams-dir.",
-    tls: '',
-};
-const TLS_VERSION_HINT = 'The Incus client requires TLS 1.3: enable it on the web server (nginx: ssl_protocols TLSv1.2 TLSv1.3;).';
-const TLS_CERT_HINT = 'The certificate must be trusted by a stock client: issued by a public CA (or a CA the runner trusts through ' +
-    'NODE_EXTRA_CA_CERTS), valid now, for this host name, and served with its full chain (nginx: fullchain.pem).';
-/** The step's error when the check gave up: what was wrong last, and what to do about it. */
-function timeoutMessage(url, fingerprint, timeoutSeconds, attempts, problems) {
-    const shown = problems.slice(0, 5).map((problem) => problem.message);
-    if (problems.length > shown.length)
-        shown.push(`and ${problems.length - shown.length} more`);
-    const kinds = new Set(problems.map((problem) => problem.kind));
-    const hints = [...kinds].filter((kind) => kind !== 'tls').map((kind) => HINTS[kind]);
-    const tls = problems.filter((problem) => problem.kind === 'tls');
-    if (tls.some((problem) => problem.tlsVersion))
-        hints.push(TLS_VERSION_HINT);
-    if (tls.some((problem) => !problem.tlsVersion))
-        hints.push(TLS_CERT_HINT, TLS_VERSION_HINT);
-    const tries = attempts === 1 ? 'checked once' : `checked ${attempts} times over ${timeoutSeconds} s`;
-    return (`${PUBLIC_URL_INPUT}: ${url} does not serve image ${fingerprint} (${tries}, public-check-timeout ` +
-        `${timeoutSeconds} s). Last problems: ${shown.join('; ')}. ${[...new Set(hints)].join(' ')}`).trim();
-}
-/** The most a JSON index may weigh here; a registry's images.json is far smaller. */
-const MAX_BODY_BYTES = 64 << 20;
-const REQUEST_TIMEOUT_MS = 30_000;
-/** One request. */
-function requestOnce(agent, url, method, timeoutMs) {
-    return new Promise((resolve, reject) => {
-        const req = external_node_https_default().request(url, {
-            method,
-            agent,
-            headers: {
-                // Ask every cache on the way to revalidate; no cache-busting query: the check must see
-                // what clients, which send none, are served.
-                'Cache-Control': 'no-cache',
-                Pragma: 'no-cache',
-                // Content-Length must be the file's own length, not that of a compressed encoding.
-                'Accept-Encoding': 'identity',
-                'User-Agent': 'lxc-publish',
-            },
-        }, (res) => {
-            const chunks = [];
-            let bytes = 0;
-            res.on('data', (chunk) => {
-                bytes += chunk.length;
-                if (bytes > MAX_BODY_BYTES)
-                    req.destroy(new Error(`the answer is larger than ${MAX_BODY_BYTES} bytes`));
-                else
-                    chunks.push(chunk);
-            });
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-            res.on('error', reject);
-        });
-        const timer = setTimeout(() => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
-        req.on('close', () => clearTimeout(timer));
-        req.on('error', reject);
-        req.end();
-    });
-}
-const MAX_REDIRECTS = 5;
-/** A request that follows redirects to https addresses, as the clients (Go's HTTP client) do. */
-async function request(agent, url, method, timeoutMs) {
-    let target = url;
-    for (let redirects = 0;; redirects++) {
-        const answer = await requestOnce(agent, target, method, timeoutMs);
-        const location = answer.headers.location;
-        if (![301, 302, 303, 307, 308].includes(answer.status) || !location || redirects >= MAX_REDIRECTS)
-            return answer;
-        target = new URL(location, target).href;
-        if (!target.startsWith('https://'))
-            throw new Error(`redirected to ${target}, which is not an https:// address`);
-    }
-}
-async function getText(agent, base, path, timeoutMs) {
-    try {
-        const answer = await request(agent, `${base}/${path}`, 'GET', timeoutMs);
-        return answer.status === 200
-            ? { ok: true, text: answer.body }
-            : { ok: false, problem: statusProblem(path, answer.status) };
-    }
-    catch (error) {
-        return { ok: false, problem: requestProblem(path, error) };
-    }
-}
-/** One pass over everything a client needs; the problems found, and the version when listed. */
-async function checkOnce(agent, url, fingerprint, timeoutMs) {
-    const [index, images] = await Promise.all([
-        getText(agent, url, 'streams/v1/index.json', timeoutMs),
-        getText(agent, url, 'streams/v1/images.json', timeoutMs),
-    ]);
-    if (!index.ok || !images.ok) {
-        return { problems: [index, images].flatMap((fetched) => (fetched.ok ? [] : [fetched.problem])) };
-    }
-    let products;
-    try {
-        products = indexProducts(JSON.parse(index.text));
-    }
-    catch {
-        return { problems: [{ kind: 'invalid', message: 'streams/v1/index.json: not JSON' }] };
-    }
-    let parsed;
-    try {
-        parsed = parseImagesIndex(images.text);
-    }
-    catch (error) {
-        return { problems: [{ kind: 'invalid', message: `streams/v1/images.json: ${describeError(error)}` }] };
-    }
-    const version = expectedVersion(parsed, fingerprint);
-    const listed = indexProblems(fingerprint, products, version);
-    if (listed.length > 0 || !version)
-        return { problems: listed };
-    const answers = await Promise.all(version.files.map(async (file) => {
-        try {
-            const answer = await request(agent, `${url}/${file.path}`, 'HEAD', timeoutMs);
-            const length = answer.headers['content-length'];
-            return fileProblem(file, answer.status, Array.isArray(length) ? length[0] : length);
-        }
-        catch (error) {
-            return requestProblem(file.path, error);
-        }
-    }));
-    return { problems: answers.filter((problem) => problem !== undefined), version };
-}
-/**
- * Checks, over HTTPS as a client would, that the registry at `url` serves the image: index.json
- * names its product, images.json lists its fingerprint, and each of its files answers a HEAD
- * with 200 and the size images.json gives. Retries every `retryDelayMs` until `timeoutSeconds`
- * have passed, the last attempt at the deadline (a CDN may serve cached indexes for a while),
- * logging what is still missing; then
- * throws an ActionError (input public-url) saying what was wrong last and how to fix it.
- */
-async function checkPublicRegistry(options) {
-    const { url, fingerprint, log } = options;
-    const retryDelayMs = options.retryDelayMs ?? 5000;
-    const started = Date.now();
-    const deadline = started + Math.max(0, options.timeoutSeconds) * 1000;
-    // TLS 1.3 at least, as the Incus client demands; keep-alive for the few requests of a pass.
-    const agent = new (external_node_https_default()).Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.3' });
-    let previous = '';
-    try {
-        for (let attempt = 1;; attempt++) {
-            const timeoutMs = Math.min(REQUEST_TIMEOUT_MS, Math.max(5000, deadline - Date.now()));
-            const { problems, version } = await checkOnce(agent, url, fingerprint, timeoutMs);
-            const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
-            if (problems.length === 0 && version) {
-                log(`${url} serves ${fingerprint} (${version.product} ${version.serial}): index.json, images.json and ` +
-                    `${version.files.length} file${version.files.length === 1 ? '' : 's'} with the right sizes` +
-                    (attempt > 1 ? ` (after ${attempt} attempts, ${elapsedSeconds} s)` : ''));
-                return { url, fingerprint, ...version, attempts: attempt, elapsedSeconds };
-            }
-            if (Date.now() >= deadline) {
-                throw new ActionError(timeoutMessage(url, fingerprint, options.timeoutSeconds, attempt, problems), PUBLIC_URL_INPUT);
-            }
-            const summary = problems.map((problem) => problem.message).join('; ');
-            const left = Math.ceil((deadline - Date.now()) / 1000);
-            log(summary === previous
-                ? `Still not served (attempt ${attempt}, ${left} s left)`
-                : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`);
-            previous = summary;
-            // The last attempt runs at the deadline.
-            await (0,external_node_timers_promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
-        }
-    }
-    finally {
-        agent.destroy();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/inputs.ts
+;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
  * Everything here is local: a bad input is reported before any file is read or any connection made.
@@ -58284,21 +57818,21 @@ function readSettings() {
         aliases: parseAliases(getInput('aliases')),
         defaultAlias: readBoolean('default-alias'),
         strictHostKey: readBoolean('strict-host-key'),
-        connectTimeout: parseWholeNumber(getInput('connect-timeout'), 'connect-timeout', 30, 1, 600),
-        lockTimeout: parseWholeNumber(getInput('lock-timeout'), 'lock-timeout', 600, 1, 86400),
+        connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
+        lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
         replace: readBoolean('replace'),
-        retries: parseWholeNumber(getInput('retries'), 'retries', 3, 0, 20),
+        retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
         lxdCompat: getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
-        keepVersions: parseWholeNumber(getInput('keep-versions'), 'keep-versions', 0, 0, 100000),
+        keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
         convertCommand: parseConvertCommand(getInput('convert-command')),
-        convertRootfs: parseChoice(getInput('convert-rootfs'), 'convert-rootfs', ['auto', 'always', 'never'], 'auto'),
+        convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
         publicUrl,
         remoteName: getInput('remote-name')
             ? validateRemoteName(getInput('remote-name').trim())
             : publicUrl
                 ? defaultRemoteName(publicUrl)
                 : '',
-        publicCheckTimeout: parseWholeNumber(getInput('public-check-timeout'), 'public-check-timeout', 300, 0, 3600),
+        publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
     };
 }
 /**
@@ -58319,9 +57853,6 @@ function maskSecrets(values) {
     for (const mask of masks)
         core_setSecret(mask);
 }
-function hasControlCharacters(value) {
-    return /[\u0000-\u001f\u007f]/.test(value);
-}
 /** A boolean input; empty means false. Typos are refused rather than read as false. */
 function readBoolean(name) {
     if (getInput(name) === '')
@@ -58333,22 +57864,25 @@ function readBoolean(name) {
         throw new ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
     }
 }
-function parseWholeNumber(value, input, fallback, min, max) {
-    const text = value.trim();
+/** A whole-number input within its range; empty gives the default. */
+function readWholeNumber(input, range) {
+    const text = getInput(input).trim();
     if (text === '')
-        return fallback;
+        return range.fallback;
     const number = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(number) || number < min || number > max) {
-        throw new ActionError(`${input}: "${text}" is not a whole number from ${min} to ${max}.`, input);
+    if (!Number.isInteger(number) || number < range.min || number > range.max) {
+        throw new ActionError(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
     }
     return number;
 }
-function parseChoice(value, input, choices, fallback) {
+/** A choice input, case-insensitive; empty gives the default. */
+function readChoice(input, options) {
+    const value = getInput(input);
     const text = value.trim().toLowerCase();
     if (text === '')
-        return fallback;
-    if (!choices.includes(text)) {
-        throw new ActionError(`${input}: "${value.trim()}" is not one of ${choices.join(', ')}.`, input);
+        return options.fallback;
+    if (!options.choices.includes(text)) {
+        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
     }
     return text;
 }
@@ -58362,7 +57896,7 @@ function parseConvertCommand(value) {
     if (command === '')
         return '';
     if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
-        throw new ActionError(`convert-command: "${command.replace(/[\u0000-\u001f]/g, '?')}" is not the path of an executable. Give only the ` +
+        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
             "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
             'in that script.', 'convert-command');
     }
@@ -58440,7 +57974,7 @@ function parseAliases(value) {
         if (alias === '')
             continue;
         if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
-            throw new ActionError(`aliases: "${alias.replace(/[\u0000-\u001f\u007f]/g, '?')}" is not a valid image alias ` +
+            throw new ActionError(`aliases: "${oneLine(alias)}" is not a valid image alias ` +
                 '(no blanks or control characters; at most 255 characters).', 'aliases');
         }
         if (!aliases.includes(alias))
@@ -58449,34 +57983,320 @@ function parseAliases(value) {
     return aliases;
 }
 
-;// CONCATENATED MODULE: ./src/kinds.ts
-const UNIFIED_ITEMS = ['incus_combined.tar.gz', 'lxd_combined.tar.gz'];
+;// CONCATENATED MODULE: ./src/action/outputs.ts
+/** The step's outputs (declared in action.yml), from what the registry now serves. */
+
+function setOutputs(result) {
+    setOutput('fingerprint', result.fingerprint);
+    setOutput('product', result.product);
+    setOutput('serial', result.serial);
+    setOutput('aliases', result.aliases.join(','));
+    setOutput('image-type', result.imageType);
+    setOutput('size', String(result.size));
+    setOutput('status', result.status);
+}
+
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: ./src/image/local-image.ts
+/** The image's files in fingerprint order: the metadata tarball, then the data file. */
+function imageFiles(image) {
+    return image.data ? [image.metadata, image.data] : [image.metadata];
+}
+
+;// CONCATENATED MODULE: ./src/image/hashing.ts
 /**
- * A copy of the index in which the unified item(s) of the version with this fingerprint say
- * `combined_type: "virtual-machine"`, as incus-simplestreams 7.0.1+ writes it. Apply it to a
- * unified VM image's index (the staging one, or any index written after it): this action's own
- * reading of the index (findFingerprint, the image-type output) then types it right, as it does
- * for trees written by incus-simplestreams 7.0.1+. Harmless elsewhere: the Incus 6.0 client,
- * LXD 5.0 and `incus-simplestreams verify` ignore the field (checked). Note that 6.0's own `add`,
- * `remove` and `prune`, run by hand, rewrite images.json without it (they drop unknown fields).
- * Idempotent; the index given is not modified.
+ * Hashing the image files: the fingerprint clients verify, computed while uploading where it
+ * can be, and the upload key that names an image's upload directory before that.
  */
-function markUnifiedVm(index, fingerprint) {
-    const copy = JSON.parse(JSON.stringify(index));
-    for (const product of Object.values(copy.products)) {
-        for (const version of Object.values(product.versions ?? {})) {
-            const unified = version.items?.['incus_combined.tar.gz'];
-            if (!unified || unified.sha256 !== fingerprint)
-                continue;
-            for (const key of UNIFIED_ITEMS) {
-                const item = version.items[key];
-                if (item)
-                    item['combined_type'] = 'virtual-machine';
-            }
+
+
+
+/**
+ * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
+ * by the data file, or over a unified tarball alone. One hash, one read of each file.
+ */
+async function hashing_fingerprintOf(image) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    for (const file of imageFiles(image))
+        await hashFileInto(file.path, [hash]);
+    return hash.digest('hex');
+}
+/** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
+async function hashFileInto(path, hashes, length) {
+    if (length === 0)
+        return;
+    const range = length === undefined ? {} : { start: 0, end: length - 1 };
+    for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { ...range, highWaterMark: 1024 * 1024 })) {
+        for (const hash of hashes)
+            hash.update(chunk);
+    }
+}
+/**
+ * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
+ * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
+ * after a dropped connection need not read the files already sent again.
+ */
+class UploadHashes {
+    done = [];
+    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
+    before(index) {
+        return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
+    }
+    isDone(index) {
+        return this.done[index] !== undefined;
+    }
+    /** Records file `index`, given the fingerprint hash fed with all its bytes. */
+    finish(index, fingerprintSoFar) {
+        this.done[index] = fingerprintSoFar.copy();
+    }
+    fingerprint() {
+        const last = this.done.at(-1);
+        if (!last)
+            throw new Error('no file has been hashed');
+        return last.copy().digest('hex');
+    }
+}
+/**
+ * Names the server-side upload directory of an image before its fingerprint is known (it is
+ * computed while uploading): the file sizes and the start of the metadata tarball, which holds
+ * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
+ * resumed upload keeps is checked byte for byte.
+ */
+async function uploadKey(image) {
+    const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
+    await hashFileInto(image.metadata.path, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
+    return hash.digest('hex');
+}
+
+;// CONCATENATED MODULE: external "node:fs/promises"
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/image/metadata.ts
+/** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
+
+
+/**
+ * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
+ * it maps to them (as in Incus's osarch package).
+ */
+const INCUS_ARCHITECTURES = new Set([
+    'i686',
+    'x86_64',
+    'armv6l',
+    'armv7l',
+    'armv8l',
+    'aarch64',
+    'ppc',
+    'ppc64',
+    'ppc64le',
+    's390x',
+    'mips',
+    'mips64',
+    'riscv32',
+    'riscv64',
+    'loongarch64',
+    'i386',
+    'i586',
+    'amd64',
+    'x64',
+    'armel',
+    'armhf',
+    'arm64',
+    'arm64be',
+    'powerpc',
+    'powerpc64',
+    'ppc64el',
+    'mipsel',
+    'mips64el',
+    'loong64',
+]);
+function requireString(value, field, path) {
+    if (typeof value !== 'string' || value.trim() === '') {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
+            `(build-incus or pack-incus), or add "${field}" to the image definition.`, 'metadata');
+    }
+    return value;
+}
+/** Checks metadata.yaml for what `incus-simplestreams add` needs. */
+function parseMetadataYaml(text, path) {
+    let document;
+    try {
+        document = (0,dist/* parse */.qg)(text);
+    }
+    catch (error) {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`, 'metadata');
+    }
+    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
+    }
+    const root = document;
+    const creationDate = root['creation_date'];
+    if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`, 'metadata');
+    }
+    const properties = root['properties'];
+    if (typeof properties !== 'object' || properties === null) {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
+    }
+    const props = properties;
+    const architecture = requireString(root['architecture'], 'architecture', path);
+    if (!INCUS_ARCHITECTURES.has(architecture)) {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
+            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).', 'metadata');
+    }
+    return {
+        architecture,
+        creationDate,
+        os: requireString(props['os'], 'properties.os', path),
+        release: requireString(props['release'], 'properties.release', path),
+        variant: requireString(props['variant'], 'properties.variant', path),
+        propertiesArchitecture: requireString(props['architecture'], 'properties.architecture', path),
+        description: requireString(props['description'], 'properties.description', path),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/image/tar.ts
+/** Reading tarballs on the runner with GNU tar, whatever their compression (tar detects it). */
+
+
+
+/** Runs GNU tar quietly and returns its stdout; fails with its stderr. */
+async function runTar(args) {
+    const tar = await which('tar', false);
+    if (!tar) {
+        throw new ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.');
+    }
+    const result = await getExecOutput(tar, args, { silent: true, ignoreReturnCode: true });
+    if (result.exitCode !== 0)
+        throw new Error(result.stderr.trim() || `tar exited with status ${result.exitCode}`);
+    return result.stdout;
+}
+/** The text of the first member named one of `names`, or undefined when there is none. */
+async function readMember(tarball, names) {
+    for (const member of names) {
+        try {
+            // --occurrence stops at the first match instead of reading the whole (possibly large) archive.
+            return await runTar(['--occurrence=1', '-xOf', tarball, member]);
+        }
+        catch {
+            // not under this name; try the next
         }
     }
-    return copy;
+    return undefined;
 }
+/** Whether the tarball holds a member named one of `names`. */
+async function holdsMember(tarball, names) {
+    const listing = await runTar(['-tf', tarball]);
+    return listing.split('\n').some((name) => names.includes(name));
+}
+
+;// CONCATENATED MODULE: ./src/image/inspect.ts
+/**
+ * Local inspection of the image files before any network: what each file is (from its content,
+ * not its name), what metadata.yaml says, and whether a unified tarball holds a VM.
+ */
+
+
+
+
+
+const MAGIC = [
+    { kind: 'xz', bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), offset: 0 },
+    { kind: 'gzip', bytes: Buffer.from([0x1f, 0x8b]), offset: 0 },
+    { kind: 'bzip2', bytes: Buffer.from('BZh'), offset: 0 },
+    { kind: 'zstd', bytes: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), offset: 0 },
+    { kind: 'none', bytes: Buffer.from('ustar'), offset: 257 },
+    { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
+    { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
+];
+/** Identifies a file from its first bytes. */
+function detectContent(head) {
+    return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
+}
+/** Checks that the path is a readable, non-empty regular file. */
+async function checkFile(path, input) {
+    let info;
+    try {
+        info = await (0,external_node_fs_promises_namespaceObject.stat)(path);
+    }
+    catch {
+        throw new ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
+    }
+    if (!info.isFile()) {
+        throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
+    }
+    try {
+        await (0,external_node_fs_promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
+    }
+    catch {
+        throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
+    }
+    if (info.size === 0) {
+        throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
+    }
+    return { path, size: info.size };
+}
+async function readHead(path) {
+    const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
+    try {
+        const buffer = Buffer.alloc(512);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+        return buffer.subarray(0, bytesRead);
+    }
+    finally {
+        await handle.close();
+    }
+}
+async function inspectMetadataTarball(path) {
+    const content = detectContent(await readHead(path));
+    if (content === 'squashfs' || content === 'qcow2') {
+        throw new ActionError(`metadata: "${path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+    }
+    if (content === undefined) {
+        throw new ActionError(`metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
+    }
+    const yaml = await readMember(path, ['metadata.yaml', './metadata.yaml']);
+    if (yaml === undefined) {
+        throw new ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
+            'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
+    }
+    return { compression: content, yaml };
+}
+async function inspectDataFile(path) {
+    const file = await checkFile(path, 'rootfs');
+    const content = detectContent(await readHead(path));
+    if (content === 'squashfs' || content === 'qcow2')
+        return { ...file, kind: content };
+    if (content !== undefined)
+        return { ...file, kind: 'rootfs-tarball', compression: content };
+    throw new ActionError(`rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+        'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
+}
+/** Inspects the image files named by the metadata and rootfs inputs. */
+async function inspectImage(metadataPath, rootfsPath) {
+    const metadataFile = await checkFile(metadataPath, 'metadata');
+    const data = rootfsPath === '' ? undefined : await inspectDataFile(rootfsPath);
+    const { compression, yaml } = await inspectMetadataTarball(metadataPath);
+    const properties = parseMetadataYaml(yaml, metadataPath);
+    let imageType;
+    if (data) {
+        imageType = data.kind === 'qcow2' ? 'virtual-machine' : 'container';
+    }
+    else {
+        imageType = (await holdsMember(metadataPath, ['rootfs.img', './rootfs.img'])) ? 'virtual-machine' : 'container';
+    }
+    return {
+        metadata: { ...metadataFile, compression },
+        ...(data ? { data } : {}),
+        imageType,
+        properties,
+        size: metadataFile.size + (data?.size ?? 0),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/image/kinds.ts
 /**
  * What a user of an Incus 6.0 client (Debian 12 backports, Debian 13, Ubuntu 24.04) cannot do
  * with an image of this kind: one message per problem, for the log.
@@ -58491,8 +58311,803 @@ function incusWarnings(imageType, unified) {
             'build-incus --vm, without --type=unified: incus.tar.xz as metadata, disk.qcow2 as rootfs).',
     ];
 }
+/**
+ * What an LXD user cannot do with an image of this kind, published with LXD items: one message
+ * per problem, for the log (empty when LXD users can launch it).
+ */
+function lxdWarnings(imageType, unified) {
+    const warnings = [];
+    if (imageType === 'virtual-machine' && unified) {
+        warnings.push('LXD treats unified (single tarball) images as containers: it lists this virtual-machine image as a ' +
+            'container, `lxc launch --vm` does not find it, and launching it as a container fails. LXD users ' +
+            'cannot launch it. To publish a VM for LXD users, build it as a split image (distrobuilder ' +
+            'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
+    }
+    return warnings;
+}
 
-;// CONCATENATED MODULE: ./src/lxd.ts
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/common/version.ts
+/** Version numbers as tools print them ("6.0.4", "4.6.1-2+deb12u1"). */
+/** Whether `version` is at least `minimum` (compared part by part; missing parts count as 0). */
+function versionAtLeast(version, minimum) {
+    const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
+    for (const [index, wanted] of minimum.entries()) {
+        const have = parts[index] ?? 0;
+        if (Number.isNaN(have))
+            return false;
+        if (have !== wanted)
+            return have > wanted;
+    }
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/image/rootfs.ts
+/**
+ * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
+ * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
+ * and device nodes come from the tar headers, so no root is needed; the result is the same for
+ * the same tarball, so a republish finds the same fingerprint.
+ */
+
+
+
+
+
+
+
+
+const DECOMPRESSORS = {
+    xz: ['xz', '-dc'],
+    gzip: ['gzip', '-dc'],
+    bzip2: ['bzip2', '-dc'],
+    zstd: ['zstd', '-dcq'],
+    none: ['cat'],
+};
+/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
+const MKSQUASHFS_TAR_VERSION = [4, 6];
+/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
+async function findSquashfsTool() {
+    const tar2sqfs = await which('tar2sqfs', false);
+    if (tar2sqfs)
+        return { name: 'tar2sqfs', path: tar2sqfs };
+    const mksquashfs = await which('mksquashfs', false);
+    if (mksquashfs) {
+        const { stdout } = await getExecOutput(mksquashfs, ['-version'], { silent: true, ignoreReturnCode: true });
+        const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
+        if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
+            return { name: 'mksquashfs', path: mksquashfs };
+    }
+    throw new ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
+        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
+        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
+}
+/** The command that reads an uncompressed tar on stdin and writes `output`. */
+function squashfsCommand(tool, output) {
+    return tool.name === 'tar2sqfs'
+        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
+        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
+}
+/** Runs `decompress < tarball | tool > output`, failing with whichever side's stderr. */
+function pipe(decompress, convert, env) {
+    return new Promise((resolve, reject) => {
+        const [decompressor = '', ...decompressArgs] = decompress;
+        const [converter = '', ...convertArgs] = convert;
+        const source = (0,external_node_child_process_namespaceObject.spawn)(decompressor, decompressArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
+        let errors = '';
+        source.stderr.on('data', (chunk) => (errors += chunk.toString()));
+        sink.stderr.on('data', (chunk) => (errors += chunk.toString()));
+        source.stdout.pipe(sink.stdin);
+        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
+        let pending = 2;
+        let failed = '';
+        const done = (name) => (code) => {
+            if (code !== 0 && !failed)
+                failed = `${name} exited with status ${code ?? 'none'}`;
+            if (--pending === 0) {
+                if (failed)
+                    reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
+                else
+                    resolve();
+            }
+        };
+        source.on('error', reject);
+        sink.on('error', reject);
+        source.on('close', done(decompressor));
+        sink.on('close', done(converter));
+    });
+}
+/**
+ * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
+ * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
+ * always gives the same bytes.
+ */
+async function convertRootfsTarball(tarball, compression, creationDate) {
+    const tool = await findSquashfsTool();
+    const dir = await (0,external_node_fs_promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
+    const remove = () => (0,external_node_fs_promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
+    const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
+    try {
+        await pipe([...DECOMPRESSORS[compression], tarball], squashfsCommand(tool, output), env);
+    }
+    catch (error) {
+        await remove();
+        throw new ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
+            'Check that the file is a complete tar archive.', 'rootfs');
+    }
+    return { path: output, size: (await (0,external_node_fs_promises_namespaceObject.stat)(output)).size, remove };
+}
+/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
+const ROOTFS_TARBALL_SINCE = [7, 0, 1];
+/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
+function rootfsDecision(mode, serverVersion) {
+    if (mode === 'always')
+        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
+    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
+    if (takesTarball) {
+        return {
+            convert: false,
+            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
+        };
+    }
+    if (mode === 'never') {
+        throw new ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
+            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
+    }
+    return {
+        convert: true,
+        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
+    };
+}
+
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/common/hints.ts
+/** How to get each tool this action needs on the server: one line per tool, used by every message. */
+const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
+const INSTALL_FLOCK = 'Install util-linux.';
+
+;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
+/** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
+
+/** Keeps only the end of a long stderr, which is where tools say what went wrong. */
+function tail(text, lines = 20) {
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+function remoteFailure(what, result) {
+    const status = result.timedOutAfter !== undefined
+        ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
+        : result.signal !== null
+            ? `was killed by signal ${result.signal}`
+            : result.code === null
+                ? 'ended without an exit status'
+                : `exited with status ${result.code}`;
+    const stderr = tail(result.stderr);
+    return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
+}
+/** Hints for the usual causes of a failing remote step. */
+function hintFor(stderr, code) {
+    if (/No space left on device/i.test(stderr)) {
+        return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
+    }
+    if (/Permission denied/i.test(stderr)) {
+        return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
+    }
+    if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
+        return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
+    }
+    const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
+    if (code === 127 || missing) {
+        if (missing === undefined || missing === 'incus-simplestreams') {
+            return `\nHint: incus-simplestreams is not installed on the server. ${INSTALL_INCUS_SIMPLESTREAMS}`;
+        }
+        if (missing === 'flock')
+            return `\nHint: flock is not installed on the server. ${INSTALL_FLOCK}`;
+        return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
+    }
+    return '';
+}
+
+;// CONCATENATED MODULE: ./src/ssh/session.ts
+
+
+
+/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
+const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
+/** A held command ended before printing its first line; `result` says how. */
+class HeldCommandEnded extends Error {
+    result;
+    constructor(result) {
+        super(remoteFailure('A held command', result));
+        this.result = result;
+        this.name = 'HeldCommandEnded';
+    }
+}
+/** A command's channel, with its output, exit status and end collected from the start. */
+class RunningCommand {
+    channel;
+    stdout = [];
+    stderr = '';
+    code = null;
+    signal = null;
+    stdoutListeners = [];
+    closed;
+    constructor(channel) {
+        this.channel = channel;
+        channel.on('data', (chunk) => {
+            this.stdout.push(chunk);
+            for (const listener of this.stdoutListeners)
+                listener();
+        });
+        channel.stderr.on('data', (chunk) => {
+            this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
+        });
+        channel.on('exit', (code, signal) => {
+            this.code = code ?? null;
+            this.signal = signal ?? null;
+        });
+        this.closed = new Promise((resolve) => channel.on('close', () => resolve()));
+    }
+    onStdout(listener) {
+        this.stdoutListeners.push(listener);
+    }
+    result() {
+        return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
+    }
+}
+class RemoteSession {
+    ssh;
+    hostKey;
+    closed = false;
+    constructor(ssh, hostKey) {
+        this.ssh = ssh;
+        this.hostKey = hostKey;
+        // Without a listener, a reset connection would be an unhandled 'error' event and end the
+        // process; here it only marks the session as gone, and the command in flight fails.
+        ssh.connection?.on('error', () => {
+            this.closed = true;
+        });
+        ssh.connection?.on('close', () => {
+            this.closed = true;
+        });
+    }
+    /** Whether the connection is still up (false once the server or the network dropped it). */
+    isConnected() {
+        return !this.closed && this.ssh.isConnected();
+    }
+    /**
+     * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
+     * fast command's output, exit status and close can arrive in the same read as the channel's
+     * confirmation, and would be missed by listeners attached a tick later.
+     */
+    start(command) {
+        const connection = this.ssh.connection;
+        if (!connection || this.closed)
+            return Promise.reject(new Error('the SSH connection is closed'));
+        return new Promise((resolve, reject) => {
+            connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
+        });
+    }
+    /** Runs a command (built with ssh/shell.ts) and collects its output and exit status. */
+    async exec(command, options = {}) {
+        const { stdin, timeoutSeconds = 0 } = options;
+        const running = await this.start(command);
+        if (timeoutSeconds <= 0)
+            return this.finish(running, stdin);
+        let timer;
+        // sshd does not end a command when its channel is closed, and may ignore signals: the run
+        // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
+        const timedOut = new Promise((resolve) => {
+            timer = setTimeout(() => {
+                running.channel.signal('KILL');
+                running.channel.close();
+                resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
+            }, timeoutSeconds * 1000);
+        });
+        const finishing = this.finish(running, stdin);
+        finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
+        try {
+            return await Promise.race([finishing, timedOut]);
+        }
+        finally {
+            clearTimeout(timer);
+        }
+    }
+    async finish(running, stdin) {
+        if (stdin) {
+            try {
+                await (0,external_node_stream_promises_namespaceObject.pipeline)(stdin, running.channel);
+            }
+            catch (error) {
+                running.channel.close();
+                await running.closed;
+                // A command that failed early (a full disk, a directory it cannot write) closes its side
+                // first: its exit status and stderr say more than the broken pipe does.
+                const result = running.result();
+                if (result.code === null || result.code === 0)
+                    throw error;
+                return result;
+            }
+        }
+        else {
+            running.channel.end();
+        }
+        await running.closed;
+        return running.result();
+    }
+    /** Runs a command and fails with its stderr (and a hint) unless it exits with status 0. */
+    async run(command, options) {
+        const result = await this.exec(command, options);
+        if (result.code !== 0) {
+            throw new ActionError(remoteFailure(options.what, result));
+        }
+        return result.stdout;
+    }
+    /**
+     * Starts a command that keeps running until released, and resolves once it has printed its
+     * first line (for example a lock holder announcing that it holds the lock). Releasing closes
+     * its stdin; a dropped connection does the same on the server side.
+     */
+    async startHeld(command) {
+        const running = await this.start(command);
+        const firstLine = await new Promise((resolve, reject) => {
+            const check = () => {
+                const text = Buffer.concat(running.stdout).toString('utf8');
+                const end = text.indexOf('\n');
+                if (end >= 0)
+                    resolve(text.slice(0, end));
+            };
+            running.onStdout(check);
+            check();
+            void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
+        });
+        return {
+            firstLine,
+            release: async () => {
+                running.channel.end();
+                await running.closed;
+            },
+        };
+    }
+    dispose() {
+        this.ssh.dispose();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/ssh/shell.ts
+/**
+ * The one place where remote shell commands are put together. Every argument is quoted for a
+ * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
+ */
+/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
+function quoteArg(arg) {
+    if (arg.includes('\0')) {
+        throw new Error('a shell argument cannot contain a NUL byte');
+    }
+    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
+        return arg;
+    }
+    return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** One simple command: every word quoted. */
+function commandLine(argv) {
+    if (argv.length === 0) {
+        throw new Error('a command needs at least one word');
+    }
+    return argv.map(quoteArg).join(' ');
+}
+/** Several commands, each run only when the previous one succeeded. */
+function commandChain(commands) {
+    return commands.map(commandLine).join(' && ');
+}
+/**
+ * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
+ * `name` is its $0 (shown by ps and in the shell's own error messages).
+ */
+function scriptCommand(script, name, args) {
+    return commandLine(['sh', '-c', script, name, ...args]);
+}
+
+;// CONCATENATED MODULE: ./src/registry/layout.ts
+/**
+ * Where things live on the server. All state is under simplestreams-dir, on the same file system
+ * as the live tree, so that renames are atomic:
+ *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
+ * and under upload-dir:
+ *   <key>/.lock, <key>/<name>[.partial]   one directory per image, locked by the run uploading it
+ * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
+ * computed while uploading).
+ */
+
+const STATE_DIR = '.lxc-publish';
+/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
+const RETIRE_GRACE_SECONDS = 2 * 3600;
+/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
+const UPLOAD_GRACE_SECONDS = 24 * 3600;
+const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
+const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
+const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
+const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+const TARBALL_EXTENSIONS = {
+    xz: '.tar.xz',
+    gzip: '.tar.gz',
+    bzip2: '.tar.bz2',
+    zstd: '.tar.zst',
+    none: '.tar',
+};
+const DATA_NAMES = {
+    squashfs: () => 'rootfs.squashfs',
+    qcow2: () => 'disk.qcow2',
+    'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
+};
+/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
+function remoteImage(paths, key, image) {
+    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
+    const files = [{ local: image.metadata, name: metadataName }];
+    if (image.data) {
+        files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
+    }
+    return { key, dir: external_node_path_.posix.join(paths.uploadDir, key), files };
+}
+/** The server-side path of each of the image's files, metadata first. */
+function remotePaths(image) {
+    return image.files.map((file) => external_node_path_.posix.join(image.dir, file.name));
+}
+
+;// CONCATENATED MODULE: ./src/registry/scripts.ts
+/**
+ * Every script this action runs on the registry server, in one place. Each is a fixed text run
+ * by `sh -c` with every value as a quoted positional argument (ssh/shell.ts `scriptCommand`), so
+ * no input is ever parsed as shell code; file contents travel over stdin. Each comment says what
+ * the script guarantees. A unit test runs `sh -n` (dash and bash) and shellcheck over all of them.
+ *
+ * The server-side layout they work on is described in registry/layout.ts.
+ */
+/**
+ * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
+ * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
+ * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
+ * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
+ * locked a deleted file, and takes the lock again on the current one.
+ */
+const HOLD_LOCK = {
+    name: 'lxc-publish-lock',
+    text: `lock=$1 timeout=$2
+mkdir -p -- "\${lock%/*}" || exit 1
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  # The file locked is still the one at $lock (same device and inode): not a deleted one.
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
+echo "locked $$"
+exec cat >/dev/null`,
+};
+/**
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent).
+ * It first takes the image's write lock: a writer left over from a dropped connection may still
+ * be draining into a partial file, and its size is only final once that writer is gone.
+ */
+const UPLOAD_STATE = {
+    name: 'lxc-publish-state',
+    text: `dir=$1 timeout=$2; shift 2
+mkdir -p -- "$dir" || exit 1
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+for name; do
+  final=-1 partial=-1
+  [ -f "$dir/$name" ] && final=$(stat -c %s -- "$dir/$name")
+  [ -f "$dir/$name.partial" ] && partial=$(stat -c %s -- "$dir/$name.partial")
+  printf '%s %s %s\\n' "$name" "$final" "$partial"
+done`,
+};
+/**
+ * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
+ * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ */
+const WRITE_FILE = {
+    name: 'lxc-publish-write',
+    text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
+partial=$dir/$name.partial
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+if [ "$restart" = 1 ]; then : > "$partial" || exit 1; fi
+cat >> "$partial" || exit 1
+got=$(stat -c %s -- "$partial") || exit 1
+if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
+mv -f -- "$partial" "$dir/$name"`,
+};
+/** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
+const READ_LIVE_EXIT = {
+    noIndexYet: 3,
+    noSimplestreamsDir: 4,
+    noTool: 5,
+    uploadDirNotWritable: 6,
+    simplestreamsDirNotWritable: 7,
+};
+/**
+ * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
+ * Before a publish it first checks what the server must offer, so that a missing tool or an
+ * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be
+ * (the directory that cannot be written on stderr).
+ */
+const READ_LIVE_INDEX = {
+    name: 'lxc-publish-read',
+    text: `ss=$1 up=$2 tool=$3
+[ -d "$ss" ] || exit 4
+if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+if [ -n "$up" ]; then
+  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
+    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
+  done
+fi
+if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
+exit 3`,
+};
+/**
+ * Makes a new index live, under the registry lock: image files first, then images.json (from
+ * stdin), then index.json (`$5`), each by rename. Before the renames it checks that the lock
+ * holder (`$4`) is still alive, so a run whose session died mid-way changes nothing. The names of
+ * the files moved into images/ are recorded in the staging tree first: if the run dies before the
+ * index names them, a later run removes them. The remaining arguments are files the new index no
+ * longer names; they are recorded with the time, for housekeeping to remove after a grace time.
+ */
+const COMMIT = {
+    name: 'lxc-publish-commit',
+    text: `set -eu
+ss=$1 next=$2 staging=$3 holder=$4 index_json=$5; shift 5
+rm -rf -- "$next"
+mkdir -p -- "$next"
+cat > "$next/images.json"
+printf '%s' "$index_json" > "$next/index.json"
+kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
+mkdir -p -- "$ss/images" "$ss/streams/v1"
+for json in images.json index.json; do
+  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
+done
+if [ -n "$staging" ] && [ -d "$staging/images" ]; then
+  ls -A -- "$staging/images" > "$staging/moved"
+  for file in "$staging"/images/*; do
+    [ -e "$file" ] || continue
+    mv -f -- "$file" "$ss/images/"
+  done
+fi
+mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
+mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+now=$(date +%s)
+for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`,
+};
+/**
+ * Under the registry lock: removes what runs that died left behind (staging trees whose image is
+ * no longer being worked on, that is whose upload lock is free, with any file they had moved into
+ * images/ that no index names; upload directories untouched for `$4` minutes; retired files past
+ * their grace time of `$3` seconds), then this run's own directories (the remaining arguments),
+ * and prints the live images.json, so the run can verify it in the same round trip.
+ */
+const HOUSEKEEPING = {
+    name: 'lxc-publish-housekeeping',
+    text: `set -u
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
+state=$ss/.lxc-publish
+live=$ss/streams/v1/images.json
+now=$(date +%s)
+named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
+for dir in "$state"/staging/*/; do
+  [ -d "$dir" ] || continue
+  dir=\${dir%/}; fp=\${dir##*/}
+  if [ -d "$up/$fp" ] && ! flock -n "$up/$fp/.lock" true; then continue; fi
+  if [ -f "$dir/moved" ]; then
+    while IFS= read -r name; do
+      named "images/$name" || rm -f -- "$ss/images/$name"
+    done < "$dir/moved"
+  fi
+  rm -rf -- "$dir"
+done
+if [ -d "$up" ]; then
+  find "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
+    flock -n "$dir/.lock" rm -rf -- "$dir" || true
+  done
+fi
+if [ -f "$state/retired" ]; then
+  : > "$state/retired.next"
+  while read -r when path; do
+    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
+    named "$path" && continue
+    if [ $((now - when)) -ge "$retire_grace" ]; then
+      rm -f -- "$ss/$path"
+    else
+      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
+    fi
+  done < "$state/retired"
+  mv -f -- "$state/retired.next" "$state/retired"
+fi
+# This run's own upload and staging directories, done with.
+[ $# -gt 0 ] && rm -rf -- "$@"
+exec cat -- "$live"`,
+};
+/** Every script above, for the test that checks them with sh -n and shellcheck. */
+const ALL_SCRIPTS = [
+    HOLD_LOCK,
+    UPLOAD_STATE,
+    WRITE_FILE,
+    READ_LIVE_INDEX,
+    COMMIT,
+    HOUSEKEEPING,
+];
+
+;// CONCATENATED MODULE: ./src/registry/read.ts
+/**
+ * Reading the registry's state: the live index (with the checks made before any upload) and the
+ * version of the server's incus-simplestreams.
+ */
+
+
+
+
+
+
+
+
+/** Parses an images.json the server printed; the error names the file and the usual cause. */
+function parseIndexText(text, path) {
+    try {
+        return parseImagesIndex(text.toString('utf8'));
+    }
+    catch (error) {
+        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+            "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
+    }
+}
+/**
+ * The live images.json, or an empty index when the registry has none yet. With `preflight`, it
+ * also checks the server before anything is uploaded: the tool is there, upload-dir and
+ * simplestreams-dir can be written.
+ */
+async function readLiveIndex(registry, preflight) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    const path = liveIndexPath(registry.paths);
+    // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
+    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? ''], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
+    switch (result.code) {
+        case 0:
+            return parseIndexText(result.stdout, path);
+        case READ_LIVE_EXIT.noIndexYet:
+            return emptyImagesIndex();
+        case READ_LIVE_EXIT.noSimplestreamsDir:
+            throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+        case READ_LIVE_EXIT.noTool:
+            throw preflight?.tool === 'incus-simplestreams'
+                ? new ActionError("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
+                    `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`, 'simplestreams-dir')
+                : new ActionError(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
+        case READ_LIVE_EXIT.uploadDirNotWritable:
+            throw new ActionError(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
+                "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
+        case READ_LIVE_EXIT.simplestreamsDirNotWritable:
+            throw new ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+                "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
+                'Nothing was uploaded.', 'simplestreams-dir');
+        default:
+            throw new ActionError(remoteFailure(`Reading ${path}`, result));
+    }
+}
+/** The version of incus-simplestreams on the server (for example "6.0.4"). */
+async function serverToolVersion(registry) {
+    const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
+        what: 'Asking the server for its incus-simplestreams version',
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+    return output.toString('utf8').trim();
+}
+
+;// CONCATENATED MODULE: ./src/registry/housekeeping.ts
+
+
+
+
+
+/**
+ * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
+ * live index as it now stands: one round trip, under the registry lock.
+ */
+async function housekeepAndRead(registry, done = []) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    const output = await registry.runScript(HOUSEKEEPING, [simplestreamsDir, uploadDir, String(RETIRE_GRACE_SECONDS), String(UPLOAD_GRACE_SECONDS / 60), ...done], {
+        what: 'Cleaning up after earlier runs and reading the index back',
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+    return parseIndexText(output, liveIndexPath(registry.paths));
+}
+async function removeDirs(registry, dirs) {
+    await registry.session.run(commandLine(['rm', '-rf', '--', ...dirs]), {
+        what: `Removing ${dirs.join(', ')}`,
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+}
+
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
+;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
+/**
+ * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
+ * newest version. Pure.
+ */
+
+/**
+ * Puts the aliases on one product and takes them off every other product of the same
+ * architecture, so that an alias such as `latest` names exactly one image per architecture.
+ * Returns whether anything changed.
+ */
+function moveAliases(index, productName, aliases) {
+    const target = index.products[productName];
+    if (!target || aliases.length === 0)
+        return false;
+    let changed = false;
+    for (const [name, product] of Object.entries(index.products)) {
+        if (name === productName || product.arch !== target.arch)
+            continue;
+        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
+        if (kept.length !== productAliases(product).length) {
+            setAliases(product, kept);
+            changed = true;
+        }
+    }
+    const current = productAliases(target);
+    const missing = aliases.filter((alias) => !current.includes(alias));
+    if (missing.length > 0) {
+        setAliases(target, [...current, ...missing]);
+        changed = true;
+    }
+    return changed;
+}
+function setAliases(product, aliases) {
+    if (aliases.length > 0)
+        product.aliases = aliases.join(',');
+    else
+        delete product.aliases;
+}
+/** Aliases only: for a fingerprint that is already published. Undefined when nothing changes. */
+function planAliasUpdate(live, fingerprint, aliases) {
+    const next = cloneIndex(live);
+    const existing = findFingerprint(next, fingerprint);
+    if (!existing)
+        return undefined;
+    return moveAliases(next, existing.product, aliases) ? next : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/lxd.ts
+/**
+ * LXD compatibility of the simplestreams index: pure functions, no I/O.
+ *
+ * LXD clients (5.0 and later) read only `lxd.tar.xz` and `lxd_combined.tar.gz` items, while
+ * incus-simplestreams writes only `incus.tar.xz` and `incus_combined.tar.gz` ones: a plain
+ * incus-simplestreams tree shows no image to LXD. An LXD item that copies the Incus one (same
+ * path, hashes, size and combined_* fields) is all LXD needs, for every image kind. Checked with
+ * the LXD 5.0.2 and Incus 6.0.4 clients against a tree written by incus-simplestreams 6.0.4:
+ *
+ * - split container (squashfs): listed and resolved by alias, type container;
+ * - split VM (`disk-kvm.img` data item, `combined_disk-kvm-img_sha256` on the metadata item):
+ *   listed and resolved, type virtual-machine. LXD reads `disk-kvm.img` itself: no `disk1.img`
+ *   item nor `combined_disk1-img_sha256` field is needed, and adding them breaks LXD: it then
+ *   lists the image twice under one fingerprint and `lxc image info` fails with "More than one
+ *   match for the provided partial fingerprint";
+ * - unified tarball: listed and resolved, but always as a container (see image/kinds.ts);
+ * - the Incus client ignores the LXD items (same listing with or without them), and
+ *   `incus-simplestreams verify` and `prune` pass on a tree holding them.
+ */
+
 /** Each Incus item type and the LXD item type that copies it. */
 const LXD_COPIES = [
     ['incus.tar.xz', 'lxd.tar.xz'],
@@ -58525,7 +59140,7 @@ function withLxdVersion(version) {
  * changes. Idempotent; the index given is not modified.
  */
 function withLxdItems(index) {
-    const copy = JSON.parse(JSON.stringify(index));
+    const copy = cloneIndex(index);
     for (const product of Object.values(copy.products)) {
         if (!product.versions)
             continue;
@@ -58536,84 +59151,285 @@ function withLxdItems(index) {
     }
     return copy;
 }
+
+;// CONCATENATED MODULE: ./src/simplestreams/plan.ts
 /**
- * What an LXD user cannot do with an image of this kind, published with LXD items: one message
- * per problem, for the log (empty when LXD users can launch it).
+ * What publishing a staged version onto the live index means: nothing (already published, at
+ * most aliases to move), a new version, or the replacement of a version with the same serial.
+ * Pure.
  */
-function lxdWarnings(imageType, unified) {
-    const warnings = [];
-    if (imageType === 'virtual-machine' && unified) {
-        warnings.push('LXD treats unified (single tarball) images as containers: it lists this virtual-machine image as a ' +
-            'container, `lxc launch --vm` does not find it, and launching it as a container fails. LXD users ' +
-            'cannot launch it. To publish a VM for LXD users, build it as a split image (distrobuilder ' +
-            'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
+
+
+function stagedVersion(staged) {
+    const products = Object.entries(staged.products);
+    const [entry] = products;
+    const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
+    const [versionEntry] = versions;
+    if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
+        throw new Error('the staging index does not hold exactly one product version');
     }
-    return warnings;
+    const { versions: _versions, ...productFields } = entry[1];
+    return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
+}
+class SerialConflictError extends Error {
+    product;
+    serial;
+    existingFingerprint;
+    constructor(product, serial, existingFingerprint) {
+        super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
+        this.product = product;
+        this.serial = serial;
+        this.existingFingerprint = existingFingerprint;
+        this.name = 'SerialConflictError';
+    }
+}
+function planPublication(live, staged, fingerprint, aliases, replace) {
+    if (findFingerprint(live, fingerprint)) {
+        const index = planAliasUpdate(live, fingerprint, aliases);
+        return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
+    }
+    const next = cloneIndex(live);
+    const product = next.products[staged.product];
+    const clash = product?.versions?.[staged.serial];
+    let status = 'published';
+    const retired = [];
+    if (clash) {
+        if (!replace)
+            throw new SerialConflictError(staged.product, staged.serial, versionFingerprint(clash) ?? 'unknown');
+        status = 'replaced';
+        retired.push(...Object.values(clash.items).map((item) => item.path));
+    }
+    if (product) {
+        product.versions = { ...product.versions, [staged.serial]: staged.version };
+    }
+    else {
+        next.products[staged.product] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
+    }
+    moveAliases(next, staged.product, aliases);
+    const stillNamed = referencedPaths(next);
+    return { status, index: next, retired: retired.filter((path) => !stillNamed.has(path)) };
+}
+/** The fingerprint published under this product and serial, if it is not `fingerprint`. */
+function conflictingFingerprint(index, product, serial, fingerprint) {
+    const version = index.products[product]?.versions?.[serial];
+    if (!version)
+        return undefined;
+    const existing = versionFingerprint(version) ?? 'unknown';
+    return existing === fingerprint ? undefined : existing;
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
+;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
+/** keep-versions: how many versions of each product stay in the index. Pure. */
+
+/**
+ * Keeps the newest `keep` (at least 1) versions of every product, and never drops the version with
+ * `fingerprint` (the one just published, even if its serial is older). An alias names a product
+ * and clients resolve it to the product's newest version, which is always kept, so every alias
+ * keeps its target. Files are retired only when no remaining version names them.
+ */
+function applyRetention(index, keep, fingerprint) {
+    const next = cloneIndex(index);
+    const dropped = [];
+    const droppedPaths = [];
+    if (keep <= 0)
+        return { index: next, dropped, retired: [] };
+    for (const [name, product] of Object.entries(next.products)) {
+        const serials = Object.keys(product.versions ?? {})
+            .sort()
+            .reverse();
+        serials.forEach((serial, position) => {
+            const version = product.versions[serial];
+            if (position < keep || versionFingerprint(version) === fingerprint)
+                return;
+            delete product.versions[serial];
+            dropped.push(`${name} ${serial}`);
+            droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+        });
+    }
+    const stillNamed = referencedPaths(next);
+    return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
+}
+
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: ./src/progress.ts
+;// CONCATENATED MODULE: ./src/registry/commit.ts
+/** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
 
-/** Sizes in the units that MB/s uses (decimal). */
-function decimalSize(bytes) {
-    if (bytes >= 1e9)
-        return `${(bytes / 1e9).toFixed(2)} GB`;
-    if (bytes >= 1e6)
-        return `${(bytes / 1e6).toFixed(1)} MB`;
-    if (bytes >= 1e3)
-        return `${(bytes / 1e3).toFixed(1)} kB`;
-    return `${bytes} bytes`;
+
+
+
+
+async function commit(registry, options) {
+    const { simplestreamsDir } = registry.paths;
+    // One round trip: images.json goes over stdin, the (small) index.json as an argument.
+    const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
+    await registry.runScript(COMMIT, [
+        simplestreamsDir,
+        nextDir(registry.paths),
+        options.staging ?? '',
+        String(options.lock.pid),
+        JSON.stringify(buildStreamsIndex(options.index)),
+        ...retired,
+    ], {
+        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
+        stdin: external_node_stream_.Readable.from([JSON.stringify(options.index)]),
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
 }
-function formatProgress({ label, sent, sentThisPass, total, elapsedSeconds }) {
-    const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
-    const rate = elapsedSeconds > 0 ? (sentThisPass ?? sent) / 1e6 / elapsedSeconds : 0;
-    return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
-}
-class ProgressCounter extends external_node_stream_.Transform {
-    label;
-    total;
-    report;
-    intervalMs;
-    alreadySent;
-    hashes;
-    sent;
-    started = Date.now();
-    lastReport = Date.now();
-    /** `alreadySent`: bytes the server held before this pass (a resumed upload). */
-    constructor(label, total, report, intervalMs = 5000, alreadySent = 0, hashes = []) {
-        super();
-        this.label = label;
-        this.total = total;
-        this.report = report;
-        this.intervalMs = intervalMs;
-        this.alreadySent = alreadySent;
-        this.hashes = hashes;
-        this.sent = alreadySent;
-    }
-    _transform(chunk, _encoding, callback) {
-        this.sent += chunk.length;
-        for (const hash of this.hashes)
-            hash.update(chunk);
-        const now = Date.now();
-        if (now - this.lastReport >= this.intervalMs) {
-            this.lastReport = now;
-            this.report(formatProgress(this.snapshot()));
+
+;// CONCATENATED MODULE: ./src/registry/lock.ts
+/** Locks on the server: the registry lock, and each image's upload lock (registry/scripts.ts HOLD_LOCK). */
+
+
+
+
+
+/** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
+async function holdLock(registry, options) {
+    const { path, timeoutSeconds, busyMessage } = options;
+    try {
+        const held = await registry.session.startHeld(scriptCommand(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]));
+        const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
+        if (!Number.isInteger(pid)) {
+            await held.release();
+            throw new ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
         }
-        callback(null, chunk);
+        return { pid, release: () => held.release() };
     }
-    /** Bytes passed so far (including those already sent) and time since the start. */
-    snapshot() {
-        return {
-            label: this.label,
-            sent: this.sent,
-            sentThisPass: this.sent - this.alreadySent,
-            total: this.total,
-            elapsedSeconds: (Date.now() - this.started) / 1000,
-        };
+    catch (error) {
+        if (error instanceof HeldCommandEnded) {
+            if (error.result.code === 75)
+                throw new ActionError(busyMessage, 'lock-timeout');
+            throw new ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
+        }
+        throw error;
     }
+}
+
+;// CONCATENATED MODULE: ./src/registry/publication.ts
+/**
+ * The part of a publish that runs under the registry lock: re-read the live index, make the
+ * change (a staged version, the owner's convert-command, or aliases only), add retention and the
+ * LXD items, commit, read back and verify, clean up after earlier runs.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+function serialConflictError(product, serial, existing, fingerprint) {
+    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
+        'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
+        'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
+}
+/**
+ * What the action adds to every index it writes: retention (keep-versions) and the LXD items
+ * (lxd-compat). Returns no index when `proposed` (or, without one, `base`) needs nothing more
+ * and nothing differs from `base`.
+ */
+function finishIndex(publication, base, proposed) {
+    const { keepVersions, lxdCompat } = publication.options;
+    let next = proposed ?? base;
+    const retired = [];
+    if (keepVersions > 0) {
+        const retention = applyRetention(next, keepVersions, publication.fingerprint);
+        if (retention.dropped.length > 0) {
+            info(`keep-versions ${keepVersions}: dropping ${retention.dropped.join(', ')}`);
+            next = retention.index;
+            retired.push(...retention.retired);
+        }
+    }
+    if (lxdCompat)
+        next = withLxdItems(next);
+    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
+}
+/** Makes the change on the live index as read under the lock, and says what it means. */
+async function planChange(registry, publication, change) {
+    const { fingerprint, aliases, options } = publication;
+    let base = await readLiveIndex(registry);
+    if (change.kind === 'staged') {
+        try {
+            return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
+        }
+        catch (error) {
+            if (error instanceof SerialConflictError) {
+                throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+            }
+            throw error;
+        }
+    }
+    if (change.kind === 'custom') {
+        await change.run();
+        base = await readLiveIndex(registry);
+        if (!findFingerprint(base, fingerprint)) {
+            throw new ActionError(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+                `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
+        }
+    }
+    const index = planAliasUpdate(base, fingerprint, aliases);
+    return {
+        base,
+        plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
+    };
+}
+/**
+ * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * clean up after earlier runs. Verifying before the lock is released means a later run moving an
+ * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
+ * server-side directories, removed once the index is live.
+ */
+async function publishUnderLock(registry, publication, change, done = []) {
+    const { lockTimeout } = publication.options;
+    const lock = await holdLock(registry, {
+        path: lockPath(registry.paths),
+        timeoutSeconds: lockTimeout,
+        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+    });
+    try {
+        const { base, plan } = await planChange(registry, publication, change);
+        const finished = finishIndex(publication, base, plan.index);
+        if (finished.index) {
+            await commit(registry, {
+                lock,
+                index: finished.index,
+                ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
+                retired: [...plan.retired, ...finished.retired],
+            });
+        }
+        info(plan.status === 'unchanged'
+            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
+            : `Index updated (${plan.status})`);
+        const live = await housekeepAndRead(registry, done);
+        return verify(live, publication, plan.status);
+    }
+    finally {
+        await lock.release();
+    }
+}
+/** Checks the live index, read back under the lock, against what this run published. */
+function verify(live, publication, status) {
+    const { fingerprint, aliases } = publication;
+    const published = findFingerprint(live, fingerprint);
+    if (!published) {
+        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
+            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+    }
+    const missing = aliases.filter((alias) => !published.aliases.includes(alias));
+    if (missing.length > 0) {
+        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+    }
+    info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
+    return { status, fingerprint, ...published };
 }
 
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
@@ -59499,12 +60315,10 @@ class NodeSSH {
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(7030);
 var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: ./src/ssh.ts
+;// CONCATENATED MODULE: ./src/ssh/connect.ts
 /**
- * The SSH session: connecting with a pinned (or reported) host key, running quoted commands with
- * their exit status checked, and streaming files to the server.
+ * Connecting: the TCP socket, authentication, and the server's host key checked against the
+ * pins (ssh/hostkeys.ts) before anything is sent. On a mismatch nothing reaches the server.
  */
 
 
@@ -59512,17 +60326,6 @@ const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createR
 
 
 
-/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
-const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
-/** A held command ended before printing its first line; `result` says how. */
-class HeldCommandEnded extends Error {
-    result;
-    constructor(result) {
-        super(remoteFailure('A held command', result));
-        this.result = result;
-        this.name = 'HeldCommandEnded';
-    }
-}
 /** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
 const HOST_KEY_ALGORITHMS = {
     'ssh-ed25519': ['ssh-ed25519'],
@@ -59601,230 +60404,41 @@ async function attemptConnection(options, algorithms) {
     }
     return { kind: 'connected', ssh, presented };
 }
-/** A command's channel, with its output, exit status and end collected from the start. */
-class RunningCommand {
-    channel;
-    stdout = [];
-    stderr = '';
-    code = null;
-    signal = null;
-    stdoutListeners = [];
-    closed;
-    constructor(channel) {
-        this.channel = channel;
-        channel.on('data', (chunk) => {
-            this.stdout.push(chunk);
-            for (const listener of this.stdoutListeners)
-                listener();
-        });
-        channel.stderr.on('data', (chunk) => {
-            this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
-        });
-        channel.on('exit', (code, signal) => {
-            this.code = code ?? null;
-            this.signal = signal ?? null;
-        });
-        this.closed = new Promise((resolve) => channel.on('close', () => resolve()));
-    }
-    onStdout(listener) {
-        this.stdoutListeners.push(listener);
-    }
-    result() {
-        return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
-    }
-}
-/** Keeps only the end of a long stderr, which is where tools say what went wrong. */
-function tail(text, lines = 20) {
-    return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-class RemoteSession {
-    ssh;
-    hostKey;
-    closed = false;
-    constructor(ssh, hostKey) {
-        this.ssh = ssh;
-        this.hostKey = hostKey;
-        // Without a listener, a reset connection would be an unhandled 'error' event and end the
-        // process; here it only marks the session as gone, and the command in flight fails.
-        ssh.connection?.on('error', () => {
-            this.closed = true;
-        });
-        ssh.connection?.on('close', () => {
-            this.closed = true;
-        });
-    }
-    /** Whether the connection is still up (false once the server or the network dropped it). */
-    isConnected() {
-        return !this.closed && this.ssh.isConnected();
-    }
-    /**
-     * Connects and authenticates; on a host key mismatch, stops before anything is sent. Only the
-     * pinned key types are offered when known-hosts names them. With fingerprints alone the types
-     * are not known: when the server presents a key of another type than the pinned one (it may
-     * hold several), each other type is asked for in turn.
-     */
-    static async connect(options) {
-        const pinned = hasPins(options.hostKeyPins);
-        const presentedKeys = [];
-        for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
-            if (alreadyPresented(algorithms, presentedKeys))
-                continue;
-            const attempt = await attemptConnection(options, algorithms);
-            if (attempt.kind === 'connected') {
-                if (!pinned) {
-                    const { type, fingerprint } = attempt.presented;
-                    core_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-                        `Pin it: add "host-fingerprint: ${fingerprint}" to the step (after checking it on the server with ` +
-                        '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.', { title: 'Host key not pinned' });
-                }
-                else {
-                    info(`Host key verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
-                }
-                return new RemoteSession(attempt.ssh, attempt.presented);
+/**
+ * Connects and authenticates; on a host key mismatch, stops before anything is sent. Only the
+ * pinned key types are offered when known-hosts names them. With fingerprints alone the types
+ * are not known: when the server presents a key of another type than the pinned one (it may
+ * hold several), each other type is asked for in turn.
+ */
+async function connect(options) {
+    const pinned = hasPins(options.hostKeyPins);
+    const presentedKeys = [];
+    for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
+        if (alreadyPresented(algorithms, presentedKeys))
+            continue;
+        const attempt = await attemptConnection(options, algorithms);
+        if (attempt.kind === 'connected') {
+            if (!pinned) {
+                const { type, fingerprint } = attempt.presented;
+                core_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+                    `Pin it: add "host-fingerprint: ${fingerprint}" to the step (after checking it on the server with ` +
+                    '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.', { title: 'Host key not pinned' });
             }
-            if (attempt.kind === 'unpinned') {
-                throw new ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
-                    `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
-                    `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`, 'host-fingerprint');
+            else {
+                info(`Host key verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
             }
-            if (attempt.kind === 'mismatch')
-                presentedKeys.push(attempt.presented);
-            // 'unsupported': the server holds no key of the types asked for; try the next.
+            return new RemoteSession(attempt.ssh, attempt.presented);
         }
-        throw hostKeyMismatch(options, presentedKeys);
-    }
-    /**
-     * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
-     * fast command's output, exit status and close can arrive in the same read as the channel's
-     * confirmation, and would be missed by listeners attached a tick later.
-     */
-    start(command) {
-        const connection = this.ssh.connection;
-        if (!connection || this.closed)
-            return Promise.reject(new Error('the SSH connection is closed'));
-        return new Promise((resolve, reject) => {
-            connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
-        });
-    }
-    /**
-     * Runs a command (built with shell.ts) and collects its output. `stdin`, when given, is streamed
-     * to the command with back-pressure, so large files pass through without being held in memory.
-     */
-    async exec(command, stdin, timeoutSeconds = 0) {
-        const running = await this.start(command);
-        if (timeoutSeconds <= 0)
-            return this.finish(running, stdin);
-        let timer;
-        // sshd does not end a command when its channel is closed, and may ignore signals: the run
-        // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
-        const timedOut = new Promise((resolve) => {
-            timer = setTimeout(() => {
-                running.channel.signal('KILL');
-                running.channel.close();
-                resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
-            }, timeoutSeconds * 1000);
-        });
-        const finishing = this.finish(running, stdin);
-        finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
-        try {
-            return await Promise.race([finishing, timedOut]);
+        if (attempt.kind === 'unpinned') {
+            throw new ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
+                `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
+                `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`, 'host-fingerprint');
         }
-        finally {
-            clearTimeout(timer);
-        }
+        if (attempt.kind === 'mismatch')
+            presentedKeys.push(attempt.presented);
+        // 'unsupported': the server holds no key of the types asked for; try the next.
     }
-    async finish(running, stdin) {
-        if (stdin) {
-            try {
-                await (0,external_node_stream_promises_namespaceObject.pipeline)(stdin, running.channel);
-            }
-            catch (error) {
-                running.channel.close();
-                await running.closed;
-                // A command that failed early (a full disk, a directory it cannot write) closes its side
-                // first: its exit status and stderr say more than the broken pipe does.
-                const result = running.result();
-                if (result.code === null || result.code === 0)
-                    throw error;
-                return result;
-            }
-        }
-        else {
-            running.channel.end();
-        }
-        await running.closed;
-        return running.result();
-    }
-    /**
-     * Starts a command that keeps running until released, and resolves once it has printed its
-     * first line (for example a lock holder announcing that it holds the lock). Releasing closes
-     * its stdin; a dropped connection does the same on the server side.
-     */
-    async startHeld(command) {
-        const running = await this.start(command);
-        const firstLine = await new Promise((resolve, reject) => {
-            const check = () => {
-                const text = Buffer.concat(running.stdout).toString('utf8');
-                const end = text.indexOf('\n');
-                if (end >= 0)
-                    resolve(text.slice(0, end));
-            };
-            running.onStdout(check);
-            check();
-            void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
-        });
-        return {
-            firstLine,
-            release: async () => {
-                running.channel.end();
-                await running.closed;
-            },
-        };
-    }
-    /** Runs a command and fails with its stderr unless it exits with status 0. */
-    async run(command, what, stdin, timeoutSeconds = 0) {
-        const result = await this.exec(command, stdin, timeoutSeconds);
-        if (result.code !== 0) {
-            throw new ActionError(remoteFailure(what, result));
-        }
-        return result.stdout;
-    }
-    dispose() {
-        this.ssh.dispose();
-    }
-}
-function remoteFailure(what, result) {
-    const status = result.timedOutAfter !== undefined
-        ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
-        : result.signal !== null
-            ? `was killed by signal ${result.signal}`
-            : result.code === null
-                ? 'ended without an exit status'
-                : `exited with status ${result.code}`;
-    const stderr = tail(result.stderr);
-    return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
-}
-/** Hints for the usual causes of a failing remote step. */
-function hintFor(stderr, code) {
-    if (/No space left on device/i.test(stderr)) {
-        return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
-    }
-    if (/Permission denied/i.test(stderr)) {
-        return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
-    }
-    if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
-        return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
-    }
-    const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
-    if (code === 127 || missing) {
-        if (missing === undefined || missing === 'incus-simplestreams') {
-            return '\nHint: incus-simplestreams is not installed on the server. Install the incus-extra package (Debian bookworm-backports, Ubuntu 24.04).';
-        }
-        if (missing === 'flock')
-            return '\nHint: flock is not installed on the server. Install util-linux.';
-        return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
-    }
-    return '';
+    throw hostKeyMismatch(options, presentedKeys);
 }
 function hostKeyMismatch(options, presented) {
     const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
@@ -59856,194 +60470,134 @@ function connectionError(error, options) {
     return new ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
 }
 
-;// CONCATENATED MODULE: ./src/registry.ts
+;// CONCATENATED MODULE: ./src/ssh/connection.ts
+/** An SSH connection that can be opened again when it drops (the upload retries through it). */
 
-
-
-
-
-
-
-
-const STATE_DIR = '.lxc-publish';
-/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
-const RETIRE_GRACE_SECONDS = 2 * 3600;
-/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
-const UPLOAD_GRACE_SECONDS = 24 * 3600;
-const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
-const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
-const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
-const imageUploadDir = (paths, uploadKey) => external_node_path_.posix.join(paths.uploadDir, uploadKey);
-const TARBALL_EXTENSIONS = {
-    xz: '.tar.xz',
-    gzip: '.tar.gz',
-    bzip2: '.tar.bz2',
-    zstd: '.tar.zst',
-    none: '.tar',
-};
-/** Fixed remote names, so nothing from the runner's file names reaches the server. */
-function remoteNames(image) {
-    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
-    if (!image.data)
-        return [metadataName];
-    const dataNames = {
-        squashfs: 'rootfs.squashfs',
-        qcow2: 'disk.qcow2',
-        'rootfs-tarball': `rootfs${TARBALL_EXTENSIONS[image.data.compression ?? 'none']}`,
-    };
-    return [metadataName, dataNames[image.data.kind]];
-}
-/** The version of incus-simplestreams on the server (for example "6.0.4"). */
-async function serverToolVersion(session) {
-    const output = await session.run(commandLine(['incus-simplestreams', '--version']), 'Asking the server for its incus-simplestreams version', undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
-    return output.toString('utf8').trim();
-}
-/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
-const ROOTFS_TARBALL_SINCE = [7, 0, 1];
-function versionAtLeast(version, minimum) {
-    const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
-    for (const [index, wanted] of minimum.entries()) {
-        const have = parts[index] ?? 0;
-        if (Number.isNaN(have))
-            return false;
-        if (have !== wanted)
-            return have > wanted;
+class Connection {
+    current;
+    options;
+    constructor(current, options) {
+        this.current = current;
+        this.options = options;
     }
-    return true;
-}
-/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
-function rootfsDecision(mode, serverVersion) {
-    if (mode === 'always')
-        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
-    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
-    if (takesTarball) {
-        return {
-            convert: false,
-            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
-        };
+    static async open(options) {
+        return new Connection(await connect(options), options);
     }
-    if (mode === 'never') {
-        throw new ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
-            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
+    /** The session in use now; a new one after reconnect(). */
+    get session() {
+        return this.current;
     }
-    return {
-        convert: true,
-        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
-    };
+    async reconnect() {
+        this.current.dispose();
+        this.current = await connect(this.options);
+    }
+    dispose() {
+        this.current.dispose();
+    }
 }
-/** The owner's convert-command, run in simplestreams-dir with documented, quoted arguments. */
-function customConvertCommand(command, simplestreamsDir, args) {
-    return commandChain([
-        ['cd', '--', simplestreamsDir],
-        ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
-    ]);
-}
-// ---------------------------------------------------------------------------------------------
-// Locks
+
+;// CONCATENATED MODULE: ./src/registry/registry.ts
 /**
- * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
- * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
- * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
- * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
- * locked a deleted file, and takes the lock again on the current one.
+ * The registry handle: the SSH connection and the server-side paths, and the one way to run this
+ * action's server scripts (registry/scripts.ts) there. The steps live beside it, one topic a
+ * file: read.ts (live index, pre-upload checks), lock.ts, upload.ts, stage.ts, commit.ts,
+ * housekeeping.ts, and publication.ts, which puts the locked steps together.
  */
-const HOLD_LOCK_SCRIPT = `lock=$1 timeout=$2
-mkdir -p -- "\${lock%/*}" || exit 1
-while :; do
-  exec 9>>"$lock" || exit 1
-  flock -w "$timeout" -E 75 9 || exit $?
-  [ "$lock" -ef "/proc/$$/fd/9" ] && break
-  exec 9>&-
-done
-echo "locked $$"
-exec cat >/dev/null`;
-async function holdLock(session, path, timeoutSeconds, busyMessage) {
-    try {
-        const held = await session.startHeld(commandLine(['sh', '-c', HOLD_LOCK_SCRIPT, 'lxc-publish-lock', path, String(timeoutSeconds)]));
-        const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
-        if (!Number.isInteger(pid)) {
-            await held.release();
-            throw new ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
+
+
+class Registry {
+    connection;
+    paths;
+    constructor(connection, paths) {
+        this.connection = connection;
+        this.paths = paths;
+    }
+    static async open(options) {
+        const { simplestreamsDir, uploadDir } = options;
+        return new Registry(await Connection.open(options), { simplestreamsDir, uploadDir });
+    }
+    /** The session in use now (a new one after reconnect()). */
+    get session() {
+        return this.connection.session;
+    }
+    isConnected() {
+        return this.connection.session.isConnected();
+    }
+    /** Opens a new connection after the previous one dropped (the upload retries through it). */
+    reconnect() {
+        return this.connection.reconnect();
+    }
+    /** Runs a server script and fails with its stderr unless it exits with status 0. */
+    runScript(script, args, options) {
+        return this.session.run(scriptCommand(script.text, script.name, args), options);
+    }
+    /** Runs a server script and returns how it ended, whatever its status. */
+    execScript(script, args, options = {}) {
+        return this.session.exec(scriptCommand(script.text, script.name, args), options);
+    }
+    close() {
+        this.connection.dispose();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/unified-vm.ts
+/**
+ * Unified VM images in the simplestreams index: pure functions, no I/O.
+ *
+ * A unified tarball is published as one `incus_combined.tar.gz` item (whatever its compression)
+ * whose sha256 is the fingerprint. incus-simplestreams 6.0 writes nothing on that item that says
+ * whether the tarball holds a container (rootfs/) or a VM (rootfs.img); 7.0.1 and later write
+ * `combined_type`. The Incus 6.0 client (and LXD 5.0) types every combined item as a container,
+ * whatever its fields: `incus image list` shows a unified VM as CONTAINER and
+ * `incus image info --vm REMOTE:alias` does not find it (checked with Incus 6.0.4 and LXD 5.0.2).
+ * No item field changes that for those clients; only a split image (incus.tar.xz + disk.qcow2)
+ * is a VM to them (image/kinds.ts warns about it).
+ */
+
+const UNIFIED_ITEMS = [UNIFIED_ITEM, 'lxd_combined.tar.gz'];
+/**
+ * A copy of the index in which the unified item(s) of the version with this fingerprint say
+ * `combined_type: "virtual-machine"`, as incus-simplestreams 7.0.1+ writes it. Apply it to a
+ * unified VM image's index (the staging one, or any index written after it): this action's own
+ * reading of the index (findFingerprint, the image-type output) then types it right, as it does
+ * for trees written by incus-simplestreams 7.0.1+. Harmless elsewhere: the Incus 6.0 client,
+ * LXD 5.0 and `incus-simplestreams verify` ignore the field (checked). Note that 6.0's own `add`,
+ * `remove` and `prune`, run by hand, rewrite images.json without it (they drop unknown fields).
+ * Idempotent; the index given is not modified.
+ */
+function markUnifiedVm(index, fingerprint) {
+    const copy = cloneIndex(index);
+    for (const product of Object.values(copy.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            const unified = version.items?.[UNIFIED_ITEM];
+            if (!unified || unified.sha256 !== fingerprint)
+                continue;
+            for (const key of UNIFIED_ITEMS) {
+                const item = version.items[key];
+                if (item)
+                    item['combined_type'] = 'virtual-machine';
+            }
         }
-        return { pid, release: () => held.release() };
     }
-    catch (error) {
-        if (error instanceof HeldCommandEnded) {
-            if (error.result.code === 75)
-                throw new ActionError(busyMessage, 'lock-timeout');
-            throw new ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
-        }
-        throw error;
-    }
+    return copy;
 }
-// ---------------------------------------------------------------------------------------------
-// Upload
+
+;// CONCATENATED MODULE: ./src/registry/stage.ts
 /**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent).
- * It first takes the image's write lock: a writer left over from a dropped connection may still
- * be draining into a partial file, and its size is only final once that writer is gone.
+ * The convert step: incus-simplestreams add in an empty staging tree of the image's own, whose
+ * result is merged into the live index under the lock (registry/publication.ts); or the owner's
+ * convert-command, which writes the live tree itself.
  */
-const UPLOAD_STATE_SCRIPT = `dir=$1 timeout=$2; shift 2
-mkdir -p -- "$dir" || exit 1
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
-for name; do
-  final=-1 partial=-1
-  [ -f "$dir/$name" ] && final=$(stat -c %s -- "$dir/$name")
-  [ -f "$dir/$name.partial" ] && partial=$(stat -c %s -- "$dir/$name.partial")
-  printf '%s %s %s\\n' "$name" "$final" "$partial"
-done`;
-/**
- * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
- * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
- */
-const WRITE_SCRIPT = `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
-partial=$dir/$name.partial
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then : > "$partial" || exit 1; fi
-cat >> "$partial" || exit 1
-got=$(stat -c %s -- "$partial") || exit 1
-if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
-mv -f -- "$partial" "$dir/$name"`;
-async function uploadState(session, dir, names, timeoutSeconds) {
-    const output = await session.run(commandLine(['sh', '-c', UPLOAD_STATE_SCRIPT, 'lxc-publish-state', dir, String(timeoutSeconds), ...names]), `Checking earlier uploads in ${dir}`, undefined, timeoutSeconds + SHORT_COMMAND_TIMEOUT_SECONDS);
-    const states = new Map();
-    for (const line of output.toString('utf8').trim().split('\n')) {
-        const [name, final, partial] = line.split(' ');
-        if (name)
-            states.set(name, { final: Number(final), partial: Number(partial) });
-    }
-    return states;
-}
-async function remoteSha256(session, path) {
-    const output = await session.run(commandLine(['sha256sum', '--', path]), `Hashing ${path} on the server`);
-    return output.toString('utf8').split(' ')[0] ?? '';
-}
-/**
- * Streams a file (from `offset`, to resume) onto `<name>.partial`, and renames it to its final
- * name once complete, so a partial file never carries the final name.
- */
-async function sendFile(session, file, dir, offset, timeoutSeconds, log, hashes = []) {
-    const counter = new ProgressCounter(file.remoteName, file.size, log, 5000, offset, hashes);
-    const source = (0,external_node_fs_namespaceObject.createReadStream)(file.localPath, { start: offset, highWaterMark: 256 * 1024 });
-    source.on('error', (error) => counter.destroy(error));
-    const restart = offset === 0 ? '1' : '0';
-    await session.run(commandLine([
-        'sh',
-        '-c',
-        WRITE_SCRIPT,
-        'lxc-publish-write',
-        dir,
-        file.remoteName,
-        String(timeoutSeconds),
-        restart,
-        String(file.size),
-    ]), `Uploading ${file.localPath} to ${external_node_path_.posix.join(dir, file.remoteName)}`, source.pipe(counter));
-    log(formatProgress(counter.snapshot()));
-}
-// ---------------------------------------------------------------------------------------------
-// Convert and publish
+
+
+
+
+
+
+
+
+
+
 /** Runs incus-simplestreams add in an empty staging tree of the image's own. */
 function stageCommand(staging, remoteFiles) {
     return commandChain([
@@ -60054,402 +60608,410 @@ function stageCommand(staging, remoteFiles) {
         ['env', 'TZ=UTC', 'incus-simplestreams', 'add', '--no-default-alias', '--', ...remoteFiles],
     ]);
 }
-async function stage(session, staging, remoteFiles) {
+/**
+ * Stages the uploaded image and returns the version the tool wrote, after checking that the
+ * server computed the runner's fingerprint (a damaged upload is removed).
+ */
+async function stageImage(registry, options) {
+    const { image, staging, fingerprint } = options;
     // One round trip: the tool's index is printed once the tool has written it.
-    const output = await session.run(`${stageCommand(staging, remoteFiles)} >&2 && ${commandLine(['cat', '--', 'streams/v1/images.json'])}`, 'incus-simplestreams add (in the staging tree)');
-    return parseIndexText(output, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
-}
-function parseIndexText(text, path) {
-    try {
-        return parseImagesIndex(text.toString('utf8'));
+    const output = await registry.session.run(`${stageCommand(staging, remotePaths(image))} >&2 && ${commandLine(['cat', '--', 'streams/v1/images.json'])}`, { what: 'incus-simplestreams add (in the staging tree)' });
+    const stagedIndex = parseIndexText(output, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
+    const staged = stagedVersion(options.unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
+    const stagedFingerprint = versionFingerprint(staged.version);
+    if (stagedFingerprint !== fingerprint) {
+        await removeDirs(registry, [image.dir]);
+        throw new ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+            'the upload was damaged. It was removed; run the step again.');
     }
-    catch (error) {
-        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
-            "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
+    return staged;
+}
+/** The owner's convert-command, run in simplestreams-dir with documented, quoted arguments. */
+function customConvertCommand(command, simplestreamsDir, args) {
+    return commandChain([
+        ['cd', '--', simplestreamsDir],
+        ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
+    ]);
+}
+const indent = (text) => text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
+/** Runs the owner's convert-command on the uploaded image (under the registry lock). */
+async function runCustomConvert(registry, command, image, args) {
+    const [metadata = '', data = ''] = remotePaths(image);
+    const output = await registry.session.run(customConvertCommand(command, registry.paths.simplestreamsDir, { metadata, data, ...args }), { what: `convert-command ${command}` });
+    // Indented, so that no line of the script's output can pass for a workflow command.
+    info(indent(withoutControlCharacters(output.toString('utf8').trim())));
+}
+
+;// CONCATENATED MODULE: ./src/registry/progress.ts
+
+/** Sizes in the units that MB/s uses (decimal). */
+function decimalSize(bytes) {
+    if (bytes >= 1e9)
+        return `${(bytes / 1e9).toFixed(2)} GB`;
+    if (bytes >= 1e6)
+        return `${(bytes / 1e6).toFixed(1)} MB`;
+    if (bytes >= 1e3)
+        return `${(bytes / 1e3).toFixed(1)} kB`;
+    return `${bytes} bytes`;
+}
+function formatProgress({ label, sent, sentThisPass, total, elapsedSeconds }) {
+    const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
+    const rate = elapsedSeconds > 0 ? (sentThisPass ?? sent) / 1e6 / elapsedSeconds : 0;
+    return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
+}
+class ProgressCounter extends external_node_stream_.Transform {
+    label;
+    total;
+    report;
+    intervalMs;
+    alreadySent;
+    hashes;
+    sent;
+    started = Date.now();
+    lastReport = Date.now();
+    /** `alreadySent`: bytes the server held before this pass (a resumed upload). */
+    constructor(label, total, report, intervalMs = 5000, alreadySent = 0, hashes = []) {
+        super();
+        this.label = label;
+        this.total = total;
+        this.report = report;
+        this.intervalMs = intervalMs;
+        this.alreadySent = alreadySent;
+        this.hashes = hashes;
+        this.sent = alreadySent;
     }
-}
-/**
- * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
- * Before a publish it first checks what the server must offer, so that a missing tool or an
- * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
- * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be.
- */
-const READ_LIVE_SCRIPT = `ss=$1 up=$2 tool=$3
-[ -d "$ss" ] || exit 4
-if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
-if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
-if [ -n "$up" ]; then
-  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
-    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
-  done
-fi
-if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
-exit 3`;
-/**
- * The live images.json, or an empty index when the registry has none yet. With `preflight`, it
- * also checks the server before anything is uploaded.
- */
-async function readLiveIndex(session, simplestreamsDir, preflight) {
-    const path = external_node_path_.posix.join(simplestreamsDir, 'streams/v1/images.json');
-    // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await session.exec(commandLine([
-        'sh',
-        '-c',
-        READ_LIVE_SCRIPT,
-        'lxc-publish-read',
-        simplestreamsDir,
-        preflight?.uploadDir ?? '',
-        preflight?.tool ?? '',
-    ]), undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
-    switch (result.code) {
-        case 3:
-            return emptyImagesIndex();
-        case 4:
-            throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
-        case 5:
-            throw new ActionError(preflight?.tool === 'incus-simplestreams'
-                ? "incus-simplestreams is not installed on the server (or not on the SSH user's PATH). Install the " +
-                    'incus-extra package (Debian bookworm-backports, Debian 13, Ubuntu 24.04). Nothing was uploaded.'
-                : `convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, preflight?.tool === 'incus-simplestreams' ? 'simplestreams-dir' : 'convert-command');
-        case 6:
-            throw new ActionError(`upload-dir: the SSH user cannot write (or create) ${preflight?.uploadDir ?? ''} on the server. Give it ` +
-                "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
-        case 7:
-            throw new ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
-                "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
-                'Nothing was uploaded.', 'simplestreams-dir');
-        case 0:
-            return parseIndexText(result.stdout, path);
-        default:
-            throw new ActionError(remoteFailure(`Reading ${path}`, result));
-    }
-}
-/**
- * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. Before the renames it checks that the lock holder is still alive,
- * so a run whose session died mid-way changes nothing. The names of the files moved into
- * images/ are recorded in the staging tree first: if the run dies before the index names them,
- * a later run removes them.
- */
-const COMMIT_SCRIPT = `set -eu
-ss=$1 next=$2 staging=$3 holder=$4 index_json=$5; shift 5
-rm -rf -- "$next"
-mkdir -p -- "$next"
-cat > "$next/images.json"
-printf '%s' "$index_json" > "$next/index.json"
-kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
-mkdir -p -- "$ss/images" "$ss/streams/v1"
-for json in images.json index.json; do
-  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
-done
-if [ -n "$staging" ] && [ -d "$staging/images" ]; then
-  ls -A -- "$staging/images" > "$staging/moved"
-  for file in "$staging"/images/*; do
-    [ -e "$file" ] || continue
-    mv -f -- "$file" "$ss/images/"
-  done
-fi
-mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
-mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
-now=$(date +%s)
-for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`;
-async function commit(session, options) {
-    // One round trip: images.json goes over stdin, the (small) index.json as an argument.
-    const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
-    await session.run(commandLine([
-        'sh',
-        '-c',
-        COMMIT_SCRIPT,
-        'lxc-publish-commit',
-        options.paths.simplestreamsDir,
-        nextDir(options.paths),
-        options.staging ?? '',
-        String(options.lock.pid),
-        JSON.stringify(buildStreamsIndex(options.index)),
-        ...retired,
-    ]), `Publishing the new index in ${options.paths.simplestreamsDir} (simplestreams-dir)`, external_node_stream_.Readable.from([JSON.stringify(options.index)]), SHORT_COMMAND_TIMEOUT_SECONDS);
-}
-// ---------------------------------------------------------------------------------------------
-// Housekeeping, under the registry lock
-/**
- * Removes what runs that died left behind: staging trees whose image is no longer being worked
- * on (its upload lock is free), with any file they had moved into images/ that no index names;
- * upload directories untouched for a day; files of replaced versions past their grace time.
- */
-const HOUSEKEEPING_SCRIPT = `set -u
-ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
-state=$ss/.lxc-publish
-live=$ss/streams/v1/images.json
-now=$(date +%s)
-named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
-for dir in "$state"/staging/*/; do
-  [ -d "$dir" ] || continue
-  dir=\${dir%/}; fp=\${dir##*/}
-  if [ -d "$up/$fp" ] && ! flock -n "$up/$fp/.lock" true; then continue; fi
-  if [ -f "$dir/moved" ]; then
-    while IFS= read -r name; do
-      named "images/$name" || rm -f -- "$ss/images/$name"
-    done < "$dir/moved"
-  fi
-  rm -rf -- "$dir"
-done
-if [ -d "$up" ]; then
-  find "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
-    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
-    flock -n "$dir/.lock" rm -rf -- "$dir" || true
-  done
-fi
-if [ -f "$state/retired" ]; then
-  : > "$state/retired.next"
-  while read -r when path; do
-    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
-    named "$path" && continue
-    if [ $((now - when)) -ge "$retire_grace" ]; then
-      rm -f -- "$ss/$path"
-    else
-      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
-    fi
-  done < "$state/retired"
-  mv -f -- "$state/retired.next" "$state/retired"
-fi
-# This run's own upload and staging directories, done with.
-[ $# -gt 0 ] && rm -rf -- "$@"
-exec cat -- "$live"`;
-/**
- * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
- * live index as it now stands: one round trip, under the registry lock.
- */
-async function housekeepAndRead(session, paths, done = []) {
-    const output = await session.run(commandLine([
-        'sh',
-        '-c',
-        HOUSEKEEPING_SCRIPT,
-        'lxc-publish-housekeeping',
-        paths.simplestreamsDir,
-        paths.uploadDir,
-        String(RETIRE_GRACE_SECONDS),
-        String(UPLOAD_GRACE_SECONDS / 60),
-        ...done,
-    ]), 'Cleaning up after earlier runs and reading the index back', undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
-    return parseIndexText(output, external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json'));
-}
-async function removeDirs(session, dirs) {
-    await session.run(commandLine(['rm', '-rf', '--', ...dirs]), `Removing ${dirs.join(', ')}`, undefined, SHORT_COMMAND_TIMEOUT_SECONDS);
-}
-
-;// CONCATENATED MODULE: ./src/publication.ts
-/**
- * The part of a publish that runs under the registry lock: re-read the live index, make the
- * change (a staged version, the owner's convert-command, or aliases only), add retention and the
- * LXD items, commit, read back and verify, clean up after earlier runs.
- */
-
-
-
-
-
-
-function serialConflictError(product, serial, existing, fingerprint) {
-    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
-        'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
-        'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
-}
-/**
- * What the action adds to every index it writes: retention (keep-versions) and the LXD items
- * (lxd-compat). Returns undefined when `proposed` (or, without one, `base`) needs nothing more
- * and nothing differs from `base`.
- */
-function finishIndex(settings, base, proposed, fingerprint) {
-    let next = proposed ?? base;
-    const retired = [];
-    if (settings.keepVersions > 0) {
-        const retention = applyRetention(next, settings.keepVersions, fingerprint);
-        if (retention.dropped.length > 0) {
-            info(`keep-versions ${settings.keepVersions}: dropping ${retention.dropped.join(', ')}`);
-            next = retention.index;
-            retired.push(...retention.retired);
+    _transform(chunk, _encoding, callback) {
+        this.sent += chunk.length;
+        for (const hash of this.hashes)
+            hash.update(chunk);
+        const now = Date.now();
+        if (now - this.lastReport >= this.intervalMs) {
+            this.lastReport = now;
+            this.report(formatProgress(this.snapshot()));
         }
+        callback(null, chunk);
     }
-    if (settings.lxdCompat)
-        next = withLxdItems(next);
-    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
-}
-/**
- * The locked part: re-read the live index, make the change, commit, read it back to verify, and
- * clean up after earlier runs. Verifying before the lock is released means a later run moving an
- * alias away cannot be mistaken for a failure of this one.
- */
-async function publishUnderLock(session, settings, paths, fingerprint, aliases, change, 
-/** This run's own server-side directories, removed once the index is live. */
-done = []) {
-    const lock = await holdLock(session, lockPath(paths), settings.lockTimeout, `The registry in ${paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-        `${settings.lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`);
-    try {
-        let base = await readLiveIndex(session, paths.simplestreamsDir);
-        let plan;
-        if (change.kind === 'staged') {
-            try {
-                plan = planPublication(base, change.version, fingerprint, aliases, settings.replace);
-            }
-            catch (error) {
-                if (error instanceof SerialConflictError) {
-                    throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
-                }
-                throw error;
-            }
-        }
-        else {
-            if (change.kind === 'custom') {
-                await change.run();
-                base = await readLiveIndex(session, paths.simplestreamsDir);
-                if (!findFingerprint(base, fingerprint)) {
-                    throw new ActionError(`convert-command ${settings.convertCommand} succeeded, but images.json does not list fingerprint ` +
-                        `${fingerprint}. Check that the script adds the image to ${paths.simplestreamsDir}.`, 'convert-command');
-                }
-            }
-            const index = planAliasUpdate(base, fingerprint, aliases);
-            plan = { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] };
-        }
-        const finished = finishIndex(settings, base, plan.index, fingerprint);
-        if (finished.index) {
-            await commit(session, {
-                paths,
-                lock,
-                index: finished.index,
-                ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
-                retired: [...plan.retired, ...finished.retired],
-            });
-        }
-        info(plan.status === 'unchanged'
-            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
-            : `Index updated (${plan.status})`);
-        const live = await housekeepAndRead(session, paths, done);
-        return verify(live, fingerprint, aliases, plan.status);
-    }
-    finally {
-        await lock.release();
-    }
-}
-/** Checks the live index, read back under the lock, against what this run published. */
-function verify(live, fingerprint, aliases, status) {
-    const published = findFingerprint(live, fingerprint);
-    if (!published) {
-        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
-    }
-    const missing = aliases.filter((alias) => !published.aliases.includes(alias));
-    if (missing.length > 0) {
-        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
-            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
-    }
-    info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
-    return { status, fingerprint, ...published };
-}
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: ./src/rootfs.ts
-/**
- * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
- * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
- * and device nodes come from the tar headers, so no root is needed; the result is the same for
- * the same tarball, so a republish finds the same fingerprint.
- */
-
-
-
-
-
-
-
-const DECOMPRESSORS = {
-    xz: ['xz', '-dc'],
-    gzip: ['gzip', '-dc'],
-    bzip2: ['bzip2', '-dc'],
-    zstd: ['zstd', '-dcq'],
-    none: ['cat'],
-};
-/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
-const MKSQUASHFS_TAR_VERSION = [4, 6];
-/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
-async function findSquashfsTool() {
-    const tar2sqfs = await which('tar2sqfs', false);
-    if (tar2sqfs)
-        return { name: 'tar2sqfs', path: tar2sqfs };
-    const mksquashfs = await which('mksquashfs', false);
-    if (mksquashfs) {
-        const { stdout } = await getExecOutput(mksquashfs, ['-version'], { silent: true, ignoreReturnCode: true });
-        const [major = 0, minor = 0] = (/version (\d+)\.(\d+)/.exec(stdout) ?? []).slice(1).map(Number);
-        const [needMajor = 4, needMinor = 6] = MKSQUASHFS_TAR_VERSION;
-        if (major > needMajor || (major === needMajor && minor >= needMinor))
-            return { name: 'mksquashfs', path: mksquashfs };
-    }
-    throw new ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
-        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
-        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
-}
-/** The command that reads an uncompressed tar on stdin and writes `output`. */
-function squashfsCommand(tool, output) {
-    return tool.name === 'tar2sqfs'
-        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
-        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
-}
-/** Runs `decompress < tarball | tool > output`, failing with whichever side's stderr. */
-function pipe(decompress, convert, env) {
-    return new Promise((resolve, reject) => {
-        const [decompressor = '', ...decompressArgs] = decompress;
-        const [converter = '', ...convertArgs] = convert;
-        const source = (0,external_node_child_process_namespaceObject.spawn)(decompressor, decompressArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-        const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
-        let errors = '';
-        source.stderr.on('data', (chunk) => (errors += chunk.toString()));
-        sink.stderr.on('data', (chunk) => (errors += chunk.toString()));
-        source.stdout.pipe(sink.stdin);
-        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
-        let pending = 2;
-        let failed = '';
-        const done = (name) => (code) => {
-            if (code !== 0 && !failed)
-                failed = `${name} exited with status ${code ?? 'none'}`;
-            if (--pending === 0) {
-                if (failed)
-                    reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
-                else
-                    resolve();
-            }
+    /** Bytes passed so far (including those already sent) and time since the start. */
+    snapshot() {
+        return {
+            label: this.label,
+            sent: this.sent,
+            sentThisPass: this.sent - this.alreadySent,
+            total: this.total,
+            elapsedSeconds: (Date.now() - this.started) / 1000,
         };
-        source.on('error', reject);
-        sink.on('error', reject);
-        source.on('close', done(decompressor));
-        sink.on('close', done(converter));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/registry/upload.ts
+/**
+ * The upload: each image's files go into its own directory under upload-dir, under that image's
+ * lock, as `.partial` files that get their final name once complete (registry/scripts.ts
+ * WRITE_FILE). What an earlier attempt left is reused or resumed after a byte-for-byte check; a
+ * dropped connection is retried. The bytes are hashed as they go, so a first upload reads each
+ * file once and yields the fingerprint.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+async function uploadState(registry, image, timeoutSeconds) {
+    const names = image.files.map((file) => file.name);
+    const output = await registry.runScript(UPLOAD_STATE, [image.dir, String(timeoutSeconds), ...names], {
+        what: `Checking earlier uploads in ${image.dir}`,
+        timeoutSeconds: timeoutSeconds + SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+    const states = new Map();
+    for (const line of output.toString('utf8').trim().split('\n')) {
+        const [name, final, partial] = line.split(' ');
+        if (name)
+            states.set(name, { final: Number(final), partial: Number(partial) });
+    }
+    return states;
+}
+async function remoteSha256(registry, path) {
+    const output = await registry.session.run(commandLine(['sha256sum', '--', path]), {
+        what: `Hashing ${path} on the server`,
+    });
+    return output.toString('utf8').split(' ')[0] ?? '';
+}
+/** Streams a file (from `offset`) onto `<name>.partial`, renamed to its name once complete. */
+async function sendFile(registry, file, options) {
+    const { dir, offset, lockTimeout, hashes } = options;
+    const counter = new ProgressCounter(file.name, file.local.size, info, 5000, offset, hashes);
+    const source = (0,external_node_fs_namespaceObject.createReadStream)(file.local.path, { start: offset, highWaterMark: 256 * 1024 });
+    source.on('error', (error) => counter.destroy(error));
+    const restart = offset === 0 ? '1' : '0';
+    await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
+        what: `Uploading ${file.local.path} to ${external_node_path_.posix.join(dir, file.name)}`,
+        stdin: source.pipe(counter),
+    });
+    info(formatProgress(counter.snapshot()));
+}
+/**
+ * Sends the files that are not already on the server, resuming partial ones, and hashes them as
+ * they go. Reusing or resuming an earlier run's upload reads the part already sent locally, to
+ * check it against the server's copy.
+ */
+async function transferFiles(registry, image, lockTimeout, hashes) {
+    const states = await uploadState(registry, image, lockTimeout);
+    for (const [index, file] of image.files.entries()) {
+        if (hashes.isDone(index))
+            continue; // sent before the connection dropped
+        const remotePath = external_node_path_.posix.join(image.dir, file.name);
+        const state = states.get(file.name) ?? { final: -1, partial: -1 };
+        if (state.final === file.local.size) {
+            const own = (0,external_node_crypto_.createHash)('sha256');
+            const fingerprint = hashes.before(index);
+            await hashFileInto(file.local.path, [own, fingerprint]);
+            if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
+                hashes.finish(index, fingerprint);
+                info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+                continue;
+            }
+        }
+        let offset = 0;
+        let fingerprint = hashes.before(index);
+        if (state.partial > 0 && state.partial <= file.local.size) {
+            const prefix = (0,external_node_crypto_.createHash)('sha256');
+            const prefixFingerprint = hashes.before(index);
+            const [remote] = await Promise.all([
+                remoteSha256(registry, `${remotePath}.partial`),
+                hashFileInto(file.local.path, [prefix, prefixFingerprint], state.partial),
+            ]);
+            if (remote === prefix.digest('hex')) {
+                offset = state.partial;
+                fingerprint = prefixFingerprint;
+                info(`${file.name}: resuming after ${offset} bytes already on the server`);
+            }
+        }
+        // One hash over the bytes as they go: the fingerprint, without a second read of the file.
+        await sendFile(registry, file, { dir: image.dir, offset, lockTimeout, hashes: [fingerprint] });
+        hashes.finish(index, fingerprint);
+    }
+}
+/**
+ * Uploads under the image's own lock, retrying when the connection drops, and returns the
+ * fingerprint with the lock, which stays held until the publication is done.
+ */
+async function uploadImage(registry, image, options) {
+    const hashes = new UploadHashes();
+    for (let attempt = 0;; attempt++) {
+        let lock;
+        try {
+            lock = await holdLock(registry, {
+                path: external_node_path_.posix.join(image.dir, '.lock'),
+                timeoutSeconds: options.lockTimeout,
+                busyMessage: `Another run has been uploading this same image to ${image.dir} for more than ` +
+                    `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
+            });
+            await transferFiles(registry, image, options.lockTimeout, hashes);
+            return { fingerprint: hashes.fingerprint(), lock };
+        }
+        catch (error) {
+            await lock?.release().catch(() => undefined);
+            if (registry.isConnected() || attempt >= options.retries)
+                throw error;
+            const delay = Math.min(30, 2 ** attempt);
+            core_warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
+                `(retry ${attempt + 1} of ${options.retries}); the upload resumes where it stopped.`);
+            await (0,promises_namespaceObject.setTimeout)(delay * 1000);
+            await registry.reconnect();
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/action/steps.ts
+/**
+ * The steps of a publish, in the order action/main.ts calls them. Each is one log group and
+ * hands the work to its layer: image/ on the runner, registry/ on the server.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** Step 1: what the files are and what metadata.yaml says, before any network. */
+async function inspect(settings) {
+    const image = await group('Inspect the image', async () => {
+        const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
+        const { os, release, variant, propertiesArchitecture } = inspected.properties;
+        info(`${inspected.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${inspected.size} bytes`);
+        return inspected;
+    });
+    const unified = !image.data;
+    const warnings = incusWarnings(image.imageType, unified);
+    if (settings.lxdCompat)
+        warnings.push(...lxdWarnings(image.imageType, unified));
+    for (const warning of warnings)
+        core_warning(warning);
+    return image;
+}
+/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
+function requestedAliases(settings, image) {
+    const { os, release, variant } = image.properties;
+    const aliases = [...settings.aliases];
+    if (settings.defaultAlias)
+        aliases.push(`${os}/${release}/${variant}`);
+    return [...new Set(aliases)];
+}
+/** Step 2: the SSH connection, with the host key checked. */
+function steps_connect(settings) {
+    return group(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
+}
+/** Step 2: what the server must offer, checked before anything is uploaded; the live index. */
+function checkServer(registry, settings) {
+    return readLiveIndex(registry, { tool: settings.convertCommand || 'incus-simplestreams' });
+}
+/**
+ * A raw rootfs tarball: uploaded as it is when the server's incus-simplestreams takes one (7.0.1
+ * and later), or converted into a squashfs on the runner (convert-rootfs). `onCleanup` receives
+ * what removes the converted file once the run is over.
+ */
+async function prepareRootfsTarball(registry, settings, image, onCleanup) {
+    const data = image.data;
+    if (!data || data.kind !== 'rootfs-tarball')
+        return image;
+    const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
+    const decision = rootfsDecision(settings.convertRootfs, version);
+    info(decision.reason);
+    if (!decision.convert)
+        return image;
+    const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+    onCleanup(converted.remove);
+    info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
+    return {
+        ...image,
+        data: { path: converted.path, size: converted.size, kind: 'squashfs' },
+        size: image.metadata.size + converted.size,
+    };
+}
+/**
+ * Step 3: whether the image is already published. A fingerprint can only be published under its
+ * own product and serial (they come from its metadata): only when that version exists is it worth
+ * a hash pass before uploading; otherwise the fingerprint is computed while the files upload. A
+ * different image under that serial is refused here, before any upload, unless replace is set.
+ */
+async function findExisting(settings, image, live) {
+    const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+    const product = productKey(os, release, variant, propertiesArchitecture);
+    const serial = serialFor(creationDate);
+    if (!live.products[product]?.versions?.[serial])
+        return { published: false };
+    const fingerprint = await group('Fingerprint', async () => {
+        const computed = await hashing_fingerprintOf(image);
+        info(`Fingerprint: ${computed}; ${product} already has version ${serial}`);
+        return computed;
+    });
+    if (findFingerprint(live, fingerprint))
+        return { published: true, fingerprint };
+    const existing = conflictingFingerprint(live, product, serial, fingerprint);
+    if (existing && !settings.replace)
+        throw serialConflictError(product, serial, existing, fingerprint);
+    return { published: false, fingerprint };
+}
+/** Step 3, when published: only the aliases are put in place, under the registry lock. */
+function putAliases(registry, settings, fingerprint, aliases) {
+    return group('Already published: put the aliases in place', () => publishUnderLock(registry, { fingerprint, aliases, options: settings }, { kind: 'aliases' }));
+}
+/** Step 4: the files into the image's own upload directory, resumed and retried; the fingerprint. */
+async function upload(registry, settings, image, knownFingerprint) {
+    const remote = remoteImage(registry.paths, await uploadKey(image), image);
+    const uploaded = await group('Upload', () => uploadImage(registry, remote, settings));
+    info(`Fingerprint: ${uploaded.fingerprint}`);
+    if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
+        await uploaded.lock.release().catch(() => undefined);
+        throw new ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
+            'Make sure nothing writes them during the publish, and run it again.', 'metadata');
+    }
+    return { remote, upload: uploaded };
+}
+/**
+ * Step 5: the change to publish: the version incus-simplestreams add wrote into a staging tree,
+ * or the owner's convert-command, which runs under the lock in step 6.
+ */
+async function convert(registry, settings, image, remote, publication) {
+    const { fingerprint, aliases } = publication;
+    if (settings.convertCommand) {
+        const serial = serialFor(image.properties.creationDate);
+        return {
+            kind: 'custom',
+            run: () => runCustomConvert(registry, settings.convertCommand, remote, { fingerprint, serial, aliases }),
+        };
+    }
+    const staging = stagingDir(registry.paths, remote.key);
+    return group('Convert with incus-simplestreams', async () => {
+        const version = await stageImage(registry, {
+            image: remote,
+            staging,
+            fingerprint,
+            unifiedVm: !image.data && image.imageType === 'virtual-machine',
+        });
+        info(`Staged ${version.product} version ${version.serial}`);
+        return { kind: 'staged', dir: staging, version };
     });
 }
-/**
- * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
- * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
- * always gives the same bytes.
- */
-async function convertRootfsTarball(tarball, compression, creationDate) {
-    const tool = await findSquashfsTool();
-    const dir = await (0,promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
-    const remove = () => (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
-    const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
-    const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
-    try {
-        await pipe([...DECOMPRESSORS[compression], tarball], squashfsCommand(tool, output), env);
-    }
-    catch (error) {
-        await remove();
-        throw new ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
-            'Check that the file is a complete tar archive.', 'rootfs');
-    }
-    return { path: output, size: (await (0,promises_namespaceObject.stat)(output)).size, remove };
+/** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */
+function publishLocked(registry, settings, remote, publication, change) {
+    // This run's upload and staging directories go once the image is live.
+    const done = [remote.dir, stagingDir(registry.paths, remote.key)];
+    return group('Publish under the registry lock', () => publishUnderLock(registry, { ...publication, options: settings }, change, done));
+}
+/** After a failure: the staging tree goes; the upload stays, for the next run to resume. */
+async function discardStaging(registry, remote) {
+    if (registry.isConnected())
+        await removeDirs(registry, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
 }
 
-;// CONCATENATED MODULE: ./src/summary.ts
+;// CONCATENATED MODULE: ./src/public/commands.ts
+
+const INSTANCE_PLACEHOLDER = 'my-instance';
+/**
+ * Copy-paste lines for both clients: add the registry as a remote, launch the image (by its
+ * first alias, or by the fingerprint's first 12 digits, as `incus image list` shows it). Every
+ * word is shell-quoted when it needs to be.
+ */
+function commands_clientCommands(remote, url, result) {
+    const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
+    const lines = (client) => [
+        [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(quoteArg).join(' '),
+        [
+            client,
+            'launch',
+            `${remote}:${reference}`,
+            INSTANCE_PLACEHOLDER,
+            ...(result.imageType === 'virtual-machine' ? ['--vm'] : []),
+        ]
+            .map(quoteArg)
+            .join(' '),
+    ];
+    return { incus: lines('incus'), lxc: lines('lxc') };
+}
+
+;// CONCATENATED MODULE: ./src/action/summary.ts
 /** The job summary: what was published, where it is served, and how to use it. */
+
 
 
 const REMOTE_PLACEHOLDER = 'REMOTE';
@@ -60513,7 +61075,7 @@ function buildSummary(result, options = {}) {
         ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
         '</table>',
     ].join('\n');
-    const commands = public_clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
+    const commands = commands_clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
     const intro = publicUrl
         ? `Add the registry as ${code(remote)} and launch the image:`
         : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
@@ -60530,13 +61092,9 @@ function buildSummary(result, options = {}) {
         parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
     return parts.join('\n\n') + '\n';
 }
-/**
- * Writes the job summary. `options` may also be a remote name, as in the earlier signature
- * `writeSummary(result, remote)`.
- */
+/** Writes the job summary. */
 async function writeSummary(result, options = {}) {
-    const resolved = typeof options === 'string' ? { remoteName: options } : options;
-    await summary.addRaw(buildSummary(result, resolved)).write();
+    await summary.addRaw(buildSummary(result, options)).write();
 }
 /** The job summary of a failed run: what went wrong and what to do, as the error says. */
 async function writeFailureSummary(message) {
@@ -60544,10 +61102,10 @@ async function writeFailureSummary(message) {
     await summary.write();
 }
 
-;// CONCATENATED MODULE: ./src/upload.ts
+;// CONCATENATED MODULE: ./src/action/main.ts
 /**
- * The upload: an SSH connection that is re-opened when it drops, and files sent under the image's
- * own lock, resumed where an earlier attempt stopped, hashed as they go.
+ * The action: the steps of the README's "What it does", in order, each one call (action/steps.ts),
+ * then the outputs, the public check and the job summary.
  */
 
 
@@ -60556,292 +61114,58 @@ async function writeFailureSummary(message) {
 
 
 
-
-/** The SSH connection, replaced when it drops during the upload. */
-class Connection {
-    session;
-    settings;
-    constructor(session, settings) {
-        this.session = session;
-        this.settings = settings;
-    }
-    async reconnect() {
-        this.session.dispose();
-        this.session = await RemoteSession.connect(this.settings);
-    }
-    dispose() {
-        this.session.dispose();
-    }
-}
-/**
- * Sends the files that are not already on the server, resuming partial ones, and hashes them as
- * they go: a first upload reads each file once. Reusing or resuming an earlier run's upload
- * reads the part already sent locally, to check it against the server's copy.
- */
-async function transferFiles(session, dir, files, timeoutSeconds, hashes) {
-    const states = await uploadState(session, dir, files.map((file) => file.remoteName), timeoutSeconds);
-    for (const [index, file] of files.entries()) {
-        if (hashes.isDone(index))
-            continue; // sent before the connection dropped
-        const remotePath = external_node_path_.posix.join(dir, file.remoteName);
-        const state = states.get(file.remoteName) ?? { final: -1, partial: -1 };
-        if (state.final === file.size) {
-            const own = (0,external_node_crypto_.createHash)('sha256');
-            const fingerprint = hashes.before(index);
-            await hashFileInto(file.localPath, [own, fingerprint]);
-            if ((await remoteSha256(session, remotePath)) === own.digest('hex')) {
-                hashes.finish(index, fingerprint);
-                info(`${file.remoteName}: already on the server from an earlier run (sha256 matches); not sent again`);
-                continue;
-            }
-        }
-        let offset = 0;
-        let fingerprint = hashes.before(index);
-        if (state.partial > 0 && state.partial <= file.size) {
-            const prefix = (0,external_node_crypto_.createHash)('sha256');
-            const prefixFingerprint = hashes.before(index);
-            const [remote] = await Promise.all([
-                remoteSha256(session, `${remotePath}.partial`),
-                hashFileInto(file.localPath, [prefix, prefixFingerprint], state.partial),
-            ]);
-            if (remote === prefix.digest('hex')) {
-                offset = state.partial;
-                fingerprint = prefixFingerprint;
-                info(`${file.remoteName}: resuming after ${offset} bytes already on the server`);
-            }
-        }
-        // One hash over the bytes as they go: the fingerprint, without a second read of the file.
-        await sendFile(session, file, dir, offset, timeoutSeconds, info, [fingerprint]);
-        hashes.finish(index, fingerprint);
-    }
-}
-/**
- * Uploads under the image's own lock, retrying when the connection drops. Returns the lock,
- * which stays held until the publication is done (it also marks the staging tree as in use).
- */
-async function upload(connection, settings, dir, files, hashes) {
-    for (let attempt = 0;; attempt++) {
-        let lock;
-        try {
-            lock = await holdLock(connection.session, external_node_path_.posix.join(dir, '.lock'), settings.lockTimeout, `Another run has been uploading this same image to ${dir} for more than ` +
-                `${settings.lockTimeout} seconds (lock-timeout). Try again when it is done.`);
-            await transferFiles(connection.session, dir, files, settings.lockTimeout, hashes);
-            return lock;
-        }
-        catch (error) {
-            await lock?.release().catch(() => undefined);
-            if (connection.session.isConnected() || attempt >= settings.retries)
-                throw error;
-            const delay = Math.min(30, 2 ** attempt);
-            core_warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
-                `(retry ${attempt + 1} of ${settings.retries}); the upload resumes where it stopped.`);
-            await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
-            await connection.reconnect();
-        }
-    }
-}
-
-;// CONCATENATED MODULE: ./src/main.ts
-/**
- * Orchestration: inspect locally, connect, upload (upload.ts), stage the conversion, publish
- * under the registry lock (publication.ts), report. Each phase is a log group; each side effect
- * lives in its own module.
- */
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-const indent = (text) => text
-    .split('\n')
-    .map((line) => `  ${line}`)
-    .join('\n');
-/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
-function requestedAliases(settings, image) {
-    const { os, release, variant } = image.properties;
-    const aliases = [...settings.aliases];
-    if (settings.defaultAlias)
-        aliases.push(`${os}/${release}/${variant}`);
-    return [...new Set(aliases)];
-}
-/**
- * A raw rootfs tarball: upload it as it is when the server's incus-simplestreams takes one
- * (7.0.1 and later), or convert it into a squashfs on the runner (convert-rootfs).
- */
-async function prepareRootfsTarball(session, settings, image, onCleanup) {
-    const data = image.data;
-    if (!data || data.kind !== 'rootfs-tarball')
-        return image;
-    const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(session);
-    const decision = rootfsDecision(settings.convertRootfs, version);
-    info(decision.reason);
-    if (!decision.convert)
-        return image;
-    const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
-    onCleanup(converted.remove);
-    info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
-    return {
-        ...image,
-        data: { path: converted.path, size: converted.size, kind: 'squashfs' },
-        size: image.metadata.size + converted.size,
-    };
-}
 /** Publishes the image the settings name and returns what the registry now serves. */
 async function publish(settings) {
-    const inspected = await group('Inspect the image', async () => {
-        const image = await inspectImage(settings.metadataPath, settings.rootfsPath);
-        const { os, release, variant, propertiesArchitecture } = image.properties;
-        info(`${image.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${image.size} bytes`);
-        return image;
-    });
-    const warnings = incusWarnings(inspected.imageType, !inspected.data);
-    if (settings.lxdCompat)
-        warnings.push(...lxdWarnings(inspected.imageType, !inspected.data));
-    for (const warning of warnings)
-        core_warning(warning);
-    const paths = { simplestreamsDir: settings.simplestreamsDir, uploadDir: settings.uploadDir };
+    const inspected = await inspect(settings); // 1. inspect locally
     const aliases = requestedAliases(settings, inspected);
-    const connection = new Connection(await group(`Connect to ${settings.host}:${settings.port}`, () => RemoteSession.connect(settings)), settings);
+    const registry = await steps_connect(settings); // 2. connect, host key checked
     const cleanups = [];
     try {
-        const image = await prepareRootfsTarball(connection.session, settings, inspected, (cleanup) => cleanups.push(cleanup));
-        const live = await readLiveIndex(connection.session, paths.simplestreamsDir, {
-            uploadDir: paths.uploadDir,
-            tool: settings.convertCommand || 'incus-simplestreams',
-        });
-        const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
-        const product = productKey(os, release, variant, propertiesArchitecture);
-        const serial = serialFor(creationDate);
-        // A fingerprint can only be published under its own product and serial (they come from its
-        // metadata). Only when that version exists is it worth a hash pass before uploading anything;
-        // otherwise the fingerprint is computed while the files are uploaded.
-        let knownFingerprint;
-        if (live.products[product]?.versions?.[serial]) {
-            knownFingerprint = await group('Fingerprint', async () => {
-                const fingerprint = await fingerprintOf(imageFiles(image).map((file) => file.path));
-                info(`Fingerprint: ${fingerprint}; ${product} already has version ${serial}`);
-                return fingerprint;
-            });
-            if (findFingerprint(live, knownFingerprint)) {
-                const fingerprint = knownFingerprint;
-                return await group('Already published: put the aliases in place', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, { kind: 'aliases' }));
-            }
-            const existing = conflictingFingerprint(live, product, serial, knownFingerprint);
-            if (existing && !settings.replace)
-                throw serialConflictError(product, serial, existing, knownFingerprint);
+        const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
+        const live = await checkServer(registry, settings); // 2. the server's tools and directories
+        const existing = await findExisting(settings, image, live); // 3. skip what is already there
+        if (existing.published)
+            return await putAliases(registry, settings, existing.fingerprint, aliases);
+        const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
+        const publication = { fingerprint: uploaded.fingerprint, aliases };
+        try {
+            const change = await convert(registry, settings, image, remote, publication); // 5. stage
+            return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
         }
-        return await publishNew(connection, settings, paths, image, aliases, serial, knownFingerprint);
+        catch (error) {
+            await discardStaging(registry, remote);
+            throw error;
+        }
+        finally {
+            await uploaded.lock.release().catch(() => undefined);
+        }
     }
     finally {
-        connection.dispose();
+        registry.close();
         // A squashfs converted from a rootfs tarball is not needed once the run is over.
         for (const cleanup of cleanups)
             await cleanup().catch(() => undefined);
     }
 }
-async function publishNew(connection, settings, paths, image, aliases, serial, knownFingerprint) {
-    const key = await uploadKey(image);
-    const dir = imageUploadDir(paths, key);
-    const names = remoteNames(image);
-    const remoteFiles = names.map((name) => external_node_path_.posix.join(dir, name));
-    const files = imageFiles(image).map((file, index) => ({
-        localPath: file.path,
-        size: file.size,
-        remoteName: names[index],
+/** With public-url: what clients will see, checked over HTTPS. */
+function checkPublic(settings, result) {
+    return group(`Check ${settings.publicUrl}`, () => checkPublicRegistry({
+        url: settings.publicUrl,
+        fingerprint: result.fingerprint,
+        timeoutSeconds: settings.publicCheckTimeout,
+        log: info,
     }));
-    const hashes = new UploadHashes();
-    const imageLock = await group('Upload', () => upload(connection, settings, dir, files, hashes));
-    const fingerprint = hashes.fingerprint();
-    info(`Fingerprint: ${fingerprint}`);
-    if (knownFingerprint && knownFingerprint !== fingerprint) {
-        await imageLock.release().catch(() => undefined);
-        throw new ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${fingerprint}). ` +
-            'Make sure nothing writes them during the publish, and run it again.', 'metadata');
-    }
-    const staging = stagingDir(paths, key);
-    try {
-        let change;
-        if (settings.convertCommand) {
-            const command = customConvertCommand(settings.convertCommand, paths.simplestreamsDir, {
-                metadata: remoteFiles[0],
-                data: image.data ? remoteFiles[1] : '',
-                fingerprint,
-                serial,
-                aliases,
-            });
-            change = {
-                kind: 'custom',
-                run: () => connection.session
-                    .run(command, `convert-command ${settings.convertCommand}`)
-                    // Indented, so that no line of the script's output can pass for a workflow command.
-                    .then((output) => info(indent(withoutControlCharacters(output.toString('utf8').trim())))),
-            };
-        }
-        else {
-            const version = await group('Convert with incus-simplestreams', async () => {
-                const stagedIndex = await stage(connection.session, staging, remoteFiles);
-                // The 6.0 tool does not record that a unified tarball holds a VM; 7.0.1 and later do.
-                const unifiedVm = !image.data && image.imageType === 'virtual-machine';
-                const staged = stagedVersion(unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
-                const stagedFingerprint = versionFingerprint(staged.version);
-                if (stagedFingerprint !== fingerprint) {
-                    await removeDirs(connection.session, [dir]);
-                    throw new ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
-                        'the upload was damaged. It was removed; run the step again.');
-                }
-                info(`Staged ${staged.product} version ${staged.serial}`);
-                return staged;
-            });
-            change = { kind: 'staged', dir: staging, version };
-        }
-        // Done with this image's files once published. A failed run keeps its upload for the next
-        // one to resume.
-        return await group('Publish under the registry lock', () => publishUnderLock(connection.session, settings, paths, fingerprint, aliases, change, [dir, staging]));
-    }
-    catch (error) {
-        if (connection.session.isConnected())
-            await removeDirs(connection.session, [staging]).catch(() => undefined);
-        throw error;
-    }
-    finally {
-        await imageLock.release().catch(() => undefined);
-    }
-}
-function setOutputs(result) {
-    setOutput('fingerprint', result.fingerprint);
-    setOutput('product', result.product);
-    setOutput('serial', result.serial);
-    setOutput('aliases', result.aliases.join(','));
-    setOutput('image-type', result.imageType);
-    setOutput('size', String(result.size));
-    setOutput('status', result.status);
 }
 /** The action's entry point: never throws; a failure fails the step with a message. */
 async function run() {
     try {
         const settings = readSettings();
         const result = await publish(settings);
-        setOutputs(result);
+        setOutputs(result); // 8. report
         let publicCheck;
         try {
-            if (settings.publicUrl) {
-                publicCheck = await group(`Check ${settings.publicUrl}`, () => checkPublicRegistry({
-                    url: settings.publicUrl,
-                    fingerprint: result.fingerprint,
-                    timeoutSeconds: settings.publicCheckTimeout,
-                    log: info,
-                }));
-            }
+            if (settings.publicUrl)
+                publicCheck = await checkPublic(settings, result);
         }
         finally {
             // The summary says "served" only when the public check passed. Outside a runner (a local
@@ -60865,6 +61189,40 @@ async function run() {
     }
 }
 
+
+/***/ }),
+
+/***/ 6065:
+/***/ ((__unused_webpack_module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3136);
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_1__);
+/**
+ * ssh2's optional native-module loader reads `__dirname`, which an ESM bundle does not define.
+ * This module is imported first by index.ts so the name exists before ssh2 loads.
+ */
+
+
+const scope = globalThis;
+scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_url__WEBPACK_IMPORTED_MODULE_1__.fileURLToPath)(import.meta.url));
+
+
+/***/ }),
+
+/***/ 9407:
+/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
+/* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6462);
+
+
+await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
+
+__webpack_async_result__();
+} catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 

@@ -118,8 +118,6 @@ try {
     const image = await makeSplitContainerImage(path.join(work, `${size}`).concat(''), {
       rootfsBytes: size * MiB,
       compression: 'gzip',
-    }).catch(async (error: unknown) => {
-      throw error;
     });
     const a: number[] = [];
     const b: ActionRun[] = [];

@@ -10,8 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { NodeSSH } from 'node-ssh';
 import type { SFTPWrapper } from 'ssh2';
 import { startRegistry, type Registry } from '../__tests__/harness/registry.js';
-import { RemoteSession } from '../src/ssh.js';
-import { commandLine } from '../src/shell.js';
+import { connect } from '../src/ssh/connect.js';
+import type { RemoteSession } from '../src/ssh/session.js';
+import { commandLine } from '../src/ssh/shell.js';
 
 const MiB = 1024 * 1024;
 const size = Number(process.argv[2] ?? '256') * MiB;
@@ -39,7 +40,7 @@ async function rawConnection(registry: Registry, cipher?: string): Promise<NodeS
 }
 
 async function execCat(s: RemoteSession, file: string, target: string): Promise<void> {
-  await s.run(`cat > '${target}'`, 'cat', createReadStream(file, { highWaterMark: 256 * 1024 }));
+  await s.run(`cat > '${target}'`, { what: 'cat', stdin: createReadStream(file, { highWaterMark: 256 * 1024 }) });
 }
 
 async function rawExec(ssh: NodeSSH, file: string, target: string): Promise<void> {
@@ -63,18 +64,17 @@ async function sftpPut(
 /** Two exec channels, each writing one half of the file at its offset. */
 async function parallelExec(s: RemoteSession, file: string, target: string): Promise<void> {
   const half = Math.ceil(size / 2 / MiB) * MiB;
-  await s.run(commandLine(['truncate', '-s', String(size), target]), 'truncate');
+  await s.run(commandLine(['truncate', '-s', String(size), target]), { what: 'truncate' });
   await Promise.all(
     [0, 1].map((part) =>
-      s.run(
-        `dd of='${target}' bs=1M seek=${(part * half) / MiB} conv=notrunc status=none`,
-        'dd',
-        createReadStream(file, {
+      s.run(`dd of='${target}' bs=1M seek=${(part * half) / MiB} conv=notrunc status=none`, {
+        what: 'dd',
+        stdin: createReadStream(file, {
           start: part * half,
           end: Math.min(size, (part + 1) * half) - 1,
           highWaterMark: 256 * 1024,
         }),
-      ),
+      }),
     ),
   );
 }
@@ -88,7 +88,7 @@ try {
     await handle.write(randomBytes(Math.min(8 * MiB, size - written)));
   await handle.close();
   const target = path.join(registry.uploadDir, 'payload.bin');
-  const gcm = await RemoteSession.connect(connectOptions(registry));
+  const gcm = await connect(connectOptions(registry));
   const plain = await rawConnection(registry);
   const aes256 = await rawConnection(registry, 'aes256-gcm@openssh.com');
   const chacha = await rawConnection(registry, 'chacha20-poly1305@openssh.com');

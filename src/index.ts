@@ -1,4 +1,4 @@
 import './dirname-shim.js';
-import { run } from './main.js';
+import { run } from './action/main.js';
 
 await run();

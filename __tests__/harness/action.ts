@@ -122,8 +122,8 @@ export function startBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}, ti
   });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
-  child.stdout!.on('data', (b: Buffer) => out.push(b));
-  child.stderr!.on('data', (b: Buffer) => err.push(b));
+  child.stdout.on('data', (b: Buffer) => out.push(b));
+  child.stderr.on('data', (b: Buffer) => err.push(b));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const done = new Promise<BundleRun>((resolve, reject) => {
     child.on('error', (e) => {

@@ -14,7 +14,7 @@ const remotes = new WeakMap<Registry, Map<Client, Promise<NodeJS.ProcessEnv>>>()
 /** The client environment with a config dir of this helper's own, holding the remote. */
 function clientEnv(registry: Registry, client: Client): Promise<NodeJS.ProcessEnv> {
   let byClient = remotes.get(registry);
-  if (!byClient) remotes.set(registry, (byClient = new Map()));
+  if (!byClient) remotes.set(registry, (byClient = new Map<Client, Promise<NodeJS.ProcessEnv>>()));
   let ready = byClient.get(client);
   if (!ready) {
     ready = (async () => {

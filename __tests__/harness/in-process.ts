@@ -1,15 +1,15 @@
 // Publishing through src/ in the test process, as the runner would read the inputs: each test
 // gets the log the action wrote (stdout is captured, not printed) and a clean environment.
 import { afterEach, beforeEach, jest } from '@jest/globals';
-import { readSettings } from '../../src/inputs.js';
-import { publish } from '../../src/main.js';
-import type { PublishResult } from '../../src/summary.js';
+import { readSettings } from '../../src/action/inputs.js';
+import { publish } from '../../src/action/main.js';
+import type { PublishResult } from '../../src/registry/publication.js';
 import { setProcessInputs, type Inputs } from './action.js';
 
 export interface InProcessPublisher {
   /** What the action has written to stdout in the current test. */
-  log(): string[];
-  publishWith(inputs: Inputs): Promise<PublishResult>;
+  log: () => string[];
+  publishWith: (inputs: Inputs) => Promise<PublishResult>;
 }
 
 /** Registers the hooks; call at the top level of a test file. */

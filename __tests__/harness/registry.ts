@@ -241,6 +241,9 @@ async function terminate(daemons: Daemon[]): Promise<void> {
   await Promise.all(daemons.map((d) => Promise.race([d.exited, sleep(1000)])));
 }
 
+/** A string field of the clients' JSON ('' when absent). */
+const text = (value: unknown): string => (typeof value === 'string' || typeof value === 'number' ? String(value) : '');
+
 function parseListed(stdout: string): ListedImage[] {
   const data: unknown = JSON.parse(stdout);
   if (!Array.isArray(data)) throw new Error(`unexpected image list output: ${stdout.slice(0, 200)}`);
@@ -248,11 +251,11 @@ function parseListed(stdout: string): ListedImage[] {
     const props = (raw.properties ?? {}) as Record<string, unknown>;
     const aliases = Array.isArray(raw.aliases) ? (raw.aliases as Array<{ name?: unknown }>) : [];
     return {
-      fingerprint: String(raw.fingerprint ?? ''),
-      aliases: aliases.map((a) => String(a.name ?? '')),
-      type: String(raw.type ?? ''),
-      architecture: String(raw.architecture ?? ''),
-      description: String(props.description ?? ''),
+      fingerprint: text(raw.fingerprint),
+      aliases: aliases.map((a) => text(a.name)),
+      type: text(raw.type),
+      architecture: text(raw.architecture),
+      description: text(props.description),
       size: Number(raw.size ?? 0),
       raw,
     };

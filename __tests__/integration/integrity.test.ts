@@ -470,38 +470,38 @@ describe('republishing and aliases', () => {
       const arm64 = 'Crynux:bookworm:node:arm64';
       const zeta = 'Crynux:bookworm:zeta:amd64';
 
-      const first = await runBundle(inputsFor(registry, a!, { aliases: 'crynux-node:vA, crynux-node:latest' }));
+      const first = await runBundle(inputsFor(registry, a, { aliases: 'crynux-node:vA, crynux-node:latest' }));
       expectExit(first, 0);
       expect(first.outputs['status']).toBe('published');
       expect(first.stdout).toMatch(UPLOAD_PROGRESS); // the progress line the next check relies on
 
       // The same files again: nothing uploaded or converted, the index unchanged.
       const indexAfterA = await fsp.readFile(imagesJsonPath(registry));
-      const same = await runBundle(inputsFor(registry, a!, { aliases: 'crynux-node:vA, crynux-node:latest' }));
+      const same = await runBundle(inputsFor(registry, a, { aliases: 'crynux-node:vA, crynux-node:latest' }));
       expectExit(same, 0);
       expect(same.outputs['status']).toBe('unchanged');
-      expect(same.outputs['fingerprint']).toBe(a!.fingerprint);
+      expect(same.outputs['fingerprint']).toBe(a.fingerprint);
       expect(same.stdout.split('\n').filter((line) => UPLOAD_PROGRESS.test(line))).toEqual([]);
-      expect(listedFingerprints(await readImagesJson(registry))).toEqual([a!.fingerprint]);
+      expect(listedFingerprints(await readImagesJson(registry))).toEqual([a.fingerprint]);
       expect(productAliases(JSON.parse(indexAfterA.toString('utf8')) as ImagesJson, amd64).sort()).toEqual([
         'crynux-node:latest',
         'crynux-node:vA',
       ]);
 
-      const armRun = await runBundle(inputsFor(registry, arm!, { aliases: 'crynux-node:latest' }));
+      const armRun = await runBundle(inputsFor(registry, arm, { aliases: 'crynux-node:latest' }));
       expectExit(armRun, 0);
       expect(armRun.outputs['status']).toBe('published');
 
       // Release B: a new version of the existing product; its aliases are applied all the same.
-      const release = await runBundle(inputsFor(registry, b!, { aliases: 'crynux-node:vB, crynux-node:latest' }));
+      const release = await runBundle(inputsFor(registry, b, { aliases: 'crynux-node:vB, crynux-node:latest' }));
       expectExit(release, 0);
       expect(release.outputs['status']).toBe('published');
-      expect(await registry.incusImageInfo('crynux-node:latest')).toContain(`Fingerprint: ${b!.fingerprint}`);
-      expect(await registry.incusImageInfo('crynux-node:vB')).toContain(`Fingerprint: ${b!.fingerprint}`);
+      expect(await registry.incusImageInfo('crynux-node:latest')).toContain(`Fingerprint: ${b.fingerprint}`);
+      expect(await registry.incusImageInfo('crynux-node:vB')).toContain(`Fingerprint: ${b.fingerprint}`);
       // Simplestreams aliases belong to a product, and clients give a product's aliases to its
       // newest version: vA stays on the product (still resolves) and A stays launchable by fingerprint.
       await expect(registry.incusImageInfo('crynux-node:vA')).resolves.toMatch(/Fingerprint: [0-9a-f]{64}/);
-      expect(await registry.incusImageInfo(a!.fingerprint)).toContain(`Fingerprint: ${a!.fingerprint}`);
+      expect(await registry.incusImageInfo(a.fingerprint)).toContain(`Fingerprint: ${a.fingerprint}`);
       let index = await readImagesJson(registry);
       expect(productAliases(index, amd64)).toEqual(
         expect.arrayContaining(['crynux-node:vA', 'crynux-node:vB', 'crynux-node:latest']),
@@ -509,16 +509,16 @@ describe('republishing and aliases', () => {
       expect(productAliases(index, arm64)).toContain('crynux-node:latest');
 
       // `latest` moves to another product of the same architecture; arm64 keeps its own.
-      const moved = await runBundle(inputsFor(registry, d!, { aliases: 'crynux-node:latest' }));
+      const moved = await runBundle(inputsFor(registry, d, { aliases: 'crynux-node:latest' }));
       expectExit(moved, 0);
-      expect(await registry.incusImageInfo('crynux-node:latest')).toContain(`Fingerprint: ${d!.fingerprint}`);
+      expect(await registry.incusImageInfo('crynux-node:latest')).toContain(`Fingerprint: ${d.fingerprint}`);
       index = await readImagesJson(registry);
       expect(productAliases(index, zeta)).toContain('crynux-node:latest');
       expect(productAliases(index, amd64)).not.toContain('crynux-node:latest');
       expect(productAliases(index, amd64)).toEqual(expect.arrayContaining(['crynux-node:vA', 'crynux-node:vB']));
       expect(productAliases(index, arm64)).toContain('crynux-node:latest');
       const listed = await listedByIncus(registry);
-      for (const image of [a!, arm!, b!, d!]) expect(listed).toContain(image.fingerprint);
+      for (const image of [a, arm, b, d]) expect(listed).toContain(image.fingerprint);
       await expectVerifies(registry);
     },
     TIMEOUT,

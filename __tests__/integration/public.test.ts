@@ -13,7 +13,8 @@ import { inputsFor, runBundle } from '../harness/action.js';
 import { run } from '../harness/exec.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
-import { checkPublicRegistry, defaultRemoteName, type PublicCheckResult } from '../../src/public.js';
+import { checkPublicRegistry, type PublicCheckResult } from '../../src/public/check.js';
+import { defaultRemoteName } from '../../src/public/remote.js';
 
 let registry: Registry;
 let work: string;
@@ -51,7 +52,7 @@ async function checkInChild(options: {
       PATH: process.env['PATH'],
       HOME: process.env['HOME'],
       NODE_EXTRA_CA_CERTS: registry.caFile,
-      PUBLIC_MODULE: pathToFileURL(path.resolve('src/public.ts')).href,
+      PUBLIC_MODULE: pathToFileURL(path.resolve('src/public/check.ts')).href,
       CHECK_OPTIONS: JSON.stringify({ url: registry.httpsUrl, fingerprint, ...options }),
     },
     timeoutMs: 120_000,

@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseFingerprints, parseKnownHosts } from '../../src/hostkeys.js';
-import { RemoteSession, type ConnectOptions } from '../../src/ssh.js';
+import { parseFingerprints, parseKnownHosts } from '../../src/ssh/hostkeys.js';
+import { connect, type ConnectOptions } from '../../src/ssh/connect.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 
 let registry: Registry;
@@ -53,27 +53,27 @@ function options(
 
 describe('host keys', () => {
   it('negotiates the Ed25519 key by default', async () => {
-    const session = await RemoteSession.connect(options({ fingerprint: registry.hostKeyFingerprint }));
+    const session = await connect(options({ fingerprint: registry.hostKeyFingerprint }));
     expect(session.hostKey.type).toBe('ssh-ed25519');
     session.dispose();
   });
 
   it('connects when only the RSA fingerprint is pinned, though the server prefers to offer Ed25519', async () => {
-    const session = await RemoteSession.connect(options({ fingerprint: rsaFingerprint }));
+    const session = await connect(options({ fingerprint: rsaFingerprint }));
     expect(session.hostKey).toEqual({ type: 'ssh-rsa', fingerprint: rsaFingerprint });
     session.dispose();
   });
 
   it('offers only the types known-hosts pins', async () => {
     const knownHosts = `[${registry.host}]:${registry.sshPort} ${rsaPublic}`;
-    const session = await RemoteSession.connect(options({ knownHosts }));
+    const session = await connect(options({ knownHosts }));
     expect(session.hostKey.type).toBe('ssh-rsa');
     session.dispose();
   });
 
   it('names every key the server presented when none matches', async () => {
     const wrong = `SHA256:${'C'.repeat(43)}`;
-    await expect(RemoteSession.connect(options({ fingerprint: wrong }))).rejects.toThrow(
+    await expect(connect(options({ fingerprint: wrong }))).rejects.toThrow(
       new RegExp(
         `presented ssh-ed25519 ${registry.hostKeyFingerprint.replace(/[+/]/g, '\\$&')}, ssh-rsa ${rsaFingerprint.replace(/[+/]/g, '\\$&')}, which host-fingerprint does not allow`,
       ),
@@ -81,7 +81,7 @@ describe('host keys', () => {
   });
 
   it('refuses an unpinned server with strict-host-key, naming the value to pin', async () => {
-    await expect(RemoteSession.connect(options({}, { strictHostKey: true }))).rejects.toThrow(
+    await expect(connect(options({}, { strictHostKey: true }))).rejects.toThrow(
       /strict-host-key is true .* set host-fingerprint: SHA256:/,
     );
   });
@@ -89,13 +89,13 @@ describe('host keys', () => {
 
 describe('commands', () => {
   it('stops a command that runs past its time, and says so', async () => {
-    const session = await RemoteSession.connect(options({ fingerprint: registry.hostKeyFingerprint }));
+    const session = await connect(options({ fingerprint: registry.hostKeyFingerprint }));
     try {
       const started = Date.now();
-      const result = await session.exec('sleep 30', undefined, 1);
+      const result = await session.exec('sleep 30', { timeoutSeconds: 1 });
       expect(Date.now() - started).toBeLessThan(10_000);
       expect(result.timedOutAfter).toBe(1);
-      await expect(session.run('sleep 30', 'Waiting', undefined, 1)).rejects.toThrow(
+      await expect(session.run('sleep 30', { what: 'Waiting', timeoutSeconds: 1 })).rejects.toThrow(
         /Waiting failed on the server: it did not finish within 1 seconds and was stopped/,
       );
     } finally {
@@ -104,15 +104,17 @@ describe('commands', () => {
   });
 
   it('reports a command killed by a signal, and one that exits non-zero, with its stderr', async () => {
-    const session = await RemoteSession.connect(options({ fingerprint: registry.hostKeyFingerprint }));
+    const session = await connect(options({ fingerprint: registry.hostKeyFingerprint }));
     try {
-      await expect(session.run('kill -TERM $$', 'Signalled')).rejects.toThrow(
+      await expect(session.run('kill -TERM $$', { what: 'Signalled' })).rejects.toThrow(
         /Signalled failed on the server: it was killed by signal (SIG)?TERM/,
       );
-      await expect(session.run('echo "No space left on device" >&2; exit 1', 'Writing')).rejects.toThrow(
+      await expect(session.run('echo "No space left on device" >&2; exit 1', { what: 'Writing' })).rejects.toThrow(
         /exited with status 1\.\nNo space left on device\nHint: the server's disk is full/,
       );
-      await expect(session.run('exec incus-simplestreams-missing', 'Converting')).rejects.toThrow(/status 127/);
+      await expect(session.run('exec incus-simplestreams-missing', { what: 'Converting' })).rejects.toThrow(
+        /status 127/,
+      );
     } finally {
       session.dispose();
     }

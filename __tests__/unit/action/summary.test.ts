@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import * as core from '@actions/core';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildSummary, formatSize, launchCommand, writeSummary } from '../../../src/action/summary.js';
+import { type PublishResult } from '../../../src/registry/publication.js';
+
+const fingerprint = 'a'.repeat(64);
+
+const result: PublishResult = {
+  status: 'published',
+  fingerprint,
+  product: 'Crynux:bookworm:default:amd64',
+  serial: '202601010000',
+  aliases: ['crynux-node:v2.6.0', 'crynux-node:latest'],
+  imageType: 'container',
+  size: 3 * 1024 * 1024,
+};
+
+/** The lines of the fenced code block that follows `label`. */
+function block(summary: string, label: string): string[] {
+  const after = summary.slice(summary.indexOf(label));
+  const match = /^(`{3,})sh\n([\s\S]*?)\n\1$/m.exec(after);
+  if (!match) throw new Error(`no code block after ${label}`);
+  return (match[2] as string).split('\n');
+}
+
+describe('buildSummary', () => {
+  it('shows the table and placeholder commands without a public URL', () => {
+    const summary = buildSummary(result);
+    expect(summary).toMatch(/^## Image published\n/);
+    expect(summary).toContain('<tr><td>Status</td><td>published</td></tr>');
+    expect(summary).toContain(`<tr><td>Fingerprint</td><td><code>${fingerprint}</code></td></tr>`);
+    expect(summary).toContain('<tr><td>Product</td><td><code>Crynux:bookworm:default:amd64</code></td></tr>');
+    expect(summary).toContain('<tr><td>Serial</td><td>202601010000</td></tr>');
+    expect(summary).toContain(
+      '<tr><td>Aliases</td><td><code>crynux-node:v2.6.0</code>, <code>crynux-node:latest</code></td></tr>',
+    );
+    expect(summary).toContain('<tr><td>Type</td><td>container</td></tr>');
+    expect(summary).toContain('<tr><td>Size</td><td>3.0 MiB (3145728 bytes)</td></tr>');
+    expect(summary).not.toContain('Public URL');
+    expect(summary).not.toContain('Served');
+    expect(summary).toContain('set <code>public-url</code>');
+    expect(block(summary, 'With Incus:')).toEqual([
+      'incus remote add REMOTE https://your-registry.example --protocol=simplestreams',
+      'incus launch REMOTE:crynux-node:v2.6.0 my-instance',
+    ]);
+    expect(block(summary, 'With LXD:')).toEqual([
+      'lxc remote add REMOTE https://your-registry.example --protocol=simplestreams',
+      'lxc launch REMOTE:crynux-node:v2.6.0 my-instance',
+    ]);
+  });
+
+  it('shows the checked URL as served and the real commands with it', () => {
+    const summary = buildSummary(result, { publicUrl: 'https://lxc.crynux.io', remoteName: 'crynux' });
+    expect(summary).toContain(
+      '<tr><td>Public URL</td><td><a href="https://lxc.crynux.io">https://lxc.crynux.io</a></td></tr>',
+    );
+    expect(summary).toContain('<tr><td>Served</td><td>yes</td></tr>');
+    expect(summary).toContain('Add the registry as <code>crynux</code>');
+    expect(summary).not.toContain('REMOTE');
+    expect(block(summary, 'With Incus:')).toEqual([
+      'incus remote add crynux https://lxc.crynux.io --protocol=simplestreams',
+      'incus launch crynux:crynux-node:v2.6.0 my-instance',
+    ]);
+    expect(block(summary, 'With LXD:')).toEqual([
+      'lxc remote add crynux https://lxc.crynux.io --protocol=simplestreams',
+      'lxc launch crynux:crynux-node:v2.6.0 my-instance',
+    ]);
+  });
+
+  it('derives the remote name from the URL when none is given, and details the check', () => {
+    const summary = buildSummary(result, {
+      publicUrl: 'https://lxc.crynux.io',
+      publicCheck: {
+        url: 'https://lxc.crynux.io',
+        fingerprint,
+        product: result.product,
+        serial: result.serial,
+        files: [
+          { path: 'images/x.incus.tar.xz', size: 1 },
+          { path: 'images/x.squashfs', size: 2 },
+        ],
+        attempts: 3,
+        elapsedSeconds: 10.2,
+      },
+    });
+    expect(block(summary, 'With Incus:')[0]).toBe(
+      'incus remote add crynux https://lxc.crynux.io --protocol=simplestreams',
+    );
+    expect(summary).toContain(
+      '<tr><td>Served</td><td>yes: index.json, images.json and 2 files with the right sizes (after 3 attempts, 10.2 s)</td></tr>',
+    );
+  });
+
+  it('launches a VM with --vm, by fingerprint prefix without aliases; says unchanged', () => {
+    const summary = buildSummary(
+      { ...result, status: 'unchanged', aliases: [], imageType: 'virtual-machine' },
+      { publicUrl: 'https://lxc.crynux.io', remoteName: 'crynux' },
+    );
+    expect(summary).toMatch(/^## Image already published\n/);
+    expect(summary).toContain('<tr><td>Aliases</td><td>(none)</td></tr>');
+    expect(block(summary, 'With Incus:')[1]).toBe('incus launch crynux:aaaaaaaaaaaa my-instance --vm');
+    expect(block(summary, 'With LXD:')[1]).toBe('lxc launch crynux:aaaaaaaaaaaa my-instance --vm');
+  });
+
+  it('leaves the LXD commands out when asked', () => {
+    const summary = buildSummary(result, { lxd: false });
+    expect(summary).toContain('With Incus:');
+    expect(summary).not.toContain('With LXD:');
+    expect(summary).not.toContain('lxc launch');
+  });
+
+  it('escapes untrusted strings in the table and quotes them in the commands', () => {
+    const summary = buildSummary({ ...result, aliases: ['<img src=x onerror=alert(1)>&"', '```evil'] });
+    const table = summary.slice(0, summary.indexOf('</table>'));
+    expect(table).not.toContain('<img');
+    expect(summary).toContain('<code>&lt;img src=x onerror=alert(1)&gt;&amp;&quot;</code>');
+    expect(block(summary, 'With Incus:')[1]).toBe(`incus launch 'REMOTE:<img src=x onerror=alert(1)>&"' my-instance`);
+    // A backtick run in a command cannot close the code block early.
+    const evil = buildSummary({ ...result, aliases: ['a```b'] });
+    expect(evil).toContain(
+      "````sh\nincus remote add REMOTE https://your-registry.example --protocol=simplestreams\nincus launch 'REMOTE:a```b' my-instance\n````",
+    );
+  });
+});
+
+describe('helpers', () => {
+  it('formats sizes', () => {
+    expect(formatSize(512)).toBe('512 bytes');
+    expect(formatSize(1536)).toBe('1.5 KiB (1536 bytes)');
+  });
+
+  it('keeps launchCommand', () => {
+    expect(launchCommand(result, 'crynux')).toBe('incus launch crynux:crynux-node:v2.6.0 my-instance');
+  });
+});
+
+describe('writeSummary', () => {
+  // @actions/core keeps the summary file's path once it has read it: one file for all tests.
+  let dir: string;
+  let file: string;
+  const saved = process.env['GITHUB_STEP_SUMMARY'];
+
+  beforeAll(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-summary-'));
+    file = path.join(dir, 'summary.md');
+    process.env['GITHUB_STEP_SUMMARY'] = file;
+  });
+  beforeEach(async () => {
+    await fsp.writeFile(file, '');
+    core.summary.emptyBuffer();
+  });
+  afterAll(async () => {
+    if (saved === undefined) delete process.env['GITHUB_STEP_SUMMARY'];
+    else process.env['GITHUB_STEP_SUMMARY'] = saved;
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes what buildSummary builds', async () => {
+    const options = { publicUrl: 'https://lxc.crynux.io', remoteName: 'crynux' };
+    await writeSummary(result, options);
+    expect(await fsp.readFile(file, 'utf8')).toBe(buildSummary(result, options));
+  });
+
+  it('takes the remote name from the options, with a placeholder without one', async () => {
+    await writeSummary(result, { remoteName: 'crynux' });
+    expect(await fsp.readFile(file, 'utf8')).toContain('incus launch crynux:crynux-node:v2.6.0 my-instance');
+    core.summary.emptyBuffer();
+    await fsp.writeFile(file, '');
+    await writeSummary(result);
+    expect(await fsp.readFile(file, 'utf8')).toContain('incus launch REMOTE:crynux-node:v2.6.0 my-instance');
+  });
+});

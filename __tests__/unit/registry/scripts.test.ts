@@ -1,0 +1,42 @@
+// Every server-side script parses under dash and bash, and shellcheck finds nothing in it, read as
+// POSIX sh and as bash (the server runs them with `sh -c`, whatever the user's login shell).
+import { describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { ALL_SCRIPTS } from '../../../src/registry/scripts.js';
+
+function check(command: string, args: string[], script: string): { status: number | null; output: string } {
+  const result = spawnSync(command, args, { input: script, encoding: 'utf8' });
+  if (result.error) throw new Error(`${command} cannot be run (${result.error.message}): run scripts/bootstrap.sh`);
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+describe.each(ALL_SCRIPTS.map((script) => [script.name, script] as const))('server script %s', (_name, script) => {
+  it.each(['dash', 'bash'])('parses under %s', (shell) => {
+    expect(check(shell, ['-n'], script.text)).toEqual({ status: 0, output: '' });
+  });
+
+  it.each(['sh', 'bash'])('passes shellcheck as %s', (dialect) => {
+    expect(check('shellcheck', ['--shell', dialect, '--severity', 'style', '-'], script.text)).toEqual({
+      status: 0,
+      output: '',
+    });
+  });
+});
+
+describe('the script check', () => {
+  it('fails on a script with a syntax error or a shellcheck finding', () => {
+    expect(check('dash', ['-n'], 'if then').status).not.toBe(0);
+    expect(check('shellcheck', ['--shell', 'sh', '-'], 'rm -rf $dir/*').status).not.toBe(0);
+  });
+
+  it('covers every script the registry runs', () => {
+    expect(ALL_SCRIPTS.map((script) => script.name)).toEqual([
+      'lxc-publish-lock',
+      'lxc-publish-state',
+      'lxc-publish-write',
+      'lxc-publish-read',
+      'lxc-publish-commit',
+      'lxc-publish-housekeeping',
+    ]);
+  });
+});

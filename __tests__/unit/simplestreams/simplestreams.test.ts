@@ -1,0 +1,365 @@
+import { describe, expect, it } from '@jest/globals';
+import { planAliasUpdate } from '../../../src/simplestreams/aliases.js';
+import {
+  buildStreamsIndex,
+  emptyImagesIndex,
+  findFingerprint,
+  parseImagesIndex,
+  productAliases,
+  referencedPaths,
+  serialFor,
+  versionFingerprint,
+  type ImagesIndex,
+} from '../../../src/simplestreams/images-index.js';
+import {
+  SerialConflictError,
+  conflictingFingerprint,
+  planPublication,
+  stagedVersion,
+  type StagedVersion,
+} from '../../../src/simplestreams/plan.js';
+import { applyRetention } from '../../../src/simplestreams/retention.js';
+
+const fingerprint = 'a'.repeat(64);
+const metaSha = 'b'.repeat(64);
+
+/** images.json as incus-simplestreams 6.0 writes it for one split container image. */
+function sampleIndex(): ImagesIndex {
+  return parseImagesIndex(
+    JSON.stringify({
+      content_id: 'images',
+      datatype: 'image-downloads',
+      format: 'products:1.0',
+      products: {
+        'Crynux:bookworm:default:amd64': {
+          aliases: 'crynux-node:latest,crynux-node:v2.6.0',
+          arch: 'amd64',
+          os: 'Crynux',
+          release: 'bookworm',
+          variant: 'default',
+          versions: {
+            '202511241600': {
+              items: {
+                'incus.tar.xz': {
+                  ftype: 'incus.tar.xz',
+                  path: `images/${metaSha}.incus.tar.xz`,
+                  sha256: metaSha,
+                  size: 288,
+                  combined_squashfs_sha256: fingerprint,
+                },
+                squashfs: { ftype: 'squashfs', path: `images/${metaSha}.squashfs`, sha256: 'c'.repeat(64), size: 4096 },
+              },
+            },
+          },
+        },
+        'Crynux:bookworm:default:arm64': {
+          arch: 'arm64',
+          versions: {
+            '202511241600': {
+              items: {
+                'incus.tar.xz': {
+                  ftype: 'incus.tar.xz',
+                  path: 'images/x.incus.tar.xz',
+                  sha256: 'd'.repeat(64),
+                  size: 1,
+                  'combined_disk-kvm-img_sha256': 'e'.repeat(64),
+                },
+                'disk-kvm.img': { ftype: 'disk-kvm.img', path: 'images/x.qcow2', sha256: 'f'.repeat(64), size: 10 },
+                'lxd.tar.xz': { ftype: 'lxd.tar.xz', path: 'images/x.incus.tar.xz', sha256: 'd'.repeat(64), size: 1 },
+              },
+            },
+          },
+        },
+      },
+    }),
+  );
+}
+
+describe('parseImagesIndex', () => {
+  it('refuses documents without products', () => {
+    expect(() => parseImagesIndex('[]')).toThrow(/not a JSON object/);
+    expect(() => parseImagesIndex('{"format":"products:1.0"}')).toThrow(/products/);
+    expect(() => parseImagesIndex('{"products":')).toThrow();
+  });
+});
+
+describe('findFingerprint', () => {
+  it('finds the version carrying a split container fingerprint', () => {
+    expect(findFingerprint(sampleIndex(), fingerprint)).toEqual({
+      product: 'Crynux:bookworm:default:amd64',
+      serial: '202511241600',
+      aliases: ['crynux-node:latest', 'crynux-node:v2.6.0'],
+      size: 288 + 4096,
+      imageType: 'container',
+    });
+  });
+
+  it('recognises a VM and counts a file shared by two items once', () => {
+    const found = findFingerprint(sampleIndex(), 'e'.repeat(64));
+    expect(found?.imageType).toBe('virtual-machine');
+    expect(found?.size).toBe(11);
+    expect(found?.aliases).toEqual([]);
+  });
+
+  it('returns undefined for a fingerprint that is not there', () => {
+    expect(findFingerprint(sampleIndex(), '0'.repeat(64))).toBeUndefined();
+    // the metadata tarball's own hash is not the image fingerprint
+    expect(findFingerprint(sampleIndex(), metaSha)).toBeUndefined();
+  });
+});
+
+describe('versionFingerprint', () => {
+  it('uses the tarball hash of a unified image', () => {
+    expect(
+      versionFingerprint({
+        items: {
+          'incus_combined.tar.gz': { ftype: 'incus_combined.tar.gz', path: 'p', sha256: '1'.repeat(64), size: 1 },
+        },
+      }),
+    ).toBe('1'.repeat(64));
+  });
+
+  it('has none for a version without Incus items', () => {
+    expect(versionFingerprint({ items: {} })).toBeUndefined();
+  });
+});
+
+describe('productAliases', () => {
+  it('splits and trims, and copes with no aliases', () => {
+    expect(productAliases({ aliases: ' a, b ,', versions: {} })).toEqual(['a', 'b']);
+    expect(productAliases({ versions: {} })).toEqual([]);
+  });
+});
+
+describe('serialFor', () => {
+  it('formats creation_date in UTC as YYYYMMDDhhmm', () => {
+    expect(serialFor(1764000000)).toBe('202511241600');
+    expect(serialFor(Date.UTC(2026, 0, 2, 3, 4, 59) / 1000)).toBe('202601020304');
+  });
+});
+
+describe('publication planning', () => {
+  const item = (path: string, sha256: string, size: number, extra: Record<string, unknown> = {}) => ({
+    ftype: path.endsWith('.squashfs') ? 'squashfs' : 'incus.tar.xz',
+    path,
+    sha256,
+    size,
+    ...extra,
+  });
+  /** A split container version whose files are named after `meta`, with fingerprint `fp`. */
+  const version = (meta: string, fp: string) => ({
+    items: {
+      'incus.tar.xz': item(`images/${meta}.incus.tar.xz`, meta, 1, { combined_squashfs_sha256: fp }),
+      squashfs: item(`images/${meta}.squashfs`, 'f'.repeat(64), 2),
+    },
+  });
+  const product = (
+    arch: string,
+    aliases: string | undefined,
+    versions: Record<string, ReturnType<typeof version>>,
+  ) => ({
+    arch,
+    os: 'Crynux',
+    release: 'bookworm',
+    variant: 'node',
+    ...(aliases === undefined ? {} : { aliases }),
+    versions,
+  });
+  const fp = (c: string) => c.repeat(64);
+
+  function live(): ImagesIndex {
+    return {
+      ...emptyImagesIndex(),
+      products: {
+        'Crynux:bookworm:node:amd64': product('amd64', 'crynux-node:latest,crynux-node:vA', {
+          '202601010000': version('a1', fp('a')),
+        }),
+        'Crynux:bookworm:node:arm64': product('arm64', 'crynux-node:latest', {
+          '202601010000': version('b1', fp('b')),
+        }),
+        'Crynux:trixie:node:amd64': product('amd64', undefined, {}),
+      },
+    };
+  }
+  const staged = (productName: string, serial: string, meta: string, fingerprint: string): StagedVersion => ({
+    product: productName,
+    productFields: { arch: productName.split(':')[3], os: 'Crynux', release: 'x', variant: 'node' },
+    serial,
+    version: version(meta, fingerprint),
+  });
+
+  it('adds a new version and moves the alias off other products of the same architecture only', () => {
+    const before = live();
+    const plan = planPublication(
+      before,
+      staged('Crynux:trixie:node:amd64', '202602010000', 'c1', fp('c')),
+      fp('c'),
+      ['crynux-node:latest', 'crynux-node:vC'],
+      false,
+    );
+    expect(plan.status).toBe('published');
+    expect(plan.retired).toEqual([]);
+    const products = plan.index?.products ?? {};
+    expect(products['Crynux:trixie:node:amd64']?.aliases).toBe('crynux-node:latest,crynux-node:vC');
+    expect(products['Crynux:bookworm:node:amd64']?.aliases).toBe('crynux-node:vA');
+    expect(products['Crynux:bookworm:node:arm64']?.aliases).toBe('crynux-node:latest');
+    expect(findFingerprint(plan.index as ImagesIndex, fp('c'))?.serial).toBe('202602010000');
+    // the live index given is not changed
+    expect(before).toEqual(live());
+  });
+
+  it('creates a product that does not exist yet, with the staged product fields', () => {
+    const plan = planPublication(
+      live(),
+      staged('Crynux:sid:node:riscv64', '202603010000', 'd1', fp('d')),
+      fp('d'),
+      [],
+      false,
+    );
+    expect(plan.index?.products['Crynux:sid:node:riscv64']).toEqual({
+      arch: 'riscv64',
+      os: 'Crynux',
+      release: 'x',
+      variant: 'node',
+      versions: { '202603010000': version('d1', fp('d')) },
+    });
+  });
+
+  it('is unchanged for a published fingerprint, writing only when aliases must move', () => {
+    const already = staged('Crynux:bookworm:node:amd64', '202601010000', 'a1', fp('a'));
+    expect(planPublication(live(), already, fp('a'), ['crynux-node:vA'], false)).toEqual({
+      status: 'unchanged',
+      retired: [],
+    });
+    const moved = planPublication(live(), already, fp('a'), ['crynux-node:stable'], false);
+    expect(moved.status).toBe('unchanged');
+    expect(moved.index?.products['Crynux:bookworm:node:amd64']?.aliases).toBe(
+      'crynux-node:latest,crynux-node:vA,crynux-node:stable',
+    );
+    expect(planAliasUpdate(live(), fp('a'), ['crynux-node:latest'])).toBeUndefined();
+    expect(planAliasUpdate(live(), fp('z'), ['x'])).toBeUndefined();
+  });
+
+  it('refuses another image under a published serial unless replace is set', () => {
+    const other = staged('Crynux:bookworm:node:amd64', '202601010000', 'e1', fp('e'));
+    expect(() => planPublication(live(), other, fp('e'), [], false)).toThrow(SerialConflictError);
+    expect(conflictingFingerprint(live(), 'Crynux:bookworm:node:amd64', '202601010000', fp('e'))).toBe(fp('a'));
+    expect(conflictingFingerprint(live(), 'Crynux:bookworm:node:amd64', '202601010000', fp('a'))).toBeUndefined();
+    const plan = planPublication(live(), other, fp('e'), [], true);
+    expect(plan.status).toBe('replaced');
+    expect(findFingerprint(plan.index as ImagesIndex, fp('a'))).toBeUndefined();
+    expect(findFingerprint(plan.index as ImagesIndex, fp('e'))?.aliases).toEqual([
+      'crynux-node:latest',
+      'crynux-node:vA',
+    ]);
+    expect(plan.retired.sort()).toEqual(['images/a1.incus.tar.xz', 'images/a1.squashfs']);
+  });
+
+  it('does not retire a file the new version names again', () => {
+    // Same metadata tarball, different rootfs: the files keep their names.
+    const sameNames = staged('Crynux:bookworm:node:amd64', '202601010000', 'a1', fp('e'));
+    expect(planPublication(live(), sameNames, fp('e'), [], true).retired).toEqual([]);
+  });
+});
+
+describe('stagedVersion', () => {
+  it('takes the one version of a staging index, and refuses anything else', () => {
+    const index = { ...emptyImagesIndex(), products: { p: { arch: 'amd64', versions: { s: { items: {} } } } } };
+    expect(stagedVersion(index)).toEqual({
+      product: 'p',
+      productFields: { arch: 'amd64' },
+      serial: 's',
+      version: { items: {} },
+    });
+    expect(() => stagedVersion(emptyImagesIndex())).toThrow(/exactly one/);
+  });
+});
+
+describe('buildStreamsIndex and referencedPaths', () => {
+  it('lists the products, sorted, as incus-simplestreams writes index.json', () => {
+    const index = { ...emptyImagesIndex(), products: { b: { versions: {} }, a: { versions: {} } } };
+    expect(buildStreamsIndex(index)).toEqual({
+      format: 'index:1.0',
+      index: {
+        images: {
+          datatype: 'image-downloads',
+          path: 'streams/v1/images.json',
+          format: 'products:1.0',
+          products: ['a', 'b'],
+        },
+      },
+    });
+  });
+
+  it('collects every file path an index names', () => {
+    expect([...referencedPaths(sampleIndex())].sort()).toEqual([
+      `images/${metaSha}.incus.tar.xz`,
+      `images/${metaSha}.squashfs`,
+      'images/x.incus.tar.xz',
+      'images/x.qcow2',
+    ]);
+  });
+});
+
+describe('applyRetention', () => {
+  const version = (meta: string, fingerprint: string) => ({
+    items: {
+      'incus.tar.xz': {
+        ftype: 'incus.tar.xz',
+        path: `images/${meta}.incus.tar.xz`,
+        sha256: meta,
+        size: 1,
+        combined_squashfs_sha256: fingerprint,
+      },
+      squashfs: { ftype: 'squashfs', path: `images/${meta}.squashfs`, sha256: 's', size: 1 },
+    },
+  });
+  const index = (): ImagesIndex => ({
+    ...emptyImagesIndex(),
+    products: {
+      node: {
+        arch: 'amd64',
+        aliases: 'crynux-node:latest',
+        versions: {
+          '1': version('m1', 'f1'),
+          '2': version('m2', 'f2'),
+          '3': version('m3', 'f3'),
+          '4': version('m4', 'f4'),
+        },
+      },
+      other: { arch: 'amd64', versions: { '1': version('o1', 'g1'), '2': version('o2', 'g2') } },
+    },
+  });
+
+  it('keeps the newest N versions of every product and retires the files of the others', () => {
+    const result = applyRetention(index(), 2, 'f4');
+    expect(Object.keys(result.index.products['node']?.versions ?? {}).sort()).toEqual(['3', '4']);
+    expect(Object.keys(result.index.products['other']?.versions ?? {}).sort()).toEqual(['1', '2']);
+    expect(result.dropped).toEqual(['node 2', 'node 1']);
+    expect(result.retired.sort()).toEqual([
+      'images/m1.incus.tar.xz',
+      'images/m1.squashfs',
+      'images/m2.incus.tar.xz',
+      'images/m2.squashfs',
+    ]);
+  });
+
+  it('never drops the version just published, even with an older serial', () => {
+    const result = applyRetention(index(), 1, 'f1');
+    expect(Object.keys(result.index.products['node']?.versions ?? {}).sort()).toEqual(['1', '4']);
+  });
+
+  it('keeps the version an alias resolves to (the newest of its product)', () => {
+    const result = applyRetention(index(), 1, 'g2');
+    expect(findFingerprint(result.index, 'f4')?.aliases).toEqual(['crynux-node:latest']);
+  });
+
+  it('retires no file that a kept version still names, and 0 keeps everything', () => {
+    const shared = index();
+    const node = shared.products['node'];
+    if (node?.versions['4'])
+      node.versions['4'].items['squashfs'] = { ftype: 'squashfs', path: 'images/m1.squashfs', sha256: 's', size: 1 };
+    expect(applyRetention(shared, 1, 'f4').retired).not.toContain('images/m1.squashfs');
+    expect(applyRetention(index(), 0, 'f4').dropped).toEqual([]);
+  });
+});

@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  fingerprintOf,
+  hasPins,
+  hostFieldMatches,
+  hostKeyAllowed,
+  keyTypeOf,
+  parseFingerprints,
+  parseKnownHosts,
+} from '../../../src/ssh/hostkeys.js';
+
+let dir: string;
+const keys: Record<string, { blob: Buffer; line: string; fingerprint: string }> = {};
+
+/** A host key made by ssh-keygen, with the fingerprint OpenSSH itself prints for it. */
+function makeKey(type: string): { blob: Buffer; line: string; fingerprint: string } {
+  const path = join(dir, `key-${type}-${Object.keys(keys).length}`);
+  execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-f', path]);
+  const line = readFileSync(`${path}.pub`, 'utf8').trim();
+  const fingerprint = execFileSync('ssh-keygen', ['-lf', `${path}.pub`])
+    .toString()
+    .split(' ')[1] as string;
+  return { blob: Buffer.from(line.split(' ')[1] as string, 'base64'), line, fingerprint };
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'hostkeys-'));
+  keys['ed25519'] = makeKey('ed25519');
+  keys['rsa'] = makeKey('rsa');
+  keys['ecdsa'] = makeKey('ecdsa');
+  keys['other'] = makeKey('ed25519');
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const key = (name: string) => keys[name] as { blob: Buffer; line: string; fingerprint: string };
+const knownLine = (hostField: string, name: string) =>
+  `${hostField} ${key(name).line.split(' ').slice(0, 2).join(' ')}`;
+
+describe('fingerprintOf and keyTypeOf', () => {
+  it('match what ssh-keygen -lf prints', () => {
+    for (const name of ['ed25519', 'rsa', 'ecdsa']) {
+      expect(fingerprintOf(key(name).blob)).toBe(key(name).fingerprint);
+    }
+    expect(keyTypeOf(key('ed25519').blob)).toBe('ssh-ed25519');
+    expect(keyTypeOf(key('rsa').blob)).toBe('ssh-rsa');
+    expect(keyTypeOf(key('ecdsa').blob)).toBe('ecdsa-sha2-nistp256');
+  });
+});
+
+describe('parseFingerprints', () => {
+  it('takes several, separated by newlines, commas or blanks, and drops base64 padding', () => {
+    const a = key('ed25519').fingerprint;
+    const b = key('rsa').fingerprint;
+    expect(parseFingerprints(`${a}\n${b}=`)).toEqual([a, b]);
+    expect(parseFingerprints(` ${a} , ${b} `)).toEqual([a, b]);
+    expect(parseFingerprints('')).toEqual([]);
+  });
+
+  it('refuses MD5 fingerprints, missing prefixes and truncated values, naming the input', () => {
+    expect(() => parseFingerprints('MD5:12:34')).toThrow(/host-fingerprint: "MD5:12:34"/);
+    expect(() => parseFingerprints(key('ed25519').fingerprint.slice(7))).toThrow(/ssh-keygen -lf/);
+    expect(() => parseFingerprints(key('ed25519').fingerprint.slice(0, 30))).toThrow(/host-fingerprint/);
+  });
+});
+
+describe('hostFieldMatches', () => {
+  it('matches plain, bracketed-port, wildcard and negated patterns', () => {
+    expect(hostFieldMatches('registry.example.org', 'registry.example.org', 22)).toBe(true);
+    expect(hostFieldMatches('registry.example.org', 'registry.example.org', 2222)).toBe(false);
+    expect(hostFieldMatches('[registry.example.org]:2222', 'registry.example.org', 2222)).toBe(true);
+    expect(hostFieldMatches('*.example.org', 'registry.example.org', 22)).toBe(true);
+    expect(hostFieldMatches('*.example.org,!registry.example.org', 'registry.example.org', 22)).toBe(false);
+    expect(hostFieldMatches('other.org,10.0.0.1', '10.0.0.1', 22)).toBe(true);
+  });
+
+  it('matches hashed entries written by ssh-keygen -H', () => {
+    const file = join(dir, 'known_hosts_hashed');
+    writeFileSync(file, `${knownLine('[127.0.0.1]:2222', 'ed25519')}\n${knownLine('registry.example.org', 'rsa')}\n`);
+    execFileSync('ssh-keygen', ['-H', '-f', file], { stdio: 'ignore' });
+    const hashed = readFileSync(file, 'utf8').trim().split('\n');
+    expect(hashed.every((line) => line.startsWith('|1|'))).toBe(true);
+    const [first, second] = hashed.map((line) => line.split(' ')[0] as string);
+    expect(hostFieldMatches(first as string, '127.0.0.1', 2222)).toBe(true);
+    expect(hostFieldMatches(first as string, '127.0.0.1', 22)).toBe(false);
+    expect(hostFieldMatches(second as string, 'registry.example.org', 22)).toBe(true);
+    expect(hostFieldMatches(second as string, 'registry.example.com', 22)).toBe(false);
+  });
+});
+
+describe('parseKnownHosts and hostKeyAllowed', () => {
+  const host = 'registry.example.org';
+
+  it('keeps only the keys for this host and port', () => {
+    const text = [
+      '# comment',
+      '',
+      knownLine(host, 'ed25519'),
+      knownLine('elsewhere.org', 'rsa'),
+      knownLine(`[${host}]:2222`, 'ecdsa'),
+    ].join('\r\n');
+    const pins = { fingerprints: [], knownKeys: parseKnownHosts(text, host, 22) };
+    expect(pins.knownKeys.map((k) => k.type)).toEqual(['ssh-ed25519']);
+    expect(hostKeyAllowed(pins, key('ed25519').blob)).toBe(true);
+    expect(hostKeyAllowed(pins, key('rsa').blob)).toBe(false);
+    expect(hostKeyAllowed(pins, key('other').blob)).toBe(false);
+  });
+
+  it('never allows a revoked key, even when a fingerprint pins it', () => {
+    const text = `@revoked ${knownLine(host, 'ed25519')}`;
+    const pins = { fingerprints: [key('ed25519').fingerprint], knownKeys: parseKnownHosts(text, host, 22) };
+    expect(hostKeyAllowed(pins, key('ed25519').blob)).toBe(false);
+    expect(hasPins({ fingerprints: [], knownKeys: parseKnownHosts(text, host, 22) })).toBe(false);
+  });
+
+  it('allows any of several pinned fingerprints (key rotation)', () => {
+    const pins = { fingerprints: [key('rsa').fingerprint, key('ed25519').fingerprint], knownKeys: [] };
+    expect(hostKeyAllowed(pins, key('ed25519').blob)).toBe(true);
+    expect(hostKeyAllowed(pins, key('ecdsa').blob)).toBe(false);
+  });
+
+  it('refuses lines it cannot read, with the line number', () => {
+    expect(() => parseKnownHosts('host-only', host, 22)).toThrow(/known-hosts: line 1/);
+    expect(() => parseKnownHosts(`\n${host} ssh-rsa ${key('ed25519').line.split(' ')[1]}`, host, 22)).toThrow(
+      /line 2 .*ssh-rsa/,
+    );
+    expect(() => parseKnownHosts(`@bogus ${knownLine(host, 'rsa')}`, host, 22)).toThrow(/unknown marker/);
+  });
+});

@@ -1,0 +1,94 @@
+/**
+ * The action: the steps of the README's "What it does", in order, each one call (action/steps.ts),
+ * then the outputs, the public check and the job summary.
+ */
+import * as core from '@actions/core';
+import { ActionError, describeError } from '../common/errors.js';
+import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
+import type { PublishResult } from '../registry/publication.js';
+import { readSettings, type Settings } from './inputs.js';
+import { setOutputs } from './outputs.js';
+import {
+  checkServer,
+  connect,
+  convert,
+  discardStaging,
+  findExisting,
+  inspect,
+  prepareRootfsTarball,
+  publishLocked,
+  putAliases,
+  requestedAliases,
+  upload,
+} from './steps.js';
+import { writeFailureSummary, writeSummary } from './summary.js';
+
+/** Publishes the image the settings name and returns what the registry now serves. */
+export async function publish(settings: Settings): Promise<PublishResult> {
+  const inspected = await inspect(settings); // 1. inspect locally
+  const aliases = requestedAliases(settings, inspected);
+  const registry = await connect(settings); // 2. connect, host key checked
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
+    const live = await checkServer(registry, settings); // 2. the server's tools and directories
+    const existing = await findExisting(settings, image, live); // 3. skip what is already there
+    if (existing.published) return await putAliases(registry, settings, existing.fingerprint, aliases);
+    const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
+    const publication = { fingerprint: uploaded.fingerprint, aliases };
+    try {
+      const change = await convert(registry, settings, image, remote, publication); // 5. stage
+      return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
+    } catch (error) {
+      await discardStaging(registry, remote);
+      throw error;
+    } finally {
+      await uploaded.lock.release().catch(() => undefined);
+    }
+  } finally {
+    registry.close();
+    // A squashfs converted from a rootfs tarball is not needed once the run is over.
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+  }
+}
+
+/** With public-url: what clients will see, checked over HTTPS. */
+function checkPublic(settings: Settings, result: PublishResult): Promise<PublicCheckResult> {
+  return core.group(`Check ${settings.publicUrl}`, () =>
+    checkPublicRegistry({
+      url: settings.publicUrl,
+      fingerprint: result.fingerprint,
+      timeoutSeconds: settings.publicCheckTimeout,
+      log: core.info,
+    }),
+  );
+}
+
+/** The action's entry point: never throws; a failure fails the step with a message. */
+export async function run(): Promise<void> {
+  try {
+    const settings = readSettings();
+    const result = await publish(settings);
+    setOutputs(result); // 8. report
+    let publicCheck: PublicCheckResult | undefined;
+    try {
+      if (settings.publicUrl) publicCheck = await checkPublic(settings, result);
+    } finally {
+      // The summary says "served" only when the public check passed. Outside a runner (a local
+      // run) there is no summary file: the log has everything.
+      if (process.env['GITHUB_STEP_SUMMARY'])
+        await writeSummary(result, {
+          ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+          ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
+          lxd: settings.lxdCompat,
+        });
+    }
+  } catch (error) {
+    // ActionError messages already name the input and the fix; anything else is unexpected.
+    const message = error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`;
+    const input = error instanceof ActionError ? error.input : undefined;
+    core.error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
+    process.exitCode = core.ExitCode.Failure;
+    if (process.env['GITHUB_STEP_SUMMARY']) await writeFailureSummary(message).catch(() => undefined);
+  }
+}

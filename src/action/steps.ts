@@ -1,0 +1,190 @@
+/**
+ * The steps of a publish, in the order action/main.ts calls them. Each is one log group and
+ * hands the work to its layer: image/ on the runner, registry/ on the server.
+ */
+import * as core from '@actions/core';
+import { ActionError } from '../common/errors.js';
+import { fingerprintOf, uploadKey } from '../image/hashing.js';
+import { inspectImage } from '../image/inspect.js';
+import { incusWarnings, lxdWarnings } from '../image/kinds.js';
+import type { LocalImage } from '../image/local-image.js';
+import { convertRootfsTarball, rootfsDecision } from '../image/rootfs.js';
+import { removeDirs } from '../registry/housekeeping.js';
+import { remoteImage, stagingDir, type RemoteImage } from '../registry/layout.js';
+import { publishUnderLock, serialConflictError, type Change, type PublishResult } from '../registry/publication.js';
+import { readLiveIndex, serverToolVersion } from '../registry/read.js';
+import { Registry } from '../registry/registry.js';
+import { runCustomConvert, stageImage } from '../registry/stage.js';
+import { uploadImage, type Upload } from '../registry/upload.js';
+import { findFingerprint, productKey, serialFor, type ImagesIndex } from '../simplestreams/images-index.js';
+import { conflictingFingerprint } from '../simplestreams/plan.js';
+import type { Settings } from './inputs.js';
+
+/** Step 1: what the files are and what metadata.yaml says, before any network. */
+export async function inspect(settings: Settings): Promise<LocalImage> {
+  const image = await core.group('Inspect the image', async () => {
+    const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
+    const { os, release, variant, propertiesArchitecture } = inspected.properties;
+    core.info(
+      `${inspected.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${inspected.size} bytes`,
+    );
+    return inspected;
+  });
+  const unified = !image.data;
+  const warnings = incusWarnings(image.imageType, unified);
+  if (settings.lxdCompat) warnings.push(...lxdWarnings(image.imageType, unified));
+  for (const warning of warnings) core.warning(warning);
+  return image;
+}
+
+/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
+export function requestedAliases(settings: Settings, image: LocalImage): string[] {
+  const { os, release, variant } = image.properties;
+  const aliases = [...settings.aliases];
+  if (settings.defaultAlias) aliases.push(`${os}/${release}/${variant}`);
+  return [...new Set(aliases)];
+}
+
+/** Step 2: the SSH connection, with the host key checked. */
+export function connect(settings: Settings): Promise<Registry> {
+  return core.group(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
+}
+
+/** Step 2: what the server must offer, checked before anything is uploaded; the live index. */
+export function checkServer(registry: Registry, settings: Settings): Promise<ImagesIndex> {
+  return readLiveIndex(registry, { tool: settings.convertCommand || 'incus-simplestreams' });
+}
+
+/**
+ * A raw rootfs tarball: uploaded as it is when the server's incus-simplestreams takes one (7.0.1
+ * and later), or converted into a squashfs on the runner (convert-rootfs). `onCleanup` receives
+ * what removes the converted file once the run is over.
+ */
+export async function prepareRootfsTarball(
+  registry: Registry,
+  settings: Settings,
+  image: LocalImage,
+  onCleanup: (cleanup: () => Promise<void>) => void,
+): Promise<LocalImage> {
+  const data = image.data;
+  if (!data || data.kind !== 'rootfs-tarball') return image;
+  const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
+  const decision = rootfsDecision(settings.convertRootfs, version);
+  core.info(decision.reason);
+  if (!decision.convert) return image;
+  const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+  onCleanup(converted.remove);
+  core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
+  return {
+    ...image,
+    data: { path: converted.path, size: converted.size, kind: 'squashfs' },
+    size: image.metadata.size + converted.size,
+  };
+}
+
+export type Existing =
+  /** Not published yet; `fingerprint` when the version's serial exists and the files were hashed. */
+  { published: false; fingerprint?: string } | { published: true; fingerprint: string };
+
+/**
+ * Step 3: whether the image is already published. A fingerprint can only be published under its
+ * own product and serial (they come from its metadata): only when that version exists is it worth
+ * a hash pass before uploading; otherwise the fingerprint is computed while the files upload. A
+ * different image under that serial is refused here, before any upload, unless replace is set.
+ */
+export async function findExisting(settings: Settings, image: LocalImage, live: ImagesIndex): Promise<Existing> {
+  const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+  const product = productKey(os, release, variant, propertiesArchitecture);
+  const serial = serialFor(creationDate);
+  if (!live.products[product]?.versions?.[serial]) return { published: false };
+  const fingerprint = await core.group('Fingerprint', async () => {
+    const computed = await fingerprintOf(image);
+    core.info(`Fingerprint: ${computed}; ${product} already has version ${serial}`);
+    return computed;
+  });
+  if (findFingerprint(live, fingerprint)) return { published: true, fingerprint };
+  const existing = conflictingFingerprint(live, product, serial, fingerprint);
+  if (existing && !settings.replace) throw serialConflictError(product, serial, existing, fingerprint);
+  return { published: false, fingerprint };
+}
+
+/** Step 3, when published: only the aliases are put in place, under the registry lock. */
+export function putAliases(registry: Registry, settings: Settings, fingerprint: string, aliases: string[]) {
+  return core.group('Already published: put the aliases in place', () =>
+    publishUnderLock(registry, { fingerprint, aliases, options: settings }, { kind: 'aliases' }),
+  );
+}
+
+/** Step 4: the files into the image's own upload directory, resumed and retried; the fingerprint. */
+export async function upload(
+  registry: Registry,
+  settings: Settings,
+  image: LocalImage,
+  knownFingerprint: string | undefined,
+): Promise<{ remote: RemoteImage; upload: Upload }> {
+  const remote = remoteImage(registry.paths, await uploadKey(image), image);
+  const uploaded = await core.group('Upload', () => uploadImage(registry, remote, settings));
+  core.info(`Fingerprint: ${uploaded.fingerprint}`);
+  if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
+    await uploaded.lock.release().catch(() => undefined);
+    throw new ActionError(
+      `The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
+        'Make sure nothing writes them during the publish, and run it again.',
+      'metadata',
+    );
+  }
+  return { remote, upload: uploaded };
+}
+
+/**
+ * Step 5: the change to publish: the version incus-simplestreams add wrote into a staging tree,
+ * or the owner's convert-command, which runs under the lock in step 6.
+ */
+export async function convert(
+  registry: Registry,
+  settings: Settings,
+  image: LocalImage,
+  remote: RemoteImage,
+  publication: { fingerprint: string; aliases: string[] },
+): Promise<Change> {
+  const { fingerprint, aliases } = publication;
+  if (settings.convertCommand) {
+    const serial = serialFor(image.properties.creationDate);
+    return {
+      kind: 'custom',
+      run: () => runCustomConvert(registry, settings.convertCommand, remote, { fingerprint, serial, aliases }),
+    };
+  }
+  const staging = stagingDir(registry.paths, remote.key);
+  return core.group('Convert with incus-simplestreams', async () => {
+    const version = await stageImage(registry, {
+      image: remote,
+      staging,
+      fingerprint,
+      unifiedVm: !image.data && image.imageType === 'virtual-machine',
+    });
+    core.info(`Staged ${version.product} version ${version.serial}`);
+    return { kind: 'staged', dir: staging, version } as const;
+  });
+}
+
+/** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */
+export function publishLocked(
+  registry: Registry,
+  settings: Settings,
+  remote: RemoteImage,
+  publication: { fingerprint: string; aliases: string[] },
+  change: Change,
+): Promise<PublishResult> {
+  // This run's upload and staging directories go once the image is live.
+  const done = [remote.dir, stagingDir(registry.paths, remote.key)];
+  return core.group('Publish under the registry lock', () =>
+    publishUnderLock(registry, { ...publication, options: settings }, change, done),
+  );
+}
+
+/** After a failure: the staging tree goes; the upload stays, for the next run to resume. */
+export async function discardStaging(registry: Registry, remote: RemoteImage): Promise<void> {
+  if (registry.isConnected())
+    await removeDirs(registry, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
+}

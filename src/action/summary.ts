@@ -1,0 +1,118 @@
+/** The job summary: what was published, where it is served, and how to use it. */
+import * as core from '@actions/core';
+import type { PublicCheckResult } from '../public/check.js';
+import { clientCommands } from '../public/commands.js';
+import { defaultRemoteName } from '../public/remote.js';
+import type { PublishResult } from '../registry/publication.js';
+
+export interface SummaryOptions {
+  /**
+   * The public URL the image was checked at (checkPublicRegistry resolved): shown in the table as
+   * served, and used in the commands. '' or absent: placeholders in the commands.
+   */
+  publicUrl?: string;
+  /** Remote name for the commands; default: derived from publicUrl, or REMOTE without one. */
+  remoteName?: string;
+  /** The check's result, for the details of the "Served" row. */
+  publicCheck?: PublicCheckResult;
+  /** Show the `lxc` commands (default true; LXD clients see the image only with lxd-compat). */
+  lxd?: boolean;
+}
+
+const REMOTE_PLACEHOLDER = 'REMOTE';
+const URL_PLACEHOLDER = 'https://your-registry.example';
+
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function code(text: string): string {
+  return `<code>${escapeHtml(text)}</code>`;
+}
+
+export function formatSize(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]} (${bytes} bytes)`;
+}
+
+/** The command a user runs to start the image from a remote called `remote`. */
+export function launchCommand(result: PublishResult, remote: string): string {
+  return clientCommands(remote, URL_PLACEHOLDER, result).incus[1] as string;
+}
+
+/** A fenced code block that no line of `lines` can close early. */
+function codeBlock(lines: readonly string[], lang: string): string {
+  const longest = Math.max(
+    0,
+    ...(lines
+      .join('\n')
+      .match(/`+/g)
+      ?.map((run) => run.length) ?? []),
+  );
+  const fence = '`'.repeat(Math.max(3, longest + 1));
+  return `${fence}${lang}\n${lines.join('\n')}\n${fence}`;
+}
+
+function servedText(check: PublicCheckResult | undefined): string {
+  if (!check) return 'yes';
+  const files = `${check.files.length} file${check.files.length === 1 ? '' : 's'}`;
+  const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
+  return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
+}
+
+/** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
+export function buildSummary(result: PublishResult, options: SummaryOptions = {}): string {
+  const publicUrl = options.publicUrl ?? '';
+  const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
+  const rows: [string, string][] = [
+    ['Status', escapeHtml(result.status)],
+    ['Fingerprint', code(result.fingerprint)],
+    ['Product', code(result.product)],
+    ['Serial', escapeHtml(result.serial)],
+    ['Aliases', result.aliases.length > 0 ? result.aliases.map(code).join(', ') : '(none)'],
+    ['Type', escapeHtml(result.imageType)],
+    ['Size', escapeHtml(formatSize(result.size))],
+  ];
+  if (publicUrl) {
+    rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
+    rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
+  }
+  const table = [
+    '<table>',
+    '<tr><th>Field</th><th>Value</th></tr>',
+    ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
+    '</table>',
+  ].join('\n');
+  const commands = clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
+  const intro = publicUrl
+    ? `Add the registry as ${code(remote)} and launch the image:`
+    : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
+      `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
+  const parts = [
+    `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+    table,
+    '### Use it',
+    intro,
+    'With Incus:',
+    codeBlock(commands.incus, 'sh'),
+  ];
+  if (options.lxd ?? true) parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
+  return parts.join('\n\n') + '\n';
+}
+
+/** Writes the job summary. */
+export async function writeSummary(result: PublishResult, options: SummaryOptions = {}): Promise<void> {
+  await core.summary.addRaw(buildSummary(result, options)).write();
+}
+
+/** The job summary of a failed run: what went wrong and what to do, as the error says. */
+export async function writeFailureSummary(message: string): Promise<void> {
+  core.summary.addHeading('Image not published', 2).addCodeBlock(message);
+  await core.summary.write();
+}

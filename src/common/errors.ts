@@ -1,0 +1,42 @@
+/**
+ * Errors the user can act on, and the one sanitiser for text that reaches the log or a message.
+ */
+
+/**
+ * An error the user can act on: the message says what failed and what to do.
+ * `input` names the action input involved, when there is one.
+ */
+export class ActionError extends Error {
+  constructor(
+    message: string,
+    readonly input?: string,
+  ) {
+    // Messages quote inputs and server output: no control character (a terminal escape, say)
+    // reaches the log as it is. Line breaks and tabs stay.
+    super(withoutControlCharacters(message));
+    this.name = 'ActionError';
+  }
+}
+
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
+
+/** Whether the text holds any control character (newline and tab included). */
+export function hasControlCharacters(text: string): boolean {
+  return CONTROL_CHARACTERS.test(text);
+}
+
+/** Replaces control characters other than newline and tab with "?". */
+export function withoutControlCharacters(text: string): string {
+  return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
+}
+
+/** One line of text for a message: every control character, newline and tab included, as "?". */
+export function oneLine(text: string): string {
+  return text.replace(new RegExp(CONTROL_CHARACTERS.source, 'g'), '?');
+}
+
+/** Text of any thrown value, for messages. */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,77 @@
+/**
+ * Where things live on the server. All state is under simplestreams-dir, on the same file system
+ * as the live tree, so that renames are atomic:
+ *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
+ * and under upload-dir:
+ *   <key>/.lock, <key>/<name>[.partial]   one directory per image, locked by the run uploading it
+ * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
+ * computed while uploading).
+ */
+import { posix } from 'node:path';
+import type { Compression, LocalFile, LocalImage } from '../image/local-image.js';
+
+const STATE_DIR = '.lxc-publish';
+/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
+export const RETIRE_GRACE_SECONDS = 2 * 3600;
+/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
+export const UPLOAD_GRACE_SECONDS = 24 * 3600;
+
+export interface RegistryPaths {
+  simplestreamsDir: string;
+  uploadDir: string;
+}
+
+export const liveIndexPath = (paths: RegistryPaths): string =>
+  posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
+export const lockPath = (paths: RegistryPaths): string => posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
+export const stagingDir = (paths: RegistryPaths, uploadKey: string): string =>
+  posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
+export const nextDir = (paths: RegistryPaths): string => posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+
+/** One file to upload: the local file and its fixed name in the image's upload directory. */
+export interface UploadFile {
+  local: LocalFile;
+  name: string;
+}
+
+/** An image's place on the server: its upload directory and its files there, metadata first. */
+export interface RemoteImage {
+  /** The upload key (image/hashing.ts). */
+  key: string;
+  /** upload-dir/<key> */
+  dir: string;
+  /** In fingerprint order: the metadata (or unified) tarball, then the data file. */
+  files: UploadFile[];
+}
+
+const TARBALL_EXTENSIONS: Record<Compression, string> = {
+  xz: '.tar.xz',
+  gzip: '.tar.gz',
+  bzip2: '.tar.bz2',
+  zstd: '.tar.zst',
+  none: '.tar',
+};
+
+const DATA_NAMES = {
+  squashfs: () => 'rootfs.squashfs',
+  qcow2: () => 'disk.qcow2',
+  'rootfs-tarball': (compression: Compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
+};
+
+/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
+export function remoteImage(paths: RegistryPaths, key: string, image: LocalImage): RemoteImage {
+  const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
+  const files: UploadFile[] = [{ local: image.metadata, name: metadataName }];
+  if (image.data) {
+    files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
+  }
+  return { key, dir: posix.join(paths.uploadDir, key), files };
+}
+
+/** The server-side path of each of the image's files, metadata first. */
+export function remotePaths(image: RemoteImage): string[] {
+  return image.files.map((file) => posix.join(image.dir, file.name));
+}

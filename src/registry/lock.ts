@@ -1,0 +1,42 @@
+/** Locks on the server: the registry lock, and each image's upload lock (registry/scripts.ts HOLD_LOCK). */
+import { ActionError } from '../common/errors.js';
+import { HeldCommandEnded } from '../ssh/session.js';
+import { remoteFailure } from '../ssh/remote-failure.js';
+import { scriptCommand } from '../ssh/shell.js';
+import type { Registry } from './registry.js';
+import { HOLD_LOCK } from './scripts.js';
+
+export interface HeldLock {
+  /** PID of the server-side holder, checked before the commit renames. */
+  pid: number;
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  path: string;
+  timeoutSeconds: number;
+  /** The error when the lock is not free within the timeout (it names lock-timeout). */
+  busyMessage: string;
+}
+
+/** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
+export async function holdLock(registry: Registry, options: LockOptions): Promise<HeldLock> {
+  const { path, timeoutSeconds, busyMessage } = options;
+  try {
+    const held = await registry.session.startHeld(
+      scriptCommand(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]),
+    );
+    const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
+    if (!Number.isInteger(pid)) {
+      await held.release();
+      throw new ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
+    }
+    return { pid, release: () => held.release() };
+  } catch (error) {
+    if (error instanceof HeldCommandEnded) {
+      if (error.result.code === 75) throw new ActionError(busyMessage, 'lock-timeout');
+      throw new ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The part of a publish that runs under the registry lock: re-read the live index, make the
+ * change (a staged version, the owner's convert-command, or aliases only), add retention and the
+ * LXD items, commit, read back and verify, clean up after earlier runs.
+ */
+import * as core from '@actions/core';
+import { isDeepStrictEqual } from 'node:util';
+import { ActionError } from '../common/errors.js';
+import { planAliasUpdate } from '../simplestreams/aliases.js';
+import { findFingerprint, type ImagesIndex, type PublishedVersion } from '../simplestreams/images-index.js';
+import { withLxdItems } from '../simplestreams/lxd.js';
+import {
+  planPublication,
+  SerialConflictError,
+  type PublicationPlan,
+  type PublicationStatus,
+  type StagedVersion,
+} from '../simplestreams/plan.js';
+import { applyRetention } from '../simplestreams/retention.js';
+import { commit } from './commit.js';
+import { housekeepAndRead } from './housekeeping.js';
+import { lockPath } from './layout.js';
+import { holdLock } from './lock.js';
+import { readLiveIndex } from './read.js';
+import type { Registry } from './registry.js';
+
+/** What the registry serves for the image once the run is done. */
+export interface PublishResult extends PublishedVersion {
+  status: PublicationStatus;
+  fingerprint: string;
+}
+
+/** The settings the locked part reads (a part of the action's settings). */
+export interface PublicationOptions {
+  /** Seconds to wait for the registry lock. */
+  lockTimeout: number;
+  /** Whether a different image may replace a published version with the same serial. */
+  replace: boolean;
+  /** Versions kept per product after a publish; 0 keeps all. */
+  keepVersions: number;
+  /** Whether every version also carries items for LXD clients. */
+  lxdCompat: boolean;
+  /** An executable on the server that replaces the built-in convert step; '' for the built-in one. */
+  convertCommand: string;
+}
+
+/** What this run publishes: the image and the aliases it should carry. */
+export interface Publication {
+  fingerprint: string;
+  aliases: string[];
+  options: PublicationOptions;
+}
+
+/** What a run changes under the lock. */
+export type Change =
+  /** The fingerprint is already published: aliases at most. */
+  | { kind: 'aliases' }
+  /** incus-simplestreams add wrote the version into a staging tree. */
+  | { kind: 'staged'; dir: string; version: StagedVersion }
+  /** The owner's convert-command writes the live tree itself. */
+  | { kind: 'custom'; run: () => Promise<void> };
+
+export function serialConflictError(
+  product: string,
+  serial: string,
+  existing: string,
+  fingerprint: string,
+): ActionError {
+  return new ActionError(
+    `${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
+      'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
+      'image (a later creation_date gives a new serial), or set replace: true to replace the published version.',
+    'replace',
+  );
+}
+
+/**
+ * What the action adds to every index it writes: retention (keep-versions) and the LXD items
+ * (lxd-compat). Returns no index when `proposed` (or, without one, `base`) needs nothing more
+ * and nothing differs from `base`.
+ */
+function finishIndex(
+  publication: Publication,
+  base: ImagesIndex,
+  proposed: ImagesIndex | undefined,
+): { index?: ImagesIndex; retired: string[] } {
+  const { keepVersions, lxdCompat } = publication.options;
+  let next = proposed ?? base;
+  const retired: string[] = [];
+  if (keepVersions > 0) {
+    const retention = applyRetention(next, keepVersions, publication.fingerprint);
+    if (retention.dropped.length > 0) {
+      core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.join(', ')}`);
+      next = retention.index;
+      retired.push(...retention.retired);
+    }
+  }
+  if (lxdCompat) next = withLxdItems(next);
+  return isDeepStrictEqual(next, base) ? { retired } : { index: next, retired };
+}
+
+/** Makes the change on the live index as read under the lock, and says what it means. */
+async function planChange(
+  registry: Registry,
+  publication: Publication,
+  change: Change,
+): Promise<{ base: ImagesIndex; plan: PublicationPlan }> {
+  const { fingerprint, aliases, options } = publication;
+  let base = await readLiveIndex(registry);
+  if (change.kind === 'staged') {
+    try {
+      return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
+    } catch (error) {
+      if (error instanceof SerialConflictError) {
+        throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+      }
+      throw error;
+    }
+  }
+  if (change.kind === 'custom') {
+    await change.run();
+    base = await readLiveIndex(registry);
+    if (!findFingerprint(base, fingerprint)) {
+      throw new ActionError(
+        `convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+          `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`,
+        'convert-command',
+      );
+    }
+  }
+  const index = planAliasUpdate(base, fingerprint, aliases);
+  return {
+    base,
+    plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
+  };
+}
+
+/**
+ * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * clean up after earlier runs. Verifying before the lock is released means a later run moving an
+ * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
+ * server-side directories, removed once the index is live.
+ */
+export async function publishUnderLock(
+  registry: Registry,
+  publication: Publication,
+  change: Change,
+  done: string[] = [],
+): Promise<PublishResult> {
+  const { lockTimeout } = publication.options;
+  const lock = await holdLock(registry, {
+    path: lockPath(registry.paths),
+    timeoutSeconds: lockTimeout,
+    busyMessage:
+      `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+      `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+  });
+  try {
+    const { base, plan } = await planChange(registry, publication, change);
+    const finished = finishIndex(publication, base, plan.index);
+    if (finished.index) {
+      await commit(registry, {
+        lock,
+        index: finished.index,
+        ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
+        retired: [...plan.retired, ...finished.retired],
+      });
+    }
+    core.info(
+      plan.status === 'unchanged'
+        ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
+        : `Index updated (${plan.status})`,
+    );
+    const live = await housekeepAndRead(registry, done);
+    return verify(live, publication, plan.status);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Checks the live index, read back under the lock, against what this run published. */
+function verify(live: ImagesIndex, publication: Publication, status: PublicationStatus): PublishResult {
+  const { fingerprint, aliases } = publication;
+  const published = findFingerprint(live, fingerprint);
+  if (!published) {
+    throw new ActionError(
+      `The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
+        'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
+    );
+  }
+  const missing = aliases.filter((alias) => !published.aliases.includes(alias));
+  if (missing.length > 0) {
+    throw new ActionError(
+      `Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+        'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
+    );
+  }
+  core.info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
+  return { status, fingerprint, ...published };
+}

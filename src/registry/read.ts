@@ -1,0 +1,92 @@
+/**
+ * Reading the registry's state: the live index (with the checks made before any upload) and the
+ * version of the server's incus-simplestreams.
+ */
+import { ActionError, describeError } from '../common/errors.js';
+import { INSTALL_INCUS_SIMPLESTREAMS } from '../common/hints.js';
+import { emptyImagesIndex, parseImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
+import { remoteFailure } from '../ssh/remote-failure.js';
+import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
+import { commandLine } from '../ssh/shell.js';
+import { liveIndexPath } from './layout.js';
+import type { Registry } from './registry.js';
+import { READ_LIVE_EXIT, READ_LIVE_INDEX } from './scripts.js';
+
+/** Parses an images.json the server printed; the error names the file and the usual cause. */
+export function parseIndexText(text: Buffer, path: string): ImagesIndex {
+  try {
+    return parseImagesIndex(text.toString('utf8'));
+  } catch (error) {
+    throw new ActionError(
+      `${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+        "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.",
+    );
+  }
+}
+
+export interface Preflight {
+  /** The convert tool that must be on the server's PATH: incus-simplestreams or convert-command. */
+  tool: string;
+}
+
+/**
+ * The live images.json, or an empty index when the registry has none yet. With `preflight`, it
+ * also checks the server before anything is uploaded: the tool is there, upload-dir and
+ * simplestreams-dir can be written.
+ */
+export async function readLiveIndex(registry: Registry, preflight?: Preflight): Promise<ImagesIndex> {
+  const { simplestreamsDir, uploadDir } = registry.paths;
+  const path = liveIndexPath(registry.paths);
+  // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
+  const result = await registry.execScript(
+    READ_LIVE_INDEX,
+    [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? ''],
+    { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS },
+  );
+  switch (result.code) {
+    case 0:
+      return parseIndexText(result.stdout, path);
+    case READ_LIVE_EXIT.noIndexYet:
+      return emptyImagesIndex();
+    case READ_LIVE_EXIT.noSimplestreamsDir:
+      throw new ActionError(
+        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
+        'simplestreams-dir',
+      );
+    case READ_LIVE_EXIT.noTool:
+      throw preflight?.tool === 'incus-simplestreams'
+        ? new ActionError(
+            "incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
+              `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`,
+            'simplestreams-dir',
+          )
+        : new ActionError(
+            `convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`,
+            'convert-command',
+          );
+    case READ_LIVE_EXIT.uploadDirNotWritable:
+      throw new ActionError(
+        `upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
+          "ownership of that directory (see the README's server setup). Nothing was uploaded.",
+        'upload-dir',
+      );
+    case READ_LIVE_EXIT.simplestreamsDirNotWritable:
+      throw new ActionError(
+        `simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+          "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
+          'Nothing was uploaded.',
+        'simplestreams-dir',
+      );
+    default:
+      throw new ActionError(remoteFailure(`Reading ${path}`, result));
+  }
+}
+
+/** The version of incus-simplestreams on the server (for example "6.0.4"). */
+export async function serverToolVersion(registry: Registry): Promise<string> {
+  const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
+    what: 'Asking the server for its incus-simplestreams version',
+    timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+  });
+  return output.toString('utf8').trim();
+}

@@ -1,0 +1,197 @@
+/**
+ * Every script this action runs on the registry server, in one place. Each is a fixed text run
+ * by `sh -c` with every value as a quoted positional argument (ssh/shell.ts `scriptCommand`), so
+ * no input is ever parsed as shell code; file contents travel over stdin. Each comment says what
+ * the script guarantees. A unit test runs `sh -n` (dash and bash) and shellcheck over all of them.
+ *
+ * The server-side layout they work on is described in registry/layout.ts.
+ */
+
+export interface ServerScript {
+  /** The script's $0: shown by ps on the server and in the shell's own error messages. */
+  name: string;
+  text: string;
+}
+
+/**
+ * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
+ * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
+ * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
+ * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
+ * locked a deleted file, and takes the lock again on the current one.
+ */
+export const HOLD_LOCK: ServerScript = {
+  name: 'lxc-publish-lock',
+  text: `lock=$1 timeout=$2
+mkdir -p -- "\${lock%/*}" || exit 1
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  # The file locked is still the one at $lock (same device and inode): not a deleted one.
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
+echo "locked $$"
+exec cat >/dev/null`,
+};
+
+/**
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent).
+ * It first takes the image's write lock: a writer left over from a dropped connection may still
+ * be draining into a partial file, and its size is only final once that writer is gone.
+ */
+export const UPLOAD_STATE: ServerScript = {
+  name: 'lxc-publish-state',
+  text: `dir=$1 timeout=$2; shift 2
+mkdir -p -- "$dir" || exit 1
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+for name; do
+  final=-1 partial=-1
+  [ -f "$dir/$name" ] && final=$(stat -c %s -- "$dir/$name")
+  [ -f "$dir/$name.partial" ] && partial=$(stat -c %s -- "$dir/$name.partial")
+  printf '%s %s %s\\n' "$name" "$final" "$partial"
+done`,
+};
+
+/**
+ * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
+ * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ */
+export const WRITE_FILE: ServerScript = {
+  name: 'lxc-publish-write',
+  text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
+partial=$dir/$name.partial
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+if [ "$restart" = 1 ]; then : > "$partial" || exit 1; fi
+cat >> "$partial" || exit 1
+got=$(stat -c %s -- "$partial") || exit 1
+if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
+mv -f -- "$partial" "$dir/$name"`,
+};
+
+/** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
+export const READ_LIVE_EXIT = {
+  noIndexYet: 3,
+  noSimplestreamsDir: 4,
+  noTool: 5,
+  uploadDirNotWritable: 6,
+  simplestreamsDirNotWritable: 7,
+} as const;
+
+/**
+ * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
+ * Before a publish it first checks what the server must offer, so that a missing tool or an
+ * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be
+ * (the directory that cannot be written on stderr).
+ */
+export const READ_LIVE_INDEX: ServerScript = {
+  name: 'lxc-publish-read',
+  text: `ss=$1 up=$2 tool=$3
+[ -d "$ss" ] || exit 4
+if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+if [ -n "$up" ]; then
+  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
+    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
+  done
+fi
+if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
+exit 3`,
+};
+
+/**
+ * Makes a new index live, under the registry lock: image files first, then images.json (from
+ * stdin), then index.json (`$5`), each by rename. Before the renames it checks that the lock
+ * holder (`$4`) is still alive, so a run whose session died mid-way changes nothing. The names of
+ * the files moved into images/ are recorded in the staging tree first: if the run dies before the
+ * index names them, a later run removes them. The remaining arguments are files the new index no
+ * longer names; they are recorded with the time, for housekeeping to remove after a grace time.
+ */
+export const COMMIT: ServerScript = {
+  name: 'lxc-publish-commit',
+  text: `set -eu
+ss=$1 next=$2 staging=$3 holder=$4 index_json=$5; shift 5
+rm -rf -- "$next"
+mkdir -p -- "$next"
+cat > "$next/images.json"
+printf '%s' "$index_json" > "$next/index.json"
+kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
+mkdir -p -- "$ss/images" "$ss/streams/v1"
+for json in images.json index.json; do
+  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
+done
+if [ -n "$staging" ] && [ -d "$staging/images" ]; then
+  ls -A -- "$staging/images" > "$staging/moved"
+  for file in "$staging"/images/*; do
+    [ -e "$file" ] || continue
+    mv -f -- "$file" "$ss/images/"
+  done
+fi
+mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
+mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+now=$(date +%s)
+for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`,
+};
+
+/**
+ * Under the registry lock: removes what runs that died left behind (staging trees whose image is
+ * no longer being worked on, that is whose upload lock is free, with any file they had moved into
+ * images/ that no index names; upload directories untouched for `$4` minutes; retired files past
+ * their grace time of `$3` seconds), then this run's own directories (the remaining arguments),
+ * and prints the live images.json, so the run can verify it in the same round trip.
+ */
+export const HOUSEKEEPING: ServerScript = {
+  name: 'lxc-publish-housekeeping',
+  text: `set -u
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
+state=$ss/.lxc-publish
+live=$ss/streams/v1/images.json
+now=$(date +%s)
+named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
+for dir in "$state"/staging/*/; do
+  [ -d "$dir" ] || continue
+  dir=\${dir%/}; fp=\${dir##*/}
+  if [ -d "$up/$fp" ] && ! flock -n "$up/$fp/.lock" true; then continue; fi
+  if [ -f "$dir/moved" ]; then
+    while IFS= read -r name; do
+      named "images/$name" || rm -f -- "$ss/images/$name"
+    done < "$dir/moved"
+  fi
+  rm -rf -- "$dir"
+done
+if [ -d "$up" ]; then
+  find "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
+    flock -n "$dir/.lock" rm -rf -- "$dir" || true
+  done
+fi
+if [ -f "$state/retired" ]; then
+  : > "$state/retired.next"
+  while read -r when path; do
+    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
+    named "$path" && continue
+    if [ $((now - when)) -ge "$retire_grace" ]; then
+      rm -f -- "$ss/$path"
+    else
+      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
+    fi
+  done < "$state/retired"
+  mv -f -- "$state/retired.next" "$state/retired"
+fi
+# This run's own upload and staging directories, done with.
+[ $# -gt 0 ] && rm -rf -- "$@"
+exec cat -- "$live"`,
+};
+
+/** Every script above, for the test that checks them with sh -n and shellcheck. */
+export const ALL_SCRIPTS: readonly ServerScript[] = [
+  HOLD_LOCK,
+  UPLOAD_STATE,
+  WRITE_FILE,
+  READ_LIVE_INDEX,
+  COMMIT,
+  HOUSEKEEPING,
+];

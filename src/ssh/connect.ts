@@ -1,0 +1,192 @@
+/**
+ * Connecting: the TCP socket, authentication, and the server's host key checked against the
+ * pins (ssh/hostkeys.ts) before anything is sent. On a mismatch nothing reaches the server.
+ */
+import * as core from '@actions/core';
+import { NodeSSH } from 'node-ssh';
+import type { ServerHostKeyAlgorithm } from 'ssh2';
+import net from 'node:net';
+import { ActionError, describeError } from '../common/errors.js';
+import { describePresentedKey, hasPins, hostKeyAllowed, type HostKeyPins, type PresentedHostKey } from './hostkeys.js';
+import { RemoteSession } from './session.js';
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  passphrase: string;
+  hostKeyPins: HostKeyPins;
+  /** Refuse a server whose host key is not pinned (instead of warning). */
+  strictHostKey?: boolean;
+  /** Seconds to wait for the TCP connection and SSH handshake. */
+  connectTimeout?: number;
+}
+
+/** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
+const HOST_KEY_ALGORITHMS: Record<string, string[]> = {
+  'ssh-ed25519': ['ssh-ed25519'],
+  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+};
+
+/**
+ * The host key algorithm lists to offer, one per connection attempt (undefined: ssh2's defaults).
+ * known-hosts pins: only their types, once. Fingerprints only: the defaults first, then each type.
+ */
+export function hostKeyAlgorithmAttempts(pins: HostKeyPins): (string[] | undefined)[] {
+  const knownTypes = [...new Set(pins.knownKeys.filter((key) => !key.revoked).map((key) => key.type))];
+  if (knownTypes.length > 0 && pins.fingerprints.length === 0) {
+    return [knownTypes.flatMap((type) => HOST_KEY_ALGORITHMS[type] ?? [type])];
+  }
+  if (pins.fingerprints.length === 0) return [undefined];
+  const ecdsa = Object.entries(HOST_KEY_ALGORITHMS)
+    .filter(([type]) => type.startsWith('ecdsa-'))
+    .flatMap(([, names]) => names);
+  return [undefined, HOST_KEY_ALGORITHMS['ssh-ed25519'], ecdsa, HOST_KEY_ALGORITHMS['ssh-rsa']] as (
+    string[] | undefined
+  )[];
+}
+
+/** Whether an attempt would only ask again for a key type the server already presented. */
+function alreadyPresented(algorithms: string[] | undefined, presented: PresentedHostKey[]): boolean {
+  if (!algorithms) return false;
+  return presented.some((key) => (HOST_KEY_ALGORITHMS[key.type] ?? []).some((name) => algorithms.includes(name)));
+}
+
+type Attempt =
+  | { kind: 'connected'; ssh: NodeSSH; presented: PresentedHostKey }
+  | { kind: 'mismatch' | 'unpinned'; presented: PresentedHostKey }
+  | { kind: 'unsupported' };
+
+/** One connection attempt offering `algorithms` as host key types. */
+async function attemptConnection(options: ConnectOptions, algorithms: string[] | undefined): Promise<Attempt> {
+  const ssh = new NodeSSH();
+  const pinned = hasPins(options.hostKeyPins);
+  let presented: PresentedHostKey | undefined;
+  let verdict: 'mismatch' | 'unpinned' | undefined;
+  // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
+  // our own it is off from the first byte, which makes every command's round trip (and the
+  // handshake's) tens of milliseconds shorter.
+  const sock = net.connect({ host: options.host, port: options.port });
+  sock.setNoDelay(true);
+  try {
+    await ssh.connect({
+      sock,
+      host: options.host,
+      port: options.port,
+      username: options.username,
+      privateKey: options.privateKey,
+      ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
+      readyTimeout: (options.connectTimeout ?? 30) * 1000,
+      keepaliveInterval: 15000,
+      keepaliveCountMax: 4,
+      ...(algorithms ? { algorithms: { serverHostKey: algorithms as ServerHostKeyAlgorithm[] } } : {}),
+      hostVerifier: (key: Buffer): boolean => {
+        presented = describePresentedKey(key);
+        if (pinned && !hostKeyAllowed(options.hostKeyPins, key)) verdict = 'mismatch';
+        else if (!pinned && options.strictHostKey) verdict = 'unpinned';
+        return verdict === undefined;
+      },
+    });
+  } catch (error) {
+    ssh.dispose();
+    sock.destroy();
+    if (verdict && presented) return { kind: verdict, presented };
+    if (algorithms && /no matching host ?key/i.test(describeError(error))) return { kind: 'unsupported' };
+    throw connectionError(error, options);
+  }
+  if (!presented) {
+    ssh.dispose();
+    throw new ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, 'host');
+  }
+  return { kind: 'connected', ssh, presented };
+}
+
+/**
+ * Connects and authenticates; on a host key mismatch, stops before anything is sent. Only the
+ * pinned key types are offered when known-hosts names them. With fingerprints alone the types
+ * are not known: when the server presents a key of another type than the pinned one (it may
+ * hold several), each other type is asked for in turn.
+ */
+export async function connect(options: ConnectOptions): Promise<RemoteSession> {
+  const pinned = hasPins(options.hostKeyPins);
+  const presentedKeys: PresentedHostKey[] = [];
+  for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
+    if (alreadyPresented(algorithms, presentedKeys)) continue;
+    const attempt = await attemptConnection(options, algorithms);
+    if (attempt.kind === 'connected') {
+      if (!pinned) {
+        const { type, fingerprint } = attempt.presented;
+        core.warning(
+          `The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+            `Pin it: add "host-fingerprint: ${fingerprint}" to the step (after checking it on the server with ` +
+            '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.',
+          { title: 'Host key not pinned' },
+        );
+      } else {
+        core.info(`Host key verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+      }
+      return new RemoteSession(attempt.ssh, attempt.presented);
+    }
+    if (attempt.kind === 'unpinned') {
+      throw new ActionError(
+        `The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
+          `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
+          `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`,
+        'host-fingerprint',
+      );
+    }
+    if (attempt.kind === 'mismatch') presentedKeys.push(attempt.presented);
+    // 'unsupported': the server holds no key of the types asked for; try the next.
+  }
+  throw hostKeyMismatch(options, presentedKeys);
+}
+
+function hostKeyMismatch(options: ConnectOptions, presented: PresentedHostKey[]): ActionError {
+  const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
+  const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
+  return new ActionError(
+    `Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+      `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
+      `${input}; otherwise someone may be intercepting the connection.`,
+    input,
+  );
+}
+
+function connectionError(error: unknown, options: ConnectOptions): ActionError {
+  const message = describeError(error);
+  const target = `${options.host}:${options.port}`;
+  const code = (error as { code?: string }).code;
+  if (code === 'ECONNREFUSED') {
+    return new ActionError(
+      `Connection to ${target} was refused. Check the host and port inputs, and that sshd runs.`,
+      'port',
+    );
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new ActionError(`The host name "${options.host}" cannot be resolved. Check the host input.`, 'host');
+  }
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+    return new ActionError(
+      `${target} cannot be reached from the runner. Check the host input and the server's firewall.`,
+      'host',
+    );
+  }
+  if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
+    return new ActionError(
+      `Connecting to ${target} timed out. Check the host and port inputs and that the server accepts SSH from the runner.`,
+      'host',
+    );
+  }
+  if (/authentication methods failed/i.test(message)) {
+    return new ActionError(
+      `The server ${target} refused the key for user "${options.username}". Check the username input and that ` +
+        "the key's public half is in that user's ~/.ssh/authorized_keys on the server.",
+      'ssh-key',
+    );
+  }
+  return new ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
+}

@@ -1,0 +1,200 @@
+/**
+ * The SSH session once connected (ssh/connect.ts): quoted commands (ssh/shell.ts) run with their
+ * exit status checked, file contents streamed over stdin, and held commands (lock holders).
+ */
+import type { NodeSSH } from 'node-ssh';
+import type { ClientChannel } from 'ssh2';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { ActionError } from '../common/errors.js';
+import type { PresentedHostKey } from './hostkeys.js';
+import { remoteFailure } from './remote-failure.js';
+
+export interface CommandResult {
+  code: number | null;
+  signal: string | null;
+  stdout: Buffer;
+  stderr: string;
+  /** Set when the command was stopped for running longer than this many seconds. */
+  timedOutAfter?: number;
+}
+
+/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
+export const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
+
+export interface ExecOptions {
+  /** Streamed to the command with back-pressure, so large files pass without being held in memory. */
+  stdin?: Readable;
+  /** Stop waiting after this many seconds; 0 or absent: no limit. */
+  timeoutSeconds?: number;
+}
+
+export interface RunOptions extends ExecOptions {
+  /** What the command does, for the error message ("Reading the index"). */
+  what: string;
+}
+
+export interface HeldCommand {
+  firstLine: string;
+  release(): Promise<void>;
+}
+
+/** A held command ended before printing its first line; `result` says how. */
+export class HeldCommandEnded extends Error {
+  constructor(readonly result: CommandResult) {
+    super(remoteFailure('A held command', result));
+    this.name = 'HeldCommandEnded';
+  }
+}
+
+/** A command's channel, with its output, exit status and end collected from the start. */
+class RunningCommand {
+  readonly stdout: Buffer[] = [];
+  private stderr = '';
+  private code: number | null = null;
+  private signal: string | null = null;
+  private readonly stdoutListeners: (() => void)[] = [];
+  readonly closed: Promise<void>;
+
+  constructor(readonly channel: ClientChannel) {
+    channel.on('data', (chunk: Buffer) => {
+      this.stdout.push(chunk);
+      for (const listener of this.stdoutListeners) listener();
+    });
+    channel.stderr.on('data', (chunk: Buffer) => {
+      this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
+    });
+    channel.on('exit', (code: number | null, signal?: string) => {
+      this.code = code ?? null;
+      this.signal = signal ?? null;
+    });
+    this.closed = new Promise((resolve) => channel.on('close', () => resolve()));
+  }
+
+  onStdout(listener: () => void): void {
+    this.stdoutListeners.push(listener);
+  }
+
+  result(): CommandResult {
+    return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
+  }
+}
+
+export class RemoteSession {
+  private closed = false;
+
+  constructor(
+    private readonly ssh: NodeSSH,
+    readonly hostKey: PresentedHostKey,
+  ) {
+    // Without a listener, a reset connection would be an unhandled 'error' event and end the
+    // process; here it only marks the session as gone, and the command in flight fails.
+    ssh.connection?.on('error', () => {
+      this.closed = true;
+    });
+    ssh.connection?.on('close', () => {
+      this.closed = true;
+    });
+  }
+
+  /** Whether the connection is still up (false once the server or the network dropped it). */
+  isConnected(): boolean {
+    return !this.closed && this.ssh.isConnected();
+  }
+
+  /**
+   * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
+   * fast command's output, exit status and close can arrive in the same read as the channel's
+   * confirmation, and would be missed by listeners attached a tick later.
+   */
+  private start(command: string): Promise<RunningCommand> {
+    const connection = this.ssh.connection;
+    if (!connection || this.closed) return Promise.reject(new Error('the SSH connection is closed'));
+    return new Promise((resolve, reject) => {
+      connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
+    });
+  }
+
+  /** Runs a command (built with ssh/shell.ts) and collects its output and exit status. */
+  async exec(command: string, options: ExecOptions = {}): Promise<CommandResult> {
+    const { stdin, timeoutSeconds = 0 } = options;
+    const running = await this.start(command);
+    if (timeoutSeconds <= 0) return this.finish(running, stdin);
+    let timer: NodeJS.Timeout | undefined;
+    // sshd does not end a command when its channel is closed, and may ignore signals: the run
+    // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
+    const timedOut = new Promise<CommandResult>((resolve) => {
+      timer = setTimeout(() => {
+        running.channel.signal('KILL');
+        running.channel.close();
+        resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
+      }, timeoutSeconds * 1000);
+    });
+    const finishing = this.finish(running, stdin);
+    finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
+    try {
+      return await Promise.race([finishing, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async finish(running: RunningCommand, stdin?: Readable): Promise<CommandResult> {
+    if (stdin) {
+      try {
+        await pipeline(stdin, running.channel);
+      } catch (error) {
+        running.channel.close();
+        await running.closed;
+        // A command that failed early (a full disk, a directory it cannot write) closes its side
+        // first: its exit status and stderr say more than the broken pipe does.
+        const result = running.result();
+        if (result.code === null || result.code === 0) throw error;
+        return result;
+      }
+    } else {
+      running.channel.end();
+    }
+    await running.closed;
+    return running.result();
+  }
+
+  /** Runs a command and fails with its stderr (and a hint) unless it exits with status 0. */
+  async run(command: string, options: RunOptions): Promise<Buffer> {
+    const result = await this.exec(command, options);
+    if (result.code !== 0) {
+      throw new ActionError(remoteFailure(options.what, result));
+    }
+    return result.stdout;
+  }
+
+  /**
+   * Starts a command that keeps running until released, and resolves once it has printed its
+   * first line (for example a lock holder announcing that it holds the lock). Releasing closes
+   * its stdin; a dropped connection does the same on the server side.
+   */
+  async startHeld(command: string): Promise<HeldCommand> {
+    const running = await this.start(command);
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      const check = (): void => {
+        const text = Buffer.concat(running.stdout).toString('utf8');
+        const end = text.indexOf('\n');
+        if (end >= 0) resolve(text.slice(0, end));
+      };
+      running.onStdout(check);
+      check();
+      void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
+    });
+    return {
+      firstLine,
+      release: async (): Promise<void> => {
+        running.channel.end();
+        await running.closed;
+      },
+    };
+  }
+
+  dispose(): void {
+    this.ssh.dispose();
+  }
+}

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,24 +10,95 @@ import { normalisePrivateKey, preparePrivateKey } from '../../../src/ssh/keys.js
 let dir: string;
 interface TestKey {
   text: string;
-  /** The public key as OpenSSH writes it (type and base64). */
+  /** The public key as OpenSSH writes it (type and base64), derived without the code under test. */
   publicKey: string;
+  /** For keys ssh-keygen made: the public key it wrote next to the private key. */
+  writtenPublicKey?: string;
 }
 const keys: Record<string, TestKey> = {};
 
-function publicOf(path: string, passphrase = ''): string {
-  return execFileSync('ssh-keygen', ['-y', '-P', passphrase, '-f', path])
-    .toString()
-    .trim()
-    .split(' ')
-    .slice(0, 2)
-    .join(' ');
+/** The first two fields (type and base64) of an OpenSSH public key line. */
+const typeAndBlob = (line: string): string => line.trim().split(' ').slice(0, 2).join(' ');
+
+/** A string in the SSH wire format (RFC 4251): uint32 length, then the bytes. */
+function sshString(data: Buffer | string): Buffer {
+  const body = typeof data === 'string' ? Buffer.from(data) : data;
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length);
+  return Buffer.concat([length, body]);
+}
+
+/** A non-negative integer as an SSH mpint (RFC 4251): no leading zero bytes, a zero byte added
+ *  when the top bit is set. */
+function sshMpint(unsigned: Buffer): Buffer {
+  let start = 0;
+  while (start < unsigned.length && unsigned[start] === 0) start++;
+  const body = unsigned.subarray(start);
+  return sshString((body[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), body]) : body);
+}
+
+const sshCurveNames: Record<string, string> = { 'P-256': 'nistp256', 'P-384': 'nistp384', 'P-521': 'nistp521' };
+
+/** The OpenSSH public key (type and base64) of a public key, built from its JWK: RFC 8709
+ *  (ssh-ed25519), RFC 5656 (ecdsa-sha2-*, uncompressed point), RFC 4253 (ssh-rsa: e, then n). */
+function opensshPublicKey(publicKey: KeyObject): string {
+  const jwk = publicKey.export({ format: 'jwk' });
+  const field = (value: string | undefined): Buffer => Buffer.from(value ?? '', 'base64url');
+  let type: string;
+  let fields: Buffer[];
+  switch (publicKey.asymmetricKeyType) {
+    case 'ed25519':
+      type = 'ssh-ed25519';
+      fields = [sshString(field(jwk.x))];
+      break;
+    case 'ec': {
+      const curve = sshCurveNames[jwk.crv ?? ''];
+      if (curve === undefined) throw new Error(`no SSH name for curve ${jwk.crv}`);
+      type = `ecdsa-sha2-${curve}`;
+      fields = [sshString(curve), sshString(Buffer.concat([Buffer.from([4]), field(jwk.x), field(jwk.y)]))];
+      break;
+    }
+    case 'rsa':
+      type = 'ssh-rsa';
+      fields = [sshMpint(field(jwk.e)), sshMpint(field(jwk.n))];
+      break;
+    default:
+      throw new Error(`unexpected key type ${publicKey.asymmetricKeyType}`);
+  }
+  return `${type} ${Buffer.concat([sshString(type), ...fields]).toString('base64')}`;
+}
+
+/** The public key of a key in OpenSSH's own format, as ssh-keygen reads it. */
+function sshKeygenPublicOf(path: string, passphrase = ''): string {
+  return typeAndBlob(execFileSync('ssh-keygen', ['-y', '-P', passphrase, '-f', path]).toString());
+}
+
+/** The public key of a PEM or PKCS#8 key, as openssl reads it. Not ssh-keygen: OpenSSH 9.2
+ *  (Debian 12) cannot read Ed25519 keys in PKCS#8 ("invalid format"). */
+function opensslPublicOf(path: string, passphrase = ''): string {
+  const spki = execFileSync('openssl', [
+    'pkey',
+    '-in',
+    path,
+    '-passin',
+    `pass:${passphrase}`,
+    '-pubout',
+    '-outform',
+    'DER',
+  ]);
+  return opensshPublicKey(createPublicKey({ key: spki, format: 'der', type: 'spki' }));
 }
 
 function sshKeygen(name: string, args: string[], passphrase = ''): TestKey {
   const path = join(dir, name);
   execFileSync('ssh-keygen', ['-q', '-f', path, '-N', passphrase, ...args]);
-  return { text: readFileSync(path, 'utf8'), publicKey: publicOf(path, passphrase) };
+  // -m PEM or -m PKCS8: a format openssl reads; otherwise OpenSSH's own, which only ssh-keygen reads.
+  const publicKey = args.includes('-m') ? opensslPublicOf(path, passphrase) : sshKeygenPublicOf(path, passphrase);
+  return {
+    text: readFileSync(path, 'utf8'),
+    publicKey,
+    writtenPublicKey: typeAndBlob(readFileSync(`${path}.pub`, 'utf8')),
+  };
 }
 
 /** PKCS#8 keys as openssl writes them (ssh-keygen cannot write Ed25519 in PKCS#8). */
@@ -35,7 +107,7 @@ function opensslPkcs8(name: string, algorithm: string[], passphrase = ''): TestK
   const encrypt = passphrase === '' ? [] : ['-aes-256-cbc', '-pass', `pass:${passphrase}`];
   execFileSync('openssl', ['genpkey', ...algorithm, ...encrypt, '-out', path]);
   execFileSync('chmod', ['600', path]);
-  return { text: readFileSync(path, 'utf8'), publicKey: publicOf(path, passphrase) };
+  return { text: readFileSync(path, 'utf8'), publicKey: opensslPublicOf(path, passphrase) };
 }
 
 beforeAll(() => {
@@ -83,9 +155,14 @@ describe('preparePrivateKey', () => {
     ['ed25519-pkcs8', ''],
     ['ed25519-pkcs8-passphrase', 'correct horse'],
     ['ecdsa-pkcs8-passphrase', 'correct horse'],
-  ])('reads %s keys as the same key OpenSSH sees', (name, passphrase) => {
-    const expected = key(name).publicKey.replace(/^ssh-rsa /, 'ssh-rsa ');
-    expect(publicKeySeenBySsh2(key(name).text, passphrase)).toBe(expected);
+  ])('reads %s keys as the same key ssh-keygen or openssl reads', (name, passphrase) => {
+    expect(publicKeySeenBySsh2(key(name).text, passphrase)).toBe(key(name).publicKey);
+  });
+
+  it('derives, for every key ssh-keygen made, the public key ssh-keygen wrote', () => {
+    const made = Object.values(keys).filter((k) => k.writtenPublicKey !== undefined);
+    expect(made).toHaveLength(9);
+    for (const k of made) expect(k.publicKey).toBe(k.writtenPublicKey);
   });
 
   it('undoes CRLF, literal \\n and a lost final newline', () => {

@@ -99,9 +99,8 @@ function tail(file: string, lines = LOG_TAIL_LINES): string {
 
 /**
  * A URL for the registry at `httpsUrl` that no daemon has seen yet. Both daemons cache a remote's
- * index for about an hour, keyed by its URL; `/fresh-<id>/..` is resolved by nginx to the same
- * tree while the daemons take it for another server. Requests through it show the prefix in the
- * access log.
+ * index for about an hour, keyed by the remote's URL as given; `/fresh-<id>/..` makes the URL new,
+ * and the clients resolve the `..` before they send a request, so nginx sees the same paths.
  */
 export function freshRemoteUrl(httpsUrl: string): string {
   return `${httpsUrl}/${freshPrefix()}/..`;

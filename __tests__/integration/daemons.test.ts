@@ -21,7 +21,7 @@ let work: string;
 beforeAll(async () => {
   registry = await startRegistry();
   daemons = await startDaemons(registry.caFile);
-  work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-daemons-test-'));
+  work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-boot-'));
 });
 afterAll(async () => {
   // Every step runs even when an earlier one fails; the first failure is reported.

@@ -1,5 +1,6 @@
 // Builds small split Incus images as distrobuilder would: a metadata tarball (metadata.yaml +
-// templates/) plus rootfs.squashfs (container) or disk.qcow2 (VM).
+// templates/) plus rootfs.squashfs (container) or disk.qcow2 (VM); unified tarballs; and
+// containers that boot (a busybox rootfs) for the tests that launch images with real daemons.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -199,7 +200,28 @@ async function makeQcow2Disk(disk: string, scratchDir: string, bytes?: number): 
   }
 }
 
-async function makeImage(dir: string, opts: ImageOptions, vm: boolean): Promise<TestImage> {
+type ResolvedOptions = ReturnType<typeof resolveOptions>;
+
+/** Writes a container's root file system into `rootfs` (which it creates). */
+type RootfsFiller = (rootfs: string, o: ResolvedOptions, payloadBytes: number) => Promise<void>;
+
+/** The rootfs of the test images: /etc/os-release, /etc/hostname and a random payload file. */
+const plainRootfs: RootfsFiller = async (rootfs, o, payloadBytes) => {
+  await fsp.mkdir(path.join(rootfs, 'etc'), { recursive: true });
+  await fsp.writeFile(
+    path.join(rootfs, 'etc', 'os-release'),
+    `NAME="${o.os}"\nID=${o.os.toLowerCase()}\nVERSION_CODENAME=${o.release}\nPRETTY_NAME="${o.description}"\n`,
+  );
+  await fsp.writeFile(path.join(rootfs, 'etc', 'hostname'), 'localhost\n');
+  await writeRandomFile(path.join(rootfs, 'payload.bin'), payloadBytes);
+};
+
+async function makeImage(
+  dir: string,
+  opts: ImageOptions,
+  vm: boolean,
+  fillRootfs: RootfsFiller = plainRootfs,
+): Promise<TestImage> {
   const o = resolveOptions(opts);
   await fsp.mkdir(dir, { recursive: true });
   const yamlText = metadataYaml({
@@ -216,14 +238,8 @@ async function makeImage(dir: string, opts: ImageOptions, vm: boolean): Promise<
   if (!vm) {
     const staging = path.join(dir, '.rootfs-staging');
     await fsp.rm(staging, { recursive: true, force: true });
-    await fsp.mkdir(path.join(staging, 'etc'), { recursive: true });
-    await fsp.writeFile(
-      path.join(staging, 'etc', 'os-release'),
-      `NAME="${o.os}"\nID=${o.os.toLowerCase()}\nVERSION_CODENAME=${o.release}\nPRETTY_NAME="${o.description}"\n`,
-    );
-    await fsp.writeFile(path.join(staging, 'etc', 'hostname'), 'localhost\n');
     const bytes = opts.rootfsBytes ?? 4096;
-    await writeRandomFile(path.join(staging, 'payload.bin'), bytes);
+    await fillRootfs(staging, o, bytes);
     rootfs = path.join(dir, 'rootfs.squashfs');
     // Random data does not compress: store data blocks and fragments uncompressed when large.
     const big = bytes > 1 << 20 ? ['-noD', '-noF'] : [];
@@ -291,7 +307,11 @@ const UNIFIED_TAR: Record<UnifiedCompression, { flag: string[]; extension: strin
  * fingerprint is the sha256 of the tarball. `metadata` is the tarball and `rootfs` is '' (the
  * inputs a workflow passes for a unified image).
  */
-export async function makeUnifiedImage(dir: string, opts: UnifiedImageOptions = {}): Promise<TestImage> {
+export function makeUnifiedImage(dir: string, opts: UnifiedImageOptions = {}): Promise<TestImage> {
+  return buildUnifiedImage(dir, opts, plainRootfs);
+}
+
+async function buildUnifiedImage(dir: string, opts: UnifiedImageOptions, fillRootfs: RootfsFiller): Promise<TestImage> {
   const o = resolveOptions({ ...opts, compression: 'xz' });
   const compression = opts.compression ?? 'xz';
   await fsp.mkdir(dir, { recursive: true });
@@ -316,13 +336,7 @@ export async function makeUnifiedImage(dir: string, opts: UnifiedImageOptions = 
     await makeQcow2Disk(path.join(staging, data), dir, opts.rootfsBytes);
   } else {
     data = 'rootfs';
-    await fsp.mkdir(path.join(staging, data, 'etc'), { recursive: true });
-    await fsp.writeFile(
-      path.join(staging, data, 'etc', 'os-release'),
-      `NAME="${o.os}"\nID=${o.os.toLowerCase()}\nVERSION_CODENAME=${o.release}\nPRETTY_NAME="${o.description}"\n`,
-    );
-    await fsp.writeFile(path.join(staging, data, 'etc', 'hostname'), 'localhost\n');
-    await writeRandomFile(path.join(staging, data, 'payload.bin'), opts.rootfsBytes ?? 4096);
+    await fillRootfs(path.join(staging, data), o, opts.rootfsBytes ?? 4096);
   }
   const { flag, extension } = UNIFIED_TAR[compression];
   const tarball = path.join(dir, `${o.os.toLowerCase()}-${o.release}-${o.variant}${extension}`);
@@ -340,4 +354,61 @@ export async function makeUnifiedImage(dir: string, opts: UnifiedImageOptions = 
     creationDate: o.creationDate,
     description: o.description,
   };
+}
+
+/** Where a bootable image's init writes its marker: /run, which the init can write at boot. */
+export const BOOT_MARKER = '/run/booted';
+
+export interface BootableImage extends TestImage {
+  /** What the image's /sbin/init writes to BOOT_MARKER: `<hostname> <token>`; the hostname is
+   *  the instance name once the image's /etc/hostname template has been applied. */
+  token: string;
+  /** The marker's content in an instance called `name`. */
+  marker(name: string): string;
+}
+
+export interface BootableImageOptions extends Omit<ImageOptions, 'compression'> {
+  /** split: incus.tar.xz + rootfs.squashfs; unified: one tarball holding metadata and rootfs/. */
+  form: 'split' | 'unified';
+}
+
+const BUSYBOX = '/bin/busybox';
+let bootableCounter = 0;
+
+/**
+ * A container image that boots: the plain test rootfs plus a static busybox (from busybox-static)
+ * as /bin/busybox with sh, sleep and cat linked to it, /sbin/init a shell script that writes the
+ * marker and then sleeps, and the empty mount points (proc, sys, dev, tmp, run) a container needs.
+ * Its creation date lies in the past (clients may leave out versions from the future).
+ */
+export async function makeBootableImage(dir: string, opts: BootableImageOptions): Promise<BootableImage> {
+  const info = await fsp.stat(BUSYBOX).catch(() => undefined);
+  if (!info?.isFile()) {
+    throw new Error(`${BUSYBOX} is missing: install busybox-static (.ci/install-system-packages.sh)`);
+  }
+  const token = randomBytes(8).toString('hex');
+  const fill: RootfsFiller = async (rootfs, o, payloadBytes) => {
+    await plainRootfs(rootfs, o, payloadBytes);
+    for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'tmp', 'run']) {
+      await fsp.mkdir(path.join(rootfs, d), { recursive: true, mode: 0o755 });
+    }
+    await fsp.chmod(path.join(rootfs, 'tmp'), 0o1777);
+    await fsp.copyFile(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
+    await fsp.chmod(path.join(rootfs, 'bin', 'busybox'), 0o755);
+    for (const applet of ['sh', 'sleep', 'cat']) await fsp.symlink('busybox', path.join(rootfs, 'bin', applet));
+    await fsp.writeFile(
+      path.join(rootfs, 'sbin', 'init'),
+      ['#!/bin/sh', `echo "$(cat /etc/hostname) ${token}" > ${BOOT_MARKER}`, 'exec sleep 2147483647', ''].join('\n'),
+      { mode: 0o755 },
+    );
+  };
+  // One minute apart, a day ago: distinct serials, and not in the future on any clock.
+  const creationDate = opts.creationDate ?? Math.floor(Date.now() / 60_000) * 60 - 86400 + bootableCounter++ * 60;
+  const { form, ...rest } = opts;
+  const imageOpts = { ...rest, creationDate };
+  const image =
+    form === 'split'
+      ? await makeImage(dir, { ...imageOpts, compression: 'xz' }, false, fill)
+      : await buildUnifiedImage(dir, imageOpts, fill);
+  return { ...image, token, marker: (name: string) => `${name} ${token}` };
 }

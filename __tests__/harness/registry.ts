@@ -84,7 +84,7 @@ export function renderServerBlock(template: string, values: Record<string, strin
 const REMOTE = 'harness';
 const START_TIMEOUT_MS = 15_000;
 
-interface Daemon {
+export interface Daemon {
   name: string;
   child: ChildProcess;
   pid: number;
@@ -122,11 +122,17 @@ function freePort(): Promise<number> {
   });
 }
 
-function spawnDaemon(name: string, cmd: string, args: string[], logFile: string): Daemon {
+export function spawnDaemon(
+  name: string,
+  cmd: string,
+  args: string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Daemon {
   const fd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(cmd, args, { detached: true, stdio: ['ignore', fd, fd] });
+    child = spawn(cmd, args, { detached: true, stdio: ['ignore', fd, fd], env });
   } finally {
     closeSync(fd);
   }
@@ -149,7 +155,7 @@ function spawnDaemon(name: string, cmd: string, args: string[], logFile: string)
   return { name, child, pid: child.pid, exited, hasExited: () => done, logFile };
 }
 
-function readLog(file: string): string {
+export function readLog(file: string): string {
   try {
     return readFileSync(file, 'utf8').trim();
   } catch {
@@ -200,7 +206,7 @@ function httpsProbe(port: number, ca: string): Promise<boolean> {
   });
 }
 
-async function terminate(daemons: Daemon[]): Promise<void> {
+export async function terminate(daemons: Daemon[]): Promise<void> {
   const all = new Map<number, Daemon | undefined>();
   for (const d of daemons) {
     if (d.hasExited()) continue;

@@ -56983,9 +56983,18 @@ var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_no
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
 /**
- * The simplestreams index (`streams/v1/images.json`) as incus-simplestreams writes it: types,
- * parsing, and reading what a version is. Pure; see the project's notes on the format: products
- * keyed `{os}:{release}:{variant}:{arch}`, versions keyed by serial, items keyed by file type.
+ * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
+ * is. Pure; see the project's notes on the format: products hold versions keyed by serial, and
+ * versions hold items keyed by file type.
+ *
+ * Releases and lines: incus-simplestreams keys a product `{os}:{release}:{variant}:{arch}` and adds
+ * every build of that image line to it as a new version. Clients give a product's aliases to its
+ * newest version, so an alias such as `crynux-node:v2.6.0` would follow the next release. This
+ * action therefore publishes each release (each serial) as a product of its own, keyed
+ * `{os}:{release}:{variant}:{arch}:{serial}`, with the same os/release/variant/arch fields:
+ * clients never parse the key (incus and lxd `shared/simplestreams/products.go`), an alias stays on
+ * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
+ * written the old way (one product, many versions) are read as releases of their line too.
  */
 /** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
 const COMBINED_HASH_FIELDS = [
@@ -57092,9 +57101,32 @@ function referencedPaths(index) {
     }
     return paths;
 }
-/** The product key incus-simplestreams gives an image: `{os}:{release}:{variant}:{arch}`. */
-function productKey(os, release, variant, architecture) {
+/** An image line, `{os}:{release}:{variant}:{arch}`: the product key incus-simplestreams gives it. */
+function lineKey(os, release, variant, architecture) {
     return `${os}:${release}:${variant}:${architecture}`;
+}
+/** The line a product belongs to, from its fields (its key, when it has none of them). */
+function productLine(key, product) {
+    const { os, release, variant, arch } = product;
+    if ([os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
+        return lineKey(os, release, variant, arch);
+    }
+    return key;
+}
+/** The key of the product that holds one release of a line. */
+function releaseProductKey(line, serial) {
+    return `${line}:${serial}`;
+}
+/** Every version of the line, in any product. */
+function releasesOf(index, line) {
+    const releases = [];
+    for (const [product, fields] of Object.entries(index.products)) {
+        if (productLine(product, fields) !== line)
+            continue;
+        for (const [serial, version] of Object.entries(fields.versions ?? {}))
+            releases.push({ product, serial, version });
+    }
+    return releases;
 }
 /** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
 function serialFor(creationDate) {
@@ -59155,7 +59187,7 @@ function withLxdItems(index) {
 ;// CONCATENATED MODULE: ./src/simplestreams/plan.ts
 /**
  * What publishing a staged version onto the live index means: nothing (already published, at
- * most aliases to move), a new version, or the replacement of a version with the same serial.
+ * most aliases to move), a new release, or the replacement of a release with the same serial.
  * Pure.
  */
 
@@ -59183,49 +59215,60 @@ class SerialConflictError extends Error {
         this.name = 'SerialConflictError';
     }
 }
+/**
+ * Publishes the staged version as a release product of its own (simplestreams/images-index.ts),
+ * with the requested aliases, which leave every other product of the same architecture. A
+ * version of the same line and serial is a clash: refused, or replaced with `replace` (its files
+ * retired; the aliases of a product it leaves empty go to the new release, which takes its place).
+ */
 function planPublication(live, staged, fingerprint, aliases, replace) {
     if (findFingerprint(live, fingerprint)) {
         const index = planAliasUpdate(live, fingerprint, aliases);
         return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
     }
     const next = cloneIndex(live);
-    const product = next.products[staged.product];
-    const clash = product?.versions?.[staged.serial];
-    let status = 'published';
+    // The staging tree's product key is the line: incus-simplestreams add keys products so.
+    const line = staged.product;
+    const releaseKey = releaseProductKey(line, staged.serial);
+    const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
+    const [clash] = clashes;
+    if (clash && !replace) {
+        throw new SerialConflictError(clash.product, staged.serial, versionFingerprint(clash.version) ?? 'unknown');
+    }
     const retired = [];
-    if (clash) {
-        if (!replace)
-            throw new SerialConflictError(staged.product, staged.serial, versionFingerprint(clash) ?? 'unknown');
-        status = 'replaced';
-        retired.push(...Object.values(clash.items).map((item) => item.path));
+    const inherited = [];
+    for (const { product, serial, version } of clashes) {
+        retired.push(...Object.values(version.items).map((item) => item.path));
+        const holder = next.products[product];
+        delete holder.versions[serial];
+        if (Object.keys(holder.versions).length === 0 && product !== releaseKey) {
+            inherited.push(...productAliases(holder));
+            delete next.products[product];
+        }
     }
-    if (product) {
-        product.versions = { ...product.versions, [staged.serial]: staged.version };
-    }
-    else {
-        next.products[staged.product] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
-    }
-    moveAliases(next, staged.product, aliases);
+    const existing = next.products[releaseKey];
+    if (existing)
+        existing.versions[staged.serial] = staged.version;
+    else
+        next.products[releaseKey] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
+    moveAliases(next, releaseKey, [...new Set([...inherited, ...aliases])]);
     const stillNamed = referencedPaths(next);
-    return { status, index: next, retired: retired.filter((path) => !stillNamed.has(path)) };
-}
-/** The fingerprint published under this product and serial, if it is not `fingerprint`. */
-function conflictingFingerprint(index, product, serial, fingerprint) {
-    const version = index.products[product]?.versions?.[serial];
-    if (!version)
-        return undefined;
-    const existing = versionFingerprint(version) ?? 'unknown';
-    return existing === fingerprint ? undefined : existing;
+    return {
+        status: clash ? 'replaced' : 'published',
+        index: next,
+        retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
-/** keep-versions: how many versions of each product stay in the index. Pure. */
+/** keep-versions: how many releases of each image line stay in the index. Pure. */
 
 /**
- * Keeps the newest `keep` (at least 1) versions of every product, and never drops the version with
- * `fingerprint` (the one just published, even if its serial is older). An alias names a product
- * and clients resolve it to the product's newest version, which is always kept, so every alias
- * keeps its target. Files are retired only when no remaining version names them.
+ * Keeps the newest `keep` (at least 1) releases of every image line (os/release/variant/arch,
+ * whatever products hold them), and never drops the release with `fingerprint` (the one just
+ * published, even if its serial is older). A product left without versions goes, and its aliases
+ * with it: a pinned alias names its release only. Files are retired only when no remaining
+ * version names them.
  */
 function applyRetention(index, keep, fingerprint) {
     const next = cloneIndex(index);
@@ -59233,16 +59276,19 @@ function applyRetention(index, keep, fingerprint) {
     const droppedPaths = [];
     if (keep <= 0)
         return { index: next, dropped, retired: [] };
-    for (const [name, product] of Object.entries(next.products)) {
-        const serials = Object.keys(product.versions ?? {})
-            .sort()
-            .reverse();
-        serials.forEach((serial, position) => {
-            const version = product.versions[serial];
+    const lines = new Set(Object.entries(next.products).map(([key, product]) => productLine(key, product)));
+    for (const line of lines) {
+        const newestFirst = releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+        newestFirst.forEach(({ product, serial, version }, position) => {
             if (position < keep || versionFingerprint(version) === fingerprint)
                 return;
-            delete product.versions[serial];
-            dropped.push(`${name} ${serial}`);
+            const holder = next.products[product];
+            if (!holder)
+                return;
+            delete holder.versions[serial];
+            if (Object.keys(holder.versions).length === 0)
+                delete next.products[product];
+            dropped.push(`${product} ${serial}`);
             droppedPaths.push(...Object.values(version.items).map((item) => item.path));
         });
     }
@@ -60851,7 +60897,6 @@ async function uploadImage(registry, image, options) {
 
 
 
-
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 async function inspect(settings) {
     const image = await group('Inspect the image', async () => {
@@ -60909,26 +60954,28 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
 }
 /**
  * Step 3: whether the image is already published. A fingerprint can only be published under its
- * own product and serial (they come from its metadata): only when that version exists is it worth
+ * own line and serial (they come from its metadata): only when that release exists is it worth
  * a hash pass before uploading; otherwise the fingerprint is computed while the files upload. A
  * different image under that serial is refused here, before any upload, unless replace is set.
  */
 async function findExisting(settings, image, live) {
     const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
-    const product = productKey(os, release, variant, propertiesArchitecture);
+    const line = lineKey(os, release, variant, propertiesArchitecture);
     const serial = serialFor(creationDate);
-    if (!live.products[product]?.versions?.[serial])
+    const published = releasesOf(live, line).find((candidate) => candidate.serial === serial);
+    if (!published)
         return { published: false };
     const fingerprint = await group('Fingerprint', async () => {
         const computed = await hashing_fingerprintOf(image);
-        info(`Fingerprint: ${computed}; ${product} already has version ${serial}`);
+        info(`Fingerprint: ${computed}; ${line} already has a release with serial ${serial}`);
         return computed;
     });
     if (findFingerprint(live, fingerprint))
         return { published: true, fingerprint };
-    const existing = conflictingFingerprint(live, product, serial, fingerprint);
-    if (existing && !settings.replace)
-        throw serialConflictError(product, serial, existing, fingerprint);
+    if (!settings.replace) {
+        const existing = versionFingerprint(published.version) ?? 'unknown';
+        throw serialConflictError(published.product, serial, existing, fingerprint);
+    }
     return { published: false, fingerprint };
 }
 /** Step 3, when published: only the aliases are put in place, under the registry lock. */

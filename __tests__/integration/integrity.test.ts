@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle, startBundle, type BundleRun, type StartedBundle } from '../harness/action.js';
 import { sleep } from '../harness/exec.js';
-import { makeSplitContainerImage, type ImageOptions, type TestImage } from '../harness/images.js';
+import { makeSplitContainerImage, simplestreamsSerial, type ImageOptions, type TestImage } from '../harness/images.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 
@@ -455,24 +455,27 @@ describe('republishing and aliases', () => {
   const UPLOAD_PROGRESS = /rootfs\.squashfs: \d+%/;
 
   it(
-    'is idempotent, and moving aliases follow the newest release per architecture',
+    'is idempotent; pinned aliases stay on their release, moving aliases follow it per architecture',
     async () => {
       const registry = await newRegistry();
       const [a, arm, b, d] = await Promise.all([
         newImage({ variant: 'node', architecture: 'x86_64', creationDate: T }),
         newImage({ variant: 'node', architecture: 'aarch64', creationDate: T }),
         newImage({ variant: 'node', architecture: 'x86_64', creationDate: T + 3600 }),
-        // Another product of the same architecture, lexically after "node": if `latest` stayed on
-        // both products, clients would resolve it to the "node" one.
+        // Another line of the same architecture, lexically after "node": if `latest` stayed on
+        // both, clients would resolve it to the "node" one.
         newImage({ variant: 'zeta', architecture: 'x86_64', creationDate: T + 7200 }),
       ]);
-      const amd64 = 'Crynux:bookworm:node:amd64';
-      const arm64 = 'Crynux:bookworm:node:arm64';
-      const zeta = 'Crynux:bookworm:zeta:amd64';
+      // Each release is a product of its own: the line and the serial.
+      const releaseA = `Crynux:bookworm:node:amd64:${simplestreamsSerial(T)}`;
+      const releaseB = `Crynux:bookworm:node:amd64:${simplestreamsSerial(T + 3600)}`;
+      const arm64 = `Crynux:bookworm:node:arm64:${simplestreamsSerial(T)}`;
+      const zeta = `Crynux:bookworm:zeta:amd64:${simplestreamsSerial(T + 7200)}`;
 
       const first = await runBundle(inputsFor(registry, a, { aliases: 'crynux-node:vA, crynux-node:latest' }));
       expectExit(first, 0);
       expect(first.outputs['status']).toBe('published');
+      expect(first.outputs['product']).toBe(releaseA);
       expect(first.stdout).toMatch(UPLOAD_PROGRESS); // the progress line the next check relies on
 
       // The same files again: nothing uploaded or converted, the index unchanged.
@@ -483,7 +486,8 @@ describe('republishing and aliases', () => {
       expect(same.outputs['fingerprint']).toBe(a.fingerprint);
       expect(same.stdout.split('\n').filter((line) => UPLOAD_PROGRESS.test(line))).toEqual([]);
       expect(listedFingerprints(await readImagesJson(registry))).toEqual([a.fingerprint]);
-      expect(productAliases(JSON.parse(indexAfterA.toString('utf8')) as ImagesJson, amd64).sort()).toEqual([
+      expect(await fsp.readFile(imagesJsonPath(registry))).toEqual(indexAfterA);
+      expect(productAliases(JSON.parse(indexAfterA.toString('utf8')) as ImagesJson, releaseA).sort()).toEqual([
         'crynux-node:latest',
         'crynux-node:vA',
       ]);
@@ -492,31 +496,29 @@ describe('republishing and aliases', () => {
       expectExit(armRun, 0);
       expect(armRun.outputs['status']).toBe('published');
 
-      // Release B: a new version of the existing product; its aliases are applied all the same.
+      // Release B: a product of its own. `latest` moves to it; vA stays on A.
       const release = await runBundle(inputsFor(registry, b, { aliases: 'crynux-node:vB, crynux-node:latest' }));
       expectExit(release, 0);
       expect(release.outputs['status']).toBe('published');
+      expect(release.outputs['product']).toBe(releaseB);
       expect(await registry.incusImageInfo('crynux-node:latest')).toContain(`Fingerprint: ${b.fingerprint}`);
       expect(await registry.incusImageInfo('crynux-node:vB')).toContain(`Fingerprint: ${b.fingerprint}`);
-      // Simplestreams aliases belong to a product, and clients give a product's aliases to its
-      // newest version: vA stays on the product (still resolves) and A stays launchable by fingerprint.
-      await expect(registry.incusImageInfo('crynux-node:vA')).resolves.toMatch(/Fingerprint: [0-9a-f]{64}/);
+      expect(await registry.incusImageInfo('crynux-node:vA')).toContain(`Fingerprint: ${a.fingerprint}`);
       expect(await registry.incusImageInfo(a.fingerprint)).toContain(`Fingerprint: ${a.fingerprint}`);
       let index = await readImagesJson(registry);
-      expect(productAliases(index, amd64)).toEqual(
-        expect.arrayContaining(['crynux-node:vA', 'crynux-node:vB', 'crynux-node:latest']),
-      );
-      expect(productAliases(index, arm64)).toContain('crynux-node:latest');
+      expect(productAliases(index, releaseA)).toEqual(['crynux-node:vA']);
+      expect(productAliases(index, releaseB).sort()).toEqual(['crynux-node:latest', 'crynux-node:vB']);
+      expect(productAliases(index, arm64)).toEqual(['crynux-node:latest']);
 
-      // `latest` moves to another product of the same architecture; arm64 keeps its own.
+      // `latest` moves to another line of the same architecture; arm64 keeps its own.
       const moved = await runBundle(inputsFor(registry, d, { aliases: 'crynux-node:latest' }));
       expectExit(moved, 0);
       expect(await registry.incusImageInfo('crynux-node:latest')).toContain(`Fingerprint: ${d.fingerprint}`);
       index = await readImagesJson(registry);
-      expect(productAliases(index, zeta)).toContain('crynux-node:latest');
-      expect(productAliases(index, amd64)).not.toContain('crynux-node:latest');
-      expect(productAliases(index, amd64)).toEqual(expect.arrayContaining(['crynux-node:vA', 'crynux-node:vB']));
-      expect(productAliases(index, arm64)).toContain('crynux-node:latest');
+      expect(productAliases(index, zeta)).toEqual(['crynux-node:latest']);
+      expect(productAliases(index, releaseA)).toEqual(['crynux-node:vA']);
+      expect(productAliases(index, releaseB)).toEqual(['crynux-node:vB']);
+      expect(productAliases(index, arm64)).toEqual(['crynux-node:latest']);
       const listed = await listedByIncus(registry);
       for (const image of [a, arm, b, d]) expect(listed).toContain(image.fingerprint);
       await expectVerifies(registry);

@@ -106,7 +106,7 @@ describe('checkPublicRegistry against nginx', () => {
     expect(check.result).toEqual({
       url: registry.httpsUrl,
       fingerprint,
-      product: 'Crynux:bookworm:public:amd64',
+      product: expect.stringMatching(/^Crynux:bookworm:public:amd64:\d{12}$/),
       serial: expect.stringMatching(/^\d{12}$/),
       files: expect.arrayContaining([
         { path: `images/${path.basename(files.metadata)}`, size: (await fsp.stat(files.metadata)).size },
@@ -119,7 +119,7 @@ describe('checkPublicRegistry against nginx', () => {
     expect(check.log).toEqual([
       expect.stringMatching(
         new RegExp(
-          `serves ${fingerprint} \\(Crynux:bookworm:public:amd64 \\d{12}\\): .* 2 files with the right sizes$`,
+          `serves ${fingerprint} \\(Crynux:bookworm:public:amd64:\\d{12} \\d{12}\\): .* 2 files with the right sizes$`,
         ),
       ),
     ]);

@@ -16,8 +16,14 @@ import { readLiveIndex, serverToolVersion } from '../registry/read.js';
 import { Registry } from '../registry/registry.js';
 import { runCustomConvert, stageImage } from '../registry/stage.js';
 import { uploadImage, type Upload } from '../registry/upload.js';
-import { findFingerprint, productKey, serialFor, type ImagesIndex } from '../simplestreams/images-index.js';
-import { conflictingFingerprint } from '../simplestreams/plan.js';
+import {
+  findFingerprint,
+  lineKey,
+  releasesOf,
+  serialFor,
+  versionFingerprint,
+  type ImagesIndex,
+} from '../simplestreams/images-index.js';
 import type { Settings } from './inputs.js';
 
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
@@ -88,23 +94,26 @@ export type Existing =
 
 /**
  * Step 3: whether the image is already published. A fingerprint can only be published under its
- * own product and serial (they come from its metadata): only when that version exists is it worth
+ * own line and serial (they come from its metadata): only when that release exists is it worth
  * a hash pass before uploading; otherwise the fingerprint is computed while the files upload. A
  * different image under that serial is refused here, before any upload, unless replace is set.
  */
 export async function findExisting(settings: Settings, image: LocalImage, live: ImagesIndex): Promise<Existing> {
   const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
-  const product = productKey(os, release, variant, propertiesArchitecture);
+  const line = lineKey(os, release, variant, propertiesArchitecture);
   const serial = serialFor(creationDate);
-  if (!live.products[product]?.versions?.[serial]) return { published: false };
+  const published = releasesOf(live, line).find((candidate) => candidate.serial === serial);
+  if (!published) return { published: false };
   const fingerprint = await core.group('Fingerprint', async () => {
     const computed = await fingerprintOf(image);
-    core.info(`Fingerprint: ${computed}; ${product} already has version ${serial}`);
+    core.info(`Fingerprint: ${computed}; ${line} already has a release with serial ${serial}`);
     return computed;
   });
   if (findFingerprint(live, fingerprint)) return { published: true, fingerprint };
-  const existing = conflictingFingerprint(live, product, serial, fingerprint);
-  if (existing && !settings.replace) throw serialConflictError(product, serial, existing, fingerprint);
+  if (!settings.replace) {
+    const existing = versionFingerprint(published.version) ?? 'unknown';
+    throw serialConflictError(published.product, serial, existing, fingerprint);
+  }
   return { published: false, fingerprint };
 }
 

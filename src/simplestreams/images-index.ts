@@ -1,7 +1,16 @@
 /**
- * The simplestreams index (`streams/v1/images.json`) as incus-simplestreams writes it: types,
- * parsing, and reading what a version is. Pure; see the project's notes on the format: products
- * keyed `{os}:{release}:{variant}:{arch}`, versions keyed by serial, items keyed by file type.
+ * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
+ * is. Pure; see the project's notes on the format: products hold versions keyed by serial, and
+ * versions hold items keyed by file type.
+ *
+ * Releases and lines: incus-simplestreams keys a product `{os}:{release}:{variant}:{arch}` and adds
+ * every build of that image line to it as a new version. Clients give a product's aliases to its
+ * newest version, so an alias such as `crynux-node:v2.6.0` would follow the next release. This
+ * action therefore publishes each release (each serial) as a product of its own, keyed
+ * `{os}:{release}:{variant}:{arch}:{serial}`, with the same os/release/variant/arch fields:
+ * clients never parse the key (incus and lxd `shared/simplestreams/products.go`), an alias stays on
+ * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
+ * written the old way (one product, many versions) are read as releases of their line too.
  */
 
 export type ImageType = 'container' | 'virtual-machine';
@@ -154,9 +163,40 @@ export function referencedPaths(index: ImagesIndex): Set<string> {
   return paths;
 }
 
-/** The product key incus-simplestreams gives an image: `{os}:{release}:{variant}:{arch}`. */
-export function productKey(os: string, release: string, variant: string, architecture: string): string {
+/** An image line, `{os}:{release}:{variant}:{arch}`: the product key incus-simplestreams gives it. */
+export function lineKey(os: string, release: string, variant: string, architecture: string): string {
   return `${os}:${release}:${variant}:${architecture}`;
+}
+
+/** The line a product belongs to, from its fields (its key, when it has none of them). */
+export function productLine(key: string, product: SimplestreamsProduct): string {
+  const { os, release, variant, arch } = product;
+  if ([os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
+    return lineKey(os as string, release as string, variant as string, arch as string);
+  }
+  return key;
+}
+
+/** The key of the product that holds one release of a line. */
+export function releaseProductKey(line: string, serial: string): string {
+  return `${line}:${serial}`;
+}
+
+/** A version of an image line, wherever it is (its release product, or an older shared one). */
+export interface Release {
+  product: string;
+  serial: string;
+  version: SimplestreamsVersion;
+}
+
+/** Every version of the line, in any product. */
+export function releasesOf(index: ImagesIndex, line: string): Release[] {
+  const releases: Release[] = [];
+  for (const [product, fields] of Object.entries(index.products)) {
+    if (productLine(product, fields) !== line) continue;
+    for (const [serial, version] of Object.entries(fields.versions ?? {})) releases.push({ product, serial, version });
+  }
+  return releases;
 }
 
 /** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */

@@ -1,13 +1,16 @@
 /**
  * What publishing a staged version onto the live index means: nothing (already published, at
- * most aliases to move), a new version, or the replacement of a version with the same serial.
+ * most aliases to move), a new release, or the replacement of a release with the same serial.
  * Pure.
  */
 import { moveAliases, planAliasUpdate } from './aliases.js';
 import {
   cloneIndex,
   findFingerprint,
+  productAliases,
   referencedPaths,
+  releaseProductKey,
+  releasesOf,
   versionFingerprint,
   type ImagesIndex,
   type SimplestreamsProduct,
@@ -56,6 +59,12 @@ export class SerialConflictError extends Error {
   }
 }
 
+/**
+ * Publishes the staged version as a release product of its own (simplestreams/images-index.ts),
+ * with the requested aliases, which leave every other product of the same architecture. A
+ * version of the same line and serial is a clash: refused, or replaced with `replace` (its files
+ * retired; the aliases of a product it leaves empty go to the new release, which takes its place).
+ */
 export function planPublication(
   live: ImagesIndex,
   staged: StagedVersion,
@@ -68,34 +77,33 @@ export function planPublication(
     return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
   }
   const next = cloneIndex(live);
-  const product = next.products[staged.product];
-  const clash = product?.versions?.[staged.serial];
-  let status: PublicationStatus = 'published';
+  // The staging tree's product key is the line: incus-simplestreams add keys products so.
+  const line = staged.product;
+  const releaseKey = releaseProductKey(line, staged.serial);
+  const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
+  const [clash] = clashes;
+  if (clash && !replace) {
+    throw new SerialConflictError(clash.product, staged.serial, versionFingerprint(clash.version) ?? 'unknown');
+  }
   const retired: string[] = [];
-  if (clash) {
-    if (!replace) throw new SerialConflictError(staged.product, staged.serial, versionFingerprint(clash) ?? 'unknown');
-    status = 'replaced';
-    retired.push(...Object.values(clash.items).map((item) => item.path));
+  const inherited: string[] = [];
+  for (const { product, serial, version } of clashes) {
+    retired.push(...Object.values(version.items).map((item) => item.path));
+    const holder = next.products[product] as SimplestreamsProduct;
+    delete holder.versions[serial];
+    if (Object.keys(holder.versions).length === 0 && product !== releaseKey) {
+      inherited.push(...productAliases(holder));
+      delete next.products[product];
+    }
   }
-  if (product) {
-    product.versions = { ...product.versions, [staged.serial]: staged.version };
-  } else {
-    next.products[staged.product] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
-  }
-  moveAliases(next, staged.product, aliases);
+  const existing = next.products[releaseKey];
+  if (existing) existing.versions[staged.serial] = staged.version;
+  else next.products[releaseKey] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
+  moveAliases(next, releaseKey, [...new Set([...inherited, ...aliases])]);
   const stillNamed = referencedPaths(next);
-  return { status, index: next, retired: retired.filter((path) => !stillNamed.has(path)) };
-}
-
-/** The fingerprint published under this product and serial, if it is not `fingerprint`. */
-export function conflictingFingerprint(
-  index: ImagesIndex,
-  product: string,
-  serial: string,
-  fingerprint: string,
-): string | undefined {
-  const version = index.products[product]?.versions?.[serial];
-  if (!version) return undefined;
-  const existing = versionFingerprint(version) ?? 'unknown';
-  return existing === fingerprint ? undefined : existing;
+  return {
+    status: clash ? 'replaced' : 'published',
+    index: next,
+    retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
+  };
 }

@@ -1,10 +1,11 @@
-/** keep-versions: how many versions of each product stay in the index. Pure. */
+/** keep-versions: how many releases of each image line stay in the index. Pure. */
 import {
   cloneIndex,
+  productLine,
   referencedPaths,
+  releasesOf,
   versionFingerprint,
   type ImagesIndex,
-  type SimplestreamsVersion,
 } from './images-index.js';
 
 export interface RetentionResult {
@@ -16,25 +17,27 @@ export interface RetentionResult {
 }
 
 /**
- * Keeps the newest `keep` (at least 1) versions of every product, and never drops the version with
- * `fingerprint` (the one just published, even if its serial is older). An alias names a product
- * and clients resolve it to the product's newest version, which is always kept, so every alias
- * keeps its target. Files are retired only when no remaining version names them.
+ * Keeps the newest `keep` (at least 1) releases of every image line (os/release/variant/arch,
+ * whatever products hold them), and never drops the release with `fingerprint` (the one just
+ * published, even if its serial is older). A product left without versions goes, and its aliases
+ * with it: a pinned alias names its release only. Files are retired only when no remaining
+ * version names them.
  */
 export function applyRetention(index: ImagesIndex, keep: number, fingerprint: string): RetentionResult {
   const next = cloneIndex(index);
   const dropped: string[] = [];
   const droppedPaths: string[] = [];
   if (keep <= 0) return { index: next, dropped, retired: [] };
-  for (const [name, product] of Object.entries(next.products)) {
-    const serials = Object.keys(product.versions ?? {})
-      .sort()
-      .reverse();
-    serials.forEach((serial, position) => {
-      const version = product.versions[serial] as SimplestreamsVersion;
+  const lines = new Set(Object.entries(next.products).map(([key, product]) => productLine(key, product)));
+  for (const line of lines) {
+    const newestFirst = releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+    newestFirst.forEach(({ product, serial, version }, position) => {
       if (position < keep || versionFingerprint(version) === fingerprint) return;
-      delete product.versions[serial];
-      dropped.push(`${name} ${serial}`);
+      const holder = next.products[product];
+      if (!holder) return;
+      delete holder.versions[serial];
+      if (Object.keys(holder.versions).length === 0) delete next.products[product];
+      dropped.push(`${product} ${serial}`);
       droppedPaths.push(...Object.values(version.items).map((item) => item.path));
     });
   }

@@ -10,10 +10,10 @@ import {
   serialFor,
   versionFingerprint,
   type ImagesIndex,
+  type SimplestreamsProduct,
 } from '../../../src/simplestreams/images-index.js';
 import {
   SerialConflictError,
-  conflictingFingerprint,
   planPublication,
   stagedVersion,
   type StagedVersion,
@@ -188,7 +188,7 @@ describe('publication planning', () => {
     version: version(meta, fingerprint),
   });
 
-  it('adds a new version and moves the alias off other products of the same architecture only', () => {
+  it('adds a release as a product of its own and moves the alias off other products of the same architecture only', () => {
     const before = live();
     const plan = planPublication(
       before,
@@ -200,7 +200,8 @@ describe('publication planning', () => {
     expect(plan.status).toBe('published');
     expect(plan.retired).toEqual([]);
     const products = plan.index?.products ?? {};
-    expect(products['Crynux:trixie:node:amd64']?.aliases).toBe('crynux-node:latest,crynux-node:vC');
+    expect(products['Crynux:trixie:node:amd64:202602010000']?.aliases).toBe('crynux-node:latest,crynux-node:vC');
+    expect(products['Crynux:trixie:node:amd64']).toEqual(live().products['Crynux:trixie:node:amd64']);
     expect(products['Crynux:bookworm:node:amd64']?.aliases).toBe('crynux-node:vA');
     expect(products['Crynux:bookworm:node:arm64']?.aliases).toBe('crynux-node:latest');
     expect(findFingerprint(plan.index as ImagesIndex, fp('c'))?.serial).toBe('202602010000');
@@ -216,7 +217,7 @@ describe('publication planning', () => {
       [],
       false,
     );
-    expect(plan.index?.products['Crynux:sid:node:riscv64']).toEqual({
+    expect(plan.index?.products['Crynux:sid:node:riscv64:202603010000']).toEqual({
       arch: 'riscv64',
       os: 'Crynux',
       release: 'x',
@@ -242,17 +243,71 @@ describe('publication planning', () => {
 
   it('refuses another image under a published serial unless replace is set', () => {
     const other = staged('Crynux:bookworm:node:amd64', '202601010000', 'e1', fp('e'));
-    expect(() => planPublication(live(), other, fp('e'), [], false)).toThrow(SerialConflictError);
-    expect(conflictingFingerprint(live(), 'Crynux:bookworm:node:amd64', '202601010000', fp('e'))).toBe(fp('a'));
-    expect(conflictingFingerprint(live(), 'Crynux:bookworm:node:amd64', '202601010000', fp('a'))).toBeUndefined();
+    expect(() => planPublication(live(), other, fp('e'), [], false)).toThrow(
+      expect.objectContaining({
+        product: 'Crynux:bookworm:node:amd64',
+        serial: '202601010000',
+        existingFingerprint: fp('a'),
+      }),
+    );
     const plan = planPublication(live(), other, fp('e'), [], true);
     expect(plan.status).toBe('replaced');
     expect(findFingerprint(plan.index as ImagesIndex, fp('a'))).toBeUndefined();
-    expect(findFingerprint(plan.index as ImagesIndex, fp('e'))?.aliases).toEqual([
-      'crynux-node:latest',
+    // The replaced release's product was left empty: it goes, and the new release takes its aliases.
+    expect(plan.index?.products['Crynux:bookworm:node:amd64']).toBeUndefined();
+    expect(findFingerprint(plan.index as ImagesIndex, fp('e'))).toMatchObject({
+      product: 'Crynux:bookworm:node:amd64:202601010000',
+      aliases: ['crynux-node:latest', 'crynux-node:vA'],
+    });
+    expect(plan.retired.sort()).toEqual(['images/a1.incus.tar.xz', 'images/a1.squashfs']);
+  });
+
+  it('keeps a pinned alias on its release while latest moves, also back (a rollback)', () => {
+    const line = 'Crynux:bookworm:node:amd64';
+    const empty = { ...emptyImagesIndex(), products: {} };
+    const a = staged(line, '202601010000', 'a1', fp('a'));
+    const b = staged(line, '202602010000', 'b1', fp('b'));
+    const afterA = planPublication(empty, a, fp('a'), ['crynux-node:v2.6.0', 'crynux-node:latest'], false).index;
+    const afterB = planPublication(
+      afterA as ImagesIndex,
+      b,
+      fp('b'),
+      ['crynux-node:v2.7.0', 'crynux-node:latest'],
+      false,
+    ).index as ImagesIndex;
+    const holder = (index: ImagesIndex, alias: string): string[] =>
+      Object.entries(index.products)
+        .filter(([, product]) => productAliases(product).includes(alias))
+        .map(([key]) => key);
+    expect(holder(afterB, 'crynux-node:v2.6.0')).toEqual([`${line}:202601010000`]);
+    expect(holder(afterB, 'crynux-node:v2.7.0')).toEqual([`${line}:202602010000`]);
+    expect(holder(afterB, 'crynux-node:latest')).toEqual([`${line}:202602010000`]);
+    // Each release product holds one version: an alias resolves to exactly that release.
+    for (const product of Object.values(afterB.products)) expect(Object.keys(product.versions)).toHaveLength(1);
+    const rollback = planPublication(afterB, a, fp('a'), ['crynux-node:latest'], false);
+    expect(rollback.status).toBe('unchanged');
+    const afterRollback = rollback.index as ImagesIndex;
+    expect(holder(afterRollback, 'crynux-node:latest')).toEqual([`${line}:202601010000`]);
+    expect(holder(afterRollback, 'crynux-node:v2.7.0')).toEqual([`${line}:202602010000`]);
+    expect(holder(afterRollback, 'crynux-node:v2.6.0')).toEqual([`${line}:202601010000`]);
+  });
+
+  it('counts a version in an older shared product as a release of its line', () => {
+    // live() holds Crynux:bookworm:node:amd64 written the old way; a new build of that line with
+    // the same serial clashes with it, a later serial becomes a release product of its own.
+    const same = staged('Crynux:bookworm:node:amd64', '202601010000', 'z1', fp('z'));
+    expect(() => planPublication(live(), same, fp('z'), [], false)).toThrow(SerialConflictError);
+    const later = planPublication(
+      live(),
+      staged('Crynux:bookworm:node:amd64', '202601020000', 'z1', fp('z')),
+      fp('z'),
+      ['crynux-node:latest'],
+      false,
+    ).index as ImagesIndex;
+    expect(productAliases(later.products['Crynux:bookworm:node:amd64'] as SimplestreamsProduct)).toEqual([
       'crynux-node:vA',
     ]);
-    expect(plan.retired.sort()).toEqual(['images/a1.incus.tar.xz', 'images/a1.squashfs']);
+    expect(findFingerprint(later, fp('z'))?.product).toBe('Crynux:bookworm:node:amd64:202601020000');
   });
 
   it('does not retire a file the new version names again', () => {
@@ -342,6 +397,41 @@ describe('applyRetention', () => {
       'images/m2.incus.tar.xz',
       'images/m2.squashfs',
     ]);
+  });
+
+  it('counts releases per image line, across release products and an older shared product', () => {
+    const fields = { arch: 'amd64', os: 'Crynux', release: 'bookworm', variant: 'node' };
+    const line = 'Crynux:bookworm:node:amd64';
+    const releases: ImagesIndex = {
+      ...emptyImagesIndex(),
+      products: {
+        [line]: { ...fields, aliases: 'crynux-node:v1', versions: { '202601010000': version('r1', 'f1') } },
+        [`${line}:202602010000`]: {
+          ...fields,
+          aliases: 'crynux-node:v2',
+          versions: { '202602010000': version('r2', 'f2') },
+        },
+        [`${line}:202603010000`]: {
+          ...fields,
+          aliases: 'crynux-node:v3,crynux-node:latest',
+          versions: { '202603010000': version('r3', 'f3') },
+        },
+        'Crynux:bookworm:node:arm64:202601010000': {
+          ...fields,
+          arch: 'arm64',
+          versions: { '202601010000': version('a1', 'g1') },
+        },
+      },
+    };
+    const result = applyRetention(releases, 2, 'f3');
+    expect(Object.keys(result.index.products).sort()).toEqual([
+      `${line}:202602010000`,
+      `${line}:202603010000`,
+      'Crynux:bookworm:node:arm64:202601010000',
+    ]);
+    expect(result.dropped).toEqual([`${line} 202601010000`]);
+    expect(result.retired.sort()).toEqual(['images/r1.incus.tar.xz', 'images/r1.squashfs']);
+    expect(findFingerprint(result.index, 'f3')?.aliases).toEqual(['crynux-node:v3', 'crynux-node:latest']);
   });
 
   it('never drops the version just published, even with an older serial', () => {

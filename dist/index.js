@@ -58888,21 +58888,27 @@ if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.
 exit 3`,
 };
 /**
- * Makes a new index live, under the registry lock: image files first, then images.json (from
- * stdin), then index.json (`$5`), each by rename. Before the renames it checks that the lock
- * holder (`$4`) is still alive, so a run whose session died mid-way changes nothing. The names of
- * the files moved into images/ are recorded in the staging tree first: if the run dies before the
- * index names them, a later run removes them. The remaining arguments are files the new index no
- * longer names; they are recorded with the time, for housekeeping to remove after a grace time.
+ * Makes a new index live, under the registry lock: image files first, then images.json, then
+ * index.json, each by rename. Everything that grows with the registry comes over stdin, never
+ * as an argument: a first line holding index.json (compact JSON has no line break), then the
+ * files the new index no longer names, one per line, then an empty line, then images.json.
+ * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
+ * session died mid-way changes nothing. The names of the files moved into images/ are recorded
+ * in the staging tree first: if the run dies before the index names them, a later run removes
+ * them. The files no longer named are recorded with the time, for housekeeping to remove after
+ * a grace time.
  */
 const COMMIT = {
     name: 'lxc-publish-commit',
     text: `set -eu
-ss=$1 next=$2 staging=$3 holder=$4 index_json=$5; shift 5
+ss=$1 next=$2 staging=$3 holder=$4
 rm -rf -- "$next"
 mkdir -p -- "$next"
-cat > "$next/images.json"
+IFS= read -r index_json
 printf '%s' "$index_json" > "$next/index.json"
+: > "$next/retired"
+while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
+cat > "$next/images.json"
 kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
 mkdir -p -- "$ss/images" "$ss/streams/v1"
 for json in images.json index.json; do
@@ -58918,7 +58924,7 @@ fi
 mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
 mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
 now=$(date +%s)
-for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`,
+while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
 };
 /**
  * Under the registry lock: removes what runs that died left behind (staging trees whose image is
@@ -59305,20 +59311,17 @@ var external_node_stream_ = __nccwpck_require__(7075);
 
 
 
+/** A file the index can name and the action may retire: a plain name in images/. */
+const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
 async function commit(registry, options) {
     const { simplestreamsDir } = registry.paths;
-    // One round trip: images.json goes over stdin, the (small) index.json as an argument.
-    const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
-    await registry.runScript(COMMIT, [
-        simplestreamsDir,
-        nextDir(registry.paths),
-        options.staging ?? '',
-        String(options.lock.pid),
-        JSON.stringify(buildStreamsIndex(options.index)),
-        ...retired,
-    ], {
+    const retired = options.retired.filter((path) => RETIRABLE.test(path));
+    // One round trip. index.json, the retired files and images.json go over stdin (they grow with
+    // the registry; a command line may not: sshd passes it to the shell as one argument).
+    const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
+    await registry.runScript(COMMIT, [simplestreamsDir, nextDir(registry.paths), options.staging ?? '', String(options.lock.pid)], {
         what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
-        stdin: external_node_stream_.Readable.from([JSON.stringify(options.index)]),
+        stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     });
 }

@@ -7,6 +7,9 @@ import type { HeldLock } from './lock.js';
 import type { Registry } from './registry.js';
 import { COMMIT } from './scripts.js';
 
+/** A file the index can name and the action may retire: a plain name in images/. */
+const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
+
 export interface CommitOptions {
   /** The registry lock, whose holder must still be alive when the renames start. */
   lock: HeldLock;
@@ -19,21 +22,16 @@ export interface CommitOptions {
 
 export async function commit(registry: Registry, options: CommitOptions): Promise<void> {
   const { simplestreamsDir } = registry.paths;
-  // One round trip: images.json goes over stdin, the (small) index.json as an argument.
-  const retired = options.retired.filter((path) => /^images\/[A-Za-z0-9._-]+$/.test(path));
+  const retired = options.retired.filter((path) => RETIRABLE.test(path));
+  // One round trip. index.json, the retired files and images.json go over stdin (they grow with
+  // the registry; a command line may not: sshd passes it to the shell as one argument).
+  const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
   await registry.runScript(
     COMMIT,
-    [
-      simplestreamsDir,
-      nextDir(registry.paths),
-      options.staging ?? '',
-      String(options.lock.pid),
-      JSON.stringify(buildStreamsIndex(options.index)),
-      ...retired,
-    ],
+    [simplestreamsDir, nextDir(registry.paths), options.staging ?? '', String(options.lock.pid)],
     {
       what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
-      stdin: Readable.from([JSON.stringify(options.index)]),
+      stdin: Readable.from([stdin.join('\n')]),
       timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     },
   );

@@ -103,21 +103,27 @@ exit 3`,
 };
 
 /**
- * Makes a new index live, under the registry lock: image files first, then images.json (from
- * stdin), then index.json (`$5`), each by rename. Before the renames it checks that the lock
- * holder (`$4`) is still alive, so a run whose session died mid-way changes nothing. The names of
- * the files moved into images/ are recorded in the staging tree first: if the run dies before the
- * index names them, a later run removes them. The remaining arguments are files the new index no
- * longer names; they are recorded with the time, for housekeeping to remove after a grace time.
+ * Makes a new index live, under the registry lock: image files first, then images.json, then
+ * index.json, each by rename. Everything that grows with the registry comes over stdin, never
+ * as an argument: a first line holding index.json (compact JSON has no line break), then the
+ * files the new index no longer names, one per line, then an empty line, then images.json.
+ * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
+ * session died mid-way changes nothing. The names of the files moved into images/ are recorded
+ * in the staging tree first: if the run dies before the index names them, a later run removes
+ * them. The files no longer named are recorded with the time, for housekeeping to remove after
+ * a grace time.
  */
 export const COMMIT: ServerScript = {
   name: 'lxc-publish-commit',
   text: `set -eu
-ss=$1 next=$2 staging=$3 holder=$4 index_json=$5; shift 5
+ss=$1 next=$2 staging=$3 holder=$4
 rm -rf -- "$next"
 mkdir -p -- "$next"
-cat > "$next/images.json"
+IFS= read -r index_json
 printf '%s' "$index_json" > "$next/index.json"
+: > "$next/retired"
+while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
+cat > "$next/images.json"
 kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
 mkdir -p -- "$ss/images" "$ss/streams/v1"
 for json in images.json index.json; do
@@ -133,7 +139,7 @@ fi
 mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
 mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
 now=$(date +%s)
-for path; do printf '%s %s\\n' "$now" "$path" >> "$ss/.lxc-publish/retired"; done`,
+while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
 };
 
 /**

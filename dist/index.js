@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6462:
+/***/ 7968:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57006,15 +57006,82 @@ const COMBINED_HASH_FIELDS = [
 /** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
 const METADATA_ITEM = 'incus.tar.xz';
 const UNIFIED_ITEM = 'incus_combined.tar.gz';
-/** Parses images.json, checking the shape this action relies on. */
+/** Thrown for an images.json that is not a simplestreams index this action can work on. */
+class InvalidIndexError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'InvalidIndexError';
+    }
+}
+const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+/** A path an item may name: relative, under the tree, without `..`, in plain characters. */
+const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
+/** The entries of an object, refusing a `__proto__` key (assigning it would change a prototype). */
+function entriesOf(value, where) {
+    const entries = Object.entries(value);
+    if (entries.some(([key]) => key === '__proto__'))
+        throw new InvalidIndexError(`${where} has a key named __proto__`);
+    return entries;
+}
+function checkItem(item, where) {
+    if (!isObject(item))
+        throw new InvalidIndexError(`${where} is not an object`);
+    entriesOf(item, where);
+    for (const field of ['ftype', 'path', 'sha256']) {
+        if (typeof item[field] !== 'string')
+            throw new InvalidIndexError(`${where} has no "${field}" string`);
+    }
+    if (!ITEM_PATH.test(item['path'])) {
+        throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
+    }
+    const size = item['size'];
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+        throw new InvalidIndexError(`${where} has no "size" as a whole number of bytes`);
+    }
+    for (const [field, value] of Object.entries(item)) {
+        if (/^combined_/.test(field) && typeof value !== 'string')
+            throw new InvalidIndexError(`${where}.${field} is not a string`);
+    }
+}
+function checkProduct(product, where) {
+    if (!isObject(product))
+        throw new InvalidIndexError(`${where} is not an object`);
+    entriesOf(product, where);
+    for (const field of ['aliases', 'arch', 'os', 'release', 'variant']) {
+        if (product[field] !== undefined && typeof product[field] !== 'string') {
+            throw new InvalidIndexError(`${where}.${field} is not a string`);
+        }
+    }
+    const versions = product['versions'];
+    if (!isObject(versions))
+        throw new InvalidIndexError(`${where} has no "versions" object`);
+    for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
+        const at = `${where}.versions[${JSON.stringify(serial)}]`;
+        if (!isObject(version))
+            throw new InvalidIndexError(`${at} is not an object`);
+        entriesOf(version, at);
+        const items = version['items'];
+        if (!isObject(items))
+            throw new InvalidIndexError(`${at} has no "items" object`);
+        for (const [key, item] of entriesOf(items, `${at}.items`))
+            checkItem(item, `${at}.items[${JSON.stringify(key)}]`);
+    }
+}
+/**
+ * Parses images.json and checks every part this action reads (products, versions, items and
+ * their fields), so that a damaged or hostile index is refused with the entry at fault named,
+ * never half-used. Throws InvalidIndexError (or the JSON parser's SyntaxError).
+ */
 function parseImagesIndex(text) {
     const document = JSON.parse(text);
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-        throw new Error('images.json is not a JSON object');
-    }
-    const products = document.products;
-    if (typeof products !== 'object' || products === null || Array.isArray(products)) {
-        throw new Error('images.json has no "products" object');
+    if (!isObject(document))
+        throw new InvalidIndexError('images.json is not a JSON object');
+    entriesOf(document, 'images.json');
+    const products = document['products'];
+    if (!isObject(products))
+        throw new InvalidIndexError('images.json has no "products" object');
+    for (const [key, product] of entriesOf(products, 'images.json products')) {
+        checkProduct(product, `images.json products[${JSON.stringify(key)}]`);
     }
     return document;
 }
@@ -58551,6 +58618,8 @@ function hintFor(stderr, code) {
 
 /** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
 const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
+/** The most output kept from one command: a registry's images.json is far smaller. */
+const MAX_STDOUT_BYTES = 64 << 20;
 /** A held command ended before printing its first line; `result` says how. */
 class HeldCommandEnded extends Error {
     result;
@@ -58564,6 +58633,9 @@ class HeldCommandEnded extends Error {
 class RunningCommand {
     channel;
     stdout = [];
+    stdoutBytes = 0;
+    /** Set when the command printed more than MAX_STDOUT_BYTES; its channel is then closed. */
+    overflowed = false;
     stderr = '';
     code = null;
     signal = null;
@@ -58572,6 +58644,15 @@ class RunningCommand {
     constructor(channel) {
         this.channel = channel;
         channel.on('data', (chunk) => {
+            if (this.overflowed)
+                return;
+            this.stdoutBytes += chunk.length;
+            if (this.stdoutBytes > MAX_STDOUT_BYTES) {
+                this.overflowed = true;
+                this.stdout.length = 0;
+                channel.close();
+                return;
+            }
             this.stdout.push(chunk);
             for (const listener of this.stdoutListeners)
                 listener();
@@ -58625,10 +58706,22 @@ class RemoteSession {
             connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
         });
     }
-    /** Runs a command (built with ssh/shell.ts) and collects its output and exit status. */
+    /**
+     * Runs a command (built with ssh/shell.ts) and collects its output and exit status. Output past
+     * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
+     */
     async exec(command, options = {}) {
-        const { stdin, timeoutSeconds = 0 } = options;
         const running = await this.start(command);
+        const result = await this.collect(running, options);
+        if (running.overflowed) {
+            throw new ActionError(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
+                'holds something other than what this action writes (an images.json that large, or a noisy login ' +
+                "shell). Check simplestreams-dir and the SSH user's shell startup files.");
+        }
+        return result;
+    }
+    async collect(running, options) {
+        const { stdin, timeoutSeconds = 0 } = options;
         if (timeoutSeconds <= 0)
             return this.finish(running, stdin);
         let timer;
@@ -58750,11 +58843,13 @@ function scriptCommand(script, name, args) {
  * Where things live on the server. All state is under simplestreams-dir, on the same file system
  * as the live tree, so that renames are atomic:
  *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
+ *                                   publishing it (whatever its upload-dir)
  *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
  *   .lxc-publish/next/              the next images.json and index.json, before their rename
  *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
  * and under upload-dir:
- *   <key>/.lock, <key>/<name>[.partial]   one directory per image, locked by the run uploading it
+ *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
  * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
  * computed while uploading).
  */
@@ -58768,6 +58863,8 @@ const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestre
 const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
 const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
 const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
+const imageLockPath = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
 const TARBALL_EXTENSIONS = {
     xz: '.tar.xz',
     gzip: '.tar.gz',
@@ -58814,6 +58911,7 @@ const HOLD_LOCK = {
     name: 'lxc-publish-lock',
     text: `lock=$1 timeout=$2
 mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
 while :; do
   exec 9>>"$lock" || exit 1
   flock -w "$timeout" -E 75 9 || exit $?
@@ -58825,34 +58923,44 @@ echo "locked $$"
 exec cat >/dev/null`,
 };
 /**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent).
- * It first takes the image's write lock: a writer left over from a dropped connection may still
- * be draining into a partial file, and its size is only final once that writer is gone.
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
+ * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
+ * write lock: a writer left over from a dropped connection may still be draining into a partial
+ * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
+ * directory that is a symlink.
  */
 const UPLOAD_STATE = {
     name: 'lxc-publish-state',
     text: `dir=$1 timeout=$2; shift 2
+if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" || exit 1
+if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
+size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
 for name; do
-  final=-1 partial=-1
-  [ -f "$dir/$name" ] && final=$(stat -c %s -- "$dir/$name")
-  [ -f "$dir/$name.partial" ] && partial=$(stat -c %s -- "$dir/$name.partial")
-  printf '%s %s %s\\n' "$name" "$final" "$partial"
+  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
 done`,
 };
 /**
  * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
  * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
+ * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
  */
 const WRITE_FILE = {
     name: 'lxc-publish-write',
     text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
 partial=$dir/$name.partial
+if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then : > "$partial" || exit 1; fi
+if [ "$restart" = 1 ]; then
+  rm -f -- "$partial" || exit 1
+  (set -C; : > "$partial") || exit 1
+elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
+  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
+fi
 cat >> "$partial" || exit 1
 got=$(stat -c %s -- "$partial") || exit 1
 if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
@@ -58865,13 +58973,16 @@ const READ_LIVE_EXIT = {
     noTool: 5,
     uploadDirNotWritable: 6,
     simplestreamsDirNotWritable: 7,
+    writableByOthers: 8,
 };
 /**
  * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
  * Before a publish it first checks what the server must offer, so that a missing tool or an
  * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
- * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be
- * (the directory that cannot be written on stderr).
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
+ * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
+ * else than the SSH user (group or others: the web server's user must only read), or is a
+ * symlink inside simplestreams-dir. The directory at fault is printed on stderr.
  */
 const READ_LIVE_INDEX = {
     name: 'lxc-publish-read',
@@ -58883,13 +58994,19 @@ if [ -n "$up" ]; then
   for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
     if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
   done
+  for dir in "$up" "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
+    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
+  done
 fi
 if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
 exit 3`,
 };
 /**
  * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. Everything that grows with the registry comes over stdin, never
+ * index.json, each by rename. The arguments after the lock holder name the new version's files
+ * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
+ * (exit 76). Everything that grows with the registry comes over stdin, never
  * as an argument: a first line holding index.json (compact JSON has no line break), then the
  * files the new index no longer names, one per line, then an empty line, then images.json.
  * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
@@ -58901,7 +59018,14 @@ exit 3`,
 const COMMIT = {
     name: 'lxc-publish-commit',
     text: `set -eu
-ss=$1 next=$2 staging=$3 holder=$4
+ss=$1 next=$2 staging=$3 holder=$4; shift 4
+for dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi
+done
+for name; do
+  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||
+    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }
+done
 rm -rf -- "$next"
 mkdir -p -- "$next"
 IFS= read -r index_json
@@ -58927,11 +59051,17 @@ now=$(date +%s)
 while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
 };
 /**
- * Under the registry lock: removes what runs that died left behind (staging trees whose image is
- * no longer being worked on, that is whose upload lock is free, with any file they had moved into
- * images/ that no index names; upload directories untouched for `$4` minutes; retired files past
- * their grace time of `$3` seconds), then this run's own directories (the remaining arguments),
- * and prints the live images.json, so the run can verify it in the same round trip.
+ * Under the registry lock: removes what runs that died left behind, then this run's own
+ * directories (the arguments after the first four), and prints the live images.json, so the run
+ * can verify it in the same round trip. What dead runs left:
+ * - staging trees whose image lock (`.lxc-publish/locks/<key>`, held by the run working on it,
+ *   whatever its upload-dir) is free, with any file they had moved into images/ that no index
+ *   names; the removal happens while holding that lock, so no run can start on it meanwhile;
+ * - image locks of keys with no staging tree, taken and removed the same way;
+ * - upload directories untouched for `$4` minutes whose image lock is free;
+ * - retired files past their grace time of `$3` seconds.
+ * Everything read back from the state directory is checked before use: names are plain file
+ * names, times are digits; anything else is skipped. Symlinks are removed, never followed.
  */
 const HOUSEKEEPING = {
     name: 'lxc-publish-housekeeping',
@@ -58941,26 +59071,45 @@ state=$ss/.lxc-publish
 live=$ss/streams/v1/images.json
 now=$(date +%s)
 named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
-for dir in "$state"/staging/*/; do
-  [ -d "$dir" ] || continue
-  dir=\${dir%/}; fp=\${dir##*/}
-  if [ -d "$up/$fp" ] && ! flock -n "$up/$fp/.lock" true; then continue; fi
-  if [ -f "$dir/moved" ]; then
+plain_name() { case $1 in ''|.|..|*/*) return 1 ;; *) return 0 ;; esac; }
+# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.
+with_free_lock() {
+  lock=$state/locks/$1; shift
+  [ -L "$lock" ] && return 1
+  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")
+}
+drop_staging() {
+  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then
     while IFS= read -r name; do
+      plain_name "$name" || continue
       named "images/$name" || rm -f -- "$ss/images/$name"
-    done < "$dir/moved"
+    done < "$1/moved"
   fi
-  rm -rf -- "$dir"
+  rm -rf -- "$1"
+}
+for dir in "$state"/staging/*; do
+  [ -e "$dir" ] || [ -L "$dir" ] || continue
+  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi
+  key=\${dir##*/}
+  with_free_lock "$key" drop_staging "$dir" || true
+done
+for lock in "$state"/locks/*; do
+  [ -e "$lock" ] || [ -L "$lock" ] || continue
+  key=\${lock##*/}
+  [ -d "$state/staging/$key" ] && continue
+  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi
 done
 if [ -d "$up" ]; then
-  find "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
     -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
-    flock -n "$dir/.lock" rm -rf -- "$dir" || true
+    with_free_lock "\${dir##*/}" rm -rf -- "$dir" || true
   done
 fi
-if [ -f "$state/retired" ]; then
+if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then
+  rm -f -- "$state/retired.next"
   : > "$state/retired.next"
   while read -r when path; do
+    case $when in ''|*[!0-9]*) continue ;; esac
     case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
     named "$path" && continue
     if [ $((now - when)) -ge "$retire_grace" ]; then
@@ -59033,6 +59182,14 @@ async function readLiveIndex(registry, preflight) {
         case READ_LIVE_EXIT.uploadDirNotWritable:
             throw new ActionError(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
                 "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
+        case READ_LIVE_EXIT.writableByOthers: {
+            const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
+            const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
+            throw new ActionError(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+                "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
+                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
+                "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
+        }
         case READ_LIVE_EXIT.simplestreamsDirNotWritable:
             throw new ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
                 "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
@@ -59319,7 +59476,13 @@ async function commit(registry, options) {
     // One round trip. index.json, the retired files and images.json go over stdin (they grow with
     // the registry; a command line may not: sshd passes it to the shell as one argument).
     const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
-    await registry.runScript(COMMIT, [simplestreamsDir, nextDir(registry.paths), options.staging ?? '', String(options.lock.pid)], {
+    await registry.runScript(COMMIT, [
+        simplestreamsDir,
+        nextDir(registry.paths),
+        options.staging ?? '',
+        String(options.lock.pid),
+        ...(options.stagedFiles ?? []),
+    ], {
         what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
         stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
@@ -59361,6 +59524,7 @@ async function holdLock(registry, options) {
  * change (a staged version, the owner's convert-command, or aliases only), add retention and the
  * LXD items, commit, read back and verify, clean up after earlier runs.
  */
+
 
 
 
@@ -59429,6 +59593,11 @@ async function planChange(registry, publication, change) {
         plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
     };
 }
+/** The names in images/ of a staged version's files (incus-simplestreams names them so). */
+function stagedFileNames(staged) {
+    const names = Object.values(staged.version.items).map((item) => external_node_path_.posix.basename(item.path));
+    return [...new Set(names)];
+}
 /**
  * The locked part: re-read the live index, make the change, commit, read it back to verify, and
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
@@ -59450,7 +59619,9 @@ async function publishUnderLock(registry, publication, change, done = []) {
             await commit(registry, {
                 lock,
                 index: finished.index,
-                ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
+                ...(change.kind === 'staged' && plan.status !== 'unchanged'
+                    ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
+                    : {}),
                 retired: [...plan.retired, ...finished.retired],
             });
         }
@@ -60545,6 +60716,31 @@ class Connection {
     }
 }
 
+;// CONCATENATED MODULE: ./src/ssh/login-shell.ts
+/**
+ * Every command this action sends is quoted for a POSIX shell (ssh/shell.ts), but sshd hands it to
+ * the user's login shell. A csh, tcsh or fish login shell would read the quoting otherwise (fish
+ * collapses "\\" inside single quotes; csh refuses a line break in them), so a probe command
+ * checks, once per connection and before anything else runs, that the shell reads a quoted
+ * argument back exactly.
+ */
+
+
+/** Quoting a POSIX shell reads back as it is; the others do not: a backslash pair, `$`, a line break, `!`. */
+const PROBE = 'lxc-publish \\\\ $HOME\n!probe';
+async function checkLoginShell(session, username) {
+    const result = await session.exec(commandLine(['printf', '%s', PROBE]), { timeoutSeconds: 60 });
+    const printed = result.stdout.toString('utf8');
+    if (result.code === 0 && printed === PROBE)
+        return;
+    const seen = result.code === 0
+        ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
+        : `it failed (${oneLine(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
+    throw new ActionError(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
+        `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
+        `otherwise. Give the user a POSIX shell on the server: chsh -s /bin/bash ${username}. Nothing was uploaded.`, 'username');
+}
+
 ;// CONCATENATED MODULE: ./src/registry/registry.ts
 /**
  * The registry handle: the SSH connection and the server-side paths, and the one way to run this
@@ -60554,6 +60750,7 @@ class Connection {
  */
 
 
+
 class Registry {
     connection;
     paths;
@@ -60561,9 +60758,18 @@ class Registry {
         this.connection = connection;
         this.paths = paths;
     }
+    /** Connects, and checks that the login shell reads the quoting every command relies on. */
     static async open(options) {
         const { simplestreamsDir, uploadDir } = options;
-        return new Registry(await Connection.open(options), { simplestreamsDir, uploadDir });
+        const connection = await Connection.open(options);
+        try {
+            await checkLoginShell(connection.session, options.username);
+        }
+        catch (error) {
+            connection.dispose();
+            throw error;
+        }
+        return new Registry(connection, { simplestreamsDir, uploadDir });
     }
     /** The session in use now (a new one after reconnect()). */
     get session() {
@@ -60775,6 +60981,7 @@ class ProgressCounter extends external_node_stream_.Transform {
 
 
 
+
 async function uploadState(registry, image, timeoutSeconds) {
     const names = image.files.map((file) => file.name);
     const output = await registry.runScript(UPLOAD_STATE, [image.dir, String(timeoutSeconds), ...names], {
@@ -60860,9 +61067,9 @@ async function uploadImage(registry, image, options) {
         let lock;
         try {
             lock = await holdLock(registry, {
-                path: external_node_path_.posix.join(image.dir, '.lock'),
+                path: imageLockPath(registry.paths, image.key),
                 timeoutSeconds: options.lockTimeout,
-                busyMessage: `Another run has been uploading this same image to ${image.dir} for more than ` +
+                busyMessage: `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
                     `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
             });
             await transferFiles(registry, image, options.lockTimeout, hashes);
@@ -60916,12 +61123,23 @@ async function inspect(settings) {
         core_warning(warning);
     return image;
 }
-/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
+/**
+ * The aliases to put on the image: the requested ones (checked with the inputs), and the tool's
+ * default one if asked for, which comes from metadata.yaml and is checked the same way here: the
+ * index keeps a product's aliases as one comma-separated string.
+ */
 function requestedAliases(settings, image) {
     const { os, release, variant } = image.properties;
     const aliases = [...settings.aliases];
-    if (settings.defaultAlias)
-        aliases.push(`${os}/${release}/${variant}`);
+    if (settings.defaultAlias) {
+        const derived = `${os}/${release}/${variant}`;
+        if (!/^[^\s,\u0000-\u001f\u007f]{1,255}$/.test(derived)) {
+            throw new ActionError(`default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
+                'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +
+                'image definition, or set default-alias: false.', 'default-alias');
+        }
+        aliases.push(derived);
+    }
     return [...new Set(aliases)];
 }
 /** Step 2: the SSH connection, with the host key checked. */
@@ -61266,7 +61484,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6462);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7968);
 
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();

@@ -43,11 +43,26 @@ export async function inspect(settings: Settings): Promise<LocalImage> {
   return image;
 }
 
-/** The aliases to put on the image: the requested ones, and the tool's default one if asked for. */
+/**
+ * The aliases to put on the image: the requested ones (checked with the inputs), and the tool's
+ * default one if asked for, which comes from metadata.yaml and is checked the same way here: the
+ * index keeps a product's aliases as one comma-separated string.
+ */
 export function requestedAliases(settings: Settings, image: LocalImage): string[] {
   const { os, release, variant } = image.properties;
   const aliases = [...settings.aliases];
-  if (settings.defaultAlias) aliases.push(`${os}/${release}/${variant}`);
+  if (settings.defaultAlias) {
+    const derived = `${os}/${release}/${variant}`;
+    if (!/^[^\s,\u0000-\u001f\u007f]{1,255}$/.test(derived)) {
+      throw new ActionError(
+        `default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
+          'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +
+          'image definition, or set default-alias: false.',
+        'default-alias',
+      );
+    }
+    aliases.push(derived);
+  }
   return [...new Set(aliases)];
 }
 

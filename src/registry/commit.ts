@@ -16,6 +16,8 @@ export interface CommitOptions {
   index: ImagesIndex;
   /** Staging tree whose images/ holds the new files, if any. */
   staging?: string;
+  /** Names (in images/) of the new version's files: the commit changes nothing if one is gone. */
+  stagedFiles?: string[];
   /** Files the new index no longer names (kept for a while, then removed). */
   retired: string[];
 }
@@ -28,7 +30,13 @@ export async function commit(registry: Registry, options: CommitOptions): Promis
   const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
   await registry.runScript(
     COMMIT,
-    [simplestreamsDir, nextDir(registry.paths), options.staging ?? '', String(options.lock.pid)],
+    [
+      simplestreamsDir,
+      nextDir(registry.paths),
+      options.staging ?? '',
+      String(options.lock.pid),
+      ...(options.stagedFiles ?? []),
+    ],
     {
       what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
       stdin: Readable.from([stdin.join('\n')]),

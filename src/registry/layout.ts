@@ -2,11 +2,13 @@
  * Where things live on the server. All state is under simplestreams-dir, on the same file system
  * as the live tree, so that renames are atomic:
  *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
+ *                                   publishing it (whatever its upload-dir)
  *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
  *   .lxc-publish/next/              the next images.json and index.json, before their rename
  *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
  * and under upload-dir:
- *   <key>/.lock, <key>/<name>[.partial]   one directory per image, locked by the run uploading it
+ *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
  * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
  * computed while uploading).
  */
@@ -30,6 +32,9 @@ export const lockPath = (paths: RegistryPaths): string => posix.join(paths.simpl
 export const stagingDir = (paths: RegistryPaths, uploadKey: string): string =>
   posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
 export const nextDir = (paths: RegistryPaths): string => posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
+export const imageLockPath = (paths: RegistryPaths, uploadKey: string): string =>
+  posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
 
 /** One file to upload: the local file and its fixed name in the image's upload directory. */
 export interface UploadFile {

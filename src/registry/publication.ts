@@ -4,6 +4,7 @@
  * LXD items, commit, read back and verify, clean up after earlier runs.
  */
 import * as core from '@actions/core';
+import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
@@ -135,6 +136,12 @@ async function planChange(
   };
 }
 
+/** The names in images/ of a staged version's files (incus-simplestreams names them so). */
+function stagedFileNames(staged: StagedVersion): string[] {
+  const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
+  return [...new Set(names)];
+}
+
 /**
  * The locked part: re-read the live index, make the change, commit, read it back to verify, and
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
@@ -162,7 +169,9 @@ export async function publishUnderLock(
       await commit(registry, {
         lock,
         index: finished.index,
-        ...(change.kind === 'staged' && plan.status !== 'unchanged' ? { staging: change.dir } : {}),
+        ...(change.kind === 'staged' && plan.status !== 'unchanged'
+          ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
+          : {}),
         retired: [...plan.retired, ...finished.retired],
       });
     }

@@ -70,6 +70,17 @@ export async function readLiveIndex(registry: Registry, preflight?: Preflight): 
           "ownership of that directory (see the README's server setup). Nothing was uploaded.",
         'upload-dir',
       );
+    case READ_LIVE_EXIT.writableByOthers: {
+      const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
+      const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
+      throw new ActionError(
+        `${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+          "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
+          `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
+          "(see the README's server setup: mode 2755). Nothing was uploaded.",
+        input,
+      );
+    }
     case READ_LIVE_EXIT.simplestreamsDirNotWritable:
       throw new ActionError(
         `simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +

@@ -6,6 +6,7 @@
  */
 import { Connection } from '../ssh/connection.js';
 import type { ConnectOptions } from '../ssh/connect.js';
+import { checkLoginShell } from '../ssh/login-shell.js';
 import type { CommandResult, ExecOptions, RemoteSession, RunOptions } from '../ssh/session.js';
 import { scriptCommand } from '../ssh/shell.js';
 import type { RegistryPaths } from './layout.js';
@@ -17,9 +18,17 @@ export class Registry {
     readonly paths: RegistryPaths,
   ) {}
 
+  /** Connects, and checks that the login shell reads the quoting every command relies on. */
   static async open(options: ConnectOptions & RegistryPaths): Promise<Registry> {
     const { simplestreamsDir, uploadDir } = options;
-    return new Registry(await Connection.open(options), { simplestreamsDir, uploadDir });
+    const connection = await Connection.open(options);
+    try {
+      await checkLoginShell(connection.session, options.username);
+    } catch (error) {
+      connection.dispose();
+      throw error;
+    }
+    return new Registry(connection, { simplestreamsDir, uploadDir });
   }
 
   /** The session in use now (a new one after reconnect()). */

@@ -24,6 +24,7 @@ export const HOLD_LOCK: ServerScript = {
   name: 'lxc-publish-lock',
   text: `lock=$1 timeout=$2
 mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
 while :; do
   exec 9>>"$lock" || exit 1
   flock -w "$timeout" -E 75 9 || exit $?
@@ -36,35 +37,45 @@ exec cat >/dev/null`,
 };
 
 /**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent).
- * It first takes the image's write lock: a writer left over from a dropped connection may still
- * be draining into a partial file, and its size is only final once that writer is gone.
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
+ * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
+ * write lock: a writer left over from a dropped connection may still be draining into a partial
+ * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
+ * directory that is a symlink.
  */
 export const UPLOAD_STATE: ServerScript = {
   name: 'lxc-publish-state',
   text: `dir=$1 timeout=$2; shift 2
+if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" || exit 1
+if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
+size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
 for name; do
-  final=-1 partial=-1
-  [ -f "$dir/$name" ] && final=$(stat -c %s -- "$dir/$name")
-  [ -f "$dir/$name.partial" ] && partial=$(stat -c %s -- "$dir/$name.partial")
-  printf '%s %s %s\\n' "$name" "$final" "$partial"
+  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
 done`,
 };
 
 /**
  * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
  * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
+ * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
  */
 export const WRITE_FILE: ServerScript = {
   name: 'lxc-publish-write',
   text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
 partial=$dir/$name.partial
+if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then : > "$partial" || exit 1; fi
+if [ "$restart" = 1 ]; then
+  rm -f -- "$partial" || exit 1
+  (set -C; : > "$partial") || exit 1
+elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
+  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
+fi
 cat >> "$partial" || exit 1
 got=$(stat -c %s -- "$partial") || exit 1
 if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
@@ -78,14 +89,17 @@ export const READ_LIVE_EXIT = {
   noTool: 5,
   uploadDirNotWritable: 6,
   simplestreamsDirNotWritable: 7,
+  writableByOthers: 8,
 } as const;
 
 /**
  * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
  * Before a publish it first checks what the server must offer, so that a missing tool or an
  * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
- * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be
- * (the directory that cannot be written on stderr).
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
+ * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
+ * else than the SSH user (group or others: the web server's user must only read), or is a
+ * symlink inside simplestreams-dir. The directory at fault is printed on stderr.
  */
 export const READ_LIVE_INDEX: ServerScript = {
   name: 'lxc-publish-read',
@@ -97,6 +111,10 @@ if [ -n "$up" ]; then
   for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
     if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
   done
+  for dir in "$up" "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
+    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
+  done
 fi
 if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
 exit 3`,
@@ -104,7 +122,9 @@ exit 3`,
 
 /**
  * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. Everything that grows with the registry comes over stdin, never
+ * index.json, each by rename. The arguments after the lock holder name the new version's files
+ * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
+ * (exit 76). Everything that grows with the registry comes over stdin, never
  * as an argument: a first line holding index.json (compact JSON has no line break), then the
  * files the new index no longer names, one per line, then an empty line, then images.json.
  * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
@@ -116,7 +136,14 @@ exit 3`,
 export const COMMIT: ServerScript = {
   name: 'lxc-publish-commit',
   text: `set -eu
-ss=$1 next=$2 staging=$3 holder=$4
+ss=$1 next=$2 staging=$3 holder=$4; shift 4
+for dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi
+done
+for name; do
+  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||
+    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }
+done
 rm -rf -- "$next"
 mkdir -p -- "$next"
 IFS= read -r index_json
@@ -143,11 +170,17 @@ while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/reti
 };
 
 /**
- * Under the registry lock: removes what runs that died left behind (staging trees whose image is
- * no longer being worked on, that is whose upload lock is free, with any file they had moved into
- * images/ that no index names; upload directories untouched for `$4` minutes; retired files past
- * their grace time of `$3` seconds), then this run's own directories (the remaining arguments),
- * and prints the live images.json, so the run can verify it in the same round trip.
+ * Under the registry lock: removes what runs that died left behind, then this run's own
+ * directories (the arguments after the first four), and prints the live images.json, so the run
+ * can verify it in the same round trip. What dead runs left:
+ * - staging trees whose image lock (`.lxc-publish/locks/<key>`, held by the run working on it,
+ *   whatever its upload-dir) is free, with any file they had moved into images/ that no index
+ *   names; the removal happens while holding that lock, so no run can start on it meanwhile;
+ * - image locks of keys with no staging tree, taken and removed the same way;
+ * - upload directories untouched for `$4` minutes whose image lock is free;
+ * - retired files past their grace time of `$3` seconds.
+ * Everything read back from the state directory is checked before use: names are plain file
+ * names, times are digits; anything else is skipped. Symlinks are removed, never followed.
  */
 export const HOUSEKEEPING: ServerScript = {
   name: 'lxc-publish-housekeeping',
@@ -157,26 +190,45 @@ state=$ss/.lxc-publish
 live=$ss/streams/v1/images.json
 now=$(date +%s)
 named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
-for dir in "$state"/staging/*/; do
-  [ -d "$dir" ] || continue
-  dir=\${dir%/}; fp=\${dir##*/}
-  if [ -d "$up/$fp" ] && ! flock -n "$up/$fp/.lock" true; then continue; fi
-  if [ -f "$dir/moved" ]; then
+plain_name() { case $1 in ''|.|..|*/*) return 1 ;; *) return 0 ;; esac; }
+# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.
+with_free_lock() {
+  lock=$state/locks/$1; shift
+  [ -L "$lock" ] && return 1
+  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")
+}
+drop_staging() {
+  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then
     while IFS= read -r name; do
+      plain_name "$name" || continue
       named "images/$name" || rm -f -- "$ss/images/$name"
-    done < "$dir/moved"
+    done < "$1/moved"
   fi
-  rm -rf -- "$dir"
+  rm -rf -- "$1"
+}
+for dir in "$state"/staging/*; do
+  [ -e "$dir" ] || [ -L "$dir" ] || continue
+  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi
+  key=\${dir##*/}
+  with_free_lock "$key" drop_staging "$dir" || true
+done
+for lock in "$state"/locks/*; do
+  [ -e "$lock" ] || [ -L "$lock" ] || continue
+  key=\${lock##*/}
+  [ -d "$state/staging/$key" ] && continue
+  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi
 done
 if [ -d "$up" ]; then
-  find "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
     -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
-    flock -n "$dir/.lock" rm -rf -- "$dir" || true
+    with_free_lock "\${dir##*/}" rm -rf -- "$dir" || true
   done
 fi
-if [ -f "$state/retired" ]; then
+if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then
+  rm -f -- "$state/retired.next"
   : > "$state/retired.next"
   while read -r when path; do
+    case $when in ''|*[!0-9]*) continue ;; esac
     case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
     named "$path" && continue
     if [ $((now - when)) -ge "$retire_grace" ]; then

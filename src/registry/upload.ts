@@ -14,7 +14,7 @@ import { describeError } from '../common/errors.js';
 import { hashFileInto, UploadHashes } from '../image/hashing.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
 import { commandLine } from '../ssh/shell.js';
-import type { RemoteImage, UploadFile } from './layout.js';
+import { imageLockPath, type RemoteImage, type UploadFile } from './layout.js';
 import { holdLock, type HeldLock } from './lock.js';
 import { formatProgress, ProgressCounter } from './progress.js';
 import type { Registry } from './registry.js';
@@ -145,10 +145,10 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
     let lock: HeldLock | undefined;
     try {
       lock = await holdLock(registry, {
-        path: posix.join(image.dir, '.lock'),
+        path: imageLockPath(registry.paths, image.key),
         timeoutSeconds: options.lockTimeout,
         busyMessage:
-          `Another run has been uploading this same image to ${image.dir} for more than ` +
+          `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
           `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
       });
       await transferFiles(registry, image, options.lockTimeout, hashes);

@@ -66,15 +66,79 @@ const COMBINED_HASH_FIELDS = [
 const METADATA_ITEM = 'incus.tar.xz';
 export const UNIFIED_ITEM = 'incus_combined.tar.gz';
 
-/** Parses images.json, checking the shape this action relies on. */
+/** Thrown for an images.json that is not a simplestreams index this action can work on. */
+export class InvalidIndexError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidIndexError';
+  }
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** A path an item may name: relative, under the tree, without `..`, in plain characters. */
+const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
+
+/** The entries of an object, refusing a `__proto__` key (assigning it would change a prototype). */
+function entriesOf(value: Record<string, unknown>, where: string): [string, unknown][] {
+  const entries = Object.entries(value);
+  if (entries.some(([key]) => key === '__proto__')) throw new InvalidIndexError(`${where} has a key named __proto__`);
+  return entries;
+}
+
+function checkItem(item: unknown, where: string): void {
+  if (!isObject(item)) throw new InvalidIndexError(`${where} is not an object`);
+  entriesOf(item, where);
+  for (const field of ['ftype', 'path', 'sha256'] as const) {
+    if (typeof item[field] !== 'string') throw new InvalidIndexError(`${where} has no "${field}" string`);
+  }
+  if (!ITEM_PATH.test(item['path'] as string)) {
+    throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
+  }
+  const size = item['size'];
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw new InvalidIndexError(`${where} has no "size" as a whole number of bytes`);
+  }
+  for (const [field, value] of Object.entries(item)) {
+    if (/^combined_/.test(field) && typeof value !== 'string')
+      throw new InvalidIndexError(`${where}.${field} is not a string`);
+  }
+}
+
+function checkProduct(product: unknown, where: string): void {
+  if (!isObject(product)) throw new InvalidIndexError(`${where} is not an object`);
+  entriesOf(product, where);
+  for (const field of ['aliases', 'arch', 'os', 'release', 'variant']) {
+    if (product[field] !== undefined && typeof product[field] !== 'string') {
+      throw new InvalidIndexError(`${where}.${field} is not a string`);
+    }
+  }
+  const versions = product['versions'];
+  if (!isObject(versions)) throw new InvalidIndexError(`${where} has no "versions" object`);
+  for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
+    const at = `${where}.versions[${JSON.stringify(serial)}]`;
+    if (!isObject(version)) throw new InvalidIndexError(`${at} is not an object`);
+    entriesOf(version, at);
+    const items = version['items'];
+    if (!isObject(items)) throw new InvalidIndexError(`${at} has no "items" object`);
+    for (const [key, item] of entriesOf(items, `${at}.items`)) checkItem(item, `${at}.items[${JSON.stringify(key)}]`);
+  }
+}
+
+/**
+ * Parses images.json and checks every part this action reads (products, versions, items and
+ * their fields), so that a damaged or hostile index is refused with the entry at fault named,
+ * never half-used. Throws InvalidIndexError (or the JSON parser's SyntaxError).
+ */
 export function parseImagesIndex(text: string): ImagesIndex {
   const document: unknown = JSON.parse(text);
-  if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-    throw new Error('images.json is not a JSON object');
-  }
-  const products = (document as { products?: unknown }).products;
-  if (typeof products !== 'object' || products === null || Array.isArray(products)) {
-    throw new Error('images.json has no "products" object');
+  if (!isObject(document)) throw new InvalidIndexError('images.json is not a JSON object');
+  entriesOf(document, 'images.json');
+  const products = document['products'];
+  if (!isObject(products)) throw new InvalidIndexError('images.json has no "products" object');
+  for (const [key, product] of entriesOf(products, 'images.json products')) {
+    checkProduct(product, `images.json products[${JSON.stringify(key)}]`);
   }
   return document as ImagesIndex;
 }

@@ -22,6 +22,9 @@ export interface CommandResult {
 /** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
 export const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
 
+/** The most output kept from one command: a registry's images.json is far smaller. */
+export const MAX_STDOUT_BYTES = 64 << 20;
+
 export interface ExecOptions {
   /** Streamed to the command with back-pressure, so large files pass without being held in memory. */
   stdin?: Readable;
@@ -50,6 +53,9 @@ export class HeldCommandEnded extends Error {
 /** A command's channel, with its output, exit status and end collected from the start. */
 class RunningCommand {
   readonly stdout: Buffer[] = [];
+  private stdoutBytes = 0;
+  /** Set when the command printed more than MAX_STDOUT_BYTES; its channel is then closed. */
+  overflowed = false;
   private stderr = '';
   private code: number | null = null;
   private signal: string | null = null;
@@ -58,6 +64,14 @@ class RunningCommand {
 
   constructor(readonly channel: ClientChannel) {
     channel.on('data', (chunk: Buffer) => {
+      if (this.overflowed) return;
+      this.stdoutBytes += chunk.length;
+      if (this.stdoutBytes > MAX_STDOUT_BYTES) {
+        this.overflowed = true;
+        this.stdout.length = 0;
+        channel.close();
+        return;
+      }
       this.stdout.push(chunk);
       for (const listener of this.stdoutListeners) listener();
     });
@@ -115,10 +129,25 @@ export class RemoteSession {
     });
   }
 
-  /** Runs a command (built with ssh/shell.ts) and collects its output and exit status. */
+  /**
+   * Runs a command (built with ssh/shell.ts) and collects its output and exit status. Output past
+   * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
+   */
   async exec(command: string, options: ExecOptions = {}): Promise<CommandResult> {
-    const { stdin, timeoutSeconds = 0 } = options;
     const running = await this.start(command);
+    const result = await this.collect(running, options);
+    if (running.overflowed) {
+      throw new ActionError(
+        `A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
+          'holds something other than what this action writes (an images.json that large, or a noisy login ' +
+          "shell). Check simplestreams-dir and the SSH user's shell startup files.",
+      );
+    }
+    return result;
+  }
+
+  private async collect(running: RunningCommand, options: ExecOptions): Promise<CommandResult> {
+    const { stdin, timeoutSeconds = 0 } = options;
     if (timeoutSeconds <= 0) return this.finish(running, stdin);
     let timer: NodeJS.Timeout | undefined;
     // sshd does not end a command when its channel is closed, and may ignore signals: the run

@@ -1,0 +1,29 @@
+/**
+ * Every command this action sends is quoted for a POSIX shell (ssh/shell.ts), but sshd hands it to
+ * the user's login shell. A csh, tcsh or fish login shell would read the quoting otherwise (fish
+ * collapses "\\" inside single quotes; csh refuses a line break in them), so a probe command
+ * checks, once per connection and before anything else runs, that the shell reads a quoted
+ * argument back exactly.
+ */
+import { ActionError, oneLine } from '../common/errors.js';
+import type { RemoteSession } from './session.js';
+import { commandLine } from './shell.js';
+
+/** Quoting a POSIX shell reads back as it is; the others do not: a backslash pair, `$`, a line break, `!`. */
+const PROBE = 'lxc-publish \\\\ $HOME\n!probe';
+
+export async function checkLoginShell(session: RemoteSession, username: string): Promise<void> {
+  const result = await session.exec(commandLine(['printf', '%s', PROBE]), { timeoutSeconds: 60 });
+  const printed = result.stdout.toString('utf8');
+  if (result.code === 0 && printed === PROBE) return;
+  const seen =
+    result.code === 0
+      ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
+      : `it failed (${oneLine(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
+  throw new ActionError(
+    `The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
+      `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
+      `otherwise. Give the user a POSIX shell on the server: chsh -s /bin/bash ${username}. Nothing was uploaded.`,
+    'username',
+  );
+}

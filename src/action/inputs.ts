@@ -10,7 +10,7 @@ import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
 import type { UploadOptions } from '../registry/upload.js';
 import type { ConnectOptions } from '../ssh/connect.js';
-import { parseFingerprints, parseKnownHosts } from '../ssh/hostkeys.js';
+import { readHostKeyPins } from '../ssh/hostkeys.js';
 import { normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
 
 /**
@@ -61,10 +61,11 @@ export function readSettings(): Settings {
     username: parseUsername(core.getInput('username', { required: true })),
     privateKey,
     passphrase: keyPassphrase,
-    hostKeyPins: {
-      fingerprints: parseFingerprints(core.getInput('host-fingerprint')),
-      knownKeys: parseKnownHosts(core.getInput('known-hosts'), host, port),
-    },
+    hostKeyPins: readHostKeyPins(
+      { hostFingerprint: core.getInput('host-fingerprint'), knownHosts: core.getInput('known-hosts') },
+      host,
+      port,
+    ),
     uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
     simplestreamsDir: parseRemoteDir(
       core.getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR,

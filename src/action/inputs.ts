@@ -44,6 +44,7 @@ export function readSettings(): Settings {
   const rawKey = core.getInput('ssh-key');
   const passphrase = core.getInput('ssh-key-passphrase');
   maskSecrets([rawKey, passphrase]);
+  forgetSecretInputs();
 
   const host = parseHost(core.getInput('host', { required: true }));
   const port = parsePort(core.getInput('port'));
@@ -90,6 +91,17 @@ export function readSettings(): Settings {
         : '',
     publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
   };
+}
+
+/** The inputs that hold secrets. */
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase'];
+
+/**
+ * Removes the secret inputs from this process's environment once read, so that no child process
+ * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
+ */
+function forgetSecretInputs(): void {
+  for (const name of SECRET_INPUTS) delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
 }
 
 /**

@@ -9,6 +9,7 @@ import https from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ActionError, describeError } from '../common/errors.js';
+import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { parseImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
 import {
   expectedVersion,
@@ -191,7 +192,7 @@ export async function checkPublicRegistry(options: PublicCheckOptions): Promise<
       const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
       if (problems.length === 0 && version) {
         log(
-          `${url} serves ${fingerprint} (${version.product} ${version.serial}): index.json, images.json and ` +
+          `${url} serves ${fingerprint} (${untrusted(version.product)} ${untrusted(version.serial)}): index.json, images.json and ` +
             `${version.files.length} file${version.files.length === 1 ? '' : 's'} with the right sizes` +
             (attempt > 1 ? ` (after ${attempt} attempts, ${elapsedSeconds} s)` : ''),
         );
@@ -208,7 +209,7 @@ export async function checkPublicRegistry(options: PublicCheckOptions): Promise<
       log(
         summary === previous
           ? `Still not served (attempt ${attempt}, ${left} s left)`
-          : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`,
+          : `Not served yet (attempt ${attempt}, ${left} s left): ${untrustedLine(summary)}`,
       );
       previous = summary;
       // The last attempt runs at the deadline.

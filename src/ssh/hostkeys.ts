@@ -4,6 +4,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { ActionError, oneLine } from '../common/errors.js';
+import { untrusted } from '../common/untrusted.js';
 
 export interface HostKeyPins {
   /** `SHA256:<base64 without padding>` values the server's key may have. */
@@ -38,8 +39,9 @@ export function keyTypeOf(keyBlob: Buffer): string {
   return keyBlob.subarray(4, 4 + length).toString('latin1');
 }
 
+/** The key a server presented, for messages: its type is the server's text, escaped. */
 export function describePresentedKey(keyBlob: Buffer): PresentedHostKey {
-  return { type: keyTypeOf(keyBlob), fingerprint: fingerprintOf(keyBlob) };
+  return { type: untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
 
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */

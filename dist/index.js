@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7968:
+/***/ 547:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56951,8 +56951,9 @@ class ActionError extends Error {
     input;
     constructor(message, input) {
         // Messages quote inputs and server output: no control character (a terminal escape, say)
-        // reaches the log as it is. Line breaks and tabs stay.
-        super(withoutControlCharacters(message));
+        // reaches the log as it is. Line breaks and tabs stay (core.error escapes them), and the
+        // legacy "##[" log command is escaped (see common/untrusted.ts).
+        super(withoutLegacyCommands(withoutControlCharacters(message)));
         this.input = input;
         this.name = 'ActionError';
     }
@@ -56966,6 +56967,10 @@ function hasControlCharacters(text) {
 /** Replaces control characters other than newline and tab with "?". */
 function withoutControlCharacters(text) {
     return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
+}
+/** "#[" with its bracket escaped, so that no "##[" (a legacy log command, read anywhere in a line) remains. */
+function withoutLegacyCommands(text) {
+    return text.replace(/#\[/g, '#\\[');
 }
 /** One line of text for a message: every control character, newline and tab included, as "?". */
 function oneLine(text) {
@@ -56981,6 +56986,60 @@ const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(imp
 var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/common/untrusted.ts
+/**
+ * Text the action does not control (metadata.yaml, the server's index and output, a web
+ * server's answers) on its way into the log or an error message.
+ *
+ * The runner reads workflow commands from the log: a line that, after leading blanks, starts with
+ * "::" (`::warning::`, `::add-mask::`, `::stop-commands::` …), and the legacy "##[" form anywhere
+ * in a line. So untrusted text never reaches the log as it is: a single value is printed plain
+ * only when it is made of harmless characters, JSON-quoted otherwise (no line break survives, and
+ * "#[" is escaped); multi-line output is printed between `::stop-commands::` markers whose token
+ * the server cannot guess, with "#[" escaped and control characters replaced.
+ *
+ * Error messages (ActionError) are printed by core.error as one `::error::` line: it escapes
+ * line breaks and "%" in the message, and a "::" after the command's own is data, not a command.
+ * Only "##[" needs escaping there, which the ActionError constructor does (common/errors.ts).
+ */
+
+
+/** Characters a plain value may hold and still be printed as it is. */
+const PLAIN = /^[A-Za-z0-9._:/+@,=~-]+$/;
+/**
+ * One untrusted value for a log line or a message: as it is when plain (a product name, a
+ * serial), otherwise JSON-quoted, with "#[" written as "\u0023[" (the same string in JSON).
+ */
+function untrusted(value) {
+    const text = typeof value === 'string' ? value : String(value);
+    if (PLAIN.test(text))
+        return text;
+    return JSON.stringify(text).replace(/#\[/g, '\\u0023[');
+}
+/**
+ * A log line that embeds untrusted text somewhere after its own start (never at it): line
+ * breaks and other control characters become "?", "#[" is escaped.
+ */
+function untrustedLine(text) {
+    return withoutLegacyCommands(oneLine(text));
+}
+/**
+ * Multi-line untrusted output (a script's), as log lines: between `::stop-commands::TOKEN` and
+ * `::TOKEN::`, so that the runner reads no line of it as a command; control characters other
+ * than tabs become "?", and "#[" is escaped.
+ */
+function untrustedBlock(text, token = (0,external_node_crypto_.randomBytes)(16).toString('hex')) {
+    const lines = withoutLegacyCommands(withoutControlCharacters(text.replace(/\r\n/g, '\n'))).split('\n');
+    return [`::stop-commands::${token}`, ...lines, `::${token}::`];
+}
+/** Logs multi-line untrusted output (see untrustedBlock); nothing for empty output. */
+function logUntrusted(text, log) {
+    if (text !== '')
+        log(untrustedBlock(text).join('\n'));
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
 /**
  * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
@@ -57340,6 +57399,7 @@ function timeoutMessage(url, fingerprint, timeoutSeconds, attempts, problems) {
 
 
 
+
 const check_PUBLIC_URL_INPUT = 'public-url';
 /** The most a JSON index may weigh here; a registry's images.json is far smaller. */
 const MAX_BODY_BYTES = 64 << 20;
@@ -57378,15 +57438,28 @@ function requestOnce(agent, url, method, timeoutMs) {
         req.end();
     });
 }
+/** The most redirects followed for one request; more is an error. */
 const MAX_REDIRECTS = 5;
-/** A request that follows redirects to https addresses, as the clients (Go's HTTP client) do. */
+const REDIRECT_STATUSES = [301, 302, 303, 307, 308];
+/**
+ * A request that follows redirects. The policy: a redirect is followed to any https:// address,
+ * on this host or another one, as the Incus and LXD clients (Go's HTTP client) follow them: a
+ * registry behind a CDN or an object store redirects clients to another host. A redirect to
+ * anything but https:// (http:// above all) is refused, although Go's client would follow it:
+ * clients would then download the index without TLS, which the check reports instead of passing.
+ * At most MAX_REDIRECTS redirects are followed in a row; one more is an error (a loop or a
+ * misconfiguration). Each hop is checked like the first: TLS 1.3 and a trusted certificate.
+ */
 async function request(agent, url, method, timeoutMs) {
     let target = url;
     for (let redirects = 0;; redirects++) {
         const answer = await requestOnce(agent, target, method, timeoutMs);
         const location = answer.headers.location;
-        if (![301, 302, 303, 307, 308].includes(answer.status) || !location || redirects >= MAX_REDIRECTS)
+        if (!REDIRECT_STATUSES.includes(answer.status) || !location)
             return answer;
+        if (redirects >= MAX_REDIRECTS) {
+            throw new Error(`more than ${MAX_REDIRECTS} redirects (the last one from ${target}); a redirect loop?`);
+        }
         target = new URL(location, target).href;
         if (!target.startsWith('https://'))
             throw new Error(`redirected to ${target}, which is not an https:// address`);
@@ -57463,7 +57536,7 @@ async function checkPublicRegistry(options) {
             const { problems, version } = await checkOnce(agent, url, fingerprint, timeoutMs);
             const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
             if (problems.length === 0 && version) {
-                log(`${url} serves ${fingerprint} (${version.product} ${version.serial}): index.json, images.json and ` +
+                log(`${url} serves ${fingerprint} (${untrusted(version.product)} ${untrusted(version.serial)}): index.json, images.json and ` +
                     `${version.files.length} file${version.files.length === 1 ? '' : 's'} with the right sizes` +
                     (attempt > 1 ? ` (after ${attempt} attempts, ${elapsedSeconds} s)` : ''));
                 return { url, fingerprint, ...version, attempts: attempt, elapsedSeconds };
@@ -57475,7 +57548,7 @@ async function checkPublicRegistry(options) {
             const left = Math.ceil((deadline - Date.now()) / 1000);
             log(summary === previous
                 ? `Still not served (attempt ${attempt}, ${left} s left)`
-                : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`);
+                : `Not served yet (attempt ${attempt}, ${left} s left): ${untrustedLine(summary)}`);
             previous = summary;
             // The last attempt runs at the deadline.
             await (0,promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
@@ -57617,13 +57690,12 @@ function validateRemoteName(name) {
     return value;
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/ssh/hostkeys.ts
 /**
  * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
  * presents against them. Pure functions; the SSH module calls them from ssh2's host verifier.
  */
+
 
 
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
@@ -57638,8 +57710,9 @@ function keyTypeOf(keyBlob) {
     const length = keyBlob.readUInt32BE(0);
     return keyBlob.subarray(4, 4 + length).toString('latin1');
 }
+/** The key a server presented, for messages: its type is the server's text, escaped. */
 function describePresentedKey(keyBlob) {
-    return { type: keyTypeOf(keyBlob), fingerprint: fingerprintOf(keyBlob) };
+    return { type: untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
 function parseFingerprints(text) {
@@ -57697,18 +57770,14 @@ function hostFieldMatches(field, host, port) {
     }
     return matched;
 }
-/**
- * Reads known_hosts lines and keeps the keys that apply to host:port. Lines for other hosts are
- * ignored, as OpenSSH does; a line that cannot be read at all is an error, since a typo there would
- * otherwise silently disable pinning.
- */
-function parseKnownHosts(text, host, port) {
-    const keys = [];
+function scanKnownHosts(text, host, port) {
+    const scan = { keys: [], lines: 0, linesHere: 0, otherHosts: [], otherHashed: 0, certAuthorities: 0 };
     const lines = text.split(/\r?\n/);
     lines.forEach((rawLine, index) => {
         const line = rawLine.trim();
         if (line === '' || line.startsWith('#'))
             return;
+        scan.lines += 1;
         const fields = line.split(/\s+/);
         let revoked = false;
         if (fields[0]?.startsWith('@')) {
@@ -57717,7 +57786,8 @@ function parseKnownHosts(text, host, port) {
                 revoked = true;
             }
             else if (marker === '@cert-authority') {
-                return; // host certificates are not used by this action
+                scan.certAuthorities += 1; // host certificates are not used by this action
+                return;
             }
             else {
                 throw knownHostsError(index, `unknown marker ${marker ?? ''}`);
@@ -57732,17 +57802,91 @@ function parseKnownHosts(text, host, port) {
             throw knownHostsError(index, `the key does not hold a ${type} key`);
         }
         if (hostFieldMatches(hostField, host, port)) {
-            keys.push({ type, key, revoked });
+            scan.linesHere += 1;
+            scan.keys.push({ type, key, revoked });
+            return;
+        }
+        // A revoked key is never accepted, whichever host its line names.
+        if (revoked)
+            scan.keys.push({ type, key, revoked });
+        for (const pattern of hostField.split(',')) {
+            if (pattern.startsWith('|'))
+                scan.otherHashed += 1;
+            else if (!pattern.startsWith('!') && !scan.otherHosts.includes(pattern))
+                scan.otherHosts.push(pattern);
         }
     });
-    return keys;
+    return scan;
+}
+/**
+ * Reads known_hosts lines and keeps the keys that apply to host:port, and every revoked key
+ * (never accepted, whichever host its line names). Lines for other hosts are ignored, as OpenSSH
+ * does; a line that cannot be read at all is an error, since a typo there would otherwise silently
+ * disable pinning.
+ */
+function parseKnownHosts(text, host, port) {
+    return scanKnownHosts(text, host, port).keys;
+}
+/**
+ * The pins from the `host-fingerprint` and `known-hosts` inputs. An input that is set must give
+ * at least one key this host and port may present: otherwise the run would connect unverified
+ * (with a warning) although the user meant to pin, so it is an error that says why, before any
+ * connection.
+ */
+function readHostKeyPins(inputs, host, port) {
+    const target = hostPatterns(host, port)[0];
+    const scan = scanKnownHosts(inputs.knownHosts, host, port);
+    const revoked = scan.keys.filter((key) => key.revoked);
+    const usableKeys = scan.keys.filter((key) => !key.revoked && !revoked.some((bad) => bad.key === key.key));
+    const revokedFingerprints = revoked.map((key) => fingerprintOf(Buffer.from(key.key, 'base64')));
+    const fingerprints = parseFingerprints(inputs.hostFingerprint);
+    if (inputs.hostFingerprint.trim() !== '') {
+        if (fingerprints.length === 0) {
+            throw new ActionError('host-fingerprint is set but holds no fingerprint. Give the value that ' +
+                '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).', 'host-fingerprint');
+        }
+        if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
+            throw new ActionError('host-fingerprint names only keys that known-hosts marks @revoked; a revoked key is never accepted. ' +
+                "Pin the server's current host key.", 'host-fingerprint');
+        }
+    }
+    if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
+        throw new ActionError(`known-hosts gives no key for ${target}: ${knownHostsProblems(scan, target)}`, 'known-hosts');
+    }
+    return { fingerprints, knownKeys: scan.keys };
+}
+/** Why known_hosts text gives no usable key for `target`, with what to do. */
+function knownHostsProblems(scan, target) {
+    const problems = [];
+    if (scan.lines === 0)
+        problems.push('it holds only comments or blank lines');
+    if (scan.linesHere > 0) {
+        problems.push(`its lines for ${target} hold only revoked keys (@revoked), and a revoked key is never accepted`);
+    }
+    if (scan.certAuthorities > 0) {
+        problems.push(`it has ${scan.certAuthorities} @cert-authority line${scan.certAuthorities === 1 ? '' : 's'}: host ` +
+            'certificates are not supported, pin the host key with host-fingerprint or a plain known-hosts line');
+    }
+    const others = [
+        ...scan.otherHosts.map((pattern) => oneLine(pattern)),
+        ...(scan.otherHashed > 0 ? [`${scan.otherHashed} hashed host name${scan.otherHashed === 1 ? '' : 's'}`] : []),
+    ];
+    if (scan.linesHere === 0 && others.length > 0)
+        problems.push(`it has lines but none for ${target}; it lists ${others.join(', ')}`);
+    return (`${problems.join('; ')}. Add the server's key as \`ssh-keyscan -p PORT HOST\` prints it (checked against ` +
+        '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server), or use host-fingerprint.');
 }
 function knownHostsError(index, problem) {
     return new ActionError(`known-hosts: line ${index + 1} cannot be read (${problem}). ` +
         'Paste lines as `ssh-keyscan -p PORT HOST` prints them, or use host-fingerprint instead.', 'known-hosts');
 }
+/** Whether the pins allow any key at all (revoked keys allow none). */
 function hasPins(pins) {
     return pins.fingerprints.length > 0 || pins.knownKeys.some((key) => !key.revoked);
+}
+/** Whether pins were given (a fingerprint or any known_hosts key, revoked or not). */
+function pinsGiven(pins) {
+    return pins.fingerprints.length > 0 || pins.knownKeys.length > 0;
 }
 /** Whether the presented key is allowed by the pins. Revoked keys never are. */
 function hostKeyAllowed(pins, keyBlob) {
@@ -57893,6 +58037,7 @@ function readSettings() {
     const rawKey = getInput('ssh-key');
     const passphrase = getInput('ssh-key-passphrase');
     maskSecrets([rawKey, passphrase]);
+    forgetSecretInputs();
     const host = parseHost(getInput('host', { required: true }));
     const port = parsePort(getInput('port'));
     const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
@@ -57908,10 +58053,7 @@ function readSettings() {
         username: parseUsername(getInput('username', { required: true })),
         privateKey,
         passphrase: keyPassphrase,
-        hostKeyPins: {
-            fingerprints: parseFingerprints(getInput('host-fingerprint')),
-            knownKeys: parseKnownHosts(getInput('known-hosts'), host, port),
-        },
+        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
         uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
         simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         aliases: parseAliases(getInput('aliases')),
@@ -57933,6 +58075,16 @@ function readSettings() {
                 : '',
         publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
     };
+}
+/** The inputs that hold secrets. */
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase'];
+/**
+ * Removes the secret inputs from this process's environment once read, so that no child process
+ * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
+ */
+function forgetSecretInputs() {
+    for (const name of SECRET_INPUTS)
+        delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
 }
 /**
  * Masks secrets in the log: each whole value, and each line of it, since the runner matches
@@ -59538,6 +59690,7 @@ async function holdLock(registry, options) {
 
 
 
+
 function serialConflictError(product, serial, existing, fingerprint) {
     return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
@@ -59555,7 +59708,7 @@ function finishIndex(publication, base, proposed) {
     if (keepVersions > 0) {
         const retention = applyRetention(next, keepVersions, publication.fingerprint);
         if (retention.dropped.length > 0) {
-            info(`keep-versions ${keepVersions}: dropping ${retention.dropped.join(', ')}`);
+            info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
             next = retention.index;
             retired.push(...retention.retired);
         }
@@ -59648,7 +59801,7 @@ function verify(live, publication, status) {
         throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
             'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
-    info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
+    info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
     return { status, fingerprint, ...published };
 }
 
@@ -60632,6 +60785,11 @@ async function attemptConnection(options, algorithms) {
  */
 async function connect(options) {
     const pinned = hasPins(options.hostKeyPins);
+    // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
+    if (!pinned && pinsGiven(options.hostKeyPins)) {
+        throw new ActionError(`known-hosts gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
+            "accepted. Pin the server's current host key. Nothing was sent to the server.", 'known-hosts');
+    }
     const presentedKeys = [];
     for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
         if (alreadyPresented(algorithms, presentedKeys))
@@ -60853,6 +61011,7 @@ function markUnifiedVm(index, fingerprint) {
 
 
 
+
 /** Runs incus-simplestreams add in an empty staging tree of the image's own. */
 function stageCommand(staging, remoteFiles) {
     return commandChain([
@@ -60888,16 +61047,12 @@ function customConvertCommand(command, simplestreamsDir, args) {
         ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
     ]);
 }
-const indent = (text) => text
-    .split('\n')
-    .map((line) => `  ${line}`)
-    .join('\n');
 /** Runs the owner's convert-command on the uploaded image (under the registry lock). */
 async function runCustomConvert(registry, command, image, args) {
     const [metadata = '', data = ''] = remotePaths(image);
     const output = await registry.session.run(customConvertCommand(command, registry.paths.simplestreamsDir, { metadata, data, ...args }), { what: `convert-command ${command}` });
-    // Indented, so that no line of the script's output can pass for a workflow command.
-    info(indent(withoutControlCharacters(output.toString('utf8').trim())));
+    // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
+    logUntrusted(output.toString('utf8').trim(), info);
 }
 
 ;// CONCATENATED MODULE: ./src/registry/progress.ts
@@ -61107,12 +61262,15 @@ async function uploadImage(registry, image, options) {
 
 
 
+
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 async function inspect(settings) {
     const image = await group('Inspect the image', async () => {
         const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
         const { os, release, variant, propertiesArchitecture } = inspected.properties;
-        info(`${inspected.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${inspected.size} bytes`);
+        // metadata.yaml is the image builder's: its values are logged escaped.
+        const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
+        info(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
         return inspected;
     });
     const unified = !image.data;
@@ -61161,7 +61319,7 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
         return image;
     const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
     const decision = rootfsDecision(settings.convertRootfs, version);
-    info(decision.reason);
+    info(untrustedLine(decision.reason)); // it quotes the server's version output
     if (!decision.convert)
         return image;
     const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
@@ -61188,7 +61346,7 @@ async function findExisting(settings, image, live) {
         return { published: false };
     const fingerprint = await group('Fingerprint', async () => {
         const computed = await hashing_fingerprintOf(image);
-        info(`Fingerprint: ${computed}; ${line} already has a release with serial ${serial}`);
+        info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
         return computed;
     });
     if (findFingerprint(live, fingerprint))
@@ -61236,7 +61394,7 @@ async function convert(registry, settings, image, remote, publication) {
             fingerprint,
             unifiedVm: !image.data && image.imageType === 'virtual-machine',
         });
-        info(`Staged ${version.product} version ${version.serial}`);
+        info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
         return { kind: 'staged', dir: staging, version };
     });
 }
@@ -61285,7 +61443,12 @@ function commands_clientCommands(remote, url, result) {
 const REMOTE_PLACEHOLDER = 'REMOTE';
 const URL_PLACEHOLDER = 'https://your-registry.example';
 function escapeHtml(text) {
-    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+    return text
+        .replace(/&/g, '&amp;')
+        .replace(/</g, '&lt;')
+        .replace(/>/g, '&gt;')
+        .replace(/"/g, '&quot;')
+        .replace(/'/g, '&#39;');
 }
 function code(text) {
     return `<code>${escapeHtml(text)}</code>`;
@@ -61364,10 +61527,16 @@ function buildSummary(result, options = {}) {
 async function writeSummary(result, options = {}) {
     await summary.addRaw(buildSummary(result, options)).write();
 }
-/** The job summary of a failed run: what went wrong and what to do, as the error says. */
+/**
+ * The job summary of a failed run: what went wrong and what to do, as the error says. The message
+ * quotes metadata and server output, so the HTML is built here with everything escaped
+ * (core.summary.addCodeBlock does not escape).
+ */
+function buildFailureSummary(message) {
+    return `<h2>Image not published</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
+}
 async function writeFailureSummary(message) {
-    summary.addHeading('Image not published', 2).addCodeBlock(message);
-    await summary.write();
+    await summary.addRaw(buildFailureSummary(message)).write();
 }
 
 ;// CONCATENATED MODULE: ./src/action/main.ts
@@ -61448,7 +61617,10 @@ async function run() {
     }
     catch (error) {
         // ActionError messages already name the input and the fix; anything else is unexpected.
-        const message = error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`;
+        // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
+        const message = error instanceof ActionError
+            ? error.message
+            : withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
         const input = error instanceof ActionError ? error.input : undefined;
         core_error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
         process.exitCode = ExitCode.Failure;
@@ -61484,7 +61656,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7968);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(547);
 
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();

@@ -148,6 +148,9 @@ async function readOnlyCopy(source: string, destination: string): Promise<void> 
   else await runOk('chmod', ['-R', 'a-w', '--', destination]);
 }
 
+/** The registry's host key as known_hosts writes it after the host field ("ssh-ed25519 AAAA…"). */
+const serverKey = (ctx: Context): string => ctx.registry.knownHostsLine.trim().split(/\s+/).slice(-2).join(' ');
+
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 // ------------------------------------------------------------------------------------------------
@@ -495,6 +498,57 @@ const cases: Case[] = [
       ),
     ],
     local: false,
+  },
+  // A pin input that is set but allows no key for this host and port would connect unverified:
+  // each is refused before any connection, saying why.
+  {
+    name: "known-hosts: only the server's own key, @revoked",
+    inputs: (ctx) => ({
+      'host-fingerprint': '',
+      'known-hosts': `@revoked [127.0.0.1]:${ctx.port} ${serverKey(ctx)}`,
+    }),
+    error: (ctx) => [
+      new RegExp(
+        `^known-hosts gives no key for \\[127\\.0\\.0\\.1\\]:${ctx.port}: its lines for .* hold only revoked keys ` +
+          '\\(@revoked\\), and a revoked key is never accepted',
+      ),
+    ],
+    local: true,
+  },
+  {
+    name: "known-hosts: only the server's own key, strict-host-key true, @revoked",
+    inputs: (ctx) => ({
+      'host-fingerprint': '',
+      'known-hosts': `@revoked [127.0.0.1]:${ctx.port} ${serverKey(ctx)}`,
+      'strict-host-key': 'true',
+    }),
+    error: [/^known-hosts gives no key for .*only revoked keys/],
+    local: true,
+  },
+  {
+    name: "known-hosts: the server's key, but for another host name",
+    inputs: (ctx) => ({
+      'host-fingerprint': '',
+      'known-hosts': `[registry.example.com]:${ctx.port} ${serverKey(ctx)}`,
+    }),
+    error: (ctx) => [
+      new RegExp(
+        `^known-hosts gives no key for \\[127\\.0\\.0\\.1\\]:${ctx.port}: it has lines but none for ` +
+          `\\[127\\.0\\.0\\.1\\]:${ctx.port}; it lists \\[registry\\.example\\.com\\]:${ctx.port}\\.`,
+      ),
+    ],
+    local: true,
+  },
+  {
+    name: 'known-hosts: only a @cert-authority line',
+    inputs: (ctx) => ({
+      'host-fingerprint': '',
+      'known-hosts': `@cert-authority [127.0.0.1]:${ctx.port} ${serverKey(ctx)}`,
+    }),
+    error: [
+      /^known-hosts gives no key for .*@cert-authority line: host certificates are not supported, pin the host key with host-fingerprint or a plain known-hosts line/,
+    ],
+    local: true,
   },
   {
     name: 'strict-host-key: true, with no pin',

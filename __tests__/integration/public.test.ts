@@ -226,6 +226,68 @@ describe('checkPublicRegistry against nginx', () => {
     );
   });
 
+  it('follows redirects to another https host (a CDN), as the clients do', async () => {
+    // The harness certificate names both 127.0.0.1 and localhost: two hosts for one nginx.
+    const otherHost = registry.httpsUrl.replace('//127.0.0.1:', '//localhost:');
+    expect(otherHost).not.toBe(registry.httpsUrl);
+    const hosts: string[] = [];
+    await withServer(
+      {},
+      (req, res) => {
+        hosts.push(req.headers.host ?? '');
+        res.writeHead(301, { location: `${otherHost}${req.url ?? '/'}` }).end();
+      },
+      async (url) => {
+        const check = await checkInChild({ url, timeoutSeconds: 0 });
+        if (!check.ok) throw new Error(check.message);
+        expect(check.result.files).toHaveLength(2);
+        expect(hosts.length).toBeGreaterThanOrEqual(4); // both indexes and both files came through it
+      },
+    );
+  });
+
+  it('refuses a redirect to http://, and more than five redirects in a row', async () => {
+    const httpUrl = registry.httpsUrl.replace(/^https:/, 'http:');
+    await withServer(
+      {},
+      (req, res) => res.writeHead(302, { location: `${httpUrl}${req.url ?? '/'}` }).end(),
+      async (url) => {
+        const check = expectFailure(await checkInChild({ url, timeoutSeconds: 0 }));
+        expect(check.message).toContain(
+          `streams/v1/index.json: redirected to ${httpUrl}/streams/v1/index.json, which is not an https:// address`,
+        );
+      },
+    );
+    // Each answer sends the client one hop further: /hop/1 → /hop/2 → … and never serves a file.
+    await withServer(
+      {},
+      (req, res) => {
+        const hop = Number(/^\/hop\/(\d+)\//.exec(req.url ?? '')?.[1] ?? 0);
+        const rest = (req.url ?? '/').replace(/^\/hop\/\d+/, '');
+        res.writeHead(302, { location: `/hop/${hop + 1}${rest}` }).end();
+      },
+      async (url) => {
+        const check = expectFailure(await checkInChild({ url, timeoutSeconds: 0 }));
+        expect(check.message).toMatch(
+          /streams\/v1\/index\.json: more than 5 redirects \(the last one from https:\/\/127\.0\.0\.1:\d+\/hop\/5\/streams\/v1\/index\.json\)/,
+        );
+      },
+    );
+    // Five redirects are followed.
+    await withServer(
+      {},
+      (req, res) => {
+        const hop = Number(/^\/hop\/(\d+)\//.exec(req.url ?? '')?.[1] ?? 0);
+        const rest = (req.url ?? '/').replace(/^\/hop\/\d+/, '');
+        res.writeHead(302, { location: hop < 4 ? `/hop/${hop + 1}${rest}` : `${registry.httpsUrl}${rest}` }).end();
+      },
+      async (url) => {
+        const check = await checkInChild({ url, timeoutSeconds: 0 });
+        if (!check.ok) throw new Error(check.message);
+      },
+    );
+  });
+
   it('follows redirects, as the clients do', async () => {
     await withServer(
       {},

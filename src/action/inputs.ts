@@ -10,7 +10,7 @@ import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
 import type { UploadOptions } from '../registry/upload.js';
 import type { ConnectOptions } from '../ssh/connect.js';
-import { parseFingerprints, parseKnownHosts } from '../ssh/hostkeys.js';
+import { readHostKeyPins } from '../ssh/hostkeys.js';
 import { normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
 
 /**
@@ -44,6 +44,7 @@ export function readSettings(): Settings {
   const rawKey = core.getInput('ssh-key');
   const passphrase = core.getInput('ssh-key-passphrase');
   maskSecrets([rawKey, passphrase]);
+  forgetSecretInputs();
 
   const host = parseHost(core.getInput('host', { required: true }));
   const port = parsePort(core.getInput('port'));
@@ -61,10 +62,11 @@ export function readSettings(): Settings {
     username: parseUsername(core.getInput('username', { required: true })),
     privateKey,
     passphrase: keyPassphrase,
-    hostKeyPins: {
-      fingerprints: parseFingerprints(core.getInput('host-fingerprint')),
-      knownKeys: parseKnownHosts(core.getInput('known-hosts'), host, port),
-    },
+    hostKeyPins: readHostKeyPins(
+      { hostFingerprint: core.getInput('host-fingerprint'), knownHosts: core.getInput('known-hosts') },
+      host,
+      port,
+    ),
     uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
     simplestreamsDir: parseRemoteDir(
       core.getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR,
@@ -89,6 +91,17 @@ export function readSettings(): Settings {
         : '',
     publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
   };
+}
+
+/** The inputs that hold secrets. */
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase'];
+
+/**
+ * Removes the secret inputs from this process's environment once read, so that no child process
+ * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
+ */
+function forgetSecretInputs(): void {
+  for (const name of SECRET_INPUTS) delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
 }
 
 /**

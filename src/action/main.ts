@@ -3,7 +3,7 @@
  * then the outputs, the public check and the job summary.
  */
 import * as core from '@actions/core';
-import { ActionError, describeError } from '../common/errors.js';
+import { ActionError, describeError, withoutControlCharacters, withoutLegacyCommands } from '../common/errors.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
 import type { PublishResult } from '../registry/publication.js';
 import { readSettings, type Settings } from './inputs.js';
@@ -85,7 +85,11 @@ export async function run(): Promise<void> {
     }
   } catch (error) {
     // ActionError messages already name the input and the fix; anything else is unexpected.
-    const message = error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`;
+    // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
+    const message =
+      error instanceof ActionError
+        ? error.message
+        : withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
     const input = error instanceof ActionError ? error.input : undefined;
     core.error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
     process.exitCode = core.ExitCode.Failure;

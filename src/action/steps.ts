@@ -4,6 +4,7 @@
  */
 import * as core from '@actions/core';
 import { ActionError } from '../common/errors.js';
+import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { fingerprintOf, uploadKey } from '../image/hashing.js';
 import { inspectImage } from '../image/inspect.js';
 import { incusWarnings, lxdWarnings } from '../image/kinds.js';
@@ -31,9 +32,9 @@ export async function inspect(settings: Settings): Promise<LocalImage> {
   const image = await core.group('Inspect the image', async () => {
     const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
     const { os, release, variant, propertiesArchitecture } = inspected.properties;
-    core.info(
-      `${inspected.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${inspected.size} bytes`,
-    );
+    // metadata.yaml is the image builder's: its values are logged escaped.
+    const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
+    core.info(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
     return inspected;
   });
   const unified = !image.data;
@@ -91,7 +92,7 @@ export async function prepareRootfsTarball(
   if (!data || data.kind !== 'rootfs-tarball') return image;
   const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
   const decision = rootfsDecision(settings.convertRootfs, version);
-  core.info(decision.reason);
+  core.info(untrustedLine(decision.reason)); // it quotes the server's version output
   if (!decision.convert) return image;
   const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
   onCleanup(converted.remove);
@@ -121,7 +122,7 @@ export async function findExisting(settings: Settings, image: LocalImage, live: 
   if (!published) return { published: false };
   const fingerprint = await core.group('Fingerprint', async () => {
     const computed = await fingerprintOf(image);
-    core.info(`Fingerprint: ${computed}; ${line} already has a release with serial ${serial}`);
+    core.info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
     return computed;
   });
   if (findFingerprint(live, fingerprint)) return { published: true, fingerprint };
@@ -187,7 +188,7 @@ export async function convert(
       fingerprint,
       unifiedVm: !image.data && image.imageType === 'virtual-machine',
     });
-    core.info(`Staged ${version.product} version ${version.serial}`);
+    core.info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
     return { kind: 'staged', dir: staging, version } as const;
   });
 }

@@ -23,7 +23,12 @@ const REMOTE_PLACEHOLDER = 'REMOTE';
 const URL_PLACEHOLDER = 'https://your-registry.example';
 
 function escapeHtml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  return text
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
 }
 
 function code(text: string): string {
@@ -111,8 +116,15 @@ export async function writeSummary(result: PublishResult, options: SummaryOption
   await core.summary.addRaw(buildSummary(result, options)).write();
 }
 
-/** The job summary of a failed run: what went wrong and what to do, as the error says. */
+/**
+ * The job summary of a failed run: what went wrong and what to do, as the error says. The message
+ * quotes metadata and server output, so the HTML is built here with everything escaped
+ * (core.summary.addCodeBlock does not escape).
+ */
+export function buildFailureSummary(message: string): string {
+  return `<h2>Image not published</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
+}
+
 export async function writeFailureSummary(message: string): Promise<void> {
-  core.summary.addHeading('Image not published', 2).addCodeBlock(message);
-  await core.summary.write();
+  await core.summary.addRaw(buildFailureSummary(message)).write();
 }

@@ -12,8 +12,9 @@ export class ActionError extends Error {
     readonly input?: string,
   ) {
     // Messages quote inputs and server output: no control character (a terminal escape, say)
-    // reaches the log as it is. Line breaks and tabs stay.
-    super(withoutControlCharacters(message));
+    // reaches the log as it is. Line breaks and tabs stay (core.error escapes them), and the
+    // legacy "##[" log command is escaped (see common/untrusted.ts).
+    super(withoutLegacyCommands(withoutControlCharacters(message)));
     this.name = 'ActionError';
   }
 }
@@ -29,6 +30,11 @@ export function hasControlCharacters(text: string): boolean {
 /** Replaces control characters other than newline and tab with "?". */
 export function withoutControlCharacters(text: string): string {
   return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
+}
+
+/** "#[" with its bracket escaped, so that no "##[" (a legacy log command, read anywhere in a line) remains. */
+export function withoutLegacyCommands(text: string): string {
+  return text.replace(/#\[/g, '#\\[');
 }
 
 /** One line of text for a message: every control character, newline and tab included, as "?". */

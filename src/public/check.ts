@@ -9,6 +9,7 @@ import https from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ActionError, describeError } from '../common/errors.js';
+import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { parseImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
 import {
   expectedVersion,
@@ -99,15 +100,29 @@ function requestOnce(agent: https.Agent, url: string, method: 'GET' | 'HEAD', ti
   });
 }
 
-const MAX_REDIRECTS = 5;
+/** The most redirects followed for one request; more is an error. */
+export const MAX_REDIRECTS = 5;
 
-/** A request that follows redirects to https addresses, as the clients (Go's HTTP client) do. */
+const REDIRECT_STATUSES = [301, 302, 303, 307, 308];
+
+/**
+ * A request that follows redirects. The policy: a redirect is followed to any https:// address,
+ * on this host or another one, as the Incus and LXD clients (Go's HTTP client) follow them: a
+ * registry behind a CDN or an object store redirects clients to another host. A redirect to
+ * anything but https:// (http:// above all) is refused, although Go's client would follow it:
+ * clients would then download the index without TLS, which the check reports instead of passing.
+ * At most MAX_REDIRECTS redirects are followed in a row; one more is an error (a loop or a
+ * misconfiguration). Each hop is checked like the first: TLS 1.3 and a trusted certificate.
+ */
 async function request(agent: https.Agent, url: string, method: 'GET' | 'HEAD', timeoutMs: number): Promise<Answer> {
   let target = url;
   for (let redirects = 0; ; redirects++) {
     const answer = await requestOnce(agent, target, method, timeoutMs);
     const location = answer.headers.location;
-    if (![301, 302, 303, 307, 308].includes(answer.status) || !location || redirects >= MAX_REDIRECTS) return answer;
+    if (!REDIRECT_STATUSES.includes(answer.status) || !location) return answer;
+    if (redirects >= MAX_REDIRECTS) {
+      throw new Error(`more than ${MAX_REDIRECTS} redirects (the last one from ${target}); a redirect loop?`);
+    }
     target = new URL(location, target).href;
     if (!target.startsWith('https://')) throw new Error(`redirected to ${target}, which is not an https:// address`);
   }
@@ -191,7 +206,7 @@ export async function checkPublicRegistry(options: PublicCheckOptions): Promise<
       const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
       if (problems.length === 0 && version) {
         log(
-          `${url} serves ${fingerprint} (${version.product} ${version.serial}): index.json, images.json and ` +
+          `${url} serves ${fingerprint} (${untrusted(version.product)} ${untrusted(version.serial)}): index.json, images.json and ` +
             `${version.files.length} file${version.files.length === 1 ? '' : 's'} with the right sizes` +
             (attempt > 1 ? ` (after ${attempt} attempts, ${elapsedSeconds} s)` : ''),
         );
@@ -208,7 +223,7 @@ export async function checkPublicRegistry(options: PublicCheckOptions): Promise<
       log(
         summary === previous
           ? `Still not served (attempt ${attempt}, ${left} s left)`
-          : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`,
+          : `Not served yet (attempt ${attempt}, ${left} s left): ${untrustedLine(summary)}`,
       );
       previous = summary;
       // The last attempt runs at the deadline.

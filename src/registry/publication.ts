@@ -7,6 +7,7 @@ import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
+import { untrusted } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
 import { findFingerprint, type ImagesIndex, type PublishedVersion } from '../simplestreams/images-index.js';
 import { withLxdItems } from '../simplestreams/lxd.js';
@@ -91,7 +92,7 @@ function finishIndex(
   if (keepVersions > 0) {
     const retention = applyRetention(next, keepVersions, publication.fingerprint);
     if (retention.dropped.length > 0) {
-      core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.join(', ')}`);
+      core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
       next = retention.index;
       retired.push(...retention.retired);
     }
@@ -204,6 +205,8 @@ function verify(live: ImagesIndex, publication: Publication, status: Publication
         'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
     );
   }
-  core.info(`${published.product} version ${published.serial} is live with fingerprint ${fingerprint}`);
+  core.info(
+    `${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`,
+  );
   return { status, fingerprint, ...published };
 }

@@ -5,7 +5,8 @@
  */
 import * as core from '@actions/core';
 import { posix } from 'node:path';
-import { ActionError, withoutControlCharacters } from '../common/errors.js';
+import { ActionError } from '../common/errors.js';
+import { logUntrusted } from '../common/untrusted.js';
 import { stagedVersion, type StagedVersion } from '../simplestreams/plan.js';
 import { versionFingerprint } from '../simplestreams/images-index.js';
 import { markUnifiedVm } from '../simplestreams/unified-vm.js';
@@ -77,12 +78,6 @@ export function customConvertCommand(command: string, simplestreamsDir: string, 
   ]);
 }
 
-const indent = (text: string): string =>
-  text
-    .split('\n')
-    .map((line) => `  ${line}`)
-    .join('\n');
-
 /** Runs the owner's convert-command on the uploaded image (under the registry lock). */
 export async function runCustomConvert(
   registry: Registry,
@@ -95,6 +90,6 @@ export async function runCustomConvert(
     customConvertCommand(command, registry.paths.simplestreamsDir, { metadata, data, ...args }),
     { what: `convert-command ${command}` },
   );
-  // Indented, so that no line of the script's output can pass for a workflow command.
-  core.info(indent(withoutControlCharacters(output.toString('utf8').trim())));
+  // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
+  logUntrusted(output.toString('utf8').trim(), core.info);
 }

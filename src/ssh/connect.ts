@@ -7,7 +7,14 @@ import { NodeSSH } from 'node-ssh';
 import type { ServerHostKeyAlgorithm } from 'ssh2';
 import net from 'node:net';
 import { ActionError, describeError } from '../common/errors.js';
-import { describePresentedKey, hasPins, hostKeyAllowed, type HostKeyPins, type PresentedHostKey } from './hostkeys.js';
+import {
+  describePresentedKey,
+  hasPins,
+  hostKeyAllowed,
+  pinsGiven,
+  type HostKeyPins,
+  type PresentedHostKey,
+} from './hostkeys.js';
 import { RemoteSession } from './session.js';
 
 export interface ConnectOptions {
@@ -113,6 +120,14 @@ async function attemptConnection(options: ConnectOptions, algorithms: string[] |
  */
 export async function connect(options: ConnectOptions): Promise<RemoteSession> {
   const pinned = hasPins(options.hostKeyPins);
+  // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
+  if (!pinned && pinsGiven(options.hostKeyPins)) {
+    throw new ActionError(
+      `known-hosts gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
+        "accepted. Pin the server's current host key. Nothing was sent to the server.",
+      'known-hosts',
+    );
+  }
   const presentedKeys: PresentedHostKey[] = [];
   for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
     if (alreadyPresented(algorithms, presentedKeys)) continue;

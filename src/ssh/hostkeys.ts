@@ -3,7 +3,8 @@
  * presents against them. Pure functions; the SSH module calls them from ssh2's host verifier.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { ActionError } from '../common/errors.js';
+import { ActionError, oneLine } from '../common/errors.js';
+import { untrusted } from '../common/untrusted.js';
 
 export interface HostKeyPins {
   /** `SHA256:<base64 without padding>` values the server's key may have. */
@@ -38,8 +39,9 @@ export function keyTypeOf(keyBlob: Buffer): string {
   return keyBlob.subarray(4, 4 + length).toString('latin1');
 }
 
+/** The key a server presented, for messages: its type is the server's text, escaped. */
 export function describePresentedKey(keyBlob: Buffer): PresentedHostKey {
-  return { type: keyTypeOf(keyBlob), fingerprint: fingerprintOf(keyBlob) };
+  return { type: untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
 
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
@@ -103,17 +105,29 @@ export function hostFieldMatches(field: string, host: string, port: number): boo
   return matched;
 }
 
-/**
- * Reads known_hosts lines and keeps the keys that apply to host:port. Lines for other hosts are
- * ignored, as OpenSSH does; a line that cannot be read at all is an error, since a typo there would
- * otherwise silently disable pinning.
- */
-export function parseKnownHosts(text: string, host: string, port: number): KnownHostKey[] {
-  const keys: KnownHostKey[] = [];
+/** What known_hosts text says about one host and port. */
+interface KnownHostsScan {
+  /** Keys of lines that name this host and port (revoked or not), and revoked keys of any line. */
+  keys: KnownHostKey[];
+  /** Lines that are neither blank nor comments. */
+  lines: number;
+  /** Lines that name this host and port. */
+  linesHere: number;
+  /** Plain host patterns of lines that do not name this host and port. */
+  otherHosts: string[];
+  /** Hashed lines that do not name this host and port. */
+  otherHashed: number;
+  /** `@cert-authority` lines, which this action does not use. */
+  certAuthorities: number;
+}
+
+function scanKnownHosts(text: string, host: string, port: number): KnownHostsScan {
+  const scan: KnownHostsScan = { keys: [], lines: 0, linesHere: 0, otherHosts: [], otherHashed: 0, certAuthorities: 0 };
   const lines = text.split(/\r?\n/);
   lines.forEach((rawLine, index) => {
     const line = rawLine.trim();
     if (line === '' || line.startsWith('#')) return;
+    scan.lines += 1;
     const fields = line.split(/\s+/);
     let revoked = false;
     if (fields[0]?.startsWith('@')) {
@@ -121,7 +135,8 @@ export function parseKnownHosts(text: string, host: string, port: number): Known
       if (marker === '@revoked') {
         revoked = true;
       } else if (marker === '@cert-authority') {
-        return; // host certificates are not used by this action
+        scan.certAuthorities += 1; // host certificates are not used by this action
+        return;
       } else {
         throw knownHostsError(index, `unknown marker ${marker ?? ''}`);
       }
@@ -135,10 +150,93 @@ export function parseKnownHosts(text: string, host: string, port: number): Known
       throw knownHostsError(index, `the key does not hold a ${type} key`);
     }
     if (hostFieldMatches(hostField, host, port)) {
-      keys.push({ type, key, revoked });
+      scan.linesHere += 1;
+      scan.keys.push({ type, key, revoked });
+      return;
+    }
+    // A revoked key is never accepted, whichever host its line names.
+    if (revoked) scan.keys.push({ type, key, revoked });
+    for (const pattern of hostField.split(',')) {
+      if (pattern.startsWith('|')) scan.otherHashed += 1;
+      else if (!pattern.startsWith('!') && !scan.otherHosts.includes(pattern)) scan.otherHosts.push(pattern);
     }
   });
-  return keys;
+  return scan;
+}
+
+/**
+ * Reads known_hosts lines and keeps the keys that apply to host:port, and every revoked key
+ * (never accepted, whichever host its line names). Lines for other hosts are ignored, as OpenSSH
+ * does; a line that cannot be read at all is an error, since a typo there would otherwise silently
+ * disable pinning.
+ */
+export function parseKnownHosts(text: string, host: string, port: number): KnownHostKey[] {
+  return scanKnownHosts(text, host, port).keys;
+}
+
+/**
+ * The pins from the `host-fingerprint` and `known-hosts` inputs. An input that is set must give
+ * at least one key this host and port may present: otherwise the run would connect unverified
+ * (with a warning) although the user meant to pin, so it is an error that says why, before any
+ * connection.
+ */
+export function readHostKeyPins(
+  inputs: { hostFingerprint: string; knownHosts: string },
+  host: string,
+  port: number,
+): HostKeyPins {
+  const target = hostPatterns(host, port)[0] as string;
+  const scan = scanKnownHosts(inputs.knownHosts, host, port);
+  const revoked = scan.keys.filter((key) => key.revoked);
+  const usableKeys = scan.keys.filter((key) => !key.revoked && !revoked.some((bad) => bad.key === key.key));
+  const revokedFingerprints = revoked.map((key) => fingerprintOf(Buffer.from(key.key, 'base64')));
+  const fingerprints = parseFingerprints(inputs.hostFingerprint);
+
+  if (inputs.hostFingerprint.trim() !== '') {
+    if (fingerprints.length === 0) {
+      throw new ActionError(
+        'host-fingerprint is set but holds no fingerprint. Give the value that ' +
+          '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).',
+        'host-fingerprint',
+      );
+    }
+    if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
+      throw new ActionError(
+        'host-fingerprint names only keys that known-hosts marks @revoked; a revoked key is never accepted. ' +
+          "Pin the server's current host key.",
+        'host-fingerprint',
+      );
+    }
+  }
+  if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
+    throw new ActionError(`known-hosts gives no key for ${target}: ${knownHostsProblems(scan, target)}`, 'known-hosts');
+  }
+  return { fingerprints, knownKeys: scan.keys };
+}
+
+/** Why known_hosts text gives no usable key for `target`, with what to do. */
+function knownHostsProblems(scan: KnownHostsScan, target: string): string {
+  const problems: string[] = [];
+  if (scan.lines === 0) problems.push('it holds only comments or blank lines');
+  if (scan.linesHere > 0) {
+    problems.push(`its lines for ${target} hold only revoked keys (@revoked), and a revoked key is never accepted`);
+  }
+  if (scan.certAuthorities > 0) {
+    problems.push(
+      `it has ${scan.certAuthorities} @cert-authority line${scan.certAuthorities === 1 ? '' : 's'}: host ` +
+        'certificates are not supported, pin the host key with host-fingerprint or a plain known-hosts line',
+    );
+  }
+  const others = [
+    ...scan.otherHosts.map((pattern) => oneLine(pattern)),
+    ...(scan.otherHashed > 0 ? [`${scan.otherHashed} hashed host name${scan.otherHashed === 1 ? '' : 's'}`] : []),
+  ];
+  if (scan.linesHere === 0 && others.length > 0)
+    problems.push(`it has lines but none for ${target}; it lists ${others.join(', ')}`);
+  return (
+    `${problems.join('; ')}. Add the server's key as \`ssh-keyscan -p PORT HOST\` prints it (checked against ` +
+    '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server), or use host-fingerprint.'
+  );
 }
 
 function knownHostsError(index: number, problem: string): ActionError {
@@ -149,8 +247,14 @@ function knownHostsError(index: number, problem: string): ActionError {
   );
 }
 
+/** Whether the pins allow any key at all (revoked keys allow none). */
 export function hasPins(pins: HostKeyPins): boolean {
   return pins.fingerprints.length > 0 || pins.knownKeys.some((key) => !key.revoked);
+}
+
+/** Whether pins were given (a fingerprint or any known_hosts key, revoked or not). */
+export function pinsGiven(pins: HostKeyPins): boolean {
+  return pins.fingerprints.length > 0 || pins.knownKeys.length > 0;
 }
 
 /** Whether the presented key is allowed by the pins. Revoked keys never are. */

@@ -90,6 +90,22 @@ describe('readSettings', () => {
     for (const line of body) expect(masks).toContain(line);
   });
 
+  it('removes the key and its passphrase from the environment once read, so that no child process inherits them', () => {
+    setInputs({ ...baseInputs(), 'ssh-key': encrypted, 'ssh-key-passphrase': 'correct horse' });
+    expect(process.env['INPUT_SSH-KEY']).toBe(encrypted);
+    const settings = readSettings();
+    expect(settings.passphrase).toBe('correct horse');
+    expect(settings.privateKey).toContain('PRIVATE KEY');
+    const secretNames = Object.keys(process.env).filter((name) => /^INPUT_SSH-KEY/i.test(name));
+    expect(secretNames).toEqual([]);
+    const values = Object.values(process.env).join('\n');
+    expect(values).not.toContain('correct horse');
+    for (const line of encrypted.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----')))
+      expect(values).not.toContain(line);
+    // The other inputs stay for what reads them later.
+    expect(process.env['INPUT_HOST']).toBe('registry.example.org');
+  });
+
   it('reads default-alias as a strict boolean', () => {
     setInputs({ ...baseInputs(), 'default-alias': 'true' });
     expect(readSettings().defaultAlias).toBe(true);

@@ -3,7 +3,14 @@ import * as core from '@actions/core';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildSummary, formatSize, launchCommand, writeSummary } from '../../../src/action/summary.js';
+import {
+  buildFailureSummary,
+  buildSummary,
+  formatSize,
+  launchCommand,
+  writeFailureSummary,
+  writeSummary,
+} from '../../../src/action/summary.js';
 import { type PublishResult } from '../../../src/registry/publication.js';
 
 const fingerprint = 'a'.repeat(64);
@@ -162,6 +169,22 @@ describe('writeSummary', () => {
     const options = { publicUrl: 'https://lxc.crynux.io', remoteName: 'crynux' };
     await writeSummary(result, options);
     expect(await fsp.readFile(file, 'utf8')).toBe(buildSummary(result, options));
+  });
+
+  it('escapes the failure summary: a hostile value in the error message stays text', async () => {
+    const hostile = '</code></pre><a href="https://evil.example/">click</a><script>alert(1)</script>\'&';
+    const message = `metadata: metadata.yaml has an unknown architecture "${hostile}".\nUse x86_64 or aarch64.`;
+    await writeFailureSummary(message);
+    const written = await fsp.readFile(file, 'utf8');
+    expect(written).toBe(buildFailureSummary(message));
+    expect(written).not.toMatch(/<a[\s>]|<script|<\/code><\/pre><a/i);
+    expect(written).toBe(
+      '<h2>Image not published</h2>\n<pre><code>metadata: metadata.yaml has an unknown architecture ' +
+        '&quot;&lt;/code&gt;&lt;/pre&gt;&lt;a href=&quot;https://evil.example/&quot;&gt;click&lt;/a&gt;' +
+        '&lt;script&gt;alert(1)&lt;/script&gt;&#39;&amp;&quot;.\nUse x86_64 or aarch64.</code></pre>\n',
+    );
+    // The only tags are the summary's own.
+    expect(written.match(/<\/?[a-z0-9]+/g)).toEqual(['<h2', '</h2', '<pre', '<code', '</code', '</pre']);
   });
 
   it('takes the remote name from the options, with a placeholder without one', async () => {

@@ -11,6 +11,7 @@ import {
   keyTypeOf,
   parseFingerprints,
   parseKnownHosts,
+  readHostKeyPins,
 } from '../../../src/ssh/hostkeys.js';
 
 let dir: string;
@@ -128,5 +129,83 @@ describe('parseKnownHosts and hostKeyAllowed', () => {
       /line 2 .*ssh-rsa/,
     );
     expect(() => parseKnownHosts(`@bogus ${knownLine(host, 'rsa')}`, host, 22)).toThrow(/unknown marker/);
+  });
+});
+
+describe('readHostKeyPins: a pin input that is set must allow a key for this host and port', () => {
+  const host = '127.0.0.1';
+  const port = 2222;
+  const read =
+    (knownHosts: string, hostFingerprint = '') =>
+    () =>
+      readHostKeyPins({ hostFingerprint, knownHosts }, host, port);
+
+  it('keeps the keys and fingerprints that apply', () => {
+    const pins = read(
+      [knownLine(`[${host}]:${port}`, 'ed25519'), knownLine('elsewhere.org', 'rsa')].join('\n'),
+      key('ecdsa').fingerprint,
+    )();
+    expect(pins.fingerprints).toEqual([key('ecdsa').fingerprint]);
+    expect(pins.knownKeys.map((k) => k.type)).toEqual(['ssh-ed25519']);
+    expect(hasPins(pins)).toBe(true);
+    expect(readHostKeyPins({ hostFingerprint: '', knownHosts: '' }, host, port)).toEqual({
+      fingerprints: [],
+      knownKeys: [],
+    });
+  });
+
+  it('refuses known-hosts holding only a revoked key for this host, naming why', () => {
+    expect(read(`@revoked ${knownLine(`[${host}]:${port}`, 'ed25519')}`)).toThrow(
+      /^known-hosts gives no key for \[127\.0\.0\.1\]:2222: its lines for \[127\.0\.0\.1\]:2222 hold only revoked keys \(@revoked\), and a revoked key is never accepted/,
+    );
+  });
+
+  it('refuses known-hosts whose lines name other hosts, listing them', () => {
+    const text = [knownLine(`[registry.example.com]:${port}`, 'ed25519'), knownLine('other.example.com', 'rsa')];
+    expect(read(text.join('\n'))).toThrow(
+      /^known-hosts gives no key for \[127\.0\.0\.1\]:2222: it has lines but none for \[127\.0\.0\.1\]:2222; it lists \[registry\.example\.com\]:2222, other\.example\.com\./,
+    );
+    // Port 22 is written without brackets, and the same host on another port is another entry.
+    expect(() =>
+      readHostKeyPins({ hostFingerprint: '', knownHosts: knownLine(`[${host}]:2222`, 'ed25519') }, host, 22),
+    ).toThrow(
+      /^known-hosts gives no key for 127\.0\.0\.1: it has lines but none for 127\.0\.0\.1; it lists \[127\.0\.0\.1\]:2222/,
+    );
+  });
+
+  it('refuses known-hosts with only @cert-authority lines: host certificates are not supported', () => {
+    expect(read(`@cert-authority *.example.com ${key('ed25519').line.split(' ').slice(0, 2).join(' ')}`)).toThrow(
+      /it has 1 @cert-authority line: host certificates are not supported, pin the host key with host-fingerprint or a plain known-hosts line/,
+    );
+  });
+
+  it('refuses known-hosts with only comments', () => {
+    expect(read('# nothing here\n')).toThrow(/known-hosts gives no key .*only comments or blank lines/);
+  });
+
+  it('never accepts a revoked key, whichever host its @revoked line names', () => {
+    const text = [
+      `@revoked other.example.com ${key('ed25519').line.split(' ').slice(0, 2).join(' ')}`,
+      knownLine(`[${host}]:${port}`, 'ed25519'),
+    ].join('\n');
+    expect(read(text)).toThrow(/hold only revoked keys/);
+    const withAnother = read(`${text}\n${knownLine(`[${host}]:${port}`, 'rsa')}`)();
+    expect(hostKeyAllowed(withAnother, key('ed25519').blob)).toBe(false);
+    expect(hostKeyAllowed(withAnother, key('rsa').blob)).toBe(true);
+  });
+
+  it('refuses a host-fingerprint that holds no fingerprint, or only revoked ones', () => {
+    expect(read('', ' , ')).toThrow(/^host-fingerprint is set but holds no fingerprint/);
+    const revoked = `@revoked [${host}]:${port} ${key('ed25519').line.split(' ').slice(0, 2).join(' ')}`;
+    const plain = knownLine(`[${host}]:${port}`, 'rsa');
+    expect(read(`${revoked}\n${plain}`, key('ed25519').fingerprint)).toThrow(
+      /^host-fingerprint names only keys that known-hosts marks @revoked/,
+    );
+  });
+
+  it('refuses a known-hosts without a usable key even when host-fingerprint is set', () => {
+    expect(read(knownLine('registry.example.com', 'ed25519'), key('ed25519').fingerprint)).toThrow(
+      /^known-hosts gives no key for/,
+    );
   });
 });

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 547:
+/***/ 6390:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56939,6 +56939,11 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
+;// CONCATENATED MODULE: external "node:https"
+const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
+;// CONCATENATED MODULE: external "node:timers/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/common/errors.ts
 /**
  * Errors the user can act on, and the one sanitiser for text that reaches the log or a message.
@@ -56947,7 +56952,7 @@ function getIDToken(aud) {
  * An error the user can act on: the message says what failed and what to do.
  * `input` names the action input involved, when there is one.
  */
-class ActionError extends Error {
+class errors_ActionError extends Error {
     input;
     constructor(message, input) {
         // Messages quote inputs and server output: no control character (a terminal escape, say)
@@ -56981,11 +56986,6 @@ function describeError(error) {
     return error instanceof Error ? error.message : String(error);
 }
 
-;// CONCATENATED MODULE: external "node:https"
-const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
-var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
-;// CONCATENATED MODULE: external "node:timers/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/common/untrusted.ts
@@ -57542,7 +57542,7 @@ async function checkPublicRegistry(options) {
                 return { url, fingerprint, ...version, attempts: attempt, elapsedSeconds };
             }
             if (Date.now() >= deadline) {
-                throw new ActionError(timeoutMessage(url, fingerprint, options.timeoutSeconds, attempt, problems), check_PUBLIC_URL_INPUT);
+                throw new errors_ActionError(timeoutMessage(url, fingerprint, options.timeoutSeconds, attempt, problems), check_PUBLIC_URL_INPUT);
             }
             const summary = problems.map((problem) => problem.message).join('; ');
             const left = Math.ceil((deadline - Date.now()) / 1000);
@@ -57581,7 +57581,7 @@ function validatePublicUrl(text) {
         return '';
     const shown = oneLine(value);
     const fail = (why) => {
-        throw new ActionError(`${remote_PUBLIC_URL_INPUT}: "${shown}" ${why}`, remote_PUBLIC_URL_INPUT);
+        throw new errors_ActionError(`${remote_PUBLIC_URL_INPUT}: "${shown}" ${why}`, remote_PUBLIC_URL_INPUT);
     };
     let url;
     try {
@@ -57677,14 +57677,14 @@ function validateRemoteName(name) {
     const value = name.trim();
     const shown = oneLine(value);
     if (value === '') {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
+        throw new errors_ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
     }
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
+        throw new errors_ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
             `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
     }
     if (RESERVED_REMOTES.has(value.toLowerCase())) {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
+        throw new errors_ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
             `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
     }
     return value;
@@ -57723,7 +57723,7 @@ function parseFingerprints(text) {
     return values.map((value) => {
         const normalised = value.replace(/=+$/, '');
         if (!FINGERPRINT.test(normalised)) {
-            throw new ActionError(`host-fingerprint: "${value}" is not a SHA256 host key fingerprint. ` +
+            throw new errors_ActionError(`host-fingerprint: "${value}" is not a SHA256 host key fingerprint. ` +
                 'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
                 'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', 'host-fingerprint');
         }
@@ -57842,16 +57842,16 @@ function readHostKeyPins(inputs, host, port) {
     const fingerprints = parseFingerprints(inputs.hostFingerprint);
     if (inputs.hostFingerprint.trim() !== '') {
         if (fingerprints.length === 0) {
-            throw new ActionError('host-fingerprint is set but holds no fingerprint. Give the value that ' +
+            throw new errors_ActionError('host-fingerprint is set but holds no fingerprint. Give the value that ' +
                 '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).', 'host-fingerprint');
         }
         if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
-            throw new ActionError('host-fingerprint names only keys that known-hosts marks @revoked; a revoked key is never accepted. ' +
+            throw new errors_ActionError('host-fingerprint names only keys that known-hosts marks @revoked; a revoked key is never accepted. ' +
                 "Pin the server's current host key.", 'host-fingerprint');
         }
     }
     if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
-        throw new ActionError(`known-hosts gives no key for ${target}: ${knownHostsProblems(scan, target)}`, 'known-hosts');
+        throw new errors_ActionError(`known-hosts gives no key for ${target}: ${knownHostsProblems(scan, target)}`, 'known-hosts');
     }
     return { fingerprints, knownKeys: scan.keys };
 }
@@ -57877,7 +57877,7 @@ function knownHostsProblems(scan, target) {
         '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server), or use host-fingerprint.');
 }
 function knownHostsError(index, problem) {
-    return new ActionError(`known-hosts: line ${index + 1} cannot be read (${problem}). ` +
+    return new errors_ActionError(`known-hosts: line ${index + 1} cannot be read (${problem}). ` +
         'Paste lines as `ssh-keyscan -p PORT HOST` prints them, or use host-fingerprint instead.', 'known-hosts');
 }
 /** Whether the pins allow any key at all (revoked keys allow none). */
@@ -57969,7 +57969,7 @@ function pkcs8ToSsh2(key, passphrase) {
         if (key.startsWith('-----BEGIN ENCRYPTED')) {
             throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase');
         }
-        throw new ActionError(`ssh-key: the PKCS#8 key cannot be read (${error.message}).`, 'ssh-key');
+        throw new errors_ActionError(`ssh-key: the PKCS#8 key cannot be read (${error.message}).`, 'ssh-key');
     }
     switch (keyObject.asymmetricKeyType) {
         case 'rsa':
@@ -57979,30 +57979,30 @@ function pkcs8ToSsh2(key, passphrase) {
         case 'ed25519':
             return ed25519ToOpenSsh(keyObject);
         default:
-            throw new ActionError(`ssh-key: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, 'ssh-key');
+            throw new errors_ActionError(`ssh-key: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, 'ssh-key');
     }
 }
 function keyError(kind) {
     return kind === 'missing-passphrase'
-        ? new ActionError('ssh-key-passphrase: the key is encrypted. Give its passphrase in ssh-key-passphrase.', 'ssh-key-passphrase')
-        : new ActionError('ssh-key-passphrase: the passphrase does not open the key. Check the secret that holds it.', 'ssh-key-passphrase');
+        ? new errors_ActionError('ssh-key-passphrase: the key is encrypted. Give its passphrase in ssh-key-passphrase.', 'ssh-key-passphrase')
+        : new errors_ActionError('ssh-key-passphrase: the passphrase does not open the key. Check the secret that holds it.', 'ssh-key-passphrase');
 }
 /** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
 function preparePrivateKey(text, passphrase) {
     if (text.trim() === '') {
-        throw new ActionError('ssh-key: no private key given. Set it from a secret: ssh-key: ${{ secrets.REGISTRY_SSH_KEY }}.', 'ssh-key');
+        throw new errors_ActionError('ssh-key: no private key given. Set it from a secret: ssh-key: ${{ secrets.REGISTRY_SSH_KEY }}.', 'ssh-key');
     }
     const key = normalisePrivateKey(text);
     if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
         key.startsWith('-----BEGIN PUBLIC KEY-----') ||
         key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
-        throw new ActionError('ssh-key: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").', 'ssh-key');
+        throw new errors_ActionError('ssh-key: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").', 'ssh-key');
     }
     if (!key.startsWith('-----BEGIN ')) {
-        throw new ActionError('ssh-key: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.', 'ssh-key');
+        throw new errors_ActionError('ssh-key: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.', 'ssh-key');
     }
     if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
-        throw new ActionError('ssh-key: the key is cut short (no "-----END" line). Paste the whole key file into the secret.', 'ssh-key');
+        throw new errors_ActionError('ssh-key: the key is cut short (no "-----END" line). Paste the whole key file into the secret.', 'ssh-key');
     }
     if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
         return { privateKey: pkcs8ToSsh2(key, passphrase), passphrase: '' };
@@ -58013,7 +58013,7 @@ function preparePrivateKey(text, passphrase) {
             throw keyError('missing-passphrase');
         if (/passphrase|decrypt/i.test(parsed.message))
             throw keyError('wrong-passphrase');
-        throw new ActionError(`ssh-key: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, 'ssh-key');
+        throw new errors_ActionError(`ssh-key: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, 'ssh-key');
     }
     return { privateKey: key, passphrase };
 }
@@ -58031,8 +58031,8 @@ function preparePrivateKey(text, passphrase) {
 
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
-/** Reads the settings from the action's inputs (INPUT_* variables). */
-function readSettings() {
+/** Reads the inputs every entry point shares (INPUT_* variables). */
+function readRegistrySettings() {
     // Secrets first, so that nothing printed while checking the rest can reveal them.
     const rawKey = getInput('ssh-key');
     const passphrase = getInput('ssh-key-passphrase');
@@ -58044,26 +58044,33 @@ function readSettings() {
     // A PKCS#8 key comes back re-encoded: mask that form too.
     if (privateKey !== normalisePrivateKey(rawKey))
         maskSecrets([privateKey]);
-    const publicUrl = getInput('public-url') ? validatePublicUrl(getInput('public-url')) : '';
     return {
-        metadataPath: parseLocalPath(getInput('metadata', { required: true }), 'metadata'),
-        rootfsPath: getInput('rootfs') === '' ? '' : parseLocalPath(getInput('rootfs'), 'rootfs'),
         host,
         port,
         username: parseUsername(getInput('username', { required: true })),
         privateKey,
         passphrase: keyPassphrase,
         hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
-        uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
         simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
-        aliases: parseAliases(getInput('aliases')),
-        defaultAlias: readBoolean('default-alias'),
         strictHostKey: readBoolean('strict-host-key'),
         connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
         lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
+        lxdCompat: getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
+    };
+}
+/** Reads the publish action's settings. */
+function readSettings() {
+    const registry = readRegistrySettings();
+    const publicUrl = getInput('public-url') ? validatePublicUrl(getInput('public-url')) : '';
+    return {
+        ...registry,
+        metadataPath: parseLocalPath(getInput('metadata', { required: true }), 'metadata'),
+        rootfsPath: getInput('rootfs') === '' ? '' : parseLocalPath(getInput('rootfs'), 'rootfs'),
+        uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+        aliases: parseAliases(getInput('aliases')),
+        defaultAlias: readBoolean('default-alias'),
         replace: readBoolean('replace'),
         retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
-        lxdCompat: getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
         convertCommand: parseConvertCommand(getInput('convert-command')),
         convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
@@ -58075,6 +58082,20 @@ function readSettings() {
                 : '',
         publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
     };
+}
+/** Reads the alias or remove sub-action's settings. */
+function readDayTwoSettings(kind) {
+    const registry = readRegistrySettings();
+    const reference = core.getInput('fingerprint', { required: true }).trim();
+    if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
+        throw new ActionError(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
+            '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
+    }
+    const aliases = kind === 'alias' ? parseAliases(core.getInput('aliases', { required: true })) : [];
+    if (kind === 'alias' && aliases.length === 0) {
+        throw new ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
+    }
+    return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
 }
 /** The inputs that hold secrets. */
 const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase'];
@@ -58112,7 +58133,7 @@ function readBoolean(name) {
         return getBooleanInput(name);
     }
     catch {
-        throw new ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
+        throw new errors_ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
     }
 }
 /** A whole-number input within its range; empty gives the default. */
@@ -58122,7 +58143,7 @@ function readWholeNumber(input, range) {
         return range.fallback;
     const number = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!Number.isInteger(number) || number < range.min || number > range.max) {
-        throw new ActionError(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
+        throw new errors_ActionError(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
     }
     return number;
 }
@@ -58133,7 +58154,7 @@ function readChoice(input, options) {
     if (text === '')
         return options.fallback;
     if (!options.choices.includes(text)) {
-        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
+        throw new errors_ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
     }
     return text;
 }
@@ -58147,7 +58168,7 @@ function parseConvertCommand(value) {
     if (command === '')
         return '';
     if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
-        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
+        throw new errors_ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
             "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
             'in that script.', 'convert-command');
     }
@@ -58156,27 +58177,27 @@ function parseConvertCommand(value) {
 function parseLocalPath(value, input) {
     const path = value.trim();
     if (path === '') {
-        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
+        throw new errors_ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
     }
     if (path.includes('\0') || path.includes('\n')) {
-        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
+        throw new errors_ActionError(`${input}: the path contains a NUL or newline character.`, input);
     }
     return path;
 }
 function parseHost(value) {
     const host = value.trim();
     if (host.includes('@')) {
-        throw new ActionError(`host: "${host}" contains "@". Put the user name in the username input and only the host name or address here.`, 'host');
+        throw new errors_ActionError(`host: "${host}" contains "@". Put the user name in the username input and only the host name or address here.`, 'host');
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-        throw new ActionError(`host: "${host}" is a URL. Give only the host name or IP address.`, 'host');
+        throw new errors_ActionError(`host: "${host}" is a URL. Give only the host name or IP address.`, 'host');
     }
     const bracketless = host.replace(/^\[(.*)\]$/, '$1');
     const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
     // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
     const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
     if (!isHostName && !isIPv6) {
-        throw new ActionError(`host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`, 'host');
+        throw new errors_ActionError(`host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`, 'host');
     }
     return bracketless;
 }
@@ -58187,28 +58208,28 @@ function parsePort(value) {
         return 22;
     const port = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new ActionError(`port: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, 'port');
+        throw new errors_ActionError(`port: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, 'port');
     }
     return port;
 }
 function parseUsername(value) {
     const username = value.trim();
     if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
-        throw new ActionError(`username: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, 'username');
+        throw new errors_ActionError(`username: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, 'username');
     }
     return username;
 }
 function parseRemoteDir(value, input) {
     const dir = value.trim();
     if (!dir.startsWith('/')) {
-        throw new ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
+        throw new errors_ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
     }
     if (hasControlCharacters(dir)) {
-        throw new ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
+        throw new errors_ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
     }
     const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
     if (normalised === '/') {
-        throw new ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
+        throw new errors_ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
     }
     return normalised;
 }
@@ -58225,7 +58246,7 @@ function parseAliases(value) {
         if (alias === '')
             continue;
         if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
-            throw new ActionError(`aliases: "${oneLine(alias)}" is not a valid image alias ` +
+            throw new errors_ActionError(`aliases: "${oneLine(alias)}" is not a valid image alias ` +
                 '(no blanks or control characters; at most 255 characters).', 'aliases');
         }
         if (!aliases.includes(alias))
@@ -58365,7 +58386,7 @@ const INCUS_ARCHITECTURES = new Set([
 ]);
 function requireString(value, field, path) {
     if (typeof value !== 'string' || value.trim() === '') {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
+        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
             `(build-incus or pack-incus), or add "${field}" to the image definition.`, 'metadata');
     }
     return value;
@@ -58377,24 +58398,24 @@ function parseMetadataYaml(text, path) {
         document = (0,dist/* parse */.qg)(text);
     }
     catch (error) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`, 'metadata');
+        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`, 'metadata');
     }
     if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
+        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
     }
     const root = document;
     const creationDate = root['creation_date'];
     if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`, 'metadata');
+        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`, 'metadata');
     }
     const properties = root['properties'];
     if (typeof properties !== 'object' || properties === null) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
+        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
     }
     const props = properties;
     const architecture = requireString(root['architecture'], 'architecture', path);
     if (!INCUS_ARCHITECTURES.has(architecture)) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
+        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
             'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).', 'metadata');
     }
     return {
@@ -58417,7 +58438,7 @@ function parseMetadataYaml(text, path) {
 async function runTar(args) {
     const tar = await which('tar', false);
     if (!tar) {
-        throw new ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.');
+        throw new errors_ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.');
     }
     const result = await getExecOutput(tar, args, { silent: true, ignoreReturnCode: true });
     if (result.exitCode !== 0)
@@ -58473,19 +58494,19 @@ async function checkFile(path, input) {
         info = await (0,external_node_fs_promises_namespaceObject.stat)(path);
     }
     catch {
-        throw new ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
+        throw new errors_ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
     }
     if (!info.isFile()) {
-        throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
+        throw new errors_ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
     }
     try {
         await (0,external_node_fs_promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
     }
     catch {
-        throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
+        throw new errors_ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
     }
     if (info.size === 0) {
-        throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
+        throw new errors_ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
     }
     return { path, size: info.size };
 }
@@ -58503,14 +58524,14 @@ async function readHead(path) {
 async function inspectMetadataTarball(path) {
     const content = detectContent(await readHead(path));
     if (content === 'squashfs' || content === 'qcow2') {
-        throw new ActionError(`metadata: "${path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+        throw new errors_ActionError(`metadata: "${path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
     }
     if (content === undefined) {
-        throw new ActionError(`metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
+        throw new errors_ActionError(`metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
     }
     const yaml = await readMember(path, ['metadata.yaml', './metadata.yaml']);
     if (yaml === undefined) {
-        throw new ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
+        throw new errors_ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
             'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
     }
     return { compression: content, yaml };
@@ -58522,7 +58543,7 @@ async function inspectDataFile(path) {
         return { ...file, kind: content };
     if (content !== undefined)
         return { ...file, kind: 'rootfs-tarball', compression: content };
-    throw new ActionError(`rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+    throw new errors_ActionError(`rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
         'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
 }
 /** Inspects the image files named by the metadata and rootfs inputs. */
@@ -58632,7 +58653,7 @@ async function findSquashfsTool() {
         if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
             return { name: 'mksquashfs', path: mksquashfs };
     }
-    throw new ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
+    throw new errors_ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
         'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
         '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
 }
@@ -58688,7 +58709,7 @@ async function convertRootfsTarball(tarball, compression, creationDate) {
     }
     catch (error) {
         await remove();
-        throw new ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
+        throw new errors_ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
             'Check that the file is a complete tar archive.', 'rootfs');
     }
     return { path: output, size: (await (0,external_node_fs_promises_namespaceObject.stat)(output)).size, remove };
@@ -58707,7 +58728,7 @@ function rootfsDecision(mode, serverVersion) {
         };
     }
     if (mode === 'never') {
-        throw new ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
+        throw new errors_ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
             `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
     }
     return {
@@ -58866,7 +58887,7 @@ class RemoteSession {
         const running = await this.start(command);
         const result = await this.collect(running, options);
         if (running.overflowed) {
-            throw new ActionError(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
+            throw new errors_ActionError(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
                 'holds something other than what this action writes (an images.json that large, or a noisy login ' +
                 "shell). Check simplestreams-dir and the SSH user's shell startup files.");
         }
@@ -58921,7 +58942,7 @@ class RemoteSession {
     async run(command, options) {
         const result = await this.exec(command, options);
         if (result.code !== 0) {
-            throw new ActionError(remoteFailure(options.what, result));
+            throw new errors_ActionError(remoteFailure(options.what, result));
         }
         return result.stdout;
     }
@@ -59305,7 +59326,7 @@ function parseIndexText(text, path) {
         return parseImagesIndex(text.toString('utf8'));
     }
     catch (error) {
-        throw new ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+        throw new errors_ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
             "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
     }
 }
@@ -59325,29 +59346,29 @@ async function readLiveIndex(registry, preflight) {
         case READ_LIVE_EXIT.noIndexYet:
             return emptyImagesIndex();
         case READ_LIVE_EXIT.noSimplestreamsDir:
-            throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+            throw new errors_ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
             throw preflight?.tool === 'incus-simplestreams'
-                ? new ActionError("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
+                ? new errors_ActionError("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
                     `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`, 'simplestreams-dir')
-                : new ActionError(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
+                : new errors_ActionError(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
         case READ_LIVE_EXIT.uploadDirNotWritable:
-            throw new ActionError(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
+            throw new errors_ActionError(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
                 "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
         case READ_LIVE_EXIT.writableByOthers: {
             const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-            throw new ActionError(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+            throw new errors_ActionError(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
                 `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
                 "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
         }
         case READ_LIVE_EXIT.simplestreamsDirNotWritable:
-            throw new ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+            throw new errors_ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
                 "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
                 'Nothing was uploaded.', 'simplestreams-dir');
         default:
-            throw new ActionError(remoteFailure(`Reading ${path}`, result));
+            throw new errors_ActionError(remoteFailure(`Reading ${path}`, result));
     }
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
@@ -59648,6 +59669,7 @@ async function commit(registry, options) {
 
 
 
+
 /** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
 async function holdLock(registry, options) {
     const { path, timeoutSeconds, busyMessage } = options;
@@ -59656,18 +59678,27 @@ async function holdLock(registry, options) {
         const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
         if (!Number.isInteger(pid)) {
             await held.release();
-            throw new ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
+            throw new errors_ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
         }
         return { pid, release: () => held.release() };
     }
     catch (error) {
         if (error instanceof HeldCommandEnded) {
             if (error.result.code === 75)
-                throw new ActionError(busyMessage, 'lock-timeout');
-            throw new ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
+                throw new errors_ActionError(busyMessage, 'lock-timeout');
+            throw new errors_ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
         }
         throw error;
     }
+}
+/** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
+function holdRegistryLock(registry, lockTimeout) {
+    return holdLock(registry, {
+        path: lockPath(registry.paths),
+        timeoutSeconds: lockTimeout,
+        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/registry/publication.ts
@@ -59690,23 +59721,22 @@ async function holdLock(registry, options) {
 
 
 
-
 function serialConflictError(product, serial, existing, fingerprint) {
-    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
+    return new errors_ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
         'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
 }
 /**
- * What the action adds to every index it writes: retention (keep-versions) and the LXD items
- * (lxd-compat). Returns no index when `proposed` (or, without one, `base`) needs nothing more
- * and nothing differs from `base`.
+ * What the action adds to every index it writes: retention (keep-versions, never dropping
+ * `fingerprint`) and the LXD items (lxd-compat). Returns no index when `proposed` (or, without
+ * one, `base`) needs nothing more and nothing differs from `base`.
  */
-function finishIndex(publication, base, proposed) {
-    const { keepVersions, lxdCompat } = publication.options;
+function finishIndex(options, fingerprint, base, proposed) {
+    const { keepVersions, lxdCompat } = options;
     let next = proposed ?? base;
     const retired = [];
     if (keepVersions > 0) {
-        const retention = applyRetention(next, keepVersions, publication.fingerprint);
+        const retention = applyRetention(next, keepVersions, fingerprint);
         if (retention.dropped.length > 0) {
             info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
             next = retention.index;
@@ -59736,7 +59766,7 @@ async function planChange(registry, publication, change) {
         await change.run();
         base = await readLiveIndex(registry);
         if (!findFingerprint(base, fingerprint)) {
-            throw new ActionError(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+            throw new errors_ActionError(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
                 `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
         }
     }
@@ -59758,16 +59788,10 @@ function stagedFileNames(staged) {
  * server-side directories, removed once the index is live.
  */
 async function publishUnderLock(registry, publication, change, done = []) {
-    const { lockTimeout } = publication.options;
-    const lock = await holdLock(registry, {
-        path: lockPath(registry.paths),
-        timeoutSeconds: lockTimeout,
-        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
-    });
+    const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
     try {
         const { base, plan } = await planChange(registry, publication, change);
-        const finished = finishIndex(publication, base, plan.index);
+        const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
         if (finished.index) {
             await commit(registry, {
                 lock,
@@ -59793,12 +59817,12 @@ function verify(live, publication, status) {
     const { fingerprint, aliases } = publication;
     const published = findFingerprint(live, fingerprint);
     if (!published) {
-        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
+        throw new errors_ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
             'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
     const missing = aliases.filter((alias) => !published.aliases.includes(alias));
     if (missing.length > 0) {
-        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+        throw new errors_ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
             'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
     info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
@@ -60773,7 +60797,7 @@ async function attemptConnection(options, algorithms) {
     }
     if (!presented) {
         ssh.dispose();
-        throw new ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, 'host');
+        throw new errors_ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, 'host');
     }
     return { kind: 'connected', ssh, presented };
 }
@@ -60787,7 +60811,7 @@ async function connect(options) {
     const pinned = hasPins(options.hostKeyPins);
     // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
     if (!pinned && pinsGiven(options.hostKeyPins)) {
-        throw new ActionError(`known-hosts gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
+        throw new errors_ActionError(`known-hosts gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
             "accepted. Pin the server's current host key. Nothing was sent to the server.", 'known-hosts');
     }
     const presentedKeys = [];
@@ -60808,7 +60832,7 @@ async function connect(options) {
             return new RemoteSession(attempt.ssh, attempt.presented);
         }
         if (attempt.kind === 'unpinned') {
-            throw new ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
+            throw new errors_ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
                 `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
                 `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`, 'host-fingerprint');
         }
@@ -60821,7 +60845,7 @@ async function connect(options) {
 function hostKeyMismatch(options, presented) {
     const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
-    return new ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+    return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
         `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
         `${input}; otherwise someone may be intercepting the connection.`, input);
 }
@@ -60830,22 +60854,22 @@ function connectionError(error, options) {
     const target = `${options.host}:${options.port}`;
     const code = error.code;
     if (code === 'ECONNREFUSED') {
-        return new ActionError(`Connection to ${target} was refused. Check the host and port inputs, and that sshd runs.`, 'port');
+        return new errors_ActionError(`Connection to ${target} was refused. Check the host and port inputs, and that sshd runs.`, 'port');
     }
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-        return new ActionError(`The host name "${options.host}" cannot be resolved. Check the host input.`, 'host');
+        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the host input.`, 'host');
     }
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-        return new ActionError(`${target} cannot be reached from the runner. Check the host input and the server's firewall.`, 'host');
+        return new errors_ActionError(`${target} cannot be reached from the runner. Check the host input and the server's firewall.`, 'host');
     }
     if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
-        return new ActionError(`Connecting to ${target} timed out. Check the host and port inputs and that the server accepts SSH from the runner.`, 'host');
+        return new errors_ActionError(`Connecting to ${target} timed out. Check the host and port inputs and that the server accepts SSH from the runner.`, 'host');
     }
     if (/authentication methods failed/i.test(message)) {
-        return new ActionError(`The server ${target} refused the key for user "${options.username}". Check the username input and that ` +
+        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the username input and that ` +
             "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", 'ssh-key');
     }
-    return new ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
+    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/connection.ts
@@ -60894,7 +60918,7 @@ async function checkLoginShell(session, username) {
     const seen = result.code === 0
         ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
         : `it failed (${oneLine(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
-    throw new ActionError(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
+    throw new errors_ActionError(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
         `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
         `otherwise. Give the user a POSIX shell on the server: chsh -s /bin/bash ${username}. Nothing was uploaded.`, 'username');
 }
@@ -61035,7 +61059,7 @@ async function stageImage(registry, options) {
     const stagedFingerprint = versionFingerprint(staged.version);
     if (stagedFingerprint !== fingerprint) {
         await removeDirs(registry, [image.dir]);
-        throw new ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+        throw new errors_ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
             'the upload was damaged. It was removed; run the step again.');
     }
     return staged;
@@ -61292,7 +61316,7 @@ function requestedAliases(settings, image) {
     if (settings.defaultAlias) {
         const derived = `${os}/${release}/${variant}`;
         if (!/^[^\s,\u0000-\u001f\u007f]{1,255}$/.test(derived)) {
-            throw new ActionError(`default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
+            throw new errors_ActionError(`default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
                 'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +
                 'image definition, or set default-alias: false.', 'default-alias');
         }
@@ -61368,7 +61392,7 @@ async function upload(registry, settings, image, knownFingerprint) {
     info(`Fingerprint: ${uploaded.fingerprint}`);
     if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
         await uploaded.lock.release().catch(() => undefined);
-        throw new ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
+        throw new errors_ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
             'Make sure nothing writes them during the publish, and run it again.', 'metadata');
     }
     return { remote, upload: uploaded };
@@ -61532,11 +61556,68 @@ async function writeSummary(result, options = {}) {
  * quotes metadata and server output, so the HTML is built here with everything escaped
  * (core.summary.addCodeBlock does not escape).
  */
-function buildFailureSummary(message) {
-    return `<h2>Image not published</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
+function buildFailureSummary(message, heading = 'Image not published') {
+    return `<h2>${escapeHtml(heading)}</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
 }
-async function writeFailureSummary(message) {
-    await summary.addRaw(buildFailureSummary(message)).write();
+async function writeFailureSummary(message, heading) {
+    await summary.addRaw(buildFailureSummary(message, heading)).write();
+}
+const DAY_TWO_HEADINGS = {
+    updated: 'Aliases moved',
+    unchanged: 'Aliases already in place',
+    removed: 'Image removed from the index',
+    'dry-run': 'Dry run: nothing was changed',
+};
+/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
+function buildDayTwoSummary(result) {
+    const rows = [
+        ['Status', escapeHtml(result.status)],
+        ['Fingerprint', code(result.fingerprint)],
+        ['Product', code(result.product)],
+        ['Serial', escapeHtml(result.serial)],
+    ];
+    if (result.removedAliases.length > 0)
+        rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
+    const table = [
+        '<table>',
+        ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
+        '</table>',
+    ].join('\n');
+    const aliases = [
+        '<table>',
+        '<tr><th>Alias</th><th>Architecture</th><th>Image</th><th>Product</th></tr>',
+        ...result.aliases.map((target) => `<tr><td>${code(target.alias)}</td><td>${escapeHtml(target.arch)}</td><td>${code(target.fingerprint.slice(0, 12))}</td><td>${code(target.product)}</td></tr>`),
+        '</table>',
+    ].join('\n');
+    const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
+    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
+}
+async function writeDayTwoSummary(result) {
+    await core.summary.addRaw(buildDayTwoSummary(result)).write();
+}
+
+;// CONCATENATED MODULE: ./src/action/step.ts
+/** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
+
+
+
+/** Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. */
+async function runStep(failureHeading, work) {
+    try {
+        await work();
+    }
+    catch (error) {
+        // ActionError messages already name the input and the fix; anything else is unexpected.
+        // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
+        const message = error instanceof errors_ActionError
+            ? error.message
+            : withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
+        const input = error instanceof errors_ActionError ? error.input : undefined;
+        core_error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
+        process.exitCode = ExitCode.Failure;
+        if (process.env['GITHUB_STEP_SUMMARY'])
+            await writeFailureSummary(message, failureHeading).catch(() => undefined);
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/action/main.ts
@@ -61594,8 +61675,8 @@ function checkPublic(settings, result) {
     }));
 }
 /** The action's entry point: never throws; a failure fails the step with a message. */
-async function run() {
-    try {
+function run() {
+    return runStep('Image not published', async () => {
         const settings = readSettings();
         const result = await publish(settings);
         setOutputs(result); // 8. report
@@ -61614,19 +61695,7 @@ async function run() {
                     lxd: settings.lxdCompat,
                 });
         }
-    }
-    catch (error) {
-        // ActionError messages already name the input and the fix; anything else is unexpected.
-        // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
-        const message = error instanceof ActionError
-            ? error.message
-            : withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
-        const input = error instanceof ActionError ? error.input : undefined;
-        core_error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
-        process.exitCode = ExitCode.Failure;
-        if (process.env['GITHUB_STEP_SUMMARY'])
-            await writeFailureSummary(message).catch(() => undefined);
-    }
+    });
 }
 
 
@@ -61656,7 +61725,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(547);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6390);
 
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();

@@ -10,25 +10,36 @@ interface ActionYaml {
   outputs: Record<string, { description: string }>;
 }
 
-const action = parse(readFileSync('action.yml', 'utf8')) as ActionYaml;
 const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ').trim();
 
-const inputs = [
-  '| Input | Required | Default | Description |',
-  '| --- | --- | --- | --- |',
-  ...Object.entries(action.inputs).map(
-    ([name, input]) =>
-      `| \`${name}\` | ${input.required ? 'yes' : 'no'} | ${input.default ? `\`${input.default}\`` : ''} | ${cell(input.description)} |`,
-  ),
-].join('\n');
-const outputs = [
-  '| Output | Description |',
-  '| --- | --- |',
-  ...Object.entries(action.outputs).map(([name, output]) => `| \`${name}\` | ${cell(output.description)} |`),
-].join('\n');
+/** The inputs and outputs tables of one action.yml. */
+function tables(file: string): { inputs: string; outputs: string } {
+  const action = parse(readFileSync(file, 'utf8')) as ActionYaml;
+  const inputs = [
+    '| Input | Required | Default | Description |',
+    '| --- | --- | --- | --- |',
+    ...Object.entries(action.inputs).map(
+      ([name, input]) =>
+        `| \`${name}\` | ${input.required ? 'yes' : 'no'} | ${input.default ? `\`${input.default}\`` : ''} | ${cell(input.description)} |`,
+    ),
+  ].join('\n');
+  const outputs = [
+    '| Output | Description |',
+    '| --- | --- |',
+    ...Object.entries(action.outputs).map(([name, output]) => `| \`${name}\` | ${cell(output.description)} |`),
+  ].join('\n');
+  return { inputs, outputs };
+}
 
-function replaceBetween(text: string, marker: string, body: string): string {
-  const start = `<!-- ${marker}:start (generated from action.yml by scripts/action-docs.ts) -->`;
+/** Each action.yml and the marker prefix of its tables in README.md. */
+const ACTIONS: [file: string, prefix: string][] = [
+  ['action.yml', ''],
+  ['alias/action.yml', 'alias-'],
+  ['remove/action.yml', 'remove-'],
+];
+
+function replaceBetween(text: string, marker: string, body: string, file: string): string {
+  const start = `<!-- ${marker}:start (generated from ${file} by scripts/action-docs.ts) -->`;
   const end = `<!-- ${marker}:end -->`;
   const from = text.indexOf(start);
   const to = text.indexOf(end);
@@ -37,17 +48,24 @@ function replaceBetween(text: string, marker: string, body: string): string {
 }
 
 const readme = readFileSync('README.md', 'utf8');
+let generated = readme;
+for (const [file, prefix] of ACTIONS) {
+  const { inputs, outputs } = tables(file);
+  generated = replaceBetween(
+    replaceBetween(generated, `${prefix}inputs`, inputs, file),
+    `${prefix}outputs`,
+    outputs,
+    file,
+  );
+}
 // Formatted as `prettier --check` expects it, so the two checks agree.
-const updated = await format(replaceBetween(replaceBetween(readme, 'inputs', inputs), 'outputs', outputs), {
-  ...(await resolveConfig('README.md')),
-  parser: 'markdown',
-});
+const updated = await format(generated, { ...(await resolveConfig('README.md')), parser: 'markdown' });
 if (process.argv.includes('--check')) {
   if (updated !== readme) {
-    console.error('README.md inputs/outputs tables differ from action.yml: run `npm run docs`.');
+    console.error('README.md inputs/outputs tables differ from the action.yml files: run `npm run docs`.');
     process.exit(1);
   }
-  console.log('README.md tables match action.yml.');
+  console.log('README.md tables match the action.yml files.');
 } else {
   writeFileSync('README.md', updated);
 }

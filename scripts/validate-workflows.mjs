@@ -43,23 +43,26 @@ function actionValidator(file) {
 for (const file of workflows) actionValidator(file);
 
 // The validator's bundled schema predates `runs.using: node24` (it lists node12, node16 and
-// node20): check action.yml with that one value swapped, and check the value itself here.
-const action = readFileSync('action.yml', 'utf8');
-if (!/^ {2}using: 'node24'$/m.test(action)) {
-  console.error("action.yml: runs.using must be 'node24'");
-  problems += 1;
-}
-const dir = mkdtempSync(join(tmpdir(), 'lxc-publish-action-'));
-try {
-  const copy = join(dir, 'action.yml');
-  writeFileSync(copy, action.replace(/^( {2}using: )'node24'$/m, "$1'node20'"));
-  actionValidator(copy);
-} finally {
-  rmSync(dir, { recursive: true, force: true });
+// node20): check each action.yml with that one value swapped, and check the value itself here.
+const actions = ['action.yml', 'alias/action.yml', 'remove/action.yml'];
+for (const file of actions) {
+  const action = readFileSync(file, 'utf8');
+  if (!/^ {2}using: 'node24'$/m.test(action)) {
+    console.error(`${file}: runs.using must be 'node24'`);
+    problems += 1;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'lxc-publish-action-'));
+  try {
+    const copy = join(dir, 'action.yml');
+    writeFileSync(copy, action.replace(/^( {2}using: )'node24'$/m, "$1'node20'"));
+    actionValidator(copy);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 if (problems > 0) {
   console.error(`${problems} problem(s) in action.yml or the workflows.`);
   process.exit(1);
 }
-console.log(`action.yml and ${workflows.length} workflows are valid.`);
+console.log(`${actions.join(', ')} and ${workflows.length} workflows are valid.`);

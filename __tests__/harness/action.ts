@@ -97,6 +97,24 @@ export interface StartedBundle {
  * A killed process resolves with code 128 + signal number (137 for SIGKILL).
  */
 export function startBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): StartedBundle {
+  return startEntry({ entry: 'dist/index.js', inputs, extraEnv, timeoutMs });
+}
+
+/** One of the committed bundles: the action's (dist/index.js) or a sub-action's (dist/alias/index.js …). */
+export interface EntryRun {
+  entry: string;
+  inputs: Inputs;
+  extraEnv?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+/** Runs a committed bundle as the runner does and waits for it. */
+export function runEntry(run: EntryRun): Promise<BundleRun> {
+  return startEntry(run).done;
+}
+
+/** Starts a committed bundle as the runner does (see startBundle). */
+export function startEntry({ entry, inputs, extraEnv = {}, timeoutMs = 120_000 }: EntryRun): StartedBundle {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lxc-publish-runner-'));
   const outputFile = path.join(dir, 'github_output');
   const summaryFile = path.join(dir, 'step_summary');
@@ -115,7 +133,7 @@ export function startBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}, ti
     ...inputEnv(inputs),
     ...extraEnv,
   };
-  const child = spawn(process.execPath, [path.resolve('dist/index.js')], {
+  const child = spawn(process.execPath, [path.resolve(entry)], {
     env,
     cwd: process.cwd(),
     stdio: ['ignore', 'pipe', 'pipe'],

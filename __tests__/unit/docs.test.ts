@@ -1,6 +1,9 @@
-// The server guide shows the nginx config the integration tests serve their registry with.
+// The server guide shows the nginx config the integration tests serve their registry with; the
+// sub-actions share the main action's connection inputs.
 import { describe, it, expect } from '@jest/globals';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
 
 const read = (file: string) => readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
 
@@ -24,4 +27,25 @@ describe('docs/server-setup.md', () => {
   it('is linked from the README', () => {
     expect(read('README.md')).toContain('(docs/server-setup.md)');
   });
+});
+
+describe('the sub-actions', () => {
+  type Action = { inputs: Record<string, unknown>; runs: { using: string; main: string } };
+  const action = (file: string) => parse(read(file)) as Action;
+  const main = action('action.yml');
+
+  it.each(['alias/action.yml', 'remove/action.yml'])(
+    '%s takes the connection inputs exactly as the main action declares them',
+    (file) => {
+      const sub = action(file);
+      const shared = Object.keys(sub.inputs).filter((name) => !['fingerprint', 'aliases', 'dry-run'].includes(name));
+      expect(shared).toEqual(expect.arrayContaining(['host', 'port', 'username', 'ssh-key', 'simplestreams-dir']));
+      for (const name of shared) expect(sub.inputs[name]).toEqual(main.inputs[name]);
+      expect(sub.runs.using).toBe('node24');
+      // runs.main is relative to the sub-action's own folder: its own committed bundle.
+      const bundle = new URL(`../../${path.posix.join(path.posix.dirname(file), sub.runs.main)}`, import.meta.url);
+      expect(existsSync(bundle)).toBe(true);
+      expect(sub.runs.main).not.toBe('../dist/index.js');
+    },
+  );
 });

@@ -13,18 +13,27 @@ import type { ConnectOptions } from '../ssh/connect.js';
 import { readHostKeyPins } from '../ssh/hostkeys.js';
 import { normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
 
+/** The inputs every entry point shares: the connection, the registry, its lock and the LXD items. */
+export interface RegistrySettings extends ConnectOptions {
+  simplestreamsDir: string;
+  strictHostKey: boolean;
+  connectTimeout: number;
+  /** Seconds to wait for the registry lock. */
+  lockTimeout: number;
+  /** Whether every version also carries items for LXD clients. */
+  lxdCompat: boolean;
+}
+
 /**
- * Everything the action does is decided by this object, read from the inputs. Each layer reads
+ * Everything a publish does is decided by this object, read from the inputs. Each layer reads
  * its own part (ConnectOptions, RegistryPaths, UploadOptions, PublicationOptions).
  */
-export interface Settings extends ConnectOptions, RegistryPaths, UploadOptions, PublicationOptions {
+export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions, PublicationOptions {
   metadataPath: string;
   /** Empty for a unified tarball. */
   rootfsPath: string;
   aliases: string[];
   defaultAlias: boolean;
-  strictHostKey: boolean;
-  connectTimeout: number;
   /** When a raw rootfs tarball is turned into a squashfs on the runner. */
   convertRootfs: 'auto' | 'always' | 'never';
   /** The registry's public HTTPS address to check after publishing; '' to skip the check. */
@@ -35,11 +44,20 @@ export interface Settings extends ConnectOptions, RegistryPaths, UploadOptions, 
   publicCheckTimeout: number;
 }
 
+/** The alias and remove sub-actions: an image already published, named by `fingerprint`. */
+export interface DayTwoSettings extends RegistrySettings {
+  /** A fingerprint, the start of one, or an alias (resolved on the live index). */
+  reference: string;
+  /** For the alias sub-action. */
+  aliases: string[];
+  dryRun: boolean;
+}
+
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 
-/** Reads the settings from the action's inputs (INPUT_* variables). */
-export function readSettings(): Settings {
+/** Reads the inputs every entry point shares (INPUT_* variables). */
+export function readRegistrySettings(): RegistrySettings {
   // Secrets first, so that nothing printed while checking the rest can reveal them.
   const rawKey = core.getInput('ssh-key');
   const passphrase = core.getInput('ssh-key-passphrase');
@@ -52,11 +70,7 @@ export function readSettings(): Settings {
   // A PKCS#8 key comes back re-encoded: mask that form too.
   if (privateKey !== normalisePrivateKey(rawKey)) maskSecrets([privateKey]);
 
-  const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
-
   return {
-    metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
-    rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
     host,
     port,
     username: parseUsername(core.getInput('username', { required: true })),
@@ -67,19 +81,30 @@ export function readSettings(): Settings {
       host,
       port,
     ),
-    uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
     simplestreamsDir: parseRemoteDir(
       core.getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR,
       'simplestreams-dir',
     ),
-    aliases: parseAliases(core.getInput('aliases')),
-    defaultAlias: readBoolean('default-alias'),
     strictHostKey: readBoolean('strict-host-key'),
     connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
     lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
+    lxdCompat: core.getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
+  };
+}
+
+/** Reads the publish action's settings. */
+export function readSettings(): Settings {
+  const registry = readRegistrySettings();
+  const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
+  return {
+    ...registry,
+    metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
+    rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
+    uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+    aliases: parseAliases(core.getInput('aliases')),
+    defaultAlias: readBoolean('default-alias'),
     replace: readBoolean('replace'),
     retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
-    lxdCompat: core.getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
     keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
     convertCommand: parseConvertCommand(core.getInput('convert-command')),
     convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
@@ -91,6 +116,27 @@ export function readSettings(): Settings {
         : '',
     publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
   };
+}
+
+/** Reads the alias or remove sub-action's settings. */
+export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
+  const registry = readRegistrySettings();
+  const reference = core.getInput('fingerprint', { required: true }).trim();
+  if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
+    throw new ActionError(
+      `fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
+        '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.',
+      'fingerprint',
+    );
+  }
+  const aliases = kind === 'alias' ? parseAliases(core.getInput('aliases', { required: true })) : [];
+  if (kind === 'alias' && aliases.length === 0) {
+    throw new ActionError(
+      'aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.',
+      'aliases',
+    );
+  }
+  return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
 }
 
 /** The inputs that hold secrets. */

@@ -3,7 +3,6 @@
  * then the outputs, the public check and the job summary.
  */
 import * as core from '@actions/core';
-import { ActionError, describeError, withoutControlCharacters, withoutLegacyCommands } from '../common/errors.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
 import type { PublishResult } from '../registry/publication.js';
 import { readSettings, type Settings } from './inputs.js';
@@ -21,7 +20,8 @@ import {
   requestedAliases,
   upload,
 } from './steps.js';
-import { writeFailureSummary, writeSummary } from './summary.js';
+import { runStep } from './step.js';
+import { writeSummary } from './summary.js';
 
 /** Publishes the image the settings name and returns what the registry now serves. */
 export async function publish(settings: Settings): Promise<PublishResult> {
@@ -65,8 +65,8 @@ function checkPublic(settings: Settings, result: PublishResult): Promise<PublicC
 }
 
 /** The action's entry point: never throws; a failure fails the step with a message. */
-export async function run(): Promise<void> {
-  try {
+export function run(): Promise<void> {
+  return runStep('Image not published', async () => {
     const settings = readSettings();
     const result = await publish(settings);
     setOutputs(result); // 8. report
@@ -83,16 +83,5 @@ export async function run(): Promise<void> {
           lxd: settings.lxdCompat,
         });
     }
-  } catch (error) {
-    // ActionError messages already name the input and the fix; anything else is unexpected.
-    // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
-    const message =
-      error instanceof ActionError
-        ? error.message
-        : withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
-    const input = error instanceof ActionError ? error.input : undefined;
-    core.error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
-    process.exitCode = core.ExitCode.Failure;
-    if (process.env['GITHUB_STEP_SUMMARY']) await writeFailureSummary(message).catch(() => undefined);
-  }
+  });
 }

@@ -3,6 +3,7 @@ import * as core from '@actions/core';
 import type { PublicCheckResult } from '../public/check.js';
 import { clientCommands } from '../public/commands.js';
 import { defaultRemoteName } from '../public/remote.js';
+import type { DayTwoResult } from '../registry/day-two.js';
 import type { PublishResult } from '../registry/publication.js';
 
 export interface SummaryOptions {
@@ -121,10 +122,49 @@ export async function writeSummary(result: PublishResult, options: SummaryOption
  * quotes metadata and server output, so the HTML is built here with everything escaped
  * (core.summary.addCodeBlock does not escape).
  */
-export function buildFailureSummary(message: string): string {
-  return `<h2>Image not published</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
+export function buildFailureSummary(message: string, heading = 'Image not published'): string {
+  return `<h2>${escapeHtml(heading)}</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
 }
 
-export async function writeFailureSummary(message: string): Promise<void> {
-  await core.summary.addRaw(buildFailureSummary(message)).write();
+export async function writeFailureSummary(message: string, heading?: string): Promise<void> {
+  await core.summary.addRaw(buildFailureSummary(message, heading)).write();
+}
+
+const DAY_TWO_HEADINGS: Record<DayTwoResult['status'], string> = {
+  updated: 'Aliases moved',
+  unchanged: 'Aliases already in place',
+  removed: 'Image removed from the index',
+  'dry-run': 'Dry run: nothing was changed',
+};
+
+/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
+export function buildDayTwoSummary(result: DayTwoResult): string {
+  const rows: [string, string][] = [
+    ['Status', escapeHtml(result.status)],
+    ['Fingerprint', code(result.fingerprint)],
+    ['Product', code(result.product)],
+    ['Serial', escapeHtml(result.serial)],
+  ];
+  if (result.removedAliases.length > 0)
+    rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
+  const table = [
+    '<table>',
+    ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
+    '</table>',
+  ].join('\n');
+  const aliases = [
+    '<table>',
+    '<tr><th>Alias</th><th>Architecture</th><th>Image</th><th>Product</th></tr>',
+    ...result.aliases.map(
+      (target) =>
+        `<tr><td>${code(target.alias)}</td><td>${escapeHtml(target.arch)}</td><td>${code(target.fingerprint.slice(0, 12))}</td><td>${code(target.product)}</td></tr>`,
+    ),
+    '</table>',
+  ].join('\n');
+  const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
+  return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
+}
+
+export async function writeDayTwoSummary(result: DayTwoResult): Promise<void> {
+  await core.summary.addRaw(buildDayTwoSummary(result)).write();
 }

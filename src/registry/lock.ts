@@ -3,6 +3,7 @@ import { ActionError } from '../common/errors.js';
 import { HeldCommandEnded } from '../ssh/session.js';
 import { remoteFailure } from '../ssh/remote-failure.js';
 import { scriptCommand } from '../ssh/shell.js';
+import { lockPath } from './layout.js';
 import type { Registry } from './registry.js';
 import { HOLD_LOCK } from './scripts.js';
 
@@ -39,4 +40,15 @@ export async function holdLock(registry: Registry, options: LockOptions): Promis
     }
     throw error;
   }
+}
+
+/** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
+export function holdRegistryLock(registry: Registry, lockTimeout: number): Promise<HeldLock> {
+  return holdLock(registry, {
+    path: lockPath(registry.paths),
+    timeoutSeconds: lockTimeout,
+    busyMessage:
+      `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+      `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+  });
 }

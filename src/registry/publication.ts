@@ -21,8 +21,7 @@ import {
 import { applyRetention } from '../simplestreams/retention.js';
 import { commit } from './commit.js';
 import { housekeepAndRead } from './housekeeping.js';
-import { lockPath } from './layout.js';
-import { holdLock } from './lock.js';
+import { holdRegistryLock } from './lock.js';
 import { readLiveIndex } from './read.js';
 import type { Registry } from './registry.js';
 
@@ -77,20 +76,21 @@ export function serialConflictError(
 }
 
 /**
- * What the action adds to every index it writes: retention (keep-versions) and the LXD items
- * (lxd-compat). Returns no index when `proposed` (or, without one, `base`) needs nothing more
- * and nothing differs from `base`.
+ * What the action adds to every index it writes: retention (keep-versions, never dropping
+ * `fingerprint`) and the LXD items (lxd-compat). Returns no index when `proposed` (or, without
+ * one, `base`) needs nothing more and nothing differs from `base`.
  */
-function finishIndex(
-  publication: Publication,
+export function finishIndex(
+  options: Pick<PublicationOptions, 'keepVersions' | 'lxdCompat'>,
+  fingerprint: string,
   base: ImagesIndex,
   proposed: ImagesIndex | undefined,
 ): { index?: ImagesIndex; retired: string[] } {
-  const { keepVersions, lxdCompat } = publication.options;
+  const { keepVersions, lxdCompat } = options;
   let next = proposed ?? base;
   const retired: string[] = [];
   if (keepVersions > 0) {
-    const retention = applyRetention(next, keepVersions, publication.fingerprint);
+    const retention = applyRetention(next, keepVersions, fingerprint);
     if (retention.dropped.length > 0) {
       core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
       next = retention.index;
@@ -155,17 +155,10 @@ export async function publishUnderLock(
   change: Change,
   done: string[] = [],
 ): Promise<PublishResult> {
-  const { lockTimeout } = publication.options;
-  const lock = await holdLock(registry, {
-    path: lockPath(registry.paths),
-    timeoutSeconds: lockTimeout,
-    busyMessage:
-      `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-      `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
-  });
+  const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
   try {
     const { base, plan } = await planChange(registry, publication, change);
-    const finished = finishIndex(publication, base, plan.index);
+    const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
     if (finished.index) {
       await commit(registry, {
         lock,

@@ -1,0 +1,22 @@
+/** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
+import * as core from '@actions/core';
+import { ActionError, describeError, withoutControlCharacters, withoutLegacyCommands } from '../common/errors.js';
+import { writeFailureSummary } from './summary.js';
+
+/** Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. */
+export async function runStep(failureHeading: string, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    // ActionError messages already name the input and the fix; anything else is unexpected.
+    // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
+    const message =
+      error instanceof ActionError
+        ? error.message
+        : withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
+    const input = error instanceof ActionError ? error.input : undefined;
+    core.error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
+    process.exitCode = core.ExitCode.Failure;
+    if (process.env['GITHUB_STEP_SUMMARY']) await writeFailureSummary(message, failureHeading).catch(() => undefined);
+  }
+}

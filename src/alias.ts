@@ -1,0 +1,4 @@
+import './dirname-shim.js';
+import { runAlias } from './action/day-two.js';
+
+await runAlias();

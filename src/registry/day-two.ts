@@ -1,0 +1,194 @@
+/**
+ * Day-two operations on images already published, without image files: put aliases on one
+ * (a rollback of `latest`), or take one out of the index (a withdrawal). Both run under the
+ * registry lock, like a publish, commit the same way and read the index back to verify.
+ */
+import * as core from '@actions/core';
+import { ActionError } from '../common/errors.js';
+import { untrusted } from '../common/untrusted.js';
+import { planAliasUpdate } from '../simplestreams/aliases.js';
+import { findFingerprint, type ImagesIndex } from '../simplestreams/images-index.js';
+import { planRemoval } from '../simplestreams/removal.js';
+import {
+  aliasTargets,
+  listImages,
+  resolveImage,
+  type AliasTarget,
+  type ListedImage,
+} from '../simplestreams/resolve.js';
+import { commit } from './commit.js';
+import { housekeepAndRead } from './housekeeping.js';
+import { holdRegistryLock } from './lock.js';
+import { finishIndex } from './publication.js';
+import { readLiveIndex } from './read.js';
+import type { Registry } from './registry.js';
+
+export interface DayTwoOptions {
+  lockTimeout: number;
+  lxdCompat: boolean;
+  /** Print the plan and change nothing. */
+  dryRun: boolean;
+}
+
+export interface DayTwoResult {
+  status: 'updated' | 'unchanged' | 'removed' | 'dry-run';
+  fingerprint: string;
+  product: string;
+  serial: string;
+  /** Where every alias resolves afterwards (or would, in a dry run). */
+  aliases: AliasTarget[];
+  /** Aliases the removal took with it. */
+  removedAliases: string[];
+}
+
+const shown = (text: string): string => untrusted(text);
+
+/** The image the `fingerprint` input names, or an error that lists what is published. */
+function resolveOrFail(index: ImagesIndex, reference: string): ListedImage {
+  const resolution = resolveImage(index, reference);
+  if (resolution.kind === 'found') return resolution.image;
+  const listing = (images: ListedImage[]): string =>
+    images
+      .slice(0, 20)
+      .map(
+        (image) => `${image.fingerprint.slice(0, 12)} ${shown(image.product)} [${image.aliases.map(shown).join(', ')}]`,
+      )
+      .join('; ') + (images.length > 20 ? `; and ${images.length - 20} more` : '');
+  if (resolution.kind === 'ambiguous') {
+    throw new ActionError(
+      `fingerprint: ${shown(reference)} names ${resolution.candidates.length} images (one per architecture, or a ` +
+        `short fingerprint): ${listing(resolution.candidates)}. Give the full fingerprint of the one you mean.`,
+      'fingerprint',
+    );
+  }
+  const images = listImages(index);
+  throw new ActionError(
+    `fingerprint: no published image has the fingerprint or alias ${shown(reference)}. ` +
+      (images.length > 0 ? `Published: ${listing(images)}.` : 'The registry lists no image.'),
+    'fingerprint',
+  );
+}
+
+function logTargets(targets: AliasTarget[], prefix: string): void {
+  for (const target of targets) {
+    core.info(
+      `${prefix}${shown(target.alias)} (${target.arch}) → ${target.fingerprint.slice(0, 12)} ${shown(target.product)}`,
+    );
+  }
+}
+
+/** Runs `work` under the registry lock on the live index, or on a copy read without it for a dry run. */
+async function withLiveIndex<T>(
+  registry: Registry,
+  options: DayTwoOptions,
+  work: (live: ImagesIndex, commitIndex: (index: ImagesIndex, retired: string[]) => Promise<void>) => Promise<T>,
+): Promise<T> {
+  if (options.dryRun) {
+    return work(await readLiveIndex(registry), () => Promise.resolve());
+  }
+  const lock = await holdRegistryLock(registry, options.lockTimeout);
+  try {
+    return await work(await readLiveIndex(registry), (index, retired) => commit(registry, { lock, index, retired }));
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Puts `aliases` on the image `reference` names, taking them off every other image of its
+ * architecture (the rule a publish follows), under the registry lock.
+ */
+export function setAliases(
+  registry: Registry,
+  request: { reference: string; aliases: string[]; options: DayTwoOptions },
+): Promise<DayTwoResult> {
+  const { reference, aliases, options } = request;
+  return withLiveIndex(registry, options, async (live, commitIndex) => {
+    const image = resolveOrFail(live, reference);
+    const proposed = planAliasUpdate(live, image.fingerprint, aliases);
+    const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
+    const after = finished.index ?? live;
+    const moved = aliasTargets(after).filter((target) => aliases.includes(target.alias));
+    core.info(`${image.fingerprint} is ${shown(image.product)} version ${image.serial}`);
+    if (options.dryRun) {
+      logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
+      core.info('dry-run: nothing was changed');
+      return result('dry-run', image, after, []);
+    }
+    if (finished.index) await commitIndex(finished.index, finished.retired);
+    const read = await housekeepAndRead(registry);
+    const published = findFingerprint(read, image.fingerprint);
+    const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
+    if (!published || missing.length > 0) {
+      throw new ActionError(
+        `Aliases ${missing.map(shown).join(', ')} are not on ${image.fingerprint} after the change. Something ` +
+          'changed the index without taking the lock; run the step again.',
+      );
+    }
+    logTargets(
+      aliasTargets(read).filter((target) => aliases.includes(target.alias)),
+      'Now ',
+    );
+    return result(proposed ? 'updated' : 'unchanged', image, read, []);
+  });
+}
+
+/**
+ * Takes the image `reference` names out of the index (Incus and LXD views, and deltas to or
+ * from it), under the registry lock. Its files stay downloadable for the grace time that
+ * protects clients holding a cached index, then housekeeping removes them.
+ */
+export function removeImage(
+  registry: Registry,
+  request: { reference: string; options: DayTwoOptions },
+): Promise<DayTwoResult> {
+  const { reference, options } = request;
+  return withLiveIndex(registry, options, async (live, commitIndex) => {
+    const image = resolveOrFail(live, reference);
+    const plan = planRemoval(live, image.fingerprint);
+    if (!plan) throw new ActionError(`fingerprint: ${image.fingerprint} is not in the index any more.`, 'fingerprint');
+    const finished = finishIndex(
+      { keepVersions: 0, lxdCompat: options.lxdCompat },
+      image.fingerprint,
+      live,
+      plan.index,
+    );
+    const after = finished.index ?? plan.index;
+    core.info(`${image.fingerprint} is ${shown(image.product)} version ${image.serial}`);
+    if (plan.removedAliases.length > 0)
+      core.info(`Aliases that go with it: ${plan.removedAliases.map(shown).join(', ')}`);
+    if (options.dryRun) {
+      core.info(`Would remove it and retire ${plan.retired.length} file(s); the aliases would then resolve so:`);
+      logTargets(aliasTargets(after), '  ');
+      core.info('dry-run: nothing was changed');
+      return result('dry-run', image, after, plan.removedAliases);
+    }
+    await commitIndex(after, [...plan.retired, ...finished.retired]);
+    const read = await housekeepAndRead(registry);
+    if (findFingerprint(read, image.fingerprint)) {
+      throw new ActionError(
+        `${image.fingerprint} is still listed after the removal. Something changed the index without taking the ` +
+          'lock; run the step again.',
+      );
+    }
+    core.info('Removed. The aliases now resolve so:');
+    logTargets(aliasTargets(read), '  ');
+    return result('removed', image, read, plan.removedAliases);
+  });
+}
+
+function result(
+  status: DayTwoResult['status'],
+  image: ListedImage,
+  index: ImagesIndex,
+  removedAliases: string[],
+): DayTwoResult {
+  return {
+    status,
+    fingerprint: image.fingerprint,
+    product: image.product,
+    serial: image.serial,
+    aliases: aliasTargets(index),
+    removedAliases,
+  };
+}

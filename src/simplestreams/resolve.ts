@@ -1,0 +1,77 @@
+/**
+ * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
+ * alias; and where each alias resolves, as clients resolve it. Pure.
+ */
+import {
+  findFingerprint,
+  productAliases,
+  versionFingerprint,
+  type ImagesIndex,
+  type PublishedVersion,
+} from './images-index.js';
+
+/** A published image as a list shows it. */
+export interface ListedImage extends PublishedVersion {
+  fingerprint: string;
+  arch: string;
+}
+
+/** Every image the index lists (versions with a fingerprint), newest serial first. */
+export function listImages(index: ImagesIndex): ListedImage[] {
+  const images: ListedImage[] = [];
+  for (const product of Object.values(index.products)) {
+    for (const version of Object.values(product.versions)) {
+      const fingerprint = versionFingerprint(version);
+      const found = fingerprint ? findFingerprint(index, fingerprint) : undefined;
+      if (fingerprint && found) images.push({ ...found, fingerprint, arch: product.arch ?? '' });
+    }
+  }
+  return images.sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+}
+
+export interface AliasTarget {
+  alias: string;
+  arch: string;
+  fingerprint: string;
+  product: string;
+}
+
+/** Where each alias resolves: per architecture, the newest version of the product that carries it. */
+export function aliasTargets(index: ImagesIndex): AliasTarget[] {
+  const targets: AliasTarget[] = [];
+  for (const [product, fields] of Object.entries(index.products)) {
+    const newest = Object.keys(fields.versions)
+      .sort()
+      .reverse()
+      .map((serial) => fields.versions[serial])
+      .map((version) => (version ? versionFingerprint(version) : undefined))
+      .find((fingerprint) => fingerprint !== undefined);
+    if (!newest) continue;
+    for (const alias of productAliases(fields))
+      targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest, product });
+  }
+  return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
+}
+
+export type Resolution =
+  { kind: 'found'; image: ListedImage } | { kind: 'unknown' } | { kind: 'ambiguous'; candidates: ListedImage[] };
+
+/**
+ * The image `reference` names: a full fingerprint, the start of one (at least 12 hex digits, as
+ * `incus image list` shows them) that only one image has, or an alias that names one image.
+ */
+export function resolveImage(index: ImagesIndex, reference: string): Resolution {
+  const images = listImages(index);
+  const wanted = reference.trim().toLowerCase();
+  if (/^[0-9a-f]{12,64}$/.test(wanted)) {
+    const matches = images.filter((image) => image.fingerprint.startsWith(wanted));
+    if (matches.length === 1 && matches[0]) return { kind: 'found', image: matches[0] };
+    if (matches.length > 1) return { kind: 'ambiguous', candidates: matches };
+  }
+  const byAlias = aliasTargets(index)
+    .filter((target) => target.alias === reference.trim())
+    .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
+  if (byAlias.length === 1 && byAlias[0]) return { kind: 'found', image: byAlias[0] };
+  if (byAlias.length > 1) return { kind: 'ambiguous', candidates: byAlias };
+  return { kind: 'unknown' };
+}

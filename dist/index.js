@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6390:
+/***/ 6384:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -58074,6 +58074,10 @@ function readSettings() {
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
         convertCommand: parseConvertCommand(getInput('convert-command')),
         convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
+        rootfsLimits: {
+            maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
+            maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
+        },
         publicUrl,
         remoteName: getInput('remote-name')
             ? validateRemoteName(getInput('remote-name').trim())
@@ -58350,40 +58354,34 @@ var dist = __nccwpck_require__(8815);
 
 
 /**
- * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
- * it maps to them (as in Incus's osarch package).
+ * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
+ * own names and the distribution names it maps to them (as in Incus's osarch package).
  */
-const INCUS_ARCHITECTURES = new Set([
-    'i686',
-    'x86_64',
-    'armv6l',
-    'armv7l',
-    'armv8l',
-    'aarch64',
-    'ppc',
-    'ppc64',
-    'ppc64le',
-    's390x',
-    'mips',
-    'mips64',
-    'riscv32',
-    'riscv64',
-    'loongarch64',
-    'i386',
-    'i586',
-    'amd64',
-    'x64',
-    'armel',
-    'armhf',
-    'arm64',
-    'arm64be',
-    'powerpc',
-    'powerpc64',
-    'ppc64el',
-    'mipsel',
-    'mips64el',
-    'loong64',
-]);
+const INCUS_ARCHITECTURES = new Map(Object.entries({
+    i686: ['i686', 'i386', 'i586', 'x86'],
+    x86_64: ['x86_64', 'amd64', 'x64'],
+    armv6l: ['armv6l', 'armel'],
+    armv7l: ['armv7l', 'armhf'],
+    armv8l: ['armv8l'],
+    aarch64: ['aarch64', 'arm64'],
+    aarch64_be: ['arm64be'],
+    ppc: ['ppc', 'powerpc'],
+    ppc64: ['ppc64', 'powerpc64'],
+    ppc64le: ['ppc64le', 'ppc64el'],
+    s390x: ['s390x'],
+    mips: ['mips', 'mipsel'],
+    mips64: ['mips64', 'mips64el'],
+    riscv32: ['riscv32'],
+    riscv64: ['riscv64'],
+    loongarch64: ['loongarch64', 'loong64'],
+}).flatMap(([incus, names]) => names.map((name) => [name, incus])));
+/** The earliest creation_date accepted: 2000-01-01. Later than now plus a day is refused too. */
+const EARLIEST_CREATION_DATE = 946684800;
+/**
+ * Fields that make the product key `{os}:{release}:{variant}:{arch}` and the default alias
+ * `{os}/{release}/{variant}`: no separator of either, no blank, no control character.
+ */
+const KEY_FIELD = /^[^:,/\s\u0000-\u001f\u007f]{1,128}$/;
 function requireString(value, field, path) {
     if (typeof value !== 'string' || value.trim() === '') {
         throw new errors_ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
@@ -58393,75 +58391,272 @@ function requireString(value, field, path) {
 }
 /** Checks metadata.yaml for what `incus-simplestreams add` needs. */
 function parseMetadataYaml(text, path) {
+    const fail = (problem) => {
+        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+    };
     let document;
+    let dateSource;
     try {
-        document = (0,dist/* parse */.qg)(text);
+        const parsed = (0,dist/* parseDocument */.Tp)(text);
+        const [error] = parsed.errors;
+        if (error)
+            throw error;
+        document = parsed.toJS();
+        const dateNode = (0,dist/* isMap */.jh)(parsed.contents) ? parsed.get('creation_date', true) : undefined;
+        dateSource = (0,dist/* isScalar */.jn)(dateNode) && dateNode.type === 'PLAIN' ? dateNode.source : undefined;
     }
     catch (error) {
-        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`, 'metadata');
+        return fail(`is not valid YAML (${describeError(error)}).`);
     }
     if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
+        return fail('is not a YAML mapping.');
     }
     const root = document;
-    const creationDate = root['creation_date'];
-    if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
-        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`, 'metadata');
-    }
+    const creationDate = checkCreationDate(root['creation_date'], dateSource, fail);
     const properties = root['properties'];
-    if (typeof properties !== 'object' || properties === null) {
-        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
-    }
+    if (typeof properties !== 'object' || properties === null)
+        fail('has no properties section.');
     const props = properties;
     const architecture = requireString(root['architecture'], 'architecture', path);
-    if (!INCUS_ARCHITECTURES.has(architecture)) {
-        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
-            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).', 'metadata');
+    const incusArchitecture = INCUS_ARCHITECTURES.get(architecture);
+    if (!incusArchitecture) {
+        fail(`names architecture "${architecture}", which Incus does not know. Use an Incus architecture name such as ` +
+            'x86_64 or aarch64 (distrobuilder sets it from image.architecture).');
+    }
+    const keyField = (field, value) => {
+        const text = requireString(value, field, path);
+        if (!KEY_FIELD.test(text)) {
+            fail(`has ${field} ${JSON.stringify(text)}, which holds a ':', ',', '/', a blank or a control character (or is ` +
+                `over 128 characters): it makes the product key and the default alias, which such characters would break. ` +
+                'Change it in the image definition.');
+        }
+        return text;
+    };
+    const propertiesArchitecture = keyField('properties.architecture', props['architecture']);
+    if (INCUS_ARCHITECTURES.get(propertiesArchitecture) !== incusArchitecture) {
+        fail(`has architecture ${architecture} but properties.architecture ${JSON.stringify(propertiesArchitecture)}, ` +
+            'which is another architecture: clients would launch the image on the wrong hosts. Build it with one ' +
+            'architecture (distrobuilder sets both from image.architecture).');
     }
     return {
         architecture,
         creationDate,
-        os: requireString(props['os'], 'properties.os', path),
-        release: requireString(props['release'], 'properties.release', path),
-        variant: requireString(props['variant'], 'properties.variant', path),
-        propertiesArchitecture: requireString(props['architecture'], 'properties.architecture', path),
+        os: keyField('properties.os', props['os']),
+        release: keyField('properties.release', props['release']),
+        variant: keyField('properties.variant', props['variant']),
+        propertiesArchitecture,
         description: requireString(props['description'], 'properties.description', path),
     };
 }
+/**
+ * creation_date as a plain decimal number of seconds (the server reads `017…` as octal, and
+ * serials are compared as text), from 2000 to one day from now.
+ */
+function checkCreationDate(value, source, fail) {
+    const latest = Math.floor(Date.now() / 1000) + 86400;
+    if (typeof value !== 'number' ||
+        source === undefined ||
+        !/^[1-9][0-9]*$/.test(source) ||
+        value < EARLIEST_CREATION_DATE ||
+        value > latest) {
+        return fail(`has no valid creation_date: it must be a plain decimal Unix time in seconds (no leading zero, exponent ` +
+            `or quotes) from 2000-01-01 to now plus a day (${latest}); it gives the version its serial.`);
+    }
+    return value;
+}
+
+;// CONCATENATED MODULE: ./src/image/qcow2.ts
+
+const EXTERNAL_DATA_FILE_FEATURE = 1n << 2n;
+const EXTENSION_END = 0;
+const EXTENSION_DATA_FILE = 0x44415441;
+const MAX_HEADER_CLUSTER = 2 << 20;
+/** Why the qcow2 header in `header` refers to a file outside itself, or undefined when it does not. */
+function qcow2OutsideReference(header) {
+    if (header.length < 72)
+        return 'its header is cut short';
+    const version = header.readUInt32BE(4);
+    if (version !== 2 && version !== 3)
+        return `its header has version ${version} (2 or 3 expected)`;
+    if (header.readBigUInt64BE(8) !== 0n || header.readUInt32BE(16) !== 0) {
+        return 'it names a backing file (qemu-img create -b)';
+    }
+    let extensions = 72;
+    if (version === 3) {
+        if (header.length < 104)
+            return 'its header is cut short';
+        if ((header.readBigUInt64BE(72) & EXTERNAL_DATA_FILE_FEATURE) !== 0n) {
+            return 'it keeps its data in an external data file (qemu-img create -o data_file=…)';
+        }
+        extensions = header.readUInt32BE(100);
+    }
+    while (extensions + 8 <= header.length) {
+        const type = header.readUInt32BE(extensions);
+        const length = header.readUInt32BE(extensions + 4);
+        if (type === EXTENSION_END)
+            return undefined;
+        if (type === EXTENSION_DATA_FILE)
+            return 'it names an external data file';
+        extensions += 8 + Math.ceil(length / 8) * 8;
+    }
+    return 'its header extensions run past the first cluster';
+}
+/** Reads the qcow2 header cluster through `handle` and refuses a disk that refers outside itself. */
+async function checkQcow2(handle, path, size) {
+    const first = Buffer.alloc(Math.min(size, 64 * 1024));
+    await handle.read(first, 0, first.length, 0);
+    const clusterBits = first.length >= 24 ? first.readUInt32BE(20) : 16;
+    const clusterSize = Math.min(size, MAX_HEADER_CLUSTER, 2 ** Math.min(Math.max(clusterBits, 9), 21));
+    let header = first;
+    if (clusterSize > first.length) {
+        header = Buffer.alloc(clusterSize);
+        await handle.read(header, 0, clusterSize, 0);
+    }
+    const problem = qcow2OutsideReference(header);
+    if (problem) {
+        throw new errors_ActionError(`rootfs: "${path}" is a qcow2 disk that does not hold itself: ${problem}. A client converting it could ` +
+            'read files of its own host. Flatten it into one self-contained file first: qemu-img convert -O qcow2 ' +
+            'disk.qcow2 flat.qcow2.', 'rootfs');
+    }
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: ./src/image/tool-environment.ts
+/**
+ * The tools that read image files (tar, xz, tar2sqfs, mksquashfs) parse hostile input: they get
+ * a minimal environment, so no input of the step (the SSH key among them) reaches them.
+ */
+/** The environment of every tool that reads image files: what it needs, nothing of the runner's. */
+function toolEnvironment(extra = {}) {
+    return { PATH: process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C', ...extra };
+}
 
 ;// CONCATENATED MODULE: ./src/image/tar.ts
-/** Reading tarballs on the runner with GNU tar, whatever their compression (tar detects it). */
+/**
+ * Reading tarballs on the runner with GNU tar, whatever their compression (tar detects it). The
+ * tarball is untrusted: tar's output is read as a stream and capped (a few kilobytes of xz can
+ * unpack to gigabytes), tar runs under a time limit, and it gets a minimal environment (no
+ * inputs, so no key, reach a tool that parses hostile input).
+ */
 
 
 
-/** Runs GNU tar quietly and returns its stdout; fails with its stderr. */
-async function runTar(args) {
-    const tar = await which('tar', false);
-    if (!tar) {
-        throw new errors_ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.');
-    }
-    const result = await getExecOutput(tar, args, { silent: true, ignoreReturnCode: true });
-    if (result.exitCode !== 0)
-        throw new Error(result.stderr.trim() || `tar exited with status ${result.exitCode}`);
-    return result.stdout;
+/** How long one tar run may take: reading metadata.yaml or the start of a listing is quick. */
+const TAR_TIMEOUT_MS = 60_000;
+/** Runs tar with `args`; resolves when it ended or was stopped; fails with its stderr. */
+function runTar(args, run, what) {
+    return new Promise((resolve, reject) => {
+        const tar = (0,external_node_child_process_namespaceObject.spawn)('tar', args, { env: toolEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
+        let stopped = false;
+        let stderr = '';
+        const stop = () => {
+            stopped = true;
+            tar.kill('SIGKILL');
+        };
+        const timer = setTimeout(() => {
+            stop();
+            reject(new errors_ActionError(`${what}: tar did not finish within ${TAR_TIMEOUT_MS / 1000} s.`, 'metadata'));
+        }, TAR_TIMEOUT_MS);
+        tar.stdout.on('data', (chunk) => {
+            if (!stopped && !run.onData(chunk))
+                stop();
+        });
+        tar.stderr.on('data', (chunk) => {
+            stderr = (stderr + chunk.toString('utf8')).slice(-4096);
+        });
+        tar.on('error', (error) => {
+            clearTimeout(timer);
+            reject(error.code === 'ENOENT'
+                ? new errors_ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.')
+                : error);
+        });
+        tar.on('close', (code) => {
+            clearTimeout(timer);
+            if (stopped || code === 0)
+                resolve();
+            else
+                reject(new Error(stderr.trim() || `tar exited with status ${code ?? 'none'}`));
+        });
+    });
 }
-/** The text of the first member named one of `names`, or undefined when there is none. */
-async function readMember(tarball, names) {
-    for (const member of names) {
-        try {
-            // --occurrence stops at the first match instead of reading the whole (possibly large) archive.
-            return await runTar(['--occurrence=1', '-xOf', tarball, member]);
-        }
-        catch {
-            // not under this name; try the next
-        }
+/** The most of metadata.yaml that is read: distrobuilder's are a few kilobytes. */
+const MAX_METADATA_BYTES = 1 << 20;
+/**
+ * The text of the member `name` (the first of that name, as the server reads it), or undefined
+ * when the tarball has none. Stops and fails past MAX_METADATA_BYTES.
+ */
+async function readMember(tarball, name) {
+    const chunks = [];
+    let bytes = 0;
+    let tooLarge = false;
+    try {
+        // --occurrence stops at the first match instead of reading the whole (possibly large) archive.
+        await runTar(['--occurrence=1', '-xOf', tarball, name], {
+            onData: (chunk) => {
+                bytes += chunk.length;
+                if (bytes > MAX_METADATA_BYTES) {
+                    tooLarge = true;
+                    return false;
+                }
+                chunks.push(chunk);
+                return true;
+            },
+        }, `Reading ${name} from "${tarball}"`);
     }
-    return undefined;
+    catch (error) {
+        if (error instanceof errors_ActionError)
+            throw error;
+        return undefined; // no such member (tar says "Not found in archive")
+    }
+    if (tooLarge) {
+        throw new errors_ActionError(`metadata: ${name} in "${tarball}" is larger than ${MAX_METADATA_BYTES >> 20} MiB; distrobuilder writes a few ` +
+            'kilobytes. Check the file: it is not an image this action publishes.', 'metadata');
+    }
+    return Buffer.concat(chunks).toString('utf8');
 }
-/** Whether the tarball holds a member named one of `names`. */
-async function holdsMember(tarball, names) {
-    const listing = await runTar(['-tf', tarball]);
-    return listing.split('\n').some((name) => names.includes(name));
+/** Entries read before the root file system at most, and the longest name: far above any real image. */
+const MAX_ENTRIES_BEFORE_ROOTFS = 10_000;
+const MAX_NAME_BYTES = 4096;
+/**
+ * Whether a unified tarball holds a VM disk (rootfs.img) or a container (rootfs/): the first of
+ * them in the listing decides, as for incus-simplestreams; the listing stops there. Undefined
+ * when the tarball has neither.
+ */
+async function unifiedRootKind(tarball) {
+    let kind;
+    let pending = '';
+    let entries = 0;
+    let problem;
+    await runTar(['-tf', tarball], {
+        onData: (chunk) => {
+            pending += chunk.toString('latin1');
+            let end;
+            while ((end = pending.indexOf('\n')) >= 0) {
+                const name = pending.slice(0, end).replace(/^\.\//, '');
+                pending = pending.slice(end + 1);
+                if (name === 'rootfs.img')
+                    kind = 'vm';
+                else if (name === 'rootfs' || name.startsWith('rootfs/'))
+                    kind = 'container';
+                if (kind)
+                    return false;
+                if (++entries > MAX_ENTRIES_BEFORE_ROOTFS) {
+                    problem = `has more than ${MAX_ENTRIES_BEFORE_ROOTFS} entries before its rootfs`;
+                    return false;
+                }
+            }
+            if (pending.length > MAX_NAME_BYTES) {
+                problem = `has an entry name longer than ${MAX_NAME_BYTES} bytes`;
+                return false;
+            }
+            return true;
+        },
+    }, `Listing "${tarball}"`);
+    if (problem) {
+        throw new errors_ActionError(`metadata: the unified tarball "${tarball}" ${problem}: it is not an image distrobuilder wrote.`, 'metadata');
+    }
+    return kind;
 }
 
 ;// CONCATENATED MODULE: ./src/image/inspect.ts
@@ -58469,6 +58664,7 @@ async function holdsMember(tarball, names) {
  * Local inspection of the image files before any network: what each file is (from its content,
  * not its name), what metadata.yaml says, and whether a unified tarball holds a VM.
  */
+
 
 
 
@@ -58486,6 +58682,25 @@ const MAGIC = [
 /** Identifies a file from its first bytes. */
 function detectContent(head) {
     return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
+}
+function identityOf(info) {
+    return `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`;
+}
+/**
+ * Fails when a file is no longer the one inspected (replaced, grown, rewritten): what was checked
+ * must be what was uploaded. Called once the upload is done.
+ */
+async function checkUnchanged(files, input) {
+    for (const file of files) {
+        if (file.identity === undefined)
+            continue; // made by this run (a converted squashfs)
+        const now = await (0,external_node_fs_promises_namespaceObject.stat)(file.path).catch(() => undefined);
+        if (!now || identityOf(now) !== file.identity) {
+            const name = input(file);
+            throw new errors_ActionError(`${name}: "${file.path}" changed while it was being published (replaced, or written to). Nothing was ` +
+                'published. Make sure nothing writes the image files during the step, and run it again.', name);
+        }
+    }
 }
 /** Checks that the path is a readable, non-empty regular file. */
 async function checkFile(path, input) {
@@ -58508,7 +58723,7 @@ async function checkFile(path, input) {
     if (info.size === 0) {
         throw new errors_ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
     }
-    return { path, size: info.size };
+    return { path, size: info.size, identity: identityOf(info) };
 }
 async function readHead(path) {
     const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
@@ -58529,7 +58744,8 @@ async function inspectMetadataTarball(path) {
     if (content === undefined) {
         throw new errors_ActionError(`metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
     }
-    const yaml = await readMember(path, ['metadata.yaml', './metadata.yaml']);
+    // Only the exact name: incus-simplestreams reads "metadata.yaml", not "./metadata.yaml".
+    const yaml = await readMember(path, 'metadata.yaml');
     if (yaml === undefined) {
         throw new errors_ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
             'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
@@ -58539,6 +58755,15 @@ async function inspectMetadataTarball(path) {
 async function inspectDataFile(path) {
     const file = await checkFile(path, 'rootfs');
     const content = detectContent(await readHead(path));
+    if (content === 'qcow2') {
+        const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
+        try {
+            await checkQcow2(handle, path, file.size);
+        }
+        finally {
+            await handle.close();
+        }
+    }
     if (content === 'squashfs' || content === 'qcow2')
         return { ...file, kind: content };
     if (content !== undefined)
@@ -58557,7 +58782,7 @@ async function inspectImage(metadataPath, rootfsPath) {
         imageType = data.kind === 'qcow2' ? 'virtual-machine' : 'container';
     }
     else {
-        imageType = (await holdsMember(metadataPath, ['rootfs.img', './rootfs.img'])) ? 'virtual-machine' : 'container';
+        imageType = (await unifiedRootKind(metadataPath)) === 'vm' ? 'virtual-machine' : 'container';
     }
     return {
         metadata: { ...metadataFile, compression },
@@ -58598,8 +58823,6 @@ function lxdWarnings(imageType, unified) {
     return warnings;
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 ;// CONCATENATED MODULE: ./src/common/version.ts
@@ -58632,6 +58855,10 @@ function versionAtLeast(version, minimum) {
 
 
 
+
+
+
+/** Each reads the tarball on stdin and writes the tar stream on stdout. */
 const DECOMPRESSORS = {
     xz: ['xz', '-dc'],
     gzip: ['gzip', '-dc'],
@@ -58648,7 +58875,11 @@ async function findSquashfsTool() {
         return { name: 'tar2sqfs', path: tar2sqfs };
     const mksquashfs = await which('mksquashfs', false);
     if (mksquashfs) {
-        const { stdout } = await getExecOutput(mksquashfs, ['-version'], { silent: true, ignoreReturnCode: true });
+        const { stdout } = await getExecOutput(mksquashfs, ['-version'], {
+            silent: true,
+            ignoreReturnCode: true,
+            env: toolEnvironment(),
+        });
         const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
         if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
             return { name: 'mksquashfs', path: mksquashfs };
@@ -58663,16 +58894,33 @@ function squashfsCommand(tool, output) {
         ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
         : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
 }
-/** Runs `decompress < tarball | tool > output`, failing with whichever side's stderr. */
-function pipe(decompress, convert, env) {
+/** How long a conversion may take. */
+const CONVERSION_TIMEOUT_SECONDS = 1800;
+/**
+ * Runs `decompress < tarball | tool > output` under a time limit, logging progress (the share of
+ * the tarball read) every few seconds, and fails with whichever side's stderr.
+ */
+function pipe(tarball, decompress, convert, env) {
     return new Promise((resolve, reject) => {
         const [decompressor = '', ...decompressArgs] = decompress;
         const [converter = '', ...convertArgs] = convert;
-        const source = (0,external_node_child_process_namespaceObject.spawn)(decompressor, decompressArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const source = (0,external_node_child_process_namespaceObject.spawn)(decompressor, decompressArgs, { stdio: ['pipe', 'pipe', 'pipe'], env });
         const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
+        const input = (0,external_node_fs_namespaceObject.createReadStream)(tarball);
+        let read = 0;
+        const total = (0,external_node_fs_namespaceObject.statSync)(tarball).size;
+        input.on('data', (chunk) => (read += chunk.length));
+        const progress = setInterval(() => info(`Converting: ${Math.floor((read / Math.max(total, 1)) * 100)}% of the tarball read`), 5000);
+        const timer = setTimeout(() => {
+            failed = `the conversion did not finish within ${CONVERSION_TIMEOUT_SECONDS} s and was stopped`;
+            source.kill('SIGKILL');
+            sink.kill('SIGKILL');
+        }, CONVERSION_TIMEOUT_SECONDS * 1000);
         let errors = '';
-        source.stderr.on('data', (chunk) => (errors += chunk.toString()));
-        sink.stderr.on('data', (chunk) => (errors += chunk.toString()));
+        source.stderr.on('data', (chunk) => (errors = (errors + chunk.toString()).slice(-8192)));
+        sink.stderr.on('data', (chunk) => (errors = (errors + chunk.toString()).slice(-8192)));
+        input.pipe(source.stdin);
+        source.stdin.on('error', () => undefined); // the decompressor failed first; its status says why
         source.stdout.pipe(sink.stdin);
         sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
         let pending = 2;
@@ -58681,6 +58929,8 @@ function pipe(decompress, convert, env) {
             if (code !== 0 && !failed)
                 failed = `${name} exited with status ${code ?? 'none'}`;
             if (--pending === 0) {
+                clearInterval(progress);
+                clearTimeout(timer);
                 if (failed)
                     reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
                 else
@@ -58694,18 +58944,76 @@ function pipe(decompress, convert, env) {
     });
 }
 /**
+ * Reads the tarball's headers (tar -tv, as a stream) before converting, and refuses it past the
+ * limits: a few hundred bytes of xz can hold a 1 TiB sparse file or a million empty ones.
+ */
+async function checkRootfsListing(tarball, limits) {
+    let files = 0;
+    let bytes = 0;
+    let problem;
+    let pending = '';
+    await new Promise((resolve, reject) => {
+        const tar = (0,external_node_child_process_namespaceObject.spawn)('tar', ['-tvf', tarball], { env: toolEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
+        let stderr = '';
+        let stopped = false;
+        tar.stderr.on('data', (chunk) => (stderr = (stderr + chunk.toString()).slice(-4096)));
+        tar.stdout.on('data', (chunk) => {
+            if (stopped)
+                return;
+            pending += chunk.toString('latin1');
+            let end;
+            while ((end = pending.indexOf('\n')) >= 0) {
+                const line = pending.slice(0, end);
+                pending = pending.slice(end + 1);
+                files++;
+                const size = /^\S+\s+\S+\s+(\d+)\s/.exec(line)?.[1];
+                if (size)
+                    bytes += Number(size);
+                if (files > limits.maxFiles)
+                    problem = `holds more than ${limits.maxFiles} entries (rootfs-max-files)`;
+                else if (bytes > limits.maxBytes) {
+                    problem = `unpacks to more than ${Math.round(limits.maxBytes / 2 ** 20)} MiB (rootfs-max-size)`;
+                }
+                if (problem) {
+                    stopped = true;
+                    tar.kill('SIGKILL');
+                    return;
+                }
+            }
+        });
+        tar.on('error', reject);
+        tar.on('close', (code) => {
+            if (stopped || code === 0)
+                resolve();
+            else
+                reject(new Error(stderr.trim() || `tar exited with status ${code ?? 'none'}`));
+        });
+    });
+    if (problem) {
+        throw new errors_ActionError(`rootfs: "${tarball}" ${problem}, past what this step converts. If the image really is that large, raise ` +
+            'the input; otherwise check how the tarball was built.', problem.includes('rootfs-max-files') ? 'rootfs-max-files' : 'rootfs-max-size');
+    }
+}
+/**
  * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
  * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
  * always gives the same bytes.
  */
-async function convertRootfsTarball(tarball, compression, creationDate) {
+async function convertRootfsTarball(tarball, compression, creationDate, limits) {
     const tool = await findSquashfsTool();
+    await checkRootfsListing(tarball, limits).catch((error) => {
+        // A limit passed is the answer; a tarball tar cannot list is left to the conversion, which
+        // reports it with its own error.
+        if (error instanceof errors_ActionError)
+            throw error;
+    });
     const dir = await (0,external_node_fs_promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
     const remove = () => (0,external_node_fs_promises_namespaceObject.rm)(dir, { recursive: true, force: true });
     const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
-    const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
+    // The tools parse a hostile tarball: they get a minimal environment (no inputs, so no key).
+    const env = toolEnvironment({ SOURCE_DATE_EPOCH: String(creationDate) });
     try {
-        await pipe([...DECOMPRESSORS[compression], tarball], squashfsCommand(tool, output), env);
+        await pipe(tarball, DECOMPRESSORS[compression], squashfsCommand(tool, output), env);
     }
     catch (error) {
         await remove();
@@ -61161,6 +61469,7 @@ class ProgressCounter extends external_node_stream_.Transform {
 
 
 
+
 async function uploadState(registry, image, timeoutSeconds) {
     const names = image.files.map((file) => file.name);
     const output = await registry.runScript(UPLOAD_STATE, [image.dir, String(timeoutSeconds), ...names], {
@@ -61185,7 +61494,12 @@ async function remoteSha256(registry, path) {
 async function sendFile(registry, file, options) {
     const { dir, offset, lockTimeout, hashes } = options;
     const counter = new ProgressCounter(file.name, file.local.size, info, 5000, offset, hashes);
-    const source = (0,external_node_fs_namespaceObject.createReadStream)(file.local.path, { start: offset, highWaterMark: 256 * 1024 });
+    // Exactly the size inspected: a file that grows meanwhile is caught after the upload, by its identity.
+    const source = (0,external_node_fs_namespaceObject.createReadStream)(file.local.path, {
+        start: offset,
+        end: file.local.size - 1,
+        highWaterMark: 256 * 1024,
+    });
     source.on('error', (error) => counter.destroy(error));
     const restart = offset === 0 ? '1' : '0';
     await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
@@ -61209,7 +61523,7 @@ async function transferFiles(registry, image, lockTimeout, hashes) {
         if (state.final === file.local.size) {
             const own = (0,external_node_crypto_.createHash)('sha256');
             const fingerprint = hashes.before(index);
-            await hashFileInto(file.local.path, [own, fingerprint]);
+            await hashFileInto(file.local.path, [own, fingerprint], file.local.size);
             if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
                 hashes.finish(index, fingerprint);
                 info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
@@ -61259,7 +61573,7 @@ async function uploadImage(registry, image, options) {
             if (registry.isConnected() || attempt >= options.retries)
                 throw error;
             const delay = Math.min(30, 2 ** attempt);
-            core_warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
+            core_warning(`The connection dropped during the upload (${untrustedLine(describeError(error))}). Retrying in ${delay} s ` +
                 `(retry ${attempt + 1} of ${options.retries}); the upload resumes where it stopped.`);
             await (0,promises_namespaceObject.setTimeout)(delay * 1000);
             await registry.reconnect();
@@ -61272,6 +61586,7 @@ async function uploadImage(registry, image, options) {
  * The steps of a publish, in the order action/main.ts calls them. Each is one log group and
  * hands the work to its layer: image/ on the runner, registry/ on the server.
  */
+
 
 
 
@@ -61346,7 +61661,7 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
     info(untrustedLine(decision.reason)); // it quotes the server's version output
     if (!decision.convert)
         return image;
-    const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+    const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate, settings.rootfsLimits);
     onCleanup(converted.remove);
     info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
     return {
@@ -61389,6 +61704,10 @@ function putAliases(registry, settings, fingerprint, aliases) {
 async function upload(registry, settings, image, knownFingerprint) {
     const remote = remoteImage(registry.paths, await uploadKey(image), image);
     const uploaded = await group('Upload', () => uploadImage(registry, remote, settings));
+    await checkUnchanged(imageFiles(image), (file) => (file === image.metadata ? 'metadata' : 'rootfs')).catch(async (error) => {
+        await uploaded.lock.release().catch(() => undefined);
+        throw error;
+    });
     info(`Fingerprint: ${uploaded.fingerprint}`);
     if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
         await uploaded.lock.release().catch(() => undefined);
@@ -61601,8 +61920,23 @@ async function writeDayTwoSummary(result) {
 
 
 
+/**
+ * The last resort: an error thrown outside the step's promise chain (an event emitter without a
+ * listener, say) still ends the step with an ::error, never silently.
+ */
+function installLastResort() {
+    const fail = (error) => {
+        core_error(withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`)), {
+            title: 'lxc-publish failed',
+        });
+        process.exit(ExitCode.Failure);
+    };
+    process.on('uncaughtException', fail);
+    process.on('unhandledRejection', fail);
+}
 /** Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. */
 async function runStep(failureHeading, work) {
+    installLastResort();
     try {
         await work();
     }
@@ -61725,7 +62059,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6390);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6384);
 
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -64653,10 +64987,10 @@ __webpack_unused_export__ = Alias.Alias;
 __webpack_unused_export__ = identity.isAlias;
 __webpack_unused_export__ = identity.isCollection;
 __webpack_unused_export__ = identity.isDocument;
-__webpack_unused_export__ = identity.isMap;
+exports.jh = identity.isMap;
 __webpack_unused_export__ = identity.isNode;
 __webpack_unused_export__ = identity.isPair;
-__webpack_unused_export__ = identity.isScalar;
+exports.jn = identity.isScalar;
 __webpack_unused_export__ = identity.isSeq;
 __webpack_unused_export__ = Pair.Pair;
 __webpack_unused_export__ = Scalar.Scalar;
@@ -64666,9 +65000,9 @@ __webpack_unused_export__ = cst;
 __webpack_unused_export__ = lexer.Lexer;
 __webpack_unused_export__ = lineCounter.LineCounter;
 __webpack_unused_export__ = parser.Parser;
-exports.qg = publicApi.parse;
+__webpack_unused_export__ = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
-__webpack_unused_export__ = publicApi.parseDocument;
+exports.Tp = publicApi.parseDocument;
 __webpack_unused_export__ = publicApi.stringify;
 __webpack_unused_export__ = visit.visit;
 __webpack_unused_export__ = visit.visitAsync;

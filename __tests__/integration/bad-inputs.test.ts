@@ -316,6 +316,108 @@ const cases: Case[] = [
     local: true,
   },
 
+  // --- hostile image files: refused locally, and quickly ---------------------------------------------
+  {
+    name: 'metadata.yaml: one 8 MB line (read as a stream, capped at 1 MiB)',
+    inputs: async (ctx) => ({
+      metadata: await metadataTarball(ctx, `${toYaml(metadataDocument())}filler: ${'a'.repeat(8_000_000)}\n`),
+    }),
+    error: [/^metadata: metadata\.yaml in ".*incus\.tar\.xz" is larger than 1 MiB/],
+    local: true,
+    within: 10,
+  },
+  {
+    name: 'metadata.yaml: a 64 MB line in a small incus.tar.xz (a compression bomb)',
+    inputs: async (ctx) => ({
+      metadata: await metadataTarball(ctx, `${toYaml(metadataDocument())}filler: ${'a'.repeat(64_000_000)}\n`),
+    }),
+    error: [/is larger than 1 MiB/],
+    local: true,
+    within: 10,
+  },
+  {
+    name: 'metadata: a unified tarball with 12,000 long names before its rootfs',
+    inputs: async (ctx) => {
+      const file = path.join(ctx.dir, 'unified.tar.gz');
+      const script = [
+        'import io, sys, tarfile',
+        'with tarfile.open(sys.argv[1], "w:gz", format=tarfile.GNU_FORMAT) as tar:',
+        '    data = sys.argv[2].encode()',
+        '    info = tarfile.TarInfo("metadata.yaml"); info.size = len(data); tar.addfile(info, io.BytesIO(data))',
+        '    for i in range(12000):',
+        '        tar.addfile(tarfile.TarInfo("templates/" + "x" * 3900 + str(i)), io.BytesIO(b""))',
+        '    tar.addfile(tarfile.TarInfo("rootfs.img"), io.BytesIO(b""))',
+      ].join('\n');
+      await runOk('python3', ['-c', script, file, toYaml(metadataDocument())]);
+      return { metadata: file, rootfs: '' };
+    },
+    error: [/^metadata: the unified tarball ".*unified\.tar\.gz" has more than 10000 entries before its rootfs/],
+    local: true,
+    within: 10,
+  },
+  ...(
+    [
+      ['a backing file on the host', ['-u', '-b', '/etc/shadow', '-F', 'raw'], /names a backing file/],
+      ['an external data file on the host', ['-o', 'data_file=DATA,data_file_raw=on'], /external data file/],
+    ] as const
+  ).map(([what, options, problem]): Case => ({
+    name: `rootfs: a qcow2 with ${what}`,
+    inputs: async (ctx) => {
+      const disk = path.join(ctx.dir, 'disk.qcow2');
+      const args = options.map((option) => option.replace('DATA', path.join(ctx.dir, 'host-file.raw')));
+      await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', ...args, disk, '1M']);
+      return { rootfs: disk };
+    },
+    error: [/^rootfs: ".*disk\.qcow2" is a qcow2 disk that does not hold itself/, problem, /qemu-img convert/],
+    local: true,
+  })),
+  ...(
+    [
+      ['an octal-looking creation_date (01700100000)', '01700100000'],
+      ['creation_date 1e20', '1e20'],
+      ['creation_date in the year 2100', '4102444800'],
+      ['creation_date before 2000', '900000000'],
+    ] as const
+  ).map(([what, value]): Case => ({
+    name: `metadata.yaml: ${what}`,
+    inputs: async (ctx) => ({
+      metadata: await metadataTarball(
+        ctx,
+        toYaml(metadataDocument()).replace(/^creation_date: \d+$/m, `creation_date: ${value}`),
+      ),
+    }),
+    error: [/has no valid creation_date: it must be a plain decimal Unix time in seconds/],
+    local: true,
+  })),
+  {
+    name: 'metadata: only ./metadata.yaml (the server reads metadata.yaml exactly)',
+    inputs: async (ctx) => ({
+      metadata: await writeTarball(ctx.dir, 'incus.tar.xz', { './metadata.yaml': toYaml(metadataDocument()) }),
+    }),
+    error: [/^metadata: ".*incus\.tar\.xz" holds no metadata\.yaml/],
+    local: true,
+  },
+  {
+    name: 'metadata.yaml: architecture aarch64 with properties.architecture amd64',
+    inputs: async (ctx) => {
+      const document = metadataDocument();
+      document['architecture'] = 'aarch64';
+      return { metadata: await metadataTarball(ctx, toYaml(document)) };
+    },
+    error: [/has architecture aarch64 but properties\.architecture "amd64", which is another architecture/],
+    local: true,
+  },
+  {
+    name: 'metadata.yaml: a variant that would smuggle an alias ("a,crynux-node:latest")',
+    inputs: async (ctx) => {
+      const document = metadataDocument();
+      (document['properties'] as Record<string, unknown>)['variant'] = 'a,crynux-node:latest';
+      return { metadata: await metadataTarball(ctx, toYaml(document)), 'default-alias': 'true' };
+    },
+    error: [/has properties\.variant "a,crynux-node:latest", which holds a ':', ','/],
+    local: true,
+  },
+
   // --- other inputs ------------------------------------------------------------------------------------
   ...['0', '70000', '22a'].map((port): Case => ({
     name: `port: "${port}"`,

@@ -310,6 +310,52 @@ describe('a damaged or hostile images.json', () => {
   });
 });
 
+describe('image files that change during the publish', () => {
+  it.each([
+    ['replaced by another file of the same size', 'replace'],
+    ['appended to', 'append'],
+  ] as const)(
+    'are caught: %s while the run waits for the image lock',
+    async (_what, how) => {
+      const registry = await newRegistry();
+      const image = await newImage();
+      const key = await keyOf(image, await sizesOf(image));
+      // Another run holds this image's lock for a moment: the run waits, and meanwhile the file changes.
+      const holder = registry.ssh(
+        `mkdir -p ${state(registry, 'locks')} && flock ${state(registry, 'locks', key)} sleep 4`,
+        { timeoutMs: 60_000 },
+      );
+      await sleep(500);
+      const started = startBundle(inputsFor(registry, image, { 'lock-timeout': '60' }));
+      await sleep(1500);
+      if (how === 'replace') {
+        const other = `${image.rootfs}.other`;
+        const bytes = await fsp.readFile(image.rootfs);
+        bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+        await fsp.writeFile(other, bytes);
+        await fsp.rename(other, image.rootfs);
+      } else {
+        await fsp.appendFile(image.rootfs, Buffer.alloc(4096, 1));
+      }
+      await holder;
+      const result = await started.done;
+      expectExit(result, 1);
+      const errors = result.stdout.split('\n').filter((line) => line.startsWith('::error'));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/check the rootfs input::rootfs: ".*" changed while it was being published/);
+      expect(errors[0]).not.toMatch(/incomplete upload/);
+      expect(
+        JSON.parse(
+          await fsp
+            .readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'), 'utf8')
+            .catch(() => '{"products":{}}'),
+        ),
+      ).toEqual({ products: {} });
+    },
+    TIMEOUT,
+  );
+});
+
 describe('a symlinked upload-dir', () => {
   it('is cleaned like any other: an upload untouched for a day goes', async () => {
     const registry = await newRegistry();

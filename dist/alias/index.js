@@ -60248,6 +60248,10 @@ function readSettings() {
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
         convertCommand: parseConvertCommand(core.getInput('convert-command')),
         convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
+        rootfsLimits: {
+            maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
+            maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
+        },
         publicUrl,
         remoteName: core.getInput('remote-name')
             ? validateRemoteName(core.getInput('remote-name').trim())
@@ -60571,8 +60575,23 @@ async function writeDayTwoSummary(result) {
 
 
 
+/**
+ * The last resort: an error thrown outside the step's promise chain (an event emitter without a
+ * listener, say) still ends the step with an ::error, never silently.
+ */
+function installLastResort() {
+    const fail = (error) => {
+        core_error(errors_withoutLegacyCommands(errors_withoutControlCharacters(`Unexpected error: ${describeError(error)}`)), {
+            title: 'lxc-publish failed',
+        });
+        process.exit(ExitCode.Failure);
+    };
+    process.on('uncaughtException', fail);
+    process.on('unhandledRejection', fail);
+}
 /** Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. */
 async function step_runStep(failureHeading, work) {
+    installLastResort();
     try {
         await work();
     }

@@ -6,6 +6,7 @@ import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { ActionError, hasControlCharacters, oneLine } from '../common/errors.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
+import type { RootfsLimits } from '../image/rootfs.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
 import type { UploadOptions } from '../registry/upload.js';
@@ -36,6 +37,8 @@ export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions
   defaultAlias: boolean;
   /** When a raw rootfs tarball is turned into a squashfs on the runner. */
   convertRootfs: 'auto' | 'always' | 'never';
+  /** What a rootfs tarball may unpack to before it is converted (rootfs-max-files, rootfs-max-size). */
+  rootfsLimits: RootfsLimits;
   /** The registry's public HTTPS address to check after publishing; '' to skip the check. */
   publicUrl: string;
   /** The remote name the job summary's commands use. */
@@ -108,6 +111,10 @@ export function readSettings(): Settings {
     keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
     convertCommand: parseConvertCommand(core.getInput('convert-command')),
     convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
+    rootfsLimits: {
+      maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
+      maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
+    },
     publicUrl,
     remoteName: core.getInput('remote-name')
       ? validateRemoteName(core.getInput('remote-name').trim())

@@ -3,8 +3,24 @@ import * as core from '@actions/core';
 import { ActionError, describeError, withoutControlCharacters, withoutLegacyCommands } from '../common/errors.js';
 import { writeFailureSummary } from './summary.js';
 
+/**
+ * The last resort: an error thrown outside the step's promise chain (an event emitter without a
+ * listener, say) still ends the step with an ::error, never silently.
+ */
+function installLastResort(): void {
+  const fail = (error: unknown): void => {
+    core.error(withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`)), {
+      title: 'lxc-publish failed',
+    });
+    process.exit(core.ExitCode.Failure);
+  };
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
+}
+
 /** Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. */
 export async function runStep(failureHeading: string, work: () => Promise<void>): Promise<void> {
+  installLastResort();
   try {
     await work();
   } catch (error) {

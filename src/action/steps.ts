@@ -6,9 +6,9 @@ import * as core from '@actions/core';
 import { ActionError } from '../common/errors.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { fingerprintOf, uploadKey } from '../image/hashing.js';
-import { inspectImage } from '../image/inspect.js';
+import { checkUnchanged, inspectImage } from '../image/inspect.js';
 import { incusWarnings, lxdWarnings } from '../image/kinds.js';
-import type { LocalImage } from '../image/local-image.js';
+import { imageFiles, type LocalImage } from '../image/local-image.js';
 import { convertRootfsTarball, rootfsDecision } from '../image/rootfs.js';
 import { removeDirs } from '../registry/housekeeping.js';
 import { remoteImage, stagingDir, type RemoteImage } from '../registry/layout.js';
@@ -94,7 +94,12 @@ export async function prepareRootfsTarball(
   const decision = rootfsDecision(settings.convertRootfs, version);
   core.info(untrustedLine(decision.reason)); // it quotes the server's version output
   if (!decision.convert) return image;
-  const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+  const converted = await convertRootfsTarball(
+    data.path,
+    data.compression ?? 'none',
+    image.properties.creationDate,
+    settings.rootfsLimits,
+  );
   onCleanup(converted.remove);
   core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
   return {
@@ -149,6 +154,12 @@ export async function upload(
 ): Promise<{ remote: RemoteImage; upload: Upload }> {
   const remote = remoteImage(registry.paths, await uploadKey(image), image);
   const uploaded = await core.group('Upload', () => uploadImage(registry, remote, settings));
+  await checkUnchanged(imageFiles(image), (file) => (file === image.metadata ? 'metadata' : 'rootfs')).catch(
+    async (error: unknown) => {
+      await uploaded.lock.release().catch(() => undefined);
+      throw error;
+    },
+  );
   core.info(`Fingerprint: ${uploaded.fingerprint}`);
   if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
     await uploaded.lock.release().catch(() => undefined);

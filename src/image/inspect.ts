@@ -3,12 +3,14 @@
  * not its name), what metadata.yaml says, and whether a unified tarball holds a VM.
  */
 import { constants } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { access, open, stat } from 'node:fs/promises';
 import { ActionError } from '../common/errors.js';
 import type { ImageType } from '../simplestreams/images-index.js';
 import type { Compression, DataFile, LocalFile, LocalImage } from './local-image.js';
 import { parseMetadataYaml } from './metadata.js';
-import { holdsMember, readMember } from './tar.js';
+import { checkQcow2 } from './qcow2.js';
+import { readMember, unifiedRootKind } from './tar.js';
 
 type Content = Compression | 'squashfs' | 'qcow2';
 
@@ -25,6 +27,29 @@ const MAGIC: { kind: Content; bytes: Buffer; offset: number }[] = [
 /** Identifies a file from its first bytes. */
 export function detectContent(head: Buffer): Content | undefined {
   return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
+}
+
+function identityOf(info: Stats): string {
+  return `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`;
+}
+
+/**
+ * Fails when a file is no longer the one inspected (replaced, grown, rewritten): what was checked
+ * must be what was uploaded. Called once the upload is done.
+ */
+export async function checkUnchanged(files: readonly LocalFile[], input: (file: LocalFile) => string): Promise<void> {
+  for (const file of files) {
+    if (file.identity === undefined) continue; // made by this run (a converted squashfs)
+    const now = await stat(file.path).catch(() => undefined);
+    if (!now || identityOf(now) !== file.identity) {
+      const name = input(file);
+      throw new ActionError(
+        `${name}: "${file.path}" changed while it was being published (replaced, or written to). Nothing was ` +
+          'published. Make sure nothing writes the image files during the step, and run it again.',
+        name,
+      );
+    }
+  }
 }
 
 /** Checks that the path is a readable, non-empty regular file. */
@@ -52,7 +77,7 @@ async function checkFile(path: string, input: string): Promise<LocalFile> {
   if (info.size === 0) {
     throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
   }
-  return { path, size: info.size };
+  return { path, size: info.size, identity: identityOf(info) };
 }
 
 async function readHead(path: string): Promise<Buffer> {
@@ -80,7 +105,8 @@ async function inspectMetadataTarball(path: string): Promise<{ compression: Comp
       'metadata',
     );
   }
-  const yaml = await readMember(path, ['metadata.yaml', './metadata.yaml']);
+  // Only the exact name: incus-simplestreams reads "metadata.yaml", not "./metadata.yaml".
+  const yaml = await readMember(path, 'metadata.yaml');
   if (yaml === undefined) {
     throw new ActionError(
       `metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
@@ -94,6 +120,14 @@ async function inspectMetadataTarball(path: string): Promise<{ compression: Comp
 async function inspectDataFile(path: string): Promise<DataFile> {
   const file = await checkFile(path, 'rootfs');
   const content = detectContent(await readHead(path));
+  if (content === 'qcow2') {
+    const handle = await open(path, 'r');
+    try {
+      await checkQcow2(handle, path, file.size);
+    } finally {
+      await handle.close();
+    }
+  }
   if (content === 'squashfs' || content === 'qcow2') return { ...file, kind: content };
   if (content !== undefined) return { ...file, kind: 'rootfs-tarball', compression: content };
   throw new ActionError(
@@ -113,7 +147,7 @@ export async function inspectImage(metadataPath: string, rootfsPath: string): Pr
   if (data) {
     imageType = data.kind === 'qcow2' ? 'virtual-machine' : 'container';
   } else {
-    imageType = (await holdsMember(metadataPath, ['rootfs.img', './rootfs.img'])) ? 'virtual-machine' : 'container';
+    imageType = (await unifiedRootKind(metadataPath)) === 'vm' ? 'virtual-machine' : 'container';
   }
   return {
     metadata: { ...metadataFile, compression },

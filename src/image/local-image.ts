@@ -9,6 +9,8 @@ export type Compression = 'xz' | 'gzip' | 'bzip2' | 'zstd' | 'none';
 export interface LocalFile {
   path: string;
   size: number;
+  /** Device, inode, size and modification time when inspected: the upload checks it is still so. */
+  identity?: string;
 }
 
 export interface DataFile extends LocalFile {

@@ -1,5 +1,5 @@
 /** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
-import { parse as parseYaml } from 'yaml';
+import { isMap, isScalar, parseDocument } from 'yaml';
 import { ActionError, describeError } from '../common/errors.js';
 
 export interface ImageMetadata {
@@ -13,40 +13,38 @@ export interface ImageMetadata {
 }
 
 /**
- * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
- * it maps to them (as in Incus's osarch package).
+ * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
+ * own names and the distribution names it maps to them (as in Incus's osarch package).
  */
-const INCUS_ARCHITECTURES = new Set([
-  'i686',
-  'x86_64',
-  'armv6l',
-  'armv7l',
-  'armv8l',
-  'aarch64',
-  'ppc',
-  'ppc64',
-  'ppc64le',
-  's390x',
-  'mips',
-  'mips64',
-  'riscv32',
-  'riscv64',
-  'loongarch64',
-  'i386',
-  'i586',
-  'amd64',
-  'x64',
-  'armel',
-  'armhf',
-  'arm64',
-  'arm64be',
-  'powerpc',
-  'powerpc64',
-  'ppc64el',
-  'mipsel',
-  'mips64el',
-  'loong64',
-]);
+const INCUS_ARCHITECTURES: ReadonlyMap<string, string> = new Map(
+  Object.entries({
+    i686: ['i686', 'i386', 'i586', 'x86'],
+    x86_64: ['x86_64', 'amd64', 'x64'],
+    armv6l: ['armv6l', 'armel'],
+    armv7l: ['armv7l', 'armhf'],
+    armv8l: ['armv8l'],
+    aarch64: ['aarch64', 'arm64'],
+    aarch64_be: ['arm64be'],
+    ppc: ['ppc', 'powerpc'],
+    ppc64: ['ppc64', 'powerpc64'],
+    ppc64le: ['ppc64le', 'ppc64el'],
+    s390x: ['s390x'],
+    mips: ['mips', 'mipsel'],
+    mips64: ['mips64', 'mips64el'],
+    riscv32: ['riscv32'],
+    riscv64: ['riscv64'],
+    loongarch64: ['loongarch64', 'loong64'],
+  }).flatMap(([incus, names]) => names.map((name): [string, string] => [name, incus])),
+);
+
+/** The earliest creation_date accepted: 2000-01-01. Later than now plus a day is refused too. */
+const EARLIEST_CREATION_DATE = 946684800;
+
+/**
+ * Fields that make the product key `{os}:{release}:{variant}:{arch}` and the default alias
+ * `{os}/{release}/{variant}`: no separator of either, no blank, no control character.
+ */
+const KEY_FIELD = /^[^:,/\s\u0000-\u001f\u007f]{1,128}$/;
 
 function requireString(value: unknown, field: string, path: string): string {
   if (typeof value !== 'string' || value.trim() === '') {
@@ -61,46 +59,84 @@ function requireString(value: unknown, field: string, path: string): string {
 
 /** Checks metadata.yaml for what `incus-simplestreams add` needs. */
 export function parseMetadataYaml(text: string, path: string): ImageMetadata {
+  const fail = (problem: string): never => {
+    throw new ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+  };
   let document: unknown;
+  let dateSource: string | undefined;
   try {
-    document = parseYaml(text);
+    const parsed = parseDocument(text);
+    const [error] = parsed.errors;
+    if (error) throw error;
+    document = parsed.toJS();
+    const dateNode = isMap(parsed.contents) ? parsed.get('creation_date', true) : undefined;
+    dateSource = isScalar(dateNode) && dateNode.type === 'PLAIN' ? dateNode.source : undefined;
   } catch (error) {
-    throw new ActionError(
-      `metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`,
-      'metadata',
-    );
+    return fail(`is not valid YAML (${describeError(error)}).`);
   }
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-    throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
+    return fail('is not a YAML mapping.');
   }
   const root = document as Record<string, unknown>;
-  const creationDate = root['creation_date'];
-  if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
-    throw new ActionError(
-      `metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`,
-      'metadata',
-    );
-  }
+  const creationDate = checkCreationDate(root['creation_date'], dateSource, fail);
   const properties = root['properties'];
-  if (typeof properties !== 'object' || properties === null) {
-    throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
-  }
+  if (typeof properties !== 'object' || properties === null) fail('has no properties section.');
   const props = properties as Record<string, unknown>;
   const architecture = requireString(root['architecture'], 'architecture', path);
-  if (!INCUS_ARCHITECTURES.has(architecture)) {
-    throw new ActionError(
-      `metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
-        'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).',
-      'metadata',
+  const incusArchitecture = INCUS_ARCHITECTURES.get(architecture);
+  if (!incusArchitecture) {
+    fail(
+      `names architecture "${architecture}", which Incus does not know. Use an Incus architecture name such as ` +
+        'x86_64 or aarch64 (distrobuilder sets it from image.architecture).',
+    );
+  }
+  const keyField = (field: string, value: unknown): string => {
+    const text = requireString(value, field, path);
+    if (!KEY_FIELD.test(text)) {
+      fail(
+        `has ${field} ${JSON.stringify(text)}, which holds a ':', ',', '/', a blank or a control character (or is ` +
+          `over 128 characters): it makes the product key and the default alias, which such characters would break. ` +
+          'Change it in the image definition.',
+      );
+    }
+    return text;
+  };
+  const propertiesArchitecture = keyField('properties.architecture', props['architecture']);
+  if (INCUS_ARCHITECTURES.get(propertiesArchitecture) !== incusArchitecture) {
+    fail(
+      `has architecture ${architecture} but properties.architecture ${JSON.stringify(propertiesArchitecture)}, ` +
+        'which is another architecture: clients would launch the image on the wrong hosts. Build it with one ' +
+        'architecture (distrobuilder sets both from image.architecture).',
     );
   }
   return {
     architecture,
     creationDate,
-    os: requireString(props['os'], 'properties.os', path),
-    release: requireString(props['release'], 'properties.release', path),
-    variant: requireString(props['variant'], 'properties.variant', path),
-    propertiesArchitecture: requireString(props['architecture'], 'properties.architecture', path),
+    os: keyField('properties.os', props['os']),
+    release: keyField('properties.release', props['release']),
+    variant: keyField('properties.variant', props['variant']),
+    propertiesArchitecture,
     description: requireString(props['description'], 'properties.description', path),
   };
+}
+
+/**
+ * creation_date as a plain decimal number of seconds (the server reads `017…` as octal, and
+ * serials are compared as text), from 2000 to one day from now.
+ */
+function checkCreationDate(value: unknown, source: string | undefined, fail: (problem: string) => never): number {
+  const latest = Math.floor(Date.now() / 1000) + 86400;
+  if (
+    typeof value !== 'number' ||
+    source === undefined ||
+    !/^[1-9][0-9]*$/.test(source) ||
+    value < EARLIEST_CREATION_DATE ||
+    value > latest
+  ) {
+    return fail(
+      `has no valid creation_date: it must be a plain decimal Unix time in seconds (no leading zero, exponent ` +
+        `or quotes) from 2000-01-01 to now plus a day (${latest}); it gives the version its serial.`,
+    );
+  }
+  return value;
 }

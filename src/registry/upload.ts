@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../common/errors.js';
+import { untrustedLine } from '../common/untrusted.js';
 import { hashFileInto, UploadHashes } from '../image/hashing.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
 import { commandLine } from '../ssh/shell.js';
@@ -78,7 +79,12 @@ interface SendOptions {
 async function sendFile(registry: Registry, file: UploadFile, options: SendOptions): Promise<void> {
   const { dir, offset, lockTimeout, hashes } = options;
   const counter = new ProgressCounter(file.name, file.local.size, core.info, 5000, offset, hashes);
-  const source = createReadStream(file.local.path, { start: offset, highWaterMark: 256 * 1024 });
+  // Exactly the size inspected: a file that grows meanwhile is caught after the upload, by its identity.
+  const source = createReadStream(file.local.path, {
+    start: offset,
+    end: file.local.size - 1,
+    highWaterMark: 256 * 1024,
+  });
   source.on('error', (error) => counter.destroy(error));
   const restart = offset === 0 ? '1' : '0';
   await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
@@ -107,7 +113,7 @@ async function transferFiles(
     if (state.final === file.local.size) {
       const own = createHash('sha256');
       const fingerprint = hashes.before(index);
-      await hashFileInto(file.local.path, [own, fingerprint]);
+      await hashFileInto(file.local.path, [own, fingerprint], file.local.size);
       if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
         hashes.finish(index, fingerprint);
         core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
@@ -158,7 +164,7 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
       if (registry.isConnected() || attempt >= options.retries) throw error;
       const delay = Math.min(30, 2 ** attempt);
       core.warning(
-        `The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
+        `The connection dropped during the upload (${untrustedLine(describeError(error))}). Retrying in ${delay} s ` +
           `(retry ${attempt + 1} of ${options.retries}); the upload resumes where it stopped.`,
       );
       await sleep(delay * 1000);

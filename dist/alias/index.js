@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1676:
+/***/ 1045:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57035,6 +57035,39 @@ function logUntrusted(text, log) {
         log(untrustedBlock(text).join('\n'));
 }
 
+;// CONCATENATED MODULE: ./src/simplestreams/architectures.ts
+/**
+ * Architecture names: Incus's own and the distribution names it maps to them (Incus's osarch
+ * package). Clients treat `amd64` and `x86_64` as one architecture, so everything that compares
+ * architectures (aliases per architecture, image lines) compares their Incus names. Pure.
+ */
+/**
+ * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
+ * own names and the distribution names it maps to them (as in Incus's osarch package).
+ */
+const INCUS_ARCHITECTURES = new Map(Object.entries({
+    i686: ['i686', 'i386', 'i586', 'x86'],
+    x86_64: ['x86_64', 'amd64', 'x64'],
+    armv6l: ['armv6l', 'armel'],
+    armv7l: ['armv7l', 'armhf'],
+    armv8l: ['armv8l'],
+    aarch64: ['aarch64', 'arm64'],
+    aarch64_be: ['arm64be'],
+    ppc: ['ppc', 'powerpc'],
+    ppc64: ['ppc64', 'powerpc64'],
+    ppc64le: ['ppc64le', 'ppc64el'],
+    s390x: ['s390x'],
+    mips: ['mips', 'mipsel'],
+    mips64: ['mips64', 'mips64el'],
+    riscv32: ['riscv32'],
+    riscv64: ['riscv64'],
+    loongarch64: ['loongarch64', 'loong64'],
+}).flatMap(([incus, names]) => names.map((name) => [name, incus])));
+/** The Incus name of an architecture name; an unknown name stands for itself. */
+function canonicalArchitecture(name) {
+    return name === undefined ? '' : (INCUS_ARCHITECTURES.get(name) ?? name);
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
 /**
  * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
@@ -57050,6 +57083,7 @@ function logUntrusted(text, log) {
  * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
  * written the old way (one product, many versions) are read as releases of their line too.
  */
+
 /** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
 const COMBINED_HASH_FIELDS = [
     'combined_squashfs_sha256',
@@ -57068,6 +57102,10 @@ class InvalidIndexError extends Error {
     }
 }
 const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+const SHA256 = /^[0-9a-f]{64}$/;
+/** Clients read a version key's first 8 characters as a date (incus products.go). */
+const VERSION_KEY = /^[0-9]{8}[0-9A-Za-z_:.-]{0,24}$/;
+const ARCH = /^[A-Za-z0-9_.-]{1,32}$/;
 /** A path an item may name: relative, under the tree, without `..`, in plain characters. */
 const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
 /** The entries of an object, refusing a `__proto__` key (assigning it would change a prototype). */
@@ -57085,6 +57123,8 @@ function checkItem(item, where) {
         if (typeof item[field] !== 'string')
             throw new InvalidIndexError(`${where} has no "${field}" string`);
     }
+    if (!SHA256.test(item['sha256']))
+        throw new InvalidIndexError(`${where}.sha256 is not a sha256 in hex`);
     if (!ITEM_PATH.test(item['path'])) {
         throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
     }
@@ -57106,11 +57146,16 @@ function checkProduct(product, where) {
             throw new InvalidIndexError(`${where}.${field} is not a string`);
         }
     }
+    if (product['arch'] !== undefined && !ARCH.test(product['arch'])) {
+        throw new InvalidIndexError(`${where}.arch is not an architecture name`);
+    }
     const versions = product['versions'];
     if (!isObject(versions))
         throw new InvalidIndexError(`${where} has no "versions" object`);
     for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
         const at = `${where}.versions[${JSON.stringify(serial)}]`;
+        if (!VERSION_KEY.test(serial))
+            throw new InvalidIndexError(`${at}: the version key is not a serial (YYYYMMDD…)`);
         if (!isObject(version))
             throw new InvalidIndexError(`${at} is not an object`);
         entriesOf(version, at);
@@ -57238,14 +57283,28 @@ function productLine(key, product) {
 function images_index_releaseProductKey(line, serial) {
     return `${line}:${serial}`;
 }
-/** Every version of the line, in any product. */
-function images_index_releasesOf(index, line) {
+/**
+ * What makes two products one image line: the os, release and variant fields and the
+ * architecture (by its Incus name), compared field by field, so that no value can pass for
+ * another by holding a ':'. A product without those fields is a line of its own.
+ */
+function images_index_lineIdentity(key, product) {
+    const { os, release, variant, arch } = product;
+    if (![os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
+        return JSON.stringify(['product', key]);
+    }
+    return JSON.stringify([os, release, variant, canonicalArchitecture(arch)]);
+}
+/** Every release (a version that is an image) of the line with this identity, in any product. */
+function images_index_releasesOf(index, identity) {
     const releases = [];
     for (const [product, fields] of Object.entries(index.products)) {
-        if (productLine(product, fields) !== line)
+        if (images_index_lineIdentity(product, fields) !== identity)
             continue;
-        for (const [serial, version] of Object.entries(fields.versions ?? {}))
-            releases.push({ product, serial, version });
+        for (const [serial, version] of Object.entries(fields.versions ?? {})) {
+            if (images_index_versionFingerprint(version) !== undefined)
+                releases.push({ product, serial, version });
+        }
     }
     return releases;
 }
@@ -57266,6 +57325,7 @@ function serialFor(creationDate) {
  * newest version. Pure.
  */
 
+
 /**
  * Puts the aliases on one product and takes them off every other product of the same
  * architecture, so that an alias such as `latest` names exactly one image per architecture.
@@ -57277,7 +57337,7 @@ function aliases_moveAliases(index, productName, aliases) {
         return false;
     let changed = false;
     for (const [name, product] of Object.entries(index.products)) {
-        if (name === productName || product.arch !== target.arch)
+        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
             continue;
         const kept = images_index_productAliases(product).filter((alias) => !aliases.includes(alias));
         if (kept.length !== images_index_productAliases(product).length) {
@@ -57299,17 +57359,47 @@ function setAliases(product, aliases) {
     else
         delete product.aliases;
 }
-/** Aliases only: for a fingerprint that is already published. Undefined when nothing changes. */
+/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
+function aliases_isNewestVersion(product, serial) {
+    return Object.keys(product.versions).every((other) => other <= serial);
+}
+/**
+ * Moves one version of a product written the old way (one product, several versions) into a
+ * release product of its own, without aliases, and returns its key. Aliases of a shared product
+ * resolve to its newest version only: an older version must stand alone to carry one.
+ */
+function splitOutRelease(index, productName, serial) {
+    const product = index.products[productName];
+    const version = product?.versions[serial];
+    if (!product || !version || Object.keys(product.versions).length === 1)
+        return productName;
+    const { versions: _versions, aliases: _aliases, ...fields } = product;
+    const key = images_index_releaseProductKey(productLine(productName, product), serial);
+    delete product.versions[serial];
+    index.products[key] = { ...fields, versions: { [serial]: version } };
+    return key;
+}
+/**
+ * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
+ * version that is not the newest of a shared product is first given a product of its own, so
+ * that the aliases resolve to it.
+ */
 function aliases_planAliasUpdate(live, fingerprint, aliases) {
     const next = images_index_cloneIndex(live);
     const existing = images_index_findFingerprint(next, fingerprint);
-    if (!existing)
+    if (!existing || aliases.length === 0)
         return undefined;
-    return aliases_moveAliases(next, existing.product, aliases) ? next : undefined;
+    const holder = next.products[existing.product];
+    const product = holder && !aliases_isNewestVersion(holder, existing.serial)
+        ? splitOutRelease(next, existing.product, existing.serial)
+        : existing.product;
+    const split = product !== existing.product;
+    return aliases_moveAliases(next, product, aliases) || split ? next : undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/removal.ts
 /** Taking a published version out of the index (the remove sub-action). Pure. */
+
 
 /**
  * The index without the version carrying `fingerprint`, and without any item of another version
@@ -57326,6 +57416,8 @@ function removal_planRemoval(live, fingerprint) {
     if (!product || !version)
         return undefined;
     const paths = Object.values(version.items).map((item) => item.path);
+    // Aliases resolve to a product's newest version: removing it must not hand them to an older one.
+    const wasNewest = isNewestVersion(product, found.serial);
     delete product.versions[found.serial];
     // Deltas whose base is the removed version cannot be applied any more.
     for (const other of Object.values(product.versions)) {
@@ -57337,10 +57429,12 @@ function removal_planRemoval(live, fingerprint) {
         }
     }
     let removedAliases = [];
-    if (Object.keys(product.versions).length === 0) {
+    if (wasNewest) {
         removedAliases = productAliases(product);
-        delete next.products[found.product];
+        delete product.aliases;
     }
+    if (Object.keys(product.versions).length === 0)
+        delete next.products[found.product];
     const stillNamed = referencedPaths(next);
     return {
         index: next,
@@ -57664,7 +57758,8 @@ var external_node_path_ = __nccwpck_require__(6760);
  *                                   publishing it (whatever its upload-dir)
  *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
  *   .lxc-publish/next/              the next images.json and index.json, before their rename
- *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
+ *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
+ *                                   kept for a while for clients with a cached index
  * and under upload-dir:
  *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
  * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
@@ -57750,7 +57845,7 @@ const UPLOAD_STATE = {
     name: 'lxc-publish-state',
     text: `dir=$1 timeout=$2; shift 2
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
-mkdir -p -- "$dir" || exit 1
+mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
 if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
@@ -57799,22 +57894,27 @@ const READ_LIVE_EXIT = {
  * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
  * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
  * else than the SSH user (group or others: the web server's user must only read), or is a
- * symlink inside simplestreams-dir. The directory at fault is printed on stderr.
+ * symlink inside simplestreams-dir. The directory at fault is printed on stderr. These checks run
+ * with `$4` = 1 (before any change: a publish, an alias or a removal); they also make the state
+ * directory readable by the SSH user alone.
  */
 const READ_LIVE_INDEX = {
     name: 'lxc-publish-read',
-    text: `ss=$1 up=$2 tool=$3
+    text: `ss=$1 up=$2 tool=$3 check=$4
 [ -d "$ss" ] || exit 4
 if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
 if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
-if [ -n "$up" ]; then
+if [ "$check" = 1 ]; then
   for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
     if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
   done
-  for dir in "$up" "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+  for dir in \${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
     case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
     if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
   done
+  # The state directory is the publishing user's alone: flock needs only read access, so a reader
+  # could otherwise hold the registry lock or an image lock.
+  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }
 fi
 if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
 exit 3`,
@@ -57864,6 +57964,8 @@ if [ -n "$staging" ] && [ -d "$staging/images" ]; then
 fi
 mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
 mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+# The index names the moved files now: a later clean-up of this staging tree must not remove them.
+if [ -n "$staging" ]; then rm -f -- "$staging/moved"; fi
 now=$(date +%s)
 while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
 };
@@ -58011,7 +58113,7 @@ async function read_readLiveIndex(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
     const path = liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? ''], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS });
+    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS });
     switch (result.code) {
         case 0:
             return parseIndexText(result.stdout, path);
@@ -58260,9 +58362,9 @@ function plan_planPublication(live, staged, fingerprint, aliases, replace) {
         return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
     }
     const next = cloneIndex(live);
-    // The staging tree's product key is the line: incus-simplestreams add keys products so.
-    const line = staged.product;
-    const releaseKey = releaseProductKey(line, staged.serial);
+    // The staging tree's product key names the line: incus-simplestreams add keys products so.
+    const releaseKey = releaseProductKey(staged.product, staged.serial);
+    const line = lineIdentity(staged.product, staged.productFields);
     const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
     const [clash] = clashes;
     if (clash && !replace) {
@@ -58273,11 +58375,17 @@ function plan_planPublication(live, staged, fingerprint, aliases, replace) {
     for (const { product, serial, version } of clashes) {
         retired.push(...Object.values(version.items).map((item) => item.path));
         const holder = next.products[product];
+        // The aliases that resolved to the replaced version go to the new one, not to an older one.
+        const wasNewest = isNewestVersion(holder, serial);
         delete holder.versions[serial];
-        if (Object.keys(holder.versions).length === 0 && product !== releaseKey) {
+        if (product === releaseKey)
+            continue;
+        if (wasNewest) {
             inherited.push(...productAliases(holder));
-            delete next.products[product];
+            delete holder.aliases;
         }
+        if (Object.keys(holder.versions).length === 0)
+            delete next.products[product];
     }
     const existing = next.products[releaseKey];
     if (existing)
@@ -58309,7 +58417,7 @@ function applyRetention(index, keep, fingerprint) {
     const droppedPaths = [];
     if (keep <= 0)
         return { index: next, dropped, retired: [] };
-    const lines = new Set(Object.entries(next.products).map(([key, product]) => productLine(key, product)));
+    const lines = new Set(Object.entries(next.products).map(([key, product]) => images_index_lineIdentity(key, product)));
     for (const line of lines) {
         const newestFirst = images_index_releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
         newestFirst.forEach(({ product, serial, version }, position) => {
@@ -58495,14 +58603,15 @@ function resolveOrFail(index, reference) {
 }
 function logTargets(targets, prefix) {
     for (const target of targets) {
-        info(`${prefix}${shown(target.alias)} (${target.arch}) → ${target.fingerprint.slice(0, 12)} ${shown(target.product)}`);
+        info(`${prefix}${shown(target.alias)} (${shown(target.arch)}) → ${shown(target.fingerprint.slice(0, 12))} ${shown(target.product)}`);
     }
 }
 /** Runs `work` under the registry lock on the live index, or on a copy read without it for a dry run. */
 async function withLiveIndex(registry, options, work) {
-    if (options.dryRun) {
-        return work(await read_readLiveIndex(registry), () => Promise.resolve());
-    }
+    // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
+    const checked = await read_readLiveIndex(registry, { tool: '' });
+    if (options.dryRun)
+        return work(checked, () => Promise.resolve());
     const lock = await lock_holdRegistryLock(registry, options.lockTimeout);
     try {
         return await work(await read_readLiveIndex(registry), (index, retired) => commit_commit(registry, { lock, index, retired }));
@@ -58523,7 +58632,7 @@ function day_two_setAliases(registry, request) {
         const finished = publication_finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
         const after = finished.index ?? live;
         const moved = resolve_aliasTargets(after).filter((target) => aliases.includes(target.alias));
-        info(`${image.fingerprint} is ${shown(image.product)} version ${image.serial}`);
+        info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
         if (options.dryRun) {
             logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
             info('dry-run: nothing was changed');
@@ -58556,7 +58665,7 @@ function day_two_removeImage(registry, request) {
             throw new ActionError(`fingerprint: ${image.fingerprint} is not in the index any more.`, 'fingerprint');
         const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, plan.index);
         const after = finished.index ?? plan.index;
-        core.info(`${image.fingerprint} is ${shown(image.product)} version ${image.serial}`);
+        core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
         if (plan.removedAliases.length > 0)
             core.info(`Aliases that go with it: ${plan.removedAliases.map(shown).join(', ')}`);
         if (options.dryRun) {
@@ -59888,7 +59997,8 @@ async function checkLoginShell(session, username) {
         : `it failed (${errors_oneLine(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
     throw new errors_ActionError(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
         `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
-        `otherwise. Give the user a POSIX shell on the server: chsh -s /bin/bash ${username}. Nothing was uploaded.`, 'username');
+        `otherwise. Give the user a POSIX shell on the server (chsh -s /bin/bash ${username}); if it has one, make ` +
+        'its startup files (.bashrc) quiet for commands run over SSH. Nothing was uploaded.', 'username');
 }
 
 ;// CONCATENATED MODULE: ./src/registry/registry.ts
@@ -60667,7 +60777,7 @@ function runRemove() {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1676);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1045);
 
 
 await (0,_action_day_two_js__WEBPACK_IMPORTED_MODULE_1__/* .runAlias */ .O)();

@@ -19,6 +19,7 @@ import { runCustomConvert, stageImage } from '../registry/stage.js';
 import { uploadImage, type Upload } from '../registry/upload.js';
 import {
   findFingerprint,
+  lineIdentity,
   lineKey,
   releasesOf,
   serialFor,
@@ -123,7 +124,8 @@ export async function findExisting(settings: Settings, image: LocalImage, live: 
   const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
   const line = lineKey(os, release, variant, propertiesArchitecture);
   const serial = serialFor(creationDate);
-  const published = releasesOf(live, line).find((candidate) => candidate.serial === serial);
+  const identity = lineIdentity(line, { os, release, variant, arch: propertiesArchitecture });
+  const published = releasesOf(live, identity).find((candidate) => candidate.serial === serial);
   if (!published) return { published: false };
   const fingerprint = await core.group('Fingerprint', async () => {
     const computed = await fingerprintOf(image);

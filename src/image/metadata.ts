@@ -1,6 +1,7 @@
 /** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { ActionError, describeError } from '../common/errors.js';
+import { INCUS_ARCHITECTURES } from '../simplestreams/architectures.js';
 
 export interface ImageMetadata {
   architecture: string;
@@ -11,31 +12,6 @@ export interface ImageMetadata {
   propertiesArchitecture: string;
   description: string;
 }
-
-/**
- * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
- * own names and the distribution names it maps to them (as in Incus's osarch package).
- */
-const INCUS_ARCHITECTURES: ReadonlyMap<string, string> = new Map(
-  Object.entries({
-    i686: ['i686', 'i386', 'i586', 'x86'],
-    x86_64: ['x86_64', 'amd64', 'x64'],
-    armv6l: ['armv6l', 'armel'],
-    armv7l: ['armv7l', 'armhf'],
-    armv8l: ['armv8l'],
-    aarch64: ['aarch64', 'arm64'],
-    aarch64_be: ['arm64be'],
-    ppc: ['ppc', 'powerpc'],
-    ppc64: ['ppc64', 'powerpc64'],
-    ppc64le: ['ppc64le', 'ppc64el'],
-    s390x: ['s390x'],
-    mips: ['mips', 'mipsel'],
-    mips64: ['mips64', 'mips64el'],
-    riscv32: ['riscv32'],
-    riscv64: ['riscv64'],
-    loongarch64: ['loongarch64', 'loong64'],
-  }).flatMap(([incus, names]) => names.map((name): [string, string] => [name, incus])),
-);
 
 /** The earliest creation_date accepted: 2000-01-01. Later than now plus a day is refused too. */
 const EARLIEST_CREATION_DATE = 946684800;

@@ -72,7 +72,7 @@ function resolveOrFail(index: ImagesIndex, reference: string): ListedImage {
 function logTargets(targets: AliasTarget[], prefix: string): void {
   for (const target of targets) {
     core.info(
-      `${prefix}${shown(target.alias)} (${target.arch}) → ${target.fingerprint.slice(0, 12)} ${shown(target.product)}`,
+      `${prefix}${shown(target.alias)} (${shown(target.arch)}) → ${shown(target.fingerprint.slice(0, 12))} ${shown(target.product)}`,
     );
   }
 }
@@ -83,9 +83,9 @@ async function withLiveIndex<T>(
   options: DayTwoOptions,
   work: (live: ImagesIndex, commitIndex: (index: ImagesIndex, retired: string[]) => Promise<void>) => Promise<T>,
 ): Promise<T> {
-  if (options.dryRun) {
-    return work(await readLiveIndex(registry), () => Promise.resolve());
-  }
+  // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
+  const checked = await readLiveIndex(registry, { tool: '' });
+  if (options.dryRun) return work(checked, () => Promise.resolve());
   const lock = await holdRegistryLock(registry, options.lockTimeout);
   try {
     return await work(await readLiveIndex(registry), (index, retired) => commit(registry, { lock, index, retired }));
@@ -109,7 +109,7 @@ export function setAliases(
     const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
     const after = finished.index ?? live;
     const moved = aliasTargets(after).filter((target) => aliases.includes(target.alias));
-    core.info(`${image.fingerprint} is ${shown(image.product)} version ${image.serial}`);
+    core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
     if (options.dryRun) {
       logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
       core.info('dry-run: nothing was changed');
@@ -154,7 +154,7 @@ export function removeImage(
       plan.index,
     );
     const after = finished.index ?? plan.index;
-    core.info(`${image.fingerprint} is ${shown(image.product)} version ${image.serial}`);
+    core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
     if (plan.removedAliases.length > 0)
       core.info(`Aliases that go with it: ${plan.removedAliases.map(shown).join(', ')}`);
     if (options.dryRun) {

@@ -6,7 +6,8 @@
  *                                   publishing it (whatever its upload-dir)
  *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
  *   .lxc-publish/next/              the next images.json and index.json, before their rename
- *   .lxc-publish/retired            files of replaced versions, kept for a while for cached clients
+ *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
+ *                                   kept for a while for clients with a cached index
  * and under upload-dir:
  *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
  * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is

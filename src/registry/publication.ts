@@ -37,7 +37,7 @@ export interface PublicationOptions {
   lockTimeout: number;
   /** Whether a different image may replace a published version with the same serial. */
   replace: boolean;
-  /** Versions kept per product after a publish; 0 keeps all. */
+  /** Releases kept per image line after a publish; 0 keeps all. */
   keepVersions: number;
   /** Whether every version also carries items for LXD clients. */
   lxdCompat: boolean;

@@ -25,7 +25,7 @@ export function parseIndexText(text: Buffer, path: string): ImagesIndex {
 }
 
 export interface Preflight {
-  /** The convert tool that must be on the server's PATH: incus-simplestreams or convert-command. */
+  /** The convert tool that must be on the server's PATH: incus-simplestreams or convert-command; '' for none. */
   tool: string;
 }
 
@@ -40,7 +40,7 @@ export async function readLiveIndex(registry: Registry, preflight?: Preflight): 
   // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
   const result = await registry.execScript(
     READ_LIVE_INDEX,
-    [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? ''],
+    [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''],
     { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS },
   );
   switch (result.code) {

@@ -47,7 +47,7 @@ export const UPLOAD_STATE: ServerScript = {
   name: 'lxc-publish-state',
   text: `dir=$1 timeout=$2; shift 2
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
-mkdir -p -- "$dir" || exit 1
+mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
 if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
@@ -99,22 +99,27 @@ export const READ_LIVE_EXIT = {
  * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
  * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
  * else than the SSH user (group or others: the web server's user must only read), or is a
- * symlink inside simplestreams-dir. The directory at fault is printed on stderr.
+ * symlink inside simplestreams-dir. The directory at fault is printed on stderr. These checks run
+ * with `$4` = 1 (before any change: a publish, an alias or a removal); they also make the state
+ * directory readable by the SSH user alone.
  */
 export const READ_LIVE_INDEX: ServerScript = {
   name: 'lxc-publish-read',
-  text: `ss=$1 up=$2 tool=$3
+  text: `ss=$1 up=$2 tool=$3 check=$4
 [ -d "$ss" ] || exit 4
 if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
 if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
-if [ -n "$up" ]; then
+if [ "$check" = 1 ]; then
   for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
     if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
   done
-  for dir in "$up" "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+  for dir in \${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
     case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
     if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
   done
+  # The state directory is the publishing user's alone: flock needs only read access, so a reader
+  # could otherwise hold the registry lock or an image lock.
+  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }
 fi
 if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
 exit 3`,
@@ -165,6 +170,8 @@ if [ -n "$staging" ] && [ -d "$staging/images" ]; then
 fi
 mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
 mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+# The index names the moved files now: a later clean-up of this staging tree must not remove them.
+if [ -n "$staging" ]; then rm -f -- "$staging/moved"; fi
 now=$(date +%s)
 while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
 };

@@ -12,6 +12,7 @@
  * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
  * written the old way (one product, many versions) are read as releases of their line too.
  */
+import { canonicalArchitecture } from './architectures.js';
 
 export type ImageType = 'container' | 'virtual-machine';
 
@@ -77,6 +78,11 @@ export class InvalidIndexError extends Error {
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
+const SHA256 = /^[0-9a-f]{64}$/;
+/** Clients read a version key's first 8 characters as a date (incus products.go). */
+const VERSION_KEY = /^[0-9]{8}[0-9A-Za-z_:.-]{0,24}$/;
+const ARCH = /^[A-Za-z0-9_.-]{1,32}$/;
+
 /** A path an item may name: relative, under the tree, without `..`, in plain characters. */
 const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
 
@@ -93,6 +99,7 @@ function checkItem(item: unknown, where: string): void {
   for (const field of ['ftype', 'path', 'sha256'] as const) {
     if (typeof item[field] !== 'string') throw new InvalidIndexError(`${where} has no "${field}" string`);
   }
+  if (!SHA256.test(item['sha256'] as string)) throw new InvalidIndexError(`${where}.sha256 is not a sha256 in hex`);
   if (!ITEM_PATH.test(item['path'] as string)) {
     throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
   }
@@ -114,10 +121,14 @@ function checkProduct(product: unknown, where: string): void {
       throw new InvalidIndexError(`${where}.${field} is not a string`);
     }
   }
+  if (product['arch'] !== undefined && !ARCH.test(product['arch'] as string)) {
+    throw new InvalidIndexError(`${where}.arch is not an architecture name`);
+  }
   const versions = product['versions'];
   if (!isObject(versions)) throw new InvalidIndexError(`${where} has no "versions" object`);
   for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
     const at = `${where}.versions[${JSON.stringify(serial)}]`;
+    if (!VERSION_KEY.test(serial)) throw new InvalidIndexError(`${at}: the version key is not a serial (YYYYMMDD…)`);
     if (!isObject(version)) throw new InvalidIndexError(`${at} is not an object`);
     entriesOf(version, at);
     const items = version['items'];
@@ -253,12 +264,30 @@ export interface Release {
   version: SimplestreamsVersion;
 }
 
-/** Every version of the line, in any product. */
-export function releasesOf(index: ImagesIndex, line: string): Release[] {
+/**
+ * What makes two products one image line: the os, release and variant fields and the
+ * architecture (by its Incus name), compared field by field, so that no value can pass for
+ * another by holding a ':'. A product without those fields is a line of its own.
+ */
+export function lineIdentity(
+  key: string,
+  product: Pick<SimplestreamsProduct, 'os' | 'release' | 'variant' | 'arch'>,
+): string {
+  const { os, release, variant, arch } = product;
+  if (![os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
+    return JSON.stringify(['product', key]);
+  }
+  return JSON.stringify([os, release, variant, canonicalArchitecture(arch)]);
+}
+
+/** Every release (a version that is an image) of the line with this identity, in any product. */
+export function releasesOf(index: ImagesIndex, identity: string): Release[] {
   const releases: Release[] = [];
   for (const [product, fields] of Object.entries(index.products)) {
-    if (productLine(product, fields) !== line) continue;
-    for (const [serial, version] of Object.entries(fields.versions ?? {})) releases.push({ product, serial, version });
+    if (lineIdentity(product, fields) !== identity) continue;
+    for (const [serial, version] of Object.entries(fields.versions ?? {})) {
+      if (versionFingerprint(version) !== undefined) releases.push({ product, serial, version });
+    }
   }
   return releases;
 }

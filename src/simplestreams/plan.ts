@@ -3,13 +3,14 @@
  * most aliases to move), a new release, or the replacement of a release with the same serial.
  * Pure.
  */
-import { moveAliases, planAliasUpdate } from './aliases.js';
+import { isNewestVersion, moveAliases, planAliasUpdate } from './aliases.js';
 import {
   cloneIndex,
   findFingerprint,
   productAliases,
   referencedPaths,
   releaseProductKey,
+  lineIdentity,
   releasesOf,
   versionFingerprint,
   type ImagesIndex,
@@ -77,9 +78,9 @@ export function planPublication(
     return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
   }
   const next = cloneIndex(live);
-  // The staging tree's product key is the line: incus-simplestreams add keys products so.
-  const line = staged.product;
-  const releaseKey = releaseProductKey(line, staged.serial);
+  // The staging tree's product key names the line: incus-simplestreams add keys products so.
+  const releaseKey = releaseProductKey(staged.product, staged.serial);
+  const line = lineIdentity(staged.product, staged.productFields);
   const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
   const [clash] = clashes;
   if (clash && !replace) {
@@ -90,11 +91,15 @@ export function planPublication(
   for (const { product, serial, version } of clashes) {
     retired.push(...Object.values(version.items).map((item) => item.path));
     const holder = next.products[product] as SimplestreamsProduct;
+    // The aliases that resolved to the replaced version go to the new one, not to an older one.
+    const wasNewest = isNewestVersion(holder, serial);
     delete holder.versions[serial];
-    if (Object.keys(holder.versions).length === 0 && product !== releaseKey) {
+    if (product === releaseKey) continue;
+    if (wasNewest) {
       inherited.push(...productAliases(holder));
-      delete next.products[product];
+      delete holder.aliases;
     }
+    if (Object.keys(holder.versions).length === 0) delete next.products[product];
   }
   const existing = next.products[releaseKey];
   if (existing) existing.versions[staged.serial] = staged.version;

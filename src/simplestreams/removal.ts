@@ -1,11 +1,12 @@
 /** Taking a published version out of the index (the remove sub-action). Pure. */
+import { isNewestVersion } from './aliases.js';
 import { cloneIndex, findFingerprint, productAliases, referencedPaths, type ImagesIndex } from './images-index.js';
 
 export interface RemovalPlan {
   index: ImagesIndex;
   product: string;
   serial: string;
-  /** Aliases that went with the version (it was the last version of their product). */
+  /** Aliases that went with the version (they resolved to it: it was the newest of its product). */
   removedAliases: string[];
   /** Files no version names any more: kept downloadable for a while, then removed. */
   retired: string[];
@@ -24,6 +25,8 @@ export function planRemoval(live: ImagesIndex, fingerprint: string): RemovalPlan
   const version = product?.versions[found.serial];
   if (!product || !version) return undefined;
   const paths = Object.values(version.items).map((item) => item.path);
+  // Aliases resolve to a product's newest version: removing it must not hand them to an older one.
+  const wasNewest = isNewestVersion(product, found.serial);
   delete product.versions[found.serial];
   // Deltas whose base is the removed version cannot be applied any more.
   for (const other of Object.values(product.versions)) {
@@ -35,10 +38,11 @@ export function planRemoval(live: ImagesIndex, fingerprint: string): RemovalPlan
     }
   }
   let removedAliases: string[] = [];
-  if (Object.keys(product.versions).length === 0) {
+  if (wasNewest) {
     removedAliases = productAliases(product);
-    delete next.products[found.product];
+    delete product.aliases;
   }
+  if (Object.keys(product.versions).length === 0) delete next.products[found.product];
   const stillNamed = referencedPaths(next);
   return {
     index: next,

@@ -1,7 +1,7 @@
 /** keep-versions: how many releases of each image line stay in the index. Pure. */
 import {
   cloneIndex,
-  productLine,
+  lineIdentity,
   referencedPaths,
   releasesOf,
   versionFingerprint,
@@ -28,7 +28,7 @@ export function applyRetention(index: ImagesIndex, keep: number, fingerprint: st
   const dropped: string[] = [];
   const droppedPaths: string[] = [];
   if (keep <= 0) return { index: next, dropped, retired: [] };
-  const lines = new Set(Object.entries(next.products).map(([key, product]) => productLine(key, product)));
+  const lines = new Set(Object.entries(next.products).map(([key, product]) => lineIdentity(key, product)));
   for (const line of lines) {
     const newestFirst = releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
     newestFirst.forEach(({ product, serial, version }, position) => {

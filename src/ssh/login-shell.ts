@@ -23,7 +23,8 @@ export async function checkLoginShell(session: RemoteSession, username: string):
   throw new ActionError(
     `The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
       `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
-      `otherwise. Give the user a POSIX shell on the server: chsh -s /bin/bash ${username}. Nothing was uploaded.`,
+      `otherwise. Give the user a POSIX shell on the server (chsh -s /bin/bash ${username}); if it has one, make ` +
+      'its startup files (.bashrc) quiet for commands run over SSH. Nothing was uploaded.',
     'username',
   );
 }

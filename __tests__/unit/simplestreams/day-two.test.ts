@@ -1,5 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { emptyImagesIndex, type ImagesIndex } from '../../../src/simplestreams/images-index.js';
+import { planAliasUpdate } from '../../../src/simplestreams/aliases.js';
+import { planPublication } from '../../../src/simplestreams/plan.js';
 import { planRemoval } from '../../../src/simplestreams/removal.js';
 import { aliasTargets, resolveImage } from '../../../src/simplestreams/resolve.js';
 
@@ -103,10 +105,40 @@ describe('planRemoval', () => {
     expect(plan?.retired.sort()).toEqual(['images/d.incus.tar.xz', 'images/d.squashfs', 'images/e.vcdiff']);
   });
 
+  it('in an old shared product, removing the newest version takes its aliases: they never fall back to an older one', () => {
+    const plan = planRemoval(index(), fp('e'));
+    expect(plan?.removedAliases).toEqual(['old:latest']);
+    const old = plan?.index.products['Crynux:bookworm:old:amd64'];
+    expect(Object.keys(old?.versions ?? {})).toEqual(['202501010000']);
+    expect(old?.aliases).toBeUndefined();
+  });
+
   it('is undefined for a fingerprint not in the index, and leaves the index given alone', () => {
     const before = index();
     expect(planRemoval(before, fp('z'))).toBeUndefined();
     planRemoval(before, fp('a'));
     expect(before).toEqual(index());
+  });
+});
+
+describe('a product written the old way (one product, several versions)', () => {
+  it('an alias put on an older version goes with that version into a product of its own', () => {
+    const next = planAliasUpdate(index(), fp('d'), ['old:latest']) as ImagesIndex;
+    const targets = aliasTargets(next).filter((target) => target.alias === 'old:latest');
+    expect(targets.map((target) => target.fingerprint)).toEqual([fp('d')]);
+    expect(next.products['Crynux:bookworm:old:amd64:202501010000']?.versions['202501010000']).toBeDefined();
+    expect(Object.keys(next.products['Crynux:bookworm:old:amd64']?.versions ?? {})).toEqual(['202502010000']);
+  });
+
+  it("replacing its newest version hands that version's aliases to the new release", () => {
+    const staged = {
+      product: 'Crynux:bookworm:old:amd64',
+      productFields: { ...fields('amd64'), variant: 'old' },
+      serial: '202502010000',
+      version: version('n', fp('n')),
+    };
+    const plan = planPublication(index(), staged, fp('n'), [], true);
+    const targets = aliasTargets(plan.index as ImagesIndex).filter((target) => target.alias === 'old:latest');
+    expect(targets.map((target) => target.fingerprint)).toEqual([fp('n')]);
   });
 });

@@ -1,9 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
-import { planAliasUpdate } from '../../../src/simplestreams/aliases.js';
+import { moveAliases, planAliasUpdate } from '../../../src/simplestreams/aliases.js';
 import {
   buildStreamsIndex,
   emptyImagesIndex,
   findFingerprint,
+  lineIdentity,
   parseImagesIndex,
   productAliases,
   referencedPaths,
@@ -183,7 +184,8 @@ describe('publication planning', () => {
   }
   const staged = (productName: string, serial: string, meta: string, fingerprint: string): StagedVersion => ({
     product: productName,
-    productFields: { arch: productName.split(':')[3], os: 'Crynux', release: 'x', variant: 'node' },
+    // As incus-simplestreams writes them: the key is made of these fields.
+    productFields: (([os, release, variant, arch]) => ({ arch, os, release, variant }))(productName.split(':')),
     serial,
     version: version(meta, fingerprint),
   });
@@ -220,7 +222,7 @@ describe('publication planning', () => {
     expect(plan.index?.products['Crynux:sid:node:riscv64:202603010000']).toEqual({
       arch: 'riscv64',
       os: 'Crynux',
-      release: 'x',
+      release: 'sid',
       variant: 'node',
       versions: { '202603010000': version('d1', fp('d')) },
     });
@@ -451,5 +453,37 @@ describe('applyRetention', () => {
       node.versions['4'].items['squashfs'] = { ftype: 'squashfs', path: 'images/m1.squashfs', sha256: 's', size: 1 };
     expect(applyRetention(shared, 1, 'f4').retired).not.toContain('images/m1.squashfs');
     expect(applyRetention(index(), 0, 'f4').dropped).toEqual([]);
+  });
+});
+
+describe('image lines and architectures', () => {
+  const release = (fields: Record<string, string>, aliases?: string) => ({
+    ...fields,
+    ...(aliases ? { aliases } : {}),
+    versions: {},
+  });
+
+  it('treat amd64 and x86_64 as one architecture when moving an alias', () => {
+    const index: ImagesIndex = {
+      ...emptyImagesIndex(),
+      products: {
+        a: release({ os: 'o', release: 'r', variant: 'v', arch: 'amd64' }, 'latest'),
+        b: release({ os: 'o', release: 'r', variant: 'v', arch: 'x86_64' }),
+        c: release({ os: 'o', release: 'r', variant: 'v', arch: 'arm64' }, 'latest'),
+      },
+    };
+    moveAliases(index, 'b', ['latest']);
+    expect(index.products['a']?.aliases).toBeUndefined();
+    expect(index.products['b']?.aliases).toBe('latest');
+    expect(index.products['c']?.aliases).toBe('latest');
+  });
+
+  it('compare fields one by one: no value passes for another by holding a colon', () => {
+    expect(lineIdentity('k1', { os: 'a:b', release: 'c', variant: 'v', arch: 'amd64' })).not.toBe(
+      lineIdentity('k2', { os: 'a', release: 'b:c', variant: 'v', arch: 'amd64' }),
+    );
+    expect(lineIdentity('k1', { os: 'o', release: 'r', variant: 'v', arch: 'amd64' })).toBe(
+      lineIdentity('k2', { os: 'o', release: 'r', variant: 'v', arch: 'x86_64' }),
+    );
   });
 });

@@ -5,7 +5,7 @@
  * runner), and the text is escaped as untrusted (ssh2's lines quote the server's banner).
  */
 import * as core from '@actions/core';
-import { untrustedLine } from './untrusted.js';
+import { withoutControlCharacters, withoutLegacyCommands } from './errors.js';
 
 const secrets = new Set<string>();
 
@@ -35,10 +35,15 @@ export function debugOn(): boolean {
   return core.isDebug();
 }
 
-/** One debug line (nothing without step debug): secrets cut out, untrusted text escaped. */
+/**
+ * One debug line (nothing without step debug): secrets cut out, untrusted text escaped. Line
+ * breaks stay (a script's text reads as it is): core.debug writes them as %0A, so the whole text is
+ * one `::debug::` command whose message is data; other control characters become "?", and the
+ * legacy "##[" command is escaped (see common/untrusted.ts).
+ */
 export function debug(text: string): void {
   if (!core.isDebug()) return;
-  core.debug(untrustedLine(redact(text)));
+  core.debug(withoutLegacyCommands(withoutControlCharacters(redact(text))));
 }
 
 /**

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7580:
+/***/ 7651:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57324,6 +57324,97 @@ function serialFor(creationDate) {
         pad(date.getUTCMinutes()));
 }
 
+// EXTERNAL MODULE: external "node:http"
+var external_node_http_ = __nccwpck_require__(7067);
+var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_node_http_);
+// EXTERNAL MODULE: external "node:tls"
+var external_node_tls_ = __nccwpck_require__(1692);
+var external_node_tls_default = /*#__PURE__*/__nccwpck_require__.n(external_node_tls_);
+;// CONCATENATED MODULE: ./src/public/proxy.ts
+/**
+ * HTTPS_PROXY and NO_PROXY for the public check, as curl and Go's HTTP client read them: an
+ * https:// URL whose host NO_PROXY does not cover is fetched through a CONNECT tunnel opened by
+ * the http:// proxy HTTPS_PROXY names (https_proxy first). TLS runs end to end inside the tunnel,
+ * with the same demands as without a proxy (TLS 1.3, a trusted certificate for the host).
+ */
+
+
+/** The proxy to use for `url`, or undefined to go direct. */
+function proxyFor(url, env = process.env) {
+    if (url.protocol !== 'https:')
+        return undefined;
+    const proxy = (env['https_proxy'] || env['HTTPS_PROXY'] || '').trim();
+    if (proxy === '')
+        return undefined;
+    if (bypassed(url, env['no_proxy'] ?? env['NO_PROXY'] ?? ''))
+        return undefined;
+    const parsed = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(proxy) ? proxy : `http://${proxy}`);
+    if (parsed.protocol !== 'http:') {
+        throw new Error(`HTTPS_PROXY ${parsed.protocol}//${parsed.host}: only http:// proxies (CONNECT) are supported`);
+    }
+    return parsed;
+}
+/**
+ * Whether NO_PROXY covers the URL's host: `*`; a host name, which covers its subdomains too
+ * (a leading dot is the same); an IP address; each optionally with `:port`.
+ */
+function bypassed(url, noProxy) {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    const port = url.port || '443';
+    return noProxy
+        .split(/[\s,]+/)
+        .filter((entry) => entry !== '')
+        .some((raw) => {
+        if (raw === '*')
+            return true;
+        const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(raw.toLowerCase());
+        if (!match)
+            return false;
+        const entryHost = match[1].replace(/^\[(.*)\]$/, '$1').replace(/^\*?\./, '');
+        if (match[2] && match[2] !== port)
+            return false;
+        return host === entryHost || host.endsWith(`.${entryHost}`);
+    });
+}
+/**
+ * A TLS connection to `url`'s host through a CONNECT tunnel of `proxy`: TLS 1.3 at least, the
+ * certificate checked against the host name, as without a proxy.
+ */
+function connectThrough(proxy, url, timeoutMs) {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const target = `${url.hostname}:${url.port || '443'}`;
+    const headers = { Host: target };
+    if (proxy.username) {
+        const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+        headers['Proxy-Authorization'] = `Basic ${Buffer.from(credentials).toString('base64')}`;
+    }
+    return new Promise((resolve, reject) => {
+        const req = external_node_http_default().request({
+            host: proxy.hostname.replace(/^\[(.*)\]$/, '$1'),
+            port: Number(proxy.port || '80'),
+            method: 'CONNECT',
+            path: target,
+            headers,
+            agent: false,
+        });
+        const timer = setTimeout(() => req.destroy(new Error(`the proxy ${proxy.host} did not answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+        req.on('connect', (res, socket) => {
+            clearTimeout(timer);
+            if (res.statusCode !== 200) {
+                socket.destroy();
+                reject(new Error(`the proxy ${proxy.host} refused the tunnel to ${target} (HTTP ${res.statusCode ?? '?'})`));
+                return;
+            }
+            resolve(external_node_tls_default().connect({ socket, host, servername: host, minVersion: 'TLSv1.3' }));
+        });
+        req.on('error', (error) => {
+            clearTimeout(timer);
+            reject(new Error(`the proxy ${proxy.host} cannot be reached: ${error.message}`));
+        });
+        req.end();
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/public/problems.ts
 /**
  * The public check's pure parts: what must be served for a fingerprint, what each answer says is
@@ -57452,7 +57543,10 @@ function timeoutMessage(url, fingerprint, timeoutSeconds, attempts, problems) {
  *
  * The check uses node:https rather than fetch so that it can demand what the Incus client demands:
  * TLS 1.3 and a certificate the system trusts (NODE_EXTRA_CA_CERTS adds CAs, as for fetch).
+ * HTTPS_PROXY and NO_PROXY are honoured (public/proxy.ts): through a proxy, TLS runs end to end
+ * inside a CONNECT tunnel, with the same demands.
  */
+
 
 
 
@@ -57463,12 +57557,14 @@ const check_PUBLIC_URL_INPUT = 'public-url';
 /** The most a JSON index may weigh here; a registry's images.json is far smaller. */
 const MAX_BODY_BYTES = 64 << 20;
 const REQUEST_TIMEOUT_MS = 30_000;
-/** One request. */
-function requestOnce(agent, url, method, timeoutMs) {
+/** One request, through the proxy HTTPS_PROXY names unless NO_PROXY covers the host. */
+async function requestOnce(agent, url, method, timeoutMs) {
+    const proxy = proxyFor(new URL(url));
+    const tunnel = proxy ? await connectThrough(proxy, new URL(url), timeoutMs) : undefined;
     return new Promise((resolve, reject) => {
         const req = external_node_https_default().request(url, {
             method,
-            agent,
+            ...(tunnel ? { createConnection: () => tunnel } : { agent }),
             headers: {
                 // Ask every cache on the way to revalidate; no cache-busting query: the check must see
                 // what clients, which send none, are served.
@@ -61997,7 +62093,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7580);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7651);
 
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests, the demo and the benchmark need (Debian 12).
 # incus-extra (incus-simplestreams), incus-client and incus (the daemon) come from
-# bookworm-backports; lxd (the 5.0 daemon), busybox-static (the init of the images the tests boot)
-# and xdelta3 (the daemons' delta downloads) from bookworm.
+# bookworm-backports; lxd (the 5.0 daemon), busybox-static (the init of the images the tests boot),
+# xdelta3 (the daemons' delta downloads) and iproute2 (network namespaces for the bastion test) from
+# bookworm.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
-stable=(openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils qemu-utils lxd-client lxd busybox-static xdelta3 procps shellcheck tcsh)
+stable=(iproute2 openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils qemu-utils lxd-client lxd busybox-static xdelta3 procps shellcheck tcsh)
 backports=(incus-extra incus-client incus)
 
 missing_from() {

@@ -106,6 +106,8 @@ export interface EntryRun {
   inputs: Inputs;
   extraEnv?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** A command that runs node in its place (e.g. `ip netns exec NS`: the runner in a namespace). */
+  prefix?: string[];
 }
 
 /** Runs a committed bundle as the runner does and waits for it. */
@@ -114,7 +116,13 @@ export function runEntry(run: EntryRun): Promise<BundleRun> {
 }
 
 /** Starts a committed bundle as the runner does (see startBundle). */
-export function startEntry({ entry, inputs, extraEnv = {}, timeoutMs = 120_000 }: EntryRun): StartedBundle {
+export function startEntry({
+  entry,
+  inputs,
+  extraEnv = {},
+  timeoutMs = 120_000,
+  prefix = [],
+}: EntryRun): StartedBundle {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lxc-publish-runner-'));
   const outputFile = path.join(dir, 'github_output');
   const summaryFile = path.join(dir, 'step_summary');
@@ -133,7 +141,8 @@ export function startEntry({ entry, inputs, extraEnv = {}, timeoutMs = 120_000 }
     ...inputEnv(inputs),
     ...extraEnv,
   };
-  const child = spawn(process.execPath, [path.resolve(entry)], {
+  const argv = [...prefix, process.execPath, path.resolve(entry)];
+  const child = spawn(argv[0] as string, argv.slice(1), {
     env,
     cwd: process.cwd(),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1045:
+/***/ 8147:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56821,7 +56821,7 @@ function isDebug() {
  * @param message debug message
  */
 function core_debug(message) {
-    issueCommand('debug', {}, message);
+    command_issueCommand('debug', {}, message);
 }
 /**
  * Adds an error issue
@@ -56979,6 +56979,65 @@ function errors_oneLine(text) {
 /** Text of any thrown value, for messages. */
 function describeError(error) {
     return error instanceof Error ? error.message : String(error);
+}
+
+;// CONCATENATED MODULE: ./src/common/debug.ts
+/**
+ * Step debug logging (ACTIONS_STEP_DEBUG=true, core.isDebug()): the remote commands as sent, the
+ * time of each phase, the round trips and the SSH handshake. Off by default. Every line goes
+ * through here: known secrets are cut out (the runner masks them too, but a local run has no
+ * runner), and the text is escaped as untrusted (ssh2's lines quote the server's banner).
+ */
+
+
+const secrets = new Set();
+/** Values never to appear in a debug line (the key, each line of it, the passphrases). */
+function addDebugSecrets(values) {
+    for (const value of values)
+        if (value.length >= 4)
+            secrets.add(value);
+}
+/** The secrets known so far, longest first (so that a line is cut before the whole key). */
+function knownSecrets() {
+    return [...secrets].sort((a, b) => b.length - a.length);
+}
+/** `text` with every known secret replaced by "***". */
+function redact(text) {
+    let result = text;
+    for (const secret of knownSecrets())
+        result = result.split(secret).join('***');
+    return result;
+}
+/** Whether `text` holds a known secret of 16 characters or more (a key line, say). */
+function holdsSecret(text) {
+    return knownSecrets().some((secret) => secret.length >= 16 && text.includes(secret));
+}
+function debugOn() {
+    return isDebug();
+}
+/**
+ * One debug line (nothing without step debug): secrets cut out, untrusted text escaped. Line
+ * breaks stay (a script's text reads as it is): core.debug writes them as %0A, so the whole text is
+ * one `::debug::` command whose message is data; other control characters become "?", and the
+ * legacy "##[" command is escaped (see common/untrusted.ts).
+ */
+function debug_debug(text) {
+    if (!isDebug())
+        return;
+    core_debug(errors_withoutLegacyCommands(errors_withoutControlCharacters(redact(text))));
+}
+/**
+ * A log group that, with step debug on, also logs how long it took (whether it succeeded or not).
+ */
+async function debug_timedGroup(name, work) {
+    const started = process.hrtime.bigint();
+    try {
+        return await group(name, work);
+    }
+    finally {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        debug_debug(`phase ${JSON.stringify(name)}: ${seconds.toFixed(3)} s`);
+    }
 }
 
 // EXTERNAL MODULE: external "node:crypto"
@@ -57555,7 +57614,62 @@ function hintFor(stderr, code) {
     return '';
 }
 
+;// CONCATENATED MODULE: ./src/ssh/shell.ts
+/**
+ * The one place where remote shell commands are put together. Every argument is quoted for a
+ * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
+ */
+/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
+function quoteArg(arg) {
+    if (arg.includes('\0')) {
+        throw new Error('a shell argument cannot contain a NUL byte');
+    }
+    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
+        return arg;
+    }
+    return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** One simple command: every word quoted. */
+function shell_commandLine(argv) {
+    if (argv.length === 0) {
+        throw new Error('a command needs at least one word');
+    }
+    return argv.map(quoteArg).join(' ');
+}
+/** Several commands, each run only when the previous one succeeded. */
+function commandChain(commands) {
+    return commands.map(shell_commandLine).join(' && ');
+}
+/**
+ * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
+ * `name` is its $0 (shown by ps and in the shell's own error messages).
+ */
+function scriptCommand(script, name, args) {
+    return shell_commandLine(['sh', '-c', script, name, ...args]);
+}
+/**
+ * Splits a command line built here (commandLine, scriptCommand) back into its words; undefined
+ * for anything else. For the debug log, which shows a script's text once and then its arguments.
+ */
+function splitCommandLine(command) {
+    const words = [];
+    const word = /([A-Za-z0-9_@%+=:,./-]+|(?:'[^']*'|\\')+)(?: |$)/y;
+    while (word.lastIndex < command.length) {
+        const start = word.lastIndex;
+        const match = word.exec(command);
+        if (!match || match.index !== start)
+            return undefined;
+        const text = match[1];
+        words.push(/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)
+            ? text
+            : text.replace(/'([^']*)'|\\'/g, (_, inner) => inner ?? "'"));
+    }
+    return words;
+}
+
 ;// CONCATENATED MODULE: ./src/ssh/session.ts
+
+
 
 
 
@@ -57616,13 +57730,39 @@ class RunningCommand {
         return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
     }
 }
+/** Server scripts whose full text the debug log has shown already (once per script name). */
+const scriptsShown = new Set();
+/** Logs a command as sent (step debug only): a script's text once per name, then its arguments. */
+function debugCommand(label, number, command) {
+    if (!debugOn())
+        return;
+    const words = splitCommandLine(command);
+    if (words && words.length >= 4 && words[0] === 'sh' && words[1] === '-c') {
+        const [, , script, name, ...args] = words;
+        if (!scriptsShown.has(name)) {
+            scriptsShown.add(name);
+            debug_debug(`server script ${name}:\n${script}`);
+        }
+        debug_debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(quoteArg).join(' ')}`);
+        return;
+    }
+    debug_debug(`${label} exec #${number}: ${command}`);
+}
 class RemoteSession {
     ssh;
     hostKey;
+    label;
     closed = false;
-    constructor(ssh, hostKey) {
+    /** Exec channels opened on this connection: each is at least one round trip. */
+    channels = 0;
+    /** Connections this one runs through (a bastion's), closed with it. */
+    carriers = [];
+    constructor(ssh, hostKey, 
+    /** For the debug log: which server this is ("registry", "bastion"). */
+    label = 'registry') {
         this.ssh = ssh;
         this.hostKey = hostKey;
+        this.label = label;
         // Without a listener, a reset connection would be an unhandled 'error' event and end the
         // process; here it only marks the session as gone, and the command in flight fails.
         ssh.connection?.on('error', () => {
@@ -57645,8 +57785,41 @@ class RemoteSession {
         const connection = this.ssh.connection;
         if (!connection || this.closed)
             return Promise.reject(new Error('the SSH connection is closed'));
+        // Secrets go to the server only as key material during authentication, never in a command.
+        if (holdsSecret(command))
+            return Promise.reject(new Error('refusing to send a command that holds a secret'));
+        this.channels += 1;
+        debugCommand(this.label, this.channels, command);
         return new Promise((resolve, reject) => {
             connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
+        });
+    }
+    /**
+     * A TCP connection from the server to `host`:`port` (a direct-tcpip channel, as `ssh -J` opens
+     * one on a bastion), as a stream for the next SSH connection's `sock`. Fails after `timeoutSeconds`.
+     */
+    forwardOut(host, port, timeoutSeconds) {
+        const connection = this.ssh.connection;
+        if (!connection || this.closed)
+            return Promise.reject(new Error('the SSH connection is closed'));
+        debug_debug(`${this.label}: opening a tunnel to ${host}:${port}`);
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`no tunnel within ${timeoutSeconds} s (timed out)`)), timeoutSeconds * 1000);
+            connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+                clearTimeout(timer);
+                if (error)
+                    reject(error);
+                else
+                    resolve(channel);
+            });
+        });
+    }
+    /** Closes `carrier` (the bastion this connection is tunnelled through) when this one is disposed. */
+    runsThrough(carrier) {
+        this.carriers.push(carrier);
+        // The tunnel goes with the bastion: this connection is then gone too.
+        carrier.ssh.connection?.on('close', () => {
+            this.closed = true;
         });
     }
     /**
@@ -57743,7 +57916,10 @@ class RemoteSession {
         };
     }
     dispose() {
+        debug_debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
         this.ssh.dispose();
+        for (const carrier of this.carriers)
+            carrier.dispose();
     }
 }
 
@@ -58177,40 +58353,6 @@ async function removeDirs(registry, dirs) {
         what: `Removing ${dirs.join(', ')}`,
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     });
-}
-
-;// CONCATENATED MODULE: ./src/ssh/shell.ts
-/**
- * The one place where remote shell commands are put together. Every argument is quoted for a
- * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
- */
-/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
-function quoteArg(arg) {
-    if (arg.includes('\0')) {
-        throw new Error('a shell argument cannot contain a NUL byte');
-    }
-    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
-        return arg;
-    }
-    return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-/** One simple command: every word quoted. */
-function shell_commandLine(argv) {
-    if (argv.length === 0) {
-        throw new Error('a command needs at least one word');
-    }
-    return argv.map(quoteArg).join(' ');
-}
-/** Several commands, each run only when the previous one succeeded. */
-function commandChain(commands) {
-    return commands.map(shell_commandLine).join(' && ');
-}
-/**
- * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
- * `name` is its $0 (shown by ps and in the shell's own error messages).
- */
-function scriptCommand(script, name, args) {
-    return shell_commandLine(['sh', '-c', script, name, ...args]);
 }
 
 ;// CONCATENATED MODULE: ./src/registry/lock.ts
@@ -59591,6 +59733,8 @@ var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node
 
 
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const REGISTRY_PIN_INPUTS = { fingerprint: 'host-fingerprint', knownHosts: 'known-hosts' };
+const JUMP_PIN_INPUTS = { fingerprint: 'jump-host-fingerprint', knownHosts: 'jump-known-hosts' };
 /** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */
 function fingerprintOf(keyBlob) {
     return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
@@ -59607,7 +59751,7 @@ function describePresentedKey(keyBlob) {
     return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
-function parseFingerprints(text) {
+function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
     const values = text
         .split(/[\s,]+/)
         .map((value) => value.trim())
@@ -59615,9 +59759,9 @@ function parseFingerprints(text) {
     return values.map((value) => {
         const normalised = value.replace(/=+$/, '');
         if (!FINGERPRINT.test(normalised)) {
-            throw new errors_ActionError(`host-fingerprint: "${value}" is not a SHA256 host key fingerprint. ` +
+            throw new errors_ActionError(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
                 'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
-                'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', 'host-fingerprint');
+                'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', input);
         }
         return normalised;
     });
@@ -59662,7 +59806,7 @@ function hostFieldMatches(field, host, port) {
     }
     return matched;
 }
-function scanKnownHosts(text, host, port) {
+function scanKnownHosts(text, host, port, input) {
     const scan = { keys: [], lines: 0, linesHere: 0, otherHosts: [], otherHashed: 0, certAuthorities: 0 };
     const lines = text.split(/\r?\n/);
     lines.forEach((rawLine, index) => {
@@ -59682,16 +59826,16 @@ function scanKnownHosts(text, host, port) {
                 return;
             }
             else {
-                throw knownHostsError(index, `unknown marker ${marker ?? ''}`);
+                throw knownHostsError(input, index, `unknown marker ${marker ?? ''}`);
             }
         }
         const [hostField, type, key] = fields;
         if (!hostField || !type || !key || !/^[A-Za-z0-9+/]+={0,2}$/.test(key)) {
-            throw knownHostsError(index, 'expected "host key-type base64-key"');
+            throw knownHostsError(input, index, 'expected "host key-type base64-key"');
         }
         const blob = Buffer.from(key, 'base64');
         if (keyTypeOf(blob) !== type) {
-            throw knownHostsError(index, `the key does not hold a ${type} key`);
+            throw knownHostsError(input, index, `the key does not hold a ${type} key`);
         }
         if (hostFieldMatches(hostField, host, port)) {
             scan.linesHere += 1;
@@ -59717,7 +59861,7 @@ function scanKnownHosts(text, host, port) {
  * disable pinning.
  */
 function parseKnownHosts(text, host, port) {
-    return scanKnownHosts(text, host, port).keys;
+    return scanKnownHosts(text, host, port, REGISTRY_PIN_INPUTS.knownHosts).keys;
 }
 /**
  * The pins from the `host-fingerprint` and `known-hosts` inputs. An input that is set must give
@@ -59725,30 +59869,30 @@ function parseKnownHosts(text, host, port) {
  * (with a warning) although the user meant to pin, so it is an error that says why, before any
  * connection.
  */
-function readHostKeyPins(inputs, host, port) {
+function readHostKeyPins(inputs, host, port, names = REGISTRY_PIN_INPUTS) {
     const target = hostPatterns(host, port)[0];
-    const scan = scanKnownHosts(inputs.knownHosts, host, port);
+    const scan = scanKnownHosts(inputs.knownHosts, host, port, names.knownHosts);
     const revoked = scan.keys.filter((key) => key.revoked);
     const usableKeys = scan.keys.filter((key) => !key.revoked && !revoked.some((bad) => bad.key === key.key));
     const revokedFingerprints = revoked.map((key) => fingerprintOf(Buffer.from(key.key, 'base64')));
-    const fingerprints = parseFingerprints(inputs.hostFingerprint);
+    const fingerprints = parseFingerprints(inputs.hostFingerprint, names.fingerprint);
     if (inputs.hostFingerprint.trim() !== '') {
         if (fingerprints.length === 0) {
-            throw new errors_ActionError('host-fingerprint is set but holds no fingerprint. Give the value that ' +
-                '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).', 'host-fingerprint');
+            throw new errors_ActionError(`${names.fingerprint} is set but holds no fingerprint. Give the value that ` +
+                '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).', names.fingerprint);
         }
         if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
-            throw new errors_ActionError('host-fingerprint names only keys that known-hosts marks @revoked; a revoked key is never accepted. ' +
-                "Pin the server's current host key.", 'host-fingerprint');
+            throw new errors_ActionError(`${names.fingerprint} names only keys that ${names.knownHosts} marks @revoked; a revoked key is never ` +
+                "accepted. Pin the server's current host key.", names.fingerprint);
         }
     }
     if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
-        throw new errors_ActionError(`known-hosts gives no key for ${target}: ${knownHostsProblems(scan, target)}`, 'known-hosts');
+        throw new errors_ActionError(`${names.knownHosts} gives no key for ${target}: ${knownHostsProblems(scan, target, names)}`, names.knownHosts);
     }
     return { fingerprints, knownKeys: scan.keys };
 }
 /** Why known_hosts text gives no usable key for `target`, with what to do. */
-function knownHostsProblems(scan, target) {
+function knownHostsProblems(scan, target, names) {
     const problems = [];
     if (scan.lines === 0)
         problems.push('it holds only comments or blank lines');
@@ -59757,7 +59901,7 @@ function knownHostsProblems(scan, target) {
     }
     if (scan.certAuthorities > 0) {
         problems.push(`it has ${scan.certAuthorities} @cert-authority line${scan.certAuthorities === 1 ? '' : 's'}: host ` +
-            'certificates are not supported, pin the host key with host-fingerprint or a plain known-hosts line');
+            `certificates are not supported, pin the host key with ${names.fingerprint} or a plain ${names.knownHosts} line`);
     }
     const others = [
         ...scan.otherHosts.map((pattern) => errors_oneLine(pattern)),
@@ -59766,11 +59910,12 @@ function knownHostsProblems(scan, target) {
     if (scan.linesHere === 0 && others.length > 0)
         problems.push(`it has lines but none for ${target}; it lists ${others.join(', ')}`);
     return (`${problems.join('; ')}. Add the server's key as \`ssh-keyscan -p PORT HOST\` prints it (checked against ` +
-        '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server), or use host-fingerprint.');
+        `\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the server), or use ${names.fingerprint}.`);
 }
-function knownHostsError(index, problem) {
-    return new errors_ActionError(`known-hosts: line ${index + 1} cannot be read (${problem}). ` +
-        'Paste lines as `ssh-keyscan -p PORT HOST` prints them, or use host-fingerprint instead.', 'known-hosts');
+function knownHostsError(input, index, problem) {
+    const fingerprintInput = input.replace(/known-hosts$/, 'host-fingerprint');
+    return new errors_ActionError(`${input}: line ${index + 1} cannot be read (${problem}). ` +
+        `Paste lines as \`ssh-keyscan -p PORT HOST\` prints them, or use ${fingerprintInput} instead.`, input);
 }
 /** Whether the pins allow any key at all (revoked keys allow none). */
 function hasPins(pins) {
@@ -59793,6 +59938,8 @@ function hostKeyAllowed(pins, keyBlob) {
 /**
  * Connecting: the TCP socket, authentication, and the server's host key checked against the
  * pins (ssh/hostkeys.ts) before anything is sent. On a mismatch nothing reaches the server.
+ * Behind a bastion (jump-host), the bastion is connected to the same way, pins and all, and the
+ * registry's connection runs through a tunnel the bastion opens (as `ssh -J` does).
  */
 
 
@@ -59800,6 +59947,11 @@ function hostKeyAllowed(pins, keyBlob) {
 
 
 
+
+/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
+function inputName(role, name) {
+    return role === 'bastion' ? `jump-${name}` : name;
+}
 /** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
 const HOST_KEY_ALGORITHMS = {
     'ssh-ed25519': ['ssh-ed25519'],
@@ -59836,11 +59988,15 @@ async function attemptConnection(options, algorithms) {
     const pinned = hasPins(options.hostKeyPins);
     let presented;
     let verdict;
-    // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
-    // our own it is off from the first byte, which makes every command's round trip (and the
-    // handshake's) tens of milliseconds shorter.
-    const sock = external_node_net_default().connect({ host: options.host, port: options.port });
-    sock.setNoDelay(true);
+    debug_debug(`${options.role} ${options.host}:${options.port}: host key algorithms offered: ` +
+        (algorithms ? algorithms.join(',') : "ssh2's defaults"));
+    let sock;
+    try {
+        sock = await options.openStream();
+    }
+    catch (error) {
+        throw connectionError(error, options);
+    }
     try {
         await ssh.connect({
             sock,
@@ -59849,16 +60005,19 @@ async function attemptConnection(options, algorithms) {
             username: options.username,
             privateKey: options.privateKey,
             ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
-            readyTimeout: (options.connectTimeout ?? 30) * 1000,
+            readyTimeout: options.connectTimeout * 1000,
             keepaliveInterval: 15000,
             keepaliveCountMax: 4,
             ...(algorithms ? { algorithms: { serverHostKey: algorithms } } : {}),
+            ...(debugOn() ? { debug: (line) => debug_debug(`ssh2 ${options.role}: ${line}`) } : {}),
             hostVerifier: (key) => {
                 presented = describePresentedKey(key);
                 if (pinned && !hostKeyAllowed(options.hostKeyPins, key))
                     verdict = 'mismatch';
                 else if (!pinned && options.strictHostKey)
                     verdict = 'unpinned';
+                debug_debug(`${options.role} ${options.host}:${options.port}: host key presented: ${presented.type} ` +
+                    `${presented.fingerprint} (${verdict ?? (pinned ? 'pinned' : 'not pinned')})`);
                 return verdict === undefined;
             },
         });
@@ -59874,22 +60033,71 @@ async function attemptConnection(options, algorithms) {
     }
     if (!presented) {
         ssh.dispose();
-        throw new errors_ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, 'host');
+        throw new errors_ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
     }
     return { kind: 'connected', ssh, presented };
 }
+/** A TCP connection of our own to the endpoint; its errors reach ssh2, which reports them. */
+function directStream(endpoint) {
+    return () => {
+        // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
+        // our own it is off from the first byte, which makes every command's round trip (and the
+        // handshake's) tens of milliseconds shorter.
+        const sock = external_node_net_default().connect({ host: endpoint.host, port: endpoint.port });
+        sock.setNoDelay(true);
+        return Promise.resolve(sock);
+    };
+}
 /**
- * Connects and authenticates; on a host key mismatch, stops before anything is sent. Only the
- * pinned key types are offered when known-hosts names them. With fingerprints alone the types
- * are not known: when the server presents a key of another type than the pinned one (it may
- * hold several), each other type is asked for in turn.
+ * Connects and authenticates; on a host key mismatch, stops before anything is sent. With a
+ * bastion (options.jump), connects to it first, with the same checks and its own pins, and then
+ * to the registry through a tunnel it opens; closing the registry's session closes the bastion's.
  */
 async function connect(options) {
+    const shared = { strictHostKey: options.strictHostKey ?? false, connectTimeout: options.connectTimeout ?? 30 };
+    const registry = {
+        host: options.host,
+        port: options.port,
+        username: options.username,
+        privateKey: options.privateKey,
+        passphrase: options.passphrase,
+        hostKeyPins: options.hostKeyPins,
+    };
+    if (!options.jump) {
+        return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
+    }
+    const jump = options.jump;
+    const bastion = await connectHop({ ...jump, ...shared, role: 'bastion', openStream: directStream(jump) });
+    try {
+        const session = await connectHop({
+            ...registry,
+            ...shared,
+            role: 'registry',
+            via: `${jump.host}:${jump.port}`,
+            openStream: () => bastion.forwardOut(registry.host, registry.port, shared.connectTimeout),
+        });
+        session.runsThrough(bastion);
+        return session;
+    }
+    catch (error) {
+        bastion.dispose();
+        throw error;
+    }
+}
+/**
+ * Connects and authenticates to one server; on a host key mismatch, stops before anything is
+ * sent. Only the pinned key types are offered when known-hosts names them. With fingerprints alone
+ * the types are not known: when the server presents a key of another type than the pinned one (it
+ * may hold several), each other type is asked for in turn.
+ */
+async function connectHop(options) {
     const pinned = hasPins(options.hostKeyPins);
+    const knownHostsInput = inputName(options.role, 'known-hosts');
+    const fingerprintInput = inputName(options.role, 'host-fingerprint');
     // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
     if (!pinned && pinsGiven(options.hostKeyPins)) {
-        throw new errors_ActionError(`known-hosts gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
-            "accepted. Pin the server's current host key. Nothing was sent to the server.", 'known-hosts');
+        throw new errors_ActionError(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
+            "accepted. Pin the server's current host key. Nothing was sent to the server.", knownHostsInput);
     }
     const presentedKeys = [];
     for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
@@ -59900,18 +60108,19 @@ async function connect(options) {
             if (!pinned) {
                 const { type, fingerprint } = attempt.presented;
                 warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-                    `Pin it: add "host-fingerprint: ${fingerprint}" to the step (after checking it on the server with ` +
+                    `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
                     '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.', { title: 'Host key not pinned' });
             }
             else {
-                info(`Host key verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+                const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
+                info(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
             }
-            return new RemoteSession(attempt.ssh, attempt.presented);
+            return new RemoteSession(attempt.ssh, attempt.presented, options.role);
         }
         if (attempt.kind === 'unpinned') {
             throw new errors_ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
-                `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
-                `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`, 'host-fingerprint');
+                `${fingerprintInput} nor ${knownHostsInput} is set. The server presented ${attempt.presented.type} ` +
+                `${attempt.presented.fingerprint}; after checking it on the server, set ${fingerprintInput}: ${attempt.presented.fingerprint}.`, fingerprintInput);
         }
         if (attempt.kind === 'mismatch')
             presentedKeys.push(attempt.presented);
@@ -59920,7 +60129,7 @@ async function connect(options) {
     throw hostKeyMismatch(options, presentedKeys);
 }
 function hostKeyMismatch(options, presented) {
-    const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
+    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
     return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
         `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
@@ -59930,23 +60139,31 @@ function connectionError(error, options) {
     const message = describeError(error);
     const target = `${options.host}:${options.port}`;
     const code = error.code;
+    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
+    if (options.via && /channel open failure|tunnel/i.test(message)) {
+        return new errors_ActionError(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+            'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
+            '(AllowTcpForwarding in its sshd_config).', 'host');
+    }
     if (code === 'ECONNREFUSED') {
-        return new errors_ActionError(`Connection to ${target} was refused. Check the host and port inputs, and that sshd runs.`, 'port');
+        return new errors_ActionError(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
     }
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the host input.`, 'host');
+        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
     }
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-        return new errors_ActionError(`${target} cannot be reached from the runner. Check the host input and the server's firewall.`, 'host');
+        return new errors_ActionError(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
+            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
     }
     if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
-        return new errors_ActionError(`Connecting to ${target} timed out. Check the host and port inputs and that the server accepts SSH from the runner.`, 'host');
+        return new errors_ActionError(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
+            (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
     }
     if (/authentication methods failed/i.test(message)) {
-        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the username input and that ` +
-            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", 'ssh-key');
+        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
+            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
     }
-    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
+    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, host);
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/connection.ts
@@ -60244,16 +60461,16 @@ function ed25519ToOpenSsh(key) {
  * ssh2 reads OpenSSH and PKCS#1/SEC1 PEM keys, but not PKCS#8 ("BEGIN PRIVATE KEY", "BEGIN
  * ENCRYPTED PRIVATE KEY"). Node's crypto reads those; re-encode them, in memory, in a form ssh2 reads.
  */
-function pkcs8ToSsh2(key, passphrase) {
+function pkcs8ToSsh2(key, passphrase, names) {
     let keyObject;
     try {
         keyObject = (0,external_node_crypto_.createPrivateKey)(passphrase === '' ? key : { key, passphrase });
     }
     catch (error) {
         if (key.startsWith('-----BEGIN ENCRYPTED')) {
-            throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase');
+            throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase', names);
         }
-        throw new errors_ActionError(`ssh-key: the PKCS#8 key cannot be read (${error.message}).`, 'ssh-key');
+        throw new errors_ActionError(`${names.key}: the PKCS#8 key cannot be read (${error.message}).`, names.key);
     }
     switch (keyObject.asymmetricKeyType) {
         case 'rsa':
@@ -60263,41 +60480,43 @@ function pkcs8ToSsh2(key, passphrase) {
         case 'ed25519':
             return ed25519ToOpenSsh(keyObject);
         default:
-            throw new errors_ActionError(`ssh-key: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, 'ssh-key');
+            throw new errors_ActionError(`${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, names.key);
     }
 }
-function keyError(kind) {
+function keyError(kind, names) {
     return kind === 'missing-passphrase'
-        ? new errors_ActionError('ssh-key-passphrase: the key is encrypted. Give its passphrase in ssh-key-passphrase.', 'ssh-key-passphrase')
-        : new errors_ActionError('ssh-key-passphrase: the passphrase does not open the key. Check the secret that holds it.', 'ssh-key-passphrase');
+        ? new errors_ActionError(`${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`, names.passphrase)
+        : new errors_ActionError(`${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`, names.passphrase);
 }
+const REGISTRY_KEY_INPUTS = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
+const JUMP_KEY_INPUTS = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
 /** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
-function preparePrivateKey(text, passphrase) {
+function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
     if (text.trim() === '') {
-        throw new errors_ActionError('ssh-key: no private key given. Set it from a secret: ssh-key: ${{ secrets.REGISTRY_SSH_KEY }}.', 'ssh-key');
+        throw new errors_ActionError(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
     }
     const key = normalisePrivateKey(text);
     if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
         key.startsWith('-----BEGIN PUBLIC KEY-----') ||
         key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
-        throw new errors_ActionError('ssh-key: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").', 'ssh-key');
+        throw new errors_ActionError(`${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`, names.key);
     }
     if (!key.startsWith('-----BEGIN ')) {
-        throw new errors_ActionError('ssh-key: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.', 'ssh-key');
+        throw new errors_ActionError(`${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`, names.key);
     }
     if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
-        throw new errors_ActionError('ssh-key: the key is cut short (no "-----END" line). Paste the whole key file into the secret.', 'ssh-key');
+        throw new errors_ActionError(`${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`, names.key);
     }
     if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
-        return { privateKey: pkcs8ToSsh2(key, passphrase), passphrase: '' };
+        return { privateKey: pkcs8ToSsh2(key, passphrase, names), passphrase: '' };
     }
     const parsed = lib_default().utils.parseKey(key, passphrase === '' ? undefined : passphrase);
     if (parsed instanceof Error) {
         if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '')
-            throw keyError('missing-passphrase');
+            throw keyError('missing-passphrase', names);
         if (/passphrase|decrypt/i.test(parsed.message))
-            throw keyError('wrong-passphrase');
-        throw new errors_ActionError(`ssh-key: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, 'ssh-key');
+            throw keyError('wrong-passphrase', names);
+        throw new errors_ActionError(`${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, names.key);
     }
     return { privateKey: key, passphrase };
 }
@@ -60313,6 +60532,7 @@ function preparePrivateKey(text, passphrase) {
 
 
 
+
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 /** Reads the inputs every entry point shares (INPUT_* variables). */
@@ -60320,26 +60540,65 @@ function readRegistrySettings() {
     // Secrets first, so that nothing printed while checking the rest can reveal them.
     const rawKey = getInput('ssh-key');
     const passphrase = getInput('ssh-key-passphrase');
-    maskSecrets([rawKey, passphrase]);
+    const rawJumpKey = getInput('jump-ssh-key');
+    const jumpPassphrase = getInput('jump-ssh-key-passphrase');
+    maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
     forgetSecretInputs();
     const host = parseHost(getInput('host', { required: true }));
     const port = parsePort(getInput('port'));
+    const username = parseUsername(getInput('username', { required: true }));
     const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
     // A PKCS#8 key comes back re-encoded: mask that form too.
     if (privateKey !== normalisePrivateKey(rawKey))
         maskSecrets([privateKey]);
+    const jump = readJumpSettings({ privateKey, passphrase: keyPassphrase, username }, { rawKey: rawJumpKey, passphrase: jumpPassphrase });
     return {
         host,
         port,
-        username: parseUsername(getInput('username', { required: true })),
+        username,
         privateKey,
         passphrase: keyPassphrase,
         hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
+        ...(jump ? { jump } : {}),
         simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         strictHostKey: readBoolean('strict-host-key'),
         connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
         lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
         lxdCompat: getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
+        summary: getInput('summary') === '' ? true : readBoolean('summary'),
+    };
+}
+/**
+ * The bastion (jump-* inputs), or undefined without jump-host. The user and key default to the
+ * registry's; the bastion's host key is pinned by its own inputs, with the same rules.
+ */
+function readJumpSettings(registry, secrets) {
+    const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
+    if (getInput('jump-host').trim() === '') {
+        const stray = jumpInputs.find((name) => getInput(name).trim() !== '' && name !== 'jump-port');
+        if (stray || secrets.rawKey.trim() !== '') {
+            throw new errors_ActionError(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
+                'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
+        }
+        return undefined;
+    }
+    const host = parseHost(getInput('jump-host'), 'jump-host');
+    const port = parsePort(getInput('jump-port'), 'jump-port');
+    const username = getInput('jump-username').trim() === ''
+        ? registry.username
+        : parseUsername(getInput('jump-username'), 'jump-username');
+    let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
+    if (secrets.rawKey.trim() !== '') {
+        key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
+        if (key.privateKey !== normalisePrivateKey(secrets.rawKey))
+            maskSecrets([key.privateKey]);
+    }
+    return {
+        host,
+        port,
+        username,
+        ...key,
+        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('jump-host-fingerprint'), knownHosts: getInput('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
     };
 }
 /** Reads the publish action's settings. */
@@ -60386,7 +60645,7 @@ function inputs_readDayTwoSettings(kind) {
     return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
 }
 /** The inputs that hold secrets. */
-const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase'];
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
 /**
  * Removes the secret inputs from this process's environment once read, so that no child process
  * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
@@ -60412,6 +60671,7 @@ function maskSecrets(values) {
     }
     for (const mask of masks)
         core_setSecret(mask);
+    addDebugSecrets([...masks]);
 }
 /** A boolean input; empty means false. Typos are refused rather than read as false. */
 function readBoolean(name) {
@@ -60472,38 +60732,39 @@ function parseLocalPath(value, input) {
     }
     return path;
 }
-function parseHost(value) {
+function parseHost(value, input = 'host') {
     const host = value.trim();
+    const prefix = input.replace(/host$/, '');
     if (host.includes('@')) {
-        throw new errors_ActionError(`host: "${host}" contains "@". Put the user name in the username input and only the host name or address here.`, 'host');
+        throw new errors_ActionError(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-        throw new errors_ActionError(`host: "${host}" is a URL. Give only the host name or IP address.`, 'host');
+        throw new errors_ActionError(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
     }
     const bracketless = host.replace(/^\[(.*)\]$/, '$1');
     const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
     // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
     const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
     if (!isHostName && !isIPv6) {
-        throw new errors_ActionError(`host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`, 'host');
+        throw new errors_ActionError(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
     }
     return bracketless;
 }
-function parsePort(value) {
+function parsePort(value, input = 'port') {
     const text = value.trim();
     // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
     if (text === '')
         return 22;
     const port = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new errors_ActionError(`port: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, 'port');
+        throw new errors_ActionError(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
     }
     return port;
 }
-function parseUsername(value) {
+function parseUsername(value, input = 'username') {
     const username = value.trim();
     if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
-        throw new errors_ActionError(`username: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, 'username');
+        throw new errors_ActionError(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
     }
     return username;
 }
@@ -60699,11 +60960,20 @@ function installLastResort() {
     process.on('uncaughtException', fail);
     process.on('unhandledRejection', fail);
 }
-/** Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. */
+/**
+ * Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. The
+ * work hands its settings to `onSettings` once read: with `summary: false` a failure writes no
+ * summary either (a failure before the settings are read, a bad input, still does, unless the
+ * summary input itself says false).
+ */
 async function step_runStep(failureHeading, work) {
+    let summary = getInput('summary').trim().toLowerCase() !== 'false';
     installLastResort();
     try {
-        await work();
+        await work((settings) => {
+            summary = settings.summary;
+            return settings;
+        });
     }
     catch (error) {
         // ActionError messages already name the input and the fix; anything else is unexpected.
@@ -60714,7 +60984,7 @@ async function step_runStep(failureHeading, work) {
         const input = error instanceof errors_ActionError ? error.input : undefined;
         core_error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
         process.exitCode = ExitCode.Failure;
-        if (process.env['GITHUB_STEP_SUMMARY'])
+        if (summary && process.env['GITHUB_STEP_SUMMARY'])
             await writeFailureSummary(message, failureHeading).catch(() => undefined);
     }
 }
@@ -60731,9 +61001,10 @@ async function step_runStep(failureHeading, work) {
 
 
 
+
 async function withRegistry(settings, work) {
     // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
-    const registry = await group(`Connect to ${settings.host}:${settings.port}`, () => Registry.open({ ...settings, uploadDir: '' }));
+    const registry = await debug_timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open({ ...settings, uploadDir: '' }));
     try {
         return await work(registry);
     }
@@ -60741,10 +61012,10 @@ async function withRegistry(settings, work) {
         registry.close();
     }
 }
-async function report(result) {
+async function report(result, settings) {
     setOutput('status', result.status);
     setOutput('fingerprint', result.fingerprint);
-    if (process.env['GITHUB_STEP_SUMMARY'])
+    if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
         await writeDayTwoSummary(result);
 }
 const options = (settings) => ({
@@ -60754,18 +61025,18 @@ const options = (settings) => ({
 });
 /** uses: crynux/lxc-publish/alias */
 function runAlias() {
-    return runStep('Aliases not changed', async () => {
-        const settings = readDayTwoSettings('alias');
-        const result = await withRegistry(settings, (registry) => core.group('Put the aliases in place under the registry lock', () => setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options: options(settings) })));
-        await report(result);
+    return runStep('Aliases not changed', async (onSettings) => {
+        const settings = onSettings(readDayTwoSettings('alias'));
+        const result = await withRegistry(settings, (registry) => timedGroup('Put the aliases in place under the registry lock', () => setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options: options(settings) })));
+        await report(result, settings);
     });
 }
 /** uses: crynux/lxc-publish/remove */
 function runRemove() {
-    return step_runStep('Image not removed', async () => {
-        const settings = inputs_readDayTwoSettings('remove');
-        const result = await withRegistry(settings, (registry) => group('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, options: options(settings) })));
-        await report(result);
+    return step_runStep('Image not removed', async (onSettings) => {
+        const settings = onSettings(inputs_readDayTwoSettings('remove'));
+        const result = await withRegistry(settings, (registry) => debug_timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, options: options(settings) })));
+        await report(result, settings);
     });
 }
 
@@ -60796,7 +61067,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1045);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8147);
 
 
 await (0,_action_day_two_js__WEBPACK_IMPORTED_MODULE_1__/* .runRemove */ .m)();

@@ -4,6 +4,7 @@
  * does, makes the change under the registry lock (registry/day-two.ts) and reports.
  */
 import * as core from '@actions/core';
+import { timedGroup } from '../common/debug.js';
 import { removeImage, setAliases, type DayTwoResult } from '../registry/day-two.js';
 import { Registry } from '../registry/registry.js';
 import { readDayTwoSettings, type DayTwoSettings } from './inputs.js';
@@ -15,7 +16,7 @@ async function withRegistry(
   work: (registry: Registry) => Promise<DayTwoResult>,
 ): Promise<DayTwoResult> {
   // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
-  const registry = await core.group(`Connect to ${settings.host}:${settings.port}`, () =>
+  const registry = await timedGroup(`Connect to ${settings.host}:${settings.port}`, () =>
     Registry.open({ ...settings, uploadDir: '' }),
   );
   try {
@@ -25,10 +26,10 @@ async function withRegistry(
   }
 }
 
-async function report(result: DayTwoResult): Promise<void> {
+async function report(result: DayTwoResult, settings: DayTwoSettings): Promise<void> {
   core.setOutput('status', result.status);
   core.setOutput('fingerprint', result.fingerprint);
-  if (process.env['GITHUB_STEP_SUMMARY']) await writeDayTwoSummary(result);
+  if (settings.summary && process.env['GITHUB_STEP_SUMMARY']) await writeDayTwoSummary(result);
 }
 
 const options = (settings: DayTwoSettings) => ({
@@ -39,26 +40,26 @@ const options = (settings: DayTwoSettings) => ({
 
 /** uses: crynux/lxc-publish/alias */
 export function runAlias(): Promise<void> {
-  return runStep('Aliases not changed', async () => {
-    const settings = readDayTwoSettings('alias');
+  return runStep('Aliases not changed', async (onSettings) => {
+    const settings = onSettings(readDayTwoSettings('alias'));
     const result = await withRegistry(settings, (registry) =>
-      core.group('Put the aliases in place under the registry lock', () =>
+      timedGroup('Put the aliases in place under the registry lock', () =>
         setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options: options(settings) }),
       ),
     );
-    await report(result);
+    await report(result, settings);
   });
 }
 
 /** uses: crynux/lxc-publish/remove */
 export function runRemove(): Promise<void> {
-  return runStep('Image not removed', async () => {
-    const settings = readDayTwoSettings('remove');
+  return runStep('Image not removed', async (onSettings) => {
+    const settings = onSettings(readDayTwoSettings('remove'));
     const result = await withRegistry(settings, (registry) =>
-      core.group('Remove the image under the registry lock', () =>
+      timedGroup('Remove the image under the registry lock', () =>
         removeImage(registry, { reference: settings.reference, options: options(settings) }),
       ),
     );
-    await report(result);
+    await report(result, settings);
   });
 }

@@ -4,15 +4,16 @@
  */
 import * as core from '@actions/core';
 import { posix } from 'node:path';
+import { addDebugSecrets } from '../common/debug.js';
 import { ActionError, hasControlCharacters, oneLine } from '../common/errors.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
 import type { RootfsLimits } from '../image/rootfs.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
 import type { UploadOptions } from '../registry/upload.js';
-import type { ConnectOptions } from '../ssh/connect.js';
-import { readHostKeyPins } from '../ssh/hostkeys.js';
-import { normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
+import type { ConnectOptions, SshEndpoint } from '../ssh/connect.js';
+import { JUMP_PIN_INPUTS, readHostKeyPins } from '../ssh/hostkeys.js';
+import { JUMP_KEY_INPUTS, normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
 
 /** The inputs every entry point shares: the connection, the registry, its lock and the LXD items. */
 export interface RegistrySettings extends ConnectOptions {
@@ -23,6 +24,8 @@ export interface RegistrySettings extends ConnectOptions {
   lockTimeout: number;
   /** Whether every version also carries items for LXD clients. */
   lxdCompat: boolean;
+  /** Whether to write the job summary (the summary input; default true). */
+  summary: boolean;
 }
 
 /**
@@ -64,19 +67,26 @@ export function readRegistrySettings(): RegistrySettings {
   // Secrets first, so that nothing printed while checking the rest can reveal them.
   const rawKey = core.getInput('ssh-key');
   const passphrase = core.getInput('ssh-key-passphrase');
-  maskSecrets([rawKey, passphrase]);
+  const rawJumpKey = core.getInput('jump-ssh-key');
+  const jumpPassphrase = core.getInput('jump-ssh-key-passphrase');
+  maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
   forgetSecretInputs();
 
   const host = parseHost(core.getInput('host', { required: true }));
   const port = parsePort(core.getInput('port'));
+  const username = parseUsername(core.getInput('username', { required: true }));
   const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
   // A PKCS#8 key comes back re-encoded: mask that form too.
   if (privateKey !== normalisePrivateKey(rawKey)) maskSecrets([privateKey]);
+  const jump = readJumpSettings(
+    { privateKey, passphrase: keyPassphrase, username },
+    { rawKey: rawJumpKey, passphrase: jumpPassphrase },
+  );
 
   return {
     host,
     port,
-    username: parseUsername(core.getInput('username', { required: true })),
+    username,
     privateKey,
     passphrase: keyPassphrase,
     hostKeyPins: readHostKeyPins(
@@ -84,6 +94,7 @@ export function readRegistrySettings(): RegistrySettings {
       host,
       port,
     ),
+    ...(jump ? { jump } : {}),
     simplestreamsDir: parseRemoteDir(
       core.getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR,
       'simplestreams-dir',
@@ -92,6 +103,52 @@ export function readRegistrySettings(): RegistrySettings {
     connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
     lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
     lxdCompat: core.getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
+    summary: core.getInput('summary') === '' ? true : readBoolean('summary'),
+  };
+}
+
+/**
+ * The bastion (jump-* inputs), or undefined without jump-host. The user and key default to the
+ * registry's; the bastion's host key is pinned by its own inputs, with the same rules.
+ */
+function readJumpSettings(
+  registry: { privateKey: string; passphrase: string; username: string },
+  secrets: { rawKey: string; passphrase: string },
+): SshEndpoint | undefined {
+  const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
+  if (core.getInput('jump-host').trim() === '') {
+    const stray = jumpInputs.find((name) => core.getInput(name).trim() !== '' && name !== 'jump-port');
+    if (stray || secrets.rawKey.trim() !== '') {
+      throw new ActionError(
+        `${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
+          'address, or leave the jump-* inputs out to connect to the registry directly.',
+        'jump-host',
+      );
+    }
+    return undefined;
+  }
+  const host = parseHost(core.getInput('jump-host'), 'jump-host');
+  const port = parsePort(core.getInput('jump-port'), 'jump-port');
+  const username =
+    core.getInput('jump-username').trim() === ''
+      ? registry.username
+      : parseUsername(core.getInput('jump-username'), 'jump-username');
+  let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
+  if (secrets.rawKey.trim() !== '') {
+    key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
+    if (key.privateKey !== normalisePrivateKey(secrets.rawKey)) maskSecrets([key.privateKey]);
+  }
+  return {
+    host,
+    port,
+    username,
+    ...key,
+    hostKeyPins: readHostKeyPins(
+      { hostFingerprint: core.getInput('jump-host-fingerprint'), knownHosts: core.getInput('jump-known-hosts') },
+      host,
+      port,
+      JUMP_PIN_INPUTS,
+    ),
   };
 }
 
@@ -147,7 +204,7 @@ export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
 }
 
 /** The inputs that hold secrets. */
-const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase'];
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
 
 /**
  * Removes the secret inputs from this process's environment once read, so that no child process
@@ -171,6 +228,7 @@ function maskSecrets(values: string[]): void {
     }
   }
   for (const mask of masks) core.setSecret(mask);
+  addDebugSecrets([...masks]);
 }
 
 /** A boolean input; empty means false. Typos are refused rather than read as false. */
@@ -235,16 +293,17 @@ function parseLocalPath(value: string, input: string): string {
   return path;
 }
 
-export function parseHost(value: string): string {
+export function parseHost(value: string, input = 'host'): string {
   const host = value.trim();
+  const prefix = input.replace(/host$/, '');
   if (host.includes('@')) {
     throw new ActionError(
-      `host: "${host}" contains "@". Put the user name in the username input and only the host name or address here.`,
-      'host',
+      `${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`,
+      input,
     );
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-    throw new ActionError(`host: "${host}" is a URL. Give only the host name or IP address.`, 'host');
+    throw new ActionError(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
   }
   const bracketless = host.replace(/^\[(.*)\]$/, '$1');
   const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
@@ -252,30 +311,30 @@ export function parseHost(value: string): string {
   const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
   if (!isHostName && !isIPv6) {
     throw new ActionError(
-      `host: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the port input.`,
-      'host',
+      `${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`,
+      input,
     );
   }
   return bracketless;
 }
 
-export function parsePort(value: string): number {
+export function parsePort(value: string, input = 'port'): number {
   const text = value.trim();
   // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
   if (text === '') return 22;
   const port = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new ActionError(`port: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, 'port');
+    throw new ActionError(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
   }
   return port;
 }
 
-export function parseUsername(value: string): string {
+export function parseUsername(value: string, input = 'username'): string {
   const username = value.trim();
   if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
     throw new ActionError(
-      `username: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`,
-      'username',
+      `${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`,
+      input,
     );
   }
   return username;

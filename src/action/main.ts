@@ -3,6 +3,7 @@
  * then the outputs, the public check and the job summary.
  */
 import * as core from '@actions/core';
+import { timedGroup } from '../common/debug.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
 import type { PublishResult } from '../registry/publication.js';
 import { readSettings, type Settings } from './inputs.js';
@@ -54,7 +55,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
 
 /** With public-url: what clients will see, checked over HTTPS. */
 function checkPublic(settings: Settings, result: PublishResult): Promise<PublicCheckResult> {
-  return core.group(`Check ${settings.publicUrl}`, () =>
+  return timedGroup(`Check ${settings.publicUrl}`, () =>
     checkPublicRegistry({
       url: settings.publicUrl,
       fingerprint: result.fingerprint,
@@ -66,8 +67,8 @@ function checkPublic(settings: Settings, result: PublishResult): Promise<PublicC
 
 /** The action's entry point: never throws; a failure fails the step with a message. */
 export function run(): Promise<void> {
-  return runStep('Image not published', async () => {
-    const settings = readSettings();
+  return runStep('Image not published', async (onSettings) => {
+    const settings = onSettings(readSettings());
     const result = await publish(settings);
     setOutputs(result); // 8. report
     let publicCheck: PublicCheckResult | undefined;
@@ -75,8 +76,8 @@ export function run(): Promise<void> {
       if (settings.publicUrl) publicCheck = await checkPublic(settings, result);
     } finally {
       // The summary says "served" only when the public check passed. Outside a runner (a local
-      // run) there is no summary file: the log has everything.
-      if (process.env['GITHUB_STEP_SUMMARY'])
+      // run) there is no summary file: the log has everything. `summary: false` turns it off.
+      if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
         await writeSummary(result, {
           ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
           ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),

@@ -18,11 +18,23 @@ function installLastResort(): void {
   process.on('unhandledRejection', fail);
 }
 
-/** Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. */
-export async function runStep(failureHeading: string, work: () => Promise<void>): Promise<void> {
+/**
+ * Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. The
+ * work hands its settings to `onSettings` once read: with `summary: false` a failure writes no
+ * summary either (a failure before the settings are read, a bad input, still does, unless the
+ * summary input itself says false).
+ */
+export async function runStep(
+  failureHeading: string,
+  work: (onSettings: <T extends { summary: boolean }>(settings: T) => T) => Promise<void>,
+): Promise<void> {
+  let summary = core.getInput('summary').trim().toLowerCase() !== 'false';
   installLastResort();
   try {
-    await work();
+    await work((settings) => {
+      summary = settings.summary;
+      return settings;
+    });
   } catch (error) {
     // ActionError messages already name the input and the fix; anything else is unexpected.
     // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
@@ -33,6 +45,7 @@ export async function runStep(failureHeading: string, work: () => Promise<void>)
     const input = error instanceof ActionError ? error.input : undefined;
     core.error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
     process.exitCode = core.ExitCode.Failure;
-    if (process.env['GITHUB_STEP_SUMMARY']) await writeFailureSummary(message, failureHeading).catch(() => undefined);
+    if (summary && process.env['GITHUB_STEP_SUMMARY'])
+      await writeFailureSummary(message, failureHeading).catch(() => undefined);
   }
 }

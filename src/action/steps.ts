@@ -3,6 +3,7 @@
  * hands the work to its layer: image/ on the runner, registry/ on the server.
  */
 import * as core from '@actions/core';
+import { timedGroup } from '../common/debug.js';
 import { ActionError } from '../common/errors.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { fingerprintOf, uploadKey } from '../image/hashing.js';
@@ -30,7 +31,7 @@ import type { Settings } from './inputs.js';
 
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 export async function inspect(settings: Settings): Promise<LocalImage> {
-  const image = await core.group('Inspect the image', async () => {
+  const image = await timedGroup('Inspect the image', async () => {
     const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
     const { os, release, variant, propertiesArchitecture } = inspected.properties;
     // metadata.yaml is the image builder's: its values are logged escaped.
@@ -70,7 +71,7 @@ export function requestedAliases(settings: Settings, image: LocalImage): string[
 
 /** Step 2: the SSH connection, with the host key checked. */
 export function connect(settings: Settings): Promise<Registry> {
-  return core.group(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
+  return timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
 }
 
 /** Step 2: what the server must offer, checked before anything is uploaded; the live index. */
@@ -127,7 +128,7 @@ export async function findExisting(settings: Settings, image: LocalImage, live: 
   const identity = lineIdentity(line, { os, release, variant, arch: propertiesArchitecture });
   const published = releasesOf(live, identity).find((candidate) => candidate.serial === serial);
   if (!published) return { published: false };
-  const fingerprint = await core.group('Fingerprint', async () => {
+  const fingerprint = await timedGroup('Fingerprint', async () => {
     const computed = await fingerprintOf(image);
     core.info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
     return computed;
@@ -142,7 +143,7 @@ export async function findExisting(settings: Settings, image: LocalImage, live: 
 
 /** Step 3, when published: only the aliases are put in place, under the registry lock. */
 export function putAliases(registry: Registry, settings: Settings, fingerprint: string, aliases: string[]) {
-  return core.group('Already published: put the aliases in place', () =>
+  return timedGroup('Already published: put the aliases in place', () =>
     publishUnderLock(registry, { fingerprint, aliases, options: settings }, { kind: 'aliases' }),
   );
 }
@@ -155,7 +156,7 @@ export async function upload(
   knownFingerprint: string | undefined,
 ): Promise<{ remote: RemoteImage; upload: Upload }> {
   const remote = remoteImage(registry.paths, await uploadKey(image), image);
-  const uploaded = await core.group('Upload', () => uploadImage(registry, remote, settings));
+  const uploaded = await timedGroup('Upload', () => uploadImage(registry, remote, settings));
   await checkUnchanged(imageFiles(image), (file) => (file === image.metadata ? 'metadata' : 'rootfs')).catch(
     async (error: unknown) => {
       await uploaded.lock.release().catch(() => undefined);
@@ -194,7 +195,7 @@ export async function convert(
     };
   }
   const staging = stagingDir(registry.paths, remote.key);
-  return core.group('Convert with incus-simplestreams', async () => {
+  return timedGroup('Convert with incus-simplestreams', async () => {
     const version = await stageImage(registry, {
       image: remote,
       staging,
@@ -216,7 +217,7 @@ export function publishLocked(
 ): Promise<PublishResult> {
   // This run's upload and staging directories go once the image is live.
   const done = [remote.dir, stagingDir(registry.paths, remote.key)];
-  return core.group('Publish under the registry lock', () =>
+  return timedGroup('Publish under the registry lock', () =>
     publishUnderLock(registry, { ...publication, options: settings }, change, done),
   );
 }

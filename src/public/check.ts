@@ -4,6 +4,8 @@
  *
  * The check uses node:https rather than fetch so that it can demand what the Incus client demands:
  * TLS 1.3 and a certificate the system trusts (NODE_EXTRA_CA_CERTS adds CAs, as for fetch).
+ * HTTPS_PROXY and NO_PROXY are honoured (public/proxy.ts): through a proxy, TLS runs end to end
+ * inside a CONNECT tunnel, with the same demands.
  */
 import https from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -11,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ActionError, describeError } from '../common/errors.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { parseImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
+import { connectThrough, proxyFor } from './proxy.js';
 import {
   expectedVersion,
   fileProblem,
@@ -58,14 +61,21 @@ interface Answer {
 const MAX_BODY_BYTES = 64 << 20;
 const REQUEST_TIMEOUT_MS = 30_000;
 
-/** One request. */
-function requestOnce(agent: https.Agent, url: string, method: 'GET' | 'HEAD', timeoutMs: number): Promise<Answer> {
+/** One request, through the proxy HTTPS_PROXY names unless NO_PROXY covers the host. */
+async function requestOnce(
+  agent: https.Agent,
+  url: string,
+  method: 'GET' | 'HEAD',
+  timeoutMs: number,
+): Promise<Answer> {
+  const proxy = proxyFor(new URL(url));
+  const tunnel = proxy ? await connectThrough(proxy, new URL(url), timeoutMs) : undefined;
   return new Promise((resolve, reject) => {
     const req = https.request(
       url,
       {
         method,
-        agent,
+        ...(tunnel ? { createConnection: () => tunnel } : { agent }),
         headers: {
           // Ask every cache on the way to revalidate; no cache-busting query: the check must see
           // what clients, which send none, are served.

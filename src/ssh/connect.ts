@@ -1,11 +1,15 @@
 /**
  * Connecting: the TCP socket, authentication, and the server's host key checked against the
  * pins (ssh/hostkeys.ts) before anything is sent. On a mismatch nothing reaches the server.
+ * Behind a bastion (jump-host), the bastion is connected to the same way, pins and all, and the
+ * registry's connection runs through a tunnel the bastion opens (as `ssh -J` does).
  */
 import * as core from '@actions/core';
 import { NodeSSH } from 'node-ssh';
 import type { ServerHostKeyAlgorithm } from 'ssh2';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { debug, debugOn } from '../common/debug.js';
 import { ActionError, describeError } from '../common/errors.js';
 import {
   describePresentedKey,
@@ -17,17 +21,42 @@ import {
 } from './hostkeys.js';
 import { RemoteSession } from './session.js';
 
-export interface ConnectOptions {
+/** One SSH server to log in to: where, as whom, with which key, and the pins of its host key. */
+export interface SshEndpoint {
   host: string;
   port: number;
   username: string;
   privateKey: string;
   passphrase: string;
   hostKeyPins: HostKeyPins;
-  /** Refuse a server whose host key is not pinned (instead of warning). */
+}
+
+export interface ConnectOptions extends SshEndpoint {
+  /** Refuse a server whose host key is not pinned (instead of warning); the bastion's too. */
   strictHostKey?: boolean;
-  /** Seconds to wait for the TCP connection and SSH handshake. */
+  /** Seconds to wait for the TCP connection and SSH handshake (each hop). */
   connectTimeout?: number;
+  /** A bastion to reach the registry through (the jump-* inputs). */
+  jump?: SshEndpoint;
+}
+
+/** Which server a connection goes to, and so which inputs its messages name. */
+type Role = 'registry' | 'bastion';
+
+/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
+function inputName(role: Role, name: string): string {
+  return role === 'bastion' ? `jump-${name}` : name;
+}
+
+/** One hop: the endpoint, how its byte stream is opened, and the settings shared by every hop. */
+interface Hop extends SshEndpoint {
+  role: Role;
+  strictHostKey: boolean;
+  connectTimeout: number;
+  /** A fresh byte stream to the server's sshd, for each attempt. */
+  openStream: () => Promise<Duplex>;
+  /** Shown in messages about a registry reached through a bastion. */
+  via?: string;
 }
 
 /** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
@@ -69,16 +98,21 @@ type Attempt =
   | { kind: 'unsupported' };
 
 /** One connection attempt offering `algorithms` as host key types. */
-async function attemptConnection(options: ConnectOptions, algorithms: string[] | undefined): Promise<Attempt> {
+async function attemptConnection(options: Hop, algorithms: string[] | undefined): Promise<Attempt> {
   const ssh = new NodeSSH();
   const pinned = hasPins(options.hostKeyPins);
   let presented: PresentedHostKey | undefined;
   let verdict: 'mismatch' | 'unpinned' | undefined;
-  // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
-  // our own it is off from the first byte, which makes every command's round trip (and the
-  // handshake's) tens of milliseconds shorter.
-  const sock = net.connect({ host: options.host, port: options.port });
-  sock.setNoDelay(true);
+  debug(
+    `${options.role} ${options.host}:${options.port}: host key algorithms offered: ` +
+      (algorithms ? algorithms.join(',') : "ssh2's defaults"),
+  );
+  let sock: Duplex;
+  try {
+    sock = await options.openStream();
+  } catch (error) {
+    throw connectionError(error, options);
+  }
   try {
     await ssh.connect({
       sock,
@@ -87,14 +121,19 @@ async function attemptConnection(options: ConnectOptions, algorithms: string[] |
       username: options.username,
       privateKey: options.privateKey,
       ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
-      readyTimeout: (options.connectTimeout ?? 30) * 1000,
+      readyTimeout: options.connectTimeout * 1000,
       keepaliveInterval: 15000,
       keepaliveCountMax: 4,
       ...(algorithms ? { algorithms: { serverHostKey: algorithms as ServerHostKeyAlgorithm[] } } : {}),
+      ...(debugOn() ? { debug: (line: string) => debug(`ssh2 ${options.role}: ${line}`) } : {}),
       hostVerifier: (key: Buffer): boolean => {
         presented = describePresentedKey(key);
         if (pinned && !hostKeyAllowed(options.hostKeyPins, key)) verdict = 'mismatch';
         else if (!pinned && options.strictHostKey) verdict = 'unpinned';
+        debug(
+          `${options.role} ${options.host}:${options.port}: host key presented: ${presented.type} ` +
+            `${presented.fingerprint} (${verdict ?? (pinned ? 'pinned' : 'not pinned')})`,
+        );
         return verdict === undefined;
       },
     });
@@ -107,25 +146,78 @@ async function attemptConnection(options: ConnectOptions, algorithms: string[] |
   }
   if (!presented) {
     ssh.dispose();
-    throw new ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, 'host');
+    throw new ActionError(
+      `The server ${options.host} presented no host key; it cannot be verified.`,
+      inputName(options.role, 'host'),
+    );
   }
   return { kind: 'connected', ssh, presented };
 }
 
+/** A TCP connection of our own to the endpoint; its errors reach ssh2, which reports them. */
+function directStream(endpoint: SshEndpoint): () => Promise<Duplex> {
+  return () => {
+    // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
+    // our own it is off from the first byte, which makes every command's round trip (and the
+    // handshake's) tens of milliseconds shorter.
+    const sock = net.connect({ host: endpoint.host, port: endpoint.port });
+    sock.setNoDelay(true);
+    return Promise.resolve(sock);
+  };
+}
+
 /**
- * Connects and authenticates; on a host key mismatch, stops before anything is sent. Only the
- * pinned key types are offered when known-hosts names them. With fingerprints alone the types
- * are not known: when the server presents a key of another type than the pinned one (it may
- * hold several), each other type is asked for in turn.
+ * Connects and authenticates; on a host key mismatch, stops before anything is sent. With a
+ * bastion (options.jump), connects to it first, with the same checks and its own pins, and then
+ * to the registry through a tunnel it opens; closing the registry's session closes the bastion's.
  */
 export async function connect(options: ConnectOptions): Promise<RemoteSession> {
+  const shared = { strictHostKey: options.strictHostKey ?? false, connectTimeout: options.connectTimeout ?? 30 };
+  const registry = {
+    host: options.host,
+    port: options.port,
+    username: options.username,
+    privateKey: options.privateKey,
+    passphrase: options.passphrase,
+    hostKeyPins: options.hostKeyPins,
+  };
+  if (!options.jump) {
+    return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
+  }
+  const jump = options.jump;
+  const bastion = await connectHop({ ...jump, ...shared, role: 'bastion', openStream: directStream(jump) });
+  try {
+    const session = await connectHop({
+      ...registry,
+      ...shared,
+      role: 'registry',
+      via: `${jump.host}:${jump.port}`,
+      openStream: () => bastion.forwardOut(registry.host, registry.port, shared.connectTimeout),
+    });
+    session.runsThrough(bastion);
+    return session;
+  } catch (error) {
+    bastion.dispose();
+    throw error;
+  }
+}
+
+/**
+ * Connects and authenticates to one server; on a host key mismatch, stops before anything is
+ * sent. Only the pinned key types are offered when known-hosts names them. With fingerprints alone
+ * the types are not known: when the server presents a key of another type than the pinned one (it
+ * may hold several), each other type is asked for in turn.
+ */
+async function connectHop(options: Hop): Promise<RemoteSession> {
   const pinned = hasPins(options.hostKeyPins);
+  const knownHostsInput = inputName(options.role, 'known-hosts');
+  const fingerprintInput = inputName(options.role, 'host-fingerprint');
   // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
   if (!pinned && pinsGiven(options.hostKeyPins)) {
     throw new ActionError(
-      `known-hosts gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
+      `${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
         "accepted. Pin the server's current host key. Nothing was sent to the server.",
-      'known-hosts',
+      knownHostsInput,
     );
   }
   const presentedKeys: PresentedHostKey[] = [];
@@ -137,21 +229,22 @@ export async function connect(options: ConnectOptions): Promise<RemoteSession> {
         const { type, fingerprint } = attempt.presented;
         core.warning(
           `The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-            `Pin it: add "host-fingerprint: ${fingerprint}" to the step (after checking it on the server with ` +
+            `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
             '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.',
           { title: 'Host key not pinned' },
         );
       } else {
-        core.info(`Host key verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+        const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
+        core.info(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
       }
-      return new RemoteSession(attempt.ssh, attempt.presented);
+      return new RemoteSession(attempt.ssh, attempt.presented, options.role);
     }
     if (attempt.kind === 'unpinned') {
       throw new ActionError(
         `The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
-          `host-fingerprint nor known-hosts is set. The server presented ${attempt.presented.type} ` +
-          `${attempt.presented.fingerprint}; after checking it on the server, set host-fingerprint: ${attempt.presented.fingerprint}.`,
-        'host-fingerprint',
+          `${fingerprintInput} nor ${knownHostsInput} is set. The server presented ${attempt.presented.type} ` +
+          `${attempt.presented.fingerprint}; after checking it on the server, set ${fingerprintInput}: ${attempt.presented.fingerprint}.`,
+        fingerprintInput,
       );
     }
     if (attempt.kind === 'mismatch') presentedKeys.push(attempt.presented);
@@ -160,8 +253,11 @@ export async function connect(options: ConnectOptions): Promise<RemoteSession> {
   throw hostKeyMismatch(options, presentedKeys);
 }
 
-function hostKeyMismatch(options: ConnectOptions, presented: PresentedHostKey[]): ActionError {
-  const input = options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts';
+function hostKeyMismatch(options: Hop, presented: PresentedHostKey[]): ActionError {
+  const input = inputName(
+    options.role,
+    options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts',
+  );
   const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
   return new ActionError(
     `Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
@@ -171,37 +267,50 @@ function hostKeyMismatch(options: ConnectOptions, presented: PresentedHostKey[])
   );
 }
 
-function connectionError(error: unknown, options: ConnectOptions): ActionError {
+function connectionError(error: unknown, options: Hop): ActionError {
   const message = describeError(error);
   const target = `${options.host}:${options.port}`;
   const code = (error as { code?: string }).code;
+  const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) =>
+    inputName(options.role, name),
+  ) as [string, string, string, string];
+  if (options.via && /channel open failure|tunnel/i.test(message)) {
+    return new ActionError(
+      `The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+        'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
+        '(AllowTcpForwarding in its sshd_config).',
+      'host',
+    );
+  }
   if (code === 'ECONNREFUSED') {
     return new ActionError(
-      `Connection to ${target} was refused. Check the host and port inputs, and that sshd runs.`,
-      'port',
+      `Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`,
+      port,
     );
   }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new ActionError(`The host name "${options.host}" cannot be resolved. Check the host input.`, 'host');
+    return new ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
   }
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
     return new ActionError(
-      `${target} cannot be reached from the runner. Check the host input and the server's firewall.`,
-      'host',
+      `${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
+        (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'),
+      host,
     );
   }
   if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
     return new ActionError(
-      `Connecting to ${target} timed out. Check the host and port inputs and that the server accepts SSH from the runner.`,
-      'host',
+      `Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
+        (options.via ? `the bastion ${options.via}.` : 'the runner.'),
+      host,
     );
   }
   if (/authentication methods failed/i.test(message)) {
     return new ActionError(
-      `The server ${target} refused the key for user "${options.username}". Check the username input and that ` +
+      `The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
         "the key's public half is in that user's ~/.ssh/authorized_keys on the server.",
-      'ssh-key',
+      key,
     );
   }
-  return new ActionError(`SSH connection to ${target} failed: ${message}`, 'host');
+  return new ActionError(`SSH connection to ${target} failed: ${message}`, host);
 }

@@ -27,6 +27,15 @@ export interface PresentedHostKey {
 
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
+/** The names of the pinning inputs: the registry's, or the bastion's (`jump-host-fingerprint` …). */
+export interface PinInputNames {
+  fingerprint: string;
+  knownHosts: string;
+}
+
+export const REGISTRY_PIN_INPUTS: PinInputNames = { fingerprint: 'host-fingerprint', knownHosts: 'known-hosts' };
+export const JUMP_PIN_INPUTS: PinInputNames = { fingerprint: 'jump-host-fingerprint', knownHosts: 'jump-known-hosts' };
+
 /** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */
 export function fingerprintOf(keyBlob: Buffer): string {
   return `SHA256:${createHash('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
@@ -45,7 +54,7 @@ export function describePresentedKey(keyBlob: Buffer): PresentedHostKey {
 }
 
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
-export function parseFingerprints(text: string): string[] {
+export function parseFingerprints(text: string, input = REGISTRY_PIN_INPUTS.fingerprint): string[] {
   const values = text
     .split(/[\s,]+/)
     .map((value) => value.trim())
@@ -54,10 +63,10 @@ export function parseFingerprints(text: string): string[] {
     const normalised = value.replace(/=+$/, '');
     if (!FINGERPRINT.test(normalised)) {
       throw new ActionError(
-        `host-fingerprint: "${value}" is not a SHA256 host key fingerprint. ` +
+        `${input}: "${value}" is not a SHA256 host key fingerprint. ` +
           'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
           'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.',
-        'host-fingerprint',
+        input,
       );
     }
     return normalised;
@@ -121,7 +130,7 @@ interface KnownHostsScan {
   certAuthorities: number;
 }
 
-function scanKnownHosts(text: string, host: string, port: number): KnownHostsScan {
+function scanKnownHosts(text: string, host: string, port: number, input: string): KnownHostsScan {
   const scan: KnownHostsScan = { keys: [], lines: 0, linesHere: 0, otherHosts: [], otherHashed: 0, certAuthorities: 0 };
   const lines = text.split(/\r?\n/);
   lines.forEach((rawLine, index) => {
@@ -138,16 +147,16 @@ function scanKnownHosts(text: string, host: string, port: number): KnownHostsSca
         scan.certAuthorities += 1; // host certificates are not used by this action
         return;
       } else {
-        throw knownHostsError(index, `unknown marker ${marker ?? ''}`);
+        throw knownHostsError(input, index, `unknown marker ${marker ?? ''}`);
       }
     }
     const [hostField, type, key] = fields;
     if (!hostField || !type || !key || !/^[A-Za-z0-9+/]+={0,2}$/.test(key)) {
-      throw knownHostsError(index, 'expected "host key-type base64-key"');
+      throw knownHostsError(input, index, 'expected "host key-type base64-key"');
     }
     const blob = Buffer.from(key, 'base64');
     if (keyTypeOf(blob) !== type) {
-      throw knownHostsError(index, `the key does not hold a ${type} key`);
+      throw knownHostsError(input, index, `the key does not hold a ${type} key`);
     }
     if (hostFieldMatches(hostField, host, port)) {
       scan.linesHere += 1;
@@ -171,7 +180,7 @@ function scanKnownHosts(text: string, host: string, port: number): KnownHostsSca
  * disable pinning.
  */
 export function parseKnownHosts(text: string, host: string, port: number): KnownHostKey[] {
-  return scanKnownHosts(text, host, port).keys;
+  return scanKnownHosts(text, host, port, REGISTRY_PIN_INPUTS.knownHosts).keys;
 }
 
 /**
@@ -184,38 +193,42 @@ export function readHostKeyPins(
   inputs: { hostFingerprint: string; knownHosts: string },
   host: string,
   port: number,
+  names: PinInputNames = REGISTRY_PIN_INPUTS,
 ): HostKeyPins {
   const target = hostPatterns(host, port)[0] as string;
-  const scan = scanKnownHosts(inputs.knownHosts, host, port);
+  const scan = scanKnownHosts(inputs.knownHosts, host, port, names.knownHosts);
   const revoked = scan.keys.filter((key) => key.revoked);
   const usableKeys = scan.keys.filter((key) => !key.revoked && !revoked.some((bad) => bad.key === key.key));
   const revokedFingerprints = revoked.map((key) => fingerprintOf(Buffer.from(key.key, 'base64')));
-  const fingerprints = parseFingerprints(inputs.hostFingerprint);
+  const fingerprints = parseFingerprints(inputs.hostFingerprint, names.fingerprint);
 
   if (inputs.hostFingerprint.trim() !== '') {
     if (fingerprints.length === 0) {
       throw new ActionError(
-        'host-fingerprint is set but holds no fingerprint. Give the value that ' +
+        `${names.fingerprint} is set but holds no fingerprint. Give the value that ` +
           '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).',
-        'host-fingerprint',
+        names.fingerprint,
       );
     }
     if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
       throw new ActionError(
-        'host-fingerprint names only keys that known-hosts marks @revoked; a revoked key is never accepted. ' +
-          "Pin the server's current host key.",
-        'host-fingerprint',
+        `${names.fingerprint} names only keys that ${names.knownHosts} marks @revoked; a revoked key is never ` +
+          "accepted. Pin the server's current host key.",
+        names.fingerprint,
       );
     }
   }
   if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
-    throw new ActionError(`known-hosts gives no key for ${target}: ${knownHostsProblems(scan, target)}`, 'known-hosts');
+    throw new ActionError(
+      `${names.knownHosts} gives no key for ${target}: ${knownHostsProblems(scan, target, names)}`,
+      names.knownHosts,
+    );
   }
   return { fingerprints, knownKeys: scan.keys };
 }
 
 /** Why known_hosts text gives no usable key for `target`, with what to do. */
-function knownHostsProblems(scan: KnownHostsScan, target: string): string {
+function knownHostsProblems(scan: KnownHostsScan, target: string, names: PinInputNames): string {
   const problems: string[] = [];
   if (scan.lines === 0) problems.push('it holds only comments or blank lines');
   if (scan.linesHere > 0) {
@@ -224,7 +237,7 @@ function knownHostsProblems(scan: KnownHostsScan, target: string): string {
   if (scan.certAuthorities > 0) {
     problems.push(
       `it has ${scan.certAuthorities} @cert-authority line${scan.certAuthorities === 1 ? '' : 's'}: host ` +
-        'certificates are not supported, pin the host key with host-fingerprint or a plain known-hosts line',
+        `certificates are not supported, pin the host key with ${names.fingerprint} or a plain ${names.knownHosts} line`,
     );
   }
   const others = [
@@ -235,15 +248,16 @@ function knownHostsProblems(scan: KnownHostsScan, target: string): string {
     problems.push(`it has lines but none for ${target}; it lists ${others.join(', ')}`);
   return (
     `${problems.join('; ')}. Add the server's key as \`ssh-keyscan -p PORT HOST\` prints it (checked against ` +
-    '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server), or use host-fingerprint.'
+    `\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the server), or use ${names.fingerprint}.`
   );
 }
 
-function knownHostsError(index: number, problem: string): ActionError {
+function knownHostsError(input: string, index: number, problem: string): ActionError {
+  const fingerprintInput = input.replace(/known-hosts$/, 'host-fingerprint');
   return new ActionError(
-    `known-hosts: line ${index + 1} cannot be read (${problem}). ` +
-      'Paste lines as `ssh-keyscan -p PORT HOST` prints them, or use host-fingerprint instead.',
-    'known-hosts',
+    `${input}: line ${index + 1} cannot be read (${problem}). ` +
+      `Paste lines as \`ssh-keyscan -p PORT HOST\` prints them, or use ${fingerprintInput} instead.`,
+    input,
   );
 }
 

@@ -60,15 +60,15 @@ function ed25519ToOpenSsh(key: KeyObject): string {
  * ssh2 reads OpenSSH and PKCS#1/SEC1 PEM keys, but not PKCS#8 ("BEGIN PRIVATE KEY", "BEGIN
  * ENCRYPTED PRIVATE KEY"). Node's crypto reads those; re-encode them, in memory, in a form ssh2 reads.
  */
-function pkcs8ToSsh2(key: string, passphrase: string): string {
+function pkcs8ToSsh2(key: string, passphrase: string, names: KeyInputNames): string {
   let keyObject: KeyObject;
   try {
     keyObject = createPrivateKey(passphrase === '' ? key : { key, passphrase });
   } catch (error) {
     if (key.startsWith('-----BEGIN ENCRYPTED')) {
-      throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase');
+      throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase', names);
     }
-    throw new ActionError(`ssh-key: the PKCS#8 key cannot be read (${(error as Error).message}).`, 'ssh-key');
+    throw new ActionError(`${names.key}: the PKCS#8 key cannot be read (${(error as Error).message}).`, names.key);
   }
   switch (keyObject.asymmetricKeyType) {
     case 'rsa':
@@ -79,23 +79,32 @@ function pkcs8ToSsh2(key: string, passphrase: string): string {
       return ed25519ToOpenSsh(keyObject);
     default:
       throw new ActionError(
-        `ssh-key: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`,
-        'ssh-key',
+        `${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`,
+        names.key,
       );
   }
 }
 
-function keyError(kind: 'missing-passphrase' | 'wrong-passphrase'): ActionError {
+function keyError(kind: 'missing-passphrase' | 'wrong-passphrase', names: KeyInputNames): ActionError {
   return kind === 'missing-passphrase'
     ? new ActionError(
-        'ssh-key-passphrase: the key is encrypted. Give its passphrase in ssh-key-passphrase.',
-        'ssh-key-passphrase',
+        `${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`,
+        names.passphrase,
       )
     : new ActionError(
-        'ssh-key-passphrase: the passphrase does not open the key. Check the secret that holds it.',
-        'ssh-key-passphrase',
+        `${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`,
+        names.passphrase,
       );
 }
+
+/** The names of the key inputs: the registry's, or the bastion's (`jump-ssh-key` …). */
+export interface KeyInputNames {
+  key: string;
+  passphrase: string;
+}
+
+export const REGISTRY_KEY_INPUTS: KeyInputNames = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
+export const JUMP_KEY_INPUTS: KeyInputNames = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
 
 export interface UsableKey {
   /** Key text that ssh2 reads with `passphrase` (PKCS#8 keys come back re-encoded and unencrypted). */
@@ -104,11 +113,11 @@ export interface UsableKey {
 }
 
 /** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
-export function preparePrivateKey(text: string, passphrase: string): UsableKey {
+export function preparePrivateKey(text: string, passphrase: string, names = REGISTRY_KEY_INPUTS): UsableKey {
   if (text.trim() === '') {
     throw new ActionError(
-      'ssh-key: no private key given. Set it from a secret: ssh-key: ${{ secrets.REGISTRY_SSH_KEY }}.',
-      'ssh-key',
+      `${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`,
+      names.key,
     );
   }
   const key = normalisePrivateKey(text);
@@ -118,32 +127,33 @@ export function preparePrivateKey(text: string, passphrase: string): UsableKey {
     key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')
   ) {
     throw new ActionError(
-      'ssh-key: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").',
-      'ssh-key',
+      `${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`,
+      names.key,
     );
   }
   if (!key.startsWith('-----BEGIN ')) {
     throw new ActionError(
-      'ssh-key: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.',
-      'ssh-key',
+      `${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`,
+      names.key,
     );
   }
   if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
     throw new ActionError(
-      'ssh-key: the key is cut short (no "-----END" line). Paste the whole key file into the secret.',
-      'ssh-key',
+      `${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`,
+      names.key,
     );
   }
   if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
-    return { privateKey: pkcs8ToSsh2(key, passphrase), passphrase: '' };
+    return { privateKey: pkcs8ToSsh2(key, passphrase, names), passphrase: '' };
   }
   const parsed = ssh2.utils.parseKey(key, passphrase === '' ? undefined : passphrase);
   if (parsed instanceof Error) {
-    if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '') throw keyError('missing-passphrase');
-    if (/passphrase|decrypt/i.test(parsed.message)) throw keyError('wrong-passphrase');
+    if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '')
+      throw keyError('missing-passphrase', names);
+    if (/passphrase|decrypt/i.test(parsed.message)) throw keyError('wrong-passphrase', names);
     throw new ActionError(
-      `ssh-key: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`,
-      'ssh-key',
+      `${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`,
+      names.key,
     );
   }
   return { privateKey: key, passphrase };

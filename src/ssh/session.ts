@@ -6,9 +6,12 @@ import type { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { debug, debugOn, holdsSecret } from '../common/debug.js';
 import { ActionError } from '../common/errors.js';
 import type { PresentedHostKey } from './hostkeys.js';
 import { remoteFailure } from './remote-failure.js';
+import { quoteArg, splitCommandLine } from './shell.js';
 
 export interface CommandResult {
   code: number | null;
@@ -94,12 +97,37 @@ class RunningCommand {
   }
 }
 
+/** Server scripts whose full text the debug log has shown already (once per script name). */
+const scriptsShown = new Set<string>();
+
+/** Logs a command as sent (step debug only): a script's text once per name, then its arguments. */
+function debugCommand(label: string, number: number, command: string): void {
+  if (!debugOn()) return;
+  const words = splitCommandLine(command);
+  if (words && words.length >= 4 && words[0] === 'sh' && words[1] === '-c') {
+    const [, , script, name, ...args] = words as [string, string, string, string, ...string[]];
+    if (!scriptsShown.has(name)) {
+      scriptsShown.add(name);
+      debug(`server script ${name}:\n${script}`);
+    }
+    debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(quoteArg).join(' ')}`);
+    return;
+  }
+  debug(`${label} exec #${number}: ${command}`);
+}
+
 export class RemoteSession {
   private closed = false;
+  /** Exec channels opened on this connection: each is at least one round trip. */
+  private channels = 0;
+  /** Connections this one runs through (a bastion's), closed with it. */
+  private readonly carriers: RemoteSession[] = [];
 
   constructor(
     private readonly ssh: NodeSSH,
     readonly hostKey: PresentedHostKey,
+    /** For the debug log: which server this is ("registry", "bastion"). */
+    private readonly label = 'registry',
   ) {
     // Without a listener, a reset connection would be an unhandled 'error' event and end the
     // process; here it only marks the session as gone, and the command in flight fails.
@@ -124,8 +152,42 @@ export class RemoteSession {
   private start(command: string): Promise<RunningCommand> {
     const connection = this.ssh.connection;
     if (!connection || this.closed) return Promise.reject(new Error('the SSH connection is closed'));
+    // Secrets go to the server only as key material during authentication, never in a command.
+    if (holdsSecret(command)) return Promise.reject(new Error('refusing to send a command that holds a secret'));
+    this.channels += 1;
+    debugCommand(this.label, this.channels, command);
     return new Promise((resolve, reject) => {
       connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
+    });
+  }
+
+  /**
+   * A TCP connection from the server to `host`:`port` (a direct-tcpip channel, as `ssh -J` opens
+   * one on a bastion), as a stream for the next SSH connection's `sock`. Fails after `timeoutSeconds`.
+   */
+  forwardOut(host: string, port: number, timeoutSeconds: number): Promise<Duplex> {
+    const connection = this.ssh.connection;
+    if (!connection || this.closed) return Promise.reject(new Error('the SSH connection is closed'));
+    debug(`${this.label}: opening a tunnel to ${host}:${port}`);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no tunnel within ${timeoutSeconds} s (timed out)`)),
+        timeoutSeconds * 1000,
+      );
+      connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(channel);
+      });
+    });
+  }
+
+  /** Closes `carrier` (the bastion this connection is tunnelled through) when this one is disposed. */
+  runsThrough(carrier: RemoteSession): void {
+    this.carriers.push(carrier);
+    // The tunnel goes with the bastion: this connection is then gone too.
+    carrier.ssh.connection?.on('close', () => {
+      this.closed = true;
     });
   }
 
@@ -224,6 +286,8 @@ export class RemoteSession {
   }
 
   dispose(): void {
+    debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
     this.ssh.dispose();
+    for (const carrier of this.carriers) carrier.dispose();
   }
 }

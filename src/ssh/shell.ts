@@ -34,3 +34,24 @@ export function commandChain(commands: readonly (readonly string[])[]): string {
 export function scriptCommand(script: string, name: string, args: readonly string[]): string {
   return commandLine(['sh', '-c', script, name, ...args]);
 }
+
+/**
+ * Splits a command line built here (commandLine, scriptCommand) back into its words; undefined
+ * for anything else. For the debug log, which shows a script's text once and then its arguments.
+ */
+export function splitCommandLine(command: string): string[] | undefined {
+  const words: string[] = [];
+  const word = /([A-Za-z0-9_@%+=:,./-]+|(?:'[^']*'|\\')+)(?: |$)/y;
+  while (word.lastIndex < command.length) {
+    const start = word.lastIndex;
+    const match = word.exec(command);
+    if (!match || match.index !== start) return undefined;
+    const text = match[1] as string;
+    words.push(
+      /^[A-Za-z0-9_@%+=:,./-]+$/.test(text)
+        ? text
+        : text.replace(/'([^']*)'|\\'/g, (_, inner?: string) => inner ?? "'"),
+    );
+  }
+  return words;
+}

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5859:
+/***/ 9733:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57099,65 +57099,7 @@ function logUntrusted(text, log) {
         log(untrustedBlock(text).join('\n'));
 }
 
-;// CONCATENATED MODULE: ./src/simplestreams/architectures.ts
-/**
- * Architecture names: Incus's own and the distribution names it maps to them (Incus's osarch
- * package). Clients treat `amd64` and `x86_64` as one architecture, so everything that compares
- * architectures (aliases per architecture, image lines) compares their Incus names. Pure.
- */
-/**
- * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
- * own names and the distribution names it maps to them (as in Incus's osarch package).
- */
-const INCUS_ARCHITECTURES = new Map(Object.entries({
-    i686: ['i686', 'i386', 'i586', 'x86'],
-    x86_64: ['x86_64', 'amd64', 'x64'],
-    armv6l: ['armv6l', 'armel'],
-    armv7l: ['armv7l', 'armhf'],
-    armv8l: ['armv8l'],
-    aarch64: ['aarch64', 'arm64'],
-    aarch64_be: ['arm64be'],
-    ppc: ['ppc', 'powerpc'],
-    ppc64: ['ppc64', 'powerpc64'],
-    ppc64le: ['ppc64le', 'ppc64el'],
-    s390x: ['s390x'],
-    mips: ['mips', 'mipsel'],
-    mips64: ['mips64', 'mips64el'],
-    riscv32: ['riscv32'],
-    riscv64: ['riscv64'],
-    loongarch64: ['loongarch64', 'loong64'],
-}).flatMap(([incus, names]) => names.map((name) => [name, incus])));
-/** The Incus name of an architecture name; an unknown name stands for itself. */
-function canonicalArchitecture(name) {
-    return name === undefined ? '' : (INCUS_ARCHITECTURES.get(name) ?? name);
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
-/**
- * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
- * is. Pure; see the project's notes on the format: products hold versions keyed by serial, and
- * versions hold items keyed by file type.
- *
- * Releases and lines: incus-simplestreams keys a product `{os}:{release}:{variant}:{arch}` and adds
- * every build of that image line to it as a new version. Clients give a product's aliases to its
- * newest version, so an alias such as `crynux-node:v2.6.0` would follow the next release. This
- * action therefore publishes each release (each serial) as a product of its own, keyed
- * `{os}:{release}:{variant}:{arch}:{serial}`, with the same os/release/variant/arch fields:
- * clients never parse the key (incus and lxd `shared/simplestreams/products.go`), an alias stays on
- * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
- * written the old way (one product, many versions) are read as releases of their line too.
- */
-
-/** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
-const COMBINED_HASH_FIELDS = [
-    'combined_squashfs_sha256',
-    'combined_disk-kvm-img_sha256',
-    'combined_rootxz_sha256',
-    'combined_sha256',
-];
-/** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
-const METADATA_ITEM = 'incus.tar.xz';
-const UNIFIED_ITEM = 'incus_combined.tar.gz';
+;// CONCATENATED MODULE: ./src/simplestreams/parse.ts
 /** Thrown for an images.json that is not a simplestreams index this action can work on. */
 class InvalidIndexError extends Error {
     constructor(message) {
@@ -57248,6 +57190,157 @@ function parseImagesIndex(text) {
     }
     return document;
 }
+
+// EXTERNAL MODULE: external "node:http"
+var external_node_http_ = __nccwpck_require__(7067);
+var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_node_http_);
+// EXTERNAL MODULE: external "node:tls"
+var external_node_tls_ = __nccwpck_require__(1692);
+var external_node_tls_default = /*#__PURE__*/__nccwpck_require__.n(external_node_tls_);
+;// CONCATENATED MODULE: ./src/public/proxy.ts
+/**
+ * HTTPS_PROXY and NO_PROXY for the public check, as curl and Go's HTTP client read them: an
+ * https:// URL whose host NO_PROXY does not cover is fetched through a CONNECT tunnel opened by
+ * the http:// proxy HTTPS_PROXY names (https_proxy first). TLS runs end to end inside the tunnel,
+ * with the same demands as without a proxy (TLS 1.3, a trusted certificate for the host).
+ */
+
+
+/** The proxy to use for `url`, or undefined to go direct. */
+function proxyFor(url, env = process.env) {
+    if (url.protocol !== 'https:')
+        return undefined;
+    const proxy = (env['https_proxy'] || env['HTTPS_PROXY'] || '').trim();
+    if (proxy === '')
+        return undefined;
+    if (bypassed(url, env['no_proxy'] ?? env['NO_PROXY'] ?? ''))
+        return undefined;
+    const parsed = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(proxy) ? proxy : `http://${proxy}`);
+    if (parsed.protocol !== 'http:') {
+        throw new Error(`HTTPS_PROXY ${parsed.protocol}//${parsed.host}: only http:// proxies (CONNECT) are supported`);
+    }
+    return parsed;
+}
+/**
+ * Whether NO_PROXY covers the URL's host: `*`; a host name, which covers its subdomains too
+ * (a leading dot is the same); an IP address; each optionally with `:port`.
+ */
+function bypassed(url, noProxy) {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    const port = url.port || '443';
+    return noProxy
+        .split(/[\s,]+/)
+        .filter((entry) => entry !== '')
+        .some((raw) => {
+        if (raw === '*')
+            return true;
+        const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(raw.toLowerCase());
+        if (!match)
+            return false;
+        const entryHost = match[1].replace(/^\[(.*)\]$/, '$1').replace(/^\*?\./, '');
+        if (match[2] && match[2] !== port)
+            return false;
+        return host === entryHost || host.endsWith(`.${entryHost}`);
+    });
+}
+/**
+ * A TLS connection to `url`'s host through a CONNECT tunnel of `proxy`: TLS 1.3 at least, the
+ * certificate checked against the host name, as without a proxy.
+ */
+function connectThrough(proxy, url, timeoutMs) {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const target = `${url.hostname}:${url.port || '443'}`;
+    const headers = { Host: target };
+    if (proxy.username) {
+        const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+        headers['Proxy-Authorization'] = `Basic ${Buffer.from(credentials).toString('base64')}`;
+    }
+    return new Promise((resolve, reject) => {
+        const req = external_node_http_default().request({
+            host: proxy.hostname.replace(/^\[(.*)\]$/, '$1'),
+            port: Number(proxy.port || '80'),
+            method: 'CONNECT',
+            path: target,
+            headers,
+            agent: false,
+        });
+        const timer = setTimeout(() => req.destroy(new Error(`the proxy ${proxy.host} did not answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+        req.on('connect', (res, socket) => {
+            clearTimeout(timer);
+            if (res.statusCode !== 200) {
+                socket.destroy();
+                reject(new Error(`the proxy ${proxy.host} refused the tunnel to ${target} (HTTP ${res.statusCode ?? '?'})`));
+                return;
+            }
+            resolve(external_node_tls_default().connect({ socket, host, servername: host, minVersion: 'TLSv1.3' }));
+        });
+        req.on('error', (error) => {
+            clearTimeout(timer);
+            reject(new Error(`the proxy ${proxy.host} cannot be reached: ${error.message}`));
+        });
+        req.end();
+    });
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/architectures.ts
+/**
+ * Architecture names: Incus's own and the distribution names it maps to them (Incus's osarch
+ * package). Clients treat `amd64` and `x86_64` as one architecture, so everything that compares
+ * architectures (aliases per architecture, image lines) compares their Incus names. Pure.
+ */
+/**
+ * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
+ * own names and the distribution names it maps to them (as in Incus's osarch package).
+ */
+const INCUS_ARCHITECTURES = new Map(Object.entries({
+    i686: ['i686', 'i386', 'i586', 'x86'],
+    x86_64: ['x86_64', 'amd64', 'x64'],
+    armv6l: ['armv6l', 'armel'],
+    armv7l: ['armv7l', 'armhf'],
+    armv8l: ['armv8l'],
+    aarch64: ['aarch64', 'arm64'],
+    aarch64_be: ['arm64be'],
+    ppc: ['ppc', 'powerpc'],
+    ppc64: ['ppc64', 'powerpc64'],
+    ppc64le: ['ppc64le', 'ppc64el'],
+    s390x: ['s390x'],
+    mips: ['mips', 'mipsel'],
+    mips64: ['mips64', 'mips64el'],
+    riscv32: ['riscv32'],
+    riscv64: ['riscv64'],
+    loongarch64: ['loongarch64', 'loong64'],
+}).flatMap(([incus, names]) => names.map((name) => [name, incus])));
+/** The Incus name of an architecture name; an unknown name stands for itself. */
+function canonicalArchitecture(name) {
+    return name === undefined ? '' : (INCUS_ARCHITECTURES.get(name) ?? name);
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
+/**
+ * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
+ * is. Pure; see the project's notes on the format: products hold versions keyed by serial, and
+ * versions hold items keyed by file type.
+ *
+ * Releases and lines: incus-simplestreams keys a product `{os}:{release}:{variant}:{arch}` and adds
+ * every build of that image line to it as a new version. Clients give a product's aliases to its
+ * newest version, so an alias such as `crynux-node:v2.6.0` would follow the next release. This
+ * action therefore publishes each release (each serial) as a product of its own, keyed
+ * `{os}:{release}:{variant}:{arch}:{serial}`, with the same os/release/variant/arch fields:
+ * clients never parse the key (incus and lxd `shared/simplestreams/products.go`), an alias stays on
+ * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
+ * written the old way (one product, many versions) are read as releases of their line too.
+ */
+
+/** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
+const COMBINED_HASH_FIELDS = [
+    'combined_squashfs_sha256',
+    'combined_disk-kvm-img_sha256',
+    'combined_rootxz_sha256',
+    'combined_sha256',
+];
+/** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
+const METADATA_ITEM = 'incus.tar.xz';
+const UNIFIED_ITEM = 'incus_combined.tar.gz';
 /** An empty images.json, as incus-simplestreams starts one. */
 function emptyImagesIndex() {
     return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
@@ -57381,97 +57474,6 @@ function serialFor(creationDate) {
         pad(date.getUTCDate()) +
         pad(date.getUTCHours()) +
         pad(date.getUTCMinutes()));
-}
-
-// EXTERNAL MODULE: external "node:http"
-var external_node_http_ = __nccwpck_require__(7067);
-var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_node_http_);
-// EXTERNAL MODULE: external "node:tls"
-var external_node_tls_ = __nccwpck_require__(1692);
-var external_node_tls_default = /*#__PURE__*/__nccwpck_require__.n(external_node_tls_);
-;// CONCATENATED MODULE: ./src/public/proxy.ts
-/**
- * HTTPS_PROXY and NO_PROXY for the public check, as curl and Go's HTTP client read them: an
- * https:// URL whose host NO_PROXY does not cover is fetched through a CONNECT tunnel opened by
- * the http:// proxy HTTPS_PROXY names (https_proxy first). TLS runs end to end inside the tunnel,
- * with the same demands as without a proxy (TLS 1.3, a trusted certificate for the host).
- */
-
-
-/** The proxy to use for `url`, or undefined to go direct. */
-function proxyFor(url, env = process.env) {
-    if (url.protocol !== 'https:')
-        return undefined;
-    const proxy = (env['https_proxy'] || env['HTTPS_PROXY'] || '').trim();
-    if (proxy === '')
-        return undefined;
-    if (bypassed(url, env['no_proxy'] ?? env['NO_PROXY'] ?? ''))
-        return undefined;
-    const parsed = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(proxy) ? proxy : `http://${proxy}`);
-    if (parsed.protocol !== 'http:') {
-        throw new Error(`HTTPS_PROXY ${parsed.protocol}//${parsed.host}: only http:// proxies (CONNECT) are supported`);
-    }
-    return parsed;
-}
-/**
- * Whether NO_PROXY covers the URL's host: `*`; a host name, which covers its subdomains too
- * (a leading dot is the same); an IP address; each optionally with `:port`.
- */
-function bypassed(url, noProxy) {
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    const port = url.port || '443';
-    return noProxy
-        .split(/[\s,]+/)
-        .filter((entry) => entry !== '')
-        .some((raw) => {
-        if (raw === '*')
-            return true;
-        const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(raw.toLowerCase());
-        if (!match)
-            return false;
-        const entryHost = match[1].replace(/^\[(.*)\]$/, '$1').replace(/^\*?\./, '');
-        if (match[2] && match[2] !== port)
-            return false;
-        return host === entryHost || host.endsWith(`.${entryHost}`);
-    });
-}
-/**
- * A TLS connection to `url`'s host through a CONNECT tunnel of `proxy`: TLS 1.3 at least, the
- * certificate checked against the host name, as without a proxy.
- */
-function connectThrough(proxy, url, timeoutMs) {
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    const target = `${url.hostname}:${url.port || '443'}`;
-    const headers = { Host: target };
-    if (proxy.username) {
-        const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
-        headers['Proxy-Authorization'] = `Basic ${Buffer.from(credentials).toString('base64')}`;
-    }
-    return new Promise((resolve, reject) => {
-        const req = external_node_http_default().request({
-            host: proxy.hostname.replace(/^\[(.*)\]$/, '$1'),
-            port: Number(proxy.port || '80'),
-            method: 'CONNECT',
-            path: target,
-            headers,
-            agent: false,
-        });
-        const timer = setTimeout(() => req.destroy(new Error(`the proxy ${proxy.host} did not answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
-        req.on('connect', (res, socket) => {
-            clearTimeout(timer);
-            if (res.statusCode !== 200) {
-                socket.destroy();
-                reject(new Error(`the proxy ${proxy.host} refused the tunnel to ${target} (HTTP ${res.statusCode ?? '?'})`));
-                return;
-            }
-            resolve(external_node_tls_default().connect({ socket, host, servername: host, minVersion: 'TLSv1.3' }));
-        });
-        req.on('error', (error) => {
-            clearTimeout(timer);
-            reject(new Error(`the proxy ${proxy.host} cannot be reached: ${error.message}`));
-        });
-        req.end();
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/public/problems.ts
@@ -57773,8 +57775,6 @@ async function checkPublicRegistry(options) {
     }
 }
 
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
 ;// CONCATENATED MODULE: ./src/public/remote.ts
 /**
  * The registry's public address and the remote name clients give it: the `public-url` and
@@ -58237,129 +58237,18 @@ function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
     return { privateKey: key, passphrase };
 }
 
-;// CONCATENATED MODULE: ./src/action/inputs.ts
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+;// CONCATENATED MODULE: ./src/action/input-values.ts
 /**
- * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
- * Everything here is local: a bad input is reported before any file is read or any connection made.
+ * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
+ * ports, user names, aliases, and the secrets (masked, then taken out of the environment).
+ * Everything here is local: a bad value is reported before any file is read or any connection made.
  */
 
 
 
 
-
-
-
-const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
-const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
-/** Reads the inputs every entry point shares (INPUT_* variables). */
-function readRegistrySettings() {
-    // Secrets first, so that nothing printed while checking the rest can reveal them.
-    const rawKey = getInput('ssh-key');
-    const passphrase = getInput('ssh-key-passphrase');
-    const rawJumpKey = getInput('jump-ssh-key');
-    const jumpPassphrase = getInput('jump-ssh-key-passphrase');
-    maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
-    forgetSecretInputs();
-    const host = parseHost(getInput('host', { required: true }));
-    const port = parsePort(getInput('port'));
-    const username = parseUsername(getInput('username', { required: true }));
-    const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
-    // A PKCS#8 key comes back re-encoded: mask that form too.
-    if (privateKey !== normalisePrivateKey(rawKey))
-        maskSecrets([privateKey]);
-    const jump = readJumpSettings({ privateKey, passphrase: keyPassphrase, username }, { rawKey: rawJumpKey, passphrase: jumpPassphrase });
-    return {
-        host,
-        port,
-        username,
-        privateKey,
-        passphrase: keyPassphrase,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
-        ...(jump ? { jump } : {}),
-        simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
-        strictHostKey: readBoolean('strict-host-key'),
-        connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
-        lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
-        lxdCompat: getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
-        summary: getInput('summary') === '' ? true : readBoolean('summary'),
-    };
-}
-/**
- * The bastion (jump-* inputs), or undefined without jump-host. The user and key default to the
- * registry's; the bastion's host key is pinned by its own inputs, with the same rules.
- */
-function readJumpSettings(registry, secrets) {
-    const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
-    if (getInput('jump-host').trim() === '') {
-        const stray = jumpInputs.find((name) => getInput(name).trim() !== '' && name !== 'jump-port');
-        if (stray || secrets.rawKey.trim() !== '') {
-            throw new errors_ActionError(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
-                'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
-        }
-        return undefined;
-    }
-    const host = parseHost(getInput('jump-host'), 'jump-host');
-    const port = parsePort(getInput('jump-port'), 'jump-port');
-    const username = getInput('jump-username').trim() === ''
-        ? registry.username
-        : parseUsername(getInput('jump-username'), 'jump-username');
-    let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
-    if (secrets.rawKey.trim() !== '') {
-        key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
-        if (key.privateKey !== normalisePrivateKey(secrets.rawKey))
-            maskSecrets([key.privateKey]);
-    }
-    return {
-        host,
-        port,
-        username,
-        ...key,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('jump-host-fingerprint'), knownHosts: getInput('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
-    };
-}
-/** Reads the publish action's settings. */
-function readSettings() {
-    const registry = readRegistrySettings();
-    const publicUrl = getInput('public-url') ? validatePublicUrl(getInput('public-url')) : '';
-    return {
-        ...registry,
-        metadataPath: parseLocalPath(getInput('metadata', { required: true }), 'metadata'),
-        rootfsPath: getInput('rootfs') === '' ? '' : parseLocalPath(getInput('rootfs'), 'rootfs'),
-        uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
-        aliases: parseAliases(getInput('aliases')),
-        defaultAlias: readBoolean('default-alias'),
-        replace: readBoolean('replace'),
-        retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
-        keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
-        convertCommand: parseConvertCommand(getInput('convert-command')),
-        convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
-        rootfsLimits: {
-            maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
-            maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
-        },
-        publicUrl,
-        remoteName: getInput('remote-name')
-            ? validateRemoteName(getInput('remote-name').trim())
-            : publicUrl
-                ? defaultRemoteName(publicUrl)
-                : '',
-        publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
-    };
-}
-/** Reads the alias or remove sub-action's settings. */
-function readDayTwoSettings(kind) {
-    const registry = readRegistrySettings();
-    const reference = core.getInput('fingerprint', { required: true }).trim();
-    if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
-        throw new ActionError(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
-            '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
-    }
-    const aliases = kind === 'alias' ? parseAliases(core.getInput('aliases', { required: true })) : [];
-    if (kind === 'alias' && aliases.length === 0) {
-        throw new ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
-    }
-    return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
-}
 /** The inputs that hold secrets. */
 const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
 /**
@@ -58390,7 +58279,7 @@ function maskSecrets(values) {
     addDebugSecrets([...masks]);
 }
 /** A boolean input; empty means false. Typos are refused rather than read as false. */
-function readBoolean(name) {
+function input_values_readBoolean(name) {
     if (getInput(name) === '')
         return false;
     try {
@@ -58504,7 +58393,7 @@ function parseRemoteDir(value, input) {
  * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
  * one off as the remote (`crynux:crynux-node:v2.6.0`).
  */
-function parseAliases(value) {
+function input_values_parseAliases(value) {
     const aliases = [];
     for (const raw of value.split(/[\n,]/)) {
         const alias = raw.trim();
@@ -58518,6 +58407,129 @@ function parseAliases(value) {
             aliases.push(alias);
     }
     return aliases;
+}
+
+;// CONCATENATED MODULE: ./src/action/inputs.ts
+/**
+ * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
+ * Everything here is local: a bad input is reported before any file is read or any connection made.
+ */
+
+
+
+
+
+
+const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
+const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
+/** Reads the inputs every entry point shares (INPUT_* variables). */
+function readRegistrySettings() {
+    // Secrets first, so that nothing printed while checking the rest can reveal them.
+    const rawKey = getInput('ssh-key');
+    const passphrase = getInput('ssh-key-passphrase');
+    const rawJumpKey = getInput('jump-ssh-key');
+    const jumpPassphrase = getInput('jump-ssh-key-passphrase');
+    maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
+    forgetSecretInputs();
+    const host = parseHost(getInput('host', { required: true }));
+    const port = parsePort(getInput('port'));
+    const username = parseUsername(getInput('username', { required: true }));
+    const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
+    // A PKCS#8 key comes back re-encoded: mask that form too.
+    if (privateKey !== normalisePrivateKey(rawKey))
+        maskSecrets([privateKey]);
+    const jump = readJumpSettings({ privateKey, passphrase: keyPassphrase, username }, { rawKey: rawJumpKey, passphrase: jumpPassphrase });
+    return {
+        host,
+        port,
+        username,
+        privateKey,
+        passphrase: keyPassphrase,
+        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
+        ...(jump ? { jump } : {}),
+        simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
+        strictHostKey: input_values_readBoolean('strict-host-key'),
+        connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
+        lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
+        lxdCompat: getInput('lxd-compat') === '' ? true : input_values_readBoolean('lxd-compat'),
+        summary: getInput('summary') === '' ? true : input_values_readBoolean('summary'),
+    };
+}
+/**
+ * The bastion (jump-* inputs), or undefined without jump-host. The user and key default to the
+ * registry's; the bastion's host key is pinned by its own inputs, with the same rules.
+ */
+function readJumpSettings(registry, secrets) {
+    const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
+    if (getInput('jump-host').trim() === '') {
+        const stray = jumpInputs.find((name) => getInput(name).trim() !== '' && name !== 'jump-port');
+        if (stray || secrets.rawKey.trim() !== '') {
+            throw new errors_ActionError(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
+                'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
+        }
+        return undefined;
+    }
+    const host = parseHost(getInput('jump-host'), 'jump-host');
+    const port = parsePort(getInput('jump-port'), 'jump-port');
+    const username = getInput('jump-username').trim() === ''
+        ? registry.username
+        : parseUsername(getInput('jump-username'), 'jump-username');
+    let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
+    if (secrets.rawKey.trim() !== '') {
+        key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
+        if (key.privateKey !== normalisePrivateKey(secrets.rawKey))
+            maskSecrets([key.privateKey]);
+    }
+    return {
+        host,
+        port,
+        username,
+        ...key,
+        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('jump-host-fingerprint'), knownHosts: getInput('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
+    };
+}
+/** Reads the publish action's settings. */
+function readSettings() {
+    const registry = readRegistrySettings();
+    const publicUrl = getInput('public-url') ? validatePublicUrl(getInput('public-url')) : '';
+    return {
+        ...registry,
+        metadataPath: parseLocalPath(getInput('metadata', { required: true }), 'metadata'),
+        rootfsPath: getInput('rootfs') === '' ? '' : parseLocalPath(getInput('rootfs'), 'rootfs'),
+        uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+        aliases: input_values_parseAliases(getInput('aliases')),
+        defaultAlias: input_values_readBoolean('default-alias'),
+        replace: input_values_readBoolean('replace'),
+        retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
+        keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
+        convertCommand: parseConvertCommand(getInput('convert-command')),
+        convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
+        rootfsLimits: {
+            maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
+            maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
+        },
+        publicUrl,
+        remoteName: getInput('remote-name')
+            ? validateRemoteName(getInput('remote-name').trim())
+            : publicUrl
+                ? defaultRemoteName(publicUrl)
+                : '',
+        publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+    };
+}
+/** Reads the alias or remove sub-action's settings. */
+function readDayTwoSettings(kind) {
+    const registry = readRegistrySettings();
+    const reference = core.getInput('fingerprint', { required: true }).trim();
+    if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
+        throw new ActionError(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
+            '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
+    }
+    const aliases = kind === 'alias' ? parseAliases(core.getInput('aliases', { required: true })) : [];
+    if (kind === 'alias' && aliases.length === 0) {
+        throw new ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
+    }
+    return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
 }
 
 ;// CONCATENATED MODULE: ./src/action/outputs.ts
@@ -59959,6 +59971,7 @@ const ALL_SCRIPTS = [
 
 
 
+
 /** Parses an images.json the server printed; the error names the file and the usual cause. */
 function parseIndexText(text, path) {
     try {
@@ -61387,6 +61400,48 @@ class NodeSSH {
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(7030);
 var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
+;// CONCATENATED MODULE: ./src/ssh/connect-errors.ts
+/** What a failed connection says: which input to check, and what to do. */
+
+
+function hostKeyMismatch(options, presented) {
+    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
+    const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
+    return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+        `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
+        `${input}; otherwise someone may be intercepting the connection.`, input);
+}
+function connectionError(error, options) {
+    const message = describeError(error);
+    const target = `${options.host}:${options.port}`;
+    const code = error.code;
+    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
+    if (options.via && /channel open failure|tunnel/i.test(message)) {
+        return new errors_ActionError(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+            'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
+            '(AllowTcpForwarding in its sshd_config).', 'host');
+    }
+    if (code === 'ECONNREFUSED') {
+        return new errors_ActionError(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
+    }
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
+    }
+    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+        return new errors_ActionError(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
+            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
+    }
+    if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
+        return new errors_ActionError(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
+            (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
+    }
+    if (/authentication methods failed/i.test(message)) {
+        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
+            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
+    }
+    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, host);
+}
+
 ;// CONCATENATED MODULE: ./src/ssh/connect.ts
 /**
  * Connecting: the TCP socket, authentication, and the server's host key checked against the
@@ -61394,6 +61449,7 @@ var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node
  * Behind a bastion (jump-host), the bastion is connected to the same way, pins and all, and the
  * registry's connection runs through a tunnel the bastion opens (as `ssh -J` does).
  */
+
 
 
 
@@ -61580,43 +61636,6 @@ async function connectHop(options) {
         // 'unsupported': the server holds no key of the types asked for; try the next.
     }
     throw hostKeyMismatch(options, presentedKeys);
-}
-function hostKeyMismatch(options, presented) {
-    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
-    const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
-    return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
-        `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
-        `${input}; otherwise someone may be intercepting the connection.`, input);
-}
-function connectionError(error, options) {
-    const message = describeError(error);
-    const target = `${options.host}:${options.port}`;
-    const code = error.code;
-    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
-    if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new errors_ActionError(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
-            'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
-            '(AllowTcpForwarding in its sshd_config).', 'host');
-    }
-    if (code === 'ECONNREFUSED') {
-        return new errors_ActionError(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
-    }
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
-    }
-    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-        return new errors_ActionError(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
-            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
-    }
-    if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
-        return new errors_ActionError(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
-            (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
-    }
-    if (/authentication methods failed/i.test(message)) {
-        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
-            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
-    }
-    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, host);
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/connection.ts
@@ -62511,7 +62530,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5859);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9733);
 
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();

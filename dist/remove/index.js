@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8147:
+/***/ 2843:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57153,96 +57153,6 @@ const COMBINED_HASH_FIELDS = [
 /** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
 const METADATA_ITEM = 'incus.tar.xz';
 const UNIFIED_ITEM = 'incus_combined.tar.gz';
-/** Thrown for an images.json that is not a simplestreams index this action can work on. */
-class InvalidIndexError extends Error {
-    constructor(message) {
-        super(message);
-        this.name = 'InvalidIndexError';
-    }
-}
-const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
-const SHA256 = /^[0-9a-f]{64}$/;
-/** Clients read a version key's first 8 characters as a date (incus products.go). */
-const VERSION_KEY = /^[0-9]{8}[0-9A-Za-z_:.-]{0,24}$/;
-const ARCH = /^[A-Za-z0-9_.-]{1,32}$/;
-/** A path an item may name: relative, under the tree, without `..`, in plain characters. */
-const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
-/** The entries of an object, refusing a `__proto__` key (assigning it would change a prototype). */
-function entriesOf(value, where) {
-    const entries = Object.entries(value);
-    if (entries.some(([key]) => key === '__proto__'))
-        throw new InvalidIndexError(`${where} has a key named __proto__`);
-    return entries;
-}
-function checkItem(item, where) {
-    if (!isObject(item))
-        throw new InvalidIndexError(`${where} is not an object`);
-    entriesOf(item, where);
-    for (const field of ['ftype', 'path', 'sha256']) {
-        if (typeof item[field] !== 'string')
-            throw new InvalidIndexError(`${where} has no "${field}" string`);
-    }
-    if (!SHA256.test(item['sha256']))
-        throw new InvalidIndexError(`${where}.sha256 is not a sha256 in hex`);
-    if (!ITEM_PATH.test(item['path'])) {
-        throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
-    }
-    const size = item['size'];
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
-        throw new InvalidIndexError(`${where} has no "size" as a whole number of bytes`);
-    }
-    for (const [field, value] of Object.entries(item)) {
-        if (/^combined_/.test(field) && typeof value !== 'string')
-            throw new InvalidIndexError(`${where}.${field} is not a string`);
-    }
-}
-function checkProduct(product, where) {
-    if (!isObject(product))
-        throw new InvalidIndexError(`${where} is not an object`);
-    entriesOf(product, where);
-    for (const field of ['aliases', 'arch', 'os', 'release', 'variant']) {
-        if (product[field] !== undefined && typeof product[field] !== 'string') {
-            throw new InvalidIndexError(`${where}.${field} is not a string`);
-        }
-    }
-    if (product['arch'] !== undefined && !ARCH.test(product['arch'])) {
-        throw new InvalidIndexError(`${where}.arch is not an architecture name`);
-    }
-    const versions = product['versions'];
-    if (!isObject(versions))
-        throw new InvalidIndexError(`${where} has no "versions" object`);
-    for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
-        const at = `${where}.versions[${JSON.stringify(serial)}]`;
-        if (!VERSION_KEY.test(serial))
-            throw new InvalidIndexError(`${at}: the version key is not a serial (YYYYMMDD…)`);
-        if (!isObject(version))
-            throw new InvalidIndexError(`${at} is not an object`);
-        entriesOf(version, at);
-        const items = version['items'];
-        if (!isObject(items))
-            throw new InvalidIndexError(`${at} has no "items" object`);
-        for (const [key, item] of entriesOf(items, `${at}.items`))
-            checkItem(item, `${at}.items[${JSON.stringify(key)}]`);
-    }
-}
-/**
- * Parses images.json and checks every part this action reads (products, versions, items and
- * their fields), so that a damaged or hostile index is refused with the entry at fault named,
- * never half-used. Throws InvalidIndexError (or the JSON parser's SyntaxError).
- */
-function parseImagesIndex(text) {
-    const document = JSON.parse(text);
-    if (!isObject(document))
-        throw new InvalidIndexError('images.json is not a JSON object');
-    entriesOf(document, 'images.json');
-    const products = document['products'];
-    if (!isObject(products))
-        throw new InvalidIndexError('images.json has no "products" object');
-    for (const [key, product] of entriesOf(products, 'images.json products')) {
-        checkProduct(product, `images.json products[${JSON.stringify(key)}]`);
-    }
-    return document;
-}
 /** An empty images.json, as incus-simplestreams starts one. */
 function emptyImagesIndex() {
     return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
@@ -58257,11 +58167,104 @@ async function commit_commit(registry, options) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/simplestreams/parse.ts
+/** Thrown for an images.json that is not a simplestreams index this action can work on. */
+class InvalidIndexError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'InvalidIndexError';
+    }
+}
+const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+const SHA256 = /^[0-9a-f]{64}$/;
+/** Clients read a version key's first 8 characters as a date (incus products.go). */
+const VERSION_KEY = /^[0-9]{8}[0-9A-Za-z_:.-]{0,24}$/;
+const ARCH = /^[A-Za-z0-9_.-]{1,32}$/;
+/** A path an item may name: relative, under the tree, without `..`, in plain characters. */
+const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
+/** The entries of an object, refusing a `__proto__` key (assigning it would change a prototype). */
+function entriesOf(value, where) {
+    const entries = Object.entries(value);
+    if (entries.some(([key]) => key === '__proto__'))
+        throw new InvalidIndexError(`${where} has a key named __proto__`);
+    return entries;
+}
+function checkItem(item, where) {
+    if (!isObject(item))
+        throw new InvalidIndexError(`${where} is not an object`);
+    entriesOf(item, where);
+    for (const field of ['ftype', 'path', 'sha256']) {
+        if (typeof item[field] !== 'string')
+            throw new InvalidIndexError(`${where} has no "${field}" string`);
+    }
+    if (!SHA256.test(item['sha256']))
+        throw new InvalidIndexError(`${where}.sha256 is not a sha256 in hex`);
+    if (!ITEM_PATH.test(item['path'])) {
+        throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
+    }
+    const size = item['size'];
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+        throw new InvalidIndexError(`${where} has no "size" as a whole number of bytes`);
+    }
+    for (const [field, value] of Object.entries(item)) {
+        if (/^combined_/.test(field) && typeof value !== 'string')
+            throw new InvalidIndexError(`${where}.${field} is not a string`);
+    }
+}
+function checkProduct(product, where) {
+    if (!isObject(product))
+        throw new InvalidIndexError(`${where} is not an object`);
+    entriesOf(product, where);
+    for (const field of ['aliases', 'arch', 'os', 'release', 'variant']) {
+        if (product[field] !== undefined && typeof product[field] !== 'string') {
+            throw new InvalidIndexError(`${where}.${field} is not a string`);
+        }
+    }
+    if (product['arch'] !== undefined && !ARCH.test(product['arch'])) {
+        throw new InvalidIndexError(`${where}.arch is not an architecture name`);
+    }
+    const versions = product['versions'];
+    if (!isObject(versions))
+        throw new InvalidIndexError(`${where} has no "versions" object`);
+    for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
+        const at = `${where}.versions[${JSON.stringify(serial)}]`;
+        if (!VERSION_KEY.test(serial))
+            throw new InvalidIndexError(`${at}: the version key is not a serial (YYYYMMDD…)`);
+        if (!isObject(version))
+            throw new InvalidIndexError(`${at} is not an object`);
+        entriesOf(version, at);
+        const items = version['items'];
+        if (!isObject(items))
+            throw new InvalidIndexError(`${at} has no "items" object`);
+        for (const [key, item] of entriesOf(items, `${at}.items`))
+            checkItem(item, `${at}.items[${JSON.stringify(key)}]`);
+    }
+}
+/**
+ * Parses images.json and checks every part this action reads (products, versions, items and
+ * their fields), so that a damaged or hostile index is refused with the entry at fault named,
+ * never half-used. Throws InvalidIndexError (or the JSON parser's SyntaxError).
+ */
+function parseImagesIndex(text) {
+    const document = JSON.parse(text);
+    if (!isObject(document))
+        throw new InvalidIndexError('images.json is not a JSON object');
+    entriesOf(document, 'images.json');
+    const products = document['products'];
+    if (!isObject(products))
+        throw new InvalidIndexError('images.json has no "products" object');
+    for (const [key, product] of entriesOf(products, 'images.json products')) {
+        checkProduct(product, `images.json products[${JSON.stringify(key)}]`);
+    }
+    return document;
+}
+
 ;// CONCATENATED MODULE: ./src/registry/read.ts
 /**
  * Reading the registry's state: the live index (with the checks made before any upload) and the
  * version of the server's incus-simplestreams.
  */
+
 
 
 
@@ -59934,6 +59937,48 @@ function hostKeyAllowed(pins, keyBlob) {
     return (pins.fingerprints.includes(fingerprint) || pins.knownKeys.some((known) => !known.revoked && known.key === base64));
 }
 
+;// CONCATENATED MODULE: ./src/ssh/connect-errors.ts
+/** What a failed connection says: which input to check, and what to do. */
+
+
+function hostKeyMismatch(options, presented) {
+    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
+    const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
+    return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+        `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
+        `${input}; otherwise someone may be intercepting the connection.`, input);
+}
+function connectionError(error, options) {
+    const message = describeError(error);
+    const target = `${options.host}:${options.port}`;
+    const code = error.code;
+    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
+    if (options.via && /channel open failure|tunnel/i.test(message)) {
+        return new errors_ActionError(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+            'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
+            '(AllowTcpForwarding in its sshd_config).', 'host');
+    }
+    if (code === 'ECONNREFUSED') {
+        return new errors_ActionError(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
+    }
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
+    }
+    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+        return new errors_ActionError(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
+            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
+    }
+    if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
+        return new errors_ActionError(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
+            (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
+    }
+    if (/authentication methods failed/i.test(message)) {
+        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
+            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
+    }
+    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, host);
+}
+
 ;// CONCATENATED MODULE: ./src/ssh/connect.ts
 /**
  * Connecting: the TCP socket, authentication, and the server's host key checked against the
@@ -59941,6 +59986,7 @@ function hostKeyAllowed(pins, keyBlob) {
  * Behind a bastion (jump-host), the bastion is connected to the same way, pins and all, and the
  * registry's connection runs through a tunnel the bastion opens (as `ssh -J` does).
  */
+
 
 
 
@@ -60127,43 +60173,6 @@ async function connectHop(options) {
         // 'unsupported': the server holds no key of the types asked for; try the next.
     }
     throw hostKeyMismatch(options, presentedKeys);
-}
-function hostKeyMismatch(options, presented) {
-    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
-    const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
-    return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
-        `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
-        `${input}; otherwise someone may be intercepting the connection.`, input);
-}
-function connectionError(error, options) {
-    const message = describeError(error);
-    const target = `${options.host}:${options.port}`;
-    const code = error.code;
-    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
-    if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new errors_ActionError(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
-            'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
-            '(AllowTcpForwarding in its sshd_config).', 'host');
-    }
-    if (code === 'ECONNREFUSED') {
-        return new errors_ActionError(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
-    }
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
-    }
-    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-        return new errors_ActionError(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
-            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
-    }
-    if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
-        return new errors_ActionError(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
-            (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
-    }
-    if (/authentication methods failed/i.test(message)) {
-        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
-            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
-    }
-    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, host);
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/connection.ts
@@ -60521,12 +60530,181 @@ function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
     return { privateKey: key, passphrase };
 }
 
+;// CONCATENATED MODULE: ./src/action/input-values.ts
+/**
+ * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
+ * ports, user names, aliases, and the secrets (masked, then taken out of the environment).
+ * Everything here is local: a bad value is reported before any file is read or any connection made.
+ */
+
+
+
+
+/** The inputs that hold secrets. */
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
+/**
+ * Removes the secret inputs from this process's environment once read, so that no child process
+ * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
+ */
+function forgetSecretInputs() {
+    for (const name of SECRET_INPUTS)
+        delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
+}
+/**
+ * Masks secrets in the log: each whole value, and each line of it, since the runner matches
+ * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
+ */
+function maskSecrets(values) {
+    const masks = new Set();
+    for (const value of values) {
+        if (value === '')
+            continue;
+        masks.add(value);
+        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
+            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
+                masks.add(line);
+        }
+    }
+    for (const mask of masks)
+        core_setSecret(mask);
+    addDebugSecrets([...masks]);
+}
+/** A boolean input; empty means false. Typos are refused rather than read as false. */
+function input_values_readBoolean(name) {
+    if (getInput(name) === '')
+        return false;
+    try {
+        return getBooleanInput(name);
+    }
+    catch {
+        throw new errors_ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
+    }
+}
+/** A whole-number input within its range; empty gives the default. */
+function input_values_readWholeNumber(input, range) {
+    const text = getInput(input).trim();
+    if (text === '')
+        return range.fallback;
+    const number = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(number) || number < range.min || number > range.max) {
+        throw new errors_ActionError(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
+    }
+    return number;
+}
+/** A choice input, case-insensitive; empty gives the default. */
+function input_values_readChoice(input, options) {
+    const value = core.getInput(input);
+    const text = value.trim().toLowerCase();
+    if (text === '')
+        return options.fallback;
+    if (!options.choices.includes(text)) {
+        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
+    }
+    return text;
+}
+/**
+ * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
+ * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
+ * input is ever parsed as shell code.
+ */
+function input_values_parseConvertCommand(value) {
+    const command = value.trim();
+    if (command === '')
+        return '';
+    if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
+        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
+            "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
+            'in that script.', 'convert-command');
+    }
+    return command;
+}
+function input_values_parseLocalPath(value, input) {
+    const path = value.trim();
+    if (path === '') {
+        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
+    }
+    if (path.includes('\0') || path.includes('\n')) {
+        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
+    }
+    return path;
+}
+function parseHost(value, input = 'host') {
+    const host = value.trim();
+    const prefix = input.replace(/host$/, '');
+    if (host.includes('@')) {
+        throw new errors_ActionError(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
+    }
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
+        throw new errors_ActionError(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
+    }
+    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
+    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
+    // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
+    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
+    if (!isHostName && !isIPv6) {
+        throw new errors_ActionError(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
+    }
+    return bracketless;
+}
+function parsePort(value, input = 'port') {
+    const text = value.trim();
+    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
+    if (text === '')
+        return 22;
+    const port = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new errors_ActionError(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
+    }
+    return port;
+}
+function parseUsername(value, input = 'username') {
+    const username = value.trim();
+    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
+        throw new errors_ActionError(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
+    }
+    return username;
+}
+function input_values_parseRemoteDir(value, input) {
+    const dir = value.trim();
+    if (!dir.startsWith('/')) {
+        throw new errors_ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
+    }
+    if (hasControlCharacters(dir)) {
+        throw new errors_ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
+    }
+    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
+    if (normalised === '/') {
+        throw new errors_ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
+    }
+    return normalised;
+}
+/**
+ * Aliases: newline- or comma-separated. The index stores a product's aliases as one
+ * comma-separated string, so a comma cannot be part of one; blanks and control characters could
+ * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
+ * one off as the remote (`crynux:crynux-node:v2.6.0`).
+ */
+function input_values_parseAliases(value) {
+    const aliases = [];
+    for (const raw of value.split(/[\n,]/)) {
+        const alias = raw.trim();
+        if (alias === '')
+            continue;
+        if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
+            throw new errors_ActionError(`aliases: "${errors_oneLine(alias)}" is not a valid image alias ` +
+                '(no blanks or control characters; at most 255 characters).', 'aliases');
+        }
+        if (!aliases.includes(alias))
+            aliases.push(alias);
+    }
+    return aliases;
+}
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
  * Everything here is local: a bad input is reported before any file is read or any connection made.
  */
-
 
 
 
@@ -60560,12 +60738,12 @@ function readRegistrySettings() {
         passphrase: keyPassphrase,
         hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
         ...(jump ? { jump } : {}),
-        simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
-        strictHostKey: readBoolean('strict-host-key'),
-        connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
-        lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
-        lxdCompat: getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
-        summary: getInput('summary') === '' ? true : readBoolean('summary'),
+        simplestreamsDir: input_values_parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
+        strictHostKey: input_values_readBoolean('strict-host-key'),
+        connectTimeout: input_values_readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
+        lockTimeout: input_values_readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
+        lxdCompat: getInput('lxd-compat') === '' ? true : input_values_readBoolean('lxd-compat'),
+        summary: getInput('summary') === '' ? true : input_values_readBoolean('summary'),
     };
 }
 /**
@@ -60638,170 +60816,11 @@ function inputs_readDayTwoSettings(kind) {
         throw new errors_ActionError(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
             '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
     }
-    const aliases = kind === 'alias' ? parseAliases(getInput('aliases', { required: true })) : [];
+    const aliases = kind === 'alias' ? input_values_parseAliases(getInput('aliases', { required: true })) : [];
     if (kind === 'alias' && aliases.length === 0) {
         throw new errors_ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
     }
-    return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
-}
-/** The inputs that hold secrets. */
-const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
-/**
- * Removes the secret inputs from this process's environment once read, so that no child process
- * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
- */
-function forgetSecretInputs() {
-    for (const name of SECRET_INPUTS)
-        delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
-}
-/**
- * Masks secrets in the log: each whole value, and each line of it, since the runner matches
- * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
- */
-function maskSecrets(values) {
-    const masks = new Set();
-    for (const value of values) {
-        if (value === '')
-            continue;
-        masks.add(value);
-        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
-            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
-                masks.add(line);
-        }
-    }
-    for (const mask of masks)
-        core_setSecret(mask);
-    addDebugSecrets([...masks]);
-}
-/** A boolean input; empty means false. Typos are refused rather than read as false. */
-function readBoolean(name) {
-    if (getInput(name) === '')
-        return false;
-    try {
-        return getBooleanInput(name);
-    }
-    catch {
-        throw new errors_ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
-    }
-}
-/** A whole-number input within its range; empty gives the default. */
-function readWholeNumber(input, range) {
-    const text = getInput(input).trim();
-    if (text === '')
-        return range.fallback;
-    const number = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(number) || number < range.min || number > range.max) {
-        throw new errors_ActionError(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
-    }
-    return number;
-}
-/** A choice input, case-insensitive; empty gives the default. */
-function readChoice(input, options) {
-    const value = core.getInput(input);
-    const text = value.trim().toLowerCase();
-    if (text === '')
-        return options.fallback;
-    if (!options.choices.includes(text)) {
-        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
-    }
-    return text;
-}
-/**
- * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
- * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
- * input is ever parsed as shell code.
- */
-function parseConvertCommand(value) {
-    const command = value.trim();
-    if (command === '')
-        return '';
-    if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
-        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
-            "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
-            'in that script.', 'convert-command');
-    }
-    return command;
-}
-function parseLocalPath(value, input) {
-    const path = value.trim();
-    if (path === '') {
-        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
-    }
-    if (path.includes('\0') || path.includes('\n')) {
-        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
-    }
-    return path;
-}
-function parseHost(value, input = 'host') {
-    const host = value.trim();
-    const prefix = input.replace(/host$/, '');
-    if (host.includes('@')) {
-        throw new errors_ActionError(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
-    }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-        throw new errors_ActionError(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
-    }
-    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
-    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
-    // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
-    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
-    if (!isHostName && !isIPv6) {
-        throw new errors_ActionError(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
-    }
-    return bracketless;
-}
-function parsePort(value, input = 'port') {
-    const text = value.trim();
-    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
-    if (text === '')
-        return 22;
-    const port = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new errors_ActionError(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
-    }
-    return port;
-}
-function parseUsername(value, input = 'username') {
-    const username = value.trim();
-    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
-        throw new errors_ActionError(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
-    }
-    return username;
-}
-function parseRemoteDir(value, input) {
-    const dir = value.trim();
-    if (!dir.startsWith('/')) {
-        throw new errors_ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
-    }
-    if (hasControlCharacters(dir)) {
-        throw new errors_ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
-    }
-    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
-    if (normalised === '/') {
-        throw new errors_ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
-    }
-    return normalised;
-}
-/**
- * Aliases: newline- or comma-separated. The index stores a product's aliases as one
- * comma-separated string, so a comma cannot be part of one; blanks and control characters could
- * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
- * one off as the remote (`crynux:crynux-node:v2.6.0`).
- */
-function parseAliases(value) {
-    const aliases = [];
-    for (const raw of value.split(/[\n,]/)) {
-        const alias = raw.trim();
-        if (alias === '')
-            continue;
-        if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
-            throw new errors_ActionError(`aliases: "${errors_oneLine(alias)}" is not a valid image alias ` +
-                '(no blanks or control characters; at most 255 characters).', 'aliases');
-        }
-        if (!aliases.includes(alias))
-            aliases.push(alias);
-    }
-    return aliases;
+    return { ...registry, reference, aliases, dryRun: input_values_readBoolean('dry-run') };
 }
 
 ;// CONCATENATED MODULE: ./src/action/summary.ts
@@ -61067,7 +61086,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8147);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2843);
 
 
 await (0,_action_day_two_js__WEBPACK_IMPORTED_MODULE_1__/* .runRemove */ .m)();

@@ -12,7 +12,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ActionError, describeError } from '../common/errors.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
-import { parseImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
+import { type ImagesIndex } from '../simplestreams/images-index.js';
+import { parseImagesIndex } from '../simplestreams/parse.js';
 import { connectThrough, proxyFor } from './proxy.js';
 import {
   expectedVersion,

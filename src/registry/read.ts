@@ -4,7 +4,8 @@
  */
 import { ActionError, describeError } from '../common/errors.js';
 import { INSTALL_INCUS_SIMPLESTREAMS } from '../common/hints.js';
-import { emptyImagesIndex, parseImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
+import { emptyImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
+import { parseImagesIndex } from '../simplestreams/parse.js';
 import { remoteFailure } from '../ssh/remote-failure.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
 import { commandLine } from '../ssh/shell.js';

@@ -3,14 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  parseAliases,
-  parseHost,
-  parsePort,
-  parseRemoteDir,
-  parseUsername,
-  readSettings,
-} from '../../../src/action/inputs.js';
+import { parseAliases, parseHost, parsePort, parseRemoteDir, parseUsername } from '../../../src/action/input-values.js';
+import { readSettings } from '../../../src/action/inputs.js';
 
 let dir: string;
 let ed25519: string;

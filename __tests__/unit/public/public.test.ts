@@ -14,7 +14,8 @@ import {
   type Problem,
 } from '../../../src/public/problems.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../../../src/public/remote.js';
-import { buildStreamsIndex, parseImagesIndex, type ImagesIndex } from '../../../src/simplestreams/images-index.js';
+import { buildStreamsIndex, type ImagesIndex } from '../../../src/simplestreams/images-index.js';
+import { parseImagesIndex } from '../../../src/simplestreams/parse.js';
 
 const fingerprint = 'a'.repeat(64);
 const metaSha = 'b'.repeat(64);

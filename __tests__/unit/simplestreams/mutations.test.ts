@@ -10,11 +10,10 @@ import { planAliasUpdate } from '../../../src/simplestreams/aliases.js';
 import {
   buildStreamsIndex,
   findFingerprint,
-  InvalidIndexError,
-  parseImagesIndex,
   referencedPaths,
   releasesOf,
 } from '../../../src/simplestreams/images-index.js';
+import { InvalidIndexError, parseImagesIndex } from '../../../src/simplestreams/parse.js';
 import { withLxdItems } from '../../../src/simplestreams/lxd.js';
 import { planPublication, SerialConflictError, type StagedVersion } from '../../../src/simplestreams/plan.js';
 import { applyRetention } from '../../../src/simplestreams/retention.js';

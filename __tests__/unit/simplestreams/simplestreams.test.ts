@@ -5,7 +5,6 @@ import {
   emptyImagesIndex,
   findFingerprint,
   lineIdentity,
-  parseImagesIndex,
   productAliases,
   referencedPaths,
   serialFor,
@@ -13,6 +12,7 @@ import {
   type ImagesIndex,
   type SimplestreamsProduct,
 } from '../../../src/simplestreams/images-index.js';
+import { parseImagesIndex } from '../../../src/simplestreams/parse.js';
 import {
   SerialConflictError,
   planPublication,

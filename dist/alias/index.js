@@ -57608,6 +57608,7 @@ class RunningCommand {
     signal = null;
     stdoutListeners = [];
     closed;
+    settleClosed = () => undefined;
     constructor(channel) {
         this.channel = channel;
         channel.on('data', (chunk) => {
@@ -57631,7 +57632,18 @@ class RunningCommand {
             this.code = code ?? null;
             this.signal = signal ?? null;
         });
-        this.closed = new Promise((resolve) => channel.on('close', () => resolve()));
+        this.closed = new Promise((resolve) => {
+            this.settleClosed = resolve;
+            channel.on('close', () => resolve());
+        });
+    }
+    /**
+     * The connection is gone: the channel may never report its close (a tunnel cut on the far
+     * side of a bastion), so whoever waits on it is released, and a stream piped into it fails.
+     */
+    abandon() {
+        this.channel.destroy();
+        this.settleClosed();
     }
     onStdout(listener) {
         this.stdoutListeners.push(listener);
@@ -57675,12 +57687,17 @@ class RemoteSession {
         this.label = label;
         // Without a listener, a reset connection would be an unhandled 'error' event and end the
         // process; here it only marks the session as gone, and the command in flight fails.
-        ssh.connection?.on('error', () => {
-            this.closed = true;
-        });
-        ssh.connection?.on('close', () => {
-            this.closed = true;
-        });
+        ssh.connection?.on('error', () => this.gone());
+        ssh.connection?.on('close', () => this.gone());
+    }
+    /** Commands in flight, released when the connection goes. */
+    running = new Set();
+    /** Marks the session as gone and releases every command still waiting on it. */
+    gone() {
+        this.closed = true;
+        for (const running of this.running)
+            running.abandon();
+        this.running.clear();
     }
     /** Whether the connection is still up (false once the server or the network dropped it). */
     isConnected() {
@@ -57701,7 +57718,14 @@ class RemoteSession {
         this.channels += 1;
         debugCommand(this.label, this.channels, command);
         return new Promise((resolve, reject) => {
-            connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
+            connection.exec(command, (error, channel) => {
+                if (error)
+                    return reject(error);
+                const running = new RunningCommand(channel);
+                this.running.add(running);
+                void running.closed.then(() => this.running.delete(running));
+                resolve(running);
+            });
         });
     }
     /**
@@ -57718,9 +57742,12 @@ class RemoteSession {
             connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
                 clearTimeout(timer);
                 if (error)
-                    reject(error);
-                else
-                    resolve(channel);
+                    return reject(error);
+                // When the far side goes (the bastion's TCP connection to the server drops), the tunnel
+                // only ends for reading; the connection through it must see a closed socket at once, not
+                // after its keepalives run out.
+                channel.on('end', () => channel.destroy());
+                resolve(channel);
             });
         });
     }
@@ -57728,9 +57755,7 @@ class RemoteSession {
     runsThrough(carrier) {
         this.carriers.push(carrier);
         // The tunnel goes with the bastion: this connection is then gone too.
-        carrier.ssh.connection?.on('close', () => {
-            this.closed = true;
-        });
+        carrier.ssh.connection?.on('close', () => this.gone());
     }
     /**
      * Runs a command (built with ssh/shell.ts) and collects its output and exit status. Output past

@@ -64,6 +64,7 @@ class RunningCommand {
   private signal: string | null = null;
   private readonly stdoutListeners: (() => void)[] = [];
   readonly closed: Promise<void>;
+  private settleClosed: () => void = () => undefined;
 
   constructor(readonly channel: ClientChannel) {
     channel.on('data', (chunk: Buffer) => {
@@ -85,7 +86,19 @@ class RunningCommand {
       this.code = code ?? null;
       this.signal = signal ?? null;
     });
-    this.closed = new Promise((resolve) => channel.on('close', () => resolve()));
+    this.closed = new Promise((resolve) => {
+      this.settleClosed = resolve;
+      channel.on('close', () => resolve());
+    });
+  }
+
+  /**
+   * The connection is gone: the channel may never report its close (a tunnel cut on the far
+   * side of a bastion), so whoever waits on it is released, and a stream piped into it fails.
+   */
+  abandon(): void {
+    this.channel.destroy();
+    this.settleClosed();
   }
 
   onStdout(listener: () => void): void {
@@ -131,12 +144,18 @@ export class RemoteSession {
   ) {
     // Without a listener, a reset connection would be an unhandled 'error' event and end the
     // process; here it only marks the session as gone, and the command in flight fails.
-    ssh.connection?.on('error', () => {
-      this.closed = true;
-    });
-    ssh.connection?.on('close', () => {
-      this.closed = true;
-    });
+    ssh.connection?.on('error', () => this.gone());
+    ssh.connection?.on('close', () => this.gone());
+  }
+
+  /** Commands in flight, released when the connection goes. */
+  private readonly running = new Set<RunningCommand>();
+
+  /** Marks the session as gone and releases every command still waiting on it. */
+  private gone(): void {
+    this.closed = true;
+    for (const running of this.running) running.abandon();
+    this.running.clear();
   }
 
   /** Whether the connection is still up (false once the server or the network dropped it). */
@@ -157,7 +176,13 @@ export class RemoteSession {
     this.channels += 1;
     debugCommand(this.label, this.channels, command);
     return new Promise((resolve, reject) => {
-      connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
+      connection.exec(command, (error, channel) => {
+        if (error) return reject(error);
+        const running = new RunningCommand(channel);
+        this.running.add(running);
+        void running.closed.then(() => this.running.delete(running));
+        resolve(running);
+      });
     });
   }
 
@@ -176,8 +201,12 @@ export class RemoteSession {
       );
       connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
         clearTimeout(timer);
-        if (error) reject(error);
-        else resolve(channel);
+        if (error) return reject(error);
+        // When the far side goes (the bastion's TCP connection to the server drops), the tunnel
+        // only ends for reading; the connection through it must see a closed socket at once, not
+        // after its keepalives run out.
+        channel.on('end', () => channel.destroy());
+        resolve(channel);
       });
     });
   }
@@ -186,9 +215,7 @@ export class RemoteSession {
   runsThrough(carrier: RemoteSession): void {
     this.carriers.push(carrier);
     // The tunnel goes with the bastion: this connection is then gone too.
-    carrier.ssh.connection?.on('close', () => {
-      this.closed = true;
-    });
+    carrier.ssh.connection?.on('close', () => this.gone());
   }
 
   /**

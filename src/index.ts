@@ -1,4 +1,5 @@
 import './dirname-shim.js';
-import { run } from './action/main.js';
+import { installLastResortHandlers, run } from './action/main.js';
 
+installLastResortHandlers();
 await run();

@@ -5,6 +5,7 @@
 import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { ActionError, hasControlCharacters, oneLine } from '../common/errors.js';
+import type { RootfsLimits } from '../image/rootfs.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
@@ -27,6 +28,10 @@ export interface Settings extends ConnectOptions, RegistryPaths, UploadOptions, 
   connectTimeout: number;
   /** When a raw rootfs tarball is turned into a squashfs on the runner. */
   convertRootfs: 'auto' | 'always' | 'never';
+  /** What a raw rootfs tarball may hold (max-rootfs-entries, max-rootfs-size in bytes). */
+  rootfsLimits: RootfsLimits;
+  /** Seconds the conversion of a rootfs tarball may take (convert-rootfs-timeout). */
+  convertRootfsTimeout: number;
   /** The registry's public HTTPS address to check after publishing; '' to skip the check. */
   publicUrl: string;
   /** The remote name the job summary's commands use. */
@@ -81,6 +86,11 @@ export function readSettings(): Settings {
     keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
     convertCommand: parseConvertCommand(core.getInput('convert-command')),
     convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
+    rootfsLimits: {
+      maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 1_000_000, min: 1, max: 1_000_000_000 }),
+      maxBytes: readWholeNumber('max-rootfs-size', { fallback: 16384, min: 1, max: 1024 * 1024 }) * 1024 * 1024,
+    },
+    convertRootfsTimeout: readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),
     publicUrl,
     remoteName: core.getInput('remote-name')
       ? validateRemoteName(core.getInput('remote-name').trim())

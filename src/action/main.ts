@@ -4,8 +4,11 @@
  */
 import * as core from '@actions/core';
 import { ActionError, describeError } from '../common/errors.js';
+import { closeFiles } from '../image/local-file.js';
+import { imageFiles } from '../image/local-image.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
 import type { PublishResult } from '../registry/publication.js';
+import type { Registry } from '../registry/registry.js';
 import { readSettings, type Settings } from './inputs.js';
 import { setOutputs } from './outputs.js';
 import {
@@ -26,10 +29,12 @@ import { writeFailureSummary, writeSummary } from './summary.js';
 /** Publishes the image the settings name and returns what the registry now serves. */
 export async function publish(settings: Settings): Promise<PublishResult> {
   const inspected = await inspect(settings); // 1. inspect locally
-  const aliases = requestedAliases(settings, inspected);
-  const registry = await connect(settings); // 2. connect, host key checked
-  const cleanups: (() => Promise<void>)[] = [];
+  // The files stay open, and are read through those descriptors, until the run is over.
+  const cleanups: (() => Promise<void>)[] = [() => closeFiles(imageFiles(inspected))];
+  let registry: Registry | undefined;
   try {
+    const aliases = requestedAliases(settings, inspected);
+    registry = await connect(settings); // 2. connect, host key checked
     const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
     const live = await checkServer(registry, settings); // 2. the server's tools and directories
     const existing = await findExisting(settings, image, live); // 3. skip what is already there
@@ -46,7 +51,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
       await uploaded.lock.release().catch(() => undefined);
     }
   } finally {
-    registry.close();
+    registry?.close();
     // A squashfs converted from a rootfs tarball is not needed once the run is over.
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
   }
@@ -62,6 +67,28 @@ function checkPublic(settings: Settings, result: PublishResult): Promise<PublicC
       log: core.info,
     }),
   );
+}
+
+/**
+ * The last resort: an error thrown where no caller catches it (an event handler, a stream, a
+ * promise nobody awaits) still fails the step with an ::error line, instead of ending the
+ * process with a stack trace only, or not at all.
+ */
+export function installLastResortHandlers(): void {
+  let reported = false;
+  const report = (error: unknown): void => {
+    process.exitCode = core.ExitCode.Failure;
+    if (reported) return;
+    reported = true;
+    const message = error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`;
+    core.error(message, { title: 'lxc-publish failed' });
+    const summary = process.env['GITHUB_STEP_SUMMARY']
+      ? writeFailureSummary(message).catch(() => undefined)
+      : Promise.resolve();
+    void summary.finally(() => process.exit(core.ExitCode.Failure));
+  };
+  process.on('uncaughtException', report);
+  process.on('unhandledRejection', report);
 }
 
 /** The action's entry point: never throws; a failure fails the step with a message. */

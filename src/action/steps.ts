@@ -7,7 +7,8 @@ import { ActionError } from '../common/errors.js';
 import { fingerprintOf, uploadKey } from '../image/hashing.js';
 import { inspectImage } from '../image/inspect.js';
 import { incusWarnings, lxdWarnings } from '../image/kinds.js';
-import type { LocalImage } from '../image/local-image.js';
+import { checkUnchanged } from '../image/local-file.js';
+import { imageFiles, type LocalImage } from '../image/local-image.js';
 import { convertRootfsTarball, rootfsDecision } from '../image/rootfs.js';
 import { removeDirs } from '../registry/housekeeping.js';
 import { remoteImage, stagingDir, type RemoteImage } from '../registry/layout.js';
@@ -23,7 +24,7 @@ import type { Settings } from './inputs.js';
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 export async function inspect(settings: Settings): Promise<LocalImage> {
   const image = await core.group('Inspect the image', async () => {
-    const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
+    const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath, settings.rootfsLimits);
     const { os, release, variant, propertiesArchitecture } = inspected.properties;
     core.info(
       `${inspected.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${inspected.size} bytes`,
@@ -72,14 +73,14 @@ export async function prepareRootfsTarball(
   const decision = rootfsDecision(settings.convertRootfs, version);
   core.info(decision.reason);
   if (!decision.convert) return image;
-  const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+  const converted = await convertRootfsTarball(data, {
+    creationDate: image.properties.creationDate,
+    timeoutSeconds: settings.convertRootfsTimeout,
+    log: core.info,
+  });
   onCleanup(converted.remove);
-  core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
-  return {
-    ...image,
-    data: { path: converted.path, size: converted.size, kind: 'squashfs' },
-    size: image.metadata.size + converted.size,
-  };
+  core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+  return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
 }
 
 export type Existing =
@@ -125,6 +126,13 @@ export async function upload(
   const remote = remoteImage(registry.paths, await uploadKey(image), image);
   const uploaded = await core.group('Upload', () => uploadImage(registry, remote, settings));
   core.info(`Fingerprint: ${uploaded.fingerprint}`);
+  try {
+    // What was sent is what was inspected, up to its size: a file that changed since is refused.
+    for (const file of imageFiles(image)) await checkUnchanged(file);
+  } catch (error) {
+    await uploaded.lock.release().catch(() => undefined);
+    throw error;
+  }
   if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
     await uploaded.lock.release().catch(() => undefined);
     throw new ActionError(

@@ -1,6 +1,6 @@
 /** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
-import { parse as parseYaml } from 'yaml';
-import { ActionError, describeError } from '../common/errors.js';
+import { isScalar, parseDocument, type Document } from 'yaml';
+import { ActionError, describeError, oneLine } from '../common/errors.js';
 
 export interface ImageMetadata {
   architecture: string;
@@ -13,40 +13,47 @@ export interface ImageMetadata {
 }
 
 /**
- * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
- * it maps to them (as in Incus's osarch package).
+ * Architecture names Incus accepts in metadata.yaml, each with the distribution names it maps to
+ * the same architecture (Incus's osarch package): x86_64 ~ amd64, aarch64 ~ arm64, and so on.
  */
-const INCUS_ARCHITECTURES = new Set([
-  'i686',
-  'x86_64',
-  'armv6l',
-  'armv7l',
-  'armv8l',
-  'aarch64',
-  'ppc',
-  'ppc64',
-  'ppc64le',
-  's390x',
-  'mips',
-  'mips64',
-  'riscv32',
-  'riscv64',
-  'loongarch64',
-  'i386',
-  'i586',
-  'amd64',
-  'x64',
-  'armel',
-  'armhf',
-  'arm64',
-  'arm64be',
-  'powerpc',
-  'powerpc64',
-  'ppc64el',
-  'mipsel',
-  'mips64el',
-  'loong64',
-]);
+const ARCHITECTURES: Record<string, string[]> = {
+  i686: ['i386', 'i586', '386', 'x86', 'generic_32'],
+  x86_64: ['amd64', 'generic_64', 'x64'],
+  armv6l: ['armel', 'arm'],
+  armv7l: ['armhf', 'armhfp', 'armv7a_hardfp', 'armv7', 'armv7a_vfpv3_hardfp'],
+  armv8l: [],
+  aarch64: ['arm64', 'arm64_generic'],
+  ppc: ['powerpc'],
+  ppc64: ['powerpc64'],
+  ppc64le: ['ppc64el'],
+  s390x: [],
+  mips: ['mipsel', 'mipsle'],
+  mips64: ['mips64el', 'mips64le'],
+  riscv32: [],
+  riscv64: [],
+  loongarch64: ['loong64'],
+};
+
+/** The Incus architecture a name (an Incus name or a distribution alias) stands for. */
+export function incusArchitecture(name: string): string | undefined {
+  for (const [incus, aliases] of Object.entries(ARCHITECTURES)) {
+    if (name === incus || aliases.includes(name)) return incus;
+  }
+  return undefined;
+}
+
+/** metadata.yaml larger than this is refused unread (distrobuilder writes a few kilobytes). */
+export const METADATA_YAML_MAX_BYTES = 1024 * 1024;
+
+/** creation_date from 2000-01-01 on: older dates are no build's, and serials sort as text. */
+const EARLIEST_CREATION_DATE = 946684800;
+
+/**
+ * Fields that form the product key (os:release:variant:architecture), the default alias
+ * (os/release/variant) and the index's alias lists (comma-separated): none of those separators,
+ * no blanks, no control characters.
+ */
+const KEY_FIELD_FORBIDDEN = /[:,/\s\u0000-\u001f\u007f]/u;
 
 function requireString(value: unknown, field: string, path: string): string {
   if (typeof value !== 'string' || value.trim() === '') {
@@ -59,48 +66,114 @@ function requireString(value: unknown, field: string, path: string): string {
   return value;
 }
 
-/** Checks metadata.yaml for what `incus-simplestreams add` needs. */
-export function parseMetadataYaml(text: string, path: string): ImageMetadata {
-  let document: unknown;
+function fail(path: string, problem: string): never {
+  throw new ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+}
+
+function describeCharacter(character: string): string {
+  if (character === ' ') return 'a blank';
+  if (/\s/u.test(character) || /[\u0000-\u001f\u007f]/.test(character)) {
+    return `a control or blank character (U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')})`;
+  }
+  return `"${character}"`;
+}
+
+/** A field of the product key: refused, naming the field and why, when it holds a separator. */
+function requireKeyField(value: unknown, field: string, path: string): string {
+  const text = requireString(value, field, path);
+  const bad = KEY_FIELD_FORBIDDEN.exec(text)?.[0];
+  if (bad !== undefined) {
+    fail(
+      path,
+      `has ${field} "${text}", which contains ${describeCharacter(bad)}. os, release, variant and ` +
+        'properties.architecture form the product key (os:release:variant:architecture) and the default alias ' +
+        '(os/release/variant), and aliases are listed comma-separated: they cannot hold ":", ",", "/", blanks or ' +
+        'control characters. Change it in the image definition.',
+    );
+  }
+  return text;
+}
+
+/**
+ * creation_date as incus-simplestreams reads it: a plain decimal number (no sign, leading zero,
+ * exponent, underscore, quotes or tag, which YAML parsers read differently), from 2000 to a day
+ * from now (a later date would stay the newest version for good).
+ */
+function requireCreationDate(document: Document, text: string, path: string, now: number): number {
+  const node = document.get('creation_date', true);
+  const source = isScalar(node) && node.range ? text.slice(node.range[0], node.range[1]) : undefined;
+  const plain = isScalar(node) && node.type === 'PLAIN' && node.tag === undefined;
+  if (!isScalar(node) || typeof node.value !== 'number') {
+    fail(path, 'has no valid creation_date (a Unix time in seconds).');
+  }
+  if (!plain || source === undefined || !/^[1-9][0-9]{0,11}$/.test(source)) {
+    fail(
+      path,
+      `has creation_date "${oneLine(String(source ?? node.value))}", which is not a plain decimal Unix time in seconds ` +
+        '(a leading zero, a sign, an exponent, an underscore or a tag is read differently by incus-simplestreams). ' +
+        'Write it as distrobuilder does, for example creation_date: 1767225600.',
+    );
+  }
+  const value = Number(source);
+  const latest = Math.floor(now / 1000) + 86400;
+  if (value < EARLIEST_CREATION_DATE || value > latest) {
+    fail(
+      path,
+      `has creation_date ${value} (${value > 8.64e12 ? 'far' : new Date(value * 1000).toISOString()}), which is not between ` +
+        `2000-01-01 and a day from now: a date in the future would stay the newest version for good. Check the build machine's clock.`,
+    );
+  }
+  return value;
+}
+
+/** Checks metadata.yaml for what `incus-simplestreams add` needs, read as it reads it. */
+export function parseMetadataYaml(text: string, path: string, now = Date.now()): ImageMetadata {
+  let document: Document;
+  let root: unknown;
   try {
-    document = parseYaml(text);
+    document = parseDocument(text);
+    const [error] = document.errors;
+    if (error) throw error;
+    root = document.toJS();
   } catch (error) {
-    throw new ActionError(
-      `metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`,
-      'metadata',
-    );
+    fail(path, `is not valid YAML (${describeError(error)}).`);
   }
-  if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-    throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
-  }
-  const root = document as Record<string, unknown>;
-  const creationDate = root['creation_date'];
-  if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
-    throw new ActionError(
-      `metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`,
-      'metadata',
-    );
-  }
-  const properties = root['properties'];
-  if (typeof properties !== 'object' || properties === null) {
-    throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
-  }
+  if (typeof root !== 'object' || root === null || Array.isArray(root)) fail(path, 'is not a YAML mapping.');
+  const values = root as Record<string, unknown>;
+  const creationDate = requireCreationDate(document, text, path, now);
+  const properties = values['properties'];
+  if (typeof properties !== 'object' || properties === null) fail(path, 'has no properties section.');
   const props = properties as Record<string, unknown>;
-  const architecture = requireString(root['architecture'], 'architecture', path);
-  if (!INCUS_ARCHITECTURES.has(architecture)) {
-    throw new ActionError(
-      `metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
+  const architecture = requireString(values['architecture'], 'architecture', path);
+  const incus = incusArchitecture(architecture);
+  if (incus === undefined) {
+    fail(
+      path,
+      `names architecture "${architecture}", which Incus does not know. ` +
         'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).',
-      'metadata',
+    );
+  }
+  const os = requireKeyField(props['os'], 'properties.os', path);
+  const release = requireKeyField(props['release'], 'properties.release', path);
+  const variant = requireKeyField(props['variant'], 'properties.variant', path);
+  const propertiesArchitecture = requireKeyField(props['architecture'], 'properties.architecture', path);
+  const named = incusArchitecture(propertiesArchitecture);
+  if (named !== incus) {
+    fail(
+      path,
+      `has architecture "${architecture}" (${incus}) but properties.architecture "${propertiesArchitecture}" ` +
+        `(${named ?? 'not an architecture Incus knows'}): clients would be offered the image for the wrong ` +
+        'architecture. Both come from image.architecture in the image definition: build it again, or set them to ' +
+        'the same architecture (x86_64 ~ amd64, aarch64 ~ arm64).',
     );
   }
   return {
     architecture,
     creationDate,
-    os: requireString(props['os'], 'properties.os', path),
-    release: requireString(props['release'], 'properties.release', path),
-    variant: requireString(props['variant'], 'properties.variant', path),
-    propertiesArchitecture: requireString(props['architecture'], 'properties.architecture', path),
+    os,
+    release,
+    variant,
+    propertiesArchitecture,
     description: requireString(props['description'], 'properties.description', path),
   };
 }

@@ -3,7 +3,25 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openInput } from '../../../src/image/inspect.js';
+import type { Compression, DataFile } from '../../../src/image/local-image.js';
 import { convertRootfsTarball, findSquashfsTool, squashfsCommand } from '../../../src/image/rootfs.js';
+
+/** The tarball opened as inspection opens it, and converted as the action converts it. */
+async function convert(path: string, compression: Compression, creationDate: number) {
+  const tarball: DataFile = { ...(await openInput(path, 'rootfs')), kind: 'rootfs-tarball', compression };
+  try {
+    const { file, remove } = await convertRootfsTarball(tarball, {
+      creationDate,
+      timeoutSeconds: 600,
+      log: () => undefined,
+    });
+    await file.handle.close();
+    return { path: file.path, size: file.size, remove };
+  } finally {
+    await tarball.handle.close();
+  }
+}
 
 let dir: string;
 
@@ -45,8 +63,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('convertRootfsTarball', () => {
   it('keeps owners, modes, device nodes and links, without root, and gives the same bytes twice', async () => {
     const tarball = makeTarball('rootfs.tar.xz', 'xz');
-    const first = await convertRootfsTarball(tarball, 'xz', 1764000000);
-    const second = await convertRootfsTarball(tarball, 'xz', 1764000000);
+    const first = await convert(tarball, 'xz', 1764000000);
+    const second = await convert(tarball, 'xz', 1764000000);
     const sha = (path: string) => execFileSync('sha256sum', [path]).toString().split(' ')[0];
     expect(sha(first.path)).toBe(sha(second.path));
     expect(readFileSync(first.path).subarray(0, 4).toString()).toBe('hsqs');
@@ -63,7 +81,7 @@ describe('convertRootfsTarball', () => {
   });
 
   it('reads gzip tarballs too', async () => {
-    const converted = await convertRootfsTarball(makeTarball('rootfs.tar.gz', 'gz'), 'gzip', 1764000000);
+    const converted = await convert(makeTarball('rootfs.tar.gz', 'gz'), 'gzip', 1764000000);
     expect(converted.size).toBeGreaterThan(0);
     await converted.remove();
   });
@@ -72,7 +90,7 @@ describe('convertRootfsTarball', () => {
     const damaged = join(dir, 'damaged.tar.xz');
     execFileSync('sh', ['-c', 'head -c 100 "$1" > "$2"', 'sh', makeTarball('whole.tar.xz', 'xz'), damaged]);
     const before = readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length;
-    await expect(convertRootfsTarball(damaged, 'xz', 1764000000)).rejects.toThrow(/^rootfs: converting .* failed/);
+    await expect(convert(damaged, 'xz', 1764000000)).rejects.toThrow(/^rootfs: converting .* failed/);
     // A failed conversion leaves no directory behind.
     expect(readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length).toBe(before);
   });

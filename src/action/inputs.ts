@@ -87,7 +87,7 @@ export function readSettings(): Settings {
     convertCommand: parseConvertCommand(core.getInput('convert-command')),
     convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
     rootfsLimits: {
-      maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 1_000_000, min: 1, max: 1_000_000_000 }),
+      maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),
       maxBytes: readWholeNumber('max-rootfs-size', { fallback: 16384, min: 1, max: 1024 * 1024 }) * 1024 * 1024,
     },
     convertRootfsTimeout: readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),

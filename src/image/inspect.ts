@@ -149,7 +149,7 @@ async function readMetadataTarball(
           );
         }
         yaml = (await reader.read(entry.size)).toString('utf8');
-      } else if (yaml === undefined && otherName === undefined && /(^|\/)metadata\.yaml$/.test(entry.name)) {
+      } else if (yaml === undefined && otherName === undefined && /(^|\/)metadata\.yaml\/?$/.test(entry.name)) {
         otherName = entry.name;
       }
       if (unified && imageType === undefined) {
@@ -268,4 +268,4 @@ export async function inspectImage(
 }
 
 /** Defaults of the max-rootfs-entries and max-rootfs-size inputs. */
-export const DEFAULT_ROOTFS_LIMITS: RootfsLimits = { maxEntries: 1_000_000, maxBytes: 16 * 1024 ** 3 };
+export const DEFAULT_ROOTFS_LIMITS: RootfsLimits = { maxEntries: 500_000, maxBytes: 16 * 1024 ** 3 };

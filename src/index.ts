@@ -1,5 +1,6 @@
 import './dirname-shim.js';
 import { installLastResortHandlers, run } from './action/main.js';
 
-installLastResortHandlers();
+const finished = installLastResortHandlers();
 await run();
+finished();

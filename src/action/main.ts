@@ -71,24 +71,34 @@ function checkPublic(settings: Settings, result: PublishResult): Promise<PublicC
 
 /**
  * The last resort: an error thrown where no caller catches it (an event handler, a stream, a
- * promise nobody awaits) still fails the step with an ::error line, instead of ending the
- * process with a stack trace only, or not at all.
+ * promise nobody awaits), or a run that ends without settling, still fails the step with one
+ * ::error line, instead of ending the process with a stack trace only, or with none. Returns
+ * what marks the run as finished.
  */
-export function installLastResortHandlers(): void {
+export function installLastResortHandlers(): () => void {
   let reported = false;
-  const report = (error: unknown): void => {
+  let finished = false;
+  const fail = (message: string): void => {
     process.exitCode = core.ExitCode.Failure;
     if (reported) return;
     reported = true;
-    const message = error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`;
     core.error(message, { title: 'lxc-publish failed' });
+  };
+  const report = (error: unknown): void => {
+    fail(error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`);
     const summary = process.env['GITHUB_STEP_SUMMARY']
-      ? writeFailureSummary(message).catch(() => undefined)
+      ? writeFailureSummary(describeError(error)).catch(() => undefined)
       : Promise.resolve();
     void summary.finally(() => process.exit(core.ExitCode.Failure));
   };
   process.on('uncaughtException', report);
   process.on('unhandledRejection', report);
+  process.on('exit', () => {
+    if (!finished) fail('Unexpected error: the run ended before it finished (nothing was left to wait for).');
+  });
+  return () => {
+    finished = true;
+  };
 }
 
 /** The action's entry point: never throws; a failure fails the step with a message. */

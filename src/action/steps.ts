@@ -124,11 +124,21 @@ export async function upload(
   knownFingerprint: string | undefined,
 ): Promise<{ remote: RemoteImage; upload: Upload }> {
   const remote = remoteImage(registry.paths, await uploadKey(image), image);
-  const uploaded = await core.group('Upload', () => uploadImage(registry, remote, settings));
+  // What was sent is what was inspected, up to its size: a file that changed since is refused,
+  // and when the upload failed, a change is what the message says first.
+  const unchanged = async (): Promise<void> => {
+    for (const file of imageFiles(image)) await checkUnchanged(file);
+  };
+  let uploaded: Upload;
+  try {
+    uploaded = await core.group('Upload', () => uploadImage(registry, remote, settings));
+  } catch (error) {
+    await unchanged();
+    throw error;
+  }
   core.info(`Fingerprint: ${uploaded.fingerprint}`);
   try {
-    // What was sent is what was inspected, up to its size: a file that changed since is refused.
-    for (const file of imageFiles(image)) await checkUnchanged(file);
+    await unchanged();
   } catch (error) {
     await uploaded.lock.release().catch(() => undefined);
     throw error;

@@ -187,6 +187,31 @@ describe('1. metadata is read as a stream, capped, and never hangs', () => {
   });
 });
 
+describe('1. the last resort also covers a run that ends without settling', () => {
+  it('prints one ::error line and fails when the event loop empties before the run finished', () => {
+    const script = `
+      import { installLastResortHandlers } from './src/action/main.ts';
+      installLastResortHandlers();
+      await new Promise(() => undefined);
+    `;
+    let stdout = '';
+    let status = 0;
+    try {
+      execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (error) {
+      stdout = String((error as { stdout: Buffer }).stdout);
+      status = (error as { status: number }).status;
+    }
+    expect(status).not.toBe(0);
+    expect(stdout.split('\n').filter((line) => line.startsWith('::error'))).toEqual([
+      '::error title=lxc-publish failed::Unexpected error: the run ended before it finished (nothing was left to wait for).',
+    ]);
+  });
+});
+
 describe('2. a VM disk must not refer to files outside itself', () => {
   it('refuses a qcow2 with a backing file and one with an external data file, and takes a standalone one', async () => {
     sh('qemu-img create -q -f qcow2 -b /etc/shadow -F raw "$1/backing.qcow2"');

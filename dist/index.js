@@ -53983,13 +53983,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6462:
+/***/ 9921:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  e: () => (/* binding */ run)
+  i0: () => (/* binding */ installLastResortHandlers),
+  eF: () => (/* binding */ run)
 });
 
 // UNUSED EXPORTS: publish
@@ -56976,11 +56977,97 @@ function describeError(error) {
     return error instanceof Error ? error.message : String(error);
 }
 
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/image/local-file.ts
+/**
+ * An input file opened once: inspection, hashing, conversion and the upload all read it through
+ * the same descriptor, up to the size it had when it was opened, so what was checked is what is
+ * uploaded even if the path is replaced meanwhile. A change of the file itself (appended to,
+ * truncated, rewritten) is detected and refused.
+ */
+
+
+
+
+/** Opens a file without following it into a FIFO's wait (O_NONBLOCK), for reading. */
+async function openFile(path) {
+    return (0,promises_namespaceObject.open)(path, external_node_fs_namespaceObject.constants.O_RDONLY | external_node_fs_namespaceObject.constants.O_NONBLOCK | external_node_fs_namespaceObject.constants.O_NOCTTY);
+}
+function changedError(file, detail) {
+    return new ActionError(`${file.input}: the file changed while it was being published ("${file.path}": ${detail}). ` +
+        'Make sure nothing writes the image files during the step, and run it again.', file.input);
+}
+/**
+ * The bytes `start` to `end` (inclusive; by default to the size the file had when opened) read
+ * through the file's descriptor. Fails with "the file changed" when the file ends sooner.
+ */
+function readStream(file, range = {}) {
+    const start = range.start ?? 0;
+    const end = Math.min(range.end ?? file.size - 1, file.size - 1);
+    const expected = Math.max(0, end - start + 1);
+    if (expected === 0)
+        return external_node_stream_.Readable.from([]);
+    async function* chunks() {
+        let read = 0;
+        const source = (0,external_node_fs_namespaceObject.createReadStream)('', {
+            fd: file.handle,
+            start,
+            end,
+            autoClose: false,
+            emitClose: false,
+            highWaterMark: 256 * 1024,
+        });
+        for await (const chunk of source) {
+            read += chunk.length;
+            yield chunk;
+        }
+        if (read < expected)
+            throw changedError(file, `${file.size} bytes when inspected, it ended after ${start + read}`);
+    }
+    return external_node_stream_.Readable.from(chunks(), { objectMode: false });
+}
+/** Reads up to `length` bytes from `position` through the descriptor. */
+async function readAt(file, position, length) {
+    const buffer = Buffer.alloc(Math.max(0, Math.min(length, file.size - position)));
+    let done = 0;
+    while (done < buffer.length) {
+        const { bytesRead } = await file.handle.read(buffer, done, buffer.length - done, position + done);
+        if (bytesRead === 0)
+            break;
+        done += bytesRead;
+    }
+    return buffer.subarray(0, done);
+}
+/** Fails with "the file changed" when the file's size or modification time differ from when it was opened. */
+async function checkUnchanged(file) {
+    const info = await file.handle.stat();
+    if (info.size !== file.size)
+        throw changedError(file, `${file.size} bytes when inspected, ${info.size} now`);
+    if (info.mtimeMs !== file.mtimeMs)
+        throw changedError(file, 'it was written to after it was inspected');
+}
+/** Closes the descriptors (each once; errors ignored). */
+async function closeFiles(files) {
+    for (const file of new Set(files))
+        await file?.handle.close().catch(() => undefined);
+}
+
+;// CONCATENATED MODULE: ./src/image/local-image.ts
+/** The image's files in fingerprint order: the metadata tarball, then the data file. */
+function imageFiles(image) {
+    return image.data ? [image.metadata, image.data] : [image.metadata];
+}
+
 ;// CONCATENATED MODULE: external "node:https"
 const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
 var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
 ;// CONCATENATED MODULE: external "node:timers/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
 /**
  * The simplestreams index (`streams/v1/images.json`) as incus-simplestreams writes it: types,
@@ -57379,7 +57466,7 @@ async function checkPublicRegistry(options) {
                 : `Not served yet (attempt ${attempt}, ${left} s left): ${summary}`);
             previous = summary;
             // The last attempt runs at the deadline.
-            await (0,promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
         }
     }
     finally {
@@ -57826,6 +57913,11 @@ function readSettings() {
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
         convertCommand: parseConvertCommand(getInput('convert-command')),
         convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
+        rootfsLimits: {
+            maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),
+            maxBytes: readWholeNumber('max-rootfs-size', { fallback: 16384, min: 1, max: 1024 * 1024 }) * 1024 * 1024,
+        },
+        convertRootfsTimeout: readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),
         publicUrl,
         remoteName: getInput('remote-name')
             ? validateRemoteName(getInput('remote-name').trim())
@@ -57996,14 +58088,6 @@ function setOutputs(result) {
     setOutput('status', result.status);
 }
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-;// CONCATENATED MODULE: ./src/image/local-image.ts
-/** The image's files in fingerprint order: the metadata tarball, then the data file. */
-function imageFiles(image) {
-    return image.data ? [image.metadata, image.data] : [image.metadata];
-}
-
 ;// CONCATENATED MODULE: ./src/image/hashing.ts
 /**
  * Hashing the image files: the fingerprint clients verify, computed while uploading where it
@@ -58019,15 +58103,17 @@ function imageFiles(image) {
 async function hashing_fingerprintOf(image) {
     const hash = (0,external_node_crypto_.createHash)('sha256');
     for (const file of imageFiles(image))
-        await hashFileInto(file.path, [hash]);
+        await hashFileInto(file, [hash]);
     return hash.digest('hex');
 }
-/** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
-async function hashFileInto(path, hashes, length) {
+/**
+ * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
+ * inspected) to the hashes, read through the descriptor inspection opened.
+ */
+async function hashFileInto(file, hashes, length) {
     if (length === 0)
         return;
-    const range = length === undefined ? {} : { start: 0, end: length - 1 };
-    for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { ...range, highWaterMark: 1024 * 1024 })) {
+    for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
         for (const hash of hashes)
             hash.update(chunk);
     }
@@ -58065,12 +58151,10 @@ class UploadHashes {
  */
 async function uploadKey(image) {
     const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
-    await hashFileInto(image.metadata.path, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
+    await hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
     return hash.digest('hex');
 }
 
-;// CONCATENATED MODULE: external "node:fs/promises"
-const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/image/metadata.ts
@@ -58078,40 +58162,44 @@ var dist = __nccwpck_require__(8815);
 
 
 /**
- * Architecture names Incus accepts in metadata.yaml: its own names and the distribution aliases
- * it maps to them (as in Incus's osarch package).
+ * Architecture names Incus accepts in metadata.yaml, each with the distribution names it maps to
+ * the same architecture (Incus's osarch package): x86_64 ~ amd64, aarch64 ~ arm64, and so on.
  */
-const INCUS_ARCHITECTURES = new Set([
-    'i686',
-    'x86_64',
-    'armv6l',
-    'armv7l',
-    'armv8l',
-    'aarch64',
-    'ppc',
-    'ppc64',
-    'ppc64le',
-    's390x',
-    'mips',
-    'mips64',
-    'riscv32',
-    'riscv64',
-    'loongarch64',
-    'i386',
-    'i586',
-    'amd64',
-    'x64',
-    'armel',
-    'armhf',
-    'arm64',
-    'arm64be',
-    'powerpc',
-    'powerpc64',
-    'ppc64el',
-    'mipsel',
-    'mips64el',
-    'loong64',
-]);
+const ARCHITECTURES = {
+    i686: ['i386', 'i586', '386', 'x86', 'generic_32'],
+    x86_64: ['amd64', 'generic_64', 'x64'],
+    armv6l: ['armel', 'arm'],
+    armv7l: ['armhf', 'armhfp', 'armv7a_hardfp', 'armv7', 'armv7a_vfpv3_hardfp'],
+    armv8l: [],
+    aarch64: ['arm64', 'arm64_generic'],
+    ppc: ['powerpc'],
+    ppc64: ['powerpc64'],
+    ppc64le: ['ppc64el'],
+    s390x: [],
+    mips: ['mipsel', 'mipsle'],
+    mips64: ['mips64el', 'mips64le'],
+    riscv32: [],
+    riscv64: [],
+    loongarch64: ['loong64'],
+};
+/** The Incus architecture a name (an Incus name or a distribution alias) stands for. */
+function incusArchitecture(name) {
+    for (const [incus, aliases] of Object.entries(ARCHITECTURES)) {
+        if (name === incus || aliases.includes(name))
+            return incus;
+    }
+    return undefined;
+}
+/** metadata.yaml larger than this is refused unread (distrobuilder writes a few kilobytes). */
+const METADATA_YAML_MAX_BYTES = 1024 * 1024;
+/** creation_date from 2000-01-01 on: older dates are no build's, and serials sort as text. */
+const EARLIEST_CREATION_DATE = 946684800;
+/**
+ * Fields that form the product key (os:release:variant:architecture), the default alias
+ * (os/release/variant) and the index's alias lists (comma-separated): none of those separators,
+ * no blanks, no control characters.
+ */
+const KEY_FIELD_FORBIDDEN = /[:,/\s\u0000-\u001f\u007f]/u;
 function requireString(value, field, path) {
     if (typeof value !== 'string' || value.trim() === '') {
         throw new ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
@@ -58119,84 +58207,775 @@ function requireString(value, field, path) {
     }
     return value;
 }
-/** Checks metadata.yaml for what `incus-simplestreams add` needs. */
-function parseMetadataYaml(text, path) {
+function fail(path, problem) {
+    throw new ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+}
+function describeCharacter(character) {
+    if (character === ' ')
+        return 'a blank';
+    if (/\s/u.test(character) || /[\u0000-\u001f\u007f]/.test(character)) {
+        return `a control or blank character (U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')})`;
+    }
+    return `"${character}"`;
+}
+/** A field of the product key: refused, naming the field and why, when it holds a separator. */
+function requireKeyField(value, field, path) {
+    const text = requireString(value, field, path);
+    const bad = KEY_FIELD_FORBIDDEN.exec(text)?.[0];
+    if (bad !== undefined) {
+        fail(path, `has ${field} "${text}", which contains ${describeCharacter(bad)}. os, release, variant and ` +
+            'properties.architecture form the product key (os:release:variant:architecture) and the default alias ' +
+            '(os/release/variant), and aliases are listed comma-separated: they cannot hold ":", ",", "/", blanks or ' +
+            'control characters. Change it in the image definition.');
+    }
+    return text;
+}
+/**
+ * creation_date as incus-simplestreams reads it: a plain decimal number (no sign, leading zero,
+ * exponent, underscore, quotes or tag, which YAML parsers read differently), from 2000 to a day
+ * from now (a later date would stay the newest version for good).
+ */
+function requireCreationDate(document, text, path, now) {
+    const node = document.get('creation_date', true);
+    const source = (0,dist/* isScalar */.jn)(node) && node.range ? text.slice(node.range[0], node.range[1]) : undefined;
+    const plain = (0,dist/* isScalar */.jn)(node) && node.type === 'PLAIN' && node.tag === undefined;
+    if (!(0,dist/* isScalar */.jn)(node) || typeof node.value !== 'number') {
+        fail(path, 'has no valid creation_date (a Unix time in seconds).');
+    }
+    if (!plain || source === undefined || !/^[1-9][0-9]{0,11}$/.test(source)) {
+        fail(path, `has creation_date "${oneLine(String(source ?? node.value))}", which is not a plain decimal Unix time in seconds ` +
+            '(a leading zero, a sign, an exponent, an underscore or a tag is read differently by incus-simplestreams). ' +
+            'Write it as distrobuilder does, for example creation_date: 1767225600.');
+    }
+    const value = Number(source);
+    const latest = Math.floor(now / 1000) + 86400;
+    if (value < EARLIEST_CREATION_DATE || value > latest) {
+        fail(path, `has creation_date ${value} (${value > 8.64e12 ? 'far' : new Date(value * 1000).toISOString()}), which is not between ` +
+            `2000-01-01 and a day from now: a date in the future would stay the newest version for good. Check the build machine's clock.`);
+    }
+    return value;
+}
+/** Checks metadata.yaml for what `incus-simplestreams add` needs, read as it reads it. */
+function parseMetadataYaml(text, path, now = Date.now()) {
     let document;
+    let root;
     try {
-        document = (0,dist/* parse */.qg)(text);
+        document = (0,dist/* parseDocument */.Tp)(text);
+        const [error] = document.errors;
+        if (error)
+            throw error;
+        root = document.toJS();
     }
     catch (error) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" is not valid YAML (${describeError(error)}).`, 'metadata');
+        fail(path, `is not valid YAML (${describeError(error)}).`);
     }
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" is not a YAML mapping.`, 'metadata');
-    }
-    const root = document;
-    const creationDate = root['creation_date'];
-    if (typeof creationDate !== 'number' || !Number.isInteger(creationDate) || creationDate <= 0) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no valid creation_date (a Unix time in seconds).`, 'metadata');
-    }
-    const properties = root['properties'];
-    if (typeof properties !== 'object' || properties === null) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" has no properties section.`, 'metadata');
-    }
+    if (typeof root !== 'object' || root === null || Array.isArray(root))
+        fail(path, 'is not a YAML mapping.');
+    const values = root;
+    const creationDate = requireCreationDate(document, text, path, now);
+    const properties = values['properties'];
+    if (typeof properties !== 'object' || properties === null)
+        fail(path, 'has no properties section.');
     const props = properties;
-    const architecture = requireString(root['architecture'], 'architecture', path);
-    if (!INCUS_ARCHITECTURES.has(architecture)) {
-        throw new ActionError(`metadata: metadata.yaml in "${path}" names architecture "${architecture}", which Incus does not know. ` +
-            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).', 'metadata');
+    const architecture = requireString(values['architecture'], 'architecture', path);
+    const incus = incusArchitecture(architecture);
+    if (incus === undefined) {
+        fail(path, `names architecture "${architecture}", which Incus does not know. ` +
+            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).');
+    }
+    const os = requireKeyField(props['os'], 'properties.os', path);
+    const release = requireKeyField(props['release'], 'properties.release', path);
+    const variant = requireKeyField(props['variant'], 'properties.variant', path);
+    const propertiesArchitecture = requireKeyField(props['architecture'], 'properties.architecture', path);
+    const named = incusArchitecture(propertiesArchitecture);
+    if (named !== incus) {
+        fail(path, `has architecture "${architecture}" (${incus}) but properties.architecture "${propertiesArchitecture}" ` +
+            `(${named ?? 'not an architecture Incus knows'}): clients would be offered the image for the wrong ` +
+            'architecture. Both come from image.architecture in the image definition: build it again, or set them to ' +
+            'the same architecture (x86_64 ~ amd64, aarch64 ~ arm64).');
     }
     return {
         architecture,
         creationDate,
-        os: requireString(props['os'], 'properties.os', path),
-        release: requireString(props['release'], 'properties.release', path),
-        variant: requireString(props['variant'], 'properties.variant', path),
-        propertiesArchitecture: requireString(props['architecture'], 'properties.architecture', path),
+        os,
+        release,
+        variant,
+        propertiesArchitecture,
         description: requireString(props['description'], 'properties.description', path),
     };
 }
 
-;// CONCATENATED MODULE: ./src/image/tar.ts
-/** Reading tarballs on the runner with GNU tar, whatever their compression (tar detects it). */
-
-
-
-/** Runs GNU tar quietly and returns its stdout; fails with its stderr. */
-async function runTar(args) {
-    const tar = await which('tar', false);
-    if (!tar) {
-        throw new ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.');
-    }
-    const result = await getExecOutput(tar, args, { silent: true, ignoreReturnCode: true });
-    if (result.exitCode !== 0)
-        throw new Error(result.stderr.trim() || `tar exited with status ${result.exitCode}`);
-    return result.stdout;
+;// CONCATENATED MODULE: ./src/image/qcow2.ts
+/**
+ * What a qcow2 disk may refer to outside itself: a backing file (header bytes 8-15), an external
+ * data file (incompatible feature bit 2, header extension 0x44415441), or features this check
+ * does not know. A client that converts such a disk (qemu-img convert) reads those files on its
+ * own host, so a published disk must stand alone.
+ */
+/** Bytes to read from the start of a disk: the header and its extensions fit in the first cluster. */
+const QCOW2_HEAD_BYTES = 2 * 1024 * 1024;
+const EXTERNAL_DATA_FILE_BIT = 2n;
+/** Incompatible feature bits qemu knows: dirty, corrupt, external data file, compression type, extended L2. */
+const KNOWN_INCOMPATIBLE = 31n;
+const EXTENSION_END = 0;
+const EXTENSION_DATA_FILE = 0x44415441;
+function qcow2_name(head, offset, length) {
+    if (length <= 0 || offset + length > head.length)
+        return '';
+    return ` "${head.toString('utf8', offset, offset + Math.min(length, 256)).replace(/[\u0000-\u001f\u007f]/g, '?')}"`;
 }
-/** The text of the first member named one of `names`, or undefined when there is none. */
-async function readMember(tarball, names) {
-    for (const member of names) {
-        try {
-            // --occurrence stops at the first match instead of reading the whole (possibly large) archive.
-            return await runTar(['--occurrence=1', '-xOf', tarball, member]);
+/**
+ * Why the disk whose first bytes are `head` is not self-contained (for a message), or undefined
+ * when it refers to nothing outside itself.
+ */
+function qcow2Reference(head) {
+    if (head.length < 72)
+        return 'a qcow2 header that is cut short';
+    const version = head.readUInt32BE(4);
+    if (version !== 2 && version !== 3)
+        return `qcow2 version ${version}, which this check does not know`;
+    const backingOffset = head.readBigUInt64BE(8);
+    if (backingOffset !== 0n) {
+        const length = head.readUInt32BE(16);
+        return `a backing file${backingOffset < BigInt(head.length) ? qcow2_name(head, Number(backingOffset), length) : ''}`;
+    }
+    let extensionsAt = 72;
+    if (version === 3) {
+        if (head.length < 104)
+            return 'a qcow2 header that is cut short';
+        const incompatible = head.readBigUInt64BE(72);
+        if ((incompatible >> EXTERNAL_DATA_FILE_BIT) & 1n)
+            return 'an external data file';
+        if (incompatible & ~KNOWN_INCOMPATIBLE) {
+            return `incompatible features this check does not know (0x${incompatible.toString(16)})`;
         }
-        catch {
-            // not under this name; try the next
-        }
+        extensionsAt = head.readUInt32BE(100);
+    }
+    for (let offset = extensionsAt, count = 0; offset + 8 <= head.length; count++) {
+        if (count > 1000)
+            return 'too many qcow2 header extensions';
+        const type = head.readUInt32BE(offset);
+        const length = head.readUInt32BE(offset + 4);
+        if (type === EXTENSION_END)
+            return undefined;
+        if (type === EXTENSION_DATA_FILE)
+            return `an external data file${qcow2_name(head, offset + 8, length)}`;
+        offset += 8 + Math.ceil(length / 8) * 8;
     }
     return undefined;
 }
-/** Whether the tarball holds a member named one of `names`. */
-async function holdsMember(tarball, names) {
-    const listing = await runTar(['-tf', tarball]);
-    return listing.split('\n').some((name) => names.includes(name));
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/common/version.ts
+/** Version numbers as tools print them ("6.0.4", "4.6.1-2+deb12u1"). */
+/** Whether `version` is at least `minimum` (compared part by part; missing parts count as 0). */
+function versionAtLeast(version, minimum) {
+    const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
+    for (const [index, wanted] of minimum.entries()) {
+        const have = parts[index] ?? 0;
+        if (Number.isNaN(have))
+            return false;
+        if (have !== wanted)
+            return have > wanted;
+    }
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/image/tools.ts
+/**
+ * The environment of the tools that read image files (decompressors, the squashfs converters):
+ * they parse hostile input, so they get nothing of the runner's environment (no key, no token)
+ * beyond what they need to run.
+ */
+/** PATH, LC_ALL=C and `extra` (SOURCE_DATE_EPOCH for the converters), nothing else. */
+function toolEnv(extra = {}) {
+    return { PATH: process.env['PATH'] || '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C', ...extra };
+}
+/** The decompressor commands (stdin to stdout) per compression; none reads the file as it is. */
+const DECOMPRESSORS = {
+    xz: ['xz', '-dc'],
+    gzip: ['gzip', '-dc'],
+    bzip2: ['bzip2', '-dc'],
+    zstd: ['zstd', '-dcq'],
+};
+
+;// CONCATENATED MODULE: ./src/image/tar.ts
+/**
+ * Reading tarballs on the runner as a stream of headers, whatever their compression: the
+ * decompressor (a child process with a minimal environment) feeds a tar header parser in this
+ * process, which reads only what it is asked for (a member's first bytes) and skips the rest, so
+ * memory stays flat whatever the archive holds, and a caller can stop at any entry. It reads the
+ * formats Go's archive/tar (incus-simplestreams) reads: ustar, GNU (long names, sparse files) and
+ * pax, and names entries as Go does.
+ */
+
+
+
+
+/** A problem with the archive itself (not a tar, truncated, a header too large). */
+class TarError extends Error {
+    name = 'TarError';
+}
+const TYPES = {
+    '0': 'file',
+    '\0': 'file',
+    '7': 'file',
+    S: 'file',
+    '1': 'hardlink',
+    '2': 'symlink',
+    '3': 'char',
+    '4': 'block',
+    '5': 'directory',
+    '6': 'fifo',
+};
+/** Types whose size field does not count data in the archive (as in Go's and GNU tar's readers). */
+const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
+/** Largest GNU long name or link name, and pax header, read into memory. */
+const MAX_LONG_NAME = 64 * 1024;
+const MAX_PAX_HEADER = 1024 * 1024;
+/** Bytes from an async iterator, read exactly or skipped. */
+class ByteReader {
+    source;
+    buffer = Buffer.alloc(0);
+    offset = 0;
+    /** Bytes consumed so far. */
+    position = 0;
+    constructor(source) {
+        this.source = source;
+    }
+    /** Exactly `length` bytes, or fewer at the end of the stream. */
+    async read(length) {
+        while (this.buffer.length - this.offset < length) {
+            const next = await this.source.next();
+            if (next.done)
+                break;
+            this.buffer = Buffer.concat([this.buffer.subarray(this.offset), next.value]);
+            this.offset = 0;
+        }
+        const out = this.buffer.subarray(this.offset, this.offset + length);
+        this.offset += out.length;
+        this.position += out.length;
+        return out;
+    }
+    /** Skips `length` bytes; false when the stream ended first. */
+    async skip(length) {
+        let left = length;
+        while (left > 0) {
+            const available = this.buffer.length - this.offset;
+            if (available === 0) {
+                const next = await this.source.next();
+                if (next.done)
+                    return false;
+                this.buffer = next.value;
+                this.offset = 0;
+                continue;
+            }
+            const take = Math.min(available, left);
+            this.offset += take;
+            this.position += take;
+            left -= take;
+        }
+        return true;
+    }
+}
+function tar_text(block, start, length) {
+    const field = block.subarray(start, start + length);
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** A numeric header field: octal text, or GNU base-256 (first byte 0x80). */
+function numeric(block, start, length, what) {
+    const field = block.subarray(start, start + length);
+    if (((field[0] ?? 0) & 0x80) !== 0) {
+        if (field[0] === 0xff)
+            throw new TarError(`a negative ${what} in a tar header`);
+        let value = (field[0] ?? 0) & 0x7f;
+        for (const byte of field.subarray(1))
+            value = value * 256 + byte;
+        if (!Number.isSafeInteger(value))
+            throw new TarError(`a ${what} too large to read in a tar header`);
+        return value;
+    }
+    const digits = field.toString('latin1').replace(/\0.*$/s, '').trim();
+    if (digits === '')
+        return 0;
+    if (!/^[0-7]+$/.test(digits))
+        throw new TarError(`an invalid ${what} field in a tar header ("${digits}")`);
+    return parseInt(digits, 8);
+}
+function checksumOk(block) {
+    const stored = numeric(block, 148, 8, 'checksum');
+    let unsigned = 0;
+    let signed = 0;
+    for (let i = 0; i < 512; i++) {
+        const byte = i >= 148 && i < 156 ? 0x20 : block[i];
+        unsigned += byte;
+        signed += byte > 127 ? byte - 256 : byte;
+    }
+    return stored === unsigned || stored === signed;
+}
+/** pax records ("<length> <key>=<value>\n"). */
+function paxRecords(data) {
+    const records = new Map();
+    let offset = 0;
+    while (offset < data.length) {
+        const space = data.indexOf(0x20, offset);
+        const length = space === -1 ? NaN : Number(data.toString('latin1', offset, space));
+        if (!Number.isInteger(length) || length <= 0 || offset + length > data.length) {
+            throw new TarError('an invalid pax extended header');
+        }
+        const record = data.toString('utf8', space + 1, offset + length - 1);
+        const equals = record.indexOf('=');
+        if (equals > 0)
+            records.set(record.slice(0, equals), record.slice(equals + 1));
+        offset += length;
+    }
+    return records;
+}
+const padded = (size) => Math.ceil(size / 512) * 512;
+/** Reads a tar stream entry by entry. */
+class TarReader {
+    bytes;
+    /** Data bytes of the current entry not read yet, and its padding. */
+    unread = 0;
+    padding = 0;
+    constructor(source) {
+        this.bytes = new ByteReader(source[Symbol.asyncIterator]());
+    }
+    /** Bytes of the tar stream read so far. */
+    get position() {
+        return this.bytes.position;
+    }
+    /** The next entry, or undefined at the end of the archive. */
+    async next() {
+        if (!(await this.bytes.skip(this.unread + this.padding)))
+            throw new TarError('the archive is truncated');
+        this.unread = 0;
+        this.padding = 0;
+        let longName;
+        let longLink;
+        let pax = new Map();
+        for (let extensions = 0;; extensions++) {
+            if (extensions > 16)
+                throw new TarError('too many extended headers for one entry');
+            const block = await this.bytes.read(512);
+            if (block.length === 0)
+                return undefined; // no end-of-archive blocks: the end all the same
+            if (block.length < 512)
+                throw new TarError('the archive is truncated');
+            if (block.every((byte) => byte === 0))
+                return undefined;
+            if (!checksumOk(block)) {
+                throw new TarError(`not a tar archive, or a damaged one (bad header checksum at byte ${this.position - 512})`);
+            }
+            const flag = String.fromCharCode(block[156]);
+            const magic = block.toString('latin1', 257, 263);
+            const stored = HEADER_ONLY.has(flag) ? 0 : numeric(block, 124, 12, 'size');
+            if (flag === 'L' || flag === 'K' || flag === 'x') {
+                const limit = flag === 'x' ? MAX_PAX_HEADER : MAX_LONG_NAME;
+                if (stored > limit)
+                    throw new TarError(`an extended header of ${stored} bytes (more than ${limit})`);
+                const data = await this.bytes.read(stored);
+                if (data.length < stored || !(await this.bytes.skip(padded(stored) - stored))) {
+                    throw new TarError('the archive is truncated');
+                }
+                if (flag === 'x')
+                    pax = new Map([...pax, ...paxRecords(data)]);
+                else {
+                    const value = tar_text(data, 0, data.length);
+                    if (flag === 'L')
+                        longName = value;
+                    else
+                        longLink = value;
+                }
+                continue;
+            }
+            if (flag === 'g' || flag === 'V' || flag === 'N' || flag === 'M') {
+                // Global pax headers, volume labels and old GNU name tables: skipped, as Go's reader does.
+                if (!(await this.bytes.skip(padded(stored))))
+                    throw new TarError('the archive is truncated');
+                extensions = 0;
+                continue;
+            }
+            let name = tar_text(block, 0, 100);
+            if (magic === 'ustar\0') {
+                const prefix = tar_text(block, 345, 155);
+                if (prefix)
+                    name = `${prefix}/${name}`;
+            }
+            let size = stored;
+            if (flag === 'S' && magic === 'ustar ') {
+                size = numeric(block, 483, 12, 'real size');
+                // Extension blocks of the sparse map, if any, come before the data.
+                let extended = block[482] !== 0;
+                for (let blocks = 0; extended; blocks++) {
+                    if (blocks > 100000)
+                        throw new TarError('a sparse map too long');
+                    const extension = await this.bytes.read(512);
+                    if (extension.length < 512)
+                        throw new TarError('the archive is truncated');
+                    extended = extension[504] !== 0;
+                }
+            }
+            name = pax.get('path') ?? longName ?? name;
+            name = pax.get('GNU.sparse.name') ?? name;
+            const realSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
+            let storedSize = stored;
+            if (pax.has('size') && !HEADER_ONLY.has(flag))
+                storedSize = Number(pax.get('size'));
+            if (!Number.isSafeInteger(storedSize) || storedSize < 0)
+                throw new TarError('an invalid size in a pax header');
+            size = realSize !== undefined ? Number(realSize) : flag === 'S' ? size : storedSize;
+            if (!Number.isSafeInteger(size) || size < 0)
+                throw new TarError('an invalid sparse size in a pax header');
+            this.unread = storedSize;
+            this.padding = padded(storedSize) - storedSize;
+            return {
+                name,
+                type: TYPES[flag] ?? 'other',
+                size: HEADER_ONLY.has(flag) ? 0 : size,
+                linkname: pax.get('linkpath') ?? longLink ?? tar_text(block, 157, 100),
+                mode: numeric(block, 100, 8, 'mode'),
+            };
+        }
+    }
+    /** Up to `length` bytes of the current entry's data (from where the last read stopped). */
+    async read(length) {
+        const wanted = Math.min(length, this.unread);
+        const data = await this.bytes.read(wanted);
+        if (data.length < wanted)
+            throw new TarError('the archive is truncated');
+        this.unread -= data.length;
+        return data;
+    }
+}
+/** Opens `file` (compressed as `compression`) as a tar stream. */
+function openTar(file, compression) {
+    const input = readStream(file);
+    if (compression === 'none') {
+        return {
+            reader: new TarReader(input),
+            close: () => {
+                input.destroy();
+                return Promise.resolve(undefined);
+            },
+        };
+    }
+    const [command, ...args] = DECOMPRESSORS[compression];
+    const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { env: toolEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+        if (stderr.length < 4096)
+            stderr += chunk.toString('utf8');
+    });
+    child.stdin.on('error', () => undefined); // the decompressor stopped reading: its status says why
+    const stdout = child.stdout;
+    input.on('error', (error) => stdout.destroy(error));
+    input.pipe(child.stdin);
+    const exited = new Promise((resolve) => {
+        child.on('error', (error) => resolve(`${command} could not be started (${error.message}); install it on the runner`));
+        child.on('close', (code) => resolve(code !== null && code !== 0
+            ? `${command} failed: ${oneLine(stderr.trim().split('\n').slice(-2).join(' ')) || `status ${code}`}`
+            : undefined));
+    });
+    return {
+        reader: new TarReader(stdout),
+        close: async () => {
+            input.destroy();
+            stdout.destroy();
+            child.kill('SIGKILL');
+            return exited;
+        },
+    };
+}
+/**
+ * Reads the tarball's entries in order, handing each to `visit` (which may read the entry's
+ * first bytes from the reader) until it returns true or the archive ends. A failing decompressor
+ * is reported with its own message.
+ */
+async function scanTar(file, compression, visit) {
+    const tar = openTar(file, compression);
+    let failure;
+    try {
+        for (let entry = await tar.reader.next(); entry; entry = await tar.reader.next()) {
+            if (await visit(entry, tar.reader))
+                break;
+        }
+    }
+    catch (error) {
+        failure = error;
+    }
+    const toolFailure = await tar.close();
+    if (toolFailure !== undefined && (failure === undefined || failure instanceof TarError)) {
+        throw new TarError(toolFailure);
+    }
+    if (failure !== undefined)
+        throw failure;
+}
+
+;// CONCATENATED MODULE: ./src/image/rootfs.ts
+/**
+ * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
+ * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
+ * and device nodes come from the tar headers, so no root is needed; the result is the same for
+ * the same tarball, so a republish finds the same fingerprint.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+const MIB = 1024 * 1024;
+const hasDotDot = (name) => name.split('/').includes('..');
+/**
+ * Reads the rootfs tarball's headers (not its content) and refuses it past the limits, or when an
+ * entry or a hard link leads outside the root ("..") — before anything converts or uploads it.
+ * Returns the entry count, the bytes of content and the bytes of the tar stream.
+ */
+async function checkRootfsTarball(file, compression, limits) {
+    let entries = 0;
+    let bytes = 0;
+    let stream = 0;
+    try {
+        await scanTar(file, compression, (entry, reader) => {
+            entries++;
+            stream = reader.position;
+            if (entries > limits.maxEntries) {
+                throw new ActionError(`rootfs: "${file.path}" holds more than ${limits.maxEntries} entries (max-rootfs-entries). Raise ` +
+                    'max-rootfs-entries if the image really has that many files.', 'max-rootfs-entries');
+            }
+            bytes += entry.size;
+            if (bytes > limits.maxBytes) {
+                throw new ActionError(`rootfs: "${file.path}" holds more than ${Math.floor(limits.maxBytes / MIB)} MiB of file content ` +
+                    `(max-rootfs-size; "${oneLine(entry.name)}" alone declares ${entry.size} bytes). Sparse files count at ` +
+                    'their full size. Raise max-rootfs-size if the image really is that large.', 'max-rootfs-size');
+            }
+            if (hasDotDot(entry.name) || (entry.type === 'hardlink' && hasDotDot(entry.linkname))) {
+                throw new ActionError(`rootfs: "${file.path}" holds the entry "${oneLine(entry.name)}"` +
+                    (entry.type === 'hardlink' ? `, a hard link to "${oneLine(entry.linkname)}",` : '') +
+                    ' which leads outside the root file system (".."). Rebuild the tarball from the root directory.', 'rootfs');
+            }
+            return false;
+        });
+    }
+    catch (error) {
+        if (!(error instanceof TarError))
+            throw error;
+        throw new ActionError(`rootfs: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete rootfs tarball.`, 'rootfs');
+    }
+    return { entries, bytes, stream };
+}
+/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
+const MKSQUASHFS_TAR_VERSION = [4, 6];
+/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
+async function findSquashfsTool() {
+    const tar2sqfs = await which('tar2sqfs', false);
+    if (tar2sqfs)
+        return { name: 'tar2sqfs', path: tar2sqfs };
+    const mksquashfs = await which('mksquashfs', false);
+    if (mksquashfs) {
+        const { stdout } = await getExecOutput(mksquashfs, ['-version'], {
+            silent: true,
+            ignoreReturnCode: true,
+            env: toolEnv(),
+        });
+        const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
+        if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
+            return { name: 'mksquashfs', path: mksquashfs };
+    }
+    throw new ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
+        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
+        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
+}
+/** The command that reads an uncompressed tar on stdin and writes `output`. */
+function squashfsCommand(tool, output) {
+    return tool.name === 'tar2sqfs'
+        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
+        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
+}
+/**
+ * Runs `decompress < tarball | tool`, the tarball read through its descriptor, both tools with
+ * a minimal environment; logs progress and stops both at the time limit. Fails with whichever
+ * side's stderr.
+ */
+function pipe(file, decompress, convert, env, options) {
+    return new Promise((resolve, reject) => {
+        const [converter = '', ...convertArgs] = convert;
+        const children = [];
+        const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
+        children.push(sink);
+        let errors = '';
+        const collect = (chunk) => {
+            if (errors.length < 16384)
+                errors += chunk.toString();
+        };
+        sink.stderr.on('data', collect);
+        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
+        let done = 0;
+        const counter = new external_node_stream_.Transform({
+            transform(chunk, _encoding, callback) {
+                done += chunk.length;
+                callback(null, chunk);
+            },
+        });
+        const input = readStream(file);
+        let failed = '';
+        let pending = 1;
+        const fail = (message) => {
+            if (!failed)
+                failed = message;
+        };
+        input.on('error', (error) => {
+            fail(error.message);
+            for (const child of children)
+                child.kill('SIGKILL');
+        });
+        let source;
+        let decompressor = 'the file';
+        if (decompress) {
+            const [command = '', ...args] = decompress;
+            decompressor = command;
+            source = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
+            children.push(source);
+            pending++;
+            source.stderr?.on('data', collect);
+            source.stdin?.on('error', () => undefined);
+            input.pipe(source.stdin);
+            source.stdout.pipe(counter).pipe(sink.stdin);
+        }
+        else {
+            input.pipe(counter).pipe(sink.stdin);
+        }
+        const started = Date.now();
+        const progress = setInterval(() => {
+            const percent = options.total > 0 ? Math.min(100, Math.floor((done / options.total) * 100)) : 0;
+            const seconds = Math.round((Date.now() - started) / 1000);
+            options.log(`Converting: ${percent}% of ${Math.ceil(options.total / MIB)} MiB of tar read, ${seconds} s`);
+        }, options.every ?? 5000);
+        let timedOut = false;
+        const timer = setTimeout(() => {
+            timedOut = true;
+            for (const child of children)
+                child.kill('SIGKILL');
+        }, options.timeoutSeconds * 1000);
+        const settle = (name) => (code) => {
+            if (code !== 0)
+                fail(`${name} exited with status ${code ?? 'none'}`);
+            if (--pending > 0)
+                return;
+            clearInterval(progress);
+            clearTimeout(timer);
+            if (timedOut)
+                reject(new ConversionTimeout());
+            else if (failed)
+                reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
+            else
+                resolve();
+        };
+        const error = (e) => {
+            fail(e.message);
+            for (const child of children)
+                child.kill('SIGKILL');
+        };
+        sink.on('error', error);
+        sink.on('close', settle(converter));
+        if (source) {
+            source.on('error', error);
+            source.on('close', settle(decompressor));
+        }
+    });
+}
+class ConversionTimeout extends Error {
+}
+/**
+ * Converts the tarball (read through its descriptor) into `<tempdir>/rootfs.squashfs` and
+ * returns it opened, with how to remove it once published. The squashfs carries `creationDate`
+ * as its time, so the same tarball always gives the same bytes.
+ */
+async function convertRootfsTarball(tarball, options) {
+    const tool = await findSquashfsTool();
+    const dir = await (0,promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
+    const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
+    let handle;
+    const remove = async () => {
+        await handle?.close().catch(() => undefined);
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    };
+    const env = toolEnv({ SOURCE_DATE_EPOCH: String(options.creationDate) });
+    const compression = tarball.compression ?? 'none';
+    try {
+        await pipe(tarball, compression === 'none' ? undefined : DECOMPRESSORS[compression], squashfsCommand(tool, output), env, {
+            total: tarball.tar?.stream ?? tarball.size,
+            timeoutSeconds: options.timeoutSeconds,
+            log: options.log,
+            ...(options.progressEvery ? { every: options.progressEvery } : {}),
+        });
+        await checkUnchanged(tarball);
+        handle = await openFile(output);
+        const info = await handle.stat();
+        const file = {
+            path: output,
+            size: info.size,
+            handle,
+            mtimeMs: info.mtimeMs,
+            input: 'rootfs',
+            kind: 'squashfs',
+        };
+        return { file, remove };
+    }
+    catch (error) {
+        await remove();
+        if (error instanceof ActionError)
+            throw error;
+        if (error instanceof ConversionTimeout) {
+            throw new ActionError(`rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} took longer than ` +
+                `${options.timeoutSeconds} s (convert-rootfs-timeout) and was stopped. Raise convert-rootfs-timeout for a ` +
+                'very large image, or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs-timeout');
+        }
+        throw new ActionError(`rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
+            'Check that the file is a complete tar archive.', 'rootfs');
+    }
+}
+/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
+const ROOTFS_TARBALL_SINCE = [7, 0, 1];
+/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
+function rootfsDecision(mode, serverVersion) {
+    if (mode === 'always')
+        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
+    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
+    if (takesTarball) {
+        return {
+            convert: false,
+            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
+        };
+    }
+    if (mode === 'never') {
+        throw new ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
+            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
+    }
+    return {
+        convert: true,
+        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/image/inspect.ts
 /**
  * Local inspection of the image files before any network: what each file is (from its content,
- * not its name), what metadata.yaml says, and whether a unified tarball holds a VM.
+ * not its name), what metadata.yaml says, and whether a unified tarball holds a VM. Each file is
+ * opened once here; everything later reads it through that descriptor (image/local-file.ts).
  */
+
 
 
 
@@ -58211,90 +58990,196 @@ const MAGIC = [
     { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
     { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
 ];
+/** A split metadata tarball holds metadata.yaml and templates: a few kilobytes once decompressed. */
+const METADATA_TARBALL_MAX_BYTES = 64 * 1024 * 1024;
+/** A unified tarball is read until metadata.yaml and its rootfs are found, up to this expansion. */
+const UNIFIED_MAX_EXPANSION = 1000;
+const UNIFIED_MIN_LIMIT = 256 * 1024 * 1024;
 /** Identifies a file from its first bytes. */
 function detectContent(head) {
     return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
 }
-/** Checks that the path is a readable, non-empty regular file. */
-async function checkFile(path, input) {
-    let info;
+/** Opens the input's file once and checks that it is a readable, non-empty regular file. */
+async function openInput(path, input) {
+    let handle;
     try {
-        info = await (0,external_node_fs_promises_namespaceObject.stat)(path);
+        handle = await openFile(path);
     }
-    catch {
+    catch (error) {
+        const code = error.code;
+        if (code === 'EACCES' || code === 'EPERM') {
+            throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
+        }
         throw new ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
     }
-    if (!info.isFile()) {
-        throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
-    }
     try {
-        await (0,external_node_fs_promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
+        const info = await handle.stat();
+        if (!info.isFile()) {
+            throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
+        }
+        if (info.size === 0)
+            throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
+        return { path, size: info.size, handle, mtimeMs: info.mtimeMs, input };
     }
-    catch {
-        throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
-    }
-    if (info.size === 0) {
-        throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
-    }
-    return { path, size: info.size };
-}
-async function readHead(path) {
-    const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
-    try {
-        const buffer = Buffer.alloc(512);
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-        return buffer.subarray(0, bytesRead);
-    }
-    finally {
-        await handle.close();
+    catch (error) {
+        await handle.close().catch(() => undefined);
+        throw error;
     }
 }
-async function inspectMetadataTarball(path) {
-    const content = detectContent(await readHead(path));
-    if (content === 'squashfs' || content === 'qcow2') {
-        throw new ActionError(`metadata: "${path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+const ENTRY_KINDS = {
+    file: 'a file',
+    hardlink: 'a hard link',
+    symlink: 'a symbolic link',
+    char: 'a character device',
+    block: 'a block device',
+    directory: 'a directory',
+    fifo: 'a FIFO',
+    other: 'a special entry',
+};
+function unreadable(file, error) {
+    if (!(error instanceof TarError))
+        throw error;
+    throw new ActionError(`${file.input}: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete file that distrobuilder wrote.`, file.input);
+}
+/** Refuses a qcow2 disk that refers to files outside itself. */
+function checkDisk(head, what, input) {
+    const problem = qcow2Reference(head);
+    if (problem === undefined)
+        return;
+    throw new ActionError(`${input}: ${what} is a qcow2 disk with ${problem}: it refers to a file outside itself, which a client that ` +
+        'converts the disk would read on its own host. Publish a standalone disk (qemu-img convert -O qcow2 disk.qcow2 ' +
+        'standalone.qcow2, without -B or data_file).', input);
+}
+/**
+ * Reads metadata.yaml out of the metadata (or unified) tarball as incus-simplestreams does: the
+ * first member named exactly metadata.yaml. In a unified tarball the first rootfs/ or rootfs.img
+ * entry gives the type (and the disk is checked); reading stops once both are known.
+ */
+async function readMetadataTarball(file, compression, unified) {
+    const { path } = file;
+    let yaml;
+    let otherName;
+    let imageType;
+    const limit = unified ? Math.max(UNIFIED_MIN_LIMIT, UNIFIED_MAX_EXPANSION * file.size) : METADATA_TARBALL_MAX_BYTES;
+    try {
+        await scanTar(file, compression, async (entry, reader) => {
+            if (reader.position > limit) {
+                throw new ActionError(unified
+                    ? `metadata: "${path}" expands more than ${UNIFIED_MAX_EXPANSION}-fold before its metadata.yaml and rootfs: ` +
+                        'it is not an image distrobuilder wrote. Give the unified tarball of a build-incus --type=unified build.'
+                    : `metadata: "${path}" holds more than ${METADATA_TARBALL_MAX_BYTES / 1024 / 1024} MiB before its metadata.yaml; a ` +
+                        'metadata tarball holds metadata.yaml and templates (a few kilobytes). Give the incus.tar.xz that distrobuilder wrote.', 'metadata');
+            }
+            if (yaml === undefined && entry.name === 'metadata.yaml') {
+                if (entry.type !== 'file') {
+                    throw new ActionError(`metadata: metadata.yaml in "${path}" is ${ENTRY_KINDS[entry.type]}, not a file; incus-simplestreams ` +
+                        'reads the first member named metadata.yaml. Pack the file itself (tar --dereference).', 'metadata');
+                }
+                if (entry.size > METADATA_YAML_MAX_BYTES) {
+                    throw new ActionError(`metadata: metadata.yaml in "${path}" is ${entry.size} bytes; the limit is 1 MiB (distrobuilder ` +
+                        'writes a few kilobytes). Check what was packed as metadata.yaml.', 'metadata');
+                }
+                yaml = (await reader.read(entry.size)).toString('utf8');
+            }
+            else if (yaml === undefined && otherName === undefined && /(^|\/)metadata\.yaml\/?$/.test(entry.name)) {
+                otherName = entry.name;
+            }
+            if (unified && imageType === undefined) {
+                const name = entry.name.replace(/^\.\//, '');
+                if (name === 'rootfs.img') {
+                    imageType = 'virtual-machine';
+                    const head = entry.type === 'file' ? await reader.read(QCOW2_HEAD_BYTES) : Buffer.alloc(0);
+                    if (detectContent(head) === 'qcow2')
+                        checkDisk(head, `rootfs.img in "${path}"`, 'metadata');
+                }
+                else if (name === 'rootfs' || name.startsWith('rootfs/')) {
+                    imageType = 'container';
+                }
+            }
+            return yaml !== undefined && (!unified || imageType !== undefined);
+        });
     }
-    if (content === undefined) {
-        throw new ActionError(`metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
+    catch (error) {
+        unreadable(file, error);
     }
-    const yaml = await readMember(path, ['metadata.yaml', './metadata.yaml']);
     if (yaml === undefined) {
+        if (otherName !== undefined) {
+            throw new ActionError(`metadata: "${path}" holds "${otherName}" but no member named exactly metadata.yaml, which is the one ` +
+                'incus-simplestreams reads: the server would refuse the image after the upload. Pack it at the top of the ' +
+                'tarball under that name (tar -C DIR -cJf incus.tar.xz metadata.yaml templates, not "." or a directory).', 'metadata');
+        }
         throw new ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
             'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
     }
-    return { compression: content, yaml };
+    if (unified && imageType === undefined) {
+        throw new ActionError(`metadata: "${path}" holds metadata.yaml but neither rootfs/ nor rootfs.img, so it is not a unified image. ` +
+            'If it is the metadata tarball of a split image, give its data file (rootfs.squashfs or disk.qcow2) as rootfs.', 'metadata');
+    }
+    return { yaml, ...(imageType ? { imageType } : {}) };
 }
-async function inspectDataFile(path) {
-    const file = await checkFile(path, 'rootfs');
-    const content = detectContent(await readHead(path));
-    if (content === 'squashfs' || content === 'qcow2')
+async function checkMetadataKind(file) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs' || content === 'qcow2') {
+        throw new ActionError(`metadata: "${file.path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+    }
+    if (content === undefined) {
+        throw new ActionError(`metadata: "${file.path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
+    }
+    return content;
+}
+async function inspectDataFile(file, limits) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs')
         return { ...file, kind: content };
-    if (content !== undefined)
-        return { ...file, kind: 'rootfs-tarball', compression: content };
-    throw new ActionError(`rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+    if (content === 'qcow2') {
+        checkDisk(await readAt(file, 0, QCOW2_HEAD_BYTES), `"${file.path}"`, 'rootfs');
+        return { ...file, kind: content };
+    }
+    if (content !== undefined) {
+        const tar = await checkRootfsTarball(file, content, limits);
+        return { ...file, kind: 'rootfs-tarball', compression: content, tar };
+    }
+    throw new ActionError(`rootfs: "${file.path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
         'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
 }
-/** Inspects the image files named by the metadata and rootfs inputs. */
-async function inspectImage(metadataPath, rootfsPath) {
-    const metadataFile = await checkFile(metadataPath, 'metadata');
-    const data = rootfsPath === '' ? undefined : await inspectDataFile(rootfsPath);
-    const { compression, yaml } = await inspectMetadataTarball(metadataPath);
-    const properties = parseMetadataYaml(yaml, metadataPath);
-    let imageType;
-    if (data) {
-        imageType = data.kind === 'qcow2' ? 'virtual-machine' : 'container';
+/**
+ * Inspects the image files named by the metadata and rootfs inputs. The returned image holds
+ * them open: close them with closeImage once the run is over.
+ */
+async function inspectImage(metadataPath, rootfsPath, limits = DEFAULT_ROOTFS_LIMITS) {
+    const opened = [];
+    try {
+        const metadataFile = await openInput(metadataPath, 'metadata');
+        opened.push(metadataFile);
+        let data;
+        if (rootfsPath !== '') {
+            const rootfsFile = await openInput(rootfsPath, 'rootfs');
+            opened.push(rootfsFile);
+            data = await inspectDataFile(rootfsFile, limits);
+        }
+        const compression = await checkMetadataKind(metadataFile);
+        const { yaml, imageType: unifiedType } = await readMetadataTarball(metadataFile, compression, !data);
+        const properties = parseMetadataYaml(yaml, metadataPath);
+        const imageType = data
+            ? data.kind === 'qcow2'
+                ? 'virtual-machine'
+                : 'container'
+            : (unifiedType ?? 'container');
+        return {
+            metadata: { ...metadataFile, compression },
+            ...(data ? { data } : {}),
+            imageType,
+            properties,
+            size: metadataFile.size + (data?.size ?? 0),
+        };
     }
-    else {
-        imageType = (await holdsMember(metadataPath, ['rootfs.img', './rootfs.img'])) ? 'virtual-machine' : 'container';
+    catch (error) {
+        await closeFiles(opened);
+        throw error;
     }
-    return {
-        metadata: { ...metadataFile, compression },
-        ...(data ? { data } : {}),
-        imageType,
-        properties,
-        size: metadataFile.size + (data?.size ?? 0),
-    };
 }
+/** Defaults of the max-rootfs-entries and max-rootfs-size inputs. */
+const DEFAULT_ROOTFS_LIMITS = { maxEntries: 500_000, maxBytes: 16 * 1024 ** 3 };
 
 ;// CONCATENATED MODULE: ./src/image/kinds.ts
 /**
@@ -58324,145 +59209,6 @@ function lxdWarnings(imageType, unified) {
             'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
     }
     return warnings;
-}
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: ./src/common/version.ts
-/** Version numbers as tools print them ("6.0.4", "4.6.1-2+deb12u1"). */
-/** Whether `version` is at least `minimum` (compared part by part; missing parts count as 0). */
-function versionAtLeast(version, minimum) {
-    const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
-    for (const [index, wanted] of minimum.entries()) {
-        const have = parts[index] ?? 0;
-        if (Number.isNaN(have))
-            return false;
-        if (have !== wanted)
-            return have > wanted;
-    }
-    return true;
-}
-
-;// CONCATENATED MODULE: ./src/image/rootfs.ts
-/**
- * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
- * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
- * and device nodes come from the tar headers, so no root is needed; the result is the same for
- * the same tarball, so a republish finds the same fingerprint.
- */
-
-
-
-
-
-
-
-
-const DECOMPRESSORS = {
-    xz: ['xz', '-dc'],
-    gzip: ['gzip', '-dc'],
-    bzip2: ['bzip2', '-dc'],
-    zstd: ['zstd', '-dcq'],
-    none: ['cat'],
-};
-/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
-const MKSQUASHFS_TAR_VERSION = [4, 6];
-/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
-async function findSquashfsTool() {
-    const tar2sqfs = await which('tar2sqfs', false);
-    if (tar2sqfs)
-        return { name: 'tar2sqfs', path: tar2sqfs };
-    const mksquashfs = await which('mksquashfs', false);
-    if (mksquashfs) {
-        const { stdout } = await getExecOutput(mksquashfs, ['-version'], { silent: true, ignoreReturnCode: true });
-        const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
-        if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
-            return { name: 'mksquashfs', path: mksquashfs };
-    }
-    throw new ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
-        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
-        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
-}
-/** The command that reads an uncompressed tar on stdin and writes `output`. */
-function squashfsCommand(tool, output) {
-    return tool.name === 'tar2sqfs'
-        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
-        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
-}
-/** Runs `decompress < tarball | tool > output`, failing with whichever side's stderr. */
-function pipe(decompress, convert, env) {
-    return new Promise((resolve, reject) => {
-        const [decompressor = '', ...decompressArgs] = decompress;
-        const [converter = '', ...convertArgs] = convert;
-        const source = (0,external_node_child_process_namespaceObject.spawn)(decompressor, decompressArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-        const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
-        let errors = '';
-        source.stderr.on('data', (chunk) => (errors += chunk.toString()));
-        sink.stderr.on('data', (chunk) => (errors += chunk.toString()));
-        source.stdout.pipe(sink.stdin);
-        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
-        let pending = 2;
-        let failed = '';
-        const done = (name) => (code) => {
-            if (code !== 0 && !failed)
-                failed = `${name} exited with status ${code ?? 'none'}`;
-            if (--pending === 0) {
-                if (failed)
-                    reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
-                else
-                    resolve();
-            }
-        };
-        source.on('error', reject);
-        sink.on('error', reject);
-        source.on('close', done(decompressor));
-        sink.on('close', done(converter));
-    });
-}
-/**
- * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
- * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
- * always gives the same bytes.
- */
-async function convertRootfsTarball(tarball, compression, creationDate) {
-    const tool = await findSquashfsTool();
-    const dir = await (0,external_node_fs_promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
-    const remove = () => (0,external_node_fs_promises_namespaceObject.rm)(dir, { recursive: true, force: true });
-    const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
-    const env = { ...process.env, SOURCE_DATE_EPOCH: String(creationDate) };
-    try {
-        await pipe([...DECOMPRESSORS[compression], tarball], squashfsCommand(tool, output), env);
-    }
-    catch (error) {
-        await remove();
-        throw new ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
-            'Check that the file is a complete tar archive.', 'rootfs');
-    }
-    return { path: output, size: (await (0,external_node_fs_promises_namespaceObject.stat)(output)).size, remove };
-}
-/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
-const ROOTFS_TARBALL_SINCE = [7, 0, 1];
-/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
-function rootfsDecision(mode, serverVersion) {
-    if (mode === 'always')
-        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
-    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
-    if (takesTarball) {
-        return {
-            convert: false,
-            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
-        };
-    }
-    if (mode === 'never') {
-        throw new ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
-            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
-    }
-    return {
-        convert: true,
-        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
-    };
 }
 
 ;// CONCATENATED MODULE: external "node:stream/promises"
@@ -59250,8 +59996,6 @@ function applyRetention(index, keep, fingerprint) {
     return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
 }
 
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/registry/commit.ts
 /** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
 
@@ -60750,7 +61494,7 @@ async function remoteSha256(registry, path) {
 async function sendFile(registry, file, options) {
     const { dir, offset, lockTimeout, hashes } = options;
     const counter = new ProgressCounter(file.name, file.local.size, info, 5000, offset, hashes);
-    const source = (0,external_node_fs_namespaceObject.createReadStream)(file.local.path, { start: offset, highWaterMark: 256 * 1024 });
+    const source = readStream(file.local, { start: offset });
     source.on('error', (error) => counter.destroy(error));
     const restart = offset === 0 ? '1' : '0';
     await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
@@ -60774,7 +61518,7 @@ async function transferFiles(registry, image, lockTimeout, hashes) {
         if (state.final === file.local.size) {
             const own = (0,external_node_crypto_.createHash)('sha256');
             const fingerprint = hashes.before(index);
-            await hashFileInto(file.local.path, [own, fingerprint]);
+            await hashFileInto(file.local, [own, fingerprint]);
             if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
                 hashes.finish(index, fingerprint);
                 info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
@@ -60788,7 +61532,7 @@ async function transferFiles(registry, image, lockTimeout, hashes) {
             const prefixFingerprint = hashes.before(index);
             const [remote] = await Promise.all([
                 remoteSha256(registry, `${remotePath}.partial`),
-                hashFileInto(file.local.path, [prefix, prefixFingerprint], state.partial),
+                hashFileInto(file.local, [prefix, prefixFingerprint], state.partial),
             ]);
             if (remote === prefix.digest('hex')) {
                 offset = state.partial;
@@ -60826,7 +61570,7 @@ async function uploadImage(registry, image, options) {
             const delay = Math.min(30, 2 ** attempt);
             core_warning(`The connection dropped during the upload (${describeError(error)}). Retrying in ${delay} s ` +
                 `(retry ${attempt + 1} of ${options.retries}); the upload resumes where it stopped.`);
-            await (0,promises_namespaceObject.setTimeout)(delay * 1000);
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
             await registry.reconnect();
         }
     }
@@ -60852,10 +61596,12 @@ async function uploadImage(registry, image, options) {
 
 
 
+
+
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 async function inspect(settings) {
     const image = await group('Inspect the image', async () => {
-        const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
+        const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath, settings.rootfsLimits);
         const { os, release, variant, propertiesArchitecture } = inspected.properties;
         info(`${inspected.imageType} image ${os} ${release} ${variant} ${propertiesArchitecture}, ${inspected.size} bytes`);
         return inspected;
@@ -60898,14 +61644,14 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
     info(decision.reason);
     if (!decision.convert)
         return image;
-    const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate);
+    const converted = await convertRootfsTarball(data, {
+        creationDate: image.properties.creationDate,
+        timeoutSeconds: settings.convertRootfsTimeout,
+        log: info,
+    });
     onCleanup(converted.remove);
-    info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
-    return {
-        ...image,
-        data: { path: converted.path, size: converted.size, kind: 'squashfs' },
-        size: image.metadata.size + converted.size,
-    };
+    info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+    return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
 }
 /**
  * Step 3: whether the image is already published. A fingerprint can only be published under its
@@ -60938,8 +61684,28 @@ function putAliases(registry, settings, fingerprint, aliases) {
 /** Step 4: the files into the image's own upload directory, resumed and retried; the fingerprint. */
 async function upload(registry, settings, image, knownFingerprint) {
     const remote = remoteImage(registry.paths, await uploadKey(image), image);
-    const uploaded = await group('Upload', () => uploadImage(registry, remote, settings));
+    // What was sent is what was inspected, up to its size: a file that changed since is refused,
+    // and when the upload failed, a change is what the message says first.
+    const unchanged = async () => {
+        for (const file of imageFiles(image))
+            await checkUnchanged(file);
+    };
+    let uploaded;
+    try {
+        uploaded = await group('Upload', () => uploadImage(registry, remote, settings));
+    }
+    catch (error) {
+        await unchanged();
+        throw error;
+    }
     info(`Fingerprint: ${uploaded.fingerprint}`);
+    try {
+        await unchanged();
+    }
+    catch (error) {
+        await uploaded.lock.release().catch(() => undefined);
+        throw error;
+    }
     if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
         await uploaded.lock.release().catch(() => undefined);
         throw new ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
@@ -61114,13 +61880,17 @@ async function writeFailureSummary(message) {
 
 
 
+
+
 /** Publishes the image the settings name and returns what the registry now serves. */
 async function publish(settings) {
     const inspected = await inspect(settings); // 1. inspect locally
-    const aliases = requestedAliases(settings, inspected);
-    const registry = await steps_connect(settings); // 2. connect, host key checked
-    const cleanups = [];
+    // The files stay open, and are read through those descriptors, until the run is over.
+    const cleanups = [() => closeFiles(imageFiles(inspected))];
+    let registry;
     try {
+        const aliases = requestedAliases(settings, inspected);
+        registry = await steps_connect(settings); // 2. connect, host key checked
         const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
         const live = await checkServer(registry, settings); // 2. the server's tools and directories
         const existing = await findExisting(settings, image, live); // 3. skip what is already there
@@ -61141,7 +61911,7 @@ async function publish(settings) {
         }
     }
     finally {
-        registry.close();
+        registry?.close();
         // A squashfs converted from a rootfs tarball is not needed once the run is over.
         for (const cleanup of cleanups)
             await cleanup().catch(() => undefined);
@@ -61155,6 +61925,39 @@ function checkPublic(settings, result) {
         timeoutSeconds: settings.publicCheckTimeout,
         log: info,
     }));
+}
+/**
+ * The last resort: an error thrown where no caller catches it (an event handler, a stream, a
+ * promise nobody awaits), or a run that ends without settling, still fails the step with one
+ * ::error line, instead of ending the process with a stack trace only, or with none. Returns
+ * what marks the run as finished.
+ */
+function installLastResortHandlers() {
+    let reported = false;
+    let finished = false;
+    const fail = (message) => {
+        process.exitCode = ExitCode.Failure;
+        if (reported)
+            return;
+        reported = true;
+        core_error(message, { title: 'lxc-publish failed' });
+    };
+    const report = (error) => {
+        fail(error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`);
+        const summary = process.env['GITHUB_STEP_SUMMARY']
+            ? writeFailureSummary(describeError(error)).catch(() => undefined)
+            : Promise.resolve();
+        void summary.finally(() => process.exit(ExitCode.Failure));
+    };
+    process.on('uncaughtException', report);
+    process.on('unhandledRejection', report);
+    process.on('exit', () => {
+        if (!finished)
+            fail('Unexpected error: the run ended before it finished (nothing was left to wait for).');
+    });
+    return () => {
+        finished = true;
+    };
 }
 /** The action's entry point: never throws; a failure fails the step with a message. */
 async function run() {
@@ -61216,10 +62019,12 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6462);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9921);
 
 
-await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
+const finished = (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .installLastResortHandlers */ .i0)();
+await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .eF)();
+finished();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
@@ -64147,7 +64952,7 @@ __webpack_unused_export__ = identity.isDocument;
 __webpack_unused_export__ = identity.isMap;
 __webpack_unused_export__ = identity.isNode;
 __webpack_unused_export__ = identity.isPair;
-__webpack_unused_export__ = identity.isScalar;
+exports.jn = identity.isScalar;
 __webpack_unused_export__ = identity.isSeq;
 __webpack_unused_export__ = Pair.Pair;
 __webpack_unused_export__ = Scalar.Scalar;
@@ -64157,9 +64962,9 @@ __webpack_unused_export__ = cst;
 __webpack_unused_export__ = lexer.Lexer;
 __webpack_unused_export__ = lineCounter.LineCounter;
 __webpack_unused_export__ = parser.Parser;
-exports.qg = publicApi.parse;
+__webpack_unused_export__ = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
-__webpack_unused_export__ = publicApi.parseDocument;
+exports.Tp = publicApi.parseDocument;
 __webpack_unused_export__ = publicApi.stringify;
 __webpack_unused_export__ = visit.visit;
 __webpack_unused_export__ = visit.visitAsync;

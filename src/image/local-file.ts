@@ -4,7 +4,7 @@
  * uploaded even if the path is replaced meanwhile. A change of the file itself (appended to,
  * truncated, rewritten) is detected and refused.
  */
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ActionError } from '../common/errors.js';
@@ -23,32 +23,29 @@ function changedError(file: LocalFile, detail: string): ActionError {
   );
 }
 
+const CHUNK = 256 * 1024;
+
 /**
  * The bytes `start` to `end` (inclusive; by default to the size the file had when opened) read
- * through the file's descriptor. Fails with "the file changed" when the file ends sooner.
+ * through the file's descriptor, by position: nothing past that size is read, and stopping early
+ * (destroying the stream) leaves the descriptor open for the next reader. Fails with "the file
+ * changed" when the file ends sooner.
  */
 export function readStream(file: LocalFile, range: { start?: number; end?: number } = {}): Readable {
   const start = range.start ?? 0;
   const end = Math.min(range.end ?? file.size - 1, file.size - 1);
-  const expected = Math.max(0, end - start + 1);
-  if (expected === 0) return Readable.from([]);
   async function* chunks(): AsyncGenerator<Buffer> {
-    let read = 0;
-    const source = createReadStream('', {
-      fd: file.handle,
-      start,
-      end,
-      autoClose: false,
-      emitClose: false,
-      highWaterMark: 256 * 1024,
-    });
-    for await (const chunk of source) {
-      read += (chunk as Buffer).length;
-      yield chunk as Buffer;
+    for (let position = start; position <= end; ) {
+      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, end - position + 1));
+      const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) {
+        throw changedError(file, `${file.size} bytes when inspected, it ended after ${position}`);
+      }
+      position += bytesRead;
+      yield buffer.subarray(0, bytesRead);
     }
-    if (read < expected) throw changedError(file, `${file.size} bytes when inspected, it ended after ${start + read}`);
   }
-  return Readable.from(chunks(), { objectMode: false });
+  return Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK });
 }
 
 /** Reads up to `length` bytes from `position` through the descriptor. */

@@ -316,13 +316,13 @@ export async function scanTar(
   visit: (entry: TarEntry, reader: TarReader) => Promise<boolean> | boolean,
 ): Promise<void> {
   const tar = openTar(file, compression);
-  let failure: unknown;
+  let failure: Error | undefined;
   try {
     for (let entry = await tar.reader.next(); entry; entry = await tar.reader.next()) {
       if (await visit(entry, tar.reader)) break;
     }
   } catch (error) {
-    failure = error;
+    failure = error instanceof Error ? error : new Error(String(error));
   }
   const toolFailure = await tar.close();
   if (toolFailure !== undefined && (failure === undefined || failure instanceof TarError)) {

@@ -35,7 +35,7 @@ export function readStream(file: LocalFile, range: { start?: number; end?: numbe
   const start = range.start ?? 0;
   const end = Math.min(range.end ?? file.size - 1, file.size - 1);
   async function* chunks(): AsyncGenerator<Buffer> {
-    for (let position = start; position <= end; ) {
+    for (let position = start; position <= end;) {
       const buffer = Buffer.allocUnsafe(Math.min(CHUNK, end - position + 1));
       const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
       if (bytesRead === 0) {

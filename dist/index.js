@@ -57002,34 +57002,28 @@ function changedError(file, detail) {
     return new ActionError(`${file.input}: the file changed while it was being published ("${file.path}": ${detail}). ` +
         'Make sure nothing writes the image files during the step, and run it again.', file.input);
 }
+const CHUNK = 256 * 1024;
 /**
  * The bytes `start` to `end` (inclusive; by default to the size the file had when opened) read
- * through the file's descriptor. Fails with "the file changed" when the file ends sooner.
+ * through the file's descriptor, by position: nothing past that size is read, and stopping early
+ * (destroying the stream) leaves the descriptor open for the next reader. Fails with "the file
+ * changed" when the file ends sooner.
  */
 function readStream(file, range = {}) {
     const start = range.start ?? 0;
     const end = Math.min(range.end ?? file.size - 1, file.size - 1);
-    const expected = Math.max(0, end - start + 1);
-    if (expected === 0)
-        return external_node_stream_.Readable.from([]);
     async function* chunks() {
-        let read = 0;
-        const source = (0,external_node_fs_namespaceObject.createReadStream)('', {
-            fd: file.handle,
-            start,
-            end,
-            autoClose: false,
-            emitClose: false,
-            highWaterMark: 256 * 1024,
-        });
-        for await (const chunk of source) {
-            read += chunk.length;
-            yield chunk;
+        for (let position = start; position <= end;) {
+            const buffer = Buffer.allocUnsafe(Math.min(CHUNK, end - position + 1));
+            const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
+            if (bytesRead === 0) {
+                throw changedError(file, `${file.size} bytes when inspected, it ended after ${position}`);
+            }
+            position += bytesRead;
+            yield buffer.subarray(0, bytesRead);
         }
-        if (read < expected)
-            throw changedError(file, `${file.size} bytes when inspected, it ended after ${start + read}`);
     }
-    return external_node_stream_.Readable.from(chunks(), { objectMode: false });
+    return external_node_stream_.Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK });
 }
 /** Reads up to `length` bytes from `position` through the descriptor. */
 async function readAt(file, position, length) {
@@ -58706,7 +58700,7 @@ async function scanTar(file, compression, visit) {
         }
     }
     catch (error) {
-        failure = error;
+        failure = error instanceof Error ? error : new Error(String(error));
     }
     const toolFailure = await tar.close();
     if (toolFailure !== undefined && (failure === undefined || failure instanceof TarError)) {

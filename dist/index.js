@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9733:
+/***/ 7683:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -53994,2993 +53994,10 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // UNUSED EXPORTS: publish
 
-;// CONCATENATED MODULE: external "os"
-const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
-// We use any as a valid input type
-/* eslint-disable @typescript-eslint/no-explicit-any */
-/**
- * Sanitizes an input into a string so it can be passed into issueCommand safely
- * @param input input to sanitize into a string
- */
-function utils_toCommandValue(input) {
-    if (input === null || input === undefined) {
-        return '';
-    }
-    else if (typeof input === 'string' || input instanceof String) {
-        return input;
-    }
-    return JSON.stringify(input);
-}
-/**
- *
- * @param annotationProperties
- * @returns The command properties to send with the actual annotation command
- * See IssueCommandProperties: https://github.com/actions/runner/blob/main/src/Runner.Worker/ActionCommandManager.cs#L646
- */
-function utils_toCommandProperties(annotationProperties) {
-    if (!Object.keys(annotationProperties).length) {
-        return {};
-    }
-    return {
-        title: annotationProperties.title,
-        file: annotationProperties.file,
-        line: annotationProperties.startLine,
-        endLine: annotationProperties.endLine,
-        col: annotationProperties.startColumn,
-        endColumn: annotationProperties.endColumn
-    };
-}
-//# sourceMappingURL=utils.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/command.js
-
-
-/**
- * Issues a command to the GitHub Actions runner
- *
- * @param command - The command name to issue
- * @param properties - Additional properties for the command (key-value pairs)
- * @param message - The message to include with the command
- * @remarks
- * This function outputs a specially formatted string to stdout that the Actions
- * runner interprets as a command. These commands can control workflow behavior,
- * set outputs, create annotations, mask values, and more.
- *
- * Command Format:
- *   ::name key=value,key=value::message
- *
- * @example
- * ```typescript
- * // Issue a warning annotation
- * issueCommand('warning', {}, 'This is a warning message');
- * // Output: ::warning::This is a warning message
- *
- * // Set an environment variable
- * issueCommand('set-env', { name: 'MY_VAR' }, 'some value');
- * // Output: ::set-env name=MY_VAR::some value
- *
- * // Add a secret mask
- * issueCommand('add-mask', {}, 'secretValue123');
- * // Output: ::add-mask::secretValue123
- * ```
- *
- * @internal
- * This is an internal utility function that powers the public API functions
- * such as setSecret, warning, error, and exportVariable.
- */
-function command_issueCommand(command, properties, message) {
-    const cmd = new Command(command, properties, message);
-    process.stdout.write(cmd.toString() + external_os_namespaceObject.EOL);
-}
-function command_issue(name, message = '') {
-    command_issueCommand(name, {}, message);
-}
-const CMD_STRING = '::';
-class Command {
-    constructor(command, properties, message) {
-        if (!command) {
-            command = 'missing.command';
-        }
-        this.command = command;
-        this.properties = properties;
-        this.message = message;
-    }
-    toString() {
-        let cmdStr = CMD_STRING + this.command;
-        if (this.properties && Object.keys(this.properties).length > 0) {
-            cmdStr += ' ';
-            let first = true;
-            for (const key in this.properties) {
-                if (this.properties.hasOwnProperty(key)) {
-                    const val = this.properties[key];
-                    if (val) {
-                        if (first) {
-                            first = false;
-                        }
-                        else {
-                            cmdStr += ',';
-                        }
-                        cmdStr += `${key}=${escapeProperty(val)}`;
-                    }
-                }
-            }
-        }
-        cmdStr += `${CMD_STRING}${escapeData(this.message)}`;
-        return cmdStr;
-    }
-}
-function escapeData(s) {
-    return utils_toCommandValue(s)
-        .replace(/%/g, '%25')
-        .replace(/\r/g, '%0D')
-        .replace(/\n/g, '%0A');
-}
-function escapeProperty(s) {
-    return utils_toCommandValue(s)
-        .replace(/%/g, '%25')
-        .replace(/\r/g, '%0D')
-        .replace(/\n/g, '%0A')
-        .replace(/:/g, '%3A')
-        .replace(/,/g, '%2C');
-}
-//# sourceMappingURL=command.js.map
-// EXTERNAL MODULE: external "crypto"
-var external_crypto_ = __nccwpck_require__(6982);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/file-command.js
-// For internal use, subject to change.
-// We use any as a valid input type
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
-
-
-
-function file_command_issueFileCommand(command, message) {
-    const filePath = process.env[`GITHUB_${command}`];
-    if (!filePath) {
-        throw new Error(`Unable to find environment variable for file command ${command}`);
-    }
-    if (!external_fs_.existsSync(filePath)) {
-        throw new Error(`Missing file at path: ${filePath}`);
-    }
-    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_namespaceObject.EOL}`, {
-        encoding: 'utf8'
-    });
-}
-function file_command_prepareKeyValueMessage(key, value) {
-    const delimiter = `ghadelimiter_${external_crypto_.randomUUID()}`;
-    const convertedValue = utils_toCommandValue(value);
-    // These should realistically never happen, but just in case someone finds a
-    // way to exploit uuid generation let's not allow keys or values that contain
-    // the delimiter.
-    if (key.includes(delimiter)) {
-        throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter}"`);
-    }
-    if (convertedValue.includes(delimiter)) {
-        throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
-    }
-    return `${key}<<${delimiter}${external_os_namespaceObject.EOL}${convertedValue}${external_os_namespaceObject.EOL}${delimiter}`;
-}
-//# sourceMappingURL=file-command.js.map
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
-// EXTERNAL MODULE: external "http"
-var external_http_ = __nccwpck_require__(8611);
-// EXTERNAL MODULE: external "https"
-var external_https_ = __nccwpck_require__(5692);
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/proxy.js
-function getProxyUrl(reqUrl) {
-    const usingSsl = reqUrl.protocol === 'https:';
-    if (checkBypass(reqUrl)) {
-        return undefined;
-    }
-    const proxyVar = (() => {
-        if (usingSsl) {
-            return process.env['https_proxy'] || process.env['HTTPS_PROXY'];
-        }
-        else {
-            return process.env['http_proxy'] || process.env['HTTP_PROXY'];
-        }
-    })();
-    if (proxyVar) {
-        try {
-            return new DecodedURL(proxyVar);
-        }
-        catch (_a) {
-            if (!proxyVar.startsWith('http://') && !proxyVar.startsWith('https://'))
-                return new DecodedURL(`http://${proxyVar}`);
-        }
-    }
-    else {
-        return undefined;
-    }
-}
-function checkBypass(reqUrl) {
-    if (!reqUrl.hostname) {
-        return false;
-    }
-    const reqHost = reqUrl.hostname;
-    if (isLoopbackAddress(reqHost)) {
-        return true;
-    }
-    const noProxy = process.env['no_proxy'] || process.env['NO_PROXY'] || '';
-    if (!noProxy) {
-        return false;
-    }
-    // Determine the request port
-    let reqPort;
-    if (reqUrl.port) {
-        reqPort = Number(reqUrl.port);
-    }
-    else if (reqUrl.protocol === 'http:') {
-        reqPort = 80;
-    }
-    else if (reqUrl.protocol === 'https:') {
-        reqPort = 443;
-    }
-    // Format the request hostname and hostname with port
-    const upperReqHosts = [reqUrl.hostname.toUpperCase()];
-    if (typeof reqPort === 'number') {
-        upperReqHosts.push(`${upperReqHosts[0]}:${reqPort}`);
-    }
-    // Compare request host against noproxy
-    for (const upperNoProxyItem of noProxy
-        .split(',')
-        .map(x => x.trim().toUpperCase())
-        .filter(x => x)) {
-        if (upperNoProxyItem === '*' ||
-            upperReqHosts.some(x => x === upperNoProxyItem ||
-                x.endsWith(`.${upperNoProxyItem}`) ||
-                (upperNoProxyItem.startsWith('.') &&
-                    x.endsWith(`${upperNoProxyItem}`)))) {
-            return true;
-        }
-    }
-    return false;
-}
-function isLoopbackAddress(host) {
-    const hostLower = host.toLowerCase();
-    return (hostLower === 'localhost' ||
-        hostLower.startsWith('127.') ||
-        hostLower.startsWith('[::1]') ||
-        hostLower.startsWith('[0:0:0:0:0:0:0:1]'));
-}
-class DecodedURL extends URL {
-    constructor(url, base) {
-        super(url, base);
-        this._decodedUsername = decodeURIComponent(super.username);
-        this._decodedPassword = decodeURIComponent(super.password);
-    }
-    get username() {
-        return this._decodedUsername;
-    }
-    get password() {
-        return this._decodedPassword;
-    }
-}
-//# sourceMappingURL=proxy.js.map
-// EXTERNAL MODULE: ./node_modules/tunnel/index.js
-var node_modules_tunnel = __nccwpck_require__(770);
-// EXTERNAL MODULE: ./node_modules/undici/index.js
-var undici = __nccwpck_require__(6752);
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
-/* eslint-disable @typescript-eslint/no-explicit-any */
-var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-var HttpCodes;
-(function (HttpCodes) {
-    HttpCodes[HttpCodes["OK"] = 200] = "OK";
-    HttpCodes[HttpCodes["MultipleChoices"] = 300] = "MultipleChoices";
-    HttpCodes[HttpCodes["MovedPermanently"] = 301] = "MovedPermanently";
-    HttpCodes[HttpCodes["ResourceMoved"] = 302] = "ResourceMoved";
-    HttpCodes[HttpCodes["SeeOther"] = 303] = "SeeOther";
-    HttpCodes[HttpCodes["NotModified"] = 304] = "NotModified";
-    HttpCodes[HttpCodes["UseProxy"] = 305] = "UseProxy";
-    HttpCodes[HttpCodes["SwitchProxy"] = 306] = "SwitchProxy";
-    HttpCodes[HttpCodes["TemporaryRedirect"] = 307] = "TemporaryRedirect";
-    HttpCodes[HttpCodes["PermanentRedirect"] = 308] = "PermanentRedirect";
-    HttpCodes[HttpCodes["BadRequest"] = 400] = "BadRequest";
-    HttpCodes[HttpCodes["Unauthorized"] = 401] = "Unauthorized";
-    HttpCodes[HttpCodes["PaymentRequired"] = 402] = "PaymentRequired";
-    HttpCodes[HttpCodes["Forbidden"] = 403] = "Forbidden";
-    HttpCodes[HttpCodes["NotFound"] = 404] = "NotFound";
-    HttpCodes[HttpCodes["MethodNotAllowed"] = 405] = "MethodNotAllowed";
-    HttpCodes[HttpCodes["NotAcceptable"] = 406] = "NotAcceptable";
-    HttpCodes[HttpCodes["ProxyAuthenticationRequired"] = 407] = "ProxyAuthenticationRequired";
-    HttpCodes[HttpCodes["RequestTimeout"] = 408] = "RequestTimeout";
-    HttpCodes[HttpCodes["Conflict"] = 409] = "Conflict";
-    HttpCodes[HttpCodes["Gone"] = 410] = "Gone";
-    HttpCodes[HttpCodes["TooManyRequests"] = 429] = "TooManyRequests";
-    HttpCodes[HttpCodes["InternalServerError"] = 500] = "InternalServerError";
-    HttpCodes[HttpCodes["NotImplemented"] = 501] = "NotImplemented";
-    HttpCodes[HttpCodes["BadGateway"] = 502] = "BadGateway";
-    HttpCodes[HttpCodes["ServiceUnavailable"] = 503] = "ServiceUnavailable";
-    HttpCodes[HttpCodes["GatewayTimeout"] = 504] = "GatewayTimeout";
-})(HttpCodes || (HttpCodes = {}));
-var Headers;
-(function (Headers) {
-    Headers["Accept"] = "accept";
-    Headers["ContentType"] = "content-type";
-})(Headers || (Headers = {}));
-var MediaTypes;
-(function (MediaTypes) {
-    MediaTypes["ApplicationJson"] = "application/json";
-})(MediaTypes || (MediaTypes = {}));
-/**
- * Returns the proxy URL, depending upon the supplied url and proxy environment variables.
- * @param serverUrl  The server URL where the request will be sent. For example, https://api.github.com
- */
-function lib_getProxyUrl(serverUrl) {
-    const proxyUrl = pm.getProxyUrl(new URL(serverUrl));
-    return proxyUrl ? proxyUrl.href : '';
-}
-const HttpRedirectCodes = [
-    HttpCodes.MovedPermanently,
-    HttpCodes.ResourceMoved,
-    HttpCodes.SeeOther,
-    HttpCodes.TemporaryRedirect,
-    HttpCodes.PermanentRedirect
-];
-const HttpResponseRetryCodes = [
-    HttpCodes.BadGateway,
-    HttpCodes.ServiceUnavailable,
-    HttpCodes.GatewayTimeout
-];
-const RetryableHttpVerbs = (/* unused pure expression or super */ null && (['OPTIONS', 'GET', 'DELETE', 'HEAD']));
-const ExponentialBackoffCeiling = 10;
-const ExponentialBackoffTimeSlice = 5;
-class HttpClientError extends Error {
-    constructor(message, statusCode) {
-        super(message);
-        this.name = 'HttpClientError';
-        this.statusCode = statusCode;
-        Object.setPrototypeOf(this, HttpClientError.prototype);
-    }
-}
-class HttpClientResponse {
-    constructor(message) {
-        this.message = message;
-    }
-    readBody() {
-        return __awaiter(this, void 0, void 0, function* () {
-            return new Promise((resolve) => __awaiter(this, void 0, void 0, function* () {
-                let output = Buffer.alloc(0);
-                this.message.on('data', (chunk) => {
-                    output = Buffer.concat([output, chunk]);
-                });
-                this.message.on('end', () => {
-                    resolve(output.toString());
-                });
-            }));
-        });
-    }
-    readBodyBuffer() {
-        return __awaiter(this, void 0, void 0, function* () {
-            return new Promise((resolve) => __awaiter(this, void 0, void 0, function* () {
-                const chunks = [];
-                this.message.on('data', (chunk) => {
-                    chunks.push(chunk);
-                });
-                this.message.on('end', () => {
-                    resolve(Buffer.concat(chunks));
-                });
-            }));
-        });
-    }
-}
-function isHttps(requestUrl) {
-    const parsedUrl = new URL(requestUrl);
-    return parsedUrl.protocol === 'https:';
-}
-class lib_HttpClient {
-    constructor(userAgent, handlers, requestOptions) {
-        this._ignoreSslError = false;
-        this._allowRedirects = true;
-        this._allowRedirectDowngrade = false;
-        this._maxRedirects = 50;
-        this._allowRetries = false;
-        this._maxRetries = 1;
-        this._keepAlive = false;
-        this._disposed = false;
-        this.userAgent = this._getUserAgentWithOrchestrationId(userAgent);
-        this.handlers = handlers || [];
-        this.requestOptions = requestOptions;
-        if (requestOptions) {
-            if (requestOptions.ignoreSslError != null) {
-                this._ignoreSslError = requestOptions.ignoreSslError;
-            }
-            this._socketTimeout = requestOptions.socketTimeout;
-            if (requestOptions.allowRedirects != null) {
-                this._allowRedirects = requestOptions.allowRedirects;
-            }
-            if (requestOptions.allowRedirectDowngrade != null) {
-                this._allowRedirectDowngrade = requestOptions.allowRedirectDowngrade;
-            }
-            if (requestOptions.maxRedirects != null) {
-                this._maxRedirects = Math.max(requestOptions.maxRedirects, 0);
-            }
-            if (requestOptions.keepAlive != null) {
-                this._keepAlive = requestOptions.keepAlive;
-            }
-            if (requestOptions.allowRetries != null) {
-                this._allowRetries = requestOptions.allowRetries;
-            }
-            if (requestOptions.maxRetries != null) {
-                this._maxRetries = requestOptions.maxRetries;
-            }
-        }
-    }
-    options(requestUrl, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request('OPTIONS', requestUrl, null, additionalHeaders || {});
-        });
-    }
-    get(requestUrl, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request('GET', requestUrl, null, additionalHeaders || {});
-        });
-    }
-    del(requestUrl, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request('DELETE', requestUrl, null, additionalHeaders || {});
-        });
-    }
-    post(requestUrl, data, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request('POST', requestUrl, data, additionalHeaders || {});
-        });
-    }
-    patch(requestUrl, data, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request('PATCH', requestUrl, data, additionalHeaders || {});
-        });
-    }
-    put(requestUrl, data, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request('PUT', requestUrl, data, additionalHeaders || {});
-        });
-    }
-    head(requestUrl, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request('HEAD', requestUrl, null, additionalHeaders || {});
-        });
-    }
-    sendStream(verb, requestUrl, stream, additionalHeaders) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return this.request(verb, requestUrl, stream, additionalHeaders);
-        });
-    }
-    /**
-     * Gets a typed object from an endpoint
-     * Be aware that not found returns a null.  Other errors (4xx, 5xx) reject the promise
-     */
-    getJson(requestUrl_1) {
-        return __awaiter(this, arguments, void 0, function* (requestUrl, additionalHeaders = {}) {
-            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
-            const res = yield this.get(requestUrl, additionalHeaders);
-            return this._processResponse(res, this.requestOptions);
-        });
-    }
-    postJson(requestUrl_1, obj_1) {
-        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
-            const data = JSON.stringify(obj, null, 2);
-            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
-            additionalHeaders[Headers.ContentType] =
-                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
-            const res = yield this.post(requestUrl, data, additionalHeaders);
-            return this._processResponse(res, this.requestOptions);
-        });
-    }
-    putJson(requestUrl_1, obj_1) {
-        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
-            const data = JSON.stringify(obj, null, 2);
-            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
-            additionalHeaders[Headers.ContentType] =
-                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
-            const res = yield this.put(requestUrl, data, additionalHeaders);
-            return this._processResponse(res, this.requestOptions);
-        });
-    }
-    patchJson(requestUrl_1, obj_1) {
-        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
-            const data = JSON.stringify(obj, null, 2);
-            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
-            additionalHeaders[Headers.ContentType] =
-                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
-            const res = yield this.patch(requestUrl, data, additionalHeaders);
-            return this._processResponse(res, this.requestOptions);
-        });
-    }
-    /**
-     * Makes a raw http request.
-     * All other methods such as get, post, patch, and request ultimately call this.
-     * Prefer get, del, post and patch
-     */
-    request(verb, requestUrl, data, headers) {
-        return __awaiter(this, void 0, void 0, function* () {
-            if (this._disposed) {
-                throw new Error('Client has already been disposed.');
-            }
-            const parsedUrl = new URL(requestUrl);
-            let info = this._prepareRequest(verb, parsedUrl, headers);
-            // Only perform retries on reads since writes may not be idempotent.
-            const maxTries = this._allowRetries && RetryableHttpVerbs.includes(verb)
-                ? this._maxRetries + 1
-                : 1;
-            let numTries = 0;
-            let response;
-            do {
-                response = yield this.requestRaw(info, data);
-                // Check if it's an authentication challenge
-                if (response &&
-                    response.message &&
-                    response.message.statusCode === HttpCodes.Unauthorized) {
-                    let authenticationHandler;
-                    for (const handler of this.handlers) {
-                        if (handler.canHandleAuthentication(response)) {
-                            authenticationHandler = handler;
-                            break;
-                        }
-                    }
-                    if (authenticationHandler) {
-                        return authenticationHandler.handleAuthentication(this, info, data);
-                    }
-                    else {
-                        // We have received an unauthorized response but have no handlers to handle it.
-                        // Let the response return to the caller.
-                        return response;
-                    }
-                }
-                let redirectsRemaining = this._maxRedirects;
-                while (response.message.statusCode &&
-                    HttpRedirectCodes.includes(response.message.statusCode) &&
-                    this._allowRedirects &&
-                    redirectsRemaining > 0) {
-                    const redirectUrl = response.message.headers['location'];
-                    if (!redirectUrl) {
-                        // if there's no location to redirect to, we won't
-                        break;
-                    }
-                    const parsedRedirectUrl = new URL(redirectUrl);
-                    if (parsedUrl.protocol === 'https:' &&
-                        parsedUrl.protocol !== parsedRedirectUrl.protocol &&
-                        !this._allowRedirectDowngrade) {
-                        throw new Error('Redirect from HTTPS to HTTP protocol. This downgrade is not allowed for security reasons. If you want to allow this behavior, set the allowRedirectDowngrade option to true.');
-                    }
-                    // we need to finish reading the response before reassigning response
-                    // which will leak the open socket.
-                    yield response.readBody();
-                    // strip authorization header if redirected to a different hostname
-                    if (parsedRedirectUrl.hostname !== parsedUrl.hostname) {
-                        for (const header in headers) {
-                            // header names are case insensitive
-                            if (header.toLowerCase() === 'authorization') {
-                                delete headers[header];
-                            }
-                        }
-                    }
-                    // let's make the request with the new redirectUrl
-                    info = this._prepareRequest(verb, parsedRedirectUrl, headers);
-                    response = yield this.requestRaw(info, data);
-                    redirectsRemaining--;
-                }
-                if (!response.message.statusCode ||
-                    !HttpResponseRetryCodes.includes(response.message.statusCode)) {
-                    // If not a retry code, return immediately instead of retrying
-                    return response;
-                }
-                numTries += 1;
-                if (numTries < maxTries) {
-                    yield response.readBody();
-                    yield this._performExponentialBackoff(numTries);
-                }
-            } while (numTries < maxTries);
-            return response;
-        });
-    }
-    /**
-     * Needs to be called if keepAlive is set to true in request options.
-     */
-    dispose() {
-        if (this._agent) {
-            this._agent.destroy();
-        }
-        this._disposed = true;
-    }
-    /**
-     * Raw request.
-     * @param info
-     * @param data
-     */
-    requestRaw(info, data) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return new Promise((resolve, reject) => {
-                function callbackForResult(err, res) {
-                    if (err) {
-                        reject(err);
-                    }
-                    else if (!res) {
-                        // If `err` is not passed, then `res` must be passed.
-                        reject(new Error('Unknown error'));
-                    }
-                    else {
-                        resolve(res);
-                    }
-                }
-                this.requestRawWithCallback(info, data, callbackForResult);
-            });
-        });
-    }
-    /**
-     * Raw request with callback.
-     * @param info
-     * @param data
-     * @param onResult
-     */
-    requestRawWithCallback(info, data, onResult) {
-        if (typeof data === 'string') {
-            if (!info.options.headers) {
-                info.options.headers = {};
-            }
-            info.options.headers['Content-Length'] = Buffer.byteLength(data, 'utf8');
-        }
-        let callbackCalled = false;
-        function handleResult(err, res) {
-            if (!callbackCalled) {
-                callbackCalled = true;
-                onResult(err, res);
-            }
-        }
-        const req = info.httpModule.request(info.options, (msg) => {
-            const res = new HttpClientResponse(msg);
-            handleResult(undefined, res);
-        });
-        let socket;
-        req.on('socket', sock => {
-            socket = sock;
-        });
-        // If we ever get disconnected, we want the socket to timeout eventually
-        req.setTimeout(this._socketTimeout || 3 * 60000, () => {
-            if (socket) {
-                socket.end();
-            }
-            handleResult(new Error(`Request timeout: ${info.options.path}`));
-        });
-        req.on('error', function (err) {
-            // err has statusCode property
-            // res should have headers
-            handleResult(err);
-        });
-        if (data && typeof data === 'string') {
-            req.write(data, 'utf8');
-        }
-        if (data && typeof data !== 'string') {
-            data.on('close', function () {
-                req.end();
-            });
-            data.pipe(req);
-        }
-        else {
-            req.end();
-        }
-    }
-    /**
-     * Gets an http agent. This function is useful when you need an http agent that handles
-     * routing through a proxy server - depending upon the url and proxy environment variables.
-     * @param serverUrl  The server URL where the request will be sent. For example, https://api.github.com
-     */
-    getAgent(serverUrl) {
-        const parsedUrl = new URL(serverUrl);
-        return this._getAgent(parsedUrl);
-    }
-    getAgentDispatcher(serverUrl) {
-        const parsedUrl = new URL(serverUrl);
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
-        const useProxy = proxyUrl && proxyUrl.hostname;
-        if (!useProxy) {
-            return;
-        }
-        return this._getProxyAgentDispatcher(parsedUrl, proxyUrl);
-    }
-    _prepareRequest(method, requestUrl, headers) {
-        const info = {};
-        info.parsedUrl = requestUrl;
-        const usingSsl = info.parsedUrl.protocol === 'https:';
-        info.httpModule = usingSsl ? https : http;
-        const defaultPort = usingSsl ? 443 : 80;
-        info.options = {};
-        info.options.host = info.parsedUrl.hostname;
-        info.options.port = info.parsedUrl.port
-            ? parseInt(info.parsedUrl.port)
-            : defaultPort;
-        info.options.path =
-            (info.parsedUrl.pathname || '') + (info.parsedUrl.search || '');
-        info.options.method = method;
-        info.options.headers = this._mergeHeaders(headers);
-        if (this.userAgent != null) {
-            info.options.headers['user-agent'] = this.userAgent;
-        }
-        info.options.agent = this._getAgent(info.parsedUrl);
-        // gives handlers an opportunity to participate
-        if (this.handlers) {
-            for (const handler of this.handlers) {
-                handler.prepareRequest(info.options);
-            }
-        }
-        return info;
-    }
-    _mergeHeaders(headers) {
-        if (this.requestOptions && this.requestOptions.headers) {
-            return Object.assign({}, lowercaseKeys(this.requestOptions.headers), lowercaseKeys(headers || {}));
-        }
-        return lowercaseKeys(headers || {});
-    }
-    /**
-     * Gets an existing header value or returns a default.
-     * Handles converting number header values to strings since HTTP headers must be strings.
-     * Note: This returns string | string[] since some headers can have multiple values.
-     * For headers that must always be a single string (like Content-Type), use the
-     * specialized _getExistingOrDefaultContentTypeHeader method instead.
-     */
-    _getExistingOrDefaultHeader(additionalHeaders, header, _default) {
-        let clientHeader;
-        if (this.requestOptions && this.requestOptions.headers) {
-            const headerValue = lowercaseKeys(this.requestOptions.headers)[header];
-            if (headerValue) {
-                clientHeader =
-                    typeof headerValue === 'number' ? headerValue.toString() : headerValue;
-            }
-        }
-        const additionalValue = additionalHeaders[header];
-        if (additionalValue !== undefined) {
-            return typeof additionalValue === 'number'
-                ? additionalValue.toString()
-                : additionalValue;
-        }
-        if (clientHeader !== undefined) {
-            return clientHeader;
-        }
-        return _default;
-    }
-    /**
-     * Specialized version of _getExistingOrDefaultHeader for Content-Type header.
-     * Always returns a single string (not an array) since Content-Type should be a single value.
-     * Converts arrays to comma-separated strings and numbers to strings to ensure type safety.
-     * This was split from _getExistingOrDefaultHeader to provide stricter typing for callers
-     * that assign the result to places expecting a string (e.g., additionalHeaders[Headers.ContentType]).
-     */
-    _getExistingOrDefaultContentTypeHeader(additionalHeaders, _default) {
-        let clientHeader;
-        if (this.requestOptions && this.requestOptions.headers) {
-            const headerValue = lowercaseKeys(this.requestOptions.headers)[Headers.ContentType];
-            if (headerValue) {
-                if (typeof headerValue === 'number') {
-                    clientHeader = String(headerValue);
-                }
-                else if (Array.isArray(headerValue)) {
-                    clientHeader = headerValue.join(', ');
-                }
-                else {
-                    clientHeader = headerValue;
-                }
-            }
-        }
-        const additionalValue = additionalHeaders[Headers.ContentType];
-        // Return the first non-undefined value, converting numbers or arrays to strings if necessary
-        if (additionalValue !== undefined) {
-            if (typeof additionalValue === 'number') {
-                return String(additionalValue);
-            }
-            else if (Array.isArray(additionalValue)) {
-                return additionalValue.join(', ');
-            }
-            else {
-                return additionalValue;
-            }
-        }
-        if (clientHeader !== undefined) {
-            return clientHeader;
-        }
-        return _default;
-    }
-    _getAgent(parsedUrl) {
-        let agent;
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
-        const useProxy = proxyUrl && proxyUrl.hostname;
-        if (this._keepAlive && useProxy) {
-            agent = this._proxyAgent;
-        }
-        if (!useProxy) {
-            agent = this._agent;
-        }
-        // if agent is already assigned use that agent.
-        if (agent) {
-            return agent;
-        }
-        const usingSsl = parsedUrl.protocol === 'https:';
-        let maxSockets = 100;
-        if (this.requestOptions) {
-            maxSockets = this.requestOptions.maxSockets || http.globalAgent.maxSockets;
-        }
-        // This is `useProxy` again, but we need to check `proxyURl` directly for TypeScripts's flow analysis.
-        if (proxyUrl && proxyUrl.hostname) {
-            const agentOptions = {
-                maxSockets,
-                keepAlive: this._keepAlive,
-                proxy: Object.assign(Object.assign({}, ((proxyUrl.username || proxyUrl.password) && {
-                    proxyAuth: `${proxyUrl.username}:${proxyUrl.password}`
-                })), { host: proxyUrl.hostname, port: proxyUrl.port })
-            };
-            let tunnelAgent;
-            const overHttps = proxyUrl.protocol === 'https:';
-            if (usingSsl) {
-                tunnelAgent = overHttps ? tunnel.httpsOverHttps : tunnel.httpsOverHttp;
-            }
-            else {
-                tunnelAgent = overHttps ? tunnel.httpOverHttps : tunnel.httpOverHttp;
-            }
-            agent = tunnelAgent(agentOptions);
-            this._proxyAgent = agent;
-        }
-        // if tunneling agent isn't assigned create a new agent
-        if (!agent) {
-            const options = { keepAlive: this._keepAlive, maxSockets };
-            agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
-            this._agent = agent;
-        }
-        if (usingSsl && this._ignoreSslError) {
-            // we don't want to set NODE_TLS_REJECT_UNAUTHORIZED=0 since that will affect request for entire process
-            // http.RequestOptions doesn't expose a way to modify RequestOptions.agent.options
-            // we have to cast it to any and change it directly
-            agent.options = Object.assign(agent.options || {}, {
-                rejectUnauthorized: false
-            });
-        }
-        return agent;
-    }
-    _getProxyAgentDispatcher(parsedUrl, proxyUrl) {
-        let proxyAgent;
-        if (this._keepAlive) {
-            proxyAgent = this._proxyAgentDispatcher;
-        }
-        // if agent is already assigned use that agent.
-        if (proxyAgent) {
-            return proxyAgent;
-        }
-        const usingSsl = parsedUrl.protocol === 'https:';
-        proxyAgent = new ProxyAgent(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
-            token: `Basic ${Buffer.from(`${proxyUrl.username}:${proxyUrl.password}`).toString('base64')}`
-        })));
-        this._proxyAgentDispatcher = proxyAgent;
-        if (usingSsl && this._ignoreSslError) {
-            // we don't want to set NODE_TLS_REJECT_UNAUTHORIZED=0 since that will affect request for entire process
-            // http.RequestOptions doesn't expose a way to modify RequestOptions.agent.options
-            // we have to cast it to any and change it directly
-            proxyAgent.options = Object.assign(proxyAgent.options.requestTls || {}, {
-                rejectUnauthorized: false
-            });
-        }
-        return proxyAgent;
-    }
-    _getUserAgentWithOrchestrationId(userAgent) {
-        const baseUserAgent = userAgent || 'actions/http-client';
-        const orchId = process.env['ACTIONS_ORCHESTRATION_ID'];
-        if (orchId) {
-            // Sanitize the orchestration ID to ensure it contains only valid characters
-            // Valid characters: 0-9, a-z, _, -, .
-            const sanitizedId = orchId.replace(/[^a-z0-9_.-]/gi, '_');
-            return `${baseUserAgent} actions_orchestration_id/${sanitizedId}`;
-        }
-        return baseUserAgent;
-    }
-    _performExponentialBackoff(retryNumber) {
-        return __awaiter(this, void 0, void 0, function* () {
-            retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
-            const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
-            return new Promise(resolve => setTimeout(() => resolve(), ms));
-        });
-    }
-    _processResponse(res, options) {
-        return __awaiter(this, void 0, void 0, function* () {
-            return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
-                const statusCode = res.message.statusCode || 0;
-                const response = {
-                    statusCode,
-                    result: null,
-                    headers: {}
-                };
-                // not found leads to null obj returned
-                if (statusCode === HttpCodes.NotFound) {
-                    resolve(response);
-                }
-                // get the result from the body
-                function dateTimeDeserializer(key, value) {
-                    if (typeof value === 'string') {
-                        const a = new Date(value);
-                        if (!isNaN(a.valueOf())) {
-                            return a;
-                        }
-                    }
-                    return value;
-                }
-                let obj;
-                let contents;
-                try {
-                    contents = yield res.readBody();
-                    if (contents && contents.length > 0) {
-                        if (options && options.deserializeDates) {
-                            obj = JSON.parse(contents, dateTimeDeserializer);
-                        }
-                        else {
-                            obj = JSON.parse(contents);
-                        }
-                        response.result = obj;
-                    }
-                    response.headers = res.message.headers;
-                }
-                catch (err) {
-                    // Invalid resource (contents not json);  leaving result obj null
-                }
-                // note that 3xx redirects are handled by the http layer.
-                if (statusCode > 299) {
-                    let msg;
-                    // if exception/error in body, attempt to get better error
-                    if (obj && obj.message) {
-                        msg = obj.message;
-                    }
-                    else if (contents && contents.length > 0) {
-                        // it may be the case that the exception is in the body message as string
-                        msg = contents;
-                    }
-                    else {
-                        msg = `Failed request: (${statusCode})`;
-                    }
-                    const err = new HttpClientError(msg, statusCode);
-                    err.result = response.result;
-                    reject(err);
-                }
-                else {
-                    resolve(response);
-                }
-            }));
-        });
-    }
-}
-const lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => ((c[k.toLowerCase()] = obj[k]), c), {});
-//# sourceMappingURL=index.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/auth.js
-var auth_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-class BasicCredentialHandler {
-    constructor(username, password) {
-        this.username = username;
-        this.password = password;
-    }
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-class auth_BearerCredentialHandler {
-    constructor(token) {
-        this.token = token;
-    }
-    // currently implements pre-authorization
-    // TODO: support preAuth = false where it hooks on 401
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Bearer ${this.token}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-class PersonalAccessTokenCredentialHandler {
-    constructor(token) {
-        this.token = token;
-    }
-    // currently implements pre-authorization
-    // TODO: support preAuth = false where it hooks on 401
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Basic ${Buffer.from(`PAT:${this.token}`).toString('base64')}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-//# sourceMappingURL=auth.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
-var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-class oidc_utils_OidcClient {
-    static createHttpClient(allowRetry = true, maxRetry = 10) {
-        const requestOptions = {
-            allowRetries: allowRetry,
-            maxRetries: maxRetry
-        };
-        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(oidc_utils_OidcClient.getRequestToken())], requestOptions);
-    }
-    static getRequestToken() {
-        const token = process.env['ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
-        if (!token) {
-            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_TOKEN env variable');
-        }
-        return token;
-    }
-    static getIDTokenUrl() {
-        const runtimeUrl = process.env['ACTIONS_ID_TOKEN_REQUEST_URL'];
-        if (!runtimeUrl) {
-            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable');
-        }
-        return runtimeUrl;
-    }
-    static getCall(id_token_url) {
-        return oidc_utils_awaiter(this, void 0, void 0, function* () {
-            var _a;
-            const httpclient = oidc_utils_OidcClient.createHttpClient();
-            const res = yield httpclient
-                .getJson(id_token_url)
-                .catch(error => {
-                throw new Error(`Failed to get ID Token. \n 
-        Error Code : ${error.statusCode}\n 
-        Error Message: ${error.message}`);
-            });
-            const id_token = (_a = res.result) === null || _a === void 0 ? void 0 : _a.value;
-            if (!id_token) {
-                throw new Error('Response json body do not have ID Token field');
-            }
-            return id_token;
-        });
-    }
-    static getIDToken(audience) {
-        return oidc_utils_awaiter(this, void 0, void 0, function* () {
-            try {
-                // New ID Token is requested from action service
-                let id_token_url = oidc_utils_OidcClient.getIDTokenUrl();
-                if (audience) {
-                    const encodedAudience = encodeURIComponent(audience);
-                    id_token_url = `${id_token_url}&audience=${encodedAudience}`;
-                }
-                debug(`ID token url is ${id_token_url}`);
-                const id_token = yield oidc_utils_OidcClient.getCall(id_token_url);
-                setSecret(id_token);
-                return id_token;
-            }
-            catch (error) {
-                throw new Error(`Error message: ${error.message}`);
-            }
-        });
-    }
-}
-//# sourceMappingURL=oidc-utils.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
-var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const { access, appendFile, writeFile } = external_fs_.promises;
-const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
-const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
-class Summary {
-    constructor() {
-        this._buffer = '';
-    }
-    /**
-     * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
-     * Also checks r/w permissions.
-     *
-     * @returns step summary file path
-     */
-    filePath() {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            if (this._filePath) {
-                return this._filePath;
-            }
-            const pathFromEnv = process.env[SUMMARY_ENV_VAR];
-            if (!pathFromEnv) {
-                throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
-            }
-            try {
-                yield access(pathFromEnv, external_fs_.constants.R_OK | external_fs_.constants.W_OK);
-            }
-            catch (_a) {
-                throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
-            }
-            this._filePath = pathFromEnv;
-            return this._filePath;
-        });
-    }
-    /**
-     * Wraps content in an HTML tag, adding any HTML attributes
-     *
-     * @param {string} tag HTML tag to wrap
-     * @param {string | null} content content within the tag
-     * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
-     *
-     * @returns {string} content wrapped in HTML element
-     */
-    wrap(tag, content, attrs = {}) {
-        const htmlAttrs = Object.entries(attrs)
-            .map(([key, value]) => ` ${key}="${value}"`)
-            .join('');
-        if (!content) {
-            return `<${tag}${htmlAttrs}>`;
-        }
-        return `<${tag}${htmlAttrs}>${content}</${tag}>`;
-    }
-    /**
-     * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
-     *
-     * @param {SummaryWriteOptions} [options] (optional) options for write operation
-     *
-     * @returns {Promise<Summary>} summary instance
-     */
-    write(options) {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
-            const filePath = yield this.filePath();
-            const writeFunc = overwrite ? writeFile : appendFile;
-            yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
-            return this.emptyBuffer();
-        });
-    }
-    /**
-     * Clears the summary buffer and wipes the summary file
-     *
-     * @returns {Summary} summary instance
-     */
-    clear() {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            return this.emptyBuffer().write({ overwrite: true });
-        });
-    }
-    /**
-     * Returns the current summary buffer as a string
-     *
-     * @returns {string} string of summary buffer
-     */
-    stringify() {
-        return this._buffer;
-    }
-    /**
-     * If the summary buffer is empty
-     *
-     * @returns {boolen} true if the buffer is empty
-     */
-    isEmptyBuffer() {
-        return this._buffer.length === 0;
-    }
-    /**
-     * Resets the summary buffer without writing to summary file
-     *
-     * @returns {Summary} summary instance
-     */
-    emptyBuffer() {
-        this._buffer = '';
-        return this;
-    }
-    /**
-     * Adds raw text to the summary buffer
-     *
-     * @param {string} text content to add
-     * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
-     *
-     * @returns {Summary} summary instance
-     */
-    addRaw(text, addEOL = false) {
-        this._buffer += text;
-        return addEOL ? this.addEOL() : this;
-    }
-    /**
-     * Adds the operating system-specific end-of-line marker to the buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addEOL() {
-        return this.addRaw(external_os_namespaceObject.EOL);
-    }
-    /**
-     * Adds an HTML codeblock to the summary buffer
-     *
-     * @param {string} code content to render within fenced code block
-     * @param {string} lang (optional) language to syntax highlight code
-     *
-     * @returns {Summary} summary instance
-     */
-    addCodeBlock(code, lang) {
-        const attrs = Object.assign({}, (lang && { lang }));
-        const element = this.wrap('pre', this.wrap('code', code), attrs);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML list to the summary buffer
-     *
-     * @param {string[]} items list of items to render
-     * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
-     *
-     * @returns {Summary} summary instance
-     */
-    addList(items, ordered = false) {
-        const tag = ordered ? 'ol' : 'ul';
-        const listItems = items.map(item => this.wrap('li', item)).join('');
-        const element = this.wrap(tag, listItems);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML table to the summary buffer
-     *
-     * @param {SummaryTableCell[]} rows table rows
-     *
-     * @returns {Summary} summary instance
-     */
-    addTable(rows) {
-        const tableBody = rows
-            .map(row => {
-            const cells = row
-                .map(cell => {
-                if (typeof cell === 'string') {
-                    return this.wrap('td', cell);
-                }
-                const { header, data, colspan, rowspan } = cell;
-                const tag = header ? 'th' : 'td';
-                const attrs = Object.assign(Object.assign({}, (colspan && { colspan })), (rowspan && { rowspan }));
-                return this.wrap(tag, data, attrs);
-            })
-                .join('');
-            return this.wrap('tr', cells);
-        })
-            .join('');
-        const element = this.wrap('table', tableBody);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds a collapsable HTML details element to the summary buffer
-     *
-     * @param {string} label text for the closed state
-     * @param {string} content collapsable content
-     *
-     * @returns {Summary} summary instance
-     */
-    addDetails(label, content) {
-        const element = this.wrap('details', this.wrap('summary', label) + content);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML image tag to the summary buffer
-     *
-     * @param {string} src path to the image you to embed
-     * @param {string} alt text description of the image
-     * @param {SummaryImageOptions} options (optional) addition image attributes
-     *
-     * @returns {Summary} summary instance
-     */
-    addImage(src, alt, options) {
-        const { width, height } = options || {};
-        const attrs = Object.assign(Object.assign({}, (width && { width })), (height && { height }));
-        const element = this.wrap('img', null, Object.assign({ src, alt }, attrs));
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML section heading element
-     *
-     * @param {string} text heading text
-     * @param {number | string} [level=1] (optional) the heading level, default: 1
-     *
-     * @returns {Summary} summary instance
-     */
-    addHeading(text, level) {
-        const tag = `h${level}`;
-        const allowedTag = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].includes(tag)
-            ? tag
-            : 'h1';
-        const element = this.wrap(allowedTag, text);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML thematic break (<hr>) to the summary buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addSeparator() {
-        const element = this.wrap('hr', null);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML line break (<br>) to the summary buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addBreak() {
-        const element = this.wrap('br', null);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML blockquote to the summary buffer
-     *
-     * @param {string} text quote text
-     * @param {string} cite (optional) citation url
-     *
-     * @returns {Summary} summary instance
-     */
-    addQuote(text, cite) {
-        const attrs = Object.assign({}, (cite && { cite }));
-        const element = this.wrap('blockquote', text, attrs);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML anchor tag to the summary buffer
-     *
-     * @param {string} text link text/content
-     * @param {string} href hyperlink
-     *
-     * @returns {Summary} summary instance
-     */
-    addLink(text, href) {
-        const element = this.wrap('a', text, { href });
-        return this.addRaw(element).addEOL();
-    }
-}
-const _summary = new Summary();
-/**
- * @deprecated use `core.summary`
- */
-const markdownSummary = (/* unused pure expression or super */ null && (_summary));
-const summary = _summary;
-//# sourceMappingURL=summary.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
-
-/**
- * toPosixPath converts the given path to the posix form. On Windows, \\ will be
- * replaced with /.
- *
- * @param pth. Path to transform.
- * @return string Posix path.
- */
-function toPosixPath(pth) {
-    return pth.replace(/[\\]/g, '/');
-}
-/**
- * toWin32Path converts the given path to the win32 form. On Linux, / will be
- * replaced with \\.
- *
- * @param pth. Path to transform.
- * @return string Win32 path.
- */
-function toWin32Path(pth) {
-    return pth.replace(/[/]/g, '\\');
-}
-/**
- * toPlatformPath converts the given path to a platform-specific path. It does
- * this by replacing instances of / and \ with the platform-specific path
- * separator.
- *
- * @param pth The path to platformize.
- * @return string The platform-specific path.
- */
-function toPlatformPath(pth) {
-    return pth.replace(/[/\\]/g, path.sep);
-}
-//# sourceMappingURL=path-utils.js.map
-// EXTERNAL MODULE: external "string_decoder"
-var external_string_decoder_ = __nccwpck_require__(3193);
-// EXTERNAL MODULE: external "events"
-var external_events_ = __nccwpck_require__(4434);
-// EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __nccwpck_require__(5317);
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
-var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_.promises;
-// export const {open} = 'fs'
-const IS_WINDOWS = process.platform === 'win32';
-/**
- * Custom implementation of readlink to ensure Windows junctions
- * maintain trailing backslash for backward compatibility with Node.js < 24
- *
- * In Node.js 20, Windows junctions (directory symlinks) always returned paths
- * with trailing backslashes. Node.js 24 removed this behavior, which breaks
- * code that relied on this format for path operations.
- *
- * This implementation restores the Node 20 behavior by adding a trailing
- * backslash to all junction results on Windows.
- */
-function readlink(fsPath) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
-        const result = yield fs.promises.readlink(fsPath);
-        // On Windows, restore Node 20 behavior: add trailing backslash to all results
-        // since junctions on Windows are always directory links
-        if (IS_WINDOWS && !result.endsWith('\\')) {
-            return `${result}\\`;
-        }
-        return result;
-    });
-}
-// See https://github.com/nodejs/node/blob/d0153aee367422d0858105abec186da4dff0a0c5/deps/uv/include/uv/win.h#L691
-const UV_FS_O_EXLOCK = 0x10000000;
-const READONLY = external_fs_.constants.O_RDONLY;
-function exists(fsPath) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
-        try {
-            yield stat(fsPath);
-        }
-        catch (err) {
-            if (err.code === 'ENOENT') {
-                return false;
-            }
-            throw err;
-        }
-        return true;
-    });
-}
-function isDirectory(fsPath_1) {
-    return io_util_awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
-        const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
-        return stats.isDirectory();
-    });
-}
-/**
- * On OSX/Linux, true if path starts with '/'. On Windows, true for paths like:
- * \, \hello, \\hello\share, C:, and C:\hello (and corresponding alternate separator cases).
- */
-function isRooted(p) {
-    p = normalizeSeparators(p);
-    if (!p) {
-        throw new Error('isRooted() parameter "p" cannot be empty');
-    }
-    if (IS_WINDOWS) {
-        return (p.startsWith('\\') || /^[A-Z]:/i.test(p) // e.g. \ or \hello or \\hello
-        ); // e.g. C: or C:\hello
-    }
-    return p.startsWith('/');
-}
-/**
- * Best effort attempt to determine whether a file exists and is executable.
- * @param filePath    file path to check
- * @param extensions  additional file extensions to try
- * @return if file exists and is executable, returns the file path. otherwise empty string.
- */
-function tryGetExecutablePath(filePath, extensions) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
-        let stats = undefined;
-        try {
-            // test file exists
-            stats = yield stat(filePath);
-        }
-        catch (err) {
-            if (err.code !== 'ENOENT') {
-                // eslint-disable-next-line no-console
-                console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
-            }
-        }
-        if (stats && stats.isFile()) {
-            if (IS_WINDOWS) {
-                // on Windows, test for valid extension
-                const upperExt = external_path_.extname(filePath).toUpperCase();
-                if (extensions.some(validExt => validExt.toUpperCase() === upperExt)) {
-                    return filePath;
-                }
-            }
-            else {
-                if (isUnixExecutable(stats)) {
-                    return filePath;
-                }
-            }
-        }
-        // try each extension
-        const originalFilePath = filePath;
-        for (const extension of extensions) {
-            filePath = originalFilePath + extension;
-            stats = undefined;
-            try {
-                stats = yield stat(filePath);
-            }
-            catch (err) {
-                if (err.code !== 'ENOENT') {
-                    // eslint-disable-next-line no-console
-                    console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
-                }
-            }
-            if (stats && stats.isFile()) {
-                if (IS_WINDOWS) {
-                    // preserve the case of the actual file (since an extension was appended)
-                    try {
-                        const directory = external_path_.dirname(filePath);
-                        const upperName = external_path_.basename(filePath).toUpperCase();
-                        for (const actualName of yield readdir(directory)) {
-                            if (upperName === actualName.toUpperCase()) {
-                                filePath = external_path_.join(directory, actualName);
-                                break;
-                            }
-                        }
-                    }
-                    catch (err) {
-                        // eslint-disable-next-line no-console
-                        console.log(`Unexpected error attempting to determine the actual case of the file '${filePath}': ${err}`);
-                    }
-                    return filePath;
-                }
-                else {
-                    if (isUnixExecutable(stats)) {
-                        return filePath;
-                    }
-                }
-            }
-        }
-        return '';
-    });
-}
-function normalizeSeparators(p) {
-    p = p || '';
-    if (IS_WINDOWS) {
-        // convert slashes on Windows
-        p = p.replace(/\//g, '\\');
-        // remove redundant slashes
-        return p.replace(/\\\\+/g, '\\');
-    }
-    // remove redundant slashes
-    return p.replace(/\/\/+/g, '/');
-}
-// on Mac/Linux, test the execute bit
-//     R   W  X  R  W X R W X
-//   256 128 64 32 16 8 4 2 1
-function isUnixExecutable(stats) {
-    return ((stats.mode & 1) > 0 ||
-        ((stats.mode & 8) > 0 &&
-            process.getgid !== undefined &&
-            stats.gid === process.getgid()) ||
-        ((stats.mode & 64) > 0 &&
-            process.getuid !== undefined &&
-            stats.uid === process.getuid()));
-}
-// Get the path of cmd.exe in windows
-function getCmdPath() {
-    var _a;
-    return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
-}
-//# sourceMappingURL=io-util.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io.js
-var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-/**
- * Copies a file or folder.
- * Based off of shelljs - https://github.com/shelljs/shelljs/blob/9237f66c52e5daa40458f94f9565e18e8132f5a6/src/cp.js
- *
- * @param     source    source path
- * @param     dest      destination path
- * @param     options   optional. See CopyOptions.
- */
-function cp(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
-        const { force, recursive, copySourceDirectory } = readCopyOptions(options);
-        const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
-        // Dest is an existing file, but not forcing
-        if (destStat && destStat.isFile() && !force) {
-            return;
-        }
-        // If dest is an existing directory, should copy inside.
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory
-            ? path.join(dest, path.basename(source))
-            : dest;
-        if (!(yield ioUtil.exists(source))) {
-            throw new Error(`no such file or directory: ${source}`);
-        }
-        const sourceStat = yield ioUtil.stat(source);
-        if (sourceStat.isDirectory()) {
-            if (!recursive) {
-                throw new Error(`Failed to copy. ${source} is a directory, but tried to copy without recursive flag.`);
-            }
-            else {
-                yield cpDirRecursive(source, newDest, 0, force);
-            }
-        }
-        else {
-            if (path.relative(source, newDest) === '') {
-                // a file cannot be copied to itself
-                throw new Error(`'${newDest}' and '${source}' are the same file`);
-            }
-            yield io_copyFile(source, newDest, force);
-        }
-    });
-}
-/**
- * Moves a path.
- *
- * @param     source    source path
- * @param     dest      destination path
- * @param     options   optional. See MoveOptions.
- */
-function mv(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
-        if (yield ioUtil.exists(dest)) {
-            let destExists = true;
-            if (yield ioUtil.isDirectory(dest)) {
-                // If dest is directory copy src into dest
-                dest = path.join(dest, path.basename(source));
-                destExists = yield ioUtil.exists(dest);
-            }
-            if (destExists) {
-                if (options.force == null || options.force) {
-                    yield rmRF(dest);
-                }
-                else {
-                    throw new Error('Destination already exists');
-                }
-            }
-        }
-        yield mkdirP(path.dirname(dest));
-        yield ioUtil.rename(source, dest);
-    });
-}
-/**
- * Remove a path recursively with force
- *
- * @param inputPath path to remove
- */
-function rmRF(inputPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (ioUtil.IS_WINDOWS) {
-            // Check for invalid characters
-            // https://docs.microsoft.com/en-us/windows/win32/fileio/naming-a-file
-            if (/[*"<>|]/.test(inputPath)) {
-                throw new Error('File path must not contain `*`, `"`, `<`, `>` or `|` on Windows');
-            }
-        }
-        try {
-            // note if path does not exist, error is silent
-            yield ioUtil.rm(inputPath, {
-                force: true,
-                maxRetries: 3,
-                recursive: true,
-                retryDelay: 300
-            });
-        }
-        catch (err) {
-            throw new Error(`File was unable to be removed ${err}`);
-        }
-    });
-}
-/**
- * Make a directory.  Creates the full path with folders in between
- * Will throw if it fails
- *
- * @param   fsPath        path to create
- * @returns Promise<void>
- */
-function mkdirP(fsPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        ok(fsPath, 'a path argument must be provided');
-        yield ioUtil.mkdir(fsPath, { recursive: true });
-    });
-}
-/**
- * Returns path of a tool had the tool actually been invoked.  Resolves via paths.
- * If you check and the tool does not exist, it will throw.
- *
- * @param     tool              name of the tool
- * @param     check             whether to check if tool exists
- * @returns   Promise<string>   path to tool
- */
-function which(tool, check) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (!tool) {
-            throw new Error("parameter 'tool' is required");
-        }
-        // recursive when check=true
-        if (check) {
-            const result = yield which(tool, false);
-            if (!result) {
-                if (IS_WINDOWS) {
-                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also verify the file has a valid extension for an executable file.`);
-                }
-                else {
-                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also check the file mode to verify the file is executable.`);
-                }
-            }
-            return result;
-        }
-        const matches = yield findInPath(tool);
-        if (matches && matches.length > 0) {
-            return matches[0];
-        }
-        return '';
-    });
-}
-/**
- * Returns a list of all occurrences of the given tool on the system path.
- *
- * @returns   Promise<string[]>  the paths of the tool
- */
-function findInPath(tool) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (!tool) {
-            throw new Error("parameter 'tool' is required");
-        }
-        // build the list of extensions to try
-        const extensions = [];
-        if (IS_WINDOWS && process.env['PATHEXT']) {
-            for (const extension of process.env['PATHEXT'].split(external_path_.delimiter)) {
-                if (extension) {
-                    extensions.push(extension);
-                }
-            }
-        }
-        // if it's rooted, return it if exists. otherwise return empty.
-        if (isRooted(tool)) {
-            const filePath = yield tryGetExecutablePath(tool, extensions);
-            if (filePath) {
-                return [filePath];
-            }
-            return [];
-        }
-        // if any path separators, return empty
-        if (tool.includes(external_path_.sep)) {
-            return [];
-        }
-        // build the list of directories
-        //
-        // Note, technically "where" checks the current directory on Windows. From a toolkit perspective,
-        // it feels like we should not do this. Checking the current directory seems like more of a use
-        // case of a shell, and the which() function exposed by the toolkit should strive for consistency
-        // across platforms.
-        const directories = [];
-        if (process.env.PATH) {
-            for (const p of process.env.PATH.split(external_path_.delimiter)) {
-                if (p) {
-                    directories.push(p);
-                }
-            }
-        }
-        // find all matches
-        const matches = [];
-        for (const directory of directories) {
-            const filePath = yield tryGetExecutablePath(external_path_.join(directory, tool), extensions);
-            if (filePath) {
-                matches.push(filePath);
-            }
-        }
-        return matches;
-    });
-}
-function readCopyOptions(options) {
-    const force = options.force == null ? true : options.force;
-    const recursive = Boolean(options.recursive);
-    const copySourceDirectory = options.copySourceDirectory == null
-        ? true
-        : Boolean(options.copySourceDirectory);
-    return { force, recursive, copySourceDirectory };
-}
-function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        // Ensure there is not a run away recursive copy
-        if (currentDepth >= 255)
-            return;
-        currentDepth++;
-        yield mkdirP(destDir);
-        const files = yield ioUtil.readdir(sourceDir);
-        for (const fileName of files) {
-            const srcFile = `${sourceDir}/${fileName}`;
-            const destFile = `${destDir}/${fileName}`;
-            const srcFileStat = yield ioUtil.lstat(srcFile);
-            if (srcFileStat.isDirectory()) {
-                // Recurse
-                yield cpDirRecursive(srcFile, destFile, currentDepth, force);
-            }
-            else {
-                yield io_copyFile(srcFile, destFile, force);
-            }
-        }
-        // Change the mode for the newly created directory
-        yield ioUtil.chmod(destDir, (yield ioUtil.stat(sourceDir)).mode);
-    });
-}
-// Buffered file copy
-function io_copyFile(srcFile, destFile, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if ((yield ioUtil.lstat(srcFile)).isSymbolicLink()) {
-            // unlink/re-link it
-            try {
-                yield ioUtil.lstat(destFile);
-                yield ioUtil.unlink(destFile);
-            }
-            catch (e) {
-                // Try to override file permission
-                if (e.code === 'EPERM') {
-                    yield ioUtil.chmod(destFile, '0666');
-                    yield ioUtil.unlink(destFile);
-                }
-                // other errors = it doesn't exist, no work to do
-            }
-            // Copy over symlink
-            const symlinkFull = yield ioUtil.readlink(srcFile);
-            yield ioUtil.symlink(symlinkFull, destFile, ioUtil.IS_WINDOWS ? 'junction' : null);
-        }
-        else if (!(yield ioUtil.exists(destFile)) || force) {
-            yield ioUtil.copyFile(srcFile, destFile);
-        }
-    });
-}
-//# sourceMappingURL=io.js.map
-;// CONCATENATED MODULE: external "timers"
-const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
-var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-
-/* eslint-disable @typescript-eslint/unbound-method */
-const toolrunner_IS_WINDOWS = process.platform === 'win32';
-/*
- * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
- */
-class ToolRunner extends external_events_.EventEmitter {
-    constructor(toolPath, args, options) {
-        super();
-        if (!toolPath) {
-            throw new Error("Parameter 'toolPath' cannot be null or empty.");
-        }
-        this.toolPath = toolPath;
-        this.args = args || [];
-        this.options = options || {};
-    }
-    _debug(message) {
-        if (this.options.listeners && this.options.listeners.debug) {
-            this.options.listeners.debug(message);
-        }
-    }
-    _getCommandString(options, noPrefix) {
-        const toolPath = this._getSpawnFileName();
-        const args = this._getSpawnArgs(options);
-        let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
-        if (toolrunner_IS_WINDOWS) {
-            // Windows + cmd file
-            if (this._isCmdFile()) {
-                cmd += toolPath;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows + verbatim
-            else if (options.windowsVerbatimArguments) {
-                cmd += `"${toolPath}"`;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows (regular)
-            else {
-                cmd += this._windowsQuoteCmdArg(toolPath);
-                for (const a of args) {
-                    cmd += ` ${this._windowsQuoteCmdArg(a)}`;
-                }
-            }
-        }
-        else {
-            // OSX/Linux - this can likely be improved with some form of quoting.
-            // creating processes on Unix is fundamentally different than Windows.
-            // on Unix, execvp() takes an arg array.
-            cmd += toolPath;
-            for (const a of args) {
-                cmd += ` ${a}`;
-            }
-        }
-        return cmd;
-    }
-    _processLineBuffer(data, strBuffer, onLine) {
-        try {
-            let s = strBuffer + data.toString();
-            let n = s.indexOf(external_os_namespaceObject.EOL);
-            while (n > -1) {
-                const line = s.substring(0, n);
-                onLine(line);
-                // the rest of the string ...
-                s = s.substring(n + external_os_namespaceObject.EOL.length);
-                n = s.indexOf(external_os_namespaceObject.EOL);
-            }
-            return s;
-        }
-        catch (err) {
-            // streaming lines to console is best effort.  Don't fail a build.
-            this._debug(`error processing line. Failed with error ${err}`);
-            return '';
-        }
-    }
-    _getSpawnFileName() {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                return process.env['COMSPEC'] || 'cmd.exe';
-            }
-        }
-        return this.toolPath;
-    }
-    _getSpawnArgs(options) {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
-                for (const a of this.args) {
-                    argline += ' ';
-                    argline += options.windowsVerbatimArguments
-                        ? a
-                        : this._windowsQuoteCmdArg(a);
-                }
-                argline += '"';
-                return [argline];
-            }
-        }
-        return this.args;
-    }
-    _endsWith(str, end) {
-        return str.endsWith(end);
-    }
-    _isCmdFile() {
-        const upperToolPath = this.toolPath.toUpperCase();
-        return (this._endsWith(upperToolPath, '.CMD') ||
-            this._endsWith(upperToolPath, '.BAT'));
-    }
-    _windowsQuoteCmdArg(arg) {
-        // for .exe, apply the normal quoting rules that libuv applies
-        if (!this._isCmdFile()) {
-            return this._uvQuoteCmdArg(arg);
-        }
-        // otherwise apply quoting rules specific to the cmd.exe command line parser.
-        // the libuv rules are generic and are not designed specifically for cmd.exe
-        // command line parser.
-        //
-        // for a detailed description of the cmd.exe command line parser, refer to
-        // http://stackoverflow.com/questions/4094699/how-does-the-windows-command-interpreter-cmd-exe-parse-scripts/7970912#7970912
-        // need quotes for empty arg
-        if (!arg) {
-            return '""';
-        }
-        // determine whether the arg needs to be quoted
-        const cmdSpecialChars = [
-            ' ',
-            '\t',
-            '&',
-            '(',
-            ')',
-            '[',
-            ']',
-            '{',
-            '}',
-            '^',
-            '=',
-            ';',
-            '!',
-            "'",
-            '+',
-            ',',
-            '`',
-            '~',
-            '|',
-            '<',
-            '>',
-            '"'
-        ];
-        let needsQuotes = false;
-        for (const char of arg) {
-            if (cmdSpecialChars.some(x => x === char)) {
-                needsQuotes = true;
-                break;
-            }
-        }
-        // short-circuit if quotes not needed
-        if (!needsQuotes) {
-            return arg;
-        }
-        // the following quoting rules are very similar to the rules that by libuv applies.
-        //
-        // 1) wrap the string in quotes
-        //
-        // 2) double-up quotes - i.e. " => ""
-        //
-        //    this is different from the libuv quoting rules. libuv replaces " with \", which unfortunately
-        //    doesn't work well with a cmd.exe command line.
-        //
-        //    note, replacing " with "" also works well if the arg is passed to a downstream .NET console app.
-        //    for example, the command line:
-        //          foo.exe "myarg:""my val"""
-        //    is parsed by a .NET console app into an arg array:
-        //          [ "myarg:\"my val\"" ]
-        //    which is the same end result when applying libuv quoting rules. although the actual
-        //    command line from libuv quoting rules would look like:
-        //          foo.exe "myarg:\"my val\""
-        //
-        // 3) double-up slashes that precede a quote,
-        //    e.g.  hello \world    => "hello \world"
-        //          hello\"world    => "hello\\""world"
-        //          hello\\"world   => "hello\\\\""world"
-        //          hello world\    => "hello world\\"
-        //
-        //    technically this is not required for a cmd.exe command line, or the batch argument parser.
-        //    the reasons for including this as a .cmd quoting rule are:
-        //
-        //    a) this is optimized for the scenario where the argument is passed from the .cmd file to an
-        //       external program. many programs (e.g. .NET console apps) rely on the slash-doubling rule.
-        //
-        //    b) it's what we've been doing previously (by deferring to node default behavior) and we
-        //       haven't heard any complaints about that aspect.
-        //
-        // note, a weakness of the quoting rules chosen here, is that % is not escaped. in fact, % cannot be
-        // escaped when used on the command line directly - even though within a .cmd file % can be escaped
-        // by using %%.
-        //
-        // the saving grace is, on the command line, %var% is left as-is if var is not defined. this contrasts
-        // the line parsing rules within a .cmd file, where if var is not defined it is replaced with nothing.
-        //
-        // one option that was explored was replacing % with ^% - i.e. %var% => ^%var^%. this hack would
-        // often work, since it is unlikely that var^ would exist, and the ^ character is removed when the
-        // variable is used. the problem, however, is that ^ is not removed when %* is used to pass the args
-        // to an external program.
-        //
-        // an unexplored potential solution for the % escaping problem, is to create a wrapper .cmd file.
-        // % can be escaped within a .cmd file.
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\'; // double the slash
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '"'; // double the quote
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _uvQuoteCmdArg(arg) {
-        // Tool runner wraps child_process.spawn() and needs to apply the same quoting as
-        // Node in certain cases where the undocumented spawn option windowsVerbatimArguments
-        // is used.
-        //
-        // Since this function is a port of quote_cmd_arg from Node 4.x (technically, lib UV,
-        // see https://github.com/nodejs/node/blob/v4.x/deps/uv/src/win/process.c for details),
-        // pasting copyright notice from Node within this function:
-        //
-        //      Copyright Joyent, Inc. and other Node contributors. All rights reserved.
-        //
-        //      Permission is hereby granted, free of charge, to any person obtaining a copy
-        //      of this software and associated documentation files (the "Software"), to
-        //      deal in the Software without restriction, including without limitation the
-        //      rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
-        //      sell copies of the Software, and to permit persons to whom the Software is
-        //      furnished to do so, subject to the following conditions:
-        //
-        //      The above copyright notice and this permission notice shall be included in
-        //      all copies or substantial portions of the Software.
-        //
-        //      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
-        //      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
-        //      FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-        //      AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
-        //      LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
-        //      FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
-        //      IN THE SOFTWARE.
-        if (!arg) {
-            // Need double quotation for empty argument
-            return '""';
-        }
-        if (!arg.includes(' ') && !arg.includes('\t') && !arg.includes('"')) {
-            // No quotation needed
-            return arg;
-        }
-        if (!arg.includes('"') && !arg.includes('\\')) {
-            // No embedded double quotes or backslashes, so I can just wrap
-            // quote marks around the whole thing.
-            return `"${arg}"`;
-        }
-        // Expected input/output:
-        //   input : hello"world
-        //   output: "hello\"world"
-        //   input : hello""world
-        //   output: "hello\"\"world"
-        //   input : hello\world
-        //   output: hello\world
-        //   input : hello\\world
-        //   output: hello\\world
-        //   input : hello\"world
-        //   output: "hello\\\"world"
-        //   input : hello\\"world
-        //   output: "hello\\\\\"world"
-        //   input : hello world\
-        //   output: "hello world\\" - note the comment in libuv actually reads "hello world\"
-        //                             but it appears the comment is wrong, it should be "hello world\\"
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\';
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '\\';
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _cloneExecOptions(options) {
-        options = options || {};
-        const result = {
-            cwd: options.cwd || process.cwd(),
-            env: options.env || process.env,
-            silent: options.silent || false,
-            windowsVerbatimArguments: options.windowsVerbatimArguments || false,
-            failOnStdErr: options.failOnStdErr || false,
-            ignoreReturnCode: options.ignoreReturnCode || false,
-            delay: options.delay || 10000
-        };
-        result.outStream = options.outStream || process.stdout;
-        result.errStream = options.errStream || process.stderr;
-        return result;
-    }
-    _getSpawnOptions(options, toolPath) {
-        options = options || {};
-        const result = {};
-        result.cwd = options.cwd;
-        result.env = options.env;
-        result['windowsVerbatimArguments'] =
-            options.windowsVerbatimArguments || this._isCmdFile();
-        if (options.windowsVerbatimArguments) {
-            result.argv0 = `"${toolPath}"`;
-        }
-        return result;
-    }
-    /**
-     * Exec a tool.
-     * Output will be streamed to the live console.
-     * Returns promise with return code
-     *
-     * @param     tool     path to tool to exec
-     * @param     options  optional exec options.  See ExecOptions
-     * @returns   number
-     */
-    exec() {
-        return toolrunner_awaiter(this, void 0, void 0, function* () {
-            // root the tool path if it is unrooted and contains relative pathing
-            if (!isRooted(this.toolPath) &&
-                (this.toolPath.includes('/') ||
-                    (toolrunner_IS_WINDOWS && this.toolPath.includes('\\')))) {
-                // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
-                this.toolPath = external_path_.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
-            }
-            // if the tool is only a file name, then resolve it from the PATH
-            // otherwise verify it exists (add extension on Windows if necessary)
-            this.toolPath = yield which(this.toolPath, true);
-            return new Promise((resolve, reject) => toolrunner_awaiter(this, void 0, void 0, function* () {
-                this._debug(`exec tool: ${this.toolPath}`);
-                this._debug('arguments:');
-                for (const arg of this.args) {
-                    this._debug(`   ${arg}`);
-                }
-                const optionsNonNull = this._cloneExecOptions(this.options);
-                if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_namespaceObject.EOL);
-                }
-                const state = new ExecState(optionsNonNull, this.toolPath);
-                state.on('debug', (message) => {
-                    this._debug(message);
-                });
-                if (this.options.cwd && !(yield exists(this.options.cwd))) {
-                    return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
-                }
-                const fileName = this._getSpawnFileName();
-                const cp = external_child_process_.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
-                let stdbuffer = '';
-                if (cp.stdout) {
-                    cp.stdout.on('data', (data) => {
-                        if (this.options.listeners && this.options.listeners.stdout) {
-                            this.options.listeners.stdout(data);
-                        }
-                        if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                            optionsNonNull.outStream.write(data);
-                        }
-                        stdbuffer = this._processLineBuffer(data, stdbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.stdline) {
-                                this.options.listeners.stdline(line);
-                            }
-                        });
-                    });
-                }
-                let errbuffer = '';
-                if (cp.stderr) {
-                    cp.stderr.on('data', (data) => {
-                        state.processStderr = true;
-                        if (this.options.listeners && this.options.listeners.stderr) {
-                            this.options.listeners.stderr(data);
-                        }
-                        if (!optionsNonNull.silent &&
-                            optionsNonNull.errStream &&
-                            optionsNonNull.outStream) {
-                            const s = optionsNonNull.failOnStdErr
-                                ? optionsNonNull.errStream
-                                : optionsNonNull.outStream;
-                            s.write(data);
-                        }
-                        errbuffer = this._processLineBuffer(data, errbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.errline) {
-                                this.options.listeners.errline(line);
-                            }
-                        });
-                    });
-                }
-                cp.on('error', (err) => {
-                    state.processError = err.message;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    state.CheckComplete();
-                });
-                cp.on('exit', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                cp.on('close', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    this._debug(`STDIO streams have closed for tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                state.on('done', (error, exitCode) => {
-                    if (stdbuffer.length > 0) {
-                        this.emit('stdline', stdbuffer);
-                    }
-                    if (errbuffer.length > 0) {
-                        this.emit('errline', errbuffer);
-                    }
-                    cp.removeAllListeners();
-                    if (error) {
-                        reject(error);
-                    }
-                    else {
-                        resolve(exitCode);
-                    }
-                });
-                if (this.options.input) {
-                    if (!cp.stdin) {
-                        throw new Error('child process missing stdin');
-                    }
-                    cp.stdin.end(this.options.input);
-                }
-            }));
-        });
-    }
-}
-/**
- * Convert an arg string to an array of args. Handles escaping
- *
- * @param    argString   string of arguments
- * @returns  string[]    array of arguments
- */
-function argStringToArray(argString) {
-    const args = [];
-    let inQuotes = false;
-    let escaped = false;
-    let arg = '';
-    function append(c) {
-        // we only escape double quotes.
-        if (escaped && c !== '"') {
-            arg += '\\';
-        }
-        arg += c;
-        escaped = false;
-    }
-    for (let i = 0; i < argString.length; i++) {
-        const c = argString.charAt(i);
-        if (c === '"') {
-            if (!escaped) {
-                inQuotes = !inQuotes;
-            }
-            else {
-                append(c);
-            }
-            continue;
-        }
-        if (c === '\\' && escaped) {
-            append(c);
-            continue;
-        }
-        if (c === '\\' && inQuotes) {
-            escaped = true;
-            continue;
-        }
-        if (c === ' ' && !inQuotes) {
-            if (arg.length > 0) {
-                args.push(arg);
-                arg = '';
-            }
-            continue;
-        }
-        append(c);
-    }
-    if (arg.length > 0) {
-        args.push(arg.trim());
-    }
-    return args;
-}
-class ExecState extends external_events_.EventEmitter {
-    constructor(options, toolPath) {
-        super();
-        this.processClosed = false; // tracks whether the process has exited and stdio is closed
-        this.processError = '';
-        this.processExitCode = 0;
-        this.processExited = false; // tracks whether the process has exited
-        this.processStderr = false; // tracks whether stderr was written to
-        this.delay = 10000; // 10 seconds
-        this.done = false;
-        this.timeout = null;
-        if (!toolPath) {
-            throw new Error('toolPath must not be empty');
-        }
-        this.options = options;
-        this.toolPath = toolPath;
-        if (options.delay) {
-            this.delay = options.delay;
-        }
-    }
-    CheckComplete() {
-        if (this.done) {
-            return;
-        }
-        if (this.processClosed) {
-            this._setResult();
-        }
-        else if (this.processExited) {
-            this.timeout = (0,external_timers_namespaceObject.setTimeout)(ExecState.HandleTimeout, this.delay, this);
-        }
-    }
-    _debug(message) {
-        this.emit('debug', message);
-    }
-    _setResult() {
-        // determine whether there is an error
-        let error;
-        if (this.processExited) {
-            if (this.processError) {
-                error = new Error(`There was an error when attempting to execute the process '${this.toolPath}'. This may indicate the process failed to start. Error: ${this.processError}`);
-            }
-            else if (this.processExitCode !== 0 && !this.options.ignoreReturnCode) {
-                error = new Error(`The process '${this.toolPath}' failed with exit code ${this.processExitCode}`);
-            }
-            else if (this.processStderr && this.options.failOnStdErr) {
-                error = new Error(`The process '${this.toolPath}' failed because one or more lines were written to the STDERR stream`);
-            }
-        }
-        // clear the timeout
-        if (this.timeout) {
-            clearTimeout(this.timeout);
-            this.timeout = null;
-        }
-        this.done = true;
-        this.emit('done', error, this.processExitCode);
-    }
-    static HandleTimeout(state) {
-        if (state.done) {
-            return;
-        }
-        if (!state.processClosed && state.processExited) {
-            const message = `The STDIO streams did not close within ${state.delay / 1000} seconds of the exit event from process '${state.toolPath}'. This may indicate a child process inherited the STDIO streams and has not yet exited.`;
-            state._debug(message);
-        }
-        state._setResult();
-    }
-}
-//# sourceMappingURL=toolrunner.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
-var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-/**
- * Exec a command.
- * Output will be streamed to the live console.
- * Returns promise with return code
- *
- * @param     commandLine        command to execute (can include additional args). Must be correctly escaped.
- * @param     args               optional arguments for tool. Escaping is handled by the lib.
- * @param     options            optional exec options.  See ExecOptions
- * @returns   Promise<number>    exit code
- */
-function exec_exec(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = argStringToArray(commandLine);
-        if (commandArgs.length === 0) {
-            throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
-        }
-        // Path to tool to execute should be first arg
-        const toolPath = commandArgs[0];
-        args = commandArgs.slice(1).concat(args || []);
-        const runner = new ToolRunner(toolPath, args, options);
-        return runner.exec();
-    });
-}
-/**
- * Exec a command and get the output.
- * Output will be streamed to the live console.
- * Returns promise with the exit code and collected stdout and stderr
- *
- * @param     commandLine           command to execute (can include additional args). Must be correctly escaped.
- * @param     args                  optional arguments for tool. Escaping is handled by the lib.
- * @param     options               optional exec options.  See ExecOptions
- * @returns   Promise<ExecOutput>   exit code, stdout, and stderr
- */
-function getExecOutput(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        var _a, _b;
-        let stdout = '';
-        let stderr = '';
-        //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
-        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
-        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
-        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
-        const stdErrListener = (data) => {
-            stderr += stderrDecoder.write(data);
-            if (originalStdErrListener) {
-                originalStdErrListener(data);
-            }
-        };
-        const stdOutListener = (data) => {
-            stdout += stdoutDecoder.write(data);
-            if (originalStdoutListener) {
-                originalStdoutListener(data);
-            }
-        };
-        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec_exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
-        //flush any remaining characters
-        stdout += stdoutDecoder.end();
-        stderr += stderrDecoder.end();
-        return {
-            exitCode,
-            stdout,
-            stderr
-        };
-    });
-}
-//# sourceMappingURL=exec.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
-var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
-        silent: true
-    });
-    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
-        silent: true
-    });
-    return {
-        name: name.trim(),
-        version: version.trim()
-    };
-});
-const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    var _a, _b, _c, _d;
-    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
-        silent: true
-    });
-    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
-    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
-    return {
-        name,
-        version
-    };
-});
-const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
-        silent: true
-    });
-    const [name, version] = stdout.trim().split('\n');
-    return {
-        name,
-        version
-    };
-});
-const platform = external_os_namespaceObject.platform();
-const arch = external_os_namespaceObject.arch();
-const isWindows = platform === 'win32';
-const isMacOS = platform === 'darwin';
-const isLinux = platform === 'linux';
-function getDetails() {
-    return platform_awaiter(this, void 0, void 0, function* () {
-        return Object.assign(Object.assign({}, (yield (isWindows
-            ? getWindowsInfo()
-            : isMacOS
-                ? getMacOsInfo()
-                : getLinuxInfo()))), { platform,
-            arch,
-            isWindows,
-            isMacOS,
-            isLinux });
-    });
-}
-//# sourceMappingURL=platform.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
-var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-/**
- * The code to exit an action
- */
-var ExitCode;
-(function (ExitCode) {
-    /**
-     * A code indicating that the action was successful
-     */
-    ExitCode[ExitCode["Success"] = 0] = "Success";
-    /**
-     * A code indicating that the action was a failure
-     */
-    ExitCode[ExitCode["Failure"] = 1] = "Failure";
-})(ExitCode || (ExitCode = {}));
-//-----------------------------------------------------------------------
-// Variables
-//-----------------------------------------------------------------------
-/**
- * Sets env variable for this action and future actions in the job
- * @param name the name of the variable to set
- * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function exportVariable(name, val) {
-    const convertedVal = toCommandValue(val);
-    process.env[name] = convertedVal;
-    const filePath = process.env['GITHUB_ENV'] || '';
-    if (filePath) {
-        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
-    }
-    issueCommand('set-env', { name }, convertedVal);
-}
-/**
- * Registers a secret which will get masked from logs
- *
- * @param secret - Value of the secret to be masked
- * @remarks
- * This function instructs the Actions runner to mask the specified value in any
- * logs produced during the workflow run. Once registered, the secret value will
- * be replaced with asterisks (***) whenever it appears in console output, logs,
- * or error messages.
- *
- * This is useful for protecting sensitive information such as:
- * - API keys
- * - Access tokens
- * - Authentication credentials
- * - URL parameters containing signatures (SAS tokens)
- *
- * Note that masking only affects future logs; any previous appearances of the
- * secret in logs before calling this function will remain unmasked.
- *
- * @example
- * ```typescript
- * // Register an API token as a secret
- * const apiToken = "abc123xyz456";
- * setSecret(apiToken);
- *
- * // Now any logs containing this value will show *** instead
- * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
- * ```
- */
-function core_setSecret(secret) {
-    command_issueCommand('add-mask', {}, secret);
-}
-/**
- * Prepends inputPath to the PATH (for this action and future actions)
- * @param inputPath
- */
-function addPath(inputPath) {
-    const filePath = process.env['GITHUB_PATH'] || '';
-    if (filePath) {
-        issueFileCommand('PATH', inputPath);
-    }
-    else {
-        issueCommand('add-path', {}, inputPath);
-    }
-    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
-}
-/**
- * Gets the value of an input.
- * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
- * Returns an empty string if the value is not defined.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string
- */
-function getInput(name, options) {
-    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
-    if (options && options.required && !val) {
-        throw new Error(`Input required and not supplied: ${name}`);
-    }
-    if (options && options.trimWhitespace === false) {
-        return val;
-    }
-    return val.trim();
-}
-/**
- * Gets the values of an multiline input.  Each value is also trimmed.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string[]
- *
- */
-function getMultilineInput(name, options) {
-    const inputs = getInput(name, options)
-        .split('\n')
-        .filter(x => x !== '');
-    if (options && options.trimWhitespace === false) {
-        return inputs;
-    }
-    return inputs.map(input => input.trim());
-}
-/**
- * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
- * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
- * The return value is also in boolean type.
- * ref: https://yaml.org/spec/1.2/spec.html#id2804923
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   boolean
- */
-function getBooleanInput(name, options) {
-    const trueValue = ['true', 'True', 'TRUE'];
-    const falseValue = ['false', 'False', 'FALSE'];
-    const val = getInput(name, options);
-    if (trueValue.includes(val))
-        return true;
-    if (falseValue.includes(val))
-        return false;
-    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
-        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
-}
-/**
- * Sets the value of an output.
- *
- * @param     name     name of the output to set
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function setOutput(name, value) {
-    const filePath = process.env['GITHUB_OUTPUT'] || '';
-    if (filePath) {
-        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
-    }
-    process.stdout.write(external_os_namespaceObject.EOL);
-    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
-}
-/**
- * Enables or disables the echoing of commands into stdout for the rest of the step.
- * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
- *
- */
-function setCommandEcho(enabled) {
-    issue('echo', enabled ? 'on' : 'off');
-}
-//-----------------------------------------------------------------------
-// Results
-//-----------------------------------------------------------------------
-/**
- * Sets the action status to failed.
- * When the action exits it will be with an exit code of 1
- * @param message add error issue message
- */
-function setFailed(message) {
-    process.exitCode = ExitCode.Failure;
-    core_error(message);
-}
-//-----------------------------------------------------------------------
-// Logging Commands
-//-----------------------------------------------------------------------
-/**
- * Gets whether Actions Step Debug is on or not
- */
-function isDebug() {
-    return process.env['RUNNER_DEBUG'] === '1';
-}
-/**
- * Writes debug message to user log
- * @param message debug message
- */
-function core_debug(message) {
-    command_issueCommand('debug', {}, message);
-}
-/**
- * Adds an error issue
- * @param message error issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function core_error(message, properties = {}) {
-    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a warning issue
- * @param message warning issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function core_warning(message, properties = {}) {
-    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a notice issue
- * @param message notice issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function notice(message, properties = {}) {
-    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Writes info to log with console.log.
- * @param message info message
- */
-function info(message) {
-    process.stdout.write(message + external_os_namespaceObject.EOL);
-}
-/**
- * Begin an output group.
- *
- * Output until the next `groupEnd` will be foldable in this group
- *
- * @param name The name of the output group
- */
-function startGroup(name) {
-    command_issue('group', name);
-}
-/**
- * End an output group.
- */
-function endGroup() {
-    command_issue('endgroup');
-}
-/**
- * Wrap an asynchronous function call in a group.
- *
- * Returns the same type as the function itself.
- *
- * @param name The name of the group
- * @param fn The function to wrap in the group
- */
-function group(name, fn) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        startGroup(name);
-        let result;
-        try {
-            result = yield fn();
-        }
-        finally {
-            endGroup();
-        }
-        return result;
-    });
-}
-//-----------------------------------------------------------------------
-// Wrapper action state
-//-----------------------------------------------------------------------
-/**
- * Saves state for current action, the state can only be retrieved by this action's post job execution.
- *
- * @param     name     name of the state to store
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function saveState(name, value) {
-    const filePath = process.env['GITHUB_STATE'] || '';
-    if (filePath) {
-        return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
-    }
-    issueCommand('save-state', { name }, toCommandValue(value));
-}
-/**
- * Gets the value of an state set by this action's main execution.
- *
- * @param     name     name of the state to get
- * @returns   string
- */
-function getState(name) {
-    return process.env[`STATE_${name}`] || '';
-}
-function getIDToken(aud) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        return yield OidcClient.getIDToken(aud);
-    });
-}
-/**
- * Summary exports
- */
-
-/**
- * @deprecated use core.summary
- */
-
-/**
- * Path exports
- */
-
-/**
- * Platform utilities exports
- */
-
-//# sourceMappingURL=core.js.map
-;// CONCATENATED MODULE: ./src/common/errors.ts
-/**
- * Errors the user can act on, and the one sanitiser for text that reaches the log or a message.
- */
-/**
- * An error the user can act on: the message says what failed and what to do.
- * `input` names the action input involved, when there is one.
- */
-class errors_ActionError extends Error {
-    input;
-    constructor(message, input) {
-        // Messages quote inputs and server output: no control character (a terminal escape, say)
-        // reaches the log as it is. Line breaks and tabs stay (core.error escapes them), and the
-        // legacy "##[" log command is escaped (see common/untrusted.ts).
-        super(withoutLegacyCommands(withoutControlCharacters(message)));
-        this.input = input;
-        this.name = 'ActionError';
-    }
-}
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
-const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
-/** Whether the text holds any control character (newline and tab included). */
-function hasControlCharacters(text) {
-    return CONTROL_CHARACTERS.test(text);
-}
-/** Replaces control characters other than newline and tab with "?". */
-function withoutControlCharacters(text) {
-    return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
-}
-/** "#[" with its bracket escaped, so that no "##[" (a legacy log command, read anywhere in a line) remains. */
-function withoutLegacyCommands(text) {
-    return text.replace(/#\[/g, '#\\[');
-}
-/** One line of text for a message: every control character, newline and tab included, as "?". */
-function oneLine(text) {
-    return text.replace(new RegExp(CONTROL_CHARACTERS.source, 'g'), '?');
-}
-/** Text of any thrown value, for messages. */
-function describeError(error) {
-    return error instanceof Error ? error.message : String(error);
-}
-
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
+var lib_core = __nccwpck_require__(7264);
+// EXTERNAL MODULE: ./src/common/errors.ts
+var errors = __nccwpck_require__(1922);
 ;// CONCATENATED MODULE: ./src/common/debug.ts
 /**
  * Step debug logging (ACTIONS_STEP_DEBUG=true, core.isDebug()): the remote commands as sent, the
@@ -57013,7 +54030,7 @@ function holdsSecret(text) {
     return knownSecrets().some((secret) => secret.length >= 16 && text.includes(secret));
 }
 function debugOn() {
-    return isDebug();
+    return lib_core/* isDebug */._o();
 }
 /**
  * One debug line (nothing without step debug): secrets cut out, untrusted text escaped. Line
@@ -57021,10 +54038,10 @@ function debugOn() {
  * one `::debug::` command whose message is data; other control characters become "?", and the
  * legacy "##[" command is escaped (see common/untrusted.ts).
  */
-function debug_debug(text) {
-    if (!isDebug())
+function debug(text) {
+    if (!lib_core/* isDebug */._o())
         return;
-    core_debug(withoutLegacyCommands(withoutControlCharacters(redact(text))));
+    lib_core/* debug */.Yz((0,errors/* withoutLegacyCommands */.Uy)((0,errors/* withoutControlCharacters */.aC)(redact(text))));
 }
 /**
  * A log group that, with step debug on, also logs how long it took (whether it succeeded or not).
@@ -57032,19 +54049,99 @@ function debug_debug(text) {
 async function timedGroup(name, work) {
     const started = process.hrtime.bigint();
     try {
-        return await group(name, work);
+        return await lib_core/* group */.Os(name, work);
     }
     finally {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        debug_debug(`phase ${JSON.stringify(name)}: ${seconds.toFixed(3)} s`);
+        debug(`phase ${JSON.stringify(name)}: ${seconds.toFixed(3)} s`);
     }
+}
+
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/image/local-file.ts
+/**
+ * An input file opened once: inspection, hashing, conversion and the upload all read it through
+ * the same descriptor, up to the size it had when it was opened, so what was checked is what is
+ * uploaded even if the path is replaced meanwhile. A change of the file itself (appended to,
+ * truncated, rewritten) is detected and refused.
+ */
+
+
+
+
+/** Opens a file without following it into a FIFO's wait (O_NONBLOCK), for reading. */
+async function openFile(path) {
+    return (0,promises_namespaceObject.open)(path, external_node_fs_namespaceObject.constants.O_RDONLY | external_node_fs_namespaceObject.constants.O_NONBLOCK | external_node_fs_namespaceObject.constants.O_NOCTTY);
+}
+function changedError(file, detail) {
+    return new errors/* ActionError */.lZ(`${file.input}: the file changed while it was being published ("${file.path}": ${detail}). ` +
+        'Make sure nothing writes the image files during the step, and run it again.', file.input);
+}
+const CHUNK = 256 * 1024;
+/**
+ * The bytes `start` to `end` (inclusive; by default to the size the file had when opened) read
+ * through the file's descriptor, by position: nothing past that size is read, and stopping early
+ * (destroying the stream) leaves the descriptor open for the next reader. Fails with "the file
+ * changed" when the file ends sooner.
+ */
+function readStream(file, range = {}) {
+    const start = range.start ?? 0;
+    const end = Math.min(range.end ?? file.size - 1, file.size - 1);
+    async function* chunks() {
+        for (let position = start; position <= end;) {
+            const buffer = Buffer.allocUnsafe(Math.min(CHUNK, end - position + 1));
+            const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
+            if (bytesRead === 0) {
+                throw changedError(file, `${file.size} bytes when inspected, it ended after ${position}`);
+            }
+            position += bytesRead;
+            yield buffer.subarray(0, bytesRead);
+        }
+    }
+    return external_node_stream_.Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK });
+}
+/** Reads up to `length` bytes from `position` through the descriptor. */
+async function readAt(file, position, length) {
+    const buffer = Buffer.alloc(Math.max(0, Math.min(length, file.size - position)));
+    let done = 0;
+    while (done < buffer.length) {
+        const { bytesRead } = await file.handle.read(buffer, done, buffer.length - done, position + done);
+        if (bytesRead === 0)
+            break;
+        done += bytesRead;
+    }
+    return buffer.subarray(0, done);
+}
+/** Fails with "the file changed" when the file's size or modification time differ from when it was opened. */
+async function checkUnchanged(file) {
+    const info = await file.handle.stat();
+    if (info.size !== file.size)
+        throw changedError(file, `${file.size} bytes when inspected, ${info.size} now`);
+    if (info.mtimeMs !== file.mtimeMs)
+        throw changedError(file, 'it was written to after it was inspected');
+}
+/** Closes the descriptors (each once; errors ignored). */
+async function closeFiles(files) {
+    for (const file of new Set(files))
+        await file?.handle.close().catch(() => undefined);
+}
+
+;// CONCATENATED MODULE: ./src/image/local-image.ts
+/** The image's files in fingerprint order: the metadata tarball, then the data file. */
+function imageFiles(image) {
+    return image.data ? [image.metadata, image.data] : [image.metadata];
 }
 
 ;// CONCATENATED MODULE: external "node:https"
 const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
 var external_node_https_default = /*#__PURE__*/__nccwpck_require__.n(external_node_https_namespaceObject);
 ;// CONCATENATED MODULE: external "node:timers/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/common/untrusted.ts
@@ -57082,7 +54179,7 @@ function untrusted(value) {
  * breaks and other control characters become "?", "#[" is escaped.
  */
 function untrustedLine(text) {
-    return withoutLegacyCommands(oneLine(text));
+    return (0,errors/* withoutLegacyCommands */.Uy)((0,errors/* oneLine */.TN)(text));
 }
 /**
  * Multi-line untrusted output (a script's), as log lines: between `::stop-commands::TOKEN` and
@@ -57090,7 +54187,7 @@ function untrustedLine(text) {
  * than tabs become "?", and "#[" is escaped.
  */
 function untrustedBlock(text, token = (0,external_node_crypto_.randomBytes)(16).toString('hex')) {
-    const lines = withoutLegacyCommands(withoutControlCharacters(text.replace(/\r\n/g, '\n'))).split('\n');
+    const lines = (0,errors/* withoutLegacyCommands */.Uy)((0,errors/* withoutControlCharacters */.aC)(text.replace(/\r\n/g, '\n'))).split('\n');
     return [`::stop-commands::${token}`, ...lines, `::${token}::`];
 }
 /** Logs multi-line untrusted output (see untrustedBlock); nothing for empty output. */
@@ -57286,33 +54383,38 @@ function connectThrough(proxy, url, timeoutMs) {
 /**
  * Architecture names: Incus's own and the distribution names it maps to them (Incus's osarch
  * package). Clients treat `amd64` and `x86_64` as one architecture, so everything that compares
- * architectures (aliases per architecture, image lines) compares their Incus names. Pure.
+ * architectures (metadata.yaml's two fields, aliases per architecture, image lines) compares
+ * their Incus names. Pure.
  */
-/**
- * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
- * own names and the distribution names it maps to them (as in Incus's osarch package).
- */
-const INCUS_ARCHITECTURES = new Map(Object.entries({
-    i686: ['i686', 'i386', 'i586', 'x86'],
-    x86_64: ['x86_64', 'amd64', 'x64'],
-    armv6l: ['armv6l', 'armel'],
-    armv7l: ['armv7l', 'armhf'],
-    armv8l: ['armv8l'],
-    aarch64: ['aarch64', 'arm64'],
-    aarch64_be: ['arm64be'],
-    ppc: ['ppc', 'powerpc'],
-    ppc64: ['ppc64', 'powerpc64'],
-    ppc64le: ['ppc64le', 'ppc64el'],
-    s390x: ['s390x'],
-    mips: ['mips', 'mipsel'],
-    mips64: ['mips64', 'mips64el'],
-    riscv32: ['riscv32'],
-    riscv64: ['riscv64'],
-    loongarch64: ['loongarch64', 'loong64'],
-}).flatMap(([incus, names]) => names.map((name) => [name, incus])));
+/** Each Incus architecture name with the distribution names it maps to the same architecture. */
+const ARCHITECTURES = {
+    i686: ['i386', 'i586', '386', 'x86', 'generic_32'],
+    x86_64: ['amd64', 'generic_64', 'x64'],
+    armv6l: ['armel', 'arm'],
+    armv7l: ['armhf', 'armhfp', 'armv7a_hardfp', 'armv7', 'armv7a_vfpv3_hardfp'],
+    armv8l: [],
+    aarch64: ['arm64', 'arm64_generic'],
+    ppc: ['powerpc'],
+    ppc64: ['powerpc64'],
+    ppc64le: ['ppc64el'],
+    s390x: [],
+    mips: ['mipsel', 'mipsle'],
+    mips64: ['mips64el', 'mips64le'],
+    riscv32: [],
+    riscv64: [],
+    loongarch64: ['loong64'],
+};
+/** The Incus architecture a name (an Incus name or a distribution alias) stands for. */
+function incusArchitecture(name) {
+    for (const [incus, aliases] of Object.entries(ARCHITECTURES)) {
+        if (name === incus || aliases.includes(name))
+            return incus;
+    }
+    return undefined;
+}
 /** The Incus name of an architecture name; an unknown name stands for itself. */
 function canonicalArchitecture(name) {
-    return name === undefined ? '' : (INCUS_ARCHITECTURES.get(name) ?? name);
+    return name === undefined ? '' : (incusArchitecture(name) ?? name);
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
@@ -57553,7 +54655,7 @@ function requestProblem(what, error) {
     const code = error?.code;
     // Errors of node's own modules may come from another realm (test runners): no instanceof.
     const message = error?.message;
-    const text = typeof message === 'string' ? message : describeError(error);
+    const text = typeof message === 'string' ? message : (0,errors/* describeError */.Uc)(error);
     const detail = typeof code === 'string' && !text.includes(code) ? `${text} (${code})` : text;
     if ((typeof code === 'string' && TLS_CODE.test(code)) || /\b(ssl|tls|certificate)\b/i.test(text)) {
         return {
@@ -57713,7 +54815,7 @@ async function checkOnce(agent, url, fingerprint, timeoutMs) {
         parsed = parseImagesIndex(images.text);
     }
     catch (error) {
-        return { problems: [{ kind: 'invalid', message: `streams/v1/images.json: ${describeError(error)}` }] };
+        return { problems: [{ kind: 'invalid', message: `streams/v1/images.json: ${(0,errors/* describeError */.Uc)(error)}` }] };
     }
     const version = expectedVersion(parsed, fingerprint);
     const listed = indexProblems(fingerprint, products, version);
@@ -57758,7 +54860,7 @@ async function checkPublicRegistry(options) {
                 return { url, fingerprint, ...version, attempts: attempt, elapsedSeconds };
             }
             if (Date.now() >= deadline) {
-                throw new errors_ActionError(timeoutMessage(url, fingerprint, options.timeoutSeconds, attempt, problems), check_PUBLIC_URL_INPUT);
+                throw new errors/* ActionError */.lZ(timeoutMessage(url, fingerprint, options.timeoutSeconds, attempt, problems), check_PUBLIC_URL_INPUT);
             }
             const summary = problems.map((problem) => problem.message).join('; ');
             const left = Math.ceil((deadline - Date.now()) / 1000);
@@ -57767,7 +54869,7 @@ async function checkPublicRegistry(options) {
                 : `Not served yet (attempt ${attempt}, ${left} s left): ${untrustedLine(summary)}`);
             previous = summary;
             // The last attempt runs at the deadline.
-            await (0,promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(Math.max(0, Math.min(retryDelayMs, deadline - Date.now())));
         }
     }
     finally {
@@ -57775,135 +54877,8 @@ async function checkPublicRegistry(options) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/public/remote.ts
-/**
- * The registry's public address and the remote name clients give it: the `public-url` and
- * `remote-name` inputs, checked, and the name derived from the URL when none is given.
- */
-
-const remote_PUBLIC_URL_INPUT = 'public-url';
-const REMOTE_NAME_INPUT = 'remote-name';
-/**
- * The registry's public address as the clients use it: `https://host[:port][/path]`, without a
- * trailing slash. Blank text gives '' (no public URL). Only https: `incus remote add
- * --protocol=simplestreams` refuses anything else ("Only https URLs are supported"), even on
- * loopback, so an http URL could never be launched from.
- */
-function validatePublicUrl(text) {
-    const value = text.trim();
-    if (value === '')
-        return '';
-    const shown = oneLine(value);
-    const fail = (why) => {
-        throw new errors_ActionError(`${remote_PUBLIC_URL_INPUT}: "${shown}" ${why}`, remote_PUBLIC_URL_INPUT);
-    };
-    let url;
-    try {
-        url = new URL(value);
-    }
-    catch {
-        return fail("is not a URL. Give the registry's HTTPS address, for example https://lxc.example.com.");
-    }
-    if (url.protocol !== 'https:') {
-        fail(`is not an https:// address. Incus and LXD clients only add simplestreams remotes over HTTPS; ` +
-            `serve the registry with TLS and give its https:// address.`);
-    }
-    if (url.username !== '' || url.password !== '') {
-        fail('holds a user name or password. Give the public address without credentials (it is shown in the job summary).');
-    }
-    if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
-        fail("has a query (?...) or fragment (#...). Give the address of the registry's root directory only.");
-    }
-    const path = url.pathname.replace(/\/+$/, '');
-    if (/(^|\/)streams(\/|$)/.test(path)) {
-        fail("points inside streams/. Give the registry's root, the directory that holds streams/ and images/ " +
-            '(for example https://lxc.example.com, not https://lxc.example.com/streams/v1/index.json).');
-    }
-    return `${url.protocol}//${url.host}${path}`;
-}
-/** Remotes that stock incus or lxc clients already have: `remote add` of these fails. */
-const RESERVED_REMOTES = new Set([
-    'local',
-    'images',
-    'ubuntu',
-    'ubuntu-daily',
-    'ubuntu-minimal',
-    'ubuntu-minimal-daily',
-]);
-/** Host labels that say "an image server" rather than whose it is. */
-const GENERIC_LABELS = new Set([
-    'lxc',
-    'lxd',
-    'incus',
-    'image',
-    'images',
-    'img',
-    'www',
-    'registry',
-    'containers',
-    'simplestreams',
-    'streams',
-    'cdn',
-    'dl',
-    'download',
-    'downloads',
-    'mirror',
-    'mirrors',
-    'repo',
-    'repos',
-    'static',
-    'files',
-]);
-const FALLBACK_REMOTE = 'registry';
-/**
- * The remote name the summary's commands use when `remote-name` is empty, from the URL's host:
- * the host's labels without the last one (the TLD), lowercased, each reduced to [a-z0-9-]; the
- * first that is not a generic word (lxc, lxd, incus, images, www, registry, cdn, mirror, …) nor
- * a remote stock clients already have (local, images, ubuntu…). Without one, the first label that
- * is not such a remote; for an IP address, `localhost` or nothing usable: `registry`.
- *
- * https://lxc.crynux.io → crynux; https://images.example.co.uk → example;
- * https://crynux.io → crynux; https://lxc.io → lxc; https://127.0.0.1:8443 → registry.
- */
-function defaultRemoteName(url) {
-    let host;
-    try {
-        host = new URL(url).hostname.toLowerCase().replace(/\.+$/, '');
-    }
-    catch {
-        return FALLBACK_REMOTE;
-    }
-    if (host === '' || host === 'localhost' || host.startsWith('[') || /^[0-9.]+$/.test(host))
-        return FALLBACK_REMOTE;
-    const labels = host.split('.');
-    const candidates = (labels.length > 1 ? labels.slice(0, -1) : labels)
-        .map((label) => label.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, ''))
-        .filter((label) => label !== '' && !RESERVED_REMOTES.has(label));
-    return candidates.find((label) => !GENERIC_LABELS.has(label)) ?? candidates[0] ?? FALLBACK_REMOTE;
-}
-/**
- * A remote name given in `remote-name`, trimmed. Incus refuses ':' (it separates remote and
- * image) and a name is also a file name in the client's config ('/'); the summary's commands must
- * paste into a shell as they are. So: letters, digits, '.', '_' and '-', starting with a letter
- * or digit, at most 64 characters, and not a remote stock clients already define.
- */
-function validateRemoteName(name) {
-    const value = name.trim();
-    const shown = oneLine(value);
-    if (value === '') {
-        throw new errors_ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
-    }
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
-        throw new errors_ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
-            `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
-    }
-    if (RESERVED_REMOTES.has(value.toLowerCase())) {
-        throw new errors_ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
-            `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
-    }
-    return value;
-}
-
+// EXTERNAL MODULE: ./src/public/remote.ts
+var remote = __nccwpck_require__(2611);
 ;// CONCATENATED MODULE: ./src/ssh/hostkeys.ts
 /**
  * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
@@ -57939,7 +54914,7 @@ function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
     return values.map((value) => {
         const normalised = value.replace(/=+$/, '');
         if (!FINGERPRINT.test(normalised)) {
-            throw new errors_ActionError(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
+            throw new errors/* ActionError */.lZ(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
                 'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
                 'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', input);
         }
@@ -58058,16 +55033,16 @@ function readHostKeyPins(inputs, host, port, names = REGISTRY_PIN_INPUTS) {
     const fingerprints = parseFingerprints(inputs.hostFingerprint, names.fingerprint);
     if (inputs.hostFingerprint.trim() !== '') {
         if (fingerprints.length === 0) {
-            throw new errors_ActionError(`${names.fingerprint} is set but holds no fingerprint. Give the value that ` +
+            throw new errors/* ActionError */.lZ(`${names.fingerprint} is set but holds no fingerprint. Give the value that ` +
                 '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).', names.fingerprint);
         }
         if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
-            throw new errors_ActionError(`${names.fingerprint} names only keys that ${names.knownHosts} marks @revoked; a revoked key is never ` +
+            throw new errors/* ActionError */.lZ(`${names.fingerprint} names only keys that ${names.knownHosts} marks @revoked; a revoked key is never ` +
                 "accepted. Pin the server's current host key.", names.fingerprint);
         }
     }
     if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
-        throw new errors_ActionError(`${names.knownHosts} gives no key for ${target}: ${knownHostsProblems(scan, target, names)}`, names.knownHosts);
+        throw new errors/* ActionError */.lZ(`${names.knownHosts} gives no key for ${target}: ${knownHostsProblems(scan, target, names)}`, names.knownHosts);
     }
     return { fingerprints, knownKeys: scan.keys };
 }
@@ -58084,7 +55059,7 @@ function knownHostsProblems(scan, target, names) {
             `certificates are not supported, pin the host key with ${names.fingerprint} or a plain ${names.knownHosts} line`);
     }
     const others = [
-        ...scan.otherHosts.map((pattern) => oneLine(pattern)),
+        ...scan.otherHosts.map((pattern) => (0,errors/* oneLine */.TN)(pattern)),
         ...(scan.otherHashed > 0 ? [`${scan.otherHashed} hashed host name${scan.otherHashed === 1 ? '' : 's'}`] : []),
     ];
     if (scan.linesHere === 0 && others.length > 0)
@@ -58094,7 +55069,7 @@ function knownHostsProblems(scan, target, names) {
 }
 function knownHostsError(input, index, problem) {
     const fingerprintInput = input.replace(/known-hosts$/, 'host-fingerprint');
-    return new errors_ActionError(`${input}: line ${index + 1} cannot be read (${problem}). ` +
+    return new errors/* ActionError */.lZ(`${input}: line ${index + 1} cannot be read (${problem}). ` +
         `Paste lines as \`ssh-keyscan -p PORT HOST\` prints them, or use ${fingerprintInput} instead.`, input);
 }
 /** Whether the pins allow any key at all (revoked keys allow none). */
@@ -58186,7 +55161,7 @@ function pkcs8ToSsh2(key, passphrase, names) {
         if (key.startsWith('-----BEGIN ENCRYPTED')) {
             throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase', names);
         }
-        throw new errors_ActionError(`${names.key}: the PKCS#8 key cannot be read (${error.message}).`, names.key);
+        throw new errors/* ActionError */.lZ(`${names.key}: the PKCS#8 key cannot be read (${error.message}).`, names.key);
     }
     switch (keyObject.asymmetricKeyType) {
         case 'rsa':
@@ -58196,32 +55171,32 @@ function pkcs8ToSsh2(key, passphrase, names) {
         case 'ed25519':
             return ed25519ToOpenSsh(keyObject);
         default:
-            throw new errors_ActionError(`${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, names.key);
+            throw new errors/* ActionError */.lZ(`${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, names.key);
     }
 }
 function keyError(kind, names) {
     return kind === 'missing-passphrase'
-        ? new errors_ActionError(`${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`, names.passphrase)
-        : new errors_ActionError(`${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`, names.passphrase);
+        ? new errors/* ActionError */.lZ(`${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`, names.passphrase)
+        : new errors/* ActionError */.lZ(`${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`, names.passphrase);
 }
 const REGISTRY_KEY_INPUTS = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
 const JUMP_KEY_INPUTS = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
 /** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
 function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
     if (text.trim() === '') {
-        throw new errors_ActionError(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
+        throw new errors/* ActionError */.lZ(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
     }
     const key = normalisePrivateKey(text);
     if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
         key.startsWith('-----BEGIN PUBLIC KEY-----') ||
         key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
-        throw new errors_ActionError(`${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`, names.key);
+        throw new errors/* ActionError */.lZ(`${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`, names.key);
     }
     if (!key.startsWith('-----BEGIN ')) {
-        throw new errors_ActionError(`${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`, names.key);
+        throw new errors/* ActionError */.lZ(`${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`, names.key);
     }
     if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
-        throw new errors_ActionError(`${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`, names.key);
+        throw new errors/* ActionError */.lZ(`${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`, names.key);
     }
     if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
         return { privateKey: pkcs8ToSsh2(key, passphrase, names), passphrase: '' };
@@ -58232,7 +55207,7 @@ function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
             throw keyError('missing-passphrase', names);
         if (/passphrase|decrypt/i.test(parsed.message))
             throw keyError('wrong-passphrase', names);
-        throw new errors_ActionError(`${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, names.key);
+        throw new errors/* ActionError */.lZ(`${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, names.key);
     }
     return { privateKey: key, passphrase };
 }
@@ -58275,39 +55250,39 @@ function maskSecrets(values) {
         }
     }
     for (const mask of masks)
-        core_setSecret(mask);
+        lib_core/* setSecret */.Pq(mask);
     addDebugSecrets([...masks]);
 }
 /** A boolean input; empty means false. Typos are refused rather than read as false. */
 function input_values_readBoolean(name) {
-    if (getInput(name) === '')
+    if (lib_core/* getInput */.V4(name) === '')
         return false;
     try {
-        return getBooleanInput(name);
+        return lib_core/* getBooleanInput */.Vt(name);
     }
     catch {
-        throw new errors_ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
+        throw new errors/* ActionError */.lZ(`${name}: "${lib_core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
     }
 }
 /** A whole-number input within its range; empty gives the default. */
 function readWholeNumber(input, range) {
-    const text = getInput(input).trim();
+    const text = lib_core/* getInput */.V4(input).trim();
     if (text === '')
         return range.fallback;
     const number = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!Number.isInteger(number) || number < range.min || number > range.max) {
-        throw new errors_ActionError(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
     }
     return number;
 }
 /** A choice input, case-insensitive; empty gives the default. */
 function readChoice(input, options) {
-    const value = getInput(input);
+    const value = lib_core/* getInput */.V4(input);
     const text = value.trim().toLowerCase();
     if (text === '')
         return options.fallback;
     if (!options.choices.includes(text)) {
-        throw new errors_ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
     }
     return text;
 }
@@ -58321,7 +55296,7 @@ function parseConvertCommand(value) {
     if (command === '')
         return '';
     if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
-        throw new errors_ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
+        throw new errors/* ActionError */.lZ(`convert-command: "${(0,errors/* oneLine */.TN)(command)}" is not the path of an executable. Give only the ` +
             "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
             'in that script.', 'convert-command');
     }
@@ -58330,10 +55305,10 @@ function parseConvertCommand(value) {
 function parseLocalPath(value, input) {
     const path = value.trim();
     if (path === '') {
-        throw new errors_ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
     }
     if (path.includes('\0') || path.includes('\n')) {
-        throw new errors_ActionError(`${input}: the path contains a NUL or newline character.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: the path contains a NUL or newline character.`, input);
     }
     return path;
 }
@@ -58341,17 +55316,17 @@ function parseHost(value, input = 'host') {
     const host = value.trim();
     const prefix = input.replace(/host$/, '');
     if (host.includes('@')) {
-        throw new errors_ActionError(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-        throw new errors_ActionError(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
     }
     const bracketless = host.replace(/^\[(.*)\]$/, '$1');
     const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
     // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
     const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
     if (!isHostName && !isIPv6) {
-        throw new errors_ActionError(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
     }
     return bracketless;
 }
@@ -58362,28 +55337,28 @@ function parsePort(value, input = 'port') {
         return 22;
     const port = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new errors_ActionError(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
     }
     return port;
 }
 function parseUsername(value, input = 'username') {
     const username = value.trim();
     if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
-        throw new errors_ActionError(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
     }
     return username;
 }
 function parseRemoteDir(value, input) {
     const dir = value.trim();
     if (!dir.startsWith('/')) {
-        throw new errors_ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
     }
-    if (hasControlCharacters(dir)) {
-        throw new errors_ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
+    if ((0,errors/* hasControlCharacters */.Kg)(dir)) {
+        throw new errors/* ActionError */.lZ(`${input}: the path contains control characters (newline, NUL, …).`, input);
     }
     const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
     if (normalised === '/') {
-        throw new errors_ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
+        throw new errors/* ActionError */.lZ(`${input}: "/" cannot be used; give the registry's own directory.`, input);
     }
     return normalised;
 }
@@ -58399,8 +55374,8 @@ function input_values_parseAliases(value) {
         const alias = raw.trim();
         if (alias === '')
             continue;
-        if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
-            throw new errors_ActionError(`aliases: "${oneLine(alias)}" is not a valid image alias ` +
+        if ((0,errors/* hasControlCharacters */.Kg)(alias) || /\s/.test(alias) || alias.length > 255) {
+            throw new errors/* ActionError */.lZ(`aliases: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
                 '(no blanks or control characters; at most 255 characters).', 'aliases');
         }
         if (!aliases.includes(alias))
@@ -58425,15 +55400,15 @@ const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 /** Reads the inputs every entry point shares (INPUT_* variables). */
 function readRegistrySettings() {
     // Secrets first, so that nothing printed while checking the rest can reveal them.
-    const rawKey = getInput('ssh-key');
-    const passphrase = getInput('ssh-key-passphrase');
-    const rawJumpKey = getInput('jump-ssh-key');
-    const jumpPassphrase = getInput('jump-ssh-key-passphrase');
+    const rawKey = lib_core/* getInput */.V4('ssh-key');
+    const passphrase = lib_core/* getInput */.V4('ssh-key-passphrase');
+    const rawJumpKey = lib_core/* getInput */.V4('jump-ssh-key');
+    const jumpPassphrase = lib_core/* getInput */.V4('jump-ssh-key-passphrase');
     maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
     forgetSecretInputs();
-    const host = parseHost(getInput('host', { required: true }));
-    const port = parsePort(getInput('port'));
-    const username = parseUsername(getInput('username', { required: true }));
+    const host = parseHost(lib_core/* getInput */.V4('host', { required: true }));
+    const port = parsePort(lib_core/* getInput */.V4('port'));
+    const username = parseUsername(lib_core/* getInput */.V4('username', { required: true }));
     const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
     // A PKCS#8 key comes back re-encoded: mask that form too.
     if (privateKey !== normalisePrivateKey(rawKey))
@@ -58445,14 +55420,14 @@ function readRegistrySettings() {
         username,
         privateKey,
         passphrase: keyPassphrase,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('host-fingerprint'), knownHosts: lib_core/* getInput */.V4('known-hosts') }, host, port),
         ...(jump ? { jump } : {}),
-        simplestreamsDir: parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
+        simplestreamsDir: parseRemoteDir(lib_core/* getInput */.V4('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         strictHostKey: input_values_readBoolean('strict-host-key'),
         connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
         lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
-        lxdCompat: getInput('lxd-compat') === '' ? true : input_values_readBoolean('lxd-compat'),
-        summary: getInput('summary') === '' ? true : input_values_readBoolean('summary'),
+        lxdCompat: lib_core/* getInput */.V4('lxd-compat') === '' ? true : input_values_readBoolean('lxd-compat'),
+        summary: lib_core/* getInput */.V4('summary') === '' ? true : input_values_readBoolean('summary'),
     };
 }
 /**
@@ -58461,19 +55436,19 @@ function readRegistrySettings() {
  */
 function readJumpSettings(registry, secrets) {
     const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
-    if (getInput('jump-host').trim() === '') {
-        const stray = jumpInputs.find((name) => getInput(name).trim() !== '' && name !== 'jump-port');
+    if (lib_core/* getInput */.V4('jump-host').trim() === '') {
+        const stray = jumpInputs.find((name) => lib_core/* getInput */.V4(name).trim() !== '' && name !== 'jump-port');
         if (stray || secrets.rawKey.trim() !== '') {
-            throw new errors_ActionError(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
+            throw new errors/* ActionError */.lZ(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
                 'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
         }
         return undefined;
     }
-    const host = parseHost(getInput('jump-host'), 'jump-host');
-    const port = parsePort(getInput('jump-port'), 'jump-port');
-    const username = getInput('jump-username').trim() === ''
+    const host = parseHost(lib_core/* getInput */.V4('jump-host'), 'jump-host');
+    const port = parsePort(lib_core/* getInput */.V4('jump-port'), 'jump-port');
+    const username = lib_core/* getInput */.V4('jump-username').trim() === ''
         ? registry.username
-        : parseUsername(getInput('jump-username'), 'jump-username');
+        : parseUsername(lib_core/* getInput */.V4('jump-username'), 'jump-username');
     let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
     if (secrets.rawKey.trim() !== '') {
         key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
@@ -58485,34 +55460,35 @@ function readJumpSettings(registry, secrets) {
         port,
         username,
         ...key,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('jump-host-fingerprint'), knownHosts: getInput('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('jump-host-fingerprint'), knownHosts: lib_core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
     };
 }
 /** Reads the publish action's settings. */
 function readSettings() {
     const registry = readRegistrySettings();
-    const publicUrl = getInput('public-url') ? validatePublicUrl(getInput('public-url')) : '';
+    const publicUrl = lib_core/* getInput */.V4('public-url') ? (0,remote/* validatePublicUrl */.HU)(lib_core/* getInput */.V4('public-url')) : '';
     return {
         ...registry,
-        metadataPath: parseLocalPath(getInput('metadata', { required: true }), 'metadata'),
-        rootfsPath: getInput('rootfs') === '' ? '' : parseLocalPath(getInput('rootfs'), 'rootfs'),
-        uploadDir: parseRemoteDir(getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
-        aliases: input_values_parseAliases(getInput('aliases')),
+        metadataPath: parseLocalPath(lib_core/* getInput */.V4('metadata', { required: true }), 'metadata'),
+        rootfsPath: lib_core/* getInput */.V4('rootfs') === '' ? '' : parseLocalPath(lib_core/* getInput */.V4('rootfs'), 'rootfs'),
+        uploadDir: parseRemoteDir(lib_core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+        aliases: input_values_parseAliases(lib_core/* getInput */.V4('aliases')),
         defaultAlias: input_values_readBoolean('default-alias'),
         replace: input_values_readBoolean('replace'),
         retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
-        convertCommand: parseConvertCommand(getInput('convert-command')),
+        convertCommand: parseConvertCommand(lib_core/* getInput */.V4('convert-command')),
         convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
         rootfsLimits: {
-            maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
-            maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
+            maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),
+            maxBytes: readWholeNumber('max-rootfs-size', { fallback: 16384, min: 1, max: 1024 * 1024 }) * 1024 * 1024,
         },
+        convertRootfsTimeout: readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),
         publicUrl,
-        remoteName: getInput('remote-name')
-            ? validateRemoteName(getInput('remote-name').trim())
+        remoteName: lib_core/* getInput */.V4('remote-name')
+            ? (0,remote/* validateRemoteName */.i5)(lib_core/* getInput */.V4('remote-name').trim())
             : publicUrl
-                ? defaultRemoteName(publicUrl)
+                ? (0,remote/* defaultRemoteName */.ZJ)(publicUrl)
                 : '',
         publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
     };
@@ -58536,21 +55512,13 @@ function readDayTwoSettings(kind) {
 /** The step's outputs (declared in action.yml), from what the registry now serves. */
 
 function setOutputs(result) {
-    setOutput('fingerprint', result.fingerprint);
-    setOutput('product', result.product);
-    setOutput('serial', result.serial);
-    setOutput('aliases', result.aliases.join(','));
-    setOutput('image-type', result.imageType);
-    setOutput('size', String(result.size));
-    setOutput('status', result.status);
-}
-
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-;// CONCATENATED MODULE: ./src/image/local-image.ts
-/** The image's files in fingerprint order: the metadata tarball, then the data file. */
-function imageFiles(image) {
-    return image.data ? [image.metadata, image.data] : [image.metadata];
+    lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
+    lib_core/* setOutput */.uH('product', result.product);
+    lib_core/* setOutput */.uH('serial', result.serial);
+    lib_core/* setOutput */.uH('aliases', result.aliases.join(','));
+    lib_core/* setOutput */.uH('image-type', result.imageType);
+    lib_core/* setOutput */.uH('size', String(result.size));
+    lib_core/* setOutput */.uH('status', result.status);
 }
 
 ;// CONCATENATED MODULE: ./src/image/hashing.ts
@@ -58568,15 +55536,17 @@ function imageFiles(image) {
 async function hashing_fingerprintOf(image) {
     const hash = (0,external_node_crypto_.createHash)('sha256');
     for (const file of imageFiles(image))
-        await hashFileInto(file.path, [hash]);
+        await hashFileInto(file, [hash]);
     return hash.digest('hex');
 }
-/** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
-async function hashFileInto(path, hashes, length) {
+/**
+ * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
+ * inspected) to the hashes, read through the descriptor inspection opened.
+ */
+async function hashFileInto(file, hashes, length) {
     if (length === 0)
         return;
-    const range = length === undefined ? {} : { start: 0, end: length - 1 };
-    for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(path, { ...range, highWaterMark: 1024 * 1024 })) {
+    for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
         for (const hash of hashes)
             hash.update(chunk);
     }
@@ -58614,12 +55584,10 @@ class UploadHashes {
  */
 async function uploadKey(image) {
     const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
-    await hashFileInto(image.metadata.path, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
+    await hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
     return hash.digest('hex');
 }
 
-;// CONCATENATED MODULE: external "node:fs/promises"
-const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/image/metadata.ts
@@ -58627,294 +55595,794 @@ var dist = __nccwpck_require__(8815);
 
 
 
-/** The earliest creation_date accepted: 2000-01-01. Later than now plus a day is refused too. */
+/** metadata.yaml larger than this is refused unread (distrobuilder writes a few kilobytes). */
+const METADATA_YAML_MAX_BYTES = 1024 * 1024;
+/** creation_date from 2000-01-01 on: older dates are no build's, and serials sort as text. */
 const EARLIEST_CREATION_DATE = 946684800;
 /**
- * Fields that make the product key `{os}:{release}:{variant}:{arch}` and the default alias
- * `{os}/{release}/{variant}`: no separator of either, no blank, no control character.
+ * Fields that form the product key (os:release:variant:architecture), the default alias
+ * (os/release/variant) and the index's alias lists (comma-separated): none of those separators,
+ * no blanks, no control characters.
  */
-const KEY_FIELD = /^[^:,/\s\u0000-\u001f\u007f]{1,128}$/;
+const KEY_FIELD_FORBIDDEN = /[:,/\s\u0000-\u001f\u007f]/u;
 function requireString(value, field, path) {
     if (typeof value !== 'string' || value.trim() === '') {
-        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
+        throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
             `(build-incus or pack-incus), or add "${field}" to the image definition.`, 'metadata');
     }
     return value;
 }
-/** Checks metadata.yaml for what `incus-simplestreams add` needs. */
-function parseMetadataYaml(text, path) {
-    const fail = (problem) => {
-        throw new errors_ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
-    };
+function fail(path, problem) {
+    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+}
+function describeCharacter(character) {
+    if (character === ' ')
+        return 'a blank';
+    if (/\s/u.test(character) || /[\u0000-\u001f\u007f]/.test(character)) {
+        return `a control or blank character (U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')})`;
+    }
+    return `"${character}"`;
+}
+/** A field of the product key: refused, naming the field and why, when it holds a separator. */
+function requireKeyField(value, field, path) {
+    const text = requireString(value, field, path);
+    const bad = KEY_FIELD_FORBIDDEN.exec(text)?.[0];
+    if (bad !== undefined) {
+        fail(path, `has ${field} "${text}", which contains ${describeCharacter(bad)}. os, release, variant and ` +
+            'properties.architecture form the product key (os:release:variant:architecture) and the default alias ' +
+            '(os/release/variant), and aliases are listed comma-separated: they cannot hold ":", ",", "/", blanks or ' +
+            'control characters. Change it in the image definition.');
+    }
+    return text;
+}
+/**
+ * creation_date as incus-simplestreams reads it: a plain decimal number (no sign, leading zero,
+ * exponent, underscore, quotes or tag, which YAML parsers read differently), from 2000 to a day
+ * from now (a later date would stay the newest version for good).
+ */
+function requireCreationDate(document, text, path, now) {
+    const node = document.get('creation_date', true);
+    const source = (0,dist/* isScalar */.jn)(node) && node.range ? text.slice(node.range[0], node.range[1]) : undefined;
+    const plain = (0,dist/* isScalar */.jn)(node) && node.type === 'PLAIN' && node.tag === undefined;
+    if (!(0,dist/* isScalar */.jn)(node) || typeof node.value !== 'number') {
+        fail(path, 'has no valid creation_date (a Unix time in seconds).');
+    }
+    if (!plain || source === undefined || !/^[1-9][0-9]{0,11}$/.test(source)) {
+        fail(path, `has creation_date "${(0,errors/* oneLine */.TN)(String(source ?? node.value))}", which is not a plain decimal Unix time in seconds ` +
+            '(a leading zero, a sign, an exponent, an underscore or a tag is read differently by incus-simplestreams). ' +
+            'Write it as distrobuilder does, for example creation_date: 1767225600.');
+    }
+    const value = Number(source);
+    const latest = Math.floor(now / 1000) + 86400;
+    if (value < EARLIEST_CREATION_DATE || value > latest) {
+        fail(path, `has creation_date ${value} (${value > 8.64e12 ? 'far' : new Date(value * 1000).toISOString()}), which is not between ` +
+            `2000-01-01 and a day from now: a date in the future would stay the newest version for good. Check the build machine's clock.`);
+    }
+    return value;
+}
+/** Checks metadata.yaml for what `incus-simplestreams add` needs, read as it reads it. */
+function parseMetadataYaml(text, path, now = Date.now()) {
     let document;
-    let dateSource;
+    let root;
     try {
-        const parsed = (0,dist/* parseDocument */.Tp)(text);
-        const [error] = parsed.errors;
+        document = (0,dist/* parseDocument */.Tp)(text);
+        const [error] = document.errors;
         if (error)
             throw error;
-        document = parsed.toJS();
-        const dateNode = (0,dist/* isMap */.jh)(parsed.contents) ? parsed.get('creation_date', true) : undefined;
-        dateSource = (0,dist/* isScalar */.jn)(dateNode) && dateNode.type === 'PLAIN' ? dateNode.source : undefined;
+        root = document.toJS();
     }
     catch (error) {
-        return fail(`is not valid YAML (${describeError(error)}).`);
+        fail(path, `is not valid YAML (${(0,errors/* describeError */.Uc)(error)}).`);
     }
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-        return fail('is not a YAML mapping.');
-    }
-    const root = document;
-    const creationDate = checkCreationDate(root['creation_date'], dateSource, fail);
-    const properties = root['properties'];
+    if (typeof root !== 'object' || root === null || Array.isArray(root))
+        fail(path, 'is not a YAML mapping.');
+    const values = root;
+    const creationDate = requireCreationDate(document, text, path, now);
+    const properties = values['properties'];
     if (typeof properties !== 'object' || properties === null)
-        fail('has no properties section.');
+        fail(path, 'has no properties section.');
     const props = properties;
-    const architecture = requireString(root['architecture'], 'architecture', path);
-    const incusArchitecture = INCUS_ARCHITECTURES.get(architecture);
-    if (!incusArchitecture) {
-        fail(`names architecture "${architecture}", which Incus does not know. Use an Incus architecture name such as ` +
-            'x86_64 or aarch64 (distrobuilder sets it from image.architecture).');
+    const architecture = requireString(values['architecture'], 'architecture', path);
+    const incus = incusArchitecture(architecture);
+    if (incus === undefined) {
+        fail(path, `names architecture "${architecture}", which Incus does not know. ` +
+            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).');
     }
-    const keyField = (field, value) => {
-        const text = requireString(value, field, path);
-        if (!KEY_FIELD.test(text)) {
-            fail(`has ${field} ${JSON.stringify(text)}, which holds a ':', ',', '/', a blank or a control character (or is ` +
-                `over 128 characters): it makes the product key and the default alias, which such characters would break. ` +
-                'Change it in the image definition.');
-        }
-        return text;
-    };
-    const propertiesArchitecture = keyField('properties.architecture', props['architecture']);
-    if (INCUS_ARCHITECTURES.get(propertiesArchitecture) !== incusArchitecture) {
-        fail(`has architecture ${architecture} but properties.architecture ${JSON.stringify(propertiesArchitecture)}, ` +
-            'which is another architecture: clients would launch the image on the wrong hosts. Build it with one ' +
-            'architecture (distrobuilder sets both from image.architecture).');
+    const os = requireKeyField(props['os'], 'properties.os', path);
+    const release = requireKeyField(props['release'], 'properties.release', path);
+    const variant = requireKeyField(props['variant'], 'properties.variant', path);
+    const propertiesArchitecture = requireKeyField(props['architecture'], 'properties.architecture', path);
+    const named = incusArchitecture(propertiesArchitecture);
+    if (named !== incus) {
+        fail(path, `has architecture "${architecture}" (${incus}) but properties.architecture "${propertiesArchitecture}" ` +
+            `(${named ?? 'not an architecture Incus knows'}): clients would be offered the image for the wrong ` +
+            'architecture. Both come from image.architecture in the image definition: build it again, or set them to ' +
+            'the same architecture (x86_64 ~ amd64, aarch64 ~ arm64).');
     }
     return {
         architecture,
         creationDate,
-        os: keyField('properties.os', props['os']),
-        release: keyField('properties.release', props['release']),
-        variant: keyField('properties.variant', props['variant']),
+        os,
+        release,
+        variant,
         propertiesArchitecture,
         description: requireString(props['description'], 'properties.description', path),
     };
 }
-/**
- * creation_date as a plain decimal number of seconds (the server reads `017…` as octal, and
- * serials are compared as text), from 2000 to one day from now.
- */
-function checkCreationDate(value, source, fail) {
-    const latest = Math.floor(Date.now() / 1000) + 86400;
-    if (typeof value !== 'number' ||
-        source === undefined ||
-        !/^[1-9][0-9]*$/.test(source) ||
-        value < EARLIEST_CREATION_DATE ||
-        value > latest) {
-        return fail(`has no valid creation_date: it must be a plain decimal Unix time in seconds (no leading zero, exponent ` +
-            `or quotes) from 2000-01-01 to now plus a day (${latest}); it gives the version its serial.`);
-    }
-    return value;
-}
 
 ;// CONCATENATED MODULE: ./src/image/qcow2.ts
-
-const EXTERNAL_DATA_FILE_FEATURE = 1n << 2n;
+/**
+ * What a qcow2 disk may refer to outside itself: a backing file (header bytes 8-15), an external
+ * data file (incompatible feature bit 2, header extension 0x44415441), or features this check
+ * does not know. A client that converts such a disk (qemu-img convert) reads those files on its
+ * own host, so a published disk must stand alone.
+ */
+/** Bytes to read from the start of a disk: the header and its extensions fit in the first cluster. */
+const QCOW2_HEAD_BYTES = 2 * 1024 * 1024;
+const EXTERNAL_DATA_FILE_BIT = 2n;
+/** Incompatible feature bits qemu knows: dirty, corrupt, external data file, compression type, extended L2. */
+const KNOWN_INCOMPATIBLE = 31n;
 const EXTENSION_END = 0;
 const EXTENSION_DATA_FILE = 0x44415441;
-const MAX_HEADER_CLUSTER = 2 << 20;
-/** Why the qcow2 header in `header` refers to a file outside itself, or undefined when it does not. */
-function qcow2OutsideReference(header) {
-    if (header.length < 72)
-        return 'its header is cut short';
-    const version = header.readUInt32BE(4);
+function qcow2_name(head, offset, length) {
+    if (length <= 0 || offset + length > head.length)
+        return '';
+    return ` "${head.toString('utf8', offset, offset + Math.min(length, 256)).replace(/[\u0000-\u001f\u007f]/g, '?')}"`;
+}
+/**
+ * Why the disk whose first bytes are `head` is not self-contained (for a message), or undefined
+ * when it refers to nothing outside itself.
+ */
+function qcow2Reference(head) {
+    if (head.length < 72)
+        return 'a qcow2 header that is cut short';
+    const version = head.readUInt32BE(4);
     if (version !== 2 && version !== 3)
-        return `its header has version ${version} (2 or 3 expected)`;
-    if (header.readBigUInt64BE(8) !== 0n || header.readUInt32BE(16) !== 0) {
-        return 'it names a backing file (qemu-img create -b)';
+        return `qcow2 version ${version}, which this check does not know`;
+    const backingOffset = head.readBigUInt64BE(8);
+    if (backingOffset !== 0n) {
+        const length = head.readUInt32BE(16);
+        return `a backing file${backingOffset < BigInt(head.length) ? qcow2_name(head, Number(backingOffset), length) : ''}`;
     }
-    let extensions = 72;
+    let extensionsAt = 72;
     if (version === 3) {
-        if (header.length < 104)
-            return 'its header is cut short';
-        if ((header.readBigUInt64BE(72) & EXTERNAL_DATA_FILE_FEATURE) !== 0n) {
-            return 'it keeps its data in an external data file (qemu-img create -o data_file=…)';
+        if (head.length < 104)
+            return 'a qcow2 header that is cut short';
+        const incompatible = head.readBigUInt64BE(72);
+        if ((incompatible >> EXTERNAL_DATA_FILE_BIT) & 1n)
+            return 'an external data file';
+        if (incompatible & ~KNOWN_INCOMPATIBLE) {
+            return `incompatible features this check does not know (0x${incompatible.toString(16)})`;
         }
-        extensions = header.readUInt32BE(100);
+        extensionsAt = head.readUInt32BE(100);
     }
-    while (extensions + 8 <= header.length) {
-        const type = header.readUInt32BE(extensions);
-        const length = header.readUInt32BE(extensions + 4);
+    for (let offset = extensionsAt, count = 0; offset + 8 <= head.length; count++) {
+        if (count > 1000)
+            return 'too many qcow2 header extensions';
+        const type = head.readUInt32BE(offset);
+        const length = head.readUInt32BE(offset + 4);
         if (type === EXTENSION_END)
             return undefined;
         if (type === EXTENSION_DATA_FILE)
-            return 'it names an external data file';
-        extensions += 8 + Math.ceil(length / 8) * 8;
+            return `an external data file${qcow2_name(head, offset + 8, length)}`;
+        offset += 8 + Math.ceil(length / 8) * 8;
     }
-    return 'its header extensions run past the first cluster';
-}
-/** Reads the qcow2 header cluster through `handle` and refuses a disk that refers outside itself. */
-async function checkQcow2(handle, path, size) {
-    const first = Buffer.alloc(Math.min(size, 64 * 1024));
-    await handle.read(first, 0, first.length, 0);
-    const clusterBits = first.length >= 24 ? first.readUInt32BE(20) : 16;
-    const clusterSize = Math.min(size, MAX_HEADER_CLUSTER, 2 ** Math.min(Math.max(clusterBits, 9), 21));
-    let header = first;
-    if (clusterSize > first.length) {
-        header = Buffer.alloc(clusterSize);
-        await handle.read(header, 0, clusterSize, 0);
-    }
-    const problem = qcow2OutsideReference(header);
-    if (problem) {
-        throw new errors_ActionError(`rootfs: "${path}" is a qcow2 disk that does not hold itself: ${problem}. A client converting it could ` +
-            'read files of its own host. Flatten it into one self-contained file first: qemu-img convert -O qcow2 ' +
-            'disk.qcow2 flat.qcow2.', 'rootfs');
-    }
+    return undefined;
 }
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: ./src/image/tool-environment.ts
-/**
- * The tools that read image files (tar, xz, tar2sqfs, mksquashfs) parse hostile input: they get
- * a minimal environment, so no input of the step (the SSH key among them) reaches them.
- */
-/** The environment of every tool that reads image files: what it needs, nothing of the runner's. */
-function toolEnvironment(extra = {}) {
-    return { PATH: process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C', ...extra };
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./src/common/version.ts
+/** Version numbers as tools print them ("6.0.4", "4.6.1-2+deb12u1"). */
+/** Whether `version` is at least `minimum` (compared part by part; missing parts count as 0). */
+function versionAtLeast(version, minimum) {
+    const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
+    for (const [index, wanted] of minimum.entries()) {
+        const have = parts[index] ?? 0;
+        if (Number.isNaN(have))
+            return false;
+        if (have !== wanted)
+            return have > wanted;
+    }
+    return true;
 }
+
+;// CONCATENATED MODULE: ./src/image/tools.ts
+/**
+ * The environment of the tools that read image files (decompressors, the squashfs converters):
+ * they parse hostile input, so they get nothing of the runner's environment (no key, no token)
+ * beyond what they need to run.
+ */
+/** PATH, LC_ALL=C and `extra` (SOURCE_DATE_EPOCH for the converters), nothing else. */
+function toolEnv(extra = {}) {
+    return { PATH: process.env['PATH'] || '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C', ...extra };
+}
+/** The decompressor commands (stdin to stdout) per compression; none reads the file as it is. */
+const DECOMPRESSORS = {
+    xz: ['xz', '-dc'],
+    gzip: ['gzip', '-dc'],
+    bzip2: ['bzip2', '-dc'],
+    zstd: ['zstd', '-dcq'],
+};
 
 ;// CONCATENATED MODULE: ./src/image/tar.ts
 /**
- * Reading tarballs on the runner with GNU tar, whatever their compression (tar detects it). The
- * tarball is untrusted: tar's output is read as a stream and capped (a few kilobytes of xz can
- * unpack to gigabytes), tar runs under a time limit, and it gets a minimal environment (no
- * inputs, so no key, reach a tool that parses hostile input).
+ * Reading tarballs on the runner as a stream of headers, whatever their compression: the
+ * decompressor (a child process with a minimal environment) feeds a tar header parser in this
+ * process, which reads only what it is asked for (a member's first bytes) and skips the rest, so
+ * memory stays flat whatever the archive holds, and a caller can stop at any entry. It reads the
+ * formats Go's archive/tar (incus-simplestreams) reads: ustar, GNU (long names, sparse files) and
+ * pax, and names entries as Go does.
  */
 
 
 
-/** How long one tar run may take: reading metadata.yaml or the start of a listing is quick. */
-const TAR_TIMEOUT_MS = 60_000;
-/** Runs tar with `args`; resolves when it ended or was stopped; fails with its stderr. */
-function runTar(args, run, what) {
-    return new Promise((resolve, reject) => {
-        const tar = (0,external_node_child_process_namespaceObject.spawn)('tar', args, { env: toolEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
-        let stopped = false;
-        let stderr = '';
-        const stop = () => {
-            stopped = true;
-            tar.kill('SIGKILL');
-        };
-        const timer = setTimeout(() => {
-            stop();
-            reject(new errors_ActionError(`${what}: tar did not finish within ${TAR_TIMEOUT_MS / 1000} s.`, 'metadata'));
-        }, TAR_TIMEOUT_MS);
-        tar.stdout.on('data', (chunk) => {
-            if (!stopped && !run.onData(chunk))
-                stop();
-        });
-        tar.stderr.on('data', (chunk) => {
-            stderr = (stderr + chunk.toString('utf8')).slice(-4096);
-        });
-        tar.on('error', (error) => {
-            clearTimeout(timer);
-            reject(error.code === 'ENOENT'
-                ? new errors_ActionError('tar is not installed on the runner; it is needed to read metadata.yaml. Install GNU tar and xz.')
-                : error);
-        });
-        tar.on('close', (code) => {
-            clearTimeout(timer);
-            if (stopped || code === 0)
-                resolve();
-            else
-                reject(new Error(stderr.trim() || `tar exited with status ${code ?? 'none'}`));
-        });
-    });
+
+/** A problem with the archive itself (not a tar, truncated, a header too large). */
+class TarError extends Error {
+    name = 'TarError';
 }
-/** The most of metadata.yaml that is read: distrobuilder's are a few kilobytes. */
-const MAX_METADATA_BYTES = 1 << 20;
-/**
- * The text of the member `name` (the first of that name, as the server reads it), or undefined
- * when the tarball has none. Stops and fails past MAX_METADATA_BYTES.
- */
-async function readMember(tarball, name) {
-    const chunks = [];
-    let bytes = 0;
-    let tooLarge = false;
-    try {
-        // --occurrence stops at the first match instead of reading the whole (possibly large) archive.
-        await runTar(['--occurrence=1', '-xOf', tarball, name], {
-            onData: (chunk) => {
-                bytes += chunk.length;
-                if (bytes > MAX_METADATA_BYTES) {
-                    tooLarge = true;
+const TYPES = {
+    '0': 'file',
+    '\0': 'file',
+    '7': 'file',
+    S: 'file',
+    '1': 'hardlink',
+    '2': 'symlink',
+    '3': 'char',
+    '4': 'block',
+    '5': 'directory',
+    '6': 'fifo',
+};
+/** Types whose size field does not count data in the archive (as in Go's and GNU tar's readers). */
+const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
+/** Largest GNU long name or link name, and pax header, read into memory. */
+const MAX_LONG_NAME = 64 * 1024;
+const MAX_PAX_HEADER = 1024 * 1024;
+/** Bytes from an async iterator, read exactly or skipped. */
+class ByteReader {
+    source;
+    buffer = Buffer.alloc(0);
+    offset = 0;
+    /** Bytes consumed so far. */
+    position = 0;
+    constructor(source) {
+        this.source = source;
+    }
+    /** Exactly `length` bytes, or fewer at the end of the stream. */
+    async read(length) {
+        while (this.buffer.length - this.offset < length) {
+            const next = await this.source.next();
+            if (next.done)
+                break;
+            this.buffer = Buffer.concat([this.buffer.subarray(this.offset), next.value]);
+            this.offset = 0;
+        }
+        const out = this.buffer.subarray(this.offset, this.offset + length);
+        this.offset += out.length;
+        this.position += out.length;
+        return out;
+    }
+    /** Skips `length` bytes; false when the stream ended first. */
+    async skip(length) {
+        let left = length;
+        while (left > 0) {
+            const available = this.buffer.length - this.offset;
+            if (available === 0) {
+                const next = await this.source.next();
+                if (next.done)
                     return false;
+                this.buffer = next.value;
+                this.offset = 0;
+                continue;
+            }
+            const take = Math.min(available, left);
+            this.offset += take;
+            this.position += take;
+            left -= take;
+        }
+        return true;
+    }
+}
+function tar_text(block, start, length) {
+    const field = block.subarray(start, start + length);
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** A numeric header field: octal text, or GNU base-256 (first byte 0x80). */
+function numeric(block, start, length, what) {
+    const field = block.subarray(start, start + length);
+    if (((field[0] ?? 0) & 0x80) !== 0) {
+        if (field[0] === 0xff)
+            throw new TarError(`a negative ${what} in a tar header`);
+        let value = (field[0] ?? 0) & 0x7f;
+        for (const byte of field.subarray(1))
+            value = value * 256 + byte;
+        if (!Number.isSafeInteger(value))
+            throw new TarError(`a ${what} too large to read in a tar header`);
+        return value;
+    }
+    const digits = field.toString('latin1').replace(/\0.*$/s, '').trim();
+    if (digits === '')
+        return 0;
+    if (!/^[0-7]+$/.test(digits))
+        throw new TarError(`an invalid ${what} field in a tar header ("${digits}")`);
+    return parseInt(digits, 8);
+}
+function checksumOk(block) {
+    const stored = numeric(block, 148, 8, 'checksum');
+    let unsigned = 0;
+    let signed = 0;
+    for (let i = 0; i < 512; i++) {
+        const byte = i >= 148 && i < 156 ? 0x20 : block[i];
+        unsigned += byte;
+        signed += byte > 127 ? byte - 256 : byte;
+    }
+    return stored === unsigned || stored === signed;
+}
+/** pax records ("<length> <key>=<value>\n"). */
+function paxRecords(data) {
+    const records = new Map();
+    let offset = 0;
+    while (offset < data.length) {
+        const space = data.indexOf(0x20, offset);
+        const length = space === -1 ? NaN : Number(data.toString('latin1', offset, space));
+        if (!Number.isInteger(length) || length <= 0 || offset + length > data.length) {
+            throw new TarError('an invalid pax extended header');
+        }
+        const record = data.toString('utf8', space + 1, offset + length - 1);
+        const equals = record.indexOf('=');
+        if (equals > 0)
+            records.set(record.slice(0, equals), record.slice(equals + 1));
+        offset += length;
+    }
+    return records;
+}
+const padded = (size) => Math.ceil(size / 512) * 512;
+/** Reads a tar stream entry by entry. */
+class TarReader {
+    bytes;
+    /** Data bytes of the current entry not read yet, and its padding. */
+    unread = 0;
+    padding = 0;
+    constructor(source) {
+        this.bytes = new ByteReader(source[Symbol.asyncIterator]());
+    }
+    /** Bytes of the tar stream read so far. */
+    get position() {
+        return this.bytes.position;
+    }
+    /** The next entry, or undefined at the end of the archive. */
+    async next() {
+        if (!(await this.bytes.skip(this.unread + this.padding)))
+            throw new TarError('the archive is truncated');
+        this.unread = 0;
+        this.padding = 0;
+        let longName;
+        let longLink;
+        let pax = new Map();
+        for (let extensions = 0;; extensions++) {
+            if (extensions > 16)
+                throw new TarError('too many extended headers for one entry');
+            const block = await this.bytes.read(512);
+            if (block.length === 0)
+                return undefined; // no end-of-archive blocks: the end all the same
+            if (block.length < 512)
+                throw new TarError('the archive is truncated');
+            if (block.every((byte) => byte === 0))
+                return undefined;
+            if (!checksumOk(block)) {
+                throw new TarError(`not a tar archive, or a damaged one (bad header checksum at byte ${this.position - 512})`);
+            }
+            const flag = String.fromCharCode(block[156]);
+            const magic = block.toString('latin1', 257, 263);
+            const stored = HEADER_ONLY.has(flag) ? 0 : numeric(block, 124, 12, 'size');
+            if (flag === 'L' || flag === 'K' || flag === 'x') {
+                const limit = flag === 'x' ? MAX_PAX_HEADER : MAX_LONG_NAME;
+                if (stored > limit)
+                    throw new TarError(`an extended header of ${stored} bytes (more than ${limit})`);
+                const data = await this.bytes.read(stored);
+                if (data.length < stored || !(await this.bytes.skip(padded(stored) - stored))) {
+                    throw new TarError('the archive is truncated');
                 }
-                chunks.push(chunk);
-                return true;
+                if (flag === 'x')
+                    pax = new Map([...pax, ...paxRecords(data)]);
+                else {
+                    const value = tar_text(data, 0, data.length);
+                    if (flag === 'L')
+                        longName = value;
+                    else
+                        longLink = value;
+                }
+                continue;
+            }
+            if (flag === 'g' || flag === 'V' || flag === 'N' || flag === 'M') {
+                // Global pax headers, volume labels and old GNU name tables: skipped, as Go's reader does.
+                if (!(await this.bytes.skip(padded(stored))))
+                    throw new TarError('the archive is truncated');
+                extensions = 0;
+                continue;
+            }
+            let name = tar_text(block, 0, 100);
+            if (magic === 'ustar\0') {
+                const prefix = tar_text(block, 345, 155);
+                if (prefix)
+                    name = `${prefix}/${name}`;
+            }
+            let size = stored;
+            if (flag === 'S' && magic === 'ustar ') {
+                size = numeric(block, 483, 12, 'real size');
+                // Extension blocks of the sparse map, if any, come before the data.
+                let extended = block[482] !== 0;
+                for (let blocks = 0; extended; blocks++) {
+                    if (blocks > 100000)
+                        throw new TarError('a sparse map too long');
+                    const extension = await this.bytes.read(512);
+                    if (extension.length < 512)
+                        throw new TarError('the archive is truncated');
+                    extended = extension[504] !== 0;
+                }
+            }
+            name = pax.get('path') ?? longName ?? name;
+            name = pax.get('GNU.sparse.name') ?? name;
+            const realSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
+            let storedSize = stored;
+            if (pax.has('size') && !HEADER_ONLY.has(flag))
+                storedSize = Number(pax.get('size'));
+            if (!Number.isSafeInteger(storedSize) || storedSize < 0)
+                throw new TarError('an invalid size in a pax header');
+            size = realSize !== undefined ? Number(realSize) : flag === 'S' ? size : storedSize;
+            if (!Number.isSafeInteger(size) || size < 0)
+                throw new TarError('an invalid sparse size in a pax header');
+            this.unread = storedSize;
+            this.padding = padded(storedSize) - storedSize;
+            return {
+                name,
+                type: TYPES[flag] ?? 'other',
+                size: HEADER_ONLY.has(flag) ? 0 : size,
+                linkname: pax.get('linkpath') ?? longLink ?? tar_text(block, 157, 100),
+                mode: numeric(block, 100, 8, 'mode'),
+            };
+        }
+    }
+    /** Up to `length` bytes of the current entry's data (from where the last read stopped). */
+    async read(length) {
+        const wanted = Math.min(length, this.unread);
+        const data = await this.bytes.read(wanted);
+        if (data.length < wanted)
+            throw new TarError('the archive is truncated');
+        this.unread -= data.length;
+        return data;
+    }
+}
+/** Opens `file` (compressed as `compression`) as a tar stream. */
+function openTar(file, compression) {
+    const input = readStream(file);
+    if (compression === 'none') {
+        return {
+            reader: new TarReader(input),
+            close: () => {
+                input.destroy();
+                return Promise.resolve(undefined);
             },
-        }, `Reading ${name} from "${tarball}"`);
+        };
+    }
+    const [command, ...args] = DECOMPRESSORS[compression];
+    const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { env: toolEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+        if (stderr.length < 4096)
+            stderr += chunk.toString('utf8');
+    });
+    child.stdin.on('error', () => undefined); // the decompressor stopped reading: its status says why
+    const stdout = child.stdout;
+    input.on('error', (error) => stdout.destroy(error));
+    input.pipe(child.stdin);
+    const exited = new Promise((resolve) => {
+        child.on('error', (error) => resolve(`${command} could not be started (${error.message}); install it on the runner`));
+        child.on('close', (code) => resolve(code !== null && code !== 0
+            ? `${command} failed: ${(0,errors/* oneLine */.TN)(stderr.trim().split('\n').slice(-2).join(' ')) || `status ${code}`}`
+            : undefined));
+    });
+    return {
+        reader: new TarReader(stdout),
+        close: async () => {
+            input.destroy();
+            stdout.destroy();
+            child.kill('SIGKILL');
+            return exited;
+        },
+    };
+}
+/**
+ * Reads the tarball's entries in order, handing each to `visit` (which may read the entry's
+ * first bytes from the reader) until it returns true or the archive ends. A failing decompressor
+ * is reported with its own message.
+ */
+async function scanTar(file, compression, visit) {
+    const tar = openTar(file, compression);
+    let failure;
+    try {
+        for (let entry = await tar.reader.next(); entry; entry = await tar.reader.next()) {
+            if (await visit(entry, tar.reader))
+                break;
+        }
     }
     catch (error) {
-        if (error instanceof errors_ActionError)
-            throw error;
-        return undefined; // no such member (tar says "Not found in archive")
+        failure = error instanceof Error ? error : new Error(String(error));
     }
-    if (tooLarge) {
-        throw new errors_ActionError(`metadata: ${name} in "${tarball}" is larger than ${MAX_METADATA_BYTES >> 20} MiB; distrobuilder writes a few ` +
-            'kilobytes. Check the file: it is not an image this action publishes.', 'metadata');
+    const toolFailure = await tar.close();
+    if (toolFailure !== undefined && (failure === undefined || failure instanceof TarError)) {
+        throw new TarError(toolFailure);
     }
-    return Buffer.concat(chunks).toString('utf8');
+    if (failure !== undefined)
+        throw failure;
 }
-/** Entries read before the root file system at most, and the longest name: far above any real image. */
-const MAX_ENTRIES_BEFORE_ROOTFS = 10_000;
-const MAX_NAME_BYTES = 4096;
+
+;// CONCATENATED MODULE: ./src/image/rootfs.ts
 /**
- * Whether a unified tarball holds a VM disk (rootfs.img) or a container (rootfs/): the first of
- * them in the listing decides, as for incus-simplestreams; the listing stops there. Undefined
- * when the tarball has neither.
+ * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
+ * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
+ * and device nodes come from the tar headers, so no root is needed; the result is the same for
+ * the same tarball, so a republish finds the same fingerprint.
  */
-async function unifiedRootKind(tarball) {
-    let kind;
-    let pending = '';
+
+
+
+
+
+
+
+
+
+
+
+
+const MIB = 1024 * 1024;
+const hasDotDot = (name) => name.split('/').includes('..');
+/**
+ * Reads the rootfs tarball's headers (not its content) and refuses it past the limits, or when an
+ * entry or a hard link leads outside the root ("..") — before anything converts or uploads it.
+ * Returns the entry count, the bytes of content and the bytes of the tar stream.
+ */
+async function checkRootfsTarball(file, compression, limits) {
     let entries = 0;
-    let problem;
-    await runTar(['-tf', tarball], {
-        onData: (chunk) => {
-            pending += chunk.toString('latin1');
-            let end;
-            while ((end = pending.indexOf('\n')) >= 0) {
-                const name = pending.slice(0, end).replace(/^\.\//, '');
-                pending = pending.slice(end + 1);
-                if (name === 'rootfs.img')
-                    kind = 'vm';
-                else if (name === 'rootfs' || name.startsWith('rootfs/'))
-                    kind = 'container';
-                if (kind)
-                    return false;
-                if (++entries > MAX_ENTRIES_BEFORE_ROOTFS) {
-                    problem = `has more than ${MAX_ENTRIES_BEFORE_ROOTFS} entries before its rootfs`;
-                    return false;
-                }
+    let bytes = 0;
+    let stream = 0;
+    try {
+        await scanTar(file, compression, (entry, reader) => {
+            entries++;
+            stream = reader.position;
+            if (entries > limits.maxEntries) {
+                throw new errors/* ActionError */.lZ(`rootfs: "${file.path}" holds more than ${limits.maxEntries} entries (max-rootfs-entries). Raise ` +
+                    'max-rootfs-entries if the image really has that many files.', 'max-rootfs-entries');
             }
-            if (pending.length > MAX_NAME_BYTES) {
-                problem = `has an entry name longer than ${MAX_NAME_BYTES} bytes`;
-                return false;
+            bytes += entry.size;
+            if (bytes > limits.maxBytes) {
+                throw new errors/* ActionError */.lZ(`rootfs: "${file.path}" holds more than ${Math.floor(limits.maxBytes / MIB)} MiB of file content ` +
+                    `(max-rootfs-size; "${(0,errors/* oneLine */.TN)(entry.name)}" alone declares ${entry.size} bytes). Sparse files count at ` +
+                    'their full size. Raise max-rootfs-size if the image really is that large.', 'max-rootfs-size');
             }
-            return true;
-        },
-    }, `Listing "${tarball}"`);
-    if (problem) {
-        throw new errors_ActionError(`metadata: the unified tarball "${tarball}" ${problem}: it is not an image distrobuilder wrote.`, 'metadata');
+            if (hasDotDot(entry.name) || (entry.type === 'hardlink' && hasDotDot(entry.linkname))) {
+                throw new errors/* ActionError */.lZ(`rootfs: "${file.path}" holds the entry "${(0,errors/* oneLine */.TN)(entry.name)}"` +
+                    (entry.type === 'hardlink' ? `, a hard link to "${(0,errors/* oneLine */.TN)(entry.linkname)}",` : '') +
+                    ' which leads outside the root file system (".."). Rebuild the tarball from the root directory.', 'rootfs');
+            }
+            return false;
+        });
     }
-    return kind;
+    catch (error) {
+        if (!(error instanceof TarError))
+            throw error;
+        throw new errors/* ActionError */.lZ(`rootfs: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete rootfs tarball.`, 'rootfs');
+    }
+    return { entries, bytes, stream };
+}
+/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
+const MKSQUASHFS_TAR_VERSION = [4, 6];
+/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
+async function findSquashfsTool() {
+    const tar2sqfs = await (0,io/* which */.K7)('tar2sqfs', false);
+    if (tar2sqfs)
+        return { name: 'tar2sqfs', path: tar2sqfs };
+    const mksquashfs = await (0,io/* which */.K7)('mksquashfs', false);
+    if (mksquashfs) {
+        const { stdout } = await (0,exec/* getExecOutput */.H)(mksquashfs, ['-version'], {
+            silent: true,
+            ignoreReturnCode: true,
+            env: toolEnv(),
+        });
+        const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
+        if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
+            return { name: 'mksquashfs', path: mksquashfs };
+    }
+    throw new errors/* ActionError */.lZ('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
+        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
+        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
+}
+/** The command that reads an uncompressed tar on stdin and writes `output`. */
+function squashfsCommand(tool, output) {
+    return tool.name === 'tar2sqfs'
+        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
+        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
+}
+/**
+ * Runs `decompress < tarball | tool`, the tarball read through its descriptor, both tools with
+ * a minimal environment; logs progress and stops both at the time limit. Fails with whichever
+ * side's stderr.
+ */
+function pipe(file, decompress, convert, env, options) {
+    return new Promise((resolve, reject) => {
+        const [converter = '', ...convertArgs] = convert;
+        const children = [];
+        const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
+        children.push(sink);
+        let errors = '';
+        const collect = (chunk) => {
+            if (errors.length < 16384)
+                errors += chunk.toString();
+        };
+        sink.stderr.on('data', collect);
+        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
+        let done = 0;
+        const counter = new external_node_stream_.Transform({
+            transform(chunk, _encoding, callback) {
+                done += chunk.length;
+                callback(null, chunk);
+            },
+        });
+        const input = readStream(file);
+        let failed = '';
+        let pending = 1;
+        const fail = (message) => {
+            if (!failed)
+                failed = message;
+        };
+        input.on('error', (error) => {
+            fail(error.message);
+            for (const child of children)
+                child.kill('SIGKILL');
+        });
+        let source;
+        let decompressor = 'the file';
+        if (decompress) {
+            const [command = '', ...args] = decompress;
+            decompressor = command;
+            source = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
+            children.push(source);
+            pending++;
+            source.stderr?.on('data', collect);
+            source.stdin?.on('error', () => undefined);
+            input.pipe(source.stdin);
+            source.stdout.pipe(counter).pipe(sink.stdin);
+        }
+        else {
+            input.pipe(counter).pipe(sink.stdin);
+        }
+        const started = Date.now();
+        const progress = setInterval(() => {
+            const percent = options.total > 0 ? Math.min(100, Math.floor((done / options.total) * 100)) : 0;
+            const seconds = Math.round((Date.now() - started) / 1000);
+            options.log(`Converting: ${percent}% of ${Math.ceil(options.total / MIB)} MiB of tar read, ${seconds} s`);
+        }, options.every ?? 5000);
+        let timedOut = false;
+        const timer = setTimeout(() => {
+            timedOut = true;
+            for (const child of children)
+                child.kill('SIGKILL');
+        }, options.timeoutSeconds * 1000);
+        const settle = (name) => (code) => {
+            if (code !== 0)
+                fail(`${name} exited with status ${code ?? 'none'}`);
+            if (--pending > 0)
+                return;
+            clearInterval(progress);
+            clearTimeout(timer);
+            if (timedOut)
+                reject(new ConversionTimeout());
+            else if (failed)
+                reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
+            else
+                resolve();
+        };
+        const error = (e) => {
+            fail(e.message);
+            for (const child of children)
+                child.kill('SIGKILL');
+        };
+        sink.on('error', error);
+        sink.on('close', settle(converter));
+        if (source) {
+            source.on('error', error);
+            source.on('close', settle(decompressor));
+        }
+    });
+}
+class ConversionTimeout extends Error {
+}
+/**
+ * Converts the tarball (read through its descriptor) into `<tempdir>/rootfs.squashfs` and
+ * returns it opened, with how to remove it once published. The squashfs carries `creationDate`
+ * as its time, so the same tarball always gives the same bytes.
+ */
+async function convertRootfsTarball(tarball, options) {
+    const tool = await findSquashfsTool();
+    const dir = await (0,promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
+    const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
+    let handle;
+    const remove = async () => {
+        await handle?.close().catch(() => undefined);
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    };
+    const env = toolEnv({ SOURCE_DATE_EPOCH: String(options.creationDate) });
+    const compression = tarball.compression ?? 'none';
+    try {
+        await pipe(tarball, compression === 'none' ? undefined : DECOMPRESSORS[compression], squashfsCommand(tool, output), env, {
+            total: tarball.tar?.stream ?? tarball.size,
+            timeoutSeconds: options.timeoutSeconds,
+            log: options.log,
+            ...(options.progressEvery ? { every: options.progressEvery } : {}),
+        });
+        await checkUnchanged(tarball);
+        handle = await openFile(output);
+        const info = await handle.stat();
+        const file = {
+            path: output,
+            size: info.size,
+            handle,
+            mtimeMs: info.mtimeMs,
+            input: 'rootfs',
+            kind: 'squashfs',
+        };
+        return { file, remove };
+    }
+    catch (error) {
+        await remove();
+        if (error instanceof errors/* ActionError */.lZ)
+            throw error;
+        if (error instanceof ConversionTimeout) {
+            throw new errors/* ActionError */.lZ(`rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} took longer than ` +
+                `${options.timeoutSeconds} s (convert-rootfs-timeout) and was stopped. Raise convert-rootfs-timeout for a ` +
+                'very large image, or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs-timeout');
+        }
+        throw new errors/* ActionError */.lZ(`rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
+            'Check that the file is a complete tar archive.', 'rootfs');
+    }
+}
+/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
+const ROOTFS_TARBALL_SINCE = [7, 0, 1];
+/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
+function rootfsDecision(mode, serverVersion) {
+    if (mode === 'always')
+        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
+    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
+    if (takesTarball) {
+        return {
+            convert: false,
+            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
+        };
+    }
+    if (mode === 'never') {
+        throw new errors/* ActionError */.lZ(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
+            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
+    }
+    return {
+        convert: true,
+        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/image/inspect.ts
 /**
  * Local inspection of the image files before any network: what each file is (from its content,
- * not its name), what metadata.yaml says, and whether a unified tarball holds a VM.
+ * not its name), what metadata.yaml says, and whether a unified tarball holds a VM. Each file is
+ * opened once here; everything later reads it through that descriptor (image/local-file.ts).
  */
 
 
@@ -58931,119 +56399,196 @@ const MAGIC = [
     { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
     { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
 ];
+/** A split metadata tarball holds metadata.yaml and templates: a few kilobytes once decompressed. */
+const METADATA_TARBALL_MAX_BYTES = 64 * 1024 * 1024;
+/** A unified tarball is read until metadata.yaml and its rootfs are found, up to this expansion. */
+const UNIFIED_MAX_EXPANSION = 1000;
+const UNIFIED_MIN_LIMIT = 256 * 1024 * 1024;
 /** Identifies a file from its first bytes. */
 function detectContent(head) {
     return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
 }
-function identityOf(info) {
-    return `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`;
+/** Opens the input's file once and checks that it is a readable, non-empty regular file. */
+async function openInput(path, input) {
+    let handle;
+    try {
+        handle = await openFile(path);
+    }
+    catch (error) {
+        const code = error.code;
+        if (code === 'EACCES' || code === 'EPERM') {
+            throw new errors/* ActionError */.lZ(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
+        }
+        throw new errors/* ActionError */.lZ(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
+    }
+    try {
+        const info = await handle.stat();
+        if (!info.isFile()) {
+            throw new errors/* ActionError */.lZ(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
+        }
+        if (info.size === 0)
+            throw new errors/* ActionError */.lZ(`${input}: "${path}" is empty. Did the build step fail?`, input);
+        return { path, size: info.size, handle, mtimeMs: info.mtimeMs, input };
+    }
+    catch (error) {
+        await handle.close().catch(() => undefined);
+        throw error;
+    }
+}
+const ENTRY_KINDS = {
+    file: 'a file',
+    hardlink: 'a hard link',
+    symlink: 'a symbolic link',
+    char: 'a character device',
+    block: 'a block device',
+    directory: 'a directory',
+    fifo: 'a FIFO',
+    other: 'a special entry',
+};
+function unreadable(file, error) {
+    if (!(error instanceof TarError))
+        throw error;
+    throw new errors/* ActionError */.lZ(`${file.input}: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete file that distrobuilder wrote.`, file.input);
+}
+/** Refuses a qcow2 disk that refers to files outside itself. */
+function checkDisk(head, what, input) {
+    const problem = qcow2Reference(head);
+    if (problem === undefined)
+        return;
+    throw new errors/* ActionError */.lZ(`${input}: ${what} is a qcow2 disk with ${problem}: it refers to a file outside itself, which a client that ` +
+        'converts the disk would read on its own host. Publish a standalone disk (qemu-img convert -O qcow2 disk.qcow2 ' +
+        'standalone.qcow2, without -B or data_file).', input);
 }
 /**
- * Fails when a file is no longer the one inspected (replaced, grown, rewritten): what was checked
- * must be what was uploaded. Called once the upload is done.
+ * Reads metadata.yaml out of the metadata (or unified) tarball as incus-simplestreams does: the
+ * first member named exactly metadata.yaml. In a unified tarball the first rootfs/ or rootfs.img
+ * entry gives the type (and the disk is checked); reading stops once both are known.
  */
-async function checkUnchanged(files, input) {
-    for (const file of files) {
-        if (file.identity === undefined)
-            continue; // made by this run (a converted squashfs)
-        const now = await (0,external_node_fs_promises_namespaceObject.stat)(file.path).catch(() => undefined);
-        if (!now || identityOf(now) !== file.identity) {
-            const name = input(file);
-            throw new errors_ActionError(`${name}: "${file.path}" changed while it was being published (replaced, or written to). Nothing was ` +
-                'published. Make sure nothing writes the image files during the step, and run it again.', name);
-        }
-    }
-}
-/** Checks that the path is a readable, non-empty regular file. */
-async function checkFile(path, input) {
-    let info;
+async function readMetadataTarball(file, compression, unified) {
+    const { path } = file;
+    let yaml;
+    let otherName;
+    let imageType;
+    const limit = unified ? Math.max(UNIFIED_MIN_LIMIT, UNIFIED_MAX_EXPANSION * file.size) : METADATA_TARBALL_MAX_BYTES;
     try {
-        info = await (0,external_node_fs_promises_namespaceObject.stat)(path);
+        await scanTar(file, compression, async (entry, reader) => {
+            if (reader.position > limit) {
+                throw new errors/* ActionError */.lZ(unified
+                    ? `metadata: "${path}" expands more than ${UNIFIED_MAX_EXPANSION}-fold before its metadata.yaml and rootfs: ` +
+                        'it is not an image distrobuilder wrote. Give the unified tarball of a build-incus --type=unified build.'
+                    : `metadata: "${path}" holds more than ${METADATA_TARBALL_MAX_BYTES / 1024 / 1024} MiB before its metadata.yaml; a ` +
+                        'metadata tarball holds metadata.yaml and templates (a few kilobytes). Give the incus.tar.xz that distrobuilder wrote.', 'metadata');
+            }
+            if (yaml === undefined && entry.name === 'metadata.yaml') {
+                if (entry.type !== 'file') {
+                    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" is ${ENTRY_KINDS[entry.type]}, not a file; incus-simplestreams ` +
+                        'reads the first member named metadata.yaml. Pack the file itself (tar --dereference).', 'metadata');
+                }
+                if (entry.size > METADATA_YAML_MAX_BYTES) {
+                    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" is ${entry.size} bytes; the limit is 1 MiB (distrobuilder ` +
+                        'writes a few kilobytes). Check what was packed as metadata.yaml.', 'metadata');
+                }
+                yaml = (await reader.read(entry.size)).toString('utf8');
+            }
+            else if (yaml === undefined && otherName === undefined && /(^|\/)metadata\.yaml\/?$/.test(entry.name)) {
+                otherName = entry.name;
+            }
+            if (unified && imageType === undefined) {
+                const name = entry.name.replace(/^\.\//, '');
+                if (name === 'rootfs.img') {
+                    imageType = 'virtual-machine';
+                    const head = entry.type === 'file' ? await reader.read(QCOW2_HEAD_BYTES) : Buffer.alloc(0);
+                    if (detectContent(head) === 'qcow2')
+                        checkDisk(head, `rootfs.img in "${path}"`, 'metadata');
+                }
+                else if (name === 'rootfs' || name.startsWith('rootfs/')) {
+                    imageType = 'container';
+                }
+            }
+            return yaml !== undefined && (!unified || imageType !== undefined);
+        });
     }
-    catch {
-        throw new errors_ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
+    catch (error) {
+        unreadable(file, error);
     }
-    if (!info.isFile()) {
-        throw new errors_ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
-    }
-    try {
-        await (0,external_node_fs_promises_namespaceObject.access)(path, external_node_fs_namespaceObject.constants.R_OK);
-    }
-    catch {
-        throw new errors_ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
-    }
-    if (info.size === 0) {
-        throw new errors_ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
-    }
-    return { path, size: info.size, identity: identityOf(info) };
-}
-async function readHead(path) {
-    const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
-    try {
-        const buffer = Buffer.alloc(512);
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-        return buffer.subarray(0, bytesRead);
-    }
-    finally {
-        await handle.close();
-    }
-}
-async function inspectMetadataTarball(path) {
-    const content = detectContent(await readHead(path));
-    if (content === 'squashfs' || content === 'qcow2') {
-        throw new errors_ActionError(`metadata: "${path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
-    }
-    if (content === undefined) {
-        throw new errors_ActionError(`metadata: "${path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
-    }
-    // Only the exact name: incus-simplestreams reads "metadata.yaml", not "./metadata.yaml".
-    const yaml = await readMember(path, 'metadata.yaml');
     if (yaml === undefined) {
-        throw new errors_ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
+        if (otherName !== undefined) {
+            throw new errors/* ActionError */.lZ(`metadata: "${path}" holds "${otherName}" but no member named exactly metadata.yaml, which is the one ` +
+                'incus-simplestreams reads: the server would refuse the image after the upload. Pack it at the top of the ' +
+                'tarball under that name (tar -C DIR -cJf incus.tar.xz metadata.yaml templates, not "." or a directory).', 'metadata');
+        }
+        throw new errors/* ActionError */.lZ(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
             'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
     }
-    return { compression: content, yaml };
-}
-async function inspectDataFile(path) {
-    const file = await checkFile(path, 'rootfs');
-    const content = detectContent(await readHead(path));
-    if (content === 'qcow2') {
-        const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
-        try {
-            await checkQcow2(handle, path, file.size);
-        }
-        finally {
-            await handle.close();
-        }
+    if (unified && imageType === undefined) {
+        throw new errors/* ActionError */.lZ(`metadata: "${path}" holds metadata.yaml but neither rootfs/ nor rootfs.img, so it is not a unified image. ` +
+            'If it is the metadata tarball of a split image, give its data file (rootfs.squashfs or disk.qcow2) as rootfs.', 'metadata');
     }
-    if (content === 'squashfs' || content === 'qcow2')
+    return { yaml, ...(imageType ? { imageType } : {}) };
+}
+async function checkMetadataKind(file) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs' || content === 'qcow2') {
+        throw new errors/* ActionError */.lZ(`metadata: "${file.path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+    }
+    if (content === undefined) {
+        throw new errors/* ActionError */.lZ(`metadata: "${file.path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
+    }
+    return content;
+}
+async function inspectDataFile(file, limits) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs')
         return { ...file, kind: content };
-    if (content !== undefined)
-        return { ...file, kind: 'rootfs-tarball', compression: content };
-    throw new errors_ActionError(`rootfs: "${path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+    if (content === 'qcow2') {
+        checkDisk(await readAt(file, 0, QCOW2_HEAD_BYTES), `"${file.path}"`, 'rootfs');
+        return { ...file, kind: content };
+    }
+    if (content !== undefined) {
+        const tar = await checkRootfsTarball(file, content, limits);
+        return { ...file, kind: 'rootfs-tarball', compression: content, tar };
+    }
+    throw new errors/* ActionError */.lZ(`rootfs: "${file.path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
         'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
 }
-/** Inspects the image files named by the metadata and rootfs inputs. */
-async function inspectImage(metadataPath, rootfsPath) {
-    const metadataFile = await checkFile(metadataPath, 'metadata');
-    const data = rootfsPath === '' ? undefined : await inspectDataFile(rootfsPath);
-    const { compression, yaml } = await inspectMetadataTarball(metadataPath);
-    const properties = parseMetadataYaml(yaml, metadataPath);
-    let imageType;
-    if (data) {
-        imageType = data.kind === 'qcow2' ? 'virtual-machine' : 'container';
+/**
+ * Inspects the image files named by the metadata and rootfs inputs. The returned image holds
+ * them open: close them with closeImage once the run is over.
+ */
+async function inspectImage(metadataPath, rootfsPath, limits = DEFAULT_ROOTFS_LIMITS) {
+    const opened = [];
+    try {
+        const metadataFile = await openInput(metadataPath, 'metadata');
+        opened.push(metadataFile);
+        let data;
+        if (rootfsPath !== '') {
+            const rootfsFile = await openInput(rootfsPath, 'rootfs');
+            opened.push(rootfsFile);
+            data = await inspectDataFile(rootfsFile, limits);
+        }
+        const compression = await checkMetadataKind(metadataFile);
+        const { yaml, imageType: unifiedType } = await readMetadataTarball(metadataFile, compression, !data);
+        const properties = parseMetadataYaml(yaml, metadataPath);
+        const imageType = data
+            ? data.kind === 'qcow2'
+                ? 'virtual-machine'
+                : 'container'
+            : (unifiedType ?? 'container');
+        return {
+            metadata: { ...metadataFile, compression },
+            ...(data ? { data } : {}),
+            imageType,
+            properties,
+            size: metadataFile.size + (data?.size ?? 0),
+        };
     }
-    else {
-        imageType = (await unifiedRootKind(metadataPath)) === 'vm' ? 'virtual-machine' : 'container';
+    catch (error) {
+        await closeFiles(opened);
+        throw error;
     }
-    return {
-        metadata: { ...metadataFile, compression },
-        ...(data ? { data } : {}),
-        imageType,
-        properties,
-        size: metadataFile.size + (data?.size ?? 0),
-    };
 }
+/** Defaults of the max-rootfs-entries and max-rootfs-size inputs. */
+const DEFAULT_ROOTFS_LIMITS = { maxEntries: 500_000, maxBytes: 16 * 1024 ** 3 };
 
 ;// CONCATENATED MODULE: ./src/image/kinds.ts
 /**
@@ -59073,228 +56618,6 @@ function lxdWarnings(imageType, unified) {
             'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
     }
     return warnings;
-}
-
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: ./src/common/version.ts
-/** Version numbers as tools print them ("6.0.4", "4.6.1-2+deb12u1"). */
-/** Whether `version` is at least `minimum` (compared part by part; missing parts count as 0). */
-function versionAtLeast(version, minimum) {
-    const parts = version.split(/[.+~-]/).map((part) => Number.parseInt(part, 10));
-    for (const [index, wanted] of minimum.entries()) {
-        const have = parts[index] ?? 0;
-        if (Number.isNaN(have))
-            return false;
-        if (have !== wanted)
-            return have > wanted;
-    }
-    return true;
-}
-
-;// CONCATENATED MODULE: ./src/image/rootfs.ts
-/**
- * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
- * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
- * and device nodes come from the tar headers, so no root is needed; the result is the same for
- * the same tarball, so a republish finds the same fingerprint.
- */
-
-
-
-
-
-
-
-
-
-
-
-/** Each reads the tarball on stdin and writes the tar stream on stdout. */
-const DECOMPRESSORS = {
-    xz: ['xz', '-dc'],
-    gzip: ['gzip', '-dc'],
-    bzip2: ['bzip2', '-dc'],
-    zstd: ['zstd', '-dcq'],
-    none: ['cat'],
-};
-/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
-const MKSQUASHFS_TAR_VERSION = [4, 6];
-/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
-async function findSquashfsTool() {
-    const tar2sqfs = await which('tar2sqfs', false);
-    if (tar2sqfs)
-        return { name: 'tar2sqfs', path: tar2sqfs };
-    const mksquashfs = await which('mksquashfs', false);
-    if (mksquashfs) {
-        const { stdout } = await getExecOutput(mksquashfs, ['-version'], {
-            silent: true,
-            ignoreReturnCode: true,
-            env: toolEnvironment(),
-        });
-        const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
-        if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
-            return { name: 'mksquashfs', path: mksquashfs };
-    }
-    throw new errors_ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
-        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
-        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
-}
-/** The command that reads an uncompressed tar on stdin and writes `output`. */
-function squashfsCommand(tool, output) {
-    return tool.name === 'tar2sqfs'
-        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
-        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
-}
-/** How long a conversion may take. */
-const CONVERSION_TIMEOUT_SECONDS = 1800;
-/**
- * Runs `decompress < tarball | tool > output` under a time limit, logging progress (the share of
- * the tarball read) every few seconds, and fails with whichever side's stderr.
- */
-function pipe(tarball, decompress, convert, env) {
-    return new Promise((resolve, reject) => {
-        const [decompressor = '', ...decompressArgs] = decompress;
-        const [converter = '', ...convertArgs] = convert;
-        const source = (0,external_node_child_process_namespaceObject.spawn)(decompressor, decompressArgs, { stdio: ['pipe', 'pipe', 'pipe'], env });
-        const sink = (0,external_node_child_process_namespaceObject.spawn)(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
-        const input = (0,external_node_fs_namespaceObject.createReadStream)(tarball);
-        let read = 0;
-        const total = (0,external_node_fs_namespaceObject.statSync)(tarball).size;
-        input.on('data', (chunk) => (read += chunk.length));
-        const progress = setInterval(() => info(`Converting: ${Math.floor((read / Math.max(total, 1)) * 100)}% of the tarball read`), 5000);
-        const timer = setTimeout(() => {
-            failed = `the conversion did not finish within ${CONVERSION_TIMEOUT_SECONDS} s and was stopped`;
-            source.kill('SIGKILL');
-            sink.kill('SIGKILL');
-        }, CONVERSION_TIMEOUT_SECONDS * 1000);
-        let errors = '';
-        source.stderr.on('data', (chunk) => (errors = (errors + chunk.toString()).slice(-8192)));
-        sink.stderr.on('data', (chunk) => (errors = (errors + chunk.toString()).slice(-8192)));
-        input.pipe(source.stdin);
-        source.stdin.on('error', () => undefined); // the decompressor failed first; its status says why
-        source.stdout.pipe(sink.stdin);
-        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
-        let pending = 2;
-        let failed = '';
-        const done = (name) => (code) => {
-            if (code !== 0 && !failed)
-                failed = `${name} exited with status ${code ?? 'none'}`;
-            if (--pending === 0) {
-                clearInterval(progress);
-                clearTimeout(timer);
-                if (failed)
-                    reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
-                else
-                    resolve();
-            }
-        };
-        source.on('error', reject);
-        sink.on('error', reject);
-        source.on('close', done(decompressor));
-        sink.on('close', done(converter));
-    });
-}
-/**
- * Reads the tarball's headers (tar -tv, as a stream) before converting, and refuses it past the
- * limits: a few hundred bytes of xz can hold a 1 TiB sparse file or a million empty ones.
- */
-async function checkRootfsListing(tarball, limits) {
-    let files = 0;
-    let bytes = 0;
-    let problem;
-    let pending = '';
-    await new Promise((resolve, reject) => {
-        const tar = (0,external_node_child_process_namespaceObject.spawn)('tar', ['-tvf', tarball], { env: toolEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
-        let stderr = '';
-        let stopped = false;
-        tar.stderr.on('data', (chunk) => (stderr = (stderr + chunk.toString()).slice(-4096)));
-        tar.stdout.on('data', (chunk) => {
-            if (stopped)
-                return;
-            pending += chunk.toString('latin1');
-            let end;
-            while ((end = pending.indexOf('\n')) >= 0) {
-                const line = pending.slice(0, end);
-                pending = pending.slice(end + 1);
-                files++;
-                const size = /^\S+\s+\S+\s+(\d+)\s/.exec(line)?.[1];
-                if (size)
-                    bytes += Number(size);
-                if (files > limits.maxFiles)
-                    problem = `holds more than ${limits.maxFiles} entries (rootfs-max-files)`;
-                else if (bytes > limits.maxBytes) {
-                    problem = `unpacks to more than ${Math.round(limits.maxBytes / 2 ** 20)} MiB (rootfs-max-size)`;
-                }
-                if (problem) {
-                    stopped = true;
-                    tar.kill('SIGKILL');
-                    return;
-                }
-            }
-        });
-        tar.on('error', reject);
-        tar.on('close', (code) => {
-            if (stopped || code === 0)
-                resolve();
-            else
-                reject(new Error(stderr.trim() || `tar exited with status ${code ?? 'none'}`));
-        });
-    });
-    if (problem) {
-        throw new errors_ActionError(`rootfs: "${tarball}" ${problem}, past what this step converts. If the image really is that large, raise ` +
-            'the input; otherwise check how the tarball was built.', problem.includes('rootfs-max-files') ? 'rootfs-max-files' : 'rootfs-max-size');
-    }
-}
-/**
- * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
- * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
- * always gives the same bytes.
- */
-async function convertRootfsTarball(tarball, compression, creationDate, limits) {
-    const tool = await findSquashfsTool();
-    await checkRootfsListing(tarball, limits).catch((error) => {
-        // A limit passed is the answer; a tarball tar cannot list is left to the conversion, which
-        // reports it with its own error.
-        if (error instanceof errors_ActionError)
-            throw error;
-    });
-    const dir = await (0,external_node_fs_promises_namespaceObject.mkdtemp)((0,external_node_path_.join)(process.env['RUNNER_TEMP'] || (0,external_node_os_namespaceObject.tmpdir)(), 'lxc-publish-rootfs-'));
-    const remove = () => (0,external_node_fs_promises_namespaceObject.rm)(dir, { recursive: true, force: true });
-    const output = (0,external_node_path_.join)(dir, 'rootfs.squashfs');
-    // The tools parse a hostile tarball: they get a minimal environment (no inputs, so no key).
-    const env = toolEnvironment({ SOURCE_DATE_EPOCH: String(creationDate) });
-    try {
-        await pipe(tarball, DECOMPRESSORS[compression], squashfsCommand(tool, output), env);
-    }
-    catch (error) {
-        await remove();
-        throw new errors_ActionError(`rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${error.message}. ` +
-            'Check that the file is a complete tar archive.', 'rootfs');
-    }
-    return { path: output, size: (await (0,external_node_fs_promises_namespaceObject.stat)(output)).size, remove };
-}
-/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
-const ROOTFS_TARBALL_SINCE = [7, 0, 1];
-/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
-function rootfsDecision(mode, serverVersion) {
-    if (mode === 'always')
-        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
-    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
-    if (takesTarball) {
-        return {
-            convert: false,
-            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
-        };
-    }
-    if (mode === 'never') {
-        throw new errors_ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
-            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
-    }
-    return {
-        convert: true,
-        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
-    };
 }
 
 ;// CONCATENATED MODULE: external "node:stream/promises"
@@ -59345,59 +56668,8 @@ function hintFor(stderr, code) {
     return '';
 }
 
-;// CONCATENATED MODULE: ./src/ssh/shell.ts
-/**
- * The one place where remote shell commands are put together. Every argument is quoted for a
- * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
- */
-/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
-function quoteArg(arg) {
-    if (arg.includes('\0')) {
-        throw new Error('a shell argument cannot contain a NUL byte');
-    }
-    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
-        return arg;
-    }
-    return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-/** One simple command: every word quoted. */
-function commandLine(argv) {
-    if (argv.length === 0) {
-        throw new Error('a command needs at least one word');
-    }
-    return argv.map(quoteArg).join(' ');
-}
-/** Several commands, each run only when the previous one succeeded. */
-function commandChain(commands) {
-    return commands.map(commandLine).join(' && ');
-}
-/**
- * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
- * `name` is its $0 (shown by ps and in the shell's own error messages).
- */
-function scriptCommand(script, name, args) {
-    return commandLine(['sh', '-c', script, name, ...args]);
-}
-/**
- * Splits a command line built here (commandLine, scriptCommand) back into its words; undefined
- * for anything else. For the debug log, which shows a script's text once and then its arguments.
- */
-function splitCommandLine(command) {
-    const words = [];
-    const word = /([A-Za-z0-9_@%+=:,./-]+|(?:'[^']*'|\\')+)(?: |$)/y;
-    while (word.lastIndex < command.length) {
-        const start = word.lastIndex;
-        const match = word.exec(command);
-        if (!match || match.index !== start)
-            return undefined;
-        const text = match[1];
-        words.push(/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)
-            ? text
-            : text.replace(/'([^']*)'|\\'/g, (_, inner) => inner ?? "'"));
-    }
-    return words;
-}
-
+// EXTERNAL MODULE: ./src/ssh/shell.ts
+var shell = __nccwpck_require__(9000);
 ;// CONCATENATED MODULE: ./src/ssh/session.ts
 
 
@@ -59479,17 +56751,17 @@ const scriptsShown = new Set();
 function debugCommand(label, number, command) {
     if (!debugOn())
         return;
-    const words = splitCommandLine(command);
+    const words = (0,shell/* splitCommandLine */.aL)(command);
     if (words && words.length >= 4 && words[0] === 'sh' && words[1] === '-c') {
         const [, , script, name, ...args] = words;
         if (!scriptsShown.has(name)) {
             scriptsShown.add(name);
-            debug_debug(`server script ${name}:\n${script}`);
+            debug(`server script ${name}:\n${script}`);
         }
-        debug_debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(quoteArg).join(' ')}`);
+        debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(shell/* quoteArg */.X1).join(' ')}`);
         return;
     }
-    debug_debug(`${label} exec #${number}: ${command}`);
+    debug(`${label} exec #${number}: ${command}`);
 }
 class RemoteSession {
     ssh;
@@ -59557,7 +56829,7 @@ class RemoteSession {
         const connection = this.ssh.connection;
         if (!connection || this.closed)
             return Promise.reject(new Error('the SSH connection is closed'));
-        debug_debug(`${this.label}: opening a tunnel to ${host}:${port}`);
+        debug(`${this.label}: opening a tunnel to ${host}:${port}`);
         return new Promise((resolve, reject) => {
             const timer = setTimeout(() => reject(new Error(`no tunnel within ${timeoutSeconds} s (timed out)`)), timeoutSeconds * 1000);
             connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
@@ -59586,7 +56858,7 @@ class RemoteSession {
         const running = await this.start(command);
         const result = await this.collect(running, options);
         if (running.overflowed) {
-            throw new errors_ActionError(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
+            throw new errors/* ActionError */.lZ(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
                 'holds something other than what this action writes (an images.json that large, or a noisy login ' +
                 "shell). Check simplestreams-dir and the SSH user's shell startup files.");
         }
@@ -59641,7 +56913,7 @@ class RemoteSession {
     async run(command, options) {
         const result = await this.exec(command, options);
         if (result.code !== 0) {
-            throw new errors_ActionError(remoteFailure(options.what, result));
+            throw new errors/* ActionError */.lZ(remoteFailure(options.what, result));
         }
         return result.stdout;
     }
@@ -59672,7 +56944,7 @@ class RemoteSession {
         };
     }
     dispose() {
-        debug_debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
+        debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
         this.ssh.dispose();
         for (const carrier of this.carriers)
             carrier.dispose();
@@ -60003,7 +57275,7 @@ function parseIndexText(text, path) {
         return parseImagesIndex(text.toString('utf8'));
     }
     catch (error) {
-        throw new errors_ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
+        throw new errors/* ActionError */.lZ(`${path} on the server cannot be read as a simplestreams index: ${(0,errors/* describeError */.Uc)(error)}. ` +
             "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
     }
 }
@@ -60023,34 +57295,34 @@ async function readLiveIndex(registry, preflight) {
         case READ_LIVE_EXIT.noIndexYet:
             return emptyImagesIndex();
         case READ_LIVE_EXIT.noSimplestreamsDir:
-            throw new errors_ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
             throw preflight?.tool === 'incus-simplestreams'
-                ? new errors_ActionError("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
+                ? new errors/* ActionError */.lZ("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
                     `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`, 'simplestreams-dir')
-                : new errors_ActionError(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
+                : new errors/* ActionError */.lZ(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
         case READ_LIVE_EXIT.uploadDirNotWritable:
-            throw new errors_ActionError(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
+            throw new errors/* ActionError */.lZ(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
                 "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
         case READ_LIVE_EXIT.writableByOthers: {
             const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-            throw new errors_ActionError(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+            throw new errors/* ActionError */.lZ(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
                 `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
                 "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
         }
         case READ_LIVE_EXIT.simplestreamsDirNotWritable:
-            throw new errors_ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
                 "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
                 'Nothing was uploaded.', 'simplestreams-dir');
         default:
-            throw new errors_ActionError(remoteFailure(`Reading ${path}`, result));
+            throw new errors/* ActionError */.lZ(remoteFailure(`Reading ${path}`, result));
     }
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
 async function serverToolVersion(registry) {
-    const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
+    const output = await registry.session.run((0,shell/* commandLine */.ay)(['incus-simplestreams', '--version']), {
         what: 'Asking the server for its incus-simplestreams version',
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     });
@@ -60076,7 +57348,7 @@ async function housekeepAndRead(registry, done = []) {
     return parseIndexText(output, liveIndexPath(registry.paths));
 }
 async function removeDirs(registry, dirs) {
-    await registry.session.run(commandLine(['rm', '-rf', '--', ...dirs]), {
+    await registry.session.run((0,shell/* commandLine */.ay)(['rm', '-rf', '--', ...dirs]), {
         what: `Removing ${dirs.join(', ')}`,
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     });
@@ -60345,8 +57617,6 @@ function applyRetention(index, keep, fingerprint) {
     return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
 }
 
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/registry/commit.ts
 /** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
 
@@ -60387,19 +57657,19 @@ async function commit(registry, options) {
 async function holdLock(registry, options) {
     const { path, timeoutSeconds, busyMessage } = options;
     try {
-        const held = await registry.session.startHeld(scriptCommand(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]));
+        const held = await registry.session.startHeld((0,shell/* scriptCommand */.rG)(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]));
         const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
         if (!Number.isInteger(pid)) {
             await held.release();
-            throw new errors_ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
+            throw new errors/* ActionError */.lZ(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
         }
         return { pid, release: () => held.release() };
     }
     catch (error) {
         if (error instanceof HeldCommandEnded) {
             if (error.result.code === 75)
-                throw new errors_ActionError(busyMessage, 'lock-timeout');
-            throw new errors_ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
+                throw new errors/* ActionError */.lZ(busyMessage, 'lock-timeout');
+            throw new errors/* ActionError */.lZ(remoteFailure(`Taking the lock ${path}`, error.result));
         }
         throw error;
     }
@@ -60435,7 +57705,7 @@ function holdRegistryLock(registry, lockTimeout) {
 
 
 function serialConflictError(product, serial, existing, fingerprint) {
-    return new errors_ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
+    return new errors/* ActionError */.lZ(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
         'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
 }
@@ -60451,7 +57721,7 @@ function finishIndex(options, fingerprint, base, proposed) {
     if (keepVersions > 0) {
         const retention = applyRetention(next, keepVersions, fingerprint);
         if (retention.dropped.length > 0) {
-            info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
+            lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
             next = retention.index;
             retired.push(...retention.retired);
         }
@@ -60479,7 +57749,7 @@ async function planChange(registry, publication, change) {
         await change.run();
         base = await readLiveIndex(registry);
         if (!findFingerprint(base, fingerprint)) {
-            throw new errors_ActionError(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+            throw new errors/* ActionError */.lZ(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
                 `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
         }
     }
@@ -60515,7 +57785,7 @@ async function publishUnderLock(registry, publication, change, done = []) {
                 retired: [...plan.retired, ...finished.retired],
             });
         }
-        info(plan.status === 'unchanged'
+        lib_core/* info */.pq(plan.status === 'unchanged'
             ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
         const live = await housekeepAndRead(registry, done);
@@ -60530,22 +57800,28 @@ function verify(live, publication, status) {
     const { fingerprint, aliases } = publication;
     const published = findFingerprint(live, fingerprint);
     if (!published) {
-        throw new errors_ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
+        throw new errors/* ActionError */.lZ(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
             'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
     const missing = aliases.filter((alias) => !published.aliases.includes(alias));
     if (missing.length > 0) {
-        throw new errors_ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+        throw new errors/* ActionError */.lZ(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
             'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
-    info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
+    lib_core/* info */.pq(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
     return { status, fingerprint, ...published };
 }
 
+// EXTERNAL MODULE: external "assert"
+var external_assert_ = __nccwpck_require__(2613);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
 var is_stream = __nccwpck_require__(6543);
 // EXTERNAL MODULE: ./node_modules/make-dir/index.js
 var make_dir = __nccwpck_require__(6512);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
 ;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
 class PromiseQueue {
     constructor({ concurrency = 1 } = {}) {
@@ -61432,39 +58708,39 @@ var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node
 function hostKeyMismatch(options, presented) {
     const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
-    return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+    return new errors/* ActionError */.lZ(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
         `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
         `${input}; otherwise someone may be intercepting the connection.`, input);
 }
 function connectionError(error, options) {
-    const message = describeError(error);
+    const message = (0,errors/* describeError */.Uc)(error);
     const target = `${options.host}:${options.port}`;
     const code = error.code;
     const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new errors_ActionError(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
             '(AllowTcpForwarding in its sshd_config).', 'host');
     }
     if (code === 'ECONNREFUSED') {
-        return new errors_ActionError(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
+        return new errors/* ActionError */.lZ(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
     }
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
+        return new errors/* ActionError */.lZ(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
     }
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-        return new errors_ActionError(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
+        return new errors/* ActionError */.lZ(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
             (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
     }
     if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
-        return new errors_ActionError(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
+        return new errors/* ActionError */.lZ(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
             (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
     }
     if (/authentication methods failed/i.test(message)) {
-        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
+        return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
             "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
     }
-    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, host);
+    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${message}`, host);
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/connect.ts
@@ -61522,7 +58798,7 @@ async function attemptConnection(options, algorithms) {
     const pinned = hasPins(options.hostKeyPins);
     let presented;
     let verdict;
-    debug_debug(`${options.role} ${options.host}:${options.port}: host key algorithms offered: ` +
+    debug(`${options.role} ${options.host}:${options.port}: host key algorithms offered: ` +
         (algorithms ? algorithms.join(',') : "ssh2's defaults"));
     let sock;
     try {
@@ -61543,14 +58819,14 @@ async function attemptConnection(options, algorithms) {
             keepaliveInterval: 15000,
             keepaliveCountMax: 4,
             ...(algorithms ? { algorithms: { serverHostKey: algorithms } } : {}),
-            ...(debugOn() ? { debug: (line) => debug_debug(`ssh2 ${options.role}: ${line}`) } : {}),
+            ...(debugOn() ? { debug: (line) => debug(`ssh2 ${options.role}: ${line}`) } : {}),
             hostVerifier: (key) => {
                 presented = describePresentedKey(key);
                 if (pinned && !hostKeyAllowed(options.hostKeyPins, key))
                     verdict = 'mismatch';
                 else if (!pinned && options.strictHostKey)
                     verdict = 'unpinned';
-                debug_debug(`${options.role} ${options.host}:${options.port}: host key presented: ${presented.type} ` +
+                debug(`${options.role} ${options.host}:${options.port}: host key presented: ${presented.type} ` +
                     `${presented.fingerprint} (${verdict ?? (pinned ? 'pinned' : 'not pinned')})`);
                 return verdict === undefined;
             },
@@ -61561,13 +58837,13 @@ async function attemptConnection(options, algorithms) {
         sock.destroy();
         if (verdict && presented)
             return { kind: verdict, presented };
-        if (algorithms && /no matching host ?key/i.test(describeError(error)))
+        if (algorithms && /no matching host ?key/i.test((0,errors/* describeError */.Uc)(error)))
             return { kind: 'unsupported' };
         throw connectionError(error, options);
     }
     if (!presented) {
         ssh.dispose();
-        throw new errors_ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
+        throw new errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
     }
     return { kind: 'connected', ssh, presented };
 }
@@ -61630,7 +58906,7 @@ async function connectHop(options) {
     const fingerprintInput = inputName(options.role, 'host-fingerprint');
     // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
     if (!pinned && pinsGiven(options.hostKeyPins)) {
-        throw new errors_ActionError(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
+        throw new errors/* ActionError */.lZ(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
             "accepted. Pin the server's current host key. Nothing was sent to the server.", knownHostsInput);
     }
     const presentedKeys = [];
@@ -61641,18 +58917,18 @@ async function connectHop(options) {
         if (attempt.kind === 'connected') {
             if (!pinned) {
                 const { type, fingerprint } = attempt.presented;
-                core_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+                lib_core/* warning */.$e(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
                     `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
                     '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.', { title: 'Host key not pinned' });
             }
             else {
                 const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
-                info(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+                lib_core/* info */.pq(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
             }
             return new RemoteSession(attempt.ssh, attempt.presented, options.role);
         }
         if (attempt.kind === 'unpinned') {
-            throw new errors_ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
+            throw new errors/* ActionError */.lZ(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
                 `${fingerprintInput} nor ${knownHostsInput} is set. The server presented ${attempt.presented.type} ` +
                 `${attempt.presented.fingerprint}; after checking it on the server, set ${fingerprintInput}: ${attempt.presented.fingerprint}.`, fingerprintInput);
         }
@@ -61702,14 +58978,14 @@ class Connection {
 /** Quoting a POSIX shell reads back as it is; the others do not: a backslash pair, `$`, a line break, `!`. */
 const PROBE = 'lxc-publish \\\\ $HOME\n!probe';
 async function checkLoginShell(session, username) {
-    const result = await session.exec(commandLine(['printf', '%s', PROBE]), { timeoutSeconds: 60 });
+    const result = await session.exec((0,shell/* commandLine */.ay)(['printf', '%s', PROBE]), { timeoutSeconds: 60 });
     const printed = result.stdout.toString('utf8');
     if (result.code === 0 && printed === PROBE)
         return;
     const seen = result.code === 0
         ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
-        : `it failed (${oneLine(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
-    throw new errors_ActionError(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
+        : `it failed (${(0,errors/* oneLine */.TN)(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
+    throw new errors/* ActionError */.lZ(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
         `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
         `otherwise. Give the user a POSIX shell on the server (chsh -s /bin/bash ${username}); if it has one, make ` +
         'its startup files (.bashrc) quiet for commands run over SSH. Nothing was uploaded.', 'username');
@@ -61758,11 +59034,11 @@ class Registry {
     }
     /** Runs a server script and fails with its stderr unless it exits with status 0. */
     runScript(script, args, options) {
-        return this.session.run(scriptCommand(script.text, script.name, args), options);
+        return this.session.run((0,shell/* scriptCommand */.rG)(script.text, script.name, args), options);
     }
     /** Runs a server script and returns how it ended, whatever its status. */
     execScript(script, args, options = {}) {
-        return this.session.exec(scriptCommand(script.text, script.name, args), options);
+        return this.session.exec((0,shell/* scriptCommand */.rG)(script.text, script.name, args), options);
     }
     close() {
         this.connection.dispose();
@@ -61830,7 +59106,7 @@ function markUnifiedVm(index, fingerprint) {
 
 /** Runs incus-simplestreams add in an empty staging tree of the image's own. */
 function stageCommand(staging, remoteFiles) {
-    return commandChain([
+    return (0,shell/* commandChain */.rk)([
         ['rm', '-rf', '--', staging],
         ['mkdir', '-p', '--', staging],
         ['cd', '--', staging],
@@ -61845,20 +59121,20 @@ function stageCommand(staging, remoteFiles) {
 async function stageImage(registry, options) {
     const { image, staging, fingerprint } = options;
     // One round trip: the tool's index is printed once the tool has written it.
-    const output = await registry.session.run(`${stageCommand(staging, remotePaths(image))} >&2 && ${commandLine(['cat', '--', 'streams/v1/images.json'])}`, { what: 'incus-simplestreams add (in the staging tree)' });
+    const output = await registry.session.run(`${stageCommand(staging, remotePaths(image))} >&2 && ${(0,shell/* commandLine */.ay)(['cat', '--', 'streams/v1/images.json'])}`, { what: 'incus-simplestreams add (in the staging tree)' });
     const stagedIndex = parseIndexText(output, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
     const staged = stagedVersion(options.unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
     const stagedFingerprint = versionFingerprint(staged.version);
     if (stagedFingerprint !== fingerprint) {
         await removeDirs(registry, [image.dir]);
-        throw new errors_ActionError(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+        throw new errors/* ActionError */.lZ(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
             'the upload was damaged. It was removed; run the step again.');
     }
     return staged;
 }
 /** The owner's convert-command, run in simplestreams-dir with documented, quoted arguments. */
 function customConvertCommand(command, simplestreamsDir, args) {
-    return commandChain([
+    return (0,shell/* commandChain */.rk)([
         ['cd', '--', simplestreamsDir],
         ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
     ]);
@@ -61868,7 +59144,7 @@ async function runCustomConvert(registry, command, image, args) {
     const [metadata = '', data = ''] = remotePaths(image);
     const output = await registry.session.run(customConvertCommand(command, registry.paths.simplestreamsDir, { metadata, data, ...args }), { what: `convert-command ${command}` });
     // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
-    logUntrusted(output.toString('utf8').trim(), info);
+    logUntrusted(output.toString('utf8').trim(), lib_core/* info */.pq);
 }
 
 ;// CONCATENATED MODULE: ./src/registry/progress.ts
@@ -61969,7 +59245,7 @@ async function uploadState(registry, image, timeoutSeconds) {
     return states;
 }
 async function remoteSha256(registry, path) {
-    const output = await registry.session.run(commandLine(['sha256sum', '--', path]), {
+    const output = await registry.session.run((0,shell/* commandLine */.ay)(['sha256sum', '--', path]), {
         what: `Hashing ${path} on the server`,
     });
     return output.toString('utf8').split(' ')[0] ?? '';
@@ -61977,20 +59253,15 @@ async function remoteSha256(registry, path) {
 /** Streams a file (from `offset`) onto `<name>.partial`, renamed to its name once complete. */
 async function sendFile(registry, file, options) {
     const { dir, offset, lockTimeout, hashes } = options;
-    const counter = new ProgressCounter(file.name, file.local.size, info, 5000, offset, hashes);
-    // Exactly the size inspected: a file that grows meanwhile is caught after the upload, by its identity.
-    const source = (0,external_node_fs_namespaceObject.createReadStream)(file.local.path, {
-        start: offset,
-        end: file.local.size - 1,
-        highWaterMark: 256 * 1024,
-    });
+    const counter = new ProgressCounter(file.name, file.local.size, lib_core/* info */.pq, 5000, offset, hashes);
+    const source = readStream(file.local, { start: offset });
     source.on('error', (error) => counter.destroy(error));
     const restart = offset === 0 ? '1' : '0';
     await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
         what: `Uploading ${file.local.path} to ${external_node_path_.posix.join(dir, file.name)}`,
         stdin: source.pipe(counter),
     });
-    info(formatProgress(counter.snapshot()));
+    lib_core/* info */.pq(formatProgress(counter.snapshot()));
 }
 /**
  * Sends the files that are not already on the server, resuming partial ones, and hashes them as
@@ -62007,10 +59278,10 @@ async function transferFiles(registry, image, lockTimeout, hashes) {
         if (state.final === file.local.size) {
             const own = (0,external_node_crypto_.createHash)('sha256');
             const fingerprint = hashes.before(index);
-            await hashFileInto(file.local.path, [own, fingerprint], file.local.size);
+            await hashFileInto(file.local, [own, fingerprint]);
             if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
                 hashes.finish(index, fingerprint);
-                info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+                lib_core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
                 continue;
             }
         }
@@ -62021,12 +59292,12 @@ async function transferFiles(registry, image, lockTimeout, hashes) {
             const prefixFingerprint = hashes.before(index);
             const [remote] = await Promise.all([
                 remoteSha256(registry, `${remotePath}.partial`),
-                hashFileInto(file.local.path, [prefix, prefixFingerprint], state.partial),
+                hashFileInto(file.local, [prefix, prefixFingerprint], state.partial),
             ]);
             if (remote === prefix.digest('hex')) {
                 offset = state.partial;
                 fingerprint = prefixFingerprint;
-                info(`${file.name}: resuming after ${offset} bytes already on the server`);
+                lib_core/* info */.pq(`${file.name}: resuming after ${offset} bytes already on the server`);
             }
         }
         // One hash over the bytes as they go: the fingerprint, without a second read of the file.
@@ -62057,9 +59328,9 @@ async function uploadImage(registry, image, options) {
             if (registry.isConnected() || attempt >= options.retries)
                 throw error;
             const delay = Math.min(30, 2 ** attempt);
-            core_warning(`The connection dropped during the upload (${untrustedLine(describeError(error))}). Retrying in ${delay} s ` +
+            lib_core/* warning */.$e(`The connection dropped during the upload (${untrustedLine((0,errors/* describeError */.Uc)(error))}). Retrying in ${delay} s ` +
                 `(retry ${attempt + 1} of ${options.retries}); the upload resumes where it stopped.`);
-            await (0,promises_namespaceObject.setTimeout)(delay * 1000);
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
             await registry.reconnect();
         }
     }
@@ -62087,14 +59358,15 @@ async function uploadImage(registry, image, options) {
 
 
 
+
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 async function inspect(settings) {
     const image = await timedGroup('Inspect the image', async () => {
-        const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
+        const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath, settings.rootfsLimits);
         const { os, release, variant, propertiesArchitecture } = inspected.properties;
         // metadata.yaml is the image builder's: its values are logged escaped.
         const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
-        info(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
+        lib_core/* info */.pq(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
         return inspected;
     });
     const unified = !image.data;
@@ -62102,7 +59374,7 @@ async function inspect(settings) {
     if (settings.lxdCompat)
         warnings.push(...lxdWarnings(image.imageType, unified));
     for (const warning of warnings)
-        core_warning(warning);
+        lib_core/* warning */.$e(warning);
     return image;
 }
 /**
@@ -62116,7 +59388,7 @@ function requestedAliases(settings, image) {
     if (settings.defaultAlias) {
         const derived = `${os}/${release}/${variant}`;
         if (!/^[^\s,\u0000-\u001f\u007f]{1,255}$/.test(derived)) {
-            throw new errors_ActionError(`default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
+            throw new errors/* ActionError */.lZ(`default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
                 'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +
                 'image definition, or set default-alias: false.', 'default-alias');
         }
@@ -62143,17 +59415,17 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
         return image;
     const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
     const decision = rootfsDecision(settings.convertRootfs, version);
-    info(untrustedLine(decision.reason)); // it quotes the server's version output
+    lib_core/* info */.pq(untrustedLine(decision.reason)); // it quotes the server's version output
     if (!decision.convert)
         return image;
-    const converted = await convertRootfsTarball(data.path, data.compression ?? 'none', image.properties.creationDate, settings.rootfsLimits);
+    const converted = await convertRootfsTarball(data, {
+        creationDate: image.properties.creationDate,
+        timeoutSeconds: settings.convertRootfsTimeout,
+        log: lib_core/* info */.pq,
+    });
     onCleanup(converted.remove);
-    info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
-    return {
-        ...image,
-        data: { path: converted.path, size: converted.size, kind: 'squashfs' },
-        size: image.metadata.size + converted.size,
-    };
+    lib_core/* info */.pq(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+    return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
 }
 /**
  * Step 3: whether the image is already published. A fingerprint can only be published under its
@@ -62171,7 +59443,7 @@ async function findExisting(settings, image, live) {
         return { published: false };
     const fingerprint = await timedGroup('Fingerprint', async () => {
         const computed = await hashing_fingerprintOf(image);
-        info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
+        lib_core/* info */.pq(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
         return computed;
     });
     if (findFingerprint(live, fingerprint))
@@ -62189,15 +59461,31 @@ function putAliases(registry, settings, fingerprint, aliases) {
 /** Step 4: the files into the image's own upload directory, resumed and retried; the fingerprint. */
 async function upload(registry, settings, image, knownFingerprint) {
     const remote = remoteImage(registry.paths, await uploadKey(image), image);
-    const uploaded = await timedGroup('Upload', () => uploadImage(registry, remote, settings));
-    await checkUnchanged(imageFiles(image), (file) => (file === image.metadata ? 'metadata' : 'rootfs')).catch(async (error) => {
+    // What was sent is what was inspected, up to its size: a file that changed since is refused,
+    // and when the upload failed, a change is what the message says first.
+    const unchanged = async () => {
+        for (const file of imageFiles(image))
+            await checkUnchanged(file);
+    };
+    let uploaded;
+    try {
+        uploaded = await timedGroup('Upload', () => uploadImage(registry, remote, settings));
+    }
+    catch (error) {
+        await unchanged();
+        throw error;
+    }
+    lib_core/* info */.pq(`Fingerprint: ${uploaded.fingerprint}`);
+    try {
+        await unchanged();
+    }
+    catch (error) {
         await uploaded.lock.release().catch(() => undefined);
         throw error;
-    });
-    info(`Fingerprint: ${uploaded.fingerprint}`);
+    }
     if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
         await uploaded.lock.release().catch(() => undefined);
-        throw new errors_ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
+        throw new errors/* ActionError */.lZ(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
             'Make sure nothing writes them during the publish, and run it again.', 'metadata');
     }
     return { remote, upload: uploaded };
@@ -62223,7 +59511,7 @@ async function convert(registry, settings, image, remote, publication) {
             fingerprint,
             unifiedVm: !image.data && image.imageType === 'virtual-machine',
         });
-        info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
+        lib_core/* info */.pq(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
         return { kind: 'staged', dir: staging, version };
     });
 }
@@ -62239,6 +59527,190 @@ async function discardStaging(registry, remote) {
         await removeDirs(registry, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
 }
 
+// EXTERNAL MODULE: ./src/action/step.ts
+var step = __nccwpck_require__(9134);
+// EXTERNAL MODULE: ./src/action/summary.ts + 1 modules
+var summary = __nccwpck_require__(804);
+;// CONCATENATED MODULE: ./src/action/main.ts
+/**
+ * The action: the steps of the README's "What it does", in order, each one call (action/steps.ts),
+ * then the outputs, the public check and the job summary.
+ */
+
+
+
+
+
+
+
+
+
+
+/** Publishes the image the settings name and returns what the registry now serves. */
+async function publish(settings) {
+    const inspected = await inspect(settings); // 1. inspect locally
+    // The files stay open, and are read through those descriptors, until the run is over.
+    const cleanups = [() => closeFiles(imageFiles(inspected))];
+    let registry;
+    try {
+        const aliases = requestedAliases(settings, inspected);
+        registry = await steps_connect(settings); // 2. connect, host key checked
+        const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
+        const live = await checkServer(registry, settings); // 2. the server's tools and directories
+        const existing = await findExisting(settings, image, live); // 3. skip what is already there
+        if (existing.published)
+            return await putAliases(registry, settings, existing.fingerprint, aliases);
+        const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
+        const publication = { fingerprint: uploaded.fingerprint, aliases };
+        try {
+            const change = await convert(registry, settings, image, remote, publication); // 5. stage
+            return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
+        }
+        catch (error) {
+            await discardStaging(registry, remote);
+            throw error;
+        }
+        finally {
+            await uploaded.lock.release().catch(() => undefined);
+        }
+    }
+    finally {
+        registry?.close();
+        // A squashfs converted from a rootfs tarball is not needed once the run is over.
+        for (const cleanup of cleanups)
+            await cleanup().catch(() => undefined);
+    }
+}
+/** With public-url: what clients will see, checked over HTTPS. */
+function checkPublic(settings, result) {
+    return timedGroup(`Check ${settings.publicUrl}`, () => checkPublicRegistry({
+        url: settings.publicUrl,
+        fingerprint: result.fingerprint,
+        timeoutSeconds: settings.publicCheckTimeout,
+        log: lib_core/* info */.pq,
+    }));
+}
+/** The action's entry point: never throws; a failure fails the step with a message. */
+function run() {
+    return (0,step/* runStep */.e)('Image not published', async (onSettings) => {
+        const settings = onSettings(readSettings());
+        const result = await publish(settings);
+        setOutputs(result); // 8. report
+        let publicCheck;
+        try {
+            if (settings.publicUrl)
+                publicCheck = await checkPublic(settings, result);
+        }
+        finally {
+            // The summary says "served" only when the public check passed. Outside a runner (a local
+            // run) there is no summary file: the log has everything. `summary: false` turns it off.
+            if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
+                await (0,summary/* writeSummary */.Sy)(result, {
+                    ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+                    ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
+                    lxd: settings.lxdCompat,
+                });
+        }
+    });
+}
+
+
+/***/ }),
+
+/***/ 9134:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   e: () => (/* binding */ runStep),
+/* harmony export */   i: () => (/* binding */ installLastResortHandlers)
+/* harmony export */ });
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
+/* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1922);
+/* harmony import */ var _summary_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(804);
+/** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
+
+
+
+/**
+ * The last resort: an error thrown where no caller catches it (an event handler, a stream, a
+ * promise nobody awaits), or a run that ends without settling, still fails the step with one
+ * ::error line, instead of ending the process with a stack trace only, or with none. Returns
+ * what marks the run as finished.
+ */
+function installLastResortHandlers() {
+    let reported = false;
+    let finished = false;
+    const fail = (message) => {
+        process.exitCode = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure;
+        if (reported)
+            return;
+        reported = true;
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(message, { title: 'lxc-publish failed' });
+    };
+    const report = (error) => {
+        fail(error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ ? error.message : `Unexpected error: ${(0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .describeError */ .Uc)(error)}`);
+        const summary = process.env['GITHUB_STEP_SUMMARY']
+            ? (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)((0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .describeError */ .Uc)(error)).catch(() => undefined)
+            : Promise.resolve();
+        void summary.finally(() => process.exit(_actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure));
+    };
+    process.on('uncaughtException', report);
+    process.on('unhandledRejection', report);
+    process.on('exit', () => {
+        if (!finished)
+            fail('Unexpected error: the run ended before it finished (nothing was left to wait for).');
+    });
+    return () => {
+        finished = true;
+    };
+}
+/**
+ * Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. The
+ * work hands its settings to `onSettings` once read: with `summary: false` a failure writes no
+ * summary either (a failure before the settings are read, a bad input, still does, unless the
+ * summary input itself says false).
+ */
+async function runStep(failureHeading, work) {
+    let summary = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4('summary').trim().toLowerCase() !== 'false';
+    try {
+        await work((settings) => {
+            summary = settings.summary;
+            return settings;
+        });
+    }
+    catch (error) {
+        // ActionError messages already name the input and the fix; anything else is unexpected.
+        // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
+        const message = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ
+            ? error.message
+            : (0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .withoutLegacyCommands */ .Uy)((0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .withoutControlCharacters */ .aC)(`Unexpected error: ${(0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .describeError */ .Uc)(error)}`));
+        const input = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ ? error.input : undefined;
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
+        process.exitCode = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure;
+        if (summary && process.env['GITHUB_STEP_SUMMARY'])
+            await (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)(message, failureHeading).catch(() => undefined);
+    }
+}
+
+
+/***/ }),
+
+/***/ 804:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  KJ: () => (/* binding */ writeFailureSummary),
+  Sy: () => (/* binding */ writeSummary)
+});
+
+// UNUSED EXPORTS: buildDayTwoSummary, buildFailureSummary, buildSummary, formatSize, launchCommand, writeDayTwoSummary
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
+var lib_core = __nccwpck_require__(7264);
+// EXTERNAL MODULE: ./src/ssh/shell.ts
+var shell = __nccwpck_require__(9000);
 ;// CONCATENATED MODULE: ./src/public/commands.ts
 
 const INSTANCE_PLACEHOLDER = 'my-instance';
@@ -62250,7 +59722,7 @@ const INSTANCE_PLACEHOLDER = 'my-instance';
 function commands_clientCommands(remote, url, result) {
     const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
     const lines = (client) => [
-        [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(quoteArg).join(' '),
+        [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(shell/* quoteArg */.X1).join(' '),
         [
             client,
             'launch',
@@ -62258,12 +59730,14 @@ function commands_clientCommands(remote, url, result) {
             INSTANCE_PLACEHOLDER,
             ...(result.imageType === 'virtual-machine' ? ['--vm'] : []),
         ]
-            .map(quoteArg)
+            .map(shell/* quoteArg */.X1)
             .join(' '),
     ];
     return { incus: lines('incus'), lxc: lines('lxc') };
 }
 
+// EXTERNAL MODULE: ./src/public/remote.ts
+var public_remote = __nccwpck_require__(2611);
 ;// CONCATENATED MODULE: ./src/action/summary.ts
 /** The job summary: what was published, where it is served, and how to use it. */
 
@@ -62315,7 +59789,7 @@ function servedText(check) {
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
 function buildSummary(result, options = {}) {
     const publicUrl = options.publicUrl ?? '';
-    const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
+    const remote = options.remoteName || (publicUrl ? (0,public_remote/* defaultRemoteName */.ZJ)(publicUrl) : REMOTE_PLACEHOLDER);
     const rows = [
         ['Status', escapeHtml(result.status)],
         ['Fingerprint', code(result.fingerprint)],
@@ -62354,7 +59828,7 @@ function buildSummary(result, options = {}) {
 }
 /** Writes the job summary. */
 async function writeSummary(result, options = {}) {
-    await summary.addRaw(buildSummary(result, options)).write();
+    await lib_core/* summary */.z.addRaw(buildSummary(result, options)).write();
 }
 /**
  * The job summary of a failed run: what went wrong and what to do, as the error says. The message
@@ -62365,7 +59839,7 @@ function buildFailureSummary(message, heading = 'Image not published') {
     return `<h2>${escapeHtml(heading)}</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
 }
 async function writeFailureSummary(message, heading) {
-    await summary.addRaw(buildFailureSummary(message, heading)).write();
+    await lib_core/* summary */.z.addRaw(buildFailureSummary(message, heading)).write();
 }
 const DAY_TWO_HEADINGS = {
     updated: 'Aliases moved',
@@ -62401,131 +59875,59 @@ async function writeDayTwoSummary(result) {
     await core.summary.addRaw(buildDayTwoSummary(result)).write();
 }
 
-;// CONCATENATED MODULE: ./src/action/step.ts
-/** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
 
+/***/ }),
 
+/***/ 1922:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Kg: () => (/* binding */ hasControlCharacters),
+/* harmony export */   TN: () => (/* binding */ oneLine),
+/* harmony export */   Uc: () => (/* binding */ describeError),
+/* harmony export */   Uy: () => (/* binding */ withoutLegacyCommands),
+/* harmony export */   aC: () => (/* binding */ withoutControlCharacters),
+/* harmony export */   lZ: () => (/* binding */ ActionError)
+/* harmony export */ });
 /**
- * The last resort: an error thrown outside the step's promise chain (an event emitter without a
- * listener, say) still ends the step with an ::error, never silently.
+ * Errors the user can act on, and the one sanitiser for text that reaches the log or a message.
  */
-function installLastResort() {
-    const fail = (error) => {
-        core_error(withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`)), {
-            title: 'lxc-publish failed',
-        });
-        process.exit(ExitCode.Failure);
-    };
-    process.on('uncaughtException', fail);
-    process.on('unhandledRejection', fail);
-}
 /**
- * Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. The
- * work hands its settings to `onSettings` once read: with `summary: false` a failure writes no
- * summary either (a failure before the settings are read, a bad input, still does, unless the
- * summary input itself says false).
+ * An error the user can act on: the message says what failed and what to do.
+ * `input` names the action input involved, when there is one.
  */
-async function runStep(failureHeading, work) {
-    let summary = getInput('summary').trim().toLowerCase() !== 'false';
-    installLastResort();
-    try {
-        await work((settings) => {
-            summary = settings.summary;
-            return settings;
-        });
-    }
-    catch (error) {
-        // ActionError messages already name the input and the fix; anything else is unexpected.
-        // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
-        const message = error instanceof errors_ActionError
-            ? error.message
-            : withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
-        const input = error instanceof errors_ActionError ? error.input : undefined;
-        core_error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
-        process.exitCode = ExitCode.Failure;
-        if (summary && process.env['GITHUB_STEP_SUMMARY'])
-            await writeFailureSummary(message, failureHeading).catch(() => undefined);
+class ActionError extends Error {
+    input;
+    constructor(message, input) {
+        // Messages quote inputs and server output: no control character (a terminal escape, say)
+        // reaches the log as it is. Line breaks and tabs stay (core.error escapes them), and the
+        // legacy "##[" log command is escaped (see common/untrusted.ts).
+        super(withoutLegacyCommands(withoutControlCharacters(message)));
+        this.input = input;
+        this.name = 'ActionError';
     }
 }
-
-;// CONCATENATED MODULE: ./src/action/main.ts
-/**
- * The action: the steps of the README's "What it does", in order, each one call (action/steps.ts),
- * then the outputs, the public check and the job summary.
- */
-
-
-
-
-
-
-
-
-/** Publishes the image the settings name and returns what the registry now serves. */
-async function publish(settings) {
-    const inspected = await inspect(settings); // 1. inspect locally
-    const aliases = requestedAliases(settings, inspected);
-    const registry = await steps_connect(settings); // 2. connect, host key checked
-    const cleanups = [];
-    try {
-        const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
-        const live = await checkServer(registry, settings); // 2. the server's tools and directories
-        const existing = await findExisting(settings, image, live); // 3. skip what is already there
-        if (existing.published)
-            return await putAliases(registry, settings, existing.fingerprint, aliases);
-        const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
-        const publication = { fingerprint: uploaded.fingerprint, aliases };
-        try {
-            const change = await convert(registry, settings, image, remote, publication); // 5. stage
-            return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
-        }
-        catch (error) {
-            await discardStaging(registry, remote);
-            throw error;
-        }
-        finally {
-            await uploaded.lock.release().catch(() => undefined);
-        }
-    }
-    finally {
-        registry.close();
-        // A squashfs converted from a rootfs tarball is not needed once the run is over.
-        for (const cleanup of cleanups)
-            await cleanup().catch(() => undefined);
-    }
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
+/** Whether the text holds any control character (newline and tab included). */
+function hasControlCharacters(text) {
+    return CONTROL_CHARACTERS.test(text);
 }
-/** With public-url: what clients will see, checked over HTTPS. */
-function checkPublic(settings, result) {
-    return timedGroup(`Check ${settings.publicUrl}`, () => checkPublicRegistry({
-        url: settings.publicUrl,
-        fingerprint: result.fingerprint,
-        timeoutSeconds: settings.publicCheckTimeout,
-        log: info,
-    }));
+/** Replaces control characters other than newline and tab with "?". */
+function withoutControlCharacters(text) {
+    return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
 }
-/** The action's entry point: never throws; a failure fails the step with a message. */
-function run() {
-    return runStep('Image not published', async (onSettings) => {
-        const settings = onSettings(readSettings());
-        const result = await publish(settings);
-        setOutputs(result); // 8. report
-        let publicCheck;
-        try {
-            if (settings.publicUrl)
-                publicCheck = await checkPublic(settings, result);
-        }
-        finally {
-            // The summary says "served" only when the public check passed. Outside a runner (a local
-            // run) there is no summary file: the log has everything. `summary: false` turns it off.
-            if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
-                await writeSummary(result, {
-                    ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
-                    ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
-                    lxd: settings.lxdCompat,
-                });
-        }
-    });
+/** "#[" with its bracket escaped, so that no "##[" (a legacy log command, read anywhere in a line) remains. */
+function withoutLegacyCommands(text) {
+    return text.replace(/#\[/g, '#\\[');
+}
+/** One line of text for a message: every control character, newline and tab included, as "?". */
+function oneLine(text) {
+    return text.replace(new RegExp(CONTROL_CHARACTERS.source, 'g'), '?');
+}
+/** Text of any thrown value, for messages. */
+function describeError(error) {
+    return error instanceof Error ? error.message : String(error);
 }
 
 
@@ -62555,13 +59957,222 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9733);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7683);
+/* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 
+
+const finished = (0,_action_step_js__WEBPACK_IMPORTED_MODULE_2__/* .installLastResortHandlers */ .i)();
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
+finished();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
+
+/***/ }),
+
+/***/ 2611:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   HU: () => (/* binding */ validatePublicUrl),
+/* harmony export */   ZJ: () => (/* binding */ defaultRemoteName),
+/* harmony export */   i5: () => (/* binding */ validateRemoteName)
+/* harmony export */ });
+/* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1922);
+/**
+ * The registry's public address and the remote name clients give it: the `public-url` and
+ * `remote-name` inputs, checked, and the name derived from the URL when none is given.
+ */
+
+const PUBLIC_URL_INPUT = 'public-url';
+const REMOTE_NAME_INPUT = 'remote-name';
+/**
+ * The registry's public address as the clients use it: `https://host[:port][/path]`, without a
+ * trailing slash. Blank text gives '' (no public URL). Only https: `incus remote add
+ * --protocol=simplestreams` refuses anything else ("Only https URLs are supported"), even on
+ * loopback, so an http URL could never be launched from.
+ */
+function validatePublicUrl(text) {
+    const value = text.trim();
+    if (value === '')
+        return '';
+    const shown = (0,_common_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .oneLine */ .TN)(value);
+    const fail = (why) => {
+        throw new _common_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ActionError */ .lZ(`${PUBLIC_URL_INPUT}: "${shown}" ${why}`, PUBLIC_URL_INPUT);
+    };
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        return fail("is not a URL. Give the registry's HTTPS address, for example https://lxc.example.com.");
+    }
+    if (url.protocol !== 'https:') {
+        fail(`is not an https:// address. Incus and LXD clients only add simplestreams remotes over HTTPS; ` +
+            `serve the registry with TLS and give its https:// address.`);
+    }
+    if (url.username !== '' || url.password !== '') {
+        fail('holds a user name or password. Give the public address without credentials (it is shown in the job summary).');
+    }
+    if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
+        fail("has a query (?...) or fragment (#...). Give the address of the registry's root directory only.");
+    }
+    const path = url.pathname.replace(/\/+$/, '');
+    if (/(^|\/)streams(\/|$)/.test(path)) {
+        fail("points inside streams/. Give the registry's root, the directory that holds streams/ and images/ " +
+            '(for example https://lxc.example.com, not https://lxc.example.com/streams/v1/index.json).');
+    }
+    return `${url.protocol}//${url.host}${path}`;
+}
+/** Remotes that stock incus or lxc clients already have: `remote add` of these fails. */
+const RESERVED_REMOTES = new Set([
+    'local',
+    'images',
+    'ubuntu',
+    'ubuntu-daily',
+    'ubuntu-minimal',
+    'ubuntu-minimal-daily',
+]);
+/** Host labels that say "an image server" rather than whose it is. */
+const GENERIC_LABELS = new Set([
+    'lxc',
+    'lxd',
+    'incus',
+    'image',
+    'images',
+    'img',
+    'www',
+    'registry',
+    'containers',
+    'simplestreams',
+    'streams',
+    'cdn',
+    'dl',
+    'download',
+    'downloads',
+    'mirror',
+    'mirrors',
+    'repo',
+    'repos',
+    'static',
+    'files',
+]);
+const FALLBACK_REMOTE = 'registry';
+/**
+ * The remote name the summary's commands use when `remote-name` is empty, from the URL's host:
+ * the host's labels without the last one (the TLD), lowercased, each reduced to [a-z0-9-]; the
+ * first that is not a generic word (lxc, lxd, incus, images, www, registry, cdn, mirror, …) nor
+ * a remote stock clients already have (local, images, ubuntu…). Without one, the first label that
+ * is not such a remote; for an IP address, `localhost` or nothing usable: `registry`.
+ *
+ * https://lxc.crynux.io → crynux; https://images.example.co.uk → example;
+ * https://crynux.io → crynux; https://lxc.io → lxc; https://127.0.0.1:8443 → registry.
+ */
+function defaultRemoteName(url) {
+    let host;
+    try {
+        host = new URL(url).hostname.toLowerCase().replace(/\.+$/, '');
+    }
+    catch {
+        return FALLBACK_REMOTE;
+    }
+    if (host === '' || host === 'localhost' || host.startsWith('[') || /^[0-9.]+$/.test(host))
+        return FALLBACK_REMOTE;
+    const labels = host.split('.');
+    const candidates = (labels.length > 1 ? labels.slice(0, -1) : labels)
+        .map((label) => label.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, ''))
+        .filter((label) => label !== '' && !RESERVED_REMOTES.has(label));
+    return candidates.find((label) => !GENERIC_LABELS.has(label)) ?? candidates[0] ?? FALLBACK_REMOTE;
+}
+/**
+ * A remote name given in `remote-name`, trimmed. Incus refuses ':' (it separates remote and
+ * image) and a name is also a file name in the client's config ('/'); the summary's commands must
+ * paste into a shell as they are. So: letters, digits, '.', '_' and '-', starting with a letter
+ * or digit, at most 64 characters, and not a remote stock clients already define.
+ */
+function validateRemoteName(name) {
+    const value = name.trim();
+    const shown = (0,_common_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .oneLine */ .TN)(value);
+    if (value === '') {
+        throw new _common_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ActionError */ .lZ(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
+    }
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
+        throw new _common_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ActionError */ .lZ(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
+            `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
+    }
+    if (RESERVED_REMOTES.has(value.toLowerCase())) {
+        throw new _common_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ActionError */ .lZ(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
+            `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
+    }
+    return value;
+}
+
+
+/***/ }),
+
+/***/ 9000:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   X1: () => (/* binding */ quoteArg),
+/* harmony export */   aL: () => (/* binding */ splitCommandLine),
+/* harmony export */   ay: () => (/* binding */ commandLine),
+/* harmony export */   rG: () => (/* binding */ scriptCommand),
+/* harmony export */   rk: () => (/* binding */ commandChain)
+/* harmony export */ });
+/**
+ * The one place where remote shell commands are put together. Every argument is quoted for a
+ * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
+ */
+/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
+function quoteArg(arg) {
+    if (arg.includes('\0')) {
+        throw new Error('a shell argument cannot contain a NUL byte');
+    }
+    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
+        return arg;
+    }
+    return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** One simple command: every word quoted. */
+function commandLine(argv) {
+    if (argv.length === 0) {
+        throw new Error('a command needs at least one word');
+    }
+    return argv.map(quoteArg).join(' ');
+}
+/** Several commands, each run only when the previous one succeeded. */
+function commandChain(commands) {
+    return commands.map(commandLine).join(' && ');
+}
+/**
+ * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
+ * `name` is its $0 (shown by ps and in the shell's own error messages).
+ */
+function scriptCommand(script, name, args) {
+    return commandLine(['sh', '-c', script, name, ...args]);
+}
+/**
+ * Splits a command line built here (commandLine, scriptCommand) back into its words; undefined
+ * for anything else. For the debug log, which shows a script's text once and then its arguments.
+ */
+function splitCommandLine(command) {
+    const words = [];
+    const word = /([A-Za-z0-9_@%+=:,./-]+|(?:'[^']*'|\\')+)(?: |$)/y;
+    while (word.lastIndex < command.length) {
+        const start = word.lastIndex;
+        const match = word.exec(command);
+        if (!match || match.index !== start)
+            return undefined;
+        const text = match[1];
+        words.push(/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)
+            ? text
+            : text.replace(/'([^']*)'|\\'/g, (_, inner) => inner ?? "'"));
+    }
+    return words;
+}
+
 
 /***/ }),
 
@@ -62795,6 +60406,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:worker_
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+
+/***/ }),
+
+/***/ 857:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 
 /***/ }),
 
@@ -65483,7 +63101,7 @@ __webpack_unused_export__ = Alias.Alias;
 __webpack_unused_export__ = identity.isAlias;
 __webpack_unused_export__ = identity.isCollection;
 __webpack_unused_export__ = identity.isDocument;
-exports.jh = identity.isMap;
+__webpack_unused_export__ = identity.isMap;
 __webpack_unused_export__ = identity.isNode;
 __webpack_unused_export__ = identity.isPair;
 exports.jn = identity.isScalar;
@@ -71411,6 +69029,3024 @@ function replaceNode(key, path, node) {
 exports.visit = visit;
 exports.visitAsync = visitAsync;
 
+
+/***/ }),
+
+/***/ 7264:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  yU: () => (/* binding */ ExitCode),
+  Yz: () => (/* binding */ core_debug),
+  z3: () => (/* binding */ error),
+  Vt: () => (/* binding */ getBooleanInput),
+  V4: () => (/* binding */ getInput),
+  Os: () => (/* binding */ group),
+  pq: () => (/* binding */ info),
+  _o: () => (/* binding */ isDebug),
+  uH: () => (/* binding */ setOutput),
+  Pq: () => (/* binding */ core_setSecret),
+  z: () => (/* reexport */ summary),
+  $e: () => (/* binding */ warning)
+});
+
+// UNUSED EXPORTS: addPath, endGroup, exportVariable, getIDToken, getMultilineInput, getState, markdownSummary, notice, platform, saveState, setCommandEcho, setFailed, startGroup, toPlatformPath, toPosixPath, toWin32Path
+
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
+// We use any as a valid input type
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/**
+ * Sanitizes an input into a string so it can be passed into issueCommand safely
+ * @param input input to sanitize into a string
+ */
+function utils_toCommandValue(input) {
+    if (input === null || input === undefined) {
+        return '';
+    }
+    else if (typeof input === 'string' || input instanceof String) {
+        return input;
+    }
+    return JSON.stringify(input);
+}
+/**
+ *
+ * @param annotationProperties
+ * @returns The command properties to send with the actual annotation command
+ * See IssueCommandProperties: https://github.com/actions/runner/blob/main/src/Runner.Worker/ActionCommandManager.cs#L646
+ */
+function utils_toCommandProperties(annotationProperties) {
+    if (!Object.keys(annotationProperties).length) {
+        return {};
+    }
+    return {
+        title: annotationProperties.title,
+        file: annotationProperties.file,
+        line: annotationProperties.startLine,
+        endLine: annotationProperties.endLine,
+        col: annotationProperties.startColumn,
+        endColumn: annotationProperties.endColumn
+    };
+}
+//# sourceMappingURL=utils.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/command.js
+
+
+/**
+ * Issues a command to the GitHub Actions runner
+ *
+ * @param command - The command name to issue
+ * @param properties - Additional properties for the command (key-value pairs)
+ * @param message - The message to include with the command
+ * @remarks
+ * This function outputs a specially formatted string to stdout that the Actions
+ * runner interprets as a command. These commands can control workflow behavior,
+ * set outputs, create annotations, mask values, and more.
+ *
+ * Command Format:
+ *   ::name key=value,key=value::message
+ *
+ * @example
+ * ```typescript
+ * // Issue a warning annotation
+ * issueCommand('warning', {}, 'This is a warning message');
+ * // Output: ::warning::This is a warning message
+ *
+ * // Set an environment variable
+ * issueCommand('set-env', { name: 'MY_VAR' }, 'some value');
+ * // Output: ::set-env name=MY_VAR::some value
+ *
+ * // Add a secret mask
+ * issueCommand('add-mask', {}, 'secretValue123');
+ * // Output: ::add-mask::secretValue123
+ * ```
+ *
+ * @internal
+ * This is an internal utility function that powers the public API functions
+ * such as setSecret, warning, error, and exportVariable.
+ */
+function command_issueCommand(command, properties, message) {
+    const cmd = new Command(command, properties, message);
+    process.stdout.write(cmd.toString() + external_os_.EOL);
+}
+function command_issue(name, message = '') {
+    command_issueCommand(name, {}, message);
+}
+const CMD_STRING = '::';
+class Command {
+    constructor(command, properties, message) {
+        if (!command) {
+            command = 'missing.command';
+        }
+        this.command = command;
+        this.properties = properties;
+        this.message = message;
+    }
+    toString() {
+        let cmdStr = CMD_STRING + this.command;
+        if (this.properties && Object.keys(this.properties).length > 0) {
+            cmdStr += ' ';
+            let first = true;
+            for (const key in this.properties) {
+                if (this.properties.hasOwnProperty(key)) {
+                    const val = this.properties[key];
+                    if (val) {
+                        if (first) {
+                            first = false;
+                        }
+                        else {
+                            cmdStr += ',';
+                        }
+                        cmdStr += `${key}=${escapeProperty(val)}`;
+                    }
+                }
+            }
+        }
+        cmdStr += `${CMD_STRING}${escapeData(this.message)}`;
+        return cmdStr;
+    }
+}
+function escapeData(s) {
+    return utils_toCommandValue(s)
+        .replace(/%/g, '%25')
+        .replace(/\r/g, '%0D')
+        .replace(/\n/g, '%0A');
+}
+function escapeProperty(s) {
+    return utils_toCommandValue(s)
+        .replace(/%/g, '%25')
+        .replace(/\r/g, '%0D')
+        .replace(/\n/g, '%0A')
+        .replace(/:/g, '%3A')
+        .replace(/,/g, '%2C');
+}
+//# sourceMappingURL=command.js.map
+// EXTERNAL MODULE: external "crypto"
+var external_crypto_ = __nccwpck_require__(6982);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/file-command.js
+// For internal use, subject to change.
+// We use any as a valid input type
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+
+
+
+function file_command_issueFileCommand(command, message) {
+    const filePath = process.env[`GITHUB_${command}`];
+    if (!filePath) {
+        throw new Error(`Unable to find environment variable for file command ${command}`);
+    }
+    if (!external_fs_.existsSync(filePath)) {
+        throw new Error(`Missing file at path: ${filePath}`);
+    }
+    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_.EOL}`, {
+        encoding: 'utf8'
+    });
+}
+function file_command_prepareKeyValueMessage(key, value) {
+    const delimiter = `ghadelimiter_${external_crypto_.randomUUID()}`;
+    const convertedValue = utils_toCommandValue(value);
+    // These should realistically never happen, but just in case someone finds a
+    // way to exploit uuid generation let's not allow keys or values that contain
+    // the delimiter.
+    if (key.includes(delimiter)) {
+        throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter}"`);
+    }
+    if (convertedValue.includes(delimiter)) {
+        throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
+    }
+    return `${key}<<${delimiter}${external_os_.EOL}${convertedValue}${external_os_.EOL}${delimiter}`;
+}
+//# sourceMappingURL=file-command.js.map
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: external "http"
+var external_http_ = __nccwpck_require__(8611);
+// EXTERNAL MODULE: external "https"
+var external_https_ = __nccwpck_require__(5692);
+;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/proxy.js
+function getProxyUrl(reqUrl) {
+    const usingSsl = reqUrl.protocol === 'https:';
+    if (checkBypass(reqUrl)) {
+        return undefined;
+    }
+    const proxyVar = (() => {
+        if (usingSsl) {
+            return process.env['https_proxy'] || process.env['HTTPS_PROXY'];
+        }
+        else {
+            return process.env['http_proxy'] || process.env['HTTP_PROXY'];
+        }
+    })();
+    if (proxyVar) {
+        try {
+            return new DecodedURL(proxyVar);
+        }
+        catch (_a) {
+            if (!proxyVar.startsWith('http://') && !proxyVar.startsWith('https://'))
+                return new DecodedURL(`http://${proxyVar}`);
+        }
+    }
+    else {
+        return undefined;
+    }
+}
+function checkBypass(reqUrl) {
+    if (!reqUrl.hostname) {
+        return false;
+    }
+    const reqHost = reqUrl.hostname;
+    if (isLoopbackAddress(reqHost)) {
+        return true;
+    }
+    const noProxy = process.env['no_proxy'] || process.env['NO_PROXY'] || '';
+    if (!noProxy) {
+        return false;
+    }
+    // Determine the request port
+    let reqPort;
+    if (reqUrl.port) {
+        reqPort = Number(reqUrl.port);
+    }
+    else if (reqUrl.protocol === 'http:') {
+        reqPort = 80;
+    }
+    else if (reqUrl.protocol === 'https:') {
+        reqPort = 443;
+    }
+    // Format the request hostname and hostname with port
+    const upperReqHosts = [reqUrl.hostname.toUpperCase()];
+    if (typeof reqPort === 'number') {
+        upperReqHosts.push(`${upperReqHosts[0]}:${reqPort}`);
+    }
+    // Compare request host against noproxy
+    for (const upperNoProxyItem of noProxy
+        .split(',')
+        .map(x => x.trim().toUpperCase())
+        .filter(x => x)) {
+        if (upperNoProxyItem === '*' ||
+            upperReqHosts.some(x => x === upperNoProxyItem ||
+                x.endsWith(`.${upperNoProxyItem}`) ||
+                (upperNoProxyItem.startsWith('.') &&
+                    x.endsWith(`${upperNoProxyItem}`)))) {
+            return true;
+        }
+    }
+    return false;
+}
+function isLoopbackAddress(host) {
+    const hostLower = host.toLowerCase();
+    return (hostLower === 'localhost' ||
+        hostLower.startsWith('127.') ||
+        hostLower.startsWith('[::1]') ||
+        hostLower.startsWith('[0:0:0:0:0:0:0:1]'));
+}
+class DecodedURL extends URL {
+    constructor(url, base) {
+        super(url, base);
+        this._decodedUsername = decodeURIComponent(super.username);
+        this._decodedPassword = decodeURIComponent(super.password);
+    }
+    get username() {
+        return this._decodedUsername;
+    }
+    get password() {
+        return this._decodedPassword;
+    }
+}
+//# sourceMappingURL=proxy.js.map
+// EXTERNAL MODULE: ./node_modules/tunnel/index.js
+var node_modules_tunnel = __nccwpck_require__(770);
+// EXTERNAL MODULE: ./node_modules/undici/index.js
+var undici = __nccwpck_require__(6752);
+;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
+/* eslint-disable @typescript-eslint/no-explicit-any */
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+var HttpCodes;
+(function (HttpCodes) {
+    HttpCodes[HttpCodes["OK"] = 200] = "OK";
+    HttpCodes[HttpCodes["MultipleChoices"] = 300] = "MultipleChoices";
+    HttpCodes[HttpCodes["MovedPermanently"] = 301] = "MovedPermanently";
+    HttpCodes[HttpCodes["ResourceMoved"] = 302] = "ResourceMoved";
+    HttpCodes[HttpCodes["SeeOther"] = 303] = "SeeOther";
+    HttpCodes[HttpCodes["NotModified"] = 304] = "NotModified";
+    HttpCodes[HttpCodes["UseProxy"] = 305] = "UseProxy";
+    HttpCodes[HttpCodes["SwitchProxy"] = 306] = "SwitchProxy";
+    HttpCodes[HttpCodes["TemporaryRedirect"] = 307] = "TemporaryRedirect";
+    HttpCodes[HttpCodes["PermanentRedirect"] = 308] = "PermanentRedirect";
+    HttpCodes[HttpCodes["BadRequest"] = 400] = "BadRequest";
+    HttpCodes[HttpCodes["Unauthorized"] = 401] = "Unauthorized";
+    HttpCodes[HttpCodes["PaymentRequired"] = 402] = "PaymentRequired";
+    HttpCodes[HttpCodes["Forbidden"] = 403] = "Forbidden";
+    HttpCodes[HttpCodes["NotFound"] = 404] = "NotFound";
+    HttpCodes[HttpCodes["MethodNotAllowed"] = 405] = "MethodNotAllowed";
+    HttpCodes[HttpCodes["NotAcceptable"] = 406] = "NotAcceptable";
+    HttpCodes[HttpCodes["ProxyAuthenticationRequired"] = 407] = "ProxyAuthenticationRequired";
+    HttpCodes[HttpCodes["RequestTimeout"] = 408] = "RequestTimeout";
+    HttpCodes[HttpCodes["Conflict"] = 409] = "Conflict";
+    HttpCodes[HttpCodes["Gone"] = 410] = "Gone";
+    HttpCodes[HttpCodes["TooManyRequests"] = 429] = "TooManyRequests";
+    HttpCodes[HttpCodes["InternalServerError"] = 500] = "InternalServerError";
+    HttpCodes[HttpCodes["NotImplemented"] = 501] = "NotImplemented";
+    HttpCodes[HttpCodes["BadGateway"] = 502] = "BadGateway";
+    HttpCodes[HttpCodes["ServiceUnavailable"] = 503] = "ServiceUnavailable";
+    HttpCodes[HttpCodes["GatewayTimeout"] = 504] = "GatewayTimeout";
+})(HttpCodes || (HttpCodes = {}));
+var Headers;
+(function (Headers) {
+    Headers["Accept"] = "accept";
+    Headers["ContentType"] = "content-type";
+})(Headers || (Headers = {}));
+var MediaTypes;
+(function (MediaTypes) {
+    MediaTypes["ApplicationJson"] = "application/json";
+})(MediaTypes || (MediaTypes = {}));
+/**
+ * Returns the proxy URL, depending upon the supplied url and proxy environment variables.
+ * @param serverUrl  The server URL where the request will be sent. For example, https://api.github.com
+ */
+function lib_getProxyUrl(serverUrl) {
+    const proxyUrl = pm.getProxyUrl(new URL(serverUrl));
+    return proxyUrl ? proxyUrl.href : '';
+}
+const HttpRedirectCodes = [
+    HttpCodes.MovedPermanently,
+    HttpCodes.ResourceMoved,
+    HttpCodes.SeeOther,
+    HttpCodes.TemporaryRedirect,
+    HttpCodes.PermanentRedirect
+];
+const HttpResponseRetryCodes = [
+    HttpCodes.BadGateway,
+    HttpCodes.ServiceUnavailable,
+    HttpCodes.GatewayTimeout
+];
+const RetryableHttpVerbs = (/* unused pure expression or super */ null && (['OPTIONS', 'GET', 'DELETE', 'HEAD']));
+const ExponentialBackoffCeiling = 10;
+const ExponentialBackoffTimeSlice = 5;
+class HttpClientError extends Error {
+    constructor(message, statusCode) {
+        super(message);
+        this.name = 'HttpClientError';
+        this.statusCode = statusCode;
+        Object.setPrototypeOf(this, HttpClientError.prototype);
+    }
+}
+class HttpClientResponse {
+    constructor(message) {
+        this.message = message;
+    }
+    readBody() {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve) => __awaiter(this, void 0, void 0, function* () {
+                let output = Buffer.alloc(0);
+                this.message.on('data', (chunk) => {
+                    output = Buffer.concat([output, chunk]);
+                });
+                this.message.on('end', () => {
+                    resolve(output.toString());
+                });
+            }));
+        });
+    }
+    readBodyBuffer() {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve) => __awaiter(this, void 0, void 0, function* () {
+                const chunks = [];
+                this.message.on('data', (chunk) => {
+                    chunks.push(chunk);
+                });
+                this.message.on('end', () => {
+                    resolve(Buffer.concat(chunks));
+                });
+            }));
+        });
+    }
+}
+function isHttps(requestUrl) {
+    const parsedUrl = new URL(requestUrl);
+    return parsedUrl.protocol === 'https:';
+}
+class lib_HttpClient {
+    constructor(userAgent, handlers, requestOptions) {
+        this._ignoreSslError = false;
+        this._allowRedirects = true;
+        this._allowRedirectDowngrade = false;
+        this._maxRedirects = 50;
+        this._allowRetries = false;
+        this._maxRetries = 1;
+        this._keepAlive = false;
+        this._disposed = false;
+        this.userAgent = this._getUserAgentWithOrchestrationId(userAgent);
+        this.handlers = handlers || [];
+        this.requestOptions = requestOptions;
+        if (requestOptions) {
+            if (requestOptions.ignoreSslError != null) {
+                this._ignoreSslError = requestOptions.ignoreSslError;
+            }
+            this._socketTimeout = requestOptions.socketTimeout;
+            if (requestOptions.allowRedirects != null) {
+                this._allowRedirects = requestOptions.allowRedirects;
+            }
+            if (requestOptions.allowRedirectDowngrade != null) {
+                this._allowRedirectDowngrade = requestOptions.allowRedirectDowngrade;
+            }
+            if (requestOptions.maxRedirects != null) {
+                this._maxRedirects = Math.max(requestOptions.maxRedirects, 0);
+            }
+            if (requestOptions.keepAlive != null) {
+                this._keepAlive = requestOptions.keepAlive;
+            }
+            if (requestOptions.allowRetries != null) {
+                this._allowRetries = requestOptions.allowRetries;
+            }
+            if (requestOptions.maxRetries != null) {
+                this._maxRetries = requestOptions.maxRetries;
+            }
+        }
+    }
+    options(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('OPTIONS', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    get(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('GET', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    del(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('DELETE', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    post(requestUrl, data, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('POST', requestUrl, data, additionalHeaders || {});
+        });
+    }
+    patch(requestUrl, data, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('PATCH', requestUrl, data, additionalHeaders || {});
+        });
+    }
+    put(requestUrl, data, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('PUT', requestUrl, data, additionalHeaders || {});
+        });
+    }
+    head(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('HEAD', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    sendStream(verb, requestUrl, stream, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request(verb, requestUrl, stream, additionalHeaders);
+        });
+    }
+    /**
+     * Gets a typed object from an endpoint
+     * Be aware that not found returns a null.  Other errors (4xx, 5xx) reject the promise
+     */
+    getJson(requestUrl_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, additionalHeaders = {}) {
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            const res = yield this.get(requestUrl, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    postJson(requestUrl_1, obj_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
+            const data = JSON.stringify(obj, null, 2);
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            additionalHeaders[Headers.ContentType] =
+                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
+            const res = yield this.post(requestUrl, data, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    putJson(requestUrl_1, obj_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
+            const data = JSON.stringify(obj, null, 2);
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            additionalHeaders[Headers.ContentType] =
+                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
+            const res = yield this.put(requestUrl, data, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    patchJson(requestUrl_1, obj_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
+            const data = JSON.stringify(obj, null, 2);
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            additionalHeaders[Headers.ContentType] =
+                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
+            const res = yield this.patch(requestUrl, data, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    /**
+     * Makes a raw http request.
+     * All other methods such as get, post, patch, and request ultimately call this.
+     * Prefer get, del, post and patch
+     */
+    request(verb, requestUrl, data, headers) {
+        return __awaiter(this, void 0, void 0, function* () {
+            if (this._disposed) {
+                throw new Error('Client has already been disposed.');
+            }
+            const parsedUrl = new URL(requestUrl);
+            let info = this._prepareRequest(verb, parsedUrl, headers);
+            // Only perform retries on reads since writes may not be idempotent.
+            const maxTries = this._allowRetries && RetryableHttpVerbs.includes(verb)
+                ? this._maxRetries + 1
+                : 1;
+            let numTries = 0;
+            let response;
+            do {
+                response = yield this.requestRaw(info, data);
+                // Check if it's an authentication challenge
+                if (response &&
+                    response.message &&
+                    response.message.statusCode === HttpCodes.Unauthorized) {
+                    let authenticationHandler;
+                    for (const handler of this.handlers) {
+                        if (handler.canHandleAuthentication(response)) {
+                            authenticationHandler = handler;
+                            break;
+                        }
+                    }
+                    if (authenticationHandler) {
+                        return authenticationHandler.handleAuthentication(this, info, data);
+                    }
+                    else {
+                        // We have received an unauthorized response but have no handlers to handle it.
+                        // Let the response return to the caller.
+                        return response;
+                    }
+                }
+                let redirectsRemaining = this._maxRedirects;
+                while (response.message.statusCode &&
+                    HttpRedirectCodes.includes(response.message.statusCode) &&
+                    this._allowRedirects &&
+                    redirectsRemaining > 0) {
+                    const redirectUrl = response.message.headers['location'];
+                    if (!redirectUrl) {
+                        // if there's no location to redirect to, we won't
+                        break;
+                    }
+                    const parsedRedirectUrl = new URL(redirectUrl);
+                    if (parsedUrl.protocol === 'https:' &&
+                        parsedUrl.protocol !== parsedRedirectUrl.protocol &&
+                        !this._allowRedirectDowngrade) {
+                        throw new Error('Redirect from HTTPS to HTTP protocol. This downgrade is not allowed for security reasons. If you want to allow this behavior, set the allowRedirectDowngrade option to true.');
+                    }
+                    // we need to finish reading the response before reassigning response
+                    // which will leak the open socket.
+                    yield response.readBody();
+                    // strip authorization header if redirected to a different hostname
+                    if (parsedRedirectUrl.hostname !== parsedUrl.hostname) {
+                        for (const header in headers) {
+                            // header names are case insensitive
+                            if (header.toLowerCase() === 'authorization') {
+                                delete headers[header];
+                            }
+                        }
+                    }
+                    // let's make the request with the new redirectUrl
+                    info = this._prepareRequest(verb, parsedRedirectUrl, headers);
+                    response = yield this.requestRaw(info, data);
+                    redirectsRemaining--;
+                }
+                if (!response.message.statusCode ||
+                    !HttpResponseRetryCodes.includes(response.message.statusCode)) {
+                    // If not a retry code, return immediately instead of retrying
+                    return response;
+                }
+                numTries += 1;
+                if (numTries < maxTries) {
+                    yield response.readBody();
+                    yield this._performExponentialBackoff(numTries);
+                }
+            } while (numTries < maxTries);
+            return response;
+        });
+    }
+    /**
+     * Needs to be called if keepAlive is set to true in request options.
+     */
+    dispose() {
+        if (this._agent) {
+            this._agent.destroy();
+        }
+        this._disposed = true;
+    }
+    /**
+     * Raw request.
+     * @param info
+     * @param data
+     */
+    requestRaw(info, data) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve, reject) => {
+                function callbackForResult(err, res) {
+                    if (err) {
+                        reject(err);
+                    }
+                    else if (!res) {
+                        // If `err` is not passed, then `res` must be passed.
+                        reject(new Error('Unknown error'));
+                    }
+                    else {
+                        resolve(res);
+                    }
+                }
+                this.requestRawWithCallback(info, data, callbackForResult);
+            });
+        });
+    }
+    /**
+     * Raw request with callback.
+     * @param info
+     * @param data
+     * @param onResult
+     */
+    requestRawWithCallback(info, data, onResult) {
+        if (typeof data === 'string') {
+            if (!info.options.headers) {
+                info.options.headers = {};
+            }
+            info.options.headers['Content-Length'] = Buffer.byteLength(data, 'utf8');
+        }
+        let callbackCalled = false;
+        function handleResult(err, res) {
+            if (!callbackCalled) {
+                callbackCalled = true;
+                onResult(err, res);
+            }
+        }
+        const req = info.httpModule.request(info.options, (msg) => {
+            const res = new HttpClientResponse(msg);
+            handleResult(undefined, res);
+        });
+        let socket;
+        req.on('socket', sock => {
+            socket = sock;
+        });
+        // If we ever get disconnected, we want the socket to timeout eventually
+        req.setTimeout(this._socketTimeout || 3 * 60000, () => {
+            if (socket) {
+                socket.end();
+            }
+            handleResult(new Error(`Request timeout: ${info.options.path}`));
+        });
+        req.on('error', function (err) {
+            // err has statusCode property
+            // res should have headers
+            handleResult(err);
+        });
+        if (data && typeof data === 'string') {
+            req.write(data, 'utf8');
+        }
+        if (data && typeof data !== 'string') {
+            data.on('close', function () {
+                req.end();
+            });
+            data.pipe(req);
+        }
+        else {
+            req.end();
+        }
+    }
+    /**
+     * Gets an http agent. This function is useful when you need an http agent that handles
+     * routing through a proxy server - depending upon the url and proxy environment variables.
+     * @param serverUrl  The server URL where the request will be sent. For example, https://api.github.com
+     */
+    getAgent(serverUrl) {
+        const parsedUrl = new URL(serverUrl);
+        return this._getAgent(parsedUrl);
+    }
+    getAgentDispatcher(serverUrl) {
+        const parsedUrl = new URL(serverUrl);
+        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const useProxy = proxyUrl && proxyUrl.hostname;
+        if (!useProxy) {
+            return;
+        }
+        return this._getProxyAgentDispatcher(parsedUrl, proxyUrl);
+    }
+    _prepareRequest(method, requestUrl, headers) {
+        const info = {};
+        info.parsedUrl = requestUrl;
+        const usingSsl = info.parsedUrl.protocol === 'https:';
+        info.httpModule = usingSsl ? https : http;
+        const defaultPort = usingSsl ? 443 : 80;
+        info.options = {};
+        info.options.host = info.parsedUrl.hostname;
+        info.options.port = info.parsedUrl.port
+            ? parseInt(info.parsedUrl.port)
+            : defaultPort;
+        info.options.path =
+            (info.parsedUrl.pathname || '') + (info.parsedUrl.search || '');
+        info.options.method = method;
+        info.options.headers = this._mergeHeaders(headers);
+        if (this.userAgent != null) {
+            info.options.headers['user-agent'] = this.userAgent;
+        }
+        info.options.agent = this._getAgent(info.parsedUrl);
+        // gives handlers an opportunity to participate
+        if (this.handlers) {
+            for (const handler of this.handlers) {
+                handler.prepareRequest(info.options);
+            }
+        }
+        return info;
+    }
+    _mergeHeaders(headers) {
+        if (this.requestOptions && this.requestOptions.headers) {
+            return Object.assign({}, lowercaseKeys(this.requestOptions.headers), lowercaseKeys(headers || {}));
+        }
+        return lowercaseKeys(headers || {});
+    }
+    /**
+     * Gets an existing header value or returns a default.
+     * Handles converting number header values to strings since HTTP headers must be strings.
+     * Note: This returns string | string[] since some headers can have multiple values.
+     * For headers that must always be a single string (like Content-Type), use the
+     * specialized _getExistingOrDefaultContentTypeHeader method instead.
+     */
+    _getExistingOrDefaultHeader(additionalHeaders, header, _default) {
+        let clientHeader;
+        if (this.requestOptions && this.requestOptions.headers) {
+            const headerValue = lowercaseKeys(this.requestOptions.headers)[header];
+            if (headerValue) {
+                clientHeader =
+                    typeof headerValue === 'number' ? headerValue.toString() : headerValue;
+            }
+        }
+        const additionalValue = additionalHeaders[header];
+        if (additionalValue !== undefined) {
+            return typeof additionalValue === 'number'
+                ? additionalValue.toString()
+                : additionalValue;
+        }
+        if (clientHeader !== undefined) {
+            return clientHeader;
+        }
+        return _default;
+    }
+    /**
+     * Specialized version of _getExistingOrDefaultHeader for Content-Type header.
+     * Always returns a single string (not an array) since Content-Type should be a single value.
+     * Converts arrays to comma-separated strings and numbers to strings to ensure type safety.
+     * This was split from _getExistingOrDefaultHeader to provide stricter typing for callers
+     * that assign the result to places expecting a string (e.g., additionalHeaders[Headers.ContentType]).
+     */
+    _getExistingOrDefaultContentTypeHeader(additionalHeaders, _default) {
+        let clientHeader;
+        if (this.requestOptions && this.requestOptions.headers) {
+            const headerValue = lowercaseKeys(this.requestOptions.headers)[Headers.ContentType];
+            if (headerValue) {
+                if (typeof headerValue === 'number') {
+                    clientHeader = String(headerValue);
+                }
+                else if (Array.isArray(headerValue)) {
+                    clientHeader = headerValue.join(', ');
+                }
+                else {
+                    clientHeader = headerValue;
+                }
+            }
+        }
+        const additionalValue = additionalHeaders[Headers.ContentType];
+        // Return the first non-undefined value, converting numbers or arrays to strings if necessary
+        if (additionalValue !== undefined) {
+            if (typeof additionalValue === 'number') {
+                return String(additionalValue);
+            }
+            else if (Array.isArray(additionalValue)) {
+                return additionalValue.join(', ');
+            }
+            else {
+                return additionalValue;
+            }
+        }
+        if (clientHeader !== undefined) {
+            return clientHeader;
+        }
+        return _default;
+    }
+    _getAgent(parsedUrl) {
+        let agent;
+        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const useProxy = proxyUrl && proxyUrl.hostname;
+        if (this._keepAlive && useProxy) {
+            agent = this._proxyAgent;
+        }
+        if (!useProxy) {
+            agent = this._agent;
+        }
+        // if agent is already assigned use that agent.
+        if (agent) {
+            return agent;
+        }
+        const usingSsl = parsedUrl.protocol === 'https:';
+        let maxSockets = 100;
+        if (this.requestOptions) {
+            maxSockets = this.requestOptions.maxSockets || http.globalAgent.maxSockets;
+        }
+        // This is `useProxy` again, but we need to check `proxyURl` directly for TypeScripts's flow analysis.
+        if (proxyUrl && proxyUrl.hostname) {
+            const agentOptions = {
+                maxSockets,
+                keepAlive: this._keepAlive,
+                proxy: Object.assign(Object.assign({}, ((proxyUrl.username || proxyUrl.password) && {
+                    proxyAuth: `${proxyUrl.username}:${proxyUrl.password}`
+                })), { host: proxyUrl.hostname, port: proxyUrl.port })
+            };
+            let tunnelAgent;
+            const overHttps = proxyUrl.protocol === 'https:';
+            if (usingSsl) {
+                tunnelAgent = overHttps ? tunnel.httpsOverHttps : tunnel.httpsOverHttp;
+            }
+            else {
+                tunnelAgent = overHttps ? tunnel.httpOverHttps : tunnel.httpOverHttp;
+            }
+            agent = tunnelAgent(agentOptions);
+            this._proxyAgent = agent;
+        }
+        // if tunneling agent isn't assigned create a new agent
+        if (!agent) {
+            const options = { keepAlive: this._keepAlive, maxSockets };
+            agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
+            this._agent = agent;
+        }
+        if (usingSsl && this._ignoreSslError) {
+            // we don't want to set NODE_TLS_REJECT_UNAUTHORIZED=0 since that will affect request for entire process
+            // http.RequestOptions doesn't expose a way to modify RequestOptions.agent.options
+            // we have to cast it to any and change it directly
+            agent.options = Object.assign(agent.options || {}, {
+                rejectUnauthorized: false
+            });
+        }
+        return agent;
+    }
+    _getProxyAgentDispatcher(parsedUrl, proxyUrl) {
+        let proxyAgent;
+        if (this._keepAlive) {
+            proxyAgent = this._proxyAgentDispatcher;
+        }
+        // if agent is already assigned use that agent.
+        if (proxyAgent) {
+            return proxyAgent;
+        }
+        const usingSsl = parsedUrl.protocol === 'https:';
+        proxyAgent = new ProxyAgent(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
+            token: `Basic ${Buffer.from(`${proxyUrl.username}:${proxyUrl.password}`).toString('base64')}`
+        })));
+        this._proxyAgentDispatcher = proxyAgent;
+        if (usingSsl && this._ignoreSslError) {
+            // we don't want to set NODE_TLS_REJECT_UNAUTHORIZED=0 since that will affect request for entire process
+            // http.RequestOptions doesn't expose a way to modify RequestOptions.agent.options
+            // we have to cast it to any and change it directly
+            proxyAgent.options = Object.assign(proxyAgent.options.requestTls || {}, {
+                rejectUnauthorized: false
+            });
+        }
+        return proxyAgent;
+    }
+    _getUserAgentWithOrchestrationId(userAgent) {
+        const baseUserAgent = userAgent || 'actions/http-client';
+        const orchId = process.env['ACTIONS_ORCHESTRATION_ID'];
+        if (orchId) {
+            // Sanitize the orchestration ID to ensure it contains only valid characters
+            // Valid characters: 0-9, a-z, _, -, .
+            const sanitizedId = orchId.replace(/[^a-z0-9_.-]/gi, '_');
+            return `${baseUserAgent} actions_orchestration_id/${sanitizedId}`;
+        }
+        return baseUserAgent;
+    }
+    _performExponentialBackoff(retryNumber) {
+        return __awaiter(this, void 0, void 0, function* () {
+            retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
+            const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
+            return new Promise(resolve => setTimeout(() => resolve(), ms));
+        });
+    }
+    _processResponse(res, options) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
+                const statusCode = res.message.statusCode || 0;
+                const response = {
+                    statusCode,
+                    result: null,
+                    headers: {}
+                };
+                // not found leads to null obj returned
+                if (statusCode === HttpCodes.NotFound) {
+                    resolve(response);
+                }
+                // get the result from the body
+                function dateTimeDeserializer(key, value) {
+                    if (typeof value === 'string') {
+                        const a = new Date(value);
+                        if (!isNaN(a.valueOf())) {
+                            return a;
+                        }
+                    }
+                    return value;
+                }
+                let obj;
+                let contents;
+                try {
+                    contents = yield res.readBody();
+                    if (contents && contents.length > 0) {
+                        if (options && options.deserializeDates) {
+                            obj = JSON.parse(contents, dateTimeDeserializer);
+                        }
+                        else {
+                            obj = JSON.parse(contents);
+                        }
+                        response.result = obj;
+                    }
+                    response.headers = res.message.headers;
+                }
+                catch (err) {
+                    // Invalid resource (contents not json);  leaving result obj null
+                }
+                // note that 3xx redirects are handled by the http layer.
+                if (statusCode > 299) {
+                    let msg;
+                    // if exception/error in body, attempt to get better error
+                    if (obj && obj.message) {
+                        msg = obj.message;
+                    }
+                    else if (contents && contents.length > 0) {
+                        // it may be the case that the exception is in the body message as string
+                        msg = contents;
+                    }
+                    else {
+                        msg = `Failed request: (${statusCode})`;
+                    }
+                    const err = new HttpClientError(msg, statusCode);
+                    err.result = response.result;
+                    reject(err);
+                }
+                else {
+                    resolve(response);
+                }
+            }));
+        });
+    }
+}
+const lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => ((c[k.toLowerCase()] = obj[k]), c), {});
+//# sourceMappingURL=index.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/auth.js
+var auth_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+class BasicCredentialHandler {
+    constructor(username, password) {
+        this.username = username;
+        this.password = password;
+    }
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return auth_awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+class auth_BearerCredentialHandler {
+    constructor(token) {
+        this.token = token;
+    }
+    // currently implements pre-authorization
+    // TODO: support preAuth = false where it hooks on 401
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Bearer ${this.token}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return auth_awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+class PersonalAccessTokenCredentialHandler {
+    constructor(token) {
+        this.token = token;
+    }
+    // currently implements pre-authorization
+    // TODO: support preAuth = false where it hooks on 401
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Basic ${Buffer.from(`PAT:${this.token}`).toString('base64')}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return auth_awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+//# sourceMappingURL=auth.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
+var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+class oidc_utils_OidcClient {
+    static createHttpClient(allowRetry = true, maxRetry = 10) {
+        const requestOptions = {
+            allowRetries: allowRetry,
+            maxRetries: maxRetry
+        };
+        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(oidc_utils_OidcClient.getRequestToken())], requestOptions);
+    }
+    static getRequestToken() {
+        const token = process.env['ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
+        if (!token) {
+            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_TOKEN env variable');
+        }
+        return token;
+    }
+    static getIDTokenUrl() {
+        const runtimeUrl = process.env['ACTIONS_ID_TOKEN_REQUEST_URL'];
+        if (!runtimeUrl) {
+            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable');
+        }
+        return runtimeUrl;
+    }
+    static getCall(id_token_url) {
+        return oidc_utils_awaiter(this, void 0, void 0, function* () {
+            var _a;
+            const httpclient = oidc_utils_OidcClient.createHttpClient();
+            const res = yield httpclient
+                .getJson(id_token_url)
+                .catch(error => {
+                throw new Error(`Failed to get ID Token. \n 
+        Error Code : ${error.statusCode}\n 
+        Error Message: ${error.message}`);
+            });
+            const id_token = (_a = res.result) === null || _a === void 0 ? void 0 : _a.value;
+            if (!id_token) {
+                throw new Error('Response json body do not have ID Token field');
+            }
+            return id_token;
+        });
+    }
+    static getIDToken(audience) {
+        return oidc_utils_awaiter(this, void 0, void 0, function* () {
+            try {
+                // New ID Token is requested from action service
+                let id_token_url = oidc_utils_OidcClient.getIDTokenUrl();
+                if (audience) {
+                    const encodedAudience = encodeURIComponent(audience);
+                    id_token_url = `${id_token_url}&audience=${encodedAudience}`;
+                }
+                debug(`ID token url is ${id_token_url}`);
+                const id_token = yield oidc_utils_OidcClient.getCall(id_token_url);
+                setSecret(id_token);
+                return id_token;
+            }
+            catch (error) {
+                throw new Error(`Error message: ${error.message}`);
+            }
+        });
+    }
+}
+//# sourceMappingURL=oidc-utils.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
+var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const { access, appendFile, writeFile } = external_fs_.promises;
+const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
+const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
+class Summary {
+    constructor() {
+        this._buffer = '';
+    }
+    /**
+     * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
+     * Also checks r/w permissions.
+     *
+     * @returns step summary file path
+     */
+    filePath() {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            if (this._filePath) {
+                return this._filePath;
+            }
+            const pathFromEnv = process.env[SUMMARY_ENV_VAR];
+            if (!pathFromEnv) {
+                throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
+            }
+            try {
+                yield access(pathFromEnv, external_fs_.constants.R_OK | external_fs_.constants.W_OK);
+            }
+            catch (_a) {
+                throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
+            }
+            this._filePath = pathFromEnv;
+            return this._filePath;
+        });
+    }
+    /**
+     * Wraps content in an HTML tag, adding any HTML attributes
+     *
+     * @param {string} tag HTML tag to wrap
+     * @param {string | null} content content within the tag
+     * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
+     *
+     * @returns {string} content wrapped in HTML element
+     */
+    wrap(tag, content, attrs = {}) {
+        const htmlAttrs = Object.entries(attrs)
+            .map(([key, value]) => ` ${key}="${value}"`)
+            .join('');
+        if (!content) {
+            return `<${tag}${htmlAttrs}>`;
+        }
+        return `<${tag}${htmlAttrs}>${content}</${tag}>`;
+    }
+    /**
+     * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
+     *
+     * @param {SummaryWriteOptions} [options] (optional) options for write operation
+     *
+     * @returns {Promise<Summary>} summary instance
+     */
+    write(options) {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
+            const filePath = yield this.filePath();
+            const writeFunc = overwrite ? writeFile : appendFile;
+            yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
+            return this.emptyBuffer();
+        });
+    }
+    /**
+     * Clears the summary buffer and wipes the summary file
+     *
+     * @returns {Summary} summary instance
+     */
+    clear() {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            return this.emptyBuffer().write({ overwrite: true });
+        });
+    }
+    /**
+     * Returns the current summary buffer as a string
+     *
+     * @returns {string} string of summary buffer
+     */
+    stringify() {
+        return this._buffer;
+    }
+    /**
+     * If the summary buffer is empty
+     *
+     * @returns {boolen} true if the buffer is empty
+     */
+    isEmptyBuffer() {
+        return this._buffer.length === 0;
+    }
+    /**
+     * Resets the summary buffer without writing to summary file
+     *
+     * @returns {Summary} summary instance
+     */
+    emptyBuffer() {
+        this._buffer = '';
+        return this;
+    }
+    /**
+     * Adds raw text to the summary buffer
+     *
+     * @param {string} text content to add
+     * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
+     *
+     * @returns {Summary} summary instance
+     */
+    addRaw(text, addEOL = false) {
+        this._buffer += text;
+        return addEOL ? this.addEOL() : this;
+    }
+    /**
+     * Adds the operating system-specific end-of-line marker to the buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addEOL() {
+        return this.addRaw(external_os_.EOL);
+    }
+    /**
+     * Adds an HTML codeblock to the summary buffer
+     *
+     * @param {string} code content to render within fenced code block
+     * @param {string} lang (optional) language to syntax highlight code
+     *
+     * @returns {Summary} summary instance
+     */
+    addCodeBlock(code, lang) {
+        const attrs = Object.assign({}, (lang && { lang }));
+        const element = this.wrap('pre', this.wrap('code', code), attrs);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML list to the summary buffer
+     *
+     * @param {string[]} items list of items to render
+     * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
+     *
+     * @returns {Summary} summary instance
+     */
+    addList(items, ordered = false) {
+        const tag = ordered ? 'ol' : 'ul';
+        const listItems = items.map(item => this.wrap('li', item)).join('');
+        const element = this.wrap(tag, listItems);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML table to the summary buffer
+     *
+     * @param {SummaryTableCell[]} rows table rows
+     *
+     * @returns {Summary} summary instance
+     */
+    addTable(rows) {
+        const tableBody = rows
+            .map(row => {
+            const cells = row
+                .map(cell => {
+                if (typeof cell === 'string') {
+                    return this.wrap('td', cell);
+                }
+                const { header, data, colspan, rowspan } = cell;
+                const tag = header ? 'th' : 'td';
+                const attrs = Object.assign(Object.assign({}, (colspan && { colspan })), (rowspan && { rowspan }));
+                return this.wrap(tag, data, attrs);
+            })
+                .join('');
+            return this.wrap('tr', cells);
+        })
+            .join('');
+        const element = this.wrap('table', tableBody);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds a collapsable HTML details element to the summary buffer
+     *
+     * @param {string} label text for the closed state
+     * @param {string} content collapsable content
+     *
+     * @returns {Summary} summary instance
+     */
+    addDetails(label, content) {
+        const element = this.wrap('details', this.wrap('summary', label) + content);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML image tag to the summary buffer
+     *
+     * @param {string} src path to the image you to embed
+     * @param {string} alt text description of the image
+     * @param {SummaryImageOptions} options (optional) addition image attributes
+     *
+     * @returns {Summary} summary instance
+     */
+    addImage(src, alt, options) {
+        const { width, height } = options || {};
+        const attrs = Object.assign(Object.assign({}, (width && { width })), (height && { height }));
+        const element = this.wrap('img', null, Object.assign({ src, alt }, attrs));
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML section heading element
+     *
+     * @param {string} text heading text
+     * @param {number | string} [level=1] (optional) the heading level, default: 1
+     *
+     * @returns {Summary} summary instance
+     */
+    addHeading(text, level) {
+        const tag = `h${level}`;
+        const allowedTag = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].includes(tag)
+            ? tag
+            : 'h1';
+        const element = this.wrap(allowedTag, text);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML thematic break (<hr>) to the summary buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addSeparator() {
+        const element = this.wrap('hr', null);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML line break (<br>) to the summary buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addBreak() {
+        const element = this.wrap('br', null);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML blockquote to the summary buffer
+     *
+     * @param {string} text quote text
+     * @param {string} cite (optional) citation url
+     *
+     * @returns {Summary} summary instance
+     */
+    addQuote(text, cite) {
+        const attrs = Object.assign({}, (cite && { cite }));
+        const element = this.wrap('blockquote', text, attrs);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML anchor tag to the summary buffer
+     *
+     * @param {string} text link text/content
+     * @param {string} href hyperlink
+     *
+     * @returns {Summary} summary instance
+     */
+    addLink(text, href) {
+        const element = this.wrap('a', text, { href });
+        return this.addRaw(element).addEOL();
+    }
+}
+const _summary = new Summary();
+/**
+ * @deprecated use `core.summary`
+ */
+const markdownSummary = (/* unused pure expression or super */ null && (_summary));
+const summary = _summary;
+//# sourceMappingURL=summary.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
+
+/**
+ * toPosixPath converts the given path to the posix form. On Windows, \\ will be
+ * replaced with /.
+ *
+ * @param pth. Path to transform.
+ * @return string Posix path.
+ */
+function toPosixPath(pth) {
+    return pth.replace(/[\\]/g, '/');
+}
+/**
+ * toWin32Path converts the given path to the win32 form. On Linux, / will be
+ * replaced with \\.
+ *
+ * @param pth. Path to transform.
+ * @return string Win32 path.
+ */
+function toWin32Path(pth) {
+    return pth.replace(/[/]/g, '\\');
+}
+/**
+ * toPlatformPath converts the given path to a platform-specific path. It does
+ * this by replacing instances of / and \ with the platform-specific path
+ * separator.
+ *
+ * @param pth The path to platformize.
+ * @return string The platform-specific path.
+ */
+function toPlatformPath(pth) {
+    return pth.replace(/[/\\]/g, path.sep);
+}
+//# sourceMappingURL=path-utils.js.map
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var lib_exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
+var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
+        silent: true
+    });
+    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
+        silent: true
+    });
+    return {
+        name: name.trim(),
+        version: version.trim()
+    };
+});
+const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    var _a, _b, _c, _d;
+    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
+        silent: true
+    });
+    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
+    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
+    return {
+        name,
+        version
+    };
+});
+const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
+        silent: true
+    });
+    const [name, version] = stdout.trim().split('\n');
+    return {
+        name,
+        version
+    };
+});
+const platform = external_os_.platform();
+const arch = external_os_.arch();
+const isWindows = platform === 'win32';
+const isMacOS = platform === 'darwin';
+const isLinux = platform === 'linux';
+function getDetails() {
+    return platform_awaiter(this, void 0, void 0, function* () {
+        return Object.assign(Object.assign({}, (yield (isWindows
+            ? getWindowsInfo()
+            : isMacOS
+                ? getMacOsInfo()
+                : getLinuxInfo()))), { platform,
+            arch,
+            isWindows,
+            isMacOS,
+            isLinux });
+    });
+}
+//# sourceMappingURL=platform.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
+var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+/**
+ * The code to exit an action
+ */
+var ExitCode;
+(function (ExitCode) {
+    /**
+     * A code indicating that the action was successful
+     */
+    ExitCode[ExitCode["Success"] = 0] = "Success";
+    /**
+     * A code indicating that the action was a failure
+     */
+    ExitCode[ExitCode["Failure"] = 1] = "Failure";
+})(ExitCode || (ExitCode = {}));
+//-----------------------------------------------------------------------
+// Variables
+//-----------------------------------------------------------------------
+/**
+ * Sets env variable for this action and future actions in the job
+ * @param name the name of the variable to set
+ * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function exportVariable(name, val) {
+    const convertedVal = toCommandValue(val);
+    process.env[name] = convertedVal;
+    const filePath = process.env['GITHUB_ENV'] || '';
+    if (filePath) {
+        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
+    }
+    issueCommand('set-env', { name }, convertedVal);
+}
+/**
+ * Registers a secret which will get masked from logs
+ *
+ * @param secret - Value of the secret to be masked
+ * @remarks
+ * This function instructs the Actions runner to mask the specified value in any
+ * logs produced during the workflow run. Once registered, the secret value will
+ * be replaced with asterisks (***) whenever it appears in console output, logs,
+ * or error messages.
+ *
+ * This is useful for protecting sensitive information such as:
+ * - API keys
+ * - Access tokens
+ * - Authentication credentials
+ * - URL parameters containing signatures (SAS tokens)
+ *
+ * Note that masking only affects future logs; any previous appearances of the
+ * secret in logs before calling this function will remain unmasked.
+ *
+ * @example
+ * ```typescript
+ * // Register an API token as a secret
+ * const apiToken = "abc123xyz456";
+ * setSecret(apiToken);
+ *
+ * // Now any logs containing this value will show *** instead
+ * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
+ * ```
+ */
+function core_setSecret(secret) {
+    command_issueCommand('add-mask', {}, secret);
+}
+/**
+ * Prepends inputPath to the PATH (for this action and future actions)
+ * @param inputPath
+ */
+function addPath(inputPath) {
+    const filePath = process.env['GITHUB_PATH'] || '';
+    if (filePath) {
+        issueFileCommand('PATH', inputPath);
+    }
+    else {
+        issueCommand('add-path', {}, inputPath);
+    }
+    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
+}
+/**
+ * Gets the value of an input.
+ * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
+ * Returns an empty string if the value is not defined.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string
+ */
+function getInput(name, options) {
+    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
+    if (options && options.required && !val) {
+        throw new Error(`Input required and not supplied: ${name}`);
+    }
+    if (options && options.trimWhitespace === false) {
+        return val;
+    }
+    return val.trim();
+}
+/**
+ * Gets the values of an multiline input.  Each value is also trimmed.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string[]
+ *
+ */
+function getMultilineInput(name, options) {
+    const inputs = getInput(name, options)
+        .split('\n')
+        .filter(x => x !== '');
+    if (options && options.trimWhitespace === false) {
+        return inputs;
+    }
+    return inputs.map(input => input.trim());
+}
+/**
+ * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
+ * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
+ * The return value is also in boolean type.
+ * ref: https://yaml.org/spec/1.2/spec.html#id2804923
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   boolean
+ */
+function getBooleanInput(name, options) {
+    const trueValue = ['true', 'True', 'TRUE'];
+    const falseValue = ['false', 'False', 'FALSE'];
+    const val = getInput(name, options);
+    if (trueValue.includes(val))
+        return true;
+    if (falseValue.includes(val))
+        return false;
+    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
+        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
+}
+/**
+ * Sets the value of an output.
+ *
+ * @param     name     name of the output to set
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function setOutput(name, value) {
+    const filePath = process.env['GITHUB_OUTPUT'] || '';
+    if (filePath) {
+        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
+    }
+    process.stdout.write(external_os_.EOL);
+    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
+}
+/**
+ * Enables or disables the echoing of commands into stdout for the rest of the step.
+ * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
+ *
+ */
+function setCommandEcho(enabled) {
+    issue('echo', enabled ? 'on' : 'off');
+}
+//-----------------------------------------------------------------------
+// Results
+//-----------------------------------------------------------------------
+/**
+ * Sets the action status to failed.
+ * When the action exits it will be with an exit code of 1
+ * @param message add error issue message
+ */
+function setFailed(message) {
+    process.exitCode = ExitCode.Failure;
+    error(message);
+}
+//-----------------------------------------------------------------------
+// Logging Commands
+//-----------------------------------------------------------------------
+/**
+ * Gets whether Actions Step Debug is on or not
+ */
+function isDebug() {
+    return process.env['RUNNER_DEBUG'] === '1';
+}
+/**
+ * Writes debug message to user log
+ * @param message debug message
+ */
+function core_debug(message) {
+    command_issueCommand('debug', {}, message);
+}
+/**
+ * Adds an error issue
+ * @param message error issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function error(message, properties = {}) {
+    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a warning issue
+ * @param message warning issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function warning(message, properties = {}) {
+    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a notice issue
+ * @param message notice issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function notice(message, properties = {}) {
+    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Writes info to log with console.log.
+ * @param message info message
+ */
+function info(message) {
+    process.stdout.write(message + external_os_.EOL);
+}
+/**
+ * Begin an output group.
+ *
+ * Output until the next `groupEnd` will be foldable in this group
+ *
+ * @param name The name of the output group
+ */
+function startGroup(name) {
+    command_issue('group', name);
+}
+/**
+ * End an output group.
+ */
+function endGroup() {
+    command_issue('endgroup');
+}
+/**
+ * Wrap an asynchronous function call in a group.
+ *
+ * Returns the same type as the function itself.
+ *
+ * @param name The name of the group
+ * @param fn The function to wrap in the group
+ */
+function group(name, fn) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        startGroup(name);
+        let result;
+        try {
+            result = yield fn();
+        }
+        finally {
+            endGroup();
+        }
+        return result;
+    });
+}
+//-----------------------------------------------------------------------
+// Wrapper action state
+//-----------------------------------------------------------------------
+/**
+ * Saves state for current action, the state can only be retrieved by this action's post job execution.
+ *
+ * @param     name     name of the state to store
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function saveState(name, value) {
+    const filePath = process.env['GITHUB_STATE'] || '';
+    if (filePath) {
+        return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
+    }
+    issueCommand('save-state', { name }, toCommandValue(value));
+}
+/**
+ * Gets the value of an state set by this action's main execution.
+ *
+ * @param     name     name of the state to get
+ * @returns   string
+ */
+function getState(name) {
+    return process.env[`STATE_${name}`] || '';
+}
+function getIDToken(aud) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        return yield OidcClient.getIDToken(aud);
+    });
+}
+/**
+ * Summary exports
+ */
+
+/**
+ * @deprecated use core.summary
+ */
+
+/**
+ * Path exports
+ */
+
+/**
+ * Platform utilities exports
+ */
+
+//# sourceMappingURL=core.js.map
+
+/***/ }),
+
+/***/ 5260:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  H: () => (/* binding */ getExecOutput)
+});
+
+// UNUSED EXPORTS: exec
+
+// EXTERNAL MODULE: external "string_decoder"
+var external_string_decoder_ = __nccwpck_require__(3193);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+// EXTERNAL MODULE: external "events"
+var external_events_ = __nccwpck_require__(4434);
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __nccwpck_require__(5317);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io-util.js
+var io_util = __nccwpck_require__(90);
+;// CONCATENATED MODULE: external "timers"
+const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+
+/* eslint-disable @typescript-eslint/unbound-method */
+const IS_WINDOWS = process.platform === 'win32';
+/*
+ * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
+ */
+class ToolRunner extends external_events_.EventEmitter {
+    constructor(toolPath, args, options) {
+        super();
+        if (!toolPath) {
+            throw new Error("Parameter 'toolPath' cannot be null or empty.");
+        }
+        this.toolPath = toolPath;
+        this.args = args || [];
+        this.options = options || {};
+    }
+    _debug(message) {
+        if (this.options.listeners && this.options.listeners.debug) {
+            this.options.listeners.debug(message);
+        }
+    }
+    _getCommandString(options, noPrefix) {
+        const toolPath = this._getSpawnFileName();
+        const args = this._getSpawnArgs(options);
+        let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
+        if (IS_WINDOWS) {
+            // Windows + cmd file
+            if (this._isCmdFile()) {
+                cmd += toolPath;
+                for (const a of args) {
+                    cmd += ` ${a}`;
+                }
+            }
+            // Windows + verbatim
+            else if (options.windowsVerbatimArguments) {
+                cmd += `"${toolPath}"`;
+                for (const a of args) {
+                    cmd += ` ${a}`;
+                }
+            }
+            // Windows (regular)
+            else {
+                cmd += this._windowsQuoteCmdArg(toolPath);
+                for (const a of args) {
+                    cmd += ` ${this._windowsQuoteCmdArg(a)}`;
+                }
+            }
+        }
+        else {
+            // OSX/Linux - this can likely be improved with some form of quoting.
+            // creating processes on Unix is fundamentally different than Windows.
+            // on Unix, execvp() takes an arg array.
+            cmd += toolPath;
+            for (const a of args) {
+                cmd += ` ${a}`;
+            }
+        }
+        return cmd;
+    }
+    _processLineBuffer(data, strBuffer, onLine) {
+        try {
+            let s = strBuffer + data.toString();
+            let n = s.indexOf(external_os_.EOL);
+            while (n > -1) {
+                const line = s.substring(0, n);
+                onLine(line);
+                // the rest of the string ...
+                s = s.substring(n + external_os_.EOL.length);
+                n = s.indexOf(external_os_.EOL);
+            }
+            return s;
+        }
+        catch (err) {
+            // streaming lines to console is best effort.  Don't fail a build.
+            this._debug(`error processing line. Failed with error ${err}`);
+            return '';
+        }
+    }
+    _getSpawnFileName() {
+        if (IS_WINDOWS) {
+            if (this._isCmdFile()) {
+                return process.env['COMSPEC'] || 'cmd.exe';
+            }
+        }
+        return this.toolPath;
+    }
+    _getSpawnArgs(options) {
+        if (IS_WINDOWS) {
+            if (this._isCmdFile()) {
+                let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
+                for (const a of this.args) {
+                    argline += ' ';
+                    argline += options.windowsVerbatimArguments
+                        ? a
+                        : this._windowsQuoteCmdArg(a);
+                }
+                argline += '"';
+                return [argline];
+            }
+        }
+        return this.args;
+    }
+    _endsWith(str, end) {
+        return str.endsWith(end);
+    }
+    _isCmdFile() {
+        const upperToolPath = this.toolPath.toUpperCase();
+        return (this._endsWith(upperToolPath, '.CMD') ||
+            this._endsWith(upperToolPath, '.BAT'));
+    }
+    _windowsQuoteCmdArg(arg) {
+        // for .exe, apply the normal quoting rules that libuv applies
+        if (!this._isCmdFile()) {
+            return this._uvQuoteCmdArg(arg);
+        }
+        // otherwise apply quoting rules specific to the cmd.exe command line parser.
+        // the libuv rules are generic and are not designed specifically for cmd.exe
+        // command line parser.
+        //
+        // for a detailed description of the cmd.exe command line parser, refer to
+        // http://stackoverflow.com/questions/4094699/how-does-the-windows-command-interpreter-cmd-exe-parse-scripts/7970912#7970912
+        // need quotes for empty arg
+        if (!arg) {
+            return '""';
+        }
+        // determine whether the arg needs to be quoted
+        const cmdSpecialChars = [
+            ' ',
+            '\t',
+            '&',
+            '(',
+            ')',
+            '[',
+            ']',
+            '{',
+            '}',
+            '^',
+            '=',
+            ';',
+            '!',
+            "'",
+            '+',
+            ',',
+            '`',
+            '~',
+            '|',
+            '<',
+            '>',
+            '"'
+        ];
+        let needsQuotes = false;
+        for (const char of arg) {
+            if (cmdSpecialChars.some(x => x === char)) {
+                needsQuotes = true;
+                break;
+            }
+        }
+        // short-circuit if quotes not needed
+        if (!needsQuotes) {
+            return arg;
+        }
+        // the following quoting rules are very similar to the rules that by libuv applies.
+        //
+        // 1) wrap the string in quotes
+        //
+        // 2) double-up quotes - i.e. " => ""
+        //
+        //    this is different from the libuv quoting rules. libuv replaces " with \", which unfortunately
+        //    doesn't work well with a cmd.exe command line.
+        //
+        //    note, replacing " with "" also works well if the arg is passed to a downstream .NET console app.
+        //    for example, the command line:
+        //          foo.exe "myarg:""my val"""
+        //    is parsed by a .NET console app into an arg array:
+        //          [ "myarg:\"my val\"" ]
+        //    which is the same end result when applying libuv quoting rules. although the actual
+        //    command line from libuv quoting rules would look like:
+        //          foo.exe "myarg:\"my val\""
+        //
+        // 3) double-up slashes that precede a quote,
+        //    e.g.  hello \world    => "hello \world"
+        //          hello\"world    => "hello\\""world"
+        //          hello\\"world   => "hello\\\\""world"
+        //          hello world\    => "hello world\\"
+        //
+        //    technically this is not required for a cmd.exe command line, or the batch argument parser.
+        //    the reasons for including this as a .cmd quoting rule are:
+        //
+        //    a) this is optimized for the scenario where the argument is passed from the .cmd file to an
+        //       external program. many programs (e.g. .NET console apps) rely on the slash-doubling rule.
+        //
+        //    b) it's what we've been doing previously (by deferring to node default behavior) and we
+        //       haven't heard any complaints about that aspect.
+        //
+        // note, a weakness of the quoting rules chosen here, is that % is not escaped. in fact, % cannot be
+        // escaped when used on the command line directly - even though within a .cmd file % can be escaped
+        // by using %%.
+        //
+        // the saving grace is, on the command line, %var% is left as-is if var is not defined. this contrasts
+        // the line parsing rules within a .cmd file, where if var is not defined it is replaced with nothing.
+        //
+        // one option that was explored was replacing % with ^% - i.e. %var% => ^%var^%. this hack would
+        // often work, since it is unlikely that var^ would exist, and the ^ character is removed when the
+        // variable is used. the problem, however, is that ^ is not removed when %* is used to pass the args
+        // to an external program.
+        //
+        // an unexplored potential solution for the % escaping problem, is to create a wrapper .cmd file.
+        // % can be escaped within a .cmd file.
+        let reverse = '"';
+        let quoteHit = true;
+        for (let i = arg.length; i > 0; i--) {
+            // walk the string in reverse
+            reverse += arg[i - 1];
+            if (quoteHit && arg[i - 1] === '\\') {
+                reverse += '\\'; // double the slash
+            }
+            else if (arg[i - 1] === '"') {
+                quoteHit = true;
+                reverse += '"'; // double the quote
+            }
+            else {
+                quoteHit = false;
+            }
+        }
+        reverse += '"';
+        return reverse.split('').reverse().join('');
+    }
+    _uvQuoteCmdArg(arg) {
+        // Tool runner wraps child_process.spawn() and needs to apply the same quoting as
+        // Node in certain cases where the undocumented spawn option windowsVerbatimArguments
+        // is used.
+        //
+        // Since this function is a port of quote_cmd_arg from Node 4.x (technically, lib UV,
+        // see https://github.com/nodejs/node/blob/v4.x/deps/uv/src/win/process.c for details),
+        // pasting copyright notice from Node within this function:
+        //
+        //      Copyright Joyent, Inc. and other Node contributors. All rights reserved.
+        //
+        //      Permission is hereby granted, free of charge, to any person obtaining a copy
+        //      of this software and associated documentation files (the "Software"), to
+        //      deal in the Software without restriction, including without limitation the
+        //      rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
+        //      sell copies of the Software, and to permit persons to whom the Software is
+        //      furnished to do so, subject to the following conditions:
+        //
+        //      The above copyright notice and this permission notice shall be included in
+        //      all copies or substantial portions of the Software.
+        //
+        //      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+        //      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+        //      FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+        //      AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+        //      LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
+        //      FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
+        //      IN THE SOFTWARE.
+        if (!arg) {
+            // Need double quotation for empty argument
+            return '""';
+        }
+        if (!arg.includes(' ') && !arg.includes('\t') && !arg.includes('"')) {
+            // No quotation needed
+            return arg;
+        }
+        if (!arg.includes('"') && !arg.includes('\\')) {
+            // No embedded double quotes or backslashes, so I can just wrap
+            // quote marks around the whole thing.
+            return `"${arg}"`;
+        }
+        // Expected input/output:
+        //   input : hello"world
+        //   output: "hello\"world"
+        //   input : hello""world
+        //   output: "hello\"\"world"
+        //   input : hello\world
+        //   output: hello\world
+        //   input : hello\\world
+        //   output: hello\\world
+        //   input : hello\"world
+        //   output: "hello\\\"world"
+        //   input : hello\\"world
+        //   output: "hello\\\\\"world"
+        //   input : hello world\
+        //   output: "hello world\\" - note the comment in libuv actually reads "hello world\"
+        //                             but it appears the comment is wrong, it should be "hello world\\"
+        let reverse = '"';
+        let quoteHit = true;
+        for (let i = arg.length; i > 0; i--) {
+            // walk the string in reverse
+            reverse += arg[i - 1];
+            if (quoteHit && arg[i - 1] === '\\') {
+                reverse += '\\';
+            }
+            else if (arg[i - 1] === '"') {
+                quoteHit = true;
+                reverse += '\\';
+            }
+            else {
+                quoteHit = false;
+            }
+        }
+        reverse += '"';
+        return reverse.split('').reverse().join('');
+    }
+    _cloneExecOptions(options) {
+        options = options || {};
+        const result = {
+            cwd: options.cwd || process.cwd(),
+            env: options.env || process.env,
+            silent: options.silent || false,
+            windowsVerbatimArguments: options.windowsVerbatimArguments || false,
+            failOnStdErr: options.failOnStdErr || false,
+            ignoreReturnCode: options.ignoreReturnCode || false,
+            delay: options.delay || 10000
+        };
+        result.outStream = options.outStream || process.stdout;
+        result.errStream = options.errStream || process.stderr;
+        return result;
+    }
+    _getSpawnOptions(options, toolPath) {
+        options = options || {};
+        const result = {};
+        result.cwd = options.cwd;
+        result.env = options.env;
+        result['windowsVerbatimArguments'] =
+            options.windowsVerbatimArguments || this._isCmdFile();
+        if (options.windowsVerbatimArguments) {
+            result.argv0 = `"${toolPath}"`;
+        }
+        return result;
+    }
+    /**
+     * Exec a tool.
+     * Output will be streamed to the live console.
+     * Returns promise with return code
+     *
+     * @param     tool     path to tool to exec
+     * @param     options  optional exec options.  See ExecOptions
+     * @returns   number
+     */
+    exec() {
+        return __awaiter(this, void 0, void 0, function* () {
+            // root the tool path if it is unrooted and contains relative pathing
+            if (!io_util/* isRooted */.Qh(this.toolPath) &&
+                (this.toolPath.includes('/') ||
+                    (IS_WINDOWS && this.toolPath.includes('\\')))) {
+                // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
+                this.toolPath = external_path_.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            }
+            // if the tool is only a file name, then resolve it from the PATH
+            // otherwise verify it exists (add extension on Windows if necessary)
+            this.toolPath = yield io/* which */.K7(this.toolPath, true);
+            return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
+                this._debug(`exec tool: ${this.toolPath}`);
+                this._debug('arguments:');
+                for (const arg of this.args) {
+                    this._debug(`   ${arg}`);
+                }
+                const optionsNonNull = this._cloneExecOptions(this.options);
+                if (!optionsNonNull.silent && optionsNonNull.outStream) {
+                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_.EOL);
+                }
+                const state = new ExecState(optionsNonNull, this.toolPath);
+                state.on('debug', (message) => {
+                    this._debug(message);
+                });
+                if (this.options.cwd && !(yield io_util/* exists */.t2(this.options.cwd))) {
+                    return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
+                }
+                const fileName = this._getSpawnFileName();
+                const cp = external_child_process_.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
+                let stdbuffer = '';
+                if (cp.stdout) {
+                    cp.stdout.on('data', (data) => {
+                        if (this.options.listeners && this.options.listeners.stdout) {
+                            this.options.listeners.stdout(data);
+                        }
+                        if (!optionsNonNull.silent && optionsNonNull.outStream) {
+                            optionsNonNull.outStream.write(data);
+                        }
+                        stdbuffer = this._processLineBuffer(data, stdbuffer, (line) => {
+                            if (this.options.listeners && this.options.listeners.stdline) {
+                                this.options.listeners.stdline(line);
+                            }
+                        });
+                    });
+                }
+                let errbuffer = '';
+                if (cp.stderr) {
+                    cp.stderr.on('data', (data) => {
+                        state.processStderr = true;
+                        if (this.options.listeners && this.options.listeners.stderr) {
+                            this.options.listeners.stderr(data);
+                        }
+                        if (!optionsNonNull.silent &&
+                            optionsNonNull.errStream &&
+                            optionsNonNull.outStream) {
+                            const s = optionsNonNull.failOnStdErr
+                                ? optionsNonNull.errStream
+                                : optionsNonNull.outStream;
+                            s.write(data);
+                        }
+                        errbuffer = this._processLineBuffer(data, errbuffer, (line) => {
+                            if (this.options.listeners && this.options.listeners.errline) {
+                                this.options.listeners.errline(line);
+                            }
+                        });
+                    });
+                }
+                cp.on('error', (err) => {
+                    state.processError = err.message;
+                    state.processExited = true;
+                    state.processClosed = true;
+                    state.CheckComplete();
+                });
+                cp.on('exit', (code) => {
+                    state.processExitCode = code;
+                    state.processExited = true;
+                    this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
+                    state.CheckComplete();
+                });
+                cp.on('close', (code) => {
+                    state.processExitCode = code;
+                    state.processExited = true;
+                    state.processClosed = true;
+                    this._debug(`STDIO streams have closed for tool '${this.toolPath}'`);
+                    state.CheckComplete();
+                });
+                state.on('done', (error, exitCode) => {
+                    if (stdbuffer.length > 0) {
+                        this.emit('stdline', stdbuffer);
+                    }
+                    if (errbuffer.length > 0) {
+                        this.emit('errline', errbuffer);
+                    }
+                    cp.removeAllListeners();
+                    if (error) {
+                        reject(error);
+                    }
+                    else {
+                        resolve(exitCode);
+                    }
+                });
+                if (this.options.input) {
+                    if (!cp.stdin) {
+                        throw new Error('child process missing stdin');
+                    }
+                    cp.stdin.end(this.options.input);
+                }
+            }));
+        });
+    }
+}
+/**
+ * Convert an arg string to an array of args. Handles escaping
+ *
+ * @param    argString   string of arguments
+ * @returns  string[]    array of arguments
+ */
+function argStringToArray(argString) {
+    const args = [];
+    let inQuotes = false;
+    let escaped = false;
+    let arg = '';
+    function append(c) {
+        // we only escape double quotes.
+        if (escaped && c !== '"') {
+            arg += '\\';
+        }
+        arg += c;
+        escaped = false;
+    }
+    for (let i = 0; i < argString.length; i++) {
+        const c = argString.charAt(i);
+        if (c === '"') {
+            if (!escaped) {
+                inQuotes = !inQuotes;
+            }
+            else {
+                append(c);
+            }
+            continue;
+        }
+        if (c === '\\' && escaped) {
+            append(c);
+            continue;
+        }
+        if (c === '\\' && inQuotes) {
+            escaped = true;
+            continue;
+        }
+        if (c === ' ' && !inQuotes) {
+            if (arg.length > 0) {
+                args.push(arg);
+                arg = '';
+            }
+            continue;
+        }
+        append(c);
+    }
+    if (arg.length > 0) {
+        args.push(arg.trim());
+    }
+    return args;
+}
+class ExecState extends external_events_.EventEmitter {
+    constructor(options, toolPath) {
+        super();
+        this.processClosed = false; // tracks whether the process has exited and stdio is closed
+        this.processError = '';
+        this.processExitCode = 0;
+        this.processExited = false; // tracks whether the process has exited
+        this.processStderr = false; // tracks whether stderr was written to
+        this.delay = 10000; // 10 seconds
+        this.done = false;
+        this.timeout = null;
+        if (!toolPath) {
+            throw new Error('toolPath must not be empty');
+        }
+        this.options = options;
+        this.toolPath = toolPath;
+        if (options.delay) {
+            this.delay = options.delay;
+        }
+    }
+    CheckComplete() {
+        if (this.done) {
+            return;
+        }
+        if (this.processClosed) {
+            this._setResult();
+        }
+        else if (this.processExited) {
+            this.timeout = (0,external_timers_namespaceObject.setTimeout)(ExecState.HandleTimeout, this.delay, this);
+        }
+    }
+    _debug(message) {
+        this.emit('debug', message);
+    }
+    _setResult() {
+        // determine whether there is an error
+        let error;
+        if (this.processExited) {
+            if (this.processError) {
+                error = new Error(`There was an error when attempting to execute the process '${this.toolPath}'. This may indicate the process failed to start. Error: ${this.processError}`);
+            }
+            else if (this.processExitCode !== 0 && !this.options.ignoreReturnCode) {
+                error = new Error(`The process '${this.toolPath}' failed with exit code ${this.processExitCode}`);
+            }
+            else if (this.processStderr && this.options.failOnStdErr) {
+                error = new Error(`The process '${this.toolPath}' failed because one or more lines were written to the STDERR stream`);
+            }
+        }
+        // clear the timeout
+        if (this.timeout) {
+            clearTimeout(this.timeout);
+            this.timeout = null;
+        }
+        this.done = true;
+        this.emit('done', error, this.processExitCode);
+    }
+    static HandleTimeout(state) {
+        if (state.done) {
+            return;
+        }
+        if (!state.processClosed && state.processExited) {
+            const message = `The STDIO streams did not close within ${state.delay / 1000} seconds of the exit event from process '${state.toolPath}'. This may indicate a child process inherited the STDIO streams and has not yet exited.`;
+            state._debug(message);
+        }
+        state._setResult();
+    }
+}
+//# sourceMappingURL=toolrunner.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
+var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+/**
+ * Exec a command.
+ * Output will be streamed to the live console.
+ * Returns promise with return code
+ *
+ * @param     commandLine        command to execute (can include additional args). Must be correctly escaped.
+ * @param     args               optional arguments for tool. Escaping is handled by the lib.
+ * @param     options            optional exec options.  See ExecOptions
+ * @returns   Promise<number>    exit code
+ */
+function exec(commandLine, args, options) {
+    return exec_awaiter(this, void 0, void 0, function* () {
+        const commandArgs = argStringToArray(commandLine);
+        if (commandArgs.length === 0) {
+            throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
+        }
+        // Path to tool to execute should be first arg
+        const toolPath = commandArgs[0];
+        args = commandArgs.slice(1).concat(args || []);
+        const runner = new ToolRunner(toolPath, args, options);
+        return runner.exec();
+    });
+}
+/**
+ * Exec a command and get the output.
+ * Output will be streamed to the live console.
+ * Returns promise with the exit code and collected stdout and stderr
+ *
+ * @param     commandLine           command to execute (can include additional args). Must be correctly escaped.
+ * @param     args                  optional arguments for tool. Escaping is handled by the lib.
+ * @param     options               optional exec options.  See ExecOptions
+ * @returns   Promise<ExecOutput>   exit code, stdout, and stderr
+ */
+function getExecOutput(commandLine, args, options) {
+    return exec_awaiter(this, void 0, void 0, function* () {
+        var _a, _b;
+        let stdout = '';
+        let stderr = '';
+        //Using string decoder covers the case where a mult-byte character is split
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
+        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
+        const stdErrListener = (data) => {
+            stderr += stderrDecoder.write(data);
+            if (originalStdErrListener) {
+                originalStdErrListener(data);
+            }
+        };
+        const stdOutListener = (data) => {
+            stdout += stdoutDecoder.write(data);
+            if (originalStdoutListener) {
+                originalStdoutListener(data);
+            }
+        };
+        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
+        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        //flush any remaining characters
+        stdout += stdoutDecoder.end();
+        stderr += stderrDecoder.end();
+        return {
+            exitCode,
+            stdout,
+            stderr
+        };
+    });
+}
+//# sourceMappingURL=exec.js.map
+
+/***/ }),
+
+/***/ 90:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   H8: () => (/* binding */ IS_WINDOWS),
+/* harmony export */   Qh: () => (/* binding */ isRooted),
+/* harmony export */   t2: () => (/* binding */ exists),
+/* harmony export */   vr: () => (/* binding */ tryGetExecutablePath)
+/* harmony export */ });
+/* unused harmony exports chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink, readlink, UV_FS_O_EXLOCK, READONLY, isDirectory, getCmdPath */
+/* harmony import */ var fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9896);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const { chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink } = fs__WEBPACK_IMPORTED_MODULE_0__.promises;
+// export const {open} = 'fs'
+const IS_WINDOWS = process.platform === 'win32';
+/**
+ * Custom implementation of readlink to ensure Windows junctions
+ * maintain trailing backslash for backward compatibility with Node.js < 24
+ *
+ * In Node.js 20, Windows junctions (directory symlinks) always returned paths
+ * with trailing backslashes. Node.js 24 removed this behavior, which breaks
+ * code that relied on this format for path operations.
+ *
+ * This implementation restores the Node 20 behavior by adding a trailing
+ * backslash to all junction results on Windows.
+ */
+function readlink(fsPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        const result = yield fs.promises.readlink(fsPath);
+        // On Windows, restore Node 20 behavior: add trailing backslash to all results
+        // since junctions on Windows are always directory links
+        if (IS_WINDOWS && !result.endsWith('\\')) {
+            return `${result}\\`;
+        }
+        return result;
+    });
+}
+// See https://github.com/nodejs/node/blob/d0153aee367422d0858105abec186da4dff0a0c5/deps/uv/include/uv/win.h#L691
+const UV_FS_O_EXLOCK = 0x10000000;
+const READONLY = fs__WEBPACK_IMPORTED_MODULE_0__.constants.O_RDONLY;
+function exists(fsPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        try {
+            yield stat(fsPath);
+        }
+        catch (err) {
+            if (err.code === 'ENOENT') {
+                return false;
+            }
+            throw err;
+        }
+        return true;
+    });
+}
+function isDirectory(fsPath_1) {
+    return __awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
+        const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
+        return stats.isDirectory();
+    });
+}
+/**
+ * On OSX/Linux, true if path starts with '/'. On Windows, true for paths like:
+ * \, \hello, \\hello\share, C:, and C:\hello (and corresponding alternate separator cases).
+ */
+function isRooted(p) {
+    p = normalizeSeparators(p);
+    if (!p) {
+        throw new Error('isRooted() parameter "p" cannot be empty');
+    }
+    if (IS_WINDOWS) {
+        return (p.startsWith('\\') || /^[A-Z]:/i.test(p) // e.g. \ or \hello or \\hello
+        ); // e.g. C: or C:\hello
+    }
+    return p.startsWith('/');
+}
+/**
+ * Best effort attempt to determine whether a file exists and is executable.
+ * @param filePath    file path to check
+ * @param extensions  additional file extensions to try
+ * @return if file exists and is executable, returns the file path. otherwise empty string.
+ */
+function tryGetExecutablePath(filePath, extensions) {
+    return __awaiter(this, void 0, void 0, function* () {
+        let stats = undefined;
+        try {
+            // test file exists
+            stats = yield stat(filePath);
+        }
+        catch (err) {
+            if (err.code !== 'ENOENT') {
+                // eslint-disable-next-line no-console
+                console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
+            }
+        }
+        if (stats && stats.isFile()) {
+            if (IS_WINDOWS) {
+                // on Windows, test for valid extension
+                const upperExt = path__WEBPACK_IMPORTED_MODULE_1__.extname(filePath).toUpperCase();
+                if (extensions.some(validExt => validExt.toUpperCase() === upperExt)) {
+                    return filePath;
+                }
+            }
+            else {
+                if (isUnixExecutable(stats)) {
+                    return filePath;
+                }
+            }
+        }
+        // try each extension
+        const originalFilePath = filePath;
+        for (const extension of extensions) {
+            filePath = originalFilePath + extension;
+            stats = undefined;
+            try {
+                stats = yield stat(filePath);
+            }
+            catch (err) {
+                if (err.code !== 'ENOENT') {
+                    // eslint-disable-next-line no-console
+                    console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
+                }
+            }
+            if (stats && stats.isFile()) {
+                if (IS_WINDOWS) {
+                    // preserve the case of the actual file (since an extension was appended)
+                    try {
+                        const directory = path__WEBPACK_IMPORTED_MODULE_1__.dirname(filePath);
+                        const upperName = path__WEBPACK_IMPORTED_MODULE_1__.basename(filePath).toUpperCase();
+                        for (const actualName of yield readdir(directory)) {
+                            if (upperName === actualName.toUpperCase()) {
+                                filePath = path__WEBPACK_IMPORTED_MODULE_1__.join(directory, actualName);
+                                break;
+                            }
+                        }
+                    }
+                    catch (err) {
+                        // eslint-disable-next-line no-console
+                        console.log(`Unexpected error attempting to determine the actual case of the file '${filePath}': ${err}`);
+                    }
+                    return filePath;
+                }
+                else {
+                    if (isUnixExecutable(stats)) {
+                        return filePath;
+                    }
+                }
+            }
+        }
+        return '';
+    });
+}
+function normalizeSeparators(p) {
+    p = p || '';
+    if (IS_WINDOWS) {
+        // convert slashes on Windows
+        p = p.replace(/\//g, '\\');
+        // remove redundant slashes
+        return p.replace(/\\\\+/g, '\\');
+    }
+    // remove redundant slashes
+    return p.replace(/\/\/+/g, '/');
+}
+// on Mac/Linux, test the execute bit
+//     R   W  X  R  W X R W X
+//   256 128 64 32 16 8 4 2 1
+function isUnixExecutable(stats) {
+    return ((stats.mode & 1) > 0 ||
+        ((stats.mode & 8) > 0 &&
+            process.getgid !== undefined &&
+            stats.gid === process.getgid()) ||
+        ((stats.mode & 64) > 0 &&
+            process.getuid !== undefined &&
+            stats.uid === process.getuid()));
+}
+// Get the path of cmd.exe in windows
+function getCmdPath() {
+    var _a;
+    return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
+}
+//# sourceMappingURL=io-util.js.map
+
+/***/ }),
+
+/***/ 8701:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   K7: () => (/* binding */ which)
+/* harmony export */ });
+/* unused harmony exports cp, mv, rmRF, mkdirP, findInPath */
+/* harmony import */ var assert__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2613);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
+/* harmony import */ var _io_util_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(90);
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+/**
+ * Copies a file or folder.
+ * Based off of shelljs - https://github.com/shelljs/shelljs/blob/9237f66c52e5daa40458f94f9565e18e8132f5a6/src/cp.js
+ *
+ * @param     source    source path
+ * @param     dest      destination path
+ * @param     options   optional. See CopyOptions.
+ */
+function cp(source_1, dest_1) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+        const { force, recursive, copySourceDirectory } = readCopyOptions(options);
+        const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
+        // Dest is an existing file, but not forcing
+        if (destStat && destStat.isFile() && !force) {
+            return;
+        }
+        // If dest is an existing directory, should copy inside.
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory
+            ? path.join(dest, path.basename(source))
+            : dest;
+        if (!(yield ioUtil.exists(source))) {
+            throw new Error(`no such file or directory: ${source}`);
+        }
+        const sourceStat = yield ioUtil.stat(source);
+        if (sourceStat.isDirectory()) {
+            if (!recursive) {
+                throw new Error(`Failed to copy. ${source} is a directory, but tried to copy without recursive flag.`);
+            }
+            else {
+                yield cpDirRecursive(source, newDest, 0, force);
+            }
+        }
+        else {
+            if (path.relative(source, newDest) === '') {
+                // a file cannot be copied to itself
+                throw new Error(`'${newDest}' and '${source}' are the same file`);
+            }
+            yield copyFile(source, newDest, force);
+        }
+    });
+}
+/**
+ * Moves a path.
+ *
+ * @param     source    source path
+ * @param     dest      destination path
+ * @param     options   optional. See MoveOptions.
+ */
+function mv(source_1, dest_1) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+        if (yield ioUtil.exists(dest)) {
+            let destExists = true;
+            if (yield ioUtil.isDirectory(dest)) {
+                // If dest is directory copy src into dest
+                dest = path.join(dest, path.basename(source));
+                destExists = yield ioUtil.exists(dest);
+            }
+            if (destExists) {
+                if (options.force == null || options.force) {
+                    yield rmRF(dest);
+                }
+                else {
+                    throw new Error('Destination already exists');
+                }
+            }
+        }
+        yield mkdirP(path.dirname(dest));
+        yield ioUtil.rename(source, dest);
+    });
+}
+/**
+ * Remove a path recursively with force
+ *
+ * @param inputPath path to remove
+ */
+function rmRF(inputPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (ioUtil.IS_WINDOWS) {
+            // Check for invalid characters
+            // https://docs.microsoft.com/en-us/windows/win32/fileio/naming-a-file
+            if (/[*"<>|]/.test(inputPath)) {
+                throw new Error('File path must not contain `*`, `"`, `<`, `>` or `|` on Windows');
+            }
+        }
+        try {
+            // note if path does not exist, error is silent
+            yield ioUtil.rm(inputPath, {
+                force: true,
+                maxRetries: 3,
+                recursive: true,
+                retryDelay: 300
+            });
+        }
+        catch (err) {
+            throw new Error(`File was unable to be removed ${err}`);
+        }
+    });
+}
+/**
+ * Make a directory.  Creates the full path with folders in between
+ * Will throw if it fails
+ *
+ * @param   fsPath        path to create
+ * @returns Promise<void>
+ */
+function mkdirP(fsPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        ok(fsPath, 'a path argument must be provided');
+        yield ioUtil.mkdir(fsPath, { recursive: true });
+    });
+}
+/**
+ * Returns path of a tool had the tool actually been invoked.  Resolves via paths.
+ * If you check and the tool does not exist, it will throw.
+ *
+ * @param     tool              name of the tool
+ * @param     check             whether to check if tool exists
+ * @returns   Promise<string>   path to tool
+ */
+function which(tool, check) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (!tool) {
+            throw new Error("parameter 'tool' is required");
+        }
+        // recursive when check=true
+        if (check) {
+            const result = yield which(tool, false);
+            if (!result) {
+                if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8) {
+                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also verify the file has a valid extension for an executable file.`);
+                }
+                else {
+                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also check the file mode to verify the file is executable.`);
+                }
+            }
+            return result;
+        }
+        const matches = yield findInPath(tool);
+        if (matches && matches.length > 0) {
+            return matches[0];
+        }
+        return '';
+    });
+}
+/**
+ * Returns a list of all occurrences of the given tool on the system path.
+ *
+ * @returns   Promise<string[]>  the paths of the tool
+ */
+function findInPath(tool) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (!tool) {
+            throw new Error("parameter 'tool' is required");
+        }
+        // build the list of extensions to try
+        const extensions = [];
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8 && process.env['PATHEXT']) {
+            for (const extension of process.env['PATHEXT'].split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
+                if (extension) {
+                    extensions.push(extension);
+                }
+            }
+        }
+        // if it's rooted, return it if exists. otherwise return empty.
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .isRooted */ .Qh(tool)) {
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(tool, extensions);
+            if (filePath) {
+                return [filePath];
+            }
+            return [];
+        }
+        // if any path separators, return empty
+        if (tool.includes(path__WEBPACK_IMPORTED_MODULE_1__.sep)) {
+            return [];
+        }
+        // build the list of directories
+        //
+        // Note, technically "where" checks the current directory on Windows. From a toolkit perspective,
+        // it feels like we should not do this. Checking the current directory seems like more of a use
+        // case of a shell, and the which() function exposed by the toolkit should strive for consistency
+        // across platforms.
+        const directories = [];
+        if (process.env.PATH) {
+            for (const p of process.env.PATH.split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
+                if (p) {
+                    directories.push(p);
+                }
+            }
+        }
+        // find all matches
+        const matches = [];
+        for (const directory of directories) {
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(path__WEBPACK_IMPORTED_MODULE_1__.join(directory, tool), extensions);
+            if (filePath) {
+                matches.push(filePath);
+            }
+        }
+        return matches;
+    });
+}
+function readCopyOptions(options) {
+    const force = options.force == null ? true : options.force;
+    const recursive = Boolean(options.recursive);
+    const copySourceDirectory = options.copySourceDirectory == null
+        ? true
+        : Boolean(options.copySourceDirectory);
+    return { force, recursive, copySourceDirectory };
+}
+function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
+    return __awaiter(this, void 0, void 0, function* () {
+        // Ensure there is not a run away recursive copy
+        if (currentDepth >= 255)
+            return;
+        currentDepth++;
+        yield mkdirP(destDir);
+        const files = yield ioUtil.readdir(sourceDir);
+        for (const fileName of files) {
+            const srcFile = `${sourceDir}/${fileName}`;
+            const destFile = `${destDir}/${fileName}`;
+            const srcFileStat = yield ioUtil.lstat(srcFile);
+            if (srcFileStat.isDirectory()) {
+                // Recurse
+                yield cpDirRecursive(srcFile, destFile, currentDepth, force);
+            }
+            else {
+                yield copyFile(srcFile, destFile, force);
+            }
+        }
+        // Change the mode for the newly created directory
+        yield ioUtil.chmod(destDir, (yield ioUtil.stat(sourceDir)).mode);
+    });
+}
+// Buffered file copy
+function copyFile(srcFile, destFile, force) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if ((yield ioUtil.lstat(srcFile)).isSymbolicLink()) {
+            // unlink/re-link it
+            try {
+                yield ioUtil.lstat(destFile);
+                yield ioUtil.unlink(destFile);
+            }
+            catch (e) {
+                // Try to override file permission
+                if (e.code === 'EPERM') {
+                    yield ioUtil.chmod(destFile, '0666');
+                    yield ioUtil.unlink(destFile);
+                }
+                // other errors = it doesn't exist, no work to do
+            }
+            // Copy over symlink
+            const symlinkFull = yield ioUtil.readlink(srcFile);
+            yield ioUtil.symlink(symlinkFull, destFile, ioUtil.IS_WINDOWS ? 'junction' : null);
+        }
+        else if (!(yield ioUtil.exists(destFile)) || force) {
+            yield ioUtil.copyFile(srcFile, destFile);
+        }
+    });
+}
+//# sourceMappingURL=io.js.map
 
 /***/ }),
 

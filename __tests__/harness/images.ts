@@ -412,3 +412,32 @@ export async function makeBootableImage(dir: string, opts: BootableImageOptions)
       : await buildUnifiedImage(dir, imageOpts, fill);
   return { ...image, token, marker: (name: string) => `${name} ${token}` };
 }
+
+/**
+ * A tarball crafted entry by entry with python3's tarfile (GNU format), for archives no tar
+ * command writes: `body` is Python run with `add(name, data=b"", type=tarfile.REGTYPE,
+ * linkname="")` and `meta` (the bytes of `metadataText`) in scope. The tar stream goes through
+ * `compressor` (a command reading stdin and writing stdout; plain tar when empty) into `out`.
+ */
+export async function craftTarball(
+  out: string,
+  body: string,
+  options: { compressor?: string[]; metadataText?: string } = {},
+): Promise<string> {
+  const script = [
+    'import io, sys, tarfile',
+    'tar = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.GNU_FORMAT)',
+    'def add(name, data=b"", type=tarfile.REGTYPE, linkname=""):',
+    '    info = tarfile.TarInfo(name); info.type = type; info.size = len(data); info.mtime = 1700000000',
+    '    info.linkname = linkname; info.mode = 0o755 if type == tarfile.DIRTYPE else 0o644',
+    '    tar.addfile(info, io.BytesIO(data) if data else None)',
+    'meta = sys.argv[1].encode()',
+    body,
+    'tar.close()',
+  ].join('\n');
+  const compressor = options.compressor ?? ['xz', '-T2', '-1'];
+  const command =
+    compressor.length === 0 ? 'python3 -c "$1" "$2" > "$3"' : `python3 -c "$1" "$2" | ${compressor.join(' ')} > "$3"`;
+  await runOk('sh', ['-c', command, 'sh', script, options.metadataText ?? '', out]);
+  return out;
+}

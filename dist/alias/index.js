@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2843:
+/***/ 1254:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -53993,6 +53993,4573 @@ __nccwpck_require__.d(__webpack_exports__, {
 });
 
 // UNUSED EXPORTS: runRemove
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 16 modules
+var lib_core = __nccwpck_require__(8261);
+// EXTERNAL MODULE: ./src/common/errors.ts
+var errors = __nccwpck_require__(1922);
+;// CONCATENATED MODULE: ./src/common/debug.ts
+/**
+ * Step debug logging (ACTIONS_STEP_DEBUG=true, core.isDebug()): the remote commands as sent, the
+ * time of each phase, the round trips and the SSH handshake. Off by default. Every line goes
+ * through here: known secrets are cut out (the runner masks them too, but a local run has no
+ * runner), and the text is escaped as untrusted (ssh2's lines quote the server's banner).
+ */
+
+
+const secrets = new Set();
+/** Values never to appear in a debug line (the key, each line of it, the passphrases). */
+function addDebugSecrets(values) {
+    for (const value of values)
+        if (value.length >= 4)
+            secrets.add(value);
+}
+/** The secrets known so far, longest first (so that a line is cut before the whole key). */
+function knownSecrets() {
+    return [...secrets].sort((a, b) => b.length - a.length);
+}
+/** `text` with every known secret replaced by "***". */
+function redact(text) {
+    let result = text;
+    for (const secret of knownSecrets())
+        result = result.split(secret).join('***');
+    return result;
+}
+/** Whether `text` holds a known secret of 16 characters or more (a key line, say). */
+function holdsSecret(text) {
+    return knownSecrets().some((secret) => secret.length >= 16 && text.includes(secret));
+}
+function debugOn() {
+    return lib_core/* isDebug */._o();
+}
+/**
+ * One debug line (nothing without step debug): secrets cut out, untrusted text escaped. Line
+ * breaks stay (a script's text reads as it is): core.debug writes them as %0A, so the whole text is
+ * one `::debug::` command whose message is data; other control characters become "?", and the
+ * legacy "##[" command is escaped (see common/untrusted.ts).
+ */
+function debug(text) {
+    if (!lib_core/* isDebug */._o())
+        return;
+    lib_core/* debug */.Yz((0,errors/* withoutLegacyCommands */.Uy)((0,errors/* withoutControlCharacters */.aC)(redact(text))));
+}
+/**
+ * A log group that, with step debug on, also logs how long it took (whether it succeeded or not).
+ */
+async function debug_timedGroup(name, work) {
+    const started = process.hrtime.bigint();
+    try {
+        return await lib_core/* group */.Os(name, work);
+    }
+    finally {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        debug(`phase ${JSON.stringify(name)}: ${seconds.toFixed(3)} s`);
+    }
+}
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/common/untrusted.ts
+/**
+ * Text the action does not control (metadata.yaml, the server's index and output, a web
+ * server's answers) on its way into the log or an error message.
+ *
+ * The runner reads workflow commands from the log: a line that, after leading blanks, starts with
+ * "::" (`::warning::`, `::add-mask::`, `::stop-commands::` …), and the legacy "##[" form anywhere
+ * in a line. So untrusted text never reaches the log as it is: a single value is printed plain
+ * only when it is made of harmless characters, JSON-quoted otherwise (no line break survives, and
+ * "#[" is escaped); multi-line output is printed between `::stop-commands::` markers whose token
+ * the server cannot guess, with "#[" escaped and control characters replaced.
+ *
+ * Error messages (ActionError) are printed by core.error as one `::error::` line: it escapes
+ * line breaks and "%" in the message, and a "::" after the command's own is data, not a command.
+ * Only "##[" needs escaping there, which the ActionError constructor does (common/errors.ts).
+ */
+
+
+/** Characters a plain value may hold and still be printed as it is. */
+const PLAIN = /^[A-Za-z0-9._:/+@,=~-]+$/;
+/**
+ * One untrusted value for a log line or a message: as it is when plain (a product name, a
+ * serial), otherwise JSON-quoted, with "#[" written as "\u0023[" (the same string in JSON).
+ */
+function untrusted_untrusted(value) {
+    const text = typeof value === 'string' ? value : String(value);
+    if (PLAIN.test(text))
+        return text;
+    return JSON.stringify(text).replace(/#\[/g, '\\u0023[');
+}
+/**
+ * A log line that embeds untrusted text somewhere after its own start (never at it): line
+ * breaks and other control characters become "?", "#[" is escaped.
+ */
+function untrustedLine(text) {
+    return withoutLegacyCommands(oneLine(text));
+}
+/**
+ * Multi-line untrusted output (a script's), as log lines: between `::stop-commands::TOKEN` and
+ * `::TOKEN::`, so that the runner reads no line of it as a command; control characters other
+ * than tabs become "?", and "#[" is escaped.
+ */
+function untrustedBlock(text, token = randomBytes(16).toString('hex')) {
+    const lines = withoutLegacyCommands(withoutControlCharacters(text.replace(/\r\n/g, '\n'))).split('\n');
+    return [`::stop-commands::${token}`, ...lines, `::${token}::`];
+}
+/** Logs multi-line untrusted output (see untrustedBlock); nothing for empty output. */
+function logUntrusted(text, log) {
+    if (text !== '')
+        log(untrustedBlock(text).join('\n'));
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/architectures.ts
+/**
+ * Architecture names: Incus's own and the distribution names it maps to them (Incus's osarch
+ * package). Clients treat `amd64` and `x86_64` as one architecture, so everything that compares
+ * architectures (metadata.yaml's two fields, aliases per architecture, image lines) compares
+ * their Incus names. Pure.
+ */
+/** Each Incus architecture name with the distribution names it maps to the same architecture. */
+const ARCHITECTURES = {
+    i686: ['i386', 'i586', '386', 'x86', 'generic_32'],
+    x86_64: ['amd64', 'generic_64', 'x64'],
+    armv6l: ['armel', 'arm'],
+    armv7l: ['armhf', 'armhfp', 'armv7a_hardfp', 'armv7', 'armv7a_vfpv3_hardfp'],
+    armv8l: [],
+    aarch64: ['arm64', 'arm64_generic'],
+    ppc: ['powerpc'],
+    ppc64: ['powerpc64'],
+    ppc64le: ['ppc64el'],
+    s390x: [],
+    mips: ['mipsel', 'mipsle'],
+    mips64: ['mips64el', 'mips64le'],
+    riscv32: [],
+    riscv64: [],
+    loongarch64: ['loong64'],
+};
+/** The Incus architecture a name (an Incus name or a distribution alias) stands for. */
+function incusArchitecture(name) {
+    for (const [incus, aliases] of Object.entries(ARCHITECTURES)) {
+        if (name === incus || aliases.includes(name))
+            return incus;
+    }
+    return undefined;
+}
+/** The Incus name of an architecture name; an unknown name stands for itself. */
+function canonicalArchitecture(name) {
+    return name === undefined ? '' : (incusArchitecture(name) ?? name);
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
+/**
+ * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
+ * is. Pure; see the project's notes on the format: products hold versions keyed by serial, and
+ * versions hold items keyed by file type.
+ *
+ * Releases and lines: incus-simplestreams keys a product `{os}:{release}:{variant}:{arch}` and adds
+ * every build of that image line to it as a new version. Clients give a product's aliases to its
+ * newest version, so an alias such as `crynux-node:v2.6.0` would follow the next release. This
+ * action therefore publishes each release (each serial) as a product of its own, keyed
+ * `{os}:{release}:{variant}:{arch}:{serial}`, with the same os/release/variant/arch fields:
+ * clients never parse the key (incus and lxd `shared/simplestreams/products.go`), an alias stays on
+ * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
+ * written the old way (one product, many versions) are read as releases of their line too.
+ */
+
+/** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
+const COMBINED_HASH_FIELDS = [
+    'combined_squashfs_sha256',
+    'combined_disk-kvm-img_sha256',
+    'combined_rootxz_sha256',
+    'combined_sha256',
+];
+/** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
+const METADATA_ITEM = 'incus.tar.xz';
+const UNIFIED_ITEM = 'incus_combined.tar.gz';
+/** An empty images.json, as incus-simplestreams starts one. */
+function emptyImagesIndex() {
+    return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
+}
+/** A deep copy, so that planning never changes the index it was given. */
+function images_index_cloneIndex(index) {
+    return JSON.parse(JSON.stringify(index));
+}
+/** streams/v1/index.json for an images.json, as incus-simplestreams writes it. */
+function buildStreamsIndex(images) {
+    return {
+        format: 'index:1.0',
+        index: {
+            images: {
+                datatype: 'image-downloads',
+                path: 'streams/v1/images.json',
+                format: 'products:1.0',
+                products: Object.keys(images.products).sort(),
+            },
+        },
+    };
+}
+/** Splits a product's comma-separated alias list. */
+function images_index_productAliases(product) {
+    return (product.aliases ?? '')
+        .split(',')
+        .map((alias) => alias.trim())
+        .filter((alias) => alias !== '');
+}
+/** The fingerprint clients compute for a version, or undefined when it has no Incus items. */
+function images_index_versionFingerprint(version) {
+    const unified = version.items[UNIFIED_ITEM];
+    if (unified)
+        return unified.sha256;
+    const metadata = version.items[METADATA_ITEM];
+    if (!metadata)
+        return undefined;
+    for (const field of COMBINED_HASH_FIELDS) {
+        const value = metadata[field];
+        if (typeof value === 'string' && value !== '')
+            return value;
+    }
+    return undefined;
+}
+function versionImageType(version) {
+    if (version.items['disk-kvm.img'])
+        return 'virtual-machine';
+    const unified = version.items[UNIFIED_ITEM];
+    if (unified && unified['combined_type'] === 'virtual-machine')
+        return 'virtual-machine';
+    return 'container';
+}
+/** Finds the version that carries this fingerprint. */
+function images_index_findFingerprint(index, fingerprint) {
+    for (const [productName, product] of Object.entries(index.products)) {
+        for (const [serial, version] of Object.entries(product.versions ?? {})) {
+            if (images_index_versionFingerprint(version) !== fingerprint)
+                continue;
+            // Items of other clients' types may point at the same files: count each file once.
+            const sizeByPath = new Map(Object.values(version.items).map((item) => [item.path, item.size]));
+            const size = [...sizeByPath.values()].reduce((total, itemSize) => total + itemSize, 0);
+            return {
+                product: productName,
+                serial,
+                aliases: images_index_productAliases(product),
+                size,
+                imageType: versionImageType(version),
+            };
+        }
+    }
+    return undefined;
+}
+/** Every file path the index names. */
+function images_index_referencedPaths(index) {
+    const paths = new Set();
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            for (const item of Object.values(version.items))
+                paths.add(item.path);
+        }
+    }
+    return paths;
+}
+/** An image line, `{os}:{release}:{variant}:{arch}`: the product key incus-simplestreams gives it. */
+function lineKey(os, release, variant, architecture) {
+    return `${os}:${release}:${variant}:${architecture}`;
+}
+/** The line a product belongs to, from its fields (its key, when it has none of them). */
+function productLine(key, product) {
+    const { os, release, variant, arch } = product;
+    if ([os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
+        return lineKey(os, release, variant, arch);
+    }
+    return key;
+}
+/** The key of the product that holds one release of a line. */
+function images_index_releaseProductKey(line, serial) {
+    return `${line}:${serial}`;
+}
+/**
+ * What makes two products one image line: the os, release and variant fields and the
+ * architecture (by its Incus name), compared field by field, so that no value can pass for
+ * another by holding a ':'. A product without those fields is a line of its own.
+ */
+function images_index_lineIdentity(key, product) {
+    const { os, release, variant, arch } = product;
+    if (![os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
+        return JSON.stringify(['product', key]);
+    }
+    return JSON.stringify([os, release, variant, canonicalArchitecture(arch)]);
+}
+/** Every release (a version that is an image) of the line with this identity, in any product. */
+function images_index_releasesOf(index, identity) {
+    const releases = [];
+    for (const [product, fields] of Object.entries(index.products)) {
+        if (images_index_lineIdentity(product, fields) !== identity)
+            continue;
+        for (const [serial, version] of Object.entries(fields.versions ?? {})) {
+            if (images_index_versionFingerprint(version) !== undefined)
+                releases.push({ product, serial, version });
+        }
+    }
+    return releases;
+}
+/** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
+function serialFor(creationDate) {
+    const date = new Date(creationDate * 1000);
+    const pad = (value) => String(value).padStart(2, '0');
+    return (String(date.getUTCFullYear()) +
+        pad(date.getUTCMonth() + 1) +
+        pad(date.getUTCDate()) +
+        pad(date.getUTCHours()) +
+        pad(date.getUTCMinutes()));
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
+/**
+ * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
+ * newest version. Pure.
+ */
+
+
+/**
+ * Puts the aliases on one product and takes them off every other product of the same
+ * architecture, so that an alias such as `latest` names exactly one image per architecture.
+ * Returns whether anything changed.
+ */
+function aliases_moveAliases(index, productName, aliases) {
+    const target = index.products[productName];
+    if (!target || aliases.length === 0)
+        return false;
+    let changed = false;
+    for (const [name, product] of Object.entries(index.products)) {
+        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
+            continue;
+        const kept = images_index_productAliases(product).filter((alias) => !aliases.includes(alias));
+        if (kept.length !== images_index_productAliases(product).length) {
+            setAliases(product, kept);
+            changed = true;
+        }
+    }
+    const current = images_index_productAliases(target);
+    const missing = aliases.filter((alias) => !current.includes(alias));
+    if (missing.length > 0) {
+        setAliases(target, [...current, ...missing]);
+        changed = true;
+    }
+    return changed;
+}
+function setAliases(product, aliases) {
+    if (aliases.length > 0)
+        product.aliases = aliases.join(',');
+    else
+        delete product.aliases;
+}
+/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
+function aliases_isNewestVersion(product, serial) {
+    return Object.keys(product.versions).every((other) => other <= serial);
+}
+/**
+ * Moves one version of a product written the old way (one product, several versions) into a
+ * release product of its own, without aliases, and returns its key. Aliases of a shared product
+ * resolve to its newest version only: an older version must stand alone to carry one.
+ */
+function splitOutRelease(index, productName, serial) {
+    const product = index.products[productName];
+    const version = product?.versions[serial];
+    if (!product || !version || Object.keys(product.versions).length === 1)
+        return productName;
+    const { versions: _versions, aliases: _aliases, ...fields } = product;
+    const key = images_index_releaseProductKey(productLine(productName, product), serial);
+    delete product.versions[serial];
+    index.products[key] = { ...fields, versions: { [serial]: version } };
+    return key;
+}
+/**
+ * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
+ * version that is not the newest of a shared product is first given a product of its own, so
+ * that the aliases resolve to it.
+ */
+function aliases_planAliasUpdate(live, fingerprint, aliases) {
+    const next = images_index_cloneIndex(live);
+    const existing = images_index_findFingerprint(next, fingerprint);
+    if (!existing || aliases.length === 0)
+        return undefined;
+    const holder = next.products[existing.product];
+    const product = holder && !aliases_isNewestVersion(holder, existing.serial)
+        ? splitOutRelease(next, existing.product, existing.serial)
+        : existing.product;
+    const split = product !== existing.product;
+    return aliases_moveAliases(next, product, aliases) || split ? next : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/removal.ts
+/** Taking a published version out of the index (the remove sub-action). Pure. */
+
+
+/**
+ * The index without the version carrying `fingerprint`, and without any item of another version
+ * that is a delta to or from it. A product left without versions goes, with its aliases.
+ * Undefined when no version carries the fingerprint.
+ */
+function removal_planRemoval(live, fingerprint) {
+    const found = findFingerprint(live, fingerprint);
+    if (!found)
+        return undefined;
+    const next = cloneIndex(live);
+    const product = next.products[found.product];
+    const version = product?.versions[found.serial];
+    if (!product || !version)
+        return undefined;
+    const paths = Object.values(version.items).map((item) => item.path);
+    // Aliases resolve to a product's newest version: removing it must not hand them to an older one.
+    const wasNewest = isNewestVersion(product, found.serial);
+    delete product.versions[found.serial];
+    // Deltas whose base is the removed version cannot be applied any more.
+    for (const other of Object.values(product.versions)) {
+        for (const [key, item] of Object.entries(other.items)) {
+            if (item['delta_base'] === found.serial) {
+                paths.push(item.path);
+                delete other.items[key];
+            }
+        }
+    }
+    let removedAliases = [];
+    if (wasNewest) {
+        removedAliases = productAliases(product);
+        delete product.aliases;
+    }
+    if (Object.keys(product.versions).length === 0)
+        delete next.products[found.product];
+    const stillNamed = referencedPaths(next);
+    return {
+        index: next,
+        product: found.product,
+        serial: found.serial,
+        removedAliases,
+        retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/resolve.ts
+/**
+ * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
+ * alias; and where each alias resolves, as clients resolve it. Pure.
+ */
+
+/** Every image the index lists (versions with a fingerprint), newest serial first. */
+function listImages(index) {
+    const images = [];
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions)) {
+            const fingerprint = images_index_versionFingerprint(version);
+            const found = fingerprint ? images_index_findFingerprint(index, fingerprint) : undefined;
+            if (fingerprint && found)
+                images.push({ ...found, fingerprint, arch: product.arch ?? '' });
+        }
+    }
+    return images.sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+}
+/** Where each alias resolves: per architecture, the newest version of the product that carries it. */
+function resolve_aliasTargets(index) {
+    const targets = [];
+    for (const [product, fields] of Object.entries(index.products)) {
+        const newest = Object.keys(fields.versions)
+            .sort()
+            .reverse()
+            .map((serial) => fields.versions[serial])
+            .map((version) => (version ? images_index_versionFingerprint(version) : undefined))
+            .find((fingerprint) => fingerprint !== undefined);
+        if (!newest)
+            continue;
+        for (const alias of images_index_productAliases(fields))
+            targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest, product });
+    }
+    return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
+}
+/**
+ * The image `reference` names: a full fingerprint, the start of one (at least 12 hex digits, as
+ * `incus image list` shows them) that only one image has, or an alias that names one image.
+ */
+function resolveImage(index, reference) {
+    const images = listImages(index);
+    const wanted = reference.trim().toLowerCase();
+    if (/^[0-9a-f]{12,64}$/.test(wanted)) {
+        const matches = images.filter((image) => image.fingerprint.startsWith(wanted));
+        if (matches.length === 1 && matches[0])
+            return { kind: 'found', image: matches[0] };
+        if (matches.length > 1)
+            return { kind: 'ambiguous', candidates: matches };
+    }
+    const byAlias = resolve_aliasTargets(index)
+        .filter((target) => target.alias === reference.trim())
+        .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
+    if (byAlias.length === 1 && byAlias[0])
+        return { kind: 'found', image: byAlias[0] };
+    if (byAlias.length > 1)
+        return { kind: 'ambiguous', candidates: byAlias };
+    return { kind: 'unknown' };
+}
+
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/common/hints.ts
+/** How to get each tool this action needs on the server: one line per tool, used by every message. */
+const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
+const INSTALL_FLOCK = 'Install util-linux.';
+
+;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
+/** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
+
+/** Keeps only the end of a long stderr, which is where tools say what went wrong. */
+function tail(text, lines = 20) {
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+function remoteFailure(what, result) {
+    const status = result.timedOutAfter !== undefined
+        ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
+        : result.signal !== null
+            ? `was killed by signal ${result.signal}`
+            : result.code === null
+                ? 'ended without an exit status'
+                : `exited with status ${result.code}`;
+    const stderr = tail(result.stderr);
+    return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
+}
+/** Hints for the usual causes of a failing remote step. */
+function hintFor(stderr, code) {
+    if (/No space left on device/i.test(stderr)) {
+        return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
+    }
+    if (/Permission denied/i.test(stderr)) {
+        return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
+    }
+    if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
+        return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
+    }
+    const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
+    if (code === 127 || missing) {
+        if (missing === undefined || missing === 'incus-simplestreams') {
+            return `\nHint: incus-simplestreams is not installed on the server. ${INSTALL_INCUS_SIMPLESTREAMS}`;
+        }
+        if (missing === 'flock')
+            return `\nHint: flock is not installed on the server. ${INSTALL_FLOCK}`;
+        return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
+    }
+    return '';
+}
+
+;// CONCATENATED MODULE: ./src/ssh/shell.ts
+/**
+ * The one place where remote shell commands are put together. Every argument is quoted for a
+ * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
+ */
+/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
+function quoteArg(arg) {
+    if (arg.includes('\0')) {
+        throw new Error('a shell argument cannot contain a NUL byte');
+    }
+    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
+        return arg;
+    }
+    return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** One simple command: every word quoted. */
+function shell_commandLine(argv) {
+    if (argv.length === 0) {
+        throw new Error('a command needs at least one word');
+    }
+    return argv.map(quoteArg).join(' ');
+}
+/** Several commands, each run only when the previous one succeeded. */
+function commandChain(commands) {
+    return commands.map(shell_commandLine).join(' && ');
+}
+/**
+ * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
+ * `name` is its $0 (shown by ps and in the shell's own error messages).
+ */
+function scriptCommand(script, name, args) {
+    return shell_commandLine(['sh', '-c', script, name, ...args]);
+}
+/**
+ * Splits a command line built here (commandLine, scriptCommand) back into its words; undefined
+ * for anything else. For the debug log, which shows a script's text once and then its arguments.
+ */
+function splitCommandLine(command) {
+    const words = [];
+    const word = /([A-Za-z0-9_@%+=:,./-]+|(?:'[^']*'|\\')+)(?: |$)/y;
+    while (word.lastIndex < command.length) {
+        const start = word.lastIndex;
+        const match = word.exec(command);
+        if (!match || match.index !== start)
+            return undefined;
+        const text = match[1];
+        words.push(/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)
+            ? text
+            : text.replace(/'([^']*)'|\\'/g, (_, inner) => inner ?? "'"));
+    }
+    return words;
+}
+
+;// CONCATENATED MODULE: ./src/ssh/session.ts
+
+
+
+
+
+/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
+const session_SHORT_COMMAND_TIMEOUT_SECONDS = 300;
+/** The most output kept from one command: a registry's images.json is far smaller. */
+const MAX_STDOUT_BYTES = 64 << 20;
+/** A held command ended before printing its first line; `result` says how. */
+class HeldCommandEnded extends Error {
+    result;
+    constructor(result) {
+        super(remoteFailure('A held command', result));
+        this.result = result;
+        this.name = 'HeldCommandEnded';
+    }
+}
+/** A command's channel, with its output, exit status and end collected from the start. */
+class RunningCommand {
+    channel;
+    stdout = [];
+    stdoutBytes = 0;
+    /** Set when the command printed more than MAX_STDOUT_BYTES; its channel is then closed. */
+    overflowed = false;
+    stderr = '';
+    code = null;
+    signal = null;
+    stdoutListeners = [];
+    closed;
+    settleClosed = () => undefined;
+    constructor(channel) {
+        this.channel = channel;
+        channel.on('data', (chunk) => {
+            if (this.overflowed)
+                return;
+            this.stdoutBytes += chunk.length;
+            if (this.stdoutBytes > MAX_STDOUT_BYTES) {
+                this.overflowed = true;
+                this.stdout.length = 0;
+                channel.close();
+                return;
+            }
+            this.stdout.push(chunk);
+            for (const listener of this.stdoutListeners)
+                listener();
+        });
+        channel.stderr.on('data', (chunk) => {
+            this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
+        });
+        channel.on('exit', (code, signal) => {
+            this.code = code ?? null;
+            this.signal = signal ?? null;
+        });
+        this.closed = new Promise((resolve) => {
+            this.settleClosed = resolve;
+            channel.on('close', () => resolve());
+        });
+    }
+    /**
+     * The connection is gone: the channel may never report its close (a tunnel cut on the far
+     * side of a bastion), so whoever waits on it is released, and a stream piped into it fails.
+     */
+    abandon() {
+        this.channel.destroy();
+        this.settleClosed();
+    }
+    onStdout(listener) {
+        this.stdoutListeners.push(listener);
+    }
+    result() {
+        return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
+    }
+}
+/** Server scripts whose full text the debug log has shown already (once per script name). */
+const scriptsShown = new Set();
+/** Logs a command as sent (step debug only): a script's text once per name, then its arguments. */
+function debugCommand(label, number, command) {
+    if (!debugOn())
+        return;
+    const words = splitCommandLine(command);
+    if (words && words.length >= 4 && words[0] === 'sh' && words[1] === '-c') {
+        const [, , script, name, ...args] = words;
+        if (!scriptsShown.has(name)) {
+            scriptsShown.add(name);
+            debug(`server script ${name}:\n${script}`);
+        }
+        debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(quoteArg).join(' ')}`);
+        return;
+    }
+    debug(`${label} exec #${number}: ${command}`);
+}
+class RemoteSession {
+    ssh;
+    hostKey;
+    label;
+    closed = false;
+    /** Exec channels opened on this connection: each is at least one round trip. */
+    channels = 0;
+    /** Connections this one runs through (a bastion's), closed with it. */
+    carriers = [];
+    constructor(ssh, hostKey, 
+    /** For the debug log: which server this is ("registry", "bastion"). */
+    label = 'registry') {
+        this.ssh = ssh;
+        this.hostKey = hostKey;
+        this.label = label;
+        // Without a listener, a reset connection would be an unhandled 'error' event and end the
+        // process; here it only marks the session as gone, and the command in flight fails.
+        ssh.connection?.on('error', () => this.gone());
+        ssh.connection?.on('close', () => this.gone());
+    }
+    /** Commands in flight, released when the connection goes. */
+    running = new Set();
+    /** Marks the session as gone and releases every command still waiting on it. */
+    gone() {
+        this.closed = true;
+        for (const running of this.running)
+            running.abandon();
+        this.running.clear();
+    }
+    /** Whether the connection is still up (false once the server or the network dropped it). */
+    isConnected() {
+        return !this.closed && this.ssh.isConnected();
+    }
+    /**
+     * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
+     * fast command's output, exit status and close can arrive in the same read as the channel's
+     * confirmation, and would be missed by listeners attached a tick later.
+     */
+    start(command) {
+        const connection = this.ssh.connection;
+        if (!connection || this.closed)
+            return Promise.reject(new Error('the SSH connection is closed'));
+        // Secrets go to the server only as key material during authentication, never in a command.
+        if (holdsSecret(command))
+            return Promise.reject(new Error('refusing to send a command that holds a secret'));
+        this.channels += 1;
+        debugCommand(this.label, this.channels, command);
+        return new Promise((resolve, reject) => {
+            connection.exec(command, (error, channel) => {
+                if (error)
+                    return reject(error);
+                const running = new RunningCommand(channel);
+                this.running.add(running);
+                void running.closed.then(() => this.running.delete(running));
+                resolve(running);
+            });
+        });
+    }
+    /**
+     * A TCP connection from the server to `host`:`port` (a direct-tcpip channel, as `ssh -J` opens
+     * one on a bastion), as a stream for the next SSH connection's `sock`. Fails after `timeoutSeconds`.
+     */
+    forwardOut(host, port, timeoutSeconds) {
+        const connection = this.ssh.connection;
+        if (!connection || this.closed)
+            return Promise.reject(new Error('the SSH connection is closed'));
+        debug(`${this.label}: opening a tunnel to ${host}:${port}`);
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`no tunnel within ${timeoutSeconds} s (timed out)`)), timeoutSeconds * 1000);
+            connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+                clearTimeout(timer);
+                if (error)
+                    return reject(error);
+                // When the far side goes (the bastion's TCP connection to the server drops), the tunnel
+                // only ends for reading; the connection through it must see a closed socket at once, not
+                // after its keepalives run out.
+                channel.on('end', () => channel.destroy());
+                resolve(channel);
+            });
+        });
+    }
+    /** Closes `carrier` (the bastion this connection is tunnelled through) when this one is disposed. */
+    runsThrough(carrier) {
+        this.carriers.push(carrier);
+        // The tunnel goes with the bastion: this connection is then gone too.
+        carrier.ssh.connection?.on('close', () => this.gone());
+    }
+    /**
+     * Runs a command (built with ssh/shell.ts) and collects its output and exit status. Output past
+     * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
+     */
+    async exec(command, options = {}) {
+        const running = await this.start(command);
+        const result = await this.collect(running, options);
+        if (running.overflowed) {
+            throw new errors/* ActionError */.lZ(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
+                'holds something other than what this action writes (an images.json that large, or a noisy login ' +
+                "shell). Check simplestreams-dir and the SSH user's shell startup files.");
+        }
+        return result;
+    }
+    async collect(running, options) {
+        const { stdin, timeoutSeconds = 0 } = options;
+        if (timeoutSeconds <= 0)
+            return this.finish(running, stdin);
+        let timer;
+        // sshd does not end a command when its channel is closed, and may ignore signals: the run
+        // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
+        const timedOut = new Promise((resolve) => {
+            timer = setTimeout(() => {
+                running.channel.signal('KILL');
+                running.channel.close();
+                resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
+            }, timeoutSeconds * 1000);
+        });
+        const finishing = this.finish(running, stdin);
+        finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
+        try {
+            return await Promise.race([finishing, timedOut]);
+        }
+        finally {
+            clearTimeout(timer);
+        }
+    }
+    async finish(running, stdin) {
+        if (stdin) {
+            try {
+                await (0,promises_namespaceObject.pipeline)(stdin, running.channel);
+            }
+            catch (error) {
+                running.channel.close();
+                await running.closed;
+                // A command that failed early (a full disk, a directory it cannot write) closes its side
+                // first: its exit status and stderr say more than the broken pipe does.
+                const result = running.result();
+                if (result.code === null || result.code === 0)
+                    throw error;
+                return result;
+            }
+        }
+        else {
+            running.channel.end();
+        }
+        await running.closed;
+        return running.result();
+    }
+    /** Runs a command and fails with its stderr (and a hint) unless it exits with status 0. */
+    async run(command, options) {
+        const result = await this.exec(command, options);
+        if (result.code !== 0) {
+            throw new errors/* ActionError */.lZ(remoteFailure(options.what, result));
+        }
+        return result.stdout;
+    }
+    /**
+     * Starts a command that keeps running until released, and resolves once it has printed its
+     * first line (for example a lock holder announcing that it holds the lock). Releasing closes
+     * its stdin; a dropped connection does the same on the server side.
+     */
+    async startHeld(command) {
+        const running = await this.start(command);
+        const firstLine = await new Promise((resolve, reject) => {
+            const check = () => {
+                const text = Buffer.concat(running.stdout).toString('utf8');
+                const end = text.indexOf('\n');
+                if (end >= 0)
+                    resolve(text.slice(0, end));
+            };
+            running.onStdout(check);
+            check();
+            void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
+        });
+        return {
+            firstLine,
+            release: async () => {
+                running.channel.end();
+                await running.closed;
+            },
+        };
+    }
+    dispose() {
+        debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
+        this.ssh.dispose();
+        for (const carrier of this.carriers)
+            carrier.dispose();
+    }
+}
+
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+;// CONCATENATED MODULE: ./src/registry/layout.ts
+/**
+ * Where things live on the server. All state is under simplestreams-dir, on the same file system
+ * as the live tree, so that renames are atomic:
+ *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
+ *                                   publishing it (whatever its upload-dir)
+ *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
+ *                                   kept for a while for clients with a cached index
+ * and under upload-dir:
+ *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
+ * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
+ * computed while uploading).
+ */
+
+const STATE_DIR = '.lxc-publish';
+/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
+const RETIRE_GRACE_SECONDS = 2 * 3600;
+/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
+const UPLOAD_GRACE_SECONDS = 24 * 3600;
+const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
+const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
+const stagingDir = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
+const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
+const imageLockPath = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
+const TARBALL_EXTENSIONS = {
+    xz: '.tar.xz',
+    gzip: '.tar.gz',
+    bzip2: '.tar.bz2',
+    zstd: '.tar.zst',
+    none: '.tar',
+};
+const DATA_NAMES = {
+    squashfs: () => 'rootfs.squashfs',
+    qcow2: () => 'disk.qcow2',
+    'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
+};
+/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
+function remoteImage(paths, key, image) {
+    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
+    const files = [{ local: image.metadata, name: metadataName }];
+    if (image.data) {
+        files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
+    }
+    return { key, dir: posix.join(paths.uploadDir, key), files };
+}
+/** The server-side path of each of the image's files, metadata first. */
+function remotePaths(image) {
+    return image.files.map((file) => posix.join(image.dir, file.name));
+}
+
+;// CONCATENATED MODULE: ./src/registry/scripts.ts
+/**
+ * Every script this action runs on the registry server, in one place. Each is a fixed text run
+ * by `sh -c` with every value as a quoted positional argument (ssh/shell.ts `scriptCommand`), so
+ * no input is ever parsed as shell code; file contents travel over stdin. Each comment says what
+ * the script guarantees. A unit test runs `sh -n` (dash and bash) and shellcheck over all of them.
+ *
+ * The server-side layout they work on is described in registry/layout.ts.
+ */
+/**
+ * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
+ * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
+ * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
+ * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
+ * locked a deleted file, and takes the lock again on the current one.
+ */
+const HOLD_LOCK = {
+    name: 'lxc-publish-lock',
+    text: `lock=$1 timeout=$2
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  # The file locked is still the one at $lock (same device and inode): not a deleted one.
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
+echo "locked $$"
+exec cat >/dev/null`,
+};
+/**
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
+ * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
+ * write lock: a writer left over from a dropped connection may still be draining into a partial
+ * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
+ * directory that is a symlink.
+ */
+const UPLOAD_STATE = {
+    name: 'lxc-publish-state',
+    text: `dir=$1 timeout=$2; shift 2
+if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
+mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
+if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
+for name; do
+  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
+done`,
+};
+/**
+ * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
+ * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
+ * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
+ */
+const WRITE_FILE = {
+    name: 'lxc-publish-write',
+    text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
+partial=$dir/$name.partial
+if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+if [ "$restart" = 1 ]; then
+  rm -f -- "$partial" || exit 1
+  (set -C; : > "$partial") || exit 1
+elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
+  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
+fi
+cat >> "$partial" || exit 1
+got=$(stat -c %s -- "$partial") || exit 1
+if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
+mv -f -- "$partial" "$dir/$name"`,
+};
+/** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
+const READ_LIVE_EXIT = {
+    noIndexYet: 3,
+    noSimplestreamsDir: 4,
+    noTool: 5,
+    uploadDirNotWritable: 6,
+    simplestreamsDirNotWritable: 7,
+    writableByOthers: 8,
+};
+/**
+ * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
+ * Before a publish it first checks what the server must offer, so that a missing tool or an
+ * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
+ * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
+ * else than the SSH user (group or others: the web server's user must only read), or is a
+ * symlink inside simplestreams-dir. The directory at fault is printed on stderr. These checks run
+ * with `$4` = 1 (before any change: a publish, an alias or a removal); they also make the state
+ * directory readable by the SSH user alone.
+ */
+const READ_LIVE_INDEX = {
+    name: 'lxc-publish-read',
+    text: `ss=$1 up=$2 tool=$3 check=$4
+[ -d "$ss" ] || exit 4
+if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+if [ "$check" = 1 ]; then
+  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
+    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
+  done
+  for dir in \${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
+    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
+  done
+  # The state directory is the publishing user's alone: flock needs only read access, so a reader
+  # could otherwise hold the registry lock or an image lock.
+  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }
+fi
+if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
+exit 3`,
+};
+/**
+ * Makes a new index live, under the registry lock: image files first, then images.json, then
+ * index.json, each by rename. The arguments after the lock holder name the new version's files
+ * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
+ * (exit 76). Everything that grows with the registry comes over stdin, never
+ * as an argument: a first line holding index.json (compact JSON has no line break), then the
+ * files the new index no longer names, one per line, then an empty line, then images.json.
+ * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
+ * session died mid-way changes nothing. The names of the files moved into images/ are recorded
+ * in the staging tree first: if the run dies before the index names them, a later run removes
+ * them. The files no longer named are recorded with the time, for housekeeping to remove after
+ * a grace time.
+ */
+const COMMIT = {
+    name: 'lxc-publish-commit',
+    text: `set -eu
+ss=$1 next=$2 staging=$3 holder=$4; shift 4
+for dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi
+done
+for name; do
+  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||
+    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }
+done
+rm -rf -- "$next"
+mkdir -p -- "$next"
+IFS= read -r index_json
+printf '%s' "$index_json" > "$next/index.json"
+: > "$next/retired"
+while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
+cat > "$next/images.json"
+kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
+mkdir -p -- "$ss/images" "$ss/streams/v1"
+for json in images.json index.json; do
+  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
+done
+if [ -n "$staging" ] && [ -d "$staging/images" ]; then
+  ls -A -- "$staging/images" > "$staging/moved"
+  for file in "$staging"/images/*; do
+    [ -e "$file" ] || continue
+    mv -f -- "$file" "$ss/images/"
+  done
+fi
+mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
+mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+# The index names the moved files now: a later clean-up of this staging tree must not remove them.
+if [ -n "$staging" ]; then rm -f -- "$staging/moved"; fi
+now=$(date +%s)
+while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
+};
+/**
+ * Under the registry lock: removes what runs that died left behind, then this run's own
+ * directories (the arguments after the first four), and prints the live images.json, so the run
+ * can verify it in the same round trip. What dead runs left:
+ * - staging trees whose image lock (`.lxc-publish/locks/<key>`, held by the run working on it,
+ *   whatever its upload-dir) is free, with any file they had moved into images/ that no index
+ *   names; the removal happens while holding that lock, so no run can start on it meanwhile;
+ * - image locks of keys with no staging tree, taken and removed the same way;
+ * - upload directories untouched for `$4` minutes whose image lock is free;
+ * - retired files past their grace time of `$3` seconds.
+ * Everything read back from the state directory is checked before use: names are plain file
+ * names, times are digits; anything else is skipped. Symlinks are removed, never followed.
+ */
+const HOUSEKEEPING = {
+    name: 'lxc-publish-housekeeping',
+    text: `set -u
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
+state=$ss/.lxc-publish
+live=$ss/streams/v1/images.json
+now=$(date +%s)
+named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
+plain_name() { case $1 in ''|.|..|*/*) return 1 ;; *) return 0 ;; esac; }
+# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.
+with_free_lock() {
+  lock=$state/locks/$1; shift
+  [ -L "$lock" ] && return 1
+  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")
+}
+drop_staging() {
+  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then
+    while IFS= read -r name; do
+      plain_name "$name" || continue
+      named "images/$name" || rm -f -- "$ss/images/$name"
+    done < "$1/moved"
+  fi
+  rm -rf -- "$1"
+}
+for dir in "$state"/staging/*; do
+  [ -e "$dir" ] || [ -L "$dir" ] || continue
+  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi
+  key=\${dir##*/}
+  with_free_lock "$key" drop_staging "$dir" || true
+done
+for lock in "$state"/locks/*; do
+  [ -e "$lock" ] || [ -L "$lock" ] || continue
+  key=\${lock##*/}
+  [ -d "$state/staging/$key" ] && continue
+  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi
+done
+if [ -d "$up" ]; then
+  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
+    with_free_lock "\${dir##*/}" rm -rf -- "$dir" || true
+  done
+fi
+if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then
+  rm -f -- "$state/retired.next"
+  : > "$state/retired.next"
+  while read -r when path; do
+    case $when in ''|*[!0-9]*) continue ;; esac
+    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
+    named "$path" && continue
+    if [ $((now - when)) -ge "$retire_grace" ]; then
+      rm -f -- "$ss/$path"
+    else
+      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
+    fi
+  done < "$state/retired"
+  mv -f -- "$state/retired.next" "$state/retired"
+fi
+# This run's own upload and staging directories, done with.
+[ $# -gt 0 ] && rm -rf -- "$@"
+exec cat -- "$live"`,
+};
+/** Every script above, for the test that checks them with sh -n and shellcheck. */
+const ALL_SCRIPTS = [
+    HOLD_LOCK,
+    UPLOAD_STATE,
+    WRITE_FILE,
+    READ_LIVE_INDEX,
+    COMMIT,
+    HOUSEKEEPING,
+];
+
+;// CONCATENATED MODULE: ./src/registry/commit.ts
+/** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
+
+
+
+
+
+/** A file the index can name and the action may retire: a plain name in images/. */
+const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
+async function commit_commit(registry, options) {
+    const { simplestreamsDir } = registry.paths;
+    const retired = options.retired.filter((path) => RETIRABLE.test(path));
+    // One round trip. index.json, the retired files and images.json go over stdin (they grow with
+    // the registry; a command line may not: sshd passes it to the shell as one argument).
+    const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
+    await registry.runScript(COMMIT, [
+        simplestreamsDir,
+        nextDir(registry.paths),
+        options.staging ?? '',
+        String(options.lock.pid),
+        ...(options.stagedFiles ?? []),
+    ], {
+        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
+        stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
+        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/parse.ts
+/** Thrown for an images.json that is not a simplestreams index this action can work on. */
+class InvalidIndexError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'InvalidIndexError';
+    }
+}
+const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+const SHA256 = /^[0-9a-f]{64}$/;
+/** Clients read a version key's first 8 characters as a date (incus products.go). */
+const VERSION_KEY = /^[0-9]{8}[0-9A-Za-z_:.-]{0,24}$/;
+const ARCH = /^[A-Za-z0-9_.-]{1,32}$/;
+/** A path an item may name: relative, under the tree, without `..`, in plain characters. */
+const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
+/** The entries of an object, refusing a `__proto__` key (assigning it would change a prototype). */
+function entriesOf(value, where) {
+    const entries = Object.entries(value);
+    if (entries.some(([key]) => key === '__proto__'))
+        throw new InvalidIndexError(`${where} has a key named __proto__`);
+    return entries;
+}
+function checkItem(item, where) {
+    if (!isObject(item))
+        throw new InvalidIndexError(`${where} is not an object`);
+    entriesOf(item, where);
+    for (const field of ['ftype', 'path', 'sha256']) {
+        if (typeof item[field] !== 'string')
+            throw new InvalidIndexError(`${where} has no "${field}" string`);
+    }
+    if (!SHA256.test(item['sha256']))
+        throw new InvalidIndexError(`${where}.sha256 is not a sha256 in hex`);
+    if (!ITEM_PATH.test(item['path'])) {
+        throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
+    }
+    const size = item['size'];
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+        throw new InvalidIndexError(`${where} has no "size" as a whole number of bytes`);
+    }
+    for (const [field, value] of Object.entries(item)) {
+        if (/^combined_/.test(field) && typeof value !== 'string')
+            throw new InvalidIndexError(`${where}.${field} is not a string`);
+    }
+}
+function checkProduct(product, where) {
+    if (!isObject(product))
+        throw new InvalidIndexError(`${where} is not an object`);
+    entriesOf(product, where);
+    for (const field of ['aliases', 'arch', 'os', 'release', 'variant']) {
+        if (product[field] !== undefined && typeof product[field] !== 'string') {
+            throw new InvalidIndexError(`${where}.${field} is not a string`);
+        }
+    }
+    if (product['arch'] !== undefined && !ARCH.test(product['arch'])) {
+        throw new InvalidIndexError(`${where}.arch is not an architecture name`);
+    }
+    const versions = product['versions'];
+    if (!isObject(versions))
+        throw new InvalidIndexError(`${where} has no "versions" object`);
+    for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
+        const at = `${where}.versions[${JSON.stringify(serial)}]`;
+        if (!VERSION_KEY.test(serial))
+            throw new InvalidIndexError(`${at}: the version key is not a serial (YYYYMMDD…)`);
+        if (!isObject(version))
+            throw new InvalidIndexError(`${at} is not an object`);
+        entriesOf(version, at);
+        const items = version['items'];
+        if (!isObject(items))
+            throw new InvalidIndexError(`${at} has no "items" object`);
+        for (const [key, item] of entriesOf(items, `${at}.items`))
+            checkItem(item, `${at}.items[${JSON.stringify(key)}]`);
+    }
+}
+/**
+ * Parses images.json and checks every part this action reads (products, versions, items and
+ * their fields), so that a damaged or hostile index is refused with the entry at fault named,
+ * never half-used. Throws InvalidIndexError (or the JSON parser's SyntaxError).
+ */
+function parseImagesIndex(text) {
+    const document = JSON.parse(text);
+    if (!isObject(document))
+        throw new InvalidIndexError('images.json is not a JSON object');
+    entriesOf(document, 'images.json');
+    const products = document['products'];
+    if (!isObject(products))
+        throw new InvalidIndexError('images.json has no "products" object');
+    for (const [key, product] of entriesOf(products, 'images.json products')) {
+        checkProduct(product, `images.json products[${JSON.stringify(key)}]`);
+    }
+    return document;
+}
+
+;// CONCATENATED MODULE: ./src/registry/read.ts
+/**
+ * Reading the registry's state: the live index (with the checks made before any upload) and the
+ * version of the server's incus-simplestreams.
+ */
+
+
+
+
+
+
+
+
+
+/** Parses an images.json the server printed; the error names the file and the usual cause. */
+function parseIndexText(text, path) {
+    try {
+        return parseImagesIndex(text.toString('utf8'));
+    }
+    catch (error) {
+        throw new errors/* ActionError */.lZ(`${path} on the server cannot be read as a simplestreams index: ${(0,errors/* describeError */.Uc)(error)}. ` +
+            "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
+    }
+}
+/**
+ * The live images.json, or an empty index when the registry has none yet. With `preflight`, it
+ * also checks the server before anything is uploaded: the tool is there, upload-dir and
+ * simplestreams-dir can be written.
+ */
+async function read_readLiveIndex(registry, preflight) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    const path = liveIndexPath(registry.paths);
+    // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
+    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS });
+    switch (result.code) {
+        case 0:
+            return parseIndexText(result.stdout, path);
+        case READ_LIVE_EXIT.noIndexYet:
+            return emptyImagesIndex();
+        case READ_LIVE_EXIT.noSimplestreamsDir:
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+        case READ_LIVE_EXIT.noTool:
+            throw preflight?.tool === 'incus-simplestreams'
+                ? new errors/* ActionError */.lZ("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
+                    `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`, 'simplestreams-dir')
+                : new errors/* ActionError */.lZ(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
+        case READ_LIVE_EXIT.uploadDirNotWritable:
+            throw new errors/* ActionError */.lZ(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
+                "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
+        case READ_LIVE_EXIT.writableByOthers: {
+            const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
+            const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
+            throw new errors/* ActionError */.lZ(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+                "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
+                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
+                "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
+        }
+        case READ_LIVE_EXIT.simplestreamsDirNotWritable:
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+                "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
+                'Nothing was uploaded.', 'simplestreams-dir');
+        default:
+            throw new errors/* ActionError */.lZ(remoteFailure(`Reading ${path}`, result));
+    }
+}
+/** The version of incus-simplestreams on the server (for example "6.0.4"). */
+async function serverToolVersion(registry) {
+    const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
+        what: 'Asking the server for its incus-simplestreams version',
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+    return output.toString('utf8').trim();
+}
+
+;// CONCATENATED MODULE: ./src/registry/housekeeping.ts
+
+
+
+
+
+/**
+ * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
+ * live index as it now stands: one round trip, under the registry lock.
+ */
+async function housekeeping_housekeepAndRead(registry, done = []) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    const output = await registry.runScript(HOUSEKEEPING, [simplestreamsDir, uploadDir, String(RETIRE_GRACE_SECONDS), String(UPLOAD_GRACE_SECONDS / 60), ...done], {
+        what: 'Cleaning up after earlier runs and reading the index back',
+        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+    return parseIndexText(output, liveIndexPath(registry.paths));
+}
+async function removeDirs(registry, dirs) {
+    await registry.session.run(commandLine(['rm', '-rf', '--', ...dirs]), {
+        what: `Removing ${dirs.join(', ')}`,
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+}
+
+;// CONCATENATED MODULE: ./src/registry/lock.ts
+/** Locks on the server: the registry lock, and each image's upload lock (registry/scripts.ts HOLD_LOCK). */
+
+
+
+
+
+
+/** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
+async function holdLock(registry, options) {
+    const { path, timeoutSeconds, busyMessage } = options;
+    try {
+        const held = await registry.session.startHeld(scriptCommand(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]));
+        const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
+        if (!Number.isInteger(pid)) {
+            await held.release();
+            throw new errors/* ActionError */.lZ(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
+        }
+        return { pid, release: () => held.release() };
+    }
+    catch (error) {
+        if (error instanceof HeldCommandEnded) {
+            if (error.result.code === 75)
+                throw new errors/* ActionError */.lZ(busyMessage, 'lock-timeout');
+            throw new errors/* ActionError */.lZ(remoteFailure(`Taking the lock ${path}`, error.result));
+        }
+        throw error;
+    }
+}
+/** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
+function lock_holdRegistryLock(registry, lockTimeout) {
+    return holdLock(registry, {
+        path: lockPath(registry.paths),
+        timeoutSeconds: lockTimeout,
+        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+    });
+}
+
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
+;// CONCATENATED MODULE: ./src/simplestreams/lxd.ts
+/**
+ * LXD compatibility of the simplestreams index: pure functions, no I/O.
+ *
+ * LXD clients (5.0 and later) read only `lxd.tar.xz` and `lxd_combined.tar.gz` items, while
+ * incus-simplestreams writes only `incus.tar.xz` and `incus_combined.tar.gz` ones: a plain
+ * incus-simplestreams tree shows no image to LXD. An LXD item that copies the Incus one (same
+ * path, hashes, size and combined_* fields) is all LXD needs, for every image kind. Checked with
+ * the LXD 5.0.2 and Incus 6.0.4 clients against a tree written by incus-simplestreams 6.0.4:
+ *
+ * - split container (squashfs): listed and resolved by alias, type container;
+ * - split VM (`disk-kvm.img` data item, `combined_disk-kvm-img_sha256` on the metadata item):
+ *   listed and resolved, type virtual-machine. LXD reads `disk-kvm.img` itself: no `disk1.img`
+ *   item nor `combined_disk1-img_sha256` field is needed, and adding them breaks LXD: it then
+ *   lists the image twice under one fingerprint and `lxc image info` fails with "More than one
+ *   match for the provided partial fingerprint";
+ * - unified tarball: listed and resolved, but always as a container (see image/kinds.ts);
+ * - the Incus client ignores the LXD items (same listing with or without them), and
+ *   `incus-simplestreams verify` and `prune` pass on a tree holding them.
+ */
+
+/** Each Incus item type and the LXD item type that copies it. */
+const LXD_COPIES = [
+    ['incus.tar.xz', 'lxd.tar.xz'],
+    ['incus_combined.tar.gz', 'lxd_combined.tar.gz'],
+];
+const LXD_TYPES = new Set(LXD_COPIES.map(([, lxd]) => lxd));
+function isLxdItem(key, item) {
+    return LXD_TYPES.has(key) || (item !== undefined && LXD_TYPES.has(item.ftype));
+}
+function withLxdVersion(version) {
+    const items = {};
+    // Drop every LXD item first: a copy is rebuilt from the current Incus item, and one whose Incus
+    // item is gone (a removed or replaced image) must not keep pointing at its files.
+    for (const [key, item] of Object.entries(version.items)) {
+        if (!isLxdItem(key, item))
+            items[key] = item;
+    }
+    for (const [incus, lxd] of LXD_COPIES) {
+        const source = version.items[incus];
+        if (source)
+            items[lxd] = { ...source, ftype: lxd };
+    }
+    return { ...version, items };
+}
+/**
+ * A copy of the index in which every `incus.tar.xz` item has an `lxd.tar.xz` twin and every
+ * `incus_combined.tar.gz` item an `lxd_combined.tar.gz` twin (same path, hashes, size and
+ * combined fields), so that LXD clients list and resolve the same images, fingerprints and
+ * aliases as Incus clients. LXD items whose Incus item no longer exists are removed; nothing else
+ * changes. Idempotent; the index given is not modified.
+ */
+function withLxdItems(index) {
+    const copy = images_index_cloneIndex(index);
+    for (const product of Object.values(copy.products)) {
+        if (!product.versions)
+            continue;
+        for (const [serial, version] of Object.entries(product.versions)) {
+            if (version?.items)
+                product.versions[serial] = withLxdVersion(version);
+        }
+    }
+    return copy;
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/plan.ts
+/**
+ * What publishing a staged version onto the live index means: nothing (already published, at
+ * most aliases to move), a new release, or the replacement of a release with the same serial.
+ * Pure.
+ */
+
+
+function stagedVersion(staged) {
+    const products = Object.entries(staged.products);
+    const [entry] = products;
+    const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
+    const [versionEntry] = versions;
+    if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
+        throw new Error('the staging index does not hold exactly one product version');
+    }
+    const { versions: _versions, ...productFields } = entry[1];
+    return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
+}
+class plan_SerialConflictError extends Error {
+    product;
+    serial;
+    existingFingerprint;
+    constructor(product, serial, existingFingerprint) {
+        super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
+        this.product = product;
+        this.serial = serial;
+        this.existingFingerprint = existingFingerprint;
+        this.name = 'SerialConflictError';
+    }
+}
+/**
+ * Publishes the staged version as a release product of its own (simplestreams/images-index.ts),
+ * with the requested aliases, which leave every other product of the same architecture. A
+ * version of the same line and serial is a clash: refused, or replaced with `replace` (its files
+ * retired; the aliases of a product it leaves empty go to the new release, which takes its place).
+ */
+function plan_planPublication(live, staged, fingerprint, aliases, replace) {
+    if (findFingerprint(live, fingerprint)) {
+        const index = planAliasUpdate(live, fingerprint, aliases);
+        return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
+    }
+    const next = cloneIndex(live);
+    // The staging tree's product key names the line: incus-simplestreams add keys products so.
+    const releaseKey = releaseProductKey(staged.product, staged.serial);
+    const line = lineIdentity(staged.product, staged.productFields);
+    const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
+    const [clash] = clashes;
+    if (clash && !replace) {
+        throw new plan_SerialConflictError(clash.product, staged.serial, versionFingerprint(clash.version) ?? 'unknown');
+    }
+    const retired = [];
+    const inherited = [];
+    for (const { product, serial, version } of clashes) {
+        retired.push(...Object.values(version.items).map((item) => item.path));
+        const holder = next.products[product];
+        // The aliases that resolved to the replaced version go to the new one, not to an older one.
+        const wasNewest = isNewestVersion(holder, serial);
+        delete holder.versions[serial];
+        if (product === releaseKey)
+            continue;
+        if (wasNewest) {
+            inherited.push(...productAliases(holder));
+            delete holder.aliases;
+        }
+        if (Object.keys(holder.versions).length === 0)
+            delete next.products[product];
+    }
+    const existing = next.products[releaseKey];
+    if (existing)
+        existing.versions[staged.serial] = staged.version;
+    else
+        next.products[releaseKey] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
+    moveAliases(next, releaseKey, [...new Set([...inherited, ...aliases])]);
+    const stillNamed = referencedPaths(next);
+    return {
+        status: clash ? 'replaced' : 'published',
+        index: next,
+        retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
+/** keep-versions: how many releases of each image line stay in the index. Pure. */
+
+/**
+ * Keeps the newest `keep` (at least 1) releases of every image line (os/release/variant/arch,
+ * whatever products hold them), and never drops the release with `fingerprint` (the one just
+ * published, even if its serial is older). A product left without versions goes, and its aliases
+ * with it: a pinned alias names its release only. Files are retired only when no remaining
+ * version names them.
+ */
+function applyRetention(index, keep, fingerprint) {
+    const next = images_index_cloneIndex(index);
+    const dropped = [];
+    const droppedPaths = [];
+    if (keep <= 0)
+        return { index: next, dropped, retired: [] };
+    const lines = new Set(Object.entries(next.products).map(([key, product]) => images_index_lineIdentity(key, product)));
+    for (const line of lines) {
+        const newestFirst = images_index_releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+        newestFirst.forEach(({ product, serial, version }, position) => {
+            if (position < keep || images_index_versionFingerprint(version) === fingerprint)
+                return;
+            const holder = next.products[product];
+            if (!holder)
+                return;
+            delete holder.versions[serial];
+            if (Object.keys(holder.versions).length === 0)
+                delete next.products[product];
+            dropped.push(`${product} ${serial}`);
+            droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+        });
+    }
+    const stillNamed = images_index_referencedPaths(next);
+    return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
+}
+
+;// CONCATENATED MODULE: ./src/registry/publication.ts
+/**
+ * The part of a publish that runs under the registry lock: re-read the live index, make the
+ * change (a staged version, the owner's convert-command, or aliases only), add retention and the
+ * LXD items, commit, read back and verify, clean up after earlier runs.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+function serialConflictError(product, serial, existing, fingerprint) {
+    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
+        'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
+        'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
+}
+/**
+ * What the action adds to every index it writes: retention (keep-versions, never dropping
+ * `fingerprint`) and the LXD items (lxd-compat). Returns no index when `proposed` (or, without
+ * one, `base`) needs nothing more and nothing differs from `base`.
+ */
+function publication_finishIndex(options, fingerprint, base, proposed) {
+    const { keepVersions, lxdCompat } = options;
+    let next = proposed ?? base;
+    const retired = [];
+    if (keepVersions > 0) {
+        const retention = applyRetention(next, keepVersions, fingerprint);
+        if (retention.dropped.length > 0) {
+            lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted_untrusted).join(', ')}`);
+            next = retention.index;
+            retired.push(...retention.retired);
+        }
+    }
+    if (lxdCompat)
+        next = withLxdItems(next);
+    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
+}
+/** Makes the change on the live index as read under the lock, and says what it means. */
+async function planChange(registry, publication, change) {
+    const { fingerprint, aliases, options } = publication;
+    let base = await readLiveIndex(registry);
+    if (change.kind === 'staged') {
+        try {
+            return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
+        }
+        catch (error) {
+            if (error instanceof SerialConflictError) {
+                throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+            }
+            throw error;
+        }
+    }
+    if (change.kind === 'custom') {
+        await change.run();
+        base = await readLiveIndex(registry);
+        if (!findFingerprint(base, fingerprint)) {
+            throw new ActionError(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+                `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
+        }
+    }
+    const index = planAliasUpdate(base, fingerprint, aliases);
+    return {
+        base,
+        plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
+    };
+}
+/** The names in images/ of a staged version's files (incus-simplestreams names them so). */
+function stagedFileNames(staged) {
+    const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
+    return [...new Set(names)];
+}
+/**
+ * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * clean up after earlier runs. Verifying before the lock is released means a later run moving an
+ * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
+ * server-side directories, removed once the index is live.
+ */
+async function publishUnderLock(registry, publication, change, done = []) {
+    const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
+    try {
+        const { base, plan } = await planChange(registry, publication, change);
+        const finished = publication_finishIndex(publication.options, publication.fingerprint, base, plan.index);
+        if (finished.index) {
+            await commit(registry, {
+                lock,
+                index: finished.index,
+                ...(change.kind === 'staged' && plan.status !== 'unchanged'
+                    ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
+                    : {}),
+                retired: [...plan.retired, ...finished.retired],
+            });
+        }
+        core.info(plan.status === 'unchanged'
+            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
+            : `Index updated (${plan.status})`);
+        const live = await housekeepAndRead(registry, done);
+        return verify(live, publication, plan.status);
+    }
+    finally {
+        await lock.release();
+    }
+}
+/** Checks the live index, read back under the lock, against what this run published. */
+function verify(live, publication, status) {
+    const { fingerprint, aliases } = publication;
+    const published = findFingerprint(live, fingerprint);
+    if (!published) {
+        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
+            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+    }
+    const missing = aliases.filter((alias) => !published.aliases.includes(alias));
+    if (missing.length > 0) {
+        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+    }
+    core.info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
+    return { status, fingerprint, ...published };
+}
+
+;// CONCATENATED MODULE: ./src/registry/day-two.ts
+/**
+ * Day-two operations on images already published, without image files: put aliases on one
+ * (a rollback of `latest`), or take one out of the index (a withdrawal). Both run under the
+ * registry lock, like a publish, commit the same way and read the index back to verify.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+const shown = (text) => untrusted_untrusted(text);
+/** The image the `fingerprint` input names, or an error that lists what is published. */
+function resolveOrFail(index, reference) {
+    const resolution = resolveImage(index, reference);
+    if (resolution.kind === 'found')
+        return resolution.image;
+    const listing = (images) => images
+        .slice(0, 20)
+        .map((image) => `${image.fingerprint.slice(0, 12)} ${shown(image.product)} [${image.aliases.map(shown).join(', ')}]`)
+        .join('; ') + (images.length > 20 ? `; and ${images.length - 20} more` : '');
+    if (resolution.kind === 'ambiguous') {
+        throw new errors/* ActionError */.lZ(`fingerprint: ${shown(reference)} names ${resolution.candidates.length} images (one per architecture, or a ` +
+            `short fingerprint): ${listing(resolution.candidates)}. Give the full fingerprint of the one you mean.`, 'fingerprint');
+    }
+    const images = listImages(index);
+    throw new errors/* ActionError */.lZ(`fingerprint: no published image has the fingerprint or alias ${shown(reference)}. ` +
+        (images.length > 0 ? `Published: ${listing(images)}.` : 'The registry lists no image.'), 'fingerprint');
+}
+function logTargets(targets, prefix) {
+    for (const target of targets) {
+        lib_core/* info */.pq(`${prefix}${shown(target.alias)} (${shown(target.arch)}) → ${shown(target.fingerprint.slice(0, 12))} ${shown(target.product)}`);
+    }
+}
+/** Runs `work` under the registry lock on the live index, or on a copy read without it for a dry run. */
+async function withLiveIndex(registry, options, work) {
+    // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
+    const checked = await read_readLiveIndex(registry, { tool: '' });
+    if (options.dryRun)
+        return work(checked, () => Promise.resolve());
+    const lock = await lock_holdRegistryLock(registry, options.lockTimeout);
+    try {
+        return await work(await read_readLiveIndex(registry), (index, retired) => commit_commit(registry, { lock, index, retired }));
+    }
+    finally {
+        await lock.release();
+    }
+}
+/**
+ * Puts `aliases` on the image `reference` names, taking them off every other image of its
+ * architecture (the rule a publish follows), under the registry lock.
+ */
+function day_two_setAliases(registry, request) {
+    const { reference, aliases, options } = request;
+    return withLiveIndex(registry, options, async (live, commitIndex) => {
+        const image = resolveOrFail(live, reference);
+        const proposed = aliases_planAliasUpdate(live, image.fingerprint, aliases);
+        const finished = publication_finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
+        const after = finished.index ?? live;
+        const moved = resolve_aliasTargets(after).filter((target) => aliases.includes(target.alias));
+        lib_core/* info */.pq(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
+        if (options.dryRun) {
+            logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
+            lib_core/* info */.pq('dry-run: nothing was changed');
+            return result('dry-run', image, after, []);
+        }
+        if (finished.index)
+            await commitIndex(finished.index, finished.retired);
+        const read = await housekeeping_housekeepAndRead(registry);
+        const published = images_index_findFingerprint(read, image.fingerprint);
+        const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
+        if (!published || missing.length > 0) {
+            throw new errors/* ActionError */.lZ(`Aliases ${missing.map(shown).join(', ')} are not on ${image.fingerprint} after the change. Something ` +
+                'changed the index without taking the lock; run the step again.');
+        }
+        logTargets(resolve_aliasTargets(read).filter((target) => aliases.includes(target.alias)), 'Now ');
+        return result(proposed ? 'updated' : 'unchanged', image, read, []);
+    });
+}
+/**
+ * Takes the image `reference` names out of the index (Incus and LXD views, and deltas to or
+ * from it), under the registry lock. Its files stay downloadable for the grace time that
+ * protects clients holding a cached index, then housekeeping removes them.
+ */
+function day_two_removeImage(registry, request) {
+    const { reference, options } = request;
+    return withLiveIndex(registry, options, async (live, commitIndex) => {
+        const image = resolveOrFail(live, reference);
+        const plan = planRemoval(live, image.fingerprint);
+        if (!plan)
+            throw new ActionError(`fingerprint: ${image.fingerprint} is not in the index any more.`, 'fingerprint');
+        const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, plan.index);
+        const after = finished.index ?? plan.index;
+        core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
+        if (plan.removedAliases.length > 0)
+            core.info(`Aliases that go with it: ${plan.removedAliases.map(shown).join(', ')}`);
+        if (options.dryRun) {
+            core.info(`Would remove it and retire ${plan.retired.length} file(s); the aliases would then resolve so:`);
+            logTargets(aliasTargets(after), '  ');
+            core.info('dry-run: nothing was changed');
+            return result('dry-run', image, after, plan.removedAliases);
+        }
+        await commitIndex(after, [...plan.retired, ...finished.retired]);
+        const read = await housekeepAndRead(registry);
+        if (findFingerprint(read, image.fingerprint)) {
+            throw new ActionError(`${image.fingerprint} is still listed after the removal. Something changed the index without taking the ` +
+                'lock; run the step again.');
+        }
+        core.info('Removed. The aliases now resolve so:');
+        logTargets(aliasTargets(read), '  ');
+        return result('removed', image, read, plan.removedAliases);
+    });
+}
+function result(status, image, index, removedAliases) {
+    return {
+        status,
+        fingerprint: image.fingerprint,
+        product: image.product,
+        serial: image.serial,
+        aliases: resolve_aliasTargets(index),
+        removedAliases,
+    };
+}
+
+// EXTERNAL MODULE: external "assert"
+var external_assert_ = __nccwpck_require__(2613);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
+// EXTERNAL MODULE: ./node_modules/is-stream/index.js
+var is_stream = __nccwpck_require__(6543);
+// EXTERNAL MODULE: ./node_modules/make-dir/index.js
+var make_dir = __nccwpck_require__(6512);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
+class PromiseQueue {
+    constructor({ concurrency = 1 } = {}) {
+        this.options = { concurrency };
+        this.running = 0;
+        this.queue = [];
+        this.idleCallbacks = [];
+    }
+    clear() {
+        this.queue = [];
+    }
+    onIdle(callback) {
+        this.idleCallbacks.push(callback);
+        return () => {
+            const index = this.idleCallbacks.indexOf(callback);
+            if (index !== -1) {
+                this.idleCallbacks.splice(index, 1);
+            }
+        };
+    }
+    waitTillIdle() {
+        return new Promise((resolve) => {
+            if (this.running === 0) {
+                resolve();
+                return;
+            }
+            const dispose = this.onIdle(() => {
+                dispose();
+                resolve();
+            });
+        });
+    }
+    add(callback) {
+        return new Promise((resolve, reject) => {
+            const runCallback = () => {
+                this.running += 1;
+                try {
+                    Promise.resolve(callback()).then((val) => {
+                        resolve(val);
+                        this.processNext();
+                    }, (err) => {
+                        reject(err);
+                        this.processNext();
+                    });
+                }
+                catch (err) {
+                    reject(err);
+                    this.processNext();
+                }
+            };
+            if (this.running >= this.options.concurrency) {
+                this.queue.push(runCallback);
+            }
+            else {
+                runCallback();
+            }
+        });
+    }
+    // Internal function, don't use
+    processNext() {
+        this.running -= 1;
+        const callback = this.queue.shift();
+        if (callback) {
+            callback();
+        }
+        else if (this.running === 0) {
+            this.idleCallbacks.forEach((item) => item());
+        }
+    }
+}
+
+
+;// CONCATENATED MODULE: ./node_modules/sb-scandir/lib/esm/index.mjs
+/* @flow */
+
+
+
+
+const defaultFilesystem = {
+    join(pathA, pathB) {
+        return external_path_.join(pathA, pathB);
+    },
+    basename(path) {
+        return external_path_.basename(path);
+    },
+    stat(path) {
+        return new Promise((resolve, reject) => {
+            external_fs_.stat(path, (err, res) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    },
+    readdir(path) {
+        return new Promise((resolve, reject) => {
+            external_fs_.readdir(path, (err, res) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    },
+};
+async function scanDirectoryInternal({ path, recursive, validate, result, fileSystem, queue, reject, }) {
+    const itemStat = await fileSystem.stat(path);
+    if (itemStat.isFile()) {
+        result.files.push(path);
+    }
+    else if (itemStat.isDirectory()) {
+        result.directories.push(path);
+    }
+    if (!itemStat.isDirectory() || recursive === 'none') {
+        return;
+    }
+    const contents = await fileSystem.readdir(path);
+    contents.forEach((item) => {
+        const itemPath = fileSystem.join(path, item);
+        if (!validate(itemPath)) {
+            return;
+        }
+        queue
+            .add(() => scanDirectoryInternal({
+            path: itemPath,
+            recursive: recursive === 'shallow' ? 'none' : 'deep',
+            validate,
+            result,
+            fileSystem,
+            queue,
+            reject,
+        }))
+            .catch(reject);
+    });
+}
+async function scanDirectory(path, { recursive = true, validate = null, concurrency = Infinity, fileSystem = defaultFilesystem, } = {}) {
+    external_assert_(path && typeof path === 'string', 'path must be a valid string');
+    external_assert_(typeof recursive === 'boolean', 'options.recursive must be a valid boolean');
+    external_assert_(validate === null || typeof validate === 'function', 'options.validate must be a valid function');
+    external_assert_(typeof concurrency === 'number', 'options.concurrency must be a valid number');
+    external_assert_(fileSystem !== null && typeof fileSystem === 'object', 'options.fileSystem must be a valid object');
+    const queue = new PromiseQueue({
+        concurrency,
+    });
+    const result = { files: [], directories: [] };
+    const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
+    await new Promise((resolve, reject) => {
+        scanDirectoryInternal({
+            path,
+            recursive: recursive ? 'deep' : 'shallow',
+            validate: validate != null ? validate : (item) => mergedFileSystem.basename(item).slice(0, 1) !== '.',
+            result,
+            fileSystem: mergedFileSystem,
+            queue,
+            reject,
+        })
+            .then(() => queue.waitTillIdle())
+            .then(resolve, reject);
+    });
+    return result;
+}
+/* harmony default export */ const esm = (scanDirectory);
+
+// EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
+var shell_escape = __nccwpck_require__(4646);
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(5472);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
+;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
+
+
+
+
+
+
+
+
+
+const DEFAULT_CONCURRENCY = 1;
+const DEFAULT_VALIDATE = (path) => !external_path_.basename(path).startsWith('.');
+const DEFAULT_TICK = () => {
+    /* No Op */
+};
+class SSHError extends Error {
+    constructor(message, code = null) {
+        super(message);
+        this.code = code;
+    }
+}
+function unixifyPath(path) {
+    if (path.includes('\\')) {
+        return path.split('\\').join('/');
+    }
+    return path;
+}
+async function readFile(filePath) {
+    return new Promise((resolve, reject) => {
+        external_fs_.readFile(filePath, 'utf8', (err, res) => {
+            if (err) {
+                reject(err);
+            }
+            else {
+                resolve(res);
+            }
+        });
+    });
+}
+const SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
+async function makeDirectoryWithSftp(path, sftp) {
+    let stats = null;
+    try {
+        stats = await new Promise((resolve, reject) => {
+            sftp.stat(path, (err, res) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    }
+    catch (_) {
+        /* No Op */
+    }
+    if (stats) {
+        if (stats.isDirectory()) {
+            // Already exists, nothing to worry about
+            return;
+        }
+        throw new Error('mkdir() failed, target already exists and is not a directory');
+    }
+    try {
+        await new Promise((resolve, reject) => {
+            sftp.mkdir(path, (err) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve();
+                }
+            });
+        });
+    }
+    catch (err) {
+        if (err != null && typeof err.stack === 'string') {
+            const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
+            if (matches != null) {
+                throw new SSHError(err.message, matches[1]);
+            }
+            throw err;
+        }
+    }
+}
+class NodeSSH {
+    constructor() {
+        this.connection = null;
+    }
+    getConnection() {
+        const { connection } = this;
+        if (connection == null) {
+            throw new Error('Not connected to server');
+        }
+        return connection;
+    }
+    async connect(givenConfig) {
+        external_assert_(givenConfig != null && typeof givenConfig === 'object', 'config must be a valid object');
+        const config = { ...givenConfig };
+        external_assert_(config.username != null && typeof config.username === 'string', 'config.username must be a valid string');
+        if (config.host != null) {
+            external_assert_(typeof config.host === 'string', 'config.host must be a valid string');
+        }
+        else if (config.sock != null) {
+            external_assert_(typeof config.sock === 'object', 'config.sock must be a valid object');
+        }
+        else {
+            throw new external_assert_.AssertionError({ message: 'Either config.host or config.sock must be provided' });
+        }
+        if (config.privateKey != null || config.privateKeyPath != null) {
+            if (config.privateKey != null) {
+                external_assert_(typeof config.privateKey === 'string', 'config.privateKey must be a valid string');
+                external_assert_(config.privateKeyPath == null, 'config.privateKeyPath must not be specified when config.privateKey is specified');
+            }
+            else if (config.privateKeyPath != null) {
+                external_assert_(typeof config.privateKeyPath === 'string', 'config.privateKeyPath must be a valid string');
+                external_assert_(config.privateKey == null, 'config.privateKey must not be specified when config.privateKeyPath is specified');
+            }
+            external_assert_(config.passphrase == null || typeof config.passphrase === 'string', 'config.passphrase must be null or a valid string');
+            if (config.privateKeyPath != null) {
+                // Must be an fs path
+                try {
+                    config.privateKey = await readFile(config.privateKeyPath);
+                }
+                catch (err) {
+                    if (err != null && err.code === 'ENOENT') {
+                        throw new external_assert_.AssertionError({ message: 'config.privateKeyPath does not exist at given fs path' });
+                    }
+                    throw err;
+                }
+            }
+        }
+        else if (config.password != null) {
+            external_assert_(typeof config.password === 'string', 'config.password must be a valid string');
+        }
+        if (config.tryKeyboard != null) {
+            external_assert_(typeof config.tryKeyboard === 'boolean', 'config.tryKeyboard must be a valid boolean');
+        }
+        if (config.tryKeyboard) {
+            const { password } = config;
+            if (config.onKeyboardInteractive != null) {
+                external_assert_(typeof config.onKeyboardInteractive === 'function', 'config.onKeyboardInteractive must be a valid function');
+            }
+            else if (password != null) {
+                config.onKeyboardInteractive = (name, instructions, instructionsLang, prompts, finish) => {
+                    if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes('password')) {
+                        finish([password]);
+                    }
+                };
+            }
+        }
+        const connection = new lib.Client();
+        this.connection = connection;
+        await new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            if (config.onKeyboardInteractive) {
+                connection.on('keyboard-interactive', config.onKeyboardInteractive);
+            }
+            connection.on('ready', () => {
+                connection.removeListener('error', reject);
+                resolve();
+            });
+            connection.on('end', () => {
+                if (this.connection === connection) {
+                    this.connection = null;
+                }
+            });
+            connection.on('close', () => {
+                if (this.connection === connection) {
+                    this.connection = null;
+                }
+                reject(new SSHError('No response from server', 'ETIMEDOUT'));
+            });
+            connection.connect(config);
+        });
+        return this;
+    }
+    isConnected() {
+        return this.connection != null;
+    }
+    async requestShell(options) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            const callback = (err, res) => {
+                connection.removeListener('error', reject);
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            };
+            if (options == null) {
+                connection.shell(callback);
+            }
+            else {
+                connection.shell(options, callback);
+            }
+        });
+    }
+    async withShell(callback, options) {
+        external_assert_(typeof callback === 'function', 'callback must be a valid function');
+        const shell = await this.requestShell(options);
+        try {
+            await callback(shell);
+        }
+        finally {
+            shell.destroy();
+        }
+    }
+    async requestSFTP() {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            connection.sftp((err, res) => {
+                connection.removeListener('error', reject);
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    }
+    async withSFTP(callback) {
+        external_assert_(typeof callback === 'function', 'callback must be a valid function');
+        const sftp = await this.requestSFTP();
+        try {
+            await callback(sftp);
+        }
+        finally {
+            sftp.end();
+        }
+    }
+    async execCommand(givenCommand, options = {}) {
+        external_assert_(typeof givenCommand === 'string', 'command must be a valid string');
+        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
+        external_assert_(options.cwd == null || typeof options.cwd === 'string', 'options.cwd must be a valid string');
+        external_assert_(options.stdin == null || typeof options.stdin === 'string' || is_stream.readable(options.stdin), 'options.stdin must be a valid string or readable stream');
+        external_assert_(options.execOptions == null || typeof options.execOptions === 'object', 'options.execOptions must be a valid object');
+        external_assert_(options.encoding == null || typeof options.encoding === 'string', 'options.encoding must be a valid string');
+        external_assert_(options.onChannel == null || typeof options.onChannel === 'function', 'options.onChannel must be a valid function');
+        external_assert_(options.onStdout == null || typeof options.onStdout === 'function', 'options.onStdout must be a valid function');
+        external_assert_(options.onStderr == null || typeof options.onStderr === 'function', 'options.onStderr must be a valid function');
+        external_assert_(options.noTrim == null || typeof options.noTrim === 'boolean', 'options.noTrim must be a boolean');
+        let command = givenCommand;
+        if (options.cwd) {
+            command = `cd ${shell_escape([options.cwd])} ; ${command}`;
+        }
+        const connection = this.getConnection();
+        const output = { stdout: [], stderr: [] };
+        return new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            connection.exec(command, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
+                connection.removeListener('error', reject);
+                if (err) {
+                    reject(err);
+                    return;
+                }
+                if (options.onChannel) {
+                    options.onChannel(channel);
+                }
+                channel.on('data', (chunk) => {
+                    if (options.onStdout)
+                        options.onStdout(chunk);
+                    output.stdout.push(chunk.toString(options.encoding));
+                });
+                channel.stderr.on('data', (chunk) => {
+                    if (options.onStderr)
+                        options.onStderr(chunk);
+                    output.stderr.push(chunk.toString(options.encoding));
+                });
+                if (options.stdin != null) {
+                    if (is_stream.readable(options.stdin)) {
+                        options.stdin.pipe(channel, {
+                            end: true,
+                        });
+                    }
+                    else {
+                        channel.write(options.stdin);
+                        channel.end();
+                    }
+                }
+                else {
+                    channel.end();
+                }
+                let code = null;
+                let signal = null;
+                channel.on('exit', (code_, signal_) => {
+                    code = code_ !== null && code_ !== void 0 ? code_ : null;
+                    signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
+                });
+                channel.on('close', () => {
+                    let stdout = output.stdout.join('');
+                    let stderr = output.stderr.join('');
+                    if (options.noTrim !== true) {
+                        stdout = stdout.trim();
+                        stderr = stderr.trim();
+                    }
+                    resolve({
+                        code: code != null ? code : null,
+                        signal: signal != null ? signal : null,
+                        stdout,
+                        stderr,
+                    });
+                });
+            });
+        });
+    }
+    async exec(command, parameters, options = {}) {
+        external_assert_(typeof command === 'string', 'command must be a valid string');
+        external_assert_(Array.isArray(parameters), 'parameters must be a valid array');
+        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
+        external_assert_(options.stream == null || ['both', 'stdout', 'stderr'].includes(options.stream), 'options.stream must be one of both, stdout, stderr');
+        for (let i = 0, { length } = parameters; i < length; i += 1) {
+            external_assert_(typeof parameters[i] === 'string', `parameters[${i}] must be a valid string`);
+        }
+        const completeCommand = `${command}${parameters.length > 0 ? ` ${shell_escape(parameters)}` : ''}`;
+        const response = await this.execCommand(completeCommand, options);
+        if (options.stream == null || options.stream === 'stdout') {
+            if (response.stderr) {
+                throw new Error(response.stderr);
+            }
+            return response.stdout;
+        }
+        if (options.stream === 'stderr') {
+            return response.stderr;
+        }
+        return response;
+    }
+    async mkdir(path, method = 'sftp', givenSftp = null) {
+        external_assert_(typeof path === 'string', 'path must be a valid string');
+        external_assert_(typeof method === 'string' && (method === 'sftp' || method === 'exec'), 'method must be either sftp or exec');
+        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
+        if (method === 'exec') {
+            await this.exec('mkdir', ['-p', unixifyPath(path)]);
+            return;
+        }
+        const sftp = givenSftp || (await this.requestSFTP());
+        const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error) => {
+            if (!retry || error == null || (error.message !== 'No such file' && error.code !== 'ENOENT')) {
+                throw error;
+            }
+            await this.mkdir(external_path_.dirname(path), 'sftp', sftp);
+            await makeSftpDirectory(false);
+        });
+        try {
+            await makeSftpDirectory(true);
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
+        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
+        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
+        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
+        const sftp = givenSftp || (await this.requestSFTP());
+        try {
+            await new Promise((resolve, reject) => {
+                sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
+                    if (err) {
+                        reject(err);
+                    }
+                    else {
+                        resolve();
+                    }
+                });
+            });
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
+        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
+        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
+        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
+        external_assert_(await new Promise((resolve) => {
+            external_fs_.access(localFile, external_fs_.constants.R_OK, (err) => {
+                resolve(err === null);
+            });
+        }), `localFile does not exist at ${localFile}`);
+        const sftp = givenSftp || (await this.requestSFTP());
+        const putFile = (retry) => {
+            return new Promise((resolve, reject) => {
+                sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
+                    if (err == null) {
+                        resolve();
+                        return;
+                    }
+                    if (err.message === 'No such file' && retry) {
+                        resolve(this.mkdir(external_path_.dirname(remoteFile), 'sftp', sftp).then(() => putFile(false)));
+                    }
+                    else {
+                        reject(err);
+                    }
+                });
+            });
+        };
+        try {
+            await putFile(true);
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
+        external_assert_(Array.isArray(files), 'files must be an array');
+        for (let i = 0, { length } = files; i < length; i += 1) {
+            const file = files[i];
+            external_assert_(file, 'files items must be valid objects');
+            external_assert_(file.local && typeof file.local === 'string', `files[${i}].local must be a string`);
+            external_assert_(file.remote && typeof file.remote === 'string', `files[${i}].remote must be a string`);
+        }
+        const transferred = [];
+        const sftp = givenSftp || (await this.requestSFTP());
+        const queue = new PromiseQueue({ concurrency });
+        try {
+            await new Promise((resolve, reject) => {
+                files.forEach((file) => {
+                    queue
+                        .add(async () => {
+                        await this.putFile(file.local, file.remote, sftp, transferOptions);
+                        transferred.push(file);
+                    })
+                        .catch(reject);
+                });
+                queue.waitTillIdle().then(resolve);
+            });
+        }
+        catch (error) {
+            if (error != null) {
+                error.transferred = transferred;
+            }
+            throw error;
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
+        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
+        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
+        const localDirectoryStat = await new Promise((resolve) => {
+            external_fs_.stat(localDirectory, (err, stat) => {
+                resolve(stat || null);
+            });
+        });
+        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || (await this.requestSFTP());
+        const scanned = await esm(localDirectory, {
+            recursive,
+            validate,
+        });
+        const files = scanned.files.map((item) => external_path_.relative(localDirectory, item));
+        const directories = scanned.directories.map((item) => external_path_.relative(localDirectory, item));
+        // Sort shortest to longest
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+            // Do the directories first.
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                directories.forEach((directory) => {
+                    queue
+                        .add(async () => {
+                        await this.mkdir(external_path_.join(remoteDirectory, directory), 'sftp', sftp);
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+            // and now the files
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                files.forEach((file) => {
+                    queue
+                        .add(async () => {
+                        const localFile = external_path_.join(localDirectory, file);
+                        const remoteFile = external_path_.join(remoteDirectory, file);
+                        try {
+                            await this.putFile(localFile, remoteFile, sftp, transferOptions);
+                            tick(localFile, remoteFile, null);
+                        }
+                        catch (_) {
+                            failed = true;
+                            tick(localFile, remoteFile, _);
+                        }
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+        return !failed;
+    }
+    async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
+        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
+        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
+        const localDirectoryStat = await new Promise((resolve) => {
+            external_fs_.stat(localDirectory, (err, stat) => {
+                resolve(stat || null);
+            });
+        });
+        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || (await this.requestSFTP());
+        const scanned = await esm(remoteDirectory, {
+            recursive,
+            validate,
+            concurrency,
+            fileSystem: {
+                basename(path) {
+                    return external_path_.posix.basename(path);
+                },
+                join(pathA, pathB) {
+                    return external_path_.posix.join(pathA, pathB);
+                },
+                readdir(path) {
+                    return new Promise((resolve, reject) => {
+                        sftp.readdir(path, (err, res) => {
+                            if (err) {
+                                reject(err);
+                            }
+                            else {
+                                resolve(res.map((item) => item.filename));
+                            }
+                        });
+                    });
+                },
+                stat(path) {
+                    return new Promise((resolve, reject) => {
+                        sftp.stat(path, (err, res) => {
+                            if (err) {
+                                reject(err);
+                            }
+                            else {
+                                // eslint-disable-next-line @typescript-eslint/no-explicit-any
+                                resolve(res);
+                            }
+                        });
+                    });
+                },
+            },
+        });
+        const files = scanned.files.map((item) => external_path_.relative(remoteDirectory, item));
+        const directories = scanned.directories.map((item) => external_path_.relative(remoteDirectory, item));
+        // Sort shortest to longest
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+            // Do the directories first.
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                directories.forEach((directory) => {
+                    queue
+                        .add(async () => {
+                        await make_dir(external_path_.join(localDirectory, directory));
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+            // and now the files
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                files.forEach((file) => {
+                    queue
+                        .add(async () => {
+                        const localFile = external_path_.join(localDirectory, file);
+                        const remoteFile = external_path_.join(remoteDirectory, file);
+                        try {
+                            await this.getFile(localFile, remoteFile, sftp, transferOptions);
+                            tick(localFile, remoteFile, null);
+                        }
+                        catch (_) {
+                            failed = true;
+                            tick(localFile, remoteFile, _);
+                        }
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+        return !failed;
+    }
+    forwardIn(remoteAddr, remotePort, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.forwardIn(remoteAddr, remotePort, (error, port) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                const handler = (details, acceptConnection, rejectConnection) => {
+                    if (details.destIP === remoteAddr && details.destPort === port) {
+                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+                    }
+                };
+                if (onConnection) {
+                    connection.on('tcp connection', handler);
+                }
+                const dispose = () => {
+                    return new Promise((_resolve, _reject) => {
+                        connection.off('tcp connection', handler);
+                        connection.unforwardIn(remoteAddr, port, (_error) => {
+                            if (_error) {
+                                _reject(error);
+                            }
+                            _resolve();
+                        });
+                    });
+                };
+                resolve({ port, dispose });
+            });
+        });
+    }
+    forwardOut(srcIP, srcPort, dstIP, dstPort) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error, channel) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                resolve(channel);
+            });
+        });
+    }
+    forwardInStreamLocal(socketPath, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.openssh_forwardInStreamLocal(socketPath, (error) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                const handler = (details, acceptConnection, rejectConnection) => {
+                    if (details.socketPath === socketPath) {
+                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+                    }
+                };
+                if (onConnection) {
+                    connection.on('unix connection', handler);
+                }
+                const dispose = () => {
+                    return new Promise((_resolve, _reject) => {
+                        connection.off('unix connection', handler);
+                        connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
+                            if (_error) {
+                                _reject(_error);
+                            }
+                            _resolve();
+                        });
+                    });
+                };
+                resolve({ dispose });
+            });
+        });
+    }
+    forwardOutStreamLocal(socketPath) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.openssh_forwardOutStreamLocal(socketPath, (error, channel) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                resolve(channel);
+            });
+        });
+    }
+    dispose() {
+        if (this.connection) {
+            this.connection.end();
+            this.connection = null;
+        }
+    }
+}
+
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
+;// CONCATENATED MODULE: ./src/ssh/hostkeys.ts
+/**
+ * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
+ * presents against them. Pure functions; the SSH module calls them from ssh2's host verifier.
+ */
+
+
+
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const REGISTRY_PIN_INPUTS = { fingerprint: 'host-fingerprint', knownHosts: 'known-hosts' };
+const JUMP_PIN_INPUTS = { fingerprint: 'jump-host-fingerprint', knownHosts: 'jump-known-hosts' };
+/** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */
+function fingerprintOf(keyBlob) {
+    return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
+}
+/** The key type named inside an SSH public key blob (its first string). */
+function keyTypeOf(keyBlob) {
+    if (keyBlob.length < 4)
+        return 'unknown';
+    const length = keyBlob.readUInt32BE(0);
+    return keyBlob.subarray(4, 4 + length).toString('latin1');
+}
+/** The key a server presented, for messages: its type is the server's text, escaped. */
+function describePresentedKey(keyBlob) {
+    return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
+}
+/** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
+function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
+    const values = text
+        .split(/[\s,]+/)
+        .map((value) => value.trim())
+        .filter((value) => value !== '');
+    return values.map((value) => {
+        const normalised = value.replace(/=+$/, '');
+        if (!FINGERPRINT.test(normalised)) {
+            throw new errors/* ActionError */.lZ(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
+                'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
+                'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', input);
+        }
+        return normalised;
+    });
+}
+/** The host patterns a known_hosts line uses for this host and port. */
+function hostPatterns(host, port) {
+    return port === 22 ? [host, `[${host}]:22`] : [`[${host}]:${port}`];
+}
+function hashedHostMatches(entry, candidates) {
+    // |1|base64(salt)|base64(HMAC-SHA1(salt, host))
+    const parts = entry.split('|');
+    if (parts.length !== 4 || parts[1] !== '1')
+        return false;
+    const salt = Buffer.from(parts[2] ?? '', 'base64');
+    const expected = parts[3] ?? '';
+    return candidates.some((candidate) => (0,external_node_crypto_.createHmac)('sha1', salt).update(candidate).digest('base64') === expected);
+}
+function wildcardToRegExp(pattern) {
+    const escaped = pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.');
+    return new RegExp(`^${escaped}$`, 'i');
+}
+/** Whether the host field of a known_hosts line (comma-separated patterns) names this host. */
+function hostFieldMatches(field, host, port) {
+    const candidates = hostPatterns(host, port);
+    let matched = false;
+    for (const pattern of field.split(',')) {
+        if (pattern.startsWith('|')) {
+            if (hashedHostMatches(pattern, candidates))
+                matched = true;
+            continue;
+        }
+        const negated = pattern.startsWith('!');
+        const regexp = wildcardToRegExp(negated ? pattern.slice(1) : pattern);
+        if (candidates.some((candidate) => regexp.test(candidate))) {
+            if (negated)
+                return false;
+            matched = true;
+        }
+    }
+    return matched;
+}
+function scanKnownHosts(text, host, port, input) {
+    const scan = { keys: [], lines: 0, linesHere: 0, otherHosts: [], otherHashed: 0, certAuthorities: 0 };
+    const lines = text.split(/\r?\n/);
+    lines.forEach((rawLine, index) => {
+        const line = rawLine.trim();
+        if (line === '' || line.startsWith('#'))
+            return;
+        scan.lines += 1;
+        const fields = line.split(/\s+/);
+        let revoked = false;
+        if (fields[0]?.startsWith('@')) {
+            const marker = fields.shift();
+            if (marker === '@revoked') {
+                revoked = true;
+            }
+            else if (marker === '@cert-authority') {
+                scan.certAuthorities += 1; // host certificates are not used by this action
+                return;
+            }
+            else {
+                throw knownHostsError(input, index, `unknown marker ${marker ?? ''}`);
+            }
+        }
+        const [hostField, type, key] = fields;
+        if (!hostField || !type || !key || !/^[A-Za-z0-9+/]+={0,2}$/.test(key)) {
+            throw knownHostsError(input, index, 'expected "host key-type base64-key"');
+        }
+        const blob = Buffer.from(key, 'base64');
+        if (keyTypeOf(blob) !== type) {
+            throw knownHostsError(input, index, `the key does not hold a ${type} key`);
+        }
+        if (hostFieldMatches(hostField, host, port)) {
+            scan.linesHere += 1;
+            scan.keys.push({ type, key, revoked });
+            return;
+        }
+        // A revoked key is never accepted, whichever host its line names.
+        if (revoked)
+            scan.keys.push({ type, key, revoked });
+        for (const pattern of hostField.split(',')) {
+            if (pattern.startsWith('|'))
+                scan.otherHashed += 1;
+            else if (!pattern.startsWith('!') && !scan.otherHosts.includes(pattern))
+                scan.otherHosts.push(pattern);
+        }
+    });
+    return scan;
+}
+/**
+ * Reads known_hosts lines and keeps the keys that apply to host:port, and every revoked key
+ * (never accepted, whichever host its line names). Lines for other hosts are ignored, as OpenSSH
+ * does; a line that cannot be read at all is an error, since a typo there would otherwise silently
+ * disable pinning.
+ */
+function parseKnownHosts(text, host, port) {
+    return scanKnownHosts(text, host, port, REGISTRY_PIN_INPUTS.knownHosts).keys;
+}
+/**
+ * The pins from the `host-fingerprint` and `known-hosts` inputs. An input that is set must give
+ * at least one key this host and port may present: otherwise the run would connect unverified
+ * (with a warning) although the user meant to pin, so it is an error that says why, before any
+ * connection.
+ */
+function readHostKeyPins(inputs, host, port, names = REGISTRY_PIN_INPUTS) {
+    const target = hostPatterns(host, port)[0];
+    const scan = scanKnownHosts(inputs.knownHosts, host, port, names.knownHosts);
+    const revoked = scan.keys.filter((key) => key.revoked);
+    const usableKeys = scan.keys.filter((key) => !key.revoked && !revoked.some((bad) => bad.key === key.key));
+    const revokedFingerprints = revoked.map((key) => fingerprintOf(Buffer.from(key.key, 'base64')));
+    const fingerprints = parseFingerprints(inputs.hostFingerprint, names.fingerprint);
+    if (inputs.hostFingerprint.trim() !== '') {
+        if (fingerprints.length === 0) {
+            throw new errors/* ActionError */.lZ(`${names.fingerprint} is set but holds no fingerprint. Give the value that ` +
+                '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).', names.fingerprint);
+        }
+        if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
+            throw new errors/* ActionError */.lZ(`${names.fingerprint} names only keys that ${names.knownHosts} marks @revoked; a revoked key is never ` +
+                "accepted. Pin the server's current host key.", names.fingerprint);
+        }
+    }
+    if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
+        throw new errors/* ActionError */.lZ(`${names.knownHosts} gives no key for ${target}: ${knownHostsProblems(scan, target, names)}`, names.knownHosts);
+    }
+    return { fingerprints, knownKeys: scan.keys };
+}
+/** Why known_hosts text gives no usable key for `target`, with what to do. */
+function knownHostsProblems(scan, target, names) {
+    const problems = [];
+    if (scan.lines === 0)
+        problems.push('it holds only comments or blank lines');
+    if (scan.linesHere > 0) {
+        problems.push(`its lines for ${target} hold only revoked keys (@revoked), and a revoked key is never accepted`);
+    }
+    if (scan.certAuthorities > 0) {
+        problems.push(`it has ${scan.certAuthorities} @cert-authority line${scan.certAuthorities === 1 ? '' : 's'}: host ` +
+            `certificates are not supported, pin the host key with ${names.fingerprint} or a plain ${names.knownHosts} line`);
+    }
+    const others = [
+        ...scan.otherHosts.map((pattern) => (0,errors/* oneLine */.TN)(pattern)),
+        ...(scan.otherHashed > 0 ? [`${scan.otherHashed} hashed host name${scan.otherHashed === 1 ? '' : 's'}`] : []),
+    ];
+    if (scan.linesHere === 0 && others.length > 0)
+        problems.push(`it has lines but none for ${target}; it lists ${others.join(', ')}`);
+    return (`${problems.join('; ')}. Add the server's key as \`ssh-keyscan -p PORT HOST\` prints it (checked against ` +
+        `\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the server), or use ${names.fingerprint}.`);
+}
+function knownHostsError(input, index, problem) {
+    const fingerprintInput = input.replace(/known-hosts$/, 'host-fingerprint');
+    return new errors/* ActionError */.lZ(`${input}: line ${index + 1} cannot be read (${problem}). ` +
+        `Paste lines as \`ssh-keyscan -p PORT HOST\` prints them, or use ${fingerprintInput} instead.`, input);
+}
+/** Whether the pins allow any key at all (revoked keys allow none). */
+function hasPins(pins) {
+    return pins.fingerprints.length > 0 || pins.knownKeys.some((key) => !key.revoked);
+}
+/** Whether pins were given (a fingerprint or any known_hosts key, revoked or not). */
+function pinsGiven(pins) {
+    return pins.fingerprints.length > 0 || pins.knownKeys.length > 0;
+}
+/** Whether the presented key is allowed by the pins. Revoked keys never are. */
+function hostKeyAllowed(pins, keyBlob) {
+    const base64 = keyBlob.toString('base64');
+    if (pins.knownKeys.some((known) => known.revoked && known.key === base64))
+        return false;
+    const fingerprint = fingerprintOf(keyBlob);
+    return (pins.fingerprints.includes(fingerprint) || pins.knownKeys.some((known) => !known.revoked && known.key === base64));
+}
+
+;// CONCATENATED MODULE: ./src/ssh/connect-errors.ts
+/** What a failed connection says: which input to check, and what to do. */
+
+
+function hostKeyMismatch(options, presented) {
+    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
+    const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
+    return new errors/* ActionError */.lZ(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
+        `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
+        `${input}; otherwise someone may be intercepting the connection.`, input);
+}
+function connectionError(error, options) {
+    const message = (0,errors/* describeError */.Uc)(error);
+    const target = `${options.host}:${options.port}`;
+    const code = error.code;
+    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
+    if (options.via && /channel open failure|tunnel/i.test(message)) {
+        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+            'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
+            '(AllowTcpForwarding in its sshd_config).', 'host');
+    }
+    if (code === 'ECONNREFUSED') {
+        return new errors/* ActionError */.lZ(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
+    }
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+        return new errors/* ActionError */.lZ(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
+    }
+    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+        return new errors/* ActionError */.lZ(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
+            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
+    }
+    if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
+        return new errors/* ActionError */.lZ(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
+            (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
+    }
+    if (/authentication methods failed/i.test(message)) {
+        return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
+            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
+    }
+    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${message}`, host);
+}
+
+;// CONCATENATED MODULE: ./src/ssh/connect.ts
+/**
+ * Connecting: the TCP socket, authentication, and the server's host key checked against the
+ * pins (ssh/hostkeys.ts) before anything is sent. On a mismatch nothing reaches the server.
+ * Behind a bastion (jump-host), the bastion is connected to the same way, pins and all, and the
+ * registry's connection runs through a tunnel the bastion opens (as `ssh -J` does).
+ */
+
+
+
+
+
+
+
+
+/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
+function inputName(role, name) {
+    return role === 'bastion' ? `jump-${name}` : name;
+}
+/** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
+const HOST_KEY_ALGORITHMS = {
+    'ssh-ed25519': ['ssh-ed25519'],
+    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+};
+/**
+ * The host key algorithm lists to offer, one per connection attempt (undefined: ssh2's defaults).
+ * known-hosts pins: only their types, once. Fingerprints only: the defaults first, then each type.
+ */
+function hostKeyAlgorithmAttempts(pins) {
+    const knownTypes = [...new Set(pins.knownKeys.filter((key) => !key.revoked).map((key) => key.type))];
+    if (knownTypes.length > 0 && pins.fingerprints.length === 0) {
+        return [knownTypes.flatMap((type) => HOST_KEY_ALGORITHMS[type] ?? [type])];
+    }
+    if (pins.fingerprints.length === 0)
+        return [undefined];
+    const ecdsa = Object.entries(HOST_KEY_ALGORITHMS)
+        .filter(([type]) => type.startsWith('ecdsa-'))
+        .flatMap(([, names]) => names);
+    return [undefined, HOST_KEY_ALGORITHMS['ssh-ed25519'], ecdsa, HOST_KEY_ALGORITHMS['ssh-rsa']];
+}
+/** Whether an attempt would only ask again for a key type the server already presented. */
+function alreadyPresented(algorithms, presented) {
+    if (!algorithms)
+        return false;
+    return presented.some((key) => (HOST_KEY_ALGORITHMS[key.type] ?? []).some((name) => algorithms.includes(name)));
+}
+/** One connection attempt offering `algorithms` as host key types. */
+async function attemptConnection(options, algorithms) {
+    const ssh = new NodeSSH();
+    const pinned = hasPins(options.hostKeyPins);
+    let presented;
+    let verdict;
+    debug(`${options.role} ${options.host}:${options.port}: host key algorithms offered: ` +
+        (algorithms ? algorithms.join(',') : "ssh2's defaults"));
+    let sock;
+    try {
+        sock = await options.openStream();
+    }
+    catch (error) {
+        throw connectionError(error, options);
+    }
+    try {
+        await ssh.connect({
+            sock,
+            host: options.host,
+            port: options.port,
+            username: options.username,
+            privateKey: options.privateKey,
+            ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
+            readyTimeout: options.connectTimeout * 1000,
+            keepaliveInterval: 15000,
+            keepaliveCountMax: 4,
+            ...(algorithms ? { algorithms: { serverHostKey: algorithms } } : {}),
+            ...(debugOn() ? { debug: (line) => debug(`ssh2 ${options.role}: ${line}`) } : {}),
+            hostVerifier: (key) => {
+                presented = describePresentedKey(key);
+                if (pinned && !hostKeyAllowed(options.hostKeyPins, key))
+                    verdict = 'mismatch';
+                else if (!pinned && options.strictHostKey)
+                    verdict = 'unpinned';
+                debug(`${options.role} ${options.host}:${options.port}: host key presented: ${presented.type} ` +
+                    `${presented.fingerprint} (${verdict ?? (pinned ? 'pinned' : 'not pinned')})`);
+                return verdict === undefined;
+            },
+        });
+    }
+    catch (error) {
+        ssh.dispose();
+        sock.destroy();
+        if (verdict && presented)
+            return { kind: verdict, presented };
+        if (algorithms && /no matching host ?key/i.test((0,errors/* describeError */.Uc)(error)))
+            return { kind: 'unsupported' };
+        throw connectionError(error, options);
+    }
+    if (!presented) {
+        ssh.dispose();
+        throw new errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
+    }
+    return { kind: 'connected', ssh, presented };
+}
+/** A TCP connection of our own to the endpoint; its errors reach ssh2, which reports them. */
+function directStream(endpoint) {
+    return () => {
+        // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
+        // our own it is off from the first byte, which makes every command's round trip (and the
+        // handshake's) tens of milliseconds shorter.
+        const sock = external_node_net_default().connect({ host: endpoint.host, port: endpoint.port });
+        sock.setNoDelay(true);
+        return Promise.resolve(sock);
+    };
+}
+/**
+ * Connects and authenticates; on a host key mismatch, stops before anything is sent. With a
+ * bastion (options.jump), connects to it first, with the same checks and its own pins, and then
+ * to the registry through a tunnel it opens; closing the registry's session closes the bastion's.
+ */
+async function connect(options) {
+    const shared = { strictHostKey: options.strictHostKey ?? false, connectTimeout: options.connectTimeout ?? 30 };
+    const registry = {
+        host: options.host,
+        port: options.port,
+        username: options.username,
+        privateKey: options.privateKey,
+        passphrase: options.passphrase,
+        hostKeyPins: options.hostKeyPins,
+    };
+    if (!options.jump) {
+        return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
+    }
+    const jump = options.jump;
+    const bastion = await connectHop({ ...jump, ...shared, role: 'bastion', openStream: directStream(jump) });
+    try {
+        const session = await connectHop({
+            ...registry,
+            ...shared,
+            role: 'registry',
+            via: `${jump.host}:${jump.port}`,
+            openStream: () => bastion.forwardOut(registry.host, registry.port, shared.connectTimeout),
+        });
+        session.runsThrough(bastion);
+        return session;
+    }
+    catch (error) {
+        bastion.dispose();
+        throw error;
+    }
+}
+/**
+ * Connects and authenticates to one server; on a host key mismatch, stops before anything is
+ * sent. Only the pinned key types are offered when known-hosts names them. With fingerprints alone
+ * the types are not known: when the server presents a key of another type than the pinned one (it
+ * may hold several), each other type is asked for in turn.
+ */
+async function connectHop(options) {
+    const pinned = hasPins(options.hostKeyPins);
+    const knownHostsInput = inputName(options.role, 'known-hosts');
+    const fingerprintInput = inputName(options.role, 'host-fingerprint');
+    // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
+    if (!pinned && pinsGiven(options.hostKeyPins)) {
+        throw new errors/* ActionError */.lZ(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
+            "accepted. Pin the server's current host key. Nothing was sent to the server.", knownHostsInput);
+    }
+    const presentedKeys = [];
+    for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
+        if (alreadyPresented(algorithms, presentedKeys))
+            continue;
+        const attempt = await attemptConnection(options, algorithms);
+        if (attempt.kind === 'connected') {
+            if (!pinned) {
+                const { type, fingerprint } = attempt.presented;
+                lib_core/* warning */.$e(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+                    `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
+                    '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.', { title: 'Host key not pinned' });
+            }
+            else {
+                const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
+                lib_core/* info */.pq(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+            }
+            return new RemoteSession(attempt.ssh, attempt.presented, options.role);
+        }
+        if (attempt.kind === 'unpinned') {
+            throw new errors/* ActionError */.lZ(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
+                `${fingerprintInput} nor ${knownHostsInput} is set. The server presented ${attempt.presented.type} ` +
+                `${attempt.presented.fingerprint}; after checking it on the server, set ${fingerprintInput}: ${attempt.presented.fingerprint}.`, fingerprintInput);
+        }
+        if (attempt.kind === 'mismatch')
+            presentedKeys.push(attempt.presented);
+        // 'unsupported': the server holds no key of the types asked for; try the next.
+    }
+    throw hostKeyMismatch(options, presentedKeys);
+}
+
+;// CONCATENATED MODULE: ./src/ssh/connection.ts
+/** An SSH connection that can be opened again when it drops (the upload retries through it). */
+
+class Connection {
+    current;
+    options;
+    constructor(current, options) {
+        this.current = current;
+        this.options = options;
+    }
+    static async open(options) {
+        return new Connection(await connect(options), options);
+    }
+    /** The session in use now; a new one after reconnect(). */
+    get session() {
+        return this.current;
+    }
+    async reconnect() {
+        this.current.dispose();
+        this.current = await connect(this.options);
+    }
+    dispose() {
+        this.current.dispose();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/ssh/login-shell.ts
+/**
+ * Every command this action sends is quoted for a POSIX shell (ssh/shell.ts), but sshd hands it to
+ * the user's login shell. A csh, tcsh or fish login shell would read the quoting otherwise (fish
+ * collapses "\\" inside single quotes; csh refuses a line break in them), so a probe command
+ * checks, once per connection and before anything else runs, that the shell reads a quoted
+ * argument back exactly.
+ */
+
+
+/** Quoting a POSIX shell reads back as it is; the others do not: a backslash pair, `$`, a line break, `!`. */
+const PROBE = 'lxc-publish \\\\ $HOME\n!probe';
+async function checkLoginShell(session, username) {
+    const result = await session.exec(shell_commandLine(['printf', '%s', PROBE]), { timeoutSeconds: 60 });
+    const printed = result.stdout.toString('utf8');
+    if (result.code === 0 && printed === PROBE)
+        return;
+    const seen = result.code === 0
+        ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
+        : `it failed (${(0,errors/* oneLine */.TN)(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
+    throw new errors/* ActionError */.lZ(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
+        `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
+        `otherwise. Give the user a POSIX shell on the server (chsh -s /bin/bash ${username}); if it has one, make ` +
+        'its startup files (.bashrc) quiet for commands run over SSH. Nothing was uploaded.', 'username');
+}
+
+;// CONCATENATED MODULE: ./src/registry/registry.ts
+/**
+ * The registry handle: the SSH connection and the server-side paths, and the one way to run this
+ * action's server scripts (registry/scripts.ts) there. The steps live beside it, one topic a
+ * file: read.ts (live index, pre-upload checks), lock.ts, upload.ts, stage.ts, commit.ts,
+ * housekeeping.ts, and publication.ts, which puts the locked steps together.
+ */
+
+
+
+class Registry {
+    connection;
+    paths;
+    constructor(connection, paths) {
+        this.connection = connection;
+        this.paths = paths;
+    }
+    /** Connects, and checks that the login shell reads the quoting every command relies on. */
+    static async open(options) {
+        const { simplestreamsDir, uploadDir } = options;
+        const connection = await Connection.open(options);
+        try {
+            await checkLoginShell(connection.session, options.username);
+        }
+        catch (error) {
+            connection.dispose();
+            throw error;
+        }
+        return new Registry(connection, { simplestreamsDir, uploadDir });
+    }
+    /** The session in use now (a new one after reconnect()). */
+    get session() {
+        return this.connection.session;
+    }
+    isConnected() {
+        return this.connection.session.isConnected();
+    }
+    /** Opens a new connection after the previous one dropped (the upload retries through it). */
+    reconnect() {
+        return this.connection.reconnect();
+    }
+    /** Runs a server script and fails with its stderr unless it exits with status 0. */
+    runScript(script, args, options) {
+        return this.session.run(scriptCommand(script.text, script.name, args), options);
+    }
+    /** Runs a server script and returns how it ended, whatever its status. */
+    execScript(script, args, options = {}) {
+        return this.session.exec(scriptCommand(script.text, script.name, args), options);
+    }
+    close() {
+        this.connection.dispose();
+    }
+}
+
+// EXTERNAL MODULE: ./src/public/remote.ts
+var remote = __nccwpck_require__(2611);
+;// CONCATENATED MODULE: ./src/ssh/keys.ts
+/**
+ * Private key handling: undo what pasting into a secret does, read every common format, and
+ * explain each kind of bad key. Keys stay in memory; nothing is written to disk.
+ */
+
+
+
+/**
+ * Undoes what pasting a key into a secret does: CRLF line ends, literal "\n" instead of line
+ * breaks, blanks around lines, a lost final newline.
+ */
+function normalisePrivateKey(text) {
+    let key = text.replace(/\r\n?/g, '\n').trim();
+    if (!key.includes('\n') && key.includes('\\n'))
+        key = key.replace(/\\n/g, '\n');
+    return `${key
+        .split('\n')
+        .map((line) => line.trim())
+        .join('\n')}\n`;
+}
+function sshString(data) {
+    const body = typeof data === 'string' ? Buffer.from(data) : data;
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(body.length);
+    return Buffer.concat([length, body]);
+}
+/** Writes an Ed25519 key in the unencrypted OpenSSH format, the only Ed25519 format ssh2 reads. */
+function ed25519ToOpenSsh(key) {
+    const jwk = key.export({ format: 'jwk' });
+    const seed = Buffer.from(jwk.d ?? '', 'base64url');
+    const publicKey = Buffer.from(jwk.x ?? '', 'base64url');
+    const publicBlob = Buffer.concat([sshString('ssh-ed25519'), sshString(publicKey)]);
+    const check = (0,external_node_crypto_.randomBytes)(4);
+    let privateSection = Buffer.concat([
+        check,
+        check,
+        sshString('ssh-ed25519'),
+        sshString(publicKey),
+        sshString(Buffer.concat([seed, publicKey])),
+        sshString(''),
+    ]);
+    const padding = Buffer.from(Array.from({ length: (8 - (privateSection.length % 8)) % 8 }, (_, i) => i + 1));
+    privateSection = Buffer.concat([privateSection, padding]);
+    const body = Buffer.concat([
+        Buffer.from('openssh-key-v1\0'),
+        sshString('none'),
+        sshString('none'),
+        sshString(''),
+        Buffer.from([0, 0, 0, 1]),
+        sshString(publicBlob),
+        sshString(privateSection),
+    ]);
+    const lines = body.toString('base64').match(/.{1,70}/g) ?? [];
+    return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
+}
+/**
+ * ssh2 reads OpenSSH and PKCS#1/SEC1 PEM keys, but not PKCS#8 ("BEGIN PRIVATE KEY", "BEGIN
+ * ENCRYPTED PRIVATE KEY"). Node's crypto reads those; re-encode them, in memory, in a form ssh2 reads.
+ */
+function pkcs8ToSsh2(key, passphrase, names) {
+    let keyObject;
+    try {
+        keyObject = (0,external_node_crypto_.createPrivateKey)(passphrase === '' ? key : { key, passphrase });
+    }
+    catch (error) {
+        if (key.startsWith('-----BEGIN ENCRYPTED')) {
+            throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase', names);
+        }
+        throw new errors/* ActionError */.lZ(`${names.key}: the PKCS#8 key cannot be read (${error.message}).`, names.key);
+    }
+    switch (keyObject.asymmetricKeyType) {
+        case 'rsa':
+            return keyObject.export({ type: 'pkcs1', format: 'pem' }).toString();
+        case 'ec':
+            return keyObject.export({ type: 'sec1', format: 'pem' }).toString();
+        case 'ed25519':
+            return ed25519ToOpenSsh(keyObject);
+        default:
+            throw new errors/* ActionError */.lZ(`${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, names.key);
+    }
+}
+function keyError(kind, names) {
+    return kind === 'missing-passphrase'
+        ? new errors/* ActionError */.lZ(`${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`, names.passphrase)
+        : new errors/* ActionError */.lZ(`${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`, names.passphrase);
+}
+const REGISTRY_KEY_INPUTS = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
+const JUMP_KEY_INPUTS = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
+/** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
+function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
+    if (text.trim() === '') {
+        throw new errors/* ActionError */.lZ(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
+    }
+    const key = normalisePrivateKey(text);
+    if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
+        key.startsWith('-----BEGIN PUBLIC KEY-----') ||
+        key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
+        throw new errors/* ActionError */.lZ(`${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`, names.key);
+    }
+    if (!key.startsWith('-----BEGIN ')) {
+        throw new errors/* ActionError */.lZ(`${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`, names.key);
+    }
+    if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
+        throw new errors/* ActionError */.lZ(`${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`, names.key);
+    }
+    if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
+        return { privateKey: pkcs8ToSsh2(key, passphrase, names), passphrase: '' };
+    }
+    const parsed = lib_default().utils.parseKey(key, passphrase === '' ? undefined : passphrase);
+    if (parsed instanceof Error) {
+        if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '')
+            throw keyError('missing-passphrase', names);
+        if (/passphrase|decrypt/i.test(parsed.message))
+            throw keyError('wrong-passphrase', names);
+        throw new errors/* ActionError */.lZ(`${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, names.key);
+    }
+    return { privateKey: key, passphrase };
+}
+
+;// CONCATENATED MODULE: ./src/action/input-values.ts
+/**
+ * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
+ * ports, user names, aliases, and the secrets (masked, then taken out of the environment).
+ * Everything here is local: a bad value is reported before any file is read or any connection made.
+ */
+
+
+
+
+/** The inputs that hold secrets. */
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
+/**
+ * Removes the secret inputs from this process's environment once read, so that no child process
+ * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
+ */
+function forgetSecretInputs() {
+    for (const name of SECRET_INPUTS)
+        delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
+}
+/**
+ * Masks secrets in the log: each whole value, and each line of it, since the runner matches
+ * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
+ */
+function maskSecrets(values) {
+    const masks = new Set();
+    for (const value of values) {
+        if (value === '')
+            continue;
+        masks.add(value);
+        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
+            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
+                masks.add(line);
+        }
+    }
+    for (const mask of masks)
+        lib_core/* setSecret */.Pq(mask);
+    addDebugSecrets([...masks]);
+}
+/** A boolean input; empty means false. Typos are refused rather than read as false. */
+function input_values_readBoolean(name) {
+    if (lib_core/* getInput */.V4(name) === '')
+        return false;
+    try {
+        return lib_core/* getBooleanInput */.Vt(name);
+    }
+    catch {
+        throw new errors/* ActionError */.lZ(`${name}: "${lib_core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
+    }
+}
+/** A whole-number input within its range; empty gives the default. */
+function input_values_readWholeNumber(input, range) {
+    const text = lib_core/* getInput */.V4(input).trim();
+    if (text === '')
+        return range.fallback;
+    const number = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(number) || number < range.min || number > range.max) {
+        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
+    }
+    return number;
+}
+/** A choice input, case-insensitive; empty gives the default. */
+function input_values_readChoice(input, options) {
+    const value = core.getInput(input);
+    const text = value.trim().toLowerCase();
+    if (text === '')
+        return options.fallback;
+    if (!options.choices.includes(text)) {
+        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
+    }
+    return text;
+}
+/**
+ * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
+ * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
+ * input is ever parsed as shell code.
+ */
+function input_values_parseConvertCommand(value) {
+    const command = value.trim();
+    if (command === '')
+        return '';
+    if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
+        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
+            "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
+            'in that script.', 'convert-command');
+    }
+    return command;
+}
+function input_values_parseLocalPath(value, input) {
+    const path = value.trim();
+    if (path === '') {
+        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
+    }
+    if (path.includes('\0') || path.includes('\n')) {
+        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
+    }
+    return path;
+}
+function parseHost(value, input = 'host') {
+    const host = value.trim();
+    const prefix = input.replace(/host$/, '');
+    if (host.includes('@')) {
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
+    }
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
+    }
+    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
+    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
+    // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
+    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
+    if (!isHostName && !isIPv6) {
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
+    }
+    return bracketless;
+}
+function parsePort(value, input = 'port') {
+    const text = value.trim();
+    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
+    if (text === '')
+        return 22;
+    const port = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
+    }
+    return port;
+}
+function parseUsername(value, input = 'username') {
+    const username = value.trim();
+    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
+        throw new errors/* ActionError */.lZ(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
+    }
+    return username;
+}
+function input_values_parseRemoteDir(value, input) {
+    const dir = value.trim();
+    if (!dir.startsWith('/')) {
+        throw new errors/* ActionError */.lZ(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
+    }
+    if ((0,errors/* hasControlCharacters */.Kg)(dir)) {
+        throw new errors/* ActionError */.lZ(`${input}: the path contains control characters (newline, NUL, …).`, input);
+    }
+    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
+    if (normalised === '/') {
+        throw new errors/* ActionError */.lZ(`${input}: "/" cannot be used; give the registry's own directory.`, input);
+    }
+    return normalised;
+}
+/**
+ * Aliases: newline- or comma-separated. The index stores a product's aliases as one
+ * comma-separated string, so a comma cannot be part of one; blanks and control characters could
+ * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
+ * one off as the remote (`crynux:crynux-node:v2.6.0`).
+ */
+function input_values_parseAliases(value) {
+    const aliases = [];
+    for (const raw of value.split(/[\n,]/)) {
+        const alias = raw.trim();
+        if (alias === '')
+            continue;
+        if ((0,errors/* hasControlCharacters */.Kg)(alias) || /\s/.test(alias) || alias.length > 255) {
+            throw new errors/* ActionError */.lZ(`aliases: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
+                '(no blanks or control characters; at most 255 characters).', 'aliases');
+        }
+        if (!aliases.includes(alias))
+            aliases.push(alias);
+    }
+    return aliases;
+}
+
+;// CONCATENATED MODULE: ./src/action/inputs.ts
+/**
+ * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
+ * Everything here is local: a bad input is reported before any file is read or any connection made.
+ */
+
+
+
+
+
+
+const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
+const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
+/** Reads the inputs every entry point shares (INPUT_* variables). */
+function readRegistrySettings() {
+    // Secrets first, so that nothing printed while checking the rest can reveal them.
+    const rawKey = lib_core/* getInput */.V4('ssh-key');
+    const passphrase = lib_core/* getInput */.V4('ssh-key-passphrase');
+    const rawJumpKey = lib_core/* getInput */.V4('jump-ssh-key');
+    const jumpPassphrase = lib_core/* getInput */.V4('jump-ssh-key-passphrase');
+    maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
+    forgetSecretInputs();
+    const host = parseHost(lib_core/* getInput */.V4('host', { required: true }));
+    const port = parsePort(lib_core/* getInput */.V4('port'));
+    const username = parseUsername(lib_core/* getInput */.V4('username', { required: true }));
+    const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
+    // A PKCS#8 key comes back re-encoded: mask that form too.
+    if (privateKey !== normalisePrivateKey(rawKey))
+        maskSecrets([privateKey]);
+    const jump = readJumpSettings({ privateKey, passphrase: keyPassphrase, username }, { rawKey: rawJumpKey, passphrase: jumpPassphrase });
+    return {
+        host,
+        port,
+        username,
+        privateKey,
+        passphrase: keyPassphrase,
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('host-fingerprint'), knownHosts: lib_core/* getInput */.V4('known-hosts') }, host, port),
+        ...(jump ? { jump } : {}),
+        simplestreamsDir: input_values_parseRemoteDir(lib_core/* getInput */.V4('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
+        strictHostKey: input_values_readBoolean('strict-host-key'),
+        connectTimeout: input_values_readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
+        lockTimeout: input_values_readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
+        lxdCompat: lib_core/* getInput */.V4('lxd-compat') === '' ? true : input_values_readBoolean('lxd-compat'),
+        summary: lib_core/* getInput */.V4('summary') === '' ? true : input_values_readBoolean('summary'),
+    };
+}
+/**
+ * The bastion (jump-* inputs), or undefined without jump-host. The user and key default to the
+ * registry's; the bastion's host key is pinned by its own inputs, with the same rules.
+ */
+function readJumpSettings(registry, secrets) {
+    const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
+    if (lib_core/* getInput */.V4('jump-host').trim() === '') {
+        const stray = jumpInputs.find((name) => lib_core/* getInput */.V4(name).trim() !== '' && name !== 'jump-port');
+        if (stray || secrets.rawKey.trim() !== '') {
+            throw new errors/* ActionError */.lZ(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
+                'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
+        }
+        return undefined;
+    }
+    const host = parseHost(lib_core/* getInput */.V4('jump-host'), 'jump-host');
+    const port = parsePort(lib_core/* getInput */.V4('jump-port'), 'jump-port');
+    const username = lib_core/* getInput */.V4('jump-username').trim() === ''
+        ? registry.username
+        : parseUsername(lib_core/* getInput */.V4('jump-username'), 'jump-username');
+    let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
+    if (secrets.rawKey.trim() !== '') {
+        key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
+        if (key.privateKey !== normalisePrivateKey(secrets.rawKey))
+            maskSecrets([key.privateKey]);
+    }
+    return {
+        host,
+        port,
+        username,
+        ...key,
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('jump-host-fingerprint'), knownHosts: lib_core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
+    };
+}
+/** Reads the publish action's settings. */
+function readSettings() {
+    const registry = readRegistrySettings();
+    const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
+    return {
+        ...registry,
+        metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
+        rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
+        uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+        aliases: parseAliases(core.getInput('aliases')),
+        defaultAlias: readBoolean('default-alias'),
+        replace: readBoolean('replace'),
+        retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
+        keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
+        convertCommand: parseConvertCommand(core.getInput('convert-command')),
+        convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
+        rootfsLimits: {
+            maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),
+            maxBytes: readWholeNumber('max-rootfs-size', { fallback: 16384, min: 1, max: 1024 * 1024 }) * 1024 * 1024,
+        },
+        convertRootfsTimeout: readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),
+        publicUrl,
+        remoteName: core.getInput('remote-name')
+            ? validateRemoteName(core.getInput('remote-name').trim())
+            : publicUrl
+                ? defaultRemoteName(publicUrl)
+                : '',
+        publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+    };
+}
+/** Reads the alias or remove sub-action's settings. */
+function inputs_readDayTwoSettings(kind) {
+    const registry = readRegistrySettings();
+    const reference = lib_core/* getInput */.V4('fingerprint', { required: true }).trim();
+    if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
+        throw new errors/* ActionError */.lZ(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
+            '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
+    }
+    const aliases = kind === 'alias' ? input_values_parseAliases(lib_core/* getInput */.V4('aliases', { required: true })) : [];
+    if (kind === 'alias' && aliases.length === 0) {
+        throw new errors/* ActionError */.lZ('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
+    }
+    return { ...registry, reference, aliases, dryRun: input_values_readBoolean('dry-run') };
+}
+
+// EXTERNAL MODULE: ./src/action/step.ts
+var step = __nccwpck_require__(9134);
+// EXTERNAL MODULE: ./src/action/summary.ts
+var summary = __nccwpck_require__(8770);
+;// CONCATENATED MODULE: ./src/action/day-two.ts
+/**
+ * The alias and remove sub-actions (alias/action.yml, remove/action.yml): day-two operations on an
+ * image already published, without image files. Each reads its inputs, connects as a publish
+ * does, makes the change under the registry lock (registry/day-two.ts) and reports.
+ */
+
+
+
+
+
+
+
+async function withRegistry(settings, work) {
+    // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
+    const registry = await debug_timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open({ ...settings, uploadDir: '' }));
+    try {
+        return await work(registry);
+    }
+    finally {
+        registry.close();
+    }
+}
+async function report(result, settings) {
+    lib_core/* setOutput */.uH('status', result.status);
+    lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
+    if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
+        await (0,summary/* writeDayTwoSummary */.QF)(result);
+}
+const options = (settings) => ({
+    lockTimeout: settings.lockTimeout,
+    lxdCompat: settings.lxdCompat,
+    dryRun: settings.dryRun,
+});
+/** uses: crynux/lxc-publish/alias */
+function runAlias() {
+    return (0,step/* runStep */.e)('Aliases not changed', async (onSettings) => {
+        const settings = onSettings(inputs_readDayTwoSettings('alias'));
+        const result = await withRegistry(settings, (registry) => debug_timedGroup('Put the aliases in place under the registry lock', () => day_two_setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options: options(settings) })));
+        await report(result, settings);
+    });
+}
+/** uses: crynux/lxc-publish/remove */
+function runRemove() {
+    return runStep('Image not removed', async (onSettings) => {
+        const settings = onSettings(readDayTwoSettings('remove'));
+        const result = await withRegistry(settings, (registry) => timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, options: options(settings) })));
+        await report(result, settings);
+    });
+}
+
+
+/***/ }),
+
+/***/ 9134:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   e: () => (/* binding */ runStep),
+/* harmony export */   i: () => (/* binding */ installLastResortHandlers)
+/* harmony export */ });
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
+/* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1922);
+/* harmony import */ var _summary_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8770);
+/** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
+
+
+
+/**
+ * The last resort: an error thrown where no caller catches it (an event handler, a stream, a
+ * promise nobody awaits), or a run that ends without settling, still fails the step with one
+ * ::error line, instead of ending the process with a stack trace only, or with none. Returns
+ * what marks the run as finished.
+ */
+function installLastResortHandlers() {
+    let reported = false;
+    let finished = false;
+    const fail = (message) => {
+        process.exitCode = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure;
+        if (reported)
+            return;
+        reported = true;
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(message, { title: 'lxc-publish failed' });
+    };
+    const report = (error) => {
+        fail(error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ ? error.message : `Unexpected error: ${(0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .describeError */ .Uc)(error)}`);
+        const summary = process.env['GITHUB_STEP_SUMMARY']
+            ? (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)((0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .describeError */ .Uc)(error)).catch(() => undefined)
+            : Promise.resolve();
+        void summary.finally(() => process.exit(_actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure));
+    };
+    process.on('uncaughtException', report);
+    process.on('unhandledRejection', report);
+    process.on('exit', () => {
+        if (!finished)
+            fail('Unexpected error: the run ended before it finished (nothing was left to wait for).');
+    });
+    return () => {
+        finished = true;
+    };
+}
+/**
+ * Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. The
+ * work hands its settings to `onSettings` once read: with `summary: false` a failure writes no
+ * summary either (a failure before the settings are read, a bad input, still does, unless the
+ * summary input itself says false).
+ */
+async function runStep(failureHeading, work) {
+    let summary = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4('summary').trim().toLowerCase() !== 'false';
+    try {
+        await work((settings) => {
+            summary = settings.summary;
+            return settings;
+        });
+    }
+    catch (error) {
+        // ActionError messages already name the input and the fix; anything else is unexpected.
+        // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
+        const message = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ
+            ? error.message
+            : (0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .withoutLegacyCommands */ .Uy)((0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .withoutControlCharacters */ .aC)(`Unexpected error: ${(0,_common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .describeError */ .Uc)(error)}`));
+        const input = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ ? error.input : undefined;
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
+        process.exitCode = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure;
+        if (summary && process.env['GITHUB_STEP_SUMMARY'])
+            await (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)(message, failureHeading).catch(() => undefined);
+    }
+}
+
+
+/***/ }),
+
+/***/ 8770:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
+/* harmony export */   QF: () => (/* binding */ writeDayTwoSummary)
+/* harmony export */ });
+/* unused harmony exports formatSize, launchCommand, buildSummary, writeSummary, buildFailureSummary, buildDayTwoSummary */
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
+/* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
+/** The job summary: what was published, where it is served, and how to use it. */
+
+
+
+const REMOTE_PLACEHOLDER = 'REMOTE';
+const URL_PLACEHOLDER = 'https://your-registry.example';
+function escapeHtml(text) {
+    return text
+        .replace(/&/g, '&amp;')
+        .replace(/</g, '&lt;')
+        .replace(/>/g, '&gt;')
+        .replace(/"/g, '&quot;')
+        .replace(/'/g, '&#39;');
+}
+function code(text) {
+    return `<code>${escapeHtml(text)}</code>`;
+}
+function formatSize(bytes) {
+    const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit += 1;
+    }
+    return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]} (${bytes} bytes)`;
+}
+/** The command a user runs to start the image from a remote called `remote`. */
+function launchCommand(result, remote) {
+    return clientCommands(remote, URL_PLACEHOLDER, result).incus[1];
+}
+/** A fenced code block that no line of `lines` can close early. */
+function codeBlock(lines, lang) {
+    const longest = Math.max(0, ...(lines
+        .join('\n')
+        .match(/`+/g)
+        ?.map((run) => run.length) ?? []));
+    const fence = '`'.repeat(Math.max(3, longest + 1));
+    return `${fence}${lang}\n${lines.join('\n')}\n${fence}`;
+}
+function servedText(check) {
+    if (!check)
+        return 'yes';
+    const files = `${check.files.length} file${check.files.length === 1 ? '' : 's'}`;
+    const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
+    return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
+}
+/** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
+function buildSummary(result, options = {}) {
+    const publicUrl = options.publicUrl ?? '';
+    const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
+    const rows = [
+        ['Status', escapeHtml(result.status)],
+        ['Fingerprint', code(result.fingerprint)],
+        ['Product', code(result.product)],
+        ['Serial', escapeHtml(result.serial)],
+        ['Aliases', result.aliases.length > 0 ? result.aliases.map(code).join(', ') : '(none)'],
+        ['Type', escapeHtml(result.imageType)],
+        ['Size', escapeHtml(formatSize(result.size))],
+    ];
+    if (publicUrl) {
+        rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
+        rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
+    }
+    const table = [
+        '<table>',
+        '<tr><th>Field</th><th>Value</th></tr>',
+        ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
+        '</table>',
+    ].join('\n');
+    const commands = clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
+    const intro = publicUrl
+        ? `Add the registry as ${code(remote)} and launch the image:`
+        : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
+            `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
+    const parts = [
+        `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+        table,
+        '### Use it',
+        intro,
+        'With Incus:',
+        codeBlock(commands.incus, 'sh'),
+    ];
+    if (options.lxd ?? true)
+        parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
+    return parts.join('\n\n') + '\n';
+}
+/** Writes the job summary. */
+async function writeSummary(result, options = {}) {
+    await core.summary.addRaw(buildSummary(result, options)).write();
+}
+/**
+ * The job summary of a failed run: what went wrong and what to do, as the error says. The message
+ * quotes metadata and server output, so the HTML is built here with everything escaped
+ * (core.summary.addCodeBlock does not escape).
+ */
+function buildFailureSummary(message, heading = 'Image not published') {
+    return `<h2>${escapeHtml(heading)}</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
+}
+async function writeFailureSummary(message, heading) {
+    await _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .summary */ .z.addRaw(buildFailureSummary(message, heading)).write();
+}
+const DAY_TWO_HEADINGS = {
+    updated: 'Aliases moved',
+    unchanged: 'Aliases already in place',
+    removed: 'Image removed from the index',
+    'dry-run': 'Dry run: nothing was changed',
+};
+/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
+function buildDayTwoSummary(result) {
+    const rows = [
+        ['Status', escapeHtml(result.status)],
+        ['Fingerprint', code(result.fingerprint)],
+        ['Product', code(result.product)],
+        ['Serial', escapeHtml(result.serial)],
+    ];
+    if (result.removedAliases.length > 0)
+        rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
+    const table = [
+        '<table>',
+        ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
+        '</table>',
+    ].join('\n');
+    const aliases = [
+        '<table>',
+        '<tr><th>Alias</th><th>Architecture</th><th>Image</th><th>Product</th></tr>',
+        ...result.aliases.map((target) => `<tr><td>${code(target.alias)}</td><td>${escapeHtml(target.arch)}</td><td>${code(target.fingerprint.slice(0, 12))}</td><td>${code(target.product)}</td></tr>`),
+        '</table>',
+    ].join('\n');
+    const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
+    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
+}
+async function writeDayTwoSummary(result) {
+    await _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .summary */ .z.addRaw(buildDayTwoSummary(result)).write();
+}
+
+
+/***/ }),
+
+/***/ 8823:
+/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
+/* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1254);
+/* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
+
+
+
+const finished = (0,_action_step_js__WEBPACK_IMPORTED_MODULE_2__/* .installLastResortHandlers */ .i)();
+await (0,_action_day_two_js__WEBPACK_IMPORTED_MODULE_1__/* .runAlias */ .O)();
+finished();
+
+__webpack_async_result__();
+} catch(e) { __webpack_async_result__(e); } }, 1);
+
+/***/ }),
+
+/***/ 1922:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Kg: () => (/* binding */ hasControlCharacters),
+/* harmony export */   TN: () => (/* binding */ oneLine),
+/* harmony export */   Uc: () => (/* binding */ describeError),
+/* harmony export */   Uy: () => (/* binding */ withoutLegacyCommands),
+/* harmony export */   aC: () => (/* binding */ withoutControlCharacters),
+/* harmony export */   lZ: () => (/* binding */ ActionError)
+/* harmony export */ });
+/**
+ * Errors the user can act on, and the one sanitiser for text that reaches the log or a message.
+ */
+/**
+ * An error the user can act on: the message says what failed and what to do.
+ * `input` names the action input involved, when there is one.
+ */
+class ActionError extends Error {
+    input;
+    constructor(message, input) {
+        // Messages quote inputs and server output: no control character (a terminal escape, say)
+        // reaches the log as it is. Line breaks and tabs stay (core.error escapes them), and the
+        // legacy "##[" log command is escaped (see common/untrusted.ts).
+        super(withoutLegacyCommands(withoutControlCharacters(message)));
+        this.input = input;
+        this.name = 'ActionError';
+    }
+}
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
+/** Whether the text holds any control character (newline and tab included). */
+function hasControlCharacters(text) {
+    return CONTROL_CHARACTERS.test(text);
+}
+/** Replaces control characters other than newline and tab with "?". */
+function withoutControlCharacters(text) {
+    return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
+}
+/** "#[" with its bracket escaped, so that no "##[" (a legacy log command, read anywhere in a line) remains. */
+function withoutLegacyCommands(text) {
+    return text.replace(/#\[/g, '#\\[');
+}
+/** One line of text for a message: every control character, newline and tab included, as "?". */
+function oneLine(text) {
+    return text.replace(new RegExp(CONTROL_CHARACTERS.source, 'g'), '?');
+}
+/** Text of any thrown value, for messages. */
+function describeError(error) {
+    return error instanceof Error ? error.message : String(error);
+}
+
+
+/***/ }),
+
+/***/ 6065:
+/***/ ((__unused_webpack_module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3136);
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_1__);
+/**
+ * ssh2's optional native-module loader reads `__dirname`, which an ESM bundle does not define.
+ * This module is imported first by index.ts so the name exists before ssh2 loads.
+ */
+
+
+const scope = globalThis;
+scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_url__WEBPACK_IMPORTED_MODULE_1__.fileURLToPath)(import.meta.url));
+
+
+/***/ }),
+
+/***/ 2611:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* unused harmony exports validatePublicUrl, defaultRemoteName, validateRemoteName */
+/* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1922);
+/**
+ * The registry's public address and the remote name clients give it: the `public-url` and
+ * `remote-name` inputs, checked, and the name derived from the URL when none is given.
+ */
+
+const PUBLIC_URL_INPUT = 'public-url';
+const REMOTE_NAME_INPUT = 'remote-name';
+/**
+ * The registry's public address as the clients use it: `https://host[:port][/path]`, without a
+ * trailing slash. Blank text gives '' (no public URL). Only https: `incus remote add
+ * --protocol=simplestreams` refuses anything else ("Only https URLs are supported"), even on
+ * loopback, so an http URL could never be launched from.
+ */
+function validatePublicUrl(text) {
+    const value = text.trim();
+    if (value === '')
+        return '';
+    const shown = oneLine(value);
+    const fail = (why) => {
+        throw new ActionError(`${PUBLIC_URL_INPUT}: "${shown}" ${why}`, PUBLIC_URL_INPUT);
+    };
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        return fail("is not a URL. Give the registry's HTTPS address, for example https://lxc.example.com.");
+    }
+    if (url.protocol !== 'https:') {
+        fail(`is not an https:// address. Incus and LXD clients only add simplestreams remotes over HTTPS; ` +
+            `serve the registry with TLS and give its https:// address.`);
+    }
+    if (url.username !== '' || url.password !== '') {
+        fail('holds a user name or password. Give the public address without credentials (it is shown in the job summary).');
+    }
+    if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
+        fail("has a query (?...) or fragment (#...). Give the address of the registry's root directory only.");
+    }
+    const path = url.pathname.replace(/\/+$/, '');
+    if (/(^|\/)streams(\/|$)/.test(path)) {
+        fail("points inside streams/. Give the registry's root, the directory that holds streams/ and images/ " +
+            '(for example https://lxc.example.com, not https://lxc.example.com/streams/v1/index.json).');
+    }
+    return `${url.protocol}//${url.host}${path}`;
+}
+/** Remotes that stock incus or lxc clients already have: `remote add` of these fails. */
+const RESERVED_REMOTES = new Set([
+    'local',
+    'images',
+    'ubuntu',
+    'ubuntu-daily',
+    'ubuntu-minimal',
+    'ubuntu-minimal-daily',
+]);
+/** Host labels that say "an image server" rather than whose it is. */
+const GENERIC_LABELS = new Set([
+    'lxc',
+    'lxd',
+    'incus',
+    'image',
+    'images',
+    'img',
+    'www',
+    'registry',
+    'containers',
+    'simplestreams',
+    'streams',
+    'cdn',
+    'dl',
+    'download',
+    'downloads',
+    'mirror',
+    'mirrors',
+    'repo',
+    'repos',
+    'static',
+    'files',
+]);
+const FALLBACK_REMOTE = 'registry';
+/**
+ * The remote name the summary's commands use when `remote-name` is empty, from the URL's host:
+ * the host's labels without the last one (the TLD), lowercased, each reduced to [a-z0-9-]; the
+ * first that is not a generic word (lxc, lxd, incus, images, www, registry, cdn, mirror, …) nor
+ * a remote stock clients already have (local, images, ubuntu…). Without one, the first label that
+ * is not such a remote; for an IP address, `localhost` or nothing usable: `registry`.
+ *
+ * https://lxc.crynux.io → crynux; https://images.example.co.uk → example;
+ * https://crynux.io → crynux; https://lxc.io → lxc; https://127.0.0.1:8443 → registry.
+ */
+function defaultRemoteName(url) {
+    let host;
+    try {
+        host = new URL(url).hostname.toLowerCase().replace(/\.+$/, '');
+    }
+    catch {
+        return FALLBACK_REMOTE;
+    }
+    if (host === '' || host === 'localhost' || host.startsWith('[') || /^[0-9.]+$/.test(host))
+        return FALLBACK_REMOTE;
+    const labels = host.split('.');
+    const candidates = (labels.length > 1 ? labels.slice(0, -1) : labels)
+        .map((label) => label.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, ''))
+        .filter((label) => label !== '' && !RESERVED_REMOTES.has(label));
+    return candidates.find((label) => !GENERIC_LABELS.has(label)) ?? candidates[0] ?? FALLBACK_REMOTE;
+}
+/**
+ * A remote name given in `remote-name`, trimmed. Incus refuses ':' (it separates remote and
+ * image) and a name is also a file name in the client's config ('/'); the summary's commands must
+ * paste into a shell as they are. So: letters, digits, '.', '_' and '-', starting with a letter
+ * or digit, at most 64 characters, and not a remote stock clients already define.
+ */
+function validateRemoteName(name) {
+    const value = name.trim();
+    const shown = oneLine(value);
+    if (value === '') {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
+    }
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
+            `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
+    }
+    if (RESERVED_REMOTES.has(value.toLowerCase())) {
+        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
+            `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
+    }
+    return value;
+}
+
+
+/***/ }),
+
+/***/ 7318:
+/***/ ((module) => {
+
+module.exports = eval("require")("../build/Release/cpufeatures.node");
+
+
+/***/ }),
+
+/***/ 490:
+/***/ ((module) => {
+
+module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
+
+
+/***/ }),
+
+/***/ 2613:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("assert");
+
+/***/ }),
+
+/***/ 181:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
+
+/***/ }),
+
+/***/ 5317:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("child_process");
+
+/***/ }),
+
+/***/ 6982:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
+
+/***/ }),
+
+/***/ 2250:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("dns");
+
+/***/ }),
+
+/***/ 4434:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("events");
+
+/***/ }),
+
+/***/ 9896:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("fs");
+
+/***/ }),
+
+/***/ 8611:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("http");
+
+/***/ }),
+
+/***/ 5692:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("https");
+
+/***/ }),
+
+/***/ 9278:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
+
+/***/ }),
+
+/***/ 4589:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:assert");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_hooks");
+
+/***/ }),
+
+/***/ 4573:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer");
+
+/***/ }),
+
+/***/ 7540:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:console");
+
+/***/ }),
+
+/***/ 7598:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+
+/***/ }),
+
+/***/ 3053:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:diagnostics_channel");
+
+/***/ }),
+
+/***/ 610:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns");
+
+/***/ }),
+
+/***/ 8474:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
+
+/***/ }),
+
+/***/ 7067:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
+
+/***/ }),
+
+/***/ 2467:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2");
+
+/***/ }),
+
+/***/ 7030:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
+
+/***/ }),
+
+/***/ 6760:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+
+/***/ }),
+
+/***/ 643:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:perf_hooks");
+
+/***/ }),
+
+/***/ 1792:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:querystring");
+
+/***/ }),
+
+/***/ 7075:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+
+/***/ }),
+
+/***/ 1692:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:tls");
+
+/***/ }),
+
+/***/ 3136:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
+
+/***/ }),
+
+/***/ 7975:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
+
+/***/ }),
+
+/***/ 3429:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util/types");
+
+/***/ }),
+
+/***/ 5919:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:worker_threads");
+
+/***/ }),
+
+/***/ 8522:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+
+/***/ }),
+
+/***/ 6928:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("path");
+
+/***/ }),
+
+/***/ 2203:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
+
+/***/ }),
+
+/***/ 3193:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
+
+/***/ }),
+
+/***/ 4756:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
+
+/***/ }),
+
+/***/ 9023:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
+
+/***/ }),
+
+/***/ 3106:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
+
+/***/ }),
+
+/***/ 8261:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  yU: () => (/* binding */ ExitCode),
+  Yz: () => (/* binding */ core_debug),
+  z3: () => (/* binding */ error),
+  Vt: () => (/* binding */ getBooleanInput),
+  V4: () => (/* binding */ getInput),
+  Os: () => (/* binding */ group),
+  pq: () => (/* binding */ info),
+  _o: () => (/* binding */ isDebug),
+  uH: () => (/* binding */ setOutput),
+  Pq: () => (/* binding */ core_setSecret),
+  z: () => (/* reexport */ summary),
+  $e: () => (/* binding */ warning)
+});
+
+// UNUSED EXPORTS: addPath, endGroup, exportVariable, getIDToken, getMultilineInput, getState, markdownSummary, notice, platform, saveState, setCommandEcho, setFailed, startGroup, toPlatformPath, toPosixPath, toWin32Path
 
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
@@ -56805,7 +61372,7 @@ function setCommandEcho(enabled) {
  */
 function setFailed(message) {
     process.exitCode = ExitCode.Failure;
-    core_error(message);
+    error(message);
 }
 //-----------------------------------------------------------------------
 // Logging Commands
@@ -56828,7 +61395,7 @@ function core_debug(message) {
  * @param message error issue message. Errors will be converted to string via toString()
  * @param properties optional properties to add to the annotation.
  */
-function core_error(message, properties = {}) {
+function error(message, properties = {}) {
     command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
@@ -56939,4460 +61506,6 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
-;// CONCATENATED MODULE: ./src/common/errors.ts
-/**
- * Errors the user can act on, and the one sanitiser for text that reaches the log or a message.
- */
-/**
- * An error the user can act on: the message says what failed and what to do.
- * `input` names the action input involved, when there is one.
- */
-class errors_ActionError extends Error {
-    input;
-    constructor(message, input) {
-        // Messages quote inputs and server output: no control character (a terminal escape, say)
-        // reaches the log as it is. Line breaks and tabs stay (core.error escapes them), and the
-        // legacy "##[" log command is escaped (see common/untrusted.ts).
-        super(errors_withoutLegacyCommands(errors_withoutControlCharacters(message)));
-        this.input = input;
-        this.name = 'ActionError';
-    }
-}
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
-const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
-/** Whether the text holds any control character (newline and tab included). */
-function hasControlCharacters(text) {
-    return CONTROL_CHARACTERS.test(text);
-}
-/** Replaces control characters other than newline and tab with "?". */
-function errors_withoutControlCharacters(text) {
-    return text.replace(CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS, '?');
-}
-/** "#[" with its bracket escaped, so that no "##[" (a legacy log command, read anywhere in a line) remains. */
-function errors_withoutLegacyCommands(text) {
-    return text.replace(/#\[/g, '#\\[');
-}
-/** One line of text for a message: every control character, newline and tab included, as "?". */
-function errors_oneLine(text) {
-    return text.replace(new RegExp(CONTROL_CHARACTERS.source, 'g'), '?');
-}
-/** Text of any thrown value, for messages. */
-function describeError(error) {
-    return error instanceof Error ? error.message : String(error);
-}
-
-;// CONCATENATED MODULE: ./src/common/debug.ts
-/**
- * Step debug logging (ACTIONS_STEP_DEBUG=true, core.isDebug()): the remote commands as sent, the
- * time of each phase, the round trips and the SSH handshake. Off by default. Every line goes
- * through here: known secrets are cut out (the runner masks them too, but a local run has no
- * runner), and the text is escaped as untrusted (ssh2's lines quote the server's banner).
- */
-
-
-const secrets = new Set();
-/** Values never to appear in a debug line (the key, each line of it, the passphrases). */
-function addDebugSecrets(values) {
-    for (const value of values)
-        if (value.length >= 4)
-            secrets.add(value);
-}
-/** The secrets known so far, longest first (so that a line is cut before the whole key). */
-function knownSecrets() {
-    return [...secrets].sort((a, b) => b.length - a.length);
-}
-/** `text` with every known secret replaced by "***". */
-function redact(text) {
-    let result = text;
-    for (const secret of knownSecrets())
-        result = result.split(secret).join('***');
-    return result;
-}
-/** Whether `text` holds a known secret of 16 characters or more (a key line, say). */
-function holdsSecret(text) {
-    return knownSecrets().some((secret) => secret.length >= 16 && text.includes(secret));
-}
-function debugOn() {
-    return isDebug();
-}
-/**
- * One debug line (nothing without step debug): secrets cut out, untrusted text escaped. Line
- * breaks stay (a script's text reads as it is): core.debug writes them as %0A, so the whole text is
- * one `::debug::` command whose message is data; other control characters become "?", and the
- * legacy "##[" command is escaped (see common/untrusted.ts).
- */
-function debug_debug(text) {
-    if (!isDebug())
-        return;
-    core_debug(errors_withoutLegacyCommands(errors_withoutControlCharacters(redact(text))));
-}
-/**
- * A log group that, with step debug on, also logs how long it took (whether it succeeded or not).
- */
-async function debug_timedGroup(name, work) {
-    const started = process.hrtime.bigint();
-    try {
-        return await group(name, work);
-    }
-    finally {
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        debug_debug(`phase ${JSON.stringify(name)}: ${seconds.toFixed(3)} s`);
-    }
-}
-
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/common/untrusted.ts
-/**
- * Text the action does not control (metadata.yaml, the server's index and output, a web
- * server's answers) on its way into the log or an error message.
- *
- * The runner reads workflow commands from the log: a line that, after leading blanks, starts with
- * "::" (`::warning::`, `::add-mask::`, `::stop-commands::` …), and the legacy "##[" form anywhere
- * in a line. So untrusted text never reaches the log as it is: a single value is printed plain
- * only when it is made of harmless characters, JSON-quoted otherwise (no line break survives, and
- * "#[" is escaped); multi-line output is printed between `::stop-commands::` markers whose token
- * the server cannot guess, with "#[" escaped and control characters replaced.
- *
- * Error messages (ActionError) are printed by core.error as one `::error::` line: it escapes
- * line breaks and "%" in the message, and a "::" after the command's own is data, not a command.
- * Only "##[" needs escaping there, which the ActionError constructor does (common/errors.ts).
- */
-
-
-/** Characters a plain value may hold and still be printed as it is. */
-const PLAIN = /^[A-Za-z0-9._:/+@,=~-]+$/;
-/**
- * One untrusted value for a log line or a message: as it is when plain (a product name, a
- * serial), otherwise JSON-quoted, with "#[" written as "\u0023[" (the same string in JSON).
- */
-function untrusted_untrusted(value) {
-    const text = typeof value === 'string' ? value : String(value);
-    if (PLAIN.test(text))
-        return text;
-    return JSON.stringify(text).replace(/#\[/g, '\\u0023[');
-}
-/**
- * A log line that embeds untrusted text somewhere after its own start (never at it): line
- * breaks and other control characters become "?", "#[" is escaped.
- */
-function untrustedLine(text) {
-    return withoutLegacyCommands(oneLine(text));
-}
-/**
- * Multi-line untrusted output (a script's), as log lines: between `::stop-commands::TOKEN` and
- * `::TOKEN::`, so that the runner reads no line of it as a command; control characters other
- * than tabs become "?", and "#[" is escaped.
- */
-function untrustedBlock(text, token = randomBytes(16).toString('hex')) {
-    const lines = withoutLegacyCommands(withoutControlCharacters(text.replace(/\r\n/g, '\n'))).split('\n');
-    return [`::stop-commands::${token}`, ...lines, `::${token}::`];
-}
-/** Logs multi-line untrusted output (see untrustedBlock); nothing for empty output. */
-function logUntrusted(text, log) {
-    if (text !== '')
-        log(untrustedBlock(text).join('\n'));
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/architectures.ts
-/**
- * Architecture names: Incus's own and the distribution names it maps to them (Incus's osarch
- * package). Clients treat `amd64` and `x86_64` as one architecture, so everything that compares
- * architectures (aliases per architecture, image lines) compares their Incus names. Pure.
- */
-/**
- * Architecture names Incus accepts in metadata.yaml, each with the Incus name it stands for: its
- * own names and the distribution names it maps to them (as in Incus's osarch package).
- */
-const INCUS_ARCHITECTURES = new Map(Object.entries({
-    i686: ['i686', 'i386', 'i586', 'x86'],
-    x86_64: ['x86_64', 'amd64', 'x64'],
-    armv6l: ['armv6l', 'armel'],
-    armv7l: ['armv7l', 'armhf'],
-    armv8l: ['armv8l'],
-    aarch64: ['aarch64', 'arm64'],
-    aarch64_be: ['arm64be'],
-    ppc: ['ppc', 'powerpc'],
-    ppc64: ['ppc64', 'powerpc64'],
-    ppc64le: ['ppc64le', 'ppc64el'],
-    s390x: ['s390x'],
-    mips: ['mips', 'mipsel'],
-    mips64: ['mips64', 'mips64el'],
-    riscv32: ['riscv32'],
-    riscv64: ['riscv64'],
-    loongarch64: ['loongarch64', 'loong64'],
-}).flatMap(([incus, names]) => names.map((name) => [name, incus])));
-/** The Incus name of an architecture name; an unknown name stands for itself. */
-function canonicalArchitecture(name) {
-    return name === undefined ? '' : (INCUS_ARCHITECTURES.get(name) ?? name);
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
-/**
- * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
- * is. Pure; see the project's notes on the format: products hold versions keyed by serial, and
- * versions hold items keyed by file type.
- *
- * Releases and lines: incus-simplestreams keys a product `{os}:{release}:{variant}:{arch}` and adds
- * every build of that image line to it as a new version. Clients give a product's aliases to its
- * newest version, so an alias such as `crynux-node:v2.6.0` would follow the next release. This
- * action therefore publishes each release (each serial) as a product of its own, keyed
- * `{os}:{release}:{variant}:{arch}:{serial}`, with the same os/release/variant/arch fields:
- * clients never parse the key (incus and lxd `shared/simplestreams/products.go`), an alias stays on
- * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
- * written the old way (one product, many versions) are read as releases of their line too.
- */
-
-/** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
-const COMBINED_HASH_FIELDS = [
-    'combined_squashfs_sha256',
-    'combined_disk-kvm-img_sha256',
-    'combined_rootxz_sha256',
-    'combined_sha256',
-];
-/** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
-const METADATA_ITEM = 'incus.tar.xz';
-const UNIFIED_ITEM = 'incus_combined.tar.gz';
-/** An empty images.json, as incus-simplestreams starts one. */
-function emptyImagesIndex() {
-    return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
-}
-/** A deep copy, so that planning never changes the index it was given. */
-function images_index_cloneIndex(index) {
-    return JSON.parse(JSON.stringify(index));
-}
-/** streams/v1/index.json for an images.json, as incus-simplestreams writes it. */
-function buildStreamsIndex(images) {
-    return {
-        format: 'index:1.0',
-        index: {
-            images: {
-                datatype: 'image-downloads',
-                path: 'streams/v1/images.json',
-                format: 'products:1.0',
-                products: Object.keys(images.products).sort(),
-            },
-        },
-    };
-}
-/** Splits a product's comma-separated alias list. */
-function images_index_productAliases(product) {
-    return (product.aliases ?? '')
-        .split(',')
-        .map((alias) => alias.trim())
-        .filter((alias) => alias !== '');
-}
-/** The fingerprint clients compute for a version, or undefined when it has no Incus items. */
-function images_index_versionFingerprint(version) {
-    const unified = version.items[UNIFIED_ITEM];
-    if (unified)
-        return unified.sha256;
-    const metadata = version.items[METADATA_ITEM];
-    if (!metadata)
-        return undefined;
-    for (const field of COMBINED_HASH_FIELDS) {
-        const value = metadata[field];
-        if (typeof value === 'string' && value !== '')
-            return value;
-    }
-    return undefined;
-}
-function versionImageType(version) {
-    if (version.items['disk-kvm.img'])
-        return 'virtual-machine';
-    const unified = version.items[UNIFIED_ITEM];
-    if (unified && unified['combined_type'] === 'virtual-machine')
-        return 'virtual-machine';
-    return 'container';
-}
-/** Finds the version that carries this fingerprint. */
-function images_index_findFingerprint(index, fingerprint) {
-    for (const [productName, product] of Object.entries(index.products)) {
-        for (const [serial, version] of Object.entries(product.versions ?? {})) {
-            if (images_index_versionFingerprint(version) !== fingerprint)
-                continue;
-            // Items of other clients' types may point at the same files: count each file once.
-            const sizeByPath = new Map(Object.values(version.items).map((item) => [item.path, item.size]));
-            const size = [...sizeByPath.values()].reduce((total, itemSize) => total + itemSize, 0);
-            return {
-                product: productName,
-                serial,
-                aliases: images_index_productAliases(product),
-                size,
-                imageType: versionImageType(version),
-            };
-        }
-    }
-    return undefined;
-}
-/** Every file path the index names. */
-function images_index_referencedPaths(index) {
-    const paths = new Set();
-    for (const product of Object.values(index.products)) {
-        for (const version of Object.values(product.versions ?? {})) {
-            for (const item of Object.values(version.items))
-                paths.add(item.path);
-        }
-    }
-    return paths;
-}
-/** An image line, `{os}:{release}:{variant}:{arch}`: the product key incus-simplestreams gives it. */
-function lineKey(os, release, variant, architecture) {
-    return `${os}:${release}:${variant}:${architecture}`;
-}
-/** The line a product belongs to, from its fields (its key, when it has none of them). */
-function productLine(key, product) {
-    const { os, release, variant, arch } = product;
-    if ([os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
-        return lineKey(os, release, variant, arch);
-    }
-    return key;
-}
-/** The key of the product that holds one release of a line. */
-function images_index_releaseProductKey(line, serial) {
-    return `${line}:${serial}`;
-}
-/**
- * What makes two products one image line: the os, release and variant fields and the
- * architecture (by its Incus name), compared field by field, so that no value can pass for
- * another by holding a ':'. A product without those fields is a line of its own.
- */
-function images_index_lineIdentity(key, product) {
-    const { os, release, variant, arch } = product;
-    if (![os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
-        return JSON.stringify(['product', key]);
-    }
-    return JSON.stringify([os, release, variant, canonicalArchitecture(arch)]);
-}
-/** Every release (a version that is an image) of the line with this identity, in any product. */
-function images_index_releasesOf(index, identity) {
-    const releases = [];
-    for (const [product, fields] of Object.entries(index.products)) {
-        if (images_index_lineIdentity(product, fields) !== identity)
-            continue;
-        for (const [serial, version] of Object.entries(fields.versions ?? {})) {
-            if (images_index_versionFingerprint(version) !== undefined)
-                releases.push({ product, serial, version });
-        }
-    }
-    return releases;
-}
-/** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
-function serialFor(creationDate) {
-    const date = new Date(creationDate * 1000);
-    const pad = (value) => String(value).padStart(2, '0');
-    return (String(date.getUTCFullYear()) +
-        pad(date.getUTCMonth() + 1) +
-        pad(date.getUTCDate()) +
-        pad(date.getUTCHours()) +
-        pad(date.getUTCMinutes()));
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
-/**
- * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
- * newest version. Pure.
- */
-
-
-/**
- * Puts the aliases on one product and takes them off every other product of the same
- * architecture, so that an alias such as `latest` names exactly one image per architecture.
- * Returns whether anything changed.
- */
-function aliases_moveAliases(index, productName, aliases) {
-    const target = index.products[productName];
-    if (!target || aliases.length === 0)
-        return false;
-    let changed = false;
-    for (const [name, product] of Object.entries(index.products)) {
-        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
-            continue;
-        const kept = images_index_productAliases(product).filter((alias) => !aliases.includes(alias));
-        if (kept.length !== images_index_productAliases(product).length) {
-            setAliases(product, kept);
-            changed = true;
-        }
-    }
-    const current = images_index_productAliases(target);
-    const missing = aliases.filter((alias) => !current.includes(alias));
-    if (missing.length > 0) {
-        setAliases(target, [...current, ...missing]);
-        changed = true;
-    }
-    return changed;
-}
-function setAliases(product, aliases) {
-    if (aliases.length > 0)
-        product.aliases = aliases.join(',');
-    else
-        delete product.aliases;
-}
-/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
-function aliases_isNewestVersion(product, serial) {
-    return Object.keys(product.versions).every((other) => other <= serial);
-}
-/**
- * Moves one version of a product written the old way (one product, several versions) into a
- * release product of its own, without aliases, and returns its key. Aliases of a shared product
- * resolve to its newest version only: an older version must stand alone to carry one.
- */
-function splitOutRelease(index, productName, serial) {
-    const product = index.products[productName];
-    const version = product?.versions[serial];
-    if (!product || !version || Object.keys(product.versions).length === 1)
-        return productName;
-    const { versions: _versions, aliases: _aliases, ...fields } = product;
-    const key = images_index_releaseProductKey(productLine(productName, product), serial);
-    delete product.versions[serial];
-    index.products[key] = { ...fields, versions: { [serial]: version } };
-    return key;
-}
-/**
- * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
- * version that is not the newest of a shared product is first given a product of its own, so
- * that the aliases resolve to it.
- */
-function aliases_planAliasUpdate(live, fingerprint, aliases) {
-    const next = images_index_cloneIndex(live);
-    const existing = images_index_findFingerprint(next, fingerprint);
-    if (!existing || aliases.length === 0)
-        return undefined;
-    const holder = next.products[existing.product];
-    const product = holder && !aliases_isNewestVersion(holder, existing.serial)
-        ? splitOutRelease(next, existing.product, existing.serial)
-        : existing.product;
-    const split = product !== existing.product;
-    return aliases_moveAliases(next, product, aliases) || split ? next : undefined;
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/removal.ts
-/** Taking a published version out of the index (the remove sub-action). Pure. */
-
-
-/**
- * The index without the version carrying `fingerprint`, and without any item of another version
- * that is a delta to or from it. A product left without versions goes, with its aliases.
- * Undefined when no version carries the fingerprint.
- */
-function removal_planRemoval(live, fingerprint) {
-    const found = findFingerprint(live, fingerprint);
-    if (!found)
-        return undefined;
-    const next = cloneIndex(live);
-    const product = next.products[found.product];
-    const version = product?.versions[found.serial];
-    if (!product || !version)
-        return undefined;
-    const paths = Object.values(version.items).map((item) => item.path);
-    // Aliases resolve to a product's newest version: removing it must not hand them to an older one.
-    const wasNewest = isNewestVersion(product, found.serial);
-    delete product.versions[found.serial];
-    // Deltas whose base is the removed version cannot be applied any more.
-    for (const other of Object.values(product.versions)) {
-        for (const [key, item] of Object.entries(other.items)) {
-            if (item['delta_base'] === found.serial) {
-                paths.push(item.path);
-                delete other.items[key];
-            }
-        }
-    }
-    let removedAliases = [];
-    if (wasNewest) {
-        removedAliases = productAliases(product);
-        delete product.aliases;
-    }
-    if (Object.keys(product.versions).length === 0)
-        delete next.products[found.product];
-    const stillNamed = referencedPaths(next);
-    return {
-        index: next,
-        product: found.product,
-        serial: found.serial,
-        removedAliases,
-        retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/resolve.ts
-/**
- * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
- * alias; and where each alias resolves, as clients resolve it. Pure.
- */
-
-/** Every image the index lists (versions with a fingerprint), newest serial first. */
-function listImages(index) {
-    const images = [];
-    for (const product of Object.values(index.products)) {
-        for (const version of Object.values(product.versions)) {
-            const fingerprint = images_index_versionFingerprint(version);
-            const found = fingerprint ? images_index_findFingerprint(index, fingerprint) : undefined;
-            if (fingerprint && found)
-                images.push({ ...found, fingerprint, arch: product.arch ?? '' });
-        }
-    }
-    return images.sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
-}
-/** Where each alias resolves: per architecture, the newest version of the product that carries it. */
-function resolve_aliasTargets(index) {
-    const targets = [];
-    for (const [product, fields] of Object.entries(index.products)) {
-        const newest = Object.keys(fields.versions)
-            .sort()
-            .reverse()
-            .map((serial) => fields.versions[serial])
-            .map((version) => (version ? images_index_versionFingerprint(version) : undefined))
-            .find((fingerprint) => fingerprint !== undefined);
-        if (!newest)
-            continue;
-        for (const alias of images_index_productAliases(fields))
-            targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest, product });
-    }
-    return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
-}
-/**
- * The image `reference` names: a full fingerprint, the start of one (at least 12 hex digits, as
- * `incus image list` shows them) that only one image has, or an alias that names one image.
- */
-function resolveImage(index, reference) {
-    const images = listImages(index);
-    const wanted = reference.trim().toLowerCase();
-    if (/^[0-9a-f]{12,64}$/.test(wanted)) {
-        const matches = images.filter((image) => image.fingerprint.startsWith(wanted));
-        if (matches.length === 1 && matches[0])
-            return { kind: 'found', image: matches[0] };
-        if (matches.length > 1)
-            return { kind: 'ambiguous', candidates: matches };
-    }
-    const byAlias = resolve_aliasTargets(index)
-        .filter((target) => target.alias === reference.trim())
-        .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
-    if (byAlias.length === 1 && byAlias[0])
-        return { kind: 'found', image: byAlias[0] };
-    if (byAlias.length > 1)
-        return { kind: 'ambiguous', candidates: byAlias };
-    return { kind: 'unknown' };
-}
-
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: ./src/common/hints.ts
-/** How to get each tool this action needs on the server: one line per tool, used by every message. */
-const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
-const INSTALL_FLOCK = 'Install util-linux.';
-
-;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
-/** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
-
-/** Keeps only the end of a long stderr, which is where tools say what went wrong. */
-function tail(text, lines = 20) {
-    return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-function remoteFailure(what, result) {
-    const status = result.timedOutAfter !== undefined
-        ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
-        : result.signal !== null
-            ? `was killed by signal ${result.signal}`
-            : result.code === null
-                ? 'ended without an exit status'
-                : `exited with status ${result.code}`;
-    const stderr = tail(result.stderr);
-    return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
-}
-/** Hints for the usual causes of a failing remote step. */
-function hintFor(stderr, code) {
-    if (/No space left on device/i.test(stderr)) {
-        return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
-    }
-    if (/Permission denied/i.test(stderr)) {
-        return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
-    }
-    if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
-        return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
-    }
-    const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
-    if (code === 127 || missing) {
-        if (missing === undefined || missing === 'incus-simplestreams') {
-            return `\nHint: incus-simplestreams is not installed on the server. ${INSTALL_INCUS_SIMPLESTREAMS}`;
-        }
-        if (missing === 'flock')
-            return `\nHint: flock is not installed on the server. ${INSTALL_FLOCK}`;
-        return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
-    }
-    return '';
-}
-
-;// CONCATENATED MODULE: ./src/ssh/shell.ts
-/**
- * The one place where remote shell commands are put together. Every argument is quoted for a
- * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
- */
-/** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
-function quoteArg(arg) {
-    if (arg.includes('\0')) {
-        throw new Error('a shell argument cannot contain a NUL byte');
-    }
-    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
-        return arg;
-    }
-    return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-/** One simple command: every word quoted. */
-function shell_commandLine(argv) {
-    if (argv.length === 0) {
-        throw new Error('a command needs at least one word');
-    }
-    return argv.map(quoteArg).join(' ');
-}
-/** Several commands, each run only when the previous one succeeded. */
-function commandChain(commands) {
-    return commands.map(shell_commandLine).join(' && ');
-}
-/**
- * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
- * `name` is its $0 (shown by ps and in the shell's own error messages).
- */
-function scriptCommand(script, name, args) {
-    return shell_commandLine(['sh', '-c', script, name, ...args]);
-}
-/**
- * Splits a command line built here (commandLine, scriptCommand) back into its words; undefined
- * for anything else. For the debug log, which shows a script's text once and then its arguments.
- */
-function splitCommandLine(command) {
-    const words = [];
-    const word = /([A-Za-z0-9_@%+=:,./-]+|(?:'[^']*'|\\')+)(?: |$)/y;
-    while (word.lastIndex < command.length) {
-        const start = word.lastIndex;
-        const match = word.exec(command);
-        if (!match || match.index !== start)
-            return undefined;
-        const text = match[1];
-        words.push(/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)
-            ? text
-            : text.replace(/'([^']*)'|\\'/g, (_, inner) => inner ?? "'"));
-    }
-    return words;
-}
-
-;// CONCATENATED MODULE: ./src/ssh/session.ts
-
-
-
-
-
-/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
-const session_SHORT_COMMAND_TIMEOUT_SECONDS = 300;
-/** The most output kept from one command: a registry's images.json is far smaller. */
-const MAX_STDOUT_BYTES = 64 << 20;
-/** A held command ended before printing its first line; `result` says how. */
-class HeldCommandEnded extends Error {
-    result;
-    constructor(result) {
-        super(remoteFailure('A held command', result));
-        this.result = result;
-        this.name = 'HeldCommandEnded';
-    }
-}
-/** A command's channel, with its output, exit status and end collected from the start. */
-class RunningCommand {
-    channel;
-    stdout = [];
-    stdoutBytes = 0;
-    /** Set when the command printed more than MAX_STDOUT_BYTES; its channel is then closed. */
-    overflowed = false;
-    stderr = '';
-    code = null;
-    signal = null;
-    stdoutListeners = [];
-    closed;
-    settleClosed = () => undefined;
-    constructor(channel) {
-        this.channel = channel;
-        channel.on('data', (chunk) => {
-            if (this.overflowed)
-                return;
-            this.stdoutBytes += chunk.length;
-            if (this.stdoutBytes > MAX_STDOUT_BYTES) {
-                this.overflowed = true;
-                this.stdout.length = 0;
-                channel.close();
-                return;
-            }
-            this.stdout.push(chunk);
-            for (const listener of this.stdoutListeners)
-                listener();
-        });
-        channel.stderr.on('data', (chunk) => {
-            this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
-        });
-        channel.on('exit', (code, signal) => {
-            this.code = code ?? null;
-            this.signal = signal ?? null;
-        });
-        this.closed = new Promise((resolve) => {
-            this.settleClosed = resolve;
-            channel.on('close', () => resolve());
-        });
-    }
-    /**
-     * The connection is gone: the channel may never report its close (a tunnel cut on the far
-     * side of a bastion), so whoever waits on it is released, and a stream piped into it fails.
-     */
-    abandon() {
-        this.channel.destroy();
-        this.settleClosed();
-    }
-    onStdout(listener) {
-        this.stdoutListeners.push(listener);
-    }
-    result() {
-        return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
-    }
-}
-/** Server scripts whose full text the debug log has shown already (once per script name). */
-const scriptsShown = new Set();
-/** Logs a command as sent (step debug only): a script's text once per name, then its arguments. */
-function debugCommand(label, number, command) {
-    if (!debugOn())
-        return;
-    const words = splitCommandLine(command);
-    if (words && words.length >= 4 && words[0] === 'sh' && words[1] === '-c') {
-        const [, , script, name, ...args] = words;
-        if (!scriptsShown.has(name)) {
-            scriptsShown.add(name);
-            debug_debug(`server script ${name}:\n${script}`);
-        }
-        debug_debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(quoteArg).join(' ')}`);
-        return;
-    }
-    debug_debug(`${label} exec #${number}: ${command}`);
-}
-class RemoteSession {
-    ssh;
-    hostKey;
-    label;
-    closed = false;
-    /** Exec channels opened on this connection: each is at least one round trip. */
-    channels = 0;
-    /** Connections this one runs through (a bastion's), closed with it. */
-    carriers = [];
-    constructor(ssh, hostKey, 
-    /** For the debug log: which server this is ("registry", "bastion"). */
-    label = 'registry') {
-        this.ssh = ssh;
-        this.hostKey = hostKey;
-        this.label = label;
-        // Without a listener, a reset connection would be an unhandled 'error' event and end the
-        // process; here it only marks the session as gone, and the command in flight fails.
-        ssh.connection?.on('error', () => this.gone());
-        ssh.connection?.on('close', () => this.gone());
-    }
-    /** Commands in flight, released when the connection goes. */
-    running = new Set();
-    /** Marks the session as gone and releases every command still waiting on it. */
-    gone() {
-        this.closed = true;
-        for (const running of this.running)
-            running.abandon();
-        this.running.clear();
-    }
-    /** Whether the connection is still up (false once the server or the network dropped it). */
-    isConnected() {
-        return !this.closed && this.ssh.isConnected();
-    }
-    /**
-     * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
-     * fast command's output, exit status and close can arrive in the same read as the channel's
-     * confirmation, and would be missed by listeners attached a tick later.
-     */
-    start(command) {
-        const connection = this.ssh.connection;
-        if (!connection || this.closed)
-            return Promise.reject(new Error('the SSH connection is closed'));
-        // Secrets go to the server only as key material during authentication, never in a command.
-        if (holdsSecret(command))
-            return Promise.reject(new Error('refusing to send a command that holds a secret'));
-        this.channels += 1;
-        debugCommand(this.label, this.channels, command);
-        return new Promise((resolve, reject) => {
-            connection.exec(command, (error, channel) => {
-                if (error)
-                    return reject(error);
-                const running = new RunningCommand(channel);
-                this.running.add(running);
-                void running.closed.then(() => this.running.delete(running));
-                resolve(running);
-            });
-        });
-    }
-    /**
-     * A TCP connection from the server to `host`:`port` (a direct-tcpip channel, as `ssh -J` opens
-     * one on a bastion), as a stream for the next SSH connection's `sock`. Fails after `timeoutSeconds`.
-     */
-    forwardOut(host, port, timeoutSeconds) {
-        const connection = this.ssh.connection;
-        if (!connection || this.closed)
-            return Promise.reject(new Error('the SSH connection is closed'));
-        debug_debug(`${this.label}: opening a tunnel to ${host}:${port}`);
-        return new Promise((resolve, reject) => {
-            const timer = setTimeout(() => reject(new Error(`no tunnel within ${timeoutSeconds} s (timed out)`)), timeoutSeconds * 1000);
-            connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
-                clearTimeout(timer);
-                if (error)
-                    return reject(error);
-                // When the far side goes (the bastion's TCP connection to the server drops), the tunnel
-                // only ends for reading; the connection through it must see a closed socket at once, not
-                // after its keepalives run out.
-                channel.on('end', () => channel.destroy());
-                resolve(channel);
-            });
-        });
-    }
-    /** Closes `carrier` (the bastion this connection is tunnelled through) when this one is disposed. */
-    runsThrough(carrier) {
-        this.carriers.push(carrier);
-        // The tunnel goes with the bastion: this connection is then gone too.
-        carrier.ssh.connection?.on('close', () => this.gone());
-    }
-    /**
-     * Runs a command (built with ssh/shell.ts) and collects its output and exit status. Output past
-     * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
-     */
-    async exec(command, options = {}) {
-        const running = await this.start(command);
-        const result = await this.collect(running, options);
-        if (running.overflowed) {
-            throw new errors_ActionError(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
-                'holds something other than what this action writes (an images.json that large, or a noisy login ' +
-                "shell). Check simplestreams-dir and the SSH user's shell startup files.");
-        }
-        return result;
-    }
-    async collect(running, options) {
-        const { stdin, timeoutSeconds = 0 } = options;
-        if (timeoutSeconds <= 0)
-            return this.finish(running, stdin);
-        let timer;
-        // sshd does not end a command when its channel is closed, and may ignore signals: the run
-        // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
-        const timedOut = new Promise((resolve) => {
-            timer = setTimeout(() => {
-                running.channel.signal('KILL');
-                running.channel.close();
-                resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
-            }, timeoutSeconds * 1000);
-        });
-        const finishing = this.finish(running, stdin);
-        finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
-        try {
-            return await Promise.race([finishing, timedOut]);
-        }
-        finally {
-            clearTimeout(timer);
-        }
-    }
-    async finish(running, stdin) {
-        if (stdin) {
-            try {
-                await (0,promises_namespaceObject.pipeline)(stdin, running.channel);
-            }
-            catch (error) {
-                running.channel.close();
-                await running.closed;
-                // A command that failed early (a full disk, a directory it cannot write) closes its side
-                // first: its exit status and stderr say more than the broken pipe does.
-                const result = running.result();
-                if (result.code === null || result.code === 0)
-                    throw error;
-                return result;
-            }
-        }
-        else {
-            running.channel.end();
-        }
-        await running.closed;
-        return running.result();
-    }
-    /** Runs a command and fails with its stderr (and a hint) unless it exits with status 0. */
-    async run(command, options) {
-        const result = await this.exec(command, options);
-        if (result.code !== 0) {
-            throw new errors_ActionError(remoteFailure(options.what, result));
-        }
-        return result.stdout;
-    }
-    /**
-     * Starts a command that keeps running until released, and resolves once it has printed its
-     * first line (for example a lock holder announcing that it holds the lock). Releasing closes
-     * its stdin; a dropped connection does the same on the server side.
-     */
-    async startHeld(command) {
-        const running = await this.start(command);
-        const firstLine = await new Promise((resolve, reject) => {
-            const check = () => {
-                const text = Buffer.concat(running.stdout).toString('utf8');
-                const end = text.indexOf('\n');
-                if (end >= 0)
-                    resolve(text.slice(0, end));
-            };
-            running.onStdout(check);
-            check();
-            void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
-        });
-        return {
-            firstLine,
-            release: async () => {
-                running.channel.end();
-                await running.closed;
-            },
-        };
-    }
-    dispose() {
-        debug_debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
-        this.ssh.dispose();
-        for (const carrier of this.carriers)
-            carrier.dispose();
-    }
-}
-
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-;// CONCATENATED MODULE: ./src/registry/layout.ts
-/**
- * Where things live on the server. All state is under simplestreams-dir, on the same file system
- * as the live tree, so that renames are atomic:
- *   .lxc-publish/lock               the registry lock: one writer at a time
- *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
- *                                   publishing it (whatever its upload-dir)
- *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
- *   .lxc-publish/next/              the next images.json and index.json, before their rename
- *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
- *                                   kept for a while for clients with a cached index
- * and under upload-dir:
- *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
- * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
- * computed while uploading).
- */
-
-const STATE_DIR = '.lxc-publish';
-/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
-const RETIRE_GRACE_SECONDS = 2 * 3600;
-/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
-const UPLOAD_GRACE_SECONDS = 24 * 3600;
-const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
-const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
-const stagingDir = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
-const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
-/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
-const imageLockPath = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
-const TARBALL_EXTENSIONS = {
-    xz: '.tar.xz',
-    gzip: '.tar.gz',
-    bzip2: '.tar.bz2',
-    zstd: '.tar.zst',
-    none: '.tar',
-};
-const DATA_NAMES = {
-    squashfs: () => 'rootfs.squashfs',
-    qcow2: () => 'disk.qcow2',
-    'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
-};
-/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
-function remoteImage(paths, key, image) {
-    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
-    const files = [{ local: image.metadata, name: metadataName }];
-    if (image.data) {
-        files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
-    }
-    return { key, dir: posix.join(paths.uploadDir, key), files };
-}
-/** The server-side path of each of the image's files, metadata first. */
-function remotePaths(image) {
-    return image.files.map((file) => posix.join(image.dir, file.name));
-}
-
-;// CONCATENATED MODULE: ./src/registry/scripts.ts
-/**
- * Every script this action runs on the registry server, in one place. Each is a fixed text run
- * by `sh -c` with every value as a quoted positional argument (ssh/shell.ts `scriptCommand`), so
- * no input is ever parsed as shell code; file contents travel over stdin. Each comment says what
- * the script guarantees. A unit test runs `sh -n` (dash and bash) and shellcheck over all of them.
- *
- * The server-side layout they work on is described in registry/layout.ts.
- */
-/**
- * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
- * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
- * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
- * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
- * locked a deleted file, and takes the lock again on the current one.
- */
-const HOLD_LOCK = {
-    name: 'lxc-publish-lock',
-    text: `lock=$1 timeout=$2
-mkdir -p -- "\${lock%/*}" || exit 1
-if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
-while :; do
-  exec 9>>"$lock" || exit 1
-  flock -w "$timeout" -E 75 9 || exit $?
-  # The file locked is still the one at $lock (same device and inode): not a deleted one.
-  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
-  exec 9>&-
-done
-echo "locked $$"
-exec cat >/dev/null`,
-};
-/**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
- * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
- * write lock: a writer left over from a dropped connection may still be draining into a partial
- * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
- * directory that is a symlink.
- */
-const UPLOAD_STATE = {
-    name: 'lxc-publish-state',
-    text: `dir=$1 timeout=$2; shift 2
-if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
-mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
-if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
-size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
-for name; do
-  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
-done`,
-};
-/**
- * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
- * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
- * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
- * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
- */
-const WRITE_FILE = {
-    name: 'lxc-publish-write',
-    text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
-partial=$dir/$name.partial
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then
-  rm -f -- "$partial" || exit 1
-  (set -C; : > "$partial") || exit 1
-elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
-  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
-fi
-cat >> "$partial" || exit 1
-got=$(stat -c %s -- "$partial") || exit 1
-if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
-mv -f -- "$partial" "$dir/$name"`,
-};
-/** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
-const READ_LIVE_EXIT = {
-    noIndexYet: 3,
-    noSimplestreamsDir: 4,
-    noTool: 5,
-    uploadDirNotWritable: 6,
-    simplestreamsDirNotWritable: 7,
-    writableByOthers: 8,
-};
-/**
- * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
- * Before a publish it first checks what the server must offer, so that a missing tool or an
- * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
- * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
- * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
- * else than the SSH user (group or others: the web server's user must only read), or is a
- * symlink inside simplestreams-dir. The directory at fault is printed on stderr. These checks run
- * with `$4` = 1 (before any change: a publish, an alias or a removal); they also make the state
- * directory readable by the SSH user alone.
- */
-const READ_LIVE_INDEX = {
-    name: 'lxc-publish-read',
-    text: `ss=$1 up=$2 tool=$3 check=$4
-[ -d "$ss" ] || exit 4
-if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
-if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
-if [ "$check" = 1 ]; then
-  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
-    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
-  done
-  for dir in \${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
-    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
-    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
-  done
-  # The state directory is the publishing user's alone: flock needs only read access, so a reader
-  # could otherwise hold the registry lock or an image lock.
-  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }
-fi
-if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
-exit 3`,
-};
-/**
- * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. The arguments after the lock holder name the new version's files
- * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
- * (exit 76). Everything that grows with the registry comes over stdin, never
- * as an argument: a first line holding index.json (compact JSON has no line break), then the
- * files the new index no longer names, one per line, then an empty line, then images.json.
- * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
- * session died mid-way changes nothing. The names of the files moved into images/ are recorded
- * in the staging tree first: if the run dies before the index names them, a later run removes
- * them. The files no longer named are recorded with the time, for housekeeping to remove after
- * a grace time.
- */
-const COMMIT = {
-    name: 'lxc-publish-commit',
-    text: `set -eu
-ss=$1 next=$2 staging=$3 holder=$4; shift 4
-for dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do
-  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi
-done
-for name; do
-  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||
-    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }
-done
-rm -rf -- "$next"
-mkdir -p -- "$next"
-IFS= read -r index_json
-printf '%s' "$index_json" > "$next/index.json"
-: > "$next/retired"
-while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
-cat > "$next/images.json"
-kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
-mkdir -p -- "$ss/images" "$ss/streams/v1"
-for json in images.json index.json; do
-  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
-done
-if [ -n "$staging" ] && [ -d "$staging/images" ]; then
-  ls -A -- "$staging/images" > "$staging/moved"
-  for file in "$staging"/images/*; do
-    [ -e "$file" ] || continue
-    mv -f -- "$file" "$ss/images/"
-  done
-fi
-mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
-mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
-# The index names the moved files now: a later clean-up of this staging tree must not remove them.
-if [ -n "$staging" ]; then rm -f -- "$staging/moved"; fi
-now=$(date +%s)
-while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
-};
-/**
- * Under the registry lock: removes what runs that died left behind, then this run's own
- * directories (the arguments after the first four), and prints the live images.json, so the run
- * can verify it in the same round trip. What dead runs left:
- * - staging trees whose image lock (`.lxc-publish/locks/<key>`, held by the run working on it,
- *   whatever its upload-dir) is free, with any file they had moved into images/ that no index
- *   names; the removal happens while holding that lock, so no run can start on it meanwhile;
- * - image locks of keys with no staging tree, taken and removed the same way;
- * - upload directories untouched for `$4` minutes whose image lock is free;
- * - retired files past their grace time of `$3` seconds.
- * Everything read back from the state directory is checked before use: names are plain file
- * names, times are digits; anything else is skipped. Symlinks are removed, never followed.
- */
-const HOUSEKEEPING = {
-    name: 'lxc-publish-housekeeping',
-    text: `set -u
-ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
-state=$ss/.lxc-publish
-live=$ss/streams/v1/images.json
-now=$(date +%s)
-named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
-plain_name() { case $1 in ''|.|..|*/*) return 1 ;; *) return 0 ;; esac; }
-# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.
-with_free_lock() {
-  lock=$state/locks/$1; shift
-  [ -L "$lock" ] && return 1
-  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")
-}
-drop_staging() {
-  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then
-    while IFS= read -r name; do
-      plain_name "$name" || continue
-      named "images/$name" || rm -f -- "$ss/images/$name"
-    done < "$1/moved"
-  fi
-  rm -rf -- "$1"
-}
-for dir in "$state"/staging/*; do
-  [ -e "$dir" ] || [ -L "$dir" ] || continue
-  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi
-  key=\${dir##*/}
-  with_free_lock "$key" drop_staging "$dir" || true
-done
-for lock in "$state"/locks/*; do
-  [ -e "$lock" ] || [ -L "$lock" ] || continue
-  key=\${lock##*/}
-  [ -d "$state/staging/$key" ] && continue
-  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi
-done
-if [ -d "$up" ]; then
-  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
-    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
-    with_free_lock "\${dir##*/}" rm -rf -- "$dir" || true
-  done
-fi
-if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then
-  rm -f -- "$state/retired.next"
-  : > "$state/retired.next"
-  while read -r when path; do
-    case $when in ''|*[!0-9]*) continue ;; esac
-    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
-    named "$path" && continue
-    if [ $((now - when)) -ge "$retire_grace" ]; then
-      rm -f -- "$ss/$path"
-    else
-      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
-    fi
-  done < "$state/retired"
-  mv -f -- "$state/retired.next" "$state/retired"
-fi
-# This run's own upload and staging directories, done with.
-[ $# -gt 0 ] && rm -rf -- "$@"
-exec cat -- "$live"`,
-};
-/** Every script above, for the test that checks them with sh -n and shellcheck. */
-const ALL_SCRIPTS = [
-    HOLD_LOCK,
-    UPLOAD_STATE,
-    WRITE_FILE,
-    READ_LIVE_INDEX,
-    COMMIT,
-    HOUSEKEEPING,
-];
-
-;// CONCATENATED MODULE: ./src/registry/commit.ts
-/** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
-
-
-
-
-
-/** A file the index can name and the action may retire: a plain name in images/. */
-const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
-async function commit_commit(registry, options) {
-    const { simplestreamsDir } = registry.paths;
-    const retired = options.retired.filter((path) => RETIRABLE.test(path));
-    // One round trip. index.json, the retired files and images.json go over stdin (they grow with
-    // the registry; a command line may not: sshd passes it to the shell as one argument).
-    const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
-    await registry.runScript(COMMIT, [
-        simplestreamsDir,
-        nextDir(registry.paths),
-        options.staging ?? '',
-        String(options.lock.pid),
-        ...(options.stagedFiles ?? []),
-    ], {
-        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
-        stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
-        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/parse.ts
-/** Thrown for an images.json that is not a simplestreams index this action can work on. */
-class InvalidIndexError extends Error {
-    constructor(message) {
-        super(message);
-        this.name = 'InvalidIndexError';
-    }
-}
-const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
-const SHA256 = /^[0-9a-f]{64}$/;
-/** Clients read a version key's first 8 characters as a date (incus products.go). */
-const VERSION_KEY = /^[0-9]{8}[0-9A-Za-z_:.-]{0,24}$/;
-const ARCH = /^[A-Za-z0-9_.-]{1,32}$/;
-/** A path an item may name: relative, under the tree, without `..`, in plain characters. */
-const ITEM_PATH = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._+/-]+$/;
-/** The entries of an object, refusing a `__proto__` key (assigning it would change a prototype). */
-function entriesOf(value, where) {
-    const entries = Object.entries(value);
-    if (entries.some(([key]) => key === '__proto__'))
-        throw new InvalidIndexError(`${where} has a key named __proto__`);
-    return entries;
-}
-function checkItem(item, where) {
-    if (!isObject(item))
-        throw new InvalidIndexError(`${where} is not an object`);
-    entriesOf(item, where);
-    for (const field of ['ftype', 'path', 'sha256']) {
-        if (typeof item[field] !== 'string')
-            throw new InvalidIndexError(`${where} has no "${field}" string`);
-    }
-    if (!SHA256.test(item['sha256']))
-        throw new InvalidIndexError(`${where}.sha256 is not a sha256 in hex`);
-    if (!ITEM_PATH.test(item['path'])) {
-        throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
-    }
-    const size = item['size'];
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
-        throw new InvalidIndexError(`${where} has no "size" as a whole number of bytes`);
-    }
-    for (const [field, value] of Object.entries(item)) {
-        if (/^combined_/.test(field) && typeof value !== 'string')
-            throw new InvalidIndexError(`${where}.${field} is not a string`);
-    }
-}
-function checkProduct(product, where) {
-    if (!isObject(product))
-        throw new InvalidIndexError(`${where} is not an object`);
-    entriesOf(product, where);
-    for (const field of ['aliases', 'arch', 'os', 'release', 'variant']) {
-        if (product[field] !== undefined && typeof product[field] !== 'string') {
-            throw new InvalidIndexError(`${where}.${field} is not a string`);
-        }
-    }
-    if (product['arch'] !== undefined && !ARCH.test(product['arch'])) {
-        throw new InvalidIndexError(`${where}.arch is not an architecture name`);
-    }
-    const versions = product['versions'];
-    if (!isObject(versions))
-        throw new InvalidIndexError(`${where} has no "versions" object`);
-    for (const [serial, version] of entriesOf(versions, `${where}.versions`)) {
-        const at = `${where}.versions[${JSON.stringify(serial)}]`;
-        if (!VERSION_KEY.test(serial))
-            throw new InvalidIndexError(`${at}: the version key is not a serial (YYYYMMDD…)`);
-        if (!isObject(version))
-            throw new InvalidIndexError(`${at} is not an object`);
-        entriesOf(version, at);
-        const items = version['items'];
-        if (!isObject(items))
-            throw new InvalidIndexError(`${at} has no "items" object`);
-        for (const [key, item] of entriesOf(items, `${at}.items`))
-            checkItem(item, `${at}.items[${JSON.stringify(key)}]`);
-    }
-}
-/**
- * Parses images.json and checks every part this action reads (products, versions, items and
- * their fields), so that a damaged or hostile index is refused with the entry at fault named,
- * never half-used. Throws InvalidIndexError (or the JSON parser's SyntaxError).
- */
-function parseImagesIndex(text) {
-    const document = JSON.parse(text);
-    if (!isObject(document))
-        throw new InvalidIndexError('images.json is not a JSON object');
-    entriesOf(document, 'images.json');
-    const products = document['products'];
-    if (!isObject(products))
-        throw new InvalidIndexError('images.json has no "products" object');
-    for (const [key, product] of entriesOf(products, 'images.json products')) {
-        checkProduct(product, `images.json products[${JSON.stringify(key)}]`);
-    }
-    return document;
-}
-
-;// CONCATENATED MODULE: ./src/registry/read.ts
-/**
- * Reading the registry's state: the live index (with the checks made before any upload) and the
- * version of the server's incus-simplestreams.
- */
-
-
-
-
-
-
-
-
-
-/** Parses an images.json the server printed; the error names the file and the usual cause. */
-function parseIndexText(text, path) {
-    try {
-        return parseImagesIndex(text.toString('utf8'));
-    }
-    catch (error) {
-        throw new errors_ActionError(`${path} on the server cannot be read as a simplestreams index: ${describeError(error)}. ` +
-            "If the SSH user's shell startup files (.bashrc) print text, make them quiet for non-interactive logins.");
-    }
-}
-/**
- * The live images.json, or an empty index when the registry has none yet. With `preflight`, it
- * also checks the server before anything is uploaded: the tool is there, upload-dir and
- * simplestreams-dir can be written.
- */
-async function read_readLiveIndex(registry, preflight) {
-    const { simplestreamsDir, uploadDir } = registry.paths;
-    const path = liveIndexPath(registry.paths);
-    // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS });
-    switch (result.code) {
-        case 0:
-            return parseIndexText(result.stdout, path);
-        case READ_LIVE_EXIT.noIndexYet:
-            return emptyImagesIndex();
-        case READ_LIVE_EXIT.noSimplestreamsDir:
-            throw new errors_ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
-        case READ_LIVE_EXIT.noTool:
-            throw preflight?.tool === 'incus-simplestreams'
-                ? new errors_ActionError("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
-                    `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`, 'simplestreams-dir')
-                : new errors_ActionError(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
-        case READ_LIVE_EXIT.uploadDirNotWritable:
-            throw new errors_ActionError(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
-                "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
-        case READ_LIVE_EXIT.writableByOthers: {
-            const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
-            const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-            throw new errors_ActionError(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
-                "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
-                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
-                "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
-        }
-        case READ_LIVE_EXIT.simplestreamsDirNotWritable:
-            throw new errors_ActionError(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
-                "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
-                'Nothing was uploaded.', 'simplestreams-dir');
-        default:
-            throw new errors_ActionError(remoteFailure(`Reading ${path}`, result));
-    }
-}
-/** The version of incus-simplestreams on the server (for example "6.0.4"). */
-async function serverToolVersion(registry) {
-    const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
-        what: 'Asking the server for its incus-simplestreams version',
-        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-    return output.toString('utf8').trim();
-}
-
-;// CONCATENATED MODULE: ./src/registry/housekeeping.ts
-
-
-
-
-
-/**
- * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
- * live index as it now stands: one round trip, under the registry lock.
- */
-async function housekeeping_housekeepAndRead(registry, done = []) {
-    const { simplestreamsDir, uploadDir } = registry.paths;
-    const output = await registry.runScript(HOUSEKEEPING, [simplestreamsDir, uploadDir, String(RETIRE_GRACE_SECONDS), String(UPLOAD_GRACE_SECONDS / 60), ...done], {
-        what: 'Cleaning up after earlier runs and reading the index back',
-        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-    return parseIndexText(output, liveIndexPath(registry.paths));
-}
-async function removeDirs(registry, dirs) {
-    await registry.session.run(commandLine(['rm', '-rf', '--', ...dirs]), {
-        what: `Removing ${dirs.join(', ')}`,
-        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-}
-
-;// CONCATENATED MODULE: ./src/registry/lock.ts
-/** Locks on the server: the registry lock, and each image's upload lock (registry/scripts.ts HOLD_LOCK). */
-
-
-
-
-
-
-/** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
-async function holdLock(registry, options) {
-    const { path, timeoutSeconds, busyMessage } = options;
-    try {
-        const held = await registry.session.startHeld(scriptCommand(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]));
-        const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
-        if (!Number.isInteger(pid)) {
-            await held.release();
-            throw new errors_ActionError(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
-        }
-        return { pid, release: () => held.release() };
-    }
-    catch (error) {
-        if (error instanceof HeldCommandEnded) {
-            if (error.result.code === 75)
-                throw new errors_ActionError(busyMessage, 'lock-timeout');
-            throw new errors_ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
-        }
-        throw error;
-    }
-}
-/** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
-function lock_holdRegistryLock(registry, lockTimeout) {
-    return holdLock(registry, {
-        path: lockPath(registry.paths),
-        timeoutSeconds: lockTimeout,
-        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
-    });
-}
-
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
-;// CONCATENATED MODULE: ./src/simplestreams/lxd.ts
-/**
- * LXD compatibility of the simplestreams index: pure functions, no I/O.
- *
- * LXD clients (5.0 and later) read only `lxd.tar.xz` and `lxd_combined.tar.gz` items, while
- * incus-simplestreams writes only `incus.tar.xz` and `incus_combined.tar.gz` ones: a plain
- * incus-simplestreams tree shows no image to LXD. An LXD item that copies the Incus one (same
- * path, hashes, size and combined_* fields) is all LXD needs, for every image kind. Checked with
- * the LXD 5.0.2 and Incus 6.0.4 clients against a tree written by incus-simplestreams 6.0.4:
- *
- * - split container (squashfs): listed and resolved by alias, type container;
- * - split VM (`disk-kvm.img` data item, `combined_disk-kvm-img_sha256` on the metadata item):
- *   listed and resolved, type virtual-machine. LXD reads `disk-kvm.img` itself: no `disk1.img`
- *   item nor `combined_disk1-img_sha256` field is needed, and adding them breaks LXD: it then
- *   lists the image twice under one fingerprint and `lxc image info` fails with "More than one
- *   match for the provided partial fingerprint";
- * - unified tarball: listed and resolved, but always as a container (see image/kinds.ts);
- * - the Incus client ignores the LXD items (same listing with or without them), and
- *   `incus-simplestreams verify` and `prune` pass on a tree holding them.
- */
-
-/** Each Incus item type and the LXD item type that copies it. */
-const LXD_COPIES = [
-    ['incus.tar.xz', 'lxd.tar.xz'],
-    ['incus_combined.tar.gz', 'lxd_combined.tar.gz'],
-];
-const LXD_TYPES = new Set(LXD_COPIES.map(([, lxd]) => lxd));
-function isLxdItem(key, item) {
-    return LXD_TYPES.has(key) || (item !== undefined && LXD_TYPES.has(item.ftype));
-}
-function withLxdVersion(version) {
-    const items = {};
-    // Drop every LXD item first: a copy is rebuilt from the current Incus item, and one whose Incus
-    // item is gone (a removed or replaced image) must not keep pointing at its files.
-    for (const [key, item] of Object.entries(version.items)) {
-        if (!isLxdItem(key, item))
-            items[key] = item;
-    }
-    for (const [incus, lxd] of LXD_COPIES) {
-        const source = version.items[incus];
-        if (source)
-            items[lxd] = { ...source, ftype: lxd };
-    }
-    return { ...version, items };
-}
-/**
- * A copy of the index in which every `incus.tar.xz` item has an `lxd.tar.xz` twin and every
- * `incus_combined.tar.gz` item an `lxd_combined.tar.gz` twin (same path, hashes, size and
- * combined fields), so that LXD clients list and resolve the same images, fingerprints and
- * aliases as Incus clients. LXD items whose Incus item no longer exists are removed; nothing else
- * changes. Idempotent; the index given is not modified.
- */
-function withLxdItems(index) {
-    const copy = images_index_cloneIndex(index);
-    for (const product of Object.values(copy.products)) {
-        if (!product.versions)
-            continue;
-        for (const [serial, version] of Object.entries(product.versions)) {
-            if (version?.items)
-                product.versions[serial] = withLxdVersion(version);
-        }
-    }
-    return copy;
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/plan.ts
-/**
- * What publishing a staged version onto the live index means: nothing (already published, at
- * most aliases to move), a new release, or the replacement of a release with the same serial.
- * Pure.
- */
-
-
-function stagedVersion(staged) {
-    const products = Object.entries(staged.products);
-    const [entry] = products;
-    const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
-    const [versionEntry] = versions;
-    if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
-        throw new Error('the staging index does not hold exactly one product version');
-    }
-    const { versions: _versions, ...productFields } = entry[1];
-    return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
-}
-class plan_SerialConflictError extends Error {
-    product;
-    serial;
-    existingFingerprint;
-    constructor(product, serial, existingFingerprint) {
-        super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
-        this.product = product;
-        this.serial = serial;
-        this.existingFingerprint = existingFingerprint;
-        this.name = 'SerialConflictError';
-    }
-}
-/**
- * Publishes the staged version as a release product of its own (simplestreams/images-index.ts),
- * with the requested aliases, which leave every other product of the same architecture. A
- * version of the same line and serial is a clash: refused, or replaced with `replace` (its files
- * retired; the aliases of a product it leaves empty go to the new release, which takes its place).
- */
-function plan_planPublication(live, staged, fingerprint, aliases, replace) {
-    if (findFingerprint(live, fingerprint)) {
-        const index = planAliasUpdate(live, fingerprint, aliases);
-        return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
-    }
-    const next = cloneIndex(live);
-    // The staging tree's product key names the line: incus-simplestreams add keys products so.
-    const releaseKey = releaseProductKey(staged.product, staged.serial);
-    const line = lineIdentity(staged.product, staged.productFields);
-    const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
-    const [clash] = clashes;
-    if (clash && !replace) {
-        throw new plan_SerialConflictError(clash.product, staged.serial, versionFingerprint(clash.version) ?? 'unknown');
-    }
-    const retired = [];
-    const inherited = [];
-    for (const { product, serial, version } of clashes) {
-        retired.push(...Object.values(version.items).map((item) => item.path));
-        const holder = next.products[product];
-        // The aliases that resolved to the replaced version go to the new one, not to an older one.
-        const wasNewest = isNewestVersion(holder, serial);
-        delete holder.versions[serial];
-        if (product === releaseKey)
-            continue;
-        if (wasNewest) {
-            inherited.push(...productAliases(holder));
-            delete holder.aliases;
-        }
-        if (Object.keys(holder.versions).length === 0)
-            delete next.products[product];
-    }
-    const existing = next.products[releaseKey];
-    if (existing)
-        existing.versions[staged.serial] = staged.version;
-    else
-        next.products[releaseKey] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
-    moveAliases(next, releaseKey, [...new Set([...inherited, ...aliases])]);
-    const stillNamed = referencedPaths(next);
-    return {
-        status: clash ? 'replaced' : 'published',
-        index: next,
-        retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
-/** keep-versions: how many releases of each image line stay in the index. Pure. */
-
-/**
- * Keeps the newest `keep` (at least 1) releases of every image line (os/release/variant/arch,
- * whatever products hold them), and never drops the release with `fingerprint` (the one just
- * published, even if its serial is older). A product left without versions goes, and its aliases
- * with it: a pinned alias names its release only. Files are retired only when no remaining
- * version names them.
- */
-function applyRetention(index, keep, fingerprint) {
-    const next = images_index_cloneIndex(index);
-    const dropped = [];
-    const droppedPaths = [];
-    if (keep <= 0)
-        return { index: next, dropped, retired: [] };
-    const lines = new Set(Object.entries(next.products).map(([key, product]) => images_index_lineIdentity(key, product)));
-    for (const line of lines) {
-        const newestFirst = images_index_releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
-        newestFirst.forEach(({ product, serial, version }, position) => {
-            if (position < keep || images_index_versionFingerprint(version) === fingerprint)
-                return;
-            const holder = next.products[product];
-            if (!holder)
-                return;
-            delete holder.versions[serial];
-            if (Object.keys(holder.versions).length === 0)
-                delete next.products[product];
-            dropped.push(`${product} ${serial}`);
-            droppedPaths.push(...Object.values(version.items).map((item) => item.path));
-        });
-    }
-    const stillNamed = images_index_referencedPaths(next);
-    return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
-}
-
-;// CONCATENATED MODULE: ./src/registry/publication.ts
-/**
- * The part of a publish that runs under the registry lock: re-read the live index, make the
- * change (a staged version, the owner's convert-command, or aliases only), add retention and the
- * LXD items, commit, read back and verify, clean up after earlier runs.
- */
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-function serialConflictError(product, serial, existing, fingerprint) {
-    return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
-        'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
-        'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
-}
-/**
- * What the action adds to every index it writes: retention (keep-versions, never dropping
- * `fingerprint`) and the LXD items (lxd-compat). Returns no index when `proposed` (or, without
- * one, `base`) needs nothing more and nothing differs from `base`.
- */
-function publication_finishIndex(options, fingerprint, base, proposed) {
-    const { keepVersions, lxdCompat } = options;
-    let next = proposed ?? base;
-    const retired = [];
-    if (keepVersions > 0) {
-        const retention = applyRetention(next, keepVersions, fingerprint);
-        if (retention.dropped.length > 0) {
-            info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted_untrusted).join(', ')}`);
-            next = retention.index;
-            retired.push(...retention.retired);
-        }
-    }
-    if (lxdCompat)
-        next = withLxdItems(next);
-    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
-}
-/** Makes the change on the live index as read under the lock, and says what it means. */
-async function planChange(registry, publication, change) {
-    const { fingerprint, aliases, options } = publication;
-    let base = await readLiveIndex(registry);
-    if (change.kind === 'staged') {
-        try {
-            return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
-        }
-        catch (error) {
-            if (error instanceof SerialConflictError) {
-                throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
-            }
-            throw error;
-        }
-    }
-    if (change.kind === 'custom') {
-        await change.run();
-        base = await readLiveIndex(registry);
-        if (!findFingerprint(base, fingerprint)) {
-            throw new ActionError(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
-                `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
-        }
-    }
-    const index = planAliasUpdate(base, fingerprint, aliases);
-    return {
-        base,
-        plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
-    };
-}
-/** The names in images/ of a staged version's files (incus-simplestreams names them so). */
-function stagedFileNames(staged) {
-    const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
-    return [...new Set(names)];
-}
-/**
- * The locked part: re-read the live index, make the change, commit, read it back to verify, and
- * clean up after earlier runs. Verifying before the lock is released means a later run moving an
- * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
- * server-side directories, removed once the index is live.
- */
-async function publishUnderLock(registry, publication, change, done = []) {
-    const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
-    try {
-        const { base, plan } = await planChange(registry, publication, change);
-        const finished = publication_finishIndex(publication.options, publication.fingerprint, base, plan.index);
-        if (finished.index) {
-            await commit(registry, {
-                lock,
-                index: finished.index,
-                ...(change.kind === 'staged' && plan.status !== 'unchanged'
-                    ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
-                    : {}),
-                retired: [...plan.retired, ...finished.retired],
-            });
-        }
-        core.info(plan.status === 'unchanged'
-            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
-            : `Index updated (${plan.status})`);
-        const live = await housekeepAndRead(registry, done);
-        return verify(live, publication, plan.status);
-    }
-    finally {
-        await lock.release();
-    }
-}
-/** Checks the live index, read back under the lock, against what this run published. */
-function verify(live, publication, status) {
-    const { fingerprint, aliases } = publication;
-    const published = findFingerprint(live, fingerprint);
-    if (!published) {
-        throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
-    }
-    const missing = aliases.filter((alias) => !published.aliases.includes(alias));
-    if (missing.length > 0) {
-        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
-            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
-    }
-    core.info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
-    return { status, fingerprint, ...published };
-}
-
-;// CONCATENATED MODULE: ./src/registry/day-two.ts
-/**
- * Day-two operations on images already published, without image files: put aliases on one
- * (a rollback of `latest`), or take one out of the index (a withdrawal). Both run under the
- * registry lock, like a publish, commit the same way and read the index back to verify.
- */
-
-
-
-
-
-
-
-
-
-
-
-
-const shown = (text) => untrusted_untrusted(text);
-/** The image the `fingerprint` input names, or an error that lists what is published. */
-function resolveOrFail(index, reference) {
-    const resolution = resolveImage(index, reference);
-    if (resolution.kind === 'found')
-        return resolution.image;
-    const listing = (images) => images
-        .slice(0, 20)
-        .map((image) => `${image.fingerprint.slice(0, 12)} ${shown(image.product)} [${image.aliases.map(shown).join(', ')}]`)
-        .join('; ') + (images.length > 20 ? `; and ${images.length - 20} more` : '');
-    if (resolution.kind === 'ambiguous') {
-        throw new errors_ActionError(`fingerprint: ${shown(reference)} names ${resolution.candidates.length} images (one per architecture, or a ` +
-            `short fingerprint): ${listing(resolution.candidates)}. Give the full fingerprint of the one you mean.`, 'fingerprint');
-    }
-    const images = listImages(index);
-    throw new errors_ActionError(`fingerprint: no published image has the fingerprint or alias ${shown(reference)}. ` +
-        (images.length > 0 ? `Published: ${listing(images)}.` : 'The registry lists no image.'), 'fingerprint');
-}
-function logTargets(targets, prefix) {
-    for (const target of targets) {
-        info(`${prefix}${shown(target.alias)} (${shown(target.arch)}) → ${shown(target.fingerprint.slice(0, 12))} ${shown(target.product)}`);
-    }
-}
-/** Runs `work` under the registry lock on the live index, or on a copy read without it for a dry run. */
-async function withLiveIndex(registry, options, work) {
-    // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
-    const checked = await read_readLiveIndex(registry, { tool: '' });
-    if (options.dryRun)
-        return work(checked, () => Promise.resolve());
-    const lock = await lock_holdRegistryLock(registry, options.lockTimeout);
-    try {
-        return await work(await read_readLiveIndex(registry), (index, retired) => commit_commit(registry, { lock, index, retired }));
-    }
-    finally {
-        await lock.release();
-    }
-}
-/**
- * Puts `aliases` on the image `reference` names, taking them off every other image of its
- * architecture (the rule a publish follows), under the registry lock.
- */
-function day_two_setAliases(registry, request) {
-    const { reference, aliases, options } = request;
-    return withLiveIndex(registry, options, async (live, commitIndex) => {
-        const image = resolveOrFail(live, reference);
-        const proposed = aliases_planAliasUpdate(live, image.fingerprint, aliases);
-        const finished = publication_finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
-        const after = finished.index ?? live;
-        const moved = resolve_aliasTargets(after).filter((target) => aliases.includes(target.alias));
-        info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
-        if (options.dryRun) {
-            logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
-            info('dry-run: nothing was changed');
-            return result('dry-run', image, after, []);
-        }
-        if (finished.index)
-            await commitIndex(finished.index, finished.retired);
-        const read = await housekeeping_housekeepAndRead(registry);
-        const published = images_index_findFingerprint(read, image.fingerprint);
-        const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
-        if (!published || missing.length > 0) {
-            throw new errors_ActionError(`Aliases ${missing.map(shown).join(', ')} are not on ${image.fingerprint} after the change. Something ` +
-                'changed the index without taking the lock; run the step again.');
-        }
-        logTargets(resolve_aliasTargets(read).filter((target) => aliases.includes(target.alias)), 'Now ');
-        return result(proposed ? 'updated' : 'unchanged', image, read, []);
-    });
-}
-/**
- * Takes the image `reference` names out of the index (Incus and LXD views, and deltas to or
- * from it), under the registry lock. Its files stay downloadable for the grace time that
- * protects clients holding a cached index, then housekeeping removes them.
- */
-function day_two_removeImage(registry, request) {
-    const { reference, options } = request;
-    return withLiveIndex(registry, options, async (live, commitIndex) => {
-        const image = resolveOrFail(live, reference);
-        const plan = planRemoval(live, image.fingerprint);
-        if (!plan)
-            throw new ActionError(`fingerprint: ${image.fingerprint} is not in the index any more.`, 'fingerprint');
-        const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, plan.index);
-        const after = finished.index ?? plan.index;
-        core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
-        if (plan.removedAliases.length > 0)
-            core.info(`Aliases that go with it: ${plan.removedAliases.map(shown).join(', ')}`);
-        if (options.dryRun) {
-            core.info(`Would remove it and retire ${plan.retired.length} file(s); the aliases would then resolve so:`);
-            logTargets(aliasTargets(after), '  ');
-            core.info('dry-run: nothing was changed');
-            return result('dry-run', image, after, plan.removedAliases);
-        }
-        await commitIndex(after, [...plan.retired, ...finished.retired]);
-        const read = await housekeepAndRead(registry);
-        if (findFingerprint(read, image.fingerprint)) {
-            throw new ActionError(`${image.fingerprint} is still listed after the removal. Something changed the index without taking the ` +
-                'lock; run the step again.');
-        }
-        core.info('Removed. The aliases now resolve so:');
-        logTargets(aliasTargets(read), '  ');
-        return result('removed', image, read, plan.removedAliases);
-    });
-}
-function result(status, image, index, removedAliases) {
-    return {
-        status,
-        fingerprint: image.fingerprint,
-        product: image.product,
-        serial: image.serial,
-        aliases: resolve_aliasTargets(index),
-        removedAliases,
-    };
-}
-
-// EXTERNAL MODULE: ./node_modules/is-stream/index.js
-var is_stream = __nccwpck_require__(6543);
-// EXTERNAL MODULE: ./node_modules/make-dir/index.js
-var make_dir = __nccwpck_require__(6512);
-;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
-class PromiseQueue {
-    constructor({ concurrency = 1 } = {}) {
-        this.options = { concurrency };
-        this.running = 0;
-        this.queue = [];
-        this.idleCallbacks = [];
-    }
-    clear() {
-        this.queue = [];
-    }
-    onIdle(callback) {
-        this.idleCallbacks.push(callback);
-        return () => {
-            const index = this.idleCallbacks.indexOf(callback);
-            if (index !== -1) {
-                this.idleCallbacks.splice(index, 1);
-            }
-        };
-    }
-    waitTillIdle() {
-        return new Promise((resolve) => {
-            if (this.running === 0) {
-                resolve();
-                return;
-            }
-            const dispose = this.onIdle(() => {
-                dispose();
-                resolve();
-            });
-        });
-    }
-    add(callback) {
-        return new Promise((resolve, reject) => {
-            const runCallback = () => {
-                this.running += 1;
-                try {
-                    Promise.resolve(callback()).then((val) => {
-                        resolve(val);
-                        this.processNext();
-                    }, (err) => {
-                        reject(err);
-                        this.processNext();
-                    });
-                }
-                catch (err) {
-                    reject(err);
-                    this.processNext();
-                }
-            };
-            if (this.running >= this.options.concurrency) {
-                this.queue.push(runCallback);
-            }
-            else {
-                runCallback();
-            }
-        });
-    }
-    // Internal function, don't use
-    processNext() {
-        this.running -= 1;
-        const callback = this.queue.shift();
-        if (callback) {
-            callback();
-        }
-        else if (this.running === 0) {
-            this.idleCallbacks.forEach((item) => item());
-        }
-    }
-}
-
-
-;// CONCATENATED MODULE: ./node_modules/sb-scandir/lib/esm/index.mjs
-/* @flow */
-
-
-
-
-const defaultFilesystem = {
-    join(pathA, pathB) {
-        return external_path_.join(pathA, pathB);
-    },
-    basename(path) {
-        return external_path_.basename(path);
-    },
-    stat(path) {
-        return new Promise((resolve, reject) => {
-            external_fs_.stat(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    },
-    readdir(path) {
-        return new Promise((resolve, reject) => {
-            external_fs_.readdir(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    },
-};
-async function scanDirectoryInternal({ path, recursive, validate, result, fileSystem, queue, reject, }) {
-    const itemStat = await fileSystem.stat(path);
-    if (itemStat.isFile()) {
-        result.files.push(path);
-    }
-    else if (itemStat.isDirectory()) {
-        result.directories.push(path);
-    }
-    if (!itemStat.isDirectory() || recursive === 'none') {
-        return;
-    }
-    const contents = await fileSystem.readdir(path);
-    contents.forEach((item) => {
-        const itemPath = fileSystem.join(path, item);
-        if (!validate(itemPath)) {
-            return;
-        }
-        queue
-            .add(() => scanDirectoryInternal({
-            path: itemPath,
-            recursive: recursive === 'shallow' ? 'none' : 'deep',
-            validate,
-            result,
-            fileSystem,
-            queue,
-            reject,
-        }))
-            .catch(reject);
-    });
-}
-async function scanDirectory(path, { recursive = true, validate = null, concurrency = Infinity, fileSystem = defaultFilesystem, } = {}) {
-    external_assert_(path && typeof path === 'string', 'path must be a valid string');
-    external_assert_(typeof recursive === 'boolean', 'options.recursive must be a valid boolean');
-    external_assert_(validate === null || typeof validate === 'function', 'options.validate must be a valid function');
-    external_assert_(typeof concurrency === 'number', 'options.concurrency must be a valid number');
-    external_assert_(fileSystem !== null && typeof fileSystem === 'object', 'options.fileSystem must be a valid object');
-    const queue = new PromiseQueue({
-        concurrency,
-    });
-    const result = { files: [], directories: [] };
-    const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-    await new Promise((resolve, reject) => {
-        scanDirectoryInternal({
-            path,
-            recursive: recursive ? 'deep' : 'shallow',
-            validate: validate != null ? validate : (item) => mergedFileSystem.basename(item).slice(0, 1) !== '.',
-            result,
-            fileSystem: mergedFileSystem,
-            queue,
-            reject,
-        })
-            .then(() => queue.waitTillIdle())
-            .then(resolve, reject);
-    });
-    return result;
-}
-/* harmony default export */ const esm = (scanDirectory);
-
-// EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
-var shell_escape = __nccwpck_require__(4646);
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(5472);
-var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
-;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
-
-
-
-
-
-
-
-
-
-const DEFAULT_CONCURRENCY = 1;
-const DEFAULT_VALIDATE = (path) => !external_path_.basename(path).startsWith('.');
-const DEFAULT_TICK = () => {
-    /* No Op */
-};
-class SSHError extends Error {
-    constructor(message, code = null) {
-        super(message);
-        this.code = code;
-    }
-}
-function unixifyPath(path) {
-    if (path.includes('\\')) {
-        return path.split('\\').join('/');
-    }
-    return path;
-}
-async function readFile(filePath) {
-    return new Promise((resolve, reject) => {
-        external_fs_.readFile(filePath, 'utf8', (err, res) => {
-            if (err) {
-                reject(err);
-            }
-            else {
-                resolve(res);
-            }
-        });
-    });
-}
-const SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
-async function makeDirectoryWithSftp(path, sftp) {
-    let stats = null;
-    try {
-        stats = await new Promise((resolve, reject) => {
-            sftp.stat(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    }
-    catch (_) {
-        /* No Op */
-    }
-    if (stats) {
-        if (stats.isDirectory()) {
-            // Already exists, nothing to worry about
-            return;
-        }
-        throw new Error('mkdir() failed, target already exists and is not a directory');
-    }
-    try {
-        await new Promise((resolve, reject) => {
-            sftp.mkdir(path, (err) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve();
-                }
-            });
-        });
-    }
-    catch (err) {
-        if (err != null && typeof err.stack === 'string') {
-            const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
-            if (matches != null) {
-                throw new SSHError(err.message, matches[1]);
-            }
-            throw err;
-        }
-    }
-}
-class NodeSSH {
-    constructor() {
-        this.connection = null;
-    }
-    getConnection() {
-        const { connection } = this;
-        if (connection == null) {
-            throw new Error('Not connected to server');
-        }
-        return connection;
-    }
-    async connect(givenConfig) {
-        external_assert_(givenConfig != null && typeof givenConfig === 'object', 'config must be a valid object');
-        const config = { ...givenConfig };
-        external_assert_(config.username != null && typeof config.username === 'string', 'config.username must be a valid string');
-        if (config.host != null) {
-            external_assert_(typeof config.host === 'string', 'config.host must be a valid string');
-        }
-        else if (config.sock != null) {
-            external_assert_(typeof config.sock === 'object', 'config.sock must be a valid object');
-        }
-        else {
-            throw new external_assert_.AssertionError({ message: 'Either config.host or config.sock must be provided' });
-        }
-        if (config.privateKey != null || config.privateKeyPath != null) {
-            if (config.privateKey != null) {
-                external_assert_(typeof config.privateKey === 'string', 'config.privateKey must be a valid string');
-                external_assert_(config.privateKeyPath == null, 'config.privateKeyPath must not be specified when config.privateKey is specified');
-            }
-            else if (config.privateKeyPath != null) {
-                external_assert_(typeof config.privateKeyPath === 'string', 'config.privateKeyPath must be a valid string');
-                external_assert_(config.privateKey == null, 'config.privateKey must not be specified when config.privateKeyPath is specified');
-            }
-            external_assert_(config.passphrase == null || typeof config.passphrase === 'string', 'config.passphrase must be null or a valid string');
-            if (config.privateKeyPath != null) {
-                // Must be an fs path
-                try {
-                    config.privateKey = await readFile(config.privateKeyPath);
-                }
-                catch (err) {
-                    if (err != null && err.code === 'ENOENT') {
-                        throw new external_assert_.AssertionError({ message: 'config.privateKeyPath does not exist at given fs path' });
-                    }
-                    throw err;
-                }
-            }
-        }
-        else if (config.password != null) {
-            external_assert_(typeof config.password === 'string', 'config.password must be a valid string');
-        }
-        if (config.tryKeyboard != null) {
-            external_assert_(typeof config.tryKeyboard === 'boolean', 'config.tryKeyboard must be a valid boolean');
-        }
-        if (config.tryKeyboard) {
-            const { password } = config;
-            if (config.onKeyboardInteractive != null) {
-                external_assert_(typeof config.onKeyboardInteractive === 'function', 'config.onKeyboardInteractive must be a valid function');
-            }
-            else if (password != null) {
-                config.onKeyboardInteractive = (name, instructions, instructionsLang, prompts, finish) => {
-                    if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes('password')) {
-                        finish([password]);
-                    }
-                };
-            }
-        }
-        const connection = new lib.Client();
-        this.connection = connection;
-        await new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            if (config.onKeyboardInteractive) {
-                connection.on('keyboard-interactive', config.onKeyboardInteractive);
-            }
-            connection.on('ready', () => {
-                connection.removeListener('error', reject);
-                resolve();
-            });
-            connection.on('end', () => {
-                if (this.connection === connection) {
-                    this.connection = null;
-                }
-            });
-            connection.on('close', () => {
-                if (this.connection === connection) {
-                    this.connection = null;
-                }
-                reject(new SSHError('No response from server', 'ETIMEDOUT'));
-            });
-            connection.connect(config);
-        });
-        return this;
-    }
-    isConnected() {
-        return this.connection != null;
-    }
-    async requestShell(options) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            const callback = (err, res) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            };
-            if (options == null) {
-                connection.shell(callback);
-            }
-            else {
-                connection.shell(options, callback);
-            }
-        });
-    }
-    async withShell(callback, options) {
-        external_assert_(typeof callback === 'function', 'callback must be a valid function');
-        const shell = await this.requestShell(options);
-        try {
-            await callback(shell);
-        }
-        finally {
-            shell.destroy();
-        }
-    }
-    async requestSFTP() {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            connection.sftp((err, res) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    }
-    async withSFTP(callback) {
-        external_assert_(typeof callback === 'function', 'callback must be a valid function');
-        const sftp = await this.requestSFTP();
-        try {
-            await callback(sftp);
-        }
-        finally {
-            sftp.end();
-        }
-    }
-    async execCommand(givenCommand, options = {}) {
-        external_assert_(typeof givenCommand === 'string', 'command must be a valid string');
-        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
-        external_assert_(options.cwd == null || typeof options.cwd === 'string', 'options.cwd must be a valid string');
-        external_assert_(options.stdin == null || typeof options.stdin === 'string' || is_stream.readable(options.stdin), 'options.stdin must be a valid string or readable stream');
-        external_assert_(options.execOptions == null || typeof options.execOptions === 'object', 'options.execOptions must be a valid object');
-        external_assert_(options.encoding == null || typeof options.encoding === 'string', 'options.encoding must be a valid string');
-        external_assert_(options.onChannel == null || typeof options.onChannel === 'function', 'options.onChannel must be a valid function');
-        external_assert_(options.onStdout == null || typeof options.onStdout === 'function', 'options.onStdout must be a valid function');
-        external_assert_(options.onStderr == null || typeof options.onStderr === 'function', 'options.onStderr must be a valid function');
-        external_assert_(options.noTrim == null || typeof options.noTrim === 'boolean', 'options.noTrim must be a boolean');
-        let command = givenCommand;
-        if (options.cwd) {
-            command = `cd ${shell_escape([options.cwd])} ; ${command}`;
-        }
-        const connection = this.getConnection();
-        const output = { stdout: [], stderr: [] };
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            connection.exec(command, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                    return;
-                }
-                if (options.onChannel) {
-                    options.onChannel(channel);
-                }
-                channel.on('data', (chunk) => {
-                    if (options.onStdout)
-                        options.onStdout(chunk);
-                    output.stdout.push(chunk.toString(options.encoding));
-                });
-                channel.stderr.on('data', (chunk) => {
-                    if (options.onStderr)
-                        options.onStderr(chunk);
-                    output.stderr.push(chunk.toString(options.encoding));
-                });
-                if (options.stdin != null) {
-                    if (is_stream.readable(options.stdin)) {
-                        options.stdin.pipe(channel, {
-                            end: true,
-                        });
-                    }
-                    else {
-                        channel.write(options.stdin);
-                        channel.end();
-                    }
-                }
-                else {
-                    channel.end();
-                }
-                let code = null;
-                let signal = null;
-                channel.on('exit', (code_, signal_) => {
-                    code = code_ !== null && code_ !== void 0 ? code_ : null;
-                    signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
-                });
-                channel.on('close', () => {
-                    let stdout = output.stdout.join('');
-                    let stderr = output.stderr.join('');
-                    if (options.noTrim !== true) {
-                        stdout = stdout.trim();
-                        stderr = stderr.trim();
-                    }
-                    resolve({
-                        code: code != null ? code : null,
-                        signal: signal != null ? signal : null,
-                        stdout,
-                        stderr,
-                    });
-                });
-            });
-        });
-    }
-    async exec(command, parameters, options = {}) {
-        external_assert_(typeof command === 'string', 'command must be a valid string');
-        external_assert_(Array.isArray(parameters), 'parameters must be a valid array');
-        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
-        external_assert_(options.stream == null || ['both', 'stdout', 'stderr'].includes(options.stream), 'options.stream must be one of both, stdout, stderr');
-        for (let i = 0, { length } = parameters; i < length; i += 1) {
-            external_assert_(typeof parameters[i] === 'string', `parameters[${i}] must be a valid string`);
-        }
-        const completeCommand = `${command}${parameters.length > 0 ? ` ${shell_escape(parameters)}` : ''}`;
-        const response = await this.execCommand(completeCommand, options);
-        if (options.stream == null || options.stream === 'stdout') {
-            if (response.stderr) {
-                throw new Error(response.stderr);
-            }
-            return response.stdout;
-        }
-        if (options.stream === 'stderr') {
-            return response.stderr;
-        }
-        return response;
-    }
-    async mkdir(path, method = 'sftp', givenSftp = null) {
-        external_assert_(typeof path === 'string', 'path must be a valid string');
-        external_assert_(typeof method === 'string' && (method === 'sftp' || method === 'exec'), 'method must be either sftp or exec');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        if (method === 'exec') {
-            await this.exec('mkdir', ['-p', unixifyPath(path)]);
-            return;
-        }
-        const sftp = givenSftp || (await this.requestSFTP());
-        const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error) => {
-            if (!retry || error == null || (error.message !== 'No such file' && error.code !== 'ENOENT')) {
-                throw error;
-            }
-            await this.mkdir(external_path_.dirname(path), 'sftp', sftp);
-            await makeSftpDirectory(false);
-        });
-        try {
-            await makeSftpDirectory(true);
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
-        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
-        const sftp = givenSftp || (await this.requestSFTP());
-        try {
-            await new Promise((resolve, reject) => {
-                sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
-                    if (err) {
-                        reject(err);
-                    }
-                    else {
-                        resolve();
-                    }
-                });
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
-        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
-        external_assert_(await new Promise((resolve) => {
-            external_fs_.access(localFile, external_fs_.constants.R_OK, (err) => {
-                resolve(err === null);
-            });
-        }), `localFile does not exist at ${localFile}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const putFile = (retry) => {
-            return new Promise((resolve, reject) => {
-                sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
-                    if (err == null) {
-                        resolve();
-                        return;
-                    }
-                    if (err.message === 'No such file' && retry) {
-                        resolve(this.mkdir(external_path_.dirname(remoteFile), 'sftp', sftp).then(() => putFile(false)));
-                    }
-                    else {
-                        reject(err);
-                    }
-                });
-            });
-        };
-        try {
-            await putFile(true);
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
-        external_assert_(Array.isArray(files), 'files must be an array');
-        for (let i = 0, { length } = files; i < length; i += 1) {
-            const file = files[i];
-            external_assert_(file, 'files items must be valid objects');
-            external_assert_(file.local && typeof file.local === 'string', `files[${i}].local must be a string`);
-            external_assert_(file.remote && typeof file.remote === 'string', `files[${i}].remote must be a string`);
-        }
-        const transferred = [];
-        const sftp = givenSftp || (await this.requestSFTP());
-        const queue = new PromiseQueue({ concurrency });
-        try {
-            await new Promise((resolve, reject) => {
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        await this.putFile(file.local, file.remote, sftp, transferOptions);
-                        transferred.push(file);
-                    })
-                        .catch(reject);
-                });
-                queue.waitTillIdle().then(resolve);
-            });
-        }
-        catch (error) {
-            if (error != null) {
-                error.transferred = transferred;
-            }
-            throw error;
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
-        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
-        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
-        const localDirectoryStat = await new Promise((resolve) => {
-            external_fs_.stat(localDirectory, (err, stat) => {
-                resolve(stat || null);
-            });
-        });
-        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const scanned = await esm(localDirectory, {
-            recursive,
-            validate,
-        });
-        const files = scanned.files.map((item) => external_path_.relative(localDirectory, item));
-        const directories = scanned.directories.map((item) => external_path_.relative(localDirectory, item));
-        // Sort shortest to longest
-        directories.sort((a, b) => a.length - b.length);
-        let failed = false;
-        try {
-            // Do the directories first.
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                directories.forEach((directory) => {
-                    queue
-                        .add(async () => {
-                        await this.mkdir(external_path_.join(remoteDirectory, directory), 'sftp', sftp);
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-            // and now the files
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        const localFile = external_path_.join(localDirectory, file);
-                        const remoteFile = external_path_.join(remoteDirectory, file);
-                        try {
-                            await this.putFile(localFile, remoteFile, sftp, transferOptions);
-                            tick(localFile, remoteFile, null);
-                        }
-                        catch (_) {
-                            failed = true;
-                            tick(localFile, remoteFile, _);
-                        }
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-        return !failed;
-    }
-    async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
-        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
-        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
-        const localDirectoryStat = await new Promise((resolve) => {
-            external_fs_.stat(localDirectory, (err, stat) => {
-                resolve(stat || null);
-            });
-        });
-        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const scanned = await esm(remoteDirectory, {
-            recursive,
-            validate,
-            concurrency,
-            fileSystem: {
-                basename(path) {
-                    return external_path_.posix.basename(path);
-                },
-                join(pathA, pathB) {
-                    return external_path_.posix.join(pathA, pathB);
-                },
-                readdir(path) {
-                    return new Promise((resolve, reject) => {
-                        sftp.readdir(path, (err, res) => {
-                            if (err) {
-                                reject(err);
-                            }
-                            else {
-                                resolve(res.map((item) => item.filename));
-                            }
-                        });
-                    });
-                },
-                stat(path) {
-                    return new Promise((resolve, reject) => {
-                        sftp.stat(path, (err, res) => {
-                            if (err) {
-                                reject(err);
-                            }
-                            else {
-                                // eslint-disable-next-line @typescript-eslint/no-explicit-any
-                                resolve(res);
-                            }
-                        });
-                    });
-                },
-            },
-        });
-        const files = scanned.files.map((item) => external_path_.relative(remoteDirectory, item));
-        const directories = scanned.directories.map((item) => external_path_.relative(remoteDirectory, item));
-        // Sort shortest to longest
-        directories.sort((a, b) => a.length - b.length);
-        let failed = false;
-        try {
-            // Do the directories first.
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                directories.forEach((directory) => {
-                    queue
-                        .add(async () => {
-                        await make_dir(external_path_.join(localDirectory, directory));
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-            // and now the files
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        const localFile = external_path_.join(localDirectory, file);
-                        const remoteFile = external_path_.join(remoteDirectory, file);
-                        try {
-                            await this.getFile(localFile, remoteFile, sftp, transferOptions);
-                            tick(localFile, remoteFile, null);
-                        }
-                        catch (_) {
-                            failed = true;
-                            tick(localFile, remoteFile, _);
-                        }
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-        return !failed;
-    }
-    forwardIn(remoteAddr, remotePort, onConnection) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.forwardIn(remoteAddr, remotePort, (error, port) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                const handler = (details, acceptConnection, rejectConnection) => {
-                    if (details.destIP === remoteAddr && details.destPort === port) {
-                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-                    }
-                };
-                if (onConnection) {
-                    connection.on('tcp connection', handler);
-                }
-                const dispose = () => {
-                    return new Promise((_resolve, _reject) => {
-                        connection.off('tcp connection', handler);
-                        connection.unforwardIn(remoteAddr, port, (_error) => {
-                            if (_error) {
-                                _reject(error);
-                            }
-                            _resolve();
-                        });
-                    });
-                };
-                resolve({ port, dispose });
-            });
-        });
-    }
-    forwardOut(srcIP, srcPort, dstIP, dstPort) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error, channel) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                resolve(channel);
-            });
-        });
-    }
-    forwardInStreamLocal(socketPath, onConnection) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.openssh_forwardInStreamLocal(socketPath, (error) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                const handler = (details, acceptConnection, rejectConnection) => {
-                    if (details.socketPath === socketPath) {
-                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-                    }
-                };
-                if (onConnection) {
-                    connection.on('unix connection', handler);
-                }
-                const dispose = () => {
-                    return new Promise((_resolve, _reject) => {
-                        connection.off('unix connection', handler);
-                        connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
-                            if (_error) {
-                                _reject(_error);
-                            }
-                            _resolve();
-                        });
-                    });
-                };
-                resolve({ dispose });
-            });
-        });
-    }
-    forwardOutStreamLocal(socketPath) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.openssh_forwardOutStreamLocal(socketPath, (error, channel) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                resolve(channel);
-            });
-        });
-    }
-    dispose() {
-        if (this.connection) {
-            this.connection.end();
-            this.connection = null;
-        }
-    }
-}
-
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
-;// CONCATENATED MODULE: ./src/ssh/hostkeys.ts
-/**
- * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
- * presents against them. Pure functions; the SSH module calls them from ssh2's host verifier.
- */
-
-
-
-const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
-const REGISTRY_PIN_INPUTS = { fingerprint: 'host-fingerprint', knownHosts: 'known-hosts' };
-const JUMP_PIN_INPUTS = { fingerprint: 'jump-host-fingerprint', knownHosts: 'jump-known-hosts' };
-/** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */
-function fingerprintOf(keyBlob) {
-    return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
-}
-/** The key type named inside an SSH public key blob (its first string). */
-function keyTypeOf(keyBlob) {
-    if (keyBlob.length < 4)
-        return 'unknown';
-    const length = keyBlob.readUInt32BE(0);
-    return keyBlob.subarray(4, 4 + length).toString('latin1');
-}
-/** The key a server presented, for messages: its type is the server's text, escaped. */
-function describePresentedKey(keyBlob) {
-    return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
-}
-/** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
-function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
-    const values = text
-        .split(/[\s,]+/)
-        .map((value) => value.trim())
-        .filter((value) => value !== '');
-    return values.map((value) => {
-        const normalised = value.replace(/=+$/, '');
-        if (!FINGERPRINT.test(normalised)) {
-            throw new errors_ActionError(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
-                'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
-                'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', input);
-        }
-        return normalised;
-    });
-}
-/** The host patterns a known_hosts line uses for this host and port. */
-function hostPatterns(host, port) {
-    return port === 22 ? [host, `[${host}]:22`] : [`[${host}]:${port}`];
-}
-function hashedHostMatches(entry, candidates) {
-    // |1|base64(salt)|base64(HMAC-SHA1(salt, host))
-    const parts = entry.split('|');
-    if (parts.length !== 4 || parts[1] !== '1')
-        return false;
-    const salt = Buffer.from(parts[2] ?? '', 'base64');
-    const expected = parts[3] ?? '';
-    return candidates.some((candidate) => (0,external_node_crypto_.createHmac)('sha1', salt).update(candidate).digest('base64') === expected);
-}
-function wildcardToRegExp(pattern) {
-    const escaped = pattern
-        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-        .replace(/\*/g, '.*')
-        .replace(/\?/g, '.');
-    return new RegExp(`^${escaped}$`, 'i');
-}
-/** Whether the host field of a known_hosts line (comma-separated patterns) names this host. */
-function hostFieldMatches(field, host, port) {
-    const candidates = hostPatterns(host, port);
-    let matched = false;
-    for (const pattern of field.split(',')) {
-        if (pattern.startsWith('|')) {
-            if (hashedHostMatches(pattern, candidates))
-                matched = true;
-            continue;
-        }
-        const negated = pattern.startsWith('!');
-        const regexp = wildcardToRegExp(negated ? pattern.slice(1) : pattern);
-        if (candidates.some((candidate) => regexp.test(candidate))) {
-            if (negated)
-                return false;
-            matched = true;
-        }
-    }
-    return matched;
-}
-function scanKnownHosts(text, host, port, input) {
-    const scan = { keys: [], lines: 0, linesHere: 0, otherHosts: [], otherHashed: 0, certAuthorities: 0 };
-    const lines = text.split(/\r?\n/);
-    lines.forEach((rawLine, index) => {
-        const line = rawLine.trim();
-        if (line === '' || line.startsWith('#'))
-            return;
-        scan.lines += 1;
-        const fields = line.split(/\s+/);
-        let revoked = false;
-        if (fields[0]?.startsWith('@')) {
-            const marker = fields.shift();
-            if (marker === '@revoked') {
-                revoked = true;
-            }
-            else if (marker === '@cert-authority') {
-                scan.certAuthorities += 1; // host certificates are not used by this action
-                return;
-            }
-            else {
-                throw knownHostsError(input, index, `unknown marker ${marker ?? ''}`);
-            }
-        }
-        const [hostField, type, key] = fields;
-        if (!hostField || !type || !key || !/^[A-Za-z0-9+/]+={0,2}$/.test(key)) {
-            throw knownHostsError(input, index, 'expected "host key-type base64-key"');
-        }
-        const blob = Buffer.from(key, 'base64');
-        if (keyTypeOf(blob) !== type) {
-            throw knownHostsError(input, index, `the key does not hold a ${type} key`);
-        }
-        if (hostFieldMatches(hostField, host, port)) {
-            scan.linesHere += 1;
-            scan.keys.push({ type, key, revoked });
-            return;
-        }
-        // A revoked key is never accepted, whichever host its line names.
-        if (revoked)
-            scan.keys.push({ type, key, revoked });
-        for (const pattern of hostField.split(',')) {
-            if (pattern.startsWith('|'))
-                scan.otherHashed += 1;
-            else if (!pattern.startsWith('!') && !scan.otherHosts.includes(pattern))
-                scan.otherHosts.push(pattern);
-        }
-    });
-    return scan;
-}
-/**
- * Reads known_hosts lines and keeps the keys that apply to host:port, and every revoked key
- * (never accepted, whichever host its line names). Lines for other hosts are ignored, as OpenSSH
- * does; a line that cannot be read at all is an error, since a typo there would otherwise silently
- * disable pinning.
- */
-function parseKnownHosts(text, host, port) {
-    return scanKnownHosts(text, host, port, REGISTRY_PIN_INPUTS.knownHosts).keys;
-}
-/**
- * The pins from the `host-fingerprint` and `known-hosts` inputs. An input that is set must give
- * at least one key this host and port may present: otherwise the run would connect unverified
- * (with a warning) although the user meant to pin, so it is an error that says why, before any
- * connection.
- */
-function readHostKeyPins(inputs, host, port, names = REGISTRY_PIN_INPUTS) {
-    const target = hostPatterns(host, port)[0];
-    const scan = scanKnownHosts(inputs.knownHosts, host, port, names.knownHosts);
-    const revoked = scan.keys.filter((key) => key.revoked);
-    const usableKeys = scan.keys.filter((key) => !key.revoked && !revoked.some((bad) => bad.key === key.key));
-    const revokedFingerprints = revoked.map((key) => fingerprintOf(Buffer.from(key.key, 'base64')));
-    const fingerprints = parseFingerprints(inputs.hostFingerprint, names.fingerprint);
-    if (inputs.hostFingerprint.trim() !== '') {
-        if (fingerprints.length === 0) {
-            throw new errors_ActionError(`${names.fingerprint} is set but holds no fingerprint. Give the value that ` +
-                '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (SHA256:...).', names.fingerprint);
-        }
-        if (fingerprints.every((fingerprint) => revokedFingerprints.includes(fingerprint))) {
-            throw new errors_ActionError(`${names.fingerprint} names only keys that ${names.knownHosts} marks @revoked; a revoked key is never ` +
-                "accepted. Pin the server's current host key.", names.fingerprint);
-        }
-    }
-    if (inputs.knownHosts.trim() !== '' && usableKeys.length === 0) {
-        throw new errors_ActionError(`${names.knownHosts} gives no key for ${target}: ${knownHostsProblems(scan, target, names)}`, names.knownHosts);
-    }
-    return { fingerprints, knownKeys: scan.keys };
-}
-/** Why known_hosts text gives no usable key for `target`, with what to do. */
-function knownHostsProblems(scan, target, names) {
-    const problems = [];
-    if (scan.lines === 0)
-        problems.push('it holds only comments or blank lines');
-    if (scan.linesHere > 0) {
-        problems.push(`its lines for ${target} hold only revoked keys (@revoked), and a revoked key is never accepted`);
-    }
-    if (scan.certAuthorities > 0) {
-        problems.push(`it has ${scan.certAuthorities} @cert-authority line${scan.certAuthorities === 1 ? '' : 's'}: host ` +
-            `certificates are not supported, pin the host key with ${names.fingerprint} or a plain ${names.knownHosts} line`);
-    }
-    const others = [
-        ...scan.otherHosts.map((pattern) => errors_oneLine(pattern)),
-        ...(scan.otherHashed > 0 ? [`${scan.otherHashed} hashed host name${scan.otherHashed === 1 ? '' : 's'}`] : []),
-    ];
-    if (scan.linesHere === 0 && others.length > 0)
-        problems.push(`it has lines but none for ${target}; it lists ${others.join(', ')}`);
-    return (`${problems.join('; ')}. Add the server's key as \`ssh-keyscan -p PORT HOST\` prints it (checked against ` +
-        `\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the server), or use ${names.fingerprint}.`);
-}
-function knownHostsError(input, index, problem) {
-    const fingerprintInput = input.replace(/known-hosts$/, 'host-fingerprint');
-    return new errors_ActionError(`${input}: line ${index + 1} cannot be read (${problem}). ` +
-        `Paste lines as \`ssh-keyscan -p PORT HOST\` prints them, or use ${fingerprintInput} instead.`, input);
-}
-/** Whether the pins allow any key at all (revoked keys allow none). */
-function hasPins(pins) {
-    return pins.fingerprints.length > 0 || pins.knownKeys.some((key) => !key.revoked);
-}
-/** Whether pins were given (a fingerprint or any known_hosts key, revoked or not). */
-function pinsGiven(pins) {
-    return pins.fingerprints.length > 0 || pins.knownKeys.length > 0;
-}
-/** Whether the presented key is allowed by the pins. Revoked keys never are. */
-function hostKeyAllowed(pins, keyBlob) {
-    const base64 = keyBlob.toString('base64');
-    if (pins.knownKeys.some((known) => known.revoked && known.key === base64))
-        return false;
-    const fingerprint = fingerprintOf(keyBlob);
-    return (pins.fingerprints.includes(fingerprint) || pins.knownKeys.some((known) => !known.revoked && known.key === base64));
-}
-
-;// CONCATENATED MODULE: ./src/ssh/connect-errors.ts
-/** What a failed connection says: which input to check, and what to do. */
-
-
-function hostKeyMismatch(options, presented) {
-    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
-    const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
-    return new errors_ActionError(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
-        `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
-        `${input}; otherwise someone may be intercepting the connection.`, input);
-}
-function connectionError(error, options) {
-    const message = describeError(error);
-    const target = `${options.host}:${options.port}`;
-    const code = error.code;
-    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
-    if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new errors_ActionError(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
-            'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
-            '(AllowTcpForwarding in its sshd_config).', 'host');
-    }
-    if (code === 'ECONNREFUSED') {
-        return new errors_ActionError(`Connection to ${target} was refused. Check the ${host} and ${port} inputs, and that sshd runs.`, port);
-    }
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-        return new errors_ActionError(`The host name "${options.host}" cannot be resolved. Check the ${host} input.`, host);
-    }
-    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-        return new errors_ActionError(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
-            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
-    }
-    if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
-        return new errors_ActionError(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
-            (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
-    }
-    if (/authentication methods failed/i.test(message)) {
-        return new errors_ActionError(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
-            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
-    }
-    return new errors_ActionError(`SSH connection to ${target} failed: ${message}`, host);
-}
-
-;// CONCATENATED MODULE: ./src/ssh/connect.ts
-/**
- * Connecting: the TCP socket, authentication, and the server's host key checked against the
- * pins (ssh/hostkeys.ts) before anything is sent. On a mismatch nothing reaches the server.
- * Behind a bastion (jump-host), the bastion is connected to the same way, pins and all, and the
- * registry's connection runs through a tunnel the bastion opens (as `ssh -J` does).
- */
-
-
-
-
-
-
-
-
-/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
-function inputName(role, name) {
-    return role === 'bastion' ? `jump-${name}` : name;
-}
-/** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
-const HOST_KEY_ALGORITHMS = {
-    'ssh-ed25519': ['ssh-ed25519'],
-    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-};
-/**
- * The host key algorithm lists to offer, one per connection attempt (undefined: ssh2's defaults).
- * known-hosts pins: only their types, once. Fingerprints only: the defaults first, then each type.
- */
-function hostKeyAlgorithmAttempts(pins) {
-    const knownTypes = [...new Set(pins.knownKeys.filter((key) => !key.revoked).map((key) => key.type))];
-    if (knownTypes.length > 0 && pins.fingerprints.length === 0) {
-        return [knownTypes.flatMap((type) => HOST_KEY_ALGORITHMS[type] ?? [type])];
-    }
-    if (pins.fingerprints.length === 0)
-        return [undefined];
-    const ecdsa = Object.entries(HOST_KEY_ALGORITHMS)
-        .filter(([type]) => type.startsWith('ecdsa-'))
-        .flatMap(([, names]) => names);
-    return [undefined, HOST_KEY_ALGORITHMS['ssh-ed25519'], ecdsa, HOST_KEY_ALGORITHMS['ssh-rsa']];
-}
-/** Whether an attempt would only ask again for a key type the server already presented. */
-function alreadyPresented(algorithms, presented) {
-    if (!algorithms)
-        return false;
-    return presented.some((key) => (HOST_KEY_ALGORITHMS[key.type] ?? []).some((name) => algorithms.includes(name)));
-}
-/** One connection attempt offering `algorithms` as host key types. */
-async function attemptConnection(options, algorithms) {
-    const ssh = new NodeSSH();
-    const pinned = hasPins(options.hostKeyPins);
-    let presented;
-    let verdict;
-    debug_debug(`${options.role} ${options.host}:${options.port}: host key algorithms offered: ` +
-        (algorithms ? algorithms.join(',') : "ssh2's defaults"));
-    let sock;
-    try {
-        sock = await options.openStream();
-    }
-    catch (error) {
-        throw connectionError(error, options);
-    }
-    try {
-        await ssh.connect({
-            sock,
-            host: options.host,
-            port: options.port,
-            username: options.username,
-            privateKey: options.privateKey,
-            ...(options.passphrase === '' ? {} : { passphrase: options.passphrase }),
-            readyTimeout: options.connectTimeout * 1000,
-            keepaliveInterval: 15000,
-            keepaliveCountMax: 4,
-            ...(algorithms ? { algorithms: { serverHostKey: algorithms } } : {}),
-            ...(debugOn() ? { debug: (line) => debug_debug(`ssh2 ${options.role}: ${line}`) } : {}),
-            hostVerifier: (key) => {
-                presented = describePresentedKey(key);
-                if (pinned && !hostKeyAllowed(options.hostKeyPins, key))
-                    verdict = 'mismatch';
-                else if (!pinned && options.strictHostKey)
-                    verdict = 'unpinned';
-                debug_debug(`${options.role} ${options.host}:${options.port}: host key presented: ${presented.type} ` +
-                    `${presented.fingerprint} (${verdict ?? (pinned ? 'pinned' : 'not pinned')})`);
-                return verdict === undefined;
-            },
-        });
-    }
-    catch (error) {
-        ssh.dispose();
-        sock.destroy();
-        if (verdict && presented)
-            return { kind: verdict, presented };
-        if (algorithms && /no matching host ?key/i.test(describeError(error)))
-            return { kind: 'unsupported' };
-        throw connectionError(error, options);
-    }
-    if (!presented) {
-        ssh.dispose();
-        throw new errors_ActionError(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
-    }
-    return { kind: 'connected', ssh, presented };
-}
-/** A TCP connection of our own to the endpoint; its errors reach ssh2, which reports them. */
-function directStream(endpoint) {
-    return () => {
-        // Nagle's algorithm holds back the small packets of each request and answer: on a socket of
-        // our own it is off from the first byte, which makes every command's round trip (and the
-        // handshake's) tens of milliseconds shorter.
-        const sock = external_node_net_default().connect({ host: endpoint.host, port: endpoint.port });
-        sock.setNoDelay(true);
-        return Promise.resolve(sock);
-    };
-}
-/**
- * Connects and authenticates; on a host key mismatch, stops before anything is sent. With a
- * bastion (options.jump), connects to it first, with the same checks and its own pins, and then
- * to the registry through a tunnel it opens; closing the registry's session closes the bastion's.
- */
-async function connect(options) {
-    const shared = { strictHostKey: options.strictHostKey ?? false, connectTimeout: options.connectTimeout ?? 30 };
-    const registry = {
-        host: options.host,
-        port: options.port,
-        username: options.username,
-        privateKey: options.privateKey,
-        passphrase: options.passphrase,
-        hostKeyPins: options.hostKeyPins,
-    };
-    if (!options.jump) {
-        return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
-    }
-    const jump = options.jump;
-    const bastion = await connectHop({ ...jump, ...shared, role: 'bastion', openStream: directStream(jump) });
-    try {
-        const session = await connectHop({
-            ...registry,
-            ...shared,
-            role: 'registry',
-            via: `${jump.host}:${jump.port}`,
-            openStream: () => bastion.forwardOut(registry.host, registry.port, shared.connectTimeout),
-        });
-        session.runsThrough(bastion);
-        return session;
-    }
-    catch (error) {
-        bastion.dispose();
-        throw error;
-    }
-}
-/**
- * Connects and authenticates to one server; on a host key mismatch, stops before anything is
- * sent. Only the pinned key types are offered when known-hosts names them. With fingerprints alone
- * the types are not known: when the server presents a key of another type than the pinned one (it
- * may hold several), each other type is asked for in turn.
- */
-async function connectHop(options) {
-    const pinned = hasPins(options.hostKeyPins);
-    const knownHostsInput = inputName(options.role, 'known-hosts');
-    const fingerprintInput = inputName(options.role, 'host-fingerprint');
-    // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
-    if (!pinned && pinsGiven(options.hostKeyPins)) {
-        throw new errors_ActionError(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
-            "accepted. Pin the server's current host key. Nothing was sent to the server.", knownHostsInput);
-    }
-    const presentedKeys = [];
-    for (const algorithms of hostKeyAlgorithmAttempts(options.hostKeyPins)) {
-        if (alreadyPresented(algorithms, presentedKeys))
-            continue;
-        const attempt = await attemptConnection(options, algorithms);
-        if (attempt.kind === 'connected') {
-            if (!pinned) {
-                const { type, fingerprint } = attempt.presented;
-                warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-                    `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
-                    '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.', { title: 'Host key not pinned' });
-            }
-            else {
-                const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
-                info(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
-            }
-            return new RemoteSession(attempt.ssh, attempt.presented, options.role);
-        }
-        if (attempt.kind === 'unpinned') {
-            throw new errors_ActionError(`The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
-                `${fingerprintInput} nor ${knownHostsInput} is set. The server presented ${attempt.presented.type} ` +
-                `${attempt.presented.fingerprint}; after checking it on the server, set ${fingerprintInput}: ${attempt.presented.fingerprint}.`, fingerprintInput);
-        }
-        if (attempt.kind === 'mismatch')
-            presentedKeys.push(attempt.presented);
-        // 'unsupported': the server holds no key of the types asked for; try the next.
-    }
-    throw hostKeyMismatch(options, presentedKeys);
-}
-
-;// CONCATENATED MODULE: ./src/ssh/connection.ts
-/** An SSH connection that can be opened again when it drops (the upload retries through it). */
-
-class Connection {
-    current;
-    options;
-    constructor(current, options) {
-        this.current = current;
-        this.options = options;
-    }
-    static async open(options) {
-        return new Connection(await connect(options), options);
-    }
-    /** The session in use now; a new one after reconnect(). */
-    get session() {
-        return this.current;
-    }
-    async reconnect() {
-        this.current.dispose();
-        this.current = await connect(this.options);
-    }
-    dispose() {
-        this.current.dispose();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/ssh/login-shell.ts
-/**
- * Every command this action sends is quoted for a POSIX shell (ssh/shell.ts), but sshd hands it to
- * the user's login shell. A csh, tcsh or fish login shell would read the quoting otherwise (fish
- * collapses "\\" inside single quotes; csh refuses a line break in them), so a probe command
- * checks, once per connection and before anything else runs, that the shell reads a quoted
- * argument back exactly.
- */
-
-
-/** Quoting a POSIX shell reads back as it is; the others do not: a backslash pair, `$`, a line break, `!`. */
-const PROBE = 'lxc-publish \\\\ $HOME\n!probe';
-async function checkLoginShell(session, username) {
-    const result = await session.exec(shell_commandLine(['printf', '%s', PROBE]), { timeoutSeconds: 60 });
-    const printed = result.stdout.toString('utf8');
-    if (result.code === 0 && printed === PROBE)
-        return;
-    const seen = result.code === 0
-        ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
-        : `it failed (${errors_oneLine(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
-    throw new errors_ActionError(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
-        `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
-        `otherwise. Give the user a POSIX shell on the server (chsh -s /bin/bash ${username}); if it has one, make ` +
-        'its startup files (.bashrc) quiet for commands run over SSH. Nothing was uploaded.', 'username');
-}
-
-;// CONCATENATED MODULE: ./src/registry/registry.ts
-/**
- * The registry handle: the SSH connection and the server-side paths, and the one way to run this
- * action's server scripts (registry/scripts.ts) there. The steps live beside it, one topic a
- * file: read.ts (live index, pre-upload checks), lock.ts, upload.ts, stage.ts, commit.ts,
- * housekeeping.ts, and publication.ts, which puts the locked steps together.
- */
-
-
-
-class Registry {
-    connection;
-    paths;
-    constructor(connection, paths) {
-        this.connection = connection;
-        this.paths = paths;
-    }
-    /** Connects, and checks that the login shell reads the quoting every command relies on. */
-    static async open(options) {
-        const { simplestreamsDir, uploadDir } = options;
-        const connection = await Connection.open(options);
-        try {
-            await checkLoginShell(connection.session, options.username);
-        }
-        catch (error) {
-            connection.dispose();
-            throw error;
-        }
-        return new Registry(connection, { simplestreamsDir, uploadDir });
-    }
-    /** The session in use now (a new one after reconnect()). */
-    get session() {
-        return this.connection.session;
-    }
-    isConnected() {
-        return this.connection.session.isConnected();
-    }
-    /** Opens a new connection after the previous one dropped (the upload retries through it). */
-    reconnect() {
-        return this.connection.reconnect();
-    }
-    /** Runs a server script and fails with its stderr unless it exits with status 0. */
-    runScript(script, args, options) {
-        return this.session.run(scriptCommand(script.text, script.name, args), options);
-    }
-    /** Runs a server script and returns how it ended, whatever its status. */
-    execScript(script, args, options = {}) {
-        return this.session.exec(scriptCommand(script.text, script.name, args), options);
-    }
-    close() {
-        this.connection.dispose();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/public/remote.ts
-/**
- * The registry's public address and the remote name clients give it: the `public-url` and
- * `remote-name` inputs, checked, and the name derived from the URL when none is given.
- */
-
-const PUBLIC_URL_INPUT = 'public-url';
-const REMOTE_NAME_INPUT = 'remote-name';
-/**
- * The registry's public address as the clients use it: `https://host[:port][/path]`, without a
- * trailing slash. Blank text gives '' (no public URL). Only https: `incus remote add
- * --protocol=simplestreams` refuses anything else ("Only https URLs are supported"), even on
- * loopback, so an http URL could never be launched from.
- */
-function remote_validatePublicUrl(text) {
-    const value = text.trim();
-    if (value === '')
-        return '';
-    const shown = oneLine(value);
-    const fail = (why) => {
-        throw new ActionError(`${PUBLIC_URL_INPUT}: "${shown}" ${why}`, PUBLIC_URL_INPUT);
-    };
-    let url;
-    try {
-        url = new URL(value);
-    }
-    catch {
-        return fail("is not a URL. Give the registry's HTTPS address, for example https://lxc.example.com.");
-    }
-    if (url.protocol !== 'https:') {
-        fail(`is not an https:// address. Incus and LXD clients only add simplestreams remotes over HTTPS; ` +
-            `serve the registry with TLS and give its https:// address.`);
-    }
-    if (url.username !== '' || url.password !== '') {
-        fail('holds a user name or password. Give the public address without credentials (it is shown in the job summary).');
-    }
-    if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
-        fail("has a query (?...) or fragment (#...). Give the address of the registry's root directory only.");
-    }
-    const path = url.pathname.replace(/\/+$/, '');
-    if (/(^|\/)streams(\/|$)/.test(path)) {
-        fail("points inside streams/. Give the registry's root, the directory that holds streams/ and images/ " +
-            '(for example https://lxc.example.com, not https://lxc.example.com/streams/v1/index.json).');
-    }
-    return `${url.protocol}//${url.host}${path}`;
-}
-/** Remotes that stock incus or lxc clients already have: `remote add` of these fails. */
-const RESERVED_REMOTES = new Set([
-    'local',
-    'images',
-    'ubuntu',
-    'ubuntu-daily',
-    'ubuntu-minimal',
-    'ubuntu-minimal-daily',
-]);
-/** Host labels that say "an image server" rather than whose it is. */
-const GENERIC_LABELS = new Set([
-    'lxc',
-    'lxd',
-    'incus',
-    'image',
-    'images',
-    'img',
-    'www',
-    'registry',
-    'containers',
-    'simplestreams',
-    'streams',
-    'cdn',
-    'dl',
-    'download',
-    'downloads',
-    'mirror',
-    'mirrors',
-    'repo',
-    'repos',
-    'static',
-    'files',
-]);
-const FALLBACK_REMOTE = 'registry';
-/**
- * The remote name the summary's commands use when `remote-name` is empty, from the URL's host:
- * the host's labels without the last one (the TLD), lowercased, each reduced to [a-z0-9-]; the
- * first that is not a generic word (lxc, lxd, incus, images, www, registry, cdn, mirror, …) nor
- * a remote stock clients already have (local, images, ubuntu…). Without one, the first label that
- * is not such a remote; for an IP address, `localhost` or nothing usable: `registry`.
- *
- * https://lxc.crynux.io → crynux; https://images.example.co.uk → example;
- * https://crynux.io → crynux; https://lxc.io → lxc; https://127.0.0.1:8443 → registry.
- */
-function remote_defaultRemoteName(url) {
-    let host;
-    try {
-        host = new URL(url).hostname.toLowerCase().replace(/\.+$/, '');
-    }
-    catch {
-        return FALLBACK_REMOTE;
-    }
-    if (host === '' || host === 'localhost' || host.startsWith('[') || /^[0-9.]+$/.test(host))
-        return FALLBACK_REMOTE;
-    const labels = host.split('.');
-    const candidates = (labels.length > 1 ? labels.slice(0, -1) : labels)
-        .map((label) => label.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, ''))
-        .filter((label) => label !== '' && !RESERVED_REMOTES.has(label));
-    return candidates.find((label) => !GENERIC_LABELS.has(label)) ?? candidates[0] ?? FALLBACK_REMOTE;
-}
-/**
- * A remote name given in `remote-name`, trimmed. Incus refuses ':' (it separates remote and
- * image) and a name is also a file name in the client's config ('/'); the summary's commands must
- * paste into a shell as they are. So: letters, digits, '.', '_' and '-', starting with a letter
- * or digit, at most 64 characters, and not a remote stock clients already define.
- */
-function remote_validateRemoteName(name) {
-    const value = name.trim();
-    const shown = oneLine(value);
-    if (value === '') {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: give a name, or leave the input out to derive one from public-url.`, REMOTE_NAME_INPUT);
-    }
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" cannot be used as a remote name. Use up to 64 letters, digits, '.', '_' ` +
-            `and '-', starting with a letter or digit (no ':', '/' or blanks), for example crynux.`, REMOTE_NAME_INPUT);
-    }
-    if (RESERVED_REMOTES.has(value.toLowerCase())) {
-        throw new ActionError(`${REMOTE_NAME_INPUT}: "${shown}" is a remote that incus or lxc clients already have ` +
-            `(${[...RESERVED_REMOTES].join(', ')}), so \`remote add\` would fail. Choose another name.`, REMOTE_NAME_INPUT);
-    }
-    return value;
-}
-
-;// CONCATENATED MODULE: ./src/ssh/keys.ts
-/**
- * Private key handling: undo what pasting into a secret does, read every common format, and
- * explain each kind of bad key. Keys stay in memory; nothing is written to disk.
- */
-
-
-
-/**
- * Undoes what pasting a key into a secret does: CRLF line ends, literal "\n" instead of line
- * breaks, blanks around lines, a lost final newline.
- */
-function normalisePrivateKey(text) {
-    let key = text.replace(/\r\n?/g, '\n').trim();
-    if (!key.includes('\n') && key.includes('\\n'))
-        key = key.replace(/\\n/g, '\n');
-    return `${key
-        .split('\n')
-        .map((line) => line.trim())
-        .join('\n')}\n`;
-}
-function sshString(data) {
-    const body = typeof data === 'string' ? Buffer.from(data) : data;
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(body.length);
-    return Buffer.concat([length, body]);
-}
-/** Writes an Ed25519 key in the unencrypted OpenSSH format, the only Ed25519 format ssh2 reads. */
-function ed25519ToOpenSsh(key) {
-    const jwk = key.export({ format: 'jwk' });
-    const seed = Buffer.from(jwk.d ?? '', 'base64url');
-    const publicKey = Buffer.from(jwk.x ?? '', 'base64url');
-    const publicBlob = Buffer.concat([sshString('ssh-ed25519'), sshString(publicKey)]);
-    const check = (0,external_node_crypto_.randomBytes)(4);
-    let privateSection = Buffer.concat([
-        check,
-        check,
-        sshString('ssh-ed25519'),
-        sshString(publicKey),
-        sshString(Buffer.concat([seed, publicKey])),
-        sshString(''),
-    ]);
-    const padding = Buffer.from(Array.from({ length: (8 - (privateSection.length % 8)) % 8 }, (_, i) => i + 1));
-    privateSection = Buffer.concat([privateSection, padding]);
-    const body = Buffer.concat([
-        Buffer.from('openssh-key-v1\0'),
-        sshString('none'),
-        sshString('none'),
-        sshString(''),
-        Buffer.from([0, 0, 0, 1]),
-        sshString(publicBlob),
-        sshString(privateSection),
-    ]);
-    const lines = body.toString('base64').match(/.{1,70}/g) ?? [];
-    return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
-}
-/**
- * ssh2 reads OpenSSH and PKCS#1/SEC1 PEM keys, but not PKCS#8 ("BEGIN PRIVATE KEY", "BEGIN
- * ENCRYPTED PRIVATE KEY"). Node's crypto reads those; re-encode them, in memory, in a form ssh2 reads.
- */
-function pkcs8ToSsh2(key, passphrase, names) {
-    let keyObject;
-    try {
-        keyObject = (0,external_node_crypto_.createPrivateKey)(passphrase === '' ? key : { key, passphrase });
-    }
-    catch (error) {
-        if (key.startsWith('-----BEGIN ENCRYPTED')) {
-            throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase', names);
-        }
-        throw new errors_ActionError(`${names.key}: the PKCS#8 key cannot be read (${error.message}).`, names.key);
-    }
-    switch (keyObject.asymmetricKeyType) {
-        case 'rsa':
-            return keyObject.export({ type: 'pkcs1', format: 'pem' }).toString();
-        case 'ec':
-            return keyObject.export({ type: 'sec1', format: 'pem' }).toString();
-        case 'ed25519':
-            return ed25519ToOpenSsh(keyObject);
-        default:
-            throw new errors_ActionError(`${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, names.key);
-    }
-}
-function keyError(kind, names) {
-    return kind === 'missing-passphrase'
-        ? new errors_ActionError(`${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`, names.passphrase)
-        : new errors_ActionError(`${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`, names.passphrase);
-}
-const REGISTRY_KEY_INPUTS = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
-const JUMP_KEY_INPUTS = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
-/** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
-function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
-    if (text.trim() === '') {
-        throw new errors_ActionError(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
-    }
-    const key = normalisePrivateKey(text);
-    if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
-        key.startsWith('-----BEGIN PUBLIC KEY-----') ||
-        key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
-        throw new errors_ActionError(`${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`, names.key);
-    }
-    if (!key.startsWith('-----BEGIN ')) {
-        throw new errors_ActionError(`${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`, names.key);
-    }
-    if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
-        throw new errors_ActionError(`${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`, names.key);
-    }
-    if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
-        return { privateKey: pkcs8ToSsh2(key, passphrase, names), passphrase: '' };
-    }
-    const parsed = lib_default().utils.parseKey(key, passphrase === '' ? undefined : passphrase);
-    if (parsed instanceof Error) {
-        if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '')
-            throw keyError('missing-passphrase', names);
-        if (/passphrase|decrypt/i.test(parsed.message))
-            throw keyError('wrong-passphrase', names);
-        throw new errors_ActionError(`${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, names.key);
-    }
-    return { privateKey: key, passphrase };
-}
-
-;// CONCATENATED MODULE: ./src/action/input-values.ts
-/**
- * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
- * ports, user names, aliases, and the secrets (masked, then taken out of the environment).
- * Everything here is local: a bad value is reported before any file is read or any connection made.
- */
-
-
-
-
-/** The inputs that hold secrets. */
-const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
-/**
- * Removes the secret inputs from this process's environment once read, so that no child process
- * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
- */
-function forgetSecretInputs() {
-    for (const name of SECRET_INPUTS)
-        delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
-}
-/**
- * Masks secrets in the log: each whole value, and each line of it, since the runner matches
- * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
- */
-function maskSecrets(values) {
-    const masks = new Set();
-    for (const value of values) {
-        if (value === '')
-            continue;
-        masks.add(value);
-        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
-            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
-                masks.add(line);
-        }
-    }
-    for (const mask of masks)
-        core_setSecret(mask);
-    addDebugSecrets([...masks]);
-}
-/** A boolean input; empty means false. Typos are refused rather than read as false. */
-function input_values_readBoolean(name) {
-    if (getInput(name) === '')
-        return false;
-    try {
-        return getBooleanInput(name);
-    }
-    catch {
-        throw new errors_ActionError(`${name}: "${getInput(name)}" is not a boolean; use true or false.`, name);
-    }
-}
-/** A whole-number input within its range; empty gives the default. */
-function input_values_readWholeNumber(input, range) {
-    const text = getInput(input).trim();
-    if (text === '')
-        return range.fallback;
-    const number = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(number) || number < range.min || number > range.max) {
-        throw new errors_ActionError(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
-    }
-    return number;
-}
-/** A choice input, case-insensitive; empty gives the default. */
-function input_values_readChoice(input, options) {
-    const value = core.getInput(input);
-    const text = value.trim().toLowerCase();
-    if (text === '')
-        return options.fallback;
-    if (!options.choices.includes(text)) {
-        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
-    }
-    return text;
-}
-/**
- * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
- * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
- * input is ever parsed as shell code.
- */
-function input_values_parseConvertCommand(value) {
-    const command = value.trim();
-    if (command === '')
-        return '';
-    if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
-        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
-            "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
-            'in that script.', 'convert-command');
-    }
-    return command;
-}
-function input_values_parseLocalPath(value, input) {
-    const path = value.trim();
-    if (path === '') {
-        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
-    }
-    if (path.includes('\0') || path.includes('\n')) {
-        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
-    }
-    return path;
-}
-function parseHost(value, input = 'host') {
-    const host = value.trim();
-    const prefix = input.replace(/host$/, '');
-    if (host.includes('@')) {
-        throw new errors_ActionError(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
-    }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-        throw new errors_ActionError(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
-    }
-    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
-    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
-    // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
-    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
-    if (!isHostName && !isIPv6) {
-        throw new errors_ActionError(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
-    }
-    return bracketless;
-}
-function parsePort(value, input = 'port') {
-    const text = value.trim();
-    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
-    if (text === '')
-        return 22;
-    const port = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new errors_ActionError(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
-    }
-    return port;
-}
-function parseUsername(value, input = 'username') {
-    const username = value.trim();
-    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
-        throw new errors_ActionError(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
-    }
-    return username;
-}
-function input_values_parseRemoteDir(value, input) {
-    const dir = value.trim();
-    if (!dir.startsWith('/')) {
-        throw new errors_ActionError(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
-    }
-    if (hasControlCharacters(dir)) {
-        throw new errors_ActionError(`${input}: the path contains control characters (newline, NUL, …).`, input);
-    }
-    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
-    if (normalised === '/') {
-        throw new errors_ActionError(`${input}: "/" cannot be used; give the registry's own directory.`, input);
-    }
-    return normalised;
-}
-/**
- * Aliases: newline- or comma-separated. The index stores a product's aliases as one
- * comma-separated string, so a comma cannot be part of one; blanks and control characters could
- * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
- * one off as the remote (`crynux:crynux-node:v2.6.0`).
- */
-function input_values_parseAliases(value) {
-    const aliases = [];
-    for (const raw of value.split(/[\n,]/)) {
-        const alias = raw.trim();
-        if (alias === '')
-            continue;
-        if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
-            throw new errors_ActionError(`aliases: "${errors_oneLine(alias)}" is not a valid image alias ` +
-                '(no blanks or control characters; at most 255 characters).', 'aliases');
-        }
-        if (!aliases.includes(alias))
-            aliases.push(alias);
-    }
-    return aliases;
-}
-
-;// CONCATENATED MODULE: ./src/action/inputs.ts
-/**
- * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
- * Everything here is local: a bad input is reported before any file is read or any connection made.
- */
-
-
-
-
-
-
-const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
-const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
-/** Reads the inputs every entry point shares (INPUT_* variables). */
-function readRegistrySettings() {
-    // Secrets first, so that nothing printed while checking the rest can reveal them.
-    const rawKey = getInput('ssh-key');
-    const passphrase = getInput('ssh-key-passphrase');
-    const rawJumpKey = getInput('jump-ssh-key');
-    const jumpPassphrase = getInput('jump-ssh-key-passphrase');
-    maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
-    forgetSecretInputs();
-    const host = parseHost(getInput('host', { required: true }));
-    const port = parsePort(getInput('port'));
-    const username = parseUsername(getInput('username', { required: true }));
-    const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
-    // A PKCS#8 key comes back re-encoded: mask that form too.
-    if (privateKey !== normalisePrivateKey(rawKey))
-        maskSecrets([privateKey]);
-    const jump = readJumpSettings({ privateKey, passphrase: keyPassphrase, username }, { rawKey: rawJumpKey, passphrase: jumpPassphrase });
-    return {
-        host,
-        port,
-        username,
-        privateKey,
-        passphrase: keyPassphrase,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('host-fingerprint'), knownHosts: getInput('known-hosts') }, host, port),
-        ...(jump ? { jump } : {}),
-        simplestreamsDir: input_values_parseRemoteDir(getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
-        strictHostKey: input_values_readBoolean('strict-host-key'),
-        connectTimeout: input_values_readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
-        lockTimeout: input_values_readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
-        lxdCompat: getInput('lxd-compat') === '' ? true : input_values_readBoolean('lxd-compat'),
-        summary: getInput('summary') === '' ? true : input_values_readBoolean('summary'),
-    };
-}
-/**
- * The bastion (jump-* inputs), or undefined without jump-host. The user and key default to the
- * registry's; the bastion's host key is pinned by its own inputs, with the same rules.
- */
-function readJumpSettings(registry, secrets) {
-    const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
-    if (getInput('jump-host').trim() === '') {
-        const stray = jumpInputs.find((name) => getInput(name).trim() !== '' && name !== 'jump-port');
-        if (stray || secrets.rawKey.trim() !== '') {
-            throw new errors_ActionError(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
-                'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
-        }
-        return undefined;
-    }
-    const host = parseHost(getInput('jump-host'), 'jump-host');
-    const port = parsePort(getInput('jump-port'), 'jump-port');
-    const username = getInput('jump-username').trim() === ''
-        ? registry.username
-        : parseUsername(getInput('jump-username'), 'jump-username');
-    let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
-    if (secrets.rawKey.trim() !== '') {
-        key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
-        if (key.privateKey !== normalisePrivateKey(secrets.rawKey))
-            maskSecrets([key.privateKey]);
-    }
-    return {
-        host,
-        port,
-        username,
-        ...key,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: getInput('jump-host-fingerprint'), knownHosts: getInput('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
-    };
-}
-/** Reads the publish action's settings. */
-function readSettings() {
-    const registry = readRegistrySettings();
-    const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
-    return {
-        ...registry,
-        metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
-        rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
-        uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
-        aliases: parseAliases(core.getInput('aliases')),
-        defaultAlias: readBoolean('default-alias'),
-        replace: readBoolean('replace'),
-        retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
-        keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
-        convertCommand: parseConvertCommand(core.getInput('convert-command')),
-        convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
-        rootfsLimits: {
-            maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
-            maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
-        },
-        publicUrl,
-        remoteName: core.getInput('remote-name')
-            ? validateRemoteName(core.getInput('remote-name').trim())
-            : publicUrl
-                ? defaultRemoteName(publicUrl)
-                : '',
-        publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
-    };
-}
-/** Reads the alias or remove sub-action's settings. */
-function inputs_readDayTwoSettings(kind) {
-    const registry = readRegistrySettings();
-    const reference = getInput('fingerprint', { required: true }).trim();
-    if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
-        throw new errors_ActionError(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
-            '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
-    }
-    const aliases = kind === 'alias' ? input_values_parseAliases(getInput('aliases', { required: true })) : [];
-    if (kind === 'alias' && aliases.length === 0) {
-        throw new errors_ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
-    }
-    return { ...registry, reference, aliases, dryRun: input_values_readBoolean('dry-run') };
-}
-
-;// CONCATENATED MODULE: ./src/action/summary.ts
-/** The job summary: what was published, where it is served, and how to use it. */
-
-
-
-const REMOTE_PLACEHOLDER = 'REMOTE';
-const URL_PLACEHOLDER = 'https://your-registry.example';
-function escapeHtml(text) {
-    return text
-        .replace(/&/g, '&amp;')
-        .replace(/</g, '&lt;')
-        .replace(/>/g, '&gt;')
-        .replace(/"/g, '&quot;')
-        .replace(/'/g, '&#39;');
-}
-function code(text) {
-    return `<code>${escapeHtml(text)}</code>`;
-}
-function formatSize(bytes) {
-    const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit += 1;
-    }
-    return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]} (${bytes} bytes)`;
-}
-/** The command a user runs to start the image from a remote called `remote`. */
-function launchCommand(result, remote) {
-    return clientCommands(remote, URL_PLACEHOLDER, result).incus[1];
-}
-/** A fenced code block that no line of `lines` can close early. */
-function codeBlock(lines, lang) {
-    const longest = Math.max(0, ...(lines
-        .join('\n')
-        .match(/`+/g)
-        ?.map((run) => run.length) ?? []));
-    const fence = '`'.repeat(Math.max(3, longest + 1));
-    return `${fence}${lang}\n${lines.join('\n')}\n${fence}`;
-}
-function servedText(check) {
-    if (!check)
-        return 'yes';
-    const files = `${check.files.length} file${check.files.length === 1 ? '' : 's'}`;
-    const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
-    return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
-}
-/** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
-function buildSummary(result, options = {}) {
-    const publicUrl = options.publicUrl ?? '';
-    const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
-    const rows = [
-        ['Status', escapeHtml(result.status)],
-        ['Fingerprint', code(result.fingerprint)],
-        ['Product', code(result.product)],
-        ['Serial', escapeHtml(result.serial)],
-        ['Aliases', result.aliases.length > 0 ? result.aliases.map(code).join(', ') : '(none)'],
-        ['Type', escapeHtml(result.imageType)],
-        ['Size', escapeHtml(formatSize(result.size))],
-    ];
-    if (publicUrl) {
-        rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
-        rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
-    }
-    const table = [
-        '<table>',
-        '<tr><th>Field</th><th>Value</th></tr>',
-        ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
-        '</table>',
-    ].join('\n');
-    const commands = clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
-    const intro = publicUrl
-        ? `Add the registry as ${code(remote)} and launch the image:`
-        : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
-            `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
-    const parts = [
-        `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
-        table,
-        '### Use it',
-        intro,
-        'With Incus:',
-        codeBlock(commands.incus, 'sh'),
-    ];
-    if (options.lxd ?? true)
-        parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
-    return parts.join('\n\n') + '\n';
-}
-/** Writes the job summary. */
-async function writeSummary(result, options = {}) {
-    await core.summary.addRaw(buildSummary(result, options)).write();
-}
-/**
- * The job summary of a failed run: what went wrong and what to do, as the error says. The message
- * quotes metadata and server output, so the HTML is built here with everything escaped
- * (core.summary.addCodeBlock does not escape).
- */
-function buildFailureSummary(message, heading = 'Image not published') {
-    return `<h2>${escapeHtml(heading)}</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
-}
-async function writeFailureSummary(message, heading) {
-    await summary.addRaw(buildFailureSummary(message, heading)).write();
-}
-const DAY_TWO_HEADINGS = {
-    updated: 'Aliases moved',
-    unchanged: 'Aliases already in place',
-    removed: 'Image removed from the index',
-    'dry-run': 'Dry run: nothing was changed',
-};
-/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
-function buildDayTwoSummary(result) {
-    const rows = [
-        ['Status', escapeHtml(result.status)],
-        ['Fingerprint', code(result.fingerprint)],
-        ['Product', code(result.product)],
-        ['Serial', escapeHtml(result.serial)],
-    ];
-    if (result.removedAliases.length > 0)
-        rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
-    const table = [
-        '<table>',
-        ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
-        '</table>',
-    ].join('\n');
-    const aliases = [
-        '<table>',
-        '<tr><th>Alias</th><th>Architecture</th><th>Image</th><th>Product</th></tr>',
-        ...result.aliases.map((target) => `<tr><td>${code(target.alias)}</td><td>${escapeHtml(target.arch)}</td><td>${code(target.fingerprint.slice(0, 12))}</td><td>${code(target.product)}</td></tr>`),
-        '</table>',
-    ].join('\n');
-    const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
-    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
-}
-async function writeDayTwoSummary(result) {
-    await summary.addRaw(buildDayTwoSummary(result)).write();
-}
-
-;// CONCATENATED MODULE: ./src/action/step.ts
-/** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
-
-
-
-/**
- * The last resort: an error thrown outside the step's promise chain (an event emitter without a
- * listener, say) still ends the step with an ::error, never silently.
- */
-function installLastResort() {
-    const fail = (error) => {
-        core_error(errors_withoutLegacyCommands(errors_withoutControlCharacters(`Unexpected error: ${describeError(error)}`)), {
-            title: 'lxc-publish failed',
-        });
-        process.exit(ExitCode.Failure);
-    };
-    process.on('uncaughtException', fail);
-    process.on('unhandledRejection', fail);
-}
-/**
- * Runs the step's work; never throws. `failureHeading` titles the job summary of a failure. The
- * work hands its settings to `onSettings` once read: with `summary: false` a failure writes no
- * summary either (a failure before the settings are read, a bad input, still does, unless the
- * summary input itself says false).
- */
-async function step_runStep(failureHeading, work) {
-    let summary = getInput('summary').trim().toLowerCase() !== 'false';
-    installLastResort();
-    try {
-        await work((settings) => {
-            summary = settings.summary;
-            return settings;
-        });
-    }
-    catch (error) {
-        // ActionError messages already name the input and the fix; anything else is unexpected.
-        // (An ActionError's message is already sanitised; core.error escapes its line breaks.)
-        const message = error instanceof errors_ActionError
-            ? error.message
-            : errors_withoutLegacyCommands(errors_withoutControlCharacters(`Unexpected error: ${describeError(error)}`));
-        const input = error instanceof errors_ActionError ? error.input : undefined;
-        core_error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
-        process.exitCode = ExitCode.Failure;
-        if (summary && process.env['GITHUB_STEP_SUMMARY'])
-            await writeFailureSummary(message, failureHeading).catch(() => undefined);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/action/day-two.ts
-/**
- * The alias and remove sub-actions (alias/action.yml, remove/action.yml): day-two operations on an
- * image already published, without image files. Each reads its inputs, connects as a publish
- * does, makes the change under the registry lock (registry/day-two.ts) and reports.
- */
-
-
-
-
-
-
-
-async function withRegistry(settings, work) {
-    // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
-    const registry = await debug_timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open({ ...settings, uploadDir: '' }));
-    try {
-        return await work(registry);
-    }
-    finally {
-        registry.close();
-    }
-}
-async function report(result, settings) {
-    setOutput('status', result.status);
-    setOutput('fingerprint', result.fingerprint);
-    if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
-        await writeDayTwoSummary(result);
-}
-const options = (settings) => ({
-    lockTimeout: settings.lockTimeout,
-    lxdCompat: settings.lxdCompat,
-    dryRun: settings.dryRun,
-});
-/** uses: crynux/lxc-publish/alias */
-function runAlias() {
-    return step_runStep('Aliases not changed', async (onSettings) => {
-        const settings = onSettings(inputs_readDayTwoSettings('alias'));
-        const result = await withRegistry(settings, (registry) => debug_timedGroup('Put the aliases in place under the registry lock', () => day_two_setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options: options(settings) })));
-        await report(result, settings);
-    });
-}
-/** uses: crynux/lxc-publish/remove */
-function runRemove() {
-    return runStep('Image not removed', async (onSettings) => {
-        const settings = onSettings(readDayTwoSettings('remove'));
-        const result = await withRegistry(settings, (registry) => timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, options: options(settings) })));
-        await report(result, settings);
-    });
-}
-
-
-/***/ }),
-
-/***/ 8823:
-/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
-
-__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2843);
-
-
-await (0,_action_day_two_js__WEBPACK_IMPORTED_MODULE_1__/* .runAlias */ .O)();
-
-__webpack_async_result__();
-} catch(e) { __webpack_async_result__(e); } }, 1);
-
-/***/ }),
-
-/***/ 6065:
-/***/ ((__unused_webpack_module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
-
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3136);
-/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_1__);
-/**
- * ssh2's optional native-module loader reads `__dirname`, which an ESM bundle does not define.
- * This module is imported first by index.ts so the name exists before ssh2 loads.
- */
-
-
-const scope = globalThis;
-scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_url__WEBPACK_IMPORTED_MODULE_1__.fileURLToPath)(import.meta.url));
-
-
-/***/ }),
-
-/***/ 7318:
-/***/ ((module) => {
-
-module.exports = eval("require")("../build/Release/cpufeatures.node");
-
-
-/***/ }),
-
-/***/ 490:
-/***/ ((module) => {
-
-module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
-
-
-/***/ }),
-
-/***/ 2613:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("assert");
-
-/***/ }),
-
-/***/ 181:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
-
-/***/ }),
-
-/***/ 5317:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("child_process");
-
-/***/ }),
-
-/***/ 6982:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
-
-/***/ }),
-
-/***/ 2250:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("dns");
-
-/***/ }),
-
-/***/ 4434:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("events");
-
-/***/ }),
-
-/***/ 9896:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("fs");
-
-/***/ }),
-
-/***/ 8611:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("http");
-
-/***/ }),
-
-/***/ 5692:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("https");
-
-/***/ }),
-
-/***/ 9278:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
-
-/***/ }),
-
-/***/ 4589:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:assert");
-
-/***/ }),
-
-/***/ 6698:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_hooks");
-
-/***/ }),
-
-/***/ 4573:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer");
-
-/***/ }),
-
-/***/ 7540:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:console");
-
-/***/ }),
-
-/***/ 7598:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-
-/***/ }),
-
-/***/ 3053:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:diagnostics_channel");
-
-/***/ }),
-
-/***/ 610:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns");
-
-/***/ }),
-
-/***/ 8474:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
-
-/***/ }),
-
-/***/ 7067:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
-
-/***/ }),
-
-/***/ 2467:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2");
-
-/***/ }),
-
-/***/ 7030:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
-
-/***/ }),
-
-/***/ 6760:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
-
-/***/ }),
-
-/***/ 643:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:perf_hooks");
-
-/***/ }),
-
-/***/ 1792:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:querystring");
-
-/***/ }),
-
-/***/ 7075:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-
-/***/ }),
-
-/***/ 1692:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:tls");
-
-/***/ }),
-
-/***/ 3136:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
-
-/***/ }),
-
-/***/ 7975:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
-
-/***/ }),
-
-/***/ 3429:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util/types");
-
-/***/ }),
-
-/***/ 5919:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:worker_threads");
-
-/***/ }),
-
-/***/ 8522:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
-
-/***/ }),
-
-/***/ 6928:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("path");
-
-/***/ }),
-
-/***/ 2203:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
-
-/***/ }),
-
-/***/ 3193:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
-
-/***/ }),
-
-/***/ 4756:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
-
-/***/ }),
-
-/***/ 9023:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
-
-/***/ }),
-
-/***/ 3106:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 

@@ -4,8 +4,8 @@
  */
 import * as core from '@actions/core';
 import { ActionError } from '../common/errors.js';
-import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
 import type { RootfsLimits } from '../image/rootfs.js';
+import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
 import type { UploadOptions } from '../registry/upload.js';
@@ -52,8 +52,10 @@ export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions
   defaultAlias: boolean;
   /** When a raw rootfs tarball is turned into a squashfs on the runner. */
   convertRootfs: 'auto' | 'always' | 'never';
-  /** What a rootfs tarball may unpack to before it is converted (rootfs-max-files, rootfs-max-size). */
+  /** What a raw rootfs tarball may hold (max-rootfs-entries, max-rootfs-size in bytes). */
   rootfsLimits: RootfsLimits;
+  /** Seconds the conversion of a rootfs tarball may take (convert-rootfs-timeout). */
+  convertRootfsTimeout: number;
   /** The registry's public HTTPS address to check after publishing; '' to skip the check. */
   publicUrl: string;
   /** The remote name the job summary's commands use. */
@@ -181,9 +183,10 @@ export function readSettings(): Settings {
     convertCommand: parseConvertCommand(core.getInput('convert-command')),
     convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
     rootfsLimits: {
-      maxFiles: readWholeNumber('rootfs-max-files', { fallback: 500_000, min: 1, max: 100_000_000 }),
-      maxBytes: readWholeNumber('rootfs-max-size', { fallback: 16384, min: 1, max: 16_777_216 }) * 2 ** 20,
+      maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),
+      maxBytes: readWholeNumber('max-rootfs-size', { fallback: 16384, min: 1, max: 1024 * 1024 }) * 1024 * 1024,
     },
+    convertRootfsTimeout: readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),
     publicUrl,
     remoteName: core.getInput('remote-name')
       ? validateRemoteName(core.getInput('remote-name').trim())

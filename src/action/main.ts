@@ -4,8 +4,11 @@
  */
 import * as core from '@actions/core';
 import { timedGroup } from '../common/debug.js';
+import { closeFiles } from '../image/local-file.js';
+import { imageFiles } from '../image/local-image.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
 import type { PublishResult } from '../registry/publication.js';
+import type { Registry } from '../registry/registry.js';
 import { readSettings, type Settings } from './inputs.js';
 import { setOutputs } from './outputs.js';
 import {
@@ -27,10 +30,12 @@ import { writeSummary } from './summary.js';
 /** Publishes the image the settings name and returns what the registry now serves. */
 export async function publish(settings: Settings): Promise<PublishResult> {
   const inspected = await inspect(settings); // 1. inspect locally
-  const aliases = requestedAliases(settings, inspected);
-  const registry = await connect(settings); // 2. connect, host key checked
-  const cleanups: (() => Promise<void>)[] = [];
+  // The files stay open, and are read through those descriptors, until the run is over.
+  const cleanups: (() => Promise<void>)[] = [() => closeFiles(imageFiles(inspected))];
+  let registry: Registry | undefined;
   try {
+    const aliases = requestedAliases(settings, inspected);
+    registry = await connect(settings); // 2. connect, host key checked
     const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
     const live = await checkServer(registry, settings); // 2. the server's tools and directories
     const existing = await findExisting(settings, image, live); // 3. skip what is already there
@@ -47,7 +52,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
       await uploaded.lock.release().catch(() => undefined);
     }
   } finally {
-    registry.close();
+    registry?.close();
     // A squashfs converted from a rootfs tarball is not needed once the run is over.
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
   }

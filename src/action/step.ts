@@ -4,18 +4,35 @@ import { ActionError, describeError, withoutControlCharacters, withoutLegacyComm
 import { writeFailureSummary } from './summary.js';
 
 /**
- * The last resort: an error thrown outside the step's promise chain (an event emitter without a
- * listener, say) still ends the step with an ::error, never silently.
+ * The last resort: an error thrown where no caller catches it (an event handler, a stream, a
+ * promise nobody awaits), or a run that ends without settling, still fails the step with one
+ * ::error line, instead of ending the process with a stack trace only, or with none. Returns
+ * what marks the run as finished.
  */
-function installLastResort(): void {
-  const fail = (error: unknown): void => {
-    core.error(withoutLegacyCommands(withoutControlCharacters(`Unexpected error: ${describeError(error)}`)), {
-      title: 'lxc-publish failed',
-    });
-    process.exit(core.ExitCode.Failure);
+export function installLastResortHandlers(): () => void {
+  let reported = false;
+  let finished = false;
+  const fail = (message: string): void => {
+    process.exitCode = core.ExitCode.Failure;
+    if (reported) return;
+    reported = true;
+    core.error(message, { title: 'lxc-publish failed' });
   };
-  process.on('uncaughtException', fail);
-  process.on('unhandledRejection', fail);
+  const report = (error: unknown): void => {
+    fail(error instanceof ActionError ? error.message : `Unexpected error: ${describeError(error)}`);
+    const summary = process.env['GITHUB_STEP_SUMMARY']
+      ? writeFailureSummary(describeError(error)).catch(() => undefined)
+      : Promise.resolve();
+    void summary.finally(() => process.exit(core.ExitCode.Failure));
+  };
+  process.on('uncaughtException', report);
+  process.on('unhandledRejection', report);
+  process.on('exit', () => {
+    if (!finished) fail('Unexpected error: the run ended before it finished (nothing was left to wait for).');
+  });
+  return () => {
+    finished = true;
+  };
 }
 
 /**
@@ -29,7 +46,6 @@ export async function runStep(
   work: (onSettings: <T extends { summary: boolean }>(settings: T) => T) => Promise<void>,
 ): Promise<void> {
   let summary = core.getInput('summary').trim().toLowerCase() !== 'false';
-  installLastResort();
   try {
     await work((settings) => {
       summary = settings.summary;

@@ -7,8 +7,9 @@ import { timedGroup } from '../common/debug.js';
 import { ActionError } from '../common/errors.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { fingerprintOf, uploadKey } from '../image/hashing.js';
-import { checkUnchanged, inspectImage } from '../image/inspect.js';
+import { inspectImage } from '../image/inspect.js';
 import { incusWarnings, lxdWarnings } from '../image/kinds.js';
+import { checkUnchanged } from '../image/local-file.js';
 import { imageFiles, type LocalImage } from '../image/local-image.js';
 import { convertRootfsTarball, rootfsDecision } from '../image/rootfs.js';
 import { removeDirs } from '../registry/housekeeping.js';
@@ -32,7 +33,7 @@ import type { Settings } from './inputs.js';
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 export async function inspect(settings: Settings): Promise<LocalImage> {
   const image = await timedGroup('Inspect the image', async () => {
-    const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath);
+    const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath, settings.rootfsLimits);
     const { os, release, variant, propertiesArchitecture } = inspected.properties;
     // metadata.yaml is the image builder's: its values are logged escaped.
     const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
@@ -96,19 +97,14 @@ export async function prepareRootfsTarball(
   const decision = rootfsDecision(settings.convertRootfs, version);
   core.info(untrustedLine(decision.reason)); // it quotes the server's version output
   if (!decision.convert) return image;
-  const converted = await convertRootfsTarball(
-    data.path,
-    data.compression ?? 'none',
-    image.properties.creationDate,
-    settings.rootfsLimits,
-  );
+  const converted = await convertRootfsTarball(data, {
+    creationDate: image.properties.creationDate,
+    timeoutSeconds: settings.convertRootfsTimeout,
+    log: core.info,
+  });
   onCleanup(converted.remove);
-  core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.size} bytes`);
-  return {
-    ...image,
-    data: { path: converted.path, size: converted.size, kind: 'squashfs' },
-    size: image.metadata.size + converted.size,
-  };
+  core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+  return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
 }
 
 export type Existing =
@@ -156,14 +152,25 @@ export async function upload(
   knownFingerprint: string | undefined,
 ): Promise<{ remote: RemoteImage; upload: Upload }> {
   const remote = remoteImage(registry.paths, await uploadKey(image), image);
-  const uploaded = await timedGroup('Upload', () => uploadImage(registry, remote, settings));
-  await checkUnchanged(imageFiles(image), (file) => (file === image.metadata ? 'metadata' : 'rootfs')).catch(
-    async (error: unknown) => {
-      await uploaded.lock.release().catch(() => undefined);
-      throw error;
-    },
-  );
+  // What was sent is what was inspected, up to its size: a file that changed since is refused,
+  // and when the upload failed, a change is what the message says first.
+  const unchanged = async (): Promise<void> => {
+    for (const file of imageFiles(image)) await checkUnchanged(file);
+  };
+  let uploaded: Upload;
+  try {
+    uploaded = await timedGroup('Upload', () => uploadImage(registry, remote, settings));
+  } catch (error) {
+    await unchanged();
+    throw error;
+  }
   core.info(`Fingerprint: ${uploaded.fingerprint}`);
+  try {
+    await unchanged();
+  } catch (error) {
+    await uploaded.lock.release().catch(() => undefined);
+    throw error;
+  }
   if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
     await uploaded.lock.release().catch(() => undefined);
     throw new ActionError(

@@ -3,8 +3,8 @@
  * can be, and the upload key that names an image's upload directory before that.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { imageFiles, type LocalImage } from './local-image.js';
+import { imageFiles, type LocalFile, type LocalImage } from './local-image.js';
+import { readStream } from './local-file.js';
 
 /**
  * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
@@ -12,15 +12,17 @@ import { imageFiles, type LocalImage } from './local-image.js';
  */
 export async function fingerprintOf(image: LocalImage): Promise<string> {
   const hash = createHash('sha256');
-  for (const file of imageFiles(image)) await hashFileInto(file.path, [hash]);
+  for (const file of imageFiles(image)) await hashFileInto(file, [hash]);
   return hash.digest('hex');
 }
 
-/** Feeds the first `length` bytes of a file (all of it by default) to the hashes. */
-export async function hashFileInto(path: string, hashes: Hash[], length?: number): Promise<void> {
+/**
+ * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
+ * inspected) to the hashes, read through the descriptor inspection opened.
+ */
+export async function hashFileInto(file: LocalFile, hashes: Hash[], length?: number): Promise<void> {
   if (length === 0) return;
-  const range = length === undefined ? {} : { start: 0, end: length - 1 };
-  for await (const chunk of createReadStream(path, { ...range, highWaterMark: 1024 * 1024 })) {
+  for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
     for (const hash of hashes) hash.update(chunk as Buffer);
   }
 }
@@ -62,6 +64,6 @@ export class UploadHashes {
  */
 export async function uploadKey(image: LocalImage): Promise<string> {
   const hash = createHash('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
-  await hashFileInto(image.metadata.path, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
+  await hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
   return hash.digest('hex');
 }

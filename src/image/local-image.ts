@@ -1,4 +1,5 @@
 /** An image on the runner, as inspection found it (image/inspect.ts). */
+import type { FileHandle } from 'node:fs/promises';
 import type { ImageType } from '../simplestreams/images-index.js';
 import type { ImageMetadata } from './metadata.js';
 
@@ -6,17 +7,27 @@ import type { ImageMetadata } from './metadata.js';
 export type DataKind = 'squashfs' | 'qcow2' | 'rootfs-tarball';
 export type Compression = 'xz' | 'gzip' | 'bzip2' | 'zstd' | 'none';
 
+/**
+ * A file opened once by inspection (image/local-file.ts): every later read goes through `handle`,
+ * up to `size`, so what was inspected is what is hashed and uploaded.
+ */
 export interface LocalFile {
   path: string;
+  /** Bytes, as when the file was opened; nothing past it is read. */
   size: number;
-  /** Device, inode, size and modification time when inspected: the upload checks it is still so. */
-  identity?: string;
+  handle: FileHandle;
+  /** Modification time when opened: a change is refused. */
+  mtimeMs: number;
+  /** The input that named it, for messages. */
+  input: 'metadata' | 'rootfs';
 }
 
 export interface DataFile extends LocalFile {
   kind: DataKind;
   /** Of a rootfs tarball. */
   compression?: Compression;
+  /** Of a rootfs tarball: what its headers declare (checked against the limits), and the tar stream's bytes. */
+  tar?: { entries: number; bytes: number; stream: number };
 }
 
 export interface LocalImage {

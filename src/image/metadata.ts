@@ -1,7 +1,7 @@
 /** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
-import { isMap, isScalar, parseDocument } from 'yaml';
-import { ActionError, describeError } from '../common/errors.js';
-import { INCUS_ARCHITECTURES } from '../simplestreams/architectures.js';
+import { incusArchitecture } from '../simplestreams/architectures.js';
+import { isScalar, parseDocument, type Document } from 'yaml';
+import { ActionError, describeError, oneLine } from '../common/errors.js';
 
 export interface ImageMetadata {
   architecture: string;
@@ -13,14 +13,18 @@ export interface ImageMetadata {
   description: string;
 }
 
-/** The earliest creation_date accepted: 2000-01-01. Later than now plus a day is refused too. */
+/** metadata.yaml larger than this is refused unread (distrobuilder writes a few kilobytes). */
+export const METADATA_YAML_MAX_BYTES = 1024 * 1024;
+
+/** creation_date from 2000-01-01 on: older dates are no build's, and serials sort as text. */
 const EARLIEST_CREATION_DATE = 946684800;
 
 /**
- * Fields that make the product key `{os}:{release}:{variant}:{arch}` and the default alias
- * `{os}/{release}/{variant}`: no separator of either, no blank, no control character.
+ * Fields that form the product key (os:release:variant:architecture), the default alias
+ * (os/release/variant) and the index's alias lists (comma-separated): none of those separators,
+ * no blanks, no control characters.
  */
-const KEY_FIELD = /^[^:,/\s\u0000-\u001f\u007f]{1,128}$/;
+const KEY_FIELD_FORBIDDEN = /[:,/\s\u0000-\u001f\u007f]/u;
 
 function requireString(value: unknown, field: string, path: string): string {
   if (typeof value !== 'string' || value.trim() === '') {
@@ -33,86 +37,114 @@ function requireString(value: unknown, field: string, path: string): string {
   return value;
 }
 
-/** Checks metadata.yaml for what `incus-simplestreams add` needs. */
-export function parseMetadataYaml(text: string, path: string): ImageMetadata {
-  const fail = (problem: string): never => {
-    throw new ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
-  };
-  let document: unknown;
-  let dateSource: string | undefined;
-  try {
-    const parsed = parseDocument(text);
-    const [error] = parsed.errors;
-    if (error) throw error;
-    document = parsed.toJS();
-    const dateNode = isMap(parsed.contents) ? parsed.get('creation_date', true) : undefined;
-    dateSource = isScalar(dateNode) && dateNode.type === 'PLAIN' ? dateNode.source : undefined;
-  } catch (error) {
-    return fail(`is not valid YAML (${describeError(error)}).`);
+function fail(path: string, problem: string): never {
+  throw new ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+}
+
+function describeCharacter(character: string): string {
+  if (character === ' ') return 'a blank';
+  if (/\s/u.test(character) || /[\u0000-\u001f\u007f]/.test(character)) {
+    return `a control or blank character (U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')})`;
   }
-  if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-    return fail('is not a YAML mapping.');
-  }
-  const root = document as Record<string, unknown>;
-  const creationDate = checkCreationDate(root['creation_date'], dateSource, fail);
-  const properties = root['properties'];
-  if (typeof properties !== 'object' || properties === null) fail('has no properties section.');
-  const props = properties as Record<string, unknown>;
-  const architecture = requireString(root['architecture'], 'architecture', path);
-  const incusArchitecture = INCUS_ARCHITECTURES.get(architecture);
-  if (!incusArchitecture) {
+  return `"${character}"`;
+}
+
+/** A field of the product key: refused, naming the field and why, when it holds a separator. */
+function requireKeyField(value: unknown, field: string, path: string): string {
+  const text = requireString(value, field, path);
+  const bad = KEY_FIELD_FORBIDDEN.exec(text)?.[0];
+  if (bad !== undefined) {
     fail(
-      `names architecture "${architecture}", which Incus does not know. Use an Incus architecture name such as ` +
-        'x86_64 or aarch64 (distrobuilder sets it from image.architecture).',
+      path,
+      `has ${field} "${text}", which contains ${describeCharacter(bad)}. os, release, variant and ` +
+        'properties.architecture form the product key (os:release:variant:architecture) and the default alias ' +
+        '(os/release/variant), and aliases are listed comma-separated: they cannot hold ":", ",", "/", blanks or ' +
+        'control characters. Change it in the image definition.',
     );
   }
-  const keyField = (field: string, value: unknown): string => {
-    const text = requireString(value, field, path);
-    if (!KEY_FIELD.test(text)) {
-      fail(
-        `has ${field} ${JSON.stringify(text)}, which holds a ':', ',', '/', a blank or a control character (or is ` +
-          `over 128 characters): it makes the product key and the default alias, which such characters would break. ` +
-          'Change it in the image definition.',
-      );
-    }
-    return text;
-  };
-  const propertiesArchitecture = keyField('properties.architecture', props['architecture']);
-  if (INCUS_ARCHITECTURES.get(propertiesArchitecture) !== incusArchitecture) {
+  return text;
+}
+
+/**
+ * creation_date as incus-simplestreams reads it: a plain decimal number (no sign, leading zero,
+ * exponent, underscore, quotes or tag, which YAML parsers read differently), from 2000 to a day
+ * from now (a later date would stay the newest version for good).
+ */
+function requireCreationDate(document: Document, text: string, path: string, now: number): number {
+  const node = document.get('creation_date', true);
+  const source = isScalar(node) && node.range ? text.slice(node.range[0], node.range[1]) : undefined;
+  const plain = isScalar(node) && node.type === 'PLAIN' && node.tag === undefined;
+  if (!isScalar(node) || typeof node.value !== 'number') {
+    fail(path, 'has no valid creation_date (a Unix time in seconds).');
+  }
+  if (!plain || source === undefined || !/^[1-9][0-9]{0,11}$/.test(source)) {
     fail(
-      `has architecture ${architecture} but properties.architecture ${JSON.stringify(propertiesArchitecture)}, ` +
-        'which is another architecture: clients would launch the image on the wrong hosts. Build it with one ' +
-        'architecture (distrobuilder sets both from image.architecture).',
+      path,
+      `has creation_date "${oneLine(String(source ?? node.value))}", which is not a plain decimal Unix time in seconds ` +
+        '(a leading zero, a sign, an exponent, an underscore or a tag is read differently by incus-simplestreams). ' +
+        'Write it as distrobuilder does, for example creation_date: 1767225600.',
+    );
+  }
+  const value = Number(source);
+  const latest = Math.floor(now / 1000) + 86400;
+  if (value < EARLIEST_CREATION_DATE || value > latest) {
+    fail(
+      path,
+      `has creation_date ${value} (${value > 8.64e12 ? 'far' : new Date(value * 1000).toISOString()}), which is not between ` +
+        `2000-01-01 and a day from now: a date in the future would stay the newest version for good. Check the build machine's clock.`,
+    );
+  }
+  return value;
+}
+
+/** Checks metadata.yaml for what `incus-simplestreams add` needs, read as it reads it. */
+export function parseMetadataYaml(text: string, path: string, now = Date.now()): ImageMetadata {
+  let document: Document;
+  let root: unknown;
+  try {
+    document = parseDocument(text);
+    const [error] = document.errors;
+    if (error) throw error;
+    root = document.toJS();
+  } catch (error) {
+    fail(path, `is not valid YAML (${describeError(error)}).`);
+  }
+  if (typeof root !== 'object' || root === null || Array.isArray(root)) fail(path, 'is not a YAML mapping.');
+  const values = root as Record<string, unknown>;
+  const creationDate = requireCreationDate(document, text, path, now);
+  const properties = values['properties'];
+  if (typeof properties !== 'object' || properties === null) fail(path, 'has no properties section.');
+  const props = properties as Record<string, unknown>;
+  const architecture = requireString(values['architecture'], 'architecture', path);
+  const incus = incusArchitecture(architecture);
+  if (incus === undefined) {
+    fail(
+      path,
+      `names architecture "${architecture}", which Incus does not know. ` +
+        'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).',
+    );
+  }
+  const os = requireKeyField(props['os'], 'properties.os', path);
+  const release = requireKeyField(props['release'], 'properties.release', path);
+  const variant = requireKeyField(props['variant'], 'properties.variant', path);
+  const propertiesArchitecture = requireKeyField(props['architecture'], 'properties.architecture', path);
+  const named = incusArchitecture(propertiesArchitecture);
+  if (named !== incus) {
+    fail(
+      path,
+      `has architecture "${architecture}" (${incus}) but properties.architecture "${propertiesArchitecture}" ` +
+        `(${named ?? 'not an architecture Incus knows'}): clients would be offered the image for the wrong ` +
+        'architecture. Both come from image.architecture in the image definition: build it again, or set them to ' +
+        'the same architecture (x86_64 ~ amd64, aarch64 ~ arm64).',
     );
   }
   return {
     architecture,
     creationDate,
-    os: keyField('properties.os', props['os']),
-    release: keyField('properties.release', props['release']),
-    variant: keyField('properties.variant', props['variant']),
+    os,
+    release,
+    variant,
     propertiesArchitecture,
     description: requireString(props['description'], 'properties.description', path),
   };
-}
-
-/**
- * creation_date as a plain decimal number of seconds (the server reads `017…` as octal, and
- * serials are compared as text), from 2000 to one day from now.
- */
-function checkCreationDate(value: unknown, source: string | undefined, fail: (problem: string) => never): number {
-  const latest = Math.floor(Date.now() / 1000) + 86400;
-  if (
-    typeof value !== 'number' ||
-    source === undefined ||
-    !/^[1-9][0-9]*$/.test(source) ||
-    value < EARLIEST_CREATION_DATE ||
-    value > latest
-  ) {
-    return fail(
-      `has no valid creation_date: it must be a plain decimal Unix time in seconds (no leading zero, exponent ` +
-        `or quotes) from 2000-01-01 to now plus a day (${latest}); it gives the version its serial.`,
-    );
-  }
-  return value;
 }

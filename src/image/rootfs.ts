@@ -4,27 +4,82 @@
  * and device nodes come from the tar headers, so no root is needed; the result is the same for
  * the same tarball, so a republish finds the same fingerprint.
  */
-import * as core from '@actions/core';
 import { spawn } from 'node:child_process';
-import { createReadStream, statSync } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
 import { which } from '@actions/io';
 import { getExecOutput } from '@actions/exec';
-import { ActionError } from '../common/errors.js';
+import { ActionError, oneLine } from '../common/errors.js';
 import { versionAtLeast } from '../common/version.js';
-import type { Compression } from './local-image.js';
-import { toolEnvironment } from './tool-environment.js';
+import type { Compression, DataFile, LocalFile } from './local-image.js';
+import { checkUnchanged, openFile, readStream } from './local-file.js';
+import { scanTar, TarError } from './tar.js';
+import { DECOMPRESSORS, toolEnv } from './tools.js';
 
-/** Each reads the tarball on stdin and writes the tar stream on stdout. */
-const DECOMPRESSORS: Record<Compression, string[]> = {
-  xz: ['xz', '-dc'],
-  gzip: ['gzip', '-dc'],
-  bzip2: ['bzip2', '-dc'],
-  zstd: ['zstd', '-dcq'],
-  none: ['cat'],
-};
+/** Limits on what a rootfs tarball may hold (the max-rootfs-entries and max-rootfs-size inputs). */
+export interface RootfsLimits {
+  maxEntries: number;
+  /** Bytes of file content, sparse files counted at their full size. */
+  maxBytes: number;
+}
+
+const MIB = 1024 * 1024;
+const hasDotDot = (name: string): boolean => name.split('/').includes('..');
+
+/**
+ * Reads the rootfs tarball's headers (not its content) and refuses it past the limits, or when an
+ * entry or a hard link leads outside the root ("..") — before anything converts or uploads it.
+ * Returns the entry count, the bytes of content and the bytes of the tar stream.
+ */
+export async function checkRootfsTarball(
+  file: LocalFile,
+  compression: Compression,
+  limits: RootfsLimits,
+): Promise<NonNullable<DataFile['tar']>> {
+  let entries = 0;
+  let bytes = 0;
+  let stream = 0;
+  try {
+    await scanTar(file, compression, (entry, reader) => {
+      entries++;
+      stream = reader.position;
+      if (entries > limits.maxEntries) {
+        throw new ActionError(
+          `rootfs: "${file.path}" holds more than ${limits.maxEntries} entries (max-rootfs-entries). Raise ` +
+            'max-rootfs-entries if the image really has that many files.',
+          'max-rootfs-entries',
+        );
+      }
+      bytes += entry.size;
+      if (bytes > limits.maxBytes) {
+        throw new ActionError(
+          `rootfs: "${file.path}" holds more than ${Math.floor(limits.maxBytes / MIB)} MiB of file content ` +
+            `(max-rootfs-size; "${oneLine(entry.name)}" alone declares ${entry.size} bytes). Sparse files count at ` +
+            'their full size. Raise max-rootfs-size if the image really is that large.',
+          'max-rootfs-size',
+        );
+      }
+      if (hasDotDot(entry.name) || (entry.type === 'hardlink' && hasDotDot(entry.linkname))) {
+        throw new ActionError(
+          `rootfs: "${file.path}" holds the entry "${oneLine(entry.name)}"` +
+            (entry.type === 'hardlink' ? `, a hard link to "${oneLine(entry.linkname)}",` : '') +
+            ' which leads outside the root file system (".."). Rebuild the tarball from the root directory.',
+          'rootfs',
+        );
+      }
+      return false;
+    });
+  } catch (error) {
+    if (!(error instanceof TarError)) throw error;
+    throw new ActionError(
+      `rootfs: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete rootfs tarball.`,
+      'rootfs',
+    );
+  }
+  return { entries, bytes, stream };
+}
 
 /** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
 const MKSQUASHFS_TAR_VERSION = [4, 6];
@@ -43,7 +98,7 @@ export async function findSquashfsTool(): Promise<SquashfsTool> {
     const { stdout } = await getExecOutput(mksquashfs, ['-version'], {
       silent: true,
       ignoreReturnCode: true,
-      env: toolEnvironment() as Record<string, string>,
+      env: toolEnv() as Record<string, string>,
     });
     const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
     if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION)) return { name: 'mksquashfs', path: mksquashfs };
@@ -63,147 +118,175 @@ export function squashfsCommand(tool: SquashfsTool, output: string): string[] {
     : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
 }
 
-/** How long a conversion may take. */
-const CONVERSION_TIMEOUT_SECONDS = 1800;
+interface PipeOptions {
+  /** The bytes of the tar stream, for the progress lines. */
+  total: number;
+  timeoutSeconds: number;
+  log: (line: string) => void;
+  /** Milliseconds between progress lines. */
+  every?: number;
+}
 
 /**
- * Runs `decompress < tarball | tool > output` under a time limit, logging progress (the share of
- * the tarball read) every few seconds, and fails with whichever side's stderr.
+ * Runs `decompress < tarball | tool`, the tarball read through its descriptor, both tools with
+ * a minimal environment; logs progress and stops both at the time limit. Fails with whichever
+ * side's stderr.
  */
-function pipe(tarball: string, decompress: string[], convert: string[], env: NodeJS.ProcessEnv): Promise<void> {
+function pipe(
+  file: LocalFile,
+  decompress: readonly string[] | undefined,
+  convert: string[],
+  env: NodeJS.ProcessEnv,
+  options: PipeOptions,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const [decompressor = '', ...decompressArgs] = decompress;
     const [converter = '', ...convertArgs] = convert;
-    const source = spawn(decompressor, decompressArgs, { stdio: ['pipe', 'pipe', 'pipe'], env });
+    const children: ReturnType<typeof spawn>[] = [];
     const sink = spawn(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
-    const input = createReadStream(tarball);
-    let read = 0;
-    const total = statSync(tarball).size;
-    input.on('data', (chunk) => (read += chunk.length));
-    const progress = setInterval(
-      () => core.info(`Converting: ${Math.floor((read / Math.max(total, 1)) * 100)}% of the tarball read`),
-      5000,
-    );
-    const timer = setTimeout(() => {
-      failed = `the conversion did not finish within ${CONVERSION_TIMEOUT_SECONDS} s and was stopped`;
-      source.kill('SIGKILL');
-      sink.kill('SIGKILL');
-    }, CONVERSION_TIMEOUT_SECONDS * 1000);
+    children.push(sink);
     let errors = '';
-    source.stderr.on('data', (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-8192)));
-    sink.stderr.on('data', (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-8192)));
-    input.pipe(source.stdin);
-    source.stdin.on('error', () => undefined); // the decompressor failed first; its status says why
-    source.stdout.pipe(sink.stdin);
-    sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
-    let pending = 2;
-    let failed = '';
-    const done = (name: string) => (code: number | null) => {
-      if (code !== 0 && !failed) failed = `${name} exited with status ${code ?? 'none'}`;
-      if (--pending === 0) {
-        clearInterval(progress);
-        clearTimeout(timer);
-        if (failed) reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
-        else resolve();
-      }
+    const collect = (chunk: Buffer) => {
+      if (errors.length < 16384) errors += chunk.toString();
     };
-    source.on('error', reject);
-    sink.on('error', reject);
-    source.on('close', done(decompressor));
-    sink.on('close', done(converter));
+    sink.stderr.on('data', collect);
+    sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
+    let done = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        done += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    const input = readStream(file);
+    let failed = '';
+    let pending = 1;
+    const fail = (message: string) => {
+      if (!failed) failed = message;
+    };
+    input.on('error', (error) => {
+      fail(error.message);
+      for (const child of children) child.kill('SIGKILL');
+    });
+    let source: ReturnType<typeof spawn> | undefined;
+    let decompressor = 'the file';
+    if (decompress) {
+      const [command = '', ...args] = decompress;
+      decompressor = command;
+      source = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
+      children.push(source);
+      pending++;
+      source.stderr?.on('data', collect);
+      source.stdin?.on('error', () => undefined);
+      input.pipe(source.stdin!);
+      source.stdout!.pipe(counter).pipe(sink.stdin);
+    } else {
+      input.pipe(counter).pipe(sink.stdin);
+    }
+    const started = Date.now();
+    const progress = setInterval(() => {
+      const percent = options.total > 0 ? Math.min(100, Math.floor((done / options.total) * 100)) : 0;
+      const seconds = Math.round((Date.now() - started) / 1000);
+      options.log(`Converting: ${percent}% of ${Math.ceil(options.total / MIB)} MiB of tar read, ${seconds} s`);
+    }, options.every ?? 5000);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      for (const child of children) child.kill('SIGKILL');
+    }, options.timeoutSeconds * 1000);
+    const settle = (name: string) => (code: number | null) => {
+      if (code !== 0) fail(`${name} exited with status ${code ?? 'none'}`);
+      if (--pending > 0) return;
+      clearInterval(progress);
+      clearTimeout(timer);
+      if (timedOut) reject(new ConversionTimeout());
+      else if (failed) reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
+      else resolve();
+    };
+    const error = (e: Error) => {
+      fail(e.message);
+      for (const child of children) child.kill('SIGKILL');
+    };
+    sink.on('error', error);
+    sink.on('close', settle(converter));
+    if (source) {
+      source.on('error', error);
+      source.on('close', settle(decompressor));
+    }
   });
 }
 
-/** Limits on what a rootfs tarball may unpack to (the rootfs-max-files and rootfs-max-size inputs). */
-export interface RootfsLimits {
-  maxFiles: number;
-  /** In bytes, of the files' apparent sizes (a sparse file counts whole: the squashfs holds it so). */
-  maxBytes: number;
+class ConversionTimeout extends Error {}
+
+export interface ConvertOptions {
+  creationDate: number;
+  /** convert-rootfs-timeout. */
+  timeoutSeconds: number;
+  log: (line: string) => void;
+  /** Milliseconds between progress lines (5 s by default). */
+  progressEvery?: number;
 }
 
 /**
- * Reads the tarball's headers (tar -tv, as a stream) before converting, and refuses it past the
- * limits: a few hundred bytes of xz can hold a 1 TiB sparse file or a million empty ones.
- */
-async function checkRootfsListing(tarball: string, limits: RootfsLimits): Promise<void> {
-  let files = 0;
-  let bytes = 0;
-  let problem: string | undefined;
-  let pending = '';
-  await new Promise<void>((resolve, reject) => {
-    const tar = spawn('tar', ['-tvf', tarball], { env: toolEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let stopped = false;
-    tar.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4096)));
-    tar.stdout.on('data', (chunk: Buffer) => {
-      if (stopped) return;
-      pending += chunk.toString('latin1');
-      let end: number;
-      while ((end = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, end);
-        pending = pending.slice(end + 1);
-        files++;
-        const size = /^\S+\s+\S+\s+(\d+)\s/.exec(line)?.[1];
-        if (size) bytes += Number(size);
-        if (files > limits.maxFiles) problem = `holds more than ${limits.maxFiles} entries (rootfs-max-files)`;
-        else if (bytes > limits.maxBytes) {
-          problem = `unpacks to more than ${Math.round(limits.maxBytes / 2 ** 20)} MiB (rootfs-max-size)`;
-        }
-        if (problem) {
-          stopped = true;
-          tar.kill('SIGKILL');
-          return;
-        }
-      }
-    });
-    tar.on('error', reject);
-    tar.on('close', (code) => {
-      if (stopped || code === 0) resolve();
-      else reject(new Error(stderr.trim() || `tar exited with status ${code ?? 'none'}`));
-    });
-  });
-  if (problem) {
-    throw new ActionError(
-      `rootfs: "${tarball}" ${problem}, past what this step converts. If the image really is that large, raise ` +
-        'the input; otherwise check how the tarball was built.',
-      problem.includes('rootfs-max-files') ? 'rootfs-max-files' : 'rootfs-max-size',
-    );
-  }
-}
-
-/**
- * Converts the tarball into `<tempdir>/rootfs.squashfs` and returns its path and size, and how to
- * remove it once published. The squashfs carries `creationDate` as its time, so the same tarball
- * always gives the same bytes.
+ * Converts the tarball (read through its descriptor) into `<tempdir>/rootfs.squashfs` and
+ * returns it opened, with how to remove it once published. The squashfs carries `creationDate`
+ * as its time, so the same tarball always gives the same bytes.
  */
 export async function convertRootfsTarball(
-  tarball: string,
-  compression: Compression,
-  creationDate: number,
-  limits: RootfsLimits,
-): Promise<{ path: string; size: number; remove: () => Promise<void> }> {
+  tarball: DataFile,
+  options: ConvertOptions,
+): Promise<{ file: DataFile; remove: () => Promise<void> }> {
   const tool = await findSquashfsTool();
-  await checkRootfsListing(tarball, limits).catch((error: unknown) => {
-    // A limit passed is the answer; a tarball tar cannot list is left to the conversion, which
-    // reports it with its own error.
-    if (error instanceof ActionError) throw error;
-  });
   const dir = await mkdtemp(join(process.env['RUNNER_TEMP'] || tmpdir(), 'lxc-publish-rootfs-'));
-  const remove = (): Promise<void> => rm(dir, { recursive: true, force: true });
   const output = join(dir, 'rootfs.squashfs');
-  // The tools parse a hostile tarball: they get a minimal environment (no inputs, so no key).
-  const env = toolEnvironment({ SOURCE_DATE_EPOCH: String(creationDate) });
+  let handle: Awaited<ReturnType<typeof openFile>> | undefined;
+  const remove = async (): Promise<void> => {
+    await handle?.close().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  };
+  const env = toolEnv({ SOURCE_DATE_EPOCH: String(options.creationDate) });
+  const compression = tarball.compression ?? 'none';
   try {
-    await pipe(tarball, DECOMPRESSORS[compression], squashfsCommand(tool, output), env);
+    await pipe(
+      tarball,
+      compression === 'none' ? undefined : DECOMPRESSORS[compression],
+      squashfsCommand(tool, output),
+      env,
+      {
+        total: tarball.tar?.stream ?? tarball.size,
+        timeoutSeconds: options.timeoutSeconds,
+        log: options.log,
+        ...(options.progressEvery ? { every: options.progressEvery } : {}),
+      },
+    );
+    await checkUnchanged(tarball);
+    handle = await openFile(output);
+    const info = await handle.stat();
+    const file: DataFile = {
+      path: output,
+      size: info.size,
+      handle,
+      mtimeMs: info.mtimeMs,
+      input: 'rootfs',
+      kind: 'squashfs',
+    };
+    return { file, remove };
   } catch (error) {
     await remove();
+    if (error instanceof ActionError) throw error;
+    if (error instanceof ConversionTimeout) {
+      throw new ActionError(
+        `rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} took longer than ` +
+          `${options.timeoutSeconds} s (convert-rootfs-timeout) and was stopped. Raise convert-rootfs-timeout for a ` +
+          'very large image, or build with distrobuilder build-incus, which writes rootfs.squashfs.',
+        'convert-rootfs-timeout',
+      );
+    }
     throw new ActionError(
-      `rootfs: converting "${tarball}" into a squashfs with ${tool.name} failed: ${(error as Error).message}. ` +
+      `rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} failed: ${(error as Error).message}. ` +
         'Check that the file is a complete tar archive.',
       'rootfs',
     );
   }
-  return { path: output, size: (await stat(output)).size, remove };
 }
 
 /** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */

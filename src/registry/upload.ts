@@ -7,12 +7,12 @@
  */
 import * as core from '@actions/core';
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../common/errors.js';
 import { untrustedLine } from '../common/untrusted.js';
 import { hashFileInto, UploadHashes } from '../image/hashing.js';
+import { readStream } from '../image/local-file.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
 import { commandLine } from '../ssh/shell.js';
 import { imageLockPath, type RemoteImage, type UploadFile } from './layout.js';
@@ -79,12 +79,7 @@ interface SendOptions {
 async function sendFile(registry: Registry, file: UploadFile, options: SendOptions): Promise<void> {
   const { dir, offset, lockTimeout, hashes } = options;
   const counter = new ProgressCounter(file.name, file.local.size, core.info, 5000, offset, hashes);
-  // Exactly the size inspected: a file that grows meanwhile is caught after the upload, by its identity.
-  const source = createReadStream(file.local.path, {
-    start: offset,
-    end: file.local.size - 1,
-    highWaterMark: 256 * 1024,
-  });
+  const source = readStream(file.local, { start: offset });
   source.on('error', (error) => counter.destroy(error));
   const restart = offset === 0 ? '1' : '0';
   await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
@@ -113,7 +108,7 @@ async function transferFiles(
     if (state.final === file.local.size) {
       const own = createHash('sha256');
       const fingerprint = hashes.before(index);
-      await hashFileInto(file.local.path, [own, fingerprint], file.local.size);
+      await hashFileInto(file.local, [own, fingerprint]);
       if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
         hashes.finish(index, fingerprint);
         core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
@@ -127,7 +122,7 @@ async function transferFiles(
       const prefixFingerprint = hashes.before(index);
       const [remote] = await Promise.all([
         remoteSha256(registry, `${remotePath}.partial`),
-        hashFileInto(file.local.path, [prefix, prefixFingerprint], state.partial),
+        hashFileInto(file.local, [prefix, prefixFingerprint], state.partial),
       ]);
       if (remote === prefix.digest('hex')) {
         offset = state.partial;

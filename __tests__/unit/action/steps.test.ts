@@ -4,21 +4,23 @@ import { requestedAliases } from '../../../src/action/steps.js';
 import { ActionError } from '../../../src/common/errors.js';
 import type { LocalImage } from '../../../src/image/local-image.js';
 
-const image = (variant: string): LocalImage => ({
-  metadata: { path: 'incus.tar.xz', size: 1, compression: 'xz' },
-  data: { path: 'rootfs.squashfs', size: 1, kind: 'squashfs' },
-  imageType: 'container',
-  properties: {
-    architecture: 'x86_64',
-    creationDate: 1764547200,
-    os: 'Crynux',
-    release: 'bookworm',
-    variant,
-    propertiesArchitecture: 'amd64',
-    description: 'd',
-  },
-  size: 2,
-});
+// requestedAliases reads only the properties: the files are not opened.
+const image = (variant: string): LocalImage =>
+  ({
+    metadata: { path: 'incus.tar.xz', size: 1, compression: 'xz' },
+    data: { path: 'rootfs.squashfs', size: 1, kind: 'squashfs' },
+    imageType: 'container',
+    properties: {
+      architecture: 'x86_64',
+      creationDate: 1764547200,
+      os: 'Crynux',
+      release: 'bookworm',
+      variant,
+      propertiesArchitecture: 'amd64',
+      description: 'd',
+    },
+    size: 2,
+  }) as unknown as LocalImage;
 // requestedAliases reads only these two settings.
 const settings = (defaultAlias: boolean) => ({ aliases: ['crynux-node:latest'], defaultAlias }) as Settings;
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { fingerprintOf, hashFileInto } from '../../../src/image/hashing.js';
 import type { LocalImage } from '../../../src/image/local-image.js';
-import { detectContent, inspectImage } from '../../../src/image/inspect.js';
+import { detectContent, inspectImage, openInput } from '../../../src/image/inspect.js';
 import { parseMetadataYaml } from '../../../src/image/metadata.js';
 
 let dir: string;
@@ -178,10 +178,10 @@ describe('fingerprintOf', () => {
       .toString()
       .split(' ')[0] as string;
 
-  /** An image of these files (fingerprintOf reads only the files, in order). */
-  const imageOf = (metadata: string, data?: string): LocalImage => ({
-    metadata: { path: metadata, size: 1, compression: 'xz' },
-    ...(data ? { data: { path: data, size: 1, kind: 'squashfs' } } : {}),
+  /** An image of these files (fingerprintOf reads only the files, in order, through their descriptors). */
+  const imageOf = async (metadata: string, data?: string): Promise<LocalImage> => ({
+    metadata: { ...(await openInput(metadata, 'metadata')), compression: 'xz' },
+    ...(data ? { data: { ...(await openInput(data, 'rootfs')), kind: 'squashfs' } } : {}),
     imageType: 'container',
     properties: {
       architecture: 'x86_64',
@@ -197,8 +197,8 @@ describe('fingerprintOf', () => {
 
   it('gives the fingerprint as `cat a b | sha256sum` prints it', async () => {
     const files = [path('incus.tar.xz'), path('rootfs.squashfs')] as const;
-    expect(await fingerprintOf(imageOf(...files))).toBe(sha256sum(...files));
-    expect(await fingerprintOf(imageOf(path('unified.tar.xz')))).toBe(sha256sum(path('unified.tar.xz')));
+    expect(await fingerprintOf(await imageOf(...files))).toBe(sha256sum(...files));
+    expect(await fingerprintOf(await imageOf(path('unified.tar.xz')))).toBe(sha256sum(path('unified.tar.xz')));
   });
 
   it('hashes a prefix for resuming uploads', async () => {
@@ -207,7 +207,7 @@ describe('fingerprintOf', () => {
       .split(' ')[0];
     const prefix = async (length: number): Promise<string> => {
       const hash = createHash('sha256');
-      await hashFileInto(path('rootfs.squashfs'), [hash], length);
+      await hashFileInto(await openInput(path('rootfs.squashfs'), 'rootfs'), [hash], length);
       return hash.digest('hex');
     };
     expect(await prefix(100)).toBe(expected);

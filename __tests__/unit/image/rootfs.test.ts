@@ -3,11 +3,27 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openInput } from '../../../src/image/inspect.js';
+import type { Compression, DataFile } from '../../../src/image/local-image.js';
 import { convertRootfsTarball, findSquashfsTool, squashfsCommand } from '../../../src/image/rootfs.js';
 
+/** The tarball opened as inspection opens it, and converted as the action converts it. */
+async function convert(path: string, compression: Compression, creationDate: number) {
+  const tarball: DataFile = { ...(await openInput(path, 'rootfs')), kind: 'rootfs-tarball', compression };
+  try {
+    const { file, remove } = await convertRootfsTarball(tarball, {
+      creationDate,
+      timeoutSeconds: 600,
+      log: () => undefined,
+    });
+    await file.handle.close();
+    return { path: file.path, size: file.size, remove };
+  } finally {
+    await tarball.handle.close();
+  }
+}
+
 let dir: string;
-/** The inputs' defaults. */
-const LIMITS = { maxFiles: 500_000, maxBytes: 16384 * 2 ** 20 };
 
 /**
  * A rootfs tarball as distrobuilder writes one, made without root: Python's tarfile writes the
@@ -47,8 +63,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('convertRootfsTarball', () => {
   it('keeps owners, modes, device nodes and links, without root, and gives the same bytes twice', async () => {
     const tarball = makeTarball('rootfs.tar.xz', 'xz');
-    const first = await convertRootfsTarball(tarball, 'xz', 1764000000, LIMITS);
-    const second = await convertRootfsTarball(tarball, 'xz', 1764000000, LIMITS);
+    const first = await convert(tarball, 'xz', 1764000000);
+    const second = await convert(tarball, 'xz', 1764000000);
     const sha = (path: string) => execFileSync('sha256sum', [path]).toString().split(' ')[0];
     expect(sha(first.path)).toBe(sha(second.path));
     expect(readFileSync(first.path).subarray(0, 4).toString()).toBe('hsqs');
@@ -65,7 +81,7 @@ describe('convertRootfsTarball', () => {
   });
 
   it('reads gzip tarballs too', async () => {
-    const converted = await convertRootfsTarball(makeTarball('rootfs.tar.gz', 'gz'), 'gzip', 1764000000, LIMITS);
+    const converted = await convert(makeTarball('rootfs.tar.gz', 'gz'), 'gzip', 1764000000);
     expect(converted.size).toBeGreaterThan(0);
     await converted.remove();
   });
@@ -74,31 +90,9 @@ describe('convertRootfsTarball', () => {
     const damaged = join(dir, 'damaged.tar.xz');
     execFileSync('sh', ['-c', 'head -c 100 "$1" > "$2"', 'sh', makeTarball('whole.tar.xz', 'xz'), damaged]);
     const before = readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length;
-    await expect(convertRootfsTarball(damaged, 'xz', 1764000000, LIMITS)).rejects.toThrow(
-      /^rootfs: converting .* failed/,
-    );
+    await expect(convert(damaged, 'xz', 1764000000)).rejects.toThrow(/^rootfs: converting .* failed/);
     // A failed conversion leaves no directory behind.
     expect(readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length).toBe(before);
-  });
-});
-
-describe('rootfs limits', () => {
-  it('refuse a tarball with more entries than rootfs-max-files, before converting', async () => {
-    const tarball = makeTarball('many.tar.xz', 'xz');
-    await expect(convertRootfsTarball(tarball, 'xz', 1764000000, { ...LIMITS, maxFiles: 5 })).rejects.toThrow(
-      /^rootfs: ".*many\.tar\.xz" holds more than 5 entries \(rootfs-max-files\)/,
-    );
-  });
-
-  it('refuse a few hundred bytes holding a 64 GiB sparse file, quickly', async () => {
-    const tarball = join(dir, 'sparse.tar.xz');
-    execFileSync('sh', ['-c', 'cd "$1" && truncate -s 64G big && tar -cSJf sparse.tar.xz big && rm big', 'sh', dir]);
-    expect(readFileSync(tarball).length).toBeLessThan(4096);
-    const started = Date.now();
-    await expect(convertRootfsTarball(tarball, 'xz', 1764000000, LIMITS)).rejects.toThrow(
-      /unpacks to more than 16384 MiB \(rootfs-max-size\)/,
-    );
-    expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
 

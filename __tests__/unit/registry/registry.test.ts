@@ -13,9 +13,11 @@ const properties = {
   propertiesArchitecture: 'amd64',
   description: 'd',
 };
+/** Only paths and sizes matter here: nothing is read. */
+const opened = { handle: undefined as never, mtimeMs: 0, input: 'rootfs' as const };
 const split: LocalImage = {
-  metadata: { path: '/w/My Image/incus.tar.xz', size: 10, compression: 'xz' },
-  data: { path: '/w/My Image/$(id).squashfs', size: 20, kind: 'squashfs' },
+  metadata: { path: '/w/My Image/incus.tar.xz', size: 10, ...opened, compression: 'xz' },
+  data: { path: '/w/My Image/$(id).squashfs', size: 20, ...opened, kind: 'squashfs' },
   imageType: 'container',
   properties,
   size: 30,
@@ -29,12 +31,12 @@ describe('remote names', () => {
     expect(remoteNames(split)).toEqual(['metadata.tar.xz', 'rootfs.squashfs']);
     const vm: LocalImage = {
       ...split,
-      data: { path: '/w/disk', size: 1, kind: 'qcow2' },
+      data: { path: '/w/disk', size: 1, ...opened, kind: 'qcow2' },
       imageType: 'virtual-machine',
     };
     expect(remoteNames(vm)).toEqual(['metadata.tar.xz', 'disk.qcow2']);
     const unified: LocalImage = {
-      metadata: { path: '/w/u.tar.gz', size: 1, compression: 'gzip' },
+      metadata: { path: '/w/u.tar.gz', size: 1, ...opened, compression: 'gzip' },
       imageType: 'container',
       properties,
       size: 1,
@@ -82,7 +84,7 @@ describe('rootfsDecision', () => {
   it('names raw tarballs by their compression', () => {
     const tarball: LocalImage = {
       ...split,
-      data: { path: '/w/rootfs.tar.xz', size: 1, kind: 'rootfs-tarball', compression: 'xz' },
+      data: { path: '/w/rootfs.tar.xz', size: 1, ...opened, kind: 'rootfs-tarball', compression: 'xz' },
     };
     expect(remoteNames(tarball)).toEqual(['metadata.tar.xz', 'rootfs.tar.xz']);
   });

@@ -46,9 +46,11 @@ async function publishWhileLocked(
   dataSize: number,
   meanwhile: () => Promise<void>,
 ): Promise<BundleRun> {
-  const dir = path.join(registry.uploadDir, await uploadKey(metadata, dataSize));
-  const lock = path.join(dir, '.lock');
-  const release = path.join(work, `release-${path.basename(dir)}`);
+  // The image's lock lives in the registry's state directory (registry/layout.ts imageLockPath).
+  const key = await uploadKey(metadata, dataSize);
+  const dir = path.join(registry.simplestreamsDir, '.lxc-publish', 'locks');
+  const lock = path.join(dir, key);
+  const release = path.join(work, `release-${key}`);
   const holder = registry.ssh(
     `mkdir -p ${dir} && exec flock ${lock} sh -c 'echo held; while [ ! -e ${release} ]; do sleep 0.1; done'`,
     { timeoutMs: 120_000 },
@@ -110,9 +112,11 @@ describe('each file is read through the descriptor inspection opened', () => {
       const index = JSON.parse(await liveIndex()) as {
         products: Record<string, { versions: Record<string, { items: Record<string, { ftype: string }> }> }>;
       };
-      const items = Object.values(index.products['Crynux:bookworm:swapped:amd64']?.versions ?? {}).flatMap((v) =>
-        Object.values(v.items).map((item) => item.ftype),
-      );
+      // Each release is a product of its own: the line and the serial.
+      const items = Object.entries(index.products)
+        .filter(([key]) => key.startsWith('Crynux:bookworm:swapped:amd64:'))
+        .flatMap(([, product]) => Object.values(product.versions))
+        .flatMap((v) => Object.values(v.items).map((item) => item.ftype));
       expect(items).toContain('squashfs');
       expect(items).not.toContain('disk-kvm.img');
     },

@@ -118,16 +118,18 @@ describe('workflow commands in untrusted text', () => {
 });
 
 describe('the private key and child processes', () => {
-  it('no process the action starts sees the key: a tar earlier on PATH records its environment', async () => {
-    const realTar = (await runOk('sh', ['-c', 'command -v tar'])).stdout.trim();
+  // The tarballs are read in the action's own process; the tool it starts on them is the
+  // decompressor (xz for incus.tar.xz), which parses hostile input: it is the spy here.
+  it('no process the action starts sees the key: an xz earlier on PATH records its environment', async () => {
+    const realXz = (await runOk('sh', ['-c', 'command -v xz'])).stdout.trim();
     const bin = path.join(work, 'spy-bin');
-    const envLog = path.join(work, 'tar-env.log');
+    const envLog = path.join(work, 'tool-env.log');
     await fsp.mkdir(bin);
     await fsp.writeFile(
-      path.join(bin, 'tar'),
+      path.join(bin, 'xz'),
       // The environment as exec gave it (/proc, not `env`: dash drops names such as INPUT_SSH-KEY).
-      `#!/bin/sh\n{ tr '\\0' '\\n' < /proc/$$/environ; echo '--- end of one tar environment'; } >> '${envLog}'\n` +
-        `exec '${realTar}' "$@"\n`,
+      `#!/bin/sh\n{ tr '\\0' '\\n' < /proc/$$/environ; echo '--- end of one tool environment'; } >> '${envLog}'\n` +
+        `exec '${realXz}' "$@"\n`,
       { mode: 0o755 },
     );
     const image = await newImage({ variant: 'env' });
@@ -135,7 +137,7 @@ describe('the private key and child processes', () => {
     expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
 
     const recorded = await fsp.readFile(envLog, 'utf8');
-    expect(recorded).toContain('--- end of one tar environment'); // tar did run, through the spy
+    expect(recorded).toContain('--- end of one tool environment'); // xz did run, through the spy
     // Tools that read image files get a minimal environment: no input at all reaches them (the
     // key was already gone from the action's own environment; the other inputs are left out too).
     expect(recorded.split('\n').filter((line) => /^INPUT_/i.test(line))).toEqual([]);

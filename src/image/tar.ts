@@ -5,6 +5,9 @@
  * memory stays flat whatever the archive holds, and a caller can stop at any entry. It reads the
  * formats Go's archive/tar (incus-simplestreams) reads: ustar, GNU (long names, sparse files) and
  * pax, and names entries as Go does.
+ *
+ * Over 300 lines on purpose: one header parser (ustar, GNU and pax, sparse files, long names)
+ * with its caps; its parts only make sense together.
  */
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';

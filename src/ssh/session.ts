@@ -1,6 +1,10 @@
 /**
  * The SSH session once connected (ssh/connect.ts): quoted commands (ssh/shell.ts) run with their
  * exit status checked, file contents streamed over stdin, and held commands (lock holders).
+ *
+ * Over 300 lines on purpose: a command's channel, its time limit, its output cap, the tunnel
+ * through a bastion and what happens to commands in flight when the connection goes all hang on
+ * the one connection object; split, each part would reach into the others.
  */
 import type { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';

@@ -6,6 +6,7 @@ import * as core from '@actions/core';
 import { ActionError, describeError } from '../common/errors.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
 import type { PublishResult } from '../registry/publication.js';
+import { describeSshCounters } from '../ssh/session.js';
 import { readSettings, type Settings } from './inputs.js';
 import { setOutputs } from './outputs.js';
 import {
@@ -47,6 +48,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     }
   } finally {
     registry.close();
+    core.info(describeSshCounters());
     // A squashfs converted from a rootfs tarball is not needed once the run is over.
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
   }

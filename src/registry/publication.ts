@@ -8,7 +8,12 @@ import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
-import { findFingerprint, type ImagesIndex, type PublishedVersion } from '../simplestreams/images-index.js';
+import {
+  emptyImagesIndex,
+  findFingerprint,
+  type ImagesIndex,
+  type PublishedVersion,
+} from '../simplestreams/images-index.js';
 import { withLxdItems } from '../simplestreams/lxd.js';
 import {
   planPublication,
@@ -19,11 +24,12 @@ import {
 } from '../simplestreams/plan.js';
 import { applyRetention } from '../simplestreams/retention.js';
 import { commit } from './commit.js';
-import { housekeepAndRead } from './housekeeping.js';
-import { lockPath } from './layout.js';
+import { housekeepAndRead, housekeepingCommand, readBack } from './housekeeping.js';
+import { liveIndexPath, lockPath } from './layout.js';
 import { holdLock } from './lock.js';
-import { readLiveIndex } from './read.js';
+import { parseIndexText, readLiveIndex } from './read.js';
 import type { Registry } from './registry.js';
+import { REGISTRY_LOCK } from './scripts.js';
 
 /** What the registry serves for the image once the run is done. */
 export interface PublishResult extends PublishedVersion {
@@ -105,9 +111,10 @@ async function planChange(
   registry: Registry,
   publication: Publication,
   change: Change,
+  live: ImagesIndex,
 ): Promise<{ base: ImagesIndex; plan: PublicationPlan }> {
   const { fingerprint, aliases, options } = publication;
-  let base = await readLiveIndex(registry);
+  let base = live;
   if (change.kind === 'staged') {
     try {
       return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
@@ -136,6 +143,18 @@ async function planChange(
   };
 }
 
+/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
+function indexUnderLock(registry: Registry, report: string[]): ImagesIndex {
+  const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+  if (line === undefined) {
+    throw new ActionError(
+      `Taking the registry lock did not report the live index (it printed: ${report.join(' ').slice(0, 200)}).`,
+    );
+  }
+  if (line === 'noindex') return emptyImagesIndex();
+  return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
+}
+
 /** The names in images/ of a staged version's files (incus-simplestreams names them so). */
 function stagedFileNames(staged: StagedVersion): string[] {
   const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
@@ -161,26 +180,34 @@ export async function publishUnderLock(
     busyMessage:
       `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
       `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+    // One round trip: the lock, and the live index as it stands under it.
+    script: REGISTRY_LOCK,
+    args: [registry.paths.simplestreamsDir],
   });
   try {
-    const { base, plan } = await planChange(registry, publication, change);
+    const { base, plan } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
     const finished = finishIndex(publication, base, plan.index);
+    let live: ImagesIndex;
     if (finished.index) {
-      await commit(registry, {
+      // One round trip: the commit, then the housekeeping, which prints the index to verify.
+      const output = await commit(registry, {
         lock,
         index: finished.index,
         ...(change.kind === 'staged' && plan.status !== 'unchanged'
           ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
           : {}),
         retired: [...plan.retired, ...finished.retired],
+        andThen: housekeepingCommand(registry, done),
       });
+      live = readBack(registry, output);
+    } else {
+      live = await housekeepAndRead(registry, done);
     }
     core.info(
       plan.status === 'unchanged'
         ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`,
     );
-    const live = await housekeepAndRead(registry, done);
     return verify(live, publication, plan.status);
   } finally {
     await lock.release();

@@ -38,9 +38,29 @@ export interface RunOptions extends ExecOptions {
 }
 
 export interface HeldCommand {
+  /** The line that `startHeld` waited for. */
   firstLine: string;
+  /** Every line printed up to it (the last one is `firstLine`). */
+  lines: string[];
   release(): Promise<void>;
 }
+
+/** A command whose stdin the caller writes itself (the parallel upload's writers). */
+export interface OpenCommand {
+  stdin: ClientChannel;
+  /** How the command ended: settles once its channel is closed. */
+  ended: Promise<CommandResult>;
+}
+
+/** What this process did over SSH so far: read by the bench, logged at the end of a run. */
+export const sshCounters = {
+  /** SSH connections opened (a handshake each: several round trips). */
+  connections: 0,
+  /** Exec channels opened (each one costs at least a round trip). */
+  commands: 0,
+  /** Of those, the ones opened alongside others, in parallel (the upload's extra channels). */
+  parallel: 0,
+};
 
 /** A held command ended before printing its first line; `result` says how. */
 export class HeldCommandEnded extends Error {
@@ -94,6 +114,15 @@ class RunningCommand {
   }
 }
 
+/** The counters as one log line: what a run cost in round trips. */
+export function describeSshCounters(): string {
+  const { connections, commands, parallel } = sshCounters;
+  return (
+    `SSH: ${connections} connection${connections === 1 ? '' : 's'}, ${commands - parallel} commands in sequence` +
+    (parallel > 0 ? ` (and ${parallel} upload channels opened alongside)` : '')
+  );
+}
+
 export class RemoteSession {
   private closed = false;
 
@@ -101,6 +130,7 @@ export class RemoteSession {
     private readonly ssh: NodeSSH,
     readonly hostKey: PresentedHostKey,
   ) {
+    sshCounters.connections++;
     // Without a listener, a reset connection would be an unhandled 'error' event and end the
     // process; here it only marks the session as gone, and the command in flight fails.
     ssh.connection?.on('error', () => {
@@ -124,6 +154,7 @@ export class RemoteSession {
   private start(command: string): Promise<RunningCommand> {
     const connection = this.ssh.connection;
     if (!connection || this.closed) return Promise.reject(new Error('the SSH connection is closed'));
+    sshCounters.commands++;
     return new Promise((resolve, reject) => {
       connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
     });
@@ -198,17 +229,34 @@ export class RemoteSession {
   }
 
   /**
-   * Starts a command that keeps running until released, and resolves once it has printed its
-   * first line (for example a lock holder announcing that it holds the lock). Releasing closes
-   * its stdin; a dropped connection does the same on the server side.
+   * Opens a command whose stdin the caller writes (and ends) itself, with back-pressure through
+   * the channel. `parallel`: one of several opened at once (counted apart, as they share a round
+   * trip). Its stdout is collected like any command's, within MAX_STDOUT_BYTES.
    */
-  async startHeld(command: string): Promise<HeldCommand> {
+  async open(command: string, parallel = false): Promise<OpenCommand> {
+    if (parallel) sshCounters.parallel++;
     const running = await this.start(command);
+    return { stdin: running.channel, ended: running.closed.then(() => running.result()) };
+  }
+
+  /**
+   * Starts a command that keeps running until released, and resolves once it has printed its
+   * first line, or the first line that `until` accepts (for example a lock holder announcing that
+   * it holds the lock, after what it found). Releasing closes its stdin; a dropped connection
+   * does the same on the server side.
+   */
+  async startHeld(command: string, until: (line: string) => boolean = () => true): Promise<HeldCommand> {
+    const running = await this.start(command);
+    let lines: string[] = [];
     const firstLine = await new Promise<string>((resolve, reject) => {
       const check = (): void => {
-        const text = Buffer.concat(running.stdout).toString('utf8');
-        const end = text.indexOf('\n');
-        if (end >= 0) resolve(text.slice(0, end));
+        lines = Buffer.concat(running.stdout).toString('utf8').split('\n');
+        lines.pop(); // not a complete line (yet)
+        const index = lines.findIndex(until);
+        if (index >= 0) {
+          lines = lines.slice(0, index + 1);
+          resolve(lines[index] as string);
+        }
       };
       running.onStdout(check);
       check();
@@ -216,6 +264,7 @@ export class RemoteSession {
     });
     return {
       firstLine,
+      lines,
       release: async (): Promise<void> => {
         running.channel.end();
         await running.closed;

@@ -196,14 +196,17 @@ describe('the parallel upload', () => {
 
 describe('an sshd that allows few channels per connection', () => {
   it(
-    'still publishes, over the channels it accepts, with a notice',
+    'still publishes on a long link, over the channels it accepts, with a notice',
     async () => {
       const limited = await startRegistry({ sshExtraConfig: 'MaxSessions 2' });
       try {
         const dir = path.join(work, 'limited');
         await fsp.mkdir(dir);
         const image = await makeSplitContainerImage(dir, { rootfsBytes: 24 * MiB, compression: 'gzip' });
-        const result = await runBundle(inputsFor(limited, image));
+        // Over a link of 20 ms round trip: long enough for the action to want several channels.
+        const proxy = await startProxy({ targetPort: limited.sshPort, delayMs: 10 });
+        proxies.push(proxy);
+        const result = await runBundle(inputsFor(limited, image, { port: String(proxy.port) }));
         if (result.code !== 0) throw new Error(`the bundle failed:\n${result.stdout}\n${result.stderr}`);
         expect(result.outputs['status']).toBe('published');
         expect(result.outputs['fingerprint']).toBe(image.fingerprint);

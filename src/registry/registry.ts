@@ -22,6 +22,8 @@ export class Registry {
    * this connection's few channels.
    */
   sessionsLimited = false;
+  /** The round trip as the first command's start measured it (ms); undefined until then. */
+  roundTripMs: number | undefined;
 
   private constructor(
     private readonly connection: Connection,
@@ -73,6 +75,9 @@ export class Registry {
     if (this.shellChecked) return this.execScript(script, args, options);
     const probed = probedScript(script.text, args);
     const result = await this.session.exec(probed.command, { ...options, stdin: Readable.from([probed.stdin]) });
+    // Opening its channel and starting the command took two round trips.
+    const opened = this.session.lastOpenMs;
+    if (opened !== undefined) this.roundTripMs = opened / 2;
     const output = afterProbe(this.username, result);
     this.shellChecked = true;
     return output;

@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ActionError, describeError } from '../common/errors.js';
 import { hashFileInto, UploadHashes } from '../image/hashing.js';
 import { remoteFailure } from '../ssh/remote-failure.js';
-import type { CommandResult, OpenCommand } from '../ssh/session.js';
+import { isOpenRefusal, type CommandResult, type OpenCommand } from '../ssh/session.js';
 import { scriptCommand } from '../ssh/shell.js';
 import { imageLockPath, type RemoteImage, type UploadFile } from './layout.js';
 import { holdLock, type HeldLock } from './lock.js';
@@ -44,12 +44,17 @@ export interface Upload {
 }
 
 /**
- * Channels at most. sshd's MaxSessions (10 by default) counts every channel of a connection, the
+ * Channels at most, on a link whose round trip is LONG_LINK_MS or more. sshd's MaxSessions (10 by default) counts every channel of a connection, the
  * image lock's holder among them; 8 lift the window's ceiling eightfold (docs/performance.md has
  * the measurements). A server that allows fewer refuses the rest, and the upload goes on with
  * those it got.
  */
 export const UPLOAD_CHANNELS = 8;
+/**
+ * Below this round trip one channel's window is not the limit (2 MiB per 10 ms is 200 MB/s, what
+ * the two ends' CPUs manage on a good day), and more channels only share the CPUs: one is used.
+ */
+export const LONG_LINK_MS = 10;
 /** Bytes per block: a channel's unit of work, of resume, and of memory held per channel. */
 export const BLOCK_BYTES = 4 * 1024 * 1024;
 const READ_CHUNK_BYTES = 1024 * 1024;
@@ -189,9 +194,6 @@ interface Writer {
   result: Promise<CommandResult>;
   ended: boolean;
 }
-
-const isOpenRefusal = (error: unknown): boolean =>
-  /open failed|administratively prohibited|channel open failure/i.test(describeError(error));
 
 /**
  * Opens up to `count` writers at once (one round trip). A server with a lower MaxSessions refuses
@@ -356,7 +358,12 @@ async function transfer(
 ): Promise<void> {
   const toSend = plans.reduce((sum, plan) => sum + plan.send.reduce((bytes, block) => bytes + block.length, 0), 0);
   const blockCount = plans.reduce((sum, plan) => sum + plan.send.length, 0);
-  const wanted = Math.max(1, Math.min(options.channels ?? UPLOAD_CHANNELS, blockCount));
+  const rtt = registry.roundTripMs;
+  const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
+  const wanted = Math.max(1, Math.min(channels, blockCount));
+  if (rtt !== undefined && options.channels === undefined) {
+    core.info(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+  }
   const writers = await openWriters(registry, image, wanted, options.lockTimeout);
   const progress: Progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
   const report = (): string =>

@@ -5,6 +5,7 @@
 import type { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import { ActionError } from '../common/errors.js';
 import type { PresentedHostKey } from './hostkeys.js';
@@ -123,8 +124,14 @@ export function describeSshCounters(): string {
   );
 }
 
+/** Whether an error is the server refusing a channel (sshd's MaxSessions: "open failed"). */
+export const isOpenRefusal = (error: unknown): boolean =>
+  error instanceof Error && /open failed|administratively prohibited|channel open failure/i.test(error.message);
+
 export class RemoteSession {
   private closed = false;
+  /** How long the last channel took to open and start its command (two round trips), in ms. */
+  lastOpenMs: number | undefined;
 
   constructor(
     private readonly ssh: NodeSSH,
@@ -151,12 +158,31 @@ export class RemoteSession {
    * fast command's output, exit status and close can arrive in the same read as the channel's
    * confirmation, and would be missed by listeners attached a tick later.
    */
-  private start(command: string): Promise<RunningCommand> {
+  private async start(command: string, retryRefused = true): Promise<RunningCommand> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.startOnce(command);
+      } catch (error) {
+        // A server with a low MaxSessions counts a channel just closed until its main loop has
+        // collected it: a channel opened right after may be refused for a moment.
+        if (!retryRefused || attempt >= 6 || !isOpenRefusal(error) || !this.isConnected()) throw error;
+        await sleep(20 * 2 ** attempt);
+      }
+    }
+  }
+
+  private startOnce(command: string): Promise<RunningCommand> {
     const connection = this.ssh.connection;
     if (!connection || this.closed) return Promise.reject(new Error('the SSH connection is closed'));
     sshCounters.commands++;
+    const started = performance.now();
     return new Promise((resolve, reject) => {
-      connection.exec(command, (error, channel) => (error ? reject(error) : resolve(new RunningCommand(channel))));
+      connection.exec(command, (error, channel) => {
+        // Two round trips: the channel's open, then the exec request's answer.
+        this.lastOpenMs = performance.now() - started;
+        if (error) reject(error);
+        else resolve(new RunningCommand(channel));
+      });
     });
   }
 
@@ -235,7 +261,8 @@ export class RemoteSession {
    */
   async open(command: string, parallel = false): Promise<OpenCommand> {
     if (parallel) sshCounters.parallel++;
-    const running = await this.start(command);
+    // Writers beyond what the server allows are refused for good: the caller goes on without them.
+    const running = await this.start(command, false);
     return { stdin: running.channel, ended: running.closed.then(() => running.result()) };
   }
 

@@ -173,8 +173,9 @@ async function planFiles(
         plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
         continue;
       }
-    } else if (!state.complete && state.blocks.length === 0 && state.blocksSha256 === undefined) {
-      plans.push({ index, file, send: missingBlocks([], size, blockBytes) }); // fresh (N)
+    } else if (state.blocks.length === 0) {
+      // A fresh partial file (N), or one no block of which was recorded: everything is sent.
+      plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
       continue;
     }
     // What the server holds does not match: that file starts again.

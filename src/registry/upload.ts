@@ -173,8 +173,9 @@ async function planFiles(
         plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
         continue;
       }
-    } else if (state.blocks.length === 0) {
-      // A fresh partial file (N), or one no block of which was recorded: everything is sent.
+    } else if (state.blocks.length === 0 && state.blocksSha256 === undefined) {
+      // A fresh, empty partial file and block list (N): everything is sent. A block list with
+      // nothing valid in it is reset below, so that no stray line is left for the final check.
       plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
       continue;
     }

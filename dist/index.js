@@ -54092,9 +54092,10 @@ const CHUNK = 256 * 1024;
 function readStream(file, range = {}) {
     const start = range.start ?? 0;
     const end = Math.min(range.end ?? file.size - 1, file.size - 1);
+    const chunkBytes = range.chunkBytes ?? CHUNK;
     async function* chunks() {
         for (let position = start; position <= end;) {
-            const buffer = Buffer.allocUnsafe(Math.min(CHUNK, end - position + 1));
+            const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, end - position + 1));
             const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
             if (bytesRead === 0) {
                 throw changedError(file, `${file.size} bytes when inspected, it ended after ${position}`);
@@ -54103,7 +54104,7 @@ function readStream(file, range = {}) {
             yield buffer.subarray(0, bytesRead);
         }
     }
-    return external_node_stream_.Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK });
+    return external_node_stream_.Readable.from(chunks(), { objectMode: false, highWaterMark: chunkBytes });
 }
 /** Reads up to `length` bytes from `position` through the descriptor. */
 async function readAt(file, position, length) {
@@ -54874,6 +54875,394 @@ async function checkPublicRegistry(options) {
     }
     finally {
         agent.destroy();
+    }
+}
+
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/common/hints.ts
+/** How to get each tool this action needs on the server: one line per tool, used by every message. */
+const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
+const INSTALL_FLOCK = 'Install util-linux.';
+
+;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
+/** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
+
+/** Keeps only the end of a long stderr, which is where tools say what went wrong. */
+function tail(text, lines = 20) {
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+function remoteFailure(what, result) {
+    const status = result.timedOutAfter !== undefined
+        ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
+        : result.signal !== null
+            ? `was killed by signal ${result.signal}`
+            : result.code === null
+                ? 'ended without an exit status'
+                : `exited with status ${result.code}`;
+    const stderr = tail(result.stderr);
+    return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
+}
+/** Hints for the usual causes of a failing remote step. */
+function hintFor(stderr, code) {
+    if (/No space left on device/i.test(stderr)) {
+        return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
+    }
+    if (/Permission denied/i.test(stderr)) {
+        return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
+    }
+    if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
+        return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
+    }
+    const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
+    if (code === 127 || missing) {
+        if (missing === undefined || missing === 'incus-simplestreams') {
+            return `\nHint: incus-simplestreams is not installed on the server. ${INSTALL_INCUS_SIMPLESTREAMS}`;
+        }
+        if (missing === 'flock')
+            return `\nHint: flock is not installed on the server. ${INSTALL_FLOCK}`;
+        return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
+    }
+    return '';
+}
+
+// EXTERNAL MODULE: ./src/ssh/shell.ts
+var shell = __nccwpck_require__(9000);
+;// CONCATENATED MODULE: ./src/ssh/session.ts
+
+
+
+
+
+
+/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
+const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
+/** The most output kept from one command: a registry's images.json is far smaller. */
+const MAX_STDOUT_BYTES = 64 << 20;
+/** What this process did over SSH so far: read by the bench, logged at the end of a run. */
+const sshCounters = {
+    /** SSH connections opened (a handshake each: several round trips). */
+    connections: 0,
+    /** Exec channels opened (each one costs at least a round trip). */
+    commands: 0,
+    /** Of those, the ones opened alongside others, in parallel (the upload's extra channels). */
+    parallel: 0,
+};
+/** A held command ended before printing its first line; `result` says how. */
+class HeldCommandEnded extends Error {
+    result;
+    constructor(result) {
+        super(remoteFailure('A held command', result));
+        this.result = result;
+        this.name = 'HeldCommandEnded';
+    }
+}
+/** A command's channel, with its output, exit status and end collected from the start. */
+class RunningCommand {
+    channel;
+    stdout = [];
+    stdoutBytes = 0;
+    /** Set when the command printed more than MAX_STDOUT_BYTES; its channel is then closed. */
+    overflowed = false;
+    stderr = '';
+    code = null;
+    signal = null;
+    stdoutListeners = [];
+    closed;
+    settleClosed = () => undefined;
+    constructor(channel) {
+        this.channel = channel;
+        channel.on('data', (chunk) => {
+            if (this.overflowed)
+                return;
+            this.stdoutBytes += chunk.length;
+            if (this.stdoutBytes > MAX_STDOUT_BYTES) {
+                this.overflowed = true;
+                this.stdout.length = 0;
+                channel.close();
+                return;
+            }
+            this.stdout.push(chunk);
+            for (const listener of this.stdoutListeners)
+                listener();
+        });
+        channel.stderr.on('data', (chunk) => {
+            this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
+        });
+        channel.on('exit', (code, signal) => {
+            this.code = code ?? null;
+            this.signal = signal ?? null;
+        });
+        this.closed = new Promise((resolve) => {
+            this.settleClosed = resolve;
+            channel.on('close', () => resolve());
+        });
+    }
+    /**
+     * The connection is gone: the channel may never report its close (a tunnel cut on the far
+     * side of a bastion), so whoever waits on it is released, and a stream piped into it fails.
+     */
+    abandon() {
+        this.channel.destroy();
+        this.settleClosed();
+    }
+    onStdout(listener) {
+        this.stdoutListeners.push(listener);
+    }
+    result() {
+        return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
+    }
+}
+/** Server scripts whose full text the debug log has shown already (once per script name). */
+const scriptsShown = new Set();
+/** Logs a command as sent (step debug only): a script's text once per name, then its arguments. */
+function debugCommand(label, number, command) {
+    if (!debugOn())
+        return;
+    const words = (0,shell/* splitCommandLine */.aL)(command);
+    if (words && words.length >= 4 && words[0] === 'sh' && words[1] === '-c') {
+        const [, , script, name, ...args] = words;
+        if (!scriptsShown.has(name)) {
+            scriptsShown.add(name);
+            debug(`server script ${name}:\n${script}`);
+        }
+        debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(shell/* quoteArg */.X1).join(' ')}`);
+        return;
+    }
+    debug(`${label} exec #${number}: ${command}`);
+}
+/** The counters as one log line: what a run cost in round trips. */
+function describeSshCounters() {
+    const { connections, commands, parallel } = sshCounters;
+    return (`SSH: ${connections} connection${connections === 1 ? '' : 's'}, ${commands - parallel} commands in sequence` +
+        (parallel > 0 ? ` (and ${parallel} upload channels opened alongside)` : ''));
+}
+/** Whether an error is the server refusing a channel (sshd's MaxSessions: "open failed"). */
+const isOpenRefusal = (error) => error instanceof Error && /open failed|administratively prohibited|channel open failure/i.test(error.message);
+class RemoteSession {
+    ssh;
+    hostKey;
+    label;
+    closed = false;
+    /** How long the last channel took to open and start its command (two round trips), in ms. */
+    lastOpenMs;
+    /** Exec channels opened on this connection: each is at least one round trip. */
+    channels = 0;
+    /** Connections this one runs through (a bastion's), closed with it. */
+    carriers = [];
+    constructor(ssh, hostKey, 
+    /** For the debug log: which server this is ("registry", "bastion"). */
+    label = 'registry') {
+        this.ssh = ssh;
+        this.hostKey = hostKey;
+        this.label = label;
+        sshCounters.connections++;
+        // Without a listener, a reset connection would be an unhandled 'error' event and end the
+        // process; here it only marks the session as gone, and the command in flight fails.
+        ssh.connection?.on('error', () => this.gone());
+        ssh.connection?.on('close', () => this.gone());
+    }
+    /** Commands in flight, released when the connection goes. */
+    running = new Set();
+    /** Marks the session as gone and releases every command still waiting on it. */
+    gone() {
+        this.closed = true;
+        for (const running of this.running)
+            running.abandon();
+        this.running.clear();
+    }
+    /** Whether the connection is still up (false once the server or the network dropped it). */
+    isConnected() {
+        return !this.closed && this.ssh.isConnected();
+    }
+    /**
+     * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
+     * fast command's output, exit status and close can arrive in the same read as the channel's
+     * confirmation, and would be missed by listeners attached a tick later.
+     */
+    async start(command, retryRefused = true) {
+        for (let attempt = 0;; attempt++) {
+            try {
+                return await this.startOnce(command);
+            }
+            catch (error) {
+                // A server with a low MaxSessions counts a channel just closed until its main loop has
+                // collected it: a channel opened right after may be refused for a moment.
+                if (!retryRefused || attempt >= 6 || !isOpenRefusal(error) || !this.isConnected())
+                    throw error;
+                await (0,external_node_timers_promises_namespaceObject.setTimeout)(20 * 2 ** attempt);
+            }
+        }
+    }
+    startOnce(command) {
+        const connection = this.ssh.connection;
+        if (!connection || this.closed)
+            return Promise.reject(new Error('the SSH connection is closed'));
+        // Secrets go to the server only as key material during authentication, never in a command.
+        if (holdsSecret(command))
+            return Promise.reject(new Error('refusing to send a command that holds a secret'));
+        this.channels += 1;
+        sshCounters.commands++;
+        debugCommand(this.label, this.channels, command);
+        const started = performance.now();
+        return new Promise((resolve, reject) => {
+            connection.exec(command, (error, channel) => {
+                // Two round trips: the channel's open, then the exec request's answer.
+                this.lastOpenMs = performance.now() - started;
+                if (error)
+                    return reject(error);
+                const running = new RunningCommand(channel);
+                this.running.add(running);
+                void running.closed.then(() => this.running.delete(running));
+                resolve(running);
+            });
+        });
+    }
+    /**
+     * A TCP connection from the server to `host`:`port` (a direct-tcpip channel, as `ssh -J` opens
+     * one on a bastion), as a stream for the next SSH connection's `sock`. Fails after `timeoutSeconds`.
+     */
+    forwardOut(host, port, timeoutSeconds) {
+        const connection = this.ssh.connection;
+        if (!connection || this.closed)
+            return Promise.reject(new Error('the SSH connection is closed'));
+        debug(`${this.label}: opening a tunnel to ${host}:${port}`);
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`no tunnel within ${timeoutSeconds} s (timed out)`)), timeoutSeconds * 1000);
+            connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+                clearTimeout(timer);
+                if (error)
+                    return reject(error);
+                // When the far side goes (the bastion's TCP connection to the server drops), the tunnel
+                // only ends for reading; the connection through it must see a closed socket at once, not
+                // after its keepalives run out.
+                channel.on('end', () => channel.destroy());
+                resolve(channel);
+            });
+        });
+    }
+    /** Closes `carrier` (the bastion this connection is tunnelled through) when this one is disposed. */
+    runsThrough(carrier) {
+        this.carriers.push(carrier);
+        // The tunnel goes with the bastion: this connection is then gone too.
+        carrier.ssh.connection?.on('close', () => this.gone());
+    }
+    /**
+     * Runs a command (built with ssh/shell.ts) and collects its output and exit status. Output past
+     * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
+     */
+    async exec(command, options = {}) {
+        const running = await this.start(command);
+        const result = await this.collect(running, options);
+        if (running.overflowed) {
+            throw new errors/* ActionError */.lZ(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
+                'holds something other than what this action writes (an images.json that large, or a noisy login ' +
+                "shell). Check simplestreams-dir and the SSH user's shell startup files.");
+        }
+        return result;
+    }
+    async collect(running, options) {
+        const { stdin, timeoutSeconds = 0 } = options;
+        if (timeoutSeconds <= 0)
+            return this.finish(running, stdin);
+        let timer;
+        // sshd does not end a command when its channel is closed, and may ignore signals: the run
+        // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
+        const timedOut = new Promise((resolve) => {
+            timer = setTimeout(() => {
+                running.channel.signal('KILL');
+                running.channel.close();
+                resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
+            }, timeoutSeconds * 1000);
+        });
+        const finishing = this.finish(running, stdin);
+        finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
+        try {
+            return await Promise.race([finishing, timedOut]);
+        }
+        finally {
+            clearTimeout(timer);
+        }
+    }
+    async finish(running, stdin) {
+        if (stdin) {
+            try {
+                await (0,external_node_stream_promises_namespaceObject.pipeline)(stdin, running.channel);
+            }
+            catch (error) {
+                running.channel.close();
+                await running.closed;
+                // A command that failed early (a full disk, a directory it cannot write) closes its side
+                // first: its exit status and stderr say more than the broken pipe does.
+                const result = running.result();
+                if (result.code === null || result.code === 0)
+                    throw error;
+                return result;
+            }
+        }
+        else {
+            running.channel.end();
+        }
+        await running.closed;
+        return running.result();
+    }
+    /** Runs a command and fails with its stderr (and a hint) unless it exits with status 0. */
+    async run(command, options) {
+        const result = await this.exec(command, options);
+        if (result.code !== 0) {
+            throw new errors/* ActionError */.lZ(remoteFailure(options.what, result));
+        }
+        return result.stdout;
+    }
+    /**
+     * Opens a command whose stdin the caller writes (and ends) itself, with back-pressure through
+     * the channel. `parallel`: one of several opened at once (counted apart, as they share a round
+     * trip). Its stdout is collected like any command's, within MAX_STDOUT_BYTES.
+     */
+    async open(command, parallel = false) {
+        if (parallel)
+            sshCounters.parallel++;
+        // Writers beyond what the server allows are refused for good: the caller goes on without them.
+        const running = await this.start(command, false);
+        return { stdin: running.channel, ended: running.closed.then(() => running.result()) };
+    }
+    /**
+     * Starts a command that keeps running until released, and resolves once it has printed its
+     * first line, or the first line that `until` accepts (for example a lock holder announcing that
+     * it holds the lock, after what it found). Releasing closes its stdin; a dropped connection
+     * does the same on the server side.
+     */
+    async startHeld(command, until = () => true) {
+        const running = await this.start(command);
+        let lines = [];
+        const firstLine = await new Promise((resolve, reject) => {
+            const check = () => {
+                lines = Buffer.concat(running.stdout).toString('utf8').split('\n');
+                lines.pop(); // not a complete line (yet)
+                const index = lines.findIndex(until);
+                if (index >= 0) {
+                    lines = lines.slice(0, index + 1);
+                    resolve(lines[index]);
+                }
+            };
+            running.onStdout(check);
+            check();
+            void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
+        });
+        return {
+            firstLine,
+            lines,
+            release: async () => {
+                running.channel.end();
+                await running.closed;
+            },
+        };
+    }
+    dispose() {
+        debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
+        this.ssh.dispose();
+        for (const carrier of this.carriers)
+            carrier.dispose();
     }
 }
 
@@ -56627,337 +57016,6 @@ function lxdWarnings(imageType, unified) {
     return warnings;
 }
 
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: ./src/common/hints.ts
-/** How to get each tool this action needs on the server: one line per tool, used by every message. */
-const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
-const INSTALL_FLOCK = 'Install util-linux.';
-
-;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
-/** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
-
-/** Keeps only the end of a long stderr, which is where tools say what went wrong. */
-function tail(text, lines = 20) {
-    return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-function remoteFailure(what, result) {
-    const status = result.timedOutAfter !== undefined
-        ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
-        : result.signal !== null
-            ? `was killed by signal ${result.signal}`
-            : result.code === null
-                ? 'ended without an exit status'
-                : `exited with status ${result.code}`;
-    const stderr = tail(result.stderr);
-    return `${what} failed on the server: it ${status}.${stderr ? `\n${stderr}` : ''}${hintFor(stderr, result.code)}`;
-}
-/** Hints for the usual causes of a failing remote step. */
-function hintFor(stderr, code) {
-    if (/No space left on device/i.test(stderr)) {
-        return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
-    }
-    if (/Permission denied/i.test(stderr)) {
-        return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
-    }
-    if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
-        return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
-    }
-    const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
-    if (code === 127 || missing) {
-        if (missing === undefined || missing === 'incus-simplestreams') {
-            return `\nHint: incus-simplestreams is not installed on the server. ${INSTALL_INCUS_SIMPLESTREAMS}`;
-        }
-        if (missing === 'flock')
-            return `\nHint: flock is not installed on the server. ${INSTALL_FLOCK}`;
-        return `\nHint: ${missing} is not installed on the server, or not on the SSH user's PATH.`;
-    }
-    return '';
-}
-
-// EXTERNAL MODULE: ./src/ssh/shell.ts
-var shell = __nccwpck_require__(9000);
-;// CONCATENATED MODULE: ./src/ssh/session.ts
-
-
-
-
-
-/** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
-const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
-/** The most output kept from one command: a registry's images.json is far smaller. */
-const MAX_STDOUT_BYTES = 64 << 20;
-/** A held command ended before printing its first line; `result` says how. */
-class HeldCommandEnded extends Error {
-    result;
-    constructor(result) {
-        super(remoteFailure('A held command', result));
-        this.result = result;
-        this.name = 'HeldCommandEnded';
-    }
-}
-/** A command's channel, with its output, exit status and end collected from the start. */
-class RunningCommand {
-    channel;
-    stdout = [];
-    stdoutBytes = 0;
-    /** Set when the command printed more than MAX_STDOUT_BYTES; its channel is then closed. */
-    overflowed = false;
-    stderr = '';
-    code = null;
-    signal = null;
-    stdoutListeners = [];
-    closed;
-    settleClosed = () => undefined;
-    constructor(channel) {
-        this.channel = channel;
-        channel.on('data', (chunk) => {
-            if (this.overflowed)
-                return;
-            this.stdoutBytes += chunk.length;
-            if (this.stdoutBytes > MAX_STDOUT_BYTES) {
-                this.overflowed = true;
-                this.stdout.length = 0;
-                channel.close();
-                return;
-            }
-            this.stdout.push(chunk);
-            for (const listener of this.stdoutListeners)
-                listener();
-        });
-        channel.stderr.on('data', (chunk) => {
-            this.stderr = (this.stderr + chunk.toString('utf8')).slice(-64 * 1024);
-        });
-        channel.on('exit', (code, signal) => {
-            this.code = code ?? null;
-            this.signal = signal ?? null;
-        });
-        this.closed = new Promise((resolve) => {
-            this.settleClosed = resolve;
-            channel.on('close', () => resolve());
-        });
-    }
-    /**
-     * The connection is gone: the channel may never report its close (a tunnel cut on the far
-     * side of a bastion), so whoever waits on it is released, and a stream piped into it fails.
-     */
-    abandon() {
-        this.channel.destroy();
-        this.settleClosed();
-    }
-    onStdout(listener) {
-        this.stdoutListeners.push(listener);
-    }
-    result() {
-        return { code: this.code, signal: this.signal, stdout: Buffer.concat(this.stdout), stderr: this.stderr };
-    }
-}
-/** Server scripts whose full text the debug log has shown already (once per script name). */
-const scriptsShown = new Set();
-/** Logs a command as sent (step debug only): a script's text once per name, then its arguments. */
-function debugCommand(label, number, command) {
-    if (!debugOn())
-        return;
-    const words = (0,shell/* splitCommandLine */.aL)(command);
-    if (words && words.length >= 4 && words[0] === 'sh' && words[1] === '-c') {
-        const [, , script, name, ...args] = words;
-        if (!scriptsShown.has(name)) {
-            scriptsShown.add(name);
-            debug(`server script ${name}:\n${script}`);
-        }
-        debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(shell/* quoteArg */.X1).join(' ')}`);
-        return;
-    }
-    debug(`${label} exec #${number}: ${command}`);
-}
-class RemoteSession {
-    ssh;
-    hostKey;
-    label;
-    closed = false;
-    /** Exec channels opened on this connection: each is at least one round trip. */
-    channels = 0;
-    /** Connections this one runs through (a bastion's), closed with it. */
-    carriers = [];
-    constructor(ssh, hostKey, 
-    /** For the debug log: which server this is ("registry", "bastion"). */
-    label = 'registry') {
-        this.ssh = ssh;
-        this.hostKey = hostKey;
-        this.label = label;
-        // Without a listener, a reset connection would be an unhandled 'error' event and end the
-        // process; here it only marks the session as gone, and the command in flight fails.
-        ssh.connection?.on('error', () => this.gone());
-        ssh.connection?.on('close', () => this.gone());
-    }
-    /** Commands in flight, released when the connection goes. */
-    running = new Set();
-    /** Marks the session as gone and releases every command still waiting on it. */
-    gone() {
-        this.closed = true;
-        for (const running of this.running)
-            running.abandon();
-        this.running.clear();
-    }
-    /** Whether the connection is still up (false once the server or the network dropped it). */
-    isConnected() {
-        return !this.closed && this.ssh.isConnected();
-    }
-    /**
-     * Opens an exec channel. Its listeners are attached inside ssh2's callback, synchronously: a
-     * fast command's output, exit status and close can arrive in the same read as the channel's
-     * confirmation, and would be missed by listeners attached a tick later.
-     */
-    start(command) {
-        const connection = this.ssh.connection;
-        if (!connection || this.closed)
-            return Promise.reject(new Error('the SSH connection is closed'));
-        // Secrets go to the server only as key material during authentication, never in a command.
-        if (holdsSecret(command))
-            return Promise.reject(new Error('refusing to send a command that holds a secret'));
-        this.channels += 1;
-        debugCommand(this.label, this.channels, command);
-        return new Promise((resolve, reject) => {
-            connection.exec(command, (error, channel) => {
-                if (error)
-                    return reject(error);
-                const running = new RunningCommand(channel);
-                this.running.add(running);
-                void running.closed.then(() => this.running.delete(running));
-                resolve(running);
-            });
-        });
-    }
-    /**
-     * A TCP connection from the server to `host`:`port` (a direct-tcpip channel, as `ssh -J` opens
-     * one on a bastion), as a stream for the next SSH connection's `sock`. Fails after `timeoutSeconds`.
-     */
-    forwardOut(host, port, timeoutSeconds) {
-        const connection = this.ssh.connection;
-        if (!connection || this.closed)
-            return Promise.reject(new Error('the SSH connection is closed'));
-        debug(`${this.label}: opening a tunnel to ${host}:${port}`);
-        return new Promise((resolve, reject) => {
-            const timer = setTimeout(() => reject(new Error(`no tunnel within ${timeoutSeconds} s (timed out)`)), timeoutSeconds * 1000);
-            connection.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
-                clearTimeout(timer);
-                if (error)
-                    return reject(error);
-                // When the far side goes (the bastion's TCP connection to the server drops), the tunnel
-                // only ends for reading; the connection through it must see a closed socket at once, not
-                // after its keepalives run out.
-                channel.on('end', () => channel.destroy());
-                resolve(channel);
-            });
-        });
-    }
-    /** Closes `carrier` (the bastion this connection is tunnelled through) when this one is disposed. */
-    runsThrough(carrier) {
-        this.carriers.push(carrier);
-        // The tunnel goes with the bastion: this connection is then gone too.
-        carrier.ssh.connection?.on('close', () => this.gone());
-    }
-    /**
-     * Runs a command (built with ssh/shell.ts) and collects its output and exit status. Output past
-     * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
-     */
-    async exec(command, options = {}) {
-        const running = await this.start(command);
-        const result = await this.collect(running, options);
-        if (running.overflowed) {
-            throw new errors/* ActionError */.lZ(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
-                'holds something other than what this action writes (an images.json that large, or a noisy login ' +
-                "shell). Check simplestreams-dir and the SSH user's shell startup files.");
-        }
-        return result;
-    }
-    async collect(running, options) {
-        const { stdin, timeoutSeconds = 0 } = options;
-        if (timeoutSeconds <= 0)
-            return this.finish(running, stdin);
-        let timer;
-        // sshd does not end a command when its channel is closed, and may ignore signals: the run
-        // goes on without waiting for it (the connection's end, at the latest, closes its pipes).
-        const timedOut = new Promise((resolve) => {
-            timer = setTimeout(() => {
-                running.channel.signal('KILL');
-                running.channel.close();
-                resolve({ ...running.result(), timedOutAfter: timeoutSeconds });
-            }, timeoutSeconds * 1000);
-        });
-        const finishing = this.finish(running, stdin);
-        finishing.catch(() => undefined); // after a timeout nobody waits for it; its failure is moot
-        try {
-            return await Promise.race([finishing, timedOut]);
-        }
-        finally {
-            clearTimeout(timer);
-        }
-    }
-    async finish(running, stdin) {
-        if (stdin) {
-            try {
-                await (0,external_node_stream_promises_namespaceObject.pipeline)(stdin, running.channel);
-            }
-            catch (error) {
-                running.channel.close();
-                await running.closed;
-                // A command that failed early (a full disk, a directory it cannot write) closes its side
-                // first: its exit status and stderr say more than the broken pipe does.
-                const result = running.result();
-                if (result.code === null || result.code === 0)
-                    throw error;
-                return result;
-            }
-        }
-        else {
-            running.channel.end();
-        }
-        await running.closed;
-        return running.result();
-    }
-    /** Runs a command and fails with its stderr (and a hint) unless it exits with status 0. */
-    async run(command, options) {
-        const result = await this.exec(command, options);
-        if (result.code !== 0) {
-            throw new errors/* ActionError */.lZ(remoteFailure(options.what, result));
-        }
-        return result.stdout;
-    }
-    /**
-     * Starts a command that keeps running until released, and resolves once it has printed its
-     * first line (for example a lock holder announcing that it holds the lock). Releasing closes
-     * its stdin; a dropped connection does the same on the server side.
-     */
-    async startHeld(command) {
-        const running = await this.start(command);
-        const firstLine = await new Promise((resolve, reject) => {
-            const check = () => {
-                const text = Buffer.concat(running.stdout).toString('utf8');
-                const end = text.indexOf('\n');
-                if (end >= 0)
-                    resolve(text.slice(0, end));
-            };
-            running.onStdout(check);
-            check();
-            void running.closed.then(() => reject(new HeldCommandEnded(running.result())));
-        });
-        return {
-            firstLine,
-            release: async () => {
-                running.channel.end();
-                await running.closed;
-            },
-        };
-    }
-    dispose() {
-        debug(`${this.label}: ${this.channels} exec channel${this.channels === 1 ? '' : 's'} opened (round trips)`);
-        this.ssh.dispose();
-        for (const carrier of this.carriers)
-            carrier.dispose();
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/registry/layout.ts
 /**
  * Where things live on the server. All state is under simplestreams-dir, on the same file system
@@ -57044,48 +57102,166 @@ echo "locked $$"
 exec cat >/dev/null`,
 };
 /**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
- * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
- * write lock: a writer left over from a dropped connection may still be draining into a partial
- * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
- * directory that is a symlink.
+ * The registry lock and the live index read under it, in one round trip: takes the lock `$1` as
+ * HOLD_LOCK does (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
+ * "index " and its base64 (or "noindex" when there is none yet; a file on one line cannot be
+ * mistaken for the line that follows), then "locked PID", and holds the lock like HOLD_LOCK.
  */
-const UPLOAD_STATE = {
-    name: 'lxc-publish-state',
-    text: `dir=$1 timeout=$2; shift 2
+const REGISTRY_LOCK = {
+    name: 'lxc-publish-registry-lock',
+    text: `lock=$1 timeout=$2 ss=$3
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
+live=$ss/streams/v1/images.json
+if [ -e "$live" ]; then
+  printf 'index '
+  base64 -w 0 < "$live" || exit 1
+  echo
+else
+  echo noindex
+fi
+echo "locked $$"
+exec cat >/dev/null`,
+};
+/**
+ * The image's upload lock and what an earlier attempt left, in one round trip: takes the image
+ * lock `$1` as HOLD_LOCK does (waiting at most `$2` seconds), then, in the upload directory `$3`
+ * and under its write lock taken exclusively (a writer left over from a dropped connection may
+ * still be draining, and what it wrote is only final once it is gone), reports each file named
+ * after `$3` (numbered from 1):
+ *   F <n> <size> <sha256>        the complete file is there (an earlier run got that far)
+ *   B <n> <offset> <length>      a block recorded as written in `<name>.partial`, sorted
+ *   H <n> <sha256>               the sha256 of those blocks' bytes, in that order
+ *   N <n>                        nothing usable: a fresh, empty `<name>.partial` is in place
+ * then "locked PID" and holds the lock like HOLD_LOCK. A block list is read back only from a
+ * regular file of its own and only lines of two numbers are kept; nothing here follows a symlink
+ * (a partial file is created, never opened through a link). Refuses (exit 77) an upload directory,
+ * lock or write lock that is a symlink.
+ */
+const IMAGE_LOCK = {
+    name: 'lxc-publish-image-lock',
+    text: `lock=$1 timeout=$2 dir=$3; shift 3
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
 if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
+regular() { [ -f "$1" ] && [ ! -L "$1" ]; }
+exec 3>&1
+n=0
 for name; do
-  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
-done`,
+  n=$((n + 1))
+  file=$dir/$name
+  if regular "$file"; then
+    sum=$(sha256sum < "$file") || exit 1
+    printf 'F %s %s %s\\n' "$n" "$(stat -c %s -- "$file")" "\${sum%% *}"
+  elif regular "$file.partial" && regular "$file.blocks"; then
+    blocks=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -u)
+    sum=$(printf '%s\\n' "$blocks" | while read -r offset length; do
+      [ -n "$offset" ] || continue
+      printf 'B %s %s %s\\n' "$n" "$offset" "$length" >&3
+      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none
+    done | sha256sum) || exit 1
+    printf 'H %s %s\\n' "$n" "\${sum%% *}"
+  else
+    rm -f -- "$file.partial" "$file.blocks" || exit 1
+    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1
+    printf 'N %s\\n' "$n"
+  fi
+done
+exec 8>&-
+echo "locked $$"
+exec cat >/dev/null`,
 };
 /**
- * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
- * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
- * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
- * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
+ * Starts the upload of `$3` in the directory `$1` again from nothing, under its write lock
+ * (waiting at most `$2` seconds): what was there did not match the runner's file. The new partial
+ * file and block list are created, never opened through a link.
  */
-const WRITE_FILE = {
-    name: 'lxc-publish-write',
-    text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
-partial=$dir/$name.partial
+const RESET_UPLOAD = {
+    name: 'lxc-publish-reset',
+    text: `dir=$1 timeout=$2 name=$3
 if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then
-  rm -f -- "$partial" || exit 1
-  (set -C; : > "$partial") || exit 1
-elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
-  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
-fi
-cat >> "$partial" || exit 1
-got=$(stat -c %s -- "$partial") || exit 1
-if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
-mv -f -- "$partial" "$dir/$name"`,
+rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
+(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1`,
+};
+/**
+ * One of the upload's parallel writers. Under the image's write lock, shared with the run's other
+ * writers (taken within `$2` seconds), it reads framed blocks from stdin for the files named after
+ * `$2` in the upload directory `$1` (numbered from 1):
+ *   "B <n> <offset> <length>\n", then exactly <length> bytes, then ".\n"
+ * writes each block at its offset into `<name>.partial` (dd reads exactly <length> bytes from the
+ * pipe, and the shell's read builtin reads a pipe byte by byte: nothing past a frame is consumed),
+ * and records it in `<name>.blocks` once the closing "." arrived; a block cut short by the end of
+ * stdin (a dropped connection) is recorded as far as dd wrote it (its count of bytes copied), so
+ * a resume sends only the rest. Then:
+ *   "E <n> <size>\n"
+ * (sent once every other writer has ended) checks that the recorded blocks tile the file from 0
+ * to <size> and that it is that long, and only then gives it its final name. Every number read
+ * from a frame must be digits; anything else ends the writer with an error. Nothing here follows
+ * a symlink: the partial file and block list must be regular files of their own.
+ */
+const WRITE_BLOCKS = {
+    name: 'lxc-publish-write',
+    text: `dir=$1 timeout=$2; shift 2
+if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock -s -w "$timeout" -E 75 8 || exit $?
+bad() { echo "bad frame: $*" >&2; exit 1; }
+nl='
+'
+while read -r kind n a b; do
+  case $n in ''|*[!0-9]*) bad "$kind $n" ;; esac
+  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi
+  i=0
+  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done
+  file=$dir/$name
+  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then
+    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1
+  fi
+  case $kind in
+    B)
+      case $a$b in ''|*[!0-9]*) bad "$kind $n $a $b" ;; esac
+      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf '%s\\n' "$stats" >&2; exit 1; }
+      copied=\${stats##*"$nl"}
+      copied=\${copied%% *}
+      case $copied in ''|*[!0-9]*) printf 'dd: %s\\n' "$stats" >&2; exit 1 ;; esac
+      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then
+        printf '%s %s\\n' "$a" "$b" >> "$file.blocks" || exit 1
+      else
+        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.
+        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf '%s %s\\n' "$a" "$copied" >> "$file.blocks"; fi
+        echo "the block at $a of $name was cut short" >&2; exit 1
+      fi
+      ;;
+    E)
+      case $a in ''|*[!0-9]*) bad "$kind $n $a" ;; esac
+      got=$(stat -c %s -- "$file.partial") || exit 1
+      end=$(sort -n -u < "$file.blocks" | { next=0; while read -r offset length; do [ "$offset" = "$next" ] || break; next=$((offset + length)); done; echo "$next"; })
+      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then
+        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1
+      fi
+      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1
+      ;;
+    *) bad "$kind" ;;
+  esac
+done`,
 };
 /** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
 const READ_LIVE_EXIT = {
@@ -57255,8 +57431,10 @@ exec cat -- "$live"`,
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 const ALL_SCRIPTS = [
     HOLD_LOCK,
-    UPLOAD_STATE,
-    WRITE_FILE,
+    REGISTRY_LOCK,
+    IMAGE_LOCK,
+    RESET_UPLOAD,
+    WRITE_BLOCKS,
     READ_LIVE_INDEX,
     COMMIT,
     HOUSEKEEPING,
@@ -57295,7 +57473,8 @@ async function readLiveIndex(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
     const path = liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
+    // Before an upload it is the first command: the login shell's check rides with it.
+    const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
     switch (result.code) {
         case 0:
             return parseIndexText(result.stdout, path);
@@ -57329,6 +57508,7 @@ async function readLiveIndex(registry, preflight) {
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
 async function serverToolVersion(registry) {
+    await registry.checkLoginShell();
     const output = await registry.session.run((0,shell/* commandLine */.ay)(['incus-simplestreams', '--version']), {
         what: 'Asking the server for its incus-simplestreams version',
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
@@ -57347,11 +57527,25 @@ async function serverToolVersion(registry) {
  * live index as it now stands: one round trip, under the registry lock.
  */
 async function housekeepAndRead(registry, done = []) {
-    const { simplestreamsDir, uploadDir } = registry.paths;
-    const output = await registry.runScript(HOUSEKEEPING, [simplestreamsDir, uploadDir, String(RETIRE_GRACE_SECONDS), String(UPLOAD_GRACE_SECONDS / 60), ...done], {
+    const output = await registry.session.run(housekeepingCommand(registry, done), {
         what: 'Cleaning up after earlier runs and reading the index back',
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     });
+    return readBack(registry, output);
+}
+/** The housekeeping command, for housekeepAndRead or to follow the commit in its round trip. */
+function housekeepingCommand(registry, done = []) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    return (0,shell/* scriptCommand */.rG)(HOUSEKEEPING.text, HOUSEKEEPING.name, [
+        simplestreamsDir,
+        uploadDir,
+        String(RETIRE_GRACE_SECONDS),
+        String(UPLOAD_GRACE_SECONDS / 60),
+        ...done,
+    ]);
+}
+/** The live index the housekeeping printed. */
+function readBack(registry, output) {
     return parseIndexText(output, liveIndexPath(registry.paths));
 }
 async function removeDirs(registry, dirs) {
@@ -57631,6 +57825,7 @@ function applyRetention(index, keep, fingerprint) {
 
 
 
+
 /** A file the index can name and the action may retire: a plain name in images/. */
 const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
 async function commit(registry, options) {
@@ -57639,14 +57834,16 @@ async function commit(registry, options) {
     // One round trip. index.json, the retired files and images.json go over stdin (they grow with
     // the registry; a command line may not: sshd passes it to the shell as one argument).
     const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
-    await registry.runScript(COMMIT, [
+    const command = (0,shell/* scriptCommand */.rG)(COMMIT.text, COMMIT.name, [
         simplestreamsDir,
         nextDir(registry.paths),
         options.staging ?? '',
         String(options.lock.pid),
         ...(options.stagedFiles ?? []),
-    ], {
-        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
+    ]);
+    return registry.session.run(options.andThen ? `${command} && ${options.andThen}` : command, {
+        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)` +
+            (options.andThen ? ', then cleaning up and reading it back' : ''),
         stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     });
@@ -57662,15 +57859,15 @@ async function commit(registry, options) {
 
 /** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
 async function holdLock(registry, options) {
-    const { path, timeoutSeconds, busyMessage } = options;
+    const { path, timeoutSeconds, busyMessage, script = HOLD_LOCK, args = [] } = options;
     try {
-        const held = await registry.session.startHeld((0,shell/* scriptCommand */.rG)(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]));
+        const held = await registry.session.startHeld((0,shell/* scriptCommand */.rG)(script.text, script.name, [path, String(timeoutSeconds), ...args]), (line) => /^locked \d+$/.test(line));
         const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
         if (!Number.isInteger(pid)) {
             await held.release();
             throw new errors/* ActionError */.lZ(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
         }
-        return { pid, release: () => held.release() };
+        return { pid, report: held.lines.slice(0, -1), release: () => held.release() };
     }
     catch (error) {
         if (error instanceof HeldCommandEnded) {
@@ -57682,8 +57879,9 @@ async function holdLock(registry, options) {
     }
 }
 /** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
-function holdRegistryLock(registry, lockTimeout) {
+function holdRegistryLock(registry, lockTimeout, holder = {}) {
     return holdLock(registry, {
+        ...holder,
         path: lockPath(registry.paths),
         timeoutSeconds: lockTimeout,
         busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
@@ -57697,6 +57895,8 @@ function holdRegistryLock(registry, lockTimeout) {
  * change (a staged version, the owner's convert-command, or aliases only), add retention and the
  * LXD items, commit, read back and verify, clean up after earlier runs.
  */
+
+
 
 
 
@@ -57738,9 +57938,9 @@ function finishIndex(options, fingerprint, base, proposed) {
     return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
 }
 /** Makes the change on the live index as read under the lock, and says what it means. */
-async function planChange(registry, publication, change) {
+async function planChange(registry, publication, change, live) {
     const { fingerprint, aliases, options } = publication;
-    let base = await readLiveIndex(registry);
+    let base = live;
     if (change.kind === 'staged') {
         try {
             return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
@@ -57766,6 +57966,17 @@ async function planChange(registry, publication, change) {
         plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
     };
 }
+/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
+function indexUnderLock(registry, report) {
+    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+    if (line === undefined) {
+        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+            "Check that the SSH user's shell startup files print nothing, and run the step again.");
+    }
+    if (line === 'noindex')
+        return emptyImagesIndex();
+    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
+}
 /** The names in images/ of a staged version's files (incus-simplestreams names them so). */
 function stagedFileNames(staged) {
     const names = Object.values(staged.version.items).map((item) => external_node_path_.posix.basename(item.path));
@@ -57778,24 +57989,34 @@ function stagedFileNames(staged) {
  * server-side directories, removed once the index is live.
  */
 async function publishUnderLock(registry, publication, change, done = []) {
-    const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
+    // One round trip: the lock, and the live index as it stands under it.
+    const lock = await holdRegistryLock(registry, publication.options.lockTimeout, {
+        script: REGISTRY_LOCK,
+        args: [registry.paths.simplestreamsDir],
+    });
     try {
-        const { base, plan } = await planChange(registry, publication, change);
+        const { base, plan } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
         const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
+        let live;
         if (finished.index) {
-            await commit(registry, {
+            // One round trip: the commit, then the housekeeping, which prints the index to verify.
+            const output = await commit(registry, {
                 lock,
                 index: finished.index,
                 ...(change.kind === 'staged' && plan.status !== 'unchanged'
                     ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
                     : {}),
                 retired: [...plan.retired, ...finished.retired],
+                andThen: housekeepingCommand(registry, done),
             });
+            live = readBack(registry, output);
+        }
+        else {
+            live = await housekeepAndRead(registry, done);
         }
         lib_core/* info */.pq(plan.status === 'unchanged'
             ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
-        const live = await housekeepAndRead(registry, done);
         return verify(live, publication, plan.status);
     }
     finally {
@@ -58978,7 +59199,9 @@ class Connection {
  * the user's login shell. A csh, tcsh or fish login shell would read the quoting otherwise (fish
  * collapses "\\" inside single quotes; csh refuses a line break in them), so a probe command
  * checks, once per connection and before anything else runs, that the shell reads a quoted
- * argument back exactly.
+ * argument back exactly. The probe can ride with the first real command (probedScript): the
+ * login shell then only runs the probe and `exec sh -s`, words every shell reads alike, and the
+ * script and its quoted arguments reach that POSIX sh over stdin.
  */
 
 
@@ -58989,10 +59212,29 @@ async function checkLoginShell(session, username) {
     const printed = result.stdout.toString('utf8');
     if (result.code === 0 && printed === PROBE)
         return;
+    throw loginShellError(username, result);
+}
+/**
+ * A script run by a POSIX sh that reads it, with its arguments, from stdin, after the probe:
+ * one round trip for both. The script must not read stdin itself.
+ */
+function probedScript(script, args) {
+    const set = args.length > 0 ? `set -- ${args.map(shell/* quoteArg */.X1).join(' ')}\n` : '';
+    return { command: `${(0,shell/* commandLine */.ay)(['printf', '%s', PROBE])}; exec sh -s`, stdin: `${set}{\n${script}\n}\n` };
+}
+/** Splits what a probed script printed: the probe first, checked, then the script's output. */
+function afterProbe(username, result) {
+    const probe = Buffer.from(PROBE, 'utf8');
+    if (result.stdout.subarray(0, probe.length).equals(probe))
+        return { ...result, stdout: result.stdout.subarray(probe.length) };
+    throw loginShellError(username, { ...result, code: result.code === 0 ? 0 : result.code });
+}
+function loginShellError(username, result) {
+    const printed = result.stdout.toString('utf8');
     const seen = result.code === 0
         ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
         : `it failed (${(0,errors/* oneLine */.TN)(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
-    throw new errors/* ActionError */.lZ(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
+    return new errors/* ActionError */.lZ(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
         `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
         `otherwise. Give the user a POSIX shell on the server (chsh -s /bin/bash ${username}); if it has one, make ` +
         'its startup files (.bashrc) quiet for commands run over SSH. Nothing was uploaded.', 'username');
@@ -59008,25 +59250,72 @@ async function checkLoginShell(session, username) {
 
 
 
+
 class Registry {
     connection;
     paths;
-    constructor(connection, paths) {
+    options;
+    /** Whether the login shell was checked (ssh/login-shell.ts): before anything else runs. */
+    shellChecked = false;
+    /**
+     * Set when the server refused a channel (sshd's MaxSessions): the part under the registry lock
+     * then runs over a connection of its own (withOwnConnection), as the image lock holds one of
+     * this connection's few channels.
+     */
+    sessionsLimited = false;
+    /** The round trip as the first command's start measured it (ms); undefined until then. */
+    roundTripMs;
+    constructor(connection, paths, options) {
         this.connection = connection;
         this.paths = paths;
+        this.options = options;
     }
-    /** Connects, and checks that the login shell reads the quoting every command relies on. */
+    get username() {
+        return this.options.username;
+    }
+    /**
+     * Connects. The login shell is checked by the first command (execProbedScript), or by
+     * checkLoginShell() before a command of another kind.
+     */
     static async open(options) {
         const { simplestreamsDir, uploadDir } = options;
-        const connection = await Connection.open(options);
+        return new Registry(await Connection.open(options), { simplestreamsDir, uploadDir }, options);
+    }
+    /** Runs `fn` with a registry on a new connection to the same server (closed afterwards). */
+    async withOwnConnection(fn) {
+        const other = new Registry(await Connection.open(this.options), this.paths, this.options);
+        other.shellChecked = this.shellChecked;
         try {
-            await checkLoginShell(connection.session, options.username);
+            return await fn(other);
         }
-        catch (error) {
-            connection.dispose();
-            throw error;
+        finally {
+            other.close();
         }
-        return new Registry(connection, { simplestreamsDir, uploadDir });
+    }
+    /** Checks that the login shell reads the quoting every command relies on (once). */
+    async checkLoginShell() {
+        if (this.shellChecked)
+            return;
+        await checkLoginShell(this.session, this.username);
+        this.shellChecked = true;
+    }
+    /**
+     * Runs a server script; as the connection's first command, in the same round trip as the
+     * login shell's check (ssh/login-shell.ts probedScript), which fails first when the shell
+     * misreads the probe.
+     */
+    async execProbedScript(script, args, options = {}) {
+        if (this.shellChecked)
+            return this.execScript(script, args, options);
+        const probed = probedScript(script.text, args);
+        const result = await this.session.exec(probed.command, { ...options, stdin: external_node_stream_.Readable.from([probed.stdin]) });
+        // Opening its channel and starting the command took two round trips.
+        const opened = this.session.lastOpenMs;
+        if (opened !== undefined)
+            this.roundTripMs = opened / 2;
+        const output = afterProbe(this.username, result);
+        this.shellChecked = true;
+        return output;
     }
     /** The session in use now (a new one after reconnect()). */
     get session() {
@@ -59154,6 +59443,8 @@ async function runCustomConvert(registry, command, image, args) {
     logUntrusted(output.toString('utf8').trim(), lib_core/* info */.pq);
 }
 
+// EXTERNAL MODULE: external "node:events"
+var external_node_events_ = __nccwpck_require__(8474);
 ;// CONCATENATED MODULE: ./src/registry/progress.ts
 
 /** Sizes in the units that MB/s uses (decimal). */
@@ -59218,10 +59509,15 @@ class ProgressCounter extends external_node_stream_.Transform {
 ;// CONCATENATED MODULE: ./src/registry/upload.ts
 /**
  * The upload: each image's files go into its own directory under upload-dir, under that image's
- * lock, as `.partial` files that get their final name once complete (registry/scripts.ts
- * WRITE_FILE). What an earlier attempt left is reused or resumed after a byte-for-byte check; a
- * dropped connection is retried. The bytes are hashed as they go, so a first upload reads each
- * file once and yields the fingerprint.
+ * lock, as `.partial` files that get their final name once every block is there (registry/
+ * scripts.ts WRITE_BLOCKS). The files are read once, in order, and hashed as they go (the
+ * fingerprint); their blocks are dealt to several exec channels of the one connection, each of
+ * which writes its blocks at their offsets on the server. One channel is bound by its window
+ * (sshd grants 2 MiB: 40 MB/s at 50 ms round trip, 13 MB/s at 150 ms); several are not.
+ *
+ * What an earlier attempt left is reused (a complete file whose sha256 matches) or resumed (the
+ * blocks the server recorded, once their bytes match the runner's); a dropped connection is
+ * retried.
  */
 
 
@@ -59237,80 +59533,313 @@ class ProgressCounter extends external_node_stream_.Transform {
 
 
 
-async function uploadState(registry, image, timeoutSeconds) {
-    const names = image.files.map((file) => file.name);
-    const output = await registry.runScript(UPLOAD_STATE, [image.dir, String(timeoutSeconds), ...names], {
-        what: `Checking earlier uploads in ${image.dir}`,
-        timeoutSeconds: timeoutSeconds + SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-    const states = new Map();
-    for (const line of output.toString('utf8').trim().split('\n')) {
-        const [name, final, partial] = line.split(' ');
-        if (name)
-            states.set(name, { final: Number(final), partial: Number(partial) });
+
+/**
+ * Channels at most, on a link whose round trip is LONG_LINK_MS or more. sshd's MaxSessions (10 by default) counts every channel of a connection, the
+ * image lock's holder among them; 8 lift the window's ceiling eightfold (docs/performance.md has
+ * the measurements). A server that allows fewer refuses the rest, and the upload goes on with
+ * those it got.
+ */
+const UPLOAD_CHANNELS = 8;
+/**
+ * Below this round trip one channel's window is not the limit (2 MiB per 10 ms is 200 MB/s, what
+ * the two ends' CPUs manage on a good day), and more channels only share the CPUs: one is used.
+ */
+const LONG_LINK_MS = 10;
+/** Bytes per block: a channel's unit of work, of resume, and of memory held per channel. */
+const BLOCK_BYTES = 4 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+const DIGITS = /^\d{1,15}$/;
+const upload_SHA256 = /^[0-9a-f]{64}$/;
+/** Reads IMAGE_LOCK's report; lines of another form (a login shell's noise) are ignored. */
+function parseUploadReport(lines, files) {
+    const states = Array.from({ length: files }, () => ({ blocks: [] }));
+    for (const line of lines) {
+        const [kind, n, a, b] = line.split(' ');
+        if (!n || !DIGITS.test(n))
+            continue;
+        const state = states[Number(n) - 1];
+        if (!state)
+            continue;
+        if (kind === 'F' && a && b && DIGITS.test(a) && upload_SHA256.test(b))
+            state.complete = { size: Number(a), sha256: b };
+        else if (kind === 'B' && a && b && DIGITS.test(a) && DIGITS.test(b))
+            state.blocks.push({ offset: Number(a), length: Number(b) });
+        else if (kind === 'H' && a && upload_SHA256.test(a))
+            state.blocksSha256 = a;
     }
     return states;
 }
-async function remoteSha256(registry, path) {
-    const output = await registry.session.run((0,shell/* commandLine */.ay)(['sha256sum', '--', path]), {
-        what: `Hashing ${path} on the server`,
-    });
-    return output.toString('utf8').split(' ')[0] ?? '';
+/** Whether recorded blocks are usable for a file of `size` bytes: inside it, none overlapping. */
+function blocksFit(blocks, size) {
+    let end = 0;
+    for (const block of blocks) {
+        if (block.length <= 0 || block.offset < end || block.offset + block.length > size)
+            return false;
+        end = block.offset + block.length;
+    }
+    return true;
 }
-/** Streams a file (from `offset`) onto `<name>.partial`, renamed to its name once complete. */
-async function sendFile(registry, file, options) {
-    const { dir, offset, lockTimeout, hashes } = options;
-    const counter = new ProgressCounter(file.name, file.local.size, lib_core/* info */.pq, 5000, offset, hashes);
-    const source = readStream(file.local, { start: offset });
-    source.on('error', (error) => counter.destroy(error));
-    const restart = offset === 0 ? '1' : '0';
-    await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
-        what: `Uploading ${file.local.path} to ${external_node_path_.posix.join(dir, file.name)}`,
-        stdin: source.pipe(counter),
-    });
-    lib_core/* info */.pq(formatProgress(counter.snapshot()));
+/** The ranges of a file of `size` bytes that `done` (sorted, not overlapping) leaves out, cut into blocks. */
+function missingBlocks(done, size, blockBytes = BLOCK_BYTES) {
+    const missing = [];
+    const add = (from, to) => {
+        for (let offset = from; offset < to; offset += blockBytes)
+            missing.push({ offset, length: Math.min(blockBytes, to - offset) });
+    };
+    let at = 0;
+    for (const block of done) {
+        add(at, block.offset);
+        at = block.offset + block.length;
+    }
+    add(at, size);
+    return missing;
+}
+/** sha256 of the given ranges of a local file, in order (what the server hashed of its blocks). */
+async function hashRanges(file, ranges) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    for (const range of ranges) {
+        const stream = readStream(file, {
+            start: range.offset,
+            end: range.offset + range.length - 1,
+            chunkBytes: READ_CHUNK_BYTES,
+        });
+        for await (const chunk of stream)
+            hash.update(chunk);
+    }
+    return hash.digest('hex');
 }
 /**
- * Sends the files that are not already on the server, resuming partial ones, and hashes them as
- * they go. Reusing or resuming an earlier run's upload reads the part already sent locally, to
- * check it against the server's copy.
+ * Decides, file by file, what to reuse and what to send, from what the server reported. A
+ * complete file is reused when its sha256 matches; recorded blocks are kept when their bytes
+ * match the runner's (checked by hash, as the server read them back); anything else starts again.
  */
-async function transferFiles(registry, image, lockTimeout, hashes) {
-    const states = await uploadState(registry, image, lockTimeout);
+async function planFiles(registry, image, states, hashes, options) {
+    const { lockTimeout, blockBytes = BLOCK_BYTES } = options;
+    const plans = [];
     for (const [index, file] of image.files.entries()) {
-        if (hashes.isDone(index))
-            continue; // sent before the connection dropped
-        const remotePath = external_node_path_.posix.join(image.dir, file.name);
-        const state = states.get(file.name) ?? { final: -1, partial: -1 };
-        if (state.final === file.local.size) {
+        const state = states[index] ?? { blocks: [] };
+        const size = file.local.size;
+        if (state.complete) {
             const own = (0,external_node_crypto_.createHash)('sha256');
             const fingerprint = hashes.before(index);
             await hashFileInto(file.local, [own, fingerprint]);
-            if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
+            if (state.complete.size === size && state.complete.sha256 === own.digest('hex')) {
                 hashes.finish(index, fingerprint);
                 lib_core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
                 continue;
             }
         }
-        let offset = 0;
-        let fingerprint = hashes.before(index);
-        if (state.partial > 0 && state.partial <= file.local.size) {
-            const prefix = (0,external_node_crypto_.createHash)('sha256');
-            const prefixFingerprint = hashes.before(index);
-            const [remote] = await Promise.all([
-                remoteSha256(registry, `${remotePath}.partial`),
-                hashFileInto(file.local, [prefix, prefixFingerprint], state.partial),
-            ]);
-            if (remote === prefix.digest('hex')) {
-                offset = state.partial;
-                fingerprint = prefixFingerprint;
-                lib_core/* info */.pq(`${file.name}: resuming after ${offset} bytes already on the server`);
+        else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
+            if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
+                const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
+                if (held > 0)
+                    lib_core/* info */.pq(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
+                plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
+                continue;
             }
         }
-        // One hash over the bytes as they go: the fingerprint, without a second read of the file.
-        await sendFile(registry, file, { dir: image.dir, offset, lockTimeout, hashes: [fingerprint] });
+        else if (state.blocks.length === 0 && state.blocksSha256 === undefined) {
+            // A fresh, empty partial file and block list (N): everything is sent. A block list with
+            // nothing valid in it is reset below, so that no stray line is left for the final check.
+            plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+            continue;
+        }
+        // What the server holds does not match: that file starts again.
+        await registry.runScript(RESET_UPLOAD, [image.dir, String(lockTimeout), file.name], {
+            what: `Starting the upload of ${file.name} again`,
+        });
+        lib_core/* info */.pq(`${file.name}: what the server held does not match this file; it is sent again`);
+        plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+    }
+    return plans;
+}
+/**
+ * Opens up to `count` writers at once (one round trip). A server with a lower MaxSessions refuses
+ * some: the upload goes on with those it got, with a notice.
+ */
+async function openWriters(registry, image, count, lockTimeout) {
+    const command = (0,shell/* scriptCommand */.rG)(WRITE_BLOCKS.text, WRITE_BLOCKS.name, [
+        image.dir,
+        String(lockTimeout),
+        ...image.files.map((file) => file.name),
+    ]);
+    const opened = await Promise.allSettled(Array.from({ length: count }, (_, i) => registry.session.open(command, i > 0)));
+    const writers = [];
+    let refusal;
+    for (const outcome of opened) {
+        if (outcome.status === 'fulfilled') {
+            const writer = { command: outcome.value, result: outcome.value.ended, ended: false };
+            void writer.result.then(() => (writer.ended = true));
+            writers.push(writer);
+        }
+        else if (isOpenRefusal(outcome.reason))
+            refusal = outcome.reason;
+        else
+            throw outcome.reason;
+    }
+    if (writers.length === 0) {
+        throw new errors/* ActionError */.lZ(`The server refused every upload channel (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}). Its sshd allows too few channels per ` +
+            'connection (MaxSessions): the upload needs two (the image lock and one writer). Set MaxSessions to 2 or ' +
+            "more in the server's sshd_config (the default is 10) and reload sshd.");
+    }
+    if (writers.length < count) {
+        registry.sessionsLimited = true;
+        lib_core/* notice */.lm(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}); ` +
+            `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
+            'a higher MaxSessions for the publishing user lets long links go faster.');
+    }
+    return writers;
+}
+/** A writer failed: its own exit status and stderr say why. */
+async function writerFailure(writer) {
+    const result = await writer.result;
+    return new errors/* ActionError */.lZ(remoteFailure('Uploading (a parallel writer)', result));
+}
+/** Waits until the channel can take more, or fails when its command ended. */
+async function drained(writer) {
+    const channel = writer.command.stdin;
+    if (writer.ended || !channel.writable)
+        throw await writerFailure(writer);
+    if (channel.writableNeedDrain)
+        await Promise.race([(0,external_node_events_.once)(channel, 'drain'), writer.result.then(() => undefined)]);
+    if (writer.ended)
+        throw await writerFailure(writer);
+}
+/**
+ * The writer for the next block: of those whose channel is not full (it has less than its
+ * high-water mark, 2 MiB, waiting for the window), the one with the least waiting; when all are
+ * full, the first to drain. Back-pressure: at most about a block and 2 MiB wait per channel,
+ * whatever the file size.
+ */
+async function pickWriter(writers) {
+    for (;;) {
+        let best;
+        for (const writer of writers) {
+            if (writer.ended)
+                throw await writerFailure(writer);
+            const channel = writer.command.stdin;
+            if (channel.writableNeedDrain)
+                continue;
+            if (!best || channel.writableLength < best.command.stdin.writableLength)
+                best = writer;
+        }
+        if (best)
+            return best;
+        await Promise.race(writers.map((writer) => drained(writer)));
+    }
+}
+/**
+ * Reads each planned file once, in order, feeding the fingerprint, and deals the blocks to send
+ * to the writers as framed blocks. Files reused from the server are hashed by planFiles.
+ */
+async function sendPlanned(image, plans, writers, hashes, progress) {
+    for (const [index, file] of image.files.entries()) {
+        const plan = plans.find((candidate) => candidate.index === index);
+        if (!plan)
+            continue; // reused
+        progress.label = file.name;
+        const fingerprint = hashes.before(index);
+        const blocks = plan.send;
+        let next = 0; // the next block to start
+        let current;
+        let position = 0;
+        const source = readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
+        for await (const read of source) {
+            const chunk = read;
+            fingerprint.update(chunk);
+            let at = 0;
+            while (at < chunk.length) {
+                const here = position + at;
+                if (!current) {
+                    const block = blocks[next];
+                    if (!block || block.offset >= position + chunk.length)
+                        break; // nothing more to send in this chunk
+                    if (block.offset > here) {
+                        at = block.offset - position;
+                        continue;
+                    }
+                    next++;
+                    current = { block, writer: await pickWriter(writers) };
+                    current.writer.command.stdin.write(`B ${index + 1} ${block.offset} ${block.length}\n`);
+                }
+                const end = current.block.offset + current.block.length;
+                const take = Math.min(chunk.length - at, end - here);
+                current.writer.command.stdin.write(chunk.subarray(at, at + take));
+                at += take;
+                progress.bytes += take;
+                if (here + take === end) {
+                    current.writer.command.stdin.write('.\n');
+                    current = undefined;
+                }
+            }
+            position += chunk.length;
+        }
+        if (position !== file.local.size || current || next < blocks.length) {
+            // readStream stops at the size seen when the file was opened and fails when it ends sooner.
+            throw changedError(file.local, `${position} of ${file.local.size} bytes read in the upload`);
+        }
         hashes.finish(index, fingerprint);
     }
+}
+/** Ends a writer's stdin and checks that it ended well. */
+async function finishWriter(writer, frames = '') {
+    const channel = writer.command.stdin;
+    if (!writer.ended && channel.writable)
+        channel.end(frames);
+    const result = await writer.result;
+    if (result.code !== 0)
+        throw new errors/* ActionError */.lZ(remoteFailure('Uploading', result));
+}
+/**
+ * One attempt: the writers receive the blocks to send; once all but the first have ended, the
+ * first checks each file's blocks and gives it its final name (the "E" frames).
+ */
+async function transfer(registry, image, plans, hashes, options) {
+    const toSend = plans.reduce((sum, plan) => sum + plan.send.reduce((bytes, block) => bytes + block.length, 0), 0);
+    const blockCount = plans.reduce((sum, plan) => sum + plan.send.length, 0);
+    const rtt = registry.roundTripMs;
+    const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
+    const wanted = Math.max(1, Math.min(channels, blockCount));
+    if (rtt !== undefined && options.channels === undefined) {
+        lib_core/* info */.pq(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+    }
+    const writers = await openWriters(registry, image, wanted, options.lockTimeout);
+    const progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
+    const report = () => formatProgress({
+        label: `${progress.label} (${writers.length} channel${writers.length === 1 ? '' : 's'})`,
+        sent: progress.bytes,
+        total: progress.total,
+        elapsedSeconds: (Date.now() - progress.started) / 1000,
+    });
+    const timer = setInterval(() => lib_core/* info */.pq(report()), 5000);
+    try {
+        await sendPlanned(image, plans, writers, hashes, progress);
+        const [first, ...others] = writers;
+        await Promise.all(others.map((writer) => finishWriter(writer)));
+        await finishWriter(first, plans.map((plan) => `E ${plan.index + 1} ${plan.file.local.size}\n`).join(''));
+    }
+    catch (error) {
+        for (const writer of writers)
+            writer.command.stdin.destroy();
+        throw error;
+    }
+    finally {
+        clearInterval(timer);
+    }
+    const seconds = (Date.now() - progress.started) / 1000;
+    for (const plan of plans) {
+        const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
+        lib_core/* info */.pq(formatProgress({
+            label: plan.file.name,
+            sent: plan.file.local.size,
+            sentThisPass: sent,
+            total: plan.file.local.size,
+            elapsedSeconds: seconds * (toSend > 0 ? sent / toSend : 0),
+        }));
+    }
+    lib_core/* info */.pq(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
+        `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`);
 }
 /**
  * Uploads under the image's own lock, retrying when the connection drops, and returns the
@@ -59321,13 +59850,19 @@ async function uploadImage(registry, image, options) {
     for (let attempt = 0;; attempt++) {
         let lock;
         try {
+            // One round trip: the lock, and what earlier attempts left in the upload directory.
             lock = await holdLock(registry, {
                 path: imageLockPath(registry.paths, image.key),
                 timeoutSeconds: options.lockTimeout,
                 busyMessage: `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
                     `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
+                script: IMAGE_LOCK,
+                args: [image.dir, ...image.files.map((file) => file.name)],
             });
-            await transferFiles(registry, image, options.lockTimeout, hashes);
+            const states = parseUploadReport(lock.report, image.files.length);
+            const plans = await planFiles(registry, image, states, hashes, options);
+            if (plans.length > 0)
+                await transfer(registry, image, plans, hashes, options);
             return { fingerprint: hashes.fingerprint(), lock };
         }
         catch (error) {
@@ -59526,7 +60061,14 @@ async function convert(registry, settings, image, remote, publication) {
 function publishLocked(registry, settings, remote, publication, change) {
     // This run's upload and staging directories go once the image is live.
     const done = [remote.dir, stagingDir(registry.paths, remote.key)];
-    return timedGroup('Publish under the registry lock', () => publishUnderLock(registry, { ...publication, options: settings }, change, done));
+    return timedGroup('Publish under the registry lock', () => {
+        const locked = (on) => publishUnderLock(on, { ...publication, options: settings }, change, done);
+        if (!registry.sessionsLimited)
+            return locked(registry);
+        // The image lock holds one of the few channels the server allows per connection.
+        lib_core/* info */.pq('The server allows few channels per connection: this part runs over a connection of its own');
+        return registry.withOwnConnection(locked);
+    });
 }
 /** After a failure: the staging tree goes; the upload stays, for the next run to resume. */
 async function discardStaging(registry, remote) {
@@ -59543,6 +60085,7 @@ var summary = __nccwpck_require__(804);
  * The action: the steps of the README's "What it does", in order, each one call (action/steps.ts),
  * then the outputs, the public check and the job summary.
  */
+
 
 
 
@@ -59582,7 +60125,10 @@ async function publish(settings) {
         }
     }
     finally {
-        registry?.close();
+        if (registry) {
+            registry.close();
+            lib_core/* info */.pq(describeSshCounters());
+        }
         // A squashfs converted from a rootfs tarball is not needed once the run is over.
         for (const cleanup of cleanups)
             await cleanup().catch(() => undefined);
@@ -69053,13 +69599,14 @@ __nccwpck_require__.d(__webpack_exports__, {
   Os: () => (/* binding */ group),
   pq: () => (/* binding */ info),
   _o: () => (/* binding */ isDebug),
+  lm: () => (/* binding */ notice),
   uH: () => (/* binding */ setOutput),
   Pq: () => (/* binding */ core_setSecret),
   z: () => (/* reexport */ summary),
   $e: () => (/* binding */ warning)
 });
 
-// UNUSED EXPORTS: addPath, endGroup, exportVariable, getIDToken, getMultilineInput, getState, markdownSummary, notice, platform, saveState, setCommandEcho, setFailed, startGroup, toPlatformPath, toPosixPath, toWin32Path
+// UNUSED EXPORTS: addPath, endGroup, exportVariable, getIDToken, getMultilineInput, getState, markdownSummary, platform, saveState, setCommandEcho, setFailed, startGroup, toPlatformPath, toPosixPath, toWin32Path
 
 // EXTERNAL MODULE: external "os"
 var external_os_ = __nccwpck_require__(857);
@@ -69085,7 +69632,7 @@ function utils_toCommandValue(input) {
  * @returns The command properties to send with the actual annotation command
  * See IssueCommandProperties: https://github.com/actions/runner/blob/main/src/Runner.Worker/ActionCommandManager.cs#L646
  */
-function utils_toCommandProperties(annotationProperties) {
+function toCommandProperties(annotationProperties) {
     if (!Object.keys(annotationProperties).length) {
         return {};
     }
@@ -70768,7 +71315,7 @@ function core_debug(message) {
  * @param properties optional properties to add to the annotation.
  */
 function error(message, properties = {}) {
-    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    command_issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a warning issue
@@ -70776,7 +71323,7 @@ function error(message, properties = {}) {
  * @param properties optional properties to add to the annotation.
  */
 function warning(message, properties = {}) {
-    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    command_issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a notice issue
@@ -70784,7 +71331,7 @@ function warning(message, properties = {}) {
  * @param properties optional properties to add to the annotation.
  */
 function notice(message, properties = {}) {
-    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    command_issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Writes info to log with console.log.

@@ -1,6 +1,8 @@
-// A TCP proxy on loopback for integration tests: forwards each connection to a target port
-// (sshd), and can cut the first connection once a number of bytes have gone client→server, as a
-// dropped network link would. Later connections pass through untouched.
+// A TCP proxy on loopback for integration tests and the bench: forwards each connection to a
+// target port (sshd), and can cut the first connection once a number of bytes have gone
+// client→server, as a dropped network link would (later connections pass through untouched). With
+// `delayMs` it holds every chunk that long in each direction, in order, which emulates a long link
+// (a round trip of 2 × delayMs) on a kernel without netem: what a window-bound transfer feels.
 import net from 'node:net';
 
 export interface ProxyOptions {
@@ -8,6 +10,8 @@ export interface ProxyOptions {
   targetHost?: string;
   /** Cut the first connection (destroy both sockets) once this many bytes went client→server. */
   cutAfterBytes?: number;
+  /** Hold each chunk this many milliseconds in each direction (order kept); 0: forward at once. */
+  delayMs?: number;
 }
 
 export interface TcpProxy {
@@ -23,7 +27,70 @@ export interface TcpProxy {
 
 const HOST = '127.0.0.1';
 
+/** Bytes held in one direction before its source is paused: far above any SSH window. */
+const MAX_HELD_BYTES = 64 << 20;
+
+interface Forwarder {
+  push(chunk: Buffer): void;
+  end(): void;
+}
+
+/**
+ * Writes what `source` hands it to `target`, each chunk (and the end) `delayMs` after it arrived,
+ * in order, with back-pressure: the source pauses while the target is full or too much is held.
+ */
+function forwarder(source: net.Socket, target: net.Socket, delayMs: number): Forwarder {
+  const queue: { due: number; chunk?: Buffer }[] = [];
+  let held = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let waitingForDrain = false;
+  const flush = (): void => {
+    timer = undefined;
+    while (queue.length > 0 && !waitingForDrain) {
+      const head = queue[0]!;
+      const wait = head.due - performance.now();
+      if (wait > 0) {
+        timer = setTimeout(flush, Math.max(1, Math.ceil(wait)));
+        return;
+      }
+      queue.shift();
+      if (!head.chunk) {
+        target.end();
+        continue;
+      }
+      held -= head.chunk.length;
+      if (source.isPaused() && held < MAX_HELD_BYTES / 2) source.resume();
+      if (!target.write(head.chunk)) {
+        waitingForDrain = true;
+        target.once('drain', () => {
+          waitingForDrain = false;
+          flush();
+        });
+      }
+    }
+  };
+  const enqueue = (chunk?: Buffer): void => {
+    if (delayMs <= 0 && queue.length === 0 && !waitingForDrain) {
+      if (!chunk) target.end();
+      else if (!target.write(chunk)) {
+        source.pause();
+        target.once('drain', () => source.resume());
+      }
+      return;
+    }
+    queue.push({ due: performance.now() + delayMs, ...(chunk ? { chunk } : {}) });
+    if (chunk) {
+      held += chunk.length;
+      if (held > MAX_HELD_BYTES) source.pause();
+    }
+    if (!timer && !waitingForDrain) timer = setTimeout(flush, Math.max(1, delayMs));
+  };
+  target.on('close', () => clearTimeout(timer));
+  return { push: (chunk) => enqueue(chunk), end: () => enqueue() };
+}
+
 export async function startProxy(options: ProxyOptions): Promise<TcpProxy> {
+  const delayMs = options.delayMs ?? 0;
   const targetHost = options.targetHost ?? HOST;
   const sockets = new Set<net.Socket>();
   const bytesUp: number[] = [];
@@ -42,10 +109,15 @@ export async function startProxy(options: ProxyOptions): Promise<TcpProxy> {
     const cutHere = index === 0 && options.cutAfterBytes !== undefined;
     const limit = options.cutAfterBytes ?? Infinity;
     const upstream = net.connect({ host: targetHost, port: options.targetPort });
+    // Nagle's algorithm would add delays of its own to an emulated link.
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
     track(client);
     track(upstream);
     let cut = false;
 
+    const toServer = forwarder(client, upstream, delayMs);
+    const toClient = forwarder(upstream, client, delayMs);
     client.on('data', (chunk: Buffer) => {
       if (cut) return;
       let data = chunk;
@@ -54,10 +126,7 @@ export async function startProxy(options: ProxyOptions): Promise<TcpProxy> {
         cut = true;
       }
       bytesUp[index]! += data.length;
-      if (data.length > 0 && !upstream.write(data)) {
-        client.pause();
-        upstream.once('drain', () => client.resume());
-      }
+      if (data.length > 0) toServer.push(data);
       if (cut) {
         cuts++;
         client.destroy();
@@ -65,16 +134,14 @@ export async function startProxy(options: ProxyOptions): Promise<TcpProxy> {
       }
     });
     upstream.on('data', (chunk: Buffer) => {
-      if (cut) return;
-      if (!client.write(chunk)) {
-        upstream.pause();
-        client.once('drain', () => upstream.resume());
-      }
+      if (!cut) toClient.push(chunk);
     });
-    client.on('end', () => upstream.end());
-    upstream.on('end', () => client.end());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    client.on('end', () => toServer.end());
+    upstream.on('end', () => toClient.end());
+    // A close follows the bytes still held for the other side.
+    const later = (fn: () => void) => (delayMs > 0 ? setTimeout(fn, delayMs + 20) : fn());
+    client.on('close', () => later(() => upstream.destroy()));
+    upstream.on('close', () => later(() => client.destroy()));
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1254:
+/***/ 6300:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54093,7 +54093,7 @@ function untrusted_untrusted(value) {
  * A log line that embeds untrusted text somewhere after its own start (never at it): line
  * breaks and other control characters become "?", "#[" is escaped.
  */
-function untrustedLine(text) {
+function untrusted_untrustedLine(text) {
     return withoutLegacyCommands(oneLine(text));
 }
 /**
@@ -54176,7 +54176,7 @@ const COMBINED_HASH_FIELDS = [
 const METADATA_ITEM = 'incus.tar.xz';
 const UNIFIED_ITEM = 'incus_combined.tar.gz';
 /** An empty images.json, as incus-simplestreams starts one. */
-function emptyImagesIndex() {
+function images_index_emptyImagesIndex() {
     return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
 }
 /** A deep copy, so that planning never changes the index it was given. */
@@ -54500,6 +54500,8 @@ function resolveImage(index, reference) {
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/common/hints.ts
 /** How to get each tool this action needs on the server: one line per tool, used by every message. */
 const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
@@ -54605,10 +54607,20 @@ function splitCommandLine(command) {
 
 
 
+
 /** How long bookkeeping commands (reading the index, renames, clean-up) may take. */
 const session_SHORT_COMMAND_TIMEOUT_SECONDS = 300;
 /** The most output kept from one command: a registry's images.json is far smaller. */
 const MAX_STDOUT_BYTES = 64 << 20;
+/** What this process did over SSH so far: read by the bench, logged at the end of a run. */
+const sshCounters = {
+    /** SSH connections opened (a handshake each: several round trips). */
+    connections: 0,
+    /** Exec channels opened (each one costs at least a round trip). */
+    commands: 0,
+    /** Of those, the ones opened alongside others, in parallel (the upload's extra channels). */
+    parallel: 0,
+};
 /** A held command ended before printing its first line; `result` says how. */
 class HeldCommandEnded extends Error {
     result;
@@ -54692,11 +54704,21 @@ function debugCommand(label, number, command) {
     }
     debug(`${label} exec #${number}: ${command}`);
 }
+/** The counters as one log line: what a run cost in round trips. */
+function describeSshCounters() {
+    const { connections, commands, parallel } = sshCounters;
+    return (`SSH: ${connections} connection${connections === 1 ? '' : 's'}, ${commands - parallel} commands in sequence` +
+        (parallel > 0 ? ` (and ${parallel} upload channels opened alongside)` : ''));
+}
+/** Whether an error is the server refusing a channel (sshd's MaxSessions: "open failed"). */
+const isOpenRefusal = (error) => error instanceof Error && /open failed|administratively prohibited|channel open failure/i.test(error.message);
 class RemoteSession {
     ssh;
     hostKey;
     label;
     closed = false;
+    /** How long the last channel took to open and start its command (two round trips), in ms. */
+    lastOpenMs;
     /** Exec channels opened on this connection: each is at least one round trip. */
     channels = 0;
     /** Connections this one runs through (a bastion's), closed with it. */
@@ -54707,6 +54729,7 @@ class RemoteSession {
         this.ssh = ssh;
         this.hostKey = hostKey;
         this.label = label;
+        sshCounters.connections++;
         // Without a listener, a reset connection would be an unhandled 'error' event and end the
         // process; here it only marks the session as gone, and the command in flight fails.
         ssh.connection?.on('error', () => this.gone());
@@ -54730,7 +54753,21 @@ class RemoteSession {
      * fast command's output, exit status and close can arrive in the same read as the channel's
      * confirmation, and would be missed by listeners attached a tick later.
      */
-    start(command) {
+    async start(command, retryRefused = true) {
+        for (let attempt = 0;; attempt++) {
+            try {
+                return await this.startOnce(command);
+            }
+            catch (error) {
+                // A server with a low MaxSessions counts a channel just closed until its main loop has
+                // collected it: a channel opened right after may be refused for a moment.
+                if (!retryRefused || attempt >= 6 || !isOpenRefusal(error) || !this.isConnected())
+                    throw error;
+                await (0,external_node_timers_promises_namespaceObject.setTimeout)(20 * 2 ** attempt);
+            }
+        }
+    }
+    startOnce(command) {
         const connection = this.ssh.connection;
         if (!connection || this.closed)
             return Promise.reject(new Error('the SSH connection is closed'));
@@ -54738,9 +54775,13 @@ class RemoteSession {
         if (holdsSecret(command))
             return Promise.reject(new Error('refusing to send a command that holds a secret'));
         this.channels += 1;
+        sshCounters.commands++;
         debugCommand(this.label, this.channels, command);
+        const started = performance.now();
         return new Promise((resolve, reject) => {
             connection.exec(command, (error, channel) => {
+                // Two round trips: the channel's open, then the exec request's answer.
+                this.lastOpenMs = performance.now() - started;
                 if (error)
                     return reject(error);
                 const running = new RunningCommand(channel);
@@ -54847,18 +54888,35 @@ class RemoteSession {
         return result.stdout;
     }
     /**
-     * Starts a command that keeps running until released, and resolves once it has printed its
-     * first line (for example a lock holder announcing that it holds the lock). Releasing closes
-     * its stdin; a dropped connection does the same on the server side.
+     * Opens a command whose stdin the caller writes (and ends) itself, with back-pressure through
+     * the channel. `parallel`: one of several opened at once (counted apart, as they share a round
+     * trip). Its stdout is collected like any command's, within MAX_STDOUT_BYTES.
      */
-    async startHeld(command) {
+    async open(command, parallel = false) {
+        if (parallel)
+            sshCounters.parallel++;
+        // Writers beyond what the server allows are refused for good: the caller goes on without them.
+        const running = await this.start(command, false);
+        return { stdin: running.channel, ended: running.closed.then(() => running.result()) };
+    }
+    /**
+     * Starts a command that keeps running until released, and resolves once it has printed its
+     * first line, or the first line that `until` accepts (for example a lock holder announcing that
+     * it holds the lock, after what it found). Releasing closes its stdin; a dropped connection
+     * does the same on the server side.
+     */
+    async startHeld(command, until = () => true) {
         const running = await this.start(command);
+        let lines = [];
         const firstLine = await new Promise((resolve, reject) => {
             const check = () => {
-                const text = Buffer.concat(running.stdout).toString('utf8');
-                const end = text.indexOf('\n');
-                if (end >= 0)
-                    resolve(text.slice(0, end));
+                lines = Buffer.concat(running.stdout).toString('utf8').split('\n');
+                lines.pop(); // not a complete line (yet)
+                const index = lines.findIndex(until);
+                if (index >= 0) {
+                    lines = lines.slice(0, index + 1);
+                    resolve(lines[index]);
+                }
             };
             running.onStdout(check);
             check();
@@ -54866,6 +54924,7 @@ class RemoteSession {
         });
         return {
             firstLine,
+            lines,
             release: async () => {
                 running.channel.end();
                 await running.closed;
@@ -54904,7 +54963,7 @@ const STATE_DIR = '.lxc-publish';
 const RETIRE_GRACE_SECONDS = 2 * 3600;
 /** Partial uploads of runs that never came back are removed after this long (until then they resume). */
 const UPLOAD_GRACE_SECONDS = 24 * 3600;
-const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
+const layout_liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
 const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
 const stagingDir = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
 const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
@@ -54968,48 +55027,166 @@ echo "locked $$"
 exec cat >/dev/null`,
 };
 /**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
- * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
- * write lock: a writer left over from a dropped connection may still be draining into a partial
- * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
- * directory that is a symlink.
+ * The registry lock and the live index read under it, in one round trip: takes the lock `$1` as
+ * HOLD_LOCK does (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
+ * "index " and its base64 (or "noindex" when there is none yet; a file on one line cannot be
+ * mistaken for the line that follows), then "locked PID", and holds the lock like HOLD_LOCK.
  */
-const UPLOAD_STATE = {
-    name: 'lxc-publish-state',
-    text: `dir=$1 timeout=$2; shift 2
+const scripts_REGISTRY_LOCK = {
+    name: 'lxc-publish-registry-lock',
+    text: `lock=$1 timeout=$2 ss=$3
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
+live=$ss/streams/v1/images.json
+if [ -e "$live" ]; then
+  printf 'index '
+  base64 -w 0 < "$live" || exit 1
+  echo
+else
+  echo noindex
+fi
+echo "locked $$"
+exec cat >/dev/null`,
+};
+/**
+ * The image's upload lock and what an earlier attempt left, in one round trip: takes the image
+ * lock `$1` as HOLD_LOCK does (waiting at most `$2` seconds), then, in the upload directory `$3`
+ * and under its write lock taken exclusively (a writer left over from a dropped connection may
+ * still be draining, and what it wrote is only final once it is gone), reports each file named
+ * after `$3` (numbered from 1):
+ *   F <n> <size> <sha256>        the complete file is there (an earlier run got that far)
+ *   B <n> <offset> <length>      a block recorded as written in `<name>.partial`, sorted
+ *   H <n> <sha256>               the sha256 of those blocks' bytes, in that order
+ *   N <n>                        nothing usable: a fresh, empty `<name>.partial` is in place
+ * then "locked PID" and holds the lock like HOLD_LOCK. A block list is read back only from a
+ * regular file of its own and only lines of two numbers are kept; nothing here follows a symlink
+ * (a partial file is created, never opened through a link). Refuses (exit 77) an upload directory,
+ * lock or write lock that is a symlink.
+ */
+const IMAGE_LOCK = {
+    name: 'lxc-publish-image-lock',
+    text: `lock=$1 timeout=$2 dir=$3; shift 3
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
 if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
+regular() { [ -f "$1" ] && [ ! -L "$1" ]; }
+exec 3>&1
+n=0
 for name; do
-  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
-done`,
+  n=$((n + 1))
+  file=$dir/$name
+  if regular "$file"; then
+    sum=$(sha256sum < "$file") || exit 1
+    printf 'F %s %s %s\\n' "$n" "$(stat -c %s -- "$file")" "\${sum%% *}"
+  elif regular "$file.partial" && regular "$file.blocks"; then
+    blocks=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -u)
+    sum=$(printf '%s\\n' "$blocks" | while read -r offset length; do
+      [ -n "$offset" ] || continue
+      printf 'B %s %s %s\\n' "$n" "$offset" "$length" >&3
+      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none
+    done | sha256sum) || exit 1
+    printf 'H %s %s\\n' "$n" "\${sum%% *}"
+  else
+    rm -f -- "$file.partial" "$file.blocks" || exit 1
+    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1
+    printf 'N %s\\n' "$n"
+  fi
+done
+exec 8>&-
+echo "locked $$"
+exec cat >/dev/null`,
 };
 /**
- * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
- * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
- * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
- * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
+ * Starts the upload of `$3` in the directory `$1` again from nothing, under its write lock
+ * (waiting at most `$2` seconds): what was there did not match the runner's file. The new partial
+ * file and block list are created, never opened through a link.
  */
-const WRITE_FILE = {
-    name: 'lxc-publish-write',
-    text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
-partial=$dir/$name.partial
+const RESET_UPLOAD = {
+    name: 'lxc-publish-reset',
+    text: `dir=$1 timeout=$2 name=$3
 if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then
-  rm -f -- "$partial" || exit 1
-  (set -C; : > "$partial") || exit 1
-elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
-  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
-fi
-cat >> "$partial" || exit 1
-got=$(stat -c %s -- "$partial") || exit 1
-if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
-mv -f -- "$partial" "$dir/$name"`,
+rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
+(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1`,
+};
+/**
+ * One of the upload's parallel writers. Under the image's write lock, shared with the run's other
+ * writers (taken within `$2` seconds), it reads framed blocks from stdin for the files named after
+ * `$2` in the upload directory `$1` (numbered from 1):
+ *   "B <n> <offset> <length>\n", then exactly <length> bytes, then ".\n"
+ * writes each block at its offset into `<name>.partial` (dd reads exactly <length> bytes from the
+ * pipe, and the shell's read builtin reads a pipe byte by byte: nothing past a frame is consumed),
+ * and records it in `<name>.blocks` once the closing "." arrived; a block cut short by the end of
+ * stdin (a dropped connection) is recorded as far as dd wrote it (its count of bytes copied), so
+ * a resume sends only the rest. Then:
+ *   "E <n> <size>\n"
+ * (sent once every other writer has ended) checks that the recorded blocks tile the file from 0
+ * to <size> and that it is that long, and only then gives it its final name. Every number read
+ * from a frame must be digits; anything else ends the writer with an error. Nothing here follows
+ * a symlink: the partial file and block list must be regular files of their own.
+ */
+const WRITE_BLOCKS = {
+    name: 'lxc-publish-write',
+    text: `dir=$1 timeout=$2; shift 2
+if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock -s -w "$timeout" -E 75 8 || exit $?
+bad() { echo "bad frame: $*" >&2; exit 1; }
+nl='
+'
+while read -r kind n a b; do
+  case $n in ''|*[!0-9]*) bad "$kind $n" ;; esac
+  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi
+  i=0
+  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done
+  file=$dir/$name
+  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then
+    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1
+  fi
+  case $kind in
+    B)
+      case $a$b in ''|*[!0-9]*) bad "$kind $n $a $b" ;; esac
+      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf '%s\\n' "$stats" >&2; exit 1; }
+      copied=\${stats##*"$nl"}
+      copied=\${copied%% *}
+      case $copied in ''|*[!0-9]*) printf 'dd: %s\\n' "$stats" >&2; exit 1 ;; esac
+      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then
+        printf '%s %s\\n' "$a" "$b" >> "$file.blocks" || exit 1
+      else
+        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.
+        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf '%s %s\\n' "$a" "$copied" >> "$file.blocks"; fi
+        echo "the block at $a of $name was cut short" >&2; exit 1
+      fi
+      ;;
+    E)
+      case $a in ''|*[!0-9]*) bad "$kind $n $a" ;; esac
+      got=$(stat -c %s -- "$file.partial") || exit 1
+      end=$(sort -n -u < "$file.blocks" | { next=0; while read -r offset length; do [ "$offset" = "$next" ] || break; next=$((offset + length)); done; echo "$next"; })
+      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then
+        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1
+      fi
+      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1
+      ;;
+    *) bad "$kind" ;;
+  esac
+done`,
 };
 /** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
 const READ_LIVE_EXIT = {
@@ -55179,8 +55356,10 @@ exec cat -- "$live"`,
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 const ALL_SCRIPTS = [
     HOLD_LOCK,
-    UPLOAD_STATE,
-    WRITE_FILE,
+    scripts_REGISTRY_LOCK,
+    IMAGE_LOCK,
+    RESET_UPLOAD,
+    WRITE_BLOCKS,
     READ_LIVE_INDEX,
     COMMIT,
     HOUSEKEEPING,
@@ -55188,6 +55367,7 @@ const ALL_SCRIPTS = [
 
 ;// CONCATENATED MODULE: ./src/registry/commit.ts
 /** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
+
 
 
 
@@ -55201,14 +55381,16 @@ async function commit_commit(registry, options) {
     // One round trip. index.json, the retired files and images.json go over stdin (they grow with
     // the registry; a command line may not: sshd passes it to the shell as one argument).
     const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
-    await registry.runScript(COMMIT, [
+    const command = scriptCommand(COMMIT.text, COMMIT.name, [
         simplestreamsDir,
         nextDir(registry.paths),
         options.staging ?? '',
         String(options.lock.pid),
         ...(options.stagedFiles ?? []),
-    ], {
-        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
+    ]);
+    return registry.session.run(options.andThen ? `${command} && ${options.andThen}` : command, {
+        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)` +
+            (options.andThen ? ', then cleaning up and reading it back' : ''),
         stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
         timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
     });
@@ -55321,7 +55503,7 @@ function parseImagesIndex(text) {
 
 
 /** Parses an images.json the server printed; the error names the file and the usual cause. */
-function parseIndexText(text, path) {
+function read_parseIndexText(text, path) {
     try {
         return parseImagesIndex(text.toString('utf8'));
     }
@@ -55337,14 +55519,15 @@ function parseIndexText(text, path) {
  */
 async function read_readLiveIndex(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
-    const path = liveIndexPath(registry.paths);
+    const path = layout_liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS });
+    // Before an upload it is the first command: the login shell's check rides with it.
+    const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS });
     switch (result.code) {
         case 0:
-            return parseIndexText(result.stdout, path);
+            return read_parseIndexText(result.stdout, path);
         case READ_LIVE_EXIT.noIndexYet:
-            return emptyImagesIndex();
+            return images_index_emptyImagesIndex();
         case READ_LIVE_EXIT.noSimplestreamsDir:
             throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
@@ -55373,6 +55556,7 @@ async function read_readLiveIndex(registry, preflight) {
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
 async function serverToolVersion(registry) {
+    await registry.checkLoginShell();
     const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
         what: 'Asking the server for its incus-simplestreams version',
         timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
@@ -55391,12 +55575,26 @@ async function serverToolVersion(registry) {
  * live index as it now stands: one round trip, under the registry lock.
  */
 async function housekeeping_housekeepAndRead(registry, done = []) {
-    const { simplestreamsDir, uploadDir } = registry.paths;
-    const output = await registry.runScript(HOUSEKEEPING, [simplestreamsDir, uploadDir, String(RETIRE_GRACE_SECONDS), String(UPLOAD_GRACE_SECONDS / 60), ...done], {
+    const output = await registry.session.run(housekeeping_housekeepingCommand(registry, done), {
         what: 'Cleaning up after earlier runs and reading the index back',
         timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
     });
-    return parseIndexText(output, liveIndexPath(registry.paths));
+    return housekeeping_readBack(registry, output);
+}
+/** The housekeeping command, for housekeepAndRead or to follow the commit in its round trip. */
+function housekeeping_housekeepingCommand(registry, done = []) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    return scriptCommand(HOUSEKEEPING.text, HOUSEKEEPING.name, [
+        simplestreamsDir,
+        uploadDir,
+        String(RETIRE_GRACE_SECONDS),
+        String(UPLOAD_GRACE_SECONDS / 60),
+        ...done,
+    ]);
+}
+/** The live index the housekeeping printed. */
+function housekeeping_readBack(registry, output) {
+    return read_parseIndexText(output, layout_liveIndexPath(registry.paths));
 }
 async function removeDirs(registry, dirs) {
     await registry.session.run(commandLine(['rm', '-rf', '--', ...dirs]), {
@@ -55415,15 +55613,15 @@ async function removeDirs(registry, dirs) {
 
 /** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
 async function holdLock(registry, options) {
-    const { path, timeoutSeconds, busyMessage } = options;
+    const { path, timeoutSeconds, busyMessage, script = HOLD_LOCK, args = [] } = options;
     try {
-        const held = await registry.session.startHeld(scriptCommand(HOLD_LOCK.text, HOLD_LOCK.name, [path, String(timeoutSeconds)]));
+        const held = await registry.session.startHeld(scriptCommand(script.text, script.name, [path, String(timeoutSeconds), ...args]), (line) => /^locked \d+$/.test(line));
         const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
         if (!Number.isInteger(pid)) {
             await held.release();
             throw new errors/* ActionError */.lZ(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
         }
-        return { pid, release: () => held.release() };
+        return { pid, report: held.lines.slice(0, -1), release: () => held.release() };
     }
     catch (error) {
         if (error instanceof HeldCommandEnded) {
@@ -55435,8 +55633,9 @@ async function holdLock(registry, options) {
     }
 }
 /** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
-function lock_holdRegistryLock(registry, lockTimeout) {
+function lock_holdRegistryLock(registry, lockTimeout, holder = {}) {
     return holdLock(registry, {
+        ...holder,
         path: lockPath(registry.paths),
         timeoutSeconds: lockTimeout,
         busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
@@ -55649,6 +55848,8 @@ function applyRetention(index, keep, fingerprint) {
 
 
 
+
+
 function serialConflictError(product, serial, existing, fingerprint) {
     return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
@@ -55676,9 +55877,9 @@ function publication_finishIndex(options, fingerprint, base, proposed) {
     return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
 }
 /** Makes the change on the live index as read under the lock, and says what it means. */
-async function planChange(registry, publication, change) {
+async function planChange(registry, publication, change, live) {
     const { fingerprint, aliases, options } = publication;
-    let base = await readLiveIndex(registry);
+    let base = live;
     if (change.kind === 'staged') {
         try {
             return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
@@ -55704,6 +55905,17 @@ async function planChange(registry, publication, change) {
         plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
     };
 }
+/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
+function indexUnderLock(registry, report) {
+    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+    if (line === undefined) {
+        throw new ActionError(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+            "Check that the SSH user's shell startup files print nothing, and run the step again.");
+    }
+    if (line === 'noindex')
+        return emptyImagesIndex();
+    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
+}
 /** The names in images/ of a staged version's files (incus-simplestreams names them so). */
 function stagedFileNames(staged) {
     const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
@@ -55716,24 +55928,34 @@ function stagedFileNames(staged) {
  * server-side directories, removed once the index is live.
  */
 async function publishUnderLock(registry, publication, change, done = []) {
-    const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
+    // One round trip: the lock, and the live index as it stands under it.
+    const lock = await holdRegistryLock(registry, publication.options.lockTimeout, {
+        script: REGISTRY_LOCK,
+        args: [registry.paths.simplestreamsDir],
+    });
     try {
-        const { base, plan } = await planChange(registry, publication, change);
+        const { base, plan } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
         const finished = publication_finishIndex(publication.options, publication.fingerprint, base, plan.index);
+        let live;
         if (finished.index) {
-            await commit(registry, {
+            // One round trip: the commit, then the housekeeping, which prints the index to verify.
+            const output = await commit(registry, {
                 lock,
                 index: finished.index,
                 ...(change.kind === 'staged' && plan.status !== 'unchanged'
                     ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
                     : {}),
                 retired: [...plan.retired, ...finished.retired],
+                andThen: housekeepingCommand(registry, done),
             });
+            live = readBack(registry, output);
+        }
+        else {
+            live = await housekeepAndRead(registry, done);
         }
         core.info(plan.status === 'unchanged'
             ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
-        const live = await housekeepAndRead(registry, done);
         return verify(live, publication, plan.status);
     }
     finally {
@@ -55806,7 +56028,9 @@ async function withLiveIndex(registry, options, work) {
         return work(checked, () => Promise.resolve());
     const lock = await lock_holdRegistryLock(registry, options.lockTimeout);
     try {
-        return await work(await read_readLiveIndex(registry), (index, retired) => commit_commit(registry, { lock, index, retired }));
+        return await work(await read_readLiveIndex(registry), async (index, retired) => {
+            await commit_commit(registry, { lock, index, retired });
+        });
     }
     finally {
         await lock.release();
@@ -57260,7 +57484,9 @@ class Connection {
  * the user's login shell. A csh, tcsh or fish login shell would read the quoting otherwise (fish
  * collapses "\\" inside single quotes; csh refuses a line break in them), so a probe command
  * checks, once per connection and before anything else runs, that the shell reads a quoted
- * argument back exactly.
+ * argument back exactly. The probe can ride with the first real command (probedScript): the
+ * login shell then only runs the probe and `exec sh -s`, words every shell reads alike, and the
+ * script and its quoted arguments reach that POSIX sh over stdin.
  */
 
 
@@ -57271,10 +57497,29 @@ async function checkLoginShell(session, username) {
     const printed = result.stdout.toString('utf8');
     if (result.code === 0 && printed === PROBE)
         return;
+    throw loginShellError(username, result);
+}
+/**
+ * A script run by a POSIX sh that reads it, with its arguments, from stdin, after the probe:
+ * one round trip for both. The script must not read stdin itself.
+ */
+function probedScript(script, args) {
+    const set = args.length > 0 ? `set -- ${args.map(quoteArg).join(' ')}\n` : '';
+    return { command: `${shell_commandLine(['printf', '%s', PROBE])}; exec sh -s`, stdin: `${set}{\n${script}\n}\n` };
+}
+/** Splits what a probed script printed: the probe first, checked, then the script's output. */
+function afterProbe(username, result) {
+    const probe = Buffer.from(PROBE, 'utf8');
+    if (result.stdout.subarray(0, probe.length).equals(probe))
+        return { ...result, stdout: result.stdout.subarray(probe.length) };
+    throw loginShellError(username, { ...result, code: result.code === 0 ? 0 : result.code });
+}
+function loginShellError(username, result) {
+    const printed = result.stdout.toString('utf8');
     const seen = result.code === 0
         ? `it printed ${JSON.stringify(printed.slice(0, 80))} for ${JSON.stringify(PROBE)}`
         : `it failed (${(0,errors/* oneLine */.TN)(result.stderr.trim().split('\n').at(-1) ?? `exit ${String(result.code)}`)})`;
-    throw new errors/* ActionError */.lZ(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
+    return new errors/* ActionError */.lZ(`The login shell of "${username}" on the server does not read POSIX shell quoting (a test command was ` +
         `sent: ${seen}). This action quotes every command for sh; a csh, tcsh or fish login shell would read them ` +
         `otherwise. Give the user a POSIX shell on the server (chsh -s /bin/bash ${username}); if it has one, make ` +
         'its startup files (.bashrc) quiet for commands run over SSH. Nothing was uploaded.', 'username');
@@ -57290,25 +57535,72 @@ async function checkLoginShell(session, username) {
 
 
 
+
 class Registry {
     connection;
     paths;
-    constructor(connection, paths) {
+    options;
+    /** Whether the login shell was checked (ssh/login-shell.ts): before anything else runs. */
+    shellChecked = false;
+    /**
+     * Set when the server refused a channel (sshd's MaxSessions): the part under the registry lock
+     * then runs over a connection of its own (withOwnConnection), as the image lock holds one of
+     * this connection's few channels.
+     */
+    sessionsLimited = false;
+    /** The round trip as the first command's start measured it (ms); undefined until then. */
+    roundTripMs;
+    constructor(connection, paths, options) {
         this.connection = connection;
         this.paths = paths;
+        this.options = options;
     }
-    /** Connects, and checks that the login shell reads the quoting every command relies on. */
+    get username() {
+        return this.options.username;
+    }
+    /**
+     * Connects. The login shell is checked by the first command (execProbedScript), or by
+     * checkLoginShell() before a command of another kind.
+     */
     static async open(options) {
         const { simplestreamsDir, uploadDir } = options;
-        const connection = await Connection.open(options);
+        return new Registry(await Connection.open(options), { simplestreamsDir, uploadDir }, options);
+    }
+    /** Runs `fn` with a registry on a new connection to the same server (closed afterwards). */
+    async withOwnConnection(fn) {
+        const other = new Registry(await Connection.open(this.options), this.paths, this.options);
+        other.shellChecked = this.shellChecked;
         try {
-            await checkLoginShell(connection.session, options.username);
+            return await fn(other);
         }
-        catch (error) {
-            connection.dispose();
-            throw error;
+        finally {
+            other.close();
         }
-        return new Registry(connection, { simplestreamsDir, uploadDir });
+    }
+    /** Checks that the login shell reads the quoting every command relies on (once). */
+    async checkLoginShell() {
+        if (this.shellChecked)
+            return;
+        await checkLoginShell(this.session, this.username);
+        this.shellChecked = true;
+    }
+    /**
+     * Runs a server script; as the connection's first command, in the same round trip as the
+     * login shell's check (ssh/login-shell.ts probedScript), which fails first when the shell
+     * misreads the probe.
+     */
+    async execProbedScript(script, args, options = {}) {
+        if (this.shellChecked)
+            return this.execScript(script, args, options);
+        const probed = probedScript(script.text, args);
+        const result = await this.session.exec(probed.command, { ...options, stdin: external_node_stream_.Readable.from([probed.stdin]) });
+        // Opening its channel and starting the command took two round trips.
+        const opened = this.session.lastOpenMs;
+        if (opened !== undefined)
+            this.roundTripMs = opened / 2;
+        const output = afterProbe(this.username, result);
+        this.shellChecked = true;
+        return output;
     }
     /** The session in use now (a new one after reconnect()). */
     get session() {
@@ -58040,7 +58332,7 @@ async function writeDayTwoSummary(result) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1254);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6300);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

@@ -9,6 +9,7 @@ import { imageFiles } from '../image/local-image.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
 import type { PublishResult } from '../registry/publication.js';
 import type { Registry } from '../registry/registry.js';
+import { describeSshCounters } from '../ssh/session.js';
 import { readSettings, type Settings } from './inputs.js';
 import { setOutputs } from './outputs.js';
 import {
@@ -52,7 +53,10 @@ export async function publish(settings: Settings): Promise<PublishResult> {
       await uploaded.lock.release().catch(() => undefined);
     }
   } finally {
-    registry?.close();
+    if (registry) {
+      registry.close();
+      core.info(describeSshCounters());
+    }
     // A squashfs converted from a rootfs tarball is not needed once the run is over.
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
   }

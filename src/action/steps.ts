@@ -224,9 +224,13 @@ export function publishLocked(
 ): Promise<PublishResult> {
   // This run's upload and staging directories go once the image is live.
   const done = [remote.dir, stagingDir(registry.paths, remote.key)];
-  return timedGroup('Publish under the registry lock', () =>
-    publishUnderLock(registry, { ...publication, options: settings }, change, done),
-  );
+  return timedGroup('Publish under the registry lock', () => {
+    const locked = (on: Registry) => publishUnderLock(on, { ...publication, options: settings }, change, done);
+    if (!registry.sessionsLimited) return locked(registry);
+    // The image lock holds one of the few channels the server allows per connection.
+    core.info('The server allows few channels per connection: this part runs over a connection of its own');
+    return registry.withOwnConnection(locked);
+  });
 }
 
 /** After a failure: the staging tree goes; the upload stays, for the next run to resume. */

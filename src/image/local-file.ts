@@ -15,7 +15,7 @@ export async function openFile(path: string): Promise<FileHandle> {
   return open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
 }
 
-function changedError(file: LocalFile, detail: string): ActionError {
+export function changedError(file: LocalFile, detail: string): ActionError {
   return new ActionError(
     `${file.input}: the file changed while it was being published ("${file.path}": ${detail}). ` +
       'Make sure nothing writes the image files during the step, and run it again.',
@@ -31,12 +31,16 @@ const CHUNK = 256 * 1024;
  * (destroying the stream) leaves the descriptor open for the next reader. Fails with "the file
  * changed" when the file ends sooner.
  */
-export function readStream(file: LocalFile, range: { start?: number; end?: number } = {}): Readable {
+export function readStream(
+  file: LocalFile,
+  range: { start?: number; end?: number; chunkBytes?: number } = {},
+): Readable {
   const start = range.start ?? 0;
   const end = Math.min(range.end ?? file.size - 1, file.size - 1);
+  const chunkBytes = range.chunkBytes ?? CHUNK;
   async function* chunks(): AsyncGenerator<Buffer> {
     for (let position = start; position <= end;) {
-      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, end - position + 1));
+      const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, end - position + 1));
       const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
       if (bytesRead === 0) {
         throw changedError(file, `${file.size} bytes when inspected, it ended after ${position}`);
@@ -45,7 +49,7 @@ export function readStream(file: LocalFile, range: { start?: number; end?: numbe
       yield buffer.subarray(0, bytesRead);
     }
   }
-  return Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK });
+  return Readable.from(chunks(), { objectMode: false, highWaterMark: chunkBytes });
 }
 
 /** Reads up to `length` bytes from `position` through the descriptor. */

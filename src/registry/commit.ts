@@ -2,6 +2,7 @@
 import { Readable } from 'node:stream';
 import { buildStreamsIndex, type ImagesIndex } from '../simplestreams/images-index.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
+import { scriptCommand } from '../ssh/shell.js';
 import { nextDir } from './layout.js';
 import type { HeldLock } from './lock.js';
 import type { Registry } from './registry.js';
@@ -20,27 +21,28 @@ export interface CommitOptions {
   stagedFiles?: string[];
   /** Files the new index no longer names (kept for a while, then removed). */
   retired: string[];
+  /** A command run after a successful commit, in the same round trip (the housekeeping); its output is returned. */
+  andThen?: string;
 }
 
-export async function commit(registry: Registry, options: CommitOptions): Promise<void> {
+export async function commit(registry: Registry, options: CommitOptions): Promise<Buffer> {
   const { simplestreamsDir } = registry.paths;
   const retired = options.retired.filter((path) => RETIRABLE.test(path));
   // One round trip. index.json, the retired files and images.json go over stdin (they grow with
   // the registry; a command line may not: sshd passes it to the shell as one argument).
   const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
-  await registry.runScript(
-    COMMIT,
-    [
-      simplestreamsDir,
-      nextDir(registry.paths),
-      options.staging ?? '',
-      String(options.lock.pid),
-      ...(options.stagedFiles ?? []),
-    ],
-    {
-      what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`,
-      stdin: Readable.from([stdin.join('\n')]),
-      timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    },
-  );
+  const command = scriptCommand(COMMIT.text, COMMIT.name, [
+    simplestreamsDir,
+    nextDir(registry.paths),
+    options.staging ?? '',
+    String(options.lock.pid),
+    ...(options.stagedFiles ?? []),
+  ]);
+  return registry.session.run(options.andThen ? `${command} && ${options.andThen}` : command, {
+    what:
+      `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)` +
+      (options.andThen ? ', then cleaning up and reading it back' : ''),
+    stdin: Readable.from([stdin.join('\n')]),
+    timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+  });
 }

@@ -88,7 +88,9 @@ async function withLiveIndex<T>(
   if (options.dryRun) return work(checked, () => Promise.resolve());
   const lock = await holdRegistryLock(registry, options.lockTimeout);
   try {
-    return await work(await readLiveIndex(registry), (index, retired) => commit(registry, { lock, index, retired }));
+    return await work(await readLiveIndex(registry), async (index, retired) => {
+      await commit(registry, { lock, index, retired });
+    });
   } finally {
     await lock.release();
   }

@@ -7,9 +7,14 @@ import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
-import { untrusted } from '../common/untrusted.js';
+import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
-import { findFingerprint, type ImagesIndex, type PublishedVersion } from '../simplestreams/images-index.js';
+import {
+  emptyImagesIndex,
+  findFingerprint,
+  type ImagesIndex,
+  type PublishedVersion,
+} from '../simplestreams/images-index.js';
 import { withLxdItems } from '../simplestreams/lxd.js';
 import {
   planPublication,
@@ -20,10 +25,12 @@ import {
 } from '../simplestreams/plan.js';
 import { applyRetention } from '../simplestreams/retention.js';
 import { commit } from './commit.js';
-import { housekeepAndRead } from './housekeeping.js';
+import { housekeepAndRead, housekeepingCommand, readBack } from './housekeeping.js';
+import { liveIndexPath } from './layout.js';
 import { holdRegistryLock } from './lock.js';
-import { readLiveIndex } from './read.js';
+import { parseIndexText, readLiveIndex } from './read.js';
 import type { Registry } from './registry.js';
+import { REGISTRY_LOCK } from './scripts.js';
 
 /** What the registry serves for the image once the run is done. */
 export interface PublishResult extends PublishedVersion {
@@ -106,9 +113,10 @@ async function planChange(
   registry: Registry,
   publication: Publication,
   change: Change,
+  live: ImagesIndex,
 ): Promise<{ base: ImagesIndex; plan: PublicationPlan }> {
   const { fingerprint, aliases, options } = publication;
-  let base = await readLiveIndex(registry);
+  let base = live;
   if (change.kind === 'staged') {
     try {
       return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
@@ -137,6 +145,19 @@ async function planChange(
   };
 }
 
+/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
+function indexUnderLock(registry: Registry, report: string[]): ImagesIndex {
+  const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+  if (line === undefined) {
+    throw new ActionError(
+      `Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+        "Check that the SSH user's shell startup files print nothing, and run the step again.",
+    );
+  }
+  if (line === 'noindex') return emptyImagesIndex();
+  return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
+}
+
 /** The names in images/ of a staged version's files (incus-simplestreams names them so). */
 function stagedFileNames(staged: StagedVersion): string[] {
   const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
@@ -155,26 +176,35 @@ export async function publishUnderLock(
   change: Change,
   done: string[] = [],
 ): Promise<PublishResult> {
-  const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
+  // One round trip: the lock, and the live index as it stands under it.
+  const lock = await holdRegistryLock(registry, publication.options.lockTimeout, {
+    script: REGISTRY_LOCK,
+    args: [registry.paths.simplestreamsDir],
+  });
   try {
-    const { base, plan } = await planChange(registry, publication, change);
+    const { base, plan } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
     const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
+    let live: ImagesIndex;
     if (finished.index) {
-      await commit(registry, {
+      // One round trip: the commit, then the housekeeping, which prints the index to verify.
+      const output = await commit(registry, {
         lock,
         index: finished.index,
         ...(change.kind === 'staged' && plan.status !== 'unchanged'
           ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
           : {}),
         retired: [...plan.retired, ...finished.retired],
+        andThen: housekeepingCommand(registry, done),
       });
+      live = readBack(registry, output);
+    } else {
+      live = await housekeepAndRead(registry, done);
     }
     core.info(
       plan.status === 'unchanged'
         ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`,
     );
-    const live = await housekeepAndRead(registry, done);
     return verify(live, publication, plan.status);
   } finally {
     await lock.release();

@@ -39,7 +39,8 @@ export async function readLiveIndex(registry: Registry, preflight?: Preflight): 
   const { simplestreamsDir, uploadDir } = registry.paths;
   const path = liveIndexPath(registry.paths);
   // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-  const result = await registry.execScript(
+  // Before an upload it is the first command: the login shell's check rides with it.
+  const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(
     READ_LIVE_INDEX,
     [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''],
     { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS },
@@ -96,6 +97,7 @@ export async function readLiveIndex(registry: Registry, preflight?: Preflight): 
 
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
 export async function serverToolVersion(registry: Registry): Promise<string> {
+  await registry.checkLoginShell();
   const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
     what: 'Asking the server for its incus-simplestreams version',
     timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,

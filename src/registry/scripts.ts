@@ -37,49 +37,169 @@ exec cat >/dev/null`,
 };
 
 /**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
- * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
- * write lock: a writer left over from a dropped connection may still be draining into a partial
- * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
- * directory that is a symlink.
+ * The registry lock and the live index read under it, in one round trip: takes the lock `$1` as
+ * HOLD_LOCK does (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
+ * "index " and its base64 (or "noindex" when there is none yet; a file on one line cannot be
+ * mistaken for the line that follows), then "locked PID", and holds the lock like HOLD_LOCK.
  */
-export const UPLOAD_STATE: ServerScript = {
-  name: 'lxc-publish-state',
-  text: `dir=$1 timeout=$2; shift 2
+export const REGISTRY_LOCK: ServerScript = {
+  name: 'lxc-publish-registry-lock',
+  text: `lock=$1 timeout=$2 ss=$3
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
+live=$ss/streams/v1/images.json
+if [ -e "$live" ]; then
+  printf 'index '
+  base64 -w 0 < "$live" || exit 1
+  echo
+else
+  echo noindex
+fi
+echo "locked $$"
+exec cat >/dev/null`,
+};
+
+/**
+ * The image's upload lock and what an earlier attempt left, in one round trip: takes the image
+ * lock `$1` as HOLD_LOCK does (waiting at most `$2` seconds), then, in the upload directory `$3`
+ * and under its write lock taken exclusively (a writer left over from a dropped connection may
+ * still be draining, and what it wrote is only final once it is gone), reports each file named
+ * after `$3` (numbered from 1):
+ *   F <n> <size> <sha256>        the complete file is there (an earlier run got that far)
+ *   B <n> <offset> <length>      a block recorded as written in `<name>.partial`, sorted
+ *   H <n> <sha256>               the sha256 of those blocks' bytes, in that order
+ *   N <n>                        nothing usable: a fresh, empty `<name>.partial` is in place
+ * then "locked PID" and holds the lock like HOLD_LOCK. A block list is read back only from a
+ * regular file of its own and only lines of two numbers are kept; nothing here follows a symlink
+ * (a partial file is created, never opened through a link). Refuses (exit 77) an upload directory,
+ * lock or write lock that is a symlink.
+ */
+export const IMAGE_LOCK: ServerScript = {
+  name: 'lxc-publish-image-lock',
+  text: `lock=$1 timeout=$2 dir=$3; shift 3
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
 if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
+regular() { [ -f "$1" ] && [ ! -L "$1" ]; }
+exec 3>&1
+n=0
 for name; do
-  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
-done`,
+  n=$((n + 1))
+  file=$dir/$name
+  if regular "$file"; then
+    sum=$(sha256sum < "$file") || exit 1
+    printf 'F %s %s %s\\n' "$n" "$(stat -c %s -- "$file")" "\${sum%% *}"
+  elif regular "$file.partial" && regular "$file.blocks"; then
+    blocks=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -u)
+    sum=$(printf '%s\\n' "$blocks" | while read -r offset length; do
+      [ -n "$offset" ] || continue
+      printf 'B %s %s %s\\n' "$n" "$offset" "$length" >&3
+      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none
+    done | sha256sum) || exit 1
+    printf 'H %s %s\\n' "$n" "\${sum%% *}"
+  else
+    rm -f -- "$file.partial" "$file.blocks" || exit 1
+    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1
+    printf 'N %s\\n' "$n"
+  fi
+done
+exec 8>&-
+echo "locked $$"
+exec cat >/dev/null`,
 };
 
 /**
- * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
- * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
- * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
- * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
+ * Starts the upload of `$3` in the directory `$1` again from nothing, under its write lock
+ * (waiting at most `$2` seconds): what was there did not match the runner's file. The new partial
+ * file and block list are created, never opened through a link.
  */
-export const WRITE_FILE: ServerScript = {
-  name: 'lxc-publish-write',
-  text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
-partial=$dir/$name.partial
+export const RESET_UPLOAD: ServerScript = {
+  name: 'lxc-publish-reset',
+  text: `dir=$1 timeout=$2 name=$3
 if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
 exec 8>>"$dir/.write.lock" || exit 1
 flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then
-  rm -f -- "$partial" || exit 1
-  (set -C; : > "$partial") || exit 1
-elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
-  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
-fi
-cat >> "$partial" || exit 1
-got=$(stat -c %s -- "$partial") || exit 1
-if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
-mv -f -- "$partial" "$dir/$name"`,
+rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
+(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1`,
+};
+
+/**
+ * One of the upload's parallel writers. Under the image's write lock, shared with the run's other
+ * writers (taken within `$2` seconds), it reads framed blocks from stdin for the files named after
+ * `$2` in the upload directory `$1` (numbered from 1):
+ *   "B <n> <offset> <length>\n", then exactly <length> bytes, then ".\n"
+ * writes each block at its offset into `<name>.partial` (dd reads exactly <length> bytes from the
+ * pipe, and the shell's read builtin reads a pipe byte by byte: nothing past a frame is consumed),
+ * and records it in `<name>.blocks` once the closing "." arrived; a block cut short by the end of
+ * stdin (a dropped connection) is recorded as far as dd wrote it (its count of bytes copied), so
+ * a resume sends only the rest. Then:
+ *   "E <n> <size>\n"
+ * (sent once every other writer has ended) checks that the recorded blocks tile the file from 0
+ * to <size> and that it is that long, and only then gives it its final name. Every number read
+ * from a frame must be digits; anything else ends the writer with an error. Nothing here follows
+ * a symlink: the partial file and block list must be regular files of their own.
+ */
+export const WRITE_BLOCKS: ServerScript = {
+  name: 'lxc-publish-write',
+  text: `dir=$1 timeout=$2; shift 2
+if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock -s -w "$timeout" -E 75 8 || exit $?
+bad() { echo "bad frame: $*" >&2; exit 1; }
+nl='
+'
+while read -r kind n a b; do
+  case $n in ''|*[!0-9]*) bad "$kind $n" ;; esac
+  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi
+  i=0
+  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done
+  file=$dir/$name
+  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then
+    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1
+  fi
+  case $kind in
+    B)
+      case $a$b in ''|*[!0-9]*) bad "$kind $n $a $b" ;; esac
+      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf '%s\\n' "$stats" >&2; exit 1; }
+      copied=\${stats##*"$nl"}
+      copied=\${copied%% *}
+      case $copied in ''|*[!0-9]*) printf 'dd: %s\\n' "$stats" >&2; exit 1 ;; esac
+      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then
+        printf '%s %s\\n' "$a" "$b" >> "$file.blocks" || exit 1
+      else
+        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.
+        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf '%s %s\\n' "$a" "$copied" >> "$file.blocks"; fi
+        echo "the block at $a of $name was cut short" >&2; exit 1
+      fi
+      ;;
+    E)
+      case $a in ''|*[!0-9]*) bad "$kind $n $a" ;; esac
+      got=$(stat -c %s -- "$file.partial") || exit 1
+      end=$(sort -n -u < "$file.blocks" | { next=0; while read -r offset length; do [ "$offset" = "$next" ] || break; next=$((offset + length)); done; echo "$next"; })
+      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then
+        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1
+      fi
+      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1
+      ;;
+    *) bad "$kind" ;;
+  esac
+done`,
 };
 
 /** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
@@ -254,8 +374,10 @@ exec cat -- "$live"`,
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 export const ALL_SCRIPTS: readonly ServerScript[] = [
   HOLD_LOCK,
-  UPLOAD_STATE,
-  WRITE_FILE,
+  REGISTRY_LOCK,
+  IMAGE_LOCK,
+  RESET_UPLOAD,
+  WRITE_BLOCKS,
   READ_LIVE_INDEX,
   COMMIT,
   HOUSEKEEPING,

@@ -1,31 +1,42 @@
 /**
  * The upload: each image's files go into its own directory under upload-dir, under that image's
- * lock, as `.partial` files that get their final name once complete (registry/scripts.ts
- * WRITE_FILE). What an earlier attempt left is reused or resumed after a byte-for-byte check; a
- * dropped connection is retried. The bytes are hashed as they go, so a first upload reads each
- * file once and yields the fingerprint.
+ * lock, as `.partial` files that get their final name once every block is there (registry/
+ * scripts.ts WRITE_BLOCKS). The files are read once, in order, and hashed as they go (the
+ * fingerprint); their blocks are dealt to several exec channels of the one connection, each of
+ * which writes its blocks at their offsets on the server. One channel is bound by its window
+ * (sshd grants 2 MiB: 40 MB/s at 50 ms round trip, 13 MB/s at 150 ms); several are not.
+ *
+ * What an earlier attempt left is reused (a complete file whose sha256 matches) or resumed (the
+ * blocks the server recorded, once their bytes match the runner's); a dropped connection is
+ * retried.
  */
 import * as core from '@actions/core';
 import { createHash, type Hash } from 'node:crypto';
-import { posix } from 'node:path';
+import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError } from '../common/errors.js';
+import { ActionError, describeError } from '../common/errors.js';
 import { untrustedLine } from '../common/untrusted.js';
 import { hashFileInto, UploadHashes } from '../image/hashing.js';
-import { readStream } from '../image/local-file.js';
-import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
-import { commandLine } from '../ssh/shell.js';
+import { changedError, readStream } from '../image/local-file.js';
+import type { LocalFile } from '../image/local-image.js';
+import { remoteFailure } from '../ssh/remote-failure.js';
+import { isOpenRefusal, type CommandResult, type OpenCommand } from '../ssh/session.js';
+import { scriptCommand } from '../ssh/shell.js';
 import { imageLockPath, type RemoteImage, type UploadFile } from './layout.js';
 import { holdLock, type HeldLock } from './lock.js';
-import { formatProgress, ProgressCounter } from './progress.js';
+import { formatProgress } from './progress.js';
 import type { Registry } from './registry.js';
-import { UPLOAD_STATE, WRITE_FILE } from './scripts.js';
+import { IMAGE_LOCK, RESET_UPLOAD, WRITE_BLOCKS } from './scripts.js';
 
 export interface UploadOptions {
   /** Seconds to wait for the image's lock (lock-timeout). */
   lockTimeout: number;
   /** How often a dropped connection is retried (retries). */
   retries: number;
+  /** Parallel channels at most (default UPLOAD_CHANNELS; scripts/upload-paths.ts varies it). */
+  channels?: number;
+  /** Bytes per block (default BLOCK_BYTES; scripts/upload-paths.ts varies it). */
+  blockBytes?: number;
 }
 
 export interface Upload {
@@ -34,106 +45,365 @@ export interface Upload {
   lock: HeldLock;
 }
 
-interface RemoteFileState {
-  /** Size of the complete file, or -1. */
-  final: number;
-  /** Size of the partial file, or -1. */
-  partial: number;
+/**
+ * Channels at most, on a link whose round trip is LONG_LINK_MS or more. sshd's MaxSessions (10 by default) counts every channel of a connection, the
+ * image lock's holder among them; 8 lift the window's ceiling eightfold (docs/performance.md has
+ * the measurements). A server that allows fewer refuses the rest, and the upload goes on with
+ * those it got.
+ */
+export const UPLOAD_CHANNELS = 8;
+/**
+ * Below this round trip one channel's window is not the limit (2 MiB per 10 ms is 200 MB/s, what
+ * the two ends' CPUs manage on a good day), and more channels only share the CPUs: one is used.
+ */
+export const LONG_LINK_MS = 10;
+/** Bytes per block: a channel's unit of work, of resume, and of memory held per channel. */
+export const BLOCK_BYTES = 4 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/** A byte range of a file: [offset, offset + length). */
+interface Range {
+  offset: number;
+  length: number;
 }
 
-async function uploadState(
-  registry: Registry,
-  image: RemoteImage,
-  timeoutSeconds: number,
-): Promise<Map<string, RemoteFileState>> {
-  const names = image.files.map((file) => file.name);
-  const output = await registry.runScript(UPLOAD_STATE, [image.dir, String(timeoutSeconds), ...names], {
-    what: `Checking earlier uploads in ${image.dir}`,
-    timeoutSeconds: timeoutSeconds + SHORT_COMMAND_TIMEOUT_SECONDS,
-  });
-  const states = new Map<string, RemoteFileState>();
-  for (const line of output.toString('utf8').trim().split('\n')) {
-    const [name, final, partial] = line.split(' ');
-    if (name) states.set(name, { final: Number(final), partial: Number(partial) });
+/** What the server holds of a file (IMAGE_LOCK's report). */
+interface RemoteFileState {
+  complete?: { size: number; sha256: string };
+  /** Blocks recorded in the partial file, sorted, and the sha256 of their bytes in that order. */
+  blocks: Range[];
+  blocksSha256?: string;
+}
+
+const DIGITS = /^\d{1,15}$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Reads IMAGE_LOCK's report; lines of another form (a login shell's noise) are ignored. */
+export function parseUploadReport(lines: readonly string[], files: number): RemoteFileState[] {
+  const states: RemoteFileState[] = Array.from({ length: files }, () => ({ blocks: [] }));
+  for (const line of lines) {
+    const [kind, n, a, b] = line.split(' ');
+    if (!n || !DIGITS.test(n)) continue;
+    const state = states[Number(n) - 1];
+    if (!state) continue;
+    if (kind === 'F' && a && b && DIGITS.test(a) && SHA256.test(b)) state.complete = { size: Number(a), sha256: b };
+    else if (kind === 'B' && a && b && DIGITS.test(a) && DIGITS.test(b))
+      state.blocks.push({ offset: Number(a), length: Number(b) });
+    else if (kind === 'H' && a && SHA256.test(a)) state.blocksSha256 = a;
   }
   return states;
 }
 
-async function remoteSha256(registry: Registry, path: string): Promise<string> {
-  const output = await registry.session.run(commandLine(['sha256sum', '--', path]), {
-    what: `Hashing ${path} on the server`,
-  });
-  return output.toString('utf8').split(' ')[0] ?? '';
+/** Whether recorded blocks are usable for a file of `size` bytes: inside it, none overlapping. */
+function blocksFit(blocks: readonly Range[], size: number): boolean {
+  let end = 0;
+  for (const block of blocks) {
+    if (block.length <= 0 || block.offset < end || block.offset + block.length > size) return false;
+    end = block.offset + block.length;
+  }
+  return true;
 }
 
-interface SendOptions {
-  dir: string;
-  /** Where to start (bytes already on the server). */
-  offset: number;
-  lockTimeout: number;
-  /** Hashes fed with the bytes as they are sent. */
-  hashes: Hash[];
+/** The ranges of a file of `size` bytes that `done` (sorted, not overlapping) leaves out, cut into blocks. */
+export function missingBlocks(done: readonly Range[], size: number, blockBytes = BLOCK_BYTES): Range[] {
+  const missing: Range[] = [];
+  const add = (from: number, to: number): void => {
+    for (let offset = from; offset < to; offset += blockBytes)
+      missing.push({ offset, length: Math.min(blockBytes, to - offset) });
+  };
+  let at = 0;
+  for (const block of done) {
+    add(at, block.offset);
+    at = block.offset + block.length;
+  }
+  add(at, size);
+  return missing;
 }
 
-/** Streams a file (from `offset`) onto `<name>.partial`, renamed to its name once complete. */
-async function sendFile(registry: Registry, file: UploadFile, options: SendOptions): Promise<void> {
-  const { dir, offset, lockTimeout, hashes } = options;
-  const counter = new ProgressCounter(file.name, file.local.size, core.info, 5000, offset, hashes);
-  const source = readStream(file.local, { start: offset });
-  source.on('error', (error) => counter.destroy(error));
-  const restart = offset === 0 ? '1' : '0';
-  await registry.runScript(WRITE_FILE, [dir, file.name, String(lockTimeout), restart, String(file.local.size)], {
-    what: `Uploading ${file.local.path} to ${posix.join(dir, file.name)}`,
-    stdin: source.pipe(counter),
-  });
-  core.info(formatProgress(counter.snapshot()));
+/** sha256 of the given ranges of a local file, in order (what the server hashed of its blocks). */
+async function hashRanges(file: LocalFile, ranges: readonly Range[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const range of ranges) {
+    const stream = readStream(file, {
+      start: range.offset,
+      end: range.offset + range.length - 1,
+      chunkBytes: READ_CHUNK_BYTES,
+    });
+    for await (const chunk of stream) hash.update(chunk as Buffer);
+  }
+  return hash.digest('hex');
+}
+
+/** What to do with one file in this attempt. */
+interface FilePlan {
+  index: number;
+  file: UploadFile;
+  /** Blocks to send (all of the file for a fresh upload). */
+  send: Range[];
 }
 
 /**
- * Sends the files that are not already on the server, resuming partial ones, and hashes them as
- * they go. Reusing or resuming an earlier run's upload reads the part already sent locally, to
- * check it against the server's copy.
+ * Decides, file by file, what to reuse and what to send, from what the server reported. A
+ * complete file is reused when its sha256 matches; recorded blocks are kept when their bytes
+ * match the runner's (checked by hash, as the server read them back); anything else starts again.
  */
-async function transferFiles(
+async function planFiles(
   registry: Registry,
   image: RemoteImage,
-  lockTimeout: number,
+  states: RemoteFileState[],
   hashes: UploadHashes,
-): Promise<void> {
-  const states = await uploadState(registry, image, lockTimeout);
+  options: UploadOptions,
+): Promise<FilePlan[]> {
+  const { lockTimeout, blockBytes = BLOCK_BYTES } = options;
+  const plans: FilePlan[] = [];
   for (const [index, file] of image.files.entries()) {
-    if (hashes.isDone(index)) continue; // sent before the connection dropped
-    const remotePath = posix.join(image.dir, file.name);
-    const state = states.get(file.name) ?? { final: -1, partial: -1 };
-    if (state.final === file.local.size) {
+    const state = states[index] ?? { blocks: [] };
+    const size = file.local.size;
+    if (state.complete) {
       const own = createHash('sha256');
       const fingerprint = hashes.before(index);
       await hashFileInto(file.local, [own, fingerprint]);
-      if ((await remoteSha256(registry, remotePath)) === own.digest('hex')) {
+      if (state.complete.size === size && state.complete.sha256 === own.digest('hex')) {
         hashes.finish(index, fingerprint);
         core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
         continue;
       }
-    }
-    let offset = 0;
-    let fingerprint = hashes.before(index);
-    if (state.partial > 0 && state.partial <= file.local.size) {
-      const prefix = createHash('sha256');
-      const prefixFingerprint = hashes.before(index);
-      const [remote] = await Promise.all([
-        remoteSha256(registry, `${remotePath}.partial`),
-        hashFileInto(file.local, [prefix, prefixFingerprint], state.partial),
-      ]);
-      if (remote === prefix.digest('hex')) {
-        offset = state.partial;
-        fingerprint = prefixFingerprint;
-        core.info(`${file.name}: resuming after ${offset} bytes already on the server`);
+    } else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
+      if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
+        const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
+        if (held > 0) core.info(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
+        plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
+        continue;
       }
+    } else if (state.blocks.length === 0 && state.blocksSha256 === undefined) {
+      // A fresh, empty partial file and block list (N): everything is sent. A block list with
+      // nothing valid in it is reset below, so that no stray line is left for the final check.
+      plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+      continue;
     }
-    // One hash over the bytes as they go: the fingerprint, without a second read of the file.
-    await sendFile(registry, file, { dir: image.dir, offset, lockTimeout, hashes: [fingerprint] });
+    // What the server holds does not match: that file starts again.
+    await registry.runScript(RESET_UPLOAD, [image.dir, String(lockTimeout), file.name], {
+      what: `Starting the upload of ${file.name} again`,
+    });
+    core.info(`${file.name}: what the server held does not match this file; it is sent again`);
+    plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+  }
+  return plans;
+}
+
+/** One writer: its channel, how it ended, and the bytes it was given. */
+interface Writer {
+  command: OpenCommand;
+  /** Settles when the channel closed; a failure is kept for after the sending. */
+  result: Promise<CommandResult>;
+  ended: boolean;
+}
+
+/**
+ * Opens up to `count` writers at once (one round trip). A server with a lower MaxSessions refuses
+ * some: the upload goes on with those it got, with a notice.
+ */
+async function openWriters(registry: Registry, image: RemoteImage, count: number, lockTimeout: number) {
+  const command = scriptCommand(WRITE_BLOCKS.text, WRITE_BLOCKS.name, [
+    image.dir,
+    String(lockTimeout),
+    ...image.files.map((file) => file.name),
+  ]);
+  const opened = await Promise.allSettled(
+    Array.from({ length: count }, (_, i) => registry.session.open(command, i > 0)),
+  );
+  const writers: Writer[] = [];
+  let refusal: unknown;
+  for (const outcome of opened) {
+    if (outcome.status === 'fulfilled') {
+      const writer: Writer = { command: outcome.value, result: outcome.value.ended, ended: false };
+      void writer.result.then(() => (writer.ended = true));
+      writers.push(writer);
+    } else if (isOpenRefusal(outcome.reason)) refusal = outcome.reason;
+    else throw outcome.reason;
+  }
+  if (writers.length === 0) {
+    throw new ActionError(
+      `The server refused every upload channel (${untrustedLine(describeError(refusal))}). Its sshd allows too few channels per ` +
+        'connection (MaxSessions): the upload needs two (the image lock and one writer). Set MaxSessions to 2 or ' +
+        "more in the server's sshd_config (the default is 10) and reload sshd.",
+    );
+  }
+  if (writers.length < count) {
+    registry.sessionsLimited = true;
+    core.notice(
+      `The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine(describeError(refusal))}); ` +
+        `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
+        'a higher MaxSessions for the publishing user lets long links go faster.',
+    );
+  }
+  return writers;
+}
+
+/** A writer failed: its own exit status and stderr say why. */
+async function writerFailure(writer: Writer): Promise<Error> {
+  const result = await writer.result;
+  return new ActionError(remoteFailure('Uploading (a parallel writer)', result));
+}
+
+/** Waits until the channel can take more, or fails when its command ended. */
+async function drained(writer: Writer): Promise<void> {
+  const channel = writer.command.stdin;
+  if (writer.ended || !channel.writable) throw await writerFailure(writer);
+  if (channel.writableNeedDrain) await Promise.race([once(channel, 'drain'), writer.result.then(() => undefined)]);
+  if (writer.ended) throw await writerFailure(writer);
+}
+
+/**
+ * The writer for the next block: of those whose channel is not full (it has less than its
+ * high-water mark, 2 MiB, waiting for the window), the one with the least waiting; when all are
+ * full, the first to drain. Back-pressure: at most about a block and 2 MiB wait per channel,
+ * whatever the file size.
+ */
+async function pickWriter(writers: Writer[]): Promise<Writer> {
+  for (;;) {
+    let best: Writer | undefined;
+    for (const writer of writers) {
+      if (writer.ended) throw await writerFailure(writer);
+      const channel = writer.command.stdin;
+      if (channel.writableNeedDrain) continue;
+      if (!best || channel.writableLength < best.command.stdin.writableLength) best = writer;
+    }
+    if (best) return best;
+    await Promise.race(writers.map((writer) => drained(writer)));
+  }
+}
+
+interface Progress {
+  bytes: number;
+  total: number;
+  started: number;
+  label: string;
+}
+
+/**
+ * Reads each planned file once, in order, feeding the fingerprint, and deals the blocks to send
+ * to the writers as framed blocks. Files reused from the server are hashed by planFiles.
+ */
+async function sendPlanned(
+  image: RemoteImage,
+  plans: FilePlan[],
+  writers: Writer[],
+  hashes: UploadHashes,
+  progress: Progress,
+): Promise<void> {
+  for (const [index, file] of image.files.entries()) {
+    const plan = plans.find((candidate) => candidate.index === index);
+    if (!plan) continue; // reused
+    progress.label = file.name;
+    const fingerprint: Hash = hashes.before(index);
+    const blocks = plan.send;
+    let next = 0; // the next block to start
+    let current: { block: Range; writer: Writer } | undefined;
+    let position = 0;
+    const source = readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
+    for await (const read of source) {
+      const chunk = read as Buffer;
+      fingerprint.update(chunk);
+      let at = 0;
+      while (at < chunk.length) {
+        const here = position + at;
+        if (!current) {
+          const block = blocks[next];
+          if (!block || block.offset >= position + chunk.length) break; // nothing more to send in this chunk
+          if (block.offset > here) {
+            at = block.offset - position;
+            continue;
+          }
+          next++;
+          current = { block, writer: await pickWriter(writers) };
+          current.writer.command.stdin.write(`B ${index + 1} ${block.offset} ${block.length}\n`);
+        }
+        const end = current.block.offset + current.block.length;
+        const take = Math.min(chunk.length - at, end - here);
+        current.writer.command.stdin.write(chunk.subarray(at, at + take));
+        at += take;
+        progress.bytes += take;
+        if (here + take === end) {
+          current.writer.command.stdin.write('.\n');
+          current = undefined;
+        }
+      }
+      position += chunk.length;
+    }
+    if (position !== file.local.size || current || next < blocks.length) {
+      // readStream stops at the size seen when the file was opened and fails when it ends sooner.
+      throw changedError(file.local, `${position} of ${file.local.size} bytes read in the upload`);
+    }
     hashes.finish(index, fingerprint);
   }
+}
+
+/** Ends a writer's stdin and checks that it ended well. */
+async function finishWriter(writer: Writer, frames = ''): Promise<void> {
+  const channel = writer.command.stdin;
+  if (!writer.ended && channel.writable) channel.end(frames);
+  const result = await writer.result;
+  if (result.code !== 0) throw new ActionError(remoteFailure('Uploading', result));
+}
+
+/**
+ * One attempt: the writers receive the blocks to send; once all but the first have ended, the
+ * first checks each file's blocks and gives it its final name (the "E" frames).
+ */
+async function transfer(
+  registry: Registry,
+  image: RemoteImage,
+  plans: FilePlan[],
+  hashes: UploadHashes,
+  options: UploadOptions,
+): Promise<void> {
+  const toSend = plans.reduce((sum, plan) => sum + plan.send.reduce((bytes, block) => bytes + block.length, 0), 0);
+  const blockCount = plans.reduce((sum, plan) => sum + plan.send.length, 0);
+  const rtt = registry.roundTripMs;
+  const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
+  const wanted = Math.max(1, Math.min(channels, blockCount));
+  if (rtt !== undefined && options.channels === undefined) {
+    core.info(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+  }
+  const writers = await openWriters(registry, image, wanted, options.lockTimeout);
+  const progress: Progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
+  const report = (): string =>
+    formatProgress({
+      label: `${progress.label} (${writers.length} channel${writers.length === 1 ? '' : 's'})`,
+      sent: progress.bytes,
+      total: progress.total,
+      elapsedSeconds: (Date.now() - progress.started) / 1000,
+    });
+  const timer = setInterval(() => core.info(report()), 5000);
+  try {
+    await sendPlanned(image, plans, writers, hashes, progress);
+    const [first, ...others] = writers as [Writer, ...Writer[]];
+    await Promise.all(others.map((writer) => finishWriter(writer)));
+    await finishWriter(first, plans.map((plan) => `E ${plan.index + 1} ${plan.file.local.size}\n`).join(''));
+  } catch (error) {
+    for (const writer of writers) writer.command.stdin.destroy();
+    throw error;
+  } finally {
+    clearInterval(timer);
+  }
+  const seconds = (Date.now() - progress.started) / 1000;
+  for (const plan of plans) {
+    const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
+    core.info(
+      formatProgress({
+        label: plan.file.name,
+        sent: plan.file.local.size,
+        sentThisPass: sent,
+        total: plan.file.local.size,
+        elapsedSeconds: seconds * (toSend > 0 ? sent / toSend : 0),
+      }),
+    );
+  }
+  core.info(
+    `Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
+      `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`,
+  );
 }
 
 /**
@@ -145,14 +415,19 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
   for (let attempt = 0; ; attempt++) {
     let lock: HeldLock | undefined;
     try {
+      // One round trip: the lock, and what earlier attempts left in the upload directory.
       lock = await holdLock(registry, {
         path: imageLockPath(registry.paths, image.key),
         timeoutSeconds: options.lockTimeout,
         busyMessage:
           `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
           `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
+        script: IMAGE_LOCK,
+        args: [image.dir, ...image.files.map((file) => file.name)],
       });
-      await transferFiles(registry, image, options.lockTimeout, hashes);
+      const states = parseUploadReport(lock.report, image.files.length);
+      const plans = await planFiles(registry, image, states, hashes, options);
+      if (plans.length > 0) await transfer(registry, image, plans, hashes, options);
       return { fingerprint: hashes.fingerprint(), lock };
     } catch (error) {
       await lock?.release().catch(() => undefined);

@@ -9,6 +9,7 @@
 import type { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { debug, debugOn, holdsSecret } from '../common/debug.js';
@@ -45,9 +46,29 @@ export interface RunOptions extends ExecOptions {
 }
 
 export interface HeldCommand {
+  /** The line that `startHeld` waited for. */
   firstLine: string;
+  /** Every line printed up to it (the last one is `firstLine`). */
+  lines: string[];
   release(): Promise<void>;
 }
+
+/** A command whose stdin the caller writes itself (the parallel upload's writers). */
+export interface OpenCommand {
+  stdin: ClientChannel;
+  /** How the command ended: settles once its channel is closed. */
+  ended: Promise<CommandResult>;
+}
+
+/** What this process did over SSH so far: read by the bench, logged at the end of a run. */
+export const sshCounters = {
+  /** SSH connections opened (a handshake each: several round trips). */
+  connections: 0,
+  /** Exec channels opened (each one costs at least a round trip). */
+  commands: 0,
+  /** Of those, the ones opened alongside others, in parallel (the upload's extra channels). */
+  parallel: 0,
+};
 
 /** A held command ended before printing its first line; `result` says how. */
 export class HeldCommandEnded extends Error {
@@ -133,8 +154,23 @@ function debugCommand(label: string, number: number, command: string): void {
   debug(`${label} exec #${number}: ${command}`);
 }
 
+/** The counters as one log line: what a run cost in round trips. */
+export function describeSshCounters(): string {
+  const { connections, commands, parallel } = sshCounters;
+  return (
+    `SSH: ${connections} connection${connections === 1 ? '' : 's'}, ${commands - parallel} commands in sequence` +
+    (parallel > 0 ? ` (and ${parallel} upload channels opened alongside)` : '')
+  );
+}
+
+/** Whether an error is the server refusing a channel (sshd's MaxSessions: "open failed"). */
+export const isOpenRefusal = (error: unknown): boolean =>
+  error instanceof Error && /open failed|administratively prohibited|channel open failure/i.test(error.message);
+
 export class RemoteSession {
   private closed = false;
+  /** How long the last channel took to open and start its command (two round trips), in ms. */
+  lastOpenMs: number | undefined;
   /** Exec channels opened on this connection: each is at least one round trip. */
   private channels = 0;
   /** Connections this one runs through (a bastion's), closed with it. */
@@ -146,6 +182,7 @@ export class RemoteSession {
     /** For the debug log: which server this is ("registry", "bastion"). */
     private readonly label = 'registry',
   ) {
+    sshCounters.connections++;
     // Without a listener, a reset connection would be an unhandled 'error' event and end the
     // process; here it only marks the session as gone, and the command in flight fails.
     ssh.connection?.on('error', () => this.gone());
@@ -172,15 +209,32 @@ export class RemoteSession {
    * fast command's output, exit status and close can arrive in the same read as the channel's
    * confirmation, and would be missed by listeners attached a tick later.
    */
-  private start(command: string): Promise<RunningCommand> {
+  private async start(command: string, retryRefused = true): Promise<RunningCommand> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.startOnce(command);
+      } catch (error) {
+        // A server with a low MaxSessions counts a channel just closed until its main loop has
+        // collected it: a channel opened right after may be refused for a moment.
+        if (!retryRefused || attempt >= 6 || !isOpenRefusal(error) || !this.isConnected()) throw error;
+        await sleep(20 * 2 ** attempt);
+      }
+    }
+  }
+
+  private startOnce(command: string): Promise<RunningCommand> {
     const connection = this.ssh.connection;
     if (!connection || this.closed) return Promise.reject(new Error('the SSH connection is closed'));
     // Secrets go to the server only as key material during authentication, never in a command.
     if (holdsSecret(command)) return Promise.reject(new Error('refusing to send a command that holds a secret'));
     this.channels += 1;
+    sshCounters.commands++;
     debugCommand(this.label, this.channels, command);
+    const started = performance.now();
     return new Promise((resolve, reject) => {
       connection.exec(command, (error, channel) => {
+        // Two round trips: the channel's open, then the exec request's answer.
+        this.lastOpenMs = performance.now() - started;
         if (error) return reject(error);
         const running = new RunningCommand(channel);
         this.running.add(running);
@@ -291,17 +345,35 @@ export class RemoteSession {
   }
 
   /**
-   * Starts a command that keeps running until released, and resolves once it has printed its
-   * first line (for example a lock holder announcing that it holds the lock). Releasing closes
-   * its stdin; a dropped connection does the same on the server side.
+   * Opens a command whose stdin the caller writes (and ends) itself, with back-pressure through
+   * the channel. `parallel`: one of several opened at once (counted apart, as they share a round
+   * trip). Its stdout is collected like any command's, within MAX_STDOUT_BYTES.
    */
-  async startHeld(command: string): Promise<HeldCommand> {
+  async open(command: string, parallel = false): Promise<OpenCommand> {
+    if (parallel) sshCounters.parallel++;
+    // Writers beyond what the server allows are refused for good: the caller goes on without them.
+    const running = await this.start(command, false);
+    return { stdin: running.channel, ended: running.closed.then(() => running.result()) };
+  }
+
+  /**
+   * Starts a command that keeps running until released, and resolves once it has printed its
+   * first line, or the first line that `until` accepts (for example a lock holder announcing that
+   * it holds the lock, after what it found). Releasing closes its stdin; a dropped connection
+   * does the same on the server side.
+   */
+  async startHeld(command: string, until: (line: string) => boolean = () => true): Promise<HeldCommand> {
     const running = await this.start(command);
+    let lines: string[] = [];
     const firstLine = await new Promise<string>((resolve, reject) => {
       const check = (): void => {
-        const text = Buffer.concat(running.stdout).toString('utf8');
-        const end = text.indexOf('\n');
-        if (end >= 0) resolve(text.slice(0, end));
+        lines = Buffer.concat(running.stdout).toString('utf8').split('\n');
+        lines.pop(); // not a complete line (yet)
+        const index = lines.findIndex(until);
+        if (index >= 0) {
+          lines = lines.slice(0, index + 1);
+          resolve(lines[index] as string);
+        }
       };
       running.onStdout(check);
       check();
@@ -309,6 +381,7 @@ export class RemoteSession {
     });
     return {
       firstLine,
+      lines,
       release: async (): Promise<void> => {
         running.channel.end();
         await running.closed;

@@ -32,7 +32,9 @@ describe('the script check', () => {
   it('covers every script the registry runs', () => {
     expect(ALL_SCRIPTS.map((script) => script.name)).toEqual([
       'lxc-publish-lock',
-      'lxc-publish-state',
+      'lxc-publish-registry-lock',
+      'lxc-publish-image-lock',
+      'lxc-publish-reset',
       'lxc-publish-write',
       'lxc-publish-read',
       'lxc-publish-commit',

@@ -1,0 +1,228 @@
+// The parallel upload (registry/upload.ts, scripts.ts WRITE_BLOCKS) against the real loopback sshd:
+// the exact bytes and the right fingerprint whatever the sizes and block boundaries, a resume
+// after the link is cut mid-stream that sends only what the server lacks, a block list or partial
+// file that does not match (sent again), and an sshd that refuses extra channels (MaxSessions).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { inputsFor, runBundle } from '../harness/action.js';
+import { makeSplitContainerImage } from '../harness/images.js';
+import { startProxy, type TcpProxy } from '../harness/proxy.js';
+import { startRegistry, type Registry as TestRegistry } from '../harness/registry.js';
+import { Registry } from '../../src/registry/registry.js';
+import { uploadImage, type UploadOptions } from '../../src/registry/upload.js';
+import type { RemoteImage } from '../../src/registry/layout.js';
+import { closeFiles } from '../../src/image/local-file.js';
+import { openInput } from '../../src/image/inspect.js';
+import type { LocalFile } from '../../src/image/local-image.js';
+
+const MiB = 1 << 20;
+const TIMEOUT = 180_000;
+
+let work: string;
+let registry: TestRegistry;
+const proxies: TcpProxy[] = [];
+const opened: Registry[] = [];
+
+beforeAll(async () => {
+  work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-parallel-'));
+  registry = await startRegistry();
+}, 60_000);
+afterEach(async () => {
+  for (const r of opened.splice(0)) r.close();
+  await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
+});
+afterAll(async () => {
+  await closeFiles(openFiles);
+  await registry?.stop();
+  await fsp.rm(work, { recursive: true, force: true });
+});
+
+function open(port = registry.sshPort): Promise<Registry> {
+  return Registry.open({
+    host: registry.host,
+    port,
+    username: registry.username,
+    privateKey: registry.privateKey,
+    passphrase: '',
+    hostKeyPins: { fingerprints: [registry.hostKeyFingerprint], knownKeys: [] },
+    simplestreamsDir: registry.simplestreamsDir,
+    uploadDir: registry.uploadDir,
+  }).then((r) => {
+    opened.push(r);
+    return r;
+  });
+}
+
+let count = 0;
+const openFiles: LocalFile[] = [];
+/** Two local files of the given sizes (random bytes), as an image to upload under a key of its own. */
+async function files(sizes: [number, number]): Promise<{ image: RemoteImage; bytes: Buffer[]; fingerprint: string }> {
+  const key = createHash('sha256').update(`parallel ${count++} ${Date.now()}`).digest('hex');
+  const bytes = sizes.map((size) => randomBytes(size));
+  const names = ['metadata.tar.xz', 'rootfs.squashfs'];
+  const local = await Promise.all(
+    bytes.map(async (data, i) => {
+      const file = path.join(work, `${key.slice(0, 8)}-${names[i]}`);
+      await fsp.writeFile(file, data);
+      const opened = await openInput(file, i === 0 ? 'metadata' : 'rootfs');
+      openFiles.push(opened);
+      return opened;
+    }),
+  );
+  const fingerprint = createHash('sha256').update(bytes[0]!).update(bytes[1]!).digest('hex');
+  return {
+    image: {
+      key,
+      dir: path.join(registry.uploadDir, key),
+      files: local.map((l, i) => ({ local: l, name: names[i]! })),
+    },
+    bytes,
+    fingerprint,
+  };
+}
+
+async function expectOnServer(image: RemoteImage, bytes: Buffer[]): Promise<void> {
+  for (const [i, file] of image.files.entries()) {
+    const held = await fsp.readFile(path.join(image.dir, file.name));
+    expect(held.length).toBe(bytes[i]!.length);
+    expect(held.equals(bytes[i]!)).toBe(true);
+  }
+  // Nothing left of the upload's bookkeeping.
+  expect((await fsp.readdir(image.dir)).filter((name) => /\.(partial|blocks)$/.test(name))).toEqual([]);
+}
+
+/** Leaves a file in the image's upload directory, owned by the publishing user (as a run of it would). */
+async function leave(image: RemoteImage, name: string, content: string | Buffer): Promise<void> {
+  const { uid, gid } = await fsp.stat(registry.uploadDir);
+  await fsp.mkdir(image.dir, { recursive: true });
+  await fsp.chown(image.dir, uid, gid);
+  await fsp.writeFile(path.join(image.dir, name), content);
+  await fsp.chown(path.join(image.dir, name), uid, gid);
+}
+
+const options = (extra: Partial<UploadOptions> = {}): UploadOptions => ({ lockTimeout: 30, retries: 0, ...extra });
+
+describe('the parallel upload', () => {
+  const block = 64 * 1024;
+  it.each([
+    ['tiny files', [1, 3]],
+    ['exactly one block each', [block, block]],
+    ['one byte past a block', [block + 1, 2 * block + 1]],
+    ['not a multiple of the block', [1000, 13 * block - 7]],
+    ['more blocks than channels', [5 * block + 11, 40 * block + 3]],
+  ] as [string, [number, number]][])(
+    'writes the exact bytes and yields the right fingerprint: %s',
+    async (_name, sizes) => {
+      const r = await open();
+      const { image, bytes, fingerprint } = await files(sizes);
+      const uploaded = await uploadImage(r, image, options({ channels: 4, blockBytes: block }));
+      await uploaded.lock.release();
+      expect(uploaded.fingerprint).toBe(fingerprint);
+      await expectOnServer(image, bytes);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'with the defaults (8 channels of 4 MiB blocks), on a 40 MiB file',
+    async () => {
+      const r = await open();
+      const { image, bytes, fingerprint } = await files([5000, 40 * MiB + 12345]);
+      const uploaded = await uploadImage(r, image, options());
+      await uploaded.lock.release();
+      expect(uploaded.fingerprint).toBe(fingerprint);
+      await expectOnServer(image, bytes);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'resumes after the link is cut mid-stream, sending only what the server lacks',
+    async () => {
+      const proxy = await startProxy({ targetPort: registry.sshPort, cutAfterBytes: 14 * MiB });
+      proxies.push(proxy);
+      const r = await open(proxy.port);
+      const { image, bytes, fingerprint } = await files([3000, 32 * MiB]);
+      const uploaded = await uploadImage(r, image, options({ retries: 2, channels: 4, blockBytes: MiB }));
+      await uploaded.lock.release();
+      expect(proxy.cuts).toBe(1);
+      expect(uploaded.fingerprint).toBe(fingerprint);
+      await expectOnServer(image, bytes);
+      // About 14 MiB had reached the server, in blocks and parts of blocks: the second connection
+      // carried far less than the whole file again.
+      const afterCut = proxy.bytesUp.slice(1).reduce((a, b) => a + b, 0);
+      expect(afterCut).toBeLessThan(32 * MiB - 8 * MiB);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'sends a file again when the bytes of its recorded blocks do not match, or its block list is not a block list',
+    async () => {
+      const r = await open();
+      const { image, bytes, fingerprint } = await files([2000, 6 * block]);
+      // What a broken earlier attempt might have left: a partial file whose recorded bytes differ,
+      // and for the other file a block list that is no list of blocks.
+      const [metadata, rootfs] = image.files.map((file) => file.name);
+      await leave(image, `${rootfs}.partial`, Buffer.alloc(2 * block, 7));
+      await leave(image, `${rootfs}.blocks`, `0 ${block}\n${block} ${block}\n`);
+      await leave(image, `${metadata}.partial`, bytes[0]!);
+      await leave(image, `${metadata}.blocks`, `0 2000; rm -rf /\n../x 5\n-1 3\n`);
+      const uploaded = await uploadImage(r, image, options({ channels: 3, blockBytes: block }));
+      await uploaded.lock.release();
+      expect(uploaded.fingerprint).toBe(fingerprint);
+      await expectOnServer(image, bytes);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'resumes from the blocks an earlier run recorded, and reuses a complete file whose sha256 matches',
+    async () => {
+      const r = await open();
+      const { image, bytes, fingerprint } = await files([2000, 6 * block]);
+      const [metadata, rootfs] = image.files.map((file) => file.name);
+      await leave(image, metadata!, bytes[0]!);
+      // Blocks 0 and 2 are there (as a parallel upload leaves them: with holes).
+      const partial = Buffer.alloc(3 * block);
+      bytes[1]!.copy(partial, 0, 0, block);
+      bytes[1]!.copy(partial, 2 * block, 2 * block, 3 * block);
+      await leave(image, `${rootfs}.partial`, partial);
+      await leave(image, `${rootfs}.blocks`, `${2 * block} ${block}\n0 ${block}\n`);
+      const uploaded = await uploadImage(r, image, options({ channels: 2, blockBytes: block }));
+      await uploaded.lock.release();
+      expect(uploaded.fingerprint).toBe(fingerprint);
+      await expectOnServer(image, bytes);
+    },
+    TIMEOUT,
+  );
+});
+
+describe('an sshd that allows few channels per connection', () => {
+  it(
+    'still publishes on a long link, over the channels it accepts, with a notice',
+    async () => {
+      const limited = await startRegistry({ sshExtraConfig: 'MaxSessions 2' });
+      try {
+        const dir = path.join(work, 'limited');
+        await fsp.mkdir(dir);
+        const image = await makeSplitContainerImage(dir, { rootfsBytes: 24 * MiB, compression: 'gzip' });
+        // Over a link of 20 ms round trip: long enough for the action to want several channels.
+        const proxy = await startProxy({ targetPort: limited.sshPort, delayMs: 10 });
+        proxies.push(proxy);
+        const result = await runBundle(inputsFor(limited, image, { port: String(proxy.port) }));
+        if (result.code !== 0) throw new Error(`the bundle failed:\n${result.stdout}\n${result.stderr}`);
+        expect(result.outputs['status']).toBe('published');
+        expect(result.outputs['fingerprint']).toBe(image.fingerprint);
+        expect(result.stdout).toMatch(/::notice::The server accepted 1 of \d+ parallel upload channels/);
+        expect((await limited.incusList()).map((listed) => listed.fingerprint)).toContain(image.fingerprint);
+      } finally {
+        await limited.stop();
+      }
+    },
+    TIMEOUT,
+  );
+});

@@ -6,6 +6,7 @@
 import { moveAliases, planAliasUpdate } from './aliases.js';
 import {
   cloneIndex,
+  holdsImages,
   findFingerprint,
   productAliases,
   referencedPaths,
@@ -91,7 +92,7 @@ export function planPublication(
     retired.push(...Object.values(version.items).map((item) => item.path));
     const holder = next.products[product] as SimplestreamsProduct;
     delete holder.versions[serial];
-    if (Object.keys(holder.versions).length === 0 && product !== releaseKey) {
+    if (!holdsImages(holder) && product !== releaseKey) {
       inherited.push(...productAliases(holder));
       delete next.products[product];
     }

@@ -1,5 +1,12 @@
 /** Taking a published version out of the index (the remove sub-action). Pure. */
-import { cloneIndex, findFingerprint, productAliases, referencedPaths, type ImagesIndex } from './images-index.js';
+import {
+  cloneIndex,
+  findFingerprint,
+  holdsImages,
+  productAliases,
+  referencedPaths,
+  type ImagesIndex,
+} from './images-index.js';
 
 export interface RemovalPlan {
   index: ImagesIndex;
@@ -35,7 +42,7 @@ export function planRemoval(live: ImagesIndex, fingerprint: string): RemovalPlan
     }
   }
   let removedAliases: string[] = [];
-  if (Object.keys(product.versions).length === 0) {
+  if (!holdsImages(product)) {
     removedAliases = productAliases(product);
     delete next.products[found.product];
   }

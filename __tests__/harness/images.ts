@@ -370,6 +370,10 @@ export interface BootableImage extends TestImage {
 export interface BootableImageOptions extends Omit<ImageOptions, 'compression'> {
   /** split: incus.tar.xz + rootfs.squashfs; unified: one tarball holding metadata and rootfs/. */
   form: 'split' | 'unified';
+  /** The init's token (default: random): the same token and payload make two near-identical images. */
+  token?: string;
+  /** More files in the rootfs: path (relative to /) to content; for an image one file away from another. */
+  extraFiles?: Record<string, string>;
 }
 
 const BUSYBOX = '/bin/busybox';
@@ -386,9 +390,13 @@ export async function makeBootableImage(dir: string, opts: BootableImageOptions)
   if (!info?.isFile()) {
     throw new Error(`${BUSYBOX} is missing: install busybox-static (.ci/install-system-packages.sh)`);
   }
-  const token = randomBytes(8).toString('hex');
+  const token = opts.token ?? randomBytes(8).toString('hex');
   const fill: RootfsFiller = async (rootfs, o, payloadBytes) => {
     await plainRootfs(rootfs, o, payloadBytes);
+    for (const [file, content] of Object.entries(opts.extraFiles ?? {})) {
+      await fsp.mkdir(path.dirname(path.join(rootfs, file)), { recursive: true });
+      await fsp.writeFile(path.join(rootfs, file), content);
+    }
     for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'tmp', 'run']) {
       await fsp.mkdir(path.join(rootfs, d), { recursive: true, mode: 0o755 });
     }
@@ -404,7 +412,7 @@ export async function makeBootableImage(dir: string, opts: BootableImageOptions)
   };
   // One minute apart, a day ago: distinct serials, and not in the future on any clock.
   const creationDate = opts.creationDate ?? Math.floor(Date.now() / 60_000) * 60 - 86400 + bootableCounter++ * 60;
-  const { form, ...rest } = opts;
+  const { form, token: _token, extraFiles: _extraFiles, ...rest } = opts;
   const imageOpts = { ...rest, creationDate };
   const image =
     form === 'split'

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6390:
+/***/ 7116:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57173,13 +57173,27 @@ function productAliases(product) {
         .map((alias) => alias.trim())
         .filter((alias) => alias !== '');
 }
-/** The fingerprint clients compute for a version, or undefined when it has no Incus items. */
+/**
+ * Item types of the root file of a split image. Clients list a split version as an image only when
+ * one of them sits beside the metadata item (incus and lxd `shared/simplestreams/products.go`): a
+ * version holding only a metadata item is no image, but may still be the base of a delta
+ * (simplestreams/deltas.ts).
+ */
+const ROOT_ITEM_TYPES = new Set(['squashfs', 'disk-kvm.img', 'root.tar.xz', 'disk1.img', 'uefi1.img']);
+/** Whether a split version has a root file item, as clients require to list it as an image. */
+function hasRootItem(version) {
+    return Object.values(version.items).some((item) => ROOT_ITEM_TYPES.has(item.ftype));
+}
+/**
+ * The fingerprint clients compute for a version, or undefined when it is no image: no Incus items,
+ * or a metadata item without a root file beside it (a delta base, simplestreams/deltas.ts).
+ */
 function versionFingerprint(version) {
     const unified = version.items[UNIFIED_ITEM];
     if (unified)
         return unified.sha256;
     const metadata = version.items[METADATA_ITEM];
-    if (!metadata)
+    if (!metadata || !hasRootItem(version))
         return undefined;
     for (const field of COMBINED_HASH_FIELDS) {
         const value = metadata[field];
@@ -57203,7 +57217,9 @@ function findFingerprint(index, fingerprint) {
             if (versionFingerprint(version) !== fingerprint)
                 continue;
             // Items of other clients' types may point at the same files: count each file once.
-            const sizeByPath = new Map(Object.values(version.items).map((item) => [item.path, item.size]));
+            // Deltas are not part of the image (a client downloads one instead of the data file).
+            const files = Object.values(version.items).filter((item) => item['delta_base'] === undefined);
+            const sizeByPath = new Map(files.map((item) => [item.path, item.size]));
             const size = [...sizeByPath.values()].reduce((total, itemSize) => total + itemSize, 0);
             return {
                 product: productName,
@@ -57243,16 +57259,35 @@ function productLine(key, product) {
 function releaseProductKey(line, serial) {
     return `${line}:${serial}`;
 }
-/** Every version of the line, in any product. */
+/**
+ * Every version of the line, in any product, except delta bases (a metadata item and no root
+ * file: no image, see hasRootItem), which belong to the release that holds them.
+ */
 function releasesOf(index, line) {
     const releases = [];
     for (const [product, fields] of Object.entries(index.products)) {
         if (productLine(product, fields) !== line)
             continue;
-        for (const [serial, version] of Object.entries(fields.versions ?? {}))
+        for (const [serial, version] of Object.entries(fields.versions ?? {})) {
+            if (isDeltaBaseStub(version))
+                continue;
             releases.push({ product, serial, version });
+        }
     }
     return releases;
+}
+/**
+ * A version kept only as the base of a delta: an Incus metadata item (and its LXD twin) and no
+ * other item, so no image to clients (simplestreams/deltas.ts).
+ */
+function isDeltaBaseStub(version) {
+    const items = Object.values(version.items);
+    return (version.items[METADATA_ITEM] !== undefined &&
+        items.every((item) => item.ftype === METADATA_ITEM || item.ftype === 'lxd.tar.xz'));
+}
+/** Whether a product holds an image (a version other than a delta base). */
+function holdsImages(product) {
+    return Object.values(product.versions ?? {}).some((version) => !isDeltaBaseStub(version));
 }
 /** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
 function serialFor(creationDate) {
@@ -58081,6 +58116,9 @@ function readSettings() {
                 ? defaultRemoteName(publicUrl)
                 : '',
         publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+        deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
+        deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
+        requireDeltas: readBoolean('require-deltas'),
     };
 }
 /** Reads the alias or remove sub-action's settings. */
@@ -58266,7 +58304,14 @@ function setOutputs(result) {
     setOutput('image-type', result.imageType);
     setOutput('size', String(result.size));
     setOutput('status', result.status);
+    setOutput('deltas', JSON.stringify(result.deltas ?? []));
 }
+
+;// CONCATENATED MODULE: ./src/common/hints.ts
+/** How to get each tool this action needs on the server: one line per tool, used by every message. */
+const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
+const INSTALL_FLOCK = 'Install util-linux.';
+const INSTALL_XDELTA3 = 'Install xdelta3 (apt install xdelta3 on Debian and Ubuntu).';
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
@@ -58737,13 +58782,542 @@ function rootfsDecision(mode, serverVersion) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/simplestreams/deltas.ts
+/**
+ * vcdiff deltas between releases of an image line: which releases to make them from, how they
+ * enter the index, and how the index stays consistent when releases leave it. Pure.
+ *
+ * A delta is an item of the new version, `{ftype: 'squashfs.vcdiff', path, sha256, size,
+ * delta_base}`. A daemon that holds the base image and has xdelta3 on its PATH downloads the delta
+ * instead of the squashfs and rebuilds the new squashfs with `xdelta3 -d`. `delta_base` names a
+ * version of the same product, and each release is a product of its own (images-index.ts): the
+ * new release's product therefore holds, for each base, a stub version keyed by the base's serial
+ * holding only a copy of the base's metadata item (and its LXD twin). Clients list a version as
+ * an image only when a root file sits beside its metadata item, so a stub is no image, but the
+ * daemons read the base's fingerprint from it (Incus from `incus.tar.xz`'s
+ * `combined_squashfs_sha256`, LXD from `lxd.tar.xz`). Checked with incusd 6.0.4 and LXD 5.0.2.
+ *
+ * Traps that shape this module: a delta that fails to apply fails the download (no fallback), so
+ * every delta is decoded on the server before it is published; Incus applies every applicable
+ * delta item one after the other, so a version holds at most one delta per base; Incus reads the
+ * base fingerprint from `combined_squashfs_sha256` even for VM disk deltas, so VMs get none.
+ */
+
+const DELTA_ITEM_TYPE = 'squashfs.vcdiff';
+const deltas_METADATA_ITEM = 'incus.tar.xz';
+const SQUASHFS_ITEM = 'squashfs';
+/** Whether a version is a split container with the fields a delta needs (squashfs, combined hash). */
+function isSplitContainer(version) {
+    const metadata = version.items[deltas_METADATA_ITEM];
+    const squashfs = version.items[SQUASHFS_ITEM];
+    const combined = metadata?.['combined_squashfs_sha256'];
+    return squashfs?.ftype === SQUASHFS_ITEM && typeof combined === 'string' && combined !== '';
+}
+/**
+ * The releases of `line` to make deltas from for a new release with `serial`: split containers,
+ * older than it, newest first, at most `count` (each serial once).
+ */
+function deltaBases(index, line, serial, count) {
+    if (count <= 0)
+        return [];
+    const bases = new Map();
+    const older = releasesOf(index, line)
+        .filter((release) => release.serial < serial && isSplitContainer(release.version))
+        .sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+    for (const { serial: baseSerial, version } of older) {
+        const fingerprint = versionFingerprint(version);
+        const squashfs = version.items[SQUASHFS_ITEM];
+        if (!fingerprint || !squashfs || bases.has(baseSerial))
+            continue;
+        bases.set(baseSerial, {
+            serial: baseSerial,
+            fingerprint,
+            squashfsPath: squashfs.path,
+            squashfsSize: squashfs.size,
+        });
+        if (bases.size >= count)
+            break;
+    }
+    return [...bases.values()];
+}
+/** The key of a delta item in the new version. */
+function deltaItemKey(baseSerial) {
+    return `delta-${baseSerial}`;
+}
+/**
+ * Adds the deltas to the new release (`product`, `serial`) in `index` (changed in place): a stub
+ * version per base and a delta item in the new version. A delta whose base is no longer the image
+ * it was made from (removed or replaced meanwhile) is left out. Returns the deltas added.
+ */
+function attachDeltas(index, line, product, serial, deltas) {
+    const holder = index.products[product];
+    const version = holder?.versions[serial];
+    if (!holder || !version)
+        return [];
+    const attached = [];
+    for (const delta of deltas) {
+        if (delta.base === serial || attached.some((other) => other.base === delta.base))
+            continue;
+        const base = releasesOf(index, line).find((release) => release.serial === delta.base && versionFingerprint(release.version) === delta.baseFingerprint);
+        const metadata = base?.version.items[deltas_METADATA_ITEM];
+        if (!base || !metadata || !isSplitContainer(base.version))
+            continue;
+        if (base.product === product) {
+            // An older layout (one product, many versions): the base is a version of this product already.
+        }
+        else {
+            holder.versions[delta.base] = { items: { [deltas_METADATA_ITEM]: { ...metadata } } };
+        }
+        version.items[deltaItemKey(delta.base)] = {
+            ftype: DELTA_ITEM_TYPE,
+            path: delta.path,
+            sha256: delta.sha256,
+            size: delta.size,
+            delta_base: delta.base,
+        };
+        attached.push(delta);
+    }
+    return attached;
+}
+function isDeltaItem(item) {
+    return item['delta_base'] !== undefined;
+}
+/** The fingerprint a stub stands for: its metadata item's combined hash. */
+function stubFingerprint(version) {
+    const value = version.items[deltas_METADATA_ITEM]?.['combined_squashfs_sha256'];
+    return typeof value === 'string' && value !== '' ? value : undefined;
+}
+/**
+ * Keeps deltas consistent with the index (run on every index written): drops stubs whose image is
+ * no longer in the index, delta items whose `delta_base` is not a version of their product (or
+ * names the version itself, or repeats a base), then stubs no delta names. A product left with no
+ * version goes. Files no item names any more are returned as retired.
+ */
+function pruneDeltas(index) {
+    const next = cloneIndex(index);
+    const images = new Set();
+    for (const product of Object.values(next.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            const fingerprint = versionFingerprint(version);
+            if (fingerprint)
+                images.add(fingerprint);
+        }
+    }
+    const paths = [];
+    let dropped = 0;
+    for (const [key, product] of Object.entries(next.products)) {
+        const versions = product.versions ?? {};
+        const before = dropped;
+        for (const [serial, version] of Object.entries(versions)) {
+            if (!isDeltaBaseStub(version))
+                continue;
+            const fingerprint = stubFingerprint(version);
+            if (fingerprint && images.has(fingerprint))
+                continue;
+            // The base's own files: retired here when retention or a removal left only the stub naming them.
+            paths.push(...Object.values(version.items).map((item) => item.path));
+            delete versions[serial];
+            dropped += 1;
+        }
+        const named = new Set();
+        for (const [serial, version] of Object.entries(versions)) {
+            if (isDeltaBaseStub(version))
+                continue;
+            const bases = new Set();
+            for (const [itemKey, item] of Object.entries(version.items)) {
+                if (!isDeltaItem(item))
+                    continue;
+                const base = item['delta_base'];
+                const valid = typeof base === 'string' && base !== serial && Object.hasOwn(versions, base) && !bases.has(base);
+                if (valid) {
+                    bases.add(base);
+                    named.add(base);
+                    continue;
+                }
+                paths.push(item.path);
+                delete version.items[itemKey];
+                dropped += 1;
+            }
+        }
+        for (const [serial, version] of Object.entries(versions)) {
+            if (isDeltaBaseStub(version) && !named.has(serial)) {
+                paths.push(...Object.values(version.items).map((item) => item.path));
+                delete versions[serial];
+                dropped += 1;
+            }
+        }
+        if (dropped > before && Object.keys(versions).length === 0)
+            delete next.products[key];
+    }
+    if (dropped === 0)
+        return { index, retired: [], dropped };
+    const stillNamed = referencedPaths(next);
+    return { index: next, retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)), dropped };
+}
+
+;// CONCATENATED MODULE: ./src/registry/scripts.ts
+/**
+ * Every script this action runs on the registry server, in one place. Each is a fixed text run
+ * by `sh -c` with every value as a quoted positional argument (ssh/shell.ts `scriptCommand`), so
+ * no input is ever parsed as shell code; file contents travel over stdin. Each comment says what
+ * the script guarantees. A unit test runs `sh -n` (dash and bash) and shellcheck over all of them.
+ *
+ * The server-side layout they work on is described in registry/layout.ts.
+ */
+/**
+ * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
+ * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
+ * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
+ * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
+ * locked a deleted file, and takes the lock again on the current one.
+ */
+const HOLD_LOCK = {
+    name: 'lxc-publish-lock',
+    text: `lock=$1 timeout=$2
+mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  # The file locked is still the one at $lock (same device and inode): not a deleted one.
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done
+echo "locked $$"
+exec cat >/dev/null`,
+};
+/**
+ * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
+ * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
+ * write lock: a writer left over from a dropped connection may still be draining into a partial
+ * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
+ * directory that is a symlink.
+ */
+const UPLOAD_STATE = {
+    name: 'lxc-publish-state',
+    text: `dir=$1 timeout=$2; shift 2
+if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
+mkdir -p -- "$dir" || exit 1
+if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
+for name; do
+  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
+done`,
+};
+/**
+ * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
+ * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
+ * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
+ * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
+ */
+const WRITE_FILE = {
+    name: 'lxc-publish-write',
+    text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
+partial=$dir/$name.partial
+if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock -w "$timeout" -E 75 8 || exit $?
+if [ "$restart" = 1 ]; then
+  rm -f -- "$partial" || exit 1
+  (set -C; : > "$partial") || exit 1
+elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
+  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
+fi
+cat >> "$partial" || exit 1
+got=$(stat -c %s -- "$partial") || exit 1
+if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
+mv -f -- "$partial" "$dir/$name"`,
+};
+/** What READ_LIVE_INDEX prints on stderr when xdelta3 is missing (a line no login shell prints). */
+const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
+/** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
+const READ_LIVE_EXIT = {
+    noIndexYet: 3,
+    noSimplestreamsDir: 4,
+    noTool: 5,
+    uploadDirNotWritable: 6,
+    simplestreamsDirNotWritable: 7,
+    writableByOthers: 8,
+};
+/**
+ * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
+ * Before a publish it first checks what the server must offer, so that a missing tool or an
+ * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
+ * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
+ * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
+ * else than the SSH user (group or others: the web server's user must only read), or is a
+ * symlink inside simplestreams-dir. The directory at fault is printed on stderr. With `$4` = 1 it
+ * also prints NO_XDELTA3_LINE on stderr when xdelta3 is not on the PATH (deltas are then skipped).
+ */
+const READ_LIVE_INDEX = {
+    name: 'lxc-publish-read',
+    text: `ss=$1 up=$2 tool=$3 deltas=\${4:-}
+[ -d "$ss" ] || exit 4
+if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "${NO_XDELTA3_LINE}" >&2; fi
+if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+if [ -n "$up" ]; then
+  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
+    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
+  done
+  for dir in "$up" "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
+    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
+  done
+fi
+if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
+exit 3`,
+};
+/**
+ * Makes a new index live, under the registry lock: image files first, then images.json, then
+ * index.json, each by rename. The arguments after the lock holder name the new version's files
+ * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
+ * (exit 76). Everything that grows with the registry comes over stdin, never
+ * as an argument: a first line holding index.json (compact JSON has no line break), then the
+ * files the new index no longer names, one per line, then an empty line, then images.json.
+ * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
+ * session died mid-way changes nothing. The names of the files moved into images/ are recorded
+ * in the staging tree first: if the run dies before the index names them, a later run removes
+ * them. The files no longer named are recorded with the time, for housekeeping to remove after
+ * a grace time.
+ */
+const COMMIT = {
+    name: 'lxc-publish-commit',
+    text: `set -eu
+ss=$1 next=$2 staging=$3 holder=$4; shift 4
+for dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do
+  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi
+done
+for name; do
+  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||
+    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }
+done
+rm -rf -- "$next"
+mkdir -p -- "$next"
+IFS= read -r index_json
+printf '%s' "$index_json" > "$next/index.json"
+: > "$next/retired"
+while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
+cat > "$next/images.json"
+kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
+mkdir -p -- "$ss/images" "$ss/streams/v1"
+for json in images.json index.json; do
+  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
+done
+if [ -n "$staging" ] && [ -d "$staging/images" ]; then
+  ls -A -- "$staging/images" > "$staging/moved"
+  for file in "$staging"/images/*; do
+    [ -e "$file" ] || continue
+    mv -f -- "$file" "$ss/images/"
+  done
+fi
+mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
+mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
+now=$(date +%s)
+while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
+};
+/**
+ * Under the registry lock: removes what runs that died left behind, then this run's own
+ * directories (the arguments after the first four), and prints the live images.json, so the run
+ * can verify it in the same round trip. What dead runs left:
+ * - staging trees whose image lock (`.lxc-publish/locks/<key>`, held by the run working on it,
+ *   whatever its upload-dir) is free, with any file they had moved into images/ that no index
+ *   names; the removal happens while holding that lock, so no run can start on it meanwhile;
+ * - image locks of keys with no staging tree, taken and removed the same way;
+ * - upload directories untouched for `$4` minutes whose image lock is free;
+ * - retired files past their grace time of `$3` seconds.
+ * Everything read back from the state directory is checked before use: names are plain file
+ * names, times are digits; anything else is skipped. Symlinks are removed, never followed.
+ */
+const HOUSEKEEPING = {
+    name: 'lxc-publish-housekeeping',
+    text: `set -u
+ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
+state=$ss/.lxc-publish
+live=$ss/streams/v1/images.json
+now=$(date +%s)
+named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
+plain_name() { case $1 in ''|.|..|*/*) return 1 ;; *) return 0 ;; esac; }
+# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.
+with_free_lock() {
+  lock=$state/locks/$1; shift
+  [ -L "$lock" ] && return 1
+  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")
+}
+drop_staging() {
+  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then
+    while IFS= read -r name; do
+      plain_name "$name" || continue
+      named "images/$name" || rm -f -- "$ss/images/$name"
+    done < "$1/moved"
+  fi
+  rm -rf -- "$1"
+}
+for dir in "$state"/staging/*; do
+  [ -e "$dir" ] || [ -L "$dir" ] || continue
+  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi
+  key=\${dir##*/}
+  with_free_lock "$key" drop_staging "$dir" || true
+done
+for lock in "$state"/locks/*; do
+  [ -e "$lock" ] || [ -L "$lock" ] || continue
+  key=\${lock##*/}
+  [ -d "$state/staging/$key" ] && continue
+  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi
+done
+if [ -d "$up" ]; then
+  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
+    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
+    with_free_lock "\${dir##*/}" rm -rf -- "$dir" || true
+  done
+fi
+if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then
+  rm -f -- "$state/retired.next"
+  : > "$state/retired.next"
+  while read -r when path; do
+    case $when in ''|*[!0-9]*) continue ;; esac
+    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
+    named "$path" && continue
+    if [ $((now - when)) -ge "$retire_grace" ]; then
+      rm -f -- "$ss/$path"
+    else
+      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
+    fi
+  done < "$state/retired"
+  mv -f -- "$state/retired.next" "$state/retired"
+fi
+# This run's own upload and staging directories, done with.
+[ $# -gt 0 ] && rm -rf -- "$@"
+exec cat -- "$live"`,
+};
+/**
+ * Makes vcdiff deltas from earlier releases to a staged squashfs, in the staging tree `$2`, under
+ * the image's lock and outside the registry lock. `$3` names the new squashfs in `$2/images`; each
+ * pair after `$5` is a base serial (digits) and the name of its squashfs in `$1/images`. For each
+ * base, `xdelta3 -e -9` writes `$2/images/<stem>.<serial>.vcdiff` within `$4` seconds; a delta over
+ * `$5` bytes is dropped; the delta is then decoded against its base and kept only when that gives
+ * the new squashfs byte for byte (sha256). It prints `ok SERIAL SIZE SHA256 NAME` or
+ * `skip SERIAL REASON` per base. Every value is checked first (digits, plain file names); bases
+ * and the new file must be regular files, never symlinks. Exit 5 when xdelta3 is missing.
+ */
+const DELTA = {
+    name: 'lxc-publish-delta',
+    text: `set -u
+ss=$1 staging=$2 new=$3 limit=$4 max=$5; shift 5
+digits() { case $1 in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+plain() { case $1 in ''|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }
+if ! digits "$limit" || ! digits "$max" || ! plain "$new"; then echo "invalid arguments" >&2; exit 2; fi
+newfile=$staging/images/$new
+for path in "$ss/images" "$staging" "$staging/images" "$newfile"; do
+  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi
+done
+[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }
+command -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }
+want=$(sha256sum < "$newfile") || exit 1
+want=\${want%% *}
+stem=\${new%.squashfs}
+while [ $# -ge 2 ]; do
+  serial=$1 base=$2; shift 2
+  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi
+  basefile=$ss/images/$base
+  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi
+  out=$staging/images/$stem.$serial.vcdiff
+  rm -f -- "$out"
+  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    rm -f -- "$out"
+    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi
+    continue
+  fi
+  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }
+  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi
+  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)
+  if [ "\${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi
+  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }
+  echo "ok $serial $size \${sum%% *} \${out##*/}"
+done`,
+};
+/** Every script above, for the test that checks them with sh -n and shellcheck. */
+const ALL_SCRIPTS = [
+    HOLD_LOCK,
+    UPLOAD_STATE,
+    WRITE_FILE,
+    READ_LIVE_INDEX,
+    COMMIT,
+    HOUSEKEEPING,
+    DELTA,
+];
+
+;// CONCATENATED MODULE: ./src/registry/deltas.ts
+/**
+ * Making vcdiff deltas on the server (registry/scripts.ts DELTA), from the newest earlier releases
+ * of the line to the staged squashfs: in the staging tree, under the image's lock, before the
+ * registry lock, so other publishes do not wait. What enters the index is decided under the lock
+ * (simplestreams/deltas.ts attachDeltas).
+ */
+
+
+
+/** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
+const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
+function deltaReport(delta, squashfsSize) {
+    const share = squashfsSize > 0 ? Math.round((delta.size / squashfsSize) * 1e6) / 1e6 : 0;
+    return { base: delta.base, size: delta.size, share };
+}
+/**
+ * Makes and checks the deltas for the staged version in `staging`, from up to `deltaBases`
+ * earlier releases of its line in `live`. Undefined when the version is no split container.
+ */
+async function makeDeltas(registry, staging, staged, live, options) {
+    const squashfs = staged.version.items['squashfs'];
+    if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0)
+        return undefined;
+    const bases = deltaBases(live, staged.product, staged.serial, options.deltaBases);
+    const run = { made: [], skipped: [], squashfsSize: squashfs.size };
+    if (bases.length === 0)
+        return run;
+    const newName = external_node_path_.posix.basename(squashfs.path);
+    const maxBytes = Math.floor((squashfs.size * options.deltaMaxShare) / 100);
+    const result = await registry.execScript(DELTA, [
+        registry.paths.simplestreamsDir,
+        staging,
+        newName,
+        String(DELTA_TIME_LIMIT_SECONDS),
+        String(maxBytes),
+        ...bases.flatMap((base) => [base.serial, external_node_path_.posix.basename(base.squashfsPath)]),
+    ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 });
+    if (result.code !== 0) {
+        const reason = result.code === 5 ? 'xdelta3-missing' : `script-failed-${result.code ?? result.signal ?? ''}`;
+        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason })) };
+    }
+    const stem = newName.replace(/\.squashfs$/, '');
+    const lines = result.stdout.toString('utf8').split('\n');
+    for (const base of bases) {
+        // Only the lines that name a base asked for, in the script's exact form: a login shell may print noise.
+        const ok = lines
+            .map((line) => /^ok (\d+) (\d+) ([0-9a-f]{64}) (\S+)$/.exec(line.trim()))
+            .find((match) => match?.[1] === base.serial && match[4] === `${stem}.${base.serial}.vcdiff`);
+        if (ok) {
+            run.made.push({
+                base: base.serial,
+                baseFingerprint: base.fingerprint,
+                path: `images/${ok[4]}`,
+                sha256: ok[3],
+                size: Number(ok[2]),
+            });
+            continue;
+        }
+        const skip = lines.map((line) => /^skip (\d+) ([a-z-]+)/.exec(line.trim())).find((m) => m?.[1] === base.serial);
+        run.skipped.push({ base: base.serial, reason: skip?.[2] ?? 'no-answer' });
+    }
+    return run;
+}
+
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: ./src/common/hints.ts
-/** How to get each tool this action needs on the server: one line per tool, used by every message. */
-const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
-const INSTALL_FLOCK = 'Install util-linux.';
-
 ;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
 /** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
 
@@ -59064,249 +59638,6 @@ function remotePaths(image) {
     return image.files.map((file) => external_node_path_.posix.join(image.dir, file.name));
 }
 
-;// CONCATENATED MODULE: ./src/registry/scripts.ts
-/**
- * Every script this action runs on the registry server, in one place. Each is a fixed text run
- * by `sh -c` with every value as a quoted positional argument (ssh/shell.ts `scriptCommand`), so
- * no input is ever parsed as shell code; file contents travel over stdin. Each comment says what
- * the script guarantees. A unit test runs `sh -n` (dash and bash) and shellcheck over all of them.
- *
- * The server-side layout they work on is described in registry/layout.ts.
- */
-/**
- * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
- * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
- * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
- * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
- * locked a deleted file, and takes the lock again on the current one.
- */
-const HOLD_LOCK = {
-    name: 'lxc-publish-lock',
-    text: `lock=$1 timeout=$2
-mkdir -p -- "\${lock%/*}" || exit 1
-if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
-while :; do
-  exec 9>>"$lock" || exit 1
-  flock -w "$timeout" -E 75 9 || exit $?
-  # The file locked is still the one at $lock (same device and inode): not a deleted one.
-  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
-  exec 9>&-
-done
-echo "locked $$"
-exec cat >/dev/null`,
-};
-/**
- * Reports, for each name, the size of the complete file and of the partial one (-1 if absent, or
- * if it is not a regular file of its own: a symlink is never followed). It first takes the image's
- * write lock: a writer left over from a dropped connection may still be draining into a partial
- * file, and its size is only final once that writer is gone. Refuses (exit 77) an upload
- * directory that is a symlink.
- */
-const UPLOAD_STATE = {
-    name: 'lxc-publish-state',
-    text: `dir=$1 timeout=$2; shift 2
-if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
-mkdir -p -- "$dir" || exit 1
-if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
-size() { if [ -f "$1" ] && [ ! -L "$1" ]; then stat -c %s -- "$1"; else echo -1; fi; }
-for name; do
-  printf '%s %s %s\\n' "$name" "$(size "$dir/$name")" "$(size "$dir/$name.partial")"
-done`,
-};
-/**
- * Appends stdin to `$2.partial` under the image's write lock, and gives it its final name only
- * when it holds all `$5` bytes: a dropped connection also ends stdin, and must not look complete.
- * A fresh upload (`$4` = 1) starts a new partial file, created, never opened through a link; a
- * resumed one appends only to a regular file of its own. Nothing here follows a symlink.
- */
-const WRITE_FILE = {
-    name: 'lxc-publish-write',
-    text: `dir=$1 name=$2 timeout=$3 restart=$4 size=$5
-partial=$dir/$name.partial
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
-if [ "$restart" = 1 ]; then
-  rm -f -- "$partial" || exit 1
-  (set -C; : > "$partial") || exit 1
-elif [ ! -f "$partial" ] || [ -L "$partial" ]; then
-  echo "$partial is not a regular file; the upload starts again" >&2; exit 1
-fi
-cat >> "$partial" || exit 1
-got=$(stat -c %s -- "$partial") || exit 1
-if [ "$got" != "$size" ]; then echo "incomplete upload: $got of $size bytes arrived" >&2; exit 1; fi
-mv -f -- "$partial" "$dir/$name"`,
-};
-/** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
-const READ_LIVE_EXIT = {
-    noIndexYet: 3,
-    noSimplestreamsDir: 4,
-    noTool: 5,
-    uploadDirNotWritable: 6,
-    simplestreamsDirNotWritable: 7,
-    writableByOthers: 8,
-};
-/**
- * Prints images.json; exits 3 when there is none yet, 4 when simplestreams-dir itself is missing.
- * Before a publish it first checks what the server must offer, so that a missing tool or an
- * unwritable directory is found before a large upload: exit 5 when the convert tool (`$3`) is not
- * on the PATH, 6 when upload-dir (`$2`) cannot be written, 7 when simplestreams-dir cannot be,
- * 8 when one of them (or the state directory, images/ or streams/) can be written by someone
- * else than the SSH user (group or others: the web server's user must only read), or is a
- * symlink inside simplestreams-dir. The directory at fault is printed on stderr.
- */
-const READ_LIVE_INDEX = {
-    name: 'lxc-publish-read',
-    text: `ss=$1 up=$2 tool=$3
-[ -d "$ss" ] || exit 4
-if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
-if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
-if [ -n "$up" ]; then
-  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
-    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
-  done
-  for dir in "$up" "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
-    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac
-    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi
-  done
-fi
-if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
-exit 3`,
-};
-/**
- * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. The arguments after the lock holder name the new version's files
- * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
- * (exit 76). Everything that grows with the registry comes over stdin, never
- * as an argument: a first line holding index.json (compact JSON has no line break), then the
- * files the new index no longer names, one per line, then an empty line, then images.json.
- * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
- * session died mid-way changes nothing. The names of the files moved into images/ are recorded
- * in the staging tree first: if the run dies before the index names them, a later run removes
- * them. The files no longer named are recorded with the time, for housekeeping to remove after
- * a grace time.
- */
-const COMMIT = {
-    name: 'lxc-publish-commit',
-    text: `set -eu
-ss=$1 next=$2 staging=$3 holder=$4; shift 4
-for dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do
-  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi
-done
-for name; do
-  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||
-    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }
-done
-rm -rf -- "$next"
-mkdir -p -- "$next"
-IFS= read -r index_json
-printf '%s' "$index_json" > "$next/index.json"
-: > "$next/retired"
-while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
-cat > "$next/images.json"
-kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
-mkdir -p -- "$ss/images" "$ss/streams/v1"
-for json in images.json index.json; do
-  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
-done
-if [ -n "$staging" ] && [ -d "$staging/images" ]; then
-  ls -A -- "$staging/images" > "$staging/moved"
-  for file in "$staging"/images/*; do
-    [ -e "$file" ] || continue
-    mv -f -- "$file" "$ss/images/"
-  done
-fi
-mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
-mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
-now=$(date +%s)
-while IFS= read -r path; do printf '%s %s\\n' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"`,
-};
-/**
- * Under the registry lock: removes what runs that died left behind, then this run's own
- * directories (the arguments after the first four), and prints the live images.json, so the run
- * can verify it in the same round trip. What dead runs left:
- * - staging trees whose image lock (`.lxc-publish/locks/<key>`, held by the run working on it,
- *   whatever its upload-dir) is free, with any file they had moved into images/ that no index
- *   names; the removal happens while holding that lock, so no run can start on it meanwhile;
- * - image locks of keys with no staging tree, taken and removed the same way;
- * - upload directories untouched for `$4` minutes whose image lock is free;
- * - retired files past their grace time of `$3` seconds.
- * Everything read back from the state directory is checked before use: names are plain file
- * names, times are digits; anything else is skipped. Symlinks are removed, never followed.
- */
-const HOUSEKEEPING = {
-    name: 'lxc-publish-housekeeping',
-    text: `set -u
-ss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4
-state=$ss/.lxc-publish
-live=$ss/streams/v1/images.json
-now=$(date +%s)
-named() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }
-plain_name() { case $1 in ''|.|..|*/*) return 1 ;; *) return 0 ;; esac; }
-# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.
-with_free_lock() {
-  lock=$state/locks/$1; shift
-  [ -L "$lock" ] && return 1
-  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")
-}
-drop_staging() {
-  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then
-    while IFS= read -r name; do
-      plain_name "$name" || continue
-      named "images/$name" || rm -f -- "$ss/images/$name"
-    done < "$1/moved"
-  fi
-  rm -rf -- "$1"
-}
-for dir in "$state"/staging/*; do
-  [ -e "$dir" ] || [ -L "$dir" ] || continue
-  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi
-  key=\${dir##*/}
-  with_free_lock "$key" drop_staging "$dir" || true
-done
-for lock in "$state"/locks/*; do
-  [ -e "$lock" ] || [ -L "$lock" ] || continue
-  key=\${lock##*/}
-  [ -d "$state/staging/$key" ] && continue
-  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi
-done
-if [ -d "$up" ]; then
-  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{64}' \\
-    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do
-    with_free_lock "\${dir##*/}" rm -rf -- "$dir" || true
-  done
-fi
-if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then
-  rm -f -- "$state/retired.next"
-  : > "$state/retired.next"
-  while read -r when path; do
-    case $when in ''|*[!0-9]*) continue ;; esac
-    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac
-    named "$path" && continue
-    if [ $((now - when)) -ge "$retire_grace" ]; then
-      rm -f -- "$ss/$path"
-    else
-      printf '%s %s\\n' "$when" "$path" >> "$state/retired.next"
-    fi
-  done < "$state/retired"
-  mv -f -- "$state/retired.next" "$state/retired"
-fi
-# This run's own upload and staging directories, done with.
-[ $# -gt 0 ] && rm -rf -- "$@"
-exec cat -- "$live"`,
-};
-/** Every script above, for the test that checks them with sh -n and shellcheck. */
-const ALL_SCRIPTS = [
-    HOLD_LOCK,
-    UPLOAD_STATE,
-    WRITE_FILE,
-    READ_LIVE_INDEX,
-    COMMIT,
-    HOUSEKEEPING,
-];
-
 ;// CONCATENATED MODULE: ./src/registry/read.ts
 /**
  * Reading the registry's state: the live index (with the checks made before any upload) and the
@@ -59336,15 +59667,20 @@ function parseIndexText(text, path) {
  * simplestreams-dir can be written.
  */
 async function readLiveIndex(registry, preflight) {
+    return (await readServerState(registry, preflight)).index;
+}
+/** readLiveIndex, and whether xdelta3 is on the server's PATH (asked with `preflight.deltas`). */
+async function readServerState(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
     const path = liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? ''], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
+    const result = await registry.execScript(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight?.deltas ? '1' : ''], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
+    const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
         case 0:
-            return parseIndexText(result.stdout, path);
+            return { index: parseIndexText(result.stdout, path), xdelta3 };
         case READ_LIVE_EXIT.noIndexYet:
-            return emptyImagesIndex();
+            return { index: emptyImagesIndex(), xdelta3 };
         case READ_LIVE_EXIT.noSimplestreamsDir:
             throw new errors_ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
@@ -59577,7 +59913,7 @@ function planPublication(live, staged, fingerprint, aliases, replace) {
         retired.push(...Object.values(version.items).map((item) => item.path));
         const holder = next.products[product];
         delete holder.versions[serial];
-        if (Object.keys(holder.versions).length === 0 && product !== releaseKey) {
+        if (!holdsImages(holder) && product !== releaseKey) {
             inherited.push(...productAliases(holder));
             delete next.products[product];
         }
@@ -59622,7 +59958,7 @@ function applyRetention(index, keep, fingerprint) {
             if (!holder)
                 return;
             delete holder.versions[serial];
-            if (Object.keys(holder.versions).length === 0)
+            if (!holdsImages(holder))
                 delete next.products[product];
             dropped.push(`${product} ${serial}`);
             droppedPaths.push(...Object.values(version.items).map((item) => item.path));
@@ -59721,6 +60057,8 @@ function holdRegistryLock(registry, lockTimeout) {
 
 
 
+
+
 function serialConflictError(product, serial, existing, fingerprint) {
     return new errors_ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
@@ -59728,7 +60066,8 @@ function serialConflictError(product, serial, existing, fingerprint) {
 }
 /**
  * What the action adds to every index it writes: retention (keep-versions, never dropping
- * `fingerprint`) and the LXD items (lxd-compat). Returns no index when `proposed` (or, without
+ * `fingerprint`), deltas kept consistent (simplestreams/deltas.ts pruneDeltas) and the LXD items
+ * (lxd-compat). Returns no index when `proposed` (or, without
  * one, `base`) needs nothing more and nothing differs from `base`.
  */
 function finishIndex(options, fingerprint, base, proposed) {
@@ -59743,6 +60082,12 @@ function finishIndex(options, fingerprint, base, proposed) {
             retired.push(...retention.retired);
         }
     }
+    const pruned = pruneDeltas(next);
+    if (pruned.dropped > 0) {
+        info(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
+        next = pruned.index;
+        retired.push(...pruned.retired);
+    }
     if (lxdCompat)
         next = withLxdItems(next);
     return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
@@ -59753,7 +60098,15 @@ async function planChange(registry, publication, change) {
     let base = await readLiveIndex(registry);
     if (change.kind === 'staged') {
         try {
-            return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
+            const plan = planPublication(base, change.version, fingerprint, aliases, options.replace);
+            const made = change.deltas?.made ?? [];
+            if (plan.status === 'unchanged' || !plan.index || made.length === 0)
+                return { base, plan };
+            const { product: line, serial } = change.version;
+            const deltas = attachDeltas(plan.index, line, releaseProductKey(line, serial), serial, made);
+            // A delta whose base left the index (or was replaced) since it was made is not published.
+            const unused = made.filter((delta) => !deltas.includes(delta)).map((delta) => delta.path);
+            return { base, plan: { ...plan, retired: [...plan.retired, ...unused] }, deltas };
         }
         catch (error) {
             if (error instanceof SerialConflictError) {
@@ -59790,14 +60143,17 @@ function stagedFileNames(staged) {
 async function publishUnderLock(registry, publication, change, done = []) {
     const lock = await holdRegistryLock(registry, publication.options.lockTimeout);
     try {
-        const { base, plan } = await planChange(registry, publication, change);
+        const { base, plan, deltas = [] } = await planChange(registry, publication, change);
         const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
         if (finished.index) {
             await commit(registry, {
                 lock,
                 index: finished.index,
                 ...(change.kind === 'staged' && plan.status !== 'unchanged'
-                    ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
+                    ? {
+                        staging: change.dir,
+                        stagedFiles: [...stagedFileNames(change.version), ...deltas.map((delta) => external_node_path_.posix.basename(delta.path))],
+                    }
                     : {}),
                 retired: [...plan.retired, ...finished.retired],
             });
@@ -59806,7 +60162,8 @@ async function publishUnderLock(registry, publication, change, done = []) {
             ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
         const live = await housekeepAndRead(registry, done);
-        return verify(live, publication, plan.status);
+        const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
+        return { ...verify(live, publication, plan.status), deltas: deltas.map((d) => deltaReport(d, squashfsSize)) };
     }
     finally {
         await lock.release();
@@ -61287,6 +61644,8 @@ async function uploadImage(registry, image, options) {
 
 
 
+
+
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 async function inspect(settings) {
     const image = await group('Inspect the image', async () => {
@@ -61328,9 +61687,28 @@ function requestedAliases(settings, image) {
 function steps_connect(settings) {
     return group(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
 }
-/** Step 2: what the server must offer, checked before anything is uploaded; the live index. */
-function checkServer(registry, settings) {
-    return readLiveIndex(registry, { tool: settings.convertCommand || 'incus-simplestreams' });
+/** Whether this publish makes deltas: a split container converted by incus-simplestreams, deltas on. */
+function wantsDeltas(settings, image) {
+    return (settings.deltaBases > 0 &&
+        !settings.convertCommand &&
+        image.imageType === 'container' &&
+        image.data?.kind === 'squashfs');
+}
+/**
+ * Step 2: what the server must offer, checked before anything is uploaded; the live index, and
+ * whether deltas can be made (xdelta3 on the server: a warning without it, or an error with
+ * require-deltas).
+ */
+async function checkServer(registry, settings, image) {
+    const deltas = wantsDeltas(settings, image);
+    const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
+    if (deltas && !state.xdelta3) {
+        if (settings.requireDeltas) {
+            throw new errors_ActionError(`require-deltas: xdelta3 is not installed on the server (or not on the SSH user's PATH), so no delta can be made. ${INSTALL_XDELTA3} Or set require-deltas: false to publish without deltas. Nothing was uploaded.`, 'require-deltas');
+        }
+        core_warning(`xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`);
+    }
+    return { live: state.index, deltas: deltas && state.xdelta3 };
 }
 /**
  * A raw rootfs tarball: uploaded as it is when the server's incus-simplestreams takes one (7.0.1
@@ -61401,7 +61779,7 @@ async function upload(registry, settings, image, knownFingerprint) {
  * Step 5: the change to publish: the version incus-simplestreams add wrote into a staging tree,
  * or the owner's convert-command, which runs under the lock in step 6.
  */
-async function convert(registry, settings, image, remote, publication) {
+async function convert(registry, settings, image, remote, publication, makeDeltasToo = false) {
     const { fingerprint, aliases } = publication;
     if (settings.convertCommand) {
         const serial = serialFor(image.properties.creationDate);
@@ -61419,8 +61797,43 @@ async function convert(registry, settings, image, remote, publication) {
             unifiedVm: !image.data && image.imageType === 'virtual-machine',
         });
         info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
-        return { kind: 'staged', dir: staging, version };
+        if (!makeDeltasToo)
+            return { kind: 'staged', dir: staging, version };
+        const deltas = await deltasFor(registry, settings, staging, version);
+        return { kind: 'staged', dir: staging, version, ...(deltas ? { deltas } : {}) };
     });
+}
+/** Why a delta was not made, by the DELTA script's reason word. */
+const SKIP_REASONS = {
+    'too-large': 'it was larger than delta-max-share of the squashfs',
+    'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s`,
+    'encode-failed': 'xdelta3 failed to make it',
+    'decode-mismatch': 'the check before publishing failed: decoding it against its base did not give the new squashfs',
+    'base-missing': "the base's squashfs is no longer on the server",
+    'xdelta3-missing': 'xdelta3 is not on the PATH',
+};
+/** Step 5, for a split container: deltas from earlier releases, made and checked on the server. */
+async function deltasFor(registry, settings, staging, version) {
+    // Read again: a release published while this one uploaded is the best base.
+    const live = await readLiveIndex(registry);
+    const run = await makeDeltas(registry, staging, version, live, settings);
+    if (!run)
+        return undefined;
+    for (const delta of run.made) {
+        const { share } = deltaReport(delta, run.squashfsSize);
+        info(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
+    }
+    for (const { base, reason } of run.skipped) {
+        const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.`;
+        // A delta larger than allowed is expected after a large change; anything else is worth a look.
+        if (reason === 'too-large')
+            info(text);
+        else
+            core_warning(`${text} Clients updating from it download the whole image.`);
+    }
+    if (run.made.length === 0 && run.skipped.length === 0)
+        info('No earlier release to make a delta from');
+    return run;
 }
 /** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */
 function publishLocked(registry, settings, remote, publication, change) {
@@ -61520,6 +61933,10 @@ function buildSummary(result, options = {}) {
         ['Type', escapeHtml(result.imageType)],
         ['Size', escapeHtml(formatSize(result.size))],
     ];
+    if (result.deltas && result.deltas.length > 0) {
+        const deltas = result.deltas.map((delta) => `from ${escapeHtml(delta.base)}: ${escapeHtml(formatSize(delta.size))}, ${(delta.share * 100).toFixed(2)}% of the squashfs`);
+        rows.push(['Deltas', deltas.join('<br>')]);
+    }
     if (publicUrl) {
         rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
         rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
@@ -61640,14 +62057,14 @@ async function publish(settings) {
     const cleanups = [];
     try {
         const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
-        const live = await checkServer(registry, settings); // 2. the server's tools and directories
+        const { live, deltas } = await checkServer(registry, settings, image); // 2. the server's tools and directories
         const existing = await findExisting(settings, image, live); // 3. skip what is already there
         if (existing.published)
             return await putAliases(registry, settings, existing.fingerprint, aliases);
         const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
         const publication = { fingerprint: uploaded.fingerprint, aliases };
         try {
-            const change = await convert(registry, settings, image, remote, publication); // 5. stage
+            const change = await convert(registry, settings, image, remote, publication, deltas); // 5. stage, deltas
             return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
         }
         catch (error) {
@@ -61725,7 +62142,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6390);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7116);
 
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();

@@ -22,7 +22,7 @@ export interface DeltaOptions {
 }
 
 /** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
-export const DELTA_TIME_LIMIT_SECONDS = 900;
+export const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
 
 /** A base no delta was published from, and why (the script's reason word). */
 export interface SkippedDelta {

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7683:
+/***/ 2715:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54473,13 +54473,27 @@ function productAliases(product) {
         .map((alias) => alias.trim())
         .filter((alias) => alias !== '');
 }
-/** The fingerprint clients compute for a version, or undefined when it has no Incus items. */
+/**
+ * Item types of the root file of a split image. Clients list a split version as an image only when
+ * one of them sits beside the metadata item (incus and lxd `shared/simplestreams/products.go`): a
+ * version holding only a metadata item is no image, but may still be the base of a delta
+ * (simplestreams/deltas.ts).
+ */
+const ROOT_ITEM_TYPES = new Set(['squashfs', 'disk-kvm.img', 'root.tar.xz', 'disk1.img', 'uefi1.img']);
+/** Whether a split version has a root file item, as clients require to list it as an image. */
+function hasRootItem(version) {
+    return Object.values(version.items).some((item) => ROOT_ITEM_TYPES.has(item.ftype));
+}
+/**
+ * The fingerprint clients compute for a version, or undefined when it is no image: no Incus items,
+ * or a metadata item without a root file beside it (a delta base, simplestreams/deltas.ts).
+ */
 function versionFingerprint(version) {
     const unified = version.items[UNIFIED_ITEM];
     if (unified)
         return unified.sha256;
     const metadata = version.items[METADATA_ITEM];
-    if (!metadata)
+    if (!metadata || !hasRootItem(version))
         return undefined;
     for (const field of COMBINED_HASH_FIELDS) {
         const value = metadata[field];
@@ -54503,7 +54517,9 @@ function findFingerprint(index, fingerprint) {
             if (versionFingerprint(version) !== fingerprint)
                 continue;
             // Items of other clients' types may point at the same files: count each file once.
-            const sizeByPath = new Map(Object.values(version.items).map((item) => [item.path, item.size]));
+            // Deltas are not part of the image (a client downloads one instead of the data file).
+            const files = Object.values(version.items).filter((item) => item['delta_base'] === undefined);
+            const sizeByPath = new Map(files.map((item) => [item.path, item.size]));
             const size = [...sizeByPath.values()].reduce((total, itemSize) => total + itemSize, 0);
             return {
                 product: productName,
@@ -54567,6 +54583,19 @@ function releasesOf(index, identity) {
         }
     }
     return releases;
+}
+/**
+ * A version kept only as the base of a delta: an Incus metadata item (and its LXD twin) and no
+ * other item, so no image to clients (simplestreams/deltas.ts).
+ */
+function isDeltaBaseStub(version) {
+    const items = Object.values(version.items);
+    return (version.items[METADATA_ITEM] !== undefined &&
+        items.every((item) => item.ftype === METADATA_ITEM || item.ftype === 'lxd.tar.xz'));
+}
+/** Whether a product holds an image (a version other than a delta base). */
+function holdsImages(product) {
+    return Object.values(product.versions ?? {}).some((version) => !isDeltaBaseStub(version));
 }
 /** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
 function serialFor(creationDate) {
@@ -54884,6 +54913,7 @@ const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createR
 /** How to get each tool this action needs on the server: one line per tool, used by every message. */
 const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
 const INSTALL_FLOCK = 'Install util-linux.';
+const INSTALL_XDELTA3 = 'Install xdelta3 (apt install xdelta3 on Debian and Ubuntu).';
 
 ;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
 /** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
@@ -55880,6 +55910,9 @@ function readSettings() {
                 ? (0,remote/* defaultRemoteName */.ZJ)(publicUrl)
                 : '',
         publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+        deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
+        deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
+        requireDeltas: input_values_readBoolean('require-deltas'),
     };
 }
 /** Reads the alias or remove sub-action's settings. */
@@ -55908,6 +55941,7 @@ function setOutputs(result) {
     lib_core/* setOutput */.uH('image-type', result.imageType);
     lib_core/* setOutput */.uH('size', String(result.size));
     lib_core/* setOutput */.uH('status', result.status);
+    lib_core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
 }
 
 ;// CONCATENATED MODULE: ./src/image/hashing.ts
@@ -57016,58 +57050,177 @@ function lxdWarnings(imageType, unified) {
     return warnings;
 }
 
-;// CONCATENATED MODULE: ./src/registry/layout.ts
+;// CONCATENATED MODULE: ./src/simplestreams/deltas.ts
 /**
- * Where things live on the server. All state is under simplestreams-dir, on the same file system
- * as the live tree, so that renames are atomic:
- *   .lxc-publish/lock               the registry lock: one writer at a time
- *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
- *                                   publishing it (whatever its upload-dir)
- *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
- *   .lxc-publish/next/              the next images.json and index.json, before their rename
- *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
- *                                   kept for a while for clients with a cached index
- * and under upload-dir:
- *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
- * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
- * computed while uploading).
+ * vcdiff deltas between releases of an image line: which releases to make them from, how they
+ * enter the index, and how the index stays consistent when releases leave it. Pure.
+ *
+ * A delta is an item of the new version, `{ftype: 'squashfs.vcdiff', path, sha256, size,
+ * delta_base}`. A daemon that holds the base image and has xdelta3 on its PATH downloads the delta
+ * instead of the squashfs and rebuilds the new squashfs with `xdelta3 -d`. `delta_base` names a
+ * version of the same product, and each release is a product of its own (images-index.ts): the
+ * new release's product therefore holds, for each base, a stub version keyed by the base's serial
+ * holding only a copy of the base's metadata item (and its LXD twin). Clients list a version as
+ * an image only when a root file sits beside its metadata item, so a stub is no image, but the
+ * daemons read the base's fingerprint from it (Incus from `incus.tar.xz`'s
+ * `combined_squashfs_sha256`, LXD from `lxd.tar.xz`). Checked with incusd 6.0.4 and LXD 5.0.2.
+ *
+ * Traps that shape this module: a delta that fails to apply fails the download (no fallback), so
+ * every delta is decoded on the server before it is published; Incus applies every applicable
+ * delta item one after the other, so a version holds at most one delta per base; Incus reads the
+ * base fingerprint from `combined_squashfs_sha256` even for VM disk deltas, so VMs get none.
  */
 
-const STATE_DIR = '.lxc-publish';
-/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
-const RETIRE_GRACE_SECONDS = 2 * 3600;
-/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
-const UPLOAD_GRACE_SECONDS = 24 * 3600;
-const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
-const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
-const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
-const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
-/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
-const imageLockPath = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
-const TARBALL_EXTENSIONS = {
-    xz: '.tar.xz',
-    gzip: '.tar.gz',
-    bzip2: '.tar.bz2',
-    zstd: '.tar.zst',
-    none: '.tar',
-};
-const DATA_NAMES = {
-    squashfs: () => 'rootfs.squashfs',
-    qcow2: () => 'disk.qcow2',
-    'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
-};
-/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
-function remoteImage(paths, key, image) {
-    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
-    const files = [{ local: image.metadata, name: metadataName }];
-    if (image.data) {
-        files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
-    }
-    return { key, dir: external_node_path_.posix.join(paths.uploadDir, key), files };
+const DELTA_ITEM_TYPE = 'squashfs.vcdiff';
+const deltas_METADATA_ITEM = 'incus.tar.xz';
+const SQUASHFS_ITEM = 'squashfs';
+/** Whether a version is a split container with the fields a delta needs (squashfs, combined hash). */
+function isSplitContainer(version) {
+    const metadata = version.items[deltas_METADATA_ITEM];
+    const squashfs = version.items[SQUASHFS_ITEM];
+    const combined = metadata?.['combined_squashfs_sha256'];
+    return squashfs?.ftype === SQUASHFS_ITEM && typeof combined === 'string' && combined !== '';
 }
-/** The server-side path of each of the image's files, metadata first. */
-function remotePaths(image) {
-    return image.files.map((file) => external_node_path_.posix.join(image.dir, file.name));
+/**
+ * The releases of the line with `identity` (images-index.ts lineIdentity) to make deltas from for a new release with `serial`: split containers,
+ * older than it, newest first, at most `count` (each serial once).
+ */
+function deltaBases(index, identity, serial, count) {
+    if (count <= 0)
+        return [];
+    const bases = new Map();
+    const older = releasesOf(index, identity)
+        .filter((release) => release.serial < serial && isSplitContainer(release.version))
+        .sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+    for (const { serial: baseSerial, version } of older) {
+        const fingerprint = versionFingerprint(version);
+        const squashfs = version.items[SQUASHFS_ITEM];
+        if (!fingerprint || !squashfs || bases.has(baseSerial))
+            continue;
+        bases.set(baseSerial, {
+            serial: baseSerial,
+            fingerprint,
+            squashfsPath: squashfs.path,
+            squashfsSize: squashfs.size,
+        });
+        if (bases.size >= count)
+            break;
+    }
+    return [...bases.values()];
+}
+/** The key of a delta item in the new version. */
+function deltaItemKey(baseSerial) {
+    return `delta-${baseSerial}`;
+}
+/**
+ * Adds the deltas to the new release (`product`, `serial`) in `index` (changed in place): a stub
+ * version per base and a delta item in the new version. A delta whose base is no longer the image
+ * it was made from (removed or replaced meanwhile) is left out. Returns the deltas added.
+ */
+function attachDeltas(index, identity, product, serial, deltas) {
+    const holder = index.products[product];
+    const version = holder?.versions[serial];
+    if (!holder || !version)
+        return [];
+    const attached = [];
+    for (const delta of deltas) {
+        if (delta.base === serial || attached.some((other) => other.base === delta.base))
+            continue;
+        const base = releasesOf(index, identity).find((release) => release.serial === delta.base && versionFingerprint(release.version) === delta.baseFingerprint);
+        const metadata = base?.version.items[deltas_METADATA_ITEM];
+        if (!base || !metadata || !isSplitContainer(base.version))
+            continue;
+        if (base.product === product) {
+            // An older layout (one product, many versions): the base is a version of this product already.
+        }
+        else {
+            holder.versions[delta.base] = { items: { [deltas_METADATA_ITEM]: { ...metadata } } };
+        }
+        version.items[deltaItemKey(delta.base)] = {
+            ftype: DELTA_ITEM_TYPE,
+            path: delta.path,
+            sha256: delta.sha256,
+            size: delta.size,
+            delta_base: delta.base,
+        };
+        attached.push(delta);
+    }
+    return attached;
+}
+function isDeltaItem(item) {
+    return item['delta_base'] !== undefined;
+}
+/** The fingerprint a stub stands for: its metadata item's combined hash. */
+function stubFingerprint(version) {
+    const value = version.items[deltas_METADATA_ITEM]?.['combined_squashfs_sha256'];
+    return typeof value === 'string' && value !== '' ? value : undefined;
+}
+/**
+ * Keeps deltas consistent with the index (run on every index written): drops stubs whose image is
+ * no longer in the index, delta items whose `delta_base` is not a version of their product (or
+ * names the version itself, or repeats a base), then stubs no delta names. A product left with no
+ * version goes. Files no item names any more are returned as retired.
+ */
+function pruneDeltas(index) {
+    const next = cloneIndex(index);
+    const images = new Set();
+    for (const product of Object.values(next.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            const fingerprint = versionFingerprint(version);
+            if (fingerprint)
+                images.add(fingerprint);
+        }
+    }
+    const paths = [];
+    let dropped = 0;
+    for (const [key, product] of Object.entries(next.products)) {
+        const versions = product.versions ?? {};
+        const before = dropped;
+        for (const [serial, version] of Object.entries(versions)) {
+            if (!isDeltaBaseStub(version))
+                continue;
+            const fingerprint = stubFingerprint(version);
+            if (fingerprint && images.has(fingerprint))
+                continue;
+            // The base's own files: retired here when retention or a removal left only the stub naming them.
+            paths.push(...Object.values(version.items).map((item) => item.path));
+            delete versions[serial];
+            dropped += 1;
+        }
+        const named = new Set();
+        for (const [serial, version] of Object.entries(versions)) {
+            if (isDeltaBaseStub(version))
+                continue;
+            const bases = new Set();
+            for (const [itemKey, item] of Object.entries(version.items)) {
+                if (!isDeltaItem(item))
+                    continue;
+                const base = item['delta_base'];
+                const valid = typeof base === 'string' && base !== serial && Object.hasOwn(versions, base) && !bases.has(base);
+                if (valid) {
+                    bases.add(base);
+                    named.add(base);
+                    continue;
+                }
+                paths.push(item.path);
+                delete version.items[itemKey];
+                dropped += 1;
+            }
+        }
+        for (const [serial, version] of Object.entries(versions)) {
+            if (isDeltaBaseStub(version) && !named.has(serial)) {
+                paths.push(...Object.values(version.items).map((item) => item.path));
+                delete versions[serial];
+                dropped += 1;
+            }
+        }
+        if (dropped > before && Object.keys(versions).length === 0)
+            delete next.products[key];
+    }
+    if (dropped === 0)
+        return { index, retired: [], dropped };
+    const stillNamed = referencedPaths(next);
+    return { index: next, retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)), dropped };
 }
 
 ;// CONCATENATED MODULE: ./src/registry/scripts.ts
@@ -57263,6 +57416,8 @@ while read -r kind n a b; do
   esac
 done`,
 };
+/** What READ_LIVE_INDEX prints on stderr when xdelta3 is missing (a line no login shell prints). */
+const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
 /** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
 const READ_LIVE_EXIT = {
     noIndexYet: 3,
@@ -57281,13 +57436,15 @@ const READ_LIVE_EXIT = {
  * else than the SSH user (group or others: the web server's user must only read), or is a
  * symlink inside simplestreams-dir. The directory at fault is printed on stderr. These checks run
  * with `$4` = 1 (before any change: a publish, an alias or a removal); they also make the state
- * directory readable by the SSH user alone.
+ * directory readable by the SSH user alone. With `$5` = 1 it also prints NO_XDELTA3_LINE on stderr
+ * when xdelta3 is not on the PATH (deltas are then skipped).
  */
 const READ_LIVE_INDEX = {
     name: 'lxc-publish-read',
-    text: `ss=$1 up=$2 tool=$3 check=$4
+    text: `ss=$1 up=$2 tool=$3 check=$4 deltas=\${5:-}
 [ -d "$ss" ] || exit 4
 if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "${NO_XDELTA3_LINE}" >&2; fi
 if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
 if [ "$check" = 1 ]; then
   for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
@@ -57428,6 +57585,54 @@ fi
 [ $# -gt 0 ] && rm -rf -- "$@"
 exec cat -- "$live"`,
 };
+/**
+ * Makes vcdiff deltas from earlier releases to a staged squashfs, in the staging tree `$2`, under
+ * the image's lock and outside the registry lock. `$3` names the new squashfs in `$2/images`; each
+ * pair after `$5` is a base serial (digits) and the name of its squashfs in `$1/images`. For each
+ * base, `xdelta3 -e -9` writes `$2/images/<stem>.<serial>.vcdiff` within `$4` seconds; a delta over
+ * `$5` bytes is dropped; the delta is then decoded against its base and kept only when that gives
+ * the new squashfs byte for byte (sha256). It prints `ok SERIAL SIZE SHA256 NAME` or
+ * `skip SERIAL REASON` per base. Every value is checked first (digits, plain file names); bases
+ * and the new file must be regular files, never symlinks. Exit 5 when xdelta3 is missing.
+ */
+const DELTA = {
+    name: 'lxc-publish-delta',
+    text: `set -u
+ss=$1 staging=$2 new=$3 limit=$4 max=$5; shift 5
+digits() { case $1 in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+plain() { case $1 in ''|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }
+if ! digits "$limit" || ! digits "$max" || ! plain "$new"; then echo "invalid arguments" >&2; exit 2; fi
+newfile=$staging/images/$new
+for path in "$ss/images" "$staging" "$staging/images" "$newfile"; do
+  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi
+done
+[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }
+command -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }
+want=$(sha256sum < "$newfile") || exit 1
+want=\${want%% *}
+stem=\${new%.squashfs}
+while [ $# -ge 2 ]; do
+  serial=$1 base=$2; shift 2
+  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi
+  basefile=$ss/images/$base
+  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi
+  out=$staging/images/$stem.$serial.vcdiff
+  rm -f -- "$out"
+  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    rm -f -- "$out"
+    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi
+    continue
+  fi
+  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }
+  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi
+  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)
+  if [ "\${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi
+  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }
+  echo "ok $serial $size \${sum%% *} \${out##*/}"
+done`,
+};
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 const ALL_SCRIPTS = [
     HOLD_LOCK,
@@ -57438,7 +57643,129 @@ const ALL_SCRIPTS = [
     READ_LIVE_INDEX,
     COMMIT,
     HOUSEKEEPING,
+    DELTA,
 ];
+
+;// CONCATENATED MODULE: ./src/registry/deltas.ts
+/**
+ * Making vcdiff deltas on the server (registry/scripts.ts DELTA), from the newest earlier releases
+ * of the line to the staged squashfs: in the staging tree, under the image's lock, before the
+ * registry lock, so other publishes do not wait. What enters the index is decided under the lock
+ * (simplestreams/deltas.ts attachDeltas).
+ */
+
+
+
+
+/** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
+const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
+function deltaReport(delta, squashfsSize) {
+    const share = squashfsSize > 0 ? Math.round((delta.size / squashfsSize) * 1e6) / 1e6 : 0;
+    return { base: delta.base, size: delta.size, share };
+}
+/**
+ * Makes and checks the deltas for the staged version in `staging`, from up to `deltaBases`
+ * earlier releases of its line in `live`. Undefined when the version is no split container.
+ */
+async function makeDeltas(registry, staging, staged, live, options) {
+    const squashfs = staged.version.items['squashfs'];
+    if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0)
+        return undefined;
+    const identity = lineIdentity(staged.product, staged.productFields);
+    const bases = deltaBases(live, identity, staged.serial, options.deltaBases);
+    const run = { made: [], skipped: [], squashfsSize: squashfs.size };
+    if (bases.length === 0)
+        return run;
+    const newName = external_node_path_.posix.basename(squashfs.path);
+    const maxBytes = Math.floor((squashfs.size * options.deltaMaxShare) / 100);
+    const result = await registry.execScript(DELTA, [
+        registry.paths.simplestreamsDir,
+        staging,
+        newName,
+        String(DELTA_TIME_LIMIT_SECONDS),
+        String(maxBytes),
+        ...bases.flatMap((base) => [base.serial, external_node_path_.posix.basename(base.squashfsPath)]),
+    ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 });
+    if (result.code !== 0) {
+        const reason = result.code === 5 ? 'xdelta3-missing' : `script-failed-${result.code ?? result.signal ?? ''}`;
+        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason })) };
+    }
+    const stem = newName.replace(/\.squashfs$/, '');
+    const lines = result.stdout.toString('utf8').split('\n');
+    for (const base of bases) {
+        // Only the lines that name a base asked for, in the script's exact form: a login shell may print noise.
+        const ok = lines
+            .map((line) => /^ok (\d+) (\d+) ([0-9a-f]{64}) (\S+)$/.exec(line.trim()))
+            .find((match) => match?.[1] === base.serial && match[4] === `${stem}.${base.serial}.vcdiff`);
+        if (ok) {
+            run.made.push({
+                base: base.serial,
+                baseFingerprint: base.fingerprint,
+                path: `images/${ok[4]}`,
+                sha256: ok[3],
+                size: Number(ok[2]),
+            });
+            continue;
+        }
+        const skip = lines.map((line) => /^skip (\d+) ([a-z-]+)/.exec(line.trim())).find((m) => m?.[1] === base.serial);
+        run.skipped.push({ base: base.serial, reason: skip?.[2] ?? 'no-answer' });
+    }
+    return run;
+}
+
+;// CONCATENATED MODULE: ./src/registry/layout.ts
+/**
+ * Where things live on the server. All state is under simplestreams-dir, on the same file system
+ * as the live tree, so that renames are atomic:
+ *   .lxc-publish/lock               the registry lock: one writer at a time
+ *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
+ *                                   publishing it (whatever its upload-dir)
+ *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
+ *                                   kept for a while for clients with a cached index
+ * and under upload-dir:
+ *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
+ * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
+ * computed while uploading).
+ */
+
+const STATE_DIR = '.lxc-publish';
+/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
+const RETIRE_GRACE_SECONDS = 2 * 3600;
+/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
+const UPLOAD_GRACE_SECONDS = 24 * 3600;
+const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
+const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
+const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
+const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
+/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
+const imageLockPath = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
+const TARBALL_EXTENSIONS = {
+    xz: '.tar.xz',
+    gzip: '.tar.gz',
+    bzip2: '.tar.bz2',
+    zstd: '.tar.zst',
+    none: '.tar',
+};
+const DATA_NAMES = {
+    squashfs: () => 'rootfs.squashfs',
+    qcow2: () => 'disk.qcow2',
+    'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
+};
+/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
+function remoteImage(paths, key, image) {
+    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
+    const files = [{ local: image.metadata, name: metadataName }];
+    if (image.data) {
+        files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
+    }
+    return { key, dir: external_node_path_.posix.join(paths.uploadDir, key), files };
+}
+/** The server-side path of each of the image's files, metadata first. */
+function remotePaths(image) {
+    return image.files.map((file) => external_node_path_.posix.join(image.dir, file.name));
+}
 
 ;// CONCATENATED MODULE: ./src/registry/read.ts
 /**
@@ -57470,16 +57797,27 @@ function parseIndexText(text, path) {
  * simplestreams-dir can be written.
  */
 async function readLiveIndex(registry, preflight) {
+    return (await readServerState(registry, preflight)).index;
+}
+/** readLiveIndex, and whether xdelta3 is on the server's PATH (asked with `preflight.deltas`). */
+async function readServerState(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
     const path = liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
     // Before an upload it is the first command: the login shell's check rides with it.
-    const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(READ_LIVE_INDEX, [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
+    const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(READ_LIVE_INDEX, [
+        simplestreamsDir,
+        preflight ? uploadDir : '',
+        preflight?.tool ?? '',
+        preflight ? '1' : '',
+        preflight?.deltas ? '1' : '',
+    ], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
+    const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
         case 0:
-            return parseIndexText(result.stdout, path);
+            return { index: parseIndexText(result.stdout, path), xdelta3 };
         case READ_LIVE_EXIT.noIndexYet:
-            return emptyImagesIndex();
+            return { index: emptyImagesIndex(), xdelta3 };
         case READ_LIVE_EXIT.noSimplestreamsDir:
             throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
@@ -57599,7 +57937,8 @@ function setAliases(product, aliases) {
 }
 /** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
 function isNewestVersion(product, serial) {
-    return Object.keys(product.versions).every((other) => other <= serial);
+    // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
+    return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
 }
 /**
  * Moves one version of a product written the old way (one product, several versions) into a
@@ -57765,7 +58104,7 @@ function planPublication(live, staged, fingerprint, aliases, replace) {
             inherited.push(...productAliases(holder));
             delete holder.aliases;
         }
-        if (Object.keys(holder.versions).length === 0)
+        if (!holdsImages(holder))
             delete next.products[product];
     }
     const existing = next.products[releaseKey];
@@ -57808,7 +58147,7 @@ function applyRetention(index, keep, fingerprint) {
             if (!holder)
                 return;
             delete holder.versions[serial];
-            if (Object.keys(holder.versions).length === 0)
+            if (!holdsImages(holder))
                 delete next.products[product];
             dropped.push(`${product} ${serial}`);
             droppedPaths.push(...Object.values(version.items).map((item) => item.path));
@@ -57911,6 +58250,8 @@ function holdRegistryLock(registry, lockTimeout, holder = {}) {
 
 
 
+
+
 function serialConflictError(product, serial, existing, fingerprint) {
     return new errors/* ActionError */.lZ(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
@@ -57918,7 +58259,8 @@ function serialConflictError(product, serial, existing, fingerprint) {
 }
 /**
  * What the action adds to every index it writes: retention (keep-versions, never dropping
- * `fingerprint`) and the LXD items (lxd-compat). Returns no index when `proposed` (or, without
+ * `fingerprint`), deltas kept consistent (simplestreams/deltas.ts pruneDeltas) and the LXD items
+ * (lxd-compat). Returns no index when `proposed` (or, without
  * one, `base`) needs nothing more and nothing differs from `base`.
  */
 function finishIndex(options, fingerprint, base, proposed) {
@@ -57933,6 +58275,12 @@ function finishIndex(options, fingerprint, base, proposed) {
             retired.push(...retention.retired);
         }
     }
+    const pruned = pruneDeltas(next);
+    if (pruned.dropped > 0) {
+        lib_core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
+        next = pruned.index;
+        retired.push(...pruned.retired);
+    }
     if (lxdCompat)
         next = withLxdItems(next);
     return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
@@ -57943,7 +58291,16 @@ async function planChange(registry, publication, change, live) {
     let base = live;
     if (change.kind === 'staged') {
         try {
-            return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
+            const plan = planPublication(base, change.version, fingerprint, aliases, options.replace);
+            const made = change.deltas?.made ?? [];
+            if (plan.status === 'unchanged' || !plan.index || made.length === 0)
+                return { base, plan };
+            const { product: line, productFields, serial } = change.version;
+            const identity = lineIdentity(line, productFields);
+            const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, made);
+            // A delta whose base left the index (or was replaced) since it was made is not published.
+            const unused = made.filter((delta) => !deltas.includes(delta)).map((delta) => delta.path);
+            return { base, plan: { ...plan, retired: [...plan.retired, ...unused] }, deltas };
         }
         catch (error) {
             if (error instanceof SerialConflictError) {
@@ -57995,7 +58352,7 @@ async function publishUnderLock(registry, publication, change, done = []) {
         args: [registry.paths.simplestreamsDir],
     });
     try {
-        const { base, plan } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
+        const { base, plan, deltas = [], } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
         const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
         let live;
         if (finished.index) {
@@ -58004,7 +58361,10 @@ async function publishUnderLock(registry, publication, change, done = []) {
                 lock,
                 index: finished.index,
                 ...(change.kind === 'staged' && plan.status !== 'unchanged'
-                    ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
+                    ? {
+                        staging: change.dir,
+                        stagedFiles: [...stagedFileNames(change.version), ...deltas.map((delta) => external_node_path_.posix.basename(delta.path))],
+                    }
                     : {}),
                 retired: [...plan.retired, ...finished.retired],
                 andThen: housekeepingCommand(registry, done),
@@ -58017,7 +58377,8 @@ async function publishUnderLock(registry, publication, change, done = []) {
         lib_core/* info */.pq(plan.status === 'unchanged'
             ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
-        return verify(live, publication, plan.status);
+        const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
+        return { ...verify(live, publication, plan.status), deltas: deltas.map((d) => deltaReport(d, squashfsSize)) };
     }
     finally {
         await lock.release();
@@ -59901,6 +60262,8 @@ async function uploadImage(registry, image, options) {
 
 
 
+
+
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 async function inspect(settings) {
     const image = await timedGroup('Inspect the image', async () => {
@@ -59942,9 +60305,28 @@ function requestedAliases(settings, image) {
 function steps_connect(settings) {
     return timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
 }
-/** Step 2: what the server must offer, checked before anything is uploaded; the live index. */
-function checkServer(registry, settings) {
-    return readLiveIndex(registry, { tool: settings.convertCommand || 'incus-simplestreams' });
+/** Whether this publish makes deltas: a split container converted by incus-simplestreams, deltas on. */
+function wantsDeltas(settings, image) {
+    return (settings.deltaBases > 0 &&
+        !settings.convertCommand &&
+        image.imageType === 'container' &&
+        image.data?.kind === 'squashfs');
+}
+/**
+ * Step 2: what the server must offer, checked before anything is uploaded; the live index, and
+ * whether deltas can be made (xdelta3 on the server: a warning without it, or an error with
+ * require-deltas).
+ */
+async function checkServer(registry, settings, image) {
+    const deltas = wantsDeltas(settings, image);
+    const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
+    if (deltas && !state.xdelta3) {
+        if (settings.requireDeltas) {
+            throw new errors/* ActionError */.lZ(`require-deltas: xdelta3 is not installed on the server (or not on the SSH user's PATH), so no delta can be made. ${INSTALL_XDELTA3} Or set require-deltas: false to publish without deltas. Nothing was uploaded.`, 'require-deltas');
+        }
+        lib_core/* warning */.$e(`xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`);
+    }
+    return { live: state.index, deltas: deltas && state.xdelta3 };
 }
 /**
  * A raw rootfs tarball: uploaded as it is when the server's incus-simplestreams takes one (7.0.1
@@ -60036,7 +60418,9 @@ async function upload(registry, settings, image, knownFingerprint) {
  * Step 5: the change to publish: the version incus-simplestreams add wrote into a staging tree,
  * or the owner's convert-command, which runs under the lock in step 6.
  */
-async function convert(registry, settings, image, remote, publication) {
+async function convert(registry, settings, image, remote, publication, 
+/** The live index to choose delta bases from (as read before the upload); none: no deltas. */
+deltaBasesFrom) {
     const { fingerprint, aliases } = publication;
     if (settings.convertCommand) {
         const serial = serialFor(image.properties.creationDate);
@@ -60054,8 +60438,43 @@ async function convert(registry, settings, image, remote, publication) {
             unifiedVm: !image.data && image.imageType === 'virtual-machine',
         });
         lib_core/* info */.pq(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
-        return { kind: 'staged', dir: staging, version };
+        if (!deltaBasesFrom)
+            return { kind: 'staged', dir: staging, version };
+        const deltas = await deltasFor(registry, settings, staging, version, deltaBasesFrom);
+        return { kind: 'staged', dir: staging, version, ...(deltas ? { deltas } : {}) };
     });
+}
+/** Why a delta was not made, by the DELTA script's reason word. */
+const SKIP_REASONS = {
+    'too-large': 'it was larger than delta-max-share of the squashfs',
+    'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s`,
+    'encode-failed': 'xdelta3 failed to make it',
+    'decode-mismatch': 'the check before publishing failed: decoding it against its base did not give the new squashfs',
+    'base-missing': "the base's squashfs is no longer on the server",
+    'xdelta3-missing': 'xdelta3 is not on the PATH',
+};
+/** Step 5, for a split container: deltas from earlier releases, made and checked on the server. */
+async function deltasFor(registry, settings, staging, version, live) {
+    // The index read before the upload, not read again (a round trip): a release published
+    // meanwhile is not a base this time, and a base gone meanwhile is left out under the lock.
+    const run = await makeDeltas(registry, staging, version, live, settings);
+    if (!run)
+        return undefined;
+    for (const delta of run.made) {
+        const { share } = deltaReport(delta, run.squashfsSize);
+        lib_core/* info */.pq(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
+    }
+    for (const { base, reason } of run.skipped) {
+        const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.`;
+        // A delta larger than allowed is expected after a large change; anything else is worth a look.
+        if (reason === 'too-large')
+            lib_core/* info */.pq(text);
+        else
+            lib_core/* warning */.$e(`${text} Clients updating from it download the whole image.`);
+    }
+    if (run.made.length === 0 && run.skipped.length === 0)
+        lib_core/* info */.pq('No earlier release to make a delta from');
+    return run;
 }
 /** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */
 function publishLocked(registry, settings, remote, publication, change) {
@@ -60106,14 +60525,14 @@ async function publish(settings) {
         const aliases = requestedAliases(settings, inspected);
         registry = await steps_connect(settings); // 2. connect, host key checked
         const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
-        const live = await checkServer(registry, settings); // 2. the server's tools and directories
+        const { live, deltas } = await checkServer(registry, settings, image); // 2. the server's tools and directories
         const existing = await findExisting(settings, image, live); // 3. skip what is already there
         if (existing.published)
             return await putAliases(registry, settings, existing.fingerprint, aliases);
         const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
         const publication = { fingerprint: uploaded.fingerprint, aliases };
         try {
-            const change = await convert(registry, settings, image, remote, publication); // 5. stage
+            const change = await convert(registry, settings, image, remote, publication, deltas ? live : undefined); // 5. stage, deltas
             return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
         }
         catch (error) {
@@ -60352,6 +60771,10 @@ function buildSummary(result, options = {}) {
         ['Type', escapeHtml(result.imageType)],
         ['Size', escapeHtml(formatSize(result.size))],
     ];
+    if (result.deltas && result.deltas.length > 0) {
+        const deltas = result.deltas.map((delta) => `from ${escapeHtml(delta.base)}: ${escapeHtml(formatSize(delta.size))}, ${(delta.share * 100).toFixed(2)}% of the squashfs`);
+        rows.push(['Deltas', deltas.join('<br>')]);
+    }
     if (publicUrl) {
         rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
         rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
@@ -60510,7 +60933,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7683);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2715);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

@@ -81,6 +81,13 @@ export interface ContainerDaemon {
   localImages(): Promise<string[]>;
   /** The end of the daemon's log, for failure messages. */
   logTail(): string;
+  /**
+   * Shuts the daemon down (admin shutdown, waiting for it to exit), clears its cached remote
+   * indexes (cache/<hash>/ under its state dir: kept for about an hour otherwise) and
+   * starts it again with the same environment and state. Instances and images stay; starting
+   * also runs the auto-update of images copied with --auto-update.
+   */
+  restart(): Promise<void>;
 }
 
 export interface Daemons {
@@ -229,9 +236,10 @@ async function startOne(kind: DaemonKind, root: string, caBundle: string): Promi
     SSL_CERT_FILE: caBundle,
   };
   const env: NodeJS.ProcessEnv = { ...daemonEnv, [f.confVar]: conf };
-  const proc: Daemon = spawnDaemon(f.daemon, f.program, ['--group', 'root'], logFile, daemonEnv);
+  const spawn = () => spawnDaemon(f.daemon, f.program, ['--group', 'root'], logFile, daemonEnv);
+  const proc: Daemon = spawn();
   try {
-    return await setUp(kind, proc, env, logFile);
+    return await setUp(kind, proc, env, logFile, spawn);
   } catch (e) {
     await terminate([proc]);
     throw e;
@@ -240,31 +248,36 @@ async function startOne(kind: DaemonKind, root: string, caBundle: string): Promi
 
 async function setUp(
   kind: DaemonKind,
-  proc: Daemon,
+  started: Daemon,
   env: NodeJS.ProcessEnv,
   logFile: string,
+  spawn: () => Daemon,
 ): Promise<ContainerDaemon> {
   const f = FLAVOURS[kind];
   const dir = env[f.dirVar]!;
   const log = () => `\nlog (${logFile}):\n${tail(logFile)}`;
+  let proc = started;
 
   const socket = path.join(dir, 'unix.socket');
-  const deadline = Date.now() + SOCKET_TIMEOUT_S * 1000;
-  while (!(await exists(socket))) {
-    if (proc.hasExited()) throw new Error(`${f.daemon} exited before opening its socket ${socket}${log()}`);
-    if (Date.now() > deadline) {
-      throw new Error(`${f.daemon} did not open its socket ${socket} within ${SOCKET_TIMEOUT_S} s${log()}`);
-    }
-    await sleep(50);
-  }
   const admin = (args: string[], input?: string) =>
     run(f.admin[0], [...f.admin.slice(1), ...args], { env, input, timeoutMs: SOCKET_TIMEOUT_S * 1000 + 10_000 });
-  const ready = await admin(['waitready', '--timeout', String(SOCKET_TIMEOUT_S)]);
-  if (ready.code !== 0) {
-    throw new Error(
-      `${f.daemon} opened its socket but was not ready within ${SOCKET_TIMEOUT_S} s: ${ready.stderr}${log()}`,
-    );
-  }
+  const waitReady = async (): Promise<void> => {
+    const deadline = Date.now() + SOCKET_TIMEOUT_S * 1000;
+    while (!(await exists(socket))) {
+      if (proc.hasExited()) throw new Error(`${f.daemon} exited before opening its socket ${socket}${log()}`);
+      if (Date.now() > deadline) {
+        throw new Error(`${f.daemon} did not open its socket ${socket} within ${SOCKET_TIMEOUT_S} s${log()}`);
+      }
+      await sleep(50);
+    }
+    const ready = await admin(['waitready', '--timeout', String(SOCKET_TIMEOUT_S)]);
+    if (ready.code !== 0) {
+      throw new Error(
+        `${f.daemon} opened its socket but was not ready within ${SOCKET_TIMEOUT_S} s: ${ready.stderr}${log()}`,
+      );
+    }
+  };
+  await waitReady();
 
   const cli = (args: string[], timeoutMs = 120_000) => run(f.client, args, { env, timeoutMs });
   const cliOk = async (args: string[], timeoutMs?: number) => {
@@ -351,6 +364,21 @@ async function setUp(
       return list.map((image) => String(image.fingerprint ?? ''));
     },
     logTail: () => tail(logFile),
+    async restart(): Promise<void> {
+      const shutdown = await admin(['shutdown', '--timeout', '60']);
+      for (let waited = 0; waited < 20_000 && !proc.hasExited(); waited += 50) await sleep(50);
+      if (!proc.hasExited()) {
+        throw new Error(`${f.daemon} still ran 20 s after shutdown (${shutdown.stderr.trim()})${log()}`);
+      }
+      // Each remote's cached index.json and images.json sit in cache/<sha256 of the remote>/.
+      const cache = path.join(dir, 'cache');
+      for (const name of await fsp.readdir(cache).catch(() => [])) {
+        if (/^[0-9a-f]{64}$/.test(name)) await fsp.rm(path.join(cache, name), { recursive: true, force: true });
+      }
+      proc = spawn();
+      d.pid = proc.pid;
+      await waitReady();
+    },
   };
   stoppers.set(d, async () => {
     const problems: string[] = [];

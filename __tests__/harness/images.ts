@@ -33,6 +33,8 @@ export interface ImageOptions {
   rootfsBytes?: number;
   /** Metadata tarball compression (incus.tar.xz / incus.tar.gz) and squashfs compressor. */
   compression?: 'xz' | 'gzip';
+  /** A container's payload file, copied in place of random bytes (for two images a small change apart). */
+  payloadFile?: string;
 }
 
 export interface MetadataOptions {
@@ -135,11 +137,12 @@ function resolveOptions(opts: ImageOptions) {
     creationDate: opts.creationDate ?? BASE_CREATION_DATE + imageCounter++ * 60,
     description: opts.description ?? `${os} ${release} ${distroArchitecture(architecture)} (test)`,
     compression: opts.compression ?? 'xz',
+    payloadFile: opts.payloadFile,
   };
 }
 
 /** Writes `bytes` random bytes to file in 1 MiB chunks (constant memory). */
-async function writeRandomFile(file: string, bytes: number): Promise<void> {
+export async function writeRandomFile(file: string, bytes: number): Promise<void> {
   const out = createWriteStream(file);
   const chunk = 1 << 20;
   try {
@@ -213,7 +216,8 @@ const plainRootfs: RootfsFiller = async (rootfs, o, payloadBytes) => {
     `NAME="${o.os}"\nID=${o.os.toLowerCase()}\nVERSION_CODENAME=${o.release}\nPRETTY_NAME="${o.description}"\n`,
   );
   await fsp.writeFile(path.join(rootfs, 'etc', 'hostname'), 'localhost\n');
-  await writeRandomFile(path.join(rootfs, 'payload.bin'), payloadBytes);
+  if (o.payloadFile) await fsp.copyFile(o.payloadFile, path.join(rootfs, 'payload.bin'));
+  else await writeRandomFile(path.join(rootfs, 'payload.bin'), payloadBytes);
 };
 
 async function makeImage(
@@ -238,7 +242,7 @@ async function makeImage(
   if (!vm) {
     const staging = path.join(dir, '.rootfs-staging');
     await fsp.rm(staging, { recursive: true, force: true });
-    const bytes = opts.rootfsBytes ?? 4096;
+    const bytes = opts.payloadFile ? (await fsp.stat(opts.payloadFile)).size : (opts.rootfsBytes ?? 4096);
     await fillRootfs(staging, o, bytes);
     rootfs = path.join(dir, 'rootfs.squashfs');
     // Random data does not compress: store data blocks and fragments uncompressed when large.
@@ -370,6 +374,10 @@ export interface BootableImage extends TestImage {
 export interface BootableImageOptions extends Omit<ImageOptions, 'compression'> {
   /** split: incus.tar.xz + rootfs.squashfs; unified: one tarball holding metadata and rootfs/. */
   form: 'split' | 'unified';
+  /** The init's token (default: random): the same token and payload make two near-identical images. */
+  token?: string;
+  /** More files in the rootfs: path (relative to /) to content; for an image one file away from another. */
+  extraFiles?: Record<string, string>;
 }
 
 const BUSYBOX = '/bin/busybox';
@@ -386,9 +394,13 @@ export async function makeBootableImage(dir: string, opts: BootableImageOptions)
   if (!info?.isFile()) {
     throw new Error(`${BUSYBOX} is missing: install busybox-static (.ci/install-system-packages.sh)`);
   }
-  const token = randomBytes(8).toString('hex');
+  const token = opts.token ?? randomBytes(8).toString('hex');
   const fill: RootfsFiller = async (rootfs, o, payloadBytes) => {
     await plainRootfs(rootfs, o, payloadBytes);
+    for (const [file, content] of Object.entries(opts.extraFiles ?? {})) {
+      await fsp.mkdir(path.dirname(path.join(rootfs, file)), { recursive: true });
+      await fsp.writeFile(path.join(rootfs, file), content);
+    }
     for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'tmp', 'run']) {
       await fsp.mkdir(path.join(rootfs, d), { recursive: true, mode: 0o755 });
     }
@@ -404,7 +416,7 @@ export async function makeBootableImage(dir: string, opts: BootableImageOptions)
   };
   // One minute apart, a day ago: distinct serials, and not in the future on any clock.
   const creationDate = opts.creationDate ?? Math.floor(Date.now() / 60_000) * 60 - 86400 + bootableCounter++ * 60;
-  const { form, ...rest } = opts;
+  const { form, token: _token, extraFiles: _extraFiles, ...rest } = opts;
   const imageOpts = { ...rest, creationDate };
   const image =
     form === 'split'

@@ -45,6 +45,8 @@ describe('dist/index.js', () => {
       'image-type': 'container',
       size: String((await fsp.stat(published.metadata)).size + (await fsp.stat(published.rootfs)).size),
       status: 'published',
+      // The first release of its line: no earlier one to make a delta from.
+      deltas: '[]',
     });
     expect(result.summary).toContain(published.fingerprint);
     expect(result.summary).toContain('incus launch REMOTE:crynux-node:v2.6.0');

@@ -49,6 +49,7 @@ describe('publish', () => {
       aliases: ['crynux-node:v2.6.0', 'crynux-node:latest'],
       imageType: 'container',
       size: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size,
+      deltas: [],
     });
 
     const listed = await registry.incusList();

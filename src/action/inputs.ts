@@ -6,6 +6,7 @@ import * as core from '@actions/core';
 import { ActionError } from '../common/errors.js';
 import type { RootfsLimits } from '../image/rootfs.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
+import type { DeltaOptions } from '../registry/deltas.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
 import type { UploadOptions } from '../registry/upload.js';
@@ -44,7 +45,7 @@ export interface RegistrySettings extends ConnectOptions {
  * Everything a publish does is decided by this object, read from the inputs. Each layer reads
  * its own part (ConnectOptions, RegistryPaths, UploadOptions, PublicationOptions).
  */
-export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions, PublicationOptions {
+export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions, PublicationOptions, DeltaOptions {
   metadataPath: string;
   /** Empty for a unified tarball. */
   rootfsPath: string;
@@ -194,6 +195,9 @@ export function readSettings(): Settings {
         ? defaultRemoteName(publicUrl)
         : '',
     publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+    deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
+    deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
+    requireDeltas: readBoolean('require-deltas'),
   };
 }
 

@@ -38,13 +38,13 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     const aliases = requestedAliases(settings, inspected);
     registry = await connect(settings); // 2. connect, host key checked
     const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
-    const live = await checkServer(registry, settings); // 2. the server's tools and directories
+    const { live, deltas } = await checkServer(registry, settings, image); // 2. the server's tools and directories
     const existing = await findExisting(settings, image, live); // 3. skip what is already there
     if (existing.published) return await putAliases(registry, settings, existing.fingerprint, aliases);
     const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
     const publication = { fingerprint: uploaded.fingerprint, aliases };
     try {
-      const change = await convert(registry, settings, image, remote, publication); // 5. stage
+      const change = await convert(registry, settings, image, remote, publication, deltas ? live : undefined); // 5. stage, deltas
       return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
     } catch (error) {
       await discardStaging(registry, remote);

@@ -10,4 +10,5 @@ export function setOutputs(result: PublishResult): void {
   core.setOutput('image-type', result.imageType);
   core.setOutput('size', String(result.size));
   core.setOutput('status', result.status);
+  core.setOutput('deltas', JSON.stringify(result.deltas ?? []));
 }

@@ -5,6 +5,7 @@
 import * as core from '@actions/core';
 import { timedGroup } from '../common/debug.js';
 import { ActionError } from '../common/errors.js';
+import { INSTALL_XDELTA3 } from '../common/hints.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { fingerprintOf, uploadKey } from '../image/hashing.js';
 import { inspectImage } from '../image/inspect.js';
@@ -12,10 +13,11 @@ import { incusWarnings, lxdWarnings } from '../image/kinds.js';
 import { checkUnchanged } from '../image/local-file.js';
 import { imageFiles, type LocalImage } from '../image/local-image.js';
 import { convertRootfsTarball, rootfsDecision } from '../image/rootfs.js';
+import { DELTA_TIME_LIMIT_SECONDS, deltaReport, makeDeltas, type DeltaRun } from '../registry/deltas.js';
 import { removeDirs } from '../registry/housekeeping.js';
 import { remoteImage, stagingDir, type RemoteImage } from '../registry/layout.js';
 import { publishUnderLock, serialConflictError, type Change, type PublishResult } from '../registry/publication.js';
-import { readLiveIndex, serverToolVersion } from '../registry/read.js';
+import { readServerState, serverToolVersion } from '../registry/read.js';
 import { Registry } from '../registry/registry.js';
 import { runCustomConvert, stageImage } from '../registry/stage.js';
 import { uploadImage, type Upload } from '../registry/upload.js';
@@ -28,6 +30,7 @@ import {
   versionFingerprint,
   type ImagesIndex,
 } from '../simplestreams/images-index.js';
+import type { StagedVersion } from '../simplestreams/plan.js';
 import type { Settings } from './inputs.js';
 
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
@@ -75,9 +78,40 @@ export function connect(settings: Settings): Promise<Registry> {
   return timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
 }
 
-/** Step 2: what the server must offer, checked before anything is uploaded; the live index. */
-export function checkServer(registry: Registry, settings: Settings): Promise<ImagesIndex> {
-  return readLiveIndex(registry, { tool: settings.convertCommand || 'incus-simplestreams' });
+/** Whether this publish makes deltas: a split container converted by incus-simplestreams, deltas on. */
+export function wantsDeltas(settings: Settings, image: LocalImage): boolean {
+  return (
+    settings.deltaBases > 0 &&
+    !settings.convertCommand &&
+    image.imageType === 'container' &&
+    image.data?.kind === 'squashfs'
+  );
+}
+
+/**
+ * Step 2: what the server must offer, checked before anything is uploaded; the live index, and
+ * whether deltas can be made (xdelta3 on the server: a warning without it, or an error with
+ * require-deltas).
+ */
+export async function checkServer(
+  registry: Registry,
+  settings: Settings,
+  image: LocalImage,
+): Promise<{ live: ImagesIndex; deltas: boolean }> {
+  const deltas = wantsDeltas(settings, image);
+  const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
+  if (deltas && !state.xdelta3) {
+    if (settings.requireDeltas) {
+      throw new ActionError(
+        `require-deltas: xdelta3 is not installed on the server (or not on the SSH user's PATH), so no delta can be made. ${INSTALL_XDELTA3} Or set require-deltas: false to publish without deltas. Nothing was uploaded.`,
+        'require-deltas',
+      );
+    }
+    core.warning(
+      `xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`,
+    );
+  }
+  return { live: state.index, deltas: deltas && state.xdelta3 };
 }
 
 /**
@@ -192,6 +226,8 @@ export async function convert(
   image: LocalImage,
   remote: RemoteImage,
   publication: { fingerprint: string; aliases: string[] },
+  /** The live index to choose delta bases from (as read before the upload); none: no deltas. */
+  deltaBasesFrom?: ImagesIndex,
 ): Promise<Change> {
   const { fingerprint, aliases } = publication;
   if (settings.convertCommand) {
@@ -210,8 +246,48 @@ export async function convert(
       unifiedVm: !image.data && image.imageType === 'virtual-machine',
     });
     core.info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
-    return { kind: 'staged', dir: staging, version } as const;
+    if (!deltaBasesFrom) return { kind: 'staged', dir: staging, version } as const;
+    const deltas = await deltasFor(registry, settings, staging, version, deltaBasesFrom);
+    return { kind: 'staged', dir: staging, version, ...(deltas ? { deltas } : {}) } as const;
   });
+}
+
+/** Why a delta was not made, by the DELTA script's reason word. */
+const SKIP_REASONS: Record<string, string> = {
+  'too-large': 'it was larger than delta-max-share of the squashfs',
+  'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s`,
+  'encode-failed': 'xdelta3 failed to make it',
+  'decode-mismatch': 'the check before publishing failed: decoding it against its base did not give the new squashfs',
+  'base-missing': "the base's squashfs is no longer on the server",
+  'xdelta3-missing': 'xdelta3 is not on the PATH',
+};
+
+/** Step 5, for a split container: deltas from earlier releases, made and checked on the server. */
+async function deltasFor(
+  registry: Registry,
+  settings: Settings,
+  staging: string,
+  version: StagedVersion,
+  live: ImagesIndex,
+): Promise<DeltaRun | undefined> {
+  // The index read before the upload, not read again (a round trip): a release published
+  // meanwhile is not a base this time, and a base gone meanwhile is left out under the lock.
+  const run = await makeDeltas(registry, staging, version, live, settings);
+  if (!run) return undefined;
+  for (const delta of run.made) {
+    const { share } = deltaReport(delta, run.squashfsSize);
+    core.info(
+      `Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`,
+    );
+  }
+  for (const { base, reason } of run.skipped) {
+    const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.`;
+    // A delta larger than allowed is expected after a large change; anything else is worth a look.
+    if (reason === 'too-large') core.info(text);
+    else core.warning(`${text} Clients updating from it download the whole image.`);
+  }
+  if (run.made.length === 0 && run.skipped.length === 0) core.info('No earlier release to make a delta from');
+  return run;
 }
 
 /** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */

@@ -85,6 +85,13 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
     ['Type', escapeHtml(result.imageType)],
     ['Size', escapeHtml(formatSize(result.size))],
   ];
+  if (result.deltas && result.deltas.length > 0) {
+    const deltas = result.deltas.map(
+      (delta) =>
+        `from ${escapeHtml(delta.base)}: ${escapeHtml(formatSize(delta.size))}, ${(delta.share * 100).toFixed(2)}% of the squashfs`,
+    );
+    rows.push(['Deltas', deltas.join('<br>')]);
+  }
   if (publicUrl) {
     rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
     rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);

@@ -9,9 +9,12 @@ import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
+import { attachDeltas, pruneDeltas, type MadeDelta } from '../simplestreams/deltas.js';
 import {
   emptyImagesIndex,
   findFingerprint,
+  lineIdentity,
+  releaseProductKey,
   type ImagesIndex,
   type PublishedVersion,
 } from '../simplestreams/images-index.js';
@@ -25,6 +28,7 @@ import {
 } from '../simplestreams/plan.js';
 import { applyRetention } from '../simplestreams/retention.js';
 import { commit } from './commit.js';
+import { deltaReport, type DeltaRun, type DeltaReport } from './deltas.js';
 import { housekeepAndRead, housekeepingCommand, readBack } from './housekeeping.js';
 import { liveIndexPath } from './layout.js';
 import { holdRegistryLock } from './lock.js';
@@ -36,6 +40,8 @@ import { REGISTRY_LOCK } from './scripts.js';
 export interface PublishResult extends PublishedVersion {
   status: PublicationStatus;
   fingerprint: string;
+  /** The deltas published with the new version (none when it was already published). */
+  deltas?: DeltaReport[];
 }
 
 /** The settings the locked part reads (a part of the action's settings). */
@@ -64,7 +70,7 @@ export type Change =
   /** The fingerprint is already published: aliases at most. */
   | { kind: 'aliases' }
   /** incus-simplestreams add wrote the version into a staging tree. */
-  | { kind: 'staged'; dir: string; version: StagedVersion }
+  | { kind: 'staged'; dir: string; version: StagedVersion; deltas?: DeltaRun }
   /** The owner's convert-command writes the live tree itself. */
   | { kind: 'custom'; run: () => Promise<void> };
 
@@ -84,7 +90,8 @@ export function serialConflictError(
 
 /**
  * What the action adds to every index it writes: retention (keep-versions, never dropping
- * `fingerprint`) and the LXD items (lxd-compat). Returns no index when `proposed` (or, without
+ * `fingerprint`), deltas kept consistent (simplestreams/deltas.ts pruneDeltas) and the LXD items
+ * (lxd-compat). Returns no index when `proposed` (or, without
  * one, `base`) needs nothing more and nothing differs from `base`.
  */
 export function finishIndex(
@@ -104,6 +111,12 @@ export function finishIndex(
       retired.push(...retention.retired);
     }
   }
+  const pruned = pruneDeltas(next);
+  if (pruned.dropped > 0) {
+    core.info(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
+    next = pruned.index;
+    retired.push(...pruned.retired);
+  }
   if (lxdCompat) next = withLxdItems(next);
   return isDeepStrictEqual(next, base) ? { retired } : { index: next, retired };
 }
@@ -114,12 +127,20 @@ async function planChange(
   publication: Publication,
   change: Change,
   live: ImagesIndex,
-): Promise<{ base: ImagesIndex; plan: PublicationPlan }> {
+): Promise<{ base: ImagesIndex; plan: PublicationPlan; deltas?: MadeDelta[] }> {
   const { fingerprint, aliases, options } = publication;
   let base = live;
   if (change.kind === 'staged') {
     try {
-      return { base, plan: planPublication(base, change.version, fingerprint, aliases, options.replace) };
+      const plan = planPublication(base, change.version, fingerprint, aliases, options.replace);
+      const made = change.deltas?.made ?? [];
+      if (plan.status === 'unchanged' || !plan.index || made.length === 0) return { base, plan };
+      const { product: line, productFields, serial } = change.version;
+      const identity = lineIdentity(line, productFields);
+      const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, made);
+      // A delta whose base left the index (or was replaced) since it was made is not published.
+      const unused = made.filter((delta) => !deltas.includes(delta)).map((delta) => delta.path);
+      return { base, plan: { ...plan, retired: [...plan.retired, ...unused] }, deltas };
     } catch (error) {
       if (error instanceof SerialConflictError) {
         throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
@@ -182,7 +203,11 @@ export async function publishUnderLock(
     args: [registry.paths.simplestreamsDir],
   });
   try {
-    const { base, plan } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
+    const {
+      base,
+      plan,
+      deltas = [],
+    } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
     const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
     let live: ImagesIndex;
     if (finished.index) {
@@ -191,7 +216,10 @@ export async function publishUnderLock(
         lock,
         index: finished.index,
         ...(change.kind === 'staged' && plan.status !== 'unchanged'
-          ? { staging: change.dir, stagedFiles: stagedFileNames(change.version) }
+          ? {
+              staging: change.dir,
+              stagedFiles: [...stagedFileNames(change.version), ...deltas.map((delta) => posix.basename(delta.path))],
+            }
           : {}),
         retired: [...plan.retired, ...finished.retired],
         andThen: housekeepingCommand(registry, done),
@@ -205,14 +233,15 @@ export async function publishUnderLock(
         ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`,
     );
-    return verify(live, publication, plan.status);
+    const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
+    return { ...verify(live, publication, plan.status), deltas: deltas.map((d) => deltaReport(d, squashfsSize)) };
   } finally {
     await lock.release();
   }
 }
 
 /** Checks the live index, read back under the lock, against what this run published. */
-function verify(live: ImagesIndex, publication: Publication, status: PublicationStatus): PublishResult {
+function verify(live: ImagesIndex, publication: Publication, status: PublicationStatus): Omit<PublishResult, 'deltas'> {
   const { fingerprint, aliases } = publication;
   const published = findFingerprint(live, fingerprint);
   if (!published) {

@@ -11,7 +11,7 @@ import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
 import { commandLine } from '../ssh/shell.js';
 import { liveIndexPath } from './layout.js';
 import type { Registry } from './registry.js';
-import { READ_LIVE_EXIT, READ_LIVE_INDEX } from './scripts.js';
+import { NO_XDELTA3_LINE, READ_LIVE_EXIT, READ_LIVE_INDEX } from './scripts.js';
 
 /** Parses an images.json the server printed; the error names the file and the usual cause. */
 export function parseIndexText(text: Buffer, path: string): ImagesIndex {
@@ -28,6 +28,15 @@ export function parseIndexText(text: Buffer, path: string): ImagesIndex {
 export interface Preflight {
   /** The convert tool that must be on the server's PATH: incus-simplestreams or convert-command; '' for none. */
   tool: string;
+  /** Also find out whether xdelta3 is on the server's PATH (for deltas). */
+  deltas?: boolean;
+}
+
+/** The live index and what the preflight found about optional tools. */
+export interface ServerState {
+  index: ImagesIndex;
+  /** Whether xdelta3 is on the PATH; true when not asked. */
+  xdelta3: boolean;
 }
 
 /**
@@ -36,20 +45,32 @@ export interface Preflight {
  * simplestreams-dir can be written.
  */
 export async function readLiveIndex(registry: Registry, preflight?: Preflight): Promise<ImagesIndex> {
+  return (await readServerState(registry, preflight)).index;
+}
+
+/** readLiveIndex, and whether xdelta3 is on the server's PATH (asked with `preflight.deltas`). */
+export async function readServerState(registry: Registry, preflight?: Preflight): Promise<ServerState> {
   const { simplestreamsDir, uploadDir } = registry.paths;
   const path = liveIndexPath(registry.paths);
   // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
   // Before an upload it is the first command: the login shell's check rides with it.
   const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(
     READ_LIVE_INDEX,
-    [simplestreamsDir, preflight ? uploadDir : '', preflight?.tool ?? '', preflight ? '1' : ''],
+    [
+      simplestreamsDir,
+      preflight ? uploadDir : '',
+      preflight?.tool ?? '',
+      preflight ? '1' : '',
+      preflight?.deltas ? '1' : '',
+    ],
     { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS },
   );
+  const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
   switch (result.code) {
     case 0:
-      return parseIndexText(result.stdout, path);
+      return { index: parseIndexText(result.stdout, path), xdelta3 };
     case READ_LIVE_EXIT.noIndexYet:
-      return emptyImagesIndex();
+      return { index: emptyImagesIndex(), xdelta3 };
     case READ_LIVE_EXIT.noSimplestreamsDir:
       throw new ActionError(
         `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,

@@ -202,6 +202,9 @@ while read -r kind n a b; do
 done`,
 };
 
+/** What READ_LIVE_INDEX prints on stderr when xdelta3 is missing (a line no login shell prints). */
+export const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
+
 /** Exit statuses of READ_LIVE_INDEX, each a case the action explains. */
 export const READ_LIVE_EXIT = {
   noIndexYet: 3,
@@ -221,13 +224,15 @@ export const READ_LIVE_EXIT = {
  * else than the SSH user (group or others: the web server's user must only read), or is a
  * symlink inside simplestreams-dir. The directory at fault is printed on stderr. These checks run
  * with `$4` = 1 (before any change: a publish, an alias or a removal); they also make the state
- * directory readable by the SSH user alone.
+ * directory readable by the SSH user alone. With `$5` = 1 it also prints NO_XDELTA3_LINE on stderr
+ * when xdelta3 is not on the PATH (deltas are then skipped).
  */
 export const READ_LIVE_INDEX: ServerScript = {
   name: 'lxc-publish-read',
-  text: `ss=$1 up=$2 tool=$3 check=$4
+  text: `ss=$1 up=$2 tool=$3 check=$4 deltas=\${5:-}
 [ -d "$ss" ] || exit 4
 if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
+if [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "${NO_XDELTA3_LINE}" >&2; fi
 if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
 if [ "$check" = 1 ]; then
   for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
@@ -371,6 +376,55 @@ fi
 exec cat -- "$live"`,
 };
 
+/**
+ * Makes vcdiff deltas from earlier releases to a staged squashfs, in the staging tree `$2`, under
+ * the image's lock and outside the registry lock. `$3` names the new squashfs in `$2/images`; each
+ * pair after `$5` is a base serial (digits) and the name of its squashfs in `$1/images`. For each
+ * base, `xdelta3 -e -9` writes `$2/images/<stem>.<serial>.vcdiff` within `$4` seconds; a delta over
+ * `$5` bytes is dropped; the delta is then decoded against its base and kept only when that gives
+ * the new squashfs byte for byte (sha256). It prints `ok SERIAL SIZE SHA256 NAME` or
+ * `skip SERIAL REASON` per base. Every value is checked first (digits, plain file names); bases
+ * and the new file must be regular files, never symlinks. Exit 5 when xdelta3 is missing.
+ */
+export const DELTA: ServerScript = {
+  name: 'lxc-publish-delta',
+  text: `set -u
+ss=$1 staging=$2 new=$3 limit=$4 max=$5; shift 5
+digits() { case $1 in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+plain() { case $1 in ''|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }
+if ! digits "$limit" || ! digits "$max" || ! plain "$new"; then echo "invalid arguments" >&2; exit 2; fi
+newfile=$staging/images/$new
+for path in "$ss/images" "$staging" "$staging/images" "$newfile"; do
+  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi
+done
+[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }
+command -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }
+want=$(sha256sum < "$newfile") || exit 1
+want=\${want%% *}
+stem=\${new%.squashfs}
+while [ $# -ge 2 ]; do
+  serial=$1 base=$2; shift 2
+  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi
+  basefile=$ss/images/$base
+  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi
+  out=$staging/images/$stem.$serial.vcdiff
+  rm -f -- "$out"
+  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    rm -f -- "$out"
+    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi
+    continue
+  fi
+  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }
+  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi
+  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)
+  if [ "\${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi
+  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }
+  echo "ok $serial $size \${sum%% *} \${out##*/}"
+done`,
+};
+
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 export const ALL_SCRIPTS: readonly ServerScript[] = [
   HOLD_LOCK,
@@ -381,4 +435,5 @@ export const ALL_SCRIPTS: readonly ServerScript[] = [
   READ_LIVE_INDEX,
   COMMIT,
   HOUSEKEEPING,
+  DELTA,
 ];

@@ -6,6 +6,7 @@ import { canonicalArchitecture } from './architectures.js';
 import {
   cloneIndex,
   findFingerprint,
+  isDeltaBaseStub,
   productAliases,
   productLine,
   releaseProductKey,
@@ -46,7 +47,8 @@ function setAliases(product: SimplestreamsProduct, aliases: string[]): void {
 
 /** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
 export function isNewestVersion(product: SimplestreamsProduct, serial: string): boolean {
-  return Object.keys(product.versions).every((other) => other <= serial);
+  // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
+  return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
 }
 
 /**

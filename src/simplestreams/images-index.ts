@@ -100,12 +100,28 @@ export function productAliases(product: SimplestreamsProduct): string[] {
     .filter((alias) => alias !== '');
 }
 
-/** The fingerprint clients compute for a version, or undefined when it has no Incus items. */
+/**
+ * Item types of the root file of a split image. Clients list a split version as an image only when
+ * one of them sits beside the metadata item (incus and lxd `shared/simplestreams/products.go`): a
+ * version holding only a metadata item is no image, but may still be the base of a delta
+ * (simplestreams/deltas.ts).
+ */
+const ROOT_ITEM_TYPES = new Set(['squashfs', 'disk-kvm.img', 'root.tar.xz', 'disk1.img', 'uefi1.img']);
+
+/** Whether a split version has a root file item, as clients require to list it as an image. */
+export function hasRootItem(version: SimplestreamsVersion): boolean {
+  return Object.values(version.items).some((item) => ROOT_ITEM_TYPES.has(item.ftype));
+}
+
+/**
+ * The fingerprint clients compute for a version, or undefined when it is no image: no Incus items,
+ * or a metadata item without a root file beside it (a delta base, simplestreams/deltas.ts).
+ */
 export function versionFingerprint(version: SimplestreamsVersion): string | undefined {
   const unified = version.items[UNIFIED_ITEM];
   if (unified) return unified.sha256;
   const metadata = version.items[METADATA_ITEM];
-  if (!metadata) return undefined;
+  if (!metadata || !hasRootItem(version)) return undefined;
   for (const field of COMBINED_HASH_FIELDS) {
     const value = metadata[field];
     if (typeof value === 'string' && value !== '') return value;
@@ -126,7 +142,9 @@ export function findFingerprint(index: ImagesIndex, fingerprint: string): Publis
     for (const [serial, version] of Object.entries(product.versions ?? {})) {
       if (versionFingerprint(version) !== fingerprint) continue;
       // Items of other clients' types may point at the same files: count each file once.
-      const sizeByPath = new Map(Object.values(version.items).map((item) => [item.path, item.size]));
+      // Deltas are not part of the image (a client downloads one instead of the data file).
+      const files = Object.values(version.items).filter((item) => item['delta_base'] === undefined);
+      const sizeByPath = new Map(files.map((item) => [item.path, item.size]));
       const size = [...sizeByPath.values()].reduce((total, itemSize) => total + itemSize, 0);
       return {
         product: productName,
@@ -203,6 +221,23 @@ export function releasesOf(index: ImagesIndex, identity: string): Release[] {
     }
   }
   return releases;
+}
+
+/**
+ * A version kept only as the base of a delta: an Incus metadata item (and its LXD twin) and no
+ * other item, so no image to clients (simplestreams/deltas.ts).
+ */
+export function isDeltaBaseStub(version: SimplestreamsVersion): boolean {
+  const items = Object.values(version.items);
+  return (
+    version.items[METADATA_ITEM] !== undefined &&
+    items.every((item) => item.ftype === METADATA_ITEM || item.ftype === 'lxd.tar.xz')
+  );
+}
+
+/** Whether a product holds an image (a version other than a delta base). */
+export function holdsImages(product: SimplestreamsProduct): boolean {
+  return Object.values(product.versions ?? {}).some((version) => !isDeltaBaseStub(version));
 }
 
 /** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */

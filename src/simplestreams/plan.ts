@@ -6,6 +6,7 @@
 import { isNewestVersion, moveAliases, planAliasUpdate } from './aliases.js';
 import {
   cloneIndex,
+  holdsImages,
   findFingerprint,
   productAliases,
   referencedPaths,
@@ -99,7 +100,7 @@ export function planPublication(
       inherited.push(...productAliases(holder));
       delete holder.aliases;
     }
-    if (Object.keys(holder.versions).length === 0) delete next.products[product];
+    if (!holdsImages(holder)) delete next.products[product];
   }
   const existing = next.products[releaseKey];
   if (existing) existing.versions[staged.serial] = staged.version;

@@ -1,6 +1,13 @@
 /** Taking a published version out of the index (the remove sub-action). Pure. */
 import { isNewestVersion } from './aliases.js';
-import { cloneIndex, findFingerprint, productAliases, referencedPaths, type ImagesIndex } from './images-index.js';
+import {
+  cloneIndex,
+  findFingerprint,
+  holdsImages,
+  productAliases,
+  referencedPaths,
+  type ImagesIndex,
+} from './images-index.js';
 
 export interface RemovalPlan {
   index: ImagesIndex;
@@ -42,7 +49,7 @@ export function planRemoval(live: ImagesIndex, fingerprint: string): RemovalPlan
     removedAliases = productAliases(product);
     delete product.aliases;
   }
-  if (Object.keys(product.versions).length === 0) delete next.products[found.product];
+  if (!holdsImages(product)) delete next.products[found.product];
   const stillNamed = referencedPaths(next);
   return {
     index: next,

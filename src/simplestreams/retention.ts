@@ -1,6 +1,7 @@
 /** keep-versions: how many releases of each image line stay in the index. Pure. */
 import {
   cloneIndex,
+  holdsImages,
   lineIdentity,
   referencedPaths,
   releasesOf,
@@ -36,7 +37,7 @@ export function applyRetention(index: ImagesIndex, keep: number, fingerprint: st
       const holder = next.products[product];
       if (!holder) return;
       delete holder.versions[serial];
-      if (Object.keys(holder.versions).length === 0) delete next.products[product];
+      if (!holdsImages(holder)) delete next.products[product];
       dropped.push(`${product} ${serial}`);
       droppedPaths.push(...Object.values(version.items).map((item) => item.path));
     });

@@ -39,6 +39,7 @@ describe('the script check', () => {
       'lxc-publish-read',
       'lxc-publish-commit',
       'lxc-publish-housekeeping',
+      'lxc-publish-delta',
     ]);
   });
 });

@@ -1,0 +1,109 @@
+/**
+ * Making vcdiff deltas on the server (registry/scripts.ts DELTA), from the newest earlier releases
+ * of the line to the staged squashfs: in the staging tree, under the image's lock, before the
+ * registry lock, so other publishes do not wait. What enters the index is decided under the lock
+ * (simplestreams/deltas.ts attachDeltas).
+ */
+import { posix } from 'node:path';
+import { deltaBases, isSplitContainer, type MadeDelta } from '../simplestreams/deltas.js';
+import { lineIdentity, type ImagesIndex } from '../simplestreams/images-index.js';
+import type { StagedVersion } from '../simplestreams/plan.js';
+import type { Registry } from './registry.js';
+import { DELTA } from './scripts.js';
+
+/** The delta inputs (action.yml). */
+export interface DeltaOptions {
+  /** How many earlier releases to make deltas from (0: none). */
+  deltaBases: number;
+  /** A delta larger than this share of the squashfs (percent) is not published. */
+  deltaMaxShare: number;
+  /** Fail before uploading when xdelta3 is missing on the server. */
+  requireDeltas: boolean;
+}
+
+/** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
+export const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
+
+/** A base no delta was published from, and why (the script's reason word). */
+export interface SkippedDelta {
+  base: string;
+  reason: string;
+}
+
+export interface DeltaRun {
+  made: MadeDelta[];
+  skipped: SkippedDelta[];
+  /** Bytes of the new squashfs, for the shares reported. */
+  squashfsSize: number;
+}
+
+/** What a delta saves, as the outputs and the summary report it. */
+export interface DeltaReport {
+  base: string;
+  size: number;
+  /** The delta's size over the squashfs's. */
+  share: number;
+}
+
+export function deltaReport(delta: Pick<MadeDelta, 'base' | 'size'>, squashfsSize: number): DeltaReport {
+  const share = squashfsSize > 0 ? Math.round((delta.size / squashfsSize) * 1e6) / 1e6 : 0;
+  return { base: delta.base, size: delta.size, share };
+}
+
+/**
+ * Makes and checks the deltas for the staged version in `staging`, from up to `deltaBases`
+ * earlier releases of its line in `live`. Undefined when the version is no split container.
+ */
+export async function makeDeltas(
+  registry: Registry,
+  staging: string,
+  staged: StagedVersion,
+  live: ImagesIndex,
+  options: Pick<DeltaOptions, 'deltaBases' | 'deltaMaxShare'>,
+): Promise<DeltaRun | undefined> {
+  const squashfs = staged.version.items['squashfs'];
+  if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0) return undefined;
+  const identity = lineIdentity(staged.product, staged.productFields);
+  const bases = deltaBases(live, identity, staged.serial, options.deltaBases);
+  const run: DeltaRun = { made: [], skipped: [], squashfsSize: squashfs.size };
+  if (bases.length === 0) return run;
+  const newName = posix.basename(squashfs.path);
+  const maxBytes = Math.floor((squashfs.size * options.deltaMaxShare) / 100);
+  const result = await registry.execScript(
+    DELTA,
+    [
+      registry.paths.simplestreamsDir,
+      staging,
+      newName,
+      String(DELTA_TIME_LIMIT_SECONDS),
+      String(maxBytes),
+      ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath)]),
+    ],
+    { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 },
+  );
+  if (result.code !== 0) {
+    const reason = result.code === 5 ? 'xdelta3-missing' : `script-failed-${result.code ?? result.signal ?? ''}`;
+    return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason })) };
+  }
+  const stem = newName.replace(/\.squashfs$/, '');
+  const lines = result.stdout.toString('utf8').split('\n');
+  for (const base of bases) {
+    // Only the lines that name a base asked for, in the script's exact form: a login shell may print noise.
+    const ok = lines
+      .map((line) => /^ok (\d+) (\d+) ([0-9a-f]{64}) (\S+)$/.exec(line.trim()))
+      .find((match) => match?.[1] === base.serial && match[4] === `${stem}.${base.serial}.vcdiff`);
+    if (ok) {
+      run.made.push({
+        base: base.serial,
+        baseFingerprint: base.fingerprint,
+        path: `images/${ok[4] as string}`,
+        sha256: ok[3] as string,
+        size: Number(ok[2]),
+      });
+      continue;
+    }
+    const skip = lines.map((line) => /^skip (\d+) ([a-z-]+)/.exec(line.trim())).find((m) => m?.[1] === base.serial);
+    run.skipped.push({ base: base.serial, reason: skip?.[2] ?? 'no-answer' });
+  }
+  return run;
+}

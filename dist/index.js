@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2715:
+/***/ 4343:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -55930,6 +55930,23 @@ function readDayTwoSettings(kind) {
     return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
 }
 
+;// CONCATENATED MODULE: ./src/action/runner.ts
+/**
+ * The runner this action works on, checked before anything else: Linux (the image tools it runs,
+ * and everything its tests cover, are Linux's). The tools an image needs (its decompressor, a
+ * squashfs converter) are checked where they are needed, before they are used (image/tools.ts,
+ * image/rootfs.ts), each error naming the tool and its install line.
+ */
+
+/** Fails on a runner other than Linux, saying where to run the step instead. */
+function checkPlatform(platform = process.platform) {
+    if (platform === 'linux')
+        return;
+    throw new errors/* ActionError */.lZ(`This action runs on Linux runners; this job runs on ${platform}. Run the publishing step in a job with ` +
+        'runs-on: ubuntu-latest (or a self-hosted Linux runner), and hand it the image files from the build job ' +
+        'as an artifact (actions/upload-artifact, then actions/download-artifact).');
+}
+
 ;// CONCATENATED MODULE: ./src/action/outputs.ts
 /** The step's outputs (declared in action.yml), from what the registry now serves. */
 
@@ -56217,6 +56234,8 @@ function versionAtLeast(version, minimum) {
 }
 
 ;// CONCATENATED MODULE: ./src/image/tools.ts
+
+
 /**
  * The environment of the tools that read image files (decompressors, the squashfs converters):
  * they parse hostile input, so they get nothing of the runner's environment (no key, no token)
@@ -56233,6 +56252,28 @@ const DECOMPRESSORS = {
     bzip2: ['bzip2', '-dc'],
     zstd: ['zstd', '-dcq'],
 };
+/** The Debian and Ubuntu package of each decompressor (the install line an error gives). */
+const DECOMPRESSOR_PACKAGES = {
+    xz: 'xz-utils',
+    gzip: 'gzip',
+    bzip2: 'bzip2',
+    zstd: 'zstd',
+};
+/**
+ * Fails, naming the tool and how to install it, when the decompressor `file` needs is not on the
+ * runner's PATH: checked before anything is read, so a runner without it is not mistaken for a
+ * file that holds no metadata.yaml.
+ */
+async function requireDecompressor(file, compression) {
+    if (compression === 'none')
+        return;
+    const [command] = DECOMPRESSORS[compression];
+    if (await (0,io/* which */.K7)(command, false))
+        return;
+    throw new errors/* ActionError */.lZ(`${file.input}: ${file.path} is ${compression}-compressed, and reading it needs ${command} on the runner, which ` +
+        `is not on the PATH. Install it in an earlier step (Debian and Ubuntu: sudo apt-get install -y ` +
+        `${DECOMPRESSOR_PACKAGES[compression]}), or run the job on a runner that has it (ubuntu-latest does).`, file.input);
+}
 
 ;// CONCATENATED MODULE: ./src/image/tar.ts
 /**
@@ -56532,6 +56573,7 @@ function openTar(file, compression) {
  * is reported with its own message.
  */
 async function scanTar(file, compression, visit) {
+    await requireDecompressor(file, compression);
     const tar = openTar(file, compression);
     let failure;
     try {
@@ -60515,6 +60557,7 @@ var summary = __nccwpck_require__(804);
 
 
 
+
 /** Publishes the image the settings name and returns what the registry now serves. */
 async function publish(settings) {
     const inspected = await inspect(settings); // 1. inspect locally
@@ -60565,6 +60608,7 @@ function checkPublic(settings, result) {
 /** The action's entry point: never throws; a failure fails the step with a message. */
 function run() {
     return (0,step/* runStep */.e)('Image not published', async (onSettings) => {
+        checkPlatform(); // before anything: the wrong runner is named as such
         const settings = onSettings(readSettings());
         const result = await publish(settings);
         setOutputs(result); // 8. report
@@ -60933,7 +60977,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2715);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4343);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

@@ -11,6 +11,7 @@ import type { PublishResult } from '../registry/publication.js';
 import type { Registry } from '../registry/registry.js';
 import { describeSshCounters } from '../ssh/session.js';
 import { readSettings, type Settings } from './inputs.js';
+import { checkPlatform } from './runner.js';
 import { setOutputs } from './outputs.js';
 import {
   checkServer,
@@ -77,6 +78,7 @@ function checkPublic(settings: Settings, result: PublishResult): Promise<PublicC
 /** The action's entry point: never throws; a failure fails the step with a message. */
 export function run(): Promise<void> {
   return runStep('Image not published', async (onSettings) => {
+    checkPlatform(); // before anything: the wrong runner is named as such
     const settings = onSettings(readSettings());
     const result = await publish(settings);
     setOutputs(result); // 8. report

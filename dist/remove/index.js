@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6488:
+/***/ 6947:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54149,6 +54149,48 @@ function architectures_canonicalArchitecture(name) {
     return name === undefined ? '' : (incusArchitecture(name) ?? name);
 }
 
+;// CONCATENATED MODULE: ./src/simplestreams/checksums.ts
+/** Where the checksums file lives, relative to the registry root (next to the files it lists). */
+const SHA256SUMS_PATH = 'images/SHA256SUMS';
+const SHA256 = /^[0-9a-f]{64}$/;
+/** A file directly in images/ with a plain name: what `sha256sum -c` run there can check. */
+const IMAGE_FILE = /^images\/([A-Za-z0-9._+-]+)$/;
+/** A version's files, each once (the LXD items name the Incus items' files), in the index's order. */
+function versionFiles(version) {
+    const files = new Map();
+    for (const item of Object.values(version.items)) {
+        if (files.has(item.path))
+            continue;
+        files.set(item.path, { path: item.path, sha256: item.sha256, size: item.size, ftype: item.ftype });
+    }
+    return [...files.values()];
+}
+/**
+ * `images/SHA256SUMS` for an index, in the format `sha256sum -c` reads: "<sha256>  <name>", one
+ * line per file in images/ the index names, sorted by name. A file the index gives two different
+ * hashes is left out rather than listed wrong (the index is validated on reading; this is the
+ * last guard of a file users check downloads against).
+ */
+function sha256Sums(index) {
+    const sums = new Map();
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            for (const item of Object.values(version.items)) {
+                const name = IMAGE_FILE.exec(item.path)?.[1];
+                if (!name || name === 'SHA256SUMS' || !SHA256.test(item.sha256))
+                    continue;
+                const known = sums.get(name);
+                sums.set(name, known === undefined || known === item.sha256 ? item.sha256 : null);
+            }
+        }
+    }
+    return [...sums.entries()]
+        .filter((entry) => entry[1] !== null)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([name, sha256]) => `${sha256}  ${name}\n`)
+        .join('');
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/images-index.ts
 /**
  * The simplestreams index (`streams/v1/images.json`): types, parsing, and reading what a version
@@ -54164,6 +54206,7 @@ function architectures_canonicalArchitecture(name) {
  * the release it was given to, and a moving alias (`latest`) is moved between releases. Products
  * written the old way (one product, many versions) are read as releases of their line too.
  */
+
 
 /** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
 const COMBINED_HASH_FIELDS = [
@@ -54258,6 +54301,7 @@ function images_index_findFingerprint(index, fingerprint) {
                 aliases: images_index_productAliases(product),
                 size,
                 imageType: versionImageType(version),
+                files: versionFiles(version),
             };
         }
     }
@@ -55265,12 +55309,13 @@ if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.
 exit 3`,
 };
 /**
- * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. The arguments after the lock holder name the new version's files
- * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
- * (exit 76). Everything that grows with the registry comes over stdin, never
+ * Makes a new index live, under the registry lock: image files first, then images/SHA256SUMS,
+ * then images.json, then index.json, each by rename. The arguments after the lock holder name the
+ * new version's files (in images/ of the staging tree, or of the live tree): when one is gone,
+ * nothing is changed (exit 76). Everything that grows with the registry comes over stdin, never
  * as an argument: a first line holding index.json (compact JSON has no line break), then the
- * files the new index no longer names, one per line, then an empty line, then images.json.
+ * files the new index no longer names, one per line, then an empty line, then the lines of
+ * SHA256SUMS (simplestreams/checksums.ts), then an empty line, then images.json.
  * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
  * session died mid-way changes nothing. The names of the files moved into images/ are recorded
  * in the staging tree first: if the run dies before the index names them, a later run removes
@@ -55294,6 +55339,7 @@ IFS= read -r index_json
 printf '%s' "$index_json" > "$next/index.json"
 : > "$next/retired"
 while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
+while IFS= read -r line && [ -n "$line" ]; do printf '%s\\n' "$line"; done > "$next/SHA256SUMS"
 cat > "$next/images.json"
 kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
 mkdir -p -- "$ss/images" "$ss/streams/v1"
@@ -55307,6 +55353,9 @@ if [ -n "$staging" ] && [ -d "$staging/images" ]; then
     mv -f -- "$file" "$ss/images/"
   done
 fi
+# The checksums of what the new index names, beside the files, before the index names them.
+chmod 644 -- "$next/SHA256SUMS"
+mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS"
 mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
 mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
 # The index names the moved files now: a later clean-up of this staging tree must not remove them.
@@ -55457,14 +55506,25 @@ const ALL_SCRIPTS = [
 
 
 
+
 /** A file the index can name and the action may retire: a plain name in images/. */
 const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
 async function commit_commit(registry, options) {
     const { simplestreamsDir } = registry.paths;
-    const retired = options.retired.filter((path) => RETIRABLE.test(path));
-    // One round trip. index.json, the retired files and images.json go over stdin (they grow with
+    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
+    // One round trip. index.json, the retired files, SHA256SUMS and images.json go over stdin (they grow with
     // the registry; a command line may not: sshd passes it to the shell as one argument).
-    const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
+    const sums = sha256Sums(options.index)
+        .split('\n')
+        .filter((line) => line !== '');
+    const stdin = [
+        JSON.stringify(buildStreamsIndex(options.index)),
+        ...retired,
+        '',
+        ...sums,
+        '',
+        JSON.stringify(options.index),
+    ];
     const command = scriptCommand(COMMIT.text, COMMIT.name, [
         simplestreamsDir,
         nextDir(registry.paths),
@@ -55489,7 +55549,7 @@ class InvalidIndexError extends Error {
     }
 }
 const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
-const SHA256 = /^[0-9a-f]{64}$/;
+const parse_SHA256 = /^[0-9a-f]{64}$/;
 /** Clients read a version key's first 8 characters as a date (incus products.go). */
 const VERSION_KEY = /^[0-9]{8}[0-9A-Za-z_:.-]{0,24}$/;
 const ARCH = /^[A-Za-z0-9_.-]{1,32}$/;
@@ -55510,7 +55570,7 @@ function checkItem(item, where) {
         if (typeof item[field] !== 'string')
             throw new InvalidIndexError(`${where} has no "${field}" string`);
     }
-    if (!SHA256.test(item['sha256']))
+    if (!parse_SHA256.test(item['sha256']))
         throw new InvalidIndexError(`${where}.sha256 is not a sha256 in hex`);
     if (!ITEM_PATH.test(item['path'])) {
         throw new InvalidIndexError(`${where} names the path ${JSON.stringify(item['path'])}, outside the registry tree`);
@@ -58906,7 +58966,7 @@ function validateRemoteName(name) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6488);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6947);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

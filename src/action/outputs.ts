@@ -11,4 +11,5 @@ export function setOutputs(result: PublishResult): void {
   core.setOutput('size', String(result.size));
   core.setOutput('status', result.status);
   core.setOutput('deltas', JSON.stringify(result.deltas ?? []));
+  core.setOutput('files', JSON.stringify(result.files));
 }

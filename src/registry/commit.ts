@@ -1,5 +1,6 @@
 /** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
 import { Readable } from 'node:stream';
+import { sha256Sums, SHA256SUMS_PATH } from '../simplestreams/checksums.js';
 import { buildStreamsIndex, type ImagesIndex } from '../simplestreams/images-index.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
 import { scriptCommand } from '../ssh/shell.js';
@@ -27,10 +28,20 @@ export interface CommitOptions {
 
 export async function commit(registry: Registry, options: CommitOptions): Promise<Buffer> {
   const { simplestreamsDir } = registry.paths;
-  const retired = options.retired.filter((path) => RETIRABLE.test(path));
-  // One round trip. index.json, the retired files and images.json go over stdin (they grow with
+  const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
+  // One round trip. index.json, the retired files, SHA256SUMS and images.json go over stdin (they grow with
   // the registry; a command line may not: sshd passes it to the shell as one argument).
-  const stdin = [JSON.stringify(buildStreamsIndex(options.index)), ...retired, '', JSON.stringify(options.index)];
+  const sums = sha256Sums(options.index)
+    .split('\n')
+    .filter((line) => line !== '');
+  const stdin = [
+    JSON.stringify(buildStreamsIndex(options.index)),
+    ...retired,
+    '',
+    ...sums,
+    '',
+    JSON.stringify(options.index),
+  ];
   const command = scriptCommand(COMMIT.text, COMMIT.name, [
     simplestreamsDir,
     nextDir(registry.paths),

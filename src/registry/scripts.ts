@@ -251,12 +251,13 @@ exit 3`,
 };
 
 /**
- * Makes a new index live, under the registry lock: image files first, then images.json, then
- * index.json, each by rename. The arguments after the lock holder name the new version's files
- * (in images/ of the staging tree, or of the live tree): when one is gone, nothing is changed
- * (exit 76). Everything that grows with the registry comes over stdin, never
+ * Makes a new index live, under the registry lock: image files first, then images/SHA256SUMS,
+ * then images.json, then index.json, each by rename. The arguments after the lock holder name the
+ * new version's files (in images/ of the staging tree, or of the live tree): when one is gone,
+ * nothing is changed (exit 76). Everything that grows with the registry comes over stdin, never
  * as an argument: a first line holding index.json (compact JSON has no line break), then the
- * files the new index no longer names, one per line, then an empty line, then images.json.
+ * files the new index no longer names, one per line, then an empty line, then the lines of
+ * SHA256SUMS (simplestreams/checksums.ts), then an empty line, then images.json.
  * Before the renames it checks that the lock holder (`$4`) is still alive, so a run whose
  * session died mid-way changes nothing. The names of the files moved into images/ are recorded
  * in the staging tree first: if the run dies before the index names them, a later run removes
@@ -280,6 +281,7 @@ IFS= read -r index_json
 printf '%s' "$index_json" > "$next/index.json"
 : > "$next/retired"
 while IFS= read -r path && [ -n "$path" ]; do printf '%s\\n' "$path" >> "$next/retired"; done
+while IFS= read -r line && [ -n "$line" ]; do printf '%s\\n' "$line"; done > "$next/SHA256SUMS"
 cat > "$next/images.json"
 kill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }
 mkdir -p -- "$ss/images" "$ss/streams/v1"
@@ -293,6 +295,9 @@ if [ -n "$staging" ] && [ -d "$staging/images" ]; then
     mv -f -- "$file" "$ss/images/"
   done
 fi
+# The checksums of what the new index names, beside the files, before the index names them.
+chmod 644 -- "$next/SHA256SUMS"
+mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS"
 mv -f -- "$next/images.json" "$ss/streams/v1/images.json"
 mv -f -- "$next/index.json" "$ss/streams/v1/index.json"
 # The index names the moved files now: a later clean-up of this staging tree must not remove them.

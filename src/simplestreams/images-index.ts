@@ -13,6 +13,7 @@
  * written the old way (one product, many versions) are read as releases of their line too.
  */
 import { canonicalArchitecture } from './architectures.js';
+import { versionFiles, type PublishedFile } from './checksums.js';
 
 export type ImageType = 'container' | 'virtual-machine';
 
@@ -53,6 +54,8 @@ export interface PublishedVersion {
   /** Bytes of the version's files (metadata and data). */
   size: number;
   imageType: ImageType;
+  /** The version's files with their sha256 (deltas included), each once. */
+  files: PublishedFile[];
 }
 
 /** Item fields that hold the combined (fingerprint) hash of a split image, per data type. */
@@ -152,6 +155,7 @@ export function findFingerprint(index: ImagesIndex, fingerprint: string): Publis
         aliases: productAliases(product),
         size,
         imageType: versionImageType(version),
+        files: versionFiles(version),
       };
     }
   }

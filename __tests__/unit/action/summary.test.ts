@@ -23,6 +23,7 @@ const result: PublishResult = {
   aliases: ['crynux-node:v2.6.0', 'crynux-node:latest'],
   imageType: 'container',
   size: 3 * 1024 * 1024,
+  files: [],
 };
 
 /** The lines of the fenced code block that follows `label`. */

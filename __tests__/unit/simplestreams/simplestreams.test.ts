@@ -92,6 +92,10 @@ describe('findFingerprint', () => {
       aliases: ['crynux-node:latest', 'crynux-node:v2.6.0'],
       size: 288 + 4096,
       imageType: 'container',
+      files: [
+        { path: `images/${metaSha}.incus.tar.xz`, sha256: metaSha, size: 288, ftype: 'incus.tar.xz' },
+        { path: `images/${metaSha}.squashfs`, sha256: 'c'.repeat(64), size: 4096, ftype: 'squashfs' },
+      ],
     });
   });
 

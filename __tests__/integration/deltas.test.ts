@@ -206,6 +206,11 @@ describe('a daemon holding A refreshes to B through the delta', () => {
         await daemon.cliOk(['image', 'refresh', a.fingerprint], 180_000);
         images = await daemon.localImages();
       }
+      // The daemon deletes A once B is in place: a moment after B first shows.
+      for (let waited = 0; waited < 30_000 && images.includes(a.fingerprint); waited += 500) {
+        await sleep(500);
+        images = await daemon.localImages();
+      }
       expect(images).toEqual([b.fingerprint]);
       const agent = kind === 'incus' ? '"Incus ' : '"LXD ';
       const lines = (await accessLog())

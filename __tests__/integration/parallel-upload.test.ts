@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { inputsFor, runBundle } from '../harness/action.js';
 import { makeSplitContainerImage } from '../harness/images.js';
@@ -201,7 +202,129 @@ describe('the parallel upload', () => {
   );
 });
 
+describe('what an earlier attempt left, and a link that stays down', () => {
+  const block = 64 * 1024;
+  it(
+    'a stray line in the block list neither wedges the final check nor reaches its arithmetic',
+    async () => {
+      const { image, bytes, fingerprint } = await files([2000, 4 * block]);
+      const rootfs = image.files[1]!.name;
+      const marker = path.join(work, `arithmetic-${Date.now()}`);
+      // Block 0 written and recorded, with lines no writer makes before and after it: one that
+      // sorts first with the same offset, and one a shell's arithmetic would run.
+      await leave(image, `${rootfs}.partial`, bytes[1]!.subarray(0, block));
+      await leave(image, `${rootfs}.blocks`, `0 7 x\n0 ${block}\n0 a[$(touch${'${IFS}'}${marker})]\n`);
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const r = await open();
+        const uploaded = await uploadImage(r, image, options({ channels: 2, blockBytes: block }));
+        await uploaded.lock.release();
+        expect(uploaded.fingerprint).toBe(fingerprint);
+        await expectOnServer(image, bytes);
+      }
+      await expect(fsp.stat(marker)).rejects.toThrow();
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'a reconnect that fails (the link still down) is one retry, not the end of the upload',
+    async () => {
+      // Connection 1 goes through and is cut after 4 MiB up; connection 2 is reset at once;
+      // later ones go through.
+      let count = 0;
+      const server = net.createServer((client) => {
+        count += 1;
+        const which = count;
+        client.on('error', () => undefined);
+        if (which === 2) return void client.destroy();
+        const upstream = net.connect(registry.sshPort, registry.host);
+        upstream.on('error', () => undefined);
+        let up = 0;
+        client.on('data', (chunk: Buffer) => {
+          up += chunk.length;
+          if (which === 1 && up > 4 * MiB) {
+            client.destroy();
+            upstream.destroy();
+            return;
+          }
+          upstream.write(chunk);
+        });
+        upstream.on('data', (chunk: Buffer) => client.write(chunk));
+        client.on('close', () => upstream.destroy());
+        upstream.on('close', () => client.destroy());
+      });
+      await new Promise<void>((resolve) => server.listen(0, registry.host, resolve));
+      try {
+        const r = await open((server.address() as net.AddressInfo).port);
+        const { image, bytes, fingerprint } = await files([3000, 16 * MiB]);
+        const uploaded = await uploadImage(r, image, options({ retries: 3, channels: 2, blockBytes: MiB }));
+        await uploaded.lock.release();
+        expect(uploaded.fingerprint).toBe(fingerprint);
+        await expectOnServer(image, bytes);
+        expect(count).toBeGreaterThanOrEqual(3);
+      } finally {
+        server.close();
+      }
+    },
+    TIMEOUT,
+  );
+});
+
 describe('an sshd that allows few channels per connection', () => {
+  it(
+    'MaxSessions 2, a short link: one upload channel is accepted, and the part under the registry lock still runs',
+    async () => {
+      const limited = await startRegistry({ sshExtraConfig: 'MaxSessions 2' });
+      try {
+        const dir = path.join(work, 'limited-short');
+        await fsp.mkdir(dir);
+        const image = await makeSplitContainerImage(dir, { rootfsBytes: 6 * MiB, compression: 'gzip' });
+        const result = await runBundle(inputsFor(limited, image));
+        if (result.code !== 0) throw new Error(`the bundle failed:\n${result.stdout}\n${result.stderr}`);
+        expect(result.outputs['status']).toBe('published');
+        expect(result.stdout).toContain('this part runs over a connection of its own');
+        expect((await limited.incusList()).map((listed) => listed.fingerprint)).toContain(image.fingerprint);
+        // With convert-command the part is not run twice: the error names MaxSessions and the fix.
+        const other = await makeSplitContainerImage(path.join(dir, 'custom'), {
+          variant: 'custom',
+          compression: 'gzip',
+        });
+        const custom = await runBundle(inputsFor(limited, other, { 'convert-command': '/bin/true' }));
+        expect(custom.code).toBe(1);
+        expect(custom.stdout).toMatch(/::error.*check the convert-command input.*MaxSessions to 3 or more/);
+      } finally {
+        await limited.stop();
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'MaxSessions 2, a long link, every file already uploaded: publishes without opening a writer',
+    async () => {
+      const limited = await startRegistry({ sshExtraConfig: 'MaxSessions 2' });
+      try {
+        const dir = path.join(work, 'limited-resumed');
+        await fsp.mkdir(dir);
+        const image = await makeSplitContainerImage(dir, { rootfsBytes: 6 * MiB, compression: 'gzip' });
+        const proxy = await startProxy({ targetPort: limited.sshPort, delayMs: 10 });
+        proxies.push(proxy);
+        // A first run uploads, then fails under the lock: the complete files stay for a rerun.
+        const first = await runBundle(
+          inputsFor(limited, image, { port: String(proxy.port), 'convert-command': '/bin/false' }),
+        );
+        expect(first.code).toBe(1);
+        const second = await runBundle(inputsFor(limited, image, { port: String(proxy.port) }));
+        if (second.code !== 0) throw new Error(`the bundle failed:\n${second.stdout}\n${second.stderr}`);
+        expect(second.stdout).toMatch(/already on the server from an earlier run/);
+        expect(second.outputs['status']).toBe('published');
+      } finally {
+        await limited.stop();
+      }
+    },
+    TIMEOUT,
+  );
+
   it(
     'still publishes on a long link, over the channels it accepts, with a notice',
     async () => {

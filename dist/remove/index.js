@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6947:
+/***/ 1627:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54572,6 +54572,8 @@ function resolveImage(index, reference) {
 
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:string_decoder"
+const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 ;// CONCATENATED MODULE: external "node:timers/promises"
@@ -54677,6 +54679,7 @@ function splitCommandLine(command) {
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/session.ts
+
 
 
 
@@ -54982,15 +54985,34 @@ class RemoteSession {
      */
     async startHeld(command, until = () => true) {
         const running = await this.start(command);
-        let lines = [];
+        const lines = [];
         const firstLine = await new Promise((resolve, reject) => {
+            // Each chunk is read once: a holder may print a large index on one line (REGISTRY_LOCK),
+            // which must not be decoded and split again with every chunk that follows.
+            const decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
+            let seen = 0;
+            let pieces = []; // the line being read, so far (no line break in it)
+            let found = false;
             const check = () => {
-                lines = Buffer.concat(running.stdout).toString('utf8').split('\n');
-                lines.pop(); // not a complete line (yet)
-                const index = lines.findIndex(until);
-                if (index >= 0) {
-                    lines = lines.slice(0, index + 1);
-                    resolve(lines[index]);
+                if (found)
+                    return;
+                for (; seen < running.stdout.length; seen++) {
+                    const text = decoder.write(running.stdout[seen]);
+                    let start = 0;
+                    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+                        pieces.push(text.slice(start, end));
+                        const line = pieces.join('');
+                        pieces = [];
+                        start = end + 1;
+                        lines.push(line);
+                        if (until(line)) {
+                            found = true;
+                            resolve(line);
+                            return;
+                        }
+                    }
+                    if (start < text.length)
+                        pieces.push(text.slice(start));
                 }
             };
             running.onStdout(check);
@@ -55080,6 +55102,21 @@ function remotePaths(image) {
  * The server-side layout they work on is described in registry/layout.ts.
  */
 /**
+ * Takes an flock on `$lock` (a regular file, never a symlink; its directory is made) on fd 9,
+ * waiting at most `$timeout` seconds (exit 75 on timeout). A holder may delete the lock file while
+ * holding it (to clean up): a waiter then finds that it locked a deleted file, and takes the lock
+ * again on the current one. Shared by the lock holders below.
+ */
+const TAKE_LOCK = `mkdir -p -- "\${lock%/*}" || exit 1
+if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
+while :; do
+  exec 9>>"$lock" || exit 1
+  flock -w "$timeout" -E 75 9 || exit $?
+  # The file locked is still the one at $lock (same device and inode): not a deleted one.
+  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
+  exec 9>&-
+done`;
+/**
  * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
  * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
  * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
@@ -55089,15 +55126,7 @@ function remotePaths(image) {
 const HOLD_LOCK = {
     name: 'lxc-publish-lock',
     text: `lock=$1 timeout=$2
-mkdir -p -- "\${lock%/*}" || exit 1
-if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
-while :; do
-  exec 9>>"$lock" || exit 1
-  flock -w "$timeout" -E 75 9 || exit $?
-  # The file locked is still the one at $lock (same device and inode): not a deleted one.
-  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
-  exec 9>&-
-done
+${TAKE_LOCK}
 echo "locked $$"
 exec cat >/dev/null`,
 };
@@ -55110,14 +55139,7 @@ exec cat >/dev/null`,
 const scripts_REGISTRY_LOCK = {
     name: 'lxc-publish-registry-lock',
     text: `lock=$1 timeout=$2 ss=$3
-mkdir -p -- "\${lock%/*}" || exit 1
-if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
-while :; do
-  exec 9>>"$lock" || exit 1
-  flock -w "$timeout" -E 75 9 || exit $?
-  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
-  exec 9>&-
-done
+${TAKE_LOCK}
 live=$ss/streams/v1/images.json
 if [ -e "$live" ]; then
   printf 'index '
@@ -55147,14 +55169,7 @@ exec cat >/dev/null`,
 const IMAGE_LOCK = {
     name: 'lxc-publish-image-lock',
     text: `lock=$1 timeout=$2 dir=$3; shift 3
-mkdir -p -- "\${lock%/*}" || exit 1
-if [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi
-while :; do
-  exec 9>>"$lock" || exit 1
-  flock -w "$timeout" -E 75 9 || exit $?
-  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break
-  exec 9>&-
-done
+${TAKE_LOCK}
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
 if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
@@ -55253,7 +55268,16 @@ while read -r kind n a b; do
     E)
       case $a in ''|*[!0-9]*) bad "$kind $n $a" ;; esac
       got=$(stat -c %s -- "$file.partial") || exit 1
-      end=$(sort -n -u < "$file.blocks" | { next=0; while read -r offset length; do [ "$offset" = "$next" ] || break; next=$((offset + length)); done; echo "$next"; })
+      # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers
+      # count (as IMAGE_LOCK reads them), so no arithmetic ever sees anything else.
+      end=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -k1,1 -k2,2 | {
+        next=0
+        while read -r offset length; do
+          [ "$offset" -gt "$next" ] && break
+          [ $((offset + length)) -gt "$next" ] && next=$((offset + length))
+        done
+        echo "$next"
+      })
       if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then
         echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1
       fi
@@ -55347,10 +55371,13 @@ for json in images.json index.json; do
   if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi
 done
 if [ -n "$staging" ] && [ -d "$staging/images" ]; then
-  ls -A -- "$staging/images" > "$staging/moved"
-  for file in "$staging"/images/*; do
-    [ -e "$file" ] || continue
-    mv -f -- "$file" "$ss/images/"
+  # Only the files the new index names: anything else made in the staging tree (a delta left
+  # out) goes with the tree, never into images/ where nothing would name it.
+  : > "$staging/moved"
+  for name; do
+    [ -f "$staging/images/$name" ] || continue
+    printf '%s\\n' "$name" >> "$staging/moved"
+    mv -f -- "$staging/images/$name" "$ss/images/$name"
   done
 fi
 # The checksums of what the new index names, beside the files, before the index names them.
@@ -55439,8 +55466,11 @@ exec cat -- "$live"`,
 };
 /**
  * Makes vcdiff deltas from earlier releases to a staged squashfs, in the staging tree `$2`, under
- * the image's lock and outside the registry lock. `$3` names the new squashfs in `$2/images`; each
- * pair after `$5` is a base serial (digits) and the name of its squashfs in `$1/images`. For each
+ * the image's lock and outside the registry lock. `$3` names the new squashfs in `$2/images`, and
+ * `$6` is its sha256 as incus-simplestreams recorded it when staging (not read again); each pair
+ * after `$6` is a base serial (digits) and the name of its squashfs in `$1/images`, then that
+ * squashfs's sha256 as the index records it: a base whose bytes differ (restored from the wrong
+ * file, say) is skipped, as its delta would pass the decode check here and fail on every client. For each
  * base, `xdelta3 -e -9` writes `$2/images/<stem>.<serial>.vcdiff` within `$4` seconds; a delta over
  * `$5` bytes is dropped; the delta is then decoded against its base and kept only when that gives
  * the new squashfs byte for byte (sha256). It prints `ok SERIAL SIZE SHA256 NAME` or
@@ -55450,24 +55480,25 @@ exec cat -- "$live"`,
 const scripts_DELTA = {
     name: 'lxc-publish-delta',
     text: `set -u
-ss=$1 staging=$2 new=$3 limit=$4 max=$5; shift 5
+ss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6
 digits() { case $1 in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 plain() { case $1 in ''|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }
-if ! digits "$limit" || ! digits "$max" || ! plain "$new"; then echo "invalid arguments" >&2; exit 2; fi
+case $want in *[!0-9a-f]*) want= ;; esac
+if ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ \${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi
 newfile=$staging/images/$new
 for path in "$ss/images" "$staging" "$staging/images" "$newfile"; do
   if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi
 done
 [ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }
 command -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }
-want=$(sha256sum < "$newfile") || exit 1
-want=\${want%% *}
 stem=\${new%.squashfs}
-while [ $# -ge 2 ]; do
-  serial=$1 base=$2; shift 2
+while [ $# -ge 3 ]; do
+  serial=$1 base=$2 basesum=$3; shift 3
   if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi
   basefile=$ss/images/$base
   if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi
+  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }
+  if [ "\${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi
   out=$staging/images/$stem.$serial.vcdiff
   rm -f -- "$out"
   timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null
@@ -55852,6 +55883,7 @@ function deltas_deltaBases(index, identity, serial, count) {
             fingerprint,
             squashfsPath: squashfs.path,
             squashfsSize: squashfs.size,
+            squashfsSha256: squashfs.sha256,
         });
         if (bases.size >= count)
             break;
@@ -56182,7 +56214,10 @@ async function makeDeltas(registry, staging, staged, live, options) {
     if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0)
         return undefined;
     const identity = lineIdentity(staged.product, staged.productFields);
-    const bases = deltaBases(live, identity, staged.serial, options.deltaBases);
+    // With keep-versions N, only the N - 1 newest earlier releases stay beside the new one: a delta
+    // from an older one would be dropped with its base in the same index.
+    const count = options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
+    const bases = deltaBases(live, identity, staged.serial, count);
     const run = { made: [], skipped: [], squashfsSize: squashfs.size };
     if (bases.length === 0)
         return run;
@@ -56194,7 +56229,8 @@ async function makeDeltas(registry, staging, staged, live, options) {
         newName,
         String(DELTA_TIME_LIMIT_SECONDS),
         String(maxBytes),
-        ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath)]),
+        squashfs.sha256,
+        ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath), base.squashfsSha256]),
     ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 });
     if (result.code !== 0) {
         const reason = result.code === 5 ? 'xdelta3-missing' : `script-failed-${result.code ?? result.signal ?? ''}`;
@@ -56373,7 +56409,10 @@ async function publishUnderLock(registry, publication, change, done = []) {
             ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
             : `Index updated (${plan.status})`);
         const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-        return { ...verify(live, publication, plan.status), deltas: deltas.map((d) => deltaReport(d, squashfsSize)) };
+        const result = verify(live, publication, plan.status);
+        // Only the deltas the live index names: retention may have dropped a base in the same commit.
+        const published = deltas.filter((delta) => result.files.some((file) => file.path === delta.path));
+        return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
     }
     finally {
         await lock.release();
@@ -58966,7 +59005,7 @@ function validateRemoteName(name) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6947);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1627);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

@@ -4,7 +4,7 @@
  */
 import * as core from '@actions/core';
 import { timedGroup } from '../common/debug.js';
-import { ActionError } from '../common/errors.js';
+import { ActionError, describeError } from '../common/errors.js';
 import { INSTALL_XDELTA3 } from '../common/hints.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { fingerprintOf, uploadKey } from '../image/hashing.js';
@@ -31,6 +31,7 @@ import {
   type ImagesIndex,
 } from '../simplestreams/images-index.js';
 import type { StagedVersion } from '../simplestreams/plan.js';
+import { isOpenRefusal } from '../ssh/session.js';
 import type { Settings } from './inputs.js';
 
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
@@ -259,6 +260,7 @@ const SKIP_REASONS: Record<string, string> = {
   'encode-failed': 'xdelta3 failed to make it',
   'decode-mismatch': 'the check before publishing failed: decoding it against its base did not give the new squashfs',
   'base-missing': "the base's squashfs is no longer on the server",
+  'base-changed': "the base's squashfs on the server is not the file the index names (its sha256 differs)",
   'xdelta3-missing': 'xdelta3 is not on the PATH',
 };
 
@@ -300,13 +302,35 @@ export function publishLocked(
 ): Promise<PublishResult> {
   // This run's upload and staging directories go once the image is live.
   const done = [remote.dir, stagingDir(registry.paths, remote.key)];
-  return timedGroup('Publish under the registry lock', () => {
+  return timedGroup('Publish under the registry lock', async () => {
     const locked = (on: Registry) => publishUnderLock(on, { ...publication, options: settings }, change, done);
-    if (!registry.sessionsLimited) return locked(registry);
+    if (!registry.sessionsLimited) {
+      try {
+        return await locked(registry);
+      } catch (error) {
+        // The image lock, the registry lock and one command need three channels at once. A server
+        // that refuses the third (sshd MaxSessions 2) refuses the first command under the lock,
+        // before it runs: nothing has changed, and the part can run again over a connection of
+        // its own. Not after an owner's convert-command, which must not run twice.
+        if (!isOpenRefusal(error)) throw error;
+        if (change.kind === 'custom') throw tooFewSessions(error);
+        registry.sessionsLimited = true;
+      }
+    }
     // The image lock holds one of the few channels the server allows per connection.
     core.info('The server allows few channels per connection: this part runs over a connection of its own');
     return registry.withOwnConnection(locked);
   });
+}
+
+function tooFewSessions(error: unknown): ActionError {
+  return new ActionError(
+    `The server refused an SSH channel (${untrustedLine(describeError(error))}): its sshd allows too few sessions ` +
+      'per connection (MaxSessions) for a publish with convert-command, which needs three at once (the image ' +
+      "lock, the registry lock and the command). Set MaxSessions to 3 or more in the server's sshd_config (the " +
+      'default is 10) and reload sshd.',
+    'convert-command',
+  );
 }
 
 /** After a failure: the staging tree goes; the upload stays, for the next run to resume. */

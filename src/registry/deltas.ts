@@ -59,12 +59,15 @@ export async function makeDeltas(
   staging: string,
   staged: StagedVersion,
   live: ImagesIndex,
-  options: Pick<DeltaOptions, 'deltaBases' | 'deltaMaxShare'>,
+  options: Pick<DeltaOptions, 'deltaBases' | 'deltaMaxShare'> & { keepVersions: number },
 ): Promise<DeltaRun | undefined> {
   const squashfs = staged.version.items['squashfs'];
   if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0) return undefined;
   const identity = lineIdentity(staged.product, staged.productFields);
-  const bases = deltaBases(live, identity, staged.serial, options.deltaBases);
+  // With keep-versions N, only the N - 1 newest earlier releases stay beside the new one: a delta
+  // from an older one would be dropped with its base in the same index.
+  const count = options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
+  const bases = deltaBases(live, identity, staged.serial, count);
   const run: DeltaRun = { made: [], skipped: [], squashfsSize: squashfs.size };
   if (bases.length === 0) return run;
   const newName = posix.basename(squashfs.path);
@@ -77,7 +80,8 @@ export async function makeDeltas(
       newName,
       String(DELTA_TIME_LIMIT_SECONDS),
       String(maxBytes),
-      ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath)]),
+      squashfs.sha256,
+      ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath), base.squashfsSha256]),
     ],
     { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 },
   );

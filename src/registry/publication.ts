@@ -234,7 +234,10 @@ export async function publishUnderLock(
         : `Index updated (${plan.status})`,
     );
     const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-    return { ...verify(live, publication, plan.status), deltas: deltas.map((d) => deltaReport(d, squashfsSize)) };
+    const result = verify(live, publication, plan.status);
+    // Only the deltas the live index names: retention may have dropped a base in the same commit.
+    const published = deltas.filter((delta) => result.files.some((file) => file.path === delta.path));
+    return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
   } finally {
     await lock.release();
   }

@@ -415,6 +415,8 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
   for (let attempt = 0; ; attempt++) {
     let lock: HeldLock | undefined;
     try {
+      // Inside the retried part: a reconnect that fails (the link still down) is one attempt.
+      if (attempt > 0 && !registry.isConnected()) await registry.reconnect();
       // One round trip: the lock, and what earlier attempts left in the upload directory.
       lock = await holdLock(registry, {
         path: imageLockPath(registry.paths, image.key),
@@ -434,11 +436,11 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
       if (registry.isConnected() || attempt >= options.retries) throw error;
       const delay = Math.min(30, 2 ** attempt);
       core.warning(
-        `The connection dropped during the upload (${untrustedLine(describeError(error))}). Retrying in ${delay} s ` +
-          `(retry ${attempt + 1} of ${options.retries}); the upload resumes where it stopped.`,
+        `The connection dropped during the upload, or could not be made again ` +
+          `(${untrustedLine(describeError(error))}). Retrying in ${delay} s (retry ${attempt + 1} of ` +
+          `${options.retries}); the upload resumes where it stopped.`,
       );
       await sleep(delay * 1000);
-      await registry.reconnect();
     }
   }
 }

@@ -39,6 +39,8 @@ export interface DeltaBase {
   /** The base's squashfs, relative to the registry root (images/…). */
   squashfsPath: string;
   squashfsSize: number;
+  /** The base's squashfs as the index records it, checked on the server before a delta is made. */
+  squashfsSha256: string;
 }
 
 /** A delta made and checked on the server, ready to enter the index. */
@@ -80,6 +82,7 @@ export function deltaBases(index: ImagesIndex, identity: string, serial: string,
       fingerprint,
       squashfsPath: squashfs.path,
       squashfsSize: squashfs.size,
+      squashfsSha256: squashfs.sha256,
     });
     if (bases.size >= count) break;
   }

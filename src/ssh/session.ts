@@ -8,6 +8,7 @@
  */
 import type { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
+import { StringDecoder } from 'node:string_decoder';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
@@ -364,15 +365,32 @@ export class RemoteSession {
    */
   async startHeld(command: string, until: (line: string) => boolean = () => true): Promise<HeldCommand> {
     const running = await this.start(command);
-    let lines: string[] = [];
+    const lines: string[] = [];
     const firstLine = await new Promise<string>((resolve, reject) => {
+      // Each chunk is read once: a holder may print a large index on one line (REGISTRY_LOCK),
+      // which must not be decoded and split again with every chunk that follows.
+      const decoder = new StringDecoder('utf8');
+      let seen = 0;
+      let pieces: string[] = []; // the line being read, so far (no line break in it)
+      let found = false;
       const check = (): void => {
-        lines = Buffer.concat(running.stdout).toString('utf8').split('\n');
-        lines.pop(); // not a complete line (yet)
-        const index = lines.findIndex(until);
-        if (index >= 0) {
-          lines = lines.slice(0, index + 1);
-          resolve(lines[index] as string);
+        if (found) return;
+        for (; seen < running.stdout.length; seen++) {
+          const text = decoder.write(running.stdout[seen] as Buffer);
+          let start = 0;
+          for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+            pieces.push(text.slice(start, end));
+            const line = pieces.join('');
+            pieces = [];
+            start = end + 1;
+            lines.push(line);
+            if (until(line)) {
+              found = true;
+              resolve(line);
+              return;
+            }
+          }
+          if (start < text.length) pieces.push(text.slice(start));
         }
       };
       running.onStdout(check);

@@ -106,7 +106,13 @@ describe('deltaBases', () => {
   it('takes split containers of the line older than the new release, newest first', () => {
     expect(deltaBases(index, ID, C.serial, 5).map((base) => base.serial)).toEqual([B.serial, A.serial]);
     expect(deltaBases(index, ID, C.serial, 1)).toEqual([
-      { serial: B.serial, fingerprint: B.fp, squashfsPath: `images/${B.meta}.squashfs`, squashfsSize: 1000 },
+      {
+        serial: B.serial,
+        fingerprint: B.fp,
+        squashfsPath: `images/${B.meta}.squashfs`,
+        squashfsSize: 1000,
+        squashfsSha256: hex('9'),
+      },
     ]);
   });
 

@@ -57358,24 +57358,21 @@ while :; do
   exec 9>&-
 done`;
 /**
- * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
- * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
- * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
- * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
- * locked a deleted file, and takes the lock again on the current one.
+ * Takes the upload directory `$dir`'s write lock on fd 8 within `$timeout` seconds (exit 75), in
+ * the mode `$1` of flock (`-x`: alone, to reset or read back; `-s`: shared by the run's writers).
+ * Refuses (exit 77) a directory or lock file that is a symlink.
  */
-const HOLD_LOCK = {
-    name: 'lxc-publish-lock',
-    text: `lock=$1 timeout=$2
-${TAKE_LOCK}
-echo "locked $$"
-exec cat >/dev/null`,
-};
+const takeWriteLock = (mode) => `if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock ${mode} -w "$timeout" -E 75 8 || exit $?`;
+/** The lines of a block list that are blocks (`<offset> <length>`, digits only), as every reader takes them. */
+const BLOCK_LINES = `grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks"`;
 /**
- * The registry lock and the live index read under it, in one round trip: takes the lock `$1` as
- * HOLD_LOCK does (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
+ * The registry lock and the live index read under it, in one round trip: takes the lock `$1` with
+ * TAKE_LOCK (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
  * "index " and its base64 (or "noindex" when there is none yet; a file on one line cannot be
- * mistaken for the line that follows), then "locked PID", and holds the lock like HOLD_LOCK.
+ * mistaken for the line that follows), then "locked PID". It then holds the lock until its stdin
+ * closes: when the run releases it, or when its SSH session dies, the lock goes with it.
  */
 const REGISTRY_LOCK = {
     name: 'lxc-publish-registry-lock',
@@ -57394,7 +57391,7 @@ exec cat >/dev/null`,
 };
 /**
  * The image's upload lock and what an earlier attempt left, in one round trip: takes the image
- * lock `$1` as HOLD_LOCK does (waiting at most `$2` seconds), then, in the upload directory `$3`
+ * lock `$1` with TAKE_LOCK (waiting at most `$2` seconds), then, in the upload directory `$3`
  * and under its write lock taken exclusively (a writer left over from a dropped connection may
  * still be draining, and what it wrote is only final once it is gone), reports each file named
  * after `$3` (numbered from 1):
@@ -57402,7 +57399,7 @@ exec cat >/dev/null`,
  *   B <n> <offset> <length>      a block recorded as written in `<name>.partial`, sorted
  *   H <n> <sha256>               the sha256 of those blocks' bytes, in that order
  *   N <n>                        nothing usable: a fresh, empty `<name>.partial` is in place
- * then "locked PID" and holds the lock like HOLD_LOCK. A block list is read back only from a
+ * then "locked PID" and holds the lock like REGISTRY_LOCK. A block list is read back only from a
  * regular file of its own and only lines of two numbers are kept; nothing here follows a symlink
  * (a partial file is created, never opened through a link). Refuses (exit 77) an upload directory,
  * lock or write lock that is a symlink.
@@ -57413,9 +57410,7 @@ const IMAGE_LOCK = {
 ${TAKE_LOCK}
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
-if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-x')}
 regular() { [ -f "$1" ] && [ ! -L "$1" ]; }
 exec 3>&1
 n=0
@@ -57426,7 +57421,7 @@ for name; do
     sum=$(sha256sum < "$file") || exit 1
     printf 'F %s %s %s\\n' "$n" "$(stat -c %s -- "$file")" "\${sum%% *}"
   elif regular "$file.partial" && regular "$file.blocks"; then
-    blocks=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -u)
+    blocks=$(${BLOCK_LINES} | sort -n -u)
     sum=$(printf '%s\\n' "$blocks" | while read -r offset length; do
       [ -n "$offset" ] || continue
       printf 'B %s %s %s\\n' "$n" "$offset" "$length" >&3
@@ -57451,9 +57446,7 @@ exec cat >/dev/null`,
 const RESET_UPLOAD = {
     name: 'lxc-publish-reset',
     text: `dir=$1 timeout=$2 name=$3
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-x')}
 rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
 (set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1`,
 };
@@ -57476,9 +57469,7 @@ rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
 const WRITE_BLOCKS = {
     name: 'lxc-publish-write',
     text: `dir=$1 timeout=$2; shift 2
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -s -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-s')}
 bad() { echo "bad frame: $*" >&2; exit 1; }
 nl='
 '
@@ -57511,7 +57502,7 @@ while read -r kind n a b; do
       got=$(stat -c %s -- "$file.partial") || exit 1
       # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers
       # count (as IMAGE_LOCK reads them), so no arithmetic ever sees anything else.
-      end=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -k1,1 -k2,2 | {
+      end=$(${BLOCK_LINES} | sort -n -k1,1 -k2,2 | {
         next=0
         while read -r offset length; do
           [ "$offset" -gt "$next" ] && break
@@ -57759,7 +57750,6 @@ done`,
 };
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 const ALL_SCRIPTS = [
-    HOLD_LOCK,
     REGISTRY_LOCK,
     IMAGE_LOCK,
     RESET_UPLOAD,
@@ -57777,6 +57767,7 @@ const ALL_SCRIPTS = [
  * registry lock, so other publishes do not wait. What enters the index is decided under the lock
  * (simplestreams/deltas.ts attachDeltas).
  */
+
 
 
 
@@ -57815,8 +57806,10 @@ async function makeDeltas(registry, staging, staged, live, options) {
         ...bases.flatMap((base) => [base.serial, external_node_path_.posix.basename(base.squashfsPath), base.squashfsSha256]),
     ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 });
     if (result.code !== 0) {
-        const reason = result.code === 5 ? 'xdelta3-missing' : `script-failed-${result.code ?? result.signal ?? ''}`;
-        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason })) };
+        if (result.code === 5)
+            return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'xdelta3-missing' })) };
+        const detail = remoteFailure('Making the deltas', result);
+        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'script-failed', detail })) };
     }
     const stem = newName.replace(/\.squashfs$/, '');
     const lines = result.stdout.toString('utf8').split('\n');
@@ -57909,6 +57902,7 @@ function remotePaths(image) {
 
 
 
+
 /** Parses an images.json the server printed; the error names the file and the usual cause. */
 function parseIndexText(text, path) {
     try {
@@ -57932,8 +57926,8 @@ async function readServerState(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
     const path = liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    // Before an upload it is the first command: the login shell's check rides with it.
-    const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(READ_LIVE_INDEX, [
+    // As the connection's first command (before an upload), the login shell's check rides with it.
+    const result = await registry.execProbedScript(READ_LIVE_INDEX, [
         simplestreamsDir,
         preflight ? uploadDir : '',
         preflight?.tool ?? '',
@@ -57959,13 +57953,13 @@ async function readServerState(registry, preflight) {
         case READ_LIVE_EXIT.writableByOthers: {
             const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-            throw new errors/* ActionError */.lZ(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+            throw new errors/* ActionError */.lZ(`${input}: ${untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
-                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
+                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine((0,shell/* quoteArg */.X1)(dir))} ` +
                 "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
         }
         case READ_LIVE_EXIT.simplestreamsDirNotWritable:
-            throw new errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
                 "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
                 'Nothing was uploaded.', 'simplestreams-dir');
         default:
@@ -58328,7 +58322,10 @@ async function commit(registry, options) {
 }
 
 ;// CONCATENATED MODULE: ./src/registry/lock.ts
-/** Locks on the server: the registry lock, and each image's upload lock (registry/scripts.ts HOLD_LOCK). */
+/** Locks on the server: the registry lock (REGISTRY_LOCK), and each image's upload lock (IMAGE_LOCK). */
+
+
+
 
 
 
@@ -58337,14 +58334,11 @@ async function commit(registry, options) {
 
 /** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
 async function holdLock(registry, options) {
-    const { path, timeoutSeconds, busyMessage, script = HOLD_LOCK, args = [] } = options;
+    const { path, timeoutSeconds, busyMessage, script, args } = options;
     try {
         const held = await registry.session.startHeld((0,shell/* scriptCommand */.rG)(script.text, script.name, [path, String(timeoutSeconds), ...args]), (line) => /^locked \d+$/.test(line));
-        const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
-        if (!Number.isInteger(pid)) {
-            await held.release();
-            throw new errors/* ActionError */.lZ(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
-        }
+        // startHeld returns only once the holder printed a line of this form.
+        const pid = Number(held.firstLine.slice('locked '.length));
         return { pid, report: held.lines.slice(0, -1), release: () => held.release() };
     }
     catch (error) {
@@ -58356,15 +58350,37 @@ async function holdLock(registry, options) {
         throw error;
     }
 }
-/** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
-function holdRegistryLock(registry, lockTimeout, holder = {}) {
-    return holdLock(registry, {
-        ...holder,
+/**
+ * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
+ * reads the live index as it stands under it, in one round trip (REGISTRY_LOCK).
+ */
+async function holdRegistryLock(registry, lockTimeout) {
+    const lock = await holdLock(registry, {
         path: lockPath(registry.paths),
         timeoutSeconds: lockTimeout,
         busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
             `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+        script: REGISTRY_LOCK,
+        args: [registry.paths.simplestreamsDir],
     });
+    try {
+        return { lock, live: indexUnderLock(registry, lock.report) };
+    }
+    catch (error) {
+        await lock.release();
+        throw error;
+    }
+}
+/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
+function indexUnderLock(registry, report) {
+    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+    if (line === undefined) {
+        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+            "Check that the SSH user's shell startup files print nothing, and run the step again.");
+    }
+    if (line === 'noindex')
+        return emptyImagesIndex();
+    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
 }
 
 ;// CONCATENATED MODULE: ./src/registry/publication.ts
@@ -58373,8 +58389,6 @@ function holdRegistryLock(registry, lockTimeout, holder = {}) {
  * change (a staged version, the owner's convert-command, or aliases only), add retention and the
  * LXD items, commit, read back and verify, clean up after earlier runs.
  */
-
-
 
 
 
@@ -58462,17 +58476,6 @@ async function planChange(registry, publication, change, live) {
         plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
     };
 }
-/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
-function indexUnderLock(registry, report) {
-    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
-    if (line === undefined) {
-        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
-            "Check that the SSH user's shell startup files print nothing, and run the step again.");
-    }
-    if (line === 'noindex')
-        return emptyImagesIndex();
-    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
-}
 /** The names in images/ of a staged version's files (incus-simplestreams names them so). */
 function stagedFileNames(staged) {
     const names = Object.values(staged.version.items).map((item) => external_node_path_.posix.basename(item.path));
@@ -58486,12 +58489,9 @@ function stagedFileNames(staged) {
  */
 async function publishUnderLock(registry, publication, change, done = []) {
     // One round trip: the lock, and the live index as it stands under it.
-    const lock = await holdRegistryLock(registry, publication.options.lockTimeout, {
-        script: REGISTRY_LOCK,
-        args: [registry.paths.simplestreamsDir],
-    });
+    const { lock, live: underLock } = await holdRegistryLock(registry, publication.options.lockTimeout);
     try {
-        const { base, plan, deltas = [], } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
+        const { base, plan, deltas = [] } = await planChange(registry, publication, change, underLock);
         const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
         let live;
         if (finished.index) {
@@ -58536,7 +58536,7 @@ function verify(live, publication, status) {
     }
     const missing = aliases.filter((alias) => !published.aliases.includes(alias));
     if (missing.length > 0) {
-        throw new errors/* ActionError */.lZ(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+        throw new errors/* ActionError */.lZ(`Aliases ${missing.join(', ')} are not on ${untrusted(published.product)} after publishing. Something changed the ` +
             'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
     lib_core/* info */.pq(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
@@ -59436,6 +59436,7 @@ var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node
 /** What a failed connection says: which input to check, and what to do. */
 
 
+
 function hostKeyMismatch(options, presented) {
     const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
@@ -59449,7 +59450,7 @@ function connectionError(error, options) {
     const code = error.code;
     const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrustedLine(message)}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
             '(AllowTcpForwarding in its sshd_config).', 'host');
     }
@@ -59471,7 +59472,8 @@ function connectionError(error, options) {
         return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
             "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
     }
-    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${message}`, host);
+    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
+        'sshd answers there; run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the handshake.', host);
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/connect.ts
@@ -59730,7 +59732,7 @@ function afterProbe(username, result) {
     const probe = Buffer.from(PROBE, 'utf8');
     if (result.stdout.subarray(0, probe.length).equals(probe))
         return { ...result, stdout: result.stdout.subarray(probe.length) };
-    throw loginShellError(username, { ...result, code: result.code === 0 ? 0 : result.code });
+    throw loginShellError(username, result);
 }
 function loginShellError(username, result) {
     const printed = result.stdout.toString('utf8');
@@ -59926,7 +59928,7 @@ async function stageImage(registry, options) {
     const stagedFingerprint = versionFingerprint(staged.version);
     if (stagedFingerprint !== fingerprint) {
         await removeDirs(registry, [image.dir]);
-        throw new errors/* ActionError */.lZ(`The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+        throw new errors/* ActionError */.lZ(`The server computed fingerprint ${untrusted(stagedFingerprint ?? 'none')} for the uploaded files, not ${fingerprint}: ` +
             'the upload was damaged. It was removed; run the step again.');
     }
     return staged;
@@ -59949,7 +59951,7 @@ async function runCustomConvert(registry, command, image, args) {
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
 ;// CONCATENATED MODULE: ./src/registry/progress.ts
-
+/** The upload's progress lines (percent and MB/s), logged every few seconds by registry/upload.ts. */
 /** Sizes in the units that MB/s uses (decimal). */
 function decimalSize(bytes) {
     if (bytes >= 1e9)
@@ -59964,49 +59966,6 @@ function formatProgress({ label, sent, sentThisPass, total, elapsedSeconds }) {
     const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
     const rate = elapsedSeconds > 0 ? (sentThisPass ?? sent) / 1e6 / elapsedSeconds : 0;
     return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
-}
-class ProgressCounter extends external_node_stream_.Transform {
-    label;
-    total;
-    report;
-    intervalMs;
-    alreadySent;
-    hashes;
-    sent;
-    started = Date.now();
-    lastReport = Date.now();
-    /** `alreadySent`: bytes the server held before this pass (a resumed upload). */
-    constructor(label, total, report, intervalMs = 5000, alreadySent = 0, hashes = []) {
-        super();
-        this.label = label;
-        this.total = total;
-        this.report = report;
-        this.intervalMs = intervalMs;
-        this.alreadySent = alreadySent;
-        this.hashes = hashes;
-        this.sent = alreadySent;
-    }
-    _transform(chunk, _encoding, callback) {
-        this.sent += chunk.length;
-        for (const hash of this.hashes)
-            hash.update(chunk);
-        const now = Date.now();
-        if (now - this.lastReport >= this.intervalMs) {
-            this.lastReport = now;
-            this.report(formatProgress(this.snapshot()));
-        }
-        callback(null, chunk);
-    }
-    /** Bytes passed so far (including those already sent) and time since the start. */
-    snapshot() {
-        return {
-            label: this.label,
-            sent: this.sent,
-            sentThisPass: this.sent - this.alreadySent,
-            total: this.total,
-            elapsedSeconds: (Date.now() - this.started) / 1000,
-        };
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/registry/upload.ts
@@ -60124,13 +60083,16 @@ async function planFiles(registry, image, states, hashes, options) {
         const state = states[index] ?? { blocks: [] };
         const size = file.local.size;
         if (state.complete) {
-            const own = (0,external_node_crypto_.createHash)('sha256');
-            const fingerprint = hashes.before(index);
-            await hashFileInto(file.local, [own, fingerprint]);
-            if (state.complete.size === size && state.complete.sha256 === own.digest('hex')) {
-                hashes.finish(index, fingerprint);
-                lib_core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
-                continue;
+            // A file of another size is not this one: no need to read it to know.
+            if (state.complete.size === size) {
+                const own = (0,external_node_crypto_.createHash)('sha256');
+                const fingerprint = hashes.before(index);
+                await hashFileInto(file.local, [own, fingerprint]);
+                if (state.complete.sha256 === own.digest('hex')) {
+                    hashes.finish(index, fingerprint);
+                    lib_core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+                    continue;
+                }
             }
         }
         else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
@@ -60599,6 +60561,8 @@ const SKIP_REASONS = {
     'base-missing': "the base's squashfs is no longer on the server",
     'base-changed': "the base's squashfs on the server is not the file the index names (its sha256 differs)",
     'xdelta3-missing': 'xdelta3 is not on the PATH',
+    'script-failed': 'the delta script failed (its message follows); the publish goes on without it',
+    'no-answer': 'the delta script printed no answer for it (something in the SSH session may have hidden it); run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the script and its output',
 };
 /** Step 5, for a split container: deltas from earlier releases, made and checked on the server. */
 async function deltasFor(registry, settings, staging, version, live) {
@@ -60611,8 +60575,9 @@ async function deltasFor(registry, settings, staging, version, live) {
         const { share } = deltaReport(delta, run.squashfsSize);
         lib_core/* info */.pq(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
     }
-    for (const { base, reason } of run.skipped) {
-        const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.`;
+    for (const { base, reason, detail } of run.skipped) {
+        const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.` +
+            (detail ? ` ${untrustedLine(detail)}` : '');
         // A delta larger than allowed is expected after a large change; anything else is worth a look.
         if (reason === 'too-large')
             lib_core/* info */.pq(text);
@@ -60846,7 +60811,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   Sy: () => (/* binding */ writeSummary)
 });
 
-// UNUSED EXPORTS: buildDayTwoSummary, buildFailureSummary, buildSummary, formatSize, launchCommand, writeDayTwoSummary
+// UNUSED EXPORTS: buildFailureSummary, buildSummary, formatSize, launchCommand, writeDayTwoSummary
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
 var lib_core = __nccwpck_require__(7264);

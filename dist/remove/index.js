@@ -54093,8 +54093,8 @@ function untrusted_untrusted(value) {
  * A log line that embeds untrusted text somewhere after its own start (never at it): line
  * breaks and other control characters become "?", "#[" is escaped.
  */
-function untrusted_untrustedLine(text) {
-    return withoutLegacyCommands(oneLine(text));
+function untrustedLine(text) {
+    return (0,errors/* withoutLegacyCommands */.Uy)((0,errors/* oneLine */.TN)(text));
 }
 /**
  * Multi-line untrusted output (a script's), as log lines: between `::stop-commands::TOKEN` and
@@ -54219,7 +54219,7 @@ const COMBINED_HASH_FIELDS = [
 const METADATA_ITEM = 'incus.tar.xz';
 const UNIFIED_ITEM = 'incus_combined.tar.gz';
 /** An empty images.json, as incus-simplestreams starts one. */
-function images_index_emptyImagesIndex() {
+function emptyImagesIndex() {
     return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
 }
 /** A deep copy, so that planning never changes the index it was given. */
@@ -54591,7 +54591,7 @@ const INSTALL_XDELTA3 = 'Install xdelta3 (apt install xdelta3 on Debian and Ubun
 function tail(text, lines = 20) {
     return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
-function remoteFailure(what, result) {
+function remote_failure_remoteFailure(what, result) {
     const status = result.timedOutAfter !== undefined
         ? `did not finish within ${result.timedOutAfter} seconds and was stopped`
         : result.signal !== null
@@ -54703,7 +54703,7 @@ const sshCounters = {
 class HeldCommandEnded extends Error {
     result;
     constructor(result) {
-        super(remoteFailure('A held command', result));
+        super(remote_failure_remoteFailure('A held command', result));
         this.result = result;
         this.name = 'HeldCommandEnded';
     }
@@ -54961,7 +54961,7 @@ class RemoteSession {
     async run(command, options) {
         const result = await this.exec(command, options);
         if (result.code !== 0) {
-            throw new errors/* ActionError */.lZ(remoteFailure(options.what, result));
+            throw new errors/* ActionError */.lZ(remote_failure_remoteFailure(options.what, result));
         }
         return result.stdout;
     }
@@ -55060,7 +55060,7 @@ const STATE_DIR = '.lxc-publish';
 const RETIRE_GRACE_SECONDS = 2 * 3600;
 /** Partial uploads of runs that never came back are removed after this long (until then they resume). */
 const UPLOAD_GRACE_SECONDS = 24 * 3600;
-const layout_liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
+const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
 const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
 const stagingDir = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
 const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
@@ -55117,26 +55117,23 @@ while :; do
   exec 9>&-
 done`;
 /**
- * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
- * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
- * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
- * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
- * locked a deleted file, and takes the lock again on the current one.
+ * Takes the upload directory `$dir`'s write lock on fd 8 within `$timeout` seconds (exit 75), in
+ * the mode `$1` of flock (`-x`: alone, to reset or read back; `-s`: shared by the run's writers).
+ * Refuses (exit 77) a directory or lock file that is a symlink.
  */
-const HOLD_LOCK = {
-    name: 'lxc-publish-lock',
-    text: `lock=$1 timeout=$2
-${TAKE_LOCK}
-echo "locked $$"
-exec cat >/dev/null`,
-};
+const takeWriteLock = (mode) => `if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock ${mode} -w "$timeout" -E 75 8 || exit $?`;
+/** The lines of a block list that are blocks (`<offset> <length>`, digits only), as every reader takes them. */
+const BLOCK_LINES = `grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks"`;
 /**
- * The registry lock and the live index read under it, in one round trip: takes the lock `$1` as
- * HOLD_LOCK does (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
+ * The registry lock and the live index read under it, in one round trip: takes the lock `$1` with
+ * TAKE_LOCK (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
  * "index " and its base64 (or "noindex" when there is none yet; a file on one line cannot be
- * mistaken for the line that follows), then "locked PID", and holds the lock like HOLD_LOCK.
+ * mistaken for the line that follows), then "locked PID". It then holds the lock until its stdin
+ * closes: when the run releases it, or when its SSH session dies, the lock goes with it.
  */
-const scripts_REGISTRY_LOCK = {
+const REGISTRY_LOCK = {
     name: 'lxc-publish-registry-lock',
     text: `lock=$1 timeout=$2 ss=$3
 ${TAKE_LOCK}
@@ -55153,7 +55150,7 @@ exec cat >/dev/null`,
 };
 /**
  * The image's upload lock and what an earlier attempt left, in one round trip: takes the image
- * lock `$1` as HOLD_LOCK does (waiting at most `$2` seconds), then, in the upload directory `$3`
+ * lock `$1` with TAKE_LOCK (waiting at most `$2` seconds), then, in the upload directory `$3`
  * and under its write lock taken exclusively (a writer left over from a dropped connection may
  * still be draining, and what it wrote is only final once it is gone), reports each file named
  * after `$3` (numbered from 1):
@@ -55161,7 +55158,7 @@ exec cat >/dev/null`,
  *   B <n> <offset> <length>      a block recorded as written in `<name>.partial`, sorted
  *   H <n> <sha256>               the sha256 of those blocks' bytes, in that order
  *   N <n>                        nothing usable: a fresh, empty `<name>.partial` is in place
- * then "locked PID" and holds the lock like HOLD_LOCK. A block list is read back only from a
+ * then "locked PID" and holds the lock like REGISTRY_LOCK. A block list is read back only from a
  * regular file of its own and only lines of two numbers are kept; nothing here follows a symlink
  * (a partial file is created, never opened through a link). Refuses (exit 77) an upload directory,
  * lock or write lock that is a symlink.
@@ -55172,9 +55169,7 @@ const IMAGE_LOCK = {
 ${TAKE_LOCK}
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
-if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-x')}
 regular() { [ -f "$1" ] && [ ! -L "$1" ]; }
 exec 3>&1
 n=0
@@ -55185,7 +55180,7 @@ for name; do
     sum=$(sha256sum < "$file") || exit 1
     printf 'F %s %s %s\\n' "$n" "$(stat -c %s -- "$file")" "\${sum%% *}"
   elif regular "$file.partial" && regular "$file.blocks"; then
-    blocks=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -u)
+    blocks=$(${BLOCK_LINES} | sort -n -u)
     sum=$(printf '%s\\n' "$blocks" | while read -r offset length; do
       [ -n "$offset" ] || continue
       printf 'B %s %s %s\\n' "$n" "$offset" "$length" >&3
@@ -55210,9 +55205,7 @@ exec cat >/dev/null`,
 const RESET_UPLOAD = {
     name: 'lxc-publish-reset',
     text: `dir=$1 timeout=$2 name=$3
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-x')}
 rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
 (set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1`,
 };
@@ -55235,9 +55228,7 @@ rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
 const WRITE_BLOCKS = {
     name: 'lxc-publish-write',
     text: `dir=$1 timeout=$2; shift 2
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -s -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-s')}
 bad() { echo "bad frame: $*" >&2; exit 1; }
 nl='
 '
@@ -55270,7 +55261,7 @@ while read -r kind n a b; do
       got=$(stat -c %s -- "$file.partial") || exit 1
       # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers
       # count (as IMAGE_LOCK reads them), so no arithmetic ever sees anything else.
-      end=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -k1,1 -k2,2 | {
+      end=$(${BLOCK_LINES} | sort -n -k1,1 -k2,2 | {
         next=0
         while read -r offset length; do
           [ "$offset" -gt "$next" ] && break
@@ -55518,8 +55509,7 @@ done`,
 };
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 const ALL_SCRIPTS = [
-    HOLD_LOCK,
-    scripts_REGISTRY_LOCK,
+    REGISTRY_LOCK,
     IMAGE_LOCK,
     RESET_UPLOAD,
     WRITE_BLOCKS,
@@ -55677,8 +55667,9 @@ function parseImagesIndex(text) {
 
 
 
+
 /** Parses an images.json the server printed; the error names the file and the usual cause. */
-function read_parseIndexText(text, path) {
+function parseIndexText(text, path) {
     try {
         return parseImagesIndex(text.toString('utf8'));
     }
@@ -55698,10 +55689,10 @@ async function read_readLiveIndex(registry, preflight) {
 /** readLiveIndex, and whether xdelta3 is on the server's PATH (asked with `preflight.deltas`). */
 async function readServerState(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
-    const path = layout_liveIndexPath(registry.paths);
+    const path = liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-    // Before an upload it is the first command: the login shell's check rides with it.
-    const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(READ_LIVE_INDEX, [
+    // As the connection's first command (before an upload), the login shell's check rides with it.
+    const result = await registry.execProbedScript(READ_LIVE_INDEX, [
         simplestreamsDir,
         preflight ? uploadDir : '',
         preflight?.tool ?? '',
@@ -55711,9 +55702,9 @@ async function readServerState(registry, preflight) {
     const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
         case 0:
-            return { index: read_parseIndexText(result.stdout, path), xdelta3 };
+            return { index: parseIndexText(result.stdout, path), xdelta3 };
         case READ_LIVE_EXIT.noIndexYet:
-            return { index: images_index_emptyImagesIndex(), xdelta3 };
+            return { index: emptyImagesIndex(), xdelta3 };
         case READ_LIVE_EXIT.noSimplestreamsDir:
             throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
@@ -55727,17 +55718,17 @@ async function readServerState(registry, preflight) {
         case READ_LIVE_EXIT.writableByOthers: {
             const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-            throw new errors/* ActionError */.lZ(`${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+            throw new errors/* ActionError */.lZ(`${input}: ${untrusted_untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
-                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
+                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine(quoteArg(dir))} ` +
                 "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
         }
         case READ_LIVE_EXIT.simplestreamsDirNotWritable:
-            throw new errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${untrusted_untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
                 "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
                 'Nothing was uploaded.', 'simplestreams-dir');
         default:
-            throw new errors/* ActionError */.lZ(remoteFailure(`Reading ${path}`, result));
+            throw new errors/* ActionError */.lZ(remote_failure_remoteFailure(`Reading ${path}`, result));
     }
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
@@ -55780,7 +55771,7 @@ function housekeeping_housekeepingCommand(registry, done = []) {
 }
 /** The live index the housekeeping printed. */
 function housekeeping_readBack(registry, output) {
-    return read_parseIndexText(output, layout_liveIndexPath(registry.paths));
+    return parseIndexText(output, liveIndexPath(registry.paths));
 }
 async function removeDirs(registry, dirs) {
     await registry.session.run(commandLine(['rm', '-rf', '--', ...dirs]), {
@@ -55790,7 +55781,10 @@ async function removeDirs(registry, dirs) {
 }
 
 ;// CONCATENATED MODULE: ./src/registry/lock.ts
-/** Locks on the server: the registry lock, and each image's upload lock (registry/scripts.ts HOLD_LOCK). */
+/** Locks on the server: the registry lock (REGISTRY_LOCK), and each image's upload lock (IMAGE_LOCK). */
+
+
+
 
 
 
@@ -55799,34 +55793,53 @@ async function removeDirs(registry, dirs) {
 
 /** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
 async function holdLock(registry, options) {
-    const { path, timeoutSeconds, busyMessage, script = HOLD_LOCK, args = [] } = options;
+    const { path, timeoutSeconds, busyMessage, script, args } = options;
     try {
         const held = await registry.session.startHeld(scriptCommand(script.text, script.name, [path, String(timeoutSeconds), ...args]), (line) => /^locked \d+$/.test(line));
-        const pid = Number(/^locked (\d+)$/.exec(held.firstLine)?.[1]);
-        if (!Number.isInteger(pid)) {
-            await held.release();
-            throw new errors/* ActionError */.lZ(`Taking the lock ${path} failed: unexpected answer "${held.firstLine}".`);
-        }
+        // startHeld returns only once the holder printed a line of this form.
+        const pid = Number(held.firstLine.slice('locked '.length));
         return { pid, report: held.lines.slice(0, -1), release: () => held.release() };
     }
     catch (error) {
         if (error instanceof HeldCommandEnded) {
             if (error.result.code === 75)
                 throw new errors/* ActionError */.lZ(busyMessage, 'lock-timeout');
-            throw new errors/* ActionError */.lZ(remoteFailure(`Taking the lock ${path}`, error.result));
+            throw new errors/* ActionError */.lZ(remote_failure_remoteFailure(`Taking the lock ${path}`, error.result));
         }
         throw error;
     }
 }
-/** Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds. */
-function lock_holdRegistryLock(registry, lockTimeout, holder = {}) {
-    return holdLock(registry, {
-        ...holder,
+/**
+ * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
+ * reads the live index as it stands under it, in one round trip (REGISTRY_LOCK).
+ */
+async function lock_holdRegistryLock(registry, lockTimeout) {
+    const lock = await holdLock(registry, {
         path: lockPath(registry.paths),
         timeoutSeconds: lockTimeout,
         busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
             `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+        script: REGISTRY_LOCK,
+        args: [registry.paths.simplestreamsDir],
     });
+    try {
+        return { lock, live: indexUnderLock(registry, lock.report) };
+    }
+    catch (error) {
+        await lock.release();
+        throw error;
+    }
+}
+/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
+function indexUnderLock(registry, report) {
+    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+    if (line === undefined) {
+        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+            "Check that the SSH user's shell startup files print nothing, and run the step again.");
+    }
+    if (line === 'noindex')
+        return emptyImagesIndex();
+    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
 }
 
 // EXTERNAL MODULE: external "node:util"
@@ -56199,6 +56212,7 @@ function applyRetention(index, keep, fingerprint) {
 
 
 
+
 /** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
 const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
 function deltas_deltaReport(delta, squashfsSize) {
@@ -56233,8 +56247,10 @@ async function makeDeltas(registry, staging, staged, live, options) {
         ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath), base.squashfsSha256]),
     ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 });
     if (result.code !== 0) {
-        const reason = result.code === 5 ? 'xdelta3-missing' : `script-failed-${result.code ?? result.signal ?? ''}`;
-        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason })) };
+        if (result.code === 5)
+            return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'xdelta3-missing' })) };
+        const detail = remoteFailure('Making the deltas', result);
+        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'script-failed', detail })) };
     }
     const stem = newName.replace(/\.squashfs$/, '');
     const lines = result.stdout.toString('utf8').split('\n');
@@ -56265,8 +56281,6 @@ async function makeDeltas(registry, staging, staged, live, options) {
  * change (a staged version, the owner's convert-command, or aliases only), add retention and the
  * LXD items, commit, read back and verify, clean up after earlier runs.
  */
-
-
 
 
 
@@ -56354,17 +56368,6 @@ async function planChange(registry, publication, change, live) {
         plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
     };
 }
-/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
-function indexUnderLock(registry, report) {
-    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
-    if (line === undefined) {
-        throw new ActionError(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
-            "Check that the SSH user's shell startup files print nothing, and run the step again.");
-    }
-    if (line === 'noindex')
-        return emptyImagesIndex();
-    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
-}
 /** The names in images/ of a staged version's files (incus-simplestreams names them so). */
 function stagedFileNames(staged) {
     const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
@@ -56378,12 +56381,9 @@ function stagedFileNames(staged) {
  */
 async function publishUnderLock(registry, publication, change, done = []) {
     // One round trip: the lock, and the live index as it stands under it.
-    const lock = await holdRegistryLock(registry, publication.options.lockTimeout, {
-        script: REGISTRY_LOCK,
-        args: [registry.paths.simplestreamsDir],
-    });
+    const { lock, live: underLock } = await holdRegistryLock(registry, publication.options.lockTimeout);
     try {
-        const { base, plan, deltas = [], } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
+        const { base, plan, deltas = [] } = await planChange(registry, publication, change, underLock);
         const finished = publication_finishIndex(publication.options, publication.fingerprint, base, plan.index);
         let live;
         if (finished.index) {
@@ -56428,7 +56428,7 @@ function verify(live, publication, status) {
     }
     const missing = aliases.filter((alias) => !published.aliases.includes(alias));
     if (missing.length > 0) {
-        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+        throw new ActionError(`Aliases ${missing.join(', ')} are not on ${untrusted(published.product)} after publishing. Something changed the ` +
             'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
     core.info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
@@ -56453,7 +56453,6 @@ function verify(live, publication, status) {
 
 
 
-const shown = (text) => untrusted_untrusted(text);
 /** The image the `fingerprint` input names, or an error that lists what is published. */
 function resolveOrFail(index, reference) {
     const resolution = resolveImage(index, reference);
@@ -56461,31 +56460,37 @@ function resolveOrFail(index, reference) {
         return resolution.image;
     const listing = (images) => images
         .slice(0, 20)
-        .map((image) => `${image.fingerprint.slice(0, 12)} ${shown(image.product)} [${image.aliases.map(shown).join(', ')}]`)
+        .map((image) => `${image.fingerprint.slice(0, 12)} ${untrusted_untrusted(image.product)} [${image.aliases.map(untrusted_untrusted).join(', ')}]`)
         .join('; ') + (images.length > 20 ? `; and ${images.length - 20} more` : '');
     if (resolution.kind === 'ambiguous') {
-        throw new errors/* ActionError */.lZ(`fingerprint: ${shown(reference)} names ${resolution.candidates.length} images (one per architecture, or a ` +
+        throw new errors/* ActionError */.lZ(`fingerprint: ${untrusted_untrusted(reference)} names ${resolution.candidates.length} images (one per architecture, or a ` +
             `short fingerprint): ${listing(resolution.candidates)}. Give the full fingerprint of the one you mean.`, 'fingerprint');
     }
     const images = listImages(index);
-    throw new errors/* ActionError */.lZ(`fingerprint: no published image has the fingerprint or alias ${shown(reference)}. ` +
+    throw new errors/* ActionError */.lZ(`fingerprint: no published image has the fingerprint or alias ${untrusted_untrusted(reference)}. ` +
         (images.length > 0 ? `Published: ${listing(images)}.` : 'The registry lists no image.'), 'fingerprint');
 }
 function logTargets(targets, prefix) {
     for (const target of targets) {
-        lib_core/* info */.pq(`${prefix}${shown(target.alias)} (${shown(target.arch)}) → ${shown(target.fingerprint.slice(0, 12))} ${shown(target.product)}`);
+        lib_core/* info */.pq(`${prefix}${untrusted_untrusted(target.alias)} (${untrusted_untrusted(target.arch)}) → ${untrusted_untrusted(target.fingerprint.slice(0, 12))} ${untrusted_untrusted(target.product)}`);
     }
 }
-/** Runs `work` under the registry lock on the live index, or on a copy read without it for a dry run. */
+/**
+ * Runs `work` under the registry lock on the live index read with it, or on a copy read without
+ * the lock for a dry run (which must not commit).
+ */
 async function withLiveIndex(registry, options, work) {
     // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
     const checked = await read_readLiveIndex(registry, { tool: '' });
     if (options.dryRun)
-        return work(checked, () => Promise.resolve());
-    const lock = await lock_holdRegistryLock(registry, options.lockTimeout);
+        return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
+    const { lock, live } = await lock_holdRegistryLock(registry, options.lockTimeout);
     try {
-        return await work(await read_readLiveIndex(registry), async (index, retired) => {
-            await commit_commit(registry, { lock, index, retired });
+        return await work(live, async (index, retired) => {
+            if (!index)
+                return housekeeping_housekeepAndRead(registry);
+            const output = await commit_commit(registry, { lock, index, retired, andThen: housekeeping_housekeepingCommand(registry) });
+            return housekeeping_readBack(registry, output);
         });
     }
     finally {
@@ -56498,25 +56503,23 @@ async function withLiveIndex(registry, options, work) {
  */
 function day_two_setAliases(registry, request) {
     const { reference, aliases, options } = request;
-    return withLiveIndex(registry, options, async (live, commitIndex) => {
+    return withLiveIndex(registry, options, async (live, commitAndRead) => {
         const image = resolveOrFail(live, reference);
         const proposed = planAliasUpdate(live, image.fingerprint, aliases);
         const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
         const after = finished.index ?? live;
         const moved = aliasTargets(after).filter((target) => aliases.includes(target.alias));
-        core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
+        core.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
         if (options.dryRun) {
             logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
             core.info('dry-run: nothing was changed');
             return result('dry-run', image, after, []);
         }
-        if (finished.index)
-            await commitIndex(finished.index, finished.retired);
-        const read = await housekeepAndRead(registry);
+        const read = await commitAndRead(finished.index, finished.retired);
         const published = findFingerprint(read, image.fingerprint);
         const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
         if (!published || missing.length > 0) {
-            throw new ActionError(`Aliases ${missing.map(shown).join(', ')} are not on ${image.fingerprint} after the change. Something ` +
+            throw new ActionError(`Aliases ${missing.map(untrusted).join(', ')} are not on ${untrusted(image.fingerprint)} after the change. Something ` +
                 'changed the index without taking the lock; run the step again.');
         }
         logTargets(aliasTargets(read).filter((target) => aliases.includes(target.alias)), 'Now ');
@@ -56530,26 +56533,25 @@ function day_two_setAliases(registry, request) {
  */
 function removeImage(registry, request) {
     const { reference, options } = request;
-    return withLiveIndex(registry, options, async (live, commitIndex) => {
+    return withLiveIndex(registry, options, async (live, commitAndRead) => {
         const image = resolveOrFail(live, reference);
         const plan = planRemoval(live, image.fingerprint);
         if (!plan)
-            throw new errors/* ActionError */.lZ(`fingerprint: ${image.fingerprint} is not in the index any more.`, 'fingerprint');
+            throw new errors/* ActionError */.lZ(`fingerprint: ${untrusted_untrusted(image.fingerprint)} is not in the index any more; run the step again to see what is.`, 'fingerprint');
         const finished = publication_finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, plan.index);
         const after = finished.index ?? plan.index;
-        lib_core/* info */.pq(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
+        lib_core/* info */.pq(`${untrusted_untrusted(image.fingerprint)} is ${untrusted_untrusted(image.product)} version ${untrusted_untrusted(image.serial)}`);
         if (plan.removedAliases.length > 0)
-            lib_core/* info */.pq(`Aliases that go with it: ${plan.removedAliases.map(shown).join(', ')}`);
+            lib_core/* info */.pq(`Aliases that go with it: ${plan.removedAliases.map(untrusted_untrusted).join(', ')}`);
         if (options.dryRun) {
             lib_core/* info */.pq(`Would remove it and retire ${plan.retired.length} file(s); the aliases would then resolve so:`);
             logTargets(resolve_aliasTargets(after), '  ');
             lib_core/* info */.pq('dry-run: nothing was changed');
             return result('dry-run', image, after, plan.removedAliases);
         }
-        await commitIndex(after, [...plan.retired, ...finished.retired]);
-        const read = await housekeeping_housekeepAndRead(registry);
+        const read = await commitAndRead(after, [...plan.retired, ...finished.retired]);
         if (images_index_findFingerprint(read, image.fingerprint)) {
-            throw new errors/* ActionError */.lZ(`${image.fingerprint} is still listed after the removal. Something changed the index without taking the ` +
+            throw new errors/* ActionError */.lZ(`${untrusted_untrusted(image.fingerprint)} is still listed after the removal. Something changed the index without taking the ` +
                 'lock; run the step again.');
         }
         lib_core/* info */.pq('Removed. The aliases now resolve so:');
@@ -57674,6 +57676,7 @@ function hostKeyAllowed(pins, keyBlob) {
 /** What a failed connection says: which input to check, and what to do. */
 
 
+
 function hostKeyMismatch(options, presented) {
     const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
@@ -57687,7 +57690,7 @@ function connectionError(error, options) {
     const code = error.code;
     const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrustedLine(message)}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
             '(AllowTcpForwarding in its sshd_config).', 'host');
     }
@@ -57709,7 +57712,8 @@ function connectionError(error, options) {
         return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
             "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
     }
-    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${message}`, host);
+    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
+        'sshd answers there; run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the handshake.', host);
 }
 
 ;// CONCATENATED MODULE: ./src/ssh/connect.ts
@@ -57968,7 +57972,7 @@ function afterProbe(username, result) {
     const probe = Buffer.from(PROBE, 'utf8');
     if (result.stdout.subarray(0, probe.length).equals(probe))
         return { ...result, stdout: result.stdout.subarray(probe.length) };
-    throw loginShellError(username, { ...result, code: result.code === 0 ? 0 : result.code });
+    throw loginShellError(username, result);
 }
 function loginShellError(username, result) {
     const printed = result.stdout.toString('utf8');
@@ -58644,7 +58648,7 @@ async function runStep(failureHeading, work) {
 /* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
 /* harmony export */   QF: () => (/* binding */ writeDayTwoSummary)
 /* harmony export */ });
-/* unused harmony exports formatSize, launchCommand, buildSummary, writeSummary, buildFailureSummary, buildDayTwoSummary */
+/* unused harmony exports formatSize, launchCommand, buildSummary, writeSummary, buildFailureSummary */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
 /* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
 /** The job summary: what was published, where it is served, and how to use it. */

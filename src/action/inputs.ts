@@ -78,7 +78,7 @@ const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 
 /** Reads the inputs every entry point shares (INPUT_* variables). */
-export function readRegistrySettings(): RegistrySettings {
+function readRegistrySettings(): RegistrySettings {
   // Secrets first, so that nothing printed while checking the rest can reveal them.
   const rawKey = core.getInput('ssh-key');
   const passphrase = core.getInput('ssh-key-passphrase');

@@ -80,7 +80,7 @@ export function connect(settings: Settings): Promise<Registry> {
 }
 
 /** Whether this publish makes deltas: a split container converted by incus-simplestreams, deltas on. */
-export function wantsDeltas(settings: Settings, image: LocalImage): boolean {
+function wantsDeltas(settings: Settings, image: LocalImage): boolean {
   return (
     settings.deltaBases > 0 &&
     !settings.convertCommand &&
@@ -262,6 +262,9 @@ const SKIP_REASONS: Record<string, string> = {
   'base-missing': "the base's squashfs is no longer on the server",
   'base-changed': "the base's squashfs on the server is not the file the index names (its sha256 differs)",
   'xdelta3-missing': 'xdelta3 is not on the PATH',
+  'script-failed': 'the delta script failed (its message follows); the publish goes on without it',
+  'no-answer':
+    'the delta script printed no answer for it (something in the SSH session may have hidden it); run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the script and its output',
 };
 
 /** Step 5, for a split container: deltas from earlier releases, made and checked on the server. */
@@ -282,8 +285,10 @@ async function deltasFor(
       `Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`,
     );
   }
-  for (const { base, reason } of run.skipped) {
-    const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.`;
+  for (const { base, reason, detail } of run.skipped) {
+    const text =
+      `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.` +
+      (detail ? ` ${untrustedLine(detail)}` : '');
     // A delta larger than allowed is expected after a large change; anything else is worth a look.
     if (reason === 'too-large') core.info(text);
     else core.warning(`${text} Clients updating from it download the whole image.`);

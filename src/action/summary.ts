@@ -145,7 +145,7 @@ const DAY_TWO_HEADINGS: Record<DayTwoResult['status'], string> = {
 };
 
 /** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
-export function buildDayTwoSummary(result: DayTwoResult): string {
+function buildDayTwoSummary(result: DayTwoResult): string {
   const rows: [string, string][] = [
     ['Status', escapeHtml(result.status)],
     ['Fingerprint', code(result.fingerprint)],

@@ -20,7 +20,7 @@ function knownSecrets(): string[] {
 }
 
 /** `text` with every known secret replaced by "***". */
-export function redact(text: string): string {
+function redact(text: string): string {
   let result = text;
   for (const secret of knownSecrets()) result = result.split(secret).join('***');
   return result;

@@ -112,7 +112,7 @@ async function requestOnce(
 }
 
 /** The most redirects followed for one request; more is an error. */
-export const MAX_REDIRECTS = 5;
+const MAX_REDIRECTS = 5;
 
 const REDIRECT_STATUSES = [301, 302, 303, 307, 308];
 

@@ -17,7 +17,7 @@ import {
   type ListedImage,
 } from '../simplestreams/resolve.js';
 import { commit } from './commit.js';
-import { housekeepAndRead } from './housekeeping.js';
+import { housekeepAndRead, housekeepingCommand, readBack } from './housekeeping.js';
 import { holdRegistryLock } from './lock.js';
 import { finishIndex } from './publication.js';
 import { readLiveIndex } from './read.js';
@@ -41,8 +41,6 @@ export interface DayTwoResult {
   removedAliases: string[];
 }
 
-const shown = (text: string): string => untrusted(text);
-
 /** The image the `fingerprint` input names, or an error that lists what is published. */
 function resolveOrFail(index: ImagesIndex, reference: string): ListedImage {
   const resolution = resolveImage(index, reference);
@@ -51,19 +49,20 @@ function resolveOrFail(index: ImagesIndex, reference: string): ListedImage {
     images
       .slice(0, 20)
       .map(
-        (image) => `${image.fingerprint.slice(0, 12)} ${shown(image.product)} [${image.aliases.map(shown).join(', ')}]`,
+        (image) =>
+          `${image.fingerprint.slice(0, 12)} ${untrusted(image.product)} [${image.aliases.map(untrusted).join(', ')}]`,
       )
       .join('; ') + (images.length > 20 ? `; and ${images.length - 20} more` : '');
   if (resolution.kind === 'ambiguous') {
     throw new ActionError(
-      `fingerprint: ${shown(reference)} names ${resolution.candidates.length} images (one per architecture, or a ` +
+      `fingerprint: ${untrusted(reference)} names ${resolution.candidates.length} images (one per architecture, or a ` +
         `short fingerprint): ${listing(resolution.candidates)}. Give the full fingerprint of the one you mean.`,
       'fingerprint',
     );
   }
   const images = listImages(index);
   throw new ActionError(
-    `fingerprint: no published image has the fingerprint or alias ${shown(reference)}. ` +
+    `fingerprint: no published image has the fingerprint or alias ${untrusted(reference)}. ` +
       (images.length > 0 ? `Published: ${listing(images)}.` : 'The registry lists no image.'),
     'fingerprint',
   );
@@ -72,24 +71,35 @@ function resolveOrFail(index: ImagesIndex, reference: string): ListedImage {
 function logTargets(targets: AliasTarget[], prefix: string): void {
   for (const target of targets) {
     core.info(
-      `${prefix}${shown(target.alias)} (${shown(target.arch)}) → ${shown(target.fingerprint.slice(0, 12))} ${shown(target.product)}`,
+      `${prefix}${untrusted(target.alias)} (${untrusted(target.arch)}) → ${untrusted(target.fingerprint.slice(0, 12))} ${untrusted(target.product)}`,
     );
   }
 }
 
-/** Runs `work` under the registry lock on the live index, or on a copy read without it for a dry run. */
+/**
+ * Makes a new index live (or, given none, only cleans up) and reads the live index back, in one
+ * round trip under the registry lock.
+ */
+type CommitAndRead = (index: ImagesIndex | undefined, retired: string[]) => Promise<ImagesIndex>;
+
+/**
+ * Runs `work` under the registry lock on the live index read with it, or on a copy read without
+ * the lock for a dry run (which must not commit).
+ */
 async function withLiveIndex<T>(
   registry: Registry,
   options: DayTwoOptions,
-  work: (live: ImagesIndex, commitIndex: (index: ImagesIndex, retired: string[]) => Promise<void>) => Promise<T>,
+  work: (live: ImagesIndex, commitAndRead: CommitAndRead) => Promise<T>,
 ): Promise<T> {
   // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
   const checked = await readLiveIndex(registry, { tool: '' });
-  if (options.dryRun) return work(checked, () => Promise.resolve());
-  const lock = await holdRegistryLock(registry, options.lockTimeout);
+  if (options.dryRun) return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
+  const { lock, live } = await holdRegistryLock(registry, options.lockTimeout);
   try {
-    return await work(await readLiveIndex(registry), async (index, retired) => {
-      await commit(registry, { lock, index, retired });
+    return await work(live, async (index, retired) => {
+      if (!index) return housekeepAndRead(registry);
+      const output = await commit(registry, { lock, index, retired, andThen: housekeepingCommand(registry) });
+      return readBack(registry, output);
     });
   } finally {
     await lock.release();
@@ -105,25 +115,24 @@ export function setAliases(
   request: { reference: string; aliases: string[]; options: DayTwoOptions },
 ): Promise<DayTwoResult> {
   const { reference, aliases, options } = request;
-  return withLiveIndex(registry, options, async (live, commitIndex) => {
+  return withLiveIndex(registry, options, async (live, commitAndRead) => {
     const image = resolveOrFail(live, reference);
     const proposed = planAliasUpdate(live, image.fingerprint, aliases);
     const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
     const after = finished.index ?? live;
     const moved = aliasTargets(after).filter((target) => aliases.includes(target.alias));
-    core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
+    core.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
     if (options.dryRun) {
       logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
       core.info('dry-run: nothing was changed');
       return result('dry-run', image, after, []);
     }
-    if (finished.index) await commitIndex(finished.index, finished.retired);
-    const read = await housekeepAndRead(registry);
+    const read = await commitAndRead(finished.index, finished.retired);
     const published = findFingerprint(read, image.fingerprint);
     const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
     if (!published || missing.length > 0) {
       throw new ActionError(
-        `Aliases ${missing.map(shown).join(', ')} are not on ${image.fingerprint} after the change. Something ` +
+        `Aliases ${missing.map(untrusted).join(', ')} are not on ${untrusted(image.fingerprint)} after the change. Something ` +
           'changed the index without taking the lock; run the step again.',
       );
     }
@@ -145,10 +154,14 @@ export function removeImage(
   request: { reference: string; options: DayTwoOptions },
 ): Promise<DayTwoResult> {
   const { reference, options } = request;
-  return withLiveIndex(registry, options, async (live, commitIndex) => {
+  return withLiveIndex(registry, options, async (live, commitAndRead) => {
     const image = resolveOrFail(live, reference);
     const plan = planRemoval(live, image.fingerprint);
-    if (!plan) throw new ActionError(`fingerprint: ${image.fingerprint} is not in the index any more.`, 'fingerprint');
+    if (!plan)
+      throw new ActionError(
+        `fingerprint: ${untrusted(image.fingerprint)} is not in the index any more; run the step again to see what is.`,
+        'fingerprint',
+      );
     const finished = finishIndex(
       { keepVersions: 0, lxdCompat: options.lxdCompat },
       image.fingerprint,
@@ -156,20 +169,19 @@ export function removeImage(
       plan.index,
     );
     const after = finished.index ?? plan.index;
-    core.info(`${shown(image.fingerprint)} is ${shown(image.product)} version ${shown(image.serial)}`);
+    core.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
     if (plan.removedAliases.length > 0)
-      core.info(`Aliases that go with it: ${plan.removedAliases.map(shown).join(', ')}`);
+      core.info(`Aliases that go with it: ${plan.removedAliases.map(untrusted).join(', ')}`);
     if (options.dryRun) {
       core.info(`Would remove it and retire ${plan.retired.length} file(s); the aliases would then resolve so:`);
       logTargets(aliasTargets(after), '  ');
       core.info('dry-run: nothing was changed');
       return result('dry-run', image, after, plan.removedAliases);
     }
-    await commitIndex(after, [...plan.retired, ...finished.retired]);
-    const read = await housekeepAndRead(registry);
+    const read = await commitAndRead(after, [...plan.retired, ...finished.retired]);
     if (findFingerprint(read, image.fingerprint)) {
       throw new ActionError(
-        `${image.fingerprint} is still listed after the removal. Something changed the index without taking the ` +
+        `${untrusted(image.fingerprint)} is still listed after the removal. Something changed the index without taking the ` +
           'lock; run the step again.',
       );
     }

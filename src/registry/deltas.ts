@@ -10,6 +10,7 @@ import { lineIdentity, type ImagesIndex } from '../simplestreams/images-index.js
 import type { StagedVersion } from '../simplestreams/plan.js';
 import type { Registry } from './registry.js';
 import { DELTA } from './scripts.js';
+import { remoteFailure } from '../ssh/remote-failure.js';
 
 /** The delta inputs (action.yml). */
 export interface DeltaOptions {
@@ -28,6 +29,8 @@ export const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
 export interface SkippedDelta {
   base: string;
   reason: string;
+  /** For a script that failed: how it ended and its stderr (server text, to print as untrusted). */
+  detail?: string;
 }
 
 export interface DeltaRun {
@@ -86,8 +89,10 @@ export async function makeDeltas(
     { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 },
   );
   if (result.code !== 0) {
-    const reason = result.code === 5 ? 'xdelta3-missing' : `script-failed-${result.code ?? result.signal ?? ''}`;
-    return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason })) };
+    if (result.code === 5)
+      return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'xdelta3-missing' })) };
+    const detail = remoteFailure('Making the deltas', result);
+    return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'script-failed', detail })) };
   }
   const stem = newName.replace(/\.squashfs$/, '');
   const lines = result.stdout.toString('utf8').split('\n');

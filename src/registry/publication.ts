@@ -7,11 +7,10 @@ import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
-import { untrusted, untrustedLine } from '../common/untrusted.js';
+import { untrusted } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
 import { attachDeltas, pruneDeltas, type MadeDelta } from '../simplestreams/deltas.js';
 import {
-  emptyImagesIndex,
   findFingerprint,
   lineIdentity,
   releaseProductKey,
@@ -30,11 +29,9 @@ import { applyRetention } from '../simplestreams/retention.js';
 import { commit } from './commit.js';
 import { deltaReport, type DeltaRun, type DeltaReport } from './deltas.js';
 import { housekeepAndRead, housekeepingCommand, readBack } from './housekeeping.js';
-import { liveIndexPath } from './layout.js';
 import { holdRegistryLock } from './lock.js';
-import { parseIndexText, readLiveIndex } from './read.js';
+import { readLiveIndex } from './read.js';
 import type { Registry } from './registry.js';
-import { REGISTRY_LOCK } from './scripts.js';
 
 /** What the registry serves for the image once the run is done. */
 export interface PublishResult extends PublishedVersion {
@@ -166,19 +163,6 @@ async function planChange(
   };
 }
 
-/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
-function indexUnderLock(registry: Registry, report: string[]): ImagesIndex {
-  const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
-  if (line === undefined) {
-    throw new ActionError(
-      `Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
-        "Check that the SSH user's shell startup files print nothing, and run the step again.",
-    );
-  }
-  if (line === 'noindex') return emptyImagesIndex();
-  return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
-}
-
 /** The names in images/ of a staged version's files (incus-simplestreams names them so). */
 function stagedFileNames(staged: StagedVersion): string[] {
   const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
@@ -198,16 +182,9 @@ export async function publishUnderLock(
   done: string[] = [],
 ): Promise<PublishResult> {
   // One round trip: the lock, and the live index as it stands under it.
-  const lock = await holdRegistryLock(registry, publication.options.lockTimeout, {
-    script: REGISTRY_LOCK,
-    args: [registry.paths.simplestreamsDir],
-  });
+  const { lock, live: underLock } = await holdRegistryLock(registry, publication.options.lockTimeout);
   try {
-    const {
-      base,
-      plan,
-      deltas = [],
-    } = await planChange(registry, publication, change, indexUnderLock(registry, lock.report));
+    const { base, plan, deltas = [] } = await planChange(registry, publication, change, underLock);
     const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
     let live: ImagesIndex;
     if (finished.index) {
@@ -256,7 +233,7 @@ function verify(live: ImagesIndex, publication: Publication, status: Publication
   const missing = aliases.filter((alias) => !published.aliases.includes(alias));
   if (missing.length > 0) {
     throw new ActionError(
-      `Aliases ${missing.join(', ')} are not on ${published.product} after publishing. Something changed the ` +
+      `Aliases ${missing.join(', ')} are not on ${untrusted(published.product)} after publishing. Something changed the ` +
         'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
     );
   }

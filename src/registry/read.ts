@@ -8,7 +8,8 @@ import { emptyImagesIndex, type ImagesIndex } from '../simplestreams/images-inde
 import { parseImagesIndex } from '../simplestreams/parse.js';
 import { remoteFailure } from '../ssh/remote-failure.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
-import { commandLine } from '../ssh/shell.js';
+import { commandLine, quoteArg } from '../ssh/shell.js';
+import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { liveIndexPath } from './layout.js';
 import type { Registry } from './registry.js';
 import { NO_XDELTA3_LINE, READ_LIVE_EXIT, READ_LIVE_INDEX } from './scripts.js';
@@ -53,8 +54,8 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
   const { simplestreamsDir, uploadDir } = registry.paths;
   const path = liveIndexPath(registry.paths);
   // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
-  // Before an upload it is the first command: the login shell's check rides with it.
-  const result = await (preflight ? registry.execProbedScript.bind(registry) : registry.execScript.bind(registry))(
+  // As the connection's first command (before an upload), the login shell's check rides with it.
+  const result = await registry.execProbedScript(
     READ_LIVE_INDEX,
     [
       simplestreamsDir,
@@ -97,16 +98,16 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
       const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
       const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
       throw new ActionError(
-        `${input}: ${dir} on the server can be written by other users than the SSH user (group or others ` +
+        `${input}: ${untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
           "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
-          `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${dir} ` +
+          `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine(quoteArg(dir))} ` +
           "(see the README's server setup: mode 2755). Nothing was uploaded.",
         input,
       );
     }
     case READ_LIVE_EXIT.simplestreamsDirNotWritable:
       throw new ActionError(
-        `simplestreams-dir: the SSH user cannot write ${result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir} on ` +
+        `simplestreams-dir: the SSH user cannot write ${untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
           "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
           'Nothing was uploaded.',
         'simplestreams-dir',

@@ -30,25 +30,24 @@ while :; do
 done`;
 
 /**
- * Holds an flock on `$1` for as long as this command runs, waiting at most `$2` seconds for it
- * (exit 75 on timeout). It prints "locked PID" once it holds the lock, then waits for its stdin
- * to close: when the run releases the lock, or when its SSH session dies, the lock goes with it.
- * A holder may delete the lock file while holding it (to clean up); a waiter then finds that it
- * locked a deleted file, and takes the lock again on the current one.
+ * Takes the upload directory `$dir`'s write lock on fd 8 within `$timeout` seconds (exit 75), in
+ * the mode `$1` of flock (`-x`: alone, to reset or read back; `-s`: shared by the run's writers).
+ * Refuses (exit 77) a directory or lock file that is a symlink.
  */
-export const HOLD_LOCK: ServerScript = {
-  name: 'lxc-publish-lock',
-  text: `lock=$1 timeout=$2
-${TAKE_LOCK}
-echo "locked $$"
-exec cat >/dev/null`,
-};
+const takeWriteLock = (mode: '-x' | '-s'): string =>
+  `if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
+exec 8>>"$dir/.write.lock" || exit 1
+flock ${mode} -w "$timeout" -E 75 8 || exit $?`;
+
+/** The lines of a block list that are blocks (`<offset> <length>`, digits only), as every reader takes them. */
+const BLOCK_LINES = `grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks"`;
 
 /**
- * The registry lock and the live index read under it, in one round trip: takes the lock `$1` as
- * HOLD_LOCK does (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
+ * The registry lock and the live index read under it, in one round trip: takes the lock `$1` with
+ * TAKE_LOCK (waiting at most `$2` seconds), prints `$3/streams/v1/images.json` as one line,
  * "index " and its base64 (or "noindex" when there is none yet; a file on one line cannot be
- * mistaken for the line that follows), then "locked PID", and holds the lock like HOLD_LOCK.
+ * mistaken for the line that follows), then "locked PID". It then holds the lock until its stdin
+ * closes: when the run releases it, or when its SSH session dies, the lock goes with it.
  */
 export const REGISTRY_LOCK: ServerScript = {
   name: 'lxc-publish-registry-lock',
@@ -68,7 +67,7 @@ exec cat >/dev/null`,
 
 /**
  * The image's upload lock and what an earlier attempt left, in one round trip: takes the image
- * lock `$1` as HOLD_LOCK does (waiting at most `$2` seconds), then, in the upload directory `$3`
+ * lock `$1` with TAKE_LOCK (waiting at most `$2` seconds), then, in the upload directory `$3`
  * and under its write lock taken exclusively (a writer left over from a dropped connection may
  * still be draining, and what it wrote is only final once it is gone), reports each file named
  * after `$3` (numbered from 1):
@@ -76,7 +75,7 @@ exec cat >/dev/null`,
  *   B <n> <offset> <length>      a block recorded as written in `<name>.partial`, sorted
  *   H <n> <sha256>               the sha256 of those blocks' bytes, in that order
  *   N <n>                        nothing usable: a fresh, empty `<name>.partial` is in place
- * then "locked PID" and holds the lock like HOLD_LOCK. A block list is read back only from a
+ * then "locked PID" and holds the lock like REGISTRY_LOCK. A block list is read back only from a
  * regular file of its own and only lines of two numbers are kept; nothing here follows a symlink
  * (a partial file is created, never opened through a link). Refuses (exit 77) an upload directory,
  * lock or write lock that is a symlink.
@@ -87,9 +86,7 @@ export const IMAGE_LOCK: ServerScript = {
 ${TAKE_LOCK}
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
 mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
-if [ -L "$dir/.write.lock" ]; then echo "$dir/.write.lock is a symbolic link; remove it" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-x')}
 regular() { [ -f "$1" ] && [ ! -L "$1" ]; }
 exec 3>&1
 n=0
@@ -100,7 +97,7 @@ for name; do
     sum=$(sha256sum < "$file") || exit 1
     printf 'F %s %s %s\\n' "$n" "$(stat -c %s -- "$file")" "\${sum%% *}"
   elif regular "$file.partial" && regular "$file.blocks"; then
-    blocks=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -u)
+    blocks=$(${BLOCK_LINES} | sort -n -u)
     sum=$(printf '%s\\n' "$blocks" | while read -r offset length; do
       [ -n "$offset" ] || continue
       printf 'B %s %s %s\\n' "$n" "$offset" "$length" >&3
@@ -126,9 +123,7 @@ exec cat >/dev/null`,
 export const RESET_UPLOAD: ServerScript = {
   name: 'lxc-publish-reset',
   text: `dir=$1 timeout=$2 name=$3
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-x')}
 rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
 (set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1`,
 };
@@ -152,9 +147,7 @@ rm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1
 export const WRITE_BLOCKS: ServerScript = {
   name: 'lxc-publish-write',
   text: `dir=$1 timeout=$2; shift 2
-if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi
-exec 8>>"$dir/.write.lock" || exit 1
-flock -s -w "$timeout" -E 75 8 || exit $?
+${takeWriteLock('-s')}
 bad() { echo "bad frame: $*" >&2; exit 1; }
 nl='
 '
@@ -187,7 +180,7 @@ while read -r kind n a b; do
       got=$(stat -c %s -- "$file.partial") || exit 1
       # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers
       # count (as IMAGE_LOCK reads them), so no arithmetic ever sees anything else.
-      end=$(grep -xE '[0-9]{1,15} [0-9]{1,15}' < "$file.blocks" | sort -n -k1,1 -k2,2 | {
+      end=$(${BLOCK_LINES} | sort -n -k1,1 -k2,2 | {
         next=0
         while read -r offset length; do
           [ "$offset" -gt "$next" ] && break
@@ -442,7 +435,6 @@ done`,
 
 /** Every script above, for the test that checks them with sh -n and shellcheck. */
 export const ALL_SCRIPTS: readonly ServerScript[] = [
-  HOLD_LOCK,
   REGISTRY_LOCK,
   IMAGE_LOCK,
   RESET_UPLOAD,

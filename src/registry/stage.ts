@@ -6,7 +6,7 @@
 import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { ActionError } from '../common/errors.js';
-import { logUntrusted } from '../common/untrusted.js';
+import { logUntrusted, untrusted } from '../common/untrusted.js';
 import { stagedVersion, type StagedVersion } from '../simplestreams/plan.js';
 import { versionFingerprint } from '../simplestreams/images-index.js';
 import { markUnifiedVm } from '../simplestreams/unified-vm.js';
@@ -54,7 +54,7 @@ export async function stageImage(registry: Registry, options: StageOptions): Pro
   if (stagedFingerprint !== fingerprint) {
     await removeDirs(registry, [image.dir]);
     throw new ActionError(
-      `The server computed fingerprint ${stagedFingerprint ?? 'none'} for the uploaded files, not ${fingerprint}: ` +
+      `The server computed fingerprint ${untrusted(stagedFingerprint ?? 'none')} for the uploaded files, not ${fingerprint}: ` +
         'the upload was damaged. It was removed; run the step again.',
     );
   }

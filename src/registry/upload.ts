@@ -51,14 +51,14 @@ export interface Upload {
  * the measurements). A server that allows fewer refuses the rest, and the upload goes on with
  * those it got.
  */
-export const UPLOAD_CHANNELS = 8;
+const UPLOAD_CHANNELS = 8;
 /**
  * Below this round trip one channel's window is not the limit (2 MiB per 10 ms is 200 MB/s, what
  * the two ends' CPUs manage on a good day), and more channels only share the CPUs: one is used.
  */
-export const LONG_LINK_MS = 10;
+const LONG_LINK_MS = 10;
 /** Bytes per block: a channel's unit of work, of resume, and of memory held per channel. */
-export const BLOCK_BYTES = 4 * 1024 * 1024;
+const BLOCK_BYTES = 4 * 1024 * 1024;
 const READ_CHUNK_BYTES = 1024 * 1024;
 
 /** A byte range of a file: [offset, offset + length). */
@@ -160,13 +160,16 @@ async function planFiles(
     const state = states[index] ?? { blocks: [] };
     const size = file.local.size;
     if (state.complete) {
-      const own = createHash('sha256');
-      const fingerprint = hashes.before(index);
-      await hashFileInto(file.local, [own, fingerprint]);
-      if (state.complete.size === size && state.complete.sha256 === own.digest('hex')) {
-        hashes.finish(index, fingerprint);
-        core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
-        continue;
+      // A file of another size is not this one: no need to read it to know.
+      if (state.complete.size === size) {
+        const own = createHash('sha256');
+        const fingerprint = hashes.before(index);
+        await hashFileInto(file.local, [own, fingerprint]);
+        if (state.complete.sha256 === own.digest('hex')) {
+          hashes.finish(index, fingerprint);
+          core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+          continue;
+        }
       }
     } else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
       if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {

@@ -90,7 +90,7 @@ export function deltaBases(index: ImagesIndex, identity: string, serial: string,
 }
 
 /** The key of a delta item in the new version. */
-export function deltaItemKey(baseSerial: string): string {
+function deltaItemKey(baseSerial: string): string {
   return `delta-${baseSerial}`;
 }
 

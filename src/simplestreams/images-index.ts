@@ -112,7 +112,7 @@ export function productAliases(product: SimplestreamsProduct): string[] {
 const ROOT_ITEM_TYPES = new Set(['squashfs', 'disk-kvm.img', 'root.tar.xz', 'disk1.img', 'uefi1.img']);
 
 /** Whether a split version has a root file item, as clients require to list it as an image. */
-export function hasRootItem(version: SimplestreamsVersion): boolean {
+function hasRootItem(version: SimplestreamsVersion): boolean {
   return Object.values(version.items).some((item) => ROOT_ITEM_TYPES.has(item.ftype));
 }
 

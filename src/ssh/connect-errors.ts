@@ -1,5 +1,6 @@
 /** What a failed connection says: which input to check, and what to do. */
 import { ActionError, describeError } from '../common/errors.js';
+import { untrustedLine } from '../common/untrusted.js';
 import { inputName, type Hop } from './connect.js';
 import type { PresentedHostKey } from './hostkeys.js';
 
@@ -26,7 +27,7 @@ export function connectionError(error: unknown, options: Hop): ActionError {
   ) as [string, string, string, string];
   if (options.via && /channel open failure|tunnel/i.test(message)) {
     return new ActionError(
-      `The bastion ${options.via} could not open a connection to ${target} (${message}). Check the host and port ` +
+      `The bastion ${options.via} could not open a connection to ${target} (${untrustedLine(message)}). Check the host and port ` +
         'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
         '(AllowTcpForwarding in its sshd_config).',
       'host',
@@ -62,5 +63,9 @@ export function connectionError(error: unknown, options: Hop): ActionError {
       key,
     );
   }
-  return new ActionError(`SSH connection to ${target} failed: ${message}`, host);
+  return new ActionError(
+    `SSH connection to ${target} failed: ${untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
+      'sshd answers there; run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the handshake.',
+    host,
+  );
 }

@@ -33,7 +33,7 @@ export interface PinInputNames {
   knownHosts: string;
 }
 
-export const REGISTRY_PIN_INPUTS: PinInputNames = { fingerprint: 'host-fingerprint', knownHosts: 'known-hosts' };
+const REGISTRY_PIN_INPUTS: PinInputNames = { fingerprint: 'host-fingerprint', knownHosts: 'known-hosts' };
 export const JUMP_PIN_INPUTS: PinInputNames = { fingerprint: 'jump-host-fingerprint', knownHosts: 'jump-known-hosts' };
 
 /** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */

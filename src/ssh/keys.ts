@@ -103,7 +103,7 @@ export interface KeyInputNames {
   passphrase: string;
 }
 
-export const REGISTRY_KEY_INPUTS: KeyInputNames = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
+const REGISTRY_KEY_INPUTS: KeyInputNames = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
 export const JUMP_KEY_INPUTS: KeyInputNames = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
 
 export interface UsableKey {

@@ -35,7 +35,7 @@ export function afterProbe(username: string, result: CommandResult): CommandResu
   const probe = Buffer.from(PROBE, 'utf8');
   if (result.stdout.subarray(0, probe.length).equals(probe))
     return { ...result, stdout: result.stdout.subarray(probe.length) };
-  throw loginShellError(username, { ...result, code: result.code === 0 ? 0 : result.code });
+  throw loginShellError(username, result);
 }
 
 function loginShellError(username: string, result: CommandResult): ActionError {

@@ -32,7 +32,7 @@ export interface CommandResult {
 export const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
 
 /** The most output kept from one command: a registry's images.json is far smaller. */
-export const MAX_STDOUT_BYTES = 64 << 20;
+const MAX_STDOUT_BYTES = 64 << 20;
 
 export interface ExecOptions {
   /** Streamed to the command with back-pressure, so large files pass without being held in memory. */
@@ -62,7 +62,7 @@ export interface OpenCommand {
 }
 
 /** What this process did over SSH so far: read by the bench, logged at the end of a run. */
-export const sshCounters = {
+const sshCounters = {
   /** SSH connections opened (a handshake each: several round trips). */
   connections: 0,
   /** Exec channels opened (each one costs at least a round trip). */

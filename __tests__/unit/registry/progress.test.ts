@@ -1,7 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { ProgressCounter, formatProgress } from '../../../src/registry/progress.js';
+import { formatProgress } from '../../../src/registry/progress.js';
 
 describe('formatProgress', () => {
   it('shows percent, sizes and MB/s', () => {
@@ -14,35 +12,5 @@ describe('formatProgress', () => {
     expect(formatProgress({ label: 'd', sent: 1.5e9, total: 3e9, elapsedSeconds: 10 })).toBe(
       'd: 50% (1.50 GB of 3.00 GB), 150.0 MB/s',
     );
-  });
-});
-
-describe('ProgressCounter', () => {
-  it('passes every byte through unchanged, counts them, and reports while data flows', async () => {
-    const chunks = Array.from({ length: 20 }, (_, i) => Buffer.alloc(1000, i));
-    const reports: string[] = [];
-    const counter = new ProgressCounter('file', 20000, (line) => reports.push(line), 0);
-    const received: Buffer[] = [];
-    await pipeline(
-      Readable.from(chunks),
-      counter,
-      new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          received.push(chunk);
-          callback();
-        },
-      }),
-    );
-    expect(Buffer.concat(received)).toEqual(Buffer.concat(chunks));
-    expect(counter.snapshot().sent).toBe(20000);
-    expect(reports.length).toBeGreaterThan(0);
-    expect(reports.at(-1)).toMatch(/^file: 100% \(20\.0 kB of 20\.0 kB\)/);
-  });
-
-  it('stays quiet within the interval', async () => {
-    const reports: string[] = [];
-    const counter = new ProgressCounter('file', 10, (line) => reports.push(line), 60_000);
-    await pipeline(Readable.from([Buffer.alloc(10)]), counter, new Writable({ write: (_c, _e, cb) => cb() }));
-    expect(reports).toEqual([]);
   });
 });

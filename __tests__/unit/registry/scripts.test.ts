@@ -31,7 +31,6 @@ describe('the script check', () => {
 
   it('covers every script the registry runs', () => {
     expect(ALL_SCRIPTS.map((script) => script.name)).toEqual([
-      'lxc-publish-lock',
       'lxc-publish-registry-lock',
       'lxc-publish-image-lock',
       'lxc-publish-reset',

@@ -18,31 +18,12 @@ import { inputsFor, runBundle, type BundleRun } from '../__tests__/harness/actio
 import { run } from '../__tests__/harness/exec.js';
 import { makeSplitContainerImage, writeRandomFile, type TestImage } from '../__tests__/harness/images.js';
 import { startRegistry, type Registry } from '../__tests__/harness/registry.js';
+import { median, resetRegistry, timed } from './bench-common.js';
 
 const MiB = 1024 * 1024;
 const sizes = (process.env['BENCH_SIZES'] ?? '256,1024').split(',').map(Number);
 const runs = Number(process.env['BENCH_RUNS'] ?? '3');
 const changeKiB = Number(process.env['BENCH_CHANGE_KIB'] ?? '1024');
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-};
-
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
-  const started = process.hrtime.bigint();
-  const value = await fn();
-  return [Number(process.hrtime.bigint() - started) / 1e9, value];
-}
-
-async function resetRegistry(registry: Registry): Promise<void> {
-  for (const dir of [registry.simplestreamsDir, registry.uploadDir]) {
-    for (const entry of await fsp.readdir(dir)) await fsp.rm(path.join(dir, entry), { recursive: true, force: true });
-  }
-}
 
 /** Releases A and B of one line: the same payload but `changeKiB` KiB in its middle. */
 async function releasePair(dir: string, size: number): Promise<[TestImage, TestImage]> {

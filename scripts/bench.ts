@@ -28,6 +28,7 @@ import { inputEnv, inputsFor } from '../__tests__/harness/action.js';
 import { makeSplitContainerImage, type TestImage } from '../__tests__/harness/images.js';
 import { startProxy, type TcpProxy } from '../__tests__/harness/proxy.js';
 import { startRegistry, type Registry } from '../__tests__/harness/registry.js';
+import { median, resetRegistry, timed } from './bench-common.js';
 
 const MiB = 1024 * 1024;
 const sizes = (process.env['BENCH_SIZES'] ?? '256,1024').split(',').map(Number);
@@ -48,27 +49,6 @@ interface Link {
   rtt: number;
   port: number;
   proxy?: TcpProxy;
-}
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-};
-
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
-  const started = process.hrtime.bigint();
-  const value = await fn();
-  return [Number(process.hrtime.bigint() - started) / 1e9, value];
-}
-
-/** Empties the registry, as a fresh one. */
-async function resetRegistry(registry: Registry): Promise<void> {
-  for (const dir of [registry.simplestreamsDir, registry.uploadDir]) {
-    for (const entry of await fsp.readdir(dir)) await fsp.rm(path.join(dir, entry), { recursive: true, force: true });
-  }
 }
 
 /** OpenSSH's options for this registry through `link`: the host key pinned under sshd's own port. */

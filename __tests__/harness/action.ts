@@ -80,6 +80,18 @@ export async function runBundle(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}
   return startBundle(inputs, extraEnv).done;
 }
 
+/** Fails, with the end of the run's output, unless the run exited with `code`. */
+export function expectExit(result: BundleRun, code: number): void {
+  if (result.code !== code) {
+    const log = `${result.stdout}\n${result.stderr}`.slice(-8000);
+    throw new Error(`the bundle exited with ${result.code}, expected ${code}. Its output:\n${log}`);
+  }
+}
+
+/** The ::error lines a run printed. */
+export const errorLines = (result: BundleRun): string[] =>
+  result.stdout.split('\n').filter((line) => line.startsWith('::error'));
+
 /** A unique marker path for proving that an injected command never ran. */
 export function markerPath(): string {
   return path.join(os.tmpdir(), `lxc-publish-pwned-${randomUUID()}`);

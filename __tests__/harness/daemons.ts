@@ -438,3 +438,23 @@ export async function startDaemons(caFile: string): Promise<Daemons> {
     throw e;
   }
 }
+
+/**
+ * Stops what a daemon test started: the daemons, then the registry they fetched from, then the
+ * work directory. Every step runs even when an earlier one fails; the first failure is thrown.
+ */
+export async function stopDaemonTest(started: {
+  daemons: Daemons | undefined;
+  registry: { stop(): Promise<void> } | undefined;
+  work: string | undefined;
+}): Promise<void> {
+  const steps = [
+    () => started.daemons?.stop(),
+    () => started.registry?.stop(),
+    () => (started.work ? fsp.rm(started.work, { recursive: true, force: true }) : undefined),
+  ];
+  const results: PromiseSettledResult<unknown>[] = [];
+  for (const step of steps) results.push(...(await Promise.allSettled([step()])));
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) throw failed.reason;
+}

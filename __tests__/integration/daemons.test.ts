@@ -10,9 +10,10 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle, type BundleRun } from '../harness/action.js';
-import { freshRemoteUrl, startDaemons, type DaemonKind, type Daemons } from '../harness/daemons.js';
+import { type DaemonKind, type Daemons, freshRemoteUrl, startDaemons, stopDaemonTest } from '../harness/daemons.js';
 import { BOOT_MARKER, makeBootableImage, type BootableImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { accessLog } from '../harness/tree.js';
 
 let registry: Registry;
 let daemons: Daemons;
@@ -23,16 +24,7 @@ beforeAll(async () => {
   daemons = await startDaemons(registry.caFile);
   work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-boot-'));
 });
-afterAll(async () => {
-  // Every step runs even when an earlier one fails; the first failure is reported.
-  const results = await Promise.allSettled([daemons?.stop()]);
-  await registry?.stop();
-  if (work) await fsp.rm(work, { recursive: true, force: true });
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-});
-
-const accessLog = () => fsp.readFile(path.join(registry.root, 'logs', 'nginx-access.log'), 'utf8');
+afterAll(() => stopDaemonTest({ daemons, registry, work }));
 
 describe.each(['split', 'unified'] as const)('a %s container published by the bundle', (form) => {
   let image: BootableImage;
@@ -65,7 +57,7 @@ describe.each(['split', 'unified'] as const)('a %s container published by the bu
       const url = freshRemoteUrl(registry.httpsUrl);
       const remote = await daemon.addRemote(url);
 
-      const logBefore = (await accessLog()).length;
+      const logBefore = (await accessLog(registry)).length;
       const name = await daemon.launch(`${remote}:${alias}`);
       try {
         // The init ran: it wrote the instance name (from the image's hostname template) and the
@@ -78,7 +70,7 @@ describe.each(['split', 'unified'] as const)('a %s container published by the bu
         // http:// first, which the TLS port answers with 400, then https://).
         const agent = kind === 'incus' ? '"Incus ' : '"LXD ';
         const fetched = new Set(
-          (await accessLog())
+          (await accessLog(registry))
             .slice(logBefore)
             .split('\n')
             .filter((line) => line.includes(agent) && / 200 \d+ /.test(line))

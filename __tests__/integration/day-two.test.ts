@@ -6,11 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inputsFor, runBundle, runEntry, startBundle, type BundleRun, type Inputs } from '../harness/action.js';
+import { expectExit, type Inputs, inputsFor, runBundle, runEntry, startBundle } from '../harness/action.js';
 import { imageInfo, parseImageInfo, type Client } from '../harness/clients.js';
-import { freshRemoteUrl, startDaemons, type DaemonKind, type Daemons } from '../harness/daemons.js';
+import { type DaemonKind, type Daemons, freshRemoteUrl, startDaemons, stopDaemonTest } from '../harness/daemons.js';
 import { makeBootableImage, makeSplitContainerImage, type BootableImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { missingFiles } from '../harness/tree.js';
 
 const ALIAS = 'dist/alias/index.js';
 const REMOVE = 'dist/remove/index.js';
@@ -38,19 +39,7 @@ beforeAll(async () => {
     expectExit(await runBundle(inputsFor(registry, image, { aliases })), 0);
   }
 });
-afterAll(async () => {
-  const results = await Promise.allSettled([daemons?.stop()]);
-  await registry?.stop();
-  if (work) await fsp.rm(work, { recursive: true, force: true });
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-});
-
-function expectExit(result: BundleRun, code: number): void {
-  if (result.code !== code) {
-    throw new Error(`expected exit ${code}, got ${result.code}:\n${`${result.stdout}\n${result.stderr}`.slice(-6000)}`);
-  }
-}
+afterAll(() => stopDaemonTest({ daemons, registry, work }));
 
 /** The sub-actions' inputs: the connection, as for a publish, and their own. */
 function dayTwoInputs(own: Inputs): Inputs {
@@ -86,19 +75,6 @@ async function launchedImage(kind: DaemonKind, reference: string): Promise<strin
     for (const image of await daemon.localImages()) await daemon.cliOk(['image', 'delete', image]);
     await daemon.cliOk(['remote', 'remove', remote]);
   }
-}
-
-/** Every path the index names is on disk. */
-async function missingFiles(): Promise<string[]> {
-  const index = JSON.parse(await imagesJson()) as {
-    products: Record<string, { versions: Record<string, { items: Record<string, { path: string }> }> }>;
-  };
-  const missing: string[] = [];
-  for (const product of Object.values(index.products))
-    for (const version of Object.values(product.versions))
-      for (const item of Object.values(version.items))
-        await fsp.stat(path.join(registry.simplestreamsDir, item.path)).catch(() => missing.push(item.path));
-  return missing;
 }
 
 describe('the alias sub-action', () => {
@@ -186,7 +162,7 @@ describe('the remove sub-action', () => {
       expect(await resolve(client, 'crynux-node:v2.6.0')).toBe(a.fingerprint);
       expect(await resolve(client, 'crynux-node:v2.7.0')).toBeUndefined();
     }
-    expect(await missingFiles()).toEqual([]);
+    expect(await missingFiles(registry)).toEqual([]);
     // B's files wait out the grace time for clients holding a cached index.
     const retired = await fsp.readFile(path.join(registry.simplestreamsDir, '.lxc-publish/retired'), 'utf8');
     expect(retired).toMatch(/images\/[0-9a-f]{64}\.squashfs/);

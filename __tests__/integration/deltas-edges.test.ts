@@ -11,6 +11,7 @@ import path from 'node:path';
 import { inputsFor, runBundle, type BundleRun, type Inputs } from '../harness/action.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { readTreeIndex, treeItems, type TreeItem } from '../harness/tree.js';
 
 const TIMEOUT = 300_000;
 const DAY = 86400;
@@ -27,23 +28,10 @@ afterAll(async () => {
   await fsp.rm(work, { recursive: true, force: true });
 });
 
-interface Item {
-  ftype: string;
-  path: string;
+/** The items of one line's products (its variant is the key's third field). */
+async function lineItems(variant: string): Promise<TreeItem[]> {
+  return treeItems(await readTreeIndex(registry), (key) => key.split(':')[2] === variant);
 }
-type Index = { products: Record<string, { versions: Record<string, { items: Record<string, Item> }> }> };
-
-async function live(): Promise<Index> {
-  return JSON.parse(
-    await fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'), 'utf8'),
-  ) as Index;
-}
-
-/** The items of every product, or of one line's products (its variant is in their key). */
-const items = (index: Index, variant?: string): Item[] =>
-  Object.entries(index.products)
-    .filter(([key]) => variant === undefined || key.split(':')[2] === variant)
-    .flatMap(([, product]) => Object.values(product.versions).flatMap((version) => Object.values(version.items)));
 
 /** Releases of one line, each a small change from the one before (so that deltas are small). */
 async function releases(variant: string, count: number): Promise<TestImage[]> {
@@ -73,7 +61,7 @@ async function publish(image: TestImage, extra: Inputs = {}): Promise<BundleRun>
 
 /** Every file in images/ is named by the index, or retired (kept for its grace time), or SHA256SUMS. */
 async function expectNoUnnamedImageFiles(): Promise<void> {
-  const named = new Set(items(await live()).map((item) => item.path));
+  const named = new Set(treeItems(await readTreeIndex(registry)).map((item) => item.path));
   const retired = (
     await fsp.readFile(path.join(registry.simplestreamsDir, '.lxc-publish/retired'), 'utf8').catch(() => '')
   )
@@ -95,7 +83,7 @@ describe('deltas with keep-versions', () => {
       const second = await publish(b!, { 'keep-versions': '1' });
       expect(deltasOf(second)).toEqual([]);
       expect(second.stdout).not.toMatch(/Delta from release/);
-      expect(items(await live(), 'keep-one').filter((item) => item.ftype === 'squashfs.vcdiff')).toEqual([]);
+      expect((await lineItems('keep-one')).filter((item) => item.ftype === 'squashfs.vcdiff')).toEqual([]);
       await expectNoUnnamedImageFiles();
     },
     TIMEOUT,
@@ -111,7 +99,7 @@ describe('deltas with keep-versions', () => {
       const reported = deltasOf(third);
       // delta-bases 2, but only B stays beside C: one delta, from B.
       expect(reported).toHaveLength(1);
-      const deltas = items(await live(), 'keep-two').filter((item) => item.ftype === 'squashfs.vcdiff');
+      const deltas = (await lineItems('keep-two')).filter((item) => item.ftype === 'squashfs.vcdiff');
       expect(deltas).toHaveLength(1); // C's from B; B's from A went with A
       expect(deltas[0]!.path).toContain(`.${reported[0]!.base}.vcdiff`);
       await expectNoUnnamedImageFiles();
@@ -126,7 +114,7 @@ describe("a base whose squashfs on the server is not the index's", () => {
     async () => {
       const [a, b] = await releases('changed-base', 2);
       const first = await publish(a!);
-      const index = await live();
+      const index = await readTreeIndex(registry);
       const aSquashfs = Object.values(index.products[first.outputs['product']!]!.versions)
         .flatMap((version) => Object.values(version.items))
         .find((item) => item.ftype === 'squashfs')!;
@@ -142,7 +130,7 @@ describe("a base whose squashfs on the server is not the index's", () => {
       expect(second.stdout).toMatch(
         /::warning::No delta from release \d+: the base's squashfs on the server is not the file/,
       );
-      expect(items(await live(), 'changed-base').filter((item) => item.ftype === 'squashfs.vcdiff')).toEqual([]);
+      expect((await lineItems('changed-base')).filter((item) => item.ftype === 'squashfs.vcdiff')).toEqual([]);
       await expectNoUnnamedImageFiles();
     },
     TIMEOUT,

@@ -13,11 +13,12 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle, type BundleRun, type Inputs } from '../harness/action.js';
-import { freshRemoteUrl, startDaemons, type DaemonKind, type Daemons } from '../harness/daemons.js';
+import { type DaemonKind, type Daemons, freshRemoteUrl, startDaemons, stopDaemonTest } from '../harness/daemons.js';
 import { run, sleep } from '../harness/exec.js';
 import { closedPort, pathWithout } from '../harness/fixtures.js';
 import { makeBootableImage, type BootableImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { accessLog } from '../harness/tree.js';
 
 let registry: Registry;
 let daemons: Daemons;
@@ -65,15 +66,7 @@ beforeAll(async () => {
   });
   daemons = await startDaemons(registry.caFile);
 });
-afterAll(async () => {
-  const results = await Promise.allSettled([daemons?.stop()]);
-  await registry?.stop();
-  if (work) await fsp.rm(work, { recursive: true, force: true });
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-});
-
-const accessLog = () => fsp.readFile(path.join(registry.root, 'logs', 'nginx-access.log'), 'utf8');
+afterAll(() => stopDaemonTest({ daemons, registry, work }));
 
 async function publish(image: BootableImage, inputs: Inputs, port = registry.sshPort): Promise<BundleRun> {
   return runBundle(inputsFor(registry, image, { port: String(port), ...inputs }));
@@ -194,7 +187,7 @@ describe('a daemon holding A refreshes to B through the delta', () => {
 
     it.each(['incus', 'lxd'] as const)('%s: a restart runs the auto-update, which applies the delta', async (kind) => {
       const daemon = daemons[kind];
-      const logBefore = (await accessLog()).length;
+      const logBefore = (await accessLog(registry)).length;
       await daemon.restart();
       let images = await daemon.localImages();
       for (let waited = 0; waited < 60_000 && !images.includes(b.fingerprint); waited += 1000) {
@@ -213,7 +206,7 @@ describe('a daemon holding A refreshes to B through the delta', () => {
       }
       expect(images).toEqual([b.fingerprint]);
       const agent = kind === 'incus' ? '"Incus ' : '"LXD ';
-      const lines = (await accessLog())
+      const lines = (await accessLog(registry))
         .slice(logBefore)
         .split('\n')
         .filter((line) => line.includes(agent));

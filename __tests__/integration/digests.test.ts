@@ -5,15 +5,16 @@
 // remove sub-action) and a delta's come with it. A symlink planted where SHA256SUMS goes is
 // replaced, never written through.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle, runEntry, type BundleRun, type Inputs } from '../harness/action.js';
 import { run } from '../harness/exec.js';
-import { makeSplitContainerImage, writeRandomFile, type TestImage } from '../harness/images.js';
+import { makeSplitContainerImage, sha256File, writeRandomFile, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { readTreeIndex, treeItems } from '../harness/tree.js';
 
 const TIMEOUT = 180_000;
 let registry: Registry;
@@ -64,21 +65,11 @@ async function publish(image: TestImage, extra: Inputs = {}): Promise<BundleRun>
 const filesOf = (result: BundleRun): PublishedFile[] =>
   JSON.parse(result.outputs['files'] ?? 'null') as PublishedFile[];
 
-async function sha256(file: string): Promise<string> {
-  return createHash('sha256')
-    .update(await fsp.readFile(file))
-    .digest('hex');
-}
-
 /** Every file the live index names, as "sha256  name" lines, sorted (what SHA256SUMS must hold). */
 async function expectedSums(): Promise<string[]> {
-  const index = JSON.parse(
-    await fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'), 'utf8'),
-  ) as { products: Record<string, { versions: Record<string, { items: Record<string, PublishedFile> }> }> };
-  const lines = new Set<string>();
-  for (const product of Object.values(index.products))
-    for (const version of Object.values(product.versions))
-      for (const item of Object.values(version.items)) lines.add(`${item.sha256}  ${path.basename(item.path)}`);
+  const lines = new Set(
+    treeItems(await readTreeIndex(registry)).map((item) => `${item.sha256}  ${path.basename(item.path)}`),
+  );
   // Sorted by file name, as the file is.
   const name = (line: string) => line.slice(66);
   return [...lines].sort((x, y) => (name(x) < name(y) ? -1 : name(x) > name(y) ? 1 : 0));
@@ -123,11 +114,11 @@ describe('digests', () => {
       expect(files.map((file) => file.ftype)).toEqual(['incus.tar.xz', 'squashfs']);
       for (const file of files) {
         const served = path.join(registry.simplestreamsDir, file.path);
-        expect(file.sha256).toBe(await sha256(served));
+        expect(file.sha256).toBe(await sha256File(served));
         expect(file.size).toBe((await fsp.stat(served)).size);
       }
       // The same bytes as the local files (the upload is what was published).
-      expect(files.map((file) => file.sha256)).toEqual([await sha256(a.metadata), await sha256(a.rootfs)]);
+      expect(files.map((file) => file.sha256)).toEqual([await sha256File(a.metadata), await sha256File(a.rootfs)]);
       expect(await sumsLines()).toEqual(await expectedSums());
       await checkWithSha256sum();
       expect((await fsp.stat(sumsFile())).mode & 0o777).toBe(0o644);
@@ -143,7 +134,7 @@ describe('digests', () => {
       const delta = files.find((file) => file.ftype === 'squashfs.vcdiff');
       expect(delta).toBeDefined();
       expect(JSON.parse(result.outputs['deltas'] ?? '[]')).toHaveLength(1);
-      expect(delta!.sha256).toBe(await sha256(path.join(registry.simplestreamsDir, delta!.path)));
+      expect(delta!.sha256).toBe(await sha256File(path.join(registry.simplestreamsDir, delta!.path)));
       expect(await sumsLines()).toContain(`${delta!.sha256}  ${path.basename(delta!.path)}`);
       expect(await sumsLines()).toEqual(await expectedSums());
       await checkWithSha256sum();
@@ -180,9 +171,9 @@ describe('digests', () => {
       expect((await fsp.lstat(sumsFile())).isFile()).toBe(true);
       const lines = await sumsLines();
       expect(lines).toEqual(await expectedSums());
-      expect(lines.join('\n')).not.toContain(await sha256(a.rootfs));
-      expect(lines.join('\n')).toContain(await sha256(b.rootfs));
-      expect(lines.join('\n')).toContain(await sha256(c.rootfs));
+      expect(lines.join('\n')).not.toContain(await sha256File(a.rootfs));
+      expect(lines.join('\n')).toContain(await sha256File(b.rootfs));
+      expect(lines.join('\n')).toContain(await sha256File(c.rootfs));
       expect(lines).not.toContain(deltaLine); // its base left the index
       await checkWithSha256sum();
     },
@@ -192,7 +183,7 @@ describe('digests', () => {
   it(
     "loses a release's lines when the remove sub-action withdraws it",
     async () => {
-      expect((await sumsLines()).join('\n')).toContain(await sha256(b.rootfs));
+      expect((await sumsLines()).join('\n')).toContain(await sha256File(b.rootfs));
       const result = await runEntry({
         entry: 'dist/remove/index.js',
         inputs: {
@@ -208,10 +199,10 @@ describe('digests', () => {
       if (result.code !== 0) throw new Error(`remove failed:\n${result.stdout}\n${result.stderr}`);
       const lines = await sumsLines();
       expect(lines).toEqual(await expectedSums());
-      expect(lines.join('\n')).not.toContain(await sha256(b.rootfs));
-      expect(lines.join('\n')).not.toContain(await sha256(b.metadata));
+      expect(lines.join('\n')).not.toContain(await sha256File(b.rootfs));
+      expect(lines.join('\n')).not.toContain(await sha256File(b.metadata));
       await checkWithSha256sum();
-      expect(lines.join('\n')).toContain(await sha256(c.rootfs));
+      expect(lines.join('\n')).toContain(await sha256File(c.rootfs));
     },
     TIMEOUT,
   );

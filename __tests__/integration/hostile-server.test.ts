@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inputsFor, markerPath, runBundle, startBundle, type BundleRun } from '../harness/action.js';
+import { expectExit, inputsFor, markerPath, runBundle, startBundle } from '../harness/action.js';
 import { run } from '../harness/exec.js';
 import { makeSplitContainerImage, type ImageOptions, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
@@ -16,6 +16,7 @@ import { closeFiles } from '../../src/image/local-file.js';
 import { imageFiles } from '../../src/image/local-image.js';
 import { COMMIT } from '../../src/registry/scripts.js';
 import { scriptCommand } from '../../src/ssh/shell.js';
+import { missingFiles } from '../harness/tree.js';
 
 const TIMEOUT = 180_000;
 const registries: Registry[] = [];
@@ -51,29 +52,8 @@ async function onServer(registry: Registry, command: string, input?: string): Pr
   return result.stdout;
 }
 
-function expectExit(result: BundleRun, code: number): void {
-  if (result.code !== code) {
-    throw new Error(`expected exit ${code}, got ${result.code}:\n${`${result.stdout}\n${result.stderr}`.slice(-6000)}`);
-  }
-}
-
 const state = (registry: Registry, ...parts: string[]) =>
   path.join(registry.simplestreamsDir, '.lxc-publish', ...parts);
-
-/** Paths images.json names that are not on disk. */
-async function missingFiles(registry: Registry): Promise<string[]> {
-  const text = await fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'), 'utf8');
-  const index = JSON.parse(text) as {
-    products: Record<string, { versions: Record<string, { items: Record<string, { path: string }> }> }>;
-  };
-  const missing: string[] = [];
-  for (const product of Object.values(index.products))
-    for (const version of Object.values(product.versions))
-      for (const item of Object.values(version.items)) {
-        await fsp.stat(path.join(registry.simplestreamsDir, item.path)).catch(() => missing.push(item.path));
-      }
-  return missing;
-}
 
 /** The upload key the action gives a test image (the name of its upload, staging and lock). */
 async function keyOf(image: TestImage, _sizes?: { metadata: number; rootfs: number }): Promise<string> {

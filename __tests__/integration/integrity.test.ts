@@ -6,11 +6,19 @@ import { readdirSync, promises as fsp } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { inputsFor, runBundle, startBundle, type BundleRun, type StartedBundle } from '../harness/action.js';
+import {
+  type BundleRun,
+  expectExit,
+  inputsFor,
+  runBundle,
+  startBundle,
+  type StartedBundle,
+} from '../harness/action.js';
 import { run, sleep } from '../harness/exec.js';
 import { makeSplitContainerImage, simplestreamsSerial, type ImageOptions, type TestImage } from '../harness/images.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { missingFiles, readTreeIndex, treeItems, type TreeIndex } from '../harness/tree.js';
 
 const MiB = 1 << 20;
 // Per test: the integration project's testTimeout is not applied by Jest (it is a global option).
@@ -55,39 +63,13 @@ function start(inputs: Record<string, string>): StartedBundle {
   return started;
 }
 
-/** Fails with the run's log when the exit code is not the expected one. */
-function expectExit(result: BundleRun, code: number): void {
-  if (result.code !== code) {
-    const log = `${result.stdout}\n${result.stderr}`.slice(-8000);
-    throw new Error(`dist/index.js exited with ${result.code}, expected ${code}. Its output:\n${log}`);
-  }
-}
-
 const imagesJsonPath = (registry: Registry) => path.join(registry.simplestreamsDir, 'streams', 'v1', 'images.json');
 const stagingRoot = (registry: Registry) => path.join(registry.simplestreamsDir, '.lxc-publish', 'staging');
 
-interface ImagesJson {
-  products: Record<
-    string,
-    {
-      aliases?: string;
-      arch?: string;
-      versions: Record<string, { items: Record<string, Record<string, unknown> & { path: string; ftype: string }> }>;
-    }
-  >;
-}
-
-/** Every file path the index names (relative to simplestreams-dir). */
-function itemPaths(index: ImagesJson): string[] {
-  const paths = new Set<string>();
-  for (const product of Object.values(index.products ?? {}))
-    for (const version of Object.values(product.versions ?? {}))
-      for (const item of Object.values(version.items ?? {})) paths.add(item.path);
-  return [...paths];
-}
+const treePaths = (index: TreeIndex): string[] => [...new Set(treeItems(index).map((item) => item.path))];
 
 /** Fingerprints the index lists: the combined hashes of split images, the hash of unified ones. */
-function listedFingerprints(index: ImagesJson): string[] {
+function listedFingerprints(index: TreeIndex): string[] {
   const found = new Set<string>();
   for (const product of Object.values(index.products ?? {}))
     for (const version of Object.values(product.versions ?? {}))
@@ -99,26 +81,9 @@ function listedFingerprints(index: ImagesJson): string[] {
   return [...found];
 }
 
-async function readImagesJson(registry: Registry): Promise<ImagesJson> {
-  return JSON.parse(await fsp.readFile(imagesJsonPath(registry), 'utf8')) as ImagesJson;
-}
-
-function productAliases(index: ImagesJson, product: string): string[] {
+function productAliases(index: TreeIndex, product: string): string[] {
   const aliases = index.products[product]?.aliases ?? '';
   return aliases === '' ? [] : aliases.split(',');
-}
-
-/** Paths named by the index that are not on disk. */
-async function missingFiles(registry: Registry, index: ImagesJson): Promise<string[]> {
-  const missing: string[] = [];
-  for (const p of itemPaths(index)) {
-    try {
-      await fsp.access(path.join(registry.simplestreamsDir, p));
-    } catch {
-      missing.push(p);
-    }
-  }
-  return missing;
 }
 
 async function expectVerifies(registry: Registry): Promise<void> {
@@ -133,7 +98,7 @@ async function expectVerifies(registry: Registry): Promise<void> {
  * them, and nothing this action leaves behind after a completed run may be among them.
  */
 async function unreferencedImageFiles(registry: Registry): Promise<string[]> {
-  const named = new Set(itemPaths(await readImagesJson(registry)));
+  const named = new Set(treePaths(await readTreeIndex(registry)));
   const files = await fsp.readdir(path.join(registry.simplestreamsDir, 'images')).catch(() => [] as string[]);
   // SHA256SUMS is the action's own, beside the files (checked by expectChecksumsHold).
   return files
@@ -149,7 +114,7 @@ async function expectChecksumsHold(registry: Registry): Promise<void> {
     .split('\n')
     .filter((line) => line !== '')
     .map((line) => `images/${line.slice(66)}`);
-  expect(listed.sort()).toEqual([...new Set(itemPaths(await readImagesJson(registry)))].sort());
+  expect(listed.sort()).toEqual([...new Set(treePaths(await readTreeIndex(registry)))].sort());
   const checked = await run('sha256sum', ['-c', '--strict', '--quiet', 'SHA256SUMS'], { cwd: images });
   expect(checked.stdout + checked.stderr).toBe('');
   expect(checked.code).toBe(0);
@@ -228,7 +193,7 @@ describe('concurrent writers', () => {
       }
       const listed = await listedByIncus(registry);
       for (const image of images) expect(listed).toContain(image.fingerprint);
-      expect(listedFingerprints(await readImagesJson(registry)).sort()).toEqual(
+      expect(listedFingerprints(await readTreeIndex(registry)).sort()).toEqual(
         images.map((image) => image.fingerprint).sort(),
       );
       await expectVerifies(registry);
@@ -289,7 +254,7 @@ describe('readers during publication', () => {
           const streams = await request('GET', `/streams/v1/index.json?read=${n}`);
           const images = await request('GET', `/streams/v1/images.json?read=${n}`);
           let streamsIndex: { index?: Record<string, { products?: string[] }> };
-          let imagesIndex: ImagesJson;
+          let imagesIndex: TreeIndex;
           try {
             if (streams.status !== 200) throw new Error(`status ${streams.status}`);
             streamsIndex = JSON.parse(streams.body.toString('utf8')) as typeof streamsIndex;
@@ -299,12 +264,12 @@ describe('readers during publication', () => {
           }
           try {
             if (images.status !== 200) throw new Error(`status ${images.status}`);
-            imagesIndex = JSON.parse(images.body.toString('utf8')) as ImagesJson;
+            imagesIndex = JSON.parse(images.body.toString('utf8')) as TreeIndex;
           } catch (e) {
             problems.push(`read ${n}: images.json (${images.body.length} bytes): ${String(e)}`);
             continue;
           }
-          const paths = itemPaths(imagesIndex);
+          const paths = treePaths(imagesIndex);
           const heads = await Promise.all(paths.map((p) => request('HEAD', `/${p}`)));
           heads.forEach((head, i) => {
             if (head.status !== 200) problems.push(`read ${n}: HEAD /${paths[i]} answered ${head.status}`);
@@ -412,7 +377,7 @@ describe('a runner killed mid-run', () => {
       // Right after the kill, and whatever the server-side commands still do: a complete index,
       // either the old one or one that lists the image, naming only files that exist.
       const after = await fsp.readFile(imagesJsonPath(registry));
-      const index = JSON.parse(after.toString('utf8')) as ImagesJson;
+      const index = JSON.parse(after.toString('utf8')) as TreeIndex;
       if (!after.equals(before)) expect(listedFingerprints(index)).toContain(image.fingerprint);
       expect(await missingFiles(registry, index)).toEqual([]);
       await expectVerifies(registry);
@@ -427,7 +392,7 @@ describe('a runner killed mid-run', () => {
       expect(seconds).toBeLessThan(30);
 
       expect(await listedByIncus(registry)).toContain(image.fingerprint);
-      const final = await readImagesJson(registry);
+      const final = await readTreeIndex(registry);
       expect(await missingFiles(registry, final)).toEqual([]);
       await expectVerifies(registry);
       expect(await unreferencedImageFiles(registry)).toEqual([]);
@@ -505,9 +470,9 @@ describe('republishing and aliases', () => {
       expect(same.outputs['status']).toBe('unchanged');
       expect(same.outputs['fingerprint']).toBe(a.fingerprint);
       expect(same.stdout.split('\n').filter((line) => UPLOAD_PROGRESS.test(line))).toEqual([]);
-      expect(listedFingerprints(await readImagesJson(registry))).toEqual([a.fingerprint]);
+      expect(listedFingerprints(await readTreeIndex(registry))).toEqual([a.fingerprint]);
       expect(await fsp.readFile(imagesJsonPath(registry))).toEqual(indexAfterA);
-      expect(productAliases(JSON.parse(indexAfterA.toString('utf8')) as ImagesJson, releaseA).sort()).toEqual([
+      expect(productAliases(JSON.parse(indexAfterA.toString('utf8')) as TreeIndex, releaseA).sort()).toEqual([
         'crynux-node:latest',
         'crynux-node:vA',
       ]);
@@ -525,7 +490,7 @@ describe('republishing and aliases', () => {
       expect(await registry.incusImageInfo('crynux-node:vB')).toContain(`Fingerprint: ${b.fingerprint}`);
       expect(await registry.incusImageInfo('crynux-node:vA')).toContain(`Fingerprint: ${a.fingerprint}`);
       expect(await registry.incusImageInfo(a.fingerprint)).toContain(`Fingerprint: ${a.fingerprint}`);
-      let index = await readImagesJson(registry);
+      let index = await readTreeIndex(registry);
       expect(productAliases(index, releaseA)).toEqual(['crynux-node:vA']);
       expect(productAliases(index, releaseB).sort()).toEqual(['crynux-node:latest', 'crynux-node:vB']);
       expect(productAliases(index, arm64)).toEqual(['crynux-node:latest']);
@@ -534,7 +499,7 @@ describe('republishing and aliases', () => {
       const moved = await runBundle(inputsFor(registry, d, { aliases: 'crynux-node:latest' }));
       expectExit(moved, 0);
       expect(await registry.incusImageInfo('crynux-node:latest')).toContain(`Fingerprint: ${d.fingerprint}`);
-      index = await readImagesJson(registry);
+      index = await readTreeIndex(registry);
       expect(productAliases(index, zeta)).toEqual(['crynux-node:latest']);
       expect(productAliases(index, releaseA)).toEqual(['crynux-node:vA']);
       expect(productAliases(index, releaseB)).toEqual(['crynux-node:vB']);
@@ -570,7 +535,7 @@ describe('republishing and aliases', () => {
       const listed = await listedByIncus(registry);
       expect(listed).toContain(rebuilt.fingerprint);
       expect(listed).not.toContain(original.fingerprint);
-      const index = await readImagesJson(registry);
+      const index = await readTreeIndex(registry);
       expect(listedFingerprints(index)).toEqual([rebuilt.fingerprint]);
       expect(await missingFiles(registry, index)).toEqual([]);
       await expectVerifies(registry);
@@ -611,7 +576,7 @@ describe('the registry lock', () => {
             .join('\n'),
         ).toMatch(/busy/i);
         expect(Date.now() - t0).toBeLessThan(30_000);
-        expect(listedFingerprints(await readImagesJson(registry).catch(() => ({ products: {} })))).not.toContain(
+        expect(listedFingerprints(await readTreeIndex(registry).catch(() => ({ products: {} })))).not.toContain(
           image.fingerprint,
         );
       } finally {

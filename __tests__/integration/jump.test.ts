@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inputsFor, runEntry, type BundleRun, type Inputs } from '../harness/action.js';
+import { type BundleRun, errorLines, type Inputs, inputsFor, runEntry } from '../harness/action.js';
 import { run } from '../harness/exec.js';
 import { snapshotTree } from '../harness/fixtures.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
@@ -68,8 +68,6 @@ function runInRunnerNamespace(inputs: Inputs, extraEnv: NodeJS.ProcessEnv = {}):
   return runEntry({ entry: 'dist/index.js', inputs, prefix: net.runnerPrefix, extraEnv });
 }
 
-const errors = (result: BundleRun): string[] => result.stdout.split('\n').filter((line) => line.startsWith('::error'));
-
 const describeNs = canUseNamespaces ? describe : describe.skip;
 
 describeNs('a registry behind a bastion', () => {
@@ -82,7 +80,7 @@ describeNs('a registry behind a bastion', () => {
         inputsFor(registry, image, { host: net.registryHost, port: '22', 'connect-timeout': '5' }),
       );
       expect(result.code).toBe(1);
-      expect(errors(result).join('\n')).toMatch(
+      expect(errorLines(result).join('\n')).toMatch(
         new RegExp(
           `${net.registryHost.replace(/\./g, '\\.')}:22 (cannot be reached|timed out)|Connecting to .* timed out`,
         ),
@@ -97,7 +95,7 @@ describeNs('a registry behind a bastion', () => {
     async () => {
       const image = await newImage('jump-publish');
       const result = await runInRunnerNamespace(jumpInputs(image, { aliases: 'crynux-node:jump' }));
-      expect({ code: result.code, errors: errors(result) }).toEqual({ code: 0, errors: [] });
+      expect({ code: result.code, errors: errorLines(result) }).toEqual({ code: 0, errors: [] });
       expect(result.outputs['fingerprint']).toBe(image.fingerprint);
       expect(result.outputs['status']).toBe('published');
       expect(result.stdout).toContain(`Bastion host key verified: ssh-ed25519 ${net.bastion.hostKeyFingerprint}`);
@@ -125,12 +123,12 @@ describeNs('a registry behind a bastion', () => {
         }),
       );
       expect(refused.code).toBe(1);
-      expect(errors(refused).join('\n')).toMatch(/check the jump-ssh-key input.*refused the key/);
+      expect(errorLines(refused).join('\n')).toMatch(/check the jump-ssh-key input.*refused the key/);
 
       const result = await runInRunnerNamespace(
         jumpInputs(image, { 'jump-host-fingerprint': '', 'jump-known-hosts': net.bastion.knownHostsLine }),
       );
-      expect({ code: result.code, errors: errors(result) }).toEqual({ code: 0, errors: [] });
+      expect({ code: result.code, errors: errorLines(result) }).toEqual({ code: 0, errors: [] });
       expect(result.outputs['fingerprint']).toBe(image.fingerprint);
     },
     TIMEOUT,
@@ -150,7 +148,7 @@ describeNs('a registry behind a bastion', () => {
         jumpInputs(image, { 'jump-host-fingerprint': registry.hostKeyFingerprint }),
       );
       expect(result.code).toBe(1);
-      const message = errors(result).join('\n');
+      const message = errorLines(result).join('\n');
       expect(message).toContain('check the jump-host-fingerprint input');
       expect(message).toContain(
         `Host key verification failed for ${net.bastion.host}:${net.bastion.port}: the server presented ssh-ed25519 ${net.bastion.hostKeyFingerprint}`,
@@ -187,7 +185,7 @@ describeNs('a registry behind a bastion', () => {
         RUNNER_DEBUG: process.env['DEBUG_JUMP'] ?? '',
       });
       if (result.code !== 0) console.log(result.stdout);
-      expect({ code: result.code, errors: errors(result) }).toEqual({ code: 0, errors: [] });
+      expect({ code: result.code, errors: errorLines(result) }).toEqual({ code: 0, errors: [] });
       expect(result.outputs['fingerprint']).toBe(image.fingerprint);
       expect(proxy.cuts).toBe(1);
       expect(proxy.connections).toBeGreaterThanOrEqual(2);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inputsFor, runBundle, type BundleRun } from '../harness/action.js';
+import { type BundleRun, errorLines, inputsFor, runBundle } from '../harness/action.js';
 import { startConnectProxy, type ConnectProxy } from '../harness/connect-proxy.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
@@ -37,7 +37,6 @@ function publishChecked(image: TestImage, env: NodeJS.ProcessEnv): Promise<Bundl
 }
 
 const port = (): string => new URL(registry.httpsUrl).port;
-const errors = (result: BundleRun) => result.stdout.split('\n').filter((line) => line.startsWith('::error'));
 
 describe('the public check behind a proxy', () => {
   it(
@@ -49,7 +48,7 @@ describe('the public check behind a proxy', () => {
         HTTPS_PROXY: proxy.url,
         NO_PROXY: 'example.invalid,.localdomain',
       });
-      expect({ code: result.code, errors: errors(result) }).toEqual({ code: 0, errors: [] });
+      expect({ code: result.code, errors: errorLines(result) }).toEqual({ code: 0, errors: [] });
       expect(result.stdout).toContain(`${registry.httpsUrl} serves`);
       expect(proxy.tunnels.length).toBeGreaterThan(before);
       expect(new Set(proxy.tunnels.slice(before))).toEqual(new Set([`127.0.0.1:${port()}`]));
@@ -63,7 +62,7 @@ describe('the public check behind a proxy', () => {
       const before = proxy.tunnels.length;
       const result = await publishChecked(await newImage('proxy-untrusted'), { https_proxy: proxy.url });
       expect(result.code).toBe(1);
-      expect(errors(result).join('\n')).toMatch(/certificate/i);
+      expect(errorLines(result).join('\n')).toMatch(/certificate/i);
       expect(proxy.tunnels.length).toBeGreaterThan(before);
     },
     TIMEOUT,
@@ -79,7 +78,7 @@ describe('the public check behind a proxy', () => {
           HTTPS_PROXY: proxy.url,
           NO_PROXY: noProxy,
         });
-        expect({ noProxy, code: result.code, errors: errors(result) }).toEqual({ noProxy, code: 0, errors: [] });
+        expect({ noProxy, code: result.code, errors: errorLines(result) }).toEqual({ noProxy, code: 0, errors: [] });
         expect({ noProxy, tunnels: proxy.tunnels.length - before }).toEqual({ noProxy, tunnels: 0 });
       }
     },

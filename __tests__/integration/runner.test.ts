@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runBundle, type BundleRun, type Inputs } from '../harness/action.js';
+import { type BundleRun, errorLines, type Inputs, runBundle } from '../harness/action.js';
 import { runOk } from '../harness/exec.js';
 import { closedPort, pathWithout } from '../harness/fixtures.js';
 import { makeSplitContainerImage, makeUnifiedImage, type TestImage } from '../harness/images.js';
@@ -42,11 +42,9 @@ function inputs(image: TestImage): Inputs {
   };
 }
 
-const errors = (result: BundleRun): string[] => result.stdout.split('\n').filter((line) => line.startsWith('::error'));
-
 function expectRefused(result: BundleRun, patterns: RegExp[]): void {
   expect(result.code).toBe(1);
-  const [error, ...more] = errors(result);
+  const [error, ...more] = errorLines(result);
   expect(more).toEqual([]);
   for (const pattern of patterns) expect(error).toMatch(pattern);
   expect(error).not.toMatch(/refused|ECONNREFUSED|holds no metadata\.yaml/);
@@ -92,7 +90,7 @@ describe('the runner', () => {
     async () => {
       const result = await runBundle(inputs(xzImage));
       expect(result.code).toBe(1);
-      expect(errors(result).join('\n')).toMatch(/refused|ECONNREFUSED/i);
+      expect(errorLines(result).join('\n')).toMatch(/refused|ECONNREFUSED/i);
     },
     TIMEOUT,
   );

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle, type BundleRun } from '../harness/action.js';
 import { imageInfo, parseImageInfo, type Client } from '../harness/clients.js';
-import { freshRemoteUrl, startDaemons, type DaemonKind, type Daemons } from '../harness/daemons.js';
+import { type DaemonKind, type Daemons, freshRemoteUrl, startDaemons, stopDaemonTest } from '../harness/daemons.js';
 import { makeBootableImage, type BootableImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 
@@ -30,13 +30,7 @@ beforeAll(async () => {
   a = await makeBootableImage(path.join(work, 'a'), { ...line, creationDate: RELEASE_A });
   b = await makeBootableImage(path.join(work, 'b'), { ...line, creationDate: RELEASE_A + 30 * DAY });
 });
-afterAll(async () => {
-  const results = await Promise.allSettled([daemons?.stop()]);
-  await registry?.stop();
-  if (work) await fsp.rm(work, { recursive: true, force: true });
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-});
+afterAll(() => stopDaemonTest({ daemons, registry, work }));
 
 async function publish(image: BootableImage, aliases: string): Promise<BundleRun> {
   const run = await runBundle(inputsFor(registry, image, { aliases }));

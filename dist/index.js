@@ -55847,6 +55847,10 @@ function parseRemoteDir(value, input) {
     }
     return normalised;
 }
+/** An alias the index can store: 1 to 255 characters, no comma, blank or control character. */
+function isValidAlias(alias) {
+    return alias.length >= 1 && alias.length <= 255 && !/[\s,]/.test(alias) && !(0,errors/* hasControlCharacters */.Kg)(alias);
+}
 /**
  * Aliases: newline- or comma-separated. The index stores a product's aliases as one
  * comma-separated string, so a comma cannot be part of one; blanks and control characters could
@@ -55859,7 +55863,7 @@ function input_values_parseAliases(value) {
         const alias = raw.trim();
         if (alias === '')
             continue;
-        if ((0,errors/* hasControlCharacters */.Kg)(alias) || /\s/.test(alias) || alias.length > 255) {
+        if (!isValidAlias(alias)) {
             throw new errors/* ActionError */.lZ(`aliases: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
                 '(no blanks or control characters; at most 255 characters).', 'aliases');
         }
@@ -60372,6 +60376,7 @@ async function uploadImage(registry, image, options) {
 
 
 
+
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
 async function inspect(settings) {
     const image = await timedGroup('Inspect the image', async () => {
@@ -60400,7 +60405,7 @@ function requestedAliases(settings, image) {
     const aliases = [...settings.aliases];
     if (settings.defaultAlias) {
         const derived = `${os}/${release}/${variant}`;
-        if (!/^[^\s,\u0000-\u001f\u007f]{1,255}$/.test(derived)) {
+        if (!isValidAlias(derived)) {
             throw new errors/* ActionError */.lZ(`default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
                 'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +
                 'image definition, or set default-alias: false.', 'default-alias');

@@ -58356,6 +58356,10 @@ function input_values_parseRemoteDir(value, input) {
     }
     return normalised;
 }
+/** An alias the index can store: 1 to 255 characters, no comma, blank or control character. */
+function isValidAlias(alias) {
+    return alias.length >= 1 && alias.length <= 255 && !/[\s,]/.test(alias) && !(0,errors/* hasControlCharacters */.Kg)(alias);
+}
 /**
  * Aliases: newline- or comma-separated. The index stores a product's aliases as one
  * comma-separated string, so a comma cannot be part of one; blanks and control characters could
@@ -58368,7 +58372,7 @@ function input_values_parseAliases(value) {
         const alias = raw.trim();
         if (alias === '')
             continue;
-        if ((0,errors/* hasControlCharacters */.Kg)(alias) || /\s/.test(alias) || alias.length > 255) {
+        if (!isValidAlias(alias)) {
             throw new errors/* ActionError */.lZ(`aliases: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
                 '(no blanks or control characters; at most 255 characters).', 'aliases');
         }

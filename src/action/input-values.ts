@@ -160,6 +160,11 @@ export function parseRemoteDir(value: string, input: string): string {
   return normalised;
 }
 
+/** An alias the index can store: 1 to 255 characters, no comma, blank or control character. */
+export function isValidAlias(alias: string): boolean {
+  return alias.length >= 1 && alias.length <= 255 && !/[\s,]/.test(alias) && !hasControlCharacters(alias);
+}
+
 /**
  * Aliases: newline- or comma-separated. The index stores a product's aliases as one
  * comma-separated string, so a comma cannot be part of one; blanks and control characters could
@@ -171,7 +176,7 @@ export function parseAliases(value: string): string[] {
   for (const raw of value.split(/[\n,]/)) {
     const alias = raw.trim();
     if (alias === '') continue;
-    if (hasControlCharacters(alias) || /\s/.test(alias) || alias.length > 255) {
+    if (!isValidAlias(alias)) {
       throw new ActionError(
         `aliases: "${oneLine(alias)}" is not a valid image alias ` +
           '(no blanks or control characters; at most 255 characters).',

@@ -32,6 +32,7 @@ import {
 } from '../simplestreams/images-index.js';
 import type { StagedVersion } from '../simplestreams/plan.js';
 import { isOpenRefusal } from '../ssh/session.js';
+import { isValidAlias } from './input-values.js';
 import type { Settings } from './inputs.js';
 
 /** Step 1: what the files are and what metadata.yaml says, before any network. */
@@ -61,7 +62,7 @@ export function requestedAliases(settings: Settings, image: LocalImage): string[
   const aliases = [...settings.aliases];
   if (settings.defaultAlias) {
     const derived = `${os}/${release}/${variant}`;
-    if (!/^[^\s,\u0000-\u001f\u007f]{1,255}$/.test(derived)) {
+    if (!isValidAlias(derived)) {
       throw new ActionError(
         `default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
           'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +

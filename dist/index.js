@@ -54663,17 +54663,12 @@ const PUBLIC_URL_INPUT = 'public-url';
 /** What must be served for `fingerprint`, per images.json; undefined when it does not list it. */
 function expectedVersion(images, fingerprint) {
     const found = findFingerprint(images, fingerprint);
-    const version = found ? images.products[found.product]?.versions?.[found.serial] : undefined;
-    if (!found || !version)
+    if (!found)
         return undefined;
-    const files = new Map();
-    for (const item of Object.values(version.items))
-        if (!files.has(item.path))
-            files.set(item.path, item.size);
     return {
         product: found.product,
         serial: found.serial,
-        files: [...files].map(([path, size]) => ({ path, size })),
+        files: found.files.map(({ path, size }) => ({ path, size })),
     };
 }
 /** The products index.json names (in any of its entries). */
@@ -54906,6 +54901,17 @@ async function checkOnce(agent, url, fingerprint, timeoutMs) {
     }));
     return { problems: answers.filter((problem) => problem !== undefined), version };
 }
+/** A proxy setting the check cannot use fails once, naming it, instead of every attempt until the timeout. */
+function checkProxySetting(url) {
+    try {
+        proxyFor(new URL(url));
+    }
+    catch (error) {
+        throw new errors/* ActionError */.lZ(`The public check cannot use the proxy that HTTPS_PROXY (or https_proxy) names: ` +
+            `${untrustedLine((0,errors/* describeError */.Uc)(error))}. Set it to an http:// proxy (for example http://proxy.example:3128), ` +
+            "or add the registry's host to NO_PROXY to check it directly.", check_PUBLIC_URL_INPUT);
+    }
+}
 /**
  * Checks, over HTTPS as a client would, that the registry at `url` serves the image: index.json
  * names its product, images.json lists its fingerprint, and each of its files answers a HEAD
@@ -54920,6 +54926,7 @@ async function checkPublicRegistry(options) {
     const started = Date.now();
     const deadline = started + Math.max(0, options.timeoutSeconds) * 1000;
     // TLS 1.3 at least, as the Incus client demands; keep-alive for the few requests of a pass.
+    checkProxySetting(url);
     const agent = new (external_node_https_default()).Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.3' });
     let previous = '';
     try {
@@ -55848,7 +55855,7 @@ function parseRemoteDir(value, input) {
     return normalised;
 }
 /** An alias the index can store: 1 to 255 characters, no comma, blank or control character. */
-function isValidAlias(alias) {
+function input_values_isValidAlias(alias) {
     return alias.length >= 1 && alias.length <= 255 && !/[\s,]/.test(alias) && !(0,errors/* hasControlCharacters */.Kg)(alias);
 }
 /**
@@ -55863,7 +55870,7 @@ function input_values_parseAliases(value) {
         const alias = raw.trim();
         if (alias === '')
             continue;
-        if (!isValidAlias(alias)) {
+        if (!input_values_isValidAlias(alias)) {
             throw new errors/* ActionError */.lZ(`aliases: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
                 '(no blanks or control characters; at most 255 characters).', 'aliases');
         }
@@ -55989,7 +55996,7 @@ function readSettings() {
 function readDayTwoSettings(kind) {
     const registry = readRegistrySettings();
     const reference = core.getInput('fingerprint', { required: true }).trim();
-    if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
+    if (!isValidAlias(reference)) {
         throw new ActionError(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
             '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
     }
@@ -57244,12 +57251,9 @@ function attachDeltas(index, identity, product, serial, deltas) {
         const metadata = base?.version.items[deltas_METADATA_ITEM];
         if (!base || !metadata || !isSplitContainer(base.version))
             continue;
-        if (base.product === product) {
-            // An older layout (one product, many versions): the base is a version of this product already.
-        }
-        else {
+        // In an older layout (one product, many versions) the base is a version of this product already.
+        if (base.product !== product)
             holder.versions[delta.base] = { items: { [deltas_METADATA_ITEM]: { ...metadata } } };
-        }
         version.items[deltaItemKey(delta.base)] = {
             ftype: DELTA_ITEM_TYPE,
             path: delta.path,
@@ -57776,6 +57780,14 @@ const ALL_SCRIPTS = [
 
 
 
+/**
+ * How many earlier releases a publish makes deltas from: delta-bases, but with keep-versions K
+ * only the K - 1 newest earlier releases stay beside the new one, and a delta from an older one
+ * would go with its base in the same index (keep-versions 1 makes none).
+ */
+function effectiveDeltaBases(options) {
+    return options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
+}
 /** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
 const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
 function deltaReport(delta, squashfsSize) {
@@ -57788,13 +57800,10 @@ function deltaReport(delta, squashfsSize) {
  */
 async function makeDeltas(registry, staging, staged, live, options) {
     const squashfs = staged.version.items['squashfs'];
-    if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0)
+    if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0)
         return undefined;
     const identity = lineIdentity(staged.product, staged.productFields);
-    // With keep-versions N, only the N - 1 newest earlier releases stay beside the new one: a delta
-    // from an older one would be dropped with its base in the same index.
-    const count = options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
-    const bases = deltaBases(live, identity, staged.serial, count);
+    const bases = deltaBases(live, identity, staged.serial, effectiveDeltaBases(options));
     const run = { made: [], skipped: [], squashfsSize: squashfs.size };
     if (bases.length === 0)
         return run;
@@ -60405,10 +60414,10 @@ function requestedAliases(settings, image) {
     const aliases = [...settings.aliases];
     if (settings.defaultAlias) {
         const derived = `${os}/${release}/${variant}`;
-        if (!isValidAlias(derived)) {
-            throw new errors/* ActionError */.lZ(`default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
-                'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +
-                'image definition, or set default-alias: false.', 'default-alias');
+        if (!input_values_isValidAlias(derived)) {
+            throw new errors/* ActionError */.lZ(`default-alias: the alias ${untrusted(derived)} made of metadata.yaml's os, release and variant ` +
+                `holds a comma, a blank or a control character, or is longer than 255 characters (it has ${derived.length}), ` +
+                'which the index cannot store. Fix or shorten those fields in the image definition, or set default-alias: false.', 'default-alias');
         }
         aliases.push(derived);
     }
@@ -60418,12 +60427,15 @@ function requestedAliases(settings, image) {
 function steps_connect(settings) {
     return timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
 }
-/** Whether this publish makes deltas: a split container converted by incus-simplestreams, deltas on. */
-function wantsDeltas(settings, image) {
-    return (settings.deltaBases > 0 &&
-        !settings.convertCommand &&
-        image.imageType === 'container' &&
-        image.data?.kind === 'squashfs');
+/** Why this publish makes no delta, or undefined when it makes them (a split container, converted here). */
+function noDeltaReason(settings, image) {
+    if (effectiveDeltaBases(settings) <= 0)
+        return settings.deltaBases > 0 ? 'keep-versions 1 keeps no earlier release' : undefined;
+    if (settings.convertCommand)
+        return 'convert-command makes the index';
+    if (image.imageType !== 'container' || image.data?.kind !== 'squashfs')
+        return 'deltas are made for split containers (a squashfs) only';
+    return undefined;
 }
 /**
  * Step 2: what the server must offer, checked before anything is uploaded; the live index, and
@@ -60431,7 +60443,10 @@ function wantsDeltas(settings, image) {
  * require-deltas).
  */
 async function checkServer(registry, settings, image) {
-    const deltas = wantsDeltas(settings, image);
+    const noDelta = noDeltaReason(settings, image);
+    if (noDelta && settings.deltaBases > 0)
+        lib_core/* info */.pq(`No deltas for this image: ${noDelta}`);
+    const deltas = settings.deltaBases > 0 && noDelta === undefined;
     const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
     if (deltas && !state.xdelta3) {
         if (settings.requireDeltas) {
@@ -60559,13 +60574,13 @@ deltaBasesFrom) {
 }
 /** Why a delta was not made, by the DELTA script's reason word. */
 const SKIP_REASONS = {
-    'too-large': 'it was larger than delta-max-share of the squashfs',
-    'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s`,
-    'encode-failed': 'xdelta3 failed to make it',
-    'decode-mismatch': 'the check before publishing failed: decoding it against its base did not give the new squashfs',
-    'base-missing': "the base's squashfs is no longer on the server",
-    'base-changed': "the base's squashfs on the server is not the file the index names (its sha256 differs)",
-    'xdelta3-missing': 'xdelta3 is not on the PATH',
+    'too-large': 'it was larger than delta-max-share of the squashfs (raise delta-max-share to publish such deltas)',
+    'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s (lower delta-bases, or check the server's load)`,
+    'encode-failed': "xdelta3 failed to make it (check the server's free space in simplestreams-dir)",
+    'decode-mismatch': "the check before publishing failed: decoding it against its base did not give the new squashfs (check the server's xdelta3: xdelta3 -V)",
+    'base-missing': "the base's squashfs is no longer on the server (withdraw that release with the remove sub-action, or publish it again)",
+    'base-changed': "the base's squashfs on the server is not the file the index names, its sha256 differs (withdraw that release with the remove sub-action, or publish it again with replace: true)",
+    'xdelta3-missing': `xdelta3 is not on the PATH. ${INSTALL_XDELTA3}`,
     'script-failed': 'the delta script failed (its message follows); the publish goes on without it',
     'no-answer': 'the delta script printed no answer for it (something in the SSH session may have hidden it); run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the script and its output',
 };

@@ -55925,12 +55925,9 @@ function deltas_attachDeltas(index, identity, product, serial, deltas) {
         const metadata = base?.version.items[deltas_METADATA_ITEM];
         if (!base || !metadata || !deltas_isSplitContainer(base.version))
             continue;
-        if (base.product === product) {
-            // An older layout (one product, many versions): the base is a version of this product already.
-        }
-        else {
+        // In an older layout (one product, many versions) the base is a version of this product already.
+        if (base.product !== product)
             holder.versions[delta.base] = { items: { [deltas_METADATA_ITEM]: { ...metadata } } };
-        }
         version.items[deltaItemKey(delta.base)] = {
             ftype: DELTA_ITEM_TYPE,
             path: delta.path,
@@ -56213,6 +56210,14 @@ function applyRetention(index, keep, fingerprint) {
 
 
 
+/**
+ * How many earlier releases a publish makes deltas from: delta-bases, but with keep-versions K
+ * only the K - 1 newest earlier releases stay beside the new one, and a delta from an older one
+ * would go with its base in the same index (keep-versions 1 makes none).
+ */
+function effectiveDeltaBases(options) {
+    return options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
+}
 /** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
 const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
 function deltas_deltaReport(delta, squashfsSize) {
@@ -56225,13 +56230,10 @@ function deltas_deltaReport(delta, squashfsSize) {
  */
 async function makeDeltas(registry, staging, staged, live, options) {
     const squashfs = staged.version.items['squashfs'];
-    if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0)
+    if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0)
         return undefined;
     const identity = lineIdentity(staged.product, staged.productFields);
-    // With keep-versions N, only the N - 1 newest earlier releases stay beside the new one: a delta
-    // from an older one would be dropped with its base in the same index.
-    const count = options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
-    const bases = deltaBases(live, identity, staged.serial, count);
+    const bases = deltaBases(live, identity, staged.serial, effectiveDeltaBases(options));
     const run = { made: [], skipped: [], squashfsSize: squashfs.size };
     if (bases.length === 0)
         return run;
@@ -56544,7 +56546,7 @@ function day_two_removeImage(registry, request) {
         if (plan.removedAliases.length > 0)
             core.info(`Aliases that go with it: ${plan.removedAliases.map(untrusted).join(', ')}`);
         if (options.dryRun) {
-            core.info(`Would remove it and retire ${plan.retired.length} file(s); the aliases would then resolve so:`);
+            core.info(`Would remove it and retire ${plan.retired.length + finished.retired.length} file(s); the aliases would then resolve so:`);
             logTargets(aliasTargets(after), '  ');
             core.info('dry-run: nothing was changed');
             return result('dry-run', image, after, plan.removedAliases);
@@ -58498,7 +58500,7 @@ function readSettings() {
 function inputs_readDayTwoSettings(kind) {
     const registry = readRegistrySettings();
     const reference = lib_core/* getInput */.V4('fingerprint', { required: true }).trim();
-    if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
+    if (!isValidAlias(reference)) {
         throw new errors/* ActionError */.lZ(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
             '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
     }

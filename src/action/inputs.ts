@@ -15,6 +15,7 @@ import { JUMP_PIN_INPUTS, readHostKeyPins } from '../ssh/hostkeys.js';
 import { JUMP_KEY_INPUTS, normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
 import {
   forgetSecretInputs,
+  isValidAlias,
   maskSecrets,
   parseAliases,
   parseConvertCommand,
@@ -205,7 +206,7 @@ export function readSettings(): Settings {
 export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
   const registry = readRegistrySettings();
   const reference = core.getInput('fingerprint', { required: true }).trim();
-  if (!/^[A-Za-z0-9][^\s,\u0000-\u001f\u007f]{0,254}$/.test(reference)) {
+  if (!isValidAlias(reference)) {
     throw new ActionError(
       `fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
         '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.',

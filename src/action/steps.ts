@@ -13,7 +13,13 @@ import { incusWarnings, lxdWarnings } from '../image/kinds.js';
 import { checkUnchanged } from '../image/local-file.js';
 import { imageFiles, type LocalImage } from '../image/local-image.js';
 import { convertRootfsTarball, rootfsDecision } from '../image/rootfs.js';
-import { DELTA_TIME_LIMIT_SECONDS, deltaReport, makeDeltas, type DeltaRun } from '../registry/deltas.js';
+import {
+  DELTA_TIME_LIMIT_SECONDS,
+  deltaReport,
+  effectiveDeltaBases,
+  makeDeltas,
+  type DeltaRun,
+} from '../registry/deltas.js';
 import { removeDirs } from '../registry/housekeeping.js';
 import { remoteImage, stagingDir, type RemoteImage } from '../registry/layout.js';
 import { publishUnderLock, serialConflictError, type Change, type PublishResult } from '../registry/publication.js';
@@ -64,9 +70,9 @@ export function requestedAliases(settings: Settings, image: LocalImage): string[
     const derived = `${os}/${release}/${variant}`;
     if (!isValidAlias(derived)) {
       throw new ActionError(
-        `default-alias: the alias ${JSON.stringify(derived)} made of metadata.yaml's os, release and variant ` +
-          'holds a comma, a blank or a control character, which the index cannot store. Fix those fields in the ' +
-          'image definition, or set default-alias: false.',
+        `default-alias: the alias ${untrusted(derived)} made of metadata.yaml's os, release and variant ` +
+          `holds a comma, a blank or a control character, or is longer than 255 characters (it has ${derived.length}), ` +
+          'which the index cannot store. Fix or shorten those fields in the image definition, or set default-alias: false.',
         'default-alias',
       );
     }
@@ -80,14 +86,14 @@ export function connect(settings: Settings): Promise<Registry> {
   return timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
 }
 
-/** Whether this publish makes deltas: a split container converted by incus-simplestreams, deltas on. */
-function wantsDeltas(settings: Settings, image: LocalImage): boolean {
-  return (
-    settings.deltaBases > 0 &&
-    !settings.convertCommand &&
-    image.imageType === 'container' &&
-    image.data?.kind === 'squashfs'
-  );
+/** Why this publish makes no delta, or undefined when it makes them (a split container, converted here). */
+function noDeltaReason(settings: Settings, image: LocalImage): string | undefined {
+  if (effectiveDeltaBases(settings) <= 0)
+    return settings.deltaBases > 0 ? 'keep-versions 1 keeps no earlier release' : undefined;
+  if (settings.convertCommand) return 'convert-command makes the index';
+  if (image.imageType !== 'container' || image.data?.kind !== 'squashfs')
+    return 'deltas are made for split containers (a squashfs) only';
+  return undefined;
 }
 
 /**
@@ -100,7 +106,9 @@ export async function checkServer(
   settings: Settings,
   image: LocalImage,
 ): Promise<{ live: ImagesIndex; deltas: boolean }> {
-  const deltas = wantsDeltas(settings, image);
+  const noDelta = noDeltaReason(settings, image);
+  if (noDelta && settings.deltaBases > 0) core.info(`No deltas for this image: ${noDelta}`);
+  const deltas = settings.deltaBases > 0 && noDelta === undefined;
   const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
   if (deltas && !state.xdelta3) {
     if (settings.requireDeltas) {
@@ -256,13 +264,16 @@ export async function convert(
 
 /** Why a delta was not made, by the DELTA script's reason word. */
 const SKIP_REASONS: Record<string, string> = {
-  'too-large': 'it was larger than delta-max-share of the squashfs',
-  'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s`,
-  'encode-failed': 'xdelta3 failed to make it',
-  'decode-mismatch': 'the check before publishing failed: decoding it against its base did not give the new squashfs',
-  'base-missing': "the base's squashfs is no longer on the server",
-  'base-changed': "the base's squashfs on the server is not the file the index names (its sha256 differs)",
-  'xdelta3-missing': 'xdelta3 is not on the PATH',
+  'too-large': 'it was larger than delta-max-share of the squashfs (raise delta-max-share to publish such deltas)',
+  'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s (lower delta-bases, or check the server's load)`,
+  'encode-failed': "xdelta3 failed to make it (check the server's free space in simplestreams-dir)",
+  'decode-mismatch':
+    "the check before publishing failed: decoding it against its base did not give the new squashfs (check the server's xdelta3: xdelta3 -V)",
+  'base-missing':
+    "the base's squashfs is no longer on the server (withdraw that release with the remove sub-action, or publish it again)",
+  'base-changed':
+    "the base's squashfs on the server is not the file the index names, its sha256 differs (withdraw that release with the remove sub-action, or publish it again with replace: true)",
+  'xdelta3-missing': `xdelta3 is not on the PATH. ${INSTALL_XDELTA3}`,
   'script-failed': 'the delta script failed (its message follows); the publish goes on without it',
   'no-answer':
     'the delta script printed no answer for it (something in the SSH session may have hidden it); run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the script and its output',

@@ -150,7 +150,7 @@ function paxRecords(data: Buffer): Map<string, string> {
 const padded = (size: number): number => Math.ceil(size / 512) * 512;
 
 /** Reads a tar stream entry by entry. */
-export class TarReader {
+class TarReader {
   private readonly bytes: ByteReader;
   /** Data bytes of the current entry not read yet, and its padding. */
   private unread = 0;

@@ -194,6 +194,20 @@ async function checkOnce(
   return { problems: answers.filter((problem): problem is Problem => problem !== undefined), version };
 }
 
+/** A proxy setting the check cannot use fails once, naming it, instead of every attempt until the timeout. */
+function checkProxySetting(url: string): void {
+  try {
+    proxyFor(new URL(url));
+  } catch (error) {
+    throw new ActionError(
+      `The public check cannot use the proxy that HTTPS_PROXY (or https_proxy) names: ` +
+        `${untrustedLine(describeError(error))}. Set it to an http:// proxy (for example http://proxy.example:3128), ` +
+        "or add the registry's host to NO_PROXY to check it directly.",
+      PUBLIC_URL_INPUT,
+    );
+  }
+}
+
 /**
  * Checks, over HTTPS as a client would, that the registry at `url` serves the image: index.json
  * names its product, images.json lists its fingerprint, and each of its files answers a HEAD
@@ -208,6 +222,7 @@ export async function checkPublicRegistry(options: PublicCheckOptions): Promise<
   const started = Date.now();
   const deadline = started + Math.max(0, options.timeoutSeconds) * 1000;
   // TLS 1.3 at least, as the Incus client demands; keep-alive for the few requests of a pass.
+  checkProxySetting(url);
   const agent = new https.Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.3' });
   let previous = '';
   try {

@@ -23,14 +23,11 @@ export interface ExpectedVersion {
 /** What must be served for `fingerprint`, per images.json; undefined when it does not list it. */
 export function expectedVersion(images: ImagesIndex, fingerprint: string): ExpectedVersion | undefined {
   const found = findFingerprint(images, fingerprint);
-  const version = found ? images.products[found.product]?.versions?.[found.serial] : undefined;
-  if (!found || !version) return undefined;
-  const files = new Map<string, number>();
-  for (const item of Object.values(version.items)) if (!files.has(item.path)) files.set(item.path, item.size);
+  if (!found) return undefined;
   return {
     product: found.product,
     serial: found.serial,
-    files: [...files].map(([path, size]) => ({ path, size })),
+    files: found.files.map(({ path, size }) => ({ path, size })),
   };
 }
 

@@ -173,7 +173,9 @@ export function removeImage(
     if (plan.removedAliases.length > 0)
       core.info(`Aliases that go with it: ${plan.removedAliases.map(untrusted).join(', ')}`);
     if (options.dryRun) {
-      core.info(`Would remove it and retire ${plan.retired.length} file(s); the aliases would then resolve so:`);
+      core.info(
+        `Would remove it and retire ${plan.retired.length + finished.retired.length} file(s); the aliases would then resolve so:`,
+      );
       logTargets(aliasTargets(after), '  ');
       core.info('dry-run: nothing was changed');
       return result('dry-run', image, after, plan.removedAliases);

@@ -22,6 +22,15 @@ export interface DeltaOptions {
   requireDeltas: boolean;
 }
 
+/**
+ * How many earlier releases a publish makes deltas from: delta-bases, but with keep-versions K
+ * only the K - 1 newest earlier releases stay beside the new one, and a delta from an older one
+ * would go with its base in the same index (keep-versions 1 makes none).
+ */
+export function effectiveDeltaBases(options: { deltaBases: number; keepVersions: number }): number {
+  return options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
+}
+
 /** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
 export const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
 
@@ -65,12 +74,9 @@ export async function makeDeltas(
   options: Pick<DeltaOptions, 'deltaBases' | 'deltaMaxShare'> & { keepVersions: number },
 ): Promise<DeltaRun | undefined> {
   const squashfs = staged.version.items['squashfs'];
-  if (!squashfs || !isSplitContainer(staged.version) || options.deltaBases <= 0) return undefined;
+  if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0) return undefined;
   const identity = lineIdentity(staged.product, staged.productFields);
-  // With keep-versions N, only the N - 1 newest earlier releases stay beside the new one: a delta
-  // from an older one would be dropped with its base in the same index.
-  const count = options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
-  const bases = deltaBases(live, identity, staged.serial, count);
+  const bases = deltaBases(live, identity, staged.serial, effectiveDeltaBases(options));
   const run: DeltaRun = { made: [], skipped: [], squashfsSize: squashfs.size };
   if (bases.length === 0) return run;
   const newName = posix.basename(squashfs.path);

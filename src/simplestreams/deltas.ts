@@ -117,11 +117,8 @@ export function attachDeltas(
     );
     const metadata = base?.version.items[METADATA_ITEM];
     if (!base || !metadata || !isSplitContainer(base.version)) continue;
-    if (base.product === product) {
-      // An older layout (one product, many versions): the base is a version of this product already.
-    } else {
-      holder.versions[delta.base] = { items: { [METADATA_ITEM]: { ...metadata } } };
-    }
+    // In an older layout (one product, many versions) the base is a version of this product already.
+    if (base.product !== product) holder.versions[delta.base] = { items: { [METADATA_ITEM]: { ...metadata } } };
     version.items[deltaItemKey(delta.base)] = {
       ftype: DELTA_ITEM_TYPE,
       path: delta.path,

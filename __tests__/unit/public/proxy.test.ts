@@ -1,4 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
+import { ActionError } from '../../../src/common/errors.js';
+import { checkPublicRegistry } from '../../../src/public/check.js';
 import { bypassed, proxyFor } from '../../../src/public/proxy.js';
 
 const url = (text: string) => new URL(text);
@@ -37,5 +39,31 @@ describe('NO_PROXY', () => {
     ['', 'https://lxc.example.com', false],
   ])('%j covers %s: %s', (noProxy, target, expected) => {
     expect(bypassed(url(target), noProxy)).toBe(expected);
+  });
+});
+
+describe('a proxy setting the check cannot use', () => {
+  it('fails the check at once, naming HTTPS_PROXY and what to set, instead of retrying until the timeout', async () => {
+    const names = ['HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy'];
+    const saved = names.map((name) => process.env[name]);
+    for (const name of names) delete process.env[name];
+    process.env['HTTPS_PROXY'] = 'socks5://proxy.example:1080';
+    try {
+      const started = Date.now();
+      const check = checkPublicRegistry({
+        url: 'https://registry.example',
+        fingerprint: 'a'.repeat(64),
+        timeoutSeconds: 300,
+        log: () => undefined,
+      });
+      await expect(check).rejects.toThrow(ActionError);
+      await expect(check).rejects.toThrow(/HTTPS_PROXY .*only http:\/\/ proxies.*Set it to an http:\/\/ proxy/);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      names.forEach((name, i) => {
+        if (saved[i] === undefined) delete process.env[name];
+        else process.env[name] = saved[i];
+      });
+    }
   });
 });

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# The server scripts as the bundle embeds them (src/registry/server/*.sh).
+npx tsx scripts/embed-scripts.ts
 export NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--experimental-vm-modules --no-warnings=ExperimentalWarning"
 failed=()
 npx jest --selectProjects unit "$@" || failed+=(unit)

@@ -1,4 +1,4 @@
-// The parallel upload (registry/upload.ts, scripts.ts WRITE_BLOCKS) against the real loopback sshd:
+// The parallel upload (registry/upload.ts, server/write.sh) against the real loopback sshd:
 // the exact bytes and the right fingerprint whatever the sizes and block boundaries, a resume
 // after the link is cut mid-stream that sends only what the server lacks, a block list or partial
 // file that does not match (sent again), and an sshd that refuses extra channels (MaxSessions).

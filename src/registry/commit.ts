@@ -1,4 +1,4 @@
-/** Making a new index live, under the registry lock (registry/scripts.ts COMMIT). */
+/** Making a new index live, under the registry lock (registry/server/commit.sh). */
 import { Readable } from 'node:stream';
 import { sha256Sums, SHA256SUMS_PATH } from '../simplestreams/checksums.js';
 import { buildStreamsIndex, type ImagesIndex } from '../simplestreams/images-index.js';

@@ -1,5 +1,5 @@
 /**
- * Making vcdiff deltas on the server (registry/scripts.ts DELTA), from the newest earlier releases
+ * Making vcdiff deltas on the server (registry/server/delta.sh), from the newest earlier releases
  * of the line to the staged squashfs: in the staging tree, under the image's lock, before the
  * registry lock, so other publishes do not wait. What enters the index is decided under the lock
  * (simplestreams/deltas.ts attachDeltas).

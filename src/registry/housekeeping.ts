@@ -1,4 +1,4 @@
-/** Cleaning up after earlier runs, under the registry lock (registry/scripts.ts HOUSEKEEPING). */
+/** Cleaning up after earlier runs, under the registry lock (registry/server/housekeeping.sh). */
 import type { ImagesIndex } from '../simplestreams/images-index.js';
 import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
 import { commandLine, scriptCommand } from '../ssh/shell.js';

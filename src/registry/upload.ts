@@ -1,7 +1,7 @@
 /**
  * The upload: each image's files go into its own directory under upload-dir, under that image's
  * lock, as `.partial` files that get their final name once every block is there (registry/
- * scripts.ts WRITE_BLOCKS). The files are read once, in order, and hashed as they go (the
+ * server/write.sh). The files are read once, in order, and hashed as they go (the
  * fingerprint); their blocks are dealt to several exec channels of the one connection, each of
  * which writes its blocks at their offsets on the server. One channel is bound by its window
  * (sshd grants 2 MiB: 40 MB/s at 50 ms round trip, 13 MB/s at 150 ms); several are not.

@@ -2,7 +2,10 @@
 // POSIX sh and as bash (the server runs them with `sh -c`, whatever the user's login shell).
 import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { ALL_SCRIPTS } from '../../../src/registry/scripts.js';
+
+const SOURCE = 'src/registry/server';
 
 function check(command: string, args: string[], script: string): { status: number | null; output: string } {
   const result = spawnSync(command, args, { input: script, encoding: 'utf8' });
@@ -20,6 +23,17 @@ describe.each(ALL_SCRIPTS.map((script) => [script.name, script] as const))('serv
       status: 0,
       output: '',
     });
+  });
+});
+
+// The files as they are read and edited, their fragments followed (what runs is checked above).
+describe.each(readdirSync(SOURCE).filter((name) => name.endsWith('.sh')))('server script file %s', (file) => {
+  it('passes shellcheck with its fragments', () => {
+    const result = spawnSync('shellcheck', ['-x', '-P', 'SCRIPTDIR', '--shell', 'sh', '--severity', 'style', file], {
+      cwd: SOURCE,
+      encoding: 'utf8',
+    });
+    expect({ status: result.status, output: `${result.stdout}${result.stderr}` }).toEqual({ status: 0, output: '' });
   });
 });
 

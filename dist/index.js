@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 810:
+/***/ 6753:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -55023,6 +55023,15 @@ var shell = __nccwpck_require__(9000);
 const SHORT_COMMAND_TIMEOUT_SECONDS = 300;
 /** The most output kept from one command: a registry's images.json is far smaller. */
 const MAX_STDOUT_BYTES = 64 << 20;
+/**
+ * The error for a command cut off by the connection's end: what was being done, and that every
+ * change to the registry happens whole or not at all, so that running the step again is safe.
+ */
+function connectionDropped(what, cause) {
+    return new errors/* ActionError */.lZ(`The SSH connection to the server dropped${what ? ` while: ${what}` : ''} (${(0,errors/* withoutControlCharacters */.aC)(cause)}). ` +
+        'Every change to the registry is made whole or not at all, so nothing half-done is live. Run the step again: an ' +
+        'upload resumes where it stopped, and a publish that went through reports status unchanged.');
+}
 /** What this process did over SSH so far: read by the bench, logged at the end of a run. */
 const sshCounters = {
     /** SSH connections opened (a handshake each: several round trips). */
@@ -55236,8 +55245,22 @@ class RemoteSession {
      * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
      */
     async exec(command, options = {}) {
-        const running = await this.start(command);
-        const result = await this.collect(running, options);
+        let running;
+        let result;
+        try {
+            running = await this.start(command);
+            result = await this.collect(running, options);
+        }
+        catch (error) {
+            if (!this.isConnected() && !(error instanceof errors/* ActionError */.lZ))
+                throw connectionDropped(options.what, (0,errors/* describeError */.Uc)(error));
+            throw error;
+        }
+        // sshd reports how every command ends (an exit status or a signal): a channel that closed
+        // without either, and not by a time limit or an output cap of ours, went with the connection.
+        if (result.code === null && result.signal === null && !result.timedOutAfter && !running.overflowed) {
+            throw connectionDropped(options.what, 'the command ended without an exit status');
+        }
         if (running.overflowed) {
             throw new errors/* ActionError */.lZ(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
                 'holds something other than what this action writes (an images.json that large, or a noisy login ' +
@@ -55355,6 +55378,11 @@ class RemoteSession {
         return {
             firstLine,
             lines,
+            send: (text) => {
+                if (running.channel.writable)
+                    running.channel.write(text);
+            },
+            ended: running.closed.then(() => running.result()),
             release: async () => {
                 running.channel.end();
                 await running.closed;
@@ -55371,6 +55399,147 @@ class RemoteSession {
 
 // EXTERNAL MODULE: ./src/public/remote.ts
 var remote = __nccwpck_require__(2611);
+;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
+/**
+ * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
+ * newest version. Pure.
+ */
+
+
+/**
+ * Puts the aliases on one product and takes them off every other product of the same
+ * architecture, so that an alias such as `latest` names exactly one image per architecture.
+ * Returns whether anything changed.
+ */
+function moveAliases(index, productName, aliases) {
+    const target = index.products[productName];
+    if (!target || aliases.length === 0)
+        return false;
+    let changed = false;
+    for (const [name, product] of Object.entries(index.products)) {
+        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
+            continue;
+        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
+        if (kept.length !== productAliases(product).length) {
+            setAliases(product, kept);
+            changed = true;
+        }
+    }
+    const current = productAliases(target);
+    const missing = aliases.filter((alias) => !current.includes(alias));
+    if (missing.length > 0) {
+        setAliases(target, [...current, ...missing]);
+        changed = true;
+    }
+    return changed;
+}
+function setAliases(product, aliases) {
+    if (aliases.length > 0)
+        product.aliases = aliases.join(',');
+    else
+        delete product.aliases;
+}
+/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
+function isNewestVersion(product, serial) {
+    // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
+    return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
+}
+/**
+ * Moves one version of a product written the old way (one product, several versions) into a
+ * release product of its own, without aliases, and returns its key. Aliases of a shared product
+ * resolve to its newest version only: an older version must stand alone to carry one.
+ */
+function splitOutRelease(index, productName, serial) {
+    const product = index.products[productName];
+    const version = product?.versions[serial];
+    if (!product || !version || Object.keys(product.versions).length === 1)
+        return productName;
+    const { versions: _versions, aliases: _aliases, ...fields } = product;
+    const key = releaseProductKey(productLine(productName, product), serial);
+    delete product.versions[serial];
+    index.products[key] = { ...fields, versions: { [serial]: version } };
+    return key;
+}
+/**
+ * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
+ * version that is not the newest of a shared product is first given a product of its own, so
+ * that the aliases resolve to it.
+ */
+function planAliasUpdate(live, fingerprint, aliases) {
+    const next = cloneIndex(live);
+    const existing = findFingerprint(next, fingerprint);
+    if (!existing || aliases.length === 0)
+        return undefined;
+    const holder = next.products[existing.product];
+    const product = holder && !isNewestVersion(holder, existing.serial)
+        ? splitOutRelease(next, existing.product, existing.serial)
+        : existing.product;
+    const split = product !== existing.product;
+    return moveAliases(next, product, aliases) || split ? next : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
+/** keep-versions: how many releases of an image line stay in the index. Pure. */
+
+
+/** The followed-aliases default: an alias whose name after its last ':' starts with "latest". */
+const DEFAULT_FOLLOWED_ALIASES = ['latest*'];
+/**
+ * The aliases `patterns` name, `*` standing for any characters (none included): a pattern with a
+ * ':' matches a whole alias, one without matches the alias's name after its last ':' (all of it
+ * when it has none). The default, `latest*`: crynux-node:latest, crynux-node:latest-base, latest.
+ */
+function followedAliases(patterns) {
+    const matchers = patterns.map((pattern) => {
+        const expression = new RegExp(`^${pattern
+            .split('*')
+            .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+            .join('.*')}$`);
+        return (alias) => expression.test(pattern.includes(':') ? alias : alias.slice(alias.lastIndexOf(':') + 1));
+    });
+    return (alias) => matchers.some((matches) => matches(alias));
+}
+/**
+ * Keeps the newest `keep` releases of the image line of the release with `fingerprint`
+ * (os/release/variant/arch, whatever products hold them), and no other line: a publish of one
+ * line never prunes another's. Never dropped: that release itself (even if its serial is older),
+ * and a release that a followed alias resolves to (`latest` rolled back to an older release stays
+ * where clients find it). A product left without versions goes, and its other aliases with it: a
+ * pinned alias names its release only. Files are retired only when no remaining version names
+ * them.
+ */
+function applyRetention(index, options) {
+    const { keep, fingerprint, followed } = options;
+    const next = cloneIndex(index);
+    const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
+    const published = findFingerprint(next, fingerprint);
+    const publishedProduct = published ? next.products[published.product] : undefined;
+    if (keep <= 0 || !published || !publishedProduct)
+        return result;
+    const droppedPaths = [];
+    const newestFirst = releasesOf(next, lineIdentity(published.product, publishedProduct)).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
+    newestFirst.forEach(({ product, serial, version }, position) => {
+        if (position < keep || versionFingerprint(version) === fingerprint)
+            return;
+        const holder = next.products[product];
+        if (!holder)
+            return;
+        const following = isNewestVersion(holder, serial) ? productAliases(holder).filter(followed) : [];
+        if (following.length > 0) {
+            result.keptForAliases.push({ product, serial, aliases: following });
+            return;
+        }
+        delete holder.versions[serial];
+        if (!holdsImages(holder))
+            delete next.products[product];
+        result.dropped.push(`${product} ${serial}`);
+        droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+    });
+    const stillNamed = referencedPaths(next);
+    result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
+    return result;
+}
+
 ;// CONCATENATED MODULE: ./src/ssh/hostkeys.ts
 /**
  * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
@@ -55864,15 +56033,15 @@ function input_values_isValidAlias(alias) {
  * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
  * one off as the remote (`crynux:crynux-node:v2.6.0`).
  */
-function input_values_parseAliases(value) {
+function input_values_parseAliases(value, input = 'aliases') {
     const aliases = [];
     for (const raw of value.split(/[\n,]/)) {
         const alias = raw.trim();
         if (alias === '')
             continue;
         if (!input_values_isValidAlias(alias)) {
-            throw new errors/* ActionError */.lZ(`aliases: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
-                '(no blanks or control characters; at most 255 characters).', 'aliases');
+            throw new errors/* ActionError */.lZ(`${input}: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
+                '(no blanks or control characters; at most 255 characters).', input);
         }
         if (!aliases.includes(alias))
             aliases.push(alias);
@@ -55885,6 +56054,7 @@ function input_values_parseAliases(value) {
  * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
  * Everything here is local: a bad input is reported before any file is read or any connection made.
  */
+
 
 
 
@@ -55973,6 +56143,9 @@ function readSettings() {
         replace: input_values_readBoolean('replace'),
         retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
+        followedAliases: followedAliases(lib_core/* getInput */.V4('followed-aliases').trim() === ''
+            ? DEFAULT_FOLLOWED_ALIASES
+            : input_values_parseAliases(lib_core/* getInput */.V4('followed-aliases'), 'followed-aliases')),
         convertCommand: parseConvertCommand(lib_core/* getInput */.V4('convert-command')),
         convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
         rootfsLimits: {
@@ -56076,6 +56249,7 @@ async function hashFileInto(file, hashes, length) {
  */
 class UploadHashes {
     done = [];
+    sums = [];
     /** The fingerprint hash as it stands before file `index` (a fresh copy). */
     before(index) {
         return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
@@ -56083,9 +56257,14 @@ class UploadHashes {
     isDone(index) {
         return this.done[index] !== undefined;
     }
-    /** Records file `index`, given the fingerprint hash fed with all its bytes. */
-    finish(index, fingerprintSoFar) {
+    /** Records file `index`, given the fingerprint hash fed with all its bytes, and its own sha256. */
+    finish(index, fingerprintSoFar, sha256) {
         this.done[index] = fingerprintSoFar.copy();
+        this.sums[index] = sha256;
+    }
+    /** The sha256 of each file, in order (what the server's copies must hash to). */
+    fileSha256s() {
+        return [...this.sums];
     }
     fingerprint() {
         const last = this.done.at(-1);
@@ -57345,14 +57524,15 @@ function pruneDeltas(index) {
 // Generated by scripts/embed-scripts.ts from src/registry/server/*.sh: edit those files, then run
 // `npm run embed` (the build and the tests run it too).
 const SERVER_SCRIPT_TEXTS = {
-    commit: 'set -eu\nss=$1 next=$2 staging=$3 holder=$4; shift 4\nfor dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi\ndone\nfor name; do\n  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||\n    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }\ndone\nrm -rf -- "$next"\nmkdir -p -- "$next"\nIFS= read -r index_json\nprintf \'%s\' "$index_json" > "$next/index.json"\n: > "$next/retired"\nwhile IFS= read -r path && [ -n "$path" ]; do printf \'%s\\n\' "$path" >> "$next/retired"; done\nwhile IFS= read -r line && [ -n "$line" ]; do printf \'%s\\n\' "$line"; done > "$next/SHA256SUMS"\ncat > "$next/images.json"\nkill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }\nmkdir -p -- "$ss/images" "$ss/streams/v1"\nfor json in images.json index.json; do\n  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi\ndone\nif [ -n "$staging" ] && [ -d "$staging/images" ]; then\n  # Only the files the new index names: anything else made in the staging tree (a delta left\n  # out) goes with the tree, never into images/ where nothing would name it.\n  : > "$staging/moved"\n  for name; do\n    [ -f "$staging/images/$name" ] || continue\n    printf \'%s\\n\' "$name" >> "$staging/moved"\n    mv -f -- "$staging/images/$name" "$ss/images/$name"\n  done\nfi\n# The checksums of what the new index names, beside the files, before the index names them.\nchmod 644 -- "$next/SHA256SUMS"\nmv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS"\nmv -f -- "$next/images.json" "$ss/streams/v1/images.json"\nmv -f -- "$next/index.json" "$ss/streams/v1/index.json"\n# The index names the moved files now: a later clean-up of this staging tree must not remove them.\nif [ -n "$staging" ]; then rm -f -- "$staging/moved"; fi\nnow=$(date +%s)\nwhile IFS= read -r path; do printf \'%s %s\\n\' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"',
-    delta: 'set -u\nss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6\ndigits() { case $1 in \'\'|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nplain() { case $1 in \'\'|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }\ncase $want in *[!0-9a-f]*) want= ;; esac\nif ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ ${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi\nnewfile=$staging/images/$new\nfor path in "$ss/images" "$staging" "$staging/images" "$newfile"; do\n  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi\ndone\n[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }\ncommand -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }\nstem=${new%.squashfs}\nwhile [ $# -ge 3 ]; do\n  serial=$1 base=$2 basesum=$3; shift 3\n  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi\n  basefile=$ss/images/$base\n  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi\n  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }\n  if [ "${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi\n  out=$staging/images/$stem.$serial.vcdiff\n  rm -f -- "$out"\n  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null\n  status=$?\n  if [ "$status" -ne 0 ]; then\n    rm -f -- "$out"\n    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi\n    continue\n  fi\n  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi\n  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)\n  if [ "${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi\n  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  echo "ok $serial $size ${sum%% *} ${out##*/}"\ndone',
-    housekeeping: 'set -u\nss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4\nstate=$ss/.lxc-publish\nlive=$ss/streams/v1/images.json\nnow=$(date +%s)\nnamed() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }\nplain_name() { case $1 in \'\'|.|..|*/*) return 1 ;; *) return 0 ;; esac; }\n# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.\nwith_free_lock() {\n  lock=$state/locks/$1; shift\n  [ -L "$lock" ] && return 1\n  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")\n}\ndrop_staging() {\n  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then\n    while IFS= read -r name; do\n      plain_name "$name" || continue\n      named "images/$name" || rm -f -- "$ss/images/$name"\n    done < "$1/moved"\n  fi\n  rm -rf -- "$1"\n}\nfor dir in "$state"/staging/*; do\n  [ -e "$dir" ] || [ -L "$dir" ] || continue\n  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi\n  key=${dir##*/}\n  with_free_lock "$key" drop_staging "$dir" || true\ndone\nfor lock in "$state"/locks/*; do\n  [ -e "$lock" ] || [ -L "$lock" ] || continue\n  key=${lock##*/}\n  [ -d "$state/staging/$key" ] && continue\n  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi\ndone\nif [ -d "$up" ]; then\n  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex \'.*/[0-9a-f]{64}\' \\\n    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do\n    with_free_lock "${dir##*/}" rm -rf -- "$dir" || true\n  done\nfi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then\n  rm -f -- "$state/retired.next"\n  : > "$state/retired.next"\n  while read -r when path; do\n    case $when in \'\'|*[!0-9]*) continue ;; esac\n    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac\n    named "$path" && continue\n    if [ $((now - when)) -ge "$retire_grace" ]; then\n      rm -f -- "$ss/$path"\n    else\n      printf \'%s %s\\n\' "$when" "$path" >> "$state/retired.next"\n    fi\n  done < "$state/retired"\n  mv -f -- "$state/retired.next" "$state/retired"\nfi\n# This run\'s own upload and staging directories, done with.\n[ $# -gt 0 ] && rm -rf -- "$@"\nexec cat -- "$live"',
-    'image-lock': 'lock=$1 timeout=$2 dir=$3; shift 3\nmkdir -p -- "${lock%/*}" || exit 1\nif [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi\nwhile :; do\n  exec 9>>"$lock" || exit 1\n  flock -w "$timeout" -E 75 9 || exit $?\n  # The file locked is still the one at $lock (same device and inode): not a deleted one.\n  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break\n  exec 9>&-\ndone\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nmkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho "locked $$"\nexec cat >/dev/null',
-    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
-    'registry-lock': 'lock=$1 timeout=$2 ss=$3\nmkdir -p -- "${lock%/*}" || exit 1\nif [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi\nwhile :; do\n  exec 9>>"$lock" || exit 1\n  flock -w "$timeout" -E 75 9 || exit $?\n  # The file locked is still the one at $lock (same device and inode): not a deleted one.\n  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break\n  exec 9>&-\ndone\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\necho "locked $$"\nexec cat >/dev/null',
-    reset: 'dir=$1 timeout=$2 name=$3\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
-    write: 'dir=$1 timeout=$2; shift 2\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\ntake_write_lock -s\nbad() { echo "bad frame: $*" >&2; exit 1; }\nnl=\'\n\'\nwhile read -r kind n a b; do\n  case $n in \'\'|*[!0-9]*) bad "$kind $n" ;; esac\n  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi\n  i=0\n  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done\n  file=$dir/$name\n  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then\n    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1\n  fi\n  case $kind in\n    B)\n      case $a$b in \'\'|*[!0-9]*) bad "$kind $n $a $b" ;; esac\n      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf \'%s\\n\' "$stats" >&2; exit 1; }\n      copied=${stats##*"$nl"}\n      copied=${copied%% *}\n      case $copied in \'\'|*[!0-9]*) printf \'dd: %s\\n\' "$stats" >&2; exit 1 ;; esac\n      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then\n        printf \'%s %s\\n\' "$a" "$b" >> "$file.blocks" || exit 1\n      else\n        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.\n        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf \'%s %s\\n\' "$a" "$copied" >> "$file.blocks"; fi\n        echo "the block at $a of $name was cut short" >&2; exit 1\n      fi\n      ;;\n    E)\n      case $a in \'\'|*[!0-9]*) bad "$kind $n $a" ;; esac\n      got=$(stat -c %s -- "$file.partial") || exit 1\n      # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers\n      # count (as image-lock.sh reads them), so no arithmetic ever sees anything else.\n      end=$(block_lines "$file" | sort -n -k1,1 -k2,2 | {\n        next=0\n        while read -r offset length; do\n          [ "$offset" -gt "$next" ] && break\n          [ $((offset + length)) -gt "$next" ] && next=$((offset + length))\n        done\n        echo "$next"\n      })\n      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then\n        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1\n      fi\n      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1\n      ;;\n    *) bad "$kind" ;;\n  esac\ndone',
+    commit: 'set -u\ntrap \'\' HUP PIPE\nstate=$1 lock=$2 token=$3 ss=$4 staging=$5 up=$6 retire_grace=$7 upload_grace_minutes=$8\nshift 8\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nhousekeep() {\n  named=$1\n  shift\n  now=$(date +%s)\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi\n    with_free_lock "${dir##*/}" drop_staging "$dir" || true\n  done\n  for key_lock in "$state"/locks/*; do\n    [ -e "$key_lock" ] || [ -L "$key_lock" ] || continue\n    key=${key_lock##*/}\n    key=${key%.gate}\n    [ -d "$state/staging/$key" ] && continue\n    if [ -L "$key_lock" ]; then rm -f -- "$key_lock"; else with_free_lock "$key" rm -f -- "$state/locks/$key" "$state/locks/$key.gate" || true; fi\n  done\n  if [ -d "$state/holders" ] && [ ! -L "$state/holders" ]; then\n    find "$state/holders" -mindepth 1 -maxdepth 1 -mmin +1 -print | while IFS= read -r file; do\n      if [ -L "$file" ] || [ ! -f "$file" ]; then rm -rf -- "$file"; else (exec 3< "$file" && flock -n 3 && rm -f -- "$file"); fi\n    done\n  fi\n  if [ -d "$state/next" ] && [ ! -L "$state/next" ]; then\n    find "$state/next" -mindepth 1 -maxdepth 1 -mmin +10 -print | while IFS= read -r dir; do\n      alive "${dir##*/}" || rm -rf -- "$dir"\n    done\n  fi\n  find "$state" -mindepth 1 -maxdepth 1 -name \'.output.*\' -mmin +60 -exec rm -f -- {} + 2> /dev/null\n  if [ -d "$up" ]; then\n    find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex \'.*/[0-9a-f]{64}\' \\\n      -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do\n      [ -L "$dir/.in-use" ] && continue\n      (exec 3>> "$dir/.in-use" && flock -n 3 && rm -rf -- "$dir") 2> /dev/null || true\n    done\n  fi\n  if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then\n    rm -f -- "$state/retired.next" "$state/retired.remove"\n    : > "$state/retired.next" && : > "$state/retired.remove" || return 1\n    awk -v now="$now" -v grace="$retire_grace" -v keep="$state/retired.next" -v drop="$state/retired.remove" \'\n      FILENAME == ARGV[1] { named[$0] = 1; next }\n      NF != 2 || $1 !~ /^[0-9]+$/ || $2 !~ /^images\\/[A-Za-z0-9._+-]+$/ { next }\n      $2 in named { next }\n      now - $1 >= grace { print $2 > drop; next }\n      { print > keep }\n    \' "$named" "$state/retired" || return 1\n    (cd -- "$ss" && xargs -r -d \'\\n\' rm -f -- < "$state/retired.remove")\n    mv -f -- "$state/retired.next" "$state/retired"\n    rm -f -- "$state/retired.remove"\n  fi\n  [ $# -gt 0 ] && rm -rf -- "$@"\n  return 0\n}\n# Whether the holder of lease $1 is alive (lib/lease.sh).\nalive() { (exec 3< "$state/holders/$1" && ! flock -n -s 3) 2> /dev/null; }\n# Runs "$@" while holding the image lock of key $1 and its gate, without waiting; fails when\n# either is held.\nwith_free_lock() {\n  key_lock=$state/locks/$1\n  shift\n  if [ -L "$key_lock" ] || [ -L "$key_lock.gate" ]; then return 1; fi\n  mkdir -p -- "$state/locks" && (exec 3>> "$key_lock" 4>> "$key_lock.gate" && flock -n 3 && flock -n -x 4 && "$@")\n}\n# Removes a staging tree of a run that died, and what it had moved into images/ that the index\n# does not name.\ndrop_staging() {\n  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then\n    while IFS= read -r name; do\n      case $name in \'\' | . | .. | */*) continue ;; esac\n      grep -qxF -- "images/$name" "$named" || rm -f -- "$ss/images/$name"\n    done < "$1/moved"\n  fi\n  rm -rf -- "$1"\n}\nbad() { echo "lxc-publish-commit: invalid arguments ($*); nothing was changed" >&2; exit 2; }\ndigits() { case $1 in \'\' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nsha256() { sum=$(sha256sum < "$1") && echo "${sum%% *}"; }\ncase $token in \'\' | *[!0-9a-f]*) bad token ;; esac\nif ! digits "$retire_grace" || ! digits "$upload_grace_minutes"; then bad grace; fi\n\n# The payload, whole, before anything else.\ndigits "${1:-}" || bad parts\nparts=$1\nshift\nspecs=\'\' total=0\nwhile [ "$parts" -gt 0 ]; do\n  [ $# -ge 3 ] || bad parts\n  case $1 in images.json | index.json | SHA256SUMS | retired | named) ;; *) bad "part $1" ;; esac\n  digits "$2" || bad "length of $1"\n  case $3 in *[!0-9a-f]*) bad "sha256 of $1" ;; esac\n  [ ${#3} -eq 64 ] || bad "sha256 of $1"\n  specs="$specs $1:$2:$3"\n  total=$((total + $2))\n  parts=$((parts - 1))\n  shift 3\ndone\nnext=$state/next/$token\nrm -rf -- "$next" && mkdir -p -- "$next" || exit 1\ntimeout 600 cat > "$next/payload"\ngot=$(stat -c %s -- "$next/payload") || exit 1\nif [ "$got" != "$total" ]; then\n  echo "lxc-publish-commit: the new index arrived incomplete ($got of $total bytes; the connection dropped?); nothing was changed" >&2\n  rm -rf -- "$next"\n  exit 79\nfi\noffset=0\nfor spec in $specs; do\n  name=${spec%%:*} rest=${spec#*:}\n  length=${rest%%:*} want=${rest#*:}\n  dd if="$next/payload" of="$next/$name" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$length" status=none || exit 1\n  if [ "$(sha256 "$next/$name")" != "$want" ]; then\n    echo "lxc-publish-commit: $name arrived damaged (its sha256 differs); nothing was changed" >&2\n    rm -rf -- "$next"\n    exit 79\n  fi\n  offset=$((offset + length))\ndone\nrm -f -- "$next/payload"\n[ -f "$next/named" ] || bad "no named part"\nif [ -f "$next/images.json" ]; then has_images=1; else has_images=0; fi\nif [ -f "$next/index.json" ]; then has_index=1; else has_index=0; fi\n[ "$has_images" = "$has_index" ] || bad "images.json and index.json go together"\n\n# The staged files: NAME PUBLISHED pairs.\ndigits "${1:-}" || bad files\nfiles=$1\nshift\npairs=\'\'\nwhile [ "$files" -gt 0 ]; do\n  [ $# -ge 2 ] || bad files\n  for name in "$1" "$2"; do case $name in \'\' | . | .. | -* | *[!A-Za-z0-9._+-]*) bad "file name $name" ;; esac; done\n  pairs="$pairs $1/$2"\n  files=$((files - 1))\n  shift 2\ndone\n\nenter_lease\nfor dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi\ndone\nfor pair in $pairs; do\n  src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n  if [ -f "$src" ] && [ ! -L "$src" ]; then\n    if [ -e "$dst" ] && ! cmp -s -- "$src" "$dst"; then\n      echo "lxc-publish-commit: collision ${pair#*/}: images/ already has a different file of that name; nothing was changed" >&2\n      exit 78\n    fi\n  elif [ ! -f "$dst" ]; then\n    echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n    exit 76\n  fi\ndone\nmkdir -p -- "$ss/images" "$ss/streams/v1" "$state/previous" || exit 1\nif [ -f "$next/images.json" ]; then\n  for file in streams/v1/images.json streams/v1/index.json images/SHA256SUMS; do\n    if [ -f "$ss/$file" ] && [ ! -L "$ss/$file" ]; then ln -f -- "$ss/$file" "$state/previous/${file##*/}" || exit 1; fi\n  done\n  if [ -n "$pairs" ]; then\n    : > "$staging/moved" || exit 1\n    for pair in $pairs; do\n      src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n      [ -f "$src" ] || continue\n      # The same bytes under that name already (checked above): nothing to move.\n      if [ -e "$dst" ]; then rm -f -- "$src" && continue; fi\n      printf \'%s\\n\' "${pair#*/}" >> "$staging/moved" && mv -- "$src" "$dst" || exit 1\n    done\n  fi\n  for json in images.json index.json; do\n    if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; else chmod 644 -- "$next/$json"; fi\n  done\n  mv -f -- "$next/images.json" "$ss/streams/v1/images.json" || exit 1\n  mv -f -- "$next/index.json" "$ss/streams/v1/index.json" || exit 1\n  # The index names the moved files now: a later clean-up of this staging tree must not remove them.\n  if [ -n "$pairs" ]; then rm -f -- "$staging/moved"; fi\nfi\nif [ -f "$next/SHA256SUMS" ]; then\n  chmod 644 -- "$next/SHA256SUMS" && mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS" || exit 1\nfi\nif [ -s "$next/retired" ]; then\n  now=$(date +%s)\n  while IFS= read -r path; do printf \'%s %s\\n\' "$now" "$path"; done < "$next/retired" >> "$state/retired"\nfi\n\nhousekeep "$next/named" "$@"\nlive=$ss/streams/v1/images.json\nif [ -f "$live" ]; then sum=$(sha256 "$live") || exit 1; else sum=none; fi\nleave_gate\nrm -rf -- "$next"\necho "live $sum"',
+    delta: 'set -u\nstate=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6\ndigits() { case $1 in \'\'|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nplain() { case $1 in \'\'|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }\ncase $want in *[!0-9a-f]*) want= ;; esac\nif ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ ${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi\nnewfile=$staging/images/$new\nfor path in "$ss/images" "$staging" "$staging/images" "$newfile"; do\n  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi\ndone\n[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }\ncommand -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }\nstem=${new%.squashfs}\nwhile [ $# -ge 3 ]; do\n  serial=$1 base=$2 basesum=$3; shift 3\n  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi\n  basefile=$ss/images/$base\n  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi\n  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }\n  if [ "${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi\n  out=$staging/images/$stem.$serial.vcdiff\n  rm -f -- "$out"\n  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null\n  status=$?\n  if [ "$status" -ne 0 ]; then\n    rm -f -- "$out"\n    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi\n    continue\n  fi\n  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi\n  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)\n  if [ "${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi\n  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  echo "ok $serial $size ${sum%% *} ${out##*/}"\ndone',
+    fenced: 'state=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nout=$(mktemp -p "$state" .output.XXXXXX) && err=$(mktemp -p "$state" .output.XXXXXX) || exit 1\n"$@" < /dev/null > "$out" 2> "$err"\nstatus=$?\nleave_gate\ncat -- "$err" >&2\ncat -- "$out"\nrm -f -- "$out" "$err"\nexit "$status"',
+    'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # The reader gets none of the locks: if this holder is killed, they go with it at once.\n  while n=$(timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null 4>&- 6>&- 9>&- | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s.\nif [ -e "$dir/.write.lock" ]; then\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null\n  done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
+    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
+    'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # The reader gets none of the locks: if this holder is killed, they go with it at once.\n  while n=$(timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null 4>&- 6>&- 9>&- | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
+    reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
+    stage: 'state=$1 lock=$2 token=$3 staging=$4; shift 4\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nrm -rf -- "$staging" && mkdir -p -- "$staging" && cd -- "$staging" || exit 1\n# Aliases are applied by the action when it merges the version into the live index.\nenv TZ=UTC incus-simplestreams add --no-default-alias -- "$@" >&2 || exit $?\nfor file in images/*; do\n  if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi\n  sum=$(sha256sum < "$file") || exit 1\n  echo "sum ${sum%% *} ${file#images/}"\ndone\nprintf \'index \'\nbase64 -w 0 < streams/v1/images.json || exit 1\necho',
+    write: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5; shift 5\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\ntake_write_lock -s\nenter_lease\nleave_gate\nbad() { echo "bad frame: $*" >&2; exit 1; }\nnl=\'\n\'\nwhile read -r kind n a b; do\n  case $n in \'\'|*[!0-9]*) bad "$kind $n" ;; esac\n  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi\n  i=0\n  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done\n  file=$dir/$name\n  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then\n    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1\n  fi\n  case $kind in\n    B)\n      case $a$b in \'\'|*[!0-9]*) bad "$kind $n $a $b" ;; esac\n      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf \'%s\\n\' "$stats" >&2; exit 1; }\n      copied=${stats##*"$nl"}\n      copied=${copied%% *}\n      case $copied in \'\'|*[!0-9]*) printf \'dd: %s\\n\' "$stats" >&2; exit 1 ;; esac\n      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then\n        printf \'%s %s\\n\' "$a" "$b" >> "$file.blocks" || exit 1\n      else\n        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.\n        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf \'%s %s\\n\' "$a" "$copied" >> "$file.blocks"; fi\n        echo "the block at $a of $name was cut short" >&2; exit 1\n      fi\n      ;;\n    E)\n      case $a in \'\'|*[!0-9]*) bad "$kind $n $a" ;; esac\n      got=$(stat -c %s -- "$file.partial") || exit 1\n      # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers\n      # count (as image-lock.sh reads them), so no arithmetic ever sees anything else.\n      end=$(block_lines "$file" | sort -n -k1,1 -k2,2 | {\n        next=0\n        while read -r offset length; do\n          [ "$offset" -gt "$next" ] && break\n          [ $((offset + length)) -gt "$next" ] && next=$((offset + length))\n        done\n        echo "$next"\n      })\n      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then\n        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1\n      fi\n      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1\n      ;;\n    *) bad "$kind" ;;\n  esac\ndone',
 };
 
 ;// CONCATENATED MODULE: ./src/registry/scripts.ts
@@ -57380,12 +57560,14 @@ const RESET_UPLOAD = script('reset');
 const WRITE_BLOCKS = script('write');
 /** server/read.sh: the live index, and the checks before a change. */
 const READ_LIVE_INDEX = script('read');
-/** server/commit.sh: a new index made live. */
-const COMMIT = script('commit');
-/** server/housekeeping.sh: what dead runs left, removed; the live index printed. */
-const HOUSEKEEPING = script('housekeeping');
+/** server/stage.sh: incus-simplestreams add in a staging tree, and the staged files' sha256. */
+const STAGE = script('stage');
 /** server/delta.sh: vcdiff deltas made and checked. */
 const DELTA = script('delta');
+/** server/commit.sh: a new index made live, whole or not at all; what dead runs left, removed. */
+const COMMIT = script('commit');
+/** server/fenced.sh: a command run under a lease (convert-command, a clean-up). */
+const FENCED = script('fenced');
 /** What server/read.sh prints on stderr when xdelta3 is missing (a line no login shell prints). */
 const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
 /** Exit statuses of server/read.sh, each a case the action explains. */
@@ -57404,116 +57586,42 @@ const ALL_SCRIPTS = [
     RESET_UPLOAD,
     WRITE_BLOCKS,
     READ_LIVE_INDEX,
-    COMMIT,
-    HOUSEKEEPING,
+    STAGE,
     DELTA,
+    COMMIT,
+    FENCED,
 ];
-
-;// CONCATENATED MODULE: ./src/registry/deltas.ts
-/**
- * Making vcdiff deltas on the server (registry/server/delta.sh), from the newest earlier releases
- * of the line to the staged squashfs: in the staging tree, under the image's lock, before the
- * registry lock, so other publishes do not wait. What enters the index is decided under the lock
- * (simplestreams/deltas.ts attachDeltas).
- */
-
-
-
-
-
-/**
- * How many earlier releases a publish makes deltas from: delta-bases, but with keep-versions K
- * only the K - 1 newest earlier releases stay beside the new one, and a delta from an older one
- * would go with its base in the same index (keep-versions 1 makes none).
- */
-function effectiveDeltaBases(options) {
-    return options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
-}
-/** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
-const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
-function deltaReport(delta, squashfsSize) {
-    const share = squashfsSize > 0 ? Math.round((delta.size / squashfsSize) * 1e6) / 1e6 : 0;
-    return { base: delta.base, size: delta.size, share };
-}
-/**
- * Makes and checks the deltas for the staged version in `staging`, from up to `deltaBases`
- * earlier releases of its line in `live`. Undefined when the version is no split container.
- */
-async function makeDeltas(registry, staging, staged, live, options) {
-    const squashfs = staged.version.items['squashfs'];
-    if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0)
-        return undefined;
-    const identity = lineIdentity(staged.product, staged.productFields);
-    const bases = deltaBases(live, identity, staged.serial, effectiveDeltaBases(options));
-    const run = { made: [], skipped: [], squashfsSize: squashfs.size };
-    if (bases.length === 0)
-        return run;
-    const newName = external_node_path_.posix.basename(squashfs.path);
-    const maxBytes = Math.floor((squashfs.size * options.deltaMaxShare) / 100);
-    const result = await registry.execScript(DELTA, [
-        registry.paths.simplestreamsDir,
-        staging,
-        newName,
-        String(DELTA_TIME_LIMIT_SECONDS),
-        String(maxBytes),
-        squashfs.sha256,
-        ...bases.flatMap((base) => [base.serial, external_node_path_.posix.basename(base.squashfsPath), base.squashfsSha256]),
-    ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 });
-    if (result.code !== 0) {
-        if (result.code === 5)
-            return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'xdelta3-missing' })) };
-        const detail = remoteFailure('Making the deltas', result);
-        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'script-failed', detail })) };
-    }
-    const stem = newName.replace(/\.squashfs$/, '');
-    const lines = result.stdout.toString('utf8').split('\n');
-    for (const base of bases) {
-        // Only the lines that name a base asked for, in the script's exact form: a login shell may print noise.
-        const ok = lines
-            .map((line) => /^ok (\d+) (\d+) ([0-9a-f]{64}) (\S+)$/.exec(line.trim()))
-            .find((match) => match?.[1] === base.serial && match[4] === `${stem}.${base.serial}.vcdiff`);
-        if (ok) {
-            run.made.push({
-                base: base.serial,
-                baseFingerprint: base.fingerprint,
-                path: `images/${ok[4]}`,
-                sha256: ok[3],
-                size: Number(ok[2]),
-            });
-            continue;
-        }
-        const skip = lines.map((line) => /^skip (\d+) ([a-z-]+)/.exec(line.trim())).find((m) => m?.[1] === base.serial);
-        run.skipped.push({ base: base.serial, reason: skip?.[2] ?? 'no-answer' });
-    }
-    return run;
-}
 
 ;// CONCATENATED MODULE: ./src/registry/layout.ts
 /**
  * Where things live on the server. All state is under simplestreams-dir, on the same file system
  * as the live tree, so that renames are atomic:
- *   .lxc-publish/lock               the registry lock: one writer at a time
- *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
+ *   .lxc-publish/lock[.gate]        the registry lock: one writer at a time (registry/lock.ts),
+ *                                   and the gate its fenced operations hold
+ *   .lxc-publish/locks/<key>[.gate] an image's lock, held by the run uploading, staging and
  *                                   publishing it (whatever its upload-dir)
+ *   .lxc-publish/holders/<token>    one file per lease, locked by its holder while it lives
  *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
- *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/next/<token>/      a commit's payload, checked before anything is renamed
+ *   .lxc-publish/previous/          the index and SHA256SUMS before the last commit (to roll back)
  *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
  *                                   kept for a while for clients with a cached index
  * and under upload-dir:
- *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
- * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
- * computed while uploading).
+ *   <key>/<name>[.partial], <key>/.write.lock, <key>/.in-use   one directory per image
+ * where <key> names the image in this registry (imageKey): two registries sharing an upload-dir
+ * never share an image's directory, lock or staging tree.
  */
+
 
 const STATE_DIR = '.lxc-publish';
 /** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
 const RETIRE_GRACE_SECONDS = 2 * 3600;
 /** Partial uploads of runs that never came back are removed after this long (until then they resume). */
 const UPLOAD_GRACE_SECONDS = 24 * 3600;
+const stateDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR);
 const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
 const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
 const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
-const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
 /** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
 const imageLockPath = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
 const TARBALL_EXTENSIONS = {
@@ -57528,8 +57636,17 @@ const DATA_NAMES = {
     qcow2: () => 'disk.qcow2',
     'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
 };
+/**
+ * The key of an image in one registry: its upload key (image/hashing.ts: known before the
+ * fingerprint, which is computed while uploading) and simplestreams-dir, so that runs for two
+ * registries on one server, sharing an upload-dir, never touch each other's uploads.
+ */
+function imageKey(paths, uploadKey) {
+    return (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish image\n${paths.simplestreamsDir}\n${uploadKey}\n`).digest('hex');
+}
 /** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
-function remoteImage(paths, key, image) {
+function remoteImage(paths, uploadKey, image) {
+    const key = imageKey(paths, uploadKey);
     const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
     const files = [{ local: image.metadata, name: metadataName }];
     if (image.data) {
@@ -57587,13 +57704,13 @@ async function readServerState(registry, preflight) {
         preflight?.tool ?? '',
         preflight ? '1' : '',
         preflight?.deltas ? '1' : '',
-    ], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS });
+    ], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS, what: `Reading ${path}` });
     const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
         case 0:
-            return { index: parseIndexText(result.stdout, path), xdelta3 };
+            return { index: parseIndexText(result.stdout, path), text: result.stdout, xdelta3 };
         case READ_LIVE_EXIT.noIndexYet:
-            return { index: emptyImagesIndex(), xdelta3 };
+            return { index: emptyImagesIndex(), text: Buffer.alloc(0), xdelta3 };
         case READ_LIVE_EXIT.noSimplestreamsDir:
             throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
@@ -57630,124 +57747,685 @@ async function serverToolVersion(registry) {
     return output.toString('utf8').trim();
 }
 
-;// CONCATENATED MODULE: ./src/registry/housekeeping.ts
+;// CONCATENATED MODULE: ./src/registry/lock.ts
+/**
+ * Locks on the server, each held as a lease: the registry lock (server/registry-lock.sh) and each
+ * image's upload lock (server/image-lock.sh). The holder keeps a lock only while this runner's
+ * heartbeats reach it; when they stop (a runner suspended or gone, a link gone silent) the server
+ * lets the lock go within the lease, instead of when TCP gives up hours later. Every operation
+ * under a lock is fenced by its lease (server/lib/fence.sh): it runs only while the lease's holder
+ * is alive, and the lock's next holder waits until it has ended. A run that wakes up after its
+ * lease was lost therefore fails before it changes anything (exit LEASE_LOST_EXIT), and can never
+ * undo what the run after it published.
+ */
+
+
+
+
+
+
+
+
+
+
+/** How long the server keeps the registry lock after the last heartbeat. */
+const REGISTRY_LEASE_SECONDS = 30;
+/**
+ * How long the server keeps an image lock after the last heartbeat: longer, because during the
+ * upload a heartbeat waits behind the data in flight (up to 16 MiB: 16 s on a 1 MB/s link), and
+ * a lost image lease only holds up a publish of the same image.
+ */
+const IMAGE_LEASE_SECONDS = 120;
+/** How often the runner renews a lease. */
+const HEARTBEAT_MS = 3000;
+/** The exit status of every fenced script when its lease was lost (server/lib/fence.sh). */
+const LEASE_LOST_EXIT = 73;
+/** A fenced script's first three arguments (server/lib/fence.sh). */
+const fenceArgs = (fence) => [fence.state, fence.lock, fence.token];
+/** Takes the lock at `path` as a lease, renewed by heartbeats until released. */
+async function holdLock(registry, options) {
+    const { path, timeoutSeconds, leaseSeconds, busyMessage, script, args } = options;
+    const fence = { state: stateDir(registry.paths), lock: path, token: (0,external_node_crypto_.randomBytes)(16).toString('hex') };
+    let held;
+    try {
+        held = await registry.session.startHeld((0,shell/* scriptCommand */.rG)(script.text, script.name, [
+            fence.state,
+            path,
+            String(timeoutSeconds),
+            String(leaseSeconds),
+            fence.token,
+            ...args,
+        ]), (line) => line === 'locked');
+    }
+    catch (error) {
+        if (error instanceof HeldCommandEnded) {
+            if (error.result.code === 75)
+                throw new errors/* ActionError */.lZ(busyMessage, 'lock-timeout');
+            throw new errors/* ActionError */.lZ(remoteFailure(`Taking the lock ${path}`, error.result));
+        }
+        throw error;
+    }
+    let released = false;
+    let ended = false;
+    const heartbeat = setInterval(() => held.send('\n'), HEARTBEAT_MS);
+    heartbeat.unref();
+    void held.ended.then(() => {
+        ended = true;
+        clearInterval(heartbeat);
+    });
+    return {
+        fence,
+        leaseSeconds,
+        report: held.lines.slice(0, -1),
+        lost: () => ended && !released,
+        release: async () => {
+            released = true;
+            clearInterval(heartbeat);
+            await held.release();
+        },
+    };
+}
+/** The error for an operation refused because its lease was lost. */
+function leaseLost(lock, what, lockName) {
+    return new errors/* ActionError */.lZ(`${what} was refused: the ${lockName} was lost. No heartbeat from this runner reached the server for ` +
+        `${lock.leaseSeconds} s (the runner was suspended, or the link to the server went silent), so the server let ` +
+        'the lock go and another run may have gone on. This run changed nothing after that; run the step again.');
+}
+/**
+ * Fails with leaseLost when a fenced script ended with LEASE_LOST_EXIT (or the lease was lost
+ * meanwhile), otherwise with the script's own failure; returns its stdout when it succeeded.
+ */
+function fencedOutput(result, lock, what, lockName) {
+    if (result.code === 0)
+        return result.stdout;
+    if (result.code === LEASE_LOST_EXIT)
+        throw leaseLost(lock, what, lockName);
+    throw new errors/* ActionError */.lZ(remoteFailure(what, result));
+}
+/**
+ * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
+ * reads the live index as it stands under it, in one round trip (server/registry-lock.sh).
+ */
+async function holdRegistryLock(registry, lockTimeout) {
+    const lock = await holdLock(registry, {
+        path: lockPath(registry.paths),
+        timeoutSeconds: lockTimeout,
+        leaseSeconds: REGISTRY_LEASE_SECONDS,
+        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
+            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+        script: REGISTRY_LOCK,
+        args: [registry.paths.simplestreamsDir],
+    });
+    try {
+        const liveText = indexUnderLock(lock.report);
+        const sums = lock.report.findLast((line) => /^sums [0-9a-f]{64}$/.test(line) || line === 'nosums');
+        return {
+            lock,
+            liveText,
+            live: liveText.length === 0 ? emptyImagesIndex() : parseIndexText(liveText, liveIndexPath(registry.paths)),
+            sumsSha256: sums?.startsWith('sums ') ? sums.slice('sums '.length) : undefined,
+        };
+    }
+    catch (error) {
+        await lock.release();
+        throw error;
+    }
+}
+/** The live index registry-lock.sh printed (base64 on one line), or nothing when there is none yet. */
+function indexUnderLock(report) {
+    const line = report.findLast((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+    if (line === undefined) {
+        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+            "Check that the SSH user's shell startup files print nothing, and run the step again.");
+    }
+    return line === 'noindex' ? Buffer.alloc(0) : Buffer.from(line.slice('index '.length), 'base64');
+}
+
+// EXTERNAL MODULE: external "node:events"
+var external_node_events_ = __nccwpck_require__(8474);
+;// CONCATENATED MODULE: ./src/registry/progress.ts
+/** The upload's progress lines (percent and MB/s), logged every few seconds by registry/upload.ts. */
+/** Sizes in the units that MB/s uses (decimal). */
+function decimalSize(bytes) {
+    if (bytes >= 1e9)
+        return `${(bytes / 1e9).toFixed(2)} GB`;
+    if (bytes >= 1e6)
+        return `${(bytes / 1e6).toFixed(1)} MB`;
+    if (bytes >= 1e3)
+        return `${(bytes / 1e3).toFixed(1)} kB`;
+    return `${bytes} bytes`;
+}
+function formatProgress({ label, sent, sentThisPass, total, elapsedSeconds }) {
+    const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
+    const rate = elapsedSeconds > 0 ? (sentThisPass ?? sent) / 1e6 / elapsedSeconds : 0;
+    return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
+}
+
+;// CONCATENATED MODULE: ./src/registry/upload.ts
+/**
+ * The upload: each image's files go into its own directory under upload-dir, under that image's
+ * lock, as `.partial` files that get their final name once every block is there (registry/
+ * server/write.sh). The files are read once, in order, and hashed as they go (the
+ * fingerprint); their blocks are dealt to several exec channels of the one connection, each of
+ * which writes its blocks at their offsets on the server. One channel is bound by its window
+ * (sshd grants 2 MiB: 40 MB/s at 50 ms round trip, 13 MB/s at 150 ms); several are not.
+ *
+ * What an earlier attempt left is reused (a complete file whose sha256 matches) or resumed (the
+ * blocks the server recorded, once their bytes match the runner's); a dropped connection is
+ * retried.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** How the messages name an image's lock. */
+const IMAGE_LOCK_NAME = "image's upload lock";
+/**
+ * Channels at most, on a link whose round trip is LONG_LINK_MS or more. sshd's MaxSessions (10 by default) counts every channel of a connection, the
+ * image lock's holder among them; 8 lift the window's ceiling eightfold (docs/performance.md has
+ * the measurements). A server that allows fewer refuses the rest, and the upload goes on with
+ * those it got.
+ */
+const UPLOAD_CHANNELS = 8;
+/**
+ * Below this round trip one channel's window is not the limit (2 MiB per 10 ms is 200 MB/s, what
+ * the two ends' CPUs manage on a good day), and more channels only share the CPUs: one is used.
+ */
+const LONG_LINK_MS = 10;
+/** Bytes per block: a channel's unit of work, of resume, and of memory held per channel. */
+const BLOCK_BYTES = 4 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+const DIGITS = /^\d{1,15}$/;
+const upload_SHA256 = /^[0-9a-f]{64}$/;
+/** Reads IMAGE_LOCK's report; lines of another form (a login shell's noise) are ignored. */
+function parseUploadReport(lines, files) {
+    const states = Array.from({ length: files }, () => ({ blocks: [] }));
+    for (const line of lines) {
+        const [kind, n, a, b] = line.split(' ');
+        if (!n || !DIGITS.test(n))
+            continue;
+        const state = states[Number(n) - 1];
+        if (!state)
+            continue;
+        if (kind === 'F' && a && b && DIGITS.test(a) && upload_SHA256.test(b))
+            state.complete = { size: Number(a), sha256: b };
+        else if (kind === 'B' && a && b && DIGITS.test(a) && DIGITS.test(b))
+            state.blocks.push({ offset: Number(a), length: Number(b) });
+        else if (kind === 'H' && a && upload_SHA256.test(a))
+            state.blocksSha256 = a;
+    }
+    return states;
+}
+/** Whether recorded blocks are usable for a file of `size` bytes: inside it, none overlapping. */
+function blocksFit(blocks, size) {
+    let end = 0;
+    for (const block of blocks) {
+        if (block.length <= 0 || block.offset < end || block.offset + block.length > size)
+            return false;
+        end = block.offset + block.length;
+    }
+    return true;
+}
+/** The ranges of a file of `size` bytes that `done` (sorted, not overlapping) leaves out, cut into blocks. */
+function missingBlocks(done, size, blockBytes = BLOCK_BYTES) {
+    const missing = [];
+    const add = (from, to) => {
+        for (let offset = from; offset < to; offset += blockBytes)
+            missing.push({ offset, length: Math.min(blockBytes, to - offset) });
+    };
+    let at = 0;
+    for (const block of done) {
+        add(at, block.offset);
+        at = block.offset + block.length;
+    }
+    add(at, size);
+    return missing;
+}
+/** sha256 of the given ranges of a local file, in order (what the server hashed of its blocks). */
+async function hashRanges(file, ranges) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    for (const range of ranges) {
+        const stream = readStream(file, {
+            start: range.offset,
+            end: range.offset + range.length - 1,
+            chunkBytes: READ_CHUNK_BYTES,
+        });
+        for await (const chunk of stream)
+            hash.update(chunk);
+    }
+    return hash.digest('hex');
+}
+/**
+ * Decides, file by file, what to reuse and what to send, from what the server reported. A
+ * complete file is reused when its sha256 matches; recorded blocks are kept when their bytes
+ * match the runner's (checked by hash, as the server read them back); anything else starts again.
+ */
+async function planFiles(registry, image, lock, states, hashes, options) {
+    const { lockTimeout, blockBytes = BLOCK_BYTES } = options;
+    const plans = [];
+    for (const [index, file] of image.files.entries()) {
+        const state = states[index] ?? { blocks: [] };
+        const size = file.local.size;
+        if (state.complete) {
+            // A file of another size is not this one: no need to read it to know.
+            if (state.complete.size === size) {
+                const own = (0,external_node_crypto_.createHash)('sha256');
+                const fingerprint = hashes.before(index);
+                await hashFileInto(file.local, [own, fingerprint]);
+                const sha256 = own.digest('hex');
+                if (state.complete.sha256 === sha256) {
+                    hashes.finish(index, fingerprint, sha256);
+                    lib_core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+                    continue;
+                }
+            }
+        }
+        else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
+            if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
+                const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
+                if (held > 0)
+                    lib_core/* info */.pq(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
+                plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
+                continue;
+            }
+        }
+        else if (state.blocks.length === 0 && state.blocksSha256 === undefined) {
+            // A fresh, empty partial file and block list (N): everything is sent. A block list with
+            // nothing valid in it is reset below, so that no stray line is left for the final check.
+            plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+            continue;
+        }
+        // What the server holds does not match: that file starts again.
+        const what = `Starting the upload of ${file.name} again`;
+        const reset = await registry.execScript(RESET_UPLOAD, [
+            ...fenceArgs(lock.fence),
+            image.dir,
+            String(lockTimeout),
+            file.name,
+        ]);
+        fencedOutput(reset, lock, what, IMAGE_LOCK_NAME);
+        lib_core/* info */.pq(`${file.name}: what the server held does not match this file; it is sent again`);
+        plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+    }
+    return plans;
+}
+/**
+ * Opens up to `count` writers at once (one round trip). A server with a lower MaxSessions refuses
+ * some: the upload goes on with those it got, with a notice.
+ */
+async function openWriters(registry, image, lock, count, lockTimeout) {
+    const command = (0,shell/* scriptCommand */.rG)(WRITE_BLOCKS.text, WRITE_BLOCKS.name, [
+        ...fenceArgs(lock.fence),
+        image.dir,
+        String(lockTimeout),
+        ...image.files.map((file) => file.name),
+    ]);
+    const opened = await Promise.allSettled(Array.from({ length: count }, (_, i) => registry.session.open(command, i > 0)));
+    const writers = [];
+    let refusal;
+    for (const outcome of opened) {
+        if (outcome.status === 'fulfilled') {
+            const writer = { command: outcome.value, result: outcome.value.ended, ended: false };
+            void writer.result.then(() => (writer.ended = true));
+            writers.push(writer);
+        }
+        else if (isOpenRefusal(outcome.reason))
+            refusal = outcome.reason;
+        else
+            throw outcome.reason;
+    }
+    if (writers.length === 0) {
+        throw new errors/* ActionError */.lZ(`The server refused every upload channel (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}). Its sshd allows too few channels per ` +
+            'connection (MaxSessions): the upload needs two (the image lock and one writer). Set MaxSessions to 2 or ' +
+            "more in the server's sshd_config (the default is 10) and reload sshd.");
+    }
+    if (writers.length < count) {
+        registry.sessionsLimited = true;
+        lib_core/* notice */.lm(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}); ` +
+            `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
+            'a higher MaxSessions for the publishing user lets long links go faster.');
+    }
+    return writers;
+}
+/** A writer failed: its own exit status and stderr say why. */
+async function writerFailure(writer) {
+    const result = await writer.result;
+    return new errors/* ActionError */.lZ(remoteFailure('Uploading (a parallel writer)', result));
+}
+/** Waits until the channel can take more, or fails when its command ended. */
+async function drained(writer) {
+    const channel = writer.command.stdin;
+    if (writer.ended || !channel.writable)
+        throw await writerFailure(writer);
+    if (channel.writableNeedDrain)
+        await Promise.race([(0,external_node_events_.once)(channel, 'drain'), writer.result.then(() => undefined)]);
+    if (writer.ended)
+        throw await writerFailure(writer);
+}
+/**
+ * The writer for the next block: of those whose channel is not full (it has less than its
+ * high-water mark, 2 MiB, waiting for the window), the one with the least waiting; when all are
+ * full, the first to drain. Back-pressure: at most about a block and 2 MiB wait per channel,
+ * whatever the file size.
+ */
+async function pickWriter(writers) {
+    for (;;) {
+        let best;
+        for (const writer of writers) {
+            if (writer.ended)
+                throw await writerFailure(writer);
+            const channel = writer.command.stdin;
+            if (channel.writableNeedDrain)
+                continue;
+            if (!best || channel.writableLength < best.command.stdin.writableLength)
+                best = writer;
+        }
+        if (best)
+            return best;
+        await Promise.race(writers.map((writer) => drained(writer)));
+    }
+}
+/**
+ * Reads each planned file once, in order, feeding the fingerprint, and deals the blocks to send
+ * to the writers as framed blocks. Files reused from the server are hashed by planFiles.
+ */
+async function sendPlanned(image, plans, writers, hashes, progress) {
+    for (const [index, file] of image.files.entries()) {
+        const plan = plans.find((candidate) => candidate.index === index);
+        if (!plan)
+            continue; // reused
+        progress.label = file.name;
+        const fingerprint = hashes.before(index);
+        const own = (0,external_node_crypto_.createHash)('sha256');
+        const blocks = plan.send;
+        let next = 0; // the next block to start
+        let current;
+        let position = 0;
+        const source = readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
+        for await (const read of source) {
+            const chunk = read;
+            fingerprint.update(chunk);
+            own.update(chunk);
+            let at = 0;
+            while (at < chunk.length) {
+                const here = position + at;
+                if (!current) {
+                    const block = blocks[next];
+                    if (!block || block.offset >= position + chunk.length)
+                        break; // nothing more to send in this chunk
+                    if (block.offset > here) {
+                        at = block.offset - position;
+                        continue;
+                    }
+                    next++;
+                    current = { block, writer: await pickWriter(writers) };
+                    current.writer.command.stdin.write(`B ${index + 1} ${block.offset} ${block.length}\n`);
+                }
+                const end = current.block.offset + current.block.length;
+                const take = Math.min(chunk.length - at, end - here);
+                current.writer.command.stdin.write(chunk.subarray(at, at + take));
+                at += take;
+                progress.bytes += take;
+                if (here + take === end) {
+                    current.writer.command.stdin.write('.\n');
+                    current = undefined;
+                }
+            }
+            position += chunk.length;
+        }
+        if (position !== file.local.size || current || next < blocks.length) {
+            // readStream stops at the size seen when the file was opened and fails when it ends sooner.
+            throw changedError(file.local, `${position} of ${file.local.size} bytes read in the upload`);
+        }
+        hashes.finish(index, fingerprint, own.digest('hex'));
+    }
+}
+/** Ends a writer's stdin and checks that it ended well. */
+async function finishWriter(writer, frames = '') {
+    const channel = writer.command.stdin;
+    if (!writer.ended && channel.writable)
+        channel.end(frames);
+    const result = await writer.result;
+    if (result.code !== 0)
+        throw new errors/* ActionError */.lZ(remoteFailure('Uploading', result));
+}
+/**
+ * One attempt: the writers receive the blocks to send; once all but the first have ended, the
+ * first checks each file's blocks and gives it its final name (the "E" frames).
+ */
+async function transfer(registry, image, lock, plans, hashes, options) {
+    const toSend = plans.reduce((sum, plan) => sum + plan.send.reduce((bytes, block) => bytes + block.length, 0), 0);
+    const blockCount = plans.reduce((sum, plan) => sum + plan.send.length, 0);
+    const rtt = registry.roundTripMs;
+    const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
+    const wanted = Math.max(1, Math.min(channels, blockCount));
+    if (rtt !== undefined && options.channels === undefined) {
+        lib_core/* info */.pq(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+    }
+    const writers = await openWriters(registry, image, lock, wanted, options.lockTimeout);
+    const progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
+    const report = () => formatProgress({
+        label: `${progress.label} (${writers.length} channel${writers.length === 1 ? '' : 's'})`,
+        sent: progress.bytes,
+        total: progress.total,
+        elapsedSeconds: (Date.now() - progress.started) / 1000,
+    });
+    const timer = setInterval(() => lib_core/* info */.pq(report()), 5000);
+    try {
+        await sendPlanned(image, plans, writers, hashes, progress);
+        const [first, ...others] = writers;
+        await Promise.all(others.map((writer) => finishWriter(writer)));
+        await finishWriter(first, plans.map((plan) => `E ${plan.index + 1} ${plan.file.local.size}\n`).join(''));
+    }
+    catch (error) {
+        for (const writer of writers)
+            writer.command.stdin.destroy();
+        throw error;
+    }
+    finally {
+        clearInterval(timer);
+    }
+    const seconds = (Date.now() - progress.started) / 1000;
+    for (const plan of plans) {
+        const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
+        lib_core/* info */.pq(formatProgress({
+            label: plan.file.name,
+            sent: plan.file.local.size,
+            sentThisPass: sent,
+            total: plan.file.local.size,
+            elapsedSeconds: seconds * (toSend > 0 ? sent / toSend : 0),
+        }));
+    }
+    lib_core/* info */.pq(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
+        `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`);
+}
+/**
+ * Uploads under the image's own lock, retrying when the connection drops, and returns the
+ * fingerprint with the lock, which stays held until the publication is done.
+ */
+async function uploadImage(registry, image, options) {
+    const hashes = new UploadHashes();
+    for (let attempt = 0;; attempt++) {
+        let lock;
+        try {
+            // Inside the retried part: a reconnect that fails (the link still down) is one attempt.
+            if (attempt > 0 && !registry.isConnected())
+                await registry.reconnect();
+            // One round trip: the lock, and what earlier attempts left in the upload directory.
+            lock = await holdLock(registry, {
+                path: imageLockPath(registry.paths, image.key),
+                timeoutSeconds: options.lockTimeout,
+                leaseSeconds: options.leaseSeconds ?? IMAGE_LEASE_SECONDS,
+                busyMessage: `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
+                    `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
+                script: IMAGE_LOCK,
+                args: [image.dir, ...image.files.map((file) => file.name)],
+            });
+            const states = parseUploadReport(lock.report, image.files.length);
+            const plans = await planFiles(registry, image, lock, states, hashes, options);
+            if (plans.length > 0)
+                await transfer(registry, image, lock, plans, hashes, options);
+            return { fingerprint: hashes.fingerprint(), fileSha256s: hashes.fileSha256s(), lock };
+        }
+        catch (error) {
+            // A lease the server let go: another run of this image may have taken over (and stopped
+            // this run's writers); what it does must not be undone by this one.
+            const lost = lock?.lost() === true;
+            await lock?.release().catch(() => undefined);
+            if (lost && lock && registry.isConnected())
+                throw leaseLost(lock, 'The upload', IMAGE_LOCK_NAME);
+            if (registry.isConnected() || attempt >= options.retries)
+                throw error;
+            const delay = Math.min(30, 2 ** attempt);
+            lib_core/* warning */.$e(`The connection dropped during the upload, or could not be made again ` +
+                `(${untrustedLine((0,errors/* describeError */.Uc)(error))}). Retrying in ${delay} s (retry ${attempt + 1} of ` +
+                `${options.retries}); the upload resumes where it stopped.`);
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/registry/deltas.ts
+/**
+ * Making vcdiff deltas on the server (registry/server/delta.sh), from the newest earlier releases
+ * of the line to the staged squashfs: in the staging tree, under the image's lock, before the
+ * registry lock, so other publishes do not wait. What enters the index is decided under the lock
+ * (simplestreams/deltas.ts attachDeltas).
+ */
+
+
 
 
 
 
 
 /**
- * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
- * live index as it now stands: one round trip, under the registry lock.
+ * How many earlier releases a publish makes deltas from: delta-bases, but with keep-versions K
+ * only the K - 1 newest earlier releases stay beside the new one, and a delta from an older one
+ * would go with its base in the same index (keep-versions 1 makes none).
  */
-async function housekeepAndRead(registry, done = []) {
-    const output = await registry.session.run(housekeepingCommand(registry, done), {
-        what: 'Cleaning up after earlier runs and reading the index back',
-        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-    return readBack(registry, output);
+function effectiveDeltaBases(options) {
+    return options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
 }
-/** The housekeeping command, for housekeepAndRead or to follow the commit in its round trip. */
-function housekeepingCommand(registry, done = []) {
-    const { simplestreamsDir, uploadDir } = registry.paths;
-    return (0,shell/* scriptCommand */.rG)(HOUSEKEEPING.text, HOUSEKEEPING.name, [
-        simplestreamsDir,
-        uploadDir,
-        String(RETIRE_GRACE_SECONDS),
-        String(UPLOAD_GRACE_SECONDS / 60),
-        ...done,
-    ]);
+/** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
+const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
+function deltaReport(delta, squashfsSize) {
+    const share = squashfsSize > 0 ? Math.round((delta.size / squashfsSize) * 1e6) / 1e6 : 0;
+    return { base: delta.base, size: delta.size, share };
 }
-/** The live index the housekeeping printed. */
-function readBack(registry, output) {
-    return parseIndexText(output, liveIndexPath(registry.paths));
-}
-async function removeDirs(registry, dirs) {
-    await registry.session.run((0,shell/* commandLine */.ay)(['rm', '-rf', '--', ...dirs]), {
-        what: `Removing ${dirs.join(', ')}`,
-        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
+/**
+ * Makes and checks the deltas for the staged version in `staging`, from up to `deltaBases`
+ * earlier releases of its line in `live`. Undefined when the version is no split container.
+ */
+async function makeDeltas(registry, target, options) {
+    const { staging, version: staged, live, lock } = target;
+    const squashfs = staged.version.items['squashfs'];
+    if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0)
+        return undefined;
+    const identity = lineIdentity(staged.product, staged.productFields);
+    const bases = deltaBases(live, identity, staged.serial, effectiveDeltaBases(options));
+    const run = { made: [], skipped: [], squashfsSize: squashfs.size };
+    if (bases.length === 0)
+        return run;
+    const newName = external_node_path_.posix.basename(squashfs.path);
+    const maxBytes = Math.floor((squashfs.size * options.deltaMaxShare) / 100);
+    const result = await registry.execScript(DELTA, [
+        ...fenceArgs(lock.fence),
+        registry.paths.simplestreamsDir,
+        staging,
+        newName,
+        String(DELTA_TIME_LIMIT_SECONDS),
+        String(maxBytes),
+        squashfs.sha256,
+        ...bases.flatMap((base) => [base.serial, external_node_path_.posix.basename(base.squashfsPath), base.squashfsSha256]),
+    ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60, what: 'Making the deltas' });
+    // A lost lease fails the publish: another run of this image may be at work in its staging tree.
+    if (result.code === LEASE_LOST_EXIT)
+        fencedOutput(result, lock, 'Making the deltas', IMAGE_LOCK_NAME);
+    if (result.code !== 0) {
+        if (result.code === 5)
+            return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'xdelta3-missing' })) };
+        const detail = remoteFailure('Making the deltas', result);
+        return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'script-failed', detail })) };
+    }
+    const stem = newName.replace(/\.squashfs$/, '');
+    const lines = result.stdout.toString('utf8').split('\n');
+    for (const base of bases) {
+        // Only the lines that name a base asked for, in the script's exact form: a login shell may print noise.
+        const ok = lines
+            .map((line) => /^ok (\d+) (\d+) ([0-9a-f]{64}) (\S+)$/.exec(line.trim()))
+            .find((match) => match?.[1] === base.serial && match[4] === `${stem}.${base.serial}.vcdiff`);
+        if (ok) {
+            run.made.push({
+                base: base.serial,
+                baseFingerprint: base.fingerprint,
+                path: `images/${ok[4]}`,
+                sha256: ok[3],
+                size: Number(ok[2]),
+            });
+            continue;
+        }
+        const skip = lines.map((line) => /^skip (\d+) ([a-z-]+)/.exec(line.trim())).find((m) => m?.[1] === base.serial);
+        run.skipped.push({ base: base.serial, reason: skip?.[2] ?? 'no-answer' });
+    }
+    return run;
 }
 
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
-;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
-/**
- * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
- * newest version. Pure.
- */
-
-
-/**
- * Puts the aliases on one product and takes them off every other product of the same
- * architecture, so that an alias such as `latest` names exactly one image per architecture.
- * Returns whether anything changed.
- */
-function moveAliases(index, productName, aliases) {
-    const target = index.products[productName];
-    if (!target || aliases.length === 0)
-        return false;
-    let changed = false;
-    for (const [name, product] of Object.entries(index.products)) {
-        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
-            continue;
-        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
-        if (kept.length !== productAliases(product).length) {
-            setAliases(product, kept);
-            changed = true;
+;// CONCATENATED MODULE: ./src/simplestreams/file-names.ts
+/** The name of its own for a file of the release with `fingerprint`. */
+function ownName(name, fingerprint) {
+    const dot = name.indexOf('.');
+    const tag = `-${fingerprint.slice(0, 12)}`;
+    return dot < 0 ? `${name}${tag}` : `${name.slice(0, dot)}${tag}${name.slice(dot)}`;
+}
+/** The staged release's files, its deltas among them. */
+function stagedPaths(staged, deltas) {
+    return [...Object.values(staged.version.items), ...deltas];
+}
+/** The paths of `files` that the index names with another sha256. */
+function pathsTakenBy(index, files) {
+    const taken = new Set();
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            for (const item of Object.values(version.items)) {
+                if (files.some((file) => file.path === item.path && file.sha256 !== item.sha256))
+                    taken.add(item.path);
+            }
         }
     }
-    const current = productAliases(target);
-    const missing = aliases.filter((alias) => !current.includes(alias));
-    if (missing.length > 0) {
-        setAliases(target, [...current, ...missing]);
-        changed = true;
-    }
-    return changed;
-}
-function setAliases(product, aliases) {
-    if (aliases.length > 0)
-        product.aliases = aliases.join(',');
-    else
-        delete product.aliases;
-}
-/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
-function isNewestVersion(product, serial) {
-    // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
-    return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
+    return taken;
 }
 /**
- * Moves one version of a product written the old way (one product, several versions) into a
- * release product of its own, without aliases, and returns its key. Aliases of a shared product
- * resolve to its newest version only: an older version must stand alone to carry one.
+ * The staged release and its deltas with each path in `rename` given a name of its own (ownName);
+ * the same objects when there is nothing to rename.
  */
-function splitOutRelease(index, productName, serial) {
-    const product = index.products[productName];
-    const version = product?.versions[serial];
-    if (!product || !version || Object.keys(product.versions).length === 1)
-        return productName;
-    const { versions: _versions, aliases: _aliases, ...fields } = product;
-    const key = releaseProductKey(productLine(productName, product), serial);
-    delete product.versions[serial];
-    index.products[key] = { ...fields, versions: { [serial]: version } };
-    return key;
-}
-/**
- * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
- * version that is not the newest of a shared product is first given a product of its own, so
- * that the aliases resolve to it.
- */
-function planAliasUpdate(live, fingerprint, aliases) {
-    const next = cloneIndex(live);
-    const existing = findFingerprint(next, fingerprint);
-    if (!existing || aliases.length === 0)
-        return undefined;
-    const holder = next.products[existing.product];
-    const product = holder && !isNewestVersion(holder, existing.serial)
-        ? splitOutRelease(next, existing.product, existing.serial)
-        : existing.product;
-    const split = product !== existing.product;
-    return moveAliases(next, product, aliases) || split ? next : undefined;
+function withOwnNames(staged, deltas, rename, fingerprint) {
+    if (rename.size === 0)
+        return { staged, deltas: [...deltas] };
+    const own = (path) => {
+        if (!rename.has(path))
+            return path;
+        const slash = path.lastIndexOf('/');
+        return path.slice(0, slash + 1) + ownName(path.slice(slash + 1), fingerprint);
+    };
+    const items = Object.fromEntries(Object.entries(staged.version.items).map(([key, item]) => [key, { ...item, path: own(item.path) }]));
+    return {
+        staged: { ...staged, version: { ...staged.version, items } },
+        deltas: deltas.map((delta) => ({ ...delta, path: own(delta.path) })),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/lxd.ts
@@ -57897,44 +58575,18 @@ function planPublication(live, staged, fingerprint, aliases, replace) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
-/** keep-versions: how many releases of each image line stay in the index. Pure. */
-
-/**
- * Keeps the newest `keep` (at least 1) releases of every image line (os/release/variant/arch,
- * whatever products hold them), and never drops the release with `fingerprint` (the one just
- * published, even if its serial is older). A product left without versions goes, and its aliases
- * with it: a pinned alias names its release only. Files are retired only when no remaining
- * version names them.
- */
-function applyRetention(index, keep, fingerprint) {
-    const next = cloneIndex(index);
-    const dropped = [];
-    const droppedPaths = [];
-    if (keep <= 0)
-        return { index: next, dropped, retired: [] };
-    const lines = new Set(Object.entries(next.products).map(([key, product]) => lineIdentity(key, product)));
-    for (const line of lines) {
-        const newestFirst = releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
-        newestFirst.forEach(({ product, serial, version }, position) => {
-            if (position < keep || versionFingerprint(version) === fingerprint)
-                return;
-            const holder = next.products[product];
-            if (!holder)
-                return;
-            delete holder.versions[serial];
-            if (!holdsImages(holder))
-                delete next.products[product];
-            dropped.push(`${product} ${serial}`);
-            droppedPaths.push(...Object.values(version.items).map((item) => item.path));
-        });
-    }
-    const stillNamed = referencedPaths(next);
-    return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
-}
-
 ;// CONCATENATED MODULE: ./src/registry/commit.ts
-/** Making a new index live, under the registry lock (registry/server/commit.sh). */
+/**
+ * Making a new index live, under the registry lock's lease, whole or not at all; cleaning up
+ * after earlier runs in the same round trip (server/commit.sh). Its payload is defined here, with
+ * the framing the script checks: the parts below, one after the other on stdin, each announced
+ * by its name, length and sha256 as arguments, so that nothing is renamed unless every byte
+ * arrived (a link cut mid-way leaves a short payload, and nothing changes).
+ */
+
+
+
+
 
 
 
@@ -57944,97 +58596,96 @@ function applyRetention(index, keep, fingerprint) {
 
 /** A file the index can name and the action may retire: a plain name in images/. */
 const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
-async function commit(registry, options) {
-    const { simplestreamsDir } = registry.paths;
-    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
-    // One round trip. index.json, the retired files, SHA256SUMS and images.json go over stdin (they grow with
-    // the registry; a command line may not: sshd passes it to the shell as one argument).
-    const sums = sha256Sums(options.index)
-        .split('\n')
-        .filter((line) => line !== '');
-    const stdin = [
-        JSON.stringify(buildStreamsIndex(options.index)),
-        ...retired,
-        '',
-        ...sums,
-        '',
-        JSON.stringify(options.index),
-    ];
-    const command = (0,shell/* scriptCommand */.rG)(COMMIT.text, COMMIT.name, [
-        simplestreamsDir,
-        nextDir(registry.paths),
-        options.staging ?? '',
-        String(options.lock.pid),
-        ...(options.stagedFiles ?? []),
-    ]);
-    return registry.session.run(options.andThen ? `${command} && ${options.andThen}` : command, {
-        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)` +
-            (options.andThen ? ', then cleaning up and reading it back' : ''),
-        stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
-        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-}
-
-;// CONCATENATED MODULE: ./src/registry/lock.ts
-/** Locks on the server: the registry lock (REGISTRY_LOCK), and each image's upload lock (IMAGE_LOCK). */
-
-
-
-
-
-
-
-
-
-/** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
-async function holdLock(registry, options) {
-    const { path, timeoutSeconds, busyMessage, script, args } = options;
-    try {
-        const held = await registry.session.startHeld((0,shell/* scriptCommand */.rG)(script.text, script.name, [path, String(timeoutSeconds), ...args]), (line) => /^locked \d+$/.test(line));
-        // startHeld returns only once the holder printed a line of this form.
-        const pid = Number(held.firstLine.slice('locked '.length));
-        return { pid, report: held.lines.slice(0, -1), release: () => held.release() };
+/** How the messages name the registry lock. */
+const REGISTRY_LOCK_NAME = 'registry lock';
+const lines = (values) => Buffer.from([...values].map((value) => `${value}\n`).join(''));
+const sha256Of = (bytes) => (0,external_node_crypto_.createHash)('sha256').update(bytes).digest('hex');
+/**
+ * The payload's parts for a commit (see Part). SHA256SUMS follows every index the action leaves:
+ * it is sent with a new index, and with an unchanged one whose SHA256SUMS does not match it (an
+ * index written by hand, or by a convert-command).
+ */
+function payloadParts(options) {
+    const parts = [];
+    if (options.changed) {
+        parts.push({ name: 'images.json', bytes: Buffer.from(JSON.stringify(options.live)) });
+        parts.push({ name: 'index.json', bytes: Buffer.from(JSON.stringify(buildStreamsIndex(options.live))) });
     }
-    catch (error) {
-        if (error instanceof HeldCommandEnded) {
-            if (error.result.code === 75)
-                throw new errors/* ActionError */.lZ(busyMessage, 'lock-timeout');
-            throw new errors/* ActionError */.lZ(remoteFailure(`Taking the lock ${path}`, error.result));
-        }
-        throw error;
+    const sums = Buffer.from(sha256Sums(options.live));
+    if (options.changed || sha256Of(sums) !== options.current.sumsSha256)
+        parts.push({ name: 'SHA256SUMS', bytes: sums });
+    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
+    if (options.changed && retired.length > 0)
+        parts.push({ name: 'retired', bytes: lines(new Set(retired)) });
+    parts.push({ name: 'named', bytes: lines([...referencedPaths(options.live)].sort()) });
+    return parts;
+}
+/** A different file already has a staged file's published name (a retired file within its grace). */
+class NameCollision extends Error {
+    detail;
+    constructor(detail) {
+        super(detail);
+        this.detail = detail;
+        this.name = 'NameCollision';
     }
 }
 /**
- * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
- * reads the live index as it stands under it, in one round trip (REGISTRY_LOCK).
+ * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
+ * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
+ * under the lock): anything else was written by something that does not take the lock.
  */
-async function holdRegistryLock(registry, lockTimeout) {
-    const lock = await holdLock(registry, {
-        path: lockPath(registry.paths),
-        timeoutSeconds: lockTimeout,
-        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
-        script: REGISTRY_LOCK,
-        args: [registry.paths.simplestreamsDir],
+async function commit(registry, options) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    const parts = payloadParts(options);
+    const staged = options.stagedFiles ?? [];
+    const args = [
+        ...fenceArgs(options.lock.fence),
+        simplestreamsDir,
+        options.staging ?? '',
+        uploadDir,
+        String(RETIRE_GRACE_SECONDS),
+        String(UPLOAD_GRACE_SECONDS / 60),
+        String(parts.length),
+        ...parts.flatMap((part) => [part.name, String(part.bytes.length), sha256Of(part.bytes)]),
+        String(staged.length),
+        ...staged.flatMap((file) => [file.staged, file.published]),
+        ...options.done,
+    ];
+    const what = options.changed
+        ? `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`
+        : `Cleaning up after earlier runs in ${simplestreamsDir} (simplestreams-dir)`;
+    const result = await registry.execScript(COMMIT, args, {
+        what,
+        stdin: external_node_stream_.Readable.from(parts.map((part) => part.bytes)),
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
     });
-    try {
-        return { lock, live: indexUnderLock(registry, lock.report) };
+    switch (result.code) {
+        case 0:
+            break;
+        case LEASE_LOST_EXIT:
+            throw leaseLost(options.lock, what, REGISTRY_LOCK_NAME);
+        case 78:
+            throw new NameCollision(untrustedLine(result.stderr.trim().split('\n').at(-1) ?? ''));
+        default:
+            throw new errors/* ActionError */.lZ(remoteFailure(what, result));
     }
-    catch (error) {
-        await lock.release();
-        throw error;
-    }
-}
-/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
-function indexUnderLock(registry, report) {
-    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
-    if (line === undefined) {
-        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+    const live = result.stdout
+        .toString('utf8')
+        .split('\n')
+        .findLast((line) => /^live ([0-9a-f]{64}|none)$/.test(line));
+    if (!live) {
+        throw new errors/* ActionError */.lZ(`${what} ended without saying what is live (it printed: ${untrustedLine(result.stdout.toString('utf8').slice(0, 200))}). ` +
             "Check that the SSH user's shell startup files print nothing, and run the step again.");
     }
-    if (line === 'noindex')
-        return emptyImagesIndex();
-    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
+    const expected = options.changed
+        ? sha256Of(parts[0]?.bytes ?? Buffer.alloc(0))
+        : options.current.text.length > 0
+            ? sha256Of(options.current.text)
+            : 'none';
+    if (live.slice('live '.length) !== expected) {
+        throw new errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
+            '(see the README on running incus-simplestreams by hand); run the step again.');
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/registry/publication.ts
@@ -58075,7 +58726,12 @@ function finishIndex(options, fingerprint, base, proposed) {
     let next = proposed ?? base;
     const retired = [];
     if (keepVersions > 0) {
-        const retention = applyRetention(next, keepVersions, fingerprint);
+        const followed = options.followedAliases ?? followedAliases(DEFAULT_FOLLOWED_ALIASES);
+        const retention = applyRetention(next, { keep: keepVersions, fingerprint, followed });
+        for (const { product, serial, aliases } of retention.keptForAliases) {
+            lib_core/* info */.pq(`keep-versions ${keepVersions}: keeping ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
+                `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
+        }
         if (retention.dropped.length > 0) {
             lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
             next = retention.index;
@@ -58092,95 +58748,119 @@ function finishIndex(options, fingerprint, base, proposed) {
         next = withLxdItems(next);
     return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
 }
-/** Makes the change on the live index as read under the lock, and says what it means. */
-async function planChange(registry, publication, change, live) {
+/**
+ * Plans the change on `base` (the live index as read under the lock, or after the owner's
+ * convert-command). A staged file whose name the index gives to other bytes (a replacement built
+ * from the same metadata tarball) is published under a name of its own (simplestreams/
+ * file-names.ts); with `ownNames`, every staged file is (a retired file on the server, which the
+ * index no longer names, held the name).
+ */
+function planChange(publication, change, base, ownNames) {
     const { fingerprint, aliases, options } = publication;
-    let base = live;
-    if (change.kind === 'staged') {
-        try {
-            const plan = planPublication(base, change.version, fingerprint, aliases, options.replace);
-            const made = change.deltas?.made ?? [];
-            if (plan.status === 'unchanged' || !plan.index || made.length === 0)
-                return { base, plan };
-            const { product: line, productFields, serial } = change.version;
-            const identity = lineIdentity(line, productFields);
-            const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, made);
-            // A delta whose base left the index (or was replaced) since it was made is not published.
-            const unused = made.filter((delta) => !deltas.includes(delta)).map((delta) => delta.path);
-            return { base, plan: { ...plan, retired: [...plan.retired, ...unused] }, deltas };
-        }
-        catch (error) {
-            if (error instanceof SerialConflictError) {
-                throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
-            }
-            throw error;
-        }
+    if (change.kind !== 'staged') {
+        const index = planAliasUpdate(base, fingerprint, aliases);
+        const status = change.kind === 'custom' ? 'published' : 'unchanged';
+        return { plan: { status, ...(index ? { index } : {}), retired: [] }, deltas: [], stagedFiles: [] };
     }
-    if (change.kind === 'custom') {
-        await change.run();
-        base = await readLiveIndex(registry);
-        if (!findFingerprint(base, fingerprint)) {
-            throw new errors/* ActionError */.lZ(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
-                `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
-        }
+    const made = change.deltas?.made ?? [];
+    const files = stagedPaths(change.version, made);
+    const rename = ownNames ? new Set(files.map((file) => file.path)) : pathsTakenBy(base, files);
+    const own = withOwnNames(change.version, made, rename, fingerprint);
+    const stagedFiles = stagedPaths(own.staged, own.deltas).map((file, i) => ({
+        staged: external_node_path_.posix.basename(files[i]?.path ?? ''),
+        published: external_node_path_.posix.basename(file.path),
+    }));
+    let plan;
+    try {
+        plan = planPublication(base, own.staged, fingerprint, aliases, options.replace);
     }
-    const index = planAliasUpdate(base, fingerprint, aliases);
-    return {
-        base,
-        plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
-    };
+    catch (error) {
+        if (error instanceof SerialConflictError) {
+            throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+        }
+        throw error;
+    }
+    if (plan.status === 'unchanged' || !plan.index || own.deltas.length === 0)
+        return { plan, deltas: [], stagedFiles };
+    const { product: line, productFields, serial } = own.staged;
+    const identity = lineIdentity(line, productFields);
+    // A delta whose base left the index (or was replaced) since it was made is not published.
+    const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, own.deltas);
+    return { plan, deltas, stagedFiles };
 }
-/** The names in images/ of a staged version's files (incus-simplestreams names them so). */
-function stagedFileNames(staged) {
-    const names = Object.values(staged.version.items).map((item) => external_node_path_.posix.basename(item.path));
-    return [...new Set(names)];
+/** The live index as the change starts from: the owner's convert-command first runs and is checked. */
+async function changeBase(registry, held, publication, change) {
+    if (change.kind !== 'custom')
+        return { index: held.live, text: held.liveText };
+    await change.run(held.lock);
+    const { index, text } = await readServerState(registry);
+    if (!findFingerprint(index, publication.fingerprint)) {
+        throw new errors/* ActionError */.lZ(`convert-command ${publication.options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+            `${publication.fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
+    }
+    return { index, text };
 }
 /**
- * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * The locked part: re-read the live index, make the change, commit, check what is live, and
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
  * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
  * server-side directories, removed once the index is live.
  */
 async function publishUnderLock(registry, publication, change, done = []) {
     // One round trip: the lock, and the live index as it stands under it.
-    const { lock, live: underLock } = await holdRegistryLock(registry, publication.options.lockTimeout);
+    const held = await holdRegistryLock(registry, publication.options.lockTimeout);
     try {
-        const { base, plan, deltas = [] } = await planChange(registry, publication, change, underLock);
-        const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
-        let live;
-        if (finished.index) {
-            // One round trip: the commit, then the housekeeping, which prints the index to verify.
-            const output = await commit(registry, {
-                lock,
-                index: finished.index,
-                ...(change.kind === 'staged' && plan.status !== 'unchanged'
-                    ? {
-                        staging: change.dir,
-                        stagedFiles: [...stagedFileNames(change.version), ...deltas.map((delta) => external_node_path_.posix.basename(delta.path))],
-                    }
-                    : {}),
-                retired: [...plan.retired, ...finished.retired],
-                andThen: housekeepingCommand(registry, done),
-            });
-            live = readBack(registry, output);
+        const base = await changeBase(registry, held, publication, change);
+        for (let ownNames = false;; ownNames = true) {
+            const planned = planChange(publication, change, base.index, ownNames);
+            try {
+                return await commitPlanned(registry, held, { publication, change, base, planned, done });
+            }
+            catch (error) {
+                if (!(error instanceof NameCollision))
+                    throw error;
+                if (ownNames) {
+                    throw new errors/* ActionError */.lZ(`images/ on the server holds other files under the names this release's files would get (${error.detail}), ` +
+                        'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
+                        'besides this action, and run the step again.');
+                }
+                lib_core/* info */.pq(`A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`);
+            }
         }
-        else {
-            live = await housekeepAndRead(registry, done);
-        }
-        lib_core/* info */.pq(plan.status === 'unchanged'
-            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
-            : `Index updated (${plan.status})`);
-        const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-        const result = verify(live, publication, plan.status);
-        // Only the deltas the live index names: retention may have dropped a base in the same commit.
-        const published = deltas.filter((delta) => result.files.some((file) => file.path === delta.path));
-        return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
     }
     finally {
-        await lock.release();
+        await held.lock.release();
     }
 }
-/** Checks the live index, read back under the lock, against what this run published. */
+/** Commits a planned change (or only cleans up, when nothing changes), checks it and reports. */
+async function commitPlanned(registry, held, work) {
+    const { publication, change, base, planned, done } = work;
+    const { plan } = planned;
+    const finished = finishIndex(publication.options, publication.fingerprint, base.index, plan.index);
+    const next = finished.index ?? base.index;
+    const changed = finished.index !== undefined;
+    const named = referencedPaths(next);
+    await commit(registry, {
+        lock: held.lock,
+        live: next,
+        changed,
+        current: { text: base.text, sumsSha256: held.sumsSha256 },
+        ...(change.kind === 'staged' ? { staging: change.dir } : {}),
+        // Only the files the new index names: a delta left out goes with the staging tree.
+        stagedFiles: planned.stagedFiles.filter((file) => named.has(`images/${file.published}`)),
+        retired: [...plan.retired, ...finished.retired],
+        done,
+    });
+    lib_core/* info */.pq(plan.status === 'unchanged'
+        ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
+        : `Index updated (${plan.status})`);
+    const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
+    const result = verify(next, publication, plan.status);
+    // Only the deltas the live index names: retention may have dropped a base in the same commit.
+    const published = planned.deltas.filter((delta) => named.has(delta.path));
+    return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
+}
+/** Checks the index now live against what this run published. */
 function verify(live, publication, status) {
     const { fingerprint, aliases } = publication;
     const published = findFingerprint(live, fingerprint);
@@ -59544,9 +60224,10 @@ function markUnifiedVm(index, fingerprint) {
 
 ;// CONCATENATED MODULE: ./src/registry/stage.ts
 /**
- * The convert step: incus-simplestreams add in an empty staging tree of the image's own, whose
- * result is merged into the live index under the lock (registry/publication.ts); or the owner's
- * convert-command, which writes the live tree itself.
+ * The convert step: incus-simplestreams add in an empty staging tree of the image's own, under
+ * the image lock's lease (server/stage.sh), whose result is merged into the live index under the
+ * registry lock (registry/publication.ts); or the owner's convert-command, which writes the live
+ * tree itself, under the registry lock's lease.
  */
 
 
@@ -59559,33 +60240,70 @@ function markUnifiedVm(index, fingerprint) {
 
 
 
-/** Runs incus-simplestreams add in an empty staging tree of the image's own. */
-function stageCommand(staging, remoteFiles) {
-    return (0,shell/* commandChain */.rk)([
-        ['rm', '-rf', '--', staging],
-        ['mkdir', '-p', '--', staging],
-        ['cd', '--', staging],
-        // Aliases are applied by the action when it merges the version into the live index.
-        ['env', 'TZ=UTC', 'incus-simplestreams', 'add', '--no-default-alias', '--', ...remoteFiles],
-    ]);
+
+
+/** What server/stage.sh printed: the sha256 of each staged file, by name, and the tree's index. */
+function parseStageOutput(output) {
+    const sums = new Map();
+    let index;
+    // Lines of another form (a login shell's noise) are ignored.
+    for (const line of output.toString('utf8').split('\n')) {
+        const sum = /^sum ([0-9a-f]{64}) ([A-Za-z0-9._+-]+)$/.exec(line);
+        if (sum)
+            sums.set(sum[2], sum[1]);
+        else if (line.startsWith('index '))
+            index = Buffer.from(line.slice('index '.length), 'base64');
+    }
+    return { sums, index: index ?? Buffer.alloc(0) };
+}
+/**
+ * The staged files that are not the uploaded bytes: an item whose copy in the staging tree does
+ * not hash to what the tool recorded, or to any file the runner uploaded; or an uploaded file no
+ * item holds. Empty when every staged byte is what the runner read.
+ */
+function stagedMismatches(staged, sums, uploaded) {
+    const items = Object.values(staged.version.items);
+    const wrong = items
+        .filter((item) => {
+        const got = sums.get(external_node_path_.posix.basename(item.path));
+        return got === undefined || got !== item.sha256 || !uploaded.includes(got);
+    })
+        .map((item) => item.path);
+    const missing = uploaded.filter((sha256) => !items.some((item) => item.sha256 === sha256));
+    return [...wrong, ...missing.map((sha256) => `an uploaded file (sha256 ${sha256})`)];
 }
 /**
  * Stages the uploaded image and returns the version the tool wrote, after checking that the
- * server computed the runner's fingerprint (a damaged upload is removed).
+ * server computed the runner's fingerprint and that every staged copy holds the bytes the runner
+ * read (otherwise the upload is removed).
  */
 async function stageImage(registry, options) {
-    const { image, staging, fingerprint } = options;
-    // One round trip: the tool's index is printed once the tool has written it.
-    const output = await registry.session.run(`${stageCommand(staging, remotePaths(image))} >&2 && ${(0,shell/* commandLine */.ay)(['cat', '--', 'streams/v1/images.json'])}`, { what: 'incus-simplestreams add (in the staging tree)' });
-    const stagedIndex = parseIndexText(output, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
+    const { image, lock, staging, fingerprint } = options;
+    const what = 'incus-simplestreams add (in the staging tree)';
+    const result = await registry.execScript(STAGE, [...fenceArgs(lock.fence), staging, ...remotePaths(image)]);
+    const output = parseStageOutput(fencedOutput(result, lock, what, IMAGE_LOCK_NAME));
+    const stagedIndex = parseIndexText(output.index, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
     const staged = stagedVersion(options.unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
     const stagedFingerprint = versionFingerprint(staged.version);
     if (stagedFingerprint !== fingerprint) {
-        await removeDirs(registry, [image.dir]);
+        await removeUnderLease(registry, lock, [image.dir, staging]);
         throw new errors/* ActionError */.lZ(`The server computed fingerprint ${untrusted(stagedFingerprint ?? 'none')} for the uploaded files, not ${fingerprint}: ` +
             'the upload was damaged. It was removed; run the step again.');
     }
+    const wrong = stagedMismatches(staged, output.sums, options.fileSha256s);
+    if (wrong.length > 0) {
+        await removeUnderLease(registry, lock, [image.dir, staging]);
+        throw new errors/* ActionError */.lZ(`The staged copies on the server do not hold the bytes this runner uploaded (${wrong.map(untrusted).join(', ')}): ` +
+            'the upload directory changed while it was staged (another process writing in upload-dir?). The upload was ' +
+            'removed; run the step again, and check that nothing else writes in upload-dir.', 'upload-dir');
+    }
     return staged;
+}
+/** Removes directories of the image's (its upload, its staging tree) under its lock's lease. */
+async function removeUnderLease(registry, lock, dirs) {
+    const what = `Removing ${dirs.join(', ')}`;
+    const result = await registry.execScript(FENCED, [...fenceArgs(lock.fence), 'rm', '-rf', '--', ...dirs]);
+    fencedOutput(result, lock, what, IMAGE_LOCK_NAME);
 }
 /** The owner's convert-command, run in simplestreams-dir with documented, quoted arguments. */
 function customConvertCommand(command, simplestreamsDir, args) {
@@ -59594,410 +60312,15 @@ function customConvertCommand(command, simplestreamsDir, args) {
         ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
     ]);
 }
-/** Runs the owner's convert-command on the uploaded image (under the registry lock). */
-async function runCustomConvert(registry, command, image, args) {
+/** Runs the owner's convert-command on the uploaded image, under the registry lock's lease. */
+async function runCustomConvert(registry, registryLock, command, image, args) {
     const [metadata = '', data = ''] = remotePaths(image);
-    const output = await registry.session.run(customConvertCommand(command, registry.paths.simplestreamsDir, { metadata, data, ...args }), { what: `convert-command ${command}` });
+    const chain = customConvertCommand(command, registry.paths.simplestreamsDir, { metadata, data, ...args });
+    const what = `convert-command ${command}`;
+    const result = await registry.execScript(FENCED, [...fenceArgs(registryLock.fence), 'sh', '-c', chain]);
+    const output = fencedOutput(result, registryLock, what, 'registry lock');
     // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
     logUntrusted(output.toString('utf8').trim(), lib_core/* info */.pq);
-}
-
-// EXTERNAL MODULE: external "node:events"
-var external_node_events_ = __nccwpck_require__(8474);
-;// CONCATENATED MODULE: ./src/registry/progress.ts
-/** The upload's progress lines (percent and MB/s), logged every few seconds by registry/upload.ts. */
-/** Sizes in the units that MB/s uses (decimal). */
-function decimalSize(bytes) {
-    if (bytes >= 1e9)
-        return `${(bytes / 1e9).toFixed(2)} GB`;
-    if (bytes >= 1e6)
-        return `${(bytes / 1e6).toFixed(1)} MB`;
-    if (bytes >= 1e3)
-        return `${(bytes / 1e3).toFixed(1)} kB`;
-    return `${bytes} bytes`;
-}
-function formatProgress({ label, sent, sentThisPass, total, elapsedSeconds }) {
-    const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
-    const rate = elapsedSeconds > 0 ? (sentThisPass ?? sent) / 1e6 / elapsedSeconds : 0;
-    return `${label}: ${percent}% (${decimalSize(sent)} of ${decimalSize(total)}), ${rate.toFixed(1)} MB/s`;
-}
-
-;// CONCATENATED MODULE: ./src/registry/upload.ts
-/**
- * The upload: each image's files go into its own directory under upload-dir, under that image's
- * lock, as `.partial` files that get their final name once every block is there (registry/
- * server/write.sh). The files are read once, in order, and hashed as they go (the
- * fingerprint); their blocks are dealt to several exec channels of the one connection, each of
- * which writes its blocks at their offsets on the server. One channel is bound by its window
- * (sshd grants 2 MiB: 40 MB/s at 50 ms round trip, 13 MB/s at 150 ms); several are not.
- *
- * What an earlier attempt left is reused (a complete file whose sha256 matches) or resumed (the
- * blocks the server recorded, once their bytes match the runner's); a dropped connection is
- * retried.
- */
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/**
- * Channels at most, on a link whose round trip is LONG_LINK_MS or more. sshd's MaxSessions (10 by default) counts every channel of a connection, the
- * image lock's holder among them; 8 lift the window's ceiling eightfold (docs/performance.md has
- * the measurements). A server that allows fewer refuses the rest, and the upload goes on with
- * those it got.
- */
-const UPLOAD_CHANNELS = 8;
-/**
- * Below this round trip one channel's window is not the limit (2 MiB per 10 ms is 200 MB/s, what
- * the two ends' CPUs manage on a good day), and more channels only share the CPUs: one is used.
- */
-const LONG_LINK_MS = 10;
-/** Bytes per block: a channel's unit of work, of resume, and of memory held per channel. */
-const BLOCK_BYTES = 4 * 1024 * 1024;
-const READ_CHUNK_BYTES = 1024 * 1024;
-const DIGITS = /^\d{1,15}$/;
-const upload_SHA256 = /^[0-9a-f]{64}$/;
-/** Reads IMAGE_LOCK's report; lines of another form (a login shell's noise) are ignored. */
-function parseUploadReport(lines, files) {
-    const states = Array.from({ length: files }, () => ({ blocks: [] }));
-    for (const line of lines) {
-        const [kind, n, a, b] = line.split(' ');
-        if (!n || !DIGITS.test(n))
-            continue;
-        const state = states[Number(n) - 1];
-        if (!state)
-            continue;
-        if (kind === 'F' && a && b && DIGITS.test(a) && upload_SHA256.test(b))
-            state.complete = { size: Number(a), sha256: b };
-        else if (kind === 'B' && a && b && DIGITS.test(a) && DIGITS.test(b))
-            state.blocks.push({ offset: Number(a), length: Number(b) });
-        else if (kind === 'H' && a && upload_SHA256.test(a))
-            state.blocksSha256 = a;
-    }
-    return states;
-}
-/** Whether recorded blocks are usable for a file of `size` bytes: inside it, none overlapping. */
-function blocksFit(blocks, size) {
-    let end = 0;
-    for (const block of blocks) {
-        if (block.length <= 0 || block.offset < end || block.offset + block.length > size)
-            return false;
-        end = block.offset + block.length;
-    }
-    return true;
-}
-/** The ranges of a file of `size` bytes that `done` (sorted, not overlapping) leaves out, cut into blocks. */
-function missingBlocks(done, size, blockBytes = BLOCK_BYTES) {
-    const missing = [];
-    const add = (from, to) => {
-        for (let offset = from; offset < to; offset += blockBytes)
-            missing.push({ offset, length: Math.min(blockBytes, to - offset) });
-    };
-    let at = 0;
-    for (const block of done) {
-        add(at, block.offset);
-        at = block.offset + block.length;
-    }
-    add(at, size);
-    return missing;
-}
-/** sha256 of the given ranges of a local file, in order (what the server hashed of its blocks). */
-async function hashRanges(file, ranges) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    for (const range of ranges) {
-        const stream = readStream(file, {
-            start: range.offset,
-            end: range.offset + range.length - 1,
-            chunkBytes: READ_CHUNK_BYTES,
-        });
-        for await (const chunk of stream)
-            hash.update(chunk);
-    }
-    return hash.digest('hex');
-}
-/**
- * Decides, file by file, what to reuse and what to send, from what the server reported. A
- * complete file is reused when its sha256 matches; recorded blocks are kept when their bytes
- * match the runner's (checked by hash, as the server read them back); anything else starts again.
- */
-async function planFiles(registry, image, states, hashes, options) {
-    const { lockTimeout, blockBytes = BLOCK_BYTES } = options;
-    const plans = [];
-    for (const [index, file] of image.files.entries()) {
-        const state = states[index] ?? { blocks: [] };
-        const size = file.local.size;
-        if (state.complete) {
-            // A file of another size is not this one: no need to read it to know.
-            if (state.complete.size === size) {
-                const own = (0,external_node_crypto_.createHash)('sha256');
-                const fingerprint = hashes.before(index);
-                await hashFileInto(file.local, [own, fingerprint]);
-                if (state.complete.sha256 === own.digest('hex')) {
-                    hashes.finish(index, fingerprint);
-                    lib_core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
-                    continue;
-                }
-            }
-        }
-        else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
-            if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
-                const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
-                if (held > 0)
-                    lib_core/* info */.pq(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
-                plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
-                continue;
-            }
-        }
-        else if (state.blocks.length === 0 && state.blocksSha256 === undefined) {
-            // A fresh, empty partial file and block list (N): everything is sent. A block list with
-            // nothing valid in it is reset below, so that no stray line is left for the final check.
-            plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
-            continue;
-        }
-        // What the server holds does not match: that file starts again.
-        await registry.runScript(RESET_UPLOAD, [image.dir, String(lockTimeout), file.name], {
-            what: `Starting the upload of ${file.name} again`,
-        });
-        lib_core/* info */.pq(`${file.name}: what the server held does not match this file; it is sent again`);
-        plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
-    }
-    return plans;
-}
-/**
- * Opens up to `count` writers at once (one round trip). A server with a lower MaxSessions refuses
- * some: the upload goes on with those it got, with a notice.
- */
-async function openWriters(registry, image, count, lockTimeout) {
-    const command = (0,shell/* scriptCommand */.rG)(WRITE_BLOCKS.text, WRITE_BLOCKS.name, [
-        image.dir,
-        String(lockTimeout),
-        ...image.files.map((file) => file.name),
-    ]);
-    const opened = await Promise.allSettled(Array.from({ length: count }, (_, i) => registry.session.open(command, i > 0)));
-    const writers = [];
-    let refusal;
-    for (const outcome of opened) {
-        if (outcome.status === 'fulfilled') {
-            const writer = { command: outcome.value, result: outcome.value.ended, ended: false };
-            void writer.result.then(() => (writer.ended = true));
-            writers.push(writer);
-        }
-        else if (isOpenRefusal(outcome.reason))
-            refusal = outcome.reason;
-        else
-            throw outcome.reason;
-    }
-    if (writers.length === 0) {
-        throw new errors/* ActionError */.lZ(`The server refused every upload channel (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}). Its sshd allows too few channels per ` +
-            'connection (MaxSessions): the upload needs two (the image lock and one writer). Set MaxSessions to 2 or ' +
-            "more in the server's sshd_config (the default is 10) and reload sshd.");
-    }
-    if (writers.length < count) {
-        registry.sessionsLimited = true;
-        lib_core/* notice */.lm(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}); ` +
-            `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
-            'a higher MaxSessions for the publishing user lets long links go faster.');
-    }
-    return writers;
-}
-/** A writer failed: its own exit status and stderr say why. */
-async function writerFailure(writer) {
-    const result = await writer.result;
-    return new errors/* ActionError */.lZ(remoteFailure('Uploading (a parallel writer)', result));
-}
-/** Waits until the channel can take more, or fails when its command ended. */
-async function drained(writer) {
-    const channel = writer.command.stdin;
-    if (writer.ended || !channel.writable)
-        throw await writerFailure(writer);
-    if (channel.writableNeedDrain)
-        await Promise.race([(0,external_node_events_.once)(channel, 'drain'), writer.result.then(() => undefined)]);
-    if (writer.ended)
-        throw await writerFailure(writer);
-}
-/**
- * The writer for the next block: of those whose channel is not full (it has less than its
- * high-water mark, 2 MiB, waiting for the window), the one with the least waiting; when all are
- * full, the first to drain. Back-pressure: at most about a block and 2 MiB wait per channel,
- * whatever the file size.
- */
-async function pickWriter(writers) {
-    for (;;) {
-        let best;
-        for (const writer of writers) {
-            if (writer.ended)
-                throw await writerFailure(writer);
-            const channel = writer.command.stdin;
-            if (channel.writableNeedDrain)
-                continue;
-            if (!best || channel.writableLength < best.command.stdin.writableLength)
-                best = writer;
-        }
-        if (best)
-            return best;
-        await Promise.race(writers.map((writer) => drained(writer)));
-    }
-}
-/**
- * Reads each planned file once, in order, feeding the fingerprint, and deals the blocks to send
- * to the writers as framed blocks. Files reused from the server are hashed by planFiles.
- */
-async function sendPlanned(image, plans, writers, hashes, progress) {
-    for (const [index, file] of image.files.entries()) {
-        const plan = plans.find((candidate) => candidate.index === index);
-        if (!plan)
-            continue; // reused
-        progress.label = file.name;
-        const fingerprint = hashes.before(index);
-        const blocks = plan.send;
-        let next = 0; // the next block to start
-        let current;
-        let position = 0;
-        const source = readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
-        for await (const read of source) {
-            const chunk = read;
-            fingerprint.update(chunk);
-            let at = 0;
-            while (at < chunk.length) {
-                const here = position + at;
-                if (!current) {
-                    const block = blocks[next];
-                    if (!block || block.offset >= position + chunk.length)
-                        break; // nothing more to send in this chunk
-                    if (block.offset > here) {
-                        at = block.offset - position;
-                        continue;
-                    }
-                    next++;
-                    current = { block, writer: await pickWriter(writers) };
-                    current.writer.command.stdin.write(`B ${index + 1} ${block.offset} ${block.length}\n`);
-                }
-                const end = current.block.offset + current.block.length;
-                const take = Math.min(chunk.length - at, end - here);
-                current.writer.command.stdin.write(chunk.subarray(at, at + take));
-                at += take;
-                progress.bytes += take;
-                if (here + take === end) {
-                    current.writer.command.stdin.write('.\n');
-                    current = undefined;
-                }
-            }
-            position += chunk.length;
-        }
-        if (position !== file.local.size || current || next < blocks.length) {
-            // readStream stops at the size seen when the file was opened and fails when it ends sooner.
-            throw changedError(file.local, `${position} of ${file.local.size} bytes read in the upload`);
-        }
-        hashes.finish(index, fingerprint);
-    }
-}
-/** Ends a writer's stdin and checks that it ended well. */
-async function finishWriter(writer, frames = '') {
-    const channel = writer.command.stdin;
-    if (!writer.ended && channel.writable)
-        channel.end(frames);
-    const result = await writer.result;
-    if (result.code !== 0)
-        throw new errors/* ActionError */.lZ(remoteFailure('Uploading', result));
-}
-/**
- * One attempt: the writers receive the blocks to send; once all but the first have ended, the
- * first checks each file's blocks and gives it its final name (the "E" frames).
- */
-async function transfer(registry, image, plans, hashes, options) {
-    const toSend = plans.reduce((sum, plan) => sum + plan.send.reduce((bytes, block) => bytes + block.length, 0), 0);
-    const blockCount = plans.reduce((sum, plan) => sum + plan.send.length, 0);
-    const rtt = registry.roundTripMs;
-    const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
-    const wanted = Math.max(1, Math.min(channels, blockCount));
-    if (rtt !== undefined && options.channels === undefined) {
-        lib_core/* info */.pq(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
-    }
-    const writers = await openWriters(registry, image, wanted, options.lockTimeout);
-    const progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
-    const report = () => formatProgress({
-        label: `${progress.label} (${writers.length} channel${writers.length === 1 ? '' : 's'})`,
-        sent: progress.bytes,
-        total: progress.total,
-        elapsedSeconds: (Date.now() - progress.started) / 1000,
-    });
-    const timer = setInterval(() => lib_core/* info */.pq(report()), 5000);
-    try {
-        await sendPlanned(image, plans, writers, hashes, progress);
-        const [first, ...others] = writers;
-        await Promise.all(others.map((writer) => finishWriter(writer)));
-        await finishWriter(first, plans.map((plan) => `E ${plan.index + 1} ${plan.file.local.size}\n`).join(''));
-    }
-    catch (error) {
-        for (const writer of writers)
-            writer.command.stdin.destroy();
-        throw error;
-    }
-    finally {
-        clearInterval(timer);
-    }
-    const seconds = (Date.now() - progress.started) / 1000;
-    for (const plan of plans) {
-        const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
-        lib_core/* info */.pq(formatProgress({
-            label: plan.file.name,
-            sent: plan.file.local.size,
-            sentThisPass: sent,
-            total: plan.file.local.size,
-            elapsedSeconds: seconds * (toSend > 0 ? sent / toSend : 0),
-        }));
-    }
-    lib_core/* info */.pq(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
-        `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`);
-}
-/**
- * Uploads under the image's own lock, retrying when the connection drops, and returns the
- * fingerprint with the lock, which stays held until the publication is done.
- */
-async function uploadImage(registry, image, options) {
-    const hashes = new UploadHashes();
-    for (let attempt = 0;; attempt++) {
-        let lock;
-        try {
-            // Inside the retried part: a reconnect that fails (the link still down) is one attempt.
-            if (attempt > 0 && !registry.isConnected())
-                await registry.reconnect();
-            // One round trip: the lock, and what earlier attempts left in the upload directory.
-            lock = await holdLock(registry, {
-                path: imageLockPath(registry.paths, image.key),
-                timeoutSeconds: options.lockTimeout,
-                busyMessage: `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
-                    `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
-                script: IMAGE_LOCK,
-                args: [image.dir, ...image.files.map((file) => file.name)],
-            });
-            const states = parseUploadReport(lock.report, image.files.length);
-            const plans = await planFiles(registry, image, states, hashes, options);
-            if (plans.length > 0)
-                await transfer(registry, image, plans, hashes, options);
-            return { fingerprint: hashes.fingerprint(), lock };
-        }
-        catch (error) {
-            await lock?.release().catch(() => undefined);
-            if (registry.isConnected() || attempt >= options.retries)
-                throw error;
-            const delay = Math.min(30, 2 ** attempt);
-            lib_core/* warning */.$e(`The connection dropped during the upload, or could not be made again ` +
-                `(${untrustedLine((0,errors/* describeError */.Uc)(error))}). Retrying in ${delay} s (retry ${attempt + 1} of ` +
-                `${options.retries}); the upload resumes where it stopped.`);
-            await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
-        }
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/action/steps.ts
@@ -60005,7 +60328,6 @@ async function uploadImage(registry, image, options) {
  * The steps of a publish, in the order action/main.ts calls them. Each is one log group and
  * hands the work to its layer: image/ on the runner, registry/ on the server.
  */
-
 
 
 
@@ -60185,31 +60507,32 @@ async function upload(registry, settings, image, knownFingerprint) {
 }
 /**
  * Step 5: the change to publish: the version incus-simplestreams add wrote into a staging tree,
- * or the owner's convert-command, which runs under the lock in step 6.
+ * or the owner's convert-command, which runs under the registry lock in step 6.
  */
-async function convert(registry, settings, image, remote, publication, 
-/** The live index to choose delta bases from (as read before the upload); none: no deltas. */
-deltaBasesFrom) {
-    const { fingerprint, aliases } = publication;
+async function convert(registry, settings, input) {
+    const { image, remote, upload, aliases, deltaBasesFrom } = input;
+    const { fingerprint } = upload;
     if (settings.convertCommand) {
         const serial = serialFor(image.properties.creationDate);
         return {
             kind: 'custom',
-            run: () => runCustomConvert(registry, settings.convertCommand, remote, { fingerprint, serial, aliases }),
+            run: (registryLock) => runCustomConvert(registry, registryLock, settings.convertCommand, remote, { fingerprint, serial, aliases }),
         };
     }
     const staging = stagingDir(registry.paths, remote.key);
     return timedGroup('Convert with incus-simplestreams', async () => {
         const version = await stageImage(registry, {
             image: remote,
+            lock: upload.lock,
             staging,
             fingerprint,
+            fileSha256s: upload.fileSha256s,
             unifiedVm: !image.data && image.imageType === 'virtual-machine',
         });
-        lib_core/* info */.pq(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
+        lib_core/* info */.pq(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`);
         if (!deltaBasesFrom)
             return { kind: 'staged', dir: staging, version };
-        const deltas = await deltasFor(registry, settings, staging, version, deltaBasesFrom);
+        const deltas = await deltasFor(registry, settings, { staging, version, live: deltaBasesFrom, lock: upload.lock });
         return { kind: 'staged', dir: staging, version, ...(deltas ? { deltas } : {}) };
     });
 }
@@ -60226,10 +60549,10 @@ const SKIP_REASONS = {
     'no-answer': 'the delta script printed no answer for it (something in the SSH session may have hidden it); run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the script and its output',
 };
 /** Step 5, for a split container: deltas from earlier releases, made and checked on the server. */
-async function deltasFor(registry, settings, staging, version, live) {
+async function deltasFor(registry, settings, staged) {
     // The index read before the upload, not read again (a round trip): a release published
     // meanwhile is not a base this time, and a base gone meanwhile is left out under the lock.
-    const run = await makeDeltas(registry, staging, version, live, settings);
+    const run = await makeDeltas(registry, staged, settings);
     if (!run)
         return undefined;
     for (const delta of run.made) {
@@ -60282,10 +60605,13 @@ function tooFewSessions(error) {
         "lock, the registry lock and the command). Set MaxSessions to 3 or more in the server's sshd_config (the " +
         'default is 10) and reload sshd.', 'convert-command');
 }
-/** After a failure: the staging tree goes; the upload stays, for the next run to resume. */
-async function discardStaging(registry, remote) {
-    if (registry.isConnected())
-        await removeDirs(registry, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
+/**
+ * After a failure: the staging tree goes, under the image lock's lease (never after another run
+ * took the lock over); the upload stays, for the next run to resume.
+ */
+async function discardStaging(registry, remote, lock) {
+    if (registry.isConnected() && !lock.lost())
+        await removeUnderLease(registry, lock, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
 }
 
 // EXTERNAL MODULE: ./src/action/step.ts
@@ -60326,11 +60652,12 @@ async function publish(settings) {
         const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
         const publication = { fingerprint: uploaded.fingerprint, aliases };
         try {
-            const change = await convert(registry, settings, image, remote, publication, deltas ? live : undefined); // 5. stage, deltas
+            const input = { image, remote, upload: uploaded, aliases, ...(deltas ? { deltaBasesFrom: live } : {}) };
+            const change = await convert(registry, settings, input); // 5. stage, deltas
             return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
         }
         catch (error) {
-            await discardStaging(registry, remote);
+            await discardStaging(registry, remote, uploaded.lock);
             throw error;
         }
         finally {
@@ -60728,7 +61055,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(810);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6753);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

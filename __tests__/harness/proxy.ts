@@ -3,6 +3,8 @@
 // client→server, as a dropped network link would (later connections pass through untouched). With
 // `delayMs` it holds every chunk that long in each direction, in order, which emulates a long link
 // (a round trip of 2 × delayMs) on a kernel without netem: what a window-bound transfer feels.
+// With `upBytesPerSecond` it paces what the client sends (a thin uplink). close() cuts every
+// connection at once (both sockets destroyed), as a proxy killed mid-way would.
 import net from 'node:net';
 
 export interface ProxyOptions {
@@ -12,6 +14,8 @@ export interface ProxyOptions {
   cutAfterBytes?: number;
   /** Hold each chunk this many milliseconds in each direction (order kept); 0: forward at once. */
   delayMs?: number;
+  /** Pace client→server bytes to this rate (a thin uplink); undefined: as fast as they come. */
+  upBytesPerSecond?: number;
 }
 
 export interface TcpProxy {
@@ -22,6 +26,12 @@ export interface TcpProxy {
   readonly cuts: number;
   /** Bytes client→server, per accepted connection, in order. */
   readonly bytesUp: readonly number[];
+  /**
+   * Stops delivering client→server bytes, those held included, until resumeUp(): with the
+   * client process stopped too, a runner machine suspended (nothing it sent reaches the server).
+   */
+  pauseUp(): void;
+  resumeUp(): void;
   close(): Promise<void>;
 }
 
@@ -33,20 +43,27 @@ const MAX_HELD_BYTES = 64 << 20;
 interface Forwarder {
   push(chunk: Buffer): void;
   end(): void;
+  /** Holds what arrives (and what is held already) until resume(): a link that went silent. */
+  pause(): void;
+  resume(): void;
 }
 
 /**
  * Writes what `source` hands it to `target`, each chunk (and the end) `delayMs` after it arrived,
  * in order, with back-pressure: the source pauses while the target is full or too much is held.
+ * With `bytesPerSecond`, a chunk is due no sooner than the previous one plus its length at that
+ * rate.
  */
-function forwarder(source: net.Socket, target: net.Socket, delayMs: number): Forwarder {
+function forwarder(source: net.Socket, target: net.Socket, delayMs: number, bytesPerSecond?: number): Forwarder {
   const queue: { due: number; chunk?: Buffer }[] = [];
+  let lastDue = 0;
   let held = 0;
   let timer: NodeJS.Timeout | undefined;
   let waitingForDrain = false;
+  let paused = false;
   const flush = (): void => {
     timer = undefined;
-    while (queue.length > 0 && !waitingForDrain) {
+    while (queue.length > 0 && !waitingForDrain && !paused) {
       const head = queue[0]!;
       const wait = head.due - performance.now();
       if (wait > 0) {
@@ -70,7 +87,7 @@ function forwarder(source: net.Socket, target: net.Socket, delayMs: number): For
     }
   };
   const enqueue = (chunk?: Buffer): void => {
-    if (delayMs <= 0 && queue.length === 0 && !waitingForDrain) {
+    if (delayMs <= 0 && !bytesPerSecond && queue.length === 0 && !waitingForDrain && !paused) {
       if (!chunk) target.end();
       else if (!target.write(chunk)) {
         source.pause();
@@ -78,7 +95,10 @@ function forwarder(source: net.Socket, target: net.Socket, delayMs: number): For
       }
       return;
     }
-    queue.push({ due: performance.now() + delayMs, ...(chunk ? { chunk } : {}) });
+    let due = performance.now() + delayMs;
+    if (bytesPerSecond) due = Math.max(due, lastDue) + ((chunk?.length ?? 0) / bytesPerSecond) * 1000;
+    lastDue = due;
+    queue.push({ due, ...(chunk ? { chunk } : {}) });
     if (chunk) {
       held += chunk.length;
       if (held > MAX_HELD_BYTES) source.pause();
@@ -86,13 +106,25 @@ function forwarder(source: net.Socket, target: net.Socket, delayMs: number): For
     if (!timer && !waitingForDrain) timer = setTimeout(flush, Math.max(1, delayMs));
   };
   target.on('close', () => clearTimeout(timer));
-  return { push: (chunk) => enqueue(chunk), end: () => enqueue() };
+  return {
+    push: (chunk) => enqueue(chunk),
+    end: () => enqueue(),
+    pause: () => {
+      paused = true;
+    },
+    resume: () => {
+      paused = false;
+      if (!timer && !waitingForDrain) flush();
+    },
+  };
 }
 
 export async function startProxy(options: ProxyOptions): Promise<TcpProxy> {
   const delayMs = options.delayMs ?? 0;
   const targetHost = options.targetHost ?? HOST;
   const sockets = new Set<net.Socket>();
+  const upstreams = new Set<Forwarder>();
+  let upPaused = false;
   const bytesUp: number[] = [];
   let connections = 0;
   let cuts = 0;
@@ -116,7 +148,10 @@ export async function startProxy(options: ProxyOptions): Promise<TcpProxy> {
     track(upstream);
     let cut = false;
 
-    const toServer = forwarder(client, upstream, delayMs);
+    const toServer = forwarder(client, upstream, delayMs, options.upBytesPerSecond);
+    upstreams.add(toServer);
+    if (upPaused) toServer.pause();
+    upstream.on('close', () => upstreams.delete(toServer));
     const toClient = forwarder(upstream, client, delayMs);
     client.on('data', (chunk: Buffer) => {
       if (cut) return;
@@ -161,6 +196,14 @@ export async function startProxy(options: ProxyOptions): Promise<TcpProxy> {
       return cuts;
     },
     bytesUp,
+    pauseUp(): void {
+      upPaused = true;
+      for (const forwarding of upstreams) forwarding.pause();
+    },
+    resumeUp(): void {
+      upPaused = false;
+      for (const forwarding of upstreams) forwarding.resume();
+    },
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();

@@ -90,3 +90,29 @@ describe('the proxy with delayMs', () => {
     expect(ms).toBeLessThan(40);
   });
 });
+
+describe('the proxy with upBytesPerSecond and pauseUp', () => {
+  it('paces what the client sends, every byte in order', async () => {
+    const proxy = await startProxy({ targetPort: await echoServer(), upBytesPerSecond: 1 << 20 });
+    closers.push(() => proxy.close());
+    const socket = await connectTo(proxy.port);
+    const data = randomBytes(1 << 20);
+    const { ms, sha256 } = await echo(socket, data);
+    expect(sha256).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(ms).toBeGreaterThanOrEqual(950); // 1 MiB at 1 MiB/s
+  });
+
+  it('holds what the client sends while paused, and delivers it on resume', async () => {
+    const proxy = await proxyTo(await echoServer(), 0);
+    const socket = await connectTo(proxy.port);
+    proxy.pauseUp();
+    let got = 0;
+    socket.on('data', (chunk: Buffer) => (got += chunk.length));
+    const echoed = echo(socket, Buffer.from('held'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(got).toBe(0);
+    proxy.resumeUp();
+    await echoed;
+    expect(got).toBe(4);
+  });
+});

@@ -9,6 +9,8 @@ import { inputsFor } from '../harness/action.js';
 import { inProcessPublisher } from '../harness/in-process.js';
 import { makeSplitContainerImage, type ImageOptions, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { sha256Sums } from '../../src/simplestreams/checksums.js';
+import type { ImagesIndex } from '../../src/simplestreams/images-index.js';
 
 let registry: Registry;
 let work: string;
@@ -142,6 +144,18 @@ describe('convert-command', () => {
     await fsp.writeFile(file, `#!/bin/sh\nset -eu\n${body}\n`, { mode: 0o755 });
     return file;
   }
+
+  it('leaves images/SHA256SUMS matching the index the script wrote, though the action changes nothing in it', async () => {
+    // The script writes the whole version itself; without aliases or LXD items the action has
+    // nothing to add to the index, but SHA256SUMS must still follow it.
+    const convert = await script('adds-itself.sh', 'incus-simplestreams add --no-default-alias "$1" "$2"');
+    const image = await newImage({ variant: 'sums' });
+    const result = await publishWith(inputsFor(registry, image, { 'convert-command': convert, 'lxd-compat': 'false' }));
+    expect(result.status).toBe('published');
+    const sums = await fsp.readFile(path.join(registry.simplestreamsDir, 'images/SHA256SUMS'), 'utf8');
+    expect(sums).toBe(sha256Sums((await imagesJson()) as unknown as ImagesIndex));
+    expect(sums).toContain(sha256(image.rootfs));
+  });
 
   it("runs the owner's script with the documented arguments, then checks the index", async () => {
     const argsLog = path.join(registry.root, 'srv', 'convert-args.log');

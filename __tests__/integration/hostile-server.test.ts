@@ -14,8 +14,11 @@ import { uploadKey } from '../../src/image/hashing.js';
 import { DEFAULT_ROOTFS_LIMITS, inspectImage } from '../../src/image/inspect.js';
 import { closeFiles } from '../../src/image/local-file.js';
 import { imageFiles } from '../../src/image/local-image.js';
-import { COMMIT } from '../../src/registry/scripts.js';
-import { scriptCommand } from '../../src/ssh/shell.js';
+import { commit } from '../../src/registry/commit.js';
+import { imageKey } from '../../src/registry/layout.js';
+import { holdRegistryLock } from '../../src/registry/lock.js';
+import type { ImagesIndex } from '../../src/simplestreams/images-index.js';
+import { openRegistry } from '../harness/connect.js';
 import { missingFiles } from '../harness/tree.js';
 
 const TIMEOUT = 180_000;
@@ -55,18 +58,14 @@ async function onServer(registry: Registry, command: string, input?: string): Pr
 const state = (registry: Registry, ...parts: string[]) =>
   path.join(registry.simplestreamsDir, '.lxc-publish', ...parts);
 
-/** The upload key the action gives a test image (the name of its upload, staging and lock). */
-async function keyOf(image: TestImage, _sizes?: { metadata: number; rootfs: number }): Promise<string> {
+/** The key the action gives a test image in a registry (the name of its upload, staging and lock). */
+async function keyOf(registry: Registry, image: TestImage): Promise<string> {
   const local = await inspectImage(image.metadata, image.rootfs, DEFAULT_ROOTFS_LIMITS);
   try {
-    return await uploadKey(local);
+    return imageKey(registry, await uploadKey(local));
   } finally {
     await closeFiles(imageFiles(local));
   }
-}
-
-async function sizesOf(image: TestImage): Promise<{ metadata: number; rootfs: number }> {
-  return { metadata: (await fsp.stat(image.metadata)).size, rootfs: (await fsp.stat(image.rootfs)).size };
 }
 
 describe('runs with different upload-dirs', () => {
@@ -118,18 +117,35 @@ describe('runs with different upload-dirs', () => {
     const registry = await newRegistry();
     const first = await newImage();
     expectExit(await runBundle(inputsFor(registry, first)), 0);
-    const before = await fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'));
+    const live = path.join(registry.simplestreamsDir, 'streams/v1/images.json');
+    const before = await fsp.readFile(live);
     const staging = state(registry, 'staging', 'cd'.repeat(32));
     await onServer(registry, `mkdir -p ${staging}/images`);
-    // The commit script as the action sends it, for a version whose files another run removed.
-    const pid = (await onServer(registry, 'echo $$')).trim();
-    const commit = await registry.ssh(
-      `${scriptCommand(COMMIT.text, COMMIT.name, [registry.simplestreamsDir, state(registry, 'next'), staging, pid, 'gone.squashfs'])}`,
-      { input: '{"format":"index:1.0"}\n\n{"products":{}}', timeoutMs: 30_000 },
-    );
-    expect(commit.code).toBe(76);
-    expect(commit.stderr).toMatch(/the staged file gone\.squashfs is gone .*nothing was changed/);
-    expect(await fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'))).toEqual(before);
+    // The commit as the action makes it, for a version whose files another run removed.
+    const connected = await openRegistry(registry);
+    try {
+      const held = await holdRegistryLock(connected, 30);
+      try {
+        const next = JSON.parse(before.toString()) as ImagesIndex;
+        next.products['other:product'] = { versions: {} };
+        const committing = commit(connected, {
+          lock: held.lock,
+          live: next,
+          changed: true,
+          current: { text: held.liveText, sumsSha256: held.sumsSha256 },
+          staging,
+          stagedFiles: [{ staged: 'gone.squashfs', published: 'gone.squashfs' }],
+          retired: [],
+          done: [],
+        });
+        await expect(committing).rejects.toThrow(/the staged file gone\.squashfs is gone .*nothing was changed/);
+      } finally {
+        await held.lock.release();
+      }
+    } finally {
+      connected.close();
+    }
+    expect(await fsp.readFile(live)).toEqual(before);
   });
 });
 
@@ -185,7 +201,7 @@ describe('what is read back from the state directory', () => {
     async () => {
       const registry = await newRegistry();
       const image = await newImage();
-      const key = await keyOf(image, await sizesOf(image));
+      const key = await keyOf(registry, image);
       const victim = path.join(registry.root, 'srv', 'lxc', 'victim.bin');
       const dir = path.join(registry.uploadDir, key);
       await onServer(

@@ -4,6 +4,7 @@
 // file appended to must be refused with "the file changed while it was being published".
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
+import { imageKey } from '../../src/registry/layout.js';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,13 +28,14 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true });
 });
 
-/** The image's upload directory, named as the action names it before the fingerprint is known. */
+/** The image's key in the registry, named as the action names it before the fingerprint is known. */
 async function uploadKey(metadata: string, dataSize: number): Promise<string> {
   const bytes = await fsp.readFile(metadata);
-  return createHash('sha256')
+  const upload = createHash('sha256')
     .update(`lxc-publish upload ${bytes.length} ${dataSize}\n`)
     .update(bytes.subarray(0, 16 * 1024 * 1024))
     .digest('hex');
+  return imageKey(registry, upload);
 }
 
 /**

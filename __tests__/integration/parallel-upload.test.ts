@@ -11,6 +11,7 @@ import path from 'node:path';
 import { inputsFor, runBundle } from '../harness/action.js';
 import { makeSplitContainerImage } from '../harness/images.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
+import { openRegistry } from '../harness/connect.js';
 import { startRegistry, type Registry as TestRegistry } from '../harness/registry.js';
 import { Registry } from '../../src/registry/registry.js';
 import { uploadImage, type UploadOptions } from '../../src/registry/upload.js';
@@ -42,16 +43,7 @@ afterAll(async () => {
 });
 
 function open(port = registry.sshPort): Promise<Registry> {
-  return Registry.open({
-    host: registry.host,
-    port,
-    username: registry.username,
-    privateKey: registry.privateKey,
-    passphrase: '',
-    hostKeyPins: { fingerprints: [registry.hostKeyFingerprint], knownKeys: [] },
-    simplestreamsDir: registry.simplestreamsDir,
-    uploadDir: registry.uploadDir,
-  }).then((r) => {
+  return openRegistry(registry, { port }).then((r) => {
     opened.push(r);
     return r;
   });

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { inputsFor, runBundle } from '../harness/action.js';
 import { makeSplitContainerImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
+import { seedReleases } from '../harness/seed.js';
 
 const RELEASES = 3500;
 const LINE = 'Crynux:bookworm:big:amd64';
@@ -25,57 +26,8 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true });
 });
 
-const hex = (n: number, width = 64): string => n.toString(16).padStart(width, '0');
-
-/** images.json with RELEASES release products of one line, each naming two (tiny) files. */
-function bigIndex(): { json: string; files: string[] } {
-  const products: Record<string, unknown> = {};
-  const files: string[] = [];
-  const base = Date.UTC(2020, 0, 1) / 1000;
-  for (let i = 0; i < RELEASES; i++) {
-    const date = new Date((base + i * 3600) * 1000);
-    const serial = date.toISOString().replace(/[-T:]/g, '').slice(0, 12);
-    const meta = hex(i + 1);
-    files.push(`${meta}.incus.tar.xz`, `${meta}.squashfs`);
-    products[`${LINE}:${serial}`] = {
-      arch: 'amd64',
-      os: 'Crynux',
-      release: 'bookworm',
-      variant: 'big',
-      aliases: `crynux-big:v${i}`,
-      versions: {
-        [serial]: {
-          items: {
-            'incus.tar.xz': {
-              ftype: 'incus.tar.xz',
-              path: `images/${meta}.incus.tar.xz`,
-              sha256: meta,
-              size: 1,
-              combined_squashfs_sha256: hex(i + 1_000_000),
-            },
-            squashfs: { ftype: 'squashfs', path: `images/${meta}.squashfs`, sha256: meta, size: 1 },
-          },
-        },
-      },
-    };
-  }
-  const json = JSON.stringify({ content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products });
-  return { json, files };
-}
-
 async function seed(): Promise<void> {
-  const { json, files } = bigIndex();
-  // Written as the publishing user, as a registry's own files are; the names are made on the
-  // server (as bigIndex names them: 1 to RELEASES in 64 hex digits), not passed as arguments.
-  const made = await registry.ssh(
-    `set -e; cd ${registry.simplestreamsDir}; mkdir -p images streams/v1; cat > streams/v1/images.json; ` +
-      `cd images; seq 1 ${RELEASES} | while read -r i; do n=$(printf '%064x' "$i"); ` +
-      `: > "$n.incus.tar.xz"; : > "$n.squashfs"; done; ls | wc -l`,
-    { input: json, timeoutMs: 120_000 },
-  );
-  if (made.code !== 0 || Number(made.stdout.trim()) !== files.length) {
-    throw new Error(`seeding failed (${made.stdout.trim()} files): ${made.stderr}`);
-  }
+  await seedReleases(registry, { count: RELEASES, variant: 'big', aliasPrefix: 'crynux-big:' });
 }
 
 async function imagesJson(): Promise<{ products: Record<string, { versions: Record<string, unknown> }> }> {

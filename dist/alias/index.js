@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3738:
+/***/ 6588:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54093,7 +54093,7 @@ function untrusted_untrusted(value) {
  * A log line that embeds untrusted text somewhere after its own start (never at it): line
  * breaks and other control characters become "?", "#[" is escaped.
  */
-function untrustedLine(text) {
+function untrusted_untrustedLine(text) {
     return (0,errors/* withoutLegacyCommands */.Uy)((0,errors/* oneLine */.TN)(text));
 }
 /**
@@ -54572,12 +54572,6 @@ function resolveImage(index, reference) {
 
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:string_decoder"
-const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
-;// CONCATENATED MODULE: external "node:stream/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: external "node:timers/promises"
-const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/common/hints.ts
 /** How to get each tool this action needs on the server: one line per tool, used by every message. */
 const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
@@ -54625,6 +54619,12 @@ function hintFor(stderr, code) {
     return '';
 }
 
+;// CONCATENATED MODULE: external "node:string_decoder"
+const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
+;// CONCATENATED MODULE: external "node:stream/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/ssh/shell.ts
 /**
  * The one place where remote shell commands are put together. Every argument is quoted for a
@@ -54655,7 +54655,7 @@ function commandChain(commands) {
  * A fixed server-side script run by `sh -c`, with every value as a quoted positional argument:
  * `name` is its $0 (shown by ps and in the shell's own error messages).
  */
-function scriptCommand(script, name, args) {
+function shell_scriptCommand(script, name, args) {
     return shell_commandLine(['sh', '-c', script, name, ...args]);
 }
 /**
@@ -54690,6 +54690,15 @@ function splitCommandLine(command) {
 const session_SHORT_COMMAND_TIMEOUT_SECONDS = 300;
 /** The most output kept from one command: a registry's images.json is far smaller. */
 const MAX_STDOUT_BYTES = 64 << 20;
+/**
+ * The error for a command cut off by the connection's end: what was being done, and that every
+ * change to the registry happens whole or not at all, so that running the step again is safe.
+ */
+function connectionDropped(what, cause) {
+    return new errors/* ActionError */.lZ(`The SSH connection to the server dropped${what ? ` while: ${what}` : ''} (${(0,errors/* withoutControlCharacters */.aC)(cause)}). ` +
+        'Every change to the registry is made whole or not at all, so nothing half-done is live. Run the step again: an ' +
+        'upload resumes where it stopped, and a publish that went through reports status unchanged.');
+}
 /** What this process did over SSH so far: read by the bench, logged at the end of a run. */
 const sshCounters = {
     /** SSH connections opened (a handshake each: several round trips). */
@@ -54789,7 +54798,7 @@ function describeSshCounters() {
         (parallel > 0 ? ` (and ${parallel} upload channels opened alongside)` : ''));
 }
 /** Whether an error is the server refusing a channel (sshd's MaxSessions: "open failed"). */
-const isOpenRefusal = (error) => error instanceof Error && /open failed|administratively prohibited|channel open failure/i.test(error.message);
+const session_isOpenRefusal = (error) => error instanceof Error && /open failed|administratively prohibited|channel open failure/i.test(error.message);
 class RemoteSession {
     ssh;
     hostKey;
@@ -54839,7 +54848,7 @@ class RemoteSession {
             catch (error) {
                 // A server with a low MaxSessions counts a channel just closed until its main loop has
                 // collected it: a channel opened right after may be refused for a moment.
-                if (!retryRefused || attempt >= 6 || !isOpenRefusal(error) || !this.isConnected())
+                if (!retryRefused || attempt >= 6 || !session_isOpenRefusal(error) || !this.isConnected())
                     throw error;
                 await (0,external_node_timers_promises_namespaceObject.setTimeout)(20 * 2 ** attempt);
             }
@@ -54903,8 +54912,22 @@ class RemoteSession {
      * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
      */
     async exec(command, options = {}) {
-        const running = await this.start(command);
-        const result = await this.collect(running, options);
+        let running;
+        let result;
+        try {
+            running = await this.start(command);
+            result = await this.collect(running, options);
+        }
+        catch (error) {
+            if (!this.isConnected() && !(error instanceof errors/* ActionError */.lZ))
+                throw connectionDropped(options.what, (0,errors/* describeError */.Uc)(error));
+            throw error;
+        }
+        // sshd reports how every command ends (an exit status or a signal): a channel that closed
+        // without either, and not by a time limit or an output cap of ours, went with the connection.
+        if (result.code === null && result.signal === null && !result.timedOutAfter && !running.overflowed) {
+            throw connectionDropped(options.what, 'the command ended without an exit status');
+        }
         if (running.overflowed) {
             throw new errors/* ActionError */.lZ(`A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
                 'holds something other than what this action writes (an images.json that large, or a noisy login ' +
@@ -55022,6 +55045,11 @@ class RemoteSession {
         return {
             firstLine,
             lines,
+            send: (text) => {
+                if (running.channel.writable)
+                    running.channel.write(text);
+            },
+            ended: running.closed.then(() => running.result()),
             release: async () => {
                 running.channel.end();
                 await running.closed;
@@ -55042,30 +55070,34 @@ var external_node_path_ = __nccwpck_require__(6760);
 /**
  * Where things live on the server. All state is under simplestreams-dir, on the same file system
  * as the live tree, so that renames are atomic:
- *   .lxc-publish/lock               the registry lock: one writer at a time
- *   .lxc-publish/locks/<key>        an image's lock, held by the run uploading, staging and
+ *   .lxc-publish/lock[.gate]        the registry lock: one writer at a time (registry/lock.ts),
+ *                                   and the gate its fenced operations hold
+ *   .lxc-publish/locks/<key>[.gate] an image's lock, held by the run uploading, staging and
  *                                   publishing it (whatever its upload-dir)
+ *   .lxc-publish/holders/<token>    one file per lease, locked by its holder while it lives
  *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
- *   .lxc-publish/next/              the next images.json and index.json, before their rename
+ *   .lxc-publish/next/<token>/      a commit's payload, checked before anything is renamed
+ *   .lxc-publish/previous/          the index and SHA256SUMS before the last commit (to roll back)
  *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
  *                                   kept for a while for clients with a cached index
  * and under upload-dir:
- *   <key>/<name>[.partial], <key>/.write.lock   one directory per image
- * where <key> is the image's upload key (image/hashing.ts: known before the fingerprint, which is
- * computed while uploading).
+ *   <key>/<name>[.partial], <key>/.write.lock, <key>/.in-use   one directory per image
+ * where <key> names the image in this registry (imageKey): two registries sharing an upload-dir
+ * never share an image's directory, lock or staging tree.
  */
+
 
 const STATE_DIR = '.lxc-publish';
 /** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
 const RETIRE_GRACE_SECONDS = 2 * 3600;
 /** Partial uploads of runs that never came back are removed after this long (until then they resume). */
 const UPLOAD_GRACE_SECONDS = 24 * 3600;
+const stateDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR);
 const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
 const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
 const stagingDir = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
-const nextDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'next');
 /** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
-const imageLockPath = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
+const layout_imageLockPath = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
 const TARBALL_EXTENSIONS = {
     xz: '.tar.xz',
     gzip: '.tar.gz',
@@ -55078,8 +55110,17 @@ const DATA_NAMES = {
     qcow2: () => 'disk.qcow2',
     'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
 };
+/**
+ * The key of an image in one registry: its upload key (image/hashing.ts: known before the
+ * fingerprint, which is computed while uploading) and simplestreams-dir, so that runs for two
+ * registries on one server, sharing an upload-dir, never touch each other's uploads.
+ */
+function imageKey(paths, uploadKey) {
+    return createHash('sha256').update(`lxc-publish image\n${paths.simplestreamsDir}\n${uploadKey}\n`).digest('hex');
+}
 /** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
-function remoteImage(paths, key, image) {
+function remoteImage(paths, uploadKey, image) {
+    const key = imageKey(paths, uploadKey);
     const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
     const files = [{ local: image.metadata, name: metadataName }];
     if (image.data) {
@@ -55090,116 +55131,6 @@ function remoteImage(paths, key, image) {
 /** The server-side path of each of the image's files, metadata first. */
 function remotePaths(image) {
     return image.files.map((file) => posix.join(image.dir, file.name));
-}
-
-;// CONCATENATED MODULE: ./src/registry/server-scripts.ts
-// Generated by scripts/embed-scripts.ts from src/registry/server/*.sh: edit those files, then run
-// `npm run embed` (the build and the tests run it too).
-const SERVER_SCRIPT_TEXTS = {
-    commit: 'set -eu\nss=$1 next=$2 staging=$3 holder=$4; shift 4\nfor dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi\ndone\nfor name; do\n  [ -f "$staging/images/$name" ] || [ -f "$ss/images/$name" ] ||\n    { echo "the staged file $name is gone (removed by another run?); nothing was changed" >&2; exit 76; }\ndone\nrm -rf -- "$next"\nmkdir -p -- "$next"\nIFS= read -r index_json\nprintf \'%s\' "$index_json" > "$next/index.json"\n: > "$next/retired"\nwhile IFS= read -r path && [ -n "$path" ]; do printf \'%s\\n\' "$path" >> "$next/retired"; done\nwhile IFS= read -r line && [ -n "$line" ]; do printf \'%s\\n\' "$line"; done > "$next/SHA256SUMS"\ncat > "$next/images.json"\nkill -0 "$holder" 2>/dev/null || { echo "the registry lock was lost; nothing was changed" >&2; exit 75; }\nmkdir -p -- "$ss/images" "$ss/streams/v1"\nfor json in images.json index.json; do\n  if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; fi\ndone\nif [ -n "$staging" ] && [ -d "$staging/images" ]; then\n  # Only the files the new index names: anything else made in the staging tree (a delta left\n  # out) goes with the tree, never into images/ where nothing would name it.\n  : > "$staging/moved"\n  for name; do\n    [ -f "$staging/images/$name" ] || continue\n    printf \'%s\\n\' "$name" >> "$staging/moved"\n    mv -f -- "$staging/images/$name" "$ss/images/$name"\n  done\nfi\n# The checksums of what the new index names, beside the files, before the index names them.\nchmod 644 -- "$next/SHA256SUMS"\nmv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS"\nmv -f -- "$next/images.json" "$ss/streams/v1/images.json"\nmv -f -- "$next/index.json" "$ss/streams/v1/index.json"\n# The index names the moved files now: a later clean-up of this staging tree must not remove them.\nif [ -n "$staging" ]; then rm -f -- "$staging/moved"; fi\nnow=$(date +%s)\nwhile IFS= read -r path; do printf \'%s %s\\n\' "$now" "$path"; done < "$next/retired" >> "$ss/.lxc-publish/retired"',
-    delta: 'set -u\nss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6\ndigits() { case $1 in \'\'|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nplain() { case $1 in \'\'|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }\ncase $want in *[!0-9a-f]*) want= ;; esac\nif ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ ${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi\nnewfile=$staging/images/$new\nfor path in "$ss/images" "$staging" "$staging/images" "$newfile"; do\n  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi\ndone\n[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }\ncommand -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }\nstem=${new%.squashfs}\nwhile [ $# -ge 3 ]; do\n  serial=$1 base=$2 basesum=$3; shift 3\n  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi\n  basefile=$ss/images/$base\n  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi\n  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }\n  if [ "${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi\n  out=$staging/images/$stem.$serial.vcdiff\n  rm -f -- "$out"\n  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null\n  status=$?\n  if [ "$status" -ne 0 ]; then\n    rm -f -- "$out"\n    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi\n    continue\n  fi\n  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi\n  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)\n  if [ "${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi\n  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  echo "ok $serial $size ${sum%% *} ${out##*/}"\ndone',
-    housekeeping: 'set -u\nss=$1 up=$2 retire_grace=$3 upload_grace_minutes=$4; shift 4\nstate=$ss/.lxc-publish\nlive=$ss/streams/v1/images.json\nnow=$(date +%s)\nnamed() { [ -f "$live" ] && grep -qF "\\"$1\\"" "$live"; }\nplain_name() { case $1 in \'\'|.|..|*/*) return 1 ;; *) return 0 ;; esac; }\n# Runs "$@" while holding the image lock of key $1 (not waiting); fails when it is held.\nwith_free_lock() {\n  lock=$state/locks/$1; shift\n  [ -L "$lock" ] && return 1\n  mkdir -p -- "$state/locks" && (exec 7>>"$lock" && flock -n 7 && "$@")\n}\ndrop_staging() {\n  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then\n    while IFS= read -r name; do\n      plain_name "$name" || continue\n      named "images/$name" || rm -f -- "$ss/images/$name"\n    done < "$1/moved"\n  fi\n  rm -rf -- "$1"\n}\nfor dir in "$state"/staging/*; do\n  [ -e "$dir" ] || [ -L "$dir" ] || continue\n  if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi\n  key=${dir##*/}\n  with_free_lock "$key" drop_staging "$dir" || true\ndone\nfor lock in "$state"/locks/*; do\n  [ -e "$lock" ] || [ -L "$lock" ] || continue\n  key=${lock##*/}\n  [ -d "$state/staging/$key" ] && continue\n  if [ -L "$lock" ]; then rm -f -- "$lock"; else with_free_lock "$key" rm -f -- "$lock" || true; fi\ndone\nif [ -d "$up" ]; then\n  find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex \'.*/[0-9a-f]{64}\' \\\n    -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do\n    with_free_lock "${dir##*/}" rm -rf -- "$dir" || true\n  done\nfi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then\n  rm -f -- "$state/retired.next"\n  : > "$state/retired.next"\n  while read -r when path; do\n    case $when in \'\'|*[!0-9]*) continue ;; esac\n    case $path in images/*/*|*..*) continue ;; images/?*) ;; *) continue ;; esac\n    named "$path" && continue\n    if [ $((now - when)) -ge "$retire_grace" ]; then\n      rm -f -- "$ss/$path"\n    else\n      printf \'%s %s\\n\' "$when" "$path" >> "$state/retired.next"\n    fi\n  done < "$state/retired"\n  mv -f -- "$state/retired.next" "$state/retired"\nfi\n# This run\'s own upload and staging directories, done with.\n[ $# -gt 0 ] && rm -rf -- "$@"\nexec cat -- "$live"',
-    'image-lock': 'lock=$1 timeout=$2 dir=$3; shift 3\nmkdir -p -- "${lock%/*}" || exit 1\nif [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi\nwhile :; do\n  exec 9>>"$lock" || exit 1\n  flock -w "$timeout" -E 75 9 || exit $?\n  # The file locked is still the one at $lock (same device and inode): not a deleted one.\n  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break\n  exec 9>&-\ndone\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nmkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho "locked $$"\nexec cat >/dev/null',
-    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
-    'registry-lock': 'lock=$1 timeout=$2 ss=$3\nmkdir -p -- "${lock%/*}" || exit 1\nif [ -L "$lock" ]; then echo "$lock is a symbolic link; remove it" >&2; exit 77; fi\nwhile :; do\n  exec 9>>"$lock" || exit 1\n  flock -w "$timeout" -E 75 9 || exit $?\n  # The file locked is still the one at $lock (same device and inode): not a deleted one.\n  [ "$(stat -L -c %d:%i -- "$lock" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" ] && break\n  exec 9>&-\ndone\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\necho "locked $$"\nexec cat >/dev/null',
-    reset: 'dir=$1 timeout=$2 name=$3\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
-    write: 'dir=$1 timeout=$2; shift 2\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\ntake_write_lock -s\nbad() { echo "bad frame: $*" >&2; exit 1; }\nnl=\'\n\'\nwhile read -r kind n a b; do\n  case $n in \'\'|*[!0-9]*) bad "$kind $n" ;; esac\n  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi\n  i=0\n  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done\n  file=$dir/$name\n  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then\n    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1\n  fi\n  case $kind in\n    B)\n      case $a$b in \'\'|*[!0-9]*) bad "$kind $n $a $b" ;; esac\n      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf \'%s\\n\' "$stats" >&2; exit 1; }\n      copied=${stats##*"$nl"}\n      copied=${copied%% *}\n      case $copied in \'\'|*[!0-9]*) printf \'dd: %s\\n\' "$stats" >&2; exit 1 ;; esac\n      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then\n        printf \'%s %s\\n\' "$a" "$b" >> "$file.blocks" || exit 1\n      else\n        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.\n        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf \'%s %s\\n\' "$a" "$copied" >> "$file.blocks"; fi\n        echo "the block at $a of $name was cut short" >&2; exit 1\n      fi\n      ;;\n    E)\n      case $a in \'\'|*[!0-9]*) bad "$kind $n $a" ;; esac\n      got=$(stat -c %s -- "$file.partial") || exit 1\n      # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers\n      # count (as image-lock.sh reads them), so no arithmetic ever sees anything else.\n      end=$(block_lines "$file" | sort -n -k1,1 -k2,2 | {\n        next=0\n        while read -r offset length; do\n          [ "$offset" -gt "$next" ] && break\n          [ $((offset + length)) -gt "$next" ] && next=$((offset + length))\n        done\n        echo "$next"\n      })\n      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then\n        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1\n      fi\n      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1\n      ;;\n    *) bad "$kind" ;;\n  esac\ndone',
-};
-
-;// CONCATENATED MODULE: ./src/registry/scripts.ts
-/**
- * Every script this action runs on the registry server, in one place. Each is a shell file in
- * registry/server/ (its header says what it guarantees), embedded by scripts/embed-scripts.ts,
- * and run by `sh -c` with every value as a quoted positional argument (ssh/shell.ts
- * `scriptCommand`), so no input is ever parsed as shell code; file contents travel over stdin. A
- * unit test runs `sh -n` (dash and bash) and shellcheck over each as it runs.
- *
- * The server-side layout they work on is described in registry/layout.ts.
- */
-
-const script = (file) => ({
-    name: `lxc-publish-${file}`,
-    text: SERVER_SCRIPT_TEXTS[file],
-});
-/** server/registry-lock.sh: the registry lock, with the live index read under it. */
-const REGISTRY_LOCK = script('registry-lock');
-/** server/image-lock.sh: an image's upload lock, with what earlier attempts left. */
-const IMAGE_LOCK = script('image-lock');
-/** server/reset.sh: one file's upload started again from nothing. */
-const RESET_UPLOAD = script('reset');
-/** server/write.sh: one of the upload's parallel writers. */
-const WRITE_BLOCKS = script('write');
-/** server/read.sh: the live index, and the checks before a change. */
-const READ_LIVE_INDEX = script('read');
-/** server/commit.sh: a new index made live. */
-const COMMIT = script('commit');
-/** server/housekeeping.sh: what dead runs left, removed; the live index printed. */
-const HOUSEKEEPING = script('housekeeping');
-/** server/delta.sh: vcdiff deltas made and checked. */
-const scripts_DELTA = script('delta');
-/** What server/read.sh prints on stderr when xdelta3 is missing (a line no login shell prints). */
-const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
-/** Exit statuses of server/read.sh, each a case the action explains. */
-const READ_LIVE_EXIT = {
-    noIndexYet: 3,
-    noSimplestreamsDir: 4,
-    noTool: 5,
-    uploadDirNotWritable: 6,
-    simplestreamsDirNotWritable: 7,
-    writableByOthers: 8,
-};
-/** Every script above, for the test that checks them with sh -n and shellcheck. */
-const ALL_SCRIPTS = [
-    REGISTRY_LOCK,
-    IMAGE_LOCK,
-    RESET_UPLOAD,
-    WRITE_BLOCKS,
-    READ_LIVE_INDEX,
-    COMMIT,
-    HOUSEKEEPING,
-    scripts_DELTA,
-];
-
-;// CONCATENATED MODULE: ./src/registry/commit.ts
-/** Making a new index live, under the registry lock (registry/server/commit.sh). */
-
-
-
-
-
-
-
-/** A file the index can name and the action may retire: a plain name in images/. */
-const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
-async function commit_commit(registry, options) {
-    const { simplestreamsDir } = registry.paths;
-    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
-    // One round trip. index.json, the retired files, SHA256SUMS and images.json go over stdin (they grow with
-    // the registry; a command line may not: sshd passes it to the shell as one argument).
-    const sums = sha256Sums(options.index)
-        .split('\n')
-        .filter((line) => line !== '');
-    const stdin = [
-        JSON.stringify(buildStreamsIndex(options.index)),
-        ...retired,
-        '',
-        ...sums,
-        '',
-        JSON.stringify(options.index),
-    ];
-    const command = scriptCommand(COMMIT.text, COMMIT.name, [
-        simplestreamsDir,
-        nextDir(registry.paths),
-        options.staging ?? '',
-        String(options.lock.pid),
-        ...(options.stagedFiles ?? []),
-    ]);
-    return registry.session.run(options.andThen ? `${command} && ${options.andThen}` : command, {
-        what: `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)` +
-            (options.andThen ? ', then cleaning up and reading it back' : ''),
-        stdin: external_node_stream_.Readable.from([stdin.join('\n')]),
-        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/parse.ts
@@ -55294,6 +55225,78 @@ function parseImagesIndex(text) {
     return document;
 }
 
+;// CONCATENATED MODULE: ./src/registry/server-scripts.ts
+// Generated by scripts/embed-scripts.ts from src/registry/server/*.sh: edit those files, then run
+// `npm run embed` (the build and the tests run it too).
+const SERVER_SCRIPT_TEXTS = {
+    commit: 'set -u\ntrap \'\' HUP PIPE\nstate=$1 lock=$2 token=$3 ss=$4 staging=$5 up=$6 retire_grace=$7 upload_grace_minutes=$8\nshift 8\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nhousekeep() {\n  named=$1\n  shift\n  now=$(date +%s)\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi\n    with_free_lock "${dir##*/}" drop_staging "$dir" || true\n  done\n  for key_lock in "$state"/locks/*; do\n    [ -e "$key_lock" ] || [ -L "$key_lock" ] || continue\n    key=${key_lock##*/}\n    key=${key%.gate}\n    [ -d "$state/staging/$key" ] && continue\n    if [ -L "$key_lock" ]; then rm -f -- "$key_lock"; else with_free_lock "$key" rm -f -- "$state/locks/$key" "$state/locks/$key.gate" || true; fi\n  done\n  if [ -d "$state/holders" ] && [ ! -L "$state/holders" ]; then\n    find "$state/holders" -mindepth 1 -maxdepth 1 -mmin +1 -print | while IFS= read -r file; do\n      if [ -L "$file" ] || [ ! -f "$file" ]; then rm -rf -- "$file"; else (exec 3< "$file" && flock -n 3 && rm -f -- "$file"); fi\n    done\n  fi\n  if [ -d "$state/next" ] && [ ! -L "$state/next" ]; then\n    find "$state/next" -mindepth 1 -maxdepth 1 -mmin +10 -print | while IFS= read -r dir; do\n      alive "${dir##*/}" || rm -rf -- "$dir"\n    done\n  fi\n  find "$state" -mindepth 1 -maxdepth 1 -name \'.output.*\' -mmin +60 -exec rm -f -- {} + 2> /dev/null\n  if [ -d "$up" ]; then\n    find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex \'.*/[0-9a-f]{64}\' \\\n      -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do\n      [ -L "$dir/.in-use" ] && continue\n      (exec 3>> "$dir/.in-use" && flock -n 3 && rm -rf -- "$dir") 2> /dev/null || true\n    done\n  fi\n  if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then\n    rm -f -- "$state/retired.next" "$state/retired.remove"\n    : > "$state/retired.next" && : > "$state/retired.remove" || return 1\n    awk -v now="$now" -v grace="$retire_grace" -v keep="$state/retired.next" -v drop="$state/retired.remove" \'\n      FILENAME == ARGV[1] { named[$0] = 1; next }\n      NF != 2 || $1 !~ /^[0-9]+$/ || $2 !~ /^images\\/[A-Za-z0-9._+-]+$/ { next }\n      $2 in named { next }\n      now - $1 >= grace { print $2 > drop; next }\n      { print > keep }\n    \' "$named" "$state/retired" || return 1\n    (cd -- "$ss" && xargs -r -d \'\\n\' rm -f -- < "$state/retired.remove")\n    mv -f -- "$state/retired.next" "$state/retired"\n    rm -f -- "$state/retired.remove"\n  fi\n  [ $# -gt 0 ] && rm -rf -- "$@"\n  return 0\n}\n# Whether the holder of lease $1 is alive (lib/lease.sh).\nalive() { (exec 3< "$state/holders/$1" && ! flock -n -s 3) 2> /dev/null; }\n# Runs "$@" while holding the image lock of key $1 and its gate, without waiting; fails when\n# either is held.\nwith_free_lock() {\n  key_lock=$state/locks/$1\n  shift\n  if [ -L "$key_lock" ] || [ -L "$key_lock.gate" ]; then return 1; fi\n  mkdir -p -- "$state/locks" && (exec 3>> "$key_lock" 4>> "$key_lock.gate" && flock -n 3 && flock -n -x 4 && "$@")\n}\n# Removes a staging tree of a run that died, and what it had moved into images/ that the index\n# does not name.\ndrop_staging() {\n  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then\n    while IFS= read -r name; do\n      case $name in \'\' | . | .. | */*) continue ;; esac\n      grep -qxF -- "images/$name" "$named" || rm -f -- "$ss/images/$name"\n    done < "$1/moved"\n  fi\n  rm -rf -- "$1"\n}\nbad() { echo "lxc-publish-commit: invalid arguments ($*); nothing was changed" >&2; exit 2; }\ndigits() { case $1 in \'\' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nsha256() { sum=$(sha256sum < "$1") && echo "${sum%% *}"; }\ncase $token in \'\' | *[!0-9a-f]*) bad token ;; esac\nif ! digits "$retire_grace" || ! digits "$upload_grace_minutes"; then bad grace; fi\n\n# The payload, whole, before anything else.\ndigits "${1:-}" || bad parts\nparts=$1\nshift\nspecs=\'\' total=0\nwhile [ "$parts" -gt 0 ]; do\n  [ $# -ge 3 ] || bad parts\n  case $1 in images.json | index.json | SHA256SUMS | retired | named) ;; *) bad "part $1" ;; esac\n  digits "$2" || bad "length of $1"\n  case $3 in *[!0-9a-f]*) bad "sha256 of $1" ;; esac\n  [ ${#3} -eq 64 ] || bad "sha256 of $1"\n  specs="$specs $1:$2:$3"\n  total=$((total + $2))\n  parts=$((parts - 1))\n  shift 3\ndone\nnext=$state/next/$token\nrm -rf -- "$next" && mkdir -p -- "$next" || exit 1\ntimeout 600 cat > "$next/payload"\ngot=$(stat -c %s -- "$next/payload") || exit 1\nif [ "$got" != "$total" ]; then\n  echo "lxc-publish-commit: the new index arrived incomplete ($got of $total bytes; the connection dropped?); nothing was changed" >&2\n  rm -rf -- "$next"\n  exit 79\nfi\noffset=0\nfor spec in $specs; do\n  name=${spec%%:*} rest=${spec#*:}\n  length=${rest%%:*} want=${rest#*:}\n  dd if="$next/payload" of="$next/$name" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$length" status=none || exit 1\n  if [ "$(sha256 "$next/$name")" != "$want" ]; then\n    echo "lxc-publish-commit: $name arrived damaged (its sha256 differs); nothing was changed" >&2\n    rm -rf -- "$next"\n    exit 79\n  fi\n  offset=$((offset + length))\ndone\nrm -f -- "$next/payload"\n[ -f "$next/named" ] || bad "no named part"\nif [ -f "$next/images.json" ]; then has_images=1; else has_images=0; fi\nif [ -f "$next/index.json" ]; then has_index=1; else has_index=0; fi\n[ "$has_images" = "$has_index" ] || bad "images.json and index.json go together"\n\n# The staged files: NAME PUBLISHED pairs.\ndigits "${1:-}" || bad files\nfiles=$1\nshift\npairs=\'\'\nwhile [ "$files" -gt 0 ]; do\n  [ $# -ge 2 ] || bad files\n  for name in "$1" "$2"; do case $name in \'\' | . | .. | -* | *[!A-Za-z0-9._+-]*) bad "file name $name" ;; esac; done\n  pairs="$pairs $1/$2"\n  files=$((files - 1))\n  shift 2\ndone\n\nenter_lease\nfor dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi\ndone\nfor pair in $pairs; do\n  src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n  if [ -f "$src" ] && [ ! -L "$src" ]; then\n    if [ -e "$dst" ] && ! cmp -s -- "$src" "$dst"; then\n      echo "lxc-publish-commit: collision ${pair#*/}: images/ already has a different file of that name; nothing was changed" >&2\n      exit 78\n    fi\n  elif [ ! -f "$dst" ]; then\n    echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n    exit 76\n  fi\ndone\nmkdir -p -- "$ss/images" "$ss/streams/v1" "$state/previous" || exit 1\nif [ -f "$next/images.json" ]; then\n  for file in streams/v1/images.json streams/v1/index.json images/SHA256SUMS; do\n    if [ -f "$ss/$file" ] && [ ! -L "$ss/$file" ]; then ln -f -- "$ss/$file" "$state/previous/${file##*/}" || exit 1; fi\n  done\n  if [ -n "$pairs" ]; then\n    : > "$staging/moved" || exit 1\n    for pair in $pairs; do\n      src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n      [ -f "$src" ] || continue\n      # The same bytes under that name already (checked above): nothing to move.\n      if [ -e "$dst" ]; then rm -f -- "$src" && continue; fi\n      printf \'%s\\n\' "${pair#*/}" >> "$staging/moved" && mv -- "$src" "$dst" || exit 1\n    done\n  fi\n  for json in images.json index.json; do\n    if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; else chmod 644 -- "$next/$json"; fi\n  done\n  mv -f -- "$next/images.json" "$ss/streams/v1/images.json" || exit 1\n  mv -f -- "$next/index.json" "$ss/streams/v1/index.json" || exit 1\n  # The index names the moved files now: a later clean-up of this staging tree must not remove them.\n  if [ -n "$pairs" ]; then rm -f -- "$staging/moved"; fi\nfi\nif [ -f "$next/SHA256SUMS" ]; then\n  chmod 644 -- "$next/SHA256SUMS" && mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS" || exit 1\nfi\nif [ -s "$next/retired" ]; then\n  now=$(date +%s)\n  while IFS= read -r path; do printf \'%s %s\\n\' "$now" "$path"; done < "$next/retired" >> "$state/retired"\nfi\n\nhousekeep "$next/named" "$@"\nlive=$ss/streams/v1/images.json\nif [ -f "$live" ]; then sum=$(sha256 "$live") || exit 1; else sum=none; fi\nleave_gate\nrm -rf -- "$next"\necho "live $sum"',
+    delta: 'set -u\nstate=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6\ndigits() { case $1 in \'\'|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nplain() { case $1 in \'\'|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }\ncase $want in *[!0-9a-f]*) want= ;; esac\nif ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ ${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi\nnewfile=$staging/images/$new\nfor path in "$ss/images" "$staging" "$staging/images" "$newfile"; do\n  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi\ndone\n[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }\ncommand -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }\nstem=${new%.squashfs}\nwhile [ $# -ge 3 ]; do\n  serial=$1 base=$2 basesum=$3; shift 3\n  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi\n  basefile=$ss/images/$base\n  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi\n  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }\n  if [ "${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi\n  out=$staging/images/$stem.$serial.vcdiff\n  rm -f -- "$out"\n  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null\n  status=$?\n  if [ "$status" -ne 0 ]; then\n    rm -f -- "$out"\n    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi\n    continue\n  fi\n  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi\n  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)\n  if [ "${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi\n  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  echo "ok $serial $size ${sum%% *} ${out##*/}"\ndone',
+    fenced: 'state=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nout=$(mktemp -p "$state" .output.XXXXXX) && err=$(mktemp -p "$state" .output.XXXXXX) || exit 1\n"$@" < /dev/null > "$out" 2> "$err"\nstatus=$?\nleave_gate\ncat -- "$err" >&2\ncat -- "$out"\nrm -f -- "$out" "$err"\nexit "$status"',
+    'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # The reader gets none of the locks: if this holder is killed, they go with it at once.\n  while n=$(timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null 4>&- 6>&- 9>&- | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s.\nif [ -e "$dir/.write.lock" ]; then\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null\n  done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
+    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
+    'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # The reader gets none of the locks: if this holder is killed, they go with it at once.\n  while n=$(timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null 4>&- 6>&- 9>&- | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
+    reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
+    stage: 'state=$1 lock=$2 token=$3 staging=$4; shift 4\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nrm -rf -- "$staging" && mkdir -p -- "$staging" && cd -- "$staging" || exit 1\n# Aliases are applied by the action when it merges the version into the live index.\nenv TZ=UTC incus-simplestreams add --no-default-alias -- "$@" >&2 || exit $?\nfor file in images/*; do\n  if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi\n  sum=$(sha256sum < "$file") || exit 1\n  echo "sum ${sum%% *} ${file#images/}"\ndone\nprintf \'index \'\nbase64 -w 0 < streams/v1/images.json || exit 1\necho',
+    write: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5; shift 5\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\ntake_write_lock -s\nenter_lease\nleave_gate\nbad() { echo "bad frame: $*" >&2; exit 1; }\nnl=\'\n\'\nwhile read -r kind n a b; do\n  case $n in \'\'|*[!0-9]*) bad "$kind $n" ;; esac\n  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi\n  i=0\n  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done\n  file=$dir/$name\n  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then\n    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1\n  fi\n  case $kind in\n    B)\n      case $a$b in \'\'|*[!0-9]*) bad "$kind $n $a $b" ;; esac\n      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf \'%s\\n\' "$stats" >&2; exit 1; }\n      copied=${stats##*"$nl"}\n      copied=${copied%% *}\n      case $copied in \'\'|*[!0-9]*) printf \'dd: %s\\n\' "$stats" >&2; exit 1 ;; esac\n      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then\n        printf \'%s %s\\n\' "$a" "$b" >> "$file.blocks" || exit 1\n      else\n        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.\n        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf \'%s %s\\n\' "$a" "$copied" >> "$file.blocks"; fi\n        echo "the block at $a of $name was cut short" >&2; exit 1\n      fi\n      ;;\n    E)\n      case $a in \'\'|*[!0-9]*) bad "$kind $n $a" ;; esac\n      got=$(stat -c %s -- "$file.partial") || exit 1\n      # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers\n      # count (as image-lock.sh reads them), so no arithmetic ever sees anything else.\n      end=$(block_lines "$file" | sort -n -k1,1 -k2,2 | {\n        next=0\n        while read -r offset length; do\n          [ "$offset" -gt "$next" ] && break\n          [ $((offset + length)) -gt "$next" ] && next=$((offset + length))\n        done\n        echo "$next"\n      })\n      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then\n        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1\n      fi\n      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1\n      ;;\n    *) bad "$kind" ;;\n  esac\ndone',
+};
+
+;// CONCATENATED MODULE: ./src/registry/scripts.ts
+/**
+ * Every script this action runs on the registry server, in one place. Each is a shell file in
+ * registry/server/ (its header says what it guarantees), embedded by scripts/embed-scripts.ts,
+ * and run by `sh -c` with every value as a quoted positional argument (ssh/shell.ts
+ * `scriptCommand`), so no input is ever parsed as shell code; file contents travel over stdin. A
+ * unit test runs `sh -n` (dash and bash) and shellcheck over each as it runs.
+ *
+ * The server-side layout they work on is described in registry/layout.ts.
+ */
+
+const script = (file) => ({
+    name: `lxc-publish-${file}`,
+    text: SERVER_SCRIPT_TEXTS[file],
+});
+/** server/registry-lock.sh: the registry lock, with the live index read under it. */
+const REGISTRY_LOCK = script('registry-lock');
+/** server/image-lock.sh: an image's upload lock, with what earlier attempts left. */
+const scripts_IMAGE_LOCK = script('image-lock');
+/** server/reset.sh: one file's upload started again from nothing. */
+const scripts_RESET_UPLOAD = script('reset');
+/** server/write.sh: one of the upload's parallel writers. */
+const scripts_WRITE_BLOCKS = script('write');
+/** server/read.sh: the live index, and the checks before a change. */
+const READ_LIVE_INDEX = script('read');
+/** server/stage.sh: incus-simplestreams add in a staging tree, and the staged files' sha256. */
+const STAGE = script('stage');
+/** server/delta.sh: vcdiff deltas made and checked. */
+const scripts_DELTA = script('delta');
+/** server/commit.sh: a new index made live, whole or not at all; what dead runs left, removed. */
+const COMMIT = script('commit');
+/** server/fenced.sh: a command run under a lease (convert-command, a clean-up). */
+const FENCED = script('fenced');
+/** What server/read.sh prints on stderr when xdelta3 is missing (a line no login shell prints). */
+const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
+/** Exit statuses of server/read.sh, each a case the action explains. */
+const READ_LIVE_EXIT = {
+    noIndexYet: 3,
+    noSimplestreamsDir: 4,
+    noTool: 5,
+    uploadDirNotWritable: 6,
+    simplestreamsDirNotWritable: 7,
+    writableByOthers: 8,
+};
+/** Every script above, for the test that checks them with sh -n and shellcheck. */
+const ALL_SCRIPTS = [
+    REGISTRY_LOCK,
+    scripts_IMAGE_LOCK,
+    scripts_RESET_UPLOAD,
+    scripts_WRITE_BLOCKS,
+    READ_LIVE_INDEX,
+    STAGE,
+    scripts_DELTA,
+    COMMIT,
+    FENCED,
+];
+
 ;// CONCATENATED MODULE: ./src/registry/read.ts
 /**
  * Reading the registry's state: the live index (with the checks made before any upload) and the
@@ -55324,11 +55327,11 @@ function parseIndexText(text, path) {
  * also checks the server before anything is uploaded: the tool is there, upload-dir and
  * simplestreams-dir can be written.
  */
-async function read_readLiveIndex(registry, preflight) {
-    return (await readServerState(registry, preflight)).index;
+async function readLiveIndex(registry, preflight) {
+    return (await read_readServerState(registry, preflight)).index;
 }
 /** readLiveIndex, and whether xdelta3 is on the server's PATH (asked with `preflight.deltas`). */
-async function readServerState(registry, preflight) {
+async function read_readServerState(registry, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
     const path = liveIndexPath(registry.paths);
     // Exit codes, not stderr, tell the cases apart: a login shell may print noise of its own.
@@ -55339,13 +55342,13 @@ async function readServerState(registry, preflight) {
         preflight?.tool ?? '',
         preflight ? '1' : '',
         preflight?.deltas ? '1' : '',
-    ], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS });
+    ], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS, what: `Reading ${path}` });
     const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
         case 0:
-            return { index: parseIndexText(result.stdout, path), xdelta3 };
+            return { index: parseIndexText(result.stdout, path), text: result.stdout, xdelta3 };
         case READ_LIVE_EXIT.noIndexYet:
-            return { index: emptyImagesIndex(), xdelta3 };
+            return { index: emptyImagesIndex(), text: Buffer.alloc(0), xdelta3 };
         case READ_LIVE_EXIT.noSimplestreamsDir:
             throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
@@ -55361,7 +55364,7 @@ async function readServerState(registry, preflight) {
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
             throw new errors/* ActionError */.lZ(`${input}: ${untrusted_untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
-                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine(quoteArg(dir))} ` +
+                `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrusted_untrustedLine(quoteArg(dir))} ` +
                 "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
         }
         case READ_LIVE_EXIT.simplestreamsDirNotWritable:
@@ -55382,47 +55385,17 @@ async function serverToolVersion(registry) {
     return output.toString('utf8').trim();
 }
 
-;// CONCATENATED MODULE: ./src/registry/housekeeping.ts
-
-
-
-
-
-/**
- * Cleans up after earlier runs and removes `done` (this run's own directories), then returns the
- * live index as it now stands: one round trip, under the registry lock.
- */
-async function housekeeping_housekeepAndRead(registry, done = []) {
-    const output = await registry.session.run(housekeeping_housekeepingCommand(registry, done), {
-        what: 'Cleaning up after earlier runs and reading the index back',
-        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-    return housekeeping_readBack(registry, output);
-}
-/** The housekeeping command, for housekeepAndRead or to follow the commit in its round trip. */
-function housekeeping_housekeepingCommand(registry, done = []) {
-    const { simplestreamsDir, uploadDir } = registry.paths;
-    return scriptCommand(HOUSEKEEPING.text, HOUSEKEEPING.name, [
-        simplestreamsDir,
-        uploadDir,
-        String(RETIRE_GRACE_SECONDS),
-        String(UPLOAD_GRACE_SECONDS / 60),
-        ...done,
-    ]);
-}
-/** The live index the housekeeping printed. */
-function housekeeping_readBack(registry, output) {
-    return parseIndexText(output, liveIndexPath(registry.paths));
-}
-async function removeDirs(registry, dirs) {
-    await registry.session.run(commandLine(['rm', '-rf', '--', ...dirs]), {
-        what: `Removing ${dirs.join(', ')}`,
-        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-}
-
 ;// CONCATENATED MODULE: ./src/registry/lock.ts
-/** Locks on the server: the registry lock (REGISTRY_LOCK), and each image's upload lock (IMAGE_LOCK). */
+/**
+ * Locks on the server, each held as a lease: the registry lock (server/registry-lock.sh) and each
+ * image's upload lock (server/image-lock.sh). The holder keeps a lock only while this runner's
+ * heartbeats reach it; when they stop (a runner suspended or gone, a link gone silent) the server
+ * lets the lock go within the lease, instead of when TCP gives up hours later. Every operation
+ * under a lock is fenced by its lease (server/lib/fence.sh): it runs only while the lease's holder
+ * is alive, and the lock's next holder waits until it has ended. A run that wakes up after its
+ * lease was lost therefore fails before it changes anything (exit LEASE_LOST_EXIT), and can never
+ * undo what the run after it published.
+ */
 
 
 
@@ -55432,14 +55405,35 @@ async function removeDirs(registry, dirs) {
 
 
 
-/** Takes the lock at `path`; it is held until released, or until the SSH session ends. */
-async function holdLock(registry, options) {
-    const { path, timeoutSeconds, busyMessage, script, args } = options;
+
+/** How long the server keeps the registry lock after the last heartbeat. */
+const REGISTRY_LEASE_SECONDS = 30;
+/**
+ * How long the server keeps an image lock after the last heartbeat: longer, because during the
+ * upload a heartbeat waits behind the data in flight (up to 16 MiB: 16 s on a 1 MB/s link), and
+ * a lost image lease only holds up a publish of the same image.
+ */
+const lock_IMAGE_LEASE_SECONDS = 120;
+/** How often the runner renews a lease. */
+const HEARTBEAT_MS = 3000;
+/** The exit status of every fenced script when its lease was lost (server/lib/fence.sh). */
+const lock_LEASE_LOST_EXIT = 73;
+/** A fenced script's first three arguments (server/lib/fence.sh). */
+const lock_fenceArgs = (fence) => [fence.state, fence.lock, fence.token];
+/** Takes the lock at `path` as a lease, renewed by heartbeats until released. */
+async function lock_holdLock(registry, options) {
+    const { path, timeoutSeconds, leaseSeconds, busyMessage, script, args } = options;
+    const fence = { state: stateDir(registry.paths), lock: path, token: (0,external_node_crypto_.randomBytes)(16).toString('hex') };
+    let held;
     try {
-        const held = await registry.session.startHeld(scriptCommand(script.text, script.name, [path, String(timeoutSeconds), ...args]), (line) => /^locked \d+$/.test(line));
-        // startHeld returns only once the holder printed a line of this form.
-        const pid = Number(held.firstLine.slice('locked '.length));
-        return { pid, report: held.lines.slice(0, -1), release: () => held.release() };
+        held = await registry.session.startHeld(shell_scriptCommand(script.text, script.name, [
+            fence.state,
+            path,
+            String(timeoutSeconds),
+            String(leaseSeconds),
+            fence.token,
+            ...args,
+        ]), (line) => line === 'locked');
     }
     catch (error) {
         if (error instanceof HeldCommandEnded) {
@@ -55449,38 +55443,193 @@ async function holdLock(registry, options) {
         }
         throw error;
     }
+    let released = false;
+    let ended = false;
+    const heartbeat = setInterval(() => held.send('\n'), HEARTBEAT_MS);
+    heartbeat.unref();
+    void held.ended.then(() => {
+        ended = true;
+        clearInterval(heartbeat);
+    });
+    return {
+        fence,
+        leaseSeconds,
+        report: held.lines.slice(0, -1),
+        lost: () => ended && !released,
+        release: async () => {
+            released = true;
+            clearInterval(heartbeat);
+            await held.release();
+        },
+    };
+}
+/** The error for an operation refused because its lease was lost. */
+function lock_leaseLost(lock, what, lockName) {
+    return new errors/* ActionError */.lZ(`${what} was refused: the ${lockName} was lost. No heartbeat from this runner reached the server for ` +
+        `${lock.leaseSeconds} s (the runner was suspended, or the link to the server went silent), so the server let ` +
+        'the lock go and another run may have gone on. This run changed nothing after that; run the step again.');
+}
+/**
+ * Fails with leaseLost when a fenced script ended with LEASE_LOST_EXIT (or the lease was lost
+ * meanwhile), otherwise with the script's own failure; returns its stdout when it succeeded.
+ */
+function lock_fencedOutput(result, lock, what, lockName) {
+    if (result.code === 0)
+        return result.stdout;
+    if (result.code === lock_LEASE_LOST_EXIT)
+        throw lock_leaseLost(lock, what, lockName);
+    throw new ActionError(remoteFailure(what, result));
 }
 /**
  * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
- * reads the live index as it stands under it, in one round trip (REGISTRY_LOCK).
+ * reads the live index as it stands under it, in one round trip (server/registry-lock.sh).
  */
 async function lock_holdRegistryLock(registry, lockTimeout) {
-    const lock = await holdLock(registry, {
+    const lock = await lock_holdLock(registry, {
         path: lockPath(registry.paths),
         timeoutSeconds: lockTimeout,
+        leaseSeconds: REGISTRY_LEASE_SECONDS,
         busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
             `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
         script: REGISTRY_LOCK,
         args: [registry.paths.simplestreamsDir],
     });
     try {
-        return { lock, live: indexUnderLock(registry, lock.report) };
+        const liveText = indexUnderLock(lock.report);
+        const sums = lock.report.findLast((line) => /^sums [0-9a-f]{64}$/.test(line) || line === 'nosums');
+        return {
+            lock,
+            liveText,
+            live: liveText.length === 0 ? emptyImagesIndex() : parseIndexText(liveText, liveIndexPath(registry.paths)),
+            sumsSha256: sums?.startsWith('sums ') ? sums.slice('sums '.length) : undefined,
+        };
     }
     catch (error) {
         await lock.release();
         throw error;
     }
 }
-/** The live index REGISTRY_LOCK printed (base64 on one line), or an empty one when there is none yet. */
-function indexUnderLock(registry, report) {
-    const line = [...report].reverse().find((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
+/** The live index registry-lock.sh printed (base64 on one line), or nothing when there is none yet. */
+function indexUnderLock(report) {
+    const line = report.findLast((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
     if (line === undefined) {
-        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
+        throw new errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrusted_untrustedLine(report.join(' ').slice(0, 200))}). ` +
             "Check that the SSH user's shell startup files print nothing, and run the step again.");
     }
-    if (line === 'noindex')
-        return emptyImagesIndex();
-    return parseIndexText(Buffer.from(line.slice('index '.length), 'base64'), liveIndexPath(registry.paths));
+    return line === 'noindex' ? Buffer.alloc(0) : Buffer.from(line.slice('index '.length), 'base64');
+}
+
+;// CONCATENATED MODULE: ./src/registry/commit.ts
+/**
+ * Making a new index live, under the registry lock's lease, whole or not at all; cleaning up
+ * after earlier runs in the same round trip (server/commit.sh). Its payload is defined here, with
+ * the framing the script checks: the parts below, one after the other on stdin, each announced
+ * by its name, length and sha256 as arguments, so that nothing is renamed unless every byte
+ * arrived (a link cut mid-way leaves a short payload, and nothing changes).
+ */
+
+
+
+
+
+
+
+
+
+
+
+/** A file the index can name and the action may retire: a plain name in images/. */
+const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
+/** How the messages name the registry lock. */
+const REGISTRY_LOCK_NAME = 'registry lock';
+const lines = (values) => Buffer.from([...values].map((value) => `${value}\n`).join(''));
+const sha256Of = (bytes) => (0,external_node_crypto_.createHash)('sha256').update(bytes).digest('hex');
+/**
+ * The payload's parts for a commit (see Part). SHA256SUMS follows every index the action leaves:
+ * it is sent with a new index, and with an unchanged one whose SHA256SUMS does not match it (an
+ * index written by hand, or by a convert-command).
+ */
+function payloadParts(options) {
+    const parts = [];
+    if (options.changed) {
+        parts.push({ name: 'images.json', bytes: Buffer.from(JSON.stringify(options.live)) });
+        parts.push({ name: 'index.json', bytes: Buffer.from(JSON.stringify(buildStreamsIndex(options.live))) });
+    }
+    const sums = Buffer.from(sha256Sums(options.live));
+    if (options.changed || sha256Of(sums) !== options.current.sumsSha256)
+        parts.push({ name: 'SHA256SUMS', bytes: sums });
+    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
+    if (options.changed && retired.length > 0)
+        parts.push({ name: 'retired', bytes: lines(new Set(retired)) });
+    parts.push({ name: 'named', bytes: lines([...images_index_referencedPaths(options.live)].sort()) });
+    return parts;
+}
+/** A different file already has a staged file's published name (a retired file within its grace). */
+class commit_NameCollision extends Error {
+    detail;
+    constructor(detail) {
+        super(detail);
+        this.detail = detail;
+        this.name = 'NameCollision';
+    }
+}
+/**
+ * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
+ * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
+ * under the lock): anything else was written by something that does not take the lock.
+ */
+async function commit_commit(registry, options) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    const parts = payloadParts(options);
+    const staged = options.stagedFiles ?? [];
+    const args = [
+        ...lock_fenceArgs(options.lock.fence),
+        simplestreamsDir,
+        options.staging ?? '',
+        uploadDir,
+        String(RETIRE_GRACE_SECONDS),
+        String(UPLOAD_GRACE_SECONDS / 60),
+        String(parts.length),
+        ...parts.flatMap((part) => [part.name, String(part.bytes.length), sha256Of(part.bytes)]),
+        String(staged.length),
+        ...staged.flatMap((file) => [file.staged, file.published]),
+        ...options.done,
+    ];
+    const what = options.changed
+        ? `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`
+        : `Cleaning up after earlier runs in ${simplestreamsDir} (simplestreams-dir)`;
+    const result = await registry.execScript(COMMIT, args, {
+        what,
+        stdin: external_node_stream_.Readable.from(parts.map((part) => part.bytes)),
+        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+    switch (result.code) {
+        case 0:
+            break;
+        case lock_LEASE_LOST_EXIT:
+            throw lock_leaseLost(options.lock, what, REGISTRY_LOCK_NAME);
+        case 78:
+            throw new commit_NameCollision(untrusted_untrustedLine(result.stderr.trim().split('\n').at(-1) ?? ''));
+        default:
+            throw new errors/* ActionError */.lZ(remote_failure_remoteFailure(what, result));
+    }
+    const live = result.stdout
+        .toString('utf8')
+        .split('\n')
+        .findLast((line) => /^live ([0-9a-f]{64}|none)$/.test(line));
+    if (!live) {
+        throw new errors/* ActionError */.lZ(`${what} ended without saying what is live (it printed: ${untrusted_untrustedLine(result.stdout.toString('utf8').slice(0, 200))}). ` +
+            "Check that the SSH user's shell startup files print nothing, and run the step again.");
+    }
+    const expected = options.changed
+        ? sha256Of(parts[0]?.bytes ?? Buffer.alloc(0))
+        : options.current.text.length > 0
+            ? sha256Of(options.current.text)
+            : 'none';
+    if (live.slice('live '.length) !== expected) {
+        throw new errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
+            '(see the README on running incus-simplestreams by hand); run the step again.');
+    }
 }
 
 // EXTERNAL MODULE: external "node:util"
@@ -55804,39 +55953,608 @@ function plan_planPublication(live, staged, fingerprint, aliases, replace) {
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
-/** keep-versions: how many releases of each image line stay in the index. Pure. */
+/** keep-versions: how many releases of an image line stay in the index. Pure. */
+
+
+/** The followed-aliases default: an alias whose name after its last ':' starts with "latest". */
+const retention_DEFAULT_FOLLOWED_ALIASES = ['latest*'];
+/**
+ * The aliases `patterns` name, `*` standing for any characters (none included): a pattern with a
+ * ':' matches a whole alias, one without matches the alias's name after its last ':' (all of it
+ * when it has none). The default, `latest*`: crynux-node:latest, crynux-node:latest-base, latest.
+ */
+function retention_followedAliases(patterns) {
+    const matchers = patterns.map((pattern) => {
+        const expression = new RegExp(`^${pattern
+            .split('*')
+            .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+            .join('.*')}$`);
+        return (alias) => expression.test(pattern.includes(':') ? alias : alias.slice(alias.lastIndexOf(':') + 1));
+    });
+    return (alias) => matchers.some((matches) => matches(alias));
+}
+/**
+ * Keeps the newest `keep` releases of the image line of the release with `fingerprint`
+ * (os/release/variant/arch, whatever products hold them), and no other line: a publish of one
+ * line never prunes another's. Never dropped: that release itself (even if its serial is older),
+ * and a release that a followed alias resolves to (`latest` rolled back to an older release stays
+ * where clients find it). A product left without versions goes, and its other aliases with it: a
+ * pinned alias names its release only. Files are retired only when no remaining version names
+ * them.
+ */
+function applyRetention(index, options) {
+    const { keep, fingerprint, followed } = options;
+    const next = images_index_cloneIndex(index);
+    const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
+    const published = images_index_findFingerprint(next, fingerprint);
+    const publishedProduct = published ? next.products[published.product] : undefined;
+    if (keep <= 0 || !published || !publishedProduct)
+        return result;
+    const droppedPaths = [];
+    const newestFirst = images_index_releasesOf(next, images_index_lineIdentity(published.product, publishedProduct)).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
+    newestFirst.forEach(({ product, serial, version }, position) => {
+        if (position < keep || images_index_versionFingerprint(version) === fingerprint)
+            return;
+        const holder = next.products[product];
+        if (!holder)
+            return;
+        const following = aliases_isNewestVersion(holder, serial) ? images_index_productAliases(holder).filter(followed) : [];
+        if (following.length > 0) {
+            result.keptForAliases.push({ product, serial, aliases: following });
+            return;
+        }
+        delete holder.versions[serial];
+        if (!images_index_holdsImages(holder))
+            delete next.products[product];
+        result.dropped.push(`${product} ${serial}`);
+        droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+    });
+    const stillNamed = images_index_referencedPaths(next);
+    result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
+    return result;
+}
+
+// EXTERNAL MODULE: external "node:events"
+var external_node_events_ = __nccwpck_require__(8474);
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: external "node:fs/promises"
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/image/local-file.ts
+/**
+ * An input file opened once: inspection, hashing, conversion and the upload all read it through
+ * the same descriptor, up to the size it had when it was opened, so what was checked is what is
+ * uploaded even if the path is replaced meanwhile. A change of the file itself (appended to,
+ * truncated, rewritten) is detected and refused.
+ */
+
+
+
+
+/** Opens a file without following it into a FIFO's wait (O_NONBLOCK), for reading. */
+async function openFile(path) {
+    return open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+}
+function local_file_changedError(file, detail) {
+    return new ActionError(`${file.input}: the file changed while it was being published ("${file.path}": ${detail}). ` +
+        'Make sure nothing writes the image files during the step, and run it again.', file.input);
+}
+const CHUNK = (/* unused pure expression or super */ null && (256 * 1024));
+/**
+ * The bytes `start` to `end` (inclusive; by default to the size the file had when opened) read
+ * through the file's descriptor, by position: nothing past that size is read, and stopping early
+ * (destroying the stream) leaves the descriptor open for the next reader. Fails with "the file
+ * changed" when the file ends sooner.
+ */
+function local_file_readStream(file, range = {}) {
+    const start = range.start ?? 0;
+    const end = Math.min(range.end ?? file.size - 1, file.size - 1);
+    const chunkBytes = range.chunkBytes ?? CHUNK;
+    async function* chunks() {
+        for (let position = start; position <= end;) {
+            const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, end - position + 1));
+            const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
+            if (bytesRead === 0) {
+                throw local_file_changedError(file, `${file.size} bytes when inspected, it ended after ${position}`);
+            }
+            position += bytesRead;
+            yield buffer.subarray(0, bytesRead);
+        }
+    }
+    return Readable.from(chunks(), { objectMode: false, highWaterMark: chunkBytes });
+}
+/** Reads up to `length` bytes from `position` through the descriptor. */
+async function readAt(file, position, length) {
+    const buffer = Buffer.alloc(Math.max(0, Math.min(length, file.size - position)));
+    let done = 0;
+    while (done < buffer.length) {
+        const { bytesRead } = await file.handle.read(buffer, done, buffer.length - done, position + done);
+        if (bytesRead === 0)
+            break;
+        done += bytesRead;
+    }
+    return buffer.subarray(0, done);
+}
+/** Fails with "the file changed" when the file's size or modification time differ from when it was opened. */
+async function checkUnchanged(file) {
+    const info = await file.handle.stat();
+    if (info.size !== file.size)
+        throw local_file_changedError(file, `${file.size} bytes when inspected, ${info.size} now`);
+    if (info.mtimeMs !== file.mtimeMs)
+        throw local_file_changedError(file, 'it was written to after it was inspected');
+}
+/** Closes the descriptors (each once; errors ignored). */
+async function closeFiles(files) {
+    for (const file of new Set(files))
+        await file?.handle.close().catch(() => undefined);
+}
+
+;// CONCATENATED MODULE: ./src/image/hashing.ts
+/**
+ * Hashing the image files: the fingerprint clients verify, computed while uploading where it
+ * can be, and the upload key that names an image's upload directory before that.
+ */
+
+
 
 /**
- * Keeps the newest `keep` (at least 1) releases of every image line (os/release/variant/arch,
- * whatever products hold them), and never drops the release with `fingerprint` (the one just
- * published, even if its serial is older). A product left without versions goes, and its aliases
- * with it: a pinned alias names its release only. Files are retired only when no remaining
- * version names them.
+ * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
+ * by the data file, or over a unified tarball alone. One hash, one read of each file.
  */
-function applyRetention(index, keep, fingerprint) {
-    const next = images_index_cloneIndex(index);
-    const dropped = [];
-    const droppedPaths = [];
-    if (keep <= 0)
-        return { index: next, dropped, retired: [] };
-    const lines = new Set(Object.entries(next.products).map(([key, product]) => images_index_lineIdentity(key, product)));
-    for (const line of lines) {
-        const newestFirst = images_index_releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
-        newestFirst.forEach(({ product, serial, version }, position) => {
-            if (position < keep || images_index_versionFingerprint(version) === fingerprint)
-                return;
-            const holder = next.products[product];
-            if (!holder)
-                return;
-            delete holder.versions[serial];
-            if (!images_index_holdsImages(holder))
-                delete next.products[product];
-            dropped.push(`${product} ${serial}`);
-            droppedPaths.push(...Object.values(version.items).map((item) => item.path));
-        });
+async function fingerprintOf(image) {
+    const hash = createHash('sha256');
+    for (const file of imageFiles(image))
+        await hashing_hashFileInto(file, [hash]);
+    return hash.digest('hex');
+}
+/**
+ * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
+ * inspected) to the hashes, read through the descriptor inspection opened.
+ */
+async function hashing_hashFileInto(file, hashes, length) {
+    if (length === 0)
+        return;
+    for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
+        for (const hash of hashes)
+            hash.update(chunk);
     }
-    const stillNamed = images_index_referencedPaths(next);
-    return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
+}
+/**
+ * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
+ * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
+ * after a dropped connection need not read the files already sent again.
+ */
+class hashing_UploadHashes {
+    done = [];
+    sums = [];
+    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
+    before(index) {
+        return index === 0 ? createHash('sha256') : this.done[index - 1].copy();
+    }
+    isDone(index) {
+        return this.done[index] !== undefined;
+    }
+    /** Records file `index`, given the fingerprint hash fed with all its bytes, and its own sha256. */
+    finish(index, fingerprintSoFar, sha256) {
+        this.done[index] = fingerprintSoFar.copy();
+        this.sums[index] = sha256;
+    }
+    /** The sha256 of each file, in order (what the server's copies must hash to). */
+    fileSha256s() {
+        return [...this.sums];
+    }
+    fingerprint() {
+        const last = this.done.at(-1);
+        if (!last)
+            throw new Error('no file has been hashed');
+        return last.copy().digest('hex');
+    }
+}
+/**
+ * Names the server-side upload directory of an image before its fingerprint is known (it is
+ * computed while uploading): the file sizes and the start of the metadata tarball, which holds
+ * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
+ * resumed upload keeps is checked byte for byte.
+ */
+async function uploadKey(image) {
+    const hash = createHash('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
+    await hashing_hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
+    return hash.digest('hex');
+}
+
+;// CONCATENATED MODULE: ./src/registry/upload.ts
+/**
+ * The upload: each image's files go into its own directory under upload-dir, under that image's
+ * lock, as `.partial` files that get their final name once every block is there (registry/
+ * server/write.sh). The files are read once, in order, and hashed as they go (the
+ * fingerprint); their blocks are dealt to several exec channels of the one connection, each of
+ * which writes its blocks at their offsets on the server. One channel is bound by its window
+ * (sshd grants 2 MiB: 40 MB/s at 50 ms round trip, 13 MB/s at 150 ms); several are not.
+ *
+ * What an earlier attempt left is reused (a complete file whose sha256 matches) or resumed (the
+ * blocks the server recorded, once their bytes match the runner's); a dropped connection is
+ * retried.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** How the messages name an image's lock. */
+const upload_IMAGE_LOCK_NAME = "image's upload lock";
+/**
+ * Channels at most, on a link whose round trip is LONG_LINK_MS or more. sshd's MaxSessions (10 by default) counts every channel of a connection, the
+ * image lock's holder among them; 8 lift the window's ceiling eightfold (docs/performance.md has
+ * the measurements). A server that allows fewer refuses the rest, and the upload goes on with
+ * those it got.
+ */
+const UPLOAD_CHANNELS = 8;
+/**
+ * Below this round trip one channel's window is not the limit (2 MiB per 10 ms is 200 MB/s, what
+ * the two ends' CPUs manage on a good day), and more channels only share the CPUs: one is used.
+ */
+const LONG_LINK_MS = 10;
+/** Bytes per block: a channel's unit of work, of resume, and of memory held per channel. */
+const BLOCK_BYTES = (/* unused pure expression or super */ null && (4 * 1024 * 1024));
+const READ_CHUNK_BYTES = (/* unused pure expression or super */ null && (1024 * 1024));
+const DIGITS = /^\d{1,15}$/;
+const upload_SHA256 = /^[0-9a-f]{64}$/;
+/** Reads IMAGE_LOCK's report; lines of another form (a login shell's noise) are ignored. */
+function parseUploadReport(lines, files) {
+    const states = Array.from({ length: files }, () => ({ blocks: [] }));
+    for (const line of lines) {
+        const [kind, n, a, b] = line.split(' ');
+        if (!n || !DIGITS.test(n))
+            continue;
+        const state = states[Number(n) - 1];
+        if (!state)
+            continue;
+        if (kind === 'F' && a && b && DIGITS.test(a) && upload_SHA256.test(b))
+            state.complete = { size: Number(a), sha256: b };
+        else if (kind === 'B' && a && b && DIGITS.test(a) && DIGITS.test(b))
+            state.blocks.push({ offset: Number(a), length: Number(b) });
+        else if (kind === 'H' && a && upload_SHA256.test(a))
+            state.blocksSha256 = a;
+    }
+    return states;
+}
+/** Whether recorded blocks are usable for a file of `size` bytes: inside it, none overlapping. */
+function blocksFit(blocks, size) {
+    let end = 0;
+    for (const block of blocks) {
+        if (block.length <= 0 || block.offset < end || block.offset + block.length > size)
+            return false;
+        end = block.offset + block.length;
+    }
+    return true;
+}
+/** The ranges of a file of `size` bytes that `done` (sorted, not overlapping) leaves out, cut into blocks. */
+function missingBlocks(done, size, blockBytes = BLOCK_BYTES) {
+    const missing = [];
+    const add = (from, to) => {
+        for (let offset = from; offset < to; offset += blockBytes)
+            missing.push({ offset, length: Math.min(blockBytes, to - offset) });
+    };
+    let at = 0;
+    for (const block of done) {
+        add(at, block.offset);
+        at = block.offset + block.length;
+    }
+    add(at, size);
+    return missing;
+}
+/** sha256 of the given ranges of a local file, in order (what the server hashed of its blocks). */
+async function hashRanges(file, ranges) {
+    const hash = createHash('sha256');
+    for (const range of ranges) {
+        const stream = readStream(file, {
+            start: range.offset,
+            end: range.offset + range.length - 1,
+            chunkBytes: READ_CHUNK_BYTES,
+        });
+        for await (const chunk of stream)
+            hash.update(chunk);
+    }
+    return hash.digest('hex');
+}
+/**
+ * Decides, file by file, what to reuse and what to send, from what the server reported. A
+ * complete file is reused when its sha256 matches; recorded blocks are kept when their bytes
+ * match the runner's (checked by hash, as the server read them back); anything else starts again.
+ */
+async function planFiles(registry, image, lock, states, hashes, options) {
+    const { lockTimeout, blockBytes = BLOCK_BYTES } = options;
+    const plans = [];
+    for (const [index, file] of image.files.entries()) {
+        const state = states[index] ?? { blocks: [] };
+        const size = file.local.size;
+        if (state.complete) {
+            // A file of another size is not this one: no need to read it to know.
+            if (state.complete.size === size) {
+                const own = createHash('sha256');
+                const fingerprint = hashes.before(index);
+                await hashFileInto(file.local, [own, fingerprint]);
+                const sha256 = own.digest('hex');
+                if (state.complete.sha256 === sha256) {
+                    hashes.finish(index, fingerprint, sha256);
+                    core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+                    continue;
+                }
+            }
+        }
+        else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
+            if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
+                const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
+                if (held > 0)
+                    core.info(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
+                plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
+                continue;
+            }
+        }
+        else if (state.blocks.length === 0 && state.blocksSha256 === undefined) {
+            // A fresh, empty partial file and block list (N): everything is sent. A block list with
+            // nothing valid in it is reset below, so that no stray line is left for the final check.
+            plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+            continue;
+        }
+        // What the server holds does not match: that file starts again.
+        const what = `Starting the upload of ${file.name} again`;
+        const reset = await registry.execScript(RESET_UPLOAD, [
+            ...fenceArgs(lock.fence),
+            image.dir,
+            String(lockTimeout),
+            file.name,
+        ]);
+        fencedOutput(reset, lock, what, upload_IMAGE_LOCK_NAME);
+        core.info(`${file.name}: what the server held does not match this file; it is sent again`);
+        plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
+    }
+    return plans;
+}
+/**
+ * Opens up to `count` writers at once (one round trip). A server with a lower MaxSessions refuses
+ * some: the upload goes on with those it got, with a notice.
+ */
+async function openWriters(registry, image, lock, count, lockTimeout) {
+    const command = scriptCommand(WRITE_BLOCKS.text, WRITE_BLOCKS.name, [
+        ...fenceArgs(lock.fence),
+        image.dir,
+        String(lockTimeout),
+        ...image.files.map((file) => file.name),
+    ]);
+    const opened = await Promise.allSettled(Array.from({ length: count }, (_, i) => registry.session.open(command, i > 0)));
+    const writers = [];
+    let refusal;
+    for (const outcome of opened) {
+        if (outcome.status === 'fulfilled') {
+            const writer = { command: outcome.value, result: outcome.value.ended, ended: false };
+            void writer.result.then(() => (writer.ended = true));
+            writers.push(writer);
+        }
+        else if (isOpenRefusal(outcome.reason))
+            refusal = outcome.reason;
+        else
+            throw outcome.reason;
+    }
+    if (writers.length === 0) {
+        throw new ActionError(`The server refused every upload channel (${untrustedLine(describeError(refusal))}). Its sshd allows too few channels per ` +
+            'connection (MaxSessions): the upload needs two (the image lock and one writer). Set MaxSessions to 2 or ' +
+            "more in the server's sshd_config (the default is 10) and reload sshd.");
+    }
+    if (writers.length < count) {
+        registry.sessionsLimited = true;
+        core.notice(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine(describeError(refusal))}); ` +
+            `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
+            'a higher MaxSessions for the publishing user lets long links go faster.');
+    }
+    return writers;
+}
+/** A writer failed: its own exit status and stderr say why. */
+async function writerFailure(writer) {
+    const result = await writer.result;
+    return new ActionError(remoteFailure('Uploading (a parallel writer)', result));
+}
+/** Waits until the channel can take more, or fails when its command ended. */
+async function drained(writer) {
+    const channel = writer.command.stdin;
+    if (writer.ended || !channel.writable)
+        throw await writerFailure(writer);
+    if (channel.writableNeedDrain)
+        await Promise.race([once(channel, 'drain'), writer.result.then(() => undefined)]);
+    if (writer.ended)
+        throw await writerFailure(writer);
+}
+/**
+ * The writer for the next block: of those whose channel is not full (it has less than its
+ * high-water mark, 2 MiB, waiting for the window), the one with the least waiting; when all are
+ * full, the first to drain. Back-pressure: at most about a block and 2 MiB wait per channel,
+ * whatever the file size.
+ */
+async function pickWriter(writers) {
+    for (;;) {
+        let best;
+        for (const writer of writers) {
+            if (writer.ended)
+                throw await writerFailure(writer);
+            const channel = writer.command.stdin;
+            if (channel.writableNeedDrain)
+                continue;
+            if (!best || channel.writableLength < best.command.stdin.writableLength)
+                best = writer;
+        }
+        if (best)
+            return best;
+        await Promise.race(writers.map((writer) => drained(writer)));
+    }
+}
+/**
+ * Reads each planned file once, in order, feeding the fingerprint, and deals the blocks to send
+ * to the writers as framed blocks. Files reused from the server are hashed by planFiles.
+ */
+async function sendPlanned(image, plans, writers, hashes, progress) {
+    for (const [index, file] of image.files.entries()) {
+        const plan = plans.find((candidate) => candidate.index === index);
+        if (!plan)
+            continue; // reused
+        progress.label = file.name;
+        const fingerprint = hashes.before(index);
+        const own = createHash('sha256');
+        const blocks = plan.send;
+        let next = 0; // the next block to start
+        let current;
+        let position = 0;
+        const source = readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
+        for await (const read of source) {
+            const chunk = read;
+            fingerprint.update(chunk);
+            own.update(chunk);
+            let at = 0;
+            while (at < chunk.length) {
+                const here = position + at;
+                if (!current) {
+                    const block = blocks[next];
+                    if (!block || block.offset >= position + chunk.length)
+                        break; // nothing more to send in this chunk
+                    if (block.offset > here) {
+                        at = block.offset - position;
+                        continue;
+                    }
+                    next++;
+                    current = { block, writer: await pickWriter(writers) };
+                    current.writer.command.stdin.write(`B ${index + 1} ${block.offset} ${block.length}\n`);
+                }
+                const end = current.block.offset + current.block.length;
+                const take = Math.min(chunk.length - at, end - here);
+                current.writer.command.stdin.write(chunk.subarray(at, at + take));
+                at += take;
+                progress.bytes += take;
+                if (here + take === end) {
+                    current.writer.command.stdin.write('.\n');
+                    current = undefined;
+                }
+            }
+            position += chunk.length;
+        }
+        if (position !== file.local.size || current || next < blocks.length) {
+            // readStream stops at the size seen when the file was opened and fails when it ends sooner.
+            throw changedError(file.local, `${position} of ${file.local.size} bytes read in the upload`);
+        }
+        hashes.finish(index, fingerprint, own.digest('hex'));
+    }
+}
+/** Ends a writer's stdin and checks that it ended well. */
+async function finishWriter(writer, frames = '') {
+    const channel = writer.command.stdin;
+    if (!writer.ended && channel.writable)
+        channel.end(frames);
+    const result = await writer.result;
+    if (result.code !== 0)
+        throw new ActionError(remoteFailure('Uploading', result));
+}
+/**
+ * One attempt: the writers receive the blocks to send; once all but the first have ended, the
+ * first checks each file's blocks and gives it its final name (the "E" frames).
+ */
+async function transfer(registry, image, lock, plans, hashes, options) {
+    const toSend = plans.reduce((sum, plan) => sum + plan.send.reduce((bytes, block) => bytes + block.length, 0), 0);
+    const blockCount = plans.reduce((sum, plan) => sum + plan.send.length, 0);
+    const rtt = registry.roundTripMs;
+    const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
+    const wanted = Math.max(1, Math.min(channels, blockCount));
+    if (rtt !== undefined && options.channels === undefined) {
+        core.info(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+    }
+    const writers = await openWriters(registry, image, lock, wanted, options.lockTimeout);
+    const progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
+    const report = () => formatProgress({
+        label: `${progress.label} (${writers.length} channel${writers.length === 1 ? '' : 's'})`,
+        sent: progress.bytes,
+        total: progress.total,
+        elapsedSeconds: (Date.now() - progress.started) / 1000,
+    });
+    const timer = setInterval(() => core.info(report()), 5000);
+    try {
+        await sendPlanned(image, plans, writers, hashes, progress);
+        const [first, ...others] = writers;
+        await Promise.all(others.map((writer) => finishWriter(writer)));
+        await finishWriter(first, plans.map((plan) => `E ${plan.index + 1} ${plan.file.local.size}\n`).join(''));
+    }
+    catch (error) {
+        for (const writer of writers)
+            writer.command.stdin.destroy();
+        throw error;
+    }
+    finally {
+        clearInterval(timer);
+    }
+    const seconds = (Date.now() - progress.started) / 1000;
+    for (const plan of plans) {
+        const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
+        core.info(formatProgress({
+            label: plan.file.name,
+            sent: plan.file.local.size,
+            sentThisPass: sent,
+            total: plan.file.local.size,
+            elapsedSeconds: seconds * (toSend > 0 ? sent / toSend : 0),
+        }));
+    }
+    core.info(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
+        `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`);
+}
+/**
+ * Uploads under the image's own lock, retrying when the connection drops, and returns the
+ * fingerprint with the lock, which stays held until the publication is done.
+ */
+async function uploadImage(registry, image, options) {
+    const hashes = new UploadHashes();
+    for (let attempt = 0;; attempt++) {
+        let lock;
+        try {
+            // Inside the retried part: a reconnect that fails (the link still down) is one attempt.
+            if (attempt > 0 && !registry.isConnected())
+                await registry.reconnect();
+            // One round trip: the lock, and what earlier attempts left in the upload directory.
+            lock = await holdLock(registry, {
+                path: imageLockPath(registry.paths, image.key),
+                timeoutSeconds: options.lockTimeout,
+                leaseSeconds: options.leaseSeconds ?? IMAGE_LEASE_SECONDS,
+                busyMessage: `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
+                    `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
+                script: IMAGE_LOCK,
+                args: [image.dir, ...image.files.map((file) => file.name)],
+            });
+            const states = parseUploadReport(lock.report, image.files.length);
+            const plans = await planFiles(registry, image, lock, states, hashes, options);
+            if (plans.length > 0)
+                await transfer(registry, image, lock, plans, hashes, options);
+            return { fingerprint: hashes.fingerprint(), fileSha256s: hashes.fileSha256s(), lock };
+        }
+        catch (error) {
+            // A lease the server let go: another run of this image may have taken over (and stopped
+            // this run's writers); what it does must not be undone by this one.
+            const lost = lock?.lost() === true;
+            await lock?.release().catch(() => undefined);
+            if (lost && lock && registry.isConnected())
+                throw leaseLost(lock, 'The upload', upload_IMAGE_LOCK_NAME);
+            if (registry.isConnected() || attempt >= options.retries)
+                throw error;
+            const delay = Math.min(30, 2 ** attempt);
+            core.warning(`The connection dropped during the upload, or could not be made again ` +
+                `(${untrustedLine(describeError(error))}). Retrying in ${delay} s (retry ${attempt + 1} of ` +
+                `${options.retries}); the upload resumes where it stopped.`);
+            await sleep(delay * 1000);
+        }
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/registry/deltas.ts
@@ -55846,6 +56564,8 @@ function applyRetention(index, keep, fingerprint) {
  * registry lock, so other publishes do not wait. What enters the index is decided under the lock
  * (simplestreams/deltas.ts attachDeltas).
  */
+
+
 
 
 
@@ -55869,7 +56589,8 @@ function deltas_deltaReport(delta, squashfsSize) {
  * Makes and checks the deltas for the staged version in `staging`, from up to `deltaBases`
  * earlier releases of its line in `live`. Undefined when the version is no split container.
  */
-async function makeDeltas(registry, staging, staged, live, options) {
+async function makeDeltas(registry, target, options) {
+    const { staging, version: staged, live, lock } = target;
     const squashfs = staged.version.items['squashfs'];
     if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0)
         return undefined;
@@ -55881,6 +56602,7 @@ async function makeDeltas(registry, staging, staged, live, options) {
     const newName = posix.basename(squashfs.path);
     const maxBytes = Math.floor((squashfs.size * options.deltaMaxShare) / 100);
     const result = await registry.execScript(DELTA, [
+        ...fenceArgs(lock.fence),
         registry.paths.simplestreamsDir,
         staging,
         newName,
@@ -55888,7 +56610,10 @@ async function makeDeltas(registry, staging, staged, live, options) {
         String(maxBytes),
         squashfs.sha256,
         ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath), base.squashfsSha256]),
-    ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 });
+    ], { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60, what: 'Making the deltas' });
+    // A lost lease fails the publish: another run of this image may be at work in its staging tree.
+    if (result.code === LEASE_LOST_EXIT)
+        fencedOutput(result, lock, 'Making the deltas', IMAGE_LOCK_NAME);
     if (result.code !== 0) {
         if (result.code === 5)
             return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'xdelta3-missing' })) };
@@ -55956,7 +56681,12 @@ function publication_finishIndex(options, fingerprint, base, proposed) {
     let next = proposed ?? base;
     const retired = [];
     if (keepVersions > 0) {
-        const retention = applyRetention(next, keepVersions, fingerprint);
+        const followed = options.followedAliases ?? retention_followedAliases(retention_DEFAULT_FOLLOWED_ALIASES);
+        const retention = applyRetention(next, { keep: keepVersions, fingerprint, followed });
+        for (const { product, serial, aliases } of retention.keptForAliases) {
+            lib_core/* info */.pq(`keep-versions ${keepVersions}: keeping ${untrusted_untrusted(product)} version ${untrusted_untrusted(serial)} beyond the newest ${keepVersions}: ` +
+                `${aliases.map(untrusted_untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
+        }
         if (retention.dropped.length > 0) {
             lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted_untrusted).join(', ')}`);
             next = retention.index;
@@ -55973,95 +56703,119 @@ function publication_finishIndex(options, fingerprint, base, proposed) {
         next = withLxdItems(next);
     return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
 }
-/** Makes the change on the live index as read under the lock, and says what it means. */
-async function planChange(registry, publication, change, live) {
+/**
+ * Plans the change on `base` (the live index as read under the lock, or after the owner's
+ * convert-command). A staged file whose name the index gives to other bytes (a replacement built
+ * from the same metadata tarball) is published under a name of its own (simplestreams/
+ * file-names.ts); with `ownNames`, every staged file is (a retired file on the server, which the
+ * index no longer names, held the name).
+ */
+function planChange(publication, change, base, ownNames) {
     const { fingerprint, aliases, options } = publication;
-    let base = live;
-    if (change.kind === 'staged') {
-        try {
-            const plan = planPublication(base, change.version, fingerprint, aliases, options.replace);
-            const made = change.deltas?.made ?? [];
-            if (plan.status === 'unchanged' || !plan.index || made.length === 0)
-                return { base, plan };
-            const { product: line, productFields, serial } = change.version;
-            const identity = lineIdentity(line, productFields);
-            const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, made);
-            // A delta whose base left the index (or was replaced) since it was made is not published.
-            const unused = made.filter((delta) => !deltas.includes(delta)).map((delta) => delta.path);
-            return { base, plan: { ...plan, retired: [...plan.retired, ...unused] }, deltas };
-        }
-        catch (error) {
-            if (error instanceof SerialConflictError) {
-                throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
-            }
-            throw error;
-        }
+    if (change.kind !== 'staged') {
+        const index = planAliasUpdate(base, fingerprint, aliases);
+        const status = change.kind === 'custom' ? 'published' : 'unchanged';
+        return { plan: { status, ...(index ? { index } : {}), retired: [] }, deltas: [], stagedFiles: [] };
     }
-    if (change.kind === 'custom') {
-        await change.run();
-        base = await readLiveIndex(registry);
-        if (!findFingerprint(base, fingerprint)) {
-            throw new ActionError(`convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
-                `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
-        }
+    const made = change.deltas?.made ?? [];
+    const files = stagedPaths(change.version, made);
+    const rename = ownNames ? new Set(files.map((file) => file.path)) : pathsTakenBy(base, files);
+    const own = withOwnNames(change.version, made, rename, fingerprint);
+    const stagedFiles = stagedPaths(own.staged, own.deltas).map((file, i) => ({
+        staged: posix.basename(files[i]?.path ?? ''),
+        published: posix.basename(file.path),
+    }));
+    let plan;
+    try {
+        plan = planPublication(base, own.staged, fingerprint, aliases, options.replace);
     }
-    const index = planAliasUpdate(base, fingerprint, aliases);
-    return {
-        base,
-        plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
-    };
+    catch (error) {
+        if (error instanceof SerialConflictError) {
+            throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+        }
+        throw error;
+    }
+    if (plan.status === 'unchanged' || !plan.index || own.deltas.length === 0)
+        return { plan, deltas: [], stagedFiles };
+    const { product: line, productFields, serial } = own.staged;
+    const identity = lineIdentity(line, productFields);
+    // A delta whose base left the index (or was replaced) since it was made is not published.
+    const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, own.deltas);
+    return { plan, deltas, stagedFiles };
 }
-/** The names in images/ of a staged version's files (incus-simplestreams names them so). */
-function stagedFileNames(staged) {
-    const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
-    return [...new Set(names)];
+/** The live index as the change starts from: the owner's convert-command first runs and is checked. */
+async function changeBase(registry, held, publication, change) {
+    if (change.kind !== 'custom')
+        return { index: held.live, text: held.liveText };
+    await change.run(held.lock);
+    const { index, text } = await readServerState(registry);
+    if (!findFingerprint(index, publication.fingerprint)) {
+        throw new ActionError(`convert-command ${publication.options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+            `${publication.fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
+    }
+    return { index, text };
 }
 /**
- * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * The locked part: re-read the live index, make the change, commit, check what is live, and
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
  * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
  * server-side directories, removed once the index is live.
  */
 async function publishUnderLock(registry, publication, change, done = []) {
     // One round trip: the lock, and the live index as it stands under it.
-    const { lock, live: underLock } = await holdRegistryLock(registry, publication.options.lockTimeout);
+    const held = await holdRegistryLock(registry, publication.options.lockTimeout);
     try {
-        const { base, plan, deltas = [] } = await planChange(registry, publication, change, underLock);
-        const finished = publication_finishIndex(publication.options, publication.fingerprint, base, plan.index);
-        let live;
-        if (finished.index) {
-            // One round trip: the commit, then the housekeeping, which prints the index to verify.
-            const output = await commit(registry, {
-                lock,
-                index: finished.index,
-                ...(change.kind === 'staged' && plan.status !== 'unchanged'
-                    ? {
-                        staging: change.dir,
-                        stagedFiles: [...stagedFileNames(change.version), ...deltas.map((delta) => posix.basename(delta.path))],
-                    }
-                    : {}),
-                retired: [...plan.retired, ...finished.retired],
-                andThen: housekeepingCommand(registry, done),
-            });
-            live = readBack(registry, output);
+        const base = await changeBase(registry, held, publication, change);
+        for (let ownNames = false;; ownNames = true) {
+            const planned = planChange(publication, change, base.index, ownNames);
+            try {
+                return await commitPlanned(registry, held, { publication, change, base, planned, done });
+            }
+            catch (error) {
+                if (!(error instanceof NameCollision))
+                    throw error;
+                if (ownNames) {
+                    throw new ActionError(`images/ on the server holds other files under the names this release's files would get (${error.detail}), ` +
+                        'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
+                        'besides this action, and run the step again.');
+                }
+                core.info(`A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`);
+            }
         }
-        else {
-            live = await housekeepAndRead(registry, done);
-        }
-        core.info(plan.status === 'unchanged'
-            ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
-            : `Index updated (${plan.status})`);
-        const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-        const result = verify(live, publication, plan.status);
-        // Only the deltas the live index names: retention may have dropped a base in the same commit.
-        const published = deltas.filter((delta) => result.files.some((file) => file.path === delta.path));
-        return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
     }
     finally {
-        await lock.release();
+        await held.lock.release();
     }
 }
-/** Checks the live index, read back under the lock, against what this run published. */
+/** Commits a planned change (or only cleans up, when nothing changes), checks it and reports. */
+async function commitPlanned(registry, held, work) {
+    const { publication, change, base, planned, done } = work;
+    const { plan } = planned;
+    const finished = publication_finishIndex(publication.options, publication.fingerprint, base.index, plan.index);
+    const next = finished.index ?? base.index;
+    const changed = finished.index !== undefined;
+    const named = referencedPaths(next);
+    await commit(registry, {
+        lock: held.lock,
+        live: next,
+        changed,
+        current: { text: base.text, sumsSha256: held.sumsSha256 },
+        ...(change.kind === 'staged' ? { staging: change.dir } : {}),
+        // Only the files the new index names: a delta left out goes with the staging tree.
+        stagedFiles: planned.stagedFiles.filter((file) => named.has(`images/${file.published}`)),
+        retired: [...plan.retired, ...finished.retired],
+        done,
+    });
+    core.info(plan.status === 'unchanged'
+        ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
+        : `Index updated (${plan.status})`);
+    const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
+    const result = verify(next, publication, plan.status);
+    // Only the deltas the live index names: retention may have dropped a base in the same commit.
+    const published = planned.deltas.filter((delta) => named.has(delta.path));
+    return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
+}
+/** Checks the index now live against what this run published. */
 function verify(live, publication, status) {
     const { fingerprint, aliases } = publication;
     const published = findFingerprint(live, fingerprint);
@@ -56084,7 +56838,6 @@ function verify(live, publication, status) {
  * (a rollback of `latest`), or take one out of the index (a withdrawal). Both run under the
  * registry lock, like a publish, commit the same way and read the index back to verify.
  */
-
 
 
 
@@ -56124,20 +56877,26 @@ function logTargets(targets, prefix) {
  */
 async function withLiveIndex(registry, options, work) {
     // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
-    const checked = await read_readLiveIndex(registry, { tool: '' });
+    const checked = await readLiveIndex(registry, { tool: '' });
     if (options.dryRun)
         return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
-    const { lock, live } = await lock_holdRegistryLock(registry, options.lockTimeout);
+    const held = await lock_holdRegistryLock(registry, options.lockTimeout);
     try {
-        return await work(live, async (index, retired) => {
-            if (!index)
-                return housekeeping_housekeepAndRead(registry);
-            const output = await commit_commit(registry, { lock, index, retired, andThen: housekeeping_housekeepingCommand(registry) });
-            return housekeeping_readBack(registry, output);
+        return await work(held.live, async (index, retired) => {
+            const live = index ?? held.live;
+            await commit_commit(registry, {
+                lock: held.lock,
+                live,
+                changed: index !== undefined,
+                current: { text: held.liveText, sumsSha256: held.sumsSha256 },
+                retired,
+                done: [],
+            });
+            return live;
         });
     }
     finally {
-        await lock.release();
+        await held.lock.release();
     }
 }
 /**
@@ -57117,7 +57876,7 @@ const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
 const REGISTRY_PIN_INPUTS = { fingerprint: 'host-fingerprint', knownHosts: 'known-hosts' };
 const JUMP_PIN_INPUTS = { fingerprint: 'jump-host-fingerprint', knownHosts: 'jump-known-hosts' };
 /** `SHA256:` fingerprint of a public key blob, exactly as `ssh-keygen -lf` prints it. */
-function fingerprintOf(keyBlob) {
+function hostkeys_fingerprintOf(keyBlob) {
     return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
 }
 /** The key type named inside an SSH public key blob (its first string). */
@@ -57129,7 +57888,7 @@ function keyTypeOf(keyBlob) {
 }
 /** The key a server presented, for messages: its type is the server's text, escaped. */
 function describePresentedKey(keyBlob) {
-    return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
+    return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: hostkeys_fingerprintOf(keyBlob) };
 }
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
 function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
@@ -57255,7 +58014,7 @@ function readHostKeyPins(inputs, host, port, names = REGISTRY_PIN_INPUTS) {
     const scan = scanKnownHosts(inputs.knownHosts, host, port, names.knownHosts);
     const revoked = scan.keys.filter((key) => key.revoked);
     const usableKeys = scan.keys.filter((key) => !key.revoked && !revoked.some((bad) => bad.key === key.key));
-    const revokedFingerprints = revoked.map((key) => fingerprintOf(Buffer.from(key.key, 'base64')));
+    const revokedFingerprints = revoked.map((key) => hostkeys_fingerprintOf(Buffer.from(key.key, 'base64')));
     const fingerprints = parseFingerprints(inputs.hostFingerprint, names.fingerprint);
     if (inputs.hostFingerprint.trim() !== '') {
         if (fingerprints.length === 0) {
@@ -57311,7 +58070,7 @@ function hostKeyAllowed(pins, keyBlob) {
     const base64 = keyBlob.toString('base64');
     if (pins.knownKeys.some((known) => known.revoked && known.key === base64))
         return false;
-    const fingerprint = fingerprintOf(keyBlob);
+    const fingerprint = hostkeys_fingerprintOf(keyBlob);
     return (pins.fingerprints.includes(fingerprint) || pins.knownKeys.some((known) => !known.revoked && known.key === base64));
 }
 
@@ -57333,7 +58092,7 @@ function connectionError(error, options) {
     const code = error.code;
     const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrustedLine(message)}). Check the host and port ` +
+        return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrusted_untrustedLine(message)}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
             '(AllowTcpForwarding in its sshd_config).', 'host');
     }
@@ -57355,7 +58114,7 @@ function connectionError(error, options) {
         return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
             "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
     }
-    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
+    return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrusted_untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
         'sshd answers there; run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the handshake.', host);
 }
 
@@ -57718,11 +58477,11 @@ class Registry {
     }
     /** Runs a server script and fails with its stderr unless it exits with status 0. */
     runScript(script, args, options) {
-        return this.session.run(scriptCommand(script.text, script.name, args), options);
+        return this.session.run(shell_scriptCommand(script.text, script.name, args), options);
     }
     /** Runs a server script and returns how it ended, whatever its status. */
     execScript(script, args, options = {}) {
-        return this.session.exec(scriptCommand(script.text, script.name, args), options);
+        return this.session.exec(shell_scriptCommand(script.text, script.name, args), options);
     }
     close() {
         this.connection.dispose();
@@ -58009,15 +58768,15 @@ function isValidAlias(alias) {
  * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
  * one off as the remote (`crynux:crynux-node:v2.6.0`).
  */
-function input_values_parseAliases(value) {
+function input_values_parseAliases(value, input = 'aliases') {
     const aliases = [];
     for (const raw of value.split(/[\n,]/)) {
         const alias = raw.trim();
         if (alias === '')
             continue;
         if (!isValidAlias(alias)) {
-            throw new errors/* ActionError */.lZ(`aliases: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
-                '(no blanks or control characters; at most 255 characters).', 'aliases');
+            throw new errors/* ActionError */.lZ(`${input}: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
+                '(no blanks or control characters; at most 255 characters).', input);
         }
         if (!aliases.includes(alias))
             aliases.push(alias);
@@ -58030,6 +58789,7 @@ function input_values_parseAliases(value) {
  * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
  * Everything here is local: a bad input is reported before any file is read or any connection made.
  */
+
 
 
 
@@ -58118,6 +58878,9 @@ function readSettings() {
         replace: readBoolean('replace'),
         retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
+        followedAliases: followedAliases(core.getInput('followed-aliases').trim() === ''
+            ? DEFAULT_FOLLOWED_ALIASES
+            : parseAliases(core.getInput('followed-aliases'), 'followed-aliases')),
         convertCommand: parseConvertCommand(core.getInput('convert-command')),
         convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
         rootfsLimits: {
@@ -58446,7 +59209,7 @@ async function writeDayTwoSummary(result) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3738);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6588);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

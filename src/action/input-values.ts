@@ -171,16 +171,16 @@ export function isValidAlias(alias: string): boolean {
  * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
  * one off as the remote (`crynux:crynux-node:v2.6.0`).
  */
-export function parseAliases(value: string): string[] {
+export function parseAliases(value: string, input = 'aliases'): string[] {
   const aliases: string[] = [];
   for (const raw of value.split(/[\n,]/)) {
     const alias = raw.trim();
     if (alias === '') continue;
     if (!isValidAlias(alias)) {
       throw new ActionError(
-        `aliases: "${oneLine(alias)}" is not a valid image alias ` +
+        `${input}: "${oneLine(alias)}" is not a valid image alias ` +
           '(no blanks or control characters; at most 255 characters).',
-        'aliases',
+        input,
       );
     }
     if (!aliases.includes(alias)) aliases.push(alias);

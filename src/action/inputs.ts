@@ -10,6 +10,7 @@ import type { DeltaOptions } from '../registry/deltas.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { PublicationOptions } from '../registry/publication.js';
 import type { UploadOptions } from '../registry/upload.js';
+import { DEFAULT_FOLLOWED_ALIASES, followedAliases } from '../simplestreams/retention.js';
 import type { ConnectOptions, SshEndpoint } from '../ssh/connect.js';
 import { JUMP_PIN_INPUTS, readHostKeyPins } from '../ssh/hostkeys.js';
 import { JUMP_KEY_INPUTS, normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
@@ -182,6 +183,11 @@ export function readSettings(): Settings {
     replace: readBoolean('replace'),
     retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
     keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
+    followedAliases: followedAliases(
+      core.getInput('followed-aliases').trim() === ''
+        ? DEFAULT_FOLLOWED_ALIASES
+        : parseAliases(core.getInput('followed-aliases'), 'followed-aliases'),
+    ),
     convertCommand: parseConvertCommand(core.getInput('convert-command')),
     convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
     rootfsLimits: {

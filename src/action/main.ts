@@ -45,10 +45,11 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
     const publication = { fingerprint: uploaded.fingerprint, aliases };
     try {
-      const change = await convert(registry, settings, image, remote, publication, deltas ? live : undefined); // 5. stage, deltas
+      const input = { image, remote, upload: uploaded, aliases, ...(deltas ? { deltaBasesFrom: live } : {}) };
+      const change = await convert(registry, settings, input); // 5. stage, deltas
       return await publishLocked(registry, settings, remote, publication, change); // 6. publish, 7. verify
     } catch (error) {
-      await discardStaging(registry, remote);
+      await discardStaging(registry, remote, uploaded.lock);
       throw error;
     } finally {
       await uploaded.lock.release().catch(() => undefined);

@@ -20,13 +20,13 @@ import {
   makeDeltas,
   type DeltaRun,
 } from '../registry/deltas.js';
-import { removeDirs } from '../registry/housekeeping.js';
 import { remoteImage, stagingDir, type RemoteImage } from '../registry/layout.js';
 import { publishUnderLock, serialConflictError, type Change, type PublishResult } from '../registry/publication.js';
 import { readServerState, serverToolVersion } from '../registry/read.js';
 import { Registry } from '../registry/registry.js';
-import { runCustomConvert, stageImage } from '../registry/stage.js';
+import { removeUnderLease, runCustomConvert, stageImage } from '../registry/stage.js';
 import { uploadImage, type Upload } from '../registry/upload.js';
+import type { HeldLock } from '../registry/lock.js';
 import {
   findFingerprint,
   lineIdentity,
@@ -226,38 +226,47 @@ export async function upload(
   return { remote, upload: uploaded };
 }
 
+/** What step 5 works on: the image, where it was uploaded, and what the upload left. */
+export interface ConvertInput {
+  image: LocalImage;
+  remote: RemoteImage;
+  /** The upload: the fingerprint, each file's sha256, and the image lock staging runs under. */
+  upload: Upload;
+  aliases: string[];
+  /** The live index to choose delta bases from (as read before the upload); none: no deltas. */
+  deltaBasesFrom?: ImagesIndex;
+}
+
 /**
  * Step 5: the change to publish: the version incus-simplestreams add wrote into a staging tree,
- * or the owner's convert-command, which runs under the lock in step 6.
+ * or the owner's convert-command, which runs under the registry lock in step 6.
  */
-export async function convert(
-  registry: Registry,
-  settings: Settings,
-  image: LocalImage,
-  remote: RemoteImage,
-  publication: { fingerprint: string; aliases: string[] },
-  /** The live index to choose delta bases from (as read before the upload); none: no deltas. */
-  deltaBasesFrom?: ImagesIndex,
-): Promise<Change> {
-  const { fingerprint, aliases } = publication;
+export async function convert(registry: Registry, settings: Settings, input: ConvertInput): Promise<Change> {
+  const { image, remote, upload, aliases, deltaBasesFrom } = input;
+  const { fingerprint } = upload;
   if (settings.convertCommand) {
     const serial = serialFor(image.properties.creationDate);
     return {
       kind: 'custom',
-      run: () => runCustomConvert(registry, settings.convertCommand, remote, { fingerprint, serial, aliases }),
+      run: (registryLock) =>
+        runCustomConvert(registry, registryLock, settings.convertCommand, remote, { fingerprint, serial, aliases }),
     };
   }
   const staging = stagingDir(registry.paths, remote.key);
   return timedGroup('Convert with incus-simplestreams', async () => {
     const version = await stageImage(registry, {
       image: remote,
+      lock: upload.lock,
       staging,
       fingerprint,
+      fileSha256s: upload.fileSha256s,
       unifiedVm: !image.data && image.imageType === 'virtual-machine',
     });
-    core.info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}`);
+    core.info(
+      `Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`,
+    );
     if (!deltaBasesFrom) return { kind: 'staged', dir: staging, version } as const;
-    const deltas = await deltasFor(registry, settings, staging, version, deltaBasesFrom);
+    const deltas = await deltasFor(registry, settings, { staging, version, live: deltaBasesFrom, lock: upload.lock });
     return { kind: 'staged', dir: staging, version, ...(deltas ? { deltas } : {}) } as const;
   });
 }
@@ -283,13 +292,11 @@ const SKIP_REASONS: Record<string, string> = {
 async function deltasFor(
   registry: Registry,
   settings: Settings,
-  staging: string,
-  version: StagedVersion,
-  live: ImagesIndex,
+  staged: { staging: string; version: StagedVersion; live: ImagesIndex; lock: HeldLock },
 ): Promise<DeltaRun | undefined> {
   // The index read before the upload, not read again (a round trip): a release published
   // meanwhile is not a base this time, and a base gone meanwhile is left out under the lock.
-  const run = await makeDeltas(registry, staging, version, live, settings);
+  const run = await makeDeltas(registry, staged, settings);
   if (!run) return undefined;
   for (const delta of run.made) {
     const { share } = deltaReport(delta, run.squashfsSize);
@@ -350,8 +357,11 @@ function tooFewSessions(error: unknown): ActionError {
   );
 }
 
-/** After a failure: the staging tree goes; the upload stays, for the next run to resume. */
-export async function discardStaging(registry: Registry, remote: RemoteImage): Promise<void> {
-  if (registry.isConnected())
-    await removeDirs(registry, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
+/**
+ * After a failure: the staging tree goes, under the image lock's lease (never after another run
+ * took the lock over); the upload stays, for the next run to resume.
+ */
+export async function discardStaging(registry: Registry, remote: RemoteImage, lock: HeldLock): Promise<void> {
+  if (registry.isConnected() && !lock.lost())
+    await removeUnderLease(registry, lock, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
 }

@@ -34,6 +34,7 @@ export async function hashFileInto(file: LocalFile, hashes: Hash[], length?: num
  */
 export class UploadHashes {
   private readonly done: Hash[] = [];
+  private readonly sums: string[] = [];
 
   /** The fingerprint hash as it stands before file `index` (a fresh copy). */
   before(index: number): Hash {
@@ -44,9 +45,15 @@ export class UploadHashes {
     return this.done[index] !== undefined;
   }
 
-  /** Records file `index`, given the fingerprint hash fed with all its bytes. */
-  finish(index: number, fingerprintSoFar: Hash): void {
+  /** Records file `index`, given the fingerprint hash fed with all its bytes, and its own sha256. */
+  finish(index: number, fingerprintSoFar: Hash, sha256: string): void {
     this.done[index] = fingerprintSoFar.copy();
+    this.sums[index] = sha256;
+  }
+
+  /** The sha256 of each file, in order (what the server's copies must hash to). */
+  fileSha256s(): string[] {
+    return [...this.sums];
   }
 
   fingerprint(): string {

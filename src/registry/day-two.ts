@@ -17,7 +17,6 @@ import {
   type ListedImage,
 } from '../simplestreams/resolve.js';
 import { commit } from './commit.js';
-import { housekeepAndRead, housekeepingCommand, readBack } from './housekeeping.js';
 import { holdRegistryLock } from './lock.js';
 import { finishIndex } from './publication.js';
 import { readLiveIndex } from './read.js';
@@ -77,8 +76,8 @@ function logTargets(targets: AliasTarget[], prefix: string): void {
 }
 
 /**
- * Makes a new index live (or, given none, only cleans up) and reads the live index back, in one
- * round trip under the registry lock.
+ * Makes a new index live (or, given none, only cleans up), in one round trip under the registry
+ * lock, and returns the index now live.
  */
 type CommitAndRead = (index: ImagesIndex | undefined, retired: string[]) => Promise<ImagesIndex>;
 
@@ -94,15 +93,22 @@ async function withLiveIndex<T>(
   // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
   const checked = await readLiveIndex(registry, { tool: '' });
   if (options.dryRun) return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
-  const { lock, live } = await holdRegistryLock(registry, options.lockTimeout);
+  const held = await holdRegistryLock(registry, options.lockTimeout);
   try {
-    return await work(live, async (index, retired) => {
-      if (!index) return housekeepAndRead(registry);
-      const output = await commit(registry, { lock, index, retired, andThen: housekeepingCommand(registry) });
-      return readBack(registry, output);
+    return await work(held.live, async (index, retired) => {
+      const live = index ?? held.live;
+      await commit(registry, {
+        lock: held.lock,
+        live,
+        changed: index !== undefined,
+        current: { text: held.liveText, sumsSha256: held.sumsSha256 },
+        retired,
+        done: [],
+      });
+      return live;
     });
   } finally {
-    await lock.release();
+    await held.lock.release();
   }
 }
 

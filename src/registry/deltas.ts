@@ -11,6 +11,8 @@ import type { StagedVersion } from '../simplestreams/plan.js';
 import type { Registry } from './registry.js';
 import { DELTA } from './scripts.js';
 import { remoteFailure } from '../ssh/remote-failure.js';
+import { fenceArgs, fencedOutput, LEASE_LOST_EXIT, type HeldLock } from './lock.js';
+import { IMAGE_LOCK_NAME } from './upload.js';
 
 /** The delta inputs (action.yml). */
 export interface DeltaOptions {
@@ -68,11 +70,10 @@ export function deltaReport(delta: Pick<MadeDelta, 'base' | 'size'>, squashfsSiz
  */
 export async function makeDeltas(
   registry: Registry,
-  staging: string,
-  staged: StagedVersion,
-  live: ImagesIndex,
+  target: { staging: string; version: StagedVersion; live: ImagesIndex; lock: HeldLock },
   options: Pick<DeltaOptions, 'deltaBases' | 'deltaMaxShare'> & { keepVersions: number },
 ): Promise<DeltaRun | undefined> {
+  const { staging, version: staged, live, lock } = target;
   const squashfs = staged.version.items['squashfs'];
   if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0) return undefined;
   const identity = lineIdentity(staged.product, staged.productFields);
@@ -84,6 +85,7 @@ export async function makeDeltas(
   const result = await registry.execScript(
     DELTA,
     [
+      ...fenceArgs(lock.fence),
       registry.paths.simplestreamsDir,
       staging,
       newName,
@@ -92,8 +94,10 @@ export async function makeDeltas(
       squashfs.sha256,
       ...bases.flatMap((base) => [base.serial, posix.basename(base.squashfsPath), base.squashfsSha256]),
     ],
-    { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60 },
+    { timeoutSeconds: 2 * DELTA_TIME_LIMIT_SECONDS * bases.length + 60, what: 'Making the deltas' },
   );
+  // A lost lease fails the publish: another run of this image may be at work in its staging tree.
+  if (result.code === LEASE_LOST_EXIT) fencedOutput(result, lock, 'Making the deltas', IMAGE_LOCK_NAME);
   if (result.code !== 0) {
     if (result.code === 5)
       return { ...run, skipped: bases.map((base) => ({ base: base.serial, reason: 'xdelta3-missing' })) };

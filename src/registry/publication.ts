@@ -13,10 +13,12 @@ import { attachDeltas, pruneDeltas, type MadeDelta } from '../simplestreams/delt
 import {
   findFingerprint,
   lineIdentity,
+  referencedPaths,
   releaseProductKey,
   type ImagesIndex,
   type PublishedVersion,
 } from '../simplestreams/images-index.js';
+import { pathsTakenBy, stagedPaths, withOwnNames } from '../simplestreams/file-names.js';
 import { withLxdItems } from '../simplestreams/lxd.js';
 import {
   planPublication,
@@ -25,12 +27,16 @@ import {
   type PublicationStatus,
   type StagedVersion,
 } from '../simplestreams/plan.js';
-import { applyRetention } from '../simplestreams/retention.js';
-import { commit } from './commit.js';
+import {
+  applyRetention,
+  DEFAULT_FOLLOWED_ALIASES,
+  followedAliases,
+  type FollowedAliases,
+} from '../simplestreams/retention.js';
+import { commit, NameCollision, type StagedFile } from './commit.js';
 import { deltaReport, type DeltaRun, type DeltaReport } from './deltas.js';
-import { housekeepAndRead, housekeepingCommand, readBack } from './housekeeping.js';
-import { holdRegistryLock } from './lock.js';
-import { readLiveIndex } from './read.js';
+import { holdRegistryLock, type HeldLock, type RegistryLock } from './lock.js';
+import { readServerState } from './read.js';
 import type { Registry } from './registry.js';
 
 /** What the registry serves for the image once the run is done. */
@@ -47,8 +53,10 @@ export interface PublicationOptions {
   lockTimeout: number;
   /** Whether a different image may replace a published version with the same serial. */
   replace: boolean;
-  /** Releases kept per image line after a publish; 0 keeps all. */
+  /** Releases kept of the published image line; 0 keeps all. */
   keepVersions: number;
+  /** Aliases clients follow: retention never drops a release one of them names. */
+  followedAliases: FollowedAliases;
   /** Whether every version also carries items for LXD clients. */
   lxdCompat: boolean;
   /** An executable on the server that replaces the built-in convert step; '' for the built-in one. */
@@ -68,8 +76,8 @@ export type Change =
   | { kind: 'aliases' }
   /** incus-simplestreams add wrote the version into a staging tree. */
   | { kind: 'staged'; dir: string; version: StagedVersion; deltas?: DeltaRun }
-  /** The owner's convert-command writes the live tree itself. */
-  | { kind: 'custom'; run: () => Promise<void> };
+  /** The owner's convert-command writes the live tree itself, under the registry lock's lease. */
+  | { kind: 'custom'; run: (registryLock: HeldLock) => Promise<void> };
 
 export function serialConflictError(
   product: string,
@@ -92,7 +100,8 @@ export function serialConflictError(
  * one, `base`) needs nothing more and nothing differs from `base`.
  */
 export function finishIndex(
-  options: Pick<PublicationOptions, 'keepVersions' | 'lxdCompat'>,
+  options: Pick<PublicationOptions, 'keepVersions' | 'lxdCompat'> &
+    Partial<Pick<PublicationOptions, 'followedAliases'>>,
   fingerprint: string,
   base: ImagesIndex,
   proposed: ImagesIndex | undefined,
@@ -101,7 +110,14 @@ export function finishIndex(
   let next = proposed ?? base;
   const retired: string[] = [];
   if (keepVersions > 0) {
-    const retention = applyRetention(next, keepVersions, fingerprint);
+    const followed = options.followedAliases ?? followedAliases(DEFAULT_FOLLOWED_ALIASES);
+    const retention = applyRetention(next, { keep: keepVersions, fingerprint, followed });
+    for (const { product, serial, aliases } of retention.keptForAliases) {
+      core.info(
+        `keep-versions ${keepVersions}: keeping ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
+          `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`,
+      );
+    }
     if (retention.dropped.length > 0) {
       core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
       next = retention.index;
@@ -118,59 +134,76 @@ export function finishIndex(
   return isDeepStrictEqual(next, base) ? { retired } : { index: next, retired };
 }
 
-/** Makes the change on the live index as read under the lock, and says what it means. */
-async function planChange(
-  registry: Registry,
-  publication: Publication,
-  change: Change,
-  live: ImagesIndex,
-): Promise<{ base: ImagesIndex; plan: PublicationPlan; deltas?: MadeDelta[] }> {
-  const { fingerprint, aliases, options } = publication;
-  let base = live;
-  if (change.kind === 'staged') {
-    try {
-      const plan = planPublication(base, change.version, fingerprint, aliases, options.replace);
-      const made = change.deltas?.made ?? [];
-      if (plan.status === 'unchanged' || !plan.index || made.length === 0) return { base, plan };
-      const { product: line, productFields, serial } = change.version;
-      const identity = lineIdentity(line, productFields);
-      const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, made);
-      // A delta whose base left the index (or was replaced) since it was made is not published.
-      const unused = made.filter((delta) => !deltas.includes(delta)).map((delta) => delta.path);
-      return { base, plan: { ...plan, retired: [...plan.retired, ...unused] }, deltas };
-    } catch (error) {
-      if (error instanceof SerialConflictError) {
-        throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
-      }
-      throw error;
-    }
-  }
-  if (change.kind === 'custom') {
-    await change.run();
-    base = await readLiveIndex(registry);
-    if (!findFingerprint(base, fingerprint)) {
-      throw new ActionError(
-        `convert-command ${options.convertCommand} succeeded, but images.json does not list fingerprint ` +
-          `${fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`,
-        'convert-command',
-      );
-    }
-  }
-  const index = planAliasUpdate(base, fingerprint, aliases);
-  return {
-    base,
-    plan: { status: change.kind === 'custom' ? 'published' : 'unchanged', ...(index ? { index } : {}), retired: [] },
-  };
-}
-
-/** The names in images/ of a staged version's files (incus-simplestreams names them so). */
-function stagedFileNames(staged: StagedVersion): string[] {
-  const names = Object.values(staged.version.items).map((item) => posix.basename(item.path));
-  return [...new Set(names)];
+/** What a change means for the live index, planned without I/O. */
+interface PlannedChange {
+  plan: PublicationPlan;
+  /** The deltas attached to the new release, with the paths they are published under. */
+  deltas: MadeDelta[];
+  /** The staged files (the new release's and its deltas') and the names they are published under. */
+  stagedFiles: StagedFile[];
 }
 
 /**
- * The locked part: re-read the live index, make the change, commit, read it back to verify, and
+ * Plans the change on `base` (the live index as read under the lock, or after the owner's
+ * convert-command). A staged file whose name the index gives to other bytes (a replacement built
+ * from the same metadata tarball) is published under a name of its own (simplestreams/
+ * file-names.ts); with `ownNames`, every staged file is (a retired file on the server, which the
+ * index no longer names, held the name).
+ */
+function planChange(publication: Publication, change: Change, base: ImagesIndex, ownNames: boolean): PlannedChange {
+  const { fingerprint, aliases, options } = publication;
+  if (change.kind !== 'staged') {
+    const index = planAliasUpdate(base, fingerprint, aliases);
+    const status = change.kind === 'custom' ? 'published' : 'unchanged';
+    return { plan: { status, ...(index ? { index } : {}), retired: [] }, deltas: [], stagedFiles: [] };
+  }
+  const made = change.deltas?.made ?? [];
+  const files = stagedPaths(change.version, made);
+  const rename = ownNames ? new Set(files.map((file) => file.path)) : pathsTakenBy(base, files);
+  const own = withOwnNames(change.version, made, rename, fingerprint);
+  const stagedFiles = stagedPaths(own.staged, own.deltas).map((file, i) => ({
+    staged: posix.basename(files[i]?.path ?? ''),
+    published: posix.basename(file.path),
+  }));
+  let plan: PublicationPlan;
+  try {
+    plan = planPublication(base, own.staged, fingerprint, aliases, options.replace);
+  } catch (error) {
+    if (error instanceof SerialConflictError) {
+      throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+    }
+    throw error;
+  }
+  if (plan.status === 'unchanged' || !plan.index || own.deltas.length === 0) return { plan, deltas: [], stagedFiles };
+  const { product: line, productFields, serial } = own.staged;
+  const identity = lineIdentity(line, productFields);
+  // A delta whose base left the index (or was replaced) since it was made is not published.
+  const deltas = attachDeltas(plan.index, identity, releaseProductKey(line, serial), serial, own.deltas);
+  return { plan, deltas, stagedFiles };
+}
+
+/** The live index as the change starts from: the owner's convert-command first runs and is checked. */
+async function changeBase(
+  registry: Registry,
+  held: RegistryLock,
+  publication: Publication,
+  change: Change,
+): Promise<{ index: ImagesIndex; text: Buffer }> {
+  if (change.kind !== 'custom') return { index: held.live, text: held.liveText };
+  await change.run(held.lock);
+  const { index, text } = await readServerState(registry);
+  if (!findFingerprint(index, publication.fingerprint)) {
+    throw new ActionError(
+      `convert-command ${publication.options.convertCommand} succeeded, but images.json does not list fingerprint ` +
+        `${publication.fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`,
+      'convert-command',
+    );
+  }
+  return { index, text };
+}
+
+/**
+ * The locked part: re-read the live index, make the change, commit, check what is live, and
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
  * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
  * server-side directories, removed once the index is live.
@@ -182,45 +215,74 @@ export async function publishUnderLock(
   done: string[] = [],
 ): Promise<PublishResult> {
   // One round trip: the lock, and the live index as it stands under it.
-  const { lock, live: underLock } = await holdRegistryLock(registry, publication.options.lockTimeout);
+  const held = await holdRegistryLock(registry, publication.options.lockTimeout);
   try {
-    const { base, plan, deltas = [] } = await planChange(registry, publication, change, underLock);
-    const finished = finishIndex(publication.options, publication.fingerprint, base, plan.index);
-    let live: ImagesIndex;
-    if (finished.index) {
-      // One round trip: the commit, then the housekeeping, which prints the index to verify.
-      const output = await commit(registry, {
-        lock,
-        index: finished.index,
-        ...(change.kind === 'staged' && plan.status !== 'unchanged'
-          ? {
-              staging: change.dir,
-              stagedFiles: [...stagedFileNames(change.version), ...deltas.map((delta) => posix.basename(delta.path))],
-            }
-          : {}),
-        retired: [...plan.retired, ...finished.retired],
-        andThen: housekeepingCommand(registry, done),
-      });
-      live = readBack(registry, output);
-    } else {
-      live = await housekeepAndRead(registry, done);
+    const base = await changeBase(registry, held, publication, change);
+    for (let ownNames = false; ; ownNames = true) {
+      const planned = planChange(publication, change, base.index, ownNames);
+      try {
+        return await commitPlanned(registry, held, { publication, change, base, planned, done });
+      } catch (error) {
+        if (!(error instanceof NameCollision)) throw error;
+        if (ownNames) {
+          throw new ActionError(
+            `images/ on the server holds other files under the names this release's files would get (${error.detail}), ` +
+              'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
+              'besides this action, and run the step again.',
+          );
+        }
+        core.info(
+          `A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`,
+        );
+      }
     }
-    core.info(
-      plan.status === 'unchanged'
-        ? `Already published; ${finished.index ? 'index updated' : 'nothing to change'}`
-        : `Index updated (${plan.status})`,
-    );
-    const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-    const result = verify(live, publication, plan.status);
-    // Only the deltas the live index names: retention may have dropped a base in the same commit.
-    const published = deltas.filter((delta) => result.files.some((file) => file.path === delta.path));
-    return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
   } finally {
-    await lock.release();
+    await held.lock.release();
   }
 }
 
-/** Checks the live index, read back under the lock, against what this run published. */
+/** Commits a planned change (or only cleans up, when nothing changes), checks it and reports. */
+async function commitPlanned(
+  registry: Registry,
+  held: RegistryLock,
+  work: {
+    publication: Publication;
+    change: Change;
+    base: { index: ImagesIndex; text: Buffer };
+    planned: PlannedChange;
+    done: string[];
+  },
+): Promise<PublishResult> {
+  const { publication, change, base, planned, done } = work;
+  const { plan } = planned;
+  const finished = finishIndex(publication.options, publication.fingerprint, base.index, plan.index);
+  const next = finished.index ?? base.index;
+  const changed = finished.index !== undefined;
+  const named = referencedPaths(next);
+  await commit(registry, {
+    lock: held.lock,
+    live: next,
+    changed,
+    current: { text: base.text, sumsSha256: held.sumsSha256 },
+    ...(change.kind === 'staged' ? { staging: change.dir } : {}),
+    // Only the files the new index names: a delta left out goes with the staging tree.
+    stagedFiles: planned.stagedFiles.filter((file) => named.has(`images/${file.published}`)),
+    retired: [...plan.retired, ...finished.retired],
+    done,
+  });
+  core.info(
+    plan.status === 'unchanged'
+      ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
+      : `Index updated (${plan.status})`,
+  );
+  const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
+  const result = verify(next, publication, plan.status);
+  // Only the deltas the live index names: retention may have dropped a base in the same commit.
+  const published = planned.deltas.filter((delta) => named.has(delta.path));
+  return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
+}
+
+/** Checks the index now live against what this run published. */
 function verify(live: ImagesIndex, publication: Publication, status: PublicationStatus): Omit<PublishResult, 'deltas'> {
   const { fingerprint, aliases } = publication;
   const published = findFingerprint(live, fingerprint);

@@ -36,6 +36,8 @@ export interface Preflight {
 /** The live index and what the preflight found about optional tools. */
 export interface ServerState {
   index: ImagesIndex;
+  /** images.json as read (empty when there is none yet). */
+  text: Buffer;
   /** Whether xdelta3 is on the PATH; true when not asked. */
   xdelta3: boolean;
 }
@@ -64,14 +66,14 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
       preflight ? '1' : '',
       preflight?.deltas ? '1' : '',
     ],
-    { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS },
+    { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS, what: `Reading ${path}` },
   );
   const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
   switch (result.code) {
     case 0:
-      return { index: parseIndexText(result.stdout, path), xdelta3 };
+      return { index: parseIndexText(result.stdout, path), text: result.stdout, xdelta3 };
     case READ_LIVE_EXIT.noIndexYet:
-      return { index: emptyImagesIndex(), xdelta3 };
+      return { index: emptyImagesIndex(), text: Buffer.alloc(0), xdelta3 };
     case READ_LIVE_EXIT.noSimplestreamsDir:
       throw new ActionError(
         `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,

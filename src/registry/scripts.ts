@@ -30,12 +30,14 @@ export const RESET_UPLOAD = script('reset');
 export const WRITE_BLOCKS = script('write');
 /** server/read.sh: the live index, and the checks before a change. */
 export const READ_LIVE_INDEX = script('read');
-/** server/commit.sh: a new index made live. */
-export const COMMIT = script('commit');
-/** server/housekeeping.sh: what dead runs left, removed; the live index printed. */
-export const HOUSEKEEPING = script('housekeeping');
+/** server/stage.sh: incus-simplestreams add in a staging tree, and the staged files' sha256. */
+export const STAGE = script('stage');
 /** server/delta.sh: vcdiff deltas made and checked. */
 export const DELTA = script('delta');
+/** server/commit.sh: a new index made live, whole or not at all; what dead runs left, removed. */
+export const COMMIT = script('commit');
+/** server/fenced.sh: a command run under a lease (convert-command, a clean-up). */
+export const FENCED = script('fenced');
 
 /** What server/read.sh prints on stderr when xdelta3 is missing (a line no login shell prints). */
 export const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
@@ -57,7 +59,8 @@ export const ALL_SCRIPTS: readonly ServerScript[] = [
   RESET_UPLOAD,
   WRITE_BLOCKS,
   READ_LIVE_INDEX,
-  COMMIT,
-  HOUSEKEEPING,
+  STAGE,
   DELTA,
+  COMMIT,
+  FENCED,
 ];

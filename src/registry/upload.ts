@@ -23,7 +23,7 @@ import { remoteFailure } from '../ssh/remote-failure.js';
 import { isOpenRefusal, type CommandResult, type OpenCommand } from '../ssh/session.js';
 import { scriptCommand } from '../ssh/shell.js';
 import { imageLockPath, type RemoteImage, type UploadFile } from './layout.js';
-import { holdLock, type HeldLock } from './lock.js';
+import { fenceArgs, fencedOutput, holdLock, IMAGE_LEASE_SECONDS, leaseLost, type HeldLock } from './lock.js';
 import { formatProgress } from './progress.js';
 import type { Registry } from './registry.js';
 import { IMAGE_LOCK, RESET_UPLOAD, WRITE_BLOCKS } from './scripts.js';
@@ -37,13 +37,20 @@ export interface UploadOptions {
   channels?: number;
   /** Bytes per block (default BLOCK_BYTES; scripts/upload-paths.ts varies it). */
   blockBytes?: number;
+  /** The image lock's lease in seconds (default IMAGE_LEASE_SECONDS; a test shortens it). */
+  leaseSeconds?: number;
 }
 
 export interface Upload {
   fingerprint: string;
+  /** The sha256 of each file, in the image's order: what the server's staged copies must hash to. */
+  fileSha256s: string[];
   /** The image's upload lock: held until the publication is done (it marks the staging tree as in use). */
   lock: HeldLock;
 }
+
+/** How the messages name an image's lock. */
+export const IMAGE_LOCK_NAME = "image's upload lock";
 
 /**
  * Channels at most, on a link whose round trip is LONG_LINK_MS or more. sshd's MaxSessions (10 by default) counts every channel of a connection, the
@@ -150,6 +157,7 @@ interface FilePlan {
 async function planFiles(
   registry: Registry,
   image: RemoteImage,
+  lock: HeldLock,
   states: RemoteFileState[],
   hashes: UploadHashes,
   options: UploadOptions,
@@ -165,8 +173,9 @@ async function planFiles(
         const own = createHash('sha256');
         const fingerprint = hashes.before(index);
         await hashFileInto(file.local, [own, fingerprint]);
-        if (state.complete.sha256 === own.digest('hex')) {
-          hashes.finish(index, fingerprint);
+        const sha256 = own.digest('hex');
+        if (state.complete.sha256 === sha256) {
+          hashes.finish(index, fingerprint, sha256);
           core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
           continue;
         }
@@ -185,9 +194,14 @@ async function planFiles(
       continue;
     }
     // What the server holds does not match: that file starts again.
-    await registry.runScript(RESET_UPLOAD, [image.dir, String(lockTimeout), file.name], {
-      what: `Starting the upload of ${file.name} again`,
-    });
+    const what = `Starting the upload of ${file.name} again`;
+    const reset = await registry.execScript(RESET_UPLOAD, [
+      ...fenceArgs(lock.fence),
+      image.dir,
+      String(lockTimeout),
+      file.name,
+    ]);
+    fencedOutput(reset, lock, what, IMAGE_LOCK_NAME);
     core.info(`${file.name}: what the server held does not match this file; it is sent again`);
     plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
   }
@@ -206,8 +220,9 @@ interface Writer {
  * Opens up to `count` writers at once (one round trip). A server with a lower MaxSessions refuses
  * some: the upload goes on with those it got, with a notice.
  */
-async function openWriters(registry: Registry, image: RemoteImage, count: number, lockTimeout: number) {
+async function openWriters(registry: Registry, image: RemoteImage, lock: HeldLock, count: number, lockTimeout: number) {
   const command = scriptCommand(WRITE_BLOCKS.text, WRITE_BLOCKS.name, [
+    ...fenceArgs(lock.fence),
     image.dir,
     String(lockTimeout),
     ...image.files.map((file) => file.name),
@@ -300,6 +315,7 @@ async function sendPlanned(
     if (!plan) continue; // reused
     progress.label = file.name;
     const fingerprint: Hash = hashes.before(index);
+    const own = createHash('sha256');
     const blocks = plan.send;
     let next = 0; // the next block to start
     let current: { block: Range; writer: Writer } | undefined;
@@ -308,6 +324,7 @@ async function sendPlanned(
     for await (const read of source) {
       const chunk = read as Buffer;
       fingerprint.update(chunk);
+      own.update(chunk);
       let at = 0;
       while (at < chunk.length) {
         const here = position + at;
@@ -338,7 +355,7 @@ async function sendPlanned(
       // readStream stops at the size seen when the file was opened and fails when it ends sooner.
       throw changedError(file.local, `${position} of ${file.local.size} bytes read in the upload`);
     }
-    hashes.finish(index, fingerprint);
+    hashes.finish(index, fingerprint, own.digest('hex'));
   }
 }
 
@@ -357,6 +374,7 @@ async function finishWriter(writer: Writer, frames = ''): Promise<void> {
 async function transfer(
   registry: Registry,
   image: RemoteImage,
+  lock: HeldLock,
   plans: FilePlan[],
   hashes: UploadHashes,
   options: UploadOptions,
@@ -369,7 +387,7 @@ async function transfer(
   if (rtt !== undefined && options.channels === undefined) {
     core.info(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
   }
-  const writers = await openWriters(registry, image, wanted, options.lockTimeout);
+  const writers = await openWriters(registry, image, lock, wanted, options.lockTimeout);
   const progress: Progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
   const report = (): string =>
     formatProgress({
@@ -424,6 +442,7 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
       lock = await holdLock(registry, {
         path: imageLockPath(registry.paths, image.key),
         timeoutSeconds: options.lockTimeout,
+        leaseSeconds: options.leaseSeconds ?? IMAGE_LEASE_SECONDS,
         busyMessage:
           `Another run has been publishing this same image (upload key ${image.key}) for more than ` +
           `${options.lockTimeout} seconds (lock-timeout). Try again when it is done.`,
@@ -431,11 +450,15 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
         args: [image.dir, ...image.files.map((file) => file.name)],
       });
       const states = parseUploadReport(lock.report, image.files.length);
-      const plans = await planFiles(registry, image, states, hashes, options);
-      if (plans.length > 0) await transfer(registry, image, plans, hashes, options);
-      return { fingerprint: hashes.fingerprint(), lock };
+      const plans = await planFiles(registry, image, lock, states, hashes, options);
+      if (plans.length > 0) await transfer(registry, image, lock, plans, hashes, options);
+      return { fingerprint: hashes.fingerprint(), fileSha256s: hashes.fileSha256s(), lock };
     } catch (error) {
+      // A lease the server let go: another run of this image may have taken over (and stopped
+      // this run's writers); what it does must not be undone by this one.
+      const lost = lock?.lost() === true;
       await lock?.release().catch(() => undefined);
+      if (lost && lock && registry.isConnected()) throw leaseLost(lock, 'The upload', IMAGE_LOCK_NAME);
       if (registry.isConnected() || attempt >= options.retries) throw error;
       const delay = Math.min(30, 2 ** attempt);
       core.warning(

@@ -1,47 +1,94 @@
-/** keep-versions: how many releases of each image line stay in the index. Pure. */
+/** keep-versions: how many releases of an image line stay in the index. Pure. */
+import { isNewestVersion } from './aliases.js';
 import {
   cloneIndex,
+  findFingerprint,
   holdsImages,
   lineIdentity,
+  productAliases,
   referencedPaths,
   releasesOf,
   versionFingerprint,
   type ImagesIndex,
 } from './images-index.js';
 
+/** Which aliases clients follow (the followed-aliases input): `latest`, `crynux-node:latest-base` … */
+export type FollowedAliases = (alias: string) => boolean;
+
+/** The followed-aliases default: an alias whose name after its last ':' starts with "latest". */
+export const DEFAULT_FOLLOWED_ALIASES = ['latest*'];
+
+/**
+ * The aliases `patterns` name, `*` standing for any characters (none included): a pattern with a
+ * ':' matches a whole alias, one without matches the alias's name after its last ':' (all of it
+ * when it has none). The default, `latest*`: crynux-node:latest, crynux-node:latest-base, latest.
+ */
+export function followedAliases(patterns: readonly string[]): FollowedAliases {
+  const matchers = patterns.map((pattern) => {
+    const expression = new RegExp(
+      `^${pattern
+        .split('*')
+        .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+    );
+    return (alias: string) => expression.test(pattern.includes(':') ? alias : alias.slice(alias.lastIndexOf(':') + 1));
+  });
+  return (alias) => matchers.some((matches) => matches(alias));
+}
+
+export interface RetentionOptions {
+  /** Releases kept: the newest `keep` (at least 1). */
+  keep: number;
+  /** The release just published (or whose aliases were put in place): its line is the one pruned. */
+  fingerprint: string;
+  followed: FollowedAliases;
+}
+
 export interface RetentionResult {
   index: ImagesIndex;
   /** `product version` of each dropped version. */
   dropped: string[];
+  /** Releases kept beyond the newest `keep`, and the followed aliases that kept them. */
+  keptForAliases: { product: string; serial: string; aliases: string[] }[];
   /** Files only the dropped versions named. */
   retired: string[];
 }
 
 /**
- * Keeps the newest `keep` (at least 1) releases of every image line (os/release/variant/arch,
- * whatever products hold them), and never drops the release with `fingerprint` (the one just
- * published, even if its serial is older). A product left without versions goes, and its aliases
- * with it: a pinned alias names its release only. Files are retired only when no remaining
- * version names them.
+ * Keeps the newest `keep` releases of the image line of the release with `fingerprint`
+ * (os/release/variant/arch, whatever products hold them), and no other line: a publish of one
+ * line never prunes another's. Never dropped: that release itself (even if its serial is older),
+ * and a release that a followed alias resolves to (`latest` rolled back to an older release stays
+ * where clients find it). A product left without versions goes, and its other aliases with it: a
+ * pinned alias names its release only. Files are retired only when no remaining version names
+ * them.
  */
-export function applyRetention(index: ImagesIndex, keep: number, fingerprint: string): RetentionResult {
+export function applyRetention(index: ImagesIndex, options: RetentionOptions): RetentionResult {
+  const { keep, fingerprint, followed } = options;
   const next = cloneIndex(index);
-  const dropped: string[] = [];
+  const result: RetentionResult = { index: next, dropped: [], keptForAliases: [], retired: [] };
+  const published = findFingerprint(next, fingerprint);
+  const publishedProduct = published ? next.products[published.product] : undefined;
+  if (keep <= 0 || !published || !publishedProduct) return result;
   const droppedPaths: string[] = [];
-  if (keep <= 0) return { index: next, dropped, retired: [] };
-  const lines = new Set(Object.entries(next.products).map(([key, product]) => lineIdentity(key, product)));
-  for (const line of lines) {
-    const newestFirst = releasesOf(next, line).sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
-    newestFirst.forEach(({ product, serial, version }, position) => {
-      if (position < keep || versionFingerprint(version) === fingerprint) return;
-      const holder = next.products[product];
-      if (!holder) return;
-      delete holder.versions[serial];
-      if (!holdsImages(holder)) delete next.products[product];
-      dropped.push(`${product} ${serial}`);
-      droppedPaths.push(...Object.values(version.items).map((item) => item.path));
-    });
-  }
+  const newestFirst = releasesOf(next, lineIdentity(published.product, publishedProduct)).sort((a, b) =>
+    a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0,
+  );
+  newestFirst.forEach(({ product, serial, version }, position) => {
+    if (position < keep || versionFingerprint(version) === fingerprint) return;
+    const holder = next.products[product];
+    if (!holder) return;
+    const following = isNewestVersion(holder, serial) ? productAliases(holder).filter(followed) : [];
+    if (following.length > 0) {
+      result.keptForAliases.push({ product, serial, aliases: following });
+      return;
+    }
+    delete holder.versions[serial];
+    if (!holdsImages(holder)) delete next.products[product];
+    result.dropped.push(`${product} ${serial}`);
+    droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+  });
   const stillNamed = referencedPaths(next);
-  return { index: next, dropped, retired: [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path)) };
+  result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
+  return result;
 }

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { debug, debugOn, holdsSecret } from '../common/debug.js';
-import { ActionError } from '../common/errors.js';
+import { ActionError, describeError, withoutControlCharacters } from '../common/errors.js';
 import type { PresentedHostKey } from './hostkeys.js';
 import { remoteFailure } from './remote-failure.js';
 import { quoteArg, splitCommandLine } from './shell.js';
@@ -39,11 +39,24 @@ export interface ExecOptions {
   stdin?: Readable;
   /** Stop waiting after this many seconds; 0 or absent: no limit. */
   timeoutSeconds?: number;
+  /** What the command does, for the error message ("Reading the index"). */
+  what?: string;
 }
 
 export interface RunOptions extends ExecOptions {
-  /** What the command does, for the error message ("Reading the index"). */
   what: string;
+}
+
+/**
+ * The error for a command cut off by the connection's end: what was being done, and that every
+ * change to the registry happens whole or not at all, so that running the step again is safe.
+ */
+export function connectionDropped(what: string | undefined, cause: string): ActionError {
+  return new ActionError(
+    `The SSH connection to the server dropped${what ? ` while: ${what}` : ''} (${withoutControlCharacters(cause)}). ` +
+      'Every change to the registry is made whole or not at all, so nothing half-done is live. Run the step again: an ' +
+      'upload resumes where it stopped, and a publish that went through reports status unchanged.',
+  );
 }
 
 export interface HeldCommand {
@@ -51,6 +64,10 @@ export interface HeldCommand {
   firstLine: string;
   /** Every line printed up to it (the last one is `firstLine`). */
   lines: string[];
+  /** Writes to its stdin (a lease's heartbeat); nothing once it has ended. */
+  send(text: string): void;
+  /** Settles when it has ended, released or not (a lease the server let go). */
+  ended: Promise<CommandResult>;
   release(): Promise<void>;
 }
 
@@ -282,8 +299,21 @@ export class RemoteSession {
    * MAX_STDOUT_BYTES stops the command and fails the run: what the server prints is untrusted.
    */
   async exec(command: string, options: ExecOptions = {}): Promise<CommandResult> {
-    const running = await this.start(command);
-    const result = await this.collect(running, options);
+    let running: RunningCommand;
+    let result: CommandResult;
+    try {
+      running = await this.start(command);
+      result = await this.collect(running, options);
+    } catch (error) {
+      if (!this.isConnected() && !(error instanceof ActionError))
+        throw connectionDropped(options.what, describeError(error));
+      throw error;
+    }
+    // sshd reports how every command ends (an exit status or a signal): a channel that closed
+    // without either, and not by a time limit or an output cap of ours, went with the connection.
+    if (result.code === null && result.signal === null && !result.timedOutAfter && !running.overflowed) {
+      throw connectionDropped(options.what, 'the command ended without an exit status');
+    }
     if (running.overflowed) {
       throw new ActionError(
         `A command on the server printed more than ${MAX_STDOUT_BYTES >> 20} MiB and was stopped: the registry ` +
@@ -400,6 +430,10 @@ export class RemoteSession {
     return {
       firstLine,
       lines,
+      send: (text: string): void => {
+        if (running.channel.writable) running.channel.write(text);
+      },
+      ended: running.closed.then(() => running.result()),
       release: async (): Promise<void> => {
         running.channel.end();
         await running.closed;

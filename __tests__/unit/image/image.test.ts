@@ -221,14 +221,15 @@ describe('UploadHashes and uploadKey', () => {
     const hashes = new UploadHashes();
     const first = hashes.before(0);
     first.update('metadata');
-    hashes.finish(0, first);
+    hashes.finish(0, first, 'sha of metadata');
     // A retry of the second file starts again from the state after the first one.
     const abandoned = hashes.before(1);
     abandoned.update('half of the rootf');
     const second = hashes.before(1);
     second.update('rootfs');
-    hashes.finish(1, second);
+    hashes.finish(1, second, 'sha of rootfs');
     expect(hashes.isDone(1)).toBe(true);
+    expect(hashes.fileSha256s()).toEqual(['sha of metadata', 'sha of rootfs']);
     const expected = execFileSync('sh', ['-c', 'printf metadatarootfs | sha256sum']).toString().split(' ')[0];
     expect(hashes.fingerprint()).toBe(expected);
   });

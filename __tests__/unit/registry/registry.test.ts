@@ -1,8 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
 import type { LocalImage } from '../../../src/image/local-image.js';
 import { rootfsDecision } from '../../../src/image/rootfs.js';
-import { lockPath, remoteImage, remotePaths, stagingDir } from '../../../src/registry/layout.js';
-import { customConvertCommand, stageCommand } from '../../../src/registry/stage.js';
+import { imageKey, lockPath, remoteImage, remotePaths, stagingDir } from '../../../src/registry/layout.js';
+import { customConvertCommand, parseStageOutput, stagedMismatches } from '../../../src/registry/stage.js';
+import type { StagedVersion } from '../../../src/simplestreams/plan.js';
 
 const properties = {
   architecture: 'x86_64',
@@ -46,25 +47,75 @@ describe('remote names', () => {
 });
 
 describe('server-side paths', () => {
-  it('keep one upload directory per image, and state beside the live tree', () => {
-    const key = 'cd'.repeat(32); // an upload key (image/hashing.ts)
-    expect(remoteImage(paths, key, split).dir).toBe(`/var/www/lxc/uploads/${key}`);
-    expect(remotePaths(remoteImage(paths, key, split))).toEqual([
+  it('keep one upload directory per image and registry, and state beside the live tree', () => {
+    const uploadKey = 'cd'.repeat(32); // image/hashing.ts
+    const key = imageKey(paths, uploadKey);
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    expect(remoteImage(paths, uploadKey, split).key).toBe(key);
+    expect(remoteImage(paths, uploadKey, split).dir).toBe(`/var/www/lxc/uploads/${key}`);
+    expect(remotePaths(remoteImage(paths, uploadKey, split))).toEqual([
       `/var/www/lxc/uploads/${key}/metadata.tar.xz`,
       `/var/www/lxc/uploads/${key}/rootfs.squashfs`,
     ]);
     expect(stagingDir(paths, key)).toBe(`/var/www/lxc/simplestreams/.lxc-publish/staging/${key}`);
     expect(lockPath(paths)).toBe('/var/www/lxc/simplestreams/.lxc-publish/lock');
   });
+
+  it('never share an image directory between two registries sharing an upload-dir', () => {
+    const uploadKey = 'cd'.repeat(32);
+    const other = { ...paths, simplestreamsDir: '/var/www/lxc/beta' };
+    expect(remoteImage(other, uploadKey, split).dir).not.toBe(remoteImage(paths, uploadKey, split).dir);
+    expect(imageKey(other, uploadKey)).not.toBe(imageKey(paths, uploadKey));
+  });
 });
 
-describe('stageCommand', () => {
-  it('runs incus-simplestreams add with TZ=UTC in a fresh staging tree, without aliases', () => {
-    expect(stageCommand('/s/.lxc-publish/staging/x', ['/u/x/metadata.tar.xz', "/u/x/it's.squashfs"])).toBe(
-      'rm -rf -- /s/.lxc-publish/staging/x && mkdir -p -- /s/.lxc-publish/staging/x && ' +
-        'cd -- /s/.lxc-publish/staging/x && env TZ=UTC incus-simplestreams add --no-default-alias -- ' +
-        "/u/x/metadata.tar.xz '/u/x/it'\\''s.squashfs'",
-    );
+describe('the staging report', () => {
+  const meta = 'a'.repeat(64);
+  const data = 'b'.repeat(64);
+  const staged: StagedVersion = {
+    product: 'p',
+    productFields: {},
+    serial: '202601010000',
+    version: {
+      items: {
+        'incus.tar.xz': { ftype: 'incus.tar.xz', path: 'images/m.incus.tar.xz', sha256: meta, size: 1 },
+        squashfs: { ftype: 'squashfs', path: 'images/m.squashfs', sha256: data, size: 1 },
+      },
+    },
+  };
+  const report = (lines: string[]) => parseStageOutput(Buffer.from(lines.join('\n') + '\n'));
+
+  it('reads the sums of the staged copies and the index, and skips noise', () => {
+    const out = report([
+      'a login shell says hello',
+      `sum ${meta} m.incus.tar.xz`,
+      `sum ${data} m.squashfs`,
+      `sum ${data} ../escape`,
+      `index ${Buffer.from('{"products":{}}').toString('base64')}`,
+    ]);
+    expect([...out.sums]).toEqual([
+      ['m.incus.tar.xz', meta],
+      ['m.squashfs', data],
+    ]);
+    expect(out.index.toString()).toBe('{"products":{}}');
+  });
+
+  it('finds every staged copy that does not hold the uploaded bytes', () => {
+    const sums = (m: string, d: string) =>
+      new Map([
+        ['m.incus.tar.xz', m],
+        ['m.squashfs', d],
+      ]);
+    expect(stagedMismatches(staged, sums(meta, data), [meta, data])).toEqual([]);
+    // The tool recorded the runner's bytes but copied others.
+    expect(stagedMismatches(staged, sums(meta, 'c'.repeat(64)), [meta, data])).toEqual(['images/m.squashfs']);
+    // The tool recorded and copied bytes the runner never uploaded.
+    expect(stagedMismatches(staged, sums(meta, data), [meta, 'c'.repeat(64)])).toEqual([
+      'images/m.squashfs',
+      `an uploaded file (sha256 ${'c'.repeat(64)})`,
+    ]);
+    // A copy the report does not name.
+    expect(stagedMismatches(staged, new Map([['m.incus.tar.xz', meta]]), [meta, data])).toEqual(['images/m.squashfs']);
   });
 });
 

@@ -50,9 +50,10 @@ describe('the script check', () => {
       'lxc-publish-reset',
       'lxc-publish-write',
       'lxc-publish-read',
-      'lxc-publish-commit',
-      'lxc-publish-housekeeping',
+      'lxc-publish-stage',
       'lxc-publish-delta',
+      'lxc-publish-commit',
+      'lxc-publish-fenced',
     ]);
   });
 });

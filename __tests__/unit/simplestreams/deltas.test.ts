@@ -241,7 +241,7 @@ describe('every index written keeps deltas consistent', () => {
 
   it('retention dropping the base drops its stub and delta (files retired)', () => {
     const index = withLxdItems(withDelta());
-    const kept = applyRetention(index, 1, B.fp);
+    const kept = applyRetention(index, { keep: 1, fingerprint: B.fp, followed: () => false });
     expect(kept.dropped).toEqual([`${LINE}:${A.serial} ${A.serial}`]);
     const finished = finishIndex({ keepVersions: 1, lxdCompat: true }, B.fp, index, undefined);
     const product = finished.index!.products[`${LINE}:${B.serial}`]!;

@@ -180,11 +180,12 @@ function useIndex(text: string): void {
   planAliasUpdate(index, FP, ['crynux-node:latest']);
   withLxdItems(index);
   markUnifiedVm(index, FP);
-  applyRetention(index, 1, FP);
+  applyRetention(index, { keep: 1, fingerprint: FP, followed: () => true });
   for (const serial of ['202601010000', '202701010000']) {
     try {
       const plan = planPublication(index, staged(serial), 'f'.repeat(64), ['crynux-node:latest'], false);
-      if (plan.index) applyRetention(withLxdItems(plan.index), 1, 'f'.repeat(64));
+      if (plan.index)
+        applyRetention(withLxdItems(plan.index), { keep: 1, fingerprint: 'f'.repeat(64), followed: () => false });
     } catch (error) {
       if (!(error instanceof SerialConflictError)) throw error;
     }

@@ -19,7 +19,7 @@ import {
   stagedVersion,
   type StagedVersion,
 } from '../../../src/simplestreams/plan.js';
-import { applyRetention } from '../../../src/simplestreams/retention.js';
+import { applyRetention, DEFAULT_FOLLOWED_ALIASES, followedAliases } from '../../../src/simplestreams/retention.js';
 
 const fingerprint = 'a'.repeat(64);
 const metaSha = 'b'.repeat(64);
@@ -392,8 +392,12 @@ describe('applyRetention', () => {
     },
   });
 
-  it('keeps the newest N versions of every product and retires the files of the others', () => {
-    const result = applyRetention(index(), 2, 'f4');
+  const none = () => false;
+  const retain = (on: ImagesIndex, keep: number, fingerprint: string, followed: (alias: string) => boolean = none) =>
+    applyRetention(on, { keep, fingerprint, followed });
+
+  it('keeps the newest N versions of the published line and retires the files of the others', () => {
+    const result = retain(index(), 2, 'f4');
     expect(Object.keys(result.index.products['node']?.versions ?? {}).sort()).toEqual(['3', '4']);
     expect(Object.keys(result.index.products['other']?.versions ?? {}).sort()).toEqual(['1', '2']);
     expect(result.dropped).toEqual(['node 2', 'node 1']);
@@ -429,7 +433,7 @@ describe('applyRetention', () => {
         },
       },
     };
-    const result = applyRetention(releases, 2, 'f3');
+    const result = retain(releases, 2, 'f3');
     expect(Object.keys(result.index.products).sort()).toEqual([
       `${line}:202602010000`,
       `${line}:202603010000`,
@@ -441,13 +445,50 @@ describe('applyRetention', () => {
   });
 
   it('never drops the version just published, even with an older serial', () => {
-    const result = applyRetention(index(), 1, 'f1');
+    const result = retain(index(), 1, 'f1');
     expect(Object.keys(result.index.products['node']?.versions ?? {}).sort()).toEqual(['1', '4']);
   });
 
-  it('keeps the version an alias resolves to (the newest of its product)', () => {
-    const result = applyRetention(index(), 1, 'g2');
-    expect(findFingerprint(result.index, 'f4')?.aliases).toEqual(['crynux-node:latest']);
+  it('leaves every other line alone', () => {
+    const result = retain(index(), 1, 'g2');
+    expect(result.dropped).toEqual(['other 1']);
+    expect(Object.keys(result.index.products['node']?.versions ?? {})).toHaveLength(4);
+  });
+
+  it('never drops a release a followed alias names, and says so; pinned aliases go with their release', () => {
+    const fields = { arch: 'amd64', os: 'Crynux', release: 'bookworm' };
+    const release = (variant: string, serial: string, meta: string, fingerprint: string, aliases: string) => ({
+      [`Crynux:bookworm:${variant}:amd64:${serial}`]: {
+        ...fields,
+        variant,
+        aliases,
+        versions: { [serial]: version(meta, fingerprint) },
+      },
+    });
+    // After a rollback, latest names v1; v2 and v3 are newer. Then v4 is published with keep 2.
+    const rolledBack: ImagesIndex = {
+      ...emptyImagesIndex(),
+      products: {
+        ...release('node', '202601010000', 'n1', 'f1', 'crynux-node:v1,crynux-node:latest'),
+        ...release('node', '202602010000', 'n2', 'f2', 'crynux-node:v2,crynux-node:latest-base'),
+        ...release('node', '202603010000', 'n3', 'f3', 'crynux-node:v3'),
+        ...release('node', '202604010000', 'n4', 'f4', 'crynux-node:v4'),
+      },
+    };
+    const result = retain(rolledBack, 1, 'f4', followedAliases(DEFAULT_FOLLOWED_ALIASES));
+    expect(result.keptForAliases).toEqual([
+      {
+        product: 'Crynux:bookworm:node:amd64:202602010000',
+        serial: '202602010000',
+        aliases: ['crynux-node:latest-base'],
+      },
+      { product: 'Crynux:bookworm:node:amd64:202601010000', serial: '202601010000', aliases: ['crynux-node:latest'] },
+    ]);
+    expect(result.dropped).toEqual(['Crynux:bookworm:node:amd64:202603010000 202603010000']);
+    expect(findFingerprint(result.index, 'f1')?.aliases).toContain('crynux-node:latest');
+    expect(findFingerprint(result.index, 'f3')).toBeUndefined();
+    // Without followed aliases the count alone decides.
+    expect(retain(rolledBack, 1, 'f4').dropped).toHaveLength(3);
   });
 
   it('retires no file that a kept version still names, and 0 keeps everything', () => {
@@ -455,8 +496,8 @@ describe('applyRetention', () => {
     const node = shared.products['node'];
     if (node?.versions['4'])
       node.versions['4'].items['squashfs'] = { ftype: 'squashfs', path: 'images/m1.squashfs', sha256: 's', size: 1 };
-    expect(applyRetention(shared, 1, 'f4').retired).not.toContain('images/m1.squashfs');
-    expect(applyRetention(index(), 0, 'f4').dropped).toEqual([]);
+    expect(retain(shared, 1, 'f4').retired).not.toContain('images/m1.squashfs');
+    expect(retain(index(), 0, 'f4').dropped).toEqual([]);
   });
 });
 
@@ -489,5 +530,30 @@ describe('image lines and architectures', () => {
     expect(lineIdentity('k1', { os: 'o', release: 'r', variant: 'v', arch: 'amd64' })).toBe(
       lineIdentity('k2', { os: 'o', release: 'r', variant: 'v', arch: 'x86_64' }),
     );
+  });
+});
+
+describe('followedAliases', () => {
+  it('matches the default latest aliases, by the whole alias or the part after its last colon', () => {
+    const followed = followedAliases(DEFAULT_FOLLOWED_ALIASES);
+    for (const alias of ['latest', 'latest-base', 'crynux-node:latest', 'crynux-node:latest-near', 'a:b:latest'])
+      expect([alias, followed(alias)]).toEqual([alias, true]);
+    for (const alias of [
+      'crynux-node:v2.6.0',
+      'crynux-node:stable',
+      'latest:v1',
+      'notlatest',
+      'crynux-node:the-latest',
+    ])
+      expect([alias, followed(alias)]).toEqual([alias, false]);
+  });
+
+  it('takes patterns of its own, * for any characters and nothing else special', () => {
+    const followed = followedAliases(['stable', 'crynux-node:edge-*', 'a.b']);
+    expect(followed('crynux-node:stable')).toBe(true);
+    expect(followed('crynux-node:edge-base')).toBe(true);
+    expect(followed('crynux-node:latest')).toBe(false);
+    expect(followed('a.b')).toBe(true);
+    expect(followed('axb')).toBe(false);
   });
 });

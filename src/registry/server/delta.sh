@@ -1,6 +1,8 @@
 #!/bin/sh
-# Makes vcdiff deltas from earlier releases to a staged squashfs, in the staging tree $2, under
-# the image's lock and outside the registry lock. $3 names the new squashfs in $2/images, and
+# Makes vcdiff deltas from earlier releases to a staged squashfs, under the image lock's lease
+# and outside the registry lock. The first three arguments are the state directory, the image
+# lock and its lease token (lib/fence.sh); then $1 is simplestreams-dir and $2 the staging tree,
+# $3 names the new squashfs in $2/images, and
 # $6 is its sha256 as incus-simplestreams recorded it when staging (not read again); each triple
 # after $6 is a base serial (digits), the name of its squashfs in $1/images, then that squashfs's
 # sha256 as the index records it: a base whose bytes differ (restored from the wrong file, say) is
@@ -11,6 +13,9 @@
 # "skip SERIAL REASON" per base. Every value is checked first (digits, plain file names); bases
 # and the new file must be regular files, never symlinks. Exit 5 when xdelta3 is missing.
 set -u
+state=$1 lock=$2 token=$3; shift 3
+. ./lib/fence.sh
+enter_lease
 ss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6
 digits() { case $1 in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 plain() { case $1 in ''|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }

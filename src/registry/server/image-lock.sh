@@ -1,22 +1,42 @@
 #!/bin/sh
-# The image's upload lock and what an earlier attempt left, in one round trip: takes the image
-# lock $1 with lib/take-lock.sh (waiting at most $2 seconds), then, in the upload directory $3
-# and under its write lock taken exclusively (a writer left over from a dropped connection may
-# still be draining, and what it wrote is only final once it is gone), reports each file named
-# after $3 (numbered from 1):
+# An image's upload lock, held as a lease, and what an earlier attempt left, in one round trip.
+# Arguments: $1 the state directory, $2 the lock file, $3 seconds to wait for it, $4 the lease in
+# seconds, $5 the lease token (lib/lease.sh), $6 the upload directory, then the names of the
+# image's files in it.
+# Under the lease, it marks the upload directory as in use for as long as it holds the lock
+# (".in-use", locked shared on fd 4: a clean-up removes an upload directory only when it can take
+# that exclusively), stops what writers of an earlier lease still run (their run stopped, or its
+# link went silent: they would hold the write lock for hours), and, under the write lock taken
+# exclusively, reports each file (numbered from 1):
 #   F <n> <size> <sha256>        the complete file is there (an earlier run got that far)
 #   B <n> <offset> <length>      a block recorded as written in <name>.partial, sorted
 #   H <n> <sha256>               the sha256 of those blocks' bytes, in that order
 #   N <n>                        nothing usable: a fresh, empty <name>.partial is in place
-# then "locked PID" and holds the lock like registry-lock.sh. A block list is read back only from
-# a regular file of its own and only lines of two numbers are kept; nothing here follows a
-# symlink (a partial file is created, never opened through a link). Refuses (exit 77) an upload
+# then "locked", and holds the lock like registry-lock.sh. A block list is read back only from a
+# regular file of its own and only lines of two numbers are kept; nothing here follows a symlink
+# (a partial file is created, never opened through a link). Refuses (exit 77) an upload
 # directory, lock or write lock that is a symlink.
-lock=$1 timeout=$2 dir=$3; shift 3
+state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6
 . ./lib/take-lock.sh
+. ./lib/lease.sh
 . ./lib/write-lock.sh
+lock_file 9 -x "$lock"
+begin_lease
 if [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi
-mkdir -p -- "$dir" && chmod 700 -- "$dir" || exit 1
+lock_file 4 -s "$dir/.in-use"
+chmod 700 -- "$dir" || exit 1
+# Writers of an earlier lease: every process of this user holding the write lock open (writers
+# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its
+# own run's.
+if [ -e "$dir/.write.lock" ]; then
+  target=$(readlink -f -- "$dir/.write.lock")
+  for fd in /proc/[0-9]*/fd/8; do
+    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue
+    pid=${fd#/proc/}
+    pid=${pid%%/*}
+    [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
+  done
+fi
 take_write_lock -x
 regular() { [ -f "$1" ] && [ ! -L "$1" ]; }
 exec 3>&1
@@ -42,5 +62,5 @@ for name; do
   fi
 done
 exec 8>&-
-echo "locked $$"
-exec cat >/dev/null
+echo locked
+hold_lease

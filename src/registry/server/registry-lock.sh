@@ -1,11 +1,16 @@
 #!/bin/sh
-# The registry lock and the live index read under it, in one round trip: takes the lock $1 with
-# lib/take-lock.sh (waiting at most $2 seconds), prints $3/streams/v1/images.json as one line,
-# "index " and its base64 (or "noindex" when there is none yet; a file on one line cannot be
-# mistaken for the line that follows), then "locked PID". It then holds the lock until its stdin
-# closes: when the run releases it, or when its SSH session dies, the lock goes with it.
-lock=$1 timeout=$2 ss=$3
+# The registry lock, held as a lease, and the live index read under it, in one round trip.
+# Arguments: $1 the state directory, $2 the lock file, $3 seconds to wait for it, $4 the lease in
+# seconds, $5 the lease token (lib/lease.sh), $6 simplestreams-dir.
+# Prints the live images.json as one line, "index " and its base64 (or "noindex" when there is
+# none yet; a file on one line cannot be mistaken for the line that follows), "sums " and the
+# sha256 of images/SHA256SUMS (or "nosums"), then "locked", and holds the lock for as long as the
+# run's heartbeats arrive (hold_lease).
+state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6
 . ./lib/take-lock.sh
+. ./lib/lease.sh
+lock_file 9 -x "$lock"
+begin_lease
 live=$ss/streams/v1/images.json
 if [ -e "$live" ]; then
   printf 'index '
@@ -14,5 +19,11 @@ if [ -e "$live" ]; then
 else
   echo noindex
 fi
-echo "locked $$"
-exec cat >/dev/null
+if [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then
+  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1
+  echo "sums ${sum%% *}"
+else
+  echo nosums
+fi
+echo locked
+hold_lease

@@ -1,7 +1,9 @@
 #!/bin/sh
-# One of the upload's parallel writers. Under the image's write lock, shared with the run's other
-# writers (taken within $2 seconds), it reads framed blocks from stdin for the files named after
-# $2 in the upload directory $1 (numbered from 1):
+# One of the upload's parallel writers. Arguments: $1 the state directory, $2 the image lock,
+# $3 its lease token (lib/fence.sh), $4 the upload directory, $5 seconds to wait for its write
+# lock, then the names of the image's files. It starts only under the image lock's lease (a next
+# holder stops writers left running, image-lock.sh). Under the write lock, shared with the run's
+# other writers, it reads framed blocks from stdin for those files (numbered from 1):
 #   "B <n> <offset> <length>\n", then exactly <length> bytes, then ".\n"
 # writes each block at its offset into <name>.partial (dd reads exactly <length> bytes from the
 # pipe, and the shell's read builtin reads a pipe byte by byte: nothing past a frame is consumed),
@@ -13,9 +15,12 @@
 # to <size> and that it is that long, and only then gives it its final name. Every number read
 # from a frame must be digits; anything else ends the writer with an error. Nothing here follows
 # a symlink: the partial file and block list must be regular files of their own.
-dir=$1 timeout=$2; shift 2
+state=$1 lock=$2 token=$3 dir=$4 timeout=$5; shift 5
 . ./lib/write-lock.sh
+. ./lib/fence.sh
 take_write_lock -s
+enter_lease
+leave_gate
 bad() { echo "bad frame: $*" >&2; exit 1; }
 nl='
 '

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 # The server scripts as the bundle embeds them (src/registry/server/*.sh).
-npx tsx scripts/embed-scripts.ts
+npx tsx scripts/embed.ts
 export NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--experimental-vm-modules --no-warnings=ExperimentalWarning"
 failed=()
 npx jest --selectProjects unit "$@" || failed+=(unit)

@@ -776,6 +776,30 @@ const cases: Case[] = [
     error: (ctx) => [/strict-host-key/, new RegExp(`host-fingerprint: ${escape(ctx.registry.hostKeyFingerprint)}`)],
     local: false,
   },
+  {
+    name: 'no pin at all (strict-host-key left at its default)',
+    inputs: () => ({ 'host-fingerprint': '', 'known-hosts': '' }),
+    error: (ctx) => [
+      /^The host key of 127\.0\.0\.1:\d+ is not pinned: neither host-fingerprint nor known-hosts is set/,
+      new RegExp(`add "host-fingerprint: ${escape(ctx.registry.hostKeyFingerprint)}" to the step`),
+      /Nothing was sent to it/,
+    ],
+    local: false,
+  },
+  {
+    // The runner passes every with: key on and only warns about one the action does not declare:
+    // with this typo the pin would be ignored and, unrefused, the host key never checked.
+    name: 'host-fingerprnt: a misspelt host-fingerprint',
+    inputs: (ctx) => ({ 'host-fingerprint': '', 'host-fingerprnt': ctx.registry.hostKeyFingerprint }),
+    error: [/^host-fingerprnt is not an input of this action: did you mean host-fingerprint\?/],
+    local: true,
+  },
+  {
+    name: 'two unknown inputs, one near a declared name',
+    inputs: () => ({ 'keep-version': '3', colour: 'blue' }),
+    error: [/^These are not inputs of this action: colour, keep-version \(did you mean keep-versions\?\)\./],
+    local: true,
+  },
 
   // --- network -----------------------------------------------------------------------------------------
   {

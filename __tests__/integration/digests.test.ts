@@ -35,7 +35,7 @@ beforeAll(async () => {
   work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-digests-'));
   registry = await startRegistry();
   ca = await fsp.readFile(registry.caFile, 'utf8');
-  // A and B: one line, payloads 64 KiB apart (B gets a delta from A); C: another line.
+  // A, B and C: one line; A's and B's payloads 64 KiB apart (B gets a delta from A).
   const payloadA = path.join(work, 'payload-a');
   const payloadB = path.join(work, 'payload-b');
   await writeRandomFile(payloadA, 2 * 1024 * 1024);
@@ -45,7 +45,7 @@ beforeAll(async () => {
   const line = { variant: 'digests', compression: 'gzip' as const };
   a = await makeSplitContainerImage(path.join(work, 'a'), { ...line, payloadFile: payloadA });
   b = await makeSplitContainerImage(path.join(work, 'b'), { ...line, payloadFile: payloadB });
-  c = await makeSplitContainerImage(path.join(work, 'c'), { variant: 'other-line', compression: 'gzip' });
+  c = await makeSplitContainerImage(path.join(work, 'c'), line);
 }, TIMEOUT);
 
 afterAll(async () => {
@@ -164,8 +164,8 @@ describe('digests', () => {
       await fsp.rm(sumsFile());
       await fsp.symlink(victim, sumsFile());
       expect(await sumsLines()).toEqual(['untouched']); // read through the planted link
-      // C is another line; keep-versions 1 then leaves B alone in its line and drops A.
-      const result = await publish(c, { 'keep-versions': '1' });
+      // C is the line's third release; keep-versions 2 keeps B and C and drops A.
+      const result = await publish(c, { 'keep-versions': '2' });
       expect(result.outputs['status']).toBe('published');
       expect(await fsp.readFile(victim, 'utf8')).toBe('untouched\n');
       expect((await fsp.lstat(sumsFile())).isFile()).toBe(true);

@@ -65,6 +65,32 @@ async function untilOnServer(registry: Registry, command: string, timeoutMs = 60
   }
 }
 
+/** Two files of random bytes as one image, the second `rootfsBytes` long (the upload layer does not read them). */
+async function silentImage(
+  registry: Registry,
+  name: string,
+  rootfsBytes: number,
+): Promise<{ bytes: Buffer[]; image: RemoteImage }> {
+  const bytes = [randomBytes(256 * 1024), randomBytes(rootfsBytes)];
+  const local: LocalFile[] = [];
+  for (const [i, data] of bytes.entries()) {
+    const file = path.join(work, `${name}-${i}`);
+    await fsp.writeFile(file, data);
+    local.push(await openInput(file, i === 0 ? 'metadata' : 'rootfs'));
+  }
+  files.push(...local);
+  const key = createHash('sha256').update(`${name} ${Date.now()}`).digest('hex');
+  const image: RemoteImage = {
+    key,
+    dir: path.join(registry.uploadDir, key),
+    files: [
+      { local: local[0] as LocalFile, name: 'metadata.tar.xz' },
+      { local: local[1] as LocalFile, name: 'rootfs.squashfs' },
+    ],
+  };
+  return { bytes, image };
+}
+
 const liveIndex = (registry: Registry): Promise<Buffer> =>
   fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'));
 
@@ -124,24 +150,7 @@ describe('a link that goes silent during an upload', () => {
       const registry = await newRegistry();
       const proxy = await startProxy({ targetPort: registry.sshPort, upBytesPerSecond: 4 << 20 });
       proxies.push(proxy);
-      // Two files of random bytes as one image (the upload layer does not read them).
-      const bytes = [randomBytes(256 * 1024), randomBytes(48 << 20)];
-      const local: LocalFile[] = [];
-      for (const [i, data] of bytes.entries()) {
-        const file = path.join(work, `silent-${i}`);
-        await fsp.writeFile(file, data);
-        local.push(await openInput(file, i === 0 ? 'metadata' : 'rootfs'));
-      }
-      files.push(...local);
-      const key = createHash('sha256').update(`silent ${Date.now()}`).digest('hex');
-      const image: RemoteImage = {
-        key,
-        dir: path.join(registry.uploadDir, key),
-        files: [
-          { local: local[0] as LocalFile, name: 'metadata.tar.xz' },
-          { local: local[1] as LocalFile, name: 'rootfs.squashfs' },
-        ],
-      };
+      const { bytes, image } = await silentImage(registry, 'silent', 48 << 20);
       const options = { lockTimeout: 60, retries: 0, channels: 4, blockBytes: 1 << 20, leaseSeconds: 5 };
       const silent = await openRegistry(registry, { port: proxy.port });
       connected.push(silent);
@@ -168,6 +177,41 @@ describe('a link that goes silent during an upload', () => {
       // What the silent run sent once its link came back (its channels closed meanwhile) changed nothing.
       await sleep(2000);
       expect((await fsp.readFile(path.join(image.dir, 'rootfs.squashfs'))).equals(bytes[1]!)).toBe(true);
+      await taken.lock.release();
+    },
+    TIMEOUT,
+  );
+  it(
+    'keeps what the silent run had written: its writers are interrupted, record how far they got, and the run that takes over sends only the rest',
+    async () => {
+      const registry = await newRegistry();
+      const silentProxy = await startProxy({ targetPort: registry.sshPort, upBytesPerSecond: 4 << 20 });
+      const otherProxy = await startProxy({ targetPort: registry.sshPort });
+      proxies.push(silentProxy, otherProxy);
+      const { bytes, image } = await silentImage(registry, 'kept', 48 << 20);
+      // Blocks of 16 MiB over two channels: when the link goes silent, no block of the rootfs is
+      // complete; all that was written is in blocks that are cut short.
+      const options = { lockTimeout: 60, retries: 0, channels: 2, blockBytes: 16 << 20, leaseSeconds: 5 };
+      const silent = await openRegistry(registry, { port: silentProxy.port });
+      connected.push(silent);
+      const silentUpload = uploadImage(silent, image, options);
+      silentUpload.catch(() => undefined);
+      // 8 MiB of the rootfs written on the server (du counts what the sparse partial file holds).
+      const partial = path.join(image.dir, 'rootfs.squashfs.partial');
+      await untilOnServer(registry, `test "$(du -B1 ${partial} | cut -f1)" -ge ${8 << 20}`);
+      silentProxy.pauseUp();
+      // No block of the rootfs is complete: all that was written is in blocks cut short.
+      expect((await fsp.stat(path.join(image.dir, 'rootfs.squashfs.blocks'))).size).toBe(0);
+      const other = await openRegistry(registry, { port: otherProxy.port });
+      connected.push(other);
+      const taken = await uploadImage(other, image, options);
+      expect(taken.fingerprint).toBe(createHash('sha256').update(bytes[0]!).update(bytes[1]!).digest('hex'));
+      expect((await fsp.readFile(path.join(image.dir, 'rootfs.squashfs'))).equals(bytes[1]!)).toBe(true);
+      // The 8 MiB (and more) the server held were not sent again.
+      const sentByOther = otherProxy.bytesUp.reduce((a, b) => a + b, 0);
+      expect(sentByOther).toBeLessThan(bytes[0]!.length + bytes[1]!.length - (8 << 20));
+      silentProxy.resumeUp();
+      await expect(silentUpload).rejects.toThrow(/image's upload lock was lost/);
       await taken.lock.release();
     },
     TIMEOUT,

@@ -130,9 +130,15 @@ describe('publish', () => {
     expect(log().join('')).toContain(`Host key verified: ssh-ed25519 ${registry.hostKeyFingerprint}`);
   });
 
-  it('without a pin, publishes and warns with the fingerprint to pin', async () => {
+  it('without a pin, refuses by default and publishes only with strict-host-key: false, warning with the fingerprint to pin', async () => {
     const image = await newImage();
-    await publishWith(inputsFor(registry, image, { 'host-fingerprint': '' }));
+    await expect(publishWith(inputsFor(registry, image, { 'host-fingerprint': '' }))).rejects.toThrow(
+      `add "host-fingerprint: ${registry.hostKeyFingerprint}" to the step`,
+    );
+    const result = await publishWith(
+      inputsFor(registry, image, { 'host-fingerprint': '', 'strict-host-key': 'false' }),
+    );
+    expect(result.fingerprint).toBe(image.fingerprint);
     const warning = log().find((line) => line.startsWith('::warning'));
     expect(warning).toContain(`host-fingerprint: ${registry.hostKeyFingerprint}`);
   });

@@ -80,10 +80,20 @@ describe('host keys', () => {
     );
   });
 
-  it('refuses an unpinned server with strict-host-key, naming the value to pin', async () => {
-    await expect(connect(options({}, { strictHostKey: true }))).rejects.toThrow(
-      /strict-host-key is true .* set host-fingerprint: SHA256:/,
+  it('refuses an unpinned server by default, naming the value to pin and how to check it', async () => {
+    const expected = new RegExp(
+      `is not pinned: neither host-fingerprint nor known-hosts is set.*Nothing was sent to it. It presented ssh-ed25519 ` +
+        `${registry.hostKeyFingerprint.replace(/[+/]/g, '\\$&')}.*ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub.*` +
+        `add "host-fingerprint: ${registry.hostKeyFingerprint.replace(/[+/]/g, '\\$&')}" to the step`,
     );
+    await expect(connect(options({}))).rejects.toThrow(expected);
+    await expect(connect(options({}, { strictHostKey: true }))).rejects.toThrow(expected);
+  });
+
+  it('connects to an unpinned server only when strict-host-key is false', async () => {
+    const session = await connect(options({}, { strictHostKey: false }));
+    expect(session.hostKey.fingerprint).toBe(registry.hostKeyFingerprint);
+    session.dispose();
   });
 });
 

@@ -36,9 +36,9 @@ export function maskSecrets(values: string[]): void {
   addDebugSecrets([...masks]);
 }
 
-/** A boolean input; empty means false. Typos are refused rather than read as false. */
-export function readBoolean(name: string): boolean {
-  if (core.getInput(name) === '') return false;
+/** A boolean input; empty means `fallback` (false unless given). Typos are refused rather than read as false. */
+export function readBoolean(name: string, fallback = false): boolean {
+  if (core.getInput(name) === '') return fallback;
   try {
     return core.getBooleanInput(name);
   } catch {

@@ -4,6 +4,8 @@
  */
 import * as core from '@actions/core';
 import { ActionError } from '../common/errors.js';
+import { refuseUndeclaredInputs } from './declared.js';
+import { DECLARED_INPUTS } from './declared-inputs.js';
 import type { RootfsLimits } from '../image/rootfs.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
 import type { DeltaOptions } from '../registry/deltas.js';
@@ -80,7 +82,7 @@ const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 
 /** Reads the inputs every entry point shares (INPUT_* variables). */
-function readRegistrySettings(): RegistrySettings {
+function readRegistrySettings(entry: keyof typeof DECLARED_INPUTS): RegistrySettings {
   // Secrets first, so that nothing printed while checking the rest can reveal them.
   const rawKey = core.getInput('ssh-key');
   const passphrase = core.getInput('ssh-key-passphrase');
@@ -88,6 +90,8 @@ function readRegistrySettings(): RegistrySettings {
   const jumpPassphrase = core.getInput('jump-ssh-key-passphrase');
   maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
   forgetSecretInputs();
+  // Then a misspelt input, before any setting is read at its default in its place.
+  refuseUndeclaredInputs(DECLARED_INPUTS[entry]);
 
   const host = parseHost(core.getInput('host', { required: true }));
   const port = parsePort(core.getInput('port'));
@@ -116,11 +120,11 @@ function readRegistrySettings(): RegistrySettings {
       core.getInput('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR,
       'simplestreams-dir',
     ),
-    strictHostKey: readBoolean('strict-host-key'),
+    strictHostKey: readBoolean('strict-host-key', true),
     connectTimeout: readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
     lockTimeout: readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
-    lxdCompat: core.getInput('lxd-compat') === '' ? true : readBoolean('lxd-compat'),
-    summary: core.getInput('summary') === '' ? true : readBoolean('summary'),
+    lxdCompat: readBoolean('lxd-compat', true),
+    summary: readBoolean('summary', true),
   };
 }
 
@@ -171,7 +175,7 @@ function readJumpSettings(
 
 /** Reads the publish action's settings. */
 export function readSettings(): Settings {
-  const registry = readRegistrySettings();
+  const registry = readRegistrySettings('publish');
   const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
   return {
     ...registry,
@@ -210,7 +214,7 @@ export function readSettings(): Settings {
 
 /** Reads the alias or remove sub-action's settings. */
 export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
-  const registry = readRegistrySettings();
+  const registry = readRegistrySettings(kind);
   const reference = core.getInput('fingerprint', { required: true }).trim();
   if (!isValidAlias(reference)) {
     throw new ActionError(

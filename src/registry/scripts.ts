@@ -1,6 +1,6 @@
 /**
  * Every script this action runs on the registry server, in one place. Each is a shell file in
- * registry/server/ (its header says what it guarantees), embedded by scripts/embed-scripts.ts,
+ * registry/server/ (its header says what it guarantees), embedded by scripts/embed.ts,
  * and run by `sh -c` with every value as a quoted positional argument (ssh/shell.ts
  * `scriptCommand`), so no input is ever parsed as shell code; file contents travel over stdin. A
  * unit test runs `sh -n` (dash and bash) and shellcheck over each as it runs.

@@ -33,7 +33,7 @@ export interface SshEndpoint {
 }
 
 export interface ConnectOptions extends SshEndpoint {
-  /** Refuse a server whose host key is not pinned (instead of warning); the bastion's too. */
+  /** Refuse a server whose host key is not pinned (the default; false: warn); the bastion's too. */
   strictHostKey?: boolean;
   /** Seconds to wait for the TCP connection and SSH handshake (each hop). */
   connectTimeout?: number;
@@ -155,6 +155,13 @@ async function attemptConnection(options: Hop, algorithms: string[] | undefined)
   return { kind: 'connected', ssh, presented };
 }
 
+/** The name part of the sshd host key file of a key type (ssh_host_<part>_key.pub). */
+function hostKeyFile(type: string): string {
+  if (type === 'ssh-ed25519') return 'ed25519';
+  if (type.startsWith('ecdsa-')) return 'ecdsa';
+  return type === 'ssh-rsa' ? 'rsa' : '*';
+}
+
 /** A TCP connection of our own to the endpoint; its errors reach ssh2, which reports them. */
 function directStream(endpoint: SshEndpoint): () => Promise<Duplex> {
   return () => {
@@ -173,7 +180,7 @@ function directStream(endpoint: SshEndpoint): () => Promise<Duplex> {
  * to the registry through a tunnel it opens; closing the registry's session closes the bastion's.
  */
 export async function connect(options: ConnectOptions): Promise<RemoteSession> {
-  const shared = { strictHostKey: options.strictHostKey ?? false, connectTimeout: options.connectTimeout ?? 30 };
+  const shared = { strictHostKey: options.strictHostKey ?? true, connectTimeout: options.connectTimeout ?? 30 };
   const registry = {
     host: options.host,
     port: options.port,
@@ -231,7 +238,7 @@ async function connectHop(options: Hop): Promise<RemoteSession> {
         core.warning(
           `The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
             `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
-            '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), or set strict-host-key: true to refuse unpinned hosts.',
+            `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`,
           { title: 'Host key not pinned' },
         );
       } else {
@@ -241,10 +248,14 @@ async function connectHop(options: Hop): Promise<RemoteSession> {
       return new RemoteSession(attempt.ssh, attempt.presented, options.role);
     }
     if (attempt.kind === 'unpinned') {
+      const { type, fingerprint } = attempt.presented;
       throw new ActionError(
-        `The host key of ${options.host}:${options.port} cannot be verified: strict-host-key is true and neither ` +
-          `${fingerprintInput} nor ${knownHostsInput} is set. The server presented ${attempt.presented.type} ` +
-          `${attempt.presented.fingerprint}; after checking it on the server, set ${fingerprintInput}: ${attempt.presented.fingerprint}.`,
+        `The host key of ${options.host}:${options.port} is not pinned: neither ${fingerprintInput} nor ` +
+          `${knownHostsInput} is set, and an unverified server could be anyone's. Nothing was sent to it. It ` +
+          `presented ${type} ${fingerprint}. Check that this is the server's key (on the server: ssh-keygen -lf ` +
+          `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then add "${fingerprintInput}: ${fingerprint}" to the ` +
+          'step (best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
+          'strict-host-key: false connects without checking, with a warning.',
         fingerprintInput,
       );
     }

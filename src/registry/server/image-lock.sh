@@ -27,15 +27,25 @@ lock_file 4 -s "$dir/.in-use"
 chmod 700 -- "$dir" || exit 1
 # Writers of an earlier lease: every process of this user holding the write lock open (writers
 # keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its
-# own run's.
-if [ -e "$dir/.write.lock" ]; then
+# own run's. A writer whose link dropped ends by itself and records what arrived; one whose link
+# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it
+# wrote before it dies, and the writer records that much), give them a moment to record it, and
+# kill what still holds the lock (writers blocked between blocks, with nothing left to record).
+writers() {
+  [ -e "$dir/.write.lock" ] || return 0
   target=$(readlink -f -- "$dir/.write.lock")
   for fd in /proc/[0-9]*/fd/8; do
     [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue
     pid=${fd#/proc/}
     pid=${pid%%/*}
-    [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
+    [ "$pid" = "$$" ] || echo "$pid"
   done
+}
+for pid in $(writers); do
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null
+done
+if [ -n "$(writers)" ]; then
+  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done
 fi
 take_write_lock -x
 regular() { [ -f "$1" ] && [ ! -L "$1" ]; }

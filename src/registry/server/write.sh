@@ -8,8 +8,8 @@
 # writes each block at its offset into <name>.partial (dd reads exactly <length> bytes from the
 # pipe, and the shell's read builtin reads a pipe byte by byte: nothing past a frame is consumed),
 # and records it in <name>.blocks once the closing "." arrived; a block cut short by the end of
-# stdin (a dropped connection) is recorded as far as dd wrote it (its count of bytes copied), so
-# a resume sends only the rest. Then:
+# stdin (a dropped connection), or interrupted by a next lease holder, is recorded as far as dd
+# wrote it (its count of bytes copied), so a resume sends only the rest. Then:
 #   "E <n> <size>\n"
 # (sent once every other writer has ended) checks that the recorded blocks tile the file from 0
 # to <size> and that it is that long, and only then gives it its final name. Every number read
@@ -36,14 +36,18 @@ while read -r kind n a b; do
   case $kind in
     B)
       case $a$b in ''|*[!0-9]*) bad "$kind $n $a $b" ;; esac
-      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1) || { printf '%s\n' "$stats" >&2; exit 1; }
+      # dd's last line counts the bytes it wrote, also when it fails or is interrupted (SIGINT:
+      # a next lease holder stopping this writer, image-lock.sh).
+      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1)
+      status=$?
       copied=${stats##*"$nl"}
       copied=${copied%% *}
       case $copied in ''|*[!0-9]*) printf 'dd: %s\n' "$stats" >&2; exit 1 ;; esac
-      if [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then
+      if [ "$status" = 0 ] && [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then
         printf '%s %s\n' "$a" "$b" >> "$file.blocks" || exit 1
       else
-        # Cut short by the end of stdin (a dropped connection): the bytes that arrived count.
+        # Cut short by the end of stdin (a dropped connection) or by a next holder: the bytes
+        # written count.
         if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf '%s %s\n' "$a" "$copied" >> "$file.blocks"; fi
         echo "the block at $a of $name was cut short" >&2; exit 1
       fi

@@ -57130,10 +57130,24 @@ function pipe(file, decompress, convert, env, options) {
             if (!failed)
                 failed = message;
         };
-        input.on('error', (error) => {
-            fail(error.message);
+        // A child's 'close' waits until its output was read to the end. Once the converter is gone,
+        // nothing reads the decompressor's output any more (the pipe into the converter holds it
+        // back), so that 'close' would never come: the streams between them are let go, and a
+        // decompressor still writing ends on the broken pipe.
+        const release = () => {
+            input.unpipe();
+            input.destroy();
+            counter.destroy();
+            source?.stdout?.destroy();
+        };
+        const stop = () => {
             for (const child of children)
                 child.kill('SIGKILL');
+            release();
+        };
+        input.on('error', (error) => {
+            fail(error.message);
+            stop();
         });
         let source;
         let decompressor = 'the file';
@@ -57160,12 +57174,15 @@ function pipe(file, decompress, convert, env, options) {
         let timedOut = false;
         const timer = setTimeout(() => {
             timedOut = true;
-            for (const child of children)
-                child.kill('SIGKILL');
+            stop();
         }, options.timeoutSeconds * 1000);
-        const settle = (name) => (code) => {
-            if (code !== 0)
-                fail(`${name} exited with status ${code ?? 'none'}`);
+        let converted = false;
+        const settle = (name) => (code, signal) => {
+            // A decompressor cut off once the converter had succeeded was writing past the archive's
+            // end marker, which the converter (like the inspection) does not read.
+            const cutOff = name === decompressor && converted && signal === 'SIGPIPE';
+            if (code !== 0 && !cutOff)
+                fail(`${name} exited with status ${code ?? signal ?? 'none'}`);
             if (--pending > 0)
                 return;
             clearInterval(progress);
@@ -57179,10 +57196,14 @@ function pipe(file, decompress, convert, env, options) {
         };
         const error = (e) => {
             fail(e.message);
-            for (const child of children)
-                child.kill('SIGKILL');
+            stop();
         };
         sink.on('error', error);
+        // Having read its input to the end (or failed), the converter needs nothing more from upstream.
+        sink.on('exit', (code) => {
+            converted = code === 0;
+            release();
+        });
         sink.on('close', settle(converter));
         if (source) {
             source.on('error', error);
@@ -60683,9 +60704,26 @@ async function convert(registry, settings, input) {
     const { fingerprint } = upload;
     if (settings.convertCommand) {
         const serial = serialFor(image.properties.creationDate);
+        let started = false;
         return {
             kind: 'custom',
-            run: (registryLock) => runCustomConvert(registry, registryLock, settings.convertCommand, remote, { fingerprint, serial, aliases }),
+            run: async (registryLock) => {
+                try {
+                    await runCustomConvert(registry, registryLock, settings.convertCommand, remote, {
+                        fingerprint,
+                        serial,
+                        aliases,
+                    });
+                    started = true;
+                }
+                catch (error) {
+                    // Unless its channel was refused (sshd MaxSessions), the command may have run.
+                    if (!isOpenRefusal(error))
+                        started = true;
+                    throw error;
+                }
+            },
+            started: () => started,
         };
     }
     const staging = stagingDir(registry.paths, remote.key);
@@ -60755,10 +60793,10 @@ function publishLocked(registry, settings, remote, publication, change) {
                 // The image lock, the registry lock and one command need three channels at once. A server
                 // that refuses the third (sshd MaxSessions 2) refuses the first command under the lock,
                 // before it runs: nothing has changed, and the part can run again over a connection of
-                // its own. Not after an owner's convert-command, which must not run twice.
+                // its own. Not once an owner's convert-command has run: it must not run twice.
                 if (!isOpenRefusal(error))
                     throw error;
-                if (change.kind === 'custom')
+                if (change.kind === 'custom' && change.started())
                     throw tooFewSessions(error);
                 registry.sessionsLimited = true;
             }
@@ -60769,10 +60807,10 @@ function publishLocked(registry, settings, remote, publication, change) {
     });
 }
 function tooFewSessions(error) {
-    return new errors/* ActionError */.lZ(`The server refused an SSH channel (${untrustedLine((0,errors/* describeError */.Uc)(error))}): its sshd allows too few sessions ` +
-        'per connection (MaxSessions) for a publish with convert-command, which needs three at once (the image ' +
-        "lock, the registry lock and the command). Set MaxSessions to 3 or more in the server's sshd_config (the " +
-        'default is 10) and reload sshd.', 'convert-command');
+    return new errors/* ActionError */.lZ(`The server refused an SSH channel after convert-command had run (${untrustedLine((0,errors/* describeError */.Uc)(error))}): its ` +
+        'sshd allows too few sessions per connection (MaxSessions), and the command must not run a second time over a ' +
+        "connection of its own. Set MaxSessions to 3 or more in the server's sshd_config (the default is 10), reload " +
+        'sshd and run the step again.', 'convert-command');
 }
 /**
  * After a failure: the staging tree goes, under the image lock's lease (never after another run

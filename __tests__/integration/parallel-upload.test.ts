@@ -266,7 +266,7 @@ describe('what an earlier attempt left, and a link that stays down', () => {
 
 describe('an sshd that allows few channels per connection', () => {
   it(
-    'MaxSessions 2, a short link: one upload channel is accepted, and the part under the registry lock still runs',
+    'MaxSessions 2, a short link: one upload channel is accepted, and the part under the registry lock still runs, a convert-command once',
     async () => {
       const limited = await startRegistry({ sshExtraConfig: 'MaxSessions 2' });
       try {
@@ -278,14 +278,26 @@ describe('an sshd that allows few channels per connection', () => {
         expect(result.outputs['status']).toBe('published');
         expect(result.stdout).toContain('this part runs over a connection of its own');
         expect((await limited.incusList()).map((listed) => listed.fingerprint)).toContain(image.fingerprint);
-        // With convert-command the part is not run twice: the error names MaxSessions and the fix.
+        // With convert-command too: refused before it runs, the owner's command runs once, over
+        // the connection of its own (or there from the start, when the upload already met the limit).
         const other = await makeSplitContainerImage(path.join(dir, 'custom'), {
           variant: 'custom',
           compression: 'gzip',
         });
-        const custom = await runBundle(inputsFor(limited, other, { 'convert-command': '/bin/true' }));
-        expect(custom.code).toBe(1);
-        expect(custom.stdout).toMatch(/::error.*check the convert-command input.*MaxSessions to 3 or more/);
+        // Where the server's user can run it, as an owner's script would be.
+        const runs = path.join(limited.root, 'srv', 'convert-runs');
+        const convert = path.join(limited.root, 'convert.sh');
+        await fsp.writeFile(
+          convert,
+          `#!/bin/sh\nset -eu\necho ran >> ${runs}\nincus-simplestreams add --no-default-alias "$1" "$2"\n`,
+          { mode: 0o755 },
+        );
+        const custom = await runBundle(inputsFor(limited, other, { 'convert-command': convert }));
+        if (custom.code !== 0) throw new Error(`the bundle failed:\n${custom.stdout}\n${custom.stderr}`);
+        expect(custom.outputs['status']).toBe('published');
+        expect(custom.stdout).toContain('this part runs over a connection of its own');
+        expect(await fsp.readFile(runs, 'utf8')).toBe('ran\n');
+        expect((await limited.incusList()).map((listed) => listed.fingerprint)).toContain(other.fingerprint);
       } finally {
         await limited.stop();
       }

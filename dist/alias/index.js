@@ -54547,11 +54547,20 @@ function resolve_aliasTargets(index) {
     return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
 }
 /**
- * The image `reference` names: a full fingerprint, the start of one (at least 12 hex digits, as
- * `incus image list` shows them) that only one image has, or an alias that names one image.
+ * The image `reference` names, resolved as the clients resolve it (`incus image info`, and the
+ * daemons' download for `incus launch`): an alias first, then a full fingerprint or the start of
+ * one (at least 12 hex digits, as `incus image list` shows them) that only one image has. An alias
+ * that looks like a fingerprint is thus still reachable by its name.
  */
 function resolveImage(index, reference) {
     const images = listImages(index);
+    const byAlias = resolve_aliasTargets(index)
+        .filter((target) => target.alias === reference.trim())
+        .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
+    if (byAlias.length === 1 && byAlias[0])
+        return { kind: 'found', image: byAlias[0] };
+    if (byAlias.length > 1)
+        return { kind: 'ambiguous', candidates: byAlias };
     const wanted = reference.trim().toLowerCase();
     if (/^[0-9a-f]{12,64}$/.test(wanted)) {
         const matches = images.filter((image) => image.fingerprint.startsWith(wanted));
@@ -54560,13 +54569,6 @@ function resolveImage(index, reference) {
         if (matches.length > 1)
             return { kind: 'ambiguous', candidates: matches };
     }
-    const byAlias = resolve_aliasTargets(index)
-        .filter((target) => target.alias === reference.trim())
-        .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
-    if (byAlias.length === 1 && byAlias[0])
-        return { kind: 'found', image: byAlias[0] };
-    if (byAlias.length > 1)
-        return { kind: 'ambiguous', candidates: byAlias };
     return { kind: 'unknown' };
 }
 

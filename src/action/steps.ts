@@ -246,10 +246,24 @@ export async function convert(registry: Registry, settings: Settings, input: Con
   const { fingerprint } = upload;
   if (settings.convertCommand) {
     const serial = serialFor(image.properties.creationDate);
+    let started = false;
     return {
       kind: 'custom',
-      run: (registryLock) =>
-        runCustomConvert(registry, registryLock, settings.convertCommand, remote, { fingerprint, serial, aliases }),
+      run: async (registryLock) => {
+        try {
+          await runCustomConvert(registry, registryLock, settings.convertCommand, remote, {
+            fingerprint,
+            serial,
+            aliases,
+          });
+          started = true;
+        } catch (error) {
+          // Unless its channel was refused (sshd MaxSessions), the command may have run.
+          if (!isOpenRefusal(error)) started = true;
+          throw error;
+        }
+      },
+      started: () => started,
     };
   }
   const staging = stagingDir(registry.paths, remote.key);
@@ -335,9 +349,9 @@ export function publishLocked(
         // The image lock, the registry lock and one command need three channels at once. A server
         // that refuses the third (sshd MaxSessions 2) refuses the first command under the lock,
         // before it runs: nothing has changed, and the part can run again over a connection of
-        // its own. Not after an owner's convert-command, which must not run twice.
+        // its own. Not once an owner's convert-command has run: it must not run twice.
         if (!isOpenRefusal(error)) throw error;
-        if (change.kind === 'custom') throw tooFewSessions(error);
+        if (change.kind === 'custom' && change.started()) throw tooFewSessions(error);
         registry.sessionsLimited = true;
       }
     }
@@ -349,10 +363,10 @@ export function publishLocked(
 
 function tooFewSessions(error: unknown): ActionError {
   return new ActionError(
-    `The server refused an SSH channel (${untrustedLine(describeError(error))}): its sshd allows too few sessions ` +
-      'per connection (MaxSessions) for a publish with convert-command, which needs three at once (the image ' +
-      "lock, the registry lock and the command). Set MaxSessions to 3 or more in the server's sshd_config (the " +
-      'default is 10) and reload sshd.',
+    `The server refused an SSH channel after convert-command had run (${untrustedLine(describeError(error))}): its ` +
+      'sshd allows too few sessions per connection (MaxSessions), and the command must not run a second time over a ' +
+      "connection of its own. Set MaxSessions to 3 or more in the server's sshd_config (the default is 10), reload " +
+      'sshd and run the step again.',
     'convert-command',
   );
 }

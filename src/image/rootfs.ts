@@ -167,9 +167,23 @@ function pipe(
     const fail = (message: string) => {
       if (!failed) failed = message;
     };
+    // A child's 'close' waits until its output was read to the end. Once the converter is gone,
+    // nothing reads the decompressor's output any more (the pipe into the converter holds it
+    // back), so that 'close' would never come: the streams between them are let go, and a
+    // decompressor still writing ends on the broken pipe.
+    const release = () => {
+      input.unpipe();
+      input.destroy();
+      counter.destroy();
+      source?.stdout?.destroy();
+    };
+    const stop = () => {
+      for (const child of children) child.kill('SIGKILL');
+      release();
+    };
     input.on('error', (error) => {
       fail(error.message);
-      for (const child of children) child.kill('SIGKILL');
+      stop();
     });
     let source: ReturnType<typeof spawn> | undefined;
     let decompressor = 'the file';
@@ -195,10 +209,14 @@ function pipe(
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      for (const child of children) child.kill('SIGKILL');
+      stop();
     }, options.timeoutSeconds * 1000);
-    const settle = (name: string) => (code: number | null) => {
-      if (code !== 0) fail(`${name} exited with status ${code ?? 'none'}`);
+    let converted = false;
+    const settle = (name: string) => (code: number | null, signal: NodeJS.Signals | null) => {
+      // A decompressor cut off once the converter had succeeded was writing past the archive's
+      // end marker, which the converter (like the inspection) does not read.
+      const cutOff = name === decompressor && converted && signal === 'SIGPIPE';
+      if (code !== 0 && !cutOff) fail(`${name} exited with status ${code ?? signal ?? 'none'}`);
       if (--pending > 0) return;
       clearInterval(progress);
       clearTimeout(timer);
@@ -208,9 +226,14 @@ function pipe(
     };
     const error = (e: Error) => {
       fail(e.message);
-      for (const child of children) child.kill('SIGKILL');
+      stop();
     };
     sink.on('error', error);
+    // Having read its input to the end (or failed), the converter needs nothing more from upstream.
+    sink.on('exit', (code) => {
+      converted = code === 0;
+      release();
+    });
     sink.on('close', settle(converter));
     if (source) {
       source.on('error', error);

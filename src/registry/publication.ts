@@ -76,8 +76,11 @@ export type Change =
   | { kind: 'aliases' }
   /** incus-simplestreams add wrote the version into a staging tree. */
   | { kind: 'staged'; dir: string; version: StagedVersion; deltas?: DeltaRun }
-  /** The owner's convert-command writes the live tree itself, under the registry lock's lease. */
-  | { kind: 'custom'; run: (registryLock: HeldLock) => Promise<void> };
+  /**
+   * The owner's convert-command writes the live tree itself, under the registry lock's lease.
+   * `started`: whether the command got as far as running (a channel refused before it does not).
+   */
+  | { kind: 'custom'; run: (registryLock: HeldLock) => Promise<void>; started: () => boolean };
 
 export function serialConflictError(
   product: string,

@@ -299,6 +299,39 @@ describe('3. a rootfs tarball is read header first, within limits, and converted
     expect(lines.length).toBeGreaterThan(0);
     expect(lines[0]).toMatch(/^Converting: \d+% of \d+ MiB of tar read, \d+ s$/);
   });
+  it('converts a tarball with 32 MiB of other bytes after its end marker, which neither the converter nor the inspection reads', async () => {
+    sh('mkdir -p "$1/trailing/rootfs" && echo hi > "$1/trailing/rootfs/f"');
+    writeFileSync(path('trailing/metadata.yaml'), METADATA);
+    sh(
+      '(tar -C "$1/trailing" -cf - metadata.yaml rootfs; head -c 33554432 /dev/urandom) | xz -0 -T1 > "$1/trailing.tar.xz"',
+    );
+    const image = await inspect(path('incus.tar.xz'), path('trailing.tar.xz'));
+    const converted = await convertRootfsTarball(image.data as DataFile, {
+      creationDate: 1764000000,
+      timeoutSeconds: 60,
+      log: () => undefined,
+    });
+    const listing = sh(`unsquashfs -lc "${converted.file.path}"`);
+    await converted.remove();
+    expect(listing).toContain('squashfs-root/rootfs/f');
+  });
+
+  it('stops at its time limit while the converter is behind the decompressor (no hang on a stream held back)', async () => {
+    // 48 MiB of random bytes: xz hands them out far faster than the converter compresses them, so
+    // when the limit strikes, the decompressor's output is waiting on the converter.
+    sh('mkdir -p "$1/behind/rootfs" && head -c 50331648 /dev/urandom > "$1/behind/rootfs/payload"');
+    writeFileSync(path('behind/metadata.yaml'), METADATA);
+    sh('tar -C "$1/behind" -cf - metadata.yaml rootfs | xz -0 -T1 > "$1/behind.tar.xz"');
+    const image = await inspect(path('incus.tar.xz'), path('behind.tar.xz'));
+    const data = image.data as DataFile;
+    for (const seconds of [0.3, 0.6, 1]) {
+      const result = await timed(() =>
+        convertRootfsTarball(data, { creationDate: 1764000000, timeoutSeconds: seconds, log: () => undefined }),
+      );
+      expect(result.error).toMatch(/\(convert-rootfs-timeout\) and was stopped/);
+      expect(result.seconds).toBeLessThan(seconds + 10);
+    }
+  });
 });
 
 describe('4. each file is opened once: what was inspected is what is hashed and uploaded', () => {

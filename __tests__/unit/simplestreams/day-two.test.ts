@@ -71,6 +71,23 @@ describe('resolveImage', () => {
     expect(resolveImage(index(), 'old:latest')).toMatchObject({ kind: 'found', image: { fingerprint: fp('e') } });
   });
 
+  it('tries an alias before a fingerprint, as the clients do, so an alias of hex digits stays reachable by name', () => {
+    // incus image info and the daemons' image download look an alias up first (cmd/incus
+    // image.go dereferenceAlias; the server's ImageDownload), then a fingerprint or its start.
+    const withHexAlias = index();
+    const product = withHexAlias.products['Crynux:bookworm:node:amd64:202601010000'];
+    if (product) product.aliases = 'crynux-node:v1,bbbbbbbbbbbb';
+    expect(resolveImage(withHexAlias, 'bbbbbbbbbbbb')).toMatchObject({
+      kind: 'found',
+      image: { fingerprint: fp('a') },
+    });
+    // Any other start of b's fingerprint still names b.
+    expect(resolveImage(withHexAlias, 'bbbbbbbbbbbbb')).toMatchObject({
+      kind: 'found',
+      image: { fingerprint: fp('b') },
+    });
+  });
+
   it('says when a reference is ambiguous or unknown', () => {
     const latest = resolveImage(index(), 'crynux-node:latest');
     expect(latest.kind).toBe('ambiguous');

@@ -193,6 +193,17 @@ incus-simplestreams add --no-default-alias "$@" "$metadata" "$data"`,
     await expect(publishWith(inputsFor(registry, await newImage(), { 'convert-command': failing }))).rejects.toThrow(
       /convert-command .*fails\.sh failed on the server: it exited with status 3\.\ndisk quota exceeded/,
     );
+    // Output that reads like sshd refusing a channel is still the script's own: it ran, and does
+    // not run again over another connection.
+    const runs = path.join(registry.root, 'srv', 'refusal-runs.log');
+    const lookalike = await script(
+      'looks-refused.sh',
+      `echo ran >> ${runs}; echo "channel 3: open failed: administratively prohibited: open failed" >&2; exit 1`,
+    );
+    await expect(publishWith(inputsFor(registry, await newImage(), { 'convert-command': lookalike }))).rejects.toThrow(
+      /convert-command .*looks-refused\.sh failed on the server: it exited with status 1\.\nchannel 3: open failed/,
+    );
+    expect(await fsp.readFile(runs, 'utf8')).toBe('ran\n');
     const idle = await script('does-nothing.sh', 'true');
     await expect(publishWith(inputsFor(registry, await newImage(), { 'convert-command': idle }))).rejects.toThrow(
       /convert-command .*does-nothing\.sh succeeded, but images\.json does not list fingerprint/,

@@ -22,6 +22,7 @@ import type { RemoteImage } from '../../src/registry/layout.js';
 import { REGISTRY_LEASE_SECONDS } from '../../src/registry/lock.js';
 import type { Registry as Connected } from '../../src/registry/registry.js';
 import { uploadImage } from '../../src/registry/upload.js';
+import { quoteArg } from '../../src/ssh/shell.js';
 
 const TIMEOUT = 240_000;
 let work: string;
@@ -57,12 +58,12 @@ async function newImage(): Promise<TestImage> {
 }
 
 /** Waits until `command` succeeds on the server (as the publishing user). */
-async function untilOnServer(registry: Registry, command: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await registry.ssh(command)).code !== 0) {
-    if (Date.now() > deadline) throw new Error(`${command} did not succeed within ${timeoutMs} ms`);
-    await sleep(50);
-  }
+async function untilOnServer(registry: Registry, command: string, timeoutSeconds = 60): Promise<void> {
+  // Polled on the server itself: a new SSH connection per try takes seconds on a loaded machine,
+  // long enough for the moment being waited for to pass.
+  const loop = `until ${command}; do sleep 0.01; done`;
+  const result = await registry.ssh(`timeout ${timeoutSeconds} sh -c ${quoteArg(loop)}`);
+  if (result.code !== 0) throw new Error(`${command} did not succeed within ${timeoutSeconds} s`);
 }
 
 /** Two files of random bytes as one image, the second `rootfsBytes` long (the upload layer does not read them). */
@@ -99,9 +100,10 @@ describe('a runner stopped while it holds the registry lock', () => {
     'lets another publish through in under a minute; resumed, it fails without touching the registry',
     async () => {
       const registry = await newRegistry();
-      // A registry large enough that the commit's payload takes seconds on a thin uplink.
+      // A registry large enough that the commit's payload (2.2 MB) takes 17 s on a thin uplink:
+      // the runner is stopped long before all of it is through.
       await seedReleases(registry, { count: 1500, variant: 'seeded', aliasPrefix: 'seeded:' });
-      const proxy = await startProxy({ targetPort: registry.sshPort, upBytesPerSecond: 256 * 1024 });
+      const proxy = await startProxy({ targetPort: registry.sshPort, upBytesPerSecond: 128 * 1024 });
       proxies.push(proxy);
       const [first, second] = [await newImage(), await newImage()];
       const aliases = 'crynux-node:latest';

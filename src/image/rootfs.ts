@@ -9,7 +9,7 @@
  * topic, a rootfs tarball's way to the server, and read best together.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -168,9 +168,8 @@ function pipe(
       if (!failed) failed = message;
     };
     // A child's 'close' waits until its output was read to the end. Once the converter is gone,
-    // nothing reads the decompressor's output any more (the pipe into the converter holds it
-    // back), so that 'close' would never come: the streams between them are let go, and a
-    // decompressor still writing ends on the broken pipe.
+    // nothing reads what flows towards it any more, so that 'close' would never come: the streams
+    // are let go.
     const release = () => {
       input.unpipe();
       input.destroy();
@@ -211,12 +210,8 @@ function pipe(
       timedOut = true;
       stop();
     }, options.timeoutSeconds * 1000);
-    let converted = false;
     const settle = (name: string) => (code: number | null, signal: NodeJS.Signals | null) => {
-      // A decompressor cut off once the converter had succeeded was writing past the archive's
-      // end marker, which the converter (like the inspection) does not read.
-      const cutOff = name === decompressor && converted && signal === 'SIGPIPE';
-      if (code !== 0 && !cutOff) fail(`${name} exited with status ${code ?? signal ?? 'none'}`);
+      if (code !== 0) fail(`${name} exited with status ${code ?? signal ?? 'none'}`);
       if (--pending > 0) return;
       clearInterval(progress);
       clearTimeout(timer);
@@ -229,10 +224,20 @@ function pipe(
       stop();
     };
     sink.on('error', error);
-    // Having read its input to the end (or failed), the converter needs nothing more from upstream.
-    sink.on('exit', (code) => {
-      converted = code === 0;
-      release();
+    sink.on('exit', (code, signal) => {
+      if (code !== 0) {
+        // The converter gave up (a full disk, say): what the decompressor still has goes nowhere.
+        fail(`${converter} exited with status ${code ?? signal ?? 'none'}`);
+        stop();
+      } else if (source?.stdout) {
+        // It read the archive to its end marker. The decompressor still checks the rest of the
+        // file (its integrity check covers the last block), its output thrown away.
+        source.stdout.unpipe(counter);
+        counter.destroy();
+        source.stdout.resume();
+      } else {
+        release();
+      }
     });
     sink.on('close', settle(converter));
     if (source) {
@@ -263,7 +268,8 @@ export async function convertRootfsTarball(
   options: ConvertOptions,
 ): Promise<{ file: DataFile; remove: () => Promise<void> }> {
   const tool = await findSquashfsTool();
-  const dir = await mkdtemp(join(process.env['RUNNER_TEMP'] || tmpdir(), 'lxc-publish-rootfs-'));
+  const tempDir = process.env['RUNNER_TEMP'] || tmpdir();
+  const dir = await mkdtemp(join(tempDir, 'lxc-publish-rootfs-'));
   const output = join(dir, 'rootfs.squashfs');
   let handle: Awaited<ReturnType<typeof openFile>> | undefined;
   const remove = async (): Promise<void> => {
@@ -309,10 +315,20 @@ export async function convertRootfsTarball(
       );
     }
     throw new ActionError(
-      `rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} failed: ${(error as Error).message}. ` +
-        'Check that the file is a complete tar archive.',
+      `rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} failed: ${(error as Error).message.replace(/\.$/, '')}. ` +
+        `Check that the file is a complete tar archive, and that ${tempDir} (RUNNER_TEMP) has room for the ` +
+        `squashfs (${await freeMiB(tempDir)} MiB free now).`,
       'rootfs',
     );
+  }
+}
+
+async function freeMiB(dir: string): Promise<string> {
+  try {
+    const stats = await statfs(dir);
+    return String(Math.floor((stats.bavail * stats.bsize) / MIB));
+  } catch {
+    return 'unknown';
   }
 }
 

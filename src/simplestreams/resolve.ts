@@ -60,14 +60,23 @@ export type Resolution =
  * The image `reference` names, resolved as the clients resolve it (`incus image info`, and the
  * daemons' download for `incus launch`): an alias first, then a full fingerprint or the start of
  * one (at least 12 hex digits, as `incus image list` shows them) that only one image has. An alias
- * that looks like a fingerprint is thus still reachable by its name.
+ * that looks like a fingerprint is thus still reachable by its name; one spelled as another
+ * image's whole fingerprint makes the reference ambiguous.
  */
 export function resolveImage(index: ImagesIndex, reference: string): Resolution {
   const images = listImages(index);
   const byAlias = aliasTargets(index)
     .filter((target) => target.alias === reference.trim())
     .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
-  if (byAlias.length === 1 && byAlias[0]) return { kind: 'found', image: byAlias[0] };
+  if (byAlias.length === 1 && byAlias[0]) {
+    // An alias spelled as another image's whole fingerprint: the clients take the alias, but
+    // whoever wrote 64 hex digits meant that image. Neither is guessed.
+    const spelled = reference.trim().toLowerCase();
+    const named = images.find((image) => image.fingerprint === spelled);
+    if (named && named.fingerprint !== byAlias[0].fingerprint)
+      return { kind: 'ambiguous', candidates: [byAlias[0], named] };
+    return { kind: 'found', image: byAlias[0] };
+  }
   if (byAlias.length > 1) return { kind: 'ambiguous', candidates: byAlias };
   const wanted = reference.trim().toLowerCase();
   if (/^[0-9a-f]{12,64}$/.test(wanted)) {

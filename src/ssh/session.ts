@@ -181,9 +181,17 @@ export function describeSshCounters(): string {
   );
 }
 
-/** Whether an error is the server refusing a channel (sshd's MaxSessions: "open failed"). */
-export const isOpenRefusal = (error: unknown): boolean =>
-  error instanceof Error && /open failed|administratively prohibited|channel open failure/i.test(error.message);
+/**
+ * The server refused to open a channel (sshd's MaxSessions: "open failed"), so its command never
+ * ran. Made only where ssh2 answers a channel request: a command's own output that reads the
+ * same way is not a refusal.
+ */
+export class ChannelRefused extends Error {}
+
+const REFUSAL = /open failed|administratively prohibited|channel open failure/i;
+
+/** Whether an error is the server refusing a channel, before any command ran on it. */
+export const isOpenRefusal = (error: unknown): error is ChannelRefused => error instanceof ChannelRefused;
 
 export class RemoteSession {
   private closed = false;
@@ -253,7 +261,7 @@ export class RemoteSession {
       connection.exec(command, (error, channel) => {
         // Two round trips: the channel's open, then the exec request's answer.
         this.lastOpenMs = performance.now() - started;
-        if (error) return reject(error);
+        if (error) return reject(REFUSAL.test(error.message) ? new ChannelRefused(error.message) : error);
         const running = new RunningCommand(channel);
         this.running.add(running);
         void running.closed.then(() => this.running.delete(running));

@@ -9,6 +9,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readdirSync,
   renameSync,
   rmSync,
   symlinkSync,
@@ -299,21 +300,85 @@ describe('3. a rootfs tarball is read header first, within limits, and converted
     expect(lines.length).toBeGreaterThan(0);
     expect(lines[0]).toMatch(/^Converting: \d+% of \d+ MiB of tar read, \d+ s$/);
   });
-  it('converts a tarball with 32 MiB of other bytes after its end marker, which neither the converter nor the inspection reads', async () => {
+  it('converts a tarball (xz or gzip) with 32 MiB of other bytes after its end marker, which neither the converter nor the inspection reads', async () => {
     sh('mkdir -p "$1/trailing/rootfs" && echo hi > "$1/trailing/rootfs/f"');
     writeFileSync(path('trailing/metadata.yaml'), METADATA);
+    for (const [name, compress] of [
+      ['trailing.tar.xz', 'xz -0 -T1'],
+      ['trailing.tar.gz', 'gzip -1'],
+    ]) {
+      sh(
+        `(tar -C "$1/trailing" -cf - metadata.yaml rootfs; head -c 33554432 /dev/urandom) | ${compress} > "$1/${name}"`,
+      );
+      const image = await inspect(path('incus.tar.xz'), path(name!));
+      const converted = await convertRootfsTarball(image.data as DataFile, {
+        creationDate: 1764000000,
+        timeoutSeconds: 60,
+        log: () => undefined,
+      });
+      const listing = sh(`unsquashfs -lc "${converted.file.path}"`);
+      await converted.remove();
+      expect(listing).toContain('squashfs-root/rootfs/f');
+    }
+  });
+
+  it('fails at once, naming the converter and the room left, when the converter gives up first (a full disk)', async () => {
+    sh('mkdir -p "$1/full/rootfs" && head -c 33554432 /dev/urandom > "$1/full/rootfs/payload"');
+    writeFileSync(path('full/metadata.yaml'), METADATA);
+    sh('tar -C "$1/full" -cf - metadata.yaml rootfs | gzip -1 > "$1/full.tar.gz"');
+    const image = await inspect(path('incus.tar.xz'), path('full.tar.gz'));
+    // The runner's temp dir on a 1 MiB file system: the converter fails after its first blocks,
+    // or (the disk full already) before it read anything, the decompressor waiting on its input.
+    sh('mkdir -p "$1/small-disk" && mount -t tmpfs -o size=1m tmpfs "$1/small-disk"');
+    const saved = process.env['RUNNER_TEMP'];
+    process.env['RUNNER_TEMP'] = path('small-disk');
+    try {
+      for (const filler of [0, 1 << 20]) {
+        sh(`rm -f "$1/small-disk/filler"; head -c ${filler} /dev/zero > "$1/small-disk/filler" || true`);
+        const result = await timed(() =>
+          convertRootfsTarball(image.data as DataFile, {
+            creationDate: 1764000000,
+            timeoutSeconds: 120,
+            log: () => undefined,
+          }),
+        );
+        expect(result.error).toMatch(
+          /^rootfs: converting .* failed: \S*(tar2sqfs|sqfstar|mksquashfs) exited with status \d+/,
+        );
+        expect(result.error).toMatch(/small-disk \(RUNNER_TEMP\) has room for the squashfs \(\d+ MiB free now\)\.$/);
+        expect(result.seconds).toBeLessThan(30);
+        expect(readdirSync(path('small-disk'))).toEqual(['filler']);
+      }
+    } finally {
+      if (saved === undefined) delete process.env['RUNNER_TEMP'];
+      else process.env['RUNNER_TEMP'] = saved;
+      sh('umount "$1/small-disk"');
+    }
+  });
+
+  it('fails at once when the converter ends without reading a byte (a broken install), the decompressor still waiting for input', async () => {
     sh(
-      '(tar -C "$1/trailing" -cf - metadata.yaml rootfs; head -c 33554432 /dev/urandom) | xz -0 -T1 > "$1/trailing.tar.xz"',
+      'mkdir -p "$1/broken-bin" && printf "#!/bin/sh\\necho \\"tar2sqfs: cannot start\\" >&2\\nexit 1\\n" > "$1/broken-bin/tar2sqfs" && chmod +x "$1/broken-bin/tar2sqfs"',
     );
-    const image = await inspect(path('incus.tar.xz'), path('trailing.tar.xz'));
-    const converted = await convertRootfsTarball(image.data as DataFile, {
-      creationDate: 1764000000,
-      timeoutSeconds: 60,
-      log: () => undefined,
-    });
-    const listing = sh(`unsquashfs -lc "${converted.file.path}"`);
-    await converted.remove();
-    expect(listing).toContain('squashfs-root/rootfs/f');
+    sh('mkdir -p "$1/unread/rootfs" && head -c 33554432 /dev/urandom > "$1/unread/rootfs/payload"');
+    writeFileSync(path('unread/metadata.yaml'), METADATA);
+    sh('tar -C "$1/unread" -cf - metadata.yaml rootfs | xz -0 -T1 > "$1/unread.tar.xz"');
+    const image = await inspect(path('incus.tar.xz'), path('unread.tar.xz'));
+    const saved = process.env['PATH'];
+    process.env['PATH'] = `${path('broken-bin')}:${saved ?? ''}`;
+    try {
+      const result = await timed(() =>
+        convertRootfsTarball(image.data as DataFile, {
+          creationDate: 1764000000,
+          timeoutSeconds: 120,
+          log: () => undefined,
+        }),
+      );
+      expect(result.error).toMatch(/failed: \S*tar2sqfs exited with status 1: tar2sqfs: cannot start\. Check/);
+      expect(result.seconds).toBeLessThan(30);
+    } finally {
+      process.env['PATH'] = saved;
+    }
   });
 
   it('stops at its time limit while the converter is behind the decompressor (no hang on a stream held back)', async () => {

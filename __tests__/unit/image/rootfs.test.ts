@@ -89,10 +89,21 @@ describe('convertRootfsTarball', () => {
   it('names the rootfs input when the tarball is damaged', async () => {
     const damaged = join(dir, 'damaged.tar.xz');
     execFileSync('sh', ['-c', 'head -c 100 "$1" > "$2"', 'sh', makeTarball('whole.tar.xz', 'xz'), damaged]);
-    const before = readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length;
-    await expect(convert(damaged, 'xz', 1764000000)).rejects.toThrow(/^rootfs: converting .* failed/);
-    // A failed conversion leaves no directory behind.
-    expect(readdirSync(tmpdir()).filter((name) => name.startsWith('lxc-publish-rootfs-')).length).toBe(before);
+    // A temp dir of its own (the runner's RUNNER_TEMP), so nobody else's conversions show up in it.
+    const runnerTemp = mkdtempSync(join(dir, 'runner-temp-'));
+    const saved = process.env['RUNNER_TEMP'];
+    process.env['RUNNER_TEMP'] = runnerTemp;
+    try {
+      await expect(convert(damaged, 'xz', 1764000000)).rejects.toThrow(/^rootfs: converting .* failed/);
+      // A failed conversion leaves no directory behind, where a good one leaves its own.
+      expect(readdirSync(runnerTemp)).toEqual([]);
+      const good = await convert(makeTarball('good.tar.xz', 'xz'), 'xz', 1764000000);
+      expect(readdirSync(runnerTemp)).toEqual([expect.stringMatching(/^lxc-publish-rootfs-/)]);
+      await good.remove();
+    } finally {
+      if (saved === undefined) delete process.env['RUNNER_TEMP'];
+      else process.env['RUNNER_TEMP'] = saved;
+    }
   });
 });
 

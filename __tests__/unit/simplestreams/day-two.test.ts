@@ -88,6 +88,18 @@ describe('resolveImage', () => {
     });
   });
 
+  it("refuses to guess when an alias is spelled as another image's whole fingerprint", () => {
+    const withFingerprintAlias = index();
+    const product = withFingerprintAlias.products['Crynux:bookworm:node:amd64:202601010000'];
+    if (product) product.aliases = `crynux-node:v1,${fp('b')}`;
+    const resolved = resolveImage(withFingerprintAlias, fp('b'));
+    expect(resolved.kind).toBe('ambiguous');
+    expect(resolved.kind === 'ambiguous' && resolved.candidates.map((image) => image.fingerprint)).toEqual([
+      fp('a'),
+      fp('b'),
+    ]);
+  });
+
   it('says when a reference is ambiguous or unknown', () => {
     const latest = resolveImage(index(), 'crynux-node:latest');
     expect(latest.kind).toBe('ambiguous');

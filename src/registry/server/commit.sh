@@ -115,7 +115,13 @@ if [ -f "$next/images.json" ]; then
     : > "$staging/moved" || exit 1
     for pair in $pairs; do
       src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}
-      [ -f "$src" ] || continue
+      # Checked above, but the index must never name a file that is not there: gone since
+      # (nothing should remove it under this lease), the old index stays live.
+      if [ ! -f "$src" ]; then
+        [ -f "$dst" ] && continue
+        echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2
+        exit 76
+      fi
       # The same bytes under that name already (checked above): nothing to move.
       if [ -e "$dst" ]; then rm -f -- "$src" && continue; fi
       printf '%s\n' "${pair#*/}" >> "$staging/moved" && mv -- "$src" "$dst" || exit 1

@@ -33,7 +33,9 @@ housekeep() {
   done
   if [ -d "$state/holders" ] && [ ! -L "$state/holders" ]; then
     find "$state/holders" -mindepth 1 -maxdepth 1 -mmin +1 -print | while IFS= read -r file; do
-      if [ -L "$file" ] || [ ! -f "$file" ]; then rm -rf -- "$file"; else (exec 3< "$file" && flock -n 3 && rm -f -- "$file"); fi
+      # Shared, as a fence check takes it: while this looks, an operation of that lease still
+      # finds it dead (an exclusive lock here would pass for its holder's).
+      if [ -L "$file" ] || [ ! -f "$file" ]; then rm -rf -- "$file"; else (exec 3< "$file" && flock -n -s 3 && rm -f -- "$file"); fi
     done
   fi
   if [ -d "$state/next" ] && [ ! -L "$state/next" ]; then

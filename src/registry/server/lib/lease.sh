@@ -23,7 +23,8 @@ begin_lease() {
   exec 7>&-
 }
 hold_lease() {
-  # The reader gets none of the locks: if this holder is killed, they go with it at once.
-  while n=$(timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null 4>&- 6>&- 9>&- | wc -c) && [ "$n" -gt 0 ]; do :; done
+  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is
+  # killed, they go with it at once.
+  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done
   rm -f -- "$state/holders/$token"
 }

@@ -35,6 +35,19 @@ export function inputsFor(
   };
 }
 
+/** The connection inputs alone, as the sub-actions (alias/, remove/) take them. */
+export function connectionInputs(registry: Registry, extra: Inputs = {}): Inputs {
+  const {
+    metadata: _m,
+    rootfs: _r,
+    'upload-dir': _u,
+    aliases: _a,
+    'default-alias': _d,
+    ...connection
+  } = inputsFor(registry, { metadata: '', rootfs: '' });
+  return { ...connection, ...extra };
+}
+
 /** INPUT_* variables as the runner sets them (name upper-cased, spaces to underscores). */
 export function inputEnv(inputs: Inputs): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { expectExit, type Inputs, inputsFor, runBundle, runEntry, startBundle } from '../harness/action.js';
+import {
+  connectionInputs,
+  expectExit,
+  type Inputs,
+  inputsFor,
+  runBundle,
+  runEntry,
+  startBundle,
+} from '../harness/action.js';
 import { imageInfo, parseImageInfo, type Client } from '../harness/clients.js';
 import { type DaemonKind, type Daemons, freshRemoteUrl, startDaemons, stopDaemonTest } from '../harness/daemons.js';
 import { makeBootableImage, makeSplitContainerImage, type BootableImage } from '../harness/images.js';
@@ -43,15 +51,7 @@ afterAll(() => stopDaemonTest({ daemons, registry, work }));
 
 /** The sub-actions' inputs: the connection, as for a publish, and their own. */
 function dayTwoInputs(own: Inputs): Inputs {
-  const {
-    metadata: _m,
-    rootfs: _r,
-    'upload-dir': _u,
-    aliases: _a,
-    'default-alias': _d,
-    ...connection
-  } = inputsFor(registry, a);
-  return { ...connection, ...own };
+  return connectionInputs(registry, own);
 }
 
 const imagesJson = () => fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'), 'utf8');

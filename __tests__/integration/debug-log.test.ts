@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inputsFor, runBundle, runEntry, type BundleRun, type Inputs } from '../harness/action.js';
+import { connectionInputs, inputsFor, runBundle, runEntry, type BundleRun, type Inputs } from '../harness/action.js';
 import { runOk } from '../harness/exec.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
@@ -130,14 +130,7 @@ describe('summary: false', () => {
       const failedWithSummary = await runBundle(inputsFor(registry, image, { 'host-fingerprint': 'nope' }));
       expect(failedWithSummary.summary).toContain('Image not published');
 
-      const {
-        metadata: _m,
-        rootfs: _r,
-        'upload-dir': _u,
-        aliases: _a,
-        'default-alias': _d,
-        ...connection
-      } = inputsFor(registry, image);
+      const connection = connectionInputs(registry);
       const fingerprint = published.outputs['fingerprint'] as string;
       for (const [entry, own] of [
         ['dist/alias/index.js', { fingerprint, aliases: 'crynux-node:no-summary', 'dry-run': 'true' }],

@@ -54339,18 +54339,20 @@ function images_index_releaseProductKey(line, serial) {
  * architecture (by its Incus name), compared field by field, so that no value can pass for
  * another by holding a ':'. A product without those fields is a line of its own.
  */
-function images_index_lineIdentity(key, product) {
+function images_index_lineIdentity(key, product, options = {}) {
     const { os, release, variant, arch } = product;
     if (![os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
         return JSON.stringify(['product', key]);
     }
+    if (options.releaseIsVersion)
+        return JSON.stringify([os, variant, canonicalArchitecture(arch)]);
     return JSON.stringify([os, release, variant, canonicalArchitecture(arch)]);
 }
 /** Every release (a version that is an image) of the line with this identity, in any product. */
-function images_index_releasesOf(index, identity) {
+function images_index_releasesOf(index, identity, options = {}) {
     const releases = [];
     for (const [product, fields] of Object.entries(index.products)) {
-        if (images_index_lineIdentity(product, fields) !== identity)
+        if (images_index_lineIdentity(product, fields, options) !== identity)
             continue;
         for (const [serial, version] of Object.entries(fields.versions ?? {})) {
             if (images_index_versionFingerprint(version) !== undefined)
@@ -56002,6 +56004,7 @@ function retention_followedAliases(patterns) {
  */
 function applyRetention(index, options) {
     const { keep, fingerprint, followed } = options;
+    const line = { releaseIsVersion: options.releaseIsVersion ?? false };
     const next = images_index_cloneIndex(index);
     const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
     const published = images_index_findFingerprint(next, fingerprint);
@@ -56009,9 +56012,12 @@ function applyRetention(index, options) {
     if (keep <= 0 || !published || !publishedProduct)
         return result;
     const droppedPaths = [];
-    const newestFirst = images_index_releasesOf(next, images_index_lineIdentity(published.product, publishedProduct)).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
+    // Serials are creation dates (YYYYMMDDhhmm in UTC, as incus-simplestreams writes them too):
+    // newest first, never by what a release is called.
+    const newestFirst = images_index_releasesOf(next, images_index_lineIdentity(published.product, publishedProduct, line), line).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
+    const within = withinNewest(newestFirst, next, keep, line.releaseIsVersion);
     newestFirst.forEach(({ product, serial, version }, position) => {
-        if (position < keep || images_index_versionFingerprint(version) === fingerprint)
+        if (within(position) || images_index_versionFingerprint(version) === fingerprint)
             return;
         const holder = next.products[product];
         if (!holder)
@@ -56030,6 +56036,25 @@ function applyRetention(index, options) {
     const stillNamed = images_index_referencedPaths(next);
     result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
     return result;
+}
+/**
+ * Whether the release at a position of `newestFirst` is among the newest `keep`: by position, or
+ * with releaseIsVersion, when it is the newest version of one of the newest `keep` releases.
+ */
+function withinNewest(newestFirst, index, keep, releaseIsVersion) {
+    if (!releaseIsVersion)
+        return (position) => position < keep;
+    const seen = new Set();
+    const kept = new Set();
+    newestFirst.forEach(({ product }, position) => {
+        const release = index.products[product]?.release ?? product;
+        if (seen.has(release))
+            return;
+        seen.add(release);
+        if (seen.size <= keep)
+            kept.add(position);
+    });
+    return (position) => kept.has(position);
 }
 
 // EXTERNAL MODULE: external "node:events"
@@ -56592,10 +56617,15 @@ async function uploadImage(registry, image, options) {
 /**
  * How many earlier releases a publish makes deltas from: delta-bases, but with keep-versions K
  * only the K - 1 newest earlier releases stay beside the new one, and a delta from an older one
- * would go with its base in the same index (keep-versions 1 makes none).
+ * would go with its base in the same index (keep-versions 1 makes none). With release-is-version,
+ * retention keeps one build of each release: no earlier build stays to be a base.
  */
 function effectiveDeltaBases(options) {
-    return options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
+    if (options.keepVersions <= 0)
+        return options.deltaBases;
+    if (options.releaseIsVersion)
+        return 0;
+    return Math.min(options.deltaBases, options.keepVersions - 1);
 }
 /** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */
 const DELTA_TIME_LIMIT_SECONDS = 900; // 15 minutes
@@ -56700,7 +56730,12 @@ function publication_finishIndex(options, fingerprint, base, proposed) {
     const retired = [];
     if (keepVersions > 0) {
         const followed = options.followedAliases ?? retention_followedAliases(retention_DEFAULT_FOLLOWED_ALIASES);
-        const retention = applyRetention(next, { keep: keepVersions, fingerprint, followed });
+        const retention = applyRetention(next, {
+            keep: keepVersions,
+            fingerprint,
+            followed,
+            releaseIsVersion: options.releaseIsVersion ?? false,
+        });
         for (const { product, serial, aliases } of retention.keptForAliases) {
             lib_core/* info */.pq(`keep-versions ${keepVersions}: keeping ${untrusted_untrusted(product)} version ${untrusted_untrusted(serial)} beyond the newest ${keepVersions}: ` +
                 `${aliases.map(untrusted_untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
@@ -58606,6 +58641,7 @@ const DECLARED_INPUTS = {
         'retries',
         'lxd-compat',
         'keep-versions',
+        'release-is-version',
         'followed-aliases',
         'convert-command',
         'convert-rootfs',
@@ -59065,6 +59101,7 @@ function readSettings() {
         replace: readBoolean('replace'),
         retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
         keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
+        releaseIsVersion: readBoolean('release-is-version'),
         followedAliases: followedAliases(core.getInput('followed-aliases').trim() === ''
             ? DEFAULT_FOLLOWED_ALIASES
             : parseAliases(core.getInput('followed-aliases'), 'followed-aliases')),

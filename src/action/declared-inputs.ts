@@ -30,6 +30,7 @@ export const DECLARED_INPUTS = {
     'retries',
     'lxd-compat',
     'keep-versions',
+    'release-is-version',
     'followed-aliases',
     'convert-command',
     'convert-rootfs',

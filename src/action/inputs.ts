@@ -187,6 +187,7 @@ export function readSettings(): Settings {
     replace: readBoolean('replace'),
     retries: readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
     keepVersions: readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
+    releaseIsVersion: readBoolean('release-is-version'),
     followedAliases: followedAliases(
       core.getInput('followed-aliases').trim() === ''
         ? DEFAULT_FOLLOWED_ALIASES

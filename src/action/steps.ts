@@ -88,8 +88,12 @@ export function connect(settings: Settings): Promise<Registry> {
 
 /** Why this publish makes no delta, or undefined when it makes them (a split container, converted here). */
 function noDeltaReason(settings: Settings, image: LocalImage): string | undefined {
-  if (effectiveDeltaBases(settings) <= 0)
-    return settings.deltaBases > 0 ? 'keep-versions 1 keeps no earlier release' : undefined;
+  if (effectiveDeltaBases(settings) <= 0) {
+    if (settings.deltaBases <= 0) return undefined;
+    return settings.releaseIsVersion
+      ? 'with release-is-version, keep-versions keeps one build of each release, so none is left to be a base'
+      : 'keep-versions 1 keeps no earlier release';
+  }
   if (settings.convertCommand) return 'convert-command makes the index';
   if (image.imageType !== 'container' || image.data?.kind !== 'squashfs')
     return 'deltas are made for split containers (a squashfs) only';

@@ -27,10 +27,17 @@ export interface DeltaOptions {
 /**
  * How many earlier releases a publish makes deltas from: delta-bases, but with keep-versions K
  * only the K - 1 newest earlier releases stay beside the new one, and a delta from an older one
- * would go with its base in the same index (keep-versions 1 makes none).
+ * would go with its base in the same index (keep-versions 1 makes none). With release-is-version,
+ * retention keeps one build of each release: no earlier build stays to be a base.
  */
-export function effectiveDeltaBases(options: { deltaBases: number; keepVersions: number }): number {
-  return options.keepVersions > 0 ? Math.min(options.deltaBases, options.keepVersions - 1) : options.deltaBases;
+export function effectiveDeltaBases(options: {
+  deltaBases: number;
+  keepVersions: number;
+  releaseIsVersion?: boolean;
+}): number {
+  if (options.keepVersions <= 0) return options.deltaBases;
+  if (options.releaseIsVersion) return 0;
+  return Math.min(options.deltaBases, options.keepVersions - 1);
 }
 
 /** Seconds each xdelta3 run (making a delta, then decoding it) may take before it is given up. */

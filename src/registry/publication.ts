@@ -55,6 +55,8 @@ export interface PublicationOptions {
   replace: boolean;
   /** Releases kept of the published image line; 0 keeps all. */
   keepVersions: number;
+  /** release-is-version: a line is (os, variant, architecture), each release one version of it. */
+  releaseIsVersion: boolean;
   /** Aliases clients follow: retention never drops a release one of them names. */
   followedAliases: FollowedAliases;
   /** Whether every version also carries items for LXD clients. */
@@ -104,7 +106,7 @@ export function serialConflictError(
  */
 export function finishIndex(
   options: Pick<PublicationOptions, 'keepVersions' | 'lxdCompat'> &
-    Partial<Pick<PublicationOptions, 'followedAliases'>>,
+    Partial<Pick<PublicationOptions, 'followedAliases' | 'releaseIsVersion'>>,
   fingerprint: string,
   base: ImagesIndex,
   proposed: ImagesIndex | undefined,
@@ -114,7 +116,12 @@ export function finishIndex(
   const retired: string[] = [];
   if (keepVersions > 0) {
     const followed = options.followedAliases ?? followedAliases(DEFAULT_FOLLOWED_ALIASES);
-    const retention = applyRetention(next, { keep: keepVersions, fingerprint, followed });
+    const retention = applyRetention(next, {
+      keep: keepVersions,
+      fingerprint,
+      followed,
+      releaseIsVersion: options.releaseIsVersion ?? false,
+    });
     for (const { product, serial, aliases } of retention.keptForAliases) {
       core.info(
         `keep-versions ${keepVersions}: keeping ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +

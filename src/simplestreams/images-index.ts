@@ -207,19 +207,30 @@ export interface Release {
 export function lineIdentity(
   key: string,
   product: Pick<SimplestreamsProduct, 'os' | 'release' | 'variant' | 'arch'>,
+  options: LineOptions = {},
 ): string {
   const { os, release, variant, arch } = product;
   if (![os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
     return JSON.stringify(['product', key]);
   }
+  if (options.releaseIsVersion) return JSON.stringify([os, variant, canonicalArchitecture(arch)]);
   return JSON.stringify([os, release, variant, canonicalArchitecture(arch)]);
 }
 
+export interface LineOptions {
+  /**
+   * The images' release field is their version (release-is-version: `release: v3.5.0`, as
+   * crynux-node's distrobuilder file sets it): a line is then (os, variant, architecture), and
+   * each release one version of it.
+   */
+  releaseIsVersion?: boolean;
+}
+
 /** Every release (a version that is an image) of the line with this identity, in any product. */
-export function releasesOf(index: ImagesIndex, identity: string): Release[] {
+export function releasesOf(index: ImagesIndex, identity: string, options: LineOptions = {}): Release[] {
   const releases: Release[] = [];
   for (const [product, fields] of Object.entries(index.products)) {
-    if (lineIdentity(product, fields) !== identity) continue;
+    if (lineIdentity(product, fields, options) !== identity) continue;
     for (const [serial, version] of Object.entries(fields.versions ?? {})) {
       if (versionFingerprint(version) !== undefined) releases.push({ product, serial, version });
     }

@@ -10,6 +10,7 @@ import {
   releasesOf,
   versionFingerprint,
   type ImagesIndex,
+  type Release,
 } from './images-index.js';
 
 /** Which aliases clients follow (the followed-aliases input): `latest`, `crynux-node:latest-base` … */
@@ -42,6 +43,12 @@ export interface RetentionOptions {
   /** The release just published (or whose aliases were put in place): its line is the one pruned. */
   fingerprint: string;
   followed: FollowedAliases;
+  /**
+   * release-is-version: the line is (os, variant, architecture) and `keep` counts its releases
+   * (v3.5.0, v3.4.0 …), newest first by their newest version; of each release kept, only its
+   * newest version stays (the older ones are earlier builds of the same version).
+   */
+  releaseIsVersion?: boolean;
 }
 
 export interface RetentionResult {
@@ -65,17 +72,21 @@ export interface RetentionResult {
  */
 export function applyRetention(index: ImagesIndex, options: RetentionOptions): RetentionResult {
   const { keep, fingerprint, followed } = options;
+  const line = { releaseIsVersion: options.releaseIsVersion ?? false };
   const next = cloneIndex(index);
   const result: RetentionResult = { index: next, dropped: [], keptForAliases: [], retired: [] };
   const published = findFingerprint(next, fingerprint);
   const publishedProduct = published ? next.products[published.product] : undefined;
   if (keep <= 0 || !published || !publishedProduct) return result;
   const droppedPaths: string[] = [];
-  const newestFirst = releasesOf(next, lineIdentity(published.product, publishedProduct)).sort((a, b) =>
+  // Serials are creation dates (YYYYMMDDhhmm in UTC, as incus-simplestreams writes them too):
+  // newest first, never by what a release is called.
+  const newestFirst = releasesOf(next, lineIdentity(published.product, publishedProduct, line), line).sort((a, b) =>
     a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0,
   );
+  const within = withinNewest(newestFirst, next, keep, line.releaseIsVersion);
   newestFirst.forEach(({ product, serial, version }, position) => {
-    if (position < keep || versionFingerprint(version) === fingerprint) return;
+    if (within(position) || versionFingerprint(version) === fingerprint) return;
     const holder = next.products[product];
     if (!holder) return;
     const following = isNewestVersion(holder, serial) ? productAliases(holder).filter(followed) : [];
@@ -91,4 +102,26 @@ export function applyRetention(index: ImagesIndex, options: RetentionOptions): R
   const stillNamed = referencedPaths(next);
   result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
   return result;
+}
+
+/**
+ * Whether the release at a position of `newestFirst` is among the newest `keep`: by position, or
+ * with releaseIsVersion, when it is the newest version of one of the newest `keep` releases.
+ */
+function withinNewest(
+  newestFirst: readonly Release[],
+  index: ImagesIndex,
+  keep: number,
+  releaseIsVersion: boolean,
+): (position: number) => boolean {
+  if (!releaseIsVersion) return (position) => position < keep;
+  const seen = new Set<string>();
+  const kept = new Set<number>();
+  newestFirst.forEach(({ product }, position) => {
+    const release = index.products[product]?.release ?? product;
+    if (seen.has(release)) return;
+    seen.add(release);
+    if (seen.size <= keep) kept.add(position);
+  });
+  return (position) => kept.has(position);
 }

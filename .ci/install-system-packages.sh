@@ -8,7 +8,7 @@ set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
-stable=(iproute2 openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils zstd qemu-utils lxd-client lxd busybox-static xdelta3 procps shellcheck tcsh)
+stable=(time iproute2 openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils zstd qemu-utils lxd-client lxd busybox-static xdelta3 procps shellcheck tcsh)
 backports=(incus-extra incus-client incus)
 
 missing_from() {

@@ -609,3 +609,12 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
     throw e;
   }
 }
+
+/**
+ * A shell condition, true while a commit runs on this registry: other registries on the machine
+ * (another test file's, another suite's) commit too. The script's name ($0) is followed by its
+ * state directory, under simplestreams-dir.
+ */
+export function commitRunsOn(registry: Pick<Registry, 'simplestreamsDir'>): string {
+  return `pgrep -f 'lxc-publish-[c]ommit ${registry.simplestreamsDir}/'`;
+}

@@ -13,7 +13,7 @@ import { openRegistry } from '../harness/connect.js';
 import { sleep } from '../harness/exec.js';
 import { makeSplitContainerImage } from '../harness/images.js';
 import { startProxy } from '../harness/proxy.js';
-import { startRegistry, type Registry } from '../harness/registry.js';
+import { commitRunsOn, startRegistry, type Registry } from '../harness/registry.js';
 import { seedReleases } from '../harness/seed.js';
 import { missingFiles } from '../harness/tree.js';
 import { commit } from '../../src/registry/commit.js';
@@ -42,7 +42,7 @@ const file = (...parts: string[]) => path.join(registry.simplestreamsDir, ...par
 /** Waits until no commit runs on the server any more (the script goes on after the cut). */
 async function untilNoCommit(): Promise<void> {
   for (let i = 0; i < 600; i++) {
-    if ((await registry.ssh("pgrep -f 'lxc-publish-[c]ommit'")).code !== 0) return;
+    if ((await registry.ssh(commitRunsOn(registry))).code !== 0) return;
     await sleep(50);
   }
   throw new Error('a commit still runs 30 s after the cut');

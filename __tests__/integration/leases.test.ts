@@ -12,7 +12,7 @@ import { openRegistry } from '../harness/connect.js';
 import { sleep } from '../harness/exec.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
-import { startRegistry, type Registry } from '../harness/registry.js';
+import { commitRunsOn, startRegistry, type Registry } from '../harness/registry.js';
 import { seedReleases } from '../harness/seed.js';
 import { missingFiles } from '../harness/tree.js';
 import { openInput } from '../../src/image/inspect.js';
@@ -110,7 +110,7 @@ describe('a runner stopped while it holds the registry lock', () => {
       const stopped = startBundle(inputsFor(registry, first, { port: String(proxy.port), aliases }), {}, TIMEOUT);
       // Its commit has started (under the registry lock), its payload on the way: the runner
       // machine is suspended, the process and what it had sent alike.
-      await untilOnServer(registry, "pgrep -f 'lxc-publish-[c]ommit'");
+      await untilOnServer(registry, commitRunsOn(registry));
       stopped.child.kill('SIGSTOP');
       proxy.pauseUp();
       let afterOther: Buffer;

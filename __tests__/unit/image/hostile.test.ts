@@ -71,15 +71,21 @@ async function inspect(metadata: string, rootfs: string, limits?: { maxEntries: 
 }
 
 /** How long a call takes to settle, and how. */
-async function timed(call: () => Promise<unknown>): Promise<{ seconds: number; error: string }> {
+/**
+ * How long `call` took by the clock, and in processor time of this process: a limit on work done
+ * here is checked against the latter, which another job on the machine does not stretch.
+ */
+async function timed(call: () => Promise<unknown>): Promise<{ seconds: number; cpuSeconds: number; error: string }> {
   const started = Date.now();
+  const cpu = process.cpuUsage();
   let error = '';
   try {
     await call();
   } catch (caught) {
     error = (caught as Error).message;
   }
-  return { seconds: (Date.now() - started) / 1000, error };
+  const used = process.cpuUsage(cpu);
+  return { seconds: (Date.now() - started) / 1000, cpuSeconds: (used.user + used.system) / 1e6, error };
 }
 
 beforeAll(() => {
@@ -148,7 +154,7 @@ describe('1. metadata is read as a stream, capped, and never hangs', () => {
     expect(result.error).toMatch(
       /^metadata: ".*names\.tar\.gz" (expands more than|holds metadata\.yaml but neither rootfs)/,
     );
-    expect(result.seconds).toBeLessThan(10);
+    expect(result.cpuSeconds).toBeLessThan(10);
   }, 120_000);
 
   it('refuses a unified tarball without rootfs/ or rootfs.img, and stops at the first rootfs entry', async () => {
@@ -256,7 +262,7 @@ describe('3. a rootfs tarball is read header first, within limits, and converted
       expect(result.error).toMatch(
         /^rootfs: ".*" holds more than 16384 MiB of file content \(max-rootfs-size; "big" alone declares 68719476736 bytes\)/,
       );
-      expect(result.seconds).toBeLessThan(5);
+      expect(result.cpuSeconds).toBeLessThan(5);
     }
   });
 

@@ -300,9 +300,12 @@ function openTar(file: LocalFile, compression: Compression): TarStream {
   return {
     reader: new TarReader(stdout),
     close: async () => {
+      // The decompressor first: killed, it never learns that its output went away. Closed first,
+      // its output is a socket whose reader left, and a write then fails with ECONNRESET, which
+      // it reports as a failure of its own ("gzip: stdout: Connection reset by peer").
+      child.kill('SIGKILL');
       input.destroy();
       stdout.destroy();
-      child.kill('SIGKILL');
       return exited;
     },
   };

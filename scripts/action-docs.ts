@@ -36,6 +36,7 @@ const ACTIONS: [file: string, prefix: string][] = [
   ['action.yml', ''],
   ['alias/action.yml', 'alias-'],
   ['remove/action.yml', 'remove-'],
+  ['check/action.yml', 'check-'],
 ];
 
 function replaceBetween(text: string, marker: string, body: string, file: string): string {

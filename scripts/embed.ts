@@ -57,7 +57,12 @@ function serverScripts(): string[] {
 }
 
 /** Each entry point and the action.yml whose inputs it reads. */
-const ACTIONS = { publish: 'action.yml', alias: 'alias/action.yml', remove: 'remove/action.yml' };
+const ACTIONS = {
+  publish: 'action.yml',
+  alias: 'alias/action.yml',
+  remove: 'remove/action.yml',
+  check: 'check/action.yml',
+};
 
 function declaredInputs(): string[] {
   const entries = Object.entries(ACTIONS).map(([entry, file]) => {

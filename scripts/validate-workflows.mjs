@@ -67,7 +67,7 @@ for (const file of workflows) {
 
 // The validator's bundled schema predates `runs.using: node24` (it lists node12, node16 and
 // node20): check each action.yml with that one value swapped, and check the value itself here.
-const actions = ['action.yml', 'alias/action.yml', 'remove/action.yml'];
+const actions = ['action.yml', 'alias/action.yml', 'remove/action.yml', 'check/action.yml'];
 for (const file of actions) {
   const action = readFileSync(file, 'utf8');
   if (!/^ {2}using: 'node24'$/m.test(action)) {

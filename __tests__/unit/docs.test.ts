@@ -34,18 +34,20 @@ describe('the sub-actions', () => {
   const action = (file: string) => parse(read(file)) as Action;
   const main = action('action.yml');
 
-  it.each(['alias/action.yml', 'remove/action.yml'])(
-    '%s takes the connection inputs exactly as the main action declares them',
-    (file) => {
-      const sub = action(file);
-      const shared = Object.keys(sub.inputs).filter((name) => !['fingerprint', 'aliases', 'dry-run'].includes(name));
-      expect(shared).toEqual(expect.arrayContaining(['host', 'port', 'username', 'ssh-key', 'simplestreams-dir']));
-      for (const name of shared) expect(sub.inputs[name]).toEqual(main.inputs[name]);
-      expect(sub.runs.using).toBe('node24');
-      // runs.main is relative to the sub-action's own folder: its own committed bundle.
-      const bundle = new URL(`../../${path.posix.join(path.posix.dirname(file), sub.runs.main)}`, import.meta.url);
-      expect(existsSync(bundle)).toBe(true);
-      expect(sub.runs.main).not.toBe('../dist/index.js');
-    },
-  );
+  // Each sub-action's own inputs; lxd-compat means "check for LXD items" to the check sub-action.
+  it.each([
+    ['alias/action.yml', ['fingerprint', 'aliases', 'dry-run']],
+    ['remove/action.yml', ['fingerprint', 'dry-run']],
+    ['check/action.yml', ['repair', 'fail-on', 'hash-time', 'lxd-compat']],
+  ])('%s takes the connection inputs exactly as the main action declares them', (file, own) => {
+    const sub = action(file);
+    const shared = Object.keys(sub.inputs).filter((name) => !own.includes(name));
+    expect(shared).toEqual(expect.arrayContaining(['host', 'port', 'username', 'ssh-key', 'simplestreams-dir']));
+    for (const name of shared) expect(sub.inputs[name]).toEqual(main.inputs[name]);
+    expect(sub.runs.using).toBe('node24');
+    // runs.main is relative to the sub-action's own folder: its own committed bundle.
+    const bundle = new URL(`../../${path.posix.join(path.posix.dirname(file), sub.runs.main)}`, import.meta.url);
+    expect(existsSync(bundle)).toBe(true);
+    expect(sub.runs.main).not.toBe('../dist/index.js');
+  });
 });

@@ -55252,9 +55252,11 @@ const SERVER_SCRIPT_TEXTS = {
     commit: 'set -u\ntrap \'\' HUP PIPE\nstate=$1 lock=$2 token=$3 ss=$4 staging=$5 up=$6 retire_grace=$7 upload_grace_minutes=$8\nshift 8\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nhousekeep() {\n  named=$1\n  shift\n  now=$(date +%s)\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi\n    with_free_lock "${dir##*/}" drop_staging "$dir" || true\n  done\n  for key_lock in "$state"/locks/*; do\n    [ -e "$key_lock" ] || [ -L "$key_lock" ] || continue\n    key=${key_lock##*/}\n    key=${key%.gate}\n    [ -d "$state/staging/$key" ] && continue\n    if [ -L "$key_lock" ]; then rm -f -- "$key_lock"; else with_free_lock "$key" rm -f -- "$state/locks/$key" "$state/locks/$key.gate" || true; fi\n  done\n  if [ -d "$state/holders" ] && [ ! -L "$state/holders" ]; then\n    find "$state/holders" -mindepth 1 -maxdepth 1 -mmin +1 -print | while IFS= read -r file; do\n      # Shared, as a fence check takes it: while this looks, an operation of that lease still\n      # finds it dead (an exclusive lock here would pass for its holder\'s).\n      if [ -L "$file" ] || [ ! -f "$file" ]; then rm -rf -- "$file"; else (exec 3< "$file" && flock -n -s 3 && rm -f -- "$file"); fi\n    done\n  fi\n  if [ -d "$state/next" ] && [ ! -L "$state/next" ]; then\n    find "$state/next" -mindepth 1 -maxdepth 1 -mmin +10 -print | while IFS= read -r dir; do\n      alive "${dir##*/}" || rm -rf -- "$dir"\n    done\n  fi\n  find "$state" -mindepth 1 -maxdepth 1 -name \'.output.*\' -mmin +60 -exec rm -f -- {} + 2> /dev/null\n  if [ -d "$up" ]; then\n    find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex \'.*/[0-9a-f]{64}\' \\\n      -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do\n      [ -L "$dir/.in-use" ] && continue\n      (exec 3>> "$dir/.in-use" && flock -n 3 && rm -rf -- "$dir") 2> /dev/null || true\n    done\n  fi\n  if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then\n    rm -f -- "$state/retired.next" "$state/retired.remove"\n    : > "$state/retired.next" && : > "$state/retired.remove" || return 1\n    awk -v now="$now" -v grace="$retire_grace" -v keep="$state/retired.next" -v drop="$state/retired.remove" \'\n      FILENAME == ARGV[1] { named[$0] = 1; next }\n      NF != 2 || $1 !~ /^[0-9]+$/ || $2 !~ /^images\\/[A-Za-z0-9._+-]+$/ { next }\n      $2 in named { next }\n      now - $1 >= grace { print $2 > drop; next }\n      { print > keep }\n    \' "$named" "$state/retired" || return 1\n    (cd -- "$ss" && xargs -r -d \'\\n\' rm -f -- < "$state/retired.remove")\n    mv -f -- "$state/retired.next" "$state/retired"\n    rm -f -- "$state/retired.remove"\n  fi\n  [ $# -gt 0 ] && rm -rf -- "$@"\n  return 0\n}\n# Whether the holder of lease $1 is alive (lib/lease.sh).\nalive() { (exec 3< "$state/holders/$1" && ! flock -n -s 3) 2> /dev/null; }\n# Runs "$@" while holding the image lock of key $1 and its gate, without waiting; fails when\n# either is held.\nwith_free_lock() {\n  key_lock=$state/locks/$1\n  shift\n  if [ -L "$key_lock" ] || [ -L "$key_lock.gate" ]; then return 1; fi\n  mkdir -p -- "$state/locks" && (exec 3>> "$key_lock" 4>> "$key_lock.gate" && flock -n 3 && flock -n -x 4 && "$@")\n}\n# Removes a staging tree of a run that died, and what it had moved into images/ that the index\n# does not name.\ndrop_staging() {\n  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then\n    while IFS= read -r name; do\n      case $name in \'\' | . | .. | */*) continue ;; esac\n      grep -qxF -- "images/$name" "$named" || rm -f -- "$ss/images/$name"\n    done < "$1/moved"\n  fi\n  rm -rf -- "$1"\n}\nbad() { echo "lxc-publish-commit: invalid arguments ($*); nothing was changed" >&2; exit 2; }\ndigits() { case $1 in \'\' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nsha256() { sum=$(sha256sum < "$1") && echo "${sum%% *}"; }\ncase $token in \'\' | *[!0-9a-f]*) bad token ;; esac\nif ! digits "$retire_grace" || ! digits "$upload_grace_minutes"; then bad grace; fi\n\n# The payload, whole, before anything else.\ndigits "${1:-}" || bad parts\nparts=$1\nshift\nspecs=\'\' total=0\nwhile [ "$parts" -gt 0 ]; do\n  [ $# -ge 3 ] || bad parts\n  case $1 in images.json | index.json | SHA256SUMS | retired | named) ;; *) bad "part $1" ;; esac\n  digits "$2" || bad "length of $1"\n  case $3 in *[!0-9a-f]*) bad "sha256 of $1" ;; esac\n  [ ${#3} -eq 64 ] || bad "sha256 of $1"\n  specs="$specs $1:$2:$3"\n  total=$((total + $2))\n  parts=$((parts - 1))\n  shift 3\ndone\nnext=$state/next/$token\nrm -rf -- "$next" && mkdir -p -- "$next" || exit 1\ntimeout 600 cat > "$next/payload"\ngot=$(stat -c %s -- "$next/payload") || exit 1\nif [ "$got" != "$total" ]; then\n  echo "lxc-publish-commit: the new index arrived incomplete ($got of $total bytes; the connection dropped?); nothing was changed" >&2\n  rm -rf -- "$next"\n  exit 79\nfi\noffset=0\nfor spec in $specs; do\n  name=${spec%%:*} rest=${spec#*:}\n  length=${rest%%:*} want=${rest#*:}\n  dd if="$next/payload" of="$next/$name" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$length" status=none || exit 1\n  if [ "$(sha256 "$next/$name")" != "$want" ]; then\n    echo "lxc-publish-commit: $name arrived damaged (its sha256 differs); nothing was changed" >&2\n    rm -rf -- "$next"\n    exit 79\n  fi\n  offset=$((offset + length))\ndone\nrm -f -- "$next/payload"\n[ -f "$next/named" ] || bad "no named part"\nif [ -f "$next/images.json" ]; then has_images=1; else has_images=0; fi\nif [ -f "$next/index.json" ]; then has_index=1; else has_index=0; fi\n[ "$has_images" = "$has_index" ] || bad "images.json and index.json go together"\n\n# The staged files: NAME PUBLISHED pairs.\ndigits "${1:-}" || bad files\nfiles=$1\nshift\npairs=\'\'\nwhile [ "$files" -gt 0 ]; do\n  [ $# -ge 2 ] || bad files\n  for name in "$1" "$2"; do case $name in \'\' | . | .. | -* | *[!A-Za-z0-9._+-]*) bad "file name $name" ;; esac; done\n  pairs="$pairs $1/$2"\n  files=$((files - 1))\n  shift 2\ndone\n\nenter_lease\nfor dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi\ndone\nfor pair in $pairs; do\n  src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n  if [ -f "$src" ] && [ ! -L "$src" ]; then\n    if [ -e "$dst" ] && ! cmp -s -- "$src" "$dst"; then\n      echo "lxc-publish-commit: collision ${pair#*/}: images/ already has a different file of that name; nothing was changed" >&2\n      exit 78\n    fi\n  elif [ ! -f "$dst" ]; then\n    echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n    exit 76\n  fi\ndone\nmkdir -p -- "$ss/images" "$ss/streams/v1" "$state/previous" || exit 1\nif [ -f "$next/images.json" ]; then\n  for file in streams/v1/images.json streams/v1/index.json images/SHA256SUMS; do\n    if [ -f "$ss/$file" ] && [ ! -L "$ss/$file" ]; then ln -f -- "$ss/$file" "$state/previous/${file##*/}" || exit 1; fi\n  done\n  if [ -n "$pairs" ]; then\n    : > "$staging/moved" || exit 1\n    for pair in $pairs; do\n      src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n      # Checked above, but the index must never name a file that is not there: gone since\n      # (nothing should remove it under this lease), the old index stays live.\n      if [ ! -f "$src" ]; then\n        [ -f "$dst" ] && continue\n        echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n        exit 76\n      fi\n      # The same bytes under that name already (checked above): nothing to move.\n      if [ -e "$dst" ]; then rm -f -- "$src" && continue; fi\n      printf \'%s\\n\' "${pair#*/}" >> "$staging/moved" && mv -- "$src" "$dst" || exit 1\n    done\n  fi\n  for json in images.json index.json; do\n    if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; else chmod 644 -- "$next/$json"; fi\n  done\n  mv -f -- "$next/images.json" "$ss/streams/v1/images.json" || exit 1\n  mv -f -- "$next/index.json" "$ss/streams/v1/index.json" || exit 1\n  # The index names the moved files now: a later clean-up of this staging tree must not remove them.\n  if [ -n "$pairs" ]; then rm -f -- "$staging/moved"; fi\nfi\nif [ -f "$next/SHA256SUMS" ]; then\n  chmod 644 -- "$next/SHA256SUMS" && mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS" || exit 1\nfi\nif [ -s "$next/retired" ]; then\n  now=$(date +%s)\n  while IFS= read -r path; do printf \'%s %s\\n\' "$now" "$path"; done < "$next/retired" >> "$state/retired"\nfi\n\nhousekeep "$next/named" "$@"\nlive=$ss/streams/v1/images.json\nif [ -f "$live" ]; then sum=$(sha256 "$live") || exit 1; else sum=none; fi\nleave_gate\nrm -rf -- "$next"\necho "live $sum"',
     delta: 'set -u\nstate=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6\ndigits() { case $1 in \'\'|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nplain() { case $1 in \'\'|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }\ncase $want in *[!0-9a-f]*) want= ;; esac\nif ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ ${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi\nnewfile=$staging/images/$new\nfor path in "$ss/images" "$staging" "$staging/images" "$newfile"; do\n  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi\ndone\n[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }\ncommand -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }\nstem=${new%.squashfs}\nwhile [ $# -ge 3 ]; do\n  serial=$1 base=$2 basesum=$3; shift 3\n  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi\n  basefile=$ss/images/$base\n  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi\n  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }\n  if [ "${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi\n  out=$staging/images/$stem.$serial.vcdiff\n  rm -f -- "$out"\n  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null\n  status=$?\n  if [ "$status" -ne 0 ]; then\n    rm -f -- "$out"\n    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi\n    continue\n  fi\n  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi\n  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)\n  if [ "${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi\n  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  echo "ok $serial $size ${sum%% *} ${out##*/}"\ndone',
     fenced: 'state=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nout=$(mktemp -p "$state" .output.XXXXXX) && err=$(mktemp -p "$state" .output.XXXXXX) || exit 1\n"$@" < /dev/null > "$out" 2> "$err"\nstatus=$?\nleave_gate\ncat -- "$err" >&2\ncat -- "$out"\nrm -f -- "$out" "$err"\nexit "$status"',
+    hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nroot=$(pwd -P) || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\n# Where each path leads, in the same order: a path that leads elsewhere goes through a link.\nxargs -r -d \'\\n\' readlink -m -- < "$work/paths" > "$work/resolved" || exit 1\nawk -v root="$root" -v plain="$work/plain" \'\n  FILENAME == ARGV[1] { resolved[FNR] = $0; next }\n  resolved[FNR] == root "/" $0 { print > plain; next }\n  { print "link " $0 }\n\' "$work/resolved" "$work/paths"\ntouch "$work/plain"\n# Sizes of the regular files among them (lstat: a link at the end is caught above already).\nxargs -r -d \'\\n\' stat -c \'%A %s %n\' -- < "$work/plain" 2> /dev/null |\n  awk \'NF == 3 && substr($1, 1, 1) == "-" { print $2 " " $3 }\' > "$work/sizes"\nawk -v sizes="$work/sizes" -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\ntouch "$work/todo"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed, so that what was done before the time ran out counts.\n  timeout "$budget" xargs -r -d \'\\n\' stdbuf -oL sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\ntouch "$work/hashed"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print "late " $0 }\n\' "$work/hashed" "$work/todo"',
     'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s. A writer whose link dropped ends by itself and records what arrived; one whose link\n# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it\n# wrote before it dies, and the writer records that much), give them a moment to record it, and\n# kill what still holds the lock (writers blocked between blocks, with nothing left to record).\nwriters() {\n  [ -e "$dir/.write.lock" ] || return 0\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || echo "$pid"\n  done\n}\nfor pid in $(writers); do\n  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null\ndone\nif [ -n "$(writers)" ]; then\n  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
+    inspect: 'ss=$1 state=$2\nrecord() { printf \'%s\\0\' "$*"; }\nheld() { [ -f "$1" ] && [ ! -L "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; }\nrecord "now $(date +%s)"\nfor dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac\n  if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2> /dev/null)" ]; then record "open $dir"; fi\ndone\nif [ -d "$ss/images" ] && [ ! -L "$ss/images" ]; then\n  find "$ss/images/" -mindepth 1 -maxdepth 1 -printf \'entry %y %s %T@ %f\\0\'\nfi\nif [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    name=${dir##*/}\n    if held "$state/locks/$name"; then lock=held; else lock=free; fi\n    record "staging $lock $(stat -c %Y -- "$dir") $name"\n  done\nfi\nsums=$ss/images/SHA256SUMS\nif [ -f "$sums" ] && [ ! -L "$sums" ]; then sum=$(sha256sum < "$sums") && record "sums ${sum%% *}"; else record nosums; fi\nstreams=$ss/streams/v1/index.json\nif [ -f "$streams" ] && [ ! -L "$streams" ]; then record "streams $(base64 -w 0 < "$streams")"; else record nostreams; fi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then record "retired $(base64 -w 0 < "$state/retired")"; else record noretired; fi',
     read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
-    'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
+    'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\n[ -d "$ss" ] || exit 4\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
     reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
     stage: 'state=$1 lock=$2 token=$3 staging=$4; shift 4\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nrm -rf -- "$staging" && mkdir -p -- "$staging" && cd -- "$staging" || exit 1\n# Aliases are applied by the action when it merges the version into the live index.\nenv TZ=UTC incus-simplestreams add --no-default-alias -- "$@" >&2 || exit $?\nfor file in images/*; do\n  if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi\n  sum=$(sha256sum < "$file") || exit 1\n  echo "sum ${sum%% *} ${file#images/}"\ndone\nprintf \'index \'\nbase64 -w 0 < streams/v1/images.json || exit 1\necho',
     write: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5; shift 5\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\ntake_write_lock -s\nenter_lease\nleave_gate\nbad() { echo "bad frame: $*" >&2; exit 1; }\nnl=\'\n\'\nwhile read -r kind n a b; do\n  case $n in \'\'|*[!0-9]*) bad "$kind $n" ;; esac\n  if [ "$n" -lt 1 ] || [ "$n" -gt $# ]; then bad "$kind $n"; fi\n  i=0\n  for name; do i=$((i + 1)); [ "$i" = "$n" ] && break; done\n  file=$dir/$name\n  if [ ! -f "$file.partial" ] || [ -L "$file.partial" ] || [ ! -f "$file.blocks" ] || [ -L "$file.blocks" ]; then\n    echo "$file.partial or $file.blocks is not a regular file; the upload starts again" >&2; exit 1\n  fi\n  case $kind in\n    B)\n      case $a$b in \'\'|*[!0-9]*) bad "$kind $n $a $b" ;; esac\n      # dd\'s last line counts the bytes it wrote, also when it fails or is interrupted (SIGINT:\n      # a next lease holder stopping this writer, image-lock.sh).\n      stats=$(LC_ALL=C dd of="$file.partial" bs=1M iflag=count_bytes,fullblock count="$b" seek="$a" oflag=seek_bytes conv=notrunc 2>&1)\n      status=$?\n      copied=${stats##*"$nl"}\n      copied=${copied%% *}\n      case $copied in \'\'|*[!0-9]*) printf \'dd: %s\\n\' "$stats" >&2; exit 1 ;; esac\n      if [ "$status" = 0 ] && [ "$copied" = "$b" ] && IFS= read -r end && [ "$end" = . ]; then\n        printf \'%s %s\\n\' "$a" "$b" >> "$file.blocks" || exit 1\n      else\n        # Cut short by the end of stdin (a dropped connection) or by a next holder: the bytes\n        # written count.\n        if [ "$copied" -gt 0 ] && [ "$copied" -lt "$b" ]; then printf \'%s %s\\n\' "$a" "$copied" >> "$file.blocks"; fi\n        echo "the block at $a of $name was cut short" >&2; exit 1\n      fi\n      ;;\n    E)\n      case $a in \'\'|*[!0-9]*) bad "$kind $n $a" ;; esac\n      got=$(stat -c %s -- "$file.partial") || exit 1\n      # How far the recorded blocks cover the file from 0 without a gap: only lines of two numbers\n      # count (as image-lock.sh reads them), so no arithmetic ever sees anything else.\n      end=$(block_lines "$file" | sort -n -k1,1 -k2,2 | {\n        next=0\n        while read -r offset length; do\n          [ "$offset" -gt "$next" ] && break\n          [ $((offset + length)) -gt "$next" ] && next=$((offset + length))\n        done\n        echo "$next"\n      })\n      if [ "$got" != "$a" ] || [ "$end" != "$a" ]; then\n        echo "incomplete upload of $name: $got bytes, blocks up to $end, of $a" >&2; exit 1\n      fi\n      mv -f -- "$file.partial" "$file" && rm -f -- "$file.blocks" || exit 1\n      ;;\n    *) bad "$kind" ;;\n  esac\ndone',
@@ -55293,6 +55295,10 @@ const scripts_DELTA = script('delta');
 const COMMIT = script('commit');
 /** server/fenced.sh: a command run under a lease (convert-command, a clean-up). */
 const FENCED = script('fenced');
+/** server/inspect.sh: the registry's files, state and permissions, for the check sub-action. */
+const INSPECT = script('inspect');
+/** server/hash.sh: the files the index names, their sizes and (within a time) sha256, for the check. */
+const HASH = script('hash');
 /** What server/read.sh prints on stderr when xdelta3 is missing (a line no login shell prints). */
 const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
 /** Exit statuses of server/read.sh, each a case the action explains. */
@@ -55315,6 +55321,8 @@ const ALL_SCRIPTS = [
     scripts_DELTA,
     COMMIT,
     FENCED,
+    INSPECT,
+    HASH,
 ];
 
 ;// CONCATENATED MODULE: ./src/registry/read.ts
@@ -55440,6 +55448,9 @@ const HEARTBEAT_MS = 3000;
 const lock_LEASE_LOST_EXIT = 73;
 /** A fenced script's first three arguments (server/lib/fence.sh). */
 const lock_fenceArgs = (fence) => [fence.state, fence.lock, fence.token];
+/** registry-lock.sh found no simplestreams-dir (exit 4). */
+class NoSimplestreamsDir extends Error {
+}
 /** Takes the lock at `path` as a lease, renewed by heartbeats until released. */
 async function lock_holdLock(registry, options) {
     const { path, timeoutSeconds, leaseSeconds, busyMessage, script, args } = options;
@@ -55459,6 +55470,8 @@ async function lock_holdLock(registry, options) {
         if (error instanceof HeldCommandEnded) {
             if (error.result.code === 75)
                 throw new errors/* ActionError */.lZ(busyMessage, 'lock-timeout');
+            if (error.result.code === 4)
+                throw new NoSimplestreamsDir();
             throw new errors/* ActionError */.lZ(remote_failure_remoteFailure(`Taking the lock ${path}`, error.result));
         }
         throw error;
@@ -55504,28 +55517,48 @@ function lock_fencedOutput(result, lock, what, lockName) {
  * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
  * reads the live index as it stands under it, in one round trip (server/registry-lock.sh).
  */
-async function lock_holdRegistryLock(registry, lockTimeout) {
-    const lock = await lock_holdLock(registry, {
-        path: lockPath(registry.paths),
-        timeoutSeconds: lockTimeout,
-        leaseSeconds: REGISTRY_LEASE_SECONDS,
-        busyMessage: `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-            `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
-        script: REGISTRY_LOCK,
-        args: [registry.paths.simplestreamsDir],
-    });
+async function takeRegistryLock(registry, lockTimeout) {
+    const { simplestreamsDir } = registry.paths;
+    let lock;
     try {
-        const liveText = indexUnderLock(lock.report);
+        lock = await lock_holdLock(registry, {
+            path: lockPath(registry.paths),
+            timeoutSeconds: lockTimeout,
+            leaseSeconds: REGISTRY_LEASE_SECONDS,
+            busyMessage: `The registry in ${simplestreamsDir} is busy: another run has held its lock for more than ` +
+                `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+            script: REGISTRY_LOCK,
+            args: [simplestreamsDir],
+        });
+    }
+    catch (error) {
+        if (error instanceof NoSimplestreamsDir) {
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+        }
+        throw error;
+    }
+    try {
         const sums = lock.report.findLast((line) => /^sums [0-9a-f]{64}$/.test(line) || line === 'nosums');
         return {
             lock,
-            liveText,
-            live: liveText.length === 0 ? emptyImagesIndex() : parseIndexText(liveText, liveIndexPath(registry.paths)),
+            liveText: indexUnderLock(lock.report),
             sumsSha256: sums?.startsWith('sums ') ? sums.slice('sums '.length) : undefined,
         };
     }
     catch (error) {
         await lock.release();
+        throw error;
+    }
+}
+/** takeRegistryLock, with the live index parsed (the lock is let go when it does not parse). */
+async function lock_holdRegistryLock(registry, lockTimeout) {
+    const raw = await takeRegistryLock(registry, lockTimeout);
+    try {
+        const live = raw.liveText.length === 0 ? emptyImagesIndex() : parseIndexText(raw.liveText, liveIndexPath(registry.paths));
+        return { ...raw, live };
+    }
+    catch (error) {
+        await raw.lock.release();
         throw error;
     }
 }
@@ -55774,6 +55807,7 @@ function pruneDeltas(index) {
         }
     }
     const paths = [];
+    const droppedItems = [];
     let dropped = 0;
     for (const [key, product] of Object.entries(next.products)) {
         const versions = product.versions ?? {};
@@ -55788,6 +55822,7 @@ function pruneDeltas(index) {
             paths.push(...Object.values(version.items).map((item) => item.path));
             delete versions[serial];
             dropped += 1;
+            droppedItems.push({ product: key, serial, what: 'base of an image no longer published' });
         }
         const named = new Set();
         for (const [serial, version] of Object.entries(versions)) {
@@ -55807,6 +55842,7 @@ function pruneDeltas(index) {
                 paths.push(item.path);
                 delete version.items[itemKey];
                 dropped += 1;
+                droppedItems.push({ product: key, serial, what: `delta ${itemKey} from a base not in the product` });
             }
         }
         for (const [serial, version] of Object.entries(versions)) {
@@ -55814,15 +55850,21 @@ function pruneDeltas(index) {
                 paths.push(...Object.values(version.items).map((item) => item.path));
                 delete versions[serial];
                 dropped += 1;
+                droppedItems.push({ product: key, serial, what: 'base no delta names' });
             }
         }
         if (dropped > before && Object.keys(versions).length === 0)
             delete next.products[key];
     }
     if (dropped === 0)
-        return { index, retired: [], dropped };
+        return { index, retired: [], dropped, droppedItems };
     const stillNamed = images_index_referencedPaths(next);
-    return { index: next, retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)), dropped };
+    return {
+        index: next,
+        retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)),
+        dropped,
+        droppedItems,
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/lxd.ts
@@ -58609,7 +58651,7 @@ function refuseUndeclaredInputs(declared, env = process.env) {
 }
 
 ;// CONCATENATED MODULE: ./src/action/declared-inputs.ts
-// Generated by scripts/embed.ts from action.yml, alias/action.yml, remove/action.yml: edit those files, then run `npm run embed`
+// Generated by scripts/embed.ts from action.yml, alias/action.yml, remove/action.yml, check/action.yml: edit those files, then run `npm run embed`
 // (the build and the tests run it too).
 /** The inputs each action.yml declares, by entry point. */
 const DECLARED_INPUTS = {
@@ -58703,6 +58745,31 @@ const DECLARED_INPUTS = {
         'lock-timeout',
         'lxd-compat',
         'dry-run',
+        'summary',
+    ],
+    check: [
+        'repair',
+        'fail-on',
+        'hash-time',
+        'host',
+        'port',
+        'username',
+        'ssh-key',
+        'ssh-key-passphrase',
+        'host-fingerprint',
+        'known-hosts',
+        'strict-host-key',
+        'connect-timeout',
+        'jump-host',
+        'jump-port',
+        'jump-username',
+        'jump-ssh-key',
+        'jump-ssh-key-passphrase',
+        'jump-host-fingerprint',
+        'jump-known-hosts',
+        'simplestreams-dir',
+        'lock-timeout',
+        'lxd-compat',
         'summary',
     ],
 };
@@ -59138,6 +59205,15 @@ function inputs_readDayTwoSettings(kind) {
     }
     return { ...registry, reference, aliases, dryRun: input_values_readBoolean('dry-run') };
 }
+/** Reads the check sub-action's settings. */
+function readCheckSettings() {
+    return {
+        ...readRegistrySettings('check'),
+        repair: readBoolean('repair'),
+        failOn: readChoice('fail-on', { choices: ['error', 'warning', 'never'], fallback: 'error' }),
+        hashSeconds: readWholeNumber('hash-time', { fallback: 300, min: 0, max: 86400 }),
+    };
+}
 
 // EXTERNAL MODULE: ./src/action/step.ts
 var step = __nccwpck_require__(9134);
@@ -59282,7 +59358,7 @@ async function runStep(failureHeading, work) {
 /* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
 /* harmony export */   QF: () => (/* binding */ writeDayTwoSummary)
 /* harmony export */ });
-/* unused harmony exports formatSize, launchCommand, buildSummary, writeSummary, buildFailureSummary */
+/* unused harmony exports formatSize, launchCommand, buildSummary, writeSummary, buildFailureSummary, SHOWN_PER_KIND, shownFindings, buildCheckSummary, writeCheckSummary */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
 /* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
 /** The job summary: what was published, where it is served, and how to use it. */
@@ -59423,6 +59499,59 @@ function buildDayTwoSummary(result) {
 }
 async function writeDayTwoSummary(result) {
     await _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .summary */ .z.addRaw(buildDayTwoSummary(result)).write();
+}
+/** Findings shown of each kind in the log and the summary; the report output has them all. */
+const SHOWN_PER_KIND = 20;
+/** The findings to show: the first SHOWN_PER_KIND of each kind, and how many of each were left out. */
+function shownFindings(report) {
+    const counts = new Map();
+    const shown = [];
+    const hidden = new Map();
+    for (const finding of report.findings) {
+        const count = (counts.get(finding.kind) ?? 0) + 1;
+        counts.set(finding.kind, count);
+        if (count <= SHOWN_PER_KIND)
+            shown.push(finding);
+        else
+            hidden.set(finding.kind, (hidden.get(finding.kind) ?? 0) + 1);
+    }
+    return { shown, hidden };
+}
+const CHECK_HEADINGS = {
+    healthy: 'Registry check: nothing wrong found',
+    repaired: 'Registry check: everything found was repaired',
+    problems: 'Registry check: problems remain',
+};
+/** The check sub-action's summary: what was looked at, and each finding with what became of it. */
+function buildCheckSummary(report, status, where) {
+    const looked = `${escapeHtml(where.host)}:${code(where.simplestreamsDir)}: ${report.products} products, ${report.versions} versions, ` +
+        `${report.files} files named; sizes checked for all, sha256 for ${report.hashed}` +
+        (report.late > 0 ? ` (${report.late} not reached within hash-time)` : '') +
+        '.';
+    const parts = [`## ${CHECK_HEADINGS[status]}`, looked];
+    if (report.findings.length > 0) {
+        const { shown, hidden } = shownFindings(report);
+        parts.push([
+            '<table>',
+            '<tr><th>Severity</th><th>Problem</th><th>Where</th><th>What is wrong</th><th>Repair</th></tr>',
+            ...shown.map((finding) => {
+                const repair = finding.repaired
+                    ? 'repaired'
+                    : finding.repairable
+                        ? 'repair: true mends it'
+                        : `left to you: ${escapeHtml(finding.advice ?? '')}`;
+                return (`<tr><td>${finding.severity}</td><td>${code(finding.kind)}</td><td>${code(finding.subject)}</td>` +
+                    `<td>${escapeHtml(finding.detail)}</td><td>${repair}</td></tr>`);
+            }),
+            '</table>',
+        ].join('\n'));
+        for (const [kind, count] of hidden)
+            parts.push(`And ${count} more ${code(kind)}, not shown here: the \`report\` output lists them all.`);
+    }
+    return parts.join('\n\n') + '\n';
+}
+async function writeCheckSummary(report, status, where) {
+    await core.summary.addRaw(buildCheckSummary(report, status, where)).write();
 }
 
 

@@ -78,6 +78,15 @@ export interface DayTwoSettings extends RegistrySettings {
   dryRun: boolean;
 }
 
+/** The check sub-action: the registry doctor. */
+export interface CheckSettings extends RegistrySettings {
+  repair: boolean;
+  /** The least severity that fails the step; never: report only. */
+  failOn: 'error' | 'warning' | 'never';
+  /** Seconds to spend hashing the files the index names. */
+  hashSeconds: number;
+}
+
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 
@@ -232,4 +241,14 @@ export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
     );
   }
   return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
+}
+
+/** Reads the check sub-action's settings. */
+export function readCheckSettings(): CheckSettings {
+  return {
+    ...readRegistrySettings('check'),
+    repair: readBoolean('repair'),
+    failOn: readChoice('fail-on', { choices: ['error', 'warning', 'never'], fallback: 'error' }),
+    hashSeconds: readWholeNumber('hash-time', { fallback: 300, min: 0, max: 86400 }),
+  };
 }

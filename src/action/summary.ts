@@ -3,6 +3,7 @@ import * as core from '@actions/core';
 import type { PublicCheckResult } from '../public/check.js';
 import { clientCommands } from '../public/commands.js';
 import { defaultRemoteName } from '../public/remote.js';
+import type { CheckReport, ReportedFinding } from '../registry/check.js';
 import type { DayTwoResult } from '../registry/day-two.js';
 import type { PublishResult } from '../registry/publication.js';
 
@@ -174,4 +175,73 @@ function buildDayTwoSummary(result: DayTwoResult): string {
 
 export async function writeDayTwoSummary(result: DayTwoResult): Promise<void> {
   await core.summary.addRaw(buildDayTwoSummary(result)).write();
+}
+
+/** Findings shown of each kind in the log and the summary; the report output has them all. */
+export const SHOWN_PER_KIND = 20;
+
+/** The findings to show: the first SHOWN_PER_KIND of each kind, and how many of each were left out. */
+export function shownFindings(report: CheckReport): { shown: ReportedFinding[]; hidden: Map<string, number> } {
+  const counts = new Map<string, number>();
+  const shown: ReportedFinding[] = [];
+  const hidden = new Map<string, number>();
+  for (const finding of report.findings) {
+    const count = (counts.get(finding.kind) ?? 0) + 1;
+    counts.set(finding.kind, count);
+    if (count <= SHOWN_PER_KIND) shown.push(finding);
+    else hidden.set(finding.kind, (hidden.get(finding.kind) ?? 0) + 1);
+  }
+  return { shown, hidden };
+}
+
+const CHECK_HEADINGS: Record<'healthy' | 'repaired' | 'problems', string> = {
+  healthy: 'Registry check: nothing wrong found',
+  repaired: 'Registry check: everything found was repaired',
+  problems: 'Registry check: problems remain',
+};
+
+/** The check sub-action's summary: what was looked at, and each finding with what became of it. */
+export function buildCheckSummary(
+  report: CheckReport,
+  status: keyof typeof CHECK_HEADINGS,
+  where: { host: string; simplestreamsDir: string },
+): string {
+  const looked =
+    `${escapeHtml(where.host)}:${code(where.simplestreamsDir)}: ${report.products} products, ${report.versions} versions, ` +
+    `${report.files} files named; sizes checked for all, sha256 for ${report.hashed}` +
+    (report.late > 0 ? ` (${report.late} not reached within hash-time)` : '') +
+    '.';
+  const parts = [`## ${CHECK_HEADINGS[status]}`, looked];
+  if (report.findings.length > 0) {
+    const { shown, hidden } = shownFindings(report);
+    parts.push(
+      [
+        '<table>',
+        '<tr><th>Severity</th><th>Problem</th><th>Where</th><th>What is wrong</th><th>Repair</th></tr>',
+        ...shown.map((finding) => {
+          const repair = finding.repaired
+            ? 'repaired'
+            : finding.repairable
+              ? 'repair: true mends it'
+              : `left to you: ${escapeHtml(finding.advice ?? '')}`;
+          return (
+            `<tr><td>${finding.severity}</td><td>${code(finding.kind)}</td><td>${code(finding.subject)}</td>` +
+            `<td>${escapeHtml(finding.detail)}</td><td>${repair}</td></tr>`
+          );
+        }),
+        '</table>',
+      ].join('\n'),
+    );
+    for (const [kind, count] of hidden)
+      parts.push(`And ${count} more ${code(kind)}, not shown here: the \`report\` output lists them all.`);
+  }
+  return parts.join('\n\n') + '\n';
+}
+
+export async function writeCheckSummary(
+  report: CheckReport,
+  status: keyof typeof CHECK_HEADINGS,
+  where: { host: string; simplestreamsDir: string },
+): Promise<void> {
+  await core.summary.addRaw(buildCheckSummary(report, status, where)).write();
 }

@@ -67,6 +67,9 @@ export interface LockOptions {
   args: string[];
 }
 
+/** registry-lock.sh found no simplestreams-dir (exit 4). */
+class NoSimplestreamsDir extends Error {}
+
 /** Takes the lock at `path` as a lease, renewed by heartbeats until released. */
 export async function holdLock(registry: Registry, options: LockOptions): Promise<HeldLock> {
   const { path, timeoutSeconds, leaseSeconds, busyMessage, script, args } = options;
@@ -87,6 +90,7 @@ export async function holdLock(registry: Registry, options: LockOptions): Promis
   } catch (error) {
     if (error instanceof HeldCommandEnded) {
       if (error.result.code === 75) throw new ActionError(busyMessage, 'lock-timeout');
+      if (error.result.code === 4) throw new NoSimplestreamsDir();
       throw new ActionError(remoteFailure(`Taking the lock ${path}`, error.result));
     }
     throw error;
@@ -131,10 +135,9 @@ export function fencedOutput(result: CommandResult, lock: HeldLock, what: string
   throw new ActionError(remoteFailure(what, result));
 }
 
-/** The registry lock, the live index read under it, and what the holder found. */
-export interface RegistryLock {
+/** The registry lock and what was read under it, before the index is parsed. */
+export interface RawRegistryLock {
   lock: HeldLock;
-  live: ImagesIndex;
   /** The live images.json as it was read (empty when there is none yet). */
   liveText: Buffer;
   /** The sha256 of images/SHA256SUMS, or undefined when there is none. */
@@ -145,28 +148,56 @@ export interface RegistryLock {
  * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
  * reads the live index as it stands under it, in one round trip (server/registry-lock.sh).
  */
-export async function holdRegistryLock(registry: Registry, lockTimeout: number): Promise<RegistryLock> {
-  const lock = await holdLock(registry, {
-    path: lockPath(registry.paths),
-    timeoutSeconds: lockTimeout,
-    leaseSeconds: REGISTRY_LEASE_SECONDS,
-    busyMessage:
-      `The registry in ${registry.paths.simplestreamsDir} is busy: another run has held its lock for more than ` +
-      `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
-    script: REGISTRY_LOCK,
-    args: [registry.paths.simplestreamsDir],
-  });
+export async function takeRegistryLock(registry: Registry, lockTimeout: number): Promise<RawRegistryLock> {
+  const { simplestreamsDir } = registry.paths;
+  let lock: HeldLock;
   try {
-    const liveText = indexUnderLock(lock.report);
+    lock = await holdLock(registry, {
+      path: lockPath(registry.paths),
+      timeoutSeconds: lockTimeout,
+      leaseSeconds: REGISTRY_LEASE_SECONDS,
+      busyMessage:
+        `The registry in ${simplestreamsDir} is busy: another run has held its lock for more than ` +
+        `${lockTimeout} seconds (lock-timeout). Try again later, or raise lock-timeout.`,
+      script: REGISTRY_LOCK,
+      args: [simplestreamsDir],
+    });
+  } catch (error) {
+    if (error instanceof NoSimplestreamsDir) {
+      throw new ActionError(
+        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
+        'simplestreams-dir',
+      );
+    }
+    throw error;
+  }
+  try {
     const sums = lock.report.findLast((line) => /^sums [0-9a-f]{64}$/.test(line) || line === 'nosums');
     return {
       lock,
-      liveText,
-      live: liveText.length === 0 ? emptyImagesIndex() : parseIndexText(liveText, liveIndexPath(registry.paths)),
+      liveText: indexUnderLock(lock.report),
       sumsSha256: sums?.startsWith('sums ') ? sums.slice('sums '.length) : undefined,
     };
   } catch (error) {
     await lock.release();
+    throw error;
+  }
+}
+
+/** The registry lock, the live index read under it, and what the holder found. */
+export interface RegistryLock extends RawRegistryLock {
+  live: ImagesIndex;
+}
+
+/** takeRegistryLock, with the live index parsed (the lock is let go when it does not parse). */
+export async function holdRegistryLock(registry: Registry, lockTimeout: number): Promise<RegistryLock> {
+  const raw = await takeRegistryLock(registry, lockTimeout);
+  try {
+    const live =
+      raw.liveText.length === 0 ? emptyImagesIndex() : parseIndexText(raw.liveText, liveIndexPath(registry.paths));
+    return { ...raw, live };
+  } catch (error) {
+    await raw.lock.release();
     throw error;
   }
 }

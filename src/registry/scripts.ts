@@ -38,6 +38,10 @@ export const DELTA = script('delta');
 export const COMMIT = script('commit');
 /** server/fenced.sh: a command run under a lease (convert-command, a clean-up). */
 export const FENCED = script('fenced');
+/** server/inspect.sh: the registry's files, state and permissions, for the check sub-action. */
+export const INSPECT = script('inspect');
+/** server/hash.sh: the files the index names, their sizes and (within a time) sha256, for the check. */
+export const HASH = script('hash');
 
 /** What server/read.sh prints on stderr when xdelta3 is missing (a line no login shell prints). */
 export const NO_XDELTA3_LINE = 'lxc-publish: no xdelta3 on the PATH';
@@ -63,4 +67,6 @@ export const ALL_SCRIPTS: readonly ServerScript[] = [
   DELTA,
   COMMIT,
   FENCED,
+  INSPECT,
+  HASH,
 ];

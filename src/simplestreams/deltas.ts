@@ -141,13 +141,28 @@ function stubFingerprint(version: SimplestreamsVersion): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
+/** A delta item or base stub pruneDeltas dropped, and why. */
+export interface DroppedDelta {
+  product: string;
+  serial: string;
+  what: string;
+}
+
+export interface PrunedDeltas {
+  index: ImagesIndex;
+  /** Files no item names any more. */
+  retired: string[];
+  dropped: number;
+  droppedItems: DroppedDelta[];
+}
+
 /**
  * Keeps deltas consistent with the index (run on every index written): drops stubs whose image is
  * no longer in the index, delta items whose `delta_base` is not a version of their product (or
  * names the version itself, or repeats a base), then stubs no delta names. A product left with no
  * version goes. Files no item names any more are returned as retired.
  */
-export function pruneDeltas(index: ImagesIndex): { index: ImagesIndex; retired: string[]; dropped: number } {
+export function pruneDeltas(index: ImagesIndex): PrunedDeltas {
   const next = cloneIndex(index);
   const images = new Set<string>();
   for (const product of Object.values(next.products)) {
@@ -157,6 +172,7 @@ export function pruneDeltas(index: ImagesIndex): { index: ImagesIndex; retired: 
     }
   }
   const paths: string[] = [];
+  const droppedItems: DroppedDelta[] = [];
   let dropped = 0;
   for (const [key, product] of Object.entries(next.products)) {
     const versions = product.versions ?? {};
@@ -169,6 +185,7 @@ export function pruneDeltas(index: ImagesIndex): { index: ImagesIndex; retired: 
       paths.push(...Object.values(version.items).map((item) => item.path));
       delete versions[serial];
       dropped += 1;
+      droppedItems.push({ product: key, serial, what: 'base of an image no longer published' });
     }
     const named = new Set<string>();
     for (const [serial, version] of Object.entries(versions)) {
@@ -186,6 +203,7 @@ export function pruneDeltas(index: ImagesIndex): { index: ImagesIndex; retired: 
         paths.push(item.path);
         delete version.items[itemKey];
         dropped += 1;
+        droppedItems.push({ product: key, serial, what: `delta ${itemKey} from a base not in the product` });
       }
     }
     for (const [serial, version] of Object.entries(versions)) {
@@ -193,11 +211,17 @@ export function pruneDeltas(index: ImagesIndex): { index: ImagesIndex; retired: 
         paths.push(...Object.values(version.items).map((item) => item.path));
         delete versions[serial];
         dropped += 1;
+        droppedItems.push({ product: key, serial, what: 'base no delta names' });
       }
     }
     if (dropped > before && Object.keys(versions).length === 0) delete next.products[key];
   }
-  if (dropped === 0) return { index, retired: [], dropped };
+  if (dropped === 0) return { index, retired: [], dropped, droppedItems };
   const stillNamed = referencedPaths(next);
-  return { index: next, retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)), dropped };
+  return {
+    index: next,
+    retired: [...new Set(paths)].filter((path) => !stillNamed.has(path)),
+    dropped,
+    droppedItems,
+  };
 }

@@ -49,6 +49,7 @@ describe('the declared inputs', () => {
       ['publish', 'action.yml'],
       ['alias', 'alias/action.yml'],
       ['remove', 'remove/action.yml'],
+      ['check', 'check/action.yml'],
     ] as const) {
       const yaml = parse(readFileSync(file, 'utf8')) as { inputs: Record<string, unknown> };
       expect([...DECLARED_INPUTS[entry]]).toEqual(Object.keys(yaml.inputs));

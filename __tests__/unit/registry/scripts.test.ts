@@ -54,6 +54,8 @@ describe('the script check', () => {
       'lxc-publish-delta',
       'lxc-publish-commit',
       'lxc-publish-fenced',
+      'lxc-publish-inspect',
+      'lxc-publish-hash',
     ]);
   });
 });

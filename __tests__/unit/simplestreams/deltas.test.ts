@@ -200,7 +200,7 @@ describe('a stub is no image', () => {
 describe('pruneDeltas', () => {
   it('changes nothing on a consistent index', () => {
     const index = withLxdItems(withDelta());
-    expect(pruneDeltas(index)).toEqual({ index, retired: [], dropped: 0 });
+    expect(pruneDeltas(index)).toEqual({ index, retired: [], dropped: 0, droppedItems: [] });
   });
 
   it('drops the stub and the delta once the base is gone, retiring the delta file', () => {

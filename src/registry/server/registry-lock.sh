@@ -5,8 +5,9 @@
 # Prints the live images.json as one line, "index " and its base64 (or "noindex" when there is
 # none yet; a file on one line cannot be mistaken for the line that follows), "sums " and the
 # sha256 of images/SHA256SUMS (or "nosums"), then "locked", and holds the lock for as long as the
-# run's heartbeats arrive (hold_lease).
+# run's heartbeats arrive (hold_lease). Exits 4, creating nothing, when simplestreams-dir is missing.
 state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6
+[ -d "$ss" ] || exit 4
 . ./lib/take-lock.sh
 . ./lib/lease.sh
 lock_file 9 -x "$lock"

@@ -45,6 +45,7 @@ interface Report {
   hashed: number;
   late: number;
   findings: ReportedFinding[];
+  omitted: Record<string, number>;
 }
 
 let work: string;
@@ -120,7 +121,7 @@ describe('a registry written only by incus-simplestreams add', () => {
     const conflict = reportOf(found).findings.find((f) => f.kind === 'alias-on-several-releases');
     expect(conflict?.subject).toBe('crynux-node:latest-near (x86_64)');
     expect(conflict?.detail).toContain('The newest is crynux-node:v3.5.0:near:amd64');
-    expect(found.outputs).toMatchObject({ status: 'problems', errors: '1', warnings: '2', repaired: '0' });
+    expect(found.outputs).toMatchObject({ status: 'problems', errors: '1', warnings: '3', repaired: '0' });
     expect(found.summary).toContain('Registry check: problems remain');
     expect(found.summary).toContain('repair: true mends it');
     expect(found.stdout).toMatch(/^::error .*Set repair: true to mend those it can/m);
@@ -138,7 +139,7 @@ describe('a registry written only by incus-simplestreams add', () => {
       'missing-lxd-items repaired',
       'sha256sums-out-of-step repaired',
     ]);
-    expect(repaired.outputs).toMatchObject({ status: 'repaired', errors: '0', warnings: '0', repaired: '3' });
+    expect(repaired.outputs).toMatchObject({ status: 'repaired', errors: '0', warnings: '0', repaired: '4' });
     for (const client of ['incus', 'lxc'] as const) {
       expect(await resolve(registry, client, 'crynux-node:latest-near')).toBe(v5.fingerprint);
       expect(await resolve(registry, client, 'crynux-node:v3.4.0-near')).toBe(v4.fingerprint);
@@ -334,40 +335,92 @@ describe('a registry published by the action, then damaged by hand', () => {
     }
   }, 240_000);
 
-  it('reports open permissions and a hostile file name escaped, and an index that does not parse', async () => {
-    const hostile = 'evil\n::error::injected ##[warning]x';
+  it('reports a hostile file name escaped, in the log, the summary and the report', async () => {
+    const hostile = 'evil\n\n::error::injected ##[warning]x';
     await onServer(
       registry,
-      `chmod g+w images && printf x > "images/$(printf 'evil\\n::error::injected ##[warning]x')" && touch -d '3 hours ago' images/evil*`,
+      `printf x > "images/$(printf 'evil\\n\\n::error::injected ##[warning]x')" && touch -d '3 hours ago' images/evil*`,
     );
     const run = await check(registry, { 'hash-time': '0' });
     expectExit(run, 1);
-    expect(kinds(run)).toEqual(expect.arrayContaining(['open-permissions', 'unnamed-file']));
-    expect(reportOf(run).findings.find((f) => f.kind === 'open-permissions')?.subject).toBe(
-      path.join(registry.simplestreamsDir, 'images'),
-    );
     // JSON-quoted: no line break, and "#[" written as \u0023[.
-    expect(reportOf(run).findings.find((f) => f.kind === 'unnamed-file')?.subject).toContain(
-      JSON.stringify(`images/${hostile}`).replace('#[', '\\u0023['),
-    );
+    const quoted = JSON.stringify(`images/${hostile}`).replace('#[', '\\u0023[');
+    expect(
+      reportOf(run)
+        .findings.filter((f) => f.kind === 'unnamed-file')
+        .map((f) => f.subject),
+    ).toContain(quoted);
     expect(reportOf(run)).toMatchObject({ hashed: 0, late: 4 });
     for (const line of run.stdout.split('\n')) {
       expect(line).not.toMatch(/^::error::injected/);
       expect(line).not.toContain('##[warning]');
     }
+    // No line of it breaks out of the summary's table (a blank line would end the HTML block).
     expect(run.summary).not.toContain('\n::error::injected');
+    const table = run.summary.slice(run.summary.indexOf('<table>'), run.summary.indexOf('</table>'));
+    expect(table).not.toContain('\n\n');
+    await onServer(registry, 'rm images/evil*');
+  }, 60_000);
 
+  it('does nothing but report when a directory is open to others or a link, and keeps what the link leads to', async () => {
+    // What a repair would otherwise clean up through: staging/ a link to someone else's files.
+    const victim = path.posix.join(registry.uploadDir, 'victim');
     await onServer(
       registry,
-      'chmod g-w images && cp streams/v1/images.json ../images.json.good && echo "{" > streams/v1/images.json',
+      `mkdir -p ${victim}/precious && printf keep > ${victim}/precious/file && ` +
+        `mv .lxc-publish/staging .lxc-publish/staging.real && ln -s ${victim} .lxc-publish/staging`,
     );
-    const broken = await check(registry, { repair: 'true' });
-    expectExit(broken, 1);
-    expect(kinds(broken)).toEqual(['unreadable-index']);
-    expect(broken.summary).toContain('.lxc-publish/previous/images.json');
-    expect(await onServer(registry, 'cat streams/v1/images.json')).toBe('{\n');
+    const linked = await check(registry, { repair: 'true' });
+    expectExit(linked, 1);
+    expect(reportOf(linked).findings.map((f) => [f.kind, f.subject])).toEqual([
+      ['open-permissions', path.posix.join(registry.simplestreamsDir, '.lxc-publish/staging')],
+    ]);
+    expect(linked.stdout).toContain('repair: true was not attempted');
+    expect(await onServer(registry, `cat ${victim}/precious/file`)).toBe('keep');
+    await onServer(
+      registry,
+      'rm .lxc-publish/staging && mv .lxc-publish/staging.real .lxc-publish/staging && chmod g+w images',
+    );
+    const open = await check(registry, { repair: 'true' });
+    expectExit(open, 1);
+    expect(reportOf(open).findings.map((f) => f.kind)).toEqual(['open-permissions']);
+    await onServer(registry, 'chmod g-w images');
+  }, 60_000);
+
+  it('reports an index that is missing, empty or does not parse, and repairs nothing then', async () => {
+    await onServer(registry, 'cp streams/v1/images.json ../images.json.good');
+    const sums = await onServer(registry, 'cat images/SHA256SUMS');
+    for (const [damage, kind] of [
+      ['rm streams/v1/images.json', 'missing-index'],
+      [': > streams/v1/images.json', 'unreadable-index'],
+      ['echo "{" > streams/v1/images.json', 'unreadable-index'],
+    ] as const) {
+      await onServer(registry, damage);
+      const broken = await check(registry, { repair: 'true' });
+      expectExit(broken, 1);
+      expect(kinds(broken)).toEqual([kind]);
+      expect(broken.summary).toContain('.lxc-publish/previous/images.json');
+      expect(broken.summary).toContain('repair: true was not attempted');
+      // Nothing was written: not an empty index in its place, not SHA256SUMS.
+      expect(await onServer(registry, 'cat images/SHA256SUMS')).toBe(sums);
+      expect(await onServer(registry, 'cat streams/v1/index.json')).toContain('"products"');
+    }
     await onServer(registry, 'cp ../images.json.good streams/v1/images.json');
   }, 120_000);
+});
+
+describe('a registry where nothing was published yet', () => {
+  it('is healthy, and a repair writes nothing', async () => {
+    const registry = await startRegistry();
+    try {
+      const run = await check(registry, { repair: 'true', 'fail-on': 'warning' });
+      expectExit(run, 0);
+      expect(reportOf(run)).toMatchObject({ status: 'healthy', findings: [], files: 0 });
+      expect(await onServer(registry, 'ls -A')).toBe('.lxc-publish\n');
+    } finally {
+      await registry.stop();
+    }
+  }, 60_000);
 });
 
 describe('a registry of 2,000 releases', () => {
@@ -398,7 +451,11 @@ describe('a registry of 2,000 releases', () => {
     // and the log show in part.
     const hashed = await check(registry, { 'hash-time': '600' });
     expectExit(hashed, 1);
-    expect(reportOf(hashed).findings.filter((f) => f.kind === 'wrong-sha256')).toHaveLength(4000);
+    // The outputs of a job are limited to 1 MB: the report holds 100 of each kind and counts the rest.
+    expect(hashed.outputs['errors']).toBe('4000');
+    expect(reportOf(hashed).findings.filter((f) => f.kind === 'wrong-sha256')).toHaveLength(100);
+    expect(reportOf(hashed)).toMatchObject({ omitted: { 'wrong-sha256': 3900 } });
+    expect(hashed.outputs['report']?.length).toBeLessThan(256 * 1024);
     expect(hashed.summary.length).toBeLessThan(64 * 1024);
     expect(hashed.stdout.split('\n').filter((line) => line.includes('wrong-sha256')).length).toBeLessThan(100);
   }, 300_000);

@@ -53989,10 +53989,10 @@ module.exports = {
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  k: () => (/* binding */ runCheck)
+  k_: () => (/* binding */ runCheck)
 });
 
-// UNUSED EXPORTS: checkStatus
+// UNUSED EXPORTS: checkStatus, reportOutput
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 16 modules
 var lib_core = __nccwpck_require__(8261);
@@ -54083,7 +54083,7 @@ const PLAIN = /^[A-Za-z0-9._:/+@,=~-]+$/;
  * One untrusted value for a log line or a message: as it is when plain (a product name, a
  * serial), otherwise JSON-quoted, with "#[" written as "\u0023[" (the same string in JSON).
  */
-function untrusted_untrusted(value) {
+function untrusted(value) {
     const text = typeof value === 'string' ? value : String(value);
     if (PLAIN.test(text))
         return text;
@@ -54093,7 +54093,7 @@ function untrusted_untrusted(value) {
  * A log line that embeds untrusted text somewhere after its own start (never at it): line
  * breaks and other control characters become "?", "#[" is escaped.
  */
-function untrusted_untrustedLine(text) {
+function untrustedLine(text) {
     return (0,common_errors/* withoutLegacyCommands */.Uy)((0,common_errors/* oneLine */.TN)(text));
 }
 /**
@@ -54345,85 +54345,6 @@ function serialFor(creationDate) {
         pad(date.getUTCDate()) +
         pad(date.getUTCHours()) +
         pad(date.getUTCMinutes()));
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
-/**
- * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
- * newest version. Pure.
- */
-
-
-/**
- * Puts the aliases on one product and takes them off every other product of the same
- * architecture, so that an alias such as `latest` names exactly one image per architecture.
- * Returns whether anything changed.
- */
-function moveAliases(index, productName, aliases) {
-    const target = index.products[productName];
-    if (!target || aliases.length === 0)
-        return false;
-    let changed = false;
-    for (const [name, product] of Object.entries(index.products)) {
-        if (name === productName || architectures_canonicalArchitecture(product.arch) !== architectures_canonicalArchitecture(target.arch))
-            continue;
-        const kept = images_index_productAliases(product).filter((alias) => !aliases.includes(alias));
-        if (kept.length !== images_index_productAliases(product).length) {
-            setAliases(product, kept);
-            changed = true;
-        }
-    }
-    const current = images_index_productAliases(target);
-    const missing = aliases.filter((alias) => !current.includes(alias));
-    if (missing.length > 0) {
-        setAliases(target, [...current, ...missing]);
-        changed = true;
-    }
-    return changed;
-}
-function setAliases(product, aliases) {
-    if (aliases.length > 0)
-        product.aliases = aliases.join(',');
-    else
-        delete product.aliases;
-}
-/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
-function aliases_isNewestVersion(product, serial) {
-    // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
-    return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
-}
-/**
- * Moves one version of a product written the old way (one product, several versions) into a
- * release product of its own, without aliases, and returns its key. Aliases of a shared product
- * resolve to its newest version only: an older version must stand alone to carry one.
- */
-function splitOutRelease(index, productName, serial) {
-    const product = index.products[productName];
-    const version = product?.versions[serial];
-    if (!product || !version || Object.keys(product.versions).length === 1)
-        return productName;
-    const { versions: _versions, aliases: _aliases, ...fields } = product;
-    const key = releaseProductKey(productLine(productName, product), serial);
-    delete product.versions[serial];
-    index.products[key] = { ...fields, versions: { [serial]: version } };
-    return key;
-}
-/**
- * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
- * version that is not the newest of a shared product is first given a product of its own, so
- * that the aliases resolve to it.
- */
-function planAliasUpdate(live, fingerprint, aliases) {
-    const next = cloneIndex(live);
-    const existing = findFingerprint(next, fingerprint);
-    if (!existing || aliases.length === 0)
-        return undefined;
-    const holder = next.products[existing.product];
-    const product = holder && !aliases_isNewestVersion(holder, existing.serial)
-        ? splitOutRelease(next, existing.product, existing.serial)
-        : existing.product;
-    const split = product !== existing.product;
-    return moveAliases(next, product, aliases) || split ? next : undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/deltas.ts
@@ -54685,41 +54606,45 @@ function withLxdItems(index) {
 
 
 
-
-/** The serial of a product's newest image (not a delta base): its creation date as YYYYMMDDhhmm. */
-function newestImageSerial(product) {
-    return Object.entries(product.versions ?? {})
-        .filter(([, version]) => !images_index_isDeltaBaseStub(version))
-        .map(([serial]) => serial)
-        .reduce((newest, serial) => (serial > newest ? serial : newest), '');
+/** A product's newest image (not a delta base): its serial (creation date) and version. */
+function newestImage(product) {
+    let newest = { serial: '' };
+    for (const [serial, version] of Object.entries(product.versions ?? {})) {
+        if (!images_index_isDeltaBaseStub(version) && serial > newest.serial)
+            newest = { serial, version };
+    }
+    return newest;
 }
 /**
- * Aliases held by several products of one architecture, as `incus-simplestreams add --alias`
- * leaves `latest` on every release it was given to. Clients then resolve it to whichever product
- * they read last, so the alias names no one image.
+ * Aliases held by several products of one architecture and image type (clients key an alias by
+ * name, type and architecture), as `incus-simplestreams add --alias` leaves `latest` on every
+ * release it was given to. Clients then resolve it to whichever product they read last, so the
+ * alias names no one image. Newest is by the serial, the image's creation date.
  */
 function aliasConflicts(index) {
     const holders = new Map();
+    const serials = new Map();
     for (const [key, product] of Object.entries(index.products)) {
-        if (!images_index_holdsImages(product))
+        const newest = newestImage(product);
+        if (!newest.version || !images_index_holdsImages(product))
             continue;
+        serials.set(key, newest.serial);
         const arch = architectures_canonicalArchitecture(product.arch);
+        const type = versionImageType(newest.version);
         for (const alias of images_index_productAliases(product)) {
-            const id = JSON.stringify([alias, arch]);
-            const entry = holders.get(id) ?? { alias, arch, products: [] };
+            const id = JSON.stringify([alias, arch, type]);
+            const entry = holders.get(id) ?? { alias, arch, type, products: [] };
             entry.products.push(key);
             holders.set(id, entry);
         }
     }
     const conflicts = [];
-    for (const { alias, arch, products } of holders.values()) {
+    for (const { alias, arch, type, products } of holders.values()) {
         if (products.length < 2)
             continue;
-        const ordered = [...products].sort((a, b) => {
-            const [serialA, serialB] = [a, b].map((key) => newestImageSerial(index.products[key]));
-            return serialB.localeCompare(serialA) || a.localeCompare(b);
-        });
-        conflicts.push({ alias, arch, holders: ordered, newest: ordered[0] });
+        const serial = (key) => serials.get(key) ?? '';
+        const ordered = [...products].sort((a, b) => serial(a) === serial(b) ? (a < b ? -1 : 1) : serial(a) > serial(b) ? -1 : 1);
+        conflicts.push({ alias, arch, type, holders: ordered, newest: ordered[0] });
     }
     return conflicts.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
 }
@@ -54742,20 +54667,19 @@ function indexFindings(index, options) {
         findings.push({
             kind: 'alias-on-several-releases',
             severity: 'error',
-            subject: `${untrusted_untrusted(conflict.alias)} (${untrusted_untrusted(conflict.arch)})`,
-            detail: `held by ${conflict.holders.length} releases (${conflict.holders.map(untrusted_untrusted).join(', ')}): clients may ` +
-                `resolve it to any of them. The newest is ${untrusted_untrusted(conflict.newest)}.`,
+            subject: `${untrusted(conflict.alias)} (${untrusted(conflict.arch)}${conflict.type === 'virtual-machine' ? ', VM' : ''})`,
+            detail: `held by ${conflict.holders.length} releases (${conflict.holders.map(untrusted).join(', ')}): clients may ` +
+                `resolve it to any of them. The newest is ${untrusted(conflict.newest)}.`,
             repairable: true,
         });
     }
     if (options.lxdCompat) {
-        const missing = versionsWithoutLxdItems(index);
-        if (missing.length > 0) {
+        for (const { product, serial } of versionsWithoutLxdItems(index)) {
             findings.push({
                 kind: 'missing-lxd-items',
                 severity: 'warning',
-                subject: listed(missing.map(({ product, serial }) => `${untrusted_untrusted(product)} ${serial}`)),
-                detail: `${missing.length} version(s) have no LXD items copying their Incus ones: lxc (LXD) clients do not see them.`,
+                subject: `${untrusted(product)} ${serial}`,
+                detail: 'no LXD items copying its Incus ones: lxc (LXD) clients do not see it.',
                 repairable: true,
             });
         }
@@ -54764,8 +54688,8 @@ function indexFindings(index, options) {
         findings.push({
             kind: 'delta-without-base',
             severity: 'warning',
-            subject: `${untrusted_untrusted(dropped.product)} ${dropped.serial}`,
-            detail: `${dropped.what}: no client can use it.`,
+            subject: `${untrusted(dropped.product)} ${dropped.serial}`,
+            detail: `${untrusted(dropped.what)}: no client can use it.`,
             repairable: true,
         });
     }
@@ -54791,10 +54715,6 @@ function withSortedProducts(streamsIndex) {
     copy.index.images.products.sort();
     return copy;
 }
-/** A list for a finding's subject: the first few, and how many more. */
-function listed(values, shown = 5) {
-    return values.slice(0, shown).join(', ') + (values.length > shown ? ` and ${values.length - shown} more` : '');
-}
 /**
  * The index with what a repair may mend mended: each alias held by several releases of an
  * architecture left on the newest of them, LXD items (lxd-compat), deltas whose base is gone
@@ -54802,8 +54722,17 @@ function listed(values, shown = 5) {
  */
 function repairIndex(index, options) {
     let next = JSON.parse(JSON.stringify(index));
-    for (const conflict of aliasConflicts(next))
-        moveAliases(next, conflict.newest, [conflict.alias]);
+    // Off the other holders only: a holder of another type or architecture keeps it.
+    for (const conflict of aliasConflicts(next)) {
+        for (const key of conflict.holders.slice(1)) {
+            const product = next.products[key];
+            const kept = images_index_productAliases(product).filter((alias) => alias !== conflict.alias);
+            if (kept.length > 0)
+                product.aliases = kept.join(',');
+            else
+                delete product.aliases;
+        }
+    }
     const pruned = pruneDeltas(next);
     next = pruned.index;
     if (options.lxdCompat)
@@ -54907,7 +54836,7 @@ function parse_parseImagesIndex(text) {
 
 ;// CONCATENATED MODULE: ./src/common/hints.ts
 /** How to get each tool this action needs on the server: one line per tool, used by every message. */
-const hints_INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
+const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
 const INSTALL_FLOCK = 'Install util-linux.';
 const INSTALL_XDELTA3 = 'Install xdelta3 (apt install xdelta3 on Debian and Ubuntu).';
 
@@ -54943,7 +54872,7 @@ function hintFor(stderr, code) {
     const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
     if (code === 127 || missing) {
         if (missing === undefined || missing === 'incus-simplestreams') {
-            return `\nHint: incus-simplestreams is not installed on the server. ${hints_INSTALL_INCUS_SIMPLESTREAMS}`;
+            return `\nHint: incus-simplestreams is not installed on the server. ${INSTALL_INCUS_SIMPLESTREAMS}`;
         }
         if (missing === 'flock')
             return `\nHint: flock is not installed on the server. ${INSTALL_FLOCK}`;
@@ -54964,7 +54893,7 @@ const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createR
  * POSIX shell (the login shell that sshd runs the command with); nothing is ever pasted in raw.
  */
 /** Quotes one argument so that a POSIX shell reads it back as exactly that string. */
-function shell_quoteArg(arg) {
+function quoteArg(arg) {
     if (arg.includes('\0')) {
         throw new Error('a shell argument cannot contain a NUL byte');
     }
@@ -54978,7 +54907,7 @@ function shell_commandLine(argv) {
     if (argv.length === 0) {
         throw new Error('a command needs at least one word');
     }
-    return argv.map(shell_quoteArg).join(' ');
+    return argv.map(quoteArg).join(' ');
 }
 /** Several commands, each run only when the previous one succeeded. */
 function commandChain(commands) {
@@ -55119,7 +55048,7 @@ function debugCommand(label, number, command) {
             scriptsShown.add(name);
             debug(`server script ${name}:\n${script}`);
         }
-        debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(shell_quoteArg).join(' ')}`);
+        debug(`${label} exec #${number}: sh -c <script ${name}> ${[name, ...args].map(quoteArg).join(' ')}`);
         return;
     }
     debug(`${label} exec #${number}: ${command}`);
@@ -55523,9 +55452,9 @@ const SERVER_SCRIPT_TEXTS = {
     commit: 'set -u\ntrap \'\' HUP PIPE\nstate=$1 lock=$2 token=$3 ss=$4 staging=$5 up=$6 retire_grace=$7 upload_grace_minutes=$8\nshift 8\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nhousekeep() {\n  named=$1\n  shift\n  now=$(date +%s)\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi\n    with_free_lock "${dir##*/}" drop_staging "$dir" || true\n  done\n  for key_lock in "$state"/locks/*; do\n    [ -e "$key_lock" ] || [ -L "$key_lock" ] || continue\n    key=${key_lock##*/}\n    key=${key%.gate}\n    [ -d "$state/staging/$key" ] && continue\n    if [ -L "$key_lock" ]; then rm -f -- "$key_lock"; else with_free_lock "$key" rm -f -- "$state/locks/$key" "$state/locks/$key.gate" || true; fi\n  done\n  if [ -d "$state/holders" ] && [ ! -L "$state/holders" ]; then\n    find "$state/holders" -mindepth 1 -maxdepth 1 -mmin +1 -print | while IFS= read -r file; do\n      # Shared, as a fence check takes it: while this looks, an operation of that lease still\n      # finds it dead (an exclusive lock here would pass for its holder\'s).\n      if [ -L "$file" ] || [ ! -f "$file" ]; then rm -rf -- "$file"; else (exec 3< "$file" && flock -n -s 3 && rm -f -- "$file"); fi\n    done\n  fi\n  if [ -d "$state/next" ] && [ ! -L "$state/next" ]; then\n    find "$state/next" -mindepth 1 -maxdepth 1 -mmin +10 -print | while IFS= read -r dir; do\n      alive "${dir##*/}" || rm -rf -- "$dir"\n    done\n  fi\n  find "$state" -mindepth 1 -maxdepth 1 -name \'.output.*\' -mmin +60 -exec rm -f -- {} + 2> /dev/null\n  if [ -d "$up" ]; then\n    find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex \'.*/[0-9a-f]{64}\' \\\n      -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do\n      [ -L "$dir/.in-use" ] && continue\n      (exec 3>> "$dir/.in-use" && flock -n 3 && rm -rf -- "$dir") 2> /dev/null || true\n    done\n  fi\n  if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then\n    rm -f -- "$state/retired.next" "$state/retired.remove"\n    : > "$state/retired.next" && : > "$state/retired.remove" || return 1\n    awk -v now="$now" -v grace="$retire_grace" -v keep="$state/retired.next" -v drop="$state/retired.remove" \'\n      FILENAME == ARGV[1] { named[$0] = 1; next }\n      NF != 2 || $1 !~ /^[0-9]+$/ || $2 !~ /^images\\/[A-Za-z0-9._+-]+$/ { next }\n      $2 in named { next }\n      now - $1 >= grace { print $2 > drop; next }\n      { print > keep }\n    \' "$named" "$state/retired" || return 1\n    (cd -- "$ss" && xargs -r -d \'\\n\' rm -f -- < "$state/retired.remove")\n    mv -f -- "$state/retired.next" "$state/retired"\n    rm -f -- "$state/retired.remove"\n  fi\n  [ $# -gt 0 ] && rm -rf -- "$@"\n  return 0\n}\n# Whether the holder of lease $1 is alive (lib/lease.sh).\nalive() { (exec 3< "$state/holders/$1" && ! flock -n -s 3) 2> /dev/null; }\n# Runs "$@" while holding the image lock of key $1 and its gate, without waiting; fails when\n# either is held.\nwith_free_lock() {\n  key_lock=$state/locks/$1\n  shift\n  if [ -L "$key_lock" ] || [ -L "$key_lock.gate" ]; then return 1; fi\n  mkdir -p -- "$state/locks" && (exec 3>> "$key_lock" 4>> "$key_lock.gate" && flock -n 3 && flock -n -x 4 && "$@")\n}\n# Removes a staging tree of a run that died, and what it had moved into images/ that the index\n# does not name.\ndrop_staging() {\n  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then\n    while IFS= read -r name; do\n      case $name in \'\' | . | .. | */*) continue ;; esac\n      grep -qxF -- "images/$name" "$named" || rm -f -- "$ss/images/$name"\n    done < "$1/moved"\n  fi\n  rm -rf -- "$1"\n}\nbad() { echo "lxc-publish-commit: invalid arguments ($*); nothing was changed" >&2; exit 2; }\ndigits() { case $1 in \'\' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nsha256() { sum=$(sha256sum < "$1") && echo "${sum%% *}"; }\ncase $token in \'\' | *[!0-9a-f]*) bad token ;; esac\nif ! digits "$retire_grace" || ! digits "$upload_grace_minutes"; then bad grace; fi\n\n# The payload, whole, before anything else.\ndigits "${1:-}" || bad parts\nparts=$1\nshift\nspecs=\'\' total=0\nwhile [ "$parts" -gt 0 ]; do\n  [ $# -ge 3 ] || bad parts\n  case $1 in images.json | index.json | SHA256SUMS | retired | named) ;; *) bad "part $1" ;; esac\n  digits "$2" || bad "length of $1"\n  case $3 in *[!0-9a-f]*) bad "sha256 of $1" ;; esac\n  [ ${#3} -eq 64 ] || bad "sha256 of $1"\n  specs="$specs $1:$2:$3"\n  total=$((total + $2))\n  parts=$((parts - 1))\n  shift 3\ndone\nnext=$state/next/$token\nrm -rf -- "$next" && mkdir -p -- "$next" || exit 1\ntimeout 600 cat > "$next/payload"\ngot=$(stat -c %s -- "$next/payload") || exit 1\nif [ "$got" != "$total" ]; then\n  echo "lxc-publish-commit: the new index arrived incomplete ($got of $total bytes; the connection dropped?); nothing was changed" >&2\n  rm -rf -- "$next"\n  exit 79\nfi\noffset=0\nfor spec in $specs; do\n  name=${spec%%:*} rest=${spec#*:}\n  length=${rest%%:*} want=${rest#*:}\n  dd if="$next/payload" of="$next/$name" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$length" status=none || exit 1\n  if [ "$(sha256 "$next/$name")" != "$want" ]; then\n    echo "lxc-publish-commit: $name arrived damaged (its sha256 differs); nothing was changed" >&2\n    rm -rf -- "$next"\n    exit 79\n  fi\n  offset=$((offset + length))\ndone\nrm -f -- "$next/payload"\n[ -f "$next/named" ] || bad "no named part"\nif [ -f "$next/images.json" ]; then has_images=1; else has_images=0; fi\nif [ -f "$next/index.json" ]; then has_index=1; else has_index=0; fi\n[ "$has_images" = "$has_index" ] || bad "images.json and index.json go together"\n\n# The staged files: NAME PUBLISHED pairs.\ndigits "${1:-}" || bad files\nfiles=$1\nshift\npairs=\'\'\nwhile [ "$files" -gt 0 ]; do\n  [ $# -ge 2 ] || bad files\n  for name in "$1" "$2"; do case $name in \'\' | . | .. | -* | *[!A-Za-z0-9._+-]*) bad "file name $name" ;; esac; done\n  pairs="$pairs $1/$2"\n  files=$((files - 1))\n  shift 2\ndone\n\nenter_lease\nfor dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi\ndone\nfor pair in $pairs; do\n  src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n  if [ -f "$src" ] && [ ! -L "$src" ]; then\n    if [ -e "$dst" ] && ! cmp -s -- "$src" "$dst"; then\n      echo "lxc-publish-commit: collision ${pair#*/}: images/ already has a different file of that name; nothing was changed" >&2\n      exit 78\n    fi\n  elif [ ! -f "$dst" ]; then\n    echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n    exit 76\n  fi\ndone\nmkdir -p -- "$ss/images" "$ss/streams/v1" "$state/previous" || exit 1\nif [ -f "$next/images.json" ]; then\n  for file in streams/v1/images.json streams/v1/index.json images/SHA256SUMS; do\n    if [ -f "$ss/$file" ] && [ ! -L "$ss/$file" ]; then ln -f -- "$ss/$file" "$state/previous/${file##*/}" || exit 1; fi\n  done\n  if [ -n "$pairs" ]; then\n    : > "$staging/moved" || exit 1\n    for pair in $pairs; do\n      src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n      # Checked above, but the index must never name a file that is not there: gone since\n      # (nothing should remove it under this lease), the old index stays live.\n      if [ ! -f "$src" ]; then\n        [ -f "$dst" ] && continue\n        echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n        exit 76\n      fi\n      # The same bytes under that name already (checked above): nothing to move.\n      if [ -e "$dst" ]; then rm -f -- "$src" && continue; fi\n      printf \'%s\\n\' "${pair#*/}" >> "$staging/moved" && mv -- "$src" "$dst" || exit 1\n    done\n  fi\n  for json in images.json index.json; do\n    if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; else chmod 644 -- "$next/$json"; fi\n  done\n  mv -f -- "$next/images.json" "$ss/streams/v1/images.json" || exit 1\n  mv -f -- "$next/index.json" "$ss/streams/v1/index.json" || exit 1\n  # The index names the moved files now: a later clean-up of this staging tree must not remove them.\n  if [ -n "$pairs" ]; then rm -f -- "$staging/moved"; fi\nfi\nif [ -f "$next/SHA256SUMS" ]; then\n  chmod 644 -- "$next/SHA256SUMS" && mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS" || exit 1\nfi\nif [ -s "$next/retired" ]; then\n  now=$(date +%s)\n  while IFS= read -r path; do printf \'%s %s\\n\' "$now" "$path"; done < "$next/retired" >> "$state/retired"\nfi\n\nhousekeep "$next/named" "$@"\nlive=$ss/streams/v1/images.json\nif [ -f "$live" ]; then sum=$(sha256 "$live") || exit 1; else sum=none; fi\nleave_gate\nrm -rf -- "$next"\necho "live $sum"',
     delta: 'set -u\nstate=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6\ndigits() { case $1 in \'\'|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nplain() { case $1 in \'\'|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }\ncase $want in *[!0-9a-f]*) want= ;; esac\nif ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ ${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi\nnewfile=$staging/images/$new\nfor path in "$ss/images" "$staging" "$staging/images" "$newfile"; do\n  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi\ndone\n[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }\ncommand -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }\nstem=${new%.squashfs}\nwhile [ $# -ge 3 ]; do\n  serial=$1 base=$2 basesum=$3; shift 3\n  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi\n  basefile=$ss/images/$base\n  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi\n  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }\n  if [ "${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi\n  out=$staging/images/$stem.$serial.vcdiff\n  rm -f -- "$out"\n  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null\n  status=$?\n  if [ "$status" -ne 0 ]; then\n    rm -f -- "$out"\n    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi\n    continue\n  fi\n  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi\n  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)\n  if [ "${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi\n  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  echo "ok $serial $size ${sum%% *} ${out##*/}"\ndone',
     fenced: 'state=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nout=$(mktemp -p "$state" .output.XXXXXX) && err=$(mktemp -p "$state" .output.XXXXXX) || exit 1\n"$@" < /dev/null > "$out" 2> "$err"\nstatus=$?\nleave_gate\ncat -- "$err" >&2\ncat -- "$out"\nrm -f -- "$out" "$err"\nexit "$status"',
-    hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nroot=$(pwd -P) || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\n# Where each path leads, in the same order: a path that leads elsewhere goes through a link.\nxargs -r -d \'\\n\' readlink -m -- < "$work/paths" > "$work/resolved" || exit 1\nawk -v root="$root" -v plain="$work/plain" \'\n  FILENAME == ARGV[1] { resolved[FNR] = $0; next }\n  resolved[FNR] == root "/" $0 { print > plain; next }\n  { print "link " $0 }\n\' "$work/resolved" "$work/paths"\ntouch "$work/plain"\n# Sizes of the regular files among them (lstat: a link at the end is caught above already).\nxargs -r -d \'\\n\' stat -c \'%A %s %n\' -- < "$work/plain" 2> /dev/null |\n  awk \'NF == 3 && substr($1, 1, 1) == "-" { print $2 " " $3 }\' > "$work/sizes"\nawk -v sizes="$work/sizes" -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\ntouch "$work/todo"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed, so that what was done before the time ran out counts.\n  timeout "$budget" xargs -r -d \'\\n\' stdbuf -oL sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\ntouch "$work/hashed"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print "late " $0 }\n\' "$work/hashed" "$work/todo"',
+    hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\n: > "$work/plain"\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.?(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\nwhile IFS= read -r path; do\n  # Each component in turn, with test -L: nothing is resolved, so no link is ever followed.\n  at=. rest=$path linked=\n  while [ -n "$rest" ]; do\n    at=$at/${rest%%/*}\n    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac\n    if [ -L "$at" ]; then linked=1; break; fi\n  done\n  if [ -n "$linked" ]; then echo "link $path"; elif [ -f "$path" ]; then echo "$path" >> "$work/plain"; else echo "gone $path"; fi\ndone < "$work/paths"\n# Sizes, in one stat per batch of paths (plain characters only: the line splits on blanks).\nxargs -r -d \'\\n\' stat -c \'%s %n\' -- < "$work/plain" 2> /dev/null > "$work/sizes"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2) size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\n: >> "$work/todo"\n: > "$work/hashed"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed (stdbuf), so that what was done before the time ran\n  # out counts.\n  line=\n  if command -v stdbuf > /dev/null 2>&1; then line=\'stdbuf -oL\'; fi\n  # shellcheck disable=SC2086 # $line is empty or two words\n  timeout "$budget" xargs -r -d \'\\n\' $line sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\nawk -v left="$work/left" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print > left }\n\' "$work/hashed" "$work/todo"\n: >> "$work/left"\nwhile IFS= read -r path; do\n  if [ -r "$path" ]; then echo "late $path"; else echo "unreadable $path"; fi\ndone < "$work/left"',
     'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s. A writer whose link dropped ends by itself and records what arrived; one whose link\n# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it\n# wrote before it dies, and the writer records that much), give them a moment to record it, and\n# kill what still holds the lock (writers blocked between blocks, with nothing left to record).\nwriters() {\n  [ -e "$dir/.write.lock" ] || return 0\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || echo "$pid"\n  done\n}\nfor pid in $(writers); do\n  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null\ndone\nif [ -n "$(writers)" ]; then\n  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
-    inspect: 'ss=$1 state=$2\nrecord() { printf \'%s\\0\' "$*"; }\nheld() { [ -f "$1" ] && [ ! -L "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; }\nrecord "now $(date +%s)"\nfor dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac\n  if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2> /dev/null)" ]; then record "open $dir"; fi\ndone\nif [ -d "$ss/images" ] && [ ! -L "$ss/images" ]; then\n  find "$ss/images/" -mindepth 1 -maxdepth 1 -printf \'entry %y %s %T@ %f\\0\'\nfi\nif [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    name=${dir##*/}\n    if held "$state/locks/$name"; then lock=held; else lock=free; fi\n    record "staging $lock $(stat -c %Y -- "$dir") $name"\n  done\nfi\nsums=$ss/images/SHA256SUMS\nif [ -f "$sums" ] && [ ! -L "$sums" ]; then sum=$(sha256sum < "$sums") && record "sums ${sum%% *}"; else record nosums; fi\nstreams=$ss/streams/v1/index.json\nif [ -f "$streams" ] && [ ! -L "$streams" ]; then record "streams $(base64 -w 0 < "$streams")"; else record nostreams; fi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then record "retired $(base64 -w 0 < "$state/retired")"; else record noretired; fi',
+    inspect: 'ss=$1 state=$2\nrecord() { printf \'%s\\0\' "$*"; }\n# Whether anyone holds lock $1 or its gate: a holder keeps the lock exclusively, fenced operations\n# of a past lease keep the gate shared (lib/fence.sh), and the clean-up needs both free.\nheld() {\n  { [ -f "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; } ||\n    { [ -f "$1.gate" ] && (exec 3< "$1.gate" && ! flock -n -x 3) 2> /dev/null; }\n}\nrecord "now $(date +%s)"\nfor dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac\n  if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2> /dev/null)" ]; then record "open $dir"; fi\ndone\nif [ -d "$ss/images" ] && [ ! -L "$ss/images" ]; then\n  find "$ss/images/" -mindepth 1 -maxdepth 1 -printf \'entry %y %s %T@ %f\\0\'\nfi\nif [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    name=${dir##*/}\n    if [ -L "$state/locks/$name" ] || [ -L "$state/locks/$name.gate" ]; then\n      lock="link"\n    elif held "$state/locks/$name"; then lock=held; else lock=free; fi\n    record "staging $lock $(stat -c %Y -- "$dir") $name"\n    if [ -f "$dir/moved" ] && [ ! -L "$dir/moved" ]; then\n      while IFS= read -r moved; do record "moved $moved"; done < "$dir/moved"\n    fi\n  done\nfi\nsums=$ss/images/SHA256SUMS\nif [ -f "$sums" ] && [ ! -L "$sums" ]; then sum=$(sha256sum < "$sums") && record "sums ${sum%% *}"; else record nosums; fi\nstreams=$ss/streams/v1/index.json\nif [ -f "$streams" ] && [ ! -L "$streams" ]; then record "streams $(base64 -w 0 < "$streams")"; else record nostreams; fi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then record "retired $(base64 -w 0 < "$state/retired")"; else record noretired; fi',
     read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
     'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\n[ -d "$ss" ] || exit 4\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
     reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
@@ -55648,30 +55577,38 @@ async function readServerState(registry, preflight) {
             return { index: read_parseIndexText(result.stdout, path), text: result.stdout, xdelta3 };
         case READ_LIVE_EXIT.noIndexYet:
             return { index: emptyImagesIndex(), text: Buffer.alloc(0), xdelta3 };
-        case READ_LIVE_EXIT.noSimplestreamsDir:
-            throw new ActionError(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
-        case READ_LIVE_EXIT.noTool:
-            throw preflight?.tool === 'incus-simplestreams'
-                ? new ActionError("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
+        default:
+            throw readFailure(registry, result, preflight);
+    }
+}
+/** The error for read.sh's exit status (READ_LIVE_EXIT), naming the input at fault and the fix. */
+function readFailure(registry, result, preflight) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    switch (result.code) {
+        case scripts_READ_LIVE_EXIT.noSimplestreamsDir:
+            return new common_errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+        case scripts_READ_LIVE_EXIT.noTool:
+            return preflight?.tool === 'incus-simplestreams'
+                ? new common_errors/* ActionError */.lZ("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
                     `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`, 'simplestreams-dir')
-                : new ActionError(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
-        case READ_LIVE_EXIT.uploadDirNotWritable:
-            throw new ActionError(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
+                : new common_errors/* ActionError */.lZ(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
+        case scripts_READ_LIVE_EXIT.uploadDirNotWritable:
+            return new common_errors/* ActionError */.lZ(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
                 "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
-        case READ_LIVE_EXIT.writableByOthers: {
+        case scripts_READ_LIVE_EXIT.writableByOthers: {
             const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-            throw new ActionError(`${input}: ${untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
+            return new common_errors/* ActionError */.lZ(`${input}: ${untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
                 `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine(quoteArg(dir))} ` +
                 "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
         }
-        case READ_LIVE_EXIT.simplestreamsDirNotWritable:
-            throw new ActionError(`simplestreams-dir: the SSH user cannot write ${untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
+        case scripts_READ_LIVE_EXIT.simplestreamsDirNotWritable:
+            return new common_errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
                 "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
                 'Nothing was uploaded.', 'simplestreams-dir');
         default:
-            throw new ActionError(remoteFailure(`Reading ${path}`, result));
+            return new common_errors/* ActionError */.lZ(remote_failure_remoteFailure(`Reading ${layout_liveIndexPath(registry.paths)}`, result));
     }
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
@@ -55768,7 +55705,7 @@ async function holdLock(registry, options) {
     };
 }
 /** The error for an operation refused because its lease was lost. */
-function leaseLost(lock, what, lockName) {
+function lock_leaseLost(lock, what, lockName) {
     return new common_errors/* ActionError */.lZ(`${what} was refused: the ${lockName} was lost. No heartbeat from this runner reached the server for ` +
         `${lock.leaseSeconds} s (the runner was suspended, or the link to the server went silent), so the server let ` +
         'the lock go and another run may have gone on. This run changed nothing after that; run the step again.');
@@ -55781,14 +55718,14 @@ function fencedOutput(result, lock, what, lockName) {
     if (result.code === 0)
         return result.stdout;
     if (result.code === LEASE_LOST_EXIT)
-        throw leaseLost(lock, what, lockName);
+        throw lock_leaseLost(lock, what, lockName);
     throw new ActionError(remoteFailure(what, result));
 }
 /**
  * Takes the registry lock (one writer at a time), waiting at most `lockTimeout` seconds, and
  * reads the live index as it stands under it, in one round trip (server/registry-lock.sh).
  */
-async function takeRegistryLock(registry, lockTimeout) {
+async function lock_takeRegistryLock(registry, lockTimeout) {
     const { simplestreamsDir } = registry.paths;
     let lock;
     try {
@@ -55813,6 +55750,7 @@ async function takeRegistryLock(registry, lockTimeout) {
         return {
             lock,
             liveText: indexUnderLock(lock.report),
+            indexExists: lock.report.findLast((line) => line === 'noindex' || line.startsWith('index ')) !== 'noindex',
             sumsSha256: sums?.startsWith('sums ') ? sums.slice('sums '.length) : undefined,
         };
     }
@@ -55823,7 +55761,7 @@ async function takeRegistryLock(registry, lockTimeout) {
 }
 /** takeRegistryLock, with the live index parsed (the lock is let go when it does not parse). */
 async function holdRegistryLock(registry, lockTimeout) {
-    const raw = await takeRegistryLock(registry, lockTimeout);
+    const raw = await lock_takeRegistryLock(registry, lockTimeout);
     try {
         const live = raw.liveText.length === 0 ? emptyImagesIndex() : parseIndexText(raw.liveText, liveIndexPath(registry.paths));
         return { ...raw, live };
@@ -55837,7 +55775,7 @@ async function holdRegistryLock(registry, lockTimeout) {
 function indexUnderLock(report) {
     const line = report.findLast((candidate) => candidate === 'noindex' || candidate.startsWith('index '));
     if (line === undefined) {
-        throw new common_errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrusted_untrustedLine(report.join(' ').slice(0, 200))}). ` +
+        throw new common_errors/* ActionError */.lZ(`Taking the registry lock did not report the live index (it printed: ${untrustedLine(report.join(' ').slice(0, 200))}). ` +
             "Check that the SSH user's shell startup files print nothing, and run the step again.");
     }
     return line === 'noindex' ? Buffer.alloc(0) : Buffer.from(line.slice('index '.length), 'base64');
@@ -55865,7 +55803,7 @@ function indexUnderLock(report) {
 /** A file the index can name and the action may retire: a plain name in images/. */
 const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
 /** How the messages name the registry lock. */
-const REGISTRY_LOCK_NAME = 'registry lock';
+const commit_REGISTRY_LOCK_NAME = 'registry lock';
 const lines = (values) => Buffer.from([...values].map((value) => `${value}\n`).join(''));
 const sha256Of = (bytes) => (0,external_node_crypto_.createHash)('sha256').update(bytes).digest('hex');
 /**
@@ -55931,9 +55869,9 @@ async function commit(registry, options) {
         case 0:
             break;
         case LEASE_LOST_EXIT:
-            throw leaseLost(options.lock, what, REGISTRY_LOCK_NAME);
+            throw lock_leaseLost(options.lock, what, commit_REGISTRY_LOCK_NAME);
         case 78:
-            throw new NameCollision(untrusted_untrustedLine(result.stderr.trim().split('\n').at(-1) ?? ''));
+            throw new NameCollision(untrustedLine(result.stderr.trim().split('\n').at(-1) ?? ''));
         default:
             throw new common_errors/* ActionError */.lZ(remote_failure_remoteFailure(what, result));
     }
@@ -55942,7 +55880,7 @@ async function commit(registry, options) {
         .split('\n')
         .findLast((line) => /^live ([0-9a-f]{64}|none)$/.test(line));
     if (!live) {
-        throw new common_errors/* ActionError */.lZ(`${what} ended without saying what is live (it printed: ${untrusted_untrustedLine(result.stdout.toString('utf8').slice(0, 200))}). ` +
+        throw new common_errors/* ActionError */.lZ(`${what} ended without saying what is live (it printed: ${untrustedLine(result.stdout.toString('utf8').slice(0, 200))}). ` +
             "Check that the SSH user's shell startup files print nothing, and run the step again.");
     }
     const expected = options.changed
@@ -55967,7 +55905,6 @@ async function commit(registry, options) {
 
 
 
-
 const RETIRED_LINE = /^([0-9]+) (images\/[A-Za-z0-9._+-]+)$/;
 function parseJson(text) {
     try {
@@ -55984,6 +55921,7 @@ function parseInspection(output) {
         open: [],
         entries: [],
         staging: [],
+        moved: new Set(),
         streamsIndex: undefined,
         retired: new Map(),
         sumsSha256: undefined,
@@ -56004,8 +55942,15 @@ function parseInspection(output) {
                 name: match[4],
             });
         }
-        else if (kind === 'staging' && (match = /^(held|free) ([0-9]+) (.+)$/s.exec(rest))) {
-            inspection.staging.push({ held: match[1] === 'held', mtime: Number(match[2]), name: match[3] });
+        else if (kind === 'staging' && (match = /^(held|free|link) ([0-9]+) (.+)$/s.exec(rest))) {
+            inspection.staging.push({
+                lock: match[1],
+                mtime: Number(match[2]),
+                name: match[3],
+            });
+        }
+        else if (kind === 'moved' && /^[A-Za-z0-9._+-]+$/.test(rest)) {
+            inspection.moved.add(rest);
         }
         else if (kind === 'sums' && /^[0-9a-f]{64}$/.test(rest)) {
             inspection.sumsSha256 = rest;
@@ -56025,7 +55970,14 @@ function parseInspection(output) {
 }
 /** Reads hash.sh's lines; lines of any other shape (a login shell's noise) are skipped. */
 function parseFileChecks(output) {
-    const checks = { sizes: new Map(), gone: [], linked: [], hashes: new Map(), late: [] };
+    const checks = {
+        sizes: new Map(),
+        gone: new Set(),
+        linked: new Set(),
+        hashes: new Map(),
+        unreadable: new Set(),
+        late: [],
+    };
     for (const line of output.toString('utf8').split('\n')) {
         let match;
         if ((match = /^size ([0-9]+) (\S+)$/.exec(line)))
@@ -56033,9 +55985,11 @@ function parseFileChecks(output) {
         else if ((match = /^sha256 ([0-9a-f]{64}) (\S+)$/.exec(line)))
             checks.hashes.set(match[2], match[1]);
         else if ((match = /^gone (\S+)$/.exec(line)))
-            checks.gone.push(match[1]);
+            checks.gone.add(match[1]);
         else if ((match = /^link (\S+)$/.exec(line)))
-            checks.linked.push(match[1]);
+            checks.linked.add(match[1]);
+        else if ((match = /^unreadable (\S+)$/.exec(line)))
+            checks.unreadable.add(match[1]);
         else if ((match = /^late (\S+)$/.exec(line)))
             checks.late.push(match[1]);
     }
@@ -56056,7 +56010,7 @@ function namedFiles(index) {
                         path: item.path,
                         size: item.size,
                         sha256: item.sha256,
-                        where: `${key} ${serial}`,
+                        where: `${untrusted(key)} ${serial}`,
                         serial,
                     });
             }
@@ -56072,7 +56026,7 @@ function fileFindings(index, checks) {
     const advice = 'Publish that release again (its files come back, same fingerprint), or withdraw it with the remove sub-action.';
     for (const file of namedFiles(index)) {
         const at = `${file.path} (${file.where})`;
-        if (checks.linked.includes(file.path)) {
+        if (checks.linked.has(file.path)) {
             findings.push({
                 kind: 'linked-file',
                 severity: 'error',
@@ -56082,7 +56036,7 @@ function fileFindings(index, checks) {
                 advice: 'Replace the link with the file itself, or publish that release again.',
             });
         }
-        else if (checks.gone.includes(file.path)) {
+        else if (checks.gone.has(file.path)) {
             findings.push({
                 kind: 'missing-file',
                 severity: 'error',
@@ -56100,6 +56054,16 @@ function fileFindings(index, checks) {
                 detail: `${checks.sizes.get(file.path)} bytes on disk, the index says ${file.size}: clients refuse the download.`,
                 repairable: false,
                 advice,
+            });
+        }
+        else if (checks.unreadable.has(file.path)) {
+            findings.push({
+                kind: 'unreadable-file',
+                severity: 'error',
+                subject: at,
+                detail: 'the SSH user cannot read it, so neither can the checks; the web server may not either.',
+                repairable: false,
+                advice: "Give it the registry's permissions (mode 644, owned by the SSH user), or publish that release again.",
             });
         }
         else if (checks.hashes.has(file.path) && checks.hashes.get(file.path) !== file.sha256) {
@@ -56125,7 +56089,7 @@ function treeFindings(index, inspection) {
         findings.push({
             kind: 'open-permissions',
             severity: 'error',
-            subject: untrusted_untrusted(dir),
+            subject: untrusted(dir),
             detail: "others than the SSH user can write it (group or others have write permission), or it is a symbolic link: the web server's user could change what is published, and publishes refuse to run.",
             repairable: false,
             advice: "Run chmod g-w,o-w on it (see the README's server setup), or replace the link with a directory.",
@@ -56144,8 +56108,6 @@ function treeFindings(index, inspection) {
     }
     const named = images_index_referencedPaths(index);
     const pastGrace = (since) => inspection.now - since >= RETIRE_GRACE_SECONDS;
-    const unnamed = [];
-    const retired = [];
     for (const entry of inspection.entries) {
         const path = `images/${entry.name}`;
         if (named.has(path) || entry.name === 'SHA256SUMS')
@@ -56153,40 +56115,45 @@ function treeFindings(index, inspection) {
         const retiredAt = inspection.retired.get(path);
         if (retiredAt !== undefined) {
             if (pastGrace(retiredAt))
-                retired.push(path);
+                findings.push({
+                    kind: 'retired-file-past-grace',
+                    severity: 'warning',
+                    subject: untrusted(path),
+                    detail: 'the index stopped naming it more than two hours ago, and it is still on disk.',
+                    repairable: true,
+                });
         }
         else if (pastGrace(entry.mtime)) {
-            unnamed.push(entry.type === 'f' ? untrusted_untrusted(path) : `${untrusted_untrusted(path)} (type ${entry.type})`);
+            findings.push({
+                kind: 'unnamed-file',
+                severity: 'warning',
+                subject: entry.type === 'f' ? untrusted(path) : `${untrusted(path)} (type ${untrusted(entry.type)})`,
+                detail: 'no index names it, it is older than two hours, and it takes disk space.',
+                repairable: false,
+                advice: 'Nothing refers to it: remove it on the server once you know what it is (an upload copied there by hand, a release removed by hand).',
+            });
         }
     }
-    if (retired.length > 0) {
-        findings.push({
-            kind: 'retired-file-past-grace',
-            severity: 'warning',
-            subject: listed(retired),
-            detail: `${retired.length} file(s) the index stopped naming more than two hours ago are still on disk.`,
-            repairable: true,
-        });
-    }
-    if (unnamed.length > 0) {
-        findings.push({
-            kind: 'unnamed-file',
-            severity: 'warning',
-            subject: listed(unnamed),
-            detail: `${unnamed.length} entries of images/ that no index names, older than two hours, take disk space.`,
-            repairable: false,
-            advice: 'Nothing refers to them: remove them on the server once you know what they are (an upload copied there by hand, a release removed by hand).',
-        });
-    }
-    const leftStaging = inspection.staging.filter((tree) => !tree.held);
-    if (leftStaging.length > 0) {
-        findings.push({
-            kind: 'leftover-staging',
-            severity: 'warning',
-            subject: listed(leftStaging.map((tree) => untrusted_untrusted(`.lxc-publish/staging/${tree.name}`))),
-            detail: `${leftStaging.length} staging tree(s) of runs that are gone (their image lock is free) take disk space.`,
-            repairable: true,
-        });
+    for (const tree of inspection.staging) {
+        if (tree.lock === 'held')
+            continue;
+        const subject = untrusted(`.lxc-publish/staging/${tree.name}`);
+        findings.push(tree.lock === 'free'
+            ? {
+                kind: 'leftover-staging',
+                severity: 'warning',
+                subject,
+                detail: 'a staging tree of a run that is gone (its image lock is free) takes disk space.',
+                repairable: true,
+            }
+            : {
+                kind: 'leftover-staging',
+                severity: 'warning',
+                subject,
+                detail: 'a staging tree whose image lock is a symbolic link, which the clean-up leaves alone.',
+                repairable: false,
+                advice: `Remove the tree and its lock in .lxc-publish/locks/ on the server.`,
+            });
     }
     return findings;
 }
@@ -56213,6 +56180,7 @@ function treeFindings(index, inspection) {
 
 
 
+
 async function inspect(registry, lock) {
     const what = `Reading the files of ${registry.paths.simplestreamsDir} (simplestreams-dir)`;
     const result = await registry.execScript(INSPECT, [registry.paths.simplestreamsDir, stateDir(registry.paths)], {
@@ -56222,7 +56190,7 @@ async function inspect(registry, lock) {
     if (result.code !== 0)
         throw new common_errors/* ActionError */.lZ(remote_failure_remoteFailure(what, result));
     if (lock.lost())
-        throw leaseLost(lock, what, REGISTRY_LOCK_NAME);
+        throw lock_leaseLost(lock, what, commit_REGISTRY_LOCK_NAME);
     return parseInspection(result.stdout);
 }
 async function checkFiles(registry, index, options) {
@@ -56239,9 +56207,11 @@ async function checkFiles(registry, index, options) {
 }
 /** The index read under the lock, or the finding that says why it cannot be read. */
 function parseLive(registry, held) {
-    if (held.liveText.length === 0)
+    if (!held.indexExists)
         return { index: images_index_emptyImagesIndex() };
     try {
+        if (held.liveText.length === 0)
+            throw new Error('the file is empty');
         return { index: parse_parseImagesIndex(held.liveText.toString('utf8')) };
     }
     catch (error) {
@@ -56251,43 +56221,132 @@ function parseLive(registry, held) {
                 kind: 'unreadable-index',
                 severity: 'error',
                 subject: 'streams/v1/images.json',
-                detail: `${path} is not a simplestreams index: ${untrusted_untrustedLine(error instanceof Error ? error.message : String(error)).slice(0, 300)}. Clients list nothing and publishes fail.`,
+                detail: `${path} is not a simplestreams index: ${untrustedLine(error instanceof Error ? error.message : String(error)).slice(0, 300)}. Clients list nothing and publishes fail.`,
                 repairable: false,
                 advice: 'The index before the last change is kept in .lxc-publish/previous/images.json: check it and copy it back, or publish the releases again.',
             },
         };
     }
 }
+/** Whether the tree holds what only a publish leaves: an index.json naming products, or files in images/. */
+function somethingPublished(inspection) {
+    const products = inspection.streamsIndex?.index
+        ?.images?.products;
+    return (Array.isArray(products) && products.length > 0) || inspection.entries.some((e) => e.name !== 'SHA256SUMS');
+}
+function missingIndex(registry) {
+    return {
+        kind: 'missing-index',
+        severity: 'error',
+        subject: 'streams/v1/images.json',
+        detail: `${layout_liveIndexPath(registry.paths)} is missing, yet index.json or images/ hold what a publish left: clients list nothing.`,
+        repairable: false,
+        advice: 'The index before the last change is kept in .lxc-publish/previous/images.json: check it and copy it back, or publish the releases again.',
+    };
+}
+/** Findings that stop a repair: the registry is not in a state to commit to safely. */
+const BLOCKS_REPAIR = new Set(['open-permissions', 'unreadable-index', 'missing-index']);
+/** What a registry where nothing was ever published lacks, rightly. */
+const NOTHING_PUBLISHED_YET = new Set(['streams-index-out-of-step', 'sha256sums-out-of-step']);
 async function look(registry, lock, index, files, options) {
+    const { indexExists } = options;
     const inspection = await inspect(registry, lock);
     if (!index)
         return { index, inspection, findings: [] };
+    if (!indexExists && somethingPublished(inspection)) {
+        return { index: undefined, inspection, findings: [missingIndex(registry)] };
+    }
     const findings = [
         ...treeFindings(index, inspection),
         ...indexFindings(index, { lxdCompat: options.lxdCompat, streamsIndex: inspection.streamsIndex }),
         ...(files ? fileFindings(index, files) : []),
-    ];
+    ].filter(
+    // Nothing published yet: no index.json and no SHA256SUMS is how it should be.
+    (finding) => indexExists || !NOTHING_PUBLISHED_YET.has(finding.kind));
     return { index, inspection, findings };
 }
-const sameFinding = (a, b) => a.kind === b.kind && a.subject === b.subject;
+/** The look before any repair: the index read under the lock, its files, the tree. */
+async function firstLook(registry, held, options) {
+    const parsed = parseLive(registry, held);
+    const files = parsed.index ? await checkFiles(registry, parsed.index, options) : undefined;
+    const first = await look(registry, held.lock, parsed.index, files, {
+        ...options,
+        indexExists: held.indexExists,
+    });
+    if (parsed.finding)
+        first.findings.unshift(parsed.finding);
+    return { parsed, files, first };
+}
 /**
- * Checks the registry under its lock, and with `options.repair` mends what is safe; see the
- * module's comment.
+ * One look at the registry under its lock, changing nothing: the check without repair, with
+ * everything it read (the invariant checker of the tests reads more than the findings).
  */
-async function checkRegistry(registry, options) {
+async function examineRegistry(registry, options) {
     await registry.checkLoginShell();
     const held = await takeRegistryLock(registry, options.lockTimeout);
     try {
-        const parsed = parseLive(registry, held);
-        const files = parsed.index ? await checkFiles(registry, parsed.index, options) : undefined;
-        const first = await look(registry, held.lock, parsed.index, files, options);
-        if (parsed.finding)
-            first.findings.unshift(parsed.finding);
+        const { files, first } = await firstLook(registry, held, options);
+        if (held.lock.lost())
+            throw leaseLost(held.lock, 'Checking the registry', REGISTRY_LOCK_NAME);
+        return { ...first, ...(files ? { files } : {}) };
+    }
+    finally {
+        await held.lock.release();
+    }
+}
+const sameFinding = (a, b) => a.kind === b.kind && a.subject === b.subject;
+/**
+ * read.sh's checks, before the lock is taken (the lock's files are under simplestreams-dir): a
+ * registry directory that others can write, or that is a symbolic link, is reported, and nothing
+ * else is read or written through it. Other failures (no simplestreams-dir) fail the step.
+ */
+async function preflight(registry) {
+    const result = await registry.execProbedScript(scripts_READ_LIVE_INDEX, [registry.paths.simplestreamsDir, '', '', '1', ''], {
+        timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS,
+        what: `Checking ${registry.paths.simplestreamsDir} (simplestreams-dir)`,
+    });
+    if (result.code === 0 || result.code === scripts_READ_LIVE_EXIT.noIndexYet)
+        return undefined;
+    if (result.code !== scripts_READ_LIVE_EXIT.writableByOthers)
+        throw readFailure(registry, result);
+    const dir = result.stderr.trim().split('\n').at(-1) ?? registry.paths.simplestreamsDir;
+    return {
+        kind: 'open-permissions',
+        severity: 'error',
+        subject: untrusted(dir),
+        detail: "others than the SSH user can write it (group or others have write permission), or it is a symbolic link: the web server's user could change what is published. Nothing else was checked or changed: the check would read, and a repair write, through it.",
+        repairable: false,
+        advice: "Run chmod g-w,o-w on it (see the README's server setup), or replace the link with a directory; then check again.",
+    };
+}
+/**
+ * Checks the registry under its lock, and with `options.repair` mends what is safe; see the
+ * module's comment. A repair is not attempted while a finding that blocks it stands (open
+ * permissions, an index that cannot be read or is missing): `repairRefused` says so.
+ */
+async function checkRegistry(registry, options) {
+    const refused = await preflight(registry);
+    if (refused) {
+        return {
+            findings: [{ ...refused, repaired: false }],
+            products: 0,
+            versions: 0,
+            files: 0,
+            hashed: 0,
+            late: 0,
+            indexRepaired: false,
+            repairRefused: options.repair,
+        };
+    }
+    const held = await lock_takeRegistryLock(registry, options.lockTimeout);
+    try {
+        const { parsed, files, first } = await firstLook(registry, held, options);
         let last = first;
         let indexRepaired = false;
-        if (options.repair && parsed.index && first.findings.some((finding) => finding.repairable)) {
-            const repaired = repairIndex(parsed.index, { lxdCompat: options.lxdCompat });
-            const live = repaired.index ?? parsed.index;
+        const blocked = first.findings.some((finding) => BLOCKS_REPAIR.has(finding.kind));
+        if (options.repair && !blocked && first.index && first.findings.some((finding) => finding.repairable)) {
+            const repaired = repairIndex(first.index, { lxdCompat: options.lxdCompat });
+            const live = repaired.index ?? first.index;
             // index.json is rewritten with images.json: a commit of the same index mends it.
             const changed = repaired.index !== undefined || first.findings.some((f) => f.kind === 'streams-index-out-of-step');
             await commit(registry, {
@@ -56299,13 +56358,14 @@ async function checkRegistry(registry, options) {
                 done: [],
             });
             indexRepaired = changed;
-            last = await look(registry, held.lock, live, files, options);
+            last = await look(registry, held.lock, live, files, { ...options, indexExists: true });
         }
         if (held.lock.lost())
-            throw leaseLost(held.lock, 'Checking the registry', REGISTRY_LOCK_NAME);
+            throw lock_leaseLost(held.lock, 'Checking the registry', commit_REGISTRY_LOCK_NAME);
+        // Repaired: repairable, and the look after the repair no longer finds it (one finding per item).
         const findings = first.findings.map((finding) => ({
             ...finding,
-            repaired: last !== first && !last.findings.some((other) => sameFinding(other, finding)),
+            repaired: finding.repairable && last !== first && !last.findings.some((other) => sameFinding(other, finding)),
         }));
         // A look after the repair may find what the first did not (a run's lock freed meanwhile).
         for (const finding of last.findings) {
@@ -56322,6 +56382,7 @@ async function checkRegistry(registry, options) {
             hashed: files?.hashes.size ?? 0,
             late: files?.late.length ?? 0,
             indexRepaired,
+            repairRefused: options.repair && blocked,
         };
     }
     finally {
@@ -57245,7 +57306,7 @@ function keyTypeOf(keyBlob) {
 }
 /** The key a server presented, for messages: its type is the server's text, escaped. */
 function describePresentedKey(keyBlob) {
-    return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
+    return { type: untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
 /** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
 function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
@@ -57449,7 +57510,7 @@ function connectionError(error, options) {
     const code = error.code;
     const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
-        return new common_errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrusted_untrustedLine(message)}). Check the host and port ` +
+        return new common_errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrustedLine(message)}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
             '(AllowTcpForwarding in its sshd_config).', 'host');
     }
@@ -57471,7 +57532,7 @@ function connectionError(error, options) {
         return new common_errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
             "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
     }
-    return new common_errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrusted_untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
+    return new common_errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
         'sshd answers there; run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the handshake.', host);
 }
 
@@ -57735,7 +57796,7 @@ async function checkLoginShell(session, username) {
  * one round trip for both. The script must not read stdin itself.
  */
 function probedScript(script, args) {
-    const set = args.length > 0 ? `set -- ${args.map(shell_quoteArg).join(' ')}\n` : '';
+    const set = args.length > 0 ? `set -- ${args.map(quoteArg).join(' ')}\n` : '';
     return { command: `${shell_commandLine(['printf', '%s', PROBE])}; exec sh -s`, stdin: `${set}{\n${script}\n}\n` };
 }
 /** Splits what a probed script printed: the probe first, checked, then the script's output. */
@@ -57903,9 +57964,9 @@ function refuseUndeclaredInputs(declared, env = process.env) {
     const named = unknown.map((name) => ({ name, closest: closestInput(name, declared) }));
     const [only] = named;
     const what = named.length === 1 && only
-        ? `${untrusted_untrusted(only.name)} is not an input of this action${only.closest ? `: did you mean ${only.closest}?` : '.'}`
+        ? `${untrusted(only.name)} is not an input of this action${only.closest ? `: did you mean ${only.closest}?` : '.'}`
         : `These are not inputs of this action: ${named
-            .map(({ name, closest }) => `${untrusted_untrusted(name)}${closest ? ` (did you mean ${closest}?)` : ''}`)
+            .map(({ name, closest }) => `${untrusted(name)}${closest ? ` (did you mean ${closest}?)` : ''}`)
             .join(', ')}.`;
     throw new common_errors/* ActionError */.lZ(`${what} A misspelt input would be ignored and leave its setting at the default (a misspelt host-fingerprint ` +
         "would turn host key pinning off), so the step stops here. Fix the name in the step's with: block, or " +
@@ -58038,6 +58099,85 @@ const DECLARED_INPUTS = {
 
 // EXTERNAL MODULE: ./src/public/remote.ts
 var remote = __nccwpck_require__(2611);
+;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
+/**
+ * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
+ * newest version. Pure.
+ */
+
+
+/**
+ * Puts the aliases on one product and takes them off every other product of the same
+ * architecture, so that an alias such as `latest` names exactly one image per architecture.
+ * Returns whether anything changed.
+ */
+function moveAliases(index, productName, aliases) {
+    const target = index.products[productName];
+    if (!target || aliases.length === 0)
+        return false;
+    let changed = false;
+    for (const [name, product] of Object.entries(index.products)) {
+        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
+            continue;
+        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
+        if (kept.length !== productAliases(product).length) {
+            setAliases(product, kept);
+            changed = true;
+        }
+    }
+    const current = productAliases(target);
+    const missing = aliases.filter((alias) => !current.includes(alias));
+    if (missing.length > 0) {
+        setAliases(target, [...current, ...missing]);
+        changed = true;
+    }
+    return changed;
+}
+function setAliases(product, aliases) {
+    if (aliases.length > 0)
+        product.aliases = aliases.join(',');
+    else
+        delete product.aliases;
+}
+/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
+function aliases_isNewestVersion(product, serial) {
+    // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
+    return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
+}
+/**
+ * Moves one version of a product written the old way (one product, several versions) into a
+ * release product of its own, without aliases, and returns its key. Aliases of a shared product
+ * resolve to its newest version only: an older version must stand alone to carry one.
+ */
+function splitOutRelease(index, productName, serial) {
+    const product = index.products[productName];
+    const version = product?.versions[serial];
+    if (!product || !version || Object.keys(product.versions).length === 1)
+        return productName;
+    const { versions: _versions, aliases: _aliases, ...fields } = product;
+    const key = releaseProductKey(productLine(productName, product), serial);
+    delete product.versions[serial];
+    index.products[key] = { ...fields, versions: { [serial]: version } };
+    return key;
+}
+/**
+ * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
+ * version that is not the newest of a shared product is first given a product of its own, so
+ * that the aliases resolve to it.
+ */
+function planAliasUpdate(live, fingerprint, aliases) {
+    const next = cloneIndex(live);
+    const existing = findFingerprint(next, fingerprint);
+    if (!existing || aliases.length === 0)
+        return undefined;
+    const holder = next.products[existing.product];
+    const product = holder && !aliases_isNewestVersion(holder, existing.serial)
+        ? splitOutRelease(next, existing.product, existing.serial)
+        : existing.product;
+    const split = product !== existing.product;
+    return moveAliases(next, product, aliases) || split ? next : undefined;
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
 /** keep-versions: how many releases of an image line stay in the index. Pure. */
 
@@ -58594,7 +58734,7 @@ function logFindings(report) {
         lib_core/* info */.pq(`${kind}: ${count} more, not shown here (the report output lists them)`);
     for (const finding of shown) {
         const state = finding.repaired ? 'repaired' : finding.repairable ? 'repair: true mends it' : 'left to you';
-        const line = untrusted_untrustedLine(`${finding.kind}: ${finding.subject}: ${finding.detail} (${state})`);
+        const line = untrustedLine(`${finding.kind}: ${finding.subject}: ${finding.detail} (${state})`);
         if (finding.repaired)
             lib_core/* info */.pq(`repaired ${line}`);
         else if (finding.severity === 'error')
@@ -58604,6 +58744,22 @@ function logFindings(report) {
         if (!finding.repaired && finding.advice)
             lib_core/* info */.pq(`  What to do: ${finding.advice}`);
     }
+}
+/** Findings of each kind the report output holds: outputs are limited to 1 MB per job. */
+const REPORTED_PER_KIND = 100;
+/** The report output: the first REPORTED_PER_KIND findings of each kind, and how many more there were. */
+function reportOutput(report, status) {
+    const counts = new Map();
+    const omitted = {};
+    const findings = report.findings.filter((finding) => {
+        const count = (counts.get(finding.kind) ?? 0) + 1;
+        counts.set(finding.kind, count);
+        if (count <= REPORTED_PER_KIND)
+            return true;
+        omitted[finding.kind] = (omitted[finding.kind] ?? 0) + 1;
+        return false;
+    });
+    return { status, ...report, findings, omitted };
 }
 /** The step fails when a finding of fail-on's severity (or worse) remains. */
 function failure(report, settings) {
@@ -58635,11 +58791,13 @@ function runCheck() {
         lib_core/* info */.pq(`${report.products} products, ${report.versions} versions, ${report.files} files (${report.hashed} hashed, ` +
             `${report.late} not reached within hash-time): ${status}`);
         logFindings(report);
+        if (report.repairRefused)
+            lib_core/* warning */.$e(summary/* REPAIR_REFUSED */.Hk, { title: 'lxc-publish check' });
         lib_core/* setOutput */.uH('status', status);
         lib_core/* setOutput */.uH('errors', remaining(report, 'error'));
         lib_core/* setOutput */.uH('warnings', remaining(report, 'warning'));
         lib_core/* setOutput */.uH('repaired', report.findings.filter((finding) => finding.repaired).length);
-        lib_core/* setOutput */.uH('report', JSON.stringify({ status, ...report }));
+        lib_core/* setOutput */.uH('report', JSON.stringify(reportOutput(report, status)));
         if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
             await (0,summary/* writeCheckSummary */.gn)(report, status, settings);
         const failed = failure(report, settings);
@@ -58733,6 +58891,7 @@ async function runStep(failureHeading, work) {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Hk: () => (/* binding */ REPAIR_REFUSED),
 /* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
 /* harmony export */   gn: () => (/* binding */ writeCheckSummary),
 /* harmony export */   qA: () => (/* binding */ shownFindings)
@@ -58740,7 +58899,9 @@ async function runStep(failureHeading, work) {
 /* unused harmony exports formatSize, launchCommand, buildSummary, writeSummary, buildFailureSummary, writeDayTwoSummary, SHOWN_PER_KIND, buildCheckSummary */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
 /* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
+/* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1922);
 /** The job summary: what was published, where it is served, and how to use it. */
+
 
 
 
@@ -58896,6 +59057,7 @@ function shownFindings(report) {
     }
     return { shown, hidden };
 }
+const REPAIR_REFUSED = 'repair: true was not attempted: an error above (open permissions, an index that is missing or cannot be read) must be fixed first.';
 const CHECK_HEADINGS = {
     healthy: 'Registry check: nothing wrong found',
     repaired: 'Registry check: everything found was repaired',
@@ -58918,12 +59080,15 @@ function buildCheckSummary(report, status, where) {
                     ? 'repaired'
                     : finding.repairable
                         ? 'repair: true mends it'
-                        : `left to you: ${escapeHtml(finding.advice ?? '')}`;
-                return (`<tr><td>${finding.severity}</td><td>${code(finding.kind)}</td><td>${code(finding.subject)}</td>` +
-                    `<td>${escapeHtml(finding.detail)}</td><td>${repair}</td></tr>`);
+                        : `left to you: ${escapeHtml((0,_common_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .oneLine */ .TN)(finding.advice ?? ''))}`;
+                // One line per cell: a blank line would end the HTML block, and the rest render as Markdown.
+                return (`<tr><td>${finding.severity}</td><td>${code(finding.kind)}</td><td>${code((0,_common_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .oneLine */ .TN)(finding.subject))}</td>` +
+                    `<td>${escapeHtml((0,_common_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .oneLine */ .TN)(finding.detail))}</td><td>${repair}</td></tr>`);
             }),
             '</table>',
         ].join('\n'));
+        if (report.repairRefused)
+            parts.push(escapeHtml(REPAIR_REFUSED));
         for (const [kind, count] of hidden)
             parts.push(`And ${count} more ${code(kind)}, not shown here: the \`report\` output lists them all.`);
     }
@@ -58947,7 +59112,7 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 
 
 const finished = (0,_action_step_js__WEBPACK_IMPORTED_MODULE_2__/* .installLastResortHandlers */ .i)();
-await (0,_action_check_js__WEBPACK_IMPORTED_MODULE_1__/* .runCheck */ .k)();
+await (0,_action_check_js__WEBPACK_IMPORTED_MODULE_1__/* .runCheck */ .k_)();
 finished();
 
 __webpack_async_result__();

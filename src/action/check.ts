@@ -11,7 +11,7 @@ import { checkRegistry, type CheckReport, type ReportedFinding } from '../regist
 import { Registry } from '../registry/registry.js';
 import { readCheckSettings, type CheckSettings } from './inputs.js';
 import { runStep } from './step.js';
-import { shownFindings, writeCheckSummary } from './summary.js';
+import { REPAIR_REFUSED, shownFindings, writeCheckSummary } from './summary.js';
 
 export type CheckStatus = 'healthy' | 'repaired' | 'problems';
 
@@ -36,6 +36,23 @@ function logFindings(report: CheckReport): void {
     else core.warning(line, { title: 'lxc-publish check' });
     if (!finding.repaired && finding.advice) core.info(`  What to do: ${finding.advice}`);
   }
+}
+
+/** Findings of each kind the report output holds: outputs are limited to 1 MB per job. */
+const REPORTED_PER_KIND = 100;
+
+/** The report output: the first REPORTED_PER_KIND findings of each kind, and how many more there were. */
+export function reportOutput(report: CheckReport, status: CheckStatus): object {
+  const counts = new Map<string, number>();
+  const omitted: Record<string, number> = {};
+  const findings = report.findings.filter((finding) => {
+    const count = (counts.get(finding.kind) ?? 0) + 1;
+    counts.set(finding.kind, count);
+    if (count <= REPORTED_PER_KIND) return true;
+    omitted[finding.kind] = (omitted[finding.kind] ?? 0) + 1;
+    return false;
+  });
+  return { status, ...report, findings, omitted };
 }
 
 /** The step fails when a finding of fail-on's severity (or worse) remains. */
@@ -76,11 +93,12 @@ export function runCheck(): Promise<void> {
         `${report.late} not reached within hash-time): ${status}`,
     );
     logFindings(report);
+    if (report.repairRefused) core.warning(REPAIR_REFUSED, { title: 'lxc-publish check' });
     core.setOutput('status', status);
     core.setOutput('errors', remaining(report, 'error'));
     core.setOutput('warnings', remaining(report, 'warning'));
     core.setOutput('repaired', report.findings.filter((finding) => finding.repaired).length);
-    core.setOutput('report', JSON.stringify({ status, ...report }));
+    core.setOutput('report', JSON.stringify(reportOutput(report, status)));
     if (settings.summary && process.env['GITHUB_STEP_SUMMARY']) await writeCheckSummary(report, status, settings);
     const failed = failure(report, settings);
     if (failed) throw failed;

@@ -6,6 +6,7 @@ import { defaultRemoteName } from '../public/remote.js';
 import type { CheckReport, ReportedFinding } from '../registry/check.js';
 import type { DayTwoResult } from '../registry/day-two.js';
 import type { PublishResult } from '../registry/publication.js';
+import { oneLine } from '../common/errors.js';
 
 export interface SummaryOptions {
   /**
@@ -194,6 +195,9 @@ export function shownFindings(report: CheckReport): { shown: ReportedFinding[]; 
   return { shown, hidden };
 }
 
+export const REPAIR_REFUSED =
+  'repair: true was not attempted: an error above (open permissions, an index that is missing or cannot be read) must be fixed first.';
+
 const CHECK_HEADINGS: Record<'healthy' | 'repaired' | 'problems', string> = {
   healthy: 'Registry check: nothing wrong found',
   repaired: 'Registry check: everything found was repaired',
@@ -223,15 +227,17 @@ export function buildCheckSummary(
             ? 'repaired'
             : finding.repairable
               ? 'repair: true mends it'
-              : `left to you: ${escapeHtml(finding.advice ?? '')}`;
+              : `left to you: ${escapeHtml(oneLine(finding.advice ?? ''))}`;
+          // One line per cell: a blank line would end the HTML block, and the rest render as Markdown.
           return (
-            `<tr><td>${finding.severity}</td><td>${code(finding.kind)}</td><td>${code(finding.subject)}</td>` +
-            `<td>${escapeHtml(finding.detail)}</td><td>${repair}</td></tr>`
+            `<tr><td>${finding.severity}</td><td>${code(finding.kind)}</td><td>${code(oneLine(finding.subject))}</td>` +
+            `<td>${escapeHtml(oneLine(finding.detail))}</td><td>${repair}</td></tr>`
           );
         }),
         '</table>',
       ].join('\n'),
     );
+    if (report.repairRefused) parts.push(escapeHtml(REPAIR_REFUSED));
     for (const [kind, count] of hidden)
       parts.push(`And ${count} more ${code(kind)}, not shown here: the \`report\` output lists them all.`);
   }

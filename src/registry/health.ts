@@ -4,7 +4,7 @@
  * index's own (simplestreams/health.ts). Pure.
  */
 import { sha256Sums } from '../simplestreams/checksums.js';
-import { listed, type Finding } from '../simplestreams/health.js';
+import type { Finding } from '../simplestreams/health.js';
 import { referencedPaths, type ImagesIndex } from '../simplestreams/images-index.js';
 import { untrusted } from '../common/untrusted.js';
 import { sha256Of } from './commit.js';
@@ -25,7 +25,10 @@ export interface Inspection {
   /** Directories others than the SSH user can write, or links where a directory belongs. */
   open: string[];
   entries: TreeEntry[];
-  staging: { name: string; held: boolean; mtime: number }[];
+  /** Each staging tree, and whether its image lock is held, free, or a symbolic link. */
+  staging: { name: string; lock: 'held' | 'free' | 'link'; mtime: number }[];
+  /** Files in images/ that a commit moved there and has not made live yet (staging's `moved`). */
+  moved: Set<string>;
   /** streams/v1/index.json, parsed; undefined when missing or not JSON. */
   streamsIndex: unknown;
   /** The retired list: when each file was retired (seconds), by path. */
@@ -51,6 +54,7 @@ export function parseInspection(output: Buffer): Inspection {
     open: [],
     entries: [],
     staging: [],
+    moved: new Set(),
     streamsIndex: undefined,
     retired: new Map(),
     sumsSha256: undefined,
@@ -68,8 +72,14 @@ export function parseInspection(output: Buffer): Inspection {
         mtime: Number(match[3]),
         name: match[4] as string,
       });
-    } else if (kind === 'staging' && (match = /^(held|free) ([0-9]+) (.+)$/s.exec(rest))) {
-      inspection.staging.push({ held: match[1] === 'held', mtime: Number(match[2]), name: match[3] as string });
+    } else if (kind === 'staging' && (match = /^(held|free|link) ([0-9]+) (.+)$/s.exec(rest))) {
+      inspection.staging.push({
+        lock: match[1] as 'held' | 'free' | 'link',
+        mtime: Number(match[2]),
+        name: match[3] as string,
+      });
+    } else if (kind === 'moved' && /^[A-Za-z0-9._+-]+$/.test(rest)) {
+      inspection.moved.add(rest);
     } else if (kind === 'sums' && /^[0-9a-f]{64}$/.test(rest)) {
       inspection.sumsSha256 = rest;
     } else if (kind === 'streams') {
@@ -88,24 +98,34 @@ export function parseInspection(output: Buffer): Inspection {
 export interface FileChecks {
   /** Size on disk, by path; absent for a file that is gone or behind a link. */
   sizes: Map<string, number>;
-  gone: string[];
-  linked: string[];
+  gone: Set<string>;
+  linked: Set<string>;
   /** sha256 of each file hashed in time, by path. */
   hashes: Map<string, string>;
+  /** Files the SSH user cannot read. */
+  unreadable: Set<string>;
   /** Files not hashed for lack of time. */
   late: string[];
 }
 
 /** Reads hash.sh's lines; lines of any other shape (a login shell's noise) are skipped. */
 export function parseFileChecks(output: Buffer): FileChecks {
-  const checks: FileChecks = { sizes: new Map(), gone: [], linked: [], hashes: new Map(), late: [] };
+  const checks: FileChecks = {
+    sizes: new Map(),
+    gone: new Set(),
+    linked: new Set(),
+    hashes: new Map(),
+    unreadable: new Set(),
+    late: [],
+  };
   for (const line of output.toString('utf8').split('\n')) {
     let match: RegExpExecArray | null;
     if ((match = /^size ([0-9]+) (\S+)$/.exec(line))) checks.sizes.set(match[2] as string, Number(match[1]));
     else if ((match = /^sha256 ([0-9a-f]{64}) (\S+)$/.exec(line)))
       checks.hashes.set(match[2] as string, match[1] as string);
-    else if ((match = /^gone (\S+)$/.exec(line))) checks.gone.push(match[1] as string);
-    else if ((match = /^link (\S+)$/.exec(line))) checks.linked.push(match[1] as string);
+    else if ((match = /^gone (\S+)$/.exec(line))) checks.gone.add(match[1] as string);
+    else if ((match = /^link (\S+)$/.exec(line))) checks.linked.add(match[1] as string);
+    else if ((match = /^unreadable (\S+)$/.exec(line))) checks.unreadable.add(match[1] as string);
     else if ((match = /^late (\S+)$/.exec(line))) checks.late.push(match[1] as string);
   }
   return checks;
@@ -126,7 +146,7 @@ export function namedFiles(index: ImagesIndex): { path: string; size: number; sh
             path: item.path,
             size: item.size,
             sha256: item.sha256,
-            where: `${key} ${serial}`,
+            where: `${untrusted(key)} ${serial}`,
             serial,
           });
       }
@@ -144,7 +164,7 @@ export function fileFindings(index: ImagesIndex, checks: FileChecks): Finding[] 
     'Publish that release again (its files come back, same fingerprint), or withdraw it with the remove sub-action.';
   for (const file of namedFiles(index)) {
     const at = `${file.path} (${file.where})`;
-    if (checks.linked.includes(file.path)) {
+    if (checks.linked.has(file.path)) {
       findings.push({
         kind: 'linked-file',
         severity: 'error',
@@ -153,7 +173,7 @@ export function fileFindings(index: ImagesIndex, checks: FileChecks): Finding[] 
         repairable: false,
         advice: 'Replace the link with the file itself, or publish that release again.',
       });
-    } else if (checks.gone.includes(file.path)) {
+    } else if (checks.gone.has(file.path)) {
       findings.push({
         kind: 'missing-file',
         severity: 'error',
@@ -170,6 +190,15 @@ export function fileFindings(index: ImagesIndex, checks: FileChecks): Finding[] 
         detail: `${checks.sizes.get(file.path)} bytes on disk, the index says ${file.size}: clients refuse the download.`,
         repairable: false,
         advice,
+      });
+    } else if (checks.unreadable.has(file.path)) {
+      findings.push({
+        kind: 'unreadable-file',
+        severity: 'error',
+        subject: at,
+        detail: 'the SSH user cannot read it, so neither can the checks; the web server may not either.',
+        repairable: false,
+        advice: "Give it the registry's permissions (mode 644, owned by the SSH user), or publish that release again.",
       });
     } else if (checks.hashes.has(file.path) && checks.hashes.get(file.path) !== file.sha256) {
       findings.push({
@@ -216,47 +245,52 @@ export function treeFindings(index: ImagesIndex, inspection: Inspection): Findin
   }
   const named = referencedPaths(index);
   const pastGrace = (since: number): boolean => inspection.now - since >= RETIRE_GRACE_SECONDS;
-  const unnamed: string[] = [];
-  const retired: string[] = [];
   for (const entry of inspection.entries) {
     const path = `images/${entry.name}`;
     if (named.has(path) || entry.name === 'SHA256SUMS') continue;
     const retiredAt = inspection.retired.get(path);
     if (retiredAt !== undefined) {
-      if (pastGrace(retiredAt)) retired.push(path);
+      if (pastGrace(retiredAt))
+        findings.push({
+          kind: 'retired-file-past-grace',
+          severity: 'warning',
+          subject: untrusted(path),
+          detail: 'the index stopped naming it more than two hours ago, and it is still on disk.',
+          repairable: true,
+        });
     } else if (pastGrace(entry.mtime)) {
-      unnamed.push(entry.type === 'f' ? untrusted(path) : `${untrusted(path)} (type ${entry.type})`);
+      findings.push({
+        kind: 'unnamed-file',
+        severity: 'warning',
+        subject: entry.type === 'f' ? untrusted(path) : `${untrusted(path)} (type ${untrusted(entry.type)})`,
+        detail: 'no index names it, it is older than two hours, and it takes disk space.',
+        repairable: false,
+        advice:
+          'Nothing refers to it: remove it on the server once you know what it is (an upload copied there by hand, a release removed by hand).',
+      });
     }
   }
-  if (retired.length > 0) {
-    findings.push({
-      kind: 'retired-file-past-grace',
-      severity: 'warning',
-      subject: listed(retired),
-      detail: `${retired.length} file(s) the index stopped naming more than two hours ago are still on disk.`,
-      repairable: true,
-    });
-  }
-  if (unnamed.length > 0) {
-    findings.push({
-      kind: 'unnamed-file',
-      severity: 'warning',
-      subject: listed(unnamed),
-      detail: `${unnamed.length} entries of images/ that no index names, older than two hours, take disk space.`,
-      repairable: false,
-      advice:
-        'Nothing refers to them: remove them on the server once you know what they are (an upload copied there by hand, a release removed by hand).',
-    });
-  }
-  const leftStaging = inspection.staging.filter((tree) => !tree.held);
-  if (leftStaging.length > 0) {
-    findings.push({
-      kind: 'leftover-staging',
-      severity: 'warning',
-      subject: listed(leftStaging.map((tree) => untrusted(`.lxc-publish/staging/${tree.name}`))),
-      detail: `${leftStaging.length} staging tree(s) of runs that are gone (their image lock is free) take disk space.`,
-      repairable: true,
-    });
+  for (const tree of inspection.staging) {
+    if (tree.lock === 'held') continue;
+    const subject = untrusted(`.lxc-publish/staging/${tree.name}`);
+    findings.push(
+      tree.lock === 'free'
+        ? {
+            kind: 'leftover-staging',
+            severity: 'warning',
+            subject,
+            detail: 'a staging tree of a run that is gone (its image lock is free) takes disk space.',
+            repairable: true,
+          }
+        : {
+            kind: 'leftover-staging',
+            severity: 'warning',
+            subject,
+            detail: 'a staging tree whose image lock is a symbolic link, which the clean-up leaves alone.',
+            repairable: false,
+            advice: `Remove the tree and its lock in .lxc-publish/locks/ on the server.`,
+          },
+    );
   }
   return findings;
 }

@@ -140,6 +140,8 @@ export interface RawRegistryLock {
   lock: HeldLock;
   /** The live images.json as it was read (empty when there is none yet). */
   liveText: Buffer;
+  /** Whether there is an images.json at all (liveText is also empty for an empty file). */
+  indexExists: boolean;
   /** The sha256 of images/SHA256SUMS, or undefined when there is none. */
   sumsSha256: string | undefined;
 }
@@ -176,6 +178,7 @@ export async function takeRegistryLock(registry: Registry, lockTimeout: number):
     return {
       lock,
       liveText: indexUnderLock(lock.report),
+      indexExists: lock.report.findLast((line) => line === 'noindex' || line.startsWith('index ')) !== 'noindex',
       sumsSha256: sums?.startsWith('sums ') ? sums.slice('sums '.length) : undefined,
     };
   } catch (error) {

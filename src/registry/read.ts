@@ -7,7 +7,7 @@ import { INSTALL_INCUS_SIMPLESTREAMS } from '../common/hints.js';
 import { emptyImagesIndex, type ImagesIndex } from '../simplestreams/images-index.js';
 import { parseImagesIndex } from '../simplestreams/parse.js';
 import { remoteFailure } from '../ssh/remote-failure.js';
-import { SHORT_COMMAND_TIMEOUT_SECONDS } from '../ssh/session.js';
+import { SHORT_COMMAND_TIMEOUT_SECONDS, type CommandResult } from '../ssh/session.js';
 import { commandLine, quoteArg } from '../ssh/shell.js';
 import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { liveIndexPath } from './layout.js';
@@ -74,13 +74,22 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
       return { index: parseIndexText(result.stdout, path), text: result.stdout, xdelta3 };
     case READ_LIVE_EXIT.noIndexYet:
       return { index: emptyImagesIndex(), text: Buffer.alloc(0), xdelta3 };
+    default:
+      throw readFailure(registry, result, preflight);
+  }
+}
+
+/** The error for read.sh's exit status (READ_LIVE_EXIT), naming the input at fault and the fix. */
+export function readFailure(registry: Registry, result: CommandResult, preflight?: Preflight): ActionError {
+  const { simplestreamsDir, uploadDir } = registry.paths;
+  switch (result.code) {
     case READ_LIVE_EXIT.noSimplestreamsDir:
-      throw new ActionError(
+      return new ActionError(
         `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
         'simplestreams-dir',
       );
     case READ_LIVE_EXIT.noTool:
-      throw preflight?.tool === 'incus-simplestreams'
+      return preflight?.tool === 'incus-simplestreams'
         ? new ActionError(
             "incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
               `${INSTALL_INCUS_SIMPLESTREAMS} Nothing was uploaded.`,
@@ -91,7 +100,7 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
             'convert-command',
           );
     case READ_LIVE_EXIT.uploadDirNotWritable:
-      throw new ActionError(
+      return new ActionError(
         `upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
           "ownership of that directory (see the README's server setup). Nothing was uploaded.",
         'upload-dir',
@@ -99,7 +108,7 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
     case READ_LIVE_EXIT.writableByOthers: {
       const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
       const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-      throw new ActionError(
+      return new ActionError(
         `${input}: ${untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
           "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
           `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine(quoteArg(dir))} ` +
@@ -108,14 +117,14 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
       );
     }
     case READ_LIVE_EXIT.simplestreamsDirNotWritable:
-      throw new ActionError(
+      return new ActionError(
         `simplestreams-dir: the SSH user cannot write ${untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
           "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
           'Nothing was uploaded.',
         'simplestreams-dir',
       );
     default:
-      throw new ActionError(remoteFailure(`Reading ${path}`, result));
+      return new ActionError(remoteFailure(`Reading ${liveIndexPath(registry.paths)}`, result));
   }
 }
 

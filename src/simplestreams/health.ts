@@ -8,15 +8,17 @@
 import { isDeepStrictEqual } from 'node:util';
 import { untrusted } from '../common/untrusted.js';
 import { canonicalArchitecture } from './architectures.js';
-import { moveAliases } from './aliases.js';
 import { pruneDeltas } from './deltas.js';
 import {
   buildStreamsIndex,
   holdsImages,
   isDeltaBaseStub,
   productAliases,
+  versionImageType,
+  type ImageType,
   type ImagesIndex,
   type SimplestreamsProduct,
+  type SimplestreamsVersion,
 } from './images-index.js';
 import { withLxdItems } from './lxd.js';
 
@@ -33,6 +35,8 @@ export type FindingKind =
   | 'missing-file'
   | 'wrong-size'
   | 'wrong-sha256'
+  | 'unreadable-file'
+  | 'missing-index'
   | 'linked-file'
   | 'unnamed-file'
   | 'retired-file-past-grace'
@@ -52,18 +56,20 @@ export interface Finding {
   advice?: string;
 }
 
-/** The serial of a product's newest image (not a delta base): its creation date as YYYYMMDDhhmm. */
-function newestImageSerial(product: SimplestreamsProduct): string {
-  return Object.entries(product.versions ?? {})
-    .filter(([, version]) => !isDeltaBaseStub(version))
-    .map(([serial]) => serial)
-    .reduce((newest, serial) => (serial > newest ? serial : newest), '');
+/** A product's newest image (not a delta base): its serial (creation date) and version. */
+function newestImage(product: SimplestreamsProduct): { serial: string; version?: SimplestreamsVersion } {
+  let newest: { serial: string; version?: SimplestreamsVersion } = { serial: '' };
+  for (const [serial, version] of Object.entries(product.versions ?? {})) {
+    if (!isDeltaBaseStub(version) && serial > newest.serial) newest = { serial, version };
+  }
+  return newest;
 }
 
-/** An alias held by more than one product of one architecture, and the product that keeps it. */
+/** An alias held by more than one product of one architecture and type, and the product that keeps it. */
 export interface AliasConflict {
   alias: string;
   arch: string;
+  type: ImageType;
   /** Every product that holds it, newest first. */
   holders: string[];
   /** The holder whose newest image is the newest: where a repair leaves the alias. */
@@ -71,30 +77,35 @@ export interface AliasConflict {
 }
 
 /**
- * Aliases held by several products of one architecture, as `incus-simplestreams add --alias`
- * leaves `latest` on every release it was given to. Clients then resolve it to whichever product
- * they read last, so the alias names no one image.
+ * Aliases held by several products of one architecture and image type (clients key an alias by
+ * name, type and architecture), as `incus-simplestreams add --alias` leaves `latest` on every
+ * release it was given to. Clients then resolve it to whichever product they read last, so the
+ * alias names no one image. Newest is by the serial, the image's creation date.
  */
 export function aliasConflicts(index: ImagesIndex): AliasConflict[] {
-  const holders = new Map<string, { alias: string; arch: string; products: string[] }>();
+  const holders = new Map<string, { alias: string; arch: string; type: ImageType; products: string[] }>();
+  const serials = new Map<string, string>();
   for (const [key, product] of Object.entries(index.products)) {
-    if (!holdsImages(product)) continue;
+    const newest = newestImage(product);
+    if (!newest.version || !holdsImages(product)) continue;
+    serials.set(key, newest.serial);
     const arch = canonicalArchitecture(product.arch);
+    const type = versionImageType(newest.version);
     for (const alias of productAliases(product)) {
-      const id = JSON.stringify([alias, arch]);
-      const entry = holders.get(id) ?? { alias, arch, products: [] };
+      const id = JSON.stringify([alias, arch, type]);
+      const entry = holders.get(id) ?? { alias, arch, type, products: [] };
       entry.products.push(key);
       holders.set(id, entry);
     }
   }
   const conflicts: AliasConflict[] = [];
-  for (const { alias, arch, products } of holders.values()) {
+  for (const { alias, arch, type, products } of holders.values()) {
     if (products.length < 2) continue;
-    const ordered = [...products].sort((a, b) => {
-      const [serialA, serialB] = [a, b].map((key) => newestImageSerial(index.products[key] as SimplestreamsProduct));
-      return (serialB as string).localeCompare(serialA as string) || a.localeCompare(b);
-    });
-    conflicts.push({ alias, arch, holders: ordered, newest: ordered[0] as string });
+    const serial = (key: string): string => serials.get(key) ?? '';
+    const ordered = [...products].sort((a, b) =>
+      serial(a) === serial(b) ? (a < b ? -1 : 1) : serial(a) > serial(b) ? -1 : 1,
+    );
+    conflicts.push({ alias, arch, type, holders: ordered, newest: ordered[0] as string });
   }
   return conflicts.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
 }
@@ -126,7 +137,7 @@ export function indexFindings(index: ImagesIndex, options: IndexCheckOptions): F
     findings.push({
       kind: 'alias-on-several-releases',
       severity: 'error',
-      subject: `${untrusted(conflict.alias)} (${untrusted(conflict.arch)})`,
+      subject: `${untrusted(conflict.alias)} (${untrusted(conflict.arch)}${conflict.type === 'virtual-machine' ? ', VM' : ''})`,
       detail:
         `held by ${conflict.holders.length} releases (${conflict.holders.map(untrusted).join(', ')}): clients may ` +
         `resolve it to any of them. The newest is ${untrusted(conflict.newest)}.`,
@@ -134,13 +145,12 @@ export function indexFindings(index: ImagesIndex, options: IndexCheckOptions): F
     });
   }
   if (options.lxdCompat) {
-    const missing = versionsWithoutLxdItems(index);
-    if (missing.length > 0) {
+    for (const { product, serial } of versionsWithoutLxdItems(index)) {
       findings.push({
         kind: 'missing-lxd-items',
         severity: 'warning',
-        subject: listed(missing.map(({ product, serial }) => `${untrusted(product)} ${serial}`)),
-        detail: `${missing.length} version(s) have no LXD items copying their Incus ones: lxc (LXD) clients do not see them.`,
+        subject: `${untrusted(product)} ${serial}`,
+        detail: 'no LXD items copying its Incus ones: lxc (LXD) clients do not see it.',
         repairable: true,
       });
     }
@@ -150,7 +160,7 @@ export function indexFindings(index: ImagesIndex, options: IndexCheckOptions): F
       kind: 'delta-without-base',
       severity: 'warning',
       subject: `${untrusted(dropped.product)} ${dropped.serial}`,
-      detail: `${dropped.what}: no client can use it.`,
+      detail: `${untrusted(dropped.what)}: no client can use it.`,
       repairable: true,
     });
   }
@@ -178,11 +188,6 @@ function withSortedProducts(streamsIndex: unknown): unknown {
   return copy;
 }
 
-/** A list for a finding's subject: the first few, and how many more. */
-export function listed(values: string[], shown = 5): string {
-  return values.slice(0, shown).join(', ') + (values.length > shown ? ` and ${values.length - shown} more` : '');
-}
-
 /**
  * The index with what a repair may mend mended: each alias held by several releases of an
  * architecture left on the newest of them, LXD items (lxd-compat), deltas whose base is gone
@@ -193,7 +198,15 @@ export function repairIndex(
   options: Pick<IndexCheckOptions, 'lxdCompat'>,
 ): { index?: ImagesIndex; retired: string[] } {
   let next = JSON.parse(JSON.stringify(index)) as ImagesIndex;
-  for (const conflict of aliasConflicts(next)) moveAliases(next, conflict.newest, [conflict.alias]);
+  // Off the other holders only: a holder of another type or architecture keeps it.
+  for (const conflict of aliasConflicts(next)) {
+    for (const key of conflict.holders.slice(1)) {
+      const product = next.products[key] as SimplestreamsProduct;
+      const kept = productAliases(product).filter((alias) => alias !== conflict.alias);
+      if (kept.length > 0) product.aliases = kept.join(',');
+      else delete product.aliases;
+    }
+  }
   const pruned = pruneDeltas(next);
   next = pruned.index;
   if (options.lxdCompat) next = withLxdItems(next);

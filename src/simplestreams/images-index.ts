@@ -132,7 +132,7 @@ export function versionFingerprint(version: SimplestreamsVersion): string | unde
   return undefined;
 }
 
-function versionImageType(version: SimplestreamsVersion): ImageType {
+export function versionImageType(version: SimplestreamsVersion): ImageType {
   if (version.items['disk-kvm.img']) return 'virtual-machine';
   const unified = version.items[UNIFIED_ITEM];
   if (unified && unified['combined_type'] === 'virtual-machine') return 'virtual-machine';

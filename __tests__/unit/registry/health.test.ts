@@ -50,6 +50,7 @@ function inspection(extra: Partial<Inspection> = {}): Inspection {
     open: [],
     entries: [],
     staging: [],
+    moved: new Set(),
     streamsIndex: undefined,
     retired: new Map(),
     sumsSha256: sha(sha256Sums(index())),
@@ -68,6 +69,10 @@ describe('parseInspection', () => {
         'entry l 3 17 link',
         `staging free ${OLD} ${'a'.repeat(64)}`,
         `staging held ${NOW} ${'b'.repeat(64)}`,
+        `staging link ${NOW} ${'c'.repeat(64)}`,
+        `staging odd ${NOW} ${'d'.repeat(64)}`,
+        'moved x.squashfs',
+        'moved ../x',
         `sums ${sha('x')}`,
         `streams ${Buffer.from('{"format":"index:1.0"}').toString('base64')}`,
         `retired ${Buffer.from(`${OLD} images/r.squashfs\nnot a line\n1 ../etc/passwd\n`).toString('base64')}`,
@@ -84,9 +89,11 @@ describe('parseInspection', () => {
         { type: 'l', size: 3, mtime: 17, name: 'link' },
       ],
       staging: [
-        { held: false, mtime: OLD, name: 'a'.repeat(64) },
-        { held: true, mtime: NOW, name: 'b'.repeat(64) },
+        { lock: 'free', mtime: OLD, name: 'a'.repeat(64) },
+        { lock: 'held', mtime: NOW, name: 'b'.repeat(64) },
+        { lock: 'link', mtime: NOW, name: 'c'.repeat(64) },
       ],
+      moved: new Set(['x.squashfs']),
       streamsIndex: { format: 'index:1.0' },
       retired: new Map([['images/r.squashfs', OLD]]),
       sumsSha256: sha('x'),
@@ -107,6 +114,7 @@ describe('fileFindings', () => {
           'size 4 images/old.squashfs',
           'gone images/new.incus.tar.xz',
           'link images/new.squashfs',
+          'unreadable images/old.incus.tar.xz',
           `sha256 ${sha('oldm')} images/old.incus.tar.xz`,
           'noise from a login shell',
         ].join('\n'),
@@ -115,6 +123,7 @@ describe('fileFindings', () => {
     expect(fileFindings(index(), checks).map((f) => [f.kind, f.subject])).toEqual([
       ['missing-file', 'images/new.incus.tar.xz (new 202601010000)'],
       ['linked-file', 'images/new.squashfs (new 202601010000)'],
+      ['unreadable-file', 'images/old.incus.tar.xz (old 202501010000)'],
       ['wrong-size', 'images/old.squashfs (old 202501010000)'],
     ]);
     const wrongHash = parseFileChecks(
@@ -174,9 +183,11 @@ describe('treeFindings', () => {
         ]),
       }),
     );
+    // One finding per file, so that a repair that mends some of them says which.
     expect(found.map((f) => [f.kind, f.subject, f.repairable])).toEqual([
+      ['unnamed-file', 'images/stray', false],
+      ['unnamed-file', 'images/dir (type d)', false],
       ['retired-file-past-grace', 'images/long-retired', true],
-      ['unnamed-file', 'images/stray, images/dir (type d)', false],
     ]);
   });
 
@@ -187,15 +198,18 @@ describe('treeFindings', () => {
         sumsSha256: undefined,
         open: ['/srv/lxc/simplestreams/images'],
         staging: [
-          { held: false, mtime: OLD, name: 'a'.repeat(64) },
-          { held: true, mtime: OLD, name: 'b'.repeat(64) },
+          { lock: 'free', mtime: OLD, name: 'a'.repeat(64) },
+          { lock: 'held', mtime: OLD, name: 'b'.repeat(64) },
+          { lock: 'link', mtime: OLD, name: 'c'.repeat(64) },
         ],
       }),
     );
-    expect(found.map((f) => [f.kind, f.subject])).toEqual([
-      ['open-permissions', '/srv/lxc/simplestreams/images'],
-      ['sha256sums-out-of-step', 'images/SHA256SUMS'],
-      ['leftover-staging', `.lxc-publish/staging/${'a'.repeat(64)}`],
+    expect(found.map((f) => [f.kind, f.subject, f.repairable])).toEqual([
+      ['open-permissions', '/srv/lxc/simplestreams/images', false],
+      ['sha256sums-out-of-step', 'images/SHA256SUMS', true],
+      ['leftover-staging', `.lxc-publish/staging/${'a'.repeat(64)}`, true],
+      // the clean-up leaves a tree whose lock is a link alone: not something repair mends
+      ['leftover-staging', `.lxc-publish/staging/${'c'.repeat(64)}`, false],
     ]);
     expect(treeFindings(index(), inspection({ sumsSha256: sha('other') })).map((f) => f.detail)).toEqual([
       'does not list exactly the files of the index with their sha256.',

@@ -75,6 +75,7 @@ describe('aliasConflicts', () => {
       {
         alias: 'crynux-node:latest-near',
         arch: 'x86_64',
+        type: 'container',
         holders: ['crynux-node:v3.10.0:near:amd64', 'crynux-node:v3.9.0:near:amd64', 'crynux-node:v3.8.0:near:amd64'],
         newest: 'crynux-node:v3.10.0:near:amd64',
       },
@@ -101,6 +102,20 @@ describe('aliasConflicts', () => {
       ['crynux-node:v3.9.0-near', 2],
     ]);
   });
+
+  it('leaves a container and a VM alone that share an alias: clients key aliases by type too', () => {
+    const index = oldWay();
+    const v38 = index.products['crynux-node:v3.8.0:near:amd64'];
+    const version = v38?.versions['202512010000'];
+    if (!version) throw new Error('no v3.8.0');
+    version.items['disk-kvm.img'] = { ftype: 'disk-kvm.img', path: 'images/c.qcow2', sha256: fp('7'), size: 3 };
+    delete version.items['squashfs'];
+    expect(aliasConflicts(index).map((conflict) => [conflict.type, conflict.holders.length])).toEqual([
+      ['container', 2],
+    ]);
+    const repaired = repairIndex(index, { lxdCompat: false }).index as ImagesIndex;
+    expect(repaired.products['crynux-node:v3.8.0:near:amd64']?.aliases).toBe('crynux-node:latest-near');
+  });
 });
 
 describe('indexFindings', () => {
@@ -112,8 +127,9 @@ describe('indexFindings', () => {
   it('finds the alias, the LXD items, a delta without its base and index.json out of step', () => {
     const index = oldWay();
     addDeltaWithoutBase(index);
-    const kinds = (streamsIndex: unknown, lxdCompat = true) =>
-      indexFindings(index, { lxdCompat, streamsIndex }).map((finding) => finding.kind);
+    const kinds = (streamsIndex: unknown, lxdCompat = true) => [
+      ...new Set(indexFindings(index, { lxdCompat, streamsIndex }).map((finding) => finding.kind)),
+    ];
     expect(kinds(buildStreamsIndex(index))).toEqual([
       'alias-on-several-releases',
       'missing-lxd-items',

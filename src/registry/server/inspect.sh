@@ -6,17 +6,25 @@
 #   open DIR                        a directory that others than the SSH user can write, or a
 #                                   symbolic link where a directory belongs (read.sh's rule)
 #   entry TYPE SIZE MTIME NAME      each entry of images/ (TYPE as find's %y: f, d, l, …)
-#   staging held|free MTIME NAME    each staging tree, and whether its image lock is held
+#   staging held|free|link MTIME NAME  each staging tree, and whether its image lock (or the lock's
+#                                   gate) is held, or is a symbolic link (which the clean-up
+#                                   leaves alone)
+#   moved NAME                      each file a staging tree records as moved into images/ by a
+#                                   commit that has not made it live yet (commit.sh)
 #   sums HEX | nosums               the sha256 of images/SHA256SUMS
 #   streams BASE64 | nostreams      streams/v1/index.json
 #   retired BASE64 | noretired      the list of retired files
-# Nothing here is followed through a symbolic link: images/ is listed only when it is a
-# directory, and a lock that is a link counts as free (housekeeping removes it). Image locks with
+# Run after read.sh's checks (no registry directory is a symbolic link). Image locks with
 # no staging tree are not listed: each publish leaves its own until the next commit, and a lock
 # whose holder died holds nothing.
 ss=$1 state=$2
 record() { printf '%s\0' "$*"; }
-held() { [ -f "$1" ] && [ ! -L "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; }
+# Whether anyone holds lock $1 or its gate: a holder keeps the lock exclusively, fenced operations
+# of a past lease keep the gate shared (lib/fence.sh), and the clean-up needs both free.
+held() {
+  { [ -f "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; } ||
+    { [ -f "$1.gate" ] && (exec 3< "$1.gate" && ! flock -n -x 3) 2> /dev/null; }
+}
 record "now $(date +%s)"
 for dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do
   case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac
@@ -29,8 +37,13 @@ if [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then
   for dir in "$state"/staging/*; do
     [ -e "$dir" ] || [ -L "$dir" ] || continue
     name=${dir##*/}
-    if held "$state/locks/$name"; then lock=held; else lock=free; fi
+    if [ -L "$state/locks/$name" ] || [ -L "$state/locks/$name.gate" ]; then
+      lock="link"
+    elif held "$state/locks/$name"; then lock=held; else lock=free; fi
     record "staging $lock $(stat -c %Y -- "$dir") $name"
+    if [ -f "$dir/moved" ] && [ ! -L "$dir/moved" ]; then
+      while IFS= read -r moved; do record "moved $moved"; done < "$dir/moved"
+    fi
   done
 fi
 sums=$ss/images/SHA256SUMS

@@ -64,6 +64,11 @@ export interface Registry {
   sshOptions(privateKeyFile?: string): string[];
   /** pids of sshd, nginx and all their live descendants (workers, sessions). */
   pids(): number[];
+  /**
+   * Restarts sshd as a service manager would: the listener stops (sessions already open go on)
+   * and a new one starts on the same port; resolves once it answers.
+   */
+  restartSshd(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -360,6 +365,9 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
     // --- sshd -------------------------------------------------------------------------------
     const sshdConfig = path.join(dirs.ssh, 'sshd_config');
     const sshdLogFile = path.join(dirs.logs, 'sshd.log');
+    const spawnSshd = () => spawnDaemon('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', sshdConfig], sshdLogFile);
+    /** Process groups of listeners stopped by restartSshd: their sessions are killed at stop(). */
+    const stoppedListeners: number[] = [];
     const extra = splitExtraConfig(options.sshExtraConfig);
     let sshPort = 0;
     for (let attempt = 0; ; attempt++) {
@@ -389,7 +397,7 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
           extra.tail,
         ].join('\n'),
       );
-      const sshd = spawnDaemon('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', sshdConfig], sshdLogFile);
+      const sshd = spawnSshd();
       daemons.push(sshd);
       try {
         await waitReady(sshd, () => sshBannerProbe(sshPort));
@@ -594,8 +602,26 @@ export async function startRegistry(options: { sshExtraConfig?: string } = {}): 
         ),
       sshOptions,
       pids: () => daemons.filter((d) => !d.hasExited()).flatMap((d) => [d.pid, ...descendants(d.pid)]),
+      async restartSshd(): Promise<void> {
+        const index = daemons.findIndex((d) => d.name === 'sshd' && !d.hasExited());
+        const old = daemons[index];
+        if (!old) throw new Error('sshd is not running');
+        process.kill(old.pid, 'SIGTERM');
+        await old.exited;
+        stoppedListeners.push(old.pid);
+        const sshd = spawnSshd();
+        daemons[index] = sshd;
+        await waitReady(sshd, () => sshBannerProbe(sshPort));
+      },
       stop(): Promise<void> {
         stopping ??= (async () => {
+          for (const group of stoppedListeners) {
+            try {
+              process.kill(-group, 'SIGKILL');
+            } catch {
+              // no session left
+            }
+          }
           await terminate(daemons);
           await fsp.rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
         })();

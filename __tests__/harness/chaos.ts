@@ -278,11 +278,13 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
   try {
     let injected = 0;
     let lastFault: FaultKind | 'none' = 'none';
+    /** How long a run of each kind took without a fault, lately (a moving average). */
+    const typicalMs = new Map<OperationKind, number>();
     while (injected < options.faults && Date.now() - started < options.maxMinutes * 60_000) {
       const operation = await chooseOperation(world, next);
       const kind = chooseFault(next, report.faults['link-stall'], options.maxStalls ?? Infinity);
-      // A publish uploads for about a second, the others take a few hundred milliseconds.
-      const faultAtMs = Math.floor(next() * (operation.kind === 'alias' || operation.kind === 'remove' ? 1200 : 3500));
+      // At a moment within how long such a run took lately, so that most faults land in one.
+      const faultAtMs = Math.floor(next() * 0.9 * (typicalMs.get(operation.kind) ?? 1500));
       const proxy = await startProxy({ targetPort: world.registry.sshPort, upBytesPerSecond: UPLINK });
       const begun = Date.now();
       const run = startEntry({ entry: operation.entry, inputs: operation.inputs(proxy.port), timeoutMs: 300_000 });
@@ -321,6 +323,8 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
         report.faults[kind] += 1;
         injected += 1;
       }
+      if (!fault && result.code === 0)
+        typicalMs.set(operation.kind, 0.7 * (typicalMs.get(operation.kind) ?? step.ms) + 0.3 * step.ms);
       if (result.code === 0) report.operations.completed += 1;
       else report.operations.failed += 1;
       log(JSON.stringify(step));

@@ -61,3 +61,16 @@ export function parseImageInfo(text: string): { fingerprint?: string; type?: str
   const type = /^Type: (\S+)$/m.exec(text)?.[1];
   return { ...(fingerprint ? { fingerprint } : {}), ...(type ? { type } : {}) };
 }
+
+/** Each alias the client lists on the registry, and the fingerprint it names (one `image list`). */
+export async function listedAliases(registry: Registry, client: Client): Promise<Map<string, string[]>> {
+  const env = await clientEnv(registry, client);
+  await fsp.rm(path.join(env['HOME'] ?? registry.root, '.cache'), { recursive: true, force: true });
+  const result = await run(client, ['image', 'list', `${REMOTE}:`, '--format', 'json'], { env, timeoutMs: 60_000 });
+  if (result.code !== 0) throw new Error(`${client} image list exited with ${result.code}\n${result.stderr}`);
+  const aliases = new Map<string, string[]>();
+  for (const image of JSON.parse(result.stdout) as { fingerprint: string; aliases?: { name: string }[] }[]) {
+    for (const { name } of image.aliases ?? []) aliases.set(name, [...(aliases.get(name) ?? []), image.fingerprint]);
+  }
+  return aliases;
+}

@@ -53995,7 +53995,7 @@ __nccwpck_require__.d(__webpack_exports__, {
 // UNUSED EXPORTS: publish
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
-var lib_core = __nccwpck_require__(7264);
+var core = __nccwpck_require__(7264);
 // EXTERNAL MODULE: ./src/common/errors.ts
 var errors = __nccwpck_require__(1922);
 ;// CONCATENATED MODULE: ./src/common/debug.ts
@@ -54030,7 +54030,7 @@ function holdsSecret(text) {
     return knownSecrets().some((secret) => secret.length >= 16 && text.includes(secret));
 }
 function debugOn() {
-    return lib_core/* isDebug */._o();
+    return core/* isDebug */._o();
 }
 /**
  * One debug line (nothing without step debug): secrets cut out, untrusted text escaped. Line
@@ -54039,9 +54039,9 @@ function debugOn() {
  * legacy "##[" command is escaped (see common/untrusted.ts).
  */
 function debug(text) {
-    if (!lib_core/* isDebug */._o())
+    if (!core/* isDebug */._o())
         return;
-    lib_core/* debug */.Yz((0,errors/* withoutLegacyCommands */.Uy)((0,errors/* withoutControlCharacters */.aC)(redact(text))));
+    core/* debug */.Yz((0,errors/* withoutLegacyCommands */.Uy)((0,errors/* withoutControlCharacters */.aC)(redact(text))));
 }
 /**
  * A log group that, with step debug on, also logs how long it took (whether it succeeded or not).
@@ -54049,7 +54049,7 @@ function debug(text) {
 async function timedGroup(name, work) {
     const started = process.hrtime.bigint();
     try {
-        return await lib_core/* group */.Os(name, work);
+        return await core/* group */.Os(name, work);
     }
     finally {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -55778,21 +55778,38 @@ function keyTypeOf(keyBlob) {
 function describePresentedKey(keyBlob) {
     return { type: untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
-/** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
+/** Key types whose lines (known_hosts, .pub) the fingerprint input takes too. */
+const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/;
+/**
+ * Parses `host-fingerprint`: fingerprints separated by newlines, commas or blanks, each as
+ * `ssh-keygen -lf` prints it. A whole line that `ssh-keygen -lf` prints ("256 SHA256:… root@host
+ * (ED25519)") is taken for its fingerprint, and a line with a public key (a known_hosts line, a
+ * .pub file, what ssh-keyscan prints) for the key's fingerprint.
+ */
 function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
-    const values = text
-        .split(/[\s,]+/)
-        .map((value) => value.trim())
-        .filter((value) => value !== '');
-    return values.map((value) => {
-        const normalised = value.replace(/=+$/, '');
-        if (!FINGERPRINT.test(normalised)) {
-            throw new errors/* ActionError */.lZ(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
-                'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
-                'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', input);
+    const fingerprints = [];
+    for (const line of text.split(/[\n,]+/)) {
+        const tokens = line.trim().split(/\s+/).filter((token) => token !== '');
+        const keyAt = tokens.findIndex((token) => KEY_TYPE.test(token));
+        const blob = keyAt >= 0 ? tokens[keyAt + 1] : undefined;
+        if (blob !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+            fingerprints.push(fingerprintOf(Buffer.from(blob, 'base64')));
+            continue;
         }
-        return normalised;
-    });
+        // ssh-keygen -lf: "BITS SHA256:… COMMENT (TYPE)": the fingerprint is the only SHA256: token.
+        const keygenLine = tokens.length >= 3 && /^\d+$/.test(tokens[0]) && /^\(.+\)$/.test(tokens.at(-1));
+        const values = keygenLine ? tokens.filter((token) => /^[A-Z0-9]+:/.test(token)) : tokens;
+        for (const value of values) {
+            const normalised = value.replace(/=+$/, '');
+            if (!FINGERPRINT.test(normalised)) {
+                throw new errors/* ActionError */.lZ(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
+                    'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (the whole ' +
+                    'line will do), for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s, or a line of ssh-keyscan.', input);
+            }
+            fingerprints.push(normalised);
+        }
+    }
+    return fingerprints;
 }
 /** The host patterns a known_hosts line uses for this host and port. */
 function hostPatterns(host, port) {
@@ -56084,6 +56101,18 @@ function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
     }
     return { privateKey: key, passphrase };
 }
+/**
+ * The offered key's type and SHA256 fingerprint, as `ssh-keygen -lf` prints them for its public
+ * half (so that a refused key can be matched with the authorized_keys line it needs); undefined
+ * when the key cannot be read here.
+ */
+function offeredKeyFingerprint(privateKey, passphrase) {
+    const key = lib_default().utils.parseKey(privateKey, passphrase === '' ? undefined : passphrase);
+    if (key instanceof Error)
+        return undefined;
+    const blob = key.getPublicSSH();
+    return `${key.type} SHA256:${(0,external_node_crypto_.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
 
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
@@ -56123,23 +56152,23 @@ function maskSecrets(values) {
         }
     }
     for (const mask of masks)
-        lib_core/* setSecret */.Pq(mask);
+        core/* setSecret */.Pq(mask);
     addDebugSecrets([...masks]);
 }
 /** A boolean input; empty means `fallback` (false unless given). Typos are refused rather than read as false. */
 function input_values_readBoolean(name, fallback = false) {
-    if (lib_core/* getInput */.V4(name) === '')
+    if (core/* getInput */.V4(name) === '')
         return fallback;
     try {
-        return lib_core/* getBooleanInput */.Vt(name);
+        return core/* getBooleanInput */.Vt(name);
     }
     catch {
-        throw new errors/* ActionError */.lZ(`${name}: "${lib_core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
+        throw new errors/* ActionError */.lZ(`${name}: "${core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
     }
 }
 /** A whole-number input within its range; empty gives the default. */
 function input_values_readWholeNumber(input, range) {
-    const text = lib_core/* getInput */.V4(input).trim();
+    const text = core/* getInput */.V4(input).trim();
     if (text === '')
         return range.fallback;
     const number = /^\d+$/.test(text) ? Number(text) : NaN;
@@ -56150,7 +56179,7 @@ function input_values_readWholeNumber(input, range) {
 }
 /** A choice input, case-insensitive; empty gives the default. */
 function input_values_readChoice(input, options) {
-    const value = lib_core/* getInput */.V4(input);
+    const value = core/* getInput */.V4(input);
     const text = value.trim().toLowerCase();
     if (text === '')
         return options.fallback;
@@ -56277,20 +56306,46 @@ function input_values_parseAliases(value, input = 'aliases') {
 
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
+/** The secret a workflow usually passes to each required connection input (as the README's examples name it). */
+const USUAL_SECRETS = {
+    host: 'REGISTRY_HOST',
+    username: 'REGISTRY_USER',
+};
+/**
+ * A required input's value. Empty, it is most often a secret that does not reach this job: an
+ * undefined secret, one of an environment the job does not name, or any secret in a run for a
+ * pull request from a fork all read as ''.
+ */
+function requiredInput(name) {
+    const value = core/* getInput */.V4(name);
+    if (value.trim() !== '')
+        return value;
+    const secret = USUAL_SECRETS[name];
+    throw new errors/* ActionError */.lZ(`${name}: empty.` +
+        (secret
+            ? ` It usually comes from a secret (${name}: \${{ secrets.${secret} }}), and a secret reads as empty when it is ` +
+                'not defined in the repository or organization, belongs to an environment this job does not name ' +
+                '(environment:), or the run is for a pull request from a fork (secrets are not passed to those). Define ' +
+                `${secret} under Settings → Secrets and variables → Actions, or give the value another way.`
+            : ` Give it in the step's with: block.`), name);
+}
 /** Reads the inputs every entry point shares (INPUT_* variables). */
 function readRegistrySettings(entry) {
     // Secrets first, so that nothing printed while checking the rest can reveal them.
-    const rawKey = lib_core/* getInput */.V4('ssh-key');
-    const passphrase = lib_core/* getInput */.V4('ssh-key-passphrase');
-    const rawJumpKey = lib_core/* getInput */.V4('jump-ssh-key');
-    const jumpPassphrase = lib_core/* getInput */.V4('jump-ssh-key-passphrase');
+    const rawKey = core/* getInput */.V4('ssh-key');
+    const passphrase = core/* getInput */.V4('ssh-key-passphrase');
+    const rawJumpKey = core/* getInput */.V4('jump-ssh-key');
+    const jumpPassphrase = core/* getInput */.V4('jump-ssh-key-passphrase');
     maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
     forgetSecretInputs();
     // Then a misspelt input, before any setting is read at its default in its place.
     refuseUndeclaredInputs(DECLARED_INPUTS[entry]);
-    const host = parseHost(lib_core/* getInput */.V4('host', { required: true }));
-    const port = parsePort(lib_core/* getInput */.V4('port'));
-    const username = parseUsername(lib_core/* getInput */.V4('username', { required: true }));
+    const host = parseHost(requiredInput('host'));
+    const port = parsePort(core/* getInput */.V4('port'));
+    // The runner passes the default (22) when the input is left out: empty is an unset secret.
+    if (core/* getInput */.V4('port').trim() === '')
+        core/* notice */.lm('port: empty (an unset REGISTRY_PORT secret?), so 22 was used.');
+    const username = parseUsername(requiredInput('username'));
     const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
     // A PKCS#8 key comes back re-encoded: mask that form too.
     if (privateKey !== normalisePrivateKey(rawKey))
@@ -56302,9 +56357,9 @@ function readRegistrySettings(entry) {
         username,
         privateKey,
         passphrase: keyPassphrase,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('host-fingerprint'), knownHosts: lib_core/* getInput */.V4('known-hosts') }, host, port),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: core/* getInput */.V4('host-fingerprint'), knownHosts: core/* getInput */.V4('known-hosts') }, host, port),
         ...(jump ? { jump } : {}),
-        simplestreamsDir: parseRemoteDir(lib_core/* getInput */.V4('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
+        simplestreamsDir: parseRemoteDir(core/* getInput */.V4('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         strictHostKey: input_values_readBoolean('strict-host-key', true),
         connectTimeout: input_values_readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
         lockTimeout: input_values_readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
@@ -56318,19 +56373,19 @@ function readRegistrySettings(entry) {
  */
 function readJumpSettings(registry, secrets) {
     const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
-    if (lib_core/* getInput */.V4('jump-host').trim() === '') {
-        const stray = jumpInputs.find((name) => lib_core/* getInput */.V4(name).trim() !== '' && name !== 'jump-port');
+    if (core/* getInput */.V4('jump-host').trim() === '') {
+        const stray = jumpInputs.find((name) => core/* getInput */.V4(name).trim() !== '' && name !== 'jump-port');
         if (stray || secrets.rawKey.trim() !== '') {
             throw new errors/* ActionError */.lZ(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
                 'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
         }
         return undefined;
     }
-    const host = parseHost(lib_core/* getInput */.V4('jump-host'), 'jump-host');
-    const port = parsePort(lib_core/* getInput */.V4('jump-port'), 'jump-port');
-    const username = lib_core/* getInput */.V4('jump-username').trim() === ''
+    const host = parseHost(core/* getInput */.V4('jump-host'), 'jump-host');
+    const port = parsePort(core/* getInput */.V4('jump-port'), 'jump-port');
+    const username = core/* getInput */.V4('jump-username').trim() === ''
         ? registry.username
-        : parseUsername(lib_core/* getInput */.V4('jump-username'), 'jump-username');
+        : parseUsername(core/* getInput */.V4('jump-username'), 'jump-username');
     let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
     if (secrets.rawKey.trim() !== '') {
         key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
@@ -56342,28 +56397,28 @@ function readJumpSettings(registry, secrets) {
         port,
         username,
         ...key,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('jump-host-fingerprint'), knownHosts: lib_core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: core/* getInput */.V4('jump-host-fingerprint'), knownHosts: core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
     };
 }
 /** Reads the publish action's settings. */
 function readSettings() {
     const registry = readRegistrySettings('publish');
-    const publicUrl = lib_core/* getInput */.V4('public-url') ? (0,remote/* validatePublicUrl */.HU)(lib_core/* getInput */.V4('public-url')) : '';
+    const publicUrl = core/* getInput */.V4('public-url') ? (0,remote/* validatePublicUrl */.HU)(core/* getInput */.V4('public-url')) : '';
     return {
         ...registry,
-        metadataPath: parseLocalPath(lib_core/* getInput */.V4('metadata', { required: true }), 'metadata'),
-        rootfsPath: lib_core/* getInput */.V4('rootfs') === '' ? '' : parseLocalPath(lib_core/* getInput */.V4('rootfs'), 'rootfs'),
-        uploadDir: parseRemoteDir(lib_core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
-        aliases: input_values_parseAliases(lib_core/* getInput */.V4('aliases')),
+        metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
+        rootfsPath: core/* getInput */.V4('rootfs') === '' ? '' : parseLocalPath(core/* getInput */.V4('rootfs'), 'rootfs'),
+        uploadDir: parseRemoteDir(core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+        aliases: input_values_parseAliases(core/* getInput */.V4('aliases')),
         defaultAlias: input_values_readBoolean('default-alias'),
         replace: input_values_readBoolean('replace'),
         retries: input_values_readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
         keepVersions: input_values_readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
         releaseIsVersion: input_values_readBoolean('release-is-version'),
-        followedAliases: followedAliases(lib_core/* getInput */.V4('followed-aliases').trim() === ''
+        followedAliases: followedAliases(core/* getInput */.V4('followed-aliases').trim() === ''
             ? DEFAULT_FOLLOWED_ALIASES
-            : input_values_parseAliases(lib_core/* getInput */.V4('followed-aliases'), 'followed-aliases')),
-        convertCommand: parseConvertCommand(lib_core/* getInput */.V4('convert-command')),
+            : input_values_parseAliases(core/* getInput */.V4('followed-aliases'), 'followed-aliases')),
+        convertCommand: parseConvertCommand(core/* getInput */.V4('convert-command')),
         convertRootfs: input_values_readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
         rootfsLimits: {
             maxEntries: input_values_readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),
@@ -56371,8 +56426,8 @@ function readSettings() {
         },
         convertRootfsTimeout: input_values_readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),
         publicUrl,
-        remoteName: lib_core/* getInput */.V4('remote-name')
-            ? (0,remote/* validateRemoteName */.i5)(lib_core/* getInput */.V4('remote-name').trim())
+        remoteName: core/* getInput */.V4('remote-name')
+            ? (0,remote/* validateRemoteName */.i5)(core/* getInput */.V4('remote-name').trim())
             : publicUrl
                 ? (0,remote/* defaultRemoteName */.ZJ)(publicUrl)
                 : '',
@@ -56385,12 +56440,12 @@ function readSettings() {
 /** Reads the alias or remove sub-action's settings. */
 function readDayTwoSettings(kind) {
     const registry = readRegistrySettings(kind);
-    const reference = core.getInput('fingerprint', { required: true }).trim();
+    const reference = requiredInput('fingerprint').trim();
     if (!isValidAlias(reference)) {
         throw new ActionError(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
             '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
     }
-    const aliases = kind === 'alias' ? parseAliases(core.getInput('aliases', { required: true })) : [];
+    const aliases = kind === 'alias' ? parseAliases(requiredInput('aliases')) : [];
     if (kind === 'alias' && aliases.length === 0) {
         throw new ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
     }
@@ -56427,15 +56482,15 @@ function checkPlatform(platform = process.platform) {
 /** The step's outputs (declared in action.yml), from what the registry now serves. */
 
 function setOutputs(result) {
-    lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
-    lib_core/* setOutput */.uH('product', result.product);
-    lib_core/* setOutput */.uH('serial', result.serial);
-    lib_core/* setOutput */.uH('aliases', result.aliases.join(','));
-    lib_core/* setOutput */.uH('image-type', result.imageType);
-    lib_core/* setOutput */.uH('size', String(result.size));
-    lib_core/* setOutput */.uH('status', result.status);
-    lib_core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
-    lib_core/* setOutput */.uH('files', JSON.stringify(result.files));
+    core/* setOutput */.uH('fingerprint', result.fingerprint);
+    core/* setOutput */.uH('product', result.product);
+    core/* setOutput */.uH('serial', result.serial);
+    core/* setOutput */.uH('aliases', result.aliases.join(','));
+    core/* setOutput */.uH('image-type', result.imageType);
+    core/* setOutput */.uH('size', String(result.size));
+    core/* setOutput */.uH('status', result.status);
+    core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
+    core/* setOutput */.uH('files', JSON.stringify(result.files));
 }
 
 ;// CONCATENATED MODULE: ./src/image/hashing.ts
@@ -58345,7 +58400,7 @@ async function planFiles(registry, image, lock, states, hashes, options) {
                 const sha256 = own.digest('hex');
                 if (state.complete.sha256 === sha256) {
                     hashes.finish(index, fingerprint, sha256);
-                    lib_core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+                    core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
                     continue;
                 }
             }
@@ -58354,7 +58409,7 @@ async function planFiles(registry, image, lock, states, hashes, options) {
             if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
                 const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
                 if (held > 0)
-                    lib_core/* info */.pq(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
+                    core/* info */.pq(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
                 plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
                 continue;
             }
@@ -58374,7 +58429,7 @@ async function planFiles(registry, image, lock, states, hashes, options) {
             file.name,
         ]);
         fencedOutput(reset, lock, what, IMAGE_LOCK_NAME);
-        lib_core/* info */.pq(`${file.name}: what the server held does not match this file; it is sent again`);
+        core/* info */.pq(`${file.name}: what the server held does not match this file; it is sent again`);
         plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
     }
     return plans;
@@ -58411,7 +58466,7 @@ async function openWriters(registry, image, lock, count, lockTimeout) {
     }
     if (writers.length < count) {
         registry.sessionsLimited = true;
-        lib_core/* notice */.lm(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}); ` +
+        core/* notice */.lm(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}); ` +
             `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
             'a higher MaxSessions for the publishing user lets long links go faster.');
     }
@@ -58530,7 +58585,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
     const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
     const wanted = Math.max(1, Math.min(channels, blockCount));
     if (rtt !== undefined && options.channels === undefined) {
-        lib_core/* info */.pq(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+        core/* info */.pq(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
     }
     const writers = await openWriters(registry, image, lock, wanted, options.lockTimeout);
     const progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
@@ -58540,7 +58595,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
         total: progress.total,
         elapsedSeconds: (Date.now() - progress.started) / 1000,
     });
-    const timer = setInterval(() => lib_core/* info */.pq(report()), 5000);
+    const timer = setInterval(() => core/* info */.pq(report()), 5000);
     try {
         await sendPlanned(image, plans, writers, hashes, progress);
         const [first, ...others] = writers;
@@ -58558,7 +58613,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
     const seconds = (Date.now() - progress.started) / 1000;
     for (const plan of plans) {
         const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
-        lib_core/* info */.pq(formatProgress({
+        core/* info */.pq(formatProgress({
             label: plan.file.name,
             sent: plan.file.local.size,
             sentThisPass: sent,
@@ -58566,7 +58621,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
             elapsedSeconds: seconds * (toSend > 0 ? sent / toSend : 0),
         }));
     }
-    lib_core/* info */.pq(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
+    core/* info */.pq(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
         `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`);
 }
 /**
@@ -58607,7 +58662,7 @@ async function uploadImage(registry, image, options) {
             if (registry.isConnected() || attempt >= options.retries)
                 throw error;
             const delay = Math.min(30, 2 ** attempt);
-            lib_core/* warning */.$e(`The connection dropped during the upload, or could not be made again ` +
+            core/* warning */.$e(`The connection dropped during the upload, or could not be made again ` +
                 `(${untrustedLine((0,errors/* describeError */.Uc)(error))}). Retrying in ${delay} s (retry ${attempt + 1} of ` +
                 `${options.retries}); the upload resumes where it stopped.`);
             await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
@@ -59058,18 +59113,18 @@ function finishIndex(options, fingerprint, base, proposed) {
             releaseIsVersion: options.releaseIsVersion ?? false,
         });
         for (const { product, serial, aliases } of retention.keptForAliases) {
-            lib_core/* info */.pq(`keep-versions ${keepVersions}: keeping ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
+            core/* info */.pq(`keep-versions ${keepVersions}: keeping ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
                 `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
         }
         if (retention.dropped.length > 0) {
-            lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
+            core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
             next = retention.index;
             retired.push(...retention.retired);
         }
     }
     const pruned = pruneDeltas(next);
     if (pruned.dropped > 0) {
-        lib_core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
+        core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
         next = pruned.index;
         retired.push(...pruned.retired);
     }
@@ -59153,7 +59208,7 @@ async function publishUnderLock(registry, publication, change, done = []) {
                         'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
                         'besides this action, and run the step again.');
                 }
-                lib_core/* info */.pq(`A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`);
+                core/* info */.pq(`A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`);
             }
         }
     }
@@ -59180,7 +59235,7 @@ async function commitPlanned(registry, held, work) {
         retired: [...plan.retired, ...finished.retired],
         done,
     });
-    lib_core/* info */.pq(plan.status === 'unchanged'
+    core/* info */.pq(plan.status === 'unchanged'
         ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`);
     const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
@@ -59202,7 +59257,7 @@ function verify(live, publication, status) {
         throw new errors/* ActionError */.lZ(`Aliases ${missing.join(', ')} are not on ${untrusted(published.product)} after publishing. Something changed the ` +
             'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
     }
-    lib_core/* info */.pq(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
+    core/* info */.pq(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
     return { status, fingerprint, ...published };
 }
 
@@ -60100,6 +60155,7 @@ var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node
 
 
 
+
 function hostKeyMismatch(options, presented) {
     const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
@@ -60132,8 +60188,11 @@ function connectionError(error, options) {
             (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
     }
     if (/authentication methods failed/i.test(message)) {
-        return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
-            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
+        const offered = offeredKeyFingerprint(options.privateKey, options.passphrase);
+        return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}"` +
+            (offered ? ` (the key offered: ${offered})` : '') +
+            `. Check the ${username} input and that the key's public half is in that user's ~/.ssh/authorized_keys on ` +
+            'the server (`ssh-keygen -lf ~/.ssh/authorized_keys` there lists the fingerprints it accepts).', key);
     }
     return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
         'sshd answers there; run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the handshake.', host);
@@ -60321,13 +60380,13 @@ async function connectHop(options) {
         if (attempt.kind === 'connected') {
             if (!pinned) {
                 const { type, fingerprint } = attempt.presented;
-                lib_core/* warning */.$e(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+                core/* warning */.$e(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
                     `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
                     `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`, { title: 'Host key not pinned' });
             }
             else {
                 const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
-                lib_core/* info */.pq(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+                core/* info */.pq(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
             }
             return new RemoteSession(attempt.ssh, attempt.presented, options.role);
         }
@@ -60661,7 +60720,7 @@ async function runCustomConvert(registry, registryLock, command, image, args) {
     const result = await registry.execScript(FENCED, [...fenceArgs(registryLock.fence), 'sh', '-c', chain]);
     const output = fencedOutput(result, registryLock, what, 'registry lock');
     // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
-    logUntrusted(output.toString('utf8').trim(), lib_core/* info */.pq);
+    logUntrusted(output.toString('utf8').trim(), core/* info */.pq);
 }
 
 ;// CONCATENATED MODULE: ./src/action/steps.ts
@@ -60697,7 +60756,7 @@ async function inspect(settings) {
         const { os, release, variant, propertiesArchitecture } = inspected.properties;
         // metadata.yaml is the image builder's: its values are logged escaped.
         const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
-        lib_core/* info */.pq(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
+        core/* info */.pq(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
         return inspected;
     });
     const unified = !image.data;
@@ -60705,7 +60764,7 @@ async function inspect(settings) {
     if (settings.lxdCompat)
         warnings.push(...lxdWarnings(image.imageType, unified));
     for (const warning of warnings)
-        lib_core/* warning */.$e(warning);
+        core/* warning */.$e(warning);
     return image;
 }
 /**
@@ -60754,14 +60813,14 @@ function noDeltaReason(settings, image) {
 async function checkServer(registry, settings, image) {
     const noDelta = noDeltaReason(settings, image);
     if (noDelta && settings.deltaBases > 0)
-        lib_core/* info */.pq(`No deltas for this image: ${noDelta}`);
+        core/* info */.pq(`No deltas for this image: ${noDelta}`);
     const deltas = settings.deltaBases > 0 && noDelta === undefined;
     const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
     if (deltas && !state.xdelta3) {
         if (settings.requireDeltas) {
             throw new errors/* ActionError */.lZ(`require-deltas: xdelta3 is not installed on the server (or not on the SSH user's PATH), so no delta can be made. ${INSTALL_XDELTA3} Or set require-deltas: false to publish without deltas. Nothing was uploaded.`, 'require-deltas');
         }
-        lib_core/* warning */.$e(`xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`);
+        core/* warning */.$e(`xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`);
     }
     return { live: state.index, deltas: deltas && state.xdelta3 };
 }
@@ -60776,16 +60835,16 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
         return image;
     const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
     const decision = rootfsDecision(settings.convertRootfs, version);
-    lib_core/* info */.pq(untrustedLine(decision.reason)); // it quotes the server's version output
+    core/* info */.pq(untrustedLine(decision.reason)); // it quotes the server's version output
     if (!decision.convert)
         return image;
     const converted = await convertRootfsTarball(data, {
         creationDate: image.properties.creationDate,
         timeoutSeconds: settings.convertRootfsTimeout,
-        log: lib_core/* info */.pq,
+        log: core/* info */.pq,
     });
     onCleanup(converted.remove);
-    lib_core/* info */.pq(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+    core/* info */.pq(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
     return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
 }
 /**
@@ -60804,7 +60863,7 @@ async function findExisting(settings, image, live) {
         return { published: false };
     const fingerprint = await timedGroup('Fingerprint', async () => {
         const computed = await hashing_fingerprintOf(image);
-        lib_core/* info */.pq(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
+        core/* info */.pq(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
         return computed;
     });
     if (findFingerprint(live, fingerprint))
@@ -60836,7 +60895,7 @@ async function upload(registry, settings, image, knownFingerprint) {
         await unchanged();
         throw error;
     }
-    lib_core/* info */.pq(`Fingerprint: ${uploaded.fingerprint}`);
+    core/* info */.pq(`Fingerprint: ${uploaded.fingerprint}`);
     try {
         await unchanged();
     }
@@ -60892,7 +60951,7 @@ async function convert(registry, settings, input) {
             fileSha256s: upload.fileSha256s,
             unifiedVm: !image.data && image.imageType === 'virtual-machine',
         });
-        lib_core/* info */.pq(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`);
+        core/* info */.pq(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`);
         if (!deltaBasesFrom)
             return { kind: 'staged', dir: staging, version };
         const deltas = await deltasFor(registry, settings, { staging, version, live: deltaBasesFrom, lock: upload.lock });
@@ -60920,19 +60979,19 @@ async function deltasFor(registry, settings, staged) {
         return undefined;
     for (const delta of run.made) {
         const { share } = deltaReport(delta, run.squashfsSize);
-        lib_core/* info */.pq(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
+        core/* info */.pq(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
     }
     for (const { base, reason, detail } of run.skipped) {
         const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.` +
             (detail ? ` ${untrustedLine(detail)}` : '');
         // A delta larger than allowed is expected after a large change; anything else is worth a look.
         if (reason === 'too-large')
-            lib_core/* info */.pq(text);
+            core/* info */.pq(text);
         else
-            lib_core/* warning */.$e(`${text} Clients updating from it download the whole image.`);
+            core/* warning */.$e(`${text} Clients updating from it download the whole image.`);
     }
     if (run.made.length === 0 && run.skipped.length === 0)
-        lib_core/* info */.pq('No earlier release to make a delta from');
+        core/* info */.pq('No earlier release to make a delta from');
     return run;
 }
 /** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */
@@ -60958,7 +61017,7 @@ function publishLocked(registry, settings, remote, publication, change) {
             }
         }
         // The image lock holds one of the few channels the server allows per connection.
-        lib_core/* info */.pq('The server allows few channels per connection: this part runs over a connection of its own');
+        core/* info */.pq('The server allows few channels per connection: this part runs over a connection of its own');
         return registry.withOwnConnection(locked);
     });
 }
@@ -61030,7 +61089,7 @@ async function publish(settings) {
     finally {
         if (registry) {
             registry.close();
-            lib_core/* info */.pq(describeSshCounters());
+            core/* info */.pq(describeSshCounters());
         }
         // A squashfs converted from a rootfs tarball is not needed once the run is over.
         for (const cleanup of cleanups)
@@ -61043,7 +61102,7 @@ function checkPublic(settings, result) {
         url: settings.publicUrl,
         fingerprint: result.fingerprint,
         timeoutSeconds: settings.publicCheckTimeout,
-        log: lib_core/* info */.pq,
+        log: core/* info */.pq,
     }));
 }
 /** The action's entry point: never throws; a failure fails the step with a message. */

@@ -646,6 +646,21 @@ const cases: Case[] = [
     local: true,
   },
 
+  {
+    name: 'host: empty (the secret is not set, or not passed to a fork)',
+    inputs: () => ({ host: '' }),
+    error: [
+      /^host: empty\. It usually comes from a secret \(host: \$\{\{ secrets\.REGISTRY_HOST \}\}\).*fork.*Define REGISTRY_HOST/,
+    ],
+    local: true,
+  },
+  {
+    name: 'username: empty (the secret is not set)',
+    inputs: () => ({ username: ' ' }),
+    error: [/^username: empty\. It usually comes from a secret .*REGISTRY_USER.*environment/],
+    local: true,
+  },
+
   // --- keys --------------------------------------------------------------------------------------------
   {
     name: 'ssh-key: empty (the secret is not set)',
@@ -820,6 +835,8 @@ const cases: Case[] = [
     inputs: (ctx) => ({ 'ssh-key': ctx.keys.unknown }),
     error: (ctx) => [
       new RegExp(`^The server 127\\.0\\.0\\.1:${ctx.port} refused the key for user "${ctx.registry.username}"`),
+      // the key offered, as ssh-keygen -lf prints it for the key's public half
+      /\(the key offered: ssh-ed25519 SHA256:[A-Za-z0-9+/]{43}\)/,
       /authorized_keys/,
     ],
     local: false,

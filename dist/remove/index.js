@@ -57994,21 +57994,38 @@ function keyTypeOf(keyBlob) {
 function describePresentedKey(keyBlob) {
     return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: hostkeys_fingerprintOf(keyBlob) };
 }
-/** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
+/** Key types whose lines (known_hosts, .pub) the fingerprint input takes too. */
+const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/;
+/**
+ * Parses `host-fingerprint`: fingerprints separated by newlines, commas or blanks, each as
+ * `ssh-keygen -lf` prints it. A whole line that `ssh-keygen -lf` prints ("256 SHA256:… root@host
+ * (ED25519)") is taken for its fingerprint, and a line with a public key (a known_hosts line, a
+ * .pub file, what ssh-keyscan prints) for the key's fingerprint.
+ */
 function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
-    const values = text
-        .split(/[\s,]+/)
-        .map((value) => value.trim())
-        .filter((value) => value !== '');
-    return values.map((value) => {
-        const normalised = value.replace(/=+$/, '');
-        if (!FINGERPRINT.test(normalised)) {
-            throw new errors/* ActionError */.lZ(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
-                'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
-                'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.', input);
+    const fingerprints = [];
+    for (const line of text.split(/[\n,]+/)) {
+        const tokens = line.trim().split(/\s+/).filter((token) => token !== '');
+        const keyAt = tokens.findIndex((token) => KEY_TYPE.test(token));
+        const blob = keyAt >= 0 ? tokens[keyAt + 1] : undefined;
+        if (blob !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+            fingerprints.push(hostkeys_fingerprintOf(Buffer.from(blob, 'base64')));
+            continue;
         }
-        return normalised;
-    });
+        // ssh-keygen -lf: "BITS SHA256:… COMMENT (TYPE)": the fingerprint is the only SHA256: token.
+        const keygenLine = tokens.length >= 3 && /^\d+$/.test(tokens[0]) && /^\(.+\)$/.test(tokens.at(-1));
+        const values = keygenLine ? tokens.filter((token) => /^[A-Z0-9]+:/.test(token)) : tokens;
+        for (const value of values) {
+            const normalised = value.replace(/=+$/, '');
+            if (!FINGERPRINT.test(normalised)) {
+                throw new errors/* ActionError */.lZ(`${input}: "${value}" is not a SHA256 host key fingerprint. ` +
+                    'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (the whole ' +
+                    'line will do), for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s, or a line of ssh-keyscan.', input);
+            }
+            fingerprints.push(normalised);
+        }
+    }
+    return fingerprints;
 }
 /** The host patterns a known_hosts line uses for this host and port. */
 function hostPatterns(host, port) {
@@ -58178,8 +58195,141 @@ function hostKeyAllowed(pins, keyBlob) {
     return (pins.fingerprints.includes(fingerprint) || pins.knownKeys.some((known) => !known.revoked && known.key === base64));
 }
 
+;// CONCATENATED MODULE: ./src/ssh/keys.ts
+/**
+ * Private key handling: undo what pasting into a secret does, read every common format, and
+ * explain each kind of bad key. Keys stay in memory; nothing is written to disk.
+ */
+
+
+
+/**
+ * Undoes what pasting a key into a secret does: CRLF line ends, literal "\n" instead of line
+ * breaks, blanks around lines, a lost final newline.
+ */
+function normalisePrivateKey(text) {
+    let key = text.replace(/\r\n?/g, '\n').trim();
+    if (!key.includes('\n') && key.includes('\\n'))
+        key = key.replace(/\\n/g, '\n');
+    return `${key
+        .split('\n')
+        .map((line) => line.trim())
+        .join('\n')}\n`;
+}
+function sshString(data) {
+    const body = typeof data === 'string' ? Buffer.from(data) : data;
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(body.length);
+    return Buffer.concat([length, body]);
+}
+/** Writes an Ed25519 key in the unencrypted OpenSSH format, the only Ed25519 format ssh2 reads. */
+function ed25519ToOpenSsh(key) {
+    const jwk = key.export({ format: 'jwk' });
+    const seed = Buffer.from(jwk.d ?? '', 'base64url');
+    const publicKey = Buffer.from(jwk.x ?? '', 'base64url');
+    const publicBlob = Buffer.concat([sshString('ssh-ed25519'), sshString(publicKey)]);
+    const check = (0,external_node_crypto_.randomBytes)(4);
+    let privateSection = Buffer.concat([
+        check,
+        check,
+        sshString('ssh-ed25519'),
+        sshString(publicKey),
+        sshString(Buffer.concat([seed, publicKey])),
+        sshString(''),
+    ]);
+    const padding = Buffer.from(Array.from({ length: (8 - (privateSection.length % 8)) % 8 }, (_, i) => i + 1));
+    privateSection = Buffer.concat([privateSection, padding]);
+    const body = Buffer.concat([
+        Buffer.from('openssh-key-v1\0'),
+        sshString('none'),
+        sshString('none'),
+        sshString(''),
+        Buffer.from([0, 0, 0, 1]),
+        sshString(publicBlob),
+        sshString(privateSection),
+    ]);
+    const lines = body.toString('base64').match(/.{1,70}/g) ?? [];
+    return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
+}
+/**
+ * ssh2 reads OpenSSH and PKCS#1/SEC1 PEM keys, but not PKCS#8 ("BEGIN PRIVATE KEY", "BEGIN
+ * ENCRYPTED PRIVATE KEY"). Node's crypto reads those; re-encode them, in memory, in a form ssh2 reads.
+ */
+function pkcs8ToSsh2(key, passphrase, names) {
+    let keyObject;
+    try {
+        keyObject = (0,external_node_crypto_.createPrivateKey)(passphrase === '' ? key : { key, passphrase });
+    }
+    catch (error) {
+        if (key.startsWith('-----BEGIN ENCRYPTED')) {
+            throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase', names);
+        }
+        throw new errors/* ActionError */.lZ(`${names.key}: the PKCS#8 key cannot be read (${error.message}).`, names.key);
+    }
+    switch (keyObject.asymmetricKeyType) {
+        case 'rsa':
+            return keyObject.export({ type: 'pkcs1', format: 'pem' }).toString();
+        case 'ec':
+            return keyObject.export({ type: 'sec1', format: 'pem' }).toString();
+        case 'ed25519':
+            return ed25519ToOpenSsh(keyObject);
+        default:
+            throw new errors/* ActionError */.lZ(`${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, names.key);
+    }
+}
+function keyError(kind, names) {
+    return kind === 'missing-passphrase'
+        ? new errors/* ActionError */.lZ(`${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`, names.passphrase)
+        : new errors/* ActionError */.lZ(`${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`, names.passphrase);
+}
+const REGISTRY_KEY_INPUTS = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
+const JUMP_KEY_INPUTS = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
+/** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
+function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
+    if (text.trim() === '') {
+        throw new errors/* ActionError */.lZ(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
+    }
+    const key = normalisePrivateKey(text);
+    if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
+        key.startsWith('-----BEGIN PUBLIC KEY-----') ||
+        key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
+        throw new errors/* ActionError */.lZ(`${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`, names.key);
+    }
+    if (!key.startsWith('-----BEGIN ')) {
+        throw new errors/* ActionError */.lZ(`${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`, names.key);
+    }
+    if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
+        throw new errors/* ActionError */.lZ(`${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`, names.key);
+    }
+    if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
+        return { privateKey: pkcs8ToSsh2(key, passphrase, names), passphrase: '' };
+    }
+    const parsed = lib_default().utils.parseKey(key, passphrase === '' ? undefined : passphrase);
+    if (parsed instanceof Error) {
+        if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '')
+            throw keyError('missing-passphrase', names);
+        if (/passphrase|decrypt/i.test(parsed.message))
+            throw keyError('wrong-passphrase', names);
+        throw new errors/* ActionError */.lZ(`${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, names.key);
+    }
+    return { privateKey: key, passphrase };
+}
+/**
+ * The offered key's type and SHA256 fingerprint, as `ssh-keygen -lf` prints them for its public
+ * half (so that a refused key can be matched with the authorized_keys line it needs); undefined
+ * when the key cannot be read here.
+ */
+function offeredKeyFingerprint(privateKey, passphrase) {
+    const key = lib_default().utils.parseKey(privateKey, passphrase === '' ? undefined : passphrase);
+    if (key instanceof Error)
+        return undefined;
+    const blob = key.getPublicSSH();
+    return `${key.type} SHA256:${(0,external_node_crypto_.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
 ;// CONCATENATED MODULE: ./src/ssh/connect-errors.ts
 /** What a failed connection says: which input to check, and what to do. */
+
 
 
 
@@ -58215,8 +58365,11 @@ function connectionError(error, options) {
             (options.via ? `the bastion ${options.via}.` : 'the runner.'), host);
     }
     if (/authentication methods failed/i.test(message)) {
-        return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
-            "the key's public half is in that user's ~/.ssh/authorized_keys on the server.", key);
+        const offered = offeredKeyFingerprint(options.privateKey, options.passphrase);
+        return new errors/* ActionError */.lZ(`The server ${target} refused the key for user "${options.username}"` +
+            (offered ? ` (the key offered: ${offered})` : '') +
+            `. Check the ${username} input and that the key's public half is in that user's ~/.ssh/authorized_keys on ` +
+            'the server (`ssh-keygen -lf ~/.ssh/authorized_keys` there lists the fingerprints it accepts).', key);
     }
     return new errors/* ActionError */.lZ(`SSH connection to ${target} failed: ${untrusted_untrustedLine(message)}. Check the ${host} and ${port} inputs and that ` +
         'sshd answers there; run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the handshake.', host);
@@ -58785,126 +58938,6 @@ const DECLARED_INPUTS = {
 
 // EXTERNAL MODULE: ./src/public/remote.ts
 var remote = __nccwpck_require__(2611);
-;// CONCATENATED MODULE: ./src/ssh/keys.ts
-/**
- * Private key handling: undo what pasting into a secret does, read every common format, and
- * explain each kind of bad key. Keys stay in memory; nothing is written to disk.
- */
-
-
-
-/**
- * Undoes what pasting a key into a secret does: CRLF line ends, literal "\n" instead of line
- * breaks, blanks around lines, a lost final newline.
- */
-function normalisePrivateKey(text) {
-    let key = text.replace(/\r\n?/g, '\n').trim();
-    if (!key.includes('\n') && key.includes('\\n'))
-        key = key.replace(/\\n/g, '\n');
-    return `${key
-        .split('\n')
-        .map((line) => line.trim())
-        .join('\n')}\n`;
-}
-function sshString(data) {
-    const body = typeof data === 'string' ? Buffer.from(data) : data;
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(body.length);
-    return Buffer.concat([length, body]);
-}
-/** Writes an Ed25519 key in the unencrypted OpenSSH format, the only Ed25519 format ssh2 reads. */
-function ed25519ToOpenSsh(key) {
-    const jwk = key.export({ format: 'jwk' });
-    const seed = Buffer.from(jwk.d ?? '', 'base64url');
-    const publicKey = Buffer.from(jwk.x ?? '', 'base64url');
-    const publicBlob = Buffer.concat([sshString('ssh-ed25519'), sshString(publicKey)]);
-    const check = (0,external_node_crypto_.randomBytes)(4);
-    let privateSection = Buffer.concat([
-        check,
-        check,
-        sshString('ssh-ed25519'),
-        sshString(publicKey),
-        sshString(Buffer.concat([seed, publicKey])),
-        sshString(''),
-    ]);
-    const padding = Buffer.from(Array.from({ length: (8 - (privateSection.length % 8)) % 8 }, (_, i) => i + 1));
-    privateSection = Buffer.concat([privateSection, padding]);
-    const body = Buffer.concat([
-        Buffer.from('openssh-key-v1\0'),
-        sshString('none'),
-        sshString('none'),
-        sshString(''),
-        Buffer.from([0, 0, 0, 1]),
-        sshString(publicBlob),
-        sshString(privateSection),
-    ]);
-    const lines = body.toString('base64').match(/.{1,70}/g) ?? [];
-    return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
-}
-/**
- * ssh2 reads OpenSSH and PKCS#1/SEC1 PEM keys, but not PKCS#8 ("BEGIN PRIVATE KEY", "BEGIN
- * ENCRYPTED PRIVATE KEY"). Node's crypto reads those; re-encode them, in memory, in a form ssh2 reads.
- */
-function pkcs8ToSsh2(key, passphrase, names) {
-    let keyObject;
-    try {
-        keyObject = (0,external_node_crypto_.createPrivateKey)(passphrase === '' ? key : { key, passphrase });
-    }
-    catch (error) {
-        if (key.startsWith('-----BEGIN ENCRYPTED')) {
-            throw keyError(passphrase === '' ? 'missing-passphrase' : 'wrong-passphrase', names);
-        }
-        throw new errors/* ActionError */.lZ(`${names.key}: the PKCS#8 key cannot be read (${error.message}).`, names.key);
-    }
-    switch (keyObject.asymmetricKeyType) {
-        case 'rsa':
-            return keyObject.export({ type: 'pkcs1', format: 'pem' }).toString();
-        case 'ec':
-            return keyObject.export({ type: 'sec1', format: 'pem' }).toString();
-        case 'ed25519':
-            return ed25519ToOpenSsh(keyObject);
-        default:
-            throw new errors/* ActionError */.lZ(`${names.key}: ${keyObject.asymmetricKeyType ?? 'this'} keys are not supported; use an Ed25519, ECDSA or RSA key.`, names.key);
-    }
-}
-function keyError(kind, names) {
-    return kind === 'missing-passphrase'
-        ? new errors/* ActionError */.lZ(`${names.passphrase}: the key is encrypted. Give its passphrase in ${names.passphrase}.`, names.passphrase)
-        : new errors/* ActionError */.lZ(`${names.passphrase}: the passphrase does not open the key. Check the secret that holds it.`, names.passphrase);
-}
-const REGISTRY_KEY_INPUTS = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
-const JUMP_KEY_INPUTS = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
-/** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
-function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
-    if (text.trim() === '') {
-        throw new errors/* ActionError */.lZ(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
-    }
-    const key = normalisePrivateKey(text);
-    if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
-        key.startsWith('-----BEGIN PUBLIC KEY-----') ||
-        key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
-        throw new errors/* ActionError */.lZ(`${names.key}: this is a public key. Give the private key (the key file without .pub, starting with "-----BEGIN").`, names.key);
-    }
-    if (!key.startsWith('-----BEGIN ')) {
-        throw new errors/* ActionError */.lZ(`${names.key}: this is not a private key. Paste the whole key file, from the "-----BEGIN" line to the "-----END" line.`, names.key);
-    }
-    if (!/-----END [A-Z0-9 ]+-----\n$/.test(key)) {
-        throw new errors/* ActionError */.lZ(`${names.key}: the key is cut short (no "-----END" line). Paste the whole key file into the secret.`, names.key);
-    }
-    if (/^-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(key)) {
-        return { privateKey: pkcs8ToSsh2(key, passphrase, names), passphrase: '' };
-    }
-    const parsed = lib_default().utils.parseKey(key, passphrase === '' ? undefined : passphrase);
-    if (parsed instanceof Error) {
-        if (/no passphrase|encrypted/i.test(parsed.message) && passphrase === '')
-            throw keyError('missing-passphrase', names);
-        if (/passphrase|decrypt/i.test(parsed.message))
-            throw keyError('wrong-passphrase', names);
-        throw new errors/* ActionError */.lZ(`${names.key}: the key cannot be read (${parsed.message}). Paste the whole private key file (OpenSSH, PEM or PKCS#8).`, names.key);
-    }
-    return { privateKey: key, passphrase };
-}
-
 ;// CONCATENATED MODULE: ./src/action/input-values.ts
 /**
  * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
@@ -59095,6 +59128,29 @@ function input_values_parseAliases(value, input = 'aliases') {
 
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
+/** The secret a workflow usually passes to each required connection input (as the README's examples name it). */
+const USUAL_SECRETS = {
+    host: 'REGISTRY_HOST',
+    username: 'REGISTRY_USER',
+};
+/**
+ * A required input's value. Empty, it is most often a secret that does not reach this job: an
+ * undefined secret, one of an environment the job does not name, or any secret in a run for a
+ * pull request from a fork all read as ''.
+ */
+function requiredInput(name) {
+    const value = lib_core/* getInput */.V4(name);
+    if (value.trim() !== '')
+        return value;
+    const secret = USUAL_SECRETS[name];
+    throw new errors/* ActionError */.lZ(`${name}: empty.` +
+        (secret
+            ? ` It usually comes from a secret (${name}: \${{ secrets.${secret} }}), and a secret reads as empty when it is ` +
+                'not defined in the repository or organization, belongs to an environment this job does not name ' +
+                '(environment:), or the run is for a pull request from a fork (secrets are not passed to those). Define ' +
+                `${secret} under Settings → Secrets and variables → Actions, or give the value another way.`
+            : ` Give it in the step's with: block.`), name);
+}
 /** Reads the inputs every entry point shares (INPUT_* variables). */
 function readRegistrySettings(entry) {
     // Secrets first, so that nothing printed while checking the rest can reveal them.
@@ -59106,9 +59162,12 @@ function readRegistrySettings(entry) {
     forgetSecretInputs();
     // Then a misspelt input, before any setting is read at its default in its place.
     refuseUndeclaredInputs(DECLARED_INPUTS[entry]);
-    const host = parseHost(lib_core/* getInput */.V4('host', { required: true }));
+    const host = parseHost(requiredInput('host'));
     const port = parsePort(lib_core/* getInput */.V4('port'));
-    const username = parseUsername(lib_core/* getInput */.V4('username', { required: true }));
+    // The runner passes the default (22) when the input is left out: empty is an unset secret.
+    if (lib_core/* getInput */.V4('port').trim() === '')
+        lib_core/* notice */.lm('port: empty (an unset REGISTRY_PORT secret?), so 22 was used.');
+    const username = parseUsername(requiredInput('username'));
     const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
     // A PKCS#8 key comes back re-encoded: mask that form too.
     if (privateKey !== normalisePrivateKey(rawKey))
@@ -59169,7 +59228,7 @@ function readSettings() {
     const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
     return {
         ...registry,
-        metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
+        metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
         rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
         uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
         aliases: parseAliases(core.getInput('aliases')),
@@ -59203,12 +59262,12 @@ function readSettings() {
 /** Reads the alias or remove sub-action's settings. */
 function inputs_readDayTwoSettings(kind) {
     const registry = readRegistrySettings(kind);
-    const reference = lib_core/* getInput */.V4('fingerprint', { required: true }).trim();
+    const reference = requiredInput('fingerprint').trim();
     if (!isValidAlias(reference)) {
         throw new errors/* ActionError */.lZ(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
             '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
     }
-    const aliases = kind === 'alias' ? input_values_parseAliases(lib_core/* getInput */.V4('aliases', { required: true })) : [];
+    const aliases = kind === 'alias' ? input_values_parseAliases(requiredInput('aliases')) : [];
     if (kind === 'alias' && aliases.length === 0) {
         throw new errors/* ActionError */.lZ('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
     }
@@ -60090,13 +60149,14 @@ __nccwpck_require__.d(__webpack_exports__, {
   Os: () => (/* binding */ group),
   pq: () => (/* binding */ info),
   _o: () => (/* binding */ isDebug),
+  lm: () => (/* binding */ notice),
   uH: () => (/* binding */ setOutput),
   Pq: () => (/* binding */ core_setSecret),
   z: () => (/* reexport */ summary),
   $e: () => (/* binding */ warning)
 });
 
-// UNUSED EXPORTS: addPath, endGroup, exportVariable, getIDToken, getMultilineInput, getState, markdownSummary, notice, platform, saveState, setCommandEcho, setFailed, startGroup, toPlatformPath, toPosixPath, toWin32Path
+// UNUSED EXPORTS: addPath, endGroup, exportVariable, getIDToken, getMultilineInput, getState, markdownSummary, platform, saveState, setCommandEcho, setFailed, startGroup, toPlatformPath, toPosixPath, toWin32Path
 
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
@@ -60122,7 +60182,7 @@ function utils_toCommandValue(input) {
  * @returns The command properties to send with the actual annotation command
  * See IssueCommandProperties: https://github.com/actions/runner/blob/main/src/Runner.Worker/ActionCommandManager.cs#L646
  */
-function utils_toCommandProperties(annotationProperties) {
+function toCommandProperties(annotationProperties) {
     if (!Object.keys(annotationProperties).length) {
         return {};
     }
@@ -62933,7 +62993,7 @@ function core_debug(message) {
  * @param properties optional properties to add to the annotation.
  */
 function error(message, properties = {}) {
-    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    command_issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a warning issue
@@ -62941,7 +63001,7 @@ function error(message, properties = {}) {
  * @param properties optional properties to add to the annotation.
  */
 function warning(message, properties = {}) {
-    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    command_issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a notice issue
@@ -62949,7 +63009,7 @@ function warning(message, properties = {}) {
  * @param properties optional properties to add to the annotation.
  */
 function notice(message, properties = {}) {
-    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    command_issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Writes info to log with console.log.

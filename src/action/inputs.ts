@@ -90,6 +90,33 @@ export interface CheckSettings extends RegistrySettings {
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 
+/** The secret a workflow usually passes to each required connection input (as the README's examples name it). */
+const USUAL_SECRETS: Record<string, string> = {
+  host: 'REGISTRY_HOST',
+  username: 'REGISTRY_USER',
+};
+
+/**
+ * A required input's value. Empty, it is most often a secret that does not reach this job: an
+ * undefined secret, one of an environment the job does not name, or any secret in a run for a
+ * pull request from a fork all read as ''.
+ */
+export function requiredInput(name: string): string {
+  const value = core.getInput(name);
+  if (value.trim() !== '') return value;
+  const secret = USUAL_SECRETS[name];
+  throw new ActionError(
+    `${name}: empty.` +
+      (secret
+        ? ` It usually comes from a secret (${name}: \${{ secrets.${secret} }}), and a secret reads as empty when it is ` +
+          'not defined in the repository or organization, belongs to an environment this job does not name ' +
+          '(environment:), or the run is for a pull request from a fork (secrets are not passed to those). Define ' +
+          `${secret} under Settings → Secrets and variables → Actions, or give the value another way.`
+        : ` Give it in the step's with: block.`),
+    name,
+  );
+}
+
 /** Reads the inputs every entry point shares (INPUT_* variables). */
 function readRegistrySettings(entry: keyof typeof DECLARED_INPUTS): RegistrySettings {
   // Secrets first, so that nothing printed while checking the rest can reveal them.
@@ -102,9 +129,11 @@ function readRegistrySettings(entry: keyof typeof DECLARED_INPUTS): RegistrySett
   // Then a misspelt input, before any setting is read at its default in its place.
   refuseUndeclaredInputs(DECLARED_INPUTS[entry]);
 
-  const host = parseHost(core.getInput('host', { required: true }));
+  const host = parseHost(requiredInput('host'));
   const port = parsePort(core.getInput('port'));
-  const username = parseUsername(core.getInput('username', { required: true }));
+  // The runner passes the default (22) when the input is left out: empty is an unset secret.
+  if (core.getInput('port').trim() === '') core.notice('port: empty (an unset REGISTRY_PORT secret?), so 22 was used.');
+  const username = parseUsername(requiredInput('username'));
   const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
   // A PKCS#8 key comes back re-encoded: mask that form too.
   if (privateKey !== normalisePrivateKey(rawKey)) maskSecrets([privateKey]);
@@ -188,7 +217,7 @@ export function readSettings(): Settings {
   const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
   return {
     ...registry,
-    metadataPath: parseLocalPath(core.getInput('metadata', { required: true }), 'metadata'),
+    metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
     rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
     uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
     aliases: parseAliases(core.getInput('aliases')),
@@ -225,7 +254,7 @@ export function readSettings(): Settings {
 /** Reads the alias or remove sub-action's settings. */
 export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
   const registry = readRegistrySettings(kind);
-  const reference = core.getInput('fingerprint', { required: true }).trim();
+  const reference = requiredInput('fingerprint').trim();
   if (!isValidAlias(reference)) {
     throw new ActionError(
       `fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
@@ -233,7 +262,7 @@ export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
       'fingerprint',
     );
   }
-  const aliases = kind === 'alias' ? parseAliases(core.getInput('aliases', { required: true })) : [];
+  const aliases = kind === 'alias' ? parseAliases(requiredInput('aliases')) : [];
   if (kind === 'alias' && aliases.length === 0) {
     throw new ActionError(
       'aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.',

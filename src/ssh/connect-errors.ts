@@ -3,6 +3,7 @@ import { ActionError, describeError } from '../common/errors.js';
 import { untrustedLine } from '../common/untrusted.js';
 import { inputName, type Hop } from './connect.js';
 import type { PresentedHostKey } from './hostkeys.js';
+import { offeredKeyFingerprint } from './keys.js';
 
 export function hostKeyMismatch(options: Hop, presented: PresentedHostKey[]): ActionError {
   const input = inputName(
@@ -57,9 +58,12 @@ export function connectionError(error: unknown, options: Hop): ActionError {
     );
   }
   if (/authentication methods failed/i.test(message)) {
+    const offered = offeredKeyFingerprint(options.privateKey, options.passphrase);
     return new ActionError(
-      `The server ${target} refused the key for user "${options.username}". Check the ${username} input and that ` +
-        "the key's public half is in that user's ~/.ssh/authorized_keys on the server.",
+      `The server ${target} refused the key for user "${options.username}"` +
+        (offered ? ` (the key offered: ${offered})` : '') +
+        `. Check the ${username} input and that the key's public half is in that user's ~/.ssh/authorized_keys on ` +
+        'the server (`ssh-keygen -lf ~/.ssh/authorized_keys` there lists the fingerprints it accepts).',
       key,
     );
   }

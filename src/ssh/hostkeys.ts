@@ -53,24 +53,42 @@ export function describePresentedKey(keyBlob: Buffer): PresentedHostKey {
   return { type: untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
 
-/** Parses `host-fingerprint`: one or more fingerprints separated by newlines, commas or spaces. */
+/** Key types whose lines (known_hosts, .pub) the fingerprint input takes too. */
+const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/;
+
+/**
+ * Parses `host-fingerprint`: fingerprints separated by newlines, commas or blanks, each as
+ * `ssh-keygen -lf` prints it. A whole line that `ssh-keygen -lf` prints ("256 SHA256:… root@host
+ * (ED25519)") is taken for its fingerprint, and a line with a public key (a known_hosts line, a
+ * .pub file, what ssh-keyscan prints) for the key's fingerprint.
+ */
 export function parseFingerprints(text: string, input = REGISTRY_PIN_INPUTS.fingerprint): string[] {
-  const values = text
-    .split(/[\s,]+/)
-    .map((value) => value.trim())
-    .filter((value) => value !== '');
-  return values.map((value) => {
-    const normalised = value.replace(/=+$/, '');
-    if (!FINGERPRINT.test(normalised)) {
-      throw new ActionError(
-        `${input}: "${value}" is not a SHA256 host key fingerprint. ` +
-          'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server, ' +
-          'for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.',
-        input,
-      );
+  const fingerprints: string[] = [];
+  for (const line of text.split(/[\n,]+/)) {
+    const tokens = line.trim().split(/\s+/).filter((token) => token !== '');
+    const keyAt = tokens.findIndex((token) => KEY_TYPE.test(token));
+    const blob = keyAt >= 0 ? tokens[keyAt + 1] : undefined;
+    if (blob !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+      fingerprints.push(fingerprintOf(Buffer.from(blob, 'base64')));
+      continue;
     }
-    return normalised;
-  });
+    // ssh-keygen -lf: "BITS SHA256:… COMMENT (TYPE)": the fingerprint is the only SHA256: token.
+    const keygenLine = tokens.length >= 3 && /^\d+$/.test(tokens[0] as string) && /^\(.+\)$/.test(tokens.at(-1) as string);
+    const values = keygenLine ? tokens.filter((token) => /^[A-Z0-9]+:/.test(token)) : tokens;
+    for (const value of values) {
+      const normalised = value.replace(/=+$/, '');
+      if (!FINGERPRINT.test(normalised)) {
+        throw new ActionError(
+          `${input}: "${value}" is not a SHA256 host key fingerprint. ` +
+            'Give the value that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the server (the whole ' +
+            'line will do), for example SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s, or a line of ssh-keyscan.',
+          input,
+        );
+      }
+      fingerprints.push(normalised);
+    }
+  }
+  return fingerprints;
 }
 
 /** The host patterns a known_hosts line uses for this host and port. */

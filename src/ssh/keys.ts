@@ -2,7 +2,7 @@
  * Private key handling: undo what pasting into a secret does, read every common format, and
  * explain each kind of bad key. Keys stay in memory; nothing is written to disk.
  */
-import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { ActionError } from '../common/errors.js';
 
@@ -157,4 +157,16 @@ export function preparePrivateKey(text: string, passphrase: string, names = REGI
     );
   }
   return { privateKey: key, passphrase };
+}
+
+/**
+ * The offered key's type and SHA256 fingerprint, as `ssh-keygen -lf` prints them for its public
+ * half (so that a refused key can be matched with the authorized_keys line it needs); undefined
+ * when the key cannot be read here.
+ */
+export function offeredKeyFingerprint(privateKey: string, passphrase: string): string | undefined {
+  const key = ssh2.utils.parseKey(privateKey, passphrase === '' ? undefined : passphrase);
+  if (key instanceof Error) return undefined;
+  const blob = key.getPublicSSH();
+  return `${key.type} SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }

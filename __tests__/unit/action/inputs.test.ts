@@ -58,6 +58,30 @@ afterEach(() => {
 });
 
 describe('readSettings', () => {
+  it('says which secret an empty host or username most likely comes from, and why it can be empty', () => {
+    for (const [name, secret] of [
+      ['host', 'REGISTRY_HOST'],
+      ['username', 'REGISTRY_USER'],
+    ] as const) {
+      setInputs({ ...baseInputs(), [name]: '' });
+      expect(() => readSettings()).toThrow(
+        new RegExp(
+          `^${name}: empty\\. It usually comes from a secret \\(${name}: \\$\\{\\{ secrets\\.${secret} \\}\\}\\).*not defined.*environment.*fork`,
+        ),
+      );
+    }
+  });
+
+  it('notes that an empty port (an unset optional secret) means 22', () => {
+    setInputs({ ...baseInputs(), port: '' });
+    expect(readSettings().port).toBe(22);
+    expect(stdout.join('')).toContain('::notice::port: empty (an unset REGISTRY_PORT secret?), so 22 was used.');
+    stdout.length = 0;
+    setInputs({ ...baseInputs(), port: '22' });
+    readSettings();
+    expect(stdout.join('')).not.toContain('port: empty');
+  });
+
   it('reads a typical release workflow step', () => {
     setInputs({ ...baseInputs(), aliases: 'crynux-node:v2.6.0\ncrynux-node:latest', port: '' });
     const settings = readSettings();

@@ -61,10 +61,29 @@ describe('parseFingerprints', () => {
     expect(parseFingerprints('')).toEqual([]);
   });
 
+  it('takes the whole line ssh-keygen -lf prints, and a known_hosts or ssh-keyscan line for its key', () => {
+    for (const name of ['ed25519', 'rsa', 'ecdsa']) {
+      const path = join(dir, `whole-${name}.pub`);
+      writeFileSync(path, `${key(name).line}\n`);
+      const whole = execFileSync('ssh-keygen', ['-lf', path]).toString().trim(); // "256 SHA256:… comment (ED25519)"
+      expect(whole).toMatch(/^\d+ SHA256:\S+ .* \([A-Z0-9]+\)$/);
+      expect(parseFingerprints(whole)).toEqual([key(name).fingerprint]);
+      expect(parseFingerprints(knownLine('[registry.example]:2222', name))).toEqual([key(name).fingerprint]);
+      expect(parseFingerprints(key(name).line)).toEqual([key(name).fingerprint]);
+    }
+    // Several whole lines, one per key, as `ssh-keygen -lf` of several files prints them.
+    const lines = ['ed25519', 'rsa'].map((name) => `256 ${key(name).fingerprint} root@registry (X)`).join('\n');
+    expect(parseFingerprints(lines)).toEqual([key('ed25519').fingerprint, key('rsa').fingerprint]);
+  });
+
   it('refuses MD5 fingerprints, missing prefixes and truncated values, naming the input', () => {
     expect(() => parseFingerprints('MD5:12:34')).toThrow(/host-fingerprint: "MD5:12:34"/);
     expect(() => parseFingerprints(key('ed25519').fingerprint.slice(7))).toThrow(/ssh-keygen -lf/);
     expect(() => parseFingerprints(key('ed25519').fingerprint.slice(0, 30))).toThrow(/host-fingerprint/);
+    // ssh-keygen -lf -E md5's whole line: its fingerprint is still MD5.
+    expect(() => parseFingerprints('256 MD5:12:34:56 root@registry (ED25519)')).toThrow(
+      /host-fingerprint: "MD5:12:34:56"/,
+    );
   });
 });
 

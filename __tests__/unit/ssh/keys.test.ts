@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { utils as ssh2Utils } from 'ssh2';
-import { normalisePrivateKey, preparePrivateKey } from '../../../src/ssh/keys.js';
+import { normalisePrivateKey, offeredKeyFingerprint, preparePrivateKey } from '../../../src/ssh/keys.js';
 
 let dir: string;
 interface TestKey {
@@ -194,4 +194,25 @@ describe('preparePrivateKey', () => {
       );
     },
   );
+});
+
+describe('offeredKeyFingerprint', () => {
+  it('is what ssh-keygen -lf prints for the key, so that a refused key can be found in authorized_keys', () => {
+    for (const [type, passphrase] of [
+      ['ed25519', ''],
+      ['ecdsa', ''],
+      ['rsa', ''],
+      ['ed25519', 'correct horse'],
+    ] as const) {
+      const path = join(dir, `offered-${type}-${passphrase.length}`);
+      execFileSync('ssh-keygen', ['-q', '-t', type, '-N', passphrase, '-f', path]);
+      const printed = execFileSync('ssh-keygen', ['-lf', `${path}.pub`])
+        .toString()
+        .split(' ')[1];
+      const offered = offeredKeyFingerprint(readFileSync(path, 'utf8'), passphrase);
+      expect(offered?.split(' ')[1]).toBe(printed);
+      expect(offered?.split(' ')[0]).toBe(readFileSync(`${path}.pub`, 'utf8').split(' ')[0]);
+    }
+    expect(offeredKeyFingerprint('not a key', '')).toBeUndefined();
+  });
 });

@@ -55505,6 +55505,7 @@ const DECLARED_INPUTS = {
         'public-url',
         'remote-name',
         'public-check-timeout',
+        'public-check',
         'delta-bases',
         'delta-max-share',
         'require-deltas',
@@ -55789,7 +55790,10 @@ const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed2
 function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
     const fingerprints = [];
     for (const line of text.split(/[\n,]+/)) {
-        const tokens = line.trim().split(/\s+/).filter((token) => token !== '');
+        const tokens = line
+            .trim()
+            .split(/\s+/)
+            .filter((token) => token !== '');
         const keyAt = tokens.findIndex((token) => KEY_TYPE.test(token));
         const blob = keyAt >= 0 ? tokens[keyAt + 1] : undefined;
         if (blob !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
@@ -56432,6 +56436,7 @@ function readSettings() {
                 ? (0,remote/* defaultRemoteName */.ZJ)(publicUrl)
                 : '',
         publicCheckTimeout: input_values_readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+        publicCheck: input_values_readChoice('public-check', { choices: ['fail', 'warn', 'off'], fallback: 'fail' }),
         deltaBases: input_values_readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
         deltaMaxShare: input_values_readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
         requireDeltas: input_values_readBoolean('require-deltas'),
@@ -61057,6 +61062,7 @@ var summary = __nccwpck_require__(804);
 
 
 
+
 /** Publishes the image the settings name and returns what the registry now serves. */
 async function publish(settings) {
     const inspected = await inspect(settings); // 1. inspect locally
@@ -61113,19 +61119,39 @@ function run() {
         const result = await publish(settings);
         setOutputs(result); // 8. report
         let publicCheck;
+        let publicFailure;
         try {
-            if (settings.publicUrl)
-                publicCheck = await checkPublic(settings, result);
+            if (settings.publicUrl && settings.publicCheck !== 'off') {
+                try {
+                    publicCheck = await checkPublic(settings, result);
+                }
+                catch (error) {
+                    if (!(error instanceof errors/* ActionError */.lZ))
+                        throw error;
+                    publicFailure = error;
+                }
+            }
+            core/* setOutput */.uH('public-check', publicCheck ? 'passed' : publicFailure ? 'failed' : 'skipped');
         }
         finally {
             // The summary says "served" only when the public check passed. Outside a runner (a local
             // run) there is no summary file: the log has everything. `summary: false` turns it off.
             if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
                 await (0,summary/* writeSummary */.Sy)(result, {
-                    ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+                    ...(settings.publicUrl ? { publicUrl: settings.publicUrl } : {}),
+                    ...(publicCheck ? { publicCheck } : {}),
+                    ...(publicFailure ? { publicFailure: publicFailure.message } : {}),
                     ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
                     lxd: settings.lxdCompat,
                 });
+        }
+        if (publicFailure) {
+            // The image is live either way: say so, and let public-check decide whether the step fails.
+            const message = `The image is published (${result.fingerprint}, status ${result.status}), but clients could not be confirmed to get ` +
+                `it: ${publicFailure.message} (public-check: ${settings.publicCheck})`;
+            if (settings.publicCheck === 'fail')
+                throw new errors/* FailedAfterPublishing */.Tc(message, publicFailure.input);
+            core/* warning */.$e(message, { title: 'lxc-publish: the public check failed' });
         }
     });
 }
@@ -61203,8 +61229,9 @@ async function runStep(failureHeading, work) {
         const input = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ ? error.input : undefined;
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
         process.exitCode = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure;
+        const heading = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .FailedAfterPublishing */ .Tc ? error.heading : failureHeading;
         if (summary && process.env['GITHUB_STEP_SUMMARY'])
-            await (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)(message, failureHeading).catch(() => undefined);
+            await (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)(message, heading).catch(() => undefined);
     }
 }
 
@@ -61324,7 +61351,14 @@ function buildSummary(result, options = {}) {
     }
     if (publicUrl) {
         rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
-        rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
+        rows.push([
+            'Served',
+            options.publicFailure !== undefined
+                ? `<strong>not confirmed</strong>: ${escapeHtml(options.publicFailure)}`
+                : options.publicCheck
+                    ? escapeHtml(servedText(options.publicCheck))
+                    : 'not checked (public-check: off)',
+        ]);
     }
     const table = [
         '<table>',
@@ -61464,6 +61498,7 @@ async function writeCheckSummary(report, status, where) {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   Kg: () => (/* binding */ hasControlCharacters),
 /* harmony export */   TN: () => (/* binding */ oneLine),
+/* harmony export */   Tc: () => (/* binding */ FailedAfterPublishing),
 /* harmony export */   Uc: () => (/* binding */ describeError),
 /* harmony export */   Uy: () => (/* binding */ withoutLegacyCommands),
 /* harmony export */   aC: () => (/* binding */ withoutControlCharacters),
@@ -61486,6 +61521,13 @@ class ActionError extends Error {
         this.input = input;
         this.name = 'ActionError';
     }
+}
+/**
+ * A failure after the image was published: the step fails, but its summary must not say the
+ * image was not published (the heading says what did happen).
+ */
+class FailedAfterPublishing extends ActionError {
+    heading = 'Image published; the public check failed';
 }
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;

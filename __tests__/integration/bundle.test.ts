@@ -48,6 +48,8 @@ describe('dist/index.js', () => {
       status: 'published',
       // The first release of its line: no earlier one to make a delta from.
       deltas: '[]',
+      // No public-url: nothing to check.
+      'public-check': 'skipped',
       // The files as the registry serves them, named after the metadata tarball's sha256.
       files: JSON.stringify([
         {

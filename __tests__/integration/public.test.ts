@@ -324,7 +324,7 @@ describe('dist/index.js with public-url', () => {
     expect(result.summary).not.toContain('REMOTE');
   });
 
-  it('fails the step when the registry does not serve the image at public-url', async () => {
+  it('fails the step when the registry does not serve the image at public-url, saying the image is published', async () => {
     const result = await runBundle(
       inputsFor(registry, published, {
         'public-url': `${registry.httpsUrl}/elsewhere`,
@@ -334,7 +334,35 @@ describe('dist/index.js with public-url', () => {
     );
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(
-      /::error title=lxc-publish%3A check the public-url input::public-url: .*\/elsewhere does not serve image .*not served \(HTTP 404\)/,
+      /::error title=lxc-publish%3A check the public-url input::The image is published \([0-9a-f]{64}, status (published|unchanged)\), but clients could not be confirmed to get it: public-url: .*\/elsewhere does not serve image .*not served \(HTTP 404\).*\(public-check: fail\)/,
     );
+    expect(result.outputs).toMatchObject({ fingerprint, 'public-check': 'failed' });
+    // One story in the summary: published, not confirmed; never "not published".
+    expect(result.summary).toContain('Image published; the public check failed');
+    expect(result.summary).toMatch(/<tr><td>Served<\/td><td><strong>not confirmed<\/strong>: public-url: /);
+    expect(result.summary).not.toContain('Image not published');
+  });
+
+  it('with public-check: warn, warns and passes; with off, does not check', async () => {
+    // The runner does not trust the registry's certificate (no NODE_EXTRA_CA_CERTS): a self-signed test registry.
+    const warned = await runBundle(
+      inputsFor(registry, published, {
+        'public-url': registry.httpsUrl,
+        'public-check-timeout': '0',
+        'public-check': 'warn',
+      }),
+    );
+    expect(warned.code).toBe(0);
+    expect(warned.stdout).toMatch(/^::warning title=lxc-publish%3A the public check failed::The image is published \(/m);
+    expect(warned.outputs).toMatchObject({ fingerprint, 'public-check': 'failed' });
+    expect(warned.summary).toContain('<strong>not confirmed</strong>');
+    expect(warned.summary).not.toContain('Image not published');
+    const off = await runBundle(
+      inputsFor(registry, published, { 'public-url': `${registry.httpsUrl}/elsewhere`, 'public-check': 'off' }),
+    );
+    expect(off.code).toBe(0);
+    expect(off.outputs).toMatchObject({ fingerprint, 'public-check': 'skipped' });
+    expect(off.summary).toContain('not checked (public-check: off)');
+    expect(off.stdout).not.toContain('/elsewhere does not serve');
   });
 });

@@ -58005,7 +58005,10 @@ const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed2
 function parseFingerprints(text, input = REGISTRY_PIN_INPUTS.fingerprint) {
     const fingerprints = [];
     for (const line of text.split(/[\n,]+/)) {
-        const tokens = line.trim().split(/\s+/).filter((token) => token !== '');
+        const tokens = line
+            .trim()
+            .split(/\s+/)
+            .filter((token) => token !== '');
         const keyAt = tokens.findIndex((token) => KEY_TYPE.test(token));
         const blob = keyAt >= 0 ? tokens[keyAt + 1] : undefined;
         if (blob !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
@@ -58855,6 +58858,7 @@ const DECLARED_INPUTS = {
         'public-url',
         'remote-name',
         'public-check-timeout',
+        'public-check',
         'delta-bases',
         'delta-max-share',
         'require-deltas',
@@ -59254,6 +59258,7 @@ function readSettings() {
                 ? defaultRemoteName(publicUrl)
                 : '',
         publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+        publicCheck: readChoice('public-check', { choices: ['fail', 'warn', 'off'], fallback: 'fail' }),
         deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
         deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
         requireDeltas: readBoolean('require-deltas'),
@@ -59411,8 +59416,9 @@ async function runStep(failureHeading, work) {
         const input = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ActionError */ .lZ ? error.input : undefined;
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
         process.exitCode = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .yU.Failure;
+        const heading = error instanceof _common_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .FailedAfterPublishing */ .Tc ? error.heading : failureHeading;
         if (summary && process.env['GITHUB_STEP_SUMMARY'])
-            await (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)(message, failureHeading).catch(() => undefined);
+            await (0,_summary_js__WEBPACK_IMPORTED_MODULE_2__/* .writeFailureSummary */ .KJ)(message, heading).catch(() => undefined);
     }
 }
 
@@ -59497,7 +59503,14 @@ function buildSummary(result, options = {}) {
     }
     if (publicUrl) {
         rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
-        rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
+        rows.push([
+            'Served',
+            options.publicFailure !== undefined
+                ? `<strong>not confirmed</strong>: ${escapeHtml(options.publicFailure)}`
+                : options.publicCheck
+                    ? escapeHtml(servedText(options.publicCheck))
+                    : 'not checked (public-check: off)',
+        ]);
     }
     const table = [
         '<table>',
@@ -59637,6 +59650,7 @@ async function writeCheckSummary(report, status, where) {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   Kg: () => (/* binding */ hasControlCharacters),
 /* harmony export */   TN: () => (/* binding */ oneLine),
+/* harmony export */   Tc: () => (/* binding */ FailedAfterPublishing),
 /* harmony export */   Uc: () => (/* binding */ describeError),
 /* harmony export */   Uy: () => (/* binding */ withoutLegacyCommands),
 /* harmony export */   aC: () => (/* binding */ withoutControlCharacters),
@@ -59659,6 +59673,13 @@ class ActionError extends Error {
         this.input = input;
         this.name = 'ActionError';
     }
+}
+/**
+ * A failure after the image was published: the step fails, but its summary must not say the
+ * image was not published (the heading says what did happen).
+ */
+class FailedAfterPublishing extends ActionError {
+    heading = 'Image published; the public check failed';
 }
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;

@@ -40,6 +40,7 @@ export const DECLARED_INPUTS = {
     'public-url',
     'remote-name',
     'public-check-timeout',
+    'public-check',
     'delta-bases',
     'delta-max-share',
     'require-deltas',

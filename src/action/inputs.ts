@@ -67,6 +67,8 @@ export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions
   remoteName: string;
   /** How long the public check keeps retrying (CDN caches). */
   publicCheckTimeout: number;
+  /** What a failed public check does: fail the step, warn, or no check at all. */
+  publicCheck: 'fail' | 'warn' | 'off';
 }
 
 /** The alias and remove sub-actions: an image already published, named by `fingerprint`. */
@@ -245,6 +247,7 @@ export function readSettings(): Settings {
         ? defaultRemoteName(publicUrl)
         : '',
     publicCheckTimeout: readWholeNumber('public-check-timeout', { fallback: 300, min: 0, max: 3600 }),
+    publicCheck: readChoice('public-check', { choices: ['fail', 'warn', 'off'], fallback: 'fail' }),
     deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
     deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
     requireDeltas: readBoolean('require-deltas'),

@@ -4,6 +4,7 @@
  */
 import * as core from '@actions/core';
 import { timedGroup } from '../common/debug.js';
+import { ActionError, FailedAfterPublishing } from '../common/errors.js';
 import { closeFiles } from '../image/local-file.js';
 import { imageFiles } from '../image/local-image.js';
 import { checkPublicRegistry, type PublicCheckResult } from '../public/check.js';
@@ -84,17 +85,36 @@ export function run(): Promise<void> {
     const result = await publish(settings);
     setOutputs(result); // 8. report
     let publicCheck: PublicCheckResult | undefined;
+    let publicFailure: ActionError | undefined;
     try {
-      if (settings.publicUrl) publicCheck = await checkPublic(settings, result);
+      if (settings.publicUrl && settings.publicCheck !== 'off') {
+        try {
+          publicCheck = await checkPublic(settings, result);
+        } catch (error) {
+          if (!(error instanceof ActionError)) throw error;
+          publicFailure = error;
+        }
+      }
+      core.setOutput('public-check', publicCheck ? 'passed' : publicFailure ? 'failed' : 'skipped');
     } finally {
       // The summary says "served" only when the public check passed. Outside a runner (a local
       // run) there is no summary file: the log has everything. `summary: false` turns it off.
       if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
         await writeSummary(result, {
-          ...(publicCheck ? { publicUrl: settings.publicUrl, publicCheck } : {}),
+          ...(settings.publicUrl ? { publicUrl: settings.publicUrl } : {}),
+          ...(publicCheck ? { publicCheck } : {}),
+          ...(publicFailure ? { publicFailure: publicFailure.message } : {}),
           ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
           lxd: settings.lxdCompat,
         });
+    }
+    if (publicFailure) {
+      // The image is live either way: say so, and let public-check decide whether the step fails.
+      const message =
+        `The image is published (${result.fingerprint}, status ${result.status}), but clients could not be confirmed to get ` +
+        `it: ${publicFailure.message} (public-check: ${settings.publicCheck})`;
+      if (settings.publicCheck === 'fail') throw new FailedAfterPublishing(message, publicFailure.input);
+      core.warning(message, { title: 'lxc-publish: the public check failed' });
     }
   });
 }

@@ -1,6 +1,12 @@
 /** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
 import * as core from '@actions/core';
-import { ActionError, describeError, withoutControlCharacters, withoutLegacyCommands } from '../common/errors.js';
+import {
+  ActionError,
+  describeError,
+  FailedAfterPublishing,
+  withoutControlCharacters,
+  withoutLegacyCommands,
+} from '../common/errors.js';
 import { writeFailureSummary } from './summary.js';
 
 /**
@@ -61,7 +67,8 @@ export async function runStep(
     const input = error instanceof ActionError ? error.input : undefined;
     core.error(message, { title: input ? `lxc-publish: check the ${input} input` : 'lxc-publish failed' });
     process.exitCode = core.ExitCode.Failure;
+    const heading = error instanceof FailedAfterPublishing ? error.heading : failureHeading;
     if (summary && process.env['GITHUB_STEP_SUMMARY'])
-      await writeFailureSummary(message, failureHeading).catch(() => undefined);
+      await writeFailureSummary(message, heading).catch(() => undefined);
   }
 }

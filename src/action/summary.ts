@@ -18,6 +18,8 @@ export interface SummaryOptions {
   remoteName?: string;
   /** The check's result, for the details of the "Served" row. */
   publicCheck?: PublicCheckResult;
+  /** Why the public check failed (the image is published all the same). */
+  publicFailure?: string;
   /** Show the `lxc` commands (default true; LXD clients see the image only with lxd-compat). */
   lxd?: boolean;
 }
@@ -96,7 +98,14 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
   }
   if (publicUrl) {
     rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
-    rows.push(['Served', escapeHtml(servedText(options.publicCheck))]);
+    rows.push([
+      'Served',
+      options.publicFailure !== undefined
+        ? `<strong>not confirmed</strong>: ${escapeHtml(options.publicFailure)}`
+        : options.publicCheck
+          ? escapeHtml(servedText(options.publicCheck))
+          : 'not checked (public-check: off)',
+    ]);
   }
   const table = [
     '<table>',

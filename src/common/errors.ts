@@ -19,6 +19,14 @@ export class ActionError extends Error {
   }
 }
 
+/**
+ * A failure after the image was published: the step fails, but its summary must not say the
+ * image was not published (the heading says what did happen).
+ */
+export class FailedAfterPublishing extends ActionError {
+  readonly heading = 'Image published; the public check failed';
+}
+
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
 

@@ -54,7 +54,8 @@ export function describePresentedKey(keyBlob: Buffer): PresentedHostKey {
 }
 
 /** Key types whose lines (known_hosts, .pub) the fingerprint input takes too. */
-const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/;
+const KEY_TYPE =
+  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/;
 
 /**
  * Parses `host-fingerprint`: fingerprints separated by newlines, commas or blanks, each as
@@ -65,7 +66,10 @@ const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed2
 export function parseFingerprints(text: string, input = REGISTRY_PIN_INPUTS.fingerprint): string[] {
   const fingerprints: string[] = [];
   for (const line of text.split(/[\n,]+/)) {
-    const tokens = line.trim().split(/\s+/).filter((token) => token !== '');
+    const tokens = line
+      .trim()
+      .split(/\s+/)
+      .filter((token) => token !== '');
     const keyAt = tokens.findIndex((token) => KEY_TYPE.test(token));
     const blob = keyAt >= 0 ? tokens[keyAt + 1] : undefined;
     if (blob !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
@@ -73,7 +77,8 @@ export function parseFingerprints(text: string, input = REGISTRY_PIN_INPUTS.fing
       continue;
     }
     // ssh-keygen -lf: "BITS SHA256:… COMMENT (TYPE)": the fingerprint is the only SHA256: token.
-    const keygenLine = tokens.length >= 3 && /^\d+$/.test(tokens[0] as string) && /^\(.+\)$/.test(tokens.at(-1) as string);
+    const keygenLine =
+      tokens.length >= 3 && /^\d+$/.test(tokens[0] as string) && /^\(.+\)$/.test(tokens.at(-1) as string);
     const values = keygenLine ? tokens.filter((token) => /^[A-Z0-9]+:/.test(token)) : tokens;
     for (const value of values) {
       const normalised = value.replace(/=+$/, '');

@@ -61,11 +61,27 @@ describe('buildSummary', () => {
   });
 
   it('shows the checked URL as served and the real commands with it', () => {
-    const summary = buildSummary(result, { publicUrl: 'https://lxc.crynux.io', remoteName: 'crynux' });
+    const publicCheck = {
+      url: 'https://lxc.crynux.io',
+      fingerprint: result.fingerprint,
+      product: result.product,
+      serial: result.serial,
+      files: [],
+      attempts: 1,
+      elapsedSeconds: 0,
+    };
+    const summary = buildSummary(result, { publicUrl: 'https://lxc.crynux.io', remoteName: 'crynux', publicCheck });
     expect(summary).toContain(
       '<tr><td>Public URL</td><td><a href="https://lxc.crynux.io">https://lxc.crynux.io</a></td></tr>',
     );
-    expect(summary).toContain('<tr><td>Served</td><td>yes</td></tr>');
+    expect(summary).toMatch(/<tr><td>Served<\/td><td>yes: index.json, images.json and 0 files/);
+    // Not checked (public-check: off), and checked in vain: the summary says which.
+    expect(buildSummary(result, { publicUrl: 'https://lxc.crynux.io' })).toContain(
+      '<tr><td>Served</td><td>not checked (public-check: off)</td></tr>',
+    );
+    expect(
+      buildSummary(result, { publicUrl: 'https://lxc.crynux.io', publicFailure: 'public-url: <404> & more' }),
+    ).toContain('<tr><td>Served</td><td><strong>not confirmed</strong>: public-url: &lt;404&gt; &amp; more</td></tr>');
     expect(summary).toContain('Add the registry as <code>crynux</code>');
     expect(summary).not.toContain('REMOTE');
     expect(block(summary, 'With Incus:')).toEqual([

@@ -353,7 +353,9 @@ describe('dist/index.js with public-url', () => {
       }),
     );
     expect(warned.code).toBe(0);
-    expect(warned.stdout).toMatch(/^::warning title=lxc-publish%3A the public check failed::The image is published \(/m);
+    expect(warned.stdout).toMatch(
+      /^::warning title=lxc-publish%3A the public check failed::The image is published \(/m,
+    );
     expect(warned.outputs).toMatchObject({ fingerprint, 'public-check': 'failed' });
     expect(warned.summary).toContain('<strong>not confirmed</strong>');
     expect(warned.summary).not.toContain('Image not published');

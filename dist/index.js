@@ -55538,6 +55538,7 @@ const DECLARED_INPUTS = {
     ],
     remove: [
         'fingerprint',
+        'force',
         'host',
         'port',
         'username',
@@ -56454,7 +56455,13 @@ function readDayTwoSettings(kind) {
     if (kind === 'alias' && aliases.length === 0) {
         throw new ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
     }
-    return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
+    return {
+        ...registry,
+        reference,
+        aliases,
+        dryRun: readBoolean('dry-run'),
+        force: kind === 'remove' && readBoolean('force'),
+    };
 }
 /** Reads the check sub-action's settings. */
 function readCheckSettings() {

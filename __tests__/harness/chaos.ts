@@ -190,7 +190,8 @@ async function chooseOperation(world: World, next: () => number): Promise<Operat
     name: `remove ${line} v${versionOf(world, image)}`,
     kind,
     entry: 'dist/remove/index.js',
-    inputs: (port) => connection(port, { fingerprint: image.fingerprint }),
+    // force: the release may hold chaos-<line>:latest, which clients follow.
+    inputs: (port) => connection(port, { fingerprint: image.fingerprint, force: 'true' }),
   };
 }
 

@@ -170,4 +170,24 @@ describe('the remove sub-action', () => {
       expect(await launchedImage(kind, 'crynux-node:v2.6.0')).toBe(a.fingerprint);
     }
   }, 240_000);
+
+  it('refuses to withdraw the release that holds latest without force, and with force warns and does it', async () => {
+    const before = await imagesJson();
+    const refused = await runEntry({ entry: REMOVE, inputs: dayTwoInputs({ fingerprint: 'crynux-node:latest' }) });
+    expectExit(refused, 1);
+    expect(refused.stdout).toMatch(
+      /::error title=lxc-publish%3A check the force input::force: [0-9a-f]{64} holds crynux-node:latest, which hosts follow: .*Move the alias to another release first \(the alias sub-action\), or set force: true\./,
+    );
+    expect(await imagesJson()).toBe(before);
+    const forced = await runEntry({
+      entry: REMOVE,
+      inputs: dayTwoInputs({ fingerprint: 'crynux-node:latest', force: 'true' }),
+    });
+    expectExit(forced, 0);
+    expect(forced.outputs).toEqual({ status: 'removed', fingerprint: a.fingerprint });
+    expect(forced.stdout).toMatch(
+      /^::warning title=lxc-publish%3A a followed alias goes::.*crynux-node:latest.*\(force: true\)/m,
+    );
+    expect(await resolve('incus', 'crynux-node:latest')).toBeUndefined();
+  }, 120_000);
 });

@@ -54512,6 +54512,91 @@ function removal_planRemoval(live, fingerprint) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
+/** keep-versions: how many releases of an image line stay in the index. Pure. */
+
+
+/** The followed-aliases default: an alias whose name after its last ':' starts with "latest". */
+const retention_DEFAULT_FOLLOWED_ALIASES = ['latest*'];
+/**
+ * The aliases `patterns` name, `*` standing for any characters (none included): a pattern with a
+ * ':' matches a whole alias, one without matches the alias's name after its last ':' (all of it
+ * when it has none). The default, `latest*`: crynux-node:latest, crynux-node:latest-base, latest.
+ */
+function retention_followedAliases(patterns) {
+    const matchers = patterns.map((pattern) => {
+        const expression = new RegExp(`^${pattern
+            .split('*')
+            .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+            .join('.*')}$`);
+        return (alias) => expression.test(pattern.includes(':') ? alias : alias.slice(alias.lastIndexOf(':') + 1));
+    });
+    return (alias) => matchers.some((matches) => matches(alias));
+}
+/**
+ * Keeps the newest `keep` releases of the image line of the release with `fingerprint`
+ * (os/release/variant/arch, whatever products hold them), and no other line: a publish of one
+ * line never prunes another's. Never dropped: that release itself (even if its serial is older),
+ * and a release that a followed alias resolves to (`latest` rolled back to an older release stays
+ * where clients find it). A product left without versions goes, and its other aliases with it: a
+ * pinned alias names its release only. Files are retired only when no remaining version names
+ * them.
+ */
+function applyRetention(index, options) {
+    const { keep, fingerprint, followed } = options;
+    const line = { releaseIsVersion: options.releaseIsVersion ?? false };
+    const next = images_index_cloneIndex(index);
+    const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
+    const published = images_index_findFingerprint(next, fingerprint);
+    const publishedProduct = published ? next.products[published.product] : undefined;
+    if (keep <= 0 || !published || !publishedProduct)
+        return result;
+    const droppedPaths = [];
+    // Serials are creation dates (YYYYMMDDhhmm in UTC, as incus-simplestreams writes them too):
+    // newest first, never by what a release is called.
+    const newestFirst = images_index_releasesOf(next, images_index_lineIdentity(published.product, publishedProduct, line), line).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
+    const within = withinNewest(newestFirst, next, keep, line.releaseIsVersion);
+    newestFirst.forEach(({ product, serial, version }, position) => {
+        if (within(position) || images_index_versionFingerprint(version) === fingerprint)
+            return;
+        const holder = next.products[product];
+        if (!holder)
+            return;
+        const following = aliases_isNewestVersion(holder, serial) ? images_index_productAliases(holder).filter(followed) : [];
+        if (following.length > 0) {
+            result.keptForAliases.push({ product, serial, aliases: following });
+            return;
+        }
+        delete holder.versions[serial];
+        if (!images_index_holdsImages(holder))
+            delete next.products[product];
+        result.dropped.push(`${product} ${serial}`);
+        droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+    });
+    const stillNamed = images_index_referencedPaths(next);
+    result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
+    return result;
+}
+/**
+ * Whether the release at a position of `newestFirst` is among the newest `keep`: by position, or
+ * with releaseIsVersion, when it is the newest version of one of the newest `keep` releases.
+ */
+function withinNewest(newestFirst, index, keep, releaseIsVersion) {
+    if (!releaseIsVersion)
+        return (position) => position < keep;
+    const seen = new Set();
+    const kept = new Set();
+    newestFirst.forEach(({ product }, position) => {
+        const release = index.products[product]?.release ?? product;
+        if (seen.has(release))
+            return;
+        seen.add(release);
+        if (seen.size <= keep)
+            kept.add(position);
+    });
+    return (position) => kept.has(position);
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/resolve.ts
 /**
  * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
@@ -56023,91 +56108,6 @@ function plan_planPublication(live, staged, fingerprint, aliases, replace) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
-/** keep-versions: how many releases of an image line stay in the index. Pure. */
-
-
-/** The followed-aliases default: an alias whose name after its last ':' starts with "latest". */
-const retention_DEFAULT_FOLLOWED_ALIASES = ['latest*'];
-/**
- * The aliases `patterns` name, `*` standing for any characters (none included): a pattern with a
- * ':' matches a whole alias, one without matches the alias's name after its last ':' (all of it
- * when it has none). The default, `latest*`: crynux-node:latest, crynux-node:latest-base, latest.
- */
-function retention_followedAliases(patterns) {
-    const matchers = patterns.map((pattern) => {
-        const expression = new RegExp(`^${pattern
-            .split('*')
-            .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-            .join('.*')}$`);
-        return (alias) => expression.test(pattern.includes(':') ? alias : alias.slice(alias.lastIndexOf(':') + 1));
-    });
-    return (alias) => matchers.some((matches) => matches(alias));
-}
-/**
- * Keeps the newest `keep` releases of the image line of the release with `fingerprint`
- * (os/release/variant/arch, whatever products hold them), and no other line: a publish of one
- * line never prunes another's. Never dropped: that release itself (even if its serial is older),
- * and a release that a followed alias resolves to (`latest` rolled back to an older release stays
- * where clients find it). A product left without versions goes, and its other aliases with it: a
- * pinned alias names its release only. Files are retired only when no remaining version names
- * them.
- */
-function applyRetention(index, options) {
-    const { keep, fingerprint, followed } = options;
-    const line = { releaseIsVersion: options.releaseIsVersion ?? false };
-    const next = images_index_cloneIndex(index);
-    const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
-    const published = images_index_findFingerprint(next, fingerprint);
-    const publishedProduct = published ? next.products[published.product] : undefined;
-    if (keep <= 0 || !published || !publishedProduct)
-        return result;
-    const droppedPaths = [];
-    // Serials are creation dates (YYYYMMDDhhmm in UTC, as incus-simplestreams writes them too):
-    // newest first, never by what a release is called.
-    const newestFirst = images_index_releasesOf(next, images_index_lineIdentity(published.product, publishedProduct, line), line).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
-    const within = withinNewest(newestFirst, next, keep, line.releaseIsVersion);
-    newestFirst.forEach(({ product, serial, version }, position) => {
-        if (within(position) || images_index_versionFingerprint(version) === fingerprint)
-            return;
-        const holder = next.products[product];
-        if (!holder)
-            return;
-        const following = aliases_isNewestVersion(holder, serial) ? images_index_productAliases(holder).filter(followed) : [];
-        if (following.length > 0) {
-            result.keptForAliases.push({ product, serial, aliases: following });
-            return;
-        }
-        delete holder.versions[serial];
-        if (!images_index_holdsImages(holder))
-            delete next.products[product];
-        result.dropped.push(`${product} ${serial}`);
-        droppedPaths.push(...Object.values(version.items).map((item) => item.path));
-    });
-    const stillNamed = images_index_referencedPaths(next);
-    result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
-    return result;
-}
-/**
- * Whether the release at a position of `newestFirst` is among the newest `keep`: by position, or
- * with releaseIsVersion, when it is the newest version of one of the newest `keep` releases.
- */
-function withinNewest(newestFirst, index, keep, releaseIsVersion) {
-    if (!releaseIsVersion)
-        return (position) => position < keep;
-    const seen = new Set();
-    const kept = new Set();
-    newestFirst.forEach(({ product }, position) => {
-        const release = index.products[product]?.release ?? product;
-        if (seen.has(release))
-            return;
-        seen.add(release);
-        if (seen.size <= keep)
-            kept.add(position);
-    });
-    return (position) => kept.has(position);
-}
-
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
 ;// CONCATENATED MODULE: external "node:fs"
@@ -56953,6 +56953,7 @@ function verify(live, publication, status) {
 
 
 
+
 /** The image the `fingerprint` input names, or an error that lists what is published. */
 function resolveOrFail(index, reference) {
     const resolution = resolveImage(index, reference);
@@ -57038,7 +57039,7 @@ function day_two_setAliases(registry, request) {
  * protects clients holding a cached index, then housekeeping removes them.
  */
 function day_two_removeImage(registry, request) {
-    const { reference, options } = request;
+    const { reference, force, options } = request;
     return withLiveIndex(registry, options, async (live, commitAndRead) => {
         const image = resolveOrFail(live, reference);
         const plan = planRemoval(live, image.fingerprint);
@@ -57049,6 +57050,16 @@ function day_two_removeImage(registry, request) {
         core.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
         if (plan.removedAliases.length > 0)
             core.info(`Aliases that go with it: ${plan.removedAliases.map(untrusted).join(', ')}`);
+        // Hosts that follow `latest` would find nothing: only on purpose.
+        const followed = plan.removedAliases.filter(followedAliases(DEFAULT_FOLLOWED_ALIASES));
+        if (followed.length > 0) {
+            const what = `${untrusted(image.fingerprint)} holds ${followed.map(untrusted).join(', ')}, which hosts follow: removing it ` +
+                'leaves that alias naming nothing, and their next update fails';
+            if (!force && !options.dryRun) {
+                throw new ActionError(`force: ${what}. Move the alias to another release first (the alias sub-action), or set force: true.`, 'force');
+            }
+            core.warning(`${what}${force ? ' (force: true)' : ''}.`, { title: 'lxc-publish: a followed alias goes' });
+        }
         if (options.dryRun) {
             core.info(`Would remove it and retire ${plan.retired.length + finished.retired.length} file(s); the aliases would then resolve so:`);
             logTargets(aliasTargets(after), '  ');
@@ -58891,6 +58902,7 @@ const DECLARED_INPUTS = {
     ],
     remove: [
         'fingerprint',
+        'force',
         'host',
         'port',
         'username',
@@ -59276,7 +59288,13 @@ function inputs_readDayTwoSettings(kind) {
     if (kind === 'alias' && aliases.length === 0) {
         throw new errors/* ActionError */.lZ('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
     }
-    return { ...registry, reference, aliases, dryRun: input_values_readBoolean('dry-run') };
+    return {
+        ...registry,
+        reference,
+        aliases,
+        dryRun: input_values_readBoolean('dry-run'),
+        force: kind === 'remove' && input_values_readBoolean('force'),
+    };
 }
 /** Reads the check sub-action's settings. */
 function readCheckSettings() {
@@ -59338,7 +59356,7 @@ function runAlias() {
 function runRemove() {
     return runStep('Image not removed', async (onSettings) => {
         const settings = onSettings(readDayTwoSettings('remove'));
-        const result = await withRegistry(settings, (registry) => timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, options: options(settings) })));
+        const result = await withRegistry(settings, (registry) => timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, force: settings.force, options: options(settings) })));
         await report(result, settings);
     });
 }

@@ -58205,6 +58205,7 @@ const DECLARED_INPUTS = {
     ],
     remove: [
         'fingerprint',
+        'force',
         'host',
         'port',
         'username',
@@ -58754,7 +58755,13 @@ function readDayTwoSettings(kind) {
     if (kind === 'alias' && aliases.length === 0) {
         throw new ActionError('aliases: no alias given. Name the aliases to put on the image, e.g. crynux-node:latest.', 'aliases');
     }
-    return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
+    return {
+        ...registry,
+        reference,
+        aliases,
+        dryRun: readBoolean('dry-run'),
+        force: kind === 'remove' && readBoolean('force'),
+    };
 }
 /** Reads the check sub-action's settings. */
 function readCheckSettings() {

@@ -57,7 +57,7 @@ export function runRemove(): Promise<void> {
     const settings = onSettings(readDayTwoSettings('remove'));
     const result = await withRegistry(settings, (registry) =>
       timedGroup('Remove the image under the registry lock', () =>
-        removeImage(registry, { reference: settings.reference, options: options(settings) }),
+        removeImage(registry, { reference: settings.reference, force: settings.force, options: options(settings) }),
       ),
     );
     await report(result, settings);

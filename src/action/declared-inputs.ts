@@ -73,6 +73,7 @@ export const DECLARED_INPUTS = {
   ],
   remove: [
     'fingerprint',
+    'force',
     'host',
     'port',
     'username',

@@ -78,6 +78,8 @@ export interface DayTwoSettings extends RegistrySettings {
   /** For the alias sub-action. */
   aliases: string[];
   dryRun: boolean;
+  /** For the remove sub-action: remove even an image that holds a followed alias. */
+  force: boolean;
 }
 
 /** The check sub-action: the registry doctor. */
@@ -272,7 +274,13 @@ export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
       'aliases',
     );
   }
-  return { ...registry, reference, aliases, dryRun: readBoolean('dry-run') };
+  return {
+    ...registry,
+    reference,
+    aliases,
+    dryRun: readBoolean('dry-run'),
+    force: kind === 'remove' && readBoolean('force'),
+  };
 }
 
 /** Reads the check sub-action's settings. */

@@ -9,6 +9,7 @@ import { untrusted } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
 import { findFingerprint, type ImagesIndex } from '../simplestreams/images-index.js';
 import { planRemoval } from '../simplestreams/removal.js';
+import { DEFAULT_FOLLOWED_ALIASES, followedAliases } from '../simplestreams/retention.js';
 import {
   aliasTargets,
   listImages,
@@ -157,9 +158,9 @@ export function setAliases(
  */
 export function removeImage(
   registry: Registry,
-  request: { reference: string; options: DayTwoOptions },
+  request: { reference: string; force: boolean; options: DayTwoOptions },
 ): Promise<DayTwoResult> {
-  const { reference, options } = request;
+  const { reference, force, options } = request;
   return withLiveIndex(registry, options, async (live, commitAndRead) => {
     const image = resolveOrFail(live, reference);
     const plan = planRemoval(live, image.fingerprint);
@@ -178,6 +179,20 @@ export function removeImage(
     core.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
     if (plan.removedAliases.length > 0)
       core.info(`Aliases that go with it: ${plan.removedAliases.map(untrusted).join(', ')}`);
+    // Hosts that follow `latest` would find nothing: only on purpose.
+    const followed = plan.removedAliases.filter(followedAliases(DEFAULT_FOLLOWED_ALIASES));
+    if (followed.length > 0) {
+      const what =
+        `${untrusted(image.fingerprint)} holds ${followed.map(untrusted).join(', ')}, which hosts follow: removing it ` +
+        'leaves that alias naming nothing, and their next update fails';
+      if (!force && !options.dryRun) {
+        throw new ActionError(
+          `force: ${what}. Move the alias to another release first (the alias sub-action), or set force: true.`,
+          'force',
+        );
+      }
+      core.warning(`${what}${force ? ' (force: true)' : ''}.`, { title: 'lxc-publish: a followed alias goes' });
+    }
     if (options.dryRun) {
       core.info(
         `Would remove it and retire ${plan.retired.length + finished.retired.length} file(s); the aliases would then resolve so:`,

@@ -13,7 +13,7 @@ import { promises as fsp, statfsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connectionInputs, inputsFor, startEntry, type BundleRun, type Inputs } from './action.js';
-import { runOk, sleep } from './exec.js';
+import { run, runOk, sleep } from './exec.js';
 import { makeSplitContainerImage, type TestImage } from './images.js';
 import { checkInvariants } from './invariants.js';
 import { startProxy, type TcpProxy } from './proxy.js';
@@ -206,10 +206,16 @@ function diskFull(dir: string): Fault {
   const filler = path.join(dir, `.chaos-filler-${process.pid}`);
   return {
     start: async () => {
+      // fallocate takes what is free now; dd then writes until ENOSPC what the run freed or had
+      // not yet taken meanwhile (a failed fallocate on tmpfs keeps nothing).
       const { bavail, bsize } = statfsSync(dir);
       await runOk('fallocate', ['-l', String(bavail * bsize), filler]).catch(() => undefined);
+      await run('dd', ['if=/dev/zero', `of=${filler}.rest`, 'bs=64k', 'status=none']);
     },
-    stop: () => fsp.rm(filler, { force: true }),
+    stop: async () => {
+      await fsp.rm(filler, { force: true });
+      await fsp.rm(`${filler}.rest`, { force: true });
+    },
   };
 }
 
@@ -241,8 +247,10 @@ function makeFault(kind: FaultKind, world: World, proxy: TcpProxy, child: ChildP
       const lock = path.join(registry.simplestreamsDir, '.lxc-publish', 'lock');
       return {
         start: async () => {
-          await fsp.mkdir(path.dirname(lock), { recursive: true });
-          holder = spawn('flock', ['-x', lock, 'sleep', String(seconds)], { stdio: 'ignore' });
+          // The lock file as the publishing user makes it (root's would lock that user out).
+          await registry.ssh(`mkdir -p ${path.dirname(lock)} && chmod 700 ${path.dirname(lock)} && : >> ${lock}`);
+          // -o: the lock is flock's alone, so that killing it lets the lock go.
+          holder = spawn('flock', ['-x', '-o', lock, 'sleep', String(seconds)], { stdio: 'ignore' });
         },
         stop: async () => {
           if (holder && holder.exitCode === null) {
@@ -343,10 +351,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       if (!fault && (lastFault === 'sigkill' || lastFault === 'link-cut') && step.ms > 25_000)
         violations.push(`a run after a ${lastFault} took ${step.ms} ms: it waited on a lock whose holder was gone`);
       const check = await checkInvariants(world.registry, {
-        // A killed run's staging tree stays until the next commit removes it.
-        allowed: result.code === 0 && !fault ? [] : ['leftover-staging'],
+        // A failed run's staging tree (and what a commit it did not finish moved) stays until the
+        // next commit removes it; a run that went through leaves none.
+        allowed: result.code === 0 ? [] : ['leftover-staging'],
       });
       violations.push(...check.violations);
+      // The checker takes the registry lock first: after a killed or cut run, it must not wait
+      // for that run's lease (the lock's holder died with the connection).
+      if ((kind === 'sigkill' || kind === 'link-cut') && fault && check.examineMs > 20_000)
+        violations.push(`after a ${kind}, taking the registry lock and reading under it took ${check.examineMs} ms`);
       lastFault = step.fault;
       if (violations.length > 0) {
         report.violations = violations;

@@ -26,6 +26,8 @@ export interface InvariantOptions {
 export interface InvariantCheck {
   examination: Examination;
   violations: string[];
+  /** How long taking the registry lock and reading under it took (a dead holder's lease would show here). */
+  examineMs: number;
 }
 
 function download(registry: Registry, ca: Buffer, urlPath: string): Promise<{ size: number; sha256: string }> {
@@ -54,17 +56,19 @@ function download(registry: Registry, ca: Buffer, urlPath: string): Promise<{ si
 export async function checkInvariants(registry: Registry, options: InvariantOptions = {}): Promise<InvariantCheck> {
   const handle = await openRegistry(registry);
   let examination: Examination;
+  const started = Date.now();
   try {
     examination = await examineRegistry(handle, { lockTimeout: 600, lxdCompat: true, hashSeconds: 600 });
   } finally {
     handle.close();
   }
+  const examineMs = Date.now() - started;
   const allowed = new Set<string>(options.allowed ?? []);
   const violations = examination.findings
     .filter((finding) => !allowed.has(finding.kind))
     .map((finding) => `${finding.kind}: ${finding.subject}: ${finding.detail}`);
   const index = examination.index;
-  if (!index) return { examination, violations };
+  if (!index) return { examination, violations, examineMs };
   const { inspection, files } = examination;
   const named = referencedPaths(index);
   for (const entry of inspection.entries) {
@@ -80,7 +84,8 @@ export async function checkInvariants(registry: Registry, options: InvariantOpti
   }
   if (files && files.late.length > 0) violations.push(`${files.late.length} files were not hashed in time`);
   // Nothing published yet: no index.json for a client to read.
-  if (options.clients === false || Object.keys(index.products).length === 0) return { examination, violations };
+  if (options.clients === false || Object.keys(index.products).length === 0)
+    return { examination, violations, examineMs };
   // One listing: the client gives each alias to the image it resolves it to.
   const listed = await listedAliases(registry, 'incus');
   for (const target of aliasTargets(index)) {
@@ -107,5 +112,5 @@ export async function checkInvariants(registry: Registry, options: InvariantOpti
       }
     }
   }
-  return { examination, violations };
+  return { examination, violations, examineMs };
 }

@@ -13,7 +13,7 @@ import { promises as fsp, statfsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connectionInputs, inputsFor, startEntry, type BundleRun, type Inputs } from './action.js';
-import { run, runOk, sleep } from './exec.js';
+import { run, runOk } from './exec.js';
 import { makeSplitContainerImage, type TestImage } from './images.js';
 import { checkInvariants } from './invariants.js';
 import { startProxy, type TcpProxy } from './proxy.js';
@@ -374,10 +374,3 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
   }
   return report;
 }
-
-/** The faults by kind as a Markdown table row fragment, for docs/reliability.md. */
-export function faultCounts(report: CampaignReport): string {
-  return FAULT_KINDS.map((kind) => `${kind} ${report.faults[kind]}`).join(', ');
-}
-
-export { sleep };

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9187:
+/***/ 9590:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54531,7 +54531,7 @@ function hasRootItem(version) {
  * The fingerprint clients compute for a version, or undefined when it is no image: no Incus items,
  * or a metadata item without a root file beside it (a delta base, simplestreams/deltas.ts).
  */
-function versionFingerprint(version) {
+function images_index_versionFingerprint(version) {
     const unified = version.items[UNIFIED_ITEM];
     if (unified)
         return unified.sha256;
@@ -54554,10 +54554,10 @@ function versionImageType(version) {
     return 'container';
 }
 /** Finds the version that carries this fingerprint. */
-function findFingerprint(index, fingerprint) {
+function images_index_findFingerprint(index, fingerprint) {
     for (const [productName, product] of Object.entries(index.products)) {
         for (const [serial, version] of Object.entries(product.versions ?? {})) {
-            if (versionFingerprint(version) !== fingerprint)
+            if (images_index_versionFingerprint(version) !== fingerprint)
                 continue;
             // Items of other clients' types may point at the same files: count each file once.
             // Deltas are not part of the image (a client downloads one instead of the data file).
@@ -54624,7 +54624,7 @@ function releasesOf(index, identity, options = {}) {
         if (lineIdentity(product, fields, options) !== identity)
             continue;
         for (const [serial, version] of Object.entries(fields.versions ?? {})) {
-            if (versionFingerprint(version) !== undefined)
+            if (images_index_versionFingerprint(version) !== undefined)
                 releases.push({ product, serial, version });
         }
     }
@@ -54664,7 +54664,7 @@ function serialFor(creationDate) {
 const PUBLIC_URL_INPUT = 'public-url';
 /** What must be served for `fingerprint`, per images.json; undefined when it does not list it. */
 function expectedVersion(images, fingerprint) {
-    const found = findFingerprint(images, fingerprint);
+    const found = images_index_findFingerprint(images, fingerprint);
     if (!found)
         return undefined;
     return {
@@ -55509,6 +55509,7 @@ const DECLARED_INPUTS = {
         'delta-bases',
         'delta-max-share',
         'require-deltas',
+        'dry-run',
         'summary',
     ],
     alias: [
@@ -55658,7 +55659,7 @@ function splitOutRelease(index, productName, serial) {
  */
 function planAliasUpdate(live, fingerprint, aliases) {
     const next = cloneIndex(live);
-    const existing = findFingerprint(next, fingerprint);
+    const existing = images_index_findFingerprint(next, fingerprint);
     if (!existing || aliases.length === 0)
         return undefined;
     const holder = next.products[existing.product];
@@ -55704,7 +55705,7 @@ function applyRetention(index, options) {
     const line = { releaseIsVersion: options.releaseIsVersion ?? false };
     const next = cloneIndex(index);
     const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
-    const published = findFingerprint(next, fingerprint);
+    const published = images_index_findFingerprint(next, fingerprint);
     const publishedProduct = published ? next.products[published.product] : undefined;
     if (keep <= 0 || !published || !publishedProduct)
         return result;
@@ -55714,7 +55715,7 @@ function applyRetention(index, options) {
     const newestFirst = releasesOf(next, lineIdentity(published.product, publishedProduct, line), line).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
     const within = withinNewest(newestFirst, next, keep, line.releaseIsVersion);
     newestFirst.forEach(({ product, serial, version }, position) => {
-        if (within(position) || versionFingerprint(version) === fingerprint)
+        if (within(position) || images_index_versionFingerprint(version) === fingerprint)
             return;
         const holder = next.products[product];
         if (!holder)
@@ -56441,6 +56442,7 @@ function readSettings() {
         deltaBases: input_values_readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
         deltaMaxShare: input_values_readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
         requireDeltas: input_values_readBoolean('require-deltas'),
+        dryRun: input_values_readBoolean('dry-run'),
     };
 }
 /** Reads the alias or remove sub-action's settings. */
@@ -56490,10 +56492,19 @@ function checkPlatform(platform = process.platform) {
         'as an artifact (actions/upload-artifact, then actions/download-artifact).');
 }
 
+// EXTERNAL MODULE: ./src/public/commands.ts
+var commands = __nccwpck_require__(7515);
 ;// CONCATENATED MODULE: ./src/action/outputs.ts
 /** The step's outputs (declared in action.yml), from what the registry now serves. */
 
-function setOutputs(result) {
+
+/** The remote name the launch-command output uses when neither remote-name nor public-url gives one. */
+const REMOTE_PLACEHOLDER = 'REMOTE';
+/** aliases-moved: JSON, one object per alias that resolves to another release. */
+function aliasMovesJson(moves) {
+    return JSON.stringify(moves);
+}
+function setOutputs(result, settings) {
     core/* setOutput */.uH('fingerprint', result.fingerprint);
     core/* setOutput */.uH('product', result.product);
     core/* setOutput */.uH('serial', result.serial);
@@ -56501,8 +56512,12 @@ function setOutputs(result) {
     core/* setOutput */.uH('image-type', result.imageType);
     core/* setOutput */.uH('size', String(result.size));
     core/* setOutput */.uH('status', result.status);
+    core/* setOutput */.uH('planned-status', result.preview?.status ?? '');
     core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
     core/* setOutput */.uH('files', JSON.stringify(result.files));
+    core/* setOutput */.uH('aliases-moved', aliasMovesJson(result.aliasMoves));
+    core/* setOutput */.uH('registry-url', settings.publicUrl);
+    core/* setOutput */.uH('launch-command', (0,commands/* launchLine */.C)('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
 }
 
 ;// CONCATENATED MODULE: ./src/image/hashing.ts
@@ -57727,7 +57742,7 @@ function deltaBases(index, identity, serial, count) {
         .filter((release) => release.serial < serial && isSplitContainer(release.version))
         .sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
     for (const { serial: baseSerial, version } of older) {
-        const fingerprint = versionFingerprint(version);
+        const fingerprint = images_index_versionFingerprint(version);
         const squashfs = version.items[SQUASHFS_ITEM];
         if (!fingerprint || !squashfs || bases.has(baseSerial))
             continue;
@@ -57761,7 +57776,7 @@ function attachDeltas(index, identity, product, serial, deltas) {
     for (const delta of deltas) {
         if (delta.base === serial || attached.some((other) => other.base === delta.base))
             continue;
-        const base = releasesOf(index, identity).find((release) => release.serial === delta.base && versionFingerprint(release.version) === delta.baseFingerprint);
+        const base = releasesOf(index, identity).find((release) => release.serial === delta.base && images_index_versionFingerprint(release.version) === delta.baseFingerprint);
         const metadata = base?.version.items[deltas_METADATA_ITEM];
         if (!base || !metadata || !isSplitContainer(base.version))
             continue;
@@ -57798,7 +57813,7 @@ function pruneDeltas(index) {
     const images = new Set();
     for (const product of Object.values(next.products)) {
         for (const version of Object.values(product.versions ?? {})) {
-            const fingerprint = versionFingerprint(version);
+            const fingerprint = images_index_versionFingerprint(version);
             if (fingerprint)
                 images.add(fingerprint);
         }
@@ -57874,7 +57889,7 @@ const SERVER_SCRIPT_TEXTS = {
     hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\n: > "$work/plain"\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.?(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\nwhile IFS= read -r path; do\n  # Each component in turn, with test -L: nothing is resolved, so no link is ever followed.\n  at=. rest=$path linked=\n  while [ -n "$rest" ]; do\n    at=$at/${rest%%/*}\n    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac\n    if [ -L "$at" ]; then linked=1; break; fi\n  done\n  if [ -n "$linked" ]; then echo "link $path"; elif [ -f "$path" ]; then echo "$path" >> "$work/plain"; else echo "gone $path"; fi\ndone < "$work/paths"\n# Sizes, in one stat per batch of paths (plain characters only: the line splits on blanks).\nxargs -r -d \'\\n\' stat -c \'%s %n\' -- < "$work/plain" 2> /dev/null > "$work/sizes"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2) size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\n: >> "$work/todo"\n: > "$work/hashed"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed (stdbuf), so that what was done before the time ran\n  # out counts.\n  line=\n  if command -v stdbuf > /dev/null 2>&1; then line=\'stdbuf -oL\'; fi\n  # shellcheck disable=SC2086 # $line is empty or two words\n  timeout "$budget" xargs -r -d \'\\n\' $line sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\nawk -v left="$work/left" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print > left }\n\' "$work/hashed" "$work/todo"\n: >> "$work/left"\nwhile IFS= read -r path; do\n  if [ -r "$path" ]; then echo "late $path"; else echo "unreadable $path"; fi\ndone < "$work/left"',
     'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s. A writer whose link dropped ends by itself and records what arrived; one whose link\n# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it\n# wrote before it dies, and the writer records that much), give them a moment to record it, and\n# kill what still holds the lock (writers blocked between blocks, with nothing left to record).\nwriters() {\n  [ -e "$dir/.write.lock" ] || return 0\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || echo "$pid"\n  done\n}\nfor pid in $(writers); do\n  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null\ndone\nif [ -n "$(writers)" ]; then\n  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
     inspect: 'ss=$1 state=$2\nrecord() { printf \'%s\\0\' "$*"; }\n# Whether anyone holds lock $1 or its gate: a holder keeps the lock exclusively, fenced operations\n# of a past lease keep the gate shared (lib/fence.sh), and the clean-up needs both free.\nheld() {\n  { [ -f "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; } ||\n    { [ -f "$1.gate" ] && (exec 3< "$1.gate" && ! flock -n -x 3) 2> /dev/null; }\n}\nrecord "now $(date +%s)"\nfor dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac\n  if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2> /dev/null)" ]; then record "open $dir"; fi\ndone\nif [ -d "$ss/images" ] && [ ! -L "$ss/images" ]; then\n  find "$ss/images/" -mindepth 1 -maxdepth 1 -printf \'entry %y %s %T@ %f\\0\'\nfi\nif [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    name=${dir##*/}\n    if [ -L "$state/locks/$name" ] || [ -L "$state/locks/$name.gate" ]; then\n      lock="link"\n    elif held "$state/locks/$name"; then lock=held; else lock=free; fi\n    record "staging $lock $(stat -c %Y -- "$dir") $name"\n    if [ -f "$dir/moved" ] && [ ! -L "$dir/moved" ]; then\n      while IFS= read -r moved; do record "moved $moved"; done < "$dir/moved"\n    fi\n  done\nfi\nsums=$ss/images/SHA256SUMS\nif [ -f "$sums" ] && [ ! -L "$sums" ]; then sum=$(sha256sum < "$sums") && record "sums ${sum%% *}"; else record nosums; fi\nstreams=$ss/streams/v1/index.json\nif [ -f "$streams" ] && [ ! -L "$streams" ]; then record "streams $(base64 -w 0 < "$streams")"; else record nostreams; fi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then record "retired $(base64 -w 0 < "$state/retired")"; else record noretired; fi',
-    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
+    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-} dry=${6:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then\n  if [ "$dry" = 1 ]; then { [ ! -e "$up" ] || [ -w "$up" ]; } || exit 6\n  else { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nfi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  if [ "$dry" != 1 ]; then\n    { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\n  fi\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
     'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\n[ -d "$ss" ] || exit 4\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
     reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
     stage: 'state=$1 lock=$2 token=$3 staging=$4; shift 4\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nrm -rf -- "$staging" && mkdir -p -- "$staging" && cd -- "$staging" || exit 1\n# Aliases are applied by the action when it merges the version into the live index.\nenv TZ=UTC incus-simplestreams add --no-default-alias -- "$@" >&2 || exit $?\nfor file in images/*; do\n  if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi\n  sum=$(sha256sum < "$file") || exit 1\n  echo "sum ${sum%% *} ${file#images/}"\ndone\nprintf \'index \'\nbase64 -w 0 < streams/v1/images.json || exit 1\necho',
@@ -58056,6 +58071,7 @@ async function readServerState(registry, preflight) {
         preflight?.tool ?? '',
         preflight ? '1' : '',
         preflight?.deltas ? '1' : '',
+        preflight?.dryRun ? '1' : '',
     ], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS, what: `Reading ${path}` });
     const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
@@ -58775,6 +58791,110 @@ async function makeDeltas(registry, target, options) {
 
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
+;// CONCATENATED MODULE: ./src/simplestreams/resolve.ts
+/**
+ * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
+ * alias; and where each alias resolves, as clients resolve it. Pure.
+ */
+
+
+/** Every image the index lists (versions with a fingerprint), newest serial first. */
+function listImages(index) {
+    const images = [];
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions)) {
+            const fingerprint = versionFingerprint(version);
+            const found = fingerprint ? findFingerprint(index, fingerprint) : undefined;
+            if (fingerprint && found)
+                images.push({ ...found, fingerprint, arch: product.arch ?? '' });
+        }
+    }
+    return images.sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+}
+/** Where each alias resolves: per architecture, the newest version of the product that carries it. */
+function aliasTargets(index) {
+    const targets = [];
+    for (const [product, fields] of Object.entries(index.products)) {
+        const newest = Object.keys(fields.versions)
+            .sort()
+            .reverse()
+            .map((serial) => {
+            const version = fields.versions[serial];
+            return { serial, fingerprint: version ? images_index_versionFingerprint(version) : undefined };
+        })
+            .find((candidate) => candidate.fingerprint !== undefined);
+        if (!newest?.fingerprint)
+            continue;
+        for (const alias of productAliases(fields))
+            targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest.fingerprint, product, serial: newest.serial });
+    }
+    return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
+}
+/**
+ * The aliases that resolve differently in `after` than in `before`, per architecture (by its
+ * Incus name), sorted by alias. An alias on several releases of an architecture (a registry
+ * written by hand) counts as held by the first of them, by product key.
+ */
+function aliasMoves(before, after) {
+    const holders = (index) => {
+        const byKey = new Map();
+        const targets = aliasTargets(index).sort((a, b) => a.product.localeCompare(b.product));
+        for (const target of targets) {
+            const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch)]);
+            if (!byKey.has(key))
+                byKey.set(key, target);
+        }
+        return byKey;
+    };
+    const holder = (target) => target ? { product: target.product, serial: target.serial, fingerprint: target.fingerprint } : null;
+    const was = holders(before);
+    const now = holders(after);
+    const moves = [];
+    for (const key of new Set([...was.keys(), ...now.keys()])) {
+        const from = was.get(key);
+        const to = now.get(key);
+        // The same image under another product key (an old-way product split) has not moved.
+        if (from?.fingerprint === to?.fingerprint)
+            continue;
+        const [alias, architecture] = JSON.parse(key);
+        moves.push({ alias, architecture, from: holder(from), to: holder(to) });
+    }
+    return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture));
+}
+/**
+ * The image `reference` names, resolved as the clients resolve it (`incus image info`, and the
+ * daemons' download for `incus launch`): an alias first, then a full fingerprint or the start of
+ * one (at least 12 hex digits, as `incus image list` shows them) that only one image has. An alias
+ * that looks like a fingerprint is thus still reachable by its name; one spelled as another
+ * image's whole fingerprint makes the reference ambiguous.
+ */
+function resolveImage(index, reference) {
+    const images = listImages(index);
+    const byAlias = aliasTargets(index)
+        .filter((target) => target.alias === reference.trim())
+        .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
+    if (byAlias.length === 1 && byAlias[0]) {
+        // An alias spelled as another image's whole fingerprint: the clients take the alias, but
+        // whoever wrote 64 hex digits meant that image. Neither is guessed.
+        const spelled = reference.trim().toLowerCase();
+        const named = images.find((image) => image.fingerprint === spelled);
+        if (named && named.fingerprint !== byAlias[0].fingerprint)
+            return { kind: 'ambiguous', candidates: [byAlias[0], named] };
+        return { kind: 'found', image: byAlias[0] };
+    }
+    if (byAlias.length > 1)
+        return { kind: 'ambiguous', candidates: byAlias };
+    const wanted = reference.trim().toLowerCase();
+    if (/^[0-9a-f]{12,64}$/.test(wanted)) {
+        const matches = images.filter((image) => image.fingerprint.startsWith(wanted));
+        if (matches.length === 1 && matches[0])
+            return { kind: 'found', image: matches[0] };
+        if (matches.length > 1)
+            return { kind: 'ambiguous', candidates: matches };
+    }
+    return { kind: 'unknown' };
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/file-names.ts
 /** The name of its own for a file of the release with `fingerprint`. */
 function ownName(name, fingerprint) {
@@ -58922,7 +59042,7 @@ class SerialConflictError extends Error {
  * retired; the aliases of a product it leaves empty go to the new release, which takes its place).
  */
 function planPublication(live, staged, fingerprint, aliases, replace) {
-    if (findFingerprint(live, fingerprint)) {
+    if (images_index_findFingerprint(live, fingerprint)) {
         const index = planAliasUpdate(live, fingerprint, aliases);
         return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
     }
@@ -58933,7 +59053,7 @@ function planPublication(live, staged, fingerprint, aliases, replace) {
     const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
     const [clash] = clashes;
     if (clash && !replace) {
-        throw new SerialConflictError(clash.product, staged.serial, versionFingerprint(clash.version) ?? 'unknown');
+        throw new SerialConflictError(clash.product, staged.serial, images_index_versionFingerprint(clash.version) ?? 'unknown');
     }
     const retired = [];
     const inherited = [];
@@ -58963,6 +59083,53 @@ function planPublication(live, staged, fingerprint, aliases, replace) {
         status: clash ? 'replaced' : 'published',
         index: next,
         retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
+    };
+}
+/** The data item's key and the metadata item's field that carries the fingerprint, per data kind. */
+const DATA_ITEMS = {
+    squashfs: { item: 'squashfs', combined: 'combined_squashfs_sha256' },
+    qcow2: { item: 'disk-kvm.img', combined: 'combined_disk-kvm-img_sha256' },
+    'rootfs-tarball': { item: 'root.tar.xz', combined: 'combined_rootxz_sha256' },
+};
+/**
+ * The version incus-simplestreams add would stage for an image, as far as planning needs it: the
+ * line's fields, the serial, and items that carry the fingerprint and the image type. The item
+ * paths are placeholders (the server names the files) and the items' own hashes are left empty:
+ * a dry run plans with it and publishes nothing.
+ */
+function predictedVersion(image) {
+    const { os, release, variant, architecture, serial, fingerprint } = image;
+    const path = (type) => `images/${fingerprint}.dry-run.${type}`;
+    let items;
+    if (image.data === 'unified') {
+        items = {
+            [UNIFIED_ITEM]: {
+                ftype: UNIFIED_ITEM,
+                path: path(UNIFIED_ITEM),
+                sha256: fingerprint,
+                size: image.size,
+                combined_type: image.imageType,
+            },
+        };
+    }
+    else {
+        const { item, combined } = DATA_ITEMS[image.data];
+        items = {
+            'incus.tar.xz': {
+                ftype: 'incus.tar.xz',
+                path: path('incus.tar.xz'),
+                sha256: '',
+                size: 0,
+                [combined]: fingerprint,
+            },
+            [item]: { ftype: item, path: path(item), sha256: '', size: image.size },
+        };
+    }
+    return {
+        product: lineKey(os, release, variant, architecture),
+        productFields: { arch: architecture, os, release, variant },
+        serial,
+        version: { items },
     };
 }
 
@@ -59101,6 +59268,7 @@ async function commit(registry, options) {
 
 
 
+
 function serialConflictError(product, serial, existing, fingerprint) {
     return new errors/* ActionError */.lZ(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
@@ -59116,6 +59284,7 @@ function finishIndex(options, fingerprint, base, proposed) {
     const { keepVersions, lxdCompat } = options;
     let next = proposed ?? base;
     const retired = [];
+    const dropped = [];
     if (keepVersions > 0) {
         const followed = options.followedAliases ?? followedAliases(DEFAULT_FOLLOWED_ALIASES);
         const retention = applyRetention(next, {
@@ -59125,24 +59294,26 @@ function finishIndex(options, fingerprint, base, proposed) {
             releaseIsVersion: options.releaseIsVersion ?? false,
         });
         for (const { product, serial, aliases } of retention.keptForAliases) {
-            core/* info */.pq(`keep-versions ${keepVersions}: keeping ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
+            core/* info */.pq(`keep-versions ${keepVersions}: ${options.dryRun ? 'would keep' : 'keeping'} ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
                 `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
         }
         if (retention.dropped.length > 0) {
-            core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
+            if (!options.dryRun)
+                core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
             next = retention.index;
             retired.push(...retention.retired);
+            dropped.push(...retention.dropped);
         }
     }
     const pruned = pruneDeltas(next);
     if (pruned.dropped > 0) {
-        core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
+        core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index ${options.dryRun ? 'would be ' : ''}dropped`);
         next = pruned.index;
         retired.push(...pruned.retired);
     }
     if (lxdCompat)
         next = withLxdItems(next);
-    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
+    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired, dropped } : { index: next, retired, dropped };
 }
 /**
  * Plans the change on `base` (the live index as read under the lock, or after the owner's
@@ -59190,7 +59361,7 @@ async function changeBase(registry, held, publication, change) {
         return { index: held.live, text: held.liveText };
     await change.run(held.lock);
     const { index, text } = await readServerState(registry);
-    if (!findFingerprint(index, publication.fingerprint)) {
+    if (!images_index_findFingerprint(index, publication.fingerprint)) {
         throw new errors/* ActionError */.lZ(`convert-command ${publication.options.convertCommand} succeeded, but images.json does not list fingerprint ` +
             `${publication.fingerprint}. Check that the script adds the image to ${registry.paths.simplestreamsDir}.`, 'convert-command');
     }
@@ -59251,15 +59422,41 @@ async function commitPlanned(registry, held, work) {
         ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`);
     const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-    const result = verify(next, publication, plan.status);
+    const moves = aliasMoves(base.index, next);
+    logAliasMoves(moves, 'Moved');
+    const result = { ...verify(next, publication, runStatus(plan.status, moves)), aliasMoves: moves };
     // Only the deltas the live index names: retention may have dropped a base in the same commit.
     const published = planned.deltas.filter((delta) => named.has(delta.path));
     return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
 }
+/** A release already published whose aliases moved is not "unchanged". */
+function runStatus(status, moves) {
+    return status === 'unchanged' && moves.length > 0 ? 'aliases-updated' : status;
+}
+function describeHolder(holder) {
+    return holder ? `${untrusted(holder.product)} (${holder.fingerprint.slice(0, 12)})` : 'nothing';
+}
+/** One log line per alias that moves: `verb` is "Moved" or "Would move". */
+function logAliasMoves(moves, verb) {
+    for (const move of moves) {
+        core/* info */.pq(`${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`);
+    }
+}
+/**
+ * What publishing would do, planned on the live index without writing anything (a dry run):
+ * `change` holds the version as the server would stage it (predicted on the runner).
+ */
+function previewPublication(publication, change, live) {
+    const { plan } = planChange(publication, change, live, false);
+    const finished = finishIndex({ ...publication.options, dryRun: true }, publication.fingerprint, live, plan.index);
+    const index = finished.index ?? live;
+    const moves = aliasMoves(live, index);
+    return { status: runStatus(plan.status, moves), index, moves, dropped: finished.dropped };
+}
 /** Checks the index now live against what this run published. */
 function verify(live, publication, status) {
     const { fingerprint, aliases } = publication;
-    const published = findFingerprint(live, fingerprint);
+    const published = images_index_findFingerprint(live, fingerprint);
     if (!published) {
         throw new errors/* ActionError */.lZ(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
             'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
@@ -60696,7 +60893,7 @@ async function stageImage(registry, options) {
     const output = parseStageOutput(fencedOutput(result, lock, what, IMAGE_LOCK_NAME));
     const stagedIndex = parseIndexText(output.index, external_node_path_.posix.join(staging, 'streams/v1/images.json'));
     const staged = stagedVersion(options.unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
-    const stagedFingerprint = versionFingerprint(staged.version);
+    const stagedFingerprint = images_index_versionFingerprint(staged.version);
     if (stagedFingerprint !== fingerprint) {
         await removeUnderLease(registry, lock, [image.dir, staging]);
         throw new errors/* ActionError */.lZ(`The server computed fingerprint ${untrusted(stagedFingerprint ?? 'none')} for the uploaded files, not ${fingerprint}: ` +
@@ -60740,6 +60937,8 @@ async function runCustomConvert(registry, registryLock, command, image, args) {
  * The steps of a publish, in the order action/main.ts calls them. Each is one log group and
  * hands the work to its layer: image/ on the runner, registry/ on the server.
  */
+
+
 
 
 
@@ -60827,7 +61026,11 @@ async function checkServer(registry, settings, image) {
     if (noDelta && settings.deltaBases > 0)
         core/* info */.pq(`No deltas for this image: ${noDelta}`);
     const deltas = settings.deltaBases > 0 && noDelta === undefined;
-    const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
+    const state = await readServerState(registry, {
+        tool: settings.convertCommand || 'incus-simplestreams',
+        deltas,
+        dryRun: settings.dryRun,
+    });
     if (deltas && !state.xdelta3) {
         if (settings.requireDeltas) {
             throw new errors/* ActionError */.lZ(`require-deltas: xdelta3 is not installed on the server (or not on the SSH user's PATH), so no delta can be made. ${INSTALL_XDELTA3} Or set require-deltas: false to publish without deltas. Nothing was uploaded.`, 'require-deltas');
@@ -60878,10 +61081,10 @@ async function findExisting(settings, image, live) {
         core/* info */.pq(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
         return computed;
     });
-    if (findFingerprint(live, fingerprint))
+    if (images_index_findFingerprint(live, fingerprint))
         return { published: true, fingerprint };
     if (!settings.replace) {
-        const existing = versionFingerprint(published.version) ?? 'unknown';
+        const existing = images_index_versionFingerprint(published.version) ?? 'unknown';
         throw serialConflictError(published.product, serial, existing, fingerprint);
     }
     return { published: false, fingerprint };
@@ -61047,11 +61250,65 @@ async function discardStaging(registry, remote, lock) {
     if (registry.isConnected() && !lock.lost())
         await removeUnderLease(registry, lock, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
 }
+/**
+ * dry-run: what a publish would do, planned on the live index read in step 2, with the version
+ * predicted from the image's metadata (the server stages nothing). Nothing on the server changes:
+ * no upload, no lock, no staging.
+ */
+async function preview(settings, image, work) {
+    const { live, deltas, existing, aliases } = work;
+    return timedGroup('Dry run: what a publish would do', async () => {
+        const fingerprint = existing.fingerprint ?? (await hashing_fingerprintOf(image));
+        const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+        const staged = predictedVersion({
+            os,
+            release,
+            variant,
+            architecture: propertiesArchitecture,
+            serial: serialFor(creationDate),
+            fingerprint,
+            imageType: image.imageType,
+            data: image.data?.kind ?? 'unified',
+            size: image.size,
+        });
+        const publication = { fingerprint, aliases, options: settings };
+        const change = existing.published
+            ? { kind: 'aliases' }
+            : { kind: 'staged', dir: '', version: staged };
+        const planned = previewPublication(publication, change, live);
+        const identity = lineIdentity(staged.product, staged.productFields);
+        const bases = deltas && !existing.published ? deltaBases(live, identity, staged.serial, effectiveDeltaBases(settings)) : [];
+        const target = images_index_findFingerprint(planned.index, fingerprint);
+        const product = target?.product ?? staged.product;
+        const serial = target?.serial ?? staged.serial;
+        core/* info */.pq(`Fingerprint: ${fingerprint}`);
+        core/* info */.pq(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
+        logAliasMoves(planned.moves, 'Would move');
+        for (const dropped of planned.dropped)
+            core/* info */.pq(`keep-versions ${settings.keepVersions}: would drop ${untrustedLine(dropped)}`);
+        for (const base of bases)
+            core/* info */.pq(`Would try a delta from release ${base.serial}`);
+        core/* info */.pq('dry-run: nothing was uploaded and nothing on the server was changed');
+        return {
+            status: 'dry-run',
+            fingerprint,
+            product,
+            serial,
+            aliases: target?.aliases ?? aliases,
+            imageType: image.imageType,
+            size: image.size,
+            files: [],
+            deltas: [],
+            aliasMoves: planned.moves,
+            preview: { status: planned.status, dropped: planned.dropped, deltaBases: bases.map((base) => base.serial) },
+        };
+    });
+}
 
 // EXTERNAL MODULE: ./src/action/step.ts
 var step = __nccwpck_require__(9134);
-// EXTERNAL MODULE: ./src/action/summary.ts + 1 modules
-var summary = __nccwpck_require__(804);
+// EXTERNAL MODULE: ./src/action/summary.ts
+var summary = __nccwpck_require__(8770);
 ;// CONCATENATED MODULE: ./src/action/main.ts
 /**
  * The action: the steps of the README's "What it does", in order, each one call (action/steps.ts),
@@ -61082,6 +61339,8 @@ async function publish(settings) {
         const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
         const { live, deltas } = await checkServer(registry, settings, image); // 2. the server's tools and directories
         const existing = await findExisting(settings, image, live); // 3. skip what is already there
+        if (settings.dryRun)
+            return await preview(settings, image, { live, deltas, existing, aliases }); // changes nothing
         if (existing.published)
             return await putAliases(registry, settings, existing.fingerprint, aliases);
         const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
@@ -61124,11 +61383,11 @@ function run() {
         checkPlatform(); // before anything: the wrong runner is named as such
         const settings = onSettings(readSettings());
         const result = await publish(settings);
-        setOutputs(result); // 8. report
+        setOutputs(result, settings); // 8. report
         let publicCheck;
         let publicFailure;
         try {
-            if (settings.publicUrl && settings.publicCheck !== 'off') {
+            if (settings.publicUrl && settings.publicCheck !== 'off' && !settings.dryRun) {
                 try {
                     publicCheck = await checkPublic(settings, result);
                 }
@@ -61175,7 +61434,7 @@ function run() {
 /* harmony export */ });
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
 /* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1922);
-/* harmony import */ var _summary_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(804);
+/* harmony import */ var _summary_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8770);
 /** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
 
 
@@ -61245,52 +61504,18 @@ async function runStep(failureHeading, work) {
 
 /***/ }),
 
-/***/ 804:
+/***/ 8770:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  KJ: () => (/* binding */ writeFailureSummary),
-  Sy: () => (/* binding */ writeSummary)
-});
-
-// UNUSED EXPORTS: REPAIR_REFUSED, SHOWN_PER_KIND, buildCheckSummary, buildFailureSummary, buildSummary, formatSize, launchCommand, shownFindings, writeCheckSummary, writeDayTwoSummary
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
-var lib_core = __nccwpck_require__(7264);
-// EXTERNAL MODULE: ./src/ssh/shell.ts
-var shell = __nccwpck_require__(9000);
-;// CONCATENATED MODULE: ./src/public/commands.ts
-
-const INSTANCE_PLACEHOLDER = 'my-instance';
-/**
- * Copy-paste lines for both clients: add the registry as a remote, launch the image (by its
- * first alias, or by the fingerprint's first 12 digits, as `incus image list` shows it). Every
- * word is shell-quoted when it needs to be.
- */
-function commands_clientCommands(remote, url, result) {
-    const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
-    const lines = (client) => [
-        [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(shell/* quoteArg */.X1).join(' '),
-        [
-            client,
-            'launch',
-            `${remote}:${reference}`,
-            INSTANCE_PLACEHOLDER,
-            ...(result.imageType === 'virtual-machine' ? ['--vm'] : []),
-        ]
-            .map(shell/* quoteArg */.X1)
-            .join(' '),
-    ];
-    return { incus: lines('incus'), lxc: lines('lxc') };
-}
-
-// EXTERNAL MODULE: ./src/public/remote.ts
-var public_remote = __nccwpck_require__(2611);
-// EXTERNAL MODULE: ./src/common/errors.ts
-var errors = __nccwpck_require__(1922);
-;// CONCATENATED MODULE: ./src/action/summary.ts
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
+/* harmony export */   Sy: () => (/* binding */ writeSummary)
+/* harmony export */ });
+/* unused harmony exports formatSize, launchCommand, buildSummary, buildFailureSummary, writeDayTwoSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
+/* harmony import */ var _public_commands_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7515);
+/* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
+/* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1922);
 /** The job summary: what was published, where it is served, and how to use it. */
 
 
@@ -61339,12 +61564,30 @@ function servedText(check) {
     const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
     return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
 }
+const HEADINGS = {
+    published: 'Image published',
+    replaced: 'Image published (a release of the same serial replaced)',
+    'aliases-updated': 'Image already published; aliases moved onto it',
+    unchanged: 'Image already published',
+    'dry-run': 'Dry run: nothing was published',
+};
+function describeHolder(holder) {
+    return holder ? `${code(holder.product)} (${code(holder.fingerprint.slice(0, 12))})` : 'nothing';
+}
+function describeMove(move) {
+    return `${code(move.alias)} (${escapeHtml(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
+}
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
 function buildSummary(result, options = {}) {
     const publicUrl = options.publicUrl ?? '';
-    const remote = options.remoteName || (publicUrl ? (0,public_remote/* defaultRemoteName */.ZJ)(publicUrl) : REMOTE_PLACEHOLDER);
+    const remote = options.remoteName || (publicUrl ? (0,_public_remote_js__WEBPACK_IMPORTED_MODULE_1__/* .defaultRemoteName */ .ZJ)(publicUrl) : REMOTE_PLACEHOLDER);
     const rows = [
-        ['Status', escapeHtml(result.status)],
+        [
+            'Status',
+            result.preview
+                ? `dry-run (a publish would report ${escapeHtml(result.preview.status)})`
+                : escapeHtml(result.status),
+        ],
         ['Fingerprint', code(result.fingerprint)],
         ['Product', code(result.product)],
         ['Serial', escapeHtml(result.serial)],
@@ -61356,7 +61599,18 @@ function buildSummary(result, options = {}) {
         const deltas = result.deltas.map((delta) => `from ${escapeHtml(delta.base)}: ${escapeHtml(formatSize(delta.size))}, ${(delta.share * 100).toFixed(2)}% of the squashfs`);
         rows.push(['Deltas', deltas.join('<br>')]);
     }
-    if (publicUrl) {
+    if (result.aliasMoves.length > 0) {
+        rows.push([
+            result.preview ? 'Aliases that would move' : 'Aliases moved',
+            result.aliasMoves.map(describeMove).join('<br>'),
+        ]);
+    }
+    if (result.preview) {
+        const { dropped, deltaBases } = result.preview;
+        rows.push(['keep-versions would drop', dropped.length > 0 ? dropped.map(code).join('<br>') : '(nothing)']);
+        rows.push(['Deltas would be tried from', deltaBases.length > 0 ? deltaBases.map(escapeHtml).join(', ') : '(none)']);
+    }
+    if (publicUrl && !result.preview) {
         rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
         rows.push([
             'Served',
@@ -61373,13 +61627,13 @@ function buildSummary(result, options = {}) {
         ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
         '</table>',
     ].join('\n');
-    const commands = commands_clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
+    const commands = (0,_public_commands_js__WEBPACK_IMPORTED_MODULE_3__/* .clientCommands */ .s)(remote, publicUrl || URL_PLACEHOLDER, result);
     const intro = publicUrl
         ? `Add the registry as ${code(remote)} and launch the image:`
         : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
             `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
     const parts = [
-        `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+        `## ${HEADINGS[result.status]}`,
         table,
         '### Use it',
         intro,
@@ -61392,7 +61646,7 @@ function buildSummary(result, options = {}) {
 }
 /** Writes the job summary. */
 async function writeSummary(result, options = {}) {
-    await lib_core/* summary */.z.addRaw(buildSummary(result, options)).write();
+    await _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .summary */ .z.addRaw(buildSummary(result, options)).write();
 }
 /**
  * The job summary of a failed run: what went wrong and what to do, as the error says. The message
@@ -61403,7 +61657,7 @@ function buildFailureSummary(message, heading = 'Image not published') {
     return `<h2>${escapeHtml(heading)}</h2>\n<pre><code>${escapeHtml(message)}</code></pre>\n`;
 }
 async function writeFailureSummary(message, heading) {
-    await lib_core/* summary */.z.addRaw(buildFailureSummary(message, heading)).write();
+    await _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .summary */ .z.addRaw(buildFailureSummary(message, heading)).write();
 }
 const DAY_TWO_HEADINGS = {
     updated: 'Aliases moved',
@@ -61421,6 +61675,10 @@ function buildDayTwoSummary(result) {
     ];
     if (result.removedAliases.length > 0)
         rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
+    if (result.aliasMoves.length > 0) {
+        const moved = result.status === 'dry-run' ? 'Aliases that would move' : 'Aliases moved';
+        rows.push([moved, result.aliasMoves.map(describeMove).join('<br>')]);
+    }
     const table = [
         '<table>',
         ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
@@ -61586,7 +61844,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9187);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9590);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 
@@ -61597,6 +61855,45 @@ finished();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
+
+/***/ }),
+
+/***/ 7515:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   C: () => (/* binding */ launchLine),
+/* harmony export */   s: () => (/* binding */ clientCommands)
+/* harmony export */ });
+/* harmony import */ var _ssh_shell_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9000);
+
+const INSTANCE_PLACEHOLDER = 'my-instance';
+/**
+ * `incus launch REMOTE:REFERENCE [INSTANCE] [--vm]`: the image by its first alias, or by the
+ * fingerprint's first 12 digits (as `incus image list` shows it). Every word is shell-quoted when
+ * it needs to be.
+ */
+function launchLine(client, remote, target, instance) {
+    const reference = target.aliases[0] ?? target.fingerprint.slice(0, 12);
+    return [
+        client,
+        'launch',
+        `${remote}:${reference}`,
+        ...(instance ? [instance] : []),
+        ...(target.imageType === 'virtual-machine' ? ['--vm'] : []),
+    ]
+        .map(_ssh_shell_js__WEBPACK_IMPORTED_MODULE_0__/* .quoteArg */ .X1)
+        .join(' ');
+}
+/** Copy-paste lines for both clients: add the registry as a remote, launch the image. */
+function clientCommands(remote, url, result) {
+    const lines = (client) => [
+        [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(_ssh_shell_js__WEBPACK_IMPORTED_MODULE_0__/* .quoteArg */ .X1).join(' '),
+        launchLine(client, remote, result, INSTANCE_PLACEHOLDER),
+    ];
+    return { incus: lines('incus'), lxc: lines('lxc') };
+}
+
 
 /***/ }),
 

@@ -1,5 +1,6 @@
 // Small fixtures for failure tests: network endpoints that misbehave in known ways, a PATH that
 // lacks chosen programs, and a recursive listing of a directory tree to prove it was not touched.
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -82,6 +83,27 @@ export async function pathWithout(dir: string, without: string[], from: string[]
  * Every entry under `dir`, sorted, one line each: relative path, kind, mode, owner and size (or
  * link target). Two equal snapshots mean nothing was added, removed, resized or re-owned.
  */
+/**
+ * A tree exactly: snapshotTree's lines with each file's sha256 and every entry's modification
+ * time, so that a rewrite with the same bytes, or a touch, shows too.
+ */
+export async function exactTree(dir: string): Promise<string[]> {
+  const lines = await snapshotTree(dir);
+  return Promise.all(
+    lines.map(async (line) => {
+      const entry = line.split(' ')[0] as string;
+      const full = path.join(dir, entry);
+      const info = await fsp.lstat(full);
+      const content = info.isFile()
+        ? createHash('sha256')
+            .update(await fsp.readFile(full))
+            .digest('hex')
+        : '';
+      return `${line} ${info.mtimeMs} ${content}`;
+    }),
+  );
+}
+
 export async function snapshotTree(dir: string): Promise<string[]> {
   const lines: string[] = [];
   const walk = async (relative: string): Promise<void> => {

@@ -17,7 +17,12 @@ import {
 } from '../harness/action.js';
 import { imageInfo, parseImageInfo, type Client } from '../harness/clients.js';
 import { type DaemonKind, type Daemons, freshRemoteUrl, startDaemons, stopDaemonTest } from '../harness/daemons.js';
-import { makeBootableImage, makeSplitContainerImage, type BootableImage } from '../harness/images.js';
+import {
+  makeBootableImage,
+  makeSplitContainerImage,
+  simplestreamsSerial,
+  type BootableImage,
+} from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
 import { missingFiles } from '../harness/tree.js';
 
@@ -54,6 +59,21 @@ function dayTwoInputs(own: Inputs): Inputs {
   return connectionInputs(registry, own);
 }
 
+/** Where an alias resolves, as the aliases-moved output names it. */
+const holder = (image: BootableImage) => {
+  const serial = simplestreamsSerial(image.creationDate);
+  return { product: `Crynux:bookworm:node:amd64:${serial}`, serial, fingerprint: image.fingerprint };
+};
+const moved = (...moves: [alias: string, from: BootableImage | null, to: BootableImage | null][]) =>
+  JSON.stringify(
+    moves.map(([alias, from, to]) => ({
+      alias,
+      architecture: 'x86_64',
+      from: from && holder(from),
+      to: to && holder(to),
+    })),
+  );
+
 const imagesJson = () => fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'), 'utf8');
 
 async function resolve(client: Client, ref: string): Promise<string | undefined> {
@@ -85,7 +105,11 @@ describe('the alias sub-action', () => {
       inputs: dayTwoInputs({ fingerprint: a.fingerprint, aliases: 'crynux-node:latest', 'dry-run': 'true' }),
     });
     expectExit(result, 0);
-    expect(result.outputs).toEqual({ status: 'dry-run', fingerprint: a.fingerprint });
+    expect(result.outputs).toEqual({
+      status: 'dry-run',
+      fingerprint: a.fingerprint,
+      'aliases-moved': moved(['crynux-node:latest', b, a]),
+    });
     expect(result.stdout).toMatch(/Would put crynux-node:latest \(amd64\) → [0-9a-f]{12}/);
     expect(await imagesJson()).toBe(before);
     expect(result.summary).toContain('Dry run: nothing was changed');
@@ -113,7 +137,11 @@ describe('the alias sub-action', () => {
     });
     expectExit(result, 0);
     expectExit(await publishing.done, 0);
-    expect(result.outputs).toEqual({ status: 'updated', fingerprint: a.fingerprint });
+    expect(result.outputs).toEqual({
+      status: 'updated',
+      fingerprint: a.fingerprint,
+      'aliases-moved': moved(['crynux-node:latest', b, a]),
+    });
     expect(result.summary).toContain('Aliases moved');
     for (const client of ['incus', 'lxc'] as const) {
       expect(await resolve(client, 'crynux-node:latest')).toBe(a.fingerprint);
@@ -128,7 +156,7 @@ describe('the alias sub-action', () => {
       inputs: dayTwoInputs({ fingerprint: 'crynux-node:v2.6.0', aliases: 'crynux-node:latest' }),
     });
     expectExit(again, 0);
-    expect(again.outputs['status']).toBe('unchanged');
+    expect(again.outputs).toMatchObject({ status: 'unchanged', 'aliases-moved': '[]' });
   }, 240_000);
 });
 
@@ -140,7 +168,11 @@ describe('the remove sub-action', () => {
       inputs: dayTwoInputs({ fingerprint: b.fingerprint, 'dry-run': 'true' }),
     });
     expectExit(result, 0);
-    expect(result.outputs).toEqual({ status: 'dry-run', fingerprint: b.fingerprint });
+    expect(result.outputs).toEqual({
+      status: 'dry-run',
+      fingerprint: b.fingerprint,
+      'aliases-moved': moved(['crynux-node:v2.7.0', b, null]),
+    });
     expect(await imagesJson()).toBe(before);
   });
 
@@ -150,7 +182,11 @@ describe('the remove sub-action', () => {
     const result = await runEntry({ entry: REMOVE, inputs: dayTwoInputs({ fingerprint: b.fingerprint }) });
     expectExit(result, 0);
     expectExit(await publishing.done, 0);
-    expect(result.outputs).toEqual({ status: 'removed', fingerprint: b.fingerprint });
+    expect(result.outputs).toEqual({
+      status: 'removed',
+      fingerprint: b.fingerprint,
+      'aliases-moved': moved(['crynux-node:v2.7.0', b, null]),
+    });
     expect(result.stdout).toContain('Aliases that go with it: crynux-node:v2.7.0');
     expect(result.summary).toContain('Image removed from the index');
     for (const client of ['incus', 'lxc'] as const) {
@@ -184,7 +220,11 @@ describe('the remove sub-action', () => {
       inputs: dayTwoInputs({ fingerprint: 'crynux-node:latest', force: 'true' }),
     });
     expectExit(forced, 0);
-    expect(forced.outputs).toEqual({ status: 'removed', fingerprint: a.fingerprint });
+    expect(forced.outputs).toEqual({
+      status: 'removed',
+      fingerprint: a.fingerprint,
+      'aliases-moved': moved(['crynux-node:latest', a, null], ['crynux-node:v2.6.0', a, null]),
+    });
     expect(forced.stdout).toMatch(
       /^::warning title=lxc-publish%3A a followed alias goes::.*crynux-node:latest.*\(force: true\)/m,
     );

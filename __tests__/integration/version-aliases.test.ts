@@ -109,8 +109,15 @@ describe('release A, then release B of the same image line', () => {
       rollback = await publish(a, 'crynux-node:latest');
     });
 
-    it('uploads nothing: A is already published', () => {
-      expect(rollback.outputs['status']).toBe('unchanged');
+    it('uploads nothing: A is already published, and only latest moved onto it', () => {
+      expect(rollback.outputs['status']).toBe('aliases-updated');
+      expect(JSON.parse(rollback.outputs['aliases-moved'] ?? '')).toEqual([
+        expect.objectContaining({
+          alias: 'crynux-node:latest',
+          from: expect.objectContaining({ fingerprint: b.fingerprint }),
+          to: expect.objectContaining({ fingerprint: a.fingerprint }),
+        }),
+      ]);
       expect(rollback.outputs['fingerprint']).toBe(a.fingerprint);
       expect(rollback.outputs['aliases']?.split(',').sort()).toEqual(['crynux-node:latest', 'crynux-node:v2.6.0']);
     });

@@ -55455,7 +55455,7 @@ const SERVER_SCRIPT_TEXTS = {
     hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\n: > "$work/plain"\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.?(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\nwhile IFS= read -r path; do\n  # Each component in turn, with test -L: nothing is resolved, so no link is ever followed.\n  at=. rest=$path linked=\n  while [ -n "$rest" ]; do\n    at=$at/${rest%%/*}\n    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac\n    if [ -L "$at" ]; then linked=1; break; fi\n  done\n  if [ -n "$linked" ]; then echo "link $path"; elif [ -f "$path" ]; then echo "$path" >> "$work/plain"; else echo "gone $path"; fi\ndone < "$work/paths"\n# Sizes, in one stat per batch of paths (plain characters only: the line splits on blanks).\nxargs -r -d \'\\n\' stat -c \'%s %n\' -- < "$work/plain" 2> /dev/null > "$work/sizes"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2) size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\n: >> "$work/todo"\n: > "$work/hashed"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed (stdbuf), so that what was done before the time ran\n  # out counts.\n  line=\n  if command -v stdbuf > /dev/null 2>&1; then line=\'stdbuf -oL\'; fi\n  # shellcheck disable=SC2086 # $line is empty or two words\n  timeout "$budget" xargs -r -d \'\\n\' $line sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\nawk -v left="$work/left" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print > left }\n\' "$work/hashed" "$work/todo"\n: >> "$work/left"\nwhile IFS= read -r path; do\n  if [ -r "$path" ]; then echo "late $path"; else echo "unreadable $path"; fi\ndone < "$work/left"',
     'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s. A writer whose link dropped ends by itself and records what arrived; one whose link\n# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it\n# wrote before it dies, and the writer records that much), give them a moment to record it, and\n# kill what still holds the lock (writers blocked between blocks, with nothing left to record).\nwriters() {\n  [ -e "$dir/.write.lock" ] || return 0\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || echo "$pid"\n  done\n}\nfor pid in $(writers); do\n  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null\ndone\nif [ -n "$(writers)" ]; then\n  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
     inspect: 'ss=$1 state=$2\nrecord() { printf \'%s\\0\' "$*"; }\n# Whether anyone holds lock $1 or its gate: a holder keeps the lock exclusively, fenced operations\n# of a past lease keep the gate shared (lib/fence.sh), and the clean-up needs both free.\nheld() {\n  { [ -f "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; } ||\n    { [ -f "$1.gate" ] && (exec 3< "$1.gate" && ! flock -n -x 3) 2> /dev/null; }\n}\nrecord "now $(date +%s)"\nfor dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac\n  if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2> /dev/null)" ]; then record "open $dir"; fi\ndone\nif [ -d "$ss/images" ] && [ ! -L "$ss/images" ]; then\n  find "$ss/images/" -mindepth 1 -maxdepth 1 -printf \'entry %y %s %T@ %f\\0\'\nfi\nif [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    name=${dir##*/}\n    if [ -L "$state/locks/$name" ] || [ -L "$state/locks/$name.gate" ]; then\n      lock="link"\n    elif held "$state/locks/$name"; then lock=held; else lock=free; fi\n    record "staging $lock $(stat -c %Y -- "$dir") $name"\n    if [ -f "$dir/moved" ] && [ ! -L "$dir/moved" ]; then\n      while IFS= read -r moved; do record "moved $moved"; done < "$dir/moved"\n    fi\n  done\nfi\nsums=$ss/images/SHA256SUMS\nif [ -f "$sums" ] && [ ! -L "$sums" ]; then sum=$(sha256sum < "$sums") && record "sums ${sum%% *}"; else record nosums; fi\nstreams=$ss/streams/v1/index.json\nif [ -f "$streams" ] && [ ! -L "$streams" ]; then record "streams $(base64 -w 0 < "$streams")"; else record nostreams; fi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then record "retired $(base64 -w 0 < "$state/retired")"; else record noretired; fi',
-    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
+    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-} dry=${6:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then\n  if [ "$dry" = 1 ]; then { [ ! -e "$up" ] || [ -w "$up" ]; } || exit 6\n  else { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nfi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  if [ "$dry" != 1 ]; then\n    { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\n  fi\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
     'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\n[ -d "$ss" ] || exit 4\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
     reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
     stage: 'state=$1 lock=$2 token=$3 staging=$4; shift 4\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nrm -rf -- "$staging" && mkdir -p -- "$staging" && cd -- "$staging" || exit 1\n# Aliases are applied by the action when it merges the version into the live index.\nenv TZ=UTC incus-simplestreams add --no-default-alias -- "$@" >&2 || exit $?\nfor file in images/*; do\n  if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi\n  sum=$(sha256sum < "$file") || exit 1\n  echo "sum ${sum%% *} ${file#images/}"\ndone\nprintf \'index \'\nbase64 -w 0 < streams/v1/images.json || exit 1\necho',
@@ -55570,6 +55570,7 @@ async function readServerState(registry, preflight) {
         preflight?.tool ?? '',
         preflight ? '1' : '',
         preflight?.deltas ? '1' : '',
+        preflight?.dryRun ? '1' : '',
     ], { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS, what: `Reading ${path}` });
     const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
@@ -58176,6 +58177,7 @@ const DECLARED_INPUTS = {
         'delta-bases',
         'delta-max-share',
         'require-deltas',
+        'dry-run',
         'summary',
     ],
     alias: [
@@ -58741,6 +58743,7 @@ function readSettings() {
         deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
         deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
         requireDeltas: readBoolean('require-deltas'),
+        dryRun: readBoolean('dry-run'),
     };
 }
 /** Reads the alias or remove sub-action's settings. */
@@ -59020,12 +59023,30 @@ function servedText(check) {
     const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
     return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
 }
+const HEADINGS = {
+    published: 'Image published',
+    replaced: 'Image published (a release of the same serial replaced)',
+    'aliases-updated': 'Image already published; aliases moved onto it',
+    unchanged: 'Image already published',
+    'dry-run': 'Dry run: nothing was published',
+};
+function describeHolder(holder) {
+    return holder ? `${code(holder.product)} (${code(holder.fingerprint.slice(0, 12))})` : 'nothing';
+}
+function describeMove(move) {
+    return `${code(move.alias)} (${escapeHtml(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
+}
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
 function buildSummary(result, options = {}) {
     const publicUrl = options.publicUrl ?? '';
     const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
     const rows = [
-        ['Status', escapeHtml(result.status)],
+        [
+            'Status',
+            result.preview
+                ? `dry-run (a publish would report ${escapeHtml(result.preview.status)})`
+                : escapeHtml(result.status),
+        ],
         ['Fingerprint', code(result.fingerprint)],
         ['Product', code(result.product)],
         ['Serial', escapeHtml(result.serial)],
@@ -59037,7 +59058,18 @@ function buildSummary(result, options = {}) {
         const deltas = result.deltas.map((delta) => `from ${escapeHtml(delta.base)}: ${escapeHtml(formatSize(delta.size))}, ${(delta.share * 100).toFixed(2)}% of the squashfs`);
         rows.push(['Deltas', deltas.join('<br>')]);
     }
-    if (publicUrl) {
+    if (result.aliasMoves.length > 0) {
+        rows.push([
+            result.preview ? 'Aliases that would move' : 'Aliases moved',
+            result.aliasMoves.map(describeMove).join('<br>'),
+        ]);
+    }
+    if (result.preview) {
+        const { dropped, deltaBases } = result.preview;
+        rows.push(['keep-versions would drop', dropped.length > 0 ? dropped.map(code).join('<br>') : '(nothing)']);
+        rows.push(['Deltas would be tried from', deltaBases.length > 0 ? deltaBases.map(escapeHtml).join(', ') : '(none)']);
+    }
+    if (publicUrl && !result.preview) {
         rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
         rows.push([
             'Served',
@@ -59060,7 +59092,7 @@ function buildSummary(result, options = {}) {
         : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
             `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
     const parts = [
-        `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+        `## ${HEADINGS[result.status]}`,
         table,
         '### Use it',
         intro,
@@ -59102,6 +59134,10 @@ function buildDayTwoSummary(result) {
     ];
     if (result.removedAliases.length > 0)
         rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
+    if (result.aliasMoves.length > 0) {
+        const moved = result.status === 'dry-run' ? 'Aliases that would move' : 'Aliases moved';
+        rows.push([moved, result.aliasMoves.map(describeMove).join('<br>')]);
+    }
     const table = [
         '<table>',
         ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9778:
+/***/ 6168:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54217,7 +54217,7 @@ const COMBINED_HASH_FIELDS = [
 ];
 /** Metadata item types the Incus client reads; a unified tarball is its own fingerprint. */
 const METADATA_ITEM = 'incus.tar.xz';
-const UNIFIED_ITEM = 'incus_combined.tar.gz';
+const images_index_UNIFIED_ITEM = 'incus_combined.tar.gz';
 /** An empty images.json, as incus-simplestreams starts one. */
 function emptyImagesIndex() {
     return { content_id: 'images', datatype: 'image-downloads', format: 'products:1.0', products: {} };
@@ -54263,7 +54263,7 @@ function hasRootItem(version) {
  * or a metadata item without a root file beside it (a delta base, simplestreams/deltas.ts).
  */
 function images_index_versionFingerprint(version) {
-    const unified = version.items[UNIFIED_ITEM];
+    const unified = version.items[images_index_UNIFIED_ITEM];
     if (unified)
         return unified.sha256;
     const metadata = version.items[METADATA_ITEM];
@@ -54279,7 +54279,7 @@ function images_index_versionFingerprint(version) {
 function versionImageType(version) {
     if (version.items['disk-kvm.img'])
         return 'virtual-machine';
-    const unified = version.items[UNIFIED_ITEM];
+    const unified = version.items[images_index_UNIFIED_ITEM];
     if (unified && unified['combined_type'] === 'virtual-machine')
         return 'virtual-machine';
     return 'container';
@@ -54319,14 +54319,14 @@ function images_index_referencedPaths(index) {
     return paths;
 }
 /** An image line, `{os}:{release}:{variant}:{arch}`: the product key incus-simplestreams gives it. */
-function lineKey(os, release, variant, architecture) {
+function images_index_lineKey(os, release, variant, architecture) {
     return `${os}:${release}:${variant}:${architecture}`;
 }
 /** The line a product belongs to, from its fields (its key, when it has none of them). */
 function images_index_productLine(key, product) {
     const { os, release, variant, arch } = product;
     if ([os, release, variant, arch].every((field) => typeof field === 'string' && field !== '')) {
-        return lineKey(os, release, variant, arch);
+        return images_index_lineKey(os, release, variant, arch);
     }
     return key;
 }
@@ -54603,6 +54603,7 @@ function withinNewest(newestFirst, index, keep, releaseIsVersion) {
  * alias; and where each alias resolves, as clients resolve it. Pure.
  */
 
+
 /** Every image the index lists (versions with a fingerprint), newest serial first. */
 function listImages(index) {
     const images = [];
@@ -54623,15 +54624,48 @@ function resolve_aliasTargets(index) {
         const newest = Object.keys(fields.versions)
             .sort()
             .reverse()
-            .map((serial) => fields.versions[serial])
-            .map((version) => (version ? images_index_versionFingerprint(version) : undefined))
-            .find((fingerprint) => fingerprint !== undefined);
-        if (!newest)
+            .map((serial) => {
+            const version = fields.versions[serial];
+            return { serial, fingerprint: version ? images_index_versionFingerprint(version) : undefined };
+        })
+            .find((candidate) => candidate.fingerprint !== undefined);
+        if (!newest?.fingerprint)
             continue;
         for (const alias of images_index_productAliases(fields))
-            targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest, product });
+            targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest.fingerprint, product, serial: newest.serial });
     }
     return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
+}
+/**
+ * The aliases that resolve differently in `after` than in `before`, per architecture (by its
+ * Incus name), sorted by alias. An alias on several releases of an architecture (a registry
+ * written by hand) counts as held by the first of them, by product key.
+ */
+function resolve_aliasMoves(before, after) {
+    const holders = (index) => {
+        const byKey = new Map();
+        const targets = resolve_aliasTargets(index).sort((a, b) => a.product.localeCompare(b.product));
+        for (const target of targets) {
+            const key = JSON.stringify([target.alias, architectures_canonicalArchitecture(target.arch)]);
+            if (!byKey.has(key))
+                byKey.set(key, target);
+        }
+        return byKey;
+    };
+    const holder = (target) => target ? { product: target.product, serial: target.serial, fingerprint: target.fingerprint } : null;
+    const was = holders(before);
+    const now = holders(after);
+    const moves = [];
+    for (const key of new Set([...was.keys(), ...now.keys()])) {
+        const from = was.get(key);
+        const to = now.get(key);
+        // The same image under another product key (an old-way product split) has not moved.
+        if (from?.fingerprint === to?.fingerprint)
+            continue;
+        const [alias, architecture] = JSON.parse(key);
+        moves.push({ alias, architecture, from: holder(from), to: holder(to) });
+    }
+    return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture));
 }
 /**
  * The image `reference` names, resolved as the clients resolve it (`incus image info`, and the
@@ -55340,7 +55374,7 @@ const SERVER_SCRIPT_TEXTS = {
     hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\n: > "$work/plain"\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.?(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\nwhile IFS= read -r path; do\n  # Each component in turn, with test -L: nothing is resolved, so no link is ever followed.\n  at=. rest=$path linked=\n  while [ -n "$rest" ]; do\n    at=$at/${rest%%/*}\n    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac\n    if [ -L "$at" ]; then linked=1; break; fi\n  done\n  if [ -n "$linked" ]; then echo "link $path"; elif [ -f "$path" ]; then echo "$path" >> "$work/plain"; else echo "gone $path"; fi\ndone < "$work/paths"\n# Sizes, in one stat per batch of paths (plain characters only: the line splits on blanks).\nxargs -r -d \'\\n\' stat -c \'%s %n\' -- < "$work/plain" 2> /dev/null > "$work/sizes"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2) size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\n: >> "$work/todo"\n: > "$work/hashed"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed (stdbuf), so that what was done before the time ran\n  # out counts.\n  line=\n  if command -v stdbuf > /dev/null 2>&1; then line=\'stdbuf -oL\'; fi\n  # shellcheck disable=SC2086 # $line is empty or two words\n  timeout "$budget" xargs -r -d \'\\n\' $line sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\nawk -v left="$work/left" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print > left }\n\' "$work/hashed" "$work/todo"\n: >> "$work/left"\nwhile IFS= read -r path; do\n  if [ -r "$path" ]; then echo "late $path"; else echo "unreadable $path"; fi\ndone < "$work/left"',
     'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s. A writer whose link dropped ends by itself and records what arrived; one whose link\n# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it\n# wrote before it dies, and the writer records that much), give them a moment to record it, and\n# kill what still holds the lock (writers blocked between blocks, with nothing left to record).\nwriters() {\n  [ -e "$dir/.write.lock" ] || return 0\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || echo "$pid"\n  done\n}\nfor pid in $(writers); do\n  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null\ndone\nif [ -n "$(writers)" ]; then\n  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
     inspect: 'ss=$1 state=$2\nrecord() { printf \'%s\\0\' "$*"; }\n# Whether anyone holds lock $1 or its gate: a holder keeps the lock exclusively, fenced operations\n# of a past lease keep the gate shared (lib/fence.sh), and the clean-up needs both free.\nheld() {\n  { [ -f "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; } ||\n    { [ -f "$1.gate" ] && (exec 3< "$1.gate" && ! flock -n -x 3) 2> /dev/null; }\n}\nrecord "now $(date +%s)"\nfor dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac\n  if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2> /dev/null)" ]; then record "open $dir"; fi\ndone\nif [ -d "$ss/images" ] && [ ! -L "$ss/images" ]; then\n  find "$ss/images/" -mindepth 1 -maxdepth 1 -printf \'entry %y %s %T@ %f\\0\'\nfi\nif [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    name=${dir##*/}\n    if [ -L "$state/locks/$name" ] || [ -L "$state/locks/$name.gate" ]; then\n      lock="link"\n    elif held "$state/locks/$name"; then lock=held; else lock=free; fi\n    record "staging $lock $(stat -c %Y -- "$dir") $name"\n    if [ -f "$dir/moved" ] && [ ! -L "$dir/moved" ]; then\n      while IFS= read -r moved; do record "moved $moved"; done < "$dir/moved"\n    fi\n  done\nfi\nsums=$ss/images/SHA256SUMS\nif [ -f "$sums" ] && [ ! -L "$sums" ]; then sum=$(sha256sum < "$sums") && record "sums ${sum%% *}"; else record nosums; fi\nstreams=$ss/streams/v1/index.json\nif [ -f "$streams" ] && [ ! -L "$streams" ]; then record "streams $(base64 -w 0 < "$streams")"; else record nostreams; fi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then record "retired $(base64 -w 0 < "$state/retired")"; else record noretired; fi',
-    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
+    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-} dry=${6:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then\n  if [ "$dry" = 1 ]; then { [ ! -e "$up" ] || [ -w "$up" ]; } || exit 6\n  else { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nfi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  if [ "$dry" != 1 ]; then\n    { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\n  fi\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
     'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\n[ -d "$ss" ] || exit 4\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
     reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
     stage: 'state=$1 lock=$2 token=$3 staging=$4; shift 4\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nrm -rf -- "$staging" && mkdir -p -- "$staging" && cd -- "$staging" || exit 1\n# Aliases are applied by the action when it merges the version into the live index.\nenv TZ=UTC incus-simplestreams add --no-default-alias -- "$@" >&2 || exit $?\nfor file in images/*; do\n  if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi\n  sum=$(sha256sum < "$file") || exit 1\n  echo "sum ${sum%% *} ${file#images/}"\ndone\nprintf \'index \'\nbase64 -w 0 < streams/v1/images.json || exit 1\necho',
@@ -55455,6 +55489,7 @@ async function read_readServerState(registry, preflight) {
         preflight?.tool ?? '',
         preflight ? '1' : '',
         preflight?.deltas ? '1' : '',
+        preflight?.dryRun ? '1' : '',
     ], { timeoutSeconds: session_SHORT_COMMAND_TIMEOUT_SECONDS, what: `Reading ${path}` });
     const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
@@ -56105,6 +56140,53 @@ function plan_planPublication(live, staged, fingerprint, aliases, replace) {
         status: clash ? 'replaced' : 'published',
         index: next,
         retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
+    };
+}
+/** The data item's key and the metadata item's field that carries the fingerprint, per data kind. */
+const DATA_ITEMS = {
+    squashfs: { item: 'squashfs', combined: 'combined_squashfs_sha256' },
+    qcow2: { item: 'disk-kvm.img', combined: 'combined_disk-kvm-img_sha256' },
+    'rootfs-tarball': { item: 'root.tar.xz', combined: 'combined_rootxz_sha256' },
+};
+/**
+ * The version incus-simplestreams add would stage for an image, as far as planning needs it: the
+ * line's fields, the serial, and items that carry the fingerprint and the image type. The item
+ * paths are placeholders (the server names the files) and the items' own hashes are left empty:
+ * a dry run plans with it and publishes nothing.
+ */
+function predictedVersion(image) {
+    const { os, release, variant, architecture, serial, fingerprint } = image;
+    const path = (type) => `images/${fingerprint}.dry-run.${type}`;
+    let items;
+    if (image.data === 'unified') {
+        items = {
+            [UNIFIED_ITEM]: {
+                ftype: UNIFIED_ITEM,
+                path: path(UNIFIED_ITEM),
+                sha256: fingerprint,
+                size: image.size,
+                combined_type: image.imageType,
+            },
+        };
+    }
+    else {
+        const { item, combined } = DATA_ITEMS[image.data];
+        items = {
+            'incus.tar.xz': {
+                ftype: 'incus.tar.xz',
+                path: path('incus.tar.xz'),
+                sha256: '',
+                size: 0,
+                [combined]: fingerprint,
+            },
+            [item]: { ftype: item, path: path(item), sha256: '', size: image.size },
+        };
+    }
+    return {
+        product: lineKey(os, release, variant, architecture),
+        productFields: { arch: architecture, os, release, variant },
+        serial,
+        version: { items },
     };
 }
 
@@ -56764,6 +56846,7 @@ async function makeDeltas(registry, target, options) {
 
 
 
+
 function serialConflictError(product, serial, existing, fingerprint) {
     return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
@@ -56779,6 +56862,7 @@ function publication_finishIndex(options, fingerprint, base, proposed) {
     const { keepVersions, lxdCompat } = options;
     let next = proposed ?? base;
     const retired = [];
+    const dropped = [];
     if (keepVersions > 0) {
         const followed = options.followedAliases ?? retention_followedAliases(retention_DEFAULT_FOLLOWED_ALIASES);
         const retention = applyRetention(next, {
@@ -56788,24 +56872,26 @@ function publication_finishIndex(options, fingerprint, base, proposed) {
             releaseIsVersion: options.releaseIsVersion ?? false,
         });
         for (const { product, serial, aliases } of retention.keptForAliases) {
-            lib_core/* info */.pq(`keep-versions ${keepVersions}: keeping ${untrusted_untrusted(product)} version ${untrusted_untrusted(serial)} beyond the newest ${keepVersions}: ` +
+            lib_core/* info */.pq(`keep-versions ${keepVersions}: ${options.dryRun ? 'would keep' : 'keeping'} ${untrusted_untrusted(product)} version ${untrusted_untrusted(serial)} beyond the newest ${keepVersions}: ` +
                 `${aliases.map(untrusted_untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
         }
         if (retention.dropped.length > 0) {
-            lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted_untrusted).join(', ')}`);
+            if (!options.dryRun)
+                lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted_untrusted).join(', ')}`);
             next = retention.index;
             retired.push(...retention.retired);
+            dropped.push(...retention.dropped);
         }
     }
     const pruned = pruneDeltas(next);
     if (pruned.dropped > 0) {
-        lib_core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
+        lib_core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index ${options.dryRun ? 'would be ' : ''}dropped`);
         next = pruned.index;
         retired.push(...pruned.retired);
     }
     if (lxdCompat)
         next = withLxdItems(next);
-    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired } : { index: next, retired };
+    return (0,external_node_util_.isDeepStrictEqual)(next, base) ? { retired, dropped } : { index: next, retired, dropped };
 }
 /**
  * Plans the change on `base` (the live index as read under the lock, or after the owner's
@@ -56914,10 +57000,36 @@ async function commitPlanned(registry, held, work) {
         ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`);
     const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-    const result = verify(next, publication, plan.status);
+    const moves = aliasMoves(base.index, next);
+    logAliasMoves(moves, 'Moved');
+    const result = { ...verify(next, publication, runStatus(plan.status, moves)), aliasMoves: moves };
     // Only the deltas the live index names: retention may have dropped a base in the same commit.
     const published = planned.deltas.filter((delta) => named.has(delta.path));
     return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
+}
+/** A release already published whose aliases moved is not "unchanged". */
+function runStatus(status, moves) {
+    return status === 'unchanged' && moves.length > 0 ? 'aliases-updated' : status;
+}
+function describeHolder(holder) {
+    return holder ? `${untrusted(holder.product)} (${holder.fingerprint.slice(0, 12)})` : 'nothing';
+}
+/** One log line per alias that moves: `verb` is "Moved" or "Would move". */
+function logAliasMoves(moves, verb) {
+    for (const move of moves) {
+        core.info(`${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`);
+    }
+}
+/**
+ * What publishing would do, planned on the live index without writing anything (a dry run):
+ * `change` holds the version as the server would stage it (predicted on the runner).
+ */
+function previewPublication(publication, change, live) {
+    const { plan } = planChange(publication, change, live, false);
+    const finished = publication_finishIndex({ ...publication.options, dryRun: true }, publication.fingerprint, live, plan.index);
+    const index = finished.index ?? live;
+    const moves = aliasMoves(live, index);
+    return { status: runStatus(plan.status, moves), index, moves, dropped: finished.dropped };
 }
 /** Checks the index now live against what this run published. */
 function verify(live, publication, status) {
@@ -56982,7 +57094,7 @@ function logTargets(targets, prefix) {
  */
 async function withLiveIndex(registry, options, work) {
     // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
-    const checked = await readLiveIndex(registry, { tool: '' });
+    const checked = await readLiveIndex(registry, { tool: '', dryRun: options.dryRun });
     if (options.dryRun)
         return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
     const held = await lock_holdRegistryLock(registry, options.lockTimeout);
@@ -57020,7 +57132,7 @@ function day_two_setAliases(registry, request) {
         if (options.dryRun) {
             logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
             core.info('dry-run: nothing was changed');
-            return result('dry-run', image, after, []);
+            return result('dry-run', image, { before: live, after }, []);
         }
         const read = await commitAndRead(finished.index, finished.retired);
         const published = findFingerprint(read, image.fingerprint);
@@ -57030,7 +57142,7 @@ function day_two_setAliases(registry, request) {
                 'changed the index without taking the lock; run the step again.');
         }
         logTargets(aliasTargets(read).filter((target) => aliases.includes(target.alias)), 'Now ');
-        return result(proposed ? 'updated' : 'unchanged', image, read, []);
+        return result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []);
     });
 }
 /**
@@ -57064,7 +57176,7 @@ function removeImage(registry, request) {
             lib_core/* info */.pq(`Would remove it and retire ${plan.retired.length + finished.retired.length} file(s); the aliases would then resolve so:`);
             logTargets(resolve_aliasTargets(after), '  ');
             lib_core/* info */.pq('dry-run: nothing was changed');
-            return result('dry-run', image, after, plan.removedAliases);
+            return result('dry-run', image, { before: live, after }, plan.removedAliases);
         }
         const read = await commitAndRead(after, [...plan.retired, ...finished.retired]);
         if (images_index_findFingerprint(read, image.fingerprint)) {
@@ -57073,7 +57185,7 @@ function removeImage(registry, request) {
         }
         lib_core/* info */.pq('Removed. The aliases now resolve so:');
         logTargets(resolve_aliasTargets(read), '  ');
-        return result('removed', image, read, plan.removedAliases);
+        return result('removed', image, { before: live, after: read }, plan.removedAliases);
     });
 }
 function result(status, image, index, removedAliases) {
@@ -57082,8 +57194,9 @@ function result(status, image, index, removedAliases) {
         fingerprint: image.fingerprint,
         product: image.product,
         serial: image.serial,
-        aliases: resolve_aliasTargets(index),
+        aliases: resolve_aliasTargets(index.after),
         removedAliases,
+        aliasMoves: resolve_aliasMoves(index.before, index.after),
     };
 }
 
@@ -58873,6 +58986,7 @@ const DECLARED_INPUTS = {
         'delta-bases',
         'delta-max-share',
         'require-deltas',
+        'dry-run',
         'summary',
     ],
     alias: [
@@ -59274,6 +59388,7 @@ function readSettings() {
         deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
         deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
         requireDeltas: readBoolean('require-deltas'),
+        dryRun: readBoolean('dry-run'),
     };
 }
 /** Reads the alias or remove sub-action's settings. */
@@ -59306,6 +59421,32 @@ function readCheckSettings() {
     };
 }
 
+;// CONCATENATED MODULE: ./src/action/outputs.ts
+/** The step's outputs (declared in action.yml), from what the registry now serves. */
+
+
+/** The remote name the launch-command output uses when neither remote-name nor public-url gives one. */
+const REMOTE_PLACEHOLDER = 'REMOTE';
+/** aliases-moved: JSON, one object per alias that resolves to another release. */
+function aliasMovesJson(moves) {
+    return JSON.stringify(moves);
+}
+function setOutputs(result, settings) {
+    core.setOutput('fingerprint', result.fingerprint);
+    core.setOutput('product', result.product);
+    core.setOutput('serial', result.serial);
+    core.setOutput('aliases', result.aliases.join(','));
+    core.setOutput('image-type', result.imageType);
+    core.setOutput('size', String(result.size));
+    core.setOutput('status', result.status);
+    core.setOutput('planned-status', result.preview?.status ?? '');
+    core.setOutput('deltas', JSON.stringify(result.deltas ?? []));
+    core.setOutput('files', JSON.stringify(result.files));
+    core.setOutput('aliases-moved', aliasMovesJson(result.aliasMoves));
+    core.setOutput('registry-url', settings.publicUrl);
+    core.setOutput('launch-command', launchLine('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
+}
+
 // EXTERNAL MODULE: ./src/action/step.ts
 var step = __nccwpck_require__(9134);
 // EXTERNAL MODULE: ./src/action/summary.ts
@@ -59316,6 +59457,7 @@ var summary = __nccwpck_require__(8770);
  * image already published, without image files. Each reads its inputs, connects as a publish
  * does, makes the change under the registry lock (registry/day-two.ts) and reports.
  */
+
 
 
 
@@ -59336,6 +59478,7 @@ async function withRegistry(settings, work) {
 async function report(result, settings) {
     lib_core/* setOutput */.uH('status', result.status);
     lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
+    lib_core/* setOutput */.uH('aliases-moved', aliasMovesJson(result.aliasMoves));
     if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
         await (0,summary/* writeDayTwoSummary */.QF)(result);
 }
@@ -59502,12 +59645,30 @@ function servedText(check) {
     const attempts = check.attempts > 1 ? ` (after ${check.attempts} attempts, ${check.elapsedSeconds} s)` : '';
     return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
 }
+const HEADINGS = {
+    published: 'Image published',
+    replaced: 'Image published (a release of the same serial replaced)',
+    'aliases-updated': 'Image already published; aliases moved onto it',
+    unchanged: 'Image already published',
+    'dry-run': 'Dry run: nothing was published',
+};
+function describeHolder(holder) {
+    return holder ? `${code(holder.product)} (${code(holder.fingerprint.slice(0, 12))})` : 'nothing';
+}
+function describeMove(move) {
+    return `${code(move.alias)} (${escapeHtml(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
+}
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
 function buildSummary(result, options = {}) {
     const publicUrl = options.publicUrl ?? '';
     const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
     const rows = [
-        ['Status', escapeHtml(result.status)],
+        [
+            'Status',
+            result.preview
+                ? `dry-run (a publish would report ${escapeHtml(result.preview.status)})`
+                : escapeHtml(result.status),
+        ],
         ['Fingerprint', code(result.fingerprint)],
         ['Product', code(result.product)],
         ['Serial', escapeHtml(result.serial)],
@@ -59519,7 +59680,18 @@ function buildSummary(result, options = {}) {
         const deltas = result.deltas.map((delta) => `from ${escapeHtml(delta.base)}: ${escapeHtml(formatSize(delta.size))}, ${(delta.share * 100).toFixed(2)}% of the squashfs`);
         rows.push(['Deltas', deltas.join('<br>')]);
     }
-    if (publicUrl) {
+    if (result.aliasMoves.length > 0) {
+        rows.push([
+            result.preview ? 'Aliases that would move' : 'Aliases moved',
+            result.aliasMoves.map(describeMove).join('<br>'),
+        ]);
+    }
+    if (result.preview) {
+        const { dropped, deltaBases } = result.preview;
+        rows.push(['keep-versions would drop', dropped.length > 0 ? dropped.map(code).join('<br>') : '(nothing)']);
+        rows.push(['Deltas would be tried from', deltaBases.length > 0 ? deltaBases.map(escapeHtml).join(', ') : '(none)']);
+    }
+    if (publicUrl && !result.preview) {
         rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
         rows.push([
             'Served',
@@ -59542,7 +59714,7 @@ function buildSummary(result, options = {}) {
         : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
             `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
     const parts = [
-        `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+        `## ${HEADINGS[result.status]}`,
         table,
         '### Use it',
         intro,
@@ -59584,6 +59756,10 @@ function buildDayTwoSummary(result) {
     ];
     if (result.removedAliases.length > 0)
         rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
+    if (result.aliasMoves.length > 0) {
+        const moved = result.status === 'dry-run' ? 'Aliases that would move' : 'Aliases moved';
+        rows.push([moved, result.aliasMoves.map(describeMove).join('<br>')]);
+    }
     const table = [
         '<table>',
         ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
@@ -59885,7 +60061,7 @@ function validateRemoteName(name) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9778);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6168);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

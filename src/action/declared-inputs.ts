@@ -44,6 +44,7 @@ export const DECLARED_INPUTS = {
     'delta-bases',
     'delta-max-share',
     'require-deltas',
+    'dry-run',
     'summary',
   ],
   alias: [

@@ -69,6 +69,8 @@ export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions
   publicCheckTimeout: number;
   /** What a failed public check does: fail the step, warn, or no check at all. */
   publicCheck: 'fail' | 'warn' | 'off';
+  /** Report what a publish would do, and change nothing on the server. */
+  dryRun: boolean;
 }
 
 /** The alias and remove sub-actions: an image already published, named by `fingerprint`. */
@@ -253,6 +255,7 @@ export function readSettings(): Settings {
     deltaBases: readWholeNumber('delta-bases', { fallback: 1, min: 0, max: 5 }),
     deltaMaxShare: readWholeNumber('delta-max-share', { fallback: 50, min: 1, max: 100 }),
     requireDeltas: readBoolean('require-deltas'),
+    dryRun: readBoolean('dry-run'),
   };
 }
 

@@ -22,6 +22,7 @@ import {
   findExisting,
   inspect,
   prepareRootfsTarball,
+  preview,
   publishLocked,
   putAliases,
   requestedAliases,
@@ -42,6 +43,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
     const image = await prepareRootfsTarball(registry, settings, inspected, (cleanup) => cleanups.push(cleanup));
     const { live, deltas } = await checkServer(registry, settings, image); // 2. the server's tools and directories
     const existing = await findExisting(settings, image, live); // 3. skip what is already there
+    if (settings.dryRun) return await preview(settings, image, { live, deltas, existing, aliases }); // changes nothing
     if (existing.published) return await putAliases(registry, settings, existing.fingerprint, aliases);
     const { remote, upload: uploaded } = await upload(registry, settings, image, existing.fingerprint); // 4.
     const publication = { fingerprint: uploaded.fingerprint, aliases };
@@ -83,11 +85,11 @@ export function run(): Promise<void> {
     checkPlatform(); // before anything: the wrong runner is named as such
     const settings = onSettings(readSettings());
     const result = await publish(settings);
-    setOutputs(result); // 8. report
+    setOutputs(result, settings); // 8. report
     let publicCheck: PublicCheckResult | undefined;
     let publicFailure: ActionError | undefined;
     try {
-      if (settings.publicUrl && settings.publicCheck !== 'off') {
+      if (settings.publicUrl && settings.publicCheck !== 'off' && !settings.dryRun) {
         try {
           publicCheck = await checkPublic(settings, result);
         } catch (error) {

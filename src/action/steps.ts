@@ -21,7 +21,14 @@ import {
   type DeltaRun,
 } from '../registry/deltas.js';
 import { remoteImage, stagingDir, type RemoteImage } from '../registry/layout.js';
-import { publishUnderLock, serialConflictError, type Change, type PublishResult } from '../registry/publication.js';
+import {
+  logAliasMoves,
+  previewPublication,
+  publishUnderLock,
+  serialConflictError,
+  type Change,
+  type PublishResult,
+} from '../registry/publication.js';
 import { readServerState, serverToolVersion } from '../registry/read.js';
 import { Registry } from '../registry/registry.js';
 import { removeUnderLease, runCustomConvert, stageImage } from '../registry/stage.js';
@@ -36,7 +43,8 @@ import {
   versionFingerprint,
   type ImagesIndex,
 } from '../simplestreams/images-index.js';
-import type { StagedVersion } from '../simplestreams/plan.js';
+import { deltaBases } from '../simplestreams/deltas.js';
+import { predictedVersion, type StagedVersion } from '../simplestreams/plan.js';
 import { isOpenRefusal } from '../ssh/session.js';
 import { isValidAlias } from './input-values.js';
 import type { Settings } from './inputs.js';
@@ -113,7 +121,11 @@ export async function checkServer(
   const noDelta = noDeltaReason(settings, image);
   if (noDelta && settings.deltaBases > 0) core.info(`No deltas for this image: ${noDelta}`);
   const deltas = settings.deltaBases > 0 && noDelta === undefined;
-  const state = await readServerState(registry, { tool: settings.convertCommand || 'incus-simplestreams', deltas });
+  const state = await readServerState(registry, {
+    tool: settings.convertCommand || 'incus-simplestreams',
+    deltas,
+    dryRun: settings.dryRun,
+  });
   if (deltas && !state.xdelta3) {
     if (settings.requireDeltas) {
       throw new ActionError(
@@ -382,4 +394,63 @@ function tooFewSessions(error: unknown): ActionError {
 export async function discardStaging(registry: Registry, remote: RemoteImage, lock: HeldLock): Promise<void> {
   if (registry.isConnected() && !lock.lost())
     await removeUnderLease(registry, lock, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
+}
+
+/**
+ * dry-run: what a publish would do, planned on the live index read in step 2, with the version
+ * predicted from the image's metadata (the server stages nothing). Nothing on the server changes:
+ * no upload, no lock, no staging.
+ */
+export async function preview(
+  settings: Settings,
+  image: LocalImage,
+  work: { live: ImagesIndex; deltas: boolean; existing: Existing; aliases: string[] },
+): Promise<PublishResult> {
+  const { live, deltas, existing, aliases } = work;
+  return timedGroup('Dry run: what a publish would do', async () => {
+    const fingerprint = existing.fingerprint ?? (await fingerprintOf(image));
+    const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+    const staged = predictedVersion({
+      os,
+      release,
+      variant,
+      architecture: propertiesArchitecture,
+      serial: serialFor(creationDate),
+      fingerprint,
+      imageType: image.imageType,
+      data: image.data?.kind ?? 'unified',
+      size: image.size,
+    });
+    const publication = { fingerprint, aliases, options: settings };
+    const change = existing.published
+      ? ({ kind: 'aliases' } as const)
+      : ({ kind: 'staged', dir: '', version: staged } as const);
+    const planned = previewPublication(publication, change, live);
+    const identity = lineIdentity(staged.product, staged.productFields);
+    const bases =
+      deltas && !existing.published ? deltaBases(live, identity, staged.serial, effectiveDeltaBases(settings)) : [];
+    const target = findFingerprint(planned.index, fingerprint);
+    const product = target?.product ?? staged.product;
+    const serial = target?.serial ?? staged.serial;
+    core.info(`Fingerprint: ${fingerprint}`);
+    core.info(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
+    logAliasMoves(planned.moves, 'Would move');
+    for (const dropped of planned.dropped)
+      core.info(`keep-versions ${settings.keepVersions}: would drop ${untrustedLine(dropped)}`);
+    for (const base of bases) core.info(`Would try a delta from release ${base.serial}`);
+    core.info('dry-run: nothing was uploaded and nothing on the server was changed');
+    return {
+      status: 'dry-run',
+      fingerprint,
+      product,
+      serial,
+      aliases: target?.aliases ?? aliases,
+      imageType: image.imageType,
+      size: image.size,
+      files: [],
+      deltas: [],
+      aliasMoves: planned.moves,
+      preview: { status: planned.status, dropped: planned.dropped, deltaBases: bases.map((base) => base.serial) },
+    };
+  });
 }

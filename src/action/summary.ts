@@ -6,6 +6,7 @@ import { defaultRemoteName } from '../public/remote.js';
 import type { CheckReport, ReportedFinding } from '../registry/check.js';
 import type { DayTwoResult } from '../registry/day-two.js';
 import type { PublishResult } from '../registry/publication.js';
+import type { AliasMove } from '../simplestreams/resolve.js';
 import { oneLine } from '../common/errors.js';
 
 export interface SummaryOptions {
@@ -76,12 +77,33 @@ function servedText(check: PublicCheckResult | undefined): string {
   return `yes: index.json, images.json and ${files} with the right sizes${attempts}`;
 }
 
+const HEADINGS: Record<PublishResult['status'], string> = {
+  published: 'Image published',
+  replaced: 'Image published (a release of the same serial replaced)',
+  'aliases-updated': 'Image already published; aliases moved onto it',
+  unchanged: 'Image already published',
+  'dry-run': 'Dry run: nothing was published',
+};
+
+function describeHolder(holder: AliasMove['from']): string {
+  return holder ? `${code(holder.product)} (${code(holder.fingerprint.slice(0, 12))})` : 'nothing';
+}
+
+function describeMove(move: AliasMove): string {
+  return `${code(move.alias)} (${escapeHtml(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
+}
+
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
 export function buildSummary(result: PublishResult, options: SummaryOptions = {}): string {
   const publicUrl = options.publicUrl ?? '';
   const remote = options.remoteName || (publicUrl ? defaultRemoteName(publicUrl) : REMOTE_PLACEHOLDER);
   const rows: [string, string][] = [
-    ['Status', escapeHtml(result.status)],
+    [
+      'Status',
+      result.preview
+        ? `dry-run (a publish would report ${escapeHtml(result.preview.status)})`
+        : escapeHtml(result.status),
+    ],
     ['Fingerprint', code(result.fingerprint)],
     ['Product', code(result.product)],
     ['Serial', escapeHtml(result.serial)],
@@ -96,7 +118,18 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
     );
     rows.push(['Deltas', deltas.join('<br>')]);
   }
-  if (publicUrl) {
+  if (result.aliasMoves.length > 0) {
+    rows.push([
+      result.preview ? 'Aliases that would move' : 'Aliases moved',
+      result.aliasMoves.map(describeMove).join('<br>'),
+    ]);
+  }
+  if (result.preview) {
+    const { dropped, deltaBases } = result.preview;
+    rows.push(['keep-versions would drop', dropped.length > 0 ? dropped.map(code).join('<br>') : '(nothing)']);
+    rows.push(['Deltas would be tried from', deltaBases.length > 0 ? deltaBases.map(escapeHtml).join(', ') : '(none)']);
+  }
+  if (publicUrl && !result.preview) {
     rows.push(['Public URL', `<a href="${escapeHtml(publicUrl)}">${escapeHtml(publicUrl)}</a>`]);
     rows.push([
       'Served',
@@ -119,7 +152,7 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
     : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
       `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
   const parts = [
-    `## ${result.status === 'unchanged' ? 'Image already published' : 'Image published'}`,
+    `## ${HEADINGS[result.status]}`,
     table,
     '### Use it',
     intro,
@@ -165,6 +198,10 @@ function buildDayTwoSummary(result: DayTwoResult): string {
   ];
   if (result.removedAliases.length > 0)
     rows.push(['Aliases removed with it', result.removedAliases.map(code).join(', ')]);
+  if (result.aliasMoves.length > 0) {
+    const moved = result.status === 'dry-run' ? 'Aliases that would move' : 'Aliases moved';
+    rows.push([moved, result.aliasMoves.map(describeMove).join('<br>')]);
+  }
   const table = [
     '<table>',
     ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),

@@ -12,23 +12,28 @@ export interface LaunchTarget {
 const INSTANCE_PLACEHOLDER = 'my-instance';
 
 /**
- * Copy-paste lines for both clients: add the registry as a remote, launch the image (by its
- * first alias, or by the fingerprint's first 12 digits, as `incus image list` shows it). Every
- * word is shell-quoted when it needs to be.
+ * `incus launch REMOTE:REFERENCE [INSTANCE] [--vm]`: the image by its first alias, or by the
+ * fingerprint's first 12 digits (as `incus image list` shows it). Every word is shell-quoted when
+ * it needs to be.
  */
+export function launchLine(client: 'incus' | 'lxc', remote: string, target: LaunchTarget, instance?: string): string {
+  const reference = target.aliases[0] ?? target.fingerprint.slice(0, 12);
+  return [
+    client,
+    'launch',
+    `${remote}:${reference}`,
+    ...(instance ? [instance] : []),
+    ...(target.imageType === 'virtual-machine' ? ['--vm'] : []),
+  ]
+    .map(quoteArg)
+    .join(' ');
+}
+
+/** Copy-paste lines for both clients: add the registry as a remote, launch the image. */
 export function clientCommands(remote: string, url: string, result: LaunchTarget): { incus: string[]; lxc: string[] } {
-  const reference = result.aliases[0] ?? result.fingerprint.slice(0, 12);
-  const lines = (client: string): string[] => [
+  const lines = (client: 'incus' | 'lxc'): string[] => [
     [client, 'remote', 'add', remote, url, '--protocol=simplestreams'].map(quoteArg).join(' '),
-    [
-      client,
-      'launch',
-      `${remote}:${reference}`,
-      INSTANCE_PLACEHOLDER,
-      ...(result.imageType === 'virtual-machine' ? ['--vm'] : []),
-    ]
-      .map(quoteArg)
-      .join(' '),
+    launchLine(client, remote, result, INSTANCE_PLACEHOLDER),
   ];
   return { incus: lines('incus'), lxc: lines('lxc') };
 }

@@ -11,9 +11,11 @@ import { findFingerprint, type ImagesIndex } from '../simplestreams/images-index
 import { planRemoval } from '../simplestreams/removal.js';
 import { DEFAULT_FOLLOWED_ALIASES, followedAliases } from '../simplestreams/retention.js';
 import {
+  aliasMoves,
   aliasTargets,
   listImages,
   resolveImage,
+  type AliasMove,
   type AliasTarget,
   type ListedImage,
 } from '../simplestreams/resolve.js';
@@ -39,6 +41,8 @@ export interface DayTwoResult {
   aliases: AliasTarget[];
   /** Aliases the removal took with it. */
   removedAliases: string[];
+  /** The aliases that resolve to another release (or to none) than before (or would, in a dry run). */
+  aliasMoves: AliasMove[];
 }
 
 /** The image the `fingerprint` input names, or an error that lists what is published. */
@@ -92,7 +96,7 @@ async function withLiveIndex<T>(
   work: (live: ImagesIndex, commitAndRead: CommitAndRead) => Promise<T>,
 ): Promise<T> {
   // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
-  const checked = await readLiveIndex(registry, { tool: '' });
+  const checked = await readLiveIndex(registry, { tool: '', dryRun: options.dryRun });
   if (options.dryRun) return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
   const held = await holdRegistryLock(registry, options.lockTimeout);
   try {
@@ -132,7 +136,7 @@ export function setAliases(
     if (options.dryRun) {
       logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
       core.info('dry-run: nothing was changed');
-      return result('dry-run', image, after, []);
+      return result('dry-run', image, { before: live, after }, []);
     }
     const read = await commitAndRead(finished.index, finished.retired);
     const published = findFingerprint(read, image.fingerprint);
@@ -147,7 +151,7 @@ export function setAliases(
       aliasTargets(read).filter((target) => aliases.includes(target.alias)),
       'Now ',
     );
-    return result(proposed ? 'updated' : 'unchanged', image, read, []);
+    return result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []);
   });
 }
 
@@ -199,7 +203,7 @@ export function removeImage(
       );
       logTargets(aliasTargets(after), '  ');
       core.info('dry-run: nothing was changed');
-      return result('dry-run', image, after, plan.removedAliases);
+      return result('dry-run', image, { before: live, after }, plan.removedAliases);
     }
     const read = await commitAndRead(after, [...plan.retired, ...finished.retired]);
     if (findFingerprint(read, image.fingerprint)) {
@@ -210,14 +214,14 @@ export function removeImage(
     }
     core.info('Removed. The aliases now resolve so:');
     logTargets(aliasTargets(read), '  ');
-    return result('removed', image, read, plan.removedAliases);
+    return result('removed', image, { before: live, after: read }, plan.removedAliases);
   });
 }
 
 function result(
   status: DayTwoResult['status'],
   image: ListedImage,
-  index: ImagesIndex,
+  index: { before: ImagesIndex; after: ImagesIndex },
   removedAliases: string[],
 ): DayTwoResult {
   return {
@@ -225,7 +229,8 @@ function result(
     fingerprint: image.fingerprint,
     product: image.product,
     serial: image.serial,
-    aliases: aliasTargets(index),
+    aliases: aliasTargets(index.after),
     removedAliases,
+    aliasMoves: aliasMoves(index.before, index.after),
   };
 }

@@ -9,6 +9,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
 import { untrusted } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
+import { aliasMoves, type AliasMove } from '../simplestreams/resolve.js';
 import { attachDeltas, pruneDeltas, type MadeDelta } from '../simplestreams/deltas.js';
 import {
   findFingerprint,
@@ -39,12 +40,33 @@ import { holdRegistryLock, type HeldLock, type RegistryLock } from './lock.js';
 import { readServerState } from './read.js';
 import type { Registry } from './registry.js';
 
-/** What the registry serves for the image once the run is done. */
+/**
+ * What a run did: a new release (published), a release of the same serial replaced (replaced),
+ * only aliases moved onto a release already published (aliases-updated), nothing (unchanged), or
+ * nothing because it was asked only what it would do (dry-run).
+ */
+export type PublishStatus = PublicationStatus | 'aliases-updated' | 'dry-run';
+
+/** What a dry run found a publish would do. */
+export interface PublishPreview {
+  /** The status the publish would report. */
+  status: Exclude<PublishStatus, 'dry-run'>;
+  /** Releases keep-versions would drop, as "product serial". */
+  dropped: string[];
+  /** The serials of the releases a delta would be tried from. */
+  deltaBases: string[];
+}
+
+/** What the registry serves for the image once the run is done (or would, in a dry run). */
 export interface PublishResult extends PublishedVersion {
-  status: PublicationStatus;
+  status: PublishStatus;
   fingerprint: string;
   /** The deltas published with the new version (none when it was already published). */
   deltas?: DeltaReport[];
+  /** The aliases that resolve to another release than before the run (or would). */
+  aliasMoves: AliasMove[];
+  /** In a dry run: what the publish would do. */
+  preview?: PublishPreview;
 }
 
 /** The settings the locked part reads (a part of the action's settings). */
@@ -106,14 +128,18 @@ export function serialConflictError(
  */
 export function finishIndex(
   options: Pick<PublicationOptions, 'keepVersions' | 'lxdCompat'> &
-    Partial<Pick<PublicationOptions, 'followedAliases' | 'releaseIsVersion'>>,
+    Partial<Pick<PublicationOptions, 'followedAliases' | 'releaseIsVersion'>> & {
+      /** A dry run: the log says what would be done (previewPublication says what would go). */
+      dryRun?: boolean;
+    },
   fingerprint: string,
   base: ImagesIndex,
   proposed: ImagesIndex | undefined,
-): { index?: ImagesIndex; retired: string[] } {
+): { index?: ImagesIndex; retired: string[]; dropped: string[] } {
   const { keepVersions, lxdCompat } = options;
   let next = proposed ?? base;
   const retired: string[] = [];
+  const dropped: string[] = [];
   if (keepVersions > 0) {
     const followed = options.followedAliases ?? followedAliases(DEFAULT_FOLLOWED_ALIASES);
     const retention = applyRetention(next, {
@@ -124,24 +150,28 @@ export function finishIndex(
     });
     for (const { product, serial, aliases } of retention.keptForAliases) {
       core.info(
-        `keep-versions ${keepVersions}: keeping ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
+        `keep-versions ${keepVersions}: ${options.dryRun ? 'would keep' : 'keeping'} ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
           `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`,
       );
     }
     if (retention.dropped.length > 0) {
-      core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
+      if (!options.dryRun)
+        core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
       next = retention.index;
       retired.push(...retention.retired);
+      dropped.push(...retention.dropped);
     }
   }
   const pruned = pruneDeltas(next);
   if (pruned.dropped > 0) {
-    core.info(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index dropped`);
+    core.info(
+      `Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index ${options.dryRun ? 'would be ' : ''}dropped`,
+    );
     next = pruned.index;
     retired.push(...pruned.retired);
   }
   if (lxdCompat) next = withLxdItems(next);
-  return isDeepStrictEqual(next, base) ? { retired } : { index: next, retired };
+  return isDeepStrictEqual(next, base) ? { retired, dropped } : { index: next, retired, dropped };
 }
 
 /** What a change means for the live index, planned without I/O. */
@@ -286,14 +316,54 @@ async function commitPlanned(
       : `Index updated (${plan.status})`,
   );
   const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-  const result = verify(next, publication, plan.status);
+  const moves = aliasMoves(base.index, next);
+  logAliasMoves(moves, 'Moved');
+  const result = { ...verify(next, publication, runStatus(plan.status, moves)), aliasMoves: moves };
   // Only the deltas the live index names: retention may have dropped a base in the same commit.
   const published = planned.deltas.filter((delta) => named.has(delta.path));
   return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
 }
 
+/** A release already published whose aliases moved is not "unchanged". */
+function runStatus(status: PublicationStatus, moves: readonly AliasMove[]): Exclude<PublishStatus, 'dry-run'> {
+  return status === 'unchanged' && moves.length > 0 ? 'aliases-updated' : status;
+}
+
+function describeHolder(holder: AliasMove['from']): string {
+  return holder ? `${untrusted(holder.product)} (${holder.fingerprint.slice(0, 12)})` : 'nothing';
+}
+
+/** One log line per alias that moves: `verb` is "Moved" or "Would move". */
+export function logAliasMoves(moves: readonly AliasMove[], verb: string): void {
+  for (const move of moves) {
+    core.info(
+      `${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`,
+    );
+  }
+}
+
+/**
+ * What publishing would do, planned on the live index without writing anything (a dry run):
+ * `change` holds the version as the server would stage it (predicted on the runner).
+ */
+export function previewPublication(
+  publication: Publication,
+  change: Extract<Change, { kind: 'aliases' | 'staged' }>,
+  live: ImagesIndex,
+): { status: Exclude<PublishStatus, 'dry-run'>; index: ImagesIndex; moves: AliasMove[]; dropped: string[] } {
+  const { plan } = planChange(publication, change, live, false);
+  const finished = finishIndex({ ...publication.options, dryRun: true }, publication.fingerprint, live, plan.index);
+  const index = finished.index ?? live;
+  const moves = aliasMoves(live, index);
+  return { status: runStatus(plan.status, moves), index, moves, dropped: finished.dropped };
+}
+
 /** Checks the index now live against what this run published. */
-function verify(live: ImagesIndex, publication: Publication, status: PublicationStatus): Omit<PublishResult, 'deltas'> {
+function verify(
+  live: ImagesIndex,
+  publication: Publication,
+  status: Exclude<PublishStatus, 'dry-run'>,
+): Omit<PublishResult, 'deltas' | 'aliasMoves'> {
   const { fingerprint, aliases } = publication;
   const published = findFingerprint(live, fingerprint);
   if (!published) {

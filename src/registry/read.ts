@@ -31,6 +31,8 @@ export interface Preflight {
   tool: string;
   /** Also find out whether xdelta3 is on the server's PATH (for deltas). */
   deltas?: boolean;
+  /** A dry run: check, but make no directory and change no permission. */
+  dryRun?: boolean;
 }
 
 /** The live index and what the preflight found about optional tools. */
@@ -65,6 +67,7 @@ export async function readServerState(registry: Registry, preflight?: Preflight)
       preflight?.tool ?? '',
       preflight ? '1' : '',
       preflight?.deltas ? '1' : '',
+      preflight?.dryRun ? '1' : '',
     ],
     { timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS, what: `Reading ${path}` },
   );

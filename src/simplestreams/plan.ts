@@ -8,6 +8,7 @@ import {
   cloneIndex,
   holdsImages,
   findFingerprint,
+  lineKey,
   productAliases,
   referencedPaths,
   releaseProductKey,
@@ -17,6 +18,8 @@ import {
   type ImagesIndex,
   type SimplestreamsProduct,
   type SimplestreamsVersion,
+  type ImageType,
+  UNIFIED_ITEM,
 } from './images-index.js';
 
 export type PublicationStatus = 'published' | 'unchanged' | 'replaced';
@@ -111,5 +114,67 @@ export function planPublication(
     status: clash ? 'replaced' : 'published',
     index: next,
     retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
+  };
+}
+
+/** What a dry run knows of an image before incus-simplestreams add has staged it. */
+export interface ImageToStage {
+  os: string;
+  release: string;
+  variant: string;
+  architecture: string;
+  serial: string;
+  fingerprint: string;
+  imageType: ImageType;
+  /** The data file's kind, or 'unified' for a unified tarball. */
+  data: 'squashfs' | 'qcow2' | 'rootfs-tarball' | 'unified';
+  size: number;
+}
+
+/** The data item's key and the metadata item's field that carries the fingerprint, per data kind. */
+const DATA_ITEMS = {
+  squashfs: { item: 'squashfs', combined: 'combined_squashfs_sha256' },
+  qcow2: { item: 'disk-kvm.img', combined: 'combined_disk-kvm-img_sha256' },
+  'rootfs-tarball': { item: 'root.tar.xz', combined: 'combined_rootxz_sha256' },
+} as const;
+
+/**
+ * The version incus-simplestreams add would stage for an image, as far as planning needs it: the
+ * line's fields, the serial, and items that carry the fingerprint and the image type. The item
+ * paths are placeholders (the server names the files) and the items' own hashes are left empty:
+ * a dry run plans with it and publishes nothing.
+ */
+export function predictedVersion(image: ImageToStage): StagedVersion {
+  const { os, release, variant, architecture, serial, fingerprint } = image;
+  const path = (type: string) => `images/${fingerprint}.dry-run.${type}`;
+  let items: SimplestreamsVersion['items'];
+  if (image.data === 'unified') {
+    items = {
+      [UNIFIED_ITEM]: {
+        ftype: UNIFIED_ITEM,
+        path: path(UNIFIED_ITEM),
+        sha256: fingerprint,
+        size: image.size,
+        combined_type: image.imageType,
+      },
+    };
+  } else {
+    const { item, combined } = DATA_ITEMS[image.data];
+    items = {
+      'incus.tar.xz': {
+        ftype: 'incus.tar.xz',
+        path: path('incus.tar.xz'),
+        sha256: '',
+        size: 0,
+        [combined]: fingerprint,
+      },
+      [item]: { ftype: item, path: path(item), sha256: '', size: image.size },
+    };
+  }
+  return {
+    product: lineKey(os, release, variant, architecture),
+    productFields: { arch: architecture, os, release, variant },
+    serial,
+    version: { items },
   };
 }

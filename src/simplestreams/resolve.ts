@@ -2,6 +2,7 @@
  * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
  * alias; and where each alias resolves, as clients resolve it. Pure.
  */
+import { canonicalArchitecture } from './architectures.js';
 import {
   findFingerprint,
   productAliases,
@@ -34,6 +35,8 @@ export interface AliasTarget {
   arch: string;
   fingerprint: string;
   product: string;
+  /** The version the alias resolves to: the product's newest image. */
+  serial: string;
 }
 
 /** Where each alias resolves: per architecture, the newest version of the product that carries it. */
@@ -43,14 +46,64 @@ export function aliasTargets(index: ImagesIndex): AliasTarget[] {
     const newest = Object.keys(fields.versions)
       .sort()
       .reverse()
-      .map((serial) => fields.versions[serial])
-      .map((version) => (version ? versionFingerprint(version) : undefined))
-      .find((fingerprint) => fingerprint !== undefined);
-    if (!newest) continue;
+      .map((serial) => {
+        const version = fields.versions[serial];
+        return { serial, fingerprint: version ? versionFingerprint(version) : undefined };
+      })
+      .find((candidate) => candidate.fingerprint !== undefined);
+    if (!newest?.fingerprint) continue;
     for (const alias of productAliases(fields))
-      targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest, product });
+      targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest.fingerprint, product, serial: newest.serial });
   }
   return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
+}
+
+/** The release an alias resolves to, as the aliases-moved output names it. */
+export interface AliasHolder {
+  product: string;
+  serial: string;
+  fingerprint: string;
+}
+
+/** An alias of one architecture that resolves to another release after a change (or to none). */
+export interface AliasMove {
+  alias: string;
+  architecture: string;
+  /** Where it resolved before; null when it was on no release of that architecture. */
+  from: AliasHolder | null;
+  /** Where it resolves after; null when the change took it away. */
+  to: AliasHolder | null;
+}
+
+/**
+ * The aliases that resolve differently in `after` than in `before`, per architecture (by its
+ * Incus name), sorted by alias. An alias on several releases of an architecture (a registry
+ * written by hand) counts as held by the first of them, by product key.
+ */
+export function aliasMoves(before: ImagesIndex, after: ImagesIndex): AliasMove[] {
+  const holders = (index: ImagesIndex): Map<string, AliasTarget> => {
+    const byKey = new Map<string, AliasTarget>();
+    const targets = aliasTargets(index).sort((a, b) => a.product.localeCompare(b.product));
+    for (const target of targets) {
+      const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch)]);
+      if (!byKey.has(key)) byKey.set(key, target);
+    }
+    return byKey;
+  };
+  const holder = (target: AliasTarget | undefined): AliasHolder | null =>
+    target ? { product: target.product, serial: target.serial, fingerprint: target.fingerprint } : null;
+  const was = holders(before);
+  const now = holders(after);
+  const moves: AliasMove[] = [];
+  for (const key of new Set([...was.keys(), ...now.keys()])) {
+    const from = was.get(key);
+    const to = now.get(key);
+    // The same image under another product key (an old-way product split) has not moved.
+    if (from?.fingerprint === to?.fingerprint) continue;
+    const [alias, architecture] = JSON.parse(key) as [string, string];
+    moves.push({ alias, architecture, from: holder(from), to: holder(to) });
+  }
+  return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture));
 }
 
 export type Resolution =

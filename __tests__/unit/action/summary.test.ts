@@ -24,6 +24,7 @@ const result: PublishResult = {
   imageType: 'container',
   size: 3 * 1024 * 1024,
   files: [],
+  aliasMoves: [],
 };
 
 /** The lines of the fenced code block that follows `label`. */
@@ -147,6 +148,45 @@ describe('buildSummary', () => {
     expect(evil).toContain(
       "````sh\nincus remote add REMOTE https://your-registry.example --protocol=simplestreams\nincus launch 'REMOTE:a```b' my-instance\n````",
     );
+  });
+});
+
+describe('buildSummary: moves and dry runs', () => {
+  const holder = (c: string, serial: string) => ({ product: `p<${c}>`, serial, fingerprint: c.repeat(64) });
+  it('names each alias that moved, from where to where, escaped', () => {
+    const summary = buildSummary({
+      ...result,
+      status: 'aliases-updated',
+      aliasMoves: [
+        { alias: 'crynux-node:latest', architecture: 'x86_64', from: holder('b', '1'), to: holder('a', '2') },
+        { alias: 'new<alias>', architecture: 'x86_64', from: null, to: holder('a', '2') },
+      ],
+    });
+    expect(summary).toContain('## Image already published; aliases moved onto it');
+    expect(summary).toContain(
+      '<tr><td>Aliases moved</td><td><code>crynux-node:latest</code> (x86_64): from <code>p&lt;b&gt;</code> ' +
+        `(<code>${'b'.repeat(12)}</code>) to <code>p&lt;a&gt;</code> (<code>${'a'.repeat(12)}</code>)<br>` +
+        '<code>new&lt;alias&gt;</code> (x86_64): from nothing to <code>p&lt;a&gt;</code>',
+    );
+  });
+
+  it('a dry run says nothing was published, what the publish would report, drop and try', () => {
+    const summary = buildSummary(
+      {
+        ...result,
+        status: 'dry-run',
+        aliasMoves: [{ alias: 'l', architecture: 'x86_64', from: null, to: holder('a', '2') }],
+        preview: { status: 'published', dropped: ['p:1 1'], deltaBases: ['202601010000'] },
+      },
+      { publicUrl: 'https://lxc.example.com' },
+    );
+    expect(summary).toContain('## Dry run: nothing was published');
+    expect(summary).toContain('<tr><td>Status</td><td>dry-run (a publish would report published)</td></tr>');
+    expect(summary).toContain('<tr><td>Aliases that would move</td>');
+    expect(summary).toContain('<tr><td>keep-versions would drop</td><td><code>p:1 1</code></td></tr>');
+    expect(summary).toContain('<tr><td>Deltas would be tried from</td><td>202601010000</td></tr>');
+    // Nothing was checked, so nothing is said to be served.
+    expect(summary).not.toContain('Served');
   });
 });
 

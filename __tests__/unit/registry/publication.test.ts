@@ -2,9 +2,10 @@
 // review reproduced it. A publish of one line with keep-versions prunes only that line, and never
 // the release a followed alias (latest) names.
 import { describe, expect, it, jest } from '@jest/globals';
-import { finishIndex } from '../../../src/registry/publication.js';
-import { aliasTargets } from '../../../src/simplestreams/resolve.js';
-import type { ImagesIndex } from '../../../src/simplestreams/images-index.js';
+import { finishIndex, previewPublication } from '../../../src/registry/publication.js';
+import { predictedVersion } from '../../../src/simplestreams/plan.js';
+import { aliasMoves, aliasTargets } from '../../../src/simplestreams/resolve.js';
+import { findFingerprint, type ImagesIndex } from '../../../src/simplestreams/images-index.js';
 import { DEFAULT_FOLLOWED_ALIASES, followedAliases } from '../../../src/simplestreams/retention.js';
 
 const hex = (c: string, i: number) => c.repeat(60) + String(i).padStart(4, '0');
@@ -80,6 +81,143 @@ describe('retention after a rollback', () => {
       );
     } finally {
       write.mockRestore();
+    }
+  });
+});
+
+/** A quiet previewPublication: finishIndex logs to stdout. */
+function quietly<T>(work: () => T): T {
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  try {
+    return work();
+  } finally {
+    write.mockRestore();
+  }
+}
+
+const staged = (fingerprint: string, serial: string) =>
+  predictedVersion({
+    os: 'Crynux',
+    release: 'bookworm',
+    variant: 'node',
+    architecture: 'amd64',
+    serial,
+    fingerprint,
+    imageType: 'container',
+    data: 'squashfs',
+    size: 2,
+  });
+
+describe('aliasMoves', () => {
+  it('names each alias that resolves elsewhere, with where it was and where it goes', () => {
+    const before = rolledBack();
+    const after = structuredClone(before);
+    const products = after.products as Record<string, { aliases?: string }>;
+    products['Crynux:bookworm:node:amd64:202601010000']!.aliases = 'crynux-node:v1';
+    products['Crynux:bookworm:node:amd64:202603010000']!.aliases = 'crynux-node:v3,crynux-node:latest,crynux-node:new';
+    products['Crynux:bookworm:other:amd64:202604010000']!.aliases = undefined;
+    expect(aliasMoves(before, after)).toEqual([
+      {
+        alias: 'crynux-node:latest',
+        architecture: 'x86_64',
+        from: { product: 'Crynux:bookworm:node:amd64:202601010000', serial: '202601010000', fingerprint: hex('a', 1) },
+        to: { product: 'Crynux:bookworm:node:amd64:202603010000', serial: '202603010000', fingerprint: hex('a', 3) },
+      },
+      {
+        alias: 'crynux-node:new',
+        architecture: 'x86_64',
+        from: null,
+        to: { product: 'Crynux:bookworm:node:amd64:202603010000', serial: '202603010000', fingerprint: hex('a', 3) },
+      },
+      {
+        alias: 'other:v1',
+        architecture: 'x86_64',
+        from: { product: 'Crynux:bookworm:other:amd64:202604010000', serial: '202604010000', fingerprint: hex('a', 4) },
+        to: null,
+      },
+    ]);
+    expect(aliasMoves(before, structuredClone(before))).toEqual([]);
+  });
+});
+
+describe('previewPublication (dry-run)', () => {
+  const publication = (fingerprint: string, aliasList: string[], keepVersions = 2) => ({
+    fingerprint,
+    aliases: aliasList,
+    options: { ...options, keepVersions, replace: false, releaseIsVersion: false, convertCommand: '', lockTimeout: 1 },
+  });
+
+  it('a new release: published, latest would move from the rolled-back release, retention would drop one', () => {
+    const live = rolledBack();
+    const planned = quietly(() =>
+      previewPublication(
+        publication(hex('a', 9), ['crynux-node:v9', 'crynux-node:latest']),
+        { kind: 'staged', dir: '', version: staged(hex('a', 9), '202609010000') },
+        live,
+      ),
+    );
+    expect(planned.status).toBe('published');
+    expect(planned.moves.map((move) => [move.alias, move.from?.serial ?? null, move.to?.serial ?? null])).toEqual([
+      ['crynux-node:latest', '202601010000', '202609010000'],
+      // Pinned aliases go with the releases retention drops: said, not hidden.
+      ['crynux-node:v1', '202601010000', null],
+      ['crynux-node:v2', '202602010000', null],
+      ['crynux-node:v9', null, '202609010000'],
+    ]);
+    // latest leaves v1, so v1 and v2 fall out of the newest two (v9, v3).
+    expect(planned.dropped.sort()).toEqual([
+      'Crynux:bookworm:node:amd64:202601010000 202601010000',
+      'Crynux:bookworm:node:amd64:202602010000 202602010000',
+    ]);
+    expect(live).toEqual(rolledBack()); // the live index is not touched
+  });
+
+  it('moving latest onto a release already published is aliases-updated; again, unchanged', () => {
+    const live = rolledBack();
+    const planned = quietly(() =>
+      previewPublication(publication(hex('a', 3), ['crynux-node:latest']), { kind: 'aliases' }, live),
+    );
+    expect(planned.status).toBe('aliases-updated');
+    // With latest gone from v1, keep-versions 2 drops it, and its pinned alias with it.
+    expect(planned.moves.map((move) => [move.alias, move.from?.serial ?? null, move.to?.serial ?? null])).toEqual([
+      ['crynux-node:latest', '202601010000', '202603010000'],
+      ['crynux-node:v1', '202601010000', null],
+    ]);
+    expect(planned.dropped).toEqual(['Crynux:bookworm:node:amd64:202601010000 202601010000']);
+    const again = quietly(() =>
+      previewPublication(publication(hex('a', 3), ['crynux-node:latest']), { kind: 'aliases' }, planned.index),
+    );
+    expect(again).toMatchObject({ status: 'unchanged', moves: [], dropped: [] });
+  });
+
+  it('the predicted version carries the fingerprint and type the clients would compute', () => {
+    const vm = predictedVersion({
+      os: 'Crynux',
+      release: 'bookworm',
+      variant: 'node',
+      architecture: 'amd64',
+      serial: '202609010000',
+      fingerprint: hex('e', 1),
+      imageType: 'virtual-machine',
+      data: 'qcow2',
+      size: 5,
+    });
+    const index = {
+      ...rolledBack(),
+      products: { [vm.product]: { ...vm.productFields, versions: { [vm.serial]: vm.version } } },
+    };
+    expect(aliasTargets(index)).toEqual([]);
+    const unified = predictedVersion({
+      ...{ os: 'Crynux', release: 'bookworm', variant: 'node', architecture: 'amd64', serial: '202609010000' },
+      ...{ fingerprint: hex('f', 1), imageType: 'container', data: 'unified', size: 3 },
+    });
+    expect(vm.product).toBe('Crynux:bookworm:node:amd64');
+    for (const [version, fingerprint, type] of [
+      [vm, hex('e', 1), 'virtual-machine'],
+      [unified, hex('f', 1), 'container'],
+    ] as const) {
+      const one = { ...rolledBack(), products: { p: { ...version.productFields, versions: { s: version.version } } } };
+      expect(findFingerprint(one, fingerprint)).toMatchObject({ product: 'p', imageType: type });
     }
   });
 });

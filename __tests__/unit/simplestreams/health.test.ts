@@ -172,12 +172,14 @@ describe('repairIndex', () => {
         arch: 'amd64',
         fingerprint: fp('b'),
         product: 'crynux-node:v3.10.0:near:amd64',
+        serial: '202603010000',
       },
       {
         alias: 'crynux-node:latest-near',
         arch: 'arm64',
         fingerprint: fp('d'),
         product: 'crynux-node:v3.9.0:near:arm64',
+        serial: '202601010000',
       },
     ]);
     // The version aliases stay where they were.

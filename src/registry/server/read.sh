@@ -9,12 +9,17 @@
 # with $4 = 1 (before any change: a publish, an alias or a removal); they also make the state
 # directory readable by the SSH user alone. With $5 = 1 it also prints
 # "lxc-publish: no xdelta3 on the PATH" on stderr when xdelta3 is not on the PATH (deltas are then
-# skipped). The exit statuses are READ_LIVE_EXIT in registry/scripts.ts.
-ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-}
+# skipped). With $6 = 1 (a dry run) it changes nothing: a missing upload-dir is not made, and the
+# state directory is neither made nor chmodded. The exit statuses are READ_LIVE_EXIT in
+# registry/scripts.ts.
+ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-} dry=${6:-}
 [ -d "$ss" ] || exit 4
 if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
 if [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi
-if [ -n "$up" ]; then { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+if [ -n "$up" ]; then
+  if [ "$dry" = 1 ]; then { [ ! -e "$up" ] || [ -w "$up" ]; } || exit 6
+  else { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
+fi
 if [ "$check" = 1 ]; then
   for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do
     if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi
@@ -25,7 +30,9 @@ if [ "$check" = 1 ]; then
   done
   # The state directory is the publishing user's alone: flock needs only read access, so a reader
   # could otherwise hold the registry lock or an image lock.
-  { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }
+  if [ "$dry" != 1 ]; then
+    { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }
+  fi
 fi
 if [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi
 exit 3

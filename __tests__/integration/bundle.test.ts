@@ -57,6 +57,7 @@ describe('dist/index.js', () => {
         ['crynux-node:latest', 'crynux-node:v2.6.0'].map((alias) => ({
           alias,
           architecture: 'x86_64',
+          type: 'container',
           from: null,
           to: {
             product: `Crynux:bookworm:bundle:amd64:${simplestreamsSerial(published.creationDate)}`,
@@ -177,6 +178,7 @@ describe('dist/index.js', () => {
       {
         alias: 'crynux-node:latest',
         architecture: 'x86_64',
+        type: 'container',
         from: { product: product(c), serial: serial(c), fingerprint: c.fingerprint },
         to: { product: product(b), serial: serial(b), fingerprint: b.fingerprint },
       },

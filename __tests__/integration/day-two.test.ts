@@ -69,6 +69,7 @@ const moved = (...moves: [alias: string, from: BootableImage | null, to: Bootabl
     moves.map(([alias, from, to]) => ({
       alias,
       architecture: 'x86_64',
+      type: 'container',
       from: from && holder(from),
       to: to && holder(to),
     })),

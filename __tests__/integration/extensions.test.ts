@@ -186,6 +186,14 @@ incus-simplestreams add --no-default-alias "$@" "$metadata" "$data"`,
       'crynux-node:custom',
     ]);
     expect(await registry.incusImageInfo('crynux-node:custom')).toContain(`Fingerprint: ${image.fingerprint}`);
+    // The script put the alias on: the moves are counted from the index as the lock found it.
+    expect(result.aliasMoves).toEqual([
+      expect.objectContaining({
+        alias: 'crynux-node:custom',
+        from: null,
+        to: expect.objectContaining({ fingerprint: image.fingerprint }),
+      }),
+    ]);
   });
 
   it("fails with the script's stderr, and when the index does not list the image afterwards", async () => {

@@ -56,6 +56,18 @@ describe('publish', () => {
       imageType: 'container',
       size: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size,
       deltas: [],
+      // Both aliases were on no release before.
+      aliasMoves: ['crynux-node:latest', 'crynux-node:v2.6.0'].map((alias) => ({
+        alias,
+        architecture: 'x86_64',
+        type: 'container',
+        from: null,
+        to: {
+          fingerprint: image.fingerprint,
+          product: `Crynux:bookworm:node:amd64:${simplestreamsSerial(image.creationDate)}`,
+          serial: simplestreamsSerial(image.creationDate),
+        },
+      })),
       // incus-simplestreams names both files after the metadata tarball's sha256.
       files: [
         {

@@ -54626,27 +54626,36 @@ function resolve_aliasTargets(index) {
             .reverse()
             .map((serial) => {
             const version = fields.versions[serial];
-            return { serial, fingerprint: version ? images_index_versionFingerprint(version) : undefined };
+            return { serial, version, fingerprint: version ? images_index_versionFingerprint(version) : undefined };
         })
             .find((candidate) => candidate.fingerprint !== undefined);
-        if (!newest?.fingerprint)
+        if (!newest?.fingerprint || !newest.version)
             continue;
-        for (const alias of images_index_productAliases(fields))
-            targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest.fingerprint, product, serial: newest.serial });
+        const type = versionImageType(newest.version);
+        for (const alias of images_index_productAliases(fields)) {
+            targets.push({
+                alias,
+                arch: fields.arch ?? '',
+                fingerprint: newest.fingerprint,
+                product,
+                serial: newest.serial,
+                type,
+            });
+        }
     }
     return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
 }
 /**
  * The aliases that resolve differently in `after` than in `before`, per architecture (by its
- * Incus name), sorted by alias. An alias on several releases of an architecture (a registry
- * written by hand) counts as held by the first of them, by product key.
+ * Incus name) and image type, sorted by alias. An alias on several releases of an architecture
+ * and type (a registry written by hand) counts as held by the first of them, by product key.
  */
 function resolve_aliasMoves(before, after) {
     const holders = (index) => {
         const byKey = new Map();
         const targets = resolve_aliasTargets(index).sort((a, b) => a.product.localeCompare(b.product));
         for (const target of targets) {
-            const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch)]);
+            const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch), target.type]);
             if (!byKey.has(key))
                 byKey.set(key, target);
         }
@@ -54662,10 +54671,10 @@ function resolve_aliasMoves(before, after) {
         // The same image under another product key (an old-way product split) has not moved.
         if (from?.fingerprint === to?.fingerprint)
             continue;
-        const [alias, architecture] = JSON.parse(key);
-        moves.push({ alias, architecture, from: holder(from), to: holder(to) });
+        const [alias, architecture, type] = JSON.parse(key);
+        moves.push({ alias, architecture, type, from: holder(from), to: holder(to) });
     }
-    return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture));
+    return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture) || a.type.localeCompare(b.type));
 }
 /**
  * The image `reference` names, resolved as the clients resolve it (`incus image info`, and the
@@ -54733,10 +54742,10 @@ function hintFor(stderr, code) {
         return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
     }
     if (/Permission denied/i.test(stderr)) {
-        return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
+        return '\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see docs/server-setup.md).';
     }
     if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
-        return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
+        return '\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see docs/server-setup.md).';
     }
     const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
     if (code === 127 || missing) {
@@ -55374,7 +55383,7 @@ const SERVER_SCRIPT_TEXTS = {
     hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\n: > "$work/plain"\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.?(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\nwhile IFS= read -r path; do\n  # Each component in turn, with test -L: nothing is resolved, so no link is ever followed.\n  at=. rest=$path linked=\n  while [ -n "$rest" ]; do\n    at=$at/${rest%%/*}\n    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac\n    if [ -L "$at" ]; then linked=1; break; fi\n  done\n  if [ -n "$linked" ]; then echo "link $path"; elif [ -f "$path" ]; then echo "$path" >> "$work/plain"; else echo "gone $path"; fi\ndone < "$work/paths"\n# Sizes, in one stat per batch of paths (plain characters only: the line splits on blanks).\nxargs -r -d \'\\n\' stat -c \'%s %n\' -- < "$work/plain" 2> /dev/null > "$work/sizes"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2) size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\n: >> "$work/todo"\n: > "$work/hashed"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed (stdbuf), so that what was done before the time ran\n  # out counts.\n  line=\n  if command -v stdbuf > /dev/null 2>&1; then line=\'stdbuf -oL\'; fi\n  # shellcheck disable=SC2086 # $line is empty or two words\n  timeout "$budget" xargs -r -d \'\\n\' $line sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\nawk -v left="$work/left" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print > left }\n\' "$work/hashed" "$work/todo"\n: >> "$work/left"\nwhile IFS= read -r path; do\n  if [ -r "$path" ]; then echo "late $path"; else echo "unreadable $path"; fi\ndone < "$work/left"',
     'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s. A writer whose link dropped ends by itself and records what arrived; one whose link\n# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it\n# wrote before it dies, and the writer records that much), give them a moment to record it, and\n# kill what still holds the lock (writers blocked between blocks, with nothing left to record).\nwriters() {\n  [ -e "$dir/.write.lock" ] || return 0\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || echo "$pid"\n  done\n}\nfor pid in $(writers); do\n  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null\ndone\nif [ -n "$(writers)" ]; then\n  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
     inspect: 'ss=$1 state=$2\nrecord() { printf \'%s\\0\' "$*"; }\n# Whether anyone holds lock $1 or its gate: a holder keeps the lock exclusively, fenced operations\n# of a past lease keep the gate shared (lib/fence.sh), and the clean-up needs both free.\nheld() {\n  { [ -f "$1" ] && (exec 3< "$1" && ! flock -n -s 3) 2> /dev/null; } ||\n    { [ -f "$1.gate" ] && (exec 3< "$1.gate" && ! flock -n -x 3) 2> /dev/null; }\n}\nrecord "now $(date +%s)"\nfor dir in "$ss" "$state" "$state/staging" "$state/locks" "$state/holders" "$state/next" "$state/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  case $dir in "$ss"/*) if [ -L "$dir" ]; then record "open $dir"; continue; fi ;; esac\n  if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2> /dev/null)" ]; then record "open $dir"; fi\ndone\nif [ -d "$ss/images" ] && [ ! -L "$ss/images" ]; then\n  find "$ss/images/" -mindepth 1 -maxdepth 1 -printf \'entry %y %s %T@ %f\\0\'\nfi\nif [ -d "$state/staging" ] && [ ! -L "$state/staging" ]; then\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    name=${dir##*/}\n    if [ -L "$state/locks/$name" ] || [ -L "$state/locks/$name.gate" ]; then\n      lock="link"\n    elif held "$state/locks/$name"; then lock=held; else lock=free; fi\n    record "staging $lock $(stat -c %Y -- "$dir") $name"\n    if [ -f "$dir/moved" ] && [ ! -L "$dir/moved" ]; then\n      while IFS= read -r moved; do record "moved $moved"; done < "$dir/moved"\n    fi\n  done\nfi\nsums=$ss/images/SHA256SUMS\nif [ -f "$sums" ] && [ ! -L "$sums" ]; then sum=$(sha256sum < "$sums") && record "sums ${sum%% *}"; else record nosums; fi\nstreams=$ss/streams/v1/index.json\nif [ -f "$streams" ] && [ ! -L "$streams" ]; then record "streams $(base64 -w 0 < "$streams")"; else record nostreams; fi\nif [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then record "retired $(base64 -w 0 < "$state/retired")"; else record noretired; fi',
-    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-} dry=${6:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then\n  if [ "$dry" = 1 ]; then { [ ! -e "$up" ] || [ -w "$up" ]; } || exit 6\n  else { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nfi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  if [ "$dry" != 1 ]; then\n    { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\n  fi\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
+    read: 'ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-} dry=${6:-}\n[ -d "$ss" ] || exit 4\nif [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi\nif [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi\nif [ -n "$up" ]; then\n  if [ "$dry" = 1 ]; then\n    # What mkdir -p needs: the directory, or else its nearest existing ancestor, a writable directory.\n    at=$up\n    while [ ! -e "$at" ] && [ ! -L "$at" ]; do at=$(dirname -- "$at"); done\n    { [ -d "$at" ] && [ -w "$at" ]; } || exit 6\n  else { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi\nfi\nif [ "$check" = 1 ]; then\n  for dir in "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/images" "$ss/streams/v1"; do\n    if [ -e "$dir" ] && [ ! -w "$dir" ]; then echo "$dir" >&2; exit 7; fi\n  done\n  for dir in ${up:+"$up"} "$ss" "$ss/.lxc-publish" "$ss/.lxc-publish/staging" "$ss/.lxc-publish/locks" "$ss/.lxc-publish/holders" "$ss/.lxc-publish/next" "$ss/.lxc-publish/previous" "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n    case $dir in "$ss"/*) if [ -L "$dir" ]; then echo "$dir" >&2; exit 8; fi ;; esac\n    if [ -e "$dir" ] && [ -n "$(find "$dir/" -maxdepth 0 -perm /022 2>/dev/null)" ]; then echo "$dir" >&2; exit 8; fi\n  done\n  # The state directory is the publishing user\'s alone: flock needs only read access, so a reader\n  # could otherwise hold the registry lock or an image lock.\n  if [ "$dry" = 1 ]; then\n    # What the chmod below needs: a directory the SSH user owns (or none yet).\n    if [ -e "$ss/.lxc-publish" ] && { [ ! -d "$ss/.lxc-publish" ] || [ ! -O "$ss/.lxc-publish" ]; }; then\n      echo "$ss/.lxc-publish" >&2\n      exit 7\n    fi\n  else\n    { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }\n  fi\nfi\nif [ -e "$ss/streams/v1/images.json" ]; then exec cat -- "$ss/streams/v1/images.json"; fi\nexit 3',
     'registry-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 ss=$6\n[ -d "$ss" ] || exit 4\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\nlock_file 9 -x "$lock"\nbegin_lease\nlive=$ss/streams/v1/images.json\nif [ -e "$live" ]; then\n  printf \'index \'\n  base64 -w 0 < "$live" || exit 1\n  echo\nelse\n  echo noindex\nfi\nif [ -f "$ss/images/SHA256SUMS" ] && [ ! -L "$ss/images/SHA256SUMS" ]; then\n  sum=$(sha256sum < "$ss/images/SHA256SUMS") || exit 1\n  echo "sums ${sum%% *}"\nelse\n  echo nosums\nfi\necho locked\nhold_lease',
     reset: 'state=$1 lock=$2 token=$3 dir=$4 timeout=$5 name=$6\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\ntake_write_lock -x\nrm -f -- "$dir/$name" "$dir/$name.partial" "$dir/$name.blocks" || exit 1\n(set -C; : > "$dir/$name.partial" && : > "$dir/$name.blocks") || exit 1',
     stage: 'state=$1 lock=$2 token=$3 staging=$4; shift 4\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nrm -rf -- "$staging" && mkdir -p -- "$staging" && cd -- "$staging" || exit 1\n# Aliases are applied by the action when it merges the version into the live index.\nenv TZ=UTC incus-simplestreams add --no-default-alias -- "$@" >&2 || exit $?\nfor file in images/*; do\n  if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi\n  sum=$(sha256sum < "$file") || exit 1\n  echo "sum ${sum%% *} ${file#images/}"\ndone\nprintf \'index \'\nbase64 -w 0 < streams/v1/images.json || exit 1\necho',
@@ -55506,7 +55515,7 @@ function readFailure(registry, result, preflight) {
     const { simplestreamsDir, uploadDir } = registry.paths;
     switch (result.code) {
         case READ_LIVE_EXIT.noSimplestreamsDir:
-            return new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+            return new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see docs/server-setup.md) or fix the input.`, 'simplestreams-dir');
         case READ_LIVE_EXIT.noTool:
             return preflight?.tool === 'incus-simplestreams'
                 ? new errors/* ActionError */.lZ("incus-simplestreams is not installed on the server (or not on the SSH user's PATH). " +
@@ -55514,18 +55523,18 @@ function readFailure(registry, result, preflight) {
                 : new errors/* ActionError */.lZ(`convert-command: ${preflight?.tool ?? ''} is not an executable on the server's PATH. Nothing was uploaded.`, 'convert-command');
         case READ_LIVE_EXIT.uploadDirNotWritable:
             return new errors/* ActionError */.lZ(`upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
-                "ownership of that directory (see the README's server setup). Nothing was uploaded.", 'upload-dir');
+                'ownership of that directory (see docs/server-setup.md). Nothing was uploaded.', 'upload-dir');
         case READ_LIVE_EXIT.writableByOthers: {
             const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
             return new errors/* ActionError */.lZ(`${input}: ${untrusted_untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
                 `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrusted_untrustedLine(quoteArg(dir))} ` +
-                "(see the README's server setup: mode 2755). Nothing was uploaded.", input);
+                '(see docs/server-setup.md: mode 2755). Nothing was uploaded.', input);
         }
         case READ_LIVE_EXIT.simplestreamsDirNotWritable:
             return new errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${untrusted_untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
-                "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
+                'the server. Give it ownership of simplestreams-dir and everything in it (see docs/server-setup.md). ' +
                 'Nothing was uploaded.', 'simplestreams-dir');
         default:
             return new errors/* ActionError */.lZ(remote_failure_remoteFailure(`Reading ${liveIndexPath(registry.paths)}`, result));
@@ -55661,7 +55670,7 @@ async function takeRegistryLock(registry, lockTimeout) {
     }
     catch (error) {
         if (error instanceof NoSimplestreamsDir) {
-            throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`, 'simplestreams-dir');
+            throw new errors/* ActionError */.lZ(`simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see docs/server-setup.md) or fix the input.`, 'simplestreams-dir');
         }
         throw error;
     }
@@ -55810,7 +55819,7 @@ async function commit_commit(registry, options) {
             : 'none';
     if (live.slice('live '.length) !== expected) {
         throw new errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
-            '(see the README on running incus-simplestreams by hand); run the step again.');
+            '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.');
     }
 }
 
@@ -57000,24 +57009,43 @@ async function commitPlanned(registry, held, work) {
         ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`);
     const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-    const moves = aliasMoves(base.index, next);
+    // Against the index as the lock found it: an owner's convert-command may have moved aliases too.
+    const moves = aliasMoves(held.live, next);
     logAliasMoves(moves, 'Moved');
-    const result = { ...verify(next, publication, runStatus(plan.status, moves)), aliasMoves: moves };
+    const status = change.kind === 'custom'
+        ? customStatus(held.live, next, publication.fingerprint)
+        : runStatus(plan.status, moves, publication.fingerprint);
+    const result = { ...verify(next, publication, status), aliasMoves: moves };
     // Only the deltas the live index names: retention may have dropped a base in the same commit.
     const published = planned.deltas.filter((delta) => named.has(delta.path));
     return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
 }
-/** A release already published whose aliases moved is not "unchanged". */
-function runStatus(status, moves) {
-    return status === 'unchanged' && moves.length > 0 ? 'aliases-updated' : status;
+/** A release already published that an alias moved onto is not "unchanged". */
+function runStatus(status, moves, fingerprint) {
+    const movedOnto = moves.some((move) => move.to?.fingerprint === fingerprint);
+    return status === 'unchanged' && movedOnto ? 'aliases-updated' : status;
+}
+/**
+ * What an owner's convert-command did: replaced a release of the same line and serial that the
+ * index held before it ran, or published a new one.
+ */
+function customStatus(before, after, fingerprint) {
+    const published = findFingerprint(after, fingerprint);
+    const product = published ? after.products[published.product] : undefined;
+    if (!published || !product)
+        return 'published';
+    const identity = lineIdentity(published.product, product);
+    const replaced = releasesOf(before, identity).some((release) => release.serial === published.serial && versionFingerprint(release.version) !== fingerprint);
+    return replaced ? 'replaced' : 'published';
 }
 function describeHolder(holder) {
-    return holder ? `${untrusted(holder.product)} (${holder.fingerprint.slice(0, 12)})` : 'nothing';
+    // The fingerprint comes from the index too: printed as untrusted as the product.
+    return holder ? `${untrusted(holder.product)} (${untrusted(holder.fingerprint.slice(0, 12))})` : 'nothing';
 }
 /** One log line per alias that moves: `verb` is "Moved" or "Would move". */
 function logAliasMoves(moves, verb) {
     for (const move of moves) {
-        core.info(`${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`);
+        core.info(`${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}${move.type === 'virtual-machine' ? ', VM' : ''}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`);
     }
 }
 /**
@@ -57029,7 +57057,7 @@ function previewPublication(publication, change, live) {
     const finished = publication_finishIndex({ ...publication.options, dryRun: true }, publication.fingerprint, live, plan.index);
     const index = finished.index ?? live;
     const moves = aliasMoves(live, index);
-    return { status: runStatus(plan.status, moves), index, moves, dropped: finished.dropped };
+    return { status: runStatus(plan.status, moves, publication.fingerprint), index, moves, dropped: finished.dropped };
 }
 /** Checks the index now live against what this run published. */
 function verify(live, publication, status) {
@@ -57037,12 +57065,12 @@ function verify(live, publication, status) {
     const published = findFingerprint(live, fingerprint);
     if (!published) {
         throw new ActionError(`The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-            'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+            'Something changed the index without taking the lock (see docs/server-setup.md on running incus-simplestreams by hand); publish again.');
     }
     const missing = aliases.filter((alias) => !published.aliases.includes(alias));
     if (missing.length > 0) {
         throw new ActionError(`Aliases ${missing.join(', ')} are not on ${untrusted(published.product)} after publishing. Something changed the ` +
-            'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.');
+            'index without taking the lock (see docs/server-setup.md on running incus-simplestreams by hand); publish again.');
     }
     core.info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
     return { status, fingerprint, ...published };
@@ -58936,7 +58964,7 @@ function refuseUndeclaredInputs(declared, env = process.env) {
             .join(', ')}.`;
     throw new errors/* ActionError */.lZ(`${what} A misspelt input would be ignored and leave its setting at the default (a misspelt host-fingerprint ` +
         "would turn host key pinning off), so the step stops here. Fix the name in the step's with: block, or " +
-        "remove it; the README's reference lists every input.", named.find(({ closest }) => closest !== undefined)?.closest);
+        'remove it; docs/reference.md lists every input.', named.find(({ closest }) => closest !== undefined)?.closest);
 }
 
 ;// CONCATENATED MODULE: ./src/action/declared-inputs.ts
@@ -59656,7 +59684,8 @@ function describeHolder(holder) {
     return holder ? `${code(holder.product)} (${code(holder.fingerprint.slice(0, 12))})` : 'nothing';
 }
 function describeMove(move) {
-    return `${code(move.alias)} (${escapeHtml(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
+    const kind = move.type === 'virtual-machine' ? `${move.architecture}, VM` : move.architecture;
+    return `${code(move.alias)} (${escapeHtml(kind)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
 }
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
 function buildSummary(result, options = {}) {
@@ -59709,10 +59738,12 @@ function buildSummary(result, options = {}) {
         '</table>',
     ].join('\n');
     const commands = clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
-    const intro = publicUrl
-        ? `Add the registry as ${code(remote)} and launch the image:`
-        : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
-            `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
+    const intro = result.preview
+        ? `Once published, add the registry as ${code(remote)} and launch the image:`
+        : publicUrl
+            ? `Add the registry as ${code(remote)} and launch the image:`
+            : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
+                `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
     const parts = [
         `## ${HEADINGS[result.status]}`,
         table,

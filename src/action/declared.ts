@@ -53,7 +53,7 @@ export function refuseUndeclaredInputs(declared: readonly string[], env: NodeJS.
   throw new ActionError(
     `${what} A misspelt input would be ignored and leave its setting at the default (a misspelt host-fingerprint ` +
       "would turn host key pinning off), so the step stops here. Fix the name in the step's with: block, or " +
-      "remove it; the README's reference lists every input.",
+      'remove it; docs/reference.md lists every input.',
     named.find(({ closest }) => closest !== undefined)?.closest,
   );
 }

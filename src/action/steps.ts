@@ -408,6 +408,12 @@ export async function preview(
 ): Promise<PublishResult> {
   const { live, deltas, existing, aliases } = work;
   return timedGroup('Dry run: what a publish would do', async () => {
+    if (settings.convertCommand) {
+      core.notice(
+        "dry-run with convert-command: the plan below is what the built-in convert step would do; the owner's " +
+          'command is not run in a dry run, and may move aliases or keep releases otherwise.',
+      );
+    }
     const fingerprint = existing.fingerprint ?? (await fingerprintOf(image));
     const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
     const staged = predictedVersion({

@@ -90,7 +90,8 @@ function describeHolder(holder: AliasMove['from']): string {
 }
 
 function describeMove(move: AliasMove): string {
-  return `${code(move.alias)} (${escapeHtml(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
+  const kind = move.type === 'virtual-machine' ? `${move.architecture}, VM` : move.architecture;
+  return `${code(move.alias)} (${escapeHtml(kind)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`;
 }
 
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
@@ -147,10 +148,12 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
     '</table>',
   ].join('\n');
   const commands = clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
-  const intro = publicUrl
-    ? `Add the registry as ${code(remote)} and launch the image:`
-    : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
-      `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
+  const intro = result.preview
+    ? `Once published, add the registry as ${code(remote)} and launch the image:`
+    : publicUrl
+      ? `Add the registry as ${code(remote)} and launch the image:`
+      : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
+        `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
   const parts = [
     `## ${HEADINGS[result.status]}`,
     table,

@@ -224,7 +224,7 @@ async function preflight(registry: Registry): Promise<Finding | undefined> {
       "others than the SSH user can write it (group or others have write permission), or it is a symbolic link: the web server's user could change what is published. Nothing else was checked or changed: the check would read, and a repair write, through it.",
     repairable: false,
     advice:
-      "Run chmod g-w,o-w on it (see the README's server setup), or replace the link with a directory; then check again.",
+      'Run chmod g-w,o-w on it (see docs/server-setup.md), or replace the link with a directory; then check again.',
   };
 }
 

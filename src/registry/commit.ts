@@ -151,7 +151,7 @@ export async function commit(registry: Registry, options: CommitOptions): Promis
   if (live.slice('live '.length) !== expected) {
     throw new ActionError(
       `The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
-        '(see the README on running incus-simplestreams by hand); run the step again.',
+        '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.',
     );
   }
 }

@@ -228,7 +228,7 @@ export function treeFindings(index: ImagesIndex, inspection: Inspection): Findin
       detail:
         "others than the SSH user can write it (group or others have write permission), or it is a symbolic link: the web server's user could change what is published, and publishes refuse to run.",
       repairable: false,
-      advice: "Run chmod g-w,o-w on it (see the README's server setup), or replace the link with a directory.",
+      advice: 'Run chmod g-w,o-w on it (see docs/server-setup.md), or replace the link with a directory.',
     });
   }
   if (sha256Of(Buffer.from(sha256Sums(index))) !== inspection.sumsSha256) {

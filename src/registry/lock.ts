@@ -167,7 +167,7 @@ export async function takeRegistryLock(registry: Registry, lockTimeout: number):
   } catch (error) {
     if (error instanceof NoSimplestreamsDir) {
       throw new ActionError(
-        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
+        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see docs/server-setup.md) or fix the input.`,
         'simplestreams-dir',
       );
     }

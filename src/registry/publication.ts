@@ -16,6 +16,8 @@ import {
   lineIdentity,
   referencedPaths,
   releaseProductKey,
+  releasesOf,
+  versionFingerprint,
   type ImagesIndex,
   type PublishedVersion,
 } from '../simplestreams/images-index.js';
@@ -316,28 +318,54 @@ async function commitPlanned(
       : `Index updated (${plan.status})`,
   );
   const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
-  const moves = aliasMoves(base.index, next);
+  // Against the index as the lock found it: an owner's convert-command may have moved aliases too.
+  const moves = aliasMoves(held.live, next);
   logAliasMoves(moves, 'Moved');
-  const result = { ...verify(next, publication, runStatus(plan.status, moves)), aliasMoves: moves };
+  const status =
+    change.kind === 'custom'
+      ? customStatus(held.live, next, publication.fingerprint)
+      : runStatus(plan.status, moves, publication.fingerprint);
+  const result = { ...verify(next, publication, status), aliasMoves: moves };
   // Only the deltas the live index names: retention may have dropped a base in the same commit.
   const published = planned.deltas.filter((delta) => named.has(delta.path));
   return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
 }
 
-/** A release already published whose aliases moved is not "unchanged". */
-function runStatus(status: PublicationStatus, moves: readonly AliasMove[]): Exclude<PublishStatus, 'dry-run'> {
-  return status === 'unchanged' && moves.length > 0 ? 'aliases-updated' : status;
+/** A release already published that an alias moved onto is not "unchanged". */
+function runStatus(
+  status: PublicationStatus,
+  moves: readonly AliasMove[],
+  fingerprint: string,
+): Exclude<PublishStatus, 'dry-run'> {
+  const movedOnto = moves.some((move) => move.to?.fingerprint === fingerprint);
+  return status === 'unchanged' && movedOnto ? 'aliases-updated' : status;
+}
+
+/**
+ * What an owner's convert-command did: replaced a release of the same line and serial that the
+ * index held before it ran, or published a new one.
+ */
+function customStatus(before: ImagesIndex, after: ImagesIndex, fingerprint: string): 'published' | 'replaced' {
+  const published = findFingerprint(after, fingerprint);
+  const product = published ? after.products[published.product] : undefined;
+  if (!published || !product) return 'published';
+  const identity = lineIdentity(published.product, product);
+  const replaced = releasesOf(before, identity).some(
+    (release) => release.serial === published.serial && versionFingerprint(release.version) !== fingerprint,
+  );
+  return replaced ? 'replaced' : 'published';
 }
 
 function describeHolder(holder: AliasMove['from']): string {
-  return holder ? `${untrusted(holder.product)} (${holder.fingerprint.slice(0, 12)})` : 'nothing';
+  // The fingerprint comes from the index too: printed as untrusted as the product.
+  return holder ? `${untrusted(holder.product)} (${untrusted(holder.fingerprint.slice(0, 12))})` : 'nothing';
 }
 
 /** One log line per alias that moves: `verb` is "Moved" or "Would move". */
 export function logAliasMoves(moves: readonly AliasMove[], verb: string): void {
   for (const move of moves) {
     core.info(
-      `${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`,
+      `${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}${move.type === 'virtual-machine' ? ', VM' : ''}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`,
     );
   }
 }
@@ -355,7 +383,7 @@ export function previewPublication(
   const finished = finishIndex({ ...publication.options, dryRun: true }, publication.fingerprint, live, plan.index);
   const index = finished.index ?? live;
   const moves = aliasMoves(live, index);
-  return { status: runStatus(plan.status, moves), index, moves, dropped: finished.dropped };
+  return { status: runStatus(plan.status, moves, publication.fingerprint), index, moves, dropped: finished.dropped };
 }
 
 /** Checks the index now live against what this run published. */
@@ -369,14 +397,14 @@ function verify(
   if (!published) {
     throw new ActionError(
       `The registry's images.json does not list fingerprint ${fingerprint} after publishing. ` +
-        'Something changed the index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
+        'Something changed the index without taking the lock (see docs/server-setup.md on running incus-simplestreams by hand); publish again.',
     );
   }
   const missing = aliases.filter((alias) => !published.aliases.includes(alias));
   if (missing.length > 0) {
     throw new ActionError(
       `Aliases ${missing.join(', ')} are not on ${untrusted(published.product)} after publishing. Something changed the ` +
-        'index without taking the lock (see the README on running incus-simplestreams by hand); publish again.',
+        'index without taking the lock (see docs/server-setup.md on running incus-simplestreams by hand); publish again.',
     );
   }
   core.info(

@@ -88,7 +88,7 @@ export function readFailure(registry: Registry, result: CommandResult, preflight
   switch (result.code) {
     case READ_LIVE_EXIT.noSimplestreamsDir:
       return new ActionError(
-        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see the README's server setup) or fix the input.`,
+        `simplestreams-dir: ${simplestreamsDir} does not exist on the server. Create it (see docs/server-setup.md) or fix the input.`,
         'simplestreams-dir',
       );
     case READ_LIVE_EXIT.noTool:
@@ -105,7 +105,7 @@ export function readFailure(registry: Registry, result: CommandResult, preflight
     case READ_LIVE_EXIT.uploadDirNotWritable:
       return new ActionError(
         `upload-dir: the SSH user cannot write (or create) ${uploadDir} on the server. Give it ` +
-          "ownership of that directory (see the README's server setup). Nothing was uploaded.",
+          'ownership of that directory (see docs/server-setup.md). Nothing was uploaded.',
         'upload-dir',
       );
     case READ_LIVE_EXIT.writableByOthers: {
@@ -115,14 +115,14 @@ export function readFailure(registry: Registry, result: CommandResult, preflight
         `${input}: ${untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
           "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
           `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine(quoteArg(dir))} ` +
-          "(see the README's server setup: mode 2755). Nothing was uploaded.",
+          '(see docs/server-setup.md: mode 2755). Nothing was uploaded.',
         input,
       );
     }
     case READ_LIVE_EXIT.simplestreamsDirNotWritable:
       return new ActionError(
         `simplestreams-dir: the SSH user cannot write ${untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
-          "the server. Give it ownership of simplestreams-dir and everything in it (see the README's server setup). " +
+          'the server. Give it ownership of simplestreams-dir and everything in it (see docs/server-setup.md). ' +
           'Nothing was uploaded.',
         'simplestreams-dir',
       );

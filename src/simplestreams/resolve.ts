@@ -7,6 +7,8 @@ import {
   findFingerprint,
   productAliases,
   versionFingerprint,
+  versionImageType,
+  type ImageType,
   type ImagesIndex,
   type PublishedVersion,
 } from './images-index.js';
@@ -37,6 +39,7 @@ export interface AliasTarget {
   product: string;
   /** The version the alias resolves to: the product's newest image. */
   serial: string;
+  type: ImageType;
 }
 
 /** Where each alias resolves: per architecture, the newest version of the product that carries it. */
@@ -48,12 +51,21 @@ export function aliasTargets(index: ImagesIndex): AliasTarget[] {
       .reverse()
       .map((serial) => {
         const version = fields.versions[serial];
-        return { serial, fingerprint: version ? versionFingerprint(version) : undefined };
+        return { serial, version, fingerprint: version ? versionFingerprint(version) : undefined };
       })
       .find((candidate) => candidate.fingerprint !== undefined);
-    if (!newest?.fingerprint) continue;
-    for (const alias of productAliases(fields))
-      targets.push({ alias, arch: fields.arch ?? '', fingerprint: newest.fingerprint, product, serial: newest.serial });
+    if (!newest?.fingerprint || !newest.version) continue;
+    const type = versionImageType(newest.version);
+    for (const alias of productAliases(fields)) {
+      targets.push({
+        alias,
+        arch: fields.arch ?? '',
+        fingerprint: newest.fingerprint,
+        product,
+        serial: newest.serial,
+        type,
+      });
+    }
   }
   return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
 }
@@ -65,10 +77,14 @@ export interface AliasHolder {
   fingerprint: string;
 }
 
-/** An alias of one architecture that resolves to another release after a change (or to none). */
+/**
+ * An alias of one architecture and image type (clients resolve `--vm` separately) that resolves
+ * to another release after a change, or to none.
+ */
 export interface AliasMove {
   alias: string;
   architecture: string;
+  type: ImageType;
   /** Where it resolved before; null when it was on no release of that architecture. */
   from: AliasHolder | null;
   /** Where it resolves after; null when the change took it away. */
@@ -77,15 +93,15 @@ export interface AliasMove {
 
 /**
  * The aliases that resolve differently in `after` than in `before`, per architecture (by its
- * Incus name), sorted by alias. An alias on several releases of an architecture (a registry
- * written by hand) counts as held by the first of them, by product key.
+ * Incus name) and image type, sorted by alias. An alias on several releases of an architecture
+ * and type (a registry written by hand) counts as held by the first of them, by product key.
  */
 export function aliasMoves(before: ImagesIndex, after: ImagesIndex): AliasMove[] {
   const holders = (index: ImagesIndex): Map<string, AliasTarget> => {
     const byKey = new Map<string, AliasTarget>();
     const targets = aliasTargets(index).sort((a, b) => a.product.localeCompare(b.product));
     for (const target of targets) {
-      const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch)]);
+      const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch), target.type]);
       if (!byKey.has(key)) byKey.set(key, target);
     }
     return byKey;
@@ -100,10 +116,13 @@ export function aliasMoves(before: ImagesIndex, after: ImagesIndex): AliasMove[]
     const to = now.get(key);
     // The same image under another product key (an old-way product split) has not moved.
     if (from?.fingerprint === to?.fingerprint) continue;
-    const [alias, architecture] = JSON.parse(key) as [string, string];
-    moves.push({ alias, architecture, from: holder(from), to: holder(to) });
+    const [alias, architecture, type] = JSON.parse(key) as [string, string, ImageType];
+    moves.push({ alias, architecture, type, from: holder(from), to: holder(to) });
   }
-  return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture));
+  return moves.sort(
+    (a, b) =>
+      a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture) || a.type.localeCompare(b.type),
+  );
 }
 
 export type Resolution =

@@ -26,10 +26,10 @@ function hintFor(stderr: string, code: number | null): string {
     return "\nHint: the server's disk is full. Free space in upload-dir and simplestreams-dir.";
   }
   if (/Permission denied/i.test(stderr)) {
-    return "\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see the README's server setup).";
+    return '\nHint: the SSH user cannot write there. Give it ownership of upload-dir and simplestreams-dir (see docs/server-setup.md).';
   }
   if (/can't cd|cd: .*(No such file|not found)/i.test(stderr)) {
-    return "\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see the README's server setup).";
+    return '\nHint: the directory does not exist on the server. Check upload-dir and simplestreams-dir, or create them (see docs/server-setup.md).';
   }
   const missing = /([\w.+-]+): (?:command )?not found/i.exec(stderr)?.[1];
   if (code === 127 || missing) {

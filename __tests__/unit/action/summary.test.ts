@@ -158,8 +158,14 @@ describe('buildSummary: moves and dry runs', () => {
       ...result,
       status: 'aliases-updated',
       aliasMoves: [
-        { alias: 'crynux-node:latest', architecture: 'x86_64', from: holder('b', '1'), to: holder('a', '2') },
-        { alias: 'new<alias>', architecture: 'x86_64', from: null, to: holder('a', '2') },
+        {
+          alias: 'crynux-node:latest',
+          architecture: 'x86_64',
+          type: 'container',
+          from: holder('b', '1'),
+          to: holder('a', '2'),
+        },
+        { alias: 'new<alias>', architecture: 'x86_64', type: 'container', from: null, to: holder('a', '2') },
       ],
     });
     expect(summary).toContain('## Image already published; aliases moved onto it');
@@ -175,7 +181,7 @@ describe('buildSummary: moves and dry runs', () => {
       {
         ...result,
         status: 'dry-run',
-        aliasMoves: [{ alias: 'l', architecture: 'x86_64', from: null, to: holder('a', '2') }],
+        aliasMoves: [{ alias: 'l', architecture: 'x86_64', type: 'container', from: null, to: holder('a', '2') }],
         preview: { status: 'published', dropped: ['p:1 1'], deltaBases: ['202601010000'] },
       },
       { publicUrl: 'https://lxc.example.com' },

@@ -2,7 +2,8 @@
 // review reproduced it. A publish of one line with keep-versions prunes only that line, and never
 // the release a followed alias (latest) names.
 import { describe, expect, it, jest } from '@jest/globals';
-import { finishIndex, previewPublication } from '../../../src/registry/publication.js';
+import { finishIndex, logAliasMoves, previewPublication } from '../../../src/registry/publication.js';
+import { parseImagesIndex } from '../../../src/simplestreams/parse.js';
 import { predictedVersion } from '../../../src/simplestreams/plan.js';
 import { aliasMoves, aliasTargets } from '../../../src/simplestreams/resolve.js';
 import { findFingerprint, type ImagesIndex } from '../../../src/simplestreams/images-index.js';
@@ -120,18 +121,21 @@ describe('aliasMoves', () => {
       {
         alias: 'crynux-node:latest',
         architecture: 'x86_64',
+        type: 'container',
         from: { product: 'Crynux:bookworm:node:amd64:202601010000', serial: '202601010000', fingerprint: hex('a', 1) },
         to: { product: 'Crynux:bookworm:node:amd64:202603010000', serial: '202603010000', fingerprint: hex('a', 3) },
       },
       {
         alias: 'crynux-node:new',
         architecture: 'x86_64',
+        type: 'container',
         from: null,
         to: { product: 'Crynux:bookworm:node:amd64:202603010000', serial: '202603010000', fingerprint: hex('a', 3) },
       },
       {
         alias: 'other:v1',
         architecture: 'x86_64',
+        type: 'container',
         from: { product: 'Crynux:bookworm:other:amd64:202604010000', serial: '202604010000', fingerprint: hex('a', 4) },
         to: null,
       },
@@ -219,5 +223,82 @@ describe('previewPublication (dry-run)', () => {
       const one = { ...rolledBack(), products: { p: { ...version.productFields, versions: { s: version.version } } } };
       expect(findFingerprint(one, fingerprint)).toMatchObject({ product: 'p', imageType: type });
     }
+  });
+});
+
+describe('alias moves, as a review attacked them', () => {
+  const publication = (fingerprint: string, aliasList: string[], keepVersions: number) => ({
+    fingerprint,
+    aliases: aliasList,
+    options: { ...options, keepVersions, replace: false, releaseIsVersion: false, convertCommand: '', lockTimeout: 1 },
+  });
+  const withAliases = (...products: ImagesIndex['products'][]): ImagesIndex => ({
+    ...rolledBack(),
+    products: Object.assign({}, ...products) as ImagesIndex['products'],
+  });
+
+  it('prints a fingerprint read from the index escaped: a line break in it cannot start a workflow command', () => {
+    const hostile = release('node', '202601010000', 1, 'app:latest');
+    const items = Object.values(hostile)[0]!.versions['202601010000']!.items as Record<string, Record<string, unknown>>;
+    items['incus.tar.xz']!['combined_squashfs_sha256'] = '\n::error::pwn';
+    const live = parseImagesIndex(JSON.stringify(withAliases(hostile)));
+    const planned = quietly(() =>
+      previewPublication(
+        publication(hex('a', 9), ['app:latest'], 0),
+        { kind: 'staged', dir: '', version: staged(hex('a', 9), '202609010000') },
+        live,
+      ),
+    );
+    const logged: string[] = [];
+    const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      logged.push(chunk.toString());
+      return true;
+    });
+    try {
+      logAliasMoves(planned.moves, 'Would move');
+    } finally {
+      write.mockRestore();
+    }
+    expect(logged.join('')).toContain('Would move alias app:latest (x86_64): from');
+    expect(
+      logged
+        .join('')
+        .split('\n')
+        .filter((line) => line.startsWith('::')),
+    ).toEqual([]);
+  });
+
+  it('is unchanged, not aliases-updated, when retention only took a pinned alias with a dropped release', () => {
+    const live = withAliases(
+      release('node', '202601010000', 1, 'app:v1'),
+      release('node', '202602010000', 2, 'app:v2,app:latest'),
+    );
+    const planned = quietly(() =>
+      previewPublication(publication(hex('a', 2), ['app:v2', 'app:latest'], 1), { kind: 'aliases' }, live),
+    );
+    expect(planned.status).toBe('unchanged');
+    expect(planned.moves.map((move) => [move.alias, move.to])).toEqual([['app:v1', null]]);
+  });
+
+  it('reports an alias taken off a VM of the same architecture beside the container it leaves', () => {
+    const vm = release('vm', '202601010000', 2, 'app:latest');
+    const items = Object.values(vm)[0]!.versions['202601010000']!.items as Record<string, Record<string, unknown>>;
+    const metadata = items['incus.tar.xz']!;
+    delete metadata['combined_squashfs_sha256'];
+    metadata['combined_disk-kvm-img_sha256'] = hex('a', 2);
+    items['disk-kvm.img'] = { ...items['squashfs'], ftype: 'disk-kvm.img' };
+    delete items['squashfs'];
+    const live = withAliases(release('node', '202601010000', 1, 'app:latest'), vm);
+    const planned = quietly(() =>
+      previewPublication(
+        publication(hex('a', 9), ['app:latest'], 0),
+        { kind: 'staged', dir: '', version: staged(hex('a', 9), '202609010000') },
+        live,
+      ),
+    );
+    expect(planned.moves.map((move) => [move.type, move.from?.fingerprint, move.to?.fingerprint ?? null])).toEqual([
+      ['container', hex('a', 1), hex('a', 9)],
+      ['virtual-machine', hex('a', 2), null],
+    ]);
   });
 });

@@ -173,6 +173,7 @@ describe('repairIndex', () => {
         fingerprint: fp('b'),
         product: 'crynux-node:v3.10.0:near:amd64',
         serial: '202603010000',
+        type: 'container',
       },
       {
         alias: 'crynux-node:latest-near',
@@ -180,6 +181,7 @@ describe('repairIndex', () => {
         fingerprint: fp('d'),
         product: 'crynux-node:v3.9.0:near:arm64',
         serial: '202601010000',
+        type: 'container',
       },
     ]);
     // The version aliases stay where they were.

@@ -17,7 +17,11 @@ ss=$1 up=$2 tool=$3 check=$4 deltas=${5:-} dry=${6:-}
 if [ -n "$tool" ]; then command -v "$tool" >/dev/null 2>&1 || exit 5; fi
 if [ "$deltas" = 1 ]; then command -v xdelta3 >/dev/null 2>&1 || echo "lxc-publish: no xdelta3 on the PATH" >&2; fi
 if [ -n "$up" ]; then
-  if [ "$dry" = 1 ]; then { [ ! -e "$up" ] || [ -w "$up" ]; } || exit 6
+  if [ "$dry" = 1 ]; then
+    # What mkdir -p needs: the directory, or else its nearest existing ancestor, a writable directory.
+    at=$up
+    while [ ! -e "$at" ] && [ ! -L "$at" ]; do at=$(dirname -- "$at"); done
+    { [ -d "$at" ] && [ -w "$at" ]; } || exit 6
   else { mkdir -p -- "$up" && [ -w "$up" ]; } 2>/dev/null || exit 6; fi
 fi
 if [ "$check" = 1 ]; then
@@ -30,7 +34,13 @@ if [ "$check" = 1 ]; then
   done
   # The state directory is the publishing user's alone: flock needs only read access, so a reader
   # could otherwise hold the registry lock or an image lock.
-  if [ "$dry" != 1 ]; then
+  if [ "$dry" = 1 ]; then
+    # What the chmod below needs: a directory the SSH user owns (or none yet).
+    if [ -e "$ss/.lxc-publish" ] && { [ ! -d "$ss/.lxc-publish" ] || [ ! -O "$ss/.lxc-publish" ]; }; then
+      echo "$ss/.lxc-publish" >&2
+      exit 7
+    fi
+  else
     { mkdir -p -- "$ss/.lxc-publish" && chmod 700 -- "$ss/.lxc-publish"; } 2>/dev/null || { echo "$ss/.lxc-publish" >&2; exit 7; }
   fi
 fi

@@ -1,6 +1,6 @@
-// Keeps the README's inputs and outputs tables in step with action.yml, the action's contract.
-//   npx tsx scripts/action-docs.ts          rewrite the tables in README.md
-//   npx tsx scripts/action-docs.ts --check  fail when README.md differs from action.yml
+// Keeps the inputs and outputs tables of docs/reference.md in step with action.yml, the action's contract.
+//   npx tsx scripts/action-docs.ts          rewrite the tables in docs/reference.md
+//   npx tsx scripts/action-docs.ts --check  fail when docs/reference.md differs from action.yml
 import { readFileSync, writeFileSync } from 'node:fs';
 import { format, resolveConfig } from 'prettier';
 import { parse } from 'yaml';
@@ -9,6 +9,8 @@ interface ActionYaml {
   inputs: Record<string, { description: string; required?: boolean; default?: string }>;
   outputs: Record<string, { description: string }>;
 }
+
+const REFERENCE = 'docs/reference.md';
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ').trim();
 
@@ -31,7 +33,7 @@ function tables(file: string): { inputs: string; outputs: string } {
   return { inputs, outputs };
 }
 
-/** Each action.yml and the marker prefix of its tables in README.md. */
+/** Each action.yml and the marker prefix of its tables in the reference. */
 const ACTIONS: [file: string, prefix: string][] = [
   ['action.yml', ''],
   ['alias/action.yml', 'alias-'],
@@ -44,11 +46,11 @@ function replaceBetween(text: string, marker: string, body: string, file: string
   const end = `<!-- ${marker}:end -->`;
   const from = text.indexOf(start);
   const to = text.indexOf(end);
-  if (from < 0 || to < from) throw new Error(`README.md lacks the ${marker} markers`);
+  if (from < 0 || to < from) throw new Error(`${REFERENCE} lacks the ${marker} markers`);
   return `${text.slice(0, from + start.length)}\n${body}\n${text.slice(to)}`;
 }
 
-const readme = readFileSync('README.md', 'utf8');
+const readme = readFileSync(REFERENCE, 'utf8');
 let generated = readme;
 for (const [file, prefix] of ACTIONS) {
   const { inputs, outputs } = tables(file);
@@ -60,13 +62,13 @@ for (const [file, prefix] of ACTIONS) {
   );
 }
 // Formatted as `prettier --check` expects it, so the two checks agree.
-const updated = await format(generated, { ...(await resolveConfig('README.md')), parser: 'markdown' });
+const updated = await format(generated, { ...(await resolveConfig(REFERENCE)), parser: 'markdown' });
 if (process.argv.includes('--check')) {
   if (updated !== readme) {
-    console.error('README.md inputs/outputs tables differ from the action.yml files: run `npm run docs`.');
+    console.error(`${REFERENCE} inputs/outputs tables differ from the action.yml files: run \`npm run docs\`.`);
     process.exit(1);
   }
-  console.log('README.md tables match the action.yml files.');
+  console.log(`${REFERENCE} tables match the action.yml files.`);
 } else {
-  writeFileSync('README.md', updated);
+  writeFileSync(REFERENCE, updated);
 }

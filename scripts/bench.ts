@@ -13,7 +13,7 @@
 //   (c) the bundle republishing it unchanged
 // It prints the median wall times, b/a, b/m and c/a, the action's upload throughput, its peak
 // RSS, the SSH connections and commands it used, and the floor of a republish (one local sha256
-// pass), writes the table to docs/benchmark.md and into README.md, and draws time against round
+// pass), writes the table to docs/benchmark.md and into docs/performance.md, and draws time against round
 // trip in docs/bench-latency.svg.
 //
 //   npm run bench                          round trips 0, 50, 150 ms; 256 and 1024 MiB; 3 runs
@@ -341,10 +341,10 @@ function chart(data: Row[]): string {
 await fsp.mkdir('docs', { recursive: true });
 await fsp.writeFile('docs/bench-latency.svg', chart(rows));
 await fsp.writeFile('docs/benchmark.md', `# Benchmark\n\nWritten by \`npm run bench\`.\n\n${table}\n`);
-const readme = await fsp.readFile('README.md', 'utf8');
+const readme = await fsp.readFile('docs/performance.md', 'utf8');
 const start = '<!-- bench:start (written by npm run bench) -->';
 const end = '<!-- bench:end -->';
 if (readme.includes(start) && readme.includes(end)) {
   const updated = `${readme.slice(0, readme.indexOf(start) + start.length)}\n\n${table}\n\n${readme.slice(readme.indexOf(end))}`;
-  await fsp.writeFile('README.md', updated);
+  await fsp.writeFile('docs/performance.md', updated);
 }

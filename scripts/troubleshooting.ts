@@ -1,69 +1,106 @@
-// Writes TROUBLESHOOTING.md from the errors the action can report (scripts/error-messages.ts),
-// grouped by the input each names.
-//   npx tsx scripts/troubleshooting.ts          rewrite TROUBLESHOOTING.md
-//   npx tsx scripts/troubleshooting.ts --check  fail when it differs
-import { readFileSync, writeFileSync } from 'node:fs';
-import { format, resolveConfig } from 'prettier';
-import { collectErrorMessages, entryKey, type ErrorMessage } from './error-messages.js';
+// TROUBLESHOOTING.md is written by hand; this checks that it quotes every error the action can
+// report (scripts/error-messages.ts) and that each entry says what is seen, why, and what to do.
+//   npx tsx scripts/troubleshooting.ts [--check]   (npm run troubleshooting, and npm run lint)
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { collectErrorMessages, type ErrorMessage } from './error-messages.js';
 
-/** "what failed. what to do": the first sentence says what it means, the rest what to do. */
-function split(template: string): { means: string; todo: string } {
-  const match = /^(.+?[.!?])\s+(?=[A-Z`"(])([\s\S]+)$/.exec(template.replace(/\s+/g, ' ').trim());
-  return match ? { means: match[1] as string, todo: match[2] as string } : { means: template, todo: '' };
-}
+/** How much fixed text (not "…") of a message's opening an entry must quote. */
+const OPENING_FIXED_CHARACTERS = 60;
 
-const code = (text: string): string => {
-  const fence = text.includes('`') ? '``' : '`';
-  return `${fence}${text.includes('`') ? ' ' : ''}${text}${text.includes('`') ? ' ' : ''}${fence}`;
-};
+const oneLine = (text: string): string => text.replace(/\s+/g, ' ').trim();
 
-function render(messages: ErrorMessage[]): string {
-  const groups = new Map<string, ErrorMessage[]>();
-  for (const message of messages) {
-    const group =
-      message.input === '' ? 'No single input' : message.input === '…' ? 'The input the message names' : message.input;
-    const list = groups.get(group) ?? [];
-    if (!list.some((other) => entryKey(other) === entryKey(message))) list.push(message);
-    groups.set(group, list);
-  }
-  const names = [...groups.keys()].sort((a, b) => {
-    const special = (name: string) => (name.startsWith('No single') || name.startsWith('The input') ? 1 : 0);
-    return special(a) - special(b) || a.localeCompare(b);
-  });
-  const parts = [
-    '# Troubleshooting',
-    '',
-    '<!-- Generated from the error messages in src/ by scripts/troubleshooting.ts (npm run troubleshooting); a unit test checks that every message has an entry. -->',
-    '',
-    'Every error the action reports, grouped by the input it names (the error\'s title says "check the INPUT input"). ' +
-      'In a message, "…" stands for what the action fills in: a path, a host, a value the server printed. Each entry ' +
-      'says what the error means and what to do; the message itself repeats the fix.',
-    '',
-    'With step debug on (re-run the job with debug logging, or set the `ACTIONS_STEP_DEBUG` secret or variable to ' +
-      '`true`), the log also shows each command sent to the server, how long each step took, the SSH handshake and ' +
-      'the host key the server presented.',
-    '',
-  ];
-  for (const name of names) {
-    parts.push(`## ${name.includes(' ') ? name : `\`${name}\``}`, '');
-    for (const message of groups.get(name) ?? []) {
-      const { means, todo } = split(message.template);
-      parts.push(`- ${code(entryKey(message))}`, '');
-      parts.push(`  - What it means: ${means.replace(/…/g, '(…)')} (raised in \`${message.file}\`)`);
-      parts.push(`  - What to do: ${todo === '' ? 'see the message; it names the value to change.' : todo}`, '');
+/**
+ * The opening of a message that an entry must quote: its text on one line, from the start to
+ * where it has held 60 characters of fixed text (all of it when shorter), with "…" for what the
+ * action fills in.
+ */
+export function opening(message: ErrorMessage): string {
+  const text = oneLine(message.template);
+  let fixed = 0;
+  for (let index = 0; index < text.length; index += 1) {
+    if (text[index] !== '…') fixed += 1;
+    if (fixed >= OPENING_FIXED_CHARACTERS) {
+      // Finish the word, so the quote need not stop mid-word.
+      const end = text.slice(index + 1).search(/[\s…]/);
+      return text.slice(0, end < 0 ? text.length : index + 1 + end);
     }
   }
-  return parts.join('\n');
+  return text;
 }
 
-const file = 'TROUBLESHOOTING.md';
-const text = await format(render(collectErrorMessages()), { ...(await resolveConfig(file)), parser: 'markdown' });
-if (process.argv.includes('--check')) {
-  if (readFileSync(file, 'utf8') !== text) {
-    console.error(`${file} differs from the error messages in src/: run \`npm run troubleshooting\`.`);
+/** A pattern for the opening: its fixed pieces in order, each "…" standing for any text. */
+function openingPattern(message: ErrorMessage): RegExp {
+  const pieces = opening(message)
+    .split('…')
+    .map((piece) => piece.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '\\s*'));
+  return new RegExp(pieces.join('.*?'), 's');
+}
+
+export interface GuideEntry {
+  heading: string;
+  /** Each part's text on one line: `symptom` what follows **Symptom:** up to **Cause:**, and so on. */
+  symptom: string;
+  cause: string;
+  fix: string;
+}
+
+/** The entries of the guide: every `###` heading and the Symptom, Cause and Fix parts under it. */
+export function guideEntries(guide: string): GuideEntry[] {
+  return guide
+    .split(/^### /m)
+    .slice(1)
+    .map((chunk) => {
+      const [heading = '', ...rest] = chunk.split('\n');
+      const body = rest.join('\n').split(/^## /m)[0] ?? '';
+      const part = (name: string, next: string | undefined): string => {
+        const start = body.indexOf(`**${name}:**`);
+        if (start < 0) return '';
+        const after = body.slice(start + name.length + 5);
+        const end = next === undefined ? -1 : after.indexOf(`**${next}:**`);
+        return oneLine(end < 0 ? after : after.slice(0, end));
+      };
+      return {
+        heading: heading.trim(),
+        symptom: part('Symptom', 'Cause'),
+        cause: part('Cause', 'Fix'),
+        fix: part('Fix', undefined),
+      };
+    });
+}
+
+/** The messages no entry's Symptom quotes. */
+export function uncovered(messages: ErrorMessage[], guide: string): ErrorMessage[] {
+  const symptoms = guideEntries(guide).map((entry) => entry.symptom);
+  return messages.filter((message) => {
+    const pattern = openingPattern(message);
+    return !symptoms.some((symptom) => pattern.test(symptom));
+  });
+}
+
+/** What is wrong with the guide: uncovered messages, entries missing a part, useless advice. */
+export function guideProblems(messages: ErrorMessage[], guide: string): string[] {
+  const problems: string[] = [];
+  for (const message of uncovered(messages, guide)) {
+    problems.push(`no **Symptom:** quotes ${message.file}: \`${opening(message)}\``);
+  }
+  for (const entry of guideEntries(guide)) {
+    for (const part of ['symptom', 'cause', 'fix'] as const) {
+      if (entry[part] === '') problems.push(`"${entry.heading}" has no **${part[0]?.toUpperCase()}${part.slice(1)}:**`);
+    }
+  }
+  if (/see the message/i.test(guide)) problems.push('it says "see the message": say what to do instead');
+  return problems;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const file = 'TROUBLESHOOTING.md';
+  const messages = collectErrorMessages();
+  const problems = guideProblems(messages, readFileSync(file, 'utf8'));
+  if (problems.length > 0) {
+    console.error(`${file}:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    console.error('Add or fix the entries (see the comment at the top of the file).');
     process.exit(1);
   }
-  console.log(`${file} lists every error message.`);
-} else {
-  writeFileSync(file, text);
+  console.log(`${file} covers all ${messages.length} error messages.`);
 }

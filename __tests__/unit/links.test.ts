@@ -97,6 +97,16 @@ describe('the README', () => {
       expect(firstPublish).toContain(step);
   });
 
+  it('fills in every placeholder of the tested nginx config, and installs what its commands run', () => {
+    const block = /### 1\. The server[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+    const filled = [...block.matchAll(/-e 's\|(__[A-Z_]+__)\|/g)].map((match) => match[1]);
+    const conf = readFileSync(path.join(ROOT, 'docs/nginx/lxc-registry.conf'), 'utf8');
+    expect(filled.sort()).toEqual([...new Set(conf.match(/__[A-Z_]+__/g))].sort());
+    expect(block).toContain('docs/nginx/lxc-registry.conf');
+    // A minimal Debian 12 has neither curl nor nginx: the second command installs them.
+    expect(block.split('\n')[1]).toMatch(/apt-get install .*nginx-light.*curl/);
+  });
+
   it('sets up the server in five commands', () => {
     const block = /### 1\. The server[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
     const commands = block.split('\n').filter((line) => line.trim() !== '' && !/^\s/.test(line));

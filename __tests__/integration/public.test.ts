@@ -322,6 +322,12 @@ describe('dist/index.js with public-url', () => {
     expect(result.summary).toContain(`lxc remote add ${remote} ${registry.httpsUrl} --protocol=simplestreams`);
     expect(result.summary).toContain(`lxc launch ${remote}:crynux-node:v2.6.0 my-instance`);
     expect(result.summary).not.toContain('REMOTE');
+    // What a later step scripts against: the address clients add, and the command that launches.
+    expect(result.outputs).toMatchObject({
+      'registry-url': registry.httpsUrl,
+      'launch-command': `incus launch ${remote}:crynux-node:v2.6.0`,
+      'public-check': 'passed',
+    });
   });
 
   it('fails the step when the registry does not serve the image at public-url, saying the image is published', async () => {

@@ -56517,6 +56517,8 @@ function setOutputs(result, settings) {
     core/* setOutput */.uH('files', JSON.stringify(result.files));
     core/* setOutput */.uH('aliases-moved', aliasMovesJson(result.aliasMoves));
     core/* setOutput */.uH('registry-url', settings.publicUrl);
+    core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
+    core/* setOutput */.uH('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
     core/* setOutput */.uH('launch-command', (0,commands/* launchLine */.C)('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
 }
 
@@ -59187,6 +59189,12 @@ function payloadParts(options) {
     parts.push({ name: 'named', bytes: lines([...referencedPaths(options.live)].sort()) });
     return parts;
 }
+/** Where each index part is served, relative to the registry's root (what a CDN may cache). */
+const SERVED_AT = {
+    'images.json': 'streams/v1/images.json',
+    'index.json': 'streams/v1/index.json',
+    SHA256SUMS: SHA256SUMS_PATH,
+};
 /** A different file already has a staged file's published name (a retired file within its grace). */
 class NameCollision extends Error {
     detail;
@@ -59199,7 +59207,8 @@ class NameCollision extends Error {
 /**
  * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
  * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
- * under the lock): anything else was written by something that does not take the lock.
+ * under the lock): anything else was written by something that does not take the lock. Returns
+ * the served files it rewrote (paths relative to simplestreams-dir), for a CDN to purge.
  */
 async function commit(registry, options) {
     const { simplestreamsDir, uploadDir } = registry.paths;
@@ -59253,6 +59262,7 @@ async function commit(registry, options) {
         throw new errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
             '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.');
     }
+    return parts.flatMap((part) => SERVED_AT[part.name] ?? []);
 }
 
 ;// CONCATENATED MODULE: ./src/registry/publication.ts
@@ -59416,7 +59426,7 @@ async function commitPlanned(registry, held, work) {
     const next = finished.index ?? base.index;
     const changed = finished.index !== undefined;
     const named = referencedPaths(next);
-    await commit(registry, {
+    const changedPaths = await commit(registry, {
         lock: held.lock,
         live: next,
         changed,
@@ -59437,7 +59447,7 @@ async function commitPlanned(registry, held, work) {
     const status = change.kind === 'custom'
         ? customStatus(held.live, next, publication.fingerprint)
         : runStatus(plan.status, moves, publication.fingerprint);
-    const result = { ...verify(next, publication, status), aliasMoves: moves };
+    const result = { ...verify(next, publication, status), aliasMoves: moves, changedPaths };
     // Only the deltas the live index names: retention may have dropped a base in the same commit.
     const published = planned.deltas.filter((delta) => named.has(delta.path));
     return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
@@ -61332,6 +61342,7 @@ async function preview(settings, image, work) {
             files: [],
             deltas: [],
             aliasMoves: planned.moves,
+            changedPaths: [],
             preview: { status: planned.status, dropped: planned.dropped, deltaBases: bases.map((base) => base.serial) },
         };
     });

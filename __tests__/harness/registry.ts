@@ -115,7 +115,7 @@ function installExitHook(): void {
   });
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -171,7 +171,7 @@ export function readLog(file: string): string {
 class EarlyExit extends Error {}
 
 /** Polls probe() until it resolves true; fails if the daemon dies or the deadline passes. */
-async function waitReady(d: Daemon, probe: () => Promise<boolean>): Promise<void> {
+export async function waitReady(d: Daemon, probe: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (d.hasExited()) throw new EarlyExit(`${d.name} exited during start:\n${readLog(d.logFile)}`);
@@ -200,7 +200,7 @@ function sshBannerProbe(port: number): Promise<boolean> {
   });
 }
 
-function httpsProbe(port: number, ca: string): Promise<boolean> {
+export function httpsProbe(port: number, ca: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = https.get({ host: HOST, port, path: '/', ca, agent: false, timeout: 1000 }, (res) => {
       res.resume();

@@ -67,6 +67,9 @@ describe('dist/index.js', () => {
         })),
       ),
       'registry-url': '',
+      'changed-paths': JSON.stringify(['streams/v1/images.json', 'streams/v1/index.json', 'images/SHA256SUMS']),
+      // No public-url: no address to purge them at.
+      'changed-urls': '[]',
       // No remote-name and no public-url: REMOTE stands for the name the user gives the remote.
       'launch-command': 'incus launch REMOTE:crynux-node:v2.6.0',
       // The files as the registry serves them, named after the metadata tarball's sha256.

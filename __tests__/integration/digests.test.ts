@@ -148,7 +148,7 @@ describe('digests', () => {
       const served = await get(`${registry.httpsUrl}/images/SHA256SUMS`);
       expect(served.status).toBe(200);
       expect(served.type).toBe('text/plain');
-      expect(served.cache).toBe('public, max-age=60');
+      expect(served.cache).toBe('public, max-age=10, stale-if-error=3600');
       expect(served.body).toBe(await fsp.readFile(sumsFile(), 'utf8'));
     },
     TIMEOUT,

@@ -192,7 +192,7 @@ describe('loopback registry harness', () => {
         const res = await httpsRequest(`${reg.httpsUrl}/streams/v1/${file}`, ca, 'GET');
         expect(res.status).toBe(200);
         expect(res.headers('content-type')).toEqual(['application/json']);
-        expect(res.headers('cache-control')).toEqual(['public, max-age=60']);
+        expect(res.headers('cache-control')).toEqual(['public, max-age=10, stale-if-error=3600']);
       }
     });
 

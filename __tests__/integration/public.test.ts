@@ -328,6 +328,11 @@ describe('dist/index.js with public-url', () => {
       'launch-command': `incus launch ${remote}:crynux-node:v2.6.0`,
       'public-check': 'passed',
     });
+    // The files a CDN would purge, as URLs under public-url.
+    const paths = JSON.parse(result.outputs['changed-paths'] ?? '') as string[];
+    expect(JSON.parse(result.outputs['changed-urls'] ?? '')).toEqual(
+      paths.map((file) => `${registry.httpsUrl}/${file}`),
+    );
   });
 
   it('fails the step when the registry does not serve the image at public-url, saying the image is published', async () => {

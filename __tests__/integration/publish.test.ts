@@ -56,6 +56,8 @@ describe('publish', () => {
       imageType: 'container',
       size: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size,
       deltas: [],
+      // The index files a CDN in front should purge.
+      changedPaths: ['streams/v1/images.json', 'streams/v1/index.json', 'images/SHA256SUMS'],
       // Both aliases were on no release before.
       aliasMoves: ['crynux-node:latest', 'crynux-node:v2.6.0'].map((alias) => ({
         alias,

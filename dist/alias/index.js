@@ -55755,6 +55755,12 @@ function payloadParts(options) {
     parts.push({ name: 'named', bytes: lines([...images_index_referencedPaths(options.live)].sort()) });
     return parts;
 }
+/** Where each index part is served, relative to the registry's root (what a CDN may cache). */
+const SERVED_AT = {
+    'images.json': 'streams/v1/images.json',
+    'index.json': 'streams/v1/index.json',
+    SHA256SUMS: SHA256SUMS_PATH,
+};
 /** A different file already has a staged file's published name (a retired file within its grace). */
 class commit_NameCollision extends Error {
     detail;
@@ -55767,7 +55773,8 @@ class commit_NameCollision extends Error {
 /**
  * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
  * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
- * under the lock): anything else was written by something that does not take the lock.
+ * under the lock): anything else was written by something that does not take the lock. Returns
+ * the served files it rewrote (paths relative to simplestreams-dir), for a CDN to purge.
  */
 async function commit_commit(registry, options) {
     const { simplestreamsDir, uploadDir } = registry.paths;
@@ -55821,6 +55828,7 @@ async function commit_commit(registry, options) {
         throw new errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
             '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.');
     }
+    return parts.flatMap((part) => SERVED_AT[part.name] ?? []);
 }
 
 // EXTERNAL MODULE: external "node:util"
@@ -56994,7 +57002,7 @@ async function commitPlanned(registry, held, work) {
     const next = finished.index ?? base.index;
     const changed = finished.index !== undefined;
     const named = referencedPaths(next);
-    await commit(registry, {
+    const changedPaths = await commit(registry, {
         lock: held.lock,
         live: next,
         changed,
@@ -57015,7 +57023,7 @@ async function commitPlanned(registry, held, work) {
     const status = change.kind === 'custom'
         ? customStatus(held.live, next, publication.fingerprint)
         : runStatus(plan.status, moves, publication.fingerprint);
-    const result = { ...verify(next, publication, status), aliasMoves: moves };
+    const result = { ...verify(next, publication, status), aliasMoves: moves, changedPaths };
     // Only the deltas the live index names: retention may have dropped a base in the same commit.
     const published = planned.deltas.filter((delta) => named.has(delta.path));
     return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
@@ -59472,6 +59480,8 @@ function setOutputs(result, settings) {
     core.setOutput('files', JSON.stringify(result.files));
     core.setOutput('aliases-moved', aliasMovesJson(result.aliasMoves));
     core.setOutput('registry-url', settings.publicUrl);
+    core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
+    core.setOutput('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
     core.setOutput('launch-command', launchLine('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
 }
 

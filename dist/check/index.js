@@ -55827,6 +55827,12 @@ function payloadParts(options) {
     parts.push({ name: 'named', bytes: lines([...images_index_referencedPaths(options.live)].sort()) });
     return parts;
 }
+/** Where each index part is served, relative to the registry's root (what a CDN may cache). */
+const SERVED_AT = {
+    'images.json': 'streams/v1/images.json',
+    'index.json': 'streams/v1/index.json',
+    SHA256SUMS: SHA256SUMS_PATH,
+};
 /** A different file already has a staged file's published name (a retired file within its grace). */
 class NameCollision extends Error {
     detail;
@@ -55839,7 +55845,8 @@ class NameCollision extends Error {
 /**
  * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
  * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
- * under the lock): anything else was written by something that does not take the lock.
+ * under the lock): anything else was written by something that does not take the lock. Returns
+ * the served files it rewrote (paths relative to simplestreams-dir), for a CDN to purge.
  */
 async function commit(registry, options) {
     const { simplestreamsDir, uploadDir } = registry.paths;
@@ -55893,6 +55900,7 @@ async function commit(registry, options) {
         throw new common_errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
             '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.');
     }
+    return parts.flatMap((part) => SERVED_AT[part.name] ?? []);
 }
 
 ;// CONCATENATED MODULE: ./src/registry/health.ts

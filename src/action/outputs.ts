@@ -26,5 +26,10 @@ export function setOutputs(result: PublishResult, settings: Pick<Settings, 'publ
   core.setOutput('files', JSON.stringify(result.files));
   core.setOutput('aliases-moved', aliasMovesJson(result.aliasMoves));
   core.setOutput('registry-url', settings.publicUrl);
+  core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
+  core.setOutput(
+    'changed-urls',
+    JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []),
+  );
   core.setOutput('launch-command', launchLine('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
 }

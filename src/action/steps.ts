@@ -456,6 +456,7 @@ export async function preview(
       files: [],
       deltas: [],
       aliasMoves: planned.moves,
+      changedPaths: [],
       preview: { status: planned.status, dropped: planned.dropped, deltaBases: bases.map((base) => base.serial) },
     };
   });

@@ -60,6 +60,13 @@ export function payloadParts(options: Pick<CommitOptions, 'live' | 'changed' | '
   return parts;
 }
 
+/** Where each index part is served, relative to the registry's root (what a CDN may cache). */
+const SERVED_AT: Partial<Record<PartName, string>> = {
+  'images.json': 'streams/v1/images.json',
+  'index.json': 'streams/v1/index.json',
+  SHA256SUMS: SHA256SUMS_PATH,
+};
+
 /** A staged file and the name it is published under in images/. */
 export interface StagedFile {
   staged: string;
@@ -96,9 +103,10 @@ export class NameCollision extends Error {
 /**
  * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
  * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
- * under the lock): anything else was written by something that does not take the lock.
+ * under the lock): anything else was written by something that does not take the lock. Returns
+ * the served files it rewrote (paths relative to simplestreams-dir), for a CDN to purge.
  */
-export async function commit(registry: Registry, options: CommitOptions): Promise<void> {
+export async function commit(registry: Registry, options: CommitOptions): Promise<string[]> {
   const { simplestreamsDir, uploadDir } = registry.paths;
   const parts = payloadParts(options);
   const staged = options.stagedFiles ?? [];
@@ -154,4 +162,5 @@ export async function commit(registry: Registry, options: CommitOptions): Promis
         '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.',
     );
   }
+  return parts.flatMap((part) => SERVED_AT[part.name] ?? []);
 }

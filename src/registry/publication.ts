@@ -69,6 +69,8 @@ export interface PublishResult extends PublishedVersion {
   aliasMoves: AliasMove[];
   /** In a dry run: what the publish would do. */
   preview?: PublishPreview;
+  /** The served index files this run rewrote (relative to simplestreams-dir): what a CDN should purge. */
+  changedPaths: string[];
 }
 
 /** The settings the locked part reads (a part of the action's settings). */
@@ -301,7 +303,7 @@ async function commitPlanned(
   const next = finished.index ?? base.index;
   const changed = finished.index !== undefined;
   const named = referencedPaths(next);
-  await commit(registry, {
+  const changedPaths = await commit(registry, {
     lock: held.lock,
     live: next,
     changed,
@@ -325,7 +327,7 @@ async function commitPlanned(
     change.kind === 'custom'
       ? customStatus(held.live, next, publication.fingerprint)
       : runStatus(plan.status, moves, publication.fingerprint);
-  const result = { ...verify(next, publication, status), aliasMoves: moves };
+  const result = { ...verify(next, publication, status), aliasMoves: moves, changedPaths };
   // Only the deltas the live index names: retention may have dropped a base in the same commit.
   const published = planned.deltas.filter((delta) => named.has(delta.path));
   return { ...result, deltas: published.map((delta) => deltaReport(delta, squashfsSize)) };
@@ -391,7 +393,7 @@ function verify(
   live: ImagesIndex,
   publication: Publication,
   status: Exclude<PublishStatus, 'dry-run'>,
-): Omit<PublishResult, 'deltas' | 'aliasMoves'> {
+): Omit<PublishResult, 'deltas' | 'aliasMoves' | 'changedPaths'> {
   const { fingerprint, aliases } = publication;
   const published = findFingerprint(live, fingerprint);
   if (!published) {

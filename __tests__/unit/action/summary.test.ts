@@ -25,6 +25,7 @@ const result: PublishResult = {
   size: 3 * 1024 * 1024,
   files: [],
   aliasMoves: [],
+  changedPaths: [],
 };
 
 /** The lines of the fenced code block that follows `label`. */

@@ -75,6 +75,9 @@ const moved = (...moves: [alias: string, from: BootableImage | null, to: Bootabl
     })),
   );
 
+/** What a change of the index rewrites, for a CDN to purge. */
+const REWRITTEN = JSON.stringify(['streams/v1/images.json', 'streams/v1/index.json', 'images/SHA256SUMS']);
+
 const imagesJson = () => fsp.readFile(path.join(registry.simplestreamsDir, 'streams/v1/images.json'), 'utf8');
 
 async function resolve(client: Client, ref: string): Promise<string | undefined> {
@@ -109,6 +112,7 @@ describe('the alias sub-action', () => {
     expect(result.outputs).toEqual({
       status: 'dry-run',
       fingerprint: a.fingerprint,
+      'changed-paths': '[]',
       'aliases-moved': moved(['crynux-node:latest', b, a]),
     });
     expect(result.stdout).toMatch(/Would put crynux-node:latest \(amd64\) → [0-9a-f]{12}/);
@@ -141,6 +145,7 @@ describe('the alias sub-action', () => {
     expect(result.outputs).toEqual({
       status: 'updated',
       fingerprint: a.fingerprint,
+      'changed-paths': REWRITTEN,
       'aliases-moved': moved(['crynux-node:latest', b, a]),
     });
     expect(result.summary).toContain('Aliases moved');
@@ -157,7 +162,7 @@ describe('the alias sub-action', () => {
       inputs: dayTwoInputs({ fingerprint: 'crynux-node:v2.6.0', aliases: 'crynux-node:latest' }),
     });
     expectExit(again, 0);
-    expect(again.outputs).toMatchObject({ status: 'unchanged', 'aliases-moved': '[]' });
+    expect(again.outputs).toMatchObject({ status: 'unchanged', 'aliases-moved': '[]', 'changed-paths': '[]' });
   }, 240_000);
 });
 
@@ -172,6 +177,7 @@ describe('the remove sub-action', () => {
     expect(result.outputs).toEqual({
       status: 'dry-run',
       fingerprint: b.fingerprint,
+      'changed-paths': '[]',
       'aliases-moved': moved(['crynux-node:v2.7.0', b, null]),
     });
     expect(await imagesJson()).toBe(before);
@@ -186,6 +192,7 @@ describe('the remove sub-action', () => {
     expect(result.outputs).toEqual({
       status: 'removed',
       fingerprint: b.fingerprint,
+      'changed-paths': REWRITTEN,
       'aliases-moved': moved(['crynux-node:v2.7.0', b, null]),
     });
     expect(result.stdout).toContain('Aliases that go with it: crynux-node:v2.7.0');
@@ -224,6 +231,7 @@ describe('the remove sub-action', () => {
     expect(forced.outputs).toEqual({
       status: 'removed',
       fingerprint: a.fingerprint,
+      'changed-paths': REWRITTEN,
       'aliases-moved': moved(['crynux-node:latest', a, null], ['crynux-node:v2.6.0', a, null]),
     });
     expect(forced.stdout).toMatch(

@@ -57137,7 +57137,7 @@ async function withLiveIndex(registry, options, work) {
     try {
         return await work(held.live, async (index, retired) => {
             const live = index ?? held.live;
-            await commit_commit(registry, {
+            const changedPaths = await commit_commit(registry, {
                 lock: held.lock,
                 live,
                 changed: index !== undefined,
@@ -57145,7 +57145,7 @@ async function withLiveIndex(registry, options, work) {
                 retired,
                 done: [],
             });
-            return live;
+            return { live, changedPaths };
         });
     }
     finally {
@@ -57170,7 +57170,7 @@ function day_two_setAliases(registry, request) {
             core.info('dry-run: nothing was changed');
             return result('dry-run', image, { before: live, after }, []);
         }
-        const read = await commitAndRead(finished.index, finished.retired);
+        const { live: read, changedPaths } = await commitAndRead(finished.index, finished.retired);
         const published = findFingerprint(read, image.fingerprint);
         const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
         if (!published || missing.length > 0) {
@@ -57178,7 +57178,7 @@ function day_two_setAliases(registry, request) {
                 'changed the index without taking the lock; run the step again.');
         }
         logTargets(aliasTargets(read).filter((target) => aliases.includes(target.alias)), 'Now ');
-        return result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []);
+        return { ...result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []), changedPaths };
     });
 }
 /**
@@ -57214,14 +57214,14 @@ function removeImage(registry, request) {
             lib_core/* info */.pq('dry-run: nothing was changed');
             return result('dry-run', image, { before: live, after }, plan.removedAliases);
         }
-        const read = await commitAndRead(after, [...plan.retired, ...finished.retired]);
+        const { live: read, changedPaths } = await commitAndRead(after, [...plan.retired, ...finished.retired]);
         if (images_index_findFingerprint(read, image.fingerprint)) {
             throw new errors/* ActionError */.lZ(`${untrusted_untrusted(image.fingerprint)} is still listed after the removal. Something changed the index without taking the ` +
                 'lock; run the step again.');
         }
         lib_core/* info */.pq('Removed. The aliases now resolve so:');
         logTargets(resolve_aliasTargets(read), '  ');
-        return result('removed', image, { before: live, after: read }, plan.removedAliases);
+        return { ...result('removed', image, { before: live, after: read }, plan.removedAliases), changedPaths };
     });
 }
 function result(status, image, index, removedAliases) {
@@ -57233,6 +57233,7 @@ function result(status, image, index, removedAliases) {
         aliases: resolve_aliasTargets(index.after),
         removedAliases,
         aliasMoves: resolve_aliasMoves(index.before, index.after),
+        changedPaths: [],
     };
 }
 
@@ -59517,6 +59518,7 @@ async function report(result, settings) {
     lib_core/* setOutput */.uH('status', result.status);
     lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
     lib_core/* setOutput */.uH('aliases-moved', aliasMovesJson(result.aliasMoves));
+    lib_core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
     if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
         await (0,summary/* writeDayTwoSummary */.QF)(result);
 }

@@ -31,6 +31,7 @@ async function report(result: DayTwoResult, settings: DayTwoSettings): Promise<v
   core.setOutput('status', result.status);
   core.setOutput('fingerprint', result.fingerprint);
   core.setOutput('aliases-moved', aliasMovesJson(result.aliasMoves));
+  core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
   if (settings.summary && process.env['GITHUB_STEP_SUMMARY']) await writeDayTwoSummary(result);
 }
 

@@ -43,6 +43,8 @@ export interface DayTwoResult {
   removedAliases: string[];
   /** The aliases that resolve to another release (or to none) than before (or would, in a dry run). */
   aliasMoves: AliasMove[];
+  /** The served index files the change rewrote (relative to simplestreams-dir): what a CDN should purge. */
+  changedPaths: string[];
 }
 
 /** The image the `fingerprint` input names, or an error that lists what is published. */
@@ -84,7 +86,10 @@ function logTargets(targets: AliasTarget[], prefix: string): void {
  * Makes a new index live (or, given none, only cleans up), in one round trip under the registry
  * lock, and returns the index now live.
  */
-type CommitAndRead = (index: ImagesIndex | undefined, retired: string[]) => Promise<ImagesIndex>;
+type CommitAndRead = (
+  index: ImagesIndex | undefined,
+  retired: string[],
+) => Promise<{ live: ImagesIndex; changedPaths: string[] }>;
 
 /**
  * Runs `work` under the registry lock on the live index read with it, or on a copy read without
@@ -102,7 +107,7 @@ async function withLiveIndex<T>(
   try {
     return await work(held.live, async (index, retired) => {
       const live = index ?? held.live;
-      await commit(registry, {
+      const changedPaths = await commit(registry, {
         lock: held.lock,
         live,
         changed: index !== undefined,
@@ -110,7 +115,7 @@ async function withLiveIndex<T>(
         retired,
         done: [],
       });
-      return live;
+      return { live, changedPaths };
     });
   } finally {
     await held.lock.release();
@@ -138,7 +143,7 @@ export function setAliases(
       core.info('dry-run: nothing was changed');
       return result('dry-run', image, { before: live, after }, []);
     }
-    const read = await commitAndRead(finished.index, finished.retired);
+    const { live: read, changedPaths } = await commitAndRead(finished.index, finished.retired);
     const published = findFingerprint(read, image.fingerprint);
     const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
     if (!published || missing.length > 0) {
@@ -151,7 +156,7 @@ export function setAliases(
       aliasTargets(read).filter((target) => aliases.includes(target.alias)),
       'Now ',
     );
-    return result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []);
+    return { ...result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []), changedPaths };
   });
 }
 
@@ -205,7 +210,7 @@ export function removeImage(
       core.info('dry-run: nothing was changed');
       return result('dry-run', image, { before: live, after }, plan.removedAliases);
     }
-    const read = await commitAndRead(after, [...plan.retired, ...finished.retired]);
+    const { live: read, changedPaths } = await commitAndRead(after, [...plan.retired, ...finished.retired]);
     if (findFingerprint(read, image.fingerprint)) {
       throw new ActionError(
         `${untrusted(image.fingerprint)} is still listed after the removal. Something changed the index without taking the ` +
@@ -214,7 +219,7 @@ export function removeImage(
     }
     core.info('Removed. The aliases now resolve so:');
     logTargets(aliasTargets(read), '  ');
-    return result('removed', image, { before: live, after: read }, plan.removedAliases);
+    return { ...result('removed', image, { before: live, after: read }, plan.removedAliases), changedPaths };
   });
 }
 
@@ -232,5 +237,6 @@ function result(
     aliases: aliasTargets(index.after),
     removedAliases,
     aliasMoves: aliasMoves(index.before, index.after),
+    changedPaths: [],
   };
 }

@@ -9,6 +9,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { inputsFor, runBundle } from '../harness/action.js';
+import { run, runOk } from '../harness/exec.js';
 import { startCachingProxy, type CachingProxy } from '../harness/cache.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
@@ -19,6 +20,8 @@ const ALIAS = 'app:latest';
 
 let registry: Registry;
 let cache: CachingProxy;
+/** What latest names once the publishing test is done. */
+let latestFingerprint = '';
 let work: string;
 
 beforeAll(async () => {
@@ -131,8 +134,22 @@ describe('a registry behind a caching proxy', () => {
       }
     });
 
-    // b and c move latest forward, b gets it back (aliases only), then d: keep-versions 2 drops
-    // releases whose files clients holding an older index may still be downloading.
+    // A client that took its index before the publishes, and downloads a's files after
+    // keep-versions has dropped a: the origin must still serve them (the two-hour grace).
+    const origin = new https.Agent({ ca: await fsp.readFile(registry.caFile, 'utf8') });
+    const before = JSON.parse(
+      (await get(origin, `${registry.httpsUrl}/streams/v1/images.json`)).body.toString('utf8'),
+    ) as {
+      products: Products;
+    };
+    const filesOfA = Object.values(before.products)
+      .flatMap((product) => Object.values(product.versions))
+      .flatMap((version) => Object.values(version.items))
+      .filter((item) => item.ftype === 'incus.tar.xz' || item.ftype === 'squashfs');
+    expect(filesOfA).toHaveLength(2);
+
+    // b and c move latest forward (a is dropped: keep-versions 2), b gets it back (aliases
+    // only), then d (b is dropped): files clients holding an older index may still be downloading.
     let lastAt = 0;
     for (const [image, aliases] of [
       [b, `app:b,${ALIAS}`],
@@ -152,17 +169,59 @@ describe('a registry behind a caching proxy', () => {
     expect(observations.filter((o) => o.problem !== undefined)).toEqual([]);
     const known = new Set(images.map((image) => image.fingerprint));
     expect(observations.filter((o) => !known.has(o.fingerprint ?? ''))).toEqual([]);
-    // Downloads of more than one release while the publishes ran: the cache was read throughout.
-    expect(new Set(observations.filter((o) => o.at < lastAt).map((o) => o.fingerprint)).size).toBeGreaterThan(1);
+    // Downloads before and after the publishes, of more than one release.
+    expect(observations.some((o) => o.at < lastAt)).toBe(true);
+    expect(new Set(observations.map((o) => o.fingerprint)).size).toBeGreaterThan(1);
+    // a is no longer in the index, and its files are still served whole to the client that held it.
+    const now = await get(origin, `${registry.httpsUrl}/streams/v1/images.json`);
+    expect(now.body.toString('utf8')).not.toContain(a.fingerprint);
+    for (const item of filesOfA) {
+      const file = await get(origin, `${registry.httpsUrl}/${item.path}`);
+      expect({ status: file.status, sha256: createHash('sha256').update(file.body).digest('hex') }).toEqual({
+        status: 200,
+        sha256: item.sha256,
+      });
+    }
+    origin.destroy();
     // The new latest within the index's max-age: the cache's copy of the index is at most that
     // old, so every download that started later (a second of slack) got d.
     const afterAge = observations.filter((o) => o.at > lastAt + (INDEX_MAX_AGE_SECONDS + 1) * 1000);
     expect(afterAge.length).toBeGreaterThan(10);
     expect(afterAge.filter((o) => o.fingerprint !== d.fingerprint)).toEqual([]);
+    latestFingerprint = d.fingerprint;
     // The cache did its job: image files and the index came from it, not each time from the origin.
     const log = await fsp.readFile(cache.accessLog, 'utf8');
     const hits = (pattern: RegExp) => log.split('\n').filter((line) => / HIT /.test(line) && pattern.test(line)).length;
     expect(hits(/\/images\/[0-9a-f]{64}\.(squashfs|incus\.tar\.xz)$/)).toBeGreaterThan(10);
     expect(hits(/\/streams\/v1\/images\.json$/)).toBeGreaterThan(10);
   }, 180_000);
+});
+
+describe('the incus and lxc clients behind the cache, with its certificate in servercerts/', () => {
+  it.each(['incus', 'lxc'] as const)(
+    '%s fails on a certificate it does not trust, then resolves latest through the cache once the CA is in servercerts/<remote>.crt',
+    async (client) => {
+      // A client of its own: no system trust for the cache's CA, no cache of an index.
+      const home = await fsp.mkdtemp(path.join(work, `${client}-home-`));
+      const conf = path.join(home, 'conf');
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        HOME: home,
+        [client === 'incus' ? 'INCUS_CONF' : 'LXD_CONF']: conf,
+      };
+      for (const name of ['SSL_CERT_FILE', 'SSL_CERT_DIR', 'XDG_CACHE_HOME', 'XDG_CONFIG_HOME']) delete env[name];
+      await fsp.mkdir(conf, { recursive: true });
+      await runOk(client, ['remote', 'add', 'viacache', cache.url, '--protocol=simplestreams', '--public'], { env });
+      const untrusted = await run(client, ['image', 'info', `viacache:${ALIAS}`], { env, timeoutMs: 60_000 });
+      expect(untrusted.code).not.toBe(0);
+      expect(untrusted.stderr).toMatch(/x509|certificate/i);
+      // As TROUBLESHOOTING.md says: the remote's certificate (or its CA's) as servercerts/<remote>.crt.
+      await fsp.mkdir(path.join(conf, 'servercerts'), { recursive: true });
+      await fsp.copyFile(cache.caFile, path.join(conf, 'servercerts', 'viacache.crt'));
+      const trusted = await run(client, ['image', 'info', `viacache:${ALIAS}`], { env, timeoutMs: 60_000 });
+      expect({ code: trusted.code, stderr: trusted.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(trusted.stdout).toContain(`Fingerprint: ${latestFingerprint}`);
+    },
+    120_000,
+  );
 });

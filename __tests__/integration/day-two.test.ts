@@ -217,6 +217,16 @@ describe('the remove sub-action', () => {
 
   it('refuses to withdraw the release that holds latest without force, and with force warns and does it', async () => {
     const before = await imagesJson();
+    // A dry run says the real run would refuse, and changes nothing.
+    const dry = await runEntry({
+      entry: REMOVE,
+      inputs: dayTwoInputs({ fingerprint: 'crynux-node:latest', 'dry-run': 'true' }),
+    });
+    expectExit(dry, 0);
+    expect(dry.stdout).toMatch(
+      /^::warning title=lxc-publish%3A a followed alias goes::.*crynux-node:latest.*Without force: true the real run refuses this/m,
+    );
+    expect(await imagesJson()).toBe(before);
     const refused = await runEntry({ entry: REMOVE, inputs: dayTwoInputs({ fingerprint: 'crynux-node:latest' }) });
     expectExit(refused, 1);
     expect(refused.stdout).toMatch(

@@ -57206,7 +57206,11 @@ function removeImage(registry, request) {
             if (!force && !options.dryRun) {
                 throw new errors/* ActionError */.lZ(`force: ${what}. Move the alias to another release first (the alias sub-action), or set force: true.`, 'force');
             }
-            lib_core/* warning */.$e(`${what}${force ? ' (force: true)' : ''}.`, { title: 'lxc-publish: a followed alias goes' });
+            // A dry run says what the real run would do: refuse without force.
+            const outcome = force
+                ? ' (force: true)'
+                : '. Without force: true the real run refuses this: move the alias to another release first (the alias sub-action), or set force: true';
+            lib_core/* warning */.$e(`${what}${outcome}.`, { title: 'lxc-publish: a followed alias goes' });
         }
         if (options.dryRun) {
             lib_core/* info */.pq(`Would remove it and retire ${plan.retired.length + finished.retired.length} file(s); the aliases would then resolve so:`);

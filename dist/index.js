@@ -56498,12 +56498,6 @@ var commands = __nccwpck_require__(7515);
 /** The step's outputs (declared in action.yml), from what the registry now serves. */
 
 
-/** The remote name the launch-command output uses when neither remote-name nor public-url gives one. */
-const REMOTE_PLACEHOLDER = 'REMOTE';
-/** aliases-moved: JSON, one object per alias that resolves to another release. */
-function aliasMovesJson(moves) {
-    return JSON.stringify(moves);
-}
 function setOutputs(result, settings) {
     core/* setOutput */.uH('fingerprint', result.fingerprint);
     core/* setOutput */.uH('product', result.product);
@@ -56515,11 +56509,11 @@ function setOutputs(result, settings) {
     core/* setOutput */.uH('planned-status', result.preview?.status ?? '');
     core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
     core/* setOutput */.uH('files', JSON.stringify(result.files));
-    core/* setOutput */.uH('aliases-moved', aliasMovesJson(result.aliasMoves));
+    core/* setOutput */.uH('aliases-moved', JSON.stringify(result.aliasMoves));
     core/* setOutput */.uH('registry-url', settings.publicUrl);
     core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
     core/* setOutput */.uH('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
-    core/* setOutput */.uH('launch-command', (0,commands/* launchLine */.C)('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
+    core/* setOutput */.uH('launch-command', (0,commands/* launchLine */.CK)('incus', settings.remoteName || commands/* REMOTE_PLACEHOLDER */.XZ, result));
 }
 
 ;// CONCATENATED MODULE: ./src/image/hashing.ts
@@ -58864,11 +58858,12 @@ function aliasMoves(before, after) {
     for (const key of new Set([...was.keys(), ...now.keys()])) {
         const from = was.get(key);
         const to = now.get(key);
+        const either = from ?? to;
         // The same image under another product key (an old-way product split) has not moved.
-        if (from?.fingerprint === to?.fingerprint)
+        if (!either || from?.fingerprint === to?.fingerprint)
             continue;
-        const [alias, architecture, type] = JSON.parse(key);
-        moves.push({ alias, architecture, type, from: holder(from), to: holder(to) });
+        const { alias, arch, type } = either;
+        moves.push({ alias, architecture: canonicalArchitecture(arch), type, from: holder(from), to: holder(to) });
     }
     return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture) || a.type.localeCompare(b.type));
 }
@@ -59317,8 +59312,8 @@ function finishIndex(options, fingerprint, base, proposed) {
                 `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
         }
         if (retention.dropped.length > 0) {
-            if (!options.dryRun)
-                core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
+            const verb = options.dryRun ? 'would drop' : 'dropping';
+            core/* info */.pq(`keep-versions ${keepVersions}: ${verb} ${untrustedLine(retention.dropped.join(', '))}`);
             next = retention.index;
             retired.push(...retention.retired);
             dropped.push(...retention.dropped);
@@ -61326,8 +61321,6 @@ async function preview(settings, image, work) {
         core/* info */.pq(`Fingerprint: ${fingerprint}`);
         core/* info */.pq(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
         logAliasMoves(planned.moves, 'Would move');
-        for (const dropped of planned.dropped)
-            core/* info */.pq(`keep-versions ${settings.keepVersions}: would drop ${untrustedLine(dropped)}`);
         for (const base of bases)
             core/* info */.pq(`Would try a delta from release ${base.serial}`);
         core/* info */.pq('dry-run: nothing was uploaded and nothing on the server was changed');
@@ -61564,7 +61557,6 @@ async function runStep(failureHeading, work) {
 
 
 
-const REMOTE_PLACEHOLDER = 'REMOTE';
 const URL_PLACEHOLDER = 'https://your-registry.example';
 function escapeHtml(text) {
     return text
@@ -61624,7 +61616,7 @@ function describeMove(move) {
 /** The summary's text (HTML table and Markdown code blocks); untrusted strings are escaped. */
 function buildSummary(result, options = {}) {
     const publicUrl = options.publicUrl ?? '';
-    const remote = options.remoteName || (publicUrl ? (0,_public_remote_js__WEBPACK_IMPORTED_MODULE_1__/* .defaultRemoteName */ .ZJ)(publicUrl) : REMOTE_PLACEHOLDER);
+    const remote = options.remoteName || (publicUrl ? (0,_public_remote_js__WEBPACK_IMPORTED_MODULE_1__/* .defaultRemoteName */ .ZJ)(publicUrl) : _public_commands_js__WEBPACK_IMPORTED_MODULE_3__/* .REMOTE_PLACEHOLDER */ .XZ);
     const rows = [
         [
             'Status',
@@ -61671,12 +61663,12 @@ function buildSummary(result, options = {}) {
         ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
         '</table>',
     ].join('\n');
-    const commands = (0,_public_commands_js__WEBPACK_IMPORTED_MODULE_3__/* .clientCommands */ .s)(remote, publicUrl || URL_PLACEHOLDER, result);
+    const commands = (0,_public_commands_js__WEBPACK_IMPORTED_MODULE_3__/* .clientCommands */ .sN)(remote, publicUrl || URL_PLACEHOLDER, result);
     const intro = result.preview
         ? `Once published, add the registry as ${code(remote)} and launch the image:`
         : publicUrl
             ? `Add the registry as ${code(remote)} and launch the image:`
-            : `Add the registry as a remote (${code(REMOTE_PLACEHOLDER)} and the URL are placeholders: set ` +
+            : `Add the registry as a remote (${code(_public_commands_js__WEBPACK_IMPORTED_MODULE_3__/* .REMOTE_PLACEHOLDER */ .XZ)} and the URL are placeholders: set ` +
                 `${code('public-url')} to check the registry and get the exact commands) and launch the image:`;
     const parts = [
         `## ${HEADINGS[result.status]}`,
@@ -61908,12 +61900,15 @@ __webpack_async_result__();
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   C: () => (/* binding */ launchLine),
-/* harmony export */   s: () => (/* binding */ clientCommands)
+/* harmony export */   CK: () => (/* binding */ launchLine),
+/* harmony export */   XZ: () => (/* binding */ REMOTE_PLACEHOLDER),
+/* harmony export */   sN: () => (/* binding */ clientCommands)
 /* harmony export */ });
 /* harmony import */ var _ssh_shell_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9000);
 
 const INSTANCE_PLACEHOLDER = 'my-instance';
+/** The remote name shown when neither remote-name nor public-url gives one. */
+const REMOTE_PLACEHOLDER = 'REMOTE';
 /**
  * `incus launch REMOTE:REFERENCE [INSTANCE] [--vm]`: the image by its first alias, or by the
  * fingerprint's first 12 digits (as `incus image list` shows it). Every word is shell-quoted when

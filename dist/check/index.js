@@ -58988,7 +58988,6 @@ async function runStep(failureHeading, work) {
 
 
 
-const REMOTE_PLACEHOLDER = 'REMOTE';
 const URL_PLACEHOLDER = 'https://your-registry.example';
 function escapeHtml(text) {
     return text

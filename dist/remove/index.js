@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6168:
+/***/ 9778:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54668,11 +54668,12 @@ function resolve_aliasMoves(before, after) {
     for (const key of new Set([...was.keys(), ...now.keys()])) {
         const from = was.get(key);
         const to = now.get(key);
+        const either = from ?? to;
         // The same image under another product key (an old-way product split) has not moved.
-        if (from?.fingerprint === to?.fingerprint)
+        if (!either || from?.fingerprint === to?.fingerprint)
             continue;
-        const [alias, architecture, type] = JSON.parse(key);
-        moves.push({ alias, architecture, type, from: holder(from), to: holder(to) });
+        const { alias, arch, type } = either;
+        moves.push({ alias, architecture: architectures_canonicalArchitecture(arch), type, from: holder(from), to: holder(to) });
     }
     return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture) || a.type.localeCompare(b.type));
 }
@@ -56893,8 +56894,8 @@ function publication_finishIndex(options, fingerprint, base, proposed) {
                 `${aliases.map(untrusted_untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
         }
         if (retention.dropped.length > 0) {
-            if (!options.dryRun)
-                lib_core/* info */.pq(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted_untrusted).join(', ')}`);
+            const verb = options.dryRun ? 'would drop' : 'dropping';
+            lib_core/* info */.pq(`keep-versions ${keepVersions}: ${verb} ${untrusted_untrustedLine(retention.dropped.join(', '))}`);
             next = retention.index;
             retired.push(...retention.retired);
             dropped.push(...retention.dropped);
@@ -57178,7 +57179,7 @@ function day_two_setAliases(registry, request) {
                 'changed the index without taking the lock; run the step again.');
         }
         logTargets(aliasTargets(read).filter((target) => aliases.includes(target.alias)), 'Now ');
-        return { ...result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []), changedPaths };
+        return result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read, changedPaths }, []);
     });
 }
 /**
@@ -57225,10 +57226,12 @@ function removeImage(registry, request) {
         }
         lib_core/* info */.pq('Removed. The aliases now resolve so:');
         logTargets(resolve_aliasTargets(read), '  ');
-        return { ...result('removed', image, { before: live, after: read }, plan.removedAliases), changedPaths };
+        return result('removed', image, { before: live, after: read, changedPaths }, plan.removedAliases);
     });
 }
-function result(status, image, index, removedAliases) {
+function result(status, image, 
+/** The index before and after the change, and the served files the commit rewrote (none in a dry run). */
+index, removedAliases) {
     return {
         status,
         fingerprint: image.fingerprint,
@@ -57237,7 +57240,7 @@ function result(status, image, index, removedAliases) {
         aliases: resolve_aliasTargets(index.after),
         removedAliases,
         aliasMoves: resolve_aliasMoves(index.before, index.after),
-        changedPaths: [],
+        changedPaths: index.changedPaths ?? [],
     };
 }
 
@@ -59462,34 +59465,6 @@ function readCheckSettings() {
     };
 }
 
-;// CONCATENATED MODULE: ./src/action/outputs.ts
-/** The step's outputs (declared in action.yml), from what the registry now serves. */
-
-
-/** The remote name the launch-command output uses when neither remote-name nor public-url gives one. */
-const REMOTE_PLACEHOLDER = 'REMOTE';
-/** aliases-moved: JSON, one object per alias that resolves to another release. */
-function aliasMovesJson(moves) {
-    return JSON.stringify(moves);
-}
-function setOutputs(result, settings) {
-    core.setOutput('fingerprint', result.fingerprint);
-    core.setOutput('product', result.product);
-    core.setOutput('serial', result.serial);
-    core.setOutput('aliases', result.aliases.join(','));
-    core.setOutput('image-type', result.imageType);
-    core.setOutput('size', String(result.size));
-    core.setOutput('status', result.status);
-    core.setOutput('planned-status', result.preview?.status ?? '');
-    core.setOutput('deltas', JSON.stringify(result.deltas ?? []));
-    core.setOutput('files', JSON.stringify(result.files));
-    core.setOutput('aliases-moved', aliasMovesJson(result.aliasMoves));
-    core.setOutput('registry-url', settings.publicUrl);
-    core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
-    core.setOutput('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
-    core.setOutput('launch-command', launchLine('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
-}
-
 // EXTERNAL MODULE: ./src/action/step.ts
 var step = __nccwpck_require__(9134);
 // EXTERNAL MODULE: ./src/action/summary.ts
@@ -59500,7 +59475,6 @@ var summary = __nccwpck_require__(8770);
  * image already published, without image files. Each reads its inputs, connects as a publish
  * does, makes the change under the registry lock (registry/day-two.ts) and reports.
  */
-
 
 
 
@@ -59521,7 +59495,7 @@ async function withRegistry(settings, work) {
 async function report(result, settings) {
     lib_core/* setOutput */.uH('status', result.status);
     lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
-    lib_core/* setOutput */.uH('aliases-moved', aliasMovesJson(result.aliasMoves));
+    lib_core/* setOutput */.uH('aliases-moved', JSON.stringify(result.aliasMoves));
     lib_core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
     if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
         await (0,summary/* writeDayTwoSummary */.QF)(result);
@@ -59646,7 +59620,6 @@ async function runStep(failureHeading, work) {
 
 
 
-const REMOTE_PLACEHOLDER = 'REMOTE';
 const URL_PLACEHOLDER = 'https://your-registry.example';
 function escapeHtml(text) {
     return text
@@ -60108,7 +60081,7 @@ function validateRemoteName(name) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6168);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9778);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

@@ -8,7 +8,6 @@ import { timedGroup } from '../common/debug.js';
 import { removeImage, setAliases, type DayTwoResult } from '../registry/day-two.js';
 import { Registry } from '../registry/registry.js';
 import { readDayTwoSettings, type DayTwoSettings } from './inputs.js';
-import { aliasMovesJson } from './outputs.js';
 import { runStep } from './step.js';
 import { writeDayTwoSummary } from './summary.js';
 
@@ -30,7 +29,7 @@ async function withRegistry(
 async function report(result: DayTwoResult, settings: DayTwoSettings): Promise<void> {
   core.setOutput('status', result.status);
   core.setOutput('fingerprint', result.fingerprint);
-  core.setOutput('aliases-moved', aliasMovesJson(result.aliasMoves));
+  core.setOutput('aliases-moved', JSON.stringify(result.aliasMoves));
   core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
   if (settings.summary && process.env['GITHUB_STEP_SUMMARY']) await writeDayTwoSummary(result);
 }

@@ -1,17 +1,8 @@
 /** The step's outputs (declared in action.yml), from what the registry now serves. */
 import * as core from '@actions/core';
-import { launchLine } from '../public/commands.js';
+import { launchLine, REMOTE_PLACEHOLDER } from '../public/commands.js';
 import type { PublishResult } from '../registry/publication.js';
-import type { AliasMove } from '../simplestreams/resolve.js';
 import type { Settings } from './inputs.js';
-
-/** The remote name the launch-command output uses when neither remote-name nor public-url gives one. */
-export const REMOTE_PLACEHOLDER = 'REMOTE';
-
-/** aliases-moved: JSON, one object per alias that resolves to another release. */
-export function aliasMovesJson(moves: readonly AliasMove[]): string {
-  return JSON.stringify(moves);
-}
 
 export function setOutputs(result: PublishResult, settings: Pick<Settings, 'publicUrl' | 'remoteName'>): void {
   core.setOutput('fingerprint', result.fingerprint);
@@ -24,7 +15,7 @@ export function setOutputs(result: PublishResult, settings: Pick<Settings, 'publ
   core.setOutput('planned-status', result.preview?.status ?? '');
   core.setOutput('deltas', JSON.stringify(result.deltas ?? []));
   core.setOutput('files', JSON.stringify(result.files));
-  core.setOutput('aliases-moved', aliasMovesJson(result.aliasMoves));
+  core.setOutput('aliases-moved', JSON.stringify(result.aliasMoves));
   core.setOutput('registry-url', settings.publicUrl);
   core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
   core.setOutput(

@@ -441,8 +441,6 @@ export async function preview(
     core.info(`Fingerprint: ${fingerprint}`);
     core.info(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
     logAliasMoves(planned.moves, 'Would move');
-    for (const dropped of planned.dropped)
-      core.info(`keep-versions ${settings.keepVersions}: would drop ${untrustedLine(dropped)}`);
     for (const base of bases) core.info(`Would try a delta from release ${base.serial}`);
     core.info('dry-run: nothing was uploaded and nothing on the server was changed');
     return {

@@ -1,7 +1,7 @@
 /** The job summary: what was published, where it is served, and how to use it. */
 import * as core from '@actions/core';
 import type { PublicCheckResult } from '../public/check.js';
-import { clientCommands } from '../public/commands.js';
+import { clientCommands, REMOTE_PLACEHOLDER } from '../public/commands.js';
 import { defaultRemoteName } from '../public/remote.js';
 import type { CheckReport, ReportedFinding } from '../registry/check.js';
 import type { DayTwoResult } from '../registry/day-two.js';
@@ -25,7 +25,6 @@ export interface SummaryOptions {
   lxd?: boolean;
 }
 
-const REMOTE_PLACEHOLDER = 'REMOTE';
 const URL_PLACEHOLDER = 'https://your-registry.example';
 
 function escapeHtml(text: string): string {

@@ -11,6 +11,9 @@ export interface LaunchTarget {
 
 const INSTANCE_PLACEHOLDER = 'my-instance';
 
+/** The remote name shown when neither remote-name nor public-url gives one. */
+export const REMOTE_PLACEHOLDER = 'REMOTE';
+
 /**
  * `incus launch REMOTE:REFERENCE [INSTANCE] [--vm]`: the image by its first alias, or by the
  * fingerprint's first 12 digits (as `incus image list` shows it). Every word is shell-quoted when

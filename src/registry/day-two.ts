@@ -156,7 +156,7 @@ export function setAliases(
       aliasTargets(read).filter((target) => aliases.includes(target.alias)),
       'Now ',
     );
-    return { ...result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read }, []), changedPaths };
+    return result(proposed ? 'updated' : 'unchanged', image, { before: live, after: read, changedPaths }, []);
   });
 }
 
@@ -223,14 +223,15 @@ export function removeImage(
     }
     core.info('Removed. The aliases now resolve so:');
     logTargets(aliasTargets(read), '  ');
-    return { ...result('removed', image, { before: live, after: read }, plan.removedAliases), changedPaths };
+    return result('removed', image, { before: live, after: read, changedPaths }, plan.removedAliases);
   });
 }
 
 function result(
   status: DayTwoResult['status'],
   image: ListedImage,
-  index: { before: ImagesIndex; after: ImagesIndex },
+  /** The index before and after the change, and the served files the commit rewrote (none in a dry run). */
+  index: { before: ImagesIndex; after: ImagesIndex; changedPaths?: string[] },
   removedAliases: string[],
 ): DayTwoResult {
   return {
@@ -241,6 +242,6 @@ function result(
     aliases: aliasTargets(index.after),
     removedAliases,
     aliasMoves: aliasMoves(index.before, index.after),
-    changedPaths: [],
+    changedPaths: index.changedPaths ?? [],
   };
 }

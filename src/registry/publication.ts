@@ -7,7 +7,7 @@ import * as core from '@actions/core';
 import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
-import { untrusted } from '../common/untrusted.js';
+import { untrusted, untrustedLine } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
 import { aliasMoves, type AliasMove } from '../simplestreams/resolve.js';
 import { attachDeltas, pruneDeltas, type MadeDelta } from '../simplestreams/deltas.js';
@@ -133,7 +133,7 @@ export function serialConflictError(
 export function finishIndex(
   options: Pick<PublicationOptions, 'keepVersions' | 'lxdCompat'> &
     Partial<Pick<PublicationOptions, 'followedAliases' | 'releaseIsVersion'>> & {
-      /** A dry run: the log says what would be done (previewPublication says what would go). */
+      /** A dry run: the log says what would be done. */
       dryRun?: boolean;
     },
   fingerprint: string,
@@ -159,8 +159,8 @@ export function finishIndex(
       );
     }
     if (retention.dropped.length > 0) {
-      if (!options.dryRun)
-        core.info(`keep-versions ${keepVersions}: dropping ${retention.dropped.map(untrusted).join(', ')}`);
+      const verb = options.dryRun ? 'would drop' : 'dropping';
+      core.info(`keep-versions ${keepVersions}: ${verb} ${untrustedLine(retention.dropped.join(', '))}`);
       next = retention.index;
       retired.push(...retention.retired);
       dropped.push(...retention.dropped);

@@ -114,10 +114,11 @@ export function aliasMoves(before: ImagesIndex, after: ImagesIndex): AliasMove[]
   for (const key of new Set([...was.keys(), ...now.keys()])) {
     const from = was.get(key);
     const to = now.get(key);
+    const either = from ?? to;
     // The same image under another product key (an old-way product split) has not moved.
-    if (from?.fingerprint === to?.fingerprint) continue;
-    const [alias, architecture, type] = JSON.parse(key) as [string, string, ImageType];
-    moves.push({ alias, architecture, type, from: holder(from), to: holder(to) });
+    if (!either || from?.fingerprint === to?.fingerprint) continue;
+    const { alias, arch, type } = either;
+    moves.push({ alias, architecture: canonicalArchitecture(arch), type, from: holder(from), to: holder(to) });
   }
   return moves.sort(
     (a, b) =>

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9590:
+/***/ 4143:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -53998,6 +53998,39 @@ __nccwpck_require__.d(__webpack_exports__, {
 var core = __nccwpck_require__(7264);
 // EXTERNAL MODULE: ./src/common/errors.ts
 var errors = __nccwpck_require__(1922);
+// EXTERNAL MODULE: external "node:async_hooks"
+var external_node_async_hooks_ = __nccwpck_require__(6698);
+;// CONCATENATED MODULE: ./src/common/log.ts
+/**
+ * The log lines of the steps that run on a server. A fleet runs them on several servers at once:
+ * each line then starts with the server's name (kept per call chain), so that interleaved lines
+ * still say which server they are about. With one server the lines are as they always were.
+ */
+
+
+const currentServer = new external_node_async_hooks_.AsyncLocalStorage();
+/** Runs `work` with every line it logs (and each group it opens) labelled with `name`. */
+function onServer(name, work) {
+    return currentServer.run(name, work);
+}
+/** The server the current call chain works on, in a fleet. */
+function serverLabel() {
+    return currentServer.getStore();
+}
+function labelled(text) {
+    const name = currentServer.getStore();
+    return name === undefined ? text : `[${name}] ${text}`;
+}
+function info(text) {
+    core/* info */.pq(labelled(text));
+}
+function notice(text, properties) {
+    core/* notice */.lm(labelled(text), properties);
+}
+function log_warning(text, properties) {
+    core/* warning */.$e(labelled(text), properties);
+}
+
 ;// CONCATENATED MODULE: ./src/common/debug.ts
 /**
  * Step debug logging (ACTIONS_STEP_DEBUG=true, core.isDebug()): the remote commands as sent, the
@@ -54005,6 +54038,7 @@ var errors = __nccwpck_require__(1922);
  * through here: known secrets are cut out (the runner masks them too, but a local run has no
  * runner), and the text is escaped as untrusted (ssh2's lines quote the server's banner).
  */
+
 
 
 const secrets = new Set();
@@ -54048,7 +54082,13 @@ function debug(text) {
  */
 async function timedGroup(name, work) {
     const started = process.hrtime.bigint();
+    // Groups do not nest: on one server of a fleet (whose steps run beside the others'), a line.
+    const server = serverLabel();
     try {
+        if (server !== undefined) {
+            core/* info */.pq(`[${server}] ${name}`);
+            return await work();
+        }
         return await core/* group */.Os(name, work);
     }
     finally {
@@ -55488,6 +55528,7 @@ const DECLARED_INPUTS = {
         'jump-known-hosts',
         'upload-dir',
         'simplestreams-dir',
+        'mirrors',
         'aliases',
         'default-alias',
         'lock-timeout',
@@ -55589,172 +55630,8 @@ const DECLARED_INPUTS = {
     ],
 };
 
-// EXTERNAL MODULE: ./src/public/remote.ts
-var remote = __nccwpck_require__(2611);
-;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
-/**
- * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
- * newest version. Pure.
- */
-
-
-/**
- * Puts the aliases on one product and takes them off every other product of the same
- * architecture, so that an alias such as `latest` names exactly one image per architecture.
- * Returns whether anything changed.
- */
-function moveAliases(index, productName, aliases) {
-    const target = index.products[productName];
-    if (!target || aliases.length === 0)
-        return false;
-    let changed = false;
-    for (const [name, product] of Object.entries(index.products)) {
-        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
-            continue;
-        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
-        if (kept.length !== productAliases(product).length) {
-            setAliases(product, kept);
-            changed = true;
-        }
-    }
-    const current = productAliases(target);
-    const missing = aliases.filter((alias) => !current.includes(alias));
-    if (missing.length > 0) {
-        setAliases(target, [...current, ...missing]);
-        changed = true;
-    }
-    return changed;
-}
-function setAliases(product, aliases) {
-    if (aliases.length > 0)
-        product.aliases = aliases.join(',');
-    else
-        delete product.aliases;
-}
-/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
-function isNewestVersion(product, serial) {
-    // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
-    return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
-}
-/**
- * Moves one version of a product written the old way (one product, several versions) into a
- * release product of its own, without aliases, and returns its key. Aliases of a shared product
- * resolve to its newest version only: an older version must stand alone to carry one.
- */
-function splitOutRelease(index, productName, serial) {
-    const product = index.products[productName];
-    const version = product?.versions[serial];
-    if (!product || !version || Object.keys(product.versions).length === 1)
-        return productName;
-    const { versions: _versions, aliases: _aliases, ...fields } = product;
-    const key = releaseProductKey(productLine(productName, product), serial);
-    delete product.versions[serial];
-    index.products[key] = { ...fields, versions: { [serial]: version } };
-    return key;
-}
-/**
- * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
- * version that is not the newest of a shared product is first given a product of its own, so
- * that the aliases resolve to it.
- */
-function planAliasUpdate(live, fingerprint, aliases) {
-    const next = cloneIndex(live);
-    const existing = images_index_findFingerprint(next, fingerprint);
-    if (!existing || aliases.length === 0)
-        return undefined;
-    const holder = next.products[existing.product];
-    const product = holder && !isNewestVersion(holder, existing.serial)
-        ? splitOutRelease(next, existing.product, existing.serial)
-        : existing.product;
-    const split = product !== existing.product;
-    return moveAliases(next, product, aliases) || split ? next : undefined;
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
-/** keep-versions: how many releases of an image line stay in the index. Pure. */
-
-
-/** The followed-aliases default: an alias whose name after its last ':' starts with "latest". */
-const DEFAULT_FOLLOWED_ALIASES = ['latest*'];
-/**
- * The aliases `patterns` name, `*` standing for any characters (none included): a pattern with a
- * ':' matches a whole alias, one without matches the alias's name after its last ':' (all of it
- * when it has none). The default, `latest*`: crynux-node:latest, crynux-node:latest-base, latest.
- */
-function followedAliases(patterns) {
-    const matchers = patterns.map((pattern) => {
-        const expression = new RegExp(`^${pattern
-            .split('*')
-            .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-            .join('.*')}$`);
-        return (alias) => expression.test(pattern.includes(':') ? alias : alias.slice(alias.lastIndexOf(':') + 1));
-    });
-    return (alias) => matchers.some((matches) => matches(alias));
-}
-/**
- * Keeps the newest `keep` releases of the image line of the release with `fingerprint`
- * (os/release/variant/arch, whatever products hold them), and no other line: a publish of one
- * line never prunes another's. Never dropped: that release itself (even if its serial is older),
- * and a release that a followed alias resolves to (`latest` rolled back to an older release stays
- * where clients find it). A product left without versions goes, and its other aliases with it: a
- * pinned alias names its release only. Files are retired only when no remaining version names
- * them.
- */
-function applyRetention(index, options) {
-    const { keep, fingerprint, followed } = options;
-    const line = { releaseIsVersion: options.releaseIsVersion ?? false };
-    const next = cloneIndex(index);
-    const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
-    const published = images_index_findFingerprint(next, fingerprint);
-    const publishedProduct = published ? next.products[published.product] : undefined;
-    if (keep <= 0 || !published || !publishedProduct)
-        return result;
-    const droppedPaths = [];
-    // Serials are creation dates (YYYYMMDDhhmm in UTC, as incus-simplestreams writes them too):
-    // newest first, never by what a release is called.
-    const newestFirst = releasesOf(next, lineIdentity(published.product, publishedProduct, line), line).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
-    const within = withinNewest(newestFirst, next, keep, line.releaseIsVersion);
-    newestFirst.forEach(({ product, serial, version }, position) => {
-        if (within(position) || images_index_versionFingerprint(version) === fingerprint)
-            return;
-        const holder = next.products[product];
-        if (!holder)
-            return;
-        const following = isNewestVersion(holder, serial) ? productAliases(holder).filter(followed) : [];
-        if (following.length > 0) {
-            result.keptForAliases.push({ product, serial, aliases: following });
-            return;
-        }
-        delete holder.versions[serial];
-        if (!holdsImages(holder))
-            delete next.products[product];
-        result.dropped.push(`${product} ${serial}`);
-        droppedPaths.push(...Object.values(version.items).map((item) => item.path));
-    });
-    const stillNamed = referencedPaths(next);
-    result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
-    return result;
-}
-/**
- * Whether the release at a position of `newestFirst` is among the newest `keep`: by position, or
- * with releaseIsVersion, when it is the newest version of one of the newest `keep` releases.
- */
-function withinNewest(newestFirst, index, keep, releaseIsVersion) {
-    if (!releaseIsVersion)
-        return (position) => position < keep;
-    const seen = new Set();
-    const kept = new Set();
-    newestFirst.forEach(({ product }, position) => {
-        const release = index.products[product]?.release ?? product;
-        if (seen.has(release))
-            return;
-        seen.add(release);
-        if (seen.size <= keep)
-            kept.add(position);
-    });
-    return (position) => kept.has(position);
-}
-
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/ssh/hostkeys.ts
 /**
  * Host key pinning: parsing `host-fingerprint` and `known-hosts`, and matching the key a server
@@ -56296,11 +56173,364 @@ function input_values_parseAliases(value, input = 'aliases') {
     return aliases;
 }
 
+;// CONCATENATED MODULE: ./src/action/mirrors.ts
+/**
+ * The mirrors input: more registry servers to publish the same release to, as a YAML list. Each
+ * entry names its host and may set its own port, user, key (through an environment variable the
+ * step fills from a secret), host key pins and directories; what it leaves out it takes from the
+ * top-level input of the same name (host key pins excepted: those belong to `host`).
+ */
+
+
+
+
+
+
+
+/** The keys a mirror may have. */
+const MIRROR_KEYS = [
+    'name',
+    'host',
+    'port',
+    'username',
+    'ssh-key-env',
+    'ssh-key-passphrase-env',
+    'host-fingerprint',
+    'known-hosts',
+    'upload-dir',
+    'simplestreams-dir',
+];
+/** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
+const MAX_SERVERS = 9;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
+/** Variables of the runner and of the action's own inputs: never a key's place. */
+const RESERVED_VARIABLE_PREFIXES = ['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_'];
+const EXAMPLE = 'For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
+    "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:.";
+function mirrorsError(message) {
+    return new errors/* ActionError */.lZ(`mirrors: ${message}`, 'mirrors');
+}
+/** The text of a scalar value; anything else (a list, a map) is refused. */
+function scalar(value, key, label) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' && Number.isSafeInteger(value))
+        return String(value);
+    throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
+}
+/** An environment variable's value, masked and taken out of the environment (no child process inherits it). */
+function secretFromEnvironment(variable, key, label, env) {
+    if (!VARIABLE.test(variable) || RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+        throw mirrorsError(`${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
+            `runner's (INPUT_, GITHUB_, RUNNER_, ACTIONS_), such as EU_SSH_KEY; it is ${JSON.stringify((0,errors/* oneLine */.TN)(variable))}.`);
+    }
+    const value = env[variable] ?? '';
+    delete env[variable];
+    maskSecrets([value]);
+    if (value.trim() === '') {
+        throw mirrorsError(`${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
+            `${variable}: \${{ secrets.${variable} }} under the step's env: (a secret reads as empty when it is not ` +
+            'defined, belongs to an environment the job does not name, or the run is for a pull request from a fork).');
+    }
+    return value;
+}
+/** The pins of a mirror: its own, or the top-level known-hosts lines for its host, or none. */
+function mirrorPins(entry, target, defaults) {
+    const own = { hostFingerprint: entry['host-fingerprint'] ?? '', knownHosts: entry['known-hosts'] ?? '' };
+    if (own.hostFingerprint.trim() !== '' || own.knownHosts.trim() !== '')
+        return readHostKeyPins(own, target.host, target.port);
+    if (defaults.knownHosts.trim() === '')
+        return { fingerprints: [], knownKeys: [] };
+    try {
+        return readHostKeyPins({ hostFingerprint: '', knownHosts: defaults.knownHosts }, target.host, target.port);
+    }
+    catch {
+        // The top-level known-hosts has no line for this host: it is unpinned, and strict-host-key decides.
+        return { fingerprints: [], knownKeys: [] };
+    }
+}
+/** One entry of the list, checked, with what it leaves out taken from the defaults. */
+function readMirror(raw, position, defaults, env) {
+    let label = `entry ${position}`;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        throw mirrorsError(`${label} is not a map of keys (host:, port: …). ${EXAMPLE}`);
+    }
+    const entry = {};
+    for (const [key, value] of Object.entries(raw)) {
+        if (!MIRROR_KEYS.includes(key)) {
+            const closest = closestInput(key, MIRROR_KEYS);
+            throw mirrorsError(`${label}: ${untrusted(key)} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
+                `mirror takes ${MIRROR_KEYS.join(', ')}.`);
+        }
+        entry[key] = scalar(value, key, label);
+    }
+    if (entry.name !== undefined) {
+        if (!NAME.test(entry.name)) {
+            throw mirrorsError(`${label}: name ${JSON.stringify((0,errors/* oneLine */.TN)(entry.name))} must be 1 to 64 letters, digits, ".", "_" or "-".`);
+        }
+        label = `entry ${position} (${entry.name})`;
+    }
+    if (entry.host === undefined || entry.host.trim() === '')
+        throw mirrorsError(`${label} has no host. ${EXAMPLE}`);
+    try {
+        const host = parseHost(entry.host);
+        const port = entry.port === undefined ? defaults.port : parsePort(entry.port);
+        const username = entry.username === undefined ? defaults.username : parseUsername(entry.username);
+        let key = { privateKey: defaults.privateKey, passphrase: defaults.passphrase };
+        if (entry['ssh-key-env'] !== undefined) {
+            const text = secretFromEnvironment(entry['ssh-key-env'], 'ssh-key-env', label, env);
+            const passphrase = entry['ssh-key-passphrase-env'] === undefined
+                ? ''
+                : secretFromEnvironment(entry['ssh-key-passphrase-env'], 'ssh-key-passphrase-env', label, env);
+            key = preparePrivateKey(text, passphrase, { key: 'ssh-key-env', passphrase: 'ssh-key-passphrase-env' });
+            if (key.privateKey !== normalisePrivateKey(text))
+                maskSecrets([key.privateKey]);
+        }
+        else if (entry['ssh-key-passphrase-env'] !== undefined) {
+            throw mirrorsError(`${label}: ssh-key-passphrase-env is set without ssh-key-env; name the key's variable too.`);
+        }
+        const simplestreamsDir = entry['simplestreams-dir'] === undefined
+            ? defaults.simplestreamsDir
+            : parseRemoteDir(entry['simplestreams-dir'], 'simplestreams-dir');
+        const uploadDir = entry['upload-dir'] === undefined ? defaults.uploadDir : parseRemoteDir(entry['upload-dir'], 'upload-dir');
+        return {
+            name: entry.name ?? (port === 22 ? host : `${host}:${port}`),
+            host,
+            port,
+            username,
+            ...key,
+            hostKeyPins: mirrorPins(entry, { host, port }, defaults),
+            strictHostKey: defaults.strictHostKey,
+            connectTimeout: defaults.connectTimeout,
+            simplestreamsDir,
+            uploadDir,
+        };
+    }
+    catch (error) {
+        if (!(error instanceof errors/* ActionError */.lZ) || error.input === 'mirrors')
+            throw error;
+        // A field's own message names its key as an input: here it is a key of this mirror.
+        throw mirrorsError(`${label}: ${error.message}`);
+    }
+}
+/**
+ * The mirrors input, read: [] when empty. A private key pasted into it is refused without
+ * being repeated (it belongs in a secret, named by ssh-key-env).
+ */
+function parseMirrors(text, defaults, env = process.env) {
+    if (text.trim() === '')
+        return [];
+    if (/PRIVATE KEY/i.test(text)) {
+        maskSecrets([text]);
+        throw mirrorsError('holds a private key. The mirrors input is not secret and shows in the log: put each key in a secret and ' +
+            "name the environment variable that carries it with ssh-key-env (EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:). " +
+            'Replace that key now: it was in the workflow file.');
+    }
+    let document;
+    try {
+        document = (0,dist/* parse */.qg)(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false });
+    }
+    catch (error) {
+        const reason = error instanceof dist/* YAMLParseError */.XT ? error.message.split('\n')[0] : (0,errors/* describeError */.Uc)(error);
+        throw mirrorsError(`not a YAML list of servers (${(0,errors/* oneLine */.TN)(reason ?? '')}). ${EXAMPLE}`);
+    }
+    if (!Array.isArray(document) || document.length === 0)
+        throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
+    if (document.length > MAX_SERVERS - 1)
+        throw mirrorsError(`lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`);
+    const mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, env));
+    const seen = new Map([[defaults.primary.name, 'the host input']]);
+    const registries = new Set([registryKey(defaults.primary)]);
+    for (const mirror of mirrors) {
+        if (seen.has(mirror.name))
+            throw mirrorsError(`two servers are named ${mirror.name}; give each mirror a name of its own (name:).`);
+        seen.set(mirror.name, mirror.host);
+        const key = registryKey(mirror);
+        if (registries.has(key)) {
+            throw mirrorsError(`${mirror.name} is the registry at ${mirror.host}:${mirror.port} ${mirror.simplestreamsDir} a second time; ` +
+                'each server of the fleet must be a registry of its own.');
+        }
+        registries.add(key);
+    }
+    return mirrors;
+}
+function registryKey(server) {
+    return `${server.host.toLowerCase()}\n${server.port}\n${server.simplestreamsDir}`;
+}
+
+// EXTERNAL MODULE: ./src/public/remote.ts
+var remote = __nccwpck_require__(2611);
+;// CONCATENATED MODULE: ./src/simplestreams/aliases.ts
+/**
+ * Aliases in the index: a product's comma-separated list, which clients resolve to the product's
+ * newest version. Pure.
+ */
+
+
+/**
+ * Puts the aliases on one product and takes them off every other product of the same
+ * architecture, so that an alias such as `latest` names exactly one image per architecture.
+ * Returns whether anything changed.
+ */
+function moveAliases(index, productName, aliases) {
+    const target = index.products[productName];
+    if (!target || aliases.length === 0)
+        return false;
+    let changed = false;
+    for (const [name, product] of Object.entries(index.products)) {
+        if (name === productName || canonicalArchitecture(product.arch) !== canonicalArchitecture(target.arch))
+            continue;
+        const kept = productAliases(product).filter((alias) => !aliases.includes(alias));
+        if (kept.length !== productAliases(product).length) {
+            setAliases(product, kept);
+            changed = true;
+        }
+    }
+    const current = productAliases(target);
+    const missing = aliases.filter((alias) => !current.includes(alias));
+    if (missing.length > 0) {
+        setAliases(target, [...current, ...missing]);
+        changed = true;
+    }
+    return changed;
+}
+function setAliases(product, aliases) {
+    if (aliases.length > 0)
+        product.aliases = aliases.join(',');
+    else
+        delete product.aliases;
+}
+/** Whether `serial` is the newest version of the product (the one its aliases resolve to). */
+function isNewestVersion(product, serial) {
+    // A delta base (simplestreams/deltas.ts) is no image: aliases never resolve to it.
+    return Object.entries(product.versions).every(([other, version]) => other <= serial || isDeltaBaseStub(version));
+}
+/**
+ * Moves one version of a product written the old way (one product, several versions) into a
+ * release product of its own, without aliases, and returns its key. Aliases of a shared product
+ * resolve to its newest version only: an older version must stand alone to carry one.
+ */
+function splitOutRelease(index, productName, serial) {
+    const product = index.products[productName];
+    const version = product?.versions[serial];
+    if (!product || !version || Object.keys(product.versions).length === 1)
+        return productName;
+    const { versions: _versions, aliases: _aliases, ...fields } = product;
+    const key = releaseProductKey(productLine(productName, product), serial);
+    delete product.versions[serial];
+    index.products[key] = { ...fields, versions: { [serial]: version } };
+    return key;
+}
+/**
+ * Aliases only: for a fingerprint that is already published. Undefined when nothing changes. A
+ * version that is not the newest of a shared product is first given a product of its own, so
+ * that the aliases resolve to it.
+ */
+function planAliasUpdate(live, fingerprint, aliases) {
+    const next = cloneIndex(live);
+    const existing = images_index_findFingerprint(next, fingerprint);
+    if (!existing || aliases.length === 0)
+        return undefined;
+    const holder = next.products[existing.product];
+    const product = holder && !isNewestVersion(holder, existing.serial)
+        ? splitOutRelease(next, existing.product, existing.serial)
+        : existing.product;
+    const split = product !== existing.product;
+    return moveAliases(next, product, aliases) || split ? next : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/retention.ts
+/** keep-versions: how many releases of an image line stay in the index. Pure. */
+
+
+/** The followed-aliases default: an alias whose name after its last ':' starts with "latest". */
+const DEFAULT_FOLLOWED_ALIASES = ['latest*'];
+/**
+ * The aliases `patterns` name, `*` standing for any characters (none included): a pattern with a
+ * ':' matches a whole alias, one without matches the alias's name after its last ':' (all of it
+ * when it has none). The default, `latest*`: crynux-node:latest, crynux-node:latest-base, latest.
+ */
+function followedAliases(patterns) {
+    const matchers = patterns.map((pattern) => {
+        const expression = new RegExp(`^${pattern
+            .split('*')
+            .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+            .join('.*')}$`);
+        return (alias) => expression.test(pattern.includes(':') ? alias : alias.slice(alias.lastIndexOf(':') + 1));
+    });
+    return (alias) => matchers.some((matches) => matches(alias));
+}
+/**
+ * Keeps the newest `keep` releases of the image line of the release with `fingerprint`
+ * (os/release/variant/arch, whatever products hold them), and no other line: a publish of one
+ * line never prunes another's. Never dropped: that release itself (even if its serial is older),
+ * and a release that a followed alias resolves to (`latest` rolled back to an older release stays
+ * where clients find it). A product left without versions goes, and its other aliases with it: a
+ * pinned alias names its release only. Files are retired only when no remaining version names
+ * them.
+ */
+function applyRetention(index, options) {
+    const { keep, fingerprint, followed } = options;
+    const line = { releaseIsVersion: options.releaseIsVersion ?? false };
+    const next = cloneIndex(index);
+    const result = { index: next, dropped: [], keptForAliases: [], retired: [] };
+    const published = images_index_findFingerprint(next, fingerprint);
+    const publishedProduct = published ? next.products[published.product] : undefined;
+    if (keep <= 0 || !published || !publishedProduct)
+        return result;
+    const droppedPaths = [];
+    // Serials are creation dates (YYYYMMDDhhmm in UTC, as incus-simplestreams writes them too):
+    // newest first, never by what a release is called.
+    const newestFirst = releasesOf(next, lineIdentity(published.product, publishedProduct, line), line).sort((a, b) => a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0);
+    const within = withinNewest(newestFirst, next, keep, line.releaseIsVersion);
+    newestFirst.forEach(({ product, serial, version }, position) => {
+        if (within(position) || images_index_versionFingerprint(version) === fingerprint)
+            return;
+        const holder = next.products[product];
+        if (!holder)
+            return;
+        const following = isNewestVersion(holder, serial) ? productAliases(holder).filter(followed) : [];
+        if (following.length > 0) {
+            result.keptForAliases.push({ product, serial, aliases: following });
+            return;
+        }
+        delete holder.versions[serial];
+        if (!holdsImages(holder))
+            delete next.products[product];
+        result.dropped.push(`${product} ${serial}`);
+        droppedPaths.push(...Object.values(version.items).map((item) => item.path));
+    });
+    const stillNamed = referencedPaths(next);
+    result.retired = [...new Set(droppedPaths)].filter((path) => !stillNamed.has(path));
+    return result;
+}
+/**
+ * Whether the release at a position of `newestFirst` is among the newest `keep`: by position, or
+ * with releaseIsVersion, when it is the newest version of one of the newest `keep` releases.
+ */
+function withinNewest(newestFirst, index, keep, releaseIsVersion) {
+    if (!releaseIsVersion)
+        return (position) => position < keep;
+    const seen = new Set();
+    const kept = new Set();
+    newestFirst.forEach(({ product }, position) => {
+        const release = index.products[product]?.release ?? product;
+        if (seen.has(release))
+            return;
+        seen.add(release);
+        if (seen.size <= keep)
+            kept.add(position);
+    });
+    return (position) => kept.has(position);
+}
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * Reads and checks the action's inputs (declared in action.yml) into one typed settings object.
  * Everything here is local: a bad input is reported before any file is read or any connection made.
  */
+
 
 
 
@@ -56410,11 +56640,29 @@ function readJumpSettings(registry, secrets) {
 function readSettings() {
     const registry = readRegistrySettings('publish');
     const publicUrl = core/* getInput */.V4('public-url') ? (0,remote/* validatePublicUrl */.HU)(core/* getInput */.V4('public-url')) : '';
+    const uploadDir = parseRemoteDir(core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
+    const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
+    const mirrors = parseMirrors(core/* getInput */.V4('mirrors'), {
+        ...registry,
+        uploadDir,
+        knownHosts: core/* getInput */.V4('known-hosts'),
+        strictHostKey: registry.strictHostKey,
+        connectTimeout: registry.connectTimeout,
+        primary: { ...registry, name: serverName },
+    });
+    const convertCommand = parseConvertCommand(core/* getInput */.V4('convert-command'));
+    if (mirrors.length > 0 && convertCommand !== '') {
+        throw new errors/* ActionError */.lZ("convert-command cannot be used with mirrors: the owner's command changes the live registry itself, so no " +
+            'server could wait for the others before its release goes live. Publish to each server in a step of its ' +
+            'own, or leave convert-command out.', 'convert-command');
+    }
     return {
         ...registry,
+        serverName,
+        mirrors,
         metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
         rootfsPath: core/* getInput */.V4('rootfs') === '' ? '' : parseLocalPath(core/* getInput */.V4('rootfs'), 'rootfs'),
-        uploadDir: parseRemoteDir(core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+        uploadDir,
         aliases: input_values_parseAliases(core/* getInput */.V4('aliases')),
         defaultAlias: input_values_readBoolean('default-alias'),
         replace: input_values_readBoolean('replace'),
@@ -56424,7 +56672,7 @@ function readSettings() {
         followedAliases: followedAliases(core/* getInput */.V4('followed-aliases').trim() === ''
             ? DEFAULT_FOLLOWED_ALIASES
             : input_values_parseAliases(core/* getInput */.V4('followed-aliases'), 'followed-aliases')),
-        convertCommand: parseConvertCommand(core/* getInput */.V4('convert-command')),
+        convertCommand,
         convertRootfs: input_values_readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
         rootfsLimits: {
             maxEntries: input_values_readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),
@@ -56515,260 +56763,23 @@ function setOutputs(result, settings) {
     core/* setOutput */.uH('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
     core/* setOutput */.uH('launch-command', (0,commands/* launchLine */.CK)('incus', settings.remoteName || commands/* REMOTE_PLACEHOLDER */.XZ, result));
 }
-
-;// CONCATENATED MODULE: ./src/image/hashing.ts
-/**
- * Hashing the image files: the fingerprint clients verify, computed while uploading where it
- * can be, and the upload key that names an image's upload directory before that.
- */
-
-
-
-/**
- * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
- * by the data file, or over a unified tarball alone. One hash, one read of each file.
- */
-async function hashing_fingerprintOf(image) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    for (const file of imageFiles(image))
-        await hashFileInto(file, [hash]);
-    return hash.digest('hex');
-}
-/**
- * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
- * inspected) to the hashes, read through the descriptor inspection opened.
- */
-async function hashFileInto(file, hashes, length) {
-    if (length === 0)
-        return;
-    for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
-        for (const hash of hashes)
-            hash.update(chunk);
-    }
-}
-/**
- * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
- * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
- * after a dropped connection need not read the files already sent again.
- */
-class UploadHashes {
-    done = [];
-    sums = [];
-    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
-    before(index) {
-        return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
-    }
-    isDone(index) {
-        return this.done[index] !== undefined;
-    }
-    /** Records file `index`, given the fingerprint hash fed with all its bytes, and its own sha256. */
-    finish(index, fingerprintSoFar, sha256) {
-        this.done[index] = fingerprintSoFar.copy();
-        this.sums[index] = sha256;
-    }
-    /** The sha256 of each file, in order (what the server's copies must hash to). */
-    fileSha256s() {
-        return [...this.sums];
-    }
-    fingerprint() {
-        const last = this.done.at(-1);
-        if (!last)
-            throw new Error('no file has been hashed');
-        return last.copy().digest('hex');
-    }
-}
-/**
- * Names the server-side upload directory of an image before its fingerprint is known (it is
- * computed while uploading): the file sizes and the start of the metadata tarball, which holds
- * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
- * resumed upload keeps is checked byte for byte.
- */
-async function uploadKey(image) {
-    const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
-    await hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
-    return hash.digest('hex');
-}
-
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/image/metadata.ts
-/** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
-
-
-
-/** metadata.yaml larger than this is refused unread (distrobuilder writes a few kilobytes). */
-const METADATA_YAML_MAX_BYTES = 1024 * 1024;
-/** creation_date from 2000-01-01 on: older dates are no build's, and serials sort as text. */
-const EARLIEST_CREATION_DATE = 946684800;
-/**
- * Fields that form the product key (os:release:variant:architecture), the default alias
- * (os/release/variant) and the index's alias lists (comma-separated): none of those separators,
- * no blanks, no control characters.
- */
-const KEY_FIELD_FORBIDDEN = /[:,/\s\u0000-\u001f\u007f]/u;
-function requireString(value, field, path) {
-    if (typeof value !== 'string' || value.trim() === '') {
-        throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
-            `(build-incus or pack-incus), or add "${field}" to the image definition.`, 'metadata');
-    }
-    return value;
-}
-function fail(path, problem) {
-    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
-}
-function describeCharacter(character) {
-    if (character === ' ')
-        return 'a blank';
-    if (/\s/u.test(character) || /[\u0000-\u001f\u007f]/.test(character)) {
-        return `a control or blank character (U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')})`;
-    }
-    return `"${character}"`;
-}
-/** A field of the product key: refused, naming the field and why, when it holds a separator. */
-function requireKeyField(value, field, path) {
-    const text = requireString(value, field, path);
-    const bad = KEY_FIELD_FORBIDDEN.exec(text)?.[0];
-    if (bad !== undefined) {
-        fail(path, `has ${field} "${text}", which contains ${describeCharacter(bad)}. os, release, variant and ` +
-            'properties.architecture form the product key (os:release:variant:architecture) and the default alias ' +
-            '(os/release/variant), and aliases are listed comma-separated: they cannot hold ":", ",", "/", blanks or ' +
-            'control characters. Change it in the image definition.');
-    }
-    return text;
-}
-/**
- * creation_date as incus-simplestreams reads it: a plain decimal number (no sign, leading zero,
- * exponent, underscore, quotes or tag, which YAML parsers read differently), from 2000 to a day
- * from now (a later date would stay the newest version for good).
- */
-function requireCreationDate(document, text, path, now) {
-    const node = document.get('creation_date', true);
-    const source = (0,dist/* isScalar */.jn)(node) && node.range ? text.slice(node.range[0], node.range[1]) : undefined;
-    const plain = (0,dist/* isScalar */.jn)(node) && node.type === 'PLAIN' && node.tag === undefined;
-    if (!(0,dist/* isScalar */.jn)(node) || typeof node.value !== 'number') {
-        fail(path, 'has no valid creation_date (a Unix time in seconds).');
-    }
-    if (!plain || source === undefined || !/^[1-9][0-9]{0,11}$/.test(source)) {
-        fail(path, `has creation_date "${(0,errors/* oneLine */.TN)(String(source ?? node.value))}", which is not a plain decimal Unix time in seconds ` +
-            '(a leading zero, a sign, an exponent, an underscore or a tag is read differently by incus-simplestreams). ' +
-            'Write it as distrobuilder does, for example creation_date: 1767225600.');
-    }
-    const value = Number(source);
-    const latest = Math.floor(now / 1000) + 86400;
-    if (value < EARLIEST_CREATION_DATE || value > latest) {
-        fail(path, `has creation_date ${value} (${value > 8.64e12 ? 'far' : new Date(value * 1000).toISOString()}), which is not between ` +
-            `2000-01-01 and a day from now: a date in the future would stay the newest version for good. Check the build machine's clock.`);
-    }
-    return value;
-}
-/** Checks metadata.yaml for what `incus-simplestreams add` needs, read as it reads it. */
-function parseMetadataYaml(text, path, now = Date.now()) {
-    let document;
-    let root;
-    try {
-        document = (0,dist/* parseDocument */.Tp)(text);
-        const [error] = document.errors;
-        if (error)
-            throw error;
-        root = document.toJS();
-    }
-    catch (error) {
-        fail(path, `is not valid YAML (${(0,errors/* describeError */.Uc)(error)}).`);
-    }
-    if (typeof root !== 'object' || root === null || Array.isArray(root))
-        fail(path, 'is not a YAML mapping.');
-    const values = root;
-    const creationDate = requireCreationDate(document, text, path, now);
-    const properties = values['properties'];
-    if (typeof properties !== 'object' || properties === null)
-        fail(path, 'has no properties section.');
-    const props = properties;
-    const architecture = requireString(values['architecture'], 'architecture', path);
-    const incus = incusArchitecture(architecture);
-    if (incus === undefined) {
-        fail(path, `names architecture "${architecture}", which Incus does not know. ` +
-            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).');
-    }
-    const os = requireKeyField(props['os'], 'properties.os', path);
-    const release = requireKeyField(props['release'], 'properties.release', path);
-    const variant = requireKeyField(props['variant'], 'properties.variant', path);
-    const propertiesArchitecture = requireKeyField(props['architecture'], 'properties.architecture', path);
-    const named = incusArchitecture(propertiesArchitecture);
-    if (named !== incus) {
-        fail(path, `has architecture "${architecture}" (${incus}) but properties.architecture "${propertiesArchitecture}" ` +
-            `(${named ?? 'not an architecture Incus knows'}): clients would be offered the image for the wrong ` +
-            'architecture. Both come from image.architecture in the image definition: build it again, or set them to ' +
-            'the same architecture (x86_64 ~ amd64, aarch64 ~ arm64).');
-    }
-    return {
-        architecture,
-        creationDate,
-        os,
-        release,
-        variant,
-        propertiesArchitecture,
-        description: requireString(props['description'], 'properties.description', path),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/image/qcow2.ts
-/**
- * What a qcow2 disk may refer to outside itself: a backing file (header bytes 8-15), an external
- * data file (incompatible feature bit 2, header extension 0x44415441), or features this check
- * does not know. A client that converts such a disk (qemu-img convert) reads those files on its
- * own host, so a published disk must stand alone.
- */
-/** Bytes to read from the start of a disk: the header and its extensions fit in the first cluster. */
-const QCOW2_HEAD_BYTES = 2 * 1024 * 1024;
-const EXTERNAL_DATA_FILE_BIT = 2n;
-/** Incompatible feature bits qemu knows: dirty, corrupt, external data file, compression type, extended L2. */
-const KNOWN_INCOMPATIBLE = 31n;
-const EXTENSION_END = 0;
-const EXTENSION_DATA_FILE = 0x44415441;
-function qcow2_name(head, offset, length) {
-    if (length <= 0 || offset + length > head.length)
-        return '';
-    return ` "${head.toString('utf8', offset, offset + Math.min(length, 256)).replace(/[\u0000-\u001f\u007f]/g, '?')}"`;
-}
-/**
- * Why the disk whose first bytes are `head` is not self-contained (for a message), or undefined
- * when it refers to nothing outside itself.
- */
-function qcow2Reference(head) {
-    if (head.length < 72)
-        return 'a qcow2 header that is cut short';
-    const version = head.readUInt32BE(4);
-    if (version !== 2 && version !== 3)
-        return `qcow2 version ${version}, which this check does not know`;
-    const backingOffset = head.readBigUInt64BE(8);
-    if (backingOffset !== 0n) {
-        const length = head.readUInt32BE(16);
-        return `a backing file${backingOffset < BigInt(head.length) ? qcow2_name(head, Number(backingOffset), length) : ''}`;
-    }
-    let extensionsAt = 72;
-    if (version === 3) {
-        if (head.length < 104)
-            return 'a qcow2 header that is cut short';
-        const incompatible = head.readBigUInt64BE(72);
-        if ((incompatible >> EXTERNAL_DATA_FILE_BIT) & 1n)
-            return 'an external data file';
-        if (incompatible & ~KNOWN_INCOMPATIBLE) {
-            return `incompatible features this check does not know (0x${incompatible.toString(16)})`;
-        }
-        extensionsAt = head.readUInt32BE(100);
-    }
-    for (let offset = extensionsAt, count = 0; offset + 8 <= head.length; count++) {
-        if (count > 1000)
-            return 'too many qcow2 header extensions';
-        const type = head.readUInt32BE(offset);
-        const length = head.readUInt32BE(offset + 4);
-        if (type === EXTENSION_END)
-            return undefined;
-        if (type === EXTENSION_DATA_FILE)
-            return `an external data file${qcow2_name(head, offset + 8, length)}`;
-        offset += 8 + Math.ceil(length / 8) * 8;
-    }
-    return undefined;
+/** The servers output: each server's outcome as JSON (one entry without mirrors). */
+function setServersOutput(servers) {
+    core/* setOutput */.uH('servers', JSON.stringify(servers.map(({ name, host, port, status, result, error }) => ({
+        name,
+        host,
+        port,
+        status,
+        ...(result
+            ? {
+                fingerprint: result.fingerprint,
+                product: result.product,
+                serial: result.serial,
+                changedPaths: result.changedPaths,
+            }
+            : {}),
+        ...(error !== undefined ? { error } : {}),
+    }))));
 }
 
 ;// CONCATENATED MODULE: external "node:child_process"
@@ -57453,246 +57464,187 @@ function rootfsDecision(mode, serverVersion) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/image/inspect.ts
+;// CONCATENATED MODULE: ./src/registry/layout.ts
 /**
- * Local inspection of the image files before any network: what each file is (from its content,
- * not its name), what metadata.yaml says, and whether a unified tarball holds a VM. Each file is
- * opened once here; everything later reads it through that descriptor (image/local-file.ts).
+ * Where things live on the server. All state is under simplestreams-dir, on the same file system
+ * as the live tree, so that renames are atomic:
+ *   .lxc-publish/lock[.gate]        the registry lock: one writer at a time (registry/lock.ts),
+ *                                   and the gate its fenced operations hold
+ *   .lxc-publish/locks/<key>[.gate] an image's lock, held by the run uploading, staging and
+ *                                   publishing it (whatever its upload-dir)
+ *   .lxc-publish/holders/<token>    one file per lease, locked by its holder while it lives
+ *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
+ *   .lxc-publish/next/<token>/      a commit's payload, checked before anything is renamed
+ *   .lxc-publish/previous/          the index and SHA256SUMS before the last commit (to roll back)
+ *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
+ *                                   kept for a while for clients with a cached index
+ * and under upload-dir:
+ *   <key>/<name>[.partial], <key>/.write.lock, <key>/.in-use   one directory per image
+ * where <key> names the image in this registry (imageKey): two registries sharing an upload-dir
+ * never share an image's directory, lock or staging tree.
  */
 
 
-
-
-
-
-const MAGIC = [
-    { kind: 'xz', bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), offset: 0 },
-    { kind: 'gzip', bytes: Buffer.from([0x1f, 0x8b]), offset: 0 },
-    { kind: 'bzip2', bytes: Buffer.from('BZh'), offset: 0 },
-    { kind: 'zstd', bytes: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), offset: 0 },
-    { kind: 'none', bytes: Buffer.from('ustar'), offset: 257 },
-    { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
-    { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
-];
-/** A split metadata tarball holds metadata.yaml and templates: a few kilobytes once decompressed. */
-const METADATA_TARBALL_MAX_BYTES = 64 * 1024 * 1024;
-/** A unified tarball is read until metadata.yaml and its rootfs are found, up to this expansion. */
-const UNIFIED_MAX_EXPANSION = 1000;
-const UNIFIED_MIN_LIMIT = 256 * 1024 * 1024;
-/** Identifies a file from its first bytes. */
-function detectContent(head) {
-    return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
-}
-/** Opens the input's file once and checks that it is a readable, non-empty regular file. */
-async function openInput(path, input) {
-    let handle;
-    try {
-        handle = await openFile(path);
-    }
-    catch (error) {
-        const code = error.code;
-        if (code === 'EACCES' || code === 'EPERM') {
-            throw new errors/* ActionError */.lZ(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
-        }
-        throw new errors/* ActionError */.lZ(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
-    }
-    try {
-        const info = await handle.stat();
-        if (!info.isFile()) {
-            throw new errors/* ActionError */.lZ(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
-        }
-        if (info.size === 0)
-            throw new errors/* ActionError */.lZ(`${input}: "${path}" is empty. Did the build step fail?`, input);
-        return { path, size: info.size, handle, mtimeMs: info.mtimeMs, input };
-    }
-    catch (error) {
-        await handle.close().catch(() => undefined);
-        throw error;
-    }
-}
-const ENTRY_KINDS = {
-    file: 'a file',
-    hardlink: 'a hard link',
-    symlink: 'a symbolic link',
-    char: 'a character device',
-    block: 'a block device',
-    directory: 'a directory',
-    fifo: 'a FIFO',
-    other: 'a special entry',
+const STATE_DIR = '.lxc-publish';
+/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
+const RETIRE_GRACE_SECONDS = 2 * 3600;
+/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
+const UPLOAD_GRACE_SECONDS = 24 * 3600;
+const stateDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR);
+const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
+const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
+const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
+/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
+const imageLockPath = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
+const TARBALL_EXTENSIONS = {
+    xz: '.tar.xz',
+    gzip: '.tar.gz',
+    bzip2: '.tar.bz2',
+    zstd: '.tar.zst',
+    none: '.tar',
 };
-function unreadable(file, error) {
-    if (!(error instanceof TarError))
-        throw error;
-    throw new errors/* ActionError */.lZ(`${file.input}: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete file that distrobuilder wrote.`, file.input);
-}
-/** Refuses a qcow2 disk that refers to files outside itself. */
-function checkDisk(head, what, input) {
-    const problem = qcow2Reference(head);
-    if (problem === undefined)
-        return;
-    throw new errors/* ActionError */.lZ(`${input}: ${what} is a qcow2 disk with ${problem}: it refers to a file outside itself, which a client that ` +
-        'converts the disk would read on its own host. Publish a standalone disk (qemu-img convert -O qcow2 disk.qcow2 ' +
-        'standalone.qcow2, without -B or data_file).', input);
-}
+const DATA_NAMES = {
+    squashfs: () => 'rootfs.squashfs',
+    qcow2: () => 'disk.qcow2',
+    'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
+};
 /**
- * Reads metadata.yaml out of the metadata (or unified) tarball as incus-simplestreams does: the
- * first member named exactly metadata.yaml. In a unified tarball the first rootfs/ or rootfs.img
- * entry gives the type (and the disk is checked); reading stops once both are known.
+ * The key of an image in one registry: its upload key (image/hashing.ts: known before the
+ * fingerprint, which is computed while uploading) and simplestreams-dir, so that runs for two
+ * registries on one server, sharing an upload-dir, never touch each other's uploads.
  */
-async function readMetadataTarball(file, compression, unified) {
-    const { path } = file;
-    let yaml;
-    let otherName;
-    let imageType;
-    const limit = unified ? Math.max(UNIFIED_MIN_LIMIT, UNIFIED_MAX_EXPANSION * file.size) : METADATA_TARBALL_MAX_BYTES;
-    try {
-        await scanTar(file, compression, async (entry, reader) => {
-            if (reader.position > limit) {
-                throw new errors/* ActionError */.lZ(unified
-                    ? `metadata: "${path}" expands more than ${UNIFIED_MAX_EXPANSION}-fold before its metadata.yaml and rootfs: ` +
-                        'it is not an image distrobuilder wrote. Give the unified tarball of a build-incus --type=unified build.'
-                    : `metadata: "${path}" holds more than ${METADATA_TARBALL_MAX_BYTES / 1024 / 1024} MiB before its metadata.yaml; a ` +
-                        'metadata tarball holds metadata.yaml and templates (a few kilobytes). Give the incus.tar.xz that distrobuilder wrote.', 'metadata');
-            }
-            if (yaml === undefined && entry.name === 'metadata.yaml') {
-                if (entry.type !== 'file') {
-                    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" is ${ENTRY_KINDS[entry.type]}, not a file; incus-simplestreams ` +
-                        'reads the first member named metadata.yaml. Pack the file itself (tar --dereference).', 'metadata');
-                }
-                if (entry.size > METADATA_YAML_MAX_BYTES) {
-                    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" is ${entry.size} bytes; the limit is 1 MiB (distrobuilder ` +
-                        'writes a few kilobytes). Check what was packed as metadata.yaml.', 'metadata');
-                }
-                yaml = (await reader.read(entry.size)).toString('utf8');
-            }
-            else if (yaml === undefined && otherName === undefined && /(^|\/)metadata\.yaml\/?$/.test(entry.name)) {
-                otherName = entry.name;
-            }
-            if (unified && imageType === undefined) {
-                const name = entry.name.replace(/^\.\//, '');
-                if (name === 'rootfs.img') {
-                    imageType = 'virtual-machine';
-                    const head = entry.type === 'file' ? await reader.read(QCOW2_HEAD_BYTES) : Buffer.alloc(0);
-                    if (detectContent(head) === 'qcow2')
-                        checkDisk(head, `rootfs.img in "${path}"`, 'metadata');
-                }
-                else if (name === 'rootfs' || name.startsWith('rootfs/')) {
-                    imageType = 'container';
-                }
-            }
-            return yaml !== undefined && (!unified || imageType !== undefined);
-        });
-    }
-    catch (error) {
-        unreadable(file, error);
-    }
-    if (yaml === undefined) {
-        if (otherName !== undefined) {
-            throw new errors/* ActionError */.lZ(`metadata: "${path}" holds "${otherName}" but no member named exactly metadata.yaml, which is the one ` +
-                'incus-simplestreams reads: the server would refuse the image after the upload. Pack it at the top of the ' +
-                'tarball under that name (tar -C DIR -cJf incus.tar.xz metadata.yaml templates, not "." or a directory).', 'metadata');
-        }
-        throw new errors/* ActionError */.lZ(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
-            'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
-    }
-    if (unified && imageType === undefined) {
-        throw new errors/* ActionError */.lZ(`metadata: "${path}" holds metadata.yaml but neither rootfs/ nor rootfs.img, so it is not a unified image. ` +
-            'If it is the metadata tarball of a split image, give its data file (rootfs.squashfs or disk.qcow2) as rootfs.', 'metadata');
-    }
-    return { yaml, ...(imageType ? { imageType } : {}) };
+function imageKey(paths, uploadKey) {
+    return (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish image\n${paths.simplestreamsDir}\n${uploadKey}\n`).digest('hex');
 }
-async function checkMetadataKind(file) {
-    const content = detectContent(await readAt(file, 0, 512));
-    if (content === 'squashfs' || content === 'qcow2') {
-        throw new errors/* ActionError */.lZ(`metadata: "${file.path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
+function remoteImage(paths, uploadKey, image) {
+    const key = imageKey(paths, uploadKey);
+    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
+    const files = [{ local: image.metadata, name: metadataName }];
+    if (image.data) {
+        files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
     }
-    if (content === undefined) {
-        throw new errors/* ActionError */.lZ(`metadata: "${file.path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
-    }
-    return content;
+    return { key, dir: external_node_path_.posix.join(paths.uploadDir, key), files };
 }
-async function inspectDataFile(file, limits) {
-    const content = detectContent(await readAt(file, 0, 512));
-    if (content === 'squashfs')
-        return { ...file, kind: content };
-    if (content === 'qcow2') {
-        checkDisk(await readAt(file, 0, QCOW2_HEAD_BYTES), `"${file.path}"`, 'rootfs');
-        return { ...file, kind: content };
-    }
-    if (content !== undefined) {
-        const tar = await checkRootfsTarball(file, content, limits);
-        return { ...file, kind: 'rootfs-tarball', compression: content, tar };
-    }
-    throw new errors/* ActionError */.lZ(`rootfs: "${file.path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
-        'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
+/** The server-side path of each of the image's files, metadata first. */
+function remotePaths(image) {
+    return image.files.map((file) => external_node_path_.posix.join(image.dir, file.name));
 }
-/**
- * Inspects the image files named by the metadata and rootfs inputs. The returned image holds
- * them open: close them with closeImage once the run is over.
- */
-async function inspectImage(metadataPath, rootfsPath, limits = DEFAULT_ROOTFS_LIMITS) {
-    const opened = [];
-    try {
-        const metadataFile = await openInput(metadataPath, 'metadata');
-        opened.push(metadataFile);
-        let data;
-        if (rootfsPath !== '') {
-            const rootfsFile = await openInput(rootfsPath, 'rootfs');
-            opened.push(rootfsFile);
-            data = await inspectDataFile(rootfsFile, limits);
-        }
-        const compression = await checkMetadataKind(metadataFile);
-        const { yaml, imageType: unifiedType } = await readMetadataTarball(metadataFile, compression, !data);
-        const properties = parseMetadataYaml(yaml, metadataPath);
-        const imageType = data
-            ? data.kind === 'qcow2'
-                ? 'virtual-machine'
-                : 'container'
-            : (unifiedType ?? 'container');
-        return {
-            metadata: { ...metadataFile, compression },
-            ...(data ? { data } : {}),
-            imageType,
-            properties,
-            size: metadataFile.size + (data?.size ?? 0),
-        };
-    }
-    catch (error) {
-        await closeFiles(opened);
-        throw error;
-    }
-}
-/** Defaults of the max-rootfs-entries and max-rootfs-size inputs. */
-const DEFAULT_ROOTFS_LIMITS = { maxEntries: 500_000, maxBytes: 16 * 1024 ** 3 };
 
-;// CONCATENATED MODULE: ./src/image/kinds.ts
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
+;// CONCATENATED MODULE: ./src/simplestreams/resolve.ts
 /**
- * What a user of an Incus 6.0 client (Debian 12 backports, Debian 13, Ubuntu 24.04) cannot do
- * with an image of this kind: one message per problem, for the log.
+ * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
+ * alias; and where each alias resolves, as clients resolve it. Pure.
  */
-function incusWarnings(imageType, unified) {
-    if (imageType !== 'virtual-machine' || !unified)
-        return [];
-    return [
-        'Incus clients up to 6.0 list unified (single tarball) images as containers: they show this ' +
-            'virtual-machine image as CONTAINER and `incus launch --vm` does not find it. To reach every client, ' +
-            'publish the VM as a split image (distrobuilder ' +
-            'build-incus --vm, without --type=unified: incus.tar.xz as metadata, disk.qcow2 as rootfs).',
-    ];
+
+
+/** Every image the index lists (versions with a fingerprint), newest serial first. */
+function listImages(index) {
+    const images = [];
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions)) {
+            const fingerprint = versionFingerprint(version);
+            const found = fingerprint ? findFingerprint(index, fingerprint) : undefined;
+            if (fingerprint && found)
+                images.push({ ...found, fingerprint, arch: product.arch ?? '' });
+        }
+    }
+    return images.sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
+}
+/** Where each alias resolves: per architecture, the newest version of the product that carries it. */
+function aliasTargets(index) {
+    const targets = [];
+    for (const [product, fields] of Object.entries(index.products)) {
+        const newest = Object.keys(fields.versions)
+            .sort()
+            .reverse()
+            .map((serial) => {
+            const version = fields.versions[serial];
+            return { serial, version, fingerprint: version ? images_index_versionFingerprint(version) : undefined };
+        })
+            .find((candidate) => candidate.fingerprint !== undefined);
+        if (!newest?.fingerprint || !newest.version)
+            continue;
+        const type = versionImageType(newest.version);
+        for (const alias of productAliases(fields)) {
+            targets.push({
+                alias,
+                arch: fields.arch ?? '',
+                fingerprint: newest.fingerprint,
+                product,
+                serial: newest.serial,
+                type,
+            });
+        }
+    }
+    return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
 }
 /**
- * What an LXD user cannot do with an image of this kind, published with LXD items: one message
- * per problem, for the log (empty when LXD users can launch it).
+ * The aliases that resolve differently in `after` than in `before`, per architecture (by its
+ * Incus name) and image type, sorted by alias. An alias on several releases of an architecture
+ * and type (a registry written by hand) counts as held by the first of them, by product key.
  */
-function lxdWarnings(imageType, unified) {
-    const warnings = [];
-    if (imageType === 'virtual-machine' && unified) {
-        warnings.push('LXD treats unified (single tarball) images as containers: it lists this virtual-machine image as a ' +
-            'container, `lxc launch --vm` does not find it, and launching it as a container fails. LXD users ' +
-            'cannot launch it. To publish a VM for LXD users, build it as a split image (distrobuilder ' +
-            'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
+function aliasMoves(before, after) {
+    const holders = (index) => {
+        const byKey = new Map();
+        const targets = aliasTargets(index).sort((a, b) => a.product.localeCompare(b.product));
+        for (const target of targets) {
+            const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch), target.type]);
+            if (!byKey.has(key))
+                byKey.set(key, target);
+        }
+        return byKey;
+    };
+    const holder = (target) => target ? { product: target.product, serial: target.serial, fingerprint: target.fingerprint } : null;
+    const was = holders(before);
+    const now = holders(after);
+    const moves = [];
+    for (const key of new Set([...was.keys(), ...now.keys()])) {
+        const from = was.get(key);
+        const to = now.get(key);
+        const either = from ?? to;
+        // The same image under another product key (an old-way product split) has not moved.
+        if (!either || from?.fingerprint === to?.fingerprint)
+            continue;
+        const { alias, arch, type } = either;
+        moves.push({ alias, architecture: canonicalArchitecture(arch), type, from: holder(from), to: holder(to) });
     }
-    return warnings;
+    return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture) || a.type.localeCompare(b.type));
+}
+/**
+ * The image `reference` names, resolved as the clients resolve it (`incus image info`, and the
+ * daemons' download for `incus launch`): an alias first, then a full fingerprint or the start of
+ * one (at least 12 hex digits, as `incus image list` shows them) that only one image has. An alias
+ * that looks like a fingerprint is thus still reachable by its name; one spelled as another
+ * image's whole fingerprint makes the reference ambiguous.
+ */
+function resolveImage(index, reference) {
+    const images = listImages(index);
+    const byAlias = aliasTargets(index)
+        .filter((target) => target.alias === reference.trim())
+        .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
+    if (byAlias.length === 1 && byAlias[0]) {
+        // An alias spelled as another image's whole fingerprint: the clients take the alias, but
+        // whoever wrote 64 hex digits meant that image. Neither is guessed.
+        const spelled = reference.trim().toLowerCase();
+        const named = images.find((image) => image.fingerprint === spelled);
+        if (named && named.fingerprint !== byAlias[0].fingerprint)
+            return { kind: 'ambiguous', candidates: [byAlias[0], named] };
+        return { kind: 'found', image: byAlias[0] };
+    }
+    if (byAlias.length > 1)
+        return { kind: 'ambiguous', candidates: byAlias };
+    const wanted = reference.trim().toLowerCase();
+    if (/^[0-9a-f]{12,64}$/.test(wanted)) {
+        const matches = images.filter((image) => image.fingerprint.startsWith(wanted));
+        if (matches.length === 1 && matches[0])
+            return { kind: 'found', image: matches[0] };
+        if (matches.length > 1)
+            return { kind: 'ambiguous', candidates: matches };
+    }
+    return { kind: 'unknown' };
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/deltas.ts
@@ -57875,6 +57827,244 @@ function pruneDeltas(index) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/simplestreams/file-names.ts
+/** The name of its own for a file of the release with `fingerprint`. */
+function ownName(name, fingerprint) {
+    const dot = name.indexOf('.');
+    const tag = `-${fingerprint.slice(0, 12)}`;
+    return dot < 0 ? `${name}${tag}` : `${name.slice(0, dot)}${tag}${name.slice(dot)}`;
+}
+/** The staged release's files, its deltas among them. */
+function stagedPaths(staged, deltas) {
+    return [...Object.values(staged.version.items), ...deltas];
+}
+/** The paths of `files` that the index names with another sha256. */
+function pathsTakenBy(index, files) {
+    const taken = new Set();
+    for (const product of Object.values(index.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            for (const item of Object.values(version.items)) {
+                if (files.some((file) => file.path === item.path && file.sha256 !== item.sha256))
+                    taken.add(item.path);
+            }
+        }
+    }
+    return taken;
+}
+/**
+ * The staged release and its deltas with each path in `rename` given a name of its own (ownName);
+ * the same objects when there is nothing to rename.
+ */
+function withOwnNames(staged, deltas, rename, fingerprint) {
+    if (rename.size === 0)
+        return { staged, deltas: [...deltas] };
+    const own = (path) => {
+        if (!rename.has(path))
+            return path;
+        const slash = path.lastIndexOf('/');
+        return path.slice(0, slash + 1) + ownName(path.slice(slash + 1), fingerprint);
+    };
+    const items = Object.fromEntries(Object.entries(staged.version.items).map(([key, item]) => [key, { ...item, path: own(item.path) }]));
+    return {
+        staged: { ...staged, version: { ...staged.version, items } },
+        deltas: deltas.map((delta) => ({ ...delta, path: own(delta.path) })),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/lxd.ts
+/**
+ * LXD compatibility of the simplestreams index: pure functions, no I/O.
+ *
+ * LXD clients (5.0 and later) read only `lxd.tar.xz` and `lxd_combined.tar.gz` items, while
+ * incus-simplestreams writes only `incus.tar.xz` and `incus_combined.tar.gz` ones: a plain
+ * incus-simplestreams tree shows no image to LXD. An LXD item that copies the Incus one (same
+ * path, hashes, size and combined_* fields) is all LXD needs, for every image kind. Checked with
+ * the LXD 5.0.2 and Incus 6.0.4 clients against a tree written by incus-simplestreams 6.0.4:
+ *
+ * - split container (squashfs): listed and resolved by alias, type container;
+ * - split VM (`disk-kvm.img` data item, `combined_disk-kvm-img_sha256` on the metadata item):
+ *   listed and resolved, type virtual-machine. LXD reads `disk-kvm.img` itself: no `disk1.img`
+ *   item nor `combined_disk1-img_sha256` field is needed, and adding them breaks LXD: it then
+ *   lists the image twice under one fingerprint and `lxc image info` fails with "More than one
+ *   match for the provided partial fingerprint";
+ * - unified tarball: listed and resolved, but always as a container (see image/kinds.ts);
+ * - the Incus client ignores the LXD items (same listing with or without them), and
+ *   `incus-simplestreams verify` and `prune` pass on a tree holding them.
+ */
+
+/** Each Incus item type and the LXD item type that copies it. */
+const LXD_COPIES = [
+    ['incus.tar.xz', 'lxd.tar.xz'],
+    ['incus_combined.tar.gz', 'lxd_combined.tar.gz'],
+];
+const LXD_TYPES = new Set(LXD_COPIES.map(([, lxd]) => lxd));
+function isLxdItem(key, item) {
+    return LXD_TYPES.has(key) || (item !== undefined && LXD_TYPES.has(item.ftype));
+}
+function withLxdVersion(version) {
+    const items = {};
+    // Drop every LXD item first: a copy is rebuilt from the current Incus item, and one whose Incus
+    // item is gone (a removed or replaced image) must not keep pointing at its files.
+    for (const [key, item] of Object.entries(version.items)) {
+        if (!isLxdItem(key, item))
+            items[key] = item;
+    }
+    for (const [incus, lxd] of LXD_COPIES) {
+        const source = version.items[incus];
+        if (source)
+            items[lxd] = { ...source, ftype: lxd };
+    }
+    return { ...version, items };
+}
+/**
+ * A copy of the index in which every `incus.tar.xz` item has an `lxd.tar.xz` twin and every
+ * `incus_combined.tar.gz` item an `lxd_combined.tar.gz` twin (same path, hashes, size and
+ * combined fields), so that LXD clients list and resolve the same images, fingerprints and
+ * aliases as Incus clients. LXD items whose Incus item no longer exists are removed; nothing else
+ * changes. Idempotent; the index given is not modified.
+ */
+function withLxdItems(index) {
+    const copy = cloneIndex(index);
+    for (const product of Object.values(copy.products)) {
+        if (!product.versions)
+            continue;
+        for (const [serial, version] of Object.entries(product.versions)) {
+            if (version?.items)
+                product.versions[serial] = withLxdVersion(version);
+        }
+    }
+    return copy;
+}
+
+;// CONCATENATED MODULE: ./src/simplestreams/plan.ts
+/**
+ * What publishing a staged version onto the live index means: nothing (already published, at
+ * most aliases to move), a new release, or the replacement of a release with the same serial.
+ * Pure.
+ */
+
+
+function stagedVersion(staged) {
+    const products = Object.entries(staged.products);
+    const [entry] = products;
+    const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
+    const [versionEntry] = versions;
+    if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
+        throw new Error('the staging index does not hold exactly one product version');
+    }
+    const { versions: _versions, ...productFields } = entry[1];
+    return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
+}
+class SerialConflictError extends Error {
+    product;
+    serial;
+    existingFingerprint;
+    constructor(product, serial, existingFingerprint) {
+        super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
+        this.product = product;
+        this.serial = serial;
+        this.existingFingerprint = existingFingerprint;
+        this.name = 'SerialConflictError';
+    }
+}
+/**
+ * Publishes the staged version as a release product of its own (simplestreams/images-index.ts),
+ * with the requested aliases, which leave every other product of the same architecture. A
+ * version of the same line and serial is a clash: refused, or replaced with `replace` (its files
+ * retired; the aliases of a product it leaves empty go to the new release, which takes its place).
+ */
+function planPublication(live, staged, fingerprint, aliases, replace) {
+    if (images_index_findFingerprint(live, fingerprint)) {
+        const index = planAliasUpdate(live, fingerprint, aliases);
+        return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
+    }
+    const next = cloneIndex(live);
+    // The staging tree's product key names the line: incus-simplestreams add keys products so.
+    const releaseKey = releaseProductKey(staged.product, staged.serial);
+    const line = lineIdentity(staged.product, staged.productFields);
+    const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
+    const [clash] = clashes;
+    if (clash && !replace) {
+        throw new SerialConflictError(clash.product, staged.serial, images_index_versionFingerprint(clash.version) ?? 'unknown');
+    }
+    const retired = [];
+    const inherited = [];
+    for (const { product, serial, version } of clashes) {
+        retired.push(...Object.values(version.items).map((item) => item.path));
+        const holder = next.products[product];
+        // The aliases that resolved to the replaced version go to the new one, not to an older one.
+        const wasNewest = isNewestVersion(holder, serial);
+        delete holder.versions[serial];
+        if (product === releaseKey)
+            continue;
+        if (wasNewest) {
+            inherited.push(...productAliases(holder));
+            delete holder.aliases;
+        }
+        if (!holdsImages(holder))
+            delete next.products[product];
+    }
+    const existing = next.products[releaseKey];
+    if (existing)
+        existing.versions[staged.serial] = staged.version;
+    else
+        next.products[releaseKey] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
+    moveAliases(next, releaseKey, [...new Set([...inherited, ...aliases])]);
+    const stillNamed = referencedPaths(next);
+    return {
+        status: clash ? 'replaced' : 'published',
+        index: next,
+        retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
+    };
+}
+/** The data item's key and the metadata item's field that carries the fingerprint, per data kind. */
+const DATA_ITEMS = {
+    squashfs: { item: 'squashfs', combined: 'combined_squashfs_sha256' },
+    qcow2: { item: 'disk-kvm.img', combined: 'combined_disk-kvm-img_sha256' },
+    'rootfs-tarball': { item: 'root.tar.xz', combined: 'combined_rootxz_sha256' },
+};
+/**
+ * The version incus-simplestreams add would stage for an image, as far as planning needs it: the
+ * line's fields, the serial, and items that carry the fingerprint and the image type. The item
+ * paths are placeholders (the server names the files) and the items' own hashes are left empty:
+ * a dry run plans with it and publishes nothing.
+ */
+function predictedVersion(image) {
+    const { os, release, variant, architecture, serial, fingerprint } = image;
+    const path = (type) => `images/${fingerprint}.dry-run.${type}`;
+    let items;
+    if (image.data === 'unified') {
+        items = {
+            [UNIFIED_ITEM]: {
+                ftype: UNIFIED_ITEM,
+                path: path(UNIFIED_ITEM),
+                sha256: fingerprint,
+                size: image.size,
+                combined_type: image.imageType,
+            },
+        };
+    }
+    else {
+        const { item, combined } = DATA_ITEMS[image.data];
+        items = {
+            'incus.tar.xz': {
+                ftype: 'incus.tar.xz',
+                path: path('incus.tar.xz'),
+                sha256: '',
+                size: 0,
+                [combined]: fingerprint,
+            },
+            [item]: { ftype: item, path: path(item), sha256: '', size: image.size },
+        };
+    }
+    return {
+        product: lineKey(os, release, variant, architecture),
+        productFields: { arch: architecture, os, release, variant },
+        serial,
+        version: { items },
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/registry/server-scripts.ts
 // Generated by scripts/embed.ts from src/registry/server/*.sh: edit those files, then run `npm run embed`
 // (the build and the tests run it too).
@@ -57954,73 +58144,6 @@ const ALL_SCRIPTS = [
     INSPECT,
     HASH,
 ];
-
-;// CONCATENATED MODULE: ./src/registry/layout.ts
-/**
- * Where things live on the server. All state is under simplestreams-dir, on the same file system
- * as the live tree, so that renames are atomic:
- *   .lxc-publish/lock[.gate]        the registry lock: one writer at a time (registry/lock.ts),
- *                                   and the gate its fenced operations hold
- *   .lxc-publish/locks/<key>[.gate] an image's lock, held by the run uploading, staging and
- *                                   publishing it (whatever its upload-dir)
- *   .lxc-publish/holders/<token>    one file per lease, locked by its holder while it lives
- *   .lxc-publish/staging/<key>/     where incus-simplestreams add writes a new image's files
- *   .lxc-publish/next/<token>/      a commit's payload, checked before anything is renamed
- *   .lxc-publish/previous/          the index and SHA256SUMS before the last commit (to roll back)
- *   .lxc-publish/retired            files the index no longer names (replaced, dropped, removed),
- *                                   kept for a while for clients with a cached index
- * and under upload-dir:
- *   <key>/<name>[.partial], <key>/.write.lock, <key>/.in-use   one directory per image
- * where <key> names the image in this registry (imageKey): two registries sharing an upload-dir
- * never share an image's directory, lock or staging tree.
- */
-
-
-const STATE_DIR = '.lxc-publish';
-/** Files of a replaced version stay downloadable this long: clients cache an index for about an hour. */
-const RETIRE_GRACE_SECONDS = 2 * 3600;
-/** Partial uploads of runs that never came back are removed after this long (until then they resume). */
-const UPLOAD_GRACE_SECONDS = 24 * 3600;
-const stateDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR);
-const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
-const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
-const stagingDir = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
-/** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
-const imageLockPath = (paths, uploadKey) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
-const TARBALL_EXTENSIONS = {
-    xz: '.tar.xz',
-    gzip: '.tar.gz',
-    bzip2: '.tar.bz2',
-    zstd: '.tar.zst',
-    none: '.tar',
-};
-const DATA_NAMES = {
-    squashfs: () => 'rootfs.squashfs',
-    qcow2: () => 'disk.qcow2',
-    'rootfs-tarball': (compression) => `rootfs${TARBALL_EXTENSIONS[compression]}`,
-};
-/**
- * The key of an image in one registry: its upload key (image/hashing.ts: known before the
- * fingerprint, which is computed while uploading) and simplestreams-dir, so that runs for two
- * registries on one server, sharing an upload-dir, never touch each other's uploads.
- */
-function imageKey(paths, uploadKey) {
-    return (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish image\n${paths.simplestreamsDir}\n${uploadKey}\n`).digest('hex');
-}
-/** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
-function remoteImage(paths, uploadKey, image) {
-    const key = imageKey(paths, uploadKey);
-    const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
-    const files = [{ local: image.metadata, name: metadataName }];
-    if (image.data) {
-        files.push({ local: image.data, name: DATA_NAMES[image.data.kind](image.data.compression ?? 'none') });
-    }
-    return { key, dir: external_node_path_.posix.join(paths.uploadDir, key), files };
-}
-/** The server-side path of each of the image's files, metadata first. */
-function remotePaths(image) {
-    return image.files.map((file) => external_node_path_.posix.join(image.dir, file.name));
-}
 
 ;// CONCATENATED MODULE: ./src/registry/read.ts
 /**
@@ -58279,8 +58402,202 @@ function indexUnderLock(report) {
     return line === 'noindex' ? Buffer.alloc(0) : Buffer.from(line.slice('index '.length), 'base64');
 }
 
+;// CONCATENATED MODULE: ./src/registry/commit.ts
+/**
+ * Making a new index live, under the registry lock's lease, whole or not at all; cleaning up
+ * after earlier runs in the same round trip (server/commit.sh). Its payload is defined here, with
+ * the framing the script checks: the parts below, one after the other on stdin, each announced
+ * by its name, length and sha256 as arguments, so that nothing is renamed unless every byte
+ * arrived (a link cut mid-way leaves a short payload, and nothing changes).
+ */
+
+
+
+
+
+
+
+
+
+
+
+/** A file the index can name and the action may retire: a plain name in images/. */
+const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
+/** How the messages name the registry lock. */
+const REGISTRY_LOCK_NAME = 'registry lock';
+const lines = (values) => Buffer.from([...values].map((value) => `${value}\n`).join(''));
+const sha256Of = (bytes) => (0,external_node_crypto_.createHash)('sha256').update(bytes).digest('hex');
+/**
+ * The payload's parts for a commit (see Part). SHA256SUMS follows every index the action leaves:
+ * it is sent with a new index, and with an unchanged one whose SHA256SUMS does not match it (an
+ * index written by hand, or by a convert-command).
+ */
+function payloadParts(options) {
+    const parts = [];
+    if (options.changed) {
+        parts.push({ name: 'images.json', bytes: Buffer.from(JSON.stringify(options.live)) });
+        parts.push({ name: 'index.json', bytes: Buffer.from(JSON.stringify(buildStreamsIndex(options.live))) });
+    }
+    const sums = Buffer.from(sha256Sums(options.live));
+    if (options.changed || sha256Of(sums) !== options.current.sumsSha256)
+        parts.push({ name: 'SHA256SUMS', bytes: sums });
+    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
+    if (options.changed && retired.length > 0)
+        parts.push({ name: 'retired', bytes: lines(new Set(retired)) });
+    parts.push({ name: 'named', bytes: lines([...referencedPaths(options.live)].sort()) });
+    return parts;
+}
+/** Where each index part is served, relative to the registry's root (what a CDN may cache). */
+const SERVED_AT = {
+    'images.json': 'streams/v1/images.json',
+    'index.json': 'streams/v1/index.json',
+    SHA256SUMS: SHA256SUMS_PATH,
+};
+/** A different file already has a staged file's published name (a retired file within its grace). */
+class NameCollision extends Error {
+    detail;
+    constructor(detail) {
+        super(detail);
+        this.detail = detail;
+        this.name = 'NameCollision';
+    }
+}
+/**
+ * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
+ * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
+ * under the lock): anything else was written by something that does not take the lock. Returns
+ * the served files it rewrote (paths relative to simplestreams-dir), for a CDN to purge.
+ */
+async function commit(registry, options) {
+    const { simplestreamsDir, uploadDir } = registry.paths;
+    const parts = payloadParts(options);
+    const staged = options.stagedFiles ?? [];
+    const args = [
+        ...fenceArgs(options.lock.fence),
+        simplestreamsDir,
+        options.staging ?? '',
+        uploadDir,
+        String(RETIRE_GRACE_SECONDS),
+        String(UPLOAD_GRACE_SECONDS / 60),
+        String(parts.length),
+        ...parts.flatMap((part) => [part.name, String(part.bytes.length), sha256Of(part.bytes)]),
+        String(staged.length),
+        ...staged.flatMap((file) => [file.staged, file.published]),
+        ...options.done,
+    ];
+    const what = options.changed
+        ? `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`
+        : `Cleaning up after earlier runs in ${simplestreamsDir} (simplestreams-dir)`;
+    const result = await registry.execScript(COMMIT, args, {
+        what,
+        stdin: external_node_stream_.Readable.from(parts.map((part) => part.bytes)),
+        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
+    });
+    switch (result.code) {
+        case 0:
+            break;
+        case LEASE_LOST_EXIT:
+            throw leaseLost(options.lock, what, REGISTRY_LOCK_NAME);
+        case 78:
+            throw new NameCollision(untrustedLine(result.stderr.trim().split('\n').at(-1) ?? ''));
+        default:
+            throw new errors/* ActionError */.lZ(remoteFailure(what, result));
+    }
+    const live = result.stdout
+        .toString('utf8')
+        .split('\n')
+        .findLast((line) => /^live ([0-9a-f]{64}|none)$/.test(line));
+    if (!live) {
+        throw new errors/* ActionError */.lZ(`${what} ended without saying what is live (it printed: ${untrustedLine(result.stdout.toString('utf8').slice(0, 200))}). ` +
+            "Check that the SSH user's shell startup files print nothing, and run the step again.");
+    }
+    const expected = options.changed
+        ? sha256Of(parts[0]?.bytes ?? Buffer.alloc(0))
+        : options.current.text.length > 0
+            ? sha256Of(options.current.text)
+            : 'none';
+    if (live.slice('live '.length) !== expected) {
+        throw new errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
+            '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.');
+    }
+    return parts.flatMap((part) => SERVED_AT[part.name] ?? []);
+}
+
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
+;// CONCATENATED MODULE: ./src/image/hashing.ts
+/**
+ * Hashing the image files: the fingerprint clients verify, computed while uploading where it
+ * can be, and the upload key that names an image's upload directory before that.
+ */
+
+
+
+/**
+ * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
+ * by the data file, or over a unified tarball alone. One hash, one read of each file.
+ */
+async function hashing_fingerprintOf(image) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    for (const file of imageFiles(image))
+        await hashFileInto(file, [hash]);
+    return hash.digest('hex');
+}
+/**
+ * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
+ * inspected) to the hashes, read through the descriptor inspection opened.
+ */
+async function hashFileInto(file, hashes, length) {
+    if (length === 0)
+        return;
+    for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
+        for (const hash of hashes)
+            hash.update(chunk);
+    }
+}
+/**
+ * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
+ * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
+ * after a dropped connection need not read the files already sent again.
+ */
+class UploadHashes {
+    done = [];
+    sums = [];
+    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
+    before(index) {
+        return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
+    }
+    isDone(index) {
+        return this.done[index] !== undefined;
+    }
+    /** Records file `index`, given the fingerprint hash fed with all its bytes, and its own sha256. */
+    finish(index, fingerprintSoFar, sha256) {
+        this.done[index] = fingerprintSoFar.copy();
+        this.sums[index] = sha256;
+    }
+    /** The sha256 of each file, in order (what the server's copies must hash to). */
+    fileSha256s() {
+        return [...this.sums];
+    }
+    fingerprint() {
+        const last = this.done.at(-1);
+        if (!last)
+            throw new Error('no file has been hashed');
+        return last.copy().digest('hex');
+    }
+}
+/**
+ * Names the server-side upload directory of an image before its fingerprint is known (it is
+ * computed while uploading): the file sizes and the start of the metadata tarball, which holds
+ * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
+ * resumed upload keeps is checked byte for byte.
+ */
+async function uploadKey(image) {
+    const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
+    await hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
+    return hash.digest('hex');
+}
+
 ;// CONCATENATED MODULE: ./src/registry/progress.ts
 /** The upload's progress lines (percent and MB/s), logged every few seconds by registry/upload.ts. */
 /** Sizes in the units that MB/s uses (decimal). */
@@ -58424,7 +58741,7 @@ async function planFiles(registry, image, lock, states, hashes, options) {
                 const sha256 = own.digest('hex');
                 if (state.complete.sha256 === sha256) {
                     hashes.finish(index, fingerprint, sha256);
-                    core/* info */.pq(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+                    info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
                     continue;
                 }
             }
@@ -58433,7 +58750,7 @@ async function planFiles(registry, image, lock, states, hashes, options) {
             if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
                 const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
                 if (held > 0)
-                    core/* info */.pq(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
+                    info(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
                 plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
                 continue;
             }
@@ -58453,7 +58770,7 @@ async function planFiles(registry, image, lock, states, hashes, options) {
             file.name,
         ]);
         fencedOutput(reset, lock, what, IMAGE_LOCK_NAME);
-        core/* info */.pq(`${file.name}: what the server held does not match this file; it is sent again`);
+        info(`${file.name}: what the server held does not match this file; it is sent again`);
         plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
     }
     return plans;
@@ -58490,7 +58807,7 @@ async function openWriters(registry, image, lock, count, lockTimeout) {
     }
     if (writers.length < count) {
         registry.sessionsLimited = true;
-        core/* notice */.lm(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}); ` +
+        notice(`The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine((0,errors/* describeError */.Uc)(refusal))}); ` +
             `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
             'a higher MaxSessions for the publishing user lets long links go faster.');
     }
@@ -58536,13 +58853,16 @@ async function pickWriter(writers) {
 }
 /**
  * Reads each planned file once, in order, feeding the fingerprint, and deals the blocks to send
- * to the writers as framed blocks. Files reused from the server are hashed by planFiles.
+ * to the writers as framed blocks. Files reused from the server are hashed by planFiles. With
+ * `shared`, the bytes come from the one read the uploads to other servers share.
  */
-async function sendPlanned(image, plans, writers, hashes, progress) {
+async function sendPlanned(image, plans, writers, hashes, progress, shared) {
     for (const [index, file] of image.files.entries()) {
         const plan = plans.find((candidate) => candidate.index === index);
-        if (!plan)
+        if (!plan) {
+            shared?.skip(index);
             continue; // reused
+        }
         progress.label = file.name;
         const fingerprint = hashes.before(index);
         const own = (0,external_node_crypto_.createHash)('sha256');
@@ -58550,7 +58870,7 @@ async function sendPlanned(image, plans, writers, hashes, progress) {
         let next = 0; // the next block to start
         let current;
         let position = 0;
-        const source = readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
+        const source = shared?.read(index) ?? readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
         for await (const read of source) {
             const chunk = read;
             fingerprint.update(chunk);
@@ -58609,7 +58929,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
     const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
     const wanted = Math.max(1, Math.min(channels, blockCount));
     if (rtt !== undefined && options.channels === undefined) {
-        core/* info */.pq(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+        info(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
     }
     const writers = await openWriters(registry, image, lock, wanted, options.lockTimeout);
     const progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
@@ -58619,9 +58939,9 @@ async function transfer(registry, image, lock, plans, hashes, options) {
         total: progress.total,
         elapsedSeconds: (Date.now() - progress.started) / 1000,
     });
-    const timer = setInterval(() => core/* info */.pq(report()), 5000);
+    const timer = setInterval(() => info(report()), 5000);
     try {
-        await sendPlanned(image, plans, writers, hashes, progress);
+        await sendPlanned(image, plans, writers, hashes, progress, options.sharedReads);
         const [first, ...others] = writers;
         await Promise.all(others.map((writer) => finishWriter(writer)));
         await finishWriter(first, plans.map((plan) => `E ${plan.index + 1} ${plan.file.local.size}\n`).join(''));
@@ -58637,7 +58957,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
     const seconds = (Date.now() - progress.started) / 1000;
     for (const plan of plans) {
         const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
-        core/* info */.pq(formatProgress({
+        info(formatProgress({
             label: plan.file.name,
             sent: plan.file.local.size,
             sentThisPass: sent,
@@ -58645,7 +58965,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
             elapsedSeconds: seconds * (toSend > 0 ? sent / toSend : 0),
         }));
     }
-    core/* info */.pq(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
+    info(`Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
         `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`);
 }
 /**
@@ -58674,9 +58994,12 @@ async function uploadImage(registry, image, options) {
             const plans = await planFiles(registry, image, lock, states, hashes, options);
             if (plans.length > 0)
                 await transfer(registry, image, lock, plans, hashes, options);
+            options.sharedReads?.leave();
             return { fingerprint: hashes.fingerprint(), fileSha256s: hashes.fileSha256s(), lock };
         }
         catch (error) {
+            // The other servers' uploads go on without this one; a retry reads the files itself.
+            options.sharedReads?.leave();
             // A lease the server let go: another run of this image may have taken over (and stopped
             // this run's writers); what it does must not be undone by this one.
             const lost = lock?.lost() === true;
@@ -58686,7 +59009,7 @@ async function uploadImage(registry, image, options) {
             if (registry.isConnected() || attempt >= options.retries)
                 throw error;
             const delay = Math.min(30, 2 ** attempt);
-            core/* warning */.$e(`The connection dropped during the upload, or could not be made again ` +
+            log_warning(`The connection dropped during the upload, or could not be made again ` +
                 `(${untrustedLine((0,errors/* describeError */.Uc)(error))}). Retrying in ${delay} s (retry ${attempt + 1} of ` +
                 `${options.retries}); the upload resumes where it stopped.`);
             await (0,external_node_timers_promises_namespaceObject.setTimeout)(delay * 1000);
@@ -58785,481 +59108,6 @@ async function makeDeltas(registry, target, options) {
     return run;
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
-;// CONCATENATED MODULE: ./src/simplestreams/resolve.ts
-/**
- * Finding a published image by what a user types: its fingerprint, a unique start of it, or an
- * alias; and where each alias resolves, as clients resolve it. Pure.
- */
-
-
-/** Every image the index lists (versions with a fingerprint), newest serial first. */
-function listImages(index) {
-    const images = [];
-    for (const product of Object.values(index.products)) {
-        for (const version of Object.values(product.versions)) {
-            const fingerprint = versionFingerprint(version);
-            const found = fingerprint ? findFingerprint(index, fingerprint) : undefined;
-            if (fingerprint && found)
-                images.push({ ...found, fingerprint, arch: product.arch ?? '' });
-        }
-    }
-    return images.sort((a, b) => (a.serial < b.serial ? 1 : a.serial > b.serial ? -1 : 0));
-}
-/** Where each alias resolves: per architecture, the newest version of the product that carries it. */
-function aliasTargets(index) {
-    const targets = [];
-    for (const [product, fields] of Object.entries(index.products)) {
-        const newest = Object.keys(fields.versions)
-            .sort()
-            .reverse()
-            .map((serial) => {
-            const version = fields.versions[serial];
-            return { serial, version, fingerprint: version ? images_index_versionFingerprint(version) : undefined };
-        })
-            .find((candidate) => candidate.fingerprint !== undefined);
-        if (!newest?.fingerprint || !newest.version)
-            continue;
-        const type = versionImageType(newest.version);
-        for (const alias of productAliases(fields)) {
-            targets.push({
-                alias,
-                arch: fields.arch ?? '',
-                fingerprint: newest.fingerprint,
-                product,
-                serial: newest.serial,
-                type,
-            });
-        }
-    }
-    return targets.sort((a, b) => a.alias.localeCompare(b.alias) || a.arch.localeCompare(b.arch));
-}
-/**
- * The aliases that resolve differently in `after` than in `before`, per architecture (by its
- * Incus name) and image type, sorted by alias. An alias on several releases of an architecture
- * and type (a registry written by hand) counts as held by the first of them, by product key.
- */
-function aliasMoves(before, after) {
-    const holders = (index) => {
-        const byKey = new Map();
-        const targets = aliasTargets(index).sort((a, b) => a.product.localeCompare(b.product));
-        for (const target of targets) {
-            const key = JSON.stringify([target.alias, canonicalArchitecture(target.arch), target.type]);
-            if (!byKey.has(key))
-                byKey.set(key, target);
-        }
-        return byKey;
-    };
-    const holder = (target) => target ? { product: target.product, serial: target.serial, fingerprint: target.fingerprint } : null;
-    const was = holders(before);
-    const now = holders(after);
-    const moves = [];
-    for (const key of new Set([...was.keys(), ...now.keys()])) {
-        const from = was.get(key);
-        const to = now.get(key);
-        const either = from ?? to;
-        // The same image under another product key (an old-way product split) has not moved.
-        if (!either || from?.fingerprint === to?.fingerprint)
-            continue;
-        const { alias, arch, type } = either;
-        moves.push({ alias, architecture: canonicalArchitecture(arch), type, from: holder(from), to: holder(to) });
-    }
-    return moves.sort((a, b) => a.alias.localeCompare(b.alias) || a.architecture.localeCompare(b.architecture) || a.type.localeCompare(b.type));
-}
-/**
- * The image `reference` names, resolved as the clients resolve it (`incus image info`, and the
- * daemons' download for `incus launch`): an alias first, then a full fingerprint or the start of
- * one (at least 12 hex digits, as `incus image list` shows them) that only one image has. An alias
- * that looks like a fingerprint is thus still reachable by its name; one spelled as another
- * image's whole fingerprint makes the reference ambiguous.
- */
-function resolveImage(index, reference) {
-    const images = listImages(index);
-    const byAlias = aliasTargets(index)
-        .filter((target) => target.alias === reference.trim())
-        .flatMap((target) => images.filter((image) => image.fingerprint === target.fingerprint));
-    if (byAlias.length === 1 && byAlias[0]) {
-        // An alias spelled as another image's whole fingerprint: the clients take the alias, but
-        // whoever wrote 64 hex digits meant that image. Neither is guessed.
-        const spelled = reference.trim().toLowerCase();
-        const named = images.find((image) => image.fingerprint === spelled);
-        if (named && named.fingerprint !== byAlias[0].fingerprint)
-            return { kind: 'ambiguous', candidates: [byAlias[0], named] };
-        return { kind: 'found', image: byAlias[0] };
-    }
-    if (byAlias.length > 1)
-        return { kind: 'ambiguous', candidates: byAlias };
-    const wanted = reference.trim().toLowerCase();
-    if (/^[0-9a-f]{12,64}$/.test(wanted)) {
-        const matches = images.filter((image) => image.fingerprint.startsWith(wanted));
-        if (matches.length === 1 && matches[0])
-            return { kind: 'found', image: matches[0] };
-        if (matches.length > 1)
-            return { kind: 'ambiguous', candidates: matches };
-    }
-    return { kind: 'unknown' };
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/file-names.ts
-/** The name of its own for a file of the release with `fingerprint`. */
-function ownName(name, fingerprint) {
-    const dot = name.indexOf('.');
-    const tag = `-${fingerprint.slice(0, 12)}`;
-    return dot < 0 ? `${name}${tag}` : `${name.slice(0, dot)}${tag}${name.slice(dot)}`;
-}
-/** The staged release's files, its deltas among them. */
-function stagedPaths(staged, deltas) {
-    return [...Object.values(staged.version.items), ...deltas];
-}
-/** The paths of `files` that the index names with another sha256. */
-function pathsTakenBy(index, files) {
-    const taken = new Set();
-    for (const product of Object.values(index.products)) {
-        for (const version of Object.values(product.versions ?? {})) {
-            for (const item of Object.values(version.items)) {
-                if (files.some((file) => file.path === item.path && file.sha256 !== item.sha256))
-                    taken.add(item.path);
-            }
-        }
-    }
-    return taken;
-}
-/**
- * The staged release and its deltas with each path in `rename` given a name of its own (ownName);
- * the same objects when there is nothing to rename.
- */
-function withOwnNames(staged, deltas, rename, fingerprint) {
-    if (rename.size === 0)
-        return { staged, deltas: [...deltas] };
-    const own = (path) => {
-        if (!rename.has(path))
-            return path;
-        const slash = path.lastIndexOf('/');
-        return path.slice(0, slash + 1) + ownName(path.slice(slash + 1), fingerprint);
-    };
-    const items = Object.fromEntries(Object.entries(staged.version.items).map(([key, item]) => [key, { ...item, path: own(item.path) }]));
-    return {
-        staged: { ...staged, version: { ...staged.version, items } },
-        deltas: deltas.map((delta) => ({ ...delta, path: own(delta.path) })),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/lxd.ts
-/**
- * LXD compatibility of the simplestreams index: pure functions, no I/O.
- *
- * LXD clients (5.0 and later) read only `lxd.tar.xz` and `lxd_combined.tar.gz` items, while
- * incus-simplestreams writes only `incus.tar.xz` and `incus_combined.tar.gz` ones: a plain
- * incus-simplestreams tree shows no image to LXD. An LXD item that copies the Incus one (same
- * path, hashes, size and combined_* fields) is all LXD needs, for every image kind. Checked with
- * the LXD 5.0.2 and Incus 6.0.4 clients against a tree written by incus-simplestreams 6.0.4:
- *
- * - split container (squashfs): listed and resolved by alias, type container;
- * - split VM (`disk-kvm.img` data item, `combined_disk-kvm-img_sha256` on the metadata item):
- *   listed and resolved, type virtual-machine. LXD reads `disk-kvm.img` itself: no `disk1.img`
- *   item nor `combined_disk1-img_sha256` field is needed, and adding them breaks LXD: it then
- *   lists the image twice under one fingerprint and `lxc image info` fails with "More than one
- *   match for the provided partial fingerprint";
- * - unified tarball: listed and resolved, but always as a container (see image/kinds.ts);
- * - the Incus client ignores the LXD items (same listing with or without them), and
- *   `incus-simplestreams verify` and `prune` pass on a tree holding them.
- */
-
-/** Each Incus item type and the LXD item type that copies it. */
-const LXD_COPIES = [
-    ['incus.tar.xz', 'lxd.tar.xz'],
-    ['incus_combined.tar.gz', 'lxd_combined.tar.gz'],
-];
-const LXD_TYPES = new Set(LXD_COPIES.map(([, lxd]) => lxd));
-function isLxdItem(key, item) {
-    return LXD_TYPES.has(key) || (item !== undefined && LXD_TYPES.has(item.ftype));
-}
-function withLxdVersion(version) {
-    const items = {};
-    // Drop every LXD item first: a copy is rebuilt from the current Incus item, and one whose Incus
-    // item is gone (a removed or replaced image) must not keep pointing at its files.
-    for (const [key, item] of Object.entries(version.items)) {
-        if (!isLxdItem(key, item))
-            items[key] = item;
-    }
-    for (const [incus, lxd] of LXD_COPIES) {
-        const source = version.items[incus];
-        if (source)
-            items[lxd] = { ...source, ftype: lxd };
-    }
-    return { ...version, items };
-}
-/**
- * A copy of the index in which every `incus.tar.xz` item has an `lxd.tar.xz` twin and every
- * `incus_combined.tar.gz` item an `lxd_combined.tar.gz` twin (same path, hashes, size and
- * combined fields), so that LXD clients list and resolve the same images, fingerprints and
- * aliases as Incus clients. LXD items whose Incus item no longer exists are removed; nothing else
- * changes. Idempotent; the index given is not modified.
- */
-function withLxdItems(index) {
-    const copy = cloneIndex(index);
-    for (const product of Object.values(copy.products)) {
-        if (!product.versions)
-            continue;
-        for (const [serial, version] of Object.entries(product.versions)) {
-            if (version?.items)
-                product.versions[serial] = withLxdVersion(version);
-        }
-    }
-    return copy;
-}
-
-;// CONCATENATED MODULE: ./src/simplestreams/plan.ts
-/**
- * What publishing a staged version onto the live index means: nothing (already published, at
- * most aliases to move), a new release, or the replacement of a release with the same serial.
- * Pure.
- */
-
-
-function stagedVersion(staged) {
-    const products = Object.entries(staged.products);
-    const [entry] = products;
-    const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
-    const [versionEntry] = versions;
-    if (products.length !== 1 || versions.length !== 1 || !entry || !versionEntry) {
-        throw new Error('the staging index does not hold exactly one product version');
-    }
-    const { versions: _versions, ...productFields } = entry[1];
-    return { product: entry[0], productFields, serial: versionEntry[0], version: versionEntry[1] };
-}
-class SerialConflictError extends Error {
-    product;
-    serial;
-    existingFingerprint;
-    constructor(product, serial, existingFingerprint) {
-        super(`${product} already has version ${serial} with fingerprint ${existingFingerprint}`);
-        this.product = product;
-        this.serial = serial;
-        this.existingFingerprint = existingFingerprint;
-        this.name = 'SerialConflictError';
-    }
-}
-/**
- * Publishes the staged version as a release product of its own (simplestreams/images-index.ts),
- * with the requested aliases, which leave every other product of the same architecture. A
- * version of the same line and serial is a clash: refused, or replaced with `replace` (its files
- * retired; the aliases of a product it leaves empty go to the new release, which takes its place).
- */
-function planPublication(live, staged, fingerprint, aliases, replace) {
-    if (images_index_findFingerprint(live, fingerprint)) {
-        const index = planAliasUpdate(live, fingerprint, aliases);
-        return { status: 'unchanged', ...(index ? { index } : {}), retired: [] };
-    }
-    const next = cloneIndex(live);
-    // The staging tree's product key names the line: incus-simplestreams add keys products so.
-    const releaseKey = releaseProductKey(staged.product, staged.serial);
-    const line = lineIdentity(staged.product, staged.productFields);
-    const clashes = releasesOf(next, line).filter((release) => release.serial === staged.serial);
-    const [clash] = clashes;
-    if (clash && !replace) {
-        throw new SerialConflictError(clash.product, staged.serial, images_index_versionFingerprint(clash.version) ?? 'unknown');
-    }
-    const retired = [];
-    const inherited = [];
-    for (const { product, serial, version } of clashes) {
-        retired.push(...Object.values(version.items).map((item) => item.path));
-        const holder = next.products[product];
-        // The aliases that resolved to the replaced version go to the new one, not to an older one.
-        const wasNewest = isNewestVersion(holder, serial);
-        delete holder.versions[serial];
-        if (product === releaseKey)
-            continue;
-        if (wasNewest) {
-            inherited.push(...productAliases(holder));
-            delete holder.aliases;
-        }
-        if (!holdsImages(holder))
-            delete next.products[product];
-    }
-    const existing = next.products[releaseKey];
-    if (existing)
-        existing.versions[staged.serial] = staged.version;
-    else
-        next.products[releaseKey] = { ...staged.productFields, versions: { [staged.serial]: staged.version } };
-    moveAliases(next, releaseKey, [...new Set([...inherited, ...aliases])]);
-    const stillNamed = referencedPaths(next);
-    return {
-        status: clash ? 'replaced' : 'published',
-        index: next,
-        retired: [...new Set(retired)].filter((path) => !stillNamed.has(path)),
-    };
-}
-/** The data item's key and the metadata item's field that carries the fingerprint, per data kind. */
-const DATA_ITEMS = {
-    squashfs: { item: 'squashfs', combined: 'combined_squashfs_sha256' },
-    qcow2: { item: 'disk-kvm.img', combined: 'combined_disk-kvm-img_sha256' },
-    'rootfs-tarball': { item: 'root.tar.xz', combined: 'combined_rootxz_sha256' },
-};
-/**
- * The version incus-simplestreams add would stage for an image, as far as planning needs it: the
- * line's fields, the serial, and items that carry the fingerprint and the image type. The item
- * paths are placeholders (the server names the files) and the items' own hashes are left empty:
- * a dry run plans with it and publishes nothing.
- */
-function predictedVersion(image) {
-    const { os, release, variant, architecture, serial, fingerprint } = image;
-    const path = (type) => `images/${fingerprint}.dry-run.${type}`;
-    let items;
-    if (image.data === 'unified') {
-        items = {
-            [UNIFIED_ITEM]: {
-                ftype: UNIFIED_ITEM,
-                path: path(UNIFIED_ITEM),
-                sha256: fingerprint,
-                size: image.size,
-                combined_type: image.imageType,
-            },
-        };
-    }
-    else {
-        const { item, combined } = DATA_ITEMS[image.data];
-        items = {
-            'incus.tar.xz': {
-                ftype: 'incus.tar.xz',
-                path: path('incus.tar.xz'),
-                sha256: '',
-                size: 0,
-                [combined]: fingerprint,
-            },
-            [item]: { ftype: item, path: path(item), sha256: '', size: image.size },
-        };
-    }
-    return {
-        product: lineKey(os, release, variant, architecture),
-        productFields: { arch: architecture, os, release, variant },
-        serial,
-        version: { items },
-    };
-}
-
-;// CONCATENATED MODULE: ./src/registry/commit.ts
-/**
- * Making a new index live, under the registry lock's lease, whole or not at all; cleaning up
- * after earlier runs in the same round trip (server/commit.sh). Its payload is defined here, with
- * the framing the script checks: the parts below, one after the other on stdin, each announced
- * by its name, length and sha256 as arguments, so that nothing is renamed unless every byte
- * arrived (a link cut mid-way leaves a short payload, and nothing changes).
- */
-
-
-
-
-
-
-
-
-
-
-
-/** A file the index can name and the action may retire: a plain name in images/. */
-const RETIRABLE = /^images\/[A-Za-z0-9._-]+$/;
-/** How the messages name the registry lock. */
-const REGISTRY_LOCK_NAME = 'registry lock';
-const lines = (values) => Buffer.from([...values].map((value) => `${value}\n`).join(''));
-const sha256Of = (bytes) => (0,external_node_crypto_.createHash)('sha256').update(bytes).digest('hex');
-/**
- * The payload's parts for a commit (see Part). SHA256SUMS follows every index the action leaves:
- * it is sent with a new index, and with an unchanged one whose SHA256SUMS does not match it (an
- * index written by hand, or by a convert-command).
- */
-function payloadParts(options) {
-    const parts = [];
-    if (options.changed) {
-        parts.push({ name: 'images.json', bytes: Buffer.from(JSON.stringify(options.live)) });
-        parts.push({ name: 'index.json', bytes: Buffer.from(JSON.stringify(buildStreamsIndex(options.live))) });
-    }
-    const sums = Buffer.from(sha256Sums(options.live));
-    if (options.changed || sha256Of(sums) !== options.current.sumsSha256)
-        parts.push({ name: 'SHA256SUMS', bytes: sums });
-    const retired = options.retired.filter((path) => RETIRABLE.test(path) && path !== SHA256SUMS_PATH);
-    if (options.changed && retired.length > 0)
-        parts.push({ name: 'retired', bytes: lines(new Set(retired)) });
-    parts.push({ name: 'named', bytes: lines([...referencedPaths(options.live)].sort()) });
-    return parts;
-}
-/** Where each index part is served, relative to the registry's root (what a CDN may cache). */
-const SERVED_AT = {
-    'images.json': 'streams/v1/images.json',
-    'index.json': 'streams/v1/index.json',
-    SHA256SUMS: SHA256SUMS_PATH,
-};
-/** A different file already has a staged file's published name (a retired file within its grace). */
-class NameCollision extends Error {
-    detail;
-    constructor(detail) {
-        super(detail);
-        this.detail = detail;
-        this.name = 'NameCollision';
-    }
-}
-/**
- * Makes `live` the registry's index when `changed` (or only cleans up), in one round trip, and
- * checks that the images.json live afterwards is exactly that index (or, unchanged, the one read
- * under the lock): anything else was written by something that does not take the lock. Returns
- * the served files it rewrote (paths relative to simplestreams-dir), for a CDN to purge.
- */
-async function commit(registry, options) {
-    const { simplestreamsDir, uploadDir } = registry.paths;
-    const parts = payloadParts(options);
-    const staged = options.stagedFiles ?? [];
-    const args = [
-        ...fenceArgs(options.lock.fence),
-        simplestreamsDir,
-        options.staging ?? '',
-        uploadDir,
-        String(RETIRE_GRACE_SECONDS),
-        String(UPLOAD_GRACE_SECONDS / 60),
-        String(parts.length),
-        ...parts.flatMap((part) => [part.name, String(part.bytes.length), sha256Of(part.bytes)]),
-        String(staged.length),
-        ...staged.flatMap((file) => [file.staged, file.published]),
-        ...options.done,
-    ];
-    const what = options.changed
-        ? `Publishing the new index in ${simplestreamsDir} (simplestreams-dir)`
-        : `Cleaning up after earlier runs in ${simplestreamsDir} (simplestreams-dir)`;
-    const result = await registry.execScript(COMMIT, args, {
-        what,
-        stdin: external_node_stream_.Readable.from(parts.map((part) => part.bytes)),
-        timeoutSeconds: SHORT_COMMAND_TIMEOUT_SECONDS,
-    });
-    switch (result.code) {
-        case 0:
-            break;
-        case LEASE_LOST_EXIT:
-            throw leaseLost(options.lock, what, REGISTRY_LOCK_NAME);
-        case 78:
-            throw new NameCollision(untrustedLine(result.stderr.trim().split('\n').at(-1) ?? ''));
-        default:
-            throw new errors/* ActionError */.lZ(remoteFailure(what, result));
-    }
-    const live = result.stdout
-        .toString('utf8')
-        .split('\n')
-        .findLast((line) => /^live ([0-9a-f]{64}|none)$/.test(line));
-    if (!live) {
-        throw new errors/* ActionError */.lZ(`${what} ended without saying what is live (it printed: ${untrustedLine(result.stdout.toString('utf8').slice(0, 200))}). ` +
-            "Check that the SSH user's shell startup files print nothing, and run the step again.");
-    }
-    const expected = options.changed
-        ? sha256Of(parts[0]?.bytes ?? Buffer.alloc(0))
-        : options.current.text.length > 0
-            ? sha256Of(options.current.text)
-            : 'none';
-    if (live.slice('live '.length) !== expected) {
-        throw new errors/* ActionError */.lZ(`The registry's images.json is not the index this run left live. Something changed it without taking the lock ` +
-            '(see docs/server-setup.md on running incus-simplestreams by hand); run the step again.');
-    }
-    return parts.flatMap((part) => SERVED_AT[part.name] ?? []);
-}
-
 ;// CONCATENATED MODULE: ./src/registry/publication.ts
 /**
  * The part of a publish that runs under the registry lock: re-read the live index, make the
@@ -59308,12 +59156,12 @@ function finishIndex(options, fingerprint, base, proposed) {
             releaseIsVersion: options.releaseIsVersion ?? false,
         });
         for (const { product, serial, aliases } of retention.keptForAliases) {
-            core/* info */.pq(`keep-versions ${keepVersions}: ${options.dryRun ? 'would keep' : 'keeping'} ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
+            info(`keep-versions ${keepVersions}: ${options.dryRun ? 'would keep' : 'keeping'} ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
                 `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`);
         }
         if (retention.dropped.length > 0) {
             const verb = options.dryRun ? 'would drop' : 'dropping';
-            core/* info */.pq(`keep-versions ${keepVersions}: ${verb} ${untrustedLine(retention.dropped.join(', '))}`);
+            info(`keep-versions ${keepVersions}: ${verb} ${untrustedLine(retention.dropped.join(', '))}`);
             next = retention.index;
             retired.push(...retention.retired);
             dropped.push(...retention.dropped);
@@ -59321,7 +59169,7 @@ function finishIndex(options, fingerprint, base, proposed) {
     }
     const pruned = pruneDeltas(next);
     if (pruned.dropped > 0) {
-        core/* info */.pq(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index ${options.dryRun ? 'would be ' : ''}dropped`);
+        info(`Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index ${options.dryRun ? 'would be ' : ''}dropped`);
         next = pruned.index;
         retired.push(...pruned.retired);
     }
@@ -59382,35 +59230,66 @@ async function changeBase(registry, held, publication, change) {
     return { index, text };
 }
 /**
+ * The first half of the locked part: the lock, the live index as it stands under it (after an
+ * owner's convert-command ran), and the change planned on it, so that anything that refuses the
+ * change (another image under this serial, say) does so before any commit. A fleet prepares
+ * every server before it commits any.
+ */
+async function preparePublication(registry, publication, change, done = []) {
+    // One round trip: the lock, and the live index as it stands under it.
+    const held = await holdRegistryLock(registry, publication.options.lockTimeout);
+    try {
+        const base = await changeBase(registry, held, publication, change);
+        const planned = planChange(publication, change, base.index, false);
+        return {
+            commit: () => commitUnderLock(registry, held, { publication, change, base, planned, done }),
+            release: () => held.lock.release(),
+        };
+    }
+    catch (error) {
+        await held.lock.release();
+        throw error;
+    }
+}
+/**
  * The locked part: re-read the live index, make the change, commit, check what is live, and
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
  * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
  * server-side directories, removed once the index is live.
  */
 async function publishUnderLock(registry, publication, change, done = []) {
-    // One round trip: the lock, and the live index as it stands under it.
-    const held = await holdRegistryLock(registry, publication.options.lockTimeout);
+    const prepared = await preparePublication(registry, publication, change, done);
     try {
-        const base = await changeBase(registry, held, publication, change);
-        for (let ownNames = false;; ownNames = true) {
-            const planned = planChange(publication, change, base.index, ownNames);
-            try {
-                return await commitPlanned(registry, held, { publication, change, base, planned, done });
-            }
-            catch (error) {
-                if (!(error instanceof NameCollision))
-                    throw error;
-                if (ownNames) {
-                    throw new errors/* ActionError */.lZ(`images/ on the server holds other files under the names this release's files would get (${error.detail}), ` +
-                        'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
-                        'besides this action, and run the step again.');
-                }
-                core/* info */.pq(`A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`);
-            }
-        }
+        return await prepared.commit();
     }
     finally {
-        await held.lock.release();
+        await prepared.release();
+    }
+}
+/**
+ * Commits the planned change; when a retired file still holds one of the names, plans it again
+ * under names of its own and commits that.
+ */
+async function commitUnderLock(registry, held, work) {
+    const { publication, change, base } = work;
+    try {
+        return await commitPlanned(registry, held, work);
+    }
+    catch (error) {
+        if (!(error instanceof NameCollision))
+            throw error;
+        info(`A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`);
+    }
+    const planned = planChange(publication, change, base.index, true);
+    try {
+        return await commitPlanned(registry, held, { ...work, planned });
+    }
+    catch (error) {
+        if (!(error instanceof NameCollision))
+            throw error;
+        throw new errors/* ActionError */.lZ(`images/ on the server holds other files under the names this release's files would get (${error.detail}), ` +
+            'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
+            'besides this action, and run the step again.');
     }
 }
 /** Commits a planned change (or only cleans up, when nothing changes), checks it and reports. */
@@ -59432,7 +59311,7 @@ async function commitPlanned(registry, held, work) {
         retired: [...plan.retired, ...finished.retired],
         done,
     });
-    core/* info */.pq(plan.status === 'unchanged'
+    info(plan.status === 'unchanged'
         ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
         : `Index updated (${plan.status})`);
     const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
@@ -59472,7 +59351,7 @@ function describeHolder(holder) {
 /** One log line per alias that moves: `verb` is "Moved" or "Would move". */
 function logAliasMoves(moves, verb) {
     for (const move of moves) {
-        core/* info */.pq(`${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}${move.type === 'virtual-machine' ? ', VM' : ''}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`);
+        info(`${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}${move.type === 'virtual-machine' ? ', VM' : ''}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`);
     }
 }
 /**
@@ -59499,7 +59378,7 @@ function verify(live, publication, status) {
         throw new errors/* ActionError */.lZ(`Aliases ${missing.join(', ')} are not on ${untrusted(published.product)} after publishing. Something changed the ` +
             'index without taking the lock (see docs/server-setup.md on running incus-simplestreams by hand); publish again.');
     }
-    core/* info */.pq(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
+    info(`${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`);
     return { status, fingerprint, ...published };
 }
 
@@ -60622,13 +60501,13 @@ async function connectHop(options) {
         if (attempt.kind === 'connected') {
             if (!pinned) {
                 const { type, fingerprint } = attempt.presented;
-                core/* warning */.$e(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
+                log_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
                     `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
                     `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`, { title: 'Host key not pinned' });
             }
             else {
                 const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
-                core/* info */.pq(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+                info(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
             }
             return new RemoteSession(attempt.ssh, attempt.presented, options.role);
         }
@@ -60822,6 +60701,567 @@ class Registry {
     }
 }
 
+;// CONCATENATED MODULE: ./src/registry/shared-reads.ts
+/**
+ * One read of each image file for the uploads to several servers at once. Each upload says, file
+ * by file, whether it needs the file's bytes (subscribe) or not (skip); a file is read once every
+ * upload still taking part has said so, and each chunk goes to every upload that asked for it.
+ * The slowest of them sets the pace: at most QUEUED_CHUNKS chunks wait per upload, so memory
+ * stays flat whatever the file size. An upload that fails, or stops reading, leaves: it no longer
+ * holds the others back, and any later attempt of its own reads the file itself.
+ */
+
+const shared_reads_READ_CHUNK_BYTES = 1024 * 1024;
+/** Chunks read ahead of the slowest subscriber. */
+const QUEUED_CHUNKS = 2;
+/** One file's read, shared by the uploads that asked for it. */
+class SharedFile {
+    file;
+    /** Uploads yet to say whether they read this file. */
+    undecided;
+    subscribers = new Map();
+    reading = false;
+    /** Wakes the reader waiting for room in the slowest queue. */
+    wakeReader;
+    constructor(file, members) {
+        this.file = file;
+        this.undecided = new Set(Array.from({ length: members }, (_, k) => k));
+    }
+    subscribe(member) {
+        const subscriber = { queue: [], gone: false };
+        this.subscribers.set(member, subscriber);
+        this.decide(member);
+        return subscriber;
+    }
+    /** `member` will not read this file (it needs none of it, or it left). */
+    decide(member) {
+        this.undecided.delete(member);
+        if (this.undecided.size === 0 && !this.reading) {
+            this.reading = true;
+            void this.read();
+        }
+    }
+    unsubscribe(member) {
+        const subscriber = this.subscribers.get(member);
+        if (subscriber) {
+            subscriber.gone = true;
+            subscriber.queue.length = 0;
+            this.subscribers.delete(member);
+            subscriber.wake?.();
+        }
+        this.decide(member);
+        this.wakeReader?.();
+    }
+    /** Called by a subscriber that took a chunk: the reader may go on. */
+    took() {
+        this.wakeReader?.();
+    }
+    deliver(item) {
+        for (const subscriber of this.subscribers.values()) {
+            subscriber.queue.push(item);
+            subscriber.wake?.();
+        }
+    }
+    async roomForMore() {
+        const full = () => [...this.subscribers.values()].some((s) => s.queue.length >= QUEUED_CHUNKS);
+        while (full())
+            await new Promise((resolve) => (this.wakeReader = resolve));
+        this.wakeReader = undefined;
+    }
+    async read() {
+        if (this.subscribers.size === 0)
+            return;
+        try {
+            for await (const chunk of readStream(this.file, { chunkBytes: shared_reads_READ_CHUNK_BYTES })) {
+                if (this.subscribers.size === 0)
+                    return; // everyone left: nothing more to read
+                this.deliver(chunk);
+                await this.roomForMore();
+            }
+            this.deliver(null);
+        }
+        catch (error) {
+            // A file that changed or could not be read: each subscriber fails with it.
+            this.deliver(error instanceof Error ? error : new Error(String(error)));
+        }
+    }
+}
+/** The shared reads of an image's files, for `members` uploads. */
+class SharedReads {
+    files;
+    left = new Set();
+    constructor(files, members) {
+        this.files = files.map((file) => new SharedFile(file, members));
+    }
+    /** The handle upload number `member` reads through. */
+    member(member) {
+        return {
+            read: (index) => (this.left.has(member) ? undefined : this.stream(member, index)),
+            skip: (index) => {
+                if (!this.left.has(member))
+                    this.files[index]?.decide(member);
+            },
+            leave: () => this.leave(member),
+        };
+    }
+    leave(member) {
+        if (this.left.has(member))
+            return;
+        this.left.add(member);
+        for (const file of this.files)
+            file.unsubscribe(member);
+    }
+    async *stream(member, index) {
+        const file = this.files[index];
+        if (!file)
+            throw new Error(`no image file ${index}`);
+        const subscriber = file.subscribe(member);
+        try {
+            for (;;) {
+                while (subscriber.queue.length === 0 && !subscriber.gone)
+                    await new Promise((resolve) => (subscriber.wake = resolve));
+                subscriber.wake = undefined;
+                const item = subscriber.queue.shift();
+                // Gone before the end: never a silently short file.
+                if (item === undefined)
+                    throw new Error(`the shared read of image file ${index} ended for this upload`);
+                if (item === null)
+                    return;
+                file.took();
+                if (item instanceof Error)
+                    throw item;
+                yield item;
+            }
+        }
+        finally {
+            // Read to the end, failed or stopped early: this upload no longer holds the others back.
+            file.unsubscribe(member);
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/image/metadata.ts
+/** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
+
+
+
+/** metadata.yaml larger than this is refused unread (distrobuilder writes a few kilobytes). */
+const METADATA_YAML_MAX_BYTES = 1024 * 1024;
+/** creation_date from 2000-01-01 on: older dates are no build's, and serials sort as text. */
+const EARLIEST_CREATION_DATE = 946684800;
+/**
+ * Fields that form the product key (os:release:variant:architecture), the default alias
+ * (os/release/variant) and the index's alias lists (comma-separated): none of those separators,
+ * no blanks, no control characters.
+ */
+const KEY_FIELD_FORBIDDEN = /[:,/\s\u0000-\u001f\u007f]/u;
+function requireString(value, field, path) {
+    if (typeof value !== 'string' || value.trim() === '') {
+        throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
+            `(build-incus or pack-incus), or add "${field}" to the image definition.`, 'metadata');
+    }
+    return value;
+}
+function fail(path, problem) {
+    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+}
+function describeCharacter(character) {
+    if (character === ' ')
+        return 'a blank';
+    if (/\s/u.test(character) || /[\u0000-\u001f\u007f]/.test(character)) {
+        return `a control or blank character (U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')})`;
+    }
+    return `"${character}"`;
+}
+/** A field of the product key: refused, naming the field and why, when it holds a separator. */
+function requireKeyField(value, field, path) {
+    const text = requireString(value, field, path);
+    const bad = KEY_FIELD_FORBIDDEN.exec(text)?.[0];
+    if (bad !== undefined) {
+        fail(path, `has ${field} "${text}", which contains ${describeCharacter(bad)}. os, release, variant and ` +
+            'properties.architecture form the product key (os:release:variant:architecture) and the default alias ' +
+            '(os/release/variant), and aliases are listed comma-separated: they cannot hold ":", ",", "/", blanks or ' +
+            'control characters. Change it in the image definition.');
+    }
+    return text;
+}
+/**
+ * creation_date as incus-simplestreams reads it: a plain decimal number (no sign, leading zero,
+ * exponent, underscore, quotes or tag, which YAML parsers read differently), from 2000 to a day
+ * from now (a later date would stay the newest version for good).
+ */
+function requireCreationDate(document, text, path, now) {
+    const node = document.get('creation_date', true);
+    const source = (0,dist/* isScalar */.jn)(node) && node.range ? text.slice(node.range[0], node.range[1]) : undefined;
+    const plain = (0,dist/* isScalar */.jn)(node) && node.type === 'PLAIN' && node.tag === undefined;
+    if (!(0,dist/* isScalar */.jn)(node) || typeof node.value !== 'number') {
+        fail(path, 'has no valid creation_date (a Unix time in seconds).');
+    }
+    if (!plain || source === undefined || !/^[1-9][0-9]{0,11}$/.test(source)) {
+        fail(path, `has creation_date "${(0,errors/* oneLine */.TN)(String(source ?? node.value))}", which is not a plain decimal Unix time in seconds ` +
+            '(a leading zero, a sign, an exponent, an underscore or a tag is read differently by incus-simplestreams). ' +
+            'Write it as distrobuilder does, for example creation_date: 1767225600.');
+    }
+    const value = Number(source);
+    const latest = Math.floor(now / 1000) + 86400;
+    if (value < EARLIEST_CREATION_DATE || value > latest) {
+        fail(path, `has creation_date ${value} (${value > 8.64e12 ? 'far' : new Date(value * 1000).toISOString()}), which is not between ` +
+            `2000-01-01 and a day from now: a date in the future would stay the newest version for good. Check the build machine's clock.`);
+    }
+    return value;
+}
+/** Checks metadata.yaml for what `incus-simplestreams add` needs, read as it reads it. */
+function parseMetadataYaml(text, path, now = Date.now()) {
+    let document;
+    let root;
+    try {
+        document = (0,dist/* parseDocument */.Tp)(text);
+        const [error] = document.errors;
+        if (error)
+            throw error;
+        root = document.toJS();
+    }
+    catch (error) {
+        fail(path, `is not valid YAML (${(0,errors/* describeError */.Uc)(error)}).`);
+    }
+    if (typeof root !== 'object' || root === null || Array.isArray(root))
+        fail(path, 'is not a YAML mapping.');
+    const values = root;
+    const creationDate = requireCreationDate(document, text, path, now);
+    const properties = values['properties'];
+    if (typeof properties !== 'object' || properties === null)
+        fail(path, 'has no properties section.');
+    const props = properties;
+    const architecture = requireString(values['architecture'], 'architecture', path);
+    const incus = incusArchitecture(architecture);
+    if (incus === undefined) {
+        fail(path, `names architecture "${architecture}", which Incus does not know. ` +
+            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).');
+    }
+    const os = requireKeyField(props['os'], 'properties.os', path);
+    const release = requireKeyField(props['release'], 'properties.release', path);
+    const variant = requireKeyField(props['variant'], 'properties.variant', path);
+    const propertiesArchitecture = requireKeyField(props['architecture'], 'properties.architecture', path);
+    const named = incusArchitecture(propertiesArchitecture);
+    if (named !== incus) {
+        fail(path, `has architecture "${architecture}" (${incus}) but properties.architecture "${propertiesArchitecture}" ` +
+            `(${named ?? 'not an architecture Incus knows'}): clients would be offered the image for the wrong ` +
+            'architecture. Both come from image.architecture in the image definition: build it again, or set them to ' +
+            'the same architecture (x86_64 ~ amd64, aarch64 ~ arm64).');
+    }
+    return {
+        architecture,
+        creationDate,
+        os,
+        release,
+        variant,
+        propertiesArchitecture,
+        description: requireString(props['description'], 'properties.description', path),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/image/qcow2.ts
+/**
+ * What a qcow2 disk may refer to outside itself: a backing file (header bytes 8-15), an external
+ * data file (incompatible feature bit 2, header extension 0x44415441), or features this check
+ * does not know. A client that converts such a disk (qemu-img convert) reads those files on its
+ * own host, so a published disk must stand alone.
+ */
+/** Bytes to read from the start of a disk: the header and its extensions fit in the first cluster. */
+const QCOW2_HEAD_BYTES = 2 * 1024 * 1024;
+const EXTERNAL_DATA_FILE_BIT = 2n;
+/** Incompatible feature bits qemu knows: dirty, corrupt, external data file, compression type, extended L2. */
+const KNOWN_INCOMPATIBLE = 31n;
+const EXTENSION_END = 0;
+const EXTENSION_DATA_FILE = 0x44415441;
+function qcow2_name(head, offset, length) {
+    if (length <= 0 || offset + length > head.length)
+        return '';
+    return ` "${head.toString('utf8', offset, offset + Math.min(length, 256)).replace(/[\u0000-\u001f\u007f]/g, '?')}"`;
+}
+/**
+ * Why the disk whose first bytes are `head` is not self-contained (for a message), or undefined
+ * when it refers to nothing outside itself.
+ */
+function qcow2Reference(head) {
+    if (head.length < 72)
+        return 'a qcow2 header that is cut short';
+    const version = head.readUInt32BE(4);
+    if (version !== 2 && version !== 3)
+        return `qcow2 version ${version}, which this check does not know`;
+    const backingOffset = head.readBigUInt64BE(8);
+    if (backingOffset !== 0n) {
+        const length = head.readUInt32BE(16);
+        return `a backing file${backingOffset < BigInt(head.length) ? qcow2_name(head, Number(backingOffset), length) : ''}`;
+    }
+    let extensionsAt = 72;
+    if (version === 3) {
+        if (head.length < 104)
+            return 'a qcow2 header that is cut short';
+        const incompatible = head.readBigUInt64BE(72);
+        if ((incompatible >> EXTERNAL_DATA_FILE_BIT) & 1n)
+            return 'an external data file';
+        if (incompatible & ~KNOWN_INCOMPATIBLE) {
+            return `incompatible features this check does not know (0x${incompatible.toString(16)})`;
+        }
+        extensionsAt = head.readUInt32BE(100);
+    }
+    for (let offset = extensionsAt, count = 0; offset + 8 <= head.length; count++) {
+        if (count > 1000)
+            return 'too many qcow2 header extensions';
+        const type = head.readUInt32BE(offset);
+        const length = head.readUInt32BE(offset + 4);
+        if (type === EXTENSION_END)
+            return undefined;
+        if (type === EXTENSION_DATA_FILE)
+            return `an external data file${qcow2_name(head, offset + 8, length)}`;
+        offset += 8 + Math.ceil(length / 8) * 8;
+    }
+    return undefined;
+}
+
+;// CONCATENATED MODULE: ./src/image/inspect.ts
+/**
+ * Local inspection of the image files before any network: what each file is (from its content,
+ * not its name), what metadata.yaml says, and whether a unified tarball holds a VM. Each file is
+ * opened once here; everything later reads it through that descriptor (image/local-file.ts).
+ */
+
+
+
+
+
+
+const MAGIC = [
+    { kind: 'xz', bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), offset: 0 },
+    { kind: 'gzip', bytes: Buffer.from([0x1f, 0x8b]), offset: 0 },
+    { kind: 'bzip2', bytes: Buffer.from('BZh'), offset: 0 },
+    { kind: 'zstd', bytes: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), offset: 0 },
+    { kind: 'none', bytes: Buffer.from('ustar'), offset: 257 },
+    { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
+    { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
+];
+/** A split metadata tarball holds metadata.yaml and templates: a few kilobytes once decompressed. */
+const METADATA_TARBALL_MAX_BYTES = 64 * 1024 * 1024;
+/** A unified tarball is read until metadata.yaml and its rootfs are found, up to this expansion. */
+const UNIFIED_MAX_EXPANSION = 1000;
+const UNIFIED_MIN_LIMIT = 256 * 1024 * 1024;
+/** Identifies a file from its first bytes. */
+function detectContent(head) {
+    return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
+}
+/** Opens the input's file once and checks that it is a readable, non-empty regular file. */
+async function openInput(path, input) {
+    let handle;
+    try {
+        handle = await openFile(path);
+    }
+    catch (error) {
+        const code = error.code;
+        if (code === 'EACCES' || code === 'EPERM') {
+            throw new errors/* ActionError */.lZ(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
+        }
+        throw new errors/* ActionError */.lZ(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
+    }
+    try {
+        const info = await handle.stat();
+        if (!info.isFile()) {
+            throw new errors/* ActionError */.lZ(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
+        }
+        if (info.size === 0)
+            throw new errors/* ActionError */.lZ(`${input}: "${path}" is empty. Did the build step fail?`, input);
+        return { path, size: info.size, handle, mtimeMs: info.mtimeMs, input };
+    }
+    catch (error) {
+        await handle.close().catch(() => undefined);
+        throw error;
+    }
+}
+const ENTRY_KINDS = {
+    file: 'a file',
+    hardlink: 'a hard link',
+    symlink: 'a symbolic link',
+    char: 'a character device',
+    block: 'a block device',
+    directory: 'a directory',
+    fifo: 'a FIFO',
+    other: 'a special entry',
+};
+function unreadable(file, error) {
+    if (!(error instanceof TarError))
+        throw error;
+    throw new errors/* ActionError */.lZ(`${file.input}: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete file that distrobuilder wrote.`, file.input);
+}
+/** Refuses a qcow2 disk that refers to files outside itself. */
+function checkDisk(head, what, input) {
+    const problem = qcow2Reference(head);
+    if (problem === undefined)
+        return;
+    throw new errors/* ActionError */.lZ(`${input}: ${what} is a qcow2 disk with ${problem}: it refers to a file outside itself, which a client that ` +
+        'converts the disk would read on its own host. Publish a standalone disk (qemu-img convert -O qcow2 disk.qcow2 ' +
+        'standalone.qcow2, without -B or data_file).', input);
+}
+/**
+ * Reads metadata.yaml out of the metadata (or unified) tarball as incus-simplestreams does: the
+ * first member named exactly metadata.yaml. In a unified tarball the first rootfs/ or rootfs.img
+ * entry gives the type (and the disk is checked); reading stops once both are known.
+ */
+async function readMetadataTarball(file, compression, unified) {
+    const { path } = file;
+    let yaml;
+    let otherName;
+    let imageType;
+    const limit = unified ? Math.max(UNIFIED_MIN_LIMIT, UNIFIED_MAX_EXPANSION * file.size) : METADATA_TARBALL_MAX_BYTES;
+    try {
+        await scanTar(file, compression, async (entry, reader) => {
+            if (reader.position > limit) {
+                throw new errors/* ActionError */.lZ(unified
+                    ? `metadata: "${path}" expands more than ${UNIFIED_MAX_EXPANSION}-fold before its metadata.yaml and rootfs: ` +
+                        'it is not an image distrobuilder wrote. Give the unified tarball of a build-incus --type=unified build.'
+                    : `metadata: "${path}" holds more than ${METADATA_TARBALL_MAX_BYTES / 1024 / 1024} MiB before its metadata.yaml; a ` +
+                        'metadata tarball holds metadata.yaml and templates (a few kilobytes). Give the incus.tar.xz that distrobuilder wrote.', 'metadata');
+            }
+            if (yaml === undefined && entry.name === 'metadata.yaml') {
+                if (entry.type !== 'file') {
+                    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" is ${ENTRY_KINDS[entry.type]}, not a file; incus-simplestreams ` +
+                        'reads the first member named metadata.yaml. Pack the file itself (tar --dereference).', 'metadata');
+                }
+                if (entry.size > METADATA_YAML_MAX_BYTES) {
+                    throw new errors/* ActionError */.lZ(`metadata: metadata.yaml in "${path}" is ${entry.size} bytes; the limit is 1 MiB (distrobuilder ` +
+                        'writes a few kilobytes). Check what was packed as metadata.yaml.', 'metadata');
+                }
+                yaml = (await reader.read(entry.size)).toString('utf8');
+            }
+            else if (yaml === undefined && otherName === undefined && /(^|\/)metadata\.yaml\/?$/.test(entry.name)) {
+                otherName = entry.name;
+            }
+            if (unified && imageType === undefined) {
+                const name = entry.name.replace(/^\.\//, '');
+                if (name === 'rootfs.img') {
+                    imageType = 'virtual-machine';
+                    const head = entry.type === 'file' ? await reader.read(QCOW2_HEAD_BYTES) : Buffer.alloc(0);
+                    if (detectContent(head) === 'qcow2')
+                        checkDisk(head, `rootfs.img in "${path}"`, 'metadata');
+                }
+                else if (name === 'rootfs' || name.startsWith('rootfs/')) {
+                    imageType = 'container';
+                }
+            }
+            return yaml !== undefined && (!unified || imageType !== undefined);
+        });
+    }
+    catch (error) {
+        unreadable(file, error);
+    }
+    if (yaml === undefined) {
+        if (otherName !== undefined) {
+            throw new errors/* ActionError */.lZ(`metadata: "${path}" holds "${otherName}" but no member named exactly metadata.yaml, which is the one ` +
+                'incus-simplestreams reads: the server would refuse the image after the upload. Pack it at the top of the ' +
+                'tarball under that name (tar -C DIR -cJf incus.tar.xz metadata.yaml templates, not "." or a directory).', 'metadata');
+        }
+        throw new errors/* ActionError */.lZ(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
+            'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
+    }
+    if (unified && imageType === undefined) {
+        throw new errors/* ActionError */.lZ(`metadata: "${path}" holds metadata.yaml but neither rootfs/ nor rootfs.img, so it is not a unified image. ` +
+            'If it is the metadata tarball of a split image, give its data file (rootfs.squashfs or disk.qcow2) as rootfs.', 'metadata');
+    }
+    return { yaml, ...(imageType ? { imageType } : {}) };
+}
+async function checkMetadataKind(file) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs' || content === 'qcow2') {
+        throw new errors/* ActionError */.lZ(`metadata: "${file.path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+    }
+    if (content === undefined) {
+        throw new errors/* ActionError */.lZ(`metadata: "${file.path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
+    }
+    return content;
+}
+async function inspectDataFile(file, limits) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs')
+        return { ...file, kind: content };
+    if (content === 'qcow2') {
+        checkDisk(await readAt(file, 0, QCOW2_HEAD_BYTES), `"${file.path}"`, 'rootfs');
+        return { ...file, kind: content };
+    }
+    if (content !== undefined) {
+        const tar = await checkRootfsTarball(file, content, limits);
+        return { ...file, kind: 'rootfs-tarball', compression: content, tar };
+    }
+    throw new errors/* ActionError */.lZ(`rootfs: "${file.path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+        'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
+}
+/**
+ * Inspects the image files named by the metadata and rootfs inputs. The returned image holds
+ * them open: close them with closeImage once the run is over.
+ */
+async function inspectImage(metadataPath, rootfsPath, limits = DEFAULT_ROOTFS_LIMITS) {
+    const opened = [];
+    try {
+        const metadataFile = await openInput(metadataPath, 'metadata');
+        opened.push(metadataFile);
+        let data;
+        if (rootfsPath !== '') {
+            const rootfsFile = await openInput(rootfsPath, 'rootfs');
+            opened.push(rootfsFile);
+            data = await inspectDataFile(rootfsFile, limits);
+        }
+        const compression = await checkMetadataKind(metadataFile);
+        const { yaml, imageType: unifiedType } = await readMetadataTarball(metadataFile, compression, !data);
+        const properties = parseMetadataYaml(yaml, metadataPath);
+        const imageType = data
+            ? data.kind === 'qcow2'
+                ? 'virtual-machine'
+                : 'container'
+            : (unifiedType ?? 'container');
+        return {
+            metadata: { ...metadataFile, compression },
+            ...(data ? { data } : {}),
+            imageType,
+            properties,
+            size: metadataFile.size + (data?.size ?? 0),
+        };
+    }
+    catch (error) {
+        await closeFiles(opened);
+        throw error;
+    }
+}
+/** Defaults of the max-rootfs-entries and max-rootfs-size inputs. */
+const DEFAULT_ROOTFS_LIMITS = { maxEntries: 500_000, maxBytes: 16 * 1024 ** 3 };
+
+;// CONCATENATED MODULE: ./src/image/kinds.ts
+/**
+ * What a user of an Incus 6.0 client (Debian 12 backports, Debian 13, Ubuntu 24.04) cannot do
+ * with an image of this kind: one message per problem, for the log.
+ */
+function incusWarnings(imageType, unified) {
+    if (imageType !== 'virtual-machine' || !unified)
+        return [];
+    return [
+        'Incus clients up to 6.0 list unified (single tarball) images as containers: they show this ' +
+            'virtual-machine image as CONTAINER and `incus launch --vm` does not find it. To reach every client, ' +
+            'publish the VM as a split image (distrobuilder ' +
+            'build-incus --vm, without --type=unified: incus.tar.xz as metadata, disk.qcow2 as rootfs).',
+    ];
+}
+/**
+ * What an LXD user cannot do with an image of this kind, published with LXD items: one message
+ * per problem, for the log (empty when LXD users can launch it).
+ */
+function lxdWarnings(imageType, unified) {
+    const warnings = [];
+    if (imageType === 'virtual-machine' && unified) {
+        warnings.push('LXD treats unified (single tarball) images as containers: it lists this virtual-machine image as a ' +
+            'container, `lxc launch --vm` does not find it, and launching it as a container fails. LXD users ' +
+            'cannot launch it. To publish a VM for LXD users, build it as a split image (distrobuilder ' +
+            'build-incus --vm, without --type=unified) and pass incus.tar.xz as metadata and disk.qcow2 as rootfs.');
+    }
+    return warnings;
+}
+
 ;// CONCATENATED MODULE: ./src/simplestreams/unified-vm.ts
 /**
  * Unified VM images in the simplestreams index: pure functions, no I/O.
@@ -61000,7 +61440,7 @@ async function inspect(settings) {
         const { os, release, variant, propertiesArchitecture } = inspected.properties;
         // metadata.yaml is the image builder's: its values are logged escaped.
         const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
-        core/* info */.pq(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
+        info(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
         return inspected;
     });
     const unified = !image.data;
@@ -61008,7 +61448,7 @@ async function inspect(settings) {
     if (settings.lxdCompat)
         warnings.push(...lxdWarnings(image.imageType, unified));
     for (const warning of warnings)
-        core/* warning */.$e(warning);
+        log_warning(warning);
     return image;
 }
 /**
@@ -61057,7 +61497,7 @@ function noDeltaReason(settings, image) {
 async function checkServer(registry, settings, image) {
     const noDelta = noDeltaReason(settings, image);
     if (noDelta && settings.deltaBases > 0)
-        core/* info */.pq(`No deltas for this image: ${noDelta}`);
+        info(`No deltas for this image: ${noDelta}`);
     const deltas = settings.deltaBases > 0 && noDelta === undefined;
     const state = await readServerState(registry, {
         tool: settings.convertCommand || 'incus-simplestreams',
@@ -61068,7 +61508,7 @@ async function checkServer(registry, settings, image) {
         if (settings.requireDeltas) {
             throw new errors/* ActionError */.lZ(`require-deltas: xdelta3 is not installed on the server (or not on the SSH user's PATH), so no delta can be made. ${INSTALL_XDELTA3} Or set require-deltas: false to publish without deltas. Nothing was uploaded.`, 'require-deltas');
         }
-        core/* warning */.$e(`xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`);
+        log_warning(`xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`);
     }
     return { live: state.index, deltas: deltas && state.xdelta3 };
 }
@@ -61083,16 +61523,16 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
         return image;
     const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
     const decision = rootfsDecision(settings.convertRootfs, version);
-    core/* info */.pq(untrustedLine(decision.reason)); // it quotes the server's version output
+    info(untrustedLine(decision.reason)); // it quotes the server's version output
     if (!decision.convert)
         return image;
     const converted = await convertRootfsTarball(data, {
         creationDate: image.properties.creationDate,
         timeoutSeconds: settings.convertRootfsTimeout,
-        log: core/* info */.pq,
+        log: info,
     });
     onCleanup(converted.remove);
-    core/* info */.pq(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+    info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
     return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
 }
 /**
@@ -61111,7 +61551,7 @@ async function findExisting(settings, image, live) {
         return { published: false };
     const fingerprint = await timedGroup('Fingerprint', async () => {
         const computed = await hashing_fingerprintOf(image);
-        core/* info */.pq(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
+        info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
         return computed;
     });
     if (images_index_findFingerprint(live, fingerprint))
@@ -61143,7 +61583,7 @@ async function upload(registry, settings, image, knownFingerprint) {
         await unchanged();
         throw error;
     }
-    core/* info */.pq(`Fingerprint: ${uploaded.fingerprint}`);
+    info(`Fingerprint: ${uploaded.fingerprint}`);
     try {
         await unchanged();
     }
@@ -61199,7 +61639,7 @@ async function convert(registry, settings, input) {
             fileSha256s: upload.fileSha256s,
             unifiedVm: !image.data && image.imageType === 'virtual-machine',
         });
-        core/* info */.pq(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`);
+        info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`);
         if (!deltaBasesFrom)
             return { kind: 'staged', dir: staging, version };
         const deltas = await deltasFor(registry, settings, { staging, version, live: deltaBasesFrom, lock: upload.lock });
@@ -61227,19 +61667,19 @@ async function deltasFor(registry, settings, staged) {
         return undefined;
     for (const delta of run.made) {
         const { share } = deltaReport(delta, run.squashfsSize);
-        core/* info */.pq(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
+        info(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
     }
     for (const { base, reason, detail } of run.skipped) {
         const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.` +
             (detail ? ` ${untrustedLine(detail)}` : '');
         // A delta larger than allowed is expected after a large change; anything else is worth a look.
         if (reason === 'too-large')
-            core/* info */.pq(text);
+            info(text);
         else
-            core/* warning */.$e(`${text} Clients updating from it download the whole image.`);
+            log_warning(`${text} Clients updating from it download the whole image.`);
     }
     if (run.made.length === 0 && run.skipped.length === 0)
-        core/* info */.pq('No earlier release to make a delta from');
+        info('No earlier release to make a delta from');
     return run;
 }
 /** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */
@@ -61265,7 +61705,7 @@ function publishLocked(registry, settings, remote, publication, change) {
             }
         }
         // The image lock holds one of the few channels the server allows per connection.
-        core/* info */.pq('The server allows few channels per connection: this part runs over a connection of its own');
+        info('The server allows few channels per connection: this part runs over a connection of its own');
         return registry.withOwnConnection(locked);
     });
 }
@@ -61292,7 +61732,7 @@ async function preview(settings, image, work) {
     const { live, deltas, existing, aliases } = work;
     return timedGroup('Dry run: what a publish would do', async () => {
         if (settings.convertCommand) {
-            core/* notice */.lm("dry-run with convert-command: the plan below is what the built-in convert step would do; the owner's " +
+            notice("dry-run with convert-command: the plan below is what the built-in convert step would do; the owner's " +
                 'command is not run in a dry run, and may move aliases or keep releases otherwise.');
         }
         const fingerprint = existing.fingerprint ?? (await hashing_fingerprintOf(image));
@@ -61318,12 +61758,12 @@ async function preview(settings, image, work) {
         const target = images_index_findFingerprint(planned.index, fingerprint);
         const product = target?.product ?? staged.product;
         const serial = target?.serial ?? staged.serial;
-        core/* info */.pq(`Fingerprint: ${fingerprint}`);
-        core/* info */.pq(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
+        info(`Fingerprint: ${fingerprint}`);
+        info(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
         logAliasMoves(planned.moves, 'Would move');
         for (const base of bases)
-            core/* info */.pq(`Would try a delta from release ${base.serial}`);
-        core/* info */.pq('dry-run: nothing was uploaded and nothing on the server was changed');
+            info(`Would try a delta from release ${base.serial}`);
+        info('dry-run: nothing was uploaded and nothing on the server was changed');
         return {
             status: 'dry-run',
             fingerprint,
@@ -61341,6 +61781,264 @@ async function preview(settings, image, work) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/action/fleet.ts
+/**
+ * Publishing one release to several registry servers (the host input and the mirrors), so that
+ * either all serve it or none does. In two phases: every server is connected, checked, uploaded
+ * to (each file read once on the runner, its bytes streamed to every server at once) and staged;
+ * then every server's registry lock is taken and the change planned on its live index; only then
+ * does each commit. A server that fails before the commits stops the run on all of them (their
+ * staging goes, their uploads stay to resume). A commit that fails after others succeeded is
+ * reported by server; running the step again finishes the job (the servers that have the release
+ * report unchanged).
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The servers of a run: the host input's first, then the mirrors in their order. */
+function fleetOf(settings) {
+    // A mirror connects directly: the jump-* inputs are the host input's bastion.
+    const { jump: _bastion, mirrors, ...shared } = settings;
+    const mirrorSettings = (mirror) => ({ ...shared, ...mirror, mirrors: [] });
+    return [
+        { name: settings.serverName, settings, primary: true },
+        ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
+    ];
+}
+/** A server as messages name it: its name, and where it is when the name does not say. */
+function where(run) {
+    const { host, port } = run.server.settings;
+    const { name } = run.server;
+    return name === host || name === `${host}:${port}` ? name : `${name} (${host}:${port})`;
+}
+/** The message and input of a server's failure; a mirror's field names a key of the mirrors input. */
+function failureOf(run) {
+    const { error } = run;
+    const message = (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error));
+    if (!(error instanceof errors/* ActionError */.lZ) || error.input === undefined)
+        return { message };
+    return { message, input: run.server.primary ? error.input : 'mirrors' };
+}
+/** Runs `work` on every server at once, each labelled in the log; fails naming each server that failed. */
+async function onEvery(runs, phase, work) {
+    const outcomes = await Promise.allSettled(runs.map((run, k) => onServer(run.server.name, () => work(run, k))));
+    const failed = [];
+    outcomes.forEach((outcome, k) => {
+        const run = runs[k];
+        if (outcome.status === 'rejected') {
+            run.error = outcome.reason;
+            failed.push(run);
+        }
+    });
+    if (failed.length > 0) {
+        const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
+        throw new errors/* ActionError */.lZ(`Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
+            'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.', failed.map((run) => failureOf(run).input).find((input) => input !== undefined));
+    }
+    return outcomes.map((outcome) => outcome.value);
+}
+/**
+ * A raw rootfs tarball: one image for every server, so it is converted on the runner unless
+ * every server's incus-simplestreams takes it as it is.
+ */
+async function fleetImage(runs, settings, image, onCleanup) {
+    if (image.data?.kind !== 'rootfs-tarball')
+        return image;
+    let deciding = runs[0];
+    if (settings.convertRootfs === 'auto') {
+        const versions = await Promise.all(runs.map((run) => serverToolVersion(run.registry)));
+        deciding = runs.find((_, k) => rootfsDecision('auto', versions[k]).convert) ?? deciding;
+    }
+    return onServer(deciding.server.name, () => prepareRootfsTarball(deciding.registry, deciding.server.settings, image, onCleanup));
+}
+/** The status that says most about the fleet: a new release anywhere, else a replacement, else moved aliases. */
+function fleetStatus(results) {
+    const order = ['published', 'replaced', 'aliases-updated', 'dry-run', 'unchanged'];
+    return order.find((status) => results.some((result) => result.status === status)) ?? 'unchanged';
+}
+/** Each server's outcome, for the outputs and the summary. */
+function outcomes(runs, committing) {
+    return runs.map((run) => {
+        const { host, port } = run.server.settings;
+        const base = { name: run.server.name, host, port };
+        if (run.result)
+            return { ...base, status: run.result.status, result: run.result };
+        if (run.error !== undefined)
+            return { ...base, status: 'failed', error: failureOf(run).message };
+        return { ...base, status: committing ? 'failed' : 'not-published' };
+    });
+}
+/** The run stopped before any server committed: every server is as it was. */
+class FleetNotPublished extends errors/* ActionError */.lZ {
+    servers;
+    constructor(message, input, servers) {
+        super(message, input);
+        this.servers = servers;
+    }
+}
+/** A commit failed on some servers after others committed: the step fails, saying where the release is. */
+class FleetPartlyPublished extends errors/* FailedAfterPublishing */.Tc {
+    fleet;
+    constructor(message, input, fleet) {
+        super(message, input, 'Image published on some servers only');
+        this.fleet = fleet;
+    }
+}
+/** Publishes the image the settings name to every server of the fleet, or to none. */
+async function publishToFleet(settings) {
+    const inspected = await inspect(settings); // 1. inspect locally, once
+    const cleanups = [() => closeFiles(imageFiles(inspected))];
+    const runs = fleetOf(settings).map((server) => ({ server }));
+    try {
+        const aliases = requestedAliases(settings, inspected);
+        await timedGroup(`Connect to ${runs.length} servers`, () => onEvery(runs, 'connecting', async (run) => {
+            run.registry = await steps_connect(run.server.settings);
+        }));
+        const image = await fleetImage(runs, settings, inspected, (cleanup) => cleanups.push(cleanup));
+        await timedGroup('Check every server', () => onEvery(runs, 'checking the server', async (run) => {
+            const { live, deltas } = await checkServer(run.registry, run.server.settings, image);
+            run.live = live;
+            run.deltas = deltas;
+            run.existing = await findExisting(run.server.settings, image, live);
+        }));
+        if (settings.dryRun)
+            return await previewFleet(runs, image, aliases);
+        const toPublish = runs.filter((run) => !run.existing?.published);
+        if (toPublish.length > 0)
+            await uploadAndStage(toPublish, image, aliases);
+        return await commitEverywhere(runs, aliases);
+    }
+    catch (error) {
+        // Before any commit: the servers output says where it failed (the others: not-published).
+        if (error instanceof errors/* ActionError */.lZ && !(error instanceof FleetPartlyPublished))
+            throw new FleetNotPublished(error.message, error.input, outcomes(runs, false));
+        throw error;
+    }
+    finally {
+        for (const run of runs) {
+            if (run.upload)
+                await run.upload.lock.release().catch(() => undefined);
+            run.lockedRegistry?.close();
+            run.registry?.close();
+        }
+        info(describeSshCounters());
+        for (const cleanup of cleanups)
+            await cleanup().catch(() => undefined);
+    }
+}
+/** dry-run: what a publish would do on each server. */
+async function previewFleet(runs, image, aliases) {
+    await onEvery(runs, 'the dry run', async (run) => {
+        const { live, deltas, existing } = run;
+        run.result = await preview(run.server.settings, image, { live, deltas, existing, aliases });
+    });
+    return fleetResult(runs, false);
+}
+/** Upload (one read, every server at once) and stage on each server that lacks the release. */
+async function uploadAndStage(runs, image, aliases) {
+    const shared = new SharedReads(imageFiles(image), runs.length);
+    try {
+        await timedGroup(`Upload to ${runs.length} server${runs.length === 1 ? '' : 's'}`, () => onEvery(runs, 'the upload', async (run, k) => {
+            const settings = { ...run.server.settings, sharedReads: shared.member(k) };
+            const uploaded = await upload(run.registry, settings, image, run.existing?.fingerprint);
+            run.remote = uploaded.remote;
+            run.upload = uploaded.upload;
+        }));
+        const fingerprints = new Set(runs.map((run) => run.upload?.fingerprint));
+        if (fingerprints.size !== 1) {
+            throw new errors/* ActionError */.lZ(`The image files changed while the step ran: the servers received different fingerprints (${[...fingerprints].join(', ')}). ` +
+                'Make sure nothing writes them during the publish, and run it again.', 'metadata');
+        }
+        await timedGroup('Stage on every server', () => onEvery(runs, 'staging', async (run) => {
+            const { registry, remote, upload: uploaded, } = run;
+            run.change = await convert(registry, run.server.settings, {
+                image,
+                remote,
+                upload: uploaded,
+                aliases,
+                ...(run.deltas && run.live ? { deltaBasesFrom: run.live } : {}),
+            });
+        }));
+    }
+    catch (error) {
+        await discardEveryStaging(runs);
+        throw error;
+    }
+}
+/** Removes this run's staging tree on each server that has one (under its image lock's lease). */
+async function discardEveryStaging(runs) {
+    await Promise.all(runs.map(async (run) => {
+        if (run.registry && run.remote && run.upload)
+            await discardStaging(run.registry, run.remote, run.upload.lock).catch(() => undefined);
+    }));
+}
+/**
+ * Every server's registry lock, each on a connection of its own (the image lock holds a channel of
+ * the first, and a server may allow few: sshd's MaxSessions), with the change planned on its live
+ * index; then the commits.
+ */
+async function commitEverywhere(runs, aliases) {
+    try {
+        await timedGroup('Take the registry lock on every server', () => onEvery(runs, 'taking the registry lock', async (run) => {
+            const settings = run.server.settings;
+            run.lockedRegistry = await Registry.open(settings);
+            const fingerprint = run.upload?.fingerprint ?? run.existing.fingerprint;
+            const change = run.change ?? { kind: 'aliases' };
+            const done = run.remote ? [run.remote.dir, stagingDir(run.lockedRegistry.paths, run.remote.key)] : [];
+            run.prepared = await preparePublication(run.lockedRegistry, { fingerprint: fingerprint, aliases, options: settings }, change, done);
+        }));
+    }
+    catch (error) {
+        await Promise.all(runs.flatMap((run) => (run.prepared ? [run.prepared.release().catch(() => undefined)] : [])));
+        await discardEveryStaging(runs);
+        throw error;
+    }
+    await timedGroup('Commit on every server', async () => {
+        await Promise.allSettled(runs.map((run) => onServer(run.server.name, async () => {
+            try {
+                run.result = await run.prepared.commit();
+            }
+            catch (error) {
+                run.error = error;
+            }
+            finally {
+                await run.prepared?.release().catch(() => undefined);
+            }
+        })));
+    });
+    const failed = runs.filter((run) => !run.result);
+    if (failed.length === 0)
+        return fleetResult(runs, true);
+    await discardEveryStaging(failed);
+    const committed = runs.filter((run) => run.result).map(where);
+    const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`).join('; ');
+    const input = failed.map((run) => failureOf(run).input).find((name) => name !== undefined);
+    if (committed.length === 0)
+        throw new errors/* ActionError */.lZ(`Nothing was published: the commit failed on every server (${reasons}). Run the step again.`, input);
+    throw new FleetPartlyPublished(`The release is published on ${committed.join(', ')} but its commit failed on ` +
+        `${reasons}. Run the step again: the servers that have it report unchanged, and the others publish it.`, input, fleetResult(runs, true));
+}
+/** The fleet's result: the release as the first server that has it serves it, with the fleet's status. */
+function fleetResult(runs, committing) {
+    const results = runs.flatMap((run) => (run.result ? [run.result] : []));
+    const first = results[0];
+    // Only called once a server committed or found the release there already.
+    if (!first)
+        throw new Error('internal error: no server reported a result');
+    const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
+    return { result: { ...first, status: fleetStatus(results), changedPaths }, servers: outcomes(runs, committing) };
+}
+
 // EXTERNAL MODULE: ./src/action/step.ts
 var step = __nccwpck_require__(9134);
 // EXTERNAL MODULE: ./src/action/summary.ts
@@ -61350,6 +62048,7 @@ var summary = __nccwpck_require__(8770);
  * The action: the steps of the README's "What it does", in order, each one call (action/steps.ts),
  * then the outputs, the public check and the job summary.
  */
+
 
 
 
@@ -61404,6 +62103,29 @@ async function publish(settings) {
             await cleanup().catch(() => undefined);
     }
 }
+/**
+ * To the host input's server, or with mirrors to every server of the fleet (action/fleet.ts).
+ * A fleet published on some servers only still reports its outputs before the step fails.
+ */
+async function publishEverywhere(settings) {
+    if (settings.mirrors.length === 0) {
+        const result = await publish(settings);
+        const { host, port } = settings;
+        return { result, servers: [{ name: settings.serverName, host, port, status: result.status, result }] };
+    }
+    try {
+        return await publishToFleet(settings);
+    }
+    catch (error) {
+        if (error instanceof FleetPartlyPublished) {
+            setOutputs(error.fleet.result, settings);
+            setServersOutput(error.fleet.servers);
+        }
+        if (error instanceof FleetNotPublished)
+            setServersOutput(error.servers);
+        throw error;
+    }
+}
 /** With public-url: what clients will see, checked over HTTPS. */
 function checkPublic(settings, result) {
     return timedGroup(`Check ${settings.publicUrl}`, () => checkPublicRegistry({
@@ -61418,8 +62140,9 @@ function run() {
     return (0,step/* runStep */.e)('Image not published', async (onSettings) => {
         checkPlatform(); // before anything: the wrong runner is named as such
         const settings = onSettings(readSettings());
-        const result = await publish(settings);
+        const { result, servers } = await publishEverywhere(settings);
         setOutputs(result, settings); // 8. report
+        setServersOutput(servers);
         let publicCheck;
         let publicFailure;
         try {
@@ -61445,6 +62168,7 @@ function run() {
                     ...(publicFailure ? { publicFailure: publicFailure.message } : {}),
                     ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
                     lxd: settings.lxdCompat,
+                    servers,
                 });
         }
         if (publicFailure) {
@@ -61547,7 +62271,7 @@ async function runStep(failureHeading, work) {
 /* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
 /* harmony export */   Sy: () => (/* binding */ writeSummary)
 /* harmony export */ });
-/* unused harmony exports formatSize, launchCommand, buildSummary, buildFailureSummary, writeDayTwoSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
+/* unused harmony exports formatSize, launchCommand, buildSummary, serversTable, buildFailureSummary, writeDayTwoSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
 /* harmony import */ var _public_commands_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7515);
 /* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
@@ -61663,6 +62387,7 @@ function buildSummary(result, options = {}) {
         ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
         '</table>',
     ].join('\n');
+    const fleet = options.servers && options.servers.length > 1 ? ['### Servers', serversTable(options.servers)] : [];
     const commands = (0,_public_commands_js__WEBPACK_IMPORTED_MODULE_3__/* .clientCommands */ .sN)(remote, publicUrl || URL_PLACEHOLDER, result);
     const intro = result.preview
         ? `Once published, add the registry as ${code(remote)} and launch the image:`
@@ -61673,6 +62398,7 @@ function buildSummary(result, options = {}) {
     const parts = [
         `## ${HEADINGS[result.status]}`,
         table,
+        ...fleet,
         '### Use it',
         intro,
         'With Incus:',
@@ -61681,6 +62407,22 @@ function buildSummary(result, options = {}) {
     if (options.lxd ?? true)
         parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
     return parts.join('\n\n') + '\n';
+}
+/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
+function serversTable(servers) {
+    return [
+        '<table>',
+        '<tr><th>Server</th><th>Address</th><th>Status</th><th>Detail</th></tr>',
+        ...servers.map((server) => {
+            const detail = server.error
+                ? escapeHtml(server.error)
+                : server.result
+                    ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
+                    : '';
+            return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
+        }),
+        '</table>',
+    ].join('\n');
 }
 /** Writes the job summary. */
 async function writeSummary(result, options = {}) {
@@ -61830,7 +62572,11 @@ class ActionError extends Error {
  * image was not published (the heading says what did happen).
  */
 class FailedAfterPublishing extends ActionError {
-    heading = 'Image published; the public check failed';
+    heading;
+    constructor(message, input, heading = 'Image published; the public check failed') {
+        super(message, input);
+        this.heading = heading;
+    }
 }
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 const CONTROL_CHARACTERS_BUT_LINE_BREAKS_AND_TABS = /[\u0000-\u0008\u000b-\u001f\u007f]/g;
@@ -61882,7 +62628,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9590);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4143);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 
@@ -65062,7 +65808,7 @@ __webpack_unused_export__ = composer.Composer;
 __webpack_unused_export__ = Document.Document;
 __webpack_unused_export__ = Schema.Schema;
 __webpack_unused_export__ = errors.YAMLError;
-__webpack_unused_export__ = errors.YAMLParseError;
+exports.XT = errors.YAMLParseError;
 __webpack_unused_export__ = errors.YAMLWarning;
 __webpack_unused_export__ = Alias.Alias;
 __webpack_unused_export__ = identity.isAlias;
@@ -65081,7 +65827,7 @@ __webpack_unused_export__ = cst;
 __webpack_unused_export__ = lexer.Lexer;
 __webpack_unused_export__ = lineCounter.LineCounter;
 __webpack_unused_export__ = parser.Parser;
-__webpack_unused_export__ = publicApi.parse;
+exports.qg = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
 exports.Tp = publicApi.parseDocument;
 __webpack_unused_export__ = publicApi.stringify;

@@ -23,6 +23,7 @@ export const DECLARED_INPUTS = {
     'jump-known-hosts',
     'upload-dir',
     'simplestreams-dir',
+    'mirrors',
     'aliases',
     'default-alias',
     'lock-timeout',

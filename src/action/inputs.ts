@@ -6,6 +6,7 @@ import * as core from '@actions/core';
 import { ActionError } from '../common/errors.js';
 import { refuseUndeclaredInputs } from './declared.js';
 import { DECLARED_INPUTS } from './declared-inputs.js';
+import { parseMirrors, type ServerSettings } from './mirrors.js';
 import type { RootfsLimits } from '../image/rootfs.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
 import type { DeltaOptions } from '../registry/deltas.js';
@@ -71,6 +72,10 @@ export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions
   publicCheck: 'fail' | 'warn' | 'off';
   /** Report what a publish would do, and change nothing on the server. */
   dryRun: boolean;
+  /** How the log, the summary and the servers output name the host input's server. */
+  serverName: string;
+  /** More registry servers to publish the same release to (the mirrors input). */
+  mirrors: ServerSettings[];
 }
 
 /** The alias and remove sub-actions: an image already published, named by `fingerprint`. */
@@ -221,11 +226,32 @@ function readJumpSettings(
 export function readSettings(): Settings {
   const registry = readRegistrySettings('publish');
   const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
+  const uploadDir = parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
+  const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
+  const mirrors = parseMirrors(core.getInput('mirrors'), {
+    ...registry,
+    uploadDir,
+    knownHosts: core.getInput('known-hosts'),
+    strictHostKey: registry.strictHostKey,
+    connectTimeout: registry.connectTimeout,
+    primary: { ...registry, name: serverName },
+  });
+  const convertCommand = parseConvertCommand(core.getInput('convert-command'));
+  if (mirrors.length > 0 && convertCommand !== '') {
+    throw new ActionError(
+      "convert-command cannot be used with mirrors: the owner's command changes the live registry itself, so no " +
+        'server could wait for the others before its release goes live. Publish to each server in a step of its ' +
+        'own, or leave convert-command out.',
+      'convert-command',
+    );
+  }
   return {
     ...registry,
+    serverName,
+    mirrors,
     metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
     rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
-    uploadDir: parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir'),
+    uploadDir,
     aliases: parseAliases(core.getInput('aliases')),
     defaultAlias: readBoolean('default-alias'),
     replace: readBoolean('replace'),
@@ -237,7 +263,7 @@ export function readSettings(): Settings {
         ? DEFAULT_FOLLOWED_ALIASES
         : parseAliases(core.getInput('followed-aliases'), 'followed-aliases'),
     ),
-    convertCommand: parseConvertCommand(core.getInput('convert-command')),
+    convertCommand,
     convertRootfs: readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
     rootfsLimits: {
       maxEntries: readWholeNumber('max-rootfs-entries', { fallback: 500_000, min: 1, max: 1_000_000_000 }),

@@ -13,7 +13,8 @@ import type { Registry } from '../registry/registry.js';
 import { describeSshCounters } from '../ssh/session.js';
 import { readSettings, type Settings } from './inputs.js';
 import { checkPlatform } from './runner.js';
-import { setOutputs } from './outputs.js';
+import { setOutputs, setServersOutput } from './outputs.js';
+import { FleetNotPublished, FleetPartlyPublished, publishToFleet, type FleetPublish } from './fleet.js';
 import {
   checkServer,
   connect,
@@ -67,6 +68,28 @@ export async function publish(settings: Settings): Promise<PublishResult> {
   }
 }
 
+/**
+ * To the host input's server, or with mirrors to every server of the fleet (action/fleet.ts).
+ * A fleet published on some servers only still reports its outputs before the step fails.
+ */
+async function publishEverywhere(settings: Settings): Promise<FleetPublish> {
+  if (settings.mirrors.length === 0) {
+    const result = await publish(settings);
+    const { host, port } = settings;
+    return { result, servers: [{ name: settings.serverName, host, port, status: result.status, result }] };
+  }
+  try {
+    return await publishToFleet(settings);
+  } catch (error) {
+    if (error instanceof FleetPartlyPublished) {
+      setOutputs(error.fleet.result, settings);
+      setServersOutput(error.fleet.servers);
+    }
+    if (error instanceof FleetNotPublished) setServersOutput(error.servers);
+    throw error;
+  }
+}
+
 /** With public-url: what clients will see, checked over HTTPS. */
 function checkPublic(settings: Settings, result: PublishResult): Promise<PublicCheckResult> {
   return timedGroup(`Check ${settings.publicUrl}`, () =>
@@ -84,8 +107,9 @@ export function run(): Promise<void> {
   return runStep('Image not published', async (onSettings) => {
     checkPlatform(); // before anything: the wrong runner is named as such
     const settings = onSettings(readSettings());
-    const result = await publish(settings);
+    const { result, servers } = await publishEverywhere(settings);
     setOutputs(result, settings); // 8. report
+    setServersOutput(servers);
     let publicCheck: PublicCheckResult | undefined;
     let publicFailure: ActionError | undefined;
     try {
@@ -108,6 +132,7 @@ export function run(): Promise<void> {
           ...(publicFailure ? { publicFailure: publicFailure.message } : {}),
           ...(settings.remoteName ? { remoteName: settings.remoteName } : {}),
           lxd: settings.lxdCompat,
+          servers,
         });
     }
     if (publicFailure) {

@@ -2,6 +2,7 @@
 import * as core from '@actions/core';
 import { launchLine, REMOTE_PLACEHOLDER } from '../public/commands.js';
 import type { PublishResult } from '../registry/publication.js';
+import type { ServerOutcome } from './fleet.js';
 import type { Settings } from './inputs.js';
 
 export function setOutputs(result: PublishResult, settings: Pick<Settings, 'publicUrl' | 'remoteName'>): void {
@@ -23,4 +24,28 @@ export function setOutputs(result: PublishResult, settings: Pick<Settings, 'publ
     JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []),
   );
   core.setOutput('launch-command', launchLine('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
+}
+
+/** The servers output: each server's outcome as JSON (one entry without mirrors). */
+export function setServersOutput(servers: readonly ServerOutcome[]): void {
+  core.setOutput(
+    'servers',
+    JSON.stringify(
+      servers.map(({ name, host, port, status, result, error }) => ({
+        name,
+        host,
+        port,
+        status,
+        ...(result
+          ? {
+              fingerprint: result.fingerprint,
+              product: result.product,
+              serial: result.serial,
+              changedPaths: result.changedPaths,
+            }
+          : {}),
+        ...(error !== undefined ? { error } : {}),
+      })),
+    ),
+  );
 }

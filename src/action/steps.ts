@@ -2,7 +2,7 @@
  * The steps of a publish, in the order action/main.ts calls them. Each is one log group and
  * hands the work to its layer: image/ on the runner, registry/ on the server.
  */
-import * as core from '@actions/core';
+import * as log from '../common/log.js';
 import { timedGroup } from '../common/debug.js';
 import { ActionError, describeError } from '../common/errors.js';
 import { INSTALL_XDELTA3 } from '../common/hints.js';
@@ -56,13 +56,13 @@ export async function inspect(settings: Settings): Promise<LocalImage> {
     const { os, release, variant, propertiesArchitecture } = inspected.properties;
     // metadata.yaml is the image builder's: its values are logged escaped.
     const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
-    core.info(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
+    log.info(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
     return inspected;
   });
   const unified = !image.data;
   const warnings = incusWarnings(image.imageType, unified);
   if (settings.lxdCompat) warnings.push(...lxdWarnings(image.imageType, unified));
-  for (const warning of warnings) core.warning(warning);
+  for (const warning of warnings) log.warning(warning);
   return image;
 }
 
@@ -119,7 +119,7 @@ export async function checkServer(
   image: LocalImage,
 ): Promise<{ live: ImagesIndex; deltas: boolean }> {
   const noDelta = noDeltaReason(settings, image);
-  if (noDelta && settings.deltaBases > 0) core.info(`No deltas for this image: ${noDelta}`);
+  if (noDelta && settings.deltaBases > 0) log.info(`No deltas for this image: ${noDelta}`);
   const deltas = settings.deltaBases > 0 && noDelta === undefined;
   const state = await readServerState(registry, {
     tool: settings.convertCommand || 'incus-simplestreams',
@@ -133,7 +133,7 @@ export async function checkServer(
         'require-deltas',
       );
     }
-    core.warning(
+    log.warning(
       `xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`,
     );
   }
@@ -155,15 +155,15 @@ export async function prepareRootfsTarball(
   if (!data || data.kind !== 'rootfs-tarball') return image;
   const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
   const decision = rootfsDecision(settings.convertRootfs, version);
-  core.info(untrustedLine(decision.reason)); // it quotes the server's version output
+  log.info(untrustedLine(decision.reason)); // it quotes the server's version output
   if (!decision.convert) return image;
   const converted = await convertRootfsTarball(data, {
     creationDate: image.properties.creationDate,
     timeoutSeconds: settings.convertRootfsTimeout,
-    log: core.info,
+    log: log.info,
   });
   onCleanup(converted.remove);
-  core.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+  log.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
   return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
 }
 
@@ -186,7 +186,7 @@ export async function findExisting(settings: Settings, image: LocalImage, live: 
   if (!published) return { published: false };
   const fingerprint = await timedGroup('Fingerprint', async () => {
     const computed = await fingerprintOf(image);
-    core.info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
+    log.info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
     return computed;
   });
   if (findFingerprint(live, fingerprint)) return { published: true, fingerprint };
@@ -224,7 +224,7 @@ export async function upload(
     await unchanged();
     throw error;
   }
-  core.info(`Fingerprint: ${uploaded.fingerprint}`);
+  log.info(`Fingerprint: ${uploaded.fingerprint}`);
   try {
     await unchanged();
   } catch (error) {
@@ -292,7 +292,7 @@ export async function convert(registry: Registry, settings: Settings, input: Con
       fileSha256s: upload.fileSha256s,
       unifiedVm: !image.data && image.imageType === 'virtual-machine',
     });
-    core.info(
+    log.info(
       `Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`,
     );
     if (!deltaBasesFrom) return { kind: 'staged', dir: staging, version } as const;
@@ -330,7 +330,7 @@ async function deltasFor(
   if (!run) return undefined;
   for (const delta of run.made) {
     const { share } = deltaReport(delta, run.squashfsSize);
-    core.info(
+    log.info(
       `Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`,
     );
   }
@@ -339,10 +339,10 @@ async function deltasFor(
       `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.` +
       (detail ? ` ${untrustedLine(detail)}` : '');
     // A delta larger than allowed is expected after a large change; anything else is worth a look.
-    if (reason === 'too-large') core.info(text);
-    else core.warning(`${text} Clients updating from it download the whole image.`);
+    if (reason === 'too-large') log.info(text);
+    else log.warning(`${text} Clients updating from it download the whole image.`);
   }
-  if (run.made.length === 0 && run.skipped.length === 0) core.info('No earlier release to make a delta from');
+  if (run.made.length === 0 && run.skipped.length === 0) log.info('No earlier release to make a delta from');
   return run;
 }
 
@@ -372,7 +372,7 @@ export function publishLocked(
       }
     }
     // The image lock holds one of the few channels the server allows per connection.
-    core.info('The server allows few channels per connection: this part runs over a connection of its own');
+    log.info('The server allows few channels per connection: this part runs over a connection of its own');
     return registry.withOwnConnection(locked);
   });
 }
@@ -409,7 +409,7 @@ export async function preview(
   const { live, deltas, existing, aliases } = work;
   return timedGroup('Dry run: what a publish would do', async () => {
     if (settings.convertCommand) {
-      core.notice(
+      log.notice(
         "dry-run with convert-command: the plan below is what the built-in convert step would do; the owner's " +
           'command is not run in a dry run, and may move aliases or keep releases otherwise.',
       );
@@ -438,11 +438,11 @@ export async function preview(
     const target = findFingerprint(planned.index, fingerprint);
     const product = target?.product ?? staged.product;
     const serial = target?.serial ?? staged.serial;
-    core.info(`Fingerprint: ${fingerprint}`);
-    core.info(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
+    log.info(`Fingerprint: ${fingerprint}`);
+    log.info(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
     logAliasMoves(planned.moves, 'Would move');
-    for (const base of bases) core.info(`Would try a delta from release ${base.serial}`);
-    core.info('dry-run: nothing was uploaded and nothing on the server was changed');
+    for (const base of bases) log.info(`Would try a delta from release ${base.serial}`);
+    log.info('dry-run: nothing was uploaded and nothing on the server was changed');
     return {
       status: 'dry-run',
       fingerprint,

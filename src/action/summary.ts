@@ -7,6 +7,7 @@ import type { CheckReport, ReportedFinding } from '../registry/check.js';
 import type { DayTwoResult } from '../registry/day-two.js';
 import type { PublishResult } from '../registry/publication.js';
 import type { AliasMove } from '../simplestreams/resolve.js';
+import type { ServerOutcome } from './fleet.js';
 import { oneLine } from '../common/errors.js';
 
 export interface SummaryOptions {
@@ -23,6 +24,8 @@ export interface SummaryOptions {
   publicFailure?: string;
   /** Show the `lxc` commands (default true; LXD clients see the image only with lxd-compat). */
   lxd?: boolean;
+  /** With mirrors: each server's outcome (a table of the fleet). */
+  servers?: ServerOutcome[];
 }
 
 const URL_PLACEHOLDER = 'https://your-registry.example';
@@ -146,6 +149,7 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
     ...rows.map(([field, value]) => `<tr><td>${field}</td><td>${value}</td></tr>`),
     '</table>',
   ].join('\n');
+  const fleet = options.servers && options.servers.length > 1 ? ['### Servers', serversTable(options.servers)] : [];
   const commands = clientCommands(remote, publicUrl || URL_PLACEHOLDER, result);
   const intro = result.preview
     ? `Once published, add the registry as ${code(remote)} and launch the image:`
@@ -156,6 +160,7 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
   const parts = [
     `## ${HEADINGS[result.status]}`,
     table,
+    ...fleet,
     '### Use it',
     intro,
     'With Incus:',
@@ -163,6 +168,23 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
   ];
   if (options.lxd ?? true) parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
   return parts.join('\n\n') + '\n';
+}
+
+/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
+export function serversTable(servers: readonly ServerOutcome[]): string {
+  return [
+    '<table>',
+    '<tr><th>Server</th><th>Address</th><th>Status</th><th>Detail</th></tr>',
+    ...servers.map((server) => {
+      const detail = server.error
+        ? escapeHtml(server.error)
+        : server.result
+          ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
+          : '';
+      return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
+    }),
+    '</table>',
+  ].join('\n');
 }
 
 /** Writes the job summary. */

@@ -6,6 +6,7 @@
  */
 import * as core from '@actions/core';
 import { withoutControlCharacters, withoutLegacyCommands } from './errors.js';
+import { serverLabel } from './log.js';
 
 const secrets = new Set<string>();
 
@@ -51,7 +52,13 @@ export function debug(text: string): void {
  */
 export async function timedGroup<T>(name: string, work: () => Promise<T>): Promise<T> {
   const started = process.hrtime.bigint();
+  // Groups do not nest: on one server of a fleet (whose steps run beside the others'), a line.
+  const server = serverLabel();
   try {
+    if (server !== undefined) {
+      core.info(`[${server}] ${name}`);
+      return await work();
+    }
     return await core.group(name, work);
   } finally {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;

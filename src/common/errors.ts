@@ -24,7 +24,13 @@ export class ActionError extends Error {
  * image was not published (the heading says what did happen).
  */
 export class FailedAfterPublishing extends ActionError {
-  readonly heading = 'Image published; the public check failed';
+  constructor(
+    message: string,
+    input?: string,
+    readonly heading = 'Image published; the public check failed',
+  ) {
+    super(message, input);
+  }
 }
 
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;

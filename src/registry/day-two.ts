@@ -3,7 +3,7 @@
  * (a rollback of `latest`), or take one out of the index (a withdrawal). Both run under the
  * registry lock, like a publish, commit the same way and read the index back to verify.
  */
-import * as core from '@actions/core';
+import * as log from '../common/log.js';
 import { ActionError } from '../common/errors.js';
 import { untrusted } from '../common/untrusted.js';
 import { planAliasUpdate } from '../simplestreams/aliases.js';
@@ -76,7 +76,7 @@ function resolveOrFail(index: ImagesIndex, reference: string): ListedImage {
 
 function logTargets(targets: AliasTarget[], prefix: string): void {
   for (const target of targets) {
-    core.info(
+    log.info(
       `${prefix}${untrusted(target.alias)} (${untrusted(target.arch)}) → ${untrusted(target.fingerprint.slice(0, 12))} ${untrusted(target.product)}`,
     );
   }
@@ -137,10 +137,10 @@ export function setAliases(
     const finished = finishIndex({ keepVersions: 0, lxdCompat: options.lxdCompat }, image.fingerprint, live, proposed);
     const after = finished.index ?? live;
     const moved = aliasTargets(after).filter((target) => aliases.includes(target.alias));
-    core.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
+    log.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
     if (options.dryRun) {
       logTargets(moved, proposed ? 'Would put ' : 'Already in place: ');
-      core.info('dry-run: nothing was changed');
+      log.info('dry-run: nothing was changed');
       return result('dry-run', image, { before: live, after }, []);
     }
     const { live: read, changedPaths } = await commitAndRead(finished.index, finished.retired);
@@ -185,9 +185,9 @@ export function removeImage(
       plan.index,
     );
     const after = finished.index ?? plan.index;
-    core.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
+    log.info(`${untrusted(image.fingerprint)} is ${untrusted(image.product)} version ${untrusted(image.serial)}`);
     if (plan.removedAliases.length > 0)
-      core.info(`Aliases that go with it: ${plan.removedAliases.map(untrusted).join(', ')}`);
+      log.info(`Aliases that go with it: ${plan.removedAliases.map(untrusted).join(', ')}`);
     // Hosts that follow `latest` would find nothing: only on purpose.
     const followed = plan.removedAliases.filter(followedAliases(DEFAULT_FOLLOWED_ALIASES));
     if (followed.length > 0) {
@@ -204,14 +204,14 @@ export function removeImage(
       const outcome = force
         ? ' (force: true)'
         : '. Without force: true the real run refuses this: move the alias to another release first (the alias sub-action), or set force: true';
-      core.warning(`${what}${outcome}.`, { title: 'lxc-publish: a followed alias goes' });
+      log.warning(`${what}${outcome}.`, { title: 'lxc-publish: a followed alias goes' });
     }
     if (options.dryRun) {
-      core.info(
+      log.info(
         `Would remove it and retire ${plan.retired.length + finished.retired.length} file(s); the aliases would then resolve so:`,
       );
       logTargets(aliasTargets(after), '  ');
-      core.info('dry-run: nothing was changed');
+      log.info('dry-run: nothing was changed');
       return result('dry-run', image, { before: live, after }, plan.removedAliases);
     }
     const { live: read, changedPaths } = await commitAndRead(after, [...plan.retired, ...finished.retired]);
@@ -221,7 +221,7 @@ export function removeImage(
           'lock; run the step again.',
       );
     }
-    core.info('Removed. The aliases now resolve so:');
+    log.info('Removed. The aliases now resolve so:');
     logTargets(aliasTargets(read), '  ');
     return result('removed', image, { before: live, after: read, changedPaths }, plan.removedAliases);
   });

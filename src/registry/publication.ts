@@ -3,7 +3,7 @@
  * change (a staged version, the owner's convert-command, or aliases only), add retention and the
  * LXD items, commit, read back and verify, clean up after earlier runs.
  */
-import * as core from '@actions/core';
+import * as log from '../common/log.js';
 import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ActionError } from '../common/errors.js';
@@ -153,14 +153,14 @@ export function finishIndex(
       releaseIsVersion: options.releaseIsVersion ?? false,
     });
     for (const { product, serial, aliases } of retention.keptForAliases) {
-      core.info(
+      log.info(
         `keep-versions ${keepVersions}: ${options.dryRun ? 'would keep' : 'keeping'} ${untrusted(product)} version ${untrusted(serial)} beyond the newest ${keepVersions}: ` +
           `${aliases.map(untrusted).join(', ')} (followed-aliases) names it; move that alias to drop it`,
       );
     }
     if (retention.dropped.length > 0) {
       const verb = options.dryRun ? 'would drop' : 'dropping';
-      core.info(`keep-versions ${keepVersions}: ${verb} ${untrustedLine(retention.dropped.join(', '))}`);
+      log.info(`keep-versions ${keepVersions}: ${verb} ${untrustedLine(retention.dropped.join(', '))}`);
       next = retention.index;
       retired.push(...retention.retired);
       dropped.push(...retention.dropped);
@@ -168,7 +168,7 @@ export function finishIndex(
   }
   const pruned = pruneDeltas(next);
   if (pruned.dropped > 0) {
-    core.info(
+    log.info(
       `Deltas: ${pruned.dropped} item(s) or base(s) whose base or target left the index ${options.dryRun ? 'would be ' : ''}dropped`,
     );
     next = pruned.index;
@@ -246,6 +246,41 @@ async function changeBase(
   return { index, text };
 }
 
+/** A publication whose registry lock is held and whose change was planned: ready to commit. */
+export interface PreparedPublication {
+  /** Commits the change, checks what is live and reports; the lock stays held. */
+  commit(): Promise<PublishResult>;
+  /** Lets the registry lock go (after the commit, or instead of it). */
+  release(): Promise<void>;
+}
+
+/**
+ * The first half of the locked part: the lock, the live index as it stands under it (after an
+ * owner's convert-command ran), and the change planned on it, so that anything that refuses the
+ * change (another image under this serial, say) does so before any commit. A fleet prepares
+ * every server before it commits any.
+ */
+export async function preparePublication(
+  registry: Registry,
+  publication: Publication,
+  change: Change,
+  done: string[] = [],
+): Promise<PreparedPublication> {
+  // One round trip: the lock, and the live index as it stands under it.
+  const held = await holdRegistryLock(registry, publication.options.lockTimeout);
+  try {
+    const base = await changeBase(registry, held, publication, change);
+    const planned = planChange(publication, change, base.index, false);
+    return {
+      commit: () => commitUnderLock(registry, held, { publication, change, base, planned, done }),
+      release: () => held.lock.release(),
+    };
+  } catch (error) {
+    await held.lock.release();
+    throw error;
+  }
+}
+
 /**
  * The locked part: re-read the live index, make the change, commit, check what is live, and
  * clean up after earlier runs. Verifying before the lock is released means a later run moving an
@@ -258,45 +293,52 @@ export async function publishUnderLock(
   change: Change,
   done: string[] = [],
 ): Promise<PublishResult> {
-  // One round trip: the lock, and the live index as it stands under it.
-  const held = await holdRegistryLock(registry, publication.options.lockTimeout);
+  const prepared = await preparePublication(registry, publication, change, done);
   try {
-    const base = await changeBase(registry, held, publication, change);
-    for (let ownNames = false; ; ownNames = true) {
-      const planned = planChange(publication, change, base.index, ownNames);
-      try {
-        return await commitPlanned(registry, held, { publication, change, base, planned, done });
-      } catch (error) {
-        if (!(error instanceof NameCollision)) throw error;
-        if (ownNames) {
-          throw new ActionError(
-            `images/ on the server holds other files under the names this release's files would get (${error.detail}), ` +
-              'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
-              'besides this action, and run the step again.',
-          );
-        }
-        core.info(
-          `A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`,
-        );
-      }
-    }
+    return await prepared.commit();
   } finally {
-    await held.lock.release();
+    await prepared.release();
+  }
+}
+
+/** A change planned under the lock, with what it was planned on and what to clean up after it. */
+interface CommitWork {
+  publication: Publication;
+  change: Change;
+  base: { index: ImagesIndex; text: Buffer };
+  planned: PlannedChange;
+  done: string[];
+}
+
+/**
+ * Commits the planned change; when a retired file still holds one of the names, plans it again
+ * under names of its own and commits that.
+ */
+async function commitUnderLock(registry: Registry, held: RegistryLock, work: CommitWork): Promise<PublishResult> {
+  const { publication, change, base } = work;
+  try {
+    return await commitPlanned(registry, held, work);
+  } catch (error) {
+    if (!(error instanceof NameCollision)) throw error;
+    log.info(
+      `A retired file still holds a name of this release's (${error.detail}): publishing under names of its own`,
+    );
+  }
+  const planned = planChange(publication, change, base.index, true);
+  try {
+    return await commitPlanned(registry, held, { ...work, planned });
+  } catch (error) {
+    if (!(error instanceof NameCollision)) throw error;
+    throw new ActionError(
+      `images/ on the server holds other files under the names this release's files would get (${error.detail}), ` +
+        'even under names of their own. Nothing was changed. Check what writes in simplestreams-dir/images ' +
+        'besides this action, and run the step again.',
+    );
   }
 }
 
 /** Commits a planned change (or only cleans up, when nothing changes), checks it and reports. */
-async function commitPlanned(
-  registry: Registry,
-  held: RegistryLock,
-  work: {
-    publication: Publication;
-    change: Change;
-    base: { index: ImagesIndex; text: Buffer };
-    planned: PlannedChange;
-    done: string[];
-  },
-): Promise<PublishResult> {
+async function commitPlanned(registry: Registry, held: RegistryLock, work: CommitWork): Promise<PublishResult> {
   const { publication, change, base, planned, done } = work;
   const { plan } = planned;
   const finished = finishIndex(publication.options, publication.fingerprint, base.index, plan.index);
@@ -314,7 +356,7 @@ async function commitPlanned(
     retired: [...plan.retired, ...finished.retired],
     done,
   });
-  core.info(
+  log.info(
     plan.status === 'unchanged'
       ? `Already published; ${changed ? 'index updated' : 'nothing to change'}`
       : `Index updated (${plan.status})`,
@@ -366,7 +408,7 @@ function describeHolder(holder: AliasMove['from']): string {
 /** One log line per alias that moves: `verb` is "Moved" or "Would move". */
 export function logAliasMoves(moves: readonly AliasMove[], verb: string): void {
   for (const move of moves) {
-    core.info(
+    log.info(
       `${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}${move.type === 'virtual-machine' ? ', VM' : ''}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`,
     );
   }
@@ -409,7 +451,7 @@ function verify(
         'index without taking the lock (see docs/server-setup.md on running incus-simplestreams by hand); publish again.',
     );
   }
-  core.info(
+  log.info(
     `${untrusted(published.product)} version ${untrusted(published.serial)} is live with fingerprint ${fingerprint}`,
   );
   return { status, fingerprint, ...published };

@@ -10,7 +10,7 @@
  * blocks the server recorded, once their bytes match the runner's); a dropped connection is
  * retried.
  */
-import * as core from '@actions/core';
+import * as log from '../common/log.js';
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +27,7 @@ import { fenceArgs, fencedOutput, holdLock, IMAGE_LEASE_SECONDS, leaseLost, type
 import { formatProgress } from './progress.js';
 import type { Registry } from './registry.js';
 import { IMAGE_LOCK, RESET_UPLOAD, WRITE_BLOCKS } from './scripts.js';
+import type { SharedReadsMember } from './shared-reads.js';
 
 export interface UploadOptions {
   /** Seconds to wait for the image's lock (lock-timeout). */
@@ -39,6 +40,8 @@ export interface UploadOptions {
   blockBytes?: number;
   /** The image lock's lease in seconds (default IMAGE_LEASE_SECONDS; a test shortens it). */
   leaseSeconds?: number;
+  /** Reads shared with the uploads of the same image to other servers (a fleet): the first attempt reads through them. */
+  sharedReads?: SharedReadsMember;
 }
 
 export interface Upload {
@@ -176,14 +179,14 @@ async function planFiles(
         const sha256 = own.digest('hex');
         if (state.complete.sha256 === sha256) {
           hashes.finish(index, fingerprint, sha256);
-          core.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
+          log.info(`${file.name}: already on the server from an earlier run (sha256 matches); not sent again`);
           continue;
         }
       }
     } else if (state.blocks.length > 0 && blocksFit(state.blocks, size) && state.blocksSha256) {
       if ((await hashRanges(file.local, state.blocks)) === state.blocksSha256) {
         const held = state.blocks.reduce((sum, block) => sum + block.length, 0);
-        if (held > 0) core.info(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
+        if (held > 0) log.info(`${file.name}: resuming; ${held} of ${size} bytes are already on the server`);
         plans.push({ index, file, send: missingBlocks(state.blocks, size, blockBytes) });
         continue;
       }
@@ -202,7 +205,7 @@ async function planFiles(
       file.name,
     ]);
     fencedOutput(reset, lock, what, IMAGE_LOCK_NAME);
-    core.info(`${file.name}: what the server held does not match this file; it is sent again`);
+    log.info(`${file.name}: what the server held does not match this file; it is sent again`);
     plans.push({ index, file, send: missingBlocks([], size, blockBytes) });
   }
   return plans;
@@ -249,7 +252,7 @@ async function openWriters(registry: Registry, image: RemoteImage, lock: HeldLoc
   }
   if (writers.length < count) {
     registry.sessionsLimited = true;
-    core.notice(
+    log.notice(
       `The server accepted ${writers.length} of ${count} parallel upload channels (${untrustedLine(describeError(refusal))}); ` +
         `uploading over ${writers.length}. Its sshd limits channels per connection (MaxSessions, 10 by default): ` +
         'a higher MaxSessions for the publishing user lets long links go faster.',
@@ -301,7 +304,8 @@ interface Progress {
 
 /**
  * Reads each planned file once, in order, feeding the fingerprint, and deals the blocks to send
- * to the writers as framed blocks. Files reused from the server are hashed by planFiles.
+ * to the writers as framed blocks. Files reused from the server are hashed by planFiles. With
+ * `shared`, the bytes come from the one read the uploads to other servers share.
  */
 async function sendPlanned(
   image: RemoteImage,
@@ -309,10 +313,14 @@ async function sendPlanned(
   writers: Writer[],
   hashes: UploadHashes,
   progress: Progress,
+  shared?: SharedReadsMember,
 ): Promise<void> {
   for (const [index, file] of image.files.entries()) {
     const plan = plans.find((candidate) => candidate.index === index);
-    if (!plan) continue; // reused
+    if (!plan) {
+      shared?.skip(index);
+      continue; // reused
+    }
     progress.label = file.name;
     const fingerprint: Hash = hashes.before(index);
     const own = createHash('sha256');
@@ -320,7 +328,7 @@ async function sendPlanned(
     let next = 0; // the next block to start
     let current: { block: Range; writer: Writer } | undefined;
     let position = 0;
-    const source = readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
+    const source = shared?.read(index) ?? readStream(file.local, { chunkBytes: READ_CHUNK_BYTES });
     for await (const read of source) {
       const chunk = read as Buffer;
       fingerprint.update(chunk);
@@ -385,7 +393,7 @@ async function transfer(
   const channels = options.channels ?? (rtt !== undefined && rtt < LONG_LINK_MS ? 1 : UPLOAD_CHANNELS);
   const wanted = Math.max(1, Math.min(channels, blockCount));
   if (rtt !== undefined && options.channels === undefined) {
-    core.info(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
+    log.info(`Round trip about ${rtt.toFixed(0)} ms: up to ${channels} channel${channels === 1 ? '' : 's'}`);
   }
   const writers = await openWriters(registry, image, lock, wanted, options.lockTimeout);
   const progress: Progress = { bytes: 0, total: toSend, started: Date.now(), label: image.files[0]?.name ?? '' };
@@ -396,9 +404,9 @@ async function transfer(
       total: progress.total,
       elapsedSeconds: (Date.now() - progress.started) / 1000,
     });
-  const timer = setInterval(() => core.info(report()), 5000);
+  const timer = setInterval(() => log.info(report()), 5000);
   try {
-    await sendPlanned(image, plans, writers, hashes, progress);
+    await sendPlanned(image, plans, writers, hashes, progress, options.sharedReads);
     const [first, ...others] = writers as [Writer, ...Writer[]];
     await Promise.all(others.map((writer) => finishWriter(writer)));
     await finishWriter(first, plans.map((plan) => `E ${plan.index + 1} ${plan.file.local.size}\n`).join(''));
@@ -411,7 +419,7 @@ async function transfer(
   const seconds = (Date.now() - progress.started) / 1000;
   for (const plan of plans) {
     const sent = plan.send.reduce((bytes, block) => bytes + block.length, 0);
-    core.info(
+    log.info(
       formatProgress({
         label: plan.file.name,
         sent: plan.file.local.size,
@@ -421,7 +429,7 @@ async function transfer(
       }),
     );
   }
-  core.info(
+  log.info(
     `Uploaded ${(toSend / 1e6).toFixed(1)} MB over ${writers.length} channel${writers.length === 1 ? '' : 's'} in ` +
       `${seconds.toFixed(2)} s (${seconds > 0 ? (toSend / 1e6 / seconds).toFixed(1) : '-'} MB/s)`,
   );
@@ -452,8 +460,11 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
       const states = parseUploadReport(lock.report, image.files.length);
       const plans = await planFiles(registry, image, lock, states, hashes, options);
       if (plans.length > 0) await transfer(registry, image, lock, plans, hashes, options);
+      options.sharedReads?.leave();
       return { fingerprint: hashes.fingerprint(), fileSha256s: hashes.fileSha256s(), lock };
     } catch (error) {
+      // The other servers' uploads go on without this one; a retry reads the files itself.
+      options.sharedReads?.leave();
       // A lease the server let go: another run of this image may have taken over (and stopped
       // this run's writers); what it does must not be undone by this one.
       const lost = lock?.lost() === true;
@@ -461,7 +472,7 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
       if (lost && lock && registry.isConnected()) throw leaseLost(lock, 'The upload', IMAGE_LOCK_NAME);
       if (registry.isConnected() || attempt >= options.retries) throw error;
       const delay = Math.min(30, 2 ** attempt);
-      core.warning(
+      log.warning(
         `The connection dropped during the upload, or could not be made again ` +
           `(${untrustedLine(describeError(error))}). Retrying in ${delay} s (retry ${attempt + 1} of ` +
           `${options.retries}); the upload resumes where it stopped.`,

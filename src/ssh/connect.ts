@@ -4,7 +4,7 @@
  * Behind a bastion (jump-host), the bastion is connected to the same way, pins and all, and the
  * registry's connection runs through a tunnel the bastion opens (as `ssh -J` does).
  */
-import * as core from '@actions/core';
+import * as log from '../common/log.js';
 import { NodeSSH } from 'node-ssh';
 import type { ServerHostKeyAlgorithm } from 'ssh2';
 import net from 'node:net';
@@ -235,7 +235,7 @@ async function connectHop(options: Hop): Promise<RemoteSession> {
     if (attempt.kind === 'connected') {
       if (!pinned) {
         const { type, fingerprint } = attempt.presented;
-        core.warning(
+        log.warning(
           `The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
             `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
             `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`,
@@ -243,7 +243,7 @@ async function connectHop(options: Hop): Promise<RemoteSession> {
         );
       } else {
         const what = options.role === 'bastion' ? 'Bastion host key' : 'Host key';
-        core.info(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
+        log.info(`${what} verified: ${attempt.presented.type} ${attempt.presented.fingerprint}`);
       }
       return new RemoteSession(attempt.ssh, attempt.presented, options.role);
     }

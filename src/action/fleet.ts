@@ -1,0 +1,373 @@
+/**
+ * Publishing one release to several registry servers (the host input and the mirrors), so that
+ * either all serve it or none does. In two phases: every server is connected, checked, uploaded
+ * to (each file read once on the runner, its bytes streamed to every server at once) and staged;
+ * then every server's registry lock is taken and the change planned on its live index; only then
+ * does each commit. A server that fails before the commits stops the run on all of them (their
+ * staging goes, their uploads stay to resume). A commit that fails after others succeeded is
+ * reported by server; running the step again finishes the job (the servers that have the release
+ * report unchanged).
+ */
+import { timedGroup } from '../common/debug.js';
+import { ActionError, describeError, FailedAfterPublishing, oneLine } from '../common/errors.js';
+import * as log from '../common/log.js';
+import { closeFiles } from '../image/local-file.js';
+import { imageFiles, type LocalImage } from '../image/local-image.js';
+import { rootfsDecision } from '../image/rootfs.js';
+import { stagingDir } from '../registry/layout.js';
+import {
+  preparePublication,
+  type Change,
+  type PreparedPublication,
+  type PublishResult,
+} from '../registry/publication.js';
+import { serverToolVersion } from '../registry/read.js';
+import { Registry } from '../registry/registry.js';
+import { SharedReads } from '../registry/shared-reads.js';
+import type { Upload } from '../registry/upload.js';
+import type { ImagesIndex } from '../simplestreams/images-index.js';
+import { describeSshCounters } from '../ssh/session.js';
+import type { Settings } from './inputs.js';
+import type { ServerSettings } from './mirrors.js';
+import {
+  checkServer,
+  connect,
+  convert,
+  discardStaging,
+  findExisting,
+  inspect,
+  prepareRootfsTarball,
+  preview,
+  requestedAliases,
+  upload,
+  type Existing,
+} from './steps.js';
+import type { RemoteImage } from '../registry/layout.js';
+
+/** One server of the fleet and the settings a publish to it runs with. */
+export interface Server {
+  name: string;
+  settings: Settings;
+  /** The host input's server (the others are mirrors). */
+  primary: boolean;
+}
+
+/** How the release ended on one server. */
+export interface ServerOutcome {
+  name: string;
+  host: string;
+  port: number;
+  /** What the run did there; `failed`: the step failed there; `not-published`: it stopped before any commit. */
+  status: PublishResult['status'] | 'failed' | 'not-published';
+  result?: PublishResult;
+  /** Why it failed there (an error's message). */
+  error?: string;
+}
+
+/** What a publish to a fleet did: the release as served, and each server's outcome. */
+export interface FleetPublish {
+  result: PublishResult;
+  servers: ServerOutcome[];
+}
+
+/** The servers of a run: the host input's first, then the mirrors in their order. */
+export function fleetOf(settings: Settings): Server[] {
+  // A mirror connects directly: the jump-* inputs are the host input's bastion.
+  const { jump: _bastion, mirrors, ...shared } = settings;
+  const mirrorSettings = (mirror: ServerSettings): Settings => ({ ...shared, ...mirror, mirrors: [] });
+  return [
+    { name: settings.serverName, settings, primary: true },
+    ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
+  ];
+}
+
+/** A server's part of the run, filled in as the phases go. */
+interface ServerRun {
+  server: Server;
+  registry?: Registry;
+  /** The connection the registry lock and the commit use. */
+  lockedRegistry?: Registry;
+  live?: ImagesIndex;
+  deltas?: boolean;
+  existing?: Existing;
+  remote?: RemoteImage;
+  upload?: Upload;
+  change?: Change;
+  prepared?: PreparedPublication;
+  result?: PublishResult;
+  error?: unknown;
+}
+
+/** A server as messages name it: its name, and where it is when the name does not say. */
+function where(run: ServerRun): string {
+  const { host, port } = run.server.settings;
+  const { name } = run.server;
+  return name === host || name === `${host}:${port}` ? name : `${name} (${host}:${port})`;
+}
+
+/** The message and input of a server's failure; a mirror's field names a key of the mirrors input. */
+function failureOf(run: ServerRun): { message: string; input?: string } {
+  const { error } = run;
+  const message = oneLine(describeError(error));
+  if (!(error instanceof ActionError) || error.input === undefined) return { message };
+  return { message, input: run.server.primary ? error.input : 'mirrors' };
+}
+
+/** Runs `work` on every server at once, each labelled in the log; fails naming each server that failed. */
+async function onEvery<T>(
+  runs: ServerRun[],
+  phase: string,
+  work: (run: ServerRun, k: number) => Promise<T>,
+): Promise<T[]> {
+  const outcomes = await Promise.allSettled(runs.map((run, k) => log.onServer(run.server.name, () => work(run, k))));
+  const failed: ServerRun[] = [];
+  outcomes.forEach((outcome, k) => {
+    const run = runs[k] as ServerRun;
+    if (outcome.status === 'rejected') {
+      run.error = outcome.reason;
+      failed.push(run);
+    }
+  });
+  if (failed.length > 0) {
+    const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
+    throw new ActionError(
+      `Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
+        'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.',
+      failed.map((run) => failureOf(run).input).find((input) => input !== undefined),
+    );
+  }
+  return outcomes.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
+}
+
+/**
+ * A raw rootfs tarball: one image for every server, so it is converted on the runner unless
+ * every server's incus-simplestreams takes it as it is.
+ */
+async function fleetImage(
+  runs: ServerRun[],
+  settings: Settings,
+  image: LocalImage,
+  onCleanup: (cleanup: () => Promise<void>) => void,
+): Promise<LocalImage> {
+  if (image.data?.kind !== 'rootfs-tarball') return image;
+  let deciding = runs[0] as ServerRun;
+  if (settings.convertRootfs === 'auto') {
+    const versions = await Promise.all(runs.map((run) => serverToolVersion(run.registry as Registry)));
+    deciding = runs.find((_, k) => rootfsDecision('auto', versions[k]).convert) ?? deciding;
+  }
+  return log.onServer(deciding.server.name, () =>
+    prepareRootfsTarball(deciding.registry as Registry, deciding.server.settings, image, onCleanup),
+  );
+}
+
+/** The status that says most about the fleet: a new release anywhere, else a replacement, else moved aliases. */
+function fleetStatus(results: PublishResult[]): PublishResult['status'] {
+  const order: PublishResult['status'][] = ['published', 'replaced', 'aliases-updated', 'dry-run', 'unchanged'];
+  return order.find((status) => results.some((result) => result.status === status)) ?? 'unchanged';
+}
+
+/** Each server's outcome, for the outputs and the summary. */
+function outcomes(runs: ServerRun[], committing: boolean): ServerOutcome[] {
+  return runs.map((run) => {
+    const { host, port } = run.server.settings;
+    const base = { name: run.server.name, host, port };
+    if (run.result) return { ...base, status: run.result.status, result: run.result };
+    if (run.error !== undefined) return { ...base, status: 'failed', error: failureOf(run).message };
+    return { ...base, status: committing ? 'failed' : 'not-published' };
+  });
+}
+
+/** The run stopped before any server committed: every server is as it was. */
+export class FleetNotPublished extends ActionError {
+  constructor(
+    message: string,
+    input: string | undefined,
+    readonly servers: ServerOutcome[],
+  ) {
+    super(message, input);
+  }
+}
+
+/** A commit failed on some servers after others committed: the step fails, saying where the release is. */
+export class FleetPartlyPublished extends FailedAfterPublishing {
+  constructor(
+    message: string,
+    input: string | undefined,
+    readonly fleet: FleetPublish,
+  ) {
+    super(message, input, 'Image published on some servers only');
+  }
+}
+
+/** Publishes the image the settings name to every server of the fleet, or to none. */
+export async function publishToFleet(settings: Settings): Promise<FleetPublish> {
+  const inspected = await inspect(settings); // 1. inspect locally, once
+  const cleanups: (() => Promise<void>)[] = [() => closeFiles(imageFiles(inspected))];
+  const runs: ServerRun[] = fleetOf(settings).map((server) => ({ server }));
+  try {
+    const aliases = requestedAliases(settings, inspected);
+    await timedGroup(`Connect to ${runs.length} servers`, () =>
+      onEvery(runs, 'connecting', async (run) => {
+        run.registry = await connect(run.server.settings);
+      }),
+    );
+    const image = await fleetImage(runs, settings, inspected, (cleanup) => cleanups.push(cleanup));
+    await timedGroup('Check every server', () =>
+      onEvery(runs, 'checking the server', async (run) => {
+        const { live, deltas } = await checkServer(run.registry as Registry, run.server.settings, image);
+        run.live = live;
+        run.deltas = deltas;
+        run.existing = await findExisting(run.server.settings, image, live);
+      }),
+    );
+    if (settings.dryRun) return await previewFleet(runs, image, aliases);
+    const toPublish = runs.filter((run) => !run.existing?.published);
+    if (toPublish.length > 0) await uploadAndStage(toPublish, image, aliases);
+    return await commitEverywhere(runs, aliases);
+  } catch (error) {
+    // Before any commit: the servers output says where it failed (the others: not-published).
+    if (error instanceof ActionError && !(error instanceof FleetPartlyPublished))
+      throw new FleetNotPublished(error.message, error.input, outcomes(runs, false));
+    throw error;
+  } finally {
+    for (const run of runs) {
+      if (run.upload) await run.upload.lock.release().catch(() => undefined);
+      run.lockedRegistry?.close();
+      run.registry?.close();
+    }
+    log.info(describeSshCounters());
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+  }
+}
+
+/** dry-run: what a publish would do on each server. */
+async function previewFleet(runs: ServerRun[], image: LocalImage, aliases: string[]): Promise<FleetPublish> {
+  await onEvery(runs, 'the dry run', async (run) => {
+    const { live, deltas, existing } = run as Required<Pick<ServerRun, 'live' | 'deltas' | 'existing'>>;
+    run.result = await preview(run.server.settings, image, { live, deltas, existing, aliases });
+  });
+  return fleetResult(runs, false);
+}
+
+/** Upload (one read, every server at once) and stage on each server that lacks the release. */
+async function uploadAndStage(runs: ServerRun[], image: LocalImage, aliases: string[]): Promise<void> {
+  const shared = new SharedReads(imageFiles(image), runs.length);
+  try {
+    await timedGroup(`Upload to ${runs.length} server${runs.length === 1 ? '' : 's'}`, () =>
+      onEvery(runs, 'the upload', async (run, k) => {
+        const settings = { ...run.server.settings, sharedReads: shared.member(k) };
+        const uploaded = await upload(run.registry as Registry, settings, image, run.existing?.fingerprint);
+        run.remote = uploaded.remote;
+        run.upload = uploaded.upload;
+      }),
+    );
+    const fingerprints = new Set(runs.map((run) => run.upload?.fingerprint));
+    if (fingerprints.size !== 1) {
+      throw new ActionError(
+        `The image files changed while the step ran: the servers received different fingerprints (${[...fingerprints].join(', ')}). ` +
+          'Make sure nothing writes them during the publish, and run it again.',
+        'metadata',
+      );
+    }
+    await timedGroup('Stage on every server', () =>
+      onEvery(runs, 'staging', async (run) => {
+        const {
+          registry,
+          remote,
+          upload: uploaded,
+        } = run as Required<Pick<ServerRun, 'registry' | 'remote' | 'upload'>>;
+        run.change = await convert(registry, run.server.settings, {
+          image,
+          remote,
+          upload: uploaded,
+          aliases,
+          ...(run.deltas && run.live ? { deltaBasesFrom: run.live } : {}),
+        });
+      }),
+    );
+  } catch (error) {
+    await discardEveryStaging(runs);
+    throw error;
+  }
+}
+
+/** Removes this run's staging tree on each server that has one (under its image lock's lease). */
+async function discardEveryStaging(runs: ServerRun[]): Promise<void> {
+  await Promise.all(
+    runs.map(async (run) => {
+      if (run.registry && run.remote && run.upload)
+        await discardStaging(run.registry, run.remote, run.upload.lock).catch(() => undefined);
+    }),
+  );
+}
+
+/**
+ * Every server's registry lock, each on a connection of its own (the image lock holds a channel of
+ * the first, and a server may allow few: sshd's MaxSessions), with the change planned on its live
+ * index; then the commits.
+ */
+async function commitEverywhere(runs: ServerRun[], aliases: string[]): Promise<FleetPublish> {
+  try {
+    await timedGroup('Take the registry lock on every server', () =>
+      onEvery(runs, 'taking the registry lock', async (run) => {
+        const settings = run.server.settings;
+        run.lockedRegistry = await Registry.open(settings);
+        const fingerprint = run.upload?.fingerprint ?? (run.existing as Existing).fingerprint;
+        const change: Change = run.change ?? { kind: 'aliases' };
+        const done = run.remote ? [run.remote.dir, stagingDir(run.lockedRegistry.paths, run.remote.key)] : [];
+        run.prepared = await preparePublication(
+          run.lockedRegistry,
+          { fingerprint: fingerprint as string, aliases, options: settings },
+          change,
+          done,
+        );
+      }),
+    );
+  } catch (error) {
+    await Promise.all(runs.flatMap((run) => (run.prepared ? [run.prepared.release().catch(() => undefined)] : [])));
+    await discardEveryStaging(runs);
+    throw error;
+  }
+  await timedGroup('Commit on every server', async () => {
+    await Promise.allSettled(
+      runs.map((run) =>
+        log.onServer(run.server.name, async () => {
+          try {
+            run.result = await (run.prepared as PreparedPublication).commit();
+          } catch (error) {
+            run.error = error;
+          } finally {
+            await run.prepared?.release().catch(() => undefined);
+          }
+        }),
+      ),
+    );
+  });
+  const failed = runs.filter((run) => !run.result);
+  if (failed.length === 0) return fleetResult(runs, true);
+  await discardEveryStaging(failed);
+  const committed = runs.filter((run) => run.result).map(where);
+  const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`).join('; ');
+  const input = failed.map((run) => failureOf(run).input).find((name) => name !== undefined);
+  if (committed.length === 0)
+    throw new ActionError(
+      `Nothing was published: the commit failed on every server (${reasons}). Run the step again.`,
+      input,
+    );
+  throw new FleetPartlyPublished(
+    `The release is published on ${committed.join(', ')} but its commit failed on ` +
+      `${reasons}. Run the step again: the servers that have it report unchanged, and the others publish it.`,
+    input,
+    fleetResult(runs, true),
+  );
+}
+
+/** The fleet's result: the release as the first server that has it serves it, with the fleet's status. */
+function fleetResult(runs: ServerRun[], committing: boolean): FleetPublish {
+  const results = runs.flatMap((run) => (run.result ? [run.result] : []));
+  const first = results[0];
+  // Only called once a server committed or found the release there already.
+  if (!first) throw new Error('internal error: no server reported a result');
+  const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
+  return { result: { ...first, status: fleetStatus(results), changedPaths }, servers: outcomes(runs, committing) };
+}

@@ -1,6 +1,10 @@
-// Preloaded into the benchmarked action (node --require): records the process's peak RSS on exit.
-const { writeFileSync } = require('node:fs');
+// Preloaded into the benchmarked action (node --require): records the process's peak RSS and the
+// bytes it read (rchar of /proc/self/io: files and sockets) on exit.
+const { readFileSync, writeFileSync } = require('node:fs');
 process.on('exit', () => {
   const file = process.env.LXC_PUBLISH_BENCH_RSS_FILE;
-  if (file) writeFileSync(file, String(process.resourceUsage().maxRSS * 1024));
+  if (!file) return;
+  const io = readFileSync('/proc/self/io', 'utf8');
+  const readBytes = Number(/rchar: (\d+)/.exec(io)?.[1] ?? 0);
+  writeFileSync(file, JSON.stringify({ peakRss: process.resourceUsage().maxRSS * 1024, readBytes }));
 });

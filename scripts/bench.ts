@@ -28,7 +28,7 @@ import { inputEnv, inputsFor } from '../__tests__/harness/action.js';
 import { makeSplitContainerImage, type TestImage } from '../__tests__/harness/images.js';
 import { startProxy, type TcpProxy } from '../__tests__/harness/proxy.js';
 import { startRegistry, type Registry } from '../__tests__/harness/registry.js';
-import { median, resetRegistry, timed } from './bench-common.js';
+import { median, replaceBetween, resetRegistry, runBundleMeasured, timed } from './bench-common.js';
 
 const MiB = 1024 * 1024;
 const sizes = (process.env['BENCH_SIZES'] ?? '256,1024').split(',').map(Number);
@@ -116,36 +116,19 @@ async function baseline(registry: Registry, link: Link, image: TestImage, shared
   return seconds;
 }
 
-async function runAction(registry: Registry, link: Link, image: TestImage, rssFile: string): Promise<ActionRun> {
-  const outputFile = `${rssFile}.output`;
-  await fsp.writeFile(outputFile, '');
-  const env = {
-    PATH: process.env['PATH'],
-    HOME: process.env['HOME'],
-    GITHUB_OUTPUT: outputFile,
-    GITHUB_RUN_ID: String(Date.now()),
-    LXC_PUBLISH_BENCH_RSS_FILE: rssFile,
-    ...inputEnv(inputsFor(registry, image, { 'lxd-compat': 'true', port: String(link.port) })),
-  };
-  const preload = path.resolve('scripts/bench-rss.cjs');
-  const [seconds, stdout] = await timed(
-    () =>
-      new Promise<string>((resolve, reject) => {
-        const child = spawn(process.execPath, ['--require', preload, 'dist/index.js'], { env });
-        let out = '';
-        child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-        child.on('error', reject);
-        child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`the action failed:\n${out}`))));
-      }),
+async function runAction(registry: Registry, link: Link, image: TestImage, scratch: string): Promise<ActionRun> {
+  const { seconds, stdout, outputs, peakRss } = await runBundleMeasured(
+    inputEnv(inputsFor(registry, image, { 'lxd-compat': 'true', port: String(link.port) })),
+    scratch,
   );
   const rates = [...stdout.matchAll(/Uploaded [\d.]+ MB over \d+ channels? in [\d.]+ s \(([\d.]+) MB\/s\)/g)].map(
     (match) => Number(match[1]),
   );
   const counted = /SSH: (\d+) connections?, (\d+) commands in sequence(?: \(and (\d+) upload channels)?/.exec(stdout);
-  const status = /status<<(\S+)\n(\w+)/.exec(await fsp.readFile(outputFile, 'utf8'))?.[2];
+  const status = outputs['status'];
   return {
     seconds,
-    peakRss: Number(await fsp.readFile(rssFile, 'utf8')),
+    peakRss,
     ...(rates.length ? { uploadMBps: rates.at(-1) as number } : {}),
     ...(status ? { status } : {}),
     ...(counted
@@ -204,8 +187,8 @@ try {
           await resetRegistry(registry);
           a.push(await baseline(registry, link, image, false));
           await resetRegistry(registry);
-          b.push(await runAction(registry, link, image, path.join(work, `rss-b-${rtt}-${size}-${n}`)));
-          c.push(await runAction(registry, link, image, path.join(work, `rss-c-${rtt}-${size}-${n}`)));
+          b.push(await runAction(registry, link, image, path.join(work, `b-${rtt}-${size}-${n}`)));
+          c.push(await runAction(registry, link, image, path.join(work, `c-${rtt}-${size}-${n}`)));
           await resetRegistry(registry);
           m.push(await baseline(registry, link, image, true));
           floor.push(await sha256Pass([image.metadata, image.rootfs]));
@@ -341,10 +324,9 @@ function chart(data: Row[]): string {
 await fsp.mkdir('docs', { recursive: true });
 await fsp.writeFile('docs/bench-latency.svg', chart(rows));
 await fsp.writeFile('docs/benchmark.md', `# Benchmark\n\nWritten by \`npm run bench\`.\n\n${table}\n`);
-const readme = await fsp.readFile('docs/performance.md', 'utf8');
-const start = '<!-- bench:start (written by npm run bench) -->';
-const end = '<!-- bench:end -->';
-if (readme.includes(start) && readme.includes(end)) {
-  const updated = `${readme.slice(0, readme.indexOf(start) + start.length)}\n\n${table}\n\n${readme.slice(readme.indexOf(end))}`;
-  await fsp.writeFile('docs/performance.md', updated);
-}
+await replaceBetween(
+  'docs/performance.md',
+  '<!-- bench:start (written by npm run bench) -->',
+  '<!-- bench:end -->',
+  table,
+);

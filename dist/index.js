@@ -54022,7 +54022,8 @@ function labelled(text) {
     return name === undefined ? text : `[${name}] ${text}`;
 }
 function info(text) {
-    core/* info */.pq(labelled(text));
+    // Every line of a block (a tool's output) says which server it came from.
+    core/* info */.pq(text.split('\n').map(labelled).join('\n'));
 }
 function notice(text, properties) {
     core/* notice */.lm(labelled(text), properties);
@@ -56186,7 +56187,6 @@ function input_values_parseAliases(value, input = 'aliases') {
 
 
 
-
 /** The keys a mirror may have. */
 const MIRROR_KEYS = [
     'name',
@@ -56203,9 +56203,31 @@ const MIRROR_KEYS = [
 /** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
 const MAX_SERVERS = 9;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
+const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
 const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
 /** Variables of the runner and of the action's own inputs: never a key's place. */
 const RESERVED_VARIABLE_PREFIXES = ['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_'];
+/** Variables every shell or runner sets: naming one is a mistake, and masking its value would garble the log. */
+const RESERVED_VARIABLES = new Set([
+    'CI',
+    'PATH',
+    'HOME',
+    'USER',
+    'LOGNAME',
+    'SHELL',
+    'PWD',
+    'OLDPWD',
+    'LANG',
+    'LANGUAGE',
+    'TERM',
+    'HOSTNAME',
+    'TMPDIR',
+    'TZ',
+    'NODE_OPTIONS',
+    'ImageOS',
+    'ImageVersion',
+]);
 const EXAMPLE = 'For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
     "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:.";
 function mirrorsError(message) {
@@ -56219,14 +56241,22 @@ function scalar(value, key, label) {
         return String(value);
     throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
 }
-/** An environment variable's value, masked and taken out of the environment (no child process inherits it). */
+/**
+ * An environment variable's value, masked. The variables read are taken out of the environment
+ * once every entry is read (no child process inherits them; two mirrors may share one).
+ */
 function secretFromEnvironment(variable, key, label, env) {
-    if (!VARIABLE.test(variable) || RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+    if (!VARIABLE.test(variable) ||
+        RESERVED_VARIABLES.has(variable) ||
+        RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+        // Not quoted: a value given here by mistake may be the secret itself.
         throw mirrorsError(`${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
-            `runner's (INPUT_, GITHUB_, RUNNER_, ACTIONS_), such as EU_SSH_KEY; it is ${JSON.stringify((0,errors/* oneLine */.TN)(variable))}.`);
+            `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
+            'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
+            "step's env: under that name.");
     }
-    const value = env[variable] ?? '';
-    delete env[variable];
+    const value = env.values[variable] ?? '';
+    env.read.add(variable);
     maskSecrets([value]);
     if (value.trim() === '') {
         throw mirrorsError(`${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
@@ -56260,7 +56290,9 @@ function readMirror(raw, position, defaults, env) {
     for (const [key, value] of Object.entries(raw)) {
         if (!MIRROR_KEYS.includes(key)) {
             const closest = closestInput(key, MIRROR_KEYS);
-            throw mirrorsError(`${label}: ${untrusted(key)} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
+            // Shown back only when it looks like a key: anything else may be a secret pasted in.
+            const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
+            throw mirrorsError(`${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
                 `mirror takes ${MIRROR_KEYS.join(', ')}.`);
         }
         entry[key] = scalar(value, key, label);
@@ -56329,7 +56361,7 @@ function parseMirrors(text, defaults, env = process.env) {
     }
     let document;
     try {
-        document = (0,dist/* parse */.qg)(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false });
+        document = (0,dist/* parse */.qg)(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
     }
     catch (error) {
         const reason = error instanceof dist/* YAMLParseError */.XT ? error.message.split('\n')[0] : (0,errors/* describeError */.Uc)(error);
@@ -56339,7 +56371,15 @@ function parseMirrors(text, defaults, env = process.env) {
         throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
     if (document.length > MAX_SERVERS - 1)
         throw mirrorsError(`lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`);
-    const mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, env));
+    const secrets = { values: env, read: new Set() };
+    let mirrors;
+    try {
+        mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
+    }
+    finally {
+        for (const variable of secrets.read)
+            delete env[variable];
+    }
     const seen = new Map([[defaults.primary.name, 'the host input']]);
     const registries = new Set([registryKey(defaults.primary)]);
     for (const mirror of mirrors) {
@@ -56355,8 +56395,10 @@ function parseMirrors(text, defaults, env = process.env) {
     }
     return mirrors;
 }
+/** What tells registries apart: the same host, port and directory is the same registry. */
 function registryKey(server) {
-    return `${server.host.toLowerCase()}\n${server.port}\n${server.simplestreamsDir}`;
+    // registry.example. and registry.example are one host.
+    return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
 }
 
 // EXTERNAL MODULE: ./src/public/remote.ts
@@ -56776,10 +56818,84 @@ function setServersOutput(servers) {
                 product: result.product,
                 serial: result.serial,
                 changedPaths: result.changedPaths,
+                ...(result.preview ? { plannedStatus: result.preview.status } : {}),
             }
             : {}),
         ...(error !== undefined ? { error } : {}),
     }))));
+}
+
+;// CONCATENATED MODULE: ./src/image/hashing.ts
+/**
+ * Hashing the image files: the fingerprint clients verify, computed while uploading where it
+ * can be, and the upload key that names an image's upload directory before that.
+ */
+
+
+
+/**
+ * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
+ * by the data file, or over a unified tarball alone. One hash, one read of each file.
+ */
+async function hashing_fingerprintOf(image) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    for (const file of imageFiles(image))
+        await hashFileInto(file, [hash]);
+    return hash.digest('hex');
+}
+/**
+ * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
+ * inspected) to the hashes, read through the descriptor inspection opened.
+ */
+async function hashFileInto(file, hashes, length) {
+    if (length === 0)
+        return;
+    for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
+        for (const hash of hashes)
+            hash.update(chunk);
+    }
+}
+/**
+ * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
+ * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
+ * after a dropped connection need not read the files already sent again.
+ */
+class UploadHashes {
+    done = [];
+    sums = [];
+    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
+    before(index) {
+        return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
+    }
+    isDone(index) {
+        return this.done[index] !== undefined;
+    }
+    /** Records file `index`, given the fingerprint hash fed with all its bytes, and its own sha256. */
+    finish(index, fingerprintSoFar, sha256) {
+        this.done[index] = fingerprintSoFar.copy();
+        this.sums[index] = sha256;
+    }
+    /** The sha256 of each file, in order (what the server's copies must hash to). */
+    fileSha256s() {
+        return [...this.sums];
+    }
+    fingerprint() {
+        const last = this.done.at(-1);
+        if (!last)
+            throw new Error('no file has been hashed');
+        return last.copy().digest('hex');
+    }
+}
+/**
+ * Names the server-side upload directory of an image before its fingerprint is known (it is
+ * computed while uploading): the file sizes and the start of the metadata tarball, which holds
+ * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
+ * resumed upload keeps is checked byte for byte.
+ */
+async function uploadKey(image) {
+    const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
+    await hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
+    return hash.digest('hex');
 }
 
 ;// CONCATENATED MODULE: external "node:child_process"
@@ -58525,79 +58641,6 @@ async function commit(registry, options) {
 
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
-;// CONCATENATED MODULE: ./src/image/hashing.ts
-/**
- * Hashing the image files: the fingerprint clients verify, computed while uploading where it
- * can be, and the upload key that names an image's upload directory before that.
- */
-
-
-
-/**
- * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
- * by the data file, or over a unified tarball alone. One hash, one read of each file.
- */
-async function hashing_fingerprintOf(image) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    for (const file of imageFiles(image))
-        await hashFileInto(file, [hash]);
-    return hash.digest('hex');
-}
-/**
- * Feeds the first `length` bytes of a file (all of it by default: the size it had when it was
- * inspected) to the hashes, read through the descriptor inspection opened.
- */
-async function hashFileInto(file, hashes, length) {
-    if (length === 0)
-        return;
-    for await (const chunk of readStream(file, { start: 0, end: (length ?? file.size) - 1 })) {
-        for (const hash of hashes)
-            hash.update(chunk);
-    }
-}
-/**
- * The fingerprint and file hashes of an image whose bytes are hashed as they are uploaded, file
- * after file. After each file it keeps a copy of the running fingerprint hash, so that a retry
- * after a dropped connection need not read the files already sent again.
- */
-class UploadHashes {
-    done = [];
-    sums = [];
-    /** The fingerprint hash as it stands before file `index` (a fresh copy). */
-    before(index) {
-        return index === 0 ? (0,external_node_crypto_.createHash)('sha256') : this.done[index - 1].copy();
-    }
-    isDone(index) {
-        return this.done[index] !== undefined;
-    }
-    /** Records file `index`, given the fingerprint hash fed with all its bytes, and its own sha256. */
-    finish(index, fingerprintSoFar, sha256) {
-        this.done[index] = fingerprintSoFar.copy();
-        this.sums[index] = sha256;
-    }
-    /** The sha256 of each file, in order (what the server's copies must hash to). */
-    fileSha256s() {
-        return [...this.sums];
-    }
-    fingerprint() {
-        const last = this.done.at(-1);
-        if (!last)
-            throw new Error('no file has been hashed');
-        return last.copy().digest('hex');
-    }
-}
-/**
- * Names the server-side upload directory of an image before its fingerprint is known (it is
- * computed while uploading): the file sizes and the start of the metadata tarball, which holds
- * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
- * resumed upload keeps is checked byte for byte.
- */
-async function uploadKey(image) {
-    const hash = (0,external_node_crypto_.createHash)('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
-    await hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
-    return hash.digest('hex');
-}
-
 ;// CONCATENATED MODULE: ./src/registry/progress.ts
 /** The upload's progress lines (percent and MB/s), logged every few seconds by registry/upload.ts. */
 /** Sizes in the units that MB/s uses (decimal). */
@@ -58981,6 +59024,8 @@ async function uploadImage(registry, image, options) {
             if (attempt > 0 && !registry.isConnected())
                 await registry.reconnect();
             // One round trip: the lock, and what earlier attempts left in the upload directory.
+            if (attempt === 0)
+                await options.lockTurn?.wait();
             lock = await holdLock(registry, {
                 path: imageLockPath(registry.paths, image.key),
                 timeoutSeconds: options.lockTimeout,
@@ -58990,6 +59035,7 @@ async function uploadImage(registry, image, options) {
                 script: IMAGE_LOCK,
                 args: [image.dir, ...image.files.map((file) => file.name)],
             });
+            options.lockTurn?.end();
             const states = parseUploadReport(lock.report, image.files.length);
             const plans = await planFiles(registry, image, lock, states, hashes, options);
             if (plans.length > 0)
@@ -58999,6 +59045,7 @@ async function uploadImage(registry, image, options) {
         }
         catch (error) {
             // The other servers' uploads go on without this one; a retry reads the files itself.
+            options.lockTurn?.end();
             options.sharedReads?.leave();
             // A lease the server let go: another run of this image may have taken over (and stopped
             // this run's writers); what it does must not be undone by this one.
@@ -60278,7 +60325,7 @@ var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node
 
 
 function hostKeyMismatch(options, presented) {
-    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
+    const input = inputName(options, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
     return new errors/* ActionError */.lZ(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
         `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
@@ -60288,7 +60335,7 @@ function connectionError(error, options) {
     const message = (0,errors/* describeError */.Uc)(error);
     const target = `${options.host}:${options.port}`;
     const code = error.code;
-    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
+    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
         return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrustedLine(message)}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
@@ -60302,7 +60349,9 @@ function connectionError(error, options) {
     }
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
         return new errors/* ActionError */.lZ(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
-            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
+            (options.role === 'registry' && options.mirror === undefined
+                ? ', or reach it through a bastion (jump-host).'
+                : '.'), host);
     }
     if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
         return new errors/* ActionError */.lZ(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
@@ -60334,9 +60383,27 @@ function connectionError(error, options) {
 
 
 
-/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
-function inputName(role, name) {
-    return role === 'bastion' ? `jump-${name}` : name;
+/** A mirror's keys that differ from the inputs of the same setting. */
+const MIRROR_KEY_OF = {
+    'ssh-key': 'ssh-key-env',
+    'ssh-key-passphrase': 'ssh-key-passphrase-env',
+};
+/**
+ * What sets `name` (host, port, ssh-key, host-fingerprint …) for this hop: the input, the jump-*
+ * input for the bastion, or the key of a mirror's entry.
+ */
+function inputName(hop, name) {
+    if (hop.role === 'bastion')
+        return `jump-${name}`;
+    if (hop.mirror !== undefined)
+        return `${MIRROR_KEY_OF[name] ?? name} of mirror ${hop.mirror}`;
+    return name;
+}
+/** Where a pin is added: the step's with: block, or the mirror's entry. */
+function pinAdvice(hop, fingerprint) {
+    if (hop.mirror !== undefined)
+        return `add "host-fingerprint: ${fingerprint}" to mirror ${hop.mirror}'s entry in mirrors`;
+    return `add "${inputName(hop, 'host-fingerprint')}: ${fingerprint}" to the step`;
 }
 /** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
 const HOST_KEY_ALGORITHMS = {
@@ -60419,7 +60486,7 @@ async function attemptConnection(options, algorithms) {
     }
     if (!presented) {
         ssh.dispose();
-        throw new errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
+        throw new errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options, 'host'));
     }
     return { kind: 'connected', ssh, presented };
 }
@@ -60456,6 +60523,7 @@ async function connect(options) {
         privateKey: options.privateKey,
         passphrase: options.passphrase,
         hostKeyPins: options.hostKeyPins,
+        ...(options.mirror !== undefined ? { mirror: options.mirror } : {}),
     };
     if (!options.jump) {
         return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
@@ -60486,8 +60554,8 @@ async function connect(options) {
  */
 async function connectHop(options) {
     const pinned = hasPins(options.hostKeyPins);
-    const knownHostsInput = inputName(options.role, 'known-hosts');
-    const fingerprintInput = inputName(options.role, 'host-fingerprint');
+    const knownHostsInput = inputName(options, 'known-hosts');
+    const fingerprintInput = inputName(options, 'host-fingerprint');
     // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
     if (!pinned && pinsGiven(options.hostKeyPins)) {
         throw new errors/* ActionError */.lZ(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
@@ -60502,7 +60570,7 @@ async function connectHop(options) {
             if (!pinned) {
                 const { type, fingerprint } = attempt.presented;
                 log_warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-                    `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
+                    `Pin it: ${pinAdvice(options, fingerprint)} (after checking it on the server with ` +
                     `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`, { title: 'Host key not pinned' });
             }
             else {
@@ -60516,8 +60584,8 @@ async function connectHop(options) {
             throw new errors/* ActionError */.lZ(`The host key of ${options.host}:${options.port} is not pinned: neither ${fingerprintInput} nor ` +
                 `${knownHostsInput} is set, and an unverified server could be anyone's. Nothing was sent to it. It ` +
                 `presented ${type} ${fingerprint}. Check that this is the server's key (on the server: ssh-keygen -lf ` +
-                `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then add "${fingerprintInput}: ${fingerprint}" to the ` +
-                'step (best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
+                `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then ${pinAdvice(options, fingerprint)} ` +
+                '(best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
                 'strict-host-key: false connects without checking, with a warning.', fingerprintInput);
         }
         if (attempt.kind === 'mismatch')
@@ -61402,7 +61470,7 @@ async function runCustomConvert(registry, registryLock, command, image, args) {
     const result = await registry.execScript(FENCED, [...fenceArgs(registryLock.fence), 'sh', '-c', chain]);
     const output = fencedOutput(result, registryLock, what, 'registry lock');
     // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
-    logUntrusted(output.toString('utf8').trim(), core/* info */.pq);
+    logUntrusted(output.toString('utf8').trim(), info);
 }
 
 ;// CONCATENATED MODULE: ./src/action/steps.ts
@@ -61541,7 +61609,7 @@ async function prepareRootfsTarball(registry, settings, image, onCleanup) {
  * a hash pass before uploading; otherwise the fingerprint is computed while the files upload. A
  * different image under that serial is refused here, before any upload, unless replace is set.
  */
-async function findExisting(settings, image, live) {
+async function findExisting(settings, image, live, options = {}) {
     const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
     const line = lineKey(os, release, variant, propertiesArchitecture);
     const serial = serialFor(creationDate);
@@ -61550,7 +61618,7 @@ async function findExisting(settings, image, live) {
     if (!published)
         return { published: false };
     const fingerprint = await timedGroup('Fingerprint', async () => {
-        const computed = await hashing_fingerprintOf(image);
+        const computed = await (options.fingerprint ?? (() => hashing_fingerprintOf(image)))();
         info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
         return computed;
     });
@@ -61805,11 +61873,18 @@ async function preview(settings, image, work) {
 
 
 
+
+
 /** The servers of a run: the host input's first, then the mirrors in their order. */
 function fleetOf(settings) {
     // A mirror connects directly: the jump-* inputs are the host input's bastion.
     const { jump: _bastion, mirrors, ...shared } = settings;
-    const mirrorSettings = (mirror) => ({ ...shared, ...mirror, mirrors: [] });
+    const mirrorSettings = (mirror) => ({
+        ...shared,
+        ...mirror,
+        mirror: mirror.name,
+        mirrors: [],
+    });
     return [
         { name: settings.serverName, settings, primary: true },
         ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
@@ -61840,12 +61915,48 @@ async function onEvery(runs, phase, work) {
             failed.push(run);
         }
     });
-    if (failed.length > 0) {
-        const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
-        throw new errors/* ActionError */.lZ(`Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
-            'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.', failed.map((run) => failureOf(run).input).find((input) => input !== undefined));
-    }
+    if (failed.length > 0)
+        throw notPublished(phase, failed);
     return outcomes.map((outcome) => outcome.value);
+}
+/** Runs `work` on one server after another, in the fleet's lock order; stops at the first that fails. */
+async function onEachInTurn(runs, phase, work) {
+    for (const run of inLockOrder(runs)) {
+        try {
+            await onServer(run.server.name, () => work(run));
+        }
+        catch (error) {
+            run.error = error;
+            throw notPublished(phase, [run]);
+        }
+    }
+}
+function notPublished(phase, failed) {
+    const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
+    return new errors/* ActionError */.lZ(`Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
+        'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.', failed.map((run) => failureOf(run).input).find((input) => input !== undefined));
+}
+/**
+ * The servers in the order every run takes their locks in (by host, port and registry, whatever
+ * the order of the inputs): two runs whose fleets share servers then never each hold a lock the
+ * other waits for.
+ */
+function inLockOrder(runs) {
+    const key = (run) => registryKey(run.server.settings);
+    return [...runs].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+/** Turns taken one after another, in the fleet's lock order: a server's may start once the one before ended. */
+function lockTurns(runs) {
+    const turns = new Map();
+    let previous = Promise.resolve();
+    for (const run of inLockOrder(runs)) {
+        let end = () => undefined;
+        const ended = new Promise((resolve) => (end = resolve));
+        const before = previous;
+        turns.set(run, { wait: () => before, end });
+        previous = ended;
+    }
+    return turns;
 }
 /**
  * A raw rootfs tarball: one image for every server, so it is converted on the runner unless
@@ -61855,16 +61966,36 @@ async function fleetImage(runs, settings, image, onCleanup) {
     if (image.data?.kind !== 'rootfs-tarball')
         return image;
     let deciding = runs[0];
-    if (settings.convertRootfs === 'auto') {
+    if (settings.convertRootfs !== 'always') {
+        // auto converts when any server cannot take the tarball; never refuses then, naming that server.
         const versions = await Promise.all(runs.map((run) => serverToolVersion(run.registry)));
-        deciding = runs.find((_, k) => rootfsDecision('auto', versions[k]).convert) ?? deciding;
+        for (const [k, run] of runs.entries()) {
+            let convert;
+            try {
+                convert = rootfsDecision(settings.convertRootfs, versions[k]).convert;
+            }
+            catch (error) {
+                if (!(error instanceof errors/* ActionError */.lZ))
+                    throw error;
+                throw new errors/* ActionError */.lZ(`${where(run)}: ${error.message}`, error.input);
+            }
+            if (convert) {
+                deciding = run;
+                break;
+            }
+        }
     }
     return onServer(deciding.server.name, () => prepareRootfsTarball(deciding.registry, deciding.server.settings, image, onCleanup));
 }
+const STATUS_ORDER = ['published', 'replaced', 'aliases-updated', 'dry-run', 'unchanged'];
 /** The status that says most about the fleet: a new release anywhere, else a replacement, else moved aliases. */
-function fleetStatus(results) {
-    const order = ['published', 'replaced', 'aliases-updated', 'dry-run', 'unchanged'];
-    return order.find((status) => results.some((result) => result.status === status)) ?? 'unchanged';
+function fleetStatus(statuses) {
+    return (STATUS_ORDER.find((status) => statuses.includes(status)) ?? 'unchanged');
+}
+/** `compute` run at most once; every caller gets its one promise. */
+function once(compute) {
+    let value;
+    return () => (value ??= compute());
 }
 /** Each server's outcome, for the outputs and the summary. */
 function outcomes(runs, committing) {
@@ -61905,11 +62036,13 @@ async function publishToFleet(settings) {
             run.registry = await steps_connect(run.server.settings);
         }));
         const image = await fleetImage(runs, settings, inspected, (cleanup) => cleanups.push(cleanup));
+        // A server that has this serial already needs the image's fingerprint: computed once for all.
+        const fingerprint = once(() => hashing_fingerprintOf(image));
         await timedGroup('Check every server', () => onEvery(runs, 'checking the server', async (run) => {
             const { live, deltas } = await checkServer(run.registry, run.server.settings, image);
             run.live = live;
             run.deltas = deltas;
-            run.existing = await findExisting(run.server.settings, image, live);
+            run.existing = await findExisting(run.server.settings, image, live, { fingerprint });
         }));
         if (settings.dryRun)
             return await previewFleet(runs, image, aliases);
@@ -61947,12 +62080,22 @@ async function previewFleet(runs, image, aliases) {
 /** Upload (one read, every server at once) and stage on each server that lacks the release. */
 async function uploadAndStage(runs, image, aliases) {
     const shared = new SharedReads(imageFiles(image), runs.length);
+    const turns = lockTurns(runs);
     try {
         await timedGroup(`Upload to ${runs.length} server${runs.length === 1 ? '' : 's'}`, () => onEvery(runs, 'the upload', async (run, k) => {
-            const settings = { ...run.server.settings, sharedReads: shared.member(k) };
-            const uploaded = await upload(run.registry, settings, image, run.existing?.fingerprint);
-            run.remote = uploaded.remote;
-            run.upload = uploaded.upload;
+            const member = shared.member(k);
+            const lockTurn = turns.get(run);
+            try {
+                const settings = { ...run.server.settings, sharedReads: member, lockTurn };
+                const uploaded = await upload(run.registry, settings, image, run.existing?.fingerprint);
+                run.remote = uploaded.remote;
+                run.upload = uploaded.upload;
+            }
+            finally {
+                // However the upload ended (even before it read anything), it no longer holds the others back.
+                lockTurn.end();
+                member.leave();
+            }
         }));
         const fingerprints = new Set(runs.map((run) => run.upload?.fingerprint));
         if (fingerprints.size !== 1) {
@@ -61989,14 +62132,19 @@ async function discardEveryStaging(runs) {
  */
 async function commitEverywhere(runs, aliases) {
     try {
-        await timedGroup('Take the registry lock on every server', () => onEvery(runs, 'taking the registry lock', async (run) => {
-            const settings = run.server.settings;
-            run.lockedRegistry = await Registry.open(settings);
-            const fingerprint = run.upload?.fingerprint ?? run.existing.fingerprint;
-            const change = run.change ?? { kind: 'aliases' };
-            const done = run.remote ? [run.remote.dir, stagingDir(run.lockedRegistry.paths, run.remote.key)] : [];
-            run.prepared = await preparePublication(run.lockedRegistry, { fingerprint: fingerprint, aliases, options: settings }, change, done);
-        }));
+        await timedGroup('Take the registry lock on every server', async () => {
+            await onEvery(runs, 'connecting for the registry lock', async (run) => {
+                run.lockedRegistry = await Registry.open(run.server.settings);
+            });
+            await onEachInTurn(runs, 'taking the registry lock', async (run) => {
+                const settings = run.server.settings;
+                const lockedRegistry = run.lockedRegistry;
+                const fingerprint = run.upload?.fingerprint ?? run.existing.fingerprint;
+                const change = run.change ?? { kind: 'aliases' };
+                const done = run.remote ? [run.remote.dir, stagingDir(lockedRegistry.paths, run.remote.key)] : [];
+                run.prepared = await preparePublication(lockedRegistry, { fingerprint: fingerprint, aliases, options: settings }, change, done);
+            });
+        });
     }
     catch (error) {
         await Promise.all(runs.flatMap((run) => (run.prepared ? [run.prepared.release().catch(() => undefined)] : [])));
@@ -62024,7 +62172,8 @@ async function commitEverywhere(runs, aliases) {
     const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`).join('; ');
     const input = failed.map((run) => failureOf(run).input).find((name) => name !== undefined);
     if (committed.length === 0)
-        throw new errors/* ActionError */.lZ(`Nothing was published: the commit failed on every server (${reasons}). Run the step again.`, input);
+        throw new errors/* ActionError */.lZ(`The commit failed on every server (${reasons}). Where the connection dropped during the commit, it may ` +
+            'have gone through. Run the step again: a server that has the release reports unchanged, and the others publish it.', input);
     throw new FleetPartlyPublished(`The release is published on ${committed.join(', ')} but its commit failed on ` +
         `${reasons}. Run the step again: the servers that have it report unchanged, and the others publish it.`, input, fleetResult(runs, true));
 }
@@ -62036,7 +62185,10 @@ function fleetResult(runs, committing) {
     if (!first)
         throw new Error('internal error: no server reported a result');
     const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
-    return { result: { ...first, status: fleetStatus(results), changedPaths }, servers: outcomes(runs, committing) };
+    const status = fleetStatus(results.map((result) => result.status));
+    const planned = results.flatMap((result) => (result.preview ? [result.preview.status] : []));
+    const preview = first.preview ? { preview: { ...first.preview, status: fleetStatus(planned) } } : {};
+    return { result: { ...first, status, changedPaths, ...preview }, servers: outcomes(runs, committing) };
 }
 
 // EXTERNAL MODULE: ./src/action/step.ts

@@ -70,6 +70,19 @@ describe('dist/index.js', () => {
       'changed-paths': JSON.stringify(['streams/v1/images.json', 'streams/v1/index.json', 'images/SHA256SUMS']),
       // No public-url: no address to purge them at.
       'changed-urls': '[]',
+      // No mirrors: the one server, named host:port (the port is not 22).
+      servers: JSON.stringify([
+        {
+          name: `${registry.host}:${registry.sshPort}`,
+          host: registry.host,
+          port: registry.sshPort,
+          status: 'published',
+          fingerprint: published.fingerprint,
+          product: `Crynux:bookworm:bundle:amd64:${simplestreamsSerial(published.creationDate)}`,
+          serial: simplestreamsSerial(published.creationDate),
+          changedPaths: ['streams/v1/images.json', 'streams/v1/index.json', 'images/SHA256SUMS'],
+        },
+      ]),
       // No remote-name and no public-url: REMOTE stands for the name the user gives the remote.
       'launch-command': 'incus launch REMOTE:crynux-node:v2.6.0',
       // The files as the registry serves them, named after the metadata tarball's sha256.

@@ -255,4 +255,38 @@ describe('mirrors', () => {
     expect(serversOutput(result).map((entry) => entry.status)).toEqual(['unchanged', 'published', 'published']);
     expect(await listed(`fleet:${published.variant}`)).toEqual(Array(3).fill(published.fingerprint));
   });
+
+  it('two runs listing the same servers in opposite orders both publish: the locks are taken in one order', async () => {
+    // Run A: servers 0 then 1; run B: servers 1 then 0; started together, each with the same
+    // image and each with one of its own. Taken in the order of the inputs, A could hold server
+    // 0's lock while waiting for server 1's, and B the reverse, until lock-timeout failed both.
+    const [first, second] = servers as [Registry, Registry, Registry];
+    const shared = await image(8 << 20);
+    const own = [await image(8 << 20), await image(8 << 20)];
+    const step = (primary: Registry, other: Registry, otherK: number, published: TestImage) => ({
+      inputs: inputsFor(primary, published, {
+        aliases: `fleet:${published.variant}`,
+        mirrors: mirror(other, otherK),
+        'lock-timeout': '60',
+      }),
+      env: { [keyVariable(otherK)]: other.privateKey },
+    });
+    const runs = [
+      step(first, second, 2, shared),
+      step(second, first, 1, shared),
+      step(first, second, 2, own[0] as TestImage),
+      step(second, first, 1, own[1] as TestImage),
+    ].map(({ inputs, env }) => startBundle(inputs, env).done);
+    const results = await Promise.all(runs);
+    for (const result of results) expectExit(result, 0);
+    // One of the two runs of the shared image published it; the other found it there.
+    const sharedStatuses = results.slice(0, 2).flatMap((result) => serversOutput(result).map((entry) => entry.status));
+    expect(sharedStatuses.filter((status) => status === 'published')).toHaveLength(2);
+    expect(sharedStatuses.filter((status) => status === 'unchanged')).toHaveLength(2);
+    for (const published of [shared, ...own]) {
+      const onServers = (await listed(`fleet:${published.variant}`)).slice(0, 2);
+      expect(onServers).toEqual([published.fingerprint, published.fingerprint]);
+    }
+    for (const server of [first, second]) expect(await leftovers(server)).toEqual([]);
+  });
 });

@@ -54022,7 +54022,8 @@ function labelled(text) {
     return name === undefined ? text : `[${name}] ${text}`;
 }
 function info(text) {
-    lib_core/* info */.pq(labelled(text));
+    // Every line of a block (a tool's output) says which server it came from.
+    lib_core/* info */.pq(text.split('\n').map(labelled).join('\n'));
 }
 function notice(text, properties) {
     core.notice(labelled(text), properties);
@@ -56761,6 +56762,8 @@ async function uploadImage(registry, image, options) {
             if (attempt > 0 && !registry.isConnected())
                 await registry.reconnect();
             // One round trip: the lock, and what earlier attempts left in the upload directory.
+            if (attempt === 0)
+                await options.lockTurn?.wait();
             lock = await holdLock(registry, {
                 path: imageLockPath(registry.paths, image.key),
                 timeoutSeconds: options.lockTimeout,
@@ -56770,6 +56773,7 @@ async function uploadImage(registry, image, options) {
                 script: IMAGE_LOCK,
                 args: [image.dir, ...image.files.map((file) => file.name)],
             });
+            options.lockTurn?.end();
             const states = parseUploadReport(lock.report, image.files.length);
             const plans = await planFiles(registry, image, lock, states, hashes, options);
             if (plans.length > 0)
@@ -56779,6 +56783,7 @@ async function uploadImage(registry, image, options) {
         }
         catch (error) {
             // The other servers' uploads go on without this one; a retry reads the files itself.
+            options.lockTurn?.end();
             options.sharedReads?.leave();
             // A lease the server let go: another run of this image may have taken over (and stopped
             // this run's writers); what it does must not be undone by this one.
@@ -58582,7 +58587,7 @@ function offeredKeyFingerprint(privateKey, passphrase) {
 
 
 function hostKeyMismatch(options, presented) {
-    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
+    const input = inputName(options, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
     return new errors/* ActionError */.lZ(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
         `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
@@ -58592,7 +58597,7 @@ function connectionError(error, options) {
     const message = (0,errors/* describeError */.Uc)(error);
     const target = `${options.host}:${options.port}`;
     const code = error.code;
-    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
+    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
         return new errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrusted_untrustedLine(message)}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
@@ -58606,7 +58611,9 @@ function connectionError(error, options) {
     }
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
         return new errors/* ActionError */.lZ(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
-            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
+            (options.role === 'registry' && options.mirror === undefined
+                ? ', or reach it through a bastion (jump-host).'
+                : '.'), host);
     }
     if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
         return new errors/* ActionError */.lZ(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
@@ -58638,9 +58645,27 @@ function connectionError(error, options) {
 
 
 
-/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
-function inputName(role, name) {
-    return role === 'bastion' ? `jump-${name}` : name;
+/** A mirror's keys that differ from the inputs of the same setting. */
+const MIRROR_KEY_OF = {
+    'ssh-key': 'ssh-key-env',
+    'ssh-key-passphrase': 'ssh-key-passphrase-env',
+};
+/**
+ * What sets `name` (host, port, ssh-key, host-fingerprint …) for this hop: the input, the jump-*
+ * input for the bastion, or the key of a mirror's entry.
+ */
+function inputName(hop, name) {
+    if (hop.role === 'bastion')
+        return `jump-${name}`;
+    if (hop.mirror !== undefined)
+        return `${MIRROR_KEY_OF[name] ?? name} of mirror ${hop.mirror}`;
+    return name;
+}
+/** Where a pin is added: the step's with: block, or the mirror's entry. */
+function pinAdvice(hop, fingerprint) {
+    if (hop.mirror !== undefined)
+        return `add "host-fingerprint: ${fingerprint}" to mirror ${hop.mirror}'s entry in mirrors`;
+    return `add "${inputName(hop, 'host-fingerprint')}: ${fingerprint}" to the step`;
 }
 /** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
 const HOST_KEY_ALGORITHMS = {
@@ -58723,7 +58748,7 @@ async function attemptConnection(options, algorithms) {
     }
     if (!presented) {
         ssh.dispose();
-        throw new errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
+        throw new errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options, 'host'));
     }
     return { kind: 'connected', ssh, presented };
 }
@@ -58760,6 +58785,7 @@ async function connect(options) {
         privateKey: options.privateKey,
         passphrase: options.passphrase,
         hostKeyPins: options.hostKeyPins,
+        ...(options.mirror !== undefined ? { mirror: options.mirror } : {}),
     };
     if (!options.jump) {
         return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
@@ -58790,8 +58816,8 @@ async function connect(options) {
  */
 async function connectHop(options) {
     const pinned = hasPins(options.hostKeyPins);
-    const knownHostsInput = inputName(options.role, 'known-hosts');
-    const fingerprintInput = inputName(options.role, 'host-fingerprint');
+    const knownHostsInput = inputName(options, 'known-hosts');
+    const fingerprintInput = inputName(options, 'host-fingerprint');
     // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
     if (!pinned && pinsGiven(options.hostKeyPins)) {
         throw new errors/* ActionError */.lZ(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
@@ -58806,7 +58832,7 @@ async function connectHop(options) {
             if (!pinned) {
                 const { type, fingerprint } = attempt.presented;
                 warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-                    `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
+                    `Pin it: ${pinAdvice(options, fingerprint)} (after checking it on the server with ` +
                     `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`, { title: 'Host key not pinned' });
             }
             else {
@@ -58820,8 +58846,8 @@ async function connectHop(options) {
             throw new errors/* ActionError */.lZ(`The host key of ${options.host}:${options.port} is not pinned: neither ${fingerprintInput} nor ` +
                 `${knownHostsInput} is set, and an unverified server could be anyone's. Nothing was sent to it. It ` +
                 `presented ${type} ${fingerprint}. Check that this is the server's key (on the server: ssh-keygen -lf ` +
-                `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then add "${fingerprintInput}: ${fingerprint}" to the ` +
-                'step (best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
+                `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then ${pinAdvice(options, fingerprint)} ` +
+                '(best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
                 'strict-host-key: false connects without checking, with a warning.', fingerprintInput);
         }
         if (attempt.kind === 'mismatch')
@@ -59377,7 +59403,6 @@ function input_values_parseAliases(value, input = 'aliases') {
 
 
 
-
 /** The keys a mirror may have. */
 const MIRROR_KEYS = (/* unused pure expression or super */ null && ([
     'name',
@@ -59394,9 +59419,31 @@ const MIRROR_KEYS = (/* unused pure expression or super */ null && ([
 /** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
 const MAX_SERVERS = 9;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
+const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
 const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
 /** Variables of the runner and of the action's own inputs: never a key's place. */
 const RESERVED_VARIABLE_PREFIXES = (/* unused pure expression or super */ null && (['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_']));
+/** Variables every shell or runner sets: naming one is a mistake, and masking its value would garble the log. */
+const RESERVED_VARIABLES = new Set([
+    'CI',
+    'PATH',
+    'HOME',
+    'USER',
+    'LOGNAME',
+    'SHELL',
+    'PWD',
+    'OLDPWD',
+    'LANG',
+    'LANGUAGE',
+    'TERM',
+    'HOSTNAME',
+    'TMPDIR',
+    'TZ',
+    'NODE_OPTIONS',
+    'ImageOS',
+    'ImageVersion',
+]);
 const EXAMPLE = (/* unused pure expression or super */ null && ('For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
     "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:."));
 function mirrorsError(message) {
@@ -59410,14 +59457,22 @@ function scalar(value, key, label) {
         return String(value);
     throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
 }
-/** An environment variable's value, masked and taken out of the environment (no child process inherits it). */
+/**
+ * An environment variable's value, masked. The variables read are taken out of the environment
+ * once every entry is read (no child process inherits them; two mirrors may share one).
+ */
 function secretFromEnvironment(variable, key, label, env) {
-    if (!VARIABLE.test(variable) || RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+    if (!VARIABLE.test(variable) ||
+        RESERVED_VARIABLES.has(variable) ||
+        RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+        // Not quoted: a value given here by mistake may be the secret itself.
         throw mirrorsError(`${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
-            `runner's (INPUT_, GITHUB_, RUNNER_, ACTIONS_), such as EU_SSH_KEY; it is ${JSON.stringify(oneLine(variable))}.`);
+            `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
+            'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
+            "step's env: under that name.");
     }
-    const value = env[variable] ?? '';
-    delete env[variable];
+    const value = env.values[variable] ?? '';
+    env.read.add(variable);
     maskSecrets([value]);
     if (value.trim() === '') {
         throw mirrorsError(`${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
@@ -59451,7 +59506,9 @@ function readMirror(raw, position, defaults, env) {
     for (const [key, value] of Object.entries(raw)) {
         if (!MIRROR_KEYS.includes(key)) {
             const closest = closestInput(key, MIRROR_KEYS);
-            throw mirrorsError(`${label}: ${untrusted(key)} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
+            // Shown back only when it looks like a key: anything else may be a secret pasted in.
+            const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
+            throw mirrorsError(`${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
                 `mirror takes ${MIRROR_KEYS.join(', ')}.`);
         }
         entry[key] = scalar(value, key, label);
@@ -59520,7 +59577,7 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
     }
     let document;
     try {
-        document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false });
+        document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
     }
     catch (error) {
         const reason = error instanceof YAMLParseError ? error.message.split('\n')[0] : describeError(error);
@@ -59530,7 +59587,15 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
         throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
     if (document.length > MAX_SERVERS - 1)
         throw mirrorsError(`lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`);
-    const mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, env));
+    const secrets = { values: env, read: new Set() };
+    let mirrors;
+    try {
+        mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
+    }
+    finally {
+        for (const variable of secrets.read)
+            delete env[variable];
+    }
     const seen = new Map([[defaults.primary.name, 'the host input']]);
     const registries = new Set([registryKey(defaults.primary)]);
     for (const mirror of mirrors) {
@@ -59546,8 +59611,10 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
     }
     return mirrors;
 }
+/** What tells registries apart: the same host, port and directory is the same registry. */
 function registryKey(server) {
-    return `${server.host.toLowerCase()}\n${server.port}\n${server.simplestreamsDir}`;
+    // registry.example. and registry.example are one host.
+    return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
 }
 
 // EXTERNAL MODULE: ./src/public/remote.ts

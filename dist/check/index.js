@@ -54022,7 +54022,8 @@ function labelled(text) {
     return name === undefined ? text : `[${name}] ${text}`;
 }
 function info(text) {
-    lib_core/* info */.pq(labelled(text));
+    // Every line of a block (a tool's output) says which server it came from.
+    lib_core/* info */.pq(text.split('\n').map(labelled).join('\n'));
 }
 function notice(text, properties) {
     core.notice(labelled(text), properties);
@@ -54123,7 +54124,7 @@ const PLAIN = /^[A-Za-z0-9._:/+@,=~-]+$/;
  * One untrusted value for a log line or a message: as it is when plain (a product name, a
  * serial), otherwise JSON-quoted, with "#[" written as "\u0023[" (the same string in JSON).
  */
-function untrusted_untrusted(value) {
+function untrusted(value) {
     const text = typeof value === 'string' ? value : String(value);
     if (PLAIN.test(text))
         return text;
@@ -54707,9 +54708,9 @@ function indexFindings(index, options) {
         findings.push({
             kind: 'alias-on-several-releases',
             severity: 'error',
-            subject: `${untrusted_untrusted(conflict.alias)} (${untrusted_untrusted(conflict.arch)}${conflict.type === 'virtual-machine' ? ', VM' : ''})`,
-            detail: `held by ${conflict.holders.length} releases (${conflict.holders.map(untrusted_untrusted).join(', ')}): clients may ` +
-                `resolve it to any of them. The newest is ${untrusted_untrusted(conflict.newest)}.`,
+            subject: `${untrusted(conflict.alias)} (${untrusted(conflict.arch)}${conflict.type === 'virtual-machine' ? ', VM' : ''})`,
+            detail: `held by ${conflict.holders.length} releases (${conflict.holders.map(untrusted).join(', ')}): clients may ` +
+                `resolve it to any of them. The newest is ${untrusted(conflict.newest)}.`,
             repairable: true,
         });
     }
@@ -54718,7 +54719,7 @@ function indexFindings(index, options) {
             findings.push({
                 kind: 'missing-lxd-items',
                 severity: 'warning',
-                subject: `${untrusted_untrusted(product)} ${serial}`,
+                subject: `${untrusted(product)} ${serial}`,
                 detail: 'no LXD items copying its Incus ones: lxc (LXD) clients do not see it.',
                 repairable: true,
             });
@@ -54728,8 +54729,8 @@ function indexFindings(index, options) {
         findings.push({
             kind: 'delta-without-base',
             severity: 'warning',
-            subject: `${untrusted_untrusted(dropped.product)} ${dropped.serial}`,
-            detail: `${untrusted_untrusted(dropped.what)}: no client can use it.`,
+            subject: `${untrusted(dropped.product)} ${dropped.serial}`,
+            detail: `${untrusted(dropped.what)}: no client can use it.`,
             repairable: true,
         });
     }
@@ -55639,13 +55640,13 @@ function readFailure(registry, result, preflight) {
         case scripts_READ_LIVE_EXIT.writableByOthers: {
             const dir = result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir;
             const input = dir === uploadDir ? 'upload-dir' : 'simplestreams-dir';
-            return new common_errors/* ActionError */.lZ(`${input}: ${untrusted_untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
+            return new common_errors/* ActionError */.lZ(`${input}: ${untrusted(dir)} on the server can be written by other users than the SSH user (group or others ` +
                 "have write permission), or is a symbolic link inside simplestreams-dir. The web server's user must only " +
                 `read the registry, or it could change what is published. Run on the server: chmod g-w,o-w ${untrustedLine(quoteArg(dir))} ` +
                 '(see docs/server-setup.md: mode 2755). Nothing was uploaded.', input);
         }
         case scripts_READ_LIVE_EXIT.simplestreamsDirNotWritable:
-            return new common_errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${untrusted_untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
+            return new common_errors/* ActionError */.lZ(`simplestreams-dir: the SSH user cannot write ${untrusted(result.stderr.trim().split('\n').at(-1) ?? simplestreamsDir)} on ` +
                 'the server. Give it ownership of simplestreams-dir and everything in it (see docs/server-setup.md). ' +
                 'Nothing was uploaded.', 'simplestreams-dir');
         default:
@@ -56059,7 +56060,7 @@ function namedFiles(index) {
                         path: item.path,
                         size: item.size,
                         sha256: item.sha256,
-                        where: `${untrusted_untrusted(key)} ${serial}`,
+                        where: `${untrusted(key)} ${serial}`,
                         serial,
                     });
             }
@@ -56138,7 +56139,7 @@ function treeFindings(index, inspection) {
         findings.push({
             kind: 'open-permissions',
             severity: 'error',
-            subject: untrusted_untrusted(dir),
+            subject: untrusted(dir),
             detail: "others than the SSH user can write it (group or others have write permission), or it is a symbolic link: the web server's user could change what is published, and publishes refuse to run.",
             repairable: false,
             advice: 'Run chmod g-w,o-w on it (see docs/server-setup.md), or replace the link with a directory.',
@@ -56167,7 +56168,7 @@ function treeFindings(index, inspection) {
                 findings.push({
                     kind: 'retired-file-past-grace',
                     severity: 'warning',
-                    subject: untrusted_untrusted(path),
+                    subject: untrusted(path),
                     detail: 'the index stopped naming it more than two hours ago, and it is still on disk.',
                     repairable: true,
                 });
@@ -56176,7 +56177,7 @@ function treeFindings(index, inspection) {
             findings.push({
                 kind: 'unnamed-file',
                 severity: 'warning',
-                subject: entry.type === 'f' ? untrusted_untrusted(path) : `${untrusted_untrusted(path)} (type ${untrusted_untrusted(entry.type)})`,
+                subject: entry.type === 'f' ? untrusted(path) : `${untrusted(path)} (type ${untrusted(entry.type)})`,
                 detail: 'no index names it, it is older than two hours, and it takes disk space.',
                 repairable: false,
                 advice: 'Nothing refers to it: remove it on the server once you know what it is (an upload copied there by hand, a release removed by hand).',
@@ -56186,7 +56187,7 @@ function treeFindings(index, inspection) {
     for (const tree of inspection.staging) {
         if (tree.lock === 'held')
             continue;
-        const subject = untrusted_untrusted(`.lxc-publish/staging/${tree.name}`);
+        const subject = untrusted(`.lxc-publish/staging/${tree.name}`);
         findings.push(tree.lock === 'free'
             ? {
                 kind: 'leftover-staging',
@@ -56362,7 +56363,7 @@ async function preflight(registry) {
     return {
         kind: 'open-permissions',
         severity: 'error',
-        subject: untrusted_untrusted(dir),
+        subject: untrusted(dir),
         detail: "others than the SSH user can write it (group or others have write permission), or it is a symbolic link: the web server's user could change what is published. Nothing else was checked or changed: the check would read, and a repair write, through it.",
         repairable: false,
         advice: 'Run chmod g-w,o-w on it (see docs/server-setup.md), or replace the link with a directory; then check again.',
@@ -57355,7 +57356,7 @@ function keyTypeOf(keyBlob) {
 }
 /** The key a server presented, for messages: its type is the server's text, escaped. */
 function describePresentedKey(keyBlob) {
-    return { type: untrusted_untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
+    return { type: untrusted(keyTypeOf(keyBlob)), fingerprint: fingerprintOf(keyBlob) };
 }
 /** Key types whose lines (known_hosts, .pub) the fingerprint input takes too. */
 const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/;
@@ -57700,7 +57701,7 @@ function offeredKeyFingerprint(privateKey, passphrase) {
 
 
 function hostKeyMismatch(options, presented) {
-    const input = inputName(options.role, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
+    const input = inputName(options, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
     const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
     return new common_errors/* ActionError */.lZ(`Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
         `${input} does not allow. Nothing was uploaded. If the server's key was changed on purpose, update ` +
@@ -57710,7 +57711,7 @@ function connectionError(error, options) {
     const message = (0,common_errors/* describeError */.Uc)(error);
     const target = `${options.host}:${options.port}`;
     const code = error.code;
-    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options.role, name));
+    const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) => inputName(options, name));
     if (options.via && /channel open failure|tunnel/i.test(message)) {
         return new common_errors/* ActionError */.lZ(`The bastion ${options.via} could not open a connection to ${target} (${untrustedLine(message)}). Check the host and port ` +
             'inputs (as the bastion resolves and reaches them), and that the bastion allows TCP forwarding ' +
@@ -57724,7 +57725,9 @@ function connectionError(error, options) {
     }
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
         return new common_errors/* ActionError */.lZ(`${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
-            (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'), host);
+            (options.role === 'registry' && options.mirror === undefined
+                ? ', or reach it through a bastion (jump-host).'
+                : '.'), host);
     }
     if (/timed out/i.test(message) || code === 'ETIMEDOUT') {
         return new common_errors/* ActionError */.lZ(`Connecting to ${target} timed out. Check the ${host} and ${port} inputs and that the server accepts SSH from ` +
@@ -57756,9 +57759,27 @@ function connectionError(error, options) {
 
 
 
-/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
-function inputName(role, name) {
-    return role === 'bastion' ? `jump-${name}` : name;
+/** A mirror's keys that differ from the inputs of the same setting. */
+const MIRROR_KEY_OF = {
+    'ssh-key': 'ssh-key-env',
+    'ssh-key-passphrase': 'ssh-key-passphrase-env',
+};
+/**
+ * What sets `name` (host, port, ssh-key, host-fingerprint …) for this hop: the input, the jump-*
+ * input for the bastion, or the key of a mirror's entry.
+ */
+function inputName(hop, name) {
+    if (hop.role === 'bastion')
+        return `jump-${name}`;
+    if (hop.mirror !== undefined)
+        return `${MIRROR_KEY_OF[name] ?? name} of mirror ${hop.mirror}`;
+    return name;
+}
+/** Where a pin is added: the step's with: block, or the mirror's entry. */
+function pinAdvice(hop, fingerprint) {
+    if (hop.mirror !== undefined)
+        return `add "host-fingerprint: ${fingerprint}" to mirror ${hop.mirror}'s entry in mirrors`;
+    return `add "${inputName(hop, 'host-fingerprint')}: ${fingerprint}" to the step`;
 }
 /** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
 const HOST_KEY_ALGORITHMS = {
@@ -57841,7 +57862,7 @@ async function attemptConnection(options, algorithms) {
     }
     if (!presented) {
         ssh.dispose();
-        throw new common_errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options.role, 'host'));
+        throw new common_errors/* ActionError */.lZ(`The server ${options.host} presented no host key; it cannot be verified.`, inputName(options, 'host'));
     }
     return { kind: 'connected', ssh, presented };
 }
@@ -57878,6 +57899,7 @@ async function connect(options) {
         privateKey: options.privateKey,
         passphrase: options.passphrase,
         hostKeyPins: options.hostKeyPins,
+        ...(options.mirror !== undefined ? { mirror: options.mirror } : {}),
     };
     if (!options.jump) {
         return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
@@ -57908,8 +57930,8 @@ async function connect(options) {
  */
 async function connectHop(options) {
     const pinned = hasPins(options.hostKeyPins);
-    const knownHostsInput = inputName(options.role, 'known-hosts');
-    const fingerprintInput = inputName(options.role, 'host-fingerprint');
+    const knownHostsInput = inputName(options, 'known-hosts');
+    const fingerprintInput = inputName(options, 'host-fingerprint');
     // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
     if (!pinned && pinsGiven(options.hostKeyPins)) {
         throw new common_errors/* ActionError */.lZ(`${knownHostsInput} gives only revoked keys for ${options.host}:${options.port}, and a revoked key is never ` +
@@ -57924,7 +57946,7 @@ async function connectHop(options) {
             if (!pinned) {
                 const { type, fingerprint } = attempt.presented;
                 warning(`The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-                    `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
+                    `Pin it: ${pinAdvice(options, fingerprint)} (after checking it on the server with ` +
                     `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`, { title: 'Host key not pinned' });
             }
             else {
@@ -57938,8 +57960,8 @@ async function connectHop(options) {
             throw new common_errors/* ActionError */.lZ(`The host key of ${options.host}:${options.port} is not pinned: neither ${fingerprintInput} nor ` +
                 `${knownHostsInput} is set, and an unverified server could be anyone's. Nothing was sent to it. It ` +
                 `presented ${type} ${fingerprint}. Check that this is the server's key (on the server: ssh-keygen -lf ` +
-                `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then add "${fingerprintInput}: ${fingerprint}" to the ` +
-                'step (best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
+                `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then ${pinAdvice(options, fingerprint)} ` +
+                '(best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
                 'strict-host-key: false connects without checking, with a warning.', fingerprintInput);
         }
         if (attempt.kind === 'mismatch')
@@ -58169,9 +58191,9 @@ function refuseUndeclaredInputs(declared, env = process.env) {
     const named = unknown.map((name) => ({ name, closest: declared_closestInput(name, declared) }));
     const [only] = named;
     const what = named.length === 1 && only
-        ? `${untrusted_untrusted(only.name)} is not an input of this action${only.closest ? `: did you mean ${only.closest}?` : '.'}`
+        ? `${untrusted(only.name)} is not an input of this action${only.closest ? `: did you mean ${only.closest}?` : '.'}`
         : `These are not inputs of this action: ${named
-            .map(({ name, closest }) => `${untrusted_untrusted(name)}${closest ? ` (did you mean ${closest}?)` : ''}`)
+            .map(({ name, closest }) => `${untrusted(name)}${closest ? ` (did you mean ${closest}?)` : ''}`)
             .join(', ')}.`;
     throw new common_errors/* ActionError */.lZ(`${what} A misspelt input would be ignored and leave its setting at the default (a misspelt host-fingerprint ` +
         "would turn host key pinning off), so the step stops here. Fix the name in the step's with: block, or " +
@@ -58495,7 +58517,6 @@ function input_values_parseAliases(value, input = 'aliases') {
 
 
 
-
 /** The keys a mirror may have. */
 const MIRROR_KEYS = (/* unused pure expression or super */ null && ([
     'name',
@@ -58512,9 +58533,31 @@ const MIRROR_KEYS = (/* unused pure expression or super */ null && ([
 /** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
 const MAX_SERVERS = 9;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
+const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
 const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
 /** Variables of the runner and of the action's own inputs: never a key's place. */
 const RESERVED_VARIABLE_PREFIXES = (/* unused pure expression or super */ null && (['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_']));
+/** Variables every shell or runner sets: naming one is a mistake, and masking its value would garble the log. */
+const RESERVED_VARIABLES = new Set([
+    'CI',
+    'PATH',
+    'HOME',
+    'USER',
+    'LOGNAME',
+    'SHELL',
+    'PWD',
+    'OLDPWD',
+    'LANG',
+    'LANGUAGE',
+    'TERM',
+    'HOSTNAME',
+    'TMPDIR',
+    'TZ',
+    'NODE_OPTIONS',
+    'ImageOS',
+    'ImageVersion',
+]);
 const EXAMPLE = (/* unused pure expression or super */ null && ('For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
     "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:."));
 function mirrorsError(message) {
@@ -58528,14 +58571,22 @@ function scalar(value, key, label) {
         return String(value);
     throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
 }
-/** An environment variable's value, masked and taken out of the environment (no child process inherits it). */
+/**
+ * An environment variable's value, masked. The variables read are taken out of the environment
+ * once every entry is read (no child process inherits them; two mirrors may share one).
+ */
 function secretFromEnvironment(variable, key, label, env) {
-    if (!VARIABLE.test(variable) || RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+    if (!VARIABLE.test(variable) ||
+        RESERVED_VARIABLES.has(variable) ||
+        RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+        // Not quoted: a value given here by mistake may be the secret itself.
         throw mirrorsError(`${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
-            `runner's (INPUT_, GITHUB_, RUNNER_, ACTIONS_), such as EU_SSH_KEY; it is ${JSON.stringify(oneLine(variable))}.`);
+            `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
+            'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
+            "step's env: under that name.");
     }
-    const value = env[variable] ?? '';
-    delete env[variable];
+    const value = env.values[variable] ?? '';
+    env.read.add(variable);
     maskSecrets([value]);
     if (value.trim() === '') {
         throw mirrorsError(`${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
@@ -58569,7 +58620,9 @@ function readMirror(raw, position, defaults, env) {
     for (const [key, value] of Object.entries(raw)) {
         if (!MIRROR_KEYS.includes(key)) {
             const closest = closestInput(key, MIRROR_KEYS);
-            throw mirrorsError(`${label}: ${untrusted(key)} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
+            // Shown back only when it looks like a key: anything else may be a secret pasted in.
+            const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
+            throw mirrorsError(`${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
                 `mirror takes ${MIRROR_KEYS.join(', ')}.`);
         }
         entry[key] = scalar(value, key, label);
@@ -58638,7 +58691,7 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
     }
     let document;
     try {
-        document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false });
+        document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
     }
     catch (error) {
         const reason = error instanceof YAMLParseError ? error.message.split('\n')[0] : describeError(error);
@@ -58648,7 +58701,15 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
         throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
     if (document.length > MAX_SERVERS - 1)
         throw mirrorsError(`lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`);
-    const mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, env));
+    const secrets = { values: env, read: new Set() };
+    let mirrors;
+    try {
+        mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
+    }
+    finally {
+        for (const variable of secrets.read)
+            delete env[variable];
+    }
     const seen = new Map([[defaults.primary.name, 'the host input']]);
     const registries = new Set([registryKey(defaults.primary)]);
     for (const mirror of mirrors) {
@@ -58664,8 +58725,10 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
     }
     return mirrors;
 }
+/** What tells registries apart: the same host, port and directory is the same registry. */
 function registryKey(server) {
-    return `${server.host.toLowerCase()}\n${server.port}\n${server.simplestreamsDir}`;
+    // registry.example. and registry.example are one host.
+    return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
 }
 
 // EXTERNAL MODULE: ./src/public/remote.ts

@@ -11,6 +11,7 @@
 import { timedGroup } from '../common/debug.js';
 import { ActionError, describeError, FailedAfterPublishing, oneLine } from '../common/errors.js';
 import * as log from '../common/log.js';
+import { fingerprintOf } from '../image/hashing.js';
 import { closeFiles } from '../image/local-file.js';
 import { imageFiles, type LocalImage } from '../image/local-image.js';
 import { rootfsDecision } from '../image/rootfs.js';
@@ -24,11 +25,11 @@ import {
 import { serverToolVersion } from '../registry/read.js';
 import { Registry } from '../registry/registry.js';
 import { SharedReads } from '../registry/shared-reads.js';
-import type { Upload } from '../registry/upload.js';
+import type { Turn, Upload } from '../registry/upload.js';
 import type { ImagesIndex } from '../simplestreams/images-index.js';
 import { describeSshCounters } from '../ssh/session.js';
 import type { Settings } from './inputs.js';
-import type { ServerSettings } from './mirrors.js';
+import { registryKey, type ServerSettings } from './mirrors.js';
 import {
   checkServer,
   connect,
@@ -74,7 +75,12 @@ export interface FleetPublish {
 export function fleetOf(settings: Settings): Server[] {
   // A mirror connects directly: the jump-* inputs are the host input's bastion.
   const { jump: _bastion, mirrors, ...shared } = settings;
-  const mirrorSettings = (mirror: ServerSettings): Settings => ({ ...shared, ...mirror, mirrors: [] });
+  const mirrorSettings = (mirror: ServerSettings): Settings => ({
+    ...shared,
+    ...mirror,
+    mirror: mirror.name,
+    mirrors: [],
+  });
   return [
     { name: settings.serverName, settings, primary: true },
     ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
@@ -128,15 +134,53 @@ async function onEvery<T>(
       failed.push(run);
     }
   });
-  if (failed.length > 0) {
-    const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
-    throw new ActionError(
-      `Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
-        'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.',
-      failed.map((run) => failureOf(run).input).find((input) => input !== undefined),
-    );
-  }
+  if (failed.length > 0) throw notPublished(phase, failed);
   return outcomes.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
+}
+
+/** Runs `work` on one server after another, in the fleet's lock order; stops at the first that fails. */
+async function onEachInTurn(runs: ServerRun[], phase: string, work: (run: ServerRun) => Promise<void>): Promise<void> {
+  for (const run of inLockOrder(runs)) {
+    try {
+      await log.onServer(run.server.name, () => work(run));
+    } catch (error) {
+      run.error = error;
+      throw notPublished(phase, [run]);
+    }
+  }
+}
+
+function notPublished(phase: string, failed: ServerRun[]): ActionError {
+  const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
+  return new ActionError(
+    `Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
+      'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.',
+    failed.map((run) => failureOf(run).input).find((input) => input !== undefined),
+  );
+}
+
+/**
+ * The servers in the order every run takes their locks in (by host, port and registry, whatever
+ * the order of the inputs): two runs whose fleets share servers then never each hold a lock the
+ * other waits for.
+ */
+function inLockOrder(runs: ServerRun[]): ServerRun[] {
+  const key = (run: ServerRun): string => registryKey(run.server.settings);
+  return [...runs].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
+/** Turns taken one after another, in the fleet's lock order: a server's may start once the one before ended. */
+function lockTurns(runs: ServerRun[]): Map<ServerRun, Turn> {
+  const turns = new Map<ServerRun, Turn>();
+  let previous: Promise<void> = Promise.resolve();
+  for (const run of inLockOrder(runs)) {
+    let end = (): void => undefined;
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    const before = previous;
+    turns.set(run, { wait: () => before, end });
+    previous = ended;
+  }
+  return turns;
 }
 
 /**
@@ -151,19 +195,39 @@ async function fleetImage(
 ): Promise<LocalImage> {
   if (image.data?.kind !== 'rootfs-tarball') return image;
   let deciding = runs[0] as ServerRun;
-  if (settings.convertRootfs === 'auto') {
+  if (settings.convertRootfs !== 'always') {
+    // auto converts when any server cannot take the tarball; never refuses then, naming that server.
     const versions = await Promise.all(runs.map((run) => serverToolVersion(run.registry as Registry)));
-    deciding = runs.find((_, k) => rootfsDecision('auto', versions[k]).convert) ?? deciding;
+    for (const [k, run] of runs.entries()) {
+      let convert: boolean;
+      try {
+        convert = rootfsDecision(settings.convertRootfs, versions[k]).convert;
+      } catch (error) {
+        if (!(error instanceof ActionError)) throw error;
+        throw new ActionError(`${where(run)}: ${error.message}`, error.input);
+      }
+      if (convert) {
+        deciding = run;
+        break;
+      }
+    }
   }
   return log.onServer(deciding.server.name, () =>
     prepareRootfsTarball(deciding.registry as Registry, deciding.server.settings, image, onCleanup),
   );
 }
 
+const STATUS_ORDER = ['published', 'replaced', 'aliases-updated', 'dry-run', 'unchanged'] as const;
+
 /** The status that says most about the fleet: a new release anywhere, else a replacement, else moved aliases. */
-function fleetStatus(results: PublishResult[]): PublishResult['status'] {
-  const order: PublishResult['status'][] = ['published', 'replaced', 'aliases-updated', 'dry-run', 'unchanged'];
-  return order.find((status) => results.some((result) => result.status === status)) ?? 'unchanged';
+function fleetStatus<S extends PublishResult['status']>(statuses: S[]): S {
+  return (STATUS_ORDER.find((status) => statuses.includes(status as S)) ?? 'unchanged') as S;
+}
+
+/** `compute` run at most once; every caller gets its one promise. */
+function once<T>(compute: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  return () => (value ??= compute());
 }
 
 /** Each server's outcome, for the outputs and the summary. */
@@ -212,12 +276,14 @@ export async function publishToFleet(settings: Settings): Promise<FleetPublish> 
       }),
     );
     const image = await fleetImage(runs, settings, inspected, (cleanup) => cleanups.push(cleanup));
+    // A server that has this serial already needs the image's fingerprint: computed once for all.
+    const fingerprint = once(() => fingerprintOf(image));
     await timedGroup('Check every server', () =>
       onEvery(runs, 'checking the server', async (run) => {
         const { live, deltas } = await checkServer(run.registry as Registry, run.server.settings, image);
         run.live = live;
         run.deltas = deltas;
-        run.existing = await findExisting(run.server.settings, image, live);
+        run.existing = await findExisting(run.server.settings, image, live, { fingerprint });
       }),
     );
     if (settings.dryRun) return await previewFleet(runs, image, aliases);
@@ -252,13 +318,22 @@ async function previewFleet(runs: ServerRun[], image: LocalImage, aliases: strin
 /** Upload (one read, every server at once) and stage on each server that lacks the release. */
 async function uploadAndStage(runs: ServerRun[], image: LocalImage, aliases: string[]): Promise<void> {
   const shared = new SharedReads(imageFiles(image), runs.length);
+  const turns = lockTurns(runs);
   try {
     await timedGroup(`Upload to ${runs.length} server${runs.length === 1 ? '' : 's'}`, () =>
       onEvery(runs, 'the upload', async (run, k) => {
-        const settings = { ...run.server.settings, sharedReads: shared.member(k) };
-        const uploaded = await upload(run.registry as Registry, settings, image, run.existing?.fingerprint);
-        run.remote = uploaded.remote;
-        run.upload = uploaded.upload;
+        const member = shared.member(k);
+        const lockTurn = turns.get(run) as Turn;
+        try {
+          const settings = { ...run.server.settings, sharedReads: member, lockTurn };
+          const uploaded = await upload(run.registry as Registry, settings, image, run.existing?.fingerprint);
+          run.remote = uploaded.remote;
+          run.upload = uploaded.upload;
+        } finally {
+          // However the upload ended (even before it read anything), it no longer holds the others back.
+          lockTurn.end();
+          member.leave();
+        }
       }),
     );
     const fingerprints = new Set(runs.map((run) => run.upload?.fingerprint));
@@ -308,21 +383,24 @@ async function discardEveryStaging(runs: ServerRun[]): Promise<void> {
  */
 async function commitEverywhere(runs: ServerRun[], aliases: string[]): Promise<FleetPublish> {
   try {
-    await timedGroup('Take the registry lock on every server', () =>
-      onEvery(runs, 'taking the registry lock', async (run) => {
+    await timedGroup('Take the registry lock on every server', async () => {
+      await onEvery(runs, 'connecting for the registry lock', async (run) => {
+        run.lockedRegistry = await Registry.open(run.server.settings);
+      });
+      await onEachInTurn(runs, 'taking the registry lock', async (run) => {
         const settings = run.server.settings;
-        run.lockedRegistry = await Registry.open(settings);
+        const lockedRegistry = run.lockedRegistry as Registry;
         const fingerprint = run.upload?.fingerprint ?? (run.existing as Existing).fingerprint;
         const change: Change = run.change ?? { kind: 'aliases' };
-        const done = run.remote ? [run.remote.dir, stagingDir(run.lockedRegistry.paths, run.remote.key)] : [];
+        const done = run.remote ? [run.remote.dir, stagingDir(lockedRegistry.paths, run.remote.key)] : [];
         run.prepared = await preparePublication(
-          run.lockedRegistry,
+          lockedRegistry,
           { fingerprint: fingerprint as string, aliases, options: settings },
           change,
           done,
         );
-      }),
-    );
+      });
+    });
   } catch (error) {
     await Promise.all(runs.flatMap((run) => (run.prepared ? [run.prepared.release().catch(() => undefined)] : [])));
     await discardEveryStaging(runs);
@@ -351,7 +429,8 @@ async function commitEverywhere(runs: ServerRun[], aliases: string[]): Promise<F
   const input = failed.map((run) => failureOf(run).input).find((name) => name !== undefined);
   if (committed.length === 0)
     throw new ActionError(
-      `Nothing was published: the commit failed on every server (${reasons}). Run the step again.`,
+      `The commit failed on every server (${reasons}). Where the connection dropped during the commit, it may ` +
+        'have gone through. Run the step again: a server that has the release reports unchanged, and the others publish it.',
       input,
     );
   throw new FleetPartlyPublished(
@@ -369,5 +448,8 @@ function fleetResult(runs: ServerRun[], committing: boolean): FleetPublish {
   // Only called once a server committed or found the release there already.
   if (!first) throw new Error('internal error: no server reported a result');
   const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
-  return { result: { ...first, status: fleetStatus(results), changedPaths }, servers: outcomes(runs, committing) };
+  const status = fleetStatus(results.map((result) => result.status));
+  const planned = results.flatMap((result) => (result.preview ? [result.preview.status] : []));
+  const preview = first.preview ? { preview: { ...first.preview, status: fleetStatus(planned) } } : {};
+  return { result: { ...first, status, changedPaths, ...preview }, servers: outcomes(runs, committing) };
 }

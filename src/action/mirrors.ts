@@ -6,7 +6,6 @@
  */
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ActionError, describeError, oneLine } from '../common/errors.js';
-import { untrusted } from '../common/untrusted.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { ConnectOptions } from '../ssh/connect.js';
 import { readHostKeyPins, type HostKeyPins } from '../ssh/hostkeys.js';
@@ -39,9 +38,31 @@ type MirrorKey = (typeof MIRROR_KEYS)[number];
 export const MAX_SERVERS = 9;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
+const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
 const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
 /** Variables of the runner and of the action's own inputs: never a key's place. */
 const RESERVED_VARIABLE_PREFIXES = ['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_'];
+/** Variables every shell or runner sets: naming one is a mistake, and masking its value would garble the log. */
+const RESERVED_VARIABLES = new Set([
+  'CI',
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'PWD',
+  'OLDPWD',
+  'LANG',
+  'LANGUAGE',
+  'TERM',
+  'HOSTNAME',
+  'TMPDIR',
+  'TZ',
+  'NODE_OPTIONS',
+  'ImageOS',
+  'ImageVersion',
+]);
 
 const EXAMPLE =
   'For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
@@ -58,16 +79,26 @@ function scalar(value: unknown, key: string, label: string): string {
   throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
 }
 
-/** An environment variable's value, masked and taken out of the environment (no child process inherits it). */
-function secretFromEnvironment(variable: string, key: string, label: string, env: NodeJS.ProcessEnv): string {
-  if (!VARIABLE.test(variable) || RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+/**
+ * An environment variable's value, masked. The variables read are taken out of the environment
+ * once every entry is read (no child process inherits them; two mirrors may share one).
+ */
+function secretFromEnvironment(variable: string, key: string, label: string, env: SecretEnvironment): string {
+  if (
+    !VARIABLE.test(variable) ||
+    RESERVED_VARIABLES.has(variable) ||
+    RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))
+  ) {
+    // Not quoted: a value given here by mistake may be the secret itself.
     throw mirrorsError(
       `${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
-        `runner's (INPUT_, GITHUB_, RUNNER_, ACTIONS_), such as EU_SSH_KEY; it is ${JSON.stringify(oneLine(variable))}.`,
+        `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
+        'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
+        "step's env: under that name.",
     );
   }
-  const value = env[variable] ?? '';
-  delete env[variable];
+  const value = env.values[variable] ?? '';
+  env.read.add(variable);
   maskSecrets([value]);
   if (value.trim() === '') {
     throw mirrorsError(
@@ -77,6 +108,12 @@ function secretFromEnvironment(variable: string, key: string, label: string, env
     );
   }
   return value;
+}
+
+/** The step's environment, and the variables read from it (removed from it once all are read). */
+interface SecretEnvironment {
+  values: NodeJS.ProcessEnv;
+  read: Set<string>;
 }
 
 /** What a mirror inherits from the top-level inputs. */
@@ -112,7 +149,7 @@ function mirrorPins(
 }
 
 /** One entry of the list, checked, with what it leaves out taken from the defaults. */
-function readMirror(raw: unknown, position: number, defaults: MirrorDefaults, env: NodeJS.ProcessEnv): ServerSettings {
+function readMirror(raw: unknown, position: number, defaults: MirrorDefaults, env: SecretEnvironment): ServerSettings {
   let label = `entry ${position}`;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw mirrorsError(`${label} is not a map of keys (host:, port: …). ${EXAMPLE}`);
@@ -121,8 +158,10 @@ function readMirror(raw: unknown, position: number, defaults: MirrorDefaults, en
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     if (!(MIRROR_KEYS as readonly string[]).includes(key)) {
       const closest = closestInput(key, MIRROR_KEYS);
+      // Shown back only when it looks like a key: anything else may be a secret pasted in.
+      const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
       throw mirrorsError(
-        `${label}: ${untrusted(key)} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
+        `${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
           `mirror takes ${MIRROR_KEYS.join(', ')}.`,
       );
     }
@@ -198,7 +237,7 @@ export function parseMirrors(
   }
   let document: unknown;
   try {
-    document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false });
+    document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
   } catch (error) {
     const reason = error instanceof YAMLParseError ? error.message.split('\n')[0] : describeError(error);
     throw mirrorsError(`not a YAML list of servers (${oneLine(reason ?? '')}). ${EXAMPLE}`);
@@ -209,7 +248,13 @@ export function parseMirrors(
     throw mirrorsError(
       `lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`,
     );
-  const mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, env));
+  const secrets: SecretEnvironment = { values: env, read: new Set() };
+  let mirrors: ServerSettings[];
+  try {
+    mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
+  } finally {
+    for (const variable of secrets.read) delete env[variable];
+  }
   const seen = new Map<string, string>([[defaults.primary.name, 'the host input']]);
   const registries = new Set([registryKey(defaults.primary)]);
   for (const mirror of mirrors) {
@@ -228,6 +273,8 @@ export function parseMirrors(
   return mirrors;
 }
 
-function registryKey(server: { host: string; port: number; simplestreamsDir: string }): string {
-  return `${server.host.toLowerCase()}\n${server.port}\n${server.simplestreamsDir}`;
+/** What tells registries apart: the same host, port and directory is the same registry. */
+export function registryKey(server: { host: string; port: number; simplestreamsDir: string }): string {
+  // registry.example. and registry.example are one host.
+  return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
 }

@@ -42,6 +42,7 @@ export function setServersOutput(servers: readonly ServerOutcome[]): void {
               product: result.product,
               serial: result.serial,
               changedPaths: result.changedPaths,
+              ...(result.preview ? { plannedStatus: result.preview.status } : {}),
             }
           : {}),
         ...(error !== undefined ? { error } : {}),

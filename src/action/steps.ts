@@ -177,7 +177,12 @@ export type Existing =
  * a hash pass before uploading; otherwise the fingerprint is computed while the files upload. A
  * different image under that serial is refused here, before any upload, unless replace is set.
  */
-export async function findExisting(settings: Settings, image: LocalImage, live: ImagesIndex): Promise<Existing> {
+export async function findExisting(
+  settings: Settings,
+  image: LocalImage,
+  live: ImagesIndex,
+  options: { fingerprint?: () => Promise<string> } = {},
+): Promise<Existing> {
   const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
   const line = lineKey(os, release, variant, propertiesArchitecture);
   const serial = serialFor(creationDate);
@@ -185,7 +190,7 @@ export async function findExisting(settings: Settings, image: LocalImage, live: 
   const published = releasesOf(live, identity).find((candidate) => candidate.serial === serial);
   if (!published) return { published: false };
   const fingerprint = await timedGroup('Fingerprint', async () => {
-    const computed = await fingerprintOf(image);
+    const computed = await (options.fingerprint ?? (() => fingerprintOf(image)))();
     log.info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
     return computed;
   });

@@ -24,7 +24,8 @@ function labelled(text: string): string {
 }
 
 export function info(text: string): void {
-  core.info(labelled(text));
+  // Every line of a block (a tool's output) says which server it came from.
+  core.info(text.split('\n').map(labelled).join('\n'));
 }
 
 export function notice(text: string, properties?: core.AnnotationProperties): void {

@@ -4,7 +4,7 @@
  * registry lock (registry/publication.ts); or the owner's convert-command, which writes the live
  * tree itself, under the registry lock's lease.
  */
-import * as core from '@actions/core';
+import * as log from '../common/log.js';
 import { posix } from 'node:path';
 import { ActionError } from '../common/errors.js';
 import { logUntrusted, untrusted } from '../common/untrusted.js';
@@ -134,5 +134,5 @@ export async function runCustomConvert(
   const result = await registry.execScript(FENCED, [...fenceArgs(registryLock.fence), 'sh', '-c', chain]);
   const output = fencedOutput(result, registryLock, what, 'registry lock');
   // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
-  logUntrusted(output.toString('utf8').trim(), core.info);
+  logUntrusted(output.toString('utf8').trim(), log.info);
 }

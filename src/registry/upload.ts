@@ -42,6 +42,18 @@ export interface UploadOptions {
   leaseSeconds?: number;
   /** Reads shared with the uploads of the same image to other servers (a fleet): the first attempt reads through them. */
   sharedReads?: SharedReadsMember;
+  /**
+   * A fleet's turn to take this server's image lock: awaited before the first attempt takes it,
+   * and ended once that attempt holds it or gave up, so that runs take the locks of the servers
+   * they share in one order and never each hold one the other waits for.
+   */
+  lockTurn?: Turn;
+}
+
+/** One place in a sequence: wait for it, then end it so the next may go. */
+export interface Turn {
+  wait(): Promise<void>;
+  end(): void;
 }
 
 export interface Upload {
@@ -447,6 +459,7 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
       // Inside the retried part: a reconnect that fails (the link still down) is one attempt.
       if (attempt > 0 && !registry.isConnected()) await registry.reconnect();
       // One round trip: the lock, and what earlier attempts left in the upload directory.
+      if (attempt === 0) await options.lockTurn?.wait();
       lock = await holdLock(registry, {
         path: imageLockPath(registry.paths, image.key),
         timeoutSeconds: options.lockTimeout,
@@ -457,6 +470,7 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
         script: IMAGE_LOCK,
         args: [image.dir, ...image.files.map((file) => file.name)],
       });
+      options.lockTurn?.end();
       const states = parseUploadReport(lock.report, image.files.length);
       const plans = await planFiles(registry, image, lock, states, hashes, options);
       if (plans.length > 0) await transfer(registry, image, lock, plans, hashes, options);
@@ -464,6 +478,7 @@ export async function uploadImage(registry: Registry, image: RemoteImage, option
       return { fingerprint: hashes.fingerprint(), fileSha256s: hashes.fileSha256s(), lock };
     } catch (error) {
       // The other servers' uploads go on without this one; a retry reads the files itself.
+      options.lockTurn?.end();
       options.sharedReads?.leave();
       // A lease the server let go: another run of this image may have taken over (and stopped
       // this run's writers); what it does must not be undone by this one.

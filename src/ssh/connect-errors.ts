@@ -6,10 +6,7 @@ import type { PresentedHostKey } from './hostkeys.js';
 import { offeredKeyFingerprint } from './keys.js';
 
 export function hostKeyMismatch(options: Hop, presented: PresentedHostKey[]): ActionError {
-  const input = inputName(
-    options.role,
-    options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts',
-  );
+  const input = inputName(options, options.hostKeyPins.fingerprints.length > 0 ? 'host-fingerprint' : 'known-hosts');
   const keys = presented.map((key) => `${key.type} ${key.fingerprint}`).join(', ') || 'no key of the pinned types';
   return new ActionError(
     `Host key verification failed for ${options.host}:${options.port}: the server presented ${keys}, which ` +
@@ -24,7 +21,7 @@ export function connectionError(error: unknown, options: Hop): ActionError {
   const target = `${options.host}:${options.port}`;
   const code = (error as { code?: string }).code;
   const [host, port, username, key] = ['host', 'port', 'username', 'ssh-key'].map((name) =>
-    inputName(options.role, name),
+    inputName(options, name),
   ) as [string, string, string, string];
   if (options.via && /channel open failure|tunnel/i.test(message)) {
     return new ActionError(
@@ -46,7 +43,9 @@ export function connectionError(error: unknown, options: Hop): ActionError {
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
     return new ActionError(
       `${target} cannot be reached from the runner. Check the ${host} input and the server's firewall` +
-        (options.role === 'registry' ? ', or reach it through a bastion (jump-host).' : '.'),
+        (options.role === 'registry' && options.mirror === undefined
+          ? ', or reach it through a bastion (jump-host).'
+          : '.'),
       host,
     );
   }

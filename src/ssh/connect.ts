@@ -39,14 +39,34 @@ export interface ConnectOptions extends SshEndpoint {
   connectTimeout?: number;
   /** A bastion to reach the registry through (the jump-* inputs). */
   jump?: SshEndpoint;
+  /** The name of the mirrors entry this server is: messages then name that entry's keys. */
+  mirror?: string;
 }
 
 /** Which server a connection goes to, and so which inputs its messages name. */
 export type Role = 'registry' | 'bastion';
 
-/** The input that sets `name` (host, port, ssh-key, host-fingerprint …) for this role. */
-export function inputName(role: Role, name: string): string {
-  return role === 'bastion' ? `jump-${name}` : name;
+/** A mirror's keys that differ from the inputs of the same setting. */
+const MIRROR_KEY_OF: Record<string, string> = {
+  'ssh-key': 'ssh-key-env',
+  'ssh-key-passphrase': 'ssh-key-passphrase-env',
+};
+
+/**
+ * What sets `name` (host, port, ssh-key, host-fingerprint …) for this hop: the input, the jump-*
+ * input for the bastion, or the key of a mirror's entry.
+ */
+export function inputName(hop: Pick<Hop, 'role' | 'mirror'>, name: string): string {
+  if (hop.role === 'bastion') return `jump-${name}`;
+  if (hop.mirror !== undefined) return `${MIRROR_KEY_OF[name] ?? name} of mirror ${hop.mirror}`;
+  return name;
+}
+
+/** Where a pin is added: the step's with: block, or the mirror's entry. */
+function pinAdvice(hop: Pick<Hop, 'role' | 'mirror'>, fingerprint: string): string {
+  if (hop.mirror !== undefined)
+    return `add "host-fingerprint: ${fingerprint}" to mirror ${hop.mirror}'s entry in mirrors`;
+  return `add "${inputName(hop, 'host-fingerprint')}: ${fingerprint}" to the step`;
 }
 
 /** One hop: the endpoint, how its byte stream is opened, and the settings shared by every hop. */
@@ -58,6 +78,8 @@ export interface Hop extends SshEndpoint {
   openStream: () => Promise<Duplex>;
   /** Shown in messages about a registry reached through a bastion. */
   via?: string;
+  /** The mirrors entry this hop is, for messages. */
+  mirror?: string;
 }
 
 /** ssh2 algorithm names for each host key type that known_hosts and ssh-keygen name. */
@@ -149,7 +171,7 @@ async function attemptConnection(options: Hop, algorithms: string[] | undefined)
     ssh.dispose();
     throw new ActionError(
       `The server ${options.host} presented no host key; it cannot be verified.`,
-      inputName(options.role, 'host'),
+      inputName(options, 'host'),
     );
   }
   return { kind: 'connected', ssh, presented };
@@ -188,6 +210,7 @@ export async function connect(options: ConnectOptions): Promise<RemoteSession> {
     privateKey: options.privateKey,
     passphrase: options.passphrase,
     hostKeyPins: options.hostKeyPins,
+    ...(options.mirror !== undefined ? { mirror: options.mirror } : {}),
   };
   if (!options.jump) {
     return connectHop({ ...registry, ...shared, role: 'registry', openStream: directStream(registry) });
@@ -218,8 +241,8 @@ export async function connect(options: ConnectOptions): Promise<RemoteSession> {
  */
 async function connectHop(options: Hop): Promise<RemoteSession> {
   const pinned = hasPins(options.hostKeyPins);
-  const knownHostsInput = inputName(options.role, 'known-hosts');
-  const fingerprintInput = inputName(options.role, 'host-fingerprint');
+  const knownHostsInput = inputName(options, 'known-hosts');
+  const fingerprintInput = inputName(options, 'host-fingerprint');
   // Pins that allow no key (only revoked ones) must not turn into an unverified connection.
   if (!pinned && pinsGiven(options.hostKeyPins)) {
     throw new ActionError(
@@ -237,7 +260,7 @@ async function connectHop(options: Hop): Promise<RemoteSession> {
         const { type, fingerprint } = attempt.presented;
         log.warning(
           `The host key of ${options.host}:${options.port} was not verified. It presented ${type} ${fingerprint}. ` +
-            `Pin it: add "${fingerprintInput}: ${fingerprint}" to the step (after checking it on the server with ` +
+            `Pin it: ${pinAdvice(options, fingerprint)} (after checking it on the server with ` +
             `\`ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub\`), and drop strict-host-key: false.`,
           { title: 'Host key not pinned' },
         );
@@ -253,8 +276,8 @@ async function connectHop(options: Hop): Promise<RemoteSession> {
         `The host key of ${options.host}:${options.port} is not pinned: neither ${fingerprintInput} nor ` +
           `${knownHostsInput} is set, and an unverified server could be anyone's. Nothing was sent to it. It ` +
           `presented ${type} ${fingerprint}. Check that this is the server's key (on the server: ssh-keygen -lf ` +
-          `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then add "${fingerprintInput}: ${fingerprint}" to the ` +
-          'step (best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
+          `/etc/ssh/ssh_host_${hostKeyFile(type)}_key.pub), then ${pinAdvice(options, fingerprint)} ` +
+          '(best from a variable: vars.REGISTRY_HOST_FINGERPRINT). Only for a throwaway server, ' +
           'strict-host-key: false connects without checking, with a warning.',
         fingerprintInput,
       );

@@ -161,6 +161,41 @@ describe('parseMirrors', () => {
     expect(error.message).toContain('entry 1 (eu): ssh-key-env must name an environment variable');
   });
 
+  it('lets two mirrors share one key variable, and takes it out of the environment once both read it', () => {
+    const env: NodeJS.ProcessEnv = { FLEET_SSH_KEY: mirrorKey };
+    const mirrors = parseMirrors(
+      '- host: a.example\n  ssh-key-env: FLEET_SSH_KEY\n- host: b.example\n  ssh-key-env: FLEET_SSH_KEY',
+      defaults(),
+      env,
+    );
+    expect(mirrors.map((mirror) => mirror.privateKey)).toEqual([mirrorKey.trim() + '\n', mirrorKey.trim() + '\n']);
+    expect(env.FLEET_SSH_KEY).toBeUndefined();
+  });
+
+  it('never repeats a value given where a variable name belongs, nor a key that does not look like one', () => {
+    const secret = 'correct horse battery staple';
+    const wrongPlace = refusal(`- host: eu.example\n  ssh-key-env: EU_KEY\n  ssh-key-passphrase-env: ${secret}`, {
+      EU_KEY: mirrorKey,
+    });
+    expect(wrongPlace.message).toContain('ssh-key-passphrase-env must name an environment variable');
+    expect(wrongPlace.message).not.toContain('horse');
+    const body = (mirrorKey.split('\n')[1] as string).slice(0, 40);
+    const pastedKey = refusal(`- host: eu.example\n  "${body}": x`);
+    expect(pastedKey.message).toContain('a key (not shown, in case it is a secret) is not a key of a mirror');
+    expect(pastedKey.message).not.toContain(body);
+  });
+
+  it.each(['CI', 'PATH', 'HOME'])(
+    'refuses ssh-key-env naming the shell or runner variable %s, leaving it set',
+    (name) => {
+      const env: NodeJS.ProcessEnv = { [name]: 'true' };
+      expect(refusal(`- host: eu.example\n  ssh-key-env: ${name}`, env).message).toContain(
+        "not the runner's or the shell's",
+      );
+      expect(env[name]).toBe('true');
+    },
+  );
+
   it('says how to fill a key variable that is empty or unset', () => {
     const error = refusal('- host: eu.example\n  ssh-key-env: EU_SSH_KEY', {});
     expect(error.message).toContain('EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }}');
@@ -189,6 +224,8 @@ describe('parseMirrors', () => {
     expect(refusal('- name: again\n  host: ORIGIN.example').message).toContain(
       'again is the registry at ORIGIN.example:22 /srv/lxc/simplestreams a second time',
     );
+    // A trailing dot names the same host.
+    expect(refusal('- name: dotted\n  host: origin.example.').message).toContain('dotted is the registry at');
     // Another registry on the same server is a server of its own.
     expect(
       parseMirrors('- name: second\n  host: origin.example\n  simplestreams-dir: /srv/b', defaults(), {}),

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4143:
+/***/ 2339:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -55577,6 +55577,7 @@ const DECLARED_INPUTS = {
         'lock-timeout',
         'lxd-compat',
         'dry-run',
+        'mirrors',
         'summary',
     ],
     remove: [
@@ -55602,6 +55603,7 @@ const DECLARED_INPUTS = {
         'lock-timeout',
         'lxd-compat',
         'dry-run',
+        'mirrors',
         'summary',
     ],
     check: [
@@ -56683,15 +56685,7 @@ function readSettings() {
     const registry = readRegistrySettings('publish');
     const publicUrl = core/* getInput */.V4('public-url') ? (0,remote/* validatePublicUrl */.HU)(core/* getInput */.V4('public-url')) : '';
     const uploadDir = parseRemoteDir(core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
-    const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
-    const mirrors = parseMirrors(core/* getInput */.V4('mirrors'), {
-        ...registry,
-        uploadDir,
-        knownHosts: core/* getInput */.V4('known-hosts'),
-        strictHostKey: registry.strictHostKey,
-        connectTimeout: registry.connectTimeout,
-        primary: { ...registry, name: serverName },
-    });
+    const { serverName, mirrors } = readFleet(registry, uploadDir);
     const convertCommand = parseConvertCommand(core/* getInput */.V4('convert-command'));
     if (mirrors.length > 0 && convertCommand !== '') {
         throw new errors/* ActionError */.lZ("convert-command cannot be used with mirrors: the owner's command changes the live registry itself, so no " +
@@ -56735,6 +56729,19 @@ function readSettings() {
         dryRun: input_values_readBoolean('dry-run'),
     };
 }
+/** The name of the host input's server, and the mirrors input read with the top-level inputs as defaults. */
+function readFleet(registry, uploadDir) {
+    const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
+    const mirrors = parseMirrors(core/* getInput */.V4('mirrors'), {
+        ...registry,
+        uploadDir,
+        knownHosts: core/* getInput */.V4('known-hosts'),
+        strictHostKey: registry.strictHostKey,
+        connectTimeout: registry.connectTimeout,
+        primary: { ...registry, name: serverName },
+    });
+    return { serverName, mirrors };
+}
 /** Reads the alias or remove sub-action's settings. */
 function readDayTwoSettings(kind) {
     const registry = readRegistrySettings(kind);
@@ -56749,6 +56756,8 @@ function readDayTwoSettings(kind) {
     }
     return {
         ...registry,
+        // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
+        ...readFleet(registry, ''),
         reference,
         aliases,
         dryRun: readBoolean('dry-run'),
@@ -60908,6 +60917,74 @@ class SharedReads {
     }
 }
 
+;// CONCATENATED MODULE: ./src/common/together.ts
+/**
+ * How the servers of a fleet keep in step: turns, so that runs sharing servers take their locks
+ * in one order, and a barrier, so that none commits before every one is ready to.
+ */
+/** `count` turns taken one after another: turn k may start once turn k - 1 ended. */
+function turnsInSequence(count) {
+    const turns = [];
+    let previous = Promise.resolve();
+    for (let k = 0; k < count; k++) {
+        let end = () => undefined;
+        const ended = new Promise((resolve) => (end = resolve));
+        const before = previous;
+        turns.push({ wait: () => before, end });
+        previous = ended;
+    }
+    return turns;
+}
+/** What a barrier's waiters fail with when another member failed before it was ready. */
+class BarrierBroken extends Error {
+    constructor(cause) {
+        super('another server of the fleet failed before it was ready', { cause });
+    }
+}
+/**
+ * Where `count` members wait until all are ready. Each arrives with a value; once all have, the
+ * values are checked together (`agree` returns an error to fail every member with) and every
+ * member goes on. A member that fails instead of arriving breaks the barrier: every member
+ * waiting, or arriving later, fails with BarrierBroken.
+ */
+class Barrier {
+    count;
+    agree;
+    values = [];
+    waiting = [];
+    outcome;
+    constructor(count, agree = () => undefined) {
+        this.count = count;
+        this.agree = agree;
+    }
+    arrive(value) {
+        if (this.outcome)
+            return this.outcome.ok ? Promise.resolve() : Promise.reject(this.outcome.error);
+        this.values.push(value);
+        const waited = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+        if (this.values.length === this.count) {
+            const disagreement = this.agree(this.values);
+            this.settle(disagreement ? { ok: false, error: disagreement } : { ok: true });
+        }
+        return waited;
+    }
+    /** A member failed before it was ready: nobody goes on. */
+    fail(reason) {
+        if (this.outcome || reason instanceof BarrierBroken)
+            return;
+        this.settle({ ok: false, error: new BarrierBroken(reason) });
+    }
+    settle(outcome) {
+        this.outcome = outcome;
+        for (const waiter of this.waiting.splice(0)) {
+            if (outcome.ok)
+                waiter.resolve();
+            else
+                waiter.reject(outcome.error);
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/image/metadata.ts
 /** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
 
@@ -61875,6 +61952,7 @@ async function preview(settings, image, work) {
 
 
 
+
 /** The servers of a run: the host input's first, then the mirrors in their order. */
 function fleetOf(settings) {
     // A mirror connects directly: the jump-* inputs are the host input's bastion.
@@ -61947,16 +62025,9 @@ function inLockOrder(runs) {
 }
 /** Turns taken one after another, in the fleet's lock order: a server's may start once the one before ended. */
 function lockTurns(runs) {
-    const turns = new Map();
-    let previous = Promise.resolve();
-    for (const run of inLockOrder(runs)) {
-        let end = () => undefined;
-        const ended = new Promise((resolve) => (end = resolve));
-        const before = previous;
-        turns.set(run, { wait: () => before, end });
-        previous = ended;
-    }
-    return turns;
+    const ordered = inLockOrder(runs);
+    const turns = turnsInSequence(ordered.length);
+    return new Map(ordered.map((run, k) => [run, turns[k]]));
 }
 /**
  * A raw rootfs tarball: one image for every server, so it is converted on the runner unless
@@ -62568,7 +62639,7 @@ function serversTable(servers) {
         ...servers.map((server) => {
             const detail = server.error
                 ? escapeHtml(server.error)
-                : server.result
+                : server.result && server.result.product !== ''
                     ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
                     : '';
             return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
@@ -62596,9 +62667,13 @@ const DAY_TWO_HEADINGS = {
     unchanged: 'Aliases already in place',
     removed: 'Image removed from the index',
     'dry-run': 'Dry run: nothing was changed',
+    'not-found': 'Image not listed',
 };
-/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
-function buildDayTwoSummary(result) {
+/**
+ * The summary of the alias and remove sub-actions: what was done, and where every alias now
+ * resolves (on the first server, with a fleet's table of servers after it).
+ */
+function buildDayTwoSummary(result, servers = []) {
     const rows = [
         ['Status', escapeHtml(result.status)],
         ['Fingerprint', code(result.fingerprint)],
@@ -62623,10 +62698,11 @@ function buildDayTwoSummary(result) {
         '</table>',
     ].join('\n');
     const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
-    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
+    const fleet = servers.length > 1 ? ['### Servers', serversTable(servers)] : [];
+    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, ...fleet, `### ${after}`, aliases].join('\n\n') + '\n';
 }
-async function writeDayTwoSummary(result) {
-    await core.summary.addRaw(buildDayTwoSummary(result)).write();
+async function writeDayTwoSummary(result, servers = []) {
+    await core.summary.addRaw(buildDayTwoSummary(result, servers)).write();
 }
 /** Findings shown of each kind in the log and the summary; the report output has them all. */
 const SHOWN_PER_KIND = 20;
@@ -62780,7 +62856,7 @@ scope.__dirname ??= (0,node_path__WEBPACK_IMPORTED_MODULE_0__.dirname)((0,node_u
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4143);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2339);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

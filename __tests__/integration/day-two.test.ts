@@ -101,6 +101,23 @@ async function launchedImage(kind: DaemonKind, reference: string): Promise<strin
   }
 }
 
+/** The servers output of a step without mirrors: the one server, and what was done there to `image`. */
+function oneServer(status: string, image: BootableImage, changedPaths: string): string {
+  const { product, serial } = holder(image);
+  return JSON.stringify([
+    {
+      name: `${registry.host}:${registry.sshPort}`,
+      host: registry.host,
+      port: registry.sshPort,
+      status,
+      fingerprint: image.fingerprint,
+      product,
+      serial,
+      changedPaths: JSON.parse(changedPaths) as string[],
+    },
+  ]);
+}
+
 describe('the alias sub-action', () => {
   it('with dry-run prints the plan and changes nothing', async () => {
     const before = await imagesJson();
@@ -114,6 +131,7 @@ describe('the alias sub-action', () => {
       fingerprint: a.fingerprint,
       'changed-paths': '[]',
       'aliases-moved': moved(['crynux-node:latest', b, a]),
+      servers: oneServer('dry-run', a, '[]'),
     });
     expect(result.stdout).toMatch(/Would put crynux-node:latest \(amd64\) → [0-9a-f]{12}/);
     expect(await imagesJson()).toBe(before);
@@ -147,6 +165,7 @@ describe('the alias sub-action', () => {
       fingerprint: a.fingerprint,
       'changed-paths': REWRITTEN,
       'aliases-moved': moved(['crynux-node:latest', b, a]),
+      servers: oneServer('updated', a, REWRITTEN),
     });
     expect(result.summary).toContain('Aliases moved');
     for (const client of ['incus', 'lxc'] as const) {
@@ -179,6 +198,7 @@ describe('the remove sub-action', () => {
       fingerprint: b.fingerprint,
       'changed-paths': '[]',
       'aliases-moved': moved(['crynux-node:v2.7.0', b, null]),
+      servers: oneServer('dry-run', b, '[]'),
     });
     expect(await imagesJson()).toBe(before);
   });
@@ -194,6 +214,7 @@ describe('the remove sub-action', () => {
       fingerprint: b.fingerprint,
       'changed-paths': REWRITTEN,
       'aliases-moved': moved(['crynux-node:v2.7.0', b, null]),
+      servers: oneServer('removed', b, REWRITTEN),
     });
     expect(result.stdout).toContain('Aliases that go with it: crynux-node:v2.7.0');
     expect(result.summary).toContain('Image removed from the index');
@@ -243,6 +264,7 @@ describe('the remove sub-action', () => {
       fingerprint: a.fingerprint,
       'changed-paths': REWRITTEN,
       'aliases-moved': moved(['crynux-node:latest', a, null], ['crynux-node:v2.6.0', a, null]),
+      servers: oneServer('removed', a, REWRITTEN),
     });
     expect(forced.stdout).toMatch(
       /^::warning title=lxc-publish%3A a followed alias goes::.*crynux-node:latest.*\(force: true\)/m,

@@ -7,7 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { expectExit, inputsFor, startBundle, runBundle, type BundleRun, type Inputs } from '../harness/action.js';
+import {
+  connectionInputs,
+  expectExit,
+  inputsFor,
+  runBundle,
+  runEntry,
+  startBundle,
+  type BundleRun,
+  type Inputs,
+} from '../harness/action.js';
 import { run, runOk, sleep } from '../harness/exec.js';
 import { makeSplitContainerImage, type TestImage } from '../harness/images.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
@@ -288,5 +297,120 @@ describe('mirrors', () => {
       expect(onServers).toEqual([published.fingerprint, published.fingerprint]);
     }
     for (const server of [first, second]) expect(await leftovers(server)).toEqual([]);
+  });
+});
+
+describe('the alias and remove sub-actions with mirrors', () => {
+  const ALIAS = 'dist/alias/index.js';
+  const REMOVE = 'dist/remove/index.js';
+
+  /** A sub-action's step on the three servers (the first as host, the others as mirrors). */
+  function subActionStep(own: Inputs) {
+    const [primary, ...mirrors] = servers as [Registry, Registry, Registry];
+    return {
+      inputs: connectionInputs(primary, {
+        ...own,
+        mirrors: mirrors.map((server, i) => mirror(server, i + 1)).join('\n'),
+      }),
+      extraEnv: Object.fromEntries(mirrors.map((server, i) => [keyVariable(i + 1), server.privateKey])),
+    };
+  }
+
+  /** Two releases of one line on every server, `latest` on the second. */
+  async function twoReleases(line: string): Promise<[TestImage, TestImage]> {
+    const dir = path.join(work, line);
+    await fsp.mkdir(dir);
+    const made: TestImage[] = [];
+    for (const [k, day] of [1, 2].entries()) {
+      const release = await makeSplitContainerImage(path.join(dir, `r${k}`), {
+        os: 'fleet',
+        release: 'bookworm',
+        variant: line,
+        creationDate: 1764547200 + day * 86400,
+      });
+      const { inputs, env } = fleetStep(release, { aliases: `${line}:latest, ${line}:r${k}` });
+      expectExit(await runBundle(inputs, env), 0);
+      made.push(release);
+    }
+    return made as [TestImage, TestImage];
+  }
+
+  it('moves an alias on every server at once, and refuses on all when one server lacks the image', async () => {
+    const [first, second] = await twoReleases('day');
+    expect(await listed('day:latest')).toEqual(Array(3).fill(second.fingerprint));
+    // One more release, on the first two servers only.
+    const third = await makeSplitContainerImage(path.join(work, 'day', 'r3'), {
+      os: 'fleet',
+      release: 'bookworm',
+      variant: 'day',
+      creationDate: 1764547200 + 3 * 86400,
+    });
+    for (const server of servers.slice(0, 2))
+      expectExit(await runBundle(inputsFor(server, third, { aliases: 'day:r3' })), 0);
+
+    const before = await liveIndexes();
+    const refused = await runEntry({
+      entry: ALIAS,
+      ...subActionStep({ fingerprint: third.fingerprint, aliases: 'day:latest' }),
+    });
+    expectExit(refused, 1);
+    expect(refused.stdout).toMatch(
+      /^::error .*Nothing was changed on any server: the change failed on mirror-2 .*no published image has the fingerprint or alias/m,
+    );
+    expect(await liveIndexes()).toEqual(before);
+    expect(serversOutput(refused).map((entry) => entry.status)).toEqual(['not-published', 'not-published', 'failed']);
+
+    const rolledBack = await runEntry({
+      entry: ALIAS,
+      ...subActionStep({ fingerprint: 'day:r0', aliases: 'day:latest' }),
+    });
+    expectExit(rolledBack, 0);
+    expect(rolledBack.outputs['status']).toBe('updated');
+    expect(rolledBack.outputs['fingerprint']).toBe(first.fingerprint);
+    expect(serversOutput(rolledBack).map((entry) => entry.status)).toEqual(['updated', 'updated', 'updated']);
+    expect(await listed('day:latest')).toEqual(Array(3).fill(first.fingerprint));
+    expect(rolledBack.summary).toContain('<td>mirror-2</td>');
+  });
+
+  it('refuses an alias that names different images on different servers', async () => {
+    const [first, second] = await twoReleases('split');
+    // Move split:latest back on the first server only: the alias now differs.
+    const one = await runEntry({
+      entry: ALIAS,
+      inputs: connectionInputs(servers[0] as Registry, { fingerprint: first.fingerprint, aliases: 'split:latest' }),
+    });
+    expectExit(one, 0);
+    const before = await liveIndexes();
+    const refused = await runEntry({
+      entry: ALIAS,
+      ...subActionStep({ fingerprint: 'split:latest', aliases: 'split:pinned' }),
+    });
+    expectExit(refused, 1);
+    expect(refused.stdout).toContain('names different images on the servers of the fleet');
+    expect(refused.stdout).toContain(first.fingerprint);
+    expect(refused.stdout).toContain(second.fingerprint);
+    expect(await liveIndexes()).toEqual(before);
+  });
+
+  it('removes a release from every server; a server an earlier run removed it from reports not-found', async () => {
+    const [first] = await twoReleases('gone');
+    const one = await runEntry({
+      entry: REMOVE,
+      inputs: connectionInputs(servers[0] as Registry, { fingerprint: first.fingerprint }),
+    });
+    expectExit(one, 0);
+    const result = await runEntry({ entry: REMOVE, ...subActionStep({ fingerprint: first.fingerprint }) });
+    expectExit(result, 0);
+    expect(result.outputs['status']).toBe('removed');
+    expect(serversOutput(result).map((entry) => entry.status)).toEqual(['not-found', 'removed', 'removed']);
+    expect(await listed('gone:r0')).toEqual([undefined, undefined, undefined]);
+    for (const server of servers) {
+      const images = await server.incusList();
+      expect(images.map((image) => image.fingerprint)).not.toContain(first.fingerprint);
+    }
+    // Nowhere any more: refused, naming the input.
+    const again = await runEntry({ entry: REMOVE, ...subActionStep({ fingerprint: first.fingerprint }) });
+    expectExit(again, 1);
+    expect(again.stdout).toContain('no server of the fleet lists that image');
   });
 });

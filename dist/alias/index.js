@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2673:
+/***/ 9659:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -53994,8 +53994,8 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // UNUSED EXPORTS: runRemove
 
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 16 modules
-var lib_core = __nccwpck_require__(8261);
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
+var lib_core = __nccwpck_require__(7264);
 // EXTERNAL MODULE: ./src/common/errors.ts
 var errors = __nccwpck_require__(1922);
 // EXTERNAL MODULE: external "node:async_hooks"
@@ -54098,6 +54098,74 @@ async function debug_timedGroup(name, work) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/common/together.ts
+/**
+ * How the servers of a fleet keep in step: turns, so that runs sharing servers take their locks
+ * in one order, and a barrier, so that none commits before every one is ready to.
+ */
+/** `count` turns taken one after another: turn k may start once turn k - 1 ended. */
+function together_turnsInSequence(count) {
+    const turns = [];
+    let previous = Promise.resolve();
+    for (let k = 0; k < count; k++) {
+        let end = () => undefined;
+        const ended = new Promise((resolve) => (end = resolve));
+        const before = previous;
+        turns.push({ wait: () => before, end });
+        previous = ended;
+    }
+    return turns;
+}
+/** What a barrier's waiters fail with when another member failed before it was ready. */
+class BarrierBroken extends Error {
+    constructor(cause) {
+        super('another server of the fleet failed before it was ready', { cause });
+    }
+}
+/**
+ * Where `count` members wait until all are ready. Each arrives with a value; once all have, the
+ * values are checked together (`agree` returns an error to fail every member with) and every
+ * member goes on. A member that fails instead of arriving breaks the barrier: every member
+ * waiting, or arriving later, fails with BarrierBroken.
+ */
+class Barrier {
+    count;
+    agree;
+    values = [];
+    waiting = [];
+    outcome;
+    constructor(count, agree = () => undefined) {
+        this.count = count;
+        this.agree = agree;
+    }
+    arrive(value) {
+        if (this.outcome)
+            return this.outcome.ok ? Promise.resolve() : Promise.reject(this.outcome.error);
+        this.values.push(value);
+        const waited = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+        if (this.values.length === this.count) {
+            const disagreement = this.agree(this.values);
+            this.settle(disagreement ? { ok: false, error: disagreement } : { ok: true });
+        }
+        return waited;
+    }
+    /** A member failed before it was ready: nobody goes on. */
+    fail(reason) {
+        if (this.outcome || reason instanceof BarrierBroken)
+            return;
+        this.settle({ ok: false, error: new BarrierBroken(reason) });
+    }
+    settle(outcome) {
+        this.outcome = outcome;
+        for (const waiter of this.waiting.splice(0)) {
+            if (outcome.ok)
+                waiter.resolve();
+            else
+                waiter.reject(outcome.error);
+        }
+    }
+}
+
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/common/untrusted.ts
@@ -54147,7 +54215,7 @@ function untrustedBlock(text, token = randomBytes(16).toString('hex')) {
     return [`::stop-commands::${token}`, ...lines, `::${token}::`];
 }
 /** Logs multi-line untrusted output (see untrustedBlock); nothing for empty output. */
-function logUntrusted(text, log) {
+function untrusted_logUntrusted(text, log) {
     if (text !== '')
         log(untrustedBlock(text).join('\n'));
 }
@@ -54178,7 +54246,7 @@ const ARCHITECTURES = {
     loongarch64: ['loong64'],
 };
 /** The Incus architecture a name (an Incus name or a distribution alias) stands for. */
-function incusArchitecture(name) {
+function architectures_incusArchitecture(name) {
     for (const [incus, aliases] of Object.entries(ARCHITECTURES)) {
         if (name === incus || aliases.includes(name))
             return incus;
@@ -54187,7 +54255,7 @@ function incusArchitecture(name) {
 }
 /** The Incus name of an architecture name; an unknown name stands for itself. */
 function canonicalArchitecture(name) {
-    return name === undefined ? '' : (incusArchitecture(name) ?? name);
+    return name === undefined ? '' : (architectures_incusArchitecture(name) ?? name);
 }
 
 ;// CONCATENATED MODULE: ./src/simplestreams/checksums.ts
@@ -54416,7 +54484,7 @@ function images_index_holdsImages(product) {
     return Object.values(product.versions ?? {}).some((version) => !isDeltaBaseStub(version));
 }
 /** The serial incus-simplestreams gives a version (creation_date as YYYYMMDDhhmm, in UTC). */
-function serialFor(creationDate) {
+function images_index_serialFor(creationDate) {
     const date = new Date(creationDate * 1000);
     const pad = (value) => String(value).padStart(2, '0');
     return (String(date.getUTCFullYear()) +
@@ -54725,7 +54793,7 @@ function resolve_aliasMoves(before, after) {
  * that looks like a fingerprint is thus still reachable by its name; one spelled as another
  * image's whole fingerprint makes the reference ambiguous.
  */
-function resolveImage(index, reference) {
+function resolve_resolveImage(index, reference) {
     const images = listImages(index);
     const byAlias = resolve_aliasTargets(index)
         .filter((target) => target.alias === reference.trim())
@@ -54758,7 +54826,7 @@ var external_node_stream_ = __nccwpck_require__(7075);
 /** How to get each tool this action needs on the server: one line per tool, used by every message. */
 const INSTALL_INCUS_SIMPLESTREAMS = 'Install the incus-extra package (Debian 12 from bookworm-backports, Debian 13, Ubuntu 24.04 and later).';
 const INSTALL_FLOCK = 'Install util-linux.';
-const INSTALL_XDELTA3 = 'Install xdelta3 (apt install xdelta3 on Debian and Ubuntu).';
+const hints_INSTALL_XDELTA3 = 'Install xdelta3 (apt install xdelta3 on Debian and Ubuntu).';
 
 ;// CONCATENATED MODULE: ./src/ssh/remote-failure.ts
 /** What a failed remote command says in the step's error: how it ended, its stderr, and a hint. */
@@ -54830,7 +54898,7 @@ function shell_commandLine(argv) {
     return argv.map(quoteArg).join(' ');
 }
 /** Several commands, each run only when the previous one succeeded. */
-function commandChain(commands) {
+function shell_commandChain(commands) {
     return commands.map(shell_commandLine).join(' && ');
 }
 /**
@@ -54974,7 +55042,7 @@ function debugCommand(label, number, command) {
     debug(`${label} exec #${number}: ${command}`);
 }
 /** The counters as one log line: what a run cost in round trips. */
-function describeSshCounters() {
+function session_describeSshCounters() {
     const { connections, commands, parallel } = sshCounters;
     return (`SSH: ${connections} connection${connections === 1 ? '' : 's'}, ${commands - parallel} commands in sequence` +
         (parallel > 0 ? ` (and ${parallel} upload channels opened alongside)` : ''));
@@ -55285,7 +55353,7 @@ const UPLOAD_GRACE_SECONDS = 24 * 3600;
 const stateDir = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR);
 const liveIndexPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, 'streams/v1/images.json');
 const lockPath = (paths) => external_node_path_.posix.join(paths.simplestreamsDir, STATE_DIR, 'lock');
-const stagingDir = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
+const layout_stagingDir = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'staging', uploadKey);
 /** An image's lock: in the state directory, so that runs with different upload-dirs share it. */
 const layout_imageLockPath = (paths, uploadKey) => posix.join(paths.simplestreamsDir, STATE_DIR, 'locks', uploadKey);
 const TARBALL_EXTENSIONS = {
@@ -55309,7 +55377,7 @@ function imageKey(paths, uploadKey) {
     return createHash('sha256').update(`lxc-publish image\n${paths.simplestreamsDir}\n${uploadKey}\n`).digest('hex');
 }
 /** Where the image goes on the server. Fixed names: nothing from the runner's file names reaches it. */
-function remoteImage(paths, uploadKey, image) {
+function layout_remoteImage(paths, uploadKey, image) {
     const key = imageKey(paths, uploadKey);
     const metadataName = (image.data ? 'metadata' : 'image') + TARBALL_EXTENSIONS[image.metadata.compression];
     const files = [{ local: image.metadata, name: metadataName }];
@@ -55319,7 +55387,7 @@ function remoteImage(paths, uploadKey, image) {
     return { key, dir: posix.join(paths.uploadDir, key), files };
 }
 /** The server-side path of each of the image's files, metadata first. */
-function remotePaths(image) {
+function layout_remotePaths(image) {
     return image.files.map((file) => posix.join(image.dir, file.name));
 }
 
@@ -55458,13 +55526,13 @@ const scripts_WRITE_BLOCKS = script('write');
 /** server/read.sh: the live index, and the checks before a change. */
 const READ_LIVE_INDEX = script('read');
 /** server/stage.sh: incus-simplestreams add in a staging tree, and the staged files' sha256. */
-const STAGE = script('stage');
+const scripts_STAGE = script('stage');
 /** server/delta.sh: vcdiff deltas made and checked. */
 const scripts_DELTA = script('delta');
 /** server/commit.sh: a new index made live, whole or not at all; what dead runs left, removed. */
 const COMMIT = script('commit');
 /** server/fenced.sh: a command run under a lease (convert-command, a clean-up). */
-const FENCED = script('fenced');
+const scripts_FENCED = script('fenced');
 /** server/inspect.sh: the registry's files, state and permissions, for the check sub-action. */
 const INSPECT = script('inspect');
 /** server/hash.sh: the files the index names, their sizes and (within a time) sha256, for the check. */
@@ -55487,10 +55555,10 @@ const ALL_SCRIPTS = [
     scripts_RESET_UPLOAD,
     scripts_WRITE_BLOCKS,
     READ_LIVE_INDEX,
-    STAGE,
+    scripts_STAGE,
     scripts_DELTA,
     COMMIT,
-    FENCED,
+    scripts_FENCED,
     INSPECT,
     HASH,
 ];
@@ -55511,7 +55579,7 @@ const ALL_SCRIPTS = [
 
 
 /** Parses an images.json the server printed; the error names the file and the usual cause. */
-function parseIndexText(text, path) {
+function read_parseIndexText(text, path) {
     try {
         return parseImagesIndex(text.toString('utf8'));
     }
@@ -55545,7 +55613,7 @@ async function read_readServerState(registry, preflight) {
     const xdelta3 = !result.stderr.split('\n').some((line) => line.trim() === NO_XDELTA3_LINE);
     switch (result.code) {
         case 0:
-            return { index: parseIndexText(result.stdout, path), text: result.stdout, xdelta3 };
+            return { index: read_parseIndexText(result.stdout, path), text: result.stdout, xdelta3 };
         case READ_LIVE_EXIT.noIndexYet:
             return { index: emptyImagesIndex(), text: Buffer.alloc(0), xdelta3 };
         default:
@@ -55583,7 +55651,7 @@ function readFailure(registry, result, preflight) {
     }
 }
 /** The version of incus-simplestreams on the server (for example "6.0.4"). */
-async function serverToolVersion(registry) {
+async function read_serverToolVersion(registry) {
     await registry.checkLoginShell();
     const output = await registry.session.run(commandLine(['incus-simplestreams', '--version']), {
         what: 'Asking the server for its incus-simplestreams version',
@@ -55734,7 +55802,7 @@ async function takeRegistryLock(registry, lockTimeout) {
 async function lock_holdRegistryLock(registry, lockTimeout) {
     const raw = await takeRegistryLock(registry, lockTimeout);
     try {
-        const live = raw.liveText.length === 0 ? emptyImagesIndex() : parseIndexText(raw.liveText, liveIndexPath(registry.paths));
+        const live = raw.liveText.length === 0 ? emptyImagesIndex() : read_parseIndexText(raw.liveText, liveIndexPath(registry.paths));
         return { ...raw, live };
     }
     catch (error) {
@@ -56128,7 +56196,7 @@ function withLxdItems(index) {
  */
 
 
-function stagedVersion(staged) {
+function plan_stagedVersion(staged) {
     const products = Object.entries(staged.products);
     const [entry] = products;
     const versions = entry ? Object.entries(entry[1].versions ?? {}) : [];
@@ -56213,7 +56281,7 @@ const DATA_ITEMS = {
  * paths are placeholders (the server names the files) and the items' own hashes are left empty:
  * a dry run plans with it and publishes nothing.
  */
-function predictedVersion(image) {
+function plan_predictedVersion(image) {
     const { os, release, variant, architecture, serial, fingerprint } = image;
     const path = (type) => `images/${fingerprint}.dry-run.${type}`;
     let items;
@@ -56267,7 +56335,7 @@ const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequi
 
 
 /** Opens a file without following it into a FIFO's wait (O_NONBLOCK), for reading. */
-async function openFile(path) {
+async function local_file_openFile(path) {
     return open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
 }
 function local_file_changedError(file, detail) {
@@ -56299,7 +56367,7 @@ function local_file_readStream(file, range = {}) {
     return Readable.from(chunks(), { objectMode: false, highWaterMark: chunkBytes });
 }
 /** Reads up to `length` bytes from `position` through the descriptor. */
-async function readAt(file, position, length) {
+async function local_file_readAt(file, position, length) {
     const buffer = Buffer.alloc(Math.max(0, Math.min(length, file.size - position)));
     let done = 0;
     while (done < buffer.length) {
@@ -56311,7 +56379,7 @@ async function readAt(file, position, length) {
     return buffer.subarray(0, done);
 }
 /** Fails with "the file changed" when the file's size or modification time differ from when it was opened. */
-async function checkUnchanged(file) {
+async function local_file_checkUnchanged(file) {
     const info = await file.handle.stat();
     if (info.size !== file.size)
         throw local_file_changedError(file, `${file.size} bytes when inspected, ${info.size} now`);
@@ -56319,7 +56387,7 @@ async function checkUnchanged(file) {
         throw local_file_changedError(file, 'it was written to after it was inspected');
 }
 /** Closes the descriptors (each once; errors ignored). */
-async function closeFiles(files) {
+async function local_file_closeFiles(files) {
     for (const file of new Set(files))
         await file?.handle.close().catch(() => undefined);
 }
@@ -56336,7 +56404,7 @@ async function closeFiles(files) {
  * The image fingerprint Incus shows and clients verify: sha256 over the metadata tarball followed
  * by the data file, or over a unified tarball alone. One hash, one read of each file.
  */
-async function fingerprintOf(image) {
+async function hashing_fingerprintOf(image) {
     const hash = createHash('sha256');
     for (const file of imageFiles(image))
         await hashing_hashFileInto(file, [hash]);
@@ -56391,7 +56459,7 @@ class hashing_UploadHashes {
  * metadata.yaml with its creation date. Two images sharing a key only share a lock; what a
  * resumed upload keeps is checked byte for byte.
  */
-async function uploadKey(image) {
+async function hashing_uploadKey(image) {
     const hash = createHash('sha256').update(`lxc-publish upload ${image.metadata.size} ${image.data?.size ?? 0}\n`);
     await hashing_hashFileInto(image.metadata, [hash], Math.min(image.metadata.size, 16 * 1024 * 1024));
     return hash.digest('hex');
@@ -56753,7 +56821,7 @@ async function transfer(registry, image, lock, plans, hashes, options) {
  * Uploads under the image's own lock, retrying when the connection drops, and returns the
  * fingerprint with the lock, which stays held until the publication is done.
  */
-async function uploadImage(registry, image, options) {
+async function upload_uploadImage(registry, image, options) {
     const hashes = new UploadHashes();
     for (let attempt = 0;; attempt++) {
         let lock;
@@ -56822,7 +56890,7 @@ async function uploadImage(registry, image, options) {
  * would go with its base in the same index (keep-versions 1 makes none). With release-is-version,
  * retention keeps one build of each release: no earlier build stays to be a base.
  */
-function effectiveDeltaBases(options) {
+function deltas_effectiveDeltaBases(options) {
     if (options.keepVersions <= 0)
         return options.deltaBases;
     if (options.releaseIsVersion)
@@ -56839,13 +56907,13 @@ function deltas_deltaReport(delta, squashfsSize) {
  * Makes and checks the deltas for the staged version in `staging`, from up to `deltaBases`
  * earlier releases of its line in `live`. Undefined when the version is no split container.
  */
-async function makeDeltas(registry, target, options) {
+async function deltas_makeDeltas(registry, target, options) {
     const { staging, version: staged, live, lock } = target;
     const squashfs = staged.version.items['squashfs'];
-    if (!squashfs || !isSplitContainer(staged.version) || effectiveDeltaBases(options) <= 0)
+    if (!squashfs || !isSplitContainer(staged.version) || deltas_effectiveDeltaBases(options) <= 0)
         return undefined;
     const identity = lineIdentity(staged.product, staged.productFields);
-    const bases = deltaBases(live, identity, staged.serial, effectiveDeltaBases(options));
+    const bases = deltaBases(live, identity, staged.serial, deltas_effectiveDeltaBases(options));
     const run = { made: [], skipped: [], squashfsSize: squashfs.size };
     if (bases.length === 0)
         return run;
@@ -56916,7 +56984,7 @@ async function makeDeltas(registry, target, options) {
 
 
 
-function serialConflictError(product, serial, existing, fingerprint) {
+function publication_serialConflictError(product, serial, existing, fingerprint) {
     return new ActionError(`${product} already has version ${serial} with fingerprint ${existing}, and this image (${fingerprint}) is ` +
         'different. Clients would check the download against the wrong hash, so it is refused. Build a new ' +
         'image (a later creation_date gives a new serial), or set replace: true to replace the published version.', 'replace');
@@ -56990,7 +57058,7 @@ function planChange(publication, change, base, ownNames) {
     }
     catch (error) {
         if (error instanceof SerialConflictError) {
-            throw serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
+            throw publication_serialConflictError(error.product, error.serial, error.existingFingerprint, fingerprint);
         }
         throw error;
     }
@@ -57020,7 +57088,7 @@ async function changeBase(registry, held, publication, change) {
  * change (another image under this serial, say) does so before any commit. A fleet prepares
  * every server before it commits any.
  */
-async function preparePublication(registry, publication, change, done = []) {
+async function publication_preparePublication(registry, publication, change, done = []) {
     // One round trip: the lock, and the live index as it stands under it.
     const held = await holdRegistryLock(registry, publication.options.lockTimeout);
     try {
@@ -57042,8 +57110,8 @@ async function preparePublication(registry, publication, change, done = []) {
  * alias away cannot be mistaken for a failure of this one. `done` lists this run's own
  * server-side directories, removed once the index is live.
  */
-async function publishUnderLock(registry, publication, change, done = []) {
-    const prepared = await preparePublication(registry, publication, change, done);
+async function publication_publishUnderLock(registry, publication, change, done = []) {
+    const prepared = await publication_preparePublication(registry, publication, change, done);
     try {
         return await prepared.commit();
     }
@@ -57102,7 +57170,7 @@ async function commitPlanned(registry, held, work) {
     const squashfsSize = change.kind === 'staged' ? (change.deltas?.squashfsSize ?? 0) : 0;
     // Against the index as the lock found it: an owner's convert-command may have moved aliases too.
     const moves = aliasMoves(held.live, next);
-    logAliasMoves(moves, 'Moved');
+    publication_logAliasMoves(moves, 'Moved');
     const status = change.kind === 'custom'
         ? customStatus(held.live, next, publication.fingerprint)
         : runStatus(plan.status, moves, publication.fingerprint);
@@ -57134,7 +57202,7 @@ function describeHolder(holder) {
     return holder ? `${untrusted(holder.product)} (${untrusted(holder.fingerprint.slice(0, 12))})` : 'nothing';
 }
 /** One log line per alias that moves: `verb` is "Moved" or "Would move". */
-function logAliasMoves(moves, verb) {
+function publication_logAliasMoves(moves, verb) {
     for (const move of moves) {
         log.info(`${verb} alias ${untrusted(move.alias)} (${untrusted(move.architecture)}${move.type === 'virtual-machine' ? ', VM' : ''}): from ${describeHolder(move.from)} to ${describeHolder(move.to)}`);
     }
@@ -57143,7 +57211,7 @@ function logAliasMoves(moves, verb) {
  * What publishing would do, planned on the live index without writing anything (a dry run):
  * `change` holds the version as the server would stage it (predicted on the runner).
  */
-function previewPublication(publication, change, live) {
+function publication_previewPublication(publication, change, live) {
     const { plan } = planChange(publication, change, live, false);
     const finished = publication_finishIndex({ ...publication.options, dryRun: true }, publication.fingerprint, live, plan.index);
     const index = finished.index ?? live;
@@ -57187,7 +57255,7 @@ function verify(live, publication, status) {
 
 /** The image the `fingerprint` input names, or an error that lists what is published. */
 function resolveOrFail(index, reference) {
-    const resolution = resolveImage(index, reference);
+    const resolution = resolve_resolveImage(index, reference);
     if (resolution.kind === 'found')
         return resolution.image;
     const listing = (images) => images
@@ -57216,7 +57284,14 @@ async function withLiveIndex(registry, options, work) {
     const checked = await readLiveIndex(registry, { tool: '', dryRun: options.dryRun });
     if (options.dryRun)
         return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
-    const held = await lock_holdRegistryLock(registry, options.lockTimeout);
+    await options.fleet?.lockTurn.wait();
+    let held;
+    try {
+        held = await lock_holdRegistryLock(registry, options.lockTimeout);
+    }
+    finally {
+        options.fleet?.lockTurn.end();
+    }
     try {
         return await work(held.live, async (index, retired) => {
             const live = index ?? held.live;
@@ -57253,6 +57328,7 @@ function day_two_setAliases(registry, request) {
             info('dry-run: nothing was changed');
             return result('dry-run', image, { before: live, after }, []);
         }
+        await options.fleet?.ready(image.fingerprint);
         const { live: read, changedPaths } = await commitAndRead(finished.index, finished.retired);
         const published = images_index_findFingerprint(read, image.fingerprint);
         const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
@@ -57272,6 +57348,13 @@ function day_two_setAliases(registry, request) {
 function day_two_removeImage(registry, request) {
     const { reference, force, options } = request;
     return withLiveIndex(registry, options, async (live, commitAndRead) => {
+        if (options.fleet && resolveImage(live, reference).kind === 'unknown') {
+            // Another server of the fleet may still list it (an earlier run removed it here only).
+            log.info(`${untrusted(reference)} names no image on this server: nothing to remove here`);
+            if (!options.dryRun)
+                await options.fleet.ready(undefined);
+            return notFound(live);
+        }
         const image = resolveOrFail(live, reference);
         const plan = planRemoval(live, image.fingerprint);
         if (!plan)
@@ -57301,6 +57384,7 @@ function day_two_removeImage(registry, request) {
             log.info('dry-run: nothing was changed');
             return result('dry-run', image, { before: live, after }, plan.removedAliases);
         }
+        await options.fleet?.ready(image.fingerprint);
         const { live: read, changedPaths } = await commitAndRead(after, [...plan.retired, ...finished.retired]);
         if (findFingerprint(read, image.fingerprint)) {
             throw new ActionError(`${untrusted(image.fingerprint)} is still listed after the removal. Something changed the index without taking the ` +
@@ -57310,6 +57394,19 @@ function day_two_removeImage(registry, request) {
         logTargets(aliasTargets(read), '  ');
         return result('removed', image, { before: live, after: read, changedPaths }, plan.removedAliases);
     });
+}
+/** A server of a fleet that does not list the image to remove. */
+function notFound(live) {
+    return {
+        status: 'not-found',
+        fingerprint: '',
+        product: '',
+        serial: '',
+        aliases: aliasTargets(live),
+        removedAliases: [],
+        aliasMoves: [],
+        changedPaths: [],
+    };
 }
 function result(status, image, 
 /** The index before and after the change, and the served files the commit rewrote (none in a dry run). */
@@ -58383,7 +58480,7 @@ function parseKnownHosts(text, host, port) {
  * (with a warning) although the user meant to pin, so it is an error that says why, before any
  * connection.
  */
-function hostkeys_readHostKeyPins(inputs, host, port, names = REGISTRY_PIN_INPUTS) {
+function readHostKeyPins(inputs, host, port, names = REGISTRY_PIN_INPUTS) {
     const target = hostPatterns(host, port)[0];
     const scan = scanKnownHosts(inputs.knownHosts, host, port, names.knownHosts);
     const revoked = scan.keys.filter((key) => key.revoked);
@@ -58460,7 +58557,7 @@ function hostKeyAllowed(pins, keyBlob) {
  * Undoes what pasting a key into a secret does: CRLF line ends, literal "\n" instead of line
  * breaks, blanks around lines, a lost final newline.
  */
-function keys_normalisePrivateKey(text) {
+function normalisePrivateKey(text) {
     let key = text.replace(/\r\n?/g, '\n').trim();
     if (!key.includes('\n') && key.includes('\\n'))
         key = key.replace(/\\n/g, '\n');
@@ -58538,11 +58635,11 @@ function keyError(kind, names) {
 const REGISTRY_KEY_INPUTS = { key: 'ssh-key', passphrase: 'ssh-key-passphrase' };
 const JUMP_KEY_INPUTS = { key: 'jump-ssh-key', passphrase: 'jump-ssh-key-passphrase' };
 /** Checks the key locally, before any connection, and returns it in a form ssh2 reads. */
-function keys_preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
+function preparePrivateKey(text, passphrase, names = REGISTRY_KEY_INPUTS) {
     if (text.trim() === '') {
         throw new errors/* ActionError */.lZ(`${names.key}: no private key given. Set it from a secret: ${names.key}: \${{ secrets.REGISTRY_SSH_KEY }}.`, names.key);
     }
-    const key = keys_normalisePrivateKey(text);
+    const key = normalisePrivateKey(text);
     if (/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA/.test(key) ||
         key.startsWith('-----BEGIN PUBLIC KEY-----') ||
         key.startsWith('-----BEGIN SSH2 PUBLIC KEY-----')) {
@@ -58776,7 +58873,7 @@ function directStream(endpoint) {
  * bastion (options.jump), connects to it first, with the same checks and its own pins, and then
  * to the registry through a tunnel it opens; closing the registry's session closes the bastion's.
  */
-async function connect(options) {
+async function connect_connect(options) {
     const shared = { strictHostKey: options.strictHostKey ?? true, connectTimeout: options.connectTimeout ?? 30 };
     const registry = {
         host: options.host,
@@ -58868,7 +58965,7 @@ class Connection {
         this.options = options;
     }
     static async open(options) {
-        return new Connection(await connect(options), options);
+        return new Connection(await connect_connect(options), options);
     }
     /** The session in use now; a new one after reconnect(). */
     get session() {
@@ -58876,7 +58973,7 @@ class Connection {
     }
     async reconnect() {
         this.current.dispose();
-        this.current = await connect(this.options);
+        this.current = await connect_connect(this.options);
     }
     dispose() {
         this.current.dispose();
@@ -58941,7 +59038,7 @@ function loginShellError(username, result) {
 
 
 
-class Registry {
+class registry_Registry {
     connection;
     paths;
     options;
@@ -58969,11 +59066,11 @@ class Registry {
      */
     static async open(options) {
         const { simplestreamsDir, uploadDir } = options;
-        return new Registry(await Connection.open(options), { simplestreamsDir, uploadDir }, options);
+        return new registry_Registry(await Connection.open(options), { simplestreamsDir, uploadDir }, options);
     }
     /** Runs `fn` with a registry on a new connection to the same server (closed afterwards). */
     async withOwnConnection(fn) {
-        const other = new Registry(await Connection.open(this.options), this.paths, this.options);
+        const other = new registry_Registry(await Connection.open(this.options), this.paths, this.options);
         other.shellChecked = this.shellChecked;
         try {
             return await fn(other);
@@ -59031,6 +59128,814 @@ class Registry {
     }
 }
 
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./src/image/tools.ts
+
+
+/**
+ * The environment of the tools that read image files (decompressors, the squashfs converters):
+ * they parse hostile input, so they get nothing of the runner's environment (no key, no token)
+ * beyond what they need to run.
+ */
+/** PATH, LC_ALL=C and `extra` (SOURCE_DATE_EPOCH for the converters), nothing else. */
+function tools_toolEnv(extra = {}) {
+    return { PATH: process.env['PATH'] || '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C', ...extra };
+}
+/** The decompressor commands (stdin to stdout) per compression; none reads the file as it is. */
+const tools_DECOMPRESSORS = {
+    xz: ['xz', '-dc'],
+    gzip: ['gzip', '-dc'],
+    bzip2: ['bzip2', '-dc'],
+    zstd: ['zstd', '-dcq'],
+};
+/** The Debian and Ubuntu package of each decompressor (the install line an error gives). */
+const DECOMPRESSOR_PACKAGES = {
+    xz: 'xz-utils',
+    gzip: 'gzip',
+    bzip2: 'bzip2',
+    zstd: 'zstd',
+};
+/**
+ * Fails, naming the tool and how to install it, when the decompressor `file` needs is not on the
+ * runner's PATH: checked before anything is read, so a runner without it is not mistaken for a
+ * file that holds no metadata.yaml.
+ */
+async function tools_requireDecompressor(file, compression) {
+    if (compression === 'none')
+        return;
+    const [command] = tools_DECOMPRESSORS[compression];
+    if (await which(command, false))
+        return;
+    throw new ActionError(`${file.input}: ${file.path} is ${compression}-compressed, and reading it needs ${command} on the runner, which ` +
+        `is not on the PATH. Install it in an earlier step (Debian and Ubuntu: sudo apt-get install -y ` +
+        `${DECOMPRESSOR_PACKAGES[compression]}), or run the job on a runner that has it (ubuntu-latest does).`, file.input);
+}
+
+;// CONCATENATED MODULE: ./src/image/tar.ts
+/**
+ * Reading tarballs on the runner as a stream of headers, whatever their compression: the
+ * decompressor (a child process with a minimal environment) feeds a tar header parser in this
+ * process, which reads only what it is asked for (a member's first bytes) and skips the rest, so
+ * memory stays flat whatever the archive holds, and a caller can stop at any entry. It reads the
+ * formats Go's archive/tar (incus-simplestreams) reads: ustar, GNU (long names, sparse files) and
+ * pax, and names entries as Go does.
+ *
+ * Over 300 lines on purpose: one header parser (ustar, GNU and pax, sparse files, long names)
+ * with its caps; its parts only make sense together.
+ */
+
+
+
+
+/** A problem with the archive itself (not a tar, truncated, a header too large). */
+class tar_TarError extends (/* unused pure expression or super */ null && (Error)) {
+    name = 'TarError';
+}
+const TYPES = {
+    '0': 'file',
+    '\0': 'file',
+    '7': 'file',
+    S: 'file',
+    '1': 'hardlink',
+    '2': 'symlink',
+    '3': 'char',
+    '4': 'block',
+    '5': 'directory',
+    '6': 'fifo',
+};
+/** Types whose size field does not count data in the archive (as in Go's and GNU tar's readers). */
+const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
+/** Largest GNU long name or link name, and pax header, read into memory. */
+const MAX_LONG_NAME = (/* unused pure expression or super */ null && (64 * 1024));
+const MAX_PAX_HEADER = (/* unused pure expression or super */ null && (1024 * 1024));
+/** Bytes from an async iterator, read exactly or skipped. */
+class ByteReader {
+    source;
+    buffer = Buffer.alloc(0);
+    offset = 0;
+    /** Bytes consumed so far. */
+    position = 0;
+    constructor(source) {
+        this.source = source;
+    }
+    /** Exactly `length` bytes, or fewer at the end of the stream. */
+    async read(length) {
+        while (this.buffer.length - this.offset < length) {
+            const next = await this.source.next();
+            if (next.done)
+                break;
+            this.buffer = Buffer.concat([this.buffer.subarray(this.offset), next.value]);
+            this.offset = 0;
+        }
+        const out = this.buffer.subarray(this.offset, this.offset + length);
+        this.offset += out.length;
+        this.position += out.length;
+        return out;
+    }
+    /** Skips `length` bytes; false when the stream ended first. */
+    async skip(length) {
+        let left = length;
+        while (left > 0) {
+            const available = this.buffer.length - this.offset;
+            if (available === 0) {
+                const next = await this.source.next();
+                if (next.done)
+                    return false;
+                this.buffer = next.value;
+                this.offset = 0;
+                continue;
+            }
+            const take = Math.min(available, left);
+            this.offset += take;
+            this.position += take;
+            left -= take;
+        }
+        return true;
+    }
+}
+function tar_text(block, start, length) {
+    const field = block.subarray(start, start + length);
+    const end = field.indexOf(0);
+    return field.subarray(0, end === -1 ? field.length : end).toString('utf8');
+}
+/** A numeric header field: octal text, or GNU base-256 (first byte 0x80). */
+function numeric(block, start, length, what) {
+    const field = block.subarray(start, start + length);
+    if (((field[0] ?? 0) & 0x80) !== 0) {
+        if (field[0] === 0xff)
+            throw new tar_TarError(`a negative ${what} in a tar header`);
+        let value = (field[0] ?? 0) & 0x7f;
+        for (const byte of field.subarray(1))
+            value = value * 256 + byte;
+        if (!Number.isSafeInteger(value))
+            throw new tar_TarError(`a ${what} too large to read in a tar header`);
+        return value;
+    }
+    const digits = field.toString('latin1').replace(/\0.*$/s, '').trim();
+    if (digits === '')
+        return 0;
+    if (!/^[0-7]+$/.test(digits))
+        throw new tar_TarError(`an invalid ${what} field in a tar header ("${digits}")`);
+    return parseInt(digits, 8);
+}
+function checksumOk(block) {
+    const stored = numeric(block, 148, 8, 'checksum');
+    let unsigned = 0;
+    let signed = 0;
+    for (let i = 0; i < 512; i++) {
+        const byte = i >= 148 && i < 156 ? 0x20 : block[i];
+        unsigned += byte;
+        signed += byte > 127 ? byte - 256 : byte;
+    }
+    return stored === unsigned || stored === signed;
+}
+/** pax records ("<length> <key>=<value>\n"). */
+function paxRecords(data) {
+    const records = new Map();
+    let offset = 0;
+    while (offset < data.length) {
+        const space = data.indexOf(0x20, offset);
+        const length = space === -1 ? NaN : Number(data.toString('latin1', offset, space));
+        if (!Number.isInteger(length) || length <= 0 || offset + length > data.length) {
+            throw new tar_TarError('an invalid pax extended header');
+        }
+        const record = data.toString('utf8', space + 1, offset + length - 1);
+        const equals = record.indexOf('=');
+        if (equals > 0)
+            records.set(record.slice(0, equals), record.slice(equals + 1));
+        offset += length;
+    }
+    return records;
+}
+const padded = (size) => Math.ceil(size / 512) * 512;
+/** Reads a tar stream entry by entry. */
+class TarReader {
+    bytes;
+    /** Data bytes of the current entry not read yet, and its padding. */
+    unread = 0;
+    padding = 0;
+    constructor(source) {
+        this.bytes = new ByteReader(source[Symbol.asyncIterator]());
+    }
+    /** Bytes of the tar stream read so far. */
+    get position() {
+        return this.bytes.position;
+    }
+    /** The next entry, or undefined at the end of the archive. */
+    async next() {
+        if (!(await this.bytes.skip(this.unread + this.padding)))
+            throw new tar_TarError('the archive is truncated');
+        this.unread = 0;
+        this.padding = 0;
+        let longName;
+        let longLink;
+        let pax = new Map();
+        for (let extensions = 0;; extensions++) {
+            if (extensions > 16)
+                throw new tar_TarError('too many extended headers for one entry');
+            const block = await this.bytes.read(512);
+            if (block.length === 0)
+                return undefined; // no end-of-archive blocks: the end all the same
+            if (block.length < 512)
+                throw new tar_TarError('the archive is truncated');
+            if (block.every((byte) => byte === 0))
+                return undefined;
+            if (!checksumOk(block)) {
+                throw new tar_TarError(`not a tar archive, or a damaged one (bad header checksum at byte ${this.position - 512})`);
+            }
+            const flag = String.fromCharCode(block[156]);
+            const magic = block.toString('latin1', 257, 263);
+            const stored = HEADER_ONLY.has(flag) ? 0 : numeric(block, 124, 12, 'size');
+            if (flag === 'L' || flag === 'K' || flag === 'x') {
+                const limit = flag === 'x' ? MAX_PAX_HEADER : MAX_LONG_NAME;
+                if (stored > limit)
+                    throw new tar_TarError(`an extended header of ${stored} bytes (more than ${limit})`);
+                const data = await this.bytes.read(stored);
+                if (data.length < stored || !(await this.bytes.skip(padded(stored) - stored))) {
+                    throw new tar_TarError('the archive is truncated');
+                }
+                if (flag === 'x')
+                    pax = new Map([...pax, ...paxRecords(data)]);
+                else {
+                    const value = tar_text(data, 0, data.length);
+                    if (flag === 'L')
+                        longName = value;
+                    else
+                        longLink = value;
+                }
+                continue;
+            }
+            if (flag === 'g' || flag === 'V' || flag === 'N' || flag === 'M') {
+                // Global pax headers, volume labels and old GNU name tables: skipped, as Go's reader does.
+                if (!(await this.bytes.skip(padded(stored))))
+                    throw new tar_TarError('the archive is truncated');
+                extensions = 0;
+                continue;
+            }
+            let name = tar_text(block, 0, 100);
+            if (magic === 'ustar\0') {
+                const prefix = tar_text(block, 345, 155);
+                if (prefix)
+                    name = `${prefix}/${name}`;
+            }
+            let size = stored;
+            if (flag === 'S' && magic === 'ustar ') {
+                size = numeric(block, 483, 12, 'real size');
+                // Extension blocks of the sparse map, if any, come before the data.
+                let extended = block[482] !== 0;
+                for (let blocks = 0; extended; blocks++) {
+                    if (blocks > 100000)
+                        throw new tar_TarError('a sparse map too long');
+                    const extension = await this.bytes.read(512);
+                    if (extension.length < 512)
+                        throw new tar_TarError('the archive is truncated');
+                    extended = extension[504] !== 0;
+                }
+            }
+            name = pax.get('path') ?? longName ?? name;
+            name = pax.get('GNU.sparse.name') ?? name;
+            const realSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
+            let storedSize = stored;
+            if (pax.has('size') && !HEADER_ONLY.has(flag))
+                storedSize = Number(pax.get('size'));
+            if (!Number.isSafeInteger(storedSize) || storedSize < 0)
+                throw new tar_TarError('an invalid size in a pax header');
+            size = realSize !== undefined ? Number(realSize) : flag === 'S' ? size : storedSize;
+            if (!Number.isSafeInteger(size) || size < 0)
+                throw new tar_TarError('an invalid sparse size in a pax header');
+            this.unread = storedSize;
+            this.padding = padded(storedSize) - storedSize;
+            return {
+                name,
+                type: TYPES[flag] ?? 'other',
+                size: HEADER_ONLY.has(flag) ? 0 : size,
+                linkname: pax.get('linkpath') ?? longLink ?? tar_text(block, 157, 100),
+                mode: numeric(block, 100, 8, 'mode'),
+            };
+        }
+    }
+    /** Up to `length` bytes of the current entry's data (from where the last read stopped). */
+    async read(length) {
+        const wanted = Math.min(length, this.unread);
+        const data = await this.bytes.read(wanted);
+        if (data.length < wanted)
+            throw new tar_TarError('the archive is truncated');
+        this.unread -= data.length;
+        return data;
+    }
+}
+/** Opens `file` (compressed as `compression`) as a tar stream. */
+function openTar(file, compression) {
+    const input = readStream(file);
+    if (compression === 'none') {
+        return {
+            reader: new TarReader(input),
+            close: () => {
+                input.destroy();
+                return Promise.resolve(undefined);
+            },
+        };
+    }
+    const [command, ...args] = DECOMPRESSORS[compression];
+    const child = spawn(command, args, { env: toolEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+        if (stderr.length < 4096)
+            stderr += chunk.toString('utf8');
+    });
+    child.stdin.on('error', () => undefined); // the decompressor stopped reading: its status says why
+    const stdout = child.stdout;
+    input.on('error', (error) => stdout.destroy(error));
+    input.pipe(child.stdin);
+    const exited = new Promise((resolve) => {
+        child.on('error', (error) => resolve(`${command} could not be started (${error.message}); install it on the runner`));
+        child.on('close', (code) => resolve(code !== null && code !== 0
+            ? `${command} failed: ${oneLine(stderr.trim().split('\n').slice(-2).join(' ')) || `status ${code}`}`
+            : undefined));
+    });
+    return {
+        reader: new TarReader(stdout),
+        close: async () => {
+            // The decompressor first: killed, it never learns that its output went away. Closed first,
+            // its output is a socket whose reader left, and a write then fails with ECONNRESET, which
+            // it reports as a failure of its own ("gzip: stdout: Connection reset by peer").
+            child.kill('SIGKILL');
+            input.destroy();
+            stdout.destroy();
+            return exited;
+        },
+    };
+}
+/**
+ * Reads the tarball's entries in order, handing each to `visit` (which may read the entry's
+ * first bytes from the reader) until it returns true or the archive ends. A failing decompressor
+ * is reported with its own message.
+ */
+async function tar_scanTar(file, compression, visit) {
+    await requireDecompressor(file, compression);
+    const tar = openTar(file, compression);
+    let failure;
+    try {
+        for (let entry = await tar.reader.next(); entry; entry = await tar.reader.next()) {
+            if (await visit(entry, tar.reader))
+                break;
+        }
+    }
+    catch (error) {
+        failure = error instanceof Error ? error : new Error(String(error));
+    }
+    const toolFailure = await tar.close();
+    if (toolFailure !== undefined && (failure === undefined || failure instanceof tar_TarError)) {
+        throw new tar_TarError(toolFailure);
+    }
+    if (failure !== undefined)
+        throw failure;
+}
+
+;// CONCATENATED MODULE: ./src/image/rootfs.ts
+/**
+ * Turning a raw rootfs tarball (distrobuilder's rootfs.tar.xz) into a squashfs on the runner,
+ * for servers whose incus-simplestreams cannot take the tarball (before 7.0.1). Owners, modes
+ * and device nodes come from the tar headers, so no root is needed; the result is the same for
+ * the same tarball, so a republish finds the same fingerprint.
+ *
+ * Over 300 lines on purpose: the header pre-check (limits, links outside the archive), the
+ * conversion pipe with its time limit and progress, and the server-version decision are one
+ * topic, a rootfs tarball's way to the server, and read best together.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+const MIB = (/* unused pure expression or super */ null && (1024 * 1024));
+const hasDotDot = (name) => name.split('/').includes('..');
+/**
+ * Reads the rootfs tarball's headers (not its content) and refuses it past the limits, or when an
+ * entry or a hard link leads outside the root ("..") — before anything converts or uploads it.
+ * Returns the entry count, the bytes of content and the bytes of the tar stream.
+ */
+async function rootfs_checkRootfsTarball(file, compression, limits) {
+    let entries = 0;
+    let bytes = 0;
+    let stream = 0;
+    try {
+        await scanTar(file, compression, (entry, reader) => {
+            entries++;
+            stream = reader.position;
+            if (entries > limits.maxEntries) {
+                throw new ActionError(`rootfs: "${file.path}" holds more than ${limits.maxEntries} entries (max-rootfs-entries). Raise ` +
+                    'max-rootfs-entries if the image really has that many files.', 'max-rootfs-entries');
+            }
+            bytes += entry.size;
+            if (bytes > limits.maxBytes) {
+                throw new ActionError(`rootfs: "${file.path}" holds more than ${Math.floor(limits.maxBytes / MIB)} MiB of file content ` +
+                    `(max-rootfs-size; "${oneLine(entry.name)}" alone declares ${entry.size} bytes). Sparse files count at ` +
+                    'their full size. Raise max-rootfs-size if the image really is that large.', 'max-rootfs-size');
+            }
+            if (hasDotDot(entry.name) || (entry.type === 'hardlink' && hasDotDot(entry.linkname))) {
+                throw new ActionError(`rootfs: "${file.path}" holds the entry "${oneLine(entry.name)}"` +
+                    (entry.type === 'hardlink' ? `, a hard link to "${oneLine(entry.linkname)}",` : '') +
+                    ' which leads outside the root file system (".."). Rebuild the tarball from the root directory.', 'rootfs');
+            }
+            return false;
+        });
+    }
+    catch (error) {
+        if (!(error instanceof TarError))
+            throw error;
+        throw new ActionError(`rootfs: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete rootfs tarball.`, 'rootfs');
+    }
+    return { entries, bytes, stream };
+}
+/** The first version of squashfs-tools whose mksquashfs reads a tar archive (-tar). */
+const MKSQUASHFS_TAR_VERSION = (/* unused pure expression or super */ null && ([4, 6]));
+/** tar2sqfs (squashfs-tools-ng), or mksquashfs from squashfs-tools 4.6 or later. */
+async function findSquashfsTool() {
+    const tar2sqfs = await which('tar2sqfs', false);
+    if (tar2sqfs)
+        return { name: 'tar2sqfs', path: tar2sqfs };
+    const mksquashfs = await which('mksquashfs', false);
+    if (mksquashfs) {
+        const { stdout } = await getExecOutput(mksquashfs, ['-version'], {
+            silent: true,
+            ignoreReturnCode: true,
+            env: toolEnv(),
+        });
+        const version = /version (\d+(?:\.\d+)*)/.exec(stdout)?.[1] ?? '0';
+        if (versionAtLeast(version, MKSQUASHFS_TAR_VERSION))
+            return { name: 'mksquashfs', path: mksquashfs };
+    }
+    throw new ActionError('convert-rootfs: turning rootfs.tar.xz into a squashfs needs tar2sqfs (package squashfs-tools-ng) or ' +
+        'mksquashfs 4.6 or later (squashfs-tools) on the runner. Install one in an earlier step ' +
+        '(sudo apt-get install -y squashfs-tools-ng), or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs');
+}
+/** The command that reads an uncompressed tar on stdin and writes `output`. */
+function squashfsCommand(tool, output) {
+    return tool.name === 'tar2sqfs'
+        ? [tool.path, '--quiet', '--force', '--no-skip', '--compressor', 'xz', output]
+        : [tool.path, '-', output, '-tar', '-noappend', '-quiet', '-comp', 'xz'];
+}
+/**
+ * Runs `decompress < tarball | tool`, the tarball read through its descriptor, both tools with
+ * a minimal environment; logs progress and stops both at the time limit. Fails with whichever
+ * side's stderr.
+ */
+function pipe(file, decompress, convert, env, options) {
+    return new Promise((resolve, reject) => {
+        const [converter = '', ...convertArgs] = convert;
+        const children = [];
+        const sink = spawn(converter, convertArgs, { stdio: ['pipe', 'ignore', 'pipe'], env });
+        children.push(sink);
+        let errors = '';
+        const collect = (chunk) => {
+            if (errors.length < 16384)
+                errors += chunk.toString();
+        };
+        sink.stderr.on('data', collect);
+        sink.stdin.on('error', () => undefined); // the converter failed first; its status says why
+        let done = 0;
+        const counter = new Transform({
+            transform(chunk, _encoding, callback) {
+                done += chunk.length;
+                callback(null, chunk);
+            },
+        });
+        const input = readStream(file);
+        let failed = '';
+        let pending = 1;
+        const fail = (message) => {
+            if (!failed)
+                failed = message;
+        };
+        // A child's 'close' waits until its output was read to the end. Once the converter is gone,
+        // nothing reads what flows towards it any more, so that 'close' would never come: the streams
+        // are let go.
+        const release = () => {
+            input.unpipe();
+            input.destroy();
+            counter.destroy();
+            source?.stdout?.destroy();
+        };
+        const stop = () => {
+            for (const child of children)
+                child.kill('SIGKILL');
+            release();
+        };
+        input.on('error', (error) => {
+            fail(error.message);
+            stop();
+        });
+        let source;
+        let decompressor = 'the file';
+        if (decompress) {
+            const [command = '', ...args] = decompress;
+            decompressor = command;
+            source = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
+            children.push(source);
+            pending++;
+            source.stderr?.on('data', collect);
+            source.stdin?.on('error', () => undefined);
+            input.pipe(source.stdin);
+            source.stdout.pipe(counter).pipe(sink.stdin);
+        }
+        else {
+            input.pipe(counter).pipe(sink.stdin);
+        }
+        const started = Date.now();
+        const progress = setInterval(() => {
+            const percent = options.total > 0 ? Math.min(100, Math.floor((done / options.total) * 100)) : 0;
+            const seconds = Math.round((Date.now() - started) / 1000);
+            options.log(`Converting: ${percent}% of ${Math.ceil(options.total / MIB)} MiB of tar read, ${seconds} s`);
+        }, options.every ?? 5000);
+        let timedOut = false;
+        const timer = setTimeout(() => {
+            timedOut = true;
+            stop();
+        }, options.timeoutSeconds * 1000);
+        const settle = (name) => (code, signal) => {
+            if (code !== 0)
+                fail(`${name} exited with status ${code ?? signal ?? 'none'}`);
+            if (--pending > 0)
+                return;
+            clearInterval(progress);
+            clearTimeout(timer);
+            if (timedOut)
+                reject(new ConversionTimeout());
+            else if (failed)
+                reject(new Error(`${failed}: ${errors.trim().split('\n').slice(-5).join('\n')}`));
+            else
+                resolve();
+        };
+        const error = (e) => {
+            fail(e.message);
+            stop();
+        };
+        sink.on('error', error);
+        sink.on('exit', (code, signal) => {
+            if (code !== 0) {
+                // The converter gave up (a full disk, say): what the decompressor still has goes nowhere.
+                fail(`${converter} exited with status ${code ?? signal ?? 'none'}`);
+                stop();
+            }
+            else if (source?.stdout) {
+                // It read the archive to its end marker. The decompressor still checks the rest of the
+                // file (its integrity check covers the last block), its output thrown away.
+                source.stdout.unpipe(counter);
+                counter.destroy();
+                source.stdout.resume();
+            }
+            else {
+                release();
+            }
+        });
+        sink.on('close', settle(converter));
+        if (source) {
+            source.on('error', error);
+            source.on('close', settle(decompressor));
+        }
+    });
+}
+class ConversionTimeout extends (/* unused pure expression or super */ null && (Error)) {
+}
+/**
+ * Converts the tarball (read through its descriptor) into `<tempdir>/rootfs.squashfs` and
+ * returns it opened, with how to remove it once published. The squashfs carries `creationDate`
+ * as its time, so the same tarball always gives the same bytes.
+ */
+async function rootfs_convertRootfsTarball(tarball, options) {
+    const tool = await findSquashfsTool();
+    const tempDir = process.env['RUNNER_TEMP'] || tmpdir();
+    const dir = await mkdtemp(join(tempDir, 'lxc-publish-rootfs-'));
+    const output = join(dir, 'rootfs.squashfs');
+    let handle;
+    const remove = async () => {
+        await handle?.close().catch(() => undefined);
+        await rm(dir, { recursive: true, force: true });
+    };
+    const env = toolEnv({ SOURCE_DATE_EPOCH: String(options.creationDate) });
+    const compression = tarball.compression ?? 'none';
+    try {
+        await pipe(tarball, compression === 'none' ? undefined : DECOMPRESSORS[compression], squashfsCommand(tool, output), env, {
+            total: tarball.tar?.stream ?? tarball.size,
+            timeoutSeconds: options.timeoutSeconds,
+            log: options.log,
+            ...(options.progressEvery ? { every: options.progressEvery } : {}),
+        });
+        await checkUnchanged(tarball);
+        handle = await openFile(output);
+        const info = await handle.stat();
+        const file = {
+            path: output,
+            size: info.size,
+            handle,
+            mtimeMs: info.mtimeMs,
+            input: 'rootfs',
+            kind: 'squashfs',
+        };
+        return { file, remove };
+    }
+    catch (error) {
+        await remove();
+        if (error instanceof ActionError)
+            throw error;
+        if (error instanceof ConversionTimeout) {
+            throw new ActionError(`rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} took longer than ` +
+                `${options.timeoutSeconds} s (convert-rootfs-timeout) and was stopped. Raise convert-rootfs-timeout for a ` +
+                'very large image, or build with distrobuilder build-incus, which writes rootfs.squashfs.', 'convert-rootfs-timeout');
+        }
+        throw new ActionError(`rootfs: converting "${tarball.path}" into a squashfs with ${tool.name} failed: ${error.message.replace(/\.$/, '')}. ` +
+            `Check that the file is a complete tar archive, and that ${tempDir} (RUNNER_TEMP) has room for the ` +
+            `squashfs (${await freeMiB(tempDir)} MiB free now).`, 'rootfs');
+    }
+}
+async function freeMiB(dir) {
+    try {
+        const stats = await statfs(dir);
+        return String(Math.floor((stats.bavail * stats.bsize) / MIB));
+    }
+    catch {
+        return 'unknown';
+    }
+}
+/** The first incus-simplestreams that takes a raw rootfs tarball (a root.tar.xz item). */
+const ROOTFS_TARBALL_SINCE = (/* unused pure expression or super */ null && ([7, 0, 1]));
+/** Whether to turn a rootfs tarball into a squashfs on the runner, and why (for the log). */
+function rootfs_rootfsDecision(mode, serverVersion) {
+    if (mode === 'always')
+        return { convert: true, reason: 'convert-rootfs is always: converting rootfs tarball into a squashfs' };
+    const takesTarball = serverVersion !== undefined && versionAtLeast(serverVersion, ROOTFS_TARBALL_SINCE);
+    if (takesTarball) {
+        return {
+            convert: false,
+            reason: `The server's incus-simplestreams ${serverVersion} takes a rootfs tarball: uploading it as it is`,
+        };
+    }
+    if (mode === 'never') {
+        throw new ActionError(`The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball ` +
+            `(7.0.1 and later can). Set convert-rootfs: auto to convert it into a squashfs on the runner, or pass rootfs.squashfs.`, 'convert-rootfs');
+    }
+    return {
+        convert: true,
+        reason: `The server's incus-simplestreams ${serverVersion ?? '(unknown version)'} cannot take a rootfs tarball (7.0.1 and later can): converting it into a squashfs on the runner`,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/registry/shared-reads.ts
+/**
+ * One read of each image file for the uploads to several servers at once. Each upload says, file
+ * by file, whether it needs the file's bytes (subscribe) or not (skip); a file is read once every
+ * upload still taking part has said so, and each chunk goes to every upload that asked for it.
+ * The slowest of them sets the pace: at most QUEUED_CHUNKS chunks wait per upload, so memory
+ * stays flat whatever the file size. An upload that fails, or stops reading, leaves: it no longer
+ * holds the others back, and any later attempt of its own reads the file itself.
+ */
+
+const shared_reads_READ_CHUNK_BYTES = (/* unused pure expression or super */ null && (1024 * 1024));
+/** Chunks read ahead of the slowest subscriber. */
+const QUEUED_CHUNKS = 2;
+/** One file's read, shared by the uploads that asked for it. */
+class SharedFile {
+    file;
+    /** Uploads yet to say whether they read this file. */
+    undecided;
+    subscribers = new Map();
+    reading = false;
+    /** Wakes the reader waiting for room in the slowest queue. */
+    wakeReader;
+    constructor(file, members) {
+        this.file = file;
+        this.undecided = new Set(Array.from({ length: members }, (_, k) => k));
+    }
+    subscribe(member) {
+        const subscriber = { queue: [], gone: false };
+        this.subscribers.set(member, subscriber);
+        this.decide(member);
+        return subscriber;
+    }
+    /** `member` will not read this file (it needs none of it, or it left). */
+    decide(member) {
+        this.undecided.delete(member);
+        if (this.undecided.size === 0 && !this.reading) {
+            this.reading = true;
+            void this.read();
+        }
+    }
+    unsubscribe(member) {
+        const subscriber = this.subscribers.get(member);
+        if (subscriber) {
+            subscriber.gone = true;
+            subscriber.queue.length = 0;
+            this.subscribers.delete(member);
+            subscriber.wake?.();
+        }
+        this.decide(member);
+        this.wakeReader?.();
+    }
+    /** Called by a subscriber that took a chunk: the reader may go on. */
+    took() {
+        this.wakeReader?.();
+    }
+    deliver(item) {
+        for (const subscriber of this.subscribers.values()) {
+            subscriber.queue.push(item);
+            subscriber.wake?.();
+        }
+    }
+    async roomForMore() {
+        const full = () => [...this.subscribers.values()].some((s) => s.queue.length >= QUEUED_CHUNKS);
+        while (full())
+            await new Promise((resolve) => (this.wakeReader = resolve));
+        this.wakeReader = undefined;
+    }
+    async read() {
+        if (this.subscribers.size === 0)
+            return;
+        try {
+            for await (const chunk of readStream(this.file, { chunkBytes: shared_reads_READ_CHUNK_BYTES })) {
+                if (this.subscribers.size === 0)
+                    return; // everyone left: nothing more to read
+                this.deliver(chunk);
+                await this.roomForMore();
+            }
+            this.deliver(null);
+        }
+        catch (error) {
+            // A file that changed or could not be read: each subscriber fails with it.
+            this.deliver(error instanceof Error ? error : new Error(String(error)));
+        }
+    }
+}
+/** The shared reads of an image's files, for `members` uploads. */
+class shared_reads_SharedReads {
+    files;
+    left = new Set();
+    constructor(files, members) {
+        this.files = files.map((file) => new SharedFile(file, members));
+    }
+    /** The handle upload number `member` reads through. */
+    member(member) {
+        return {
+            read: (index) => (this.left.has(member) ? undefined : this.stream(member, index)),
+            skip: (index) => {
+                if (!this.left.has(member))
+                    this.files[index]?.decide(member);
+            },
+            leave: () => this.leave(member),
+        };
+    }
+    leave(member) {
+        if (this.left.has(member))
+            return;
+        this.left.add(member);
+        for (const file of this.files)
+            file.unsubscribe(member);
+    }
+    async *stream(member, index) {
+        const file = this.files[index];
+        if (!file)
+            throw new Error(`no image file ${index}`);
+        const subscriber = file.subscribe(member);
+        try {
+            for (;;) {
+                while (subscriber.queue.length === 0 && !subscriber.gone)
+                    await new Promise((resolve) => (subscriber.wake = resolve));
+                subscriber.wake = undefined;
+                const item = subscriber.queue.shift();
+                // Gone before the end: never a silently short file.
+                if (item === undefined)
+                    throw new Error(`the shared read of image file ${index} ended for this upload`);
+                if (item === null)
+                    return;
+                file.took();
+                if (item instanceof Error)
+                    throw item;
+                yield item;
+            }
+        }
+        finally {
+            // Read to the end, failed or stopped early: this upload no longer holds the others back.
+            file.unsubscribe(member);
+        }
+    }
+}
+
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/action/declared.ts
 /**
  * Only declared inputs. The runner passes every `with:` key as an INPUT_<NAME> variable and only
@@ -59056,7 +59961,7 @@ function editDistance(a, b) {
     return previous[b.length];
 }
 /** The declared input closest to `name`, when it is close enough to be a slip. */
-function declared_closestInput(name, declared) {
+function closestInput(name, declared) {
     let best;
     for (const input of declared) {
         const distance = editDistance(name, input);
@@ -59074,7 +59979,7 @@ function refuseUndeclaredInputs(declared, env = process.env) {
         .sort();
     if (unknown.length === 0)
         return;
-    const named = unknown.map((name) => ({ name, closest: declared_closestInput(name, declared) }));
+    const named = unknown.map((name) => ({ name, closest: closestInput(name, declared) }));
     const [only] = named;
     const what = named.length === 1 && only
         ? `${untrusted_untrusted(only.name)} is not an input of this action${only.closest ? `: did you mean ${only.closest}?` : '.'}`
@@ -59084,6 +59989,1594 @@ function refuseUndeclaredInputs(declared, env = process.env) {
     throw new errors/* ActionError */.lZ(`${what} A misspelt input would be ignored and leave its setting at the default (a misspelt host-fingerprint ` +
         "would turn host key pinning off), so the step stops here. Fix the name in the step's with: block, or " +
         'remove it; docs/reference.md lists every input.', named.find(({ closest }) => closest !== undefined)?.closest);
+}
+
+;// CONCATENATED MODULE: ./src/action/input-values.ts
+/**
+ * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
+ * ports, user names, aliases, and the secrets (masked, then taken out of the environment).
+ * Everything here is local: a bad value is reported before any file is read or any connection made.
+ */
+
+
+
+
+/** The inputs that hold secrets. */
+const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
+/**
+ * Removes the secret inputs from this process's environment once read, so that no child process
+ * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
+ */
+function forgetSecretInputs() {
+    for (const name of SECRET_INPUTS)
+        delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
+}
+/**
+ * Masks secrets in the log: each whole value, and each line of it, since the runner matches
+ * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
+ */
+function maskSecrets(values) {
+    const masks = new Set();
+    for (const value of values) {
+        if (value === '')
+            continue;
+        masks.add(value);
+        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
+            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
+                masks.add(line);
+        }
+    }
+    for (const mask of masks)
+        lib_core/* setSecret */.Pq(mask);
+    addDebugSecrets([...masks]);
+}
+/** A boolean input; empty means `fallback` (false unless given). Typos are refused rather than read as false. */
+function input_values_readBoolean(name, fallback = false) {
+    if (lib_core/* getInput */.V4(name) === '')
+        return fallback;
+    try {
+        return lib_core/* getBooleanInput */.Vt(name);
+    }
+    catch {
+        throw new errors/* ActionError */.lZ(`${name}: "${lib_core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
+    }
+}
+/** A whole-number input within its range; empty gives the default. */
+function input_values_readWholeNumber(input, range) {
+    const text = lib_core/* getInput */.V4(input).trim();
+    if (text === '')
+        return range.fallback;
+    const number = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(number) || number < range.min || number > range.max) {
+        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
+    }
+    return number;
+}
+/** A choice input, case-insensitive; empty gives the default. */
+function input_values_readChoice(input, options) {
+    const value = core.getInput(input);
+    const text = value.trim().toLowerCase();
+    if (text === '')
+        return options.fallback;
+    if (!options.choices.includes(text)) {
+        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
+    }
+    return text;
+}
+/**
+ * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
+ * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
+ * input is ever parsed as shell code.
+ */
+function input_values_parseConvertCommand(value) {
+    const command = value.trim();
+    if (command === '')
+        return '';
+    if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
+        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
+            "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
+            'in that script.', 'convert-command');
+    }
+    return command;
+}
+function input_values_parseLocalPath(value, input) {
+    const path = value.trim();
+    if (path === '') {
+        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
+    }
+    if (path.includes('\0') || path.includes('\n')) {
+        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
+    }
+    return path;
+}
+function parseHost(value, input = 'host') {
+    const host = value.trim();
+    const prefix = input.replace(/host$/, '');
+    if (host.includes('@')) {
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
+    }
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
+    }
+    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
+    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
+    // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
+    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
+    if (!isHostName && !isIPv6) {
+        throw new errors/* ActionError */.lZ(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
+    }
+    return bracketless;
+}
+function parsePort(value, input = 'port') {
+    const text = value.trim();
+    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
+    if (text === '')
+        return 22;
+    const port = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
+    }
+    return port;
+}
+function parseUsername(value, input = 'username') {
+    const username = value.trim();
+    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
+        throw new errors/* ActionError */.lZ(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
+    }
+    return username;
+}
+function input_values_parseRemoteDir(value, input) {
+    const dir = value.trim();
+    if (!dir.startsWith('/')) {
+        throw new errors/* ActionError */.lZ(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
+    }
+    if ((0,errors/* hasControlCharacters */.Kg)(dir)) {
+        throw new errors/* ActionError */.lZ(`${input}: the path contains control characters (newline, NUL, …).`, input);
+    }
+    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
+    if (normalised === '/') {
+        throw new errors/* ActionError */.lZ(`${input}: "/" cannot be used; give the registry's own directory.`, input);
+    }
+    return normalised;
+}
+/** An alias the index can store: 1 to 255 characters, no comma, blank or control character. */
+function input_values_isValidAlias(alias) {
+    return alias.length >= 1 && alias.length <= 255 && !/[\s,]/.test(alias) && !(0,errors/* hasControlCharacters */.Kg)(alias);
+}
+/**
+ * Aliases: newline- or comma-separated. The index stores a product's aliases as one
+ * comma-separated string, so a comma cannot be part of one; blanks and control characters could
+ * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
+ * one off as the remote (`crynux:crynux-node:v2.6.0`).
+ */
+function input_values_parseAliases(value, input = 'aliases') {
+    const aliases = [];
+    for (const raw of value.split(/[\n,]/)) {
+        const alias = raw.trim();
+        if (alias === '')
+            continue;
+        if (!input_values_isValidAlias(alias)) {
+            throw new errors/* ActionError */.lZ(`${input}: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
+                '(no blanks or control characters; at most 255 characters).', input);
+        }
+        if (!aliases.includes(alias))
+            aliases.push(alias);
+    }
+    return aliases;
+}
+
+;// CONCATENATED MODULE: ./src/action/mirrors.ts
+/**
+ * The mirrors input: more registry servers to publish the same release to, as a YAML list. Each
+ * entry names its host and may set its own port, user, key (through an environment variable the
+ * step fills from a secret), host key pins and directories; what it leaves out it takes from the
+ * top-level input of the same name (host key pins excepted: those belong to `host`).
+ */
+
+
+
+
+
+
+/** The keys a mirror may have. */
+const MIRROR_KEYS = [
+    'name',
+    'host',
+    'port',
+    'username',
+    'ssh-key-env',
+    'ssh-key-passphrase-env',
+    'host-fingerprint',
+    'known-hosts',
+    'upload-dir',
+    'simplestreams-dir',
+];
+/** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
+const MAX_SERVERS = 9;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
+const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
+const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
+/** Variables of the runner and of the action's own inputs: never a key's place. */
+const RESERVED_VARIABLE_PREFIXES = ['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_'];
+/** Variables every shell or runner sets: naming one is a mistake, and masking its value would garble the log. */
+const RESERVED_VARIABLES = new Set([
+    'CI',
+    'PATH',
+    'HOME',
+    'USER',
+    'LOGNAME',
+    'SHELL',
+    'PWD',
+    'OLDPWD',
+    'LANG',
+    'LANGUAGE',
+    'TERM',
+    'HOSTNAME',
+    'TMPDIR',
+    'TZ',
+    'NODE_OPTIONS',
+    'ImageOS',
+    'ImageVersion',
+]);
+const EXAMPLE = 'For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
+    "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:.";
+function mirrorsError(message) {
+    return new errors/* ActionError */.lZ(`mirrors: ${message}`, 'mirrors');
+}
+/** The text of a scalar value; anything else (a list, a map) is refused. */
+function scalar(value, key, label) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' && Number.isSafeInteger(value))
+        return String(value);
+    throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
+}
+/**
+ * An environment variable's value, masked. The variables read are taken out of the environment
+ * once every entry is read (no child process inherits them; two mirrors may share one).
+ */
+function secretFromEnvironment(variable, key, label, env) {
+    if (!VARIABLE.test(variable) ||
+        RESERVED_VARIABLES.has(variable) ||
+        RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
+        // Not quoted: a value given here by mistake may be the secret itself.
+        throw mirrorsError(`${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
+            `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
+            'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
+            "step's env: under that name.");
+    }
+    const value = env.values[variable] ?? '';
+    env.read.add(variable);
+    maskSecrets([value]);
+    if (value.trim() === '') {
+        throw mirrorsError(`${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
+            `${variable}: \${{ secrets.${variable} }} under the step's env: (a secret reads as empty when it is not ` +
+            'defined, belongs to an environment the job does not name, or the run is for a pull request from a fork).');
+    }
+    return value;
+}
+/** The pins of a mirror: its own, or the top-level known-hosts lines for its host, or none. */
+function mirrorPins(entry, target, defaults) {
+    const own = { hostFingerprint: entry['host-fingerprint'] ?? '', knownHosts: entry['known-hosts'] ?? '' };
+    if (own.hostFingerprint.trim() !== '' || own.knownHosts.trim() !== '')
+        return readHostKeyPins(own, target.host, target.port);
+    if (defaults.knownHosts.trim() === '')
+        return { fingerprints: [], knownKeys: [] };
+    try {
+        return readHostKeyPins({ hostFingerprint: '', knownHosts: defaults.knownHosts }, target.host, target.port);
+    }
+    catch {
+        // The top-level known-hosts has no line for this host: it is unpinned, and strict-host-key decides.
+        return { fingerprints: [], knownKeys: [] };
+    }
+}
+/** One entry of the list, checked, with what it leaves out taken from the defaults. */
+function readMirror(raw, position, defaults, env) {
+    let label = `entry ${position}`;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        throw mirrorsError(`${label} is not a map of keys (host:, port: …). ${EXAMPLE}`);
+    }
+    const entry = {};
+    for (const [key, value] of Object.entries(raw)) {
+        if (!MIRROR_KEYS.includes(key)) {
+            const closest = closestInput(key, MIRROR_KEYS);
+            // Shown back only when it looks like a key: anything else may be a secret pasted in.
+            const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
+            throw mirrorsError(`${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
+                `mirror takes ${MIRROR_KEYS.join(', ')}.`);
+        }
+        entry[key] = scalar(value, key, label);
+    }
+    if (entry.name !== undefined) {
+        if (!NAME.test(entry.name)) {
+            throw mirrorsError(`${label}: name ${JSON.stringify((0,errors/* oneLine */.TN)(entry.name))} must be 1 to 64 letters, digits, ".", "_" or "-".`);
+        }
+        label = `entry ${position} (${entry.name})`;
+    }
+    if (entry.host === undefined || entry.host.trim() === '')
+        throw mirrorsError(`${label} has no host. ${EXAMPLE}`);
+    try {
+        const host = parseHost(entry.host);
+        const port = entry.port === undefined ? defaults.port : parsePort(entry.port);
+        const username = entry.username === undefined ? defaults.username : parseUsername(entry.username);
+        let key = { privateKey: defaults.privateKey, passphrase: defaults.passphrase };
+        if (entry['ssh-key-env'] !== undefined) {
+            const text = secretFromEnvironment(entry['ssh-key-env'], 'ssh-key-env', label, env);
+            const passphrase = entry['ssh-key-passphrase-env'] === undefined
+                ? ''
+                : secretFromEnvironment(entry['ssh-key-passphrase-env'], 'ssh-key-passphrase-env', label, env);
+            key = preparePrivateKey(text, passphrase, { key: 'ssh-key-env', passphrase: 'ssh-key-passphrase-env' });
+            if (key.privateKey !== normalisePrivateKey(text))
+                maskSecrets([key.privateKey]);
+        }
+        else if (entry['ssh-key-passphrase-env'] !== undefined) {
+            throw mirrorsError(`${label}: ssh-key-passphrase-env is set without ssh-key-env; name the key's variable too.`);
+        }
+        const simplestreamsDir = entry['simplestreams-dir'] === undefined
+            ? defaults.simplestreamsDir
+            : input_values_parseRemoteDir(entry['simplestreams-dir'], 'simplestreams-dir');
+        const uploadDir = entry['upload-dir'] === undefined ? defaults.uploadDir : input_values_parseRemoteDir(entry['upload-dir'], 'upload-dir');
+        return {
+            name: entry.name ?? (port === 22 ? host : `${host}:${port}`),
+            host,
+            port,
+            username,
+            ...key,
+            hostKeyPins: mirrorPins(entry, { host, port }, defaults),
+            strictHostKey: defaults.strictHostKey,
+            connectTimeout: defaults.connectTimeout,
+            simplestreamsDir,
+            uploadDir,
+        };
+    }
+    catch (error) {
+        if (!(error instanceof errors/* ActionError */.lZ) || error.input === 'mirrors')
+            throw error;
+        // A field's own message names its key as an input: here it is a key of this mirror.
+        throw mirrorsError(`${label}: ${error.message}`);
+    }
+}
+/**
+ * The mirrors input, read: [] when empty. A private key pasted into it is refused without
+ * being repeated (it belongs in a secret, named by ssh-key-env).
+ */
+function parseMirrors(text, defaults, env = process.env) {
+    if (text.trim() === '')
+        return [];
+    if (/PRIVATE KEY/i.test(text)) {
+        maskSecrets([text]);
+        throw mirrorsError('holds a private key. The mirrors input is not secret and shows in the log: put each key in a secret and ' +
+            "name the environment variable that carries it with ssh-key-env (EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:). " +
+            'Replace that key now: it was in the workflow file.');
+    }
+    let document;
+    try {
+        document = (0,dist/* parse */.qg)(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
+    }
+    catch (error) {
+        const reason = error instanceof dist/* YAMLParseError */.XT ? error.message.split('\n')[0] : (0,errors/* describeError */.Uc)(error);
+        throw mirrorsError(`not a YAML list of servers (${(0,errors/* oneLine */.TN)(reason ?? '')}). ${EXAMPLE}`);
+    }
+    if (!Array.isArray(document) || document.length === 0)
+        throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
+    if (document.length > MAX_SERVERS - 1)
+        throw mirrorsError(`lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`);
+    const secrets = { values: env, read: new Set() };
+    let mirrors;
+    try {
+        mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
+    }
+    finally {
+        for (const variable of secrets.read)
+            delete env[variable];
+    }
+    const seen = new Map([[defaults.primary.name, 'the host input']]);
+    const registries = new Set([mirrors_registryKey(defaults.primary)]);
+    for (const mirror of mirrors) {
+        if (seen.has(mirror.name))
+            throw mirrorsError(`two servers are named ${mirror.name}; give each mirror a name of its own (name:).`);
+        seen.set(mirror.name, mirror.host);
+        const key = mirrors_registryKey(mirror);
+        if (registries.has(key)) {
+            throw mirrorsError(`${mirror.name} is the registry at ${mirror.host}:${mirror.port} ${mirror.simplestreamsDir} a second time; ` +
+                'each server of the fleet must be a registry of its own.');
+        }
+        registries.add(key);
+    }
+    return mirrors;
+}
+/** What tells registries apart: the same host, port and directory is the same registry. */
+function mirrors_registryKey(server) {
+    // registry.example. and registry.example are one host.
+    return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
+}
+
+;// CONCATENATED MODULE: ./src/image/metadata.ts
+/** metadata.yaml: what distrobuilder writes into the metadata tarball, checked for what the registry needs. */
+
+
+
+/** metadata.yaml larger than this is refused unread (distrobuilder writes a few kilobytes). */
+const metadata_METADATA_YAML_MAX_BYTES = (/* unused pure expression or super */ null && (1024 * 1024));
+/** creation_date from 2000-01-01 on: older dates are no build's, and serials sort as text. */
+const EARLIEST_CREATION_DATE = 946684800;
+/**
+ * Fields that form the product key (os:release:variant:architecture), the default alias
+ * (os/release/variant) and the index's alias lists (comma-separated): none of those separators,
+ * no blanks, no control characters.
+ */
+const KEY_FIELD_FORBIDDEN = /[:,/\s\u0000-\u001f\u007f]/u;
+function requireString(value, field, path) {
+    if (typeof value !== 'string' || value.trim() === '') {
+        throw new ActionError(`metadata: metadata.yaml in "${path}" has no ${field}. Build the image with distrobuilder ` +
+            `(build-incus or pack-incus), or add "${field}" to the image definition.`, 'metadata');
+    }
+    return value;
+}
+function fail(path, problem) {
+    throw new ActionError(`metadata: metadata.yaml in "${path}" ${problem}`, 'metadata');
+}
+function describeCharacter(character) {
+    if (character === ' ')
+        return 'a blank';
+    if (/\s/u.test(character) || /[\u0000-\u001f\u007f]/.test(character)) {
+        return `a control or blank character (U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')})`;
+    }
+    return `"${character}"`;
+}
+/** A field of the product key: refused, naming the field and why, when it holds a separator. */
+function requireKeyField(value, field, path) {
+    const text = requireString(value, field, path);
+    const bad = KEY_FIELD_FORBIDDEN.exec(text)?.[0];
+    if (bad !== undefined) {
+        fail(path, `has ${field} "${text}", which contains ${describeCharacter(bad)}. os, release, variant and ` +
+            'properties.architecture form the product key (os:release:variant:architecture) and the default alias ' +
+            '(os/release/variant), and aliases are listed comma-separated: they cannot hold ":", ",", "/", blanks or ' +
+            'control characters. Change it in the image definition.');
+    }
+    return text;
+}
+/**
+ * creation_date as incus-simplestreams reads it: a plain decimal number (no sign, leading zero,
+ * exponent, underscore, quotes or tag, which YAML parsers read differently), from 2000 to a day
+ * from now (a later date would stay the newest version for good).
+ */
+function requireCreationDate(document, text, path, now) {
+    const node = document.get('creation_date', true);
+    const source = isScalar(node) && node.range ? text.slice(node.range[0], node.range[1]) : undefined;
+    const plain = isScalar(node) && node.type === 'PLAIN' && node.tag === undefined;
+    if (!isScalar(node) || typeof node.value !== 'number') {
+        fail(path, 'has no valid creation_date (a Unix time in seconds).');
+    }
+    if (!plain || source === undefined || !/^[1-9][0-9]{0,11}$/.test(source)) {
+        fail(path, `has creation_date "${oneLine(String(source ?? node.value))}", which is not a plain decimal Unix time in seconds ` +
+            '(a leading zero, a sign, an exponent, an underscore or a tag is read differently by incus-simplestreams). ' +
+            'Write it as distrobuilder does, for example creation_date: 1767225600.');
+    }
+    const value = Number(source);
+    const latest = Math.floor(now / 1000) + 86400;
+    if (value < EARLIEST_CREATION_DATE || value > latest) {
+        fail(path, `has creation_date ${value} (${value > 8.64e12 ? 'far' : new Date(value * 1000).toISOString()}), which is not between ` +
+            `2000-01-01 and a day from now: a date in the future would stay the newest version for good. Check the build machine's clock.`);
+    }
+    return value;
+}
+/** Checks metadata.yaml for what `incus-simplestreams add` needs, read as it reads it. */
+function metadata_parseMetadataYaml(text, path, now = Date.now()) {
+    let document;
+    let root;
+    try {
+        document = parseDocument(text);
+        const [error] = document.errors;
+        if (error)
+            throw error;
+        root = document.toJS();
+    }
+    catch (error) {
+        fail(path, `is not valid YAML (${describeError(error)}).`);
+    }
+    if (typeof root !== 'object' || root === null || Array.isArray(root))
+        fail(path, 'is not a YAML mapping.');
+    const values = root;
+    const creationDate = requireCreationDate(document, text, path, now);
+    const properties = values['properties'];
+    if (typeof properties !== 'object' || properties === null)
+        fail(path, 'has no properties section.');
+    const props = properties;
+    const architecture = requireString(values['architecture'], 'architecture', path);
+    const incus = incusArchitecture(architecture);
+    if (incus === undefined) {
+        fail(path, `names architecture "${architecture}", which Incus does not know. ` +
+            'Use an Incus architecture name such as x86_64 or aarch64 (distrobuilder sets it from image.architecture).');
+    }
+    const os = requireKeyField(props['os'], 'properties.os', path);
+    const release = requireKeyField(props['release'], 'properties.release', path);
+    const variant = requireKeyField(props['variant'], 'properties.variant', path);
+    const propertiesArchitecture = requireKeyField(props['architecture'], 'properties.architecture', path);
+    const named = incusArchitecture(propertiesArchitecture);
+    if (named !== incus) {
+        fail(path, `has architecture "${architecture}" (${incus}) but properties.architecture "${propertiesArchitecture}" ` +
+            `(${named ?? 'not an architecture Incus knows'}): clients would be offered the image for the wrong ` +
+            'architecture. Both come from image.architecture in the image definition: build it again, or set them to ' +
+            'the same architecture (x86_64 ~ amd64, aarch64 ~ arm64).');
+    }
+    return {
+        architecture,
+        creationDate,
+        os,
+        release,
+        variant,
+        propertiesArchitecture,
+        description: requireString(props['description'], 'properties.description', path),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/image/inspect.ts
+/**
+ * Local inspection of the image files before any network: what each file is (from its content,
+ * not its name), what metadata.yaml says, and whether a unified tarball holds a VM. Each file is
+ * opened once here; everything later reads it through that descriptor (image/local-file.ts).
+ */
+
+
+
+
+
+
+const MAGIC = [
+    { kind: 'xz', bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), offset: 0 },
+    { kind: 'gzip', bytes: Buffer.from([0x1f, 0x8b]), offset: 0 },
+    { kind: 'bzip2', bytes: Buffer.from('BZh'), offset: 0 },
+    { kind: 'zstd', bytes: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), offset: 0 },
+    { kind: 'none', bytes: Buffer.from('ustar'), offset: 257 },
+    { kind: 'squashfs', bytes: Buffer.from('hsqs'), offset: 0 },
+    { kind: 'qcow2', bytes: Buffer.from([0x51, 0x46, 0x49, 0xfb]), offset: 0 },
+];
+/** A split metadata tarball holds metadata.yaml and templates: a few kilobytes once decompressed. */
+const METADATA_TARBALL_MAX_BYTES = (/* unused pure expression or super */ null && (64 * 1024 * 1024));
+/** A unified tarball is read until metadata.yaml and its rootfs are found, up to this expansion. */
+const UNIFIED_MAX_EXPANSION = 1000;
+const UNIFIED_MIN_LIMIT = (/* unused pure expression or super */ null && (256 * 1024 * 1024));
+/** Identifies a file from its first bytes. */
+function detectContent(head) {
+    return MAGIC.find(({ bytes, offset }) => head.subarray(offset, offset + bytes.length).equals(bytes))?.kind;
+}
+/** Opens the input's file once and checks that it is a readable, non-empty regular file. */
+async function openInput(path, input) {
+    let handle;
+    try {
+        handle = await openFile(path);
+    }
+    catch (error) {
+        const code = error.code;
+        if (code === 'EACCES' || code === 'EPERM') {
+            throw new ActionError(`${input}: "${path}" cannot be read (permission denied). Make it readable by the runner.`, input);
+        }
+        throw new ActionError(`${input}: "${path}" does not exist. Check the path (relative paths start at the workspace, ${process.cwd()}).`, input);
+    }
+    try {
+        const info = await handle.stat();
+        if (!info.isFile()) {
+            throw new ActionError(`${input}: "${path}" is not a regular file. Give the path of the image file itself.`, input);
+        }
+        if (info.size === 0)
+            throw new ActionError(`${input}: "${path}" is empty. Did the build step fail?`, input);
+        return { path, size: info.size, handle, mtimeMs: info.mtimeMs, input };
+    }
+    catch (error) {
+        await handle.close().catch(() => undefined);
+        throw error;
+    }
+}
+const ENTRY_KINDS = {
+    file: 'a file',
+    hardlink: 'a hard link',
+    symlink: 'a symbolic link',
+    char: 'a character device',
+    block: 'a block device',
+    directory: 'a directory',
+    fifo: 'a FIFO',
+    other: 'a special entry',
+};
+function unreadable(file, error) {
+    if (!(error instanceof TarError))
+        throw error;
+    throw new ActionError(`${file.input}: "${file.path}" cannot be read as a tarball (${error.message}). Give the complete file that distrobuilder wrote.`, file.input);
+}
+/** Refuses a qcow2 disk that refers to files outside itself. */
+function checkDisk(head, what, input) {
+    const problem = qcow2Reference(head);
+    if (problem === undefined)
+        return;
+    throw new ActionError(`${input}: ${what} is a qcow2 disk with ${problem}: it refers to a file outside itself, which a client that ` +
+        'converts the disk would read on its own host. Publish a standalone disk (qemu-img convert -O qcow2 disk.qcow2 ' +
+        'standalone.qcow2, without -B or data_file).', input);
+}
+/**
+ * Reads metadata.yaml out of the metadata (or unified) tarball as incus-simplestreams does: the
+ * first member named exactly metadata.yaml. In a unified tarball the first rootfs/ or rootfs.img
+ * entry gives the type (and the disk is checked); reading stops once both are known.
+ */
+async function readMetadataTarball(file, compression, unified) {
+    const { path } = file;
+    let yaml;
+    let otherName;
+    let imageType;
+    const limit = unified ? Math.max(UNIFIED_MIN_LIMIT, UNIFIED_MAX_EXPANSION * file.size) : METADATA_TARBALL_MAX_BYTES;
+    try {
+        await scanTar(file, compression, async (entry, reader) => {
+            if (reader.position > limit) {
+                throw new ActionError(unified
+                    ? `metadata: "${path}" expands more than ${UNIFIED_MAX_EXPANSION}-fold before its metadata.yaml and rootfs: ` +
+                        'it is not an image distrobuilder wrote. Give the unified tarball of a build-incus --type=unified build.'
+                    : `metadata: "${path}" holds more than ${METADATA_TARBALL_MAX_BYTES / 1024 / 1024} MiB before its metadata.yaml; a ` +
+                        'metadata tarball holds metadata.yaml and templates (a few kilobytes). Give the incus.tar.xz that distrobuilder wrote.', 'metadata');
+            }
+            if (yaml === undefined && entry.name === 'metadata.yaml') {
+                if (entry.type !== 'file') {
+                    throw new ActionError(`metadata: metadata.yaml in "${path}" is ${ENTRY_KINDS[entry.type]}, not a file; incus-simplestreams ` +
+                        'reads the first member named metadata.yaml. Pack the file itself (tar --dereference).', 'metadata');
+                }
+                if (entry.size > METADATA_YAML_MAX_BYTES) {
+                    throw new ActionError(`metadata: metadata.yaml in "${path}" is ${entry.size} bytes; the limit is 1 MiB (distrobuilder ` +
+                        'writes a few kilobytes). Check what was packed as metadata.yaml.', 'metadata');
+                }
+                yaml = (await reader.read(entry.size)).toString('utf8');
+            }
+            else if (yaml === undefined && otherName === undefined && /(^|\/)metadata\.yaml\/?$/.test(entry.name)) {
+                otherName = entry.name;
+            }
+            if (unified && imageType === undefined) {
+                const name = entry.name.replace(/^\.\//, '');
+                if (name === 'rootfs.img') {
+                    imageType = 'virtual-machine';
+                    const head = entry.type === 'file' ? await reader.read(QCOW2_HEAD_BYTES) : Buffer.alloc(0);
+                    if (detectContent(head) === 'qcow2')
+                        checkDisk(head, `rootfs.img in "${path}"`, 'metadata');
+                }
+                else if (name === 'rootfs' || name.startsWith('rootfs/')) {
+                    imageType = 'container';
+                }
+            }
+            return yaml !== undefined && (!unified || imageType !== undefined);
+        });
+    }
+    catch (error) {
+        unreadable(file, error);
+    }
+    if (yaml === undefined) {
+        if (otherName !== undefined) {
+            throw new ActionError(`metadata: "${path}" holds "${otherName}" but no member named exactly metadata.yaml, which is the one ` +
+                'incus-simplestreams reads: the server would refuse the image after the upload. Pack it at the top of the ' +
+                'tarball under that name (tar -C DIR -cJf incus.tar.xz metadata.yaml templates, not "." or a directory).', 'metadata');
+        }
+        throw new ActionError(`metadata: "${path}" holds no metadata.yaml. LXC-format images (build-lxc, meta.tar.xz) cannot be ` +
+            'published to an Incus registry: build with `distrobuilder build-incus` (or pack-incus) instead.', 'metadata');
+    }
+    if (unified && imageType === undefined) {
+        throw new ActionError(`metadata: "${path}" holds metadata.yaml but neither rootfs/ nor rootfs.img, so it is not a unified image. ` +
+            'If it is the metadata tarball of a split image, give its data file (rootfs.squashfs or disk.qcow2) as rootfs.', 'metadata');
+    }
+    return { yaml, ...(imageType ? { imageType } : {}) };
+}
+async function checkMetadataKind(file) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs' || content === 'qcow2') {
+        throw new ActionError(`metadata: "${file.path}" is a ${content} file, not a metadata tarball. Pass incus.tar.xz as metadata and the ${content} file as rootfs.`, 'metadata');
+    }
+    if (content === undefined) {
+        throw new ActionError(`metadata: "${file.path}" is not a tarball (xz, gzip, bzip2, zstd or plain tar). Give the incus.tar.xz that distrobuilder wrote.`, 'metadata');
+    }
+    return content;
+}
+async function inspectDataFile(file, limits) {
+    const content = detectContent(await readAt(file, 0, 512));
+    if (content === 'squashfs')
+        return { ...file, kind: content };
+    if (content === 'qcow2') {
+        checkDisk(await readAt(file, 0, QCOW2_HEAD_BYTES), `"${file.path}"`, 'rootfs');
+        return { ...file, kind: content };
+    }
+    if (content !== undefined) {
+        const tar = await checkRootfsTarball(file, content, limits);
+        return { ...file, kind: 'rootfs-tarball', compression: content, tar };
+    }
+    throw new ActionError(`rootfs: "${file.path}" is an unknown kind of file. Give the rootfs.squashfs (container) or disk.qcow2 (VM) that ` +
+        'distrobuilder build-incus wrote, or a rootfs.tar.xz.', 'rootfs');
+}
+/**
+ * Inspects the image files named by the metadata and rootfs inputs. The returned image holds
+ * them open: close them with closeImage once the run is over.
+ */
+async function inspect_inspectImage(metadataPath, rootfsPath, limits = DEFAULT_ROOTFS_LIMITS) {
+    const opened = [];
+    try {
+        const metadataFile = await openInput(metadataPath, 'metadata');
+        opened.push(metadataFile);
+        let data;
+        if (rootfsPath !== '') {
+            const rootfsFile = await openInput(rootfsPath, 'rootfs');
+            opened.push(rootfsFile);
+            data = await inspectDataFile(rootfsFile, limits);
+        }
+        const compression = await checkMetadataKind(metadataFile);
+        const { yaml, imageType: unifiedType } = await readMetadataTarball(metadataFile, compression, !data);
+        const properties = parseMetadataYaml(yaml, metadataPath);
+        const imageType = data
+            ? data.kind === 'qcow2'
+                ? 'virtual-machine'
+                : 'container'
+            : (unifiedType ?? 'container');
+        return {
+            metadata: { ...metadataFile, compression },
+            ...(data ? { data } : {}),
+            imageType,
+            properties,
+            size: metadataFile.size + (data?.size ?? 0),
+        };
+    }
+    catch (error) {
+        await closeFiles(opened);
+        throw error;
+    }
+}
+/** Defaults of the max-rootfs-entries and max-rootfs-size inputs. */
+const DEFAULT_ROOTFS_LIMITS = { maxEntries: 500_000, maxBytes: 16 * 1024 ** 3 };
+
+;// CONCATENATED MODULE: ./src/simplestreams/unified-vm.ts
+/**
+ * Unified VM images in the simplestreams index: pure functions, no I/O.
+ *
+ * A unified tarball is published as one `incus_combined.tar.gz` item (whatever its compression)
+ * whose sha256 is the fingerprint. incus-simplestreams 6.0 writes nothing on that item that says
+ * whether the tarball holds a container (rootfs/) or a VM (rootfs.img); 7.0.1 and later write
+ * `combined_type`. The Incus 6.0 client (and LXD 5.0) types every combined item as a container,
+ * whatever its fields: `incus image list` shows a unified VM as CONTAINER and
+ * `incus image info --vm REMOTE:alias` does not find it (checked with Incus 6.0.4 and LXD 5.0.2).
+ * No item field changes that for those clients; only a split image (incus.tar.xz + disk.qcow2)
+ * is a VM to them (image/kinds.ts warns about it).
+ */
+
+const UNIFIED_ITEMS = [images_index_UNIFIED_ITEM, 'lxd_combined.tar.gz'];
+/**
+ * A copy of the index in which the unified item(s) of the version with this fingerprint say
+ * `combined_type: "virtual-machine"`, as incus-simplestreams 7.0.1+ writes it. Apply it to a
+ * unified VM image's index (the staging one, or any index written after it): this action's own
+ * reading of the index (findFingerprint, the image-type output) then types it right, as it does
+ * for trees written by incus-simplestreams 7.0.1+. Harmless elsewhere: the Incus 6.0 client,
+ * LXD 5.0 and `incus-simplestreams verify` ignore the field (checked). Note that 6.0's own `add`,
+ * `remove` and `prune`, run by hand, rewrite images.json without it (they drop unknown fields).
+ * Idempotent; the index given is not modified.
+ */
+function unified_vm_markUnifiedVm(index, fingerprint) {
+    const copy = cloneIndex(index);
+    for (const product of Object.values(copy.products)) {
+        for (const version of Object.values(product.versions ?? {})) {
+            const unified = version.items?.[UNIFIED_ITEM];
+            if (!unified || unified.sha256 !== fingerprint)
+                continue;
+            for (const key of UNIFIED_ITEMS) {
+                const item = version.items[key];
+                if (item)
+                    item['combined_type'] = 'virtual-machine';
+            }
+        }
+    }
+    return copy;
+}
+
+;// CONCATENATED MODULE: ./src/registry/stage.ts
+/**
+ * The convert step: incus-simplestreams add in an empty staging tree of the image's own, under
+ * the image lock's lease (server/stage.sh), whose result is merged into the live index under the
+ * registry lock (registry/publication.ts); or the owner's convert-command, which writes the live
+ * tree itself, under the registry lock's lease.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** What server/stage.sh printed: the sha256 of each staged file, by name, and the tree's index. */
+function parseStageOutput(output) {
+    const sums = new Map();
+    let index;
+    // Lines of another form (a login shell's noise) are ignored.
+    for (const line of output.toString('utf8').split('\n')) {
+        const sum = /^sum ([0-9a-f]{64}) ([A-Za-z0-9._+-]+)$/.exec(line);
+        if (sum)
+            sums.set(sum[2], sum[1]);
+        else if (line.startsWith('index '))
+            index = Buffer.from(line.slice('index '.length), 'base64');
+    }
+    return { sums, index: index ?? Buffer.alloc(0) };
+}
+/**
+ * The staged files that are not the uploaded bytes: an item whose copy in the staging tree does
+ * not hash to what the tool recorded, or to any file the runner uploaded; or an uploaded file no
+ * item holds. Empty when every staged byte is what the runner read.
+ */
+function stagedMismatches(staged, sums, uploaded) {
+    const items = Object.values(staged.version.items);
+    const wrong = items
+        .filter((item) => {
+        const got = sums.get(posix.basename(item.path));
+        return got === undefined || got !== item.sha256 || !uploaded.includes(got);
+    })
+        .map((item) => item.path);
+    const missing = uploaded.filter((sha256) => !items.some((item) => item.sha256 === sha256));
+    return [...wrong, ...missing.map((sha256) => `an uploaded file (sha256 ${sha256})`)];
+}
+/**
+ * Stages the uploaded image and returns the version the tool wrote, after checking that the
+ * server computed the runner's fingerprint and that every staged copy holds the bytes the runner
+ * read (otherwise the upload is removed).
+ */
+async function stage_stageImage(registry, options) {
+    const { image, lock, staging, fingerprint } = options;
+    const what = 'incus-simplestreams add (in the staging tree)';
+    const result = await registry.execScript(STAGE, [...fenceArgs(lock.fence), staging, ...remotePaths(image)]);
+    const output = parseStageOutput(fencedOutput(result, lock, what, IMAGE_LOCK_NAME));
+    const stagedIndex = parseIndexText(output.index, posix.join(staging, 'streams/v1/images.json'));
+    const staged = stagedVersion(options.unifiedVm ? markUnifiedVm(stagedIndex, fingerprint) : stagedIndex);
+    const stagedFingerprint = versionFingerprint(staged.version);
+    if (stagedFingerprint !== fingerprint) {
+        await stage_removeUnderLease(registry, lock, [image.dir, staging]);
+        throw new ActionError(`The server computed fingerprint ${untrusted(stagedFingerprint ?? 'none')} for the uploaded files, not ${fingerprint}: ` +
+            'the upload was damaged. It was removed; run the step again.');
+    }
+    const wrong = stagedMismatches(staged, output.sums, options.fileSha256s);
+    if (wrong.length > 0) {
+        await stage_removeUnderLease(registry, lock, [image.dir, staging]);
+        throw new ActionError(`The staged copies on the server do not hold the bytes this runner uploaded (${wrong.map(untrusted).join(', ')}): ` +
+            'the upload directory changed while it was staged (another process writing in upload-dir?). The upload was ' +
+            'removed; run the step again, and check that nothing else writes in upload-dir.', 'upload-dir');
+    }
+    return staged;
+}
+/** Removes directories of the image's (its upload, its staging tree) under its lock's lease. */
+async function stage_removeUnderLease(registry, lock, dirs) {
+    const what = `Removing ${dirs.join(', ')}`;
+    const result = await registry.execScript(FENCED, [...fenceArgs(lock.fence), 'rm', '-rf', '--', ...dirs]);
+    fencedOutput(result, lock, what, IMAGE_LOCK_NAME);
+}
+/** The owner's convert-command, run in simplestreams-dir with documented, quoted arguments. */
+function customConvertCommand(command, simplestreamsDir, args) {
+    return commandChain([
+        ['cd', '--', simplestreamsDir],
+        ['env', 'TZ=UTC', command, args.metadata, args.data, args.fingerprint, args.serial, ...args.aliases],
+    ]);
+}
+/** Runs the owner's convert-command on the uploaded image, under the registry lock's lease. */
+async function stage_runCustomConvert(registry, registryLock, command, image, args) {
+    const [metadata = '', data = ''] = remotePaths(image);
+    const chain = customConvertCommand(command, registry.paths.simplestreamsDir, { metadata, data, ...args });
+    const what = `convert-command ${command}`;
+    const result = await registry.execScript(FENCED, [...fenceArgs(registryLock.fence), 'sh', '-c', chain]);
+    const output = fencedOutput(result, registryLock, what, 'registry lock');
+    // Between stop-commands markers, so that no line of the script's output can pass for a workflow command.
+    logUntrusted(output.toString('utf8').trim(), log.info);
+}
+
+;// CONCATENATED MODULE: ./src/action/steps.ts
+/**
+ * The steps of a publish, in the order action/main.ts calls them. Each is one log group and
+ * hands the work to its layer: image/ on the runner, registry/ on the server.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** Step 1: what the files are and what metadata.yaml says, before any network. */
+async function steps_inspect(settings) {
+    const image = await timedGroup('Inspect the image', async () => {
+        const inspected = await inspectImage(settings.metadataPath, settings.rootfsPath, settings.rootfsLimits);
+        const { os, release, variant, propertiesArchitecture } = inspected.properties;
+        // metadata.yaml is the image builder's: its values are logged escaped.
+        const fields = [os, release, variant, propertiesArchitecture].map(untrusted).join(' ');
+        log.info(`${inspected.imageType} image ${fields}, ${inspected.size} bytes`);
+        return inspected;
+    });
+    const unified = !image.data;
+    const warnings = incusWarnings(image.imageType, unified);
+    if (settings.lxdCompat)
+        warnings.push(...lxdWarnings(image.imageType, unified));
+    for (const warning of warnings)
+        log.warning(warning);
+    return image;
+}
+/**
+ * The aliases to put on the image: the requested ones (checked with the inputs), and the tool's
+ * default one if asked for, which comes from metadata.yaml and is checked the same way here: the
+ * index keeps a product's aliases as one comma-separated string.
+ */
+function steps_requestedAliases(settings, image) {
+    const { os, release, variant } = image.properties;
+    const aliases = [...settings.aliases];
+    if (settings.defaultAlias) {
+        const derived = `${os}/${release}/${variant}`;
+        if (!isValidAlias(derived)) {
+            throw new ActionError(`default-alias: the alias ${untrusted(derived)} made of metadata.yaml's os, release and variant ` +
+                `holds a comma, a blank or a control character, or is longer than 255 characters (it has ${derived.length}), ` +
+                'which the index cannot store. Fix or shorten those fields in the image definition, or set default-alias: false.', 'default-alias');
+        }
+        aliases.push(derived);
+    }
+    return [...new Set(aliases)];
+}
+/** Step 2: the SSH connection, with the host key checked. */
+function steps_connect(settings) {
+    return timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open(settings));
+}
+/** Why this publish makes no delta, or undefined when it makes them (a split container, converted here). */
+function noDeltaReason(settings, image) {
+    if (effectiveDeltaBases(settings) <= 0) {
+        if (settings.deltaBases <= 0)
+            return undefined;
+        return settings.releaseIsVersion
+            ? 'with release-is-version, keep-versions keeps one build of each release, so none is left to be a base'
+            : 'keep-versions 1 keeps no earlier release';
+    }
+    if (settings.convertCommand)
+        return 'convert-command makes the index';
+    if (image.imageType !== 'container' || image.data?.kind !== 'squashfs')
+        return 'deltas are made for split containers (a squashfs) only';
+    return undefined;
+}
+/**
+ * Step 2: what the server must offer, checked before anything is uploaded; the live index, and
+ * whether deltas can be made (xdelta3 on the server: a warning without it, or an error with
+ * require-deltas).
+ */
+async function steps_checkServer(registry, settings, image) {
+    const noDelta = noDeltaReason(settings, image);
+    if (noDelta && settings.deltaBases > 0)
+        log.info(`No deltas for this image: ${noDelta}`);
+    const deltas = settings.deltaBases > 0 && noDelta === undefined;
+    const state = await readServerState(registry, {
+        tool: settings.convertCommand || 'incus-simplestreams',
+        deltas,
+        dryRun: settings.dryRun,
+    });
+    if (deltas && !state.xdelta3) {
+        if (settings.requireDeltas) {
+            throw new ActionError(`require-deltas: xdelta3 is not installed on the server (or not on the SSH user's PATH), so no delta can be made. ${INSTALL_XDELTA3} Or set require-deltas: false to publish without deltas. Nothing was uploaded.`, 'require-deltas');
+        }
+        log.warning(`xdelta3 is not installed on the server (or not on the SSH user's PATH): publishing without deltas, so clients download the whole image on update. ${INSTALL_XDELTA3}`);
+    }
+    return { live: state.index, deltas: deltas && state.xdelta3 };
+}
+/**
+ * A raw rootfs tarball: uploaded as it is when the server's incus-simplestreams takes one (7.0.1
+ * and later), or converted into a squashfs on the runner (convert-rootfs). `onCleanup` receives
+ * what removes the converted file once the run is over.
+ */
+async function steps_prepareRootfsTarball(registry, settings, image, onCleanup) {
+    const data = image.data;
+    if (!data || data.kind !== 'rootfs-tarball')
+        return image;
+    const version = settings.convertRootfs === 'always' ? undefined : await serverToolVersion(registry);
+    const decision = rootfsDecision(settings.convertRootfs, version);
+    log.info(untrustedLine(decision.reason)); // it quotes the server's version output
+    if (!decision.convert)
+        return image;
+    const converted = await convertRootfsTarball(data, {
+        creationDate: image.properties.creationDate,
+        timeoutSeconds: settings.convertRootfsTimeout,
+        log: log.info,
+    });
+    onCleanup(converted.remove);
+    log.info(`Converted ${data.path} (${data.size} bytes) into a squashfs of ${converted.file.size} bytes`);
+    return { ...image, data: converted.file, size: image.metadata.size + converted.file.size };
+}
+/**
+ * Step 3: whether the image is already published. A fingerprint can only be published under its
+ * own line and serial (they come from its metadata): only when that release exists is it worth
+ * a hash pass before uploading; otherwise the fingerprint is computed while the files upload. A
+ * different image under that serial is refused here, before any upload, unless replace is set.
+ */
+async function steps_findExisting(settings, image, live, options = {}) {
+    const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+    const line = lineKey(os, release, variant, propertiesArchitecture);
+    const serial = serialFor(creationDate);
+    const identity = lineIdentity(line, { os, release, variant, arch: propertiesArchitecture });
+    const published = releasesOf(live, identity).find((candidate) => candidate.serial === serial);
+    if (!published)
+        return { published: false };
+    const fingerprint = await timedGroup('Fingerprint', async () => {
+        const computed = await (options.fingerprint ?? (() => fingerprintOf(image)))();
+        log.info(`Fingerprint: ${computed}; ${untrusted(line)} already has a release with serial ${serial}`);
+        return computed;
+    });
+    if (findFingerprint(live, fingerprint))
+        return { published: true, fingerprint };
+    if (!settings.replace) {
+        const existing = versionFingerprint(published.version) ?? 'unknown';
+        throw serialConflictError(published.product, serial, existing, fingerprint);
+    }
+    return { published: false, fingerprint };
+}
+/** Step 3, when published: only the aliases are put in place, under the registry lock. */
+function putAliases(registry, settings, fingerprint, aliases) {
+    return timedGroup('Already published: put the aliases in place', () => publishUnderLock(registry, { fingerprint, aliases, options: settings }, { kind: 'aliases' }));
+}
+/** Step 4: the files into the image's own upload directory, resumed and retried; the fingerprint. */
+async function steps_upload(registry, settings, image, knownFingerprint) {
+    const remote = remoteImage(registry.paths, await uploadKey(image), image);
+    // What was sent is what was inspected, up to its size: a file that changed since is refused,
+    // and when the upload failed, a change is what the message says first.
+    const unchanged = async () => {
+        for (const file of imageFiles(image))
+            await checkUnchanged(file);
+    };
+    let uploaded;
+    try {
+        uploaded = await timedGroup('Upload', () => uploadImage(registry, remote, settings));
+    }
+    catch (error) {
+        await unchanged();
+        throw error;
+    }
+    log.info(`Fingerprint: ${uploaded.fingerprint}`);
+    try {
+        await unchanged();
+    }
+    catch (error) {
+        await uploaded.lock.release().catch(() => undefined);
+        throw error;
+    }
+    if (knownFingerprint && knownFingerprint !== uploaded.fingerprint) {
+        await uploaded.lock.release().catch(() => undefined);
+        throw new ActionError(`The image files changed while the step ran (fingerprint ${knownFingerprint}, then ${uploaded.fingerprint}). ` +
+            'Make sure nothing writes them during the publish, and run it again.', 'metadata');
+    }
+    return { remote, upload: uploaded };
+}
+/**
+ * Step 5: the change to publish: the version incus-simplestreams add wrote into a staging tree,
+ * or the owner's convert-command, which runs under the registry lock in step 6.
+ */
+async function steps_convert(registry, settings, input) {
+    const { image, remote, upload, aliases, deltaBasesFrom } = input;
+    const { fingerprint } = upload;
+    if (settings.convertCommand) {
+        const serial = serialFor(image.properties.creationDate);
+        let started = false;
+        return {
+            kind: 'custom',
+            run: async (registryLock) => {
+                try {
+                    await runCustomConvert(registry, registryLock, settings.convertCommand, remote, {
+                        fingerprint,
+                        serial,
+                        aliases,
+                    });
+                    started = true;
+                }
+                catch (error) {
+                    // Unless its channel was refused (sshd MaxSessions), the command may have run.
+                    if (!isOpenRefusal(error))
+                        started = true;
+                    throw error;
+                }
+            },
+            started: () => started,
+        };
+    }
+    const staging = stagingDir(registry.paths, remote.key);
+    return timedGroup('Convert with incus-simplestreams', async () => {
+        const version = await stageImage(registry, {
+            image: remote,
+            lock: upload.lock,
+            staging,
+            fingerprint,
+            fileSha256s: upload.fileSha256s,
+            unifiedVm: !image.data && image.imageType === 'virtual-machine',
+        });
+        log.info(`Staged ${untrusted(version.product)} version ${untrusted(version.serial)}; its files hold the bytes uploaded`);
+        if (!deltaBasesFrom)
+            return { kind: 'staged', dir: staging, version };
+        const deltas = await deltasFor(registry, settings, { staging, version, live: deltaBasesFrom, lock: upload.lock });
+        return { kind: 'staged', dir: staging, version, ...(deltas ? { deltas } : {}) };
+    });
+}
+/** Why a delta was not made, by the DELTA script's reason word. */
+const SKIP_REASONS = {
+    'too-large': 'it was larger than delta-max-share of the squashfs (raise delta-max-share to publish such deltas)',
+    'timed-out': `making or checking it took longer than ${DELTA_TIME_LIMIT_SECONDS} s (lower delta-bases, or check the server's load)`,
+    'encode-failed': "xdelta3 failed to make it (check the server's free space in simplestreams-dir)",
+    'decode-mismatch': "the check before publishing failed: decoding it against its base did not give the new squashfs (check the server's xdelta3: xdelta3 -V)",
+    'base-missing': "the base's squashfs is no longer on the server (withdraw that release with the remove sub-action, or publish it again)",
+    'base-changed': "the base's squashfs on the server is not the file the index names, its sha256 differs (withdraw that release with the remove sub-action, or publish it again with replace: true)",
+    'xdelta3-missing': `xdelta3 is not on the PATH. ${hints_INSTALL_XDELTA3}`,
+    'script-failed': 'the delta script failed (its message follows); the publish goes on without it',
+    'no-answer': 'the delta script printed no answer for it (something in the SSH session may have hidden it); run the step again with step debug on (ACTIONS_STEP_DEBUG) to see the script and its output',
+};
+/** Step 5, for a split container: deltas from earlier releases, made and checked on the server. */
+async function deltasFor(registry, settings, staged) {
+    // The index read before the upload, not read again (a round trip): a release published
+    // meanwhile is not a base this time, and a base gone meanwhile is left out under the lock.
+    const run = await makeDeltas(registry, staged, settings);
+    if (!run)
+        return undefined;
+    for (const delta of run.made) {
+        const { share } = deltaReport(delta, run.squashfsSize);
+        log.info(`Delta from release ${delta.base}: ${delta.size} bytes (${(share * 100).toFixed(2)}% of the squashfs), checked`);
+    }
+    for (const { base, reason, detail } of run.skipped) {
+        const text = `No delta from release ${base}: ${SKIP_REASONS[reason] ?? untrusted(reason)}.` +
+            (detail ? ` ${untrustedLine(detail)}` : '');
+        // A delta larger than allowed is expected after a large change; anything else is worth a look.
+        if (reason === 'too-large')
+            log.info(text);
+        else
+            log.warning(`${text} Clients updating from it download the whole image.`);
+    }
+    if (run.made.length === 0 && run.skipped.length === 0)
+        log.info('No earlier release to make a delta from');
+    return run;
+}
+/** Steps 6 and 7: the change made live under the registry lock, and read back to verify it. */
+function publishLocked(registry, settings, remote, publication, change) {
+    // This run's upload and staging directories go once the image is live.
+    const done = [remote.dir, stagingDir(registry.paths, remote.key)];
+    return timedGroup('Publish under the registry lock', async () => {
+        const locked = (on) => publishUnderLock(on, { ...publication, options: settings }, change, done);
+        if (!registry.sessionsLimited) {
+            try {
+                return await locked(registry);
+            }
+            catch (error) {
+                // The image lock, the registry lock and one command need three channels at once. A server
+                // that refuses the third (sshd MaxSessions 2) refuses the first command under the lock,
+                // before it runs: nothing has changed, and the part can run again over a connection of
+                // its own. Not once an owner's convert-command has run: it must not run twice.
+                if (!isOpenRefusal(error))
+                    throw error;
+                if (change.kind === 'custom' && change.started())
+                    throw tooFewSessions(error);
+                registry.sessionsLimited = true;
+            }
+        }
+        // The image lock holds one of the few channels the server allows per connection.
+        log.info('The server allows few channels per connection: this part runs over a connection of its own');
+        return registry.withOwnConnection(locked);
+    });
+}
+function tooFewSessions(error) {
+    return new ActionError(`The server refused an SSH channel after convert-command had run (${untrustedLine(describeError(error))}): its ` +
+        'sshd allows too few sessions per connection (MaxSessions), and the command must not run a second time over a ' +
+        "connection of its own. Set MaxSessions to 3 or more in the server's sshd_config (the default is 10), reload " +
+        'sshd and run the step again.', 'convert-command');
+}
+/**
+ * After a failure: the staging tree goes, under the image lock's lease (never after another run
+ * took the lock over); the upload stays, for the next run to resume.
+ */
+async function steps_discardStaging(registry, remote, lock) {
+    if (registry.isConnected() && !lock.lost())
+        await removeUnderLease(registry, lock, [stagingDir(registry.paths, remote.key)]).catch(() => undefined);
+}
+/**
+ * dry-run: what a publish would do, planned on the live index read in step 2, with the version
+ * predicted from the image's metadata (the server stages nothing). Nothing on the server changes:
+ * no upload, no lock, no staging.
+ */
+async function steps_preview(settings, image, work) {
+    const { live, deltas, existing, aliases } = work;
+    return timedGroup('Dry run: what a publish would do', async () => {
+        if (settings.convertCommand) {
+            log.notice("dry-run with convert-command: the plan below is what the built-in convert step would do; the owner's " +
+                'command is not run in a dry run, and may move aliases or keep releases otherwise.');
+        }
+        const fingerprint = existing.fingerprint ?? (await fingerprintOf(image));
+        const { os, release, variant, propertiesArchitecture, creationDate } = image.properties;
+        const staged = predictedVersion({
+            os,
+            release,
+            variant,
+            architecture: propertiesArchitecture,
+            serial: serialFor(creationDate),
+            fingerprint,
+            imageType: image.imageType,
+            data: image.data?.kind ?? 'unified',
+            size: image.size,
+        });
+        const publication = { fingerprint, aliases, options: settings };
+        const change = existing.published
+            ? { kind: 'aliases' }
+            : { kind: 'staged', dir: '', version: staged };
+        const planned = previewPublication(publication, change, live);
+        const identity = lineIdentity(staged.product, staged.productFields);
+        const bases = deltas && !existing.published ? deltaBases(live, identity, staged.serial, effectiveDeltaBases(settings)) : [];
+        const target = findFingerprint(planned.index, fingerprint);
+        const product = target?.product ?? staged.product;
+        const serial = target?.serial ?? staged.serial;
+        log.info(`Fingerprint: ${fingerprint}`);
+        log.info(`Would report status ${planned.status}: ${untrusted(product)} version ${untrusted(serial)}`);
+        logAliasMoves(planned.moves, 'Would move');
+        for (const base of bases)
+            log.info(`Would try a delta from release ${base.serial}`);
+        log.info('dry-run: nothing was uploaded and nothing on the server was changed');
+        return {
+            status: 'dry-run',
+            fingerprint,
+            product,
+            serial,
+            aliases: target?.aliases ?? aliases,
+            imageType: image.imageType,
+            size: image.size,
+            files: [],
+            deltas: [],
+            aliasMoves: planned.moves,
+            changedPaths: [],
+            preview: { status: planned.status, dropped: planned.dropped, deltaBases: bases.map((base) => base.serial) },
+        };
+    });
+}
+
+;// CONCATENATED MODULE: ./src/action/fleet.ts
+/**
+ * Publishing one release to several registry servers (the host input and the mirrors), so that
+ * either all serve it or none does. In two phases: every server is connected, checked, uploaded
+ * to (each file read once on the runner, its bytes streamed to every server at once) and staged;
+ * then every server's registry lock is taken and the change planned on its live index; only then
+ * does each commit. A server that fails before the commits stops the run on all of them (their
+ * staging goes, their uploads stay to resume). A commit that fails after others succeeded is
+ * reported by server; running the step again finishes the job (the servers that have the release
+ * report unchanged).
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The servers of a run: the host input's first, then the mirrors in their order. */
+function fleetOf(settings) {
+    // A mirror connects directly: the jump-* inputs are the host input's bastion.
+    const { jump: _bastion, mirrors, ...shared } = settings;
+    const mirrorSettings = (mirror) => ({
+        ...shared,
+        ...mirror,
+        mirror: mirror.name,
+        mirrors: [],
+    });
+    return [
+        { name: settings.serverName, settings, primary: true },
+        ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
+    ];
+}
+/** A server as messages name it: its name, and where it is when the name does not say. */
+function where(run) {
+    const { host, port } = run.server.settings;
+    const { name } = run.server;
+    return name === host || name === `${host}:${port}` ? name : `${name} (${host}:${port})`;
+}
+/** The message and input of a server's failure; a mirror's field names a key of the mirrors input. */
+function failureOf(run) {
+    const { error } = run;
+    const message = oneLine(describeError(error));
+    if (!(error instanceof ActionError) || error.input === undefined)
+        return { message };
+    return { message, input: run.server.primary ? error.input : 'mirrors' };
+}
+/** Runs `work` on every server at once, each labelled in the log; fails naming each server that failed. */
+async function onEvery(runs, phase, work) {
+    const outcomes = await Promise.allSettled(runs.map((run, k) => log.onServer(run.server.name, () => work(run, k))));
+    const failed = [];
+    outcomes.forEach((outcome, k) => {
+        const run = runs[k];
+        if (outcome.status === 'rejected') {
+            run.error = outcome.reason;
+            failed.push(run);
+        }
+    });
+    if (failed.length > 0)
+        throw notPublished(phase, failed);
+    return outcomes.map((outcome) => outcome.value);
+}
+/** Runs `work` on one server after another, in the fleet's lock order; stops at the first that fails. */
+async function onEachInTurn(runs, phase, work) {
+    for (const run of inLockOrder(runs)) {
+        try {
+            await log.onServer(run.server.name, () => work(run));
+        }
+        catch (error) {
+            run.error = error;
+            throw notPublished(phase, [run]);
+        }
+    }
+}
+function notPublished(phase, failed) {
+    const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
+    return new ActionError(`Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
+        'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.', failed.map((run) => failureOf(run).input).find((input) => input !== undefined));
+}
+/**
+ * The servers in the order every run takes their locks in (by host, port and registry, whatever
+ * the order of the inputs): two runs whose fleets share servers then never each hold a lock the
+ * other waits for.
+ */
+function inLockOrder(runs) {
+    const key = (run) => registryKey(run.server.settings);
+    return [...runs].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+/** Turns taken one after another, in the fleet's lock order: a server's may start once the one before ended. */
+function lockTurns(runs) {
+    const ordered = inLockOrder(runs);
+    const turns = turnsInSequence(ordered.length);
+    return new Map(ordered.map((run, k) => [run, turns[k]]));
+}
+/**
+ * A raw rootfs tarball: one image for every server, so it is converted on the runner unless
+ * every server's incus-simplestreams takes it as it is.
+ */
+async function fleetImage(runs, settings, image, onCleanup) {
+    if (image.data?.kind !== 'rootfs-tarball')
+        return image;
+    let deciding = runs[0];
+    if (settings.convertRootfs !== 'always') {
+        // auto converts when any server cannot take the tarball; never refuses then, naming that server.
+        const versions = await Promise.all(runs.map((run) => serverToolVersion(run.registry)));
+        for (const [k, run] of runs.entries()) {
+            let convert;
+            try {
+                convert = rootfsDecision(settings.convertRootfs, versions[k]).convert;
+            }
+            catch (error) {
+                if (!(error instanceof ActionError))
+                    throw error;
+                throw new ActionError(`${where(run)}: ${error.message}`, error.input);
+            }
+            if (convert) {
+                deciding = run;
+                break;
+            }
+        }
+    }
+    return log.onServer(deciding.server.name, () => prepareRootfsTarball(deciding.registry, deciding.server.settings, image, onCleanup));
+}
+const STATUS_ORDER = (/* unused pure expression or super */ null && (['published', 'replaced', 'aliases-updated', 'dry-run', 'unchanged']));
+/** The status that says most about the fleet: a new release anywhere, else a replacement, else moved aliases. */
+function fleetStatus(statuses) {
+    return (STATUS_ORDER.find((status) => statuses.includes(status)) ?? 'unchanged');
+}
+/** `compute` run at most once; every caller gets its one promise. */
+function fleet_once(compute) {
+    let value;
+    return () => (value ??= compute());
+}
+/** Each server's outcome, for the outputs and the summary. */
+function outcomes(runs, committing) {
+    return runs.map((run) => {
+        const { host, port } = run.server.settings;
+        const base = { name: run.server.name, host, port };
+        if (run.result)
+            return { ...base, status: run.result.status, result: run.result };
+        if (run.error !== undefined)
+            return { ...base, status: 'failed', error: failureOf(run).message };
+        return { ...base, status: committing ? 'failed' : 'not-published' };
+    });
+}
+/** The run stopped before any server committed: every server is as it was. */
+class FleetNotPublished extends errors/* ActionError */.lZ {
+    servers;
+    constructor(message, input, servers) {
+        super(message, input);
+        this.servers = servers;
+    }
+}
+/** A commit failed on some servers after others committed: the step fails, saying where the release is. */
+class FleetPartlyPublished extends errors/* FailedAfterPublishing */.Tc {
+    fleet;
+    constructor(message, input, fleet) {
+        super(message, input, 'Image published on some servers only');
+        this.fleet = fleet;
+    }
+}
+/** Publishes the image the settings name to every server of the fleet, or to none. */
+async function publishToFleet(settings) {
+    const inspected = await inspect(settings); // 1. inspect locally, once
+    const cleanups = [() => closeFiles(imageFiles(inspected))];
+    const runs = fleetOf(settings).map((server) => ({ server }));
+    try {
+        const aliases = requestedAliases(settings, inspected);
+        await timedGroup(`Connect to ${runs.length} servers`, () => onEvery(runs, 'connecting', async (run) => {
+            run.registry = await connect(run.server.settings);
+        }));
+        const image = await fleetImage(runs, settings, inspected, (cleanup) => cleanups.push(cleanup));
+        // A server that has this serial already needs the image's fingerprint: computed once for all.
+        const fingerprint = fleet_once(() => fingerprintOf(image));
+        await timedGroup('Check every server', () => onEvery(runs, 'checking the server', async (run) => {
+            const { live, deltas } = await checkServer(run.registry, run.server.settings, image);
+            run.live = live;
+            run.deltas = deltas;
+            run.existing = await findExisting(run.server.settings, image, live, { fingerprint });
+        }));
+        if (settings.dryRun)
+            return await previewFleet(runs, image, aliases);
+        const toPublish = runs.filter((run) => !run.existing?.published);
+        if (toPublish.length > 0)
+            await uploadAndStage(toPublish, image, aliases);
+        return await commitEverywhere(runs, aliases);
+    }
+    catch (error) {
+        // Before any commit: the servers output says where it failed (the others: not-published).
+        if (error instanceof ActionError && !(error instanceof FleetPartlyPublished))
+            throw new FleetNotPublished(error.message, error.input, outcomes(runs, false));
+        throw error;
+    }
+    finally {
+        for (const run of runs) {
+            if (run.upload)
+                await run.upload.lock.release().catch(() => undefined);
+            run.lockedRegistry?.close();
+            run.registry?.close();
+        }
+        log.info(describeSshCounters());
+        for (const cleanup of cleanups)
+            await cleanup().catch(() => undefined);
+    }
+}
+/** dry-run: what a publish would do on each server. */
+async function previewFleet(runs, image, aliases) {
+    await onEvery(runs, 'the dry run', async (run) => {
+        const { live, deltas, existing } = run;
+        run.result = await preview(run.server.settings, image, { live, deltas, existing, aliases });
+    });
+    return fleetResult(runs, false);
+}
+/** Upload (one read, every server at once) and stage on each server that lacks the release. */
+async function uploadAndStage(runs, image, aliases) {
+    const shared = new SharedReads(imageFiles(image), runs.length);
+    const turns = lockTurns(runs);
+    try {
+        await timedGroup(`Upload to ${runs.length} server${runs.length === 1 ? '' : 's'}`, () => onEvery(runs, 'the upload', async (run, k) => {
+            const member = shared.member(k);
+            const lockTurn = turns.get(run);
+            try {
+                const settings = { ...run.server.settings, sharedReads: member, lockTurn };
+                const uploaded = await upload(run.registry, settings, image, run.existing?.fingerprint);
+                run.remote = uploaded.remote;
+                run.upload = uploaded.upload;
+            }
+            finally {
+                // However the upload ended (even before it read anything), it no longer holds the others back.
+                lockTurn.end();
+                member.leave();
+            }
+        }));
+        const fingerprints = new Set(runs.map((run) => run.upload?.fingerprint));
+        if (fingerprints.size !== 1) {
+            throw new ActionError(`The image files changed while the step ran: the servers received different fingerprints (${[...fingerprints].join(', ')}). ` +
+                'Make sure nothing writes them during the publish, and run it again.', 'metadata');
+        }
+        await timedGroup('Stage on every server', () => onEvery(runs, 'staging', async (run) => {
+            const { registry, remote, upload: uploaded, } = run;
+            run.change = await convert(registry, run.server.settings, {
+                image,
+                remote,
+                upload: uploaded,
+                aliases,
+                ...(run.deltas && run.live ? { deltaBasesFrom: run.live } : {}),
+            });
+        }));
+    }
+    catch (error) {
+        await discardEveryStaging(runs);
+        throw error;
+    }
+}
+/** Removes this run's staging tree on each server that has one (under its image lock's lease). */
+async function discardEveryStaging(runs) {
+    await Promise.all(runs.map(async (run) => {
+        if (run.registry && run.remote && run.upload)
+            await discardStaging(run.registry, run.remote, run.upload.lock).catch(() => undefined);
+    }));
+}
+/**
+ * Every server's registry lock, each on a connection of its own (the image lock holds a channel of
+ * the first, and a server may allow few: sshd's MaxSessions), with the change planned on its live
+ * index; then the commits.
+ */
+async function commitEverywhere(runs, aliases) {
+    try {
+        await timedGroup('Take the registry lock on every server', async () => {
+            await onEvery(runs, 'connecting for the registry lock', async (run) => {
+                run.lockedRegistry = await Registry.open(run.server.settings);
+            });
+            await onEachInTurn(runs, 'taking the registry lock', async (run) => {
+                const settings = run.server.settings;
+                const lockedRegistry = run.lockedRegistry;
+                const fingerprint = run.upload?.fingerprint ?? run.existing.fingerprint;
+                const change = run.change ?? { kind: 'aliases' };
+                const done = run.remote ? [run.remote.dir, stagingDir(lockedRegistry.paths, run.remote.key)] : [];
+                run.prepared = await preparePublication(lockedRegistry, { fingerprint: fingerprint, aliases, options: settings }, change, done);
+            });
+        });
+    }
+    catch (error) {
+        await Promise.all(runs.flatMap((run) => (run.prepared ? [run.prepared.release().catch(() => undefined)] : [])));
+        await discardEveryStaging(runs);
+        throw error;
+    }
+    await timedGroup('Commit on every server', async () => {
+        await Promise.allSettled(runs.map((run) => log.onServer(run.server.name, async () => {
+            try {
+                run.result = await run.prepared.commit();
+            }
+            catch (error) {
+                run.error = error;
+            }
+            finally {
+                await run.prepared?.release().catch(() => undefined);
+            }
+        })));
+    });
+    const failed = runs.filter((run) => !run.result);
+    if (failed.length === 0)
+        return fleetResult(runs, true);
+    await discardEveryStaging(failed);
+    const committed = runs.filter((run) => run.result).map(where);
+    const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`).join('; ');
+    const input = failed.map((run) => failureOf(run).input).find((name) => name !== undefined);
+    if (committed.length === 0)
+        throw new ActionError(`The commit failed on every server (${reasons}). Where the connection dropped during the commit, it may ` +
+            'have gone through. Run the step again: a server that has the release reports unchanged, and the others publish it.', input);
+    throw new FleetPartlyPublished(`The release is published on ${committed.join(', ')} but its commit failed on ` +
+        `${reasons}. Run the step again: the servers that have it report unchanged, and the others publish it.`, input, fleetResult(runs, true));
+}
+/** The fleet's result: the release as the first server that has it serves it, with the fleet's status. */
+function fleetResult(runs, committing) {
+    const results = runs.flatMap((run) => (run.result ? [run.result] : []));
+    const first = results[0];
+    // Only called once a server committed or found the release there already.
+    if (!first)
+        throw new Error('internal error: no server reported a result');
+    const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
+    const status = fleetStatus(results.map((result) => result.status));
+    const planned = results.flatMap((result) => (result.preview ? [result.preview.status] : []));
+    const preview = first.preview ? { preview: { ...first.preview, status: fleetStatus(planned) } } : {};
+    return { result: { ...first, status, changedPaths, ...preview }, servers: outcomes(runs, committing) };
 }
 
 ;// CONCATENATED MODULE: ./src/action/declared-inputs.ts
@@ -59160,6 +61653,7 @@ const DECLARED_INPUTS = {
         'lock-timeout',
         'lxd-compat',
         'dry-run',
+        'mirrors',
         'summary',
     ],
     remove: [
@@ -59185,6 +61679,7 @@ const DECLARED_INPUTS = {
         'lock-timeout',
         'lxd-compat',
         'dry-run',
+        'mirrors',
         'summary',
     ],
     check: [
@@ -59213,409 +61708,6 @@ const DECLARED_INPUTS = {
         'summary',
     ],
 };
-
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/action/input-values.ts
-/**
- * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
- * ports, user names, aliases, and the secrets (masked, then taken out of the environment).
- * Everything here is local: a bad value is reported before any file is read or any connection made.
- */
-
-
-
-
-/** The inputs that hold secrets. */
-const SECRET_INPUTS = ['ssh-key', 'ssh-key-passphrase', 'jump-ssh-key', 'jump-ssh-key-passphrase'];
-/**
- * Removes the secret inputs from this process's environment once read, so that no child process
- * (tar, mksquashfs, …) inherits the key. The runner names them as core.getInput reads them.
- */
-function forgetSecretInputs() {
-    for (const name of SECRET_INPUTS)
-        delete process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`];
-}
-/**
- * Masks secrets in the log: each whole value, and each line of it, since the runner matches
- * masks line by line. Block markers ("-----BEGIN …") are not secret and are left readable.
- */
-function input_values_maskSecrets(values) {
-    const masks = new Set();
-    for (const value of values) {
-        if (value === '')
-            continue;
-        masks.add(value);
-        for (const line of value.split(/\r?\n|\\n/).map((part) => part.trim())) {
-            if (line.length >= 8 && !/^-----(BEGIN|END) /.test(line))
-                masks.add(line);
-        }
-    }
-    for (const mask of masks)
-        lib_core/* setSecret */.Pq(mask);
-    addDebugSecrets([...masks]);
-}
-/** A boolean input; empty means `fallback` (false unless given). Typos are refused rather than read as false. */
-function input_values_readBoolean(name, fallback = false) {
-    if (lib_core/* getInput */.V4(name) === '')
-        return fallback;
-    try {
-        return lib_core/* getBooleanInput */.Vt(name);
-    }
-    catch {
-        throw new errors/* ActionError */.lZ(`${name}: "${lib_core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
-    }
-}
-/** A whole-number input within its range; empty gives the default. */
-function input_values_readWholeNumber(input, range) {
-    const text = lib_core/* getInput */.V4(input).trim();
-    if (text === '')
-        return range.fallback;
-    const number = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(number) || number < range.min || number > range.max) {
-        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a whole number from ${range.min} to ${range.max}.`, input);
-    }
-    return number;
-}
-/** A choice input, case-insensitive; empty gives the default. */
-function input_values_readChoice(input, options) {
-    const value = core.getInput(input);
-    const text = value.trim().toLowerCase();
-    if (text === '')
-        return options.fallback;
-    if (!options.choices.includes(text)) {
-        throw new ActionError(`${input}: "${value.trim()}" is not one of ${options.choices.join(', ')}.`, input);
-    }
-    return text;
-}
-/**
- * The owner's convert script: the path (or name on the server's PATH) of an executable, run with
- * documented positional arguments. Arguments of its own belong in a wrapper script, so that no
- * input is ever parsed as shell code.
- */
-function input_values_parseConvertCommand(value) {
-    const command = value.trim();
-    if (command === '')
-        return '';
-    if (!/^[A-Za-z0-9_./+@-]+$/.test(command) || command.startsWith('-')) {
-        throw new ActionError(`convert-command: "${oneLine(command)}" is not the path of an executable. Give only the ` +
-            "script's path on the server (for example /usr/local/bin/process-lxc-images.sh); put any fixed arguments " +
-            'in that script.', 'convert-command');
-    }
-    return command;
-}
-function input_values_parseLocalPath(value, input) {
-    const path = value.trim();
-    if (path === '') {
-        throw new ActionError(`${input}: no path given. Set it to the file distrobuilder wrote.`, input);
-    }
-    if (path.includes('\0') || path.includes('\n')) {
-        throw new ActionError(`${input}: the path contains a NUL or newline character.`, input);
-    }
-    return path;
-}
-function input_values_parseHost(value, input = 'host') {
-    const host = value.trim();
-    const prefix = input.replace(/host$/, '');
-    if (host.includes('@')) {
-        throw new errors/* ActionError */.lZ(`${input}: "${host}" contains "@". Put the user name in the ${prefix}username input and only the host name or address here.`, input);
-    }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-        throw new errors/* ActionError */.lZ(`${input}: "${host}" is a URL. Give only the host name or IP address.`, input);
-    }
-    const bracketless = host.replace(/^\[(.*)\]$/, '$1');
-    const isHostName = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(bracketless);
-    // An IPv6 address has at least two colons; "name:22" or "10.0.0.1:22" is a host with a port.
-    const isIPv6 = /^[0-9A-Fa-f:.]+$/.test(bracketless) && (bracketless.match(/:/g) ?? []).length >= 2;
-    if (!isHostName && !isIPv6) {
-        throw new errors/* ActionError */.lZ(`${input}: "${host}" is not a host name or IP address. If it ends in ":PORT", put the port in the ${prefix}port input.`, input);
-    }
-    return bracketless;
-}
-function input_values_parsePort(value, input = 'port') {
-    const text = value.trim();
-    // An empty value means 22: the REGISTRY_PORT secret is optional, and unset secrets expand to ''.
-    if (text === '')
-        return 22;
-    const port = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new errors/* ActionError */.lZ(`${input}: "${text}" is not a TCP port number (1-65535); leave it empty for 22.`, input);
-    }
-    return port;
-}
-function input_values_parseUsername(value, input = 'username') {
-    const username = value.trim();
-    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?$/.test(username) || username.length > 64) {
-        throw new errors/* ActionError */.lZ(`${input}: "${username}" is not a valid user name on the server (letters, digits, ".", "_", "-").`, input);
-    }
-    return username;
-}
-function input_values_parseRemoteDir(value, input) {
-    const dir = value.trim();
-    if (!dir.startsWith('/')) {
-        throw new errors/* ActionError */.lZ(`${input}: "${dir}" is not an absolute path on the server; start it with "/".`, input);
-    }
-    if ((0,errors/* hasControlCharacters */.Kg)(dir)) {
-        throw new errors/* ActionError */.lZ(`${input}: the path contains control characters (newline, NUL, …).`, input);
-    }
-    const normalised = external_node_path_.posix.normalize(dir).replace(/(.)\/+$/, '$1');
-    if (normalised === '/') {
-        throw new errors/* ActionError */.lZ(`${input}: "/" cannot be used; give the registry's own directory.`, input);
-    }
-    return normalised;
-}
-/** An alias the index can store: 1 to 255 characters, no comma, blank or control character. */
-function isValidAlias(alias) {
-    return alias.length >= 1 && alias.length <= 255 && !/[\s,]/.test(alias) && !(0,errors/* hasControlCharacters */.Kg)(alias);
-}
-/**
- * Aliases: newline- or comma-separated. The index stores a product's aliases as one
- * comma-separated string, so a comma cannot be part of one; blanks and control characters could
- * not be typed in `incus launch REMOTE:ALIAS`. A colon is fine: the client splits only the first
- * one off as the remote (`crynux:crynux-node:v2.6.0`).
- */
-function input_values_parseAliases(value, input = 'aliases') {
-    const aliases = [];
-    for (const raw of value.split(/[\n,]/)) {
-        const alias = raw.trim();
-        if (alias === '')
-            continue;
-        if (!isValidAlias(alias)) {
-            throw new errors/* ActionError */.lZ(`${input}: "${(0,errors/* oneLine */.TN)(alias)}" is not a valid image alias ` +
-                '(no blanks or control characters; at most 255 characters).', input);
-        }
-        if (!aliases.includes(alias))
-            aliases.push(alias);
-    }
-    return aliases;
-}
-
-;// CONCATENATED MODULE: ./src/action/mirrors.ts
-/**
- * The mirrors input: more registry servers to publish the same release to, as a YAML list. Each
- * entry names its host and may set its own port, user, key (through an environment variable the
- * step fills from a secret), host key pins and directories; what it leaves out it takes from the
- * top-level input of the same name (host key pins excepted: those belong to `host`).
- */
-
-
-
-
-
-
-/** The keys a mirror may have. */
-const MIRROR_KEYS = (/* unused pure expression or super */ null && ([
-    'name',
-    'host',
-    'port',
-    'username',
-    'ssh-key-env',
-    'ssh-key-passphrase-env',
-    'host-fingerprint',
-    'known-hosts',
-    'upload-dir',
-    'simplestreams-dir',
-]));
-/** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
-const MAX_SERVERS = 9;
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
-const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
-const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
-/** Variables of the runner and of the action's own inputs: never a key's place. */
-const RESERVED_VARIABLE_PREFIXES = (/* unused pure expression or super */ null && (['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_']));
-/** Variables every shell or runner sets: naming one is a mistake, and masking its value would garble the log. */
-const RESERVED_VARIABLES = new Set([
-    'CI',
-    'PATH',
-    'HOME',
-    'USER',
-    'LOGNAME',
-    'SHELL',
-    'PWD',
-    'OLDPWD',
-    'LANG',
-    'LANGUAGE',
-    'TERM',
-    'HOSTNAME',
-    'TMPDIR',
-    'TZ',
-    'NODE_OPTIONS',
-    'ImageOS',
-    'ImageVersion',
-]);
-const EXAMPLE = (/* unused pure expression or super */ null && ('For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
-    "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:."));
-function mirrorsError(message) {
-    return new ActionError(`mirrors: ${message}`, 'mirrors');
-}
-/** The text of a scalar value; anything else (a list, a map) is refused. */
-function scalar(value, key, label) {
-    if (typeof value === 'string')
-        return value;
-    if (typeof value === 'number' && Number.isSafeInteger(value))
-        return String(value);
-    throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
-}
-/**
- * An environment variable's value, masked. The variables read are taken out of the environment
- * once every entry is read (no child process inherits them; two mirrors may share one).
- */
-function secretFromEnvironment(variable, key, label, env) {
-    if (!VARIABLE.test(variable) ||
-        RESERVED_VARIABLES.has(variable) ||
-        RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
-        // Not quoted: a value given here by mistake may be the secret itself.
-        throw mirrorsError(`${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
-            `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
-            'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
-            "step's env: under that name.");
-    }
-    const value = env.values[variable] ?? '';
-    env.read.add(variable);
-    maskSecrets([value]);
-    if (value.trim() === '') {
-        throw mirrorsError(`${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
-            `${variable}: \${{ secrets.${variable} }} under the step's env: (a secret reads as empty when it is not ` +
-            'defined, belongs to an environment the job does not name, or the run is for a pull request from a fork).');
-    }
-    return value;
-}
-/** The pins of a mirror: its own, or the top-level known-hosts lines for its host, or none. */
-function mirrorPins(entry, target, defaults) {
-    const own = { hostFingerprint: entry['host-fingerprint'] ?? '', knownHosts: entry['known-hosts'] ?? '' };
-    if (own.hostFingerprint.trim() !== '' || own.knownHosts.trim() !== '')
-        return readHostKeyPins(own, target.host, target.port);
-    if (defaults.knownHosts.trim() === '')
-        return { fingerprints: [], knownKeys: [] };
-    try {
-        return readHostKeyPins({ hostFingerprint: '', knownHosts: defaults.knownHosts }, target.host, target.port);
-    }
-    catch {
-        // The top-level known-hosts has no line for this host: it is unpinned, and strict-host-key decides.
-        return { fingerprints: [], knownKeys: [] };
-    }
-}
-/** One entry of the list, checked, with what it leaves out taken from the defaults. */
-function readMirror(raw, position, defaults, env) {
-    let label = `entry ${position}`;
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-        throw mirrorsError(`${label} is not a map of keys (host:, port: …). ${EXAMPLE}`);
-    }
-    const entry = {};
-    for (const [key, value] of Object.entries(raw)) {
-        if (!MIRROR_KEYS.includes(key)) {
-            const closest = closestInput(key, MIRROR_KEYS);
-            // Shown back only when it looks like a key: anything else may be a secret pasted in.
-            const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
-            throw mirrorsError(`${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
-                `mirror takes ${MIRROR_KEYS.join(', ')}.`);
-        }
-        entry[key] = scalar(value, key, label);
-    }
-    if (entry.name !== undefined) {
-        if (!NAME.test(entry.name)) {
-            throw mirrorsError(`${label}: name ${JSON.stringify(oneLine(entry.name))} must be 1 to 64 letters, digits, ".", "_" or "-".`);
-        }
-        label = `entry ${position} (${entry.name})`;
-    }
-    if (entry.host === undefined || entry.host.trim() === '')
-        throw mirrorsError(`${label} has no host. ${EXAMPLE}`);
-    try {
-        const host = parseHost(entry.host);
-        const port = entry.port === undefined ? defaults.port : parsePort(entry.port);
-        const username = entry.username === undefined ? defaults.username : parseUsername(entry.username);
-        let key = { privateKey: defaults.privateKey, passphrase: defaults.passphrase };
-        if (entry['ssh-key-env'] !== undefined) {
-            const text = secretFromEnvironment(entry['ssh-key-env'], 'ssh-key-env', label, env);
-            const passphrase = entry['ssh-key-passphrase-env'] === undefined
-                ? ''
-                : secretFromEnvironment(entry['ssh-key-passphrase-env'], 'ssh-key-passphrase-env', label, env);
-            key = preparePrivateKey(text, passphrase, { key: 'ssh-key-env', passphrase: 'ssh-key-passphrase-env' });
-            if (key.privateKey !== normalisePrivateKey(text))
-                maskSecrets([key.privateKey]);
-        }
-        else if (entry['ssh-key-passphrase-env'] !== undefined) {
-            throw mirrorsError(`${label}: ssh-key-passphrase-env is set without ssh-key-env; name the key's variable too.`);
-        }
-        const simplestreamsDir = entry['simplestreams-dir'] === undefined
-            ? defaults.simplestreamsDir
-            : parseRemoteDir(entry['simplestreams-dir'], 'simplestreams-dir');
-        const uploadDir = entry['upload-dir'] === undefined ? defaults.uploadDir : parseRemoteDir(entry['upload-dir'], 'upload-dir');
-        return {
-            name: entry.name ?? (port === 22 ? host : `${host}:${port}`),
-            host,
-            port,
-            username,
-            ...key,
-            hostKeyPins: mirrorPins(entry, { host, port }, defaults),
-            strictHostKey: defaults.strictHostKey,
-            connectTimeout: defaults.connectTimeout,
-            simplestreamsDir,
-            uploadDir,
-        };
-    }
-    catch (error) {
-        if (!(error instanceof ActionError) || error.input === 'mirrors')
-            throw error;
-        // A field's own message names its key as an input: here it is a key of this mirror.
-        throw mirrorsError(`${label}: ${error.message}`);
-    }
-}
-/**
- * The mirrors input, read: [] when empty. A private key pasted into it is refused without
- * being repeated (it belongs in a secret, named by ssh-key-env).
- */
-function mirrors_parseMirrors(text, defaults, env = process.env) {
-    if (text.trim() === '')
-        return [];
-    if (/PRIVATE KEY/i.test(text)) {
-        maskSecrets([text]);
-        throw mirrorsError('holds a private key. The mirrors input is not secret and shows in the log: put each key in a secret and ' +
-            "name the environment variable that carries it with ssh-key-env (EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:). " +
-            'Replace that key now: it was in the workflow file.');
-    }
-    let document;
-    try {
-        document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
-    }
-    catch (error) {
-        const reason = error instanceof YAMLParseError ? error.message.split('\n')[0] : describeError(error);
-        throw mirrorsError(`not a YAML list of servers (${oneLine(reason ?? '')}). ${EXAMPLE}`);
-    }
-    if (!Array.isArray(document) || document.length === 0)
-        throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
-    if (document.length > MAX_SERVERS - 1)
-        throw mirrorsError(`lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`);
-    const secrets = { values: env, read: new Set() };
-    let mirrors;
-    try {
-        mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
-    }
-    finally {
-        for (const variable of secrets.read)
-            delete env[variable];
-    }
-    const seen = new Map([[defaults.primary.name, 'the host input']]);
-    const registries = new Set([registryKey(defaults.primary)]);
-    for (const mirror of mirrors) {
-        if (seen.has(mirror.name))
-            throw mirrorsError(`two servers are named ${mirror.name}; give each mirror a name of its own (name:).`);
-        seen.set(mirror.name, mirror.host);
-        const key = registryKey(mirror);
-        if (registries.has(key)) {
-            throw mirrorsError(`${mirror.name} is the registry at ${mirror.host}:${mirror.port} ${mirror.simplestreamsDir} a second time; ` +
-                'each server of the fleet must be a registry of its own.');
-        }
-        registries.add(key);
-    }
-    return mirrors;
-}
-/** What tells registries apart: the same host, port and directory is the same registry. */
-function registryKey(server) {
-    // registry.example. and registry.example are one host.
-    return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
-}
 
 // EXTERNAL MODULE: ./src/public/remote.ts
 var remote = __nccwpck_require__(2611);
@@ -59666,20 +61758,20 @@ function readRegistrySettings(entry) {
     const passphrase = lib_core/* getInput */.V4('ssh-key-passphrase');
     const rawJumpKey = lib_core/* getInput */.V4('jump-ssh-key');
     const jumpPassphrase = lib_core/* getInput */.V4('jump-ssh-key-passphrase');
-    input_values_maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
+    maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
     forgetSecretInputs();
     // Then a misspelt input, before any setting is read at its default in its place.
     refuseUndeclaredInputs(DECLARED_INPUTS[entry]);
-    const host = input_values_parseHost(requiredInput('host'));
-    const port = input_values_parsePort(lib_core/* getInput */.V4('port'));
+    const host = parseHost(requiredInput('host'));
+    const port = parsePort(lib_core/* getInput */.V4('port'));
     // The runner passes the default (22) when the input is left out: empty is an unset secret.
     if (lib_core/* getInput */.V4('port').trim() === '')
         lib_core/* notice */.lm('port: empty (an unset REGISTRY_PORT secret?), so 22 was used.');
-    const username = input_values_parseUsername(requiredInput('username'));
-    const { privateKey, passphrase: keyPassphrase } = keys_preparePrivateKey(rawKey, passphrase);
+    const username = parseUsername(requiredInput('username'));
+    const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
     // A PKCS#8 key comes back re-encoded: mask that form too.
-    if (privateKey !== keys_normalisePrivateKey(rawKey))
-        input_values_maskSecrets([privateKey]);
+    if (privateKey !== normalisePrivateKey(rawKey))
+        maskSecrets([privateKey]);
     const jump = readJumpSettings({ privateKey, passphrase: keyPassphrase, username }, { rawKey: rawJumpKey, passphrase: jumpPassphrase });
     return {
         host,
@@ -59687,7 +61779,7 @@ function readRegistrySettings(entry) {
         username,
         privateKey,
         passphrase: keyPassphrase,
-        hostKeyPins: hostkeys_readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('host-fingerprint'), knownHosts: lib_core/* getInput */.V4('known-hosts') }, host, port),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('host-fingerprint'), knownHosts: lib_core/* getInput */.V4('known-hosts') }, host, port),
         ...(jump ? { jump } : {}),
         simplestreamsDir: input_values_parseRemoteDir(lib_core/* getInput */.V4('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         strictHostKey: input_values_readBoolean('strict-host-key', true),
@@ -59711,23 +61803,23 @@ function readJumpSettings(registry, secrets) {
         }
         return undefined;
     }
-    const host = input_values_parseHost(lib_core/* getInput */.V4('jump-host'), 'jump-host');
-    const port = input_values_parsePort(lib_core/* getInput */.V4('jump-port'), 'jump-port');
+    const host = parseHost(lib_core/* getInput */.V4('jump-host'), 'jump-host');
+    const port = parsePort(lib_core/* getInput */.V4('jump-port'), 'jump-port');
     const username = lib_core/* getInput */.V4('jump-username').trim() === ''
         ? registry.username
-        : input_values_parseUsername(lib_core/* getInput */.V4('jump-username'), 'jump-username');
+        : parseUsername(lib_core/* getInput */.V4('jump-username'), 'jump-username');
     let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
     if (secrets.rawKey.trim() !== '') {
-        key = keys_preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
-        if (key.privateKey !== keys_normalisePrivateKey(secrets.rawKey))
-            input_values_maskSecrets([key.privateKey]);
+        key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
+        if (key.privateKey !== normalisePrivateKey(secrets.rawKey))
+            maskSecrets([key.privateKey]);
     }
     return {
         host,
         port,
         username,
         ...key,
-        hostKeyPins: hostkeys_readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('jump-host-fingerprint'), knownHosts: lib_core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('jump-host-fingerprint'), knownHosts: lib_core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
     };
 }
 /** Reads the publish action's settings. */
@@ -59735,15 +61827,7 @@ function readSettings() {
     const registry = readRegistrySettings('publish');
     const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
     const uploadDir = parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
-    const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
-    const mirrors = parseMirrors(core.getInput('mirrors'), {
-        ...registry,
-        uploadDir,
-        knownHosts: core.getInput('known-hosts'),
-        strictHostKey: registry.strictHostKey,
-        connectTimeout: registry.connectTimeout,
-        primary: { ...registry, name: serverName },
-    });
+    const { serverName, mirrors } = readFleet(registry, uploadDir);
     const convertCommand = parseConvertCommand(core.getInput('convert-command'));
     if (mirrors.length > 0 && convertCommand !== '') {
         throw new ActionError("convert-command cannot be used with mirrors: the owner's command changes the live registry itself, so no " +
@@ -59787,11 +61871,24 @@ function readSettings() {
         dryRun: readBoolean('dry-run'),
     };
 }
+/** The name of the host input's server, and the mirrors input read with the top-level inputs as defaults. */
+function readFleet(registry, uploadDir) {
+    const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
+    const mirrors = parseMirrors(lib_core/* getInput */.V4('mirrors'), {
+        ...registry,
+        uploadDir,
+        knownHosts: lib_core/* getInput */.V4('known-hosts'),
+        strictHostKey: registry.strictHostKey,
+        connectTimeout: registry.connectTimeout,
+        primary: { ...registry, name: serverName },
+    });
+    return { serverName, mirrors };
+}
 /** Reads the alias or remove sub-action's settings. */
 function inputs_readDayTwoSettings(kind) {
     const registry = readRegistrySettings(kind);
     const reference = requiredInput('fingerprint').trim();
-    if (!isValidAlias(reference)) {
+    if (!input_values_isValidAlias(reference)) {
         throw new errors/* ActionError */.lZ(`fingerprint: ${JSON.stringify(reference)} is neither a fingerprint nor an alias. Give the image's fingerprint ` +
             '(the fingerprint output of the publish, or `incus image list` on the registry) or one of its aliases.', 'fingerprint');
     }
@@ -59801,6 +61898,8 @@ function inputs_readDayTwoSettings(kind) {
     }
     return {
         ...registry,
+        // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
+        ...readFleet(registry, ''),
         reference,
         aliases,
         dryRun: input_values_readBoolean('dry-run'),
@@ -59817,6 +61916,47 @@ function readCheckSettings() {
     };
 }
 
+;// CONCATENATED MODULE: ./src/action/outputs.ts
+/** The step's outputs (declared in action.yml), from what the registry now serves. */
+
+
+function setOutputs(result, settings) {
+    core.setOutput('fingerprint', result.fingerprint);
+    core.setOutput('product', result.product);
+    core.setOutput('serial', result.serial);
+    core.setOutput('aliases', result.aliases.join(','));
+    core.setOutput('image-type', result.imageType);
+    core.setOutput('size', String(result.size));
+    core.setOutput('status', result.status);
+    core.setOutput('planned-status', result.preview?.status ?? '');
+    core.setOutput('deltas', JSON.stringify(result.deltas ?? []));
+    core.setOutput('files', JSON.stringify(result.files));
+    core.setOutput('aliases-moved', JSON.stringify(result.aliasMoves));
+    core.setOutput('registry-url', settings.publicUrl);
+    core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
+    core.setOutput('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
+    core.setOutput('launch-command', launchLine('incus', settings.remoteName || REMOTE_PLACEHOLDER, result));
+}
+/** The servers output: each server's outcome as JSON (one entry without mirrors). */
+function setServersOutput(servers) {
+    lib_core/* setOutput */.uH('servers', JSON.stringify(servers.map(({ name, host, port, status, result, error }) => ({
+        name,
+        host,
+        port,
+        status,
+        ...(result
+            ? {
+                fingerprint: result.fingerprint,
+                product: result.product,
+                serial: result.serial,
+                changedPaths: result.changedPaths,
+                ...(result.preview ? { plannedStatus: result.preview.status } : {}),
+            }
+            : {}),
+        ...(error !== undefined ? { error } : {}),
+    }))));
+}
+
 // EXTERNAL MODULE: ./src/action/step.ts
 var step = __nccwpck_require__(9134);
 // EXTERNAL MODULE: ./src/action/summary.ts
@@ -59825,7 +61965,9 @@ var summary = __nccwpck_require__(8770);
 /**
  * The alias and remove sub-actions (alias/action.yml, remove/action.yml): day-two operations on an
  * image already published, without image files. Each reads its inputs, connects as a publish
- * does, makes the change under the registry lock (registry/day-two.ts) and reports.
+ * does, makes the change under the registry lock (registry/day-two.ts) and reports. With mirrors,
+ * every server takes its lock (in the fleet's order) and plans the change, and none commits until
+ * all have, on the same image.
  */
 
 
@@ -59834,43 +61976,188 @@ var summary = __nccwpck_require__(8770);
 
 
 
-async function withRegistry(settings, work) {
-    // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
-    const registry = await debug_timedGroup(`Connect to ${settings.host}:${settings.port}`, () => Registry.open({ ...settings, uploadDir: '' }));
-    try {
-        return await work(registry);
-    }
-    finally {
-        registry.close();
-    }
+
+
+
+
+
+
+function serversOf(settings) {
+    // A mirror connects directly: the jump-* inputs are the host input's bastion.
+    const { jump: _bastion, mirrors, ...shared } = settings;
+    return [
+        { name: settings.serverName, settings, primary: true },
+        ...mirrors.map((mirror) => ({
+            name: mirror.name,
+            settings: { ...shared, ...mirror, mirror: mirror.name, mirrors: [] },
+            primary: false,
+        })),
+    ];
 }
-async function report(result, settings) {
-    lib_core/* setOutput */.uH('status', result.status);
-    lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
-    lib_core/* setOutput */.uH('aliases-moved', JSON.stringify(result.aliasMoves));
-    lib_core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
-    if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
-        await (0,summary/* writeDayTwoSummary */.QF)(result);
-}
-const options = (settings) => ({
+const optionsOf = (settings) => ({
     lockTimeout: settings.lockTimeout,
     lxdCompat: settings.lxdCompat,
     dryRun: settings.dryRun,
 });
+/** The status that says most of the fleet: a change anywhere, else none. */
+function day_two_fleetStatus(results) {
+    const order = ['removed', 'updated', 'dry-run', 'unchanged', 'not-found'];
+    return order.find((status) => results.some((result) => result.status === status)) ?? 'unchanged';
+}
+/** Every server that resolved the reference must have resolved it to the same image. */
+function sameImage(fingerprints) {
+    const named = [...new Set(fingerprints.filter((fingerprint) => fingerprint !== undefined))];
+    if (named.length === 1)
+        return undefined;
+    if (named.length === 0)
+        return new errors/* ActionError */.lZ('fingerprint: no server of the fleet lists that image; nothing was changed.', 'fingerprint');
+    return new errors/* ActionError */.lZ(`fingerprint: names different images on the servers of the fleet (${named.join(', ')}), so nothing was changed. ` +
+        "Give the image's full fingerprint (the publish step's fingerprint output) instead of an alias.", 'fingerprint');
+}
+/** Each server's outcome; `committing`: the change was let through to commit. */
+function day_two_outcomes(runs, committing) {
+    return runs.map((run) => {
+        const { host, port } = run.server.settings;
+        const base = { name: run.server.name, host, port };
+        if (run.result)
+            return { ...base, status: run.result.status, result: run.result };
+        const failed = run.error !== undefined && !(run.error instanceof BarrierBroken);
+        if (failed)
+            return { ...base, status: 'failed', error: (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(run.error)) };
+        return { ...base, status: committing ? 'failed' : 'not-published' };
+    });
+}
+/** The change failed on some servers of the fleet; the servers output says where. */
+class FleetChangeFailed extends errors/* ActionError */.lZ {
+    servers;
+    constructor(message, input, servers) {
+        super(message, input);
+        this.servers = servers;
+    }
+}
+/** Makes the change on every server, or (when one fails before committing) on none. */
+async function onFleet(settings, operation) {
+    const runs = serversOf(settings).map((server) => ({ server }));
+    const ordered = [...runs].sort((a, b) => (mirrors_registryKey(a.server.settings) < mirrors_registryKey(b.server.settings) ? -1 : 1));
+    const sequence = together_turnsInSequence(runs.length);
+    const turns = new Map(ordered.map((run, k) => [run, sequence[k]]));
+    const ready = new Barrier(runs.length, sameImage);
+    try {
+        await debug_timedGroup(`Connect to ${runs.length} servers`, () => Promise.all(runs.map((run) => onServer(run.server.name, async () => {
+            try {
+                run.registry = await registry_Registry.open({ ...run.server.settings, uploadDir: '' });
+            }
+            catch (error) {
+                run.error = error;
+            }
+        }))));
+        const unreachable = runs.filter((run) => run.error !== undefined);
+        if (unreachable.length > 0)
+            throw failure('connecting', unreachable, runs, false);
+        let committing = false;
+        await Promise.all(runs.map((run) => onServer(run.server.name, async () => {
+            const turn = turns.get(run);
+            const fleet = {
+                lockTurn: turn,
+                ready: async (fingerprint) => {
+                    await ready.arrive(fingerprint);
+                    committing = true;
+                },
+            };
+            try {
+                run.result = await operation(run.registry, { ...optionsOf(run.server.settings), fleet });
+            }
+            catch (error) {
+                run.error = error;
+                ready.fail(error);
+            }
+            finally {
+                turn.end();
+            }
+        })));
+        const failed = runs.filter((run) => run.error !== undefined);
+        if (failed.length > 0)
+            throw failure('the change', failed, runs, committing);
+        const results = runs.flatMap((run) => (run.result ? [run.result] : []));
+        const [head] = results;
+        if (!head)
+            throw new Error('internal error: no server reported a result');
+        // What the summary and outputs describe: the first server that found the image.
+        const first = results.find((result) => result.status !== 'not-found') ?? head;
+        const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
+        return { result: { ...first, status: day_two_fleetStatus(results), changedPaths }, servers: day_two_outcomes(runs, true) };
+    }
+    finally {
+        for (const run of runs)
+            run.registry?.close();
+    }
+}
+/** The error of a fleet change that failed somewhere: where, why, and what became of the others. */
+function failure(phase, failed, runs, committing) {
+    const own = failed.filter((run) => !(run.error instanceof BarrierBroken));
+    const cause = own.length > 0 ? own : failed;
+    const reasons = cause.map((run) => `${where(run)}: ${(0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(run.error)).replace(/\.$/, '')}`);
+    const input = cause
+        .map((run) => (run.error instanceof errors/* ActionError */.lZ ? (run.server.primary ? run.error.input : 'mirrors') : undefined))
+        .find((name) => name !== undefined);
+    const changed = runs.filter((run) => run.result && run.result.changedPaths.length > 0).map(where);
+    const rerun = 'Run the step again: the servers that have the change report unchanged (or not-found, for a removal), and the ' +
+        'others make it.';
+    const message = !committing
+        ? `Nothing was changed on any server: ${phase} failed on ${reasons.join('; ')}. Fix that server, or take it ` +
+            'out of mirrors, and run the step again.'
+        : changed.length > 0
+            ? `The change was made on ${changed.join(', ')} but the commit failed on ${reasons.join('; ')}. ${rerun}`
+            : `The commit failed on ${reasons.join('; ')}; where the connection dropped during the commit, it may have ` +
+                `gone through. ${rerun}`;
+    return new FleetChangeFailed(message, input, day_two_outcomes(runs, committing));
+}
+/** Runs the operation on the one server, or on the fleet, and reports. */
+async function makeChange(settings, operation) {
+    if (settings.mirrors.length === 0) {
+        const registry = await debug_timedGroup(`Connect to ${settings.host}:${settings.port}`, () => registry_Registry.open({ ...settings, uploadDir: '' }));
+        let result;
+        try {
+            result = await operation(registry, optionsOf(settings));
+        }
+        finally {
+            registry.close();
+        }
+        const { host, port } = settings;
+        await report(result, settings, [{ name: settings.serverName, host, port, status: result.status, result }]);
+        return;
+    }
+    try {
+        const { result, servers } = await onFleet(settings, operation);
+        await report(result, settings, servers);
+    }
+    catch (error) {
+        if (error instanceof FleetChangeFailed)
+            setServersOutput(error.servers);
+        throw error;
+    }
+}
+async function report(result, settings, servers) {
+    lib_core/* setOutput */.uH('status', result.status);
+    lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
+    lib_core/* setOutput */.uH('aliases-moved', JSON.stringify(result.aliasMoves));
+    lib_core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
+    setServersOutput(servers);
+    if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
+        await (0,summary/* writeDayTwoSummary */.QF)(result, servers);
+}
 /** uses: crynux/lxc-publish/alias */
 function runAlias() {
     return (0,step/* runStep */.e)('Aliases not changed', async (onSettings) => {
         const settings = onSettings(inputs_readDayTwoSettings('alias'));
-        const result = await withRegistry(settings, (registry) => debug_timedGroup('Put the aliases in place under the registry lock', () => day_two_setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options: options(settings) })));
-        await report(result, settings);
+        await makeChange(settings, (registry, options) => debug_timedGroup('Put the aliases in place under the registry lock', () => day_two_setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options })));
     });
 }
 /** uses: crynux/lxc-publish/remove */
 function runRemove() {
     return runStep('Image not removed', async (onSettings) => {
         const settings = onSettings(readDayTwoSettings('remove'));
-        const result = await withRegistry(settings, (registry) => timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, force: settings.force, options: options(settings) })));
-        await report(result, settings);
+        await makeChange(settings, (registry, options) => timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, force: settings.force, options })));
     });
 }
 
@@ -59884,7 +62171,7 @@ function runRemove() {
 /* harmony export */   e: () => (/* binding */ runStep),
 /* harmony export */   i: () => (/* binding */ installLastResortHandlers)
 /* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
 /* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1922);
 /* harmony import */ var _summary_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8770);
 /** How every entry point ends: a failure fails the step with one error that names the input and the fix. */
@@ -59964,7 +62251,7 @@ async function runStep(failureHeading, work) {
 /* harmony export */   QF: () => (/* binding */ writeDayTwoSummary)
 /* harmony export */ });
 /* unused harmony exports formatSize, launchCommand, buildSummary, serversTable, writeSummary, buildFailureSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
 /* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
 /* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1922);
 /** The job summary: what was published, where it is served, and how to use it. */
@@ -60107,7 +62394,7 @@ function serversTable(servers) {
         ...servers.map((server) => {
             const detail = server.error
                 ? escapeHtml(server.error)
-                : server.result
+                : server.result && server.result.product !== ''
                     ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
                     : '';
             return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
@@ -60135,9 +62422,13 @@ const DAY_TWO_HEADINGS = {
     unchanged: 'Aliases already in place',
     removed: 'Image removed from the index',
     'dry-run': 'Dry run: nothing was changed',
+    'not-found': 'Image not listed',
 };
-/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
-function buildDayTwoSummary(result) {
+/**
+ * The summary of the alias and remove sub-actions: what was done, and where every alias now
+ * resolves (on the first server, with a fleet's table of servers after it).
+ */
+function buildDayTwoSummary(result, servers = []) {
     const rows = [
         ['Status', escapeHtml(result.status)],
         ['Fingerprint', code(result.fingerprint)],
@@ -60162,10 +62453,11 @@ function buildDayTwoSummary(result) {
         '</table>',
     ].join('\n');
     const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
-    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
+    const fleet = servers.length > 1 ? ['### Servers', serversTable(servers)] : [];
+    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, ...fleet, `### ${after}`, aliases].join('\n\n') + '\n';
 }
-async function writeDayTwoSummary(result) {
-    await _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .summary */ .z.addRaw(buildDayTwoSummary(result)).write();
+async function writeDayTwoSummary(result, servers = []) {
+    await _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .summary */ .z.addRaw(buildDayTwoSummary(result, servers)).write();
 }
 /** Findings shown of each kind in the log and the summary; the report output has them all. */
 const SHOWN_PER_KIND = 20;
@@ -60233,7 +62525,7 @@ async function writeCheckSummary(report, status, where) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2673);
+/* harmony import */ var _action_day_two_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9659);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 
@@ -60699,6 +62991,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:worker_
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+
+/***/ }),
+
+/***/ 857:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 
 /***/ }),
 
@@ -63381,7 +65680,7 @@ __webpack_unused_export__ = composer.Composer;
 __webpack_unused_export__ = Document.Document;
 __webpack_unused_export__ = Schema.Schema;
 __webpack_unused_export__ = errors.YAMLError;
-__webpack_unused_export__ = errors.YAMLParseError;
+exports.XT = errors.YAMLParseError;
 __webpack_unused_export__ = errors.YAMLWarning;
 __webpack_unused_export__ = Alias.Alias;
 __webpack_unused_export__ = identity.isAlias;
@@ -63400,7 +65699,7 @@ __webpack_unused_export__ = cst;
 __webpack_unused_export__ = lexer.Lexer;
 __webpack_unused_export__ = lineCounter.LineCounter;
 __webpack_unused_export__ = parser.Parser;
-__webpack_unused_export__ = publicApi.parse;
+exports.qg = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
 __webpack_unused_export__ = publicApi.parseDocument;
 __webpack_unused_export__ = publicApi.stringify;
@@ -69318,7 +71617,7 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 8261:
+/***/ 7264:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -69341,8 +71640,8 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // UNUSED EXPORTS: addPath, endGroup, exportVariable, getIDToken, getMultilineInput, getState, markdownSummary, platform, saveState, setCommandEcho, setFailed, startGroup, toPlatformPath, toPosixPath, toWin32Path
 
-;// CONCATENATED MODULE: external "os"
-const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
 // We use any as a valid input type
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -69417,7 +71716,7 @@ function toCommandProperties(annotationProperties) {
  */
 function command_issueCommand(command, properties, message) {
     const cmd = new Command(command, properties, message);
-    process.stdout.write(cmd.toString() + external_os_namespaceObject.EOL);
+    process.stdout.write(cmd.toString() + external_os_.EOL);
 }
 function command_issue(name, message = '') {
     command_issueCommand(name, {}, message);
@@ -69491,7 +71790,7 @@ function file_command_issueFileCommand(command, message) {
     if (!external_fs_.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
     }
-    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_namespaceObject.EOL}`, {
+    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_.EOL}`, {
         encoding: 'utf8'
     });
 }
@@ -69507,7 +71806,7 @@ function file_command_prepareKeyValueMessage(key, value) {
     if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
     }
-    return `${key}<<${delimiter}${external_os_namespaceObject.EOL}${convertedValue}${external_os_namespaceObject.EOL}${delimiter}`;
+    return `${key}<<${delimiter}${external_os_.EOL}${convertedValue}${external_os_.EOL}${delimiter}`;
 }
 //# sourceMappingURL=file-command.js.map
 // EXTERNAL MODULE: external "path"
@@ -70589,7 +72888,7 @@ class Summary {
      * @returns {Summary} summary instance
      */
     addEOL() {
-        return this.addRaw(external_os_namespaceObject.EOL);
+        return this.addRaw(external_os_.EOL);
     }
     /**
      * Adds an HTML codeblock to the summary buffer
@@ -70773,16 +73072,10 @@ function toPlatformPath(pth) {
     return pth.replace(/[/\\]/g, path.sep);
 }
 //# sourceMappingURL=path-utils.js.map
-// EXTERNAL MODULE: external "string_decoder"
-var external_string_decoder_ = __nccwpck_require__(3193);
-// EXTERNAL MODULE: external "events"
-var external_events_ = __nccwpck_require__(4434);
-// EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __nccwpck_require__(5317);
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
-var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var lib_exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
+var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
         function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
@@ -70793,450 +73086,404 @@ var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_.promises;
-// export const {open} = 'fs'
-const IS_WINDOWS = process.platform === 'win32';
+const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
+        silent: true
+    });
+    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
+        silent: true
+    });
+    return {
+        name: name.trim(),
+        version: version.trim()
+    };
+});
+const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    var _a, _b, _c, _d;
+    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
+        silent: true
+    });
+    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
+    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
+    return {
+        name,
+        version
+    };
+});
+const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
+        silent: true
+    });
+    const [name, version] = stdout.trim().split('\n');
+    return {
+        name,
+        version
+    };
+});
+const platform = external_os_.platform();
+const arch = external_os_.arch();
+const isWindows = platform === 'win32';
+const isMacOS = platform === 'darwin';
+const isLinux = platform === 'linux';
+function getDetails() {
+    return platform_awaiter(this, void 0, void 0, function* () {
+        return Object.assign(Object.assign({}, (yield (isWindows
+            ? getWindowsInfo()
+            : isMacOS
+                ? getMacOsInfo()
+                : getLinuxInfo()))), { platform,
+            arch,
+            isWindows,
+            isMacOS,
+            isLinux });
+    });
+}
+//# sourceMappingURL=platform.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
+var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
 /**
- * Custom implementation of readlink to ensure Windows junctions
- * maintain trailing backslash for backward compatibility with Node.js < 24
- *
- * In Node.js 20, Windows junctions (directory symlinks) always returned paths
- * with trailing backslashes. Node.js 24 removed this behavior, which breaks
- * code that relied on this format for path operations.
- *
- * This implementation restores the Node 20 behavior by adding a trailing
- * backslash to all junction results on Windows.
+ * The code to exit an action
  */
-function readlink(fsPath) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
-        const result = yield fs.promises.readlink(fsPath);
-        // On Windows, restore Node 20 behavior: add trailing backslash to all results
-        // since junctions on Windows are always directory links
-        if (IS_WINDOWS && !result.endsWith('\\')) {
-            return `${result}\\`;
+var ExitCode;
+(function (ExitCode) {
+    /**
+     * A code indicating that the action was successful
+     */
+    ExitCode[ExitCode["Success"] = 0] = "Success";
+    /**
+     * A code indicating that the action was a failure
+     */
+    ExitCode[ExitCode["Failure"] = 1] = "Failure";
+})(ExitCode || (ExitCode = {}));
+//-----------------------------------------------------------------------
+// Variables
+//-----------------------------------------------------------------------
+/**
+ * Sets env variable for this action and future actions in the job
+ * @param name the name of the variable to set
+ * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function exportVariable(name, val) {
+    const convertedVal = toCommandValue(val);
+    process.env[name] = convertedVal;
+    const filePath = process.env['GITHUB_ENV'] || '';
+    if (filePath) {
+        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
+    }
+    issueCommand('set-env', { name }, convertedVal);
+}
+/**
+ * Registers a secret which will get masked from logs
+ *
+ * @param secret - Value of the secret to be masked
+ * @remarks
+ * This function instructs the Actions runner to mask the specified value in any
+ * logs produced during the workflow run. Once registered, the secret value will
+ * be replaced with asterisks (***) whenever it appears in console output, logs,
+ * or error messages.
+ *
+ * This is useful for protecting sensitive information such as:
+ * - API keys
+ * - Access tokens
+ * - Authentication credentials
+ * - URL parameters containing signatures (SAS tokens)
+ *
+ * Note that masking only affects future logs; any previous appearances of the
+ * secret in logs before calling this function will remain unmasked.
+ *
+ * @example
+ * ```typescript
+ * // Register an API token as a secret
+ * const apiToken = "abc123xyz456";
+ * setSecret(apiToken);
+ *
+ * // Now any logs containing this value will show *** instead
+ * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
+ * ```
+ */
+function core_setSecret(secret) {
+    command_issueCommand('add-mask', {}, secret);
+}
+/**
+ * Prepends inputPath to the PATH (for this action and future actions)
+ * @param inputPath
+ */
+function addPath(inputPath) {
+    const filePath = process.env['GITHUB_PATH'] || '';
+    if (filePath) {
+        issueFileCommand('PATH', inputPath);
+    }
+    else {
+        issueCommand('add-path', {}, inputPath);
+    }
+    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
+}
+/**
+ * Gets the value of an input.
+ * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
+ * Returns an empty string if the value is not defined.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string
+ */
+function getInput(name, options) {
+    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
+    if (options && options.required && !val) {
+        throw new Error(`Input required and not supplied: ${name}`);
+    }
+    if (options && options.trimWhitespace === false) {
+        return val;
+    }
+    return val.trim();
+}
+/**
+ * Gets the values of an multiline input.  Each value is also trimmed.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string[]
+ *
+ */
+function getMultilineInput(name, options) {
+    const inputs = getInput(name, options)
+        .split('\n')
+        .filter(x => x !== '');
+    if (options && options.trimWhitespace === false) {
+        return inputs;
+    }
+    return inputs.map(input => input.trim());
+}
+/**
+ * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
+ * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
+ * The return value is also in boolean type.
+ * ref: https://yaml.org/spec/1.2/spec.html#id2804923
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   boolean
+ */
+function getBooleanInput(name, options) {
+    const trueValue = ['true', 'True', 'TRUE'];
+    const falseValue = ['false', 'False', 'FALSE'];
+    const val = getInput(name, options);
+    if (trueValue.includes(val))
+        return true;
+    if (falseValue.includes(val))
+        return false;
+    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
+        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
+}
+/**
+ * Sets the value of an output.
+ *
+ * @param     name     name of the output to set
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function setOutput(name, value) {
+    const filePath = process.env['GITHUB_OUTPUT'] || '';
+    if (filePath) {
+        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
+    }
+    process.stdout.write(external_os_.EOL);
+    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
+}
+/**
+ * Enables or disables the echoing of commands into stdout for the rest of the step.
+ * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
+ *
+ */
+function setCommandEcho(enabled) {
+    issue('echo', enabled ? 'on' : 'off');
+}
+//-----------------------------------------------------------------------
+// Results
+//-----------------------------------------------------------------------
+/**
+ * Sets the action status to failed.
+ * When the action exits it will be with an exit code of 1
+ * @param message add error issue message
+ */
+function setFailed(message) {
+    process.exitCode = ExitCode.Failure;
+    error(message);
+}
+//-----------------------------------------------------------------------
+// Logging Commands
+//-----------------------------------------------------------------------
+/**
+ * Gets whether Actions Step Debug is on or not
+ */
+function isDebug() {
+    return process.env['RUNNER_DEBUG'] === '1';
+}
+/**
+ * Writes debug message to user log
+ * @param message debug message
+ */
+function core_debug(message) {
+    command_issueCommand('debug', {}, message);
+}
+/**
+ * Adds an error issue
+ * @param message error issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function error(message, properties = {}) {
+    command_issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a warning issue
+ * @param message warning issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function warning(message, properties = {}) {
+    command_issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a notice issue
+ * @param message notice issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function notice(message, properties = {}) {
+    command_issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Writes info to log with console.log.
+ * @param message info message
+ */
+function info(message) {
+    process.stdout.write(message + external_os_.EOL);
+}
+/**
+ * Begin an output group.
+ *
+ * Output until the next `groupEnd` will be foldable in this group
+ *
+ * @param name The name of the output group
+ */
+function startGroup(name) {
+    command_issue('group', name);
+}
+/**
+ * End an output group.
+ */
+function endGroup() {
+    command_issue('endgroup');
+}
+/**
+ * Wrap an asynchronous function call in a group.
+ *
+ * Returns the same type as the function itself.
+ *
+ * @param name The name of the group
+ * @param fn The function to wrap in the group
+ */
+function group(name, fn) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        startGroup(name);
+        let result;
+        try {
+            result = yield fn();
+        }
+        finally {
+            endGroup();
         }
         return result;
     });
 }
-// See https://github.com/nodejs/node/blob/d0153aee367422d0858105abec186da4dff0a0c5/deps/uv/include/uv/win.h#L691
-const UV_FS_O_EXLOCK = 0x10000000;
-const READONLY = external_fs_.constants.O_RDONLY;
-function exists(fsPath) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
-        try {
-            yield stat(fsPath);
-        }
-        catch (err) {
-            if (err.code === 'ENOENT') {
-                return false;
-            }
-            throw err;
-        }
-        return true;
-    });
+//-----------------------------------------------------------------------
+// Wrapper action state
+//-----------------------------------------------------------------------
+/**
+ * Saves state for current action, the state can only be retrieved by this action's post job execution.
+ *
+ * @param     name     name of the state to store
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function saveState(name, value) {
+    const filePath = process.env['GITHUB_STATE'] || '';
+    if (filePath) {
+        return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
+    }
+    issueCommand('save-state', { name }, toCommandValue(value));
 }
-function isDirectory(fsPath_1) {
-    return io_util_awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
-        const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
-        return stats.isDirectory();
+/**
+ * Gets the value of an state set by this action's main execution.
+ *
+ * @param     name     name of the state to get
+ * @returns   string
+ */
+function getState(name) {
+    return process.env[`STATE_${name}`] || '';
+}
+function getIDToken(aud) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        return yield OidcClient.getIDToken(aud);
     });
 }
 /**
- * On OSX/Linux, true if path starts with '/'. On Windows, true for paths like:
- * \, \hello, \\hello\share, C:, and C:\hello (and corresponding alternate separator cases).
+ * Summary exports
  */
-function isRooted(p) {
-    p = normalizeSeparators(p);
-    if (!p) {
-        throw new Error('isRooted() parameter "p" cannot be empty');
-    }
-    if (IS_WINDOWS) {
-        return (p.startsWith('\\') || /^[A-Z]:/i.test(p) // e.g. \ or \hello or \\hello
-        ); // e.g. C: or C:\hello
-    }
-    return p.startsWith('/');
-}
-/**
- * Best effort attempt to determine whether a file exists and is executable.
- * @param filePath    file path to check
- * @param extensions  additional file extensions to try
- * @return if file exists and is executable, returns the file path. otherwise empty string.
- */
-function tryGetExecutablePath(filePath, extensions) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
-        let stats = undefined;
-        try {
-            // test file exists
-            stats = yield stat(filePath);
-        }
-        catch (err) {
-            if (err.code !== 'ENOENT') {
-                // eslint-disable-next-line no-console
-                console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
-            }
-        }
-        if (stats && stats.isFile()) {
-            if (IS_WINDOWS) {
-                // on Windows, test for valid extension
-                const upperExt = external_path_.extname(filePath).toUpperCase();
-                if (extensions.some(validExt => validExt.toUpperCase() === upperExt)) {
-                    return filePath;
-                }
-            }
-            else {
-                if (isUnixExecutable(stats)) {
-                    return filePath;
-                }
-            }
-        }
-        // try each extension
-        const originalFilePath = filePath;
-        for (const extension of extensions) {
-            filePath = originalFilePath + extension;
-            stats = undefined;
-            try {
-                stats = yield stat(filePath);
-            }
-            catch (err) {
-                if (err.code !== 'ENOENT') {
-                    // eslint-disable-next-line no-console
-                    console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
-                }
-            }
-            if (stats && stats.isFile()) {
-                if (IS_WINDOWS) {
-                    // preserve the case of the actual file (since an extension was appended)
-                    try {
-                        const directory = external_path_.dirname(filePath);
-                        const upperName = external_path_.basename(filePath).toUpperCase();
-                        for (const actualName of yield readdir(directory)) {
-                            if (upperName === actualName.toUpperCase()) {
-                                filePath = external_path_.join(directory, actualName);
-                                break;
-                            }
-                        }
-                    }
-                    catch (err) {
-                        // eslint-disable-next-line no-console
-                        console.log(`Unexpected error attempting to determine the actual case of the file '${filePath}': ${err}`);
-                    }
-                    return filePath;
-                }
-                else {
-                    if (isUnixExecutable(stats)) {
-                        return filePath;
-                    }
-                }
-            }
-        }
-        return '';
-    });
-}
-function normalizeSeparators(p) {
-    p = p || '';
-    if (IS_WINDOWS) {
-        // convert slashes on Windows
-        p = p.replace(/\//g, '\\');
-        // remove redundant slashes
-        return p.replace(/\\\\+/g, '\\');
-    }
-    // remove redundant slashes
-    return p.replace(/\/\/+/g, '/');
-}
-// on Mac/Linux, test the execute bit
-//     R   W  X  R  W X R W X
-//   256 128 64 32 16 8 4 2 1
-function isUnixExecutable(stats) {
-    return ((stats.mode & 1) > 0 ||
-        ((stats.mode & 8) > 0 &&
-            process.getgid !== undefined &&
-            stats.gid === process.getgid()) ||
-        ((stats.mode & 64) > 0 &&
-            process.getuid !== undefined &&
-            stats.uid === process.getuid()));
-}
-// Get the path of cmd.exe in windows
-function getCmdPath() {
-    var _a;
-    return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
-}
-//# sourceMappingURL=io-util.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io.js
-var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
 
 /**
- * Copies a file or folder.
- * Based off of shelljs - https://github.com/shelljs/shelljs/blob/9237f66c52e5daa40458f94f9565e18e8132f5a6/src/cp.js
- *
- * @param     source    source path
- * @param     dest      destination path
- * @param     options   optional. See CopyOptions.
+ * @deprecated use core.summary
  */
-function cp(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
-        const { force, recursive, copySourceDirectory } = readCopyOptions(options);
-        const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
-        // Dest is an existing file, but not forcing
-        if (destStat && destStat.isFile() && !force) {
-            return;
-        }
-        // If dest is an existing directory, should copy inside.
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory
-            ? path.join(dest, path.basename(source))
-            : dest;
-        if (!(yield ioUtil.exists(source))) {
-            throw new Error(`no such file or directory: ${source}`);
-        }
-        const sourceStat = yield ioUtil.stat(source);
-        if (sourceStat.isDirectory()) {
-            if (!recursive) {
-                throw new Error(`Failed to copy. ${source} is a directory, but tried to copy without recursive flag.`);
-            }
-            else {
-                yield cpDirRecursive(source, newDest, 0, force);
-            }
-        }
-        else {
-            if (path.relative(source, newDest) === '') {
-                // a file cannot be copied to itself
-                throw new Error(`'${newDest}' and '${source}' are the same file`);
-            }
-            yield io_copyFile(source, newDest, force);
-        }
-    });
-}
+
 /**
- * Moves a path.
- *
- * @param     source    source path
- * @param     dest      destination path
- * @param     options   optional. See MoveOptions.
+ * Path exports
  */
-function mv(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
-        if (yield ioUtil.exists(dest)) {
-            let destExists = true;
-            if (yield ioUtil.isDirectory(dest)) {
-                // If dest is directory copy src into dest
-                dest = path.join(dest, path.basename(source));
-                destExists = yield ioUtil.exists(dest);
-            }
-            if (destExists) {
-                if (options.force == null || options.force) {
-                    yield rmRF(dest);
-                }
-                else {
-                    throw new Error('Destination already exists');
-                }
-            }
-        }
-        yield mkdirP(path.dirname(dest));
-        yield ioUtil.rename(source, dest);
-    });
-}
+
 /**
- * Remove a path recursively with force
- *
- * @param inputPath path to remove
+ * Platform utilities exports
  */
-function rmRF(inputPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (ioUtil.IS_WINDOWS) {
-            // Check for invalid characters
-            // https://docs.microsoft.com/en-us/windows/win32/fileio/naming-a-file
-            if (/[*"<>|]/.test(inputPath)) {
-                throw new Error('File path must not contain `*`, `"`, `<`, `>` or `|` on Windows');
-            }
-        }
-        try {
-            // note if path does not exist, error is silent
-            yield ioUtil.rm(inputPath, {
-                force: true,
-                maxRetries: 3,
-                recursive: true,
-                retryDelay: 300
-            });
-        }
-        catch (err) {
-            throw new Error(`File was unable to be removed ${err}`);
-        }
-    });
-}
-/**
- * Make a directory.  Creates the full path with folders in between
- * Will throw if it fails
- *
- * @param   fsPath        path to create
- * @returns Promise<void>
- */
-function mkdirP(fsPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        ok(fsPath, 'a path argument must be provided');
-        yield ioUtil.mkdir(fsPath, { recursive: true });
-    });
-}
-/**
- * Returns path of a tool had the tool actually been invoked.  Resolves via paths.
- * If you check and the tool does not exist, it will throw.
- *
- * @param     tool              name of the tool
- * @param     check             whether to check if tool exists
- * @returns   Promise<string>   path to tool
- */
-function which(tool, check) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (!tool) {
-            throw new Error("parameter 'tool' is required");
-        }
-        // recursive when check=true
-        if (check) {
-            const result = yield which(tool, false);
-            if (!result) {
-                if (IS_WINDOWS) {
-                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also verify the file has a valid extension for an executable file.`);
-                }
-                else {
-                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also check the file mode to verify the file is executable.`);
-                }
-            }
-            return result;
-        }
-        const matches = yield findInPath(tool);
-        if (matches && matches.length > 0) {
-            return matches[0];
-        }
-        return '';
-    });
-}
-/**
- * Returns a list of all occurrences of the given tool on the system path.
- *
- * @returns   Promise<string[]>  the paths of the tool
- */
-function findInPath(tool) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (!tool) {
-            throw new Error("parameter 'tool' is required");
-        }
-        // build the list of extensions to try
-        const extensions = [];
-        if (IS_WINDOWS && process.env['PATHEXT']) {
-            for (const extension of process.env['PATHEXT'].split(external_path_.delimiter)) {
-                if (extension) {
-                    extensions.push(extension);
-                }
-            }
-        }
-        // if it's rooted, return it if exists. otherwise return empty.
-        if (isRooted(tool)) {
-            const filePath = yield tryGetExecutablePath(tool, extensions);
-            if (filePath) {
-                return [filePath];
-            }
-            return [];
-        }
-        // if any path separators, return empty
-        if (tool.includes(external_path_.sep)) {
-            return [];
-        }
-        // build the list of directories
-        //
-        // Note, technically "where" checks the current directory on Windows. From a toolkit perspective,
-        // it feels like we should not do this. Checking the current directory seems like more of a use
-        // case of a shell, and the which() function exposed by the toolkit should strive for consistency
-        // across platforms.
-        const directories = [];
-        if (process.env.PATH) {
-            for (const p of process.env.PATH.split(external_path_.delimiter)) {
-                if (p) {
-                    directories.push(p);
-                }
-            }
-        }
-        // find all matches
-        const matches = [];
-        for (const directory of directories) {
-            const filePath = yield tryGetExecutablePath(external_path_.join(directory, tool), extensions);
-            if (filePath) {
-                matches.push(filePath);
-            }
-        }
-        return matches;
-    });
-}
-function readCopyOptions(options) {
-    const force = options.force == null ? true : options.force;
-    const recursive = Boolean(options.recursive);
-    const copySourceDirectory = options.copySourceDirectory == null
-        ? true
-        : Boolean(options.copySourceDirectory);
-    return { force, recursive, copySourceDirectory };
-}
-function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        // Ensure there is not a run away recursive copy
-        if (currentDepth >= 255)
-            return;
-        currentDepth++;
-        yield mkdirP(destDir);
-        const files = yield ioUtil.readdir(sourceDir);
-        for (const fileName of files) {
-            const srcFile = `${sourceDir}/${fileName}`;
-            const destFile = `${destDir}/${fileName}`;
-            const srcFileStat = yield ioUtil.lstat(srcFile);
-            if (srcFileStat.isDirectory()) {
-                // Recurse
-                yield cpDirRecursive(srcFile, destFile, currentDepth, force);
-            }
-            else {
-                yield io_copyFile(srcFile, destFile, force);
-            }
-        }
-        // Change the mode for the newly created directory
-        yield ioUtil.chmod(destDir, (yield ioUtil.stat(sourceDir)).mode);
-    });
-}
-// Buffered file copy
-function io_copyFile(srcFile, destFile, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if ((yield ioUtil.lstat(srcFile)).isSymbolicLink()) {
-            // unlink/re-link it
-            try {
-                yield ioUtil.lstat(destFile);
-                yield ioUtil.unlink(destFile);
-            }
-            catch (e) {
-                // Try to override file permission
-                if (e.code === 'EPERM') {
-                    yield ioUtil.chmod(destFile, '0666');
-                    yield ioUtil.unlink(destFile);
-                }
-                // other errors = it doesn't exist, no work to do
-            }
-            // Copy over symlink
-            const symlinkFull = yield ioUtil.readlink(srcFile);
-            yield ioUtil.symlink(symlinkFull, destFile, ioUtil.IS_WINDOWS ? 'junction' : null);
-        }
-        else if (!(yield ioUtil.exists(destFile)) || force) {
-            yield ioUtil.copyFile(srcFile, destFile);
-        }
-    });
-}
-//# sourceMappingURL=io.js.map
+
+//# sourceMappingURL=core.js.map
+
+/***/ }),
+
+/***/ 5260:
+/***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+
+// UNUSED EXPORTS: exec, getExecOutput
+
+// EXTERNAL MODULE: external "string_decoder"
+var external_string_decoder_ = __nccwpck_require__(3193);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+// EXTERNAL MODULE: external "events"
+var external_events_ = __nccwpck_require__(4434);
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __nccwpck_require__(5317);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io-util.js
+var io_util = __nccwpck_require__(90);
 ;// CONCATENATED MODULE: external "timers"
 const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
 ;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
-var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
         function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
@@ -71253,7 +73500,7 @@ var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg
 
 
 /* eslint-disable @typescript-eslint/unbound-method */
-const toolrunner_IS_WINDOWS = process.platform === 'win32';
+const IS_WINDOWS = process.platform === 'win32';
 /*
  * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
  */
@@ -71276,7 +73523,7 @@ class ToolRunner extends external_events_.EventEmitter {
         const toolPath = this._getSpawnFileName();
         const args = this._getSpawnArgs(options);
         let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
-        if (toolrunner_IS_WINDOWS) {
+        if (IS_WINDOWS) {
             // Windows + cmd file
             if (this._isCmdFile()) {
                 cmd += toolPath;
@@ -71313,13 +73560,13 @@ class ToolRunner extends external_events_.EventEmitter {
     _processLineBuffer(data, strBuffer, onLine) {
         try {
             let s = strBuffer + data.toString();
-            let n = s.indexOf(external_os_namespaceObject.EOL);
+            let n = s.indexOf(external_os_.EOL);
             while (n > -1) {
                 const line = s.substring(0, n);
                 onLine(line);
                 // the rest of the string ...
-                s = s.substring(n + external_os_namespaceObject.EOL.length);
-                n = s.indexOf(external_os_namespaceObject.EOL);
+                s = s.substring(n + external_os_.EOL.length);
+                n = s.indexOf(external_os_.EOL);
             }
             return s;
         }
@@ -71330,7 +73577,7 @@ class ToolRunner extends external_events_.EventEmitter {
         }
     }
     _getSpawnFileName() {
-        if (toolrunner_IS_WINDOWS) {
+        if (IS_WINDOWS) {
             if (this._isCmdFile()) {
                 return process.env['COMSPEC'] || 'cmd.exe';
             }
@@ -71338,7 +73585,7 @@ class ToolRunner extends external_events_.EventEmitter {
         return this.toolPath;
     }
     _getSpawnArgs(options) {
-        if (toolrunner_IS_WINDOWS) {
+        if (IS_WINDOWS) {
             if (this._isCmdFile()) {
                 let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
                 for (const a of this.args) {
@@ -71591,18 +73838,18 @@ class ToolRunner extends external_events_.EventEmitter {
      * @returns   number
      */
     exec() {
-        return toolrunner_awaiter(this, void 0, void 0, function* () {
+        return __awaiter(this, void 0, void 0, function* () {
             // root the tool path if it is unrooted and contains relative pathing
-            if (!isRooted(this.toolPath) &&
+            if (!io_util/* isRooted */.Qh(this.toolPath) &&
                 (this.toolPath.includes('/') ||
-                    (toolrunner_IS_WINDOWS && this.toolPath.includes('\\')))) {
+                    (IS_WINDOWS && this.toolPath.includes('\\')))) {
                 // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
                 this.toolPath = external_path_.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
             }
             // if the tool is only a file name, then resolve it from the PATH
             // otherwise verify it exists (add extension on Windows if necessary)
-            this.toolPath = yield which(this.toolPath, true);
-            return new Promise((resolve, reject) => toolrunner_awaiter(this, void 0, void 0, function* () {
+            this.toolPath = yield io/* which */.K7(this.toolPath, true);
+            return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
                 this._debug(`exec tool: ${this.toolPath}`);
                 this._debug('arguments:');
                 for (const arg of this.args) {
@@ -71610,13 +73857,13 @@ class ToolRunner extends external_events_.EventEmitter {
                 }
                 const optionsNonNull = this._cloneExecOptions(this.options);
                 if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_namespaceObject.EOL);
+                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_.EOL);
                 }
                 const state = new ExecState(optionsNonNull, this.toolPath);
                 state.on('debug', (message) => {
                     this._debug(message);
                 });
-                if (this.options.cwd && !(yield exists(this.options.cwd))) {
+                if (this.options.cwd && !(yield io_util/* exists */.t2(this.options.cwd))) {
                     return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
                 }
                 const fileName = this._getSpawnFileName();
@@ -71845,7 +74092,7 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  * @param     options            optional exec options.  See ExecOptions
  * @returns   Promise<number>    exit code
  */
-function exec_exec(commandLine, args, options) {
+function exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
         const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
@@ -71891,7 +74138,7 @@ function getExecOutput(commandLine, args, options) {
             }
         };
         const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec_exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
         //flush any remaining characters
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
@@ -71903,8 +74150,22 @@ function getExecOutput(commandLine, args, options) {
     });
 }
 //# sourceMappingURL=exec.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
-var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+
+/***/ }),
+
+/***/ 90:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   H8: () => (/* binding */ IS_WINDOWS),
+/* harmony export */   Qh: () => (/* binding */ isRooted),
+/* harmony export */   t2: () => (/* binding */ exists),
+/* harmony export */   vr: () => (/* binding */ tryGetExecutablePath)
+/* harmony export */ });
+/* unused harmony exports chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink, readlink, UV_FS_O_EXLOCK, READONLY, isDirectory, getCmdPath */
+/* harmony import */ var fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9896);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
         function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
@@ -71915,377 +74176,458 @@ var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, 
 };
 
 
-const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
-        silent: true
-    });
-    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
-        silent: true
-    });
-    return {
-        name: name.trim(),
-        version: version.trim()
-    };
-});
-const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    var _a, _b, _c, _d;
-    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
-        silent: true
-    });
-    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
-    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
-    return {
-        name,
-        version
-    };
-});
-const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
-        silent: true
-    });
-    const [name, version] = stdout.trim().split('\n');
-    return {
-        name,
-        version
-    };
-});
-const platform = external_os_namespaceObject.platform();
-const arch = external_os_namespaceObject.arch();
-const isWindows = platform === 'win32';
-const isMacOS = platform === 'darwin';
-const isLinux = platform === 'linux';
-function getDetails() {
-    return platform_awaiter(this, void 0, void 0, function* () {
-        return Object.assign(Object.assign({}, (yield (isWindows
-            ? getWindowsInfo()
-            : isMacOS
-                ? getMacOsInfo()
-                : getLinuxInfo()))), { platform,
-            arch,
-            isWindows,
-            isMacOS,
-            isLinux });
-    });
-}
-//# sourceMappingURL=platform.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
-var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
+const { chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink } = fs__WEBPACK_IMPORTED_MODULE_0__.promises;
+// export const {open} = 'fs'
+const IS_WINDOWS = process.platform === 'win32';
 /**
- * The code to exit an action
- */
-var ExitCode;
-(function (ExitCode) {
-    /**
-     * A code indicating that the action was successful
-     */
-    ExitCode[ExitCode["Success"] = 0] = "Success";
-    /**
-     * A code indicating that the action was a failure
-     */
-    ExitCode[ExitCode["Failure"] = 1] = "Failure";
-})(ExitCode || (ExitCode = {}));
-//-----------------------------------------------------------------------
-// Variables
-//-----------------------------------------------------------------------
-/**
- * Sets env variable for this action and future actions in the job
- * @param name the name of the variable to set
- * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function exportVariable(name, val) {
-    const convertedVal = toCommandValue(val);
-    process.env[name] = convertedVal;
-    const filePath = process.env['GITHUB_ENV'] || '';
-    if (filePath) {
-        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
-    }
-    issueCommand('set-env', { name }, convertedVal);
-}
-/**
- * Registers a secret which will get masked from logs
+ * Custom implementation of readlink to ensure Windows junctions
+ * maintain trailing backslash for backward compatibility with Node.js < 24
  *
- * @param secret - Value of the secret to be masked
- * @remarks
- * This function instructs the Actions runner to mask the specified value in any
- * logs produced during the workflow run. Once registered, the secret value will
- * be replaced with asterisks (***) whenever it appears in console output, logs,
- * or error messages.
+ * In Node.js 20, Windows junctions (directory symlinks) always returned paths
+ * with trailing backslashes. Node.js 24 removed this behavior, which breaks
+ * code that relied on this format for path operations.
  *
- * This is useful for protecting sensitive information such as:
- * - API keys
- * - Access tokens
- * - Authentication credentials
- * - URL parameters containing signatures (SAS tokens)
- *
- * Note that masking only affects future logs; any previous appearances of the
- * secret in logs before calling this function will remain unmasked.
- *
- * @example
- * ```typescript
- * // Register an API token as a secret
- * const apiToken = "abc123xyz456";
- * setSecret(apiToken);
- *
- * // Now any logs containing this value will show *** instead
- * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
- * ```
+ * This implementation restores the Node 20 behavior by adding a trailing
+ * backslash to all junction results on Windows.
  */
-function core_setSecret(secret) {
-    command_issueCommand('add-mask', {}, secret);
-}
-/**
- * Prepends inputPath to the PATH (for this action and future actions)
- * @param inputPath
- */
-function addPath(inputPath) {
-    const filePath = process.env['GITHUB_PATH'] || '';
-    if (filePath) {
-        issueFileCommand('PATH', inputPath);
-    }
-    else {
-        issueCommand('add-path', {}, inputPath);
-    }
-    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
-}
-/**
- * Gets the value of an input.
- * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
- * Returns an empty string if the value is not defined.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string
- */
-function getInput(name, options) {
-    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
-    if (options && options.required && !val) {
-        throw new Error(`Input required and not supplied: ${name}`);
-    }
-    if (options && options.trimWhitespace === false) {
-        return val;
-    }
-    return val.trim();
-}
-/**
- * Gets the values of an multiline input.  Each value is also trimmed.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string[]
- *
- */
-function getMultilineInput(name, options) {
-    const inputs = getInput(name, options)
-        .split('\n')
-        .filter(x => x !== '');
-    if (options && options.trimWhitespace === false) {
-        return inputs;
-    }
-    return inputs.map(input => input.trim());
-}
-/**
- * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
- * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
- * The return value is also in boolean type.
- * ref: https://yaml.org/spec/1.2/spec.html#id2804923
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   boolean
- */
-function getBooleanInput(name, options) {
-    const trueValue = ['true', 'True', 'TRUE'];
-    const falseValue = ['false', 'False', 'FALSE'];
-    const val = getInput(name, options);
-    if (trueValue.includes(val))
-        return true;
-    if (falseValue.includes(val))
-        return false;
-    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
-        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
-}
-/**
- * Sets the value of an output.
- *
- * @param     name     name of the output to set
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function setOutput(name, value) {
-    const filePath = process.env['GITHUB_OUTPUT'] || '';
-    if (filePath) {
-        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
-    }
-    process.stdout.write(external_os_namespaceObject.EOL);
-    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
-}
-/**
- * Enables or disables the echoing of commands into stdout for the rest of the step.
- * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
- *
- */
-function setCommandEcho(enabled) {
-    issue('echo', enabled ? 'on' : 'off');
-}
-//-----------------------------------------------------------------------
-// Results
-//-----------------------------------------------------------------------
-/**
- * Sets the action status to failed.
- * When the action exits it will be with an exit code of 1
- * @param message add error issue message
- */
-function setFailed(message) {
-    process.exitCode = ExitCode.Failure;
-    error(message);
-}
-//-----------------------------------------------------------------------
-// Logging Commands
-//-----------------------------------------------------------------------
-/**
- * Gets whether Actions Step Debug is on or not
- */
-function isDebug() {
-    return process.env['RUNNER_DEBUG'] === '1';
-}
-/**
- * Writes debug message to user log
- * @param message debug message
- */
-function core_debug(message) {
-    command_issueCommand('debug', {}, message);
-}
-/**
- * Adds an error issue
- * @param message error issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function error(message, properties = {}) {
-    command_issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a warning issue
- * @param message warning issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function warning(message, properties = {}) {
-    command_issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a notice issue
- * @param message notice issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function notice(message, properties = {}) {
-    command_issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Writes info to log with console.log.
- * @param message info message
- */
-function info(message) {
-    process.stdout.write(message + external_os_namespaceObject.EOL);
-}
-/**
- * Begin an output group.
- *
- * Output until the next `groupEnd` will be foldable in this group
- *
- * @param name The name of the output group
- */
-function startGroup(name) {
-    command_issue('group', name);
-}
-/**
- * End an output group.
- */
-function endGroup() {
-    command_issue('endgroup');
-}
-/**
- * Wrap an asynchronous function call in a group.
- *
- * Returns the same type as the function itself.
- *
- * @param name The name of the group
- * @param fn The function to wrap in the group
- */
-function group(name, fn) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        startGroup(name);
-        let result;
-        try {
-            result = yield fn();
-        }
-        finally {
-            endGroup();
+function readlink(fsPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        const result = yield fs.promises.readlink(fsPath);
+        // On Windows, restore Node 20 behavior: add trailing backslash to all results
+        // since junctions on Windows are always directory links
+        if (IS_WINDOWS && !result.endsWith('\\')) {
+            return `${result}\\`;
         }
         return result;
     });
 }
-//-----------------------------------------------------------------------
-// Wrapper action state
-//-----------------------------------------------------------------------
-/**
- * Saves state for current action, the state can only be retrieved by this action's post job execution.
- *
- * @param     name     name of the state to store
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function saveState(name, value) {
-    const filePath = process.env['GITHUB_STATE'] || '';
-    if (filePath) {
-        return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
-    }
-    issueCommand('save-state', { name }, toCommandValue(value));
+// See https://github.com/nodejs/node/blob/d0153aee367422d0858105abec186da4dff0a0c5/deps/uv/include/uv/win.h#L691
+const UV_FS_O_EXLOCK = 0x10000000;
+const READONLY = fs__WEBPACK_IMPORTED_MODULE_0__.constants.O_RDONLY;
+function exists(fsPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        try {
+            yield stat(fsPath);
+        }
+        catch (err) {
+            if (err.code === 'ENOENT') {
+                return false;
+            }
+            throw err;
+        }
+        return true;
+    });
 }
-/**
- * Gets the value of an state set by this action's main execution.
- *
- * @param     name     name of the state to get
- * @returns   string
- */
-function getState(name) {
-    return process.env[`STATE_${name}`] || '';
-}
-function getIDToken(aud) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        return yield OidcClient.getIDToken(aud);
+function isDirectory(fsPath_1) {
+    return __awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
+        const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
+        return stats.isDirectory();
     });
 }
 /**
- * Summary exports
+ * On OSX/Linux, true if path starts with '/'. On Windows, true for paths like:
+ * \, \hello, \\hello\share, C:, and C:\hello (and corresponding alternate separator cases).
  */
+function isRooted(p) {
+    p = normalizeSeparators(p);
+    if (!p) {
+        throw new Error('isRooted() parameter "p" cannot be empty');
+    }
+    if (IS_WINDOWS) {
+        return (p.startsWith('\\') || /^[A-Z]:/i.test(p) // e.g. \ or \hello or \\hello
+        ); // e.g. C: or C:\hello
+    }
+    return p.startsWith('/');
+}
+/**
+ * Best effort attempt to determine whether a file exists and is executable.
+ * @param filePath    file path to check
+ * @param extensions  additional file extensions to try
+ * @return if file exists and is executable, returns the file path. otherwise empty string.
+ */
+function tryGetExecutablePath(filePath, extensions) {
+    return __awaiter(this, void 0, void 0, function* () {
+        let stats = undefined;
+        try {
+            // test file exists
+            stats = yield stat(filePath);
+        }
+        catch (err) {
+            if (err.code !== 'ENOENT') {
+                // eslint-disable-next-line no-console
+                console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
+            }
+        }
+        if (stats && stats.isFile()) {
+            if (IS_WINDOWS) {
+                // on Windows, test for valid extension
+                const upperExt = path__WEBPACK_IMPORTED_MODULE_1__.extname(filePath).toUpperCase();
+                if (extensions.some(validExt => validExt.toUpperCase() === upperExt)) {
+                    return filePath;
+                }
+            }
+            else {
+                if (isUnixExecutable(stats)) {
+                    return filePath;
+                }
+            }
+        }
+        // try each extension
+        const originalFilePath = filePath;
+        for (const extension of extensions) {
+            filePath = originalFilePath + extension;
+            stats = undefined;
+            try {
+                stats = yield stat(filePath);
+            }
+            catch (err) {
+                if (err.code !== 'ENOENT') {
+                    // eslint-disable-next-line no-console
+                    console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
+                }
+            }
+            if (stats && stats.isFile()) {
+                if (IS_WINDOWS) {
+                    // preserve the case of the actual file (since an extension was appended)
+                    try {
+                        const directory = path__WEBPACK_IMPORTED_MODULE_1__.dirname(filePath);
+                        const upperName = path__WEBPACK_IMPORTED_MODULE_1__.basename(filePath).toUpperCase();
+                        for (const actualName of yield readdir(directory)) {
+                            if (upperName === actualName.toUpperCase()) {
+                                filePath = path__WEBPACK_IMPORTED_MODULE_1__.join(directory, actualName);
+                                break;
+                            }
+                        }
+                    }
+                    catch (err) {
+                        // eslint-disable-next-line no-console
+                        console.log(`Unexpected error attempting to determine the actual case of the file '${filePath}': ${err}`);
+                    }
+                    return filePath;
+                }
+                else {
+                    if (isUnixExecutable(stats)) {
+                        return filePath;
+                    }
+                }
+            }
+        }
+        return '';
+    });
+}
+function normalizeSeparators(p) {
+    p = p || '';
+    if (IS_WINDOWS) {
+        // convert slashes on Windows
+        p = p.replace(/\//g, '\\');
+        // remove redundant slashes
+        return p.replace(/\\\\+/g, '\\');
+    }
+    // remove redundant slashes
+    return p.replace(/\/\/+/g, '/');
+}
+// on Mac/Linux, test the execute bit
+//     R   W  X  R  W X R W X
+//   256 128 64 32 16 8 4 2 1
+function isUnixExecutable(stats) {
+    return ((stats.mode & 1) > 0 ||
+        ((stats.mode & 8) > 0 &&
+            process.getgid !== undefined &&
+            stats.gid === process.getgid()) ||
+        ((stats.mode & 64) > 0 &&
+            process.getuid !== undefined &&
+            stats.uid === process.getuid()));
+}
+// Get the path of cmd.exe in windows
+function getCmdPath() {
+    var _a;
+    return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
+}
+//# sourceMappingURL=io-util.js.map
+
+/***/ }),
+
+/***/ 8701:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   K7: () => (/* binding */ which)
+/* harmony export */ });
+/* unused harmony exports cp, mv, rmRF, mkdirP, findInPath */
+/* harmony import */ var assert__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2613);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
+/* harmony import */ var _io_util_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(90);
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
 
 /**
- * @deprecated use core.summary
+ * Copies a file or folder.
+ * Based off of shelljs - https://github.com/shelljs/shelljs/blob/9237f66c52e5daa40458f94f9565e18e8132f5a6/src/cp.js
+ *
+ * @param     source    source path
+ * @param     dest      destination path
+ * @param     options   optional. See CopyOptions.
  */
-
+function cp(source_1, dest_1) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+        const { force, recursive, copySourceDirectory } = readCopyOptions(options);
+        const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
+        // Dest is an existing file, but not forcing
+        if (destStat && destStat.isFile() && !force) {
+            return;
+        }
+        // If dest is an existing directory, should copy inside.
+        const newDest = destStat && destStat.isDirectory() && copySourceDirectory
+            ? path.join(dest, path.basename(source))
+            : dest;
+        if (!(yield ioUtil.exists(source))) {
+            throw new Error(`no such file or directory: ${source}`);
+        }
+        const sourceStat = yield ioUtil.stat(source);
+        if (sourceStat.isDirectory()) {
+            if (!recursive) {
+                throw new Error(`Failed to copy. ${source} is a directory, but tried to copy without recursive flag.`);
+            }
+            else {
+                yield cpDirRecursive(source, newDest, 0, force);
+            }
+        }
+        else {
+            if (path.relative(source, newDest) === '') {
+                // a file cannot be copied to itself
+                throw new Error(`'${newDest}' and '${source}' are the same file`);
+            }
+            yield copyFile(source, newDest, force);
+        }
+    });
+}
 /**
- * Path exports
+ * Moves a path.
+ *
+ * @param     source    source path
+ * @param     dest      destination path
+ * @param     options   optional. See MoveOptions.
  */
-
+function mv(source_1, dest_1) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+        if (yield ioUtil.exists(dest)) {
+            let destExists = true;
+            if (yield ioUtil.isDirectory(dest)) {
+                // If dest is directory copy src into dest
+                dest = path.join(dest, path.basename(source));
+                destExists = yield ioUtil.exists(dest);
+            }
+            if (destExists) {
+                if (options.force == null || options.force) {
+                    yield rmRF(dest);
+                }
+                else {
+                    throw new Error('Destination already exists');
+                }
+            }
+        }
+        yield mkdirP(path.dirname(dest));
+        yield ioUtil.rename(source, dest);
+    });
+}
 /**
- * Platform utilities exports
+ * Remove a path recursively with force
+ *
+ * @param inputPath path to remove
  */
-
-//# sourceMappingURL=core.js.map
+function rmRF(inputPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (ioUtil.IS_WINDOWS) {
+            // Check for invalid characters
+            // https://docs.microsoft.com/en-us/windows/win32/fileio/naming-a-file
+            if (/[*"<>|]/.test(inputPath)) {
+                throw new Error('File path must not contain `*`, `"`, `<`, `>` or `|` on Windows');
+            }
+        }
+        try {
+            // note if path does not exist, error is silent
+            yield ioUtil.rm(inputPath, {
+                force: true,
+                maxRetries: 3,
+                recursive: true,
+                retryDelay: 300
+            });
+        }
+        catch (err) {
+            throw new Error(`File was unable to be removed ${err}`);
+        }
+    });
+}
+/**
+ * Make a directory.  Creates the full path with folders in between
+ * Will throw if it fails
+ *
+ * @param   fsPath        path to create
+ * @returns Promise<void>
+ */
+function mkdirP(fsPath) {
+    return __awaiter(this, void 0, void 0, function* () {
+        ok(fsPath, 'a path argument must be provided');
+        yield ioUtil.mkdir(fsPath, { recursive: true });
+    });
+}
+/**
+ * Returns path of a tool had the tool actually been invoked.  Resolves via paths.
+ * If you check and the tool does not exist, it will throw.
+ *
+ * @param     tool              name of the tool
+ * @param     check             whether to check if tool exists
+ * @returns   Promise<string>   path to tool
+ */
+function which(tool, check) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (!tool) {
+            throw new Error("parameter 'tool' is required");
+        }
+        // recursive when check=true
+        if (check) {
+            const result = yield which(tool, false);
+            if (!result) {
+                if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8) {
+                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also verify the file has a valid extension for an executable file.`);
+                }
+                else {
+                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also check the file mode to verify the file is executable.`);
+                }
+            }
+            return result;
+        }
+        const matches = yield findInPath(tool);
+        if (matches && matches.length > 0) {
+            return matches[0];
+        }
+        return '';
+    });
+}
+/**
+ * Returns a list of all occurrences of the given tool on the system path.
+ *
+ * @returns   Promise<string[]>  the paths of the tool
+ */
+function findInPath(tool) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (!tool) {
+            throw new Error("parameter 'tool' is required");
+        }
+        // build the list of extensions to try
+        const extensions = [];
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8 && process.env['PATHEXT']) {
+            for (const extension of process.env['PATHEXT'].split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
+                if (extension) {
+                    extensions.push(extension);
+                }
+            }
+        }
+        // if it's rooted, return it if exists. otherwise return empty.
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .isRooted */ .Qh(tool)) {
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(tool, extensions);
+            if (filePath) {
+                return [filePath];
+            }
+            return [];
+        }
+        // if any path separators, return empty
+        if (tool.includes(path__WEBPACK_IMPORTED_MODULE_1__.sep)) {
+            return [];
+        }
+        // build the list of directories
+        //
+        // Note, technically "where" checks the current directory on Windows. From a toolkit perspective,
+        // it feels like we should not do this. Checking the current directory seems like more of a use
+        // case of a shell, and the which() function exposed by the toolkit should strive for consistency
+        // across platforms.
+        const directories = [];
+        if (process.env.PATH) {
+            for (const p of process.env.PATH.split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
+                if (p) {
+                    directories.push(p);
+                }
+            }
+        }
+        // find all matches
+        const matches = [];
+        for (const directory of directories) {
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(path__WEBPACK_IMPORTED_MODULE_1__.join(directory, tool), extensions);
+            if (filePath) {
+                matches.push(filePath);
+            }
+        }
+        return matches;
+    });
+}
+function readCopyOptions(options) {
+    const force = options.force == null ? true : options.force;
+    const recursive = Boolean(options.recursive);
+    const copySourceDirectory = options.copySourceDirectory == null
+        ? true
+        : Boolean(options.copySourceDirectory);
+    return { force, recursive, copySourceDirectory };
+}
+function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
+    return __awaiter(this, void 0, void 0, function* () {
+        // Ensure there is not a run away recursive copy
+        if (currentDepth >= 255)
+            return;
+        currentDepth++;
+        yield mkdirP(destDir);
+        const files = yield ioUtil.readdir(sourceDir);
+        for (const fileName of files) {
+            const srcFile = `${sourceDir}/${fileName}`;
+            const destFile = `${destDir}/${fileName}`;
+            const srcFileStat = yield ioUtil.lstat(srcFile);
+            if (srcFileStat.isDirectory()) {
+                // Recurse
+                yield cpDirRecursive(srcFile, destFile, currentDepth, force);
+            }
+            else {
+                yield copyFile(srcFile, destFile, force);
+            }
+        }
+        // Change the mode for the newly created directory
+        yield ioUtil.chmod(destDir, (yield ioUtil.stat(sourceDir)).mode);
+    });
+}
+// Buffered file copy
+function copyFile(srcFile, destFile, force) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if ((yield ioUtil.lstat(srcFile)).isSymbolicLink()) {
+            // unlink/re-link it
+            try {
+                yield ioUtil.lstat(destFile);
+                yield ioUtil.unlink(destFile);
+            }
+            catch (e) {
+                // Try to override file permission
+                if (e.code === 'EPERM') {
+                    yield ioUtil.chmod(destFile, '0666');
+                    yield ioUtil.unlink(destFile);
+                }
+                // other errors = it doesn't exist, no work to do
+            }
+            // Copy over symlink
+            const symlinkFull = yield ioUtil.readlink(srcFile);
+            yield ioUtil.symlink(symlinkFull, destFile, ioUtil.IS_WINDOWS ? 'junction' : null);
+        }
+        else if (!(yield ioUtil.exists(destFile)) || force) {
+            yield ioUtil.copyFile(srcFile, destFile);
+        }
+    });
+}
+//# sourceMappingURL=io.js.map
 
 /***/ }),
 

@@ -58274,6 +58274,7 @@ const DECLARED_INPUTS = {
         'lock-timeout',
         'lxd-compat',
         'dry-run',
+        'mirrors',
         'summary',
     ],
     remove: [
@@ -58299,6 +58300,7 @@ const DECLARED_INPUTS = {
         'lock-timeout',
         'lxd-compat',
         'dry-run',
+        'mirrors',
         'summary',
     ],
     check: [
@@ -59013,15 +59015,7 @@ function readSettings() {
     const registry = readRegistrySettings('publish');
     const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
     const uploadDir = parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
-    const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
-    const mirrors = parseMirrors(core.getInput('mirrors'), {
-        ...registry,
-        uploadDir,
-        knownHosts: core.getInput('known-hosts'),
-        strictHostKey: registry.strictHostKey,
-        connectTimeout: registry.connectTimeout,
-        primary: { ...registry, name: serverName },
-    });
+    const { serverName, mirrors } = readFleet(registry, uploadDir);
     const convertCommand = parseConvertCommand(core.getInput('convert-command'));
     if (mirrors.length > 0 && convertCommand !== '') {
         throw new ActionError("convert-command cannot be used with mirrors: the owner's command changes the live registry itself, so no " +
@@ -59065,6 +59059,19 @@ function readSettings() {
         dryRun: readBoolean('dry-run'),
     };
 }
+/** The name of the host input's server, and the mirrors input read with the top-level inputs as defaults. */
+function readFleet(registry, uploadDir) {
+    const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
+    const mirrors = parseMirrors(core.getInput('mirrors'), {
+        ...registry,
+        uploadDir,
+        knownHosts: core.getInput('known-hosts'),
+        strictHostKey: registry.strictHostKey,
+        connectTimeout: registry.connectTimeout,
+        primary: { ...registry, name: serverName },
+    });
+    return { serverName, mirrors };
+}
 /** Reads the alias or remove sub-action's settings. */
 function readDayTwoSettings(kind) {
     const registry = readRegistrySettings(kind);
@@ -59079,6 +59086,8 @@ function readDayTwoSettings(kind) {
     }
     return {
         ...registry,
+        // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
+        ...readFleet(registry, ''),
         reference,
         aliases,
         dryRun: readBoolean('dry-run'),
@@ -59434,7 +59443,7 @@ function serversTable(servers) {
         ...servers.map((server) => {
             const detail = server.error
                 ? escapeHtml(server.error)
-                : server.result
+                : server.result && server.result.product !== ''
                     ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
                     : '';
             return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
@@ -59462,9 +59471,13 @@ const DAY_TWO_HEADINGS = {
     unchanged: 'Aliases already in place',
     removed: 'Image removed from the index',
     'dry-run': 'Dry run: nothing was changed',
+    'not-found': 'Image not listed',
 };
-/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
-function buildDayTwoSummary(result) {
+/**
+ * The summary of the alias and remove sub-actions: what was done, and where every alias now
+ * resolves (on the first server, with a fleet's table of servers after it).
+ */
+function buildDayTwoSummary(result, servers = []) {
     const rows = [
         ['Status', escapeHtml(result.status)],
         ['Fingerprint', code(result.fingerprint)],
@@ -59489,10 +59502,11 @@ function buildDayTwoSummary(result) {
         '</table>',
     ].join('\n');
     const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
-    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
+    const fleet = servers.length > 1 ? ['### Servers', serversTable(servers)] : [];
+    return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, ...fleet, `### ${after}`, aliases].join('\n\n') + '\n';
 }
-async function writeDayTwoSummary(result) {
-    await core.summary.addRaw(buildDayTwoSummary(result)).write();
+async function writeDayTwoSummary(result, servers = []) {
+    await core.summary.addRaw(buildDayTwoSummary(result, servers)).write();
 }
 /** Findings shown of each kind in the log and the summary; the report output has them all. */
 const SHOWN_PER_KIND = 20;

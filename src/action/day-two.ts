@@ -1,55 +1,233 @@
 /**
  * The alias and remove sub-actions (alias/action.yml, remove/action.yml): day-two operations on an
  * image already published, without image files. Each reads its inputs, connects as a publish
- * does, makes the change under the registry lock (registry/day-two.ts) and reports.
+ * does, makes the change under the registry lock (registry/day-two.ts) and reports. With mirrors,
+ * every server takes its lock (in the fleet's order) and plans the change, and none commits until
+ * all have, on the same image.
  */
 import * as core from '@actions/core';
 import { timedGroup } from '../common/debug.js';
-import { removeImage, setAliases, type DayTwoResult } from '../registry/day-two.js';
+import { ActionError, describeError, oneLine } from '../common/errors.js';
+import * as log from '../common/log.js';
+import { Barrier, BarrierBroken, turnsInSequence, type Turn } from '../common/together.js';
+import { removeImage, setAliases, type DayTwoOptions, type DayTwoResult } from '../registry/day-two.js';
 import { Registry } from '../registry/registry.js';
+import { where, type ServerOutcome } from './fleet.js';
 import { readDayTwoSettings, type DayTwoSettings } from './inputs.js';
+import { registryKey } from './mirrors.js';
+import { setServersOutput } from './outputs.js';
 import { runStep } from './step.js';
 import { writeDayTwoSummary } from './summary.js';
 
-async function withRegistry(
-  settings: DayTwoSettings,
-  work: (registry: Registry) => Promise<DayTwoResult>,
-): Promise<DayTwoResult> {
-  // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
-  const registry = await timedGroup(`Connect to ${settings.host}:${settings.port}`, () =>
-    Registry.open({ ...settings, uploadDir: '' }),
-  );
-  try {
-    return await work(registry);
-  } finally {
-    registry.close();
-  }
+/** One server a change is made on: the host input's, or a mirror. */
+interface DayTwoServer {
+  name: string;
+  settings: DayTwoSettings;
+  primary: boolean;
 }
 
-async function report(result: DayTwoResult, settings: DayTwoSettings): Promise<void> {
-  core.setOutput('status', result.status);
-  core.setOutput('fingerprint', result.fingerprint);
-  core.setOutput('aliases-moved', JSON.stringify(result.aliasMoves));
-  core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
-  if (settings.summary && process.env['GITHUB_STEP_SUMMARY']) await writeDayTwoSummary(result);
+type Operation = (registry: Registry, options: DayTwoOptions) => Promise<DayTwoResult>;
+
+function serversOf(settings: DayTwoSettings): DayTwoServer[] {
+  // A mirror connects directly: the jump-* inputs are the host input's bastion.
+  const { jump: _bastion, mirrors, ...shared } = settings;
+  return [
+    { name: settings.serverName, settings, primary: true },
+    ...mirrors.map((mirror) => ({
+      name: mirror.name,
+      settings: { ...shared, ...mirror, mirror: mirror.name, mirrors: [] },
+      primary: false,
+    })),
+  ];
 }
 
-const options = (settings: DayTwoSettings) => ({
+const optionsOf = (settings: DayTwoSettings): DayTwoOptions => ({
   lockTimeout: settings.lockTimeout,
   lxdCompat: settings.lxdCompat,
   dryRun: settings.dryRun,
 });
 
+/** The status that says most of the fleet: a change anywhere, else none. */
+function fleetStatus(results: DayTwoResult[]): DayTwoResult['status'] {
+  const order: DayTwoResult['status'][] = ['removed', 'updated', 'dry-run', 'unchanged', 'not-found'];
+  return order.find((status) => results.some((result) => result.status === status)) ?? 'unchanged';
+}
+
+/** Every server that resolved the reference must have resolved it to the same image. */
+function sameImage(fingerprints: (string | undefined)[]): Error | undefined {
+  const named = [...new Set(fingerprints.filter((fingerprint) => fingerprint !== undefined))];
+  if (named.length === 1) return undefined;
+  if (named.length === 0)
+    return new ActionError('fingerprint: no server of the fleet lists that image; nothing was changed.', 'fingerprint');
+  return new ActionError(
+    `fingerprint: names different images on the servers of the fleet (${named.join(', ')}), so nothing was changed. ` +
+      "Give the image's full fingerprint (the publish step's fingerprint output) instead of an alias.",
+    'fingerprint',
+  );
+}
+
+interface FleetRun {
+  server: DayTwoServer;
+  registry?: Registry;
+  result?: DayTwoResult;
+  error?: unknown;
+}
+
+/** Each server's outcome; `committing`: the change was let through to commit. */
+function outcomes(runs: FleetRun[], committing: boolean): ServerOutcome<DayTwoResult>[] {
+  return runs.map((run) => {
+    const { host, port } = run.server.settings;
+    const base = { name: run.server.name, host, port };
+    if (run.result) return { ...base, status: run.result.status, result: run.result };
+    const failed = run.error !== undefined && !(run.error instanceof BarrierBroken);
+    if (failed) return { ...base, status: 'failed', error: oneLine(describeError(run.error)) };
+    return { ...base, status: committing ? 'failed' : 'not-published' };
+  });
+}
+
+/** The change failed on some servers of the fleet; the servers output says where. */
+class FleetChangeFailed extends ActionError {
+  constructor(
+    message: string,
+    input: string | undefined,
+    readonly servers: ServerOutcome<DayTwoResult>[],
+  ) {
+    super(message, input);
+  }
+}
+
+/** Makes the change on every server, or (when one fails before committing) on none. */
+async function onFleet(
+  settings: DayTwoSettings,
+  operation: Operation,
+): Promise<{ result: DayTwoResult; servers: ServerOutcome<DayTwoResult>[] }> {
+  const runs: FleetRun[] = serversOf(settings).map((server) => ({ server }));
+  const ordered = [...runs].sort((a, b) => (registryKey(a.server.settings) < registryKey(b.server.settings) ? -1 : 1));
+  const sequence = turnsInSequence(runs.length);
+  const turns = new Map(ordered.map((run, k) => [run, sequence[k] as Turn]));
+  const ready = new Barrier<string | undefined>(runs.length, sameImage);
+  try {
+    await timedGroup(`Connect to ${runs.length} servers`, () =>
+      Promise.all(
+        runs.map((run) =>
+          log.onServer(run.server.name, async () => {
+            try {
+              run.registry = await Registry.open({ ...run.server.settings, uploadDir: '' });
+            } catch (error) {
+              run.error = error;
+            }
+          }),
+        ),
+      ),
+    );
+    const unreachable = runs.filter((run) => run.error !== undefined);
+    if (unreachable.length > 0) throw failure('connecting', unreachable, runs, false);
+    let committing = false;
+    await Promise.all(
+      runs.map((run) =>
+        log.onServer(run.server.name, async () => {
+          const turn = turns.get(run) as Turn;
+          const fleet = {
+            lockTurn: turn,
+            ready: async (fingerprint: string | undefined) => {
+              await ready.arrive(fingerprint);
+              committing = true;
+            },
+          };
+          try {
+            run.result = await operation(run.registry as Registry, { ...optionsOf(run.server.settings), fleet });
+          } catch (error) {
+            run.error = error;
+            ready.fail(error);
+          } finally {
+            turn.end();
+          }
+        }),
+      ),
+    );
+    const failed = runs.filter((run) => run.error !== undefined);
+    if (failed.length > 0) throw failure('the change', failed, runs, committing);
+    const results = runs.flatMap((run) => (run.result ? [run.result] : []));
+    const [head] = results;
+    if (!head) throw new Error('internal error: no server reported a result');
+    // What the summary and outputs describe: the first server that found the image.
+    const first = results.find((result) => result.status !== 'not-found') ?? head;
+    const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
+    return { result: { ...first, status: fleetStatus(results), changedPaths }, servers: outcomes(runs, true) };
+  } finally {
+    for (const run of runs) run.registry?.close();
+  }
+}
+
+/** The error of a fleet change that failed somewhere: where, why, and what became of the others. */
+function failure(phase: string, failed: FleetRun[], runs: FleetRun[], committing: boolean): FleetChangeFailed {
+  const own = failed.filter((run) => !(run.error instanceof BarrierBroken));
+  const cause = own.length > 0 ? own : failed;
+  const reasons = cause.map((run) => `${where(run)}: ${oneLine(describeError(run.error)).replace(/\.$/, '')}`);
+  const input = cause
+    .map((run) => (run.error instanceof ActionError ? (run.server.primary ? run.error.input : 'mirrors') : undefined))
+    .find((name) => name !== undefined);
+  const changed = runs.filter((run) => run.result && run.result.changedPaths.length > 0).map(where);
+  const rerun =
+    'Run the step again: the servers that have the change report unchanged (or not-found, for a removal), and the ' +
+    'others make it.';
+  const message = !committing
+    ? `Nothing was changed on any server: ${phase} failed on ${reasons.join('; ')}. Fix that server, or take it ` +
+      'out of mirrors, and run the step again.'
+    : changed.length > 0
+      ? `The change was made on ${changed.join(', ')} but the commit failed on ${reasons.join('; ')}. ${rerun}`
+      : `The commit failed on ${reasons.join('; ')}; where the connection dropped during the commit, it may have ` +
+        `gone through. ${rerun}`;
+  return new FleetChangeFailed(message, input, outcomes(runs, committing));
+}
+
+/** Runs the operation on the one server, or on the fleet, and reports. */
+async function makeChange(settings: DayTwoSettings, operation: Operation): Promise<void> {
+  if (settings.mirrors.length === 0) {
+    const registry = await timedGroup(`Connect to ${settings.host}:${settings.port}`, () =>
+      Registry.open({ ...settings, uploadDir: '' }),
+    );
+    let result: DayTwoResult;
+    try {
+      result = await operation(registry, optionsOf(settings));
+    } finally {
+      registry.close();
+    }
+    const { host, port } = settings;
+    await report(result, settings, [{ name: settings.serverName, host, port, status: result.status, result }]);
+    return;
+  }
+  try {
+    const { result, servers } = await onFleet(settings, operation);
+    await report(result, settings, servers);
+  } catch (error) {
+    if (error instanceof FleetChangeFailed) setServersOutput(error.servers);
+    throw error;
+  }
+}
+
+async function report(
+  result: DayTwoResult,
+  settings: DayTwoSettings,
+  servers: ServerOutcome<DayTwoResult>[],
+): Promise<void> {
+  core.setOutput('status', result.status);
+  core.setOutput('fingerprint', result.fingerprint);
+  core.setOutput('aliases-moved', JSON.stringify(result.aliasMoves));
+  core.setOutput('changed-paths', JSON.stringify(result.changedPaths));
+  setServersOutput(servers);
+  if (settings.summary && process.env['GITHUB_STEP_SUMMARY']) await writeDayTwoSummary(result, servers);
+}
+
 /** uses: crynux/lxc-publish/alias */
 export function runAlias(): Promise<void> {
   return runStep('Aliases not changed', async (onSettings) => {
     const settings = onSettings(readDayTwoSettings('alias'));
-    const result = await withRegistry(settings, (registry) =>
+    await makeChange(settings, (registry, options) =>
       timedGroup('Put the aliases in place under the registry lock', () =>
-        setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options: options(settings) }),
+        setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options }),
       ),
     );
-    await report(result, settings);
   });
 }
 
@@ -57,11 +235,10 @@ export function runAlias(): Promise<void> {
 export function runRemove(): Promise<void> {
   return runStep('Image not removed', async (onSettings) => {
     const settings = onSettings(readDayTwoSettings('remove'));
-    const result = await withRegistry(settings, (registry) =>
+    await makeChange(settings, (registry, options) =>
       timedGroup('Remove the image under the registry lock', () =>
-        removeImage(registry, { reference: settings.reference, force: settings.force, options: options(settings) }),
+        removeImage(registry, { reference: settings.reference, force: settings.force, options }),
       ),
     );
-    await report(result, settings);
   });
 }

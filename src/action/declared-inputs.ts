@@ -71,6 +71,7 @@ export const DECLARED_INPUTS = {
     'lock-timeout',
     'lxd-compat',
     'dry-run',
+    'mirrors',
     'summary',
   ],
   remove: [
@@ -96,6 +97,7 @@ export const DECLARED_INPUTS = {
     'lock-timeout',
     'lxd-compat',
     'dry-run',
+    'mirrors',
     'summary',
   ],
   check: [

@@ -25,7 +25,8 @@ import {
 import { serverToolVersion } from '../registry/read.js';
 import { Registry } from '../registry/registry.js';
 import { SharedReads } from '../registry/shared-reads.js';
-import type { Turn, Upload } from '../registry/upload.js';
+import type { Upload } from '../registry/upload.js';
+import { turnsInSequence, type Turn } from '../common/together.js';
 import type { ImagesIndex } from '../simplestreams/images-index.js';
 import { describeSshCounters } from '../ssh/session.js';
 import type { Settings } from './inputs.js';
@@ -53,14 +54,24 @@ export interface Server {
   primary: boolean;
 }
 
-/** How the release ended on one server. */
-export interface ServerOutcome {
+/** What the outputs and the summary show of a server's result (a publish's, or a sub-action's). */
+export interface ServerResult {
+  status: string;
+  fingerprint: string;
+  product: string;
+  serial: string;
+  changedPaths: string[];
+  preview?: { status: string };
+}
+
+/** How the run ended on one server. */
+export interface ServerOutcome<R extends ServerResult = PublishResult> {
   name: string;
   host: string;
   port: number;
   /** What the run did there; `failed`: the step failed there; `not-published`: it stopped before any commit. */
-  status: PublishResult['status'] | 'failed' | 'not-published';
-  result?: PublishResult;
+  status: R['status'] | 'failed' | 'not-published';
+  result?: R;
   /** Why it failed there (an error's message). */
   error?: string;
 }
@@ -105,7 +116,7 @@ interface ServerRun {
 }
 
 /** A server as messages name it: its name, and where it is when the name does not say. */
-function where(run: ServerRun): string {
+export function where(run: { server: { name: string; settings: { host: string; port: number } } }): string {
   const { host, port } = run.server.settings;
   const { name } = run.server;
   return name === host || name === `${host}:${port}` ? name : `${name} (${host}:${port})`;
@@ -171,16 +182,9 @@ function inLockOrder(runs: ServerRun[]): ServerRun[] {
 
 /** Turns taken one after another, in the fleet's lock order: a server's may start once the one before ended. */
 function lockTurns(runs: ServerRun[]): Map<ServerRun, Turn> {
-  const turns = new Map<ServerRun, Turn>();
-  let previous: Promise<void> = Promise.resolve();
-  for (const run of inLockOrder(runs)) {
-    let end = (): void => undefined;
-    const ended = new Promise<void>((resolve) => (end = resolve));
-    const before = previous;
-    turns.set(run, { wait: () => before, end });
-    previous = ended;
-  }
-  return turns;
+  const ordered = inLockOrder(runs);
+  const turns = turnsInSequence(ordered.length);
+  return new Map(ordered.map((run, k) => [run, turns[k] as Turn]));
 }
 
 /**

@@ -80,6 +80,10 @@ export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions
 
 /** The alias and remove sub-actions: an image already published, named by `fingerprint`. */
 export interface DayTwoSettings extends RegistrySettings {
+  /** How messages and the servers output name the host input's server. */
+  serverName: string;
+  /** More registry servers to make the same change on (the mirrors input). */
+  mirrors: ServerSettings[];
   /** A fingerprint, the start of one, or an alias (resolved on the live index). */
   reference: string;
   /** For the alias sub-action. */
@@ -227,15 +231,7 @@ export function readSettings(): Settings {
   const registry = readRegistrySettings('publish');
   const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
   const uploadDir = parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
-  const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
-  const mirrors = parseMirrors(core.getInput('mirrors'), {
-    ...registry,
-    uploadDir,
-    knownHosts: core.getInput('known-hosts'),
-    strictHostKey: registry.strictHostKey,
-    connectTimeout: registry.connectTimeout,
-    primary: { ...registry, name: serverName },
-  });
+  const { serverName, mirrors } = readFleet(registry, uploadDir);
   const convertCommand = parseConvertCommand(core.getInput('convert-command'));
   if (mirrors.length > 0 && convertCommand !== '') {
     throw new ActionError(
@@ -285,6 +281,20 @@ export function readSettings(): Settings {
   };
 }
 
+/** The name of the host input's server, and the mirrors input read with the top-level inputs as defaults. */
+function readFleet(registry: RegistrySettings, uploadDir: string): { serverName: string; mirrors: ServerSettings[] } {
+  const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
+  const mirrors = parseMirrors(core.getInput('mirrors'), {
+    ...registry,
+    uploadDir,
+    knownHosts: core.getInput('known-hosts'),
+    strictHostKey: registry.strictHostKey,
+    connectTimeout: registry.connectTimeout,
+    primary: { ...registry, name: serverName },
+  });
+  return { serverName, mirrors };
+}
+
 /** Reads the alias or remove sub-action's settings. */
 export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
   const registry = readRegistrySettings(kind);
@@ -305,6 +315,8 @@ export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
   }
   return {
     ...registry,
+    // No upload-dir: nothing is uploaded, and housekeeping leaves uploads alone.
+    ...readFleet(registry, ''),
     reference,
     aliases,
     dryRun: readBoolean('dry-run'),

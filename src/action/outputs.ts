@@ -2,7 +2,7 @@
 import * as core from '@actions/core';
 import { launchLine, REMOTE_PLACEHOLDER } from '../public/commands.js';
 import type { PublishResult } from '../registry/publication.js';
-import type { ServerOutcome } from './fleet.js';
+import type { ServerOutcome, ServerResult } from './fleet.js';
 import type { Settings } from './inputs.js';
 
 export function setOutputs(result: PublishResult, settings: Pick<Settings, 'publicUrl' | 'remoteName'>): void {
@@ -27,7 +27,7 @@ export function setOutputs(result: PublishResult, settings: Pick<Settings, 'publ
 }
 
 /** The servers output: each server's outcome as JSON (one entry without mirrors). */
-export function setServersOutput(servers: readonly ServerOutcome[]): void {
+export function setServersOutput(servers: readonly ServerOutcome<ServerResult>[]): void {
   core.setOutput(
     'servers',
     JSON.stringify(

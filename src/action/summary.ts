@@ -7,7 +7,7 @@ import type { CheckReport, ReportedFinding } from '../registry/check.js';
 import type { DayTwoResult } from '../registry/day-two.js';
 import type { PublishResult } from '../registry/publication.js';
 import type { AliasMove } from '../simplestreams/resolve.js';
-import type { ServerOutcome } from './fleet.js';
+import type { ServerOutcome, ServerResult } from './fleet.js';
 import { oneLine } from '../common/errors.js';
 
 export interface SummaryOptions {
@@ -171,14 +171,14 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
 }
 
 /** One row per server of a fleet: where it is, what the run did there, and why it failed. */
-export function serversTable(servers: readonly ServerOutcome[]): string {
+export function serversTable(servers: readonly ServerOutcome<ServerResult>[]): string {
   return [
     '<table>',
     '<tr><th>Server</th><th>Address</th><th>Status</th><th>Detail</th></tr>',
     ...servers.map((server) => {
       const detail = server.error
         ? escapeHtml(server.error)
-        : server.result
+        : server.result && server.result.product !== ''
           ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
           : '';
       return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
@@ -210,10 +210,14 @@ const DAY_TWO_HEADINGS: Record<DayTwoResult['status'], string> = {
   unchanged: 'Aliases already in place',
   removed: 'Image removed from the index',
   'dry-run': 'Dry run: nothing was changed',
+  'not-found': 'Image not listed',
 };
 
-/** The summary of the alias and remove sub-actions: what was done, and where every alias now resolves. */
-function buildDayTwoSummary(result: DayTwoResult): string {
+/**
+ * The summary of the alias and remove sub-actions: what was done, and where every alias now
+ * resolves (on the first server, with a fleet's table of servers after it).
+ */
+function buildDayTwoSummary(result: DayTwoResult, servers: readonly ServerOutcome<DayTwoResult>[] = []): string {
   const rows: [string, string][] = [
     ['Status', escapeHtml(result.status)],
     ['Fingerprint', code(result.fingerprint)],
@@ -241,11 +245,15 @@ function buildDayTwoSummary(result: DayTwoResult): string {
     '</table>',
   ].join('\n');
   const after = result.status === 'dry-run' ? 'Where the aliases would resolve' : 'Where the aliases resolve now';
-  return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, `### ${after}`, aliases].join('\n\n') + '\n';
+  const fleet = servers.length > 1 ? ['### Servers', serversTable(servers)] : [];
+  return [`## ${DAY_TWO_HEADINGS[result.status]}`, table, ...fleet, `### ${after}`, aliases].join('\n\n') + '\n';
 }
 
-export async function writeDayTwoSummary(result: DayTwoResult): Promise<void> {
-  await core.summary.addRaw(buildDayTwoSummary(result)).write();
+export async function writeDayTwoSummary(
+  result: DayTwoResult,
+  servers: readonly ServerOutcome<DayTwoResult>[] = [],
+): Promise<void> {
+  await core.summary.addRaw(buildDayTwoSummary(result, servers)).write();
 }
 
 /** Findings shown of each kind in the log and the summary; the report output has them all. */

@@ -23,6 +23,7 @@ import { commit } from './commit.js';
 import { holdRegistryLock } from './lock.js';
 import { finishIndex } from './publication.js';
 import { readLiveIndex } from './read.js';
+import type { Turn } from '../common/together.js';
 import type { Registry } from './registry.js';
 
 export interface DayTwoOptions {
@@ -30,10 +31,24 @@ export interface DayTwoOptions {
   lxdCompat: boolean;
   /** Print the plan and change nothing. */
   dryRun: boolean;
+  /** One server of a fleet making the same change: its turn for the lock, and the wait for the others. */
+  fleet?: FleetMember;
+}
+
+/** How one server of a fleet keeps in step with the others. */
+export interface FleetMember {
+  /** Taken before the registry lock, ended once it is held (or could not be). */
+  lockTurn: Turn;
+  /**
+   * Waits, holding the lock with the change planned, until every server is ready to commit;
+   * says which image the reference named here (undefined: none, for a removal already made).
+   */
+  ready(fingerprint: string | undefined): Promise<void>;
 }
 
 export interface DayTwoResult {
-  status: 'updated' | 'unchanged' | 'removed' | 'dry-run';
+  /** not-found: a server of a fleet where the image to remove is not listed (removed by an earlier run). */
+  status: 'updated' | 'unchanged' | 'removed' | 'dry-run' | 'not-found';
   fingerprint: string;
   product: string;
   serial: string;
@@ -103,7 +118,13 @@ async function withLiveIndex<T>(
   // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
   const checked = await readLiveIndex(registry, { tool: '', dryRun: options.dryRun });
   if (options.dryRun) return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
-  const held = await holdRegistryLock(registry, options.lockTimeout);
+  await options.fleet?.lockTurn.wait();
+  let held: Awaited<ReturnType<typeof holdRegistryLock>>;
+  try {
+    held = await holdRegistryLock(registry, options.lockTimeout);
+  } finally {
+    options.fleet?.lockTurn.end();
+  }
   try {
     return await work(held.live, async (index, retired) => {
       const live = index ?? held.live;
@@ -143,6 +164,7 @@ export function setAliases(
       log.info('dry-run: nothing was changed');
       return result('dry-run', image, { before: live, after }, []);
     }
+    await options.fleet?.ready(image.fingerprint);
     const { live: read, changedPaths } = await commitAndRead(finished.index, finished.retired);
     const published = findFingerprint(read, image.fingerprint);
     const missing = aliases.filter((alias) => !published?.aliases.includes(alias));
@@ -171,6 +193,12 @@ export function removeImage(
 ): Promise<DayTwoResult> {
   const { reference, force, options } = request;
   return withLiveIndex(registry, options, async (live, commitAndRead) => {
+    if (options.fleet && resolveImage(live, reference).kind === 'unknown') {
+      // Another server of the fleet may still list it (an earlier run removed it here only).
+      log.info(`${untrusted(reference)} names no image on this server: nothing to remove here`);
+      if (!options.dryRun) await options.fleet.ready(undefined);
+      return notFound(live);
+    }
     const image = resolveOrFail(live, reference);
     const plan = planRemoval(live, image.fingerprint);
     if (!plan)
@@ -214,6 +242,7 @@ export function removeImage(
       log.info('dry-run: nothing was changed');
       return result('dry-run', image, { before: live, after }, plan.removedAliases);
     }
+    await options.fleet?.ready(image.fingerprint);
     const { live: read, changedPaths } = await commitAndRead(after, [...plan.retired, ...finished.retired]);
     if (findFingerprint(read, image.fingerprint)) {
       throw new ActionError(
@@ -225,6 +254,20 @@ export function removeImage(
     logTargets(aliasTargets(read), '  ');
     return result('removed', image, { before: live, after: read, changedPaths }, plan.removedAliases);
   });
+}
+
+/** A server of a fleet that does not list the image to remove. */
+function notFound(live: ImagesIndex): DayTwoResult {
+  return {
+    status: 'not-found',
+    fingerprint: '',
+    product: '',
+    serial: '',
+    aliases: aliasTargets(live),
+    removedAliases: [],
+    aliasMoves: [],
+    changedPaths: [],
+  };
 }
 
 function result(

@@ -24,6 +24,7 @@ import { isOpenRefusal, type CommandResult, type OpenCommand } from '../ssh/sess
 import { scriptCommand } from '../ssh/shell.js';
 import { imageLockPath, type RemoteImage, type UploadFile } from './layout.js';
 import { fenceArgs, fencedOutput, holdLock, IMAGE_LEASE_SECONDS, leaseLost, type HeldLock } from './lock.js';
+import type { Turn } from '../common/together.js';
 import { formatProgress } from './progress.js';
 import type { Registry } from './registry.js';
 import { IMAGE_LOCK, RESET_UPLOAD, WRITE_BLOCKS } from './scripts.js';
@@ -48,12 +49,6 @@ export interface UploadOptions {
    * they share in one order and never each hold one the other waits for.
    */
   lockTurn?: Turn;
-}
-
-/** One place in a sequence: wait for it, then end it so the next may go. */
-export interface Turn {
-  wait(): Promise<void>;
-  end(): void;
 }
 
 export interface Upload {

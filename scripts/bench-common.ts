@@ -37,6 +37,8 @@ export interface MeasuredRun {
   peakRss: number;
   /** Bytes the process read (rchar: files and sockets). */
   readBytes: number;
+  /** CPU seconds the process used (user and system). */
+  cpuSeconds: number;
 }
 
 /**
@@ -67,7 +69,11 @@ export async function runBundleMeasured(env: NodeJS.ProcessEnv, scratch: string)
         child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`the action failed:\n${out}`))));
       }),
   );
-  const recorded = JSON.parse(await fsp.readFile(rssFile, 'utf8')) as { peakRss: number; readBytes: number };
+  const recorded = JSON.parse(await fsp.readFile(rssFile, 'utf8')) as {
+    peakRss: number;
+    readBytes: number;
+    cpuSeconds: number;
+  };
   return { seconds, stdout, outputs: parseGithubOutput(await fsp.readFile(outputFile, 'utf8')), ...recorded };
 }
 

@@ -77,6 +77,8 @@ interface Row {
   rss: number;
   cpuSingle: number;
   cpuFleet: number;
+  runnerCpuSingle: number;
+  runnerCpuFleet: number;
 }
 
 const servers = await Promise.all([startRegistry(), startRegistry(), startRegistry()]);
@@ -137,6 +139,8 @@ try {
           rss: Math.max(...fleets.map((r) => r.peakRss)) / MiB,
           cpuSingle: median(singles.map((r) => r.cpuBusy)),
           cpuFleet: median(fleets.map((r) => r.cpuBusy)),
+          runnerCpuSingle: median(singles.map((r) => r.cpuSeconds)),
+          runnerCpuFleet: median(fleets.map((r) => r.cpuSeconds)),
         });
       }
     } finally {
@@ -153,12 +157,13 @@ const table = [
   `Measured on ${os.cpus().length} × ${cpu}, Node ${process.version}, ${runs} runs per row (medians), ` +
     `${new Date().toISOString().slice(0, 10)}: each server behind its own proxy with a ${rtt} ms round trip.`,
   '',
-  '| each link | image | one server | three servers (mirrors) | three / one | read by the runner (three servers) | CPUs busy (one / three) | peak RSS (three) |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  "| each link | image | one server | three servers (mirrors) | three / one | read by the runner (three servers) | the runner's CPU time (one / three) | the machine's CPUs busy (one / three) | peak RSS (three) |",
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ...rows.map(
     (r) =>
       `| ${r.rate > 0 ? `${r.rate} MB/s` : 'unpaced'} | ${r.size} MiB | ${r.single.toFixed(2)} s | ${r.fleet.toFixed(2)} s | ` +
       `${(r.fleet / r.single).toFixed(2)} | ${(r.fleetRead / 1e6).toFixed(0)} MB (${(r.fleetRead / r.imageBytes).toFixed(2)} × the image) | ` +
+      `${r.runnerCpuSingle.toFixed(1)} s / ${r.runnerCpuFleet.toFixed(1)} s | ` +
       `${(r.cpuSingle * 100).toFixed(0)} % / ${(r.cpuFleet * 100).toFixed(0)} % | ${r.rss.toFixed(0)} MiB |`,
   ),
 ].join('\n');

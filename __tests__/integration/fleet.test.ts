@@ -208,6 +208,50 @@ describe('mirrors', () => {
     }
   });
 
+  it('a commit cut on one server after the others committed is reported by server; the next run converges', async () => {
+    const published = await image(4 << 20);
+    // A long link to the third server: what the runner sends it is held there long enough to stop.
+    const proxy: TcpProxy = await startProxy({ targetPort: servers[2]?.sshPort as number, delayMs: 150 });
+    try {
+      const { inputs, env } = fleetStep(published, { retries: '0' }, [servers[1]?.sshPort as number, proxy.port]);
+      const started = startBundle(inputs, env);
+      let seen = '';
+      let stopped = false;
+      started.child.stdout?.on('data', (chunk: Buffer) => {
+        seen += chunk.toString();
+        if (!stopped && seen.includes('::group::Commit on every server')) {
+          // Every server is staged and locked: hold what goes to the third, then cut its link.
+          stopped = true;
+          proxy.pauseUp();
+          setTimeout(() => void proxy.close(), 1000);
+        }
+      });
+      const cut = await started.done;
+      expectExit(cut, 1);
+      expect(stopped).toBe(true);
+      expect(cut.stdout).toMatch(
+        /^::error title=[^:]*::The release is published on 127\.0\.0\.1:\d+, mirror-1 \(127\.0\.0\.1:\d+\) but its commit failed on mirror-2/m,
+      );
+      expect(serversOutput(cut).map((entry) => entry.status)).toEqual(['published', 'published', 'failed']);
+      expect(cut.summary).toContain('Image published on some servers only');
+      expect(cut.outputs['fingerprint']).toBe(published.fingerprint);
+      expect(await listed(`fleet:${published.variant}`)).toEqual([
+        published.fingerprint,
+        published.fingerprint,
+        undefined,
+      ]);
+    } finally {
+      await proxy.close();
+    }
+    // Run again, the third server reachable: the two that have it report unchanged, the third publishes it.
+    const { inputs, env } = fleetStep(published);
+    const again = await runBundle(inputs, env);
+    expectExit(again, 0);
+    expect(serversOutput(again).map((entry) => entry.status)).toEqual(['unchanged', 'unchanged', 'published']);
+    expect(again.outputs['status']).toBe('published');
+    expect(await listed(`fleet:${published.variant}`)).toEqual(Array(3).fill(published.fingerprint));
+  });
+
   it('a full disk while staging on one server publishes on none, and the others staging goes', async () => {
     const published = await image(8 << 20);
     const full = servers[2] as Registry;

@@ -60968,6 +60968,10 @@ class Barrier {
         }
         return waited;
     }
+    /** Whether a member failed: the others need not go on towards it. */
+    get broken() {
+        return this.outcome !== undefined && !this.outcome.ok;
+    }
     /** A member failed before it was ready: nobody goes on. */
     fail(reason) {
         if (this.outcome || reason instanceof BarrierBroken)

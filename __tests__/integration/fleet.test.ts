@@ -425,6 +425,13 @@ describe('the alias and remove sub-actions with mirrors', () => {
     });
     expectExit(one, 0);
     const before = await liveIndexes();
+    // A dry run refuses it too, as the real run will.
+    const dry = await runEntry({
+      entry: ALIAS,
+      ...subActionStep({ fingerprint: 'split:latest', aliases: 'split:pinned', 'dry-run': 'true' }),
+    });
+    expectExit(dry, 1);
+    expect(dry.stdout).toMatch(/^::error title=lxc-publish%3A check the fingerprint input::.*names different images/m);
     const refused = await runEntry({
       entry: ALIAS,
       ...subActionStep({ fingerprint: 'split:latest', aliases: 'split:pinned' }),
@@ -452,6 +459,24 @@ describe('the alias and remove sub-actions with mirrors', () => {
       const images = await server.incusList();
       expect(images.map((image) => image.fingerprint)).not.toContain(first.fingerprint);
     }
+    // An alias that names nothing on one server which still lists the image is not "removed there
+    // already": refused everywhere, naming the fingerprint input.
+    const solo = await makeSplitContainerImage(path.join(work, 'gone', 'solo'), {
+      os: 'fleet',
+      release: 'bookworm',
+      variant: 'solo',
+    });
+    for (const [k, server] of servers.entries()) {
+      const aliases = k < 2 ? 'solo:r0' : '';
+      expectExit(await runBundle(inputsFor(server, solo, { aliases })), 0);
+    }
+    const before = await liveIndexes();
+    const aliasOnly = await runEntry({ entry: REMOVE, ...subActionStep({ fingerprint: 'solo:r0' }) });
+    expectExit(aliasOnly, 1);
+    expect(aliasOnly.stdout).toMatch(
+      /^::error title=lxc-publish%3A check the fingerprint input::Nothing was changed on any server: the change failed on mirror-2 .*no published image has the fingerprint or alias solo:r0/m,
+    );
+    expect(await liveIndexes()).toEqual(before);
     // Nowhere any more: refused, naming the input.
     const again = await runEntry({ entry: REMOVE, ...subActionStep({ fingerprint: first.fingerprint }) });
     expectExit(again, 1);

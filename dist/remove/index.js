@@ -54149,6 +54149,10 @@ class Barrier {
         }
         return waited;
     }
+    /** Whether a member failed: the others need not go on towards it. */
+    get broken() {
+        return this.outcome !== undefined && !this.outcome.ok;
+    }
     /** A member failed before it was ready: nobody goes on. */
     fail(reason) {
         if (this.outcome || reason instanceof BarrierBroken)
@@ -57287,7 +57291,13 @@ async function withLiveIndex(registry, options, work) {
     await options.fleet?.lockTurn.wait();
     let held;
     try {
+        options.fleet?.stillGoing();
         held = await lock_holdRegistryLock(registry, options.lockTimeout);
+    }
+    catch (error) {
+        // Before the next server's turn: it then sees that this one failed.
+        options.fleet?.fail(error);
+        throw error;
     }
     finally {
         options.fleet?.lockTurn.end();
@@ -57348,8 +57358,10 @@ function day_two_setAliases(registry, request) {
 function removeImage(registry, request) {
     const { reference, force, options } = request;
     return withLiveIndex(registry, options, async (live, commitAndRead) => {
-        if (options.fleet && resolveImage(live, reference).kind === 'unknown') {
-            // Another server of the fleet may still list it (an earlier run removed it here only).
+        if (options.fleet && FULL_FINGERPRINT.test(reference) && resolveImage(live, reference).kind === 'unknown') {
+            // Another server of the fleet may still list it (an earlier run removed it here only). Only
+            // a whole fingerprint says so: an alias or a prefix that names nothing here may have been
+            // moved off an image this server still lists.
             info(`${untrusted_untrusted(reference)} names no image on this server: nothing to remove here`);
             if (!options.dryRun)
                 await options.fleet.ready(undefined);
@@ -57395,6 +57407,7 @@ function removeImage(registry, request) {
         return result('removed', image, { before: live, after: read, changedPaths }, plan.removedAliases);
     });
 }
+const FULL_FINGERPRINT = /^[0-9a-f]{64}$/;
 /** A server of a fleet that does not list the image to remove. */
 function notFound(live) {
     return {
@@ -62063,6 +62076,11 @@ async function onFleet(settings, operation) {
                     await ready.arrive(fingerprint);
                     committing = true;
                 },
+                stillGoing: () => {
+                    if (ready.broken)
+                        throw new BarrierBroken(undefined);
+                },
+                fail: (error) => ready.fail(error),
             };
             try {
                 run.result = await operation(run.registry, { ...optionsOf(run.server.settings), fleet });
@@ -62078,6 +62096,12 @@ async function onFleet(settings, operation) {
         const failed = runs.filter((run) => run.error !== undefined);
         if (failed.length > 0)
             throw failure('the change', failed, runs, committing);
+        // A dry run meets no barrier: it refuses what the real run would.
+        const disagreement = settings.dryRun
+            ? sameImage(runs.map((run) => (run.result?.status === 'not-found' ? undefined : run.result?.fingerprint)))
+            : undefined;
+        if (disagreement)
+            throw new FleetChangeFailed(disagreement.message, 'fingerprint', day_two_outcomes(runs, false));
         const results = runs.flatMap((run) => (run.result ? [run.result] : []));
         const [head] = results;
         if (!head)
@@ -62092,14 +62116,27 @@ async function onFleet(settings, operation) {
             run.registry?.close();
     }
 }
+/** The input an error names: a mirror's own keys are the mirrors input's, the step's own inputs stay. */
+function inputOf(run) {
+    if (!(run.error instanceof errors/* ActionError */.lZ))
+        return undefined;
+    const input = run.error.input;
+    if (run.server.primary || input === 'fingerprint' || input === 'aliases' || input === 'force')
+        return input;
+    return 'mirrors';
+}
 /** The error of a fleet change that failed somewhere: where, why, and what became of the others. */
 function failure(phase, failed, runs, committing) {
     const own = failed.filter((run) => !(run.error instanceof BarrierBroken));
     const cause = own.length > 0 ? own : failed;
-    const reasons = cause.map((run) => `${where(run)}: ${(0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(run.error)).replace(/\.$/, '')}`);
-    const input = cause
-        .map((run) => (run.error instanceof errors/* ActionError */.lZ ? (run.server.primary ? run.error.input : 'mirrors') : undefined))
-        .find((name) => name !== undefined);
+    const reason = (run) => (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(run.error)).replace(/\.$/, '');
+    // The servers disagreeing on the image is one error, given to each: said once.
+    const [firstCause] = cause;
+    const shared = firstCause !== undefined && cause.length > 1 && cause.every((run) => run.error === firstCause.error);
+    const reasons = shared
+        ? [`every server: ${reason(firstCause)}`]
+        : cause.map((run) => `${where(run)}: ${reason(run)}`);
+    const input = cause.map((run) => inputOf(run)).find((name) => name !== undefined);
     const changed = runs.filter((run) => run.result && run.result.changedPaths.length > 0).map(where);
     const rerun = 'Run the step again: the servers that have the change report unchanged (or not-found, for a removal), and the ' +
         'others make it.';

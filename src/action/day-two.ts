@@ -133,6 +133,10 @@ async function onFleet(
               await ready.arrive(fingerprint);
               committing = true;
             },
+            stillGoing: () => {
+              if (ready.broken) throw new BarrierBroken(undefined);
+            },
+            fail: (error: unknown) => ready.fail(error),
           };
           try {
             run.result = await operation(run.registry as Registry, { ...optionsOf(run.server.settings), fleet });
@@ -147,6 +151,11 @@ async function onFleet(
     );
     const failed = runs.filter((run) => run.error !== undefined);
     if (failed.length > 0) throw failure('the change', failed, runs, committing);
+    // A dry run meets no barrier: it refuses what the real run would.
+    const disagreement = settings.dryRun
+      ? sameImage(runs.map((run) => (run.result?.status === 'not-found' ? undefined : run.result?.fingerprint)))
+      : undefined;
+    if (disagreement) throw new FleetChangeFailed(disagreement.message, 'fingerprint', outcomes(runs, false));
     const results = runs.flatMap((run) => (run.result ? [run.result] : []));
     const [head] = results;
     if (!head) throw new Error('internal error: no server reported a result');
@@ -159,14 +168,26 @@ async function onFleet(
   }
 }
 
+/** The input an error names: a mirror's own keys are the mirrors input's, the step's own inputs stay. */
+function inputOf(run: FleetRun): string | undefined {
+  if (!(run.error instanceof ActionError)) return undefined;
+  const input = run.error.input;
+  if (run.server.primary || input === 'fingerprint' || input === 'aliases' || input === 'force') return input;
+  return 'mirrors';
+}
+
 /** The error of a fleet change that failed somewhere: where, why, and what became of the others. */
 function failure(phase: string, failed: FleetRun[], runs: FleetRun[], committing: boolean): FleetChangeFailed {
   const own = failed.filter((run) => !(run.error instanceof BarrierBroken));
   const cause = own.length > 0 ? own : failed;
-  const reasons = cause.map((run) => `${where(run)}: ${oneLine(describeError(run.error)).replace(/\.$/, '')}`);
-  const input = cause
-    .map((run) => (run.error instanceof ActionError ? (run.server.primary ? run.error.input : 'mirrors') : undefined))
-    .find((name) => name !== undefined);
+  const reason = (run: FleetRun): string => oneLine(describeError(run.error)).replace(/\.$/, '');
+  // The servers disagreeing on the image is one error, given to each: said once.
+  const [firstCause] = cause;
+  const shared = firstCause !== undefined && cause.length > 1 && cause.every((run) => run.error === firstCause.error);
+  const reasons = shared
+    ? [`every server: ${reason(firstCause)}`]
+    : cause.map((run) => `${where(run)}: ${reason(run)}`);
+  const input = cause.map((run) => inputOf(run)).find((name) => name !== undefined);
   const changed = runs.filter((run) => run.result && run.result.changedPaths.length > 0).map(where);
   const rerun =
     'Run the step again: the servers that have the change report unchanged (or not-found, for a removal), and the ' +

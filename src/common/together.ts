@@ -57,6 +57,11 @@ export class Barrier<T> {
     return waited;
   }
 
+  /** Whether a member failed: the others need not go on towards it. */
+  get broken(): boolean {
+    return this.outcome !== undefined && !this.outcome.ok;
+  }
+
   /** A member failed before it was ready: nobody goes on. */
   fail(reason: unknown): void {
     if (this.outcome || reason instanceof BarrierBroken) return;

@@ -44,6 +44,10 @@ export interface FleetMember {
    * says which image the reference named here (undefined: none, for a removal already made).
    */
   ready(fingerprint: string | undefined): Promise<void>;
+  /** Throws when another server already failed: this one need not take its lock. */
+  stillGoing(): void;
+  /** This server failed before it was ready: the others do not commit. */
+  fail(error: unknown): void;
 }
 
 export interface DayTwoResult {
@@ -121,7 +125,12 @@ async function withLiveIndex<T>(
   await options.fleet?.lockTurn.wait();
   let held: Awaited<ReturnType<typeof holdRegistryLock>>;
   try {
+    options.fleet?.stillGoing();
     held = await holdRegistryLock(registry, options.lockTimeout);
+  } catch (error) {
+    // Before the next server's turn: it then sees that this one failed.
+    options.fleet?.fail(error);
+    throw error;
   } finally {
     options.fleet?.lockTurn.end();
   }
@@ -193,8 +202,10 @@ export function removeImage(
 ): Promise<DayTwoResult> {
   const { reference, force, options } = request;
   return withLiveIndex(registry, options, async (live, commitAndRead) => {
-    if (options.fleet && resolveImage(live, reference).kind === 'unknown') {
-      // Another server of the fleet may still list it (an earlier run removed it here only).
+    if (options.fleet && FULL_FINGERPRINT.test(reference) && resolveImage(live, reference).kind === 'unknown') {
+      // Another server of the fleet may still list it (an earlier run removed it here only). Only
+      // a whole fingerprint says so: an alias or a prefix that names nothing here may have been
+      // moved off an image this server still lists.
       log.info(`${untrusted(reference)} names no image on this server: nothing to remove here`);
       if (!options.dryRun) await options.fleet.ready(undefined);
       return notFound(live);
@@ -255,6 +266,8 @@ export function removeImage(
     return result('removed', image, { before: live, after: read, changedPaths }, plan.removedAliases);
   });
 }
+
+const FULL_FINGERPRINT = /^[0-9a-f]{64}$/;
 
 /** A server of a fleet that does not list the image to remove. */
 function notFound(live: ImagesIndex): DayTwoResult {

@@ -53,7 +53,9 @@ describe('Barrier', () => {
     const barrier = new Barrier<string>(3);
     const waiting = barrier.arrive('a');
     const cause = new Error('disk full');
+    expect(barrier.broken).toBe(false);
     barrier.fail(cause);
+    expect(barrier.broken).toBe(true);
     await expect(waiting).rejects.toBeInstanceOf(BarrierBroken);
     const late = barrier.arrive('a');
     await expect(late).rejects.toMatchObject({ cause });

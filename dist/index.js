@@ -54087,7 +54087,7 @@ async function timedGroup(name, work) {
     const server = serverLabel();
     try {
         if (server !== undefined) {
-            core/* info */.pq(`[${server}] ${name}`);
+            info(name);
             return await work();
         }
         return await core/* group */.Os(name, work);
@@ -61957,16 +61957,15 @@ async function preview(settings, image, work) {
 
 
 
-/** The servers of a run: the host input's first, then the mirrors in their order. */
+/** The servers output of a step without mirrors: its one server and what was done there. */
+function oneServer(settings, result) {
+    return [{ name: settings.serverName, host: settings.host, port: settings.port, status: result.status, result }];
+}
+/** The servers of a step: the host input's first, then the mirrors in their order. */
 function fleetOf(settings) {
     // A mirror connects directly: the jump-* inputs are the host input's bastion.
     const { jump: _bastion, mirrors, ...shared } = settings;
-    const mirrorSettings = (mirror) => ({
-        ...shared,
-        ...mirror,
-        mirror: mirror.name,
-        mirrors: [],
-    });
+    const mirrorSettings = (mirror) => ({ ...shared, ...mirror, mirror: mirror.name, mirrors: [] });
     return [
         { name: settings.serverName, settings, primary: true },
         ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
@@ -61978,13 +61977,20 @@ function where(run) {
     const { name } = run.server;
     return name === host || name === `${host}:${port}` ? name : `${name} (${host}:${port})`;
 }
-/** The message and input of a server's failure; a mirror's field names a key of the mirrors input. */
+/** What a mirror's own entry sets: an error about one of these is about the mirrors input. */
+const PER_SERVER_INPUTS = new Set([...MIRROR_KEYS, 'ssh-key', 'ssh-key-passphrase']);
+/**
+ * The message and input of a server's failure. On a mirror, an error about a setting of its own
+ * (its host, key, pins or directories) names the mirrors input; one about the step's other inputs
+ * (fingerprint, aliases, replace …) names that input.
+ */
 function failureOf(run) {
     const { error } = run;
     const message = (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error));
     if (!(error instanceof errors/* ActionError */.lZ) || error.input === undefined)
         return { message };
-    return { message, input: run.server.primary ? error.input : 'mirrors' };
+    const own = PER_SERVER_INPUTS.has(error.input) || error.input.includes(' of mirror ');
+    return { message, input: run.server.primary || !own ? error.input : 'mirrors' };
 }
 /** Runs `work` on every server at once, each labelled in the log; fails naming each server that failed. */
 async function onEvery(runs, phase, work) {
@@ -62072,14 +62078,18 @@ function once(compute) {
     let value;
     return () => (value ??= compute());
 }
-/** Each server's outcome, for the outputs and the summary. */
+/**
+ * Each server's outcome, for the outputs and the summary; `committing`: the step had let the
+ * servers commit (a server without a result then failed, even if only because another did).
+ */
 function outcomes(runs, committing) {
     return runs.map((run) => {
         const { host, port } = run.server.settings;
         const base = { name: run.server.name, host, port };
         if (run.result)
             return { ...base, status: run.result.status, result: run.result };
-        if (run.error !== undefined)
+        const failedHere = run.error !== undefined && !(run.error instanceof BarrierBroken);
+        if (failedHere)
             return { ...base, status: 'failed', error: failureOf(run).message };
         return { ...base, status: committing ? 'failed' : 'not-published' };
     });
@@ -62337,8 +62347,7 @@ async function publish(settings) {
 async function publishEverywhere(settings) {
     if (settings.mirrors.length === 0) {
         const result = await publish(settings);
-        const { host, port } = settings;
-        return { result, servers: [{ name: settings.serverName, host, port, status: result.status, result }] };
+        return { result, servers: oneServer(settings, result) };
     }
     try {
         return await publishToFleet(settings);

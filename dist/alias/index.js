@@ -54087,7 +54087,7 @@ async function debug_timedGroup(name, work) {
     const server = serverLabel();
     try {
         if (server !== undefined) {
-            lib_core/* info */.pq(`[${server}] ${name}`);
+            info(name);
             return await work();
         }
         return await lib_core/* group */.Os(name, work);
@@ -54104,7 +54104,7 @@ async function debug_timedGroup(name, work) {
  * in one order, and a barrier, so that none commits before every one is ready to.
  */
 /** `count` turns taken one after another: turn k may start once turn k - 1 ended. */
-function together_turnsInSequence(count) {
+function turnsInSequence(count) {
     const turns = [];
     let previous = Promise.resolve();
     for (let k = 0; k < count; k++) {
@@ -60385,12 +60385,12 @@ function parseMirrors(text, defaults, env = process.env) {
             delete env[variable];
     }
     const seen = new Map([[defaults.primary.name, 'the host input']]);
-    const registries = new Set([mirrors_registryKey(defaults.primary)]);
+    const registries = new Set([registryKey(defaults.primary)]);
     for (const mirror of mirrors) {
         if (seen.has(mirror.name))
             throw mirrorsError(`two servers are named ${mirror.name}; give each mirror a name of its own (name:).`);
         seen.set(mirror.name, mirror.host);
-        const key = mirrors_registryKey(mirror);
+        const key = registryKey(mirror);
         if (registries.has(key)) {
             throw mirrorsError(`${mirror.name} is the registry at ${mirror.host}:${mirror.port} ${mirror.simplestreamsDir} a second time; ` +
                 'each server of the fleet must be a registry of its own.');
@@ -60400,7 +60400,7 @@ function parseMirrors(text, defaults, env = process.env) {
     return mirrors;
 }
 /** What tells registries apart: the same host, port and directory is the same registry. */
-function mirrors_registryKey(server) {
+function registryKey(server) {
     // registry.example. and registry.example are one host.
     return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
 }
@@ -61283,16 +61283,15 @@ async function steps_preview(settings, image, work) {
 
 
 
-/** The servers of a run: the host input's first, then the mirrors in their order. */
+/** The servers output of a step without mirrors: its one server and what was done there. */
+function oneServer(settings, result) {
+    return [{ name: settings.serverName, host: settings.host, port: settings.port, status: result.status, result }];
+}
+/** The servers of a step: the host input's first, then the mirrors in their order. */
 function fleetOf(settings) {
     // A mirror connects directly: the jump-* inputs are the host input's bastion.
     const { jump: _bastion, mirrors, ...shared } = settings;
-    const mirrorSettings = (mirror) => ({
-        ...shared,
-        ...mirror,
-        mirror: mirror.name,
-        mirrors: [],
-    });
+    const mirrorSettings = (mirror) => ({ ...shared, ...mirror, mirror: mirror.name, mirrors: [] });
     return [
         { name: settings.serverName, settings, primary: true },
         ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
@@ -61304,13 +61303,20 @@ function where(run) {
     const { name } = run.server;
     return name === host || name === `${host}:${port}` ? name : `${name} (${host}:${port})`;
 }
-/** The message and input of a server's failure; a mirror's field names a key of the mirrors input. */
+/** What a mirror's own entry sets: an error about one of these is about the mirrors input. */
+const PER_SERVER_INPUTS = new Set([...MIRROR_KEYS, 'ssh-key', 'ssh-key-passphrase']);
+/**
+ * The message and input of a server's failure. On a mirror, an error about a setting of its own
+ * (its host, key, pins or directories) names the mirrors input; one about the step's other inputs
+ * (fingerprint, aliases, replace …) names that input.
+ */
 function failureOf(run) {
     const { error } = run;
-    const message = oneLine(describeError(error));
-    if (!(error instanceof ActionError) || error.input === undefined)
+    const message = (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error));
+    if (!(error instanceof errors/* ActionError */.lZ) || error.input === undefined)
         return { message };
-    return { message, input: run.server.primary ? error.input : 'mirrors' };
+    const own = PER_SERVER_INPUTS.has(error.input) || error.input.includes(' of mirror ');
+    return { message, input: run.server.primary || !own ? error.input : 'mirrors' };
 }
 /** Runs `work` on every server at once, each labelled in the log; fails naming each server that failed. */
 async function onEvery(runs, phase, work) {
@@ -61398,14 +61404,18 @@ function fleet_once(compute) {
     let value;
     return () => (value ??= compute());
 }
-/** Each server's outcome, for the outputs and the summary. */
+/**
+ * Each server's outcome, for the outputs and the summary; `committing`: the step had let the
+ * servers commit (a server without a result then failed, even if only because another did).
+ */
 function outcomes(runs, committing) {
     return runs.map((run) => {
         const { host, port } = run.server.settings;
         const base = { name: run.server.name, host, port };
         if (run.result)
             return { ...base, status: run.result.status, result: run.result };
-        if (run.error !== undefined)
+        const failedHere = run.error !== undefined && !(run.error instanceof BarrierBroken);
+        if (failedHere)
             return { ...base, status: 'failed', error: failureOf(run).message };
         return { ...base, status: committing ? 'failed' : 'not-published' };
     });
@@ -61994,19 +62004,6 @@ var summary = __nccwpck_require__(8770);
 
 
 
-
-function serversOf(settings) {
-    // A mirror connects directly: the jump-* inputs are the host input's bastion.
-    const { jump: _bastion, mirrors, ...shared } = settings;
-    return [
-        { name: settings.serverName, settings, primary: true },
-        ...mirrors.map((mirror) => ({
-            name: mirror.name,
-            settings: { ...shared, ...mirror, mirror: mirror.name, mirrors: [] },
-            primary: false,
-        })),
-    ];
-}
 const optionsOf = (settings) => ({
     lockTimeout: settings.lockTimeout,
     lxdCompat: settings.lxdCompat,
@@ -62027,19 +62024,6 @@ function sameImage(fingerprints) {
     return new errors/* ActionError */.lZ(`fingerprint: names different images on the servers of the fleet (${named.join(', ')}), so nothing was changed. ` +
         "Give the image's full fingerprint (the publish step's fingerprint output) instead of an alias.", 'fingerprint');
 }
-/** Each server's outcome; `committing`: the change was let through to commit. */
-function day_two_outcomes(runs, committing) {
-    return runs.map((run) => {
-        const { host, port } = run.server.settings;
-        const base = { name: run.server.name, host, port };
-        if (run.result)
-            return { ...base, status: run.result.status, result: run.result };
-        const failed = run.error !== undefined && !(run.error instanceof BarrierBroken);
-        if (failed)
-            return { ...base, status: 'failed', error: (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(run.error)) };
-        return { ...base, status: committing ? 'failed' : 'not-published' };
-    });
-}
 /** The change failed on some servers of the fleet; the servers output says where. */
 class FleetChangeFailed extends errors/* ActionError */.lZ {
     servers;
@@ -62050,10 +62034,8 @@ class FleetChangeFailed extends errors/* ActionError */.lZ {
 }
 /** Makes the change on every server, or (when one fails before committing) on none. */
 async function onFleet(settings, operation) {
-    const runs = serversOf(settings).map((server) => ({ server }));
-    const ordered = [...runs].sort((a, b) => (mirrors_registryKey(a.server.settings) < mirrors_registryKey(b.server.settings) ? -1 : 1));
-    const sequence = together_turnsInSequence(runs.length);
-    const turns = new Map(ordered.map((run, k) => [run, sequence[k]]));
+    const runs = fleetOf(settings).map((server) => ({ server }));
+    const turns = lockTurns(runs);
     const ready = new Barrier(runs.length, sameImage);
     try {
         await debug_timedGroup(`Connect to ${runs.length} servers`, () => Promise.all(runs.map((run) => onServer(run.server.name, async () => {
@@ -62101,7 +62083,7 @@ async function onFleet(settings, operation) {
             ? sameImage(runs.map((run) => (run.result?.status === 'not-found' ? undefined : run.result?.fingerprint)))
             : undefined;
         if (disagreement)
-            throw new FleetChangeFailed(disagreement.message, 'fingerprint', day_two_outcomes(runs, false));
+            throw new FleetChangeFailed(disagreement.message, 'fingerprint', outcomes(runs, false));
         const results = runs.flatMap((run) => (run.result ? [run.result] : []));
         const [head] = results;
         if (!head)
@@ -62109,34 +62091,25 @@ async function onFleet(settings, operation) {
         // What the summary and outputs describe: the first server that found the image.
         const first = results.find((result) => result.status !== 'not-found') ?? head;
         const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
-        return { result: { ...first, status: day_two_fleetStatus(results), changedPaths }, servers: day_two_outcomes(runs, true) };
+        return { result: { ...first, status: day_two_fleetStatus(results), changedPaths }, servers: outcomes(runs, true) };
     }
     finally {
         for (const run of runs)
             run.registry?.close();
     }
 }
-/** The input an error names: a mirror's own keys are the mirrors input's, the step's own inputs stay. */
-function inputOf(run) {
-    if (!(run.error instanceof errors/* ActionError */.lZ))
-        return undefined;
-    const input = run.error.input;
-    if (run.server.primary || input === 'fingerprint' || input === 'aliases' || input === 'force')
-        return input;
-    return 'mirrors';
-}
 /** The error of a fleet change that failed somewhere: where, why, and what became of the others. */
 function failure(phase, failed, runs, committing) {
     const own = failed.filter((run) => !(run.error instanceof BarrierBroken));
     const cause = own.length > 0 ? own : failed;
-    const reason = (run) => (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(run.error)).replace(/\.$/, '');
+    const reason = (run) => failureOf(run).message.replace(/\.$/, '');
     // The servers disagreeing on the image is one error, given to each: said once.
     const [firstCause] = cause;
     const shared = firstCause !== undefined && cause.length > 1 && cause.every((run) => run.error === firstCause.error);
     const reasons = shared
         ? [`every server: ${reason(firstCause)}`]
         : cause.map((run) => `${where(run)}: ${reason(run)}`);
-    const input = cause.map((run) => inputOf(run)).find((name) => name !== undefined);
+    const input = cause.map((run) => failureOf(run).input).find((name) => name !== undefined);
     const changed = runs.filter((run) => run.result && run.result.changedPaths.length > 0).map(where);
     const rerun = 'Run the step again: the servers that have the change report unchanged (or not-found, for a removal), and the ' +
         'others make it.';
@@ -62147,7 +62120,7 @@ function failure(phase, failed, runs, committing) {
             ? `The change was made on ${changed.join(', ')} but the commit failed on ${reasons.join('; ')}. ${rerun}`
             : `The commit failed on ${reasons.join('; ')}; where the connection dropped during the commit, it may have ` +
                 `gone through. ${rerun}`;
-    return new FleetChangeFailed(message, input, day_two_outcomes(runs, committing));
+    return new FleetChangeFailed(message, input, outcomes(runs, committing));
 }
 /** Runs the operation on the one server, or on the fleet, and reports. */
 async function makeChange(settings, operation) {
@@ -62160,8 +62133,7 @@ async function makeChange(settings, operation) {
         finally {
             registry.close();
         }
-        const { host, port } = settings;
-        await report(result, settings, [{ name: settings.serverName, host, port, status: result.status, result }]);
+        await report(result, settings, oneServer(settings, result));
         return;
     }
     try {

@@ -54087,7 +54087,7 @@ async function timedGroup(name, work) {
     const server = serverLabel();
     try {
         if (server !== undefined) {
-            lib_core/* info */.pq(`[${server}] ${name}`);
+            info(name);
             return await work();
         }
         return await lib_core/* group */.Os(name, work);

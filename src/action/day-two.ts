@@ -7,39 +7,18 @@
  */
 import * as core from '@actions/core';
 import { timedGroup } from '../common/debug.js';
-import { ActionError, describeError, oneLine } from '../common/errors.js';
+import { ActionError } from '../common/errors.js';
 import * as log from '../common/log.js';
-import { Barrier, BarrierBroken, turnsInSequence, type Turn } from '../common/together.js';
+import { Barrier, BarrierBroken, type Turn } from '../common/together.js';
 import { removeImage, setAliases, type DayTwoOptions, type DayTwoResult } from '../registry/day-two.js';
 import { Registry } from '../registry/registry.js';
-import { where, type ServerOutcome } from './fleet.js';
+import { failureOf, fleetOf, lockTurns, oneServer, outcomes, where, type Server, type ServerOutcome } from './fleet.js';
 import { readDayTwoSettings, type DayTwoSettings } from './inputs.js';
-import { registryKey } from './mirrors.js';
 import { setServersOutput } from './outputs.js';
 import { runStep } from './step.js';
 import { writeDayTwoSummary } from './summary.js';
 
-/** One server a change is made on: the host input's, or a mirror. */
-interface DayTwoServer {
-  name: string;
-  settings: DayTwoSettings;
-  primary: boolean;
-}
-
 type Operation = (registry: Registry, options: DayTwoOptions) => Promise<DayTwoResult>;
-
-function serversOf(settings: DayTwoSettings): DayTwoServer[] {
-  // A mirror connects directly: the jump-* inputs are the host input's bastion.
-  const { jump: _bastion, mirrors, ...shared } = settings;
-  return [
-    { name: settings.serverName, settings, primary: true },
-    ...mirrors.map((mirror) => ({
-      name: mirror.name,
-      settings: { ...shared, ...mirror, mirror: mirror.name, mirrors: [] },
-      primary: false,
-    })),
-  ];
-}
 
 const optionsOf = (settings: DayTwoSettings): DayTwoOptions => ({
   lockTimeout: settings.lockTimeout,
@@ -67,22 +46,10 @@ function sameImage(fingerprints: (string | undefined)[]): Error | undefined {
 }
 
 interface FleetRun {
-  server: DayTwoServer;
+  server: Server<DayTwoSettings>;
   registry?: Registry;
   result?: DayTwoResult;
   error?: unknown;
-}
-
-/** Each server's outcome; `committing`: the change was let through to commit. */
-function outcomes(runs: FleetRun[], committing: boolean): ServerOutcome<DayTwoResult>[] {
-  return runs.map((run) => {
-    const { host, port } = run.server.settings;
-    const base = { name: run.server.name, host, port };
-    if (run.result) return { ...base, status: run.result.status, result: run.result };
-    const failed = run.error !== undefined && !(run.error instanceof BarrierBroken);
-    if (failed) return { ...base, status: 'failed', error: oneLine(describeError(run.error)) };
-    return { ...base, status: committing ? 'failed' : 'not-published' };
-  });
 }
 
 /** The change failed on some servers of the fleet; the servers output says where. */
@@ -101,10 +68,8 @@ async function onFleet(
   settings: DayTwoSettings,
   operation: Operation,
 ): Promise<{ result: DayTwoResult; servers: ServerOutcome<DayTwoResult>[] }> {
-  const runs: FleetRun[] = serversOf(settings).map((server) => ({ server }));
-  const ordered = [...runs].sort((a, b) => (registryKey(a.server.settings) < registryKey(b.server.settings) ? -1 : 1));
-  const sequence = turnsInSequence(runs.length);
-  const turns = new Map(ordered.map((run, k) => [run, sequence[k] as Turn]));
+  const runs: FleetRun[] = fleetOf(settings).map((server) => ({ server }));
+  const turns = lockTurns(runs);
   const ready = new Barrier<string | undefined>(runs.length, sameImage);
   try {
     await timedGroup(`Connect to ${runs.length} servers`, () =>
@@ -168,26 +133,18 @@ async function onFleet(
   }
 }
 
-/** The input an error names: a mirror's own keys are the mirrors input's, the step's own inputs stay. */
-function inputOf(run: FleetRun): string | undefined {
-  if (!(run.error instanceof ActionError)) return undefined;
-  const input = run.error.input;
-  if (run.server.primary || input === 'fingerprint' || input === 'aliases' || input === 'force') return input;
-  return 'mirrors';
-}
-
 /** The error of a fleet change that failed somewhere: where, why, and what became of the others. */
 function failure(phase: string, failed: FleetRun[], runs: FleetRun[], committing: boolean): FleetChangeFailed {
   const own = failed.filter((run) => !(run.error instanceof BarrierBroken));
   const cause = own.length > 0 ? own : failed;
-  const reason = (run: FleetRun): string => oneLine(describeError(run.error)).replace(/\.$/, '');
+  const reason = (run: FleetRun): string => failureOf(run).message.replace(/\.$/, '');
   // The servers disagreeing on the image is one error, given to each: said once.
   const [firstCause] = cause;
   const shared = firstCause !== undefined && cause.length > 1 && cause.every((run) => run.error === firstCause.error);
   const reasons = shared
     ? [`every server: ${reason(firstCause)}`]
     : cause.map((run) => `${where(run)}: ${reason(run)}`);
-  const input = cause.map((run) => inputOf(run)).find((name) => name !== undefined);
+  const input = cause.map((run) => failureOf(run).input).find((name) => name !== undefined);
   const changed = runs.filter((run) => run.result && run.result.changedPaths.length > 0).map(where);
   const rerun =
     'Run the step again: the servers that have the change report unchanged (or not-found, for a removal), and the ' +
@@ -214,8 +171,7 @@ async function makeChange(settings: DayTwoSettings, operation: Operation): Promi
     } finally {
       registry.close();
     }
-    const { host, port } = settings;
-    await report(result, settings, [{ name: settings.serverName, host, port, status: result.status, result }]);
+    await report(result, settings, oneServer(settings, result));
     return;
   }
   try {

@@ -26,11 +26,11 @@ import { serverToolVersion } from '../registry/read.js';
 import { Registry } from '../registry/registry.js';
 import { SharedReads } from '../registry/shared-reads.js';
 import type { Upload } from '../registry/upload.js';
-import { turnsInSequence, type Turn } from '../common/together.js';
+import { BarrierBroken, turnsInSequence, type Turn } from '../common/together.js';
 import type { ImagesIndex } from '../simplestreams/images-index.js';
 import { describeSshCounters } from '../ssh/session.js';
 import type { Settings } from './inputs.js';
-import { registryKey, type ServerSettings } from './mirrors.js';
+import { MIRROR_KEYS, registryKey, type ServerSettings } from './mirrors.js';
 import {
   checkServer,
   connect,
@@ -46,12 +46,34 @@ import {
 } from './steps.js';
 import type { RemoteImage } from '../registry/layout.js';
 
-/** One server of the fleet and the settings a publish to it runs with. */
-export interface Server {
+/** One server of the fleet and the settings a step runs with there. */
+export interface Server<S = Settings> {
   name: string;
-  settings: Settings;
+  settings: S;
   /** The host input's server (the others are mirrors). */
   primary: boolean;
+}
+
+/** What a step's settings must hold to make a fleet: the host input's server and the mirrors. */
+interface FleetSettings {
+  serverName: string;
+  mirrors: ServerSettings[];
+  jump?: unknown;
+}
+
+/** The servers output of a step without mirrors: its one server and what was done there. */
+export function oneServer<R extends ServerResult>(
+  settings: { serverName: string; host: string; port: number },
+  result: R,
+): ServerOutcome<R>[] {
+  return [{ name: settings.serverName, host: settings.host, port: settings.port, status: result.status, result }];
+}
+
+/** A server's part of a step, as the outcomes and messages see it. */
+interface RunOnServer<R extends ServerResult> {
+  server: Server<{ host: string; port: number; simplestreamsDir: string }>;
+  result?: R;
+  error?: unknown;
 }
 
 /** What the outputs and the summary show of a server's result (a publish's, or a sub-action's). */
@@ -82,16 +104,12 @@ export interface FleetPublish {
   servers: ServerOutcome[];
 }
 
-/** The servers of a run: the host input's first, then the mirrors in their order. */
-export function fleetOf(settings: Settings): Server[] {
+/** The servers of a step: the host input's first, then the mirrors in their order. */
+export function fleetOf<S extends FleetSettings>(settings: S): Server<S>[] {
   // A mirror connects directly: the jump-* inputs are the host input's bastion.
   const { jump: _bastion, mirrors, ...shared } = settings;
-  const mirrorSettings = (mirror: ServerSettings): Settings => ({
-    ...shared,
-    ...mirror,
-    mirror: mirror.name,
-    mirrors: [],
-  });
+  const mirrorSettings = (mirror: ServerSettings): S =>
+    ({ ...shared, ...mirror, mirror: mirror.name, mirrors: [] }) as unknown as S;
   return [
     { name: settings.serverName, settings, primary: true },
     ...mirrors.map((mirror) => ({ name: mirror.name, settings: mirrorSettings(mirror), primary: false })),
@@ -122,12 +140,20 @@ export function where(run: { server: { name: string; settings: { host: string; p
   return name === host || name === `${host}:${port}` ? name : `${name} (${host}:${port})`;
 }
 
-/** The message and input of a server's failure; a mirror's field names a key of the mirrors input. */
-function failureOf(run: ServerRun): { message: string; input?: string } {
+/** What a mirror's own entry sets: an error about one of these is about the mirrors input. */
+const PER_SERVER_INPUTS = new Set<string>([...MIRROR_KEYS, 'ssh-key', 'ssh-key-passphrase']);
+
+/**
+ * The message and input of a server's failure. On a mirror, an error about a setting of its own
+ * (its host, key, pins or directories) names the mirrors input; one about the step's other inputs
+ * (fingerprint, aliases, replace …) names that input.
+ */
+export function failureOf(run: RunOnServer<ServerResult>): { message: string; input?: string } {
   const { error } = run;
   const message = oneLine(describeError(error));
   if (!(error instanceof ActionError) || error.input === undefined) return { message };
-  return { message, input: run.server.primary ? error.input : 'mirrors' };
+  const own = PER_SERVER_INPUTS.has(error.input) || error.input.includes(' of mirror ');
+  return { message, input: run.server.primary || !own ? error.input : 'mirrors' };
 }
 
 /** Runs `work` on every server at once, each labelled in the log; fails naming each server that failed. */
@@ -175,13 +201,13 @@ function notPublished(phase: string, failed: ServerRun[]): ActionError {
  * the order of the inputs): two runs whose fleets share servers then never each hold a lock the
  * other waits for.
  */
-function inLockOrder(runs: ServerRun[]): ServerRun[] {
-  const key = (run: ServerRun): string => registryKey(run.server.settings);
+function inLockOrder<T extends RunOnServer<ServerResult>>(runs: T[]): T[] {
+  const key = (run: T): string => registryKey(run.server.settings);
   return [...runs].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 /** Turns taken one after another, in the fleet's lock order: a server's may start once the one before ended. */
-function lockTurns(runs: ServerRun[]): Map<ServerRun, Turn> {
+export function lockTurns<T extends RunOnServer<ServerResult>>(runs: T[]): Map<T, Turn> {
   const ordered = inLockOrder(runs);
   const turns = turnsInSequence(ordered.length);
   return new Map(ordered.map((run, k) => [run, turns[k] as Turn]));
@@ -234,13 +260,17 @@ function once<T>(compute: () => Promise<T>): () => Promise<T> {
   return () => (value ??= compute());
 }
 
-/** Each server's outcome, for the outputs and the summary. */
-function outcomes(runs: ServerRun[], committing: boolean): ServerOutcome[] {
+/**
+ * Each server's outcome, for the outputs and the summary; `committing`: the step had let the
+ * servers commit (a server without a result then failed, even if only because another did).
+ */
+export function outcomes<R extends ServerResult>(runs: RunOnServer<R>[], committing: boolean): ServerOutcome<R>[] {
   return runs.map((run) => {
     const { host, port } = run.server.settings;
     const base = { name: run.server.name, host, port };
     if (run.result) return { ...base, status: run.result.status, result: run.result };
-    if (run.error !== undefined) return { ...base, status: 'failed', error: failureOf(run).message };
+    const failedHere = run.error !== undefined && !(run.error instanceof BarrierBroken);
+    if (failedHere) return { ...base, status: 'failed', error: failureOf(run).message };
     return { ...base, status: committing ? 'failed' : 'not-published' };
   });
 }

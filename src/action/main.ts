@@ -14,7 +14,7 @@ import { describeSshCounters } from '../ssh/session.js';
 import { readSettings, type Settings } from './inputs.js';
 import { checkPlatform } from './runner.js';
 import { setOutputs, setServersOutput } from './outputs.js';
-import { FleetNotPublished, FleetPartlyPublished, publishToFleet, type FleetPublish } from './fleet.js';
+import { FleetNotPublished, FleetPartlyPublished, oneServer, publishToFleet, type FleetPublish } from './fleet.js';
 import {
   checkServer,
   connect,
@@ -75,8 +75,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
 async function publishEverywhere(settings: Settings): Promise<FleetPublish> {
   if (settings.mirrors.length === 0) {
     const result = await publish(settings);
-    const { host, port } = settings;
-    return { result, servers: [{ name: settings.serverName, host, port, status: result.status, result }] };
+    return { result, servers: oneServer(settings, result) };
   }
   try {
     return await publishToFleet(settings);

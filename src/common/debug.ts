@@ -6,7 +6,7 @@
  */
 import * as core from '@actions/core';
 import { withoutControlCharacters, withoutLegacyCommands } from './errors.js';
-import { serverLabel } from './log.js';
+import * as log from './log.js';
 
 const secrets = new Set<string>();
 
@@ -53,10 +53,10 @@ export function debug(text: string): void {
 export async function timedGroup<T>(name: string, work: () => Promise<T>): Promise<T> {
   const started = process.hrtime.bigint();
   // Groups do not nest: on one server of a fleet (whose steps run beside the others'), a line.
-  const server = serverLabel();
+  const server = log.serverLabel();
   try {
     if (server !== undefined) {
-      core.info(`[${server}] ${name}`);
+      log.info(name);
       return await work();
     }
     return await core.group(name, work);

@@ -2,16 +2,16 @@
 # Installs the system packages the tests, the demo and the benchmark need (Debian 12).
 # incus-extra (incus-simplestreams), incus-client and incus (the daemon) come from
 # bookworm-backports; lxd (the 5.0 daemon), busybox-static (the init of the images the tests boot),
-# xdelta3 (the daemons' delta downloads) and iproute2 (network namespaces for the bastion test) from
-# bookworm; distrobuilder (the real builds the tests publish) and its distrobuilder-images alone
-# from trixie, which is added at a low priority so that nothing else ever comes from it: never
+# xdelta3 (the daemons' delta downloads), iproute2 (network namespaces for the bastion test) and
+# Ceph's monitor, manager, OSD and radosgw (a real S3 store for the bucket tests) from bookworm;
+# distrobuilder (the real builds the tests publish) and its distrobuilder-images alone from trixie, which is added at a low priority so that nothing else ever comes from it: never
 # `-t trixie`, which would upgrade libc, perl and dpkg, and the machine would no longer be the
 # Debian 12 that users and CI have.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
-stable=(time iproute2 openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils zstd qemu-utils lxd-client lxd busybox-static xdelta3 procps shellcheck tcsh)
+stable=(time iproute2 ceph-mon ceph-osd ceph-mgr radosgw ceph-common openssh-server openssh-client nginx-light openssl squashfs-tools squashfs-tools-ng xz-utils zstd qemu-utils lxd-client lxd busybox-static xdelta3 procps shellcheck tcsh)
 backports=(incus-extra incus-client incus)
 from_trixie=(distrobuilder distrobuilder-images)
 

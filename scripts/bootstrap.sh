@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes a fresh clone ready for `npm test`, `npm run demo` and `npm run bench`: the system
 # packages of the loopback registry (sshd, nginx, incus-simplestreams, incus and lxc clients,
-# squashfs-tools, qemu-utils) and the npm dependencies. Safe to run again; it skips what is there.
+# squashfs-tools, qemu-utils, Ceph's radosgw) and the npm dependencies. Safe to run again; it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

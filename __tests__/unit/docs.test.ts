@@ -36,8 +36,8 @@ describe('the sub-actions', () => {
 
   // Each sub-action's own inputs; lxd-compat means "check for LXD items" to the check sub-action.
   it.each([
-    ['alias/action.yml', ['fingerprint', 'aliases', 'dry-run', 'mirrors']],
-    ['remove/action.yml', ['fingerprint', 'dry-run', 'force', 'mirrors']],
+    ['alias/action.yml', ['fingerprint', 'aliases', 'dry-run', 'mirrors', 'buckets']],
+    ['remove/action.yml', ['fingerprint', 'dry-run', 'force', 'mirrors', 'buckets']],
     ['check/action.yml', ['repair', 'fail-on', 'hash-time', 'lxd-compat']],
   ])('%s takes the connection inputs exactly as the main action declares them', (file, own) => {
     const sub = action(file);

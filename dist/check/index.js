@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6425:
+/***/ 7212:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -55492,6 +55492,7 @@ function remotePaths(image) {
 const SERVER_SCRIPT_TEXTS = {
     commit: 'set -u\ntrap \'\' HUP PIPE\nstate=$1 lock=$2 token=$3 ss=$4 staging=$5 up=$6 retire_grace=$7 upload_grace_minutes=$8\nshift 8\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nhousekeep() {\n  named=$1\n  shift\n  now=$(date +%s)\n  for dir in "$state"/staging/*; do\n    [ -e "$dir" ] || [ -L "$dir" ] || continue\n    if [ -L "$dir" ] || [ ! -d "$dir" ]; then rm -f -- "$dir"; continue; fi\n    with_free_lock "${dir##*/}" drop_staging "$dir" || true\n  done\n  for key_lock in "$state"/locks/*; do\n    [ -e "$key_lock" ] || [ -L "$key_lock" ] || continue\n    key=${key_lock##*/}\n    key=${key%.gate}\n    [ -d "$state/staging/$key" ] && continue\n    if [ -L "$key_lock" ]; then rm -f -- "$key_lock"; else with_free_lock "$key" rm -f -- "$state/locks/$key" "$state/locks/$key.gate" || true; fi\n  done\n  if [ -d "$state/holders" ] && [ ! -L "$state/holders" ]; then\n    find "$state/holders" -mindepth 1 -maxdepth 1 -mmin +1 -print | while IFS= read -r file; do\n      # Shared, as a fence check takes it: while this looks, an operation of that lease still\n      # finds it dead (an exclusive lock here would pass for its holder\'s).\n      if [ -L "$file" ] || [ ! -f "$file" ]; then rm -rf -- "$file"; else (exec 3< "$file" && flock -n -s 3 && rm -f -- "$file"); fi\n    done\n  fi\n  if [ -d "$state/next" ] && [ ! -L "$state/next" ]; then\n    find "$state/next" -mindepth 1 -maxdepth 1 -mmin +10 -print | while IFS= read -r dir; do\n      alive "${dir##*/}" || rm -rf -- "$dir"\n    done\n  fi\n  find "$state" -mindepth 1 -maxdepth 1 -name \'.output.*\' -mmin +60 -exec rm -f -- {} + 2> /dev/null\n  if [ -d "$up" ]; then\n    find -H "$up" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex \'.*/[0-9a-f]{64}\' \\\n      -mmin +"$upload_grace_minutes" -print | while IFS= read -r dir; do\n      [ -L "$dir/.in-use" ] && continue\n      (exec 3>> "$dir/.in-use" && flock -n 3 && rm -rf -- "$dir") 2> /dev/null || true\n    done\n  fi\n  if [ -f "$state/retired" ] && [ ! -L "$state/retired" ]; then\n    rm -f -- "$state/retired.next" "$state/retired.remove"\n    : > "$state/retired.next" && : > "$state/retired.remove" || return 1\n    awk -v now="$now" -v grace="$retire_grace" -v keep="$state/retired.next" -v drop="$state/retired.remove" \'\n      FILENAME == ARGV[1] { named[$0] = 1; next }\n      NF != 2 || $1 !~ /^[0-9]+$/ || $2 !~ /^images\\/[A-Za-z0-9._+-]+$/ { next }\n      $2 in named { next }\n      now - $1 >= grace { print $2 > drop; next }\n      { print > keep }\n    \' "$named" "$state/retired" || return 1\n    (cd -- "$ss" && xargs -r -d \'\\n\' rm -f -- < "$state/retired.remove")\n    mv -f -- "$state/retired.next" "$state/retired"\n    rm -f -- "$state/retired.remove"\n  fi\n  [ $# -gt 0 ] && rm -rf -- "$@"\n  return 0\n}\n# Whether the holder of lease $1 is alive (lib/lease.sh).\nalive() { (exec 3< "$state/holders/$1" && ! flock -n -s 3) 2> /dev/null; }\n# Runs "$@" while holding the image lock of key $1 and its gate, without waiting; fails when\n# either is held.\nwith_free_lock() {\n  key_lock=$state/locks/$1\n  shift\n  if [ -L "$key_lock" ] || [ -L "$key_lock.gate" ]; then return 1; fi\n  mkdir -p -- "$state/locks" && (exec 3>> "$key_lock" 4>> "$key_lock.gate" && flock -n 3 && flock -n -x 4 && "$@")\n}\n# Removes a staging tree of a run that died, and what it had moved into images/ that the index\n# does not name.\ndrop_staging() {\n  if [ -f "$1/moved" ] && [ ! -L "$1/moved" ]; then\n    while IFS= read -r name; do\n      case $name in \'\' | . | .. | */*) continue ;; esac\n      grep -qxF -- "images/$name" "$named" || rm -f -- "$ss/images/$name"\n    done < "$1/moved"\n  fi\n  rm -rf -- "$1"\n}\nbad() { echo "lxc-publish-commit: invalid arguments ($*); nothing was changed" >&2; exit 2; }\ndigits() { case $1 in \'\' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nsha256() { sum=$(sha256sum < "$1") && echo "${sum%% *}"; }\ncase $token in \'\' | *[!0-9a-f]*) bad token ;; esac\nif ! digits "$retire_grace" || ! digits "$upload_grace_minutes"; then bad grace; fi\n\n# The payload, whole, before anything else.\ndigits "${1:-}" || bad parts\nparts=$1\nshift\nspecs=\'\' total=0\nwhile [ "$parts" -gt 0 ]; do\n  [ $# -ge 3 ] || bad parts\n  case $1 in images.json | index.json | SHA256SUMS | retired | named) ;; *) bad "part $1" ;; esac\n  digits "$2" || bad "length of $1"\n  case $3 in *[!0-9a-f]*) bad "sha256 of $1" ;; esac\n  [ ${#3} -eq 64 ] || bad "sha256 of $1"\n  specs="$specs $1:$2:$3"\n  total=$((total + $2))\n  parts=$((parts - 1))\n  shift 3\ndone\nnext=$state/next/$token\nrm -rf -- "$next" && mkdir -p -- "$next" || exit 1\ntimeout 600 cat > "$next/payload"\ngot=$(stat -c %s -- "$next/payload") || exit 1\nif [ "$got" != "$total" ]; then\n  echo "lxc-publish-commit: the new index arrived incomplete ($got of $total bytes; the connection dropped?); nothing was changed" >&2\n  rm -rf -- "$next"\n  exit 79\nfi\noffset=0\nfor spec in $specs; do\n  name=${spec%%:*} rest=${spec#*:}\n  length=${rest%%:*} want=${rest#*:}\n  dd if="$next/payload" of="$next/$name" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$length" status=none || exit 1\n  if [ "$(sha256 "$next/$name")" != "$want" ]; then\n    echo "lxc-publish-commit: $name arrived damaged (its sha256 differs); nothing was changed" >&2\n    rm -rf -- "$next"\n    exit 79\n  fi\n  offset=$((offset + length))\ndone\nrm -f -- "$next/payload"\n[ -f "$next/named" ] || bad "no named part"\nif [ -f "$next/images.json" ]; then has_images=1; else has_images=0; fi\nif [ -f "$next/index.json" ]; then has_index=1; else has_index=0; fi\n[ "$has_images" = "$has_index" ] || bad "images.json and index.json go together"\n\n# The staged files: NAME PUBLISHED pairs.\ndigits "${1:-}" || bad files\nfiles=$1\nshift\npairs=\'\'\nwhile [ "$files" -gt 0 ]; do\n  [ $# -ge 2 ] || bad files\n  for name in "$1" "$2"; do case $name in \'\' | . | .. | -* | *[!A-Za-z0-9._+-]*) bad "file name $name" ;; esac; done\n  pairs="$pairs $1/$2"\n  files=$((files - 1))\n  shift 2\ndone\n\nenter_lease\nfor dir in "$ss/images" "$ss/streams" "$ss/streams/v1"; do\n  if [ -L "$dir" ]; then echo "$dir is a symbolic link; nothing was changed" >&2; exit 77; fi\ndone\nfor pair in $pairs; do\n  src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n  if [ -f "$src" ] && [ ! -L "$src" ]; then\n    if [ -e "$dst" ] && ! cmp -s -- "$src" "$dst"; then\n      echo "lxc-publish-commit: collision ${pair#*/}: images/ already has a different file of that name; nothing was changed" >&2\n      exit 78\n    fi\n  elif [ ! -f "$dst" ]; then\n    echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n    exit 76\n  fi\ndone\nmkdir -p -- "$ss/images" "$ss/streams/v1" "$state/previous" || exit 1\nif [ -f "$next/images.json" ]; then\n  for file in streams/v1/images.json streams/v1/index.json images/SHA256SUMS; do\n    if [ -f "$ss/$file" ] && [ ! -L "$ss/$file" ]; then ln -f -- "$ss/$file" "$state/previous/${file##*/}" || exit 1; fi\n  done\n  if [ -n "$pairs" ]; then\n    : > "$staging/moved" || exit 1\n    for pair in $pairs; do\n      src=$staging/images/${pair%/*} dst=$ss/images/${pair#*/}\n      # Checked above, but the index must never name a file that is not there: gone since\n      # (nothing should remove it under this lease), the old index stays live.\n      if [ ! -f "$src" ]; then\n        [ -f "$dst" ] && continue\n        echo "the staged file ${pair%/*} is gone (removed by another run?); nothing was changed" >&2\n        exit 76\n      fi\n      # The same bytes under that name already (checked above): nothing to move.\n      if [ -e "$dst" ]; then rm -f -- "$src" && continue; fi\n      printf \'%s\\n\' "${pair#*/}" >> "$staging/moved" && mv -- "$src" "$dst" || exit 1\n    done\n  fi\n  for json in images.json index.json; do\n    if [ -f "$ss/streams/v1/$json" ]; then chmod --reference="$ss/streams/v1/$json" -- "$next/$json"; else chmod 644 -- "$next/$json"; fi\n  done\n  mv -f -- "$next/images.json" "$ss/streams/v1/images.json" || exit 1\n  mv -f -- "$next/index.json" "$ss/streams/v1/index.json" || exit 1\n  # The index names the moved files now: a later clean-up of this staging tree must not remove them.\n  if [ -n "$pairs" ]; then rm -f -- "$staging/moved"; fi\nfi\nif [ -f "$next/SHA256SUMS" ]; then\n  chmod 644 -- "$next/SHA256SUMS" && mv -f -- "$next/SHA256SUMS" "$ss/images/SHA256SUMS" || exit 1\nfi\nif [ -s "$next/retired" ]; then\n  now=$(date +%s)\n  while IFS= read -r path; do printf \'%s %s\\n\' "$now" "$path"; done < "$next/retired" >> "$state/retired"\nfi\n\nhousekeep "$next/named" "$@"\nlive=$ss/streams/v1/images.json\nif [ -f "$live" ]; then sum=$(sha256 "$live") || exit 1; else sum=none; fi\nleave_gate\nrm -rf -- "$next"\necho "live $sum"',
     delta: 'set -u\nstate=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nss=$1 staging=$2 new=$3 limit=$4 max=$5 want=$6; shift 6\ndigits() { case $1 in \'\'|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }\nplain() { case $1 in \'\'|.|..|-*|*/*) return 1 ;; *) return 0 ;; esac; }\ncase $want in *[!0-9a-f]*) want= ;; esac\nif ! digits "$limit" || ! digits "$max" || ! plain "$new" || [ ${#want} -ne 64 ]; then echo "invalid arguments" >&2; exit 2; fi\nnewfile=$staging/images/$new\nfor path in "$ss/images" "$staging" "$staging/images" "$newfile"; do\n  if [ -L "$path" ]; then echo "$path is a symbolic link" >&2; exit 77; fi\ndone\n[ -f "$newfile" ] || { echo "$newfile is not a regular file" >&2; exit 2; }\ncommand -v xdelta3 >/dev/null 2>&1 || { echo "xdelta3 is not on the PATH" >&2; exit 5; }\nstem=${new%.squashfs}\nwhile [ $# -ge 3 ]; do\n  serial=$1 base=$2 basesum=$3; shift 3\n  if ! digits "$serial" || ! plain "$base"; then echo "skip - invalid-arguments"; continue; fi\n  basefile=$ss/images/$base\n  if [ -L "$basefile" ] || [ ! -f "$basefile" ]; then echo "skip $serial base-missing"; continue; fi\n  got=$(sha256sum < "$basefile") || { echo "skip $serial base-missing"; continue; }\n  if [ "${got%% *}" != "$basesum" ]; then echo "skip $serial base-changed"; continue; fi\n  out=$staging/images/$stem.$serial.vcdiff\n  rm -f -- "$out"\n  timeout "$limit" xdelta3 -e -9 -f -s "$basefile" "$newfile" "$out" 2>/dev/null\n  status=$?\n  if [ "$status" -ne 0 ]; then\n    rm -f -- "$out"\n    if [ "$status" -eq 124 ]; then echo "skip $serial timed-out"; else echo "skip $serial encode-failed"; fi\n    continue\n  fi\n  size=$(stat -c %s -- "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  if [ "$size" -gt "$max" ]; then rm -f -- "$out"; echo "skip $serial too-large $size"; continue; fi\n  got=$(timeout "$limit" xdelta3 -d -c -s "$basefile" "$out" 2>/dev/null | sha256sum)\n  if [ "${got%% *}" != "$want" ]; then rm -f -- "$out"; echo "skip $serial decode-mismatch"; continue; fi\n  sum=$(sha256sum < "$out") || { rm -f -- "$out"; echo "skip $serial encode-failed"; continue; }\n  echo "ok $serial $size ${sum%% *} ${out##*/}"\ndone',
+    export: 'ss=$1 path=$2 offset=$3 count=$4\nbad() { echo "lxc-publish-export: invalid arguments ($1)" >&2; exit 2; }\ncase $path in\n  streams/v1/images.json | streams/v1/index.json | .lxc-publish/retired) ;;\n  images/*)\n    case ${path#images/} in \'\' | . | .. | -* | *[!A-Za-z0-9._+-]*) bad path ;; esac\n    ;;\n  *) bad path ;;\nesac\ncase $offset in \'\' | *[!0-9]*) bad offset ;; esac\ncase $count in *[!0-9]*) bad count ;; esac\ncd -- "$ss" || exit 1\n# Each component in turn, with test -L: nothing is resolved, so no link is ever followed.\nat=. rest=$path\nwhile [ -n "$rest" ]; do\n  at=$at/${rest%%/*}\n  case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac\n  if [ -L "$at" ]; then exit 4; fi\ndone\n[ -f "$path" ] || exit 3\nif [ -z "$count" ]; then\n  tail -c +"$((offset + 1))" -- "$path"\nelse\n  dd if="$path" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$count" status=none\nfi',
     fenced: 'state=$1 lock=$2 token=$3; shift 3\nenter_lease() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n  if [ -L "$lock.gate" ]; then echo "$lock.gate is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -s 7 || exit 1\n  if ! (exec 5<"$state/holders/$token" && ! flock -n -s 5) 2>/dev/null; then\n    echo "lxc-publish: the lease on $lock was lost" >&2\n    exit 73\n  fi\n}\nleave_gate() { exec 7>&-; }\nenter_lease\nout=$(mktemp -p "$state" .output.XXXXXX) && err=$(mktemp -p "$state" .output.XXXXXX) || exit 1\n"$@" < /dev/null > "$out" 2> "$err"\nstatus=$?\nleave_gate\ncat -- "$err" >&2\ncat -- "$out"\nrm -f -- "$out" "$err"\nexit "$status"',
     hash: 'ss=$1 budget=$2\ncase $budget in \'\' | *[!0-9]*) echo "lxc-publish-hash: invalid time ($budget)" >&2; exit 2 ;; esac\ncd -- "$ss" || exit 1\nwork=$(mktemp -d) || exit 1\ntrap \'rm -rf -- "$work"\' EXIT\n: > "$work/plain"\ngrep -E \'^[A-Za-z0-9._+-][A-Za-z0-9._+/-]*$\' | grep -v -E \'(^|/)\\.\\.?(/|$)\' | awk \'!seen[$0]++\' > "$work/paths"\nwhile IFS= read -r path; do\n  # Each component in turn, with test -L: nothing is resolved, so no link is ever followed.\n  at=. rest=$path linked=\n  while [ -n "$rest" ]; do\n    at=$at/${rest%%/*}\n    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac\n    if [ -L "$at" ]; then linked=1; break; fi\n  done\n  if [ -n "$linked" ]; then echo "link $path"; elif [ -f "$path" ]; then echo "$path" >> "$work/plain"; else echo "gone $path"; fi\ndone < "$work/paths"\n# Sizes, in one stat per batch of paths (plain characters only: the line splits on blanks).\nxargs -r -d \'\\n\' stat -c \'%s %n\' -- < "$work/plain" 2> /dev/null > "$work/sizes"\nawk -v todo="$work/todo" \'\n  FILENAME == ARGV[1] { if (NF == 2) size[$2] = $1; next }\n  $0 in size { print "size " size[$0] " " $0; print > todo; next }\n  { print "gone " $0 }\n\' "$work/sizes" "$work/plain"\n: >> "$work/todo"\n: > "$work/hashed"\nif [ "$budget" -gt 0 ]; then\n  # One line per file as soon as it is hashed (stdbuf), so that what was done before the time ran\n  # out counts.\n  line=\n  if command -v stdbuf > /dev/null 2>&1; then line=\'stdbuf -oL\'; fi\n  # shellcheck disable=SC2086 # $line is empty or two words\n  timeout "$budget" xargs -r -d \'\\n\' $line sha256sum -- < "$work/todo" > "$work/hashed" 2> /dev/null\nfi\nawk -v left="$work/left" \'\n  FILENAME == ARGV[1] { if (NF == 2 && $1 ~ /^[0-9a-f]+$/) { hashed[$2] = 1; print "sha256 " $1 " " $2 }; next }\n  !($0 in hashed) { print > left }\n\' "$work/hashed" "$work/todo"\n: >> "$work/left"\nwhile IFS= read -r path; do\n  if [ -r "$path" ]; then echo "late $path"; else echo "unreadable $path"; fi\ndone < "$work/left"',
     'image-lock': 'state=$1 lock=$2 timeout=$3 lease=$4 token=$5 dir=$6; shift 6\nlock_file() {\n  if [ -L "$3" ]; then echo "$3 is a symbolic link; remove it" >&2; exit 77; fi\n  while :; do\n    mkdir -p -- "${3%/*}" || exit 1\n    eval "exec $1>>\\"\\$3\\"" || exit 1\n    flock "$2" -w "$timeout" -E 75 "$1" || exit $?\n    # The file locked is still the one at FILE (same device and inode): not a deleted one.\n    [ "$(stat -L -c %d:%i -- "$3" 2>/dev/null)" = "$(stat -L -c %d:%i -- "/proc/$$/fd/$1")" ] && return 0\n    eval "exec $1>&-"\n  done\n}\ncheck_token() {\n  case $token in \'\' | *[!0-9a-f]*) echo "invalid lease token" >&2; exit 2 ;; esac\n}\nbegin_lease() {\n  check_token\n  if [ -L "$lock.gate" ] || [ -L "$state/holders" ]; then echo "$lock.gate or $state/holders is a symbolic link; remove it" >&2; exit 77; fi\n  exec 7>>"$lock.gate" || exit 1\n  flock -x -w "$timeout" -E 75 7 || exit $?\n  mkdir -p -- "$state/holders" || exit 1\n  exec 6>"$state/holders/$token" || exit 1\n  flock -x 6 || exit 1\n  exec 7>&-\n}\nhold_lease() {\n  # Neither the reader nor the subshell around it keeps any of the locks: if this holder is\n  # killed, they go with it at once.\n  while n=$(exec 4>&- 6>&- 9>&-; timeout "$lease" dd bs=4096 count=1 status=none 2>/dev/null | wc -c) && [ "$n" -gt 0 ]; do :; done\n  rm -f -- "$state/holders/$token"\n}\ntake_write_lock() {\n  if [ -L "$dir" ] || [ -L "$dir/.write.lock" ]; then echo "$dir holds a symbolic link where the upload goes" >&2; exit 77; fi\n  exec 8>>"$dir/.write.lock" || exit 1\n  flock "$1" -w "$timeout" -E 75 8 || exit $?\n}\nblock_lines() { grep -xE \'[0-9]{1,15} [0-9]{1,15}\' < "$1.blocks"; }\nlock_file 9 -x "$lock"\nbegin_lease\nif [ -L "$dir" ]; then echo "$dir is a symbolic link; remove it" >&2; exit 77; fi\nlock_file 4 -s "$dir/.in-use"\nchmod 700 -- "$dir" || exit 1\n# Writers of an earlier lease: every process of this user holding the write lock open (writers\n# keep it on fd 8, and so do the dd they run). This holder has the lock, so none of them is its\n# own run\'s. A writer whose link dropped ends by itself and records what arrived; one whose link\n# went silent waits for bytes that never come. So: interrupt their dd (GNU dd reports what it\n# wrote before it dies, and the writer records that much), give them a moment to record it, and\n# kill what still holds the lock (writers blocked between blocks, with nothing left to record).\nwriters() {\n  [ -e "$dir/.write.lock" ] || return 0\n  target=$(readlink -f -- "$dir/.write.lock")\n  for fd in /proc/[0-9]*/fd/8; do\n    [ "$(readlink -- "$fd" 2>/dev/null)" = "$target" ] || continue\n    pid=${fd#/proc/}\n    pid=${pid%%/*}\n    [ "$pid" = "$$" ] || echo "$pid"\n  done\n}\nfor pid in $(writers); do\n  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dd ] && kill -INT "$pid" 2>/dev/null\ndone\nif [ -n "$(writers)" ]; then\n  (timeout=2 && take_write_lock -x) || for pid in $(writers); do kill -KILL "$pid" 2>/dev/null; done\nfi\ntake_write_lock -x\nregular() { [ -f "$1" ] && [ ! -L "$1" ]; }\nexec 3>&1\nn=0\nfor name; do\n  n=$((n + 1))\n  file=$dir/$name\n  if regular "$file"; then\n    sum=$(sha256sum < "$file") || exit 1\n    printf \'F %s %s %s\\n\' "$n" "$(stat -c %s -- "$file")" "${sum%% *}"\n  elif regular "$file.partial" && regular "$file.blocks"; then\n    blocks=$(block_lines "$file" | sort -n -u)\n    sum=$(printf \'%s\\n\' "$blocks" | while read -r offset length; do\n      [ -n "$offset" ] || continue\n      printf \'B %s %s %s\\n\' "$n" "$offset" "$length" >&3\n      dd if="$file.partial" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$offset" count="$length" status=none\n    done | sha256sum) || exit 1\n    printf \'H %s %s\\n\' "$n" "${sum%% *}"\n  else\n    rm -f -- "$file.partial" "$file.blocks" || exit 1\n    (set -C; : > "$file.partial" && : > "$file.blocks") || exit 1\n    printf \'N %s\\n\' "$n"\n  fi\ndone\nexec 8>&-\necho locked\nhold_lease',
@@ -55538,6 +55539,8 @@ const COMMIT = script('commit');
 const FENCED = script('fenced');
 /** server/inspect.sh: the registry's files, state and permissions, for the check sub-action. */
 const INSPECT = script('inspect');
+/** server/export.sh: (part of) a file of the registry, for a bucket's copy. */
+const EXPORT = script('export');
 /** server/hash.sh: the files the index names, their sizes and (within a time) sha256, for the check. */
 const HASH = script('hash');
 /** What server/read.sh prints on stderr when xdelta3 is missing (a line no login shell prints). */
@@ -58227,6 +58230,7 @@ const DECLARED_INPUTS = {
         'upload-dir',
         'simplestreams-dir',
         'mirrors',
+        'buckets',
         'aliases',
         'default-alias',
         'lock-timeout',
@@ -58275,6 +58279,7 @@ const DECLARED_INPUTS = {
         'lxd-compat',
         'dry-run',
         'mirrors',
+        'buckets',
         'summary',
     ],
     remove: [
@@ -58301,6 +58306,7 @@ const DECLARED_INPUTS = {
         'lxd-compat',
         'dry-run',
         'mirrors',
+        'buckets',
         'summary',
     ],
     check: [
@@ -58330,8 +58336,6 @@ const DECLARED_INPUTS = {
     ],
 };
 
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/action/input-values.ts
 /**
  * How each kind of input value is read and checked: booleans, numbers, choices, paths, hosts,
@@ -58506,34 +58510,19 @@ function input_values_parseAliases(value, input = 'aliases') {
     return aliases;
 }
 
-;// CONCATENATED MODULE: ./src/action/mirrors.ts
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/action/yaml-list.ts
 /**
- * The mirrors input: more registry servers to publish the same release to, as a YAML list. Each
- * entry names its host and may set its own port, user, key (through an environment variable the
- * step fills from a secret), host key pins and directories; what it leaves out it takes from the
- * top-level input of the same name (host key pins excepted: those belong to `host`).
+ * What the inputs holding a YAML list of entries (mirrors, buckets) have in common: the list read
+ * safely (no aliases, no duplicate keys), each entry a map of known keys with single values, a
+ * name of its own, and secrets taken from environment variables that an entry names (masked, and
+ * taken out of the environment once every entry is read).
  */
 
 
 
 
-
-
-/** The keys a mirror may have. */
-const MIRROR_KEYS = (/* unused pure expression or super */ null && ([
-    'name',
-    'host',
-    'port',
-    'username',
-    'ssh-key-env',
-    'ssh-key-passphrase-env',
-    'host-fingerprint',
-    'known-hosts',
-    'upload-dir',
-    'simplestreams-dir',
-]));
-/** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
-const MAX_SERVERS = 9;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
 const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
@@ -58560,29 +58549,86 @@ const RESERVED_VARIABLES = new Set([
     'ImageOS',
     'ImageVersion',
 ]);
-const EXAMPLE = (/* unused pure expression or super */ null && ('For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
-    "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:."));
-function mirrorsError(message) {
-    return new ActionError(`mirrors: ${message}`, 'mirrors');
+/** An error about an entry of a YAML list input (mirrors, buckets), naming that input. */
+function yaml_list_listError(input, message) {
+    return new ActionError(`${input}: ${message}`, input);
 }
 /** The text of a scalar value; anything else (a list, a map) is refused. */
-function scalar(value, key, label) {
+function scalar(value, key, label, input = 'mirrors') {
     if (typeof value === 'string')
         return value;
     if (typeof value === 'number' && Number.isSafeInteger(value))
         return String(value);
-    throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
+    if (typeof value === 'boolean')
+        return String(value);
+    throw yaml_list_listError(input, `${label}: ${key} must be a single value (text or a number), not a list or a map.`);
+}
+/** The input's YAML text as a non-empty list, or an error naming the input. */
+function yaml_list_parseYamlList(text, shape) {
+    let document;
+    try {
+        document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
+    }
+    catch (error) {
+        const reason = error instanceof YAMLParseError ? error.message.split('\n')[0] : describeError(error);
+        throw yaml_list_listError(shape.input, `not a YAML list of ${shape.entries} (${oneLine(reason ?? '')}). ${shape.example}`);
+    }
+    if (!Array.isArray(document) || document.length === 0) {
+        const first = shape.keyHint.split(':')[0] ?? '';
+        throw yaml_list_listError(shape.input, `must be a YAML list of ${shape.entries}, one "- ${first}: …" entry each. ${shape.example}`);
+    }
+    return document;
+}
+/**
+ * One entry: a map of the shape's keys, each a single value (`key:` with nothing after it, YAML's
+ * null, reads as empty when `nullIsEmpty`), with a valid name if it has one; and the label
+ * messages give it ("entry 2 (eu)").
+ */
+function yaml_list_readEntry(raw, position, shape) {
+    const label = `entry ${position}`;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        throw yaml_list_listError(shape.input, `${label} is not a map of keys (${shape.keyHint}). ${shape.example}`);
+    }
+    const entry = {};
+    for (const [key, value] of Object.entries(raw)) {
+        if (!shape.keys.includes(key)) {
+            const closest = closestInput(key, shape.keys);
+            // Shown back only when it looks like a key: anything else may be a secret pasted in.
+            const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
+            throw yaml_list_listError(shape.input, `${label}: ${shown} is not a key of a ${shape.noun}${closest ? `: did you mean ${closest}?` : '.'} A ` +
+                `${shape.noun} takes ${shape.keys.join(', ')}.`);
+        }
+        entry[key] = value === null && shape.nullIsEmpty ? '' : scalar(value, key, label, shape.input);
+    }
+    const name = entry['name'];
+    if (name === undefined)
+        return { entry, label };
+    if (!NAME.test(name)) {
+        throw yaml_list_listError(shape.input, `${label}: name ${JSON.stringify(oneLine(name))} must be 1 to 64 letters, digits, ".", "_" or "-".`);
+    }
+    return { entry, label: `entry ${position} (${name})` };
+}
+/** Runs `read` with the step's environment; the variables it read are taken out of it afterwards, however it ends. */
+function yaml_list_withSecrets(env, read) {
+    const secrets = { values: env, read: new Set() };
+    try {
+        return read(secrets);
+    }
+    finally {
+        for (const variable of secrets.read)
+            delete env[variable];
+    }
 }
 /**
  * An environment variable's value, masked. The variables read are taken out of the environment
  * once every entry is read (no child process inherits them; two mirrors may share one).
  */
-function secretFromEnvironment(variable, key, label, env) {
+function yaml_list_secretFromEnvironment(variable, key, label, env, input = 'mirrors') {
     if (!VARIABLE.test(variable) ||
         RESERVED_VARIABLES.has(variable) ||
         RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))) {
         // Not quoted: a value given here by mistake may be the secret itself.
-        throw mirrorsError(`${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
+        throw yaml_list_listError(input, `${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
             `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
             'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
             "step's env: under that name.");
@@ -58591,12 +58637,53 @@ function secretFromEnvironment(variable, key, label, env) {
     env.read.add(variable);
     maskSecrets([value]);
     if (value.trim() === '') {
-        throw mirrorsError(`${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
+        throw yaml_list_listError(input, `${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
             `${variable}: \${{ secrets.${variable} }} under the step's env: (a secret reads as empty when it is not ` +
             'defined, belongs to an environment the job does not name, or the run is for a pull request from a fork).');
     }
     return value;
 }
+
+;// CONCATENATED MODULE: ./src/action/mirrors.ts
+/**
+ * The mirrors input: more registry servers to publish the same release to, as a YAML list. Each
+ * entry names its host and may set its own port, user, key (through an environment variable the
+ * step fills from a secret), host key pins and directories; what it leaves out it takes from the
+ * top-level input of the same name (host key pins excepted: those belong to `host`).
+ */
+
+
+
+
+
+/** The keys a mirror may have. */
+const MIRROR_KEYS = (/* unused pure expression or super */ null && ([
+    'name',
+    'host',
+    'port',
+    'username',
+    'ssh-key-env',
+    'ssh-key-passphrase-env',
+    'host-fingerprint',
+    'known-hosts',
+    'upload-dir',
+    'simplestreams-dir',
+]));
+/** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
+const MAX_SERVERS = 9;
+const EXAMPLE = 'For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
+    "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:.";
+function mirrorsError(message) {
+    return listError('mirrors', message);
+}
+/** How the mirrors input's list and its entries are read. */
+const MIRROR_LIST = {
+    input: 'mirrors',
+    entries: 'servers',
+    noun: 'mirror',
+    keyHint: 'host:, port: …',
+    example: EXAMPLE,
+};
 /** The pins of a mirror: its own, or the top-level known-hosts lines for its host, or none. */
 function mirrorPins(entry, target, defaults) {
     const own = { hostFingerprint: entry['host-fingerprint'] ?? '', knownHosts: entry['known-hosts'] ?? '' };
@@ -58614,27 +58701,7 @@ function mirrorPins(entry, target, defaults) {
 }
 /** One entry of the list, checked, with what it leaves out taken from the defaults. */
 function readMirror(raw, position, defaults, env) {
-    let label = `entry ${position}`;
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-        throw mirrorsError(`${label} is not a map of keys (host:, port: …). ${EXAMPLE}`);
-    }
-    const entry = {};
-    for (const [key, value] of Object.entries(raw)) {
-        if (!MIRROR_KEYS.includes(key)) {
-            const closest = closestInput(key, MIRROR_KEYS);
-            // Shown back only when it looks like a key: anything else may be a secret pasted in.
-            const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
-            throw mirrorsError(`${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
-                `mirror takes ${MIRROR_KEYS.join(', ')}.`);
-        }
-        entry[key] = scalar(value, key, label);
-    }
-    if (entry.name !== undefined) {
-        if (!NAME.test(entry.name)) {
-            throw mirrorsError(`${label}: name ${JSON.stringify(oneLine(entry.name))} must be 1 to 64 letters, digits, ".", "_" or "-".`);
-        }
-        label = `entry ${position} (${entry.name})`;
-    }
+    const { entry, label } = readEntry(raw, position, { ...MIRROR_LIST, keys: MIRROR_KEYS });
     if (entry.host === undefined || entry.host.trim() === '')
         throw mirrorsError(`${label} has no host. ${EXAMPLE}`);
     try {
@@ -58691,27 +58758,10 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
             "name the environment variable that carries it with ssh-key-env (EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:). " +
             'Replace that key now: it was in the workflow file.');
     }
-    let document;
-    try {
-        document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
-    }
-    catch (error) {
-        const reason = error instanceof YAMLParseError ? error.message.split('\n')[0] : describeError(error);
-        throw mirrorsError(`not a YAML list of servers (${oneLine(reason ?? '')}). ${EXAMPLE}`);
-    }
-    if (!Array.isArray(document) || document.length === 0)
-        throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
+    const document = parseYamlList(text, MIRROR_LIST);
     if (document.length > MAX_SERVERS - 1)
         throw mirrorsError(`lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`);
-    const secrets = { values: env, read: new Set() };
-    let mirrors;
-    try {
-        mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
-    }
-    finally {
-        for (const variable of secrets.read)
-            delete env[variable];
-    }
+    const mirrors = withSecrets(env, (secrets) => document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets)));
     const seen = new Map([[defaults.primary.name, 'the host input']]);
     const registries = new Set([registryKey(defaults.primary)]);
     for (const mirror of mirrors) {
@@ -58731,6 +58781,129 @@ function mirrors_parseMirrors(text, defaults, env = process.env) {
 function registryKey(server) {
     // registry.example. and registry.example are one host.
     return `${server.host.toLowerCase().replace(/\.$/, '')}\n${server.port}\n${server.simplestreamsDir}`;
+}
+
+;// CONCATENATED MODULE: ./src/action/buckets.ts
+/**
+ * The buckets input: S3-compatible object stores that serve the registry the host input's server
+ * keeps, as a YAML list. Each entry names the endpoint, the bucket and a prefix in it, and the
+ * environment variables that carry its credentials (filled from secrets in the step's env:).
+ */
+
+
+/** The keys a bucket entry may have. */
+const BUCKET_KEYS = (/* unused pure expression or super */ null && ([
+    'name',
+    'endpoint',
+    'bucket',
+    'prefix',
+    'region',
+    'path-style',
+    'access-key-id-env',
+    'secret-access-key-env',
+]));
+/** Buckets in one run at most: each is an upload of every image file. */
+const MAX_BUCKETS = 4;
+/** S3 bucket names (the rules AWS, R2, B2, Ceph and MinIO share). */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** A prefix: path segments of plain characters, ending with "/". */
+const PREFIX = /^([A-Za-z0-9._-]+\/)*$/;
+const buckets_EXAMPLE = 'For example:\n  buckets: |\n    - name: r2\n      endpoint: https://ACCOUNT.r2.cloudflarestorage.com\n      bucket: lxc-images\n' +
+    '      access-key-id-env: R2_ACCESS_KEY_ID\n      secret-access-key-env: R2_SECRET_ACCESS_KEY\n' +
+    "with R2_ACCESS_KEY_ID: ${{ secrets.R2_ACCESS_KEY_ID }} and R2_SECRET_ACCESS_KEY: ${{ secrets.R2_SECRET_ACCESS_KEY }} in the step's env:.";
+const bucketsError = (message) => listError('buckets', message);
+/** How the buckets input's list and its entries are read. */
+const BUCKET_LIST = {
+    input: 'buckets',
+    entries: 'buckets',
+    noun: 'bucket',
+    keyHint: 'endpoint:, bucket: …',
+    example: buckets_EXAMPLE,
+};
+/** The endpoint: an http(s) URL with no path, query or credentials. */
+function parseEndpoint(text, label) {
+    let url;
+    try {
+        url = new URL(text.trim());
+    }
+    catch {
+        throw bucketsError(`${label}: endpoint ${JSON.stringify(oneLine(text))} is not a URL; give https://host[:port].`);
+    }
+    if ((url.protocol !== 'https:' && url.protocol !== 'http:') ||
+        url.username !== '' ||
+        url.password !== '' ||
+        (url.pathname !== '/' && url.pathname !== '') ||
+        url.search !== '' ||
+        url.hash !== '') {
+        throw bucketsError(`${label}: endpoint must be https://host[:port] (or http:// on a private network), with no path, query or ` +
+            'user in it; the bucket goes in bucket: and the folder in prefix:.');
+    }
+    return url;
+}
+function parseBoolean(text, key, label) {
+    const value = text.trim().toLowerCase();
+    if (value === 'true')
+        return true;
+    if (value === 'false')
+        return false;
+    throw bucketsError(`${label}: ${key} must be true or false.`);
+}
+/** One entry of the list, checked. */
+function readBucket(raw, position, env) {
+    const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
+    for (const key of ['endpoint', 'bucket', 'access-key-id-env', 'secret-access-key-env']) {
+        if (entry[key] === undefined || entry[key].trim() === '')
+            throw bucketsError(`${label} has no ${key}. ${buckets_EXAMPLE}`);
+    }
+    const endpoint = parseEndpoint(entry.endpoint, label);
+    const bucket = entry.bucket.trim();
+    if (!BUCKET_NAME.test(bucket) || bucket.includes('..')) {
+        throw bucketsError(`${label}: bucket ${JSON.stringify(oneLine(bucket))} is not a bucket name (3 to 63 lower-case letters, digits, "." and "-").`);
+    }
+    let prefix = (entry.prefix ?? '').trim().replace(/^\/+/, '');
+    if (prefix !== '' && !prefix.endsWith('/'))
+        prefix += '/';
+    if (!PREFIX.test(prefix) || prefix.split('/').some((part) => part === '.' || part === '..')) {
+        throw bucketsError(`${label}: prefix ${JSON.stringify(oneLine(entry.prefix ?? ''))} must be a folder of letters, digits, ".", "_", "-" and "/" (such as lxc/), or empty.`);
+    }
+    const region = (entry.region ?? 'us-east-1').trim();
+    if (!/^[a-z0-9-]{1,32}$/.test(region)) {
+        throw bucketsError(`${label}: region ${JSON.stringify(oneLine(region))} is not a region name (such as us-east-1, auto).`);
+    }
+    return {
+        name: entry.name ?? `${bucket}${prefix === '' ? '' : `/${prefix.replace(/\/$/, '')}`}`,
+        endpoint: endpoint.origin,
+        bucket,
+        prefix,
+        region,
+        pathStyle: entry['path-style'] === undefined ? true : parseBoolean(entry['path-style'], 'path-style', label),
+        accessKeyId: secretFromEnvironment(entry['access-key-id-env'], 'access-key-id-env', label, env, 'buckets'),
+        secretAccessKey: secretFromEnvironment(entry['secret-access-key-env'], 'secret-access-key-env', label, env, 'buckets'),
+    };
+}
+/**
+ * The buckets input, read: [] when empty. `taken`: the names the servers of the fleet have
+ * already (a bucket's name must differ from each).
+ */
+function buckets_parseBuckets(text, taken, env = process.env) {
+    if (text.trim() === '')
+        return [];
+    const document = parseYamlList(text, BUCKET_LIST);
+    if (document.length > MAX_BUCKETS)
+        throw bucketsError(`lists ${document.length} buckets; at most ${MAX_BUCKETS} are published to in one run.`);
+    const buckets = withSecrets(env, (secrets) => document.map((raw, i) => readBucket(raw, i + 1, secrets)));
+    const names = new Set(taken);
+    const places = new Set();
+    for (const bucket of buckets) {
+        if (names.has(bucket.name))
+            throw bucketsError(`two members of the fleet are named ${bucket.name}; give each bucket a name of its own (name:).`);
+        names.add(bucket.name);
+        const place = `${new URL(bucket.endpoint).host}/${bucket.bucket}/${bucket.prefix}`;
+        if (places.has(place))
+            throw bucketsError(`${bucket.name} is ${place} a second time; list each bucket and prefix once.`);
+        places.add(place);
+    }
+    return buckets;
 }
 
 // EXTERNAL MODULE: ./src/public/remote.ts
@@ -58914,6 +59087,7 @@ function withinNewest(newestFirst, index, keep, releaseIsVersion) {
 
 
 
+
 const DEFAULT_UPLOAD_DIR = '/var/www/lxc/uploads';
 const DEFAULT_SIMPLESTREAMS_DIR = '/var/www/lxc/simplestreams';
 /** The secret a workflow usually passes to each required connection input (as the README's examples name it). */
@@ -59015,10 +59189,10 @@ function readSettings() {
     const registry = readRegistrySettings('publish');
     const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
     const uploadDir = parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
-    const { serverName, mirrors } = readFleet(registry, uploadDir);
+    const { serverName, mirrors, buckets } = readFleet(registry, uploadDir);
     const convertCommand = parseConvertCommand(core.getInput('convert-command'));
-    if (mirrors.length > 0 && convertCommand !== '') {
-        throw new ActionError("convert-command cannot be used with mirrors: the owner's command changes the live registry itself, so no " +
+    if ((mirrors.length > 0 || buckets.length > 0) && convertCommand !== '') {
+        throw new ActionError(`convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command changes the live registry itself, so no ` +
             'server could wait for the others before its release goes live. Publish to each server in a step of its ' +
             'own, or leave convert-command out.', 'convert-command');
     }
@@ -59026,6 +59200,7 @@ function readSettings() {
         ...registry,
         serverName,
         mirrors,
+        buckets,
         metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
         rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
         uploadDir,
@@ -59059,7 +59234,10 @@ function readSettings() {
         dryRun: readBoolean('dry-run'),
     };
 }
-/** The name of the host input's server, and the mirrors input read with the top-level inputs as defaults. */
+/**
+ * The name of the host input's server, the mirrors input read with the top-level inputs as
+ * defaults, and the buckets input.
+ */
 function readFleet(registry, uploadDir) {
     const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
     const mirrors = parseMirrors(core.getInput('mirrors'), {
@@ -59070,7 +59248,8 @@ function readFleet(registry, uploadDir) {
         connectTimeout: registry.connectTimeout,
         primary: { ...registry, name: serverName },
     });
-    return { serverName, mirrors };
+    const buckets = parseBuckets(core.getInput('buckets'), [serverName, ...mirrors.map((mirror) => mirror.name)]);
+    return { serverName, mirrors, buckets };
 }
 /** Reads the alias or remove sub-action's settings. */
 function readDayTwoSettings(kind) {
@@ -59574,7 +59753,7 @@ async function writeCheckSummary(report, status, where) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _dirname_shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6065);
-/* harmony import */ var _action_check_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6425);
+/* harmony import */ var _action_check_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7212);
 /* harmony import */ var _action_step_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9134);
 
 

@@ -12,7 +12,20 @@ import * as log from '../common/log.js';
 import { Barrier, BarrierBroken, type Turn } from '../common/together.js';
 import { removeImage, setAliases, type DayTwoOptions, type DayTwoResult } from '../registry/day-two.js';
 import { Registry } from '../registry/registry.js';
-import { failureOf, fleetOf, lockTurns, oneServer, outcomes, where, type Server, type ServerOutcome } from './fleet.js';
+import {
+  bucketRunsOf,
+  failureOf,
+  fleetOf,
+  lockTurns,
+  notCopied,
+  oneServer,
+  outcomes,
+  syncBuckets,
+  where,
+  type BucketRun,
+  type Server,
+  type ServerOutcome,
+} from './fleet.js';
 import { readDayTwoSettings, type DayTwoSettings } from './inputs.js';
 import { setServersOutput } from './outputs.js';
 import { runStep } from './step.js';
@@ -69,15 +82,20 @@ async function onFleet(
   operation: Operation,
 ): Promise<{ result: DayTwoResult; servers: ServerOutcome<DayTwoResult>[] }> {
   const runs: FleetRun[] = fleetOf(settings).map((server) => ({ server }));
+  const buckets = bucketRunsOf<DayTwoResult>(settings.buckets);
+  const members: (FleetRun | BucketRun<DayTwoResult>)[] = [...runs, ...buckets];
   const turns = lockTurns(runs);
   const ready = new Barrier<string | undefined>(runs.length, sameImage);
+  // The alias sub-action always names aliases; the remove sub-action none.
+  const caughtUp = settings.aliases.length === 0 ? 'removed' : 'updated';
   try {
-    await timedGroup(`Connect to ${runs.length} servers`, () =>
+    await timedGroup(`Connect to ${members.length} servers`, () =>
       Promise.all(
-        runs.map((run) =>
+        members.map((run) =>
           log.onServer(run.server.name, async () => {
             try {
-              run.registry = await Registry.open({ ...run.server.settings, uploadDir: '' });
+              if ('bucket' in run) await run.bucket.check();
+              else run.registry = await Registry.open({ ...run.server.settings, uploadDir: '' });
             } catch (error) {
               run.error = error;
             }
@@ -85,8 +103,8 @@ async function onFleet(
         ),
       ),
     );
-    const unreachable = runs.filter((run) => run.error !== undefined);
-    if (unreachable.length > 0) throw failure('connecting', unreachable, runs, false);
+    const unreachable = members.filter((run) => run.error !== undefined);
+    if (unreachable.length > 0) throw failure('connecting', unreachable, members, false);
     let committing = false;
     await Promise.all(
       runs.map((run) =>
@@ -103,8 +121,16 @@ async function onFleet(
             },
             fail: (error: unknown) => ready.fail(error),
           };
+          // Under the host input's server's lock, once its change is made: the buckets serve its index.
+          const whileLocked = run.server.primary
+            ? (registry: Registry, result: DayTwoResult) => syncBuckets(registry, buckets, result, caughtUp)
+            : undefined;
           try {
-            run.result = await operation(run.registry as Registry, { ...optionsOf(run.server.settings), fleet });
+            run.result = await operation(run.registry as Registry, {
+              ...optionsOf(run.server.settings),
+              fleet,
+              ...(whileLocked ? { whileLocked } : {}),
+            });
           } catch (error) {
             run.error = error;
             ready.fail(error);
@@ -114,30 +140,39 @@ async function onFleet(
         }),
       ),
     );
-    const failed = runs.filter((run) => run.error !== undefined);
-    if (failed.length > 0) throw failure('the change', failed, runs, committing);
+    const primary = runs.find((run) => run.server.primary) as FleetRun;
+    for (const run of buckets) {
+      // A dry run: a bucket would serve what the server does.
+      if (settings.dryRun) run.result = primary.result;
+      else if (!primary.result) run.error = notCopied(primary);
+    }
+    const failed = members.filter((run) => run.error !== undefined);
+    if (failed.length > 0) throw failure('the change', failed, members, committing);
     // A dry run meets no barrier: it refuses what the real run would.
     const disagreement = settings.dryRun
       ? sameImage(runs.map((run) => (run.result?.status === 'not-found' ? undefined : run.result?.fingerprint)))
       : undefined;
-    if (disagreement) throw new FleetChangeFailed(disagreement.message, 'fingerprint', outcomes(runs, false));
-    const results = runs.flatMap((run) => (run.result ? [run.result] : []));
+    if (disagreement) throw new FleetChangeFailed(disagreement.message, 'fingerprint', outcomes(members, false));
+    const results = members.flatMap((run) => (run.result ? [run.result] : []));
     const [head] = results;
     if (!head) throw new Error('internal error: no server reported a result');
     // What the summary and outputs describe: the first server that found the image.
     const first = results.find((result) => result.status !== 'not-found') ?? head;
     const changedPaths = [...new Set(results.flatMap((result) => result.changedPaths))];
-    return { result: { ...first, status: fleetStatus(results), changedPaths }, servers: outcomes(runs, true) };
+    return { result: { ...first, status: fleetStatus(results), changedPaths }, servers: outcomes(members, true) };
   } finally {
     for (const run of runs) run.registry?.close();
+    for (const run of buckets) run.bucket.close();
   }
 }
 
 /** The error of a fleet change that failed somewhere: where, why, and what became of the others. */
-function failure(phase: string, failed: FleetRun[], runs: FleetRun[], committing: boolean): FleetChangeFailed {
+type Member = FleetRun | BucketRun<DayTwoResult>;
+
+function failure(phase: string, failed: Member[], runs: Member[], committing: boolean): FleetChangeFailed {
   const own = failed.filter((run) => !(run.error instanceof BarrierBroken));
   const cause = own.length > 0 ? own : failed;
-  const reason = (run: FleetRun): string => failureOf(run).message.replace(/\.$/, '');
+  const reason = (run: Member): string => failureOf(run).message.replace(/\.$/, '');
   // The servers disagreeing on the image is one error, given to each: said once.
   const [firstCause] = cause;
   const shared = firstCause !== undefined && cause.length > 1 && cause.every((run) => run.error === firstCause.error);
@@ -161,7 +196,7 @@ function failure(phase: string, failed: FleetRun[], runs: FleetRun[], committing
 
 /** Runs the operation on the one server, or on the fleet, and reports. */
 async function makeChange(settings: DayTwoSettings, operation: Operation): Promise<void> {
-  if (settings.mirrors.length === 0) {
+  if (settings.mirrors.length === 0 && settings.buckets.length === 0) {
     const registry = await timedGroup(`Connect to ${settings.host}:${settings.port}`, () =>
       Registry.open({ ...settings, uploadDir: '' }),
     );

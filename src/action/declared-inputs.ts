@@ -24,6 +24,7 @@ export const DECLARED_INPUTS = {
     'upload-dir',
     'simplestreams-dir',
     'mirrors',
+    'buckets',
     'aliases',
     'default-alias',
     'lock-timeout',
@@ -72,6 +73,7 @@ export const DECLARED_INPUTS = {
     'lxd-compat',
     'dry-run',
     'mirrors',
+    'buckets',
     'summary',
   ],
   remove: [
@@ -98,6 +100,7 @@ export const DECLARED_INPUTS = {
     'lxd-compat',
     'dry-run',
     'mirrors',
+    'buckets',
     'summary',
   ],
   check: [

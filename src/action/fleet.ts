@@ -45,6 +45,9 @@ import {
   type Existing,
 } from './steps.js';
 import type { RemoteImage } from '../registry/layout.js';
+import { Bucket, type BucketSettings } from '../bucket/store.js';
+import { newUploadFolder, uploadToBucket } from '../bucket/upload.js';
+import { syncBucket, type BucketUpload } from '../bucket/sync.js';
 
 /** One server of the fleet and the settings a step runs with there. */
 export interface Server<S = Settings> {
@@ -61,6 +64,36 @@ interface FleetSettings {
   jump?: unknown;
 }
 
+/** Where a fleet member is, as messages and the servers output say. */
+interface MemberPlace {
+  host: string;
+  port: number;
+  simplestreamsDir: string;
+}
+
+/**
+ * A bucket of the fleet: it serves the index the host input's server committed, with the image
+ * files uploaded from the runner (bucket/).
+ */
+export interface BucketRun<R extends ServerResult = PublishResult> {
+  server: Server<MemberPlace>;
+  bucket: Bucket;
+  /** What this run uploaded to it (before the commits). */
+  uploads?: BucketUpload[];
+  result?: R;
+  error?: unknown;
+}
+
+/** The buckets of a step, each with a client of its own. */
+export function bucketRunsOf<R extends ServerResult>(buckets: readonly BucketSettings[]): BucketRun<R>[] {
+  return buckets.map((settings) => {
+    const url = new URL(settings.endpoint);
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    const place = { host: url.hostname, port, simplestreamsDir: [settings.bucket, settings.prefix].join('/') };
+    return { server: { name: settings.name, settings: place, primary: false }, bucket: new Bucket(settings) };
+  });
+}
+
 /** The servers output of a step without mirrors: its one server and what was done there. */
 export function oneServer<R extends ServerResult>(
   settings: { serverName: string; host: string; port: number },
@@ -71,7 +104,7 @@ export function oneServer<R extends ServerResult>(
 
 /** A server's part of a step, as the outcomes and messages see it. */
 interface RunOnServer<R extends ServerResult> {
-  server: Server<{ host: string; port: number; simplestreamsDir: string }>;
+  server: Server<MemberPlace>;
   result?: R;
   error?: unknown;
 }
@@ -96,6 +129,8 @@ export interface ServerOutcome<R extends ServerResult = PublishResult> {
   result?: R;
   /** Why it failed there (an error's message). */
   error?: string;
+  /** For a bucket: bucket/prefix. */
+  bucket?: string;
 }
 
 /** What a publish to a fleet did: the release as served, and each server's outcome. */
@@ -157,15 +192,15 @@ export function failureOf(run: RunOnServer<ServerResult>): { message: string; in
 }
 
 /** Runs `work` on every server at once, each labelled in the log; fails naming each server that failed. */
-async function onEvery<T>(
-  runs: ServerRun[],
+async function onEvery<M extends RunOnServer<ServerResult>, T>(
+  runs: M[],
   phase: string,
-  work: (run: ServerRun, k: number) => Promise<T>,
+  work: (run: M, k: number) => Promise<T>,
 ): Promise<T[]> {
   const outcomes = await Promise.allSettled(runs.map((run, k) => log.onServer(run.server.name, () => work(run, k))));
-  const failed: ServerRun[] = [];
+  const failed: M[] = [];
   outcomes.forEach((outcome, k) => {
-    const run = runs[k] as ServerRun;
+    const run = runs[k] as M;
     if (outcome.status === 'rejected') {
       run.error = outcome.reason;
       failed.push(run);
@@ -187,11 +222,12 @@ async function onEachInTurn(runs: ServerRun[], phase: string, work: (run: Server
   }
 }
 
-function notPublished(phase: string, failed: ServerRun[]): ActionError {
+function notPublished(phase: string, failed: RunOnServer<ServerResult>[]): ActionError {
   const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
+  const list = failed.every((run) => 'bucket' in run) ? 'buckets' : 'mirrors';
   return new ActionError(
     `Nothing was published on any server: ${phase} failed on ${reasons.join('; ')}. Every server's index is as it ` +
-      'was (what was uploaded stays, to resume); fix that server, or take it out of mirrors, and run the step again.',
+      `was (what was uploaded stays, to resume); fix that server, or take it out of ${list}, and run the step again.`,
     failed.map((run) => failureOf(run).input).find((input) => input !== undefined),
   );
 }
@@ -264,10 +300,13 @@ function once<T>(compute: () => Promise<T>): () => Promise<T> {
  * Each server's outcome, for the outputs and the summary; `committing`: the step had let the
  * servers commit (a server without a result then failed, even if only because another did).
  */
-export function outcomes<R extends ServerResult>(runs: RunOnServer<R>[], committing: boolean): ServerOutcome<R>[] {
+export function outcomes<R extends ServerResult>(
+  runs: (RunOnServer<R> | BucketRun<R>)[],
+  committing: boolean,
+): ServerOutcome<R>[] {
   return runs.map((run) => {
-    const { host, port } = run.server.settings;
-    const base = { name: run.server.name, host, port };
+    const { host, port, simplestreamsDir } = run.server.settings;
+    const base = { name: run.server.name, host, port, ...('bucket' in run ? { bucket: simplestreamsDir } : {}) };
     if (run.result) return { ...base, status: run.result.status, result: run.result };
     const failedHere = run.error !== undefined && !(run.error instanceof BarrierBroken);
     if (failedHere) return { ...base, status: 'failed', error: failureOf(run).message };
@@ -302,13 +341,16 @@ export async function publishToFleet(settings: Settings): Promise<FleetPublish> 
   const inspected = await inspect(settings); // 1. inspect locally, once
   const cleanups: (() => Promise<void>)[] = [() => closeFiles(imageFiles(inspected))];
   const runs: ServerRun[] = fleetOf(settings).map((server) => ({ server }));
+  const buckets = bucketRunsOf<PublishResult>(settings.buckets);
   try {
     const aliases = requestedAliases(settings, inspected);
-    await timedGroup(`Connect to ${runs.length} servers`, () =>
-      onEvery(runs, 'connecting', async (run) => {
-        run.registry = await connect(run.server.settings);
-      }),
-    );
+    await timedGroup(`Connect to ${describeFleet(runs, buckets)}`, async () => {
+      const members: (ServerRun | BucketRun)[] = [...runs, ...buckets];
+      await onEvery(members, 'connecting', async (member) => {
+        if ('bucket' in member) await member.bucket.check();
+        else member.registry = await connect(member.server.settings);
+      });
+    });
     const image = await fleetImage(runs, settings, inspected, (cleanup) => cleanups.push(cleanup));
     // A server that has this serial already needs the image's fingerprint: computed once for all.
     const fingerprint = once(() => fingerprintOf(image));
@@ -320,16 +362,20 @@ export async function publishToFleet(settings: Settings): Promise<FleetPublish> 
         run.existing = await findExisting(run.server.settings, image, live, { fingerprint });
       }),
     );
-    if (settings.dryRun) return await previewFleet(runs, image, aliases);
+    if (settings.dryRun) return await previewFleet(runs, buckets, image, aliases);
     const toPublish = runs.filter((run) => !run.existing?.published);
-    if (toPublish.length > 0) await uploadAndStage(toPublish, image, aliases);
-    return await commitEverywhere(runs, aliases);
+    // The buckets take the files from the runner along with the servers that need them; else
+    // each copies what it lacks from the host input's server.
+    if (toPublish.length > 0) await uploadAndStage(toPublish, buckets, image, aliases);
+    return await commitEverywhere(runs, buckets, aliases);
   } catch (error) {
     // Before any commit: the servers output says where it failed (the others: not-published).
     if (error instanceof ActionError && !(error instanceof FleetPartlyPublished))
-      throw new FleetNotPublished(error.message, error.input, outcomes(runs, false));
+      throw new FleetNotPublished(error.message, error.input, outcomes([...runs, ...buckets], false));
     throw error;
   } finally {
+    await Promise.all(buckets.map((run) => discardBucketUploads(run)));
+    for (const run of buckets) run.bucket.close();
     for (const run of runs) {
       if (run.upload) await run.upload.lock.release().catch(() => undefined);
       run.lockedRegistry?.close();
@@ -340,22 +386,59 @@ export async function publishToFleet(settings: Settings): Promise<FleetPublish> 
   }
 }
 
-/** dry-run: what a publish would do on each server. */
-async function previewFleet(runs: ServerRun[], image: LocalImage, aliases: string[]): Promise<FleetPublish> {
+/** "3 servers", "1 server and 1 bucket". */
+function describeFleet(runs: readonly unknown[], buckets: readonly unknown[]): string {
+  const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+  return buckets.length === 0
+    ? count(runs.length, 'server')
+    : `${count(runs.length, 'server')} and ${count(buckets.length, 'bucket')}`;
+}
+
+/** Deletes what this run uploaded to a bucket and did not copy into its tree (best effort). */
+async function discardBucketUploads(run: BucketRun): Promise<void> {
+  if (!run.uploads || run.result) return;
+  await run.bucket.delete(run.uploads.map((upload) => upload.path)).catch(() => undefined);
+}
+
+/** dry-run: what a publish would do on each server; a bucket would serve what the host input's server does. */
+async function previewFleet(
+  runs: ServerRun[],
+  buckets: BucketRun[],
+  image: LocalImage,
+  aliases: string[],
+): Promise<FleetPublish> {
   await onEvery(runs, 'the dry run', async (run) => {
     const { live, deltas, existing } = run as Required<Pick<ServerRun, 'live' | 'deltas' | 'existing'>>;
     run.result = await preview(run.server.settings, image, { live, deltas, existing, aliases });
   });
-  return fleetResult(runs, false);
+  for (const run of buckets) run.result = (runs[0] as ServerRun).result;
+  return fleetResult(runs, buckets, false);
 }
 
-/** Upload (one read, every server at once) and stage on each server that lacks the release. */
-async function uploadAndStage(runs: ServerRun[], image: LocalImage, aliases: string[]): Promise<void> {
-  const shared = new SharedReads(imageFiles(image), runs.length);
+/**
+ * Upload (one read, every server and bucket at once) and stage on each server that lacks the
+ * release; the buckets' uploads wait in their uploads folders.
+ */
+async function uploadAndStage(
+  runs: ServerRun[],
+  buckets: BucketRun[],
+  image: LocalImage,
+  aliases: string[],
+): Promise<void> {
+  const files = imageFiles(image);
+  const shared = new SharedReads(files, runs.length + buckets.length);
   const turns = lockTurns(runs);
   try {
-    await timedGroup(`Upload to ${runs.length} server${runs.length === 1 ? '' : 's'}`, () =>
-      onEvery(runs, 'the upload', async (run, k) => {
+    await timedGroup(`Upload to ${describeFleet(runs, buckets)}`, async () => {
+      const toBuckets = onEvery(buckets, 'the upload', async (run, k) => {
+        const member = shared.member(runs.length + k);
+        try {
+          run.uploads = await uploadToBucket(run.bucket, files, { folder: newUploadFolder(), shared: member });
+        } finally {
+          member.leave();
+        }
+      });
+      const toServers = onEvery(runs, 'the upload', async (run, k) => {
         const member = shared.member(k);
         const lockTurn = turns.get(run) as Turn;
         try {
@@ -368,8 +451,12 @@ async function uploadAndStage(runs: ServerRun[], image: LocalImage, aliases: str
           lockTurn.end();
           member.leave();
         }
-      }),
-    );
+      });
+      // Both ended before either failure is told: nothing goes on uploading behind the error.
+      const [servers, ofBuckets] = await Promise.allSettled([toServers, toBuckets]);
+      if (servers.status === 'rejected') throw servers.reason;
+      if (ofBuckets.status === 'rejected') throw ofBuckets.reason;
+    });
     const fingerprints = new Set(runs.map((run) => run.upload?.fingerprint));
     if (fingerprints.size !== 1) {
       throw new ActionError(
@@ -415,7 +502,7 @@ async function discardEveryStaging(runs: ServerRun[]): Promise<void> {
  * the first, and a server may allow few: sshd's MaxSessions), with the change planned on its live
  * index; then the commits.
  */
-async function commitEverywhere(runs: ServerRun[], aliases: string[]): Promise<FleetPublish> {
+async function commitEverywhere(runs: ServerRun[], buckets: BucketRun[], aliases: string[]): Promise<FleetPublish> {
   try {
     await timedGroup('Take the registry lock on every server', async () => {
       await onEvery(runs, 'connecting for the registry lock', async (run) => {
@@ -446,6 +533,8 @@ async function commitEverywhere(runs: ServerRun[], aliases: string[]): Promise<F
         log.onServer(run.server.name, async () => {
           try {
             run.result = await (run.prepared as PreparedPublication).commit();
+            // Under the same lock: no other run changes the index the buckets copy meanwhile.
+            if (run.server.primary) await syncBuckets(run.lockedRegistry as Registry, buckets, run.result, 'published');
           } catch (error) {
             run.error = error;
           } finally {
@@ -455,10 +544,12 @@ async function commitEverywhere(runs: ServerRun[], aliases: string[]): Promise<F
       ),
     );
   });
-  const failed = runs.filter((run) => !run.result);
-  if (failed.length === 0) return fleetResult(runs, true);
-  await discardEveryStaging(failed);
-  const committed = runs.filter((run) => run.result).map(where);
+  const primary = runs.find((run) => run.server.primary) as ServerRun;
+  if (!primary.result) for (const run of buckets) run.error = notCopied(primary);
+  const failed = [...runs, ...buckets].filter((run) => !run.result);
+  if (failed.length === 0) return fleetResult(runs, buckets, true);
+  await discardEveryStaging(runs.filter((run) => !run.result));
+  const committed = [...runs, ...buckets].filter((run) => run.result).map(where);
   const reasons = failed.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`).join('; ');
   const input = failed.map((run) => failureOf(run).input).find((name) => name !== undefined);
   if (committed.length === 0)
@@ -471,13 +562,56 @@ async function commitEverywhere(runs: ServerRun[], aliases: string[]): Promise<F
     `The release is published on ${committed.join(', ')} but its commit failed on ` +
       `${reasons}. Run the step again: the servers that have it report unchanged, and the others publish it.`,
     input,
-    fleetResult(runs, true),
+    fleetResult(runs, buckets, true),
+  );
+}
+
+/** Why a bucket was not brought up to date: the host input's server, whose index it serves, did not commit. */
+export function notCopied(primary: RunOnServer<ServerResult>): ActionError {
+  return new ActionError(
+    `not brought up to date: a bucket serves the index of the host input's server (${where(primary)}), whose commit failed`,
+  );
+}
+
+/**
+ * Makes every bucket serve what the host input's server serves now that `result` was committed
+ * there (through `registry`, which holds its registry lock). A bucket that fails is marked so;
+ * this never throws. `caughtUp`: a bucket's status when it now serves an index that the server
+ * had already (the server's result was unchanged).
+ */
+export async function syncBuckets<R extends ServerResult>(
+  registry: Registry,
+  buckets: BucketRun<R>[],
+  result: R,
+  caughtUp: R['status'],
+): Promise<void> {
+  if (buckets.length === 0) return;
+  await timedGroup(`Bring ${buckets.length === 1 ? 'the bucket' : `${buckets.length} buckets`} up to date`, () =>
+    Promise.all(
+      buckets.map((run) =>
+        log.onServer(run.server.name, async () => {
+          try {
+            const synced = await syncBucket(registry, run.bucket, run.uploads);
+            log.info(
+              `${synced.copied} file(s) copied from this run's upload, ${synced.fromServer} from the server, ` +
+                `${synced.removed} removed; index ${synced.indexChanged ? 'updated' : 'as it was'}`,
+            );
+            // A server that had the change already (unchanged, or not-found for a removal made before).
+            const hadIt = result.status === 'unchanged' || result.status === 'not-found';
+            const status = !synced.indexChanged ? 'unchanged' : hadIt ? caughtUp : result.status;
+            run.result = { ...result, status, changedPaths: synced.changedPaths };
+          } catch (error) {
+            run.error = error;
+          }
+        }),
+      ),
+    ),
   );
 }
 
 /** The fleet's result: the release as the first server that has it serves it, with the fleet's status. */
-function fleetResult(runs: ServerRun[], committing: boolean): FleetPublish {
-  const results = runs.flatMap((run) => (run.result ? [run.result] : []));
+function fleetResult(runs: ServerRun[], buckets: BucketRun[], committing: boolean): FleetPublish {
+  const results = [...runs, ...buckets].flatMap((run) => (run.result ? [run.result] : []));
   const first = results[0];
   // Only called once a server committed or found the release there already.
   if (!first) throw new Error('internal error: no server reported a result');
@@ -485,5 +619,8 @@ function fleetResult(runs: ServerRun[], committing: boolean): FleetPublish {
   const status = fleetStatus(results.map((result) => result.status));
   const planned = results.flatMap((result) => (result.preview ? [result.preview.status] : []));
   const preview = first.preview ? { preview: { ...first.preview, status: fleetStatus(planned) } } : {};
-  return { result: { ...first, status, changedPaths, ...preview }, servers: outcomes(runs, committing) };
+  return {
+    result: { ...first, status, changedPaths, ...preview },
+    servers: outcomes([...runs, ...buckets], committing),
+  };
 }

@@ -7,6 +7,8 @@ import { ActionError } from '../common/errors.js';
 import { refuseUndeclaredInputs } from './declared.js';
 import { DECLARED_INPUTS } from './declared-inputs.js';
 import { parseMirrors, type ServerSettings } from './mirrors.js';
+import { parseBuckets } from './buckets.js';
+import type { BucketSettings } from '../bucket/store.js';
 import type { RootfsLimits } from '../image/rootfs.js';
 import { defaultRemoteName, validatePublicUrl, validateRemoteName } from '../public/remote.js';
 import type { DeltaOptions } from '../registry/deltas.js';
@@ -76,6 +78,8 @@ export interface Settings extends RegistrySettings, RegistryPaths, UploadOptions
   serverName: string;
   /** More registry servers to publish the same release to (the mirrors input). */
   mirrors: ServerSettings[];
+  /** Buckets that serve what the host input's server does (the buckets input). */
+  buckets: BucketSettings[];
 }
 
 /** The alias and remove sub-actions: an image already published, named by `fingerprint`. */
@@ -84,6 +88,8 @@ export interface DayTwoSettings extends RegistrySettings {
   serverName: string;
   /** More registry servers to make the same change on (the mirrors input). */
   mirrors: ServerSettings[];
+  /** Buckets that serve what the host input's server does (the buckets input). */
+  buckets: BucketSettings[];
   /** A fingerprint, the start of one, or an alias (resolved on the live index). */
   reference: string;
   /** For the alias sub-action. */
@@ -231,11 +237,11 @@ export function readSettings(): Settings {
   const registry = readRegistrySettings('publish');
   const publicUrl = core.getInput('public-url') ? validatePublicUrl(core.getInput('public-url')) : '';
   const uploadDir = parseRemoteDir(core.getInput('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
-  const { serverName, mirrors } = readFleet(registry, uploadDir);
+  const { serverName, mirrors, buckets } = readFleet(registry, uploadDir);
   const convertCommand = parseConvertCommand(core.getInput('convert-command'));
-  if (mirrors.length > 0 && convertCommand !== '') {
+  if ((mirrors.length > 0 || buckets.length > 0) && convertCommand !== '') {
     throw new ActionError(
-      "convert-command cannot be used with mirrors: the owner's command changes the live registry itself, so no " +
+      `convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command changes the live registry itself, so no ` +
         'server could wait for the others before its release goes live. Publish to each server in a step of its ' +
         'own, or leave convert-command out.',
       'convert-command',
@@ -245,6 +251,7 @@ export function readSettings(): Settings {
     ...registry,
     serverName,
     mirrors,
+    buckets,
     metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
     rootfsPath: core.getInput('rootfs') === '' ? '' : parseLocalPath(core.getInput('rootfs'), 'rootfs'),
     uploadDir,
@@ -281,8 +288,14 @@ export function readSettings(): Settings {
   };
 }
 
-/** The name of the host input's server, and the mirrors input read with the top-level inputs as defaults. */
-function readFleet(registry: RegistrySettings, uploadDir: string): { serverName: string; mirrors: ServerSettings[] } {
+/**
+ * The name of the host input's server, the mirrors input read with the top-level inputs as
+ * defaults, and the buckets input.
+ */
+function readFleet(
+  registry: RegistrySettings,
+  uploadDir: string,
+): { serverName: string; mirrors: ServerSettings[]; buckets: BucketSettings[] } {
   const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
   const mirrors = parseMirrors(core.getInput('mirrors'), {
     ...registry,
@@ -292,7 +305,8 @@ function readFleet(registry: RegistrySettings, uploadDir: string): { serverName:
     connectTimeout: registry.connectTimeout,
     primary: { ...registry, name: serverName },
   });
-  return { serverName, mirrors };
+  const buckets = parseBuckets(core.getInput('buckets'), [serverName, ...mirrors.map((mirror) => mirror.name)]);
+  return { serverName, mirrors, buckets };
 }
 
 /** Reads the alias or remove sub-action's settings. */

@@ -73,7 +73,7 @@ export async function publish(settings: Settings): Promise<PublishResult> {
  * A fleet published on some servers only still reports its outputs before the step fails.
  */
 async function publishEverywhere(settings: Settings): Promise<FleetPublish> {
-  if (settings.mirrors.length === 0) {
+  if (settings.mirrors.length === 0 && settings.buckets.length === 0) {
     const result = await publish(settings);
     return { result, servers: oneServer(settings, result) };
   }

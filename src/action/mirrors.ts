@@ -4,14 +4,20 @@
  * step fills from a secret), host key pins and directories; what it leaves out it takes from the
  * top-level input of the same name (host key pins excepted: those belong to `host`).
  */
-import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { ActionError, describeError, oneLine } from '../common/errors.js';
+import { ActionError } from '../common/errors.js';
 import type { RegistryPaths } from '../registry/layout.js';
 import type { ConnectOptions } from '../ssh/connect.js';
 import { readHostKeyPins, type HostKeyPins } from '../ssh/hostkeys.js';
 import { normalisePrivateKey, preparePrivateKey } from '../ssh/keys.js';
-import { closestInput } from './declared.js';
 import { maskSecrets, parseHost, parsePort, parseRemoteDir, parseUsername } from './input-values.js';
+import {
+  listError,
+  parseYamlList,
+  readEntry,
+  secretFromEnvironment,
+  withSecrets,
+  type SecretEnvironment,
+} from './yaml-list.js';
 
 /** One server of the fleet: where it is, how to log in, and where its registry lives. */
 export interface ServerSettings extends ConnectOptions, RegistryPaths {
@@ -37,84 +43,22 @@ type MirrorKey = (typeof MIRROR_KEYS)[number];
 /** Servers in one run at most (the primary and its mirrors): each is a connection and a lock. */
 export const MAX_SERVERS = 9;
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** What a misspelt key looks like (keys are lower case; base64 text seldom is): shown back, anything else is not. */
-const KEY_LIKE = /^[a-z][a-z0-9_-]{0,39}$/;
-const VARIABLE = /^[A-Z_][A-Z0-9_]{0,127}$/;
-/** Variables of the runner and of the action's own inputs: never a key's place. */
-const RESERVED_VARIABLE_PREFIXES = ['INPUT_', 'GITHUB_', 'RUNNER_', 'ACTIONS_'];
-/** Variables every shell or runner sets: naming one is a mistake, and masking its value would garble the log. */
-const RESERVED_VARIABLES = new Set([
-  'CI',
-  'PATH',
-  'HOME',
-  'USER',
-  'LOGNAME',
-  'SHELL',
-  'PWD',
-  'OLDPWD',
-  'LANG',
-  'LANGUAGE',
-  'TERM',
-  'HOSTNAME',
-  'TMPDIR',
-  'TZ',
-  'NODE_OPTIONS',
-  'ImageOS',
-  'ImageVersion',
-]);
-
 const EXAMPLE =
   'For example:\n  mirrors: |\n    - name: eu\n      host: eu.registry.example\n      host-fingerprint: SHA256:...\n' +
   "and with a key of its own, ssh-key-env: EU_SSH_KEY, with EU_SSH_KEY: ${{ secrets.EU_SSH_KEY }} in the step's env:.";
 
 function mirrorsError(message: string): ActionError {
-  return new ActionError(`mirrors: ${message}`, 'mirrors');
+  return listError('mirrors', message);
 }
 
-/** The text of a scalar value; anything else (a list, a map) is refused. */
-function scalar(value: unknown, key: string, label: string): string {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
-  throw mirrorsError(`${label}: ${key} must be a single value (text or a number), not a list or a map.`);
-}
-
-/**
- * An environment variable's value, masked. The variables read are taken out of the environment
- * once every entry is read (no child process inherits them; two mirrors may share one).
- */
-function secretFromEnvironment(variable: string, key: string, label: string, env: SecretEnvironment): string {
-  if (
-    !VARIABLE.test(variable) ||
-    RESERVED_VARIABLES.has(variable) ||
-    RESERVED_VARIABLE_PREFIXES.some((prefix) => variable.startsWith(prefix))
-  ) {
-    // Not quoted: a value given here by mistake may be the secret itself.
-    throw mirrorsError(
-      `${label}: ${key} must name an environment variable of capital letters, digits and "_" that is not the ` +
-        `runner's or the shell's (INPUT_, GITHUB_, RUNNER_, ACTIONS_, CI, PATH, HOME …), such as EU_SSH_KEY. Its ` +
-        'value is not shown here, in case it is a secret: give the name of the variable, and the secret in the ' +
-        "step's env: under that name.",
-    );
-  }
-  const value = env.values[variable] ?? '';
-  env.read.add(variable);
-  maskSecrets([value]);
-  if (value.trim() === '') {
-    throw mirrorsError(
-      `${label}: ${key} names ${variable}, which is empty or not set in the step's environment. Add ` +
-        `${variable}: \${{ secrets.${variable} }} under the step's env: (a secret reads as empty when it is not ` +
-        'defined, belongs to an environment the job does not name, or the run is for a pull request from a fork).',
-    );
-  }
-  return value;
-}
-
-/** The step's environment, and the variables read from it (removed from it once all are read). */
-interface SecretEnvironment {
-  values: NodeJS.ProcessEnv;
-  read: Set<string>;
-}
+/** How the mirrors input's list and its entries are read. */
+const MIRROR_LIST = {
+  input: 'mirrors',
+  entries: 'servers',
+  noun: 'mirror',
+  keyHint: 'host:, port: …',
+  example: EXAMPLE,
+};
 
 /** What a mirror inherits from the top-level inputs. */
 export interface MirrorDefaults extends RegistryPaths {
@@ -150,31 +94,7 @@ function mirrorPins(
 
 /** One entry of the list, checked, with what it leaves out taken from the defaults. */
 function readMirror(raw: unknown, position: number, defaults: MirrorDefaults, env: SecretEnvironment): ServerSettings {
-  let label = `entry ${position}`;
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw mirrorsError(`${label} is not a map of keys (host:, port: …). ${EXAMPLE}`);
-  }
-  const entry: Partial<Record<MirrorKey, string>> = {};
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
-    if (!(MIRROR_KEYS as readonly string[]).includes(key)) {
-      const closest = closestInput(key, MIRROR_KEYS);
-      // Shown back only when it looks like a key: anything else may be a secret pasted in.
-      const shown = KEY_LIKE.test(key) ? key : 'a key (not shown, in case it is a secret)';
-      throw mirrorsError(
-        `${label}: ${shown} is not a key of a mirror${closest ? `: did you mean ${closest}?` : '.'} A ` +
-          `mirror takes ${MIRROR_KEYS.join(', ')}.`,
-      );
-    }
-    entry[key as MirrorKey] = scalar(value, key, label);
-  }
-  if (entry.name !== undefined) {
-    if (!NAME.test(entry.name)) {
-      throw mirrorsError(
-        `${label}: name ${JSON.stringify(oneLine(entry.name))} must be 1 to 64 letters, digits, ".", "_" or "-".`,
-      );
-    }
-    label = `entry ${position} (${entry.name})`;
-  }
+  const { entry, label } = readEntry(raw, position, { ...MIRROR_LIST, keys: MIRROR_KEYS });
   if (entry.host === undefined || entry.host.trim() === '') throw mirrorsError(`${label} has no host. ${EXAMPLE}`);
   try {
     const host = parseHost(entry.host);
@@ -235,26 +155,12 @@ export function parseMirrors(
         'Replace that key now: it was in the workflow file.',
     );
   }
-  let document: unknown;
-  try {
-    document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0, prettyErrors: false, logLevel: 'error' });
-  } catch (error) {
-    const reason = error instanceof YAMLParseError ? error.message.split('\n')[0] : describeError(error);
-    throw mirrorsError(`not a YAML list of servers (${oneLine(reason ?? '')}). ${EXAMPLE}`);
-  }
-  if (!Array.isArray(document) || document.length === 0)
-    throw mirrorsError(`must be a YAML list of servers, one "- host: …" entry each. ${EXAMPLE}`);
+  const document = parseYamlList(text, MIRROR_LIST);
   if (document.length > MAX_SERVERS - 1)
     throw mirrorsError(
       `lists ${document.length} servers; at most ${MAX_SERVERS - 1} mirrors are published to in one run.`,
     );
-  const secrets: SecretEnvironment = { values: env, read: new Set() };
-  let mirrors: ServerSettings[];
-  try {
-    mirrors = document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets));
-  } finally {
-    for (const variable of secrets.read) delete env[variable];
-  }
+  const mirrors = withSecrets(env, (secrets) => document.map((raw, i) => readMirror(raw, i + 1, defaults, secrets)));
   const seen = new Map<string, string>([[defaults.primary.name, 'the host input']]);
   const registries = new Set([registryKey(defaults.primary)]);
   for (const mirror of mirrors) {

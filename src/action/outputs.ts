@@ -31,10 +31,11 @@ export function setServersOutput(servers: readonly ServerOutcome<ServerResult>[]
   core.setOutput(
     'servers',
     JSON.stringify(
-      servers.map(({ name, host, port, status, result, error }) => ({
+      servers.map(({ name, host, port, bucket, status, result, error }) => ({
         name,
         host,
         port,
+        ...(bucket !== undefined ? { bucket } : {}),
         status,
         ...(result
           ? {

@@ -33,6 +33,8 @@ export interface DayTwoOptions {
   dryRun: boolean;
   /** One server of a fleet making the same change: its turn for the lock, and the wait for the others. */
   fleet?: FleetMember;
+  /** Runs after the change, still under the registry lock (the buckets brought up to date with the server). */
+  whileLocked?: (registry: Registry, result: DayTwoResult) => Promise<void>;
 }
 
 /** How one server of a fleet keeps in step with the others. */
@@ -114,11 +116,11 @@ type CommitAndRead = (
  * Runs `work` under the registry lock on the live index read with it, or on a copy read without
  * the lock for a dry run (which must not commit).
  */
-async function withLiveIndex<T>(
+async function withLiveIndex(
   registry: Registry,
   options: DayTwoOptions,
-  work: (live: ImagesIndex, commitAndRead: CommitAndRead) => Promise<T>,
-): Promise<T> {
+  work: (live: ImagesIndex, commitAndRead: CommitAndRead) => Promise<DayTwoResult>,
+): Promise<DayTwoResult> {
   // The same checks as before a publish: tools aside, the directories must be the SSH user's alone.
   const checked = await readLiveIndex(registry, { tool: '', dryRun: options.dryRun });
   if (options.dryRun) return work(checked, () => Promise.reject(new Error('a dry run commits nothing')));
@@ -135,7 +137,7 @@ async function withLiveIndex<T>(
     options.fleet?.lockTurn.end();
   }
   try {
-    return await work(held.live, async (index, retired) => {
+    const result = await work(held.live, async (index, retired) => {
       const live = index ?? held.live;
       const changedPaths = await commit(registry, {
         lock: held.lock,
@@ -147,6 +149,8 @@ async function withLiveIndex<T>(
       });
       return { live, changedPaths };
     });
+    await options.whileLocked?.(registry, result);
+    return result;
   } finally {
     await held.lock.release();
   }

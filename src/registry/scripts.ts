@@ -40,6 +40,8 @@ export const COMMIT = script('commit');
 export const FENCED = script('fenced');
 /** server/inspect.sh: the registry's files, state and permissions, for the check sub-action. */
 export const INSPECT = script('inspect');
+/** server/export.sh: (part of) a file of the registry, for a bucket's copy. */
+export const EXPORT = script('export');
 /** server/hash.sh: the files the index names, their sizes and (within a time) sha256, for the check. */
 export const HASH = script('hash');
 

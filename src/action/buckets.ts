@@ -1,0 +1,162 @@
+/**
+ * The buckets input: S3-compatible object stores that serve the registry the host input's server
+ * keeps, as a YAML list. Each entry names the endpoint, the bucket and a prefix in it, and the
+ * environment variables that carry its credentials (filled from secrets in the step's env:).
+ */
+import { ActionError, oneLine } from '../common/errors.js';
+import type { BucketSettings } from '../bucket/store.js';
+import {
+  listError,
+  parseYamlList,
+  readEntry,
+  secretFromEnvironment,
+  withSecrets,
+  type SecretEnvironment,
+} from './yaml-list.js';
+
+/** The keys a bucket entry may have. */
+export const BUCKET_KEYS = [
+  'name',
+  'endpoint',
+  'bucket',
+  'prefix',
+  'region',
+  'path-style',
+  'access-key-id-env',
+  'secret-access-key-env',
+] as const;
+
+/** Buckets in one run at most: each is an upload of every image file. */
+export const MAX_BUCKETS = 4;
+
+/** S3 bucket names (the rules AWS, R2, B2, Ceph and MinIO share). */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** A prefix: path segments of plain characters, ending with "/". */
+const PREFIX = /^([A-Za-z0-9._-]+\/)*$/;
+
+const EXAMPLE =
+  'For example:\n  buckets: |\n    - name: r2\n      endpoint: https://ACCOUNT.r2.cloudflarestorage.com\n      bucket: lxc-images\n' +
+  '      access-key-id-env: R2_ACCESS_KEY_ID\n      secret-access-key-env: R2_SECRET_ACCESS_KEY\n' +
+  "with R2_ACCESS_KEY_ID: ${{ secrets.R2_ACCESS_KEY_ID }} and R2_SECRET_ACCESS_KEY: ${{ secrets.R2_SECRET_ACCESS_KEY }} in the step's env:.";
+
+const bucketsError = (message: string): ActionError => listError('buckets', message);
+
+/** How the buckets input's list and its entries are read. */
+const BUCKET_LIST = {
+  input: 'buckets',
+  entries: 'buckets',
+  noun: 'bucket',
+  keyHint: 'endpoint:, bucket: …',
+  example: EXAMPLE,
+};
+
+/** The endpoint: an http(s) URL with no path, query or credentials. */
+function parseEndpoint(text: string, label: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw bucketsError(`${label}: endpoint ${JSON.stringify(oneLine(text))} is not a URL; give https://host[:port].`);
+  }
+  if (
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.username !== '' ||
+    url.password !== '' ||
+    (url.pathname !== '/' && url.pathname !== '') ||
+    url.search !== '' ||
+    url.hash !== ''
+  ) {
+    throw bucketsError(
+      `${label}: endpoint must be https://host[:port] (or http:// on a private network), with no path, query or ` +
+        'user in it; the bucket goes in bucket: and the folder in prefix:.',
+    );
+  }
+  return url;
+}
+
+function parseBoolean(text: string, key: string, label: string): boolean {
+  const value = text.trim().toLowerCase();
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw bucketsError(`${label}: ${key} must be true or false.`);
+}
+
+/** One entry of the list, checked. */
+function readBucket(raw: unknown, position: number, env: SecretEnvironment): BucketSettings {
+  const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
+  for (const key of ['endpoint', 'bucket', 'access-key-id-env', 'secret-access-key-env'] as const) {
+    if (entry[key] === undefined || entry[key].trim() === '') throw bucketsError(`${label} has no ${key}. ${EXAMPLE}`);
+  }
+  const endpoint = parseEndpoint(entry.endpoint as string, label);
+  const bucket = (entry.bucket as string).trim();
+  if (!BUCKET_NAME.test(bucket) || bucket.includes('..')) {
+    throw bucketsError(
+      `${label}: bucket ${JSON.stringify(oneLine(bucket))} is not a bucket name (3 to 63 lower-case letters, digits, "." and "-").`,
+    );
+  }
+  let prefix = (entry.prefix ?? '').trim().replace(/^\/+/, '');
+  if (prefix !== '' && !prefix.endsWith('/')) prefix += '/';
+  if (!PREFIX.test(prefix) || prefix.split('/').some((part) => part === '.' || part === '..')) {
+    throw bucketsError(
+      `${label}: prefix ${JSON.stringify(oneLine(entry.prefix ?? ''))} must be a folder of letters, digits, ".", "_", "-" and "/" (such as lxc/), or empty.`,
+    );
+  }
+  const region = (entry.region ?? 'us-east-1').trim();
+  if (!/^[a-z0-9-]{1,32}$/.test(region)) {
+    throw bucketsError(
+      `${label}: region ${JSON.stringify(oneLine(region))} is not a region name (such as us-east-1, auto).`,
+    );
+  }
+  return {
+    name: entry.name ?? `${bucket}${prefix === '' ? '' : `/${prefix.replace(/\/$/, '')}`}`,
+    endpoint: endpoint.origin,
+    bucket,
+    prefix,
+    region,
+    pathStyle: entry['path-style'] === undefined ? true : parseBoolean(entry['path-style'], 'path-style', label),
+    accessKeyId: secretFromEnvironment(
+      entry['access-key-id-env'] as string,
+      'access-key-id-env',
+      label,
+      env,
+      'buckets',
+    ),
+    secretAccessKey: secretFromEnvironment(
+      entry['secret-access-key-env'] as string,
+      'secret-access-key-env',
+      label,
+      env,
+      'buckets',
+    ),
+  };
+}
+
+/**
+ * The buckets input, read: [] when empty. `taken`: the names the servers of the fleet have
+ * already (a bucket's name must differ from each).
+ */
+export function parseBuckets(
+  text: string,
+  taken: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): BucketSettings[] {
+  if (text.trim() === '') return [];
+  const document = parseYamlList(text, BUCKET_LIST);
+  if (document.length > MAX_BUCKETS)
+    throw bucketsError(`lists ${document.length} buckets; at most ${MAX_BUCKETS} are published to in one run.`);
+  const buckets = withSecrets(env, (secrets) => document.map((raw, i) => readBucket(raw, i + 1, secrets)));
+  const names = new Set(taken);
+  const places = new Set<string>();
+  for (const bucket of buckets) {
+    if (names.has(bucket.name))
+      throw bucketsError(
+        `two members of the fleet are named ${bucket.name}; give each bucket a name of its own (name:).`,
+      );
+    names.add(bucket.name);
+    const place = `${new URL(bucket.endpoint).host}/${bucket.bucket}/${bucket.prefix}`;
+    if (places.has(place))
+      throw bucketsError(`${bucket.name} is ${place} a second time; list each bucket and prefix once.`);
+    places.add(place);
+  }
+  return buckets;
+}

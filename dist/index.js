@@ -87657,7 +87657,7 @@ __nccwpck_require__.d(__webpack_exports__, {
 // UNUSED EXPORTS: publish
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
-var core = __nccwpck_require__(7264);
+var lib_core = __nccwpck_require__(7264);
 // EXTERNAL MODULE: ./src/common/errors.ts
 var errors = __nccwpck_require__(1922);
 // EXTERNAL MODULE: external "node:async_hooks"
@@ -87685,13 +87685,16 @@ function labelled(text) {
 }
 function info(text) {
     // Every line of a block (a tool's output) says which server it came from.
-    core/* info */.pq(text.split('\n').map(labelled).join('\n'));
+    lib_core/* info */.pq(text.split('\n').map(labelled).join('\n'));
 }
 function notice(text, properties) {
-    core/* notice */.lm(labelled(text), properties);
+    lib_core/* notice */.lm(labelled(text), properties);
 }
 function log_warning(text, properties) {
-    core/* warning */.$e(labelled(text), properties);
+    lib_core/* warning */.$e(labelled(text), properties);
+}
+function error(text, properties) {
+    core.error(labelled(text), properties);
 }
 
 ;// CONCATENATED MODULE: ./src/common/debug.ts
@@ -87727,7 +87730,7 @@ function holdsSecret(text) {
     return knownSecrets().some((secret) => secret.length >= 16 && text.includes(secret));
 }
 function debugOn() {
-    return core/* isDebug */._o();
+    return lib_core/* isDebug */._o();
 }
 /**
  * One debug line (nothing without step debug): secrets cut out, untrusted text escaped. Line
@@ -87736,9 +87739,9 @@ function debugOn() {
  * legacy "##[" command is escaped (see common/untrusted.ts).
  */
 function debug(text) {
-    if (!core/* isDebug */._o())
+    if (!lib_core/* isDebug */._o())
         return;
-    core/* debug */.Yz((0,errors/* withoutLegacyCommands */.Uy)((0,errors/* withoutControlCharacters */.aC)(redact(text))));
+    lib_core/* debug */.Yz((0,errors/* withoutLegacyCommands */.Uy)((0,errors/* withoutControlCharacters */.aC)(redact(text))));
 }
 /**
  * A log group that, with step debug on, also logs how long it took (whether it succeeded or not).
@@ -87752,7 +87755,7 @@ async function timedGroup(name, work) {
             info(name);
             return await work();
         }
-        return await core/* group */.Os(name, work);
+        return await lib_core/* group */.Os(name, work);
     }
     finally {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -89275,6 +89278,8 @@ const DECLARED_INPUTS = {
         'repair',
         'fail-on',
         'hash-time',
+        'mirrors',
+        'buckets',
         'host',
         'port',
         'username',
@@ -89701,23 +89706,23 @@ function maskSecrets(values) {
         }
     }
     for (const mask of masks)
-        core/* setSecret */.Pq(mask);
+        lib_core/* setSecret */.Pq(mask);
     addDebugSecrets([...masks]);
 }
 /** A boolean input; empty means `fallback` (false unless given). Typos are refused rather than read as false. */
 function input_values_readBoolean(name, fallback = false) {
-    if (core/* getInput */.V4(name) === '')
+    if (lib_core/* getInput */.V4(name) === '')
         return fallback;
     try {
-        return core/* getBooleanInput */.Vt(name);
+        return lib_core/* getBooleanInput */.Vt(name);
     }
     catch {
-        throw new errors/* ActionError */.lZ(`${name}: "${core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
+        throw new errors/* ActionError */.lZ(`${name}: "${lib_core/* getInput */.V4(name)}" is not a boolean; use true or false.`, name);
     }
 }
 /** A whole-number input within its range; empty gives the default. */
 function input_values_readWholeNumber(input, range) {
-    const text = core/* getInput */.V4(input).trim();
+    const text = lib_core/* getInput */.V4(input).trim();
     if (text === '')
         return range.fallback;
     const number = /^\d+$/.test(text) ? Number(text) : NaN;
@@ -89728,7 +89733,7 @@ function input_values_readWholeNumber(input, range) {
 }
 /** A choice input, case-insensitive; empty gives the default. */
 function input_values_readChoice(input, options) {
-    const value = core/* getInput */.V4(input);
+    const value = lib_core/* getInput */.V4(input);
     const text = value.trim().toLowerCase();
     if (text === '')
         return options.fallback;
@@ -90177,6 +90182,15 @@ function parseBoolean(text, key, label) {
         return false;
     throw bucketsError(`${label}: ${key} must be true or false.`);
 }
+/** Whether to use path-style URLs; a dotted bucket name in the host name would fail TLS. */
+function pathStyle(value, bucket, endpoint, label) {
+    const pathStyle = value === undefined ? true : parseBoolean(value, 'path-style', label);
+    if (!pathStyle && bucket.includes('.') && endpoint.protocol === 'https:') {
+        throw bucketsError(`${label}: path-style: false puts bucket ${bucket} in the host name, where its dots break the certificate ` +
+            'check over HTTPS; use path-style: true, or a bucket name without dots.');
+    }
+    return pathStyle;
+}
 /** One entry of the list, checked. */
 function readBucket(raw, position, env) {
     const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
@@ -90205,7 +90219,7 @@ function readBucket(raw, position, env) {
         bucket,
         prefix,
         region,
-        pathStyle: entry['path-style'] === undefined ? true : parseBoolean(entry['path-style'], 'path-style', label),
+        pathStyle: pathStyle(entry['path-style'], bucket, endpoint, label),
         accessKeyId: secretFromEnvironment(entry['access-key-id-env'], 'access-key-id-env', label, env, 'buckets'),
         secretAccessKey: secretFromEnvironment(entry['secret-access-key-env'], 'secret-access-key-env', label, env, 'buckets'),
     };
@@ -90222,15 +90236,19 @@ function parseBuckets(text, taken, env = process.env) {
         throw bucketsError(`lists ${document.length} buckets; at most ${MAX_BUCKETS} are published to in one run.`);
     const buckets = withSecrets(env, (secrets) => document.map((raw, i) => readBucket(raw, i + 1, secrets)));
     const names = new Set(taken);
-    const places = new Set();
-    for (const bucket of buckets) {
+    for (const [k, bucket] of buckets.entries()) {
         if (names.has(bucket.name))
             throw bucketsError(`two members of the fleet are named ${bucket.name}; give each bucket a name of its own (name:).`);
         names.add(bucket.name);
-        const place = `${new URL(bucket.endpoint).host}/${bucket.bucket}/${bucket.prefix}`;
-        if (places.has(place))
-            throw bucketsError(`${bucket.name} is ${place} a second time; list each bucket and prefix once.`);
-        places.add(place);
+        for (const other of buckets.slice(0, k)) {
+            const sameBucket = new URL(bucket.endpoint).host === new URL(other.endpoint).host && bucket.bucket === other.bucket;
+            // A registry under another's prefix would lose its files to the other's clean-up.
+            if (sameBucket && (bucket.prefix.startsWith(other.prefix) || other.prefix.startsWith(bucket.prefix))) {
+                throw bucketsError(`${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} with prefixes ` +
+                    `"${other.prefix}" and "${bucket.prefix}", one inside the other; list each registry once, each under a ` +
+                    'prefix of its own that holds no other.');
+            }
+        }
     }
     return buckets;
 }
@@ -90430,7 +90448,7 @@ const USUAL_SECRETS = {
  * pull request from a fork all read as ''.
  */
 function requiredInput(name) {
-    const value = core/* getInput */.V4(name);
+    const value = lib_core/* getInput */.V4(name);
     if (value.trim() !== '')
         return value;
     const secret = USUAL_SECRETS[name];
@@ -90445,19 +90463,19 @@ function requiredInput(name) {
 /** Reads the inputs every entry point shares (INPUT_* variables). */
 function readRegistrySettings(entry) {
     // Secrets first, so that nothing printed while checking the rest can reveal them.
-    const rawKey = core/* getInput */.V4('ssh-key');
-    const passphrase = core/* getInput */.V4('ssh-key-passphrase');
-    const rawJumpKey = core/* getInput */.V4('jump-ssh-key');
-    const jumpPassphrase = core/* getInput */.V4('jump-ssh-key-passphrase');
+    const rawKey = lib_core/* getInput */.V4('ssh-key');
+    const passphrase = lib_core/* getInput */.V4('ssh-key-passphrase');
+    const rawJumpKey = lib_core/* getInput */.V4('jump-ssh-key');
+    const jumpPassphrase = lib_core/* getInput */.V4('jump-ssh-key-passphrase');
     maskSecrets([rawKey, passphrase, rawJumpKey, jumpPassphrase]);
     forgetSecretInputs();
     // Then a misspelt input, before any setting is read at its default in its place.
     refuseUndeclaredInputs(DECLARED_INPUTS[entry]);
     const host = parseHost(requiredInput('host'));
-    const port = parsePort(core/* getInput */.V4('port'));
+    const port = parsePort(lib_core/* getInput */.V4('port'));
     // The runner passes the default (22) when the input is left out: empty is an unset secret.
-    if (core/* getInput */.V4('port').trim() === '')
-        core/* notice */.lm('port: empty (an unset REGISTRY_PORT secret?), so 22 was used.');
+    if (lib_core/* getInput */.V4('port').trim() === '')
+        lib_core/* notice */.lm('port: empty (an unset REGISTRY_PORT secret?), so 22 was used.');
     const username = parseUsername(requiredInput('username'));
     const { privateKey, passphrase: keyPassphrase } = preparePrivateKey(rawKey, passphrase);
     // A PKCS#8 key comes back re-encoded: mask that form too.
@@ -90470,9 +90488,9 @@ function readRegistrySettings(entry) {
         username,
         privateKey,
         passphrase: keyPassphrase,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: core/* getInput */.V4('host-fingerprint'), knownHosts: core/* getInput */.V4('known-hosts') }, host, port),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('host-fingerprint'), knownHosts: lib_core/* getInput */.V4('known-hosts') }, host, port),
         ...(jump ? { jump } : {}),
-        simplestreamsDir: parseRemoteDir(core/* getInput */.V4('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
+        simplestreamsDir: parseRemoteDir(lib_core/* getInput */.V4('simplestreams-dir') || DEFAULT_SIMPLESTREAMS_DIR, 'simplestreams-dir'),
         strictHostKey: input_values_readBoolean('strict-host-key', true),
         connectTimeout: input_values_readWholeNumber('connect-timeout', { fallback: 30, min: 1, max: 600 }),
         lockTimeout: input_values_readWholeNumber('lock-timeout', { fallback: 600, min: 1, max: 86400 }),
@@ -90486,19 +90504,19 @@ function readRegistrySettings(entry) {
  */
 function readJumpSettings(registry, secrets) {
     const jumpInputs = ['jump-port', 'jump-username', 'jump-host-fingerprint', 'jump-known-hosts'];
-    if (core/* getInput */.V4('jump-host').trim() === '') {
-        const stray = jumpInputs.find((name) => core/* getInput */.V4(name).trim() !== '' && name !== 'jump-port');
+    if (lib_core/* getInput */.V4('jump-host').trim() === '') {
+        const stray = jumpInputs.find((name) => lib_core/* getInput */.V4(name).trim() !== '' && name !== 'jump-port');
         if (stray || secrets.rawKey.trim() !== '') {
             throw new errors/* ActionError */.lZ(`${stray ?? 'jump-ssh-key'} is set but jump-host is not. Set jump-host to the bastion's host name or ` +
                 'address, or leave the jump-* inputs out to connect to the registry directly.', 'jump-host');
         }
         return undefined;
     }
-    const host = parseHost(core/* getInput */.V4('jump-host'), 'jump-host');
-    const port = parsePort(core/* getInput */.V4('jump-port'), 'jump-port');
-    const username = core/* getInput */.V4('jump-username').trim() === ''
+    const host = parseHost(lib_core/* getInput */.V4('jump-host'), 'jump-host');
+    const port = parsePort(lib_core/* getInput */.V4('jump-port'), 'jump-port');
+    const username = lib_core/* getInput */.V4('jump-username').trim() === ''
         ? registry.username
-        : parseUsername(core/* getInput */.V4('jump-username'), 'jump-username');
+        : parseUsername(lib_core/* getInput */.V4('jump-username'), 'jump-username');
     let key = { privateKey: registry.privateKey, passphrase: registry.passphrase };
     if (secrets.rawKey.trim() !== '') {
         key = preparePrivateKey(secrets.rawKey, secrets.passphrase, JUMP_KEY_INPUTS);
@@ -90510,20 +90528,20 @@ function readJumpSettings(registry, secrets) {
         port,
         username,
         ...key,
-        hostKeyPins: readHostKeyPins({ hostFingerprint: core/* getInput */.V4('jump-host-fingerprint'), knownHosts: core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
+        hostKeyPins: readHostKeyPins({ hostFingerprint: lib_core/* getInput */.V4('jump-host-fingerprint'), knownHosts: lib_core/* getInput */.V4('jump-known-hosts') }, host, port, JUMP_PIN_INPUTS),
     };
 }
 /** Reads the publish action's settings. */
 function readSettings() {
     const registry = readRegistrySettings('publish');
-    const publicUrl = core/* getInput */.V4('public-url') ? (0,remote/* validatePublicUrl */.HU)(core/* getInput */.V4('public-url')) : '';
-    const uploadDir = parseRemoteDir(core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
+    const publicUrl = lib_core/* getInput */.V4('public-url') ? (0,remote/* validatePublicUrl */.HU)(lib_core/* getInput */.V4('public-url')) : '';
+    const uploadDir = parseRemoteDir(lib_core/* getInput */.V4('upload-dir') || DEFAULT_UPLOAD_DIR, 'upload-dir');
     const { serverName, mirrors, buckets } = readFleet(registry, uploadDir);
-    const convertCommand = parseConvertCommand(core/* getInput */.V4('convert-command'));
+    const convertCommand = parseConvertCommand(lib_core/* getInput */.V4('convert-command'));
     if ((mirrors.length > 0 || buckets.length > 0) && convertCommand !== '') {
-        throw new errors/* ActionError */.lZ(`convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command changes the live registry itself, so no ` +
-            'server could wait for the others before its release goes live. Publish to each server in a step of its ' +
-            'own, or leave convert-command out.', 'convert-command');
+        throw new errors/* ActionError */.lZ(`convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command makes the release live on the server as it runs, ` +
+            'before every other member of the fleet has it. Publish to each server in a step of its own, or leave ' +
+            'convert-command out.', 'convert-command');
     }
     return {
         ...registry,
@@ -90531,17 +90549,17 @@ function readSettings() {
         mirrors,
         buckets,
         metadataPath: parseLocalPath(requiredInput('metadata'), 'metadata'),
-        rootfsPath: core/* getInput */.V4('rootfs') === '' ? '' : parseLocalPath(core/* getInput */.V4('rootfs'), 'rootfs'),
+        rootfsPath: lib_core/* getInput */.V4('rootfs') === '' ? '' : parseLocalPath(lib_core/* getInput */.V4('rootfs'), 'rootfs'),
         uploadDir,
-        aliases: input_values_parseAliases(core/* getInput */.V4('aliases')),
+        aliases: input_values_parseAliases(lib_core/* getInput */.V4('aliases')),
         defaultAlias: input_values_readBoolean('default-alias'),
         replace: input_values_readBoolean('replace'),
         retries: input_values_readWholeNumber('retries', { fallback: 3, min: 0, max: 20 }),
         keepVersions: input_values_readWholeNumber('keep-versions', { fallback: 0, min: 0, max: 100000 }),
         releaseIsVersion: input_values_readBoolean('release-is-version'),
-        followedAliases: followedAliases(core/* getInput */.V4('followed-aliases').trim() === ''
+        followedAliases: followedAliases(lib_core/* getInput */.V4('followed-aliases').trim() === ''
             ? DEFAULT_FOLLOWED_ALIASES
-            : input_values_parseAliases(core/* getInput */.V4('followed-aliases'), 'followed-aliases')),
+            : input_values_parseAliases(lib_core/* getInput */.V4('followed-aliases'), 'followed-aliases')),
         convertCommand,
         convertRootfs: input_values_readChoice('convert-rootfs', { choices: ['auto', 'always', 'never'], fallback: 'auto' }),
         rootfsLimits: {
@@ -90550,8 +90568,8 @@ function readSettings() {
         },
         convertRootfsTimeout: input_values_readWholeNumber('convert-rootfs-timeout', { fallback: 1800, min: 1, max: 86400 }),
         publicUrl,
-        remoteName: core/* getInput */.V4('remote-name')
-            ? (0,remote/* validateRemoteName */.i5)(core/* getInput */.V4('remote-name').trim())
+        remoteName: lib_core/* getInput */.V4('remote-name')
+            ? (0,remote/* validateRemoteName */.i5)(lib_core/* getInput */.V4('remote-name').trim())
             : publicUrl
                 ? (0,remote/* defaultRemoteName */.ZJ)(publicUrl)
                 : '',
@@ -90569,15 +90587,15 @@ function readSettings() {
  */
 function readFleet(registry, uploadDir) {
     const serverName = registry.port === 22 ? registry.host : `${registry.host}:${registry.port}`;
-    const mirrors = parseMirrors(core/* getInput */.V4('mirrors'), {
+    const mirrors = parseMirrors(lib_core/* getInput */.V4('mirrors'), {
         ...registry,
         uploadDir,
-        knownHosts: core/* getInput */.V4('known-hosts'),
+        knownHosts: lib_core/* getInput */.V4('known-hosts'),
         strictHostKey: registry.strictHostKey,
         connectTimeout: registry.connectTimeout,
         primary: { ...registry, name: serverName },
     });
-    const buckets = parseBuckets(core/* getInput */.V4('buckets'), [serverName, ...mirrors.map((mirror) => mirror.name)]);
+    const buckets = parseBuckets(lib_core/* getInput */.V4('buckets'), [serverName, ...mirrors.map((mirror) => mirror.name)]);
     return { serverName, mirrors, buckets };
 }
 /** Reads the alias or remove sub-action's settings. */
@@ -90604,8 +90622,10 @@ function readDayTwoSettings(kind) {
 }
 /** Reads the check sub-action's settings. */
 function readCheckSettings() {
+    const registry = readRegistrySettings('check');
     return {
-        ...readRegistrySettings('check'),
+        ...registry,
+        ...readFleet(registry, ''),
         repair: readBoolean('repair'),
         failOn: readChoice('fail-on', { choices: ['error', 'warning', 'never'], fallback: 'error' }),
         hashSeconds: readWholeNumber('hash-time', { fallback: 300, min: 0, max: 86400 }),
@@ -90636,25 +90656,25 @@ var commands = __nccwpck_require__(7515);
 
 
 function setOutputs(result, settings) {
-    core/* setOutput */.uH('fingerprint', result.fingerprint);
-    core/* setOutput */.uH('product', result.product);
-    core/* setOutput */.uH('serial', result.serial);
-    core/* setOutput */.uH('aliases', result.aliases.join(','));
-    core/* setOutput */.uH('image-type', result.imageType);
-    core/* setOutput */.uH('size', String(result.size));
-    core/* setOutput */.uH('status', result.status);
-    core/* setOutput */.uH('planned-status', result.preview?.status ?? '');
-    core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
-    core/* setOutput */.uH('files', JSON.stringify(result.files));
-    core/* setOutput */.uH('aliases-moved', JSON.stringify(result.aliasMoves));
-    core/* setOutput */.uH('registry-url', settings.publicUrl);
-    core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
-    core/* setOutput */.uH('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
-    core/* setOutput */.uH('launch-command', (0,commands/* launchLine */.CK)('incus', settings.remoteName || commands/* REMOTE_PLACEHOLDER */.XZ, result));
+    lib_core/* setOutput */.uH('fingerprint', result.fingerprint);
+    lib_core/* setOutput */.uH('product', result.product);
+    lib_core/* setOutput */.uH('serial', result.serial);
+    lib_core/* setOutput */.uH('aliases', result.aliases.join(','));
+    lib_core/* setOutput */.uH('image-type', result.imageType);
+    lib_core/* setOutput */.uH('size', String(result.size));
+    lib_core/* setOutput */.uH('status', result.status);
+    lib_core/* setOutput */.uH('planned-status', result.preview?.status ?? '');
+    lib_core/* setOutput */.uH('deltas', JSON.stringify(result.deltas ?? []));
+    lib_core/* setOutput */.uH('files', JSON.stringify(result.files));
+    lib_core/* setOutput */.uH('aliases-moved', JSON.stringify(result.aliasMoves));
+    lib_core/* setOutput */.uH('registry-url', settings.publicUrl);
+    lib_core/* setOutput */.uH('changed-paths', JSON.stringify(result.changedPaths));
+    lib_core/* setOutput */.uH('changed-urls', JSON.stringify(settings.publicUrl ? result.changedPaths.map((file) => `${settings.publicUrl}/${file}`) : []));
+    lib_core/* setOutput */.uH('launch-command', (0,commands/* launchLine */.CK)('incus', settings.remoteName || commands/* REMOTE_PLACEHOLDER */.XZ, result));
 }
 /** The servers output: each server's outcome as JSON (one entry without mirrors). */
 function setServersOutput(servers) {
-    core/* setOutput */.uH('servers', JSON.stringify(servers.map(({ name, host, port, bucket, status, result, error }) => ({
+    lib_core/* setOutput */.uH('servers', JSON.stringify(servers.map(({ name, host, port, bucket, status, result, error }) => ({
         name,
         host,
         port,
@@ -93142,6 +93162,7 @@ async function preparePublication(registry, publication, change, done = []) {
         return {
             commit: () => commitUnderLock(registry, held, { publication, change, base, planned, done }),
             release: () => held.lock.release(),
+            lost: () => held.lock.lost(),
         };
     }
     catch (error) {
@@ -95776,6 +95797,8 @@ async function preview(settings, image, work) {
 var dist_cjs = __nccwpck_require__(3711);
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/lib-storage/dist-cjs/index.js
 var lib_storage_dist_cjs = __nccwpck_require__(2358);
+// EXTERNAL MODULE: ./node_modules/@smithy/node-http-handler/dist-cjs/index.js
+var node_http_handler_dist_cjs = __nccwpck_require__(1279);
 ;// CONCATENATED MODULE: ./src/bucket/store.ts
 /**
  * An S3-compatible bucket (AWS S3, Cloudflare R2, Backblaze B2, Ceph RGW, MinIO) through the
@@ -95785,6 +95808,8 @@ var lib_storage_dist_cjs = __nccwpck_require__(2358);
  *   <prefix>.lxc-publish/uploads/<run>/<name>         a run's uploads, copied into images/ once
  *                                                     the server committed (then removed)
  */
+
+
 
 
 
@@ -95808,14 +95833,28 @@ const SINGLE_COPY_LIMIT = 5 * 1024 * 1024 * 1024;
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
-/** The failure of a bucket operation, saying which bucket, what was done and what to do. */
-function bucketError(settings, what, error) {
-    const status = error instanceof dist_cjs.S3ServiceException ? error.$metadata.httpStatusCode : undefined;
-    const code = error instanceof dist_cjs.S3ServiceException ? error.name : undefined;
+/**
+ * A store that accepts a connection and never answers must not hold the step (and the server's
+ * registry lock, which a sync runs under) for good: a connection gets this long to open, and a
+ * request this long without a byte moving; each request is tried MAX_ATTEMPTS times.
+ */
+const CONNECT_TIMEOUT_MS = 30_000;
+const IDLE_TIMEOUT_MS = 120_000;
+const MAX_ATTEMPTS = 3;
+/**
+ * The failure of a bucket operation, saying which bucket, what was done and what to do; `refused`:
+ * the store's code for one key of a batch it refused (DeleteObjects answers 200 with those).
+ */
+function bucketError(settings, what, error, refused) {
+    const status = refused === 'AccessDenied' ? 403 : error instanceof dist_cjs.S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+    const code = refused ?? (error instanceof dist_cjs.S3ServiceException ? error.name : undefined);
     const said = untrusted((0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error)).slice(0, 300));
     const detail = status === undefined ? said : `HTTP ${status}: ${said}`;
     let fix;
-    if (code === 'NoSuchBucket' || status === 404)
+    if (code === 'NoSuchKey')
+        fix =
+            'an object this run wrote is gone (a lifecycle rule on .lxc-publish/, or another process?); run the step again';
+    else if (code === 'NoSuchBucket' || status === 404)
         fix = `check that bucket ${settings.bucket} exists at ${settings.endpoint} (and path-style for this provider)`;
     else if (status === 403 || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch')
         fix =
@@ -95823,7 +95862,7 @@ function bucketError(settings, what, error) {
                 `list and delete under ${settings.prefix || 'the bucket'}`;
     else if (status === 301 || code === 'PermanentRedirect' || code === 'AuthorizationHeaderMalformed')
         fix = `check region (the bucket is in another region than ${settings.region})`;
-    else if (status === undefined)
+    else if (status === undefined && refused === undefined)
         fix = `check endpoint ${settings.endpoint}: it is reachable from the runner and speaks S3`;
     else
         fix = 'run the step again; if it fails again, check the provider status';
@@ -95832,7 +95871,7 @@ function bucketError(settings, what, error) {
 class Bucket {
     settings;
     client;
-    constructor(settings) {
+    constructor(settings, timeouts = { connectMs: CONNECT_TIMEOUT_MS, idleMs: IDLE_TIMEOUT_MS }) {
         this.settings = settings;
         this.client = new dist_cjs.S3Client({
             endpoint: settings.endpoint,
@@ -95843,8 +95882,18 @@ class Bucket {
             // streamed uploads on stores without them (Ceph RGW 16: 411 MissingContentLength).
             requestChecksumCalculation: 'WHEN_REQUIRED',
             responseChecksumValidation: 'WHEN_REQUIRED',
-            maxAttempts: 5,
+            maxAttempts: MAX_ATTEMPTS,
+            // An idle timeout, not one on the whole request: a large part or copy may take long, moving bytes.
+            requestHandler: new node_http_handler_dist_cjs.NodeHttpHandler({ connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs }),
         });
+        // DeleteObjects must carry a checksum of its body: the SDK sends a CRC32, which some stores
+        // (older MinIO, several hosted ones) do not take; Content-MD5 every S3 store takes.
+        this.client.middlewareStack.add((next, context) => (args) => {
+            const request = args.request;
+            if (context.commandName === 'DeleteObjectsCommand' && typeof request.body === 'string' && request.headers)
+                request.headers['content-md5'] = (0,external_node_crypto_.createHash)('md5').update(request.body).digest('base64');
+            return next(args);
+        }, { step: 'build', name: 'deleteObjectsContentMd5' });
     }
     /** The object key of a path of the registry's tree (or of this action's state). */
     key(path) {
@@ -95898,6 +95947,18 @@ class Bucket {
             ...headers,
             Metadata: metadata,
         })));
+    }
+    /** A small object's bytes (an index), or undefined when there is none. */
+    async read(path, maxBytes = 64 * 1024 * 1024) {
+        const head = await this.head(path);
+        if (!head)
+            return undefined;
+        if (head.size > maxBytes)
+            throw bucketError(this.settings, `Reading ${path}`, new Error(`${head.size} bytes, over ${maxBytes}`));
+        return this.call(`Reading ${path}`, async () => {
+            const object = await this.client.send(new dist_cjs.GetObjectCommand({ Bucket: this.settings.bucket, Key: this.key(path) }));
+            return Buffer.from(await object.Body.transformToByteArray());
+        });
     }
     /** Size and metadata of an object, or undefined when there is none. */
     async head(path) {
@@ -95970,7 +96031,11 @@ class Bucket {
                     lastModified: object.LastModified ?? new Date(0),
                 };
             }
-            token = page.IsTruncated ? page.NextContinuationToken : undefined;
+            const next = page.IsTruncated ? page.NextContinuationToken : undefined;
+            // A store that hands back the same page again would keep this going for good.
+            if (next !== undefined && next === token)
+                throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned the same page twice'));
+            token = next;
         } while (token);
     }
     /** Deletes objects, 1,000 per request; fails naming the first the store refused. */
@@ -95983,7 +96048,7 @@ class Bucket {
             })));
             const refused = result.Errors?.[0];
             if (refused) {
-                throw bucketError(this.settings, `Deleting ${untrusted(refused.Key ?? '')}`, new Error(`${refused.Code ?? ''} ${refused.Message ?? ''}`));
+                throw bucketError(this.settings, `Deleting ${untrusted(refused.Key ?? '')}`, new Error(`${refused.Code ?? ''} ${refused.Message ?? ''}`), refused.Code ?? 'refused');
             }
         }
     }
@@ -96015,7 +96080,7 @@ async function readRegistryFile(registry, path, part = undefined) {
     if (result.code === EXPORT_EXIT.missing)
         return undefined;
     if (result.code === EXPORT_EXIT.link) {
-        throw new errors/* ActionError */.lZ(`${untrusted(where)} is (or lies under) a symbolic link on the server: nothing was copied to the buckets. ` +
+        throw new errors/* ActionError */.lZ(`${untrusted(where)} is (or lies under) a symbolic link on the server, so it was not copied to the bucket, and the bucket's index was left as it was. ` +
             'Replace the link with the file or directory itself (the action never follows a link it did not make).', 'simplestreams-dir');
     }
     throw new errors/* ActionError */.lZ(`Reading ${untrusted(where)} on the server failed (exit ${result.code ?? result.signal}: ${untrusted(result.stderr.trim().slice(-300))}); ` +
@@ -96039,11 +96104,16 @@ async function* registryFileChunks(registry, path, size) {
  * A bucket made to serve what the registry's server serves (the host input's server, under its
  * registry lock, after its commit): every file the committed index names first (copied inside
  * the bucket from this run's uploads, or else read from the server), then images/SHA256SUMS and
- * the index objects, so the bucket never serves an index naming a file it lacks. Files the index
- * no longer names stay as long as the server keeps them for clients with a cached index (its
- * retired list), and are deleted with them. Anything missing or left by a failed run is made
- * good by the next sync: a bucket converges on the server whatever happened before.
+ * the index objects, so the bucket never serves an index naming a file it lacks. A file the index
+ * no longer names stays for clients with a cached index as long as the server keeps it (its
+ * retired list) and for two hours after the bucket's own index stopped naming it (the bucket's
+ * retired list, <prefix>.lxc-publish/retired: a bucket that fell behind the server gets its own
+ * grace). Anything missing or left by a failed run is made good by the next sync: a bucket
+ * converges on the server whatever happened before. The action owns <prefix>images/ and
+ * <prefix>streams/; only plainly named files directly in images/ are ever deleted.
  */
+
+
 
 
 
@@ -96056,6 +96126,8 @@ const IMAGES_JSON = 'streams/v1/images.json';
 const INDEX_JSON = 'streams/v1/index.json';
 /** This action's uploads in a bucket, one folder per run. */
 const UPLOADS_FOLDER = '.lxc-publish/uploads/';
+/** The files the bucket's index stopped naming, and when: "<unix seconds> images/<name>" lines. */
+const BUCKET_RETIRED = '.lxc-publish/retired';
 const IMAGE_PATH = /^images\/[A-Za-z0-9._+-]+$/;
 const sync_SHA256 = /^[0-9a-f]{64}$/;
 /** Every file the index names in images/, each once; a path named with two hashes or sizes is refused. */
@@ -96078,15 +96150,23 @@ function namedFiles(index) {
     }
     return [...files.values()];
 }
-/** The paths the server's retired list keeps (retired less than the grace ago). */
-function keptRetired(text, nowSeconds) {
-    const kept = new Set();
-    for (const line of text.split('\n')) {
+/** The lines of a retired list ("<unix seconds> images/<name>"), those of another form left out. */
+function retiredEntries(text) {
+    return text.split('\n').flatMap((line) => {
         const match = /^([0-9]{1,12}) (images\/[A-Za-z0-9._+-]+)$/.exec(line);
-        if (match && nowSeconds - Number(match[1]) < RETIRE_GRACE_SECONDS)
-            kept.add(match[2]);
-    }
-    return kept;
+        return match ? [{ at: Number(match[1]), path: match[2] }] : [];
+    });
+}
+/**
+ * The bucket's retired list after this sync: what it had, less what is past the grace (by the
+ * runner's clock, which stamped it) or named again, and the files `previous` (the index the
+ * bucket served until now) names and `next` does not, stamped now.
+ */
+function nextBucketRetired(listed, previous, next, nowSeconds) {
+    const kept = listed.filter((entry) => nowSeconds - entry.at < RETIRE_GRACE_SECONDS && !next.has(entry.path));
+    const known = new Set(kept.map((entry) => entry.path));
+    const retiring = [...previous].filter((path) => !next.has(path) && !known.has(path));
+    return [...kept, ...retiring.map((path) => ({ at: nowSeconds, path }))];
 }
 /** What to copy, read from the server and delete so that the bucket serves the index. */
 function planSync(options) {
@@ -96109,7 +96189,10 @@ function planSync(options) {
         if (object.path.startsWith(UPLOADS_FOLDER))
             return (ownUploads.has(object.path) ||
                 options.now.getTime() - object.lastModified.getTime() > UPLOAD_GRACE_SECONDS * 1000);
-        return object.path !== SHA256SUMS_PATH && !named.has(object.path) && !options.retired.has(object.path);
+        // Only what the action writes there: a plainly named file directly in images/.
+        if (!IMAGE_PATH.test(object.path) || object.path === SHA256SUMS_PATH)
+            return false;
+        return !named.has(object.path) && !options.kept.has(object.path);
     })
         .map((object) => object.path);
     return { copy, fromServer, remove };
@@ -96124,32 +96207,90 @@ async function putIfChanged(bucket, path, bytes, headers) {
     await bucket.put(path, bytes, headers, { sha256 });
     return true;
 }
+/** The files the server's index names, or an error saying why a bucket cannot hold them. */
+function servedFiles(imagesJson, where) {
+    try {
+        return namedFiles(parseIndexText(imagesJson, where));
+    }
+    catch (error) {
+        if (error instanceof errors/* ActionError */.lZ)
+            throw error;
+        throw new errors/* ActionError */.lZ(`${where} on the server cannot be served from a bucket: ${untrusted((0,errors/* describeError */.Uc)(error))}. Nothing was ` +
+            'copied; run the check sub-action on the server (it names what to do), then the step again.', 'simplestreams-dir');
+    }
+}
+/** The paths an index text names, or none when it cannot be read (a bucket's own index, say). */
+function namedIn(text, where) {
+    if (!text)
+        return new Set();
+    try {
+        return new Set(namedFiles(parseIndexText(text, where)).map((file) => file.path));
+    }
+    catch {
+        return new Set();
+    }
+}
+/** Uploads a file of the server's to the bucket, checked against the index's sha256 as it passes. */
+async function copyFromServer(registry, bucket, file) {
+    info(`${file.path}: not in the bucket; copying it from the server (${file.size} bytes)`);
+    const chunks = verified(registryFileChunks(registry, file.path, file.size), file);
+    await bucket.upload(file.path, chunks, IMAGE_FILE_HEADERS, { sha256: file.sha256 });
+}
+/** The named files the bucket lacks (or holds at another size). */
+async function lacking(bucket, named) {
+    const sizes = new Map();
+    for await (const object of bucket.list('images/'))
+        sizes.set(object.path, object.size);
+    return named.filter((file) => sizes.get(file.path) !== file.size);
+}
+/**
+ * Before any lock is taken: copies from the server the files its live index names that the
+ * bucket lacks (a bucket listed for the first time on a registry with releases, one that fell
+ * behind), so that the sync under the registry lock has little left to do and other runs wait
+ * for it briefly. Names are never given to other bytes, so a file put there early is right
+ * whenever an index names it. Best effort: what fails here (a file the server retired
+ * meanwhile) the sync does, or reports. Returns how many files were copied.
+ */
+async function prefillBucket(registry, bucket) {
+    try {
+        const imagesJson = await readRegistryFile(registry, IMAGES_JSON);
+        if (!imagesJson)
+            return 0;
+        const missing = await lacking(bucket, namedFiles(parseIndexText(imagesJson, IMAGES_JSON)));
+        for (const file of missing)
+            await copyFromServer(registry, bucket, file);
+        return missing.length;
+    }
+    catch (error) {
+        info(`Copying what the bucket lacks before the lock stopped (${(0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error))}); the sync under the lock goes on.`);
+        return 0;
+    }
+}
 /**
  * Makes the bucket serve the registry the server serves, reading the server through `registry`
- * (which must hold its registry lock). `uploads`: what this run uploaded to the bucket.
+ * (which must hold its registry lock).
  */
-async function syncBucket(registry, bucket, uploads = [], now = () => new Date()) {
+async function syncBucket(registry, bucket, options = {}) {
+    const now = options.now ?? (() => new Date());
+    const uploads = options.uploads ?? [];
     const imagesJson = await readRegistryFile(registry, IMAGES_JSON);
     const indexJson = await readRegistryFile(registry, INDEX_JSON);
     if (!imagesJson || !indexJson) {
         // A registry with nothing published yet: nothing to serve.
         return { indexChanged: false, changedPaths: [], copied: 0, fromServer: 0, removed: 0 };
     }
-    const index = parseIndexText(imagesJson, external_node_path_.posix.join(registry.paths.simplestreamsDir, IMAGES_JSON));
-    const named = namedFiles(index);
+    const where = external_node_path_.posix.join(registry.paths.simplestreamsDir, IMAGES_JSON);
+    const named = servedFiles(imagesJson, where);
     const sums = await readRegistryFile(registry, SHA256SUMS_PATH);
-    const retiredText = (await readRegistryFile(registry, '.lxc-publish/retired'))?.toString('utf8') ?? '';
+    // The server trims its list under the lock before this reads it: every line it keeps counts.
+    const serverRetired = retiredEntries((await readRegistryFile(registry, '.lxc-publish/retired'))?.toString('utf8') ?? '');
+    const bucketRetired = nextBucketRetired(retiredEntries((await bucket.read(BUCKET_RETIRED))?.toString('utf8') ?? ''), namedIn(await bucket.read(IMAGES_JSON), `${bucket.settings.name}:${IMAGES_JSON}`), new Set(named.map((file) => file.path)), Math.floor(now().getTime() / 1000));
+    const kept = new Set([...serverRetired, ...bucketRetired].map((entry) => entry.path));
     const stored = [];
     for (const folder of ['images/', UPLOADS_FOLDER])
         for await (const object of bucket.list(folder))
             stored.push(object);
-    const plan = planSync({
-        named,
-        stored,
-        uploads,
-        retired: keptRetired(retiredText, now().getTime() / 1000),
-        now: now(),
-    });
+    const plan = planSync({ named, stored, uploads, kept, now: now() });
     for (const { file, from } of plan.copy) {
         await bucket.copy(from, file.path, {
             size: file.size,
@@ -96157,20 +96298,30 @@ async function syncBucket(registry, bucket, uploads = [], now = () => new Date()
             metadata: { sha256: file.sha256 },
         });
     }
-    for (const file of plan.fromServer) {
-        info(`${file.path}: not in the bucket; copying it from the server (${file.size} bytes)`);
-        const chunks = verified(registryFileChunks(registry, file.path, file.size), file);
-        await bucket.upload(file.path, chunks, IMAGE_FILE_HEADERS, { sha256: file.sha256 });
-    }
-    // Every named file is there: the index may name them now.
+    for (const file of plan.fromServer)
+        await copyFromServer(registry, bucket, file);
+    // Every named file is there: the index may name them now. What it stops naming is listed first.
+    const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
+    await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
     const changedPaths = [];
-    if (sums && (await putIfChanged(bucket, SHA256SUMS_PATH, sums, SUMS_HEADERS)))
-        changedPaths.push(SHA256SUMS_PATH);
-    if (await putIfChanged(bucket, IMAGES_JSON, imagesJson, INDEX_HEADERS))
-        changedPaths.push(IMAGES_JSON);
-    if (await putIfChanged(bucket, INDEX_JSON, indexJson, INDEX_HEADERS))
-        changedPaths.push(INDEX_JSON);
-    await bucket.delete(plan.remove);
+    const write = async (path, bytes, headers) => {
+        // A run whose lease ran out must not put back an index older than the next run's.
+        if (options.lost?.())
+            throw new LeaseLostForBucket(bucket.settings.name);
+        if (await putIfChanged(bucket, path, bytes, headers))
+            changedPaths.push(path);
+    };
+    if (sums)
+        await write(SHA256SUMS_PATH, sums, SUMS_HEADERS);
+    await write(IMAGES_JSON, imagesJson, INDEX_HEADERS);
+    await write(INDEX_JSON, indexJson, INDEX_HEADERS);
+    try {
+        await bucket.delete(plan.remove);
+    }
+    catch (error) {
+        // The bucket serves the new index whole: a refused clean-up is for the owner to see, not a failure.
+        log_warning(`${(0,errors/* describeError */.Uc)(error)} The bucket serves the new index; what it no longer needs stays until a run may delete it.`, { title: 'lxc-publish: a bucket was not cleaned up' });
+    }
     return {
         indexChanged: changedPaths.includes(IMAGES_JSON) || changedPaths.includes(INDEX_JSON),
         changedPaths,
@@ -96178,6 +96329,13 @@ async function syncBucket(registry, bucket, uploads = [], now = () => new Date()
         fromServer: plan.fromServer.length,
         removed: plan.remove.filter((path) => !path.startsWith(UPLOADS_FOLDER)).length,
     };
+}
+/** The server's registry lock was lost while a bucket was being brought up to date. */
+class LeaseLostForBucket extends errors/* ActionError */.lZ {
+    constructor(name) {
+        super(`Bucket ${name}: the lease on the server's registry lock was lost while the bucket was brought up to date (the ` +
+            'connection stalled?), so its index was left as it was: another run may hold the lock now. Run the step again.');
+    }
 }
 /** A file's chunks as read from the server, failing at the end unless they hash to what the index says. */
 async function* verified(chunks, file) {
@@ -96188,7 +96346,9 @@ async function* verified(chunks, file) {
     }
     const got = hash.digest('hex');
     if (got !== file.sha256)
-        throw new Error(`${file.path} on the server has sha256 ${got}, not ${file.sha256} as the index says`);
+        throw new errors/* ActionError */.lZ(`${file.path} on the server has sha256 ${got}, not ${file.sha256} as the index says: it was damaged there, ` +
+            "so it was not copied to the bucket, and the bucket's index was left as it was. Run the check sub-action on the " +
+            'server (it names what to do), then the step again.', 'simplestreams-dir');
 }
 
 ;// CONCATENATED MODULE: ./src/bucket/upload.ts
@@ -96202,8 +96362,9 @@ async function* verified(chunks, file) {
 
 
 
-const PART_MIB = PART_BYTES / (1024 * 1024);
 
+
+const PART_MIB = PART_BYTES / (1024 * 1024);
 /** A folder of its own for this run's uploads. */
 const newUploadFolder = () => `${UPLOADS_FOLDER}${(0,external_node_crypto_.randomBytes)(16).toString('hex')}/`;
 /** The chunks, hashed as they pass; the digest is set once the last went through. */
@@ -96226,15 +96387,22 @@ function hashing(chunks, done) {
 async function uploadToBucket(bucket, files, options) {
     const started = Date.now();
     // Every file at once, as the servers' uploads read them: none waits on a file another holds back.
-    const uploads = await Promise.all(files.map(async (file, k) => {
+    const outcomes = await Promise.allSettled(files.map(async (file, k) => {
         const path = `${options.folder}file-${k}`;
         let sent;
         const source = options.shared?.read(k) ?? readStream(file);
         await bucket.upload(path, hashing(source, (sha256, size) => (sent = { sha256, size })), IMAGE_FILE_HEADERS);
         if (!sent || sent.size !== file.size)
-            throw new Error(`${file.path} changed while it was uploaded to the bucket`);
+            throw new errors/* ActionError */.lZ(`${file.path} changed while it was uploaded to the bucket; make sure nothing writes it during the step, and run it again.`, file.input);
         return { path, ...sent };
     }));
+    const uploads = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+    if (failed) {
+        // What did arrive is of no use without the rest: not left for the clean-up a day later.
+        await bucket.delete(uploads.map((upload) => upload.path)).catch(() => undefined);
+        throw failed.reason;
+    }
     const bytes = uploads.reduce((sum, upload) => sum + upload.size, 0);
     const seconds = (Date.now() - started) / 1000;
     info(`Uploaded ${(bytes / 1e6).toFixed(1)} MB to the bucket in ${seconds.toFixed(2)} s ` +
@@ -96313,6 +96481,9 @@ function failureOf(run) {
     const message = (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error));
     if (!(error instanceof errors/* ActionError */.lZ) || error.input === undefined)
         return { message };
+    // A bucket's errors name the buckets input, or the host input's settings it reads through.
+    if ('bucket' in run)
+        return { message, input: error.input };
     const own = PER_SERVER_INPUTS.has(error.input) || error.input.includes(' of mirror ');
     return { message, input: run.server.primary || !own ? error.input : 'mirrors' };
 }
@@ -96468,6 +96639,7 @@ async function publishToFleet(settings) {
         // each copies what it lacks from the host input's server.
         if (toPublish.length > 0)
             await uploadAndStage(toPublish, buckets, image, aliases);
+        await prefillBuckets(runs[0].registry, buckets);
         return await commitEverywhere(runs, buckets, aliases);
     }
     catch (error) {
@@ -96614,8 +96786,12 @@ async function commitEverywhere(runs, buckets, aliases) {
             try {
                 run.result = await run.prepared.commit();
                 // Under the same lock: no other run changes the index the buckets copy meanwhile.
+                const prepared = run.prepared;
                 if (run.server.primary)
-                    await syncBuckets(run.lockedRegistry, buckets, run.result, 'published');
+                    await syncBuckets(run.lockedRegistry, buckets, run.result, {
+                        caughtUp: 'published',
+                        lost: () => prepared.lost(),
+                    });
             }
             catch (error) {
                 run.error = error;
@@ -96642,6 +96818,18 @@ async function commitEverywhere(runs, buckets, aliases) {
     throw new FleetPartlyPublished(`The release is published on ${committed.join(', ')} but its commit failed on ` +
         `${reasons}. Run the step again: the servers that have it report unchanged, and the others publish it.`, input, fleetResult(runs, buckets, true));
 }
+/**
+ * Copies to each bucket, from the host input's server and before its registry lock is taken,
+ * what the bucket lacks of the releases that server serves (bucket/sync.ts prefillBucket).
+ */
+async function prefillBuckets(registry, buckets) {
+    if (buckets.length === 0)
+        return;
+    await timedGroup('Copy to the buckets what they lack of the releases already served', async () => {
+        for (const run of buckets)
+            await onServer(run.server.name, () => prefillBucket(registry, run.bucket));
+    });
+}
 /** Why a bucket was not brought up to date: the host input's server, whose index it serves, did not commit. */
 function notCopied(primary) {
     return new errors/* ActionError */.lZ(`not brought up to date: a bucket serves the index of the host input's server (${where(primary)}), whose commit failed`);
@@ -96652,12 +96840,16 @@ function notCopied(primary) {
  * this never throws. `caughtUp`: a bucket's status when it now serves an index that the server
  * had already (the server's result was unchanged).
  */
-async function syncBuckets(registry, buckets, result, caughtUp) {
+async function syncBuckets(registry, buckets, result, options) {
+    const { caughtUp, lost } = options;
     if (buckets.length === 0)
         return;
     await timedGroup(`Bring ${buckets.length === 1 ? 'the bucket' : `${buckets.length} buckets`} up to date`, () => Promise.all(buckets.map((run) => onServer(run.server.name, async () => {
         try {
-            const synced = await syncBucket(registry, run.bucket, run.uploads);
+            const synced = await syncBucket(registry, run.bucket, {
+                ...(run.uploads ? { uploads: run.uploads } : {}),
+                lost,
+            });
             info(`${synced.copied} file(s) copied from this run's upload, ${synced.fromServer} from the server, ` +
                 `${synced.removed} removed; index ${synced.indexChanged ? 'updated' : 'as it was'}`);
             // A server that had the change already (unchanged, or not-found for a removal made before).
@@ -96744,7 +96936,7 @@ async function publish(settings) {
     finally {
         if (registry) {
             registry.close();
-            core/* info */.pq(describeSshCounters());
+            lib_core/* info */.pq(describeSshCounters());
         }
         // A squashfs converted from a rootfs tarball is not needed once the run is over.
         for (const cleanup of cleanups)
@@ -96779,7 +96971,7 @@ function checkPublic(settings, result) {
         url: settings.publicUrl,
         fingerprint: result.fingerprint,
         timeoutSeconds: settings.publicCheckTimeout,
-        log: core/* info */.pq,
+        log: lib_core/* info */.pq,
     }));
 }
 /** The action's entry point: never throws; a failure fails the step with a message. */
@@ -96803,7 +96995,7 @@ function run() {
                     publicFailure = error;
                 }
             }
-            core/* setOutput */.uH('public-check', publicCheck ? 'passed' : publicFailure ? 'failed' : 'skipped');
+            lib_core/* setOutput */.uH('public-check', publicCheck ? 'passed' : publicFailure ? 'failed' : 'skipped');
         }
         finally {
             // The summary says "served" only when the public check passed. Outside a runner (a local
@@ -96824,7 +97016,7 @@ function run() {
                 `it: ${publicFailure.message} (public-check: ${settings.publicCheck})`;
             if (settings.publicCheck === 'fail')
                 throw new errors/* FailedAfterPublishing */.Tc(message, publicFailure.input);
-            core/* warning */.$e(message, { title: 'lxc-publish: the public check failed' });
+            lib_core/* warning */.$e(message, { title: 'lxc-publish: the public check failed' });
         }
     });
 }
@@ -96918,7 +97110,7 @@ async function runStep(failureHeading, work) {
 /* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
 /* harmony export */   Sy: () => (/* binding */ writeSummary)
 /* harmony export */ });
-/* unused harmony exports formatSize, launchCommand, buildSummary, serversTable, buildFailureSummary, writeDayTwoSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
+/* unused harmony exports formatSize, launchCommand, buildSummary, serversTable, checkedServersTable, buildFailureSummary, writeDayTwoSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
 /* harmony import */ var _public_commands_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7515);
 /* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
@@ -97055,21 +97247,37 @@ function buildSummary(result, options = {}) {
         parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
     return parts.join('\n\n') + '\n';
 }
-/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
-function serversTable(servers) {
+function fleetTable(rows) {
     return [
         '<table>',
         '<tr><th>Server</th><th>Address</th><th>Status</th><th>Detail</th></tr>',
-        ...servers.map((server) => {
-            const detail = server.error
-                ? escapeHtml(server.error)
-                : server.result && server.result.product !== ''
-                    ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
-                    : '';
-            return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
-        }),
+        ...rows.map((row) => `<tr><td>${escapeHtml(row.name)}</td><td>${code(row.address)}</td><td>${escapeHtml(row.status)}</td><td>${row.detailHtml}</td></tr>`),
         '</table>',
     ].join('\n');
+}
+/** Where a fleet member is: host:port, and a bucket's bucket/prefix. */
+const address = (server) => `${server.host}:${server.port}${server.bucket !== undefined ? ` ${server.bucket}` : ''}`;
+/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
+function serversTable(servers) {
+    return fleetTable(servers.map((server) => ({
+        name: server.name,
+        address: address(server),
+        status: server.status,
+        detailHtml: server.error
+            ? escapeHtml(server.error)
+            : server.result && server.result.product !== ''
+                ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
+                : '',
+    })));
+}
+/** The check sub-action's table of the fleet. */
+function checkedServersTable(servers) {
+    return fleetTable(servers.map((server) => ({
+        name: server.name,
+        address: address(server),
+        status: server.status,
+        detailHtml: escapeHtml(server.error ?? `${server.errors} error(s), ${server.warnings} warning(s), ${server.repaired} repaired`),
+    })));
 }
 /** Writes the job summary. */
 async function writeSummary(result, options = {}) {
@@ -97152,7 +97360,7 @@ const CHECK_HEADINGS = {
     problems: 'Registry check: problems remain',
 };
 /** The check sub-action's summary: what was looked at, and each finding with what became of it. */
-function buildCheckSummary(report, status, where) {
+function buildCheckSummary(report, status, where, servers = []) {
     const looked = `${escapeHtml(where.host)}:${code(where.simplestreamsDir)}: ${report.products} products, ${report.versions} versions, ` +
         `${report.files} files named; sizes checked for all, sha256 for ${report.hashed}` +
         (report.late > 0 ? ` (${report.late} not reached within hash-time)` : '') +
@@ -97180,10 +97388,13 @@ function buildCheckSummary(report, status, where) {
         for (const [kind, count] of hidden)
             parts.push(`And ${count} more ${code(kind)}, not shown here: the \`report\` output lists them all.`);
     }
+    // With mirrors or buckets: the above is the host input's server; the others' findings are in the log and the report output.
+    if (servers.length > 1)
+        parts.push('### Servers', checkedServersTable(servers));
     return parts.join('\n\n') + '\n';
 }
-async function writeCheckSummary(report, status, where) {
-    await core.summary.addRaw(buildCheckSummary(report, status, where)).write();
+async function writeCheckSummary(report, status, where, servers = []) {
+    await core.summary.addRaw(buildCheckSummary(report, status, where, servers)).write();
 }
 
 

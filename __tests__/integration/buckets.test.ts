@@ -4,7 +4,12 @@
 // the bucket gets every file its index names, then the index. The clients and the daemons read
 // the bucket through an HTTPS front (as a CDN in front of a bucket), anonymously.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { PutBucketPolicyCommand, DeleteBucketPolicyCommand } from '@aws-sdk/client-s3';
+import {
+  DeleteBucketPolicyCommand,
+  DeleteObjectsCommand,
+  PutBucketPolicyCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import { Readable } from 'node:stream';
@@ -122,7 +127,42 @@ async function expectBucketServesServer(prefix = PREFIX, bucket = BUCKET): Promi
   const objects = await bucketObjects(prefix, bucket);
   for (const [file, size] of named(imagesJson)) expect([file, objects.get(file)]).toEqual([file, size]);
   // Nothing of this run's uploads stays behind.
-  expect([...objects.keys()].filter((key) => key.startsWith('.lxc-publish/'))).toEqual([]);
+  expect([...objects.keys()].filter((key) => key.startsWith('.lxc-publish/uploads/'))).toEqual([]);
+}
+
+/** Dates the bucket's own retired list `hours` back, as if that much time had passed. */
+async function ageBucketRetired(hours: number): Promise<string> {
+  const key = `${PREFIX}.lxc-publish/retired`;
+  const text = ((await store.read(BUCKET, key)) ?? Buffer.alloc(0)).toString('utf8');
+  const aged = text.replace(/^(\d+)/gm, (stamp) => String(Number(stamp) - hours * 3600));
+  await store.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: Buffer.from(aged) }));
+  return text;
+}
+
+/**
+ * Runs `work` with the test bucket's policy denying `action` on `resource` (a policy written
+ * wrong), then puts the public-read policy back.
+ */
+async function withDenied<T>(action: string, resource: string, work: () => Promise<T>): Promise<T> {
+  const policy = {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Principal: '*',
+        Action: ['s3:GetObject'],
+        Resource: ['images/*', 'streams/*'].map((folder) => `arn:aws:s3:::${BUCKET}/${PREFIX}${folder}`),
+      },
+      { Effect: 'Deny', Principal: '*', Action: [action], Resource: [`arn:aws:s3:::${BUCKET}/${resource}`] },
+    ],
+  };
+  await store.client.send(new PutBucketPolicyCommand({ Bucket: BUCKET, Policy: JSON.stringify(policy) }));
+  try {
+    return await work();
+  } finally {
+    await store.client.send(new DeleteBucketPolicyCommand({ Bucket: BUCKET }));
+    await store.allowReads(BUCKET, PREFIX);
+  }
 }
 
 /** A client of its own (no cached index) that trusts the front's CA. */
@@ -198,13 +238,14 @@ describe('a bucket beside the server', () => {
     expect(retired.length).toBeGreaterThan(0);
     for (const line of retired) expect(objects.has(line.split(' ')[1] as string)).toBe(true);
 
-    // The grace ends (the retired list is dated three hours back); the next publish takes the
-    // files off the server, and off the bucket with them.
+    // The grace ends (the server's and the bucket's retired lists dated three hours back); the
+    // next publish takes the files off the server, and off the bucket with them.
     const file = path.join(server.simplestreamsDir, '.lxc-publish/retired');
     const aged = retired.map((line) => line.replace(/^(\d+)/, (stamp) => String(Number(stamp) - 3 * 3600)));
     const { uid, gid } = await fsp.stat(file);
     await fsp.writeFile(file, aged.join('\n') + '\n');
     await fsp.chown(file, uid, gid);
+    await ageBucketRetired(3);
     // Larger than a part and than one read from the server: the bucket that joins later (below) gets it in several.
     const fourth = await image(40 << 20);
     const cleaning = await publish(fourth, { 'keep-versions': '1' });
@@ -247,8 +288,15 @@ describe('a bucket beside the server', () => {
     expect(serversOutput(joined).map((entry) => entry.status)).toEqual(['unchanged', 'published']);
     expect((await fsp.stat(latest.rootfs)).size).toBeGreaterThan(32 << 20);
     expect(joined.stdout).toMatch(
-      /\[late\] 0 file\(s\) copied from this run's upload, \d+ from the server, 0 removed; index updated/,
+      /\[late\] 0 file\(s\) copied from this run's upload, 0 from the server, 0 removed; index updated/,
     );
+    // Every file was copied before the registry lock was taken: other runs do not wait for it.
+    const copies = [
+      ...joined.stdout.matchAll(/^\[late\] images\/\S+: not in the bucket; copying it from the server/gm),
+    ];
+    expect(copies.length).toBeGreaterThanOrEqual(2);
+    const locked = joined.stdout.indexOf('::group::Take the registry lock on every server');
+    expect(copies.every((copy) => (copy.index ?? Infinity) < locked)).toBe(true);
     await expectBucketServesServer('', 'late-joiner');
   });
 
@@ -275,7 +323,7 @@ describe('a bucket beside the server', () => {
     }
     expectExit(linked, 1);
     expect(linked.stdout).toMatch(
-      /is \(or lies under\) a symbolic link on the server: nothing was copied to the buckets/,
+      /^::error title=lxc-publish%3A check the simplestreams-dir input::.* is \(or lies under\) a symbolic link on the server, so it was not copied to the bucket, and the bucket's index was left as it was/m,
     );
     expect(serversOutput(linked).map((entry) => entry.status)).toEqual(['unchanged', 'failed']);
     // No index in that bucket: it serves nothing rather than an index naming a file it lacks.
@@ -314,32 +362,8 @@ describe('a bucket beside the server', () => {
     const before = await store.read(BUCKET, `${PREFIX}streams/v1/images.json`);
     // The bucket takes this run's uploads but refuses anything under images/ (a policy written
     // wrong): the copies fail once the server committed, and the index must not be written.
-    const deny = {
-      Version: '2012-10-17',
-      Statement: [
-        {
-          Effect: 'Allow',
-          Principal: '*',
-          Action: ['s3:GetObject'],
-          Resource: ['images/*', 'streams/*'].map((folder) => `arn:aws:s3:::${BUCKET}/${PREFIX}${folder}`),
-        },
-        {
-          Effect: 'Deny',
-          Principal: '*',
-          Action: ['s3:PutObject'],
-          Resource: [`arn:aws:s3:::${BUCKET}/${PREFIX}images/*`],
-        },
-      ],
-    };
-    await store.client.send(new PutBucketPolicyCommand({ Bucket: BUCKET, Policy: JSON.stringify(deny) }));
     const next = await image();
-    let cut: BundleRun;
-    try {
-      cut = await publish(next);
-    } finally {
-      await store.client.send(new DeleteBucketPolicyCommand({ Bucket: BUCKET }));
-      await store.allowReads(BUCKET, PREFIX);
-    }
+    const cut = await withDenied('s3:PutObject', `${PREFIX}images/*`, () => publish(next));
     expectExit(cut, 1);
     expect(cut.stdout).toMatch(
       /^::error title=lxc-publish%3A check the buckets input::The release is published on 127\.0\.0\.1:\d+ but .* ceph .*Bucket ceph: Copying \.lxc-publish\/uploads\/[0-9a-f]+\/file-0 to images\/[0-9a-f]+\.incus\.tar\.xz failed \(HTTP 403/m,
@@ -381,6 +405,153 @@ describe('a bucket beside the server', () => {
     expect(serversOutput(removed).map((entry) => entry.status)).toEqual(['removed', 'removed']);
     await expectBucketServesServer();
     expect(await resolvedThroughFront('incus', 'bucket:older')).toBeUndefined();
+  });
+});
+
+describe('a bucket that fell behind the server', () => {
+  const serverOnly = (published: TestImage, extra: Inputs = {}): Promise<BundleRun> =>
+    runBundle(inputsFor(server, published, { aliases: 'behind:latest', ...extra }));
+  const behind = (published: TestImage, extra: Inputs = {}): Promise<BundleRun> =>
+    publish(published, { aliases: 'behind:latest', ...extra });
+
+  it("keeps what its own index named for two hours, though the server's grace for it has ended", async () => {
+    const old = await image();
+    expectExit(await behind(old), 0);
+    const bucketNamed = named((await store.read(BUCKET, `${PREFIX}streams/v1/images.json`)) as Buffer);
+    // The release goes from the server alone (steps without the buckets input), and the server's
+    // grace for its files ends: the next publish takes them off the server.
+    const removed = await runEntry({
+      entry: 'dist/remove/index.js',
+      inputs: connectionInputs(server, { fingerprint: old.fingerprint, force: 'true' }),
+    });
+    expectExit(removed, 0);
+    const retiredFile = path.join(server.simplestreamsDir, '.lxc-publish/retired');
+    const lines = (await fsp.readFile(retiredFile, 'utf8')).split('\n').filter((line) => line !== '');
+    const { uid, gid } = await fsp.stat(retiredFile);
+    await fsp.writeFile(
+      retiredFile,
+      lines.map((line) => line.replace(/^(\d+)/, (t) => String(Number(t) - 3 * 3600))).join('\n') + '\n',
+    );
+    await fsp.chown(retiredFile, uid, gid);
+    expectExit(await serverOnly(await image()), 0);
+    const onServer = await serverImages();
+    const leftServer = [...bucketNamed.keys()].filter((file) => !onServer.includes(file));
+    expect(leftServer.length).toBeGreaterThan(0);
+
+    // Something of someone else's below images/ (the action writes only files directly in it).
+    await store.client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}images/site/logo.png`, Body: Buffer.from('png') }),
+    );
+    // The bucket catches up: its index stops naming the files the server dropped, and it keeps
+    // them for clients of its old index, listed in its own retired list.
+    const caughtUp = await behind(await image());
+    expectExit(caughtUp, 0);
+    await expectBucketServesServer();
+    const objects = await bucketObjects();
+    for (const file of leftServer) expect([file, objects.has(file)]).toEqual([file, true]);
+    const bucketRetired = ((await store.read(BUCKET, `${PREFIX}.lxc-publish/retired`)) as Buffer).toString('utf8');
+    for (const file of leftServer)
+      expect(bucketRetired).toMatch(new RegExp(`^\\d+ ${file.replace(/\./g, '\\.')}$`, 'm'));
+    expect(objects.has('images/site/logo.png')).toBe(true);
+
+    // Two hours on (the bucket's list dated back), the next publish deletes them.
+    await ageBucketRetired(3);
+    expectExit(await behind(await image()), 0);
+    const after = await bucketObjects();
+    for (const file of leftServer) expect([file, after.has(file)]).toEqual([file, false]);
+    expect(after.has('images/site/logo.png')).toBe(true);
+  });
+
+  it('reports a clean-up the store refuses as a warning: the bucket serves the new index', async () => {
+    const next = await image();
+    const result = await withDenied('s3:DeleteObject', '*', () => behind(next));
+    expectExit(result, 0);
+    expect(serversOutput(result).map((entry) => entry.status)).toEqual(['published', 'published']);
+    expect(result.stdout).toMatch(
+      /^::warning title=lxc-publish%3A a bucket was not cleaned up::\[ceph\] Bucket ceph: Deleting .*\(HTTP 403: .*AccessDenied.*check the bucket's credentials/m,
+    );
+    // What it could not delete is this run's uploads (copied into images/ already); a later run
+    // deletes them once they are a day old, or the lifecycle rule the guide asks for.
+    const leftover = [...(await bucketObjects()).keys()].filter((key) => key.startsWith('.lxc-publish/uploads/'));
+    expect(leftover).toHaveLength(2);
+    await store.client.send(
+      new DeleteObjectsCommand({
+        Bucket: BUCKET,
+        Delete: { Objects: leftover.map((key) => ({ Key: `${PREFIX}${key}` })) },
+      }),
+    );
+    await expectBucketServesServer();
+  });
+
+  it('leaves the bucket index alone when the lease on the server lock was lost', async () => {
+    const { openRegistry } = await import('../harness/connect.js');
+    const { Bucket } = await import('../../src/bucket/store.js');
+    const { syncBucket, LeaseLostForBucket } = await import('../../src/bucket/sync.js');
+    expectExit(await serverOnly(await image()), 0);
+    const before = await store.read(BUCKET, `${PREFIX}streams/v1/images.json`);
+    const registry = await openRegistry(server);
+    const bucket = new Bucket({
+      name: 'ceph',
+      endpoint: store.endpoint,
+      bucket: BUCKET,
+      prefix: PREFIX,
+      region: 'us-east-1',
+      pathStyle: true,
+      accessKeyId: store.accessKey,
+      secretAccessKey: store.secretKey,
+    });
+    try {
+      await expect(syncBucket(registry, bucket, { lost: () => true })).rejects.toBeInstanceOf(LeaseLostForBucket);
+    } finally {
+      bucket.close();
+      registry.close();
+    }
+    expect(await store.read(BUCKET, `${PREFIX}streams/v1/images.json`)).toEqual(before);
+  });
+});
+
+describe('the check sub-action with buckets', () => {
+  const step = (own: Inputs) => ({
+    entry: 'dist/check/index.js',
+    inputs: connectionInputs(server, { 'hash-time': '0', ...own, buckets: bucketEntry() }),
+    extraEnv: credentials(),
+  });
+
+  it('finds a file the bucket index names but the bucket lacks, and repair brings the bucket up to date', async () => {
+    // In step with the server to begin with (a publish with the bucket).
+    expectExit(await publish(await image()), 0);
+    const healthy = await runEntry(step({}));
+    expectExit(healthy, 0);
+    const entries = (result: BundleRun) =>
+      (JSON.parse(result.outputs['servers'] ?? '[]') as { name: string; status: string; bucket?: string }[]).map(
+        (entry) => [entry.name, entry.status, entry.bucket],
+      );
+    expect(entries(healthy)).toEqual([
+      [`${server.host}:${server.sshPort}`, 'healthy', undefined],
+      ['ceph', 'healthy', `${BUCKET}/${PREFIX}`],
+    ]);
+
+    const imagesJson = (await store.read(BUCKET, `${PREFIX}streams/v1/images.json`)) as Buffer;
+    const [lost] = [...named(imagesJson).keys()].filter((file) => file.endsWith('.squashfs'));
+    await store.client.send(
+      new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key: `${PREFIX}${lost as string}` }] } }),
+    );
+    const found = await runEntry(step({}));
+    expectExit(found, 1);
+    expect(found.stdout).toMatch(
+      new RegExp(
+        `^::error title=lxc-publish check::\\[ceph\\] bucket-missing-file: ${(lost as string).replace(/\./g, '\\.')}: .*clients get a 404`,
+        'm',
+      ),
+    );
+    expect(entries(found)[1]).toEqual(['ceph', 'problems', `${BUCKET}/${PREFIX}`]);
+    expect(found.outputs['errors']).toBe('1');
+
+    const repaired = await runEntry(step({ repair: 'true' }));
+    expectExit(repaired, 0);
+    expect(repaired.outputs['status']).toBe('repaired');
+    expect(repaired.stdout).toContain(`[ceph] ${lost as string}: not in the bucket; copying it from the server`);
+    await expectBucketServesServer();
   });
 });
 

@@ -483,3 +483,64 @@ describe('the alias and remove sub-actions with mirrors', () => {
     expect(again.stdout).toContain('no server of the fleet lists that image');
   });
 });
+
+describe('the check sub-action with mirrors', () => {
+  const CHECK = 'dist/check/index.js';
+
+  interface CheckedEntry {
+    name: string;
+    status: string;
+    report?: { findings: { kind: string; subject: string; detail: string }[] };
+  }
+
+  function checkStep(own: Inputs) {
+    const [primary, ...mirrors] = servers as [Registry, Registry, Registry];
+    return {
+      entry: CHECK,
+      inputs: connectionInputs(primary, {
+        ...own,
+        mirrors: mirrors.map((server, i) => mirror(server, i + 1)).join('\n'),
+      }),
+      extraEnv: Object.fromEntries(mirrors.map((server, i) => [keyVariable(i + 1), server.privateKey])),
+    };
+  }
+
+  it('checks every server and finds a release only the host input lists (fleet-drift)', async () => {
+    const [primary] = servers as [Registry, Registry, Registry];
+    const dir = path.join(work, 'drift');
+    await fsp.mkdir(dir, { recursive: true });
+    const drifted = await makeSplitContainerImage(dir, { os: 'fleet', release: 'bookworm', variant: 'drift' });
+    // Published to the host input's server alone, as a step without mirrors (or a change by hand) would.
+    expectExit(await runBundle(inputsFor(primary, drifted, { aliases: 'drift:latest' })), 0);
+
+    const reported = await runEntry(checkStep({ 'fail-on': 'never', 'hash-time': '0' }));
+    expectExit(reported, 0);
+    const entries = JSON.parse(reported.outputs['report'] ?? '{}') as { servers: CheckedEntry[] };
+    expect(entries.servers.map((entry) => entry.name)).toEqual([
+      `${primary.host}:${primary.sshPort}`,
+      'mirror-1',
+      'mirror-2',
+    ]);
+    const drift = (entry: CheckedEntry) =>
+      (entry.report?.findings ?? []).filter((finding) => finding.kind === 'fleet-drift');
+    expect(drift(entries.servers[0] as CheckedEntry)).toEqual([]);
+    for (const entry of entries.servers.slice(1)) {
+      const details = drift(entry).map((finding) => `${finding.subject}: ${finding.detail}`);
+      expect(details).toContainEqual(expect.stringContaining(drifted.fingerprint.slice(0, 12)));
+      expect(details).toContainEqual(
+        expect.stringMatching(/^drift:latest \(amd64\): names nothing here and [0-9a-f]{12} on/),
+      );
+      expect(entry.status).toBe('problems');
+    }
+    expect(reported.stdout).toMatch(
+      /^::warning title=lxc-publish check::\[mirror-1\] fleet-drift: releases: lacks \d+ release\(s\)/m,
+    );
+    expect(JSON.parse(reported.outputs['servers'] ?? '[]')).toHaveLength(3);
+    expect(reported.summary).toContain('<td>mirror-2</td>');
+
+    // fail-on: warning fails on them; the drift is not repairable, so repair changes nothing.
+    const failing = await runEntry(checkStep({ 'fail-on': 'warning', 'hash-time': '0', repair: 'true' }));
+    expectExit(failing, 1);
+    expect(failing.outputs['status']).toBe('problems');
+  });
+});

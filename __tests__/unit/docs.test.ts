@@ -38,7 +38,7 @@ describe('the sub-actions', () => {
   it.each([
     ['alias/action.yml', ['fingerprint', 'aliases', 'dry-run', 'mirrors', 'buckets']],
     ['remove/action.yml', ['fingerprint', 'dry-run', 'force', 'mirrors', 'buckets']],
-    ['check/action.yml', ['repair', 'fail-on', 'hash-time', 'lxd-compat']],
+    ['check/action.yml', ['repair', 'fail-on', 'hash-time', 'lxd-compat', 'mirrors', 'buckets']],
   ])('%s takes the connection inputs exactly as the main action declares them', (file, own) => {
     const sub = action(file);
     const shared = Object.keys(sub.inputs).filter((name) => !own.includes(name));

@@ -87693,6 +87693,9 @@ function notice(text, properties) {
 function warning(text, properties) {
     lib_core/* warning */.$e(labelled(text), properties);
 }
+function error(text, properties) {
+    core.error(labelled(text), properties);
+}
 
 ;// CONCATENATED MODULE: ./src/common/debug.ts
 /**
@@ -90766,6 +90769,7 @@ async function publication_preparePublication(registry, publication, change, don
         return {
             commit: () => commitUnderLock(registry, held, { publication, change, base, planned, done }),
             release: () => held.lock.release(),
+            lost: () => held.lock.lost(),
         };
     }
     catch (error) {
@@ -90980,7 +90984,7 @@ async function withLiveIndex(registry, options, work) {
             });
             return { live, changedPaths };
         });
-        await options.whileLocked?.(registry, result);
+        await options.whileLocked?.(registry, result, () => held.lock.lost());
         return result;
     }
     finally {
@@ -94971,6 +94975,8 @@ async function steps_preview(settings, image, work) {
 var dist_cjs = __nccwpck_require__(3711);
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/lib-storage/dist-cjs/index.js
 var lib_storage_dist_cjs = __nccwpck_require__(2358);
+// EXTERNAL MODULE: ./node_modules/@smithy/node-http-handler/dist-cjs/index.js
+var node_http_handler_dist_cjs = __nccwpck_require__(1279);
 ;// CONCATENATED MODULE: ./src/bucket/store.ts
 /**
  * An S3-compatible bucket (AWS S3, Cloudflare R2, Backblaze B2, Ceph RGW, MinIO) through the
@@ -94980,6 +94986,8 @@ var lib_storage_dist_cjs = __nccwpck_require__(2358);
  *   <prefix>.lxc-publish/uploads/<run>/<name>         a run's uploads, copied into images/ once
  *                                                     the server committed (then removed)
  */
+
+
 
 
 
@@ -95003,14 +95011,28 @@ const SINGLE_COPY_LIMIT = 5 * 1024 * 1024 * 1024;
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
-/** The failure of a bucket operation, saying which bucket, what was done and what to do. */
-function bucketError(settings, what, error) {
-    const status = error instanceof dist_cjs.S3ServiceException ? error.$metadata.httpStatusCode : undefined;
-    const code = error instanceof dist_cjs.S3ServiceException ? error.name : undefined;
+/**
+ * A store that accepts a connection and never answers must not hold the step (and the server's
+ * registry lock, which a sync runs under) for good: a connection gets this long to open, and a
+ * request this long without a byte moving; each request is tried MAX_ATTEMPTS times.
+ */
+const CONNECT_TIMEOUT_MS = 30_000;
+const IDLE_TIMEOUT_MS = 120_000;
+const MAX_ATTEMPTS = 3;
+/**
+ * The failure of a bucket operation, saying which bucket, what was done and what to do; `refused`:
+ * the store's code for one key of a batch it refused (DeleteObjects answers 200 with those).
+ */
+function bucketError(settings, what, error, refused) {
+    const status = refused === 'AccessDenied' ? 403 : error instanceof dist_cjs.S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+    const code = refused ?? (error instanceof dist_cjs.S3ServiceException ? error.name : undefined);
     const said = untrusted_untrusted((0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error)).slice(0, 300));
     const detail = status === undefined ? said : `HTTP ${status}: ${said}`;
     let fix;
-    if (code === 'NoSuchBucket' || status === 404)
+    if (code === 'NoSuchKey')
+        fix =
+            'an object this run wrote is gone (a lifecycle rule on .lxc-publish/, or another process?); run the step again';
+    else if (code === 'NoSuchBucket' || status === 404)
         fix = `check that bucket ${settings.bucket} exists at ${settings.endpoint} (and path-style for this provider)`;
     else if (status === 403 || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch')
         fix =
@@ -95018,7 +95040,7 @@ function bucketError(settings, what, error) {
                 `list and delete under ${settings.prefix || 'the bucket'}`;
     else if (status === 301 || code === 'PermanentRedirect' || code === 'AuthorizationHeaderMalformed')
         fix = `check region (the bucket is in another region than ${settings.region})`;
-    else if (status === undefined)
+    else if (status === undefined && refused === undefined)
         fix = `check endpoint ${settings.endpoint}: it is reachable from the runner and speaks S3`;
     else
         fix = 'run the step again; if it fails again, check the provider status';
@@ -95027,7 +95049,7 @@ function bucketError(settings, what, error) {
 class Bucket {
     settings;
     client;
-    constructor(settings) {
+    constructor(settings, timeouts = { connectMs: CONNECT_TIMEOUT_MS, idleMs: IDLE_TIMEOUT_MS }) {
         this.settings = settings;
         this.client = new dist_cjs.S3Client({
             endpoint: settings.endpoint,
@@ -95038,8 +95060,18 @@ class Bucket {
             // streamed uploads on stores without them (Ceph RGW 16: 411 MissingContentLength).
             requestChecksumCalculation: 'WHEN_REQUIRED',
             responseChecksumValidation: 'WHEN_REQUIRED',
-            maxAttempts: 5,
+            maxAttempts: MAX_ATTEMPTS,
+            // An idle timeout, not one on the whole request: a large part or copy may take long, moving bytes.
+            requestHandler: new node_http_handler_dist_cjs.NodeHttpHandler({ connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs }),
         });
+        // DeleteObjects must carry a checksum of its body: the SDK sends a CRC32, which some stores
+        // (older MinIO, several hosted ones) do not take; Content-MD5 every S3 store takes.
+        this.client.middlewareStack.add((next, context) => (args) => {
+            const request = args.request;
+            if (context.commandName === 'DeleteObjectsCommand' && typeof request.body === 'string' && request.headers)
+                request.headers['content-md5'] = (0,external_node_crypto_.createHash)('md5').update(request.body).digest('base64');
+            return next(args);
+        }, { step: 'build', name: 'deleteObjectsContentMd5' });
     }
     /** The object key of a path of the registry's tree (or of this action's state). */
     key(path) {
@@ -95093,6 +95125,18 @@ class Bucket {
             ...headers,
             Metadata: metadata,
         })));
+    }
+    /** A small object's bytes (an index), or undefined when there is none. */
+    async read(path, maxBytes = 64 * 1024 * 1024) {
+        const head = await this.head(path);
+        if (!head)
+            return undefined;
+        if (head.size > maxBytes)
+            throw bucketError(this.settings, `Reading ${path}`, new Error(`${head.size} bytes, over ${maxBytes}`));
+        return this.call(`Reading ${path}`, async () => {
+            const object = await this.client.send(new dist_cjs.GetObjectCommand({ Bucket: this.settings.bucket, Key: this.key(path) }));
+            return Buffer.from(await object.Body.transformToByteArray());
+        });
     }
     /** Size and metadata of an object, or undefined when there is none. */
     async head(path) {
@@ -95165,7 +95209,11 @@ class Bucket {
                     lastModified: object.LastModified ?? new Date(0),
                 };
             }
-            token = page.IsTruncated ? page.NextContinuationToken : undefined;
+            const next = page.IsTruncated ? page.NextContinuationToken : undefined;
+            // A store that hands back the same page again would keep this going for good.
+            if (next !== undefined && next === token)
+                throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned the same page twice'));
+            token = next;
         } while (token);
     }
     /** Deletes objects, 1,000 per request; fails naming the first the store refused. */
@@ -95178,7 +95226,7 @@ class Bucket {
             })));
             const refused = result.Errors?.[0];
             if (refused) {
-                throw bucketError(this.settings, `Deleting ${untrusted_untrusted(refused.Key ?? '')}`, new Error(`${refused.Code ?? ''} ${refused.Message ?? ''}`));
+                throw bucketError(this.settings, `Deleting ${untrusted_untrusted(refused.Key ?? '')}`, new Error(`${refused.Code ?? ''} ${refused.Message ?? ''}`), refused.Code ?? 'refused');
             }
         }
     }
@@ -95210,7 +95258,7 @@ async function readRegistryFile(registry, path, part = undefined) {
     if (result.code === EXPORT_EXIT.missing)
         return undefined;
     if (result.code === EXPORT_EXIT.link) {
-        throw new errors/* ActionError */.lZ(`${untrusted_untrusted(where)} is (or lies under) a symbolic link on the server: nothing was copied to the buckets. ` +
+        throw new errors/* ActionError */.lZ(`${untrusted_untrusted(where)} is (or lies under) a symbolic link on the server, so it was not copied to the bucket, and the bucket's index was left as it was. ` +
             'Replace the link with the file or directory itself (the action never follows a link it did not make).', 'simplestreams-dir');
     }
     throw new errors/* ActionError */.lZ(`Reading ${untrusted_untrusted(where)} on the server failed (exit ${result.code ?? result.signal}: ${untrusted_untrusted(result.stderr.trim().slice(-300))}); ` +
@@ -95234,11 +95282,16 @@ async function* registryFileChunks(registry, path, size) {
  * A bucket made to serve what the registry's server serves (the host input's server, under its
  * registry lock, after its commit): every file the committed index names first (copied inside
  * the bucket from this run's uploads, or else read from the server), then images/SHA256SUMS and
- * the index objects, so the bucket never serves an index naming a file it lacks. Files the index
- * no longer names stay as long as the server keeps them for clients with a cached index (its
- * retired list), and are deleted with them. Anything missing or left by a failed run is made
- * good by the next sync: a bucket converges on the server whatever happened before.
+ * the index objects, so the bucket never serves an index naming a file it lacks. A file the index
+ * no longer names stays for clients with a cached index as long as the server keeps it (its
+ * retired list) and for two hours after the bucket's own index stopped naming it (the bucket's
+ * retired list, <prefix>.lxc-publish/retired: a bucket that fell behind the server gets its own
+ * grace). Anything missing or left by a failed run is made good by the next sync: a bucket
+ * converges on the server whatever happened before. The action owns <prefix>images/ and
+ * <prefix>streams/; only plainly named files directly in images/ are ever deleted.
  */
+
+
 
 
 
@@ -95251,6 +95304,8 @@ const IMAGES_JSON = 'streams/v1/images.json';
 const INDEX_JSON = 'streams/v1/index.json';
 /** This action's uploads in a bucket, one folder per run. */
 const sync_UPLOADS_FOLDER = '.lxc-publish/uploads/';
+/** The files the bucket's index stopped naming, and when: "<unix seconds> images/<name>" lines. */
+const BUCKET_RETIRED = '.lxc-publish/retired';
 const IMAGE_PATH = /^images\/[A-Za-z0-9._+-]+$/;
 const sync_SHA256 = /^[0-9a-f]{64}$/;
 /** Every file the index names in images/, each once; a path named with two hashes or sizes is refused. */
@@ -95273,15 +95328,23 @@ function namedFiles(index) {
     }
     return [...files.values()];
 }
-/** The paths the server's retired list keeps (retired less than the grace ago). */
-function keptRetired(text, nowSeconds) {
-    const kept = new Set();
-    for (const line of text.split('\n')) {
+/** The lines of a retired list ("<unix seconds> images/<name>"), those of another form left out. */
+function retiredEntries(text) {
+    return text.split('\n').flatMap((line) => {
         const match = /^([0-9]{1,12}) (images\/[A-Za-z0-9._+-]+)$/.exec(line);
-        if (match && nowSeconds - Number(match[1]) < RETIRE_GRACE_SECONDS)
-            kept.add(match[2]);
-    }
-    return kept;
+        return match ? [{ at: Number(match[1]), path: match[2] }] : [];
+    });
+}
+/**
+ * The bucket's retired list after this sync: what it had, less what is past the grace (by the
+ * runner's clock, which stamped it) or named again, and the files `previous` (the index the
+ * bucket served until now) names and `next` does not, stamped now.
+ */
+function nextBucketRetired(listed, previous, next, nowSeconds) {
+    const kept = listed.filter((entry) => nowSeconds - entry.at < RETIRE_GRACE_SECONDS && !next.has(entry.path));
+    const known = new Set(kept.map((entry) => entry.path));
+    const retiring = [...previous].filter((path) => !next.has(path) && !known.has(path));
+    return [...kept, ...retiring.map((path) => ({ at: nowSeconds, path }))];
 }
 /** What to copy, read from the server and delete so that the bucket serves the index. */
 function planSync(options) {
@@ -95304,7 +95367,10 @@ function planSync(options) {
         if (object.path.startsWith(sync_UPLOADS_FOLDER))
             return (ownUploads.has(object.path) ||
                 options.now.getTime() - object.lastModified.getTime() > UPLOAD_GRACE_SECONDS * 1000);
-        return object.path !== SHA256SUMS_PATH && !named.has(object.path) && !options.retired.has(object.path);
+        // Only what the action writes there: a plainly named file directly in images/.
+        if (!IMAGE_PATH.test(object.path) || object.path === SHA256SUMS_PATH)
+            return false;
+        return !named.has(object.path) && !options.kept.has(object.path);
     })
         .map((object) => object.path);
     return { copy, fromServer, remove };
@@ -95319,32 +95385,90 @@ async function putIfChanged(bucket, path, bytes, headers) {
     await bucket.put(path, bytes, headers, { sha256 });
     return true;
 }
+/** The files the server's index names, or an error saying why a bucket cannot hold them. */
+function servedFiles(imagesJson, where) {
+    try {
+        return namedFiles(read_parseIndexText(imagesJson, where));
+    }
+    catch (error) {
+        if (error instanceof errors/* ActionError */.lZ)
+            throw error;
+        throw new errors/* ActionError */.lZ(`${where} on the server cannot be served from a bucket: ${untrusted_untrusted((0,errors/* describeError */.Uc)(error))}. Nothing was ` +
+            'copied; run the check sub-action on the server (it names what to do), then the step again.', 'simplestreams-dir');
+    }
+}
+/** The paths an index text names, or none when it cannot be read (a bucket's own index, say). */
+function namedIn(text, where) {
+    if (!text)
+        return new Set();
+    try {
+        return new Set(namedFiles(read_parseIndexText(text, where)).map((file) => file.path));
+    }
+    catch {
+        return new Set();
+    }
+}
+/** Uploads a file of the server's to the bucket, checked against the index's sha256 as it passes. */
+async function copyFromServer(registry, bucket, file) {
+    info(`${file.path}: not in the bucket; copying it from the server (${file.size} bytes)`);
+    const chunks = verified(registryFileChunks(registry, file.path, file.size), file);
+    await bucket.upload(file.path, chunks, store_IMAGE_FILE_HEADERS, { sha256: file.sha256 });
+}
+/** The named files the bucket lacks (or holds at another size). */
+async function lacking(bucket, named) {
+    const sizes = new Map();
+    for await (const object of bucket.list('images/'))
+        sizes.set(object.path, object.size);
+    return named.filter((file) => sizes.get(file.path) !== file.size);
+}
+/**
+ * Before any lock is taken: copies from the server the files its live index names that the
+ * bucket lacks (a bucket listed for the first time on a registry with releases, one that fell
+ * behind), so that the sync under the registry lock has little left to do and other runs wait
+ * for it briefly. Names are never given to other bytes, so a file put there early is right
+ * whenever an index names it. Best effort: what fails here (a file the server retired
+ * meanwhile) the sync does, or reports. Returns how many files were copied.
+ */
+async function prefillBucket(registry, bucket) {
+    try {
+        const imagesJson = await readRegistryFile(registry, IMAGES_JSON);
+        if (!imagesJson)
+            return 0;
+        const missing = await lacking(bucket, namedFiles(read_parseIndexText(imagesJson, IMAGES_JSON)));
+        for (const file of missing)
+            await copyFromServer(registry, bucket, file);
+        return missing.length;
+    }
+    catch (error) {
+        info(`Copying what the bucket lacks before the lock stopped (${(0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error))}); the sync under the lock goes on.`);
+        return 0;
+    }
+}
 /**
  * Makes the bucket serve the registry the server serves, reading the server through `registry`
- * (which must hold its registry lock). `uploads`: what this run uploaded to the bucket.
+ * (which must hold its registry lock).
  */
-async function syncBucket(registry, bucket, uploads = [], now = () => new Date()) {
+async function syncBucket(registry, bucket, options = {}) {
+    const now = options.now ?? (() => new Date());
+    const uploads = options.uploads ?? [];
     const imagesJson = await readRegistryFile(registry, IMAGES_JSON);
     const indexJson = await readRegistryFile(registry, INDEX_JSON);
     if (!imagesJson || !indexJson) {
         // A registry with nothing published yet: nothing to serve.
         return { indexChanged: false, changedPaths: [], copied: 0, fromServer: 0, removed: 0 };
     }
-    const index = read_parseIndexText(imagesJson, external_node_path_.posix.join(registry.paths.simplestreamsDir, IMAGES_JSON));
-    const named = namedFiles(index);
+    const where = external_node_path_.posix.join(registry.paths.simplestreamsDir, IMAGES_JSON);
+    const named = servedFiles(imagesJson, where);
     const sums = await readRegistryFile(registry, SHA256SUMS_PATH);
-    const retiredText = (await readRegistryFile(registry, '.lxc-publish/retired'))?.toString('utf8') ?? '';
+    // The server trims its list under the lock before this reads it: every line it keeps counts.
+    const serverRetired = retiredEntries((await readRegistryFile(registry, '.lxc-publish/retired'))?.toString('utf8') ?? '');
+    const bucketRetired = nextBucketRetired(retiredEntries((await bucket.read(BUCKET_RETIRED))?.toString('utf8') ?? ''), namedIn(await bucket.read(IMAGES_JSON), `${bucket.settings.name}:${IMAGES_JSON}`), new Set(named.map((file) => file.path)), Math.floor(now().getTime() / 1000));
+    const kept = new Set([...serverRetired, ...bucketRetired].map((entry) => entry.path));
     const stored = [];
     for (const folder of ['images/', sync_UPLOADS_FOLDER])
         for await (const object of bucket.list(folder))
             stored.push(object);
-    const plan = planSync({
-        named,
-        stored,
-        uploads,
-        retired: keptRetired(retiredText, now().getTime() / 1000),
-        now: now(),
-    });
+    const plan = planSync({ named, stored, uploads, kept, now: now() });
     for (const { file, from } of plan.copy) {
         await bucket.copy(from, file.path, {
             size: file.size,
@@ -95352,20 +95476,30 @@ async function syncBucket(registry, bucket, uploads = [], now = () => new Date()
             metadata: { sha256: file.sha256 },
         });
     }
-    for (const file of plan.fromServer) {
-        info(`${file.path}: not in the bucket; copying it from the server (${file.size} bytes)`);
-        const chunks = verified(registryFileChunks(registry, file.path, file.size), file);
-        await bucket.upload(file.path, chunks, store_IMAGE_FILE_HEADERS, { sha256: file.sha256 });
-    }
-    // Every named file is there: the index may name them now.
+    for (const file of plan.fromServer)
+        await copyFromServer(registry, bucket, file);
+    // Every named file is there: the index may name them now. What it stops naming is listed first.
+    const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
+    await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
     const changedPaths = [];
-    if (sums && (await putIfChanged(bucket, SHA256SUMS_PATH, sums, SUMS_HEADERS)))
-        changedPaths.push(SHA256SUMS_PATH);
-    if (await putIfChanged(bucket, IMAGES_JSON, imagesJson, INDEX_HEADERS))
-        changedPaths.push(IMAGES_JSON);
-    if (await putIfChanged(bucket, INDEX_JSON, indexJson, INDEX_HEADERS))
-        changedPaths.push(INDEX_JSON);
-    await bucket.delete(plan.remove);
+    const write = async (path, bytes, headers) => {
+        // A run whose lease ran out must not put back an index older than the next run's.
+        if (options.lost?.())
+            throw new LeaseLostForBucket(bucket.settings.name);
+        if (await putIfChanged(bucket, path, bytes, headers))
+            changedPaths.push(path);
+    };
+    if (sums)
+        await write(SHA256SUMS_PATH, sums, SUMS_HEADERS);
+    await write(IMAGES_JSON, imagesJson, INDEX_HEADERS);
+    await write(INDEX_JSON, indexJson, INDEX_HEADERS);
+    try {
+        await bucket.delete(plan.remove);
+    }
+    catch (error) {
+        // The bucket serves the new index whole: a refused clean-up is for the owner to see, not a failure.
+        warning(`${(0,errors/* describeError */.Uc)(error)} The bucket serves the new index; what it no longer needs stays until a run may delete it.`, { title: 'lxc-publish: a bucket was not cleaned up' });
+    }
     return {
         indexChanged: changedPaths.includes(IMAGES_JSON) || changedPaths.includes(INDEX_JSON),
         changedPaths,
@@ -95373,6 +95507,13 @@ async function syncBucket(registry, bucket, uploads = [], now = () => new Date()
         fromServer: plan.fromServer.length,
         removed: plan.remove.filter((path) => !path.startsWith(sync_UPLOADS_FOLDER)).length,
     };
+}
+/** The server's registry lock was lost while a bucket was being brought up to date. */
+class LeaseLostForBucket extends errors/* ActionError */.lZ {
+    constructor(name) {
+        super(`Bucket ${name}: the lease on the server's registry lock was lost while the bucket was brought up to date (the ` +
+            'connection stalled?), so its index was left as it was: another run may hold the lock now. Run the step again.');
+    }
 }
 /** A file's chunks as read from the server, failing at the end unless they hash to what the index says. */
 async function* verified(chunks, file) {
@@ -95383,7 +95524,9 @@ async function* verified(chunks, file) {
     }
     const got = hash.digest('hex');
     if (got !== file.sha256)
-        throw new Error(`${file.path} on the server has sha256 ${got}, not ${file.sha256} as the index says`);
+        throw new errors/* ActionError */.lZ(`${file.path} on the server has sha256 ${got}, not ${file.sha256} as the index says: it was damaged there, ` +
+            "so it was not copied to the bucket, and the bucket's index was left as it was. Run the check sub-action on the " +
+            'server (it names what to do), then the step again.', 'simplestreams-dir');
 }
 
 ;// CONCATENATED MODULE: ./src/bucket/upload.ts
@@ -95397,8 +95540,9 @@ async function* verified(chunks, file) {
 
 
 
-const PART_MIB = PART_BYTES / (1024 * 1024);
 
+
+const PART_MIB = PART_BYTES / (1024 * 1024);
 /** A folder of its own for this run's uploads. */
 const upload_newUploadFolder = () => `${UPLOADS_FOLDER}${randomBytes(16).toString('hex')}/`;
 /** The chunks, hashed as they pass; the digest is set once the last went through. */
@@ -95421,15 +95565,22 @@ function hashing(chunks, done) {
 async function upload_uploadToBucket(bucket, files, options) {
     const started = Date.now();
     // Every file at once, as the servers' uploads read them: none waits on a file another holds back.
-    const uploads = await Promise.all(files.map(async (file, k) => {
+    const outcomes = await Promise.allSettled(files.map(async (file, k) => {
         const path = `${options.folder}file-${k}`;
         let sent;
         const source = options.shared?.read(k) ?? readStream(file);
         await bucket.upload(path, hashing(source, (sha256, size) => (sent = { sha256, size })), IMAGE_FILE_HEADERS);
         if (!sent || sent.size !== file.size)
-            throw new Error(`${file.path} changed while it was uploaded to the bucket`);
+            throw new ActionError(`${file.path} changed while it was uploaded to the bucket; make sure nothing writes it during the step, and run it again.`, file.input);
         return { path, ...sent };
     }));
+    const uploads = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+    if (failed) {
+        // What did arrive is of no use without the rest: not left for the clean-up a day later.
+        await bucket.delete(uploads.map((upload) => upload.path)).catch(() => undefined);
+        throw failed.reason;
+    }
     const bytes = uploads.reduce((sum, upload) => sum + upload.size, 0);
     const seconds = (Date.now() - started) / 1000;
     log.info(`Uploaded ${(bytes / 1e6).toFixed(1)} MB to the bucket in ${seconds.toFixed(2)} s ` +
@@ -95508,6 +95659,9 @@ function failureOf(run) {
     const message = (0,errors/* oneLine */.TN)((0,errors/* describeError */.Uc)(error));
     if (!(error instanceof errors/* ActionError */.lZ) || error.input === undefined)
         return { message };
+    // A bucket's errors name the buckets input, or the host input's settings it reads through.
+    if ('bucket' in run)
+        return { message, input: error.input };
     const own = PER_SERVER_INPUTS.has(error.input) || error.input.includes(' of mirror ');
     return { message, input: run.server.primary || !own ? error.input : 'mirrors' };
 }
@@ -95663,6 +95817,7 @@ async function publishToFleet(settings) {
         // each copies what it lacks from the host input's server.
         if (toPublish.length > 0)
             await uploadAndStage(toPublish, buckets, image, aliases);
+        await prefillBuckets(runs[0].registry, buckets);
         return await commitEverywhere(runs, buckets, aliases);
     }
     catch (error) {
@@ -95809,8 +95964,12 @@ async function commitEverywhere(runs, buckets, aliases) {
             try {
                 run.result = await run.prepared.commit();
                 // Under the same lock: no other run changes the index the buckets copy meanwhile.
+                const prepared = run.prepared;
                 if (run.server.primary)
-                    await syncBuckets(run.lockedRegistry, buckets, run.result, 'published');
+                    await syncBuckets(run.lockedRegistry, buckets, run.result, {
+                        caughtUp: 'published',
+                        lost: () => prepared.lost(),
+                    });
             }
             catch (error) {
                 run.error = error;
@@ -95837,6 +95996,18 @@ async function commitEverywhere(runs, buckets, aliases) {
     throw new FleetPartlyPublished(`The release is published on ${committed.join(', ')} but its commit failed on ` +
         `${reasons}. Run the step again: the servers that have it report unchanged, and the others publish it.`, input, fleetResult(runs, buckets, true));
 }
+/**
+ * Copies to each bucket, from the host input's server and before its registry lock is taken,
+ * what the bucket lacks of the releases that server serves (bucket/sync.ts prefillBucket).
+ */
+async function prefillBuckets(registry, buckets) {
+    if (buckets.length === 0)
+        return;
+    await debug_timedGroup('Copy to the buckets what they lack of the releases already served', async () => {
+        for (const run of buckets)
+            await onServer(run.server.name, () => prefillBucket(registry, run.bucket));
+    });
+}
 /** Why a bucket was not brought up to date: the host input's server, whose index it serves, did not commit. */
 function notCopied(primary) {
     return new errors/* ActionError */.lZ(`not brought up to date: a bucket serves the index of the host input's server (${where(primary)}), whose commit failed`);
@@ -95847,12 +96018,16 @@ function notCopied(primary) {
  * this never throws. `caughtUp`: a bucket's status when it now serves an index that the server
  * had already (the server's result was unchanged).
  */
-async function syncBuckets(registry, buckets, result, caughtUp) {
+async function syncBuckets(registry, buckets, result, options) {
+    const { caughtUp, lost } = options;
     if (buckets.length === 0)
         return;
     await debug_timedGroup(`Bring ${buckets.length === 1 ? 'the bucket' : `${buckets.length} buckets`} up to date`, () => Promise.all(buckets.map((run) => onServer(run.server.name, async () => {
         try {
-            const synced = await syncBucket(registry, run.bucket, run.uploads);
+            const synced = await syncBucket(registry, run.bucket, {
+                ...(run.uploads ? { uploads: run.uploads } : {}),
+                lost,
+            });
             info(`${synced.copied} file(s) copied from this run's upload, ${synced.fromServer} from the server, ` +
                 `${synced.removed} removed; index ${synced.indexChanged ? 'updated' : 'as it was'}`);
             // A server that had the change already (unchanged, or not-found for a removal made before).
@@ -95992,6 +96167,8 @@ const DECLARED_INPUTS = {
         'repair',
         'fail-on',
         'hash-time',
+        'mirrors',
+        'buckets',
         'host',
         'port',
         'username',
@@ -96080,6 +96257,15 @@ function parseBoolean(text, key, label) {
         return false;
     throw bucketsError(`${label}: ${key} must be true or false.`);
 }
+/** Whether to use path-style URLs; a dotted bucket name in the host name would fail TLS. */
+function pathStyle(value, bucket, endpoint, label) {
+    const pathStyle = value === undefined ? true : parseBoolean(value, 'path-style', label);
+    if (!pathStyle && bucket.includes('.') && endpoint.protocol === 'https:') {
+        throw bucketsError(`${label}: path-style: false puts bucket ${bucket} in the host name, where its dots break the certificate ` +
+            'check over HTTPS; use path-style: true, or a bucket name without dots.');
+    }
+    return pathStyle;
+}
 /** One entry of the list, checked. */
 function readBucket(raw, position, env) {
     const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
@@ -96108,7 +96294,7 @@ function readBucket(raw, position, env) {
         bucket,
         prefix,
         region,
-        pathStyle: entry['path-style'] === undefined ? true : parseBoolean(entry['path-style'], 'path-style', label),
+        pathStyle: pathStyle(entry['path-style'], bucket, endpoint, label),
         accessKeyId: secretFromEnvironment(entry['access-key-id-env'], 'access-key-id-env', label, env, 'buckets'),
         secretAccessKey: secretFromEnvironment(entry['secret-access-key-env'], 'secret-access-key-env', label, env, 'buckets'),
     };
@@ -96125,15 +96311,19 @@ function parseBuckets(text, taken, env = process.env) {
         throw bucketsError(`lists ${document.length} buckets; at most ${MAX_BUCKETS} are published to in one run.`);
     const buckets = withSecrets(env, (secrets) => document.map((raw, i) => readBucket(raw, i + 1, secrets)));
     const names = new Set(taken);
-    const places = new Set();
-    for (const bucket of buckets) {
+    for (const [k, bucket] of buckets.entries()) {
         if (names.has(bucket.name))
             throw bucketsError(`two members of the fleet are named ${bucket.name}; give each bucket a name of its own (name:).`);
         names.add(bucket.name);
-        const place = `${new URL(bucket.endpoint).host}/${bucket.bucket}/${bucket.prefix}`;
-        if (places.has(place))
-            throw bucketsError(`${bucket.name} is ${place} a second time; list each bucket and prefix once.`);
-        places.add(place);
+        for (const other of buckets.slice(0, k)) {
+            const sameBucket = new URL(bucket.endpoint).host === new URL(other.endpoint).host && bucket.bucket === other.bucket;
+            // A registry under another's prefix would lose its files to the other's clean-up.
+            if (sameBucket && (bucket.prefix.startsWith(other.prefix) || other.prefix.startsWith(bucket.prefix))) {
+                throw bucketsError(`${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} with prefixes ` +
+                    `"${other.prefix}" and "${bucket.prefix}", one inside the other; list each registry once, each under a ` +
+                    'prefix of its own that holds no other.');
+            }
+        }
     }
     return buckets;
 }
@@ -96260,9 +96450,9 @@ function readSettings() {
     const { serverName, mirrors, buckets } = readFleet(registry, uploadDir);
     const convertCommand = parseConvertCommand(core.getInput('convert-command'));
     if ((mirrors.length > 0 || buckets.length > 0) && convertCommand !== '') {
-        throw new ActionError(`convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command changes the live registry itself, so no ` +
-            'server could wait for the others before its release goes live. Publish to each server in a step of its ' +
-            'own, or leave convert-command out.', 'convert-command');
+        throw new ActionError(`convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command makes the release live on the server as it runs, ` +
+            'before every other member of the fleet has it. Publish to each server in a step of its own, or leave ' +
+            'convert-command out.', 'convert-command');
     }
     return {
         ...registry,
@@ -96343,8 +96533,10 @@ function inputs_readDayTwoSettings(kind) {
 }
 /** Reads the check sub-action's settings. */
 function readCheckSettings() {
+    const registry = readRegistrySettings('check');
     return {
-        ...readRegistrySettings('check'),
+        ...registry,
+        ...readFleet(registry, ''),
         repair: readBoolean('repair'),
         failOn: readChoice('fail-on', { choices: ['error', 'warning', 'never'], fallback: 'error' }),
         hashSeconds: readWholeNumber('hash-time', { fallback: 300, min: 0, max: 86400 }),
@@ -96455,7 +96647,7 @@ async function onFleet(settings, operation) {
     // The alias sub-action always names aliases; the remove sub-action none.
     const caughtUp = settings.aliases.length === 0 ? 'removed' : 'updated';
     try {
-        await debug_timedGroup(`Connect to ${members.length} servers`, () => Promise.all(members.map((run) => onServer(run.server.name, async () => {
+        await debug_timedGroup(`Connect to ${describeFleet(runs, buckets)}`, () => Promise.all(members.map((run) => onServer(run.server.name, async () => {
             try {
                 if ('bucket' in run)
                     await run.bucket.check();
@@ -96469,6 +96661,8 @@ async function onFleet(settings, operation) {
         const unreachable = members.filter((run) => run.error !== undefined);
         if (unreachable.length > 0)
             throw failure('connecting', unreachable, members, false);
+        if (!settings.dryRun)
+            await prefillBuckets(runs[0].registry, buckets);
         let committing = false;
         await Promise.all(runs.map((run) => onServer(run.server.name, async () => {
             const turn = turns.get(run);
@@ -96486,7 +96680,7 @@ async function onFleet(settings, operation) {
             };
             // Under the host input's server's lock, once its change is made: the buckets serve its index.
             const whileLocked = run.server.primary
-                ? (registry, result) => syncBuckets(registry, buckets, result, caughtUp)
+                ? (registry, result, lost) => syncBuckets(registry, buckets, result, { caughtUp, lost })
                 : undefined;
             try {
                 run.result = await operation(run.registry, {
@@ -96696,7 +96890,7 @@ async function runStep(failureHeading, work) {
 /* harmony export */   KJ: () => (/* binding */ writeFailureSummary),
 /* harmony export */   QF: () => (/* binding */ writeDayTwoSummary)
 /* harmony export */ });
-/* unused harmony exports formatSize, launchCommand, buildSummary, serversTable, writeSummary, buildFailureSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
+/* unused harmony exports formatSize, launchCommand, buildSummary, serversTable, checkedServersTable, writeSummary, buildFailureSummary, SHOWN_PER_KIND, shownFindings, REPAIR_REFUSED, buildCheckSummary, writeCheckSummary */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
 /* harmony import */ var _public_remote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2611);
 /* harmony import */ var _common_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1922);
@@ -96832,21 +97026,37 @@ function buildSummary(result, options = {}) {
         parts.push('With LXD:', codeBlock(commands.lxc, 'sh'));
     return parts.join('\n\n') + '\n';
 }
-/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
-function serversTable(servers) {
+function fleetTable(rows) {
     return [
         '<table>',
         '<tr><th>Server</th><th>Address</th><th>Status</th><th>Detail</th></tr>',
-        ...servers.map((server) => {
-            const detail = server.error
-                ? escapeHtml(server.error)
-                : server.result && server.result.product !== ''
-                    ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
-                    : '';
-            return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
-        }),
+        ...rows.map((row) => `<tr><td>${escapeHtml(row.name)}</td><td>${code(row.address)}</td><td>${escapeHtml(row.status)}</td><td>${row.detailHtml}</td></tr>`),
         '</table>',
     ].join('\n');
+}
+/** Where a fleet member is: host:port, and a bucket's bucket/prefix. */
+const address = (server) => `${server.host}:${server.port}${server.bucket !== undefined ? ` ${server.bucket}` : ''}`;
+/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
+function serversTable(servers) {
+    return fleetTable(servers.map((server) => ({
+        name: server.name,
+        address: address(server),
+        status: server.status,
+        detailHtml: server.error
+            ? escapeHtml(server.error)
+            : server.result && server.result.product !== ''
+                ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
+                : '',
+    })));
+}
+/** The check sub-action's table of the fleet. */
+function checkedServersTable(servers) {
+    return fleetTable(servers.map((server) => ({
+        name: server.name,
+        address: address(server),
+        status: server.status,
+        detailHtml: escapeHtml(server.error ?? `${server.errors} error(s), ${server.warnings} warning(s), ${server.repaired} repaired`),
+    })));
 }
 /** Writes the job summary. */
 async function writeSummary(result, options = {}) {
@@ -96929,7 +97139,7 @@ const CHECK_HEADINGS = {
     problems: 'Registry check: problems remain',
 };
 /** The check sub-action's summary: what was looked at, and each finding with what became of it. */
-function buildCheckSummary(report, status, where) {
+function buildCheckSummary(report, status, where, servers = []) {
     const looked = `${escapeHtml(where.host)}:${code(where.simplestreamsDir)}: ${report.products} products, ${report.versions} versions, ` +
         `${report.files} files named; sizes checked for all, sha256 for ${report.hashed}` +
         (report.late > 0 ? ` (${report.late} not reached within hash-time)` : '') +
@@ -96957,10 +97167,13 @@ function buildCheckSummary(report, status, where) {
         for (const [kind, count] of hidden)
             parts.push(`And ${count} more ${code(kind)}, not shown here: the \`report\` output lists them all.`);
     }
+    // With mirrors or buckets: the above is the host input's server; the others' findings are in the log and the report output.
+    if (servers.length > 1)
+        parts.push('### Servers', checkedServersTable(servers));
     return parts.join('\n\n') + '\n';
 }
-async function writeCheckSummary(report, status, where) {
-    await core.summary.addRaw(buildCheckSummary(report, status, where)).write();
+async function writeCheckSummary(report, status, where, servers = []) {
+    await core.summary.addRaw(buildCheckSummary(report, status, where, servers)).write();
 }
 
 

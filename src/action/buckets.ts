@@ -81,6 +81,18 @@ function parseBoolean(text: string, key: string, label: string): boolean {
   throw bucketsError(`${label}: ${key} must be true or false.`);
 }
 
+/** Whether to use path-style URLs; a dotted bucket name in the host name would fail TLS. */
+function pathStyle(value: string | undefined, bucket: string, endpoint: URL, label: string): boolean {
+  const pathStyle = value === undefined ? true : parseBoolean(value, 'path-style', label);
+  if (!pathStyle && bucket.includes('.') && endpoint.protocol === 'https:') {
+    throw bucketsError(
+      `${label}: path-style: false puts bucket ${bucket} in the host name, where its dots break the certificate ` +
+        'check over HTTPS; use path-style: true, or a bucket name without dots.',
+    );
+  }
+  return pathStyle;
+}
+
 /** One entry of the list, checked. */
 function readBucket(raw: unknown, position: number, env: SecretEnvironment): BucketSettings {
   const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
@@ -113,7 +125,7 @@ function readBucket(raw: unknown, position: number, env: SecretEnvironment): Buc
     bucket,
     prefix,
     region,
-    pathStyle: entry['path-style'] === undefined ? true : parseBoolean(entry['path-style'], 'path-style', label),
+    pathStyle: pathStyle(entry['path-style'], bucket, endpoint, label),
     accessKeyId: secretFromEnvironment(
       entry['access-key-id-env'] as string,
       'access-key-id-env',
@@ -146,17 +158,24 @@ export function parseBuckets(
     throw bucketsError(`lists ${document.length} buckets; at most ${MAX_BUCKETS} are published to in one run.`);
   const buckets = withSecrets(env, (secrets) => document.map((raw, i) => readBucket(raw, i + 1, secrets)));
   const names = new Set(taken);
-  const places = new Set<string>();
-  for (const bucket of buckets) {
+  for (const [k, bucket] of buckets.entries()) {
     if (names.has(bucket.name))
       throw bucketsError(
         `two members of the fleet are named ${bucket.name}; give each bucket a name of its own (name:).`,
       );
     names.add(bucket.name);
-    const place = `${new URL(bucket.endpoint).host}/${bucket.bucket}/${bucket.prefix}`;
-    if (places.has(place))
-      throw bucketsError(`${bucket.name} is ${place} a second time; list each bucket and prefix once.`);
-    places.add(place);
+    for (const other of buckets.slice(0, k)) {
+      const sameBucket =
+        new URL(bucket.endpoint).host === new URL(other.endpoint).host && bucket.bucket === other.bucket;
+      // A registry under another's prefix would lose its files to the other's clean-up.
+      if (sameBucket && (bucket.prefix.startsWith(other.prefix) || other.prefix.startsWith(bucket.prefix))) {
+        throw bucketsError(
+          `${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} with prefixes ` +
+            `"${other.prefix}" and "${bucket.prefix}", one inside the other; list each registry once, each under a ` +
+            'prefix of its own that holds no other.',
+        );
+      }
+    }
   }
   return buckets;
 }

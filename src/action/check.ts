@@ -11,7 +11,15 @@ import { checkRegistry, type CheckReport, type ReportedFinding } from '../regist
 import { Registry } from '../registry/registry.js';
 import { readCheckSettings, type CheckSettings } from './inputs.js';
 import { runStep } from './step.js';
-import { REPAIR_REFUSED, shownFindings, writeCheckSummary } from './summary.js';
+import { REPAIR_REFUSED, shownFindings, writeCheckSummary, type CheckedServer } from './summary.js';
+import * as log from '../common/log.js';
+import { describeError, oneLine } from '../common/errors.js';
+import { checkBucket } from '../bucket/check.js';
+import type { Bucket } from '../bucket/store.js';
+import { readLiveIndex } from '../registry/read.js';
+import { fleetDrift } from '../simplestreams/health.js';
+import type { ImagesIndex } from '../simplestreams/images-index.js';
+import { bucketRunsOf, describeFleet, failureOf, fleetOf, where, type Server } from './fleet.js';
 
 export type CheckStatus = 'healthy' | 'repaired' | 'problems';
 
@@ -26,15 +34,14 @@ const remaining = (report: CheckReport, severity: ReportedFinding['severity']): 
 
 function logFindings(report: CheckReport): void {
   const { shown, hidden } = shownFindings(report);
-  for (const [kind, count] of hidden)
-    core.info(`${kind}: ${count} more, not shown here (the report output lists them)`);
+  for (const [kind, count] of hidden) log.info(`${kind}: ${count} more, not shown here (the report output lists them)`);
   for (const finding of shown) {
     const state = finding.repaired ? 'repaired' : finding.repairable ? 'repair: true mends it' : 'left to you';
     const line = untrustedLine(`${finding.kind}: ${finding.subject}: ${finding.detail} (${state})`);
-    if (finding.repaired) core.info(`repaired ${line}`);
-    else if (finding.severity === 'error') core.error(line, { title: 'lxc-publish check' });
-    else core.warning(line, { title: 'lxc-publish check' });
-    if (!finding.repaired && finding.advice) core.info(`  What to do: ${finding.advice}`);
+    if (finding.repaired) log.info(`repaired ${line}`);
+    else if (finding.severity === 'error') log.error(line, { title: 'lxc-publish check' });
+    else log.warning(line, { title: 'lxc-publish check' });
+    if (!finding.repaired && finding.advice) log.info(`  What to do: ${finding.advice}`);
   }
 }
 
@@ -71,10 +78,21 @@ function failure(report: CheckReport, settings: CheckSettings): ActionError | un
   );
 }
 
+/** The outputs, the log line and the summary of one report (the host input's server's, with a fleet). */
+function describeReport(report: CheckReport, status: CheckStatus): void {
+  log.info(
+    `${report.products} products, ${report.versions} versions, ${report.files} files (${report.hashed} hashed, ` +
+      `${report.late} not reached within hash-time): ${status}`,
+  );
+  logFindings(report);
+  if (report.repairRefused) log.warning(REPAIR_REFUSED, { title: 'lxc-publish check' });
+}
+
 /** uses: crynux/lxc-publish/check */
 export function runCheck(): Promise<void> {
   return runStep('Registry check failed', async (onSettings) => {
     const settings = onSettings(readCheckSettings());
+    if (settings.mirrors.length > 0 || settings.buckets.length > 0) return checkFleet(settings);
     const registry = await timedGroup(`Connect to ${settings.host}:${settings.port}`, () =>
       Registry.open({ ...settings, uploadDir: '' }),
     );
@@ -88,19 +106,150 @@ export function runCheck(): Promise<void> {
       registry.close();
     }
     const status = checkStatus(report);
-    core.info(
-      `${report.products} products, ${report.versions} versions, ${report.files} files (${report.hashed} hashed, ` +
-        `${report.late} not reached within hash-time): ${status}`,
-    );
-    logFindings(report);
-    if (report.repairRefused) core.warning(REPAIR_REFUSED, { title: 'lxc-publish check' });
+    describeReport(report, status);
     core.setOutput('status', status);
     core.setOutput('errors', remaining(report, 'error'));
     core.setOutput('warnings', remaining(report, 'warning'));
     core.setOutput('repaired', report.findings.filter((finding) => finding.repaired).length);
     core.setOutput('report', JSON.stringify(reportOutput(report, status)));
+    const { host, port } = settings;
+    setCheckedServersOutput([{ name: settings.serverName, host, port, ...counts(report, status) }]);
     if (settings.summary && process.env['GITHUB_STEP_SUMMARY']) await writeCheckSummary(report, status, settings);
     const failed = failure(report, settings);
     if (failed) throw failed;
   });
+}
+
+/** A member of the fleet being checked: a server, or a bucket (checked against the host input's server). */
+interface CheckRun {
+  server: Server<{ host: string; port: number; simplestreamsDir: string }>;
+  bucket?: Bucket;
+  report?: CheckReport;
+  error?: unknown;
+}
+
+/** A server of the fleet being checked. */
+interface ServerCheck extends CheckRun {
+  server: Server<CheckSettings>;
+  registry?: Registry;
+  index?: ImagesIndex;
+}
+
+const counts = (report: CheckReport, status: CheckStatus) => ({
+  status,
+  errors: remaining(report, 'error'),
+  warnings: remaining(report, 'warning'),
+  repaired: report.findings.filter((finding) => finding.repaired).length,
+});
+
+function setCheckedServersOutput(servers: readonly CheckedServer[]): void {
+  core.setOutput('servers', JSON.stringify(servers));
+}
+
+/** The worst of the statuses: problems, then repaired, then healthy. */
+function worst(statuses: CheckStatus[]): CheckStatus {
+  return statuses.includes('problems') ? 'problems' : statuses.includes('repaired') ? 'repaired' : 'healthy';
+}
+
+/**
+ * Every server of the fleet checked (each under its own lock, at once), the mirrors compared with
+ * the host input's server, then each bucket checked against that server.
+ */
+async function checkFleet(settings: CheckSettings): Promise<void> {
+  const servers: ServerCheck[] = fleetOf(settings).map((server) => ({ server }));
+  const buckets: CheckRun[] = bucketRunsOf(settings.buckets);
+  const primary = servers[0] as ServerCheck;
+  const members: CheckRun[] = [...servers, ...buckets];
+  try {
+    await timedGroup(`Check ${describeFleet(servers, buckets)}`, async () => {
+      await Promise.all(
+        servers.map((run) =>
+          log.onServer(run.server.name, async () => {
+            try {
+              run.registry = await Registry.open({ ...run.server.settings, uploadDir: '' });
+              run.report = await checkRegistry(run.registry, run.server.settings);
+              run.index = await readLiveIndex(run.registry).catch(() => undefined);
+            } catch (error) {
+              run.error = error;
+            }
+          }),
+        ),
+      );
+      for (const run of servers.slice(1)) {
+        if (!run.report || !run.index || !primary.index) continue;
+        const drift = fleetDrift(primary.index, run.index, primary.server.name);
+        run.report.findings.push(...drift.map((finding) => ({ ...finding, repaired: false })));
+      }
+      // One after the other: a repair holds the host input's server's registry lock.
+      for (const run of buckets) {
+        await log.onServer(run.server.name, async () => {
+          try {
+            if (!primary.registry || !primary.report)
+              throw new ActionError(
+                `not checked: a bucket is checked against the host input's server (${primary.server.name}), which could not be`,
+              );
+            await (run.bucket as Bucket).check();
+            run.report = await checkBucket(primary.registry, run.bucket as Bucket, settings);
+          } catch (error) {
+            run.error = error;
+          }
+        });
+      }
+    });
+  } finally {
+    for (const run of servers) run.registry?.close();
+    for (const run of buckets) run.bucket?.close();
+  }
+  const checked: CheckedServer[] = members.map((run) => {
+    const { host, port, simplestreamsDir } = run.server.settings;
+    const place = { name: run.server.name, host, port, ...(run.bucket ? { bucket: simplestreamsDir } : {}) };
+    if (!run.report) {
+      const error = oneLine(describeError(run.error));
+      return { ...place, status: 'not-checked', errors: 0, warnings: 0, repaired: 0, error };
+    }
+    return { ...place, ...counts(run.report, checkStatus(run.report)) };
+  });
+  for (const run of members) {
+    const report = run.report;
+    if (report) await log.onServer(run.server.name, () => Promise.resolve(describeReport(report, checkStatus(report))));
+  }
+  const reports = members.flatMap((run) => (run.report ? [run.report] : []));
+  const all: CheckReport = {
+    findings: reports.flatMap((report) => report.findings),
+    products: primary.report?.products ?? 0,
+    versions: primary.report?.versions ?? 0,
+    files: primary.report?.files ?? 0,
+    hashed: reports.reduce((sum, report) => sum + report.hashed, 0),
+    late: reports.reduce((sum, report) => sum + report.late, 0),
+    indexRepaired: reports.some((report) => report.indexRepaired),
+    repairRefused: reports.some((report) => report.repairRefused),
+  };
+  const unchecked = members.filter((run) => !run.report);
+  const status = unchecked.length > 0 ? 'problems' : worst(reports.map(checkStatus));
+  core.setOutput('status', status);
+  core.setOutput('errors', remaining(all, 'error') + unchecked.length);
+  core.setOutput('warnings', remaining(all, 'warning'));
+  core.setOutput('repaired', all.findings.filter((finding) => finding.repaired).length);
+  core.setOutput(
+    'report',
+    JSON.stringify({
+      ...reportOutput(primary.report ?? all, status),
+      servers: members.map((run, k) => ({
+        ...checked[k],
+        ...(run.report ? { report: reportOutput(run.report, checkStatus(run.report)) } : {}),
+      })),
+    }),
+  );
+  setCheckedServersOutput(checked);
+  if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
+    await writeCheckSummary(primary.report ?? all, status, settings, checked);
+  if (unchecked.length > 0) {
+    const reasons = unchecked.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
+    throw new ActionError(
+      `Could not check ${reasons.join('; ')}. The others were checked: the log and the servers output say what they found.`,
+      unchecked.map((run) => failureOf(run).input).find((input) => input !== undefined),
+    );
+  }
+  const failed = failure(all, settings);
+  if (failed) throw failed;
 }

@@ -14,11 +14,13 @@ import { removeImage, setAliases, type DayTwoOptions, type DayTwoResult } from '
 import { Registry } from '../registry/registry.js';
 import {
   bucketRunsOf,
+  describeFleet,
   failureOf,
   fleetOf,
   lockTurns,
   notCopied,
   oneServer,
+  prefillBuckets,
   outcomes,
   syncBuckets,
   where,
@@ -89,7 +91,7 @@ async function onFleet(
   // The alias sub-action always names aliases; the remove sub-action none.
   const caughtUp = settings.aliases.length === 0 ? 'removed' : 'updated';
   try {
-    await timedGroup(`Connect to ${members.length} servers`, () =>
+    await timedGroup(`Connect to ${describeFleet(runs, buckets)}`, () =>
       Promise.all(
         members.map((run) =>
           log.onServer(run.server.name, async () => {
@@ -105,6 +107,7 @@ async function onFleet(
     );
     const unreachable = members.filter((run) => run.error !== undefined);
     if (unreachable.length > 0) throw failure('connecting', unreachable, members, false);
+    if (!settings.dryRun) await prefillBuckets((runs[0] as FleetRun).registry as Registry, buckets);
     let committing = false;
     await Promise.all(
       runs.map((run) =>
@@ -123,7 +126,8 @@ async function onFleet(
           };
           // Under the host input's server's lock, once its change is made: the buckets serve its index.
           const whileLocked = run.server.primary
-            ? (registry: Registry, result: DayTwoResult) => syncBuckets(registry, buckets, result, caughtUp)
+            ? (registry: Registry, result: DayTwoResult, lost: () => boolean) =>
+                syncBuckets(registry, buckets, result, { caughtUp, lost })
             : undefined;
           try {
             run.result = await operation(run.registry as Registry, {

@@ -107,6 +107,8 @@ export const DECLARED_INPUTS = {
     'repair',
     'fail-on',
     'hash-time',
+    'mirrors',
+    'buckets',
     'host',
     'port',
     'username',

@@ -47,7 +47,7 @@ import {
 import type { RemoteImage } from '../registry/layout.js';
 import { Bucket, type BucketSettings } from '../bucket/store.js';
 import { newUploadFolder, uploadToBucket } from '../bucket/upload.js';
-import { syncBucket, type BucketUpload } from '../bucket/sync.js';
+import { prefillBucket, syncBucket, type BucketUpload } from '../bucket/sync.js';
 
 /** One server of the fleet and the settings a step runs with there. */
 export interface Server<S = Settings> {
@@ -183,10 +183,15 @@ const PER_SERVER_INPUTS = new Set<string>([...MIRROR_KEYS, 'ssh-key', 'ssh-key-p
  * (its host, key, pins or directories) names the mirrors input; one about the step's other inputs
  * (fingerprint, aliases, replace …) names that input.
  */
-export function failureOf(run: RunOnServer<ServerResult>): { message: string; input?: string } {
+export function failureOf(run: RunOnServer<ServerResult> | BucketRun<ServerResult>): {
+  message: string;
+  input?: string;
+} {
   const { error } = run;
   const message = oneLine(describeError(error));
   if (!(error instanceof ActionError) || error.input === undefined) return { message };
+  // A bucket's errors name the buckets input, or the host input's settings it reads through.
+  if ('bucket' in run) return { message, input: error.input };
   const own = PER_SERVER_INPUTS.has(error.input) || error.input.includes(' of mirror ');
   return { message, input: run.server.primary || !own ? error.input : 'mirrors' };
 }
@@ -367,6 +372,7 @@ export async function publishToFleet(settings: Settings): Promise<FleetPublish> 
     // The buckets take the files from the runner along with the servers that need them; else
     // each copies what it lacks from the host input's server.
     if (toPublish.length > 0) await uploadAndStage(toPublish, buckets, image, aliases);
+    await prefillBuckets((runs[0] as ServerRun).registry as Registry, buckets);
     return await commitEverywhere(runs, buckets, aliases);
   } catch (error) {
     // Before any commit: the servers output says where it failed (the others: not-published).
@@ -387,7 +393,7 @@ export async function publishToFleet(settings: Settings): Promise<FleetPublish> 
 }
 
 /** "3 servers", "1 server and 1 bucket". */
-function describeFleet(runs: readonly unknown[], buckets: readonly unknown[]): string {
+export function describeFleet(runs: readonly unknown[], buckets: readonly unknown[]): string {
   const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
   return buckets.length === 0
     ? count(runs.length, 'server')
@@ -534,7 +540,12 @@ async function commitEverywhere(runs: ServerRun[], buckets: BucketRun[], aliases
           try {
             run.result = await (run.prepared as PreparedPublication).commit();
             // Under the same lock: no other run changes the index the buckets copy meanwhile.
-            if (run.server.primary) await syncBuckets(run.lockedRegistry as Registry, buckets, run.result, 'published');
+            const prepared = run.prepared as PreparedPublication;
+            if (run.server.primary)
+              await syncBuckets(run.lockedRegistry as Registry, buckets, run.result, {
+                caughtUp: 'published',
+                lost: () => prepared.lost(),
+              });
           } catch (error) {
             run.error = error;
           } finally {
@@ -566,6 +577,20 @@ async function commitEverywhere(runs: ServerRun[], buckets: BucketRun[], aliases
   );
 }
 
+/**
+ * Copies to each bucket, from the host input's server and before its registry lock is taken,
+ * what the bucket lacks of the releases that server serves (bucket/sync.ts prefillBucket).
+ */
+export async function prefillBuckets<R extends ServerResult>(
+  registry: Registry,
+  buckets: BucketRun<R>[],
+): Promise<void> {
+  if (buckets.length === 0) return;
+  await timedGroup('Copy to the buckets what they lack of the releases already served', async () => {
+    for (const run of buckets) await log.onServer(run.server.name, () => prefillBucket(registry, run.bucket));
+  });
+}
+
 /** Why a bucket was not brought up to date: the host input's server, whose index it serves, did not commit. */
 export function notCopied(primary: RunOnServer<ServerResult>): ActionError {
   return new ActionError(
@@ -583,15 +608,19 @@ export async function syncBuckets<R extends ServerResult>(
   registry: Registry,
   buckets: BucketRun<R>[],
   result: R,
-  caughtUp: R['status'],
+  options: { caughtUp: R['status']; lost: () => boolean },
 ): Promise<void> {
+  const { caughtUp, lost } = options;
   if (buckets.length === 0) return;
   await timedGroup(`Bring ${buckets.length === 1 ? 'the bucket' : `${buckets.length} buckets`} up to date`, () =>
     Promise.all(
       buckets.map((run) =>
         log.onServer(run.server.name, async () => {
           try {
-            const synced = await syncBucket(registry, run.bucket, run.uploads);
+            const synced = await syncBucket(registry, run.bucket, {
+              ...(run.uploads ? { uploads: run.uploads } : {}),
+              lost,
+            });
             log.info(
               `${synced.copied} file(s) copied from this run's upload, ${synced.fromServer} from the server, ` +
                 `${synced.removed} removed; index ${synced.indexChanged ? 'updated' : 'as it was'}`,

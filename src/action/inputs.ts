@@ -101,6 +101,12 @@ export interface DayTwoSettings extends RegistrySettings {
 
 /** The check sub-action: the registry doctor. */
 export interface CheckSettings extends RegistrySettings {
+  /** How messages and the servers output name the host input's server. */
+  serverName: string;
+  /** More registry servers to check in the same step (the mirrors input). */
+  mirrors: ServerSettings[];
+  /** Buckets to check against the host input's server (the buckets input). */
+  buckets: BucketSettings[];
   repair: boolean;
   /** The least severity that fails the step; never: report only. */
   failOn: 'error' | 'warning' | 'never';
@@ -241,9 +247,9 @@ export function readSettings(): Settings {
   const convertCommand = parseConvertCommand(core.getInput('convert-command'));
   if ((mirrors.length > 0 || buckets.length > 0) && convertCommand !== '') {
     throw new ActionError(
-      `convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command changes the live registry itself, so no ` +
-        'server could wait for the others before its release goes live. Publish to each server in a step of its ' +
-        'own, or leave convert-command out.',
+      `convert-command cannot be used with ${mirrors.length > 0 ? 'mirrors' : 'buckets'}: the owner's command makes the release live on the server as it runs, ` +
+        'before every other member of the fleet has it. Publish to each server in a step of its own, or leave ' +
+        'convert-command out.',
       'convert-command',
     );
   }
@@ -340,8 +346,10 @@ export function readDayTwoSettings(kind: 'alias' | 'remove'): DayTwoSettings {
 
 /** Reads the check sub-action's settings. */
 export function readCheckSettings(): CheckSettings {
+  const registry = readRegistrySettings('check');
   return {
-    ...readRegistrySettings('check'),
+    ...registry,
+    ...readFleet(registry, ''),
     repair: readBoolean('repair'),
     failOn: readChoice('fail-on', { choices: ['error', 'warning', 'never'], fallback: 'error' }),
     hashSeconds: readWholeNumber('hash-time', { fallback: 300, min: 0, max: 86400 }),

@@ -170,21 +170,71 @@ export function buildSummary(result: PublishResult, options: SummaryOptions = {}
   return parts.join('\n\n') + '\n';
 }
 
-/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
-export function serversTable(servers: readonly ServerOutcome<ServerResult>[]): string {
+/** A fleet member's row: its name, where it is, its status, and a detail already escaped. */
+interface FleetRow {
+  name: string;
+  address: string;
+  status: string;
+  detailHtml: string;
+}
+
+function fleetTable(rows: readonly FleetRow[]): string {
   return [
     '<table>',
     '<tr><th>Server</th><th>Address</th><th>Status</th><th>Detail</th></tr>',
-    ...servers.map((server) => {
-      const detail = server.error
+    ...rows.map(
+      (row) =>
+        `<tr><td>${escapeHtml(row.name)}</td><td>${code(row.address)}</td><td>${escapeHtml(row.status)}</td><td>${row.detailHtml}</td></tr>`,
+    ),
+    '</table>',
+  ].join('\n');
+}
+
+/** Where a fleet member is: host:port, and a bucket's bucket/prefix. */
+const address = (server: { host: string; port: number; bucket?: string }): string =>
+  `${server.host}:${server.port}${server.bucket !== undefined ? ` ${server.bucket}` : ''}`;
+
+/** One row per server of a fleet: where it is, what the run did there, and why it failed. */
+export function serversTable(servers: readonly ServerOutcome<ServerResult>[]): string {
+  return fleetTable(
+    servers.map((server) => ({
+      name: server.name,
+      address: address(server),
+      status: server.status,
+      detailHtml: server.error
         ? escapeHtml(server.error)
         : server.result && server.result.product !== ''
           ? `${code(server.result.product)} version ${escapeHtml(server.result.serial)}`
-          : '';
-      return `<tr><td>${escapeHtml(server.name)}</td><td>${code(`${server.host}:${server.port}`)}</td><td>${escapeHtml(server.status)}</td><td>${detail}</td></tr>`;
-    }),
-    '</table>',
-  ].join('\n');
+          : '',
+    })),
+  );
+}
+
+/** What the check found on one member of a fleet (or why it could not look). */
+export interface CheckedServer {
+  name: string;
+  host: string;
+  port: number;
+  bucket?: string;
+  status: string;
+  errors: number;
+  warnings: number;
+  repaired: number;
+  error?: string;
+}
+
+/** The check sub-action's table of the fleet. */
+export function checkedServersTable(servers: readonly CheckedServer[]): string {
+  return fleetTable(
+    servers.map((server) => ({
+      name: server.name,
+      address: address(server),
+      status: server.status,
+      detailHtml: escapeHtml(
+        server.error ?? `${server.errors} error(s), ${server.warnings} warning(s), ${server.repaired} repaired`,
+      ),
+    })),
+  );
 }
 
 /** Writes the job summary. */
@@ -287,6 +337,7 @@ export function buildCheckSummary(
   report: CheckReport,
   status: keyof typeof CHECK_HEADINGS,
   where: { host: string; simplestreamsDir: string },
+  servers: readonly CheckedServer[] = [],
 ): string {
   const looked =
     `${escapeHtml(where.host)}:${code(where.simplestreamsDir)}: ${report.products} products, ${report.versions} versions, ` +
@@ -319,6 +370,8 @@ export function buildCheckSummary(
     for (const [kind, count] of hidden)
       parts.push(`And ${count} more ${code(kind)}, not shown here: the \`report\` output lists them all.`);
   }
+  // With mirrors or buckets: the above is the host input's server; the others' findings are in the log and the report output.
+  if (servers.length > 1) parts.push('### Servers', checkedServersTable(servers));
   return parts.join('\n\n') + '\n';
 }
 
@@ -326,6 +379,7 @@ export async function writeCheckSummary(
   report: CheckReport,
   status: keyof typeof CHECK_HEADINGS,
   where: { host: string; simplestreamsDir: string },
+  servers: readonly CheckedServer[] = [],
 ): Promise<void> {
-  await core.summary.addRaw(buildCheckSummary(report, status, where)).write();
+  await core.summary.addRaw(buildCheckSummary(report, status, where, servers)).write();
 }

@@ -12,6 +12,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectsCommand,
+  GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -22,6 +23,8 @@ import {
   AbortMultipartUploadCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { createHash } from 'node:crypto';
 import { ActionError, describeError, oneLine } from '../common/errors.js';
 import { untrusted } from '../common/untrusted.js';
 
@@ -74,15 +77,30 @@ export const SINGLE_COPY_LIMIT = 5 * 1024 * 1024 * 1024;
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
+/**
+ * A store that accepts a connection and never answers must not hold the step (and the server's
+ * registry lock, which a sync runs under) for good: a connection gets this long to open, and a
+ * request this long without a byte moving; each request is tried MAX_ATTEMPTS times.
+ */
+const CONNECT_TIMEOUT_MS = 30_000;
+const IDLE_TIMEOUT_MS = 120_000;
+const MAX_ATTEMPTS = 3;
 
-/** The failure of a bucket operation, saying which bucket, what was done and what to do. */
-export function bucketError(settings: BucketSettings, what: string, error: unknown): ActionError {
-  const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
-  const code = error instanceof S3ServiceException ? error.name : undefined;
+/**
+ * The failure of a bucket operation, saying which bucket, what was done and what to do; `refused`:
+ * the store's code for one key of a batch it refused (DeleteObjects answers 200 with those).
+ */
+export function bucketError(settings: BucketSettings, what: string, error: unknown, refused?: string): ActionError {
+  const status =
+    refused === 'AccessDenied' ? 403 : error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+  const code = refused ?? (error instanceof S3ServiceException ? error.name : undefined);
   const said = untrusted(oneLine(describeError(error)).slice(0, 300));
   const detail = status === undefined ? said : `HTTP ${status}: ${said}`;
   let fix: string;
-  if (code === 'NoSuchBucket' || status === 404)
+  if (code === 'NoSuchKey')
+    fix =
+      'an object this run wrote is gone (a lifecycle rule on .lxc-publish/, or another process?); run the step again';
+  else if (code === 'NoSuchBucket' || status === 404)
     fix = `check that bucket ${settings.bucket} exists at ${settings.endpoint} (and path-style for this provider)`;
   else if (status === 403 || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch')
     fix =
@@ -90,7 +108,7 @@ export function bucketError(settings: BucketSettings, what: string, error: unkno
       `list and delete under ${settings.prefix || 'the bucket'}`;
   else if (status === 301 || code === 'PermanentRedirect' || code === 'AuthorizationHeaderMalformed')
     fix = `check region (the bucket is in another region than ${settings.region})`;
-  else if (status === undefined)
+  else if (status === undefined && refused === undefined)
     fix = `check endpoint ${settings.endpoint}: it is reachable from the runner and speaks S3`;
   else fix = 'run the step again; if it fails again, check the provider status';
   return new ActionError(`Bucket ${settings.name}: ${what} failed (${detail}); ${fix}.`, 'buckets');
@@ -99,7 +117,10 @@ export function bucketError(settings: BucketSettings, what: string, error: unkno
 export class Bucket {
   private readonly client: S3Client;
 
-  constructor(readonly settings: BucketSettings) {
+  constructor(
+    readonly settings: BucketSettings,
+    timeouts: { connectMs: number; idleMs: number } = { connectMs: CONNECT_TIMEOUT_MS, idleMs: IDLE_TIMEOUT_MS },
+  ) {
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
@@ -109,8 +130,21 @@ export class Bucket {
       // streamed uploads on stores without them (Ceph RGW 16: 411 MissingContentLength).
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 5,
+      maxAttempts: MAX_ATTEMPTS,
+      // An idle timeout, not one on the whole request: a large part or copy may take long, moving bytes.
+      requestHandler: new NodeHttpHandler({ connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs }),
     });
+    // DeleteObjects must carry a checksum of its body: the SDK sends a CRC32, which some stores
+    // (older MinIO, several hosted ones) do not take; Content-MD5 every S3 store takes.
+    this.client.middlewareStack.add(
+      (next, context) => (args) => {
+        const request = args.request as { body?: unknown; headers?: Record<string, string> };
+        if (context.commandName === 'DeleteObjectsCommand' && typeof request.body === 'string' && request.headers)
+          request.headers['content-md5'] = createHash('md5').update(request.body).digest('base64');
+        return next(args);
+      },
+      { step: 'build', name: 'deleteObjectsContentMd5' },
+    );
   }
 
   /** The object key of a path of the registry's tree (or of this action's state). */
@@ -178,6 +212,20 @@ export class Bucket {
         }),
       ),
     );
+  }
+
+  /** A small object's bytes (an index), or undefined when there is none. */
+  async read(path: string, maxBytes = 64 * 1024 * 1024): Promise<Buffer | undefined> {
+    const head = await this.head(path);
+    if (!head) return undefined;
+    if (head.size > maxBytes)
+      throw bucketError(this.settings, `Reading ${path}`, new Error(`${head.size} bytes, over ${maxBytes}`));
+    return this.call(`Reading ${path}`, async () => {
+      const object = await this.client.send(
+        new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.key(path) }),
+      );
+      return Buffer.from(await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+    });
   }
 
   /** Size and metadata of an object, or undefined when there is none. */
@@ -263,7 +311,11 @@ export class Bucket {
           lastModified: object.LastModified ?? new Date(0),
         };
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      const next = page.IsTruncated ? page.NextContinuationToken : undefined;
+      // A store that hands back the same page again would keep this going for good.
+      if (next !== undefined && next === token)
+        throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned the same page twice'));
+      token = next;
     } while (token);
   }
 
@@ -285,6 +337,7 @@ export class Bucket {
           this.settings,
           `Deleting ${untrusted(refused.Key ?? '')}`,
           new Error(`${refused.Code ?? ''} ${refused.Message ?? ''}`),
+          refused.Code ?? 'refused',
         );
       }
     }

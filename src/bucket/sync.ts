@@ -2,14 +2,19 @@
  * A bucket made to serve what the registry's server serves (the host input's server, under its
  * registry lock, after its commit): every file the committed index names first (copied inside
  * the bucket from this run's uploads, or else read from the server), then images/SHA256SUMS and
- * the index objects, so the bucket never serves an index naming a file it lacks. Files the index
- * no longer names stay as long as the server keeps them for clients with a cached index (its
- * retired list), and are deleted with them. Anything missing or left by a failed run is made
- * good by the next sync: a bucket converges on the server whatever happened before.
+ * the index objects, so the bucket never serves an index naming a file it lacks. A file the index
+ * no longer names stays for clients with a cached index as long as the server keeps it (its
+ * retired list) and for two hours after the bucket's own index stopped naming it (the bucket's
+ * retired list, <prefix>.lxc-publish/retired: a bucket that fell behind the server gets its own
+ * grace). Anything missing or left by a failed run is made good by the next sync: a bucket
+ * converges on the server whatever happened before. The action owns <prefix>images/ and
+ * <prefix>streams/; only plainly named files directly in images/ are ever deleted.
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { ActionError, describeError, oneLine } from '../common/errors.js';
 import * as log from '../common/log.js';
+import { untrusted } from '../common/untrusted.js';
 import { parseIndexText } from '../registry/read.js';
 import { readRegistryFile, registryFileChunks } from '../registry/export.js';
 import type { Registry } from '../registry/registry.js';
@@ -29,6 +34,8 @@ export const IMAGES_JSON = 'streams/v1/images.json';
 export const INDEX_JSON = 'streams/v1/index.json';
 /** This action's uploads in a bucket, one folder per run. */
 export const UPLOADS_FOLDER = '.lxc-publish/uploads/';
+/** The files the bucket's index stopped naming, and when: "<unix seconds> images/<name>" lines. */
+export const BUCKET_RETIRED = '.lxc-publish/retired';
 
 const IMAGE_PATH = /^images\/[A-Za-z0-9._+-]+$/;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -80,14 +87,29 @@ export function namedFiles(index: ImagesIndex): NamedFile[] {
   return [...files.values()];
 }
 
-/** The paths the server's retired list keeps (retired less than the grace ago). */
-export function keptRetired(text: string, nowSeconds: number): Set<string> {
-  const kept = new Set<string>();
-  for (const line of text.split('\n')) {
+/** The lines of a retired list ("<unix seconds> images/<name>"), those of another form left out. */
+export function retiredEntries(text: string): { at: number; path: string }[] {
+  return text.split('\n').flatMap((line) => {
     const match = /^([0-9]{1,12}) (images\/[A-Za-z0-9._+-]+)$/.exec(line);
-    if (match && nowSeconds - Number(match[1]) < RETIRE_GRACE_SECONDS) kept.add(match[2] as string);
-  }
-  return kept;
+    return match ? [{ at: Number(match[1]), path: match[2] as string }] : [];
+  });
+}
+
+/**
+ * The bucket's retired list after this sync: what it had, less what is past the grace (by the
+ * runner's clock, which stamped it) or named again, and the files `previous` (the index the
+ * bucket served until now) names and `next` does not, stamped now.
+ */
+export function nextBucketRetired(
+  listed: { at: number; path: string }[],
+  previous: Set<string>,
+  next: Set<string>,
+  nowSeconds: number,
+): { at: number; path: string }[] {
+  const kept = listed.filter((entry) => nowSeconds - entry.at < RETIRE_GRACE_SECONDS && !next.has(entry.path));
+  const known = new Set(kept.map((entry) => entry.path));
+  const retiring = [...previous].filter((path) => !next.has(path) && !known.has(path));
+  return [...kept, ...retiring.map((path) => ({ at: nowSeconds, path }))];
 }
 
 /** What to copy, read from the server and delete so that the bucket serves the index. */
@@ -95,7 +117,8 @@ export function planSync(options: {
   named: NamedFile[];
   stored: StoredObject[];
   uploads: BucketUpload[];
-  retired: Set<string>;
+  /** Files kept for clients with an older index: the server's retired list and the bucket's. */
+  kept: Set<string>;
   now: Date;
 }): SyncPlan {
   const stored = new Map(options.stored.map((object) => [object.path, object]));
@@ -116,7 +139,9 @@ export function planSync(options: {
           ownUploads.has(object.path) ||
           options.now.getTime() - object.lastModified.getTime() > UPLOAD_GRACE_SECONDS * 1000
         );
-      return object.path !== SHA256SUMS_PATH && !named.has(object.path) && !options.retired.has(object.path);
+      // Only what the action writes there: a plainly named file directly in images/.
+      if (!IMAGE_PATH.test(object.path) || object.path === SHA256SUMS_PATH) return false;
+      return !named.has(object.path) && !options.kept.has(object.path);
     })
     .map((object) => object.path);
   return { copy, fromServer, remove };
@@ -144,35 +169,105 @@ async function putIfChanged(bucket: Bucket, path: string, bytes: Buffer, headers
   return true;
 }
 
+/** The files the server's index names, or an error saying why a bucket cannot hold them. */
+function servedFiles(imagesJson: Buffer, where: string): NamedFile[] {
+  try {
+    return namedFiles(parseIndexText(imagesJson, where));
+  } catch (error) {
+    if (error instanceof ActionError) throw error;
+    throw new ActionError(
+      `${where} on the server cannot be served from a bucket: ${untrusted(describeError(error))}. Nothing was ` +
+        'copied; run the check sub-action on the server (it names what to do), then the step again.',
+      'simplestreams-dir',
+    );
+  }
+}
+
+/** The paths an index text names, or none when it cannot be read (a bucket's own index, say). */
+function namedIn(text: Buffer | undefined, where: string): Set<string> {
+  if (!text) return new Set();
+  try {
+    return new Set(namedFiles(parseIndexText(text, where)).map((file) => file.path));
+  } catch {
+    return new Set();
+  }
+}
+
+/** Uploads a file of the server's to the bucket, checked against the index's sha256 as it passes. */
+async function copyFromServer(registry: Registry, bucket: Bucket, file: NamedFile): Promise<void> {
+  log.info(`${file.path}: not in the bucket; copying it from the server (${file.size} bytes)`);
+  const chunks = verified(registryFileChunks(registry, file.path, file.size), file);
+  await bucket.upload(file.path, chunks, IMAGE_FILE_HEADERS, { sha256: file.sha256 });
+}
+
+/** The named files the bucket lacks (or holds at another size). */
+async function lacking(bucket: Bucket, named: NamedFile[]): Promise<NamedFile[]> {
+  const sizes = new Map<string, number>();
+  for await (const object of bucket.list('images/')) sizes.set(object.path, object.size);
+  return named.filter((file) => sizes.get(file.path) !== file.size);
+}
+
+/**
+ * Before any lock is taken: copies from the server the files its live index names that the
+ * bucket lacks (a bucket listed for the first time on a registry with releases, one that fell
+ * behind), so that the sync under the registry lock has little left to do and other runs wait
+ * for it briefly. Names are never given to other bytes, so a file put there early is right
+ * whenever an index names it. Best effort: what fails here (a file the server retired
+ * meanwhile) the sync does, or reports. Returns how many files were copied.
+ */
+export async function prefillBucket(registry: Registry, bucket: Bucket): Promise<number> {
+  try {
+    const imagesJson = await readRegistryFile(registry, IMAGES_JSON);
+    if (!imagesJson) return 0;
+    const missing = await lacking(bucket, namedFiles(parseIndexText(imagesJson, IMAGES_JSON)));
+    for (const file of missing) await copyFromServer(registry, bucket, file);
+    return missing.length;
+  } catch (error) {
+    log.info(
+      `Copying what the bucket lacks before the lock stopped (${oneLine(describeError(error))}); the sync under the lock goes on.`,
+    );
+    return 0;
+  }
+}
+
+export interface SyncOptions {
+  /** What this run uploaded to the bucket. */
+  uploads?: BucketUpload[];
+  /** Whether the server's registry lock was lost: nothing is written to the index then. */
+  lost?: () => boolean;
+  now?: () => Date;
+}
+
 /**
  * Makes the bucket serve the registry the server serves, reading the server through `registry`
- * (which must hold its registry lock). `uploads`: what this run uploaded to the bucket.
+ * (which must hold its registry lock).
  */
-export async function syncBucket(
-  registry: Registry,
-  bucket: Bucket,
-  uploads: BucketUpload[] = [],
-  now: () => Date = () => new Date(),
-): Promise<SyncResult> {
+export async function syncBucket(registry: Registry, bucket: Bucket, options: SyncOptions = {}): Promise<SyncResult> {
+  const now = options.now ?? (() => new Date());
+  const uploads = options.uploads ?? [];
   const imagesJson = await readRegistryFile(registry, IMAGES_JSON);
   const indexJson = await readRegistryFile(registry, INDEX_JSON);
   if (!imagesJson || !indexJson) {
     // A registry with nothing published yet: nothing to serve.
     return { indexChanged: false, changedPaths: [], copied: 0, fromServer: 0, removed: 0 };
   }
-  const index = parseIndexText(imagesJson, posix.join(registry.paths.simplestreamsDir, IMAGES_JSON));
-  const named = namedFiles(index);
+  const where = posix.join(registry.paths.simplestreamsDir, IMAGES_JSON);
+  const named = servedFiles(imagesJson, where);
   const sums = await readRegistryFile(registry, SHA256SUMS_PATH);
-  const retiredText = (await readRegistryFile(registry, '.lxc-publish/retired'))?.toString('utf8') ?? '';
+  // The server trims its list under the lock before this reads it: every line it keeps counts.
+  const serverRetired = retiredEntries(
+    (await readRegistryFile(registry, '.lxc-publish/retired'))?.toString('utf8') ?? '',
+  );
+  const bucketRetired = nextBucketRetired(
+    retiredEntries((await bucket.read(BUCKET_RETIRED))?.toString('utf8') ?? ''),
+    namedIn(await bucket.read(IMAGES_JSON), `${bucket.settings.name}:${IMAGES_JSON}`),
+    new Set(named.map((file) => file.path)),
+    Math.floor(now().getTime() / 1000),
+  );
+  const kept = new Set([...serverRetired, ...bucketRetired].map((entry) => entry.path));
   const stored: StoredObject[] = [];
   for (const folder of ['images/', UPLOADS_FOLDER]) for await (const object of bucket.list(folder)) stored.push(object);
-  const plan = planSync({
-    named,
-    stored,
-    uploads,
-    retired: keptRetired(retiredText, now().getTime() / 1000),
-    now: now(),
-  });
+  const plan = planSync({ named, stored, uploads, kept, now: now() });
 
   for (const { file, from } of plan.copy) {
     await bucket.copy(from, file.path, {
@@ -181,17 +276,28 @@ export async function syncBucket(
       metadata: { sha256: file.sha256 },
     });
   }
-  for (const file of plan.fromServer) {
-    log.info(`${file.path}: not in the bucket; copying it from the server (${file.size} bytes)`);
-    const chunks = verified(registryFileChunks(registry, file.path, file.size), file);
-    await bucket.upload(file.path, chunks, IMAGE_FILE_HEADERS, { sha256: file.sha256 });
-  }
-  // Every named file is there: the index may name them now.
+  for (const file of plan.fromServer) await copyFromServer(registry, bucket, file);
+  // Every named file is there: the index may name them now. What it stops naming is listed first.
+  const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
+  await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
   const changedPaths: string[] = [];
-  if (sums && (await putIfChanged(bucket, SHA256SUMS_PATH, sums, SUMS_HEADERS))) changedPaths.push(SHA256SUMS_PATH);
-  if (await putIfChanged(bucket, IMAGES_JSON, imagesJson, INDEX_HEADERS)) changedPaths.push(IMAGES_JSON);
-  if (await putIfChanged(bucket, INDEX_JSON, indexJson, INDEX_HEADERS)) changedPaths.push(INDEX_JSON);
-  await bucket.delete(plan.remove);
+  const write = async (path: string, bytes: Buffer, headers: ObjectHeaders): Promise<void> => {
+    // A run whose lease ran out must not put back an index older than the next run's.
+    if (options.lost?.()) throw new LeaseLostForBucket(bucket.settings.name);
+    if (await putIfChanged(bucket, path, bytes, headers)) changedPaths.push(path);
+  };
+  if (sums) await write(SHA256SUMS_PATH, sums, SUMS_HEADERS);
+  await write(IMAGES_JSON, imagesJson, INDEX_HEADERS);
+  await write(INDEX_JSON, indexJson, INDEX_HEADERS);
+  try {
+    await bucket.delete(plan.remove);
+  } catch (error) {
+    // The bucket serves the new index whole: a refused clean-up is for the owner to see, not a failure.
+    log.warning(
+      `${describeError(error)} The bucket serves the new index; what it no longer needs stays until a run may delete it.`,
+      { title: 'lxc-publish: a bucket was not cleaned up' },
+    );
+  }
   return {
     indexChanged: changedPaths.includes(IMAGES_JSON) || changedPaths.includes(INDEX_JSON),
     changedPaths,
@@ -199,6 +305,16 @@ export async function syncBucket(
     fromServer: plan.fromServer.length,
     removed: plan.remove.filter((path) => !path.startsWith(UPLOADS_FOLDER)).length,
   };
+}
+
+/** The server's registry lock was lost while a bucket was being brought up to date. */
+export class LeaseLostForBucket extends ActionError {
+  constructor(name: string) {
+    super(
+      `Bucket ${name}: the lease on the server's registry lock was lost while the bucket was brought up to date (the ` +
+        'connection stalled?), so its index was left as it was: another run may hold the lock now. Run the step again.',
+    );
+  }
 }
 
 /** A file's chunks as read from the server, failing at the end unless they hash to what the index says. */
@@ -210,5 +326,10 @@ async function* verified(chunks: AsyncIterable<Buffer>, file: NamedFile): AsyncG
   }
   const got = hash.digest('hex');
   if (got !== file.sha256)
-    throw new Error(`${file.path} on the server has sha256 ${got}, not ${file.sha256} as the index says`);
+    throw new ActionError(
+      `${file.path} on the server has sha256 ${got}, not ${file.sha256} as the index says: it was damaged there, ` +
+        "so it was not copied to the bucket, and the bucket's index was left as it was. Run the check sub-action on the " +
+        'server (it names what to do), then the step again.',
+      'simplestreams-dir',
+    );
 }

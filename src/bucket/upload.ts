@@ -8,11 +8,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readStream } from '../image/local-file.js';
 import type { LocalFile } from '../image/local-image.js';
 import type { SharedReadsMember } from '../registry/shared-reads.js';
+import { ActionError } from '../common/errors.js';
 import * as log from '../common/log.js';
 import { IMAGE_FILE_HEADERS, PART_BYTES, type Bucket } from './store.js';
+import { UPLOADS_FOLDER, type BucketUpload } from './sync.js';
 
 const PART_MIB = PART_BYTES / (1024 * 1024);
-import { UPLOADS_FOLDER, type BucketUpload } from './sync.js';
 
 /** A folder of its own for this run's uploads. */
 export const newUploadFolder = (): string => `${UPLOADS_FOLDER}${randomBytes(16).toString('hex')}/`;
@@ -42,7 +43,7 @@ export async function uploadToBucket(
 ): Promise<BucketUpload[]> {
   const started = Date.now();
   // Every file at once, as the servers' uploads read them: none waits on a file another holds back.
-  const uploads = await Promise.all(
+  const outcomes = await Promise.allSettled(
     files.map(async (file, k) => {
       const path = `${options.folder}file-${k}`;
       let sent: { sha256: string; size: number } | undefined;
@@ -52,10 +53,21 @@ export async function uploadToBucket(
         hashing(source as AsyncIterable<Buffer>, (sha256, size) => (sent = { sha256, size })),
         IMAGE_FILE_HEADERS,
       );
-      if (!sent || sent.size !== file.size) throw new Error(`${file.path} changed while it was uploaded to the bucket`);
+      if (!sent || sent.size !== file.size)
+        throw new ActionError(
+          `${file.path} changed while it was uploaded to the bucket; make sure nothing writes it during the step, and run it again.`,
+          file.input,
+        );
       return { path, ...sent };
     }),
   );
+  const uploads = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+  const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failed) {
+    // What did arrive is of no use without the rest: not left for the clean-up a day later.
+    await bucket.delete(uploads.map((upload) => upload.path)).catch(() => undefined);
+    throw failed.reason;
+  }
   const bytes = uploads.reduce((sum, upload) => sum + upload.size, 0);
   const seconds = (Date.now() - started) / 1000;
   log.info(

@@ -35,3 +35,7 @@ export function notice(text: string, properties?: core.AnnotationProperties): vo
 export function warning(text: string, properties?: core.AnnotationProperties): void {
   core.warning(labelled(text), properties);
 }
+
+export function error(text: string, properties?: core.AnnotationProperties): void {
+  core.error(labelled(text), properties);
+}

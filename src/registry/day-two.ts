@@ -33,8 +33,11 @@ export interface DayTwoOptions {
   dryRun: boolean;
   /** One server of a fleet making the same change: its turn for the lock, and the wait for the others. */
   fleet?: FleetMember;
-  /** Runs after the change, still under the registry lock (the buckets brought up to date with the server). */
-  whileLocked?: (registry: Registry, result: DayTwoResult) => Promise<void>;
+  /**
+   * Runs after the change, still under the registry lock (the buckets brought up to date with
+   * the server); `lost` says whether the lock's lease was lost meanwhile.
+   */
+  whileLocked?: (registry: Registry, result: DayTwoResult, lost: () => boolean) => Promise<void>;
 }
 
 /** How one server of a fleet keeps in step with the others. */
@@ -149,7 +152,7 @@ async function withLiveIndex(
       });
       return { live, changedPaths };
     });
-    await options.whileLocked?.(registry, result);
+    await options.whileLocked?.(registry, result, () => held.lock.lost());
     return result;
   } finally {
     await held.lock.release();

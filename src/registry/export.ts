@@ -31,7 +31,7 @@ export async function readRegistryFile(
   if (result.code === EXPORT_EXIT.missing) return undefined;
   if (result.code === EXPORT_EXIT.link) {
     throw new ActionError(
-      `${untrusted(where)} is (or lies under) a symbolic link on the server: nothing was copied to the buckets. ` +
+      `${untrusted(where)} is (or lies under) a symbolic link on the server, so it was not copied to the bucket, and the bucket's index was left as it was. ` +
         'Replace the link with the file or directory itself (the action never follows a link it did not make).',
       'simplestreams-dir',
     );

@@ -252,6 +252,8 @@ export interface PreparedPublication {
   commit(): Promise<PublishResult>;
   /** Lets the registry lock go (after the commit, or instead of it). */
   release(): Promise<void>;
+  /** Whether the lock's lease was lost (another run may hold the lock now). */
+  lost(): boolean;
 }
 
 /**
@@ -274,6 +276,7 @@ export async function preparePublication(
     return {
       commit: () => commitUnderLock(registry, held, { publication, change, base, planned, done }),
       release: () => held.lock.release(),
+      lost: () => held.lock.lost(),
     };
   } catch (error) {
     await held.lock.release();

@@ -21,6 +21,7 @@ import {
   type SimplestreamsVersion,
 } from './images-index.js';
 import { withLxdItems } from './lxd.js';
+import { listImages } from './resolve.js';
 
 export type Severity = 'error' | 'warning';
 
@@ -41,7 +42,10 @@ export type FindingKind =
   | 'unnamed-file'
   | 'retired-file-past-grace'
   | 'leftover-staging'
-  | 'open-permissions';
+  | 'open-permissions'
+  | 'fleet-drift'
+  | 'bucket-missing-file'
+  | 'bucket-out-of-step';
 
 export interface Finding {
   kind: FindingKind;
@@ -212,4 +216,77 @@ export function repairIndex(
   if (options.lxdCompat) next = withLxdItems(next);
   if (isDeepStrictEqual(next, index)) return { retired: [] };
   return { index: next, retired: pruned.retired };
+}
+
+/**
+ * How a mirror's index differs from the host input's server's: the releases one lists and the
+ * other does not, and aliases that name another release there. A publish or a day-two change
+ * reaches every server or none, so a difference means a run that ended between commits (run it
+ * again) or a change made by hand on one server.
+ */
+export function fleetDrift(origin: ImagesIndex, mirror: ImagesIndex, originName: string): Finding[] {
+  const fingerprints = (index: ImagesIndex): Set<string> =>
+    new Set(listImages(index).map((image) => image.fingerprint));
+  const ours = fingerprints(origin);
+  const theirs = fingerprints(mirror);
+  const short = (list: string[]): string =>
+    list
+      .slice(0, 5)
+      .map((fingerprint) => fingerprint.slice(0, 12))
+      .join(', ') + (list.length > 5 ? ` and ${list.length - 5} more` : '');
+  const findings: Finding[] = [];
+  const lacking = [...ours].filter((fingerprint) => !theirs.has(fingerprint));
+  const extra = [...theirs].filter((fingerprint) => !ours.has(fingerprint));
+  const advice =
+    'Run the publish (or the alias or remove step) that ended part way again: it reaches every server. A change made by hand on one server has to be made on the others too.';
+  if (lacking.length > 0)
+    findings.push({
+      kind: 'fleet-drift',
+      severity: 'warning',
+      subject: 'releases',
+      detail: `lacks ${lacking.length} release(s) that ${originName} lists: ${short(lacking)}`,
+      repairable: false,
+      advice,
+    });
+  if (extra.length > 0)
+    findings.push({
+      kind: 'fleet-drift',
+      severity: 'warning',
+      subject: 'releases',
+      detail: `lists ${extra.length} release(s) that ${originName} does not: ${short(extra)}`,
+      repairable: false,
+      advice,
+    });
+  const aliases = (index: ImagesIndex): Map<string, string> =>
+    new Map(
+      listImages(index).flatMap((image) =>
+        image.aliases.map((alias) => [`${alias} (${image.arch})`, image.fingerprint] as const),
+      ),
+    );
+  const ourAliases = aliases(origin);
+  const theirAliases = aliases(mirror);
+  const names = [...new Set([...ourAliases.keys(), ...theirAliases.keys()])].sort();
+  const shown = (fingerprint: string | undefined): string => (fingerprint ? fingerprint.slice(0, 12) : 'nothing');
+  const differing = names.filter((alias) => ourAliases.get(alias) !== theirAliases.get(alias));
+  for (const alias of differing.slice(0, 20)) {
+    findings.push({
+      kind: 'fleet-drift',
+      severity: 'warning',
+      subject: alias,
+      detail: `names ${shown(theirAliases.get(alias))} here and ${shown(ourAliases.get(alias))} on ${originName}`,
+      repairable: false,
+      advice,
+    });
+  }
+  if (differing.length > 20) {
+    findings.push({
+      kind: 'fleet-drift',
+      severity: 'warning',
+      subject: `${differing.length - 20} more aliases`,
+      detail: `name other releases here than on ${originName}`,
+      repairable: false,
+      advice,
+    });
+  }
+  return findings;
 }

@@ -71,6 +71,10 @@ describe('parseBuckets', () => {
     [entry(['prefix: ../up']), /prefix "\.\.\/up" must be a folder/],
     [entry(['prefix: a b']), /prefix "a b" must be a folder/],
     [entry(['path-style: maybe']), /path-style must be true or false/],
+    [
+      entry(['path-style: false']).replace('bucket: lxc-images', 'bucket: lxc.images'),
+      /path-style: false puts bucket lxc\.images in the host name/,
+    ],
     [entry(['region: "us east"']), /region "us east" is not a region name/],
     [entry().replace('lxc-images', 'Lxc_Images'), /bucket "Lxc_Images" is not a bucket name/],
     [entry().replace('https://account.r2.cloudflarestorage.com', 'https://host/bucket'), /with no path, query or user/],
@@ -84,9 +88,13 @@ describe('parseBuckets', () => {
     [[entry(), entry()].join('\n'), /two members of the fleet are named lxc-images/],
     [
       [entry(['name: a']), entry(['name: b'])].join('\n'),
-      /b is account\.r2\.cloudflarestorage\.com\/lxc-images\/ a second time/,
+      /a and b are the same bucket lxc-images with prefixes "" and "", one inside the other/,
     ],
     [entry(['name: registry.example']), /two members of the fleet are named registry\.example/],
+    [
+      [entry(['name: root']), entry(['name: inner', 'prefix: images/'])].join('\n'),
+      /root and inner are the same bucket lxc-images with prefixes "" and "images\/", one inside the other/,
+    ],
     [
       Array(5)
         .fill(0)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { keptRetired, namedFiles, planSync, UPLOADS_FOLDER } from '../../../src/bucket/sync.js';
+import { namedFiles, nextBucketRetired, planSync, retiredEntries, UPLOADS_FOLDER } from '../../../src/bucket/sync.js';
 import type { ImagesIndex } from '../../../src/simplestreams/images-index.js';
 
 const sha = (c: string): string => c.repeat(64);
@@ -62,18 +62,37 @@ describe('namedFiles', () => {
   });
 });
 
-describe('keptRetired', () => {
-  it('keeps what was retired less than two hours ago, and ignores lines of another form', () => {
-    const seconds = now.getTime() / 1000;
+describe('retired lists', () => {
+  it('reads "<seconds> images/<name>" lines and leaves out lines of another form', () => {
     const text = [
-      `${seconds - 60} images/fresh.squashfs`,
-      `${seconds - 7199} images/almost.squashfs`,
-      `${seconds - 7200} images/gone.squashfs`,
-      `${seconds - 60} images/../escape`,
-      `${seconds - 60} streams/v1/images.json`,
+      '60 images/a.squashfs',
+      '61 images/../escape',
+      '62 streams/v1/images.json',
       'garbage',
+      '63 images/b',
     ].join('\n');
-    expect([...keptRetired(text, seconds)].sort()).toEqual(['images/almost.squashfs', 'images/fresh.squashfs']);
+    expect(retiredEntries(text)).toEqual([
+      { at: 60, path: 'images/a.squashfs' },
+      { at: 63, path: 'images/b' },
+    ]);
+  });
+
+  it("starts a bucket's own grace when its index stops naming a file, and ends it two hours later", () => {
+    const seconds = now.getTime() / 1000;
+    const next = nextBucketRetired(
+      [
+        { at: seconds - 60, path: 'images/recent' },
+        { at: seconds - 7200, path: 'images/past-grace' },
+        { at: seconds - 60, path: 'images/named-again' },
+      ],
+      new Set(['images/kept-named', 'images/dropped-now', 'images/recent']),
+      new Set(['images/kept-named', 'images/named-again']),
+      seconds,
+    );
+    expect(next).toEqual([
+      { at: seconds - 60, path: 'images/recent' },
+      { at: seconds, path: 'images/dropped-now' },
+    ]);
   });
 });
 
@@ -93,7 +112,7 @@ describe('planSync', () => {
         { path: upload.path, size: 100, lastModified: hoursAgo(0) },
       ],
       uploads: [upload],
-      retired: new Set(),
+      kept: new Set(),
       now,
     });
     expect(plan.copy).toEqual([{ file: named[0], from: upload.path }]);
@@ -106,7 +125,7 @@ describe('planSync', () => {
       named: [named[2]!],
       stored: [{ path: 'images/old.squashfs', size: 7, lastModified: hoursAgo(1) }],
       uploads: [],
-      retired: new Set(),
+      kept: new Set(),
       now,
     });
     expect(plan.fromServer).toEqual([named[2]]);
@@ -120,11 +139,13 @@ describe('planSync', () => {
         { path: 'images/retired-recently.squashfs', size: 1, lastModified: hoursAgo(50) },
         { path: 'images/retired-long-ago.squashfs', size: 1, lastModified: hoursAgo(50) },
         { path: 'images/SHA256SUMS', size: 1, lastModified: hoursAgo(50) },
+        // Not the action's: in a folder of images/, which the action never writes.
+        { path: 'images/site/logo.png', size: 1, lastModified: hoursAgo(50) },
         { path: `${UPLOADS_FOLDER}other-run/file-0`, size: 1, lastModified: hoursAgo(1) },
         { path: `${UPLOADS_FOLDER}dead-run/file-0`, size: 1, lastModified: hoursAgo(25) },
       ],
       uploads: [],
-      retired: new Set(['images/retired-recently.squashfs']),
+      kept: new Set(['images/retired-recently.squashfs']),
       now,
     });
     expect(plan.remove).toEqual(['images/retired-long-ago.squashfs', `${UPLOADS_FOLDER}dead-run/file-0`]);

@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inputsFor } from '../harness/action.js';
+import { sleep } from '../harness/exec.js';
 import { inProcessPublisher } from '../harness/in-process.js';
 import { makeSplitContainerImage, type ImageOptions, type TestImage } from '../harness/images.js';
 import { startRegistry, type Registry } from '../harness/registry.js';
@@ -64,12 +65,23 @@ describe('a raw rootfs.tar.xz', () => {
 
   it('is converted on the runner for the 6.0 tool, and a republish finds the same fingerprint', async () => {
     const image = await tarballImage('tarball');
+    // A temporary directory of this run's own: other tests on the machine convert too.
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-extensions-tmp-'));
     const conversions = async () =>
-      (await fsp.readdir(os.tmpdir())).filter((name) => name.startsWith('lxc-publish-rootfs-')).length;
-    const before = await conversions();
-    const result = await publishWith(inputsFor(registry, { metadata: image.metadata, rootfs: image.tarball }));
-    // The converted squashfs is removed once the run is over.
-    expect(await conversions()).toBe(before);
+      (await fsp.readdir(tmp)).filter((name) => name.startsWith('lxc-publish-rootfs-')).length;
+    const untouched = (await fsp.stat(tmp)).mtimeMs;
+    await sleep(20);
+    process.env['RUNNER_TEMP'] = tmp;
+    let result: Awaited<ReturnType<typeof publishWith>>;
+    try {
+      result = await publishWith(inputsFor(registry, { metadata: image.metadata, rootfs: image.tarball }));
+    } finally {
+      delete process.env['RUNNER_TEMP'];
+    }
+    // The conversion ran there (a directory was made and removed), and nothing of it stays.
+    expect((await fsp.stat(tmp)).mtimeMs).toBeGreaterThan(untouched);
+    expect(await conversions()).toBe(0);
+    await fsp.rm(tmp, { recursive: true, force: true });
     expect(log().join('')).toMatch(/incus-simplestreams 6\.0\.\d+ cannot take a rootfs tarball .*converting/);
     expect(result.status).toBe('published');
     expect(result.imageType).toBe('container');

@@ -4,6 +4,7 @@
 // is held leaves every server as it was; a second run finishes the job, and the servers that
 // already have the release report unchanged.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -282,16 +283,24 @@ describe('mirrors', () => {
     const held = servers[1] as Registry;
     const lock = path.join(held.simplestreamsDir, '.lxc-publish', 'lock');
     // The lock file as the publishing user makes it; -o: the lock is flock's alone.
-    await held.ssh(`: >> ${lock}`);
-    const holder = run('flock', ['-x', '-o', lock, 'sleep', '8']);
-    await sleep(500);
-    const before = await liveIndexes();
-    const { inputs, env } = fleetStep(published, { 'lock-timeout': '3' });
-    const result = await runBundle(inputs, env);
-    await holder;
+    await held.ssh(`mkdir -p ${path.dirname(lock)} && : >> ${lock}`);
+    // Held until the step is over, however long it takes to reach the lock (a loaded machine).
+    const holder = spawn('flock', ['-x', '-o', lock, 'sleep', '600'], { stdio: 'ignore' });
+    const holderGone = new Promise((resolve) => holder.on('exit', resolve));
+    let result: BundleRun;
+    try {
+      // Held once a try for it fails for that reason (-E: the exit status of a lock held elsewhere).
+      while ((await run('flock', ['-n', '-E', '99', lock, 'true'])).code !== 99) await sleep(50);
+      const before = await liveIndexes();
+      const { inputs, env } = fleetStep(published, { 'lock-timeout': '3' });
+      result = await runBundle(inputs, env);
+      expect(await liveIndexes()).toEqual(before);
+    } finally {
+      holder.kill();
+      await holderGone;
+    }
     expectExit(result, 1);
     expect(result.stdout).toContain('Nothing was published on any server: taking the registry lock failed on mirror-1');
-    expect(await liveIndexes()).toEqual(before);
     for (const server of servers) expect(await leftovers(server)).toEqual([]);
   });
 

@@ -95006,8 +95006,11 @@ const SUMS_HEADERS = { ContentType: 'text/plain', CacheControl: INDEX_HEADERS.Ca
 /** Parts of an upload from the runner: 16 MiB, 4 at a time (64 MiB in memory at most). */
 const PART_BYTES = 16 * 1024 * 1024;
 const PARTS_AT_ONCE = 4;
-/** CopyObject copies up to 5 GiB; a larger object is copied in parts of this size. */
-const SINGLE_COPY_LIMIT = 5 * 1024 * 1024 * 1024;
+/**
+ * CopyObject copies up to 5 GiB at once, but a store may send nothing while it copies, and the
+ * idle timeout below would end a long copy: a larger object is copied in parts of this size.
+ */
+const SINGLE_COPY_LIMIT = 512 * 1024 * 1024;
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
@@ -95031,7 +95034,8 @@ function bucketError(settings, what, error, refused) {
     let fix;
     if (code === 'NoSuchKey')
         fix =
-            'an object this run wrote is gone (a lifecycle rule on .lxc-publish/, or another process?); run the step again';
+            'an object was gone when it was read (deleted meanwhile by another run, a lifecycle rule on .lxc-publish/, or ' +
+                'another process?); run the step again';
     else if (code === 'NoSuchBucket' || status === 404)
         fix = `check that bucket ${settings.bucket} exists at ${settings.endpoint} (and path-style for this provider)`;
     else if (status === 403 || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch')
@@ -95198,6 +95202,7 @@ class Bucket {
     async *list(folder) {
         let token;
         const prefix = this.key(folder);
+        const seen = new Set();
         do {
             const page = await this.call(`Listing ${folder}`, () => this.client.send(new dist_cjs.ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: prefix, ContinuationToken: token })));
             for (const object of page.Contents ?? []) {
@@ -95210,9 +95215,11 @@ class Bucket {
                 };
             }
             const next = page.IsTruncated ? page.NextContinuationToken : undefined;
-            // A store that hands back the same page again would keep this going for good.
-            if (next !== undefined && next === token)
-                throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned the same page twice'));
+            // A store that hands back a page again would keep this going for good.
+            if (next !== undefined && seen.has(next))
+                throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned a page twice'));
+            if (next !== undefined)
+                seen.add(next);
             token = next;
         } while (token);
     }
@@ -95286,8 +95293,9 @@ async function* registryFileChunks(registry, path, size) {
  * no longer names stays for clients with a cached index as long as the server keeps it (its
  * retired list) and for two hours after the bucket's own index stopped naming it (the bucket's
  * retired list, <prefix>.lxc-publish/retired: a bucket that fell behind the server gets its own
- * grace). Anything missing or left by a failed run is made good by the next sync: a bucket
- * converges on the server whatever happened before. The action owns <prefix>images/ and
+ * grace). A file missing from the bucket, or held there at another size, is made good by the
+ * next sync (a same-size object with other bytes is not looked for: the names are content
+ * addressed, and only this action writes them). The action owns <prefix>images/ and
  * <prefix>streams/; only plainly named files directly in images/ are ever deleted.
  */
 
@@ -95335,16 +95343,26 @@ function retiredEntries(text) {
         return match ? [{ at: Number(match[1]), path: match[2] }] : [];
     });
 }
+/** How far ahead of the runner's clock a stamp may be (another runner's clock) before it is taken as now. */
+const CLOCK_SKEW_SECONDS = 300;
 /**
- * The bucket's retired list after this sync: what it had, less what is past the grace (by the
- * runner's clock, which stamped it) or named again, and the files `previous` (the index the
- * bucket served until now) names and `next` does not, stamped now.
+ * The bucket's retired list after this sync: the files `previous` (the index the bucket serves
+ * until now) names and `next` does not, stamped now (the bucket served them until now, whatever
+ * an earlier sync that never changed the index wrote); and what the list had, less what is past
+ * the grace (by the runners' clocks, which stamped it) or named again. One line per file; a stamp
+ * in the future counts as now.
  */
 function nextBucketRetired(listed, previous, next, nowSeconds) {
-    const kept = listed.filter((entry) => nowSeconds - entry.at < RETIRE_GRACE_SECONDS && !next.has(entry.path));
-    const known = new Set(kept.map((entry) => entry.path));
-    const retiring = [...previous].filter((path) => !next.has(path) && !known.has(path));
-    return [...kept, ...retiring.map((path) => ({ at: nowSeconds, path }))];
+    const retiring = new Set([...previous].filter((path) => !next.has(path)));
+    const entries = new Map([...retiring].map((path) => [path, nowSeconds]));
+    for (const entry of listed) {
+        if (retiring.has(entry.path) || next.has(entry.path))
+            continue;
+        const at = entry.at > nowSeconds + CLOCK_SKEW_SECONDS ? nowSeconds : entry.at;
+        if (nowSeconds - at < RETIRE_GRACE_SECONDS)
+            entries.set(entry.path, Math.max(at, entries.get(entry.path) ?? 0));
+    }
+    return [...entries].map(([path, at]) => ({ at, path }));
 }
 /** What to copy, read from the server and delete so that the bucket serves the index. */
 function planSync(options) {
@@ -95479,21 +95497,27 @@ async function syncBucket(registry, bucket, options = {}) {
     for (const file of plan.fromServer)
         await copyFromServer(registry, bucket, file);
     // Every named file is there: the index may name them now. What it stops naming is listed first.
-    const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
-    await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
     const changedPaths = [];
-    const write = async (path, bytes, headers) => {
-        // A run whose lease ran out must not put back an index older than the next run's.
+    // A run whose lease ran out must not put back an index older than the next run's, nor change
+    // what that run's list says.
+    const stillHeld = () => {
         if (options.lost?.())
             throw new LeaseLostForBucket(bucket.settings.name);
+    };
+    const write = async (path, bytes, headers) => {
+        stillHeld();
         if (await putIfChanged(bucket, path, bytes, headers))
             changedPaths.push(path);
     };
+    stillHeld();
+    const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
+    await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
     if (sums)
         await write(SHA256SUMS_PATH, sums, SUMS_HEADERS);
     await write(IMAGES_JSON, imagesJson, INDEX_HEADERS);
     await write(INDEX_JSON, indexJson, INDEX_HEADERS);
     try {
+        stillHeld();
         await bucket.delete(plan.remove);
     }
     catch (error) {
@@ -96266,6 +96290,20 @@ function pathStyle(value, bucket, endpoint, label) {
     }
     return pathStyle;
 }
+/** The folders the action owns under a registry's prefix. */
+const OWNED_FOLDERS = ['images/', 'streams/', '.lxc-publish/'];
+/**
+ * Where two prefixes of one bucket clash: '' for the same prefix, the owned folder of one that
+ * holds the other, or undefined when each registry keeps to its own.
+ */
+function clashingFolder(a, b) {
+    if (a === b)
+        return '';
+    const [outer, inner] = a.length < b.length ? [a, b] : [b, a];
+    if (!inner.startsWith(outer))
+        return undefined;
+    return OWNED_FOLDERS.find((folder) => inner.slice(outer.length).startsWith(folder));
+}
 /** One entry of the list, checked. */
 function readBucket(raw, position, env) {
     const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
@@ -96317,11 +96355,12 @@ function parseBuckets(text, taken, env = process.env) {
         names.add(bucket.name);
         for (const other of buckets.slice(0, k)) {
             const sameBucket = new URL(bucket.endpoint).host === new URL(other.endpoint).host && bucket.bucket === other.bucket;
-            // A registry under another's prefix would lose its files to the other's clean-up.
-            if (sameBucket && (bucket.prefix.startsWith(other.prefix) || other.prefix.startsWith(bucket.prefix))) {
-                throw bucketsError(`${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} with prefixes ` +
-                    `"${other.prefix}" and "${bucket.prefix}", one inside the other; list each registry once, each under a ` +
-                    'prefix of its own that holds no other.');
+            const clash = sameBucket ? clashingFolder(other.prefix, bucket.prefix) : undefined;
+            if (clash !== undefined) {
+                throw bucketsError(clash === ''
+                    ? `${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} and prefix "${bucket.prefix}"; list each once.`
+                    : `${other.name} and ${bucket.name} share bucket ${bucket.bucket}, and one's prefix lies in the other's ` +
+                        `${clash} folder ("${other.prefix}" and "${bucket.prefix}"), which the action owns; give it a prefix elsewhere.`);
             }
         }
     }

@@ -92703,6 +92703,20 @@ function pathStyle(value, bucket, endpoint, label) {
     }
     return pathStyle;
 }
+/** The folders the action owns under a registry's prefix. */
+const OWNED_FOLDERS = ['images/', 'streams/', '.lxc-publish/'];
+/**
+ * Where two prefixes of one bucket clash: '' for the same prefix, the owned folder of one that
+ * holds the other, or undefined when each registry keeps to its own.
+ */
+function clashingFolder(a, b) {
+    if (a === b)
+        return '';
+    const [outer, inner] = a.length < b.length ? [a, b] : [b, a];
+    if (!inner.startsWith(outer))
+        return undefined;
+    return OWNED_FOLDERS.find((folder) => inner.slice(outer.length).startsWith(folder));
+}
 /** One entry of the list, checked. */
 function readBucket(raw, position, env) {
     const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
@@ -92754,11 +92768,12 @@ function parseBuckets(text, taken, env = process.env) {
         names.add(bucket.name);
         for (const other of buckets.slice(0, k)) {
             const sameBucket = new URL(bucket.endpoint).host === new URL(other.endpoint).host && bucket.bucket === other.bucket;
-            // A registry under another's prefix would lose its files to the other's clean-up.
-            if (sameBucket && (bucket.prefix.startsWith(other.prefix) || other.prefix.startsWith(bucket.prefix))) {
-                throw bucketsError(`${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} with prefixes ` +
-                    `"${other.prefix}" and "${bucket.prefix}", one inside the other; list each registry once, each under a ` +
-                    'prefix of its own that holds no other.');
+            const clash = sameBucket ? clashingFolder(other.prefix, bucket.prefix) : undefined;
+            if (clash !== undefined) {
+                throw bucketsError(clash === ''
+                    ? `${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} and prefix "${bucket.prefix}"; list each once.`
+                    : `${other.name} and ${bucket.name} share bucket ${bucket.bucket}, and one's prefix lies in the other's ` +
+                        `${clash} folder ("${other.prefix}" and "${bucket.prefix}"), which the action owns; give it a prefix elsewhere.`);
             }
         }
     }
@@ -93225,8 +93240,11 @@ const SUMS_HEADERS = { ContentType: 'text/plain', CacheControl: INDEX_HEADERS.Ca
 /** Parts of an upload from the runner: 16 MiB, 4 at a time (64 MiB in memory at most). */
 const PART_BYTES = 16 * 1024 * 1024;
 const PARTS_AT_ONCE = 4;
-/** CopyObject copies up to 5 GiB; a larger object is copied in parts of this size. */
-const SINGLE_COPY_LIMIT = 5 * 1024 * 1024 * 1024;
+/**
+ * CopyObject copies up to 5 GiB at once, but a store may send nothing while it copies, and the
+ * idle timeout below would end a long copy: a larger object is copied in parts of this size.
+ */
+const SINGLE_COPY_LIMIT = 512 * 1024 * 1024;
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
@@ -93250,7 +93268,8 @@ function bucketError(settings, what, error, refused) {
     let fix;
     if (code === 'NoSuchKey')
         fix =
-            'an object this run wrote is gone (a lifecycle rule on .lxc-publish/, or another process?); run the step again';
+            'an object was gone when it was read (deleted meanwhile by another run, a lifecycle rule on .lxc-publish/, or ' +
+                'another process?); run the step again';
     else if (code === 'NoSuchBucket' || status === 404)
         fix = `check that bucket ${settings.bucket} exists at ${settings.endpoint} (and path-style for this provider)`;
     else if (status === 403 || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch')
@@ -93417,6 +93436,7 @@ class Bucket {
     async *list(folder) {
         let token;
         const prefix = this.key(folder);
+        const seen = new Set();
         do {
             const page = await this.call(`Listing ${folder}`, () => this.client.send(new dist_cjs.ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: prefix, ContinuationToken: token })));
             for (const object of page.Contents ?? []) {
@@ -93429,9 +93449,11 @@ class Bucket {
                 };
             }
             const next = page.IsTruncated ? page.NextContinuationToken : undefined;
-            // A store that hands back the same page again would keep this going for good.
-            if (next !== undefined && next === token)
-                throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned the same page twice'));
+            // A store that hands back a page again would keep this going for good.
+            if (next !== undefined && seen.has(next))
+                throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned a page twice'));
+            if (next !== undefined)
+                seen.add(next);
             token = next;
         } while (token);
     }
@@ -93463,8 +93485,9 @@ class Bucket {
  * no longer names stays for clients with a cached index as long as the server keeps it (its
  * retired list) and for two hours after the bucket's own index stopped naming it (the bucket's
  * retired list, <prefix>.lxc-publish/retired: a bucket that fell behind the server gets its own
- * grace). Anything missing or left by a failed run is made good by the next sync: a bucket
- * converges on the server whatever happened before. The action owns <prefix>images/ and
+ * grace). A file missing from the bucket, or held there at another size, is made good by the
+ * next sync (a same-size object with other bytes is not looked for: the names are content
+ * addressed, and only this action writes them). The action owns <prefix>images/ and
  * <prefix>streams/; only plainly named files directly in images/ are ever deleted.
  */
 
@@ -93512,16 +93535,26 @@ function retiredEntries(text) {
         return match ? [{ at: Number(match[1]), path: match[2] }] : [];
     });
 }
+/** How far ahead of the runner's clock a stamp may be (another runner's clock) before it is taken as now. */
+const CLOCK_SKEW_SECONDS = 300;
 /**
- * The bucket's retired list after this sync: what it had, less what is past the grace (by the
- * runner's clock, which stamped it) or named again, and the files `previous` (the index the
- * bucket served until now) names and `next` does not, stamped now.
+ * The bucket's retired list after this sync: the files `previous` (the index the bucket serves
+ * until now) names and `next` does not, stamped now (the bucket served them until now, whatever
+ * an earlier sync that never changed the index wrote); and what the list had, less what is past
+ * the grace (by the runners' clocks, which stamped it) or named again. One line per file; a stamp
+ * in the future counts as now.
  */
 function nextBucketRetired(listed, previous, next, nowSeconds) {
-    const kept = listed.filter((entry) => nowSeconds - entry.at < RETIRE_GRACE_SECONDS && !next.has(entry.path));
-    const known = new Set(kept.map((entry) => entry.path));
-    const retiring = [...previous].filter((path) => !next.has(path) && !known.has(path));
-    return [...kept, ...retiring.map((path) => ({ at: nowSeconds, path }))];
+    const retiring = new Set([...previous].filter((path) => !next.has(path)));
+    const entries = new Map([...retiring].map((path) => [path, nowSeconds]));
+    for (const entry of listed) {
+        if (retiring.has(entry.path) || next.has(entry.path))
+            continue;
+        const at = entry.at > nowSeconds + CLOCK_SKEW_SECONDS ? nowSeconds : entry.at;
+        if (nowSeconds - at < RETIRE_GRACE_SECONDS)
+            entries.set(entry.path, Math.max(at, entries.get(entry.path) ?? 0));
+    }
+    return [...entries].map(([path, at]) => ({ at, path }));
 }
 /** What to copy, read from the server and delete so that the bucket serves the index. */
 function planSync(options) {
@@ -93656,21 +93689,27 @@ async function sync_syncBucket(registry, bucket, options = {}) {
     for (const file of plan.fromServer)
         await copyFromServer(registry, bucket, file);
     // Every named file is there: the index may name them now. What it stops naming is listed first.
-    const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
-    await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
     const changedPaths = [];
-    const write = async (path, bytes, headers) => {
-        // A run whose lease ran out must not put back an index older than the next run's.
+    // A run whose lease ran out must not put back an index older than the next run's, nor change
+    // what that run's list says.
+    const stillHeld = () => {
         if (options.lost?.())
             throw new LeaseLostForBucket(bucket.settings.name);
+    };
+    const write = async (path, bytes, headers) => {
+        stillHeld();
         if (await putIfChanged(bucket, path, bytes, headers))
             changedPaths.push(path);
     };
+    stillHeld();
+    const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
+    await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
     if (sums)
         await write(SHA256SUMS_PATH, sums, SUMS_HEADERS);
     await write(IMAGES_JSON, imagesJson, INDEX_HEADERS);
     await write(INDEX_JSON, indexJson, INDEX_HEADERS);
     try {
+        stillHeld();
         await bucket.delete(plan.remove);
     }
     catch (error) {
@@ -93713,6 +93752,7 @@ async function* verified(chunks, file) {
  * serves. With repair, a bucket out of step is brought up to date (bucket/sync.ts) under the
  * server's registry lock, as a publish does.
  */
+
 
 
 
@@ -93796,25 +93836,49 @@ async function check_look(registry, bucket) {
  * brings it up to date under the server's registry lock and looks again.
  */
 async function checkBucket(registry, bucket, options) {
-    const first = await check_look(registry, bucket);
+    // Under the server's lock: a publish between its commit and the bucket's copy is not out of step.
+    const lookLocked = async () => {
+        const held = await lock_takeRegistryLock(registry, options.lockTimeout);
+        try {
+            return await check_look(registry, bucket);
+        }
+        finally {
+            await held.lock.release();
+        }
+    };
+    const first = await lookLocked();
     let last = first;
     let indexRepaired = false;
+    let failedRepair;
     if (options.repair && first.findings.length > 0) {
         await sync_prefillBucket(registry, bucket);
         const held = await lock_takeRegistryLock(registry, options.lockTimeout);
         try {
             indexRepaired = (await sync_syncBucket(registry, bucket, { lost: () => held.lock.lost() })).indexChanged;
+            last = await check_look(registry, bucket);
+        }
+        catch (error) {
+            // What was found stands, with why the repair could not mend it.
+            failedRepair = {
+                kind: 'bucket-out-of-step',
+                severity: 'error',
+                subject: `${bucket.settings.name}: repair`,
+                detail: `bringing the bucket up to date failed: ${untrusted_untrusted((0,common_errors/* oneLine */.TN)((0,common_errors/* describeError */.Uc)(error)))}`,
+                repairable: false,
+                advice: 'Fix what the message names, then run the check with repair again.',
+            };
         }
         finally {
             await held.lock.release();
         }
-        last = await check_look(registry, bucket);
     }
     const still = (finding) => last.findings.some((other) => other.kind === finding.kind && other.subject === finding.subject);
     const findings = first.findings.map((finding) => ({
         ...finding,
         repaired: last !== first && !still(finding),
     }));
+    if (failedRepair)
+        findings.push({ ...failedRepair, repaired: false });
     return {
         findings,
         products: 0,
@@ -97179,14 +97243,14 @@ function logFindings(report) {
 }
 /** Findings of each kind the report output holds: outputs are limited to 1 MB per job. */
 const REPORTED_PER_KIND = 100;
-/** The report output: the first REPORTED_PER_KIND findings of each kind, and how many more there were. */
-function reportOutput(report, status) {
+/** The report output: the first `perKind` findings of each kind, and how many more there were. */
+function reportOutput(report, status, perKind = REPORTED_PER_KIND) {
     const counts = new Map();
     const omitted = {};
     const findings = report.findings.filter((finding) => {
         const count = (counts.get(finding.kind) ?? 0) + 1;
         counts.set(finding.kind, count);
-        if (count <= REPORTED_PER_KIND)
+        if (count <= perKind)
             return true;
         omitted[finding.kind] = (omitted[finding.kind] ?? 0) + 1;
         return false;
@@ -97338,23 +97402,34 @@ async function checkFleet(settings) {
     lib_core/* setOutput */.uH('errors', remaining(all, 'error') + unchecked.length);
     lib_core/* setOutput */.uH('warnings', remaining(all, 'warning'));
     lib_core/* setOutput */.uH('repaired', all.findings.filter((finding) => finding.repaired).length);
+    // Outputs are limited to 1 MB per job: the findings shown per kind are shared out among the
+    // members, and the host input's server's report is given once, at the top.
+    const perKind = Math.max(10, Math.floor(REPORTED_PER_KIND / members.length));
     lib_core/* setOutput */.uH('report', JSON.stringify({
-        ...reportOutput(primary.report ?? all, status),
+        ...reportOutput(primary.report ?? all, status, perKind),
         servers: members.map((run, k) => ({
             ...checked[k],
-            ...(run.report ? { report: reportOutput(run.report, checkStatus(run.report)) } : {}),
+            ...(run.report && run !== primary
+                ? { report: reportOutput(run.report, checkStatus(run.report), perKind) }
+                : {}),
         })),
     }));
     setCheckedServersOutput(checked);
     if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
         await (0,summary/* writeCheckSummary */.gn)(primary.report ?? all, status, settings, checked);
+    if (settings.failOn === 'never')
+        return;
     if (unchecked.length > 0) {
         const reasons = unchecked.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
         throw new common_errors/* ActionError */.lZ(`Could not check ${reasons.join('; ')}. The others were checked: the log and the servers output say what they found.`, unchecked.map((run) => failureOf(run).input).find((input) => input !== undefined));
     }
-    const failed = failure(all, settings);
-    if (failed)
-        throw failed;
+    const failing = checked.filter((server) => server.errors > 0 || (settings.failOn === 'warning' && server.warnings > 0));
+    if (failing.length > 0) {
+        const repairable = all.findings.some((finding) => !finding.repaired && finding.repairable);
+        throw new common_errors/* ActionError */.lZ(`Problems remain on ${failing.map((server) => `${server.name} (${server.errors} error(s), ${server.warnings} warning(s))`).join(', ')} ` +
+            `(fail-on: ${settings.failOn}); the log and the servers output list them with what to do.` +
+            (repairable && !settings.repair ? ' Set repair: true to mend those it can.' : ''), 'fail-on');
+    }
 }
 
 

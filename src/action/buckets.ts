@@ -93,6 +93,20 @@ function pathStyle(value: string | undefined, bucket: string, endpoint: URL, lab
   return pathStyle;
 }
 
+/** The folders the action owns under a registry's prefix. */
+const OWNED_FOLDERS = ['images/', 'streams/', '.lxc-publish/'];
+
+/**
+ * Where two prefixes of one bucket clash: '' for the same prefix, the owned folder of one that
+ * holds the other, or undefined when each registry keeps to its own.
+ */
+function clashingFolder(a: string, b: string): string | undefined {
+  if (a === b) return '';
+  const [outer, inner] = a.length < b.length ? [a, b] : [b, a];
+  if (!inner.startsWith(outer)) return undefined;
+  return OWNED_FOLDERS.find((folder) => inner.slice(outer.length).startsWith(folder));
+}
+
 /** One entry of the list, checked. */
 function readBucket(raw: unknown, position: number, env: SecretEnvironment): BucketSettings {
   const { entry, label } = readEntry(raw, position, { ...BUCKET_LIST, keys: BUCKET_KEYS, nullIsEmpty: true });
@@ -167,12 +181,13 @@ export function parseBuckets(
     for (const other of buckets.slice(0, k)) {
       const sameBucket =
         new URL(bucket.endpoint).host === new URL(other.endpoint).host && bucket.bucket === other.bucket;
-      // A registry under another's prefix would lose its files to the other's clean-up.
-      if (sameBucket && (bucket.prefix.startsWith(other.prefix) || other.prefix.startsWith(bucket.prefix))) {
+      const clash = sameBucket ? clashingFolder(other.prefix, bucket.prefix) : undefined;
+      if (clash !== undefined) {
         throw bucketsError(
-          `${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} with prefixes ` +
-            `"${other.prefix}" and "${bucket.prefix}", one inside the other; list each registry once, each under a ` +
-            'prefix of its own that holds no other.',
+          clash === ''
+            ? `${other.name} and ${bucket.name} are the same bucket ${bucket.bucket} and prefix "${bucket.prefix}"; list each once.`
+            : `${other.name} and ${bucket.name} share bucket ${bucket.bucket}, and one's prefix lies in the other's ` +
+                `${clash} folder ("${other.prefix}" and "${bucket.prefix}"), which the action owns; give it a prefix elsewhere.`,
         );
       }
     }

@@ -48,14 +48,14 @@ function logFindings(report: CheckReport): void {
 /** Findings of each kind the report output holds: outputs are limited to 1 MB per job. */
 const REPORTED_PER_KIND = 100;
 
-/** The report output: the first REPORTED_PER_KIND findings of each kind, and how many more there were. */
-export function reportOutput(report: CheckReport, status: CheckStatus): object {
+/** The report output: the first `perKind` findings of each kind, and how many more there were. */
+export function reportOutput(report: CheckReport, status: CheckStatus, perKind = REPORTED_PER_KIND): object {
   const counts = new Map<string, number>();
   const omitted: Record<string, number> = {};
   const findings = report.findings.filter((finding) => {
     const count = (counts.get(finding.kind) ?? 0) + 1;
     counts.set(finding.kind, count);
-    if (count <= REPORTED_PER_KIND) return true;
+    if (count <= perKind) return true;
     omitted[finding.kind] = (omitted[finding.kind] ?? 0) + 1;
     return false;
   });
@@ -230,19 +230,25 @@ async function checkFleet(settings: CheckSettings): Promise<void> {
   core.setOutput('errors', remaining(all, 'error') + unchecked.length);
   core.setOutput('warnings', remaining(all, 'warning'));
   core.setOutput('repaired', all.findings.filter((finding) => finding.repaired).length);
+  // Outputs are limited to 1 MB per job: the findings shown per kind are shared out among the
+  // members, and the host input's server's report is given once, at the top.
+  const perKind = Math.max(10, Math.floor(REPORTED_PER_KIND / members.length));
   core.setOutput(
     'report',
     JSON.stringify({
-      ...reportOutput(primary.report ?? all, status),
+      ...reportOutput(primary.report ?? all, status, perKind),
       servers: members.map((run, k) => ({
         ...checked[k],
-        ...(run.report ? { report: reportOutput(run.report, checkStatus(run.report)) } : {}),
+        ...(run.report && run !== primary
+          ? { report: reportOutput(run.report, checkStatus(run.report), perKind) }
+          : {}),
       })),
     }),
   );
   setCheckedServersOutput(checked);
   if (settings.summary && process.env['GITHUB_STEP_SUMMARY'])
     await writeCheckSummary(primary.report ?? all, status, settings, checked);
+  if (settings.failOn === 'never') return;
   if (unchecked.length > 0) {
     const reasons = unchecked.map((run) => `${where(run)}: ${failureOf(run).message.replace(/\.$/, '')}`);
     throw new ActionError(
@@ -250,6 +256,16 @@ async function checkFleet(settings: CheckSettings): Promise<void> {
       unchecked.map((run) => failureOf(run).input).find((input) => input !== undefined),
     );
   }
-  const failed = failure(all, settings);
-  if (failed) throw failed;
+  const failing = checked.filter(
+    (server) => server.errors > 0 || (settings.failOn === 'warning' && server.warnings > 0),
+  );
+  if (failing.length > 0) {
+    const repairable = all.findings.some((finding) => !finding.repaired && finding.repairable);
+    throw new ActionError(
+      `Problems remain on ${failing.map((server) => `${server.name} (${server.errors} error(s), ${server.warnings} warning(s))`).join(', ')} ` +
+        `(fail-on: ${settings.failOn}); the log and the servers output list them with what to do.` +
+        (repairable && !settings.repair ? ' Set repair: true to mend those it can.' : ''),
+      'fail-on',
+    );
+  }
 }

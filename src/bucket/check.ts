@@ -5,6 +5,7 @@
  * server's registry lock, as a publish does.
  */
 import { posix } from 'node:path';
+import { describeError, oneLine } from '../common/errors.js';
 import { untrusted } from '../common/untrusted.js';
 import type { CheckReport, ReportedFinding } from '../registry/check.js';
 import { readRegistryFile } from '../registry/export.js';
@@ -96,18 +97,38 @@ export async function checkBucket(
   bucket: Bucket,
   options: { repair: boolean; lockTimeout: number },
 ): Promise<CheckReport> {
-  const first = await look(registry, bucket);
+  // Under the server's lock: a publish between its commit and the bucket's copy is not out of step.
+  const lookLocked = async (): Promise<Awaited<ReturnType<typeof look>>> => {
+    const held = await takeRegistryLock(registry, options.lockTimeout);
+    try {
+      return await look(registry, bucket);
+    } finally {
+      await held.lock.release();
+    }
+  };
+  const first = await lookLocked();
   let last = first;
   let indexRepaired = false;
+  let failedRepair: Finding | undefined;
   if (options.repair && first.findings.length > 0) {
     await prefillBucket(registry, bucket);
     const held = await takeRegistryLock(registry, options.lockTimeout);
     try {
       indexRepaired = (await syncBucket(registry, bucket, { lost: () => held.lock.lost() })).indexChanged;
+      last = await look(registry, bucket);
+    } catch (error) {
+      // What was found stands, with why the repair could not mend it.
+      failedRepair = {
+        kind: 'bucket-out-of-step',
+        severity: 'error',
+        subject: `${bucket.settings.name}: repair`,
+        detail: `bringing the bucket up to date failed: ${untrusted(oneLine(describeError(error)))}`,
+        repairable: false,
+        advice: 'Fix what the message names, then run the check with repair again.',
+      };
     } finally {
       await held.lock.release();
     }
-    last = await look(registry, bucket);
   }
   const still = (finding: Finding): boolean =>
     last.findings.some((other) => other.kind === finding.kind && other.subject === finding.subject);
@@ -115,6 +136,7 @@ export async function checkBucket(
     ...finding,
     repaired: last !== first && !still(finding),
   }));
+  if (failedRepair) findings.push({ ...failedRepair, repaired: false });
   return {
     findings,
     products: 0,

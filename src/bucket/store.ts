@@ -72,8 +72,11 @@ export const SUMS_HEADERS: ObjectHeaders = { ContentType: 'text/plain', CacheCon
 /** Parts of an upload from the runner: 16 MiB, 4 at a time (64 MiB in memory at most). */
 export const PART_BYTES = 16 * 1024 * 1024;
 const PARTS_AT_ONCE = 4;
-/** CopyObject copies up to 5 GiB; a larger object is copied in parts of this size. */
-export const SINGLE_COPY_LIMIT = 5 * 1024 * 1024 * 1024;
+/**
+ * CopyObject copies up to 5 GiB at once, but a store may send nothing while it copies, and the
+ * idle timeout below would end a long copy: a larger object is copied in parts of this size.
+ */
+export const SINGLE_COPY_LIMIT = 512 * 1024 * 1024;
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
@@ -99,7 +102,8 @@ export function bucketError(settings: BucketSettings, what: string, error: unkno
   let fix: string;
   if (code === 'NoSuchKey')
     fix =
-      'an object this run wrote is gone (a lifecycle rule on .lxc-publish/, or another process?); run the step again';
+      'an object was gone when it was read (deleted meanwhile by another run, a lifecycle rule on .lxc-publish/, or ' +
+      'another process?); run the step again';
   else if (code === 'NoSuchBucket' || status === 404)
     fix = `check that bucket ${settings.bucket} exists at ${settings.endpoint} (and path-style for this provider)`;
   else if (status === 403 || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch')
@@ -297,6 +301,7 @@ export class Bucket {
   async *list(folder: string): AsyncGenerator<StoredObject> {
     let token: string | undefined;
     const prefix = this.key(folder);
+    const seen = new Set<string>();
     do {
       const page = await this.call(`Listing ${folder}`, () =>
         this.client.send(
@@ -312,9 +317,10 @@ export class Bucket {
         };
       }
       const next = page.IsTruncated ? page.NextContinuationToken : undefined;
-      // A store that hands back the same page again would keep this going for good.
-      if (next !== undefined && next === token)
-        throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned the same page twice'));
+      // A store that hands back a page again would keep this going for good.
+      if (next !== undefined && seen.has(next))
+        throw bucketError(this.settings, `Listing ${folder}`, new Error('the store returned a page twice'));
+      if (next !== undefined) seen.add(next);
       token = next;
     } while (token);
   }

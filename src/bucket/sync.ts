@@ -6,8 +6,9 @@
  * no longer names stays for clients with a cached index as long as the server keeps it (its
  * retired list) and for two hours after the bucket's own index stopped naming it (the bucket's
  * retired list, <prefix>.lxc-publish/retired: a bucket that fell behind the server gets its own
- * grace). Anything missing or left by a failed run is made good by the next sync: a bucket
- * converges on the server whatever happened before. The action owns <prefix>images/ and
+ * grace). A file missing from the bucket, or held there at another size, is made good by the
+ * next sync (a same-size object with other bytes is not looked for: the names are content
+ * addressed, and only this action writes them). The action owns <prefix>images/ and
  * <prefix>streams/; only plainly named files directly in images/ are ever deleted.
  */
 import { createHash } from 'node:crypto';
@@ -95,10 +96,15 @@ export function retiredEntries(text: string): { at: number; path: string }[] {
   });
 }
 
+/** How far ahead of the runner's clock a stamp may be (another runner's clock) before it is taken as now. */
+const CLOCK_SKEW_SECONDS = 300;
+
 /**
- * The bucket's retired list after this sync: what it had, less what is past the grace (by the
- * runner's clock, which stamped it) or named again, and the files `previous` (the index the
- * bucket served until now) names and `next` does not, stamped now.
+ * The bucket's retired list after this sync: the files `previous` (the index the bucket serves
+ * until now) names and `next` does not, stamped now (the bucket served them until now, whatever
+ * an earlier sync that never changed the index wrote); and what the list had, less what is past
+ * the grace (by the runners' clocks, which stamped it) or named again. One line per file; a stamp
+ * in the future counts as now.
  */
 export function nextBucketRetired(
   listed: { at: number; path: string }[],
@@ -106,10 +112,14 @@ export function nextBucketRetired(
   next: Set<string>,
   nowSeconds: number,
 ): { at: number; path: string }[] {
-  const kept = listed.filter((entry) => nowSeconds - entry.at < RETIRE_GRACE_SECONDS && !next.has(entry.path));
-  const known = new Set(kept.map((entry) => entry.path));
-  const retiring = [...previous].filter((path) => !next.has(path) && !known.has(path));
-  return [...kept, ...retiring.map((path) => ({ at: nowSeconds, path }))];
+  const retiring = new Set([...previous].filter((path) => !next.has(path)));
+  const entries = new Map([...retiring].map((path) => [path, nowSeconds]));
+  for (const entry of listed) {
+    if (retiring.has(entry.path) || next.has(entry.path)) continue;
+    const at = entry.at > nowSeconds + CLOCK_SKEW_SECONDS ? nowSeconds : entry.at;
+    if (nowSeconds - at < RETIRE_GRACE_SECONDS) entries.set(entry.path, Math.max(at, entries.get(entry.path) ?? 0));
+  }
+  return [...entries].map(([path, at]) => ({ at, path }));
 }
 
 /** What to copy, read from the server and delete so that the bucket serves the index. */
@@ -278,18 +288,24 @@ export async function syncBucket(registry: Registry, bucket: Bucket, options: Sy
   }
   for (const file of plan.fromServer) await copyFromServer(registry, bucket, file);
   // Every named file is there: the index may name them now. What it stops naming is listed first.
-  const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
-  await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
   const changedPaths: string[] = [];
-  const write = async (path: string, bytes: Buffer, headers: ObjectHeaders): Promise<void> => {
-    // A run whose lease ran out must not put back an index older than the next run's.
+  // A run whose lease ran out must not put back an index older than the next run's, nor change
+  // what that run's list says.
+  const stillHeld = (): void => {
     if (options.lost?.()) throw new LeaseLostForBucket(bucket.settings.name);
+  };
+  const write = async (path: string, bytes: Buffer, headers: ObjectHeaders): Promise<void> => {
+    stillHeld();
     if (await putIfChanged(bucket, path, bytes, headers)) changedPaths.push(path);
   };
+  stillHeld();
+  const retiredText = bucketRetired.map((entry) => `${entry.at} ${entry.path}\n`).join('');
+  await putIfChanged(bucket, BUCKET_RETIRED, Buffer.from(retiredText), SUMS_HEADERS);
   if (sums) await write(SHA256SUMS_PATH, sums, SUMS_HEADERS);
   await write(IMAGES_JSON, imagesJson, INDEX_HEADERS);
   await write(INDEX_JSON, indexJson, INDEX_HEADERS);
   try {
+    stillHeld();
     await bucket.delete(plan.remove);
   } catch (error) {
     // The bucket serves the new index whole: a refused clean-up is for the owner to see, not a failure.

@@ -88,12 +88,12 @@ describe('parseBuckets', () => {
     [[entry(), entry()].join('\n'), /two members of the fleet are named lxc-images/],
     [
       [entry(['name: a']), entry(['name: b'])].join('\n'),
-      /a and b are the same bucket lxc-images with prefixes "" and "", one inside the other/,
+      /a and b are the same bucket lxc-images and prefix ""; list each once/,
     ],
     [entry(['name: registry.example']), /two members of the fleet are named registry\.example/],
     [
       [entry(['name: root']), entry(['name: inner', 'prefix: images/'])].join('\n'),
-      /root and inner are the same bucket lxc-images with prefixes "" and "images\/", one inside the other/,
+      /root and inner share bucket lxc-images, and one's prefix lies in the other's images\/ folder \("" and "images\/"\)/,
     ],
     [
       Array(5)
@@ -104,6 +104,15 @@ describe('parseBuckets', () => {
     ],
   ])('refuses %#', (text, message) => {
     expect(refusal(text).message).toMatch(message);
+  });
+
+  it('takes two registries of one bucket side by side, or one in a folder of the other that it does not own', () => {
+    const both = parseBuckets(
+      [entry(['name: root']), entry(['name: beside', 'prefix: staging/lxc/'])].join('\n'),
+      [],
+      env(),
+    );
+    expect(both.map((bucket) => bucket.prefix)).toEqual(['', 'staging/lxc/']);
   });
 
   it('refuses credentials that are not named variables, without showing the value', () => {

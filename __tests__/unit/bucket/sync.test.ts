@@ -81,18 +81,50 @@ describe('retired lists', () => {
     const seconds = now.getTime() / 1000;
     const next = nextBucketRetired(
       [
-        { at: seconds - 60, path: 'images/recent' },
+        { at: seconds - 60, path: 'images/dropped-before' },
         { at: seconds - 7200, path: 'images/past-grace' },
         { at: seconds - 60, path: 'images/named-again' },
       ],
-      new Set(['images/kept-named', 'images/dropped-now', 'images/recent']),
+      new Set(['images/kept-named', 'images/dropped-now']),
       new Set(['images/kept-named', 'images/named-again']),
       seconds,
     );
     expect(next).toEqual([
-      { at: seconds - 60, path: 'images/recent' },
       { at: seconds, path: 'images/dropped-now' },
+      { at: seconds - 60, path: 'images/dropped-before' },
     ]);
+  });
+
+  it('stamps again, now, a file the served index still names though an earlier sync that failed listed it', () => {
+    const seconds = now.getTime() / 1000;
+    // A sync an hour ago listed it, then failed before its index went up: clients still read it.
+    const next = nextBucketRetired(
+      [{ at: seconds - 3600, path: 'images/old' }],
+      new Set(['images/old']),
+      new Set(['images/new']),
+      seconds,
+    );
+    expect(next).toEqual([{ at: seconds, path: 'images/old' }]);
+  });
+
+  it('takes a stamp in the future as now, and keeps one line per file', () => {
+    const seconds = now.getTime() / 1000;
+    const next = nextBucketRetired(
+      [
+        { at: 999999999999, path: 'images/future' },
+        { at: seconds - 100, path: 'images/twice' },
+        { at: seconds - 50, path: 'images/twice' },
+      ],
+      new Set(),
+      new Set(),
+      seconds,
+    );
+    expect(next).toEqual([
+      { at: seconds, path: 'images/future' },
+      { at: seconds - 50, path: 'images/twice' },
+    ]);
+    // Past the grace from now: gone on the sync two hours on.
+    expect(nextBucketRetired(next, new Set(), new Set(), seconds + 7200)).toEqual([]);
   });
 });
 

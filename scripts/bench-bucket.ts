@@ -14,10 +14,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { inputEnv, inputsFor, type Inputs } from '../__tests__/harness/action.js';
 import { startObjectStore, type ObjectStore } from '../__tests__/harness/bucket.js';
-import { makeSplitContainerImage, type TestImage } from '../__tests__/harness/images.js';
+import type { TestImage } from '../__tests__/harness/images.js';
 import { startProxy, type TcpProxy } from '../__tests__/harness/proxy.js';
 import { startRegistry } from '../__tests__/harness/registry.js';
-import { median, replaceBetween, resetRegistry, runBundleMeasured, type MeasuredRun } from './bench-common.js';
+import {
+  benchImages,
+  median,
+  replaceBetween,
+  resetRegistry,
+  runBundleMeasured,
+  type MeasuredRun,
+} from './bench-common.js';
 
 const MiB = 1024 * 1024;
 const BUCKET = 'bench';
@@ -59,15 +66,7 @@ const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-bench-bucket-
 const rows: Row[] = [];
 try {
   await store.createBucket(BUCKET);
-  const images = new Map<number, { image: TestImage; bytes: number }>();
-  for (const size of sizes) {
-    process.stderr.write(`building a ${size} MiB image…\n`);
-    const image = await makeSplitContainerImage(path.join(work, `${size}`), {
-      rootfsBytes: size * MiB,
-      compression: 'gzip',
-    });
-    images.set(size, { image, bytes: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size });
-  }
+  const images = await benchImages(sizes, work);
   const storePort = Number(new URL(store.endpoint).port);
   for (const rate of linkRates) {
     const proxies: TcpProxy[] = [];

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseGithubOutput } from '../__tests__/harness/action.js';
+import { makeSplitContainerImage, type TestImage } from '../__tests__/harness/images.js';
 import type { Registry } from '../__tests__/harness/registry.js';
 
 export const median = (values: number[]): number => {
@@ -19,6 +20,23 @@ export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const started = process.hrtime.bigint();
   const value = await fn();
   return [Number(process.hrtime.bigint() - started) / 1e9, value];
+}
+
+/** A split container image of each size (MiB) under `work`, with the bytes of its two files. */
+export async function benchImages(
+  sizes: readonly number[],
+  work: string,
+): Promise<Map<number, { image: TestImage; bytes: number }>> {
+  const images = new Map<number, { image: TestImage; bytes: number }>();
+  for (const size of sizes) {
+    process.stderr.write(`building a ${size} MiB image…\n`);
+    const image = await makeSplitContainerImage(path.join(work, `${size}`), {
+      rootfsBytes: size * 1024 * 1024,
+      compression: 'gzip',
+    });
+    images.set(size, { image, bytes: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size });
+  }
+  return images;
 }
 
 /** Empties the registry, as a fresh one. */

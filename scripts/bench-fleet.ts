@@ -15,7 +15,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inputEnv, inputsFor, type Inputs } from '../__tests__/harness/action.js';
-import { makeSplitContainerImage, type TestImage } from '../__tests__/harness/images.js';
+import type { TestImage } from '../__tests__/harness/images.js';
 import { startProxy, type TcpProxy } from '../__tests__/harness/proxy.js';
 import { startRegistry, type Registry } from '../__tests__/harness/registry.js';
 import {
@@ -25,6 +25,7 @@ import {
   resetRegistry,
   runBundleMeasured,
   type MeasuredRun,
+  benchImages,
 } from './bench-common.js';
 
 const MiB = 1024 * 1024;
@@ -86,15 +87,7 @@ const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'lxc-publish-bench-fleet-'
 const rows: Row[] = [];
 try {
   const [primary, ...others] = servers;
-  const images = new Map<number, { image: TestImage; bytes: number }>();
-  for (const size of sizes) {
-    process.stderr.write(`building a ${size} MiB image…\n`);
-    const image = await makeSplitContainerImage(path.join(work, `${size}`), {
-      rootfsBytes: size * MiB,
-      compression: 'gzip',
-    });
-    images.set(size, { image, bytes: (await fsp.stat(image.metadata)).size + (await fsp.stat(image.rootfs)).size });
-  }
+  const images = await benchImages(sizes, work);
   for (const rate of linkRates) {
     const proxies: TcpProxy[] = [];
     try {

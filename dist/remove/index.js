@@ -96677,14 +96677,12 @@ class FleetChangeFailed extends errors/* ActionError */.lZ {
     }
 }
 /** Makes the change on every server, or (when one fails before committing) on none. */
-async function onFleet(settings, operation) {
+async function onFleet(settings, { operation, caughtUp }) {
     const runs = fleetOf(settings).map((server) => ({ server }));
     const buckets = bucketRunsOf(settings.buckets);
     const members = [...runs, ...buckets];
     const turns = lockTurns(runs);
     const ready = new Barrier(runs.length, sameImage);
-    // The alias sub-action always names aliases; the remove sub-action none.
-    const caughtUp = settings.aliases.length === 0 ? 'removed' : 'updated';
     try {
         await debug_timedGroup(`Connect to ${describeFleet(runs, buckets)}`, () => Promise.all(members.map((run) => onServer(run.server.name, async () => {
             try {
@@ -96792,8 +96790,8 @@ function failure(phase, failed, runs, committing) {
                 `gone through. ${rerun}`;
     return new FleetChangeFailed(message, input, outcomes(runs, committing));
 }
-/** Runs the operation on the one server, or on the fleet, and reports. */
-async function makeChange(settings, operation) {
+async function makeChange(settings, change) {
+    const { operation } = change;
     if (settings.mirrors.length === 0 && settings.buckets.length === 0) {
         const registry = await debug_timedGroup(`Connect to ${settings.host}:${settings.port}`, () => registry_Registry.open({ ...settings, uploadDir: '' }));
         let result;
@@ -96807,7 +96805,7 @@ async function makeChange(settings, operation) {
         return;
     }
     try {
-        const { result, servers } = await onFleet(settings, operation);
+        const { result, servers } = await onFleet(settings, change);
         await report(result, settings, servers);
     }
     catch (error) {
@@ -96829,14 +96827,20 @@ async function report(result, settings, servers) {
 function runAlias() {
     return runStep('Aliases not changed', async (onSettings) => {
         const settings = onSettings(readDayTwoSettings('alias'));
-        await makeChange(settings, (registry, options) => timedGroup('Put the aliases in place under the registry lock', () => setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options })));
+        await makeChange(settings, {
+            operation: (registry, options) => timedGroup('Put the aliases in place under the registry lock', () => setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options })),
+            caughtUp: 'updated',
+        });
     });
 }
 /** uses: crynux/lxc-publish/remove */
 function runRemove() {
     return (0,step/* runStep */.e)('Image not removed', async (onSettings) => {
         const settings = onSettings(inputs_readDayTwoSettings('remove'));
-        await makeChange(settings, (registry, options) => debug_timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, force: settings.force, options })));
+        await makeChange(settings, {
+            operation: (registry, options) => debug_timedGroup('Remove the image under the registry lock', () => removeImage(registry, { reference: settings.reference, force: settings.force, options })),
+            caughtUp: 'removed',
+        });
     });
 }
 

@@ -81,15 +81,13 @@ class FleetChangeFailed extends ActionError {
 /** Makes the change on every server, or (when one fails before committing) on none. */
 async function onFleet(
   settings: DayTwoSettings,
-  operation: Operation,
+  { operation, caughtUp }: Change,
 ): Promise<{ result: DayTwoResult; servers: ServerOutcome<DayTwoResult>[] }> {
   const runs: FleetRun[] = fleetOf(settings).map((server) => ({ server }));
   const buckets = bucketRunsOf<DayTwoResult>(settings.buckets);
   const members: (FleetRun | BucketRun<DayTwoResult>)[] = [...runs, ...buckets];
   const turns = lockTurns(runs);
   const ready = new Barrier<string | undefined>(runs.length, sameImage);
-  // The alias sub-action always names aliases; the remove sub-action none.
-  const caughtUp = settings.aliases.length === 0 ? 'removed' : 'updated';
   try {
     await timedGroup(`Connect to ${describeFleet(runs, buckets)}`, () =>
       Promise.all(
@@ -199,7 +197,17 @@ function failure(phase: string, failed: Member[], runs: Member[], committing: bo
 }
 
 /** Runs the operation on the one server, or on the fleet, and reports. */
-async function makeChange(settings: DayTwoSettings, operation: Operation): Promise<void> {
+/**
+ * A sub-action's change: the operation on one server, and the status a bucket reports when it
+ * gets a change its server had already (the server reports unchanged or not-found).
+ */
+interface Change {
+  operation: Operation;
+  caughtUp: DayTwoResult['status'];
+}
+
+async function makeChange(settings: DayTwoSettings, change: Change): Promise<void> {
+  const { operation } = change;
   if (settings.mirrors.length === 0 && settings.buckets.length === 0) {
     const registry = await timedGroup(`Connect to ${settings.host}:${settings.port}`, () =>
       Registry.open({ ...settings, uploadDir: '' }),
@@ -214,7 +222,7 @@ async function makeChange(settings: DayTwoSettings, operation: Operation): Promi
     return;
   }
   try {
-    const { result, servers } = await onFleet(settings, operation);
+    const { result, servers } = await onFleet(settings, change);
     await report(result, settings, servers);
   } catch (error) {
     if (error instanceof FleetChangeFailed) setServersOutput(error.servers);
@@ -239,11 +247,13 @@ async function report(
 export function runAlias(): Promise<void> {
   return runStep('Aliases not changed', async (onSettings) => {
     const settings = onSettings(readDayTwoSettings('alias'));
-    await makeChange(settings, (registry, options) =>
-      timedGroup('Put the aliases in place under the registry lock', () =>
-        setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options }),
-      ),
-    );
+    await makeChange(settings, {
+      operation: (registry, options) =>
+        timedGroup('Put the aliases in place under the registry lock', () =>
+          setAliases(registry, { reference: settings.reference, aliases: settings.aliases, options }),
+        ),
+      caughtUp: 'updated',
+    });
   });
 }
 
@@ -251,10 +261,12 @@ export function runAlias(): Promise<void> {
 export function runRemove(): Promise<void> {
   return runStep('Image not removed', async (onSettings) => {
     const settings = onSettings(readDayTwoSettings('remove'));
-    await makeChange(settings, (registry, options) =>
-      timedGroup('Remove the image under the registry lock', () =>
-        removeImage(registry, { reference: settings.reference, force: settings.force, options }),
-      ),
-    );
+    await makeChange(settings, {
+      operation: (registry, options) =>
+        timedGroup('Remove the image under the registry lock', () =>
+          removeImage(registry, { reference: settings.reference, force: settings.force, options }),
+        ),
+      caughtUp: 'removed',
+    });
   });
 }
